@@ -1,0 +1,2 @@
+/// Placeholder module file; the bench-serving client lives in this target.
+enum BenchModule {}

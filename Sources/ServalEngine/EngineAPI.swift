@@ -1,0 +1,155 @@
+import ServalModels
+
+/// Per-request sampling settings (SGLang's `sampling_params`, OpenAI's fields
+/// mapped onto them by the server). Defaults match SGLang's.
+public struct SamplingParams: Sendable, Equatable {
+    public var temperature: Float = 1.0
+    public var topP: Float = 1.0
+    /// 0 or -1 means off.
+    public var topK: Int = -1
+    public var minP: Float = 0
+    public var frequencyPenalty: Float = 0
+    public var presencePenalty: Float = 0
+    public var repetitionPenalty: Float = 1
+    public var maxNewTokens: Int = 128
+    public var minNewTokens: Int = 0
+    public var stop: [String] = []
+    public var stopTokenIDs: [Int32] = []
+    public var ignoreEOS: Bool = false
+    public var skipSpecialTokens: Bool = true
+    public var seed: UInt64? = nil
+    public var logitBias: [Int32: Float] = [:]
+    /// Return the chosen token's logprob (and `topLogprobs` alternatives) per output token.
+    public var logprobs: Bool = false
+    public var topLogprobs: Int = 0
+
+    public init() {}
+}
+
+/// One generation request as the engine sees it: token ids in, no JSON.
+public struct GenerateRequest: Sendable {
+    public var rid: String
+    public var inputIDs: [Int32]
+    public var sampling: SamplingParams
+
+    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams) {
+        self.rid = rid
+        self.inputIDs = inputIDs
+        self.sampling = sampling
+    }
+}
+
+/// Why a request ended; maps straight onto OpenAI's `finish_reason`.
+public enum FinishReason: Sendable, Equatable {
+    /// EOS, a stop token id, or a stop string (`matched` is what matched).
+    case stop(matched: StopMatch?)
+    /// Reached max_new_tokens or the context length.
+    case length
+    /// Aborted by the client, an abort request, or shutdown.
+    case abort(message: String)
+
+    public var openAIName: String {
+        switch self {
+        case .stop: return "stop"
+        case .length: return "length"
+        case .abort: return "abort"
+        }
+    }
+}
+
+public enum StopMatch: Sendable, Equatable {
+    case token(Int32)
+    case string(String)
+}
+
+/// Log-probability of one output token, with alternatives when asked for.
+public struct TokenLogprob: Sendable, Equatable {
+    public var tokenID: Int32
+    public var logprob: Float
+    public var top: [(tokenID: Int32, logprob: Float)]
+
+    public init(tokenID: Int32, logprob: Float, top: [(tokenID: Int32, logprob: Float)]) {
+        self.tokenID = tokenID
+        self.logprob = logprob
+        self.top = top
+    }
+
+    public static func == (a: TokenLogprob, b: TokenLogprob) -> Bool {
+        a.tokenID == b.tokenID && a.logprob == b.logprob && a.top.map(\.tokenID) == b.top.map(\.tokenID)
+            && a.top.map(\.logprob) == b.top.map(\.logprob)
+    }
+}
+
+/// What a request's stream yields.
+public enum GenerationEvent: Sendable {
+    /// New output: the text that is now final (stop strings already cut, never half a
+    /// UTF-8 character), the token ids behind it, and their logprobs if asked for.
+    case output(text: String, tokenIDs: [Int32], logprobs: [TokenLogprob])
+    /// The request ended. Always the last event.
+    case finished(FinishInfo)
+}
+
+public struct FinishInfo: Sendable, Equatable {
+    public var reason: FinishReason
+    public var promptTokens: Int
+    public var completionTokens: Int
+    /// Prompt tokens served from the radix cache.
+    public var cachedTokens: Int
+
+    public init(reason: FinishReason, promptTokens: Int, completionTokens: Int, cachedTokens: Int) {
+        self.reason = reason
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.cachedTokens = cachedTokens
+    }
+}
+
+/// Load figures (`/get_load`, `/metrics`).
+public struct EngineLoad: Sendable, Equatable {
+    public var runningRequests: Int
+    public var queuedRequests: Int
+    /// KV slots in use by running requests or cached, over the pool size.
+    public var tokenUsage: Double
+    public var usedTokens: Int
+    public var totalTokens: Int
+    public init(runningRequests: Int, queuedRequests: Int, tokenUsage: Double, usedTokens: Int, totalTokens: Int) {
+        self.runningRequests = runningRequests
+        self.queuedRequests = queuedRequests
+        self.tokenUsage = tokenUsage
+        self.usedTokens = usedTokens
+        self.totalTokens = totalTokens
+    }
+}
+
+/// Cumulative counters (`/metrics`).
+public struct EngineStats: Sendable, Equatable {
+    public var promptTokensTotal: Int = 0
+    public var generationTokensTotal: Int = 0
+    public var requestsTotal: Int = 0
+    public var cachedTokensTotal: Int = 0
+    /// Cache hits over prompt tokens seen, 0...1.
+    public var cacheHitRate: Double = 0
+    /// Output tokens/s over the last few seconds.
+    public var genThroughput: Double = 0
+    public var retractionsTotal: Int = 0
+    public init() {}
+}
+
+/// The engine as the server sees it. `Engine` is the real one; the server's
+/// HTTP-layer unit tests may use a test double.
+public protocol EngineHandle: AnyObject, Sendable {
+    var modelInfo: ModelInfo { get }
+    /// Max prompt + output tokens of one request.
+    var contextLength: Int { get }
+    /// Starts a request; events arrive until `.finished`. Cancelling the
+    /// consuming task (client disconnect) aborts the request and frees its KV.
+    func submit(_ request: GenerateRequest) -> AsyncStream<GenerationEvent>
+    /// Aborts a running or queued request; false if no such rid.
+    @discardableResult func abort(rid: String) -> Bool
+    func load() -> EngineLoad
+    func stats() -> EngineStats
+    /// Empties the radix cache; false (and nothing done) while requests run.
+    func flushCache() async -> Bool
+    /// Stops taking requests, finishes (drain) or aborts the running ones, then returns.
+    func shutdown(drain: Bool) async
+}

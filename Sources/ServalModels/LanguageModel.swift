@@ -1,0 +1,54 @@
+/// A loaded causal language model, seen from the engine.
+///
+/// The engine owns *which* KV slots each sequence uses; the model owns the
+/// storage behind them (`KVCacheStorage`), created once with a fixed number of
+/// slots. `forward` is called from one thread at a time (the engine loop) and
+/// parallelises internally.
+public protocol LanguageModel: AnyObject, Sendable {
+    /// Architecture and size figures (layers, heads, vocab, context length, ...).
+    var info: ModelInfo { get }
+    /// Bytes of KV storage one token slot takes (all layers, K and V).
+    var kvBytesPerToken: Int { get }
+    /// Allocates KV storage for `slots` token slots.
+    func makeKVCache(slots: Int) throws -> any KVCacheStorage
+    /// Runs one batch; see `ForwardBatch`.
+    func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput
+}
+
+/// KV memory for a fixed number of token slots (slot ids `0 ..< slotCount`).
+public protocol KVCacheStorage: AnyObject, Sendable {
+    var slotCount: Int { get }
+}
+
+/// What the server reports about a model (`/get_model_info`, startup log).
+public struct ModelInfo: Sendable, Equatable {
+    public var architecture: String
+    public var name: String
+    public var vocabSize: Int
+    public var contextLength: Int
+    public var hiddenSize: Int
+    public var layerCount: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var parameterCount: Int
+    public var weightBytes: Int
+    public var weightTypes: String
+
+    public init(architecture: String, name: String, vocabSize: Int, contextLength: Int, hiddenSize: Int,
+                layerCount: Int, headCount: Int, kvHeadCount: Int, headDim: Int,
+                parameterCount: Int, weightBytes: Int, weightTypes: String) {
+        self.architecture = architecture
+        self.name = name
+        self.vocabSize = vocabSize
+        self.contextLength = contextLength
+        self.hiddenSize = hiddenSize
+        self.layerCount = layerCount
+        self.headCount = headCount
+        self.kvHeadCount = kvHeadCount
+        self.headDim = headDim
+        self.parameterCount = parameterCount
+        self.weightBytes = weightBytes
+        self.weightTypes = weightTypes
+    }
+}

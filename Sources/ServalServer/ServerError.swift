@@ -1,0 +1,2 @@
+/// Placeholder module file; the HTTP server lives in this target.
+enum ServerModule {}

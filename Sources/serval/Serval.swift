@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Serval: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serval",
+        abstract: "Serval: a fast LLM serving system (engine, OpenAI-compatible server, gateway).",
+        subcommands: [
+            Generate.self,
+            BenchOneBatch.self,
+            LaunchServer.self,
+            BenchServing.self,
+        ]
+    )
+}
