@@ -86,7 +86,7 @@ public final class GGUFFile: @unchecked Sendable {
             }
             let off = try r.u64(name)
             guard off < UInt64(file.size) else {
-                throw FormatError(file: path, item: name, "data offset \(off) is beyond the end of the file")
+                throw FormatError(file: path, item: name, "data offset \(off) is beyond the end of the file (\(file.size) bytes); the file is truncated or corrupt")
             }
             guard Int(off) % alignment == 0 else {
                 throw FormatError(file: path, item: name, "data offset \(off) is not aligned to \(alignment)")
@@ -155,6 +155,12 @@ public final class GGUFFile: @unchecked Sendable {
 struct GGUFReader {
     let file: MappedFile
     var offset = 0
+    /// Budget of array elements for the whole file (see `maxArrayElements`).
+    var arrayElementsLeft = GGUFReader.maxArrayElements
+
+    /// Most metadata array elements a file may hold in total: 8M, far above any real
+    /// tokenizer (256k tokens × 3 arrays + merges) and a bound on memory for corrupt files.
+    static let maxArrayElements = 1 << 23
 
     init(file: MappedFile) { self.file = file }
 
@@ -218,6 +224,13 @@ struct GGUFReader {
             default: throw FormatError(file: file.path, item: item, "unknown array element type \(elemType)")
             }
             let n = try count(item, minBytesEach: minSize)
+            // Each element becomes a GGUFValue (tens of bytes), so a corrupt count that still fits
+            // in a large file could make us allocate gigabytes; real tokenizers need well under this.
+            guard n <= arrayElementsLeft else {
+                throw FormatError(file: file.path, item: item,
+                                  "metadata arrays hold more than \(Self.maxArrayElements) elements in total; the file is corrupt")
+            }
+            arrayElementsLeft -= n
             var items: [GGUFValue] = []
             items.reserveCapacity(n)
             for _ in 0..<n { items.append(try value(type: elemType, item: item, depth: depth + 1)) }
