@@ -189,6 +189,22 @@ struct GGUFReader {
         return Int(n)
     }
 
+    /// `n` fixed-size little-endian values read in one bounds check.
+    mutating func scalars<T: FixedWidthInteger>(_ n: Int, _: T.Type, _ item: String,
+                                                _ wrap: (T) -> GGUFValue) throws(FormatError) -> [GGUFValue] {
+        let size = MemoryLayout<T>.size
+        guard n <= (file.size - offset) / size else { throw truncated(item) }
+        let base = file.base + offset
+        let out = [GGUFValue](unsafeUninitializedCapacity: n) { buf, initialized in
+            for i in 0..<n {
+                buf.initializeElement(at: i, to: wrap(T(littleEndian: base.loadUnaligned(fromByteOffset: i * size, as: T.self))))
+            }
+            initialized = n
+        }
+        offset += n * size
+        return out
+    }
+
     mutating func string(_ item: String) throws(FormatError) -> String {
         let n = try u64(item)
         guard n <= UInt64(file.size - offset) else { throw truncated(item) }
@@ -231,10 +247,29 @@ struct GGUFReader {
                                   "metadata arrays hold more than \(Self.maxArrayElements) elements in total; the file is corrupt")
             }
             arrayElementsLeft -= n
-            var items: [GGUFValue] = []
-            items.reserveCapacity(n)
-            for _ in 0..<n { items.append(try value(type: elemType, item: item, depth: depth + 1)) }
-            return .array(items)
+            // Fast paths for the big tokenizer arrays (token strings, scores, token types).
+            switch elemType {
+            case 0: return .array(try scalars(n, UInt8.self, item) { .uint8($0) })
+            case 1: return .array(try scalars(n, Int8.self, item) { .int8($0) })
+            case 2: return .array(try scalars(n, UInt16.self, item) { .uint16($0) })
+            case 3: return .array(try scalars(n, Int16.self, item) { .int16($0) })
+            case 4: return .array(try scalars(n, UInt32.self, item) { .uint32($0) })
+            case 5: return .array(try scalars(n, Int32.self, item) { .int32($0) })
+            case 6: return .array(try scalars(n, UInt32.self, item) { .float32(Float(bitPattern: $0)) })
+            case 10: return .array(try scalars(n, UInt64.self, item) { .uint64($0) })
+            case 11: return .array(try scalars(n, Int64.self, item) { .int64($0) })
+            case 12: return .array(try scalars(n, UInt64.self, item) { .float64(Double(bitPattern: $0)) })
+            case 8:
+                var items: [GGUFValue] = []
+                items.reserveCapacity(n)
+                for _ in 0..<n { items.append(.string(try string(item))) }
+                return .array(items)
+            default:
+                var items: [GGUFValue] = []
+                items.reserveCapacity(n)
+                for _ in 0..<n { items.append(try value(type: elemType, item: item, depth: depth + 1)) }
+                return .array(items)
+            }
         case 10: return .uint64(try take(UInt64.self, item))
         case 11: return .int64(try take(Int64.self, item))
         case 12: return .float64(Double(bitPattern: try take(UInt64.self, item)))

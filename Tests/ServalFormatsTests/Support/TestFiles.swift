@@ -106,8 +106,10 @@ func formatError<T>(_ body: () throws -> T) -> (FormatError?, Error?) {
     }
 }
 
-/// Whether `e` is a usable one-line error for `path`: names the file, says something, no newline.
+/// Whether `e` is a usable one-line error for `path`: names the file, says something, and has
+/// no control characters (newlines, escapes) and no runaway length.
 func isCleanError(_ e: FormatError, file path: String) -> Bool {
     let d = e.description
-    return e.file == path && d.hasPrefix(path) && !e.message.isEmpty && !d.contains("\n")
+    let printable = d.unicodeScalars.allSatisfy { $0.value >= 0x20 && !(0x7F...0x9F).contains($0.value) }
+    return e.file == path && d.hasPrefix(path) && !e.message.isEmpty && printable && d.count < path.count + 1400
 }
