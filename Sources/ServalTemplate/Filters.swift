@@ -53,7 +53,7 @@ enum Filters {
             var opts = JSONEncoder.Options(indent: indent, itemSeparator: indent == nil ? ", " : ",", keySeparator: ": ",
                                            sortKeys: p[3]?.truthy ?? false)
             if let sep = p[2], !(sep.isNoneLike) {
-                guard case .list(let parts) = sep, parts.count == 2,
+                guard let parts = sep.sequence, parts.count == 2,
                       case .string(let a) = parts[0], case .string(let b) = parts[1]
                 else { throw err("separators must be a pair of strings") }
                 opts.itemSeparator = a
@@ -111,7 +111,7 @@ enum Filters {
             _ = try bind([])
             if v.isUndefined { return .list([]) }
             guard case .dict(let d) = v else { throw err("can only get item pairs from a mapping, not \(v.typeName)") }
-            return .list(d.entries.map { .list([.string($0.key), $0.value]) })
+            return .list(d.entries.map { .tuple([.string($0.key), $0.value]) })
         case "reverse":
             _ = try bind([])
             if case .string(let s) = v { return .string(String(String.UnicodeScalarView(s.unicodeScalars.reversed()))) }
@@ -217,7 +217,7 @@ enum Filters {
             let scale = pow(10.0, Double(precision))
             let rule: FloatingPointRoundingRule
             switch method {
-            case "common": rule = .toNearestOrAwayFromZero
+            case "common": rule = .toNearestOrEven  // Python's round() is banker's rounding
             case "ceil": rule = .up
             case "floor": rule = .down
             default: throw err("method must be 'common', 'ceil' or 'floor'")
@@ -259,7 +259,7 @@ enum Filters {
             let p = try bind(["case_sensitive", "by", "reverse"])
             guard case .dict(let d) = v else { throw err("can only sort a mapping, not \(v.typeName)") }
             let byValue = p[1]?.str() == "value"
-            let pairs = d.entries.map { Value.list([.string($0.key), $0.value]) }
+            let pairs = d.entries.map { Value.tuple([.string($0.key), $0.value]) }
             let sorted = try apply("sort", .list(pairs), CallArguments(keyword: [("reverse", p[2] ?? .bool(false)), ("case_sensitive", p[0] ?? .bool(false)), ("attribute", .int(byValue ? 1 : 0))]), line: line, interpreter: interpreter)
             return sorted
         default:
@@ -270,7 +270,7 @@ enum Filters {
     static func length(_ v: Value, _ err: (String) -> TemplateError) throws -> Int {
         switch v {
         case .string(let s): return s.unicodeScalars.count
-        case .list(let l): return l.count
+        case .list(let l), .tuple(let l): return l.count
         case .dict(let d): return d.count
         case .undefined: return 0
         default: throw err("object of type '\(v.typeName)' has no len()")

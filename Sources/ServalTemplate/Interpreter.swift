@@ -153,7 +153,7 @@ struct Interpreter {
     /// Python iteration: lists by element, dicts by key, strings by character, undefined as empty.
     func iterate(_ v: Value, line: Int) throws -> [Value] {
         switch v {
-        case .list(let l): return l
+        case .list(let l), .tuple(let l): return l
         case .dict(let d): return d.keys.map { .string($0) }
         case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
         case .undefined: return []
@@ -172,8 +172,10 @@ struct Interpreter {
             if let v = scope.lookup(n) { return v }
             if let g = Globals.lookup(n) { return g }
             return .undefined(hint: "'\(n)' is undefined")
-        case .list(let items), .tuple(let items):
+        case .list(let items):
             return .list(try items.map { try eval($0, scope) })
+        case .tuple(let items):
+            return .tuple(try items.map { try eval($0, scope) })
         case let .dict(pairs, line):
             var d = OrderedDict()
             for (k, v) in pairs {
@@ -279,7 +281,7 @@ struct Interpreter {
         switch (obj, key) {
         case (.undefined(let hint), _):
             throw TemplateError("\(hint) (indexing at line \(line))")
-        case let (.list(l), _) where key.integer != nil:
+        case let (.list(l), _) where key.integer != nil, let (.tuple(l), _) where key.integer != nil:
             var i = key.integer!
             if i < 0 { i += l.count }
             return (i >= 0 && i < l.count) ? l[i] : .undefined(hint: "list index out of range")
@@ -322,6 +324,7 @@ struct Interpreter {
         }
         switch v {
         case .list(let l): return .list(indices(l.count).map { l[$0] })
+        case .tuple(let l): return .tuple(indices(l.count).map { l[$0] })
         case .string(let s):
             let chars = Array(s.unicodeScalars)
             var out = String.UnicodeScalarView()

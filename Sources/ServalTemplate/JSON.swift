@@ -27,7 +27,7 @@ enum JSONEncoder {
             else if d.isInfinite { out += d < 0 ? "-Infinity" : "Infinity" }
             else { out += formatPythonFloat(d) }
         case .string(let s): writeString(s, into: &out)
-        case .list(let l):
+        case .list(let l), .tuple(let l):
             if l.isEmpty { out += "[]"; return }
             out += "["
             for (i, item) in l.enumerated() {

@@ -16,7 +16,7 @@ enum Methods {
             return .function(Function(name: "str.\(name)") { try stringMethod(s, name, $0) })
         case .dict(let d) where dictMethods.contains(name):
             return .function(Function(name: "dict.\(name)") { try dictMethod(d, name, $0) })
-        case .list(let l) where listMethods.contains(name):
+        case .list(let l) where listMethods.contains(name), .tuple(let l) where listMethods.contains(name):
             return .function(Function(name: "list.\(name)") { try listMethod(l, name, $0) })
         default:
             return nil
@@ -48,7 +48,7 @@ enum Methods {
             let candidates: [Value]
             switch p[0] {
             case .string?: candidates = [p[0]!]
-            case .list(let l)?: candidates = l
+            case .list(let l)?, .tuple(let l)?: candidates = l
             default: throw TemplateError("\(callee)() needs a string or tuple of strings")
             }
             for c in candidates {
@@ -80,7 +80,7 @@ enum Methods {
             return .int(Strings.split(s, sep: sub, maxSplit: -1).count - 1)
         case "join":
             let p = try args.bind(["iterable"], callee: callee)
-            guard case .list(let items)? = p[0] else { throw TemplateError("\(callee)() needs a list") }
+            guard let items = p[0]?.sequence else { throw TemplateError("\(callee)() needs a list") }
             return .string(try items.map { item -> String in
                 guard case .string(let x) = item else {
                     throw TemplateError("\(callee)(): expected str instance, \(item.typeName) found")
@@ -157,7 +157,7 @@ enum Methods {
         switch name {
         case "items":
             _ = try args.bind([], callee: callee)
-            return .list(d.entries.map { .list([.string($0.key), $0.value]) })
+            return .list(d.entries.map { .tuple([.string($0.key), $0.value]) })
         case "keys":
             _ = try args.bind([], callee: callee)
             return .list(d.keys.map { .string($0) })

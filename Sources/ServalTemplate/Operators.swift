@@ -10,6 +10,7 @@ enum Operators {
             switch (a, b) {
             case let (.string(x), .string(y)): return .string(x + y)
             case let (.list(x), .list(y)): return .list(x + y)
+            case let (.tuple(x), .tuple(y)): return .tuple(x + y)
             default: return try arithmetic(a, b, fail, int: { $0.addingReportingOverflow($1) }, double: +)
             }
         case "-":
@@ -103,7 +104,7 @@ enum Operators {
                 throw TemplateError("'in <string>' requires string as left operand, not \(needle.typeName) at line \(line)")
             }
             return n.isEmpty || s.contains(n)
-        case .list(let l): return l.contains { pythonEqual($0, needle) }
+        case .list(let l), .tuple(let l): return l.contains { pythonEqual($0, needle) }
         case .dict(let d):
             guard case .string(let k) = needle else { return false }
             return d[k] != nil

@@ -21,9 +21,9 @@ enum Tests {
         case "string": if case .string = v { return true }; return false
         case "mapping": if case .dict = v { return true }; return false
         case "iterable":
-            switch v { case .string, .list, .dict, .undefined: return true; default: return false }
+            switch v { case .string, .list, .tuple, .dict, .undefined: return true; default: return false }
         case "sequence":
-            switch v { case .string, .list, .dict: return true; default: return false }
+            switch v { case .string, .list, .tuple, .dict: return true; default: return false }
         case "callable": if case .function = v { return true }; return false
         case "odd", "even":
             guard let i = v.integer else { throw TemplateError("test '\(name)' at line \(line) needs an integer, got \(v.typeName)") }

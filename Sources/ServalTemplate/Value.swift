@@ -9,6 +9,8 @@ enum Value {
     case double(Double)
     case string(String)
     case list([Value])
+    /// Python tuple: behaves like a list but prints as `(a, b)` and is not equal to one.
+    case tuple([Value])
     case dict(OrderedDict)
     case namespace(Namespace)
     case function(Function)
@@ -38,6 +40,14 @@ enum Value {
         }
     }
 
+    /// The items of a list or tuple.
+    var sequence: [Value]? {
+        switch self {
+        case .list(let l), .tuple(let l): return l
+        default: return nil
+        }
+    }
+
     var isUndefined: Bool {
         if case .undefined = self { return true }
         return false
@@ -51,7 +61,7 @@ enum Value {
         case .int(let i): return i != 0
         case .double(let d): return d != 0
         case .string(let s): return !s.isEmpty
-        case .list(let l): return !l.isEmpty
+        case .list(let l), .tuple(let l): return !l.isEmpty
         case .dict(let d): return !d.isEmpty
         case .namespace, .function: return true
         }
@@ -67,6 +77,7 @@ enum Value {
         case .double: return "float"
         case .string: return "str"
         case .list: return "list"
+        case .tuple: return "tuple"
         case .dict: return "dict"
         case .namespace: return "Namespace"
         case .function: return "function"
@@ -92,6 +103,7 @@ enum Value {
         case .double(let d): return formatPythonFloat(d)
         case .string(let s): return pythonStringRepr(s)
         case .list(let l): return "[" + l.map { $0.repr() }.joined(separator: ", ") + "]"
+        case .tuple(let l): return "(" + l.map { $0.repr() }.joined(separator: ", ") + (l.count == 1 ? ",)" : ")")
         case .dict(let d):
             return "{" + d.entries.map { pythonStringRepr($0.key) + ": " + $0.value.repr() }.joined(separator: ", ") + "}"
         case .namespace(let ns):
@@ -126,7 +138,7 @@ enum Value {
         case .int(let i): return .int(i)
         case .double(let d): return .double(d)
         case .string(let s): return .string(s)
-        case .list(let l): return .array(try l.map { try $0.toTemplateValue() })
+        case .list(let l), .tuple(let l): return .array(try l.map { try $0.toTemplateValue() })
         case .dict(let d): return .object(try d.entries.map { ($0.key, try $0.value.toTemplateValue()) })
         case .namespace(let ns): return try Value.dict(ns.attributes).toTemplateValue()
         case .undefined, .function: throw TemplateError("cannot convert \(typeName) to a plain value")
@@ -208,7 +220,7 @@ func pythonEqual(_ a: Value, _ b: Value) -> Bool {
     switch (a, b) {
     case (.undefined, .undefined), (.none, .none): return true
     case let (.string(x), .string(y)): return x.unicodeScalars.elementsEqual(y.unicodeScalars)
-    case let (.list(x), .list(y)):
+    case let (.list(x), .list(y)), let (.tuple(x), .tuple(y)):
         return x.count == y.count && zip(x, y).allSatisfy { pythonEqual($0, $1) }
     case let (.dict(x), .dict(y)):
         guard x.count == y.count else { return false }
@@ -229,7 +241,7 @@ func pythonLess(_ a: Value, _ b: Value) throws -> Bool {
     switch (a, b) {
     case let (.string(x), .string(y)):
         return x.unicodeScalars.lexicographicallyPrecedes(y.unicodeScalars)
-    case let (.list(x), .list(y)):
+    case let (.list(x), .list(y)), let (.tuple(x), .tuple(y)):
         for (p, q) in zip(x, y) where !pythonEqual(p, q) { return try pythonLess(p, q) }
         return x.count < y.count
     default:
