@@ -72,6 +72,7 @@ struct Interpreter {
             guard case .namespace(let ns) = scope.lookup(obj) ?? .undefined(hint: "") else {
                 throw TemplateError("cannot assign attribute '\(attr)' on '\(obj)' at line \(line): only namespace() objects support attribute assignment")
             }
+            try Namespace.checkName(attr)
             ns.attributes[attr] = value
         case .tuple(let names):
             let items = try iterate(value, line: line)

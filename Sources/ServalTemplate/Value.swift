@@ -182,6 +182,13 @@ struct OrderedDict {
 final class Namespace {
     var attributes: OrderedDict
     init(_ attributes: OrderedDict) { self.attributes = attributes }
+
+    /// transformers rejects underscore-prefixed namespace attributes (sandbox hardening).
+    static func checkName(_ name: String) throws {
+        if name.hasPrefix("_") {
+            throw TemplateError("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(name)'. Please rename the attribute.")
+        }
+    }
 }
 
 struct CallArguments {
