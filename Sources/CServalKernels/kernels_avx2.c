@@ -279,6 +279,114 @@ DEFINE_F(K_F32)
 DEFINE_F(K_F16)
 DEFINE_F(K_BF16)
 
+// ---- K-quants (Q4_K, Q5_K, Q6_K) x Q8_K activations: 1 weight row x NA activation rows ----
+
+enum { K_Q4_K, K_Q5_K, K_Q6_K };
+
+AVX2_INLINE void tile_kq(int kind, int NA, const uint8_t *w, const uint8_t *x, size_t xstride,
+                         int64_t nb, float *y, int64_t ldy) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 acc[4];
+    float macc[4] = {0, 0, 0, 0};
+    for (int j = 0; j < NA; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const sv_block_q8_K *xb[4];
+        for (int j = 0; j < NA; j++) xb[j] = (const sv_block_q8_K *)(x + (size_t)j * xstride) + b;
+        __m256i sumi[4];
+        for (int j = 0; j < NA; j++) sumi[j] = _mm256_setzero_si256();
+        if (kind == K_Q6_K) {
+            const sv_block_q6_K *wb = (const sv_block_q6_K *)w + b;
+            const float dw = half(wb->d);
+            for (int h = 0; h < 2; h++) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+                for (int qq = 0; qq < 4; qq++) {
+                    const int g = h * 8 + qq * 2;
+                    const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(wb->scales[g + 1]), _mm_set1_epi16(wb->scales[g]));
+                    for (int j = 0; j < NA; j++) {
+                        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xb[j]->qs + 128 * h + 32 * qq));
+                        sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[qq], xv), sc));
+                    }
+                }
+            }
+            for (int j = 0; j < NA; j++) {
+                int off = 0;
+                for (int g = 0; g < 16; g++) off += wb->scales[g] * xb[j]->bsums[g];
+                const float dd = dw * xb[j]->d;
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(dd), acc[j]);
+                macc[j] -= dd * 32.0f * (float)off;
+            }
+        } else {
+            const sv_block_q4_K *w4 = (const sv_block_q4_K *)w + b;
+            const sv_block_q5_K *w5 = (const sv_block_q5_K *)w + b;
+            const uint8_t *scales = kind == K_Q4_K ? w4->scales : w5->scales;
+            const uint8_t *qs = kind == K_Q4_K ? w4->qs : w5->qs;
+            const float dw = half(kind == K_Q4_K ? w4->d : w5->d), dmin = half(kind == K_Q4_K ? w4->dmin : w5->dmin);
+            uint8_t sc[8], mn[8];
+            for (int g = 0; g < 8; g++) sv_scale_min_k4(g, scales, &sc[g], &mn[g]);
+            __m256i hb = _mm256_setzero_si256();
+            if (kind == K_Q5_K) hb = _mm256_loadu_si256((const __m256i *)w5->qh);
+            for (int c = 0; c < 4; c++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (kind == K_Q5_K) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
+                    hb = _mm256_srli_epi16(hb, 2);
+                }
+                const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+                for (int j = 0; j < NA; j++) {
+                    const __m256i x0 = _mm256_loadu_si256((const __m256i *)(xb[j]->qs + 64 * c));
+                    const __m256i x1 = _mm256_loadu_si256((const __m256i *)(xb[j]->qs + 64 * c + 32));
+                    const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s0),
+                                                       _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s1));
+                    sumi[j] = _mm256_add_epi32(sumi[j], p);
+                }
+            }
+            for (int j = 0; j < NA; j++) {
+                int summ = 0;
+                for (int g = 0; g < 8; g++) summ += mn[g] * (xb[j]->bsums[2 * g] + xb[j]->bsums[2 * g + 1]);
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(dw * xb[j]->d), acc[j]);
+                macc[j] -= dmin * xb[j]->d * (float)summ;
+            }
+        }
+    }
+    for (int j = 0; j < NA; j++) y[(int64_t)j * ldy] = hsum8(acc[j]) + macc[j];
+}
+
+#define DEFINE_KQ(kind)                                                                                  \
+    AVX2 static void mm_##kind(const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t o1,      \
+                               const uint8_t *x, size_t xstride, int64_t nx, float *y, int64_t ldy) {     \
+        int64_t chunk = (int64_t)(16384 / xstride) & ~3;                                                 \
+        if (chunk < 4) chunk = 4;                                                                         \
+        for (int64_t r0 = 0; r0 < nx; r0 += chunk) {                                                      \
+            const int64_t r1 = r0 + chunk < nx ? r0 + chunk : nx;                                         \
+            for (int64_t o = o0; o < o1; o++) {                                                           \
+                const uint8_t *wr = w + (size_t)o * wstride;                                              \
+                for (int64_t r = r0; r < r1; r += 4) {                                                    \
+                    const uint8_t *xr = x + (size_t)r * xstride;                                          \
+                    float *yr = y + r * ldy + o;                                                          \
+                    switch (r1 - r < 4 ? r1 - r : 4) {                                                    \
+                    case 4: tile_kq(kind, 4, wr, xr, xstride, nb, yr, ldy); break;                        \
+                    case 3: tile_kq(kind, 3, wr, xr, xstride, nb, yr, ldy); break;                        \
+                    case 2: tile_kq(kind, 2, wr, xr, xstride, nb, yr, ldy); break;                        \
+                    default: tile_kq(kind, 1, wr, xr, xstride, nb, yr, ldy); break;                       \
+                    }                                                                                     \
+                }                                                                                         \
+            }                                                                                             \
+        }                                                                                                 \
+    }
+
+DEFINE_KQ(K_Q4_K)
+DEFINE_KQ(K_Q5_K)
+DEFINE_KQ(K_Q6_K)
+
 int sv_matmul_avx2(int wtype, const void *w, size_t wstride, int64_t k,
                    int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                    float *y, int64_t ldy) {
@@ -289,7 +397,10 @@ int sv_matmul_avx2(int wtype, const void *w, size_t wstride, int64_t k,
     case SV_TYPE_F32: mm_K_F32(w, wstride, k, o0, o1, xq, (int64_t)(xstride / 4), nx, y, ldy); return 0;
     case SV_TYPE_F16: mm_K_F16(w, wstride, k, o0, o1, xq, (int64_t)(xstride / 4), nx, y, ldy); return 0;
     case SV_TYPE_BF16: mm_K_BF16(w, wstride, k, o0, o1, xq, (int64_t)(xstride / 4), nx, y, ldy); return 0;
-    default: return -1;  // K-quants: no AVX2 kernel yet, the scalar path serves them
+    case SV_TYPE_Q4_K: mm_K_Q4_K(w, wstride, k / 256, o0, o1, xq, xstride, nx, y, ldy); return 0;
+    case SV_TYPE_Q5_K: mm_K_Q5_K(w, wstride, k / 256, o0, o1, xq, xstride, nx, y, ldy); return 0;
+    case SV_TYPE_Q6_K: mm_K_Q6_K(w, wstride, k / 256, o0, o1, xq, xstride, nx, y, ldy); return 0;
+    default: return -1;
     }
 }
 #endif
