@@ -16,6 +16,9 @@
 
 /// Spin iterations (each a pause, ~10-40 ns) before a worker sleeps.
 #define SV_SPIN_LIMIT 20000
+/// Spin iterations before the caller, waiting for the last workers, starts to
+/// yield its core (sched_yield returns at once when no other thread wants it).
+#define SV_WAIT_SPIN_LIMIT 1000
 
 struct sv_pool {
     int threads;
@@ -121,7 +124,7 @@ void sv_pool_run(sv_pool *p, int64_t count, void (*fn)(void *, int64_t), void *c
     // Workers normally finish within microseconds; if one was descheduled (a
     // loaded machine), stop burning the core it may need and yield instead.
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
-        if (spins < SV_SPIN_LIMIT) SV_PAUSE();
+        if (spins < SV_WAIT_SPIN_LIMIT) SV_PAUSE();
         else sched_yield();
     }
 }
