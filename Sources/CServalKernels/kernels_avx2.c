@@ -179,28 +179,19 @@ AVX2_INLINE void tile_q32(int kind, int RW, int NA, const uint8_t *w, size_t wst
                     else { tile_q32(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 1; }        \
                     continue;                                                                             \
                 }                                                                                         \
-                const int rw = left >= 2 ? 2 : 1;                                                         \
+                /* Several rows: 1 weight row x 4 activation rows measured ~10% faster than 2 x 4    */  \
+                /* (fewer live registers), e.g. 1536x576 n=512: 43 -> 48 GFLOP/s per core.             */  \
                 for (int64_t r = r0; r < r1; r += 4) {                                                    \
                     const uint8_t *xr = x + (size_t)r * xstride;                                          \
                     float *yr = y + r * ldy + o;                                                          \
-                    const int64_t na = r1 - r < 4 ? r1 - r : 4;                                           \
-                    if (rw == 2) {                                                                        \
-                        switch (na) {                                                                     \
-                        case 4: tile_q32(kind, 2, 4, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 3: tile_q32(kind, 2, 3, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 2: tile_q32(kind, 2, 2, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        default: tile_q32(kind, 2, 1, wr, wstride, xr, xstride, nb, yr, ldy); break;      \
-                        }                                                                                 \
-                    } else {                                                                              \
-                        switch (na) {                                                                     \
-                        case 4: tile_q32(kind, 1, 4, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 3: tile_q32(kind, 1, 3, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 2: tile_q32(kind, 1, 2, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        default: tile_q32(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); break;      \
-                        }                                                                                 \
+                    switch (r1 - r < 4 ? r1 - r : 4) {                                                    \
+                    case 4: tile_q32(kind, 1, 4, wr, wstride, xr, xstride, nb, yr, ldy); break;           \
+                    case 3: tile_q32(kind, 1, 3, wr, wstride, xr, xstride, nb, yr, ldy); break;           \
+                    case 2: tile_q32(kind, 1, 2, wr, wstride, xr, xstride, nb, yr, ldy); break;           \
+                    default: tile_q32(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); break;          \
                     }                                                                                     \
                 }                                                                                         \
-                o += rw;                                                                                  \
+                o += 1;                                                                                   \
             }                                                                                             \
         }                                                                                                 \
     }
