@@ -103,7 +103,7 @@ struct HFModelConfigTests {
         #expect(try HFModelConfig(jsonData: Data(#"{"dtype": "float16"}"#.utf8)).weightDType == "float16")
         // Nothing at all is still a config; `require` names what is missing.
         let empty = try HFModelConfig(jsonData: Data("{}".utf8))
-        #expect(empty.resolvedHeadDim == nil && empty.eosTokenIds.isEmpty)
+        #expect(empty.resolvedHeadDim == nil && empty.eosTokenIds.isEmpty && !empty.tiesWordEmbeddings)
         let (e, _) = formatError { try empty.require(\.hiddenSize, "hidden_size") }
         #expect(e?.item == "hidden_size" && e?.message.contains("missing") == true)
         #expect(try Self.load("smollm2-135m-instruct").require(\.hiddenSize, "hidden_size") == 576)

@@ -205,6 +205,24 @@ struct GGUFReader {
         return out
     }
 
+    /// `n` length-prefixed strings in one tight loop (the vocabulary and merges arrays).
+    mutating func strings(_ n: Int, _ item: String) throws(FormatError) -> [GGUFValue] {
+        let base = file.base, size = file.size
+        var o = offset
+        var items: [GGUFValue] = []
+        items.reserveCapacity(n)
+        for _ in 0..<n {
+            guard o <= size - 8 else { throw truncated(item) }
+            let len = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt64.self))
+            o += 8
+            guard len <= UInt64(size - o) else { throw truncated(item) }
+            items.append(.string(String(decoding: UnsafeRawBufferPointer(start: base + o, count: Int(len)), as: UTF8.self)))
+            o += Int(len)
+        }
+        offset = o
+        return items
+    }
+
     mutating func string(_ item: String) throws(FormatError) -> String {
         let n = try u64(item)
         guard n <= UInt64(file.size - offset) else { throw truncated(item) }
@@ -259,11 +277,7 @@ struct GGUFReader {
             case 10: return .array(try scalars(n, UInt64.self, item) { .uint64($0) })
             case 11: return .array(try scalars(n, Int64.self, item) { .int64($0) })
             case 12: return .array(try scalars(n, UInt64.self, item) { .float64(Double(bitPattern: $0)) })
-            case 8:
-                var items: [GGUFValue] = []
-                items.reserveCapacity(n)
-                for _ in 0..<n { items.append(.string(try string(item))) }
-                return .array(items)
+            case 8: return .array(try strings(n, item))
             default:
                 var items: [GGUFValue] = []
                 items.reserveCapacity(n)

@@ -221,6 +221,9 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
     /// End-of-sequence ids (possibly several); empty when absent.
     public var eosTokenIds: [Int] { eosTokenId?.ids ?? [] }
 
-    /// Whether the output projection shares the embedding matrix; transformers defaults to true.
-    public var tiesWordEmbeddings: Bool { tieWordEmbeddings ?? true }
+    /// Whether the output projection shares the embedding matrix. When the key is absent this
+    /// is false, the default of transformers' Llama, Mistral, Qwen2 and DeepSeek configs (only
+    /// the generic PretrainedConfig defaults to true); a loader should still fall back to the
+    /// embedding when `lm_head.weight` is missing.
+    public var tiesWordEmbeddings: Bool { tieWordEmbeddings ?? false }
 }

@@ -34,10 +34,19 @@ final class TempDir {
         guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
         defer { close(fd) }
         let n = min(bytes.count, size)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, n) }
+        let written = bytes.withUnsafeBytes { posixWrite(fd, $0.baseAddress, n) }
         guard written == n, ftruncate(fd, off_t(size)) == 0 else { throw CocoaError(.fileWriteUnknown) }
         return p
     }
+}
+
+/// write(2), named apart from the instance methods called `write` above.
+private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(fd, p, n)
+    #else
+    return Darwin.write(fd, p, n)
+    #endif
 }
 
 /// A file edited in place with pwrite/ftruncate, so a test can try hundreds of damaged
