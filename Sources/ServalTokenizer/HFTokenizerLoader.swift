@@ -209,7 +209,9 @@ enum HFTokenizerLoader {
     ]
 
     /// Steps for one regex of a Split pre-tokenizer; nil if unknown.
-    static func steps(forPattern p: String) -> [PreTokenizer.Step]? {
+    static func steps(forPattern raw: String) -> [PreTokenizer.Step]? {
+        // Files write CR/LF either as regex escapes or as the characters themselves.
+        let p = raw.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
         if gpt2Patterns.contains(p) { return [.gpt2] }
         let llamaPrefixes = ["(?i:'s|'t|'re|'ve|'m|'ll|'d)", "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"]
         for prefix in llamaPrefixes {
@@ -228,7 +230,7 @@ enum HFTokenizerLoader {
         case "\\p{N}": return [.isolate(.number)]
         case "\\p{N}+": return [.runs(.number, max: .max)]
         case "[一-龥぀-ゟ゠-ヿ]+": return [.runs(.cjkKana, max: .max)]
-        case "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+":
+        case "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
             return [.deepseekV3Words]
         default: return nil
         }

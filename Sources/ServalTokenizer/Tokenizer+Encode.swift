@@ -1,3 +1,5 @@
+import Foundation
+
 extension Tokenizer {
     /// Token ids of `text`. `addSpecialTokens` adds BOS (and EOS) where the
     /// model asks for them; `parseSpecial` turns special-token text such as
@@ -61,7 +63,11 @@ extension Tokenizer {
                     var found = false
                     var p = lo
                     while p + len <= hi {
-                        if t[p] == first && sp.bytes.withUnsafeBufferPointer({ memEqual(t, p, $0) }) {
+                        // Jump to the next occurrence of the first byte.
+                        guard let base = t.baseAddress,
+                              let hit = memchr(base + p, Int32(first), hi - len + 1 - p) else { break }
+                        p = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(hit))
+                        if sp.bytes.withUnsafeBufferPointer({ memEqual(t, p, $0) }) {
                             found = true
                             var leftEnd = p
                             if sp.lstrip { while leftEnd > lo && isSpace(t[leftEnd - 1]) { leftEnd -= 1 } }

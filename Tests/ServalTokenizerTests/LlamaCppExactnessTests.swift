@@ -39,7 +39,9 @@ import Testing
         #expect(!cases.isEmpty)
         for (text, ids) in cases {
             // llama.cpp's test-tokenizer-0: add_special = false, parse_special = false.
-            #expect(tok.encode(text, addSpecialTokens: false, parseSpecial: false) == ids, "\(name): \(text.debugDescription)")
+            let got = tok.encode(text, addSpecialTokens: false, parseSpecial: false)
+            #expect(got == ids, "\(name): \(text.debugDescription)")
+            #expect(tok.decode(got) == text, "\(name) round trip: \(text.debugDescription)")
         }
     }
 }

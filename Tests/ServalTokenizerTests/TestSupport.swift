@@ -48,10 +48,14 @@ enum TestSupport {
         let dir = fixtures.appendingPathComponent("vocab")
         let inp = try String(contentsOf: dir.appendingPathComponent("ggml-vocab-\(name).gguf.inp"), encoding: .utf8)
         let out = try String(contentsOf: dir.appendingPathComponent("ggml-vocab-\(name).gguf.out"), encoding: .utf8)
-        let inputs = inp.components(separatedBy: "\n__ggml_vocab_test__\n")
+        // As llama.cpp's test-tokenizer-0 reads them: nothing after a final separator is a test.
+        var inputs = inp.components(separatedBy: "\n__ggml_vocab_test__\n")
+        if inputs.last == "" { inputs.removeLast() }
         var lines = out.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
-        precondition(inputs.count == lines.count, "\(name): \(inputs.count) inputs, \(lines.count) outputs")
+        guard inputs.count == lines.count else {
+            throw TokenizerError("ggml-vocab-\(name): \(inputs.count) inputs but \(lines.count) outputs")
+        }
         return zip(inputs, lines).map { text, line in
             (text, line.split(separator: " ").compactMap { Int32($0) })
         }
