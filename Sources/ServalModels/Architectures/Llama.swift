@@ -23,7 +23,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     let outputNorm: [Float]
     let output: LinearWeight
     let inverseFrequencies: [Float]
-    let parallel: Parallel
+    let pool: ThreadPool
     /// Keeps mmapped files or dummy buffers alive.
     let source: WeightSource
     private let workspace: Workspace
@@ -50,7 +50,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             output = embedding
         }
         inverseFrequencies = config.ropeInverseFrequencies()
-        parallel = Parallel(threads: threads)
+        pool = ThreadPool(threads: max(1, threads))
 
         var params = embedding.rows * embedding.cols + config.hiddenSize
         var bytes = embedding.byteCount
@@ -73,8 +73,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             contextLength: config.contextLength, hiddenSize: config.hiddenSize, layerCount: config.layerCount,
             headCount: config.headCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
             parameterCount: params, weightBytes: bytes, weightTypes: types.sorted().joined(separator: ", "))
-        let maxK = max(config.hiddenSize, config.intermediateSize, config.qDim)
-        workspace = Workspace(config: config, workers: parallel.threads, matmulScratch: MatMul.scratchFloats(cols: maxK))
+        workspace = Workspace(config: config, workers: pool.threads)
     }
 
     /// Loads a GGUF file (`*.gguf`) with its weights used in place.
@@ -139,7 +138,6 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         ws.reserve(tokens: n, slots: slotStart[seqs.count], context: maxContext)
         let H = c.hiddenSize, F = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
         let half = c.ropeDim / 2
-        let par = parallel
 
         // Per-token inputs: embeddings, positions' rotary tables, slot lists.
         var tokens = [Int32](); tokens.reserveCapacity(n)
@@ -156,97 +154,87 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         let x = ws.x, xn = ws.xn, q = ws.q, k = ws.k, v = ws.v, attn = ws.attn, tmp = ws.tmp, g = ws.gate, u = ws.up
         let cosT = ws.cos, sinT = ws.sin
         let embedding = self.embedding, invFreq = inverseFrequencies
-        par.forEachChunk(n, minPerChunk: 8) { _, rows in
-            for r in rows {
-                embedding.dequantize(row: Int(tokens[r]), into: x + r * H)
-                let pos = Double(positions[r])
-                for i in 0..<half {
-                    let a = pos * Double(invFreq[i])
-                    cosT[r * half + i] = Float(cos(a))
-                    sinT[r * half + i] = Float(sin(a))
-                }
+        for r in 0..<n {
+            embedding.dequantize(row: Int(tokens[r]), into: x + r * H)
+            let pos = Double(positions[r])
+            for i in 0..<half {
+                let a = pos * Double(invFreq[i])
+                cosT[r * half + i] = Float(cos(a))
+                sinT[r * half + i] = Float(sin(a))
             }
         }
 
         let items = PagedAttention.items(tokenCounts: seqs.map { $0.tokens.count }, kvHeads: c.kvHeadCount)
         let starts = seqs.map(\.startPosition)
         let eps = c.rmsNormEps
+        let neox = c.ropeStyle == .neox
         for (li, layer) in layers.enumerated() {
             // Attention block.
-            layer.attentionNorm.withUnsafeBufferPointer { w in
-                let wp = w.baseAddress!
-                par.forEachChunk(n, minPerChunk: 16) { _, rows in
-                    for r in rows { ElementOps.rmsNorm(x + r * H, wp, xn + r * H, n: H, eps: eps) }
-                }
-            }
+            rmsNormRows(x, layer.attentionNorm, into: xn, rows: n)
             let a = layer.attention
-            MatMul.run(x: xn, n: n, ldx: H, targets: [
-                .init(w: a.q.weight, out: q, ldo: qDim),
-                .init(w: a.k.weight, out: k, ldo: kvDim),
-                .init(w: a.v.weight, out: v, ldo: kvDim),
-            ], scratch: ws.matmul, parallel: par)
+            a.q.weight.apply(xn, rows: n, into: q, pool: pool)
+            a.k.weight.apply(xn, rows: n, into: k, pool: pool)
+            a.v.weight.apply(xn, rows: n, into: v, pool: pool)
             if let b = a.q.bias { addBias(q, b, rows: n) }
             if let b = a.k.bias { addBias(k, b, rows: n) }
             if let b = a.v.bias { addBias(v, b, rows: n) }
-            par.forEachChunk(n, minPerChunk: 16) { _, rows in
-                for r in rows {
-                    let cs = UnsafePointer(cosT + r * half), sn = UnsafePointer(sinT + r * half)
-                    for h in 0..<c.headCount { ElementOps.rope(q + r * qDim + h * c.headDim, cos: cs, sin: sn, ropeDim: c.ropeDim, style: c.ropeStyle) }
-                    for h in 0..<c.kvHeadCount { ElementOps.rope(k + r * kvDim + h * c.headDim, cos: cs, sin: sn, ropeDim: c.ropeDim, style: c.ropeStyle) }
-                    let slot = Int(tokenSlot[r])
-                    kv.key(layer: li, slot: slot).update(from: k + r * kvDim, count: kvDim)
-                    kv.value(layer: li, slot: slot).update(from: v + r * kvDim, count: kvDim)
-                }
+            for r in 0..<n {
+                let cs = UnsafePointer(cosT + r * half), sn = UnsafePointer(sinT + r * half)
+                CPUOps.rope(q + r * qDim, heads: c.headCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
+                CPUOps.rope(k + r * kvDim, heads: c.kvHeadCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
+                let slot = Int(tokenSlot[r])
+                kv.key(layer: li, slot: slot).update(from: k + r * kvDim, count: kvDim)
+                kv.value(layer: li, slot: slot).update(from: v + r * kvDim, count: kvDim)
             }
             PagedAttention.run(layer: li, cache: kv, config: c, q: q, out: attn, items: items,
                                rowStart: rowStart, startPosition: starts, slots: ws.slots, slotStart: slotStart,
-                               scores: ws.scores, parallel: par)
-            MatMul.run(x: attn, n: n, ldx: qDim, w: a.o.weight, out: tmp, ldo: H, scratch: ws.matmul, parallel: par)
-            ElementOps.add(x, tmp, n: n * H)
+                               scores: ws.scores, scoreStride: ws.scoreStride, pool: pool)
+            a.o.weight.apply(attn, rows: n, into: tmp, pool: pool)
+            CPUOps.add(x, tmp, into: x, count: n * H)
 
             // Feed-forward block.
-            layer.ffnNorm.withUnsafeBufferPointer { w in
-                let wp = w.baseAddress!
-                par.forEachChunk(n, minPerChunk: 16) { _, rows in
-                    for r in rows { ElementOps.rmsNorm(x + r * H, wp, xn + r * H, n: H, eps: eps) }
-                }
-            }
+            rmsNormRows(x, layer.ffnNorm, into: xn, rows: n)
             let m = layer.mlp
-            MatMul.run(x: xn, n: n, ldx: H, targets: [
-                .init(w: m.gate.weight, out: g, ldo: F),
-                .init(w: m.up.weight, out: u, ldo: F),
-            ], scratch: ws.matmul, parallel: par)
-            par.forEachChunk(n * F, minPerChunk: 4096) { _, range in
-                ElementOps.siluMul(g + range.lowerBound, u + range.lowerBound, n: range.count)
-            }
-            MatMul.run(x: g, n: n, ldx: F, w: m.down.weight, out: tmp, ldo: H, scratch: ws.matmul, parallel: par)
-            ElementOps.add(x, tmp, n: n * H)
+            m.gate.weight.apply(xn, rows: n, into: g, pool: pool)
+            m.up.weight.apply(xn, rows: n, into: u, pool: pool)
+            CPUOps.siluMul(gate: g, up: u, into: g, count: n * F)
+            m.down.weight.apply(g, rows: n, into: tmp, pool: pool)
+            CPUOps.add(x, tmp, into: x, count: n * H)
         }
 
         // Final norm and output projection, only for the rows asked for.
         guard nLogits > 0 else { return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart) }
-        var wanted: [Int] = []
-        wanted.reserveCapacity(nLogits)
-        for (i, s) in seqs.enumerated() {
-            switch s.logits {
-            case .none: break
-            case .last: wanted.append(rowStart[i + 1] - 1)
-            case .all: wanted.append(contentsOf: rowStart[i]..<rowStart[i + 1])
+        var j = 0
+        outputNorm.withUnsafeBufferPointer { w in
+            for (i, s) in seqs.enumerated() {
+                let rows: Range<Int>
+                switch s.logits {
+                case .none: rows = 0..<0
+                case .last: rows = (rowStart[i + 1] - 1)..<rowStart[i + 1]
+                case .all: rows = rowStart[i]..<rowStart[i + 1]
+                }
+                for r in rows {
+                    CPUOps.rmsNorm(x + r * H, weight: w.baseAddress!, eps: eps, into: xn + j * H, count: H)
+                    j += 1
+                }
             }
         }
-        outputNorm.withUnsafeBufferPointer { w in
-            for (j, r) in wanted.enumerated() { ElementOps.rmsNorm(x + r * H, w.baseAddress!, xn + j * H, n: H, eps: eps) }
-        }
         logits.withUnsafeMutableBufferPointer { out in
-            MatMul.run(x: xn, n: nLogits, ldx: H, w: output, out: out.baseAddress!, ldo: c.vocabSize,
-                       scratch: ws.matmul, parallel: par)
+            output.apply(xn, rows: nLogits, into: out.baseAddress!, pool: pool)
         }
         return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart)
     }
 
+    private func rmsNormRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into y: UnsafeMutablePointer<Float>, rows: Int) {
+        let H = config.hiddenSize, eps = config.rmsNormEps
+        weight.withUnsafeBufferPointer { w in
+            for r in 0..<rows { CPUOps.rmsNorm(x + r * H, weight: w.baseAddress!, eps: eps, into: y + r * H, count: H) }
+        }
+    }
+
     private func addBias(_ y: UnsafeMutablePointer<Float>, _ b: [Float], rows: Int) {
         b.withUnsafeBufferPointer { bp in
-            for r in 0..<rows { ElementOps.add(y + r * b.count, bp.baseAddress!, n: b.count) }
+            for r in 0..<rows { CPUOps.add(y + r * b.count, bp.baseAddress!, into: y + r * b.count, count: b.count) }
         }
     }
 }
@@ -255,28 +243,25 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
 /// a batch has more tokens or a longer context than any before.
 final class Workspace: @unchecked Sendable {
     let config: LlamaConfig
-    let matmul: ScratchSpace
-    private(set) var scores: ScratchSpace
+    let workers: Int
     private(set) var tokenCapacity = 0
     private(set) var slotCapacity = 0
-    private(set) var x, xn, q, k, v, attn, tmp, gate, up, cos, sin: UnsafeMutablePointer<Float>
+    private(set) var scoreStride = 0
+    private(set) var x, xn, q, k, v, attn, tmp, gate, up, cos, sin, scores: UnsafeMutablePointer<Float>
     private(set) var slots: UnsafeMutablePointer<Int32>
-    let workers: Int
 
-    init(config: LlamaConfig, workers: Int, matmulScratch: Int) {
+    init(config: LlamaConfig, workers: Int) {
         self.config = config
         self.workers = workers
-        matmul = ScratchSpace(workers: workers, floatsPerWorker: matmulScratch)
-        scores = ScratchSpace(workers: workers, floatsPerWorker: 1)
         x = .allocate(capacity: 1); xn = .allocate(capacity: 1); q = .allocate(capacity: 1)
         k = .allocate(capacity: 1); v = .allocate(capacity: 1); attn = .allocate(capacity: 1)
         tmp = .allocate(capacity: 1); gate = .allocate(capacity: 1); up = .allocate(capacity: 1)
-        cos = .allocate(capacity: 1); sin = .allocate(capacity: 1)
+        cos = .allocate(capacity: 1); sin = .allocate(capacity: 1); scores = .allocate(capacity: 1)
         slots = .allocate(capacity: 1)
     }
 
     deinit {
-        for p in [x, xn, q, k, v, attn, tmp, gate, up, cos, sin] { p.deallocate() }
+        for p in [x, xn, q, k, v, attn, tmp, gate, up, cos, sin, scores] { p.deallocate() }
         slots.deallocate()
     }
 
@@ -301,8 +286,10 @@ final class Workspace: @unchecked Sendable {
             slots = .allocate(capacity: cap)
             slotCapacity = cap
         }
-        if context > scores.floatsPerWorker {
-            scores = ScratchSpace(workers: workers, floatsPerWorker: max(context, scores.floatsPerWorker * 2))
+        if context > scoreStride {
+            scoreStride = max(context, scoreStride * 2)
+            scores.deallocate()
+            scores = .allocate(capacity: workers * scoreStride)
         }
     }
 }

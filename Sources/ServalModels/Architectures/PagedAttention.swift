@@ -1,8 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Foundation
+import ServalTensor
 
 /// Causal grouped-query attention over the slot-addressed KV pool. Each
 /// sequence's keys are gathered through its slot list, so prefix-shared and
@@ -36,61 +33,68 @@ struct PagedAttention {
         return out.sorted { $0.endToken > $1.endToken }
     }
 
-    /// `scores` needs `max context` floats per worker.
+    /// `scores` holds `pool.threads` runs of `scoreStride` floats (≥ the longest context).
     static func run(layer: Int, cache: LlamaKVCache, config c: LlamaConfig,
                     q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                     items: [Item], rowStart: [Int], startPosition: [Int],
                     slots: UnsafePointer<Int32>, slotStart: [Int],
-                    scores: ScratchSpace, parallel: Parallel) {
+                    scores: UnsafeMutablePointer<Float>, scoreStride: Int, pool: ThreadPool) {
         let hd = c.headDim
         let group = c.headCount / c.kvHeadCount
         let qDim = c.qDim
         let scale = 1 / Float(hd).squareRoot()
-        parallel.forEach(items.count) { worker, idx in
-            let item = items[idx]
-            let sc = scores.pointer(worker: worker)
-            let seqSlots = slots + slotStart[item.sequence]
-            let start = startPosition[item.sequence]
-            let kOff = item.kvHead * hd
-            for t in item.firstToken..<item.endToken {
-                let row = rowStart[item.sequence] + t
-                let keysVisible = start + t + 1
-                for hh in 0..<group {
-                    let h = item.kvHead * group + hh
-                    let qv = q + row * qDim + h * hd
-                    var maxScore = -Float.infinity
-                    for s in 0..<keysVisible {
-                        let kp = cache.key(layer: layer, slot: Int(seqSlots[s])) + kOff
-                        let v = MatMul.dot(qv, kp, hd) * scale
-                        sc[s] = v
-                        if v > maxScore { maxScore = v }
-                    }
-                    var sum: Float = 0
-                    for s in 0..<keysVisible {
-                        let e = expf(sc[s] - maxScore)
-                        sc[s] = e
-                        sum += e
-                    }
-                    let inv = 1 / sum
-                    let o = out + row * qDim + h * hd
-                    o.update(repeating: 0, count: hd)
-                    for s in 0..<keysVisible {
-                        let vp = cache.value(layer: layer, slot: Int(seqSlots[s])) + kOff
-                        axpy(o, vp, sc[s] * inv, hd)
+        let next = WorkCounter()
+        let workers = min(pool.threads, items.count)
+        pool.parallelFor(workers) { worker in
+            let sc = scores + worker * scoreStride
+            while true {
+                let idx = workers == 1 ? next.incrementUnlocked() : next.increment()
+                if idx >= items.count { break }
+                let item = items[idx]
+                let seqSlots = slots + slotStart[item.sequence]
+                let start = startPosition[item.sequence]
+                let kOff = item.kvHead * hd
+                for t in item.firstToken..<item.endToken {
+                    let row = rowStart[item.sequence] + t
+                    let keysVisible = start + t + 1
+                    for hh in 0..<group {
+                        let h = item.kvHead * group + hh
+                        let qv = q + row * qDim + h * hd
+                        for s in 0..<keysVisible {
+                            let kp = cache.key(layer: layer, slot: Int(seqSlots[s])) + kOff
+                            sc[s] = CPUOps.dot(qv, kp, count: hd) * scale
+                        }
+                        CPUOps.softmax(sc, count: keysVisible)
+                        let o = out + row * qDim + h * hd
+                        o.update(repeating: 0, count: hd)
+                        for s in 0..<keysVisible {
+                            let vp = cache.value(layer: layer, slot: Int(seqSlots[s])) + kOff
+                            CPUOps.axpy(sc[s], vp, o, count: hd)
+                        }
                     }
                 }
             }
         }
     }
+}
 
-    @inline(__always)
-    static func axpy(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ a: Float, _ n: Int) {
-        var i = 0
-        while i + 8 <= n {
-            let yv = ElementOps.load8(y + i).addingProduct(ElementOps.load8(x + i), SIMD8<Float>(repeating: a))
-            ElementOps.store8(yv, y + i)
-            i += 8
-        }
-        while i < n { y[i] += a * x[i]; i += 1 }
+/// A shared counter for dynamic work hand-out (a few hundred increments per
+/// layer, so a lock costs nothing measurable).
+final class WorkCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    /// Returns the value before adding one.
+    func increment() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return incrementUnlocked()
+    }
+
+    /// For a single worker, where no other thread can race.
+    func incrementUnlocked() -> Int {
+        let v = value
+        value += 1
+        return v
     }
 }
