@@ -28,7 +28,7 @@ struct ReferenceFile: Decodable {
 @Suite struct LlamaCppNumericsTests {
     @Test(.enabled(if: defaultModelPresent))
     func greedyContinuationsMatchLlamaCpp() throws {
-        guard let url = Bundle.module.url(forResource: "Fixtures/llama-reference", withExtension: "json") else {
+        guard let url = Bundle.module.url(forResource: "llama-reference", withExtension: "json", subdirectory: "Fixtures") else {
             Issue.record("fixture llama-reference.json is missing from the test bundle")
             return
         }
