@@ -25,7 +25,7 @@ extension LlamaConfig {
 
         func number(_ key: String) -> Double? {
             guard let v = root[key], !(v is NSNull) else { return nil }
-            if let n = v as? NSNumber, !(v is Bool) { return n.doubleValue }
+            if let n = v as? NSNumber { return n.doubleValue }
             return nil
         }
         func int(_ key: String) throws(ModelError) -> Int {

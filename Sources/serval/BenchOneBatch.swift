@@ -108,7 +108,11 @@ struct BenchOneBatch: AsyncParsableCommand {
 /// Peak resident set size of this process (getrusage; Linux reports KiB).
 func peakRSSBytes() -> Int {
     var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    #else
     getrusage(RUSAGE_SELF, &usage)
+    #endif
     #if os(Linux)
     return usage.ru_maxrss * 1024
     #else
