@@ -172,9 +172,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             // Attention block.
             rmsNormRows(x, layer.attentionNorm, into: xn, rows: n)
             let a = layer.attention
-            a.q.weight.apply(xn, rows: n, into: q, pool: pool)
-            a.k.weight.apply(xn, rows: n, into: k, pool: pool)
-            a.v.weight.apply(xn, rows: n, into: v, pool: pool)
+            FusedMatmul.run(xn, rows: n, targets: [.init(weight: a.q.weight, y: q), .init(weight: a.k.weight, y: k),
+                                                   .init(weight: a.v.weight, y: v)], pool: pool)
             if let b = a.q.bias { addBias(q, b, rows: n) }
             if let b = a.k.bias { addBias(k, b, rows: n) }
             if let b = a.v.bias { addBias(v, b, rows: n) }
@@ -195,8 +194,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             // Feed-forward block.
             rmsNormRows(x, layer.ffnNorm, into: xn, rows: n)
             let m = layer.mlp
-            m.gate.weight.apply(xn, rows: n, into: g, pool: pool)
-            m.up.weight.apply(xn, rows: n, into: u, pool: pool)
+            FusedMatmul.run(xn, rows: n, targets: [.init(weight: m.gate.weight, y: g), .init(weight: m.up.weight, y: u)], pool: pool)
             CPUOps.siluMul(gate: g, up: u, into: g, count: n * F)
             m.down.weight.apply(g, rows: n, into: tmp, pool: pool)
             CPUOps.add(x, tmp, into: x, count: n * H)
