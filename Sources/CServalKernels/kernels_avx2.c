@@ -125,9 +125,10 @@ AVX2_INLINE void tile_q32(int kind, int RW, int NA, const uint8_t *w, size_t wst
         for (int j = 0; j < NA; j++) xb[j] = (const sv_block_q8a *)(x + (size_t)j * xstride) + b;
         __m128 xs4 = _mm_setzero_ps();
         if (kind != K_Q8_0) {
-            float s[4] = {0, 0, 0, 0};
-            for (int j = 0; j < NA; j++) s[j] = xb[j]->s;
-            xs4 = _mm_loadu_ps(s);
+            // Built in registers: storing four floats and reloading them as one
+            // vector would stall on store forwarding every block.
+            xs4 = _mm_setr_ps(xb[0]->s, NA > 1 ? xb[NA > 1 ? 1 : 0]->s : 0.0f, NA > 2 ? xb[NA > 2 ? 2 : 0]->s : 0.0f,
+                              NA > 3 ? xb[NA > 3 ? 3 : 0]->s : 0.0f);
         }
         for (int i = 0; i < RW; i++) {
             const uint8_t *wb = w + (size_t)i * wstride + (size_t)b * wbs;
@@ -174,7 +175,7 @@ AVX2_INLINE void tile_q32(int kind, int RW, int NA, const uint8_t *w, size_t wst
                 if (r1 - r0 == 1) {                                                                       \
                     const uint8_t *xr = x + (size_t)r0 * xstride;                                         \
                     float *yr = y + r0 * ldy + o;                                                         \
-                    if (left >= 4) { tile_q32(kind, 4, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 4; } \
+                    if (left >= 2) { tile_q32(kind, 2, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 2; } \
                     else { tile_q32(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 1; }        \
                     continue;                                                                             \
                 }                                                                                         \

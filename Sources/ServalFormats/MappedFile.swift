@@ -53,7 +53,24 @@ public struct FormatError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     public var description: String {
-        if let item { return "\(file): \(item): \(message)" }
-        return "\(file): \(message)"
+        if let item { return "\(file): \(Self.printable(item, limit: 200)): \(Self.printable(message, limit: 1000))" }
+        return "\(file): \(Self.printable(message, limit: 1000))"
+    }
+
+    /// `text` with control characters escaped and cut to `limit` characters, so a name read
+    /// from a corrupt file (which may hold newlines, escapes or megabytes) stays one short line.
+    static func printable(_ text: String, limit: Int) -> String {
+        var out = ""
+        var count = 0
+        for scalar in text.unicodeScalars {
+            if count >= limit { out += "…"; break }
+            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+            count += 1
+        }
+        return out
     }
 }

@@ -110,7 +110,7 @@ enum Filters {
             _ = try bind([])
             if v.isUndefined { return .list([]) }
             guard case .dict(let d) = v else { throw err("can only get item pairs from a mapping, not \(v.typeName)") }
-            return .list(d.entries.map { .tuple([.string($0.key), $0.value]) })
+            return .list(d.entries.map { .tuple([$0.key.value, $0.value]) })
         case "reverse":
             _ = try bind([])
             if case .string(let s) = v { return .string(String(String.UnicodeScalarView(s.unicodeScalars.reversed()))) }
@@ -260,7 +260,7 @@ enum Filters {
             let p = try bind(["case_sensitive", "by", "reverse"])
             guard case .dict(let d) = v else { throw err("can only sort a mapping, not \(v.typeName)") }
             let byValue = p[1]?.str() == "value"
-            let pairs = d.entries.map { Value.tuple([.string($0.key), $0.value]) }
+            let pairs = d.entries.map { Value.tuple([$0.key.value, $0.value]) }
             let sorted = try apply("sort", .list(pairs), CallArguments(keyword: [("reverse", p[2] ?? .bool(false)), ("case_sensitive", p[0] ?? .bool(false)), ("attribute", .int(byValue ? 1 : 0))]), line: line, interpreter: interpreter)
             return sorted
         default:

@@ -13,7 +13,7 @@ enum Globals {
         case "namespace":
             return .function(Function(name: "namespace") { args in
                 let attrs = try mapping(args, "namespace")
-                for k in attrs.keys { try Namespace.checkName(k) }
+                for case .string(let k) in attrs.keys { try Namespace.checkName(k) }
                 return .namespace(Namespace(attrs))
             })
         case "dict":

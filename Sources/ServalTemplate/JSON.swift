@@ -49,18 +49,18 @@ enum JSONEncoder {
         }
     }
 
-    private static func writeObject(_ entries: [(key: String, value: Value)], _ o: Options, level: Int,
+    private static func writeObject(_ entries: [(key: DictKey, value: Value)], _ o: Options, level: Int,
                                     into out: inout String) throws {
         if entries.isEmpty { out += "{}"; return }
         var items = entries
         if o.sortKeys {
-            items.sort { $0.key.unicodeScalars.lexicographicallyPrecedes($1.key.unicodeScalars) }
+            items.sort { $0.key.jsonKey.unicodeScalars.lexicographicallyPrecedes($1.key.jsonKey.unicodeScalars) }
         }
         out += "{"
         for (i, e) in items.enumerated() {
             if i > 0 { out += o.itemSeparator }
             newline(o, level + 1, into: &out)
-            writeString(e.key, ascii: o.ensureASCII, into: &out)
+            writeString(e.key.jsonKey, ascii: o.ensureASCII, into: &out)
             out += o.keySeparator
             try write(e.value, o, level: level + 1, into: &out)
         }

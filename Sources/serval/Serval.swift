@@ -10,6 +10,7 @@ struct Serval: AsyncParsableCommand {
             BenchOneBatch.self,
             LaunchServer.self,
             BenchServing.self,
+            BenchKernels.self,
         ]
     )
 }

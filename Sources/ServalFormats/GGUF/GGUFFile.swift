@@ -86,7 +86,7 @@ public final class GGUFFile: @unchecked Sendable {
             }
             let off = try r.u64(name)
             guard off < UInt64(file.size) else {
-                throw FormatError(file: path, item: name, "data offset \(off) is beyond the end of the file")
+                throw FormatError(file: path, item: name, "data offset \(off) is beyond the end of the file (\(file.size) bytes); the file is truncated or corrupt")
             }
             guard Int(off) % alignment == 0 else {
                 throw FormatError(file: path, item: name, "data offset \(off) is not aligned to \(alignment)")
@@ -155,6 +155,12 @@ public final class GGUFFile: @unchecked Sendable {
 struct GGUFReader {
     let file: MappedFile
     var offset = 0
+    /// Budget of array elements for the whole file (see `maxArrayElements`).
+    var arrayElementsLeft = GGUFReader.maxArrayElements
+
+    /// Most metadata array elements a file may hold in total: 8M, far above any real
+    /// tokenizer (256k tokens × 3 arrays + merges) and a bound on memory for corrupt files.
+    static let maxArrayElements = 1 << 23
 
     init(file: MappedFile) { self.file = file }
 
@@ -181,6 +187,22 @@ struct GGUFReader {
             throw FormatError(file: file.path, item: item, "count \(n) cannot fit in the \(left) bytes left; the file is corrupt or truncated")
         }
         return Int(n)
+    }
+
+    /// `n` fixed-size little-endian values read in one bounds check.
+    mutating func scalars<T: FixedWidthInteger>(_ n: Int, _: T.Type, _ item: String,
+                                                _ wrap: (T) -> GGUFValue) throws(FormatError) -> [GGUFValue] {
+        let size = MemoryLayout<T>.size
+        guard n <= (file.size - offset) / size else { throw truncated(item) }
+        let base = file.base + offset
+        let out = [GGUFValue](unsafeUninitializedCapacity: n) { buf, initialized in
+            for i in 0..<n {
+                buf.initializeElement(at: i, to: wrap(T(littleEndian: base.loadUnaligned(fromByteOffset: i * size, as: T.self))))
+            }
+            initialized = n
+        }
+        offset += n * size
+        return out
     }
 
     mutating func string(_ item: String) throws(FormatError) -> String {
@@ -218,10 +240,36 @@ struct GGUFReader {
             default: throw FormatError(file: file.path, item: item, "unknown array element type \(elemType)")
             }
             let n = try count(item, minBytesEach: minSize)
-            var items: [GGUFValue] = []
-            items.reserveCapacity(n)
-            for _ in 0..<n { items.append(try value(type: elemType, item: item, depth: depth + 1)) }
-            return .array(items)
+            // Each element becomes a GGUFValue (tens of bytes), so a corrupt count that still fits
+            // in a large file could make us allocate gigabytes; real tokenizers need well under this.
+            guard n <= arrayElementsLeft else {
+                throw FormatError(file: file.path, item: item,
+                                  "metadata arrays hold more than \(Self.maxArrayElements) elements in total; the file is corrupt")
+            }
+            arrayElementsLeft -= n
+            // Fast paths for the big tokenizer arrays (token strings, scores, token types).
+            switch elemType {
+            case 0: return .array(try scalars(n, UInt8.self, item) { .uint8($0) })
+            case 1: return .array(try scalars(n, Int8.self, item) { .int8($0) })
+            case 2: return .array(try scalars(n, UInt16.self, item) { .uint16($0) })
+            case 3: return .array(try scalars(n, Int16.self, item) { .int16($0) })
+            case 4: return .array(try scalars(n, UInt32.self, item) { .uint32($0) })
+            case 5: return .array(try scalars(n, Int32.self, item) { .int32($0) })
+            case 6: return .array(try scalars(n, UInt32.self, item) { .float32(Float(bitPattern: $0)) })
+            case 10: return .array(try scalars(n, UInt64.self, item) { .uint64($0) })
+            case 11: return .array(try scalars(n, Int64.self, item) { .int64($0) })
+            case 12: return .array(try scalars(n, UInt64.self, item) { .float64(Double(bitPattern: $0)) })
+            case 8:
+                var items: [GGUFValue] = []
+                items.reserveCapacity(n)
+                for _ in 0..<n { items.append(.string(try string(item))) }
+                return .array(items)
+            default:
+                var items: [GGUFValue] = []
+                items.reserveCapacity(n)
+                for _ in 0..<n { items.append(try value(type: elemType, item: item, depth: depth + 1)) }
+                return .array(items)
+            }
         case 10: return .uint64(try take(UInt64.self, item))
         case 11: return .int64(try take(Int64.self, item))
         case 12: return .float64(Double(bitPattern: try take(UInt64.self, item)))

@@ -1,5 +1,7 @@
 /// One metadata value of a GGUF file (spec: all twelve scalar types, strings and arrays).
-public indirect enum GGUFValue: Sendable, Equatable {
+/// Not `indirect`: arrays already live on the heap, and boxing every scalar would cost one
+/// allocation per vocabulary entry when a tokenizer's arrays are read.
+public enum GGUFValue: Sendable, Equatable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16)
     case uint32(UInt32), int32(Int32), uint64(UInt64), int64(Int64)
     case float32(Float), float64(Double), bool(Bool)

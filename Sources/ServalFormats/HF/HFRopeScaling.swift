@@ -59,7 +59,7 @@ public struct HFRopeScaling: Codable, Sendable, Equatable {
         factor = try c.decodeIfPresent(Double.self, forKey: .factor)
         lowFreqFactor = try c.decodeIfPresent(Double.self, forKey: .lowFreqFactor)
         highFreqFactor = try c.decodeIfPresent(Double.self, forKey: .highFreqFactor)
-        originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)
+        originalMaxPositionEmbeddings = try c.decodeIntIfPresent(forKey: .originalMaxPositionEmbeddings)
         betaFast = try c.decodeIfPresent(Double.self, forKey: .betaFast)
         betaSlow = try c.decodeIfPresent(Double.self, forKey: .betaSlow)
         mscale = try c.decodeIfPresent(Double.self, forKey: .mscale)

@@ -154,6 +154,19 @@ public final class SafetensorsFile: @unchecked Sendable {
                 case dtype, shape
                 case dataOffsets = "data_offsets"
             }
+
+            init(from decoder: Decoder) throws {
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                dtype = try c.decode(String.self, forKey: .dtype)
+                guard let shape = try c.decodeIntsIfPresent(forKey: .shape) else {
+                    throw DecodingError.keyNotFound(CodingKeys.shape, .init(codingPath: c.codingPath, debugDescription: "missing"))
+                }
+                guard let offsets = try c.decodeIntsIfPresent(forKey: .dataOffsets) else {
+                    throw DecodingError.keyNotFound(CodingKeys.dataOffsets, .init(codingPath: c.codingPath, debugDescription: "missing"))
+                }
+                self.shape = shape
+                self.dataOffsets = offsets
+            }
         }
 
         init(from decoder: Decoder) throws {

