@@ -4,6 +4,7 @@
 // loops never pay a wake-up, idle pools burn no CPU.
 #include "serval_kernels.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__x86_64__)
@@ -117,5 +118,10 @@ void sv_pool_run(sv_pool *p, int64_t count, void (*fn)(void *, int64_t), void *c
         pthread_mutex_unlock(&p->mu);
     }
     run_items(p);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) SV_PAUSE();
+    // Workers normally finish within microseconds; if one was descheduled (a
+    // loaded machine), stop burning the core it may need and yield instead.
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < SV_SPIN_LIMIT) SV_PAUSE();
+        else sched_yield();
+    }
 }

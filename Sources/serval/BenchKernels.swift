@@ -6,6 +6,8 @@ import ServalTensor
 /// Times the CPU matmul kernels on the default model's weight shapes, per
 /// kernel path, and estimates the matmul-only token rate of a whole forward
 /// pass (30 layers + output head) from them, for comparison with llama-bench.
+/// Prints wall time and process CPU time per call (the latter is robust to a
+/// loaded machine when `--threads 1`).
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-kernels",
@@ -54,7 +56,8 @@ struct BenchKernels: ParsableCommand {
         let pool = ThreadPool(threads: threads)
         print(KernelPath.report + ", threads: \(pool.threads)")
         print("model: \(modelPath)")
-        print(String(format: "%-8@ %-22@ %-6@ %-12@ %5@ %10@ %8@ %9@", "path", "tensor", "type", "shape", "n", "us/call", "GB/s", "GFLOP/s"))
+        print(pad("path", 7) + pad("tensor", 23) + pad("type", 6) + pad("shape", 11) + pad("n", 5, left: true)
+            + pad("us/call", 11, left: true) + pad("cpu-us", 11, left: true) + pad("GB/s", 8, left: true) + pad("GFLOP/s", 9, left: true))
         for path in chosen {
             for n in ns {
                 var passSeconds = 0.0
@@ -68,6 +71,7 @@ struct BenchKernels: ParsableCommand {
                     for i in 0..<(n * cols) { x[i] = Float((i * 7919) % 2001) / 1000 - 1 }
                     CPUOps.matmul(weight: w, x: x, rows: n, y: y, pool: pool, path: path)  // warm-up
                     var calls = 0
+                    let cpuStart = processCPUSeconds()
                     let start = DispatchTime.now().uptimeNanoseconds
                     var elapsed = 0.0
                     repeat {
@@ -76,14 +80,31 @@ struct BenchKernels: ParsableCommand {
                         elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                     } while elapsed < seconds
                     let per = elapsed / Double(calls)
+                    let cpuPer = (processCPUSeconds() - cpuStart) / Double(calls)
                     let gbs = Double(info.byteCount) / per / 1e9
                     let gflops = 2.0 * Double(outRows * cols * n) / per / 1e9
-                    print(String(format: "%-8@ %-22@ %-6@ %-12@ %5d %10.1f %8.2f %9.2f", path.description, name, info.type.description,
-                                 "\(outRows)x\(cols)", n, per * 1e6, gbs, gflops))
+                    print(pad(path.description, 7) + pad(name, 23) + pad(info.type.description, 6) + pad("\(outRows)x\(cols)", 11)
+                        + pad("\(n)", 5, left: true) + pad(String(format: "%.1f", per * 1e6), 11, left: true)
+                        + pad(String(format: "%.1f", cpuPer * 1e6), 11, left: true)
+                        + pad(String(format: "%.2f", gbs), 8, left: true) + pad(String(format: "%.2f", gflops), 9, left: true))
                     passSeconds += perLayer == 0 ? per : per * Double(perLayer * layers)
                 }
-                print(String(format: "%-8@ matmul-only estimate for n=%d: %.2f ms per pass, %.1f tokens/s", path.description, n, passSeconds * 1e3, Double(n) / passSeconds))
+                print(path.description + String(format: " matmul-only estimate for n=%d: %.2f ms per pass, %.1f tokens/s", n, passSeconds * 1e3, Double(n) / passSeconds))
             }
         }
     }
+}
+
+/// Left- or right-aligned to `width` columns, plus one space.
+private func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - s.count))
+    return (left ? fill + s : s + fill) + " "
+}
+
+/// CPU time used by the whole process (all threads), in seconds: on a busy
+/// machine it shows the work done, where wall time also counts waiting for a core.
+private func processCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

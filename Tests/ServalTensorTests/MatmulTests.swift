@@ -6,7 +6,8 @@ import ServalFormats
 /// Matmul against a dequantize-then-f32 reference, and every SIMD path
 /// against the scalar path, on odd shapes.
 @Suite struct MatmulTests {
-    static let pool = ThreadPool(threads: 2)
+    // Each test makes its own pool: a pool runs one loop at a time and owns
+    // the matmul scratch, while Swift Testing runs test cases in parallel.
 
     /// Reference y[r, o] in double from dequantized weights and f32 activations,
     /// plus a per-output bound on the error that quantizing activations to 8 bits may add.
@@ -40,6 +41,7 @@ import ServalFormats
 
     @Test(arguments: kernelTypes)
     func matchesReferenceOnOddShapes(_ type: DType) throws {
+        let pool = ThreadPool(threads: 2)
         var rng = TestRNG(seed: UInt64(type.rawValue) &+ 11)
         let colOptions = type.blockSize == 256 ? [256, 768] : (type.blockSize == 32 ? [32, 96, 576] : [8, 33, 100])
         for cols in colOptions {
@@ -51,7 +53,7 @@ import ServalFormats
                         let w = try WeightMatrix(type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
                         let ref = try Self.reference(type: type, weights: raw.baseAddress!, rows: rows, cols: cols, x: x, n: n)
                         var scalarY = [Float](repeating: .nan, count: n * rows)
-                        CPUOps.matmul(weight: w, x: x, rows: n, y: &scalarY, pool: Self.pool, path: .scalar)
+                        CPUOps.matmul(weight: w, x: x, rows: n, y: &scalarY, pool: pool, path: .scalar)
                         var failures = 0
                         for i in 0..<(n * rows) where abs(Double(scalarY[i]) - ref.y[i]) > ref.bound[i] {
                             failures += 1
@@ -61,7 +63,7 @@ import ServalFormats
                         }
                         for path in KernelPath.supported where path != .scalar {
                             var y = [Float](repeating: .nan, count: n * rows)
-                            CPUOps.matmul(weight: w, x: x, rows: n, y: &y, pool: Self.pool, path: path)
+                            CPUOps.matmul(weight: w, x: x, rows: n, y: &y, pool: pool, path: path)
                             for i in 0..<(n * rows) {
                                 let tol = 1e-5 * (ref.bound[i] + abs(ref.y[i])) + 1e-5
                                 if !(abs(Double(y[i]) - Double(scalarY[i])) <= tol) {
@@ -77,6 +79,7 @@ import ServalFormats
     }
 
     @Test func stridedActivationsAndOutputs() throws {
+        let pool = ThreadPool(threads: 2)
         var rng = TestRNG(seed: 99)
         let rows = 40, cols = 64, n = 3, ldx = 80, ldy = 50
         let wbytes = randomWeights(.q4_1, rows: rows, cols: cols, rng: &rng)
@@ -85,8 +88,8 @@ import ServalFormats
         try wbytes.withUnsafeBytes { raw in
             let w = try WeightMatrix(type: .q4_1, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
             var strided = [Float](repeating: -7, count: n * ldy), dense = [Float](repeating: 0, count: n * rows)
-            CPUOps.matmul(weight: w, x: x, rows: n, y: &strided, xStride: ldx, yStride: ldy, pool: Self.pool)
-            CPUOps.matmul(weight: w, x: packed, rows: n, y: &dense, pool: Self.pool)
+            CPUOps.matmul(weight: w, x: x, rows: n, y: &strided, xStride: ldx, yStride: ldy, pool: pool)
+            CPUOps.matmul(weight: w, x: packed, rows: n, y: &dense, pool: pool)
             for r in 0..<n {
                 #expect(Array(strided[(r * ldy)..<(r * ldy + rows)]) == Array(dense[(r * rows)..<(r * rows + rows)]))
                 #expect(strided[(r * ldy + rows)..<(r * ldy + ldy)].allSatisfy { $0 == -7 })
@@ -99,6 +102,7 @@ import ServalFormats
     @Test(.enabled(if: defaultModelPath != nil, "default model not found"),
           arguments: ["blk.0.ffn_down.weight", "blk.3.attn_q.weight", "token_embd.weight"])
     func defaultModelTensor(_ name: String) throws {
+        let pool = ThreadPool(threads: 2)
         let file = try GGUFFile(path: defaultModelPath!)
         let info = try file.require(name)
         let cols = info.shape[0], rows = info.shape[1]
@@ -107,7 +111,7 @@ import ServalFormats
         let n = 3
         let x = (0..<(n * cols)).map { _ in rng.float() }
         var y = [Float](repeating: .nan, count: n * rows)
-        CPUOps.matmul(weight: w, x: x, rows: n, y: &y, pool: Self.pool)
+        CPUOps.matmul(weight: w, x: x, rows: n, y: &y, pool: pool)
         // Check a spread of output rows (all rows of the 49152-row table would be slow in debug).
         let checkRows = Array(stride(from: 0, to: rows, by: max(1, rows / 200))) + [rows - 1]
         var wrow = [Float](repeating: 0, count: cols)
