@@ -1,9 +1,138 @@
 import ArgumentParser
+import Foundation
+import ServalModels
 
+/// SGLang's `bench_one_batch`: one static batch, no server, no scheduler.
+/// B sequences of I random tokens are prefilled as ONE forward batch, then
+/// O decode steps run over all B sequences (greedy next tokens fed back).
 struct BenchOneBatch: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench-one-batch", abstract: "Times one static batch: prefill and decode throughput.")
+    static let configuration = CommandConfiguration(
+        commandName: "bench-one-batch",
+        abstract: "Times one static batch: prefill and decode throughput.")
+
+    @Option(name: .customLong("model-path"), help: "GGUF file or HF checkpoint directory (default: the default model).")
+    var modelPath: String?
+
+    @Option(name: .customLong("batch-size"), help: "Sequences in the batch.")
+    var batchSize: Int = 1
+
+    @Option(name: .customLong("input-len"), help: "Prompt tokens per sequence.")
+    var inputLen: Int = 512
+
+    @Option(name: .customLong("output-len"), help: "Decode steps.")
+    var outputLen: Int = 128
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(name: .customLong("load-format"), help: "auto (the files) or dummy (random weights of the config's shapes).")
+    var loadFormat: String = "auto"
+
+    @Option(help: "Seed of the random prompts.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard inputLen >= 1 else { throw ValidationError("--input-len must be at least 1") }
+        guard outputLen >= 0 else { throw ValidationError("--output-len must not be negative") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard LoadFormat(rawValue: loadFormat) != nil else { throw ValidationError("--load-format must be auto or dummy") }
+    }
 
     func run() async throws {
-        throw ValidationError("bench-one-batch is not built yet")
+        let path = try DefaultModel.resolve(modelPath)
+        let model: LlamaModel
+        do {
+            model = try ModelLoader.load(path: path, loadFormat: LoadFormat(rawValue: loadFormat) ?? .auto, threads: threads)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let info = model.info
+        let B = batchSize, I = inputLen, O = outputLen
+        let perSeq = I + O
+        let cache = try model.makeKVCache(slots: B * perSeq)
+        logLine("model \(info.architecture) \(info.name.isEmpty ? path : info.name): \(info.layerCount) layers, hidden \(info.hiddenSize), \(info.weightTypes), \(String(format: "%.1f", Double(info.weightBytes) / 1e6)) MB weights")
+        logLine("batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken) / 1e6)) MB)")
+
+        var rng = SplitMix(seed: seed)
+        var prompts: [[Int32]] = []
+        for _ in 0..<B { prompts.append((0..<I).map { _ in Int32(rng.next() % UInt64(info.vocabSize)) }) }
+        func slots(_ i: Int, _ count: Int) -> [Int32] { (0..<count).map { Int32(i * perSeq + $0) } }
+
+        // Warm-up: touch every weight page once so the timed prefill measures compute.
+        let warm = try model.makeKVCache(slots: 8)
+        _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3, 4], startPosition: 0, kvSlots: [0, 1, 2, 3])]), cache: warm)
+
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let prefill = try model.forward(ForwardBatch(sequences: (0..<B).map {
+            SequenceInput(tokens: prompts[$0], startPosition: 0, kvSlots: slots($0, I))
+        }), cache: cache)
+        let prefillSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        print(String(format: "Prefill. latency: %.4f s, throughput: %9.2f token/s", prefillSeconds, Double(B * I) / prefillSeconds))
+
+        var next = (0..<B).map { argmax(prefill, $0) }
+        var stepSeconds: [Double] = []
+        for step in 0..<O {
+            let pos = I + step
+            let ts = DispatchTime.now().uptimeNanoseconds
+            let out = try model.forward(ForwardBatch(sequences: (0..<B).map {
+                SequenceInput(tokens: [next[$0]], startPosition: pos, kvSlots: slots($0, pos + 1))
+            }), cache: cache)
+            next = (0..<B).map { argmax(out, $0) }
+            stepSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - ts) / 1e9)
+        }
+        if !stepSeconds.isEmpty {
+            let sorted = stepSeconds.sorted()
+            let median = sorted[sorted.count / 2]
+            let total = stepSeconds.reduce(0, +)
+            print(String(format: "Decode.  median latency: %.5f s, median throughput: %9.2f token/s", median, Double(B) / median))
+            print(String(format: "Decode.  mean latency: %.5f s, throughput: %9.2f token/s (%d steps)", total / Double(O), Double(B * O) / total, O))
+            print(String(format: "Total. latency: %.3f s, throughput: %9.2f token/s", prefillSeconds + total, Double(B * (I + O)) / (prefillSeconds + total)))
+        }
+        print(String(format: "Peak RSS: %.1f MB", Double(peakRSSBytes()) / 1e6))
     }
+
+    private func argmax(_ out: ForwardOutput, _ seq: Int) -> Int32 {
+        let r = out.rows(ofSequence: seq).lowerBound
+        var best = 0
+        var bestValue = -Float.infinity
+        let base = r * out.vocabSize
+        for j in 0..<out.vocabSize where out.logits[base + j] > bestValue {
+            bestValue = out.logits[base + j]
+            best = j
+        }
+        return Int32(best)
+    }
+}
+
+/// Peak resident set size of this process (getrusage; Linux reports KiB).
+func peakRSSBytes() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    #if os(Linux)
+    return usage.ru_maxrss * 1024
+    #else
+    return usage.ru_maxrss
+    #endif
+}
+
+/// Deterministic 64-bit generator (SplitMix64) for prompts and sampling.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func logLine(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
 }
