@@ -133,8 +133,12 @@ struct Sampler {
             chosen.sort { weights[Int($0)] > weights[Int($1)] || (weights[Int($0)] == weights[Int($1)] && $0 < $1) }
             candidates = chosen
         }
-        var mass: Float = 0
-        for c in candidates { mass += scratch[Int(c)] }
+        // Top-p is relative to the whole distribution, or to the top-k after renormalising.
+        var mass: Float = total
+        if topK > 0 {
+            mass = 0
+            for c in candidates { mass += scratch[Int(c)] }
+        }
         var keep = candidates.count
         if topP < 1 {
             var cumulative: Float = 0

@@ -4,7 +4,8 @@ import Testing
 @Suite struct KVSlotAllocatorTests {
     @Test func allocatesAndFreesWholePool() throws {
         var a = try KVSlotAllocator(capacity: 16)
-        let slots = try #require(a.allocate(16))
+        let allocated = a.allocate(16)
+        let slots = try #require(allocated)
         #expect(Set(slots).count == 16)
         #expect(slots.allSatisfy { $0 >= 0 && $0 < 16 })
         #expect(a.freeSlots == 0)
@@ -17,7 +18,8 @@ import Testing
 
     @Test func refusesWithoutTakingAnything() throws {
         var a = try KVSlotAllocator(capacity: 8)
-        _ = try #require(a.allocate(5))
+        let allocated = a.allocate(5)
+        _ = try #require(allocated)
         #expect(!a.canAllocate(4))
         #expect(a.allocate(4) == nil)
         #expect(a.freeSlots == 3)

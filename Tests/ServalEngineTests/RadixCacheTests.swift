@@ -93,11 +93,11 @@ import Testing
     }
 
     /// Random inserts / matches / locks / evictions against a naive reference that
-    /// maps every cached prefix to the slot of its last token.
+    /// maps every cached prefix (ending on a page boundary) to the slots of its last page.
     @Test(arguments: [1, 2])
     func randomOpsAgreeWithNaiveReference(pageSize: Int) throws {
         var c = RadixCache(pageSize: pageSize)
-        var reference: [[Int32]: Int32] = [:]
+        var reference: [[Int32]: [Int32]] = [:]
         var rng = SamplingRNG(seed: UInt64(7 + pageSize))
         var nextSlot: Int32 = 0
         var locks: [(node: RadixNode, slots: [Int32])] = []
@@ -110,11 +110,12 @@ import Testing
         }
         func referenceMatch(_ tokens: [Int32]) -> [Int32] {
             var out: [Int32] = []
-            for i in 0 ..< tokens.count {
-                guard let s = reference[Array(tokens[...i])] else { break }
-                out.append(s)
+            var end = pageSize
+            while end <= tokens.count, let page = reference[Array(tokens[..<end])] {
+                out += page
+                end += pageSize
             }
-            return Array(out.prefix(out.count - out.count % pageSize))
+            return out
         }
         for _ in 0 ..< 3000 {
             switch rng.next() % 5 {
@@ -125,8 +126,8 @@ import Testing
                 let aligned = tokens.count - tokens.count % pageSize
                 let existing = c.insert(tokens[...], slots: newSlots[...])
                 #expect(existing == min(expectedExisting, aligned))
-                for i in 0 ..< aligned where reference[Array(tokens[...i])] == nil {
-                    reference[Array(tokens[...i])] = newSlots[i]
+                for end in stride(from: pageSize, through: aligned, by: pageSize) where reference[Array(tokens[..<end])] == nil {
+                    reference[Array(tokens[..<end])] = Array(newSlots[(end - pageSize) ..< end])
                 }
             case 2:
                 let tokens = randomTokens()
@@ -143,10 +144,10 @@ import Testing
             default:
                 let freed = Set(c.evict(Int(rng.next() % 6) + 1))
                 for l in locks { #expect(freed.isDisjoint(with: l.slots)) }
-                reference = reference.filter { !freed.contains($0.value) }
+                reference = reference.filter { freed.isDisjoint(with: $0.value) }
             }
             try c.checkIntegrity()
-            #expect(c.cachedSlots == reference.count)
+            #expect(c.cachedSlots == reference.count * pageSize)
         }
         for l in locks { c.unlock(l.node) }
         _ = c.evict(c.cachedSlots)
