@@ -54,7 +54,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                                                  weightBytes: info.weightBytes, contextLength: context)
         var sc = SchedulerConfig(capacity: capacity, contextLength: context)
         sc.pageSize = config.pageSize
-        sc.maxRunningRequests = config.maxRunningRequests ?? max(1, min(256, capacity / 256))
+        sc.maxRunningRequests = config.maxRunningRequests ?? min(256, max(4, capacity / 16))
         sc.maxPrefillTokens = config.maxPrefillTokens
         sc.chunkedPrefillSize = config.chunkedPrefillSize
         sc.policy = config.schedulePolicy
