@@ -204,7 +204,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                 }
                 if scheduler.isIdle {
                     watchdog.stop()
-                    publish()
+                    publishAndDeliver()
                     snapshotLock.lock()
                     stopped = true
                     snapshotLock.unlock()
@@ -221,7 +221,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     return
                 }
             }
-            if scheduler.isIdle { publish(); continue }
+            if scheduler.isIdle || !finishedOutbox.isEmpty { publishAndDeliver() }
+            if scheduler.isIdle { continue }
             step()
         }
     }
@@ -293,6 +294,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             for s in batch.sequences where s.request.status == .running {
                 end(s.request, reason: .abort(message: "forward pass failed: \(error)"))
             }
+            publishAndDeliver()
             return
         }
         scheduler.completeForward(batch)
@@ -316,7 +318,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         generationTokensTotal += produced
         throughput.record(tokens: produced, at: Date().timeIntervalSince(started))
-        publish()
+        publishAndDeliver()
     }
 
     /// Streams the new token's text and ends the request if it is done.
@@ -362,9 +364,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         let id = ObjectIdentifier(r)
         let cached = r.promptCachedTokens ?? 0
         if let s = streams.removeValue(forKey: id) {
-            s.continuation.yield(.finished(FinishInfo(reason: reason, promptTokens: r.promptLength,
-                                                      completionTokens: r.outputCount, cachedTokens: cached)))
-            s.continuation.finish()
+            finishedOutbox.append((s.continuation, FinishInfo(reason: reason, promptTokens: r.promptLength,
+                                                              completionTokens: r.outputCount, cachedTokens: cached)))
         }
         if r.status != .finished {
             scheduler.finish(r)
@@ -375,6 +376,19 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         snapshotLock.lock()
         knownRIDs.remove(r.rid)
         snapshotLock.unlock()
+    }
+
+    /// Final events wait until the stats they count are published, so a client that
+    /// reads `/metrics` right after its request ends sees it counted.
+    private var finishedOutbox: [(AsyncStream<GenerationEvent>.Continuation, FinishInfo)] = []
+
+    private func publishAndDeliver() {
+        publish()
+        for (continuation, info) in finishedOutbox {
+            continuation.yield(.finished(info))
+            continuation.finish()
+        }
+        finishedOutbox.removeAll()
     }
 
     private func publish() {
