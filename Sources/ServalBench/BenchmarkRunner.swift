@@ -110,8 +110,8 @@ public struct BenchmarkRunner: Sendable {
 
     /// The first model id from GET /v1/models, as SGLang does when --model is absent.
     static func discoverModel(client: HTTPBenchClient) async -> String? {
-        guard let (status, body) = try? await client.get("/v1/models"), status == 200,
-              let obj = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any],
+        guard let reply = try? await client.get("/v1/models"), reply.status == 200,
+              let obj = (try? JSONSerialization.jsonObject(with: Data(reply.body.utf8))) as? [String: Any],
               let first = (obj["data"] as? [[String: Any]])?.first,
               let id = first["id"] as? String
         else { return nil }

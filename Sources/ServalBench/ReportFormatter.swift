@@ -30,7 +30,7 @@ public enum ReportFormatter {
         s += row("Backend:", config.backend.rawValue)
         s += row("Dataset:", config.dataset.name)
         s += row("Traffic request rate:", rateString(result.requestRate))
-        s += row("Max request concurrency:", config.maxConcurrency.map(String.init) ?? "not set")
+        s += row("Max request concurrency:", config.maxConcurrency.map { String($0) } ?? "not set")
         s += row("Successful requests:", String(m.completed))
         s += row("Failed requests:", String(m.failed))
         s += row("Benchmark duration (s):", f2(m.duration))

@@ -174,7 +174,7 @@ struct BenchServing: AsyncParsableCommand {
         } catch {
             throw BenchServingFailure("\(error)")
         }
-        print("bench-serving: backend=\(config.backend.rawValue) url=\(config.baseURL)\(config.backend.path) dataset=\(config.dataset.name) requests=\(rows.count) input_tokens=\(rows.map(\.promptLen).reduce(0, +)) rates=\(config.requestRates.map(ReportFormatter.rateString).joined(separator: ",")) max_concurrency=\(config.maxConcurrency.map(String.init) ?? "not set")")
+        print("bench-serving: backend=\(config.backend.rawValue) url=\(config.baseURL)\(config.backend.path) dataset=\(config.dataset.name) requests=\(rows.count) input_tokens=\(rows.map(\.promptLen).reduce(0, +)) rates=\(config.requestRates.map(ReportFormatter.rateString).joined(separator: ",")) max_concurrency=\(config.maxConcurrency.map { String($0) } ?? "not set")")
 
         let runner = BenchmarkRunner(config: config, tokenizer: tok)
         var invalid: [String] = []
