@@ -57,6 +57,11 @@ public final class HTTPBenchClient: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: stream ? "text/event-stream" : "application/json")
+        // A fresh connection per request, as SGLang's client does (one aiohttp session
+        // each): reusing keep-alive connections races with servers that close idle or
+        // used-up ones (llama-server's HTTP library does), which shows up as spurious
+        // "connection closed" failures; loopback connects cost microseconds.
+        request.headers.add(name: "Connection", value: "close")
         if let key = ProcessInfo.processInfo.environment["OPENAI_API_KEY"], !key.isEmpty {
             request.headers.add(name: "Authorization", value: "Bearer \(key)")
         }
