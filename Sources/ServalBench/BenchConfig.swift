@@ -15,11 +15,15 @@ public struct BenchConfig: Sendable {
     public var stream: Bool
     public var extraRequestBody: JSONObject
     public var showProgress: Bool
+    /// Seconds to keep trying to connect before a request fails (AsyncHTTPClient
+    /// retries a refused connection until then).
+    public var connectTimeout: Double
 
     public init(backend: Backend, baseURL: String, model: String? = nil, dataset: DatasetSpec, numPrompts: Int,
                 requestRates: [Double] = [.infinity], maxConcurrency: Int? = nil, warmupRequests: Int = 1,
                 seed: UInt64 = 1, ignoreEOS: Bool = true, stream: Bool = true,
-                extraRequestBody: JSONObject = JSONObject([:]), showProgress: Bool = true) {
+                extraRequestBody: JSONObject = JSONObject([:]), showProgress: Bool = true,
+                connectTimeout: Double = 10) {
         self.backend = backend
         self.baseURL = baseURL
         self.model = model
@@ -33,6 +37,7 @@ public struct BenchConfig: Sendable {
         self.stream = stream
         self.extraRequestBody = extraRequestBody
         self.showProgress = showProgress
+        self.connectTimeout = connectTimeout
     }
 }
 

@@ -23,7 +23,8 @@ public struct BenchmarkRunner: Sendable {
     public func run(rows: [DatasetRow], onResult: (RunResult) throws -> Void = { _ in }) async throws -> [RunResult] {
         guard !rows.isEmpty else { throw BenchError("the dataset produced no requests") }
         let connections = max(config.maxConcurrency ?? rows.count, config.warmupRequests, 1)
-        let client = HTTPBenchClient(baseURL: config.baseURL, connections: connections)
+        let client = HTTPBenchClient(baseURL: config.baseURL, connections: connections,
+                                     connectTimeout: config.connectTimeout)
         do {
             let results = try await run(rows: rows, client: client, onResult: onResult)
             await client.shutdown()

@@ -11,11 +11,11 @@ public final class HTTPBenchClient: Sendable {
     /// `connections` must cover the concurrency wanted: AsyncHTTPClient
     /// otherwise caps a host at 8 connections and queues the rest, which
     /// would silently limit concurrency and inflate TTFT.
-    public init(baseURL: String, connections: Int) {
+    public init(baseURL: String, connections: Int, connectTimeout: Double = 10) {
         var config = HTTPClient.Configuration()
         config.connectionPool = .init(idleTimeout: .seconds(120),
                                       concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, connections))
-        config.timeout = .init(connect: .seconds(10), read: .seconds(3600))
+        config.timeout = .init(connect: .milliseconds(Int64(max(connectTimeout, 0.05) * 1000)), read: .seconds(3600))
         config.decompression = .disabled
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         var url = baseURL

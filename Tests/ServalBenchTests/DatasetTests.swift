@@ -50,8 +50,10 @@ import Testing
         // The fixture has 4 entries: one too short, one without a reply; two usable.
         #expect(rows.count == 2)
         let byPrompt = Dictionary(uniqueKeysWithValues: rows.map { ($0.text, $0.outputLen) })
-        #expect(byPrompt["whatisthecapitaloffrance"] == try tok.encode("parisisthecapital").count)
-        #expect(byPrompt["tellmeajoke"] == try tok.encode("whydidthechickencrosstheroad").count)
+        let parisLen = try tok.encode("parisisthecapital").count
+        let jokeLen = try tok.encode("whydidthechickencrosstheroad").count
+        #expect(byPrompt["whatisthecapitaloffrance"] == parisLen)
+        #expect(byPrompt["tellmeajoke"] == jokeLen)
         let fixedLen = try DatasetBuilder.build(.shareGPT(path: url.path, fixedOutputLen: 7, contextLen: nil),
                                                 numPrompts: 1, tokenizer: tok, seed: 1)
         #expect(fixedLen.count == 1 && fixedLen[0].outputLen == 7)

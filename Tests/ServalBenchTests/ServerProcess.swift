@@ -23,7 +23,9 @@ final class ServerProcess: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("serval-bench-server-\(UInt32.random(in: 0...UInt32.max)).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
+            throw BenchError("cannot create the server log \(log.path)")
+        }
         let logHandle = try FileHandle(forWritingTo: log)
         p.standardError = logHandle
         var port: Int?
@@ -45,9 +47,13 @@ final class ServerProcess: @unchecked Sendable {
         return ServerProcess(process: p, port: port, logURL: log)
     }
 
+    /// SIGTERM, then SIGKILL after 3 s: a child can inherit a signal mask that
+    /// blocks SIGTERM from the test runner, and waiting on it would hang the suite.
     func stop() {
         if process.isRunning {
             process.terminate()
+            for _ in 0..<30 where process.isRunning { usleep(100_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
         try? FileManager.default.removeItem(at: logURL)

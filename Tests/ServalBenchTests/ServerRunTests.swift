@@ -53,7 +53,7 @@ import Testing
         // Port 1 on loopback: nothing listens there without root.
         let config = BenchConfig(backend: .openai, baseURL: "http://127.0.0.1:1", model: "m",
                                  dataset: .random(inputLen: 4, outputLen: 2, rangeRatio: 1), numPrompts: 2,
-                                 warmupRequests: 1, showProgress: false)
+                                 warmupRequests: 1, showProgress: false, connectTimeout: 1)
         let rows = try DatasetBuilder.build(config.dataset, numPrompts: 2, tokenizer: TestTokenizer(), seed: 1)
         let runner = BenchmarkRunner(config: config, tokenizer: TestTokenizer())
         await #expect { _ = try await runner.run(rows: rows) } throws: { error in

@@ -7,6 +7,7 @@ one token and then drops the connection, the rest stream `max_tokens` tokens
 correctly with a final usage chunk and [DONE]. Prints the port it listens on.
 """
 import json
+import signal
 import socketserver
 import sys
 import threading
@@ -61,6 +62,8 @@ class Server(socketserver.ThreadingMixIn, HTTPServer):
     daemon_threads = True
 
 
+# The test runner may hand us a mask that blocks SIGTERM; take it back so stop() works.
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
 server = Server(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
