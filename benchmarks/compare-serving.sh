@@ -11,7 +11,8 @@
 # Usage: benchmarks/compare-serving.sh [--only llama.cpp|serval] [--skip-build]
 # Env:   SERVAL_MODEL (GGUF), THREADS (2), LLAMA_PORT (18080), SERVAL_PORT (18081),
 #        OUT_DIR (.build/compare-serving), SERVAL_BACKEND (serval | openai),
-#        SERVAL_SERVER_ARGS / LLAMA_SERVER_ARGS (extra flags), NUM_PROMPTS (64).
+#        SERVAL_SERVER_ARGS / LLAMA_SERVER_ARGS (extra flags), NUM_PROMPTS (64),
+#        SERVAL_BIN (a prebuilt serval binary; skips the release build).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,11 +38,15 @@ case "$ONLY" in ""|llama.cpp|serval) ;; *) echo "--only takes llama.cpp or serva
 [ -f "$MODEL" ] || { echo "model not found: $MODEL (run scripts/fetch-default-model)" >&2; exit 1; }
 mkdir -p "$OUT_DIR"
 
-if [ "$SKIP_BUILD" = 0 ]; then
-  (cd "$ROOT" && swift build -c release --product serval >&2)
+if [ -n "${SERVAL_BIN:-}" ]; then
+  SERVAL="$SERVAL_BIN"
+else
+  if [ "$SKIP_BUILD" = 0 ]; then
+    (cd "$ROOT" && swift build -c release --product serval >&2)
+  fi
+  SERVAL="$ROOT/.build/release/serval"
 fi
-SERVAL="$ROOT/.build/release/serval"
-[ -x "$SERVAL" ] || { echo "no release serval binary at $SERVAL (drop --skip-build)" >&2; exit 1; }
+[ -x "$SERVAL" ] || { echo "no serval binary at $SERVAL (drop --skip-build, or set SERVAL_BIN)" >&2; exit 1; }
 
 SERVER_PID=""
 cleanup() {
