@@ -40,7 +40,6 @@ enum Filters {
             return useDefault ? (p[0] ?? .string("")) : v
         case "tojson":
             let p = try bind(["ensure_ascii", "indent", "separators", "sort_keys"])
-            if let ea = p[0], ea.truthy { throw err("ensure_ascii=True is not supported") }
             var indent: String?
             if let i = p[1] {
                 switch i {
@@ -51,7 +50,7 @@ enum Filters {
                 }
             }
             var opts = JSONEncoder.Options(indent: indent, itemSeparator: indent == nil ? ", " : ",", keySeparator: ": ",
-                                           sortKeys: p[3]?.truthy ?? false)
+                                           sortKeys: p[3]?.truthy ?? false, ensureASCII: p[0]?.truthy ?? false)
             if let sep = p[2], !(sep.isNoneLike) {
                 guard let parts = sep.sequence, parts.count == 2,
                       case .string(let a) = parts[0], case .string(let b) = parts[1]
@@ -111,7 +110,7 @@ enum Filters {
             _ = try bind([])
             if v.isUndefined { return .list([]) }
             guard case .dict(let d) = v else { throw err("can only get item pairs from a mapping, not \(v.typeName)") }
-            return .list(d.entries.map { .tuple([.string($0.key), $0.value]) })
+            return .list(d.entries.map { .tuple([$0.key.value, $0.value]) })
         case "reverse":
             _ = try bind([])
             if case .string(let s) = v { return .string(String(String.UnicodeScalarView(s.unicodeScalars.reversed()))) }
@@ -131,13 +130,15 @@ enum Filters {
                 testName = t
             }
             let testArgs = CallArguments(positional: rest, keyword: args.keyword)
+            // jinja2 guards with `if value:`, so none/empty input selects nothing instead of failing.
+            guard v.truthy else { return .list([]) }
             return .list(try interpreter.iterate(v, line: line).filter { item in
                 let subject = try attr.map { try attribute(item, $0, interpreter, line) } ?? item
                 let passed = try testName.map { try Tests.apply($0, subject, testArgs, line: line) } ?? subject.truthy
                 return passed == keep
             })
         case "map":
-            let items = try interpreter.iterate(v, line: line)
+            let items = v.truthy ? try interpreter.iterate(v, line: line) : []
             if let attr = args.keywordValue("attribute") {
                 let def = args.keywordValue("default")
                 return .list(try items.map { item in
@@ -259,7 +260,7 @@ enum Filters {
             let p = try bind(["case_sensitive", "by", "reverse"])
             guard case .dict(let d) = v else { throw err("can only sort a mapping, not \(v.typeName)") }
             let byValue = p[1]?.str() == "value"
-            let pairs = d.entries.map { Value.tuple([.string($0.key), $0.value]) }
+            let pairs = d.entries.map { Value.tuple([$0.key.value, $0.value]) }
             let sorted = try apply("sort", .list(pairs), CallArguments(keyword: [("reverse", p[2] ?? .bool(false)), ("case_sensitive", p[0] ?? .bool(false)), ("attribute", .int(byValue ? 1 : 0))]), line: line, interpreter: interpreter)
             return sorted
         default:

@@ -11,7 +11,11 @@ enum Globals {
         switch name {
         case "range": return .function(Function(name: "range", body: range))
         case "namespace":
-            return .function(Function(name: "namespace") { args in .namespace(Namespace(try mapping(args, "namespace"))) })
+            return .function(Function(name: "namespace") { args in
+                let attrs = try mapping(args, "namespace")
+                for case .string(let k) in attrs.keys { try Namespace.checkName(k) }
+                return .namespace(Namespace(attrs))
+            })
         case "dict":
             return .function(Function(name: "dict") { args in .dict(try mapping(args, "dict")) })
         case "raise_exception":

@@ -72,6 +72,7 @@ struct Interpreter {
             guard case .namespace(let ns) = scope.lookup(obj) ?? .undefined(hint: "") else {
                 throw TemplateError("cannot assign attribute '\(attr)' on '\(obj)' at line \(line): only namespace() objects support attribute assignment")
             }
+            try Namespace.checkName(attr)
             ns.attributes[attr] = value
         case .tuple(let names):
             let items = try iterate(value, line: line)
@@ -154,10 +155,10 @@ struct Interpreter {
     func iterate(_ v: Value, line: Int) throws -> [Value] {
         switch v {
         case .list(let l), .tuple(let l): return l
-        case .dict(let d): return d.keys.map { .string($0) }
+        case .dict(let d): return d.keys.map { $0.value }
         case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
         case .undefined: return []
-        case .namespace(let ns): return ns.attributes.keys.map { .string($0) }
+        case .namespace(let ns): return ns.attributes.keys.map { $0.value }
         default: throw TemplateError("'\(v.typeName)' object is not iterable at line \(line)")
         }
     }
@@ -179,8 +180,9 @@ struct Interpreter {
         case let .dict(pairs, line):
             var d = OrderedDict()
             for (k, v) in pairs {
-                guard case .string(let key) = try eval(k, scope) else {
-                    throw TemplateError("dict literal keys must be strings at line \(line)")
+                let kv = try eval(k, scope)
+                guard let key = DictKey(kv) else {
+                    throw TemplateError("unhashable type '\(kv.typeName)' as dict key at line \(line)")
                 }
                 d[key] = try eval(v, scope)
             }
@@ -294,6 +296,9 @@ struct Interpreter {
             if let v = d[k] { return v }
             if let m = Methods.bind(obj, k) { return m }
             return .undefined(hint: "'dict object' has no attribute '\(k)'")
+        case let (.dict(d), _):
+            if let k = DictKey(key), let v = d[k] { return v }
+            return .undefined(hint: "'dict object' has no element \(key.repr())")
         case let (_, .string(k)):
             return try getAttribute(obj, k, line: line)
         default:

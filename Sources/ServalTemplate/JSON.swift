@@ -9,6 +9,7 @@ enum JSONEncoder {
         var itemSeparator: String
         var keySeparator: String
         var sortKeys = false
+        var ensureASCII = false
     }
 
     static func encode(_ v: Value, _ o: Options) throws -> String {
@@ -26,7 +27,7 @@ enum JSONEncoder {
             if d.isNaN { out += "NaN" }
             else if d.isInfinite { out += d < 0 ? "-Infinity" : "Infinity" }
             else { out += formatPythonFloat(d) }
-        case .string(let s): writeString(s, into: &out)
+        case .string(let s): writeString(s, ascii: o.ensureASCII, into: &out)
         case .list(let l), .tuple(let l):
             if l.isEmpty { out += "[]"; return }
             out += "["
@@ -48,18 +49,18 @@ enum JSONEncoder {
         }
     }
 
-    private static func writeObject(_ entries: [(key: String, value: Value)], _ o: Options, level: Int,
+    private static func writeObject(_ entries: [(key: DictKey, value: Value)], _ o: Options, level: Int,
                                     into out: inout String) throws {
         if entries.isEmpty { out += "{}"; return }
         var items = entries
         if o.sortKeys {
-            items.sort { $0.key.unicodeScalars.lexicographicallyPrecedes($1.key.unicodeScalars) }
+            items.sort { $0.key.jsonKey.unicodeScalars.lexicographicallyPrecedes($1.key.jsonKey.unicodeScalars) }
         }
         out += "{"
         for (i, e) in items.enumerated() {
             if i > 0 { out += o.itemSeparator }
             newline(o, level + 1, into: &out)
-            writeString(e.key, into: &out)
+            writeString(e.key.jsonKey, ascii: o.ensureASCII, into: &out)
             out += o.keySeparator
             try write(e.value, o, level: level + 1, into: &out)
         }
@@ -72,8 +73,9 @@ enum JSONEncoder {
         out += "\n" + String(repeating: indent, count: level)
     }
 
-    /// Python json string escaping with ensure_ascii=False: only '"', '\\' and control characters.
-    static func writeString(_ s: String, into out: inout String) {
+    /// Python json string escaping: '"', '\\' and control characters; with `ascii` (ensure_ascii=True)
+    /// also everything above 0x7E, as \uXXXX (UTF-16 surrogate pairs beyond the BMP).
+    static func writeString(_ s: String, ascii: Bool = false, into out: inout String) {
         out += "\""
         for u in s.unicodeScalars {
             switch u {
@@ -85,9 +87,11 @@ enum JSONEncoder {
             case "\u{08}": out += "\\b"
             case "\u{0C}": out += "\\f"
             default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                if u.value < 0x20 || (ascii && u.value > 0x7E) {
+                    for unit in String(u).utf16 {
+                        let hex = String(unit, radix: 16)
+                        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                    }
                 } else {
                     out.unicodeScalars.append(u)
                 }

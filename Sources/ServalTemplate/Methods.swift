@@ -157,16 +157,16 @@ enum Methods {
         switch name {
         case "items":
             _ = try args.bind([], callee: callee)
-            return .list(d.entries.map { .tuple([.string($0.key), $0.value]) })
+            return .list(d.entries.map { .tuple([$0.key.value, $0.value]) })
         case "keys":
             _ = try args.bind([], callee: callee)
-            return .list(d.keys.map { .string($0) })
+            return .list(d.keys.map { $0.value })
         case "values":
             _ = try args.bind([], callee: callee)
             return .list(d.values)
         case "get":
             let p = try args.bind(["key", "default"], callee: callee)
-            guard case .string(let k)? = p[0] else { return p[1] ?? .none }
+            guard let k = p[0].flatMap(DictKey.init) else { return p[1] ?? .none }
             return d[k] ?? p[1] ?? .none
         default:
             throw TemplateError("unknown method '\(callee)'")

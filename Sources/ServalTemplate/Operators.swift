@@ -106,7 +106,7 @@ enum Operators {
             return n.isEmpty || s.contains(n)
         case .list(let l), .tuple(let l): return l.contains { pythonEqual($0, needle) }
         case .dict(let d):
-            guard case .string(let k) = needle else { return false }
+            guard let k = DictKey(needle) else { return false }
             return d[k] != nil
         case .namespace(let ns):
             guard case .string(let k) = needle else { return false }

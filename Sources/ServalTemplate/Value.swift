@@ -105,7 +105,7 @@ enum Value {
         case .list(let l): return "[" + l.map { $0.repr() }.joined(separator: ", ") + "]"
         case .tuple(let l): return "(" + l.map { $0.repr() }.joined(separator: ", ") + (l.count == 1 ? ",)" : ")")
         case .dict(let d):
-            return "{" + d.entries.map { pythonStringRepr($0.key) + ": " + $0.value.repr() }.joined(separator: ", ") + "}"
+            return "{" + d.entries.map { $0.key.value.repr() + ": " + $0.value.repr() }.joined(separator: ", ") + "}"
         case .namespace(let ns):
             return "<Namespace " + Value.dict(ns.attributes).repr() + ">"
         case .function(let f): return "<function \(f.name)>"
@@ -139,24 +139,68 @@ enum Value {
         case .double(let d): return .double(d)
         case .string(let s): return .string(s)
         case .list(let l), .tuple(let l): return .array(try l.map { try $0.toTemplateValue() })
-        case .dict(let d): return .object(try d.entries.map { ($0.key, try $0.value.toTemplateValue()) })
+        case .dict(let d): return .object(try d.entries.map { ($0.key.jsonKey, try $0.value.toTemplateValue()) })
         case .namespace(let ns): return try Value.dict(ns.attributes).toTemplateValue()
         case .undefined, .function: throw TemplateError("cannot convert \(typeName) to a plain value")
         }
     }
 }
 
-/// Insertion-ordered string-keyed dictionary (Python dicts keep insertion order).
+/// A hashable dict key. JSON input only has string keys, but dict literals in templates may use
+/// numbers, booleans or none (e.g. `{0: 0, 1024: 2}`).
+enum DictKey: Hashable {
+    case string(String), int(Int), double(Double), bool(Bool), none
+
+    /// nil for unhashable values (lists, dicts, ...).
+    init?(_ v: Value) {
+        switch v {
+        case .string(let s): self = .string(s)
+        case .int(let i): self = .int(i)
+        case .double(let d): self = d == d.rounded() && abs(d) < 1e18 ? .int(Int(d)) : .double(d)
+        case .bool(let b): self = .bool(b)
+        case .none: self = .none
+        default: return nil
+        }
+    }
+
+    var value: Value {
+        switch self {
+        case .string(let s): return .string(s)
+        case .int(let i): return .int(i)
+        case .double(let d): return .double(d)
+        case .bool(let b): return .bool(b)
+        case .none: return .none
+        }
+    }
+
+    /// The key as Python's json.dumps writes it.
+    var jsonKey: String {
+        switch self {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .double(let d): return formatPythonFloat(d)
+        case .bool(let b): return b ? "true" : "false"
+        case .none: return "null"
+        }
+    }
+}
+
+/// Insertion-ordered dictionary (Python dicts keep insertion order).
 struct OrderedDict {
-    private(set) var keys: [String] = []
+    private(set) var keys: [DictKey] = []
     private(set) var values: [Value] = []
-    private var index: [String: Int] = [:]
+    private var index: [DictKey: Int] = [:]
 
     var isEmpty: Bool { keys.isEmpty }
     var count: Int { keys.count }
-    var entries: [(key: String, value: Value)] { Array(zip(keys, values)).map { (key: $0.0, value: $0.1) } }
+    var entries: [(key: DictKey, value: Value)] { Array(zip(keys, values)).map { (key: $0.0, value: $0.1) } }
 
     subscript(key: String) -> Value? {
+        get { self[.string(key)] }
+        set { self[.string(key)] = newValue }
+    }
+
+    subscript(key: DictKey) -> Value? {
         get { index[key].map { values[$0] } }
         set {
             if let i = index[key] {
@@ -182,6 +226,13 @@ struct OrderedDict {
 final class Namespace {
     var attributes: OrderedDict
     init(_ attributes: OrderedDict) { self.attributes = attributes }
+
+    /// transformers rejects underscore-prefixed namespace attributes (sandbox hardening).
+    static func checkName(_ name: String) throws {
+        if name.hasPrefix("_") {
+            throw TemplateError("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(name)'. Please rename the attribute.")
+        }
+    }
 }
 
 struct CallArguments {
