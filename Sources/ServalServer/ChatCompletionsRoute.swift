@@ -95,6 +95,7 @@ extension ServalAPI {
             if let seed = s.seed { s.seed = seed &+ UInt64(i) }
             return GenerateRequest(rid: n == 1 ? id : "\(id)-\(i)", inputIDs: ids, sampling: s)
         }
+        try checkServable(reqs)
         let created = createdTimestamp
         let model = config.servedModelName
 

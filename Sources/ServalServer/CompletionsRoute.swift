@@ -86,6 +86,7 @@ extension ServalAPI {
                 reqs.append(GenerateRequest(rid: prompts.count * n == 1 ? id : "\(id)-\(k)", inputIDs: p.ids, sampling: si))
             }
         }
+        try checkServable(reqs)
         let created = createdTimestamp
         let model = config.servedModelName
         let promptTexts = prompts.map(\.text)

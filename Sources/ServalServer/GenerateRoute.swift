@@ -71,11 +71,15 @@ extension ServalAPI {
         }
         guard Set(rids).count == rids.count else { throw APIError.invalid("'rid' entries must be unique.", param: "rid") }
         for i in reqs.indices { reqs[i].rid = rids[i] }
+        try checkServable(reqs)
         let batch = isBatch || reqs.count > 1
+        let finalRids = rids
+        let promptCounts = reqs.map(\.inputIDs.count)
+        let tokenizer = self.tokenizer
 
-        func object(_ i: Int, text: String, ids: [Int32], lps: [TokenLogprob], finish: FinishInfo?) -> JSONValue {
-            var meta: JSONObject = ["id": .string(rids[i]), "finish_reason": finish.map { Self.sglangFinish($0) } ?? .null]
-            meta["prompt_tokens"] = .int(finish?.promptTokens ?? reqs[i].inputIDs.count)
+        @Sendable func object(_ i: Int, text: String, ids: [Int32], lps: [TokenLogprob], finish: FinishInfo?) -> JSONValue {
+            var meta: JSONObject = ["id": .string(finalRids[i]), "finish_reason": finish.map { Self.sglangFinish($0) } ?? .null]
+            meta["prompt_tokens"] = .int(finish?.promptTokens ?? promptCounts[i])
             meta["completion_tokens"] = .int(finish?.completionTokens ?? ids.count)
             meta["cached_tokens"] = .int(finish?.cachedTokens ?? 0)
             meta["e2e_latency"] = .double(Date().timeIntervalSince(arrival))

@@ -82,6 +82,19 @@ extension ServalAPI {
         return outs
     }
 
+    /// Lets the real engine veto what it can never run (a prompt plus output larger
+    /// than the whole KV pool, say) before anything is submitted.
+    func checkServable(_ reqs: [GenerateRequest]) throws {
+        guard let real = engine as? Engine else { return }
+        for r in reqs {
+            do {
+                try real.validate(r)
+            } catch EngineError.invalidRequest(let message) {
+                throw APIError.invalid("This request cannot be served: \(message).", code: "request_not_servable")
+            }
+        }
+    }
+
     /// Registers a client-visible id for /abort_request for the duration of `body`.
     func withRegistered<T>(_ id: String, rids: [String], _ body: () async throws -> T) async throws -> T {
         guard state.register(id, rids: rids) else {

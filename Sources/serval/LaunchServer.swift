@@ -2,7 +2,10 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServalEngine
+import ServalFormats
+import ServalModels
 import ServalServer
+import ServalTokenizer
 
 /// `serval launch-server`: SGLang's flag names and defaults, so SGLang launch lines work.
 struct LaunchServer: AsyncParsableCommand {
@@ -142,13 +145,131 @@ struct LaunchServer: AsyncParsableCommand {
 
     func run() async throws {
         let (engineConfig, level) = try validateFlags()
-        var logger = Logger(label: "serval")
-        logger.logLevel = level
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "serval")
         let model = modelPath ?? Self.defaultModelPath
         let tokenizerLocation = tokenizerPath ?? model
         // SGLang names the model by its path unless --served-model-name is given.
         let servedName = servedModelName ?? model
-        _ = (engineConfig, tokenizerLocation, servedName, logger)
-        throw ValidationError("launch-server: the engine is not merged into this branch yet.")
+        guard FileManager.default.fileExists(atPath: model) else {
+            throw ValidationError("No model at '\(model)'; pass --model-path or set $SERVAL_MODEL.")
+        }
+        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+
+        let loadStart = Date()
+        let lm = try loadModel(path: model, threads: threadCount)
+        let tokenizer: Tokenizer
+        do {
+            tokenizer = try Tokenizer.load(modelPath: tokenizerLocation)
+        } catch {
+            throw ValidationError("Cannot load the tokenizer from '\(tokenizerLocation)': \(error)")
+        }
+        guard tokenizer.vocabSize <= lm.info.vocabSize else {
+            throw ValidationError("The tokenizer has \(tokenizer.vocabSize) tokens but the model only \(lm.info.vocabSize); pass a matching --tokenizer-path.")
+        }
+        let bridge: TokenizerBridge
+        do {
+            bridge = try TokenizerBridge(tokenizer: tokenizer)
+        } catch {
+            throw ValidationError("The model's chat template does not parse: \(error)")
+        }
+        let engine: Engine
+        do {
+            engine = try Engine(model: lm, decoder: TokenizerTextDecoder(tokenizer: tokenizer), config: engineConfig,
+                                logger: Logger(label: "serval.engine"))
+        } catch {
+            throw ValidationError("Cannot start the engine with these settings: \(error)")
+        }
+        let info = lm.info
+        print("Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
+              + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
+              + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
+        print("KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
+              + "\(threadCount) threads; chat template: \(bridge.template == nil ? "none" : "from the model")")
+
+        var config = ServerConfig(servedModelName: servedName, modelPath: model, tokenizerPath: tokenizerLocation)
+        config.host = host
+        config.port = port
+        config.apiKey = apiKey
+        config.enableMetrics = enableMetrics
+        config.logRequests = logRequests
+        config.maxRequestBodyBytes = maxRequestBodyBytes
+        config.serverArgs = serverArgs(modelPath: model, tokenizerPath: tokenizerLocation, servedName: servedName,
+                                       engine: engineConfig)
+        let api = ServalAPI(engine: engine, tokenizer: bridge, config: config, logger: logger)
+        let host = self.host
+        try await HTTPServer.run(api: api, logger: logger) { boundPort in
+            print("Listening on http://\(host):\(boundPort) (warming up)")
+            if await Self.warmUp(engine: engine) {
+                api.markReady()
+                print("The server is fired up and ready to roll!")
+            } else {
+                logger.critical("Warm-up generation failed; /health stays unhealthy.")
+            }
+        }
+    }
+
+    /// Loads the weights as --load-format says.
+    func loadModel(path: String, threads: Int) throws -> LlamaModel {
+        let isGGUF = path.hasSuffix(".gguf")
+        do {
+            switch loadFormat {
+            case "auto", "gguf":
+                guard isGGUF || loadFormat == "gguf" else {
+                    throw ValidationError("'\(path)' is not a .gguf file; only GGUF weights load for now (or use --load-format dummy).")
+                }
+                return try LlamaModel.load(gguf: path, threads: threads)
+            case "dummy":
+                // Shapes from the GGUF metadata or a Hugging Face config.json; random weights.
+                let config: LlamaConfig
+                if isGGUF {
+                    config = try LlamaConfig(gguf: try GGUFFile(path: path))
+                } else {
+                    let json = URL(fileURLWithPath: path).appendingPathComponent("config.json")
+                    config = try LlamaConfig(hfConfigJSON: try Data(contentsOf: json), source: json.path)
+                }
+                return try LlamaModel.dummy(config: config, seed: randomSeed ?? 1, threads: threads)
+            default:
+                throw ValidationError("--load-format \(loadFormat) is not supported yet; use gguf or dummy.")
+            }
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw ValidationError("Cannot load the model from '\(path)': \(error)")
+        }
+    }
+
+    /// One short greedy generation through the whole stack, so the first real
+    /// request does not pay for cold caches and /health means "can serve".
+    static func warmUp(engine: Engine) async -> Bool {
+        var s = SamplingParams()
+        s.maxNewTokens = 2
+        s.temperature = 0
+        s.ignoreEOS = true
+        let req = GenerateRequest(rid: "warmup", inputIDs: [1, 2, 3, 4], sampling: s)
+        for await ev in engine.submit(req) {
+            if case .finished(let info) = ev {
+                if case .abort = info.reason { return false }
+                return true
+            }
+        }
+        return false
+    }
+}
+
+/// Lets the engine detokenize with the model's tokenizer.
+struct TokenizerTextDecoder: TokenTextDecoder {
+    let tokenizer: Tokenizer
+    func decodeText(_ tokens: [Int32], skipSpecialTokens: Bool) -> String {
+        tokenizer.decode(tokens, skipSpecialTokens: skipSpecialTokens)
+    }
+    var endOfGenerationTokenIDs: [Int32] {
+        var ids = Set(tokenizer.stopTokenIDs)
+        if let eos = tokenizer.eosTokenID { ids.insert(eos) }
+        return ids.sorted()
     }
 }

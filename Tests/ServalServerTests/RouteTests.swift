@@ -35,7 +35,7 @@ import ServalEngine
         #expect(frames.count == 6)  // role, "a", "b", finish, usage, [DONE]
         #expect(frames.allSatisfy { $0.hasPrefix("data: ") && $0.hasSuffix("\n\n") })
         let parsed = try frames.dropLast().map { try JSONParser.parse(String($0.dropFirst(6).dropLast(2))) }
-        #expect(parsed[0]["choices"].map { if case .array(let a) = $0 { return a[0]["delta"]?["role"] } else { return nil } } == "assistant")
+        if case .array(let a)? = parsed[0]["choices"] { #expect(a[0]["delta"]?["role"] == "assistant") } else { Issue.record("no role chunk") }
         let contents = parsed[1...2].compactMap { p -> JSONValue? in
             if case .array(let a)? = p["choices"] { return a[0]["delta"]?["content"] }
             return nil
