@@ -145,6 +145,8 @@ struct LaunchServer: AsyncParsableCommand {
 
     func run() async throws {
         let (engineConfig, level) = try validateFlags()
+        // Startup lines must reach a log file or pipe as they happen, not at exit.
+        setvbuf(stdout, nil, _IOLBF, 0)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
