@@ -1,10 +1,224 @@
-#include "serval_kernels.h"
+// Public entry points: CPU feature detection, type tables, and dispatch of
+// each call to the scalar or SIMD implementation named by its `isa` argument.
+#include "sv_internal.h"
+#include <stdlib.h>
 
-const char *sv_kernel_path(void) {
+static int cpu_has_avx2(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return "avx512";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
 #endif
-    return "scalar";
+}
+
+int sv_isa_supported(int isa) {
+    switch (isa) {
+    case SV_ISA_SCALAR: return 1;
+    case SV_ISA_AVX2: return cpu_has_avx2();
+    default: return 0;
+    }
+}
+
+int sv_isa_best(void) {
+    const char *env = getenv("SERVAL_KERNELS");
+    if (env && strcmp(env, "scalar") == 0) return SV_ISA_SCALAR;
+    return cpu_has_avx2() ? SV_ISA_AVX2 : SV_ISA_SCALAR;
+}
+
+const char *sv_kernel_path(void) {
+    return sv_isa_best() == SV_ISA_AVX2 ? "avx2" : "scalar";
+}
+
+int sv_type_supported(int type) { return sv_block_elems(type) != 0; }
+
+int sv_block_elems(int type) {
+    switch (type) {
+    case SV_TYPE_F32: case SV_TYPE_F16: case SV_TYPE_BF16: return 1;
+    case SV_TYPE_Q4_0: case SV_TYPE_Q4_1: case SV_TYPE_Q8_0: return 32;
+    case SV_TYPE_Q4_K: case SV_TYPE_Q5_K: case SV_TYPE_Q6_K: return 256;
+    default: return 0;
+    }
+}
+
+int sv_block_bytes(int type) {
+    switch (type) {
+    case SV_TYPE_F32: return 4;
+    case SV_TYPE_F16: case SV_TYPE_BF16: return 2;
+    case SV_TYPE_Q4_0: return sizeof(sv_block_q4_0);
+    case SV_TYPE_Q4_1: return sizeof(sv_block_q4_1);
+    case SV_TYPE_Q8_0: return sizeof(sv_block_q8_0);
+    case SV_TYPE_Q4_K: return sizeof(sv_block_q4_K);
+    case SV_TYPE_Q5_K: return sizeof(sv_block_q5_K);
+    case SV_TYPE_Q6_K: return sizeof(sv_block_q6_K);
+    default: return 0;
+    }
+}
+
+int sv_act_type(int wtype) {
+    switch (wtype) {
+    case SV_TYPE_F32: case SV_TYPE_F16: case SV_TYPE_BF16: return SV_TYPE_F32;
+    case SV_TYPE_Q4_0: case SV_TYPE_Q4_1: case SV_TYPE_Q8_0: return SV_TYPE_Q8_ACT;
+    case SV_TYPE_Q4_K: case SV_TYPE_Q5_K: case SV_TYPE_Q6_K: return SV_TYPE_Q8_K;
+    default: return -1;
+    }
+}
+
+size_t sv_act_row_bytes(int wtype, int64_t k) {
+    if (k < 0) return 0;
+    switch (sv_act_type(wtype)) {
+    case SV_TYPE_F32: return (size_t)k * 4;
+    case SV_TYPE_Q8_ACT: return k % 32 ? 0 : (size_t)(k / 32) * sizeof(sv_block_q8a);
+    case SV_TYPE_Q8_K: return k % 256 ? 0 : (size_t)(k / 256) * sizeof(sv_block_q8_K);
+    default: return 0;
+    }
+}
+
+#if defined(__x86_64__)
+#define USE_AVX2(isa) ((isa) == SV_ISA_AVX2)
+#else
+#define USE_AVX2(isa) 0
+#endif
+
+int sv_dequantize_row(int isa, int type, const void *src, float *dst, int64_t k) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) return sv_dequantize_row_avx2(type, src, dst, k);
+#endif
+    return sv_dequantize_row_scalar(type, src, dst, k);
+}
+
+int sv_quantize_act_row(int isa, int wtype, const float *x, void *dst, int64_t k) {
+    if (k < 0) return -1;
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) return sv_quantize_act_row_avx2(wtype, x, dst, k);
+#endif
+    return sv_quantize_act_row_scalar(wtype, x, dst, k);
+}
+
+int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
+              int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
+              float *y, int64_t ldy) {
+    const int be = sv_block_elems(wtype);
+    if (be == 0 || k <= 0 || k % be != 0 || o0 < 0 || o1 < o0 || nx < 0) return -1;
+#if defined(__x86_64__)
+    if (USE_AVX2(isa) && sv_matmul_avx2(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
+#endif
+    sv_matmul_scalar(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy);
+    return 0;
+}
+
+// ---- float row helpers: scalar bodies and dispatch ----
+
+float sv_dot_f32(int isa, const float *a, const float *b, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) return sv_dot_f32_avx2(a, b, n);
+#endif
+    float s = 0; for (int64_t i = 0; i < n; i++) s += a[i] * b[i]; return s;
+}
+
+void sv_axpy_f32(int isa, float a, const float *x, float *y, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_axpy_f32_avx2(a, x, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void sv_add_f32(int isa, const float *a, const float *b, float *y, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_add_f32_avx2(a, b, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void sv_rmsnorm_f32(int isa, const float *x, const float *w, float eps, float *y, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_rmsnorm_f32_avx2(x, w, eps, y, n); return; }
+#endif
+    double ss = 0; for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void sv_silu_mul_f32(int isa, const float *gate, const float *up, float *y, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_silu_mul_f32_avx2(gate, up, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) { const float g = gate[i]; y[i] = g / (1.0f + expf(-g)) * up[i]; }
+}
+
+void sv_softmax_f32(int isa, float *x, int64_t n) {
+    if (n <= 0) return;
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_softmax_f32_avx2(x, n); return; }
+#endif
+    float m = x[0]; for (int64_t i = 1; i < n; i++) m = fmaxf(m, x[i]);
+    double s = 0; for (int64_t i = 0; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    const float inv = (float)(1.0 / s);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void sv_scale_f32(int isa, float *x, float a, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_scale_f32_avx2(x, a, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) x[i] *= a;
+}
+
+void sv_rope_f32(int isa, float *x, int64_t nheads, int64_t head_dim, int64_t rot_dim,
+                 int64_t pos, float base, int neox) {
+    (void)isa;  // trig dominates and is shared by all heads; one path suffices
+    const int64_t half = rot_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const double theta = (double)pos * pow((double)base, -2.0 * (double)i / (double)rot_dim);
+        const float c = (float)cos(theta), s = (float)sin(theta);
+        for (int64_t h = 0; h < nheads; h++) {
+            float *v = x + h * head_dim;
+            const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void sv_rope_f32_cs(float *x, int64_t nheads, int64_t head_dim, int64_t rot_dim,
+                    const float *cosv, const float *sinv, int neox) {
+    const int64_t half = rot_dim / 2;
+    for (int64_t h = 0; h < nheads; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = 0; i < half; i++) {
+            const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            const float c = cosv[i], s = sinv[i], x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void sv_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_f16_to_f32_avx2(src, dst, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = sv_f16_to_f32_1(src[i]);
+}
+
+void sv_f32_to_f16(int isa, const float *src, uint16_t *dst, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_f32_to_f16_avx2(src, dst, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = sv_f32_to_f16_1(src[i]);
+}
+
+float sv_dot_f16_f32(int isa, const uint16_t *a, const float *b, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) return sv_dot_f16_f32_avx2(a, b, n);
+#endif
+    float s = 0; for (int64_t i = 0; i < n; i++) s += sv_f16_to_f32_1(a[i]) * b[i]; return s;
+}
+
+void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa)) { sv_axpy_f16_f32_avx2(a, x, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * sv_f16_to_f32_1(x[i]);
 }

@@ -152,4 +152,17 @@ public protocol EngineHandle: AnyObject, Sendable {
     func flushCache() async -> Bool
     /// Stops taking requests, finishes (drain) or aborts the running ones, then returns.
     func shutdown(drain: Bool) async
+    /// False while a forward pass has run past the watchdog timeout (`/health` fails).
+    var isHealthy: Bool { get }
+    /// Throws, naming the problem, for a request that can never run (empty or too long
+    /// prompt, prompt + max_new_tokens over the KV pool, out-of-range sampling values),
+    /// so the server can answer 400 before streaming. `submit` checks the same and
+    /// ends such a request with `.abort(message:)`.
+    func validate(_ request: GenerateRequest) throws
+}
+
+/// Defaults for test doubles of the HTTP layer: always healthy, accepts everything.
+extension EngineHandle {
+    public var isHealthy: Bool { true }
+    public func validate(_ request: GenerateRequest) throws {}
 }

@@ -7,10 +7,9 @@
 /// order llama.cpp and HF tokenizers apply. A binary heap of candidate pairs
 /// keeps long words O(n log n).
 struct BPEMerges: Sendable {
-    /// (left << 32 | right) → (rank << 32 | merged id).
-    private let table: [UInt64: UInt64]
+    private let table: PairTable
 
-    init(table: [UInt64: UInt64]) { self.table = table }
+    init(table: [UInt64: UInt64]) { self.table = PairTable(table) }
 
     var count: Int { table.count }
 
@@ -22,7 +21,7 @@ struct BPEMerges: Sendable {
     /// Rank and merged id of the pair, if it merges.
     @inline(__always)
     func lookup(_ a: Int32, _ b: Int32) -> (rank: Int32, id: Int32)? {
-        guard a >= 0, b >= 0, let v = table[Self.key(a, b)] else { return nil }
+        guard a >= 0, b >= 0, let v = table.find(Self.key(a, b)) else { return nil }
         return (Int32(truncatingIfNeeded: v >> 32), Int32(truncatingIfNeeded: v & 0xFFFF_FFFF))
     }
 
@@ -42,6 +41,10 @@ struct BPEMerges: Sendable {
                 out.append(symbols[0])
                 out.append(symbols[1])
             }
+            return
+        }
+        if n <= 24 {
+            mergeSmall(&symbols, into: &out)
             return
         }
         scratch.reset(n)
@@ -73,6 +76,87 @@ struct BPEMerges: Sendable {
         while i >= 0 {
             out.append(symbols[Int(i)])
             i = scratch.next[Int(i)]
+        }
+    }
+}
+
+extension BPEMerges {
+    /// Short words (almost all of them): keep the rank of every adjacent pair
+    /// and rescan for the best one; cheaper than a heap at this size.
+    @inline(__always)
+    func mergeSmall(_ symbols: inout [Int32], into out: inout [Int32]) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * symbols.count) { buf in
+            var n = symbols.count
+            let ids = UnsafeMutableBufferPointer(rebasing: buf[0..<n])
+            let ranks = UnsafeMutableBufferPointer(rebasing: buf[n..<(2 * n)])
+            for i in 0..<n { ids[i] = symbols[i] }
+            // ranks[i]: rank of (ids[i], ids[i+1]), Int32.max when they do not merge.
+            for i in 0..<(n - 1) { ranks[i] = lookup(ids[i], ids[i + 1])?.rank ?? Int32.max }
+            while n > 1 {
+                var best = Int32.max
+                var at = -1
+                for i in 0..<(n - 1) where ranks[i] < best {
+                    best = ranks[i]
+                    at = i
+                }
+                if at < 0 { break }
+                guard let m = lookup(ids[at], ids[at + 1]) else { break }
+                ids[at] = m.id
+                // Remove element at+1.
+                var j = at + 1
+                while j < n - 1 {
+                    ids[j] = ids[j + 1]
+                    ranks[j] = ranks[j + 1]
+                    j += 1
+                }
+                n -= 1
+                if at + 1 < n { ranks[at] = lookup(ids[at], ids[at + 1])?.rank ?? Int32.max }
+                if at > 0 { ranks[at - 1] = lookup(ids[at - 1], ids[at])?.rank ?? Int32.max }
+            }
+            for i in 0..<n { out.append(ids[i]) }
+        }
+    }
+}
+
+/// Open-addressing hash table from pair key to packed (rank, id), with a
+/// multiplicative hash: merge lookups are the inner loop of encoding, and the
+/// standard Dictionary's seeded SipHash costs more than the probe itself.
+struct PairTable: Sendable {
+    private let keys: [UInt64]
+    private let values: [UInt64]
+    private let shift: UInt64
+    let count: Int
+    private static let empty = UInt64.max
+
+    init(_ dict: [UInt64: UInt64]) {
+        var cap = 16
+        while cap < dict.count * 2 { cap <<= 1 }
+        var keys = [UInt64](repeating: Self.empty, count: cap)
+        var values = [UInt64](repeating: 0, count: cap)
+        let shift = UInt64(64 - cap.trailingZeroBitCount)
+        for (k, v) in dict {
+            var i = Int((k &* 0x9E37_79B9_7F4A_7C15) >> shift)
+            while keys[i] != Self.empty { i = (i + 1) & (cap - 1) }
+            keys[i] = k
+            values[i] = v
+        }
+        self.keys = keys
+        self.values = values
+        self.shift = shift
+        self.count = dict.count
+    }
+
+    @inline(__always)
+    func find(_ k: UInt64) -> UInt64? {
+        keys.withUnsafeBufferPointer { ks in
+            let mask = ks.count - 1
+            var i = Int((k &* 0x9E37_79B9_7F4A_7C15) >> shift)
+            while true {
+                let c = ks[i]
+                if c == k { return values[i] }
+                if c == Self.empty { return nil }
+                i = (i + 1) & mask
+            }
         }
     }
 }

@@ -61,9 +61,10 @@ struct PreTokenizer: Sendable {
             next.reserveCapacity(ends.count * 2)
             var start = 0
             for end in ends {
-                var s = Scanner(cpts: cpts, cls: cls, start: start, end: end, out: next)
+                var s = Scanner(cpts: cpts, cls: cls, start: start, end: end, out: [])
+                swap(&s.out, &next)  // hand the buffer over without a copy-on-write copy
                 s.run(step)
-                next = s.out
+                swap(&s.out, &next)
                 start = end
             }
             swap(&ends, &next)

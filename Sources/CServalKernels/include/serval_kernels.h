@@ -4,6 +4,10 @@
 //
 // Type ids (`type` arguments) are GGML's, identical to Swift's `DType` raw values:
 // F32=0 F16=1 Q4_0=2 Q4_1=3 Q8_0=8 Q4_K=12 Q5_K=13 Q6_K=14 BF16=30.
+//
+// Every entry point that has more than one implementation takes an `isa`
+// argument (SV_ISA_*), so callers (and tests) choose the path explicitly;
+// `sv_isa_best()` says which one this machine supports.
 #ifndef SERVAL_KERNELS_H
 #define SERVAL_KERNELS_H
 
@@ -14,8 +18,97 @@
 extern "C" {
 #endif
 
+enum {
+    SV_ISA_SCALAR = 0,
+    SV_ISA_AVX2 = 1,   // AVX2 + FMA + F16C
+};
+
+enum {
+    SV_TYPE_F32 = 0, SV_TYPE_F16 = 1, SV_TYPE_Q4_0 = 2, SV_TYPE_Q4_1 = 3,
+    SV_TYPE_Q8_0 = 8, SV_TYPE_Q4_K = 12, SV_TYPE_Q5_K = 13, SV_TYPE_Q6_K = 14,
+    SV_TYPE_Q8_K = 15, SV_TYPE_BF16 = 30,
+    /// Serval's activation format for 32-element weight types:
+    /// per block { float d; float s = d * sum(q); int8 q[32] } (40 bytes).
+    SV_TYPE_Q8_ACT = 1000,
+};
+
 /// Name of the widest instruction set the dispatcher picked ("avx512", "avx2", "scalar").
+/// Kept for reporting; it honours SERVAL_KERNELS=scalar.
 const char *sv_kernel_path(void);
+
+/// Best supported SV_ISA_* on this CPU; SERVAL_KERNELS=scalar forces SV_ISA_SCALAR.
+int sv_isa_best(void);
+/// Whether `isa` can run on this CPU.
+int sv_isa_supported(int isa);
+
+/// 1 when `type` has kernels here (dequantize, activation quantize, matmul).
+int sv_type_supported(int type);
+/// Elements per block of `type` (0 when unsupported).
+int sv_block_elems(int type);
+/// Bytes per block of `type` (0 when unsupported).
+int sv_block_bytes(int type);
+
+/// Activation type that weight rows of `wtype` are multiplied with
+/// (F32 for float weights, SV_TYPE_Q8_ACT for 32-blocks, SV_TYPE_Q8_K for K-quants).
+int sv_act_type(int wtype);
+/// Bytes of one quantized activation row of `k` elements for weight type `wtype`.
+size_t sv_act_row_bytes(int wtype, int64_t k);
+
+/// Dequantize `k` elements (a whole number of blocks) of `type` from `src` into `dst`.
+/// Returns 0, or -1 when the type is unsupported or `k` is not a whole number of blocks.
+int sv_dequantize_row(int isa, int type, const void *src, float *dst, int64_t k);
+
+/// Quantize activation row `x` (`k` floats) into the activation format of `wtype`.
+/// Returns 0 or -1 as above.
+int sv_quantize_act_row(int isa, int wtype, const float *x, void *dst, int64_t k);
+
+/// y[r * ldy + o] = dot(W row o, activation row r) for o in [o0, o1), r in [0, nx).
+/// `w` is the matrix base, `wstride` its row bytes; `xq` holds `nx` activation
+/// rows (made by sv_quantize_act_row) `xstride` bytes apart. Returns 0 or -1.
+int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
+              int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
+              float *y, int64_t ldy);
+
+// ---- float row helpers (f32 unless named otherwise) ----
+float sv_dot_f32(int isa, const float *a, const float *b, int64_t n);
+/// y += a * x
+void sv_axpy_f32(int isa, float a, const float *x, float *y, int64_t n);
+/// y = a + b (y may alias a or b)
+void sv_add_f32(int isa, const float *a, const float *b, float *y, int64_t n);
+/// y = x * w / sqrt(mean(x^2) + eps) (y may alias x)
+void sv_rmsnorm_f32(int isa, const float *x, const float *w, float eps, float *y, int64_t n);
+/// y = silu(gate) * up (y may alias gate or up)
+void sv_silu_mul_f32(int isa, const float *gate, const float *up, float *y, int64_t n);
+/// In-place softmax of x[0..n).
+void sv_softmax_f32(int isa, float *x, int64_t n);
+/// Scale x in place.
+void sv_scale_f32(int isa, float *x, float a, int64_t n);
+/// Rotary embedding in place on `nheads` heads of `head_dim` floats each (head h at x + h*head_dim),
+/// position `pos`; rotates the first `rot_dim` dims. `neox` = 1: pairs (i, i + rot_dim/2);
+/// 0: adjacent pairs (2i, 2i+1). theta_i = pos * base^(-2i/rot_dim).
+void sv_rope_f32(int isa, float *x, int64_t nheads, int64_t head_dim, int64_t rot_dim,
+                 int64_t pos, float base, int neox);
+/// Same rotation with the angles' cosines and sines given (rot_dim/2 of each), so
+/// a forward pass computes the trigonometry once per position for all layers.
+void sv_rope_f32_cs(float *x, int64_t nheads, int64_t head_dim, int64_t rot_dim,
+                    const float *cosv, const float *sinv, int neox);
+void sv_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n);
+void sv_f32_to_f16(int isa, const float *src, uint16_t *dst, int64_t n);
+/// dot of an f16 row with an f32 row (KV cache in f16).
+float sv_dot_f16_f32(int isa, const uint16_t *a, const float *b, int64_t n);
+/// y += a * x where x is f16.
+void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n);
+
+// ---- persistent thread pool ----
+typedef struct sv_pool sv_pool;
+/// A pool with `threads` participants: the caller plus threads-1 workers. NULL on failure.
+sv_pool *sv_pool_create(int threads);
+void sv_pool_destroy(sv_pool *pool);
+int sv_pool_threads(const sv_pool *pool);
+/// Calls fn(ctx, i) once for every i in [0, count), spread across the pool's
+/// threads (the caller works too); returns when all calls have returned.
+/// Not reentrant: one run per pool at a time.
+void sv_pool_run(sv_pool *pool, int64_t count, void (*fn)(void *ctx, int64_t i), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -57,8 +57,9 @@ public final class GGUFFile: @unchecked Sendable {
 
         var alignment = 32
         if let a = metadata["general.alignment"] {
-            guard let v = a.int, v > 0, v & (v - 1) == 0 else {
-                throw FormatError(file: path, item: "general.alignment", "must be a power of two, got \(a)")
+            // Bounded so the data-offset rounding below cannot overflow on a corrupt value.
+            guard let v = a.int, v > 0, v & (v - 1) == 0, v <= 1 << 30 else {
+                throw FormatError(file: path, item: "general.alignment", "must be a power of two up to 2^30, got \(a)")
             }
             alignment = v
         }

@@ -1,0 +1,399 @@
+import Foundation
+import Logging
+import ServalModels
+
+/// The serving engine: owns the model, its KV storage and the scheduler, and runs
+/// them on a thread of its own (forward passes block, so not on Swift's
+/// cooperative pool). Each step: schedule → forward → sample → postprocess
+/// (stop checks, streaming detokenization, events, KV release into the radix cache).
+///
+/// Every method may be called from any thread; they post to the engine thread's
+/// inbox or read a snapshot it publishes after each step. Call `shutdown` to stop
+/// the thread (it holds the engine alive until then).
+public final class Engine: EngineHandle, @unchecked Sendable {
+    public let modelInfo: ModelInfo
+    public let contextLength: Int
+    /// KV pool size in tokens.
+    public let kvCapacity: Int
+
+    private let model: any LanguageModel
+    private let kvCache: any KVCacheStorage
+    private let decoder: any TokenTextDecoder
+    private let inbox = EngineInbox()
+    private let watchdog: Watchdog
+    private let logger: Logger
+
+    // Engine-thread state.
+    private var scheduler: Scheduler
+    private var sampler = Sampler()
+    private var streams: [ObjectIdentifier: RequestStream] = [:]
+    private var activeRIDs: [String: Request] = [:]
+    private var accepting = true
+    private var throughput = ThroughputMeter()
+    private let started = Date()
+
+    // Published snapshot.
+    private let snapshotLock = NSLock()
+    private var loadSnapshot: EngineLoad
+    private var statsSnapshot = EngineStats()
+
+    /// Per-request output side: stream, detokenizer, stop checker.
+    private struct RequestStream {
+        var continuation: AsyncStream<GenerationEvent>.Continuation
+        var detokenizer: IncrementalDetokenizer
+        var stopChecker: StopChecker
+        var wantLogprobs: Bool
+    }
+
+    public init(model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
+                logger: Logger = Logger(label: "serval.engine")) throws {
+        let info = model.info
+        let context = min(config.contextLength ?? info.contextLength, info.contextLength > 0 ? info.contextLength : Int.max)
+        guard context >= 2 else { throw EngineError.invalidConfig("context length \(context) is too small") }
+        let capacity = try KVPoolSizing.capacity(config: config, kvBytesPerToken: model.kvBytesPerToken,
+                                                 weightBytes: info.weightBytes, contextLength: context)
+        var sc = SchedulerConfig(capacity: capacity, contextLength: context)
+        sc.pageSize = config.pageSize
+        sc.maxRunningRequests = config.maxRunningRequests ?? max(1, min(256, capacity / 256))
+        sc.maxPrefillTokens = config.maxPrefillTokens
+        sc.chunkedPrefillSize = config.chunkedPrefillSize
+        sc.policy = config.schedulePolicy
+        sc.disableRadixCache = config.disableRadixCache
+        sc.randomSeed = config.randomSeed
+        self.scheduler = try Scheduler(config: sc)
+        self.kvCapacity = scheduler.allocator.capacity
+        self.kvCache = try model.makeKVCache(slots: kvCapacity)
+        self.model = model
+        self.modelInfo = info
+        self.contextLength = context
+        self.decoder = decoder
+        self.logger = logger
+        self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
+        self.loadSnapshot = EngineLoad(runningRequests: 0, queuedRequests: 0, tokenUsage: 0, usedTokens: 0,
+                                       totalTokens: kvCapacity)
+        let kvMiB = Double(kvCapacity) * Double(model.kvBytesPerToken) / 1_048_576
+        logger.info("KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB), context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)")
+        watchdog.start()
+        let thread = Thread { [self] in runLoop() }
+        thread.name = "serval-engine"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    // MARK: EngineHandle
+
+    public func submit(_ request: GenerateRequest) -> AsyncStream<GenerationEvent> {
+        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
+        let rid = request.rid
+        continuation.onTermination = { [weak self] termination in
+            if case .cancelled = termination { self?.abort(rid: rid) }
+        }
+        snapshotLock.lock()
+        defer { snapshotLock.unlock() }
+        if closed {
+            continuation.yield(.finished(FinishInfo(reason: .abort(message: "server shutting down"),
+                                                    promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
+            continuation.finish()
+        } else {
+            inbox.post(.submit(request, continuation))
+        }
+        return stream
+    }
+
+    /// Posts the abort; returns whether the rid was known when it was posted.
+    @discardableResult
+    public func abort(rid: String) -> Bool {
+        snapshotLock.lock()
+        let known = knownRIDs.contains(rid)
+        snapshotLock.unlock()
+        inbox.post(.abort(rid: rid))
+        return known
+    }
+
+    public func load() -> EngineLoad {
+        snapshotLock.lock()
+        defer { snapshotLock.unlock() }
+        return loadSnapshot
+    }
+
+    public func stats() -> EngineStats {
+        snapshotLock.lock()
+        defer { snapshotLock.unlock() }
+        return statsSnapshot
+    }
+
+    public func flushCache() async -> Bool {
+        await withCheckedContinuation { reply in
+            snapshotLock.lock()
+            defer { snapshotLock.unlock() }
+            if closed { reply.resume(returning: false) } else { inbox.post(.flushCache(reply)) }
+        }
+    }
+
+    /// Idempotent: a second call returns once the engine thread has stopped.
+    public func shutdown(drain: Bool) async {
+        await withCheckedContinuation { reply in
+            snapshotLock.lock()
+            defer { snapshotLock.unlock() }
+            if closed && stopped { reply.resume() } else { closed = true; inbox.post(.shutdown(drain: drain, reply)) }
+        }
+    }
+
+    public var isHealthy: Bool { watchdog.isHealthy }
+
+    /// Rejects what can never run, with the reason (the server answers 400 with it).
+    public func validate(_ request: GenerateRequest) throws {
+        try Engine.validate(request, contextLength: contextLength, capacity: kvCapacity)
+    }
+
+    static func validate(_ request: GenerateRequest, contextLength: Int, capacity: Int) throws {
+        let p = request.sampling
+        let prompt = request.inputIDs.count
+        guard prompt > 0 else { throw EngineError.invalidRequest("the prompt has no tokens") }
+        guard prompt < contextLength else {
+            throw EngineError.invalidRequest("the prompt has \(prompt) tokens; the context length is \(contextLength)")
+        }
+        guard p.maxNewTokens >= 0 else { throw EngineError.invalidRequest("max_new_tokens must be >= 0") }
+        guard p.temperature >= 0, p.temperature.isFinite else { throw EngineError.invalidRequest("temperature must be >= 0") }
+        guard p.topP > 0, p.topP <= 1 else { throw EngineError.invalidRequest("top_p must be in (0, 1]") }
+        guard p.minP >= 0, p.minP <= 1 else { throw EngineError.invalidRequest("min_p must be in [0, 1]") }
+        guard p.topK >= -1 else { throw EngineError.invalidRequest("top_k must be -1, 0 or positive") }
+        guard p.repetitionPenalty > 0 else { throw EngineError.invalidRequest("repetition_penalty must be > 0") }
+        guard p.minNewTokens >= 0 else { throw EngineError.invalidRequest("min_new_tokens must be >= 0") }
+        guard p.topLogprobs >= 0 else { throw EngineError.invalidRequest("top_logprobs must be >= 0") }
+        let maxNew = min(p.maxNewTokens, contextLength - prompt)
+        guard prompt + maxNew <= capacity else {
+            throw EngineError.invalidRequest(
+                "prompt (\(prompt)) + max_new_tokens (\(maxNew)) exceeds the KV pool of \(capacity) tokens")
+        }
+    }
+
+    // MARK: Engine thread
+
+    // Guarded by snapshotLock.
+    private var knownRIDs = Set<String>()
+    /// Shutdown was asked for: new requests are refused at once.
+    private var closed = false
+    /// The engine thread has exited.
+    private var stopped = false
+
+    private func runLoop() {
+        var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
+        var drain = true
+        while true {
+            let idle = scheduler.isIdle
+            for command in inbox.take(wait: idle && shutdownWaiters.isEmpty) {
+                switch command {
+                case .submit(let request, let continuation):
+                    accept(request, continuation)
+                case .abort(let rid):
+                    if let r = activeRIDs[rid] { end(r, reason: .abort(message: "aborted")) }
+                case .flushCache(let reply):
+                    let ok = scheduler.flushCache()
+                    if ok { logger.info("radix cache flushed") }
+                    reply.resume(returning: ok)
+                case .shutdown(let drainRequested, let reply):
+                    accepting = false
+                    drain = drain && drainRequested
+                    shutdownWaiters.append(reply)
+                }
+            }
+            if !shutdownWaiters.isEmpty {
+                if !drain {
+                    for r in scheduler.running + scheduler.waiting { end(r, reason: .abort(message: "server shutting down")) }
+                }
+                if scheduler.isIdle {
+                    watchdog.stop()
+                    publish()
+                    snapshotLock.lock()
+                    stopped = true
+                    snapshotLock.unlock()
+                    // Commands posted after the last take (flushes, aborts) must not hang.
+                    for command in inbox.take(wait: false) {
+                        switch command {
+                        case .submit(let request, let continuation): accept(request, continuation)
+                        case .flushCache(let reply): reply.resume(returning: false)
+                        case .shutdown(_, let reply): shutdownWaiters.append(reply)
+                        case .abort: break
+                        }
+                    }
+                    for waiter in shutdownWaiters { waiter.resume() }
+                    return
+                }
+            }
+            if scheduler.isIdle { publish(); continue }
+            step()
+        }
+    }
+
+    private func accept(_ request: GenerateRequest, _ continuation: AsyncStream<GenerationEvent>.Continuation) {
+        func reject(_ message: String) {
+            continuation.yield(.finished(FinishInfo(reason: .abort(message: message),
+                                                    promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
+            continuation.finish()
+        }
+        guard accepting else { return reject("server shutting down") }
+        guard activeRIDs[request.rid] == nil else { return reject("request id \(request.rid) is already in use") }
+        do {
+            try validate(request)
+        } catch {
+            return reject("\(error)")
+        }
+        if request.sampling.maxNewTokens == 0 {
+            continuation.yield(.finished(FinishInfo(reason: .length, promptTokens: request.inputIDs.count,
+                                                    completionTokens: 0, cachedTokens: 0)))
+            continuation.finish()
+            return
+        }
+        let endTokens = decoder.endOfGenerationTokenIDs
+        let stopIDs = request.sampling.ignoreEOS ? request.sampling.stopTokenIDs : request.sampling.stopTokenIDs + endTokens
+        let r: Request
+        do {
+            r = try scheduler.submit(rid: request.rid, prompt: request.inputIDs, params: request.sampling,
+                                     stopTokenIDs: stopIDs)
+        } catch {
+            return reject("\(error)")
+        }
+        var params = request.sampling
+        params.maxNewTokens = r.maxNewTokens
+        let stream = RequestStream(
+            continuation: continuation,
+            detokenizer: IncrementalDetokenizer(decoder: decoder, skipSpecialTokens: params.skipSpecialTokens,
+                                                context: request.inputIDs.suffix(4)),
+            stopChecker: StopChecker(params: params, endOfGeneration: endTokens, maxTotalTokens: contextLength),
+            wantLogprobs: params.logprobs)
+        streams[ObjectIdentifier(r)] = stream
+        activeRIDs[r.rid] = r
+        snapshotLock.lock()
+        knownRIDs.insert(r.rid)
+        snapshotLock.unlock()
+    }
+
+    private var promptTokensTotal = 0
+    private var generationTokensTotal = 0
+    private var requestsTotal = 0
+
+    private func step() {
+        let batch = scheduler.schedule()
+        if batch.isEmpty {
+            // Nothing could run (everything waits on memory that a retraction just freed,
+            // or on a sibling's prefill); don't spin hot.
+            if batch.retracted.isEmpty { Thread.sleep(forTimeInterval: 0.001) }
+            return
+        }
+        let output: ForwardOutput
+        watchdog.beginPass()
+        do {
+            output = try model.forward(batch.forwardBatch(), cache: kvCache)
+            watchdog.endPass()
+        } catch {
+            watchdog.endPass()
+            logger.error("forward pass failed: \(error)")
+            scheduler.completeForward(batch)
+            for s in batch.sequences where s.request.status == .running {
+                end(s.request, reason: .abort(message: "forward pass failed: \(error)"))
+            }
+            return
+        }
+        scheduler.completeForward(batch)
+        var logits = output.logits
+        var produced = 0
+        logits.withUnsafeMutableBufferPointer { all in
+            for (i, s) in batch.sequences.enumerated() where s.needsLogits {
+                let rows = output.rows(ofSequence: i)
+                guard let last = rows.last, output.vocabSize > 0,
+                      (last + 1) * output.vocabSize <= all.count else {
+                    end(s.request, reason: .abort(message: "model returned no logits for the request"))
+                    continue
+                }
+                let row = UnsafeMutableBufferPointer(rebasing: all[(last * output.vocabSize) ..< ((last + 1) * output.vocabSize)])
+                let r = s.request
+                let sampled = sampler.sample(logits: row, state: &r.sampling)
+                scheduler.appendOutput(r, token: sampled.tokenID)
+                produced += 1
+                postprocess(r, sampled)
+            }
+        }
+        generationTokensTotal += produced
+        throughput.record(tokens: produced, at: Date().timeIntervalSince(started))
+        publish()
+    }
+
+    /// Streams the new token's text and ends the request if it is done.
+    private func postprocess(_ r: Request, _ sampled: SampledToken) {
+        let id = ObjectIdentifier(r)
+        guard var s = streams[id] else { return }
+        let token = sampled.tokenID
+        var text = ""
+        var reason: FinishReason? = nil
+        if s.stopChecker.isStopToken(token) {
+            let tail = s.stopChecker.feed(s.detokenizer.flush())
+            text = tail.emit
+            if let m = tail.matched {
+                reason = .stop(matched: .string(m))
+            } else {
+                text += s.stopChecker.flush()
+                reason = .stop(matched: .token(token))
+            }
+        } else {
+            let piece = s.stopChecker.feed(s.detokenizer.append(token))
+            text = piece.emit
+            if let m = piece.matched {
+                reason = .stop(matched: .string(m))
+            } else if s.stopChecker.reachedLength(generated: r.outputCount, totalTokens: r.tokens.count) {
+                let tail = s.stopChecker.feed(s.detokenizer.flush())
+                text += tail.emit
+                if let m = tail.matched {
+                    reason = .stop(matched: .string(m))
+                } else {
+                    text += s.stopChecker.flush()
+                    reason = .length
+                }
+            }
+        }
+        streams[id] = s
+        let logprobs = s.wantLogprobs ? (sampled.logprob.map { [$0] } ?? []) : []
+        s.continuation.yield(.output(text: text, tokenIDs: [token], logprobs: logprobs))
+        if let reason { end(r, reason: reason) }
+    }
+
+    /// Finishes a request for any reason: final event, KV back to the cache/pool.
+    private func end(_ r: Request, reason: FinishReason) {
+        let id = ObjectIdentifier(r)
+        let cached = r.promptCachedTokens ?? 0
+        if let s = streams.removeValue(forKey: id) {
+            s.continuation.yield(.finished(FinishInfo(reason: reason, promptTokens: r.promptLength,
+                                                      completionTokens: r.outputCount, cachedTokens: cached)))
+            s.continuation.finish()
+        }
+        if r.status != .finished {
+            scheduler.finish(r)
+            requestsTotal += 1
+            promptTokensTotal += r.promptLength
+        }
+        activeRIDs[r.rid] = nil
+        snapshotLock.lock()
+        knownRIDs.remove(r.rid)
+        snapshotLock.unlock()
+    }
+
+    private func publish() {
+        let now = Date().timeIntervalSince(started)
+        var stats = EngineStats()
+        stats.promptTokensTotal = promptTokensTotal
+        stats.generationTokensTotal = generationTokensTotal
+        stats.requestsTotal = requestsTotal
+        stats.cachedTokensTotal = scheduler.cachedTokensAdmitted
+        stats.cacheHitRate = scheduler.promptTokensAdmitted > 0
+            ? Double(scheduler.cachedTokensAdmitted) / Double(scheduler.promptTokensAdmitted) : 0
+        stats.genThroughput = throughput.rate(at: now)
+        stats.retractionsTotal = scheduler.retractionsTotal
+        let used = scheduler.usedSlots
+        let load = EngineLoad(runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
+                              tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)
+        snapshotLock.lock()
+        statsSnapshot = stats
+        loadSnapshot = load
+        snapshotLock.unlock()
+    }
+}

@@ -1,0 +1,60 @@
+/// Small, independent edits to one row of logits before a token is chosen.
+/// Each one reads only its own settings and the request's generated tokens, so
+/// the order of requests in a batch never changes what a request samples.
+protocol LogitProcessor {
+    /// True when applying it would change nothing (skipped on the hot path).
+    var isIdentity: Bool { get }
+    func apply(to logits: UnsafeMutableBufferPointer<Float>)
+}
+
+/// OpenAI's `logit_bias`: a constant added to chosen tokens' logits.
+struct LogitBias: LogitProcessor {
+    var bias: [Int32: Float]
+    var isIdentity: Bool { bias.isEmpty }
+    func apply(to logits: UnsafeMutableBufferPointer<Float>) {
+        for (token, b) in bias where token >= 0 && Int(token) < logits.count {
+            logits[Int(token)] += b
+        }
+    }
+}
+
+/// How often each token has been generated so far (penalties read it).
+struct TokenCounts: Sendable {
+    private(set) var counts: [Int32: Int] = [:]
+    mutating func record(_ token: Int32) { counts[token, default: 0] += 1 }
+    mutating func reset() { counts.removeAll(keepingCapacity: true) }
+}
+
+/// Frequency, presence (OpenAI: subtract `f·count` and `p·[count>0]`) and
+/// repetition (CTRL/HF: divide positive logits, multiply negative ones by `r`)
+/// penalties, all over the tokens generated so far.
+struct Penalties: LogitProcessor {
+    var frequency: Float
+    var presence: Float
+    var repetition: Float
+    var generated: TokenCounts
+
+    var isIdentity: Bool {
+        generated.counts.isEmpty || (frequency == 0 && presence == 0 && repetition == 1)
+    }
+
+    func apply(to logits: UnsafeMutableBufferPointer<Float>) {
+        for (token, count) in generated.counts where token >= 0 && Int(token) < logits.count {
+            var l = logits[Int(token)]
+            if repetition != 1 { l = l > 0 ? l / repetition : l * repetition }
+            l -= frequency * Float(count) + presence
+            logits[Int(token)] = l
+        }
+    }
+}
+
+/// `min_new_tokens`: until enough tokens are out, EOS and stop tokens cannot be chosen.
+struct SuppressTokens: LogitProcessor {
+    var tokens: [Int32]
+    var isIdentity: Bool { tokens.isEmpty }
+    func apply(to logits: UnsafeMutableBufferPointer<Float>) {
+        for token in tokens where token >= 0 && Int(token) < logits.count {
+            logits[Int(token)] = -.infinity
+        }
+    }
+}

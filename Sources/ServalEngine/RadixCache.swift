@@ -1,0 +1,253 @@
+import HeapModule
+
+/// What a prefix lookup found: the KV slots of the longest cached prefix and the
+/// deepest node on its path (lock it while the slots are in use).
+struct RadixMatch {
+    var slots: [Int32]
+    var node: RadixNode
+    var length: Int { slots.count }
+}
+
+/// RadixAttention's prefix cache: a radix tree over token ids whose edges carry the
+/// KV slots of those tokens, so a new request reuses the KV of any earlier request
+/// that shared its prefix (system prompts, multi-turn chats, `n > 1` siblings).
+///
+/// Slots in the tree are either *protected* (on the path of a running request,
+/// `lockRef > 0`) or *evictable*; when the pool runs low the least recently used
+/// evictable leaves are cut and their slots handed back to the allocator.
+/// With `pageSize > 1` keys are compared a page at a time, so every edge and every
+/// match is a whole number of pages.
+struct RadixCache {
+    let pageSize: Int
+    private(set) var root: RadixNode
+    private(set) var evictableSlots = 0
+    private(set) var protectedSlots = 0
+    private var clock: UInt64 = 0
+    private var serial: UInt64 = 0
+
+    init(pageSize: Int = 1) {
+        precondition(pageSize >= 1)
+        self.pageSize = pageSize
+        self.root = RadixNode(key: [], slots: [], parent: nil, lastAccess: 0, serial: 0)
+        root.lockRef = 1  // the root is never evicted
+    }
+
+    var cachedSlots: Int { evictableSlots + protectedSlots }
+
+    private mutating func tick() -> UInt64 {
+        clock &+= 1
+        return clock
+    }
+
+    private mutating func nextSerial() -> UInt64 {
+        serial &+= 1
+        return serial
+    }
+
+    private func childKey<C: RandomAccessCollection>(_ tokens: C) -> [Int32] where C.Element == Int32 {
+        Array(tokens.prefix(pageSize))
+    }
+
+    /// Length of the common prefix of `a` and `b`, rounded down to whole pages.
+    private func commonPrefix(_ a: [Int32], _ b: ArraySlice<Int32>) -> Int {
+        var n = 0
+        var i = b.startIndex
+        let limit = min(a.count, b.count)
+        while n < limit, a[n] == b[i] {
+            n += 1
+            i += 1
+        }
+        return n - n % pageSize
+    }
+
+    /// Longest cached prefix of `tokens` (whole pages only). Splits an edge when the
+    /// match ends inside it, so the returned node covers exactly the match.
+    mutating func match<C: RandomAccessCollection>(_ tokens: C) -> RadixMatch where C.Element == Int32 {
+        let now = tick()
+        var rest = ArraySlice(tokens)
+        var node = root
+        var slots: [Int32] = []
+        while rest.count >= pageSize, let child = node.children[childKey(rest)] {
+            child.lastAccess = now
+            let n = commonPrefix(child.key, rest)
+            if n == 0 { break }
+            if n < child.key.count {
+                let upper = split(child, at: n)
+                slots += upper.slots
+                node = upper
+                break
+            }
+            slots += child.slots
+            node = child
+            rest = rest.dropFirst(n)
+        }
+        return RadixMatch(slots: slots, node: node)
+    }
+
+    /// Cuts `node`'s edge after `n` tokens; returns the new upper node (which takes
+    /// over `node`'s place under its parent and its lock count).
+    private mutating func split(_ node: RadixNode, at n: Int) -> RadixNode {
+        guard let parent = node.parent else { preconditionFailure("cannot split the root") }
+        let upper = RadixNode(key: Array(node.key[..<n]), slots: Array(node.slots[..<n]), parent: parent,
+                              lastAccess: node.lastAccess, serial: nextSerial())
+        upper.lockRef = node.lockRef
+        node.key.removeFirst(n)
+        node.slots.removeFirst(n)
+        node.parent = upper
+        upper.children[childKey(node.key)] = node
+        parent.children[childKey(upper.key)] = upper
+        return upper
+    }
+
+    /// Stores the KV of `tokens` (rounded down to whole pages). Returns how many
+    /// leading tokens were already cached: the caller still holds its own slots for
+    /// those positions and must free the ones it does not share with the tree.
+    @discardableResult
+    mutating func insert(_ tokens: ArraySlice<Int32>, slots: ArraySlice<Int32>) -> Int {
+        precondition(tokens.count == slots.count, "insert: \(tokens.count) tokens but \(slots.count) slots")
+        let now = tick()
+        let length = tokens.count - tokens.count % pageSize
+        let tokens = tokens.prefix(length)
+        var node = root
+        var pos = 0
+        while pos < length {
+            let rest = tokens.dropFirst(pos)
+            guard let child = node.children[childKey(rest)] else {
+                let leaf = RadixNode(key: Array(rest), slots: Array(slots.dropFirst(pos).prefix(rest.count)),
+                                     parent: node, lastAccess: now, serial: nextSerial())
+                node.children[childKey(rest)] = leaf
+                evictableSlots += leaf.key.count
+                return pos
+            }
+            child.lastAccess = now
+            let n = commonPrefix(child.key, rest)
+            if n == 0 { break }
+            node = n < child.key.count ? split(child, at: n) : child
+            pos += n
+        }
+        return pos
+    }
+
+    /// Marks the path root…`node` as in use: its slots cannot be evicted.
+    mutating func lock(_ node: RadixNode) {
+        var current: RadixNode? = node
+        while let n = current, n !== root {
+            if n.lockRef == 0 {
+                evictableSlots -= n.key.count
+                protectedSlots += n.key.count
+            }
+            n.lockRef += 1
+            current = n.parent
+        }
+    }
+
+    mutating func unlock(_ node: RadixNode) {
+        var current: RadixNode? = node
+        while let n = current, n !== root {
+            precondition(n.lockRef > 0, "unlock of an unlocked radix node")
+            n.lockRef -= 1
+            if n.lockRef == 0 {
+                protectedSlots -= n.key.count
+                evictableSlots += n.key.count
+            }
+            current = n.parent
+        }
+    }
+
+    private struct EvictionCandidate: Comparable {
+        var node: RadixNode
+        static func < (a: Self, b: Self) -> Bool {
+            (a.node.lastAccess, a.node.serial) < (b.node.lastAccess, b.node.serial)
+        }
+        static func == (a: Self, b: Self) -> Bool { a.node === b.node }
+    }
+
+    /// Cuts least recently used unlocked leaves until at least `count` slots are
+    /// freed or nothing evictable is left; returns the freed slots (for the allocator).
+    mutating func evict(_ count: Int) -> [Int32] {
+        guard count > 0, evictableSlots > 0 else { return [] }
+        var heap = Heap<EvictionCandidate>()
+        forEachNode { node in
+            if node.isLeaf, node.lockRef == 0, node !== root { heap.insert(EvictionCandidate(node: node)) }
+        }
+        var freed: [Int32] = []
+        while freed.count < count, let candidate = heap.popMin() {
+            let node = candidate.node
+            freed += node.slots
+            evictableSlots -= node.key.count
+            guard let parent = node.parent else { continue }
+            parent.children[childKey(node.key)] = nil
+            if parent !== root, parent.isLeaf, parent.lockRef == 0 {
+                heap.insert(EvictionCandidate(node: parent))
+            }
+        }
+        return freed
+    }
+
+    /// Drops the whole tree and returns every slot it held. Only valid when no
+    /// request holds a lock (the engine checks it is idle first).
+    mutating func reset() -> [Int32] {
+        var slots: [Int32] = []
+        forEachNode { slots += $0.slots }
+        root = RadixNode(key: [], slots: [], parent: nil, lastAccess: 0, serial: 0)
+        root.lockRef = 1
+        evictableSlots = 0
+        protectedSlots = 0
+        return slots
+    }
+
+    /// Every slot held by the tree.
+    func allSlots() -> [Int32] {
+        var slots: [Int32] = []
+        forEachNode { slots += $0.slots }
+        return slots
+    }
+
+    var nodeCount: Int {
+        var n = 0
+        forEachNode { _ in n += 1 }
+        return n
+    }
+
+    private func forEachNode(_ body: (RadixNode) -> Void) {
+        var stack = [root]
+        while let node = stack.popLast() {
+            body(node)
+            stack.append(contentsOf: node.children.values)
+        }
+    }
+
+    /// Checks the tree's structure and its evictable/protected tallies.
+    func checkIntegrity() throws {
+        var evictable = 0
+        var protected = 0
+        var seen = Set<Int32>()
+        var stack = [root]
+        while let node = stack.popLast() {
+            if node !== root {
+                guard !node.key.isEmpty else { throw EngineError.integrity("empty edge below the root") }
+                guard node.key.count == node.slots.count else {
+                    throw EngineError.integrity("edge of \(node.key.count) tokens has \(node.slots.count) slots")
+                }
+                guard node.key.count % pageSize == 0 else { throw EngineError.integrity("edge not page aligned") }
+                guard node.lockRef >= 0 else { throw EngineError.integrity("negative lock count") }
+                if let parent = node.parent, parent !== root, parent.lockRef < node.lockRef {
+                    throw EngineError.integrity("child locked \(node.lockRef)x under parent locked \(parent.lockRef)x")
+                }
+                if node.lockRef == 0 { evictable += node.key.count } else { protected += node.key.count }
+                for slot in node.slots {
+                    guard seen.insert(slot).inserted else { throw EngineError.integrity("slot \(slot) cached twice") }
+                }
+            }
+            for (key, child) in node.children {
+                guard child.parent === node else { throw EngineError.integrity("broken parent link") }
+                guard key == childKey(child.key) else { throw EngineError.integrity("child filed under the wrong key") }
+                stack.append(child)
+            }
+        }
+        guard evictable == evictableSlots, protected == protectedSlots else {
+            throw EngineError.integrity(
+                "tallies evictable \(evictableSlots)/protected \(protectedSlots), tree has \(evictable)/\(protected)")
+        }
+    }
+}

@@ -1,0 +1,56 @@
+/// Where a request is in its life.
+enum RequestStatus: Sendable, Equatable {
+    /// In the waiting queue (new, or retracted to make room and waiting to resume).
+    case waiting
+    /// In the running batch: prefilling or decoding.
+    case running
+    case finished
+}
+
+/// One request's token and KV state, owned by the scheduler on the engine thread.
+///
+/// `tokens` is prompt + output so far. `kvLength` of them have their K/V
+/// computed; the rest (the newest sampled token, or prompt not yet prefilled) are
+/// *pending* and fed at the next forward pass. `slots[i]` is position i's KV slot;
+/// `slots[..<cachedLength]` belong to the radix cache (kept alive by the lock on
+/// `cacheNode`), the rest are this request's own.
+final class Request {
+    let rid: String
+    /// Arrival order, the fcfs key and the age measure.
+    let serial: Int
+    let promptLength: Int
+    /// Output budget after clamping to the context length.
+    let maxNewTokens: Int
+    private(set) var tokens: [Int32]
+    var sampling: SamplingState
+    var status: RequestStatus = .waiting
+
+    var slots: [Int32] = []
+    var kvLength = 0
+    var cachedLength = 0
+    var cacheNode: RadixNode?
+
+    /// Prompt tokens found in the radix cache when first admitted (reported to the client).
+    var promptCachedTokens: Int? = nil
+    /// Scheduler step at which it entered (or re-entered) the waiting queue; bounds starvation.
+    var waitingSinceStep = 0
+    var retractionCount = 0
+
+    init(rid: String, serial: Int, prompt: [Int32], maxNewTokens: Int, sampling: SamplingState) {
+        self.rid = rid
+        self.serial = serial
+        self.promptLength = prompt.count
+        self.maxNewTokens = maxNewTokens
+        self.tokens = prompt
+        self.sampling = sampling
+    }
+
+    var outputCount: Int { tokens.count - promptLength }
+    var outputTokens: ArraySlice<Int32> { tokens[promptLength...] }
+    var pendingCount: Int { tokens.count - kvLength }
+    var isPrefilling: Bool { pendingCount > 1 }
+    /// Output tokens it may still produce (for KV reservation).
+    var remainingNewTokens: Int { max(0, maxNewTokens - outputCount) }
+
+    func appendOutput(_ token: Int32) { tokens.append(token) }
+}

@@ -1,0 +1,441 @@
+/// Scheduler settings, resolved from `EngineConfig` and the model.
+struct SchedulerConfig {
+    var capacity: Int
+    var pageSize = 1
+    var contextLength: Int
+    var maxRunningRequests = 256
+    var maxPrefillTokens = 16384
+    /// Prompt tokens per forward pass for one long prompt; <= 0 disables chunking.
+    var chunkedPrefillSize = 2048
+    var policy: EngineConfig.SchedulePolicy = .lpm
+    var disableRadixCache = false
+    var randomSeed: UInt64 = 0
+    /// A request waiting this many steps goes to the front whatever the policy says.
+    var maxWaitSteps = 200
+    /// Fraction of a request's remaining `max_new_tokens` reserved at admission. Starts
+    /// cautious, decays as requests finish early, jumps back up after a retraction
+    /// (SGLang's new_token_ratio).
+    var initialNewTokenRatio = 0.7
+    var minNewTokenRatio = 0.1
+    var newTokenRatioDecay = 0.001
+    /// Output tokens counted per request at most, when reserving.
+    var clipMaxNewTokens = 4096
+    /// Another request already computing at least this many of a candidate's uncached
+    /// prompt tokens makes the candidate wait a step and reuse them from the cache.
+    var inBatchPrefixThreshold = 32
+}
+
+/// Continuous batching over a fixed KV pool: decides each step which requests run and
+/// how many tokens each feeds, and owns the KV bookkeeping (allocator + radix cache).
+///
+/// It never touches a model: `schedule()` returns a `ScheduledBatch`, the engine runs it
+/// and reports back with `completeForward`, `appendOutput` and `finish`.
+struct Scheduler {
+    let config: SchedulerConfig
+    private(set) var allocator: KVSlotAllocator
+    private(set) var cache: RadixCache
+    private(set) var waiting: [Request] = []
+    private(set) var running: [Request] = []
+    private(set) var step = 0
+    private(set) var newTokenRatio: Double
+    private(set) var retractionsTotal = 0
+    private(set) var promptTokensAdmitted = 0
+    private(set) var cachedTokensAdmitted = 0
+    private var rng: SamplingRNG
+    private var nextSerial = 0
+
+    init(config: SchedulerConfig) throws {
+        guard config.maxRunningRequests >= 1 else { throw EngineError.invalidConfig("max running requests must be >= 1") }
+        guard config.maxPrefillTokens >= 1 else { throw EngineError.invalidConfig("max prefill tokens must be >= 1") }
+        guard config.contextLength >= 2 else { throw EngineError.invalidConfig("context length must be >= 2") }
+        self.config = config
+        self.allocator = try KVSlotAllocator(capacity: config.capacity, pageSize: config.pageSize)
+        self.cache = RadixCache(pageSize: config.pageSize)
+        self.newTokenRatio = config.initialNewTokenRatio
+        self.rng = SamplingRNG(seed: config.randomSeed ^ 0x5EED_5C4E_D0_1E)
+    }
+
+    var isIdle: Bool { waiting.isEmpty && running.isEmpty }
+    /// Slots held by running requests or the cache.
+    var usedSlots: Int { allocator.usedSlots }
+
+    // MARK: Admission
+
+    /// Validates and queues a request. Throws when it can never run: empty prompt,
+    /// prompt longer than the context, or prompt + max_new_tokens larger than the pool.
+    mutating func submit(rid: String, prompt: [Int32], params: SamplingParams, stopTokenIDs: [Int32]) throws -> Request {
+        guard !prompt.isEmpty else { throw EngineError.invalidRequest("the prompt has no tokens") }
+        guard prompt.count < config.contextLength else {
+            throw EngineError.invalidRequest(
+                "the prompt has \(prompt.count) tokens; the context length is \(config.contextLength)")
+        }
+        guard params.maxNewTokens >= 0 else { throw EngineError.invalidRequest("max_new_tokens must be >= 0") }
+        let maxNew = min(params.maxNewTokens, config.contextLength - prompt.count)
+        guard prompt.count + maxNew <= allocator.capacity else {
+            throw EngineError.invalidRequest(
+                "prompt (\(prompt.count)) + max_new_tokens (\(maxNew)) exceeds the KV pool of \(allocator.capacity) tokens")
+        }
+        let serial = nextSerial
+        nextSerial += 1
+        let seed = params.seed ?? (config.randomSeed &+ UInt64(serial) &* 0x9E37_79B9_7F4A_7C15)
+        let state = SamplingState(params: params, seed: seed, stopTokenIDs: stopTokenIDs)
+        let request = Request(rid: rid, serial: serial, prompt: prompt, maxNewTokens: maxNew, sampling: state)
+        request.waitingSinceStep = step
+        waiting.append(request)
+        return request
+    }
+
+    // MARK: One step
+
+    /// Plans the next forward pass: every decoding request gets one token; then
+    /// chunked prefills continue and waiting requests are admitted, in policy order,
+    /// within the prefill token budget and the KV pool. Retracts the youngest running
+    /// requests when the pool cannot hold one more token for every decoder.
+    mutating func schedule() -> ScheduledBatch {
+        step += 1
+        newTokenRatio = max(config.minNewTokenRatio, newTokenRatio - config.newTokenRatioDecay)
+        var batch = ScheduledBatch()
+
+        // 1. Decodes: one slot each; retract until they fit.
+        while running.count > 1, decodeSlotsNeeded() > allocator.freeSlots + cache.evictableSlots {
+            guard let victim = running.max(by: { $0.serial < $1.serial }) else { break }
+            retract(victim)
+            batch.retracted.append(victim)
+        }
+        if !batch.retracted.isEmpty {
+            newTokenRatio = min(1, newTokenRatio + 0.2)
+        }
+        let decodeNeed = decodeSlotsNeeded()
+        if decodeNeed <= allocator.freeSlots + cache.evictableSlots {
+            ensureFree(decodeNeed)
+            for r in running where !r.isPrefilling {
+                let ok = allocator.grow(&r.slots, by: 1)
+                assert(ok, "decode slot allocation failed after eviction")
+                batch.sequences.append(ScheduledSequence(request: r, start: r.kvLength, count: 1, needsLogits: true))
+            }
+        }
+
+        // 2. Prefill: continue chunked prompts, then admit new requests.
+        var budget = config.maxPrefillTokens
+        let chunking = config.chunkedPrefillSize > 0
+        if chunking { budget = min(budget, config.chunkedPrefillSize) }
+        var chunkInFlight = false
+        for r in running.sorted(by: { $0.serial < $1.serial }) where r.isPrefilling {
+            guard budget > 0 else { chunkInFlight = true; break }
+            let n = min(r.pendingCount, budget)
+            let need = allocator.slotsNeeded(growing: r.slots.count, by: n)
+            guard need <= allocator.freeSlots + cache.evictableSlots else { chunkInFlight = true; continue }
+            ensureFree(need)
+            _ = allocator.grow(&r.slots, by: n)
+            batch.sequences.append(ScheduledSequence(request: r, start: r.kvLength, count: n,
+                                                     needsLogits: r.kvLength + n == r.tokens.count))
+            budget -= n
+            if n < r.pendingCount { chunkInFlight = true }
+        }
+        if budget > 0, running.count < config.maxRunningRequests, !waiting.isEmpty {
+            admit(into: &batch, budget: budget, chunkInFlight: chunkInFlight)
+        }
+        // Prompts mid-prefill can deadlock a full pool with no decoder to trigger the
+        // retraction above; free the youngest one's room so the others progress.
+        if batch.isEmpty, running.count > 1, let victim = running.max(by: { $0.serial < $1.serial }) {
+            retract(victim)
+            batch.retracted.append(victim)
+            newTokenRatio = min(1, newTokenRatio + 0.2)
+        }
+        return batch
+    }
+
+    private func decodeSlotsNeeded() -> Int {
+        running.reduce(0) { $0 + ($1.isPrefilling ? 0 : allocator.slotsNeeded(growing: $1.slots.count, by: 1)) }
+    }
+
+    /// KV the running requests are expected to need beyond what they hold.
+    private func reservedForRunning() -> Int {
+        running.reduce(0) { total, r in
+            total + max(0, r.tokens.count - r.slots.count)
+                + Int((Double(min(r.remainingNewTokens, config.clipMaxNewTokens)) * newTokenRatio).rounded(.up))
+        }
+    }
+
+    private mutating func admit(into batch: inout ScheduledBatch, budget initialBudget: Int, chunkInFlight initialChunk: Bool) {
+        var budget = initialBudget
+        var chunkInFlight = initialChunk
+        var reserved = reservedForRunning()
+        var admitted: [Request] = []
+        for candidate in orderedWaiting() {
+            guard running.count < config.maxRunningRequests, budget > 0 else { break }
+            let match = matchPrefix(candidate)
+            let matched = match.length
+            let extend = candidate.tokens.count - matched
+            if sharesPendingPrefix(candidate, matched: matched, with: admitted + running.filter(\.isPrefilling)) {
+                continue
+            }
+            var chunk = extend
+            if extend > budget {
+                guard chunking, !chunkInFlight else { break }
+                chunk = budget
+            }
+            cache.lock(match.node)
+            let future = allocator.slotsNeeded(growing: matched, by: extend)
+                + Int((Double(min(candidate.remainingNewTokens, config.clipMaxNewTokens)) * newTokenRatio).rounded(.up))
+            let available = allocator.freeSlots + cache.evictableSlots - reserved
+            let need = allocator.slotsNeeded(growing: matched, by: chunk)
+            // A lone request may always start: it was checked to fit the pool at submit.
+            guard future <= available || (running.isEmpty && need <= allocator.freeSlots + cache.evictableSlots) else {
+                cache.unlock(match.node)
+                break
+            }
+            ensureFree(need)
+            candidate.slots = match.slots
+            candidate.cachedLength = matched
+            candidate.kvLength = matched
+            candidate.cacheNode = config.disableRadixCache ? nil : match.node
+            if config.disableRadixCache { cache.unlock(match.node) }
+            let ok = allocator.grow(&candidate.slots, by: chunk)
+            assert(ok, "prefill slot allocation failed after eviction")
+            if candidate.promptCachedTokens == nil {
+                candidate.promptCachedTokens = min(matched, candidate.promptLength)
+                promptTokensAdmitted += candidate.promptLength
+                cachedTokensAdmitted += min(matched, candidate.promptLength)
+            }
+            candidate.status = .running
+            waiting.removeAll { $0 === candidate }
+            running.append(candidate)
+            admitted.append(candidate)
+            batch.sequences.append(ScheduledSequence(request: candidate, start: matched, count: chunk,
+                                                     needsLogits: chunk == extend))
+            budget -= chunk
+            reserved += future
+            if chunk < extend { chunkInFlight = true }
+        }
+    }
+
+    private var chunking: Bool { config.chunkedPrefillSize > 0 }
+
+    /// Longest cached prefix usable by `request`: never its newest token (whose logits
+    /// must be computed), whole pages only. Empty when the radix cache is off.
+    private mutating func matchPrefix(_ request: Request) -> RadixMatch {
+        if config.disableRadixCache { return RadixMatch(slots: [], node: cache.root) }
+        return cache.match(request.tokens[..<(request.tokens.count - 1)])
+    }
+
+    /// True when a request admitted this step (or a prompt mid-prefill) is already
+    /// computing enough of `candidate`'s uncached prefix that waiting a step and reading
+    /// it from the cache beats computing it twice (`n > 1` siblings, shared system prompts).
+    private func sharesPendingPrefix(_ candidate: Request, matched: Int, with others: [Request]) -> Bool {
+        if config.disableRadixCache || others.isEmpty { return false }
+        let wanted = candidate.tokens.count - 1 - matched
+        guard wanted > 0 else { return false }
+        let threshold = min(config.inBatchPrefixThreshold, wanted)
+        for other in others {
+            var n = 0
+            let limit = min(candidate.tokens.count - 1, other.tokens.count)
+            while n < limit, candidate.tokens[n] == other.tokens[n] { n += 1 }
+            if n - matched >= threshold { return true }
+        }
+        return false
+    }
+
+    // MARK: Policies
+
+    /// The waiting queue in admission order: the policy's order, except that requests
+    /// that waited longer than `maxWaitSteps` go first (oldest first), so none starves.
+    mutating func orderedWaiting() -> [Request] {
+        var ordered: [Request]
+        switch config.policy {
+        case .fcfs:
+            ordered = waiting.sorted { $0.serial < $1.serial }
+        case .lof:
+            ordered = waiting.sorted { ($0.remainingNewTokens, -$0.serial) > ($1.remainingNewTokens, -$1.serial) }
+        case .random:
+            ordered = waiting.sorted { $0.serial < $1.serial }
+            ordered.shuffle(using: &rng)
+        case .lpm where waiting.count > 128:
+            // Matching every queued prompt each step gets expensive; SGLang falls back too.
+            ordered = waiting.sorted { $0.serial < $1.serial }
+        case .lpm:
+            var lengths: [ObjectIdentifier: Int] = [:]
+            for r in waiting { lengths[ObjectIdentifier(r)] = matchPrefix(r).length }
+            ordered = waiting.sorted {
+                let a = lengths[ObjectIdentifier($0)] ?? 0, b = lengths[ObjectIdentifier($1)] ?? 0
+                return a != b ? a > b : $0.serial < $1.serial
+            }
+        case .dfsWeight:
+            ordered = dfsWeightOrder()
+        }
+        let starving = ordered.filter { step - $0.waitingSinceStep > config.maxWaitSteps }
+        if starving.isEmpty { return ordered }
+        let rest = ordered.filter { step - $0.waitingSinceStep <= config.maxWaitSteps }
+        return starving.sorted { $0.serial < $1.serial } + rest
+    }
+
+    /// SGLang's dfs-weight: weight each tree node by the waiting requests whose cached
+    /// prefix ends in its subtree, then walk the tree depth first, heaviest child first,
+    /// so requests sharing a prefix run back to back while it is cached.
+    private mutating func dfsWeightOrder() -> [Request] {
+        var byNode: [ObjectIdentifier: [Request]] = [:]
+        var weight: [ObjectIdentifier: Int] = [:]
+        for r in waiting.sorted(by: { $0.serial < $1.serial }) {
+            let node = matchPrefix(r).node
+            byNode[ObjectIdentifier(node), default: []].append(r)
+            var current: RadixNode? = node
+            while let n = current {
+                weight[ObjectIdentifier(n), default: 0] += 1
+                current = n.parent
+            }
+        }
+        // Post-order: a node's subtree (deeper matches) before the requests ending at it.
+        var ordered: [Request] = []
+        var stack: [(node: RadixNode, expanded: Bool)] = [(cache.root, false)]
+        while let (node, expanded) = stack.popLast() {
+            if expanded {
+                ordered += byNode[ObjectIdentifier(node)] ?? []
+                continue
+            }
+            stack.append((node, true))
+            let children = node.children.values.filter { (weight[ObjectIdentifier($0)] ?? 0) > 0 }
+            // Push lightest first so the heaviest is visited next.
+            stack += children.sorted {
+                let a = weight[ObjectIdentifier($0)] ?? 0, b = weight[ObjectIdentifier($1)] ?? 0
+                return a != b ? a < b : $0.serial > $1.serial
+            }.map { ($0, false) }
+        }
+        return ordered
+    }
+
+    // MARK: After the forward pass
+
+    /// Records that the batch ran: its tokens' K/V are now in their slots. Prefill
+    /// chunks go into the radix cache right away so siblings and retries can use them.
+    mutating func completeForward(_ batch: ScheduledBatch) {
+        for s in batch.sequences {
+            let r = s.request
+            precondition(r.kvLength == s.start, "request \(r.rid) ran out of order")
+            r.kvLength += s.count
+            if s.isPrefill { cacheUnfinished(r) }
+        }
+    }
+
+    /// Adds a sampled token to a running request.
+    mutating func appendOutput(_ request: Request, token: Int32) {
+        request.appendOutput(token)
+    }
+
+    /// A running or waiting request is done (finished, aborted): its computed KV goes
+    /// into the radix cache, its other slots back to the pool.
+    mutating func finish(_ request: Request) {
+        switch request.status {
+        case .running:
+            releaseKV(request)
+            running.removeAll { $0 === request }
+        case .waiting:
+            waiting.removeAll { $0 === request }
+        case .finished:
+            return
+        }
+        request.status = .finished
+    }
+
+    /// Finds a queued or running request by id.
+    func request(rid: String) -> Request? {
+        running.first { $0.rid == rid } ?? waiting.first { $0.rid == rid }
+    }
+
+    /// Empties the radix cache; refused (false) while any request runs.
+    mutating func flushCache() -> Bool {
+        guard running.isEmpty else { return false }
+        allocator.free(cache.reset())
+        return true
+    }
+
+    // MARK: KV bookkeeping
+
+    /// Frees pool slots, evicting cached prefixes if needed, until `count` are free.
+    private mutating func ensureFree(_ count: Int) {
+        let short = count - allocator.freeSlots
+        if short > 0 { allocator.free(cache.evict(short)) }
+    }
+
+    private mutating func cacheUnfinished(_ r: Request) {
+        guard !config.disableRadixCache else { return }
+        let length = r.kvLength - r.kvLength % config.pageSize
+        guard length > r.cachedLength else { return }
+        let existing = cache.insert(r.tokens[..<length], slots: r.slots[..<length])
+        if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength ..< existing]) }
+        let match = cache.match(r.tokens[..<length])
+        precondition(match.length == length, "radix cache lost an inserted prefix")
+        r.slots.replaceSubrange(0 ..< length, with: match.slots)
+        cache.lock(match.node)
+        if let old = r.cacheNode { cache.unlock(old) }
+        r.cacheNode = match.node
+        r.cachedLength = length
+    }
+
+    private mutating func releaseKV(_ r: Request) {
+        if config.disableRadixCache {
+            allocator.free(r.slots)
+        } else {
+            let length = min(r.kvLength, r.slots.count)
+            let aligned = length - length % config.pageSize
+            var ownFrom = r.cachedLength
+            if aligned > r.cachedLength {
+                let existing = cache.insert(r.tokens[..<aligned], slots: r.slots[..<aligned])
+                if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength ..< existing]) }
+                ownFrom = aligned
+            }
+            allocator.free(r.slots[ownFrom...])
+            if let node = r.cacheNode { cache.unlock(node) }
+        }
+        r.slots = []
+        r.kvLength = 0
+        r.cachedLength = 0
+        r.cacheNode = nil
+    }
+
+    /// Sends a running request back to the queue: its computed KV stays in the radix
+    /// cache (evictable), so when it resumes it re-matches prompt + output so far.
+    private mutating func retract(_ r: Request) {
+        releaseKV(r)
+        running.removeAll { $0 === r }
+        r.status = .waiting
+        r.waitingSinceStep = step
+        r.retractionCount += 1
+        retractionsTotal += 1
+        waiting.append(r)
+    }
+
+    /// free + running requests' own pages + cached = total; no slot held twice;
+    /// queued requests hold nothing.
+    func checkIntegrity() throws {
+        try allocator.checkIntegrity()
+        try cache.checkIntegrity()
+        let p = config.pageSize
+        var pages = Set<Int32>()
+        for slot in cache.allSlots() { pages.insert(slot / Int32(p)) }
+        guard pages.count * p == cache.cachedSlots else {
+            throw EngineError.integrity("cache holds \(cache.cachedSlots) slots over \(pages.count) pages")
+        }
+        var own = 0
+        for r in running {
+            guard r.cachedLength <= r.slots.count, r.cachedLength % p == 0 else {
+                throw EngineError.integrity("request \(r.rid): cached length \(r.cachedLength) of \(r.slots.count)")
+            }
+            guard (r.cacheNode != nil) || r.cachedLength == 0 else {
+                throw EngineError.integrity("request \(r.rid) uses cached slots without a lock")
+            }
+            var ownPages = Set<Int32>()
+            for slot in r.slots[r.cachedLength...] { ownPages.insert(slot / Int32(p)) }
+            for page in ownPages {
+                guard pages.insert(page).inserted else { throw EngineError.integrity("page \(page) held twice") }
+            }
+            own += ownPages.count * p
+        }
+        for r in waiting where !r.slots.isEmpty || r.cacheNode != nil {
+            throw EngineError.integrity("queued request \(r.rid) holds KV")
+        }
+        guard allocator.freeSlots + own + cache.cachedSlots == allocator.capacity else {
+            throw EngineError.integrity(
+                "free \(allocator.freeSlots) + running \(own) + cached \(cache.cachedSlots) != \(allocator.capacity)")
+        }
+    }
+}

@@ -1,0 +1,295 @@
+import ServalFormats
+import ServalTensor
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM) on the CPU:
+/// RMSNorm → GQA attention with RoPE → RMSNorm → SwiGLU, residuals around
+/// both, final norm and an output projection (tied or separate).
+///
+/// A batch runs as one pass: every token of every sequence goes through each
+/// projection as one matrix product; attention runs per sequence over its own
+/// KV slots. `forward` is called from one thread at a time (the engine loop),
+/// which is what makes the reused workspace safe.
+public final class LlamaModel: LanguageModel, @unchecked Sendable {
+    public let config: LlamaConfig
+    public let info: ModelInfo
+    let embedding: LinearWeight
+    let layers: [LlamaLayer]
+    let outputNorm: [Float]
+    let output: LinearWeight
+    let inverseFrequencies: [Float]
+    let pool: ThreadPool
+    /// Keeps mmapped files or dummy buffers alive.
+    let source: WeightSource
+    private let workspace: Workspace
+
+    init(config: LlamaConfig, source: WeightSource, threads: Int) throws(ModelError) {
+        var config = config
+        let s = source.sourceName
+        if source.has("rope_freqs.weight") {
+            let f = try source.vector("rope_freqs.weight", count: config.ropeDim / 2)
+            config.ropeScaling = .frequencyFactors(f)
+        }
+        try config.validate(source: s)
+        self.config = config
+        self.source = source
+        embedding = try source.matrix("token_embd.weight", rows: config.vocabSize, cols: config.hiddenSize)
+        var layers: [LlamaLayer] = []
+        layers.reserveCapacity(config.layerCount)
+        for i in 0..<config.layerCount { layers.append(try LlamaLayer.load(source, index: i, config: config)) }
+        self.layers = layers
+        outputNorm = try source.vector("output_norm.weight", count: config.hiddenSize)
+        if source.has("output.weight") {
+            output = try source.matrix("output.weight", rows: config.vocabSize, cols: config.hiddenSize)
+        } else {
+            output = embedding
+        }
+        inverseFrequencies = config.ropeInverseFrequencies()
+        pool = ThreadPool(threads: max(1, threads))
+
+        var params = embedding.rows * embedding.cols + config.hiddenSize
+        var bytes = embedding.byteCount
+        var types: Set<String> = [embedding.type.description]
+        if !config.tiedEmbeddings && source.has("output.weight") {
+            params += output.rows * output.cols
+            bytes += output.byteCount
+            types.insert(output.type.description)
+        }
+        for l in layers {
+            for lin in [l.attention.q, l.attention.k, l.attention.v, l.attention.o, l.mlp.gate, l.mlp.up, l.mlp.down] {
+                params += lin.weight.rows * lin.weight.cols + (lin.bias?.count ?? 0)
+                bytes += lin.weight.byteCount
+                types.insert(lin.weight.type.description)
+            }
+            params += 2 * config.hiddenSize
+        }
+        info = ModelInfo(
+            architecture: config.architecture, name: config.name, vocabSize: config.vocabSize,
+            contextLength: config.contextLength, hiddenSize: config.hiddenSize, layerCount: config.layerCount,
+            headCount: config.headCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
+            parameterCount: params, weightBytes: bytes, weightTypes: types.sorted().joined(separator: ", "))
+        workspace = Workspace(config: config, workers: pool.threads)
+    }
+
+    /// Loads a GGUF file (`*.gguf`) with its weights used in place.
+    public static func load(gguf path: String, threads: Int) throws -> LlamaModel {
+        let file = try GGUFFile(path: path)
+        let config = try LlamaConfig(gguf: file)
+        return try LlamaModel(config: config, source: GGUFWeightSource(file: file), threads: threads)
+    }
+
+    /// A model of `config`'s shapes with random weights stored as `weightType`.
+    public static func dummy(config: LlamaConfig, weightType: DType = .q4_1, seed: UInt64 = 1, threads: Int) throws -> LlamaModel {
+        try LlamaModel(config: config, source: DummyWeightSource(type: weightType, seed: seed), threads: threads)
+    }
+
+    public var kvBytesPerToken: Int {
+        LlamaKVCache.bytesPerSlot(layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim)
+    }
+
+    public func makeKVCache(slots: Int) throws -> any KVCacheStorage {
+        try LlamaKVCache(slots: slots, layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim)
+    }
+
+    public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput {
+        guard let kv = cache as? LlamaKVCache, kv.layerCount == config.layerCount, kv.rowFloats == config.kvDim else {
+            throw ModelError(source: "forward", "the KV cache was not made by this model")
+        }
+        let c = config
+        let seqs = batch.sequences
+        // Validate the batch before touching memory.
+        var rowStart = [Int](repeating: 0, count: seqs.count + 1)
+        var logitStart = [Int](repeating: 0, count: seqs.count + 1)
+        var slotStart = [Int](repeating: 0, count: seqs.count + 1)
+        var maxContext = 1
+        for (i, s) in seqs.enumerated() {
+            guard !s.tokens.isEmpty else { throw ModelError(source: "forward", "sequence \(i) has no tokens") }
+            guard s.startPosition >= 0, s.kvSlots.count == s.startPosition + s.tokens.count else {
+                throw ModelError(source: "forward", "sequence \(i): \(s.kvSlots.count) kv slots for \(s.startPosition) cached + \(s.tokens.count) new positions")
+            }
+            for t in s.tokens where t < 0 || Int(t) >= c.vocabSize {
+                throw ModelError(source: "forward", "sequence \(i): token id \(t) is outside the vocabulary (0..<\(c.vocabSize))")
+            }
+            for slot in s.kvSlots where slot < 0 || Int(slot) >= kv.slotCount {
+                throw ModelError(source: "forward", "sequence \(i): kv slot \(slot) is outside the cache (0..<\(kv.slotCount))")
+            }
+            rowStart[i + 1] = rowStart[i] + s.tokens.count
+            slotStart[i + 1] = slotStart[i] + s.kvSlots.count
+            let nLogits: Int
+            switch s.logits {
+            case .none: nLogits = 0
+            case .last: nLogits = 1
+            case .all: nLogits = s.tokens.count
+            }
+            logitStart[i + 1] = logitStart[i] + nLogits
+            maxContext = max(maxContext, s.kvSlots.count)
+        }
+        let n = rowStart[seqs.count]
+        let nLogits = logitStart[seqs.count]
+        var logits = [Float](repeating: 0, count: nLogits * c.vocabSize)
+        guard n > 0 else { return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart) }
+
+        let ws = workspace
+        ws.reserve(tokens: n, slots: slotStart[seqs.count], context: maxContext)
+        let H = c.hiddenSize, F = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
+        let half = c.ropeDim / 2
+
+        // Per-token inputs: embeddings, positions' rotary tables, slot lists.
+        var tokens = [Int32](); tokens.reserveCapacity(n)
+        var positions = [Int](); positions.reserveCapacity(n)
+        var tokenSlot = [Int32](); tokenSlot.reserveCapacity(n)
+        for (i, s) in seqs.enumerated() {
+            tokens.append(contentsOf: s.tokens)
+            for t in 0..<s.tokens.count {
+                positions.append(s.startPosition + t)
+                tokenSlot.append(s.kvSlots[s.startPosition + t])
+            }
+            s.kvSlots.withUnsafeBufferPointer { ws.slots.advanced(by: slotStart[i]).update(from: $0.baseAddress!, count: $0.count) }
+        }
+        let x = ws.x, xn = ws.xn, q = ws.q, k = ws.k, v = ws.v, attn = ws.attn, tmp = ws.tmp, g = ws.gate, u = ws.up
+        let cosT = ws.cos, sinT = ws.sin
+        let embedding = self.embedding, invFreq = inverseFrequencies
+        for r in 0..<n {
+            embedding.dequantize(row: Int(tokens[r]), into: x + r * H)
+            let pos = Double(positions[r])
+            for i in 0..<half {
+                let a = pos * Double(invFreq[i])
+                cosT[r * half + i] = Float(cos(a))
+                sinT[r * half + i] = Float(sin(a))
+            }
+        }
+
+        let items = PagedAttention.items(tokenCounts: seqs.map { $0.tokens.count }, kvHeads: c.kvHeadCount)
+        let starts = seqs.map(\.startPosition)
+        let eps = c.rmsNormEps
+        let neox = c.ropeStyle == .neox
+        for (li, layer) in layers.enumerated() {
+            // Attention block.
+            rmsNormRows(x, layer.attentionNorm, into: xn, rows: n)
+            let a = layer.attention
+            a.q.weight.apply(xn, rows: n, into: q, pool: pool)
+            a.k.weight.apply(xn, rows: n, into: k, pool: pool)
+            a.v.weight.apply(xn, rows: n, into: v, pool: pool)
+            if let b = a.q.bias { addBias(q, b, rows: n) }
+            if let b = a.k.bias { addBias(k, b, rows: n) }
+            if let b = a.v.bias { addBias(v, b, rows: n) }
+            for r in 0..<n {
+                let cs = UnsafePointer(cosT + r * half), sn = UnsafePointer(sinT + r * half)
+                CPUOps.rope(q + r * qDim, heads: c.headCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
+                CPUOps.rope(k + r * kvDim, heads: c.kvHeadCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
+                let slot = Int(tokenSlot[r])
+                kv.key(layer: li, slot: slot).update(from: k + r * kvDim, count: kvDim)
+                kv.value(layer: li, slot: slot).update(from: v + r * kvDim, count: kvDim)
+            }
+            PagedAttention.run(layer: li, cache: kv, config: c, q: q, out: attn, items: items,
+                               rowStart: rowStart, startPosition: starts, slots: ws.slots, slotStart: slotStart,
+                               scores: ws.scores, scoreStride: ws.scoreStride, pool: pool)
+            a.o.weight.apply(attn, rows: n, into: tmp, pool: pool)
+            CPUOps.add(x, tmp, into: x, count: n * H)
+
+            // Feed-forward block.
+            rmsNormRows(x, layer.ffnNorm, into: xn, rows: n)
+            let m = layer.mlp
+            m.gate.weight.apply(xn, rows: n, into: g, pool: pool)
+            m.up.weight.apply(xn, rows: n, into: u, pool: pool)
+            CPUOps.siluMul(gate: g, up: u, into: g, count: n * F)
+            m.down.weight.apply(g, rows: n, into: tmp, pool: pool)
+            CPUOps.add(x, tmp, into: x, count: n * H)
+        }
+
+        // Final norm and output projection, only for the rows asked for.
+        guard nLogits > 0 else { return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart) }
+        var j = 0
+        outputNorm.withUnsafeBufferPointer { w in
+            for (i, s) in seqs.enumerated() {
+                let rows: Range<Int>
+                switch s.logits {
+                case .none: rows = 0..<0
+                case .last: rows = (rowStart[i + 1] - 1)..<rowStart[i + 1]
+                case .all: rows = rowStart[i]..<rowStart[i + 1]
+                }
+                for r in rows {
+                    CPUOps.rmsNorm(x + r * H, weight: w.baseAddress!, eps: eps, into: xn + j * H, count: H)
+                    j += 1
+                }
+            }
+        }
+        logits.withUnsafeMutableBufferPointer { out in
+            output.apply(xn, rows: nLogits, into: out.baseAddress!, pool: pool)
+        }
+        return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart)
+    }
+
+    private func rmsNormRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into y: UnsafeMutablePointer<Float>, rows: Int) {
+        let H = config.hiddenSize, eps = config.rmsNormEps
+        weight.withUnsafeBufferPointer { w in
+            for r in 0..<rows { CPUOps.rmsNorm(x + r * H, weight: w.baseAddress!, eps: eps, into: y + r * H, count: H) }
+        }
+    }
+
+    private func addBias(_ y: UnsafeMutablePointer<Float>, _ b: [Float], rows: Int) {
+        b.withUnsafeBufferPointer { bp in
+            for r in 0..<rows { CPUOps.add(y + r * b.count, bp.baseAddress!, into: y + r * b.count, count: b.count) }
+        }
+    }
+}
+
+/// Activation buffers reused across forward calls; grown (never shrunk) when
+/// a batch has more tokens or a longer context than any before.
+final class Workspace: @unchecked Sendable {
+    let config: LlamaConfig
+    let workers: Int
+    private(set) var tokenCapacity = 0
+    private(set) var slotCapacity = 0
+    private(set) var scoreStride = 0
+    private(set) var x, xn, q, k, v, attn, tmp, gate, up, cos, sin, scores: UnsafeMutablePointer<Float>
+    private(set) var slots: UnsafeMutablePointer<Int32>
+
+    init(config: LlamaConfig, workers: Int) {
+        self.config = config
+        self.workers = workers
+        x = .allocate(capacity: 1); xn = .allocate(capacity: 1); q = .allocate(capacity: 1)
+        k = .allocate(capacity: 1); v = .allocate(capacity: 1); attn = .allocate(capacity: 1)
+        tmp = .allocate(capacity: 1); gate = .allocate(capacity: 1); up = .allocate(capacity: 1)
+        cos = .allocate(capacity: 1); sin = .allocate(capacity: 1); scores = .allocate(capacity: 1)
+        slots = .allocate(capacity: 1)
+    }
+
+    deinit {
+        for p in [x, xn, q, k, v, attn, tmp, gate, up, cos, sin, scores] { p.deallocate() }
+        slots.deallocate()
+    }
+
+    func reserve(tokens: Int, slots slotCount: Int, context: Int) {
+        if tokens > tokenCapacity {
+            let cap = max(tokens, tokenCapacity * 2)
+            let c = config
+            func grow(_ p: inout UnsafeMutablePointer<Float>, _ width: Int) {
+                p.deallocate()
+                p = .allocate(capacity: cap * width)
+            }
+            grow(&x, c.hiddenSize); grow(&xn, c.hiddenSize); grow(&tmp, c.hiddenSize)
+            grow(&q, c.qDim); grow(&attn, c.qDim)
+            grow(&k, c.kvDim); grow(&v, c.kvDim)
+            grow(&gate, c.intermediateSize); grow(&up, c.intermediateSize)
+            grow(&cos, c.ropeDim / 2); grow(&sin, c.ropeDim / 2)
+            tokenCapacity = cap
+        }
+        if slotCount > slotCapacity {
+            let cap = max(slotCount, slotCapacity * 2)
+            slots.deallocate()
+            slots = .allocate(capacity: cap)
+            slotCapacity = cap
+        }
+        if context > scoreStride {
+            scoreStride = max(context, scoreStride * 2)
+            scores.deallocate()
+            scores = .allocate(capacity: workers * scoreStride)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+@testable import ServalEngine
+
+@Suite struct SamplerTests {
+    /// A fixed, uneven distribution over 32 tokens.
+    static let base: [Float] = (0 ..< 32).map { Float(($0 * 37) % 32) / 8 }
+
+    func draw(_ logits: [Float], _ params: SamplingParams, seed: UInt64 = 1, times: Int = 1,
+              stopTokens: [Int32] = []) -> [Int32] {
+        var sampler = Sampler()
+        var state = SamplingState(params: params, seed: seed, stopTokenIDs: stopTokens)
+        var out: [Int32] = []
+        for _ in 0 ..< times {
+            var row = logits
+            out.append(row.withUnsafeMutableBufferPointer { sampler.sample(logits: $0, state: &state).tokenID })
+        }
+        return out
+    }
+
+    func softmax(_ l: [Float]) -> [Double] {
+        let m = l.max() ?? 0
+        let e = l.map { Foundation.exp(Double($0 - m)) }
+        let s = e.reduce(0, +)
+        return e.map { $0 / s }
+    }
+
+    @Test func temperatureZeroIsArgmax() {
+        var p = SamplingParams()
+        p.temperature = 0
+        let argmax = Int32(Self.base.indices.max { Self.base[$0] < Self.base[$1] } ?? 0)
+        #expect(draw(Self.base, p, times: 20).allSatisfy { $0 == argmax })
+    }
+
+    @Test func topKNeverPicksOutsideK() {
+        var p = SamplingParams()
+        p.topK = 3
+        p.temperature = 2  // flatten, so outsiders would show up if allowed
+        let topThree = Set((0 ..< 32).sorted { Self.base[$0] > Self.base[$1] }.prefix(3).map { Int32($0) })
+        let picks = draw(Self.base, p, times: 2000)
+        #expect(Set(picks).isSubset(of: topThree))
+        #expect(Set(picks).count == 3)
+    }
+
+    @Test func topPKeepsTheSmallestSetWithTheMass() {
+        var p = SamplingParams()
+        p.topP = 0.6
+        let probs = softmax(Self.base)
+        let order = (0 ..< 32).sorted { probs[$0] > probs[$1] }
+        var nucleus = Set<Int32>()
+        var mass = 0.0
+        for i in order {
+            nucleus.insert(Int32(i))
+            mass += probs[i]
+            if mass >= 0.6 { break }
+        }
+        let picks = draw(Self.base, p, times: 3000)
+        #expect(Set(picks) == nucleus)
+        // Within the nucleus, frequencies follow the renormalised probabilities.
+        for t in nucleus {
+            let expected = probs[Int(t)] / mass
+            let seen = Double(picks.filter { $0 == t }.count) / Double(picks.count)
+            #expect(abs(seen - expected) < 0.05, "token \(t): \(seen) vs \(expected)")
+        }
+    }
+
+    @Test func minPDropsUnlikelyTokens() {
+        var p = SamplingParams()
+        p.minP = 0.3
+        let probs = softmax(Self.base)
+        let pmax = probs.max() ?? 1
+        let allowed = Set((0 ..< 32).filter { probs[$0] >= 0.3 * pmax }.map { Int32($0) })
+        #expect(Set(draw(Self.base, p, times: 2000)).isSubset(of: allowed))
+    }
+
+    @Test func plainSamplingMatchesTheDistribution() {
+        let logits: [Float] = [0, 1, 2, 0.5]
+        let probs = softmax(logits)
+        let picks = draw(logits, SamplingParams(), seed: 9, times: 8000)
+        for t in 0 ..< 4 {
+            let seen = Double(picks.filter { $0 == Int32(t) }.count) / 8000
+            #expect(abs(seen - probs[t]) < 0.03, "token \(t): \(seen) vs \(probs[t])")
+        }
+    }
+
+    @Test func sameSeedSameTokensDifferentSeedDifferent() {
+        let p = SamplingParams()
+        let a = draw(Self.base, p, seed: 123, times: 50)
+        #expect(a == draw(Self.base, p, seed: 123, times: 50))
+        #expect(a != draw(Self.base, p, seed: 124, times: 50))
+    }
+
+    @Test func penaltiesLowerRepeatedTokens() {
+        var p = SamplingParams()
+        p.temperature = 0
+        let logits: [Float] = [0, 5, 4.5, 1]
+        #expect(draw(logits, p, times: 3) == [1, 1, 1])
+        p.presencePenalty = 1
+        #expect(draw(logits, p, times: 3) == [1, 2, 1])  // after 1 is used, 2 leads; then both used, 1 leads again
+        p.presencePenalty = 0
+        p.frequencyPenalty = 0.3
+        // 5 - 0.3k vs 4.5 - 0.3j: token 1 twice, then 2, ...
+        #expect(draw(logits, p, times: 4) == [1, 1, 2, 1])
+        p.frequencyPenalty = 0
+        p.repetitionPenalty = 1.2  // 5 / 1.2 = 4.17 < 4.5
+        #expect(draw(logits, p, times: 3) == [1, 2, 1])
+    }
+
+    @Test func repetitionPenaltyPushesNegativeLogitsDown() {
+        var state = SamplingState(params: { var p = SamplingParams(); p.repetitionPenalty = 2; return p }(),
+                                  seed: 0, stopTokenIDs: [])
+        state.record(0)
+        state.record(1)
+        var row: [Float] = [-1, 2, 3]
+        row.withUnsafeMutableBufferPointer { buf in
+            Penalties(frequency: 0, presence: 0, repetition: 2, generated: state.generated).apply(to: buf)
+        }
+        #expect(row == [-2, 1, 3])
+    }
+
+    @Test func logitBiasCanForceOrForbid() {
+        var p = SamplingParams()
+        p.temperature = 0
+        p.logitBias = [3: 100]
+        #expect(draw(Self.base, p, times: 2) == [3, 3])
+        p.temperature = 1
+        p.logitBias = [Int32(Self.base.indices.max { Self.base[$0] < Self.base[$1] } ?? 0): -.infinity]
+        let banned = p.logitBias.keys.first ?? -1
+        #expect(!draw(Self.base, p, times: 500).contains(banned))
+    }
+
+    @Test func minNewTokensSuppressesStopTokensUntilReached() {
+        var p = SamplingParams()
+        p.temperature = 0
+        p.minNewTokens = 3
+        let logits: [Float] = [10, 1, 2]  // token 0 (the stop token) always wins when allowed
+        #expect(draw(logits, p, times: 5, stopTokens: [0]) == [2, 2, 2, 0, 0])
+    }
+
+    @Test func logprobsAreRawLogSoftmaxWithTopAlternatives() throws {
+        var p = SamplingParams()
+        p.temperature = 0
+        p.logprobs = true
+        p.topLogprobs = 2
+        p.logitBias = [0: 50]  // the choice is processed, the logprobs are not
+        let logits: [Float] = [0, 3, 1, 2]
+        var sampler = Sampler()
+        var state = SamplingState(params: p, seed: 0, stopTokenIDs: [])
+        var row = logits
+        let s = row.withUnsafeMutableBufferPointer { sampler.sample(logits: $0, state: &state) }
+        #expect(s.tokenID == 0)
+        let lp = try #require(s.logprob)
+        let probs = softmax(logits)
+        #expect(abs(Double(lp.logprob) - Foundation.log(probs[0])) < 1e-5)
+        #expect(lp.top.map(\.tokenID) == [1, 3])
+        #expect(abs(Double(lp.top[0].logprob) - Foundation.log(probs[1])) < 1e-5)
+    }
+
+    @Test func topIndicesMatchesAFullSort() {
+        var rng = SamplingRNG(seed: 5)
+        let values = (0 ..< 1000).map { _ in Float(rng.next() % 100) }
+        let expected = (0 ..< 1000).sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
+        for k in [1, 7, 50, 999, 1000, 2000] {
+            let got = values.withUnsafeBufferPointer { Sampler.topIndices($0, count: k) }
+            #expect(got.map(Int.init) == Array(expected.prefix(k)))
+        }
+    }
+}
