@@ -148,13 +148,14 @@ struct Lexer {
     private mutating func lexTagBody(isBlock: Bool) throws {
         let close = isBlock ? "%}" : "}}"
         let startLine = line
-        var depth = 0
+        var open: [String] = []
         while true {
             while pos < src.count && Lexer.isSpace(src[pos]) { advance(to: pos + 1) }
             guard pos < src.count else {
-                throw TemplateError("unclosed '\(isBlock ? "{%" : "{{")' opened at line \(startLine)")
+                let bracket = open.last.map { " (unbalanced '\($0)')" } ?? ""
+                throw TemplateError("unclosed '\(isBlock ? "{%" : "{{")' opened at line \(startLine)\(bracket)")
             }
-            if depth == 0 {
+            if open.isEmpty {
                 var end: Int?
                 var minus = false, plus = false
                 if startsWith("-" + close, at: pos) { end = pos + 3; minus = true }
@@ -186,8 +187,14 @@ struct Lexer {
                 } else {
                     throw TemplateError("unexpected character '\(text(pos..<pos + 1))' at line \(line)")
                 }
-                if op == "(" || op == "[" || op == "{" { depth += 1 }
-                if op == ")" || op == "]" || op == "}" { depth = max(0, depth - 1) }
+                if op == "(" || op == "[" || op == "{" { open.append(op) }
+                if op == ")" || op == "]" || op == "}" {
+                    let expected = ["(": ")", "[": "]", "{": "}"][open.last ?? ""]
+                    guard expected == op else {
+                        throw TemplateError("unexpected '\(op)' at line \(line)" + (expected.map { ", expected '\($0)'" } ?? ""))
+                    }
+                    open.removeLast()
+                }
                 tokens.append(Token(kind: .op(op), line: line))
                 advance(to: pos + op.utf8.count)
             }

@@ -45,13 +45,14 @@ struct InterpreterTests {
 
     @Test func syntaxErrorsNameWhatWasExpected() {
         #expect(error { try ChatTemplate(source: "{% if x %}never closed") }.contains("'endif'"))
-        #expect(error { try ChatTemplate(source: "{{ (1 + 2 }}") }.contains("')'"))
+        #expect(error { try ChatTemplate(source: "{{ (1 + 2 }}") }.contains("expected ')'"))
+        #expect(error { try ChatTemplate(source: "{{ f(1 2) }}") }.contains("','"))
         #expect(error { try ChatTemplate(source: "{{ 'unterminated }}") }.contains("unterminated string"))
         #expect(error { try ChatTemplate(source: "{% for x in %}{% endfor %}") }.contains("line 1"))
         #expect(error { try ChatTemplate(source: "{% endfor %}") }.contains("'endfor'"))
     }
 
-    @Test func undefinedMisuseNamesTheVariable() {
+    @Test func undefinedMisuseNamesTheVariable() throws {
         #expect(error { try render("{{ missing.attr }}") }.contains("'missing' is undefined"))
         #expect(error { try render("{{ missing + 1 }}") }.contains("'missing' is undefined"))
         #expect(try render("[{{ missing }}]") == "[]")
