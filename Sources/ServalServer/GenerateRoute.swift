@@ -1,0 +1,149 @@
+import Foundation
+import ServalEngine
+
+/// SGLang's native `POST /generate`.
+extension ServalAPI {
+    func generate(_ body: JSONValue) async throws -> HTTPReply {
+        let arrival = Date()
+        let f = try RequestFields(body)
+        let hasText = f.has("text"), hasIDs = f.has("input_ids")
+        guard hasText != hasIDs else {
+            throw APIError.invalid("Send exactly one of 'text' and 'input_ids'.", param: hasText ? "input_ids" : "text")
+        }
+        let isBatch: Bool
+        if hasText { if case .array = f.raw("text") { isBatch = true } else { isBatch = false } } else {
+            if case .array(let a)? = f.raw("input_ids"), case .array? = a.first { isBatch = true } else { isBatch = false }
+        }
+        let prompts = try parsePrompts(f, key: hasText ? "text" : "input_ids")
+
+        // sampling_params: one object for all prompts, or one per prompt.
+        var perPrompt: [RequestFields?] = Array(repeating: nil, count: prompts.count)
+        switch f.raw("sampling_params") {
+        case nil: break
+        case .array(let a)?:
+            guard a.count == prompts.count else {
+                throw APIError.invalid("'sampling_params' has \(a.count) entries for \(prompts.count) prompts.", param: "sampling_params")
+            }
+            perPrompt = try a.enumerated().map { try RequestFields($1, prefix: "sampling_params[\($0)].", what: "'sampling_params'") }
+        case let v?:
+            let sp = try RequestFields(v, prefix: "sampling_params.", what: "'sampling_params'")
+            perPrompt = Array(repeating: sp, count: prompts.count)
+        }
+        let returnLogprob = try f.bool("return_logprob") ?? false
+        let topN = try f.int("top_logprobs_num") ?? 0
+        guard topN >= 0, topN <= 20 else { throw APIError.invalid("'top_logprobs_num' must be in 0...20.", param: "top_logprobs_num") }
+        let textInLogprobs = try f.bool("return_text_in_logprobs") ?? false
+        let stream = try f.bool("stream") ?? false
+
+        var rids: [String]
+        switch f.raw("rid") {
+        case nil: rids = []
+        case .string(let s)?: rids = [s]
+        case .array(let a)?:
+            rids = try a.map { e in guard case .string(let s) = e else { throw APIError.wrongType("rid", expected: "strings", got: e) }; return s }
+        case let v?: throw APIError.wrongType("rid", expected: "a string or a list of strings", got: v)
+        }
+
+        var reqs: [GenerateRequest] = []
+        for (pi, p) in prompts.enumerated() {
+            let empty = try RequestFields(.object([:]), prefix: "sampling_params.")
+            let sp = perPrompt[pi] ?? empty
+            var (s, maxTokens) = try SamplingParsing.parse(sp, dialect: .sglang, vocabSize: tokenizer.vocabSize)
+            s.logprobs = returnLogprob
+            s.topLogprobs = returnLogprob ? topN : 0
+            try SamplingParsing.fitToContext(&s, maxTokens: maxTokens, defaultMax: SamplingParams().maxNewTokens,
+                                             promptTokens: p.ids.count, contextLength: engine.contextLength,
+                                             param: "sampling_params.max_new_tokens")
+            let n = try sp.int("n") ?? 1
+            guard n >= 1, n <= config.maxN else { throw APIError.invalid("'sampling_params.n' must be in 1...\(config.maxN).", param: "sampling_params.n") }
+            for i in 0..<n {
+                var si = s
+                if let seed = si.seed { si.seed = seed &+ UInt64(i) }
+                reqs.append(GenerateRequest(rid: "", inputIDs: p.ids, sampling: si))
+            }
+        }
+        if rids.isEmpty {
+            let base = Self.newID()
+            rids = reqs.count == 1 ? [base] : (0..<reqs.count).map { "\(base)-\($0)" }
+        }
+        guard rids.count == reqs.count else {
+            throw APIError.invalid("'rid' has \(rids.count) entries for \(reqs.count) requests.", param: "rid")
+        }
+        guard Set(rids).count == rids.count else { throw APIError.invalid("'rid' entries must be unique.", param: "rid") }
+        for i in reqs.indices { reqs[i].rid = rids[i] }
+        try checkServable(reqs)
+        let batch = isBatch || reqs.count > 1
+        let finalRids = rids
+        let promptCounts = reqs.map(\.inputIDs.count)
+        let tokenizer = self.tokenizer
+
+        @Sendable func object(_ i: Int, text: String, ids: [Int32], lps: [TokenLogprob], finish: FinishInfo?) -> JSONValue {
+            var meta: JSONObject = ["id": .string(finalRids[i]), "finish_reason": finish.map { Self.sglangFinish($0) } ?? .null]
+            meta["prompt_tokens"] = .int(finish?.promptTokens ?? promptCounts[i])
+            meta["completion_tokens"] = .int(finish?.completionTokens ?? ids.count)
+            meta["cached_tokens"] = .int(finish?.cachedTokens ?? 0)
+            meta["e2e_latency"] = .double(Date().timeIntervalSince(arrival))
+            if returnLogprob {
+                meta["output_token_logprobs"] = .array(lps.map { lp in
+                    [Self.logprobValue(lp.logprob), .int(Int(lp.tokenID)), textInLogprobs ? .string(tokenizer.tokenText(lp.tokenID)) : .null]
+                })
+                meta["output_top_logprobs"] = .array(lps.map { lp in
+                    .array(lp.top.map { t in
+                        [Self.logprobValue(t.logprob), .int(Int(t.tokenID)), textInLogprobs ? .string(tokenizer.tokenText(t.tokenID)) : .null]
+                    })
+                })
+            }
+            var o: JSONObject = ["text": .string(text), "output_ids": .array(ids.map { .int(Int($0)) })]
+            if batch && stream { o["index"] = .int(i) }
+            o["meta_info"] = .object(meta)
+            return .object(o)
+        }
+
+        let key = rids.joined(separator: ",")
+        if !stream {
+            let outs = try await withRegistered(key, rids: rids) { await collectAll(reqs, arrival: arrival) }
+            let objs = outs.enumerated().map { object($0, text: $1.text, ids: $1.tokenIDs, lps: $1.logprobs, finish: $1.finish) }
+            return .ok(batch ? .array(objs) : objs[0])
+        }
+        let state = self.state
+        guard state.register(key, rids: rids) else {
+            throw APIError.invalid("A request with rid '\(key)' is already running.", param: "rid", code: "duplicate_rid")
+        }
+        let events = merged(reqs, arrival: arrival)
+        let count = reqs.count
+        return .stream(SSEStream.run { cont in
+            defer { state.unregister(key) }
+            // SGLang streams the cumulative text and ids in every chunk.
+            var texts = Array(repeating: "", count: count)
+            var ids = Array(repeating: [Int32](), count: count)
+            var lps = Array(repeating: [TokenLogprob](), count: count)
+            for await (i, ev) in events {
+                switch ev {
+                case .output(let t, let tids, let l):
+                    texts[i] += t
+                    ids[i] += tids
+                    lps[i] += l
+                    cont.yield(SSE.frame(object(i, text: texts[i], ids: ids[i], lps: lps[i], finish: nil)))
+                case .finished(let info):
+                    cont.yield(SSE.frame(object(i, text: texts[i], ids: ids[i], lps: lps[i], finish: info)))
+                }
+            }
+            if Task.isCancelled { return }
+            cont.yield(SSE.done)
+        })
+    }
+
+    /// SGLang's finish_reason object: `{"type": "stop", "matched": 2}`, `{"type": "length", "length": 16}`.
+    static func sglangFinish(_ info: FinishInfo) -> JSONValue {
+        switch info.reason {
+        case .stop(let m):
+            switch m {
+            case .token(let t): return ["type": "stop", "matched": .int(Int(t))]
+            case .string(let s): return ["type": "stop", "matched": .string(s)]
+            case nil: return ["type": "stop", "matched": nil]
+            }
+        case .length: return ["type": "length", "length": .int(info.completionTokens)]
+        case .abort(let message): return ["type": "abort", "message": .string(message)]
+        }
+    }
+}

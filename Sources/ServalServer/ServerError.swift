@@ -1,2 +1,0 @@
-/// Placeholder module file; the HTTP server lives in this target.
-enum ServerModule {}
