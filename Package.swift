@@ -76,6 +76,7 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalEngine", "ServalServer", "ServalBench", "ServalModels", "ServalTokenizer",
+                "ServalTemplate", "ServalTensor", "ServalFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plain
