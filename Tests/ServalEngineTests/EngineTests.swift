@@ -169,12 +169,20 @@ import ServalModels
         let model = PositionHashModel()
         model.delay = 0.002
         let e = try engine(model: model)
-        let stream = e.submit(GenerateRequest(rid: "victim", inputIDs: prompt(1, 10), sampling: greedy(2000)))
-        let task = Task { await collect(stream) }
-        try await Task.sleep(nanoseconds: 30_000_000)
-        #expect(e.abort(rid: "victim"))
-        let c = await task.value
-        #expect(c.finish?.reason == .abort(message: "aborted"))
+        // Abort once the request is known to run (its first output arrived), not after a
+        // wall-clock sleep: under a loaded test run the sleeping task can wake seconds late.
+        var reason: FinishReason?
+        var abortedKnown: Bool?
+        for await event in e.submit(GenerateRequest(rid: "victim", inputIDs: prompt(1, 10), sampling: greedy(2000))) {
+            switch event {
+            case .output:
+                if abortedKnown == nil { abortedKnown = e.abort(rid: "victim") }
+            case .finished(let info):
+                reason = info.reason
+            }
+        }
+        #expect(abortedKnown == true)
+        #expect(reason == .abort(message: "aborted"))
         #expect(!e.abort(rid: "nobody"))
         await e.shutdown(drain: true)
     }
@@ -183,12 +191,18 @@ import ServalModels
         let model = PositionHashModel()
         model.delay = 0.002
         let e = try engine(model: model)
-        let stream = e.submit(GenerateRequest(rid: "r", inputIDs: prompt(1, 10), sampling: greedy(3000)))
-        let task = Task { await collect(stream) }
-        try await Task.sleep(nanoseconds: 20_000_000)
-        await e.shutdown(drain: false)
-        let c = await task.value
-        #expect(c.finish?.reason.openAIName == "abort")
+        var reason: FinishReason?
+        var shutDown = false
+        for await event in e.submit(GenerateRequest(rid: "r", inputIDs: prompt(1, 10), sampling: greedy(3000))) {
+            switch event {
+            case .output:
+                if !shutDown { shutDown = true; await e.shutdown(drain: false) }
+            case .finished(let info):
+                reason = info.reason
+            }
+        }
+        #expect(shutDown)
+        #expect(reason?.openAIName == "abort")
         let late = await collect(e.submit(GenerateRequest(rid: "late", inputIDs: [1], sampling: greedy(1))))
         #expect(late.finish?.reason.openAIName == "abort")
     }
