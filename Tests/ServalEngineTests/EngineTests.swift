@@ -165,44 +165,35 @@ import ServalModels
         await e.shutdown(drain: true)
     }
 
+    /// Waits until the engine reports a running request. The model's per-step delay gives
+    /// each long request many seconds of runway, so a test task that the loaded parallel
+    /// suite wakes late still acts while the request runs.
+    func waitUntilRunning(_ e: Engine) async throws {
+        for _ in 0 ..< 2000 where e.load().runningRequests == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
+    }
+
     @Test func abortByRID() async throws {
         let model = PositionHashModel()
-        model.delay = 0.002
+        model.delay = 0.005
         let e = try engine(model: model)
-        // Abort once the request is known to run (its first output arrived), not after a
-        // wall-clock sleep: under a loaded test run the sleeping task can wake seconds late.
-        var reason: FinishReason?
-        var abortedKnown: Bool?
-        for await event in e.submit(GenerateRequest(rid: "victim", inputIDs: prompt(1, 10), sampling: greedy(2000))) {
-            switch event {
-            case .output:
-                if abortedKnown == nil { abortedKnown = e.abort(rid: "victim") }
-            case .finished(let info):
-                reason = info.reason
-            }
-        }
-        #expect(abortedKnown == true)
-        #expect(reason == .abort(message: "aborted"))
+        let stream = e.submit(GenerateRequest(rid: "victim", inputIDs: prompt(1, 10), sampling: greedy(3000)))
+        try await waitUntilRunning(e)
+        #expect(e.abort(rid: "victim"))
+        let c = await collect(stream)
+        #expect(c.finish?.reason == .abort(message: "aborted"))
         #expect(!e.abort(rid: "nobody"))
         await e.shutdown(drain: true)
     }
 
     @Test func shutdownWithoutDrainAbortsRunningRequests() async throws {
         let model = PositionHashModel()
-        model.delay = 0.002
+        model.delay = 0.005
         let e = try engine(model: model)
-        var reason: FinishReason?
-        var shutDown = false
-        for await event in e.submit(GenerateRequest(rid: "r", inputIDs: prompt(1, 10), sampling: greedy(3000))) {
-            switch event {
-            case .output:
-                if !shutDown { shutDown = true; await e.shutdown(drain: false) }
-            case .finished(let info):
-                reason = info.reason
-            }
-        }
-        #expect(shutDown)
-        #expect(reason?.openAIName == "abort")
+        let stream = e.submit(GenerateRequest(rid: "r", inputIDs: prompt(1, 10), sampling: greedy(3000)))
+        try await waitUntilRunning(e)
+        await e.shutdown(drain: false)
+        let c = await collect(stream)
+        #expect(c.finish?.reason.openAIName == "abort")
         let late = await collect(e.submit(GenerateRequest(rid: "late", inputIDs: [1], sampling: greedy(1))))
         #expect(late.finish?.reason.openAIName == "abort")
     }
