@@ -30,7 +30,7 @@ test: model pydeps
 	$(MAKE) test-swift test-integration
 
 test-swift:
-	SERVAL_MODEL="$$(scripts/fetch-default-model)" swift test $(SWIFT_FLAGS) --skip-build
+	SERVAL_MODEL="$$(scripts/fetch-default-model)" SERVAL_BIN="$(CURDIR)/$(BIN)" swift test $(SWIFT_FLAGS) --skip-build
 
 test-integration:
 	SERVAL_MODEL="$$(scripts/fetch-default-model)" SERVAL_BIN="$(CURDIR)/$(BIN)" \
