@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "ServalBench",
             dependencies: [
-                "ServalTokenizer",
+                "ServalTokenizer", "ServalTensor",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -88,6 +88,6 @@ let package = Package(
         .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalBenchTests", dependencies: ["ServalBench"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalBenchTests", dependencies: ["ServalBench", "ServalTensor"], resources: [.copy("Fixtures")], swiftSettings: plain),
     ]
 )

@@ -1,3 +1,4 @@
+import ServalTensor
 import Foundation
 
 /// When each request is sent, relative to the start of the run.

@@ -1,3 +1,4 @@
+import ServalTensor
 import Foundation
 
 /// The request sets bench-serving can generate or load (SGLang's

@@ -1,3 +1,5 @@
+import ServalTensor
+
 /// Builds prompts whose length in tokens is exact for the target tokenizer.
 ///
 /// Random ids rarely survive decode → encode unchanged (byte-level pieces

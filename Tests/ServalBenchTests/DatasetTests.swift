@@ -1,3 +1,4 @@
+import ServalTensor
 import Foundation
 import Testing
 @testable import ServalBench

@@ -1,6 +1,7 @@
 /// A small, fast, seedable random generator (xoshiro256**, seeded through
-/// SplitMix64) so that `--seed` reproduces the same prompts and arrival times
-/// on every platform; Swift's `SystemRandomNumberGenerator` cannot be seeded.
+/// SplitMix64): the same seed gives the same stream on every platform, which
+/// Swift's `SystemRandomNumberGenerator` cannot. Shared by the engine (one per
+/// request, for `seed`) and bench-serving (prompts and arrival times).
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var s0: UInt64
     private var s1: UInt64
