@@ -1,6 +1,6 @@
 // AVX2 + FMA + F16C version of sv_attention. Per query row, three passes over
 // the row's visible keys, each reading every K or V row once for the whole
-// GQA group: (1) scores for all heads of the group against one key row,
+// GQA group: (1) scores for up to 3 heads against four key rows at a time,
 // (2) softmax per head (max, exp, sum), (3) the weighted V sum with the
 // output tile of up to 3 heads x 32 dims held in registers across all keys.
 // K/V rows are f32, f16 (F16C conversion) or bf16 (a shift), chosen by
@@ -55,32 +55,41 @@ AVX2_INLINE __m256 kv_load8(int kv_type, const void *base, int64_t i) {
     return _mm256_loadu_ps((const float *)base + i);
 }
 
-/// Scores of NH heads (query head j at qh + j*hd) against every visible key,
-/// two keys per step so the 2*NH FMA chains overlap. sc[j*ld + i].
+/// [sum a, sum b, sum c, sum d] of four 8-lane vectors.
+AVX2_INLINE __m128 att_hsum8x4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/// Scores of NH <= 3 heads (query head j at qh + j*hd) against every visible
+/// key, four keys per step: 4*NH accumulators + NH query chunks fill the 16
+/// registers, and each head's four sums reduce together and store as one vector.
+/// sc[j*ld + i].
 AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_t hd,
                               const void *k, int64_t kv_stride, const int32_t *slots, int64_t L,
                               float scale, float *sc, int64_t ld) {
+    const __m128 vscale = _mm_set1_ps(scale);
     int64_t i = 0;
-    for (; i + 1 < L; i += 2) {
-        const int64_t b0 = (int64_t)slots[i] * kv_stride, b1 = (int64_t)slots[i + 1] * kv_stride;
-        __m256 a0[4], a1[4];
-        for (int j = 0; j < NH; j++) { a0[j] = _mm256_setzero_ps(); a1[j] = _mm256_setzero_ps(); }
+    for (; i + 3 < L; i += 4) {
+        int64_t b[4];
+        for (int t = 0; t < 4; t++) b[t] = (int64_t)slots[i + t] * kv_stride;
+        __m256 acc[3][4];
+        for (int j = 0; j < NH; j++)
+            for (int t = 0; t < 4; t++) acc[j][t] = _mm256_setzero_ps();
         for (int64_t d = 0; d < hd; d += 8) {
-            const __m256 k0 = kv_load8(kv_type, k, b0 + d), k1 = kv_load8(kv_type, k, b1 + d);
-            for (int j = 0; j < NH; j++) {
-                const __m256 qv = _mm256_loadu_ps(qh + j * hd + d);
-                a0[j] = _mm256_fmadd_ps(k0, qv, a0[j]);
-                a1[j] = _mm256_fmadd_ps(k1, qv, a1[j]);
+            __m256 qv[3];
+            for (int j = 0; j < NH; j++) qv[j] = _mm256_loadu_ps(qh + j * hd + d);
+            for (int t = 0; t < 4; t++) {
+                const __m256 kv = kv_load8(kv_type, k, b[t] + d);
+                for (int j = 0; j < NH; j++) acc[j][t] = _mm256_fmadd_ps(kv, qv[j], acc[j][t]);
             }
         }
-        for (int j = 0; j < NH; j++) {
-            sc[j * ld + i] = att_hsum8(a0[j]) * scale;
-            sc[j * ld + i + 1] = att_hsum8(a1[j]) * scale;
-        }
+        for (int j = 0; j < NH; j++)
+            _mm_storeu_ps(sc + j * ld + i, _mm_mul_ps(att_hsum8x4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), vscale));
     }
     for (; i < L; i++) {
         const int64_t b0 = (int64_t)slots[i] * kv_stride;
-        __m256 a0[4];
+        __m256 a0[3];
         for (int j = 0; j < NH; j++) a0[j] = _mm256_setzero_ps();
         for (int64_t d = 0; d < hd; d += 8) {
             const __m256 k0 = kv_load8(kv_type, k, b0 + d);
@@ -141,11 +150,10 @@ AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, 
         const float *qr = q + r * q_stride;
         float *orow = out + r * out_stride;
         float *inv = scratch + nq * L;  // one per head, after the score runs
-        for (int64_t j0 = 0; j0 < nq; j0 += 4) {
+        for (int64_t j0 = 0; j0 < nq; j0 += 3) {
             const float *qh = qr + j0 * hd;
             float *sc = scratch + j0 * L;
-            switch (nq - j0 >= 4 ? 4 : nq - j0) {
-            case 4: scores_heads(kv_type, 4, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
+            switch (nq - j0 >= 3 ? 3 : nq - j0) {
             case 3: scores_heads(kv_type, 3, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
             case 2: scores_heads(kv_type, 2, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
             default: scores_heads(kv_type, 1, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
