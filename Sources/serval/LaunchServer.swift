@@ -53,6 +53,9 @@ struct LaunchServer: AsyncParsableCommand {
     var randomSeed: UInt64?
     @Option(name: .customLong("load-format"), help: "auto, gguf, safetensors or dummy (random weights).")
     var loadFormat: String = "auto"
+    @Flag(name: .customLong("mmap-weights"),
+          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    var mmapWeights = false
     @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
     var device: String = "cpu"
     @Option(name: .customLong("watchdog-timeout"), help: "Seconds a forward pass may take before the engine is reported stuck.")
@@ -221,7 +224,7 @@ struct LaunchServer: AsyncParsableCommand {
                 guard isGGUF || loadFormat == "gguf" else {
                     throw ValidationError("'\(path)' is not a .gguf file; only GGUF weights load for now (or use --load-format dummy).")
                 }
-                return try LlamaModel.load(gguf: path, threads: threads)
+                return try LlamaModel.load(gguf: path, threads: threads, residency: mmapWeights ? .mapped : .hugePages)
             case "dummy":
                 // Shapes from the GGUF metadata or a Hugging Face config.json; random weights.
                 let config: LlamaConfig

@@ -109,6 +109,13 @@ int sv_pool_threads(const sv_pool *pool);
 /// threads (the caller works too); returns when all calls have returned.
 /// Not reentrant: one run per pool at a time.
 void sv_pool_run(sv_pool *pool, int64_t count, void (*fn)(void *ctx, int64_t i), void *ctx);
+/// Calls fn(ctx, lo, hi) over disjoint ranges covering [0, count), each at most
+/// `grain` long. Every thread starts on its own contiguous share (count/threads)
+/// and walks it in order, then steals from the ends of the others' shares: long
+/// sequential streams for memory-bound loops (single-sequence decode) with the
+/// balance of dynamic scheduling.
+void sv_pool_run_ranges(sv_pool *pool, int64_t count, int64_t grain,
+                        void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -76,9 +76,10 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         workspace = Workspace(config: config, workers: pool.threads)
     }
 
-    /// Loads a GGUF file (`*.gguf`) with its weights used in place.
-    public static func load(gguf path: String, threads: Int) throws -> LlamaModel {
-        let file = try GGUFFile(path: path)
+    /// Loads a GGUF file (`*.gguf`); weights stay in their stored format, in huge
+    /// pages by default (see `MappedFile.Residency`).
+    public static func load(gguf path: String, threads: Int, residency: MappedFile.Residency = .hugePages) throws -> LlamaModel {
+        let file = try GGUFFile(path: path, residency: residency)
         let config = try LlamaConfig(gguf: file)
         return try LlamaModel(config: config, source: GGUFWeightSource(file: file), threads: threads)
     }
