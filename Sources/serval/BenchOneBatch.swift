@@ -23,6 +23,9 @@ struct BenchOneBatch: AsyncParsableCommand {
     @Option(name: .customLong("output-len"), help: "Decode steps.")
     var outputLen: Int = 128
 
+    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    var kvCacheDtype: String = "auto"
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -41,6 +44,9 @@ struct BenchOneBatch: AsyncParsableCommand {
         guard inputLen >= 1 else { throw ValidationError("--input-len must be at least 1") }
         guard outputLen >= 0 else { throw ValidationError("--output-len must not be negative") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard KVCacheDType(flag: kvCacheDtype) != nil else {
+            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
+        }
         guard LoadFormat(rawValue: loadFormat) != nil else { throw ValidationError("--load-format must be auto or dummy") }
     }
 
@@ -56,9 +62,10 @@ struct BenchOneBatch: AsyncParsableCommand {
         let info = model.info
         let B = batchSize, I = inputLen, O = outputLen
         let perSeq = I + O
-        let cache = try model.makeKVCache(slots: B * perSeq)
+        let kvDType = KVCacheDType(flag: kvCacheDtype) ?? .auto
+        let cache = try model.makeKVCache(slots: B * perSeq, dtype: kvDType)
         logLine("model \(info.architecture) \(info.name.isEmpty ? path : info.name): \(info.layerCount) layers, hidden \(info.hiddenSize), \(info.weightTypes), \(String(format: "%.1f", Double(info.weightBytes) / 1e6)) MB weights")
-        logLine("batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken) / 1e6)) MB)")
+        logLine("batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots \(kvDType.storage) (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken(dtype: kvDType)) / 1e6)) MB)")
 
         var rng = SplitMix(seed: seed)
         var prompts: [[Int32]] = []
@@ -66,7 +73,7 @@ struct BenchOneBatch: AsyncParsableCommand {
         func slots(_ i: Int, _ count: Int) -> [Int32] { (0..<count).map { Int32(i * perSeq + $0) } }
 
         // Warm-up: touch every weight page once so the timed prefill measures compute.
-        let warm = try model.makeKVCache(slots: 8)
+        let warm = try model.makeKVCache(slots: 8, dtype: kvDType)
         _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3, 4], startPosition: 0, kvSlots: [0, 1, 2, 3])]), cache: warm)
 
         let t0 = DispatchTime.now().uptimeNanoseconds

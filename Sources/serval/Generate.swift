@@ -35,6 +35,9 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Random seed for sampling.")
     var seed: UInt64 = 0
 
+    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    var kvCacheDtype: String = "auto"
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -50,6 +53,9 @@ struct Generate: AsyncParsableCommand {
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 or more") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard KVCacheDType(flag: kvCacheDtype) != nil else {
+            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
+        }
     }
 
     func run() async throws {
@@ -81,7 +87,7 @@ struct Generate: AsyncParsableCommand {
         guard ids.count < model.info.contextLength else {
             throw CLIError("the prompt has \(ids.count) tokens; the model's context length is \(model.info.contextLength)")
         }
-        let cache = try model.makeKVCache(slots: contextLimit)
+        let cache = try model.makeKVCache(slots: contextLimit, dtype: KVCacheDType(flag: kvCacheDtype) ?? .auto)
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
 
         var sampler = Sampler(temperature: temperature, topP: topP, topK: topK, seed: seed)

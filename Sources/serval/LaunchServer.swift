@@ -37,6 +37,8 @@ struct LaunchServer: AsyncParsableCommand {
     var chunkedPrefillSize: Int = 2048
     @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
     var pageSize: Int = 1
+    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    var kvCacheDtype: String = "auto"
     @Option(name: .customLong("schedule-policy"), help: "lpm, dfs-weight, fcfs, lof or random.")
     var schedulePolicy: String = "lpm"
     @Flag(name: .customLong("disable-radix-cache"), help: "Turn off prefix caching.")
@@ -83,6 +85,9 @@ struct LaunchServer: AsyncParsableCommand {
         guard let policy = EngineConfig.SchedulePolicy(rawValue: schedulePolicy) else {
             throw ValidationError("--schedule-policy must be one of \(EngineConfig.SchedulePolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(schedulePolicy)'.")
         }
+        guard let kvDType = KVCacheDType(flag: kvCacheDtype) else {
+            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'.")
+        }
         if let c = contextLength, c < 2 { throw ValidationError("--context-length must be at least 2, got \(c).") }
         guard memFractionStatic > 0, memFractionStatic < 1 else {
             throw ValidationError("--mem-fraction-static must be in (0, 1), got \(memFractionStatic).")
@@ -107,6 +112,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.maxPrefillTokens = maxPrefillTokens
         e.chunkedPrefillSize = chunkedPrefillSize
         e.pageSize = pageSize
+        e.kvCacheDType = kvDType
         e.schedulePolicy = policy
         e.disableRadixCache = disableRadixCache
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
@@ -130,6 +136,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["max_prefill_tokens"] = .int(maxPrefillTokens)
         o["chunked_prefill_size"] = .int(chunkedPrefillSize)
         o["page_size"] = .int(pageSize)
+        o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)
         o["disable_radix_cache"] = .bool(disableRadixCache)
         o["enable_metrics"] = .bool(enableMetrics)

@@ -99,6 +99,21 @@ float sv_dot_f16_f32(int isa, const uint16_t *a, const float *b, int64_t n);
 /// y += a * x where x is f16.
 void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n);
 
+// ---- attention over a slot-addressed KV cache ----
+/// Causal attention for the `nq` query heads that share one kv head (a GQA
+/// group), over `nrows` consecutive query rows of one sequence.
+/// Query row r, head j is at q + r*q_stride + j*head_dim (f32); the result
+/// goes to out + r*out_stride + j*head_dim. Keys and values of the sequence's
+/// i-th position live at k/v + slots[i]*kv_stride elements (already offset to
+/// the kv head), in `kv_type` SV_TYPE_F32, SV_TYPE_F16 or SV_TYPE_BF16.
+/// Row r sees positions [0, first_keys + r) (so first_keys >= 1), with scores
+/// scaled by `scale`. `scratch` holds at least nq * (first_keys + nrows) floats.
+/// Returns 0, or -1 for an unsupported kv_type or sizes out of range.
+int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                 int64_t nq, int64_t nrows, int64_t head_dim,
+                 const void *k, const void *v, int64_t kv_stride,
+                 const int32_t *slots, int64_t first_keys, float scale, float *scratch);
+
 // ---- persistent thread pool ----
 typedef struct sv_pool sv_pool;
 /// A pool with `threads` participants: the caller plus threads-1 workers. NULL on failure.

@@ -89,16 +89,17 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         try LlamaModel(config: config, source: DummyWeightSource(type: weightType, seed: seed), threads: threads)
     }
 
-    public var kvBytesPerToken: Int {
-        LlamaKVCache.bytesPerSlot(layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim)
+    public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
+        LlamaKVCache.bytesPerSlot(layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim, dtype: dtype)
     }
 
-    public func makeKVCache(slots: Int) throws -> any KVCacheStorage {
-        try LlamaKVCache(slots: slots, layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim)
+    public func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
+        try LlamaKVCache(slots: slots, layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim,
+                         dtype: dtype)
     }
 
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput {
-        guard let kv = cache as? LlamaKVCache, kv.layerCount == config.layerCount, kv.rowFloats == config.kvDim else {
+        guard let kv = cache as? LlamaKVCache, kv.layerCount == config.layerCount, kv.rowElements == config.kvDim else {
             throw ModelError(source: "forward", "the KV cache was not made by this model")
         }
         let c = config
@@ -183,12 +184,11 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 CPUOps.rope(q + r * qDim, heads: c.headCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
                 CPUOps.rope(k + r * kvDim, heads: c.kvHeadCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
                 let slot = Int(tokenSlot[r])
-                kv.key(layer: li, slot: slot).update(from: k + r * kvDim, count: kvDim)
-                kv.value(layer: li, slot: slot).update(from: v + r * kvDim, count: kvDim)
+                kv.write(layer: li, slot: slot, key: k + r * kvDim, value: v + r * kvDim)
             }
             PagedAttention.run(layer: li, cache: kv, config: c, q: q, out: attn, items: items,
                                rowStart: rowStart, startPosition: starts, slots: ws.slots, slotStart: slotStart,
-                               scores: ws.scores, scoreStride: ws.scoreStride, pool: pool)
+                               scratch: ws.scores, scratchStride: ws.scoreStride, pool: pool)
             a.o.weight.apply(attn, rows: n, into: tmp, pool: pool)
             CPUOps.add(x, tmp, into: x, count: n * H)
 
@@ -285,8 +285,9 @@ final class Workspace: @unchecked Sendable {
             slots = .allocate(capacity: cap)
             slotCapacity = cap
         }
-        if context > scoreStride {
-            scoreStride = max(context, scoreStride * 2)
+        let perWorker = PagedAttention.scratchPerWorker(config: config, context: context)
+        if perWorker > scoreStride {
+            scoreStride = max(perWorker, scoreStride * 2)
             scores.deallocate()
             scores = .allocate(capacity: workers * scoreStride)
         }

@@ -33,46 +33,45 @@ struct PagedAttention {
         return out.sorted { $0.endToken > $1.endToken }
     }
 
-    /// `scores` holds `pool.threads` runs of `scoreStride` floats (≥ the longest context).
+    /// Scratch floats one worker needs for contexts of up to `context` positions.
+    static func scratchPerWorker(config c: LlamaConfig, context: Int) -> Int {
+        AttentionKernel.scratchCount(queryHeads: c.headCount / c.kvHeadCount, firstKeys: context, rows: 1)
+    }
+
+    /// `scratch` holds `pool.threads` runs of `scratchStride` floats
+    /// (≥ `scratchPerWorker` for the longest context in the batch).
     static func run(layer: Int, cache: LlamaKVCache, config c: LlamaConfig,
                     q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                     items: [Item], rowStart: [Int], startPosition: [Int],
                     slots: UnsafePointer<Int32>, slotStart: [Int],
-                    scores: UnsafeMutablePointer<Float>, scoreStride: Int, pool: ThreadPool) {
+                    scratch: UnsafeMutablePointer<Float>, scratchStride: Int, pool: ThreadPool) {
         let hd = c.headDim
         let group = c.headCount / c.kvHeadCount
         let qDim = c.qDim
         let scale = 1 / Float(hd).squareRoot()
+        let kvType = cache.storage
+        let kvStride = cache.rowElements
+        let headBytes = hd * cache.elementBytes
+        let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
         let next = WorkCounter()
         let workers = min(pool.threads, items.count)
         pool.parallelFor(workers) { worker in
-            let sc = scores + worker * scoreStride
+            let sc = scratch + worker * scratchStride
             while true {
                 let idx = workers == 1 ? next.incrementUnlocked() : next.increment()
                 if idx >= items.count { break }
                 let item = items[idx]
-                let seqSlots = slots + slotStart[item.sequence]
-                let start = startPosition[item.sequence]
-                let kOff = item.kvHead * hd
-                for t in item.firstToken..<item.endToken {
-                    let row = rowStart[item.sequence] + t
-                    let keysVisible = start + t + 1
-                    for hh in 0..<group {
-                        let h = item.kvHead * group + hh
-                        let qv = q + row * qDim + h * hd
-                        for s in 0..<keysVisible {
-                            let kp = cache.key(layer: layer, slot: Int(seqSlots[s])) + kOff
-                            sc[s] = CPUOps.dot(qv, kp, count: hd) * scale
-                        }
-                        CPUOps.softmax(sc, count: keysVisible)
-                        let o = out + row * qDim + h * hd
-                        o.update(repeating: 0, count: hd)
-                        for s in 0..<keysVisible {
-                            let vp = cache.value(layer: layer, slot: Int(seqSlots[s])) + kOff
-                            CPUOps.axpy(sc[s], vp, o, count: hd)
-                        }
-                    }
-                }
+                let row = rowStart[item.sequence] + item.firstToken
+                let headOffset = row * qDim + item.kvHead * group * hd
+                // Shapes and the element type were checked when the cache and the
+                // batch were validated, so the kernel cannot reject this call.
+                AttentionKernel.run(kvType: kvType, q: q + headOffset, qStride: qDim,
+                                    out: out + headOffset, outStride: qDim,
+                                    queryHeads: group, rows: item.endToken - item.firstToken, headDim: hd,
+                                    keys: keys + item.kvHead * headBytes, values: values + item.kvHead * headBytes,
+                                    kvStride: kvStride, slots: slots + slotStart[item.sequence],
+                                    firstKeys: startPosition[item.sequence] + item.firstToken + 1,
+                                    scale: scale, scratch: sc)
             }
         }
     }
