@@ -113,6 +113,22 @@ int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *
                  int64_t nq, int64_t nrows, int64_t head_dim,
                  const void *k, const void *v, int64_t kv_stride,
                  const int32_t *slots, int64_t first_keys, float scale, float *scratch);
+/// sv_attention generalised for attention over a split key range (a prefix shared
+/// by several sequences, then each sequence's own keys): with `causal` = 0 every row
+/// sees exactly positions [0, first_keys); with `lse` non-NULL, the log-sum-exp of
+/// each (row, head)'s scaled scores goes to lse[r * lse_stride + j], so two partial results
+/// over disjoint key ranges merge exactly (see sv_attention_merge).
+int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                     int64_t nq, int64_t nrows, int64_t head_dim,
+                     const void *k, const void *v, int64_t kv_stride,
+                     const int32_t *slots, int64_t first_keys, int causal, float scale,
+                     float *lse, int64_t lse_stride, float *scratch);
+/// Merges attention over a second, disjoint key range into the first: `out`
+/// (n vectors of head_dim, with log-sum-exp `lse`) becomes the attention over both
+/// ranges, given the other range's outputs `other` and `lse_other` (same layout).
+/// Vector i is at out + i * stride and other + i * other_stride.
+void sv_attention_merge(float *out, int64_t stride, float *lse, const float *other, int64_t other_stride,
+                        const float *lse_other, int64_t n, int64_t head_dim);
 
 // ---- persistent thread pool ----
 typedef struct sv_pool sv_pool;
