@@ -35,6 +35,9 @@ struct LaunchServer: AsyncParsableCommand {
     var maxPrefillTokens: Int = 16384
     @Option(name: .customLong("chunked-prefill-size"), help: "Prefill long prompts in chunks of this many tokens (-1 disables).")
     var chunkedPrefillSize: Int = 2048
+    @Option(name: .customLong("prefill-max-requests"),
+            help: "Most requests prefilling in one forward batch (default: no limit; a small value staggers bursts of short prompts).")
+    var prefillMaxRequests: Int?
     @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
     var pageSize: Int = 1
     @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
@@ -94,6 +97,7 @@ struct LaunchServer: AsyncParsableCommand {
         }
         if let t = maxTotalTokens, t < 1 { throw ValidationError("--max-total-tokens must be positive, got \(t).") }
         if let r = maxRunningRequests, r < 1 { throw ValidationError("--max-running-requests must be positive, got \(r).") }
+        if let n = prefillMaxRequests, n < 1 { throw ValidationError("--prefill-max-requests must be positive, got \(n).") }
         guard maxPrefillTokens >= 1 else { throw ValidationError("--max-prefill-tokens must be positive, got \(maxPrefillTokens).") }
         guard chunkedPrefillSize == -1 || chunkedPrefillSize >= 1 else {
             throw ValidationError("--chunked-prefill-size must be -1 (off) or positive, got \(chunkedPrefillSize).")
@@ -111,6 +115,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.maxRunningRequests = maxRunningRequests
         e.maxPrefillTokens = maxPrefillTokens
         e.chunkedPrefillSize = chunkedPrefillSize
+        e.prefillMaxRequests = prefillMaxRequests
         e.pageSize = pageSize
         e.kvCacheDType = kvDType
         e.schedulePolicy = policy
@@ -135,6 +140,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["max_running_requests"] = maxRunningRequests.map { .int($0) } ?? .null
         o["max_prefill_tokens"] = .int(maxPrefillTokens)
         o["chunked_prefill_size"] = .int(chunkedPrefillSize)
+        o["prefill_max_requests"] = prefillMaxRequests.map { .int($0) } ?? .null
         o["page_size"] = .int(pageSize)
         o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)
