@@ -180,10 +180,10 @@ T512_INLINE void tile_q32(int kind, int RW, int NA, const uint8_t *w, size_t wst
 
 #if SV512_VNNI
 /// The same tile in 256-bit registers, one block per register, with vpdpbusd
-/// (AVX512_VNNI + VL) in place of vpmaddubsw + vpmaddwd. On Sapphire Rapids this
-/// beats the two-blocks-per-zmm tile above: 32-element blocks need per-block
-/// float scales, and building the paired registers costs shuffles on the one
-/// port that also runs 512-bit integer work, while 256-bit ops use three ports.
+/// (AVX512_VNNI + VL) in place of vpmaddubsw + vpmaddwd. For Q4_0/Q4_1 this beats
+/// the two-blocks-per-zmm tile above on Sapphire Rapids: 32-element blocks need
+/// per-block float scales, and building the paired registers costs shuffles on
+/// the port that also runs 512-bit integer work, while 256-bit ops use three.
 T512_INLINE void tile_q32_y(int kind, int RW, int NA, const uint8_t *w, size_t wstride,
                             const uint8_t *x, size_t xstride, int64_t nb, float *y, int64_t ldy) {
     const size_t wbs = kind == K_Q4_0 ? sizeof(sv_block_q4_0) : kind == K_Q4_1 ? sizeof(sv_block_q4_1) : sizeof(sv_block_q8_0);
@@ -236,16 +236,17 @@ T512_INLINE void tile_q32_y(int kind, int RW, int NA, const uint8_t *w, size_t w
 }
 #endif
 
-#ifndef SV512_MR_RW
-#define SV512_MR_RW 2
-#endif
-#ifndef SV512_N1_RW
-#define SV512_N1_RW 4
-#endif
-#if SV512_VNNI && !defined(SV512_Q32_WIDE)
-#define TILE_Q32 tile_q32_y
+// Tile choice, from timings on Sapphire Rapids (one core, 576x1536, GFLOP/s
+// relative to AVX2): with VNNI the 256-bit tile wins for Q4_0/Q4_1 at every row
+// count (n=64: 1.2-1.4x) and for Q8_0 at n=1, the paired-zmm tile for Q8_0 at
+// n>1 (~1.3x). Without VNNI the paired tile wins at n>1 (1.1-1.3x) but loses at
+// n=1, where the matmul entry point hands 32-element types to the AVX2 kernels.
+#if SV512_VNNI
+#define TILE_N1 tile_q32_y
+#define TILE_MR(kind, ...) ((kind) == K_Q8_0 ? tile_q32(kind, __VA_ARGS__) : tile_q32_y(kind, __VA_ARGS__))
 #else
-#define TILE_Q32 tile_q32
+#define TILE_N1 tile_q32
+#define TILE_MR tile_q32
 #endif
 
 /// Output rows o0..o1 x all nx activation rows. Activation rows are taken in
@@ -263,28 +264,28 @@ T512_INLINE void tile_q32_y(int kind, int RW, int NA, const uint8_t *w, size_t w
                 if (r1 - r0 == 1) {                                                                       \
                     const uint8_t *xr = x + (size_t)r0 * xstride;                                         \
                     float *yr = y + r0 * ldy + o;                                                         \
-                    if (left >= SV512_N1_RW) { TILE_Q32(kind, SV512_N1_RW, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += SV512_N1_RW; } \
-                    else { TILE_Q32(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 1; }        \
+                    if (left >= 4) { TILE_N1(kind, 4, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 4; } \
+                    else { TILE_N1(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 1; }        \
                     continue;                                                                             \
                 }                                                                                         \
-                const int rw = left >= SV512_MR_RW ? SV512_MR_RW : 1;                                                         \
+                const int rw = left >= 2 ? 2 : 1;                                                         \
                 for (int64_t r = r0; r < r1; r += 4) {                                                    \
                     const uint8_t *xr = x + (size_t)r * xstride;                                          \
                     float *yr = y + r * ldy + o;                                                          \
                     const int64_t na = r1 - r < 4 ? r1 - r : 4;                                           \
                     if (rw == 2) {                                                                        \
                         switch (na) {                                                                     \
-                        case 4: TILE_Q32(kind, 2, 4, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 3: TILE_Q32(kind, 2, 3, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 2: TILE_Q32(kind, 2, 2, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        default: TILE_Q32(kind, 2, 1, wr, wstride, xr, xstride, nb, yr, ldy); break;      \
+                        case 4: TILE_MR(kind, 2, 4, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
+                        case 3: TILE_MR(kind, 2, 3, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
+                        case 2: TILE_MR(kind, 2, 2, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
+                        default: TILE_MR(kind, 2, 1, wr, wstride, xr, xstride, nb, yr, ldy); break;      \
                         }                                                                                 \
                     } else {                                                                              \
                         switch (na) {                                                                     \
-                        case 4: TILE_Q32(kind, 1, 4, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 3: TILE_Q32(kind, 1, 3, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        case 2: TILE_Q32(kind, 1, 2, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
-                        default: TILE_Q32(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); break;      \
+                        case 4: TILE_MR(kind, 1, 4, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
+                        case 3: TILE_MR(kind, 1, 3, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
+                        case 2: TILE_MR(kind, 1, 2, wr, wstride, xr, xstride, nb, yr, ldy); break;       \
+                        default: TILE_MR(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); break;      \
                         }                                                                                 \
                     }                                                                                     \
                 }                                                                                         \
@@ -489,6 +490,9 @@ DEFINE_KQ(K_Q6_K)
 int SV512_MATMUL(int wtype, const void *w, size_t wstride, int64_t k,
                  int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                  float *y, int64_t ldy) {
+#if !SV512_VNNI
+    if (nx == 1 && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1 || wtype == SV_TYPE_Q8_0)) return -1;  // AVX2 is faster here
+#endif
     switch (wtype) {
     case SV_TYPE_Q4_0: mm_K_Q4_0(w, wstride, k / 32, o0, o1, xq, xstride, nx, y, ldy); return 0;
     case SV_TYPE_Q4_1: mm_K_Q4_1(w, wstride, k / 32, o0, o1, xq, xstride, nx, y, ldy); return 0;
