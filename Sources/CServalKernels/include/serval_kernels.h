@@ -18,9 +18,14 @@
 extern "C" {
 #endif
 
+/// Kernel paths, ordered: each one's CPU requirements include the previous one's,
+/// so "the best supported path" is the highest supported value.
 enum {
     SV_ISA_SCALAR = 0,
-    SV_ISA_AVX2 = 1,   // AVX2 + FMA + F16C
+    SV_ISA_AVX2 = 1,          // AVX2 + FMA + F16C
+    SV_ISA_AVX512 = 2,        // + AVX-512 F/BW/VL/DQ, OS-enabled ZMM state
+    SV_ISA_AVX512_VNNI = 3,   // + AVX512_VNNI (vpdpbusd / vpdpwssd)
+    SV_ISA_COUNT = 4,
 };
 
 enum {
@@ -32,14 +37,23 @@ enum {
     SV_TYPE_Q8_ACT = 1000,
 };
 
-/// Name of the widest instruction set the dispatcher picked ("avx512", "avx2", "scalar").
-/// Kept for reporting; it honours SERVAL_KERNELS=scalar.
+/// Name of the path sv_isa_best() picked: "scalar", "avx2", "avx512" or "avx512vnni".
 const char *sv_kernel_path(void);
 
-/// Best supported SV_ISA_* on this CPU; SERVAL_KERNELS=scalar forces SV_ISA_SCALAR.
+/// The path every op uses unless told otherwise: the best one this CPU supports,
+/// or the one SERVAL_KERNELS names (scalar|avx2|avx512|avx512vnni|auto). Naming a
+/// path this CPU lacks, or an unknown name, prints one warning on stderr and
+/// uses the best supported path at or below the requested one, so a forced
+/// setting never ends in an illegal-instruction crash.
 int sv_isa_best(void);
-/// Whether `isa` can run on this CPU.
+/// Whether `isa` can run on this CPU (CPUID bits and, for AVX/AVX-512, XGETBV
+/// confirming that the OS saves the YMM/ZMM/opmask registers).
 int sv_isa_supported(int isa);
+/// Name of `isa` as SERVAL_KERNELS spells it, or NULL for an unknown value.
+const char *sv_isa_name(int isa);
+/// The SIMD features this CPU reports, space-separated (e.g. "avx2 fma f16c avx512f
+/// avx512bw avx512vl avx512dq avx512vnni avx512bf16 avxvnni"), for reports.
+const char *sv_cpu_features(void);
 
 /// 1 when `type` has kernels here (dequantize, activation quantize, matmul).
 int sv_type_supported(int type);
