@@ -99,8 +99,8 @@ AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_
     }
 }
 
-/// p[0..L) = exp(p - max); returns 1 / sum.
-AVX2_INLINE float softmax_weights(float *p, int64_t L) {
+/// p[0..L) = exp(p - max); returns 1 / sum, and writes log(sum) + max to `*lse` when given.
+AVX2_INLINE float softmax_weights(float *p, int64_t L, float *lse) {
     __m256 mv = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 8 <= L; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(p + i));
@@ -116,6 +116,7 @@ AVX2_INLINE float softmax_weights(float *p, int64_t L) {
     }
     float s = att_hsum8(sv);
     for (; i < L; i++) { p[i] = expf(p[i] - m); s += p[i]; }
+    if (lse) *lse = m + logf(s);
     return 1.0f / s;
 }
 
@@ -144,9 +145,10 @@ AVX2_INLINE void values_tile(int kv_type, const int NH, const int NC, const floa
 AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                                  int64_t nq, int64_t nrows, int64_t hd,
                                  const void *k, const void *v, int64_t kv_stride,
-                                 const int32_t *slots, int64_t first_keys, float scale, float *scratch) {
+                                 const int32_t *slots, int64_t first_keys, int causal, float scale,
+                                 float *lse, int64_t lse_stride, float *scratch) {
     for (int64_t r = 0; r < nrows; r++) {
-        const int64_t L = first_keys + r;
+        const int64_t L = causal ? first_keys + r : first_keys;
         const float *qr = q + r * q_stride;
         float *orow = out + r * out_stride;
         float *inv = scratch + nq * L;  // one per head, after the score runs
@@ -159,7 +161,7 @@ AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, 
             default: scores_heads(kv_type, 1, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
             }
         }
-        for (int64_t j = 0; j < nq; j++) inv[j] = softmax_weights(scratch + j * L, L);
+        for (int64_t j = 0; j < nq; j++) inv[j] = softmax_weights(scratch + j * L, L, lse ? lse + r * lse_stride + j : NULL);
         for (int64_t j0 = 0; j0 < nq; j0 += 3) {
             const int nh = nq - j0 >= 3 ? 3 : (int)(nq - j0);
             const float *p = scratch + j0 * L;
@@ -183,20 +185,21 @@ AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, 
 AVX2 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                       int64_t nq, int64_t nrows, int64_t head_dim,
                       const void *k, const void *v, int64_t kv_stride,
-                      const int32_t *slots, int64_t first_keys, float scale, float *scratch) {
+                      const int32_t *slots, int64_t first_keys, int causal, float scale,
+                      float *lse, int64_t lse_stride, float *scratch) {
     if (head_dim % 8 != 0) return -1;
     switch (kv_type) {
     case SV_TYPE_F16:
         attention_typed(SV_TYPE_F16, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
-                        slots, first_keys, scale, scratch);
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
         return 0;
     case SV_TYPE_BF16:
         attention_typed(SV_TYPE_BF16, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
-                        slots, first_keys, scale, scratch);
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
         return 0;
     case SV_TYPE_F32:
         attention_typed(SV_TYPE_F32, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
-                        slots, first_keys, scale, scratch);
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
         return 0;
     default: return -1;
     }

@@ -14,9 +14,10 @@ static inline float kv_elem(int kv_type, const void *base, int64_t i) {
 void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                          int64_t nq, int64_t nrows, int64_t head_dim,
                          const void *k, const void *v, int64_t kv_stride,
-                         const int32_t *slots, int64_t first_keys, float scale, float *scratch) {
+                         const int32_t *slots, int64_t first_keys, int causal, float scale,
+                         float *lse, int64_t lse_stride, float *scratch) {
     for (int64_t r = 0; r < nrows; r++) {
-        const int64_t L = first_keys + r;  // keys visible to this row
+        const int64_t L = causal ? first_keys + r : first_keys;  // keys visible to this row
         const float *qr = q + r * q_stride;
         float *orow = out + r * out_stride;
         // Scores, one run of L per query head.
@@ -36,6 +37,7 @@ void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *o
             for (int64_t i = 1; i < L; i++) m = fmaxf(m, p[i]);
             double sum = 0;
             for (int64_t i = 0; i < L; i++) { p[i] = expf(p[i] - m); sum += p[i]; }
+            if (lse) lse[r * lse_stride + j] = m + (float)log(sum);
             const float inv = (float)(1.0 / sum);
             for (int64_t i = 0; i < L; i++) p[i] *= inv;
         }

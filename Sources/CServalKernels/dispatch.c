@@ -1,33 +1,141 @@
 // Public entry points: CPU feature detection, type tables, and dispatch of
 // each call to the scalar or SIMD implementation named by its `isa` argument.
 #include "sv_internal.h"
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
-
-static int cpu_has_avx2(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-    return 0;
+#include <cpuid.h>
 #endif
+
+// ---- CPU detection (once per process) ----
+
+/// What this CPU and OS can run; filled once by detect() under pthread_once and
+/// read-only afterwards.
+typedef struct {
+    int max_isa;          // highest SV_ISA_* this CPU supports
+    char features[160];   // space-separated feature names, for reports
+} sv_cpu_info;
+
+static sv_cpu_info cpu_info;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+
+#if defined(__x86_64__)
+static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4]) {
+    __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+}
+
+/// XCR0: which register states the OS saves on context switch. Read with the
+/// raw instruction so this file needs no xsave target attribute.
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+#endif
+
+static void append(char *buf, size_t cap, const char *word) {
+    const size_t n = strlen(buf);
+    if (n + strlen(word) + 2 > cap) return;
+    if (n) strcat(buf, " ");
+    strcat(buf, word);
+}
+
+static void detect(void) {
+    sv_cpu_info info = { SV_ISA_SCALAR, "" };
+#if defined(__x86_64__)
+    uint32_t r[4];
+    cpuid(0, 0, r);
+    const uint32_t max_leaf = r[0];
+    cpuid(1, 0, r);
+    const int fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, f16c = (r[2] >> 29) & 1;
+    const uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+    // bits 1-2: SSE and YMM state; 5-7: opmask, upper halves of ZMM0-15, ZMM16-31.
+    const int os_ymm = (xcr0 & 0x6) == 0x6, os_zmm = (xcr0 & 0xE6) == 0xE6;
+    uint32_t b7 = 0, c7 = 0, a71 = 0;
+    if (max_leaf >= 7) {
+        cpuid(7, 0, r); b7 = r[1]; c7 = r[2];
+        const uint32_t sub_leaves = r[0];
+        if (sub_leaves >= 1) { cpuid(7, 1, r); a71 = r[0]; }
+    }
+    const int avx2 = (b7 >> 5) & 1;
+    const int f512 = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
+    const int vnni512 = (c7 >> 11) & 1, bf16 = (a71 >> 5) & 1, avxvnni = (a71 >> 4) & 1;
+    char *f = info.features;
+    const size_t cap = sizeof info.features;
+    if (avx2) append(f, cap, "avx2");
+    if (fma) append(f, cap, "fma");
+    if (f16c) append(f, cap, "f16c");
+    if (f512) append(f, cap, "avx512f");
+    if (bw) append(f, cap, "avx512bw");
+    if (vl) append(f, cap, "avx512vl");
+    if (dq) append(f, cap, "avx512dq");
+    if (vnni512) append(f, cap, "avx512vnni");
+    if (bf16) append(f, cap, "avx512bf16");
+    if (avxvnni) append(f, cap, "avxvnni");
+    if (!os_zmm && f512) append(f, cap, "(os:no-zmm)");
+    if (avx && avx2 && fma && f16c && os_ymm) {
+        info.max_isa = SV_ISA_AVX2;
+        if (f512 && bw && vl && dq && os_zmm) {
+            info.max_isa = SV_ISA_AVX512;
+            if (vnni512) info.max_isa = SV_ISA_AVX512_VNNI;
+        }
+    }
+#endif
+    if (!info.features[0]) strcpy(info.features, "none");
+    cpu_info = info;
+}
+
+static const sv_cpu_info *cpu(void) {
+    pthread_once(&cpu_once, detect);
+    return &cpu_info;
 }
 
 int sv_isa_supported(int isa) {
-    switch (isa) {
-    case SV_ISA_SCALAR: return 1;
-    case SV_ISA_AVX2: return cpu_has_avx2();
-    default: return 0;
+    return isa >= SV_ISA_SCALAR && isa <= cpu()->max_isa;
+}
+
+const char *sv_isa_name(int isa) {
+    static const char *const names[SV_ISA_COUNT] = { "scalar", "avx2", "avx512", "avx512vnni" };
+    return isa >= 0 && isa < SV_ISA_COUNT ? names[isa] : NULL;
+}
+
+const char *sv_cpu_features(void) { return cpu()->features; }
+
+/// The path chosen from the CPU and SERVAL_KERNELS; set once under pthread_once.
+static int chosen_isa;
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
+
+static void choose(void) {
+    const int best = cpu()->max_isa;
+    const char *env = getenv("SERVAL_KERNELS");
+    chosen_isa = best;
+    if (!env || !env[0] || strcmp(env, "auto") == 0) return;
+    int want = -1;
+    for (int i = 0; i < SV_ISA_COUNT; i++) if (strcmp(env, sv_isa_name(i)) == 0) want = i;
+    if (want < 0) {
+        fprintf(stderr, "serval: SERVAL_KERNELS=%s is not one of scalar|avx2|avx512|avx512vnni|auto; using %s\n",
+                env, sv_isa_name(best));
+    } else if (want > best) {
+        fprintf(stderr, "serval: SERVAL_KERNELS=%s is not supported by this CPU (features: %s); using %s\n",
+                env, cpu()->features, sv_isa_name(best));
+    } else {
+        chosen_isa = want;
     }
 }
 
 int sv_isa_best(void) {
-    const char *env = getenv("SERVAL_KERNELS");
-    if (env && strcmp(env, "scalar") == 0) return SV_ISA_SCALAR;
-    return cpu_has_avx2() ? SV_ISA_AVX2 : SV_ISA_SCALAR;
+    pthread_once(&choose_once, choose);
+    return chosen_isa;
 }
 
-const char *sv_kernel_path(void) {
-    return sv_isa_best() == SV_ISA_AVX2 ? "avx2" : "scalar";
+const char *sv_kernel_path(void) { return sv_isa_name(sv_isa_best()); }
+
+/// An `isa` argument the CPU cannot run is lowered to the best one it can, so a
+/// wrong argument costs speed, never an illegal instruction.
+static inline int clamp_isa(int isa) {
+    const int max = cpu()->max_isa;
+    return isa < SV_ISA_SCALAR ? SV_ISA_SCALAR : isa > max ? max : isa;
 }
 
 int sv_type_supported(int type) { return sv_block_elems(type) != 0; }
@@ -75,13 +183,17 @@ size_t sv_act_row_bytes(int wtype, int64_t k) {
 }
 
 #if defined(__x86_64__)
-#define USE_AVX2(isa) ((isa) == SV_ISA_AVX2)
+// Each path includes the ones below it: an op without an AVX-512 body runs the AVX2 one.
+#define USE_AVX2(isa) ((isa) >= SV_ISA_AVX2)
+#define USE_AVX512(isa) ((isa) >= SV_ISA_AVX512)
 #else
 #define USE_AVX2(isa) 0
+#define USE_AVX512(isa) 0
 #endif
 
 int sv_dequantize_row(int isa, int type, const void *src, float *dst, int64_t k) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
     if (USE_AVX2(isa)) return sv_dequantize_row_avx2(type, src, dst, k);
 #endif
     return sv_dequantize_row_scalar(type, src, dst, k);
@@ -90,6 +202,8 @@ int sv_dequantize_row(int isa, int type, const void *src, float *dst, int64_t k)
 int sv_quantize_act_row(int isa, int wtype, const float *x, void *dst, int64_t k) {
     if (k < 0) return -1;
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) return sv_quantize_act_row_avx512(wtype, x, dst, k);
     if (USE_AVX2(isa)) return sv_quantize_act_row_avx2(wtype, x, dst, k);
 #endif
     return sv_quantize_act_row_scalar(wtype, x, dst, k);
@@ -101,6 +215,9 @@ int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
     const int be = sv_block_elems(wtype);
     if (be == 0 || k <= 0 || k % be != 0 || o0 < 0 || o1 < o0 || nx < 0) return -1;
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (isa >= SV_ISA_AVX512_VNNI && sv_matmul_avx512vnni(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
+    if (USE_AVX512(isa) && sv_matmul_avx512(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
     if (USE_AVX2(isa) && sv_matmul_avx2(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
 #endif
     sv_matmul_scalar(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy);
@@ -111,6 +228,8 @@ int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
 
 float sv_dot_f32(int isa, const float *a, const float *b, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) return sv_dot_f32_avx512(a, b, n);
     if (USE_AVX2(isa)) return sv_dot_f32_avx2(a, b, n);
 #endif
     float s = 0; for (int64_t i = 0; i < n; i++) s += a[i] * b[i]; return s;
@@ -118,6 +237,8 @@ float sv_dot_f32(int isa, const float *a, const float *b, int64_t n) {
 
 void sv_axpy_f32(int isa, float a, const float *x, float *y, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_axpy_f32_avx512(a, x, y, n); return; }
     if (USE_AVX2(isa)) { sv_axpy_f32_avx2(a, x, y, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
@@ -125,6 +246,8 @@ void sv_axpy_f32(int isa, float a, const float *x, float *y, int64_t n) {
 
 void sv_add_f32(int isa, const float *a, const float *b, float *y, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_add_f32_avx512(a, b, y, n); return; }
     if (USE_AVX2(isa)) { sv_add_f32_avx2(a, b, y, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
@@ -132,6 +255,8 @@ void sv_add_f32(int isa, const float *a, const float *b, float *y, int64_t n) {
 
 void sv_rmsnorm_f32(int isa, const float *x, const float *w, float eps, float *y, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_rmsnorm_f32_avx512(x, w, eps, y, n); return; }
     if (USE_AVX2(isa)) { sv_rmsnorm_f32_avx2(x, w, eps, y, n); return; }
 #endif
     double ss = 0; for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
@@ -141,6 +266,8 @@ void sv_rmsnorm_f32(int isa, const float *x, const float *w, float eps, float *y
 
 void sv_silu_mul_f32(int isa, const float *gate, const float *up, float *y, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_silu_mul_f32_avx512(gate, up, y, n); return; }
     if (USE_AVX2(isa)) { sv_silu_mul_f32_avx2(gate, up, y, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) { const float g = gate[i]; y[i] = g / (1.0f + expf(-g)) * up[i]; }
@@ -149,6 +276,8 @@ void sv_silu_mul_f32(int isa, const float *gate, const float *up, float *y, int6
 void sv_softmax_f32(int isa, float *x, int64_t n) {
     if (n <= 0) return;
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_softmax_f32_avx512(x, n); return; }
     if (USE_AVX2(isa)) { sv_softmax_f32_avx2(x, n); return; }
 #endif
     float m = x[0]; for (int64_t i = 1; i < n; i++) m = fmaxf(m, x[i]);
@@ -159,6 +288,8 @@ void sv_softmax_f32(int isa, float *x, int64_t n) {
 
 void sv_scale_f32(int isa, float *x, float a, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_scale_f32_avx512(x, a, n); return; }
     if (USE_AVX2(isa)) { sv_scale_f32_avx2(x, a, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) x[i] *= a;
@@ -197,6 +328,8 @@ void sv_rope_f32_cs(float *x, int64_t nheads, int64_t head_dim, int64_t rot_dim,
 
 void sv_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_f16_to_f32_avx512(src, dst, n); return; }
     if (USE_AVX2(isa)) { sv_f16_to_f32_avx2(src, dst, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) dst[i] = sv_f16_to_f32_1(src[i]);
@@ -204,6 +337,8 @@ void sv_f16_to_f32(int isa, const uint16_t *src, float *dst, int64_t n) {
 
 void sv_f32_to_f16(int isa, const float *src, uint16_t *dst, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_f32_to_f16_avx512(src, dst, n); return; }
     if (USE_AVX2(isa)) { sv_f32_to_f16_avx2(src, dst, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) dst[i] = sv_f32_to_f16_1(src[i]);
@@ -211,6 +346,8 @@ void sv_f32_to_f16(int isa, const float *src, uint16_t *dst, int64_t n) {
 
 float sv_dot_f16_f32(int isa, const uint16_t *a, const float *b, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) return sv_dot_f16_f32_avx512(a, b, n);
     if (USE_AVX2(isa)) return sv_dot_f16_f32_avx2(a, b, n);
 #endif
     float s = 0; for (int64_t i = 0; i < n; i++) s += sv_f16_to_f32_1(a[i]) * b[i]; return s;
@@ -218,22 +355,49 @@ float sv_dot_f16_f32(int isa, const uint16_t *a, const float *b, int64_t n) {
 
 void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n) {
 #if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX512(isa)) { sv_axpy_f16_f32_avx512(a, x, y, n); return; }
     if (USE_AVX2(isa)) { sv_axpy_f16_f32_avx2(a, x, y, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) y[i] += a * sv_f16_to_f32_1(x[i]);
+}
+
+int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                     int64_t nq, int64_t nrows, int64_t head_dim,
+                     const void *k, const void *v, int64_t kv_stride,
+                     const int32_t *slots, int64_t first_keys, int causal, float scale,
+                     float *lse, int64_t lse_stride, float *scratch) {
+    if (kv_type != SV_TYPE_F32 && kv_type != SV_TYPE_F16 && kv_type != SV_TYPE_BF16) return -1;
+    if (nq < 1 || nrows < 0 || head_dim < 1 || first_keys < 1 || kv_stride < head_dim) return -1;
+#if defined(__x86_64__)
+    isa = clamp_isa(isa);
+    if (USE_AVX2(isa) && sv_attention_avx2(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
+                                           k, v, kv_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch) == 0) return 0;
+#endif
+    sv_attention_scalar(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
+                        k, v, kv_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
+    return 0;
 }
 
 int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                  int64_t nq, int64_t nrows, int64_t head_dim,
                  const void *k, const void *v, int64_t kv_stride,
                  const int32_t *slots, int64_t first_keys, float scale, float *scratch) {
-    if (kv_type != SV_TYPE_F32 && kv_type != SV_TYPE_F16 && kv_type != SV_TYPE_BF16) return -1;
-    if (nq < 1 || nrows < 0 || head_dim < 1 || first_keys < 1 || kv_stride < head_dim) return -1;
-#if defined(__x86_64__)
-    if (USE_AVX2(isa) && sv_attention_avx2(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
-                                           k, v, kv_stride, slots, first_keys, scale, scratch) == 0) return 0;
-#endif
-    sv_attention_scalar(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
-                        k, v, kv_stride, slots, first_keys, scale, scratch);
-    return 0;
+    return sv_attention_lse(isa, kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
+                            k, v, kv_stride, slots, first_keys, 1, scale, NULL, 0, scratch);
+}
+
+void sv_attention_merge(float *out, int64_t stride, float *lse, const float *other, int64_t other_stride,
+                        const float *lse_other, int64_t n, int64_t head_dim) {
+    for (int64_t i = 0; i < n; i++) {
+        const float a = lse[i], b = lse_other[i];
+        const float m = a > b ? a : b;
+        const float wa = expf(a - m), wb = expf(b - m);
+        const float inv = 1.0f / (wa + wb);
+        const float ca = wa * inv, cb = wb * inv;
+        float *o = out + i * stride;
+        const float *p = other + i * other_stride;
+        for (int64_t d = 0; d < head_dim; d++) o[d] = ca * o[d] + cb * p[d];
+        lse[i] = m + logf(wa + wb);
+    }
 }

@@ -88,10 +88,12 @@ int sv_quantize_act_row_scalar(int wtype, const float *x, void *dst, int64_t k);
 void sv_matmul_scalar(int wtype, const void *w, size_t wstride, int64_t k,
                       int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                       float *y, int64_t ldy);
+/// `causal` and `lse` as in sv_attention_lse (sv_attention passes 1 and NULL).
 void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                          int64_t nq, int64_t nrows, int64_t head_dim,
                          const void *k, const void *v, int64_t kv_stride,
-                         const int32_t *slots, int64_t first_keys, float scale, float *scratch);
+                         const int32_t *slots, int64_t first_keys, int causal, float scale,
+                         float *lse, int64_t lse_stride, float *scratch);
 
 #if defined(__x86_64__)
 // ---- AVX2 + FMA + F16C implementations (kernels_avx2.c, ops_avx2.c) ----
@@ -116,7 +118,33 @@ void sv_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, int64_t n);
 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                       int64_t nq, int64_t nrows, int64_t head_dim,
                       const void *k, const void *v, int64_t kv_stride,
-                      const int32_t *slots, int64_t first_keys, float scale, float *scratch);
+                      const int32_t *slots, int64_t first_keys, int causal, float scale,
+                      float *lse, int64_t lse_stride, float *scratch);
+
+// ---- AVX-512 implementations (kernels_avx512.c, kernels_avx512vnni.c, ops_avx512.c) ----
+// Path SV_ISA_AVX512 needs AVX-512 F/BW/VL/DQ (plus AVX2/FMA/F16C, implied on
+// every CPU that has them); SV_ISA_AVX512_VNNI adds AVX512_VNNI. Functions not
+// listed here (dequantization, rope) reuse the AVX2 or scalar bodies.
+int sv_quantize_act_row_avx512(int wtype, const float *x, void *dst, int64_t k);
+/// Returns 0 when handled, -1 when this type has no AVX-512 kernel.
+int sv_matmul_avx512(int wtype, const void *w, size_t wstride, int64_t k,
+                     int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
+                     float *y, int64_t ldy);
+/// Same contract; u8 x s8 dots via vpdpbusd and the K-quants' scale multiply via vpdpwssd.
+int sv_matmul_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k,
+                         int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
+                         float *y, int64_t ldy);
+float sv_dot_f32_avx512(const float *a, const float *b, int64_t n);
+void sv_axpy_f32_avx512(float a, const float *x, float *y, int64_t n);
+void sv_add_f32_avx512(const float *a, const float *b, float *y, int64_t n);
+void sv_rmsnorm_f32_avx512(const float *x, const float *w, float eps, float *y, int64_t n);
+void sv_silu_mul_f32_avx512(const float *gate, const float *up, float *y, int64_t n);
+void sv_softmax_f32_avx512(float *x, int64_t n);
+void sv_scale_f32_avx512(float *x, float a, int64_t n);
+void sv_f16_to_f32_avx512(const uint16_t *src, float *dst, int64_t n);
+void sv_f32_to_f16_avx512(const float *src, uint16_t *dst, int64_t n);
+float sv_dot_f16_f32_avx512(const uint16_t *a, const float *b, int64_t n);
+void sv_axpy_f16_f32_avx512(float a, const uint16_t *x, float *y, int64_t n);
 #endif
 
 #endif

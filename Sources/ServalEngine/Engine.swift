@@ -58,6 +58,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         sc.maxRunningRequests = config.maxRunningRequests ?? min(256, max(4, capacity / 16))
         sc.maxPrefillTokens = config.maxPrefillTokens
         sc.chunkedPrefillSize = config.chunkedPrefillSize
+        sc.prefillMaxRequests = config.prefillMaxRequests
         sc.policy = config.schedulePolicy
         sc.disableRadixCache = config.disableRadixCache
         sc.randomSeed = config.randomSeed

@@ -11,7 +11,13 @@ import ServalTensor
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-kernels",
-        abstract: "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path).")
+        abstract: "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path), or checks every path against scalar (--check).",
+        discussion: """
+            With several paths (the default: all this CPU supports) every case is timed on each path and a
+            comparison table follows. --check instead runs every supported SIMD path against the scalar
+            reference (synthetic blocks of every weight type, plus the model's tensors when the model file
+            exists), prints one line per case and exits non-zero on any failure.
+            """)
 
     @Option(name: .customLong("model-path"), help: "GGUF model whose tensors are timed.")
     var modelPath: String = DefaultModel.path
@@ -22,27 +28,33 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Activation row counts to time, comma-separated.")
     var rows: String = "1,16,64,512"
 
-    @Option(help: "Kernel paths to time: all supported, or a comma-separated list (scalar, avx2).")
+    @Option(help: "Kernel paths: all supported, or a comma-separated list (scalar, avx2, avx512, avx512vnni).")
     var paths: String = "all"
+
+    @Flag(help: "Check every supported kernel path against scalar instead of timing; exit 1 on any failure.")
+    var check: Bool = false
 
     @Option(help: "Minimum seconds spent timing each case.")
     var seconds: Double = 0.3
 
     func run() throws {
+        let chosen = try choosePaths()
+        if check {
+            let pool = ThreadPool(threads: threads)
+            var model: GGUFFile?
+            if FileManager.default.fileExists(atPath: modelPath) {
+                model = try GGUFFile(path: modelPath)
+                print("model: \(modelPath)")
+            } else {
+                print("model: \(modelPath) not found; checking synthetic weights only")
+            }
+            let failures = try KernelCheck(paths: chosen, model: model, pool: pool).run()
+            if failures > 0 { throw ExitCode.failure }
+            return
+        }
         let file = try GGUFFile(path: modelPath)
         let ns = rows.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !ns.isEmpty, ns.allSatisfy({ $0 > 0 }) else { throw ValidationError("--rows needs positive integers, got '\(rows)'") }
-        let chosen: [KernelPath]
-        if paths == "all" {
-            chosen = KernelPath.supported
-        } else {
-            chosen = try paths.split(separator: ",").map { name in
-                guard let p = KernelPath.allCases.first(where: { $0.description == name }), p.isSupported else {
-                    throw ValidationError("kernel path '\(name)' is unknown or not supported on this CPU")
-                }
-                return p
-            }
-        }
         // (tensor, label, uses per forward pass layer-wise multiplier)
         let cases: [(String, Int)] = [
             ("blk.0.attn_q.weight", 2),      // q and o projections (576x576)
@@ -54,6 +66,8 @@ struct BenchKernels: ParsableCommand {
         let layers = file["llama.block_count"]?.int ?? 30
         let pool = ThreadPool(threads: threads)
         print(KernelPath.report + ", threads: \(pool.threads)")
+        print("cpu features: \(KernelPath.cpuFeatures)")
+        var table: [String: Double] = [:]  // "tensor n=N path" -> GB/s, for the comparison below
         print("model: \(modelPath)")
         print(pad("path", 7) + pad("tensor", 23) + pad("type", 6) + pad("shape", 11) + pad("n", 5, left: true)
             + pad("us/call", 11, left: true) + pad("cpu-us", 11, left: true) + pad("GB/s", 8, left: true) + pad("GFLOP/s", 9, left: true))
@@ -86,10 +100,48 @@ struct BenchKernels: ParsableCommand {
                         + pad("\(n)", 5, left: true) + pad(String(format: "%.1f", per * 1e6), 11, left: true)
                         + pad(String(format: "%.1f", cpuPer * 1e6), 11, left: true)
                         + pad(String(format: "%.2f", gbs), 8, left: true) + pad(String(format: "%.2f", gflops), 9, left: true))
+                    table["\(name) n=\(n) \(path)"] = gbs
                     passSeconds += perLayer == 0 ? per : per * Double(perLayer * layers)
                 }
                 print(path.description + String(format: " matmul-only estimate for n=%d: %.2f ms per pass, %.1f tokens/s", n, passSeconds * 1e3, Double(n) / passSeconds))
+                table["pass n=\(n) \(path)"] = Double(n) / passSeconds
             }
+        }
+        if chosen.count > 1 { printComparison(table, paths: chosen, ns: ns, tensors: cases.map(\.0)) }
+    }
+
+    /// GB/s of every case side by side for all timed paths, with each path's
+    /// speed-up over the first SIMD one (avx2 where timed), and the estimated
+    /// tokens/s of a forward pass.
+    private func printComparison(_ table: [String: Double], paths: [KernelPath], ns: [Int], tensors: [String]) {
+        let base = paths.first(where: { $0 != .scalar }) ?? paths[0]
+        print("")
+        print("comparison (GB/s; x = speed-up over \(base)):")
+        print(pad("tensor", 23) + pad("n", 5, left: true) + paths.map { pad($0.description, 18, left: true) }.joined())
+        for n in ns {
+            for name in tensors + ["pass"] {
+                guard let b = table["\(name) n=\(n) \(base)"] else { continue }
+                var line = pad(name == "pass" ? "tokens/s (matmul-only)" : name, 23) + pad("\(n)", 5, left: true)
+                for p in paths {
+                    let v = table["\(name) n=\(n) \(p)"] ?? 0
+                    line += pad(String(format: "%.2f (%.2fx)", v, v / b), 18, left: true)
+                }
+                print(line)
+            }
+        }
+    }
+
+    /// The paths named by --paths ("all": every path this CPU supports).
+    private func choosePaths() throws -> [KernelPath] {
+        if paths == "all" { return KernelPath.supported }
+        return try paths.split(separator: ",").map { name in
+            guard let p = KernelPath(name: String(name)) else {
+                throw ValidationError("unknown kernel path '\(name)' (scalar, avx2, avx512, avx512vnni)")
+            }
+            guard p.isSupported else {
+                throw ValidationError("kernel path '\(name)' is not supported on this CPU (features: \(KernelPath.cpuFeatures))")
+            }
+            return p
         }
     }
 }

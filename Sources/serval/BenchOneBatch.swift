@@ -1,4 +1,5 @@
 import ArgumentParser
+import ServalFormats
 import Foundation
 import ServalModels
 
@@ -31,6 +32,10 @@ struct BenchOneBatch: AsyncParsableCommand {
     @Option(name: .customLong("load-format"), help: "auto (the files) or dummy (random weights of the config's shapes).")
     var loadFormat: String = "auto"
 
+    @Flag(name: .customLong("mmap-weights"),
+          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    var mmapWeights = false
+
     @Option(help: "Seed of the random prompts.")
     var seed: UInt64 = 0
 
@@ -49,7 +54,8 @@ struct BenchOneBatch: AsyncParsableCommand {
         let path = try DefaultModel.resolve(modelPath)
         let model: LlamaModel
         do {
-            model = try ModelLoader.load(path: path, loadFormat: LoadFormat(rawValue: loadFormat) ?? .auto, threads: threads)
+            model = try ModelLoader.load(path: path, loadFormat: LoadFormat(rawValue: loadFormat) ?? .auto, threads: threads,
+                                         residency: mmapWeights ? .mapped : .hugePages)
         } catch {
             throw CLIError("\(error)")
         }

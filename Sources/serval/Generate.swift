@@ -1,4 +1,5 @@
 import ArgumentParser
+import ServalFormats
 import Foundation
 import ServalModels
 import ServalTemplate
@@ -40,6 +41,10 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Flag(name: .customLong("mmap-weights"),
+          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    var mmapWeights = false
+
     @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-sequence tokens.")
     var ignoreEOS = false
 
@@ -59,7 +64,7 @@ struct Generate: AsyncParsableCommand {
         let model: LlamaModel
         let tokenizer: Tokenizer
         do {
-            model = try ModelLoader.load(path: path, threads: threads)
+            model = try ModelLoader.load(path: path, threads: threads, residency: mmapWeights ? .mapped : .hugePages)
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")

@@ -33,8 +33,12 @@ struct LaunchServer: AsyncParsableCommand {
     var maxRunningRequests: Int?
     @Option(name: .customLong("max-prefill-tokens"), help: "Max new prompt tokens in one prefill batch.")
     var maxPrefillTokens: Int = 16384
-    @Option(name: .customLong("chunked-prefill-size"), help: "Prefill long prompts in chunks of this many tokens (-1 disables).")
-    var chunkedPrefillSize: Int = 2048
+    @Option(name: .customLong("chunked-prefill-size"),
+            help: "Prompt tokens per forward batch (-1 disables chunking); 64 suits a CPU, where it is already a ~150 ms step.")
+    var chunkedPrefillSize: Int = 64
+    @Option(name: .customLong("prefill-max-requests"),
+            help: "Most requests prefilling in one forward batch (default: no limit; a small value staggers bursts of short prompts).")
+    var prefillMaxRequests: Int?
     @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
     var pageSize: Int = 1
     @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
@@ -55,6 +59,9 @@ struct LaunchServer: AsyncParsableCommand {
     var randomSeed: UInt64?
     @Option(name: .customLong("load-format"), help: "auto, gguf, safetensors or dummy (random weights).")
     var loadFormat: String = "auto"
+    @Flag(name: .customLong("mmap-weights"),
+          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    var mmapWeights = false
     @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
     var device: String = "cpu"
     @Option(name: .customLong("watchdog-timeout"), help: "Seconds a forward pass may take before the engine is reported stuck.")
@@ -91,6 +98,7 @@ struct LaunchServer: AsyncParsableCommand {
         }
         if let t = maxTotalTokens, t < 1 { throw ValidationError("--max-total-tokens must be positive, got \(t).") }
         if let r = maxRunningRequests, r < 1 { throw ValidationError("--max-running-requests must be positive, got \(r).") }
+        if let n = prefillMaxRequests, n < 1 { throw ValidationError("--prefill-max-requests must be positive, got \(n).") }
         guard maxPrefillTokens >= 1 else { throw ValidationError("--max-prefill-tokens must be positive, got \(maxPrefillTokens).") }
         guard chunkedPrefillSize == -1 || chunkedPrefillSize >= 1 else {
             throw ValidationError("--chunked-prefill-size must be -1 (off) or positive, got \(chunkedPrefillSize).")
@@ -108,6 +116,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.maxRunningRequests = maxRunningRequests
         e.maxPrefillTokens = maxPrefillTokens
         e.chunkedPrefillSize = chunkedPrefillSize
+        e.prefillMaxRequests = prefillMaxRequests
         e.pageSize = pageSize
         e.kvCacheDType = kvDType
         e.schedulePolicy = policy
@@ -132,6 +141,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["max_running_requests"] = maxRunningRequests.map { .int($0) } ?? .null
         o["max_prefill_tokens"] = .int(maxPrefillTokens)
         o["chunked_prefill_size"] = .int(chunkedPrefillSize)
+        o["prefill_max_requests"] = prefillMaxRequests.map { .int($0) } ?? .null
         o["page_size"] = .int(pageSize)
         o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)
@@ -228,7 +238,7 @@ struct LaunchServer: AsyncParsableCommand {
                 guard isGGUF || loadFormat == "gguf" else {
                     throw ValidationError("'\(path)' is not a .gguf file; only GGUF weights load for now (or use --load-format dummy).")
                 }
-                return try LlamaModel.load(gguf: path, threads: threads)
+                return try LlamaModel.load(gguf: path, threads: threads, residency: mmapWeights ? .mapped : .hugePages)
             case "dummy":
                 // Shapes from the GGUF metadata or a Hugging Face config.json; random weights.
                 let config: LlamaConfig

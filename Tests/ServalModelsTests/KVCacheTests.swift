@@ -41,6 +41,7 @@ import ServalTensor
         let expected: [Float]
         switch dtype {
         case .f32, .auto: expected = key
+        // 1 + 3·2^-8 is exact in f16 (10 mantissa bits).
         case .f16: expected = [1, 1 + 0x1p-9, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -2.5, 0, 65504, Float(Float16(1e-3 as Float))]
         case .bf16: expected = [1, 1, 1, 1 + 0x1p-6, -2.5, 0, 65536, Float(bitPattern: UInt32(LlamaKVCache.bfloat16(1e-3)) << 16)]
         }

@@ -18,9 +18,14 @@
 extern "C" {
 #endif
 
+/// Kernel paths, ordered: each one's CPU requirements include the previous one's,
+/// so "the best supported path" is the highest supported value.
 enum {
     SV_ISA_SCALAR = 0,
-    SV_ISA_AVX2 = 1,   // AVX2 + FMA + F16C
+    SV_ISA_AVX2 = 1,          // AVX2 + FMA + F16C
+    SV_ISA_AVX512 = 2,        // + AVX-512 F/BW/VL/DQ, OS-enabled ZMM state
+    SV_ISA_AVX512_VNNI = 3,   // + AVX512_VNNI (vpdpbusd / vpdpwssd)
+    SV_ISA_COUNT = 4,
 };
 
 enum {
@@ -32,14 +37,23 @@ enum {
     SV_TYPE_Q8_ACT = 1000,
 };
 
-/// Name of the widest instruction set the dispatcher picked ("avx512", "avx2", "scalar").
-/// Kept for reporting; it honours SERVAL_KERNELS=scalar.
+/// Name of the path sv_isa_best() picked: "scalar", "avx2", "avx512" or "avx512vnni".
 const char *sv_kernel_path(void);
 
-/// Best supported SV_ISA_* on this CPU; SERVAL_KERNELS=scalar forces SV_ISA_SCALAR.
+/// The path every op uses unless told otherwise: the best one this CPU supports,
+/// or the one SERVAL_KERNELS names (scalar|avx2|avx512|avx512vnni|auto). Naming a
+/// path this CPU lacks, or an unknown name, prints one warning on stderr and
+/// uses the best supported path at or below the requested one, so a forced
+/// setting never ends in an illegal-instruction crash.
 int sv_isa_best(void);
-/// Whether `isa` can run on this CPU.
+/// Whether `isa` can run on this CPU (CPUID bits and, for AVX/AVX-512, XGETBV
+/// confirming that the OS saves the YMM/ZMM/opmask registers).
 int sv_isa_supported(int isa);
+/// Name of `isa` as SERVAL_KERNELS spells it, or NULL for an unknown value.
+const char *sv_isa_name(int isa);
+/// The SIMD features this CPU reports, space-separated (e.g. "avx2 fma f16c avx512f
+/// avx512bw avx512vl avx512dq avx512vnni avx512bf16 avxvnni"), for reports.
+const char *sv_cpu_features(void);
 
 /// 1 when `type` has kernels here (dequantize, activation quantize, matmul).
 int sv_type_supported(int type);
@@ -113,6 +127,22 @@ int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *
                  int64_t nq, int64_t nrows, int64_t head_dim,
                  const void *k, const void *v, int64_t kv_stride,
                  const int32_t *slots, int64_t first_keys, float scale, float *scratch);
+/// sv_attention generalised for attention over a split key range (a prefix shared
+/// by several sequences, then each sequence's own keys): with `causal` = 0 every row
+/// sees exactly positions [0, first_keys); with `lse` non-NULL, the log-sum-exp of
+/// each (row, head)'s scaled scores goes to lse[r * lse_stride + j], so two partial results
+/// over disjoint key ranges merge exactly (see sv_attention_merge).
+int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                     int64_t nq, int64_t nrows, int64_t head_dim,
+                     const void *k, const void *v, int64_t kv_stride,
+                     const int32_t *slots, int64_t first_keys, int causal, float scale,
+                     float *lse, int64_t lse_stride, float *scratch);
+/// Merges attention over a second, disjoint key range into the first: `out`
+/// (n vectors of head_dim, with log-sum-exp `lse`) becomes the attention over both
+/// ranges, given the other range's outputs `other` and `lse_other` (same layout).
+/// Vector i is at out + i * stride and other + i * other_stride.
+void sv_attention_merge(float *out, int64_t stride, float *lse, const float *other, int64_t other_stride,
+                        const float *lse_other, int64_t n, int64_t head_dim);
 
 // ---- persistent thread pool ----
 typedef struct sv_pool sv_pool;
@@ -124,6 +154,13 @@ int sv_pool_threads(const sv_pool *pool);
 /// threads (the caller works too); returns when all calls have returned.
 /// Not reentrant: one run per pool at a time.
 void sv_pool_run(sv_pool *pool, int64_t count, void (*fn)(void *ctx, int64_t i), void *ctx);
+/// Calls fn(ctx, lo, hi) over disjoint ranges covering [0, count), each at most
+/// `grain` long. Every thread starts on its own contiguous share (count/threads)
+/// and walks it in order, then steals from the ends of the others' shares: long
+/// sequential streams for memory-bound loops (single-sequence decode) with the
+/// balance of dynamic scheduling.
+void sv_pool_run_ranges(sv_pool *pool, int64_t count, int64_t grain,
+                        void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -76,9 +76,10 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         workspace = Workspace(config: config, workers: pool.threads)
     }
 
-    /// Loads a GGUF file (`*.gguf`) with its weights used in place.
-    public static func load(gguf path: String, threads: Int) throws -> LlamaModel {
-        let file = try GGUFFile(path: path)
+    /// Loads a GGUF file (`*.gguf`); weights stay in their stored format, in huge
+    /// pages by default (see `MappedFile.Residency`).
+    public static func load(gguf path: String, threads: Int, residency: MappedFile.Residency = .hugePages) throws -> LlamaModel {
+        let file = try GGUFFile(path: path, residency: residency)
         let config = try LlamaConfig(gguf: file)
         return try LlamaModel(config: config, source: GGUFWeightSource(file: file), threads: threads)
     }
@@ -165,8 +166,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             }
         }
 
-        let items = PagedAttention.items(tokenCounts: seqs.map { $0.tokens.count }, kvHeads: c.kvHeadCount)
         let starts = seqs.map(\.startPosition)
+        let attentionPlan = PagedAttention.plan(tokenCounts: seqs.map { $0.tokens.count }, startPositions: starts,
+                                                slots: ws.slots, slotStart: slotStart, kvHeads: c.kvHeadCount)
         let eps = c.rmsNormEps
         let neox = c.ropeStyle == .neox
         for (li, layer) in layers.enumerated() {
@@ -185,7 +187,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 let slot = Int(tokenSlot[r])
                 kv.write(layer: li, slot: slot, key: k + r * kvDim, value: v + r * kvDim)
             }
-            PagedAttention.run(layer: li, cache: kv, config: c, q: q, out: attn, items: items,
+            PagedAttention.run(layer: li, cache: kv, config: c, q: q, out: attn, plan: attentionPlan,
                                rowStart: rowStart, startPosition: starts, slots: ws.slots, slotStart: slotStart,
                                scratch: ws.scores, scratchStride: ws.scoreStride, pool: pool)
             a.o.weight.apply(attn, rows: n, into: tmp, pool: pool)
