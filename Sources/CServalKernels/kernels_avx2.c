@@ -419,10 +419,7 @@ AVX2_INLINE void tile_kq(int kind, int NA, const uint8_t *w, const uint8_t *x, s
             const int64_t r1 = r0 + chunk < nx ? r0 + chunk : nx;                                         \
             for (int64_t o = o0; o < o1; o++) {                                                           \
                 const uint8_t *wr = w + (size_t)o * wstride;                                              \
-                int64_t r = r0;                                                                           \
-                for (; r + 8 <= r1; r += 8)                                                               \
-                    tile_q32_1x8(kind, wr, x + (size_t)r * xstride, xstride, nb, y + r * ldy + o, ldy);   \
-                for (; r < r1; r += 4) {                                                                  \
+                for (int64_t r = r0; r < r1; r += 4) {                                                    \
                     const uint8_t *xr = x + (size_t)r * xstride;                                          \
                     float *yr = y + r * ldy + o;                                                          \
                     switch (r1 - r < 4 ? r1 - r : 4) {                                                    \

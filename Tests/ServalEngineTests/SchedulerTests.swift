@@ -66,15 +66,25 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     /// --prefill-max-requests: a burst of short prompts is admitted a few per step,
     /// chunked prompts count against the cap too, and every request still completes.
     @Test func prefillMaxRequestsCapsPrefillingSequencesPerStep() throws {
-        var d = try Driver(config { $0.prefillMaxRequests = 3; $0.chunkedPrefillSize = 16 })
-        for i in 0 ..< 10 { try d.submit("r\(i)", prompt(Int32(i), i == 0 ? 50 : 6)) }
+        var d = try Driver(config { $0.prefillMaxRequests = 3; $0.chunkedPrefillSize = 64; $0.policy = .fcfs })
+        for i in 0 ..< 10 { try d.submit("r\(i)", prompt(Int32(i), 6)) }
         try d.runToCompletion()
         #expect(d.finished.count == 10)
-        for b in d.batches {
-            #expect(b.sequences.filter(\.isPrefill).count <= 3)
-        }
-        #expect(d.batches.first.map { $0.sequences.filter(\.isPrefill).count } == 3)
-        for i in 0 ..< 10 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), i == 0 ? 50 : 6), count: 4)) }
+        for b in d.batches { #expect(b.sequences.filter(\.isPrefill).count <= 3) }
+        // The token budget (64) would take all ten 6-token prompts at once; the cap takes three.
+        #expect(d.batches.first.map { $0.sequences.filter(\.isPrefill).map(\.request.rid) } == ["r0", "r1", "r2"])
+        #expect(d.batches.dropFirst().first.map { $0.sequences.filter(\.isPrefill).map(\.request.rid) } == ["r3", "r4", "r5"])
+        for i in 0 ..< 10 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 6), count: 4)) }
+
+        // A prompt in the middle of chunked prefill holds one of the places.
+        var c = try Driver(config { $0.prefillMaxRequests = 1; $0.chunkedPrefillSize = 64; $0.policy = .fcfs })
+        try c.submit("long", prompt(1, 100))
+        try c.submit("short", prompt(2, 6))
+        try c.step()
+        try c.step()
+        #expect(c.batches.map { $0.sequences.filter(\.isPrefill).map(\.request.rid) } == [["long"], ["long"]])
+        try c.runToCompletion()
+        #expect(c.finished.sorted() == ["long", "short"])
     }
 
     @Test func lpmPrefersTheLongestCachedPrefix() throws {
