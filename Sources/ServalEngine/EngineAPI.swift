@@ -22,6 +22,13 @@ public struct SamplingParams: Sendable, Equatable {
     /// Return the chosen token's logprob (and `topLogprobs` alternatives) per output token.
     public var logprobs: Bool = false
     public var topLogprobs: Int = 0
+    /// Prompt logprobs (SGLang's `logprob_start_len`, resolved): the first prompt position
+    /// reported, `0 ..< prompt length`; nil reports none. Position `start` itself is
+    /// reported without a value (SGLang's leading null); each later prompt token gets the
+    /// logprob the model gave it after the tokens before it, with `topLogprobs`
+    /// alternatives. The radix cache is matched no further than `start`, so those rows
+    /// are recomputed.
+    public var inputLogprobStart: Int? = nil
 
     public init() {}
 }
@@ -85,6 +92,10 @@ public enum GenerationEvent: Sendable {
     /// New output: the text that is now final (stop strings already cut, never half a
     /// UTF-8 character), the token ids behind it, and their logprobs if asked for.
     case output(text: String, tokenIDs: [Int32], logprobs: [TokenLogprob])
+    /// Prompt logprobs, when `SamplingParams.inputLogprobStart` asked for them: sent once,
+    /// before the first `.output`. `logprobs[j]` is prompt position `start + 1 + j`;
+    /// position `start` has no value.
+    case inputLogprobs(start: Int, logprobs: [TokenLogprob])
     /// The request ended. Always the last event.
     case finished(FinishInfo)
 }
