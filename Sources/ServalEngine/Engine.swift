@@ -30,6 +30,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private var activeRIDs: [String: Request] = [:]
     private var accepting = true
     private var throughput = ThroughputMeter()
+    private var ttft = Histogram(bounds: Histogram.ttftBounds)
+    private var interToken = Histogram(bounds: Histogram.itlBounds)
+    /// When the current step's tokens were sampled (one clock read per step).
+    private var stepTime = Date()
     private let started = Date()
 
     // Published snapshot.
@@ -45,6 +49,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         var wantLogprobs: Bool
         /// Prompt logprobs being gathered, when asked for.
         var inputLogprobs: InputLogprobs?
+        /// Server arrival (or submit time); then when its latest token was sampled.
+        var arrival: Date
+        var lastTokenAt: Date? = nil
     }
 
     public init(model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
@@ -234,6 +241,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     }
 
     private func accept(_ request: GenerateRequest, _ continuation: AsyncStream<GenerationEvent>.Continuation) {
+        let submitted = Date()
         func reject(_ message: String) {
             continuation.yield(.finished(FinishInfo(reason: .abort(message: message),
                                                     promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
@@ -270,7 +278,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                                                 context: request.inputIDs.suffix(4)),
             stopChecker: StopChecker(params: params, endOfGeneration: endTokens, maxTotalTokens: contextLength),
             wantLogprobs: params.logprobs,
-            inputLogprobs: params.inputLogprobStart.map { InputLogprobs(start: $0, topCount: max(0, params.topLogprobs)) })
+            inputLogprobs: params.inputLogprobStart.map { InputLogprobs(start: $0, topCount: max(0, params.topLogprobs)) },
+            arrival: request.arrival ?? submitted)
         if let start = params.inputLogprobStart, start < r.promptLength - 1 { r.inputLogprobNext = start }
         streams[ObjectIdentifier(r)] = stream
         activeRIDs[r.rid] = r
@@ -309,6 +318,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             return
         }
         scheduler.completeForward(batch)
+        stepTime = Date()
         var logits = output.logits
         var produced = 0
         logits.withUnsafeMutableBufferPointer { all in
@@ -385,6 +395,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         let id = ObjectIdentifier(r)
         sendInputLogprobs(r)
         guard var s = streams[id] else { return }
+        if let last = s.lastTokenAt {
+            interToken.observe(stepTime.timeIntervalSince(last))
+        } else {
+            ttft.observe(max(0, stepTime.timeIntervalSince(s.arrival)))
+        }
+        s.lastTokenAt = stepTime
         let token = sampled.tokenID
         var text = ""
         var reason: FinishReason? = nil
@@ -462,6 +478,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             ? Double(scheduler.cachedTokensAdmitted) / Double(scheduler.promptTokensAdmitted) : 0
         stats.genThroughput = throughput.rate(at: now)
         stats.retractionsTotal = scheduler.retractionsTotal
+        stats.timeToFirstToken = ttft
+        stats.interTokenLatency = interToken
         let used = scheduler.usedSlots
         let load = EngineLoad(runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
                               tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)

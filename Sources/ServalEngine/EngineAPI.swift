@@ -1,3 +1,4 @@
+import Foundation
 import ServalModels
 
 /// Per-request sampling settings (SGLang's `sampling_params`, OpenAI's fields
@@ -38,11 +39,15 @@ public struct GenerateRequest: Sendable {
     public var rid: String
     public var inputIDs: [Int32]
     public var sampling: SamplingParams
+    /// When the request reached the server (time to first token counts from here);
+    /// nil counts from `submit`.
+    public var arrival: Date?
 
-    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams) {
+    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil) {
         self.rid = rid
         self.inputIDs = inputIDs
         self.sampling = sampling
+        self.arrival = arrival
     }
 }
 
@@ -143,6 +148,10 @@ public struct EngineStats: Sendable, Equatable {
     /// Output tokens/s over the last few seconds.
     public var genThroughput: Double = 0
     public var retractionsTotal: Int = 0
+    /// Time to first token and inter-token latency, stamped on the engine thread when each
+    /// token is sampled; nil from an engine that does not measure them.
+    public var timeToFirstToken: Histogram? = nil
+    public var interTokenLatency: Histogram? = nil
     public init() {}
 }
 

@@ -23,6 +23,8 @@ extension ServalAPI {
     /// end-to-end latency as a client sees them. Ending the returned stream early
     /// (consumer cancelled) aborts the engine request.
     func tracked(_ req: GenerateRequest, arrival: Date) -> AsyncStream<GenerationEvent> {
+        var req = req
+        req.arrival = req.arrival ?? arrival
         let source = engine.submit(req)
         let metrics = self.metrics
         let engine = self.engine
