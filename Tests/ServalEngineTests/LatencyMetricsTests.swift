@@ -11,9 +11,10 @@ import ServalModels
         let model = PositionHashModel()
         model.delay = 0.005
         let e = try Engine(model: model, decoder: TableDecoder.letters(), config: c)
-        var p = SamplingParams()
-        p.temperature = 0
-        p.maxNewTokens = 5
+        var params = SamplingParams()
+        params.temperature = 0
+        params.maxNewTokens = 5
+        let p = params
         // Arrived a second before submit: TTFT counts from the arrival.
         let early = GenerateRequest(rid: "a", inputIDs: prompt(1, 8), sampling: p, arrival: Date().addingTimeInterval(-1))
         async let first = collect(e.submit(early))
