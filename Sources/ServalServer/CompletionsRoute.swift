@@ -66,7 +66,6 @@ extension ServalAPI {
         sampling.topLogprobs = logprobsN ?? 0
         // echo + logprobs scores the prompt too (its first token has none), as OpenAI does.
         let echoLogprobs = echo && logprobsN != nil
-        if echoLogprobs { sampling.inputLogprobStart = 0 }
         let stream = try f.bool("stream") ?? false
         let includeUsage = try f.nested("stream_options")?.bool("include_usage") ?? false
         _ = try f.string("user")
@@ -132,6 +131,7 @@ extension ServalAPI {
                 }
             }
             var offsets = Array(repeating: 0, count: count)
+            var echoed = Array(repeating: echo && !echoLogprobs, count: count)
             var promptTotal = 0, completion = 0, cached = 0
             for await (k, ev) in events {
                 switch ev {
@@ -143,12 +143,19 @@ extension ServalAPI {
                     offsets[k] += lps.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
                 case .inputLogprobs(let start, let values):
                     // The echoed prompt goes out once its logprobs are known.
-                    guard echoLogprobs else { continue }
+                    guard echoLogprobs, !echoed[k] else { continue }
+                    echoed[k] = true
                     let entries = Self.promptEntries(promptIDs[k / n], InputLogprobList(start: start, values: values))
                     cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]),
                                                 "logprobs": completionLogprobs(entries, offset: 0), "finish_reason": nil])))
                     offsets[k] = entries.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
                 case .finished(let info):
+                    if echo && !echoed[k] {
+                        // Ended before its prompt was scored (aborted): still echo the prompt.
+                        echoed[k] = true
+                        cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]), "logprobs": nil,
+                                                    "finish_reason": nil])))
+                    }
                     let (reason, matched) = Self.openAIFinish(info)
                     if k % n == 0 { promptTotal += info.promptTokens }
                     completion += info.completionTokens
