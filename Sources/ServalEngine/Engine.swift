@@ -300,7 +300,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             if batch.retracted.isEmpty { Thread.sleep(forTimeInterval: 0.001) }
             return
         }
-        let output: ForwardOutput
+        var output: ForwardOutput
         var forwardBatch = batch.forwardBatch()
         for (i, s) in batch.sequences.enumerated() where wantsPromptRows(s) { forwardBatch.sequences[i].logits = .all }
         watchdog.beginPass()
@@ -319,7 +319,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         scheduler.completeForward(batch)
         stepTime = Date()
+        // Take the logits out so the sampler's in-place edits do not copy them (a chunk with
+        // prompt logprobs carries chunk × vocab floats).
         var logits = output.logits
+        output.logits = []
         var produced = 0
         logits.withUnsafeMutableBufferPointer { all in
             for (i, s) in batch.sequences.enumerated() where forwardBatch.sequences[i].logits == .all {
