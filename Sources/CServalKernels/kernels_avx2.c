@@ -10,6 +10,9 @@
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
 
+/// Software prefetch distance for weight streams of single-row (decode) matmuls.
+#define SV_PREFETCH_BYTES 1024
+
 AVX2_INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -132,6 +135,10 @@ AVX2_INLINE void tile_q32(int kind, int RW, int NA, const uint8_t *w, size_t wst
         }
         for (int i = 0; i < RW; i++) {
             const uint8_t *wb = w + (size_t)i * wstride + (size_t)b * wbs;
+            // One activation row: the tile is a pure stream of weights, bound by memory.
+            // Asking 1 KB ahead keeps enough lines in flight to overlap the arithmetic
+            // (2 threads, SmolLM2 decode shapes: 12.4 -> 18 GB/s).
+            if (NA == 1) _mm_prefetch((const char *)wb + SV_PREFETCH_BYTES, _MM_HINT_T0);
             const float dw = half(*(const uint16_t *)wb);
             const __m256 vdw = _mm256_set1_ps(dw);
             __m256i wv;
@@ -222,8 +229,11 @@ AVX2_INLINE void tile_f(int kind, int RW, int NA, const uint8_t *w, size_t wstri
     __m256 acc[2][4];
     for (int i = 0; i < RW; i++) for (int j = 0; j < NA; j++) acc[i][j] = _mm256_setzero_ps();
     int64_t e = 0;
+    const int64_t esize = kind == K_F32 ? 4 : 2;
     for (; e + 8 <= k; e += 8) {
         for (int i = 0; i < RW; i++) {
+            // Weight stream of a decode matmul (see SV_PREFETCH_BYTES): one prefetch per line.
+            if (NA == 1 && (e * esize) % 64 == 0) _mm_prefetch((const char *)w + (size_t)i * wstride + e * esize + SV_PREFETCH_BYTES, _MM_HINT_T0);
             const __m256 wv = load_w8(kind, w + (size_t)i * wstride, e);
             for (int j = 0; j < NA; j++) acc[i][j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * xs + e), acc[i][j]);
         }
@@ -286,6 +296,13 @@ AVX2_INLINE void tile_kq(int kind, int NA, const uint8_t *w, const uint8_t *x, s
         for (int j = 0; j < NA; j++) xb[j] = (const sv_block_q8_K *)(x + (size_t)j * xstride) + b;
         __m256i sumi[4];
         for (int j = 0; j < NA; j++) sumi[j] = _mm256_setzero_si256();
+        if (NA == 1) {  // weight stream (see SV_PREFETCH_BYTES): a K block spans 2-4 lines
+            const char *next = (const char *)w + (size_t)b * (kind == K_Q6_K ? sizeof(sv_block_q6_K) : kind == K_Q5_K ? sizeof(sv_block_q5_K) : sizeof(sv_block_q4_K)) + SV_PREFETCH_BYTES;
+            _mm_prefetch(next, _MM_HINT_T0);
+            _mm_prefetch(next + 64, _MM_HINT_T0);
+            _mm_prefetch(next + 128, _MM_HINT_T0);
+            if (kind != K_Q4_K) _mm_prefetch(next + 192, _MM_HINT_T0);
+        }
         if (kind == K_Q6_K) {
             const sv_block_q6_K *wb = (const sv_block_q6_K *)w + b;
             const float dw = half(wb->d);

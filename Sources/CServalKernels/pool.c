@@ -20,21 +20,70 @@
 /// yield its core (sched_yield returns at once when no other thread wants it).
 #define SV_WAIT_SPIN_LIMIT 1000
 
+/// One participant's share of a ranged run: [front, back) in grain units, packed
+/// into one word (front in the high half) so the owner taking from the front and
+/// a thief taking from the back agree with a single compare-and-swap.
+typedef struct {
+    _Alignas(64) _Atomic uint64_t span;
+} sv_share;
+
+#define SV_MAX_SHARES 256
+
 struct sv_pool {
     int threads;
     pthread_t *workers;
+    struct sv_worker_arg *args;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     // The job; written by the caller before `generation` is bumped.
     void (*fn)(void *, int64_t);
+    void (*range_fn)(void *, int64_t, int64_t);  // set for ranged runs, NULL for item runs
     void *ctx;
     int64_t count;
+    int64_t grain;   // ranged runs: items per grain unit
+    sv_share *shares;  // ranged runs: one per participant
     _Alignas(64) _Atomic uint64_t generation;
     _Alignas(64) _Atomic int64_t next;
     _Alignas(64) _Atomic int pending;
     _Alignas(64) _Atomic int sleeping;
     _Atomic int stop;
 };
+
+struct sv_worker_arg { sv_pool *pool; int index; };
+
+static inline uint64_t span_pack(uint32_t front, uint32_t back) { return ((uint64_t)front << 32) | back; }
+
+/// Takes one grain unit from the front of share `s` (its owner) or the back (a thief);
+/// returns the unit or -1 when the share is empty.
+static int64_t share_take(sv_share *s, int from_back) {
+    uint64_t cur = atomic_load_explicit(&s->span, memory_order_relaxed);
+    for (;;) {
+        const uint32_t front = (uint32_t)(cur >> 32), back = (uint32_t)cur;
+        if (front >= back) return -1;
+        const uint64_t next = from_back ? span_pack(front, back - 1) : span_pack(front + 1, back);
+        if (atomic_compare_exchange_weak_explicit(&s->span, &cur, next, memory_order_relaxed, memory_order_relaxed))
+            return from_back ? (int64_t)back - 1 : (int64_t)front;
+    }
+}
+
+/// Participant `me` walks its own share front to back (one long sequential stream
+/// through the weights, which the hardware prefetcher follows), then steals units
+/// from the back of the other shares so a delayed thread never holds up the run.
+static void run_ranges(sv_pool *p, int me) {
+    const int n = p->threads;
+    const int64_t grain = p->grain, count = p->count;
+    for (int64_t u; (u = share_take(&p->shares[me], 0)) >= 0;) {
+        const int64_t lo = u * grain, hi = lo + grain < count ? lo + grain : count;
+        p->range_fn(p->ctx, lo, hi);
+    }
+    for (int k = 1; k < n; k++) {
+        sv_share *s = &p->shares[(me + k) % n];
+        for (int64_t u; (u = share_take(s, 1)) >= 0;) {
+            const int64_t lo = u * grain, hi = lo + grain < count ? lo + grain : count;
+            p->range_fn(p->ctx, lo, hi);
+        }
+    }
+}
 
 static void run_items(sv_pool *p) {
     const int64_t count = p->count;
@@ -45,8 +94,15 @@ static void run_items(sv_pool *p) {
     }
 }
 
+static void run_job(sv_pool *p, int me) {
+    if (p->range_fn) run_ranges(p, me);
+    else run_items(p);
+}
+
 static void *worker_main(void *arg) {
-    sv_pool *p = arg;
+    const struct sv_worker_arg *wa = arg;
+    sv_pool *p = wa->pool;
+    const int me = wa->index;
     uint64_t seen = 0;
     for (;;) {
         uint64_t g;
@@ -63,23 +119,28 @@ static void *worker_main(void *arg) {
         }
         seen = g;
         if (atomic_load(&p->stop)) return NULL;
-        run_items(p);
+        run_job(p, me);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
     }
 }
 
 sv_pool *sv_pool_create(int threads) {
     if (threads < 1) threads = 1;
+    if (threads > SV_MAX_SHARES) threads = SV_MAX_SHARES;
     sv_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->threads = threads;
+    p->shares = aligned_alloc(64, sizeof(sv_share) * (size_t)threads);
+    if (!p->shares) { free(p); return NULL; }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (threads > 1) {
         p->workers = calloc((size_t)threads - 1, sizeof(pthread_t));
-        if (!p->workers) { free(p); return NULL; }
+        p->args = calloc((size_t)threads - 1, sizeof(struct sv_worker_arg));
+        if (!p->workers || !p->args) { free(p->workers); free(p->args); free(p->shares); free(p); return NULL; }
         for (int i = 0; i < threads - 1; i++) {
-            if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0) {
+            p->args[i] = (struct sv_worker_arg){p, i + 1};
+            if (pthread_create(&p->workers[i], NULL, worker_main, &p->args[i]) != 0) {
                 p->threads = i + 1;  // keep the ones that started
                 break;
             }
@@ -96,6 +157,8 @@ void sv_pool_destroy(sv_pool *p) {
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->threads - 1; i++) pthread_join(p->workers[i], NULL);
     free(p->workers);
+    free(p->args);
+    free(p->shares);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -103,15 +166,8 @@ void sv_pool_destroy(sv_pool *p) {
 
 int sv_pool_threads(const sv_pool *p) { return p->threads; }
 
-void sv_pool_run(sv_pool *p, int64_t count, void (*fn)(void *, int64_t), void *ctx) {
-    if (count <= 0) return;
-    if (p->threads == 1 || count == 1) {
-        for (int64_t i = 0; i < count; i++) fn(ctx, i);
-        return;
-    }
-    p->fn = fn;
-    p->ctx = ctx;
-    p->count = count;
+/// Publishes the job, works on it as participant 0, waits for the workers.
+static void launch(sv_pool *p) {
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
     atomic_fetch_add(&p->generation, 1);  // seq_cst: publishes the job, orders the `sleeping` check
@@ -120,11 +176,49 @@ void sv_pool_run(sv_pool *p, int64_t count, void (*fn)(void *, int64_t), void *c
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
-    run_items(p);
+    run_job(p, 0);
     // Workers normally finish within microseconds; if one was descheduled (a
     // loaded machine), stop burning the core it may need and yield instead.
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
         if (spins < SV_WAIT_SPIN_LIMIT) SV_PAUSE();
         else sched_yield();
     }
+}
+
+void sv_pool_run(sv_pool *p, int64_t count, void (*fn)(void *, int64_t), void *ctx) {
+    if (count <= 0) return;
+    if (p->threads == 1 || count == 1) {
+        for (int64_t i = 0; i < count; i++) fn(ctx, i);
+        return;
+    }
+    p->fn = fn;
+    p->range_fn = NULL;
+    p->ctx = ctx;
+    p->count = count;
+    launch(p);
+}
+
+void sv_pool_run_ranges(sv_pool *p, int64_t count, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *ctx) {
+    if (count <= 0) return;
+    if (grain < 1) grain = 1;
+    int64_t units = (count + grain - 1) / grain;
+    if (units > UINT32_MAX) {  // keep unit indices in 32 bits
+        grain = (count + UINT32_MAX - 1) / UINT32_MAX;
+        units = (count + grain - 1) / grain;
+    }
+    if (p->threads == 1 || units == 1) {
+        fn(ctx, 0, count);
+        return;
+    }
+    const int n = p->threads;
+    for (int t = 0; t < n; t++) {
+        const uint32_t front = (uint32_t)(units * t / n), back = (uint32_t)(units * (t + 1) / n);
+        atomic_store_explicit(&p->shares[t].span, span_pack(front, back), memory_order_relaxed);
+    }
+    p->fn = NULL;
+    p->range_fn = fn;
+    p->ctx = ctx;
+    p->count = count;
+    p->grain = grain;
+    launch(p);
 }

@@ -88,6 +88,12 @@ int sv_quantize_act_row_scalar(int wtype, const float *x, void *dst, int64_t k);
 void sv_matmul_scalar(int wtype, const void *w, size_t wstride, int64_t k,
                       int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                       float *y, int64_t ldy);
+/// `causal` and `lse` as in sv_attention_lse (sv_attention passes 1 and NULL).
+void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                         int64_t nq, int64_t nrows, int64_t head_dim,
+                         const void *k, const void *v, int64_t kv_stride,
+                         const int32_t *slots, int64_t first_keys, int causal, float scale,
+                         float *lse, int64_t lse_stride, float *scratch);
 
 #if defined(__x86_64__)
 // ---- AVX2 + FMA + F16C implementations (kernels_avx2.c, ops_avx2.c) ----
@@ -108,6 +114,12 @@ void sv_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
 void sv_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
 float sv_dot_f16_f32_avx2(const uint16_t *a, const float *b, int64_t n);
 void sv_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, int64_t n);
+/// Returns -1 when head_dim is not a multiple of 8 or kv_type is unsupported (caller falls back to scalar).
+int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                      int64_t nq, int64_t nrows, int64_t head_dim,
+                      const void *k, const void *v, int64_t kv_stride,
+                      const int32_t *slots, int64_t first_keys, int causal, float scale,
+                      float *lse, int64_t lse_stride, float *scratch);
 #endif
 
 #endif

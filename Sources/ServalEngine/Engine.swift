@@ -59,19 +59,21 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         let info = model.info
         let context = min(config.contextLength ?? info.contextLength, info.contextLength > 0 ? info.contextLength : Int.max)
         guard context >= 2 else { throw EngineError.invalidConfig("context length \(context) is too small") }
-        let capacity = try KVPoolSizing.capacity(config: config, kvBytesPerToken: model.kvBytesPerToken,
+        let kvBytesPerToken = model.kvBytesPerToken(dtype: config.kvCacheDType)
+        let capacity = try KVPoolSizing.capacity(config: config, kvBytesPerToken: kvBytesPerToken,
                                                  weightBytes: info.weightBytes, contextLength: context)
         var sc = SchedulerConfig(capacity: capacity, contextLength: context)
         sc.pageSize = config.pageSize
         sc.maxRunningRequests = config.maxRunningRequests ?? min(256, max(4, capacity / 16))
         sc.maxPrefillTokens = config.maxPrefillTokens
         sc.chunkedPrefillSize = config.chunkedPrefillSize
+        sc.prefillMaxRequests = config.prefillMaxRequests
         sc.policy = config.schedulePolicy
         sc.disableRadixCache = config.disableRadixCache
         sc.randomSeed = config.randomSeed
         self.scheduler = try Scheduler(config: sc)
         self.kvCapacity = scheduler.allocator.capacity
-        self.kvCache = try model.makeKVCache(slots: kvCapacity)
+        self.kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
         self.model = model
         self.modelInfo = info
         self.contextLength = context
@@ -80,8 +82,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
         self.loadSnapshot = EngineLoad(runningRequests: 0, queuedRequests: 0, tokenUsage: 0, usedTokens: 0,
                                        totalTokens: kvCapacity)
-        let kvMiB = Double(kvCapacity) * Double(model.kvBytesPerToken) / 1_048_576
-        logger.info("KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB), context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)")
+        let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
+        logger.info("KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType.storage)), context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)")
         watchdog.start()
         let thread = Thread { [self] in runLoop() }
         thread.name = "serval-engine"

@@ -1,3 +1,5 @@
+import ServalModels
+
 /// How the engine is sized and scheduled; fields mirror SGLang's server flags
 /// (`serval launch-server --help` documents each one).
 public struct EngineConfig: Sendable, Equatable {
@@ -24,7 +26,12 @@ public struct EngineConfig: Sendable, Equatable {
     public var maxPrefillTokens: Int = 16384
     /// Prompts longer than this are prefilled in chunks (-1 disables).
     public var chunkedPrefillSize: Int = 2048
+    /// Most sequences prefilling in one forward batch (SGLang's `--prefill-max-requests`);
+    /// nil: no limit.
+    public var prefillMaxRequests: Int? = nil
     public var pageSize: Int = 1
+    /// Element type of the KV pool (`--kv-cache-dtype`); `auto` is f16 on the CPU.
+    public var kvCacheDType: KVCacheDType = .auto
     public var schedulePolicy: SchedulePolicy = .lpm
     public var disableRadixCache: Bool = false
     public var randomSeed: UInt64 = 0

@@ -7,6 +7,11 @@ struct SchedulerConfig {
     var maxPrefillTokens = 16384
     /// Prompt tokens per forward pass for one long prompt; <= 0 disables chunking.
     var chunkedPrefillSize = 2048
+    /// Most sequences prefilling in one batch (continued chunks and new admissions);
+    /// nil: only the token budget limits them. A small cap staggers a burst of short
+    /// prompts over several steps, so the first of them start streaming a step later
+    /// instead of all of them waiting for one large prefill.
+    var prefillMaxRequests: Int? = nil
     var policy: EngineConfig.SchedulePolicy = .lpm
     var disableRadixCache = false
     var randomSeed: UInt64 = 0
@@ -120,8 +125,9 @@ struct Scheduler {
         let chunking = config.chunkedPrefillSize > 0
         if chunking { budget = min(budget, config.chunkedPrefillSize) }
         var chunkInFlight = false
+        var prefillSlots = config.prefillMaxRequests ?? Int.max
         for r in running.sorted(by: { $0.serial < $1.serial }) where r.isPrefilling {
-            guard budget > 0 else { chunkInFlight = true; break }
+            guard budget > 0, prefillSlots > 0 else { chunkInFlight = true; break }
             let n = min(r.pendingCount, budget)
             let need = allocator.slotsNeeded(growing: r.slots.count, by: n)
             guard need <= allocator.freeSlots + cache.evictableSlots else { chunkInFlight = true; continue }
@@ -130,10 +136,11 @@ struct Scheduler {
             batch.sequences.append(ScheduledSequence(request: r, start: r.kvLength, count: n,
                                                      needsLogits: r.kvLength + n == r.tokens.count))
             budget -= n
+            prefillSlots -= 1
             if n < r.pendingCount { chunkInFlight = true }
         }
-        if budget > 0, running.count < config.maxRunningRequests, !waiting.isEmpty {
-            admit(into: &batch, budget: budget, chunkInFlight: chunkInFlight)
+        if budget > 0, prefillSlots > 0, running.count < config.maxRunningRequests, !waiting.isEmpty {
+            admit(into: &batch, budget: budget, requests: prefillSlots, chunkInFlight: chunkInFlight)
         }
         // Prompts mid-prefill can deadlock a full pool with no decoder to trigger the
         // retraction above; free the youngest one's room so the others progress.
@@ -157,13 +164,14 @@ struct Scheduler {
         }
     }
 
-    private mutating func admit(into batch: inout ScheduledBatch, budget initialBudget: Int, chunkInFlight initialChunk: Bool) {
+    private mutating func admit(into batch: inout ScheduledBatch, budget initialBudget: Int, requests: Int,
+                                chunkInFlight initialChunk: Bool) {
         var budget = initialBudget
         var chunkInFlight = initialChunk
         var reserved = reservedForRunning()
         var admitted: [Request] = []
         for candidate in orderedWaiting() {
-            guard running.count < config.maxRunningRequests, budget > 0 else { break }
+            guard running.count < config.maxRunningRequests, budget > 0, admitted.count < requests else { break }
             let match = matchPrefix(candidate)
             let matched = match.length
             let extend = candidate.tokens.count - matched

@@ -7,12 +7,22 @@
 public protocol LanguageModel: AnyObject, Sendable {
     /// Architecture and size figures (layers, heads, vocab, context length, ...).
     var info: ModelInfo { get }
-    /// Bytes of KV storage one token slot takes (all layers, K and V).
-    var kvBytesPerToken: Int { get }
-    /// Allocates KV storage for `slots` token slots.
-    func makeKVCache(slots: Int) throws -> any KVCacheStorage
+    /// Bytes of KV storage one token slot takes (all layers, K and V) when stored as `dtype`.
+    func kvBytesPerToken(dtype: KVCacheDType) -> Int
+    /// Allocates KV storage for `slots` token slots of `dtype` (`--kv-cache-dtype`).
+    func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage
     /// Runs one batch; see `ForwardBatch`.
     func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput
+}
+
+extension LanguageModel {
+    /// Bytes per token slot in the default KV dtype (`auto`).
+    public var kvBytesPerToken: Int { kvBytesPerToken(dtype: .auto) }
+
+    /// KV storage in the default dtype (`auto`).
+    public func makeKVCache(slots: Int) throws -> any KVCacheStorage {
+        try makeKVCache(slots: slots, dtype: .auto)
+    }
 }
 
 /// KV memory for a fixed number of token slots (slot ids `0 ..< slotCount`).

@@ -13,14 +13,16 @@ public enum LoadFormat: String, Sendable, CaseIterable {
 /// Opens a model path: a `.gguf` file, or a directory holding an HF
 /// `config.json` with `model.safetensors` (or a sharded index).
 public enum ModelLoader {
+    /// `residency`: how a GGUF file's weights are held (huge-page copy by default).
     public static func load(path: String, loadFormat: LoadFormat = .auto, threads: Int,
-                            dummyWeightType: DType = .q4_1) throws -> LlamaModel {
+                            dummyWeightType: DType = .q4_1,
+                            residency: MappedFile.Residency = .hugePages) throws -> LlamaModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ModelError(source: path, "no such file or directory")
         }
         if !isDir.boolValue {
-            let file = try GGUFFile(path: path)
+            let file = try GGUFFile(path: path, residency: loadFormat == .dummy ? .mapped : residency)
             let config = try LlamaConfig(gguf: file)
             switch loadFormat {
             case .auto: return try LlamaModel(config: config, source: GGUFWeightSource(file: file), threads: threads)

@@ -15,6 +15,13 @@ public enum CPUOps {
     /// (default: packed); `y` gets `rows` rows, `yStride` floats apart (default:
     /// `weight.rows`). Activations are quantized once into the pool's scratch
     /// memory, then output rows are split across the pool's threads.
+    /// Activation row counts up to this are streamed with `ThreadPool.parallelRanges`
+    /// (each weight row is used for so few activations that the matmul is a read of
+    /// the weights); larger batches use dynamic chunks.
+    public static let decodeRows = 4
+    /// Output rows per stolen range in decode matmuls: a multiple of every kernel tile.
+    public static let decodeGrain = 32
+
     public static func matmul(
         weight: WeightMatrix, x: UnsafePointer<Float>, rows n: Int, y: UnsafeMutablePointer<Float>,
         xStride: Int? = nil, yStride: Int? = nil, pool: ThreadPool, path: KernelPath = .active
@@ -37,6 +44,15 @@ public enum CPUOps {
             for r in 0..<n { _ = sv_quantize_act_row(isa, type, x + r * ldx, act + r * actBytes, Int64(k)) }
         }
 
+        let w = weight.base, wstride = weight.rowBytes
+        let xq = UnsafeRawPointer(act)
+        if n <= decodeRows {
+            // Decode: memory bound, so each thread streams one contiguous share of the rows.
+            pool.parallelRanges(out, grain: decodeGrain) { o0, o1 in
+                _ = sv_matmul(isa, type, w, wstride, Int64(k), Int64(o0), Int64(o1), xq, actBytes, Int64(n), y, Int64(ldy))
+            }
+            return
+        }
         // Split output rows into chunks: several per thread for balance, each a
         // multiple of 16 rows so the kernels' tiles stay full.
         let minChunk = 16
@@ -44,8 +60,6 @@ public enum CPUOps {
         var chunk = (out + wantChunks - 1) / wantChunks
         chunk = max(minChunk, (chunk + minChunk - 1) / minChunk * minChunk)
         let chunks = (out + chunk - 1) / chunk
-        let w = weight.base, wstride = weight.rowBytes
-        let xq = UnsafeRawPointer(act)
         if chunks == 1 {
             _ = sv_matmul(isa, type, w, wstride, Int64(k), 0, Int64(out), xq, actBytes, Int64(n), y, Int64(ldy))
             return

@@ -48,6 +48,27 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
+    /// Calls `body(lo, hi)` over disjoint ranges covering 0..<count, each at most
+    /// `grain` long. Each thread first walks its own contiguous share in order (a
+    /// long sequential read of the weights that the hardware prefetcher follows),
+    /// then steals from the ends of the others' shares, so one delayed thread
+    /// does not hold the loop up. For memory-bound loops such as decode matmuls.
+    public func parallelRanges(_ count: Int, grain: Int, _ body: (Int, Int) -> Void) {
+        if count <= 0 { return }
+        if threads == 1 || count <= grain {
+            body(0, count)
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            var fn = escapable
+            withUnsafeMutablePointer(to: &fn) { ptr in
+                sv_pool_run_ranges(raw, Int64(count), Int64(max(1, grain)), { ctx, lo, hi in
+                    ctx.unsafelyUnwrapped.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(lo), Int(hi))
+                }, UnsafeMutableRawPointer(ptr))
+            }
+        }
+    }
+
     /// At least `bytes` of 64-byte-aligned scratch memory, reused (and grown)
     /// across calls; valid until the next call. Not for concurrent use.
     public func scratch(bytes: Int) -> UnsafeMutableRawPointer {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ServalFormats
 import Foundation
 import ServalModels
 
@@ -22,11 +23,18 @@ struct BenchOneBatch: AsyncParsableCommand {
     @Option(name: .customLong("output-len"), help: "Decode steps.")
     var outputLen: Int = 128
 
+    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    var kvCacheDtype: String = "auto"
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .customLong("load-format"), help: "auto (the files) or dummy (random weights of the config's shapes).")
     var loadFormat: String = "auto"
+
+    @Flag(name: .customLong("mmap-weights"),
+          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    var mmapWeights = false
 
     @Option(help: "Seed of the random prompts.")
     var seed: UInt64 = 0
@@ -36,6 +44,9 @@ struct BenchOneBatch: AsyncParsableCommand {
         guard inputLen >= 1 else { throw ValidationError("--input-len must be at least 1") }
         guard outputLen >= 0 else { throw ValidationError("--output-len must not be negative") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard KVCacheDType(flag: kvCacheDtype) != nil else {
+            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
+        }
         guard LoadFormat(rawValue: loadFormat) != nil else { throw ValidationError("--load-format must be auto or dummy") }
     }
 
@@ -43,16 +54,18 @@ struct BenchOneBatch: AsyncParsableCommand {
         let path = try DefaultModel.resolve(modelPath)
         let model: LlamaModel
         do {
-            model = try ModelLoader.load(path: path, loadFormat: LoadFormat(rawValue: loadFormat) ?? .auto, threads: threads)
+            model = try ModelLoader.load(path: path, loadFormat: LoadFormat(rawValue: loadFormat) ?? .auto, threads: threads,
+                                         residency: mmapWeights ? .mapped : .hugePages)
         } catch {
             throw CLIError("\(error)")
         }
         let info = model.info
         let B = batchSize, I = inputLen, O = outputLen
         let perSeq = I + O
-        let cache = try model.makeKVCache(slots: B * perSeq)
+        let kvDType = KVCacheDType(flag: kvCacheDtype) ?? .auto
+        let cache = try model.makeKVCache(slots: B * perSeq, dtype: kvDType)
         logLine("model \(info.architecture) \(info.name.isEmpty ? path : info.name): \(info.layerCount) layers, hidden \(info.hiddenSize), \(info.weightTypes), \(String(format: "%.1f", Double(info.weightBytes) / 1e6)) MB weights")
-        logLine("batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken) / 1e6)) MB)")
+        logLine("batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots \(kvDType.storage) (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken(dtype: kvDType)) / 1e6)) MB)")
 
         var rng = SplitMix(seed: seed)
         var prompts: [[Int32]] = []
@@ -60,7 +73,7 @@ struct BenchOneBatch: AsyncParsableCommand {
         func slots(_ i: Int, _ count: Int) -> [Int32] { (0..<count).map { Int32(i * perSeq + $0) } }
 
         // Warm-up: touch every weight page once so the timed prefill measures compute.
-        let warm = try model.makeKVCache(slots: 8)
+        let warm = try model.makeKVCache(slots: 8, dtype: kvDType)
         _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3, 4], startPosition: 0, kvSlots: [0, 1, 2, 3])]), cache: warm)
 
         let t0 = DispatchTime.now().uptimeNanoseconds

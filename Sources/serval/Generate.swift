@@ -1,4 +1,5 @@
 import ArgumentParser
+import ServalFormats
 import Foundation
 import ServalModels
 import ServalTemplate
@@ -34,8 +35,15 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Random seed for sampling.")
     var seed: UInt64 = 0
 
+    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    var kvCacheDtype: String = "auto"
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(name: .customLong("mmap-weights"),
+          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    var mmapWeights = false
 
     @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-sequence tokens.")
     var ignoreEOS = false
@@ -45,6 +53,9 @@ struct Generate: AsyncParsableCommand {
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 or more") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard KVCacheDType(flag: kvCacheDtype) != nil else {
+            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
+        }
     }
 
     func run() async throws {
@@ -53,7 +64,7 @@ struct Generate: AsyncParsableCommand {
         let model: LlamaModel
         let tokenizer: Tokenizer
         do {
-            model = try ModelLoader.load(path: path, threads: threads)
+            model = try ModelLoader.load(path: path, threads: threads, residency: mmapWeights ? .mapped : .hugePages)
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")
@@ -76,7 +87,7 @@ struct Generate: AsyncParsableCommand {
         guard ids.count < model.info.contextLength else {
             throw CLIError("the prompt has \(ids.count) tokens; the model's context length is \(model.info.contextLength)")
         }
-        let cache = try model.makeKVCache(slots: contextLimit)
+        let cache = try model.makeKVCache(slots: contextLimit, dtype: KVCacheDType(flag: kvCacheDtype) ?? .auto)
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
 
         var sampler = Sampler(temperature: temperature, topP: topP, topK: topK, seed: seed)

@@ -35,8 +35,13 @@ struct LaunchServer: AsyncParsableCommand {
     var maxPrefillTokens: Int = 16384
     @Option(name: .customLong("chunked-prefill-size"), help: "Prefill long prompts in chunks of this many tokens (-1 disables).")
     var chunkedPrefillSize: Int = 2048
+    @Option(name: .customLong("prefill-max-requests"),
+            help: "Most requests prefilling in one forward batch (default: no limit; a small value staggers bursts of short prompts).")
+    var prefillMaxRequests: Int?
     @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
     var pageSize: Int = 1
+    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    var kvCacheDtype: String = "auto"
     @Option(name: .customLong("schedule-policy"), help: "lpm, dfs-weight, fcfs, lof or random.")
     var schedulePolicy: String = "lpm"
     @Flag(name: .customLong("disable-radix-cache"), help: "Turn off prefix caching.")
@@ -53,6 +58,9 @@ struct LaunchServer: AsyncParsableCommand {
     var randomSeed: UInt64?
     @Option(name: .customLong("load-format"), help: "auto, gguf, safetensors or dummy (random weights).")
     var loadFormat: String = "auto"
+    @Flag(name: .customLong("mmap-weights"),
+          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    var mmapWeights = false
     @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
     var device: String = "cpu"
     @Option(name: .customLong("watchdog-timeout"), help: "Seconds a forward pass may take before the engine is reported stuck.")
@@ -80,12 +88,16 @@ struct LaunchServer: AsyncParsableCommand {
         guard let policy = EngineConfig.SchedulePolicy(rawValue: schedulePolicy) else {
             throw ValidationError("--schedule-policy must be one of \(EngineConfig.SchedulePolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(schedulePolicy)'.")
         }
+        guard let kvDType = KVCacheDType(flag: kvCacheDtype) else {
+            throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'.")
+        }
         if let c = contextLength, c < 2 { throw ValidationError("--context-length must be at least 2, got \(c).") }
         guard memFractionStatic > 0, memFractionStatic < 1 else {
             throw ValidationError("--mem-fraction-static must be in (0, 1), got \(memFractionStatic).")
         }
         if let t = maxTotalTokens, t < 1 { throw ValidationError("--max-total-tokens must be positive, got \(t).") }
         if let r = maxRunningRequests, r < 1 { throw ValidationError("--max-running-requests must be positive, got \(r).") }
+        if let n = prefillMaxRequests, n < 1 { throw ValidationError("--prefill-max-requests must be positive, got \(n).") }
         guard maxPrefillTokens >= 1 else { throw ValidationError("--max-prefill-tokens must be positive, got \(maxPrefillTokens).") }
         guard chunkedPrefillSize == -1 || chunkedPrefillSize >= 1 else {
             throw ValidationError("--chunked-prefill-size must be -1 (off) or positive, got \(chunkedPrefillSize).")
@@ -103,7 +115,9 @@ struct LaunchServer: AsyncParsableCommand {
         e.maxRunningRequests = maxRunningRequests
         e.maxPrefillTokens = maxPrefillTokens
         e.chunkedPrefillSize = chunkedPrefillSize
+        e.prefillMaxRequests = prefillMaxRequests
         e.pageSize = pageSize
+        e.kvCacheDType = kvDType
         e.schedulePolicy = policy
         e.disableRadixCache = disableRadixCache
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
@@ -126,7 +140,9 @@ struct LaunchServer: AsyncParsableCommand {
         o["max_running_requests"] = maxRunningRequests.map { .int($0) } ?? .null
         o["max_prefill_tokens"] = .int(maxPrefillTokens)
         o["chunked_prefill_size"] = .int(chunkedPrefillSize)
+        o["prefill_max_requests"] = prefillMaxRequests.map { .int($0) } ?? .null
         o["page_size"] = .int(pageSize)
+        o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)
         o["disable_radix_cache"] = .bool(disableRadixCache)
         o["enable_metrics"] = .bool(enableMetrics)
@@ -217,20 +233,21 @@ struct LaunchServer: AsyncParsableCommand {
     func loadModel(path: String, threads: Int) throws -> LlamaModel {
         var isDirectory: ObjCBool = false
         let isDir = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+        let residency: MappedFile.Residency = mmapWeights ? .mapped : .hugePages
         do {
             switch loadFormat {
             case "gguf":
                 guard !isDir else {
                     throw ValidationError("'\(path)' is a directory; --load-format gguf needs a .gguf file (use safetensors or auto for an HF checkpoint).")
                 }
-                return try ModelLoader.load(path: path, threads: threads)
+                return try ModelLoader.load(path: path, threads: threads, residency: residency)
             case "safetensors":
                 guard isDir else {
                     throw ValidationError("'\(path)' is a file; --load-format safetensors needs an HF checkpoint directory (config.json + *.safetensors).")
                 }
                 return try ModelLoader.load(path: path, threads: threads)
             case "auto":
-                return try ModelLoader.load(path: path, threads: threads)
+                return try ModelLoader.load(path: path, threads: threads, residency: residency)
             case "dummy":
                 // Shapes from the GGUF metadata or a Hugging Face config.json; random weights.
                 let config: LlamaConfig

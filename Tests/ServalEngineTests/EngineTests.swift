@@ -174,7 +174,7 @@ import ServalModels
 
     @Test func abortByRID() async throws {
         let model = PositionHashModel()
-        model.delay = 0.005
+        model.delay = 0.02  // 60 s of runway: the loaded parallel suite can starve this task for 20+ s
         let e = try engine(model: model)
         let stream = e.submit(GenerateRequest(rid: "victim", inputIDs: prompt(1, 10), sampling: greedy(3000)))
         try await waitUntilRunning(e)
@@ -187,7 +187,7 @@ import ServalModels
 
     @Test func shutdownWithoutDrainAbortsRunningRequests() async throws {
         let model = PositionHashModel()
-        model.delay = 0.005
+        model.delay = 0.02  // 60 s of runway: the loaded parallel suite can starve this task for 20+ s
         let e = try engine(model: model)
         let stream = e.submit(GenerateRequest(rid: "r", inputIDs: prompt(1, 10), sampling: greedy(3000)))
         try await waitUntilRunning(e)

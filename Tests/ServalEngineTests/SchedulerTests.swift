@@ -63,6 +63,20 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
         for i in 0 ..< 5 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 10), count: 4)) }
     }
 
+    /// --prefill-max-requests: a burst of short prompts is admitted a few per step,
+    /// chunked prompts count against the cap too, and every request still completes.
+    @Test func prefillMaxRequestsCapsPrefillingSequencesPerStep() throws {
+        var d = try Driver(config { $0.prefillMaxRequests = 3; $0.chunkedPrefillSize = 16 })
+        for i in 0 ..< 10 { try d.submit("r\(i)", prompt(Int32(i), i == 0 ? 50 : 6)) }
+        try d.runToCompletion()
+        #expect(d.finished.count == 10)
+        for b in d.batches {
+            #expect(b.sequences.filter(\.isPrefill).count <= 3)
+        }
+        #expect(d.batches.first.map { $0.sequences.filter(\.isPrefill).count } == 3)
+        for i in 0 ..< 10 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), i == 0 ? 50 : 6), count: 4)) }
+    }
+
     @Test func lpmPrefersTheLongestCachedPrefix() throws {
         var d = try Driver(config { $0.policy = .lpm; $0.maxRunningRequests = 1 })
         let shared = prompt(1, 40)

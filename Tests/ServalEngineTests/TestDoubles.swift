@@ -27,7 +27,6 @@ struct TestModelError: Error, CustomStringConvertible {
 final class PositionHashModel: LanguageModel, @unchecked Sendable {
     static let vocab = 64
     let info: ModelInfo
-    let kvBytesPerToken = 8
     private let lock = NSLock()
     private(set) var forwardCalls = 0
     private(set) var maxBatchTokens = 0
@@ -41,7 +40,9 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
                          parameterCount: 0, weightBytes: 0, weightTypes: "none")
     }
 
-    func makeKVCache(slots: Int) throws -> any KVCacheStorage { RecordingKVCache(slots: slots) }
+    /// The double keeps (token, position) per slot whatever the dtype.
+    func kvBytesPerToken(dtype: KVCacheDType) -> Int { 8 }
+    func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage { RecordingKVCache(slots: slots) }
 
     /// The token the double prefers after `context`.
     static func next<C: Collection>(_ context: C) -> Int32 where C.Element == Int32 {

@@ -34,6 +34,23 @@ struct GGUFDefaultModelTests {
         #expect(g.metadataKeys.count == g.metadata.count)
     }
 
+    /// The huge-page copy holds exactly the file's bytes, and tensors resolve the same.
+    @Test func hugePageResidencyMatchesTheMapping() throws {
+        let mapped = try MappedFile(path: DefaultModel.path, residency: .mapped)
+        let copied = try MappedFile(path: DefaultModel.path, residency: .hugePages)
+        #expect(copied.size == mapped.size)
+        #expect(memcmp(copied.base, mapped.base, mapped.size) == 0)
+        if MappedFile.hugePagesAvailable() {
+            #expect(copied.residency == .hugePages)
+            #expect(Int(bitPattern: copied.base) % MappedFile.hugePageBytes == 0)
+        } else {
+            print("hugePageResidencyMatchesTheMapping: transparent huge pages are off here; checked the mapped fallback")
+            #expect(copied.residency == .mapped)
+        }
+        let g = try GGUFFile(path: DefaultModel.path, residency: .hugePages)
+        #expect(g.tensors.count == 2 + 9 * layers)
+    }
+
     @Test func tensorDirectory() throws {
         let g = try GGUFFile(path: DefaultModel.path)
         // token_embd + output_norm + 9 per layer; the output matrix is tied to token_embd.

@@ -62,6 +62,80 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         }
     }
 
+    /// Sequences whose slot lists start with the same cached prefix (what the radix
+    /// cache hands out) take the cascade path: attention over the shared prefix once
+    /// for all of them, merged with each one's own keys. It must equal each sequence
+    /// run alone over a private copy of the prefix, for decodes and multi-row prefills.
+    @Test(arguments: [KVCacheDType.f16, .f32])
+    func sharedPrefixCascadeEqualsEachSequenceAlone(dtype: KVCacheDType) throws {
+        let model = try tinyModel(.q8_0)
+        let prefixLength = PagedAttention.minSharedPrefix + 37
+        let prefix = (0..<prefixLength).map { Int32(($0 * 7 + 3) % 90) + 1 }
+        let suffixes: [[Int32]] = [[5], [9, 14, 2], [77, 6], Array(repeating: 31, count: 40)]
+        // Alone: the prefix and the suffix in a fresh cache, one sequence per call.
+        var alone: [[ArraySlice<Float>]] = []
+        for sfx in suffixes {
+            let cache = try model.makeKVCache(slots: 256, dtype: dtype)
+            let slots = (0..<Int32(prefixLength + sfx.count)).map { $0 }
+            _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prefix, startPosition: 0,
+                                                                          kvSlots: Array(slots[0..<prefixLength]), logits: .none)]), cache: cache)
+            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: sfx, startPosition: prefixLength,
+                                                                                kvSlots: slots, logits: .all)]), cache: cache)
+            alone.append((0..<sfx.count).map { logitsRow(out, sequence: 0, row: $0) })
+        }
+        // Shared: the prefix computed once into slots 0..<P, every suffix in its own slots after it.
+        let cache = try model.makeKVCache(slots: 512, dtype: dtype)
+        let shared = (0..<Int32(prefixLength)).map { $0 }
+        _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prefix, startPosition: 0, kvSlots: shared, logits: .none)]),
+                              cache: cache)
+        var seqs: [SequenceInput] = []
+        for (i, sfx) in suffixes.enumerated() {
+            let own = (0..<Int32(sfx.count)).map { Int32(prefixLength + 64 * i) + $0 }
+            seqs.append(SequenceInput(tokens: sfx, startPosition: prefixLength, kvSlots: shared + own, logits: .all))
+        }
+        let batch = ForwardBatch(sequences: seqs)
+        var flat: [Int32] = []
+        var starts: [Int] = []
+        for s in seqs { starts.append(flat.count); flat += s.kvSlots }
+        let plan = flat.withUnsafeBufferPointer {
+            PagedAttention.plan(tokenCounts: seqs.map { $0.tokens.count }, startPositions: seqs.map(\.startPosition),
+                                slots: $0.baseAddress!, slotStart: starts, kvHeads: 2)
+        }
+        #expect(plan.hasSharing)
+        #expect(plan.prefixLength == Array(repeating: prefixLength, count: suffixes.count))
+        let out = try model.forward(batch, cache: cache)
+        for (i, sfx) in suffixes.enumerated() {
+            for r in 0..<sfx.count {
+                #expect(maxRelativeDifference(logitsRow(out, sequence: i, row: r), alone[i][r]) < 1e-4, "sequence \(i) row \(r)")
+            }
+        }
+    }
+
+    @Test func sharedPrefixesNeedEqualSlotsAndLength() {
+        let minimum = PagedAttention.minSharedPrefix
+        let a = (0..<Int32(minimum + 10)).map { $0 }
+        var b = a
+        b[minimum + 2] = 999  // diverges after the minimum: shares minimum + 2
+        var c = a
+        c[5] = 998  // diverges early: no sharing
+        let d = a.map { $0 + 5000 }  // other slots entirely
+        let lists = [a, b, c, d, a]
+        var flat: [Int32] = []
+        var starts: [Int] = []
+        for l in lists { starts.append(flat.count); flat += l }
+        let groups = flat.withUnsafeBufferPointer {
+            PagedAttention.sharedPrefixes(startPositions: lists.map(\.count), slots: $0.baseAddress!, slotStart: starts)
+        }
+        #expect(groups.count == 1)
+        #expect(groups.first?.members == [0, 1, 4])
+        #expect(groups.first?.length == minimum + 2)
+        // A sequence whose start is below the minimum never shares.
+        let none = flat.withUnsafeBufferPointer {
+            PagedAttention.sharedPrefixes(startPositions: [minimum - 1, minimum - 1], slots: $0.baseAddress!, slotStart: [0, 0])
+        }
+        #expect(none.isEmpty)
+    }
+
     @Test func prefillInChunksEqualsOnePrefill() throws {
         let model = try tinyModel()
         let p: [Int32] = [4, 8, 15, 16, 23, 42, 7, 1, 9]

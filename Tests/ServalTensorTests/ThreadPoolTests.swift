@@ -17,6 +17,23 @@ import Testing
         }
     }
 
+    @Test(arguments: [1, 2, 3, 4])
+    func rangesCoverEveryIndexExactlyOnce(threads: Int) {
+        let pool = ThreadPool(threads: threads)
+        for (count, grain) in [(0, 4), (1, 4), (5, 1), (31, 32), (33, 32), (960, 32), (1000, 7), (49152, 32)] {
+            let hits = UnsafeMutablePointer<UInt8>.allocate(capacity: max(count, 1))
+            hits.initialize(repeating: 0, count: max(count, 1))
+            defer { hits.deallocate() }
+            var tooLong = false
+            pool.parallelRanges(count, grain: grain) { lo, hi in
+                if hi - lo > grain && threads > 1 && count > grain { tooLong = true }
+                for i in lo..<hi { hits[i] &+= 1 }
+            }
+            #expect(!tooLong, "a range longer than the grain: count \(count) grain \(grain)")
+            #expect((0..<count).allSatisfy { hits[$0] == 1 }, "count \(count) grain \(grain) threads \(threads)")
+        }
+    }
+
     @Test func manyRapidCalls() {
         let pool = ThreadPool(threads: 2)
         // One counter per index: consecutive loops are ordered by the pool's barrier.

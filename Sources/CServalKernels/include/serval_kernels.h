@@ -99,6 +99,37 @@ float sv_dot_f16_f32(int isa, const uint16_t *a, const float *b, int64_t n);
 /// y += a * x where x is f16.
 void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n);
 
+// ---- attention over a slot-addressed KV cache ----
+/// Causal attention for the `nq` query heads that share one kv head (a GQA
+/// group), over `nrows` consecutive query rows of one sequence.
+/// Query row r, head j is at q + r*q_stride + j*head_dim (f32); the result
+/// goes to out + r*out_stride + j*head_dim. Keys and values of the sequence's
+/// i-th position live at k/v + slots[i]*kv_stride elements (already offset to
+/// the kv head), in `kv_type` SV_TYPE_F32, SV_TYPE_F16 or SV_TYPE_BF16.
+/// Row r sees positions [0, first_keys + r) (so first_keys >= 1), with scores
+/// scaled by `scale`. `scratch` holds at least nq * (first_keys + nrows) floats.
+/// Returns 0, or -1 for an unsupported kv_type or sizes out of range.
+int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                 int64_t nq, int64_t nrows, int64_t head_dim,
+                 const void *k, const void *v, int64_t kv_stride,
+                 const int32_t *slots, int64_t first_keys, float scale, float *scratch);
+/// sv_attention generalised for attention over a split key range (a prefix shared
+/// by several sequences, then each sequence's own keys): with `causal` = 0 every row
+/// sees exactly positions [0, first_keys); with `lse` non-NULL, the log-sum-exp of
+/// each (row, head)'s scaled scores goes to lse[r * lse_stride + j], so two partial results
+/// over disjoint key ranges merge exactly (see sv_attention_merge).
+int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                     int64_t nq, int64_t nrows, int64_t head_dim,
+                     const void *k, const void *v, int64_t kv_stride,
+                     const int32_t *slots, int64_t first_keys, int causal, float scale,
+                     float *lse, int64_t lse_stride, float *scratch);
+/// Merges attention over a second, disjoint key range into the first: `out`
+/// (n vectors of head_dim, with log-sum-exp `lse`) becomes the attention over both
+/// ranges, given the other range's outputs `other` and `lse_other` (same layout).
+/// Vector i is at out + i * stride and other + i * other_stride.
+void sv_attention_merge(float *out, int64_t stride, float *lse, const float *other, int64_t other_stride,
+                        const float *lse_other, int64_t n, int64_t head_dim);
+
 // ---- persistent thread pool ----
 typedef struct sv_pool sv_pool;
 /// A pool with `threads` participants: the caller plus threads-1 workers. NULL on failure.
@@ -109,6 +140,13 @@ int sv_pool_threads(const sv_pool *pool);
 /// threads (the caller works too); returns when all calls have returned.
 /// Not reentrant: one run per pool at a time.
 void sv_pool_run(sv_pool *pool, int64_t count, void (*fn)(void *ctx, int64_t i), void *ctx);
+/// Calls fn(ctx, lo, hi) over disjoint ranges covering [0, count), each at most
+/// `grain` long. Every thread starts on its own contiguous share (count/threads)
+/// and walks it in order, then steals from the ends of the others' shares: long
+/// sequential streams for memory-bound loops (single-sequence decode) with the
+/// balance of dynamic scheduling.
+void sv_pool_run_ranges(sv_pool *pool, int64_t count, int64_t grain,
+                        void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
 #ifdef __cplusplus
 }

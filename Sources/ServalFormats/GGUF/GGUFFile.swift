@@ -31,8 +31,10 @@ public final class GGUFFile: @unchecked Sendable {
 
     public static let magic: UInt32 = 0x4655_4747  // "GGUF" little-endian
 
-    public init(path: String) throws(FormatError) {
-        let file = try MappedFile(path: path)
+    /// `residency` says how the file is held in memory (see `MappedFile.Residency`):
+    /// readers of metadata map it; a CPU model copies it into huge pages.
+    public init(path: String, residency: MappedFile.Residency = .mapped) throws(FormatError) {
+        let file = try MappedFile(path: path, residency: residency)
         var r = GGUFReader(file: file)
         let magic = try r.u32("magic")
         guard magic == Self.magic else {

@@ -76,9 +76,10 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         workspace = Workspace(config: config, workers: pool.threads)
     }
 
-    /// Loads a GGUF file (`*.gguf`) with its weights used in place.
-    public static func load(gguf path: String, threads: Int) throws -> LlamaModel {
-        let file = try GGUFFile(path: path)
+    /// Loads a GGUF file (`*.gguf`); weights stay in their stored format, in huge
+    /// pages by default (see `MappedFile.Residency`).
+    public static func load(gguf path: String, threads: Int, residency: MappedFile.Residency = .hugePages) throws -> LlamaModel {
+        let file = try GGUFFile(path: path, residency: residency)
         let config = try LlamaConfig(gguf: file)
         return try LlamaModel(config: config, source: GGUFWeightSource(file: file), threads: threads)
     }
@@ -88,16 +89,17 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         try LlamaModel(config: config, source: DummyWeightSource(type: weightType, seed: seed), threads: threads)
     }
 
-    public var kvBytesPerToken: Int {
-        LlamaKVCache.bytesPerSlot(layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim)
+    public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
+        LlamaKVCache.bytesPerSlot(layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim, dtype: dtype)
     }
 
-    public func makeKVCache(slots: Int) throws -> any KVCacheStorage {
-        try LlamaKVCache(slots: slots, layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim)
+    public func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
+        try LlamaKVCache(slots: slots, layers: config.layerCount, kvHeads: config.kvHeadCount, headDim: config.headDim,
+                         dtype: dtype)
     }
 
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput {
-        guard let kv = cache as? LlamaKVCache, kv.layerCount == config.layerCount, kv.rowFloats == config.kvDim else {
+        guard let kv = cache as? LlamaKVCache, kv.layerCount == config.layerCount, kv.rowElements == config.kvDim else {
             throw ModelError(source: "forward", "the KV cache was not made by this model")
         }
         let c = config
@@ -164,8 +166,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             }
         }
 
-        let items = PagedAttention.items(tokenCounts: seqs.map { $0.tokens.count }, kvHeads: c.kvHeadCount)
         let starts = seqs.map(\.startPosition)
+        let attentionPlan = PagedAttention.plan(tokenCounts: seqs.map { $0.tokens.count }, startPositions: starts,
+                                                slots: ws.slots, slotStart: slotStart, kvHeads: c.kvHeadCount)
         let eps = c.rmsNormEps
         let neox = c.ropeStyle == .neox
         for (li, layer) in layers.enumerated() {
@@ -182,12 +185,11 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 CPUOps.rope(q + r * qDim, heads: c.headCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
                 CPUOps.rope(k + r * kvDim, heads: c.kvHeadCount, headDim: c.headDim, rotaryDim: c.ropeDim, cos: cs, sin: sn, neox: neox)
                 let slot = Int(tokenSlot[r])
-                kv.key(layer: li, slot: slot).update(from: k + r * kvDim, count: kvDim)
-                kv.value(layer: li, slot: slot).update(from: v + r * kvDim, count: kvDim)
+                kv.write(layer: li, slot: slot, key: k + r * kvDim, value: v + r * kvDim)
             }
-            PagedAttention.run(layer: li, cache: kv, config: c, q: q, out: attn, items: items,
+            PagedAttention.run(layer: li, cache: kv, config: c, q: q, out: attn, plan: attentionPlan,
                                rowStart: rowStart, startPosition: starts, slots: ws.slots, slotStart: slotStart,
-                               scores: ws.scores, scoreStride: ws.scoreStride, pool: pool)
+                               scratch: ws.scores, scratchStride: ws.scoreStride, pool: pool)
             a.o.weight.apply(attn, rows: n, into: tmp, pool: pool)
             CPUOps.add(x, tmp, into: x, count: n * H)
 
@@ -284,8 +286,9 @@ final class Workspace: @unchecked Sendable {
             slots = .allocate(capacity: cap)
             slotCapacity = cap
         }
-        if context > scoreStride {
-            scoreStride = max(context, scoreStride * 2)
+        let perWorker = PagedAttention.scratchPerWorker(config: config, context: context)
+        if perWorker > scoreStride {
+            scoreStride = max(perWorker, scoreStride * 2)
             scores.deallocate()
             scores = .allocate(capacity: workers * scoreStride)
         }

@@ -29,26 +29,32 @@ enum FusedMatmul {
         } else {
             for r in 0..<n { _ = sv_quantize_act_row(isa, wtype, x + r * k, act + r * actBytes, Int64(k)) }
         }
-        // Chunks of 16-row multiples, a few per thread over all matrices together.
+        let xq = UnsafeRawPointer(act)
+        /// Output rows [lo, hi) of the matrices laid end to end.
+        func apply(_ lo: Int, _ hi: Int) {
+            var base = 0
+            for t in targets {
+                let rows = t.weight.rows
+                let a = max(lo, base), b = min(hi, base + rows)
+                if a < b {
+                    let m = t.weight.matrix
+                    _ = sv_matmul(isa, wtype, m.base, m.rowBytes, Int64(k), Int64(a - base), Int64(b - base),
+                                  xq, actBytes, Int64(n), t.y, Int64(m.rows))
+                }
+                base += rows
+                if base >= hi { break }
+            }
+        }
         let totalRows = targets.reduce(0) { $0 + $1.weight.rows }
+        if n <= CPUOps.decodeRows {
+            pool.parallelRanges(totalRows, grain: CPUOps.decodeGrain) { lo, hi in apply(lo, hi) }
+            return
+        }
+        // Chunks of 16-row multiples, a few per thread over all matrices together.
         let wantChunks = pool.threads == 1 ? 1 : pool.threads * 4
         var chunk = (totalRows + wantChunks - 1) / wantChunks
         chunk = max(16, (chunk + 15) / 16 * 16)
-        var pieces: [(target: Int, o0: Int, o1: Int)] = []
-        for (i, t) in targets.enumerated() {
-            var o = 0
-            while o < t.weight.rows {
-                pieces.append((i, o, min(t.weight.rows, o + chunk)))
-                o += chunk
-            }
-        }
-        let xq = UnsafeRawPointer(act)
-        pool.parallelFor(pieces.count) { p in
-            let piece = pieces[p]
-            let t = targets[piece.target]
-            let m = t.weight.matrix
-            _ = sv_matmul(isa, wtype, m.base, m.rowBytes, Int64(k), Int64(piece.o0), Int64(piece.o1),
-                          xq, actBytes, Int64(n), t.y, Int64(m.rows))
-        }
+        let chunks = (totalRows + chunk - 1) / chunk
+        pool.parallelFor(chunks) { c in apply(c * chunk, min(totalRows, (c + 1) * chunk)) }
     }
 }

@@ -1,0 +1,207 @@
+// AVX2 + FMA + F16C version of sv_attention. Per query row, three passes over
+// the row's visible keys, each reading every K or V row once for the whole
+// GQA group: (1) scores for up to 3 heads against four key rows at a time,
+// (2) softmax per head (max, exp, sum), (3) the weighted V sum with the
+// output tile of up to 3 heads x 32 dims held in registers across all keys.
+// K/V rows are f32, f16 (F16C conversion) or bf16 (a shift), chosen by
+// `kv_type` and specialised at compile time.
+#if defined(__x86_64__)
+#include "sv_internal.h"
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((target("avx2,fma,f16c"), always_inline))
+
+AVX2_INLINE float att_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2_INLINE float att_hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// e^x for x <= 0 (scores minus their max); ~1e-7 relative error.
+/// x = n ln2 + r, then a degree-6 polynomial for e^r.
+AVX2_INLINE __m256 att_exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365478515625f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/// Eight KV elements at element index `i` of `base`, as f32.
+AVX2_INLINE __m256 kv_load8(int kv_type, const void *base, int64_t i) {
+    if (kv_type == SV_TYPE_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+    if (kv_type == SV_TYPE_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i))), 16));
+    return _mm256_loadu_ps((const float *)base + i);
+}
+
+/// [sum a, sum b, sum c, sum d] of four 8-lane vectors.
+AVX2_INLINE __m128 att_hsum8x4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/// Scores of NH <= 3 heads (query head j at qh + j*hd) against every visible
+/// key, four keys per step: 4*NH accumulators + NH query chunks fill the 16
+/// registers, and each head's four sums reduce together and store as one vector.
+/// sc[j*ld + i].
+AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_t hd,
+                              const void *k, int64_t kv_stride, const int32_t *slots, int64_t L,
+                              float scale, float *sc, int64_t ld) {
+    const __m128 vscale = _mm_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 3 < L; i += 4) {
+        int64_t b[4];
+        for (int t = 0; t < 4; t++) b[t] = (int64_t)slots[i + t] * kv_stride;
+        __m256 acc[3][4];
+        for (int j = 0; j < NH; j++)
+            for (int t = 0; t < 4; t++) acc[j][t] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < hd; d += 8) {
+            __m256 qv[3];
+            for (int j = 0; j < NH; j++) qv[j] = _mm256_loadu_ps(qh + j * hd + d);
+            for (int t = 0; t < 4; t++) {
+                const __m256 kv = kv_load8(kv_type, k, b[t] + d);
+                for (int j = 0; j < NH; j++) acc[j][t] = _mm256_fmadd_ps(kv, qv[j], acc[j][t]);
+            }
+        }
+        for (int j = 0; j < NH; j++)
+            _mm_storeu_ps(sc + j * ld + i, _mm_mul_ps(att_hsum8x4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), vscale));
+    }
+    for (; i < L; i++) {
+        const int64_t b0 = (int64_t)slots[i] * kv_stride;
+        __m256 a0[3];
+        for (int j = 0; j < NH; j++) a0[j] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < hd; d += 8) {
+            const __m256 k0 = kv_load8(kv_type, k, b0 + d);
+            for (int j = 0; j < NH; j++) a0[j] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qh + j * hd + d), a0[j]);
+        }
+        for (int j = 0; j < NH; j++) sc[j * ld + i] = att_hsum8(a0[j]) * scale;
+    }
+}
+
+/// p[0..L) = exp(p - max); returns 1 / sum, and writes log(sum) + max to `*lse` when given.
+AVX2_INLINE float softmax_weights(float *p, int64_t L, float *lse) {
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= L; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(p + i));
+    float m = att_hmax8(mv);
+    for (; i < L; i++) m = fmaxf(m, p[i]);
+    const __m256 mm = _mm256_set1_ps(m);
+    __m256 sv = _mm256_setzero_ps();
+    i = 0;
+    for (; i + 8 <= L; i += 8) {
+        const __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), mm));
+        _mm256_storeu_ps(p + i, e);
+        sv = _mm256_add_ps(sv, e);
+    }
+    float s = att_hsum8(sv);
+    for (; i < L; i++) { p[i] = expf(p[i] - m); s += p[i]; }
+    if (lse) *lse = m + logf(s);
+    return 1.0f / s;
+}
+
+/// Output dims [d0, d0 + 8*NC) of NH heads: sum_i p[j*ld + i] * V[i], times inv[j].
+AVX2_INLINE void values_tile(int kv_type, const int NH, const int NC, const float *p, int64_t ld,
+                             const void *v, int64_t kv_stride, const int32_t *slots, int64_t L,
+                             int64_t d0, const float *inv, float *oh, int64_t hd) {
+    __m256 acc[3][4];
+    for (int j = 0; j < NH; j++)
+        for (int c = 0; c < NC; c++) acc[j][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < L; i++) {
+        const int64_t b = (int64_t)slots[i] * kv_stride + d0;
+        __m256 vv[4];
+        for (int c = 0; c < NC; c++) vv[c] = kv_load8(kv_type, v, b + 8 * c);
+        for (int j = 0; j < NH; j++) {
+            const __m256 w = _mm256_broadcast_ss(p + j * ld + i);
+            for (int c = 0; c < NC; c++) acc[j][c] = _mm256_fmadd_ps(w, vv[c], acc[j][c]);
+        }
+    }
+    for (int j = 0; j < NH; j++) {
+        const __m256 s = _mm256_set1_ps(inv[j]);
+        for (int c = 0; c < NC; c++) _mm256_storeu_ps(oh + j * hd + d0 + 8 * c, _mm256_mul_ps(acc[j][c], s));
+    }
+}
+
+AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                                 int64_t nq, int64_t nrows, int64_t hd,
+                                 const void *k, const void *v, int64_t kv_stride,
+                                 const int32_t *slots, int64_t first_keys, int causal, float scale,
+                                 float *lse, int64_t lse_stride, float *scratch) {
+    for (int64_t r = 0; r < nrows; r++) {
+        const int64_t L = causal ? first_keys + r : first_keys;
+        const float *qr = q + r * q_stride;
+        float *orow = out + r * out_stride;
+        float *inv = scratch + nq * L;  // one per head, after the score runs
+        for (int64_t j0 = 0; j0 < nq; j0 += 3) {
+            const float *qh = qr + j0 * hd;
+            float *sc = scratch + j0 * L;
+            switch (nq - j0 >= 3 ? 3 : nq - j0) {
+            case 3: scores_heads(kv_type, 3, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
+            case 2: scores_heads(kv_type, 2, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
+            default: scores_heads(kv_type, 1, qh, hd, k, kv_stride, slots, L, scale, sc, L); break;
+            }
+        }
+        for (int64_t j = 0; j < nq; j++) inv[j] = softmax_weights(scratch + j * L, L, lse ? lse + r * lse_stride + j : NULL);
+        for (int64_t j0 = 0; j0 < nq; j0 += 3) {
+            const int nh = nq - j0 >= 3 ? 3 : (int)(nq - j0);
+            const float *p = scratch + j0 * L;
+            float *oh = orow + j0 * hd;
+            for (int64_t d0 = 0; d0 < hd; d0 += 32) {
+                const int nc = hd - d0 >= 32 ? 4 : (int)((hd - d0) / 8);
+#define SV_VT(NH, NC) case (NH) * 8 + (NC): \
+    values_tile(kv_type, NH, NC, p, L, v, kv_stride, slots, L, d0, inv + j0, oh, hd); break;
+                switch (nh * 8 + nc) {
+                SV_VT(1, 1) SV_VT(1, 2) SV_VT(1, 3) SV_VT(1, 4)
+                SV_VT(2, 1) SV_VT(2, 2) SV_VT(2, 3) SV_VT(2, 4)
+                SV_VT(3, 1) SV_VT(3, 2) SV_VT(3, 3) SV_VT(3, 4)
+                default: break;
+                }
+#undef SV_VT
+            }
+        }
+    }
+}
+
+AVX2 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                      int64_t nq, int64_t nrows, int64_t head_dim,
+                      const void *k, const void *v, int64_t kv_stride,
+                      const int32_t *slots, int64_t first_keys, int causal, float scale,
+                      float *lse, int64_t lse_stride, float *scratch) {
+    if (head_dim % 8 != 0) return -1;
+    switch (kv_type) {
+    case SV_TYPE_F16:
+        attention_typed(SV_TYPE_F16, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
+        return 0;
+    case SV_TYPE_BF16:
+        attention_typed(SV_TYPE_BF16, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
+        return 0;
+    case SV_TYPE_F32:
+        attention_typed(SV_TYPE_F32, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
+        return 0;
+    default: return -1;
+    }
+}
+#endif

@@ -1,0 +1,69 @@
+import Testing
+@testable import ServalModels
+import ServalTensor
+
+/// KV cache element types: flag parsing, sizes, what a write stores, and the
+/// model's output with each type against the f32 cache.
+@Suite struct KVCacheTests {
+    @Test func flagNamesParseAsSGLangUsersSpellThem() {
+        #expect(KVCacheDType(flag: "auto") == .auto)
+        for name in ["f16", "float16", "FP16", "half"] { #expect(KVCacheDType(flag: name) == .f16) }
+        for name in ["bf16", "bfloat16"] { #expect(KVCacheDType(flag: name) == .bf16) }
+        for name in ["f32", "float32", "float"] { #expect(KVCacheDType(flag: name) == .f32) }
+        #expect(KVCacheDType(flag: "fp8_e5m2") == nil)
+        #expect(KVCacheDType(flag: "") == nil)
+        #expect(KVCacheDType.auto.storage == .f16)
+    }
+
+    @Test func bytesPerTokenFollowTheDType() throws {
+        let model = try tinyModel()
+        let c = model.config
+        let f32 = model.kvBytesPerToken(dtype: .f32)
+        #expect(f32 == 2 * c.layerCount * c.kvDim * 4)
+        #expect(model.kvBytesPerToken(dtype: .f16) * 2 == f32)
+        #expect(model.kvBytesPerToken(dtype: .bf16) * 2 == f32)
+        #expect(model.kvBytesPerToken == model.kvBytesPerToken(dtype: .f16))
+        let cache = try model.makeKVCache(slots: 4)
+        #expect((cache as? LlamaKVCache)?.storage == .f16)
+    }
+
+    @Test(arguments: [KVCacheDType.f32, .f16, .bf16])
+    func writesRoundToNearestEven(dtype: KVCacheDType) throws {
+        let cache = try LlamaKVCache(slots: 3, layers: 2, kvHeads: 1, headDim: 8, dtype: dtype)
+        // 1 + 2^-11 and 1 + 2^-8 sit halfway between f16 and bf16 neighbours
+        // respectively (ties go to the even 1.0); 1 + 3·2^-11 / 1 + 3·2^-8 round up.
+        let key: [Float] = [1 + 0x1p-11, 1 + 3 * 0x1p-11, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -2.5, 0, 65504, 1e-3]
+        let value = key.map { -$0 }
+        cache.write(layer: 1, slot: 2, key: key, value: value)
+        var k = [Float](repeating: .nan, count: 8), v = k
+        cache.read(layer: 1, slot: 2, values: false, into: &k)
+        cache.read(layer: 1, slot: 2, values: true, into: &v)
+        let expected: [Float]
+        switch dtype {
+        case .f32, .auto: expected = key
+        // 1 + 3·2^-8 is exact in f16 (10 mantissa bits).
+        case .f16: expected = [1, 1 + 0x1p-9, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -2.5, 0, 65504, Float(Float16(1e-3 as Float))]
+        case .bf16: expected = [1, 1, 1, 1 + 0x1p-6, -2.5, 0, 65536, Float(bitPattern: UInt32(LlamaKVCache.bfloat16(1e-3)) << 16)]
+        }
+        #expect(k == expected)
+        #expect(v == expected.map { -$0 })
+    }
+
+    /// The same prompts and one decode step with each KV type: f16 stays within
+    /// rounding of f32 (what llama.cpp's default cache does), bf16 a little further.
+    @Test(arguments: [(KVCacheDType.f16, Float(5e-3)), (.bf16, Float(3e-2))])
+    func forwardStaysCloseToF32(dtype: KVCacheDType, tolerance: Float) throws {
+        let model = try tinyModel(.f32)
+        let prompt: [Int32] = [1, 5, 9, 13, 2, 40, 77, 3, 3, 8, 90, 12, 44, 61, 17]
+        var rows: [[Float]] = []
+        for d in [KVCacheDType.f32, dtype] {
+            let cache = try model.makeKVCache(slots: 32, dtype: d)
+            let slots = (0..<Int32(prompt.count)).map { 31 - $0 }
+            _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prompt, startPosition: 0, kvSlots: slots)]), cache: cache)
+            let next = try model.forward(ForwardBatch(sequences: [
+                SequenceInput(tokens: [11], startPosition: prompt.count, kvSlots: slots + [0])]), cache: cache)
+            rows.append(Array(logitsRow(next, sequence: 0)))
+        }
+        #expect(maxRelativeDifference(rows[0][...], rows[1][...]) < tolerance)
+    }
+}
