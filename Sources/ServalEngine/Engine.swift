@@ -30,6 +30,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private var activeRIDs: [String: Request] = [:]
     private var accepting = true
     private var throughput = ThroughputMeter()
+    private var ttft = Histogram(bounds: Histogram.ttftBounds)
+    private var interToken = Histogram(bounds: Histogram.itlBounds)
+    /// When the current step's tokens were sampled (one clock read per step).
+    private var stepTime = Date()
     private let started = Date()
 
     // Published snapshot.
@@ -43,6 +47,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         var detokenizer: IncrementalDetokenizer
         var stopChecker: StopChecker
         var wantLogprobs: Bool
+        /// Prompt logprobs being gathered, when asked for.
+        var inputLogprobs: InputLogprobs?
+        /// Server arrival (or submit time); then when its latest token was sampled.
+        var arrival: Date
+        var lastTokenAt: Date? = nil
     }
 
     public init(model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
@@ -163,6 +172,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         guard p.repetitionPenalty > 0 else { throw EngineError.invalidRequest("repetition_penalty must be > 0") }
         guard p.minNewTokens >= 0 else { throw EngineError.invalidRequest("min_new_tokens must be >= 0") }
         guard p.topLogprobs >= 0 else { throw EngineError.invalidRequest("top_logprobs must be >= 0") }
+        if let start = p.inputLogprobStart, start < 0 || start >= prompt {
+            throw EngineError.invalidRequest(
+                "logprob_start_len (\(start)) must be in 0..<\(prompt), the prompt's length")
+        }
         let maxNew = min(p.maxNewTokens, contextLength - prompt)
         guard prompt + maxNew <= capacity else {
             throw EngineError.invalidRequest(
@@ -230,6 +243,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     }
 
     private func accept(_ request: GenerateRequest, _ continuation: AsyncStream<GenerationEvent>.Continuation) {
+        let submitted = Date()
         func reject(_ message: String) {
             continuation.yield(.finished(FinishInfo(reason: .abort(message: message),
                                                     promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
@@ -242,7 +256,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         } catch {
             return reject("\(error)")
         }
-        if request.sampling.maxNewTokens == 0 {
+        // max_new_tokens 0 with prompt logprobs still needs the prefill (prompt scoring).
+        if request.sampling.maxNewTokens == 0 && request.sampling.inputLogprobStart == nil {
             continuation.yield(.finished(FinishInfo(reason: .length, promptTokens: request.inputIDs.count,
                                                     completionTokens: 0, cachedTokens: 0)))
             continuation.finish()
@@ -264,7 +279,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             detokenizer: IncrementalDetokenizer(decoder: decoder, skipSpecialTokens: params.skipSpecialTokens,
                                                 context: request.inputIDs.suffix(4)),
             stopChecker: StopChecker(params: params, endOfGeneration: endTokens, maxTotalTokens: contextLength),
-            wantLogprobs: params.logprobs)
+            wantLogprobs: params.logprobs,
+            inputLogprobs: params.inputLogprobStart.map { InputLogprobs(start: $0, topCount: max(0, params.topLogprobs)) },
+            arrival: request.arrival ?? submitted)
+        if let start = params.inputLogprobStart, start < r.promptLength - 1 { r.inputLogprobNext = start }
         streams[ObjectIdentifier(r)] = stream
         activeRIDs[r.rid] = r
         snapshotLock.lock()
@@ -284,10 +302,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             if batch.retracted.isEmpty { Thread.sleep(forTimeInterval: 0.001) }
             return
         }
-        let output: ForwardOutput
+        var output: ForwardOutput
+        var forwardBatch = batch.forwardBatch()
+        for (i, s) in batch.sequences.enumerated() where wantsPromptRows(s) { forwardBatch.sequences[i].logits = .all }
         watchdog.beginPass()
         do {
-            output = try model.forward(batch.forwardBatch(), cache: kvCache)
+            output = try model.forward(forwardBatch, cache: kvCache)
             watchdog.endPass()
         } catch {
             watchdog.endPass()
@@ -300,10 +320,17 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             return
         }
         scheduler.completeForward(batch)
+        stepTime = Date()
+        // Take the logits out so the sampler's in-place edits do not copy them (a chunk with
+        // prompt logprobs carries chunk × vocab floats).
         var logits = output.logits
+        output.logits = []
         var produced = 0
         logits.withUnsafeMutableBufferPointer { all in
-            for (i, s) in batch.sequences.enumerated() where s.needsLogits {
+            for (i, s) in batch.sequences.enumerated() where forwardBatch.sequences[i].logits == .all {
+                scorePromptRows(s, rows: output.rows(ofSequence: i), logits: UnsafeBufferPointer(all), vocab: output.vocabSize)
+            }
+            for (i, s) in batch.sequences.enumerated() where s.needsLogits && s.request.status == .running {
                 let rows = output.rows(ofSequence: i)
                 guard let last = rows.last, output.vocabSize > 0,
                       (last + 1) * output.vocabSize <= all.count else {
@@ -312,6 +339,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                 }
                 let row = UnsafeMutableBufferPointer(rebasing: all[(last * output.vocabSize) ..< ((last + 1) * output.vocabSize)])
                 let r = s.request
+                if r.maxNewTokens == 0 {
+                    // Prompt scoring only: the prompt logprobs are the whole answer.
+                    sendInputLogprobs(r)
+                    end(r, reason: .length)
+                    continue
+                }
                 let sampled = sampler.sample(logits: row, state: &r.sampling)
                 scheduler.appendOutput(r, token: sampled.tokenID)
                 produced += 1
@@ -323,10 +356,56 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         publishAndDeliver()
     }
 
+    /// True when this chunk covers prompt rows whose logits the request still needs.
+    private func wantsPromptRows(_ s: ScheduledSequence) -> Bool {
+        guard let next = s.request.inputLogprobNext else { return false }
+        return s.start + s.count > next
+    }
+
+    /// Turns the prompt rows of a chunk that ran with `.all` logits into prompt logprobs.
+    private func scorePromptRows(_ s: ScheduledSequence, rows: Range<Int>, logits: UnsafeBufferPointer<Float>, vocab: Int) {
+        let r = s.request
+        guard let next = r.inputLogprobNext, var stream = streams[ObjectIdentifier(r)],
+              var gathered = stream.inputLogprobs else { return }
+        guard rows.count == s.count, vocab > 0, rows.upperBound * vocab <= logits.count else {
+            return end(r, reason: .abort(message: "model returned no logits for the prompt rows"))
+        }
+        // The prefix match stops at `next`, so the chunk never starts past it.
+        guard s.start <= next else {
+            return end(r, reason: .abort(message: "prompt logprob rows \(next)..<\(s.start) were not computed"))
+        }
+        let upTo = min(s.start + s.count, r.promptLength - 1)
+        for p in next ..< max(next, upTo) {
+            let row = rows.lowerBound + (p - s.start)
+            gathered.append(row: UnsafeBufferPointer(rebasing: logits[(row * vocab) ..< ((row + 1) * vocab)]),
+                            nextToken: r.tokens[p + 1])
+        }
+        r.inputLogprobNext = upTo >= r.promptLength - 1 ? nil : max(next, upTo)
+        stream.inputLogprobs = gathered
+        streams[ObjectIdentifier(r)] = stream
+    }
+
+    /// Sends the gathered prompt logprobs, once, ahead of the first output.
+    private func sendInputLogprobs(_ r: Request) {
+        let id = ObjectIdentifier(r)
+        guard var s = streams[id], var gathered = s.inputLogprobs, !gathered.sent else { return }
+        gathered.sent = true
+        s.inputLogprobs = gathered
+        streams[id] = s
+        s.continuation.yield(.inputLogprobs(start: gathered.start, logprobs: gathered.values))
+    }
+
     /// Streams the new token's text and ends the request if it is done.
     private func postprocess(_ r: Request, _ sampled: SampledToken) {
         let id = ObjectIdentifier(r)
+        sendInputLogprobs(r)
         guard var s = streams[id] else { return }
+        if let last = s.lastTokenAt {
+            interToken.observe(stepTime.timeIntervalSince(last))
+        } else {
+            ttft.observe(max(0, stepTime.timeIntervalSince(s.arrival)))
+        }
+        s.lastTokenAt = stepTime
         let token = sampled.tokenID
         var text = ""
         var reason: FinishReason? = nil
@@ -404,6 +483,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             ? Double(scheduler.cachedTokensAdmitted) / Double(scheduler.promptTokensAdmitted) : 0
         stats.genThroughput = throughput.rate(at: now)
         stats.retractionsTotal = scheduler.retractionsTotal
+        stats.timeToFirstToken = ttft
+        stats.interTokenLatency = interToken
         let used = scheduler.usedSlots
         let load = EngineLoad(runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
                               tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)

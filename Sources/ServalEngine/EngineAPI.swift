@@ -1,3 +1,4 @@
+import Foundation
 import ServalModels
 
 /// Per-request sampling settings (SGLang's `sampling_params`, OpenAI's fields
@@ -22,6 +23,13 @@ public struct SamplingParams: Sendable, Equatable {
     /// Return the chosen token's logprob (and `topLogprobs` alternatives) per output token.
     public var logprobs: Bool = false
     public var topLogprobs: Int = 0
+    /// Prompt logprobs (SGLang's `logprob_start_len`, resolved): the first prompt position
+    /// reported, `0 ..< prompt length`; nil reports none. Position `start` itself is
+    /// reported without a value (SGLang's leading null); each later prompt token gets the
+    /// logprob the model gave it after the tokens before it, with `topLogprobs`
+    /// alternatives. The radix cache is matched no further than `start`, so those rows
+    /// are recomputed.
+    public var inputLogprobStart: Int? = nil
 
     public init() {}
 }
@@ -31,11 +39,15 @@ public struct GenerateRequest: Sendable {
     public var rid: String
     public var inputIDs: [Int32]
     public var sampling: SamplingParams
+    /// When the request reached the server (time to first token counts from here);
+    /// nil counts from `submit`.
+    public var arrival: Date?
 
-    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams) {
+    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil) {
         self.rid = rid
         self.inputIDs = inputIDs
         self.sampling = sampling
+        self.arrival = arrival
     }
 }
 
@@ -85,6 +97,10 @@ public enum GenerationEvent: Sendable {
     /// New output: the text that is now final (stop strings already cut, never half a
     /// UTF-8 character), the token ids behind it, and their logprobs if asked for.
     case output(text: String, tokenIDs: [Int32], logprobs: [TokenLogprob])
+    /// Prompt logprobs, when `SamplingParams.inputLogprobStart` asked for them: sent once,
+    /// before the first `.output`. `logprobs[j]` is prompt position `start + 1 + j`;
+    /// position `start` has no value.
+    case inputLogprobs(start: Int, logprobs: [TokenLogprob])
     /// The request ended. Always the last event.
     case finished(FinishInfo)
 }
@@ -132,6 +148,10 @@ public struct EngineStats: Sendable, Equatable {
     /// Output tokens/s over the last few seconds.
     public var genThroughput: Double = 0
     public var retractionsTotal: Int = 0
+    /// Time to first token and inter-token latency, stamped on the engine thread when each
+    /// token is sampled; nil from an engine that does not measure them.
+    public var timeToFirstToken: Histogram? = nil
+    public var interTokenLatency: Histogram? = nil
     public init() {}
 }
 

@@ -35,6 +35,14 @@ final class Request {
     /// Scheduler step at which it entered (or re-entered) the waiting queue; bounds starvation.
     var waitingSinceStep = 0
     var retractionCount = 0
+    /// Prompt position whose logits row is still needed for prompt logprobs (row p scores
+    /// token p + 1); nil when none are (not asked for, or all computed). The row of the
+    /// last prompt token is the sampling row and is never counted here.
+    var inputLogprobNext: Int?
+
+    /// How many leading tokens the radix cache may supply: rows still needed for prompt
+    /// logprobs must be recomputed, since cached positions yield no logits.
+    var prefixMatchLimit: Int { inputLogprobNext ?? Int.max }
 
     init(rid: String, serial: Int, prompt: [Int32], maxNewTokens: Int, sampling: SamplingState) {
         self.rid = rid

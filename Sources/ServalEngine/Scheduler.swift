@@ -221,10 +221,11 @@ struct Scheduler {
     private var chunking: Bool { config.chunkedPrefillSize > 0 }
 
     /// Longest cached prefix usable by `request`: never its newest token (whose logits
-    /// must be computed), whole pages only. Empty when the radix cache is off.
+    /// must be computed), nor prompt rows it still needs logits of (prompt logprobs),
+    /// whole pages only. Empty when the radix cache is off.
     private mutating func matchPrefix(_ request: Request) -> RadixMatch {
         if config.disableRadixCache { return RadixMatch(slots: [], node: cache.root) }
-        return cache.match(request.tokens[..<(request.tokens.count - 1)])
+        return cache.match(request.tokens[..<min(request.tokens.count - 1, request.prefixMatchLimit)])
     }
 
     /// True when a request admitted this step (or a prompt mid-prefill) is already

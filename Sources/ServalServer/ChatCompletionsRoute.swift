@@ -142,6 +142,8 @@ extension ServalAPI {
                     cont.yield(SSE.frame(chunk(["index": .int(i), "delta": ["content": .string(text)],
                                                 "logprobs": wantLogprobs ? ["content": .array(chatLogprobs(lps))] : nil,
                                                 "finish_reason": nil])))
+                case .inputLogprobs:
+                    continue
                 case .finished(let info):
                     let (reason, matched) = Self.openAIFinish(info)
                     prompt = info.promptTokens

@@ -62,12 +62,10 @@ extension ServalAPI {
             throw APIError.invalid("'logprobs' must be in 0...20, got \(k).", param: "logprobs")
         }
         let echo = try f.bool("echo") ?? false
-        if echo, logprobsN != nil {
-            throw APIError.invalid("'echo' together with 'logprobs' (prompt logprobs) is not supported.", param: "echo",
-                                   code: "unsupported_parameter")
-        }
         sampling.logprobs = logprobsN != nil
         sampling.topLogprobs = logprobsN ?? 0
+        // echo + logprobs scores the prompt too (its first token has none), as OpenAI does.
+        let echoLogprobs = echo && logprobsN != nil
         let stream = try f.bool("stream") ?? false
         let includeUsage = try f.nested("stream_options")?.bool("include_usage") ?? false
         _ = try f.string("user")
@@ -79,6 +77,7 @@ extension ServalAPI {
             // OpenAI's default for this legacy route is 16 tokens.
             try SamplingParsing.fitToContext(&s, maxTokens: maxTokens, defaultMax: 16, promptTokens: p.ids.count,
                                              contextLength: engine.contextLength, param: "max_tokens")
+            if echoLogprobs { s.inputLogprobStart = 0 }
             for i in 0..<n {
                 var si = s
                 if let seed = si.seed { si.seed = seed &+ UInt64(i) }
@@ -90,6 +89,7 @@ extension ServalAPI {
         let created = createdTimestamp
         let model = config.servedModelName
         let promptTexts = prompts.map(\.text)
+        let promptIDs = prompts.map(\.ids)
 
         if !stream {
             let outs = try await withRegistered(id, rids: reqs.map(\.rid)) { await collectAll(reqs, arrival: arrival) }
@@ -97,9 +97,10 @@ extension ServalAPI {
             for (k, o) in outs.enumerated() {
                 let (reason, matched) = Self.openAIFinish(o.finish)
                 let prefix = echo ? promptTexts[k / n] : ""
+                let promptPart = echoLogprobs ? Self.promptEntries(promptIDs[k / n], o.inputLogprobs) : []
                 choices.append([
                     "index": .int(k), "text": .string(prefix + o.text),
-                    "logprobs": logprobsN != nil ? completionLogprobs(o.logprobs, offset: 0) : nil,
+                    "logprobs": logprobsN != nil ? completionLogprobs(promptPart + o.logprobs.map(LogprobEntry.init), offset: 0) : nil,
                     "finish_reason": reason, "matched_stop": matched,
                 ])
             }
@@ -123,23 +124,38 @@ extension ServalAPI {
                 ["id": .string(id), "object": "text_completion", "created": .int(created), "model": .string(model),
                  "choices": [choice]]
             }
-            if echo {
+            if echo && !echoLogprobs {
                 for k in 0..<count {
                     cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]), "logprobs": nil,
                                                 "finish_reason": nil])))
                 }
             }
             var offsets = Array(repeating: 0, count: count)
+            var echoed = Array(repeating: echo && !echoLogprobs, count: count)
             var promptTotal = 0, completion = 0, cached = 0
             for await (k, ev) in events {
                 switch ev {
                 case .output(let text, _, let lps):
                     if text.isEmpty && lps.isEmpty { continue }
                     cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(text),
-                                                "logprobs": logprobsN != nil ? completionLogprobs(lps, offset: offsets[k]) : nil,
+                                                "logprobs": logprobsN != nil ? completionLogprobs(lps.map(LogprobEntry.init), offset: offsets[k]) : nil,
                                                 "finish_reason": nil])))
                     offsets[k] += lps.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
+                case .inputLogprobs(let start, let values):
+                    // The echoed prompt goes out once its logprobs are known.
+                    guard echoLogprobs, !echoed[k] else { continue }
+                    echoed[k] = true
+                    let entries = Self.promptEntries(promptIDs[k / n], InputLogprobList(start: start, values: values))
+                    cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]),
+                                                "logprobs": completionLogprobs(entries, offset: 0), "finish_reason": nil])))
+                    offsets[k] = entries.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
                 case .finished(let info):
+                    if echo && !echoed[k] {
+                        // Ended before its prompt was scored (aborted): still echo the prompt.
+                        echoed[k] = true
+                        cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]), "logprobs": nil,
+                                                    "finish_reason": nil])))
+                    }
                     let (reason, matched) = Self.openAIFinish(info)
                     if k % n == 0 { promptTotal += info.promptTokens }
                     completion += info.completionTokens
@@ -158,21 +174,50 @@ extension ServalAPI {
         })
     }
 
+    /// The echoed prompt's logprob entries: the first token has none (null in the reply).
+    static func promptEntries(_ ids: [Int32], _ input: InputLogprobList?) -> [LogprobEntry] {
+        guard let input, input.start == 0, input.values.count == ids.count - 1 else {
+            return ids.map { LogprobEntry(tokenID: $0, logprob: nil, top: nil) }
+        }
+        return [LogprobEntry(tokenID: ids[0], logprob: nil, top: nil)] + input.values.map(LogprobEntry.init)
+    }
+
     /// Legacy logprobs: parallel lists plus `text_offset` (UTF-8 offsets from `offset`).
-    func completionLogprobs(_ lps: [TokenLogprob], offset: Int) -> JSONValue {
+    func completionLogprobs(_ lps: [LogprobEntry], offset: Int) -> JSONValue {
         var tokens: [JSONValue] = [], values: [JSONValue] = [], tops: [JSONValue] = [], offsets: [JSONValue] = []
         var at = offset
         for lp in lps {
             let t = tokenizer.tokenText(lp.tokenID)
             tokens.append(.string(t))
-            values.append(Self.logprobValue(lp.logprob))
-            var top = JSONObject()
-            for alt in lp.top { top[tokenizer.tokenText(alt.tokenID)] = Self.logprobValue(alt.logprob) }
-            tops.append(.object(top))
+            values.append(lp.logprob.map { Self.logprobValue($0) } ?? .null)
+            if let alternatives = lp.top {
+                var top = JSONObject()
+                for alt in alternatives { top[tokenizer.tokenText(alt.tokenID)] = Self.logprobValue(alt.logprob) }
+                tops.append(.object(top))
+            } else {
+                tops.append(.null)
+            }
             offsets.append(.int(at))
             at += t.utf8.count
         }
         return ["tokens": .array(tokens), "token_logprobs": .array(values), "top_logprobs": .array(tops),
                 "text_offset": .array(offsets)]
+    }
+}
+
+/// One token of a legacy logprobs list; a prompt's first token has no logprob and no alternatives.
+struct LogprobEntry: Sendable {
+    var tokenID: Int32
+    var logprob: Float?
+    var top: [(tokenID: Int32, logprob: Float)]?
+
+    init(tokenID: Int32, logprob: Float?, top: [(tokenID: Int32, logprob: Float)]?) {
+        self.tokenID = tokenID
+        self.logprob = logprob
+        self.top = top
+    }
+
+    init(_ lp: TokenLogprob) {
+        self.init(tokenID: lp.tokenID, logprob: lp.logprob, top: lp.top)
     }
 }

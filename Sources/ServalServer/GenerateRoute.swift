@@ -33,6 +33,10 @@ extension ServalAPI {
         let topN = try f.int("top_logprobs_num") ?? 0
         guard topN >= 0, topN <= 20 else { throw APIError.invalid("'top_logprobs_num' must be in 0...20.", param: "top_logprobs_num") }
         let textInLogprobs = try f.bool("return_text_in_logprobs") ?? false
+        let logprobStarts = try Self.logprobStartLens(f, prompts: prompts.count)
+        if f.has("token_ids_logprob") {
+            throw APIError.invalid("'token_ids_logprob' is not supported.", param: "token_ids_logprob", code: "unsupported_parameter")
+        }
         let stream = try f.bool("stream") ?? false
 
         var rids: [String]
@@ -51,6 +55,16 @@ extension ServalAPI {
             var (s, maxTokens) = try SamplingParsing.parse(sp, dialect: .sglang, vocabSize: tokenizer.vocabSize)
             s.logprobs = returnLogprob
             s.topLogprobs = returnLogprob ? topN : 0
+            if returnLogprob {
+                // SGLang: -1 (the default) reports only the last prompt token, without a value.
+                let k = logprobStarts[pi]
+                let start = k == -1 ? p.ids.count - 1 : k
+                guard start >= 0, start < p.ids.count else {
+                    throw APIError.invalid("'logprob_start_len' must be -1 or in 0..<\(p.ids.count) (the prompt's token count), got \(k).",
+                                           param: "logprob_start_len")
+                }
+                s.inputLogprobStart = start
+            }
             try SamplingParsing.fitToContext(&s, maxTokens: maxTokens, defaultMax: SamplingParams().maxNewTokens,
                                              promptTokens: p.ids.count, contextLength: engine.contextLength,
                                              param: "sampling_params.max_new_tokens")
@@ -75,23 +89,31 @@ extension ServalAPI {
         let batch = isBatch || reqs.count > 1
         let finalRids = rids
         let promptCounts = reqs.map(\.inputIDs.count)
+        let promptIDs = reqs.map(\.inputIDs)
         let tokenizer = self.tokenizer
 
-        @Sendable func object(_ i: Int, text: String, ids: [Int32], lps: [TokenLogprob], finish: FinishInfo?) -> JSONValue {
+        @Sendable func entry(_ logprob: Float?, _ id: Int32) -> JSONValue {
+            [logprob.map { Self.logprobValue($0) } ?? .null, .int(Int(id)), textInLogprobs ? .string(tokenizer.tokenText(id)) : .null]
+        }
+
+        @Sendable func object(_ i: Int, text: String, ids: [Int32], lps: [TokenLogprob], input: InputLogprobList?,
+                              finish: FinishInfo?) -> JSONValue {
             var meta: JSONObject = ["id": .string(finalRids[i]), "finish_reason": finish.map { Self.sglangFinish($0) } ?? .null]
             meta["prompt_tokens"] = .int(finish?.promptTokens ?? promptCounts[i])
             meta["completion_tokens"] = .int(finish?.completionTokens ?? ids.count)
             meta["cached_tokens"] = .int(finish?.cachedTokens ?? 0)
             meta["e2e_latency"] = .double(Date().timeIntervalSince(arrival))
             if returnLogprob {
-                meta["output_token_logprobs"] = .array(lps.map { lp in
-                    [Self.logprobValue(lp.logprob), .int(Int(lp.tokenID)), textInLogprobs ? .string(tokenizer.tokenText(lp.tokenID)) : .null]
-                })
-                meta["output_top_logprobs"] = .array(lps.map { lp in
-                    .array(lp.top.map { t in
-                        [Self.logprobValue(t.logprob), .int(Int(t.tokenID)), textInLogprobs ? .string(tokenizer.tokenText(t.tokenID)) : .null]
-                    })
-                })
+                meta["output_token_logprobs"] = .array(lps.map { entry($0.logprob, $0.tokenID) })
+                meta["output_top_logprobs"] = .array(lps.map { lp in .array(lp.top.map { entry($0.logprob, $0.tokenID) }) })
+                if let input {
+                    // Position `start` has no value (SGLang's leading null), the rest score each prompt token.
+                    let prompt = promptIDs[i]
+                    meta["input_token_logprobs"] = .array([entry(nil, prompt[input.start])]
+                        + input.values.map { entry($0.logprob, $0.tokenID) })
+                    meta["input_top_logprobs"] = .array([.null]
+                        + input.values.map { lp in .array(lp.top.map { entry($0.logprob, $0.tokenID) }) })
+                }
             }
             var o: JSONObject = ["text": .string(text), "output_ids": .array(ids.map { .int(Int($0)) })]
             if batch && stream { o["index"] = .int(i) }
@@ -102,7 +124,9 @@ extension ServalAPI {
         let key = rids.joined(separator: ",")
         if !stream {
             let outs = try await withRegistered(key, rids: rids) { await collectAll(reqs, arrival: arrival) }
-            let objs = outs.enumerated().map { object($0, text: $1.text, ids: $1.tokenIDs, lps: $1.logprobs, finish: $1.finish) }
+            let objs = outs.enumerated().map {
+                object($0, text: $1.text, ids: $1.tokenIDs, lps: $1.logprobs, input: $1.inputLogprobs, finish: $1.finish)
+            }
             return .ok(batch ? .array(objs) : objs[0])
         }
         let state = self.state
@@ -117,20 +141,41 @@ extension ServalAPI {
             var texts = Array(repeating: "", count: count)
             var ids = Array(repeating: [Int32](), count: count)
             var lps = Array(repeating: [TokenLogprob](), count: count)
+            var inputs = Array(repeating: InputLogprobList?.none, count: count)
             for await (i, ev) in events {
                 switch ev {
                 case .output(let t, let tids, let l):
                     texts[i] += t
                     ids[i] += tids
                     lps[i] += l
-                    cont.yield(SSE.frame(object(i, text: texts[i], ids: ids[i], lps: lps[i], finish: nil)))
+                    cont.yield(SSE.frame(object(i, text: texts[i], ids: ids[i], lps: lps[i], input: inputs[i], finish: nil)))
+                case .inputLogprobs(let start, let values):
+                    inputs[i] = InputLogprobList(start: start, values: values)
                 case .finished(let info):
-                    cont.yield(SSE.frame(object(i, text: texts[i], ids: ids[i], lps: lps[i], finish: info)))
+                    cont.yield(SSE.frame(object(i, text: texts[i], ids: ids[i], lps: lps[i], input: inputs[i], finish: info)))
                 }
             }
             if Task.isCancelled { return }
             cont.yield(SSE.done)
         })
+    }
+
+    /// `logprob_start_len`: one integer for every prompt, or one per prompt; -1 when absent.
+    static func logprobStartLens(_ f: RequestFields, prompts: Int) throws -> [Int] {
+        switch f.raw("logprob_start_len") {
+        case nil:
+            return Array(repeating: -1, count: prompts)
+        case .array(let a)?:
+            guard a.count == prompts else {
+                throw APIError.invalid("'logprob_start_len' has \(a.count) entries for \(prompts) prompts.", param: "logprob_start_len")
+            }
+            return try a.map { e in
+                guard case .int(let n) = e else { throw APIError.wrongType("logprob_start_len", expected: "integers", got: e) }
+                return n
+            }
+        default:
+            return [Int](repeating: try f.int("logprob_start_len") ?? -1, count: prompts)
+        }
     }
 
     /// SGLang's finish_reason object: `{"type": "stop", "matched": 2}`, `{"type": "length", "length": 16}`.

@@ -5,14 +5,18 @@ import ServalEngine
 
 /// Serves `ServalAPI` over HTTP/1.1 with Hummingbird. SIGTERM/SIGINT stop the
 /// listener, let in-flight requests (streams included) finish, then drain the engine.
+/// A client that closes its connection cancels its request at once (see
+/// `ConnectionCloseWatcher`), which aborts the engine requests and frees their KV.
 public enum HTTPServer {
     public static func run(api: ServalAPI, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let config = api.config
-        let responder = CallbackResponder<BasicRequestContext> { request, _ in
-            await respond(api: api, request: request, logger: logger)
+        let responder = CallbackResponder<ServalRequestContext> { request, context in
+            let watcher = await context.closeWatcher()
+            return await respond(api: api, request: request, watcher: watcher, logger: logger)
         }
         let app = Application(
             responder: responder,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionCloseWatcher()])),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "serval"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? config.port) },
             logger: logger
@@ -22,7 +26,8 @@ public enum HTTPServer {
         await api.engine.shutdown(drain: true)
     }
 
-    static func respond(api: ServalAPI, request: Request, logger: Logger) async -> Response {
+    static func respond(api: ServalAPI, request: Request, watcher: ConnectionCloseWatcher? = nil,
+                        logger: Logger) async -> Response {
         let method = request.method.rawValue
         let path = request.uri.path
         let start = Date()
@@ -36,7 +41,11 @@ public enum HTTPServer {
                 var req = request
                 let buffer = try await req.collectBody(upTo: limit)
                 bytes = Array(buffer.readableBytesView)
-                reply = await api.handle(method: method, path: path, authorization: request.headers[.authorization], body: bytes)
+                let body = bytes
+                let authorization = request.headers[.authorization]
+                reply = await cancellingOnClose(watcher) {
+                    await api.handle(method: method, path: path, authorization: authorization, body: body)
+                }
             } catch let e as any HTTPResponseError where e.status == .contentTooLarge {
                 reply = .error(.tooLarge(limit: limit))
             } catch {
@@ -46,10 +55,21 @@ public enum HTTPServer {
         if api.config.logRequests {
             logger.info("\(method) \(path) -> \(reply.statusCode) in \(String(format: "%.3f", Date().timeIntervalSince(start)))s")
         }
-        return response(for: reply)
+        return response(for: reply, watcher: watcher)
     }
 
-    static func response(for reply: HTTPReply) -> Response {
+    /// Runs `work` in a task that is cancelled when the client goes away (cancellation
+    /// ends the engine streams it reads, which aborts their requests).
+    static func cancellingOnClose<T: Sendable>(_ watcher: ConnectionCloseWatcher?,
+                                               _ work: @escaping @Sendable () async -> T) async -> T {
+        guard let watcher else { return await work() }
+        let task = Task { await work() }
+        let token = watcher.onClose { task.cancel() }
+        defer { watcher.remove(token) }
+        return await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
+    }
+
+    static func response(for reply: HTTPReply, watcher: ConnectionCloseWatcher? = nil) -> Response {
         switch reply {
         case .json(let status, let value):
             var headers = HTTPFields()
@@ -69,7 +89,12 @@ public enum HTTPServer {
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 // A failed write means the client went away: cancelling the stream
                 // aborts its engine requests, which frees their KV.
-                defer { sse.cancel() }
+                // A stream still queued writes nothing, so also watch the connection.
+                let token = watcher?.onClose { sse.cancel() }
+                defer {
+                    watcher?.remove(token)
+                    sse.cancel()
+                }
                 for await frame in sse.frames {
                     try await writer.write(ByteBuffer(string: frame))
                 }

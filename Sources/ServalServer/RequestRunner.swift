@@ -1,11 +1,20 @@
 import Foundation
 import ServalEngine
 
+/// Prompt logprobs as the engine sent them: position `start` has no value,
+/// `values[j]` is position `start + 1 + j`.
+struct InputLogprobList: Sendable {
+    var start: Int
+    var values: [TokenLogprob]
+}
+
 /// The finished result of one engine request.
 struct CompletedOutput: Sendable {
     var text = ""
     var tokenIDs: [Int32] = []
     var logprobs: [TokenLogprob] = []
+    /// Prompt logprobs when asked for: the first position reported (which has no value) and the values after it.
+    var inputLogprobs: InputLogprobList?
     var finish = FinishInfo(reason: .abort(message: "no result"), promptTokens: 0, completionTokens: 0, cachedTokens: 0)
 }
 
@@ -14,6 +23,8 @@ extension ServalAPI {
     /// end-to-end latency as a client sees them. Ending the returned stream early
     /// (consumer cancelled) aborts the engine request.
     func tracked(_ req: GenerateRequest, arrival: Date) -> AsyncStream<GenerationEvent> {
+        var req = req
+        req.arrival = req.arrival ?? arrival
         let source = engine.submit(req)
         let metrics = self.metrics
         let engine = self.engine
@@ -33,6 +44,8 @@ extension ServalAPI {
                         if ids.count > 1 { metrics.observeInterToken(seconds: 0, tokens: ids.count - 1) }
                     }
                     last = now
+                case .inputLogprobs:
+                    break
                 case .finished:
                     metrics.observeE2E(now.timeIntervalSince(arrival))
                     finished = true
@@ -75,6 +88,8 @@ extension ServalAPI {
                 outs[i].text += text
                 outs[i].tokenIDs += ids
                 outs[i].logprobs += lps
+            case .inputLogprobs(let start, let lps):
+                outs[i].inputLogprobs = InputLogprobList(start: start, values: lps)
             case .finished(let info):
                 outs[i].finish = info
             }

@@ -13,7 +13,7 @@ struct LaunchServer: AsyncParsableCommand {
         commandName: "launch-server",
         abstract: "Starts the OpenAI/SGLang-compatible HTTP server.")
 
-    @Option(name: .customLong("model-path"), help: "GGUF file or model directory (default: $SERVAL_MODEL or the SmolLM2-135M-Instruct Q4_1 GGUF).")
+    @Option(name: .customLong("model-path"), help: "GGUF file or HF checkpoint directory (default: $SERVAL_MODEL or the SmolLM2-135M-Instruct Q4_1 GGUF).")
     var modelPath: String?
     @Option(name: .customLong("tokenizer-path"), help: "Tokenizer location (default: the model path).")
     var tokenizerPath: String?
@@ -229,20 +229,30 @@ struct LaunchServer: AsyncParsableCommand {
         }
     }
 
-    /// Loads the weights as --load-format says.
+    /// Loads the weights as --load-format says: a `.gguf` file, or an HF checkpoint
+    /// directory (config.json + *.safetensors); `auto` tells them apart by the path.
     func loadModel(path: String, threads: Int) throws -> LlamaModel {
-        let isGGUF = path.hasSuffix(".gguf")
+        var isDirectory: ObjCBool = false
+        let isDir = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+        let residency: MappedFile.Residency = mmapWeights ? .mapped : .hugePages
         do {
             switch loadFormat {
-            case "auto", "gguf":
-                guard isGGUF || loadFormat == "gguf" else {
-                    throw ValidationError("'\(path)' is not a .gguf file; only GGUF weights load for now (or use --load-format dummy).")
+            case "gguf":
+                guard !isDir else {
+                    throw ValidationError("'\(path)' is a directory; --load-format gguf needs a .gguf file (use safetensors or auto for an HF checkpoint).")
                 }
-                return try LlamaModel.load(gguf: path, threads: threads, residency: mmapWeights ? .mapped : .hugePages)
+                return try ModelLoader.load(path: path, threads: threads, residency: residency)
+            case "safetensors":
+                guard isDir else {
+                    throw ValidationError("'\(path)' is a file; --load-format safetensors needs an HF checkpoint directory (config.json + *.safetensors).")
+                }
+                return try ModelLoader.load(path: path, threads: threads)
+            case "auto":
+                return try ModelLoader.load(path: path, threads: threads, residency: residency)
             case "dummy":
                 // Shapes from the GGUF metadata or a Hugging Face config.json; random weights.
                 let config: LlamaConfig
-                if isGGUF {
+                if !isDir {
                     config = try LlamaConfig(gguf: try GGUFFile(path: path))
                 } else {
                     let json = URL(fileURLWithPath: path).appendingPathComponent("config.json")
@@ -250,7 +260,7 @@ struct LaunchServer: AsyncParsableCommand {
                 }
                 return try LlamaModel.dummy(config: config, seed: randomSeed ?? 1, threads: threads)
             default:
-                throw ValidationError("--load-format \(loadFormat) is not supported yet; use gguf or dummy.")
+                throw ValidationError("--load-format must be one of auto, gguf, safetensors, dummy; got '\(loadFormat)'.")
             }
         } catch let e as ValidationError {
             throw e

@@ -114,4 +114,44 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
         // ≥ 0.98) is the numerics gate; this only guards against gross divergence.
         #expect(rate >= 0.7)
     }
+
+    /// Teacher forcing: the prompt logprobs of prompt + greedy continuation equal the
+    /// logprobs the engine reported while generating that continuation, with the
+    /// continuation already in the radix cache (so the prefix limit must hold) and the
+    /// prompt prefilled 7 tokens at a time.
+    @Test(.enabled(if: defaultModelPresent))
+    func promptLogprobsMatchOutputLogprobsUnderTeacherForcing() async throws {
+        let ref = try LlamaReference.load()
+        let prompt = ref.cases[0].prompt_ids
+        let model = try LlamaModel.load(gguf: defaultModelPath, threads: 2)
+        let tokenizer = try Tokenizer.load(modelPath: defaultModelPath)
+        var config = EngineConfig()
+        config.maxTotalTokens = 512
+        config.chunkedPrefillSize = 7
+        let engine = try Engine(model: model, decoder: tokenizer, config: config)
+        var p = SamplingParams()
+        p.temperature = 0
+        p.maxNewTokens = 12
+        p.ignoreEOS = true
+        p.logprobs = true
+        p.topLogprobs = 3
+        let generated = await collect(engine.submit(GenerateRequest(rid: "gen", inputIDs: prompt, sampling: p)))
+        #expect(generated.tokens.count == 12)
+        var q = p
+        q.maxNewTokens = 1
+        q.inputLogprobStart = prompt.count - 1
+        let forced = await collect(engine.submit(GenerateRequest(rid: "forced", inputIDs: prompt + generated.tokens, sampling: q)))
+        await engine.shutdown(drain: true)
+        let input = try #require(forced.inputLogprobs)
+        #expect(input.start == prompt.count - 1)
+        #expect(input.values.map(\.tokenID) == generated.tokens)
+        #expect((forced.finish?.cachedTokens ?? Int.max) <= prompt.count - 1)
+        var worst: Float = 0
+        for (a, b) in zip(input.values, generated.logprobs) {
+            worst = max(worst, abs(a.logprob - b.logprob))
+            #expect(a.top.count == 3 && b.top.count == 3)
+        }
+        print("teacher forcing: largest prompt/output logprob difference \(worst)")
+        #expect(worst < 2e-3)
+    }
 }

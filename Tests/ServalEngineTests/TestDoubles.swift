@@ -139,6 +139,8 @@ struct Collected {
     var text = ""
     var tokens: [Int32] = []
     var logprobs: [TokenLogprob] = []
+    /// Prompt logprobs: the start position and the values after it.
+    var inputLogprobs: (start: Int, values: [TokenLogprob])? = nil
     var finish: FinishInfo? = nil
     var events = 0
 }
@@ -152,6 +154,8 @@ func collect(_ stream: AsyncStream<GenerationEvent>) async -> Collected {
             c.text += text
             c.tokens += ids
             c.logprobs += lps
+        case .inputLogprobs(let start, let lps):
+            c.inputLogprobs = (start, lps)
         case .finished(let info):
             c.finish = info
         }

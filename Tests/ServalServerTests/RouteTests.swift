@@ -107,6 +107,48 @@ import ServalEngine
         }
     }
 
+    @Test func generatePromptLogprobsFollowLogprobStartLen() async throws {
+        let engine = ScriptedEngine()
+        let api = makeAPI(engine: engine)
+        // "hi" is [0, 105, 106] with the byte tokenizer's BOS.
+        let r = await api.post("/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 1}, "return_logprob": true, "logprob_start_len": 0, "top_logprobs_num": 1}"#)
+        let meta = try #require(r.json?["meta_info"])
+        #expect(meta["input_token_logprobs"] == [[nil, 0, nil], [.double(-0.25), 105, nil], [.double(-0.25), 106, nil]])
+        if case .array(let top)? = meta["input_top_logprobs"] {
+            #expect(top.count == 3)
+            #expect(top[0] == nil)
+            #expect(top[1] == [[.double(-1.0), 66, nil]])
+        } else {
+            Issue.record("no input_top_logprobs")
+        }
+        // Default -1: only the last prompt token, with a null.
+        let d = await api.post("/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 1}, "return_logprob": true}"#)
+        #expect(d.json?["meta_info"]?["input_token_logprobs"] == [[nil, 106, nil]])
+        #expect(engine.submitted.last?.sampling.inputLogprobStart == 2)
+        // Without return_logprob nothing is asked of the engine.
+        _ = await api.post("/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 1}}"#)
+        #expect(engine.submitted.last?.sampling.inputLogprobStart == nil)
+        let bad = await api.post("/generate", #"{"text": "hi", "return_logprob": true, "logprob_start_len": 3}"#)
+        #expect(bad.statusCode == 400)
+    }
+
+    @Test func completionsEchoWithLogprobsScoresThePrompt() async throws {
+        let api = makeAPI()
+        let r = await api.post("/v1/completions", #"{"prompt": "hi", "max_tokens": 2, "echo": true, "logprobs": 0}"#)
+        guard case .array(let choices)? = r.json?["choices"] else { Issue.record("no choices \(r)"); return }
+        let lp = try #require(choices[0]["logprobs"])
+        #expect(choices[0]["text"] == "hiab")
+        #expect(lp["tokens"] == ["", "h", "i", "a", "b"])
+        #expect(lp["token_logprobs"] == [nil, .double(-0.25), .double(-0.25), .double(-0.5), .double(-0.5)])
+        #expect(lp["top_logprobs"] == [nil, [:], [:], [:], [:]])
+        #expect(lp["text_offset"] == [0, 0, 1, 2, 3])
+        // Streamed: the echo chunk carries the prompt's logprobs.
+        let s = await api.post("/v1/completions", #"{"prompt": "hi", "max_tokens": 2, "echo": true, "logprobs": 0, "stream": true}"#)
+        let frames = await s.frames()
+        #expect(frames.first?.contains(#""text":"hi""#) == true)
+        #expect(frames.first?.contains(#""token_logprobs":[null,-0.25,-0.25]"#) == true)
+    }
+
     @Test func generateBatchAndInputIDs() async throws {
         let api = makeAPI()
         let r = await api.post("/generate", #"{"input_ids": [[5, 6], [7]], "sampling_params": {"max_new_tokens": 1}}"#)

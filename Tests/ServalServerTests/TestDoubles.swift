@@ -38,6 +38,13 @@ final class ScriptedEngine: EngineHandle, @unchecked Sendable {
         lock.withLock { submitted.append(request) }
         let n = request.sampling.maxNewTokens
         return AsyncStream { cont in
+            // Prompt logprobs: -0.25 for every scored prompt token (position p scores inputIDs[p]).
+            if let start = request.sampling.inputLogprobStart {
+                let values = request.inputIDs[(start + 1)...].map {
+                    TokenLogprob(tokenID: $0, logprob: -0.25, top: (0..<request.sampling.topLogprobs).map { (Int32(66 + $0), -1.0 - Float($0)) })
+                }
+                cont.yield(.inputLogprobs(start: start, logprobs: values))
+            }
             for i in 0..<n {
                 let id = Int32(UInt8(ascii: "a") + UInt8(i % 26)) + 1
                 let lps = request.sampling.logprobs

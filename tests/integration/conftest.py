@@ -41,16 +41,17 @@ def free_port():
 class Server:
     """One `serval launch-server` process on a free loopback port."""
 
-    def __init__(self, *extra_args, api_key=None, startup_timeout=180):
+    def __init__(self, *extra_args, api_key=None, startup_timeout=180, model=None):
         binary = find_binary()
         if binary is None or not binary.exists():
             pytest.skip("serval binary not found (set $SERVAL_BIN or run `swift build -c release`)")
-        if not model_path().exists():
-            pytest.skip(f"model not found at {model_path()} (set $SERVAL_MODEL or run `make test`)")
+        model = Path(model) if model else model_path()
+        if not model.exists():
+            pytest.skip(f"model not found at {model} (set $SERVAL_MODEL or run `make test`)")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
-        args = [str(binary), "launch-server", "--model-path", str(model_path()), "--port", str(self.port),
+        args = [str(binary), "launch-server", "--model-path", str(model), "--port", str(self.port),
                 "--served-model-name", "smollm2", "--random-seed", "1", *extra_args]
         if api_key:
             args += ["--api-key", api_key]
