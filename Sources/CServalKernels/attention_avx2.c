@@ -7,43 +7,7 @@
 // `kv_type` and specialised at compile time.
 #if defined(__x86_64__)
 #include "sv_internal.h"
-#include <immintrin.h>
-
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE static inline __attribute__((target("avx2,fma,f16c"), always_inline))
-
-AVX2_INLINE float att_hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-AVX2_INLINE float att_hmax8(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/// e^x for x <= 0 (scores minus their max); ~1e-7 relative error.
-/// x = n ln2 + r, then a degree-6 polynomial for e^r.
-AVX2_INLINE __m256 att_exp8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365478515625f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+#include "avx2_common.h"
 
 /// Eight KV elements at element index `i` of `base`, as f32.
 AVX2_INLINE __m256 kv_load8(int kv_type, const void *base, int64_t i) {
@@ -95,7 +59,7 @@ AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_
             const __m256 k0 = kv_load8(kv_type, k, b0 + d);
             for (int j = 0; j < NH; j++) a0[j] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qh + j * hd + d), a0[j]);
         }
-        for (int j = 0; j < NH; j++) sc[j * ld + i] = att_hsum8(a0[j]) * scale;
+        for (int j = 0; j < NH; j++) sc[j * ld + i] = hsum8(a0[j]) * scale;
     }
 }
 
@@ -104,17 +68,17 @@ AVX2_INLINE float softmax_weights(float *p, int64_t L, float *lse) {
     __m256 mv = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 8 <= L; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(p + i));
-    float m = att_hmax8(mv);
+    float m = hmax8(mv);
     for (; i < L; i++) m = fmaxf(m, p[i]);
     const __m256 mm = _mm256_set1_ps(m);
     __m256 sv = _mm256_setzero_ps();
     i = 0;
     for (; i + 8 <= L; i += 8) {
-        const __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), mm));
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), mm));
         _mm256_storeu_ps(p + i, e);
         sv = _mm256_add_ps(sv, e);
     }
-    float s = att_hsum8(sv);
+    float s = hsum8(sv);
     for (; i < L; i++) { p[i] = expf(p[i] - m); s += p[i]; }
     if (lse) *lse = m + logf(s);
     return 1.0f / s;

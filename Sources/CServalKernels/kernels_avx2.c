@@ -5,20 +5,10 @@
 // prefill and batched decode cheaper per token than single-row decode.
 #if defined(__x86_64__)
 #include "sv_internal.h"
-#include <immintrin.h>
-
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
+#include "avx2_common.h"
 
 /// Software prefetch distance for weight streams of single-row (decode) matmuls.
 #define SV_PREFETCH_BYTES 1024
-
-AVX2_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 AVX2_INLINE int hsum8i(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
