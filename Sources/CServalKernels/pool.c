@@ -72,13 +72,9 @@ static int64_t share_take(sv_share *s, int from_back) {
 static void run_ranges(sv_pool *p, int me) {
     const int n = p->threads;
     const int64_t grain = p->grain, count = p->count;
-    for (int64_t u; (u = share_take(&p->shares[me], 0)) >= 0;) {
-        const int64_t lo = u * grain, hi = lo + grain < count ? lo + grain : count;
-        p->range_fn(p->ctx, lo, hi);
-    }
-    for (int k = 1; k < n; k++) {
+    for (int k = 0; k < n; k++) {  // k = 0: its own share, from the front
         sv_share *s = &p->shares[(me + k) % n];
-        for (int64_t u; (u = share_take(s, 1)) >= 0;) {
+        for (int64_t u; (u = share_take(s, k != 0)) >= 0;) {
             const int64_t lo = u * grain, hi = lo + grain < count ? lo + grain : count;
             p->range_fn(p->ctx, lo, hi);
         }

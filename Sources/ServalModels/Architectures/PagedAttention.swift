@@ -56,27 +56,22 @@ struct PagedAttention {
         for g in groups {
             for m in g.members {
                 plan.prefixLength[m] = g.length
-                var t = 0
-                while t < tokenCounts[m] {
-                    let e = min(tokenCounts[m], t + chunk)
-                    for h in 0..<kvHeads { plan.prefixItems.append(Item(sequence: m, kvHead: h, firstToken: t, endToken: e)) }
-                    t = e
-                }
+                plan.prefixItems += items(sequence: m, tokens: tokenCounts[m], kvHeads: kvHeads)
             }
         }
         // kv head major, then member: consecutive items read the same prefix K/V.
         plan.prefixItems.sort { ($0.kvHead, $0.sequence, $0.firstToken) < ($1.kvHead, $1.sequence, $1.firstToken) }
-        for (i, n) in tokenCounts.enumerated() {
-            var t = 0
-            while t < n {
-                let e = min(n, t + chunk)
-                for h in 0..<kvHeads { plan.items.append(Item(sequence: i, kvHead: h, firstToken: t, endToken: e)) }
-                t = e
-            }
-        }
+        for (i, n) in tokenCounts.enumerated() { plan.items += items(sequence: i, tokens: n, kvHeads: kvHeads) }
         // Longest work first (late chunks of long prompts attend to the most keys).
         plan.items.sort { $0.endToken > $1.endToken }
         return plan
+    }
+
+    /// One item per (kv head, run of up to `chunk` query rows) of a sequence.
+    private static func items(sequence: Int, tokens: Int, kvHeads: Int) -> [Item] {
+        stride(from: 0, to: tokens, by: chunk).flatMap { t in
+            (0..<kvHeads).map { Item(sequence: sequence, kvHead: $0, firstToken: t, endToken: min(tokens, t + chunk)) }
+        }
     }
 
     /// Groups of at least two sequences whose slot lists start with the same run of at
