@@ -80,11 +80,11 @@ run_workloads() {
   echo "== $name: shared-prefix" >&2
   "$SERVAL" bench-serving "${common[@]}" --dataset-name generated-shared-prefix \
     --gsp-num-groups 4 --gsp-prompts-per-group $((NUM_PROMPTS / 4)) --gsp-system-prompt-len 500 \
-    --gsp-question-len 20 --gsp-output-len 64 --output-file "$OUT_DIR/$name-shared-prefix.jsonl" >&2
+    --gsp-question-len 20 --gsp-output-len 64 --output-details --output-file "$OUT_DIR/$name-shared-prefix.jsonl" >&2
   echo "== $name: random" >&2
   "$SERVAL" bench-serving "${common[@]}" --dataset-name random --num-prompts "$NUM_PROMPTS" \
     --random-input-len 520 --random-output-len 64 --random-range-ratio 1 \
-    --output-file "$OUT_DIR/$name-random.jsonl" >&2
+    --output-details --output-file "$OUT_DIR/$name-random.jsonl" >&2
 }
 
 if [ "$ONLY" != serval ]; then

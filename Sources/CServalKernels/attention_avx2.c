@@ -130,8 +130,12 @@ AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, 
             const int nh = nq - j0 >= 3 ? 3 : (int)(nq - j0);
             const float *p = scratch + j0 * L;
             float *oh = orow + j0 * hd;
-            for (int64_t d0 = 0; d0 < hd; d0 += 32) {
-                const int nc = hd - d0 >= 32 ? 4 : (int)((hd - d0) / 8);
+            // 3 heads x 4 chunks would need 12 accumulators + 4 V chunks + the
+            // broadcast weights: more than 16 registers, and a spilled accumulator
+            // turns every key into a store-reload chain. 3 heads take 2 chunks a pass.
+            const int64_t width = nh == 3 ? 16 : 32;
+            for (int64_t d0 = 0; d0 < hd; d0 += width) {
+                const int nc = hd - d0 >= width ? (int)(width / 8) : (int)((hd - d0) / 8);
 #define SV_VT(NH, NC) case (NH) * 8 + (NC): \
     values_tile(kv_type, NH, NC, p, L, v, kv_stride, slots, L, d0, inv + j0, oh, hd); break;
                 switch (nh * 8 + nc) {

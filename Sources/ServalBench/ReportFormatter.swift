@@ -70,8 +70,10 @@ public enum ReportFormatter {
     }
 
     /// SGLang's record fields (same names) plus p90s, failures, peak concurrency
-    /// and the dataset's parameters. An infinite rate is written as "inf".
-    public static func record(config: BenchConfig, result: RunResult, date: Date = Date()) -> [String: Any] {
+    /// and the dataset's parameters. An infinite rate is written as "inf". With `details`,
+    /// SGLang's `--output-details` arrays too: one entry per request, in dataset order.
+    public static func record(config: BenchConfig, result: RunResult, date: Date = Date(),
+                              details: Bool = false) -> [String: Any] {
         let m = result.metrics
         var r: [String: Any] = [
             "backend": config.backend.rawValue,
@@ -126,6 +128,15 @@ public enum ReportFormatter {
         }
         let errors = result.outcomes.filter { !$0.success }.map(\.error)
         if !errors.isEmpty { r["first_error"] = errors[0] }
+        if details {
+            let o = result.outcomes
+            r["input_lens"] = o.map(\.promptLen)
+            r["output_lens"] = o.map(\.outputLen)
+            r["ttfts"] = o.map(\.ttft)
+            r["itls"] = o.map(\.itl)
+            r["generated_texts"] = o.map(\.generatedText)
+            r["errors"] = o.map(\.error)
+        }
         return r
     }
 

@@ -35,6 +35,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     /// When the current step's tokens were sampled (one clock read per step).
     private var stepTime = Date()
     private let started = Date()
+    private let refillWait: Double
+    private var refillGate = RefillGate()
+    /// Requests the latest step finished (their clients may be about to send more).
+    private var finishedLastStep = 0
 
     // Published snapshot.
     private let snapshotLock = NSLock()
@@ -68,6 +72,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         sc.maxPrefillTokens = config.maxPrefillTokens
         sc.chunkedPrefillSize = config.chunkedPrefillSize
         sc.prefillMaxRequests = config.prefillMaxRequests
+        sc.mixedChunk = config.mixedChunk
         sc.policy = config.schedulePolicy
         sc.disableRadixCache = config.disableRadixCache
         sc.randomSeed = config.randomSeed
@@ -80,6 +85,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.decoder = decoder
         self.logger = logger
         self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
+        self.refillWait = max(0, config.refillWait)
         self.loadSnapshot = EngineLoad(runningRequests: 0, queuedRequests: 0, tokenUsage: 0, usedTokens: 0,
                                        totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
@@ -197,7 +203,20 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         var drain = true
         while true {
             let idle = scheduler.isIdle
-            for command in inbox.take(wait: idle && shutdownWaiters.isEmpty) {
+            // Requests that just ended are often replaced at once by their clients: a
+            // short wait lets the replacements join the next forward pass.
+            let refill = idle || !shutdownWaiters.isEmpty || !scheduler.waiting.isEmpty ? 0 : finishedLastStep
+            finishedLastStep = 0
+            let waitStart = Date()
+            let commands: [EngineCommand]
+            if refill > 0, refillGate.shouldWait() {
+                commands = inbox.take(wait: true, atLeast: refill, timeout: refillWait)
+                refillGate.record(arrived: commands.count)
+                logger.debug("\(String(format: "refill: %d of %d in %.1f ms", commands.count, refill, Date().timeIntervalSince(waitStart) * 1000))")
+            } else {
+                commands = inbox.take(wait: idle && shutdownWaiters.isEmpty)
+            }
+            for command in commands {
                 switch command {
                 case .submit(let request, let continuation):
                     accept(request, continuation)
@@ -302,6 +321,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             if batch.retracted.isEmpty { Thread.sleep(forTimeInterval: 0.001) }
             return
         }
+        let stepStart = Date()
         var output: ForwardOutput
         var forwardBatch = batch.forwardBatch()
         for (i, s) in batch.sequences.enumerated() where wantsPromptRows(s) { forwardBatch.sequences[i].logits = .all }
@@ -321,6 +341,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         scheduler.completeForward(batch)
         stepTime = Date()
+        let forwardSeconds = stepTime.timeIntervalSince(stepStart)
         // Take the logits out so the sampler's in-place edits do not copy them (a chunk with
         // prompt logprobs carries chunk × vocab floats).
         var logits = output.logits
@@ -354,6 +375,14 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         generationTokensTotal += produced
         throughput.record(tokens: produced, at: Date().timeIntervalSince(started))
         publishAndDeliver()
+        logger.debug("\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))")
+    }
+
+    /// One line per step for `--log-level debug`: the batch's shape and where its time went.
+    static func stepSummary(_ batch: ScheduledBatch, forward: Double, total: Double, waiting: Int) -> String {
+        String(format: "step: %d decode, %d prefill (%d tokens), %d waiting; forward %.1f ms, step %.1f ms",
+               batch.decodeCount, batch.sequences.count - batch.decodeCount, batch.prefillTokenCount, waiting,
+               forward * 1000, total * 1000)
     }
 
     /// True when this chunk covers prompt rows whose logits the request still needs.
@@ -449,6 +478,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                                                               completionTokens: r.outputCount, cachedTokens: cached)))
         }
         if r.status != .finished {
+            if r.status == .running { finishedLastStep += 1 }
             scheduler.finish(r)
             requestsTotal += 1
             promptTokensTotal += r.promptLength

@@ -21,14 +21,14 @@ final class EngineInbox: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// All pending commands; when `wait` is set and there are none, blocks until one
-    /// arrives (or `timeout` seconds pass, if given).
-    func take(wait: Bool, timeout: Double? = nil) -> [EngineCommand] {
+    /// All pending commands; when `wait` is set and there are fewer than `atLeast`,
+    /// blocks until that many are pending (or `timeout` seconds pass, if given).
+    func take(wait: Bool, atLeast: Int = 1, timeout: Double? = nil) -> [EngineCommand] {
         condition.lock()
         defer { condition.unlock() }
         if wait {
             let deadline = timeout.map { Date().addingTimeInterval($0) }
-            while commands.isEmpty {
+            while commands.count < atLeast {
                 if let deadline {
                     if !condition.wait(until: deadline) { break }
                 } else {

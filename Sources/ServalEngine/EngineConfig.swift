@@ -15,6 +15,17 @@ public struct EngineConfig: Sendable, Equatable {
         case random
     }
 
+    /// Whether prefill chunks run in the same forward pass as the decodes.
+    public enum MixedChunk: String, Sendable, CaseIterable {
+        /// Always (SGLang's `--enable-mixed-chunk`).
+        case always
+        /// Never: a step with prompt work runs only that (SGLang's default).
+        case never
+        /// A prompt that finishes within the step runs alone, so its first token comes a
+        /// decode batch sooner; the chunks of a long prompt carry the decodes along.
+        case auto
+    }
+
     /// Max prompt + output tokens per request (nil: the model's).
     public var contextLength: Int? = nil
     /// KV pool size in tokens (nil: derive from `memFractionStatic`).
@@ -34,6 +45,7 @@ public struct EngineConfig: Sendable, Equatable {
     /// Most sequences prefilling in one forward batch (SGLang's `--prefill-max-requests`);
     /// nil: no limit.
     public var prefillMaxRequests: Int? = nil
+    public var mixedChunk: MixedChunk = .auto
     public var pageSize: Int = 1
     /// Element type of the KV pool (`--kv-cache-dtype`); `auto` is f16 on the CPU.
     public var kvCacheDType: KVCacheDType = .auto
@@ -42,6 +54,12 @@ public struct EngineConfig: Sendable, Equatable {
     public var randomSeed: UInt64 = 0
     /// Threads for the CPU backend (nil: one per core).
     public var threads: Int? = nil
+    /// After a step that finished requests, wait up to this many seconds for as many
+    /// new submissions before the next forward pass (`--refill-wait-ms`). A client
+    /// that sends its next request as soon as one ends (a closed loop: agents,
+    /// pipelines, benchmarks with a concurrency limit) then joins the very next step
+    /// instead of waiting out a whole one. 0 turns it off.
+    public var refillWait: Double = 0.010
     /// Seconds a forward pass may take before the watchdog reports the engine stuck.
     public var watchdogTimeout: Double = 300
 

@@ -28,6 +28,11 @@ struct SchedulerConfig {
     /// Another request already computing at least this many of a candidate's uncached
     /// prompt tokens makes the candidate wait a step and reuse them from the cache.
     var inBatchPrefixThreshold = 32
+    /// Whether prefill chunks share a forward pass with the decodes.
+    var mixedChunk: EngineConfig.MixedChunk = .auto
+    /// With `.auto`, at most this many prefill-only steps in a row, so a stream of short
+    /// prompts cannot hold the decodes back for long.
+    var maxPrefillOnlySteps = 2
 }
 
 /// Continuous batching over a fixed KV pool: decides each step which requests run and
@@ -101,6 +106,17 @@ struct Scheduler {
         newTokenRatio = max(config.minNewTokenRatio, newTokenRatio - config.newTokenRatioDecay)
         var batch = ScheduledBatch()
 
+        // 0. Prompts that finish within this step run without the decodes: their first
+        // tokens come a decode batch sooner, and the decodes run next step.
+        if prefillAlone() {
+            schedulePrefill(into: &batch)
+            if !batch.sequences.isEmpty {
+                prefillOnlySteps += 1
+                return batch
+            }
+        }
+        prefillOnlySteps = 0
+
         // 1. Decodes: one slot each; retract until they fit.
         while running.count > 1, decodeSlotsNeeded() > allocator.freeSlots + cache.evictableSlots {
             guard let victim = running.max(by: { $0.serial < $1.serial }) else { break }
@@ -121,6 +137,41 @@ struct Scheduler {
         }
 
         // 2. Prefill: continue chunked prompts, then admit new requests.
+        schedulePrefill(into: &batch)
+        // Prompts mid-prefill can deadlock a full pool with no decoder to trigger the
+        // retraction above; free the youngest one's room so the others progress.
+        if batch.isEmpty, running.count > 1, let victim = running.max(by: { $0.serial < $1.serial }) {
+            retract(victim)
+            batch.retracted.append(victim)
+            newTokenRatio = min(1, newTokenRatio + 0.2)
+        }
+        return batch
+    }
+
+    /// Consecutive steps that ran prompts without the decodes.
+    private var prefillOnlySteps = 0
+
+    /// Whether this step's prefill should run without the decodes (SGLang's default;
+    /// `mixedChunk == .always` never does): with `.auto`, when nothing is mid-prefill and
+    /// the first waiting prompt fits the step's budget whole, so the step is short and
+    /// brings first tokens; a long prompt's chunks carry the decodes along instead of
+    /// stalling them for many steps. At most `maxPrefillOnlySteps` in a row.
+    private mutating func prefillAlone() -> Bool {
+        guard running.contains(where: { !$0.isPrefilling }) else { return false }
+        switch config.mixedChunk {
+        case .always: return false
+        case .never: return !waiting.isEmpty || running.contains(where: \.isPrefilling)
+        case .auto:
+            guard prefillOnlySteps < config.maxPrefillOnlySteps,
+                  !running.contains(where: \.isPrefilling),
+                  running.count < config.maxRunningRequests,
+                  let first = orderedWaiting().first else { return false }
+            let budget = chunking ? min(config.maxPrefillTokens, config.chunkedPrefillSize) : config.maxPrefillTokens
+            return first.tokens.count - matchPrefix(first).length <= budget
+        }
+    }
+
+    private mutating func schedulePrefill(into batch: inout ScheduledBatch) {
         var budget = config.maxPrefillTokens
         let chunking = config.chunkedPrefillSize > 0
         if chunking { budget = min(budget, config.chunkedPrefillSize) }
@@ -142,14 +193,6 @@ struct Scheduler {
         if budget > 0, prefillSlots > 0, running.count < config.maxRunningRequests, !waiting.isEmpty {
             admit(into: &batch, budget: budget, requests: prefillSlots, chunkInFlight: chunkInFlight)
         }
-        // Prompts mid-prefill can deadlock a full pool with no decoder to trigger the
-        // retraction above; free the youngest one's room so the others progress.
-        if batch.isEmpty, running.count > 1, let victim = running.max(by: { $0.serial < $1.serial }) {
-            retract(victim)
-            batch.retracted.append(victim)
-            newTokenRatio = min(1, newTokenRatio + 0.2)
-        }
-        return batch
     }
 
     private func decodeSlotsNeeded() -> Int {

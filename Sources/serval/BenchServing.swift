@@ -100,6 +100,9 @@ struct BenchServing: AsyncParsableCommand {
     @Option(help: "Append one JSON record per request rate to this file.")
     var outputFile: String?
 
+    @Flag(help: "Add each request's input_lens, output_lens, ttfts, itls, generated_texts and errors to the --output-file record.")
+    var outputDetails = false
+
     @Option(help: "Write an SVG chart of output throughput vs P99 TTFT and P99 ITL over the rates.")
     var plot: String?
 
@@ -178,6 +181,7 @@ struct BenchServing: AsyncParsableCommand {
         let runner = BenchmarkRunner(config: config, tokenizer: tok)
         var invalid: [String] = []
         let outputFile = self.outputFile
+        let outputDetails = self.outputDetails
         let results: [RunResult]
         do {
             results = try await runner.run(rows: rows) { result in
@@ -190,7 +194,8 @@ struct BenchServing: AsyncParsableCommand {
                     invalid.append("every request failed at rate \(ReportFormatter.rateString(result.requestRate))")
                 }
                 if let outputFile {
-                    let line = try ReportFormatter.jsonLine(ReportFormatter.record(config: config, result: result))
+                    let line = try ReportFormatter.jsonLine(ReportFormatter.record(config: config, result: result,
+                                                                                      details: outputDetails))
                     try ReportFormatter.append(line: line, to: outputFile)
                 }
             }

@@ -39,6 +39,14 @@ struct LaunchServer: AsyncParsableCommand {
     @Option(name: .customLong("prefill-max-requests"),
             help: "Most requests prefilling in one forward batch (default: no limit; a small value staggers bursts of short prompts).")
     var prefillMaxRequests: Int?
+    @Option(name: .customLong("mixed-chunk"),
+            help: "Prefill chunks in the decodes' forward pass: auto (a prompt that finishes within the step runs alone, a long prompt's chunks carry the decodes), always or never.")
+    var mixedChunk: String = "auto"
+    @Flag(name: .customLong("enable-mixed-chunk"), help: "SGLang's spelling of --mixed-chunk always.")
+    var enableMixedChunk = false
+    @Option(name: .customLong("refill-wait-ms"),
+            help: "After a step that finished requests, wait up to this long for their clients' next requests so they join the next forward pass (0: off).")
+    var refillWaitMs: Double = 10
     @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
     var pageSize: Int = 1
     @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
@@ -99,6 +107,13 @@ struct LaunchServer: AsyncParsableCommand {
         if let t = maxTotalTokens, t < 1 { throw ValidationError("--max-total-tokens must be positive, got \(t).") }
         if let r = maxRunningRequests, r < 1 { throw ValidationError("--max-running-requests must be positive, got \(r).") }
         if let n = prefillMaxRequests, n < 1 { throw ValidationError("--prefill-max-requests must be positive, got \(n).") }
+        guard var mixed = EngineConfig.MixedChunk(rawValue: mixedChunk.lowercased()) else {
+            throw ValidationError("--mixed-chunk must be auto, always or never, got '\(mixedChunk)'.")
+        }
+        if enableMixedChunk { mixed = .always }
+        guard refillWaitMs >= 0, refillWaitMs <= 1000 else {
+            throw ValidationError("--refill-wait-ms must be in [0, 1000], got \(refillWaitMs).")
+        }
         guard maxPrefillTokens >= 1 else { throw ValidationError("--max-prefill-tokens must be positive, got \(maxPrefillTokens).") }
         guard chunkedPrefillSize == -1 || chunkedPrefillSize >= 1 else {
             throw ValidationError("--chunked-prefill-size must be -1 (off) or positive, got \(chunkedPrefillSize).")
@@ -117,6 +132,8 @@ struct LaunchServer: AsyncParsableCommand {
         e.maxPrefillTokens = maxPrefillTokens
         e.chunkedPrefillSize = chunkedPrefillSize
         e.prefillMaxRequests = prefillMaxRequests
+        e.refillWait = refillWaitMs / 1000
+        e.mixedChunk = mixed
         e.pageSize = pageSize
         e.kvCacheDType = kvDType
         e.schedulePolicy = policy
@@ -142,6 +159,8 @@ struct LaunchServer: AsyncParsableCommand {
         o["max_prefill_tokens"] = .int(maxPrefillTokens)
         o["chunked_prefill_size"] = .int(chunkedPrefillSize)
         o["prefill_max_requests"] = prefillMaxRequests.map { .int($0) } ?? .null
+        o["refill_wait_ms"] = .double(refillWaitMs)
+        o["enable_mixed_chunk"] = .bool(enableMixedChunk || mixedChunk.lowercased() == "always")
         o["page_size"] = .int(pageSize)
         o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)

@@ -59,6 +59,16 @@ import Testing
         #expect(obj["completed"] as? Int == 1 && obj["failed"] as? Int == 1)
         #expect(obj["total_output_tokens"] as? Int == 8)
         #expect((obj["first_error"] as? String)?.contains("HTTP 500") == true)
+        #expect(obj["ttfts"] == nil, "per-request arrays only with --output-details")
+
+        let detailed = try ReportFormatter.jsonLine(ReportFormatter.record(config: config, result: result, details: true))
+        let d = try #require(try JSONSerialization.jsonObject(with: Data(detailed.utf8)) as? [String: Any])
+        #expect(d["input_lens"] as? [Int] == [55, 55])
+        #expect(d["output_lens"] as? [Int] == [8, 0])
+        #expect(d["ttfts"] as? [Double] == [0.1, 0])
+        #expect((d["itls"] as? [[Double]])?.map(\.count) == [7, 0])
+        #expect((d["errors"] as? [String])?.last?.contains("HTTP 500") == true)
+        #expect((d["generated_texts"] as? [String])?.count == 2)
     }
 
     @Test func tableUsesSGLangLabels() {

@@ -155,6 +155,44 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
         #expect(d.outputs["short"] == referenceGreedy(prompt: prompt(1, 8), count: 20))
     }
 
+    @Test func shortPromptRunsAloneThenDecodesResume() throws {
+        var d = try Driver(config { $0.chunkedPrefillSize = 32; $0.policy = .fcfs })
+        try d.submit("a", prompt(1, 8), maxNew: 20)
+        try d.submit("b", prompt(2, 8), maxNew: 20)
+        try d.step()  // both prefills, nothing decoding yet
+        try d.step()  // two decodes
+        try d.submit("c", prompt(3, 20), maxNew: 4)
+        try d.step()
+        // c fits the step whole: it runs without the decodes, which come back next step.
+        #expect(d.batches[2].decodeCount == 0 && d.batches[2].prefillTokenCount == 20)
+        try d.step()
+        #expect(d.batches[3].decodeCount == 3)
+        try d.runToCompletion()
+        #expect(d.outputs["c"] == referenceGreedy(prompt: prompt(3, 20), count: 4))
+        #expect(d.outputs["a"] == referenceGreedy(prompt: prompt(1, 8), count: 20))
+    }
+
+    @Test func prefillOnlyStepsAreCappedAndAlwaysMixes() throws {
+        for mode in [EngineConfig.MixedChunk.auto, .always] {
+            var d = try Driver(config {
+                $0.chunkedPrefillSize = 16; $0.policy = .fcfs; $0.prefillMaxRequests = 1; $0.mixedChunk = mode
+            })
+            try d.submit("a", prompt(1, 8), maxNew: 30)
+            try d.step()
+            for i in 0 ..< 6 { try d.submit("s\(i)", prompt(Int32(10 + i), 10), maxNew: 2) }
+            for _ in 0 ..< 6 { try d.step() }
+            let decodes = d.batches.dropFirst().prefix(6).map { $0.decodeCount > 0 }
+            if mode == .always {
+                #expect(decodes.allSatisfy { $0 })
+            } else {
+                // Never more than two prefill-only steps before the decodes run again.
+                #expect(!decodes.prefix(3).allSatisfy { !$0 } && decodes.contains(false))
+            }
+            try d.runToCompletion()
+            #expect(d.finished.count == 7)
+        }
+    }
+
     @Test func prefillBudgetCapsABatch() throws {
         var d = try Driver(config { $0.chunkedPrefillSize = -1; $0.maxPrefillTokens = 50; $0.policy = .fcfs })
         for i in 0 ..< 4 { try d.submit("r\(i)", prompt(Int32(i), 20)) }
