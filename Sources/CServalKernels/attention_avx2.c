@@ -26,30 +26,40 @@ AVX2_INLINE __m128 att_hsum8x4(__m256 a, __m256 b, __m256 c, __m256 d) {
 }
 
 /// Scores of NH <= 3 heads (query head j at qh + j*hd) against every visible
-/// key, four keys per step: 4*NH accumulators + NH query chunks fill the 16
-/// registers, and each head's four sums reduce together and store as one vector.
-/// sc[j*ld + i].
+/// key, NK keys per step: NH*NK accumulators, NH query chunks and one key chunk
+/// must stay within the 16 registers (a spilled accumulator turns every step into
+/// a store-reload chain), so 3 heads take 3 keys a step and fewer heads take 4.
+/// Each head's sums reduce together and store as one vector. sc[j*ld + i].
 AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_t hd,
                               const void *k, int64_t kv_stride, const int32_t *slots, int64_t L,
                               float scale, float *sc, int64_t ld) {
     const __m128 vscale = _mm_set1_ps(scale);
+    const int NK = NH == 3 ? 3 : 4;
     int64_t i = 0;
-    for (; i + 3 < L; i += 4) {
+    for (; i + NK <= L; i += NK) {
         int64_t b[4];
-        for (int t = 0; t < 4; t++) b[t] = (int64_t)slots[i + t] * kv_stride;
+        for (int t = 0; t < NK; t++) b[t] = (int64_t)slots[i + t] * kv_stride;
         __m256 acc[3][4];
         for (int j = 0; j < NH; j++)
             for (int t = 0; t < 4; t++) acc[j][t] = _mm256_setzero_ps();
         for (int64_t d = 0; d < hd; d += 8) {
             __m256 qv[3];
             for (int j = 0; j < NH; j++) qv[j] = _mm256_loadu_ps(qh + j * hd + d);
-            for (int t = 0; t < 4; t++) {
+            for (int t = 0; t < NK; t++) {
                 const __m256 kv = kv_load8(kv_type, k, b[t] + d);
                 for (int j = 0; j < NH; j++) acc[j][t] = _mm256_fmadd_ps(kv, qv[j], acc[j][t]);
             }
         }
-        for (int j = 0; j < NH; j++)
-            _mm_storeu_ps(sc + j * ld + i, _mm_mul_ps(att_hsum8x4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), vscale));
+        for (int j = 0; j < NH; j++) {
+            const __m128 s4 = _mm_mul_ps(att_hsum8x4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), vscale);
+            float *dst = sc + j * ld + i;
+            if (NK == 4) {
+                _mm_storeu_ps(dst, s4);
+            } else {
+                _mm_storel_pi((__m64 *)dst, s4);
+                _mm_store_ss(dst + 2, _mm_movehl_ps(s4, s4));
+            }
+        }
     }
     for (; i < L; i++) {
         const int64_t b0 = (int64_t)slots[i] * kv_stride;
