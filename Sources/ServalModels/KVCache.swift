@@ -1,8 +1,10 @@
 import ServalTensor
 
-/// The model's KV memory: for every layer, K and V rows of `kvHeads × headDim`
-/// elements per token slot (`[layer][slot][kvHead][dim]`), stored as f16 (the
-/// default, like llama.cpp), bf16 or f32.
+/// The model's KV memory: for every layer and kv head, one `headDim` row per token
+/// slot (`[layer][kvHead][slot][dim]`), stored as f16 (the default, like llama.cpp),
+/// bf16 or f32. Head-major, so one kv head's keys of consecutive slots (a cached
+/// prefix, a prompt) are one contiguous run that the attention kernel streams; with
+/// slot-major rows each 128-byte head row sat between the other heads' rows.
 ///
 /// Rows are converted from the forward pass's f32 once, when written (round to
 /// nearest even); the attention kernel converts back on load. f16 halves the
@@ -14,8 +16,10 @@ public final class LlamaKVCache: KVCacheStorage, @unchecked Sendable {
     /// Element type of the stored rows (f16, bf16 or f32).
     public let storage: DType
     let layerCount: Int
-    /// Elements per K (or V) row: kvHeads × headDim.
+    /// Elements per token and layer over all kv heads: kvHeads × headDim.
     let rowElements: Int
+    let kvHeads: Int
+    let headDim: Int
     let elementBytes: Int
     private let keys: UnsafeMutableRawPointer
     private let values: UnsafeMutableRawPointer
@@ -33,6 +37,8 @@ public final class LlamaKVCache: KVCacheStorage, @unchecked Sendable {
         storage = type
         layerCount = layers
         rowElements = row
+        self.kvHeads = kvHeads
+        self.headDim = headDim
         elementBytes = dtype.elementBytes
         // Deliberately left uninitialised: every slot is written before it is read.
         keys = .allocate(byteCount: total * elementBytes, alignment: 64)
@@ -49,7 +55,15 @@ public final class LlamaKVCache: KVCacheStorage, @unchecked Sendable {
         2 * layers * kvHeads * headDim * dtype.elementBytes
     }
 
-    /// Start of `layer`'s keys; slot s's row is `s * rowElements` elements further.
+    /// Elements from one slot's row of a kv head to the next slot's (the attention
+    /// kernel's `kvStride`).
+    var slotStride: Int { headDim }
+
+    /// Bytes from one kv head's rows to the next head's, within a layer.
+    var headStrideBytes: Int { slotCount * headDim * elementBytes }
+
+    /// Start of `layer`'s keys: kv head h's row for slot s is `h * headStrideBytes`
+    /// bytes plus `s * slotStride` elements further.
     @inline(__always)
     func keys(layer: Int) -> UnsafeRawPointer {
         UnsafeRawPointer(keys + layer * slotCount * rowElements * elementBytes)
@@ -61,38 +75,45 @@ public final class LlamaKVCache: KVCacheStorage, @unchecked Sendable {
         UnsafeRawPointer(values + layer * slotCount * rowElements * elementBytes)
     }
 
-    /// Stores one token's K and V rows (`rowElements` f32 each) into `slot`.
+    /// Stores one token's K and V (`rowElements` f32 each, kv head after kv head) into `slot`.
     @inline(__always)
     func write(layer: Int, slot: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        let offset = (layer * slotCount + slot) * rowElements * elementBytes
-        store(key, into: keys + offset)
-        store(value, into: values + offset)
-    }
-
-    /// Reads one stored K or V row back as f32 (tests, debugging).
-    func read(layer: Int, slot: Int, values readValues: Bool, into dst: UnsafeMutablePointer<Float>) {
-        let src = (readValues ? values : keys) + (layer * slotCount + slot) * rowElements * elementBytes
-        switch storage {
-        case .f16:
-            CPUOps.f16ToF32(src.assumingMemoryBound(to: Float16Bits.self), dst, count: rowElements)
-        case .bf16:
-            let h = src.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<rowElements { dst[i] = Float(bitPattern: UInt32(h[i]) << 16) }
-        default:
-            dst.update(from: src.assumingMemoryBound(to: Float.self), count: rowElements)
+        let base = layer * slotCount * rowElements * elementBytes + slot * headDim * elementBytes
+        for h in 0..<kvHeads {
+            let offset = base + h * headStrideBytes
+            store(key + h * headDim, into: keys + offset)
+            store(value + h * headDim, into: values + offset)
         }
     }
 
+    /// Reads one token's stored K or V back as f32, kv head after kv head (tests, debugging).
+    func read(layer: Int, slot: Int, values readValues: Bool, into dst: UnsafeMutablePointer<Float>) {
+        let base = (readValues ? values : keys) + layer * slotCount * rowElements * elementBytes + slot * headDim * elementBytes
+        for h in 0..<kvHeads {
+            let src = base + h * headStrideBytes, out = dst + h * headDim
+            switch storage {
+            case .f16:
+                CPUOps.f16ToF32(src.assumingMemoryBound(to: Float16Bits.self), out, count: headDim)
+            case .bf16:
+                let b = src.assumingMemoryBound(to: UInt16.self)
+                for i in 0..<headDim { out[i] = Float(bitPattern: UInt32(b[i]) << 16) }
+            default:
+                out.update(from: src.assumingMemoryBound(to: Float.self), count: headDim)
+            }
+        }
+    }
+
+    /// Converts one kv head's `headDim` f32 values into the stored element type.
     @inline(__always)
     private func store(_ src: UnsafePointer<Float>, into dst: UnsafeMutableRawPointer) {
         switch storage {
         case .f16:
-            CPUOps.f32ToF16(src, dst.assumingMemoryBound(to: Float16Bits.self), count: rowElements)
+            CPUOps.f32ToF16(src, dst.assumingMemoryBound(to: Float16Bits.self), count: headDim)
         case .bf16:
             let h = dst.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<rowElements { h[i] = Self.bfloat16(src[i]) }
+            for i in 0..<headDim { h[i] = Self.bfloat16(src[i]) }
         default:
-            dst.assumingMemoryBound(to: Float.self).update(from: src, count: rowElements)
+            dst.assumingMemoryBound(to: Float.self).update(from: src, count: headDim)
         }
     }
 

@@ -27,6 +27,29 @@ import ServalTensor
         #expect((cache as? LlamaKVCache)?.storage == .f16)
     }
 
+    @Test func eachKVHeadsRowsAreContiguousOverSlots() throws {
+        let cache = try LlamaKVCache(slots: 5, layers: 2, kvHeads: 3, headDim: 8, dtype: .f32)
+        #expect(cache.slotStride == 8 && cache.headStrideBytes == 5 * 8 * 4)
+        for slot in 0..<5 {
+            // Element e of kv head h at this slot holds slot*100 + h*10 + e/8 (exact in f32).
+            let key = (0..<24).map { Float(slot * 100 + ($0 / 8) * 10) + Float($0 % 8) / 8 }
+            cache.write(layer: 1, slot: slot, key: key, value: key.map { -$0 })
+            var back = [Float](repeating: .nan, count: 24)
+            cache.read(layer: 1, slot: slot, values: false, into: &back)
+            #expect(back == key)
+        }
+        for h in 0..<3 {
+            let run = (cache.keys(layer: 1) + h * cache.headStrideBytes).assumingMemoryBound(to: Float.self)
+            let vrun = (cache.values(layer: 1) + h * cache.headStrideBytes).assumingMemoryBound(to: Float.self)
+            for slot in 0..<5 {
+                for e in 0..<8 {
+                    let want = Float(slot * 100 + h * 10) + Float(e) / 8
+                    #expect(run[slot * cache.slotStride + e] == want && vrun[slot * cache.slotStride + e] == -want)
+                }
+            }
+        }
+    }
+
     @Test(arguments: [KVCacheDType.f32, .f16, .bf16])
     func writesRoundToNearestEven(dtype: KVCacheDType) throws {
         let cache = try LlamaKVCache(slots: 3, layers: 2, kvHeads: 1, headDim: 8, dtype: dtype)

@@ -121,8 +121,8 @@ struct PagedAttention {
         let qDim = c.qDim, heads = c.headCount
         let scale = 1 / Float(hd).squareRoot()
         let kvType = cache.storage
-        let kvStride = cache.rowElements
-        let headBytes = hd * cache.elementBytes
+        let kvStride = cache.slotStride
+        let headBytes = cache.headStrideBytes
         let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
         let rows = rowStart.last.map { $0 + (plan.tokenCounts.last ?? 0) } ?? 0
         // Cascade buffers: the prefix part's outputs and both parts' log-sum-exps.
