@@ -37,6 +37,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private let started = Date()
     private let refillWait: Double
     private var refillGate = RefillGate()
+    /// How long the latest forward step took.
+    private var lastStepSeconds = 0.0
     /// Requests the latest step finished (their clients may be about to send more).
     private var finishedLastStep = 0
 
@@ -210,7 +212,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             let waitStart = Date()
             let commands: [EngineCommand]
             if refill > 0, refillGate.shouldWait() {
-                commands = inbox.take(wait: true, atLeast: refill, timeout: refillWait)
+                // Never more than half a step: a request that misses the window only
+                // waits out one step, so a longer wait cannot pay.
+                commands = inbox.take(wait: true, atLeast: refill, timeout: min(refillWait, lastStepSeconds / 2))
                 refillGate.record(arrived: commands.count)
                 logger.debug("\(String(format: "refill: %d of %d in %.1f ms", commands.count, refill, Date().timeIntervalSince(waitStart) * 1000))")
             } else {
@@ -342,6 +346,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         scheduler.completeForward(batch)
         stepTime = Date()
         let forwardSeconds = stepTime.timeIntervalSince(stepStart)
+        lastStepSeconds = forwardSeconds
         // Take the logits out so the sampler's in-place edits do not copy them (a chunk with
         // prompt logprobs carries chunk × vocab floats).
         var logits = output.logits

@@ -58,8 +58,9 @@ public struct EngineConfig: Sendable, Equatable {
     /// new submissions before the next forward pass (`--refill-wait-ms`). A client
     /// that sends its next request as soon as one ends (a closed loop: agents,
     /// pipelines, benchmarks with a concurrency limit) then joins the very next step
-    /// instead of waiting out a whole one. 0 turns it off.
-    public var refillWait: Double = 0.010
+    /// instead of waiting out a whole one. Never more than half the latest step's
+    /// time. 0 turns it off.
+    public var refillWait: Double = 0.025
     /// Seconds a forward pass may take before the watchdog reports the engine stuck.
     public var watchdogTimeout: Double = 300
 

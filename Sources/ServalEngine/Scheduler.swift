@@ -106,10 +106,13 @@ struct Scheduler {
         newTokenRatio = max(config.minNewTokenRatio, newTokenRatio - config.newTokenRatioDecay)
         var batch = ScheduledBatch()
 
-        // 0. Prompts that finish within this step run without the decodes: their first
-        // tokens come a decode batch sooner, and the decodes run next step.
+        // 0. A prompt that finishes within this step runs without the decodes: its first
+        // token comes a decode batch sooner, and the decodes run next step. One prompt
+        // per such step (with `.auto`): a burst of arrivals then gets its first tokens
+        // one short step apart instead of all after one long step, and finishes spread
+        // out, so the arrivals that replace them come spread out too.
         if prefillAlone() {
-            schedulePrefill(into: &batch)
+            schedulePrefill(into: &batch, maxRequests: config.mixedChunk == .auto ? 1 : nil)
             if !batch.sequences.isEmpty {
                 prefillOnlySteps += 1
                 return batch
@@ -171,12 +174,12 @@ struct Scheduler {
         }
     }
 
-    private mutating func schedulePrefill(into batch: inout ScheduledBatch) {
+    private mutating func schedulePrefill(into batch: inout ScheduledBatch, maxRequests: Int? = nil) {
         var budget = config.maxPrefillTokens
         let chunking = config.chunkedPrefillSize > 0
         if chunking { budget = min(budget, config.chunkedPrefillSize) }
         var chunkInFlight = false
-        var prefillSlots = config.prefillMaxRequests ?? Int.max
+        var prefillSlots = min(config.prefillMaxRequests ?? Int.max, maxRequests ?? Int.max)
         for r in running.sorted(by: { $0.serial < $1.serial }) where r.isPrefilling {
             guard budget > 0, prefillSlots > 0 else { chunkInFlight = true; break }
             let n = min(r.pendingCount, budget)

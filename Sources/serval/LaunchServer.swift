@@ -45,8 +45,8 @@ struct LaunchServer: AsyncParsableCommand {
     @Flag(name: .customLong("enable-mixed-chunk"), help: "SGLang's spelling of --mixed-chunk always.")
     var enableMixedChunk = false
     @Option(name: .customLong("refill-wait-ms"),
-            help: "After a step that finished requests, wait up to this long for their clients' next requests so they join the next forward pass (0: off).")
-    var refillWaitMs: Double = 10
+            help: "After a step that finished requests, wait up to this long (and half a step at most) for their clients' next requests so they join the next forward pass (0: off).")
+    var refillWaitMs: Double = 25
     @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
     var pageSize: Int = 1
     @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")

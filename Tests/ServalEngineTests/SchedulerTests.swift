@@ -66,7 +66,10 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     /// --prefill-max-requests: a burst of short prompts is admitted a few per step,
     /// chunked prompts count against the cap too, and every request still completes.
     @Test func prefillMaxRequestsCapsPrefillingSequencesPerStep() throws {
-        var d = try Driver(config { $0.prefillMaxRequests = 3; $0.chunkedPrefillSize = 64; $0.policy = .fcfs })
+        // `.always`: with `.auto` a prompt that fits a step runs alone, one per step.
+        var d = try Driver(config {
+            $0.prefillMaxRequests = 3; $0.chunkedPrefillSize = 64; $0.policy = .fcfs; $0.mixedChunk = .always
+        })
         for i in 0 ..< 10 { try d.submit("r\(i)", prompt(Int32(i), 6)) }
         try d.runToCompletion()
         #expect(d.finished.count == 10)
@@ -167,7 +170,15 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
         #expect(d.batches[2].decodeCount == 0 && d.batches[2].prefillTokenCount == 20)
         try d.step()
         #expect(d.batches[3].decodeCount == 3)
+        // Two arrivals at once: one prompt per prefill-only step.
+        try d.submit("e", prompt(4, 12), maxNew: 4)
+        try d.submit("f", prompt(5, 12), maxNew: 4)
+        try d.step()
+        try d.step()
+        #expect(d.batches[4].decodeCount == 0 && d.batches[4].sequences.map(\.request.rid) == ["e"])
+        #expect(d.batches[5].decodeCount == 0 && d.batches[5].sequences.map(\.request.rid) == ["f"])
         try d.runToCompletion()
+        #expect(d.outputs["f"] == referenceGreedy(prompt: prompt(5, 12), count: 4))
         #expect(d.outputs["c"] == referenceGreedy(prompt: prompt(3, 20), count: 4))
         #expect(d.outputs["a"] == referenceGreedy(prompt: prompt(1, 8), count: 20))
     }
@@ -245,7 +256,7 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func siblingsShareThePromptKV() throws {
-        var d = try Driver(config { $0.policy = .fcfs })
+        var d = try Driver(config { $0.policy = .fcfs; $0.mixedChunk = .always })
         let shared = prompt(3, 40)
         let rs = try (0 ..< 3).map { try d.submit("s\($0)", shared, maxNew: 3) }
         try d.step()
