@@ -98,21 +98,8 @@ AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_
 
 /// p[0..L) = exp(p - max); returns 1 / sum, and writes log(sum) + max to `*lse` when given.
 AVX2_INLINE float softmax_weights(float *p, int64_t L, float *lse) {
-    __m256 mv = _mm256_set1_ps(-INFINITY);
-    int64_t i = 0;
-    for (; i + 8 <= L; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(p + i));
-    float m = hmax8(mv);
-    for (; i < L; i++) m = fmaxf(m, p[i]);
-    const __m256 mm = _mm256_set1_ps(m);
-    __m256 sv = _mm256_setzero_ps();
-    i = 0;
-    for (; i + 8 <= L; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), mm));
-        _mm256_storeu_ps(p + i, e);
-        sv = _mm256_add_ps(sv, e);
-    }
-    float s = hsum8(sv);
-    for (; i < L; i++) { p[i] = expf(p[i] - m); s += p[i]; }
+    float m;
+    const float s = exp_shifted_sum(p, L, &m);
     if (lse) *lse = m + logf(s);
     return 1.0f / s;
 }

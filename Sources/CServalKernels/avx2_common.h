@@ -1,6 +1,6 @@
 // AVX2 + FMA + F16C building blocks shared by the AVX2 kernel files (matmul
-// tiles, float row helpers, attention): horizontal sums and maxima, and a
-// vectorised exp. Private to CServalKernels; include after sv_internal.h.
+// tiles, float row helpers, attention): horizontal sums and maxima, a
+// vectorised exp and the exp-shifted sum at the core of a softmax. Private to CServalKernels; include after sv_internal.h.
 #ifndef SV_AVX2_COMMON_H
 #define SV_AVX2_COMMON_H
 #if defined(__x86_64__)
@@ -39,6 +39,27 @@ AVX2_INLINE __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/// p[0..n) = exp(p - max p), in place; returns the sum and writes the max to *max_out.
+/// The shared core of a softmax (ops) and of attention's per-head weights.
+AVX2_INLINE float exp_shifted_sum(float *p, int64_t n, float *max_out) {
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(p + i));
+    float m = hmax8(mv);
+    for (; i < n; i++) m = fmaxf(m, p[i]);
+    const __m256 mm = _mm256_set1_ps(m);
+    __m256 sv = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + i), mm));
+        _mm256_storeu_ps(p + i, e);
+        sv = _mm256_add_ps(sv, e);
+    }
+    float s = hsum8(sv);
+    for (; i < n; i++) { p[i] = expf(p[i] - m); s += p[i]; }
+    *max_out = m;
+    return s;
 }
 
 #endif

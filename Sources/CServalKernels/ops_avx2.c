@@ -61,20 +61,8 @@ AVX2 void sv_silu_mul_f32_avx2(const float *gate, const float *up, float *y, int
 }
 
 AVX2 void sv_softmax_f32_avx2(float *x, int64_t n) {
-    __m256 vm = _mm256_set1_ps(-INFINITY);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
-    float m = hmax8(vm);
-    for (; i < n; i++) m = fmaxf(m, x[i]);
-    const __m256 mm = _mm256_set1_ps(m);
-    __m256 vs = _mm256_setzero_ps();
-    for (i = 0; i + 8 <= n; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mm));
-        _mm256_storeu_ps(x + i, e);
-        vs = _mm256_add_ps(vs, e);
-    }
-    float s = hsum8(vs);
-    for (; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    float m;
+    const float s = exp_shifted_sum(x, n, &m);
     sv_scale_f32_avx2(x, 1.0f / s, n);
 }
 
