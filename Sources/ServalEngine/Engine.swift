@@ -209,11 +209,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             // short wait lets the replacements join the next forward pass.
             let refill = idle || !shutdownWaiters.isEmpty || !scheduler.waiting.isEmpty ? 0 : finishedLastStep
             finishedLastStep = 0
-            let waitStart = Date()
             let commands: [EngineCommand]
             if refill > 0, refillGate.shouldWait() {
                 // Never more than half a step: a request that misses the window only
                 // waits out one step, so a longer wait cannot pay.
+                let waitStart = Date()
                 commands = inbox.take(wait: true, atLeast: refill, timeout: min(refillWait, lastStepSeconds / 2))
                 refillGate.record(arrived: commands.count)
                 logger.debug("\(String(format: "refill: %d of %d in %.1f ms", commands.count, refill, Date().timeIntervalSince(waitStart) * 1000))")
