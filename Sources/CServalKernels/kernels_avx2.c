@@ -99,6 +99,14 @@ int sv_quantize_act_row_avx2(int wtype, const float *x, void *dst, int64_t k) {
 
 enum { K_Q4_0, K_Q4_1, K_Q8_0 };
 
+/// The 32 quants of one Q4_0 / Q4_1 / Q8_0 weight block as bytes: Q8_0's signed
+/// values as stored, the 4-bit ones unpacked (low nibbles, then high) to 0..15.
+AVX2_INLINE __m256i q32_weights(int kind, const uint8_t *wb, __m256i m4) {
+    if (kind == K_Q8_0) return _mm256_loadu_si256((const __m256i *)(wb + 2));
+    const __m128i q = _mm_loadu_si128((const __m128i *)(wb + (kind == K_Q4_1 ? 4 : 2)));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+}
+
 /// RW weight rows x NA activation rows over nb blocks; kind is K_Q4_0/K_Q4_1/K_Q8_0.
 /// All three are compile-time constants after inlining, so every loop unrolls
 /// and the accumulators live in registers.
@@ -131,13 +139,7 @@ AVX2_INLINE void tile_q32(int kind, int RW, int NA, const uint8_t *w, size_t wst
             if (NA == 1) _mm_prefetch((const char *)wb + SV_PREFETCH_BYTES, _MM_HINT_T0);
             const float dw = half(*(const uint16_t *)wb);
             const __m256 vdw = _mm256_set1_ps(dw);
-            __m256i wv;
-            if (kind == K_Q8_0) {
-                wv = _mm256_loadu_si256((const __m256i *)(wb + 2));
-            } else {
-                const __m128i q = _mm_loadu_si128((const __m128i *)(wb + (kind == K_Q4_1 ? 4 : 2)));
-                wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-            }
+            const __m256i wv = q32_weights(kind, wb, m4);
             if (kind != K_Q8_0) {
                 const float mw = kind == K_Q4_1 ? half(*(const uint16_t *)(wb + 2)) : -8.0f * dw;
                 macc[i] = _mm_fmadd_ps(_mm_set1_ps(mw), xs4, macc[i]);
@@ -171,12 +173,8 @@ AVX2_INLINE void tile_q32_1x8(int kind, const uint8_t *w, const uint8_t *x, size
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = w + (size_t)b * wbs;
         const __m256 vdw = _mm256_set1_ps(half(*(const uint16_t *)wb));
-        __m256i wv;
-        if (kind == K_Q8_0) {
-            wv = _mm256_loadu_si256((const __m256i *)(wb + 2));
-        } else {
-            const __m128i q = _mm_loadu_si128((const __m128i *)(wb + (kind == K_Q4_1 ? 4 : 2)));
-            wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+        const __m256i wv = q32_weights(kind, wb, m4);
+        if (kind != K_Q8_0) {
             const float mw = kind == K_Q4_1 ? half(*(const uint16_t *)(wb + 2)) : -8.0f * half(*(const uint16_t *)wb);
             const sv_block_q8a *xb0 = (const sv_block_q8a *)x + b;
 #define XS(j) ((const sv_block_q8a *)(x + (size_t)(j) * xstride) + b)->s
