@@ -2,6 +2,7 @@
 import PackageDescription
 
 // Targets are the architecture; each imports only the ones below it:
+//   ServalBase      (seeded and counter-based RNGs; no compute code, so clients link it freely)
 //   CServalKernels  (C SIMD kernels, runtime CPU dispatch)
 //   ServalTensor    (dtypes, tensors, CPU backend, thread pool)
 //   ServalFormats   (GGUF, safetensors, HF config files)
@@ -18,6 +19,12 @@ let fast: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
 ]
 let plain: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+// The engine's bookkeeping (KV accounting, scheduler invariants) keeps its preconditions in
+// the binary users run: plain -O, never -Ounchecked.
+let checked: [SwiftSetting] = [
+    .swiftLanguageMode(.v5),
+    .unsafeFlags(["-wmo"], .when(configuration: .release)),
+]
 
 let package = Package(
     name: "serval",
@@ -39,7 +46,8 @@ let package = Package(
             name: "CServalKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-Wall"])]
         ),
-        .target(name: "ServalTensor", dependencies: ["CServalKernels"], swiftSettings: fast),
+        .target(name: "ServalBase", swiftSettings: fast),
+        .target(name: "ServalTensor", dependencies: ["ServalBase", "CServalKernels"], swiftSettings: fast),
         .target(name: "ServalFormats", dependencies: ["ServalTensor"], swiftSettings: fast),
         .target(name: "ServalModels", dependencies: ["ServalTensor", "ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTokenizer", dependencies: ["ServalFormats"], swiftSettings: fast),
@@ -47,12 +55,12 @@ let package = Package(
         .target(
             name: "ServalEngine",
             dependencies: [
-                "ServalTensor", "ServalModels", "ServalTokenizer", "ServalTemplate",
+                "ServalBase", "ServalTensor", "ServalModels", "ServalTokenizer", "ServalTemplate",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: fast
+            swiftSettings: checked
         ),
         .target(
             name: "ServalServer",
@@ -66,7 +74,7 @@ let package = Package(
         .target(
             name: "ServalBench",
             dependencies: [
-                "ServalTokenizer", "ServalTensor",
+                "ServalTokenizer", "ServalBase",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -76,18 +84,19 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalEngine", "ServalServer", "ServalBench", "ServalModels", "ServalTokenizer",
-                "ServalTemplate", "ServalTensor", "ServalFormats",
+                "ServalTemplate", "ServalTensor", "ServalFormats", "ServalBase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plain
         ),
-        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor", "ServalFormats", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalFormatsTests", dependencies: ["ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalModelsTests", dependencies: ["ServalModels", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
+        .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine", "ServalBase", "ServalTensor", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalBenchTests", dependencies: ["ServalBench", "ServalTensor"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalBenchTests", dependencies: ["ServalBench", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
     ]
 )

@@ -1,4 +1,4 @@
-import ServalTensor
+import ServalBase
 import Foundation
 
 /// When each request is sent, relative to the start of the run.

@@ -1,4 +1,4 @@
-import ServalTensor
+import ServalBase
 import Foundation
 
 /// The request sets bench-serving can generate or load (SGLang's

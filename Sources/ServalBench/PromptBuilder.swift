@@ -1,4 +1,4 @@
-import ServalTensor
+import ServalBase
 
 /// Builds prompts whose length in tokens is exact for the target tokenizer.
 ///

@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import ServalModels
 
-/// The serving engine: owns the model, its KV storage and the scheduler, and runs
-/// them on a thread of its own (forward passes block, so not on Swift's
-/// cooperative pool). Each step: schedule → forward → sample → postprocess
-/// (stop checks, streaming detokenization, events, KV release into the radix cache).
+/// The serving engine: a thread of its own (forward passes block, so not on Swift's
+/// cooperative pool), an inbox of commands, and shutdown. Each step reads as a
+/// sentence: the `Scheduler` picks a batch → the `ModelRunner` runs it (forward +
+/// sample) → the `OutputProcessor` turns tokens into events and says who is done →
+/// finished requests give their KV back to the radix cache.
 ///
 /// Every method may be called from any thread; they post to the engine thread's
 /// inbox or read a snapshot it publishes after each step. Call `shutdown` to stop
@@ -16,8 +17,6 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     /// KV pool size in tokens.
     public let kvCapacity: Int
 
-    private let model: any LanguageModel
-    private let kvCache: any KVCacheStorage
     private let decoder: any TokenTextDecoder
     private let inbox = EngineInbox()
     private let watchdog: Watchdog
@@ -25,17 +24,18 @@ public final class Engine: EngineHandle, @unchecked Sendable {
 
     // Engine-thread state.
     private var scheduler: Scheduler
-    private var sampler = Sampler()
-    private var streams: [ObjectIdentifier: RequestStream] = [:]
+    private let runner: ModelRunner
+    private var output: OutputProcessor
     private var activeRIDs: [String: Request] = [:]
     private var accepting = true
     private var throughput = ThroughputMeter()
-    private var ttft = Histogram(bounds: Histogram.ttftBounds)
-    private var interToken = Histogram(bounds: Histogram.itlBounds)
     /// When the current step's tokens were sampled (one clock read per step).
     private var stepTime = Date()
     private let started = Date()
     private let refillWait: Double
+    private let checkIntegrity: Bool
+    /// Guarded by snapshotLock.
+    private var firstIntegrityFailure: String?
     private var refillGate = RefillGate()
     /// How long the latest forward step took.
     private var lastStepSeconds = 0.0
@@ -46,19 +46,6 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private let snapshotLock = NSLock()
     private var loadSnapshot: EngineLoad
     private var statsSnapshot = EngineStats()
-
-    /// Per-request output side: stream, detokenizer, stop checker.
-    private struct RequestStream {
-        var continuation: AsyncStream<GenerationEvent>.Continuation
-        var detokenizer: IncrementalDetokenizer
-        var stopChecker: StopChecker
-        var wantLogprobs: Bool
-        /// Prompt logprobs being gathered, when asked for.
-        var inputLogprobs: InputLogprobs?
-        /// Server arrival (or submit time); then when its latest token was sampled.
-        var arrival: Date
-        var lastTokenAt: Date? = nil
-    }
 
     public init(model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
                 logger: Logger = Logger(label: "serval.engine")) throws {
@@ -80,14 +67,16 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         sc.randomSeed = config.randomSeed
         self.scheduler = try Scheduler(config: sc)
         self.kvCapacity = scheduler.allocator.capacity
-        self.kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
-        self.model = model
+        let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
+        self.runner = ModelRunner(model: model, kvCache: kvCache)
+        self.output = OutputProcessor(decoder: decoder, contextLength: context)
         self.modelInfo = info
         self.contextLength = context
         self.decoder = decoder
         self.logger = logger
         self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
         self.refillWait = max(0, config.refillWait)
+        self.checkIntegrity = config.checkIntegrity
         self.loadSnapshot = EngineLoad(runningRequests: 0, queuedRequests: 0, tokenUsage: 0, usedTokens: 0,
                                        totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
@@ -165,32 +154,6 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         try Engine.validate(request, contextLength: contextLength, capacity: kvCapacity)
     }
 
-    static func validate(_ request: GenerateRequest, contextLength: Int, capacity: Int) throws {
-        let p = request.sampling
-        let prompt = request.inputIDs.count
-        guard prompt > 0 else { throw EngineError.invalidRequest("the prompt has no tokens") }
-        guard prompt < contextLength else {
-            throw EngineError.invalidRequest("the prompt has \(prompt) tokens; the context length is \(contextLength)")
-        }
-        guard p.maxNewTokens >= 0 else { throw EngineError.invalidRequest("max_new_tokens must be >= 0") }
-        guard p.temperature >= 0, p.temperature.isFinite else { throw EngineError.invalidRequest("temperature must be >= 0") }
-        guard p.topP > 0, p.topP <= 1 else { throw EngineError.invalidRequest("top_p must be in (0, 1]") }
-        guard p.minP >= 0, p.minP <= 1 else { throw EngineError.invalidRequest("min_p must be in [0, 1]") }
-        guard p.topK >= -1 else { throw EngineError.invalidRequest("top_k must be -1, 0 or positive") }
-        guard p.repetitionPenalty > 0 else { throw EngineError.invalidRequest("repetition_penalty must be > 0") }
-        guard p.minNewTokens >= 0 else { throw EngineError.invalidRequest("min_new_tokens must be >= 0") }
-        guard p.topLogprobs >= 0 else { throw EngineError.invalidRequest("top_logprobs must be >= 0") }
-        if let start = p.inputLogprobStart, start < 0 || start >= prompt {
-            throw EngineError.invalidRequest(
-                "logprob_start_len (\(start)) must be in 0..<\(prompt), the prompt's length")
-        }
-        let maxNew = min(p.maxNewTokens, contextLength - prompt)
-        guard prompt + maxNew <= capacity else {
-            throw EngineError.invalidRequest(
-                "prompt (\(prompt)) + max_new_tokens (\(maxNew)) exceeds the KV pool of \(capacity) tokens")
-        }
-    }
-
     // MARK: Engine thread
 
     // Guarded by snapshotLock.
@@ -259,7 +222,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     return
                 }
             }
-            if scheduler.isIdle || !finishedOutbox.isEmpty { publishAndDeliver() }
+            if scheduler.isIdle || output.hasFinishedEvents { publishAndDeliver() }
             if scheduler.isIdle { continue }
             step()
         }
@@ -297,16 +260,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         var params = request.sampling
         params.maxNewTokens = r.maxNewTokens
-        let stream = RequestStream(
-            continuation: continuation,
-            detokenizer: IncrementalDetokenizer(decoder: decoder, skipSpecialTokens: params.skipSpecialTokens,
-                                                context: request.inputIDs.suffix(4)),
-            stopChecker: StopChecker(params: params, endOfGeneration: endTokens, maxTotalTokens: contextLength),
-            wantLogprobs: params.logprobs,
-            inputLogprobs: params.inputLogprobStart.map { InputLogprobs(start: $0, topCount: max(0, params.topLogprobs)) },
-            arrival: request.arrival ?? submitted)
+        output.register(r, prompt: request.inputIDs, params: params, continuation: continuation,
+                        arrival: request.arrival ?? submitted)
         if let start = params.inputLogprobStart, start < r.promptLength - 1 { r.inputLogprobNext = start }
-        streams[ObjectIdentifier(r)] = stream
         activeRIDs[r.rid] = r
         snapshotLock.lock()
         knownRIDs.insert(r.rid)
@@ -326,12 +282,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             return
         }
         let stepStart = Date()
-        var output: ForwardOutput
-        var forwardBatch = batch.forwardBatch()
-        for (i, s) in batch.sequences.enumerated() where wantsPromptRows(s) { forwardBatch.sequences[i].logits = .all }
+        let result: ModelRunner.StepResult
         watchdog.beginPass()
         do {
-            output = try model.forward(forwardBatch, cache: kvCache)
+            result = try runner.run(batch)
             watchdog.endPass()
         } catch {
             watchdog.endPass()
@@ -347,40 +301,40 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         stepTime = Date()
         let forwardSeconds = stepTime.timeIntervalSince(stepStart)
         lastStepSeconds = forwardSeconds
-        // Take the logits out so the sampler's in-place edits do not copy them (a chunk with
-        // prompt logprobs carries chunk × vocab floats).
-        var logits = output.logits
-        output.logits = []
-        var produced = 0
-        logits.withUnsafeMutableBufferPointer { all in
-            for (i, s) in batch.sequences.enumerated() where forwardBatch.sequences[i].logits == .all {
-                scorePromptRows(s, rows: output.rows(ofSequence: i), logits: UnsafeBufferPointer(all), vocab: output.vocabSize)
-            }
-            for (i, s) in batch.sequences.enumerated() where s.needsLogits && s.request.status == .running {
-                let rows = output.rows(ofSequence: i)
-                guard let last = rows.last, output.vocabSize > 0,
-                      (last + 1) * output.vocabSize <= all.count else {
-                    end(s.request, reason: .abort(message: "model returned no logits for the request"))
-                    continue
-                }
-                let row = UnsafeMutableBufferPointer(rebasing: all[(last * output.vocabSize) ..< ((last + 1) * output.vocabSize)])
-                let r = s.request
-                if r.maxNewTokens == 0 {
-                    // Prompt scoring only: the prompt logprobs are the whole answer.
-                    sendInputLogprobs(r)
-                    end(r, reason: .length)
-                    continue
-                }
-                let sampled = sampler.sample(logits: row, state: &r.sampling)
-                scheduler.appendOutput(r, token: sampled.tokenID)
-                produced += 1
-                postprocess(r, sampled)
-            }
+        for (r, values) in result.promptLogprobs { output.addPromptLogprobs(r, values) }
+        for r in result.scoredOnly {
+            // Prompt scoring only: the prompt logprobs are the whole answer.
+            output.sendInputLogprobs(r)
+            end(r, reason: .length)
         }
-        generationTokensTotal += produced
-        throughput.record(tokens: produced, at: Date().timeIntervalSince(started))
+        for (r, token) in result.sampled {
+            scheduler.appendOutput(r, token: token.tokenID)
+            if let reason = output.emit(r, token, at: stepTime) { end(r, reason: reason) }
+        }
+        generationTokensTotal += result.sampled.count
+        throughput.record(tokens: result.sampled.count, at: Date().timeIntervalSince(started))
+        if checkIntegrity { verifyIntegrity() }
         publishAndDeliver()
         logger.debug("\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))")
+    }
+
+    /// The first integrity failure seen (with `EngineConfig.checkIntegrity`), if any.
+    public var integrityFailure: String? {
+        snapshotLock.lock()
+        defer { snapshotLock.unlock() }
+        return firstIntegrityFailure
+    }
+
+    private func verifyIntegrity() {
+        do {
+            try scheduler.checkIntegrity()
+            try runner.checkIntegrity(scheduler.running + scheduler.waiting)
+        } catch {
+            logger.critical("integrity check failed: \(error)")
+            snapshotLock.lock()
+            if firstIntegrityFailure == nil { firstIntegrityFailure = "\(error)" }
+            snapshotLock.unlock()
+        }
     }
 
     /// One line per step for `--log-level debug`: the batch's shape and where its time went.
@@ -390,98 +344,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                forward * 1000, total * 1000)
     }
 
-    /// True when this chunk covers prompt rows whose logits the request still needs.
-    private func wantsPromptRows(_ s: ScheduledSequence) -> Bool {
-        guard let next = s.request.inputLogprobNext else { return false }
-        return s.start + s.count > next
-    }
-
-    /// Turns the prompt rows of a chunk that ran with `.all` logits into prompt logprobs.
-    private func scorePromptRows(_ s: ScheduledSequence, rows: Range<Int>, logits: UnsafeBufferPointer<Float>, vocab: Int) {
-        let r = s.request
-        guard let next = r.inputLogprobNext, var stream = streams[ObjectIdentifier(r)],
-              var gathered = stream.inputLogprobs else { return }
-        guard rows.count == s.count, vocab > 0, rows.upperBound * vocab <= logits.count else {
-            return end(r, reason: .abort(message: "model returned no logits for the prompt rows"))
-        }
-        // The prefix match stops at `next`, so the chunk never starts past it.
-        guard s.start <= next else {
-            return end(r, reason: .abort(message: "prompt logprob rows \(next)..<\(s.start) were not computed"))
-        }
-        let upTo = min(s.start + s.count, r.promptLength - 1)
-        for p in next ..< max(next, upTo) {
-            let row = rows.lowerBound + (p - s.start)
-            gathered.append(row: UnsafeBufferPointer(rebasing: logits[(row * vocab) ..< ((row + 1) * vocab)]),
-                            nextToken: r.tokens[p + 1])
-        }
-        r.inputLogprobNext = upTo >= r.promptLength - 1 ? nil : max(next, upTo)
-        stream.inputLogprobs = gathered
-        streams[ObjectIdentifier(r)] = stream
-    }
-
-    /// Sends the gathered prompt logprobs, once, ahead of the first output.
-    private func sendInputLogprobs(_ r: Request) {
-        let id = ObjectIdentifier(r)
-        guard var s = streams[id], var gathered = s.inputLogprobs, !gathered.sent else { return }
-        gathered.sent = true
-        s.inputLogprobs = gathered
-        streams[id] = s
-        s.continuation.yield(.inputLogprobs(start: gathered.start, logprobs: gathered.values))
-    }
-
-    /// Streams the new token's text and ends the request if it is done.
-    private func postprocess(_ r: Request, _ sampled: SampledToken) {
-        let id = ObjectIdentifier(r)
-        sendInputLogprobs(r)
-        guard var s = streams[id] else { return }
-        if let last = s.lastTokenAt {
-            interToken.observe(stepTime.timeIntervalSince(last))
-        } else {
-            ttft.observe(max(0, stepTime.timeIntervalSince(s.arrival)))
-        }
-        s.lastTokenAt = stepTime
-        let token = sampled.tokenID
-        var text = ""
-        var reason: FinishReason? = nil
-        if s.stopChecker.isStopToken(token) {
-            let tail = s.stopChecker.feed(s.detokenizer.flush())
-            text = tail.emit
-            if let m = tail.matched {
-                reason = .stop(matched: .string(m))
-            } else {
-                text += s.stopChecker.flush()
-                reason = .stop(matched: .token(token))
-            }
-        } else {
-            let piece = s.stopChecker.feed(s.detokenizer.append(token))
-            text = piece.emit
-            if let m = piece.matched {
-                reason = .stop(matched: .string(m))
-            } else if s.stopChecker.reachedLength(generated: r.outputCount, totalTokens: r.tokens.count) {
-                let tail = s.stopChecker.feed(s.detokenizer.flush())
-                text += tail.emit
-                if let m = tail.matched {
-                    reason = .stop(matched: .string(m))
-                } else {
-                    text += s.stopChecker.flush()
-                    reason = .length
-                }
-            }
-        }
-        streams[id] = s
-        let logprobs = s.wantLogprobs ? (sampled.logprob.map { [$0] } ?? []) : []
-        s.continuation.yield(.output(text: text, tokenIDs: [token], logprobs: logprobs))
-        if let reason { end(r, reason: reason) }
-    }
-
     /// Finishes a request for any reason: final event, KV back to the cache/pool.
     private func end(_ r: Request, reason: FinishReason) {
-        let id = ObjectIdentifier(r)
-        let cached = r.promptCachedTokens ?? 0
-        if let s = streams.removeValue(forKey: id) {
-            finishedOutbox.append((s.continuation, FinishInfo(reason: reason, promptTokens: r.promptLength,
-                                                              completionTokens: r.outputCount, cachedTokens: cached)))
-        }
+        output.finish(r, reason: reason)
+        runner.release(r)
         if r.status != .finished {
             if r.status == .running { finishedLastStep += 1 }
             scheduler.finish(r)
@@ -494,17 +360,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         snapshotLock.unlock()
     }
 
-    /// Final events wait until the stats they count are published, so a client that
-    /// reads `/metrics` right after its request ends sees it counted.
-    private var finishedOutbox: [(AsyncStream<GenerationEvent>.Continuation, FinishInfo)] = []
-
     private func publishAndDeliver() {
         publish()
-        for (continuation, info) in finishedOutbox {
-            continuation.yield(.finished(info))
-            continuation.finish()
-        }
-        finishedOutbox.removeAll()
+        output.deliverFinished()
     }
 
     private func publish() {
@@ -518,8 +376,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             ? Double(scheduler.cachedTokensAdmitted) / Double(scheduler.promptTokensAdmitted) : 0
         stats.genThroughput = throughput.rate(at: now)
         stats.retractionsTotal = scheduler.retractionsTotal
-        stats.timeToFirstToken = ttft
-        stats.interTokenLatency = interToken
+        stats.timeToFirstToken = output.ttft
+        stats.interTokenLatency = output.interToken
         let used = scheduler.usedSlots
         let load = EngineLoad(runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
                               tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)

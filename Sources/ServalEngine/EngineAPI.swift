@@ -1,5 +1,6 @@
 import Foundation
 import ServalModels
+import ServalTensor
 
 /// Per-request sampling settings (SGLang's `sampling_params`, OpenAI's fields
 /// mapped onto them by the server). Defaults match SGLang's.
@@ -74,23 +75,8 @@ public enum StopMatch: Sendable, Equatable {
     case string(String)
 }
 
-/// Log-probability of one output token, with alternatives when asked for.
-public struct TokenLogprob: Sendable, Equatable {
-    public var tokenID: Int32
-    public var logprob: Float
-    public var top: [(tokenID: Int32, logprob: Float)]
-
-    public init(tokenID: Int32, logprob: Float, top: [(tokenID: Int32, logprob: Float)]) {
-        self.tokenID = tokenID
-        self.logprob = logprob
-        self.top = top
-    }
-
-    public static func == (a: TokenLogprob, b: TokenLogprob) -> Bool {
-        a.tokenID == b.tokenID && a.logprob == b.logprob && a.top.map(\.tokenID) == b.top.map(\.tokenID)
-            && a.top.map(\.logprob) == b.top.map(\.logprob)
-    }
-}
+/// Log-probability of one token with alternatives (defined beside the sampler).
+public typealias TokenLogprob = ServalTensor.TokenLogprob
 
 /// What a request's stream yields.
 public enum GenerationEvent: Sendable {

@@ -63,6 +63,10 @@ public struct EngineConfig: Sendable, Equatable {
     public var refillWait: Double = 0.025
     /// Seconds a forward pass may take before the watchdog reports the engine stuck.
     public var watchdogTimeout: Double = 300
+    /// After every step, check the scheduler's KV accounting (pool + radix cache) and that
+    /// the model's slot table agrees with it; a failure is logged and kept for
+    /// `Engine.integrityFailure`. Costs a walk over every slot: for tests and debugging.
+    public var checkIntegrity: Bool = false
 
     public init() {}
 }

@@ -26,6 +26,15 @@ final class Request {
     var status: RequestStatus = .waiting
 
     var slots: [Int32] = []
+    /// How many leading entries of `slots` the model's slot table holds as they are
+    /// here; the next forward pass sends the rest (`ForwardBatch.slotUpdates`). The
+    /// scheduler lowers it whenever it replaces slots.
+    var slotsSynced = 0
+    /// The request's row in the model's slot table while it lives (the runner assigns it).
+    var tableRow: Int?
+    /// The table row holds this request's newest sampled token, so a decode may name it
+    /// with `ForwardBatch.lastSampledToken` instead of sending it.
+    var lastTokenInTable = false
     var kvLength = 0
     var cachedLength = 0
     var cacheNode: RadixNode?
@@ -61,4 +70,7 @@ final class Request {
     var remainingNewTokens: Int { max(0, maxNewTokens - outputCount) }
 
     func appendOutput(_ token: Int32) { tokens.append(token) }
+
+    /// Marks `slots[from...]` as changed since the table last saw them.
+    func slotsChanged(from position: Int) { slotsSynced = min(slotsSynced, position) }
 }

@@ -1,5 +1,3 @@
-import ServalModels
-
 /// One request's share of a forward pass: `count` tokens starting at position `start`.
 struct ScheduledSequence {
     let request: Request
@@ -22,13 +20,4 @@ struct ScheduledBatch {
     var prefillTokenCount: Int { sequences.reduce(0) { $0 + ($1.isPrefill ? $1.count : 0) } }
     var decodeCount: Int { sequences.reduce(0) { $0 + ($1.isPrefill ? 0 : 1) } }
 
-    /// The model's view of this step.
-    func forwardBatch() -> ForwardBatch {
-        ForwardBatch(sequences: sequences.map { s in
-            let r = s.request
-            return SequenceInput(tokens: Array(r.tokens[s.start ..< s.start + s.count]), startPosition: s.start,
-                                 kvSlots: Array(r.slots[0 ..< s.start + s.count]),
-                                 logits: s.needsLogits ? .last : .none)
-        })
-    }
 }

@@ -1,3 +1,5 @@
+import ServalBase
+
 /// Scheduler settings, resolved from `EngineConfig` and the model.
 struct SchedulerConfig {
     var capacity: Int
@@ -51,7 +53,7 @@ struct Scheduler {
     private(set) var retractionsTotal = 0
     private(set) var promptTokensAdmitted = 0
     private(set) var cachedTokensAdmitted = 0
-    private var rng: SamplingRNG
+    private var rng: SeededGenerator
     private var nextSerial = 0
 
     init(config: SchedulerConfig) throws {
@@ -62,7 +64,7 @@ struct Scheduler {
         self.allocator = try KVSlotAllocator(capacity: config.capacity, pageSize: config.pageSize)
         self.cache = RadixCache(pageSize: config.pageSize)
         self.newTokenRatio = config.initialNewTokenRatio
-        self.rng = SamplingRNG(seed: config.randomSeed ^ 0x5EED_5C4E_D0_1E)
+        self.rng = SeededGenerator(seed: config.randomSeed ^ 0x5EED_5C4E_D0_1E)
     }
 
     var isIdle: Bool { waiting.isEmpty && running.isEmpty }
@@ -87,6 +89,7 @@ struct Scheduler {
         }
         let serial = nextSerial
         nextSerial += 1
+        // Unseeded requests still get a seed of their own, so their draws do not depend on the batch.
         let seed = params.seed ?? (config.randomSeed &+ UInt64(serial) &* 0x9E37_79B9_7F4A_7C15)
         let state = SamplingState(params: params, seed: seed, stopTokenIDs: stopTokenIDs)
         let request = Request(rid: rid, serial: serial, prompt: prompt, maxNewTokens: maxNew, sampling: state)
@@ -241,6 +244,7 @@ struct Scheduler {
             }
             ensureFree(need)
             candidate.slots = match.slots
+            candidate.slotsChanged(from: 0)
             candidate.cachedLength = matched
             candidate.kvLength = matched
             candidate.cacheNode = config.disableRadixCache ? nil : match.node
@@ -419,7 +423,12 @@ struct Scheduler {
         if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength ..< existing]) }
         let match = cache.match(r.tokens[..<length])
         precondition(match.length == length, "radix cache lost an inserted prefix")
-        r.slots.replaceSubrange(0 ..< length, with: match.slots)
+        // Another request may have cached this prefix first: its slots replace ours.
+        let cached = Array(match.slots)
+        if let changed = (0 ..< length).first(where: { r.slots[$0] != cached[$0] }) {
+            r.slotsChanged(from: changed)
+        }
+        r.slots.replaceSubrange(0 ..< length, with: cached)
         cache.lock(match.node)
         if let old = r.cacheNode { cache.unlock(old) }
         r.cacheNode = match.node
@@ -442,6 +451,8 @@ struct Scheduler {
             if let node = r.cacheNode { cache.unlock(node) }
         }
         r.slots = []
+        r.slotsChanged(from: 0)
+        r.lastTokenInTable = false
         r.kvLength = 0
         r.cachedLength = 0
         r.cacheNode = nil

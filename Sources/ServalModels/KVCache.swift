@@ -13,6 +13,7 @@ import ServalTensor
 /// Pages are allocated lazily by the OS, so untouched slots cost no resident memory.
 public final class LlamaKVCache: KVCacheStorage, @unchecked Sendable {
     public let slotCount: Int
+    public let slotTable: SlotTable
     /// Element type of the stored rows (f16, bf16 or f32).
     public let storage: DType
     let layerCount: Int
@@ -34,6 +35,7 @@ public final class LlamaKVCache: KVCacheStorage, @unchecked Sendable {
         let (total, overflow) = slots.multipliedReportingOverflow(by: layers * row)
         guard !overflow, total < (1 << 40) else { throw ModelError(source: "kv cache", "\(slots) slots is too many") }
         slotCount = slots
+        slotTable = SlotTable(slotCount: slots)
         storage = type
         layerCount = layers
         rowElements = row

@@ -1,3 +1,5 @@
+import ServalTensor
+
 /// A loaded causal language model, seen from the engine.
 ///
 /// The engine owns *which* KV slots each sequence uses; the model owns the
@@ -11,8 +13,10 @@ public protocol LanguageModel: AnyObject, Sendable {
     func kvBytesPerToken(dtype: KVCacheDType) -> Int
     /// Allocates KV storage for `slots` token slots of `dtype` (`--kv-cache-dtype`).
     func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage
-    /// Runs one batch; see `ForwardBatch`.
-    func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput
+    /// Runs one batch (see `ForwardBatch`): applies its slot updates to `cache.slotTable`,
+    /// writes the new tokens' K/V and returns a handle to the logits rows asked for,
+    /// valid until the next call. An empty batch is an idle pass: no tokens, no logits.
+    func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits
 }
 
 extension LanguageModel {
@@ -28,6 +32,8 @@ extension LanguageModel {
 /// KV memory for a fixed number of token slots (slot ids `0 ..< slotCount`).
 public protocol KVCacheStorage: AnyObject, Sendable {
     var slotCount: Int { get }
+    /// Which slots each live sequence's positions use (see `ForwardBatch`).
+    var slotTable: SlotTable { get }
 }
 
 /// What the server reports about a model (`/get_model_info`, startup log).

@@ -97,13 +97,12 @@ extension ServalAPI {
         return outs
     }
 
-    /// Lets the real engine veto what it can never run (a prompt plus output larger
-    /// than the whole KV pool, say) before anything is submitted.
+    /// Lets the engine veto what it can never run (a prompt plus output larger than
+    /// the whole KV pool, say) before anything is submitted.
     func checkServable(_ reqs: [GenerateRequest]) throws {
-        guard let real = engine as? Engine else { return }
         for r in reqs {
             do {
-                try real.validate(r)
+                try engine.validate(r)
             } catch EngineError.invalidRequest(let message) {
                 throw APIError.invalid("This request cannot be served: \(message).", code: "request_not_servable")
             }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import ServalFormats
 import Foundation
+import ServalBase
 import ServalModels
+import ServalTensor
 
 /// SGLang's `bench_one_batch`: one static batch, no server, no scheduler.
 /// B sequences of I random tokens are prefilled as ONE forward batch, then
@@ -67,7 +69,7 @@ struct BenchOneBatch: AsyncParsableCommand {
         logLine("model \(info.architecture) \(info.name.isEmpty ? path : info.name): \(info.layerCount) layers, hidden \(info.hiddenSize), \(info.weightTypes), \(String(format: "%.1f", Double(info.weightBytes) / 1e6)) MB weights")
         logLine("batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots \(kvDType.storage) (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken(dtype: kvDType)) / 1e6)) MB)")
 
-        var rng = SplitMix(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var prompts: [[Int32]] = []
         for _ in 0..<B { prompts.append((0..<I).map { _ in Int32(rng.next() % UInt64(info.vocabSize)) }) }
         func slots(_ i: Int, _ count: Int) -> [Int32] { (0..<count).map { Int32(i * perSeq + $0) } }
@@ -88,9 +90,11 @@ struct BenchOneBatch: AsyncParsableCommand {
         for step in 0..<O {
             let pos = I + step
             let ts = DispatchTime.now().uptimeNanoseconds
-            let out = try model.forward(ForwardBatch(sequences: (0..<B).map {
-                SequenceInput(tokens: [next[$0]], startPosition: pos, kvSlots: slots($0, pos + 1))
-            }), cache: cache)
+            // What the engine sends per decode step: each row's one new slot.
+            let out = try model.forward(ForwardBatch(
+                sequences: (0..<B).map { SequenceInput(row: $0, tokens: [next[$0]], startPosition: pos) },
+                slotUpdates: (0..<B).map { SlotUpdate(row: $0, position: pos, slots: [Int32($0 * perSeq + pos)]) }),
+                cache: cache)
             next = (0..<B).map { argmax(out, $0) }
             stepSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - ts) / 1e9)
         }
@@ -105,16 +109,9 @@ struct BenchOneBatch: AsyncParsableCommand {
         print(String(format: "Peak RSS: %.1f MB", Double(peakRSSBytes()) / 1e6))
     }
 
-    private func argmax(_ out: ForwardOutput, _ seq: Int) -> Int32 {
-        let r = out.rows(ofSequence: seq).lowerBound
-        var best = 0
-        var bestValue = -Float.infinity
-        let base = r * out.vocabSize
-        for j in 0..<out.vocabSize where out.logits[base + j] > bestValue {
-            bestValue = out.logits[base + j]
-            best = j
-        }
-        return Int32(best)
+    private func argmax(_ out: Logits, _ seq: Int) -> Int32 {
+        guard let row = out.hostRow(out.rows(ofSequence: seq).lowerBound) else { return 0 }
+        return CPUSampler.argmax(row)
     }
 }
 
@@ -131,19 +128,6 @@ func peakRSSBytes() -> Int {
     #else
     return usage.ru_maxrss
     #endif
-}
-
-/// Deterministic 64-bit generator (SplitMix64) for prompts and sampling.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 func logLine(_ s: String) {

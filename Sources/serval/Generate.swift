@@ -1,6 +1,8 @@
 import ArgumentParser
 import ServalFormats
 import Foundation
+import Logging
+import ServalEngine
 import ServalModels
 import ServalTemplate
 import ServalTokenizer
@@ -32,7 +34,7 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0 or -1 = off).")
     var topK: Int = -1
 
-    @Option(help: "Random seed for sampling.")
+    @Option(help: "Random seed for sampling (the same seed as a server request's `seed` gives the same text).")
     var seed: UInt64 = 0
 
     @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
@@ -83,89 +85,59 @@ struct Generate: AsyncParsableCommand {
         // A rendered template already spells out its special tokens.
         let ids = tokenizer.encode(text, addSpecialTokens: !chat, parseSpecial: true)
         guard !ids.isEmpty else { throw CLIError("the prompt encodes to no tokens") }
-        let contextLimit = min(model.info.contextLength, ids.count + maxNewTokens)
         guard ids.count < model.info.contextLength else {
             throw CLIError("the prompt has \(ids.count) tokens; the model's context length is \(model.info.contextLength)")
         }
-        let cache = try model.makeKVCache(slots: contextLimit, dtype: KVCacheDType(flag: kvCacheDtype) ?? .auto)
+        // One engine, one sampler, one RNG for the whole program: the server given the
+        // same prompt, seed and settings produces the same text.
+        var config = EngineConfig()
+        config.maxTotalTokens = min(model.info.contextLength, ids.count + maxNewTokens + 1)
+        config.kvCacheDType = KVCacheDType(flag: kvCacheDtype) ?? .auto
+        config.maxRunningRequests = 1
+        let engine: Engine
+        do {
+            engine = try Engine(model: model, decoder: tokenizer, config: config,
+                                logger: Logger(label: "serval.generate", factory: { _ in SwiftLogNoOpLogHandler() }))
+        } catch {
+            throw CLIError("\(error)")
+        }
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
 
-        var sampler = Sampler(temperature: temperature, topP: topP, topK: topK, seed: seed)
-        var decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
-        var stop = tokenizer.stopTokenIDs
-        if let eos = tokenizer.eosTokenID { stop.insert(eos) }
+        var params = SamplingParams()
+        params.temperature = temperature
+        params.topP = topP
+        params.topK = topK
+        params.seed = seed
+        params.maxNewTokens = maxNewTokens
+        params.ignoreEOS = ignoreEOS
         let out = FileHandle.standardOutput
-
         let t0 = DispatchTime.now().uptimeNanoseconds
-        var logits = try model.forward(ForwardBatch(sequences: [
-            SequenceInput(tokens: ids, startPosition: 0, kvSlots: (0..<Int32(ids.count)).map { $0 })]), cache: cache)
-        let t1 = DispatchTime.now().uptimeNanoseconds
+        var firstTokenAt: UInt64? = nil
         var generated = 0
-        var position = ids.count
-        while generated < maxNewTokens && position < contextLimit + 1 {
-            let next = logits.logits.withUnsafeBufferPointer { sampler.sample($0) }
-            generated += 1
-            if !ignoreEOS && stop.contains(next) { break }
-            out.write(Data(decoder.push(next).utf8))
-            if generated == maxNewTokens || position >= contextLimit { break }
-            logits = try model.forward(ForwardBatch(sequences: [
-                SequenceInput(tokens: [next], startPosition: position, kvSlots: (0...Int32(position)).map { $0 })]), cache: cache)
-            position += 1
+        var failure: String? = nil
+        for await event in engine.submit(GenerateRequest(rid: "generate", inputIDs: ids, sampling: params)) {
+            switch event {
+            case .output(let text, let tokenIDs, _):
+                if firstTokenAt == nil { firstTokenAt = DispatchTime.now().uptimeNanoseconds }
+                generated += tokenIDs.count
+                out.write(Data(text.utf8))
+            case .inputLogprobs:
+                break
+            case .finished(let info):
+                if case .abort(let message) = info.reason { failure = message }
+            }
         }
-        out.write(Data((decoder.finish() + "\n").utf8))
+        out.write(Data("\n".utf8))
+        await engine.shutdown(drain: false)
+        if let failure { throw CLIError(failure) }
         let t2 = DispatchTime.now().uptimeNanoseconds
+        let t1 = firstTokenAt ?? t2
         let prefill = Double(t1 - t0) / 1e9, decode = Double(t2 - t1) / 1e9
-        logLine(String(format: "load %.2f s | prompt %d tokens in %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | peak RSS %.1f MB",
+        logLine(String(format: "load %.2f s | prompt %d tokens, first token after %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | peak RSS %.1f MB",
                        loadSeconds, ids.count, prefill, Double(ids.count) / prefill, generated, decode,
                        generated > 1 ? Double(generated - 1) / decode : 0, Double(peakRSSBytes()) / 1e6))
     }
 }
-
-/// Temperature / top-k / top-p sampling over one row of logits (greedy at temperature 0).
-struct Sampler {
-    let temperature: Float
-    let topP: Float
-    let topK: Int
-    var rng: SplitMix
-
-    init(temperature: Float, topP: Float, topK: Int, seed: UInt64) {
-        self.temperature = temperature
-        self.topP = topP
-        self.topK = topK
-        rng = SplitMix(seed: seed)
-    }
-
-    mutating func sample(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
-        if temperature == 0 || topK == 1 {
-            var best = 0
-            for i in 1..<logits.count where logits[i] > logits[best] { best = i }
-            return Int32(best)
-        }
-        var order = Array(0..<logits.count)
-        order.sort { logits[$0] > logits[$1] }
-        if topK > 0 { order.removeLast(max(0, order.count - topK)) }
-        let maxLogit = logits[order[0]]
-        var probs = order.map { expf((logits[$0] - maxLogit) / temperature) }
-        let total = probs.reduce(0, +)
-        var kept = probs.count
-        if topP < 1 {
-            var mass: Float = 0
-            for (i, p) in probs.enumerated() {
-                mass += p / total
-                if mass >= topP { kept = i + 1; break }
-            }
-        }
-        probs.removeLast(probs.count - kept)
-        let keptTotal = probs.reduce(0, +)
-        var u = Float(Double(rng.next() >> 11) / Double(1 << 53)) * keptTotal
-        for (i, p) in probs.enumerated() {
-            u -= p
-            if u <= 0 { return Int32(order[i]) }
-        }
-        return Int32(order[kept - 1])
-    }
-}
-
 
 /// A one-line error for the user; the command exits non-zero.
 struct CLIError: Error, CustomStringConvertible {

@@ -1,6 +1,7 @@
 import CServalKernels
 import Foundation
 import ServalFormats
+import ServalBase
 import ServalTensor
 
 /// `serval bench-kernels --check`: every SIMD kernel path this CPU supports

@@ -1,4 +1,4 @@
-import ServalTensor
+import ServalBase
 import Foundation
 import Testing
 @testable import ServalBench

@@ -1,3 +1,4 @@
+import ServalBase
 import Testing
 @testable import ServalEngine
 
@@ -56,7 +57,7 @@ import Testing
     @Test(arguments: [1, 4])
     func thousandsOfRandomOpsLeakNothing(pageSize: Int) throws {
         var a = try KVSlotAllocator(capacity: 512, pageSize: pageSize)
-        var rng = SamplingRNG(seed: 42)
+        var rng = SeededGenerator(seed: 42)
         var live: [[Int32]] = []
         for _ in 0 ..< 4000 {
             let op = rng.next() % 3

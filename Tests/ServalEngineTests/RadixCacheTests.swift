@@ -1,3 +1,4 @@
+import ServalBase
 import Testing
 @testable import ServalEngine
 
@@ -98,7 +99,7 @@ import Testing
     func randomOpsAgreeWithNaiveReference(pageSize: Int) throws {
         var c = RadixCache(pageSize: pageSize)
         var reference: [[Int32]: [Int32]] = [:]
-        var rng = SamplingRNG(seed: UInt64(7 + pageSize))
+        var rng = SeededGenerator(seed: UInt64(7 + pageSize))
         var nextSlot: Int32 = 0
         var locks: [(node: RadixNode, slots: [Int32])] = []
         func randomTokens() -> [Int32] {

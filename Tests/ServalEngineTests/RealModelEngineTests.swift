@@ -41,7 +41,7 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
     for _ in 0 ..< count {
         let seq = SequenceInput(tokens: Array(tokens[fed...]), startPosition: fed,
                                 kvSlots: (0 ..< Int32(tokens.count)).map { $0 }, logits: .last)
-        let o = try model.forward(ForwardBatch(sequences: [seq]), cache: cache)
+        let o = try model.forward(ForwardBatch(sequences: [seq]), cache: cache).copy()
         let row = o.logits[o.rows(ofSequence: 0).lowerBound * o.vocabSize ..< (o.rows(ofSequence: 0).lowerBound + 1) * o.vocabSize]
         var best = row.startIndex
         for i in row.indices where row[i] > row[best] { best = i }

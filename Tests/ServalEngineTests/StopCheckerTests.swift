@@ -1,3 +1,4 @@
+import ServalBase
 import Testing
 @testable import ServalEngine
 
@@ -101,7 +102,7 @@ import Testing
     }
 
     @Test func piecesConcatenateToTheFullDecode() {
-        var rng = SamplingRNG(seed: 3)
+        var rng = SeededGenerator(seed: 3)
         var tokens: [Int32] = []
         var d = IncrementalDetokenizer(decoder: decoder, skipSpecialTokens: true)
         var text = ""

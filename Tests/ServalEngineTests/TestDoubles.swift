@@ -1,15 +1,18 @@
 import Foundation
 import ServalModels
+import ServalTensor
 @testable import ServalEngine
 
 /// KV "storage" for `PositionHashModel`: each slot remembers which token and which
 /// position were written into it, so reading the wrong slot is caught.
 final class RecordingKVCache: KVCacheStorage, @unchecked Sendable {
     let slotCount: Int
+    let slotTable: SlotTable
     var token: [Int32]
     var position: [Int32]
     init(slots: Int) {
         slotCount = slots
+        slotTable = SlotTable(slotCount: slots)
         token = Array(repeating: -1, count: slots)
         position = Array(repeating: -1, count: slots)
     }
@@ -53,7 +56,11 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
         return Int32(1 + h % UInt64(vocab - 1))
     }
 
-    func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput {
+    /// The double's logits rows, handed out as `Logits` like a real model's workspace.
+    private var logitsBuffer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var logitsCapacity = 0
+
+    func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
         guard let kv = cache as? RecordingKVCache else { throw TestModelError(description: "foreign cache") }
         lock.lock()
         forwardCalls += 1
@@ -65,21 +72,23 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
         var written = Set<Int32>()
         var logits: [Float] = []
         var rowStart = [0]
+        try kv.slotTable.apply(batch.slotUpdates)
         for seq in batch.sequences {
-            guard seq.kvSlots.count == seq.startPosition + seq.tokens.count else {
-                throw TestModelError(description: "\(seq.kvSlots.count) slots for \(seq.startPosition + seq.tokens.count) positions")
+            let kvSlots = kv.slotTable.slots(row: seq.row)
+            guard kvSlots.count == seq.startPosition + seq.tokens.count else {
+                throw TestModelError(description: "\(kvSlots.count) slots for \(seq.startPosition + seq.tokens.count) positions")
             }
-            for (i, t) in seq.tokens.enumerated() {
+            for (i, t) in try kv.slotTable.resolveTokens(seq).enumerated() {
                 let pos = seq.startPosition + i
-                let slot = Int(seq.kvSlots[pos])
+                let slot = Int(kvSlots[pos])
                 guard slot >= 0, slot < kv.slotCount else { throw TestModelError(description: "slot \(slot) out of range") }
                 guard written.insert(Int32(slot)).inserted else { throw TestModelError(description: "slot \(slot) written twice") }
                 kv.token[slot] = t
                 kv.position[slot] = Int32(pos)
             }
             var context: [Int32] = []
-            for pos in 0 ..< seq.kvSlots.count {
-                let slot = Int(seq.kvSlots[pos])
+            for pos in 0 ..< kvSlots.count {
+                let slot = Int(kvSlots[pos])
                 guard kv.position[slot] == Int32(pos) else {
                     throw TestModelError(description: "slot \(slot) holds position \(kv.position[slot]), read as \(pos)")
                 }
@@ -100,7 +109,15 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
             }
             rowStart.append(rowStart[rowStart.count - 1] + rows.count)
         }
-        return ForwardOutput(logits: logits, vocabSize: Self.vocab, rowStart: rowStart)
+        lock.lock()
+        defer { lock.unlock() }
+        if logits.count > logitsCapacity {
+            logitsBuffer.deallocate()
+            logitsBuffer = .allocate(capacity: logits.count)
+            logitsCapacity = logits.count
+        }
+        logitsBuffer.update(from: logits, count: logits.count)
+        return Logits(vocabSize: Self.vocab, rowStart: rowStart, storage: .host(logitsBuffer))
     }
 }
 

@@ -143,7 +143,7 @@ import ServalFormats
         #expect(model.info.layerCount == 1 && model.info.vocabSize == 10)
         #expect(model.info.weightTypes == "F32")
         let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3], startPosition: 0, kvSlots: [0, 1, 2])]),
-                                    cache: model.makeKVCache(slots: 4))
+                                    cache: model.makeKVCache(slots: 4)).copy()
         let finite = out.logits.allSatisfy { $0.isFinite }
         #expect(out.logits.count == 10 && finite)
 

@@ -34,10 +34,10 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         for p in prompts {
             let cache = try model.makeKVCache(slots: 32)
             let slots = (0..<Int32(p.count)).map { $0 }
-            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: slots)]), cache: cache)
+            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: slots)]), cache: cache).copy()
             alonePrefill.append(logitsRow(out, sequence: 0))
             let next = try model.forward(ForwardBatch(sequences: [
-                SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slots + [Int32(p.count)])]), cache: cache)
+                SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slots + [Int32(p.count)])]), cache: cache).copy()
             aloneDecode.append(logitsRow(next, sequence: 0))
         }
         // Together: one prefill batch over a shared pool (disjoint slot ranges), one decode batch.
@@ -49,14 +49,14 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
             slotLists.append(slots)
             seqs.append(SequenceInput(tokens: p, startPosition: 0, kvSlots: slots))
         }
-        let out = try model.forward(ForwardBatch(sequences: seqs), cache: cache)
+        let out = try model.forward(ForwardBatch(sequences: seqs), cache: cache).copy()
         #expect(out.rowStart == [0, 1, 2, 3])
         var decode: [SequenceInput] = []
         for (i, p) in prompts.enumerated() {
             #expect(maxRelativeDifference(logitsRow(out, sequence: i), alonePrefill[i]) < 1e-4)
             decode.append(SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slotLists[i] + [Int32(i * 32 + p.count)]))
         }
-        let next = try model.forward(ForwardBatch(sequences: decode), cache: cache)
+        let next = try model.forward(ForwardBatch(sequences: decode), cache: cache).copy()
         for i in prompts.indices {
             #expect(maxRelativeDifference(logitsRow(next, sequence: i), aloneDecode[i]) < 1e-4)
         }
@@ -80,7 +80,7 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
             _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prefix, startPosition: 0,
                                                                           kvSlots: Array(slots[0..<prefixLength]), logits: .none)]), cache: cache)
             let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: sfx, startPosition: prefixLength,
-                                                                                kvSlots: slots, logits: .all)]), cache: cache)
+                                                                                kvSlots: slots, logits: .all)]), cache: cache).copy()
             alone.append((0..<sfx.count).map { logitsRow(out, sequence: 0, row: $0) })
         }
         // Shared: the prefix computed once into slots 0..<P, every suffix in its own slots after it.
@@ -96,14 +96,14 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         let batch = ForwardBatch(sequences: seqs)
         var flat: [Int32] = []
         var starts: [Int] = []
-        for s in seqs { starts.append(flat.count); flat += s.kvSlots }
+        for u in batch.slotUpdates { starts.append(flat.count); flat += u.slots }
         let plan = flat.withUnsafeBufferPointer {
             PagedAttention.plan(tokenCounts: seqs.map { $0.tokens.count }, startPositions: seqs.map(\.startPosition),
                                 slots: $0.baseAddress!, slotStart: starts, kvHeads: 2)
         }
         #expect(plan.hasSharing)
         #expect(plan.prefixLength == Array(repeating: prefixLength, count: suffixes.count))
-        let out = try model.forward(batch, cache: cache)
+        let out = try model.forward(batch, cache: cache).copy()
         for (i, sfx) in suffixes.enumerated() {
             for r in 0..<sfx.count {
                 #expect(maxRelativeDifference(logitsRow(out, sequence: i, row: r), alone[i][r]) < 1e-4, "sequence \(i) row \(r)")
@@ -141,12 +141,12 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         let p: [Int32] = [4, 8, 15, 16, 23, 42, 7, 1, 9]
         let slots = (0..<Int32(p.count)).map { $0 }
         let whole = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: slots, logits: .all)]),
-                                      cache: try model.makeKVCache(slots: 16))
+                                      cache: try model.makeKVCache(slots: 16)).copy()
         let cache = try model.makeKVCache(slots: 16)
-        let first = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[0..<4]), startPosition: 0, kvSlots: Array(slots[0..<4]), logits: .none)]), cache: cache)
+        let first = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[0..<4]), startPosition: 0, kvSlots: Array(slots[0..<4]), logits: .none)]), cache: cache).copy()
         #expect(first.logits.isEmpty)
         #expect(first.rowStart == [0, 0])
-        let second = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots, logits: .all)]), cache: cache)
+        let second = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots, logits: .all)]), cache: cache).copy()
         #expect(whole.rows(ofSequence: 0).count == p.count)
         #expect(second.rows(ofSequence: 0).count == p.count - 4)
         for r in 0..<(p.count - 4) {
@@ -164,7 +164,7 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         for slots in [contiguous, scattered] {
             let cache = try model.makeKVCache(slots: 64)
             _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[0..<4]), startPosition: 0, kvSlots: Array(slots[0..<4]), logits: .none)]), cache: cache)
-            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots)]), cache: cache)
+            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots)]), cache: cache).copy()
             results.append(logitsRow(out, sequence: 0))
         }
         #expect(maxRelativeDifference(results[0], results[1]) < 1e-6)
@@ -178,7 +178,7 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         for t in [1, 2] {
             let model = try tinyModel(threads: t)
             let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: (0..<Int32(p.count)).map { $0 })]),
-                                        cache: try model.makeKVCache(slots: 16))
+                                        cache: try model.makeKVCache(slots: 16)).copy()
             results.append(logitsRow(out, sequence: 0))
         }
         #expect(maxRelativeDifference(results[0], results[1]) < 1e-6)

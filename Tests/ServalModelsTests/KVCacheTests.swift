@@ -84,7 +84,7 @@ import ServalTensor
             let slots = (0..<Int32(prompt.count)).map { 31 - $0 }
             _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prompt, startPosition: 0, kvSlots: slots)]), cache: cache)
             let next = try model.forward(ForwardBatch(sequences: [
-                SequenceInput(tokens: [11], startPosition: prompt.count, kvSlots: slots + [0])]), cache: cache)
+                SequenceInput(tokens: [11], startPosition: prompt.count, kvSlots: slots + [0])]), cache: cache).copy()
             rows.append(Array(logitsRow(next, sequence: 0)))
         }
         #expect(maxRelativeDifference(rows[0][...], rows[1][...]) < tolerance)

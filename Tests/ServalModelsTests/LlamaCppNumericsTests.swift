@@ -49,7 +49,7 @@ struct ReferenceFile: Decodable {
             seqs.append(SequenceInput(tokens: tokens, startPosition: 0, kvSlots: slots, logits: .all))
         }
         let cache = try model.makeKVCache(slots: Int(nextSlot))
-        let out = try model.forward(ForwardBatch(sequences: seqs), cache: cache)
+        let out = try model.forward(ForwardBatch(sequences: seqs), cache: cache).copy()
         var agree = 0, total = 0, exactPrompts = 0
         for (i, c) in ref.cases.enumerated() {
             let rows = out.rows(ofSequence: i)

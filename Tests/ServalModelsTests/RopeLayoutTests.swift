@@ -106,7 +106,7 @@ import Testing
         for m in [hfModel, ggufModel] {
             let out = try m.forward(ForwardBatch(sequences: [SequenceInput(tokens: tokens, startPosition: 0,
                                                                            kvSlots: (0..<Int32(tokens.count)).map { $0 }, logits: .all)]),
-                                    cache: m.makeKVCache(slots: 8))
+                                    cache: m.makeKVCache(slots: 8)).copy()
             rows.append(out.logits)
         }
         let worst = zip(rows[0], rows[1]).map { abs($0 - $1) }.max() ?? 1

@@ -98,46 +98,45 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                          dtype: dtype)
     }
 
-    public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> ForwardOutput {
+    public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
         guard let kv = cache as? LlamaKVCache, kv.layerCount == config.layerCount, kv.rowElements == config.kvDim else {
             throw ModelError(source: "forward", "the KV cache was not made by this model")
         }
         let c = config
         let seqs = batch.sequences
+        try kv.slotTable.apply(batch.slotUpdates)
         // Validate the batch before touching memory.
         var rowStart = [Int](repeating: 0, count: seqs.count + 1)
         var logitStart = [Int](repeating: 0, count: seqs.count + 1)
         var slotStart = [Int](repeating: 0, count: seqs.count + 1)
+        var seqTokens: [[Int32]] = []
+        var seqSlots: [[Int32]] = []
+        seqTokens.reserveCapacity(seqs.count)
+        seqSlots.reserveCapacity(seqs.count)
         var maxContext = 1
         for (i, s) in seqs.enumerated() {
             guard !s.tokens.isEmpty else { throw ModelError(source: "forward", "sequence \(i) has no tokens") }
-            guard s.startPosition >= 0, s.kvSlots.count == s.startPosition + s.tokens.count else {
-                throw ModelError(source: "forward", "sequence \(i): \(s.kvSlots.count) kv slots for \(s.startPosition) cached + \(s.tokens.count) new positions")
+            let slots = kv.slotTable.slots(row: s.row)
+            guard s.startPosition >= 0, slots.count >= s.contextLength else {
+                throw ModelError(source: "forward", "sequence \(i): \(slots.count) kv slots for \(s.startPosition) cached + \(s.tokens.count) new positions")
             }
-            for t in s.tokens where t < 0 || Int(t) >= c.vocabSize {
+            let tokens = try kv.slotTable.resolveTokens(s)
+            for t in tokens where t < 0 || Int(t) >= c.vocabSize {
                 throw ModelError(source: "forward", "sequence \(i): token id \(t) is outside the vocabulary (0..<\(c.vocabSize))")
             }
-            for slot in s.kvSlots where slot < 0 || Int(slot) >= kv.slotCount {
-                throw ModelError(source: "forward", "sequence \(i): kv slot \(slot) is outside the cache (0..<\(kv.slotCount))")
-            }
+            seqTokens.append(tokens)
+            seqSlots.append(slots.count == s.contextLength ? slots : Array(slots[..<s.contextLength]))
             rowStart[i + 1] = rowStart[i] + s.tokens.count
-            slotStart[i + 1] = slotStart[i] + s.kvSlots.count
-            let nLogits: Int
-            switch s.logits {
-            case .none: nLogits = 0
-            case .last: nLogits = 1
-            case .all: nLogits = s.tokens.count
-            }
-            logitStart[i + 1] = logitStart[i] + nLogits
-            maxContext = max(maxContext, s.kvSlots.count)
+            slotStart[i + 1] = slotStart[i] + s.contextLength
+            logitStart[i + 1] = logitStart[i] + s.logitsRowCount
+            maxContext = max(maxContext, s.contextLength)
         }
         let n = rowStart[seqs.count]
         let nLogits = logitStart[seqs.count]
-        var logits = [Float](repeating: 0, count: nLogits * c.vocabSize)
-        guard n > 0 else { return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart) }
+        guard n > 0 else { return Logits.empty(vocabSize: c.vocabSize, sequences: seqs.count) }
 
         let ws = workspace
-        ws.reserve(tokens: n, slots: slotStart[seqs.count], context: maxContext)
+        ws.reserve(tokens: n, slots: slotStart[seqs.count], context: maxContext, logits: nLogits * c.vocabSize)
         let H = c.hiddenSize, F = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
         let half = c.ropeDim / 2
 
@@ -146,12 +145,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         var positions = [Int](); positions.reserveCapacity(n)
         var tokenSlot = [Int32](); tokenSlot.reserveCapacity(n)
         for (i, s) in seqs.enumerated() {
-            tokens.append(contentsOf: s.tokens)
+            tokens.append(contentsOf: seqTokens[i])
+            let slots = seqSlots[i]
             for t in 0..<s.tokens.count {
                 positions.append(s.startPosition + t)
-                tokenSlot.append(s.kvSlots[s.startPosition + t])
+                tokenSlot.append(slots[s.startPosition + t])
             }
-            s.kvSlots.withUnsafeBufferPointer { ws.slots.advanced(by: slotStart[i]).update(from: $0.baseAddress!, count: $0.count) }
+            slots.withUnsafeBufferPointer { ws.slots.advanced(by: slotStart[i]).update(from: $0.baseAddress!, count: $0.count) }
         }
         let x = ws.x, xn = ws.xn, q = ws.q, k = ws.k, v = ws.v, attn = ws.attn, tmp = ws.tmp, g = ws.gate, u = ws.up
         let cosT = ws.cos, sinT = ws.sin
@@ -203,7 +203,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         }
 
         // Final norm and output projection, only for the rows asked for.
-        guard nLogits > 0 else { return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart) }
+        guard nLogits > 0 else { return Logits(vocabSize: c.vocabSize, rowStart: logitStart, storage: .host(ws.logits)) }
         var j = 0
         outputNorm.withUnsafeBufferPointer { w in
             for (i, s) in seqs.enumerated() {
@@ -219,10 +219,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 }
             }
         }
-        logits.withUnsafeMutableBufferPointer { out in
-            output.apply(xn, rows: nLogits, into: out.baseAddress!, pool: pool)
-        }
-        return ForwardOutput(logits: logits, vocabSize: c.vocabSize, rowStart: logitStart)
+        output.apply(xn, rows: nLogits, into: ws.logits, pool: pool)
+        return Logits(vocabSize: c.vocabSize, rowStart: logitStart, storage: .host(ws.logits))
     }
 
     private func rmsNormRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into y: UnsafeMutablePointer<Float>, rows: Int) {
@@ -246,6 +244,9 @@ final class Workspace: @unchecked Sendable {
     let workers: Int
     private(set) var tokenCapacity = 0
     private(set) var slotCapacity = 0
+    private(set) var logitsCapacity = 0
+    /// The LM head's output rows, handed out as `Logits` (reused, never zero-filled).
+    private(set) var logits: UnsafeMutablePointer<Float>
     private(set) var scoreStride = 0
     private(set) var x, xn, q, k, v, attn, tmp, gate, up, cos, sin, scores: UnsafeMutablePointer<Float>
     private(set) var slots: UnsafeMutablePointer<Int32>
@@ -258,14 +259,21 @@ final class Workspace: @unchecked Sendable {
         tmp = .allocate(capacity: 1); gate = .allocate(capacity: 1); up = .allocate(capacity: 1)
         cos = .allocate(capacity: 1); sin = .allocate(capacity: 1); scores = .allocate(capacity: 1)
         slots = .allocate(capacity: 1)
+        logits = .allocate(capacity: 1)
     }
 
     deinit {
-        for p in [x, xn, q, k, v, attn, tmp, gate, up, cos, sin, scores] { p.deallocate() }
+        for p in [x, xn, q, k, v, attn, tmp, gate, up, cos, sin, scores, logits] { p.deallocate() }
         slots.deallocate()
     }
 
-    func reserve(tokens: Int, slots slotCount: Int, context: Int) {
+    func reserve(tokens: Int, slots slotCount: Int, context: Int, logits logitCount: Int) {
+        if logitCount > logitsCapacity {
+            let cap = max(logitCount, logitsCapacity * 2)
+            logits.deallocate()
+            logits = .allocate(capacity: cap)
+            logitsCapacity = cap
+        }
         if tokens > tokenCapacity {
             let cap = max(tokens, tokenCapacity * 2)
             let c = config

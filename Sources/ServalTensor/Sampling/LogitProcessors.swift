@@ -18,13 +18,6 @@ struct LogitBias: LogitProcessor {
     }
 }
 
-/// How often each token has been generated so far (penalties read it).
-struct TokenCounts: Sendable {
-    private(set) var counts: [Int32: Int] = [:]
-    mutating func record(_ token: Int32) { counts[token, default: 0] += 1 }
-    mutating func reset() { counts.removeAll(keepingCapacity: true) }
-}
-
 /// Frequency, presence (OpenAI: subtract `f·count` and `p·[count>0]`) and
 /// repetition (CTRL/HF: divide positive logits, multiply negative ones by `r`)
 /// penalties, all over the tokens generated so far.
@@ -32,14 +25,15 @@ struct Penalties: LogitProcessor {
     var frequency: Float
     var presence: Float
     var repetition: Float
-    var generated: TokenCounts
+    /// How often each token has been generated so far.
+    var generated: [Int32: Int]
 
     var isIdentity: Bool {
-        generated.counts.isEmpty || (frequency == 0 && presence == 0 && repetition == 1)
+        generated.isEmpty || (frequency == 0 && presence == 0 && repetition == 1)
     }
 
     func apply(to logits: UnsafeMutableBufferPointer<Float>) {
-        for (token, count) in generated.counts where token >= 0 && Int(token) < logits.count {
+        for (token, count) in generated where token >= 0 && Int(token) < logits.count {
             var l = logits[Int(token)]
             if repetition != 1 { l = l > 0 ? l / repetition : l * repetition }
             l -= frequency * Float(count) + presence

@@ -1,96 +1,93 @@
-import Foundation
+import ServalBase
 
-/// Everything one request needs to pick its next token: its settings, its own
-/// random stream and what it has generated so far.
-struct SamplingState: Sendable {
-    var params: SamplingParams
-    var rng: SamplingRNG
-    var generated = TokenCounts()
-    var generatedCount = 0
-    /// EOS + stop token ids, masked while fewer than `minNewTokens` are out.
-    var stopTokenIDs: [Int32]
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
-    init(params: SamplingParams, seed: UInt64, stopTokenIDs: [Int32]) {
-        self.params = params
-        self.rng = SamplingRNG(seed: seed)
-        self.stopTokenIDs = stopTokenIDs
-    }
-
-    mutating func record(_ token: Int32) {
-        generated.record(token)
-        generatedCount += 1
-    }
-}
-
-/// The token chosen for one request, with its logprob info when asked for.
-struct SampledToken: Sendable, Equatable {
-    var tokenID: Int32
-    var logprob: TokenLogprob?
-}
-
-/// Turns a row of logits into a token: logit processors (bias, penalties,
-/// min_new_tokens), then greedy choice at temperature 0, else temperature →
-/// top-k → top-p → min-p → a draw from the request's RNG.
+/// The host `TokenSampler`: for each row, logit processors (bias, penalties,
+/// `min_new_tokens`), then greedy choice at temperature 0, else temperature → top-k →
+/// top-p → min-p → one `Philox` draw keyed by the row's seed at its draw index.
 ///
-/// Logprobs are the log-softmax of the *raw* model logits (before bias,
-/// penalties and temperature), as SGLang and vLLM return by default: they
-/// describe the model, not the sampling settings.
-///
-/// Holds scratch buffers, so keep one per engine thread.
-struct Sampler {
+/// Logprobs are the log-softmax of the *raw* model logits (before bias, penalties and
+/// temperature), as SGLang and vLLM return by default: they describe the model, not
+/// the sampling settings. Holds scratch buffers, so keep one per engine thread.
+public struct CPUSampler: TokenSampler {
     private var scratch: [Float] = []
     private var rawCopy: [Float] = []
     private var candidates: [Int32] = []
 
-    init() {}
+    public init() {}
 
-    mutating func sample(logits row: UnsafeMutableBufferPointer<Float>, state: inout SamplingState) -> SampledToken {
-        let p = state.params
-        let vocab = row.count
-        precondition(vocab > 0, "empty logits row")
-        let wantLogprobs = p.logprobs
-        if wantLogprobs {
+    public mutating func sample(_ logits: Logits, _ batch: SamplingBatch) throws -> SamplerOutput {
+        // Prompt rows first: sampling edits its rows in place, and the last prompt row of a
+        // chunk can be a sampling row too.
+        var prompt: [[TokenLogprob]] = []
+        prompt.reserveCapacity(batch.promptScoring.count)
+        for scoring in batch.promptScoring {
+            var values: [TokenLogprob] = []
+            values.reserveCapacity(scoring.nextTokens.count)
+            for (j, next) in scoring.nextTokens.enumerated() {
+                guard let row = logits.hostRow(scoring.firstRow + j) else {
+                    throw SamplingError.missingRow(scoring.firstRow + j)
+                }
+                values.append(Self.logprob(of: next, in: UnsafeBufferPointer(row), top: scoring.topLogprobs))
+            }
+            prompt.append(values)
+        }
+        var tokens: [SampledToken] = []
+        tokens.reserveCapacity(batch.rows.count)
+        for r in batch.rows {
+            guard let row = logits.hostRow(r.logitsRow) else { throw SamplingError.missingRow(r.logitsRow) }
+            tokens.append(sample(row: row, r))
+        }
+        return SamplerOutput(tokens: tokens, promptLogprobs: prompt)
+    }
+
+    /// One row: processors, choice, and the logprob when asked for.
+    mutating func sample(row: UnsafeMutableBufferPointer<Float>, _ p: SamplingRow) -> SampledToken {
+        precondition(row.count > 0, "empty logits row")
+        if p.topLogprobs != nil {
             rawCopy.removeAll(keepingCapacity: true)
             rawCopy.append(contentsOf: row)
         }
-
         let processors: [any LogitProcessor] = [
             LogitBias(bias: p.logitBias),
             Penalties(frequency: p.frequencyPenalty, presence: p.presencePenalty, repetition: p.repetitionPenalty,
-                      generated: state.generated),
-            SuppressTokens(tokens: state.generatedCount < p.minNewTokens ? state.stopTokenIDs : []),
+                      generated: p.generatedCounts),
+            SuppressTokens(tokens: p.suppressed),
         ]
         for processor in processors where !processor.isIdentity { processor.apply(to: row) }
 
         let token: Int32
-        if p.temperature <= 0 || p.topK == 1 {
-            token = Sampler.argmax(row)
+        if p.isGreedy {
+            token = Self.argmax(row)
         } else {
-            token = draw(row, params: p, rng: &state.rng)
+            token = draw(row, p, unit: Float(Philox(seed: p.seed).unit(index: p.drawIndex)))
         }
-        state.record(token)
-
-        var logprob: TokenLogprob? = nil
-        if wantLogprobs {
-            logprob = rawCopy.withUnsafeBufferPointer { raw in
-                let lse = Sampler.logSumExp(raw)
-                let top = Sampler.topIndices(raw, count: min(max(p.topLogprobs, 0), vocab)).map {
-                    (tokenID: $0, logprob: raw[Int($0)] - lse)
-                }
-                return TokenLogprob(tokenID: token, logprob: raw[Int(token)] - lse, top: top)
-            }
-        }
+        guard let top = p.topLogprobs else { return SampledToken(tokenID: token) }
+        let logprob = rawCopy.withUnsafeBufferPointer { Self.logprob(of: token, in: $0, top: top) }
         return SampledToken(tokenID: token, logprob: logprob)
     }
 
-    /// Temperature sampling with the top-k / top-p / min-p filters.
-    private mutating func draw(_ row: UnsafeMutableBufferPointer<Float>, params p: SamplingParams,
-                               rng: inout SamplingRNG) -> Int32 {
+    /// Log-softmax of `token` in a raw row, with the `top` most likely alternatives.
+    static func logprob(of token: Int32, in row: UnsafeBufferPointer<Float>, top: Int) -> TokenLogprob {
+        let lse = logSumExp(row)
+        let alternatives = topIndices(row, count: min(max(top, 0), row.count)).map {
+            (tokenID: $0, logprob: row[Int($0)] - lse)
+        }
+        let value = token >= 0 && Int(token) < row.count ? row[Int(token)] - lse : -Float.infinity
+        return TokenLogprob(tokenID: token, logprob: value, top: alternatives)
+    }
+
+    /// Temperature sampling with the top-k / top-p / min-p filters; `unit` in [0, 1).
+    private mutating func draw(_ row: UnsafeMutableBufferPointer<Float>, _ p: SamplingRow, unit: Float) -> Int32 {
         let vocab = row.count
         let invT = 1 / p.temperature
         var maxLogit = -Float.infinity
         for l in row where l > maxLogit { maxLogit = l }
-        guard maxLogit.isFinite else { return Sampler.argmax(row) }
+        guard maxLogit.isFinite else { return Self.argmax(row) }
         scratch.removeAll(keepingCapacity: true)
         scratch.reserveCapacity(vocab)
         var total: Float = 0
@@ -108,7 +105,7 @@ struct Sampler {
             // Only min-p (or nothing): one pass, no sorting.
             var kept: Float = 0
             for w in scratch where w >= minWeight { kept += w }
-            var u = Float(rng.nextUnit()) * kept
+            var u = unit * kept
             var last = 0
             for (i, w) in scratch.enumerated() where w >= minWeight {
                 last = i
@@ -122,7 +119,7 @@ struct Sampler {
         // tokens with weight ≥ (1 - top_p)·total / vocab: the rest together hold less
         // than 1 - top_p of the mass, so the nucleus lies entirely among the kept ones.
         if topK > 0 {
-            candidates = scratch.withUnsafeBufferPointer { Sampler.topIndices($0, count: topK) }
+            candidates = scratch.withUnsafeBufferPointer { Self.topIndices($0, count: topK) }
         } else {
             let floor = (1 - topP) * total / Float(vocab)
             let weights = scratch
@@ -158,7 +155,7 @@ struct Sampler {
         }
         var kept: Float = 0
         for c in candidates[..<keep] { kept += scratch[Int(c)] }
-        var u = Float(rng.nextUnit()) * kept
+        var u = unit * kept
         for c in candidates[..<keep] {
             u -= scratch[Int(c)]
             if u < 0 { return c }
@@ -166,7 +163,8 @@ struct Sampler {
         return candidates[keep - 1]
     }
 
-    static func argmax(_ row: UnsafeMutableBufferPointer<Float>) -> Int32 {
+    /// The highest logit's index (the lowest index among ties): the one argmax in Serval.
+    public static func argmax(_ row: UnsafeMutableBufferPointer<Float>) -> Int32 {
         var best = 0
         var bestValue = -Float.infinity
         for (i, l) in row.enumerated() where l > bestValue {
@@ -189,7 +187,9 @@ struct Sampler {
     static func topIndices(_ values: UnsafeBufferPointer<Float>, count: Int) -> [Int32] {
         guard count > 0 else { return [] }
         if count >= values.count {
-            return (0 ..< Int32(values.count)).sorted { values[Int($0)] > values[Int($1)] || (values[Int($0)] == values[Int($1)] && $0 < $1) }
+            return (0..<Int32(values.count)).sorted {
+                values[Int($0)] > values[Int($1)] || (values[Int($0)] == values[Int($1)] && $0 < $1)
+            }
         }
         // Min-heap of the best `count` seen so far, root = weakest.
         var heap: [Int32] = []
@@ -210,14 +210,19 @@ struct Sampler {
                 i = m
             }
         }
-        for i in 0 ..< values.count {
+        for i in 0..<values.count {
             let idx = Int32(i)
             if heap.count < count {
                 heap.append(idx)
                 var c = heap.count - 1
                 while c > 0 {
                     let parent = (c - 1) / 2
-                    if weaker(heap[c], heap[parent]) { heap.swapAt(c, parent); c = parent } else { break }
+                    if weaker(heap[c], heap[parent]) {
+                        heap.swapAt(c, parent)
+                        c = parent
+                    } else {
+                        break
+                    }
                 }
             } else if weaker(heap[0], idx) {
                 heap[0] = idx

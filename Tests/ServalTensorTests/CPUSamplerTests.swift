@@ -1,19 +1,58 @@
 import Foundation
+import ServalBase
 import Testing
-@testable import ServalEngine
 
-@Suite struct SamplerTests {
+@testable import ServalTensor
+
+/// The settings a test varies (what a request's sampling parameters map onto).
+struct SamplingParams {
+    var temperature: Float = 1
+    var topP: Float = 1
+    var topK = -1
+    var minP: Float = 0
+    var frequencyPenalty: Float = 0
+    var presencePenalty: Float = 0
+    var repetitionPenalty: Float = 1
+    var minNewTokens = 0
+    var logitBias: [Int32: Float] = [:]
+    var logprobs = false
+    var topLogprobs = 0
+
+    /// The sampler's row for draw `index` after the tokens counted in `generated`.
+    func row(seed: UInt64, index: Int, generated: [Int32: Int], stopTokens: [Int32]) -> SamplingRow {
+        var r = SamplingRow(logitsRow: 0)
+        r.temperature = temperature
+        r.topP = topP
+        r.topK = topK
+        r.minP = minP
+        r.frequencyPenalty = frequencyPenalty
+        r.presencePenalty = presencePenalty
+        r.repetitionPenalty = repetitionPenalty
+        r.generatedCounts = generated
+        r.logitBias = logitBias
+        r.suppressed = index < minNewTokens ? stopTokens : []
+        r.seed = seed
+        r.drawIndex = UInt64(index)
+        r.topLogprobs = logprobs ? topLogprobs : nil
+        return r
+    }
+}
+
+@Suite struct CPUSamplerTests {
     /// A fixed, uneven distribution over 32 tokens.
     static let base: [Float] = (0 ..< 32).map { Float(($0 * 37) % 32) / 8 }
 
     func draw(_ logits: [Float], _ params: SamplingParams, seed: UInt64 = 1, times: Int = 1,
               stopTokens: [Int32] = []) -> [Int32] {
-        var sampler = Sampler()
-        var state = SamplingState(params: params, seed: seed, stopTokenIDs: stopTokens)
+        var sampler = CPUSampler()
+        var generated: [Int32: Int] = [:]
         var out: [Int32] = []
-        for _ in 0 ..< times {
+        for i in 0 ..< times {
             var row = logits
-            out.append(row.withUnsafeMutableBufferPointer { sampler.sample(logits: $0, state: &state).tokenID })
+            let p = params.row(seed: seed, index: i, generated: generated, stopTokens: stopTokens)
+            let t = row.withUnsafeMutableBufferPointer { sampler.sample(row: $0, p).tokenID }
+            generated[t, default: 0] += 1
+            out.append(t)
         }
         return out
     }
@@ -107,13 +146,9 @@ import Testing
     }
 
     @Test func repetitionPenaltyPushesNegativeLogitsDown() {
-        var state = SamplingState(params: { var p = SamplingParams(); p.repetitionPenalty = 2; return p }(),
-                                  seed: 0, stopTokenIDs: [])
-        state.record(0)
-        state.record(1)
         var row: [Float] = [-1, 2, 3]
         row.withUnsafeMutableBufferPointer { buf in
-            Penalties(frequency: 0, presence: 0, repetition: 2, generated: state.generated).apply(to: buf)
+            Penalties(frequency: 0, presence: 0, repetition: 2, generated: [0: 1, 1: 1]).apply(to: buf)
         }
         #expect(row == [-2, 1, 3])
     }
@@ -144,10 +179,11 @@ import Testing
         p.topLogprobs = 2
         p.logitBias = [0: 50]  // the choice is processed, the logprobs are not
         let logits: [Float] = [0, 3, 1, 2]
-        var sampler = Sampler()
-        var state = SamplingState(params: p, seed: 0, stopTokenIDs: [])
+        var sampler = CPUSampler()
         var row = logits
-        let s = row.withUnsafeMutableBufferPointer { sampler.sample(logits: $0, state: &state) }
+        let s = row.withUnsafeMutableBufferPointer {
+            sampler.sample(row: $0, p.row(seed: 0, index: 0, generated: [:], stopTokens: []))
+        }
         #expect(s.tokenID == 0)
         let lp = try #require(s.logprob)
         let probs = softmax(logits)
@@ -157,12 +193,51 @@ import Testing
     }
 
     @Test func topIndicesMatchesAFullSort() {
-        var rng = SamplingRNG(seed: 5)
+        var rng = SeededGenerator(seed: 5)
         let values = (0 ..< 1000).map { _ in Float(rng.next() % 100) }
         let expected = (0 ..< 1000).sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
         for k in [1, 7, 50, 999, 1000, 2000] {
-            let got = values.withUnsafeBufferPointer { Sampler.topIndices($0, count: k) }
+            let got = values.withUnsafeBufferPointer { CPUSampler.topIndices($0, count: k) }
             #expect(got.map(Int.init) == Array(expected.prefix(k)))
+        }
+    }
+
+    /// The batch entry point: prompt rows are scored from the raw logits before sampling
+    /// edits them, and each row draws from its own (seed, index), whatever its neighbours.
+    @Test func batchScoresPromptRowsAndSamplesRowsIndependently() throws {
+        let vocab = Self.base.count
+        var values = Self.base + Self.base.reversed() + Self.base
+        try values.withUnsafeMutableBufferPointer { buf in
+            let logits = Logits(vocabSize: vocab, rowStart: [0, 2, 3], storage: .host(buf.baseAddress!))
+            var p = SamplingParams()
+            p.temperature = 0.7
+            var rows = [p.row(seed: 11, index: 3, generated: [:], stopTokens: [])]
+            rows[0].logitsRow = 2
+            var biased = p.row(seed: 12, index: 0, generated: [:], stopTokens: [])
+            biased.logitsRow = 1
+            biased.logitBias = [5: 100]
+            rows.append(biased)
+            var sampler = CPUSampler()
+            let out = try sampler.sample(logits, SamplingBatch(
+                rows: rows, promptScoring: [PromptScoring(firstRow: 0, nextTokens: [4, 9], topLogprobs: 1)]))
+            #expect(out.tokens.count == 2)
+            #expect(out.tokens[1].tokenID == 5)
+            // Row 2 alone gives the same token as row 2 in the batch.
+            var alone = Self.base
+            let single = alone.withUnsafeMutableBufferPointer { sampler.sample(row: $0, rows[0]).tokenID }
+            #expect(single == out.tokens[0].tokenID)
+            // Prompt rows: raw log-softmax of rows 0 and 1 at the next tokens.
+            let lp = out.promptLogprobs[0]
+            #expect(lp.map(\.tokenID) == [4, 9])
+            let probs0 = softmax(Self.base), probs1 = softmax(Self.base.reversed())
+            #expect(abs(Double(lp[0].logprob) - Foundation.log(probs0[4])) < 1e-5)
+            #expect(abs(Double(lp[1].logprob) - Foundation.log(probs1[9])) < 1e-5)
+            #expect(lp[0].top.count == 1)
+        }
+        #expect(throws: SamplingError.self) {
+            var sampler = CPUSampler()
+            let empty = Logits.empty(vocabSize: vocab, sequences: 1)
+            _ = try sampler.sample(empty, SamplingBatch(rows: [SamplingRow(logitsRow: 0)]))
         }
     }
 }

@@ -1,0 +1,68 @@
+/// The logits a forward pass produced, where they live: a handle, not a copy.
+///
+/// On the CPU the rows sit in one host buffer that the model reuses from step to step
+/// (never zero-filled: every row handed out was written by the LM head), valid until the
+/// next `forward`. A device backend keeps them in device memory; a `TokenSampler` of the
+/// same backend reads them in place and only the sampled ids (and the logprobs asked for)
+/// travel home. Rows are row-major `[rows × vocabSize]`, sequences in batch order;
+/// `rowStart[i] ..< rowStart[i + 1]` are sequence i's rows.
+public struct Logits: @unchecked Sendable {
+    public enum Storage {
+        /// Rows in host memory owned by the model's workspace.
+        case host(UnsafeMutablePointer<Float>)
+    }
+
+    public let vocabSize: Int
+    public let rowStart: [Int]
+    public let storage: Storage
+
+    public init(vocabSize: Int, rowStart: [Int], storage: Storage) {
+        self.vocabSize = vocabSize
+        self.rowStart = rowStart
+        self.storage = storage
+    }
+
+    /// No rows (an idle forward, or a batch that asked for none).
+    public static func empty(vocabSize: Int, sequences: Int) -> Logits {
+        let buffer = emptyBuffer
+        return Logits(vocabSize: vocabSize, rowStart: [Int](repeating: 0, count: sequences + 1), storage: .host(buffer))
+    }
+
+    private static let emptyBuffer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+
+    public var rowCount: Int { rowStart.last ?? 0 }
+
+    public func rows(ofSequence i: Int) -> Range<Int> { rowStart[i]..<rowStart[i + 1] }
+
+    /// Row `r` in host memory, for a host sampler (nil when the rows live on a device).
+    public func hostRow(_ r: Int) -> UnsafeMutableBufferPointer<Float>? {
+        guard r >= 0, r < rowCount else { return nil }
+        switch storage {
+        case .host(let p): return UnsafeMutableBufferPointer(start: p + r * vocabSize, count: vocabSize)
+        }
+    }
+
+    /// A host copy that outlives the next forward (tests, tools, teacher forcing).
+    public func copy() -> ForwardOutput {
+        switch storage {
+        case .host(let p):
+            let values = Array(UnsafeBufferPointer(start: p, count: rowCount * vocabSize))
+            return ForwardOutput(logits: values, vocabSize: vocabSize, rowStart: rowStart)
+        }
+    }
+}
+
+/// Logits copied home: row-major `[rows × vocabSize]`, sequences in batch order.
+public struct ForwardOutput: Sendable {
+    public var logits: [Float]
+    public var vocabSize: Int
+    public var rowStart: [Int]
+
+    public init(logits: [Float], vocabSize: Int, rowStart: [Int]) {
+        self.logits = logits
+        self.vocabSize = vocabSize
+        self.rowStart = rowStart
+    }
+
+    public func rows(ofSequence i: Int) -> Range<Int> { rowStart[i]..<rowStart[i + 1] }
+}
