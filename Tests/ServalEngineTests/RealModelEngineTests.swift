@@ -154,4 +154,54 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
         print("teacher forcing: largest prompt/output logprob difference \(worst)")
         #expect(worst < 2e-3)
     }
+
+    /// A seeded, temperature-sampled request gives the same tokens alone and inside a
+    /// batch of 16 mixed requests (greedy, other seeds, unseeded, penalties), prompts
+    /// chunked and mixed with decodes: draws depend only on (seed, output index), and a
+    /// row's logits do not depend on its neighbours.
+    @Test(.enabled(if: defaultModelPresent))
+    func seededRequestIsTheSameAloneAndInABatchOf16() async throws {
+        let ref = try LlamaReference.load()
+        let model = try LlamaModel.load(gguf: defaultModelPath, threads: 2)
+        let tokenizer = try Tokenizer.load(modelPath: defaultModelPath)
+        func sampling(seed: UInt64?, temperature: Float, maxNew: Int) -> SamplingParams {
+            var p = SamplingParams()
+            p.temperature = temperature
+            p.topP = 0.95
+            p.seed = seed
+            p.maxNewTokens = maxNew
+            p.ignoreEOS = true
+            return p
+        }
+        var config = EngineConfig()
+        config.maxTotalTokens = 4096
+        config.chunkedPrefillSize = 16
+        config.checkIntegrity = true
+        let target = GenerateRequest(rid: "target", inputIDs: ref.cases[1].prompt_ids,
+                                     sampling: sampling(seed: 77, temperature: 0.9, maxNew: 16))
+        let aloneEngine = try Engine(model: model, decoder: tokenizer, config: config)
+        let alone = await collect(aloneEngine.submit(target))
+        await aloneEngine.shutdown(drain: true)
+
+        let engine = try Engine(model: model, decoder: tokenizer, config: config)
+        let results = await withTaskGroup(of: (String, Collected).self) { group in
+            for i in 0 ..< 15 {
+                var p = sampling(seed: i % 3 == 0 ? nil : UInt64(i), temperature: i % 4 == 0 ? 0 : 1.1, maxNew: 4 + i % 9)
+                if i % 5 == 1 { p.frequencyPenalty = 0.4 }
+                if i % 5 == 2 { p.topK = 20 }
+                let promptIDs = ref.cases[i % ref.cases.count].prompt_ids
+                let r = GenerateRequest(rid: "n\(i)", inputIDs: promptIDs, sampling: p)
+                group.addTask { (r.rid, await collect(engine.submit(r))) }
+            }
+            group.addTask { ("target", await collect(engine.submit(target))) }
+            var out: [String: Collected] = [:]
+            for await (rid, c) in group { out[rid] = c }
+            return out
+        }
+        #expect(engine.integrityFailure == nil)
+        await engine.shutdown(drain: true)
+        #expect(alone.tokens.count == 16)
+        #expect(results["target"]?.tokens == alone.tokens)
+        #expect(results["target"]?.text == alone.text)
+    }
 }
