@@ -89,14 +89,17 @@ let package = Package(
             ],
             swiftSettings: plain
         ),
-        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor", "ServalFormats", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        // One test-support target: the GGUF writer, the default-model path, shared fixtures.
+        .target(name: "ServalTestSupport", path: "Tests/ServalTestSupport", resources: [.copy("Fixtures")],
+                swiftSettings: plain),
+        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTestSupport", "ServalTensor", "ServalFormats", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalFormatsTests", dependencies: ["ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalModelsTests", dependencies: ["ServalModels", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalModelsTests", dependencies: ["ServalTestSupport", "ServalModels", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
-        .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine", "ServalBase", "ServalTensor", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalServerTests", dependencies: ["ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalBenchTests", dependencies: ["ServalBench", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
     ]
 )

