@@ -1,42 +1,5 @@
 import ServalBase
 
-/// Scheduler settings, resolved from `EngineConfig` and the model.
-struct SchedulerConfig {
-    var capacity: Int
-    var pageSize = 1
-    var contextLength: Int
-    var maxRunningRequests = 256
-    var maxPrefillTokens = 16384
-    /// Prompt tokens per forward pass for one long prompt; <= 0 disables chunking.
-    var chunkedPrefillSize = 2048
-    /// Most sequences prefilling in one batch (continued chunks and new admissions);
-    /// nil: only the token budget limits them. A small cap staggers a burst of short
-    /// prompts over several steps, so the first of them start streaming a step later
-    /// instead of all of them waiting for one large prefill.
-    var prefillMaxRequests: Int? = nil
-    var policy: EngineConfig.SchedulePolicy = .lpm
-    var disableRadixCache = false
-    var randomSeed: UInt64 = 0
-    /// A request waiting this many steps goes to the front whatever the policy says.
-    var maxWaitSteps = 200
-    /// Fraction of a request's remaining `max_new_tokens` reserved at admission. Starts
-    /// cautious, decays as requests finish early, jumps back up after a retraction
-    /// (SGLang's new_token_ratio).
-    var initialNewTokenRatio = 0.7
-    var minNewTokenRatio = 0.1
-    var newTokenRatioDecay = 0.001
-    /// Output tokens counted per request at most, when reserving.
-    var clipMaxNewTokens = 4096
-    /// Another request already computing at least this many of a candidate's uncached
-    /// prompt tokens makes the candidate wait a step and reuse them from the cache.
-    var inBatchPrefixThreshold = 32
-    /// Whether prefill chunks share a forward pass with the decodes.
-    var mixedChunk: EngineConfig.MixedChunk = .auto
-    /// With `.auto`, at most this many prefill-only steps in a row, so a stream of short
-    /// prompts cannot hold the decodes back for long.
-    var maxPrefillOnlySteps = 2
-}
-
 /// Continuous batching over a fixed KV pool: decides each step which requests run and
 /// how many tokens each feeds, and owns the KV bookkeeping (allocator + radix cache).
 ///
@@ -53,7 +16,7 @@ struct Scheduler {
     private(set) var retractionsTotal = 0
     private(set) var promptTokensAdmitted = 0
     private(set) var cachedTokensAdmitted = 0
-    private var rng: SeededGenerator
+    var rng: SeededGenerator
     private var nextSerial = 0
 
     init(config: SchedulerConfig) throws {
@@ -273,7 +236,7 @@ struct Scheduler {
     /// Longest cached prefix usable by `request`: never its newest token (whose logits
     /// must be computed), nor prompt rows it still needs logits of (prompt logprobs),
     /// whole pages only. Empty when the radix cache is off.
-    private mutating func matchPrefix(_ request: Request) -> RadixMatch {
+    mutating func matchPrefix(_ request: Request) -> RadixMatch {
         if config.disableRadixCache { return RadixMatch(slots: [], node: cache.root) }
         return cache.match(request.tokens[..<min(request.tokens.count - 1, request.prefixMatchLimit)])
     }
@@ -293,73 +256,6 @@ struct Scheduler {
             if n - matched >= threshold { return true }
         }
         return false
-    }
-
-    // MARK: Policies
-
-    /// The waiting queue in admission order: the policy's order, except that requests
-    /// that waited longer than `maxWaitSteps` go first (oldest first), so none starves.
-    mutating func orderedWaiting() -> [Request] {
-        var ordered: [Request]
-        switch config.policy {
-        case .fcfs:
-            ordered = waiting.sorted { $0.serial < $1.serial }
-        case .lof:
-            ordered = waiting.sorted { ($0.remainingNewTokens, -$0.serial) > ($1.remainingNewTokens, -$1.serial) }
-        case .random:
-            ordered = waiting.sorted { $0.serial < $1.serial }
-            ordered.shuffle(using: &rng)
-        case .lpm where waiting.count > 128:
-            // Matching every queued prompt each step gets expensive; SGLang falls back too.
-            ordered = waiting.sorted { $0.serial < $1.serial }
-        case .lpm:
-            var lengths: [ObjectIdentifier: Int] = [:]
-            for r in waiting { lengths[ObjectIdentifier(r)] = matchPrefix(r).length }
-            ordered = waiting.sorted {
-                let a = lengths[ObjectIdentifier($0)] ?? 0, b = lengths[ObjectIdentifier($1)] ?? 0
-                return a != b ? a > b : $0.serial < $1.serial
-            }
-        case .dfsWeight:
-            ordered = dfsWeightOrder()
-        }
-        let starving = ordered.filter { step - $0.waitingSinceStep > config.maxWaitSteps }
-        if starving.isEmpty { return ordered }
-        let rest = ordered.filter { step - $0.waitingSinceStep <= config.maxWaitSteps }
-        return starving.sorted { $0.serial < $1.serial } + rest
-    }
-
-    /// SGLang's dfs-weight: weight each tree node by the waiting requests whose cached
-    /// prefix ends in its subtree, then walk the tree depth first, heaviest child first,
-    /// so requests sharing a prefix run back to back while it is cached.
-    private mutating func dfsWeightOrder() -> [Request] {
-        var byNode: [ObjectIdentifier: [Request]] = [:]
-        var weight: [ObjectIdentifier: Int] = [:]
-        for r in waiting.sorted(by: { $0.serial < $1.serial }) {
-            let node = matchPrefix(r).node
-            byNode[ObjectIdentifier(node), default: []].append(r)
-            var current: RadixNode? = node
-            while let n = current {
-                weight[ObjectIdentifier(n), default: 0] += 1
-                current = n.parent
-            }
-        }
-        // Post-order: a node's subtree (deeper matches) before the requests ending at it.
-        var ordered: [Request] = []
-        var stack: [(node: RadixNode, expanded: Bool)] = [(cache.root, false)]
-        while let (node, expanded) = stack.popLast() {
-            if expanded {
-                ordered += byNode[ObjectIdentifier(node)] ?? []
-                continue
-            }
-            stack.append((node, true))
-            let children = node.children.values.filter { (weight[ObjectIdentifier($0)] ?? 0) > 0 }
-            // Push lightest first so the heaviest is visited next.
-            stack += children.sorted {
-                let a = weight[ObjectIdentifier($0)] ?? 0, b = weight[ObjectIdentifier($1)] ?? 0
-                return a != b ? a < b : $0.serial > $1.serial
-            }.map { ($0, false) }
-        }
-        return ordered
     }
 
     // MARK: After the forward pass
