@@ -26,8 +26,12 @@ extension ServalAPI {
         .ok(["object": "list", "data": [modelCard]])
     }
 
+    /// `GET /v1/models/{id}`; the id may be the served name or the model path, slashes and all.
     func modelByID(_ id: String) throws -> HTTPReply {
-        guard id == config.servedModelName else {
+        let decoded = id.removingPercentEncoding ?? id
+        // An absolute path loses its leading '/' to the route's own: accept it either way.
+        let paths = [config.modelPath, String(config.modelPath.drop { $0 == "/" })]
+        guard decoded == config.servedModelName || paths.contains(decoded) else {
             throw APIError(status: 404, message: "The model '\(id)' does not exist.", type: "invalid_request_error",
                            param: "model", code: "model_not_found")
         }

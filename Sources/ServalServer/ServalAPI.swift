@@ -47,6 +47,7 @@ public final class ServalAPI: Sendable {
             "/get_model_info": ["GET"], "/get_server_info": ["GET"], "/get_load": ["GET"], "/metrics": ["GET"],
             "/flush_cache": ["POST", "GET"], "/abort_request": ["POST"], "/generate": ["POST", "PUT"],
             "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"],
+            "/tokenize": ["POST"], "/v1/tokenize": ["POST"], "/detokenize": ["POST"], "/v1/detokenize": ["POST"],
         ]
         var p = path
         if p.count > 1, p.hasSuffix("/") { p.removeLast() }
@@ -68,6 +69,8 @@ public final class ServalAPI: Sendable {
         case "/generate": return try await generate(try parseBody(body))
         case "/v1/completions": return try await completions(try parseBody(body))
         case "/v1/chat/completions": return try await chatCompletions(try parseBody(body))
+        case "/tokenize", "/v1/tokenize": return try tokenize(try parseBody(body))
+        case "/detokenize", "/v1/detokenize": return try detokenize(try parseBody(body))
         default: throw APIError.notFound(path)
         }
     }
