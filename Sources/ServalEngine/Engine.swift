@@ -254,7 +254,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         let r: Request
         do {
             r = try scheduler.submit(rid: request.rid, prompt: request.inputIDs, params: request.sampling,
-                                     stopTokenIDs: stopIDs)
+                                     stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace)
         } catch {
             return reject("\(error)")
         }

@@ -43,12 +43,29 @@ public struct GenerateRequest: Sendable {
     /// When the request reached the server (time to first token counts from here);
     /// nil counts from `submit`.
     public var arrival: Date?
+    /// Requests with different salts never share prefix-cache entries (`cache_salt`, a
+    /// tenant-isolation guarantee); nil shares with every other unsalted request.
+    public var cacheSalt: String?
 
-    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil) {
+    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil,
+                cacheSalt: String? = nil) {
         self.rid = rid
         self.inputIDs = inputIDs
         self.sampling = sampling
         self.arrival = arrival
+        self.cacheSalt = cacheSalt
+    }
+
+    /// The radix cache namespace of `cacheSalt`: 0 for none, else a 64-bit FNV-1a hash
+    /// of its bytes (never 0).
+    var cacheNamespace: UInt64 {
+        guard let salt = cacheSalt else { return 0 }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in salt.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01B3
+        }
+        return h == 0 ? 1 : h
     }
 }
 

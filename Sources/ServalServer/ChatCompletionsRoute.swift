@@ -70,6 +70,7 @@ extension ServalAPI {
         let stream = try f.bool("stream") ?? false
         let includeUsage = try f.nested("stream_options")?.bool("include_usage") ?? false
         _ = try f.string("user")
+        let cacheSalt = try f.string("cache_salt")
 
         var extra: [String: JSONValue] = [:]
         if let kw = f.raw("chat_template_kwargs") {
@@ -93,7 +94,7 @@ extension ServalAPI {
         let reqs = (0..<n).map { i -> GenerateRequest in
             var s = sampling
             if let seed = s.seed { s.seed = seed &+ UInt64(i) }
-            return GenerateRequest(rid: n == 1 ? id : "\(id)-\(i)", inputIDs: ids, sampling: s)
+            return GenerateRequest(rid: n == 1 ? id : "\(id)-\(i)", inputIDs: ids, sampling: s, cacheSalt: cacheSalt)
         }
         try checkServable(reqs)
         let created = createdTimestamp

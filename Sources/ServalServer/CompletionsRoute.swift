@@ -69,6 +69,7 @@ extension ServalAPI {
         let stream = try f.bool("stream") ?? false
         let includeUsage = try f.nested("stream_options")?.bool("include_usage") ?? false
         _ = try f.string("user")
+        let cacheSalt = try f.string("cache_salt")
 
         let id = "cmpl-" + Self.newID()
         var reqs: [GenerateRequest] = []
@@ -82,7 +83,8 @@ extension ServalAPI {
                 var si = s
                 if let seed = si.seed { si.seed = seed &+ UInt64(i) }
                 let k = pi * n + i
-                reqs.append(GenerateRequest(rid: prompts.count * n == 1 ? id : "\(id)-\(k)", inputIDs: p.ids, sampling: si))
+                reqs.append(GenerateRequest(rid: prompts.count * n == 1 ? id : "\(id)-\(k)", inputIDs: p.ids, sampling: si,
+                                            cacheSalt: cacheSalt))
             }
         }
         try checkServable(reqs)

@@ -15,6 +15,7 @@ extension ServalAPI {
             if case .array(let a)? = f.raw("input_ids"), case .array? = a.first { isBatch = true } else { isBatch = false }
         }
         let prompts = try parsePrompts(f, key: hasText ? "text" : "input_ids")
+        let cacheSalt = try f.string("cache_salt")
 
         // sampling_params: one object for all prompts, or one per prompt.
         var perPrompt: [RequestFields?] = Array(repeating: nil, count: prompts.count)
@@ -73,7 +74,7 @@ extension ServalAPI {
             for i in 0..<n {
                 var si = s
                 if let seed = si.seed { si.seed = seed &+ UInt64(i) }
-                reqs.append(GenerateRequest(rid: "", inputIDs: p.ids, sampling: si))
+                reqs.append(GenerateRequest(rid: "", inputIDs: p.ids, sampling: si, cacheSalt: cacheSalt))
             }
         }
         if rids.isEmpty {

@@ -92,3 +92,34 @@ import Testing
         #expect(cache.slotTable.slots(row: 0).isEmpty)
     }
 }
+
+/// `cache_salt`: requests with different salts never share prefix-cache entries.
+@Suite struct CacheSaltTests {
+    @Test func differentSaltsShareNothingSameSaltShares() async throws {
+        var c = EngineConfig()
+        c.maxTotalTokens = 1024
+        c.checkIntegrity = true
+        let e = try Engine(model: PositionHashModel(), decoder: TableDecoder.letters(), config: c)
+        var p = SamplingParams()
+        p.temperature = 0
+        p.maxNewTokens = 3
+        let ids = prompt(3, 40)
+        func run(_ rid: String, _ salt: String?) async -> Collected {
+            await collect(e.submit(GenerateRequest(rid: rid, inputIDs: ids, sampling: p, cacheSalt: salt)))
+        }
+        let a1 = await run("a1", "tenant-a")
+        let a2 = await run("a2", "tenant-a")
+        let b = await run("b", "tenant-b")
+        let none = await run("n1", nil)
+        let none2 = await run("n2", nil)
+        #expect(a1.finish?.cachedTokens == 0)
+        #expect((a2.finish?.cachedTokens ?? 0) >= 32)
+        #expect(b.finish?.cachedTokens == 0)
+        #expect(none.finish?.cachedTokens == 0)
+        #expect((none2.finish?.cachedTokens ?? 0) >= 32)
+        // The salt changes where KV is cached, never the output.
+        #expect(a1.tokens == b.tokens && b.tokens == none.tokens)
+        #expect(e.integrityFailure == nil)
+        await e.shutdown(drain: true)
+    }
+}

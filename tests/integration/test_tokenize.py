@@ -75,3 +75,22 @@ def test_model_by_id_accepts_the_model_path(server):
     assert r.status_code == 200, r.text
     assert r2.status_code == 200, r2.text
     assert server.get("/v1/models/org/no-such-model").status_code == 404
+
+
+def test_cache_salt_isolates_prefix_cache(server):
+    """Requests with different `cache_salt`s never share cached prefixes; the same salt does."""
+    msgs = [{"role": "system", "content": "You are a careful assistant for tenant isolation tests. " * 6},
+            {"role": "user", "content": "Say hi."}]
+
+    def cached(salt):
+        body = {"model": MODEL, "messages": msgs, "max_tokens": 2}
+        if salt is not None:
+            body["cache_salt"] = salt
+        r = server.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+    cached("salt-a-7f3")
+    assert cached("salt-a-7f3") > 40
+    assert cached("salt-b-7f3") == 0
+    assert server.post("/generate", json={"text": "x", "cache_salt": 5}).status_code == 400

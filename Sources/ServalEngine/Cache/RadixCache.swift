@@ -17,9 +17,14 @@ struct RadixMatch {
 /// evictable leaves are cut and their slots handed back to the allocator.
 /// With `pageSize > 1` keys are compared a page at a time, so every edge and every
 /// match is a whole number of pages.
+///
+/// Each cache namespace (`cache_salt`: tenants that must never share KV) has a tree of
+/// its own under its own root; namespace 0 is the shared one. Eviction is LRU over all.
 struct RadixCache {
     let pageSize: Int
-    private(set) var root: RadixNode
+    /// Namespace 0's root.
+    var root: RadixNode { roots[0] ?? Self.newRoot() }
+    private var roots: [UInt64: RadixNode] = [0: RadixCache.newRoot()]
     private(set) var evictableSlots = 0
     private(set) var protectedSlots = 0
     private var clock: UInt64 = 0
@@ -28,8 +33,20 @@ struct RadixCache {
     init(pageSize: Int = 1) {
         precondition(pageSize >= 1)
         self.pageSize = pageSize
-        self.root = RadixNode(key: [], slots: [], parent: nil, lastAccess: 0, serial: 0)
-        root.lockRef = 1  // the root is never evicted
+    }
+
+    private static func newRoot() -> RadixNode {
+        let root = RadixNode(key: [], slots: [], parent: nil, lastAccess: 0, serial: 0)
+        root.lockRef = 1  // a root is never evicted
+        return root
+    }
+
+    /// `namespace`'s root, made on first use.
+    private mutating func root(_ namespace: UInt64) -> RadixNode {
+        if let r = roots[namespace] { return r }
+        let r = Self.newRoot()
+        roots[namespace] = r
+        return r
     }
 
     var cachedSlots: Int { evictableSlots + protectedSlots }
@@ -62,10 +79,11 @@ struct RadixCache {
 
     /// Longest cached prefix of `tokens` (whole pages only). Splits an edge when the
     /// match ends inside it, so the returned node covers exactly the match.
-    mutating func match<C: RandomAccessCollection>(_ tokens: C) -> RadixMatch where C.Element == Int32 {
+    mutating func match<C: RandomAccessCollection>(_ tokens: C, namespace: UInt64 = 0) -> RadixMatch
+    where C.Element == Int32 {
         let now = tick()
         var rest = ArraySlice(tokens)
-        var node = root
+        var node = root(namespace)
         var slots: [Int32] = []
         while rest.count >= pageSize, let child = node.children[childKey(rest)] {
             child.lastAccess = now
@@ -103,12 +121,12 @@ struct RadixCache {
     /// leading tokens were already cached: the caller still holds its own slots for
     /// those positions and must free the ones it does not share with the tree.
     @discardableResult
-    mutating func insert(_ tokens: ArraySlice<Int32>, slots: ArraySlice<Int32>) -> Int {
+    mutating func insert(_ tokens: ArraySlice<Int32>, slots: ArraySlice<Int32>, namespace: UInt64 = 0) -> Int {
         precondition(tokens.count == slots.count, "insert: \(tokens.count) tokens but \(slots.count) slots")
         let now = tick()
         let length = tokens.count - tokens.count % pageSize
         let tokens = tokens.prefix(length)
-        var node = root
+        var node = root(namespace)
         var pos = 0
         while pos < length {
             let rest = tokens.dropFirst(pos)
@@ -131,7 +149,7 @@ struct RadixCache {
     /// Marks the path root…`node` as in use: its slots cannot be evicted.
     mutating func lock(_ node: RadixNode) {
         var current: RadixNode? = node
-        while let n = current, n !== root {
+        while let n = current, n.parent != nil {
             if n.lockRef == 0 {
                 evictableSlots -= n.key.count
                 protectedSlots += n.key.count
@@ -143,7 +161,7 @@ struct RadixCache {
 
     mutating func unlock(_ node: RadixNode) {
         var current: RadixNode? = node
-        while let n = current, n !== root {
+        while let n = current, n.parent != nil {
             precondition(n.lockRef > 0, "unlock of an unlocked radix node")
             n.lockRef -= 1
             if n.lockRef == 0 {
@@ -168,7 +186,7 @@ struct RadixCache {
         guard count > 0, evictableSlots > 0 else { return [] }
         var heap = Heap<EvictionCandidate>()
         forEachNode { node in
-            if node.isLeaf, node.lockRef == 0, node !== root { heap.insert(EvictionCandidate(node: node)) }
+            if node.isLeaf, node.lockRef == 0, node.parent != nil { heap.insert(EvictionCandidate(node: node)) }
         }
         var freed: [Int32] = []
         while freed.count < count, let candidate = heap.popMin() {
@@ -177,7 +195,7 @@ struct RadixCache {
             evictableSlots -= node.key.count
             guard let parent = node.parent else { continue }
             parent.children[childKey(node.key)] = nil
-            if parent !== root, parent.isLeaf, parent.lockRef == 0 {
+            if parent.parent != nil, parent.isLeaf, parent.lockRef == 0 {
                 heap.insert(EvictionCandidate(node: parent))
             }
         }
@@ -189,8 +207,7 @@ struct RadixCache {
     mutating func reset() -> [Int32] {
         var slots: [Int32] = []
         forEachNode { slots += $0.slots }
-        root = RadixNode(key: [], slots: [], parent: nil, lastAccess: 0, serial: 0)
-        root.lockRef = 1
+        roots = [0: Self.newRoot()]
         evictableSlots = 0
         protectedSlots = 0
         return slots
@@ -210,7 +227,7 @@ struct RadixCache {
     }
 
     private func forEachNode(_ body: (RadixNode) -> Void) {
-        var stack = [root]
+        var stack = Array(roots.values)
         while let node = stack.popLast() {
             body(node)
             stack.append(contentsOf: node.children.values)
@@ -222,16 +239,16 @@ struct RadixCache {
         var evictable = 0
         var protected = 0
         var seen = Set<Int32>()
-        var stack = [root]
+        var stack = Array(roots.values)
         while let node = stack.popLast() {
-            if node !== root {
+            if node.parent != nil {
                 guard !node.key.isEmpty else { throw EngineError.integrity("empty edge below the root") }
                 guard node.key.count == node.slots.count else {
                     throw EngineError.integrity("edge of \(node.key.count) tokens has \(node.slots.count) slots")
                 }
                 guard node.key.count % pageSize == 0 else { throw EngineError.integrity("edge not page aligned") }
                 guard node.lockRef >= 0 else { throw EngineError.integrity("negative lock count") }
-                if let parent = node.parent, parent !== root, parent.lockRef < node.lockRef {
+                if let parent = node.parent, parent.parent != nil, parent.lockRef < node.lockRef {
                     throw EngineError.integrity("child locked \(node.lockRef)x under parent locked \(parent.lockRef)x")
                 }
                 if node.lockRef == 0 { evictable += node.key.count } else { protected += node.key.count }

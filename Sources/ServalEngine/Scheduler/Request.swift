@@ -38,6 +38,8 @@ final class Request {
     var kvLength = 0
     var cachedLength = 0
     var cacheNode: RadixNode?
+    /// The radix cache namespace its prefixes live in (from `cache_salt`; 0 is shared).
+    var cacheNamespace: UInt64 = 0
 
     /// Prompt tokens found in the radix cache when first admitted (reported to the client).
     var promptCachedTokens: Int? = nil

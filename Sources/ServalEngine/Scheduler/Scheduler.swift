@@ -38,7 +38,9 @@ struct Scheduler {
 
     /// Validates and queues a request. Throws when it can never run: empty prompt,
     /// prompt longer than the context, or prompt + max_new_tokens larger than the pool.
-    mutating func submit(rid: String, prompt: [Int32], params: SamplingParams, stopTokenIDs: [Int32]) throws -> Request {
+    /// `cacheNamespace`: requests of different namespaces never share cached prefixes (0 is shared).
+    mutating func submit(rid: String, prompt: [Int32], params: SamplingParams, stopTokenIDs: [Int32],
+                         cacheNamespace: UInt64 = 0) throws -> Request {
         guard !prompt.isEmpty else { throw EngineError.invalidRequest("the prompt has no tokens") }
         guard prompt.count < config.contextLength else {
             throw EngineError.invalidRequest(
@@ -56,6 +58,7 @@ struct Scheduler {
         let seed = params.seed ?? (config.randomSeed &+ UInt64(serial) &* 0x9E37_79B9_7F4A_7C15)
         let state = SamplingState(params: params, seed: seed, stopTokenIDs: stopTokenIDs)
         let request = Request(rid: rid, serial: serial, prompt: prompt, maxNewTokens: maxNew, sampling: state)
+        request.cacheNamespace = cacheNamespace
         request.waitingSinceStep = step
         waiting.append(request)
         return request
@@ -238,7 +241,8 @@ struct Scheduler {
     /// whole pages only. Empty when the radix cache is off.
     mutating func matchPrefix(_ request: Request) -> RadixMatch {
         if config.disableRadixCache { return RadixMatch(slots: [], node: cache.root) }
-        return cache.match(request.tokens[..<min(request.tokens.count - 1, request.prefixMatchLimit)])
+        return cache.match(request.tokens[..<min(request.tokens.count - 1, request.prefixMatchLimit)],
+                           namespace: request.cacheNamespace)
     }
 
     /// True when a request admitted this step (or a prompt mid-prefill) is already
@@ -249,7 +253,7 @@ struct Scheduler {
         let wanted = candidate.tokens.count - 1 - matched
         guard wanted > 0 else { return false }
         let threshold = min(config.inBatchPrefixThreshold, wanted)
-        for other in others {
+        for other in others where other.cacheNamespace == candidate.cacheNamespace {
             var n = 0
             let limit = min(candidate.tokens.count - 1, other.tokens.count)
             while n < limit, candidate.tokens[n] == other.tokens[n] { n += 1 }
@@ -315,9 +319,9 @@ struct Scheduler {
         guard !config.disableRadixCache else { return }
         let length = r.kvLength - r.kvLength % config.pageSize
         guard length > r.cachedLength else { return }
-        let existing = cache.insert(r.tokens[..<length], slots: r.slots[..<length])
+        let existing = cache.insert(r.tokens[..<length], slots: r.slots[..<length], namespace: r.cacheNamespace)
         if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength ..< existing]) }
-        let match = cache.match(r.tokens[..<length])
+        let match = cache.match(r.tokens[..<length], namespace: r.cacheNamespace)
         precondition(match.length == length, "radix cache lost an inserted prefix")
         // Another request may have cached this prefix first: its slots replace ours.
         let cached = Array(match.slots)
@@ -339,7 +343,7 @@ struct Scheduler {
             let aligned = length - length % config.pageSize
             var ownFrom = r.cachedLength
             if aligned > r.cachedLength {
-                let existing = cache.insert(r.tokens[..<aligned], slots: r.slots[..<aligned])
+                let existing = cache.insert(r.tokens[..<aligned], slots: r.slots[..<aligned], namespace: r.cacheNamespace)
                 if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength ..< existing]) }
                 ownFrom = aligned
             }
