@@ -152,6 +152,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     /// Rejects what can never run, with the reason (the server answers 400 with it).
     public func validate(_ request: GenerateRequest) throws {
         try Engine.validate(request, contextLength: contextLength, capacity: kvCapacity)
+        for t in request.sampling.tokenIDsLogprob where t < 0 || Int(t) >= modelInfo.vocabSize {
+            throw EngineError.invalidRequest("token_ids_logprob: \(t) is outside the vocabulary (0..<\(modelInfo.vocabSize))")
+        }
     }
 
     // MARK: Engine thread

@@ -31,6 +31,9 @@ public struct SamplingParams: Sendable, Equatable {
     /// alternatives. The radix cache is matched no further than `start`, so those rows
     /// are recomputed.
     public var inputLogprobStart: Int? = nil
+    /// Token ids whose logprobs are reported at every output (and scored prompt) position
+    /// besides the chosen token's (SGLang's `token_ids_logprob`); needs `logprobs`.
+    public var tokenIDsLogprob: [Int32] = []
 
     public init() {}
 }

@@ -35,8 +35,9 @@ extension ServalAPI {
         guard topN >= 0, topN <= 20 else { throw APIError.invalid("'top_logprobs_num' must be in 0...20.", param: "top_logprobs_num") }
         let textInLogprobs = try f.bool("return_text_in_logprobs") ?? false
         let logprobStarts = try Self.logprobStartLens(f, prompts: prompts.count)
-        if f.has("token_ids_logprob") {
-            throw APIError.invalid("'token_ids_logprob' is not supported.", param: "token_ids_logprob", code: "unsupported_parameter")
+        let tokenIDsLogprob = try tokenIDsLogprobLists(f, prompts: prompts.count)
+        if !tokenIDsLogprob.allSatisfy(\.isEmpty), !returnLogprob {
+            throw APIError.invalid("'token_ids_logprob' needs 'return_logprob': true.", param: "token_ids_logprob")
         }
         let stream = try f.bool("stream") ?? false
 
@@ -56,6 +57,7 @@ extension ServalAPI {
             var (s, maxTokens) = try SamplingParsing.parse(sp, dialect: .sglang, vocabSize: tokenizer.vocabSize)
             s.logprobs = returnLogprob
             s.topLogprobs = returnLogprob ? topN : 0
+            s.tokenIDsLogprob = tokenIDsLogprob[pi]
             if returnLogprob {
                 // SGLang: -1 (the default) reports only the last prompt token, without a value.
                 let k = logprobStarts[pi]
@@ -90,6 +92,7 @@ extension ServalAPI {
         let batch = isBatch || reqs.count > 1
         let finalRids = rids
         let promptCounts = reqs.map(\.inputIDs.count)
+        let wantsIDLogprobs = reqs.map { !$0.sampling.tokenIDsLogprob.isEmpty }
         let promptIDs = reqs.map(\.inputIDs)
         let tokenizer = self.tokenizer
 
@@ -107,6 +110,11 @@ extension ServalAPI {
             if returnLogprob {
                 meta["output_token_logprobs"] = .array(lps.map { entry($0.logprob, $0.tokenID) })
                 meta["output_top_logprobs"] = .array(lps.map { lp in .array(lp.top.map { entry($0.logprob, $0.tokenID) }) })
+                if wantsIDLogprobs[i] {
+                    meta["output_token_ids_logprobs"] = .array(lps.map { lp in
+                        .array(lp.requested.map { entry($0.logprob, $0.tokenID) })
+                    })
+                }
                 if let input {
                     // Position `start` has no value (SGLang's leading null), the rest score each prompt token.
                     let prompt = promptIDs[i]
@@ -114,6 +122,11 @@ extension ServalAPI {
                         + input.values.map { entry($0.logprob, $0.tokenID) })
                     meta["input_top_logprobs"] = .array([.null]
                         + input.values.map { lp in .array(lp.top.map { entry($0.logprob, $0.tokenID) }) })
+                    if wantsIDLogprobs[i] {
+                        meta["input_token_ids_logprobs"] = .array([.null] + input.values.map { lp in
+                            .array(lp.requested.map { entry($0.logprob, $0.tokenID) })
+                        })
+                    }
                 }
             }
             var o: JSONObject = ["text": .string(text), "output_ids": .array(ids.map { .int(Int($0)) })]
@@ -159,6 +172,42 @@ extension ServalAPI {
             if Task.isCancelled { return }
             cont.yield(SSE.done)
         })
+    }
+
+    /// `token_ids_logprob`: one list of ids for every prompt, or one list per prompt; ids
+    /// must lie in the vocabulary and lists may not nest deeper.
+    func tokenIDsLogprobLists(_ f: RequestFields, prompts: Int) throws -> [[Int32]] {
+        func ids(_ items: [JSONValue], _ param: String) throws -> [Int32] {
+            try items.enumerated().map { j, v in
+                guard case .int(let id) = v else {
+                    throw APIError.wrongType("\(param)[\(j)]", expected: "an integer token id", got: v)
+                }
+                guard id >= 0, id < tokenizer.vocabSize else {
+                    throw APIError.invalid("'\(param)[\(j)]' is \(id), outside the vocabulary (0..<\(tokenizer.vocabSize)).",
+                                           param: "\(param)[\(j)]")
+                }
+                return Int32(id)
+            }
+        }
+        switch f.raw("token_ids_logprob") {
+        case nil:
+            return Array(repeating: [], count: prompts)
+        case .array(let a)? where a.contains(where: { if case .array = $0 { return true } else { return false } }):
+            guard a.count == prompts else {
+                throw APIError.invalid("'token_ids_logprob' has \(a.count) lists for \(prompts) prompts.",
+                                       param: "token_ids_logprob")
+            }
+            return try a.enumerated().map { i, v in
+                guard case .array(let inner) = v else {
+                    throw APIError.wrongType("token_ids_logprob[\(i)]", expected: "a list of token ids", got: v)
+                }
+                return try ids(inner, "token_ids_logprob[\(i)]")
+            }
+        case .array(let a)?:
+            return Array(repeating: try ids(a, "token_ids_logprob"), count: prompts)
+        case let v?:
+            throw APIError.wrongType("token_ids_logprob", expected: "a list of token ids (or one list per prompt)", got: v)
+        }
     }
 
     /// `logprob_start_len`: one integer for every prompt, or one per prompt; -1 when absent.

@@ -148,6 +148,6 @@ final class ModelRunner {
         guard upTo > next else { return nil }
         let top = max(0, r.sampling.params.topLogprobs)
         return PromptScoring(firstRow: rows.lowerBound + (next - s.start), nextTokens: Array(r.tokens[(next + 1)...upTo]),
-                             topLogprobs: top)
+                             topLogprobs: top, requestedLogprobIDs: r.sampling.params.tokenIDsLogprob)
     }
 }

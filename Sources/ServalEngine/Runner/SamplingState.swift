@@ -40,6 +40,7 @@ struct SamplingState: Sendable {
         row.seed = seed
         row.drawIndex = UInt64(generatedCount)
         row.topLogprobs = p.logprobs ? max(0, p.topLogprobs) : nil
+        row.requestedLogprobIDs = p.tokenIDsLogprob
         return row
     }
 }

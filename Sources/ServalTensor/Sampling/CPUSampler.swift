@@ -32,7 +32,8 @@ public struct CPUSampler: TokenSampler {
                 guard let row = logits.hostRow(scoring.firstRow + j) else {
                     throw SamplingError.missingRow(scoring.firstRow + j)
                 }
-                values.append(Self.logprob(of: next, in: UnsafeBufferPointer(row), top: scoring.topLogprobs))
+                values.append(Self.logprob(of: next, in: UnsafeBufferPointer(row), top: scoring.topLogprobs,
+                                           requested: scoring.requestedLogprobIDs))
             }
             prompt.append(values)
         }
@@ -67,18 +68,23 @@ public struct CPUSampler: TokenSampler {
             token = draw(row, p, unit: Float(Philox(seed: p.seed).unit(index: p.drawIndex)))
         }
         guard let top = p.topLogprobs else { return SampledToken(tokenID: token) }
-        let logprob = rawCopy.withUnsafeBufferPointer { Self.logprob(of: token, in: $0, top: top) }
+        let logprob = rawCopy.withUnsafeBufferPointer {
+            Self.logprob(of: token, in: $0, top: top, requested: p.requestedLogprobIDs)
+        }
         return SampledToken(tokenID: token, logprob: logprob)
     }
 
-    /// Log-softmax of `token` in a raw row, with the `top` most likely alternatives.
-    static func logprob(of token: Int32, in row: UnsafeBufferPointer<Float>, top: Int) -> TokenLogprob {
+    /// Log-softmax of `token` in a raw row, with the `top` most likely alternatives and
+    /// the `requested` ids' values.
+    static func logprob(of token: Int32, in row: UnsafeBufferPointer<Float>, top: Int,
+                        requested: [Int32] = []) -> TokenLogprob {
         let lse = logSumExp(row)
+        func value(_ t: Int32) -> Float { t >= 0 && Int(t) < row.count ? row[Int(t)] - lse : -Float.infinity }
         let alternatives = topIndices(row, count: min(max(top, 0), row.count)).map {
             (tokenID: $0, logprob: row[Int($0)] - lse)
         }
-        let value = token >= 0 && Int(token) < row.count ? row[Int(token)] - lse : -Float.infinity
-        return TokenLogprob(tokenID: token, logprob: value, top: alternatives)
+        return TokenLogprob(tokenID: token, logprob: value(token), top: alternatives,
+                            requested: requested.map { (tokenID: $0, logprob: value($0)) })
     }
 
     /// Temperature sampling with the top-k / top-p / min-p filters; `unit` in [0, 1).

@@ -48,6 +48,9 @@ public struct SamplingRow: Sendable {
     public var drawIndex: UInt64 = 0
     /// nil: no logprob. Otherwise the chosen token's logprob plus this many alternatives.
     public var topLogprobs: Int? = nil
+    /// Token ids whose logprobs are reported at this step too (SGLang's `token_ids_logprob`),
+    /// when `topLogprobs` asks for logprobs at all.
+    public var requestedLogprobIDs: [Int32] = []
 
     public init(logitsRow: Int) { self.logitsRow = logitsRow }
 
@@ -60,11 +63,14 @@ public struct PromptScoring: Sendable, Equatable {
     public var firstRow: Int
     public var nextTokens: [Int32]
     public var topLogprobs: Int
+    /// Token ids reported at every row as well.
+    public var requestedLogprobIDs: [Int32]
 
-    public init(firstRow: Int, nextTokens: [Int32], topLogprobs: Int) {
+    public init(firstRow: Int, nextTokens: [Int32], topLogprobs: Int, requestedLogprobIDs: [Int32] = []) {
         self.firstRow = firstRow
         self.nextTokens = nextTokens
         self.topLogprobs = topLogprobs
+        self.requestedLogprobIDs = requestedLogprobIDs
     }
 }
 
@@ -95,16 +101,21 @@ public struct TokenLogprob: Sendable, Equatable {
     public var tokenID: Int32
     public var logprob: Float
     public var top: [(tokenID: Int32, logprob: Float)]
+    /// The logprobs of the ids the request named (`token_ids_logprob`), in its order.
+    public var requested: [(tokenID: Int32, logprob: Float)]
 
-    public init(tokenID: Int32, logprob: Float, top: [(tokenID: Int32, logprob: Float)]) {
+    public init(tokenID: Int32, logprob: Float, top: [(tokenID: Int32, logprob: Float)],
+                requested: [(tokenID: Int32, logprob: Float)] = []) {
         self.tokenID = tokenID
         self.logprob = logprob
         self.top = top
+        self.requested = requested
     }
 
     public static func == (a: TokenLogprob, b: TokenLogprob) -> Bool {
         a.tokenID == b.tokenID && a.logprob == b.logprob && a.top.map(\.tokenID) == b.top.map(\.tokenID)
-            && a.top.map(\.logprob) == b.top.map(\.logprob)
+            && a.top.map(\.logprob) == b.top.map(\.logprob) && a.requested.map(\.tokenID) == b.requested.map(\.tokenID)
+            && a.requested.map(\.logprob) == b.requested.map(\.logprob)
     }
 }
 

@@ -1,0 +1,55 @@
+"""SGLang request fields beyond the basics: token_ids_logprob on /generate."""
+import math
+
+import pytest
+
+from conftest import MODEL
+
+
+def test_token_ids_logprob_reports_the_named_ids_each_step(server):
+    ids = [11, 260, 1535]
+    r = server.post("/generate", json={
+        "text": "The capital of France is",
+        "sampling_params": {"temperature": 0, "max_new_tokens": 4},
+        "return_logprob": True, "top_logprobs_num": 2, "token_ids_logprob": ids, "logprob_start_len": 0,
+    })
+    assert r.status_code == 200, r.text
+    meta = r.json()["meta_info"]
+    out = meta["output_token_ids_logprobs"]
+    assert len(out) == 4
+    for step, chosen in zip(out, meta["output_token_logprobs"]):
+        assert [e[1] for e in step] == ids
+        assert all(e[0] <= 0 and math.isfinite(e[0]) for e in step)
+        # A named id that is also the chosen token has the chosen token's logprob.
+        for lp, tid, _ in step:
+            if tid == chosen[1]:
+                assert abs(lp - chosen[0]) < 1e-5
+    # Prompt rows too: a leading null, then one list per scored prompt token.
+    inp = meta["input_token_ids_logprobs"]
+    assert inp[0] is None and len(inp) == meta["prompt_tokens"]
+    assert all([e[1] for e in row] == ids for row in inp[1:])
+
+
+def test_token_ids_logprob_per_prompt_in_a_batch(server):
+    r = server.post("/generate", json={
+        "text": ["Hello", "Goodbye"], "sampling_params": {"temperature": 0, "max_new_tokens": 2},
+        "return_logprob": True, "token_ids_logprob": [[5], [6, 7]],
+    })
+    assert r.status_code == 200, r.text
+    a, b = r.json()
+    assert [e[1] for e in a["meta_info"]["output_token_ids_logprobs"][0]] == [5]
+    assert [e[1] for e in b["meta_info"]["output_token_ids_logprobs"][0]] == [6, 7]
+
+
+@pytest.mark.parametrize("body", [
+    {"text": "x", "return_logprob": True, "token_ids_logprob": [10**9]},
+    {"text": "x", "return_logprob": True, "token_ids_logprob": [-3]},
+    {"text": "x", "return_logprob": True, "token_ids_logprob": [[[1]]]},
+    {"text": "x", "return_logprob": True, "token_ids_logprob": [[1], [2]]},
+    {"text": "x", "return_logprob": True, "token_ids_logprob": "1,2"},
+    {"text": "x", "token_ids_logprob": [1]},
+])
+def test_bad_token_ids_logprob_is_a_400(server, body):
+    r = server.post("/generate", json=body)
+    assert r.status_code == 400, r.text
+    assert "token_ids_logprob" in r.json()["error"]["message"] or "token_ids_logprob" in (r.json()["error"]["param"] or "")
