@@ -16,6 +16,10 @@ public struct SamplingParams: Sendable, Equatable {
     public var maxNewTokens: Int = 128
     public var minNewTokens: Int = 0
     public var stop: [String] = []
+    /// Regular expressions (ICU syntax) searched in the output text; the first to match
+    /// ends the request with the pattern as its matched stop (SGLang's `stop_regex`). The
+    /// matched text stays in the output.
+    public var stopRegex: [String] = []
     public var stopTokenIDs: [Int32] = []
     public var ignoreEOS: Bool = false
     public var skipSpecialTokens: Bool = true

@@ -1,3 +1,4 @@
+import Foundation
 import ServalEngine
 
 /// Turns the sampling fields of an OpenAI or SGLang request into `SamplingParams`,
@@ -39,6 +40,13 @@ public enum SamplingParsing {
         if let v = try f.bool("ignore_eos") { s.ignoreEOS = v }
         if let v = try f.bool("skip_special_tokens") { s.skipSpecialTokens = v }
         if let v = try f.stringOrStrings("stop") { s.stop = v.filter { !$0.isEmpty } }
+        if let v = try f.stringOrStrings("stop_regex") {
+            for pattern in v where (try? NSRegularExpression(pattern: pattern)) == nil || pattern.isEmpty {
+                throw APIError.invalid("'\(f.prefix)stop_regex' has a pattern that does not compile: '\(pattern)'.",
+                                       param: f.prefix + "stop_regex")
+            }
+            s.stopRegex = v
+        }
         if let v = try f.ints("stop_token_ids") {
             for id in v where id < 0 || id >= vocabSize {
                 throw APIError.invalid("'\(f.prefix)stop_token_ids' contains \(id), outside the vocabulary (0..<\(vocabSize))",

@@ -119,3 +119,27 @@ import Testing
         #expect(text == decoder.decodeText(tokens, skipSpecialTokens: true))
     }
 }
+
+/// `stop_regex`: the first pattern to match the output ends the request; the text stays.
+@Suite struct StopRegexTests {
+    @Test func regexAcrossPiecesEndsWithThePattern() {
+        var p = SamplingParams()
+        p.stopRegex = ["[0-9]{3}-[0-9]{4}", "zzz"]
+        var c = StopChecker(params: p, endOfGeneration: [], maxTotalTokens: 100)
+        #expect(c.feed("call 55").matched == nil)
+        #expect(c.feed("5-12").matched == nil)
+        let last = c.feed("34 now")
+        #expect(last.matched == "[0-9]{3}-[0-9]{4}")
+        #expect(last.emit == "34 now")
+    }
+
+    @Test func stopStringsStillWinAndAreCut() {
+        var p = SamplingParams()
+        p.stop = ["END"]
+        p.stopRegex = ["E.D"]
+        var c = StopChecker(params: p, endOfGeneration: [], maxTotalTokens: 100)
+        let r = c.feed("abc END tail")
+        #expect(r.matched == "END")
+        #expect(r.emit == "abc ")
+    }
+}

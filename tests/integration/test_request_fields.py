@@ -53,3 +53,28 @@ def test_bad_token_ids_logprob_is_a_400(server, body):
     r = server.post("/generate", json=body)
     assert r.status_code == 400, r.text
     assert "token_ids_logprob" in r.json()["error"]["message"] or "token_ids_logprob" in (r.json()["error"]["param"] or "")
+
+
+def test_stop_regex_ends_the_request_with_the_pattern(server):
+    # Greedy output of this prompt contains digits soon; the regex stops at the first one.
+    body = {"text": "Count: 1, 2, 3, 4, 5,", "sampling_params": {"temperature": 0, "max_new_tokens": 32,
+                                                               "stop_regex": "[0-9]"}}
+    r = server.post("/generate", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["meta_info"]["finish_reason"] == {"type": "stop", "matched": "[0-9]"}
+    assert any(ch.isdigit() for ch in out["text"])
+    # Streaming gives the same text.
+    import json
+    text = None
+    with server.post("/generate", json={**body, "stream": True}, stream=True) as s:
+        for line in s.iter_lines():
+            if line.startswith(b"data: ") and line != b"data: [DONE]":
+                text = json.loads(line[6:])["text"]
+    assert text == out["text"]
+    c = server.post("/v1/completions", json={"model": MODEL, "prompt": "Count: 1, 2, 3,", "max_tokens": 16,
+                                             "temperature": 0, "stop_regex": ["[0-9]"]}).json()
+    assert c["choices"][0]["finish_reason"] == "stop"
+    assert c["choices"][0]["matched_stop"] == "[0-9]"
+    bad = server.post("/generate", json={"text": "x", "sampling_params": {"stop_regex": "(unclosed"}})
+    assert bad.status_code == 400 and "stop_regex" in bad.json()["error"]["message"]

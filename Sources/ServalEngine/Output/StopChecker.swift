@@ -1,3 +1,5 @@
+import Foundation
+
 /// Decides when a request is done and keeps stop strings out of its output.
 ///
 /// Stop strings are looked for in the detokenized text, so one that spans
@@ -12,6 +14,12 @@ struct StopChecker {
     private let maxTotalTokens: Int
     /// Text held back because it may begin a stop string.
     private var held: [Unicode.Scalar] = []
+    /// `stop_regex` patterns, compiled, with their source text.
+    private let regexes: [(pattern: String, regex: NSRegularExpression)]
+    /// The output text so far, for the regexes (bounded: see `regexWindow`).
+    private var recent = ""
+    /// How much of the output's tail the regexes look at.
+    static let regexWindow = 4096
 
     init(params: SamplingParams, endOfGeneration: [Int32], maxTotalTokens: Int) {
         stops = params.stop.filter { !$0.isEmpty }.map { Array($0.unicodeScalars) }
@@ -20,6 +28,8 @@ struct StopChecker {
         stopTokens = tokens
         maxNewTokens = params.maxNewTokens
         self.maxTotalTokens = maxTotalTokens
+        // The server compiles each pattern before submitting, so none fails here.
+        regexes = params.stopRegex.compactMap { p in (try? NSRegularExpression(pattern: p)).map { (p, $0) } }
     }
 
     /// A stop token ends the request before its text is looked at; the token
@@ -34,6 +44,19 @@ struct StopChecker {
     /// Feeds newly final text. Returns the text safe to emit and the stop string if one matched
     /// (then nothing after the match may ever be emitted).
     mutating func feed(_ text: String) -> (emit: String, matched: String?) {
+        let result = feedStops(text)
+        guard result.matched == nil, !regexes.isEmpty, !text.isEmpty else { return result }
+        recent += text
+        if recent.utf16.count > 2 * Self.regexWindow { recent = String(recent.suffix(Self.regexWindow)) }
+        let range = NSRange(recent.startIndex..., in: recent)
+        for (pattern, regex) in regexes where regex.firstMatch(in: recent, range: range) != nil {
+            // The match stays in the output: everything held back goes out with it.
+            return (result.emit + flush(), pattern)
+        }
+        return result
+    }
+
+    private mutating func feedStops(_ text: String) -> (emit: String, matched: String?) {
         guard !stops.isEmpty else { return (text, nil) }
         held.append(contentsOf: text.unicodeScalars)
         // Earliest match of any stop string in held + new text.
