@@ -68,7 +68,10 @@ extension ServalAPI {
         sampling.logprobs = wantLogprobs
         sampling.topLogprobs = topLogprobs
         let stream = try f.bool("stream") ?? false
-        let includeUsage = try f.nested("stream_options")?.bool("include_usage") ?? false
+        let streamOptions = try f.nested("stream_options")
+        let includeUsage = try streamOptions?.bool("include_usage") ?? false
+        // vLLM/SGLang: usage (so far) on every chunk.
+        let continuousUsage = try streamOptions?.bool("continuous_usage_stats") ?? false
         _ = try f.string("user")
         let cacheSalt = try f.string("cache_salt")
 
@@ -136,13 +139,20 @@ extension ServalAPI {
                                             "logprobs": nil, "finish_reason": nil])))
             }
             var prompt = ids.count, completion = 0, cached = 0
+            var streamed = 0
             for await (i, ev) in events {
                 switch ev {
-                case .output(let text, _, let lps):
+                case .output(let text, let tids, let lps):
+                    streamed += tids.count
                     if text.isEmpty && lps.isEmpty { continue }
-                    cont.yield(SSE.frame(chunk(["index": .int(i), "delta": ["content": .string(text)],
-                                                "logprobs": wantLogprobs ? ["content": .array(chatLogprobs(lps))] : nil,
-                                                "finish_reason": nil])))
+                    var c = chunk(["index": .int(i), "delta": ["content": .string(text), "reasoning_content": nil],
+                                   "logprobs": wantLogprobs ? ["content": .array(chatLogprobs(lps))] : nil,
+                                   "finish_reason": nil])
+                    if continuousUsage, case .object(var o) = c {
+                        o["usage"] = Self.usage(prompt: ids.count, completion: streamed, cached: 0)
+                        c = .object(o)
+                    }
+                    cont.yield(SSE.frame(c))
                 case .inputLogprobs:
                     continue
                 case .finished(let info):

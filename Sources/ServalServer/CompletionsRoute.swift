@@ -67,7 +67,10 @@ extension ServalAPI {
         // echo + logprobs scores the prompt too (its first token has none), as OpenAI does.
         let echoLogprobs = echo && logprobsN != nil
         let stream = try f.bool("stream") ?? false
-        let includeUsage = try f.nested("stream_options")?.bool("include_usage") ?? false
+        let streamOptions = try f.nested("stream_options")
+        let includeUsage = try streamOptions?.bool("include_usage") ?? false
+        // vLLM/SGLang: usage (so far) on every chunk.
+        let continuousUsage = try streamOptions?.bool("continuous_usage_stats") ?? false
         _ = try f.string("user")
         let cacheSalt = try f.string("cache_salt")
 
@@ -135,13 +138,21 @@ extension ServalAPI {
             var offsets = Array(repeating: 0, count: count)
             var echoed = Array(repeating: echo && !echoLogprobs, count: count)
             var promptTotal = 0, completion = 0, cached = 0
+            var streamed = 0
+            let promptTokens = (0..<count).reduce(0) { $0 + ($1 % n == 0 ? promptIDs[$1 / n].count : 0) }
             for await (k, ev) in events {
                 switch ev {
-                case .output(let text, _, let lps):
+                case .output(let text, let tids, let lps):
+                    streamed += tids.count
                     if text.isEmpty && lps.isEmpty { continue }
-                    cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(text),
-                                                "logprobs": logprobsN != nil ? completionLogprobs(lps.map(LogprobEntry.init), offset: offsets[k]) : nil,
-                                                "finish_reason": nil])))
+                    var c = chunk(["index": .int(k), "text": .string(text),
+                                   "logprobs": logprobsN != nil ? completionLogprobs(lps.map(LogprobEntry.init), offset: offsets[k]) : nil,
+                                   "finish_reason": nil])
+                    if continuousUsage, case .object(var o) = c {
+                        o["usage"] = Self.usage(prompt: promptTokens, completion: streamed, cached: 0)
+                        c = .object(o)
+                    }
+                    cont.yield(SSE.frame(c))
                     offsets[k] += lps.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
                 case .inputLogprobs(let start, let values):
                     // The echoed prompt goes out once its logprobs are known.

@@ -78,3 +78,40 @@ def test_stop_regex_ends_the_request_with_the_pattern(server):
     assert c["choices"][0]["matched_stop"] == "[0-9]"
     bad = server.post("/generate", json={"text": "x", "sampling_params": {"stop_regex": "(unclosed"}})
     assert bad.status_code == 400 and "stop_regex" in bad.json()["error"]["message"]
+
+
+def sse_chunks(server, path, body):
+    import json
+    out = []
+    with server.post(path, json=body, stream=True) as s:
+        assert s.status_code == 200, s.text
+        for line in s.iter_lines():
+            if line.startswith(b"data: ") and line != b"data: [DONE]":
+                out.append(json.loads(line[6:]))
+    return out
+
+
+@pytest.mark.parametrize("path,extra", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a story."}]}),
+    ("/v1/completions", {"prompt": "Once upon a time"}),
+])
+def test_continuous_usage_stats_on_every_chunk(server, path, extra):
+    body = {"model": MODEL, "max_tokens": 8, "temperature": 0, "ignore_eos": True, "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}, **extra}
+    chunks = sse_chunks(server, path, body)
+    content = [c for c in chunks if c["choices"] and c["choices"][0].get("finish_reason") is None
+               and (c["choices"][0].get("delta", {}).get("content") or c["choices"][0].get("text"))]
+    assert content, chunks
+    seen = [c["usage"]["completion_tokens"] for c in content]
+    assert all("usage" in c for c in content)
+    assert seen == sorted(seen) and seen[-1] <= 8
+    assert all(c["usage"]["total_tokens"] == c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"]
+               for c in content)
+    assert chunks[-1]["usage"]["completion_tokens"] == 8
+    if path == "/v1/chat/completions":
+        # SGLang's deltas carry reasoning_content (null for a model without reasoning).
+        assert all("reasoning_content" in c["choices"][0]["delta"] and c["choices"][0]["delta"]["reasoning_content"] is None
+                   for c in content)
+    # Without the option, content chunks carry no usage.
+    plain = sse_chunks(server, path, {**body, "stream_options": {"include_usage": True}})
+    assert not any("usage" in c for c in plain[:-1])
