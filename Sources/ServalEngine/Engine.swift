@@ -34,6 +34,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private let started = Date()
     private let refillWait: Double
     private let checkIntegrity: Bool
+    private let maxQueuedRequests: Int?
+    /// Submitted, not yet taken from the inbox. Guarded by snapshotLock.
+    private var pendingSubmits = 0
     /// Guarded by snapshotLock.
     private var firstIntegrityFailure: String?
     private var refillGate = RefillGate()
@@ -77,6 +80,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
         self.refillWait = max(0, config.refillWait)
         self.checkIntegrity = config.checkIntegrity
+        self.maxQueuedRequests = config.maxQueuedRequests
         self.loadSnapshot = EngineLoad(runningRequests: 0, queuedRequests: 0, tokenUsage: 0, usedTokens: 0,
                                        totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
@@ -103,6 +107,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                                                     promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
             continuation.finish()
         } else {
+            pendingSubmits += 1
             inbox.post(.submit(request, continuation))
         }
         return stream
@@ -151,6 +156,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
 
     /// Rejects what can never run, with the reason (the server answers 400 with it).
     public func validate(_ request: GenerateRequest) throws {
+        if let limit = maxQueuedRequests {
+            snapshotLock.lock()
+            let queued = pendingSubmits + knownRIDs.count - loadSnapshot.runningRequests
+            snapshotLock.unlock()
+            if queued >= limit { throw EngineError.queueFull(queued) }
+        }
         try Engine.validate(request, contextLength: contextLength, capacity: kvCapacity)
         for t in request.sampling.tokenIDsLogprob where t < 0 || Int(t) >= modelInfo.vocabSize {
             throw EngineError.invalidRequest("token_ids_logprob: \(t) is outside the vocabulary (0..<\(modelInfo.vocabSize))")
@@ -233,6 +244,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
 
     private func accept(_ request: GenerateRequest, _ continuation: AsyncStream<GenerationEvent>.Continuation) {
         let submitted = Date()
+        snapshotLock.lock()
+        pendingSubmits -= 1
+        snapshotLock.unlock()
         func reject(_ message: String) {
             continuation.yield(.finished(FinishInfo(reason: .abort(message: message),
                                                     promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))

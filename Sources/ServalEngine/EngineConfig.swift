@@ -67,6 +67,9 @@ public struct EngineConfig: Sendable, Equatable {
     /// the model's slot table agrees with it; a failure is logged and kept for
     /// `Engine.integrityFailure`. Costs a walk over every slot: for tests and debugging.
     public var checkIntegrity: Bool = false
+    /// Most requests waiting to run (SGLang's `--max-queued-requests`); more are refused
+    /// at once (`validate` throws `EngineError.queueFull`) instead of waiting. nil: no limit.
+    public var maxQueuedRequests: Int? = nil
 
     public init() {}
 }

@@ -3,6 +3,8 @@
 public enum EngineError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidConfig(String)
     case invalidRequest(String)
+    /// `--max-queued-requests` requests already wait: retry later.
+    case queueFull(Int)
     case integrity(String)
     case model(String)
 
@@ -10,6 +12,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible, Sendable {
         switch self {
         case .invalidConfig(let m): return "invalid engine configuration: \(m)"
         case .invalidRequest(let m): return "invalid request: \(m)"
+        case .queueFull(let n): return "the request queue is full (\(n) waiting, --max-queued-requests); retry later"
         case .integrity(let m): return "engine integrity check failed: \(m)"
         case .model(let m): return "model error: \(m)"
         }

@@ -105,6 +105,9 @@ extension ServalAPI {
                 try engine.validate(r)
             } catch EngineError.invalidRequest(let message) {
                 throw APIError.invalid("This request cannot be served: \(message).", code: "request_not_servable")
+            } catch let e as EngineError {
+                if case .queueFull = e { throw APIError.unavailable("The request queue is full; \(e).") }
+                throw e
             }
         }
     }

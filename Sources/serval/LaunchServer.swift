@@ -31,6 +31,10 @@ struct LaunchServer: AsyncParsableCommand {
     var maxTotalTokens: Int?
     @Option(name: .customLong("max-running-requests"), help: "Max requests decoding at once.")
     var maxRunningRequests: Int?
+
+    @Option(name: .customLong("max-queued-requests"),
+            help: "Max requests waiting to run; more are answered 503 at once (default: no limit).")
+    var maxQueuedRequests: Int?
     @Option(name: .customLong("max-prefill-tokens"), help: "Max new prompt tokens in one prefill batch.")
     var maxPrefillTokens: Int = 16384
     @Option(name: .customLong("chunked-prefill-size"),
@@ -106,6 +110,7 @@ struct LaunchServer: AsyncParsableCommand {
         }
         if let t = maxTotalTokens, t < 1 { throw ValidationError("--max-total-tokens must be positive, got \(t).") }
         if let r = maxRunningRequests, r < 1 { throw ValidationError("--max-running-requests must be positive, got \(r).") }
+        if let q = maxQueuedRequests, q < 1 { throw ValidationError("--max-queued-requests must be positive, got \(q).") }
         if let n = prefillMaxRequests, n < 1 { throw ValidationError("--prefill-max-requests must be positive, got \(n).") }
         guard var mixed = EngineConfig.MixedChunk(rawValue: mixedChunk.lowercased()) else {
             throw ValidationError("--mixed-chunk must be auto, always or never, got '\(mixedChunk)'.")
@@ -129,6 +134,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.maxTotalTokens = maxTotalTokens
         e.memFractionStatic = memFractionStatic
         e.maxRunningRequests = maxRunningRequests
+        e.maxQueuedRequests = maxQueuedRequests
         e.maxPrefillTokens = maxPrefillTokens
         e.chunkedPrefillSize = chunkedPrefillSize
         e.prefillMaxRequests = prefillMaxRequests
@@ -156,6 +162,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["mem_fraction_static"] = .double(memFractionStatic)
         o["max_total_tokens"] = maxTotalTokens.map { .int($0) } ?? .null
         o["max_running_requests"] = maxRunningRequests.map { .int($0) } ?? .null
+        o["max_queued_requests"] = maxQueuedRequests.map { .int($0) } ?? .null
         o["max_prefill_tokens"] = .int(maxPrefillTokens)
         o["chunked_prefill_size"] = .int(chunkedPrefillSize)
         o["prefill_max_requests"] = prefillMaxRequests.map { .int($0) } ?? .null
