@@ -84,7 +84,13 @@ public final class ServalAPI: Sendable {
     func checkModel(_ f: RequestFields) throws {
         guard let m = try f.string("model") else { return }
         guard m == config.servedModelName || m == "default" || m == config.modelPath else {
-            throw APIError.invalid("The model '\(m)' does not exist; this server serves '\(config.servedModelName)'.",
+            // SGLang names LoRA adapters `base:adapter`; this server loads none.
+            if let colon = m.firstIndex(of: ":"), m[..<colon] == config.servedModelName || m[..<colon] == config.modelPath {
+                throw APIError.invalid(
+                    "The model `\(m)` names the LoRA adapter `\(m[m.index(after: colon)...])`, but LoRA is not enabled on this server (it serves no adapters).",
+                    param: "model", code: "model_not_found")
+            }
+            throw APIError.invalid("The model `\(m)` does not exist. The served model name is `\(config.servedModelName)`.",
                                    param: "model", code: "model_not_found")
         }
     }

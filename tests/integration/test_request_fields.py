@@ -115,3 +115,12 @@ def test_continuous_usage_stats_on_every_chunk(server, path, extra):
     # Without the option, content chunks carry no usage.
     plain = sse_chunks(server, path, {**body, "stream_options": {"include_usage": True}})
     assert not any("usage" in c for c in plain[:-1])
+
+
+def test_unknown_model_and_lora_names_in_sglangs_words(server):
+    r = server.post("/v1/chat/completions", json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == f"The model `gpt-9` does not exist. The served model name is `{MODEL}`."
+    r = server.post("/v1/completions", json={"model": MODEL + ":my-adapter", "prompt": "x"})
+    assert r.status_code == 400
+    assert "LoRA is not enabled" in r.json()["error"]["message"]
