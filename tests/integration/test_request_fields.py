@@ -124,3 +124,24 @@ def test_unknown_model_and_lora_names_in_sglangs_words(server):
     r = server.post("/v1/completions", json={"model": MODEL + ":my-adapter", "prompt": "x"})
     assert r.status_code == 400
     assert "LoRA is not enabled" in r.json()["error"]["message"]
+
+
+def test_abort_request_aborts_exactly_the_named_request_of_a_batch(server):
+    import threading
+    import time
+    result = {}
+
+    def run():
+        result["r"] = server.post("/generate", json={
+            "text": ["Tell me a very long story.", "Write a very long poem."], "rid": ["keep-7", "kill-7"],
+            "sampling_params": {"temperature": 0, "max_new_tokens": 80, "ignore_eos": True}})
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.6)
+    assert server.post("/abort_request", json={"rid": "kill-7"}).status_code == 200
+    t.join(120)
+    keep, kill = result["r"].json()
+    assert kill["meta_info"]["finish_reason"]["type"] == "abort"
+    assert kill["meta_info"]["completion_tokens"] < 80
+    assert keep["meta_info"]["finish_reason"] == {"type": "length", "length": 80}
