@@ -48,6 +48,7 @@ public final class ServalAPI: Sendable {
             "/flush_cache": ["POST", "GET"], "/abort_request": ["POST"], "/generate": ["POST", "PUT"],
             "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"],
             "/tokenize": ["POST"], "/v1/tokenize": ["POST"], "/detokenize": ["POST"], "/v1/detokenize": ["POST"],
+            "/v1/score": ["POST"],
         ]
         var p = path
         if p.count > 1, p.hasSuffix("/") { p.removeLast() }
@@ -71,6 +72,7 @@ public final class ServalAPI: Sendable {
         case "/v1/chat/completions": return try await chatCompletions(try parseBody(body))
         case "/tokenize", "/v1/tokenize": return try tokenize(try parseBody(body))
         case "/detokenize", "/v1/detokenize": return try detokenize(try parseBody(body))
+        case "/v1/score": return try await score(try parseBody(body))
         default: throw APIError.notFound(path)
         }
     }
