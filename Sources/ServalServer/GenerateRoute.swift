@@ -14,7 +14,8 @@ extension ServalAPI {
         if hasText { if case .array = f.raw("text") { isBatch = true } else { isBatch = false } } else {
             if case .array(let a)? = f.raw("input_ids"), case .array? = a.first { isBatch = true } else { isBatch = false }
         }
-        let prompts = try parsePrompts(f, key: hasText ? "text" : "input_ids")
+        var prompts = try parsePrompts(f, key: hasText ? "text" : "input_ids")
+        let session = try sessionParams(f)
         let cacheSalt = try f.string("cache_salt")
 
         // sampling_params: one object for all prompts, or one per prompt.
@@ -49,6 +50,24 @@ extension ServalAPI {
             rids = try a.map { e in guard case .string(let s) = e else { throw APIError.wrongType("rid", expected: "strings", got: e) }; return s }
         case let v?: throw APIError.wrongType("rid", expected: "a string or a list of strings", got: v)
         }
+        if let session {
+            // A session request continues (or branches from) an earlier one: its prompt is
+            // the base's tokens plus the new input.
+            guard !isBatch, prompts.count == 1 else {
+                throw APIError.invalid("'session_params' takes one prompt, not a batch.", param: "session_params")
+            }
+            if try perPrompt[0]?.int("n") ?? 1 != 1 {
+                throw APIError.invalid("'session_params' takes 'n' = 1.", param: "sampling_params.n")
+            }
+            if rids.isEmpty { rids = [Self.newID()] }
+            let bos = try? tokenizer.encode("", addSpecialTokens: true).first
+            let (prompt, abort) = try sessions.compose(session, rid: rids[0], input: prompts[0].ids, bos: bos)
+            for r in abort { engine.abort(rid: r) }
+            prompts[0].ids = prompt
+        }
+        // A session request that never reaches the engine still ends (with no output).
+        var submitted = false
+        defer { if let session, !submitted, let rid = rids.first { sessions.finish(session: session.id, rid: rid, output: []) } }
 
         var reqs: [GenerateRequest] = []
         for (pi, p) in prompts.enumerated() {
@@ -137,18 +156,22 @@ extension ServalAPI {
 
         let key = rids.joined(separator: ",")
         if !stream {
+            submitted = true
             let outs = try await withRegistered(key, rids: rids) { await collectAll(reqs, arrival: arrival) }
+            if let session { sessions.finish(session: session.id, rid: finalRids[0], output: outs[0].tokenIDs) }
             let objs = outs.enumerated().map {
                 object($0, text: $1.text, ids: $1.tokenIDs, lps: $1.logprobs, input: $1.inputLogprobs, finish: $1.finish)
             }
             return .ok(batch ? .array(objs) : objs[0])
         }
+        submitted = true
         let state = self.state
         guard state.register(key, rids: rids) else {
             throw APIError.invalid("A request with rid '\(key)' is already running.", param: "rid", code: "duplicate_rid")
         }
         let events = merged(reqs, arrival: arrival)
         let count = reqs.count
+        let store = sessions
         return .stream(SSEStream.run { cont in
             defer { state.unregister(key) }
             // SGLang streams the cumulative text and ids in every chunk.
@@ -166,6 +189,7 @@ extension ServalAPI {
                 case .inputLogprobs(let start, let values):
                     inputs[i] = InputLogprobList(start: start, values: values)
                 case .finished(let info):
+                    if let session { store.finish(session: session.id, rid: finalRids[i], output: ids[i]) }
                     cont.yield(SSE.frame(object(i, text: texts[i], ids: ids[i], lps: lps[i], input: inputs[i], finish: info)))
                 }
             }

@@ -11,6 +11,7 @@ public final class ServalAPI: Sendable {
     public let config: ServerConfig
     public let metrics = ServerMetrics()
     let state = ServerState()
+    let sessions = SessionStore()
     let logger: Logger
     let startedAt = Date()
 
@@ -48,7 +49,7 @@ public final class ServalAPI: Sendable {
             "/flush_cache": ["POST", "GET"], "/abort_request": ["POST"], "/generate": ["POST", "PUT"],
             "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"],
             "/tokenize": ["POST"], "/v1/tokenize": ["POST"], "/detokenize": ["POST"], "/v1/detokenize": ["POST"],
-            "/v1/score": ["POST"],
+            "/v1/score": ["POST"], "/open_session": ["POST"], "/close_session": ["POST"],
         ]
         var p = path
         if p.count > 1, p.hasSuffix("/") { p.removeLast() }
@@ -73,6 +74,8 @@ public final class ServalAPI: Sendable {
         case "/tokenize", "/v1/tokenize": return try tokenize(try parseBody(body))
         case "/detokenize", "/v1/detokenize": return try detokenize(try parseBody(body))
         case "/v1/score": return try await score(try parseBody(body))
+        case "/open_session": return try openSession(try parseBody(body))
+        case "/close_session": return try closeSession(try parseBody(body))
         default: throw APIError.notFound(path)
         }
     }
