@@ -12,6 +12,7 @@ public final class ServalAPI: Sendable {
     public let metrics = ServerMetrics()
     let state = ServerState()
     let sessions = SessionStore()
+    let responses = ResponseStore()
     let logger: Logger
     let startedAt = Date()
 
@@ -49,12 +50,19 @@ public final class ServalAPI: Sendable {
             "/flush_cache": ["POST", "GET"], "/abort_request": ["POST"], "/generate": ["POST", "PUT"],
             "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"],
             "/tokenize": ["POST"], "/v1/tokenize": ["POST"], "/detokenize": ["POST"], "/v1/detokenize": ["POST"],
-            "/v1/score": ["POST"], "/open_session": ["POST"], "/close_session": ["POST"],
+            "/v1/score": ["POST"], "/open_session": ["POST"], "/close_session": ["POST"], "/v1/responses": ["POST"],
         ]
         var p = path
         if p.count > 1, p.hasSuffix("/") { p.removeLast() }
         guard let allowed = routes[p] else {
             if p.hasPrefix("/v1/models/") { return try modelByID(String(p.dropFirst("/v1/models/".count))) }
+            if p.hasPrefix("/v1/responses/") {
+                let rest = String(p.dropFirst("/v1/responses/".count))
+                if rest.hasSuffix("/cancel"), method == "POST" { return try cancelResponse(String(rest.dropLast("/cancel".count))) }
+                guard !rest.contains("/") else { throw APIError.notFound(path) }
+                guard method == "GET" else { throw APIError.methodNotAllowed(method, path) }
+                return try retrieveResponse(rest)
+            }
             throw APIError.notFound(path)
         }
         guard allowed.contains(method) else { throw APIError.methodNotAllowed(method, path) }
@@ -76,6 +84,7 @@ public final class ServalAPI: Sendable {
         case "/v1/score": return try await score(try parseBody(body))
         case "/open_session": return try openSession(try parseBody(body))
         case "/close_session": return try closeSession(try parseBody(body))
+        case "/v1/responses": return try await createResponse(try parseBody(body))
         default: throw APIError.notFound(path)
         }
     }
