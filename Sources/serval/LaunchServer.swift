@@ -74,6 +74,14 @@ struct LaunchServer: AsyncParsableCommand {
     @Flag(name: .customLong("mmap-weights"),
           help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
     var mmapWeights = false
+    @Flag(name: .customLong("skip-tokenizer-init"),
+          help: "Load no tokenizer: requests send token ids (input_ids) and get ids back, with empty text.")
+    var skipTokenizerInit = false
+
+    @Flag(name: .customLong("enable-cache-report"),
+          help: "Report cached prompt tokens in usage.prompt_tokens_details (Serval always does; accepted for SGLang's command lines).")
+    var enableCacheReport = false
+
     @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
     var device: String = "cpu"
     @Option(name: .customLong("watchdog-timeout"), help: "Seconds a forward pass may take before the engine is reported stuck.")
@@ -178,6 +186,8 @@ struct LaunchServer: AsyncParsableCommand {
         o["random_seed"] = .int(Int(truncatingIfNeeded: engine.randomSeed))
         o["load_format"] = .string(loadFormat)
         o["device"] = .string(device)
+        o["skip_tokenizer_init"] = .bool(skipTokenizerInit)
+        o["enable_cache_report"] = true
         o["watchdog_timeout"] = .double(watchdogTimeout)
         o["threads"] = threads.map { .int($0) } ?? .null
         return o
@@ -204,24 +214,11 @@ struct LaunchServer: AsyncParsableCommand {
 
         let loadStart = Date()
         let lm = try loadModel(path: model, threads: threadCount)
-        let tokenizer: Tokenizer
-        do {
-            tokenizer = try Tokenizer.load(modelPath: tokenizerLocation)
-        } catch {
-            throw ValidationError("Cannot load the tokenizer from '\(tokenizerLocation)': \(error)")
-        }
-        guard tokenizer.vocabSize <= lm.info.vocabSize else {
-            throw ValidationError("The tokenizer has \(tokenizer.vocabSize) tokens but the model only \(lm.info.vocabSize); pass a matching --tokenizer-path.")
-        }
-        let bridge: TokenizerBridge
-        do {
-            bridge = try TokenizerBridge(tokenizer: tokenizer)
-        } catch {
-            throw ValidationError("The model's chat template does not parse: \(error)")
-        }
+        let (bridge, textDecoder) = try TokenizerSetup.make(skip: skipTokenizerInit, location: tokenizerLocation,
+                                                            modelVocab: lm.info.vocabSize)
         let engine: Engine
         do {
-            engine = try Engine(model: lm, decoder: TokenizerTextDecoder(tokenizer: tokenizer), config: engineConfig,
+            engine = try Engine(model: lm, decoder: textDecoder, config: engineConfig,
                                 logger: Logger(label: "serval.engine"))
         } catch {
             throw ValidationError("Cannot start the engine with these settings: \(error)")
@@ -231,7 +228,7 @@ struct LaunchServer: AsyncParsableCommand {
               + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
               + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
         print("KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
-              + "\(threadCount) threads; chat template: \(bridge.template == nil ? "none" : "from the model")")
+              + "\(threadCount) threads; tokenizer: \(bridge.summary)")
 
         var config = ServerConfig(servedModelName: servedName, modelPath: model, tokenizerPath: tokenizerLocation)
         config.host = host
@@ -242,7 +239,7 @@ struct LaunchServer: AsyncParsableCommand {
         config.maxRequestBodyBytes = maxRequestBodyBytes
         config.serverArgs = serverArgs(modelPath: model, tokenizerPath: tokenizerLocation, servedName: servedName,
                                        engine: engineConfig)
-        let api = ServalAPI(engine: engine, tokenizer: bridge, config: config, logger: logger)
+        let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)
         let host = self.host
         try await HTTPServer.run(api: api, logger: logger) { boundPort in
             print("Listening on http://\(host):\(boundPort) (warming up)")
@@ -310,18 +307,5 @@ struct LaunchServer: AsyncParsableCommand {
             }
         }
         return false
-    }
-}
-
-/// Lets the engine detokenize with the model's tokenizer.
-struct TokenizerTextDecoder: TokenTextDecoder {
-    let tokenizer: Tokenizer
-    func decodeText(_ tokens: [Int32], skipSpecialTokens: Bool) -> String {
-        tokenizer.decode(tokens, skipSpecialTokens: skipSpecialTokens)
-    }
-    var endOfGenerationTokenIDs: [Int32] {
-        var ids = Set(tokenizer.stopTokenIDs)
-        if let eos = tokenizer.eosTokenID { ids.insert(eos) }
-        return ids.sorted()
     }
 }

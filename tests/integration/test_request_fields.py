@@ -145,3 +145,22 @@ def test_abort_request_aborts_exactly_the_named_request_of_a_batch(server):
     assert kill["meta_info"]["finish_reason"]["type"] == "abort"
     assert kill["meta_info"]["completion_tokens"] < 80
     assert keep["meta_info"]["finish_reason"] == {"type": "length", "length": 80}
+
+
+def test_skip_tokenizer_init_takes_and_returns_ids():
+    from conftest import Server
+    s = Server("--skip-tokenizer-init", "--enable-cache-report")
+    try:
+        ids = [504, 3575, 282, 4649, 314]
+        r = s.post("/generate", json={"input_ids": ids, "sampling_params": {"temperature": 0, "max_new_tokens": 5}})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert len(out["output_ids"]) == 5 and out["text"] == ""
+        assert s.post("/generate", json={"text": "hi"}).status_code == 400
+        chat = s.post("/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        assert chat.status_code == 400 and "skip-tokenizer-init" in chat.json()["error"]["message"]
+        c = s.post("/v1/completions", json={"model": MODEL, "prompt": ids, "max_tokens": 3, "temperature": 0})
+        assert c.status_code == 200, c.text
+        assert s.get("/get_server_info").json()["skip_tokenizer_init"] is True
+    finally:
+        s.stop()

@@ -7,5 +7,10 @@ extension Tokenizer: TokenTextDecoder {
         decode(tokens, skipSpecialTokens: skipSpecialTokens)
     }
 
-    public var endOfGenerationTokenIDs: [Int32] { stopTokenIDs.sorted() }
+    /// EOS and the other end-of-turn ids (EOT, EOM, ...).
+    public var endOfGenerationTokenIDs: [Int32] {
+        var ids = stopTokenIDs
+        if let eos = eosTokenID { ids.insert(eos) }
+        return ids.sorted()
+    }
 }
