@@ -26,6 +26,7 @@ public enum SamplingParsing {
             // Any 64-bit integer is a valid OpenAI seed; negative ones keep their bits.
             if let v = try f.int("seed") { s.seed = UInt64(bitPattern: Int64(v)) }
         case .sglang:
+            try SamplingFieldCheck.check(f)
             maxTokens = try f.int("max_new_tokens")
             if let v = try f.int("min_new_tokens") { s.minNewTokens = v }
             if let v = try f.int("sampling_seed") { s.seed = UInt64(bitPattern: Int64(v)) }
