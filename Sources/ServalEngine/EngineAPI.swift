@@ -38,6 +38,10 @@ public struct SamplingParams: Sendable, Equatable {
     /// Token ids whose logprobs are reported at every output (and scored prompt) position
     /// besides the chosen token's (SGLang's `token_ids_logprob`); needs `logprobs`.
     public var tokenIDsLogprob: [Int32] = []
+    /// Report the final hidden state of every position the model runs for this request
+    /// (SGLang's `return_hidden_states`): all prompt positions, then one per output token
+    /// fed back. The radix cache supplies none of its prompt, so every row is computed.
+    public var returnHiddenStates: Bool = false
 
     public init() {}
 }
@@ -121,12 +125,17 @@ public struct FinishInfo: Sendable, Equatable {
     public var completionTokens: Int
     /// Prompt tokens served from the radix cache.
     public var cachedTokens: Int
+    /// With `SamplingParams.returnHiddenStates`: one vector per position run, prompt
+    /// positions first (prompt length + completion tokens - 1 of them).
+    public var hiddenStates: [[Float]]?
 
-    public init(reason: FinishReason, promptTokens: Int, completionTokens: Int, cachedTokens: Int) {
+    public init(reason: FinishReason, promptTokens: Int, completionTokens: Int, cachedTokens: Int,
+                hiddenStates: [[Float]]? = nil) {
         self.reason = reason
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.cachedTokens = cachedTokens
+        self.hiddenStates = hiddenStates
     }
 }
 

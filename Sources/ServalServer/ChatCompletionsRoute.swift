@@ -74,6 +74,7 @@ extension ServalAPI {
         let continuousUsage = try streamOptions?.bool("continuous_usage_stats") ?? false
         _ = try f.string("user")
         let cacheSalt = try f.string("cache_salt")
+        sampling.returnHiddenStates = try openAIHiddenStates(f, stream: stream)
 
         var extra: [String: JSONValue] = [:]
         if let kw = f.raw("chat_template_kwargs") {
@@ -108,12 +109,14 @@ extension ServalAPI {
             var choices: [JSONValue] = []
             for (i, o) in outs.enumerated() {
                 let (reason, matched) = Self.openAIFinish(o.finish)
-                choices.append([
+                var choice: JSONObject = [
                     "index": .int(i),
                     "message": ["role": "assistant", "content": .string(o.text), "reasoning_content": nil, "tool_calls": nil],
                     "logprobs": wantLogprobs ? ["content": .array(chatLogprobs(o.logprobs))] : nil,
                     "finish_reason": reason, "matched_stop": matched,
-                ])
+                ]
+                if let h = Self.lastHiddenState(o.finish) { choice["hidden_states"] = h }
+                choices.append(.object(choice))
             }
             let usage = Self.usage(prompt: outs.first?.finish.promptTokens ?? ids.count,
                                    completion: outs.reduce(0) { $0 + $1.finish.completionTokens },

@@ -73,6 +73,7 @@ extension ServalAPI {
         let continuousUsage = try streamOptions?.bool("continuous_usage_stats") ?? false
         _ = try f.string("user")
         let cacheSalt = try f.string("cache_salt")
+        sampling.returnHiddenStates = try openAIHiddenStates(f, stream: stream)
 
         let id = "cmpl-" + Self.newID()
         var reqs: [GenerateRequest] = []
@@ -103,11 +104,13 @@ extension ServalAPI {
                 let (reason, matched) = Self.openAIFinish(o.finish)
                 let prefix = echo ? promptTexts[k / n] : ""
                 let promptPart = echoLogprobs ? Self.promptEntries(promptIDs[k / n], o.inputLogprobs) : []
-                choices.append([
+                var choice: JSONObject = [
                     "index": .int(k), "text": .string(prefix + o.text),
                     "logprobs": logprobsN != nil ? completionLogprobs(promptPart + o.logprobs.map(LogprobEntry.init), offset: 0) : nil,
                     "finish_reason": reason, "matched_stop": matched,
-                ])
+                ]
+                if let h = Self.lastHiddenState(o.finish) { choice["hidden_states"] = h }
+                choices.append(.object(choice))
             }
             // Each prompt counts once, however many choices it has.
             let promptTotal = stride(from: 0, to: outs.count, by: n).reduce(0) { $0 + outs[$1].finish.promptTokens }

@@ -41,6 +41,7 @@ extension ServalAPI {
             throw APIError.invalid("'token_ids_logprob' needs 'return_logprob': true.", param: "token_ids_logprob")
         }
         let stream = try f.bool("stream") ?? false
+        let hiddenStates = try returnHiddenStates(f, prompts: prompts.count)
 
         var rids: [String]
         switch f.raw("rid") {
@@ -77,6 +78,7 @@ extension ServalAPI {
             s.logprobs = returnLogprob
             s.topLogprobs = returnLogprob ? topN : 0
             s.tokenIDsLogprob = tokenIDsLogprob[pi]
+            s.returnHiddenStates = hiddenStates[pi]
             if returnLogprob {
                 // SGLang: -1 (the default) reports only the last prompt token, without a value.
                 let k = logprobStarts[pi]
@@ -148,6 +150,7 @@ extension ServalAPI {
                     }
                 }
             }
+            if let states = finish?.hiddenStates { meta["hidden_states"] = Self.hiddenStatesValue(states, prompt: promptCounts[i]) }
             var o: JSONObject = ["text": .string(text), "output_ids": .array(ids.map { .int(Int($0)) })]
             if batch && stream { o["index"] = .int(i) }
             o["meta_info"] = .object(meta)

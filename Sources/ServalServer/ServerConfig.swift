@@ -14,6 +14,8 @@ public struct ServerConfig: Sendable {
     public var maxRequestBodyBytes: Int = 32 * 1024 * 1024
     /// Largest `n` a request may ask for.
     public var maxN: Int = 64
+    /// `--enable-return-hidden-states`: requests may ask for `return_hidden_states`.
+    public var enableReturnHiddenStates: Bool = false
     /// Extra key/values `/get_server_info` reports (the launch flags).
     public var serverArgs: JSONObject = [:]
 

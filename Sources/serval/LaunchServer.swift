@@ -81,6 +81,9 @@ struct LaunchServer: AsyncParsableCommand {
     @Flag(name: .customLong("enable-cache-report"),
           help: "Report cached prompt tokens in usage.prompt_tokens_details (Serval always does; accepted for SGLang's command lines).")
     var enableCacheReport = false
+    @Flag(name: .customLong("enable-return-hidden-states"),
+          help: "Let requests ask for return_hidden_states (the final hidden state of every position run).")
+    var enableReturnHiddenStates = false
 
     @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
     var device: String = "cpu"
@@ -187,6 +190,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["load_format"] = .string(loadFormat)
         o["device"] = .string(device)
         o["skip_tokenizer_init"] = .bool(skipTokenizerInit)
+        o["enable_return_hidden_states"] = .bool(enableReturnHiddenStates)
         o["enable_cache_report"] = true
         o["watchdog_timeout"] = .double(watchdogTimeout)
         o["threads"] = threads.map { .int($0) } ?? .null
@@ -234,6 +238,7 @@ struct LaunchServer: AsyncParsableCommand {
         config.host = host
         config.port = port
         config.apiKey = apiKey
+        config.enableReturnHiddenStates = enableReturnHiddenStates
         config.enableMetrics = enableMetrics
         config.logRequests = logRequests
         config.maxRequestBodyBytes = maxRequestBodyBytes

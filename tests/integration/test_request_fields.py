@@ -175,3 +175,46 @@ def test_unknown_or_unsupported_sampling_params_are_400s(server, key, value):
     r = server.post("/generate", json={"text": "x", "sampling_params": {key: value}})
     assert r.status_code == 400, r.text
     assert f"sampling_params.{key}" in r.json()["error"]["message"]
+
+
+def test_return_hidden_states_needs_the_flag(server):
+    r = server.post("/generate", json={"text": "x", "return_hidden_states": True})
+    assert r.status_code == 400 and "--enable-return-hidden-states" in r.json()["error"]["message"]
+    r = server.post("/generate", json={"text": "x", "return_hidden_states": "yes"})
+    assert r.status_code == 400
+
+
+def test_return_hidden_states_every_position_run():
+    import math
+    from conftest import Server
+    s = Server("--enable-return-hidden-states")
+    try:
+        body = {"text": "The capital of France is", "return_hidden_states": True,
+                "sampling_params": {"temperature": 0, "max_new_tokens": 4, "ignore_eos": True}}
+        first = s.post("/generate", json=body)
+        assert first.status_code == 200, first.text
+        meta = first.json()["meta_info"]
+        states = meta["hidden_states"]
+        prompt, outputs = states[0], states[1:]
+        assert len(prompt) == meta["prompt_tokens"] and len(outputs) == meta["completion_tokens"] - 1
+        assert all(len(v) == 576 and all(math.isfinite(x) for x in v) for v in prompt + outputs)
+        # Asked again, the prompt is recomputed (the radix cache supplies no rows) and gives the same states.
+        again = s.post("/generate", json=body).json()["meta_info"]
+        assert again["cached_tokens"] == 0
+        for a, b in zip(prompt, again["hidden_states"][0]):
+            assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4
+        # The prompt plus the first output token: its last position is the first output's decode row.
+        ids = first.json()["output_ids"]
+        ext = s.post("/generate", json={"input_ids": s.post("/tokenize", json={"prompt": body["text"]}).json()["tokens"]
+                                        + ids[:1], "return_hidden_states": True,
+                                        "sampling_params": {"temperature": 0, "max_new_tokens": 1}}).json()
+        last = ext["meta_info"]["hidden_states"][0][-1]
+        scale = max(abs(x) for x in outputs[0])
+        assert max(abs(x - y) for x, y in zip(last, outputs[0])) < 2e-2 * scale
+        # The OpenAI routes give the last position's vector per choice; streaming it is refused.
+        c = s.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2, "return_hidden_states": True})
+        assert c.status_code == 200 and len(c.json()["choices"][0]["hidden_states"]) == 576
+        c = s.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "stream": True, "return_hidden_states": True})
+        assert c.status_code == 400
+    finally:
+        s.stop()

@@ -121,7 +121,8 @@ struct OutputProcessor {
         guard let s = streams.removeValue(forKey: ObjectIdentifier(r)) else { return }
         finishedOutbox.append(
             (s.continuation, FinishInfo(reason: reason, promptTokens: r.promptLength, completionTokens: r.outputCount,
-                                        cachedTokens: r.promptCachedTokens ?? 0)))
+                                        cachedTokens: r.promptCachedTokens ?? 0,
+                                        hiddenStates: r.sampling.params.returnHiddenStates ? r.hiddenStates : nil)))
     }
 
     /// Sends the queued final events (after the engine published its stats).

@@ -60,6 +60,7 @@ final class ModelRunner {
         for (i, s) in batch.sequences.enumerated() {
             let r = s.request
             let rows = logits.rows(ofSequence: i)
+            if r.sampling.params.returnHiddenStates { keepHiddenStates(r, chunk: s, logits: logits, rows: rows) }
             if forward.sequences[i].logits == .all, let scoring = promptScoring(s, rows: rows) {
                 sampling.promptScoring.append(scoring)
                 scored.append(r)
@@ -131,8 +132,25 @@ final class ModelRunner {
         return row
     }
 
-    /// True when this chunk covers prompt rows whose logits the request still needs.
+    /// Stores the hidden state of every position the chunk ran, by position.
+    private func keepHiddenStates(_ r: Request, chunk s: ScheduledSequence, logits: Logits, rows: Range<Int>) {
+        // Prefill chunks ran with `.all` rows; a decode has its one row.
+        guard rows.count == s.count else { return }
+        for (k, row) in rows.enumerated() {
+            guard let h = logits.hiddenRow(row) else { return }
+            let position = s.start + k
+            if position < r.hiddenStates.count {
+                r.hiddenStates[position] = h
+            } else if position == r.hiddenStates.count {
+                r.hiddenStates.append(h)
+            }
+        }
+    }
+
+    /// True when this chunk covers prompt rows whose logits the request still needs (prompt
+    /// logprobs, or hidden states, which come with the logits rows).
     private func wantsPromptRows(_ s: ScheduledSequence) -> Bool {
+        if s.request.sampling.params.returnHiddenStates { return s.count > 1 || s.start < s.request.promptLength }
         guard let next = s.request.inputLogprobNext else { return false }
         return s.start + s.count > next
     }

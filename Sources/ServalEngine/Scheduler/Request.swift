@@ -53,7 +53,10 @@ final class Request {
 
     /// How many leading tokens the radix cache may supply: rows still needed for prompt
     /// logprobs must be recomputed, since cached positions yield no logits.
-    var prefixMatchLimit: Int { inputLogprobNext ?? Int.max }
+    var prefixMatchLimit: Int { sampling.params.returnHiddenStates ? 0 : inputLogprobNext ?? Int.max }
+    /// Hidden states by position, for `returnHiddenStates` (a recomputed position after a
+    /// retraction overwrites its entry).
+    var hiddenStates: [[Float]] = []
 
     init(rid: String, serial: Int, prompt: [Int32], maxNewTokens: Int, sampling: SamplingState) {
         self.rid = rid

@@ -220,7 +220,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             }
         }
         output.apply(xn, rows: nLogits, into: ws.logits, pool: pool)
-        return Logits(vocabSize: c.vocabSize, rowStart: logitStart, storage: .host(ws.logits))
+        return Logits(vocabSize: c.vocabSize, rowStart: logitStart, storage: .host(ws.logits), hidden: xn, hiddenSize: H)
     }
 
     private func rmsNormRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into y: UnsafeMutablePointer<Float>, rows: Int) {

@@ -15,11 +15,19 @@ public struct Logits: @unchecked Sendable {
     public let vocabSize: Int
     public let rowStart: [Int]
     public let storage: Storage
+    /// The final (normed) hidden state behind each logits row, `[rows × hiddenSize]` in host
+    /// memory, valid until the next `forward`; nil from a model that does not expose it
+    /// (SGLang's `return_hidden_states`).
+    public let hidden: UnsafeMutablePointer<Float>?
+    public let hiddenSize: Int
 
-    public init(vocabSize: Int, rowStart: [Int], storage: Storage) {
+    public init(vocabSize: Int, rowStart: [Int], storage: Storage, hidden: UnsafeMutablePointer<Float>? = nil,
+                hiddenSize: Int = 0) {
         self.vocabSize = vocabSize
         self.rowStart = rowStart
         self.storage = storage
+        self.hidden = hidden
+        self.hiddenSize = hiddenSize
     }
 
     /// No rows (an idle forward, or a batch that asked for none).
@@ -40,6 +48,12 @@ public struct Logits: @unchecked Sendable {
         switch storage {
         case .host(let p): return UnsafeMutableBufferPointer(start: p + r * vocabSize, count: vocabSize)
         }
+    }
+
+    /// Row `r`'s hidden state, copied (nil when the model exposes none).
+    public func hiddenRow(_ r: Int) -> [Float]? {
+        guard let h = hidden, r >= 0, r < rowCount else { return nil }
+        return Array(UnsafeBufferPointer(start: h + r * hiddenSize, count: hiddenSize))
     }
 
     /// A host copy that outlives the next forward (tests, tools, teacher forcing).
