@@ -42,6 +42,10 @@ public struct SamplingParams: Sendable, Equatable {
     /// (SGLang's `return_hidden_states`): all prompt positions, then one per output token
     /// fed back. The radix cache supplies none of its prompt, so every row is computed.
     public var returnHiddenStates: Bool = false
+    /// Report each output token's sampling support: the ids that survived top-k / top-p /
+    /// min-p (SGLang's `return_sampling_mask`, for RL trainers that renormalise over the
+    /// same set). Needs a bounded support: a positive `topK`, or greedy decoding.
+    public var returnSamplingMask: Bool = false
 
     public init() {}
 }
@@ -128,14 +132,18 @@ public struct FinishInfo: Sendable, Equatable {
     /// With `SamplingParams.returnHiddenStates`: one vector per position run, prompt
     /// positions first (prompt length + completion tokens - 1 of them).
     public var hiddenStates: [[Float]]?
+    /// With `SamplingParams.returnSamplingMask`: per output token, the ids it was drawn
+    /// from (ascending).
+    public var samplingMasks: [[Int32]]?
 
     public init(reason: FinishReason, promptTokens: Int, completionTokens: Int, cachedTokens: Int,
-                hiddenStates: [[Float]]? = nil) {
+                hiddenStates: [[Float]]? = nil, samplingMasks: [[Int32]]? = nil) {
         self.reason = reason
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.cachedTokens = cachedTokens
         self.hiddenStates = hiddenStates
+        self.samplingMasks = samplingMasks
     }
 }
 

@@ -15,6 +15,10 @@ extension Engine {
         guard p.topK >= -1 else { throw EngineError.invalidRequest("top_k must be -1, 0 or positive") }
         guard p.repetitionPenalty > 0 else { throw EngineError.invalidRequest("repetition_penalty must be > 0") }
         guard p.minNewTokens >= 0 else { throw EngineError.invalidRequest("min_new_tokens must be >= 0") }
+        if p.returnSamplingMask && p.temperature > 0 && p.topK <= 0 {
+            throw EngineError.invalidRequest(
+                "return_sampling_mask needs a bounded support: a positive top_k (or temperature 0)")
+        }
         guard p.topLogprobs >= 0 else { throw EngineError.invalidRequest("top_logprobs must be >= 0") }
         if let start = p.inputLogprobStart, start < 0 || start >= prompt {
             throw EngineError.invalidRequest(

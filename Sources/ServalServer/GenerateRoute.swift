@@ -42,6 +42,7 @@ extension ServalAPI {
         }
         let stream = try f.bool("stream") ?? false
         let hiddenStates = try returnHiddenStates(f, prompts: prompts.count)
+        let samplingMasks = try Self.boolPerPrompt(f, key: "return_sampling_mask", prompts: prompts.count)
 
         var rids: [String]
         switch f.raw("rid") {
@@ -79,6 +80,7 @@ extension ServalAPI {
             s.topLogprobs = returnLogprob ? topN : 0
             s.tokenIDsLogprob = tokenIDsLogprob[pi]
             s.returnHiddenStates = hiddenStates[pi]
+            s.returnSamplingMask = samplingMasks[pi]
             if returnLogprob {
                 // SGLang: -1 (the default) reports only the last prompt token, without a value.
                 let k = logprobStarts[pi]
@@ -149,6 +151,9 @@ extension ServalAPI {
                         })
                     }
                 }
+            }
+            if let masks = finish?.samplingMasks {
+                meta["output_token_sampling_mask"] = .array(masks.map { .array($0.map { .int(Int($0)) }) })
             }
             if let states = finish?.hiddenStates { meta["hidden_states"] = Self.hiddenStatesValue(states, prompt: promptCounts[i]) }
             var o: JSONObject = ["text": .string(text), "output_ids": .array(ids.map { .int(Int($0)) })]

@@ -7,26 +7,30 @@ import ServalEngine
 extension ServalAPI {
     /// `return_hidden_states`: a bool for every prompt, or one per prompt.
     func returnHiddenStates(_ f: RequestFields, prompts: Int) throws -> [Bool] {
-        let values: [Bool]
-        switch f.raw("return_hidden_states") {
-        case nil: return Array(repeating: false, count: prompts)
-        case .bool(let b)?: values = Array(repeating: b, count: prompts)
-        case .array(let a)?:
-            values = try a.map { e in
-                guard case .bool(let b) = e else { throw APIError.wrongType("return_hidden_states", expected: "booleans", got: e) }
-                return b
-            }
-            guard values.count == prompts else {
-                throw APIError.invalid("'return_hidden_states' has \(values.count) entries for \(prompts) prompts.",
-                                       param: "return_hidden_states")
-            }
-        case let v?: throw APIError.wrongType("return_hidden_states", expected: "a boolean or a list of booleans", got: v)
-        }
+        let values = try Self.boolPerPrompt(f, key: "return_hidden_states", prompts: prompts)
         if values.contains(true) && !config.enableReturnHiddenStates {
             throw APIError.invalid("'return_hidden_states' needs the server to be started with --enable-return-hidden-states.",
                                    param: "return_hidden_states")
         }
         return values
+    }
+
+    /// A `/generate` flag given once for every prompt or as one bool per prompt.
+    static func boolPerPrompt(_ f: RequestFields, key: String, prompts: Int) throws -> [Bool] {
+        switch f.raw(key) {
+        case nil: return Array(repeating: false, count: prompts)
+        case .bool(let b)?: return Array(repeating: b, count: prompts)
+        case .array(let a)?:
+            let values = try a.map { e in
+                guard case .bool(let b) = e else { throw APIError.wrongType(key, expected: "booleans", got: e) }
+                return b
+            }
+            guard values.count == prompts else {
+                throw APIError.invalid("'\(key)' has \(values.count) entries for \(prompts) prompts.", param: key)
+            }
+            return values
+        case let v?: throw APIError.wrongType(key, expected: "a boolean or a list of booleans", got: v)
+        }
     }
 
     /// `return_hidden_states` on `/v1/completions` and `/v1/chat/completions` (not streamed).

@@ -103,6 +103,48 @@ struct SamplingParams {
         }
     }
 
+    /// `return_sampling_mask`: the support is exactly the set top-k / top-p left, and
+    /// holds the chosen token; greedy gives the chosen token alone.
+    @Test func supportIsWhatTheFiltersKept() {
+        var sampler = CPUSampler()
+        let probs = softmax(Self.base)
+        let order = (0 ..< 32).sorted { probs[$0] > probs[$1] }.map { Int32($0) }
+        for (topK, topP) in [(5, Float(1)), (8, Float(0.5)), (32, Float(0.9))] {
+            var p = SamplingParams()
+            p.topK = topK
+            p.topP = topP
+            var expected = Array(order.prefix(topK))
+            if topP < 1 {
+                let kept = expected.reduce(0.0) { $0 + probs[Int($1)] }
+                var mass = 0.0
+                var n = 0
+                while n < expected.count, mass < Double(topP) * kept {
+                    mass += probs[Int(expected[n])]
+                    n += 1
+                }
+                expected = Array(expected.prefix(n))
+            }
+            for i in 0 ..< 20 {
+                var row = Self.base
+                var r = p.row(seed: 9, index: i, generated: [:], stopTokens: [])
+                r.returnSupport = true
+                let out = row.withUnsafeMutableBufferPointer { sampler.sample(row: $0, r) }
+                #expect(out.support == expected.sorted(), "top_k \(topK) top_p \(topP)")
+                #expect(out.support?.contains(out.tokenID) == true)
+            }
+        }
+        var greedy = SamplingParams()
+        greedy.temperature = 0
+        var r = greedy.row(seed: 1, index: 0, generated: [:], stopTokens: [])
+        r.returnSupport = true
+        var row = Self.base
+        let out = row.withUnsafeMutableBufferPointer { sampler.sample(row: $0, r) }
+        #expect(out.support == [out.tokenID])
+        r.returnSupport = false
+        row = Self.base
+        #expect(row.withUnsafeMutableBufferPointer { sampler.sample(row: $0, r) }.support == nil)
+    }
+
     @Test func minPDropsUnlikelyTokens() {
         var p = SamplingParams()
         p.minP = 0.3

@@ -218,3 +218,22 @@ def test_return_hidden_states_every_position_run():
         assert c.status_code == 400
     finally:
         s.stop()
+
+
+def test_return_sampling_mask_gives_each_tokens_support(server):
+    body = {"text": "Once upon a time", "return_sampling_mask": True,
+            "sampling_params": {"temperature": 1.0, "top_k": 8, "top_p": 0.9, "sampling_seed": 5,
+                                "max_new_tokens": 6, "ignore_eos": True}}
+    r = server.post("/generate", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    masks = out["meta_info"]["output_token_sampling_mask"]
+    assert len(masks) == len(out["output_ids"]) == 6
+    for mask, token in zip(masks, out["output_ids"]):
+        assert token in mask and 1 <= len(mask) <= 8 and mask == sorted(set(mask))
+    # Greedy: the chosen token alone. Unbounded (no top_k): refused, as SGLang does.
+    greedy = server.post("/generate", json={**body, "sampling_params": {"temperature": 0, "max_new_tokens": 3}}).json()
+    assert greedy["meta_info"]["output_token_sampling_mask"] == [[t] for t in greedy["output_ids"]]
+    r = server.post("/generate", json={**body, "sampling_params": {"temperature": 1.0, "max_new_tokens": 3}})
+    assert r.status_code == 400 and "top_k" in r.json()["error"]["message"]
+    assert "output_token_sampling_mask" not in server.post("/generate", json={"text": "x"}).json()["meta_info"]

@@ -122,7 +122,8 @@ struct OutputProcessor {
         finishedOutbox.append(
             (s.continuation, FinishInfo(reason: reason, promptTokens: r.promptLength, completionTokens: r.outputCount,
                                         cachedTokens: r.promptCachedTokens ?? 0,
-                                        hiddenStates: r.sampling.params.returnHiddenStates ? r.hiddenStates : nil)))
+                                        hiddenStates: r.sampling.params.returnHiddenStates ? r.hiddenStates : nil,
+                                        samplingMasks: r.sampling.params.returnSamplingMask ? r.samplingMasks : nil)))
     }
 
     /// Sends the queued final events (after the engine published its stats).

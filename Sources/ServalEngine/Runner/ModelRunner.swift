@@ -77,6 +77,7 @@ final class ModelRunner {
         for (r, values) in zip(scored, out.promptLogprobs) { result.promptLogprobs.append((r, values)) }
         for (r, token) in zip(toSample, out.tokens) {
             r.sampling.record(token.tokenID)
+            if let support = token.support { r.samplingMasks.append(support) }
             if let row = r.tableRow {
                 kvCache.slotTable.recordSampled(row: row, token: token.tokenID)
                 r.lastTokenInTable = true

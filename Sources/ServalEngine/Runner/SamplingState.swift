@@ -41,6 +41,7 @@ struct SamplingState: Sendable {
         row.drawIndex = UInt64(generatedCount)
         row.topLogprobs = p.logprobs ? max(0, p.topLogprobs) : nil
         row.requestedLogprobIDs = p.tokenIDsLogprob
+        row.returnSupport = p.returnSamplingMask
         return row
     }
 }

@@ -57,6 +57,8 @@ final class Request {
     /// Hidden states by position, for `returnHiddenStates` (a recomputed position after a
     /// retraction overwrites its entry).
     var hiddenStates: [[Float]] = []
+    /// Each output token's sampling support, for `returnSamplingMask`.
+    var samplingMasks: [[Int32]] = []
 
     init(rid: String, serial: Int, prompt: [Int32], maxNewTokens: Int, sampling: SamplingState) {
         self.rid = rid

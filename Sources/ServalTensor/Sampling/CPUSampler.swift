@@ -17,6 +17,8 @@ public struct CPUSampler: TokenSampler {
     private var scratch: [Float] = []
     private var rawCopy: [Float] = []
     private var candidates: [Int32] = []
+    /// The ids the last `draw` chose among, when its row asked for them.
+    private var lastSupport: [Int32]? = nil
 
     public init() {}
 
@@ -62,16 +64,19 @@ public struct CPUSampler: TokenSampler {
         for processor in processors where !processor.isIdentity { processor.apply(to: row) }
 
         let token: Int32
+        lastSupport = nil
         if p.isGreedy {
             token = Self.argmax(row)
+            if p.returnSupport { lastSupport = [token] }
         } else {
             token = draw(row, p, unit: Float(Philox(seed: p.seed).unit(index: p.drawIndex)))
         }
-        guard let top = p.topLogprobs else { return SampledToken(tokenID: token) }
+        let support = p.returnSupport ? lastSupport : nil
+        guard let top = p.topLogprobs else { return SampledToken(tokenID: token, support: support) }
         let logprob = rawCopy.withUnsafeBufferPointer {
             Self.logprob(of: token, in: $0, top: top, requested: p.requestedLogprobIDs)
         }
-        return SampledToken(tokenID: token, logprob: logprob)
+        return SampledToken(tokenID: token, logprob: logprob, support: support)
     }
 
     /// Log-softmax of `token` in a raw row, with the `top` most likely alternatives and
@@ -93,7 +98,11 @@ public struct CPUSampler: TokenSampler {
         let invT = 1 / p.temperature
         var maxLogit = -Float.infinity
         for l in row where l > maxLogit { maxLogit = l }
-        guard maxLogit.isFinite else { return Self.argmax(row) }
+        guard maxLogit.isFinite else {
+            let token = Self.argmax(row)
+            if p.returnSupport { lastSupport = [token] }
+            return token
+        }
         scratch.removeAll(keepingCapacity: true)
         scratch.reserveCapacity(vocab)
         var total: Float = 0
@@ -109,6 +118,7 @@ public struct CPUSampler: TokenSampler {
 
         if topK == 0 && topP == 1 {
             // Only min-p (or nothing): one pass, no sorting.
+            if p.returnSupport { lastSupport = scratch.indices.filter { scratch[$0] >= minWeight }.map { Int32($0) } }
             var kept: Float = 0
             for w in scratch where w >= minWeight { kept += w }
             var u = unit * kept
@@ -159,6 +169,7 @@ public struct CPUSampler: TokenSampler {
             while n < keep, scratch[Int(candidates[n])] >= minWeight { n += 1 }
             keep = n
         }
+        if p.returnSupport { lastSupport = candidates[..<keep].sorted() }
         var kept: Float = 0
         for c in candidates[..<keep] { kept += scratch[Int(c)] }
         var u = unit * kept

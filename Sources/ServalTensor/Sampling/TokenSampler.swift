@@ -51,6 +51,8 @@ public struct SamplingRow: Sendable {
     /// Token ids whose logprobs are reported at this step too (SGLang's `token_ids_logprob`),
     /// when `topLogprobs` asks for logprobs at all.
     public var requestedLogprobIDs: [Int32] = []
+    /// Report the ids the token was drawn from (`SampledToken.support`).
+    public var returnSupport = false
 
     public init(logitsRow: Int) { self.logitsRow = logitsRow }
 
@@ -78,10 +80,14 @@ public struct PromptScoring: Sendable, Equatable {
 public struct SampledToken: Sendable, Equatable {
     public var tokenID: Int32
     public var logprob: TokenLogprob?
+    /// With `SamplingRow.returnSupport`: the ids that survived top-k / top-p / min-p (the
+    /// chosen one alone when greedy), ascending.
+    public var support: [Int32]?
 
-    public init(tokenID: Int32, logprob: TokenLogprob? = nil) {
+    public init(tokenID: Int32, logprob: TokenLogprob? = nil, support: [Int32]? = nil) {
         self.tokenID = tokenID
         self.logprob = logprob
+        self.support = support
     }
 }
 
