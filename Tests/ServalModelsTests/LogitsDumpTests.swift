@@ -1,4 +1,5 @@
 import Foundation
+import ServalCPU
 import ServalTensor
 import ServalTestSupport
 import Testing
