@@ -4,9 +4,12 @@ import PackageDescription
 // Targets are the architecture; each imports only the ones below it:
 //   ServalBase      (seeded and counter-based RNGs; no compute code, so clients link it freely)
 //   CServalKernels  (C SIMD kernels, runtime CPU dispatch)
-//   ServalTensor    (dtypes, tensors, CPU backend, thread pool)
+//   ServalTensor    (dtypes, weight views, device-neutral protocols: ComputeBackend, AttentionBackend,
+//                    KVLayout/KVPool, Communicator; logits and the sampling seam)
+//   ServalCPU       (the CPU backend: C kernels' Swift side, thread pool, paged/cascade attention)
 //   ServalFormats   (GGUF, safetensors, HF config files)
-//   ServalModels    (architectures: Llama family; KV cache storage; forward pass)
+//   ServalModels    (layers, architectures, registry and the one loader; written over ServalTensor's
+//                    protocols only: the backend is injected by whoever loads a model)
 //   ServalTokenizer (BPE / SentencePiece tokenizers, streaming detokenizer)
 //   ServalTemplate  (Jinja-subset chat templates)
 //   ServalEngine    (requests, scheduler, radix cache, KV allocator, sampler, engine loop)
@@ -47,7 +50,8 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-Wall"])]
         ),
         .target(name: "ServalBase", swiftSettings: fast),
-        .target(name: "ServalTensor", dependencies: ["ServalBase", "CServalKernels"], swiftSettings: fast),
+        .target(name: "ServalTensor", dependencies: ["ServalBase"], swiftSettings: fast),
+        .target(name: "ServalCPU", dependencies: ["ServalTensor", "CServalKernels"], swiftSettings: fast),
         .target(name: "ServalFormats", dependencies: ["ServalTensor"], swiftSettings: fast),
         .target(name: "ServalModels", dependencies: ["ServalTensor", "ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTokenizer", dependencies: ["ServalFormats"], swiftSettings: fast),
@@ -84,21 +88,21 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalEngine", "ServalServer", "ServalBench", "ServalModels", "ServalTokenizer",
-                "ServalTemplate", "ServalTensor", "ServalFormats", "ServalBase",
+                "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plain
         ),
         // One test-support target: the GGUF writer, the default-model path, shared fixtures.
-        .target(name: "ServalTestSupport", path: "Tests/ServalTestSupport", resources: [.copy("Fixtures")],
-                swiftSettings: plain),
-        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTestSupport", "ServalTensor", "ServalFormats", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .target(name: "ServalTestSupport", dependencies: ["ServalModels", "ServalCPU"], path: "Tests/ServalTestSupport",
+                resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTestSupport", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalFormatsTests", dependencies: ["ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalModelsTests", dependencies: ["ServalTestSupport", "ServalModels", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalModelsTests", dependencies: ["ServalTestSupport", "ServalModels", "ServalCPU", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
-        .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalCPU", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
     ]

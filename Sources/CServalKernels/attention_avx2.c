@@ -31,17 +31,16 @@ AVX2_INLINE __m128 att_hsum8x4(__m256 a, __m256 b, __m256 c, __m256 d) {
 #define SV_ATT_PREFETCH 24
 
 /// Prefetches one kv head's K row (into L1, for the scores pass) and V row (into L2,
-/// for the values pass that follows) of the key at element offset `off`.
-AVX2_INLINE void kv_prefetch(int kv_type, const void *k, const void *v, int64_t off, int64_t hd) {
+/// for the values pass that follows) of the key in slot `slot`.
+AVX2_INLINE void kv_prefetch(int kv_type, const void *k, const void *v, int64_t slot, int64_t k_stride,
+                             int64_t v_stride, int64_t hd, int64_t vd) {
     const int64_t es = kv_type == SV_TYPE_F32 ? 4 : 2;
-    const char *kp = (const char *)k + off * es, *vp = (const char *)v + off * es;
-    const int64_t bytes = hd * es;
-    for (int64_t b = 0; b < bytes; b += 64) {
-        _mm_prefetch(kp + b, _MM_HINT_T0);
-        _mm_prefetch(vp + b, _MM_HINT_T1);
-    }
-    _mm_prefetch(kp + bytes - 1, _MM_HINT_T0);  // a row that straddles a line
-    _mm_prefetch(vp + bytes - 1, _MM_HINT_T1);
+    const char *kp = (const char *)k + slot * k_stride * es, *vp = (const char *)v + slot * v_stride * es;
+    const int64_t kbytes = hd * es, vbytes = vd * es;
+    for (int64_t b = 0; b < kbytes; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
+    for (int64_t b = 0; b < vbytes; b += 64) _mm_prefetch(vp + b, _MM_HINT_T1);
+    _mm_prefetch(kp + kbytes - 1, _MM_HINT_T0);  // a row that straddles a line
+    _mm_prefetch(vp + vbytes - 1, _MM_HINT_T1);
 }
 
 /// Scores of NH <= 3 heads (query head j at qh + j*hd) against every visible
@@ -49,19 +48,20 @@ AVX2_INLINE void kv_prefetch(int kv_type, const void *k, const void *v, int64_t 
 /// must stay within the 16 registers (a spilled accumulator turns every step into
 /// a store-reload chain), so 3 heads take 3 keys a step and fewer heads take 4.
 /// Each head's sums reduce together and store as one vector. sc[j*ld + i].
-AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_t hd,
-                              const void *k, const void *v, int64_t kv_stride, const int32_t *slots, int64_t L,
-                              float scale, float *sc, int64_t ld) {
+AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_t hd, int64_t vd,
+                              const void *k, const void *v, int64_t kv_stride, int64_t v_stride,
+                              const int32_t *slots, int64_t L, float scale, float *sc, int64_t ld) {
     const __m128 vscale = _mm_set1_ps(scale);
     const int NK = NH == 3 ? 3 : 4;
-    for (int64_t i = 0; i < L && i < SV_ATT_PREFETCH; i++) kv_prefetch(kv_type, k, v, (int64_t)slots[i] * kv_stride, hd);
+    for (int64_t i = 0; i < L && i < SV_ATT_PREFETCH; i++)
+        kv_prefetch(kv_type, k, v, (int64_t)slots[i], kv_stride, v_stride, hd, vd);
     int64_t i = 0;
     for (; i + NK <= L; i += NK) {
         int64_t b[4];
         for (int t = 0; t < NK; t++) b[t] = (int64_t)slots[i + t] * kv_stride;
         for (int t = 0; t < NK; t++)
             if (i + SV_ATT_PREFETCH + t < L)
-                kv_prefetch(kv_type, k, v, (int64_t)slots[i + SV_ATT_PREFETCH + t] * kv_stride, hd);
+                kv_prefetch(kv_type, k, v, (int64_t)slots[i + SV_ATT_PREFETCH + t], kv_stride, v_stride, hd, vd);
         __m256 acc[3][4];
         for (int j = 0; j < NH; j++)
             for (int t = 0; t < 4; t++) acc[j][t] = _mm256_setzero_ps();
@@ -104,15 +104,16 @@ AVX2_INLINE float softmax_weights(float *p, int64_t L, float *lse) {
     return 1.0f / s;
 }
 
-/// Output dims [d0, d0 + 8*NC) of NH heads: sum_i p[j*ld + i] * V[i], times inv[j].
+/// Output dims [d0, d0 + 8*NC) of NH heads: sum_i p[j*ld + i] * V[i], times inv[j];
+/// head j's output starts at oh + j*vd.
 AVX2_INLINE void values_tile(int kv_type, const int NH, const int NC, const float *p, int64_t ld,
-                             const void *v, int64_t kv_stride, const int32_t *slots, int64_t L,
-                             int64_t d0, const float *inv, float *oh, int64_t hd) {
+                             const void *v, int64_t v_stride, const int32_t *slots, int64_t L,
+                             int64_t d0, const float *inv, float *oh, int64_t vd) {
     __m256 acc[3][4];
     for (int j = 0; j < NH; j++)
         for (int c = 0; c < NC; c++) acc[j][c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < L; i++) {
-        const int64_t b = (int64_t)slots[i] * kv_stride + d0;
+        const int64_t b = (int64_t)slots[i] * v_stride + d0;
         __m256 vv[4];
         for (int c = 0; c < NC; c++) vv[c] = kv_load8(kv_type, v, b + 8 * c);
         for (int j = 0; j < NH; j++) {
@@ -122,13 +123,13 @@ AVX2_INLINE void values_tile(int kv_type, const int NH, const int NC, const floa
     }
     for (int j = 0; j < NH; j++) {
         const __m256 s = _mm256_set1_ps(inv[j]);
-        for (int c = 0; c < NC; c++) _mm256_storeu_ps(oh + j * hd + d0 + 8 * c, _mm256_mul_ps(acc[j][c], s));
+        for (int c = 0; c < NC; c++) _mm256_storeu_ps(oh + j * vd + d0 + 8 * c, _mm256_mul_ps(acc[j][c], s));
     }
 }
 
 AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                                 int64_t nq, int64_t nrows, int64_t hd,
-                                 const void *k, const void *v, int64_t kv_stride,
+                                 int64_t nq, int64_t nrows, int64_t hd, int64_t vd,
+                                 const void *k, const void *v, int64_t kv_stride, int64_t v_stride,
                                  const int32_t *slots, int64_t first_keys, int causal, float scale,
                                  float *lse, int64_t lse_stride, float *scratch) {
     for (int64_t r = 0; r < nrows; r++) {
@@ -140,24 +141,24 @@ AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, 
             const float *qh = qr + j0 * hd;
             float *sc = scratch + j0 * L;
             switch (nq - j0 >= 3 ? 3 : nq - j0) {
-            case 3: scores_heads(kv_type, 3, qh, hd, k, v, kv_stride, slots, L, scale, sc, L); break;
-            case 2: scores_heads(kv_type, 2, qh, hd, k, v, kv_stride, slots, L, scale, sc, L); break;
-            default: scores_heads(kv_type, 1, qh, hd, k, v, kv_stride, slots, L, scale, sc, L); break;
+            case 3: scores_heads(kv_type, 3, qh, hd, vd, k, v, kv_stride, v_stride, slots, L, scale, sc, L); break;
+            case 2: scores_heads(kv_type, 2, qh, hd, vd, k, v, kv_stride, v_stride, slots, L, scale, sc, L); break;
+            default: scores_heads(kv_type, 1, qh, hd, vd, k, v, kv_stride, v_stride, slots, L, scale, sc, L); break;
             }
         }
         for (int64_t j = 0; j < nq; j++) inv[j] = softmax_weights(scratch + j * L, L, lse ? lse + r * lse_stride + j : NULL);
         for (int64_t j0 = 0; j0 < nq; j0 += 3) {
             const int nh = nq - j0 >= 3 ? 3 : (int)(nq - j0);
             const float *p = scratch + j0 * L;
-            float *oh = orow + j0 * hd;
+            float *oh = orow + j0 * vd;
             // 3 heads x 4 chunks would need 12 accumulators + 4 V chunks + the
             // broadcast weights: more than 16 registers, and a spilled accumulator
             // turns every key into a store-reload chain. 3 heads take 2 chunks a pass.
             const int64_t width = nh == 3 ? 16 : 32;
-            for (int64_t d0 = 0; d0 < hd; d0 += width) {
-                const int nc = hd - d0 >= width ? (int)(width / 8) : (int)((hd - d0) / 8);
+            for (int64_t d0 = 0; d0 < vd; d0 += width) {
+                const int nc = vd - d0 >= width ? (int)(width / 8) : (int)((vd - d0) / 8);
 #define SV_VT(NH, NC) case (NH) * 8 + (NC): \
-    values_tile(kv_type, NH, NC, p, L, v, kv_stride, slots, L, d0, inv + j0, oh, hd); break;
+    values_tile(kv_type, NH, NC, p, L, v, v_stride, slots, L, d0, inv + j0, oh, vd); break;
                 switch (nh * 8 + nc) {
                 SV_VT(1, 1) SV_VT(1, 2) SV_VT(1, 3) SV_VT(1, 4)
                 SV_VT(2, 1) SV_VT(2, 2) SV_VT(2, 3) SV_VT(2, 4)
@@ -171,22 +172,22 @@ AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, 
 }
 
 AVX2 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                      int64_t nq, int64_t nrows, int64_t head_dim,
-                      const void *k, const void *v, int64_t kv_stride,
+                      int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                      const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                       const int32_t *slots, int64_t first_keys, int causal, float scale,
                       float *lse, int64_t lse_stride, float *scratch) {
-    if (head_dim % 8 != 0) return -1;
+    if (head_dim % 8 != 0 || v_dim % 8 != 0) return -1;
     switch (kv_type) {
     case SV_TYPE_F16:
-        attention_typed(SV_TYPE_F16, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
+        attention_typed(SV_TYPE_F16, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
                         slots, first_keys, causal, scale, lse, lse_stride, scratch);
         return 0;
     case SV_TYPE_BF16:
-        attention_typed(SV_TYPE_BF16, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
+        attention_typed(SV_TYPE_BF16, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
                         slots, first_keys, causal, scale, lse, lse_stride, scratch);
         return 0;
     case SV_TYPE_F32:
-        attention_typed(SV_TYPE_F32, q, q_stride, out, out_stride, nq, nrows, head_dim, k, v, kv_stride,
+        attention_typed(SV_TYPE_F32, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
                         slots, first_keys, causal, scale, lse, lse_stride, scratch);
         return 0;
     default: return -1;

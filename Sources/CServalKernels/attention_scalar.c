@@ -1,5 +1,6 @@
 // Portable reference for sv_attention: causal grouped-query attention of one
-// kv head over a slot-addressed KV cache, plain loops and libm expf. The AVX2
+// kv head over a slot-addressed KV cache (V rows of their own width and stride,
+// possibly aliasing K), plain loops and libm expf. The AVX2
 // version must agree with it to rounding; tests compare the two.
 #include "sv_internal.h"
 
@@ -12,8 +13,8 @@ static inline float kv_elem(int kv_type, const void *base, int64_t i) {
 }
 
 void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                         int64_t nq, int64_t nrows, int64_t head_dim,
-                         const void *k, const void *v, int64_t kv_stride,
+                         int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                         const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                          const int32_t *slots, int64_t first_keys, int causal, float scale,
                          float *lse, int64_t lse_stride, float *scratch) {
     for (int64_t r = 0; r < nrows; r++) {
@@ -22,7 +23,7 @@ void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *o
         float *orow = out + r * out_stride;
         // Scores, one run of L per query head.
         for (int64_t i = 0; i < L; i++) {
-            const int64_t base = (int64_t)slots[i] * kv_stride;
+            const int64_t base = (int64_t)slots[i] * k_stride;
             for (int64_t j = 0; j < nq; j++) {
                 const float *qh = qr + j * head_dim;
                 float s = 0;
@@ -43,15 +44,15 @@ void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *o
         }
         // Weighted sum of values.
         for (int64_t j = 0; j < nq; j++) {
-            float *oh = orow + j * head_dim;
-            for (int64_t d = 0; d < head_dim; d++) oh[d] = 0;
+            float *oh = orow + j * v_dim;
+            for (int64_t d = 0; d < v_dim; d++) oh[d] = 0;
         }
         for (int64_t i = 0; i < L; i++) {
-            const int64_t base = (int64_t)slots[i] * kv_stride;
+            const int64_t base = (int64_t)slots[i] * v_stride;
             for (int64_t j = 0; j < nq; j++) {
                 const float w = scratch[j * L + i];
-                float *oh = orow + j * head_dim;
-                for (int64_t d = 0; d < head_dim; d++) oh[d] += w * kv_elem(kv_type, v, base + d);
+                float *oh = orow + j * v_dim;
+                for (int64_t d = 0; d < v_dim; d++) oh[d] += w * kv_elem(kv_type, v, base + d);
             }
         }
     }

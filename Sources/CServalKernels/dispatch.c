@@ -368,28 +368,30 @@ void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n) {
 }
 
 int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                     int64_t nq, int64_t nrows, int64_t head_dim,
-                     const void *k, const void *v, int64_t kv_stride,
+                     int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                     const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                      const int32_t *slots, int64_t first_keys, int causal, float scale,
                      float *lse, int64_t lse_stride, float *scratch) {
     if (kv_type != SV_TYPE_F32 && kv_type != SV_TYPE_F16 && kv_type != SV_TYPE_BF16) return -1;
-    if (nq < 1 || nrows < 0 || head_dim < 1 || first_keys < 1 || kv_stride < head_dim) return -1;
+    if (nq < 1 || nrows < 0 || head_dim < 1 || v_dim < 1 || first_keys < 1 || k_stride < head_dim) return -1;
+    if (v_stride < v_dim) return -1;
 #if defined(__x86_64__)
     isa = clamp_isa(isa);
-    if (USE_AVX2(isa) && sv_attention_avx2(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
-                                           k, v, kv_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch) == 0) return 0;
+    if (USE_AVX2(isa) && sv_attention_avx2(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim,
+                                           k, v, k_stride, v_stride, slots, first_keys, causal, scale, lse, lse_stride,
+                                           scratch) == 0) return 0;
 #endif
-    sv_attention_scalar(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
-                        k, v, kv_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
+    sv_attention_scalar(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim,
+                        k, v, k_stride, v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
     return 0;
 }
 
 int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                 int64_t nq, int64_t nrows, int64_t head_dim,
-                 const void *k, const void *v, int64_t kv_stride,
+                 int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                 const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                  const int32_t *slots, int64_t first_keys, float scale, float *scratch) {
-    return sv_attention_lse(isa, kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim,
-                            k, v, kv_stride, slots, first_keys, 1, scale, NULL, 0, scratch);
+    return sv_attention_lse(isa, kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim,
+                            k, v, k_stride, v_stride, slots, first_keys, 1, scale, NULL, 0, scratch);
 }
 
 void sv_attention_merge(float *out, int64_t stride, float *lse, const float *other, int64_t other_stride,

@@ -90,8 +90,8 @@ void sv_matmul_scalar(int wtype, const void *w, size_t wstride, int64_t k,
                       float *y, int64_t ldy);
 /// `causal` and `lse` as in sv_attention_lse (sv_attention passes 1 and NULL).
 void sv_attention_scalar(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                         int64_t nq, int64_t nrows, int64_t head_dim,
-                         const void *k, const void *v, int64_t kv_stride,
+                         int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                         const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                          const int32_t *slots, int64_t first_keys, int causal, float scale,
                          float *lse, int64_t lse_stride, float *scratch);
 
@@ -116,8 +116,8 @@ float sv_dot_f16_f32_avx2(const uint16_t *a, const float *b, int64_t n);
 void sv_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, int64_t n);
 /// Returns -1 when head_dim is not a multiple of 8 or kv_type is unsupported (caller falls back to scalar).
 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                      int64_t nq, int64_t nrows, int64_t head_dim,
-                      const void *k, const void *v, int64_t kv_stride,
+                      int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                      const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                       const int32_t *slots, int64_t first_keys, int causal, float scale,
                       float *lse, int64_t lse_stride, float *scratch);
 

@@ -57,7 +57,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         guard context >= 2 else { throw EngineError.invalidConfig("context length \(context) is too small") }
         let kvBytesPerToken = model.kvBytesPerToken(dtype: config.kvCacheDType)
         let capacity = try KVPoolSizing.capacity(config: config, kvBytesPerToken: kvBytesPerToken,
-                                                 weightBytes: info.weightBytes, contextLength: context)
+                                                 weightBytes: info.weightBytes, contextLength: context,
+                                                 physicalMemory: UInt64(max(0, model.memoryInfo().totalBytes)))
         var sc = SchedulerConfig(capacity: capacity, contextLength: context)
         sc.pageSize = config.pageSize
         sc.maxRunningRequests = config.maxRunningRequests ?? min(256, max(4, capacity / 16))

@@ -1,3 +1,4 @@
+import Foundation
 import ServalTensor
 
 /// A loaded causal language model, seen from the engine.
@@ -17,6 +18,8 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// writes the new tokens' K/V and returns a handle to the logits rows asked for,
     /// valid until the next call. An empty batch is an idle pass: no tokens, no logits.
     func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits
+    /// The memory of the device the model runs on (the KV pool is sized from it).
+    func memoryInfo() -> DeviceMemoryInfo
 }
 
 extension LanguageModel {
@@ -26,6 +29,12 @@ extension LanguageModel {
     /// KV storage in the default dtype (`auto`).
     public func makeKVCache(slots: Int) throws -> any KVCacheStorage {
         try makeKVCache(slots: slots, dtype: .auto)
+    }
+
+    /// Host memory, for models that run on the host.
+    public func memoryInfo() -> DeviceMemoryInfo {
+        let total = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        return DeviceMemoryInfo(totalBytes: total, freeBytes: total)
     }
 }
 

@@ -95,32 +95,7 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Per-pair inverse frequencies (`ropeDim / 2` of them) with the scaling applied.
     public func ropeInverseFrequencies() -> [Float] {
-        let half = ropeDim / 2
-        var out = [Float](repeating: 0, count: half)
-        for i in 0..<half {
-            var f = 1.0 / pow(ropeTheta, Double(2 * i) / Double(ropeDim))
-            switch ropeScaling {
-            case .none: break
-            case .linear(let factor): f /= factor
-            case .frequencyFactors(let factors): if i < factors.count { f /= Double(factors[i]) }
-            case .llama3(let factor, let low, let high, let original):
-                // Long wavelengths are slowed by `factor`, short ones kept, and the
-                // band between blended smoothly (Llama 3.1's published recipe).
-                let lowWavelen = Double(original) / low
-                let highWavelen = Double(original) / high
-                let wavelen = 2 * Double.pi / f
-                if wavelen < highWavelen {
-                    // unchanged
-                } else if wavelen > lowWavelen {
-                    f /= factor
-                } else {
-                    let smooth = (Double(original) / wavelen - low) / (high - low)
-                    f = (1 - smooth) * f / factor + smooth * f
-                }
-            }
-            out[i] = Float(f)
-        }
-        return out
+        Rotary.inverseFrequencies(theta: ropeTheta, rotaryDim: ropeDim, scaling: ropeScaling)
     }
 }
 
@@ -137,8 +112,3 @@ public struct ModelError: Error, CustomStringConvertible, Sendable, Equatable {
     public var description: String { "\(source): \(message)" }
 }
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -1,7 +1,8 @@
-/// A 2-D weight matrix in GGML layout, viewed in place (typically inside a
-/// memory-mapped model file; nothing is copied): `rows` output features, each a
-/// contiguous row of `cols` input features stored as `type` blocks.
-/// The memory must outlive the value; the owner (the mapped file) guarantees that.
+/// A 2-D weight matrix in GGML layout, in a backend's memory (on the CPU a view in
+/// place, typically inside a memory-mapped model file; nothing is copied): `rows`
+/// output features, each a contiguous row of `cols` input features stored as `type`
+/// blocks. The memory must outlive the value; its owner guarantees that. Whether a
+/// type can be multiplied is the backend's business (`ComputeBackend.canCompute`).
 public struct WeightMatrix: @unchecked Sendable {
     public let type: DType
     /// Output features (GGML `ne[1]`).
@@ -12,10 +13,9 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Bytes between the starts of consecutive rows.
     public let rowBytes: Int
 
-    /// Checks that `type` has kernels, `cols` is a whole number of blocks and
-    /// `byteCount` (the bytes available at `base`) matches rows x row bytes exactly.
+    /// Checks that `cols` is a whole number of blocks and `byteCount` (the bytes
+    /// available at `base`) matches rows x row bytes exactly.
     public init(type: DType, rows: Int, cols: Int, base: UnsafeRawPointer, byteCount: Int) throws(TensorError) {
-        guard type.hasKernels else { throw TensorError("weight type \(type) has no CPU kernels") }
         guard rows > 0, cols > 0 else { throw TensorError("weight matrix \(rows)x\(cols) must have positive dimensions") }
         guard let rowBytes = type.byteCount(elements: cols) else {
             throw TensorError("\(type) rows need a multiple of \(type.blockSize) elements; got \(cols) columns")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ServalFormats
+import ServalCPU
 import ServalTensor
 
 /// Times the CPU matmul kernels on the default model's weight shapes, per

@@ -2,6 +2,7 @@ import ArgumentParser
 import ServalFormats
 import Foundation
 import ServalBase
+import ServalCPU
 import ServalModels
 import ServalTensor
 
@@ -49,15 +50,18 @@ struct BenchOneBatch: AsyncParsableCommand {
         guard KVCacheDType(flag: kvCacheDtype) != nil else {
             throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
         }
-        guard LoadFormat(rawValue: loadFormat) != nil else { throw ValidationError("--load-format must be auto or dummy") }
+        guard LoadFormat(rawValue: loadFormat) != nil else {
+            throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'")
+        }
     }
 
     func run() async throws {
         let path = try DefaultModel.resolve(modelPath)
-        let model: LlamaModel
+        let model: any LanguageModel
         do {
-            model = try ModelLoader.load(path: path, loadFormat: LoadFormat(rawValue: loadFormat) ?? .auto, threads: threads,
-                                         residency: mmapWeights ? .mapped : .hugePages)
+            model = try ModelLoader.load(path: path, format: LoadFormat(rawValue: loadFormat) ?? .auto,
+                                         backend: CPUBackend(threads: threads),
+                                         options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
         } catch {
             throw CLIError("\(error)")
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import ServalFormats
 import Foundation
 import Logging
+import ServalCPU
 import ServalEngine
 import ServalModels
 import ServalTemplate
@@ -63,10 +64,11 @@ struct Generate: AsyncParsableCommand {
     func run() async throws {
         let path = try DefaultModel.resolve(modelPath)
         let loadStart = DispatchTime.now().uptimeNanoseconds
-        let model: LlamaModel
+        let model: any LanguageModel
         let tokenizer: Tokenizer
         do {
-            model = try ModelLoader.load(path: path, threads: threads, residency: mmapWeights ? .mapped : .hugePages)
+            model = try ModelLoader.load(path: path, backend: CPUBackend(threads: threads),
+                                         options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")

@@ -2,6 +2,7 @@ import CServalKernels
 import Foundation
 import ServalFormats
 import ServalBase
+import ServalCPU
 import ServalTensor
 
 /// `serval bench-kernels --check`: every SIMD kernel path this CPU supports

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ServalCPU
 import ServalEngine
 import ServalFormats
 import ServalModels
@@ -257,41 +258,17 @@ struct LaunchServer: AsyncParsableCommand {
         }
     }
 
-    /// Loads the weights as --load-format says: a `.gguf` file, or an HF checkpoint
-    /// directory (config.json + *.safetensors); `auto` tells them apart by the path.
-    func loadModel(path: String, threads: Int) throws -> LlamaModel {
-        var isDirectory: ObjCBool = false
-        let isDir = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
-        let residency: MappedFile.Residency = mmapWeights ? .mapped : .hugePages
+    /// Loads the weights as --load-format says (`ModelLoader`, the one loading path):
+    /// a `.gguf` file, an HF checkpoint directory (config.json + *.safetensors), or
+    /// random weights with either one's shapes; `auto` tells file and directory apart.
+    func loadModel(path: String, threads: Int) throws -> any LanguageModel {
+        guard let format = LoadFormat(rawValue: loadFormat) else {
+            throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'.")
+        }
+        var options = ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)
+        options.seed = randomSeed ?? 1
         do {
-            switch loadFormat {
-            case "gguf":
-                guard !isDir else {
-                    throw ValidationError("'\(path)' is a directory; --load-format gguf needs a .gguf file (use safetensors or auto for an HF checkpoint).")
-                }
-                return try ModelLoader.load(path: path, threads: threads, residency: residency)
-            case "safetensors":
-                guard isDir else {
-                    throw ValidationError("'\(path)' is a file; --load-format safetensors needs an HF checkpoint directory (config.json + *.safetensors).")
-                }
-                return try ModelLoader.load(path: path, threads: threads)
-            case "auto":
-                return try ModelLoader.load(path: path, threads: threads, residency: residency)
-            case "dummy":
-                // Shapes from the GGUF metadata or a Hugging Face config.json; random weights.
-                let config: LlamaConfig
-                if !isDir {
-                    config = try LlamaConfig(gguf: try GGUFFile(path: path))
-                } else {
-                    let json = URL(fileURLWithPath: path).appendingPathComponent("config.json")
-                    config = try LlamaConfig(hfConfigJSON: try Data(contentsOf: json), source: json.path)
-                }
-                return try LlamaModel.dummy(config: config, seed: randomSeed ?? 1, threads: threads)
-            default:
-                throw ValidationError("--load-format must be one of auto, gguf, safetensors, dummy; got '\(loadFormat)'.")
-            }
-        } catch let e as ValidationError {
-            throw e
+            return try ModelLoader.load(path: path, format: format, backend: CPUBackend(threads: threads), options: options)
         } catch {
             throw ValidationError("Cannot load the model from '\(path)': \(error)")
         }

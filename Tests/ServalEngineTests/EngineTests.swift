@@ -1,4 +1,5 @@
 import Foundation
+import ServalTensor
 import Testing
 import ServalModels
 @testable import ServalEngine
@@ -239,5 +240,17 @@ import ServalModels
         }
         c.maxTotalTokens = 77
         #expect(try KVPoolSizing.capacity(config: c, kvBytesPerToken: 1, weightBytes: 0, contextLength: 10) == 77)
+    }
+
+    /// The engine sizes the pool from the memory the model's backend reports.
+    @Test func poolSizingAsksTheModelsDevice() async throws {
+        var c = EngineConfig()
+        c.memFractionStatic = 0.5
+        let model = PositionHashModel()
+        model.memory = DeviceMemoryInfo(totalBytes: 160_000, freeBytes: 160_000)
+        let e = try Engine(model: model, decoder: TableDecoder.letters(), config: c)
+        // 0.5 × 160000 bytes over the double's 8 bytes per token.
+        #expect(e.kvCapacity == 10_000)
+        await e.shutdown(drain: false)
     }
 }

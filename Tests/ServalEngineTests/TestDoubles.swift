@@ -36,6 +36,13 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
     private(set) var sequencesSeen = 0
     /// Seconds each forward pass sleeps (watchdog tests).
     var delay: Double = 0
+    /// What `memoryInfo()` reports (nil: the host's memory).
+    var memory: DeviceMemoryInfo?
+
+    func memoryInfo() -> DeviceMemoryInfo {
+        memory ?? DeviceMemoryInfo(totalBytes: Int(ProcessInfo.processInfo.physicalMemory),
+                                   freeBytes: Int(ProcessInfo.processInfo.physicalMemory))
+    }
 
     init(contextLength: Int = 4096) {
         info = ModelInfo(architecture: "test", name: "position-hash", vocabSize: Self.vocab, contextLength: contextLength,

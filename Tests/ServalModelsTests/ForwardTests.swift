@@ -1,4 +1,6 @@
+import ServalTestSupport
 import Testing
+@testable import ServalCPU
 @testable import ServalModels
 import ServalTensor
 

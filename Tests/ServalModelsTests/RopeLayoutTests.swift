@@ -100,8 +100,8 @@ import ServalTestSupport
 
         let hfModel = try ModelLoader.load(path: dir, threads: 1)
         let ggufModel = try ModelLoader.load(path: ggufPath, threads: 1)
-        #expect(hfModel.config.ropeStyle == .neox)
-        #expect(ggufModel.config.ropeStyle == .normal)
+        #expect((hfModel as? LlamaModel)?.config.ropeStyle == .neox)
+        #expect((ggufModel as? LlamaModel)?.config.ropeStyle == .normal)
         let tokens: [Int32] = [3, 17, 5, 9, 11, 2]
         var rows: [[Float]] = []
         for m in [hfModel, ggufModel] {

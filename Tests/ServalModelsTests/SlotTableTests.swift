@@ -1,3 +1,4 @@
+import ServalTestSupport
 import Foundation
 import ServalTensor
 import Testing

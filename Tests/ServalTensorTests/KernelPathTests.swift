@@ -1,3 +1,4 @@
+import ServalCPU
 import CServalKernels
 import Foundation
 import Testing

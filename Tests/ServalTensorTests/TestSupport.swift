@@ -1,3 +1,4 @@
+import ServalCPU
 import Foundation
 @testable import ServalTensor
 import ServalTestSupport

@@ -1,3 +1,4 @@
+import ServalCPU
 import Foundation
 import Testing
 @testable import ServalTensor

@@ -115,17 +115,19 @@ void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n);
 
 // ---- attention over a slot-addressed KV cache ----
 /// Causal attention for the `nq` query heads that share one kv head (a GQA
-/// group), over `nrows` consecutive query rows of one sequence.
-/// Query row r, head j is at q + r*q_stride + j*head_dim (f32); the result
-/// goes to out + r*out_stride + j*head_dim. Keys and values of the sequence's
-/// i-th position live at k/v + slots[i]*kv_stride elements (already offset to
-/// the kv head), in `kv_type` SV_TYPE_F32, SV_TYPE_F16 or SV_TYPE_BF16.
+/// group, or every head over MLA's one latent row), over `nrows` consecutive query
+/// rows of one sequence. Query row r, head j is at q + r*q_stride + j*head_dim (f32);
+/// its result (v_dim floats) goes to out + r*out_stride + j*v_dim. The key of the
+/// sequence's i-th position lives at k + slots[i]*k_stride elements and its value at
+/// v + slots[i]*v_stride (both already offset to the kv head), `head_dim` and `v_dim`
+/// elements in `kv_type` SV_TYPE_F32, SV_TYPE_F16 or SV_TYPE_BF16. V may alias K (MLA:
+/// v == k, v_stride == k_stride, v_dim = the latent width < head_dim).
 /// Row r sees positions [0, first_keys + r) (so first_keys >= 1), with scores
 /// scaled by `scale`. `scratch` holds at least nq * (first_keys + nrows) floats.
 /// Returns 0, or -1 for an unsupported kv_type or sizes out of range.
 int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                 int64_t nq, int64_t nrows, int64_t head_dim,
-                 const void *k, const void *v, int64_t kv_stride,
+                 int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                 const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                  const int32_t *slots, int64_t first_keys, float scale, float *scratch);
 /// sv_attention generalised for attention over a split key range (a prefix shared
 /// by several sequences, then each sequence's own keys): with `causal` = 0 every row
@@ -133,8 +135,8 @@ int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *
 /// each (row, head)'s scaled scores goes to lse[r * lse_stride + j], so two partial results
 /// over disjoint key ranges merge exactly (see sv_attention_merge).
 int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                     int64_t nq, int64_t nrows, int64_t head_dim,
-                     const void *k, const void *v, int64_t kv_stride,
+                     int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
+                     const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                      const int32_t *slots, int64_t first_keys, int causal, float scale,
                      float *lse, int64_t lse_stride, float *scratch);
 /// Merges attention over a second, disjoint key range into the first: `out`

@@ -17,6 +17,8 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
     /// `torch_dtype` (newer transformers write `dtype` instead; see `weightDType`).
     public var torchDType: String?
     public var dtype: String?
+    /// `_name_or_path`: the name the checkpoint was saved under.
+    public var nameOrPath: String?
 
     // Shape
     public var vocabSize: Int?
@@ -77,6 +79,7 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
         case modelType = "model_type"
         case torchDType = "torch_dtype"
         case dtype
+        case nameOrPath = "_name_or_path"
         case vocabSize = "vocab_size"
         case hiddenSize = "hidden_size"
         case intermediateSize = "intermediate_size"
@@ -125,6 +128,7 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
         torchDType = try c.decodeIfPresent(String.self, forKey: .torchDType)
         dtype = try c.decodeIfPresent(String.self, forKey: .dtype)
+        nameOrPath = try c.decodeIfPresent(String.self, forKey: .nameOrPath)
         vocabSize = try c.decodeIntIfPresent(forKey: .vocabSize)
         hiddenSize = try c.decodeIntIfPresent(forKey: .hiddenSize)
         intermediateSize = try c.decodeIntIfPresent(forKey: .intermediateSize)

@@ -1,3 +1,4 @@
+import ServalTensor
 import CServalKernels
 
 /// Causal grouped-query attention over a slot-addressed KV cache, one
@@ -17,9 +18,11 @@ public enum AttentionKernel {
     }
 
     /// Query row r, head j is read at `q + r * qStride + j * headDim`; the result
-    /// is written at `out + r * outStride + j * headDim`. Position i's K/V row is at
-    /// `slots[i] * kvStride` elements from `keys`/`values` (already offset to the
-    /// kv head). Row r attends to positions `0 ..< firstKeys + r`.
+    /// (`valueDim` floats, default `headDim`) is written at `out + r * outStride + j * valueDim`.
+    /// Position i's K row is at `slots[i] * kvStride` elements from `keys` and its V row
+    /// at `slots[i] * valueStride` (default `kvStride`) from `values` (both already offset
+    /// to the kv head; `values` may alias `keys`, as MLA's latent rows do).
+    /// Row r attends to positions `0 ..< firstKeys + r`.
     /// Returns false (writing nothing) for an unsupported `kvType` or sizes out of range.
     @inline(__always) @discardableResult
     public static func run(kvType: DType, q: UnsafePointer<Float>, qStride: Int,
@@ -27,10 +30,11 @@ public enum AttentionKernel {
                            queryHeads: Int, rows: Int, headDim: Int,
                            keys: UnsafeRawPointer, values: UnsafeRawPointer, kvStride: Int,
                            slots: UnsafePointer<Int32>, firstKeys: Int, scale: Float,
-                           scratch: UnsafeMutablePointer<Float>, path: KernelPath = .active) -> Bool {
+                           scratch: UnsafeMutablePointer<Float>, valueDim: Int? = nil, valueStride: Int? = nil,
+                           path: KernelPath = .active) -> Bool {
         sv_attention(path.rawValue, Int32(bitPattern: kvType.rawValue), q, Int64(qStride), out, Int64(outStride),
-                     Int64(queryHeads), Int64(rows), Int64(headDim), keys, values, Int64(kvStride),
-                     slots, Int64(firstKeys), scale, scratch) == 0
+                     Int64(queryHeads), Int64(rows), Int64(headDim), Int64(valueDim ?? headDim), keys, values,
+                     Int64(kvStride), Int64(valueStride ?? kvStride), slots, Int64(firstKeys), scale, scratch) == 0
     }
 
     /// Attention over one key range of a split (shared prefix, then own keys), with
@@ -44,10 +48,12 @@ public enum AttentionKernel {
                            keys: UnsafeRawPointer, values: UnsafeRawPointer, kvStride: Int,
                            slots: UnsafePointer<Int32>, firstKeys: Int, causal: Bool, scale: Float,
                            lse: UnsafeMutablePointer<Float>, lseRowStride: Int,
-                           scratch: UnsafeMutablePointer<Float>, path: KernelPath = .active) -> Bool {
+                           scratch: UnsafeMutablePointer<Float>, valueDim: Int? = nil, valueStride: Int? = nil,
+                           path: KernelPath = .active) -> Bool {
         sv_attention_lse(path.rawValue, Int32(bitPattern: kvType.rawValue), q, Int64(qStride), out, Int64(outStride),
-                         Int64(queryHeads), Int64(rows), Int64(headDim), keys, values, Int64(kvStride),
-                         slots, Int64(firstKeys), causal ? 1 : 0, scale, lse, Int64(lseRowStride), scratch) == 0
+                         Int64(queryHeads), Int64(rows), Int64(headDim), Int64(valueDim ?? headDim), keys, values,
+                         Int64(kvStride), Int64(valueStride ?? kvStride), slots, Int64(firstKeys), causal ? 1 : 0, scale,
+                         lse, Int64(lseRowStride), scratch) == 0
     }
 
     /// Folds attention over a second, disjoint key range (`other`, `otherLSE`) into

@@ -8,16 +8,11 @@ import ServalTensor
 /// overhead at decode batch sizes. Falls back to one `CPUOps.matmul` per
 /// matrix when the group mixes weight types or input widths.
 enum FusedMatmul {
-    struct Target {
-        let weight: LinearWeight
-        let y: UnsafeMutablePointer<Float>
-    }
-
-    static func run(_ x: UnsafePointer<Float>, rows n: Int, targets: [Target], pool: ThreadPool) {
+    static func run(_ x: UnsafePointer<Float>, rows n: Int, targets: [MatmulTarget], pool: ThreadPool) {
         guard n > 0, let first = targets.first else { return }
         let type = first.weight.type, k = first.weight.cols
         guard targets.allSatisfy({ $0.weight.type == type && $0.weight.cols == k }) else {
-            for t in targets { t.weight.apply(x, rows: n, into: t.y, pool: pool) }
+            for t in targets { CPUOps.matmul(weight: t.weight, x: x, rows: n, y: t.y, pool: pool) }
             return
         }
         let isa = KernelPath.active.rawValue
@@ -37,7 +32,7 @@ enum FusedMatmul {
                 let rows = t.weight.rows
                 let a = max(lo, base), b = min(hi, base + rows)
                 if a < b {
-                    let m = t.weight.matrix
+                    let m = t.weight
                     _ = sv_matmul(isa, wtype, m.base, m.rowBytes, Int64(k), Int64(a - base), Int64(b - base),
                                   xq, actBytes, Int64(n), t.y, Int64(m.rows))
                 }

@@ -1,3 +1,4 @@
+import ServalTensor
 import CServalKernels
 
 /// Which implementation of the C kernels runs: the portable scalar reference

@@ -1,3 +1,4 @@
+import ServalTensor
 import CServalKernels
 import Foundation
 

@@ -1,0 +1,200 @@
+import ServalTensor
+
+/// `AttentionBackend` on the CPU: paged attention over a `CPUKVPool` through the C
+/// kernel (`AttentionKernel`), with the cascade over shared prefixes that
+/// `PagedAttention.plan` finds. Works for `.mha` (grouped-query) and `.mla` layouts
+/// (one latent row per token, MQA over it, V = the row's first `latent` values).
+///
+/// `prepare` copies the step's slot lists, plans the work items and reserves every
+/// buffer the step needs; `forward` allocates nothing.
+public final class CPUAttention: AttentionBackend, @unchecked Sendable {
+    public let layout: KVLayout
+    let queryHeads: Int
+    let kvHeads: Int
+    let keyWidth: Int
+    let valueWidth: Int
+    let scale: Float
+    let pool: ThreadPool
+
+    // The prepared step.
+    private var plan = PagedAttention.Plan()
+    private var rowStart: [Int] = [0]
+    private var startPositions: [Int] = []
+    private var slotStart: [Int] = [0]
+    private var tokenSlot: [Int32] = []
+    private var rows = 0
+    private var slots: UnsafeMutablePointer<Int32>
+    private var slotCapacity = 0
+    private var scratch: UnsafeMutablePointer<Float>
+    private var scratchStride = 0
+    /// Cascade buffers: the prefix part's outputs, then both parts' log-sum-exps.
+    private var prefixOut: UnsafeMutablePointer<Float>
+    private var prefixOutCapacity = 0
+    private var lse: UnsafeMutablePointer<Float>
+    private var lseCapacity = 0
+
+    public init(layout: KVLayout, queryHeads: Int, scale: Float, pool: ThreadPool) throws {
+        guard layout.isValid, queryHeads > 0, queryHeads % layout.kvHeads == 0 else {
+            throw TensorError("attention: \(queryHeads) query heads do not fit \(layout)")
+        }
+        self.layout = layout
+        self.queryHeads = queryHeads
+        kvHeads = layout.kvHeads
+        keyWidth = layout.keyWidth
+        valueWidth = layout.valueWidth
+        self.scale = scale
+        self.pool = pool
+        slots = .allocate(capacity: 1)
+        scratch = .allocate(capacity: 1)
+        prefixOut = .allocate(capacity: 1)
+        lse = .allocate(capacity: 1)
+    }
+
+    deinit {
+        slots.deallocate()
+        scratch.deallocate()
+        prefixOut.deallocate()
+        lse.deallocate()
+    }
+
+    var group: Int { queryHeads / kvHeads }
+
+    public func prepare(_ step: AttentionStep, pool kvPool: any KVPool) throws {
+        let seqs = step.tokenCounts.count
+        guard step.startPositions.count == seqs, step.slotStart.count == seqs + 1,
+              step.slotStart.last == step.slots.count else {
+            throw TensorError("attention: inconsistent step (\(seqs) sequences)")
+        }
+        rowStart = [Int](repeating: 0, count: seqs + 1)
+        for i in 0..<seqs { rowStart[i + 1] = rowStart[i] + step.tokenCounts[i] }
+        rows = rowStart[seqs]
+        startPositions = step.startPositions
+        slotStart = step.slotStart
+        if step.slots.count > slotCapacity {
+            let cap = max(step.slots.count, slotCapacity * 2)
+            slots.deallocate()
+            slots = .allocate(capacity: cap)
+            slotCapacity = cap
+        }
+        step.slots.withUnsafeBufferPointer { p in
+            if let base = p.baseAddress { slots.update(from: base, count: p.count) }
+        }
+        tokenSlot.removeAll(keepingCapacity: true)
+        tokenSlot.reserveCapacity(rows)
+        for i in 0..<seqs {
+            for t in 0..<step.tokenCounts[i] {
+                let slot = step.slots[step.slotStart[i] + step.startPositions[i] + t]
+                guard slot >= 0, Int(slot) < kvPool.slotCount else {
+                    throw TensorError("attention: slot \(slot) outside the pool (0..<\(kvPool.slotCount))")
+                }
+                tokenSlot.append(slot)
+            }
+        }
+        plan = PagedAttention.plan(tokenCounts: step.tokenCounts, startPositions: step.startPositions,
+                                   slots: slots, slotStart: slotStart, kvHeads: kvHeads)
+        let perWorker = AttentionKernel.scratchCount(queryHeads: group, firstKeys: max(1, step.maxContext), rows: 1)
+        if perWorker > scratchStride {
+            scratchStride = max(perWorker, scratchStride * 2)
+            scratch.deallocate()
+            scratch = .allocate(capacity: pool.threads * scratchStride)
+        }
+        if plan.hasSharing {
+            let outCount = rows * queryHeads * valueWidth, lseCount = 2 * rows * queryHeads
+            if outCount > prefixOutCapacity {
+                prefixOut.deallocate()
+                prefixOut = .allocate(capacity: outCount)
+                prefixOutCapacity = outCount
+            }
+            if lseCount > lseCapacity {
+                lse.deallocate()
+                lse = .allocate(capacity: lseCount)
+                lseCapacity = lseCount
+            }
+        }
+    }
+
+    public func forward(layer: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                        out: UnsafeMutablePointer<Float>, pool kvPool: any KVPool) {
+        guard let cache = kvPool as? CPUKVPool else {
+            preconditionFailure("CPUAttention runs over a CPUKVPool, got \(type(of: kvPool))")
+        }
+        let kRow = kvHeads * keyWidth, vRow = kvHeads * valueWidth
+        for r in 0..<rows {
+            cache.write(layer: layer, slot: Int(tokenSlot[r]), key: k + r * kRow, value: v + r * vRow)
+        }
+        run(layer: layer, cache: cache, q: q, out: out)
+    }
+
+    /// Attention for every prepared row over `cache`'s layer `layer`.
+    private func run(layer: Int, cache: CPUKVPool, q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let hd = keyWidth, vd = valueWidth
+        let group = self.group
+        let qDim = queryHeads * hd, outDim = queryHeads * vd, heads = queryHeads
+        let scale = self.scale
+        let kvType = cache.dtype
+        let keyStride = cache.keyStride, valueStride = cache.valueStride
+        let keyHeadBytes = cache.keyHeadStrideBytes, valueHeadBytes = cache.valueHeadStrideBytes
+        let keys = cache.keys(layer: layer), values = cache.values(layer: layer)
+        let rows = self.rows
+        let plan = self.plan, rowStart = self.rowStart, startPosition = self.startPositions
+        let slots = UnsafePointer(self.slots), slotStart = self.slotStart
+        let scratch = self.scratch, scratchStride = self.scratchStride
+        let prefixOut: UnsafeMutablePointer<Float>? = plan.hasSharing ? self.prefixOut : nil
+        let lse: UnsafeMutablePointer<Float>? = plan.hasSharing ? self.lse : nil
+        let total = plan.prefixItems.count + plan.items.count
+        let next = WorkCounter()
+        let workers = min(pool.threads, total)
+        pool.parallelFor(workers) { worker in
+            let sc = scratch + worker * scratchStride
+            while true {
+                let idx = workers == 1 ? next.incrementUnlocked() : next.increment()
+                if idx >= total { break }
+                let prefixPart = idx < plan.prefixItems.count
+                let item = prefixPart ? plan.prefixItems[idx] : plan.items[idx - plan.prefixItems.count]
+                let shared = plan.prefixLength[item.sequence]
+                let row = rowStart[item.sequence] + item.firstToken
+                let qOffset = row * qDim + item.kvHead * group * hd
+                let outOffset = row * outDim + item.kvHead * group * vd
+                let seqSlots = slots + slotStart[item.sequence]
+                let kh = keys + item.kvHead * keyHeadBytes, vh = values + item.kvHead * valueHeadBytes
+                let n = item.endToken - item.firstToken
+                // Shapes and the element type were checked when the pool and the step
+                // were made, so the kernel cannot reject these calls.
+                if prefixPart, let prefixOut, let lse {
+                    // Every row sees the whole shared prefix.
+                    AttentionKernel.run(kvType: kvType, q: q + qOffset, qStride: qDim,
+                                        out: prefixOut + outOffset, outStride: outDim,
+                                        queryHeads: group, rows: n, headDim: hd,
+                                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots,
+                                        firstKeys: shared, causal: false, scale: scale,
+                                        lse: lse + rows * heads + row * heads + item.kvHead * group, lseRowStride: heads,
+                                        scratch: sc, valueDim: vd, valueStride: valueStride)
+                } else if shared > 0, let lse {
+                    // This sequence's own keys, after the shared prefix.
+                    AttentionKernel.run(kvType: kvType, q: q + qOffset, qStride: qDim,
+                                        out: out + outOffset, outStride: outDim,
+                                        queryHeads: group, rows: n, headDim: hd,
+                                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots + shared,
+                                        firstKeys: startPosition[item.sequence] - shared + item.firstToken + 1,
+                                        causal: true, scale: scale,
+                                        lse: lse + row * heads + item.kvHead * group, lseRowStride: heads,
+                                        scratch: sc, valueDim: vd, valueStride: valueStride)
+                } else {
+                    AttentionKernel.run(kvType: kvType, q: q + qOffset, qStride: qDim,
+                                        out: out + outOffset, outStride: outDim,
+                                        queryHeads: group, rows: n, headDim: hd,
+                                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots,
+                                        firstKeys: startPosition[item.sequence] + item.firstToken + 1,
+                                        scale: scale, scratch: sc, valueDim: vd, valueStride: valueStride)
+                }
+            }
+        }
+        guard let prefixOut, let lse else { return }
+        for (seq, shared) in plan.prefixLength.enumerated() where shared > 0 {
+            for r in rowStart[seq] ..< rowStart[seq] + plan.tokenCounts[seq] {
+                AttentionKernel.merge(out + r * outDim, lse: lse + r * heads, other: prefixOut + r * outDim,
+                                      otherLSE: lse + rows * heads + r * heads, heads: heads, headDim: vd)
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import CServalKernels
+import Foundation
+import ServalTensor
+
+/// The CPU implementation of `ComputeBackend`: the C SIMD kernels (`CPUOps`) run
+/// inline on the calling thread and a persistent `ThreadPool`, so `synchronize` has
+/// nothing to wait for. Weights stay in their stored format (views into the mapped
+/// file); activations are f32 rows in host memory.
+public final class CPUBackend: ComputeBackend, @unchecked Sendable {
+    public let pool: ThreadPool
+    /// Which kernel implementation runs (`KernelPath.active` unless a test forces one).
+    public let path: KernelPath
+
+    /// `threads` participants (default: the active processor count).
+    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        pool = ThreadPool(threads: max(1, threads))
+        path = .active
+    }
+
+    public var name: String { "cpu (\(path), \(pool.threads) threads)" }
+    public var workers: Int { pool.threads }
+
+    public func memoryInfo() -> DeviceMemoryInfo {
+        let total = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        let pages = sysconf(Int32(_SC_AVPHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        let free = pages > 0 && pageSize > 0 ? pages * pageSize : total
+        return DeviceMemoryInfo(totalBytes: total, freeBytes: min(free, total))
+    }
+
+    public func canCompute(_ type: DType) -> Bool { type.hasKernels }
+    public func canStoreKV(_ type: DType) -> Bool { AttentionKernel.supports(type) }
+
+    // MARK: Memory
+
+    public func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws -> WeightMatrix {
+        guard canCompute(type) else { throw TensorError("weight type \(type) has no CPU kernels") }
+        return try WeightMatrix(type: type, rows: rows, cols: cols, base: data, byteCount: byteCount)
+    }
+
+    public func allocate(bytes byteCount: Int) throws -> DeviceBuffer {
+        guard byteCount >= 0, byteCount < (1 << 46) else { throw TensorError("cannot allocate \(byteCount) bytes") }
+        return DeviceBuffer(base: .allocate(byteCount: max(byteCount, 64), alignment: 64), byteCount: byteCount)
+    }
+
+    public func release(_ buffer: DeviceBuffer) { buffer.base.deallocate() }
+
+    public func upload(_ host: UnsafePointer<Float>, count: Int, to dst: UnsafeMutablePointer<Float>) {
+        dst.update(from: host, count: count)
+    }
+
+    public func upload(_ host: UnsafePointer<Int32>, count: Int, to dst: UnsafeMutablePointer<Int32>) {
+        dst.update(from: host, count: count)
+    }
+
+    /// Largest quantized-activation row of any computable weight type, per column.
+    private lazy var maxActivationBytesPerColumn: Int = {
+        DType.allCases.filter { $0.hasKernels }.map { CPUOps.activationRowBytes($0, cols: 256) }.max().map { ($0 + 255) / 256 } ?? 4
+    }()
+
+    public func reserveScratch(rows: Int, cols: Int) {
+        let perRow = max(CPUOps.activationRowBytes(.f32, cols: cols), maxActivationBytesPerColumn * (cols + 256))
+        _ = pool.scratch(bytes: rows * perRow)
+    }
+
+    public func synchronize() {}
+
+    // MARK: Ops
+
+    public func embedding(_ table: WeightMatrix, tokens: UnsafePointer<Int32>, rows: Int,
+                          into y: UnsafeMutablePointer<Float>) {
+        let cols = table.cols, type = table.type
+        for r in 0..<rows {
+            // Token ids were checked against the vocabulary by the caller; the type has
+            // kernels and whole blocks (checked when the weight was made).
+            try? CPUOps.dequantizeRow(type, table.base + Int(tokens[r]) * table.rowBytes, count: cols,
+                                      into: y + r * cols, path: path)
+        }
+    }
+
+    public func matmul(_ x: UnsafePointer<Float>, rows: Int, targets: [MatmulTarget]) {
+        if targets.count == 1 {
+            CPUOps.matmul(weight: targets[0].weight, x: x, rows: rows, y: targets[0].y, pool: pool, path: path)
+        } else {
+            FusedMatmul.run(x, rows: rows, targets: targets, pool: pool)
+        }
+    }
+
+    public func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
+                        into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        for r in 0..<rows { CPUOps.rmsNorm(x + r * cols, weight: weight, eps: eps, into: y + r * cols, count: cols, path: path) }
+    }
+
+    public func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        for r in 0..<rows { CPUOps.add(y + r * cols, bias, into: y + r * cols, count: cols, path: path) }
+    }
+
+    public func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+        CPUOps.add(a, b, into: y, count: count, path: path)
+    }
+
+    public func siluMul(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                        count: Int) {
+        CPUOps.siluMul(gate: gate, up: up, into: y, count: count, path: path)
+    }
+
+    public func rotaryAngles(positions: UnsafePointer<Int32>, rows: Int, inverseFrequencies: UnsafePointer<Float>,
+                             count n: Int, cos cosT: UnsafeMutablePointer<Float>, sin sinT: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let pos = Double(positions[r])
+            for i in 0..<n {
+                let a = pos * Double(inverseFrequencies[i])
+                cosT[r * n + i] = Float(Foundation.cos(a))
+                sinT[r * n + i] = Float(Foundation.sin(a))
+            }
+        }
+    }
+
+    public func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int,
+                     rotaryDim: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool) {
+        let half = rotaryDim / 2
+        for r in 0..<rows {
+            CPUOps.rope(x + r * rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim,
+                        cos: cos + r * half, sin: sin + r * half, neox: neox)
+        }
+    }
+
+    public func gatherRows(_ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
+                           into y: UnsafeMutablePointer<Float>) {
+        for j in 0..<count { (y + j * cols).update(from: x + Int(rows[j]) * cols, count: cols) }
+    }
+
+    // MARK: Attention and KV memory
+
+    public func makeKVPool(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws -> any KVPool {
+        try CPUKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype)
+    }
+
+    public func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend {
+        try CPUAttention(layout: layout, queryHeads: queryHeads, scale: scale, pool: pool)
+    }
+}

@@ -1,0 +1,113 @@
+import ServalTensor
+
+/// Random weights for a config (`--load-format dummy`): the real shapes and a chosen
+/// storage type, so timings of big models can be taken without their files.
+/// Deterministic for a given seed. Values are small enough that activations stay
+/// finite through many layers: each block's scales are set so its values fall within
+/// about ±1.7/sqrt(cols), like a trained model's init.
+final class DummyWeightSource: WeightSource, @unchecked Sendable {
+    /// Stored types dummy weights can be made in (whether a backend can compute one is
+    /// the backend's business: `ModelLoader` asks it).
+    static let types: [DType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0,
+                                 .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
+
+    let type: DType
+    private var rng: UInt64
+    override var sourceName: String { "dummy weights" }
+
+    init(type: DType, seed: UInt64) throws(ModelError) {
+        guard Self.types.contains(type) else {
+            throw ModelError(source: "dummy weights", "weight type \(type) is not available for dummy weights "
+                             + "(\(Self.types.map(\.description).joined(separator: ", ")))")
+        }
+        self.type = type
+        self.rng = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    }
+
+    override func has(_ name: String) -> Bool {
+        // Dummy models have no biases, no separate output and no rope factors.
+        !(name.hasSuffix(".bias") || name == "output.weight" || name == "rope_freqs.weight")
+    }
+
+    private func next() -> UInt64 {
+        rng ^= rng << 13
+        rng ^= rng >> 7
+        rng ^= rng << 17
+        return rng
+    }
+
+    /// Uniform in [-1, 1).
+    private func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
+
+    override func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
+        guard let rowBytes = type.byteCount(elements: cols) else {
+            throw ModelError(source: sourceName, "\(name): \(cols) columns is not a multiple of the \(type) block size")
+        }
+        let bytes = rows * rowBytes
+        let p = keep(bytes: bytes)
+        // Scale like a trained model's init: std ≈ 1/sqrt(cols).
+        let scale = 1 / Float(cols).squareRoot()
+        let amplitude = scale * 1.7
+        let blockBytes = type.blockBytes, blocks = bytes / blockBytes
+        func half(_ v: Float, _ block: UnsafeMutableRawPointer, at offset: Int) {
+            block.storeBytes(of: Float16(v).bitPattern, toByteOffset: offset, as: UInt16.self)
+        }
+        func randomBytes(_ block: UnsafeMutableRawPointer) {
+            for j in 0..<blockBytes { block.storeBytes(of: UInt8(truncatingIfNeeded: next()), toByteOffset: j, as: UInt8.self) }
+        }
+        switch type {
+        case .f32:
+            let f = p.bindMemory(to: Float.self, capacity: rows * cols)
+            for i in 0..<(rows * cols) { f[i] = uniform() * scale * 1.7 }  // this order: seeds give the same weights as ever
+        case .f16:
+            let h = p.bindMemory(to: UInt16.self, capacity: rows * cols)
+            for i in 0..<(rows * cols) { h[i] = Float16(uniform() * amplitude).bitPattern }
+        case .bf16:
+            let h = p.bindMemory(to: UInt16.self, capacity: rows * cols)
+            for i in 0..<(rows * cols) { h[i] = UInt16(truncatingIfNeeded: (uniform() * amplitude).bitPattern >> 16) }
+        case .q8_0:
+            for b in 0..<blocks {
+                let blk = p + b * 34
+                blk.storeBytes(of: Float16(amplitude / 127).bitPattern, as: UInt16.self)
+                for j in 0..<32 { blk.storeBytes(of: Int8(truncatingIfNeeded: Int(next() % 255) - 127), toByteOffset: 2 + j, as: Int8.self) }
+            }
+        case .q4_1:
+            for b in 0..<blocks {
+                let blk = p + b * 20
+                let d = amplitude * 2 / 15
+                blk.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
+                blk.storeBytes(of: Float16(-d * 7.5).bitPattern, toByteOffset: 2, as: UInt16.self)
+                for j in 0..<16 { blk.storeBytes(of: UInt8(truncatingIfNeeded: next()), toByteOffset: 4 + j, as: UInt8.self) }
+            }
+        default:
+            // Random quants, then the block's f16 scale fields (GGML block layouts) set so
+            // that |value| stays within about `amplitude`.
+            for b in 0..<blocks {
+                let blk = p + b * blockBytes
+                randomBytes(blk)
+                switch type {
+                case .q4_0: half(amplitude / 8, blk, at: 0)                               // (q - 8) d
+                case .q5_0: half(amplitude / 16, blk, at: 0)                              // (q - 16) d
+                case .q5_1:                                                               // q d + m
+                    half(amplitude * 2 / 31, blk, at: 0); half(-amplitude, blk, at: 2)
+                case .q2_K:                                                               // d sc q - dmin m
+                    half(amplitude / 45, blk, at: 80); half(amplitude / 15, blk, at: 82)
+                case .q3_K: half(amplitude / 128, blk, at: 108)                           // d (sc - 32) q
+                case .q4_K:                                                               // d sc q - dmin m
+                    half(amplitude / 472, blk, at: 0); half(amplitude / 63, blk, at: 2)
+                case .q5_K:
+                    half(amplitude / 976, blk, at: 0); half(amplitude / 63, blk, at: 2)
+                case .q6_K: half(amplitude / 4096, blk, at: 208)                          // d sc (q - 32)
+                default: break
+                }
+            }
+        }
+        return try StoredMatrix(name: name, type: type, rows: rows, cols: cols, data: UnsafeRawPointer(p),
+                                byteCount: bytes, source: sourceName)
+    }
+
+    override func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {
+        // Norm weights: near one.
+        (0..<count).map { _ in 1 + 0.1 * uniform() }
+    }
+}
