@@ -3,6 +3,7 @@ import PackageDescription
 
 // Targets are the architecture; each imports only the ones below it:
 //   ServalBase      (seeded and counter-based RNGs; no compute code, so clients link it freely)
+//   ServalGrammar   (regex / EBNF / JSON schema → byte-level pushdown automata, token masks)
 //   CServalKernels  (C SIMD kernels, runtime CPU dispatch)
 //   ServalTensor    (dtypes, tensors, CPU backend, thread pool)
 //   ServalFormats   (GGUF, safetensors, HF config files)
@@ -47,6 +48,7 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-Wall"])]
         ),
         .target(name: "ServalBase", swiftSettings: fast),
+        .target(name: "ServalGrammar", swiftSettings: fast),
         .target(name: "ServalTensor", dependencies: ["ServalBase", "CServalKernels"], swiftSettings: fast),
         .target(name: "ServalFormats", dependencies: ["ServalTensor"], swiftSettings: fast),
         .target(name: "ServalModels", dependencies: ["ServalTensor", "ServalFormats"], swiftSettings: fast),
@@ -97,6 +99,7 @@ let package = Package(
         .testTarget(name: "ServalModelsTests", dependencies: ["ServalTestSupport", "ServalModels", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalGrammarTests", dependencies: ["ServalGrammar"], swiftSettings: plain),
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),

@@ -1,0 +1,64 @@
+/// What a constrained request asks for.
+public enum GrammarSpec: Sendable, Hashable {
+    /// A JSON schema (its JSON text).
+    case jsonSchema(String)
+    /// Any JSON object (OpenAI's `json_object`).
+    case jsonObject
+    case regex(String)
+    case ebnf(String)
+
+    /// Builds the grammar.
+    public func grammar(options: JSONSchemaOptions = JSONSchemaOptions()) throws -> Grammar {
+        switch self {
+        case .jsonSchema(let text): return try JSONSchemaConverter.convert(schemaText: text, options: options)
+        case .jsonObject: return try JSONSchemaConverter.convert(schemaText: #"{"type": "object"}"#, options: options)
+        case .regex(let p): return Grammar(rules: [("root", try RegexParser.parse(p))], root: "root")
+        case .ebnf(let text): return try EBNFParser.parse(text)
+        }
+    }
+}
+
+/// A grammar compiled against one vocabulary: its automaton and its per-state token
+/// masks (filled on first use and shared by every request that uses it). Thread-safe;
+/// make a `GrammarMatcher` per request.
+public final class CompiledGrammar: Sendable {
+    public let automaton: GrammarAutomaton
+    public let vocabulary: TokenVocabulary
+    let masks: TokenMaskCache
+
+    public init(_ grammar: Grammar, vocabulary: TokenVocabulary) throws {
+        automaton = try GrammarCompiler.compile(grammar)
+        self.vocabulary = vocabulary
+        masks = TokenMaskCache(automaton: automaton, vocabulary: vocabulary)
+    }
+
+    public convenience init(_ spec: GrammarSpec, vocabulary: TokenVocabulary,
+                            options: JSONSchemaOptions = JSONSchemaOptions()) throws {
+        try self.init(try spec.grammar(options: options), vocabulary: vocabulary)
+    }
+
+    /// How many state masks have been computed so far.
+    public var cachedMaskCount: Int { masks.count }
+
+    /// Computes the masks of every state reachable from the start with an empty stack
+    /// below (all of a grammar without recursion), so no request pays for them later.
+    /// Returns how many were computed.
+    @discardableResult
+    public func precomputeRootMasks(limit: Int = 4096) -> Int {
+        var n = 0
+        var seen = Set<Int32>([automaton.startState]), stack = [automaton.startState]
+        while let s = stack.popLast(), n < limit {
+            if automaton.reads[Int(s)] {
+                _ = masks.mask(state: s, atRoot: true)
+                n += 1
+            }
+            for b in 0..<256 {
+                let t = automaton.step(s, UInt8(b))
+                if t >= 0, seen.insert(t).inserted { stack.append(t) }
+            }
+            let c0 = Int(automaton.callStart[Int(s)]), c1 = Int(automaton.callStart[Int(s) + 1])
+            for c in c0..<c1 where seen.insert(automaton.callReturn[c]).inserted { stack.append(automaton.callReturn[c]) }
+        }
+        return n
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+
+/// What one automaton state decides about every token ahead of time (XGrammar's
+/// adaptive token mask): the tokens it accepts whatever lies below it on the stack,
+/// and the few whose fate depends on that context (they end the state's rule and read
+/// on into the caller), which the matcher checks at run time. Everything else is rejected.
+struct StateTokenMask {
+    var accepted: [UInt64]
+    /// Runs of `TokenVocabulary.orderedTokens` to check against the real stack.
+    var uncertain: [(Int32, Int32)]
+
+    var uncertainCount: Int { uncertain.reduce(0) { $0 + Int($1.1 - $1.0) } }
+}
+
+/// Per compiled grammar: masks computed on first use, shared by every request (and
+/// thread) using the grammar. A state at the bottom of the stack (the root rule, where
+/// ending means the whole grammar ends) has no unknown context, so a grammar without
+/// recursion decides every token ahead of time.
+final class TokenMaskCache: @unchecked Sendable {
+    let automaton: GrammarAutomaton
+    let vocabulary: TokenVocabulary
+    private let lock = NSLock()
+    private var masks: [Int64: StateTokenMask] = [:]
+
+    init(automaton: GrammarAutomaton, vocabulary: TokenVocabulary) {
+        self.automaton = automaton
+        self.vocabulary = vocabulary
+    }
+
+    var count: Int { lock.withLock { masks.count } }
+
+    /// The mask of reading state `state` with an empty stack below (`atRoot`) or an unknown one.
+    func mask(state: Int32, atRoot: Bool) -> StateTokenMask {
+        let key = Int64(state) << 1 | (atRoot ? 1 : 0)
+        if let m = lock.withLock({ masks[key] }) { return m }
+        let m = compute(state: state, atRoot: atRoot)
+        lock.withLock { masks[key] = m }
+        return m
+    }
+
+    /// Walks the vocabulary trie from `state`, pruning every subtree whose prefix dies.
+    func compute(state: Int32, atRoot: Bool) -> StateTokenMask {
+        var walker = TrieWalker(automaton: automaton, vocabulary: vocabulary)
+        walker.run(from: ParseStack(top: state, rest: atRoot ? StackPool.root : StackPool.context))
+        return StateTokenMask(accepted: walker.accepted, uncertain: walker.uncertain)
+    }
+}
+
+/// Depth-first walk of the vocabulary trie with the set of live stacks at each depth.
+struct TrieWalker {
+    let vocabulary: TokenVocabulary
+    var stepper: StackStepper
+    var accepted: [UInt64]
+    var uncertain: [(Int32, Int32)] = []
+    /// Stack sets per depth, one flat buffer.
+    private var buffer: [ParseStack] = []
+
+    init(automaton: GrammarAutomaton, vocabulary: TokenVocabulary) {
+        self.vocabulary = vocabulary
+        stepper = StackStepper(automaton: automaton, pool: StackPool())
+        accepted = [UInt64](repeating: 0, count: vocabulary.wordCount)
+    }
+
+    mutating func run(from start: ParseStack) {
+        buffer = [start]
+        walk(node: 0, setStart: 0, setEnd: 1, contextBefore: false)
+    }
+
+    private mutating func acceptTokens(_ lo: Int32, _ hi: Int32) {
+        guard lo < hi else { return }
+        let ordered = vocabulary.orderedTokens
+        for k in Int(lo)..<Int(hi) {
+            let t = Int(ordered[k])
+            accepted[t >> 6] |= 1 << UInt64(t & 63)
+        }
+    }
+
+    private mutating func markUncertain(_ lo: Int32, _ hi: Int32) {
+        guard lo < hi else { return }
+        if let last = uncertain.last, last.1 == lo {
+            uncertain[uncertain.count - 1].1 = hi
+        } else {
+            uncertain.append((lo, hi))
+        }
+    }
+
+    private mutating func walk(node: Int, setStart: Int, setEnd: Int, contextBefore: Bool) {
+        let v = vocabulary
+        var child = node + 1
+        let end = Int(v.nodeEnd[node])
+        var current: [ParseStack] = []
+        var nextSet: [ParseStack] = []
+        current.append(contentsOf: buffer[setStart..<setEnd])
+        while child < end {
+            nextSet.removeAll(keepingCapacity: true)
+            var flags = StepFlags()
+            stepper.step(current, v.nodeByte[child], into: &nextSet, flags: &flags)
+            let ownLo = v.nodeTokens[child], ownHi = v.nodeOwnEnd[child]
+            let subtreeHi = v.nodeTokens[Int(v.nodeEnd[child])]
+            let context = contextBefore || flags.leftContext
+            if !nextSet.isEmpty || flags.completed || flags.leftContext {
+                acceptTokens(ownLo, ownHi)
+            } else if contextBefore {
+                markUncertain(ownLo, ownHi)
+            }
+            if !nextSet.isEmpty {
+                let s = buffer.count
+                buffer.append(contentsOf: nextSet)
+                walk(node: child, setStart: s, setEnd: buffer.count, contextBefore: context)
+                buffer.removeSubrange(s...)
+            } else if context {
+                markUncertain(ownHi, subtreeHi)
+            }
+            child = Int(v.nodeEnd[child])
+        }
+    }
+}
