@@ -1,4 +1,5 @@
 import Foundation
+import ServalGrammar
 import ServalModels
 import ServalTensor
 
@@ -38,6 +39,11 @@ public struct SamplingParams: Sendable, Equatable {
     /// Token ids whose logprobs are reported at every output (and scored prompt) position
     /// besides the chosen token's (SGLang's `token_ids_logprob`); needs `logprobs`.
     public var tokenIDsLogprob: [Int32] = []
+    /// Structured outputs: the grammar the output must match (JSON schema, regex, EBNF),
+    /// compiled against the tokenizer's vocabulary. Only tokens it allows are sampled, end
+    /// of generation only where a match is complete, and the request ends (`stop`) when
+    /// the grammar allows nothing more.
+    public var grammar: CompiledGrammar? = nil
 
     public init() {}
 }

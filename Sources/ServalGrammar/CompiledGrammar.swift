@@ -62,3 +62,8 @@ public final class CompiledGrammar: Sendable {
         return n
     }
 }
+
+extension CompiledGrammar: Equatable {
+    /// The same compiled grammar (identity: two compilations of one spec are different objects).
+    public static func == (a: CompiledGrammar, b: CompiledGrammar) -> Bool { a === b }
+}

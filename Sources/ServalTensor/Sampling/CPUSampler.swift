@@ -60,6 +60,7 @@ public struct CPUSampler: TokenSampler {
             SuppressTokens(tokens: p.suppressed),
         ]
         for processor in processors where !processor.isIdentity { processor.apply(to: row) }
+        if let allowed = p.allowedTokens { AllowedTokens(words: allowed).apply(to: row) }
 
         let token: Int32
         if p.isGreedy {

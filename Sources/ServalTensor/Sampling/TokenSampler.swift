@@ -51,6 +51,9 @@ public struct SamplingRow: Sendable {
     /// Token ids whose logprobs are reported at this step too (SGLang's `token_ids_logprob`),
     /// when `topLogprobs` asks for logprobs at all.
     public var requestedLogprobIDs: [Int32] = []
+    /// Structured outputs: bit `t` of `allowedTokens[t / 64]` set when token `t` may be
+    /// chosen (ids past the words are not allowed); nil allows every token.
+    public var allowedTokens: [UInt64]? = nil
 
     public init(logitsRow: Int) { self.logitsRow = logitsRow }
 
