@@ -52,8 +52,8 @@ struct TrieWalker {
     var stepper: StackStepper
     var accepted: [UInt64]
     var uncertain: [(Int32, Int32)] = []
-    /// Stack sets per depth, one flat buffer.
-    private var buffer: [ParseStack] = []
+    /// The live stacks at each trie depth (reused between siblings: no allocation per node).
+    private var levels: [[ParseStack]] = []
 
     init(automaton: GrammarAutomaton, vocabulary: TokenVocabulary) {
         self.vocabulary = vocabulary
@@ -62,8 +62,8 @@ struct TrieWalker {
     }
 
     mutating func run(from start: ParseStack) {
-        buffer = [start]
-        walk(node: 0, setStart: 0, setEnd: 1, contextBefore: false)
+        levels = [[start]]
+        walk(node: 0, depth: 0, contextBefore: false)
     }
 
     private mutating func acceptTokens(_ lo: Int32, _ hi: Int32) {
@@ -84,30 +84,29 @@ struct TrieWalker {
         }
     }
 
-    private mutating func walk(node: Int, setStart: Int, setEnd: Int, contextBefore: Bool) {
+    private mutating func walk(node: Int, depth: Int, contextBefore: Bool) {
         let v = vocabulary
         var child = node + 1
         let end = Int(v.nodeEnd[node])
-        var current: [ParseStack] = []
-        var nextSet: [ParseStack] = []
-        current.append(contentsOf: buffer[setStart..<setEnd])
+        if levels.count <= depth + 1 { levels.append([]) }
         while child < end {
-            nextSet.removeAll(keepingCapacity: true)
+            var next = levels[depth + 1]
+            levels[depth + 1] = []
+            next.removeAll(keepingCapacity: true)
             var flags = StepFlags()
-            stepper.step(current, v.nodeByte[child], into: &nextSet, flags: &flags)
+            stepper.step(levels[depth], v.nodeByte[child], into: &next, flags: &flags)
             let ownLo = v.nodeTokens[child], ownHi = v.nodeOwnEnd[child]
             let subtreeHi = v.nodeTokens[Int(v.nodeEnd[child])]
             let context = contextBefore || flags.leftContext
-            if !nextSet.isEmpty || flags.completed || flags.leftContext {
+            let alive = !next.isEmpty
+            if alive || flags.completed || flags.leftContext {
                 acceptTokens(ownLo, ownHi)
             } else if contextBefore {
                 markUncertain(ownLo, ownHi)
             }
-            if !nextSet.isEmpty {
-                let s = buffer.count
-                buffer.append(contentsOf: nextSet)
-                walk(node: child, setStart: s, setEnd: buffer.count, contextBefore: context)
-                buffer.removeSubrange(s...)
+            levels[depth + 1] = next
+            if alive {
+                walk(node: child, depth: depth + 1, contextBefore: context)
             } else if context {
                 markUncertain(ownHi, subtreeHi)
             }
