@@ -17,6 +17,8 @@ public final class GrammarAutomaton: Sendable {
     let accepting: [Bool]
     /// True when some byte leaves the state.
     let reads: [Bool]
+    /// Reads, and neither calls nor ends a rule: a byte step into it needs no closure.
+    let plain: [Bool]
     /// The start state of the root rule.
     public let startState: Int32
     /// Names of the rules kept after inlining (diagnostics).
@@ -41,6 +43,7 @@ public final class GrammarAutomaton: Sendable {
             }
         }
         self.reads = reads
+        plain = (0..<accepting.count).map { s in reads[s] && !accepting[s] && callStart[s] == callStart[s + 1] }
     }
 
     @inline(__always)

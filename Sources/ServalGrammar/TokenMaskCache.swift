@@ -89,7 +89,32 @@ struct TrieWalker {
         var child = node + 1
         let end = Int(v.nodeEnd[node])
         if levels.count <= depth + 1 { levels.append([]) }
+        let single = levels[depth].count == 1 ? levels[depth][0] : nil
+        let a = stepper.automaton
         while child < end {
+            // Fast path: one stack, and the byte leads to a plain reading state (or nowhere).
+            if let p = single {
+                let t = a.step(p.top, v.nodeByte[child])
+                if t < 0 || a.plain[Int(t)] {
+                    let ownLo = v.nodeTokens[child], ownHi = v.nodeOwnEnd[child]
+                    if t < 0 {
+                        if contextBefore { markUncertain(ownLo, v.nodeTokens[Int(v.nodeEnd[child])]) }
+                    } else {
+                        acceptTokens(ownLo, ownHi)
+                        if Int(v.nodeEnd[child]) > child + 1 {
+                            if levels[depth + 1].isEmpty {
+                                levels[depth + 1].append(ParseStack(top: t, rest: p.rest))
+                            } else {
+                                levels[depth + 1].removeAll(keepingCapacity: true)
+                                levels[depth + 1].append(ParseStack(top: t, rest: p.rest))
+                            }
+                            walk(node: child, depth: depth + 1, contextBefore: contextBefore)
+                        }
+                    }
+                    child = Int(v.nodeEnd[child])
+                    continue
+                }
+            }
             var next = levels[depth + 1]
             levels[depth + 1] = []
             next.removeAll(keepingCapacity: true)
