@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a constrained request asks for.
 public enum GrammarSpec: Sendable, Hashable {
     /// A JSON schema (its JSON text).
@@ -40,24 +42,39 @@ public final class CompiledGrammar: Sendable {
     /// How many state masks have been computed so far.
     public var cachedMaskCount: Int { masks.count }
 
-    /// Computes the masks of every state reachable from the start with an empty stack
-    /// below (all of a grammar without recursion), so no request pays for them later.
+    /// Computes the masks of the states reachable from the start with an empty stack
+    /// below (all of a grammar without recursion), nearest the start first, then (for a
+    /// recursive grammar) every state's mask above an unknown caller, so requests
+    /// do not pay for them later: at most `limit` states and about `budget` seconds.
     /// Returns how many were computed.
     @discardableResult
-    public func precomputeRootMasks(limit: Int = 4096) -> Int {
+    public func precomputeRootMasks(limit: Int = 50_000, budget: Double = 3) -> Int {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(budget * 1e9)
         var n = 0
-        var seen = Set<Int32>([automaton.startState]), stack = [automaton.startState]
-        while let s = stack.popLast(), n < limit {
+        var seen = Set<Int32>([automaton.startState])
+        var queue = [automaton.startState]
+        var head = 0
+        while head < queue.count, n < limit {
+            let s = queue[head]
+            head += 1
             if automaton.reads[Int(s)] {
                 _ = masks.mask(state: s, atRoot: true)
                 n += 1
+                if n % 64 == 0, DispatchTime.now().uptimeNanoseconds > deadline { break }
             }
             for b in 0..<256 {
                 let t = automaton.step(s, UInt8(b))
-                if t >= 0, seen.insert(t).inserted { stack.append(t) }
+                if t >= 0, seen.insert(t).inserted { queue.append(t) }
             }
             let c0 = Int(automaton.callStart[Int(s)]), c1 = Int(automaton.callStart[Int(s) + 1])
-            for c in c0..<c1 where seen.insert(automaton.callReturn[c]).inserted { stack.append(automaton.callReturn[c]) }
+            for c in c0..<c1 where seen.insert(automaton.callReturn[c]).inserted { queue.append(automaton.callReturn[c]) }
+        }
+        // With recursion, every reading state may also sit above an unknown caller.
+        guard !automaton.callTarget.isEmpty else { return n }
+        for s in 0..<Int32(automaton.stateCount) where automaton.reads[Int(s)] && n < limit {
+            _ = masks.mask(state: s, atRoot: false)
+            n += 1
+            if n % 64 == 0, DispatchTime.now().uptimeNanoseconds > deadline { break }
         }
         return n
     }
