@@ -63,8 +63,10 @@ struct AllowedTokens: LogitProcessor {
             var base = 0
             for word in w {
                 guard base < n else { break }
-                if word != ~0 {
-                    let end = min(base + 64, n)
+                let end = min(base + 64, n)
+                if word == 0 {
+                    for i in base..<end { logits[i] = -.infinity }
+                } else if word != ~0 {
                     for i in base..<end where word & (1 << UInt64(i - base)) == 0 { logits[i] = -.infinity }
                 }
                 base += 64
