@@ -51,7 +51,7 @@ extension ServalAPI {
             throw APIError.invalid("Tool calling is not supported by this server.", param: "tools", code: "unsupported_parameter")
         }
         var (sampling, maxTokens) = try SamplingParsing.parse(f, dialect: .openAI, vocabSize: tokenizer.vocabSize)
-        sampling.grammar = try grammar(for: grammarSpec(openAI: f))
+        sampling.grammar = try await grammar(for: grammarSpec(openAI: f))
         let n = try f.int("n") ?? 1
         guard n >= 1, n <= config.maxN else { throw APIError.invalid("'n' must be in 1...\(config.maxN), got \(n).", param: "n") }
         let wantLogprobs = try f.bool("logprobs") ?? false

@@ -28,10 +28,7 @@ final class GrammarStore: @unchecked Sendable {
             throw APIError.invalid("Structured outputs are disabled on this server (--grammar-backend none).", param: param,
                                    code: "unsupported_parameter")
         }
-        if let g = lock.withLock({ cache[spec] }) {
-            lock.withLock { touch(spec) }
-            return g
-        }
+        if let g = cached(spec) { return g }
         let vocab = try self.vocabulary(tokenizer)
         let g: CompiledGrammar
         do {
@@ -49,6 +46,16 @@ final class GrammarStore: @unchecked Sendable {
             }
         }
         return g
+    }
+
+    /// The compiled grammar of `spec` if it is cached (and enabled).
+    func cached(_ spec: GrammarSpec) -> CompiledGrammar? {
+        guard enabled else { return nil }
+        return lock.withLock {
+            guard let g = cache[spec] else { return nil }
+            touch(spec)
+            return g
+        }
     }
 
     private func touch(_ spec: GrammarSpec) {
@@ -121,9 +128,18 @@ extension ServalAPI {
         return found.first.map { ($0.0, param: $0.1) }
     }
 
-    /// The compiled grammar for a request's constraint, if it has one.
-    func grammar(for spec: (GrammarSpec, param: String)?) throws -> CompiledGrammar? {
+    /// The compiled grammar for a request's constraint, if it has one. A grammar not yet
+    /// cached is compiled on a dispatch queue: compiling a large schema (and its masks)
+    /// takes up to seconds, which must not hold one of the few cooperative threads that
+    /// serve every other connection.
+    func grammar(for spec: (GrammarSpec, param: String)?) async throws -> CompiledGrammar? {
         guard let (s, param) = spec else { return nil }
-        return try grammars.compiled(s, tokenizer: tokenizer, param: param)
+        if let g = grammars.cached(s) { return g }
+        let store = grammars, tokenizer = self.tokenizer
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<CompiledGrammar, Error>) in
+            DispatchQueue.global(qos: .userInitiated).async {
+                c.resume(with: Result { try store.compiled(s, tokenizer: tokenizer, param: param) })
+            }
+        }
     }
 }
