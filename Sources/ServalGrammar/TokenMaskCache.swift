@@ -84,58 +84,76 @@ struct TrieWalker {
         }
     }
 
+    /// The children of `node`, whose live stacks are `levels[depth]`.
     private mutating func walk(node: Int, depth: Int, contextBefore: Bool) {
+        if levels[depth].count == 1 {
+            walkSingle(node: node, depth: depth, from: levels[depth][0], contextBefore: contextBefore)
+            return
+        }
+        if levels.count <= depth + 1 { levels.append([]) }
+        var child = node + 1
+        let end = Int(vocabulary.nodeEnd[node])
+        while child < end {
+            visit(child: child, depth: depth, contextBefore: contextBefore)
+            child = Int(vocabulary.nodeEnd[child])
+        }
+    }
+
+    /// The fast path: one live stack, and bytes that lead to plain reading states need no
+    /// stack sets at all; anything else takes the general step.
+    private mutating func walkSingle(node: Int, depth: Int, from p: ParseStack, contextBefore: Bool) {
         let v = vocabulary
+        let a = stepper.automaton
         var child = node + 1
         let end = Int(v.nodeEnd[node])
-        if levels.count <= depth + 1 { levels.append([]) }
-        let single = levels[depth].count == 1 ? levels[depth][0] : nil
-        let a = stepper.automaton
+        var setWritten = false
         while child < end {
-            // Fast path: one stack, and the byte leads to a plain reading state (or nowhere).
-            if let p = single {
-                let t = a.step(p.top, v.nodeByte[child])
-                if t < 0 || a.plain[Int(t)] {
-                    let ownLo = v.nodeTokens[child], ownHi = v.nodeOwnEnd[child]
-                    if t < 0 {
-                        if contextBefore { markUncertain(ownLo, v.nodeTokens[Int(v.nodeEnd[child])]) }
-                    } else {
-                        acceptTokens(ownLo, ownHi)
-                        if Int(v.nodeEnd[child]) > child + 1 {
-                            if levels[depth + 1].isEmpty {
-                                levels[depth + 1].append(ParseStack(top: t, rest: p.rest))
-                            } else {
-                                levels[depth + 1].removeAll(keepingCapacity: true)
-                                levels[depth + 1].append(ParseStack(top: t, rest: p.rest))
-                            }
-                            walk(node: child, depth: depth + 1, contextBefore: contextBefore)
-                        }
-                    }
-                    child = Int(v.nodeEnd[child])
-                    continue
+            let after = Int(v.nodeEnd[child])
+            let t = a.step(p.top, v.nodeByte[child])
+            if t < 0 {
+                if contextBefore { markUncertain(v.nodeTokens[child], v.nodeTokens[after]) }
+            } else if a.plain[Int(t)] {
+                acceptTokens(v.nodeTokens[child], v.nodeOwnEnd[child])
+                if after > child + 1 {
+                    walkSingle(node: child, depth: depth + 1, from: ParseStack(top: t, rest: p.rest),
+                               contextBefore: contextBefore)
                 }
+            } else {
+                if !setWritten {
+                    while levels.count <= depth + 1 { levels.append([]) }
+                    levels[depth].removeAll(keepingCapacity: true)
+                    levels[depth].append(p)
+                    setWritten = true
+                }
+                visit(child: child, depth: depth, contextBefore: contextBefore)
             }
-            var next = levels[depth + 1]
-            levels[depth + 1] = []
-            next.removeAll(keepingCapacity: true)
-            var flags = StepFlags()
-            stepper.step(levels[depth], v.nodeByte[child], into: &next, flags: &flags)
-            let ownLo = v.nodeTokens[child], ownHi = v.nodeOwnEnd[child]
-            let subtreeHi = v.nodeTokens[Int(v.nodeEnd[child])]
-            let context = contextBefore || flags.leftContext
-            let alive = !next.isEmpty
-            if alive || flags.completed || flags.leftContext {
-                acceptTokens(ownLo, ownHi)
-            } else if contextBefore {
-                markUncertain(ownLo, ownHi)
-            }
-            levels[depth + 1] = next
-            if alive {
-                walk(node: child, depth: depth + 1, contextBefore: context)
-            } else if context {
-                markUncertain(ownHi, subtreeHi)
-            }
-            child = Int(v.nodeEnd[child])
+            child = after
+        }
+    }
+
+    /// One child of a node whose live stacks are `levels[depth]`: step, classify its
+    /// tokens, and walk on below it.
+    private mutating func visit(child: Int, depth: Int, contextBefore: Bool) {
+        let v = vocabulary
+        var next = levels[depth + 1]
+        levels[depth + 1] = []
+        next.removeAll(keepingCapacity: true)
+        var flags = StepFlags()
+        stepper.step(levels[depth], v.nodeByte[child], into: &next, flags: &flags)
+        let ownLo = v.nodeTokens[child], ownHi = v.nodeOwnEnd[child]
+        let subtreeHi = v.nodeTokens[Int(v.nodeEnd[child])]
+        let context = contextBefore || flags.leftContext
+        let alive = !next.isEmpty
+        if alive || flags.completed || flags.leftContext {
+            acceptTokens(ownLo, ownHi)
+        } else if contextBefore {
+            markUncertain(ownLo, ownHi)
+        }
+        levels[depth + 1] = next
+        if alive {
+            walk(node: child, depth: depth + 1, contextBefore: context)
+        } else if context {
+            markUncertain(ownHi, subtreeHi)
         }
     }
 }
