@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ServalBase
 import ServalGrammar
+import ServalTensor
 import ServalTokenizer
 
 /// Times structured outputs' grammar side on a real vocabulary: vocabulary trie build,
@@ -117,6 +118,53 @@ struct BenchGrammar: ParsableCommand {
             if !warm.isEmpty { print("  mask per token (µs), \(`repeat` - 1) warm passes: \(stats(warm))") }
             print("  advance per token (µs): \(stats(advance)); state masks cached: \(g.cachedMaskCount)")
         }
+        try samplerCost(vocab: vocab, schemaText: schemaText, tokens: tokenizer.encode(output ?? Self.defaultOutput,
+                                                                                          addSpecialTokens: false))
+    }
+
+    /// The host sampler on 16 rows of random logits (temperature 0.7), without and with the
+    /// grammar's masks of the replayed output's states: what a constrained decode step adds.
+    private func samplerCost(vocab: TokenVocabulary, schemaText: String, tokens: [Int32]) throws {
+        let rows = 16, n = vocab.size
+        let g = try CompiledGrammar(.jsonSchema(schemaText), vocabulary: vocab)
+        let m = GrammarMatcher(g)
+        var masks: [[UInt64]] = []
+        for tok in tokens {
+            var w: [UInt64] = []
+            m.fillMask(&w)
+            masks.append(w)
+            m.accept(token: tok)
+        }
+        var rng = SeededGenerator(seed: 3)
+        let values = (0..<(rows * n)).map { _ in Float.random(in: -8...8, using: &rng) }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * n)
+        defer { buffer.deallocate() }
+        let logits = Logits(vocabSize: n, rowStart: Array(stride(from: 0, through: rows, by: 1)), storage: .host(buffer))
+        var sampler = CPUSampler()
+        func time(masked: Bool) throws -> [Double] {
+            var out: [Double] = []
+            for step in 0..<(masks.count * 2) {
+                values.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: rows * n) }
+                var batch = SamplingBatch()
+                for r in 0..<rows {
+                    var row = SamplingRow(logitsRow: r)
+                    row.temperature = 0.7
+                    row.seed = UInt64(r)
+                    row.drawIndex = UInt64(step)
+                    if masked { row.allowedTokens = masks[(step + r) % masks.count] }
+                    batch.rows.append(row)
+                }
+                let a = DispatchTime.now().uptimeNanoseconds
+                _ = try sampler.sample(logits, batch)
+                out.append(Double(DispatchTime.now().uptimeNanoseconds - a) / 1000 / Double(rows))
+            }
+            return out
+        }
+        _ = try time(masked: false)
+        let plain = try time(masked: false), masked = try time(masked: true)
+        print("\nhost sampler, 16 rows x \(n) logits, temperature 0.7, per row (µs):")
+        print("  unconstrained: \(stats(plain))")
+        print("  with the schema's masks: \(stats(masked))")
     }
 
     private func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }

@@ -99,7 +99,7 @@ public struct CPUSampler: TokenSampler {
         scratch.reserveCapacity(vocab)
         var total: Float = 0
         for l in row {
-            let e = expf((l - maxLogit) * invT)
+            let e = l == -.infinity ? 0 : expf((l - maxLogit) * invT)  // masked tokens (grammar, suppression)
             scratch.append(e)
             total += e
         }
