@@ -41,6 +41,8 @@ public final class CompiledGrammar: Sendable {
 
     /// How many state masks have been computed so far.
     public var cachedMaskCount: Int { masks.count }
+    /// Bytes those masks hold.
+    public var cachedMaskBytes: Int { masks.byteCount }
 
     /// Computes the masks of the states reachable from the start with an empty stack
     /// below (all of a grammar without recursion), nearest the start first, then (for a

@@ -67,11 +67,16 @@ public final class GrammarMatcher: @unchecked Sendable {
             seenTops.append(key)
             let m = grammar.masks.mask(state: p.top, atRoot: atRoot)
             words.withUnsafeMutableBufferPointer { w in
-                m.accepted.withUnsafeBufferPointer { a in
-                    if first {
-                        for i in 0..<n { w[i] = a[i] }
-                    } else {
-                        for i in 0..<n { w[i] |= a[i] }
+                if m.accepted.isEmpty {
+                    if first { for i in 0..<n { w[i] = 0 } }
+                    for t in m.acceptedIDs { w[Int(t) >> 6] |= 1 << UInt64(Int(t) & 63) }
+                } else {
+                    m.accepted.withUnsafeBufferPointer { a in
+                        if first {
+                            for i in 0..<n { w[i] = a[i] }
+                        } else {
+                            for i in 0..<n { w[i] |= a[i] }
+                        }
                     }
                 }
             }

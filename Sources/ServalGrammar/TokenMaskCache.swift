@@ -5,9 +5,32 @@ import Foundation
 /// and the few whose fate depends on that context (they end the state's rule and read
 /// on into the caller), which the matcher checks at run time. Everything else is rejected.
 struct StateTokenMask {
+    /// The accepted tokens as a bitset, or empty when `acceptedIDs` lists them instead
+    /// (most states accept a few tokens: a list keeps a schema's thousands of states small).
     var accepted: [UInt64]
+    var acceptedIDs: [Int32] = []
     /// Runs of `TokenVocabulary.orderedTokens` to check against the real stack.
     var uncertain: [(Int32, Int32)]
+
+    /// Keeps `bits` as a list when that is smaller (fewer than one token in 32 accepted).
+    init(bits: [UInt64], uncertain: [(Int32, Int32)]) {
+        self.uncertain = uncertain
+        var count = 0
+        for w in bits { count += w.nonzeroBitCount }
+        if count > 2 * bits.count {
+            accepted = bits
+        } else {
+            accepted = []
+            acceptedIDs.reserveCapacity(count)
+            for (i, w) in bits.enumerated() where w != 0 {
+                var x = w
+                while x != 0 {
+                    acceptedIDs.append(Int32(i * 64 + x.trailingZeroBitCount))
+                    x &= x - 1
+                }
+            }
+        }
+    }
 
     var uncertainCount: Int { uncertain.reduce(0) { $0 + Int($1.1 - $1.0) } }
 }
@@ -29,6 +52,11 @@ final class TokenMaskCache: @unchecked Sendable {
 
     var count: Int { lock.withLock { masks.count } }
 
+    /// Bytes the cached masks hold.
+    var byteCount: Int {
+        lock.withLock { masks.values.reduce(0) { $0 + $1.accepted.count * 8 + $1.acceptedIDs.count * 4 + $1.uncertain.count * 8 } }
+    }
+
     /// The mask of reading state `state` with an empty stack below (`atRoot`) or an unknown one.
     func mask(state: Int32, atRoot: Bool) -> StateTokenMask {
         let key = Int64(state) << 1 | (atRoot ? 1 : 0)
@@ -42,7 +70,7 @@ final class TokenMaskCache: @unchecked Sendable {
     func compute(state: Int32, atRoot: Bool) -> StateTokenMask {
         var walker = TrieWalker(automaton: automaton, vocabulary: vocabulary)
         walker.run(from: ParseStack(top: state, rest: atRoot ? StackPool.root : StackPool.context))
-        return StateTokenMask(accepted: walker.accepted, uncertain: walker.uncertain)
+        return StateTokenMask(bits: walker.accepted, uncertain: walker.uncertain)
     }
 }
 

@@ -116,7 +116,7 @@ struct BenchGrammar: ParsableCommand {
             }
             print("  \(tokens.count) tokens per output; mask per token (µs): cold pass \(stats(cold))")
             if !warm.isEmpty { print("  mask per token (µs), \(`repeat` - 1) warm passes: \(stats(warm))") }
-            print("  advance per token (µs): \(stats(advance)); state masks cached: \(g.cachedMaskCount)")
+            print("  advance per token (µs): \(stats(advance)); state masks cached: \(g.cachedMaskCount) (\(g.cachedMaskBytes / 1024) KiB)")
         }
         try samplerCost(vocab: vocab, schemaText: schemaText, tokens: tokenizer.encode(output ?? Self.defaultOutput,
                                                                                           addSpecialTokens: false))
