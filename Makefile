@@ -23,7 +23,7 @@ serve: model build
 # system's packages are untouched.
 pydeps:
 	@mkdir -p $(PYDEPS)
-	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(PYDEPS) --upgrade openai requests pytest >/dev/null
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(PYDEPS) --upgrade openai requests pytest jsonschema >/dev/null
 
 test: model pydeps
 	swift build $(SWIFT_FLAGS) --build-tests

@@ -3,6 +3,7 @@ import PackageDescription
 
 // Targets are the architecture; each imports only the ones below it:
 //   ServalBase      (seeded and counter-based RNGs; no compute code, so clients link it freely)
+//   ServalGrammar   (regex / EBNF / JSON schema → byte-level pushdown automata, token masks)
 //   CServalKernels  (C SIMD kernels, runtime CPU dispatch)
 //   ServalTensor    (dtypes, weight views, device-neutral protocols: ComputeBackend, AttentionBackend,
 //                    KVLayout/KVPool, Communicator; logits and the sampling seam)
@@ -50,6 +51,7 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-Wall"])]
         ),
         .target(name: "ServalBase", swiftSettings: fast),
+        .target(name: "ServalGrammar", swiftSettings: fast),
         .target(name: "ServalTensor", dependencies: ["ServalBase"], swiftSettings: fast),
         .target(name: "ServalCPU", dependencies: ["ServalTensor", "CServalKernels"], swiftSettings: fast),
         .target(name: "ServalFormats", dependencies: ["ServalTensor"], swiftSettings: fast),
@@ -59,7 +61,7 @@ let package = Package(
         .target(
             name: "ServalEngine",
             dependencies: [
-                "ServalBase", "ServalTensor", "ServalModels", "ServalTokenizer", "ServalTemplate",
+                "ServalBase", "ServalTensor", "ServalModels", "ServalTokenizer", "ServalTemplate", "ServalGrammar",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -69,7 +71,7 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalEngine", "ServalTemplate", "ServalTokenizer",
+                "ServalEngine", "ServalTemplate", "ServalTokenizer", "ServalGrammar",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -88,7 +90,7 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalEngine", "ServalServer", "ServalBench", "ServalModels", "ServalTokenizer",
-                "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase",
+                "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase", "ServalGrammar",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plain
@@ -101,8 +103,9 @@ let package = Package(
         .testTarget(name: "ServalModelsTests", dependencies: ["ServalTestSupport", "ServalModels", "ServalCPU", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalGrammarTests", dependencies: ["ServalGrammar"], swiftSettings: plain),
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
-        .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalCPU", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalCPU", "ServalModels", "ServalGrammar"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
     ]

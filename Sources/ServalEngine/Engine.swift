@@ -327,7 +327,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         for (r, token) in result.sampled {
             scheduler.appendOutput(r, token: token.tokenID)
-            if let reason = output.emit(r, token, at: stepTime) { end(r, reason: reason) }
+            if let reason = output.emit(r, token, at: stepTime) {
+                end(r, reason: reason)
+            } else if r.sampling.grammarTerminated {
+                // The grammar is complete and allows nothing more (structured outputs).
+                end(r, reason: .stop(matched: nil))
+            }
         }
         generationTokensTotal += result.sampled.count
         throughput.record(tokens: result.sampled.count, at: Date().timeIntervalSince(started))

@@ -1,4 +1,5 @@
 import Foundation
+import ServalGrammar
 import ServalModels
 import ServalTensor
 
@@ -46,6 +47,11 @@ public struct SamplingParams: Sendable, Equatable {
     /// min-p (SGLang's `return_sampling_mask`, for RL trainers that renormalise over the
     /// same set). Needs a bounded support: a positive `topK`, or greedy decoding.
     public var returnSamplingMask: Bool = false
+    /// Structured outputs: the grammar the output must match (JSON schema, regex, EBNF),
+    /// compiled against the tokenizer's vocabulary. Only tokens it allows are sampled, end
+    /// of generation only where a match is complete, and the request ends (`stop`) when
+    /// the grammar allows nothing more.
+    public var grammar: CompiledGrammar? = nil
 
     public init() {}
 }

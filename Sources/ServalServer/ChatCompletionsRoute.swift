@@ -50,11 +50,8 @@ extension ServalAPI {
         if case .array(let tools)? = f.raw("tools"), !tools.isEmpty {
             throw APIError.invalid("Tool calling is not supported by this server.", param: "tools", code: "unsupported_parameter")
         }
-        if let rf = try f.nested("response_format"), let t = try rf.string("type"), t != "text" {
-            throw APIError.invalid("response_format type '\(t)' is not supported; only 'text'.", param: "response_format.type",
-                                   code: "unsupported_parameter")
-        }
         var (sampling, maxTokens) = try SamplingParsing.parse(f, dialect: .openAI, vocabSize: tokenizer.vocabSize)
+        sampling.grammar = try await grammar(for: grammarSpec(openAI: f))
         let n = try f.int("n") ?? 1
         guard n >= 1, n <= config.maxN else { throw APIError.invalid("'n' must be in 1...\(config.maxN), got \(n).", param: "n") }
         let wantLogprobs = try f.bool("logprobs") ?? false

@@ -52,6 +52,7 @@ extension ServalAPI {
             throw APIError.invalid("'suffix' (fill-in-the-middle) is not supported.", param: "suffix", code: "unsupported_parameter")
         }
         var (sampling, maxTokens) = try SamplingParsing.parse(f, dialect: .openAI, vocabSize: tokenizer.vocabSize)
+        sampling.grammar = try await grammar(for: grammarSpec(openAI: f))
         let n = try f.int("n") ?? 1
         guard n >= 1, n <= config.maxN else { throw APIError.invalid("'n' must be in 1...\(config.maxN), got \(n).", param: "n") }
         if let bestOf = try f.int("best_of"), bestOf != n {

@@ -76,6 +76,7 @@ extension ServalAPI {
             let empty = try RequestFields(.object([:]), prefix: "sampling_params.")
             let sp = perPrompt[pi] ?? empty
             var (s, maxTokens) = try SamplingParsing.parse(sp, dialect: .sglang, vocabSize: tokenizer.vocabSize)
+            s.grammar = try await grammar(for: grammarSpec(sglang: sp))
             s.logprobs = returnLogprob
             s.topLogprobs = returnLogprob ? topN : 0
             s.tokenIDsLogprob = tokenIDsLogprob[pi]

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServalEngine
+import ServalGrammar
 
 /// The HTTP API independent of the HTTP library: routes take a method, path, headers
 /// and body bytes and return an `HTTPReply`. `HTTPServer` wires it to Hummingbird;
@@ -13,6 +14,7 @@ public final class ServalAPI: Sendable {
     let state = ServerState()
     let sessions = SessionStore()
     let responses = ResponseStore()
+    let grammars: GrammarStore
     let logger: Logger
     let startedAt = Date()
 
@@ -21,6 +23,8 @@ public final class ServalAPI: Sendable {
         self.tokenizer = tokenizer
         self.config = config
         self.logger = logger
+        self.grammars = GrammarStore(enabled: config.grammarEnabled,
+                                     options: JSONSchemaOptions(whitespacePattern: config.jsonWhitespacePattern))
     }
 
     /// /health turns green only after this (launch-server calls it after a warm-up forward).

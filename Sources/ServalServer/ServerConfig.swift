@@ -18,6 +18,12 @@ public struct ServerConfig: Sendable {
     public var enableReturnHiddenStates: Bool = false
     /// Extra key/values `/get_server_info` reports (the launch flags).
     public var serverArgs: JSONObject = [:]
+    /// Structured outputs (`response_format`, `json_schema`, `regex`, `ebnf`): false
+    /// (`--grammar-backend none`) refuses them with a 400.
+    public var grammarEnabled: Bool = true
+    /// `--constrained-json-whitespace-pattern`: whitespace JSON-schema outputs may use
+    /// between tokens; nil writes compact JSON (", " and ": ").
+    public var jsonWhitespacePattern: String? = nil
 
     public init(servedModelName: String, modelPath: String, tokenizerPath: String) {
         self.servedModelName = servedModelName

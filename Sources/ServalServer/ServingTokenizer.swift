@@ -24,9 +24,19 @@ public protocol ServingTokenizer: Sendable {
     func tokenBytes(_ id: Int32) -> [UInt8]
     /// Renders a chat with the model's template; errors name what is wrong.
     func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: JSONValue]) throws -> String
+    /// Every token's bytes for structured outputs, nil for tokens that are never text
+    /// (control tokens such as EOS); throws when there is no tokenizer to ask.
+    func grammarTokenBytes() throws -> [[UInt8]?]
 }
 
 extension ServingTokenizer {
+    public func grammarTokenBytes() throws -> [[UInt8]?] {
+        (0..<Int32(vocabSize)).map { id in
+            let b = tokenBytes(id)
+            return b.isEmpty ? nil : b
+        }
+    }
+
     /// A token's text for logprob listings; invalid UTF-8 (a partial character) is
     /// shown with replacement characters, as OpenAI does.
     public func tokenText(_ id: Int32) -> String {

@@ -26,6 +26,13 @@ public struct TokenizerBridge: ServingTokenizer {
 
     public func tokenBytes(_ id: Int32) -> [UInt8] { tokenizer.tokenBytes(id) }
 
+    public func grammarTokenBytes() throws -> [[UInt8]?] {
+        (0..<Int32(tokenizer.vocabSize)).map { id in
+            let b = tokenizer.tokenBytes(id)
+            return tokenizer.isSpecial(id) || b.isEmpty ? nil : b
+        }
+    }
+
     public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: JSONValue]) throws -> String {
         guard let template else {
             throw APIError.invalid("This model has no chat template; use /v1/completions or /generate.", param: "messages",

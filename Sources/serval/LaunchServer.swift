@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServalCPU
 import ServalEngine
+import ServalGrammar
 import ServalFormats
 import ServalModels
 import ServalServer
@@ -94,11 +95,25 @@ struct LaunchServer: AsyncParsableCommand {
     var threads: Int?
     @Option(name: .customLong("max-request-body-bytes"), help: "Largest accepted request body; larger ones get 413.")
     var maxRequestBodyBytes: Int = 32 * 1024 * 1024
+    @Option(name: .customLong("grammar-backend"),
+            help: "Structured outputs: xgrammar, outlines or llguidance (SGLang's names, all served by Serval's own grammar engine), or none (constrained requests get 400s).")
+    var grammarBackend: String = "xgrammar"
+    @Option(name: .customLong("constrained-json-whitespace-pattern"),
+            help: "Regex for the whitespace JSON-schema outputs may use around , : { } [ ] (default: compact JSON with ', ' and ': ').")
+    var constrainedJSONWhitespacePattern: String?
 
     static var defaultModelPath: String { DefaultModel.path }
 
     /// Checks flags that can be judged without loading anything; the message says what to fix.
     func validateFlags() throws -> (EngineConfig, Logger.Level) {
+        guard ["xgrammar", "outlines", "llguidance", "none"].contains(grammarBackend) else {
+            throw ValidationError("--grammar-backend must be xgrammar, outlines, llguidance or none, got '\(grammarBackend)'.")
+        }
+        if let p = constrainedJSONWhitespacePattern {
+            do { _ = try RegexParser.parse(p) } catch {
+                throw ValidationError("--constrained-json-whitespace-pattern: \(error)")
+            }
+        }
         guard device == "cpu" else {
             if device == "cuda" { throw ValidationError("--device cuda is not available yet; use --device cpu.") }
             throw ValidationError("--device must be cpu (cuda is not available yet), got '\(device)'.")
@@ -184,6 +199,8 @@ struct LaunchServer: AsyncParsableCommand {
         o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)
         o["disable_radix_cache"] = .bool(disableRadixCache)
+        o["grammar_backend"] = .string(grammarBackend)
+        o["constrained_json_whitespace_pattern"] = constrainedJSONWhitespacePattern.map { .string($0) } ?? .null
         o["enable_metrics"] = .bool(enableMetrics)
         o["log_level"] = .string(logLevel)
         o["log_requests"] = .bool(logRequests)
@@ -243,6 +260,8 @@ struct LaunchServer: AsyncParsableCommand {
         config.enableMetrics = enableMetrics
         config.logRequests = logRequests
         config.maxRequestBodyBytes = maxRequestBodyBytes
+        config.grammarEnabled = grammarBackend != "none"
+        config.jsonWhitespacePattern = constrainedJSONWhitespacePattern
         config.serverArgs = serverArgs(modelPath: model, tokenizerPath: tokenizerLocation, servedName: servedName,
                                        engine: engineConfig)
         let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)

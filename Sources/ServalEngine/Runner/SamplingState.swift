@@ -1,3 +1,4 @@
+import ServalGrammar
 import ServalTensor
 
 /// Everything one request needs to pick its next token: its settings, its seed and
@@ -11,16 +12,43 @@ struct SamplingState: Sendable {
     private(set) var generatedCount = 0
     /// EOS + stop token ids, masked while fewer than `minNewTokens` are out.
     var stopTokenIDs: [Int32]
+    /// The request's place in its grammar (structured outputs), nil when unconstrained.
+    /// A reference: it lives as long as the request and only the engine thread uses it.
+    let grammar: GrammarMatcher?
 
     init(params: SamplingParams, seed: UInt64, stopTokenIDs: [Int32]) {
         self.params = params
         self.seed = seed
         self.stopTokenIDs = stopTokenIDs
+        grammar = params.grammar.map { GrammarMatcher($0) }
     }
 
     mutating func record(_ token: Int32) {
         generated[token, default: 0] += 1
         generatedCount += 1
+        if let g = grammar, !stopTokenIDs.contains(token) { g.accept(token: token) }
+    }
+
+    /// The grammar is complete and allows nothing more: the request is done.
+    var grammarTerminated: Bool { grammar?.isTerminated ?? false }
+
+    /// The tokens the grammar allows next, with the stop tokens where the match is complete.
+    func grammarMask() -> [UInt64]? {
+        guard let g = grammar else { return nil }
+        var words: [UInt64] = []
+        g.fillMask(&words)
+        var any = false
+        for w in words where w != 0 { any = true; break }
+        // End of generation where the match is complete; also the only way out if a
+        // vocabulary cannot spell what the grammar needs next.
+        if g.canFinish || !any {
+            for t in stopTokenIDs where t >= 0 {
+                let i = Int(t) >> 6
+                if i >= words.count { words += [UInt64](repeating: 0, count: i - words.count + 1) }
+                words[i] |= 1 << UInt64(Int(t) & 63)
+            }
+        }
+        return words
     }
 
     /// The sampler's view of the next draw, reading logits row `logitsRow`.
@@ -42,6 +70,7 @@ struct SamplingState: Sendable {
         row.topLogprobs = p.logprobs ? max(0, p.topLogprobs) : nil
         row.requestedLogprobIDs = p.tokenIDsLogprob
         row.returnSupport = p.returnSamplingMask
+        row.allowedTokens = grammarMask()
         return row
     }
 }

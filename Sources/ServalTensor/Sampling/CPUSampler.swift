@@ -62,6 +62,7 @@ public struct CPUSampler: TokenSampler {
             SuppressTokens(tokens: p.suppressed),
         ]
         for processor in processors where !processor.isIdentity { processor.apply(to: row) }
+        if let allowed = p.allowedTokens { AllowedTokens(words: allowed).apply(to: row) }
 
         let token: Int32
         lastSupport = nil
@@ -107,7 +108,7 @@ public struct CPUSampler: TokenSampler {
         scratch.reserveCapacity(vocab)
         var total: Float = 0
         for l in row {
-            let e = expf((l - maxLogit) * invT)
+            let e = l == -.infinity ? 0 : expf((l - maxLogit) * invT)  // masked tokens (grammar, suppression)
             scratch.append(e)
             total += e
         }

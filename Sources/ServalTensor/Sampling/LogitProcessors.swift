@@ -52,3 +52,26 @@ struct SuppressTokens: LogitProcessor {
         }
     }
 }
+
+/// A grammar's token mask (structured outputs): every token whose bit is clear gets -∞.
+struct AllowedTokens: LogitProcessor {
+    var words: [UInt64]
+    var isIdentity: Bool { false }
+    func apply(to logits: UnsafeMutableBufferPointer<Float>) {
+        let n = logits.count
+        words.withUnsafeBufferPointer { w in
+            var base = 0
+            for word in w {
+                guard base < n else { break }
+                let end = min(base + 64, n)
+                if word == 0 {
+                    for i in base..<end { logits[i] = -.infinity }
+                } else if word != ~0 {
+                    for i in base..<end where word & (1 << UInt64(i - base)) == 0 { logits[i] = -.infinity }
+                }
+                base += 64
+            }
+            for i in min(base, n)..<n { logits[i] = -.infinity }
+        }
+    }
+}

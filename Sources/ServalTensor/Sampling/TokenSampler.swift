@@ -53,6 +53,9 @@ public struct SamplingRow: Sendable {
     public var requestedLogprobIDs: [Int32] = []
     /// Report the ids the token was drawn from (`SampledToken.support`).
     public var returnSupport = false
+    /// Structured outputs: bit `t` of `allowedTokens[t / 64]` set when token `t` may be
+    /// chosen (ids past the words are not allowed); nil allows every token.
+    public var allowedTokens: [UInt64]? = nil
 
     public init(logitsRow: Int) { self.logitsRow = logitsRow }
 

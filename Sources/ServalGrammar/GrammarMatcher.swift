@@ -1,0 +1,108 @@
+/// One request's position in its grammar: which tokens may come next, and the step
+/// after each token. Not thread-safe: one per request, used by one thread at a time.
+public final class GrammarMatcher: @unchecked Sendable {
+    public let grammar: CompiledGrammar
+    private let pool = StackPool()
+    private var stepper: StackStepper
+    private var stacks: [ParseStack] = []
+    /// The text so far is a complete match (end of generation may come now).
+    public private(set) var canFinish = false
+    /// How many tokens were accepted.
+    public private(set) var tokenCount = 0
+    private var scratch: [ParseStack] = []
+
+    public init(_ grammar: CompiledGrammar) {
+        self.grammar = grammar
+        stepper = StackStepper(automaton: grammar.automaton, pool: pool)
+        var flags = StepFlags()
+        stepper.close(ParseStack(top: grammar.automaton.startState, rest: StackPool.root), into: &stacks, flags: &flags)
+        canFinish = flags.completed
+    }
+
+    /// Nothing more may be read: the match is complete and the request must end.
+    public var isTerminated: Bool { stacks.isEmpty }
+
+    /// Reads one token's bytes; false (and no change) when the grammar does not allow them.
+    @discardableResult
+    public func accept(token: Int32) -> Bool {
+        guard token >= 0, Int(token) < grammar.vocabulary.size else { return false }
+        let bytes = grammar.vocabulary.bytes[Int(token)]
+        guard !bytes.isEmpty else { return false }
+        guard accept(bytes: bytes) else { return false }
+        tokenCount += 1
+        return true
+    }
+
+    /// Reads raw bytes; false (and no change) when they do not continue a match.
+    @discardableResult
+    public func accept<C: Collection>(bytes: C) -> Bool where C.Element == UInt8 {
+        var cur = stacks
+        var completed = canFinish
+        for b in bytes {
+            if cur.isEmpty { return false }  // past the end of a finished match
+            scratch.removeAll(keepingCapacity: true)
+            var flags = StepFlags()
+            stepper.step(cur, b, into: &scratch, flags: &flags)
+            if scratch.isEmpty && !flags.completed { return false }
+            completed = flags.completed
+            cur = scratch
+        }
+        stacks = cur
+        canFinish = completed
+        return true
+    }
+
+    /// Sets bit `t` of `words` for every token that may come next (never the
+    /// end-of-generation tokens: the caller allows those when `canFinish`).
+    /// `words` must hold `(vocabulary size + 63) / 64` words; they are overwritten.
+    public func fillMask(_ words: inout [UInt64]) {
+        let n = grammar.vocabulary.wordCount
+        if words.count != n { words = [UInt64](repeating: 0, count: n) }
+        var first = true
+        var seenTops: [ParseStack] = []
+        for p in stacks {
+            let atRoot = p.rest == StackPool.root
+            let key = ParseStack(top: p.top, rest: atRoot ? StackPool.root : StackPool.context)
+            if seenTops.contains(key) && atRoot { continue }
+            seenTops.append(key)
+            let m = grammar.masks.mask(state: p.top, atRoot: atRoot)
+            words.withUnsafeMutableBufferPointer { w in
+                if m.accepted.isEmpty {
+                    if first { for i in 0..<n { w[i] = 0 } }
+                    for t in m.acceptedIDs { w[Int(t) >> 6] |= 1 << UInt64(Int(t) & 63) }
+                } else {
+                    m.accepted.withUnsafeBufferPointer { a in
+                        if first {
+                            for i in 0..<n { w[i] = a[i] }
+                        } else {
+                            for i in 0..<n { w[i] |= a[i] }
+                        }
+                    }
+                }
+            }
+            first = false
+            guard !m.uncertain.isEmpty else { continue }
+            let ordered = grammar.vocabulary.orderedTokens
+            let bytes = grammar.vocabulary.bytes
+            for (lo, hi) in m.uncertain {
+                for k in Int(lo)..<Int(hi) {
+                    let t = Int(ordered[k])
+                    if words[t >> 6] & (1 << UInt64(t & 63)) != 0 { continue }
+                    if stepper.accepts(bytes[t], from: p) { words[t >> 6] |= 1 << UInt64(t & 63) }
+                }
+            }
+        }
+        if first { for i in 0..<n { words[i] = 0 } }
+    }
+
+    /// The allowed next tokens as a list (tests and tools).
+    public func allowedTokens() -> [Int32] {
+        var w: [UInt64] = []
+        fillMask(&w)
+        var out: [Int32] = []
+        for (i, word) in w.enumerated() where word != 0 {
+            for b in 0..<64 where word & (1 << UInt64(b)) != 0 { out.append(Int32(i * 64 + b)) }
+        }
+        return out
+    }
+}
