@@ -12,7 +12,7 @@ from gateway_helpers import Router, start_worker, url_of
 def test_kill_one_of_three_during_a_burst_loses_nothing():
     ws = [start_worker() for _ in range(3)]
     router = Router(ws, "--health-failure-threshold", "1", "--health-success-threshold", "1",
-                    "--retry-initial-backoff-ms", "10", policy="round_robin")
+                    "--retry-initial-backoff-ms", "10", "--cb-timeout-duration-secs", "2", policy="round_robin")
     victim = ws[1]
     victim_port = victim.port
     restarted = None
@@ -45,12 +45,16 @@ def test_kill_one_of_three_during_a_burst_loses_nothing():
         metrics = router.get("/metrics").text
         assert f'smg_worker_health{{worker="{url_of(victim)}"}} 0.0' in metrics
 
-        # The worker comes back at the same address: it is marked healthy and gets traffic.
+        # The worker comes back at the same address: it is marked healthy and, once its circuit
+        # half-opens (--cb-timeout-duration-secs), gets traffic again.
         victim.stop()
         restarted = start_worker(port=victim_port)
         deadline = time.time() + 30
-        while not {w["url"]: w for w in router.workers()}[url_of(victim)]["is_healthy"]:
-            assert time.time() < deadline
+        while True:
+            w = {w["url"]: w for w in router.workers()}[url_of(victim)]
+            if w["is_healthy"] and w["circuit_state"] != "open":
+                break
+            assert time.time() < deadline, w
             time.sleep(0.2)
         before = router.routed()[url_of(victim)]
         for i in range(9):
