@@ -12,7 +12,9 @@ SERVAL=${SERVAL:-.build/release/serval}
 SMG=${SMG:-smg}
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+# Each server runs in its own process group (setsid) so its children (smg forks its router) stop too.
+cleanup() { for p in "${PIDS[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
+            wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -31,11 +33,16 @@ http {
   client_body_temp_path $WORK/body;
   server {
     listen 127.0.0.1:$B1; listen 127.0.0.1:$B2;
-    location / { default_type application/json; return 200 '$BODY'; }
+    default_type application/json;
+    location = /v1/models { return 200 '{"object":"list","data":[{"id":"m","object":"model","owned_by":"bench"}]}'; }
+    location = /get_model_info { return 200 '{"model_path":"m","tokenizer_path":"m","is_generation":true}'; }
+    location = /get_server_info { return 200 '{"model_path":"m","served_model_name":"m"}'; }
+    location = /server_info { return 200 '{"model_path":"m","served_model_name":"m"}'; }
+    location / { return 200 '$BODY'; }
   }
 }
 NGINX
-nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+setsid nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 
 cat > "$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -46,12 +53,12 @@ LUA
 wait_up() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 wait_up "http://127.0.0.1:$B1/health"
 
-"$SERVAL" launch-router --port "$RS" --policy round_robin --log-level error \
+setsid "$SERVAL" launch-router --port "$RS" --policy round_robin --log-level error \
   --worker-urls "http://127.0.0.1:$B1" "http://127.0.0.1:$B2" >"$WORK/serval.log" 2>&1 & PIDS+=($!)
-"$SMG" launch --host 127.0.0.1 --port "$RM" --prometheus-port "$PM" --policy round_robin --log-level error \
+setsid "$SMG" launch --worker-startup-check-interval 1 --host 127.0.0.1 --port "$RM" --prometheus-port "$PM" --policy round_robin --log-level error \
   --worker-urls "http://127.0.0.1:$B1" "http://127.0.0.1:$B2" >"$WORK/smg.log" 2>&1 & PIDS+=($!)
 wait_up "http://127.0.0.1:$RS/readiness"
-for _ in $(seq 1 100); do curl -fs -X POST -H 'Content-Type: application/json' -d '{"prompt":"x"}' \
+for _ in $(seq 1 150); do curl -fs -X POST -H 'Content-Type: application/json' -d '{"model":"m","prompt":"x"}' \
   "http://127.0.0.1:$RM/v1/completions" >/dev/null 2>&1 && break; sleep 0.2; done
 
 run() {  # name url connections threads -> "p50_us p99_us rps"
