@@ -14,6 +14,8 @@ import PackageDescription
 //   ServalTokenizer (BPE / SentencePiece tokenizers, streaming detokenizer)
 //   ServalTemplate  (Jinja-subset chat templates)
 //   ServalEngine    (requests, scheduler, radix cache, KV allocator, sampler, engine loop)
+//   ServalHTTP      (JSON value + parser, SSE framing and parsing, API errors, Prometheus text; no engine code)
+//   ServalGateway   (the model gateway: routing policies, workers, reliability; links no engine code)
 //   ServalServer    (OpenAI + SGLang HTTP API, SSE, metrics)
 //   ServalBench     (bench-serving client)
 //   serval          (the CLI, one file per subcommand)
@@ -68,10 +70,27 @@ let package = Package(
             ],
             swiftSettings: checked
         ),
+        .target(name: "ServalHTTP", swiftSettings: plain),
+        // The gateway links no model, kernel or engine code: HTTP plumbing and networking only.
+        .target(
+            name: "ServalGateway",
+            dependencies: [
+                "ServalHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Collections", package: "swift-collections"),
+            ],
+            swiftSettings: plain
+        ),
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalEngine", "ServalTemplate", "ServalTokenizer", "ServalGrammar",
+                "ServalHTTP", "ServalEngine", "ServalTemplate", "ServalTokenizer", "ServalGrammar",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,7 +99,7 @@ let package = Package(
         .target(
             name: "ServalBench",
             dependencies: [
-                "ServalTokenizer", "ServalBase",
+                "ServalHTTP", "ServalTokenizer", "ServalBase",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -89,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "serval",
             dependencies: [
-                "ServalEngine", "ServalServer", "ServalBench", "ServalModels", "ServalTokenizer",
+                "ServalEngine", "ServalServer", "ServalGateway", "ServalBench", "ServalModels", "ServalTokenizer",
                 "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase", "ServalGrammar",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -107,6 +126,8 @@ let package = Package(
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalCPU", "ServalModels", "ServalGrammar"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalHTTPTests", dependencies: ["ServalHTTP"], swiftSettings: plain),
+        .testTarget(name: "ServalGatewayTests", dependencies: ["ServalGateway", "ServalHTTP"], swiftSettings: plain),
         .testTarget(name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
     ]
 )

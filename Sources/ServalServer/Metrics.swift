@@ -73,16 +73,8 @@ public enum PrometheusRenderer {
         return out
     }
 
-    /// Prometheus floats: Python's prometheus_client writes 1.0, 0.25, +Inf.
-    static func number(_ v: Double) -> String {
-        if v.isNaN { return "NaN" }
-        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
-        if v == v.rounded(), abs(v) < 1e15 { return String(Int(v)) + ".0" }
-        return "\(v)"
-    }
+    /// Prometheus floats (the shared format lives in ServalHTTP's `PrometheusText`).
+    static func number(_ v: Double) -> String { PrometheusText.number(v) }
 
-    static func escapeLabel(_ s: String) -> String {
-        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n")
-    }
+    static func escapeLabel(_ s: String) -> String { PrometheusText.escapeLabel(s) }
 }

@@ -102,6 +102,15 @@ struct LaunchServer: AsyncParsableCommand {
             help: "Regex for the whitespace JSON-schema outputs may use around , : { } [ ] (default: compact JSON with ', ' and ': ').")
     var constrainedJSONWhitespacePattern: String?
 
+    // Data parallelism: N worker processes behind the gateway (see DataParallelLaunch.swift).
+    @Option(name: .customLong("dp-size"), help: "Worker processes; > 1 starts them on free local ports with the router on --port.")
+    var dpSize: Int = 1
+    @Flag(name: .customLong("enable-dp-attention"), help: "Not available yet (the parallelism work covers it); refused.")
+    var enableDPAttention = false
+    @Argument(parsing: .allUnrecognized,
+              help: "With --dp-size > 1: router flags prefixed with --router- (--router-policy, --router-cache-threshold, ...; see launch-router --help).")
+    var routerFlags: [String] = []
+
     static var defaultModelPath: String { DefaultModel.path }
 
     /// Checks flags that can be judged without loading anything; the message says what to fix.
@@ -216,6 +225,19 @@ struct LaunchServer: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if enableDPAttention {
+            throw ValidationError("--enable-dp-attention is not available yet (DP attention belongs to the parallelism work); use --dp-size alone for data-parallel replicas behind the router.")
+        }
+        let router = try DataParallelLaunch.routerOptions(routerFlags)
+        if dpSize != 1 {
+            guard dpSize > 1 else { throw ValidationError("--dp-size must be at least 1, got \(dpSize).") }
+            _ = try validateFlags()
+            try await DataParallelLaunch(dpSize: dpSize, host: host, port: port, router: router).run()
+            return
+        }
+        if !routerFlags.isEmpty {
+            throw ValidationError("router flags (\(routerFlags.joined(separator: " "))) need --dp-size > 1.")
+        }
         let (engineConfig, level) = try validateFlags()
         // Startup lines must reach a log file or pipe as they happen, not at exit.
         setvbuf(stdout, nil, _IOLBF, 0)

@@ -9,6 +9,7 @@ struct Serval: AsyncParsableCommand {
             Generate.self,
             BenchOneBatch.self,
             LaunchServer.self,
+            LaunchRouter.self,
             BenchServing.self,
             BenchKernels.self,
             BenchGrammar.self,

@@ -1,5 +1,5 @@
 import Testing
-@testable import ServalServer
+@testable import ServalHTTP
 
 @Suite struct JSONTests {
     @Test func parsesScalarsKeepingIntegerness() throws {

@@ -1,5 +1,5 @@
 import Testing
-@testable import ServalBench
+@testable import ServalHTTP
 
 @Suite struct SSEParserTests {
     @Test func eventsSurviveArbitraryChunking() {

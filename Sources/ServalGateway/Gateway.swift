@@ -1,0 +1,105 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The router's state: workers, the policy, admission control, metrics and the pooled
+/// keep-alive HTTP client to the workers. `GatewayServer` puts HTTP in front of it.
+public final class Gateway: @unchecked Sendable {
+    public let config: GatewayConfig
+    public let registry: WorkerRegistry
+    public let policy: any RoutingPolicy
+    public let metrics: GatewayMetrics
+    public let logger: Logger
+    let admission: Admission
+    let client: HTTPClient
+    let rng: LockedRandom
+    private(set) var healthChecker: HealthChecker!
+    public let startedAt = Date()
+
+    public init(config: GatewayConfig, logger: Logger) throws {
+        try config.validate()
+        self.config = config
+        self.logger = logger
+        let metrics = GatewayMetrics()
+        self.metrics = metrics
+        self.policy = Policies.make(config.policy, config: config.policyConfig, seed: config.randomSeed)
+        self.rng = LockedRandom(seed: config.randomSeed)
+        self.registry = WorkerRegistry(breakerConfig: config.circuitBreaker) { w, from, to in
+            metrics.inc("smg_worker_cb_transitions_total",
+                        ["worker", w.url, "from_state", from.rawValue, "to_state", to.rawValue])
+            logger.warning("circuit breaker for \(w.url): \(from.rawValue) -> \(to.rawValue)")
+        }
+        self.admission = Admission(maxConcurrent: config.maxConcurrentRequests, queueSize: config.queueSize,
+                                   queueTimeout: config.queueTimeoutSecs,
+                                   ratePerSecond: config.rateLimitTokensPerSecond)
+        var clientConfig = HTTPClient.Configuration()
+        clientConfig.connectionPool = .init(idleTimeout: .seconds(90), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
+        clientConfig.timeout = .init(connect: .seconds(5))
+        clientConfig.decompression = .disabled
+        clientConfig.redirectConfiguration = .disallow
+        self.client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: clientConfig)
+        self.healthChecker = HealthChecker(config: config.health, client: client, registry: registry,
+                                           metrics: metrics, auth: config.apiKey.map { "Bearer \($0)" }) { w, h in
+            logger.info("worker \(w.url) is now \(h.rawValue)")
+        }
+        for url in config.workerURLs { _ = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy) }
+    }
+
+    /// Background work: health checks and policy maintenance, until cancelled.
+    func runBackground() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.healthChecker.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    self.policy.maintain(now: ProcessInfo.processInfo.systemUptime)
+                    try? await Task.sleep(nanoseconds: 1_000_000_000)
+                }
+            }
+        }
+    }
+
+    /// Registers a worker that gets traffic only once a health check passes.
+    public func addWorker(url: String) throws -> Worker {
+        let w = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy)
+        logger.info("added worker \(w.url) as \(w.id); waiting for a health check")
+        healthChecker.checkSoon(w)
+        return w
+    }
+
+    /// Waits until `worker` is healthy; false when `timeout` passes first (or it was removed).
+    public func waitHealthy(_ worker: Worker, timeout: Double) async -> Bool {
+        let deadline = ProcessInfo.processInfo.systemUptime + timeout
+        while ProcessInfo.processInfo.systemUptime < deadline {
+            if worker.health == .healthy { return true }
+            if registry.find(id: worker.id) == nil { return false }
+            try? await Task.sleep(nanoseconds: 100_000_000)
+        }
+        return worker.health == .healthy
+    }
+
+    /// Stops sending new requests to `worker`, then removes it once its in-flight requests
+    /// finish (checked in the background).
+    public func removeWorker(_ worker: Worker) {
+        worker.markDraining()
+        logger.info("draining worker \(worker.url) (\(worker.load) in flight)")
+        Task {
+            while worker.load > 0 { try? await Task.sleep(nanoseconds: 50_000_000) }
+            registry.remove(worker)
+            policy.workerRemoved(worker)
+            healthChecker.forget(worker)
+            logger.info("removed worker \(worker.url)")
+        }
+    }
+
+    /// Headers every request to a worker carries: the worker key when `--api-key` is set.
+    func addWorkerAuth(_ h: inout HTTPHeaders) {
+        if let key = config.apiKey { h.replaceOrAdd(name: "Authorization", value: "Bearer \(key)") }
+    }
+
+    public func shutdown() async {
+        try? await client.shutdown()
+    }
+}

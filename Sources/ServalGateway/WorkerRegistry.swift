@@ -1,0 +1,58 @@
+import Foundation
+
+/// The workers the router knows, in registration order. Lookups by id or URL; the
+/// available subset (healthy, not draining, breaker not open) is what policies see.
+public final class WorkerRegistry: @unchecked Sendable {
+    private let lock = NSLock()
+    private var workers: [Worker] = []
+    private var nextID = 1
+    private let breakerConfig: CircuitBreakerConfig
+    /// Called on every breaker transition of any worker (metrics).
+    let onBreakerTransition: @Sendable (Worker, CircuitBreaker.State, CircuitBreaker.State) -> Void
+
+    init(breakerConfig: CircuitBreakerConfig,
+         onBreakerTransition: @escaping @Sendable (Worker, CircuitBreaker.State, CircuitBreaker.State) -> Void) {
+        self.breakerConfig = breakerConfig
+        self.onBreakerTransition = onBreakerTransition
+    }
+
+    /// Adds a worker by URL (normalised); a URL already present is a conflict.
+    public func add(url raw: String, health: Worker.Health) throws -> Worker {
+        let url = try WorkerURL.normalise(raw)
+        return try lock.withLock {
+            if workers.contains(where: { $0.url == url }) {
+                throw GatewayError.conflict("worker \(url) is already registered")
+            }
+            let breaker = CircuitBreaker(config: breakerConfig)
+            let w = Worker(id: "worker-\(nextID)", url: url, health: health, breaker: breaker)
+            nextID += 1
+            let notify = onBreakerTransition
+            breaker.onTransition = { [weak w] from, to in if let w { notify(w, from, to) } }
+            workers.append(w)
+            return w
+        }
+    }
+
+    @discardableResult
+    public func remove(_ worker: Worker) -> Bool {
+        lock.withLock {
+            guard let i = workers.firstIndex(where: { $0 === worker }) else { return false }
+            workers.remove(at: i)
+            return true
+        }
+    }
+
+    public var all: [Worker] { lock.withLock { workers } }
+
+    public func available() -> [Worker] {
+        let snapshot = lock.withLock { workers }
+        return snapshot.filter(\.isAvailable)
+    }
+
+    public func find(id: String) -> Worker? { lock.withLock { workers.first { $0.id == id } } }
+
+    public func find(url raw: String) -> Worker? {
+        guard let url = try? WorkerURL.normalise(raw) else { return nil }
+        return lock.withLock { workers.first { $0.url == url } }
+    }
+}
