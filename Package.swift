@@ -5,6 +5,8 @@ import PackageDescription
 //   ServalBase      (seeded and counter-based RNGs; no compute code, so clients link it freely)
 //   CServalKernels  (C SIMD kernels, runtime CPU dispatch)
 //   ServalTensor    (dtypes, tensors, CPU backend, thread pool)
+//   CServalCUDA     (dlopen shim: the CUDA driver / NVRTC / cuBLASLt calls we use; no link-time CUDA)
+//   ServalCUDA      (CUDA device, memory, streams, NVRTC kernels, cuBLASLt, GPU sampler, selftest)
 //   ServalFormats   (GGUF, safetensors, HF config files)
 //   ServalModels    (architectures: Llama family; KV cache storage; forward pass)
 //   ServalTokenizer (BPE / SentencePiece tokenizers, streaming detokenizer)
@@ -49,6 +51,12 @@ let package = Package(
         .target(name: "ServalBase", swiftSettings: fast),
         .target(name: "ServalTensor", dependencies: ["ServalBase", "CServalKernels"], swiftSettings: fast),
         .target(name: "ServalFormats", dependencies: ["ServalTensor"], swiftSettings: fast),
+        .target(
+            name: "CServalCUDA",
+            cSettings: [.unsafeFlags(["-O2", "-Wall"])],
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]
+        ),
+        .target(name: "ServalCUDA", dependencies: ["CServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
         .target(name: "ServalModels", dependencies: ["ServalTensor", "ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTokenizer", dependencies: ["ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTemplate", swiftSettings: plain),
@@ -84,7 +92,7 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalEngine", "ServalServer", "ServalBench", "ServalModels", "ServalTokenizer",
-                "ServalTemplate", "ServalTensor", "ServalFormats", "ServalBase",
+                "ServalTemplate", "ServalTensor", "ServalFormats", "ServalBase", "ServalCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plain
@@ -97,6 +105,7 @@ let package = Package(
         .testTarget(name: "ServalModelsTests", dependencies: ["ServalTestSupport", "ServalModels", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(name: "ServalCUDATests", dependencies: ["ServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalModels"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),

@@ -11,6 +11,7 @@ struct Serval: AsyncParsableCommand {
             LaunchServer.self,
             BenchServing.self,
             BenchKernels.self,
+            CudaInfo.self, Selftest.self, BenchCuda.self,
         ]
     )
 }
