@@ -32,7 +32,7 @@ public final class CUDASampler: @unchecked Sendable {
         let paramBytes = Self.paramBytes(rows: maxRows, edits: maxEdits)
         staging = try PinnedBuffer(bytes: paramBytes)
         let n = maxRows
-        arena = try DeviceArena(bytes: paramBytes + n * vocab * 4 + maxLogitRows * vocab * 4
+        arena = try DeviceArena(bytes: paramBytes + n * vocab * 4 + max(maxLogitRows, 1) * vocab * 4
                                     + n * (8 + Self.maxTopLogprobs * 8) + 8 * 256)
         params = try arena.allocate(bytes: paramBytes)
         weights = try arena.allocate(bytes: n * vocab * 4)

@@ -36,12 +36,13 @@ __device__ void decode_attn(const bf16_t *q, int q_stride, const bf16_t *kc, con
         m[g] = -INFINITY;
         l[g] = 0.f;
     }
-    // Two rows per warp per iteration: both loads are in flight before the math.
-    for (int j = t0 + warp; j < t1; j += 2 * DEC_WARPS) {
-        float k[2][EPT], v[2][EPT];
-        bool valid[2];
+    // U rows per warp per iteration: all their loads are in flight before the math.
+    constexpr int U = D >= 256 ? 2 : 4;
+    for (int j = t0 + warp; j < t1; j += U * DEC_WARPS) {
+        float k[U][EPT], v[U][EPT];
+        bool valid[U];
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
+        for (int u = 0; u < U; u++) {
             const int jj = j + u * DEC_WARPS;
             valid[u] = jj < t1;
             const size_t base = (size_t)kv_indices[start + (valid[u] ? jj : j)] * kv_dim + (size_t)kvh * D + lane * EPT;
@@ -55,7 +56,7 @@ __device__ void decode_attn(const bf16_t *q, int q_stride, const bf16_t *kc, con
             }
         }
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
+        for (int u = 0; u < U; u++) {
             if (!valid[u]) break;
 #pragma unroll
             for (int g = 0; g < GS; g++) {

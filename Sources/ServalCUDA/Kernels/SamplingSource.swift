@@ -48,7 +48,7 @@ struct SelectShared {
 //   mode 1 (mass, >=):  mass_above(t) <  target <= mass_above(t) + mass_eq(t)
 //   mode 2 (mass, >):   mass_above(t) <= target <  mass_above(t) + mass_eq(t)
 // Results in sh (found = 0 when no key qualifies). Keys of weights >= 0 order like them.
-__device__ void radix_select(const float *vals, int n, double target, int mode, SelectShared &sh) {
+__device__ void radix_select(const float *vals, int n, double target, int mode, bool mass, SelectShared &sh) {
     if (threadIdx.x == 0) {
         sh.prefix = 0u; sh.mask = 0u; sh.cnt_above = 0u; sh.mass_above = 0ull; sh.found = 1u;
     }
@@ -65,7 +65,7 @@ __device__ void radix_select(const float *vals, int n, double target, int mode, 
                 if ((k & mask) == prefix) {
                     unsigned d = (k >> shift) & 255u;
                     atomicAdd(&sh.hc[d], 1u);
-                    if (mode != 0) atomicAdd(&sh.hm[d], fx(v));
+                    if (mass) atomicAdd(&sh.hm[d], fx(v));
                 }
             }
         }
@@ -151,8 +151,9 @@ __device__ int nth_with_key(const float *vals, int n, unsigned key, unsigned ran
 // length n has mass mass_above + (n - cnt_above) * fx(value).
 struct Cut { unsigned key; unsigned cnt_above; u64 mass_above; };
 
-__device__ Cut cut_at(const float *w, int n, unsigned pos, SelectShared &sh) {
-    radix_select(w, n, (double)pos, 0, sh);
+// `mass`: also sum the weights above the cut (values must be weights >= 0).
+__device__ Cut cut_at(const float *w, int n, unsigned pos, bool mass, SelectShared &sh) {
+    radix_select(w, n, (double)pos, 0, mass, sh);
     Cut c = {sh.prefix, sh.cnt_above, sh.mass_above};
     return c;
 }
@@ -162,7 +163,7 @@ __device__ u64 prefix_mass(Cut c, unsigned pos) {
 // Shortest prefix whose mass is >= target (strict = false) or > target (strict = true);
 // n + 1 when none.
 __device__ unsigned prefix_len_for_mass(const float *w, int n, double target, bool strict, SelectShared &sh) {
-    radix_select(w, n, target, strict ? 2 : 1, sh);
+    radix_select(w, n, target, strict ? 2 : 1, true, sh);
     if (!sh.found) return (unsigned)n + 1u;
     u64 wt = fx(okey_value(sh.prefix));
     double need = target - (double)sh.mass_above;
@@ -305,7 +306,7 @@ extern "C" __global__ void __launch_bounds__(SB) sv_sample(const float *logits, 
     const unsigned nk = topk > 0 ? (unsigned)topk : (unsigned)vocab;
     u64 mass_k;
     if (topk > 0) {
-        Cut ck = cut_at(w, vocab, nk, sh);
+        Cut ck = cut_at(w, vocab, nk, true, sh);
         mass_k = prefix_mass(ck, nk);
     } else {
         u64 c = 0;
@@ -325,11 +326,11 @@ extern "C" __global__ void __launch_bounds__(SB) sv_sample(const float *logits, 
         nmin = (unsigned)total;
     }
     const unsigned nm = max(1u, min(np, nmin));
-    Cut cm = cut_at(w, vocab, nm, sh);
+    Cut cm = cut_at(w, vocab, nm, true, sh);
     const u64 kept = prefix_mass(cm, nm);
     unsigned nd = prefix_len_for_mass(w, vocab, (double)unit * (double)kept, true, sh);
     nd = min(nd, nm);
-    Cut cd = cut_at(w, vocab, nd, sh);
+    Cut cd = cut_at(w, vocab, nd, false, sh);
     int t = nth_with_key(w, vocab, cd.key, nd - cd.cnt_above, sh);
     if (threadIdx.x == 0) out_tokens[r] = t < 0 ? 0 : t;
 }
@@ -359,7 +360,7 @@ extern "C" __global__ void __launch_bounds__(SB) sv_logprobs(const float *raw, i
     }
     const int nt = min(n_top, vocab);
     if (nt <= 0) return;
-    Cut c = cut_at(row, vocab, (unsigned)nt, sh);
+    Cut c = cut_at(row, vocab, (unsigned)nt, false, sh);
     const unsigned ties = (unsigned)nt - c.cnt_above;
     const int last_tie = nth_with_key(row, vocab, c.key, ties, sh);
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
