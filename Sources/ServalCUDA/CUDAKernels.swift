@@ -84,6 +84,17 @@ public final class CUDAKernels: @unchecked Sendable {
         try fn("sv_kv_write_bf16").launch(grid: (tokens, 1, 1), block: (128, 1, 1), stream: stream, args: a)
     }
 
+    /// y[n] = w[n, k] · x[k] for one token (bf16 in, bf16 or fp32 out): the decode-time
+    /// matrix-vector product, which reads the weights at close to copy bandwidth.
+    public func gemv(w: DevicePointer, x: DevicePointer, y: DevicePointer, n: Int, k: Int, f32Output: Bool = false,
+                     stream: CUDAStream) throws {
+        try require(k % 8 == 0 && w.address % 16 == 0 && x.address % 16 == 0, "gemv needs k % 8 == 0 and 16-byte alignment")
+        try require(w.bytes >= n * k * 2 && x.bytes >= k * 2 && y.bytes >= n * (f32Output ? 4 : 2), "gemv buffers too small")
+        var a = KernelArgs()
+        a.add(w); a.add(x); a.add(y); a.add(n); a.add(k); a.add(Int32(f32Output ? 1 : 0))
+        try fn("sv_gemv_bf16").launch(grid: (Self.blocks(n, 8), 1, 1), block: (256, 1, 1), stream: stream, args: a)
+    }
+
     // MARK: attention
 
     /// Shape of one attention call; `kvIndptr`/`kvIndices` name each sequence's cache slots.

@@ -91,12 +91,15 @@ struct BenchCuda: ParsableCommand {
                          Double(shape.weightBytesPerStep) / 1e9, self.context, floorMs))
             var rows: [[String: Any]] = []
             for b in batches {
-                for graph in [false, true] {
+                // Batch 1 also runs with cuBLASLt for the linears, to show what the GEMV kernel buys.
+                for (graph, gemv) in [(false, true), (true, true)] + (b == 1 ? [(true, false)] : []) {
+                    decode.useGEMV = gemv
                     let r = try decode.run(batch: b, context: self.context, steps: steps, graph: graph)
+                    let label = (graph ? "graph" : "eager") + (b == 1 ? (gemv ? ", gemv" : ", cublasLt") : "")
                     print(String(format: "  batch %3d %@: %8.3f ms/step %9.1f tok/s (%.0f%% of the weight-read floor)",
-                                 b, (graph ? "graph" : "eager") as NSString, r.msPerStep, r.tokensPerSecond, 100 * floorMs / r.msPerStep))
-                    rows.append(["batch": b, "graph": graph, "ms_per_step": r.msPerStep, "tok_s": r.tokensPerSecond,
-                                 "floor_ms": floorMs])
+                                 b, label as NSString, r.msPerStep, r.tokensPerSecond, 100 * floorMs / r.msPerStep))
+                    rows.append(["batch": b, "graph": graph, "gemv": gemv && b == 1, "ms_per_step": r.msPerStep,
+                                 "tok_s": r.tokensPerSecond, "floor_ms": floorMs])
                 }
             }
             json["decode_step"] = rows

@@ -154,6 +154,19 @@ public final class DecodeBench {
         return (Double(tokensOut) / seconds, seconds * 1e3 / Double(steps))
     }
 
+    /// One linear layer: the GEMV kernel for a single token, cuBLASLt otherwise.
+    private func linear(m: Int, n: Int, k: Int, x: DevicePointer, w: DevicePointer, y: DevicePointer,
+                        f32: Bool = false) throws {
+        if m == 1 && useGEMV {
+            try kernels.gemv(w: w, x: x, y: y, n: n, k: k, f32Output: f32, stream: stream)
+        } else {
+            try blas.gemmBF16(m: m, n: n, k: k, x: x, w: w, y: y, f32Output: f32, stream: stream)
+        }
+    }
+
+    /// Batch-1 steps use Serval's GEMV instead of cuBLASLt.
+    public var useGEMV = true
+
     private func stepOnce(batch: Int, splits: Int, ashape: CUDAKernels.AttentionShape, ids: DevicePointer,
                           positions: DevicePointer, newSlots: DevicePointer, indptr: DevicePointer,
                           indices: DevicePointer, residual: DevicePointer, normed: DevicePointer, qkv: DevicePointer,
@@ -166,7 +179,7 @@ public final class DecodeBench {
             let w = try layer(l)
             try kernels.rmsNormResidual(residual: residual, delta: l == 0 ? nil : mlpOut, weight: w.attnNorm,
                                         out: normed, tokens: batch, dim: s.hidden, eps: 1e-5, stream: stream)
-            try blas.gemmBF16(m: batch, n: s.qkvDim, k: s.hidden, x: normed, w: w.qkv, y: qkv, stream: stream)
+            try linear(m: batch, n: s.qkvDim, k: s.hidden, x: normed, w: w.qkv, y: qkv)
             try kernels.rope(x: qkv, positions: positions, table: rope, tokens: batch, heads: s.heads + s.kvHeads,
                              rowStride: s.qkvDim, headDim: s.headDim, rotaryDim: s.headDim, neox: true, stream: stream)
             try kernels.kvWrite(qkv: qkv, slots: newSlots, kCache: kCache[l], vCache: vCache[l], tokens: batch,
@@ -175,16 +188,15 @@ public final class DecodeBench {
             try kernels.decodeAttention(q: qkv, qStride: s.qkvDim, kCache: kCache[l], vCache: vCache[l],
                                         kvIndptr: indptr, kvIndices: indices, out: attn, workspace: ws, batch: batch,
                                         shape: ashape, splits: splits, stream: stream)
-            try blas.gemmBF16(m: batch, n: s.hidden, k: s.hidden, x: attn, w: w.o, y: attnOut, stream: stream)
+            try linear(m: batch, n: s.hidden, k: s.hidden, x: attn, w: w.o, y: attnOut)
             try kernels.rmsNormResidual(residual: residual, delta: attnOut, weight: w.mlpNorm, out: normed,
                                         tokens: batch, dim: s.hidden, eps: 1e-5, stream: stream)
-            try blas.gemmBF16(m: batch, n: 2 * s.inter, k: s.hidden, x: normed, w: w.gateUp, y: gu, stream: stream)
+            try linear(m: batch, n: 2 * s.inter, k: s.hidden, x: normed, w: w.gateUp, y: gu)
             try kernels.siluMul(gateUp: gu, out: act, tokens: batch, inter: s.inter, stream: stream)
-            try blas.gemmBF16(m: batch, n: s.hidden, k: s.inter, x: act, w: w.down, y: mlpOut, stream: stream)
+            try linear(m: batch, n: s.hidden, k: s.inter, x: act, w: w.down, y: mlpOut)
         }
         try kernels.rmsNormResidual(residual: residual, delta: mlpOut, weight: finalNorm, out: normed, tokens: batch,
                                     dim: s.hidden, eps: 1e-5, stream: stream)
-        try blas.gemmBF16(m: batch, n: s.vocab, k: s.hidden, x: normed, w: lmHead, y: logits, f32Output: true,
-                          stream: stream)
+        try linear(m: batch, n: s.vocab, k: s.hidden, x: normed, w: lmHead, y: logits, f32: true)
     }
 }

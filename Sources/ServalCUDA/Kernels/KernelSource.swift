@@ -4,7 +4,7 @@
 public enum KernelSource {
     /// All parts, in order, as one translation unit.
     public static var all: String {
-        [common, elementwise, attentionDecode, attentionExtend, sampling].joined(separator: "\n")
+        [common, elementwise, gemv, attentionDecode, attentionExtend, sampling].joined(separator: "\n")
     }
 
     static let common = #"""
@@ -62,6 +62,37 @@ __device__ float block_max(float v, float *scratch) {
     }
     __syncthreads();
     return scratch[32];
+}
+"""#
+
+    static let gemv = #"""
+// ---- bf16 GEMV for one-token decode: y[n] = w[n, :] . x (fp32 accumulate) ----
+// A warp per output row, 16-byte loads, 4 loads in flight per lane; x (bf16, k values) is
+// small and stays in L1/L2. k must be a multiple of 8. y is bf16, or fp32 when y_f32.
+// grid ceil(n / 8), block 256.
+extern "C" __global__ void __launch_bounds__(256) sv_gemv_bf16(const bf16_t *w, const bf16_t *x, void *y, int n,
+                                                               int k, int y_f32) {
+    const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= n) return;
+    const uint4 *wr = (const uint4 *)(w + (size_t)row * k);
+    const uint4 *xv = (const uint4 *)x;
+    const int chunks = k / 8;
+    float acc = 0.f;
+#pragma unroll 4
+    for (int c = lane; c < chunks; c += 32) {
+        uint4 a = __ldg(wr + c), b = __ldg(xv + c);
+        unsigned aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            acc += __uint_as_float(aw[e] << 16) * __uint_as_float(bw[e] << 16) +
+                   __uint_as_float(aw[e] & 0xffff0000u) * __uint_as_float(bw[e] & 0xffff0000u);
+        }
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) {
+        if (y_f32) ((float *)y)[row] = acc;
+        else ((bf16_t *)y)[row] = f2bf(acc);
+    }
 }
 """#
 

@@ -47,6 +47,8 @@ public final class CUDASelftest {
         for (m, n, k) in [(5, 515, 264), (33, 1000, 1032), (1, 4096, 4096)] {
             run("gemm_bf16 cuBLASLt m=\(m) n=\(n) k=\(k)") { try self.testGEMM(m: m, n: n, k: k) }
         }
+        run("gemv_bf16 n=1003 k=4104") { try self.testGEMV(n: 1003, k: 4104, f32: false) }
+        run("gemv_bf16 fp32 output n=517 k=14336") { try self.testGEMV(n: 517, k: 14336, f32: true) }
         run("gemm_bf16 cuBLASLt fp32 output m=7 n=1003 k=520") { try self.testGEMM(m: 7, n: 1003, k: 520, f32: true) }
         runSamplingCases()
         emit("\(passed) passed, \(failed) failed")
@@ -177,6 +179,15 @@ public final class CUDASelftest {
         if gotK != wantK { return "k cache differs (or a slot outside the written ones was touched)" }
         if gotV != wantV { return "v cache differs (or a slot outside the written ones was touched)" }
         return nil
+    }
+
+    func testGEMV(n: Int, k: Int, f32: Bool) throws -> String? {
+        let x = randomBF16(k), w = randomBF16(n * k, 0.05)
+        let y = try poisoned(bytes: n * (f32 ? 4 : 2))
+        try kernels.gemv(w: try upload(w), x: try upload(x), y: y, n: n, k: k, f32Output: f32, stream: stream)
+        let want = Reference.gemm(x: x, w: w, m: 1, n: n, k: k)
+        let got = f32 ? try download(y, n, Float.self) : try bf16(y, n)
+        return judge("output", Reference.relativeError(got, want), f32 ? Self.fp32Tolerance : Self.bf16Tolerance)
     }
 
     func testGEMM(m: Int, n: Int, k: Int, f32: Bool = false) throws -> String? {
