@@ -87,11 +87,14 @@ extension CUDASelftest {
                 for j in 0..<perCase {
                     let i = c * perCase + j
                     let (g, w) = (gpu[i], cpu.tokens[i])
-                    if g.tokenID != w.tokenID
-                        && !Self.exactWalkAgrees(gpu: g.tokenID, row: Array(logits[(i * vocab)..<((i + 1) * vocab)]),
-                                                 rows[i])
-                    {
-                        problems.append("row \(j): token \(g.tokenID), CPU \(w.tokenID)")
+                    if g.tokenID != w.tokenID {
+                        if Self.exactWalkAgrees(gpu: g.tokenID, row: Array(logits[(i * vocab)..<((i + 1) * vocab)]),
+                                                rows[i]) {
+                            emit("     note: \(sc.label) row \(j): GPU \(g.tokenID), CPU \(w.tokenID); the CPU's float "
+                                 + "sums put the draw across a boundary, the GPU matches exact arithmetic")
+                        } else {
+                            problems.append("row \(j): token \(g.tokenID), CPU \(w.tokenID)")
+                        }
                     }
                     if let p = comparedLogprobs(g.logprob, w.logprob) { problems.append("row \(j): \(p)") }
                 }
@@ -101,25 +104,63 @@ extension CUDASelftest {
     }
 
     /// The CPU sums weights in float, one token after another, so over a 32k vocabulary its
-    /// running sum drifts by ~1e-5 of the total, and a draw that lands that close to a
-    /// boundary picks a neighbour. The GPU sums exactly (fixed point). For the rows the CPU
-    /// walks in id order (no top-k / top-p, no edits) this redoes the walk in double: a
-    /// GPU token that agrees with exact arithmetic is not a GPU fault.
-    static func exactWalkAgrees(gpu token: Int32, row: [Float], _ p: SamplingRow) -> Bool {
-        let plainWalk = p.temperature > 0 && p.topK <= 0 && (p.topP <= 0 || p.topP >= 1) && p.logitBias.isEmpty
-            && p.suppressed.isEmpty && p.generatedCounts.isEmpty
-        guard plainWalk, let maxLogit = row.max() else { return false }
+    /// running sums drift by ~1e-5 of the total, and a cut or draw that lands that close to
+    /// a boundary picks another token (in the sorted tail, one with a far-away id). The GPU
+    /// sums exactly (fixed point). This redoes the CPU's algorithm with double sums: a GPU
+    /// token that agrees with exact arithmetic is not a GPU fault.
+    static func exactWalkAgrees(gpu token: Int32, row raw: [Float], _ p: SamplingRow) -> Bool {
+        guard p.temperature > 0, p.topK != 1 else { return false }
+        var row = raw
+        for (t, b) in p.logitBias where Int(t) < row.count && t >= 0 { row[Int(t)] += b }
+        if !(p.frequencyPenalty == 0 && p.presencePenalty == 0 && p.repetitionPenalty == 1) {
+            for (t, c) in p.generatedCounts where Int(t) < row.count && t >= 0 {
+                var l = row[Int(t)]
+                if p.repetitionPenalty != 1 { l = l > 0 ? l / p.repetitionPenalty : l * p.repetitionPenalty }
+                l -= p.frequencyPenalty * Float(c) + p.presencePenalty
+                row[Int(t)] = l
+            }
+        }
+        for t in p.suppressed where Int(t) < row.count && t >= 0 { row[Int(t)] = -.infinity }
+        guard let maxLogit = row.max(), maxLogit.isFinite else { return false }
         let invT = 1 / p.temperature, minW = p.minP > 0 ? p.minP : 0
         let w = row.map { expf(($0 - maxLogit) * invT) }
-        var kept = 0.0
-        for x in w where x >= minW { kept += Double(x) }
-        let target = Double(Float(Philox(seed: p.seed).unit(index: p.drawIndex))) * kept
-        var run = 0.0
-        for (i, x) in w.enumerated() where x >= minW {
-            run += Double(x)
-            if run > target { return Int32(i) == token }
+        let unit = Double(Float(Philox(seed: p.seed).unit(index: p.drawIndex)))
+        let topK = p.topK > 0 && p.topK < w.count ? p.topK : 0
+        let topP = p.topP > 0 && p.topP < 1 ? Double(p.topP) : 1
+        if topK == 0 && topP == 1 {
+            var kept = 0.0
+            for x in w where x >= minW { kept += Double(x) }
+            var run = 0.0
+            for (i, x) in w.enumerated() where x >= minW {
+                run += Double(x)
+                if run > unit * kept { return Int32(i) == token }
+            }
+            return false
         }
-        return false
+        var order = Array(0..<w.count)
+        order.sort { w[$0] > w[$1] || (w[$0] == w[$1] && $0 < $1) }
+        if topK > 0 { order = Array(order.prefix(topK)) }
+        let mass = order.reduce(0.0) { $0 + Double(w[$1]) }
+        var keep = order.count
+        if topP < 1 {
+            var cum = 0.0
+            for (n, i) in order.enumerated() {
+                cum += Double(w[i])
+                if cum >= topP * mass { keep = n + 1; break }
+            }
+        }
+        if minW > 0 {
+            var n = 1
+            while n < keep, w[order[n]] >= minW { n += 1 }
+            keep = n
+        }
+        let kept = order[..<keep].reduce(0.0) { $0 + Double(w[$1]) }
+        var run = 0.0
+        for i in order[..<keep] {
+            run += Double(w[i])
+            if run > unit * kept { return Int32(i) == token }
+        }
+        return Int32(order[keep - 1]) == token
     }
 
     func comparedLogprobs(_ g: TokenLogprob?, _ w: TokenLogprob?) -> String? {
