@@ -8,6 +8,8 @@ import PackageDescription
 //   ServalTensor    (dtypes, weight views, device-neutral protocols: ComputeBackend, AttentionBackend,
 //                    KVLayout/KVPool, Communicator; logits and the sampling seam)
 //   ServalCPU       (the CPU backend: C kernels' Swift side, thread pool, paged/cascade attention)
+//   CServalCUDA     (dlopen shim: the CUDA driver / NVRTC / cuBLASLt calls we use; no link-time CUDA)
+//   ServalCUDA      (CUDA device, memory, streams, NVRTC kernels, cuBLASLt, GPU sampler, selftest)
 //   ServalFormats   (GGUF, safetensors, HF config files)
 //   ServalModels    (layers, architectures, registry and the one loader; written over ServalTensor's
 //                    protocols only: the backend is injected by whoever loads a model)
@@ -57,6 +59,12 @@ let package = Package(
         .target(name: "ServalTensor", dependencies: ["ServalBase"], swiftSettings: fast),
         .target(name: "ServalCPU", dependencies: ["ServalTensor", "CServalKernels"], swiftSettings: fast),
         .target(name: "ServalFormats", dependencies: ["ServalTensor"], swiftSettings: fast),
+        .target(
+            name: "CServalCUDA",
+            cSettings: [.unsafeFlags(["-O2", "-Wall"])],
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]
+        ),
+        .target(name: "ServalCUDA", dependencies: ["CServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
         .target(name: "ServalModels", dependencies: ["ServalTensor", "ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTokenizer", dependencies: ["ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTemplate", swiftSettings: plain),
@@ -109,7 +117,7 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalEngine", "ServalServer", "ServalGateway", "ServalBench", "ServalModels", "ServalTokenizer",
-                "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase", "ServalGrammar",
+                "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase", "ServalGrammar", "ServalCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plain
@@ -123,6 +131,7 @@ let package = Package(
         .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalGrammarTests", dependencies: ["ServalGrammar"], swiftSettings: plain),
+        .testTarget(name: "ServalCUDATests", dependencies: ["ServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalCPU", "ServalModels", "ServalGrammar"], resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),

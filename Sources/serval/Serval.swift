@@ -13,6 +13,7 @@ struct Serval: AsyncParsableCommand {
             BenchServing.self,
             BenchKernels.self,
             BenchGrammar.self,
+            CudaInfo.self, Selftest.self, BenchCuda.self,
         ]
     )
 }

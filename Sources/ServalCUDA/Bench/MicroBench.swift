@@ -1,0 +1,101 @@
+import Foundation
+
+/// Micro-benchmarks for `serval bench-cuda`: device-to-device copy bandwidth (the memory
+/// floor's denominator), cuBLASLt bf16 GEMM throughput, and decode attention bandwidth.
+/// Times come from CUDA events around `iterations` back-to-back launches after a warm-up.
+public struct MicroBench {
+    let context: CUDAContext
+    let kernels: CUDAKernels
+    let blas: CuBLASLt
+    let stream: CUDAStream
+
+    public init(context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt) throws {
+        self.context = context
+        self.kernels = kernels
+        self.blas = blas
+        stream = try CUDAStream()
+    }
+
+    /// Milliseconds per call of `body`, averaged over `iterations` after `warmup` calls.
+    public func time(iterations: Int = 20, warmup: Int = 3, _ body: () throws -> Void) throws -> Double {
+        for _ in 0..<warmup { try body() }
+        let start = try CUDAEvent(), end = try CUDAEvent()
+        try start.record(on: stream)
+        for _ in 0..<iterations { try body() }
+        try end.record(on: stream)
+        try end.synchronize()
+        return try end.elapsed(since: start) / Double(iterations)
+    }
+
+    /// GB/s of a device-to-device copy of `bytes` (read + write counted, as nvbandwidth does).
+    public func copyBandwidth(bytes: Int = 1 << 30) throws -> Double {
+        let a = try DeviceBuffer(bytes: bytes), b = try DeviceBuffer(bytes: bytes)
+        try stream.fill8(a.pointer, value: 1, count: bytes)
+        let ms = try time { try stream.copy(from: a.pointer, to: b.pointer, bytes: bytes) }
+        return 2 * Double(bytes) / (ms / 1e3) / 1e9
+    }
+
+    /// TFLOP/s and ms of y[m, n] = x[m, k] · w[n, k]ᵀ in bf16.
+    public func gemm(m: Int, n: Int, k: Int) throws -> (tflops: Double, ms: Double) {
+        let x = try DeviceBuffer(bytes: m * k * 2), w = try DeviceBuffer(bytes: n * k * 2)
+        let y = try DeviceBuffer(bytes: m * n * 2)
+        // Small finite values (bf16 0x3C00 pairs = 0.0078): speed does not depend on them.
+        try stream.fill32(x.pointer, value: 0x3C00_3C00, count: m * k / 2)
+        try stream.fill32(w.pointer, value: 0x3C00_3C00, count: n * k / 2)
+        let iterations = max(3, min(50, Int(2e12 / Double(2 * m * n * k))))
+        let ms = try time(iterations: iterations) {
+            try blas.gemmBF16(m: m, n: n, k: k, x: x.pointer, w: w.pointer, y: y.pointer, stream: stream)
+        }
+        return (2 * Double(m) * Double(n) * Double(k) / (ms / 1e3) / 1e12, ms)
+    }
+
+    /// Decode attention over `batch` sequences of `context` tokens: (GB/s of K+V read, ms).
+    public func decodeAttention(batch: Int, context len: Int, heads: Int = 32, kvHeads: Int = 8,
+                                headDim: Int = 128) throws -> (gbs: Double, ms: Double) {
+        let shape = CUDAKernels.AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim)
+        let tokens = batch * len, kvDim = kvHeads * headDim
+        let kc = try DeviceBuffer(bytes: tokens * kvDim * 2), vc = try DeviceBuffer(bytes: tokens * kvDim * 2)
+        try stream.fill32(kc.pointer, value: 0x3C00_3C00, count: tokens * kvDim / 2)
+        try stream.fill32(vc.pointer, value: 0x3C00_3C00, count: tokens * kvDim / 2)
+        let rowStride = (heads + 2 * kvHeads) * headDim
+        let q = try DeviceBuffer(bytes: batch * rowStride * 2)
+        try stream.fill32(q.pointer, value: 0x3C00_3C00, count: batch * rowStride / 2)
+        let out = try DeviceBuffer(bytes: batch * heads * headDim * 2)
+        let indptr = try DeviceBuffer(bytes: (batch + 1) * 4), indices = try DeviceBuffer(bytes: tokens * 4)
+        try stream.upload((0...batch).map { Int32($0 * len) }, to: indptr.pointer)
+        try stream.upload((0..<tokens).map { Int32($0) }, to: indices.pointer)
+        let splits = kernels.decodeSplits(batch: batch, shape: shape, maxLen: len)
+        let ws = try DeviceBuffer(bytes: max(4, CUDAKernels.decodeWorkspaceBytes(batch: batch, shape: shape,
+                                                                                  splits: splits)))
+        let ms = try time {
+            try kernels.decodeAttention(q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
+                                        kvIndptr: indptr.pointer, kvIndices: indices.pointer, out: out.pointer,
+                                        workspace: ws.pointer, batch: batch, shape: shape, splits: splits,
+                                        stream: stream)
+        }
+        return (2 * Double(tokens * kvDim * 2) / (ms / 1e3) / 1e9, ms)
+    }
+
+    /// Prefill attention of one `len`-token prompt: TFLOP/s (causal: half the square) and ms.
+    public func extendAttention(len: Int, heads: Int = 32, kvHeads: Int = 8, headDim: Int = 128) throws
+        -> (tflops: Double, ms: Double)
+    {
+        let shape = CUDAKernels.AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim)
+        let kvDim = kvHeads * headDim, rowStride = (heads + 2 * kvHeads) * headDim
+        let kc = try DeviceBuffer(bytes: len * kvDim * 2), vc = try DeviceBuffer(bytes: len * kvDim * 2)
+        let q = try DeviceBuffer(bytes: len * rowStride * 2), out = try DeviceBuffer(bytes: len * heads * headDim * 2)
+        for b in [kc, vc, q] { try stream.fill32(b.pointer, value: 0x3C00_3C00, count: b.pointer.bytes / 4) }
+        let qo = try DeviceBuffer(bytes: 8), kvp = try DeviceBuffer(bytes: 8), idx = try DeviceBuffer(bytes: len * 4)
+        try stream.upload([0, Int32(len)], to: qo.pointer)
+        try stream.upload([0, Int32(len)], to: kvp.pointer)
+        try stream.upload((0..<Int32(len)).map { $0 }, to: idx.pointer)
+        let ms = try time(iterations: 5, warmup: 1) {
+            try kernels.extendAttention(q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
+                                        qoIndptr: qo.pointer, kvIndptr: kvp.pointer, kvIndices: idx.pointer,
+                                        out: out.pointer, batch: 1, maxQLen: len, totalQ: len, shape: shape,
+                                        stream: stream)
+        }
+        let flops = 4 * Double(len) * Double(len) / 2 * Double(heads * headDim)
+        return (flops / (ms / 1e3) / 1e12, ms)
+    }
+}

@@ -1,0 +1,5 @@
+import ServalTensor
+
+enum SamplingRowFixture {
+    static func row(_ r: Int) -> SamplingRow { SamplingRow(logitsRow: r) }
+}

@@ -1,0 +1,80 @@
+import XCTest
+
+@testable import ServalCUDA
+
+/// CI has no GPU: these run the CPU side of the selftest, check what needs no device,
+/// and print why the GPU side is skipped (or run it in full when a GPU is present).
+final class ServalCUDATests: XCTestCase {
+    func testCPUSideOfSelftestPasses() {
+        var lines: [String] = []
+        let (passed, failed) = CPUSelftest.run { lines.append($0) }
+        XCTAssertEqual(failed, 0, lines.joined(separator: "\n"))
+        XCTAssertGreaterThan(passed, 5)
+        XCTAssertEqual(lines.last, "\(passed) passed, 0 failed")
+    }
+
+    /// Without a driver the CUDA layer says, in one line, what is missing; with one the
+    /// whole GPU selftest must pass.
+    func testGPUSideRunsOrSaysWhyNot() throws {
+        let context: CUDAContext
+        do {
+            context = try CUDAContext()
+        } catch let error as CUDAError {
+            guard case .unavailable(let message) = error else { return XCTFail("unexpected \(error)") }
+            XCTAssertFalse(message.isEmpty)
+            XCTAssertFalse(message.contains("\n"), "one line: \(message)")
+            print("GPU side of the selftest skipped: \(message)")
+            return
+        }
+        let kernels = try CUDAKernels(context: context, compiler: try NVRTCCompiler(arch: context.info.arch))
+        var lines: [String] = []
+        let test = try CUDASelftest(context: context, kernels: kernels, blas: try CuBLASLt(), seed: 1) { lines.append($0) }
+        let (_, failed) = test.runAll()
+        XCTAssertEqual(failed, 0, lines.joined(separator: "\n"))
+    }
+
+    func testEveryLaunchedKernelIsInTheSource() {
+        let source = KernelSource.all
+        for name in ["sv_embedding_bf16", "sv_rmsnorm_residual", "sv_rope_bf16", "sv_silu_mul_bf16", "sv_kv_write_bf16",
+                     "sv_decode_attn_reduce", "sv_logit_edits", "sv_sample", "sv_logprobs"] {
+            XCTAssertTrue(source.contains("void \(name)(") || source.contains(" \(name)("), name)
+        }
+        for d in CUDAKernels.headDims {
+            XCTAssertTrue(source.contains("EXTEND_INSTANCE(\(d))"), "extend d\(d)")
+            for g in [1, 2, 4, 8] { XCTAssertTrue(source.contains("DECODE_INSTANCE(\(d), \(g))"), "decode d\(d) g\(g)") }
+        }
+    }
+
+    func testGroupSubdivisionDividesTheGroup() {
+        for group in 1...32 {
+            let gs = CUDAKernels.groupSub(group)
+            XCTAssertEqual(group % gs, 0)
+            XCTAssertLessThanOrEqual(gs, 8)
+        }
+    }
+
+    func testRoPETableRejectsBadInput() {
+        XCTAssertThrowsError(try RoPETable(rotaryDim: 7, base: 10000))
+        XCTAssertThrowsError(try RoPETable(rotaryDim: 8, base: 1))
+        XCTAssertEqual(try RoPETable(rotaryDim: 4, base: 10000).inverseFrequencies, [1, 0.01])
+    }
+
+    /// The sampler's packed parameters: CSR lists per row, penalties only when they apply.
+    func testSamplingParameterLayout() {
+        var layout = ParamLayout()
+        var a = SamplingRowFixture.row(0)
+        a.logitBias = [7: 1, 3: -1]
+        a.frequencyPenalty = 0.5
+        a.generatedCounts = [9: 2]
+        a.suppressed = [4, 4]
+        var b = SamplingRowFixture.row(1)
+        b.generatedCounts = [9: 2]  // penalties off: not uploaded
+        layout.add(a)
+        layout.add(b)
+        XCTAssertEqual(layout.biasPtr, [0, 2, 2])
+        XCTAssertEqual(layout.biasTok, [3, 7])
+        XCTAssertEqual(layout.penPtr, [0, 1, 1])
+        XCTAssertEqual(layout.supTok, [4])
+        XCTAssertEqual(layout.editCount, 4)
+    }
+}
