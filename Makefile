@@ -34,7 +34,7 @@ test-swift:
 
 test-integration:
 	SERVAL_MODEL="$$(scripts/fetch-default-model)" SERVAL_BIN="$(CURDIR)/$(BIN)" \
-	  PYTHONPATH="$(CURDIR)/$(PYDEPS)" $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	  PYTHONPATH="$(CURDIR)/$(PYDEPS)" $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/integration
 
 # A stripped static binary (for the GPU machine, which has no Swift).
 release-static:
