@@ -8,7 +8,7 @@ BIN := .build/release/serval
 PYTHON ?= python3
 PYDEPS := .build/pydeps
 
-.PHONY: serve build test test-swift test-integration model pydeps release-static clean
+.PHONY: serve build test test-swift test-integration lint model pydeps release-static clean
 
 model:
 	@scripts/fetch-default-model >/dev/null
@@ -25,7 +25,7 @@ pydeps:
 	@mkdir -p $(PYDEPS)
 	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(PYDEPS) --upgrade openai requests pytest jsonschema >/dev/null
 
-test: model pydeps
+test: lint model pydeps
 	swift build $(SWIFT_FLAGS) --build-tests
 	$(MAKE) test-swift test-integration
 
@@ -35,6 +35,10 @@ test-swift:
 test-integration:
 	SERVAL_MODEL="$$(scripts/fetch-default-model)" SERVAL_BIN="$(CURDIR)/$(BIN)" \
 	  PYTHONPATH="$(CURDIR)/$(PYDEPS)" $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/integration
+
+# The tree stays formatted (.swift-format: 4 spaces, 120 columns); `swift format -i -r Sources Tests` fixes it.
+lint:
+	swift format lint --strict --recursive Sources Tests Package.swift
 
 # A stripped static binary (for the GPU machine, which has no Swift).
 release-static:

@@ -38,7 +38,7 @@ let package = Package(
     name: "serval",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "serval", targets: ["serval"]),
+        .executable(name: "serval", targets: ["serval"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -117,26 +117,50 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalEngine", "ServalServer", "ServalGateway", "ServalBench", "ServalModels", "ServalTokenizer",
-                "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase", "ServalGrammar", "ServalCUDA",
+                "ServalTemplate", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase", "ServalGrammar",
+                "ServalCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: plain
         ),
         // One test-support target: the GGUF writer, the default-model path, shared fixtures.
-        .target(name: "ServalTestSupport", dependencies: ["ServalModels", "ServalCPU"], path: "Tests/ServalTestSupport",
-                resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTestSupport", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalFormatsTests", dependencies: ["ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalModelsTests", dependencies: ["ServalTestSupport", "ServalModels", "ServalCPU", "ServalFormats", "ServalTokenizer"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .target(
+            name: "ServalTestSupport", dependencies: ["ServalModels", "ServalCPU"], path: "Tests/ServalTestSupport",
+            resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(
+            name: "ServalTensorTests",
+            dependencies: ["ServalTestSupport", "ServalTensor", "ServalCPU", "ServalFormats", "ServalBase"],
+            resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(
+            name: "ServalFormatsTests", dependencies: ["ServalFormats"], resources: [.copy("Fixtures")],
+            swiftSettings: plain),
+        .testTarget(
+            name: "ServalModelsTests",
+            dependencies: ["ServalTestSupport", "ServalModels", "ServalCPU", "ServalFormats", "ServalTokenizer"],
+            resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(
+            name: "ServalTokenizerTests", dependencies: ["ServalTestSupport", "ServalTokenizer", "ServalFormats"],
+            resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(
+            name: "ServalTemplateTests", dependencies: ["ServalTestSupport", "ServalTemplate"],
+            resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalGrammarTests", dependencies: ["ServalGrammar"], swiftSettings: plain),
-        .testTarget(name: "ServalCUDATests", dependencies: ["ServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
+        .testTarget(
+            name: "ServalCUDATests", dependencies: ["ServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
         .testTarget(name: "ServalBaseTests", dependencies: ["ServalBase"], swiftSettings: plain),
-        .testTarget(name: "ServalEngineTests", dependencies: ["ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalCPU", "ServalModels", "ServalGrammar"], resources: [.copy("Fixtures")], swiftSettings: plain),
-        .testTarget(name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(
+            name: "ServalEngineTests",
+            dependencies: [
+                "ServalTestSupport", "ServalEngine", "ServalBase", "ServalTensor", "ServalCPU", "ServalModels",
+                "ServalGrammar",
+            ], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(
+            name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"],
+            resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalHTTPTests", dependencies: ["ServalHTTP"], swiftSettings: plain),
         .testTarget(name: "ServalGatewayTests", dependencies: ["ServalGateway", "ServalHTTP"], swiftSettings: plain),
-        .testTarget(name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"], resources: [.copy("Fixtures")], swiftSettings: plain),
+        .testTarget(
+            name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"],
+            resources: [.copy("Fixtures")], swiftSettings: plain),
     ]
 )

@@ -27,8 +27,10 @@ public struct Philox: Sendable, Equatable {
         for _ in 0..<10 {
             let p0 = Philox.m0 &* UInt64(c.0)
             let p1 = Philox.m1 &* UInt64(c.2)
-            c = (UInt32(truncatingIfNeeded: p1 >> 32) ^ c.1 ^ k0, UInt32(truncatingIfNeeded: p1),
-                 UInt32(truncatingIfNeeded: p0 >> 32) ^ c.3 ^ k1, UInt32(truncatingIfNeeded: p0))
+            c = (
+                UInt32(truncatingIfNeeded: p1 >> 32) ^ c.1 ^ k0, UInt32(truncatingIfNeeded: p1),
+                UInt32(truncatingIfNeeded: p0 >> 32) ^ c.3 ^ k1, UInt32(truncatingIfNeeded: p0)
+            )
             k0 &+= Philox.w0
             k1 &+= Philox.w1
         }

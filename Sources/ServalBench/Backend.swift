@@ -19,8 +19,10 @@ public enum Backend: String, Sendable, CaseIterable {
 
     /// The JSON request body for one row. `extra` keys are merged at the top
     /// level last, so they override ours (SGLang's `--extra-request-body`).
-    public func payload(row: DatasetRow, outputLen: Int, model: String?, stream: Bool,
-                        ignoreEOS: Bool, extra: [String: Any]) -> [String: Any] {
+    public func payload(
+        row: DatasetRow, outputLen: Int, model: String?, stream: Bool,
+        ignoreEOS: Bool, extra: [String: Any]
+    ) -> [String: Any] {
         var body: [String: Any]
         if isNative {
             body = [

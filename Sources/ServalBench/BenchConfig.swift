@@ -19,11 +19,13 @@ public struct BenchConfig: Sendable {
     /// retries a refused connection until then).
     public var connectTimeout: Double
 
-    public init(backend: Backend, baseURL: String, model: String? = nil, dataset: DatasetSpec, numPrompts: Int,
-                requestRates: [Double] = [.infinity], maxConcurrency: Int? = nil, warmupRequests: Int = 1,
-                seed: UInt64 = 1, ignoreEOS: Bool = true, stream: Bool = true,
-                extraRequestBody: JSONObject = JSONObject([:]), showProgress: Bool = true,
-                connectTimeout: Double = 10) {
+    public init(
+        backend: Backend, baseURL: String, model: String? = nil, dataset: DatasetSpec, numPrompts: Int,
+        requestRates: [Double] = [.infinity], maxConcurrency: Int? = nil, warmupRequests: Int = 1,
+        seed: UInt64 = 1, ignoreEOS: Bool = true, stream: Bool = true,
+        extraRequestBody: JSONObject = JSONObject([:]), showProgress: Bool = true,
+        connectTimeout: Double = 10
+    ) {
         self.backend = backend
         self.baseURL = baseURL
         self.model = model

@@ -23,8 +23,9 @@ public struct BenchmarkRunner: Sendable {
     public func run(rows: [DatasetRow], onResult: (RunResult) throws -> Void = { _ in }) async throws -> [RunResult] {
         guard !rows.isEmpty else { throw BenchError("the dataset produced no requests") }
         let connections = max(config.maxConcurrency ?? rows.count, config.warmupRequests, 1)
-        let client = HTTPBenchClient(baseURL: config.baseURL, connections: connections,
-                                     connectTimeout: config.connectTimeout)
+        let client = HTTPBenchClient(
+            baseURL: config.baseURL, connections: connections,
+            connectTimeout: config.connectTimeout)
         do {
             let results = try await run(rows: rows, client: client, onResult: onResult)
             await client.shutdown()
@@ -35,7 +36,9 @@ public struct BenchmarkRunner: Sendable {
         }
     }
 
-    private func run(rows: [DatasetRow], client: HTTPBenchClient, onResult: (RunResult) throws -> Void) async throws -> [RunResult] {
+    private func run(rows: [DatasetRow], client: HTTPBenchClient, onResult: (RunResult) throws -> Void) async throws
+        -> [RunResult]
+    {
         var model = config.model
         if model == nil && config.backend == .openai {
             model = await Self.discoverModel(client: client)
@@ -43,8 +46,9 @@ public struct BenchmarkRunner: Sendable {
         try await warmUp(rows[0], client: client, model: model)
         var results: [RunResult] = []
         for (k, rate) in config.requestRates.enumerated() {
-            let result = await runOnce(rows: rows, rate: rate, seed: config.seed &+ UInt64(k) &+ 1,
-                                       client: client, model: model)
+            let result = await runOnce(
+                rows: rows, rate: rate, seed: config.seed &+ UInt64(k) &+ 1,
+                client: client, model: model)
             results.append(result)
             try onResult(result)
         }
@@ -60,9 +64,10 @@ public struct BenchmarkRunner: Sendable {
         let outcomes = await withTaskGroup(of: RequestOutcome.self) { group in
             for _ in 0..<config.warmupRequests {
                 group.addTask {
-                    await client.send(backend: config.backend, row: row, outputLen: outputLen, model: model,
-                                      stream: config.stream, ignoreEOS: config.ignoreEOS,
-                                      extra: config.extraRequestBody.value)
+                    await client.send(
+                        backend: config.backend, row: row, outputLen: outputLen, model: model,
+                        stream: config.stream, ignoreEOS: config.ignoreEOS,
+                        extra: config.extraRequestBody.value)
                 }
             }
             var all: [RequestOutcome] = []
@@ -70,12 +75,16 @@ public struct BenchmarkRunner: Sendable {
             return all
         }
         if !outcomes.contains(where: \.success) {
-            throw BenchError("warm-up failed against \(client.baseURL)\(config.backend.path): \(outcomes.first?.error ?? "no response")")
+            throw BenchError(
+                "warm-up failed against \(client.baseURL)\(config.backend.path): \(outcomes.first?.error ?? "no response")"
+            )
         }
         try? await Task.sleep(for: .seconds(1))
     }
 
-    func runOnce(rows: [DatasetRow], rate: Double, seed: UInt64, client: HTTPBenchClient, model: String?) async -> RunResult {
+    func runOnce(rows: [DatasetRow], rate: Double, seed: UInt64, client: HTTPBenchClient, model: String?) async
+        -> RunResult
+    {
         let offsets = ArrivalSchedule.offsets(count: rows.count, rate: rate, seed: seed)
         let gate = ConcurrencyGate(limit: config.maxConcurrency)
         let progress = ProgressBar(total: rows.count, enabled: config.showProgress)
@@ -89,9 +98,10 @@ public struct BenchmarkRunner: Sendable {
                 if due > clock.now { try? await Task.sleep(until: due, clock: clock) }
                 group.addTask {
                     await gate.acquire()
-                    let o = await client.send(backend: config.backend, row: row, outputLen: row.outputLen, model: model,
-                                              stream: config.stream, ignoreEOS: config.ignoreEOS,
-                                              extra: config.extraRequestBody.value)
+                    let o = await client.send(
+                        backend: config.backend, row: row, outputLen: row.outputLen, model: model,
+                        stream: config.stream, ignoreEOS: config.ignoreEOS,
+                        extra: config.extraRequestBody.value)
                     await gate.release()
                     progress.advance(success: o.success)
                     return (i, o)
@@ -112,9 +122,9 @@ public struct BenchmarkRunner: Sendable {
     /// The first model id from GET /v1/models, as SGLang does when --model is absent.
     static func discoverModel(client: HTTPBenchClient) async -> String? {
         guard let reply = try? await client.get("/v1/models"), reply.status == 200,
-              let obj = (try? JSONSerialization.jsonObject(with: Data(reply.body.utf8))) as? [String: Any],
-              let first = (obj["data"] as? [[String: Any]])?.first,
-              let id = first["id"] as? String
+            let obj = (try? JSONSerialization.jsonObject(with: Data(reply.body.utf8))) as? [String: Any],
+            let first = (obj["data"] as? [[String: Any]])?.first,
+            let id = first["id"] as? String
         else { return nil }
         return id
     }

@@ -9,7 +9,8 @@ public enum DatasetSpec: Sendable, Equatable {
     case random(inputLen: Int, outputLen: Int, rangeRatio: Double)
     /// `numGroups` shared system prompts, each followed by `promptsPerGroup`
     /// distinct questions: the RadixAttention workload.
-    case generatedSharedPrefix(numGroups: Int, promptsPerGroup: Int, systemPromptLen: Int, questionLen: Int, outputLen: Int)
+    case generatedSharedPrefix(
+        numGroups: Int, promptsPerGroup: Int, systemPromptLen: Int, questionLen: Int, outputLen: Int)
     /// ShareGPT-format JSON: conversations[0] (human) is the prompt, the
     /// length of conversations[1] (gpt) is the output length unless fixed.
     case shareGPT(path: String, fixedOutputLen: Int?, contextLen: Int?)
@@ -27,12 +28,15 @@ public enum DatasetBuilder {
     /// The rows to send. `numPrompts` applies to random and ShareGPT; the
     /// shared-prefix set has numGroups × promptsPerGroup rows, shuffled so
     /// groups interleave as in SGLang.
-    public static func build(_ spec: DatasetSpec, numPrompts: Int, tokenizer: any BenchTokenizer, seed: UInt64) throws -> [DatasetRow] {
+    public static func build(_ spec: DatasetSpec, numPrompts: Int, tokenizer: any BenchTokenizer, seed: UInt64) throws
+        -> [DatasetRow]
+    {
         var rng = SeededGenerator(seed: seed)
         switch spec {
         case let .random(inputLen, outputLen, rangeRatio):
             guard inputLen > 0, outputLen > 0 else {
-                throw BenchError("--random-input-len and --random-output-len must be positive (got \(inputLen), \(outputLen))")
+                throw BenchError(
+                    "--random-input-len and --random-output-len must be positive (got \(inputLen), \(outputLen))")
             }
             guard (0...1).contains(rangeRatio) else {
                 throw BenchError("--random-range-ratio must be in [0, 1] (got \(rangeRatio))")
@@ -49,7 +53,9 @@ public enum DatasetBuilder {
 
         case let .generatedSharedPrefix(groups, perGroup, sysLen, qLen, outLen):
             guard groups > 0, perGroup > 0, sysLen >= 0, qLen > 0, outLen > 0 else {
-                throw BenchError("--gsp-num-groups, --gsp-prompts-per-group, --gsp-question-len and --gsp-output-len must be positive")
+                throw BenchError(
+                    "--gsp-num-groups, --gsp-prompts-per-group, --gsp-question-len and --gsp-output-len must be positive"
+                )
             }
             let builder = try PromptBuilder(tokenizer: tokenizer)
             var rows: [DatasetRow] = []
@@ -64,8 +70,9 @@ public enum DatasetBuilder {
             return rows
 
         case let .shareGPT(path, fixedOutputLen, contextLen):
-            return try loadShareGPT(path: path, numPrompts: numPrompts, fixedOutputLen: fixedOutputLen,
-                                    contextLen: contextLen, tokenizer: tokenizer, rng: &rng)
+            return try loadShareGPT(
+                path: path, numPrompts: numPrompts, fixedOutputLen: fixedOutputLen,
+                contextLen: contextLen, tokenizer: tokenizer, rng: &rng)
         }
     }
 
@@ -75,8 +82,10 @@ public enum DatasetBuilder {
         return lo + Int(rng.next() % UInt64(full - lo + 1))
     }
 
-    static func loadShareGPT(path: String, numPrompts: Int, fixedOutputLen: Int?, contextLen: Int?,
-                             tokenizer: any BenchTokenizer, rng: inout SeededGenerator) throws -> [DatasetRow] {
+    static func loadShareGPT(
+        path: String, numPrompts: Int, fixedOutputLen: Int?, contextLen: Int?,
+        tokenizer: any BenchTokenizer, rng: inout SeededGenerator
+    ) throws -> [DatasetRow] {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -96,15 +105,17 @@ public enum DatasetBuilder {
         var pairs: [(String, String)] = []
         for entry in entries {
             guard let obj = entry as? [String: Any],
-                  let conv = (obj["conversations"] ?? obj["conversation"]) as? [[String: Any]],
-                  conv.count >= 2,
-                  let prompt = conv[0]["value"] as? String,
-                  let answer = conv[1]["value"] as? String
+                let conv = (obj["conversations"] ?? obj["conversation"]) as? [[String: Any]],
+                conv.count >= 2,
+                let prompt = conv[0]["value"] as? String,
+                let answer = conv[1]["value"] as? String
             else { continue }
             pairs.append((prompt, answer))
         }
         guard !pairs.isEmpty else {
-            throw BenchError("dataset file \(path) has no usable entries (each needs conversations[0].value and conversations[1].value)")
+            throw BenchError(
+                "dataset file \(path) has no usable entries (each needs conversations[0].value and conversations[1].value)"
+            )
         }
         pairs.shuffle(using: &rng)
         let maxContext = contextLen ?? 2048
@@ -120,10 +131,13 @@ public enum DatasetBuilder {
             rows.append(DatasetRow(ids: ids, text: prompt, outputLen: outLen))
         }
         guard !rows.isEmpty else {
-            throw BenchError("dataset file \(path): no conversation fits the length limits (prompt ≤ 1024, prompt + output ≤ \(maxContext) tokens)")
+            throw BenchError(
+                "dataset file \(path): no conversation fits the length limits (prompt ≤ 1024, prompt + output ≤ \(maxContext) tokens)"
+            )
         }
         if rows.count < numPrompts {
-            FileHandleOutput.stderr("note: dataset \(path) gave \(rows.count) usable prompts, fewer than --num-prompts \(numPrompts)\n")
+            FileHandleOutput.stderr(
+                "note: dataset \(path) gave \(rows.count) usable prompts, fewer than --num-prompts \(numPrompts)\n")
         }
         return rows
     }

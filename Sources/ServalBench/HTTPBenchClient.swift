@@ -13,8 +13,9 @@ public final class HTTPBenchClient: Sendable {
     /// would silently limit concurrency and inflate TTFT.
     public init(baseURL: String, connections: Int, connectTimeout: Double = 10) {
         var config = HTTPClient.Configuration()
-        config.connectionPool = .init(idleTimeout: .seconds(120),
-                                      concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, connections))
+        config.connectionPool = .init(
+            idleTimeout: .seconds(120),
+            concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, connections))
         config.timeout = .init(connect: .milliseconds(Int64(max(connectTimeout, 0.05) * 1000)), read: .seconds(3600))
         config.decompression = .disabled
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
@@ -38,11 +39,14 @@ public final class HTTPBenchClient: Sendable {
 
     /// Sends one request and returns its outcome; never throws — a refused
     /// connection, a non-200 status or a broken stream becomes a failed outcome.
-    public func send(backend: Backend, row: DatasetRow, outputLen: Int, model: String?, stream: Bool,
-                     ignoreEOS: Bool, extra: [String: Any]) async -> RequestOutcome {
+    public func send(
+        backend: Backend, row: DatasetRow, outputLen: Int, model: String?, stream: Bool,
+        ignoreEOS: Bool, extra: [String: Any]
+    ) async -> RequestOutcome {
         var acc = StreamAccumulator(native: backend.isNative)
-        let body = backend.payload(row: row, outputLen: outputLen, model: model, stream: stream,
-                                   ignoreEOS: ignoreEOS, extra: extra)
+        let body = backend.payload(
+            row: row, outputLen: outputLen, model: model, stream: stream,
+            ignoreEOS: ignoreEOS, extra: extra)
         var failed = RequestOutcome()
         failed.promptLen = row.promptLen
         failed.requestedOutputLen = outputLen
@@ -109,7 +113,8 @@ public final class HTTPBenchClient: Sendable {
     /// A transport error in words a user can act on.
     static func describe(_ error: Error, url: String) -> String {
         let text = String(describing: error)
-        if text.contains("connectionRefused") || text.contains("Connection refused") || text.contains("connectTimeout") {
+        if text.contains("connectionRefused") || text.contains("Connection refused") || text.contains("connectTimeout")
+        {
             return "cannot connect to \(url) (\(text)); is the server running?"
         }
         if text.contains("remoteConnectionClosed") || text.contains("EOF") {

@@ -51,7 +51,9 @@ public struct PromptBuilder {
     /// `prefix` followed by a fresh random part of `length` tokens, such that
     /// the whole text re-encodes to exactly prefix + part. The shared prefix
     /// stays token-identical across rows, which is what a prefix cache keys on.
-    public func exactContinuation(of prefix: [Int32], length: Int, rng: inout SeededGenerator) throws -> (ids: [Int32], text: String) {
+    public func exactContinuation(of prefix: [Int32], length: Int, rng: inout SeededGenerator) throws -> (
+        ids: [Int32], text: String
+    ) {
         guard length > 0 else { return (prefix, try tokenizer.decode(prefix)) }
         for _ in 0..<64 {
             let part = try exactPrompt(length: length, rng: &rng)

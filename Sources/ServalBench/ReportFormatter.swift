@@ -72,8 +72,10 @@ public enum ReportFormatter {
     /// SGLang's record fields (same names) plus p90s, failures, peak concurrency
     /// and the dataset's parameters. An infinite rate is written as "inf". With `details`,
     /// SGLang's `--output-details` arrays too: one entry per request, in dataset order.
-    public static func record(config: BenchConfig, result: RunResult, date: Date = Date(),
-                              details: Bool = false) -> [String: Any] {
+    public static func record(
+        config: BenchConfig, result: RunResult, date: Date = Date(),
+        details: Bool = false
+    ) -> [String: Any] {
         let m = result.metrics
         var r: [String: Any] = [
             "backend": config.backend.rawValue,

@@ -59,30 +59,39 @@ public enum SVGPlot {
 
         let ttftColor = "#d62728", itlColor = "#1f77b4"
         var s = """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="sans-serif" font-size="12">
-        <rect width="100%" height="100%" fill="white"/>
-        <text x="\(n(w / 2))" y="24" text-anchor="middle" font-size="15" font-weight="bold">\(esc(title))</text>
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="sans-serif" font-size="12">
+            <rect width="100%" height="100%" fill="white"/>
+            <text x="\(n(w / 2))" y="24" text-anchor="middle" font-size="15" font-weight="bold">\(esc(title))</text>
 
-        """
+            """
         // Grid and x ticks.
         for t in xTicks {
             s += "<line x1=\"\(n(x(t)))\" y1=\"\(n(top))\" x2=\"\(n(x(t)))\" y2=\"\(n(top + ph))\" stroke=\"#eee\"/>\n"
             s += "<text x=\"\(n(x(t)))\" y=\"\(n(top + ph + 18))\" text-anchor=\"middle\">\(fmt(t))</text>\n"
         }
         for t in yLTicks {
-            s += "<line x1=\"\(n(left))\" y1=\"\(n(yl(t)))\" x2=\"\(n(left + pw))\" y2=\"\(n(yl(t)))\" stroke=\"#eee\"/>\n"
-            s += "<text x=\"\(n(left - 8))\" y=\"\(n(yl(t) + 4))\" text-anchor=\"end\" fill=\"\(ttftColor)\">\(fmt(t))</text>\n"
+            s +=
+                "<line x1=\"\(n(left))\" y1=\"\(n(yl(t)))\" x2=\"\(n(left + pw))\" y2=\"\(n(yl(t)))\" stroke=\"#eee\"/>\n"
+            s +=
+                "<text x=\"\(n(left - 8))\" y=\"\(n(yl(t) + 4))\" text-anchor=\"end\" fill=\"\(ttftColor)\">\(fmt(t))</text>\n"
         }
         for t in yRTicks {
-            s += "<text x=\"\(n(left + pw + 8))\" y=\"\(n(yr(t) + 4))\" text-anchor=\"start\" fill=\"\(itlColor)\">\(fmt(t))</text>\n"
+            s +=
+                "<text x=\"\(n(left + pw + 8))\" y=\"\(n(yr(t) + 4))\" text-anchor=\"start\" fill=\"\(itlColor)\">\(fmt(t))</text>\n"
         }
         // Axes.
-        s += "<line x1=\"\(n(left))\" y1=\"\(n(top + ph))\" x2=\"\(n(left + pw))\" y2=\"\(n(top + ph))\" stroke=\"black\"/>\n"
-        s += "<line x1=\"\(n(left))\" y1=\"\(n(top))\" x2=\"\(n(left))\" y2=\"\(n(top + ph))\" stroke=\"\(ttftColor)\"/>\n"
-        s += "<line x1=\"\(n(left + pw))\" y1=\"\(n(top))\" x2=\"\(n(left + pw))\" y2=\"\(n(top + ph))\" stroke=\"\(itlColor)\"/>\n"
-        s += "<text x=\"\(n(left + pw / 2))\" y=\"\(n(h - 18))\" text-anchor=\"middle\">Output token throughput (tok/s)</text>\n"
-        s += "<text transform=\"translate(22 \(n(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\" fill=\"\(ttftColor)\">P99 TTFT (ms)</text>\n"
-        s += "<text transform=\"translate(\(n(w - 18)) \(n(top + ph / 2))) rotate(90)\" text-anchor=\"middle\" fill=\"\(itlColor)\">P99 ITL (ms)</text>\n"
+        s +=
+            "<line x1=\"\(n(left))\" y1=\"\(n(top + ph))\" x2=\"\(n(left + pw))\" y2=\"\(n(top + ph))\" stroke=\"black\"/>\n"
+        s +=
+            "<line x1=\"\(n(left))\" y1=\"\(n(top))\" x2=\"\(n(left))\" y2=\"\(n(top + ph))\" stroke=\"\(ttftColor)\"/>\n"
+        s +=
+            "<line x1=\"\(n(left + pw))\" y1=\"\(n(top))\" x2=\"\(n(left + pw))\" y2=\"\(n(top + ph))\" stroke=\"\(itlColor)\"/>\n"
+        s +=
+            "<text x=\"\(n(left + pw / 2))\" y=\"\(n(h - 18))\" text-anchor=\"middle\">Output token throughput (tok/s)</text>\n"
+        s +=
+            "<text transform=\"translate(22 \(n(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\" fill=\"\(ttftColor)\">P99 TTFT (ms)</text>\n"
+        s +=
+            "<text transform=\"translate(\(n(w - 18)) \(n(top + ph / 2))) rotate(90)\" text-anchor=\"middle\" fill=\"\(itlColor)\">P99 ITL (ms)</text>\n"
         // Series.
         func series(_ ys: [(Double, Double)], color: String, marker: String) -> String {
             var out = ""
@@ -103,7 +112,8 @@ public enum SVGPlot {
         s += series(pts.map { (x($0.outputThroughput), yr($0.itlP99)) }, color: itlColor, marker: "square")
         for p in pts {
             let label = "rate " + (p.rate.isFinite ? fmt(p.rate) : "inf")
-            s += "<text x=\"\(n(x(p.outputThroughput) + 6))\" y=\"\(n(yl(p.ttftP99) - 6))\" font-size=\"10\" fill=\"#555\">\(esc(label))</text>\n"
+            s +=
+                "<text x=\"\(n(x(p.outputThroughput) + 6))\" y=\"\(n(yl(p.ttftP99) - 6))\" font-size=\"10\" fill=\"#555\">\(esc(label))</text>\n"
         }
         // Legend.
         let lx = left + 12, ly = top + 10

@@ -44,7 +44,7 @@ public struct StreamAccumulator: Sendable {
         let trimmed = payload.trimmingCharacters(in: .whitespaces)
         if trimmed == "[DONE]" { sawDone = true; return }
         guard let data = trimmed.data(using: .utf8),
-              let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         else {
             failure = failure ?? "unparseable chunk: \(trimmed.prefix(120))"
             return

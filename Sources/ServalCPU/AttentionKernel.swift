@@ -25,16 +25,19 @@ public enum AttentionKernel {
     /// Row r attends to positions `0 ..< firstKeys + r`.
     /// Returns false (writing nothing) for an unsupported `kvType` or sizes out of range.
     @inline(__always) @discardableResult
-    public static func run(kvType: DType, q: UnsafePointer<Float>, qStride: Int,
-                           out: UnsafeMutablePointer<Float>, outStride: Int,
-                           queryHeads: Int, rows: Int, headDim: Int,
-                           keys: UnsafeRawPointer, values: UnsafeRawPointer, kvStride: Int,
-                           slots: UnsafePointer<Int32>, firstKeys: Int, scale: Float,
-                           scratch: UnsafeMutablePointer<Float>, valueDim: Int? = nil, valueStride: Int? = nil,
-                           path: KernelPath = .active) -> Bool {
-        sv_attention(path.rawValue, Int32(bitPattern: kvType.rawValue), q, Int64(qStride), out, Int64(outStride),
-                     Int64(queryHeads), Int64(rows), Int64(headDim), Int64(valueDim ?? headDim), keys, values,
-                     Int64(kvStride), Int64(valueStride ?? kvStride), slots, Int64(firstKeys), scale, scratch) == 0
+    public static func run(
+        kvType: DType, q: UnsafePointer<Float>, qStride: Int,
+        out: UnsafeMutablePointer<Float>, outStride: Int,
+        queryHeads: Int, rows: Int, headDim: Int,
+        keys: UnsafeRawPointer, values: UnsafeRawPointer, kvStride: Int,
+        slots: UnsafePointer<Int32>, firstKeys: Int, scale: Float,
+        scratch: UnsafeMutablePointer<Float>, valueDim: Int? = nil, valueStride: Int? = nil,
+        path: KernelPath = .active
+    ) -> Bool {
+        sv_attention(
+            path.rawValue, Int32(bitPattern: kvType.rawValue), q, Int64(qStride), out, Int64(outStride),
+            Int64(queryHeads), Int64(rows), Int64(headDim), Int64(valueDim ?? headDim), keys, values,
+            Int64(kvStride), Int64(valueStride ?? kvStride), slots, Int64(firstKeys), scale, scratch) == 0
     }
 
     /// Attention over one key range of a split (shared prefix, then own keys), with
@@ -42,25 +45,30 @@ public enum AttentionKernel {
     /// partial results merge exactly (`merge`). `causal == false`: every row sees
     /// positions `0 ..< firstKeys`; otherwise as in `run` above.
     @inline(__always) @discardableResult
-    public static func run(kvType: DType, q: UnsafePointer<Float>, qStride: Int,
-                           out: UnsafeMutablePointer<Float>, outStride: Int,
-                           queryHeads: Int, rows: Int, headDim: Int,
-                           keys: UnsafeRawPointer, values: UnsafeRawPointer, kvStride: Int,
-                           slots: UnsafePointer<Int32>, firstKeys: Int, causal: Bool, scale: Float,
-                           lse: UnsafeMutablePointer<Float>, lseRowStride: Int,
-                           scratch: UnsafeMutablePointer<Float>, valueDim: Int? = nil, valueStride: Int? = nil,
-                           path: KernelPath = .active) -> Bool {
-        sv_attention_lse(path.rawValue, Int32(bitPattern: kvType.rawValue), q, Int64(qStride), out, Int64(outStride),
-                         Int64(queryHeads), Int64(rows), Int64(headDim), Int64(valueDim ?? headDim), keys, values,
-                         Int64(kvStride), Int64(valueStride ?? kvStride), slots, Int64(firstKeys), causal ? 1 : 0, scale,
-                         lse, Int64(lseRowStride), scratch) == 0
+    public static func run(
+        kvType: DType, q: UnsafePointer<Float>, qStride: Int,
+        out: UnsafeMutablePointer<Float>, outStride: Int,
+        queryHeads: Int, rows: Int, headDim: Int,
+        keys: UnsafeRawPointer, values: UnsafeRawPointer, kvStride: Int,
+        slots: UnsafePointer<Int32>, firstKeys: Int, causal: Bool, scale: Float,
+        lse: UnsafeMutablePointer<Float>, lseRowStride: Int,
+        scratch: UnsafeMutablePointer<Float>, valueDim: Int? = nil, valueStride: Int? = nil,
+        path: KernelPath = .active
+    ) -> Bool {
+        sv_attention_lse(
+            path.rawValue, Int32(bitPattern: kvType.rawValue), q, Int64(qStride), out, Int64(outStride),
+            Int64(queryHeads), Int64(rows), Int64(headDim), Int64(valueDim ?? headDim), keys, values,
+            Int64(kvStride), Int64(valueStride ?? kvStride), slots, Int64(firstKeys), causal ? 1 : 0, scale,
+            lse, Int64(lseRowStride), scratch) == 0
     }
 
     /// Folds attention over a second, disjoint key range (`other`, `otherLSE`) into
     /// `out`/`lse`: `heads` vectors of `headDim` floats, contiguous.
     @inline(__always)
-    public static func merge(_ out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
-                             other: UnsafePointer<Float>, otherLSE: UnsafePointer<Float>, heads: Int, headDim: Int) {
+    public static func merge(
+        _ out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
+        other: UnsafePointer<Float>, otherLSE: UnsafePointer<Float>, heads: Int, headDim: Int
+    ) {
         sv_attention_merge(out, Int64(headDim), lse, other, Int64(headDim), otherLSE, Int64(heads), Int64(headDim))
     }
 }

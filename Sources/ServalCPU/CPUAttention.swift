@@ -62,7 +62,8 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
     public func prepare(_ step: AttentionStep, pool kvPool: any KVPool) throws {
         let seqs = step.tokenCounts.count
         guard step.startPositions.count == seqs, step.slotStart.count == seqs + 1,
-              step.slotStart.last == step.slots.count else {
+            step.slotStart.last == step.slots.count
+        else {
             throw TensorError("attention: inconsistent step (\(seqs) sequences)")
         }
         rowStart = [Int](repeating: 0, count: seqs + 1)
@@ -90,8 +91,9 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
                 tokenSlot.append(slot)
             }
         }
-        plan = PagedAttention.plan(tokenCounts: step.tokenCounts, startPositions: step.startPositions,
-                                   slots: slots, slotStart: slotStart, kvHeads: kvHeads)
+        plan = PagedAttention.plan(
+            tokenCounts: step.tokenCounts, startPositions: step.startPositions,
+            slots: slots, slotStart: slotStart, kvHeads: kvHeads)
         let perWorker = AttentionKernel.scratchCount(queryHeads: group, firstKeys: max(1, step.maxContext), rows: 1)
         if perWorker > scratchStride {
             scratchStride = max(perWorker, scratchStride * 2)
@@ -113,8 +115,10 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
         }
     }
 
-    public func forward(layer: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                        out: UnsafeMutablePointer<Float>, pool kvPool: any KVPool) {
+    public func forward(
+        layer: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        out: UnsafeMutablePointer<Float>, pool kvPool: any KVPool
+    ) {
         guard let cache = kvPool as? CPUKVPool else {
             preconditionFailure("CPUAttention runs over a CPUKVPool, got \(type(of: kvPool))")
         }
@@ -162,38 +166,42 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
                 // were made, so the kernel cannot reject these calls.
                 if prefixPart, let prefixOut, let lse {
                     // Every row sees the whole shared prefix.
-                    AttentionKernel.run(kvType: kvType, q: q + qOffset, qStride: qDim,
-                                        out: prefixOut + outOffset, outStride: outDim,
-                                        queryHeads: group, rows: n, headDim: hd,
-                                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots,
-                                        firstKeys: shared, causal: false, scale: scale,
-                                        lse: lse + rows * heads + row * heads + item.kvHead * group, lseRowStride: heads,
-                                        scratch: sc, valueDim: vd, valueStride: valueStride)
+                    AttentionKernel.run(
+                        kvType: kvType, q: q + qOffset, qStride: qDim,
+                        out: prefixOut + outOffset, outStride: outDim,
+                        queryHeads: group, rows: n, headDim: hd,
+                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots,
+                        firstKeys: shared, causal: false, scale: scale,
+                        lse: lse + rows * heads + row * heads + item.kvHead * group, lseRowStride: heads,
+                        scratch: sc, valueDim: vd, valueStride: valueStride)
                 } else if shared > 0, let lse {
                     // This sequence's own keys, after the shared prefix.
-                    AttentionKernel.run(kvType: kvType, q: q + qOffset, qStride: qDim,
-                                        out: out + outOffset, outStride: outDim,
-                                        queryHeads: group, rows: n, headDim: hd,
-                                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots + shared,
-                                        firstKeys: startPosition[item.sequence] - shared + item.firstToken + 1,
-                                        causal: true, scale: scale,
-                                        lse: lse + row * heads + item.kvHead * group, lseRowStride: heads,
-                                        scratch: sc, valueDim: vd, valueStride: valueStride)
+                    AttentionKernel.run(
+                        kvType: kvType, q: q + qOffset, qStride: qDim,
+                        out: out + outOffset, outStride: outDim,
+                        queryHeads: group, rows: n, headDim: hd,
+                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots + shared,
+                        firstKeys: startPosition[item.sequence] - shared + item.firstToken + 1,
+                        causal: true, scale: scale,
+                        lse: lse + row * heads + item.kvHead * group, lseRowStride: heads,
+                        scratch: sc, valueDim: vd, valueStride: valueStride)
                 } else {
-                    AttentionKernel.run(kvType: kvType, q: q + qOffset, qStride: qDim,
-                                        out: out + outOffset, outStride: outDim,
-                                        queryHeads: group, rows: n, headDim: hd,
-                                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots,
-                                        firstKeys: startPosition[item.sequence] + item.firstToken + 1,
-                                        scale: scale, scratch: sc, valueDim: vd, valueStride: valueStride)
+                    AttentionKernel.run(
+                        kvType: kvType, q: q + qOffset, qStride: qDim,
+                        out: out + outOffset, outStride: outDim,
+                        queryHeads: group, rows: n, headDim: hd,
+                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots,
+                        firstKeys: startPosition[item.sequence] + item.firstToken + 1,
+                        scale: scale, scratch: sc, valueDim: vd, valueStride: valueStride)
                 }
             }
         }
         guard let prefixOut, let lse else { return }
         for (seq, shared) in plan.prefixLength.enumerated() where shared > 0 {
-            for r in rowStart[seq] ..< rowStart[seq] + plan.tokenCounts[seq] {
-                AttentionKernel.merge(out + r * outDim, lse: lse + r * heads, other: prefixOut + r * outDim,
-                                      otherLSE: lse + rows * heads + r * heads, heads: heads, headDim: vd)
+            for r in rowStart[seq]..<rowStart[seq] + plan.tokenCounts[seq] {
+                AttentionKernel.merge(
+                    out + r * outDim, lse: lse + r * heads, other: prefixOut + r * outDim,
+                    otherLSE: lse + rows * heads + r * heads, heads: heads, headDim: vd)
             }
         }
     }

@@ -32,7 +32,9 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
 
     // MARK: Memory
 
-    public func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws -> WeightMatrix {
+    public func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws
+        -> WeightMatrix
+    {
         guard canCompute(type) else { throw TensorError("weight type \(type) has no CPU kernels") }
         return try WeightMatrix(type: type, rows: rows, cols: cols, base: data, byteCount: byteCount)
     }
@@ -54,7 +56,9 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
 
     /// Largest quantized-activation row of any computable weight type, per column.
     private lazy var maxActivationBytesPerColumn: Int = {
-        DType.allCases.filter { $0.hasKernels }.map { CPUOps.activationRowBytes($0, cols: 256) }.max().map { ($0 + 255) / 256 } ?? 4
+        DType.allCases.filter { $0.hasKernels }.map { CPUOps.activationRowBytes($0, cols: 256) }.max().map {
+            ($0 + 255) / 256
+        } ?? 4
     }()
 
     public func reserveScratch(rows: Int, cols: Int) {
@@ -66,14 +70,17 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
 
     // MARK: Ops
 
-    public func embedding(_ table: WeightMatrix, tokens: UnsafePointer<Int32>, rows: Int,
-                          into y: UnsafeMutablePointer<Float>) {
+    public func embedding(
+        _ table: WeightMatrix, tokens: UnsafePointer<Int32>, rows: Int,
+        into y: UnsafeMutablePointer<Float>
+    ) {
         let cols = table.cols, type = table.type
         for r in 0..<rows {
             // Token ids were checked against the vocabulary by the caller; the type has
             // kernels and whole blocks (checked when the weight was made).
-            try? CPUOps.dequantizeRow(type, table.base + Int(tokens[r]) * table.rowBytes, count: cols,
-                                      into: y + r * cols, path: path)
+            try? CPUOps.dequantizeRow(
+                type, table.base + Int(tokens[r]) * table.rowBytes, count: cols,
+                into: y + r * cols, path: path)
         }
     }
 
@@ -85,26 +92,36 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
-    public func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
-                        into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-        for r in 0..<rows { CPUOps.rmsNorm(x + r * cols, weight: weight, eps: eps, into: y + r * cols, count: cols, path: path) }
+    public func rmsNorm(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
+        into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int
+    ) {
+        for r in 0..<rows {
+            CPUOps.rmsNorm(x + r * cols, weight: weight, eps: eps, into: y + r * cols, count: cols, path: path)
+        }
     }
 
     public func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
         for r in 0..<rows { CPUOps.add(y + r * cols, bias, into: y + r * cols, count: cols, path: path) }
     }
 
-    public func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+    public func add(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
+    ) {
         CPUOps.add(a, b, into: y, count: count, path: path)
     }
 
-    public func siluMul(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
-                        count: Int) {
+    public func siluMul(
+        gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+        count: Int
+    ) {
         CPUOps.siluMul(gate: gate, up: up, into: y, count: count, path: path)
     }
 
-    public func rotaryAngles(positions: UnsafePointer<Int32>, rows: Int, inverseFrequencies: UnsafePointer<Float>,
-                             count n: Int, cos cosT: UnsafeMutablePointer<Float>, sin sinT: UnsafeMutablePointer<Float>) {
+    public func rotaryAngles(
+        positions: UnsafePointer<Int32>, rows: Int, inverseFrequencies: UnsafePointer<Float>,
+        count n: Int, cos cosT: UnsafeMutablePointer<Float>, sin sinT: UnsafeMutablePointer<Float>
+    ) {
         for r in 0..<rows {
             let pos = Double(positions[r])
             for i in 0..<n {
@@ -115,17 +132,22 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
         }
     }
 
-    public func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int,
-                     rotaryDim: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool) {
+    public func rope(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int,
+        rotaryDim: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool
+    ) {
         let half = rotaryDim / 2
         for r in 0..<rows {
-            CPUOps.rope(x + r * rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim,
-                        cos: cos + r * half, sin: sin + r * half, neox: neox)
+            CPUOps.rope(
+                x + r * rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim,
+                cos: cos + r * half, sin: sin + r * half, neox: neox)
         }
     }
 
-    public func gatherRows(_ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
-                           into y: UnsafeMutablePointer<Float>) {
+    public func gatherRows(
+        _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
+        into y: UnsafeMutablePointer<Float>
+    ) {
         for j in 0..<count { (y + j * cols).update(from: x + Int(rows[j]) * cols, count: cols) }
     }
 

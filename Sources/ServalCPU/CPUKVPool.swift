@@ -26,7 +26,9 @@ public final class CPUKVPool: KVPool, @unchecked Sendable {
 
     public init(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws {
         guard slots > 0 else { throw TensorError("kv cache: slot count must be positive, got \(slots)") }
-        guard layers > 0, layout.isValid else { throw TensorError("kv cache: invalid layout \(layout) × \(layers) layers") }
+        guard layers > 0, layout.isValid else {
+            throw TensorError("kv cache: invalid layout \(layout) × \(layers) layers")
+        }
         guard AttentionKernel.supports(dtype) else {
             throw TensorError("kv cache: \(dtype) is not a KV cache element type (f16, bf16 or f32)")
         }
@@ -101,7 +103,8 @@ public final class CPUKVPool: KVPool, @unchecked Sendable {
         let width = useValues ? valueWidth : (readValues ? layout.valueWidth : keyWidth)
         let stride = useValues ? valueHeadStrideBytes : keyHeadStrideBytes
         let rowWidth = useValues ? valueWidth : keyWidth
-        let base = (useValues ? UnsafeRawPointer(values!) : UnsafeRawPointer(keys)) + layer * kvHeads * stride
+        let base =
+            (useValues ? UnsafeRawPointer(values!) : UnsafeRawPointer(keys)) + layer * kvHeads * stride
             + slot * rowWidth * elementBytes
         for h in 0..<kvHeads {
             let src = base + h * stride, out = dst + h * width

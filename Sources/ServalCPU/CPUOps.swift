@@ -50,7 +50,8 @@ public enum CPUOps {
         if n <= decodeRows {
             // Decode: memory bound, so each thread streams one contiguous share of the rows.
             pool.parallelRanges(out, grain: decodeGrain) { o0, o1 in
-                _ = sv_matmul(isa, type, w, wstride, Int64(k), Int64(o0), Int64(o1), xq, actBytes, Int64(n), y, Int64(ldy))
+                _ = sv_matmul(
+                    isa, type, w, wstride, Int64(k), Int64(o0), Int64(o1), xq, actBytes, Int64(n), y, Int64(ldy))
             }
             return
         }
@@ -90,27 +91,35 @@ public enum CPUOps {
         guard token >= 0, token < weight.rows else {
             throw TensorError("token id \(token) outside the embedding table (0..<\(weight.rows))")
         }
-        _ = sv_dequantize_row(path.rawValue, Int32(bitPattern: weight.type.rawValue), weight.base + token * weight.rowBytes, dst, Int64(weight.cols))
+        _ = sv_dequantize_row(
+            path.rawValue, Int32(bitPattern: weight.type.rawValue), weight.base + token * weight.rowBytes, dst,
+            Int64(weight.cols))
     }
 
     /// y = x * w / sqrt(mean(x^2) + eps); `y` may be `x`.
     @inline(__always)
-    public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
-                               into y: UnsafeMutablePointer<Float>, count: Int, path: KernelPath = .active) {
+    public static func rmsNorm(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
+        into y: UnsafeMutablePointer<Float>, count: Int, path: KernelPath = .active
+    ) {
         sv_rmsnorm_f32(path.rawValue, x, weight, eps, y, Int64(count))
     }
 
     /// y = silu(gate) * up; `y` may be either input.
     @inline(__always)
-    public static func siluMul(gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
-                               into y: UnsafeMutablePointer<Float>, count: Int, path: KernelPath = .active) {
+    public static func siluMul(
+        gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+        into y: UnsafeMutablePointer<Float>, count: Int, path: KernelPath = .active
+    ) {
         sv_silu_mul_f32(path.rawValue, gate, up, y, Int64(count))
     }
 
     /// y = a + b; `y` may be either input.
     @inline(__always)
-    public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                           into y: UnsafeMutablePointer<Float>, count: Int, path: KernelPath = .active) {
+    public static func add(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        into y: UnsafeMutablePointer<Float>, count: Int, path: KernelPath = .active
+    ) {
         sv_add_f32(path.rawValue, a, b, y, Int64(count))
     }
 
@@ -127,41 +136,53 @@ public enum CPUOps {
     }
 
     @inline(__always)
-    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, path: KernelPath = .active) -> Float {
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, path: KernelPath = .active)
+        -> Float
+    {
         sv_dot_f32(path.rawValue, a, b, Int64(count))
     }
 
     /// y += a * x.
     @inline(__always)
-    public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                            count: Int, path: KernelPath = .active) {
+    public static func axpy(
+        _ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+        count: Int, path: KernelPath = .active
+    ) {
         sv_axpy_f32(path.rawValue, a, x, y, Int64(count))
     }
 
     /// Dot of an f16 row (e.g. a KV-cache key) with an f32 row.
     @inline(__always)
-    public static func dot(_ a: UnsafePointer<Float16Bits>, _ b: UnsafePointer<Float>, count: Int, path: KernelPath = .active) -> Float {
+    public static func dot(
+        _ a: UnsafePointer<Float16Bits>, _ b: UnsafePointer<Float>, count: Int, path: KernelPath = .active
+    ) -> Float {
         sv_dot_f16_f32(path.rawValue, a, b, Int64(count))
     }
 
     /// y += a * x with x in f16 (e.g. a KV-cache value row).
     @inline(__always)
-    public static func axpy(_ a: Float, _ x: UnsafePointer<Float16Bits>, _ y: UnsafeMutablePointer<Float>,
-                            count: Int, path: KernelPath = .active) {
+    public static func axpy(
+        _ a: Float, _ x: UnsafePointer<Float16Bits>, _ y: UnsafeMutablePointer<Float>,
+        count: Int, path: KernelPath = .active
+    ) {
         sv_axpy_f16_f32(path.rawValue, a, x, y, Int64(count))
     }
 
     /// f16 bit patterns to f32.
     @inline(__always)
-    public static func f16ToF32(_ src: UnsafePointer<Float16Bits>, _ dst: UnsafeMutablePointer<Float>,
-                                count: Int, path: KernelPath = .active) {
+    public static func f16ToF32(
+        _ src: UnsafePointer<Float16Bits>, _ dst: UnsafeMutablePointer<Float>,
+        count: Int, path: KernelPath = .active
+    ) {
         sv_f16_to_f32(path.rawValue, src, dst, Int64(count))
     }
 
     /// f32 to f16 bit patterns, rounding to nearest even.
     @inline(__always)
-    public static func f32ToF16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float16Bits>,
-                                count: Int, path: KernelPath = .active) {
+    public static func f32ToF16(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float16Bits>,
+        count: Int, path: KernelPath = .active
+    ) {
         sv_f32_to_f16(path.rawValue, src, dst, Int64(count))
     }
 
@@ -170,16 +191,21 @@ public enum CPUOps {
     /// at `position`. `neox`: pairs (i, i + rotaryDim/2) (GPT-NeoX / HF Llama
     /// layout); otherwise adjacent pairs (2i, 2i+1) (GGML "normal" mode, which
     /// GGUF Llama checkpoints use since their Q/K rows are permuted).
-    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotaryDim: Int,
-                            position: Int, base: Float, neox: Bool) {
-        sv_rope_f32(KernelPath.scalar.rawValue, x, Int64(heads), Int64(headDim), Int64(rotaryDim),
-                    Int64(position), base, neox ? 1 : 0)
+    public static func rope(
+        _ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotaryDim: Int,
+        position: Int, base: Float, neox: Bool
+    ) {
+        sv_rope_f32(
+            KernelPath.scalar.rawValue, x, Int64(heads), Int64(headDim), Int64(rotaryDim),
+            Int64(position), base, neox ? 1 : 0)
     }
 
     /// The same rotation with precomputed angles from `RotaryTable`.
     @inline(__always)
-    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotaryDim: Int,
-                            cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool) {
+    public static func rope(
+        _ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotaryDim: Int,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool
+    ) {
         sv_rope_f32_cs(x, Int64(heads), Int64(headDim), Int64(rotaryDim), cos, sin, neox ? 1 : 0)
     }
 }
@@ -195,10 +221,14 @@ public struct RotaryTable: Sendable {
     public let inverseFrequencies: [Double]
 
     public init(rotaryDim: Int, base: Float) throws(TensorError) {
-        guard rotaryDim > 0, rotaryDim % 2 == 0 else { throw TensorError("rotary dimension \(rotaryDim) must be positive and even") }
+        guard rotaryDim > 0, rotaryDim % 2 == 0 else {
+            throw TensorError("rotary dimension \(rotaryDim) must be positive and even")
+        }
         guard base > 0 else { throw TensorError("rotary base \(base) must be positive") }
         self.rotaryDim = rotaryDim
-        self.inverseFrequencies = (0..<rotaryDim / 2).map { Foundation.pow(Double(base), -2.0 * Double($0) / Double(rotaryDim)) }
+        self.inverseFrequencies = (0..<rotaryDim / 2).map {
+            Foundation.pow(Double(base), -2.0 * Double($0) / Double(rotaryDim))
+        }
     }
 
     /// Writes rotaryDim/2 cosines and sines for `position`.

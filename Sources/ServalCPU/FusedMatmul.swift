@@ -33,8 +33,9 @@ enum FusedMatmul {
                 let a = max(lo, base), b = min(hi, base + rows)
                 if a < b {
                     let m = t.weight
-                    _ = sv_matmul(isa, wtype, m.base, m.rowBytes, Int64(k), Int64(a - base), Int64(b - base),
-                                  xq, actBytes, Int64(n), t.y, Int64(m.rows))
+                    _ = sv_matmul(
+                        isa, wtype, m.base, m.rowBytes, Int64(k), Int64(a - base), Int64(b - base),
+                        xq, actBytes, Int64(n), t.y, Int64(m.rows))
                 }
                 base += rows
                 if base >= hi { break }

@@ -47,8 +47,10 @@ struct PagedAttention {
     /// Shorter common prefixes are not worth the split and merge.
     static let minSharedPrefix = 64
 
-    static func plan(tokenCounts: [Int], startPositions: [Int], slots: UnsafePointer<Int32>, slotStart: [Int],
-                     kvHeads: Int) -> Plan {
+    static func plan(
+        tokenCounts: [Int], startPositions: [Int], slots: UnsafePointer<Int32>, slotStart: [Int],
+        kvHeads: Int
+    ) -> Plan {
         var plan = Plan()
         plan.tokenCounts = tokenCounts
         plan.prefixLength = [Int](repeating: 0, count: tokenCounts.count)

@@ -42,9 +42,11 @@ public final class ThreadPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { escapable in
             var fn = escapable
             withUnsafeMutablePointer(to: &fn) { ptr in
-                sv_pool_run(raw, Int64(count), { ctx, i in
-                    ctx.unsafelyUnwrapped.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
-                }, UnsafeMutableRawPointer(ptr))
+                sv_pool_run(
+                    raw, Int64(count),
+                    { ctx, i in
+                        ctx.unsafelyUnwrapped.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
+                    }, UnsafeMutableRawPointer(ptr))
             }
         }
     }
@@ -63,9 +65,12 @@ public final class ThreadPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { escapable in
             var fn = escapable
             withUnsafeMutablePointer(to: &fn) { ptr in
-                sv_pool_run_ranges(raw, Int64(count), Int64(max(1, grain)), { ctx, lo, hi in
-                    ctx.unsafelyUnwrapped.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(lo), Int(hi))
-                }, UnsafeMutableRawPointer(ptr))
+                sv_pool_run_ranges(
+                    raw, Int64(count), Int64(max(1, grain)),
+                    { ctx, lo, hi in
+                        ctx.unsafelyUnwrapped.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(
+                            Int(lo), Int(hi))
+                    }, UnsafeMutableRawPointer(ptr))
             }
         }
     }

@@ -35,5 +35,7 @@ public final class CUDAGraph: @unchecked Sendable {
         if let graph { _ = sv_cuGraphDestroy(graph) }
     }
 
-    public func launch(on stream: CUDAStream) throws { try check(sv_cuGraphLaunch(exec, stream.handle), "cuGraphLaunch") }
+    public func launch(on stream: CUDAStream) throws {
+        try check(sv_cuGraphLaunch(exec, stream.handle), "cuGraphLaunch")
+    }
 }

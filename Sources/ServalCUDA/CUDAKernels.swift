@@ -28,21 +28,28 @@ public final class CUDAKernels: @unchecked Sendable {
     // MARK: elementwise
 
     /// out[t, :] (fp32) = table[ids[t], :] (bf16 [vocab, dim]).
-    public func embedding(table: DevicePointer, ids: DevicePointer, out: DevicePointer, tokens: Int, dim: Int,
-                          vocab: Int, stream: CUDAStream) throws {
-        try require(table.bytes >= vocab * dim * 2 && ids.bytes >= tokens * 4 && out.bytes >= tokens * dim * 4,
-                    "embedding buffers too small for \(tokens) tokens x \(dim)")
+    public func embedding(
+        table: DevicePointer, ids: DevicePointer, out: DevicePointer, tokens: Int, dim: Int,
+        vocab: Int, stream: CUDAStream
+    ) throws {
+        try require(
+            table.bytes >= vocab * dim * 2 && ids.bytes >= tokens * 4 && out.bytes >= tokens * dim * 4,
+            "embedding buffers too small for \(tokens) tokens x \(dim)")
         var a = KernelArgs()
         a.add(table); a.add(ids); a.add(out); a.add(dim); a.add(vocab)
-        try fn("sv_embedding_bf16").launch(grid: (Self.blocks(dim, 256), tokens, 1), block: (256, 1, 1),
-                                           stream: stream, args: a)
+        try fn("sv_embedding_bf16").launch(
+            grid: (Self.blocks(dim, 256), tokens, 1), block: (256, 1, 1),
+            stream: stream, args: a)
     }
 
     /// residual (fp32 [tokens, dim]) += delta (bf16, optional); out (bf16) = RMSNorm(residual) * weight.
-    public func rmsNormResidual(residual: DevicePointer, delta: DevicePointer?, weight: DevicePointer,
-                                out: DevicePointer, tokens: Int, dim: Int, eps: Float, stream: CUDAStream) throws {
-        try require(residual.bytes >= tokens * dim * 4 && out.bytes >= tokens * dim * 2 && weight.bytes >= dim * 2
-                        && (delta?.bytes ?? Int.max) >= tokens * dim * 2, "rmsnorm buffers too small")
+    public func rmsNormResidual(
+        residual: DevicePointer, delta: DevicePointer?, weight: DevicePointer,
+        out: DevicePointer, tokens: Int, dim: Int, eps: Float, stream: CUDAStream
+    ) throws {
+        try require(
+            residual.bytes >= tokens * dim * 4 && out.bytes >= tokens * dim * 2 && weight.bytes >= dim * 2
+                && (delta?.bytes ?? Int.max) >= tokens * dim * 2, "rmsnorm buffers too small")
         var a = KernelArgs()
         a.add(residual); a.add(delta ?? DevicePointer(address: 0, bytes: 0)); a.add(weight); a.add(out)
         a.add(dim); a.add(eps)
@@ -50,11 +57,14 @@ public final class CUDAKernels: @unchecked Sendable {
     }
 
     /// Rotates `heads` heads (head_dim apart, rows rowStride apart, bf16) in place.
-    public func rope(x: DevicePointer, positions: DevicePointer, table: DevicePointer, tokens: Int, heads: Int,
-                     rowStride: Int, headDim: Int, rotaryDim: Int, neox: Bool, stream: CUDAStream) throws {
+    public func rope(
+        x: DevicePointer, positions: DevicePointer, table: DevicePointer, tokens: Int, heads: Int,
+        rowStride: Int, headDim: Int, rotaryDim: Int, neox: Bool, stream: CUDAStream
+    ) throws {
         try require(rotaryDim % 2 == 0 && rotaryDim <= headDim && rotaryDim <= 2048, "bad rotary dim \(rotaryDim)")
-        try require(heads * headDim <= rowStride && x.bytes >= ((tokens - 1) * rowStride + heads * headDim) * 2
-                        && positions.bytes >= tokens * 4 && table.bytes >= rotaryDim / 2 * 4, "rope buffers too small")
+        try require(
+            heads * headDim <= rowStride && x.bytes >= ((tokens - 1) * rowStride + heads * headDim) * 2
+                && positions.bytes >= tokens * 4 && table.bytes >= rotaryDim / 2 * 4, "rope buffers too small")
         var a = KernelArgs()
         a.add(x); a.add(positions); a.add(table); a.add(rowStride); a.add(headDim); a.add(rotaryDim)
         a.add(Int32(neox ? 1 : 0))
@@ -63,21 +73,27 @@ public final class CUDAKernels: @unchecked Sendable {
     }
 
     /// out [tokens, inter] = silu(gu[:, :inter]) * gu[:, inter:], bf16.
-    public func siluMul(gateUp: DevicePointer, out: DevicePointer, tokens: Int, inter: Int,
-                        stream: CUDAStream) throws {
+    public func siluMul(
+        gateUp: DevicePointer, out: DevicePointer, tokens: Int, inter: Int,
+        stream: CUDAStream
+    ) throws {
         try require(gateUp.bytes >= tokens * 2 * inter * 2 && out.bytes >= tokens * inter * 2, "silu buffers too small")
         var a = KernelArgs()
         a.add(gateUp); a.add(out); a.add(inter)
-        try fn("sv_silu_mul_bf16").launch(grid: (Self.blocks(inter, 256), tokens, 1), block: (256, 1, 1),
-                                          stream: stream, args: a)
+        try fn("sv_silu_mul_bf16").launch(
+            grid: (Self.blocks(inter, 256), tokens, 1), block: (256, 1, 1),
+            stream: stream, args: a)
     }
 
     /// Writes each token's k and v (at kOffset / vOffset in its qkv row) into its cache slot.
-    public func kvWrite(qkv: DevicePointer, slots: DevicePointer, kCache: DevicePointer, vCache: DevicePointer,
-                        tokens: Int, rowStride: Int, kOffset: Int, vOffset: Int, kvDim: Int,
-                        stream: CUDAStream) throws {
-        try require(slots.bytes >= tokens * 4 && qkv.bytes >= tokens * rowStride * 2
-                        && max(kOffset, vOffset) + kvDim <= rowStride, "kv write buffers too small")
+    public func kvWrite(
+        qkv: DevicePointer, slots: DevicePointer, kCache: DevicePointer, vCache: DevicePointer,
+        tokens: Int, rowStride: Int, kOffset: Int, vOffset: Int, kvDim: Int,
+        stream: CUDAStream
+    ) throws {
+        try require(
+            slots.bytes >= tokens * 4 && qkv.bytes >= tokens * rowStride * 2
+                && max(kOffset, vOffset) + kvDim <= rowStride, "kv write buffers too small")
         var a = KernelArgs()
         a.add(qkv); a.add(slots); a.add(kCache); a.add(vCache); a.add(rowStride); a.add(kOffset); a.add(vOffset)
         a.add(kvDim)
@@ -86,10 +102,14 @@ public final class CUDAKernels: @unchecked Sendable {
 
     /// y[n] = w[n, k] · x[k] for one token (bf16 in, bf16 or fp32 out): the decode-time
     /// matrix-vector product, which reads the weights at close to copy bandwidth.
-    public func gemv(w: DevicePointer, x: DevicePointer, y: DevicePointer, n: Int, k: Int, f32Output: Bool = false,
-                     stream: CUDAStream) throws {
-        try require(k % 8 == 0 && w.address % 16 == 0 && x.address % 16 == 0, "gemv needs k % 8 == 0 and 16-byte alignment")
-        try require(w.bytes >= n * k * 2 && x.bytes >= k * 2 && y.bytes >= n * (f32Output ? 4 : 2), "gemv buffers too small")
+    public func gemv(
+        w: DevicePointer, x: DevicePointer, y: DevicePointer, n: Int, k: Int, f32Output: Bool = false,
+        stream: CUDAStream
+    ) throws {
+        try require(
+            k % 8 == 0 && w.address % 16 == 0 && x.address % 16 == 0, "gemv needs k % 8 == 0 and 16-byte alignment")
+        try require(
+            w.bytes >= n * k * 2 && x.bytes >= k * 2 && y.bytes >= n * (f32Output ? 4 : 2), "gemv buffers too small")
         var a = KernelArgs()
         a.add(w); a.add(x); a.add(y); a.add(n); a.add(k); a.add(Int32(f32Output ? 1 : 0))
         try fn("sv_gemv_bf16").launch(grid: (Self.blocks(n, 8), 1, 1), block: (256, 1, 1), stream: stream, args: a)
@@ -129,20 +149,30 @@ public final class CUDAKernels: @unchecked Sendable {
 
     /// One new token per sequence: out[b, h, :] = softmax(q·Kᵀ·scale)·V over the sequence's cache slots.
     /// q rows are qStride elements apart (q heads first in a fused qkv row); out is [batch, heads·headDim].
-    public func decodeAttention(q: DevicePointer, qStride: Int, kCache: DevicePointer, vCache: DevicePointer,
-                                kvIndptr: DevicePointer, kvIndices: DevicePointer, out: DevicePointer,
-                                workspace: DevicePointer, batch: Int, shape: AttentionShape, splits: Int,
-                                stream: CUDAStream) throws {
+    public func decodeAttention(
+        q: DevicePointer, qStride: Int, kCache: DevicePointer, vCache: DevicePointer,
+        kvIndptr: DevicePointer, kvIndices: DevicePointer, out: DevicePointer,
+        workspace: DevicePointer, batch: Int, shape: AttentionShape, splits: Int,
+        stream: CUDAStream
+    ) throws {
         try checkShape(shape)
-        try require(out.bytes >= batch * shape.heads * shape.headDim * 2 && kvIndptr.bytes >= (batch + 1) * 4,
-                    "decode attention buffers too small")
-        try require(splits >= 1 && workspace.bytes >= Self.decodeWorkspaceBytes(batch: batch, shape: shape,
-                                                                                   splits: splits) || splits == 1,
-                    "decode attention workspace too small for \(splits) splits")
+        try require(
+            out.bytes >= batch * shape.heads * shape.headDim * 2 && kvIndptr.bytes >= (batch + 1) * 4,
+            "decode attention buffers too small")
+        try require(
+            splits >= 1
+                && workspace.bytes
+                    >= Self.decodeWorkspaceBytes(
+                        batch: batch, shape: shape,
+                        splits: splits)
+                || splits == 1,
+            "decode attention workspace too small for \(splits) splits")
         let gs = Self.groupSub(shape.heads / shape.kvHeads)
         let accBytes = batch * shape.heads * splits * shape.headDim * 4
         let partAcc = splits > 1 ? try workspace.slice(offset: 0, bytes: accBytes) : workspace
-        let partML = splits > 1 ? try workspace.slice(offset: accBytes, bytes: batch * shape.heads * splits * 8)
+        let partML =
+            splits > 1
+            ? try workspace.slice(offset: accBytes, bytes: batch * shape.heads * splits * 8)
             : workspace
         var a = KernelArgs()
         a.add(q); a.add(qStride); a.add(kCache); a.add(vCache); a.add(kvIndptr); a.add(kvIndices); a.add(out)
@@ -152,16 +182,19 @@ public final class CUDAKernels: @unchecked Sendable {
         guard splits > 1 else { return }
         var r = KernelArgs()
         r.add(partAcc); r.add(partML); r.add(out); r.add(shape.heads); r.add(shape.headDim); r.add(splits)
-        try fn("sv_decode_attn_reduce").launch(grid: (batch, shape.heads, 1), block: (shape.headDim, 1, 1),
-                                               stream: stream, args: r)
+        try fn("sv_decode_attn_reduce").launch(
+            grid: (batch, shape.heads, 1), block: (shape.headDim, 1, 1),
+            stream: stream, args: r)
     }
 
     /// New tokens over cached prefixes (their own K/V already written), causal.
     /// out is [totalQ, heads·headDim].
-    public func extendAttention(q: DevicePointer, qStride: Int, kCache: DevicePointer, vCache: DevicePointer,
-                                qoIndptr: DevicePointer, kvIndptr: DevicePointer, kvIndices: DevicePointer,
-                                out: DevicePointer, batch: Int, maxQLen: Int, totalQ: Int, shape: AttentionShape,
-                                stream: CUDAStream) throws {
+    public func extendAttention(
+        q: DevicePointer, qStride: Int, kCache: DevicePointer, vCache: DevicePointer,
+        qoIndptr: DevicePointer, kvIndptr: DevicePointer, kvIndices: DevicePointer,
+        out: DevicePointer, batch: Int, maxQLen: Int, totalQ: Int, shape: AttentionShape,
+        stream: CUDAStream
+    ) throws {
         try checkShape(shape)
         try require(out.bytes >= totalQ * shape.heads * shape.headDim * 2, "extend attention output too small")
         var a = KernelArgs()

@@ -36,8 +36,10 @@ public struct CUDAFunction: @unchecked Sendable {
     }
 
     /// Queues the kernel on `stream`.
-    public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
-                       stream: CUDAStream, args: KernelArgs) throws {
+    public func launch(
+        grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
+        stream: CUDAStream, args: KernelArgs
+    ) throws {
         guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }  // nothing to do
         var storage = args.slots
         try storage.withUnsafeMutableBufferPointer { slots in
@@ -45,10 +47,12 @@ public struct CUDAFunction: @unchecked Sendable {
                 UnsafeMutableRawPointer(slots.baseAddress! + $0)
             }
             try pointers.withUnsafeMutableBufferPointer { params in
-                try check(sv_cuLaunchKernel(handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
-                                            UInt32(block.0), UInt32(block.1), UInt32(block.2),
-                                            UInt32(sharedBytes), stream.handle, params.baseAddress, nil),
-                          "cuLaunchKernel(\(name), grid \(grid), block \(block), \(sharedBytes) B shared)")
+                try check(
+                    sv_cuLaunchKernel(
+                        handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
+                        UInt32(block.0), UInt32(block.1), UInt32(block.2),
+                        UInt32(sharedBytes), stream.handle, params.baseAddress, nil),
+                    "cuLaunchKernel(\(name), grid \(grid), block \(block), \(sharedBytes) B shared)")
             }
         }
     }

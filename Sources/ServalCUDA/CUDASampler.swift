@@ -32,8 +32,9 @@ public final class CUDASampler: @unchecked Sendable {
         let paramBytes = Self.paramBytes(rows: maxRows, edits: maxEdits)
         staging = try PinnedBuffer(bytes: paramBytes)
         let n = maxRows
-        arena = try DeviceArena(bytes: paramBytes + n * vocab * 4 + max(maxLogitRows, 1) * vocab * 4
-                                    + n * (8 + Self.maxTopLogprobs * 8) + 8 * 256)
+        arena = try DeviceArena(
+            bytes: paramBytes + n * vocab * 4 + max(maxLogitRows, 1) * vocab * 4
+                + n * (8 + Self.maxTopLogprobs * 8) + 8 * 256)
         params = try arena.allocate(bytes: paramBytes)
         weights = try arena.allocate(bytes: n * vocab * 4)
         raw = try arena.allocate(bytes: max(maxLogitRows, 1) * vocab * 4)
@@ -47,8 +48,10 @@ public final class CUDASampler: @unchecked Sendable {
 
     /// One token per row of `rows`; `logits` is fp32 [logitRows, vocab] on the device and
     /// is edited in place. Blocks until the ids are home.
-    public func sample(logits: DevicePointer, logitRows: Int, rows: [SamplingRow],
-                       stream: CUDAStream) throws -> [SampledToken] {
+    public func sample(
+        logits: DevicePointer, logitRows: Int, rows: [SamplingRow],
+        stream: CUDAStream
+    ) throws -> [SampledToken] {
         let n = rows.count
         guard n > 0 else { return [] }
         guard n <= maxRows else { throw CUDAError.invalid("\(n) sampling rows, the sampler holds \(maxRows)") }
@@ -59,7 +62,8 @@ public final class CUDASampler: @unchecked Sendable {
                 throw CUDAError.invalid("sampling row names logits row \(r.logitsRow) of \(logitRows)")
             }
             guard (r.topLogprobs ?? 0) <= Self.maxTopLogprobs else {
-                throw CUDAError.invalid("top_logprobs \(r.topLogprobs ?? 0) above the GPU sampler's \(Self.maxTopLogprobs)")
+                throw CUDAError.invalid(
+                    "top_logprobs \(r.topLogprobs ?? 0) above the GPU sampler's \(Self.maxTopLogprobs)")
             }
             guard r.requestedLogprobIDs.isEmpty else {
                 throw CUDAError.invalid("token_ids_logprob is not supported by the CUDA sampler yet")
@@ -78,7 +82,9 @@ public final class CUDASampler: @unchecked Sendable {
         }
         let bytes = layout.write(to: staging)
         try stream.copy(from: staging.base, to: params, bytes: bytes)
-        func at(_ offset: Int) -> DevicePointer { DevicePointer(address: params.address + UInt64(offset), bytes: bytes - offset) }
+        func at(_ offset: Int) -> DevicePointer {
+            DevicePointer(address: params.address + UInt64(offset), bytes: bytes - offset)
+        }
 
         var e = KernelArgs()
         e.add(logits); e.add(vocab); e.add(at(layout.offRows))

@@ -79,7 +79,9 @@ public final class CUDAEvent: @unchecked Sendable {
 
     deinit { if let handle { _ = sv_cuEventDestroy(handle) } }
 
-    public func record(on stream: CUDAStream) throws { try check(sv_cuEventRecord(handle, stream.handle), "cuEventRecord") }
+    public func record(on stream: CUDAStream) throws {
+        try check(sv_cuEventRecord(handle, stream.handle), "cuEventRecord")
+    }
     public func synchronize() throws { try check(sv_cuEventSynchronize(handle), "cuEventSynchronize") }
 
     /// Milliseconds between `start` and this event (both recorded and complete).

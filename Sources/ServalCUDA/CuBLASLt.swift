@@ -38,8 +38,10 @@ public final class CuBLASLt: @unchecked Sendable {
 
     /// Queues `y = x · wᵀ` on `stream`: x is [m, k], w is [n, k] (bf16), y is [m, n] in bf16,
     /// or fp32 with `f32Output` (logits for the sampler).
-    public func gemmBF16(m: Int, n: Int, k: Int, x: DevicePointer, w: DevicePointer, y: DevicePointer,
-                         f32Output: Bool = false, stream: CUDAStream) throws {
+    public func gemmBF16(
+        m: Int, n: Int, k: Int, x: DevicePointer, w: DevicePointer, y: DevicePointer,
+        f32Output: Bool = false, stream: CUDAStream
+    ) throws {
         guard m > 0, n > 0, k > 0 else { throw CUDAError.invalid("GEMM shape m=\(m) n=\(n) k=\(k)") }
         try x.checkFits(m * k * 2, "GEMM input [\(m), \(k)]")
         try w.checkFits(n * k * 2, "GEMM weight [\(n), \(k)]")
@@ -48,23 +50,28 @@ public final class CuBLASLt: @unchecked Sendable {
         var alpha: Float = 1, beta: Float = 0
         // Column-major view: Yᵀ (n×m) = op_T(W as k×n) · Xᵀ (k×m).
         try withUnsafeBytes(of: &plan.algo.algo) { algo in
-            try checkBLAS(sv_cublasLtMatmul(handle, plan.desc, &alpha, w.address, plan.a, x.address, plan.b, &beta,
-                                            y.address, plan.c, y.address, plan.c, algo.baseAddress,
-                                            workspace.pointer.address, workspace.pointer.bytes, stream.handle),
-                          "cublasLtMatmul(m=\(m), n=\(n), k=\(k))")
+            try checkBLAS(
+                sv_cublasLtMatmul(
+                    handle, plan.desc, &alpha, w.address, plan.a, x.address, plan.b, &beta,
+                    y.address, plan.c, y.address, plan.c, algo.baseAddress,
+                    workspace.pointer.address, workspace.pointer.bytes, stream.handle),
+                "cublasLtMatmul(m=\(m), n=\(n), k=\(k))")
         }
     }
 
     private func plan(_ s: Shape) throws -> Plan {
         if let p = plans[s] { return p }
         let p = Plan()
-        try checkBLAS(sv_cublasLtMatmulDescCreate(&p.desc, Int32(SV_CUBLAS_COMPUTE_32F), Int32(SV_CUDA_R_32F)),
-                      "cublasLtMatmulDescCreate")
+        try checkBLAS(
+            sv_cublasLtMatmulDescCreate(&p.desc, Int32(SV_CUBLAS_COMPUTE_32F), Int32(SV_CUDA_R_32F)),
+            "cublasLtMatmulDescCreate")
         var transA = Int32(SV_CUBLAS_OP_T), transB = Int32(SV_CUBLAS_OP_N)
-        try checkBLAS(sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_TRANSA), &transA, 4),
-                      "cublasLtMatmulDescSetAttribute(TRANSA)")
-        try checkBLAS(sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_TRANSB), &transB, 4),
-                      "cublasLtMatmulDescSetAttribute(TRANSB)")
+        try checkBLAS(
+            sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_TRANSA), &transA, 4),
+            "cublasLtMatmulDescSetAttribute(TRANSA)")
+        try checkBLAS(
+            sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_TRANSB), &transB, 4),
+            "cublasLtMatmulDescSetAttribute(TRANSB)")
         let bf16 = Int32(SV_CUDA_R_16BF)
         try checkBLAS(sv_cublasLtMatrixLayoutCreate(&p.a, bf16, UInt64(s.k), UInt64(s.n), Int64(s.k)), "layout W")
         try checkBLAS(sv_cublasLtMatrixLayoutCreate(&p.b, bf16, UInt64(s.k), UInt64(s.m), Int64(s.k)), "layout X")
@@ -74,12 +81,16 @@ public final class CuBLASLt: @unchecked Sendable {
         try checkBLAS(sv_cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate")
         defer { _ = sv_cublasLtMatmulPreferenceDestroy(pref) }
         var wsBytes = UInt64(workspace.pointer.bytes)
-        try checkBLAS(sv_cublasLtMatmulPreferenceSetAttribute(pref, Int32(SV_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES),
-                                                              &wsBytes, 8), "cublasLtMatmulPreferenceSetAttribute")
+        try checkBLAS(
+            sv_cublasLtMatmulPreferenceSetAttribute(
+                pref, Int32(SV_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES),
+                &wsBytes, 8), "cublasLtMatmulPreferenceSetAttribute")
         var returned: Int32 = 0
-        try checkBLAS(sv_cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &p.algo,
-                                                        &returned),
-                      "cublasLtMatmulAlgoGetHeuristic(m=\(s.m), n=\(s.n), k=\(s.k))")
+        try checkBLAS(
+            sv_cublasLtMatmulAlgoGetHeuristic(
+                handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &p.algo,
+                &returned),
+            "cublasLtMatmulAlgoGetHeuristic(m=\(s.m), n=\(s.n), k=\(s.k))")
         guard returned > 0 else {
             throw CUDAError.invalid("cuBLASLt has no bf16 algorithm for m=\(s.m) n=\(s.n) k=\(s.k)")
         }

@@ -91,8 +91,9 @@ public struct NVRTCCompiler: Sendable {
             }
         }
         if result != 0 {
-            throw CUDAError.compile(call: "nvrtcCompileProgram(\(name), \(arch))",
-                                    name: String(cString: sv_nvrtc_error_string(result)), log: log(prog))
+            throw CUDAError.compile(
+                call: "nvrtcCompileProgram(\(name), \(arch))",
+                name: String(cString: sv_nvrtc_error_string(result)), log: log(prog))
         }
         var size = 0
         try nvrtc(sv_nvrtcGetCUBINSize(prog, &size), "nvrtcGetCUBINSize")

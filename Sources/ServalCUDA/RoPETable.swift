@@ -34,7 +34,8 @@ public struct RoPETable: Sendable, Equatable {
                 if wavelen > lowWavelen {
                     f /= s.factor
                 } else if wavelen >= highWavelen {
-                    let smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor)
+                    let smooth =
+                        (s.originalMaxPositions / wavelen - s.lowFreqFactor)
                         / (s.highFreqFactor - s.lowFreqFactor)
                     f = (1 - smooth) * f / s.factor + smooth * f
                 }

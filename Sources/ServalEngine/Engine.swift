@@ -50,15 +50,19 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private var loadSnapshot: EngineLoad
     private var statsSnapshot = EngineStats()
 
-    public init(model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
-                logger: Logger = Logger(label: "serval.engine")) throws {
+    public init(
+        model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
+        logger: Logger = Logger(label: "serval.engine")
+    ) throws {
         let info = model.info
-        let context = min(config.contextLength ?? info.contextLength, info.contextLength > 0 ? info.contextLength : Int.max)
+        let context = min(
+            config.contextLength ?? info.contextLength, info.contextLength > 0 ? info.contextLength : Int.max)
         guard context >= 2 else { throw EngineError.invalidConfig("context length \(context) is too small") }
         let kvBytesPerToken = model.kvBytesPerToken(dtype: config.kvCacheDType)
-        let capacity = try KVPoolSizing.capacity(config: config, kvBytesPerToken: kvBytesPerToken,
-                                                 weightBytes: info.weightBytes, contextLength: context,
-                                                 physicalMemory: UInt64(max(0, model.memoryInfo().totalBytes)))
+        let capacity = try KVPoolSizing.capacity(
+            config: config, kvBytesPerToken: kvBytesPerToken,
+            weightBytes: info.weightBytes, contextLength: context,
+            physicalMemory: UInt64(max(0, model.memoryInfo().totalBytes)))
         var sc = SchedulerConfig(capacity: capacity, contextLength: context)
         sc.pageSize = config.pageSize
         sc.maxRunningRequests = config.maxRunningRequests ?? min(256, max(4, capacity / 16))
@@ -82,10 +86,13 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.refillWait = max(0, config.refillWait)
         self.checkIntegrity = config.checkIntegrity
         self.maxQueuedRequests = config.maxQueuedRequests
-        self.loadSnapshot = EngineLoad(runningRequests: 0, queuedRequests: 0, tokenUsage: 0, usedTokens: 0,
-                                       totalTokens: kvCapacity)
+        self.loadSnapshot = EngineLoad(
+            runningRequests: 0, queuedRequests: 0, tokenUsage: 0, usedTokens: 0,
+            totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
-        logger.info("KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType.storage)), context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)")
+        logger.info(
+            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType.storage)), context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
+        )
         watchdog.start()
         let thread = Thread { [self] in runLoop() }
         thread.name = "serval-engine"
@@ -104,8 +111,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         snapshotLock.lock()
         defer { snapshotLock.unlock() }
         if closed {
-            continuation.yield(.finished(FinishInfo(reason: .abort(message: "server shutting down"),
-                                                    promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
+            continuation.yield(
+                .finished(
+                    FinishInfo(
+                        reason: .abort(message: "server shutting down"),
+                        promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
             continuation.finish()
         } else {
             pendingSubmits += 1
@@ -165,7 +175,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         try Engine.validate(request, contextLength: contextLength, capacity: kvCapacity)
         for t in request.sampling.tokenIDsLogprob where t < 0 || Int(t) >= modelInfo.vocabSize {
-            throw EngineError.invalidRequest("token_ids_logprob: \(t) is outside the vocabulary (0..<\(modelInfo.vocabSize))")
+            throw EngineError.invalidRequest(
+                "token_ids_logprob: \(t) is outside the vocabulary (0..<\(modelInfo.vocabSize))")
         }
     }
 
@@ -194,7 +205,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                 let waitStart = Date()
                 commands = inbox.take(wait: true, atLeast: refill, timeout: min(refillWait, lastStepSeconds / 2))
                 refillGate.record(arrived: commands.count)
-                logger.debug("\(String(format: "refill: %d of %d in %.1f ms", commands.count, refill, Date().timeIntervalSince(waitStart) * 1000))")
+                logger.debug(
+                    "\(String(format: "refill: %d of %d in %.1f ms", commands.count, refill, Date().timeIntervalSince(waitStart) * 1000))"
+                )
             } else {
                 commands = inbox.take(wait: idle && shutdownWaiters.isEmpty)
             }
@@ -216,7 +229,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             }
             if !shutdownWaiters.isEmpty {
                 if !drain {
-                    for r in scheduler.running + scheduler.waiting { end(r, reason: .abort(message: "server shutting down")) }
+                    for r in scheduler.running + scheduler.waiting {
+                        end(r, reason: .abort(message: "server shutting down"))
+                    }
                 }
                 if scheduler.isIdle {
                     watchdog.stop()
@@ -249,8 +264,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         pendingSubmits -= 1
         snapshotLock.unlock()
         func reject(_ message: String) {
-            continuation.yield(.finished(FinishInfo(reason: .abort(message: message),
-                                                    promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
+            continuation.yield(
+                .finished(
+                    FinishInfo(
+                        reason: .abort(message: message),
+                        promptTokens: request.inputIDs.count, completionTokens: 0, cachedTokens: 0)))
             continuation.finish()
         }
         guard accepting else { return reject("server shutting down") }
@@ -262,24 +280,30 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         // max_new_tokens 0 with prompt logprobs still needs the prefill (prompt scoring).
         if request.sampling.maxNewTokens == 0 && request.sampling.inputLogprobStart == nil {
-            continuation.yield(.finished(FinishInfo(reason: .length, promptTokens: request.inputIDs.count,
-                                                    completionTokens: 0, cachedTokens: 0)))
+            continuation.yield(
+                .finished(
+                    FinishInfo(
+                        reason: .length, promptTokens: request.inputIDs.count,
+                        completionTokens: 0, cachedTokens: 0)))
             continuation.finish()
             return
         }
         let endTokens = decoder.endOfGenerationTokenIDs
-        let stopIDs = request.sampling.ignoreEOS ? request.sampling.stopTokenIDs : request.sampling.stopTokenIDs + endTokens
+        let stopIDs =
+            request.sampling.ignoreEOS ? request.sampling.stopTokenIDs : request.sampling.stopTokenIDs + endTokens
         let r: Request
         do {
-            r = try scheduler.submit(rid: request.rid, prompt: request.inputIDs, params: request.sampling,
-                                     stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace)
+            r = try scheduler.submit(
+                rid: request.rid, prompt: request.inputIDs, params: request.sampling,
+                stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace)
         } catch {
             return reject("\(error)")
         }
         var params = request.sampling
         params.maxNewTokens = r.maxNewTokens
-        output.register(r, prompt: request.inputIDs, params: params, continuation: continuation,
-                        arrival: request.arrival ?? submitted)
+        output.register(
+            r, prompt: request.inputIDs, params: params, continuation: continuation,
+            arrival: request.arrival ?? submitted)
         if let start = params.inputLogprobStart, start < r.promptLength - 1 { r.inputLogprobNext = start }
         activeRIDs[r.rid] = r
         snapshotLock.lock()
@@ -338,7 +362,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         throughput.record(tokens: result.sampled.count, at: Date().timeIntervalSince(started))
         if checkIntegrity { verifyIntegrity() }
         publishAndDeliver()
-        logger.debug("\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))")
+        logger.debug(
+            "\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))"
+        )
     }
 
     /// The first integrity failure seen (with `EngineConfig.checkIntegrity`), if any.
@@ -362,9 +388,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
 
     /// One line per step for `--log-level debug`: the batch's shape and where its time went.
     static func stepSummary(_ batch: ScheduledBatch, forward: Double, total: Double, waiting: Int) -> String {
-        String(format: "step: %d decode, %d prefill (%d tokens), %d waiting; forward %.1f ms, step %.1f ms",
-               batch.decodeCount, batch.sequences.count - batch.decodeCount, batch.prefillTokenCount, waiting,
-               forward * 1000, total * 1000)
+        String(
+            format: "step: %d decode, %d prefill (%d tokens), %d waiting; forward %.1f ms, step %.1f ms",
+            batch.decodeCount, batch.sequences.count - batch.decodeCount, batch.prefillTokenCount, waiting,
+            forward * 1000, total * 1000)
     }
 
     /// Finishes a request for any reason: final event, KV back to the cache/pool.
@@ -395,15 +422,17 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         stats.generationTokensTotal = generationTokensTotal
         stats.requestsTotal = requestsTotal
         stats.cachedTokensTotal = scheduler.cachedTokensAdmitted
-        stats.cacheHitRate = scheduler.promptTokensAdmitted > 0
+        stats.cacheHitRate =
+            scheduler.promptTokensAdmitted > 0
             ? Double(scheduler.cachedTokensAdmitted) / Double(scheduler.promptTokensAdmitted) : 0
         stats.genThroughput = throughput.rate(at: now)
         stats.retractionsTotal = scheduler.retractionsTotal
         stats.timeToFirstToken = output.ttft
         stats.interTokenLatency = output.interToken
         let used = scheduler.usedSlots
-        let load = EngineLoad(runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
-                              tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)
+        let load = EngineLoad(
+            runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
+            tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)
         snapshotLock.lock()
         statsSnapshot = stats
         loadSnapshot = load

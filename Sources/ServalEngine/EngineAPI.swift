@@ -68,8 +68,10 @@ public struct GenerateRequest: Sendable {
     /// tenant-isolation guarantee); nil shares with every other unsalted request.
     public var cacheSalt: String?
 
-    public init(rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil,
-                cacheSalt: String? = nil) {
+    public init(
+        rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil,
+        cacheSalt: String? = nil
+    ) {
         self.rid = rid
         self.inputIDs = inputIDs
         self.sampling = sampling
@@ -142,8 +144,10 @@ public struct FinishInfo: Sendable, Equatable {
     /// from (ascending).
     public var samplingMasks: [[Int32]]?
 
-    public init(reason: FinishReason, promptTokens: Int, completionTokens: Int, cachedTokens: Int,
-                hiddenStates: [[Float]]? = nil, samplingMasks: [[Int32]]? = nil) {
+    public init(
+        reason: FinishReason, promptTokens: Int, completionTokens: Int, cachedTokens: Int,
+        hiddenStates: [[Float]]? = nil, samplingMasks: [[Int32]]? = nil
+    ) {
         self.reason = reason
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens

@@ -9,7 +9,9 @@ extension Engine {
             throw EngineError.invalidRequest("the prompt has \(prompt) tokens; the context length is \(contextLength)")
         }
         guard p.maxNewTokens >= 0 else { throw EngineError.invalidRequest("max_new_tokens must be >= 0") }
-        guard p.temperature >= 0, p.temperature.isFinite else { throw EngineError.invalidRequest("temperature must be >= 0") }
+        guard p.temperature >= 0, p.temperature.isFinite else {
+            throw EngineError.invalidRequest("temperature must be >= 0")
+        }
         guard p.topP > 0, p.topP <= 1 else { throw EngineError.invalidRequest("top_p must be in (0, 1]") }
         guard p.minP >= 0, p.minP <= 1 else { throw EngineError.invalidRequest("min_p must be in [0, 1]") }
         guard p.topK >= -1 else { throw EngineError.invalidRequest("top_k must be -1, 0 or positive") }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A whole file in memory, read-only: either memory-mapped (pages come from the
@@ -40,7 +40,9 @@ public final class MappedFile: @unchecked Sendable {
         guard fd >= 0 else { throw FormatError(file: path, "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FormatError(file: path, "cannot stat: \(String(cString: strerror(errno)))") }
+        guard fstat(fd, &st) == 0 else {
+            throw FormatError(file: path, "cannot stat: \(String(cString: strerror(errno)))")
+        }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw FormatError(file: path, "not a regular file") }
         let size = Int(st.st_size)
         guard size > 0 else { throw FormatError(file: path, "file is empty") }
@@ -70,14 +72,14 @@ public final class MappedFile: @unchecked Sendable {
     /// `always` or `madvise`). Elsewhere a copy would only cost a read, so map instead.
     static func hugePagesAvailable() -> Bool {
         #if os(Linux)
-        guard let f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r") else { return false }
-        defer { fclose(f) }
-        var line = [CChar](repeating: 0, count: 128)
-        guard fgets(&line, Int32(line.count), f) != nil else { return false }
-        let text = String(cString: line)
-        return text.contains("[always]") || text.contains("[madvise]")
+            guard let f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r") else { return false }
+            defer { fclose(f) }
+            var line = [CChar](repeating: 0, count: 128)
+            guard fgets(&line, Int32(line.count), f) != nil else { return false }
+            let text = String(cString: line)
+            return text.contains("[always]") || text.contains("[madvise]")
         #else
-        return false
+            return false
         #endif
     }
 
@@ -89,14 +91,15 @@ public final class MappedFile: @unchecked Sendable {
         let rounded = (size + huge - 1) / huge * huge
         let regionSize = rounded + huge
         guard let region = mmap(nil, regionSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              region != MAP_FAILED
+            region != MAP_FAILED
         else {
-            throw FormatError(file: path, "cannot allocate \(size) bytes for the weights: \(String(cString: strerror(errno)))")
+            throw FormatError(
+                file: path, "cannot allocate \(size) bytes for the weights: \(String(cString: strerror(errno)))")
         }
         let offset = (huge - Int(bitPattern: region) % huge) % huge
         let base = region + offset
         #if os(Linux)
-        _ = madvise(base, rounded, 14)  // MADV_HUGEPAGE; advisory, so a failure only costs speed
+            _ = madvise(base, rounded, 14)  // MADV_HUGEPAGE; advisory, so a failure only costs speed
         #endif
         var done = 0
         while done < size {

@@ -22,8 +22,10 @@ struct AdminRoutes: Sendable {
 
     func listWorkers() -> Response {
         let all = gateway.registry.all
-        return GatewayResponses.json(["workers": .array(all.map(describe)), "total": .int(all.count),
-                                      "stats": ["prefill_count": 0, "decode_count": 0, "regular_count": .int(all.count)]])
+        return GatewayResponses.json([
+            "workers": .array(all.map(describe)), "total": .int(all.count),
+            "stats": ["prefill_count": 0, "decode_count": 0, "regular_count": .int(all.count)],
+        ])
     }
 
     func getWorker(_ id: String) -> Response {
@@ -38,7 +40,8 @@ struct AdminRoutes: Sendable {
     func postWorker(body: ByteBuffer) -> Response {
         let json: JSONValue
         do { json = try JSONParser.parse(body.readableBytesView) } catch {
-            return GatewayResponses.error(.badRequest("body must be JSON like {\"url\": \"http://host:port\"}: \(error)"))
+            return GatewayResponses.error(
+                .badRequest("body must be JSON like {\"url\": \"http://host:port\"}: \(error)"))
         }
         guard case .object = json else { return GatewayResponses.error(.badRequest("body must be a JSON object")) }
         guard case .string(let url)? = json["url"] else {
@@ -51,10 +54,13 @@ struct AdminRoutes: Sendable {
             let w = try gateway.addWorker(url: url)
             var h = HTTPFields()
             h[.location] = "/workers/\(w.id)"
-            return GatewayResponses.json(["id": .string(w.id), "url": .string(w.url), "status": "pending",
-                                          "location": .string("/workers/\(w.id)"),
-                                          "message": "Worker registration queued; it gets traffic once healthy."],
-                                         status: 202, headers: h)
+            return GatewayResponses.json(
+                [
+                    "id": .string(w.id), "url": .string(w.url), "status": "pending",
+                    "location": .string("/workers/\(w.id)"),
+                    "message": "Worker registration queued; it gets traffic once healthy.",
+                ],
+                status: 202, headers: h)
         } catch let e as GatewayError {
             return GatewayResponses.error(e)
         } catch {
@@ -72,15 +78,18 @@ struct AdminRoutes: Sendable {
 
     /// SGLang's `POST /add_worker?url=`: answers once the worker is healthy.
     func addWorkerLegacy(url: String?) async -> Response {
-        guard let url, !url.isEmpty else { return GatewayResponses.error(.badRequest("query parameter 'url' is required")) }
+        guard let url, !url.isEmpty else {
+            return GatewayResponses.error(.badRequest("query parameter 'url' is required"))
+        }
         do {
             let w = try gateway.addWorker(url: url)
             if await gateway.waitHealthy(w, timeout: gateway.config.workerStartupTimeoutSecs) {
                 return GatewayResponses.text("Successfully added worker: \(w.url)")
             }
             gateway.removeWorker(w)
-            return GatewayResponses.error(.unavailable(
-                "worker \(w.url) did not pass a health check within \(gateway.config.workerStartupTimeoutSecs)s"))
+            return GatewayResponses.error(
+                .unavailable(
+                    "worker \(w.url) did not pass a health check within \(gateway.config.workerStartupTimeoutSecs)s"))
         } catch let e as GatewayError {
             return GatewayResponses.error(e)
         } catch {
@@ -89,7 +98,9 @@ struct AdminRoutes: Sendable {
     }
 
     func removeWorkerLegacy(url: String?) -> Response {
-        guard let url, !url.isEmpty else { return GatewayResponses.error(.badRequest("query parameter 'url' is required")) }
+        guard let url, !url.isEmpty else {
+            return GatewayResponses.error(.badRequest("query parameter 'url' is required"))
+        }
         if let e = (Result { try WorkerURL.normalise(url) }).failureValue { return GatewayResponses.error(e) }
         guard let w = gateway.registry.find(url: url) else {
             return GatewayResponses.error(.notFound("no worker with url '\(url)'"))
@@ -105,19 +116,30 @@ struct AdminRoutes: Sendable {
     /// `GET /get_loads`: each worker's own `/get_load` answer next to the router's in-flight count.
     func getLoads() async -> Response {
         let results = await fanOut(method: .GET, path: "/get_load")
-        return GatewayResponses.json(["workers": .array(results.map { w, status, body in
-            ["worker": .string(w.url), "id": .string(w.id), "in_flight": .int(w.load),
-             "load": body.flatMap { try? JSONParser.parse($0.readableBytesView) } ?? .null, "status": .int(status)]
-        })])
+        return GatewayResponses.json([
+            "workers": .array(
+                results.map { w, status, body in
+                    [
+                        "worker": .string(w.url), "id": .string(w.id), "in_flight": .int(w.load),
+                        "load": body.flatMap { try? JSONParser.parse($0.readableBytesView) } ?? .null,
+                        "status": .int(status),
+                    ]
+                })
+        ])
     }
 
     /// `POST /flush_cache` on every worker: 200 when all succeed, else 502 with each result.
     func flushCache() async -> Response {
         let results = await fanOut(method: .POST, path: "/flush_cache")
         let ok = results.allSatisfy { (200..<300).contains($0.1) }
-        return GatewayResponses.json(["success": .bool(ok), "workers": .array(results.map { w, status, _ in
-            ["worker": .string(w.url), "status": .int(status)]
-        })], status: ok ? 200 : 502)
+        return GatewayResponses.json(
+            [
+                "success": .bool(ok),
+                "workers": .array(
+                    results.map { w, status, _ in
+                        ["worker": .string(w.url), "status": .int(status)]
+                    }),
+            ], status: ok ? 200 : 502)
     }
 
     private func fanOut(method: HTTPMethod, path: String) async -> [(Worker, Int, ByteBuffer?)] {
@@ -129,7 +151,9 @@ struct AdminRoutes: Sendable {
                 group.addTask {
                     var req = HTTPClientRequest(url: w.url + path)
                     req.method = method
-                    if let key = gateway.config.apiKey { req.headers.add(name: "Authorization", value: "Bearer \(key)") }
+                    if let key = gateway.config.apiKey {
+                        req.headers.add(name: "Authorization", value: "Bearer \(key)")
+                    }
                     do {
                         let resp = try await client.execute(req, timeout: .milliseconds(Int64(max(timeout, 5) * 1000)))
                         let body = try await resp.body.collect(upTo: 16 << 20)

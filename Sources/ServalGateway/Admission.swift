@@ -28,8 +28,10 @@ public final class Admission: @unchecked Sendable {
     private var lastRefill: Double
     private let clock: @Sendable () -> Double
 
-    public init(maxConcurrent: Int, queueSize: Int, queueTimeout: Double, ratePerSecond: Double?,
-                clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }) {
+    public init(
+        maxConcurrent: Int, queueSize: Int, queueTimeout: Double, ratePerSecond: Double?,
+        clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
+    ) {
         self.limit = maxConcurrent
         self.queueSize = queueSize
         self.queueTimeout = queueTimeout

@@ -43,13 +43,19 @@ public final class CircuitBreaker: @unchecked Sendable {
     /// Called (outside the lock) with (from, to) on every transition.
     public var onTransition: (@Sendable (State, State) -> Void)?
 
-    public init(config: CircuitBreakerConfig,
-                clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }) {
+    public init(
+        config: CircuitBreakerConfig,
+        clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }
+    ) {
         self.config = config
         self.clock = clock
     }
 
-    public var state: State { lock.withLock { advance(now: clock()); return _state } }
+    public var state: State {
+        lock.withLock {
+            advance(now: clock()); return _state
+        }
+    }
 
     public func allowsRequest() -> Bool {
         guard config.enabled else { return true }

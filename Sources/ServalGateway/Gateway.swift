@@ -28,24 +28,30 @@ public final class Gateway: @unchecked Sendable {
         self.policy = Policies.make(config.policy, config: config.policyConfig, seed: config.randomSeed)
         self.rng = LockedRandom(seed: config.randomSeed)
         self.registry = WorkerRegistry(breakerConfig: config.circuitBreaker) { w, from, to in
-            metrics.inc("smg_worker_cb_transitions_total",
-                        ["worker", w.url, "from_state", from.rawValue, "to_state", to.rawValue])
+            metrics.inc(
+                "smg_worker_cb_transitions_total",
+                ["worker", w.url, "from_state", from.rawValue, "to_state", to.rawValue])
             logger.warning("circuit breaker for \(w.url): \(from.rawValue) -> \(to.rawValue)")
         }
-        self.admission = Admission(maxConcurrent: config.maxConcurrentRequests, queueSize: config.queueSize,
-                                   queueTimeout: config.queueTimeoutSecs,
-                                   ratePerSecond: config.rateLimitTokensPerSecond)
+        self.admission = Admission(
+            maxConcurrent: config.maxConcurrentRequests, queueSize: config.queueSize,
+            queueTimeout: config.queueTimeoutSecs,
+            ratePerSecond: config.rateLimitTokensPerSecond)
         var clientConfig = HTTPClient.Configuration()
         clientConfig.connectionPool = .init(idleTimeout: .seconds(90), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
         clientConfig.timeout = .init(connect: .seconds(5))
         clientConfig.decompression = .disabled
         clientConfig.redirectConfiguration = .disallow
         self.client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: clientConfig)
-        self.healthChecker = HealthChecker(config: config.health, client: client, registry: registry,
-                                           metrics: metrics, auth: config.apiKey.map { "Bearer \($0)" }) { w, h in
+        self.healthChecker = HealthChecker(
+            config: config.health, client: client, registry: registry,
+            metrics: metrics, auth: config.apiKey.map { "Bearer \($0)" }
+        ) { w, h in
             logger.info("worker \(w.url) is now \(h.rawValue)")
         }
-        for url in config.workerURLs { _ = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy) }
+        for url in config.workerURLs {
+            _ = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy)
+        }
     }
 
     /// Background work: health checks and policy maintenance, until cancelled.

@@ -55,21 +55,27 @@ public struct GatewayConfig: Sendable {
         try check(p.prefixTokenCount > 0, "--prefix-token-count must be > 0")
         try check(p.prefixHashLoadFactor >= 1, "--prefix-hash-load-factor must be >= 1")
         try check(retry.maxRetries >= 0, "--retry-max-retries must be >= 0")
-        try check(retry.initialBackoffMs >= 0 && retry.maxBackoffMs >= retry.initialBackoffMs,
-                  "--retry-max-backoff-ms must be >= --retry-initial-backoff-ms >= 0")
+        try check(
+            retry.initialBackoffMs >= 0 && retry.maxBackoffMs >= retry.initialBackoffMs,
+            "--retry-max-backoff-ms must be >= --retry-initial-backoff-ms >= 0")
         try check(retry.backoffMultiplier >= 1, "--retry-backoff-multiplier must be >= 1")
         try check((0...1).contains(retry.jitterFactor), "--retry-jitter-factor must be in [0, 1]")
-        try check(circuitBreaker.failureThreshold > 0 && circuitBreaker.successThreshold > 0,
-                  "--cb-failure-threshold and --cb-success-threshold must be > 0")
-        try check(circuitBreaker.timeout > 0 && circuitBreaker.window > 0,
-                  "--cb-timeout-duration-secs and --cb-window-duration-secs must be > 0")
-        try check(health.intervalSecs > 0 && health.timeoutSecs > 0,
-                  "--health-check-interval-secs and --health-check-timeout-secs must be > 0")
-        try check(health.failureThreshold > 0 && health.successThreshold > 0,
-                  "--health-failure-threshold and --health-success-threshold must be > 0")
+        try check(
+            circuitBreaker.failureThreshold > 0 && circuitBreaker.successThreshold > 0,
+            "--cb-failure-threshold and --cb-success-threshold must be > 0")
+        try check(
+            circuitBreaker.timeout > 0 && circuitBreaker.window > 0,
+            "--cb-timeout-duration-secs and --cb-window-duration-secs must be > 0")
+        try check(
+            health.intervalSecs > 0 && health.timeoutSecs > 0,
+            "--health-check-interval-secs and --health-check-timeout-secs must be > 0")
+        try check(
+            health.failureThreshold > 0 && health.successThreshold > 0,
+            "--health-failure-threshold and --health-success-threshold must be > 0")
         try check(health.endpoint.hasPrefix("/"), "--health-check-endpoint must start with '/'")
-        try check(maxConcurrentRequests == -1 || maxConcurrentRequests > 0,
-                  "--max-concurrent-requests must be > 0 (or -1 for no limit)")
+        try check(
+            maxConcurrentRequests == -1 || maxConcurrentRequests > 0,
+            "--max-concurrent-requests must be > 0 (or -1 for no limit)")
         try check(queueSize >= 0, "--queue-size must be >= 0")
         try check(queueTimeoutSecs > 0, "--queue-timeout-secs must be > 0")
         try check(rateLimitTokensPerSecond.map { $0 > 0 } ?? true, "--rate-limit-tokens-per-second must be > 0")

@@ -6,8 +6,10 @@ import ServalHTTP
 /// health, circuit state) are read from the registry when rendering.
 public final class GatewayMetrics: @unchecked Sendable {
     /// SMG's duration buckets (seconds).
-    public static let durationBounds: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15,
-                                                  30, 45, 60, 90, 120, 180, 240]
+    public static let durationBounds: [Double] = [
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15,
+        30, 45, 60, 90, 120, 180, 240,
+    ]
 
     struct Key: Hashable {
         var name: String
@@ -55,7 +57,9 @@ public final class GatewayMetrics: @unchecked Sendable {
     }
 
     /// Requests per second over the last `window` seconds, and the error share among them.
-    public func rate(window: Double = 5, now: Double = ProcessInfo.processInfo.systemUptime) -> (rps: Double, errors: Double) {
+    public func rate(window: Double = 5, now: Double = ProcessInfo.processInfo.systemUptime) -> (
+        rps: Double, errors: Double
+    ) {
         lock.withLock {
             let r = recent.filter { now - $0.at <= window }
             return (Double(r.count) / window, Double(r.filter { !$0.ok }.count) / window)
@@ -70,11 +74,12 @@ public final class GatewayMetrics: @unchecked Sendable {
     public func total(_ name: String, matching: [String] = []) -> Double {
         lock.withLock {
             counters.filter { k, _ in
-                k.name == name && stride(from: 0, to: matching.count, by: 2).allSatisfy { i in
-                    stride(from: 0, to: k.labels.count, by: 2).contains {
-                        k.labels[$0] == matching[i] && k.labels[$0 + 1] == matching[i + 1]
+                k.name == name
+                    && stride(from: 0, to: matching.count, by: 2).allSatisfy { i in
+                        stride(from: 0, to: k.labels.count, by: 2).contains {
+                            k.labels[$0] == matching[i] && k.labels[$0 + 1] == matching[i + 1]
+                        }
                     }
-                }
             }.values.reduce(0, +)
         }
     }
@@ -111,23 +116,28 @@ public final class GatewayMetrics: @unchecked Sendable {
             out.counter(k.name, help: Self.helpText[k.name] ?? k.name, pairs(k.labels), v)
         }
         for (k, h) in hs.sorted(by: { ($0.key.name, $0.key.labels.joined()) < ($1.key.name, $1.key.labels.joined()) }) {
-            out.histogram(k.name, help: Self.helpText[k.name] ?? k.name, pairs(k.labels), bounds: Self.durationBounds,
-                          counts: h.counts, sum: h.sum, count: h.count)
+            out.histogram(
+                k.name, help: Self.helpText[k.name] ?? k.name, pairs(k.labels), bounds: Self.durationBounds,
+                counts: h.counts, sum: h.sum, count: h.count)
         }
-        out.gauge("smg_worker_pool_size", help: "Workers able to take traffic.", [],
-                  Double(workers.filter(\.isAvailable).count))
+        out.gauge(
+            "smg_worker_pool_size", help: "Workers able to take traffic.", [],
+            Double(workers.filter(\.isAvailable).count))
         out.gauge("smg_worker_total", help: "Workers registered (any state).", [], Double(workers.count))
         for w in workers {
-            out.gauge("smg_worker_requests_active", help: "Requests in flight to the worker.",
-                      [("worker", w.url)], Double(w.load))
+            out.gauge(
+                "smg_worker_requests_active", help: "Requests in flight to the worker.",
+                [("worker", w.url)], Double(w.load))
         }
         for w in workers {
-            out.gauge("smg_worker_health", help: "1 when the worker passes health checks, else 0.",
-                      [("worker", w.url)], w.health == .healthy ? 1 : 0)
+            out.gauge(
+                "smg_worker_health", help: "1 when the worker passes health checks, else 0.",
+                [("worker", w.url)], w.health == .healthy ? 1 : 0)
         }
         for w in workers {
-            out.gauge("smg_worker_cb_state", help: "Circuit breaker state (0 closed, 1 open, 2 half-open).",
-                      [("worker", w.url)], w.breaker.state.gaugeValue)
+            out.gauge(
+                "smg_worker_cb_state", help: "Circuit breaker state (0 closed, 1 open, 2 half-open).",
+                [("worker", w.url)], w.breaker.state.gaugeValue)
         }
         for (name, help, v) in extraGauges { out.gauge(name, help: help, [("policy", policy)], v) }
         return out.text

@@ -11,13 +11,17 @@ public enum GatewayServer {
     /// Routes forwarded to a worker chosen by the policy.
     static let inferenceRoutes: Set<String> = ["/generate", "/v1/completions", "/v1/chat/completions"]
     /// Routes forwarded to any available worker (least loaded), without touching policy state.
-    static let passThroughGET: Set<String> = ["/v1/models", "/get_model_info", "/get_server_info", "/server_info",
-                                              "/health_generate"]
+    static let passThroughGET: Set<String> = [
+        "/v1/models", "/get_model_info", "/get_server_info", "/server_info",
+        "/health_generate",
+    ]
     static let passThroughPOST: Set<String> = ["/v1/tokenize", "/v1/detokenize", "/tokenize", "/detokenize"]
     /// Routes answered without an API key.
     static let openRoutes: Set<String> = ["/health", "/liveness", "/readiness"]
 
-    public static func run(gateway: Gateway, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    public static func run(gateway: Gateway, onListening: @escaping @Sendable (Int) async -> Void = { _ in })
+        async throws
+    {
         let config = gateway.config
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
             await respond(gateway: gateway, request: request)
@@ -37,11 +41,13 @@ public enum GatewayServer {
             if let mport = config.prometheusPort {
                 let metricsApp = Application(
                     responder: CallbackResponder<BasicRequestContext> { request, _ in
-                        request.uri.path == "/metrics" ? metrics(gateway)
+                        request.uri.path == "/metrics"
+                            ? metrics(gateway)
                             : GatewayResponses.error(.notFound("only /metrics is served here"))
                     },
-                    configuration: .init(address: .hostname(config.prometheusHost, port: mport),
-                                         serverName: "serval-router-metrics"),
+                    configuration: .init(
+                        address: .hostname(config.prometheusHost, port: mport),
+                        serverName: "serval-router-metrics"),
                     logger: gateway.logger)
                 group.addTask { try await metricsApp.runService() }
             }
@@ -59,22 +65,26 @@ public enum GatewayServer {
         let start = ProcessInfo.processInfo.systemUptime
         let response = await dispatch(g, request: request, path: path, method: method)
         if g.config.logRequests {
-            g.logger.info("\(method) \(path) -> \(response.status.code) in \(String(format: "%.4f", ProcessInfo.processInfo.systemUptime - start))s")
+            g.logger.info(
+                "\(method) \(path) -> \(response.status.code) in \(String(format: "%.4f", ProcessInfo.processInfo.systemUptime - start))s"
+            )
         }
         let routeLabel = inferenceRoutes.contains(path) || passThroughGET.contains(path) ? path : "other"
         g.metrics.inc("smg_http_requests_total", ["method", method.rawValue, "path", routeLabel])
         g.metrics.inc("smg_http_responses_total", ["status", String(response.status.code)])
-        g.metrics.observe("smg_http_request_duration_seconds", ["method", method.rawValue, "path", routeLabel],
-                          ProcessInfo.processInfo.systemUptime - start)
+        g.metrics.observe(
+            "smg_http_request_duration_seconds", ["method", method.rawValue, "path", routeLabel],
+            ProcessInfo.processInfo.systemUptime - start)
         return response
     }
 
     static func dispatch(_ g: Gateway, request: Request, path: String, method: HTTPRequest.Method) async -> Response {
         if let key = g.config.apiKey, !openRoutes.contains(path), !(method == .get && path == "/dashboard") {
             guard request.headers[.authorization] == "Bearer \(key)" else {
-                return GatewayResponses.error(GatewayError(
-                    status: 401, message: "Invalid or missing API key; send 'Authorization: Bearer <key>'.",
-                    code: "invalid_api_key"))
+                return GatewayResponses.error(
+                    GatewayError(
+                        status: 401, message: "Invalid or missing API key; send 'Authorization: Bearer <key>'.",
+                        code: "invalid_api_key"))
             }
         }
         let proxy = Proxy(gateway: g)
@@ -82,28 +92,36 @@ public enum GatewayServer {
         switch (method, path) {
         case (.post, _) where inferenceRoutes.contains(path):
             guard let body = await readBody(request, limit: g.config.maxPayloadSize) else {
-                return GatewayResponses.error(GatewayError(
-                    status: 413, message: "Request body is larger than --max-payload-size (\(g.config.maxPayloadSize) bytes).",
-                    code: "request_too_large"))
+                return GatewayResponses.error(
+                    GatewayError(
+                        status: 413,
+                        message: "Request body is larger than --max-payload-size (\(g.config.maxPayloadSize) bytes).",
+                        code: "request_too_large"))
             }
-            return await proxy.forward(method: method, path: path, query: request.uri.query, headers: request.headers,
-                                       body: body, route: path, usePolicy: true)
+            return await proxy.forward(
+                method: method, path: path, query: request.uri.query, headers: request.headers,
+                body: body, route: path, usePolicy: true)
         case (.get, _) where passThroughGET.contains(path):
-            return await proxy.forward(method: method, path: path, query: request.uri.query, headers: request.headers,
-                                       body: ByteBuffer(), route: path, usePolicy: false)
+            return await proxy.forward(
+                method: method, path: path, query: request.uri.query, headers: request.headers,
+                body: ByteBuffer(), route: path, usePolicy: false)
         case (.post, _) where passThroughPOST.contains(path):
             guard let body = await readBody(request, limit: g.config.maxPayloadSize) else {
-                return GatewayResponses.error(GatewayError(status: 413, message: "Request body too large.",
-                                                           code: "request_too_large"))
+                return GatewayResponses.error(
+                    GatewayError(
+                        status: 413, message: "Request body too large.",
+                        code: "request_too_large"))
             }
-            return await proxy.forward(method: method, path: path, query: request.uri.query, headers: request.headers,
-                                       body: body, route: path, usePolicy: false)
+            return await proxy.forward(
+                method: method, path: path, query: request.uri.query, headers: request.headers,
+                body: body, route: path, usePolicy: false)
         case (.get, "/health"), (.get, "/liveness"):
             return GatewayResponses.json(["status": "ok"])
         case (.get, "/readiness"):
             let n = g.registry.available().count
-            return GatewayResponses.json(["status": n > 0 ? "ready" : "not_ready", "healthy_workers": .int(n)],
-                                         status: n > 0 ? 200 : 503)
+            return GatewayResponses.json(
+                ["status": n > 0 ? "ready" : "not_ready", "healthy_workers": .int(n)],
+                status: n > 0 ? 200 : 503)
         case (.get, "/metrics"):
             return metrics(g)
         case (.get, "/dashboard"):
@@ -133,11 +151,15 @@ public enum GatewayServer {
             return await admin.flushCache()
         default:
             let known = inferenceRoutes.union(passThroughGET).union(passThroughPOST).union(openRoutes)
-                .union(["/metrics", "/dashboard", "/workers", "/add_worker", "/remove_worker", "/list_workers",
-                        "/get_loads", "/flush_cache"])
+                .union([
+                    "/metrics", "/dashboard", "/workers", "/add_worker", "/remove_worker", "/list_workers",
+                    "/get_loads", "/flush_cache",
+                ])
             if known.contains(path) {
-                return GatewayResponses.error(GatewayError(
-                    status: 405, message: "Method \(method.rawValue) is not allowed on \(path).", code: "method_not_allowed"))
+                return GatewayResponses.error(
+                    GatewayError(
+                        status: 405, message: "Method \(method.rawValue) is not allowed on \(path).",
+                        code: "method_not_allowed"))
             }
             return GatewayResponses.error(.notFound("No route for \(path)."))
         }
@@ -152,15 +174,22 @@ public enum GatewayServer {
 
     static func metrics(_ g: Gateway) -> Response {
         var extra: [(String, String, Double)] = [
-            ("smg_router_queue_size", "Requests waiting in the router's admission queue.", Double(g.admission.queuedCount)),
+            (
+                "smg_router_queue_size", "Requests waiting in the router's admission queue.",
+                Double(g.admission.queuedCount)
+            ),
             ("smg_router_requests_active", "Requests admitted and in flight.", Double(g.admission.activeCount)),
         ]
         if let ca = g.policy as? CacheAwarePolicy {
-            extra.append(("smg_router_tree_size_bytes", "Bytes of request text in the cache-aware trees.",
-                          Double(ca.treeSizes.values.reduce(0, +))))
+            extra.append(
+                (
+                    "smg_router_tree_size_bytes", "Bytes of request text in the cache-aware trees.",
+                    Double(ca.treeSizes.values.reduce(0, +))
+                ))
         }
-        return GatewayResponses.text(g.metrics.render(workers: g.registry.all, policy: g.policy.name, extraGauges: extra),
-                                     contentType: "text/plain; version=0.0.4; charset=utf-8")
+        return GatewayResponses.text(
+            g.metrics.render(workers: g.registry.all, policy: g.policy.name, extraGauges: extra),
+            contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
 }
 
@@ -178,7 +207,8 @@ final class ShutdownGrace: @unchecked Sendable {
             src.setEventHandler { [weak self] in
                 guard let self else { return }
                 let item = DispatchWorkItem {
-                    logger.error("in-flight requests did not finish within --shutdown-grace-period-secs (\(seconds)s); exiting")
+                    logger.error(
+                        "in-flight requests did not finish within --shutdown-grace-period-secs (\(seconds)s); exiting")
                     exit(1)
                 }
                 let fresh: Bool = self.lock.withLock {

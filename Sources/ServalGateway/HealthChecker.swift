@@ -19,8 +19,10 @@ final class HealthChecker: @unchecked Sendable {
     private var lastCheck: [ObjectIdentifier: Double] = [:]
     private var inProgress: Set<ObjectIdentifier> = []
 
-    init(config: HealthCheckConfig, client: HTTPClient, registry: WorkerRegistry, metrics: GatewayMetrics,
-         auth: String?, onChange: @escaping @Sendable (Worker, Worker.Health) -> Void) {
+    init(
+        config: HealthCheckConfig, client: HTTPClient, registry: WorkerRegistry, metrics: GatewayMetrics,
+        auth: String?, onChange: @escaping @Sendable (Worker, Worker.Health) -> Void
+    ) {
         self.config = config
         self.client = client
         self.registry = registry
@@ -60,8 +62,10 @@ final class HealthChecker: @unchecked Sendable {
             let ok = await check(worker)
             lock.withLock { _ = inProgress.remove(id) }
             metrics.inc("smg_worker_health_checks_total", ["worker", worker.url, "result", ok ? "success" : "failure"])
-            if let changed = worker.recordHealthCheck(ok: ok, failureThreshold: config.failureThreshold,
-                                                      successThreshold: config.successThreshold) {
+            if let changed = worker.recordHealthCheck(
+                ok: ok, failureThreshold: config.failureThreshold,
+                successThreshold: config.successThreshold)
+            {
                 onChange(worker, changed)
             }
         }

@@ -24,8 +24,10 @@ struct Proxy: Sendable {
 
     /// `route` is the metric label; `usePolicy` false sends the request to the least-loaded
     /// worker without touching the policy's state (model info and other read-only routes).
-    func forward(method: HTTPRequest.Method, path: String, query: String?, headers: HTTPFields,
-                 body: ByteBuffer, route: String, usePolicy: Bool) async -> Response {
+    func forward(
+        method: HTTPRequest.Method, path: String, query: String?, headers: HTTPFields,
+        body: ByteBuffer, route: String, usePolicy: Bool
+    ) async -> Response {
         let g = gateway
         let start = ProcessInfo.processInfo.systemUptime
         let admitted: Bool
@@ -40,13 +42,15 @@ struct Proxy: Sendable {
                 g.metrics.inc("smg_http_rate_limit_total", ["decision", "rejected"])
                 var h = HTTPFields()
                 h[.retryAfter] = String(after)
-                return GatewayResponses.error(GatewayError(
-                    status: 429, message: "Too many requests: the router's queue is full; retry after \(after)s.",
-                    code: "rate_limited"), headers: h)
+                return GatewayResponses.error(
+                    GatewayError(
+                        status: 429, message: "Too many requests: the router's queue is full; retry after \(after)s.",
+                        code: "rate_limited"), headers: h)
             case .timedOut:
                 g.metrics.inc("smg_http_rate_limit_total", ["decision", "timeout"])
-                return GatewayResponses.error(GatewayError(
-                    status: 408, message: "Timed out waiting in the router's queue.", code: "queue_timeout"))
+                return GatewayResponses.error(
+                    GatewayError(
+                        status: 408, message: "Timed out waiting in the router's queue.", code: "queue_timeout"))
             }
         }
         let admission = g.admission
@@ -78,12 +82,14 @@ struct Proxy: Sendable {
                 let sel = g.policy.select(from: candidates, request: routing)
                 worker = sel.worker
                 g.metrics.inc("smg_worker_selection_total", ["worker", worker.url, "policy", g.policy.name])
-                g.metrics.inc("smg_worker_selection_policy_branch_total", ["policy", g.policy.name, "branch", sel.branch])
+                g.metrics.inc(
+                    "smg_worker_selection_policy_branch_total", ["policy", g.policy.name, "branch", sel.branch])
                 if let hit = sel.cacheHit {
                     worker.cacheLookups.wrappingIncrement(ordering: .relaxed)
                     if hit { worker.cacheHits.wrappingIncrement(ordering: .relaxed) }
-                    g.metrics.inc(hit ? "smg_router_cache_hits_total" : "smg_router_cache_misses_total",
-                                  ["policy", g.policy.name])
+                    g.metrics.inc(
+                        hit ? "smg_router_cache_hits_total" : "smg_router_cache_misses_total",
+                        ["policy", g.policy.name])
                 }
             } else {
                 worker = leastLoaded(candidates)
@@ -98,7 +104,8 @@ struct Proxy: Sendable {
             if body.readableBytes > 0 || method == .post || method == .put { req.body = .bytes(body) }
             let outcome: Outcome
             do {
-                let resp = try await g.client.execute(req, timeout: .milliseconds(Int64(g.config.requestTimeoutSecs * 1000)))
+                let resp = try await g.client.execute(
+                    req, timeout: .milliseconds(Int64(g.config.requestTimeoutSecs * 1000)))
                 let status = Int(resp.status.code)
                 g.metrics.inc("smg_router_upstream_responses_total", ["worker", worker.url, "status", String(status)])
                 if RetryConfig.retryableStatuses.contains(status), attempt < maxAttempts {
@@ -111,8 +118,9 @@ struct Proxy: Sendable {
                     let bytes = try await resp.body.collect(upTo: Int.max)
                     finish(worker, ok: status < 500, route: route, start: start, status: status)
                     release()
-                    return Response(status: .init(code: status), headers: Self.responseHeaders(resp.headers),
-                                    body: ResponseBody(byteBuffer: bytes))
+                    return Response(
+                        status: .init(code: status), headers: Self.responseHeaders(resp.headers),
+                        body: ResponseBody(byteBuffer: bytes))
                 }
             } catch {
                 outcome = .retry("worker \(worker.url) failed: \(Self.describe(error))", 502)
@@ -134,13 +142,18 @@ struct Proxy: Sendable {
         }
         release()
         if !tried.isEmpty && maxAttempts > 1 { g.metrics.inc("smg_worker_retries_exhausted_total") }
-        g.metrics.inc("smg_router_request_errors_total", ["route", route, "error_type",
-                                                          tried.isEmpty ? "no_workers" : "upstream"])
+        g.metrics.inc(
+            "smg_router_request_errors_total",
+            [
+                "route", route, "error_type",
+                tried.isEmpty ? "no_workers" : "upstream",
+            ])
         g.metrics.recordCompletion(ok: false)
         let status = tried.isEmpty ? 503 : (lastStatus == 503 || lastStatus == 502 ? lastStatus : 502)
-        return GatewayResponses.error(GatewayError(
-            status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
-            code: tried.isEmpty ? "no_workers" : "upstream_error"))
+        return GatewayResponses.error(
+            GatewayError(
+                status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
+                code: tried.isEmpty ? "no_workers" : "upstream_error"))
     }
 
     enum Outcome {
@@ -154,15 +167,18 @@ struct Proxy: Sendable {
         if !ok {
             g.metrics.inc("smg_router_request_errors_total", ["route", route, "error_type", "status_\(status)"])
         }
-        g.metrics.observe("smg_router_request_duration_seconds", ["route", route],
-                          ProcessInfo.processInfo.systemUptime - start)
+        g.metrics.observe(
+            "smg_router_request_duration_seconds", ["route", route],
+            ProcessInfo.processInfo.systemUptime - start)
         g.metrics.recordCompletion(ok: ok)
     }
 
     /// Passes an event stream through as it arrives; a worker failure mid-way becomes an
     /// error event (OpenAI's shape) followed by `data: [DONE]`.
-    private func stream(_ resp: HTTPClientResponse, from worker: Worker, route: String, start: Double,
-                        release: @escaping @Sendable () -> Void) -> Response {
+    private func stream(
+        _ resp: HTTPClientResponse, from worker: Worker, route: String, start: Double,
+        release: @escaping @Sendable () -> Void
+    ) -> Response {
         var headers = Self.responseHeaders(resp.headers)
         headers[.cacheControl] = "no-cache"
         let body = ResponseBody { writer in
@@ -176,8 +192,13 @@ struct Proxy: Sendable {
                 failed = Self.describe(error)
             }
             if let failed {
-                let event = SSE.frame(["error": ["message": .string("worker \(worker.url) failed mid-stream: \(failed)"),
-                                                 "type": "upstream_error", "code": 502]]) + SSE.done
+                let event =
+                    SSE.frame([
+                        "error": [
+                            "message": .string("worker \(worker.url) failed mid-stream: \(failed)"),
+                            "type": "upstream_error", "code": 502,
+                        ]
+                    ]) + SSE.done
                 try? await writer.write(ByteBuffer(string: event))
                 gateway.metrics.inc("smg_worker_errors_total", ["worker", worker.url, "error_type", "stream"])
                 gateway.healthChecker.checkSoon(worker)

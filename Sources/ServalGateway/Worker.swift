@@ -87,7 +87,8 @@ public enum WorkerURL {
     public static func normalise(_ raw: String) throws -> String {
         let s = raw.trimmingCharacters(in: .whitespaces)
         guard let comps = URLComponents(string: s), let scheme = comps.scheme?.lowercased(),
-              scheme == "http" || scheme == "https" else {
+            scheme == "http" || scheme == "https"
+        else {
             throw GatewayError.badRequest("worker URL '\(raw)' must look like http://host:port")
         }
         guard let host = comps.host, !host.isEmpty else {

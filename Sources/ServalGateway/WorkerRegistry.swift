@@ -10,8 +10,10 @@ public final class WorkerRegistry: @unchecked Sendable {
     /// Called on every breaker transition of any worker (metrics).
     let onBreakerTransition: @Sendable (Worker, CircuitBreaker.State, CircuitBreaker.State) -> Void
 
-    init(breakerConfig: CircuitBreakerConfig,
-         onBreakerTransition: @escaping @Sendable (Worker, CircuitBreaker.State, CircuitBreaker.State) -> Void) {
+    init(
+        breakerConfig: CircuitBreakerConfig,
+        onBreakerTransition: @escaping @Sendable (Worker, CircuitBreaker.State, CircuitBreaker.State) -> Void
+    ) {
         self.breakerConfig = breakerConfig
         self.onBreakerTransition = onBreakerTransition
     }

@@ -34,8 +34,10 @@ public final class CompiledGrammar: Sendable {
         masks = TokenMaskCache(automaton: automaton, vocabulary: vocabulary)
     }
 
-    public convenience init(_ spec: GrammarSpec, vocabulary: TokenVocabulary,
-                            options: JSONSchemaOptions = JSONSchemaOptions()) throws {
+    public convenience init(
+        _ spec: GrammarSpec, vocabulary: TokenVocabulary,
+        options: JSONSchemaOptions = JSONSchemaOptions()
+    ) throws {
         try self.init(try spec.grammar(options: options), vocabulary: vocabulary)
     }
 
@@ -69,7 +71,9 @@ public final class CompiledGrammar: Sendable {
                 if t >= 0, seen.insert(t).inserted { queue.append(t) }
             }
             let c0 = Int(automaton.callStart[Int(s)]), c1 = Int(automaton.callStart[Int(s) + 1])
-            for c in c0..<c1 where seen.insert(automaton.callReturn[c]).inserted { queue.append(automaton.callReturn[c]) }
+            for c in c0..<c1 where seen.insert(automaton.callReturn[c]).inserted {
+                queue.append(automaton.callReturn[c])
+            }
         }
         // With recursion, every reading state may also sit above an unknown caller.
         guard !automaton.callTarget.isEmpty else { return n }

@@ -184,7 +184,9 @@ public struct EBNFParser {
                 v = v * 16 + d
                 advance()
             }
-            guard v <= ScalarRanges.maxScalar, !(0xD800...0xDFFF).contains(v) else { throw error("escape is not a scalar") }
+            guard v <= ScalarRanges.maxScalar, !(0xD800...0xDFFF).contains(v) else {
+                throw error("escape is not a scalar")
+            }
             return v
         }
         switch c {

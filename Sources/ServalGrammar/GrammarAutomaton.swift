@@ -26,8 +26,10 @@ public final class GrammarAutomaton: Sendable {
 
     public var stateCount: Int { accepting.count }
 
-    init(next: [Int32], callStart: [Int32], callTarget: [Int32], callReturn: [Int32], accepting: [Bool],
-         startState: Int32, ruleNames: [String]) {
+    init(
+        next: [Int32], callStart: [Int32], callTarget: [Int32], callReturn: [Int32], accepting: [Bool],
+        startState: Int32, ruleNames: [String]
+    ) {
         self.next = next
         self.callStart = callStart
         self.callTarget = callTarget

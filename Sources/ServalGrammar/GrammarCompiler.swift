@@ -101,8 +101,9 @@ public enum GrammarCompiler {
                 accepting.append(d.accepting[s])
             }
         }
-        return GrammarAutomaton(next: next, callStart: callStart, callTarget: callTarget, callReturn: callReturn,
-                                accepting: accepting, startState: 0, ruleNames: names)
+        return GrammarAutomaton(
+            next: next, callStart: callStart, callTarget: callTarget, callReturn: callReturn,
+            accepting: accepting, startState: 0, ruleNames: names)
     }
 }
 

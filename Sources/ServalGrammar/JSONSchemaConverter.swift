@@ -79,7 +79,9 @@ private struct Converter {
             if k == "uniqueItems", v == .bool(false) { continue }
             throw error(path, "'\(k)' is not supported for constrained decoding")
         }
-        if schema["uniqueItems"] == .bool(true) { throw error(path, "'uniqueItems' is not supported for constrained decoding") }
+        if schema["uniqueItems"] == .bool(true) {
+            throw error(path, "'uniqueItems' is not supported for constrained decoding")
+        }
         var e = try base(schema, path: path)
         if schema["nullable"] == .bool(true) { e = .choice([e, .literal("null")]) }
         return e
@@ -89,14 +91,20 @@ private struct Converter {
         if case .string(let ref)? = schema["$ref"] { return try reference(ref, path: path) }
         if let c = schema["const"] { return literal(c) }
         if let en = schema["enum"] {
-            guard case .array(let values) = en, !values.isEmpty else { throw error(path, "'enum' must be a non-empty array") }
+            guard case .array(let values) = en, !values.isEmpty else {
+                throw error(path, "'enum' must be a non-empty array")
+            }
             return .choice(values.map { literal($0) })
         }
         for key in ["anyOf", "oneOf"] {
             if let alts = schema[key] {
-                guard case .array(let xs) = alts, !xs.isEmpty else { throw error(path, "'\(key)' must be a non-empty array") }
+                guard case .array(let xs) = alts, !xs.isEmpty else {
+                    throw error(path, "'\(key)' must be a non-empty array")
+                }
                 var out: [GrammarExpr] = []
-                for (i, x) in xs.enumerated() { out.append(try expr(merged(x, into: schema, dropping: key), path: "\(path)/\(key)/\(i)")) }
+                for (i, x) in xs.enumerated() {
+                    out.append(try expr(merged(x, into: schema, dropping: key), path: "\(path)/\(key)/\(i)"))
+                }
                 return .choice(out)
             }
         }
@@ -168,19 +176,26 @@ private struct Converter {
 
     private mutating func reference(_ ref: String, path: String) throws -> GrammarExpr {
         if let name = refRules[ref] { return .rule(name) }
-        guard ref.hasPrefix("#") else { throw error(path, "only local '$ref's (starting with '#') are supported, got '\(ref)'") }
+        guard ref.hasPrefix("#") else {
+            throw error(path, "only local '$ref's (starting with '#') are supported, got '\(ref)'")
+        }
         var target = root
         for raw in ref.dropFirst().split(separator: "/", omittingEmptySubsequences: true) {
             let key = raw.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
             switch target {
-            case .object: guard let t = target[key] else { throw error(path, "'$ref' '\(ref)' points nowhere") }; target = t
+            case .object:
+                guard let t = target[key] else { throw error(path, "'$ref' '\(ref)' points nowhere") }; target = t
             case .array(let xs):
-                guard let i = Int(key), i >= 0, i < xs.count else { throw error(path, "'$ref' '\(ref)' points nowhere") }
+                guard let i = Int(key), i >= 0, i < xs.count else {
+                    throw error(path, "'$ref' '\(ref)' points nowhere")
+                }
                 target = xs[i]
             default: throw error(path, "'$ref' '\(ref)' points nowhere")
             }
         }
-        let name = "ref_" + String(refRules.count) + "_" + String(ref.unicodeScalars.filter { $0.properties.isAlphabetic || ("0"..."9").contains($0) }.prefix(24))
+        let name =
+            "ref_" + String(refRules.count) + "_"
+            + String(ref.unicodeScalars.filter { $0.properties.isAlphabetic || ("0"..."9").contains($0) }.prefix(24))
         refRules[ref] = name
         let e = try expr(target, path: ref)
         rules.append((name, e))
@@ -195,18 +210,33 @@ private struct Converter {
             generic = true
             let str = stringBody(min: 0, max: nil)
             let pair = GrammarExpr.sequence([str, keySep, .rule("json_value")])
-            rules.append(("json_value", .choice([
-                .rule("json_object"), .rule("json_array"), str, numberBody(), .literal("true"), .literal("false"),
-                .literal("null"),
-            ])))
-            rules.append(("json_object", .sequence([
-                .literal("{"), ws, .optional(.sequence([pair, .star(.sequence([itemSep, pair]))])), ws, .literal("}"),
-            ])))
-            rules.append(("json_array", .sequence([
-                .literal("["), ws,
-                .optional(.sequence([.rule("json_value"), .star(.sequence([itemSep, .rule("json_value")]))])), ws,
-                .literal("]"),
-            ])))
+            rules.append(
+                (
+                    "json_value",
+                    .choice([
+                        .rule("json_object"), .rule("json_array"), str, numberBody(), .literal("true"),
+                        .literal("false"),
+                        .literal("null"),
+                    ])
+                ))
+            rules.append(
+                (
+                    "json_object",
+                    .sequence([
+                        .literal("{"), ws, .optional(.sequence([pair, .star(.sequence([itemSep, pair]))])), ws,
+                        .literal("}"),
+                    ])
+                ))
+            rules.append(
+                (
+                    "json_array",
+                    .sequence([
+                        .literal("["), ws,
+                        .optional(.sequence([.rule("json_value"), .star(.sequence([itemSep, .rule("json_value")]))])),
+                        ws,
+                        .literal("]"),
+                    ])
+                ))
         }
         return .rule("json_value")
     }
@@ -216,11 +246,18 @@ private struct Converter {
     /// One character of a JSON string: unescaped, or an escape.
     static let stringChar: GrammarExpr = .choice([
         .scalars(ScalarRanges.complement([0x00...0x1F, 0x22...0x22, 0x5C...0x5C])),
-        .sequence([.literal("\\"), .choice([
-            .scalars([0x22...0x22, 0x2F...0x2F, 0x5C...0x5C, 0x62...0x62, 0x66...0x66, 0x6E...0x6E, 0x72...0x72,
-                      0x74...0x74]),
-            .sequence([.literal("u"), .repetition(.scalars([0x30...0x39, 0x41...0x46, 0x61...0x66]), min: 4, max: 4)]),
-        ])]),
+        .sequence([
+            .literal("\\"),
+            .choice([
+                .scalars([
+                    0x22...0x22, 0x2F...0x2F, 0x5C...0x5C, 0x62...0x62, 0x66...0x66, 0x6E...0x6E, 0x72...0x72,
+                    0x74...0x74,
+                ]),
+                .sequence([
+                    .literal("u"), .repetition(.scalars([0x30...0x39, 0x41...0x46, 0x61...0x66]), min: 4, max: 4),
+                ]),
+            ]),
+        ]),
     ])
 
     func stringBody(min: Int, max: Int?) -> GrammarExpr {
@@ -247,7 +284,8 @@ private struct Converter {
     static let formats: [String: String] = [
         "date": #"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"#,
         "time": #"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"#,
-        "date-time": #"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"#,
+        "date-time":
+            #"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"#,
         "uuid": #"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#,
         "email": #"[a-zA-Z0-9._%+-]{1,64}@[a-zA-Z0-9-]{1,63}(\.[a-zA-Z0-9-]{1,63}){0,4}\.[a-zA-Z]{2,10}"#,
         "ipv4": #"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"#,
@@ -330,7 +368,8 @@ private struct Converter {
         }
         guard let item else { return .sequence([.literal("["), ws, .literal("]")]) }
         let nonEmpty = GrammarExpr.sequence([
-            item, .repetition(.sequence([itemSep, item]), min: max(0, minItems - 1), max: maxItems.map { max(0, $0 - 1) }),
+            item,
+            .repetition(.sequence([itemSep, item]), min: max(0, minItems - 1), max: maxItems.map { max(0, $0 - 1) }),
         ])
         if maxItems == 0 { return .sequence([.literal("["), ws, .literal("]")]) }
         let body: GrammarExpr = minItems == 0 ? .optional(nonEmpty) : nonEmpty
@@ -425,7 +464,9 @@ extension Converter {
     fileprivate func number(_ schema: SchemaJSON, path: String) throws -> GrammarExpr {
         let d = options.maxDigits
         if schema["exclusiveMinimum"] != nil || schema["exclusiveMaximum"] != nil {
-            throw error(path, "'exclusiveMinimum'/'exclusiveMaximum' on numbers are not supported (use integers or inclusive bounds)")
+            throw error(
+                path,
+                "'exclusiveMinimum'/'exclusiveMaximum' on numbers are not supported (use integers or inclusive bounds)")
         }
         let lo = try bound(schema, "minimum", path: path), hi = try bound(schema, "maximum", path: path)
         if lo == nil && hi == nil { return numberBody() }
@@ -443,8 +484,11 @@ extension Converter {
             .optional(.literal("-")),
             .choice([.literal("0"), .sequence([.scalars([0x31...0x39]), .repetition(digit, min: 0, max: d - 1)])]),
             .optional(.sequence([.literal("."), .repetition(digit, min: 1, max: d)])),
-            .optional(.sequence([.scalars([0x45...0x45, 0x65...0x65]), .optional(.scalars([0x2B...0x2B, 0x2D...0x2D])),
-                                 .repetition(digit, min: 1, max: 3)])),
+            .optional(
+                .sequence([
+                    .scalars([0x45...0x45, 0x65...0x65]), .optional(.scalars([0x2B...0x2B, 0x2D...0x2D])),
+                    .repetition(digit, min: 1, max: 3),
+                ])),
         ])
     }
 }
@@ -475,7 +519,8 @@ enum NumberRanges {
     /// Decimals in `lo ... hi` with whole-number bounds: an integer part and an optional fraction.
     static func decimal(_ lo: Int64?, _ hi: Int64?, fractionDigits: Int) -> GrammarExpr {
         let frac = GrammarExpr.optional(.sequence([.literal("."), .repetition(digit, min: 1, max: fractionDigits)]))
-        let zeros = GrammarExpr.optional(.sequence([.literal("."), .repetition(.literal("0"), min: 1, max: fractionDigits)]))
+        let zeros = GrammarExpr.optional(
+            .sequence([.literal("."), .repetition(.literal("0"), min: 1, max: fractionDigits)]))
         // Magnitudes in [a, b]: integer part in [a, b-1] with any fraction, or b with a zero fraction.
         func magnitude(_ a: UInt64, _ b: UInt64?) -> GrammarExpr {
             guard let b else { return .sequence([unsignedAtLeast(a, maxDigits: 18), frac]) }
@@ -531,7 +576,7 @@ enum NumberRanges {
             return .sequence([.scalars([UInt32(l0)...UInt32(h0)]), .repetition(digit, min: n, max: n)])
         }
         var alts: [GrammarExpr] = [
-            .sequence([.bytes([l0]), sameLength(restLo, [UInt8](repeating: 0x39, count: n))]),
+            .sequence([.bytes([l0]), sameLength(restLo, [UInt8](repeating: 0x39, count: n))])
         ]
         if l0 + 1 <= h0 - 1 {
             alts.append(.sequence([.scalars([UInt32(l0 + 1)...UInt32(h0 - 1)]), .repetition(digit, min: n, max: n)]))

@@ -72,8 +72,12 @@ public struct RegexParser {
                 hi = b
             default: return e
             }
-            if peek == "?" { i += 1 }  // lazy: the same set of strings
-            else if peek == "+" { throw error("possessive quantifiers are not supported") }
+            if peek == "?" {
+                i += 1
+            }  // lazy: the same set of strings
+            else if peek == "+" {
+                throw error("possessive quantifiers are not supported")
+            }
             e = .repetition(e, min: lo, max: hi)
         }
         return e

@@ -21,7 +21,8 @@ struct RuleDFA {
                 stack.append(contentsOf: nfa.eps[Int(s)])
             }
             // Only states with moves (or the accept state) matter for identity.
-            return out.filter { !nfa.bytes[Int($0)].isEmpty || !nfa.calls[Int($0)].isEmpty || $0 == nfa.accept }.sorted()
+            return out.filter { !nfa.bytes[Int($0)].isEmpty || !nfa.calls[Int($0)].isEmpty || $0 == nfa.accept }
+                .sorted()
         }
         func id(_ set: [Int32]) throws -> Int32 {
             if let i = ids[set] { return i }
@@ -113,7 +114,9 @@ struct RuleDFA {
         for r in 0..<n {
             var seen = Set<Int32>(), stack = Array(leftCalls[r])
             while let q = stack.popLast() {
-                if q == Int32(r) { throw GrammarError("rule '\(names[r])' is left-recursive; rewrite it to recurse on the right") }
+                if q == Int32(r) {
+                    throw GrammarError("rule '\(names[r])' is left-recursive; rewrite it to recurse on the right")
+                }
                 if seen.insert(q).inserted { stack.append(contentsOf: leftCalls[Int(q)]) }
             }
         }

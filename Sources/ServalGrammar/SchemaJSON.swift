@@ -34,12 +34,15 @@ indirect enum SchemaJSON: Equatable {
         case .number(let t): return t
         case .string(let s): return Self.quote(s)
         case .array(let xs):
-            return "[" + xs.map { $0.encoded(itemSeparator: itemSeparator, keySeparator: keySeparator) }
+            return "["
+                + xs.map { $0.encoded(itemSeparator: itemSeparator, keySeparator: keySeparator) }
                 .joined(separator: itemSeparator) + "]"
         case .object(let ps):
-            return "{" + ps.map {
-                Self.quote($0.0) + keySeparator + $0.1.encoded(itemSeparator: itemSeparator, keySeparator: keySeparator)
-            }.joined(separator: itemSeparator) + "}"
+            return "{"
+                + ps.map {
+                    Self.quote($0.0) + keySeparator
+                        + $0.1.encoded(itemSeparator: itemSeparator, keySeparator: keySeparator)
+                }.joined(separator: itemSeparator) + "}"
         }
     }
 
@@ -80,12 +83,16 @@ indirect enum SchemaJSON: Equatable {
         func error(_ what: String) -> GrammarError { GrammarError("schema is not valid JSON: \(what) at byte \(i)") }
 
         mutating func skip() {
-            while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+            while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 {
+                i += 1
+            }
         }
 
         mutating func literal(_ s: String, _ v: SchemaJSON) throws -> SchemaJSON {
             let u = Array(s.utf8)
-            guard i + u.count <= bytes.count, Array(bytes[i..<(i + u.count)]) == u else { throw error("unexpected token") }
+            guard i + u.count <= bytes.count, Array(bytes[i..<(i + u.count)]) == u else {
+                throw error("unexpected token")
+            }
             i += u.count
             return v
         }

@@ -54,7 +54,9 @@ final class TokenMaskCache: @unchecked Sendable {
 
     /// Bytes the cached masks hold.
     var byteCount: Int {
-        lock.withLock { masks.values.reduce(0) { $0 + $1.accepted.count * 8 + $1.acceptedIDs.count * 4 + $1.uncertain.count * 8 } }
+        lock.withLock {
+            masks.values.reduce(0) { $0 + $1.accepted.count * 8 + $1.acceptedIDs.count * 4 + $1.uncertain.count * 8 }
+        }
     }
 
     /// The mask of reading state `state` with an empty stack below (`atRoot`) or an unknown one.
@@ -143,8 +145,9 @@ struct TrieWalker {
             } else if a.plain[Int(t)] {
                 acceptTokens(v.nodeTokens[child], v.nodeOwnEnd[child])
                 if after > child + 1 {
-                    walkSingle(node: child, depth: depth + 1, from: ParseStack(top: t, rest: p.rest),
-                               contextBefore: contextBefore)
+                    walkSingle(
+                        node: child, depth: depth + 1, from: ParseStack(top: t, rest: p.rest),
+                        contextBefore: contextBefore)
                 }
             } else {
                 if !setWritten {

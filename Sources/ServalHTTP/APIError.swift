@@ -31,8 +31,9 @@ public struct APIError: Error, Sendable, Equatable {
         type: "invalid_request_error", code: "invalid_api_key")
 
     public static func tooLarge(limit: Int) -> APIError {
-        APIError(status: 413, message: "Request body is larger than the limit of \(limit) bytes.",
-                 type: "invalid_request_error", code: "request_too_large")
+        APIError(
+            status: 413, message: "Request body is larger than the limit of \(limit) bytes.",
+            type: "invalid_request_error", code: "request_too_large")
     }
 
     public static func notFound(_ path: String) -> APIError {
@@ -40,8 +41,9 @@ public struct APIError: Error, Sendable, Equatable {
     }
 
     public static func methodNotAllowed(_ method: String, _ path: String) -> APIError {
-        APIError(status: 405, message: "Method \(method) is not allowed on \(path).", type: "invalid_request_error",
-                 code: "method_not_allowed")
+        APIError(
+            status: 405, message: "Method \(method) is not allowed on \(path).", type: "invalid_request_error",
+            code: "method_not_allowed")
     }
 
     public static func unavailable(_ message: String) -> APIError {
@@ -53,6 +55,10 @@ public struct APIError: Error, Sendable, Equatable {
     }
 
     public var body: JSONValue {
-        ["error": ["message": .string(message), "type": .string(type), "param": .optional(param), "code": .optional(code)]]
+        [
+            "error": [
+                "message": .string(message), "type": .string(type), "param": .optional(param), "code": .optional(code),
+            ]
+        ]
     }
 }

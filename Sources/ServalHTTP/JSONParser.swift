@@ -32,7 +32,9 @@ public enum JSONParser {
         func fail(_ m: String) -> JSONParseError { JSONParseError(message: m, offset: i) }
 
         mutating func skipSpace() {
-            while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+            while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 {
+                i += 1
+            }
         }
 
         mutating func expect(_ literal: String, _ v: JSONValue) throws -> JSONValue {
@@ -164,7 +166,9 @@ public enum JSONParser {
             let start = i
             var isInt = true
             if bytes[i] == UInt8(ascii: "-") { i += 1 }
-            guard i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) else { throw fail("invalid number") }
+            guard i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) else {
+                throw fail("invalid number")
+            }
             if bytes[i] == UInt8(ascii: "0") {
                 i += 1
             } else {
@@ -173,14 +177,18 @@ public enum JSONParser {
             if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
                 isInt = false
                 i += 1
-                guard i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) else { throw fail("invalid number") }
+                guard i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) else {
+                    throw fail("invalid number")
+                }
                 while i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) { i += 1 }
             }
             if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
                 isInt = false
                 i += 1
                 if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
-                guard i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) else { throw fail("invalid number") }
+                guard i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) else {
+                    throw fail("invalid number")
+                }
                 while i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) { i += 1 }
             }
             let text = String(decoding: bytes[start..<i], as: UTF8.self)

@@ -31,8 +31,10 @@ public struct PrometheusText: Sendable {
 
     /// A histogram from per-bucket (non-cumulative) counts; `counts.count == bounds.count`,
     /// observations above the last bound count only in `+Inf` (total `count`).
-    public mutating func histogram(_ name: String, help: String, _ labels: [(String, String)] = [],
-                                   bounds: [Double], counts: [Int], sum: Double, count: Int) {
+    public mutating func histogram(
+        _ name: String, help: String, _ labels: [(String, String)] = [],
+        bounds: [Double], counts: [Int], sum: Double, count: Int
+    ) {
         declare(name, type: "histogram", help: help)
         var cumulative = 0
         for (b, c) in zip(bounds, counts) {

@@ -20,7 +20,8 @@ public struct SSEStream: Sendable {
     }
 
     /// Runs `produce` in a task that yields frames; cancelling the stream cancels the task.
-    public static func run(_ produce: @escaping @Sendable (AsyncStream<String>.Continuation) async -> Void) -> SSEStream {
+    public static func run(_ produce: @escaping @Sendable (AsyncStream<String>.Continuation) async -> Void) -> SSEStream
+    {
         let (stream, cont) = AsyncStream<String>.makeStream(bufferingPolicy: .unbounded)
         let task = Task {
             await produce(cont)

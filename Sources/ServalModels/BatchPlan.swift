@@ -26,11 +26,15 @@ struct BatchPlan {
             guard !s.tokens.isEmpty else { throw ModelError(source: "forward", "sequence \(i) has no tokens") }
             let slots = slotTable.slots(row: s.row)
             guard s.startPosition >= 0, slots.count >= s.contextLength else {
-                throw ModelError(source: "forward", "sequence \(i): \(slots.count) kv slots for \(s.startPosition) cached + \(s.tokens.count) new positions")
+                throw ModelError(
+                    source: "forward",
+                    "sequence \(i): \(slots.count) kv slots for \(s.startPosition) cached + \(s.tokens.count) new positions"
+                )
             }
             let resolved = try slotTable.resolveTokens(s)
             for t in resolved where t < 0 || Int(t) >= vocabSize {
-                throw ModelError(source: "forward", "sequence \(i): token id \(t) is outside the vocabulary (0..<\(vocabSize))")
+                throw ModelError(
+                    source: "forward", "sequence \(i): token id \(t) is outside the vocabulary (0..<\(vocabSize))")
             }
             let first = tokens.count
             tokens.append(contentsOf: resolved)

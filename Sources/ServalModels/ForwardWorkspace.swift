@@ -56,8 +56,10 @@ final class ForwardWorkspace: @unchecked Sendable {
         let w = widths
         // Each buffer starts on a 64-byte boundary.
         func rounded(_ floats: Int) -> Int { (floats + 15) / 16 * 16 }
-        let sizes = [w.hidden, w.hidden, w.q, w.kv, w.kv, w.attention, w.hidden, w.intermediate, w.intermediate,
-                     w.rotaryPairs, w.rotaryPairs, 1, 1].map { rounded(cap * $0) }
+        let sizes = [
+            w.hidden, w.hidden, w.q, w.kv, w.kv, w.attention, w.hidden, w.intermediate, w.intermediate,
+            w.rotaryPairs, w.rotaryPairs, 1, 1,
+        ].map { rounded(cap * $0) }
         let total = sizes.reduce(0, +)
         if let arena { backend.release(arena) }
         let b = try backend.allocate(bytes: total * MemoryLayout<Float>.stride)

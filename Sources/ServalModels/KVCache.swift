@@ -8,11 +8,14 @@ public final class ModelKVCache: KVCacheStorage, @unchecked Sendable {
 
     public var slotCount: Int { pool.slotCount }
 
-    public init(backend: any ComputeBackend, layout: KVLayout, layers: Int, slots: Int,
-                dtype: KVCacheDType) throws(ModelError) {
+    public init(
+        backend: any ComputeBackend, layout: KVLayout, layers: Int, slots: Int,
+        dtype: KVCacheDType
+    ) throws(ModelError) {
         guard slots > 0 else { throw ModelError(source: "kv cache", "slot count must be positive, got \(slots)") }
         guard backend.canStoreKV(dtype.storage) else {
-            throw ModelError(source: "kv cache", "\(dtype.storage) is not a KV cache element type of the \(backend.name) backend")
+            throw ModelError(
+                source: "kv cache", "\(dtype.storage) is not a KV cache element type of the \(backend.name) backend")
         }
         do {
             pool = try backend.makeKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype.storage)

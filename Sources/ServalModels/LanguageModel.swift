@@ -60,9 +60,11 @@ public struct ModelInfo: Sendable, Equatable {
     public var weightBytes: Int
     public var weightTypes: String
 
-    public init(architecture: String, name: String, vocabSize: Int, contextLength: Int, hiddenSize: Int,
-                layerCount: Int, headCount: Int, kvHeadCount: Int, headDim: Int,
-                parameterCount: Int, weightBytes: Int, weightTypes: String) {
+    public init(
+        architecture: String, name: String, vocabSize: Int, contextLength: Int, hiddenSize: Int,
+        layerCount: Int, headCount: Int, kvHeadCount: Int, headDim: Int,
+        parameterCount: Int, weightBytes: Int, weightTypes: String
+    ) {
         self.architecture = architecture
         self.name = name
         self.vocabSize = vocabSize

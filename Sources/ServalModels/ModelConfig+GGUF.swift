@@ -12,7 +12,10 @@ extension LlamaConfig {
             throw ModelError(source: src, "general.architecture is missing")
         }
         guard Self.ggufArchitectures.contains(arch) else {
-            throw ModelError(source: src, "architecture \"\(arch)\" is not supported (supported: \(Self.ggufArchitectures.sorted().joined(separator: ", ")))")
+            throw ModelError(
+                source: src,
+                "architecture \"\(arch)\" is not supported (supported: \(Self.ggufArchitectures.sorted().joined(separator: ", ")))"
+            )
         }
         func int(_ key: String) throws(ModelError) -> Int {
             guard let v = gguf["\(arch).\(key)"] else { throw ModelError(source: src, "\(arch).\(key) is missing") }
@@ -41,7 +44,8 @@ extension LlamaConfig {
         let keyLength = try optInt("attention.key_length")
         let headDim = keyLength ?? (heads > 0 ? hidden / heads : 0)
         if let vlen = try optInt("attention.value_length"), vlen != headDim {
-            throw ModelError(source: src, "\(arch).attention.value_length \(vlen) differs from key_length \(headDim); not supported")
+            throw ModelError(
+                source: src, "\(arch).attention.value_length \(vlen) differs from key_length \(headDim); not supported")
         }
         if let tokens = gguf["tokenizer.ggml.tokens"]?.array { vocab = tokens.count }
         if vocab == 0, let emb = gguf.tensorInfo("token_embd.weight"), emb.shape.count == 2 { vocab = emb.shape[1] }

@@ -21,7 +21,10 @@ extension LlamaConfig {
         } else if archName == nil, let t = hf.modelType, ["llama", "mistral", "qwen2"].contains(t) {
             arch = t
         } else {
-            throw ModelError(source: source, "architecture \(archName ?? hf.modelType ?? "(none)") is not supported (supported: \(Self.hfArchitectures.keys.sorted().joined(separator: ", ")))")
+            throw ModelError(
+                source: source,
+                "architecture \(archName ?? hf.modelType ?? "(none)") is not supported (supported: \(Self.hfArchitectures.keys.sorted().joined(separator: ", ")))"
+            )
         }
         func require(_ v: Int?, _ key: String) throws(ModelError) -> Int {
             guard let v else { throw ModelError(source: source, "\(key) is missing or not a number") }
@@ -40,10 +43,17 @@ extension LlamaConfig {
             case "linear":
                 scaling = .linear(factor: factor)
             case "llama3":
-                guard let low = rs.lowFreqFactor, let high = rs.highFreqFactor, let orig = rs.originalMaxPositionEmbeddings else {
-                    throw ModelError(source: source, "rope_scaling llama3 needs low_freq_factor, high_freq_factor and original_max_position_embeddings")
+                guard let low = rs.lowFreqFactor, let high = rs.highFreqFactor,
+                    let orig = rs.originalMaxPositionEmbeddings
+                else {
+                    throw ModelError(
+                        source: source,
+                        "rope_scaling llama3 needs low_freq_factor, high_freq_factor and original_max_position_embeddings"
+                    )
                 }
-                guard high > low else { throw ModelError(source: source, "rope_scaling high_freq_factor must exceed low_freq_factor") }
+                guard high > low else {
+                    throw ModelError(source: source, "rope_scaling high_freq_factor must exceed low_freq_factor")
+                }
                 scaling = .llama3(factor: factor, lowFreqFactor: low, highFreqFactor: high, originalContext: orig)
             case let other:
                 throw ModelError(source: source, "rope_scaling type \"\(other)\" is not supported (linear, llama3)")

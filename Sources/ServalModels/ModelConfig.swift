@@ -45,11 +45,13 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Q/K/V projections carry biases (Qwen2).
     public var attentionBias: Bool
 
-    public init(architecture: String = "llama", name: String = "", vocabSize: Int, hiddenSize: Int,
-                intermediateSize: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
-                headDim: Int? = nil, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10000,
-                ropeDim: Int? = nil, ropeStyle: RopeStyle = .neox, ropeScaling: RopeScaling = .none,
-                contextLength: Int = 4096, tiedEmbeddings: Bool = false, attentionBias: Bool = false) {
+    public init(
+        architecture: String = "llama", name: String = "", vocabSize: Int, hiddenSize: Int,
+        intermediateSize: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
+        headDim: Int? = nil, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10000,
+        ropeDim: Int? = nil, ropeStyle: RopeStyle = .neox, ropeScaling: RopeScaling = .none,
+        contextLength: Int = 4096, tiedEmbeddings: Bool = false, attentionBias: Bool = false
+    ) {
         self.architecture = architecture
         self.name = name
         self.vocabSize = vocabSize
@@ -80,7 +82,9 @@ public struct LlamaConfig: Sendable, Equatable {
         guard hiddenSize > 0 else { throw bad("hidden size must be positive, got \(hiddenSize)") }
         guard intermediateSize > 0 else { throw bad("intermediate size must be positive, got \(intermediateSize)") }
         guard layerCount > 0 else { throw bad("layer count must be positive, got \(layerCount)") }
-        guard headCount > 0, kvHeadCount > 0 else { throw bad("head counts must be positive (heads \(headCount), kv heads \(kvHeadCount))") }
+        guard headCount > 0, kvHeadCount > 0 else {
+            throw bad("head counts must be positive (heads \(headCount), kv heads \(kvHeadCount))")
+        }
         guard headCount % kvHeadCount == 0 else {
             throw bad("head count \(headCount) is not a multiple of the kv head count \(kvHeadCount)")
         }
@@ -89,7 +93,9 @@ public struct LlamaConfig: Sendable, Equatable {
             throw bad("rope dimension \(ropeDim) must be even and at most the head dim \(headDim)")
         }
         guard ropeTheta > 0 else { throw bad("rope theta must be positive, got \(ropeTheta)") }
-        guard rmsNormEps > 0, rmsNormEps.isFinite else { throw bad("rms norm epsilon must be positive, got \(rmsNormEps)") }
+        guard rmsNormEps > 0, rmsNormEps.isFinite else {
+            throw bad("rms norm epsilon must be positive, got \(rmsNormEps)")
+        }
         guard contextLength > 0 else { throw bad("context length must be positive, got \(contextLength)") }
     }
 
@@ -111,4 +117,3 @@ public struct ModelError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var description: String { "\(source): \(message)" }
 }
-

@@ -18,19 +18,25 @@ public final class SlotTable: @unchecked Sendable {
     /// Applies a batch's updates in order; a bad update changes nothing and throws.
     public func apply(_ updates: [SlotUpdate]) throws(ModelError) {
         for u in updates {
-            guard u.row >= 0, u.row < 1 << 24 else { throw ModelError(source: "forward", "slot table row \(u.row) is out of range") }
+            guard u.row >= 0, u.row < 1 << 24 else {
+                throw ModelError(source: "forward", "slot table row \(u.row) is out of range")
+            }
             for slot in u.slots where slot < 0 || Int(slot) >= slotCount {
-                throw ModelError(source: "forward", "row \(u.row): kv slot \(slot) is outside the cache (0..<\(slotCount))")
+                throw ModelError(
+                    source: "forward", "row \(u.row): kv slot \(slot) is outside the cache (0..<\(slotCount))")
             }
             let length = u.row < rows.count ? rows[u.row].count : 0
             guard u.position >= 0, u.position <= length else {
-                throw ModelError(source: "forward", "row \(u.row): update at position \(u.position) leaves a gap after \(length) slots")
+                throw ModelError(
+                    source: "forward",
+                    "row \(u.row): update at position \(u.position) leaves a gap after \(length) slots")
             }
         }
         for u in updates {
             if u.row >= rows.count {
                 rows.append(contentsOf: [[Int32]](repeating: [], count: u.row + 1 - rows.count))
-                sampled.append(contentsOf: [Int32](repeating: ForwardBatch.lastSampledToken, count: u.row + 1 - sampled.count))
+                sampled.append(
+                    contentsOf: [Int32](repeating: ForwardBatch.lastSampledToken, count: u.row + 1 - sampled.count))
             }
             rows[u.row].removeSubrange(u.position...)
             rows[u.row].append(contentsOf: u.slots)
@@ -46,7 +52,8 @@ public final class SlotTable: @unchecked Sendable {
     public func recordSampled(row: Int, token: Int32) {
         guard row >= 0 else { return }
         if row >= sampled.count {
-            sampled.append(contentsOf: [Int32](repeating: ForwardBatch.lastSampledToken, count: row + 1 - sampled.count))
+            sampled.append(
+                contentsOf: [Int32](repeating: ForwardBatch.lastSampledToken, count: row + 1 - sampled.count))
         }
         sampled[row] = token
     }

@@ -32,15 +32,19 @@ extension ServalAPI {
         // An absolute path loses its leading '/' to the route's own: accept it either way.
         let paths = [config.modelPath, String(config.modelPath.drop { $0 == "/" })]
         guard decoded == config.servedModelName || paths.contains(decoded) else {
-            throw APIError(status: 404, message: "The model '\(id)' does not exist.", type: "invalid_request_error",
-                           param: "model", code: "model_not_found")
+            throw APIError(
+                status: 404, message: "The model '\(id)' does not exist.", type: "invalid_request_error",
+                param: "model", code: "model_not_found")
         }
         return .ok(modelCard)
     }
 
     var modelCard: JSONValue {
-        ["id": .string(config.servedModelName), "object": "model", "created": .int(Int(startedAt.timeIntervalSince1970)),
-         "owned_by": "serval", "root": .string(config.servedModelName), "max_model_len": .int(engine.contextLength)]
+        [
+            "id": .string(config.servedModelName), "object": "model",
+            "created": .int(Int(startedAt.timeIntervalSince1970)),
+            "owned_by": "serval", "root": .string(config.servedModelName), "max_model_len": .int(engine.contextLength),
+        ]
     }
 
     func modelInfo() -> HTTPReply {
@@ -64,21 +68,26 @@ extension ServalAPI {
         let stats = engine.stats()
         o["version"] = .string(ServalVersion.string)
         o["max_total_num_tokens"] = .int(load.totalTokens)
-        o["internal_states"] = [[
-            "last_gen_throughput": .double(stats.genThroughput), "cache_hit_rate": .double(stats.cacheHitRate),
-            "num_retractions_total": .int(stats.retractionsTotal),
-        ]]
+        o["internal_states"] = [
+            [
+                "last_gen_throughput": .double(stats.genThroughput), "cache_hit_rate": .double(stats.cacheHitRate),
+                "num_retractions_total": .int(stats.retractionsTotal),
+            ]
+        ]
         return .ok(.object(o))
     }
 
     /// One entry per data-parallel rank, as SGLang reports it (we have one rank).
     func getLoad() -> HTTPReply {
         let l = engine.load()
-        return .ok([[
-            "dp_rank": 0, "num_reqs": .int(l.runningRequests + l.queuedRequests),
-            "num_running_reqs": .int(l.runningRequests), "num_waiting_reqs": .int(l.queuedRequests),
-            "num_tokens": .int(l.usedTokens), "max_total_num_tokens": .int(l.totalTokens), "token_usage": .double(l.tokenUsage),
-        ]])
+        return .ok([
+            [
+                "dp_rank": 0, "num_reqs": .int(l.runningRequests + l.queuedRequests),
+                "num_running_reqs": .int(l.runningRequests), "num_waiting_reqs": .int(l.queuedRequests),
+                "num_tokens": .int(l.usedTokens), "max_total_num_tokens": .int(l.totalTokens),
+                "token_usage": .double(l.tokenUsage),
+            ]
+        ])
     }
 
     func prometheus() throws -> HTTPReply {
@@ -86,19 +95,23 @@ extension ServalAPI {
         let h = metrics.snapshot()
         let stats = engine.stats()
         // The engine's own TTFT / inter-token figures when it measures them.
-        let text = PrometheusRenderer.render(modelName: config.servedModelName, load: engine.load(), stats: stats,
-                                             ttft: stats.timeToFirstToken ?? h.ttft, itl: stats.interTokenLatency ?? h.itl,
-                                             e2e: h.e2e)
+        let text = PrometheusRenderer.render(
+            modelName: config.servedModelName, load: engine.load(), stats: stats,
+            ttft: stats.timeToFirstToken ?? h.ttft, itl: stats.interTokenLatency ?? h.itl,
+            e2e: h.e2e)
         return .text(status: 200, text, contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
 
     func flushCache() async -> HTTPReply {
         if await engine.flushCache() {
-            return .text(status: 200, "Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting requests, the operation will not be performed.)\n",
-                         contentType: "text/plain; charset=utf-8")
+            return .text(
+                status: 200,
+                "Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting requests, the operation will not be performed.)\n",
+                contentType: "text/plain; charset=utf-8")
         }
-        return .text(status: 400, "Cache not flushed: requests are running or waiting. Retry when the server is idle.\n",
-                     contentType: "text/plain; charset=utf-8")
+        return .text(
+            status: 400, "Cache not flushed: requests are running or waiting. Retry when the server is idle.\n",
+            contentType: "text/plain; charset=utf-8")
     }
 
     /// `{"rid": "..."}` aborts that request (all its choices); `{"abort_all": true}` aborts everything.
@@ -109,7 +122,8 @@ extension ServalAPI {
             return .empty(status: 200)
         }
         guard let rid = try f.string("rid") else {
-            throw APIError.invalid("Send 'rid' (or 'abort_all': true).", param: "rid", code: "missing_required_parameter")
+            throw APIError.invalid(
+                "Send 'rid' (or 'abort_all': true).", param: "rid", code: "missing_required_parameter")
         }
         let targets = state.rids(for: rid) ?? [rid]
         for r in targets { engine.abort(rid: r) }

@@ -5,12 +5,17 @@ import ServalEngine
 extension ServalAPI {
     /// `prompt` as OpenAI allows it: a string, strings, token ids, or lists of token ids.
     func parsePrompts(_ f: RequestFields, key: String = "prompt") throws -> [(ids: [Int32], text: String)] {
-        guard let raw = f.raw(key) else { throw APIError.invalid("'\(key)' is required.", param: key, code: "missing_required_parameter") }
+        guard let raw = f.raw(key) else {
+            throw APIError.invalid("'\(key)' is required.", param: key, code: "missing_required_parameter")
+        }
         func idsOf(_ a: [JSONValue]) throws -> [Int32] {
             try a.map { e in
-                guard case .int(let n) = e else { throw APIError.wrongType(key, expected: "token ids (integers)", got: e) }
+                guard case .int(let n) = e else {
+                    throw APIError.wrongType(key, expected: "token ids (integers)", got: e)
+                }
                 guard n >= 0, n < tokenizer.vocabSize else {
-                    throw APIError.invalid("Token id \(n) in '\(key)' is outside the vocabulary (0..<\(tokenizer.vocabSize)).", param: key)
+                    throw APIError.invalid(
+                        "Token id \(n) in '\(key)' is outside the vocabulary (0..<\(tokenizer.vocabSize)).", param: key)
                 }
                 return Int32(n)
             }
@@ -26,12 +31,16 @@ extension ServalAPI {
                 return [(ids, tokenizer.decode(ids, skipSpecialTokens: false))]
             case .string:
                 return try items.map { e in
-                    guard case .string(let s) = e else { throw APIError.wrongType(key, expected: "a list of strings", got: e) }
+                    guard case .string(let s) = e else {
+                        throw APIError.wrongType(key, expected: "a list of strings", got: e)
+                    }
                     return (try tokenizer.encode(s, addSpecialTokens: true), s)
                 }
             case .array:
                 return try items.map { e in
-                    guard case .array(let a) = e else { throw APIError.wrongType(key, expected: "a list of token id lists", got: e) }
+                    guard case .array(let a) = e else {
+                        throw APIError.wrongType(key, expected: "a list of token id lists", got: e)
+                    }
                     let ids = try idsOf(a)
                     return (ids, tokenizer.decode(ids, skipSpecialTokens: false))
                 }
@@ -49,14 +58,18 @@ extension ServalAPI {
         try checkModel(f)
         let prompts = try parsePrompts(f)
         if let suffix = try f.string("suffix"), !suffix.isEmpty {
-            throw APIError.invalid("'suffix' (fill-in-the-middle) is not supported.", param: "suffix", code: "unsupported_parameter")
+            throw APIError.invalid(
+                "'suffix' (fill-in-the-middle) is not supported.", param: "suffix", code: "unsupported_parameter")
         }
         var (sampling, maxTokens) = try SamplingParsing.parse(f, dialect: .openAI, vocabSize: tokenizer.vocabSize)
         sampling.grammar = try await grammar(for: grammarSpec(openAI: f))
         let n = try f.int("n") ?? 1
-        guard n >= 1, n <= config.maxN else { throw APIError.invalid("'n' must be in 1...\(config.maxN), got \(n).", param: "n") }
+        guard n >= 1, n <= config.maxN else {
+            throw APIError.invalid("'n' must be in 1...\(config.maxN), got \(n).", param: "n")
+        }
         if let bestOf = try f.int("best_of"), bestOf != n {
-            throw APIError.invalid("'best_of' different from 'n' is not supported.", param: "best_of", code: "unsupported_parameter")
+            throw APIError.invalid(
+                "'best_of' different from 'n' is not supported.", param: "best_of", code: "unsupported_parameter")
         }
         let logprobsN = try f.int("logprobs")
         if let k = logprobsN, k < 0 || k > 20 {
@@ -81,15 +94,18 @@ extension ServalAPI {
         for (pi, p) in prompts.enumerated() {
             var s = sampling
             // OpenAI's default for this legacy route is 16 tokens.
-            try SamplingParsing.fitToContext(&s, maxTokens: maxTokens, defaultMax: 16, promptTokens: p.ids.count,
-                                             contextLength: engine.contextLength, param: "max_tokens")
+            try SamplingParsing.fitToContext(
+                &s, maxTokens: maxTokens, defaultMax: 16, promptTokens: p.ids.count,
+                contextLength: engine.contextLength, param: "max_tokens")
             if echoLogprobs { s.inputLogprobStart = 0 }
             for i in 0..<n {
                 var si = s
                 if let seed = si.seed { si.seed = seed &+ UInt64(i) }
                 let k = pi * n + i
-                reqs.append(GenerateRequest(rid: prompts.count * n == 1 ? id : "\(id)-\(k)", inputIDs: p.ids, sampling: si,
-                                            cacheSalt: cacheSalt))
+                reqs.append(
+                    GenerateRequest(
+                        rid: prompts.count * n == 1 ? id : "\(id)-\(k)", inputIDs: p.ids, sampling: si,
+                        cacheSalt: cacheSalt))
             }
         }
         try checkServable(reqs)
@@ -107,7 +123,8 @@ extension ServalAPI {
                 let promptPart = echoLogprobs ? Self.promptEntries(promptIDs[k / n], o.inputLogprobs) : []
                 var choice: JSONObject = [
                     "index": .int(k), "text": .string(prefix + o.text),
-                    "logprobs": logprobsN != nil ? completionLogprobs(promptPart + o.logprobs.map(LogprobEntry.init), offset: 0) : nil,
+                    "logprobs": logprobsN != nil
+                        ? completionLogprobs(promptPart + o.logprobs.map(LogprobEntry.init), offset: 0) : nil,
                     "finish_reason": reason, "matched_stop": matched,
                 ]
                 if let h = Self.lastHiddenState(o.finish) { choice["hidden_states"] = h }
@@ -115,10 +132,13 @@ extension ServalAPI {
             }
             // Each prompt counts once, however many choices it has.
             let promptTotal = stride(from: 0, to: outs.count, by: n).reduce(0) { $0 + outs[$1].finish.promptTokens }
-            let usage = Self.usage(prompt: promptTotal, completion: outs.reduce(0) { $0 + $1.finish.completionTokens },
-                                   cached: outs.reduce(0) { $0 + $1.finish.cachedTokens })
-            return .ok(["id": .string(id), "object": "text_completion", "created": .int(created), "model": .string(model),
-                        "choices": .array(choices), "usage": usage])
+            let usage = Self.usage(
+                prompt: promptTotal, completion: outs.reduce(0) { $0 + $1.finish.completionTokens },
+                cached: outs.reduce(0) { $0 + $1.finish.cachedTokens })
+            return .ok([
+                "id": .string(id), "object": "text_completion", "created": .int(created), "model": .string(model),
+                "choices": .array(choices), "usage": usage,
+            ])
         }
 
         let state = self.state
@@ -127,68 +147,95 @@ extension ServalAPI {
         }
         let events = merged(reqs, arrival: arrival)
         let count = reqs.count
-        return .stream(SSEStream.run { [self] cont in
-            defer { state.unregister(id) }
-            func chunk(_ choice: JSONValue) -> JSONValue {
-                ["id": .string(id), "object": "text_completion", "created": .int(created), "model": .string(model),
-                 "choices": [choice]]
-            }
-            if echo && !echoLogprobs {
-                for k in 0..<count {
-                    cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]), "logprobs": nil,
-                                                "finish_reason": nil])))
+        return .stream(
+            SSEStream.run { [self] cont in
+                defer { state.unregister(id) }
+                func chunk(_ choice: JSONValue) -> JSONValue {
+                    [
+                        "id": .string(id), "object": "text_completion", "created": .int(created),
+                        "model": .string(model),
+                        "choices": [choice],
+                    ]
                 }
-            }
-            var offsets = Array(repeating: 0, count: count)
-            var echoed = Array(repeating: echo && !echoLogprobs, count: count)
-            var promptTotal = 0, completion = 0, cached = 0
-            var streamed = 0
-            let promptTokens = (0..<count).reduce(0) { $0 + ($1 % n == 0 ? promptIDs[$1 / n].count : 0) }
-            for await (k, ev) in events {
-                switch ev {
-                case .output(let text, let tids, let lps):
-                    streamed += tids.count
-                    if text.isEmpty && lps.isEmpty { continue }
-                    var c = chunk(["index": .int(k), "text": .string(text),
-                                   "logprobs": logprobsN != nil ? completionLogprobs(lps.map(LogprobEntry.init), offset: offsets[k]) : nil,
-                                   "finish_reason": nil])
-                    if continuousUsage, case .object(var o) = c {
-                        o["usage"] = Self.usage(prompt: promptTokens, completion: streamed, cached: 0)
-                        c = .object(o)
+                if echo && !echoLogprobs {
+                    for k in 0..<count {
+                        cont.yield(
+                            SSE.frame(
+                                chunk([
+                                    "index": .int(k), "text": .string(promptTexts[k / n]), "logprobs": nil,
+                                    "finish_reason": nil,
+                                ])))
                     }
-                    cont.yield(SSE.frame(c))
-                    offsets[k] += lps.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
-                case .inputLogprobs(let start, let values):
-                    // The echoed prompt goes out once its logprobs are known.
-                    guard echoLogprobs, !echoed[k] else { continue }
-                    echoed[k] = true
-                    let entries = Self.promptEntries(promptIDs[k / n], InputLogprobList(start: start, values: values))
-                    cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]),
-                                                "logprobs": completionLogprobs(entries, offset: 0), "finish_reason": nil])))
-                    offsets[k] = entries.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
-                case .finished(let info):
-                    if echo && !echoed[k] {
-                        // Ended before its prompt was scored (aborted): still echo the prompt.
+                }
+                var offsets = Array(repeating: 0, count: count)
+                var echoed = Array(repeating: echo && !echoLogprobs, count: count)
+                var promptTotal = 0, completion = 0, cached = 0
+                var streamed = 0
+                let promptTokens = (0..<count).reduce(0) { $0 + ($1 % n == 0 ? promptIDs[$1 / n].count : 0) }
+                for await (k, ev) in events {
+                    switch ev {
+                    case .output(let text, let tids, let lps):
+                        streamed += tids.count
+                        if text.isEmpty && lps.isEmpty { continue }
+                        var c = chunk([
+                            "index": .int(k), "text": .string(text),
+                            "logprobs": logprobsN != nil
+                                ? completionLogprobs(lps.map(LogprobEntry.init), offset: offsets[k]) : nil,
+                            "finish_reason": nil,
+                        ])
+                        if continuousUsage, case .object(var o) = c {
+                            o["usage"] = Self.usage(prompt: promptTokens, completion: streamed, cached: 0)
+                            c = .object(o)
+                        }
+                        cont.yield(SSE.frame(c))
+                        offsets[k] += lps.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
+                    case .inputLogprobs(let start, let values):
+                        // The echoed prompt goes out once its logprobs are known.
+                        guard echoLogprobs, !echoed[k] else { continue }
                         echoed[k] = true
-                        cont.yield(SSE.frame(chunk(["index": .int(k), "text": .string(promptTexts[k / n]), "logprobs": nil,
-                                                    "finish_reason": nil])))
+                        let entries = Self.promptEntries(
+                            promptIDs[k / n], InputLogprobList(start: start, values: values))
+                        cont.yield(
+                            SSE.frame(
+                                chunk([
+                                    "index": .int(k), "text": .string(promptTexts[k / n]),
+                                    "logprobs": completionLogprobs(entries, offset: 0), "finish_reason": nil,
+                                ])))
+                        offsets[k] = entries.reduce(0) { $0 + tokenizer.tokenText($1.tokenID).utf8.count }
+                    case .finished(let info):
+                        if echo && !echoed[k] {
+                            // Ended before its prompt was scored (aborted): still echo the prompt.
+                            echoed[k] = true
+                            cont.yield(
+                                SSE.frame(
+                                    chunk([
+                                        "index": .int(k), "text": .string(promptTexts[k / n]), "logprobs": nil,
+                                        "finish_reason": nil,
+                                    ])))
+                        }
+                        let (reason, matched) = Self.openAIFinish(info)
+                        if k % n == 0 { promptTotal += info.promptTokens }
+                        completion += info.completionTokens
+                        cached += info.cachedTokens
+                        cont.yield(
+                            SSE.frame(
+                                chunk([
+                                    "index": .int(k), "text": "", "logprobs": nil,
+                                    "finish_reason": reason, "matched_stop": matched,
+                                ])))
                     }
-                    let (reason, matched) = Self.openAIFinish(info)
-                    if k % n == 0 { promptTotal += info.promptTokens }
-                    completion += info.completionTokens
-                    cached += info.cachedTokens
-                    cont.yield(SSE.frame(chunk(["index": .int(k), "text": "", "logprobs": nil,
-                                                "finish_reason": reason, "matched_stop": matched])))
                 }
-            }
-            if Task.isCancelled { return }
-            if includeUsage {
-                cont.yield(SSE.frame(["id": .string(id), "object": "text_completion", "created": .int(created),
-                                      "model": .string(model), "choices": [],
-                                      "usage": Self.usage(prompt: promptTotal, completion: completion, cached: cached)]))
-            }
-            cont.yield(SSE.done)
-        })
+                if Task.isCancelled { return }
+                if includeUsage {
+                    cont.yield(
+                        SSE.frame([
+                            "id": .string(id), "object": "text_completion", "created": .int(created),
+                            "model": .string(model), "choices": [],
+                            "usage": Self.usage(prompt: promptTotal, completion: completion, cached: cached),
+                        ]))
+                }
+                cont.yield(SSE.done)
+            })
     }
 
     /// The echoed prompt's logprob entries: the first token has none (null in the reply).
@@ -217,8 +264,10 @@ extension ServalAPI {
             offsets.append(.int(at))
             at += t.utf8.count
         }
-        return ["tokens": .array(tokens), "token_logprobs": .array(values), "top_logprobs": .array(tops),
-                "text_offset": .array(offsets)]
+        return [
+            "tokens": .array(tokens), "token_logprobs": .array(values), "top_logprobs": .array(tops),
+            "text_offset": .array(offsets),
+        ]
     }
 }
 

@@ -25,8 +25,9 @@ final class GrammarStore: @unchecked Sendable {
     /// The compiled grammar of `spec`; a 400 naming `param` when it cannot be compiled.
     func compiled(_ spec: GrammarSpec, tokenizer: any ServingTokenizer, param: String) throws -> CompiledGrammar {
         guard enabled else {
-            throw APIError.invalid("Structured outputs are disabled on this server (--grammar-backend none).", param: param,
-                                   code: "unsupported_parameter")
+            throw APIError.invalid(
+                "Structured outputs are disabled on this server (--grammar-backend none).", param: param,
+                code: "unsupported_parameter")
         }
         if let g = cached(spec) { return g }
         let vocab = try self.vocabulary(tokenizer)
@@ -83,22 +84,26 @@ extension ServalAPI {
             case "json_object": found.append((.jsonObject, "response_format"))
             case "json_schema":
                 guard let js = try rf.nested("json_schema") else {
-                    throw APIError.invalid("response_format type 'json_schema' needs a 'json_schema' object.",
-                                           param: "response_format.json_schema", code: "missing_required_parameter")
+                    throw APIError.invalid(
+                        "response_format type 'json_schema' needs a 'json_schema' object.",
+                        param: "response_format.json_schema", code: "missing_required_parameter")
                 }
                 _ = try js.bool("strict")
                 _ = try js.string("name")
                 guard let schema = js.raw("schema") ?? js.raw("schema_") else {
-                    throw APIError.invalid("'response_format.json_schema.schema' is required.",
-                                           param: "response_format.json_schema.schema", code: "missing_required_parameter")
+                    throw APIError.invalid(
+                        "'response_format.json_schema.schema' is required.",
+                        param: "response_format.json_schema.schema", code: "missing_required_parameter")
                 }
                 found.append((.jsonSchema(JSONWriter.string(schema)), "response_format.json_schema.schema"))
             case "structural_tag":
-                throw APIError.invalid("response_format type 'structural_tag' is not supported.", param: "response_format.type",
-                                       code: "unsupported_parameter")
+                throw APIError.invalid(
+                    "response_format type 'structural_tag' is not supported.", param: "response_format.type",
+                    code: "unsupported_parameter")
             default:
-                throw APIError.invalid("response_format type must be 'text', 'json_object' or 'json_schema', got '\(type)'.",
-                                       param: "response_format.type")
+                throw APIError.invalid(
+                    "response_format type must be 'text', 'json_object' or 'json_schema', got '\(type)'.",
+                    param: "response_format.type")
             }
         }
         if let r = try f.string("regex") { found.append((.regex(r), "regex")) }
@@ -122,8 +127,9 @@ extension ServalAPI {
 
     private func single(_ found: [(GrammarSpec, String)]) throws -> (GrammarSpec, param: String)? {
         guard found.count <= 1 else {
-            throw APIError.invalid("Only one of \(found.map { "'\($0.1)'" }.joined(separator: ", ")) may be given.",
-                                   param: found[1].1)
+            throw APIError.invalid(
+                "Only one of \(found.map { "'\($0.1)'" }.joined(separator: ", ")) may be given.",
+                param: found[1].1)
         }
         return found.first.map { ($0.0, param: $0.1) }
     }

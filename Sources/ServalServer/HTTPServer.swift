@@ -8,7 +8,9 @@ import ServalEngine
 /// A client that closes its connection cancels its request at once (see
 /// `ConnectionCloseWatcher`), which aborts the engine requests and frees their KV.
 public enum HTTPServer {
-    public static func run(api: ServalAPI, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    public static func run(
+        api: ServalAPI, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
         let config = api.config
         let responder = CallbackResponder<ServalRequestContext> { request, context in
             let watcher = await context.closeWatcher()
@@ -26,8 +28,10 @@ public enum HTTPServer {
         await api.engine.shutdown(drain: true)
     }
 
-    static func respond(api: ServalAPI, request: Request, watcher: ConnectionCloseWatcher? = nil,
-                        logger: Logger) async -> Response {
+    static func respond(
+        api: ServalAPI, request: Request, watcher: ConnectionCloseWatcher? = nil,
+        logger: Logger
+    ) async -> Response {
         let method = request.method.rawValue
         let path = request.uri.path
         let start = Date()
@@ -53,20 +57,28 @@ public enum HTTPServer {
             }
         }
         if api.config.logRequests {
-            logger.info("\(method) \(path) -> \(reply.statusCode) in \(String(format: "%.3f", Date().timeIntervalSince(start)))s")
+            logger.info(
+                "\(method) \(path) -> \(reply.statusCode) in \(String(format: "%.3f", Date().timeIntervalSince(start)))s"
+            )
         }
         return response(for: reply, watcher: watcher)
     }
 
     /// Runs `work` in a task that is cancelled when the client goes away (cancellation
     /// ends the engine streams it reads, which aborts their requests).
-    static func cancellingOnClose<T: Sendable>(_ watcher: ConnectionCloseWatcher?,
-                                               _ work: @escaping @Sendable () async -> T) async -> T {
+    static func cancellingOnClose<T: Sendable>(
+        _ watcher: ConnectionCloseWatcher?,
+        _ work: @escaping @Sendable () async -> T
+    ) async -> T {
         guard let watcher else { return await work() }
         let task = Task { await work() }
         let token = watcher.onClose { task.cancel() }
         defer { watcher.remove(token) }
-        return await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
+        return await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
     static func response(for reply: HTTPReply, watcher: ConnectionCloseWatcher? = nil) -> Response {
@@ -74,32 +86,36 @@ public enum HTTPServer {
         case .json(let status, let value):
             var headers = HTTPFields()
             headers[.contentType] = "application/json"
-            return Response(status: .init(code: status), headers: headers,
-                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: JSONWriter.bytes(value))))
+            return Response(
+                status: .init(code: status), headers: headers,
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: JSONWriter.bytes(value))))
         case .text(let status, let text, let contentType):
             var headers = HTTPFields()
             headers[.contentType] = contentType
-            return Response(status: .init(code: status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+            return Response(
+                status: .init(code: status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case .empty(let status):
             return Response(status: .init(code: status), body: ResponseBody())
         case .stream(let sse):
             var headers = HTTPFields()
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
-            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                // A failed write means the client went away: cancelling the stream
-                // aborts its engine requests, which frees their KV.
-                // A stream still queued writes nothing, so also watch the connection.
-                let token = watcher?.onClose { sse.cancel() }
-                defer {
-                    watcher?.remove(token)
-                    sse.cancel()
-                }
-                for await frame in sse.frames {
-                    try await writer.write(ByteBuffer(string: frame))
-                }
-                try await writer.finish(nil)
-            })
+            return Response(
+                status: .ok, headers: headers,
+                body: ResponseBody { writer in
+                    // A failed write means the client went away: cancelling the stream
+                    // aborts its engine requests, which frees their KV.
+                    // A stream still queued writes nothing, so also watch the connection.
+                    let token = watcher?.onClose { sse.cancel() }
+                    defer {
+                        watcher?.remove(token)
+                        sse.cancel()
+                    }
+                    for await frame in sse.frames {
+                        try await writer.write(ByteBuffer(string: frame))
+                    }
+                    try await writer.finish(nil)
+                })
         }
     }
 }

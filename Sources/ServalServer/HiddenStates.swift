@@ -9,8 +9,9 @@ extension ServalAPI {
     func returnHiddenStates(_ f: RequestFields, prompts: Int) throws -> [Bool] {
         let values = try Self.boolPerPrompt(f, key: "return_hidden_states", prompts: prompts)
         if values.contains(true) && !config.enableReturnHiddenStates {
-            throw APIError.invalid("'return_hidden_states' needs the server to be started with --enable-return-hidden-states.",
-                                   param: "return_hidden_states")
+            throw APIError.invalid(
+                "'return_hidden_states' needs the server to be started with --enable-return-hidden-states.",
+                param: "return_hidden_states")
         }
         return values
     }
@@ -37,12 +38,14 @@ extension ServalAPI {
     func openAIHiddenStates(_ f: RequestFields, stream: Bool) throws -> Bool {
         guard try f.bool("return_hidden_states") == true else { return false }
         guard config.enableReturnHiddenStates else {
-            throw APIError.invalid("'return_hidden_states' needs the server to be started with --enable-return-hidden-states.",
-                                   param: "return_hidden_states")
+            throw APIError.invalid(
+                "'return_hidden_states' needs the server to be started with --enable-return-hidden-states.",
+                param: "return_hidden_states")
         }
         if stream {
-            throw APIError.invalid("'return_hidden_states' is not supported with 'stream' on this route; use /generate.",
-                                   param: "return_hidden_states", code: "unsupported_parameter")
+            throw APIError.invalid(
+                "'return_hidden_states' is not supported with 'stream' on this route; use /generate.",
+                param: "return_hidden_states", code: "unsupported_parameter")
         }
         return true
     }

@@ -16,10 +16,13 @@ public struct IDOnlyTokenizer: ServingTokenizer {
     public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String { "" }
     public func tokenBytes(_ id: Int32) -> [UInt8] { [] }
     public func grammarTokenBytes() throws -> [[UInt8]?] {
-        throw APIError.invalid("This server was started with --skip-tokenizer-init: structured outputs need the tokenizer.",
-                               code: "tokenizer_skipped")
+        throw APIError.invalid(
+            "This server was started with --skip-tokenizer-init: structured outputs need the tokenizer.",
+            code: "tokenizer_skipped")
     }
-    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: JSONValue]) throws -> String {
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: JSONValue]) throws
+        -> String
+    {
         throw Self.refusal
     }
 }

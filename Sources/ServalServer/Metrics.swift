@@ -8,8 +8,10 @@ public final class ServerMetrics: @unchecked Sendable {
     // SGLang's bucket bounds, so dashboards built for SGLang read the same.
     public static let ttftBounds = Histogram.ttftBounds
     public static let itlBounds = Histogram.itlBounds
-    public static let e2eBounds: [Double] = [0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 150, 200,
-                                             250, 300, 350, 500, 1000]
+    public static let e2eBounds: [Double] = [
+        0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 150, 200,
+        250, 300, 350, 500, 1000,
+    ]
 
     private let lock = NSLock()
     private var ttft = Histogram(bounds: ServerMetrics.ttftBounds)
@@ -35,8 +37,10 @@ public final class ServerMetrics: @unchecked Sendable {
 /// Renders the Prometheus text exposition format (version 0.0.4) with SGLang's
 /// metric names and the `model_name` label.
 public enum PrometheusRenderer {
-    public static func render(modelName: String, load: EngineLoad, stats: EngineStats,
-                              ttft: Histogram, itl: Histogram, e2e: Histogram) -> String {
+    public static func render(
+        modelName: String, load: EngineLoad, stats: EngineStats,
+        ttft: Histogram, itl: Histogram, e2e: Histogram
+    ) -> String {
         let label = "model_name=\"\(escapeLabel(modelName))\""
         var out = ""
         func gauge(_ name: String, _ help: String, _ v: Double) {

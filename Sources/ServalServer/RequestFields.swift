@@ -8,8 +8,9 @@ public struct RequestFields: Sendable {
 
     public init(_ value: JSONValue, prefix: String = "", what: String = "request body") throws {
         guard case .object(let o) = value else {
-            throw APIError.invalid("The \(what) must be a JSON object, got \(value.typeName).",
-                                   param: prefix.isEmpty ? nil : String(prefix.dropLast()), code: "invalid_type")
+            throw APIError.invalid(
+                "The \(what) must be a JSON object, got \(value.typeName).",
+                param: prefix.isEmpty ? nil : String(prefix.dropLast()), code: "invalid_type")
         }
         self.object = o
         self.prefix = prefix
@@ -73,9 +74,13 @@ public struct RequestFields: Sendable {
 
     public func ints(_ key: String) throws -> [Int]? {
         guard let v = raw(key) else { return nil }
-        guard case .array(let a) = v else { throw APIError.wrongType(name(key), expected: "an array of integers", got: v) }
+        guard case .array(let a) = v else {
+            throw APIError.wrongType(name(key), expected: "an array of integers", got: v)
+        }
         return try a.map { e in
-            guard case .int(let n) = e else { throw APIError.wrongType(name(key), expected: "an array of integers", got: e) }
+            guard case .int(let n) = e else {
+                throw APIError.wrongType(name(key), expected: "an array of integers", got: e)
+            }
             return n
         }
     }

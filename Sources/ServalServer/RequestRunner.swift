@@ -136,8 +136,11 @@ extension ServalAPI {
     }
 
     static func usage(prompt: Int, completion: Int, cached: Int) -> JSONValue {
-        ["prompt_tokens": .int(prompt), "total_tokens": .int(prompt + completion), "completion_tokens": .int(completion),
-         "prompt_tokens_details": ["cached_tokens": .int(cached)]]
+        [
+            "prompt_tokens": .int(prompt), "total_tokens": .int(prompt + completion),
+            "completion_tokens": .int(completion),
+            "prompt_tokens_details": ["cached_tokens": .int(cached)],
+        ]
     }
 
     /// A logprob as a JSON number; -inf (a token the sampler could not pick) becomes

@@ -21,10 +21,12 @@ enum SamplingFieldCheck {
         for key in f.object.keys where !supported.contains(key) {
             let param = f.prefix + key
             if unsupported.contains(key) {
-                throw APIError.invalid("'\(param)' is not supported by this server.", param: param, code: "unsupported_parameter")
+                throw APIError.invalid(
+                    "'\(param)' is not supported by this server.", param: param, code: "unsupported_parameter")
             }
             let hint = key == "seed" ? " (SGLang's name for it is 'sampling_seed')" : ""
-            throw APIError.invalid("'\(param)' is not a sampling parameter\(hint).", param: param, code: "unknown_parameter")
+            throw APIError.invalid(
+                "'\(param)' is not a sampling parameter\(hint).", param: param, code: "unknown_parameter")
         }
     }
 }

@@ -14,7 +14,9 @@ public enum SamplingParsing {
 
     /// Reads the sampling fields. `maxTokens` stays nil when the request did not set it,
     /// so the caller can apply its route's default after counting prompt tokens.
-    public static func parse(_ f: RequestFields, dialect: Dialect, vocabSize: Int) throws -> (SamplingParams, maxTokens: Int?) {
+    public static func parse(_ f: RequestFields, dialect: Dialect, vocabSize: Int) throws -> (
+        SamplingParams, maxTokens: Int?
+    ) {
         var s = SamplingParams()
         let maxTokens: Int?
         switch dialect {
@@ -43,25 +45,29 @@ public enum SamplingParsing {
         if let v = try f.stringOrStrings("stop") { s.stop = v.filter { !$0.isEmpty } }
         if let v = try f.stringOrStrings("stop_regex") {
             for pattern in v where (try? NSRegularExpression(pattern: pattern)) == nil || pattern.isEmpty {
-                throw APIError.invalid("'\(f.prefix)stop_regex' has a pattern that does not compile: '\(pattern)'.",
-                                       param: f.prefix + "stop_regex")
+                throw APIError.invalid(
+                    "'\(f.prefix)stop_regex' has a pattern that does not compile: '\(pattern)'.",
+                    param: f.prefix + "stop_regex")
             }
             s.stopRegex = v
         }
         if let v = try f.ints("stop_token_ids") {
             for id in v where id < 0 || id >= vocabSize {
-                throw APIError.invalid("'\(f.prefix)stop_token_ids' contains \(id), outside the vocabulary (0..<\(vocabSize))",
-                                       param: f.prefix + "stop_token_ids")
+                throw APIError.invalid(
+                    "'\(f.prefix)stop_token_ids' contains \(id), outside the vocabulary (0..<\(vocabSize))",
+                    param: f.prefix + "stop_token_ids")
             }
             s.stopTokenIDs = v.map { Int32($0) }
         }
         if let lb = f.raw("logit_bias") {
             guard case .object(let o) = lb else {
-                throw APIError.wrongType(f.prefix + "logit_bias", expected: "an object mapping token ids to biases", got: lb)
+                throw APIError.wrongType(
+                    f.prefix + "logit_bias", expected: "an object mapping token ids to biases", got: lb)
             }
             for (k, v) in o.pairs {
                 guard let id = Int(k), id >= 0, id < vocabSize else {
-                    throw APIError.invalid("'logit_bias' key '\(k)' is not a token id in 0..<\(vocabSize)", param: f.prefix + "logit_bias")
+                    throw APIError.invalid(
+                        "'logit_bias' key '\(k)' is not a token id in 0..<\(vocabSize)", param: f.prefix + "logit_bias")
                 }
                 let bias: Double
                 switch v {
@@ -70,8 +76,9 @@ public enum SamplingParsing {
                 default: throw APIError.wrongType(f.prefix + "logit_bias", expected: "numbers as values", got: v)
                 }
                 guard bias >= -100, bias <= 100 else {
-                    throw APIError.invalid("'logit_bias' values must be in [-100, 100], got \(bias) for token \(k)",
-                                           param: f.prefix + "logit_bias")
+                    throw APIError.invalid(
+                        "'logit_bias' values must be in [-100, 100], got \(bias) for token \(k)",
+                        param: f.prefix + "logit_bias")
                 }
                 s.logitBias[Int32(id)] = Float(bias)
             }
@@ -91,35 +98,47 @@ public enum SamplingParsing {
             throw APIError.invalid("'\(minName)' must be at least 0, got \(s.minNewTokens)", param: minName)
         }
         if maxTokensSet, s.minNewTokens > s.maxNewTokens {
-            throw APIError.invalid("'\(minName)' (\(s.minNewTokens)) must not exceed '\(maxName)' (\(s.maxNewTokens))", param: minName)
+            throw APIError.invalid(
+                "'\(minName)' (\(s.minNewTokens)) must not exceed '\(maxName)' (\(s.maxNewTokens))", param: minName)
         }
         guard s.temperature.isFinite, s.temperature >= 0 else {
-            throw APIError.invalid("'\(prefix)temperature' must be a number >= 0, got \(s.temperature)", param: prefix + "temperature")
+            throw APIError.invalid(
+                "'\(prefix)temperature' must be a number >= 0, got \(s.temperature)", param: prefix + "temperature")
         }
         guard s.topP > 0, s.topP <= 1 else {
             throw APIError.invalid("'\(prefix)top_p' must be in (0, 1], got \(s.topP)", param: prefix + "top_p")
         }
         guard s.topK == -1 || s.topK >= 0 else {
-            throw APIError.invalid("'\(prefix)top_k' must be -1 (off), 0 (off) or a positive integer, got \(s.topK)", param: prefix + "top_k")
+            throw APIError.invalid(
+                "'\(prefix)top_k' must be -1 (off), 0 (off) or a positive integer, got \(s.topK)",
+                param: prefix + "top_k")
         }
         guard s.minP >= 0, s.minP <= 1 else {
             throw APIError.invalid("'\(prefix)min_p' must be in [0, 1], got \(s.minP)", param: prefix + "min_p")
         }
         guard s.frequencyPenalty >= -2, s.frequencyPenalty <= 2 else {
-            throw APIError.invalid("'\(prefix)frequency_penalty' must be in [-2, 2], got \(s.frequencyPenalty)", param: prefix + "frequency_penalty")
+            throw APIError.invalid(
+                "'\(prefix)frequency_penalty' must be in [-2, 2], got \(s.frequencyPenalty)",
+                param: prefix + "frequency_penalty")
         }
         guard s.presencePenalty >= -2, s.presencePenalty <= 2 else {
-            throw APIError.invalid("'\(prefix)presence_penalty' must be in [-2, 2], got \(s.presencePenalty)", param: prefix + "presence_penalty")
+            throw APIError.invalid(
+                "'\(prefix)presence_penalty' must be in [-2, 2], got \(s.presencePenalty)",
+                param: prefix + "presence_penalty")
         }
         guard s.repetitionPenalty > 0, s.repetitionPenalty <= 2 else {
-            throw APIError.invalid("'\(prefix)repetition_penalty' must be in (0, 2], got \(s.repetitionPenalty)", param: prefix + "repetition_penalty")
+            throw APIError.invalid(
+                "'\(prefix)repetition_penalty' must be in (0, 2], got \(s.repetitionPenalty)",
+                param: prefix + "repetition_penalty")
         }
     }
 
     /// Applies the route's default output length and checks prompt + output against
     /// the context length (SGLang's wording, so clients that parse it keep working).
-    public static func fitToContext(_ s: inout SamplingParams, maxTokens: Int?, defaultMax: Int?, promptTokens: Int,
-                                    contextLength: Int, param: String) throws {
+    public static func fitToContext(
+        _ s: inout SamplingParams, maxTokens: Int?, defaultMax: Int?, promptTokens: Int,
+        contextLength: Int, param: String
+    ) throws {
         guard promptTokens > 0 else {
             throw APIError.invalid("The prompt is empty (0 tokens).", param: "prompt")
         }

@@ -31,8 +31,9 @@ extension ServalAPI {
         }
         for r in reqs {
             guard r.inputIDs.count < engine.contextLength else {
-                throw APIError.invalid("An item's prompt has \(r.inputIDs.count) tokens; the context length is \(engine.contextLength).",
-                                       param: "items", code: "context_length_exceeded")
+                throw APIError.invalid(
+                    "An item's prompt has \(r.inputIDs.count) tokens; the context length is \(engine.contextLength).",
+                    param: "items", code: "context_length_exceeded")
             }
         }
         try checkServable(reqs)
@@ -40,7 +41,9 @@ extension ServalAPI {
         var scores: [JSONValue] = []
         for o in outs {
             guard let first = o.logprobs.first, first.requested.count == labels.count else {
-                if case .abort(let message) = o.finish.reason { throw APIError.unavailable("Scoring was aborted: \(message).") }
+                if case .abort(let message) = o.finish.reason {
+                    throw APIError.unavailable("Scoring was aborted: \(message).")
+                }
                 throw APIError.internalError("the engine returned no label logprobs")
             }
             var values = first.requested.map { Double($0.logprob) }
@@ -55,14 +58,18 @@ extension ServalAPI {
             scores.append(.array(values.map { .double($0) }))
         }
         let promptTokens = outs.reduce(0) { $0 + $1.finish.promptTokens }
-        return .ok(["scores": .array(scores), "model": .string(config.servedModelName), "object": "scoring",
-                    "usage": Self.usage(prompt: promptTokens, completion: 0,
-                                        cached: outs.reduce(0) { $0 + $1.finish.cachedTokens })])
+        return .ok([
+            "scores": .array(scores), "model": .string(config.servedModelName), "object": "scoring",
+            "usage": Self.usage(
+                prompt: promptTokens, completion: 0,
+                cached: outs.reduce(0) { $0 + $1.finish.cachedTokens }),
+        ])
     }
 
     private func scoreLabels(_ f: RequestFields) throws -> [Int32] {
         guard let raw = f.raw("label_token_ids") else {
-            throw APIError.invalid("'label_token_ids' is required.", param: "label_token_ids", code: "missing_required_parameter")
+            throw APIError.invalid(
+                "'label_token_ids' is required.", param: "label_token_ids", code: "missing_required_parameter")
         }
         guard case .array(let items) = raw, !items.isEmpty else {
             throw APIError.wrongType("label_token_ids", expected: "a non-empty list of token ids", got: raw)
@@ -72,8 +79,9 @@ extension ServalAPI {
                 throw APIError.wrongType("label_token_ids[\(j)]", expected: "an integer token id", got: v)
             }
             guard id >= 0, id < tokenizer.vocabSize else {
-                throw APIError.invalid("'label_token_ids[\(j)]' is \(id), outside the vocabulary (0..<\(tokenizer.vocabSize)).",
-                                       param: "label_token_ids[\(j)]")
+                throw APIError.invalid(
+                    "'label_token_ids[\(j)]' is \(id), outside the vocabulary (0..<\(tokenizer.vocabSize)).",
+                    param: "label_token_ids[\(j)]")
             }
             return Int32(id)
         }
@@ -84,7 +92,8 @@ extension ServalAPI {
         func ids(_ items: [JSONValue], _ param: String) throws -> [Int32] {
             try items.enumerated().map { j, v in
                 guard case .int(let id) = v, id >= 0, id < tokenizer.vocabSize else {
-                    throw APIError.invalid("'\(param)[\(j)]' must be a token id in 0..<\(tokenizer.vocabSize).", param: "\(param)[\(j)]")
+                    throw APIError.invalid(
+                        "'\(param)[\(j)]' must be a token id in 0..<\(tokenizer.vocabSize).", param: "\(param)[\(j)]")
                 }
                 return Int32(id)
             }
@@ -108,7 +117,8 @@ extension ServalAPI {
             let queryIDs = try ids(q, "query")
             prompts = try items.enumerated().map { i, v in
                 guard case .array(let itemIDs) = v else {
-                    throw APIError.wrongType("items[\(i)]", expected: "a list of token ids (the query is token ids)", got: v)
+                    throw APIError.wrongType(
+                        "items[\(i)]", expected: "a list of token ids (the query is token ids)", got: v)
                 }
                 let item = try ids(itemIDs, "items[\(i)]")
                 return itemFirst ? item + queryIDs : queryIDs + item
@@ -116,11 +126,14 @@ extension ServalAPI {
         case (nil, _):
             throw APIError.invalid("'query' is required.", param: "query", code: "missing_required_parameter")
         case (let q?, _):
-            throw APIError.invalid("'query' (\(q.typeName)) and 'items' (\(rawItems.typeName)) must both be text or both token ids.",
-                                   param: "items")
+            throw APIError.invalid(
+                "'query' (\(q.typeName)) and 'items' (\(rawItems.typeName)) must both be text or both token ids.",
+                param: "items")
         }
         guard !prompts.isEmpty else { throw APIError.invalid("'items' is empty.", param: "items") }
-        for p in prompts where p.isEmpty { throw APIError.invalid("A (query, item) pair encodes to no tokens.", param: "items") }
+        for p in prompts where p.isEmpty {
+            throw APIError.invalid("A (query, item) pair encodes to no tokens.", param: "items")
+        }
         return prompts
     }
 }

@@ -23,8 +23,9 @@ public final class ServalAPI: Sendable {
         self.tokenizer = tokenizer
         self.config = config
         self.logger = logger
-        self.grammars = GrammarStore(enabled: config.grammarEnabled,
-                                     options: JSONSchemaOptions(whitespacePattern: config.jsonWhitespacePattern))
+        self.grammars = GrammarStore(
+            enabled: config.grammarEnabled,
+            options: JSONSchemaOptions(whitespacePattern: config.jsonWhitespacePattern))
     }
 
     /// /health turns green only after this (launch-server calls it after a warm-up forward).
@@ -62,7 +63,9 @@ public final class ServalAPI: Sendable {
             if p.hasPrefix("/v1/models/") { return try modelByID(String(p.dropFirst("/v1/models/".count))) }
             if p.hasPrefix("/v1/responses/") {
                 let rest = String(p.dropFirst("/v1/responses/".count))
-                if rest.hasSuffix("/cancel"), method == "POST" { return try cancelResponse(String(rest.dropLast("/cancel".count))) }
+                if rest.hasSuffix("/cancel"), method == "POST" {
+                    return try cancelResponse(String(rest.dropLast("/cancel".count)))
+                }
                 guard !rest.contains("/") else { throw APIError.notFound(path) }
                 guard method == "GET" else { throw APIError.methodNotAllowed(method, path) }
                 return try retrieveResponse(rest)
@@ -94,7 +97,9 @@ public final class ServalAPI: Sendable {
     }
 
     func parseBody(_ body: [UInt8]) throws -> JSONValue {
-        guard !body.isEmpty else { throw APIError.invalid("The request body is empty; send a JSON object.", code: "invalid_json") }
+        guard !body.isEmpty else {
+            throw APIError.invalid("The request body is empty; send a JSON object.", code: "invalid_json")
+        }
         return try JSONParser.parse(body)
     }
 
@@ -103,13 +108,16 @@ public final class ServalAPI: Sendable {
         guard let m = try f.string("model") else { return }
         guard m == config.servedModelName || m == "default" || m == config.modelPath else {
             // SGLang names LoRA adapters `base:adapter`; this server loads none.
-            if let colon = m.firstIndex(of: ":"), m[..<colon] == config.servedModelName || m[..<colon] == config.modelPath {
+            if let colon = m.firstIndex(of: ":"),
+                m[..<colon] == config.servedModelName || m[..<colon] == config.modelPath
+            {
                 throw APIError.invalid(
                     "The model `\(m)` names the LoRA adapter `\(m[m.index(after: colon)...])`, but LoRA is not enabled on this server (it serves no adapters).",
                     param: "model", code: "model_not_found")
             }
-            throw APIError.invalid("The model `\(m)` does not exist. The served model name is `\(config.servedModelName)`.",
-                                   param: "model", code: "model_not_found")
+            throw APIError.invalid(
+                "The model `\(m)` does not exist. The served model name is `\(config.servedModelName)`.",
+                param: "model", code: "model_not_found")
         }
     }
 

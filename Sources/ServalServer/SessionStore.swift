@@ -57,7 +57,8 @@ final class SessionStore: @unchecked Sendable {
     func compose(_ p: Params, rid: String, input: [Int32], bos: Int32?) throws -> (prompt: [Int32], abort: [String]) {
         try lock.withLock {
             guard var s = sessions[p.id] else {
-                throw APIError.invalid("Session '\(p.id)' is not open (POST /open_session first).", param: "session_params.id")
+                throw APIError.invalid(
+                    "Session '\(p.id)' is not open (POST /open_session first).", param: "session_params.id")
             }
             guard s.nodes[rid] == nil else {
                 throw APIError.invalid("Session '\(p.id)' already has a request '\(rid)'.", param: "rid")
@@ -66,15 +67,17 @@ final class SessionStore: @unchecked Sendable {
             var prompt = input
             if let baseRID = p.rid {
                 guard let base = s.nodes[baseRID] else {
-                    throw APIError.invalid("Session '\(p.id)' has no request '\(baseRID)'.", param: "session_params.rid")
+                    throw APIError.invalid(
+                        "Session '\(p.id)' has no request '\(baseRID)'.", param: "session_params.rid")
                 }
                 if p.replace {
                     if !base.finished { abort.append(baseRID) }
                     for child in base.children { abort += Self.remove(child, from: &s) }
                     s.nodes[baseRID]?.children = []
                 } else if !base.finished {
-                    throw APIError.invalid("Request '\(baseRID)' of session '\(p.id)' has not finished; a request can only continue a finished one.",
-                                           param: "session_params.rid")
+                    throw APIError.invalid(
+                        "Request '\(baseRID)' of session '\(p.id)' has not finished; a request can only continue a finished one.",
+                        param: "session_params.rid")
                 }
                 // The base already starts with BOS: an appended prompt's own BOS is dropped.
                 var appended = input
@@ -82,8 +85,9 @@ final class SessionStore: @unchecked Sendable {
                 var context = p.dropPreviousOutput ? base.prompt : base.prompt + base.output
                 if let offset = p.offset, offset != 0 {
                     guard offset > 0, offset <= context.count else {
-                        throw APIError.invalid("'session_params.offset' (\(offset)) must be in 1...\(context.count), the base request's length.",
-                                               param: "session_params.offset")
+                        throw APIError.invalid(
+                            "'session_params.offset' (\(offset)) must be in 1...\(context.count), the base request's length.",
+                            param: "session_params.offset")
                     }
                     context = Array(context[..<offset])
                 }
@@ -92,8 +96,9 @@ final class SessionStore: @unchecked Sendable {
                 for (r, node) in s.nodes where node.parent == nil { abort += Self.remove(r, from: &s) }
             }
             guard prompt.count <= s.capacity else {
-                throw APIError.invalid("The session's context would be \(prompt.count) tokens, over its capacity of \(s.capacity).",
-                                       param: "session_params")
+                throw APIError.invalid(
+                    "The session's context would be \(prompt.count) tokens, over its capacity of \(s.capacity).",
+                    param: "session_params")
             }
             s.nodes[rid] = Node(prompt: prompt, parent: p.rid)
             if let baseRID = p.rid { s.nodes[baseRID]?.children.append(rid) }

@@ -41,10 +41,13 @@ extension ServalAPI {
                 }
                 return try tokenizer.encode(s, addSpecialTokens: addSpecial)
             }
-            return .ok(["tokens": .array(lists.map { .array($0.map { .int(Int($0)) }) }),
-                        "count": .array(lists.map { .int($0.count) }), "max_model_len": maxLen])
+            return .ok([
+                "tokens": .array(lists.map { .array($0.map { .int(Int($0)) }) }),
+                "count": .array(lists.map { .int($0.count) }), "max_model_len": maxLen,
+            ])
         case nil:
-            throw APIError.invalid("'prompt' (or 'messages') is required.", param: "prompt", code: "missing_required_parameter")
+            throw APIError.invalid(
+                "'prompt' (or 'messages') is required.", param: "prompt", code: "missing_required_parameter")
         case let v?:
             throw APIError.wrongType("prompt", expected: "a string or an array of strings", got: v)
         }
@@ -73,10 +76,13 @@ extension ServalAPI {
     /// Token ids from a JSON array, each an integer inside the vocabulary.
     private func tokenIDs(_ items: [JSONValue], param: String) throws -> [Int32] {
         try items.enumerated().map { j, v in
-            guard case .int(let id) = v else { throw APIError.wrongType("\(param)[\(j)]", expected: "an integer token id", got: v) }
+            guard case .int(let id) = v else {
+                throw APIError.wrongType("\(param)[\(j)]", expected: "an integer token id", got: v)
+            }
             guard id >= 0, id < tokenizer.vocabSize else {
-                throw APIError.invalid("'\(param)[\(j)]' is \(id), outside the vocabulary (0..<\(tokenizer.vocabSize)).",
-                                       param: "\(param)[\(j)]")
+                throw APIError.invalid(
+                    "'\(param)[\(j)]' is \(id), outside the vocabulary (0..<\(tokenizer.vocabSize)).",
+                    param: "\(param)[\(j)]")
             }
             return Int32(id)
         }

@@ -33,18 +33,22 @@ public struct TokenizerBridge: ServingTokenizer {
         }
     }
 
-    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: JSONValue]) throws -> String {
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: JSONValue]) throws
+        -> String
+    {
         guard let template else {
-            throw APIError.invalid("This model has no chat template; use /v1/completions or /generate.", param: "messages",
-                                   code: "no_chat_template")
+            throw APIError.invalid(
+                "This model has no chat template; use /v1/completions or /generate.", param: "messages",
+                code: "no_chat_template")
         }
         let values: [TemplateValue] = messages.map { m in
             var pairs: [(String, TemplateValue)] = [("role", .string(m.role)), ("content", .string(m.content))]
             if let name = m.name { pairs.append(("name", .string(name))) }
             return .object(pairs)
         }
-        return try template.render(messages: values, addGenerationPrompt: addGenerationPrompt, bosToken: tokenizer.bosToken,
-                                   eosToken: tokenizer.eosToken, extra: extra.mapValues(Self.templateValue))
+        return try template.render(
+            messages: values, addGenerationPrompt: addGenerationPrompt, bosToken: tokenizer.bosToken,
+            eosToken: tokenizer.eosToken, extra: extra.mapValues(Self.templateValue))
     }
 
     static func templateValue(_ v: JSONValue) -> TemplateValue {

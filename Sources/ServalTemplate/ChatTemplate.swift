@@ -13,9 +13,11 @@ public struct ChatTemplate: Sendable {
     /// unless `extra` supplies them; `bos_token`/`eos_token` stay undefined when nil.
     /// `extra` carries the rest (`tools`, `date_string`, `enable_thinking`, ...) and wins over
     /// the named arguments.
-    public func render(messages: [TemplateValue], addGenerationPrompt: Bool,
-                       bosToken: String? = nil, eosToken: String? = nil,
-                       extra: [String: TemplateValue] = [:]) throws -> String {
+    public func render(
+        messages: [TemplateValue], addGenerationPrompt: Bool,
+        bosToken: String? = nil, eosToken: String? = nil,
+        extra: [String: TemplateValue] = [:]
+    ) throws -> String {
         let scope = Scope(parent: nil)
         scope.vars["messages"] = .list(messages.map(Value.init))
         scope.vars["tools"] = Value.none

@@ -1,12 +1,14 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The `|filter` functions, with jinja2's semantics (and transformers' `tojson` override).
 enum Filters {
-    static func apply(_ name: String, _ v: Value, _ args: CallArguments, line: Int, interpreter: Interpreter) throws -> Value {
+    static func apply(_ name: String, _ v: Value, _ args: CallArguments, line: Int, interpreter: Interpreter) throws
+        -> Value
+    {
         func bind(_ params: [String]) throws -> [Value?] {
             do { return try args.bind(params, callee: name) } catch let e as TemplateError {
                 throw TemplateError("filter '\(name)' at line \(line): \(e.message)")
@@ -24,7 +26,8 @@ enum Filters {
             return .int(try length(v, err))
         case "first":
             _ = try bind([])
-            return try interpreter.iterate(v, line: line).first ?? .undefined(hint: "No first item, sequence was empty.")
+            return try interpreter.iterate(v, line: line).first
+                ?? .undefined(hint: "No first item, sequence was empty.")
         case "last":
             _ = try bind([])
             return try interpreter.iterate(v, line: line).last ?? .undefined(hint: "No last item, sequence was empty.")
@@ -49,11 +52,12 @@ enum Filters {
                 default: throw err("indent must be an int or a string, got \(i.typeName)")
                 }
             }
-            var opts = JSONEncoder.Options(indent: indent, itemSeparator: indent == nil ? ", " : ",", keySeparator: ": ",
-                                           sortKeys: p[3]?.truthy ?? false, ensureASCII: p[0]?.truthy ?? false)
+            var opts = JSONEncoder.Options(
+                indent: indent, itemSeparator: indent == nil ? ", " : ",", keySeparator: ": ",
+                sortKeys: p[3]?.truthy ?? false, ensureASCII: p[0]?.truthy ?? false)
             if let sep = p[2], !(sep.isNoneLike) {
                 guard let parts = sep.sequence, parts.count == 2,
-                      case .string(let a) = parts[0], case .string(let b) = parts[1]
+                    case .string(let a) = parts[0], case .string(let b) = parts[1]
                 else { throw err("separators must be a pair of strings") }
                 opts.itemSeparator = a
                 opts.keySeparator = b
@@ -101,7 +105,9 @@ enum Filters {
             return .string(Strings.jinjaTitle(v.str()))
         case "replace":
             let p = try bind(["old", "new", "count"])
-            guard case .string(let old)? = p[0], case .string(let new)? = p[1] else { throw err("needs string arguments 'old' and 'new'") }
+            guard case .string(let old)? = p[0], case .string(let new)? = p[1] else {
+                throw err("needs string arguments 'old' and 'new'")
+            }
             return .string(Strings.replace(v.str(), old, new, count: p[2]?.integer ?? -1))
         case "list":
             _ = try bind([])
@@ -132,20 +138,23 @@ enum Filters {
             let testArgs = CallArguments(positional: rest, keyword: args.keyword)
             // jinja2 guards with `if value:`, so none/empty input selects nothing instead of failing.
             guard v.truthy else { return .list([]) }
-            return .list(try interpreter.iterate(v, line: line).filter { item in
-                let subject = try attr.map { try attribute(item, $0, interpreter, line) } ?? item
-                let passed = try testName.map { try Tests.apply($0, subject, testArgs, line: line) } ?? subject.truthy
-                return passed == keep
-            })
+            return .list(
+                try interpreter.iterate(v, line: line).filter { item in
+                    let subject = try attr.map { try attribute(item, $0, interpreter, line) } ?? item
+                    let passed =
+                        try testName.map { try Tests.apply($0, subject, testArgs, line: line) } ?? subject.truthy
+                    return passed == keep
+                })
         case "map":
             let items = v.truthy ? try interpreter.iterate(v, line: line) : []
             if let attr = args.keywordValue("attribute") {
                 let def = args.keywordValue("default")
-                return .list(try items.map { item in
-                    let r = try attribute(item, attr, interpreter, line)
-                    if r.isUndefined, let def { return def }
-                    return r
-                })
+                return .list(
+                    try items.map { item in
+                        let r = try attribute(item, attr, interpreter, line)
+                        if r.isUndefined, let def { return def }
+                        return r
+                    })
             }
             guard case .string(let f)? = args.positional.first else { throw err("needs a filter name or attribute=") }
             let rest = CallArguments(positional: Array(args.positional.dropFirst()), keyword: args.keyword)
@@ -180,7 +189,8 @@ enum Filters {
                 var b = a
                 while b > 0 {
                     do {
-                        let less = (p[0]?.truthy ?? false)
+                        let less =
+                            (p[0]?.truthy ?? false)
                             ? try pythonLess(keys[order[b - 1]], keys[order[b]])
                             : try pythonLess(keys[order[b]], keys[order[b - 1]])
                         if !less { break }
@@ -201,7 +211,8 @@ enum Filters {
                 guard let n = w.integer else { throw err("width must be an int or a string") }
                 width = String(repeating: " ", count: max(0, n))
             }
-            return .string(Strings.indent(v.str(), width: width, first: p[1]?.truthy ?? false, blank: p[2]?.truthy ?? false))
+            return .string(
+                Strings.indent(v.str(), width: width, first: p[1]?.truthy ?? false, blank: p[2]?.truthy ?? false))
         case "abs":
             _ = try bind([])
             switch v {
@@ -242,7 +253,9 @@ enum Filters {
                 return k
             }
             for item in items.dropFirst() {
-                let better = name == "min" ? try pythonLess(try key(item), try key(best)) : try pythonLess(try key(best), try key(item))
+                let better =
+                    name == "min"
+                    ? try pythonLess(try key(item), try key(best)) : try pythonLess(try key(best), try key(item))
                 if better { best = item }
             }
             return best
@@ -261,7 +274,12 @@ enum Filters {
             guard case .dict(let d) = v else { throw err("can only sort a mapping, not \(v.typeName)") }
             let byValue = p[1]?.str() == "value"
             let pairs = d.entries.map { Value.tuple([$0.key.value, $0.value]) }
-            let sorted = try apply("sort", .list(pairs), CallArguments(keyword: [("reverse", p[2] ?? .bool(false)), ("case_sensitive", p[0] ?? .bool(false)), ("attribute", .int(byValue ? 1 : 0))]), line: line, interpreter: interpreter)
+            let sorted = try apply(
+                "sort", .list(pairs),
+                CallArguments(keyword: [
+                    ("reverse", p[2] ?? .bool(false)), ("case_sensitive", p[0] ?? .bool(false)),
+                    ("attribute", .int(byValue ? 1 : 0)),
+                ]), line: line, interpreter: interpreter)
             return sorted
         default:
             throw TemplateError("unknown filter '\(name)' at line \(line)")

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Global functions visible to every template: jinja2's `range`, `namespace`, `dict` and the two
@@ -11,24 +11,27 @@ enum Globals {
         switch name {
         case "range": return .function(Function(name: "range", body: range))
         case "namespace":
-            return .function(Function(name: "namespace") { args in
-                let attrs = try mapping(args, "namespace")
-                for case .string(let k) in attrs.keys { try Namespace.checkName(k) }
-                return .namespace(Namespace(attrs))
-            })
+            return .function(
+                Function(name: "namespace") { args in
+                    let attrs = try mapping(args, "namespace")
+                    for case .string(let k) in attrs.keys { try Namespace.checkName(k) }
+                    return .namespace(Namespace(attrs))
+                })
         case "dict":
             return .function(Function(name: "dict") { args in .dict(try mapping(args, "dict")) })
         case "raise_exception":
-            return .function(Function(name: "raise_exception") { args in
-                throw TemplateError(args.positional.first?.str() ?? "raise_exception() called")
-            })
+            return .function(
+                Function(name: "raise_exception") { args in
+                    throw TemplateError(args.positional.first?.str() ?? "raise_exception() called")
+                })
         case "strftime_now":
-            return .function(Function(name: "strftime_now") { args in
-                guard case .string(let fmt)? = args.positional.first else {
-                    throw TemplateError("strftime_now() needs a format string")
-                }
-                return .string(strftimeNow(fmt))
-            })
+            return .function(
+                Function(name: "strftime_now") { args in
+                    guard case .string(let fmt)? = args.positional.first else {
+                        throw TemplateError("strftime_now() needs a format string")
+                    }
+                    return .string(strftimeNow(fmt))
+                })
         default:
             return nil
         }
@@ -37,7 +40,9 @@ enum Globals {
     private static func mapping(_ args: CallArguments, _ callee: String) throws -> OrderedDict {
         var d = OrderedDict()
         for p in args.positional {
-            guard case .dict(let given) = p else { throw TemplateError("\(callee)() positional argument must be a dict, not \(p.typeName)") }
+            guard case .dict(let given) = p else {
+                throw TemplateError("\(callee)() positional argument must be a dict, not \(p.typeName)")
+            }
             for (k, v) in given.entries { d[k] = v }
         }
         for (k, v) in args.keyword { d[k] = v }
@@ -46,7 +51,9 @@ enum Globals {
 
     private static func range(_ args: CallArguments) throws -> Value {
         let ints = try args.positional.map { v -> Int in
-            guard let i = v.integer else { throw TemplateError("range() arguments must be integers, got \(v.typeName)") }
+            guard let i = v.integer else {
+                throw TemplateError("range() arguments must be integers, got \(v.typeName)")
+            }
             return i
         }
         let (start, stop, step): (Int, Int, Int)

@@ -45,8 +45,9 @@ struct Interpreter {
                     if flow != .normal { return flow }
                 }
             case let .forLoop(targets, iterable, filter, body, otherwise, line):
-                try execFor(targets: targets, iterable: iterable, filter: filter, body: body,
-                            otherwise: otherwise, line: line, scope: scope, into: &out)
+                try execFor(
+                    targets: targets, iterable: iterable, filter: filter, body: body,
+                    otherwise: otherwise, line: line, scope: scope, into: &out)
             case let .set(target, expr, line):
                 try assign(target, try eval(expr, scope), scope: scope, line: line)
             case let .setBlock(name, body):
@@ -70,7 +71,9 @@ struct Interpreter {
             scope.vars[n] = value
         case let .attribute(obj, attr):
             guard case .namespace(let ns) = scope.lookup(obj) ?? .undefined(hint: "") else {
-                throw TemplateError("cannot assign attribute '\(attr)' on '\(obj)' at line \(line): only namespace() objects support attribute assignment")
+                throw TemplateError(
+                    "cannot assign attribute '\(attr)' on '\(obj)' at line \(line): only namespace() objects support attribute assignment"
+                )
             }
             try Namespace.checkName(attr)
             ns.attributes[attr] = value
@@ -83,8 +86,10 @@ struct Interpreter {
         }
     }
 
-    private func execFor(targets: [String], iterable: Expr, filter: Expr?, body: [Node], otherwise: [Node],
-                         line: Int, scope: Scope, into out: inout String) throws {
+    private func execFor(
+        targets: [String], iterable: Expr, filter: Expr?, body: [Node], otherwise: [Node],
+        line: Int, scope: Scope, into out: inout String
+    ) throws {
         var items = try iterate(try eval(iterable, scope), line: line)
         let bindTargets = { (s: Scope, item: Value) throws in
             if targets.count == 1 {
@@ -216,7 +221,8 @@ struct Interpreter {
                 throw TemplateError("\(err.message) (in call to \(fn.name) at line \(line))")
             }
         case let .filter(value, name, args, line):
-            return try Filters.apply(name, try eval(value, scope), try evalArgs(args, scope), line: line, interpreter: self)
+            return try Filters.apply(
+                name, try eval(value, scope), try evalArgs(args, scope), line: line, interpreter: self)
         case let .test(value, name, args, negated, line):
             let r = try Tests.apply(name, try eval(value, scope), try evalArgs(args, scope), line: line)
             return .bool(negated ? !r : r)
@@ -230,7 +236,9 @@ struct Interpreter {
             }
         case let .plus(x, line):
             let v = try eval(x, scope)
-            guard v.number != nil else { throw TemplateError("bad operand type for unary +: '\(v.typeName)' at line \(line)") }
+            guard v.number != nil else {
+                throw TemplateError("bad operand type for unary +: '\(v.typeName)' at line \(line)")
+            }
             return v
         case let .binary(op, l, r, line):
             return try Operators.binary(op, try eval(l, scope), try eval(r, scope), line: line)
@@ -258,8 +266,9 @@ struct Interpreter {
     }
 
     private func evalArgs(_ args: Arguments, _ scope: Scope) throws -> CallArguments {
-        CallArguments(positional: try args.positional.map { try eval($0, scope) },
-                      keyword: try args.keyword.map { ($0.0, try eval($0.1, scope)) })
+        CallArguments(
+            positional: try args.positional.map { try eval($0, scope) },
+            keyword: try args.keyword.map { ($0.0, try eval($0.1, scope)) })
     }
 
     /// `obj.name`: methods first (Python getattr), then dict items, as jinja2's sandbox does.
@@ -291,7 +300,8 @@ struct Interpreter {
             let chars = Array(s.unicodeScalars)
             var i = key.integer!
             if i < 0 { i += chars.count }
-            return (i >= 0 && i < chars.count) ? .string(String(chars[i])) : .undefined(hint: "string index out of range")
+            return (i >= 0 && i < chars.count)
+                ? .string(String(chars[i])) : .undefined(hint: "string index out of range")
         case let (.dict(d), .string(k)):
             if let v = d[k] { return v }
             if let m = Methods.bind(obj, k) { return m }

@@ -24,9 +24,13 @@ enum JSONEncoder {
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
         case .double(let d):
-            if d.isNaN { out += "NaN" }
-            else if d.isInfinite { out += d < 0 ? "-Infinity" : "Infinity" }
-            else { out += formatPythonFloat(d) }
+            if d.isNaN {
+                out += "NaN"
+            } else if d.isInfinite {
+                out += d < 0 ? "-Infinity" : "Infinity"
+            } else {
+                out += formatPythonFloat(d)
+            }
         case .string(let s): writeString(s, ascii: o.ensureASCII, into: &out)
         case .list(let l), .tuple(let l):
             if l.isEmpty { out += "[]"; return }
@@ -49,8 +53,10 @@ enum JSONEncoder {
         }
     }
 
-    private static func writeObject(_ entries: [(key: DictKey, value: Value)], _ o: Options, level: Int,
-                                    into out: inout String) throws {
+    private static func writeObject(
+        _ entries: [(key: DictKey, value: Value)], _ o: Options, level: Int,
+        into out: inout String
+    ) throws {
         if entries.isEmpty { out += "{}"; return }
         var items = entries
         if o.sortKeys {
@@ -115,8 +121,9 @@ extension TemplateValue {
 
     /// Serialises like Python's `json.dumps(value, ensure_ascii=False)` (compact separators optional).
     public func jsonString(indent: Int? = nil) -> String {
-        let o = JSONEncoder.Options(indent: indent.map { String(repeating: " ", count: $0) },
-                                    itemSeparator: indent == nil ? ", " : ",", keySeparator: ": ")
+        let o = JSONEncoder.Options(
+            indent: indent.map { String(repeating: " ", count: $0) },
+            itemSeparator: indent == nil ? ", " : ",", keySeparator: ": ")
         // A TemplateValue has no undefined or function inside, so encoding cannot fail.
         return (try? JSONEncoder.encode(Value(self), o)) ?? ""
     }
@@ -187,7 +194,9 @@ private struct JSONParser {
 
     private mutating func literal(_ word: String) throws {
         let w = Array(word.utf8)
-        guard pos + w.count <= bytes.count, Array(bytes[pos..<pos + w.count]) == w else { throw fail("unexpected token") }
+        guard pos + w.count <= bytes.count, Array(bytes[pos..<pos + w.count]) == w else {
+            throw fail("unexpected token")
+        }
         pos += w.count
     }
 
@@ -197,11 +206,16 @@ private struct JSONParser {
         if pos < bytes.count && bytes[pos] == UInt8(ascii: "-") { pos += 1 }
         while pos < bytes.count {
             let c = bytes[pos]
-            if c >= 48 && c <= 57 { pos += 1 }
-            else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") || c == UInt8(ascii: "+") || c == UInt8(ascii: "-") {
+            if c >= 48 && c <= 57 {
+                pos += 1
+            } else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
+                || c == UInt8(ascii: "+") || c == UInt8(ascii: "-")
+            {
                 isFloat = true
                 pos += 1
-            } else { break }
+            } else {
+                break
+            }
         }
         let text = String(decoding: bytes[start..<pos], as: UTF8.self)
         guard !text.isEmpty, text != "-" else { throw fail("unexpected character") }
@@ -249,7 +263,8 @@ private struct JSONParser {
             case UInt8(ascii: "u"):
                 var code = try hex4()
                 if code >= 0xD800 && code < 0xDC00, pos + 1 < bytes.count,
-                   bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") {
+                    bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u")
+                {
                     pos += 2
                     let low = try hex4()
                     if low >= 0xDC00 && low < 0xE000 {

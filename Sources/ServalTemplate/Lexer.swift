@@ -158,9 +158,13 @@ struct Lexer {
             if open.isEmpty {
                 var end: Int?
                 var minus = false, plus = false
-                if startsWith("-" + close, at: pos) { end = pos + 3; minus = true }
-                else if isBlock && startsWith("+" + close, at: pos) { end = pos + 3; plus = true }
-                else if startsWith(close, at: pos) { end = pos + 2 }
+                if startsWith("-" + close, at: pos) {
+                    end = pos + 3; minus = true
+                } else if isBlock && startsWith("+" + close, at: pos) {
+                    end = pos + 3; plus = true
+                } else if startsWith(close, at: pos) {
+                    end = pos + 2
+                }
                 if let e = end {
                     tokens.append(Token(kind: isBlock ? .blockEnd : .varEnd, line: line))
                     advance(to: trailingStrip(from: e, minus: minus, plus: plus, trimBlocks: isBlock))
@@ -191,7 +195,8 @@ struct Lexer {
                 if op == ")" || op == "]" || op == "}" {
                     let expected = ["(": ")", "[": "]", "{": "}"][open.last ?? ""]
                     guard expected == op else {
-                        throw TemplateError("unexpected '\(op)' at line \(line)" + (expected.map { ", expected '\($0)'" } ?? ""))
+                        throw TemplateError(
+                            "unexpected '\(op)' at line \(line)" + (expected.map { ", expected '\($0)'" } ?? ""))
                     }
                     open.removeLast()
                 }
@@ -259,8 +264,10 @@ struct Lexer {
                 case UInt8(ascii: "x"), UInt8(ascii: "u"), UInt8(ascii: "U"):
                     let width = e == UInt8(ascii: "x") ? 2 : (e == UInt8(ascii: "u") ? 4 : 8)
                     guard j + width <= src.count, let code = UInt32(text(j..<j + width), radix: 16),
-                          let scalar = UnicodeScalar(code)
-                    else { throw TemplateError("invalid \\\(UnicodeScalar(e)) escape in string literal at line \(line)") }
+                        let scalar = UnicodeScalar(code)
+                    else {
+                        throw TemplateError("invalid \\\(UnicodeScalar(e)) escape in string literal at line \(line)")
+                    }
                     out.append(contentsOf: Array(String(Character(scalar)).utf8))
                     j += width
                 default:

@@ -36,7 +36,8 @@ enum Methods {
         switch name {
         case "strip", "lstrip", "rstrip":
             let p = try args.bind(["chars"], callee: callee)
-            return .string(Strings.strip(s, chars: try string(p[0], callee), left: name != "rstrip", right: name != "lstrip"))
+            return .string(
+                Strings.strip(s, chars: try string(p[0], callee), left: name != "rstrip", right: name != "lstrip"))
         case "split", "rsplit":
             let p = try args.bind(["sep", "maxsplit"], callee: callee)
             let sep = try string(p[0], callee)
@@ -53,7 +54,8 @@ enum Methods {
             }
             for c in candidates {
                 guard case .string(let x) = c else { throw TemplateError("\(callee)() needs strings") }
-                let hit = name == "startswith"
+                let hit =
+                    name == "startswith"
                     ? s.unicodeScalars.starts(with: x.unicodeScalars)
                     : s.unicodeScalars.reversed().starts(with: x.unicodeScalars.reversed())
                 if hit { return .bool(true) }
@@ -81,12 +83,13 @@ enum Methods {
         case "join":
             let p = try args.bind(["iterable"], callee: callee)
             guard let items = p[0]?.sequence else { throw TemplateError("\(callee)() needs a list") }
-            return .string(try items.map { item -> String in
-                guard case .string(let x) = item else {
-                    throw TemplateError("\(callee)(): expected str instance, \(item.typeName) found")
-                }
-                return x
-            }.joined(separator: s))
+            return .string(
+                try items.map { item -> String in
+                    guard case .string(let x) = item else {
+                        throw TemplateError("\(callee)(): expected str instance, \(item.typeName) found")
+                    }
+                    return x
+                }.joined(separator: s))
         case "splitlines":
             return .list(Strings.splitLines(s).map { .string($0) })
         case "format":
@@ -94,21 +97,24 @@ enum Methods {
         case "isdigit", "isalpha", "isalnum", "isspace":
             let u = s.unicodeScalars
             guard !u.isEmpty else { return .bool(false) }
-            return .bool(u.allSatisfy { c in
-                switch name {
-                case "isdigit": return c.properties.numericType == .decimal || c.properties.numericType == .digit
-                case "isalpha": return c.properties.isAlphabetic
-                case "isalnum": return c.properties.isAlphabetic || c.properties.numericType != nil
-                default: return Strings.isSpace(c)
-                }
-            })
+            return .bool(
+                u.allSatisfy { c in
+                    switch name {
+                    case "isdigit": return c.properties.numericType == .decimal || c.properties.numericType == .digit
+                    case "isalpha": return c.properties.isAlphabetic
+                    case "isalnum": return c.properties.isAlphabetic || c.properties.numericType != nil
+                    default: return Strings.isSpace(c)
+                    }
+                })
         case "islower": return .bool(s.lowercased() == s && s.uppercased() != s)
         case "isupper": return .bool(s.uppercased() == s && s.lowercased() != s)
         case "removeprefix", "removesuffix":
             let p = try args.bind(["affix"], callee: callee)
             guard let a = try string(p[0], callee) else { throw TemplateError("\(callee)() needs a string") }
             let u = Array(s.unicodeScalars), x = Array(a.unicodeScalars)
-            if name == "removeprefix", u.starts(with: x) { return .string(String(String.UnicodeScalarView(u.dropFirst(x.count)))) }
+            if name == "removeprefix", u.starts(with: x) {
+                return .string(String(String.UnicodeScalarView(u.dropFirst(x.count))))
+            }
             if name == "removesuffix", !x.isEmpty, u.reversed().starts(with: x.reversed()) {
                 return .string(String(String.UnicodeScalarView(u.dropLast(x.count))))
             }

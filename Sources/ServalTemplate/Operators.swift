@@ -4,7 +4,8 @@ enum Operators {
         if op == "~" { return .string(a.str() + b.str()) }
         if case .undefined(let hint) = a { throw TemplateError("\(hint) (operator '\(op)' at line \(line))") }
         if case .undefined(let hint) = b { throw TemplateError("\(hint) (operator '\(op)' at line \(line))") }
-        let fail = TemplateError("unsupported operand type(s) for \(op): '\(a.typeName)' and '\(b.typeName)' at line \(line)")
+        let fail = TemplateError(
+            "unsupported operand type(s) for \(op): '\(a.typeName)' and '\(b.typeName)' at line \(line)")
         switch op {
         case "+":
             switch (a, b) {
@@ -18,7 +19,9 @@ enum Operators {
         case "*":
             if case .string(let s) = a, let n = b.integer { return .string(String(repeating: s, count: max(0, n))) }
             if case .string(let s) = b, let n = a.integer { return .string(String(repeating: s, count: max(0, n))) }
-            if case .list(let l) = a, let n = b.integer { return .list(Array([[Value]](repeating: l, count: max(0, n)).joined())) }
+            if case .list(let l) = a, let n = b.integer {
+                return .list(Array([[Value]](repeating: l, count: max(0, n)).joined()))
+            }
             return try arithmetic(a, b, fail, int: { $0.multipliedReportingOverflow(by: $1) }, double: *)
         case "/":
             guard let x = a.number, let y = b.number else { throw fail }
@@ -35,7 +38,9 @@ enum Operators {
             guard y != 0 else { throw TemplateError("float floor division by zero at line \(line)") }
             return .double((x / y).rounded(.down))
         case "%":
-            if case .string = a { throw TemplateError("printf-style '%' string formatting is not supported at line \(line)") }
+            if case .string = a {
+                throw TemplateError("printf-style '%' string formatting is not supported at line \(line)")
+            }
             if let x = a.integer, let y = b.integer {
                 guard y != 0 else { throw TemplateError("integer modulo by zero at line \(line)") }
                 let r = x % y
@@ -62,9 +67,11 @@ enum Operators {
         }
     }
 
-    private static func arithmetic(_ a: Value, _ b: Value, _ fail: TemplateError,
-                                   int: (Int, Int) -> (partialValue: Int, overflow: Bool),
-                                   double: (Double, Double) -> Double) throws -> Value {
+    private static func arithmetic(
+        _ a: Value, _ b: Value, _ fail: TemplateError,
+        int: (Int, Int) -> (partialValue: Int, overflow: Bool),
+        double: (Double, Double) -> Double
+    ) throws -> Value {
         if let x = a.integer, let y = b.integer {
             let (r, o) = int(x, y)
             if o { throw TemplateError("integer overflow: \(fail.message)") }
@@ -101,7 +108,8 @@ enum Operators {
         switch container {
         case .string(let s):
             guard case .string(let n) = needle else {
-                throw TemplateError("'in <string>' requires string as left operand, not \(needle.typeName) at line \(line)")
+                throw TemplateError(
+                    "'in <string>' requires string as left operand, not \(needle.typeName) at line \(line)")
             }
             return n.isEmpty || s.contains(n)
         case .list(let l), .tuple(let l): return l.contains { pythonEqual($0, needle) }
@@ -119,7 +127,7 @@ enum Operators {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -89,7 +89,9 @@ struct Parser {
             switch tok.kind {
             case .eof:
                 if !endNames.isEmpty {
-                    throw TemplateError("unexpected end of template: expected one of \(endNames.sorted().map { "'\($0)'" }.joined(separator: ", "))")
+                    throw TemplateError(
+                        "unexpected end of template: expected one of \(endNames.sorted().map { "'\($0)'" }.joined(separator: ", "))"
+                    )
                 }
                 return (nodes, nil)
             case .text(let s):
@@ -193,7 +195,8 @@ struct Parser {
             _ = next()
         }
         try expectBlockEnd("endfor")
-        return .forLoop(targets: targets, iterable: iterable, filter: filter, body: body, otherwise: otherwise, line: tagLine)
+        return .forLoop(
+            targets: targets, iterable: iterable, filter: filter, body: body, otherwise: otherwise, line: tagLine)
     }
 
     private mutating func parseSet(line tagLine: Int) throws -> Node {
@@ -261,7 +264,9 @@ struct Parser {
         }
     }
 
-    mutating func parseTuple(withCondexpr: Bool = true, extraEnd: Set<String> = [], explicitParens: Bool = false) throws -> Expr {
+    mutating func parseTuple(withCondexpr: Bool = true, extraEnd: Set<String> = [], explicitParens: Bool = false) throws
+        -> Expr
+    {
         var items: [Expr] = []
         var sawComma = false
         while true {

@@ -17,16 +17,27 @@ enum Tests {
         case "integer": if case .int = v { return true }; return false
         case "float": if case .double = v { return true }; return false
         case "number":
-            switch v { case .int, .double, .bool: return true; default: return false }
+            switch v {
+            case .int, .double, .bool: return true;
+            default: return false
+            }
         case "string": if case .string = v { return true }; return false
         case "mapping": if case .dict = v { return true }; return false
         case "iterable":
-            switch v { case .string, .list, .tuple, .dict, .undefined: return true; default: return false }
+            switch v {
+            case .string, .list, .tuple, .dict, .undefined: return true;
+            default: return false
+            }
         case "sequence":
-            switch v { case .string, .list, .tuple, .dict: return true; default: return false }
+            switch v {
+            case .string, .list, .tuple, .dict: return true;
+            default: return false
+            }
         case "callable": if case .function = v { return true }; return false
         case "odd", "even":
-            guard let i = v.integer else { throw TemplateError("test '\(name)' at line \(line) needs an integer, got \(v.typeName)") }
+            guard let i = v.integer else {
+                throw TemplateError("test '\(name)' at line \(line) needs an integer, got \(v.typeName)")
+            }
             return (i % 2 != 0) == (name == "odd")
         case "divisibleby":
             guard let i = v.integer, let n = try arg().integer, n != 0 else {

@@ -230,7 +230,9 @@ final class Namespace {
     /// transformers rejects underscore-prefixed namespace attributes (sandbox hardening).
     static func checkName(_ name: String) throws {
         if name.hasPrefix("_") {
-            throw TemplateError("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(name)'. Please rename the attribute.")
+            throw TemplateError(
+                "Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(name)'. Please rename the attribute."
+            )
         }
     }
 }

@@ -16,13 +16,16 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Checks that `cols` is a whole number of blocks and `byteCount` (the bytes
     /// available at `base`) matches rows x row bytes exactly.
     public init(type: DType, rows: Int, cols: Int, base: UnsafeRawPointer, byteCount: Int) throws(TensorError) {
-        guard rows > 0, cols > 0 else { throw TensorError("weight matrix \(rows)x\(cols) must have positive dimensions") }
+        guard rows > 0, cols > 0 else {
+            throw TensorError("weight matrix \(rows)x\(cols) must have positive dimensions")
+        }
         guard let rowBytes = type.byteCount(elements: cols) else {
             throw TensorError("\(type) rows need a multiple of \(type.blockSize) elements; got \(cols) columns")
         }
         let (total, overflow) = rowBytes.multipliedReportingOverflow(by: rows)
         guard !overflow, total == byteCount else {
-            throw TensorError("\(type) matrix \(rows)x\(cols) needs \(overflow ? "too many" : String(total)) bytes, got \(byteCount)")
+            throw TensorError(
+                "\(type) matrix \(rows)x\(cols) needs \(overflow ? "too many" : String(total)) bytes, got \(byteCount)")
         }
         self.type = type
         self.rows = rows

@@ -50,7 +50,8 @@ struct BPEMerges: Sendable {
         scratch.reset(n)
         for i in 0..<(n - 1) {
             if let m = lookup(symbols[i], symbols[i + 1]) {
-                scratch.push(Candidate(rank: m.rank, left: Int32(i), leftID: symbols[i], rightID: symbols[i + 1], merged: m.id))
+                scratch.push(
+                    Candidate(rank: m.rank, left: Int32(i), leftID: symbols[i], rightID: symbols[i + 1], merged: m.id))
             }
         }
         while let c = scratch.pop() {
@@ -66,10 +67,13 @@ struct BPEMerges: Sendable {
             if rn >= 0 { scratch.prev[Int(rn)] = Int32(l) }
             let lp = scratch.prev[l]
             if lp >= 0, let m = lookup(symbols[Int(lp)], symbols[l]) {
-                scratch.push(Candidate(rank: m.rank, left: lp, leftID: symbols[Int(lp)], rightID: symbols[l], merged: m.id))
+                scratch.push(
+                    Candidate(rank: m.rank, left: lp, leftID: symbols[Int(lp)], rightID: symbols[l], merged: m.id))
             }
             if rn >= 0, let m = lookup(symbols[l], symbols[Int(rn)]) {
-                scratch.push(Candidate(rank: m.rank, left: Int32(l), leftID: symbols[l], rightID: symbols[Int(rn)], merged: m.id))
+                scratch.push(
+                    Candidate(rank: m.rank, left: Int32(l), leftID: symbols[l], rightID: symbols[Int(rn)], merged: m.id)
+                )
             }
         }
         var i: Int32 = 0

@@ -29,7 +29,7 @@ struct CharClass: OptionSet, Sendable {
         case .decimalNumber, .letterNumber, .otherNumber:
             f = .number
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            .initialPunctuation, .finalPunctuation, .otherPunctuation:
             f = .punctuation
         case .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol:
             f = .symbol

@@ -8,11 +8,17 @@ enum HFTokenizerLoader {
         let dir = directory.hasSuffix("/") ? directory : directory + "/"
         let tjPath = dir + "tokenizer.json"
         guard FileManager.default.fileExists(atPath: tjPath) else {
-            throw TokenizerError("\(directory): no tokenizer.json in this directory (a .gguf file or a Hugging Face model directory is needed)")
+            throw TokenizerError(
+                "\(directory): no tokenizer.json in this directory (a .gguf file or a Hugging Face model directory is needed)"
+            )
         }
         let tj = try readJSON(tjPath)
-        let config = FileManager.default.fileExists(atPath: dir + "tokenizer_config.json") ? try readJSON(dir + "tokenizer_config.json") : [:]
-        let genConfig = FileManager.default.fileExists(atPath: dir + "generation_config.json") ? try readJSON(dir + "generation_config.json") : [:]
+        let config =
+            FileManager.default.fileExists(atPath: dir + "tokenizer_config.json")
+            ? try readJSON(dir + "tokenizer_config.json") : [:]
+        let genConfig =
+            FileManager.default.fileExists(atPath: dir + "generation_config.json")
+            ? try readJSON(dir + "generation_config.json") : [:]
         return try spec(tokenizerJSON: tj, config: config, generationConfig: genConfig, source: tjPath)
     }
 
@@ -30,35 +36,46 @@ enum HFTokenizerLoader {
         return dict
     }
 
-    static func spec(tokenizerJSON tj: [String: Any], config: [String: Any], generationConfig: [String: Any],
-                     source: String) throws -> TokenizerSpec {
+    static func spec(
+        tokenizerJSON tj: [String: Any], config: [String: Any], generationConfig: [String: Any],
+        source: String
+    ) throws -> TokenizerSpec {
         func bad(_ key: String, _ why: String) -> TokenizerError { TokenizerError("\(source): '\(key)' \(why)") }
 
         guard let model = tj["model"] as? [String: Any] else { throw bad("model", "is missing") }
         let type = model["type"] as? String ?? "BPE"
         guard type == "BPE" else { throw bad("model.type", "is '\(type)'; only BPE is supported") }
-        guard let vocabDict = model["vocab"] as? [String: Any] else { throw bad("model.vocab", "is missing or not an object") }
+        guard let vocabDict = model["vocab"] as? [String: Any] else {
+            throw bad("model.vocab", "is missing or not an object")
+        }
 
         // Ids → strings, vocabulary first, then added tokens (which may extend it).
         var byID: [Int: String] = [:]
         for (text, v) in vocabDict {
-            guard let id = (v as? NSNumber)?.intValue, id >= 0 else { throw bad("model.vocab", "has a non-integer id for '\(text)'") }
+            guard let id = (v as? NSNumber)?.intValue, id >= 0 else {
+                throw bad("model.vocab", "has a non-integer id for '\(text)'")
+            }
             byID[id] = text
         }
         struct Added { let id: Int; let content: String; let special: Bool; let lstrip: Bool; let rstrip: Bool }
         var added: [Added] = []
         for (i, item) in ((tj["added_tokens"] as? [Any]) ?? []).enumerated() {
             guard let d = item as? [String: Any], let id = (d["id"] as? NSNumber)?.intValue, id >= 0,
-                  let content = d["content"] as? String else {
+                let content = d["content"] as? String
+            else {
                 throw bad("added_tokens[\(i)]", "needs an integer 'id' and a string 'content'")
             }
-            added.append(Added(id: id, content: content, special: (d["special"] as? Bool) ?? false,
-                               lstrip: (d["lstrip"] as? Bool) ?? false, rstrip: (d["rstrip"] as? Bool) ?? false))
+            added.append(
+                Added(
+                    id: id, content: content, special: (d["special"] as? Bool) ?? false,
+                    lstrip: (d["lstrip"] as? Bool) ?? false, rstrip: (d["rstrip"] as? Bool) ?? false))
             byID[id] = content
         }
         let n = (byID.keys.max() ?? -1) + 1
         guard n > 0 else { throw bad("model.vocab", "is empty") }
-        guard n <= byID.count + 1024 else { throw bad("model.vocab", "ids are not dense (max id \(n - 1) for \(byID.count) tokens)") }
+        guard n <= byID.count + 1024 else {
+            throw bad("model.vocab", "ids are not dense (max id \(n - 1) for \(byID.count) tokens)")
+        }
         var texts = [String](repeating: "", count: n)
         var kinds = [TokenKind](repeating: .unused, count: n)
         for (id, t) in byID {
@@ -107,8 +124,9 @@ enum HFTokenizerLoader {
             spec = TokenizerSpec(source: source, model: .sentencePiece, texts: texts, kinds: kinds, scores: scores)
             spec.addSpacePrefix = prependsSpaceMarker(tj["normalizer"]) || prependsSpaceMarker(tj["pre_tokenizer"])
         } else {
-            spec = TokenizerSpec(source: source, model: .byteLevelBPE, texts: texts, kinds: kinds,
-                                 scores: [Float](repeating: 0, count: n))
+            spec = TokenizerSpec(
+                source: source, model: .byteLevelBPE, texts: texts, kinds: kinds,
+                scores: [Float](repeating: 0, count: n))
             spec.merges = merges
             spec.preTokenizer = try preTokenizer(tj["pre_tokenizer"], source: source)
             spec.ignoreMerges = (model["ignore_merges"] as? Bool) ?? false
@@ -125,21 +143,27 @@ enum HFTokenizerLoader {
         if let g = generationConfig["eos_token_id"] {
             let ids = (g as? [Any] ?? [g]).compactMap { ($0 as? NSNumber)?.intValue }
             if spec.eos == nil, let first = ids.first, first >= 0, first < n { spec.eos = Int32(first) }
-            if ids.count > 1, let eot = ids.first(where: { Int32($0) != spec.eos && $0 >= 0 && $0 < n }) { spec.eot = Int32(eot) }
+            if ids.count > 1, let eot = ids.first(where: { Int32($0) != spec.eos && $0 >= 0 && $0 < n }) {
+                spec.eot = Int32(eot)
+            }
         }
-        if spec.bos == nil, let g = (generationConfig["bos_token_id"] as? NSNumber)?.intValue, g >= 0, g < n { spec.bos = Int32(g) }
+        if spec.bos == nil, let g = (generationConfig["bos_token_id"] as? NSNumber)?.intValue, g >= 0, g < n {
+            spec.bos = Int32(g)
+        }
 
         if let b = config["add_bos_token"] as? Bool {
             spec.addBOS = b
         } else {
-            spec.addBOS = postProcessorAddsBOS(tj["post_processor"], bos: spec.bosText) || (isSentencePiece && spec.bos != nil)
+            spec.addBOS =
+                postProcessorAddsBOS(tj["post_processor"], bos: spec.bosText) || (isSentencePiece && spec.bos != nil)
         }
         spec.addEOS = (config["add_eos_token"] as? Bool) ?? false
 
         if let t = config["chat_template"] as? String {
             spec.chatTemplate = t
         } else if let list = config["chat_template"] as? [[String: Any]] {
-            spec.chatTemplate = (list.first { $0["name"] as? String == "default" } ?? list.first)?["template"] as? String
+            spec.chatTemplate =
+                (list.first { $0["name"] as? String == "default" } ?? list.first)?["template"] as? String
         }
         return spec
     }
@@ -194,7 +218,8 @@ enum HFTokenizerLoader {
             return ((d["processors"] as? [Any]) ?? []).contains { postProcessorAddsBOS($0, bos: bos) }
         case "TemplateProcessing":
             guard let single = d["single"] as? [Any], let first = single.first as? [String: Any],
-                  let sp = first["SpecialToken"] as? [String: Any], let id = sp["id"] as? String else { return false }
+                let sp = first["SpecialToken"] as? [String: Any], let id = sp["id"] as? String
+            else { return false }
             return bos == nil || id == bos
         default:
             return false
@@ -213,14 +238,19 @@ enum HFTokenizerLoader {
         // Files write CR/LF either as regex escapes or as the characters themselves.
         let p = raw.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
         if gpt2Patterns.contains(p) { return [.gpt2] }
-        let llamaPrefixes = ["(?i:'s|'t|'re|'ve|'m|'ll|'d)", "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"]
+        let llamaPrefixes = [
+            "(?i:'s|'t|'re|'ve|'m|'ll|'d)", "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])",
+        ]
         for prefix in llamaPrefixes {
             switch p {
-            case prefix + "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
+            case prefix
+                + "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
                 return [.llama3(maxDigits: 3, marks: false)]
-            case prefix + "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
+            case prefix
+                + "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
                 return [.llama3(maxDigits: 1, marks: false)]
-            case prefix + "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
+            case prefix
+                + "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
                 return [.llama3(maxDigits: 1, marks: true)]
             default: break
             }
@@ -263,9 +293,12 @@ enum HFTokenizerLoader {
         case "Split":
             let behavior = d["behavior"] as? String ?? "Isolated"
             guard behavior == "Isolated", (d["invert"] as? Bool) != true else {
-                throw TokenizerError("\(source): 'pre_tokenizer' Split with behavior '\(behavior)' is not supported (only Isolated)")
+                throw TokenizerError(
+                    "\(source): 'pre_tokenizer' Split with behavior '\(behavior)' is not supported (only Isolated)")
             }
-            guard let pat = d["pattern"] as? [String: Any], let re = (pat["Regex"] as? String) ?? (pat["String"] as? String) else {
+            guard let pat = d["pattern"] as? [String: Any],
+                let re = (pat["Regex"] as? String) ?? (pat["String"] as? String)
+            else {
                 throw TokenizerError("\(source): 'pre_tokenizer' Split has no pattern")
             }
             guard let s = Self.steps(forPattern: re) else {

@@ -173,7 +173,8 @@ private struct Scanner {
         if a == 0x73 || a == 0x74 || a == 0x6D || a == 0x64 { return 2 }  // s t m d
         if pos + 2 < end {
             let b = lower(cpt(pos + 2))
-            if (a == 0x72 && b == 0x65) || (a == 0x76 && b == 0x65) || (a == 0x6C && b == 0x6C) { return 3 }  // re ve ll
+            // 're 've 'll
+            if (a == 0x72 && b == 0x65) || (a == 0x76 && b == 0x65) || (a == 0x6C && b == 0x6C) { return 3 }
         }
         return 0
     }
@@ -291,7 +292,8 @@ private struct Scanner {
     /// Leftmost-first alternation, as the ECMAScript engine llama.cpp uses runs it.
     mutating func deepseekV3() {
         @inline(__always) func isAsciiPunct(_ c: UInt32) -> Bool {
-            (0x21...0x2F).contains(c) || (0x3A...0x40).contains(c) || (0x5B...0x60).contains(c) || (0x7B...0x7E).contains(c)
+            (0x21...0x2F).contains(c) || (0x3A...0x40).contains(c) || (0x5B...0x60).contains(c)
+                || (0x7B...0x7E).contains(c)
         }
         @inline(__always) func isAsciiLetter(_ c: UInt32) -> Bool {
             (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c)

@@ -7,33 +7,38 @@ struct PreTokenizerStyle {
     var addBOS = false
 
     static let gpt2 = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [.gpt2]))
-    static let llama3 = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [.llama3(maxDigits: 3, marks: false)]),
-                                          ignoreMerges: true, addBOS: true)
+    static let llama3 = PreTokenizerStyle(
+        preTokenizer: PreTokenizer(steps: [.llama3(maxDigits: 3, marks: false)]),
+        ignoreMerges: true, addBOS: true)
     static let qwen2 = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [.llama3(maxDigits: 1, marks: false)]))
     static let qwen35 = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [.llama3(maxDigits: 1, marks: true)]))
     /// Digits one by one, then GPT-2 (StarCoder, SmolLM, Refact, Command-R...).
     static let starcoder = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [.isolate(.number), .gpt2]))
-    static let deepseekV3 = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [
-        .runs(.number, max: 3), .runs(.cjkKana, max: .max), .deepseekV3Words,
-    ]))
-    static let deepseekCoder = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [
-        .isolate(.newline), .optionalSpaceRun(.letter), .optionalSpaceRun(.punctuation),
-        .runs(.cjkHangul, max: .max), .isolate(.number),
-    ]))
-    static let deepseekLLM = PreTokenizerStyle(preTokenizer: PreTokenizer(steps: [
-        .isolate(.newline), .optionalSpaceRun(DeepSeekLLMClasses.letters), .optionalSpaceRun(DeepSeekLLMClasses.punctuation),
-        .trailingWhitespace, .runs(.cjkHangul, max: .max), .runs(.number, max: .max),
-    ]))
+    static let deepseekV3 = PreTokenizerStyle(
+        preTokenizer: PreTokenizer(steps: [
+            .runs(.number, max: 3), .runs(.cjkKana, max: .max), .deepseekV3Words,
+        ]))
+    static let deepseekCoder = PreTokenizerStyle(
+        preTokenizer: PreTokenizer(steps: [
+            .isolate(.newline), .optionalSpaceRun(.letter), .optionalSpaceRun(.punctuation),
+            .runs(.cjkHangul, max: .max), .isolate(.number),
+        ]))
+    static let deepseekLLM = PreTokenizerStyle(
+        preTokenizer: PreTokenizer(steps: [
+            .isolate(.newline), .optionalSpaceRun(DeepSeekLLMClasses.letters),
+            .optionalSpaceRun(DeepSeekLLMClasses.punctuation),
+            .trailingWhitespace, .runs(.cjkHangul, max: .max), .runs(.number, max: .max),
+        ]))
 
     /// The style for a `tokenizer.ggml.pre` value; nil when we do not implement it.
     static func named(_ pre: String) -> PreTokenizerStyle? {
         switch pre {
         case "default", "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de",
-             "a.x-4.0", "mellum", "modern-bert", "mpt", "olmo", "jais", "exaone4", "trillion",
-             "granite-docling", "jina-v1-en", "jina-v2-code", "roberta-bpe":
+            "a.x-4.0", "mellum", "modern-bert", "mpt", "olmo", "jais", "exaone4", "trillion",
+            "granite-docling", "jina-v1-en", "jina-v2-code", "roberta-bpe":
             return .gpt2
         case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
-             "jina-v5-nano":
+            "jina-v5-nano":
             return .llama3
         case "dbrx", "smaug-bpe":
             var s = PreTokenizerStyle.llama3

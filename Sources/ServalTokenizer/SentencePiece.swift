@@ -26,8 +26,10 @@ struct SPMBigram {
 }
 
 extension Tokenizer {
-    func encodeSentencePiece(_ bytes: UnsafeBufferPointer<UInt8>, spacePrefix: Bool, into out: inout [Int32],
-                             scratch: inout EncodeScratch) {
+    func encodeSentencePiece(
+        _ bytes: UnsafeBufferPointer<UInt8>, spacePrefix: Bool, into out: inout [Int32],
+        scratch: inout EncodeScratch
+    ) {
         var s = scratch.spm
         defer { scratch.spm = s }
         s.text.removeAll(keepingCapacity: true)

@@ -25,7 +25,8 @@ extension Tokenizer {
                     case .byteLevelBPE:
                         encodeByteLevel(bytes, into: &out, scratch: &scratch)
                     case .sentencePiece:
-                        encodeSentencePiece(bytes, spacePrefix: addSpacePrefix && prevSpecial, into: &out, scratch: &scratch)
+                        encodeSentencePiece(
+                            bytes, spacePrefix: addSpacePrefix && prevSpecial, into: &out, scratch: &scratch)
                     }
                     prevSpecial = false
                 }
@@ -65,7 +66,8 @@ extension Tokenizer {
                     while p + len <= hi {
                         // Jump to the next occurrence of the first byte.
                         guard let base = t.baseAddress,
-                              let hit = memchr(base + p, Int32(first), hi - len + 1 - p) else { break }
+                            let hit = memchr(base + p, Int32(first), hi - len + 1 - p)
+                        else { break }
                         p = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(hit))
                         if sp.bytes.withUnsafeBufferPointer({ memEqual(t, p, $0) }) {
                             found = true

@@ -58,7 +58,9 @@ enum GGUFTokenizerLoader {
         case "gpt2": model = .byteLevelBPE
         case "llama": model = .sentencePiece
         default:
-            throw TokenizerError("\(path): 'tokenizer.ggml.model' is '\(modelName)'; supported: gpt2 (byte-level BPE), llama (SentencePiece)")
+            throw TokenizerError(
+                "\(path): 'tokenizer.ggml.model' is '\(modelName)'; supported: gpt2 (byte-level BPE), llama (SentencePiece)"
+            )
         }
         var spec = TokenizerSpec(source: path, model: model, texts: texts, kinds: kinds, scores: scores)
 
@@ -76,17 +78,21 @@ enum GGUFTokenizerLoader {
 
         switch model {
         case .byteLevelBPE:
-            guard let merges = gguf["tokenizer.ggml.merges"]?.stringArray else { throw missing("tokenizer.ggml.merges") }
+            guard let merges = gguf["tokenizer.ggml.merges"]?.stringArray else {
+                throw missing("tokenizer.ggml.merges")
+            }
             spec.merges.reserveCapacity(merges.count)
             for (i, m) in merges.enumerated() {
                 guard let pair = splitMerge(m) else {
-                    throw TokenizerError("\(path): 'tokenizer.ggml.merges' entry \(i) ('\(m)') is not two tokens separated by a space")
+                    throw TokenizerError(
+                        "\(path): 'tokenizer.ggml.merges' entry \(i) ('\(m)') is not two tokens separated by a space")
                 }
                 spec.merges.append(pair)
             }
             let pre = gguf["tokenizer.ggml.pre"]?.string ?? "default"
             guard let style = PreTokenizerStyle.named(pre) else {
-                throw TokenizerError("\(path): 'tokenizer.ggml.pre' is '\(pre)', a pre-tokenizer Serval does not implement")
+                throw TokenizerError(
+                    "\(path): 'tokenizer.ggml.pre' is '\(pre)', a pre-tokenizer Serval does not implement")
             }
             spec.preTokenizer = style.preTokenizer
             spec.ignoreMerges = style.ignoreMerges

@@ -34,7 +34,9 @@ public final class Tokenizer: Sendable {
         let n = spec.texts.count
         guard n > 0 else { throw TokenizerError("\(spec.source): the vocabulary is empty") }
         guard spec.kinds.count == n, spec.scores.count == n else {
-            throw TokenizerError("\(spec.source): token types/scores have \(spec.kinds.count)/\(spec.scores.count) entries for \(n) tokens")
+            throw TokenizerError(
+                "\(spec.source): token types/scores have \(spec.kinds.count)/\(spec.scores.count) entries for \(n) tokens"
+            )
         }
         func valid(_ id: Int32?, _ what: String) throws -> Int32? {
             guard let id else { return nil }
@@ -91,7 +93,8 @@ public final class Tokenizer: Sendable {
             table.reserveCapacity(spec.merges.count)
             for (rank, m) in spec.merges.enumerated() {
                 guard let a = vocab.textToID[m.0], let b = vocab.textToID[m.1],
-                      let r = vocab.textToID[m.0 + m.1] else { continue }
+                    let r = vocab.textToID[m.0 + m.1]
+                else { continue }
                 let key = BPEMerges.key(a, b)
                 if table[key] == nil { table[key] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: r)) }
             }
@@ -111,12 +114,15 @@ public final class Tokenizer: Sendable {
             let bytes = Array(spec.texts[i].utf8)
             if bytes.isEmpty { continue }
             let s = spec.strip[Int32(i)]
-            specials.append(SpecialToken(id: Int32(i), bytes: bytes, alwaysMatched: kinds[i] == .userDefined,
-                                         lstrip: s?.lstrip ?? false, rstrip: s?.rstrip ?? false))
+            specials.append(
+                SpecialToken(
+                    id: Int32(i), bytes: bytes, alwaysMatched: kinds[i] == .userDefined,
+                    lstrip: s?.lstrip ?? false, rstrip: s?.rstrip ?? false))
         }
         // Stable: equal lengths keep id order, as llama.cpp's sort of ascending ids does in practice.
         specials = specials.enumerated().sorted { a, b in
-            a.element.bytes.count != b.element.bytes.count ? a.element.bytes.count > b.element.bytes.count : a.offset < b.offset
+            a.element.bytes.count != b.element.bytes.count
+                ? a.element.bytes.count > b.element.bytes.count : a.offset < b.offset
         }.map(\.element)
 
         var stops = Set<Int32>()

@@ -65,16 +65,21 @@ struct BenchCuda: ParsableCommand {
             for (name, m, n, k) in shapes {
                 let r = try bench.gemm(m: m, n: n, k: k)
                 let gbs = Double((n * k + m * k + m * n) * 2) / (r.ms / 1e3) / 1e9
-                print(String(format: "gemm %-8@ m=%-5d n=%-6d k=%-5d %8.3f ms %7.1f TFLOP/s %6.0f GB/s",
-                             name as NSString, m, n, k, r.ms, r.tflops, gbs))
+                print(
+                    String(
+                        format: "gemm %-8@ m=%-5d n=%-6d k=%-5d %8.3f ms %7.1f TFLOP/s %6.0f GB/s",
+                        name as NSString, m, n, k, r.ms, r.tflops, gbs))
                 gemms.append(["name": name, "m": m, "n": n, "k": k, "ms": r.ms, "tflops": r.tflops, "gbs": gbs])
             }
             json["gemm"] = gemms
             var attn: [[String: Any]] = []
             for (b, len) in [(1, 4096), (1, 32768), (64, 1024), (256, 1024), (64, 4096)] {
                 let r = try bench.decodeAttention(batch: b, context: len)
-                print(String(format: "decode attention 32q/8kv x128, batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy)",
-                             b, len, r.ms, r.gbs, 100 * r.gbs / bw))
+                print(
+                    String(
+                        format:
+                            "decode attention 32q/8kv x128, batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy)",
+                        b, len, r.ms, r.gbs, 100 * r.gbs / bw))
                 attn.append(["batch": b, "context": len, "ms": r.ms, "gbs": r.gbs])
             }
             json["decode_attention"] = attn
@@ -83,12 +88,16 @@ struct BenchCuda: ParsableCommand {
             json["extend_attention_4096"] = ["ms": e.ms, "tflops": e.tflops]
         }
         if !batches.isEmpty {
-            let decode = try DecodeBench(context: context, kernels: kernels, blas: blas, maxBatch: batches.max()!,
-                                         maxContext: self.context + steps + 4)
+            let decode = try DecodeBench(
+                context: context, kernels: kernels, blas: blas, maxBatch: batches.max()!,
+                maxContext: self.context + steps + 4)
             let shape = DecodeBench.Shape()
             let floorMs = Double(shape.weightBytesPerStep) / (bw * 1e9) * 1e3
-            print(String(format: "decode step (Llama-3.1-8B shapes, bf16 dummy weights %.2f GB, context %d): floor %.2f ms (weights / copy bandwidth)",
-                         Double(shape.weightBytesPerStep) / 1e9, self.context, floorMs))
+            print(
+                String(
+                    format:
+                        "decode step (Llama-3.1-8B shapes, bf16 dummy weights %.2f GB, context %d): floor %.2f ms (weights / copy bandwidth)",
+                    Double(shape.weightBytesPerStep) / 1e9, self.context, floorMs))
             var rows: [[String: Any]] = []
             for b in batches {
                 // Batch 1 also runs with cuBLASLt for the linears, to show what the GEMV kernel buys.
@@ -96,10 +105,14 @@ struct BenchCuda: ParsableCommand {
                     decode.useGEMV = gemv
                     let r = try decode.run(batch: b, context: self.context, steps: steps, graph: graph)
                     let label = (graph ? "graph" : "eager") + (b == 1 ? (gemv ? ", gemv" : ", cublasLt") : "")
-                    print(String(format: "  batch %3d %@: %8.3f ms/step %9.1f tok/s (%.0f%% of the weight-read floor)",
-                                 b, label as NSString, r.msPerStep, r.tokensPerSecond, 100 * floorMs / r.msPerStep))
-                    rows.append(["batch": b, "graph": graph, "gemv": gemv && b == 1, "ms_per_step": r.msPerStep,
-                                 "tok_s": r.tokensPerSecond, "floor_ms": floorMs])
+                    print(
+                        String(
+                            format: "  batch %3d %@: %8.3f ms/step %9.1f tok/s (%.0f%% of the weight-read floor)",
+                            b, label as NSString, r.msPerStep, r.tokensPerSecond, 100 * floorMs / r.msPerStep))
+                    rows.append([
+                        "batch": b, "graph": graph, "gemv": gemv && b == 1, "ms_per_step": r.msPerStep,
+                        "tok_s": r.tokensPerSecond, "floor_ms": floorMs,
+                    ])
                 }
             }
             json["decode_step"] = rows

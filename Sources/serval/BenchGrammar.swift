@@ -11,7 +11,8 @@ import ServalTokenizer
 struct BenchGrammar: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-grammar",
-        abstract: "Times grammar compile and per-token mask computation for a JSON schema (and JSON object mode) on the model's vocabulary.",
+        abstract:
+            "Times grammar compile and per-token mask computation for a JSON schema (and JSON object mode) on the model's vocabulary.",
         discussion: """
             The output to replay is tokenized with the model's tokenizer; every token must be allowed by the grammar
             (checked). Masks are timed over --repeat replays: the first replay of a fresh grammar includes masks
@@ -86,8 +87,10 @@ struct BenchGrammar: ParsableCommand {
         let vocab = TokenVocabulary(tokenBytes: bytes)
         print("vocabulary: \(label); trie built in \(ms(Date().timeIntervalSince(t)))")
 
-        for (name, spec, text) in [("json_schema", GrammarSpec.jsonSchema(schemaText), output ?? Self.defaultOutput),
-                                   ("json_object", GrammarSpec.jsonObject, Self.objectOutput)] {
+        for (name, spec, text) in [
+            ("json_schema", GrammarSpec.jsonSchema(schemaText), output ?? Self.defaultOutput),
+            ("json_object", GrammarSpec.jsonObject, Self.objectOutput),
+        ] {
             t = Date()
             let g = try CompiledGrammar(spec, vocabulary: vocab)
             let compile = Date().timeIntervalSince(t)
@@ -116,10 +119,15 @@ struct BenchGrammar: ParsableCommand {
             }
             print("  \(tokens.count) tokens per output; mask per token (µs): cold pass \(stats(cold))")
             if !warm.isEmpty { print("  mask per token (µs), \(`repeat` - 1) warm passes: \(stats(warm))") }
-            print("  advance per token (µs): \(stats(advance)); state masks cached: \(g.cachedMaskCount) (\(g.cachedMaskBytes / 1024) KiB)")
+            print(
+                "  advance per token (µs): \(stats(advance)); state masks cached: \(g.cachedMaskCount) (\(g.cachedMaskBytes / 1024) KiB)"
+            )
         }
-        try samplerCost(vocab: vocab, schemaText: schemaText, tokens: tokenizer.encode(output ?? Self.defaultOutput,
-                                                                                          addSpecialTokens: false))
+        try samplerCost(
+            vocab: vocab, schemaText: schemaText,
+            tokens: tokenizer.encode(
+                output ?? Self.defaultOutput,
+                addSpecialTokens: false))
     }
 
     /// The host sampler on 16 rows of random logits (temperature 0.7), without and with the
@@ -139,7 +147,8 @@ struct BenchGrammar: ParsableCommand {
         let values = (0..<(rows * n)).map { _ in Float.random(in: -8...8, using: &rng) }
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * n)
         defer { buffer.deallocate() }
-        let logits = Logits(vocabSize: n, rowStart: Array(stride(from: 0, through: rows, by: 1)), storage: .host(buffer))
+        let logits = Logits(
+            vocabSize: n, rowStart: Array(stride(from: 0, through: rows, by: 1)), storage: .host(buffer))
         var sampler = CPUSampler()
         func time(masked: Bool) throws -> [Double] {
             var out: [Double] = []

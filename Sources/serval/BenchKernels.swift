@@ -12,7 +12,8 @@ import ServalTensor
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-kernels",
-        abstract: "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path), or checks every path against scalar (--check).",
+        abstract:
+            "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path), or checks every path against scalar (--check).",
         discussion: """
             With several paths (the default: all this CPU supports) every case is timed on each path and a
             comparison table follows. --check instead runs every supported SIMD path against the scalar
@@ -55,14 +56,16 @@ struct BenchKernels: ParsableCommand {
         }
         let file = try GGUFFile(path: modelPath)
         let ns = rows.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !ns.isEmpty, ns.allSatisfy({ $0 > 0 }) else { throw ValidationError("--rows needs positive integers, got '\(rows)'") }
+        guard !ns.isEmpty, ns.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--rows needs positive integers, got '\(rows)'")
+        }
         // (tensor, label, uses per forward pass layer-wise multiplier)
         let cases: [(String, Int)] = [
-            ("blk.0.attn_q.weight", 2),      // q and o projections (576x576)
-            ("blk.0.attn_k.weight", 2),      // k and v projections (192x576)
-            ("blk.0.ffn_gate.weight", 2),    // gate and up (1536x576)
-            ("blk.0.ffn_down.weight", 1),    // down (576x1536)
-            ("token_embd.weight", 0),        // tied output head (49152x576)
+            ("blk.0.attn_q.weight", 2),  // q and o projections (576x576)
+            ("blk.0.attn_k.weight", 2),  // k and v projections (192x576)
+            ("blk.0.ffn_gate.weight", 2),  // gate and up (1536x576)
+            ("blk.0.ffn_down.weight", 1),  // down (576x1536)
+            ("token_embd.weight", 0),  // tied output head (49152x576)
         ]
         let layers = file["llama.block_count"]?.int ?? 30
         let pool = ThreadPool(threads: threads)
@@ -70,15 +73,19 @@ struct BenchKernels: ParsableCommand {
         print("cpu features: \(KernelPath.cpuFeatures)")
         var table: [String: Double] = [:]  // "tensor n=N path" -> GB/s, for the comparison below
         print("model: \(modelPath)")
-        print(pad("path", 7) + pad("tensor", 23) + pad("type", 6) + pad("shape", 11) + pad("n", 5, left: true)
-            + pad("us/call", 11, left: true) + pad("cpu-us", 11, left: true) + pad("GB/s", 8, left: true) + pad("GFLOP/s", 9, left: true))
+        print(
+            pad("path", 7) + pad("tensor", 23) + pad("type", 6) + pad("shape", 11) + pad("n", 5, left: true)
+                + pad("us/call", 11, left: true) + pad("cpu-us", 11, left: true) + pad("GB/s", 8, left: true)
+                + pad("GFLOP/s", 9, left: true))
         for path in chosen {
             for n in ns {
                 var passSeconds = 0.0
                 for (name, perLayer) in cases {
                     let info = try file.require(name)
                     let cols = info.shape[0], outRows = info.shape[1]
-                    let w = try WeightMatrix(type: info.type, rows: outRows, cols: cols, base: file.data(of: info), byteCount: info.byteCount)
+                    let w = try WeightMatrix(
+                        type: info.type, rows: outRows, cols: cols, base: file.data(of: info), byteCount: info.byteCount
+                    )
                     let x = UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
                     let y = UnsafeMutablePointer<Float>.allocate(capacity: n * outRows)
                     defer { x.deallocate(); y.deallocate() }
@@ -97,14 +104,21 @@ struct BenchKernels: ParsableCommand {
                     let cpuPer = (processCPUSeconds() - cpuStart) / Double(calls)
                     let gbs = Double(info.byteCount) / per / 1e9
                     let gflops = 2.0 * Double(outRows * cols * n) / per / 1e9
-                    print(pad(path.description, 7) + pad(name, 23) + pad(info.type.description, 6) + pad("\(outRows)x\(cols)", 11)
-                        + pad("\(n)", 5, left: true) + pad(String(format: "%.1f", per * 1e6), 11, left: true)
-                        + pad(String(format: "%.1f", cpuPer * 1e6), 11, left: true)
-                        + pad(String(format: "%.2f", gbs), 8, left: true) + pad(String(format: "%.2f", gflops), 9, left: true))
+                    print(
+                        pad(path.description, 7) + pad(name, 23) + pad(info.type.description, 6)
+                            + pad("\(outRows)x\(cols)", 11)
+                            + pad("\(n)", 5, left: true) + pad(String(format: "%.1f", per * 1e6), 11, left: true)
+                            + pad(String(format: "%.1f", cpuPer * 1e6), 11, left: true)
+                            + pad(String(format: "%.2f", gbs), 8, left: true)
+                            + pad(String(format: "%.2f", gflops), 9, left: true))
                     table["\(name) n=\(n) \(path)"] = gbs
                     passSeconds += perLayer == 0 ? per : per * Double(perLayer * layers)
                 }
-                print(path.description + String(format: " matmul-only estimate for n=%d: %.2f ms per pass, %.1f tokens/s", n, passSeconds * 1e3, Double(n) / passSeconds))
+                print(
+                    path.description
+                        + String(
+                            format: " matmul-only estimate for n=%d: %.2f ms per pass, %.1f tokens/s", n,
+                            passSeconds * 1e3, Double(n) / passSeconds))
                 table["pass n=\(n) \(path)"] = Double(n) / passSeconds
             }
         }
@@ -140,7 +154,8 @@ struct BenchKernels: ParsableCommand {
                 throw ValidationError("unknown kernel path '\(name)' (scalar, avx2, avx512, avx512vnni)")
             }
             guard p.isSupported else {
-                throw ValidationError("kernel path '\(name)' is not supported on this CPU (features: \(KernelPath.cpuFeatures))")
+                throw ValidationError(
+                    "kernel path '\(name)' is not supported on this CPU (features: \(KernelPath.cpuFeatures))")
             }
             return p
         }

@@ -26,17 +26,23 @@ struct BenchOneBatch: AsyncParsableCommand {
     @Option(name: .customLong("output-len"), help: "Decode steps.")
     var outputLen: Int = 128
 
-    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    @Option(
+        name: .customLong("kv-cache-dtype"),
+        help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
     var kvCacheDtype: String = "auto"
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(name: .customLong("load-format"), help: "auto (the files) or dummy (random weights of the config's shapes).")
+    @Option(
+        name: .customLong("load-format"), help: "auto (the files) or dummy (random weights of the config's shapes).")
     var loadFormat: String = "auto"
 
-    @Flag(name: .customLong("mmap-weights"),
-          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    @Flag(
+        name: .customLong("mmap-weights"),
+        help:
+            "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode)."
+    )
     var mmapWeights = false
 
     @Option(help: "Seed of the random prompts.")
@@ -59,9 +65,10 @@ struct BenchOneBatch: AsyncParsableCommand {
         let path = try DefaultModel.resolve(modelPath)
         let model: any LanguageModel
         do {
-            model = try ModelLoader.load(path: path, format: LoadFormat(rawValue: loadFormat) ?? .auto,
-                                         backend: CPUBackend(threads: threads),
-                                         options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
+            model = try ModelLoader.load(
+                path: path, format: LoadFormat(rawValue: loadFormat) ?? .auto,
+                backend: CPUBackend(threads: threads),
+                options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
         } catch {
             throw CLIError("\(error)")
         }
@@ -70,8 +77,12 @@ struct BenchOneBatch: AsyncParsableCommand {
         let perSeq = I + O
         let kvDType = KVCacheDType(flag: kvCacheDtype) ?? .auto
         let cache = try model.makeKVCache(slots: B * perSeq, dtype: kvDType)
-        logLine("model \(info.architecture) \(info.name.isEmpty ? path : info.name): \(info.layerCount) layers, hidden \(info.hiddenSize), \(info.weightTypes), \(String(format: "%.1f", Double(info.weightBytes) / 1e6)) MB weights")
-        logLine("batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots \(kvDType.storage) (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken(dtype: kvDType)) / 1e6)) MB)")
+        logLine(
+            "model \(info.architecture) \(info.name.isEmpty ? path : info.name): \(info.layerCount) layers, hidden \(info.hiddenSize), \(info.weightTypes), \(String(format: "%.1f", Double(info.weightBytes) / 1e6)) MB weights"
+        )
+        logLine(
+            "batch \(B) x input \(I) + output \(O), \(threads) threads, kv \(B * perSeq) slots \(kvDType.storage) (\(String(format: "%.1f", Double(B * perSeq * model.kvBytesPerToken(dtype: kvDType)) / 1e6)) MB)"
+        )
 
         var rng = SeededGenerator(seed: seed)
         var prompts: [[Int32]] = []
@@ -80,14 +91,21 @@ struct BenchOneBatch: AsyncParsableCommand {
 
         // Warm-up: touch every weight page once so the timed prefill measures compute.
         let warm = try model.makeKVCache(slots: 8, dtype: kvDType)
-        _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3, 4], startPosition: 0, kvSlots: [0, 1, 2, 3])]), cache: warm)
+        _ = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3, 4], startPosition: 0, kvSlots: [0, 1, 2, 3])]),
+            cache: warm)
 
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let prefill = try model.forward(ForwardBatch(sequences: (0..<B).map {
-            SequenceInput(tokens: prompts[$0], startPosition: 0, kvSlots: slots($0, I))
-        }), cache: cache)
+        let prefill = try model.forward(
+            ForwardBatch(
+                sequences: (0..<B).map {
+                    SequenceInput(tokens: prompts[$0], startPosition: 0, kvSlots: slots($0, I))
+                }), cache: cache)
         let prefillSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        print(String(format: "Prefill. latency: %.4f s, throughput: %9.2f token/s", prefillSeconds, Double(B * I) / prefillSeconds))
+        print(
+            String(
+                format: "Prefill. latency: %.4f s, throughput: %9.2f token/s", prefillSeconds,
+                Double(B * I) / prefillSeconds))
 
         var next = (0..<B).map { argmax(prefill, $0) }
         var stepSeconds: [Double] = []
@@ -95,9 +113,10 @@ struct BenchOneBatch: AsyncParsableCommand {
             let pos = I + step
             let ts = DispatchTime.now().uptimeNanoseconds
             // What the engine sends per decode step: each row's one new slot.
-            let out = try model.forward(ForwardBatch(
-                sequences: (0..<B).map { SequenceInput(row: $0, tokens: [next[$0]], startPosition: pos) },
-                slotUpdates: (0..<B).map { SlotUpdate(row: $0, position: pos, slots: [Int32($0 * perSeq + pos)]) }),
+            let out = try model.forward(
+                ForwardBatch(
+                    sequences: (0..<B).map { SequenceInput(row: $0, tokens: [next[$0]], startPosition: pos) },
+                    slotUpdates: (0..<B).map { SlotUpdate(row: $0, position: pos, slots: [Int32($0 * perSeq + pos)]) }),
                 cache: cache)
             next = (0..<B).map { argmax(out, $0) }
             stepSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - ts) / 1e9)
@@ -106,9 +125,18 @@ struct BenchOneBatch: AsyncParsableCommand {
             let sorted = stepSeconds.sorted()
             let median = sorted[sorted.count / 2]
             let total = stepSeconds.reduce(0, +)
-            print(String(format: "Decode.  median latency: %.5f s, median throughput: %9.2f token/s", median, Double(B) / median))
-            print(String(format: "Decode.  mean latency: %.5f s, throughput: %9.2f token/s (%d steps)", total / Double(O), Double(B * O) / total, O))
-            print(String(format: "Total. latency: %.3f s, throughput: %9.2f token/s", prefillSeconds + total, Double(B * (I + O)) / (prefillSeconds + total)))
+            print(
+                String(
+                    format: "Decode.  median latency: %.5f s, median throughput: %9.2f token/s", median,
+                    Double(B) / median))
+            print(
+                String(
+                    format: "Decode.  mean latency: %.5f s, throughput: %9.2f token/s (%d steps)", total / Double(O),
+                    Double(B * O) / total, O))
+            print(
+                String(
+                    format: "Total. latency: %.3f s, throughput: %9.2f token/s", prefillSeconds + total,
+                    Double(B * (I + O)) / (prefillSeconds + total)))
         }
         print(String(format: "Peak RSS: %.1f MB", Double(peakRSSBytes()) / 1e6))
     }
@@ -123,14 +151,14 @@ struct BenchOneBatch: AsyncParsableCommand {
 func peakRSSBytes() -> Int {
     var usage = rusage()
     #if os(Linux)
-    getrusage(RUSAGE_SELF.rawValue, &usage)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
     #else
-    getrusage(RUSAGE_SELF, &usage)
+        getrusage(RUSAGE_SELF, &usage)
     #endif
     #if os(Linux)
-    return usage.ru_maxrss * 1024
+        return usage.ru_maxrss * 1024
     #else
-    return usage.ru_maxrss
+        return usage.ru_maxrss
     #endif
 }
 

@@ -10,13 +10,13 @@ struct BenchServing: AsyncParsableCommand {
         commandName: "bench-serving",
         abstract: "Benchmarks a running server: throughput, TTFT, ITL, TPOT and E2E latency.",
         discussion: """
-        Examples:
-          serval bench-serving --backend serval --port 30000 --dataset-name random \\
-              --random-input-len 512 --random-output-len 64 --num-prompts 64 --max-concurrency 16
-          serval bench-serving --backend llama.cpp --base-url http://127.0.0.1:8080 \\
-              --dataset-name generated-shared-prefix --gsp-num-groups 4 --gsp-prompts-per-group 16 \\
-              --request-rate 1,2,4,inf --output-file runs.jsonl --plot sweep.svg
-        """
+            Examples:
+              serval bench-serving --backend serval --port 30000 --dataset-name random \\
+                  --random-input-len 512 --random-output-len 64 --num-prompts 64 --max-concurrency 16
+              serval bench-serving --backend llama.cpp --base-url http://127.0.0.1:8080 \\
+                  --dataset-name generated-shared-prefix --gsp-num-groups 4 --gsp-prompts-per-group 16 \\
+                  --request-rate 1,2,4,inf --output-file runs.jsonl --plot sweep.svg
+            """
     )
 
     @Option(help: "serval | sglang | openai | llama.cpp")
@@ -76,7 +76,8 @@ struct BenchServing: AsyncParsableCommand {
     @Option(help: "Largest prompt + output for ShareGPT prompts (default 2048, prompts ≤ 1024).")
     var sharegptContextLen: Int?
 
-    @Option(help: "Requests per second, Poisson arrivals; 'inf' sends all at once. A comma list (1,2,4,inf) runs a sweep.")
+    @Option(
+        help: "Requests per second, Poisson arrivals; 'inf' sends all at once. A comma list (1,2,4,inf) runs a sweep.")
     var requestRate: String = "inf"
 
     @Option(help: "At most this many requests in flight.")
@@ -100,7 +101,10 @@ struct BenchServing: AsyncParsableCommand {
     @Option(help: "Append one JSON record per request rate to this file.")
     var outputFile: String?
 
-    @Flag(help: "Add each request's input_lens, output_lens, ttfts, itls, generated_texts and errors to the --output-file record.")
+    @Flag(
+        help:
+            "Add each request's input_lens, output_lens, ttfts, itls, generated_texts and errors to the --output-file record."
+    )
     var outputDetails = false
 
     @Option(help: "Write an SVG chart of output throughput vs P99 TTFT and P99 ITL over the rates.")
@@ -111,7 +115,9 @@ struct BenchServing: AsyncParsableCommand {
 
     func validatedConfig() throws -> BenchConfig {
         guard let backend = Backend(rawValue: backend) else {
-            throw ValidationError("unknown --backend '\(self.backend)'; use one of: \(Backend.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "unknown --backend '\(self.backend)'; use one of: \(Backend.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         let rates = try BenchServing.parseRates(requestRate)
         let name = datasetName ?? (datasetPath != nil ? "sharegpt" : "random")
@@ -120,12 +126,14 @@ struct BenchServing: AsyncParsableCommand {
         case "random":
             dataset = .random(inputLen: randomInputLen, outputLen: randomOutputLen, rangeRatio: randomRangeRatio)
         case "generated-shared-prefix":
-            dataset = .generatedSharedPrefix(numGroups: gspNumGroups, promptsPerGroup: gspPromptsPerGroup,
-                                             systemPromptLen: gspSystemPromptLen, questionLen: gspQuestionLen,
-                                             outputLen: gspOutputLen)
+            dataset = .generatedSharedPrefix(
+                numGroups: gspNumGroups, promptsPerGroup: gspPromptsPerGroup,
+                systemPromptLen: gspSystemPromptLen, questionLen: gspQuestionLen,
+                outputLen: gspOutputLen)
         case "sharegpt":
             guard let datasetPath else {
-                throw ValidationError("--dataset-name sharegpt needs --dataset-path (a ShareGPT-format JSON file); nothing is downloaded")
+                throw ValidationError(
+                    "--dataset-name sharegpt needs --dataset-path (a ShareGPT-format JSON file); nothing is downloaded")
             }
             dataset = .shareGPT(path: datasetPath, fixedOutputLen: sharegptOutputLen, contextLen: sharegptContextLen)
         default:
@@ -136,17 +144,19 @@ struct BenchServing: AsyncParsableCommand {
         guard warmupRequests >= 0 else { throw ValidationError("--warmup-requests cannot be negative") }
         var extra: [String: Any] = [:]
         if let extraRequestBody {
-            guard let obj = (try? JSONSerialization.jsonObject(with: Data(extraRequestBody.utf8))) as? [String: Any] else {
+            guard let obj = (try? JSONSerialization.jsonObject(with: Data(extraRequestBody.utf8))) as? [String: Any]
+            else {
                 throw ValidationError("--extra-request-body must be a JSON object, got: \(extraRequestBody)")
             }
             extra = obj
         }
         var url = baseURL ?? "http://\(host):\(port)"
         if !url.hasPrefix("http://") && !url.hasPrefix("https://") { url = "http://" + url }
-        return BenchConfig(backend: backend, baseURL: url, model: model, dataset: dataset, numPrompts: numPrompts,
-                           requestRates: rates, maxConcurrency: maxConcurrency, warmupRequests: warmupRequests,
-                           seed: seed, ignoreEOS: !disableIgnoreEos, stream: !disableStream,
-                           extraRequestBody: JSONObject(extra), showProgress: !disableTqdm)
+        return BenchConfig(
+            backend: backend, baseURL: url, model: model, dataset: dataset, numPrompts: numPrompts,
+            requestRates: rates, maxConcurrency: maxConcurrency, warmupRequests: warmupRequests,
+            seed: seed, ignoreEOS: !disableIgnoreEos, stream: !disableStream,
+            extraRequestBody: JSONObject(extra), showProgress: !disableTqdm)
     }
 
     static func parseRates(_ text: String) throws -> [Double] {
@@ -172,11 +182,14 @@ struct BenchServing: AsyncParsableCommand {
         }
         let rows: [DatasetRow]
         do {
-            rows = try DatasetBuilder.build(config.dataset, numPrompts: config.numPrompts, tokenizer: tok, seed: config.seed)
+            rows = try DatasetBuilder.build(
+                config.dataset, numPrompts: config.numPrompts, tokenizer: tok, seed: config.seed)
         } catch {
             throw BenchServingFailure("\(error)")
         }
-        print("bench-serving: backend=\(config.backend.rawValue) url=\(config.baseURL)\(config.backend.path) dataset=\(config.dataset.name) requests=\(rows.count) input_tokens=\(rows.map(\.promptLen).reduce(0, +)) rates=\(config.requestRates.map(ReportFormatter.rateString).joined(separator: ",")) max_concurrency=\(config.maxConcurrency.map { String($0) } ?? "not set")")
+        print(
+            "bench-serving: backend=\(config.backend.rawValue) url=\(config.baseURL)\(config.backend.path) dataset=\(config.dataset.name) requests=\(rows.count) input_tokens=\(rows.map(\.promptLen).reduce(0, +)) rates=\(config.requestRates.map(ReportFormatter.rateString).joined(separator: ",")) max_concurrency=\(config.maxConcurrency.map { String($0) } ?? "not set")"
+        )
 
         let runner = BenchmarkRunner(config: config, tokenizer: tok)
         var invalid: [String] = []
@@ -194,8 +207,10 @@ struct BenchServing: AsyncParsableCommand {
                     invalid.append("every request failed at rate \(ReportFormatter.rateString(result.requestRate))")
                 }
                 if let outputFile {
-                    let line = try ReportFormatter.jsonLine(ReportFormatter.record(config: config, result: result,
-                                                                                      details: outputDetails))
+                    let line = try ReportFormatter.jsonLine(
+                        ReportFormatter.record(
+                            config: config, result: result,
+                            details: outputDetails))
                     try ReportFormatter.append(line: line, to: outputFile)
                 }
             }
@@ -204,8 +219,9 @@ struct BenchServing: AsyncParsableCommand {
         }
         if let plot {
             let points = results.filter { $0.metrics.completed > 0 }.map {
-                SVGPlot.Point(rate: $0.requestRate, outputThroughput: $0.metrics.outputThroughput,
-                              ttftP99: $0.metrics.ttft.p99, itlP99: $0.metrics.itl.p99)
+                SVGPlot.Point(
+                    rate: $0.requestRate, outputThroughput: $0.metrics.outputThroughput,
+                    ttftP99: $0.metrics.ttft.p99, itlP99: $0.metrics.itl.p99)
             }
             let title = "\(config.backend.rawValue) · \(config.dataset.name) · \(rows.count) requests"
             do {

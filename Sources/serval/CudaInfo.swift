@@ -24,10 +24,12 @@ struct CudaInfo: ParsableCommand {
         let (free, total) = try context.memoryInfo()
         let gib = { (b: Int) in String(format: "%.1f GiB", Double(b) / Double(1 << 30)) }
         print("device \(device) of \(i.deviceCount): \(i.name)")
-        print("compute capability: \(i.computeCapability.major).\(i.computeCapability.minor) (NVRTC arch \(i.arch)), "
-              + "\(i.multiprocessors) SMs, \(i.maxSharedMemoryPerBlock / 1024) KiB shared memory per block")
-        print("memory: \(gib(total)) total, \(gib(free)) free; L2 \(i.l2CacheBytes >> 20) MiB; "
-              + String(format: "%.0f GB/s peak DRAM bandwidth (bus x clock)", i.theoreticalBandwidthGBs))
+        print(
+            "compute capability: \(i.computeCapability.major).\(i.computeCapability.minor) (NVRTC arch \(i.arch)), "
+                + "\(i.multiprocessors) SMs, \(i.maxSharedMemoryPerBlock / 1024) KiB shared memory per block")
+        print(
+            "memory: \(gib(total)) total, \(gib(free)) free; L2 \(i.l2CacheBytes >> 20) MiB; "
+                + String(format: "%.0f GB/s peak DRAM bandwidth (bus x clock)", i.theoreticalBandwidthGBs))
         print("driver: CUDA \(i.driverVersionString) (\(CUDALibraries.driverPath))")
         do {
             try CUDALibraries.loadNVRTC()

@@ -21,7 +21,8 @@ struct DataParallelLaunch {
             if f.hasPrefix("--router-") {
                 let name = "--" + f.dropFirst("--router-".count)
                 if name.hasPrefix("--worker-urls") {
-                    throw ValidationError("--router-worker-urls cannot be used with --dp-size: the workers are the co-launched ones.")
+                    throw ValidationError(
+                        "--router-worker-urls cannot be used with --dp-size: the workers are the co-launched ones.")
                 }
                 stripped.append(name)
             } else if f.hasPrefix("-") {
@@ -33,7 +34,8 @@ struct DataParallelLaunch {
             }
         }
         do { return try RouterOptions.parse(stripped) } catch {
-            throw ValidationError("Bad router flag: \(RouterOptions.message(for: error)) (router flags take the --router- prefix).")
+            throw ValidationError(
+                "Bad router flag: \(RouterOptions.message(for: error)) (router flags take the --router- prefix).")
         }
     }
 
@@ -84,7 +86,9 @@ struct DataParallelLaunch {
                 proc.executableURL = exe
                 proc.arguments = Self.workerArguments(args, port: p)
                 proc.terminationHandler = { child in
-                    logger.error("worker \(rank) (pid \(child.processIdentifier), port \(p)) exited with status \(child.terminationStatus); it is not restarted")
+                    logger.error(
+                        "worker \(rank) (pid \(child.processIdentifier), port \(p)) exited with status \(child.terminationStatus); it is not restarted"
+                    )
                 }
                 try proc.run()
                 children.append(proc)
@@ -97,7 +101,9 @@ struct DataParallelLaunch {
             let config = try r.gatewayConfig(host: host, port: port)
             let gateway = try Gateway(config: config, logger: Logger(label: "serval.router"))
             try await GatewayServer.run(gateway: gateway) { port in
-                logger.info("router (\(config.policy.rawValue)) listening on http://\(config.host):\(port) over \(config.workerURLs.count) workers")
+                logger.info(
+                    "router (\(config.policy.rawValue)) listening on http://\(config.host):\(port) over \(config.workerURLs.count) workers"
+                )
             }
         } catch {
             for c in children { c.terminationHandler = nil }
@@ -115,13 +121,17 @@ struct DataParallelLaunch {
         while !pending.isEmpty {
             for i in pending {
                 if !children[i].isRunning {
-                    throw ValidationError("worker \(i) exited during startup with status \(children[i].terminationStatus); see its log above.")
+                    throw ValidationError(
+                        "worker \(i) exited during startup with status \(children[i].terminationStatus); see its log above."
+                    )
                 }
                 if await WorkerProbe.isHealthy(urls[i]) { pending.remove(i) }
             }
             if pending.isEmpty { break }
             if Date() > deadline {
-                throw ValidationError("workers \(pending.sorted()) not healthy within \(timeout)s (--router-worker-startup-timeout-secs).")
+                throw ValidationError(
+                    "workers \(pending.sorted()) not healthy within \(timeout)s (--router-worker-startup-timeout-secs)."
+                )
             }
             try await Task.sleep(nanoseconds: 300_000_000)
         }
@@ -139,7 +149,9 @@ struct DataParallelLaunch {
         addr.sin_port = 0
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
         }
         guard bound else { throw ValidationError("cannot bind a socket to find a free port") }
         return Int(UInt16(bigEndian: addr.sin_port))

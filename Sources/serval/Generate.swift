@@ -38,14 +38,19 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Random seed for sampling (the same seed as a server request's `seed` gives the same text).")
     var seed: UInt64 = 0
 
-    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    @Option(
+        name: .customLong("kv-cache-dtype"),
+        help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
     var kvCacheDtype: String = "auto"
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Flag(name: .customLong("mmap-weights"),
-          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    @Flag(
+        name: .customLong("mmap-weights"),
+        help:
+            "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode)."
+    )
     var mmapWeights = false
 
     @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-sequence tokens.")
@@ -67,15 +72,18 @@ struct Generate: AsyncParsableCommand {
         let model: any LanguageModel
         let tokenizer: Tokenizer
         do {
-            model = try ModelLoader.load(path: path, backend: CPUBackend(threads: threads),
-                                         options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
+            model = try ModelLoader.load(
+                path: path, backend: CPUBackend(threads: threads),
+                options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")
         }
         var text = prompt
         if chat {
-            guard let source = tokenizer.chatTemplate else { throw CLIError("\(path): the model has no chat template (drop --chat)") }
+            guard let source = tokenizer.chatTemplate else {
+                throw CLIError("\(path): the model has no chat template (drop --chat)")
+            }
             do {
                 text = try ChatTemplate(source: source).render(
                     messages: [.message(role: "user", content: prompt)], addGenerationPrompt: true,
@@ -88,7 +96,8 @@ struct Generate: AsyncParsableCommand {
         let ids = tokenizer.encode(text, addSpecialTokens: !chat, parseSpecial: true)
         guard !ids.isEmpty else { throw CLIError("the prompt encodes to no tokens") }
         guard ids.count < model.info.contextLength else {
-            throw CLIError("the prompt has \(ids.count) tokens; the model's context length is \(model.info.contextLength)")
+            throw CLIError(
+                "the prompt has \(ids.count) tokens; the model's context length is \(model.info.contextLength)")
         }
         // One engine, one sampler, one RNG for the whole program: the server given the
         // same prompt, seed and settings produces the same text.
@@ -98,8 +107,9 @@ struct Generate: AsyncParsableCommand {
         config.maxRunningRequests = 1
         let engine: Engine
         do {
-            engine = try Engine(model: model, decoder: tokenizer, config: config,
-                                logger: Logger(label: "serval.generate", factory: { _ in SwiftLogNoOpLogHandler() }))
+            engine = try Engine(
+                model: model, decoder: tokenizer, config: config,
+                logger: Logger(label: "serval.generate", factory: { _ in SwiftLogNoOpLogHandler() }))
         } catch {
             throw CLIError("\(error)")
         }
@@ -135,9 +145,12 @@ struct Generate: AsyncParsableCommand {
         let t2 = DispatchTime.now().uptimeNanoseconds
         let t1 = firstTokenAt ?? t2
         let prefill = Double(t1 - t0) / 1e9, decode = Double(t2 - t1) / 1e9
-        logLine(String(format: "load %.2f s | prompt %d tokens, first token after %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | peak RSS %.1f MB",
-                       loadSeconds, ids.count, prefill, Double(ids.count) / prefill, generated, decode,
-                       generated > 1 ? Double(generated - 1) / decode : 0, Double(peakRSSBytes()) / 1e6))
+        logLine(
+            String(
+                format:
+                    "load %.2f s | prompt %d tokens, first token after %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | peak RSS %.1f MB",
+                loadSeconds, ids.count, prefill, Double(ids.count) / prefill, generated, decode,
+                generated > 1 ? Double(generated - 1) / decode : 0, Double(peakRSSBytes()) / 1e6))
     }
 }
 

@@ -42,8 +42,10 @@ struct KernelCheck {
                     let rows = 37
                     let bytes = Self.randomWeights(type, rows: rows, cols: cols, rng: &rng)
                     try bytes.withUnsafeBytes { raw in
-                        let w = try WeightMatrix(type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
-                        for n in Self.rowCounts where !compare(w, label: "\(type) k=\(cols)", path: path, n: n, rng: &rng) {
+                        let w = try WeightMatrix(
+                            type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
+                        for n in Self.rowCounts
+                        where !compare(w, label: "\(type) k=\(cols)", path: path, n: n, rng: &rng) {
                             failures += 1
                         }
                     }
@@ -53,9 +55,11 @@ struct KernelCheck {
             if let model {
                 for info in Self.modelTensors(model) {
                     let cols = info.shape[0], rows = min(info.shape[1], 256)  // first rows keep it quick
-                    let w = try WeightMatrix(type: info.type, rows: rows, cols: cols, base: model.data(of: info),
-                                             byteCount: rows * info.type.byteCount(elements: cols)!)
-                    for n in Self.rowCounts where !compare(w, label: "\(info.type) \(info.name)", path: path, n: n, rng: &rng) {
+                    let w = try WeightMatrix(
+                        type: info.type, rows: rows, cols: cols, base: model.data(of: info),
+                        byteCount: rows * info.type.byteCount(elements: cols)!)
+                    for n in Self.rowCounts
+                    where !compare(w, label: "\(info.type) \(info.name)", path: path, n: n, rng: &rng) {
                         failures += 1
                     }
                 }
@@ -67,7 +71,8 @@ struct KernelCheck {
     }
 
     /// One matmul case on `path` against scalar; prints its line, returns whether it passed.
-    private func compare(_ w: WeightMatrix, label: String, path: KernelPath, n: Int, rng: inout SeededGenerator) -> Bool {
+    private func compare(_ w: WeightMatrix, label: String, path: KernelPath, n: Int, rng: inout SeededGenerator) -> Bool
+    {
         // Mostly [-1, 1), every 7th value larger: uneven block maxima exercise the quantizer's scales.
         let x = (0..<(n * w.cols)).map { i in Float(rng.nextUnit() * 2 - 1) * (i % 7 == 0 ? 3 : 1) }
         var ref = [Float](repeating: .nan, count: n * w.rows), got = ref
@@ -117,14 +122,17 @@ struct KernelCheck {
             var r = b, p = b
             CPUOps.axpy(0.7, a, &r, count: n, path: .scalar); CPUOps.axpy(0.7, a, &p, count: n, path: path); note(r, p)
             r = b; p = b
-            CPUOps.axpy(-1.3, h, &r, count: n, path: .scalar); CPUOps.axpy(-1.3, h, &p, count: n, path: path); note(r, p)
+            CPUOps.axpy(-1.3, h, &r, count: n, path: .scalar); CPUOps.axpy(-1.3, h, &p, count: n, path: path);
+            note(r, p)
             CPUOps.rmsNorm(a, weight: b, eps: 1e-5, into: &r, count: n, path: .scalar)
             CPUOps.rmsNorm(a, weight: b, eps: 1e-5, into: &p, count: n, path: path); note(r, p)
             CPUOps.siluMul(gate: a, up: b, into: &r, count: n, path: .scalar)
             CPUOps.siluMul(gate: a, up: b, into: &p, count: n, path: path); note(r, p)
-            CPUOps.add(a, b, into: &r, count: n, path: .scalar); CPUOps.add(a, b, into: &p, count: n, path: path); note(r, p)
+            CPUOps.add(a, b, into: &r, count: n, path: .scalar); CPUOps.add(a, b, into: &p, count: n, path: path);
+            note(r, p)
             r = a; p = a
-            CPUOps.scale(&r, by: 0.3, count: n, path: .scalar); CPUOps.scale(&p, by: 0.3, count: n, path: path); note(r, p)
+            CPUOps.scale(&r, by: 0.3, count: n, path: .scalar); CPUOps.scale(&p, by: 0.3, count: n, path: path);
+            note(r, p)
             r = a; p = a
             CPUOps.softmax(&r, count: n, path: .scalar); CPUOps.softmax(&p, count: n, path: path); note(r, p)
             var hs = [Float16Bits](repeating: 0, count: n), hp = hs
@@ -133,7 +141,10 @@ struct KernelCheck {
             f16Same = f16Same && hs == hp && r == p
         }
         let ok = worst <= Self.tolerance && f16Same
-        print(Self.line(path, "float row ops", "n=1...576", String(format: "max-rel %.2e", worst) + (f16Same ? ", f16 exact" : ", f16 DIFFERS"), ok))
+        print(
+            Self.line(
+                path, "float row ops", "n=1...576",
+                String(format: "max-rel %.2e", worst) + (f16Same ? ", f16 exact" : ", f16 DIFFERS"), ok))
         return ok
     }
 
@@ -163,7 +174,9 @@ struct KernelCheck {
             CPUOps.f32ToF16(&f, &h, count: 1, path: .scalar)
             return h
         }
-        func put16(_ v: UInt16, at i: Int) { bytes[i] = UInt8(truncatingIfNeeded: v); bytes[i + 1] = UInt8(truncatingIfNeeded: v >> 8) }
+        func put16(_ v: UInt16, at i: Int) {
+            bytes[i] = UInt8(truncatingIfNeeded: v); bytes[i + 1] = UInt8(truncatingIfNeeded: v >> 8)
+        }
         let unit = { (rng: inout SeededGenerator) in Float(rng.nextUnit() * 2 - 1) }
         switch type {
         case .f32:

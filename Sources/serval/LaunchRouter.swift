@@ -7,18 +7,24 @@ import ServalGateway
 /// `launch-router` and `launch-server --dp-size N` (which adds the `--router-` prefix to none:
 /// it forwards its own `--router-policy`).
 struct RouterOptions: ParsableArguments {
-    @Option(name: .customLong("worker-urls"), parsing: .upToNextOption,
-            help: "Worker URLs (http://host:port ...); more can be added at run time with POST /workers.")
+    @Option(
+        name: .customLong("worker-urls"), parsing: .upToNextOption,
+        help: "Worker URLs (http://host:port ...); more can be added at run time with POST /workers.")
     var workerURLs: [String] = []
-    @Option(name: .customLong("policy"),
-            help: "cache_aware, round_robin, random, power_of_two, consistent_hashing, least_load, prefix_hash or bucket.")
+    @Option(
+        name: .customLong("policy"),
+        help: "cache_aware, round_robin, random, power_of_two, consistent_hashing, least_load, prefix_hash or bucket.")
     var policy: String = "cache_aware"
-    @Option(name: .customLong("cache-threshold"), help: "cache_aware: prefix match ratio above which the matching worker is used.")
+    @Option(
+        name: .customLong("cache-threshold"),
+        help: "cache_aware: prefix match ratio above which the matching worker is used.")
     var cacheThreshold: Double = 0.3
-    @Option(name: .customLong("balance-abs-threshold"),
-            help: "Load imbalance: max - min in-flight requests above this (bucket's default: 32)...")
+    @Option(
+        name: .customLong("balance-abs-threshold"),
+        help: "Load imbalance: max - min in-flight requests above this (bucket's default: 32)...")
     var balanceAbsThreshold: Int?
-    @Option(name: .customLong("balance-rel-threshold"), help: "...and max above min times this (bucket's default: 1.0001).")
+    @Option(
+        name: .customLong("balance-rel-threshold"), help: "...and max above min times this (bucket's default: 1.0001).")
     var balanceRelThreshold: Double?
     @Option(name: .customLong("eviction-interval-secs"), help: "cache_aware: seconds between LRU trims of the trees.")
     var evictionIntervalSecs: Double = 60
@@ -28,7 +34,9 @@ struct RouterOptions: ParsableArguments {
     var maxTreeSize: Int = 67_108_864
     @Option(name: .customLong("prefix-token-count"), help: "prefix_hash: prefix tokens hashed (4 bytes of text each).")
     var prefixTokenCount: Int = 256
-    @Option(name: .customLong("prefix-hash-load-factor"), help: "prefix_hash: walk the ring past workers above average load times this.")
+    @Option(
+        name: .customLong("prefix-hash-load-factor"),
+        help: "prefix_hash: walk the ring past workers above average load times this.")
     var prefixHashLoadFactor: Double = 1.25
     @Option(name: .customLong("bucket-adjust-interval-secs"), help: "bucket: seconds between boundary refits.")
     var bucketAdjustIntervalSecs: Double = 5
@@ -71,7 +79,9 @@ struct RouterOptions: ParsableArguments {
     var disableHealthCheck = false
     @Option(name: .customLong("worker-startup-timeout-secs"), help: "How long a new worker may take to become healthy.")
     var workerStartupTimeoutSecs: Double = 1800
-    @Option(name: .customLong("shutdown-grace-period-secs"), help: "On SIGTERM, how long in-flight requests may take to finish.")
+    @Option(
+        name: .customLong("shutdown-grace-period-secs"),
+        help: "On SIGTERM, how long in-flight requests may take to finish.")
     var shutdownGracePeriodSecs: Double = 180
 
     @Option(name: .customLong("max-concurrent-requests"), help: "Requests proxied at once (-1: no limit).")
@@ -80,14 +90,18 @@ struct RouterOptions: ParsableArguments {
     var queueSize: Int = 100
     @Option(name: .customLong("queue-timeout-secs"), help: "Longest wait in the queue (then 408).")
     var queueTimeoutSecs: Double = 60
-    @Option(name: .customLong("rate-limit-tokens-per-second"), help: "Token-bucket rate limit (requests/s; default: none).")
+    @Option(
+        name: .customLong("rate-limit-tokens-per-second"), help: "Token-bucket rate limit (requests/s; default: none).")
     var rateLimitTokensPerSecond: Double?
     @Option(name: .customLong("request-timeout-secs"), help: "Longest a proxied request may take.")
     var requestTimeoutSecs: Double = 1800
     @Option(name: .customLong("max-payload-size"), help: "Largest request body in bytes (larger: 413).")
     var maxPayloadSize: Int = 536_870_912
-    @Option(name: .customLong("api-key"),
-            help: "Key sent to workers as 'Authorization: Bearer <key>', and required from clients on all but /health, /liveness, /readiness.")
+    @Option(
+        name: .customLong("api-key"),
+        help:
+            "Key sent to workers as 'Authorization: Bearer <key>', and required from clients on all but /health, /liveness, /readiness."
+    )
     var apiKey: String?
     @Option(name: .customLong("request-id-headers"), parsing: .upToNextOption, help: "Headers carrying a request id.")
     var requestIDHeaders: [String] = []
@@ -105,7 +119,9 @@ struct RouterOptions: ParsableArguments {
 
     func gatewayConfig(host: String, port: Int) throws -> GatewayConfig {
         guard let name = PolicyName(rawValue: policy) else {
-            throw ValidationError("--policy must be one of \(PolicyName.allCases.map(\.rawValue).joined(separator: ", ")); got '\(policy)'.")
+            throw ValidationError(
+                "--policy must be one of \(PolicyName.allCases.map(\.rawValue).joined(separator: ", ")); got '\(policy)'."
+            )
         }
         var c = GatewayConfig()
         c.host = host
@@ -159,7 +175,8 @@ struct RouterOptions: ParsableArguments {
 
     func logLevelValue() throws -> Logger.Level {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
-            throw ValidationError("--log-level must be one of trace, debug, info, warning, error, critical; got '\(logLevel)'.")
+            throw ValidationError(
+                "--log-level must be one of trace, debug, info, warning, error, critical; got '\(logLevel)'.")
         }
         return level
     }

@@ -15,7 +15,9 @@ struct LaunchServer: AsyncParsableCommand {
         commandName: "launch-server",
         abstract: "Starts the OpenAI/SGLang-compatible HTTP server.")
 
-    @Option(name: .customLong("model-path"), help: "GGUF file or HF checkpoint directory (default: $SERVAL_MODEL or the SmolLM2-135M-Instruct Q4_1 GGUF).")
+    @Option(
+        name: .customLong("model-path"),
+        help: "GGUF file or HF checkpoint directory (default: $SERVAL_MODEL or the SmolLM2-135M-Instruct Q4_1 GGUF).")
     var modelPath: String?
     @Option(name: .customLong("tokenizer-path"), help: "Tokenizer location (default: the model path).")
     var tokenizerPath: String?
@@ -34,28 +36,43 @@ struct LaunchServer: AsyncParsableCommand {
     @Option(name: .customLong("max-running-requests"), help: "Max requests decoding at once.")
     var maxRunningRequests: Int?
 
-    @Option(name: .customLong("max-queued-requests"),
-            help: "Max requests waiting to run; more are answered 503 at once (default: no limit).")
+    @Option(
+        name: .customLong("max-queued-requests"),
+        help: "Max requests waiting to run; more are answered 503 at once (default: no limit).")
     var maxQueuedRequests: Int?
     @Option(name: .customLong("max-prefill-tokens"), help: "Max new prompt tokens in one prefill batch.")
     var maxPrefillTokens: Int = 16384
-    @Option(name: .customLong("chunked-prefill-size"),
-            help: "Prompt tokens per forward batch (-1 disables chunking); 64 suits a CPU, where it is already a ~150 ms step.")
+    @Option(
+        name: .customLong("chunked-prefill-size"),
+        help:
+            "Prompt tokens per forward batch (-1 disables chunking); 64 suits a CPU, where it is already a ~150 ms step."
+    )
     var chunkedPrefillSize: Int = 64
-    @Option(name: .customLong("prefill-max-requests"),
-            help: "Most requests prefilling in one forward batch (default: no limit; a small value staggers bursts of short prompts).")
+    @Option(
+        name: .customLong("prefill-max-requests"),
+        help:
+            "Most requests prefilling in one forward batch (default: no limit; a small value staggers bursts of short prompts)."
+    )
     var prefillMaxRequests: Int?
-    @Option(name: .customLong("mixed-chunk"),
-            help: "Prefill chunks in the decodes' forward pass: auto (a prompt that finishes within the step runs alone, a long prompt's chunks carry the decodes), always or never.")
+    @Option(
+        name: .customLong("mixed-chunk"),
+        help:
+            "Prefill chunks in the decodes' forward pass: auto (a prompt that finishes within the step runs alone, a long prompt's chunks carry the decodes), always or never."
+    )
     var mixedChunk: String = "auto"
     @Flag(name: .customLong("enable-mixed-chunk"), help: "SGLang's spelling of --mixed-chunk always.")
     var enableMixedChunk = false
-    @Option(name: .customLong("refill-wait-ms"),
-            help: "After a step that finished requests, wait up to this long (and half a step at most) for their clients' next requests so they join the next forward pass (0: off).")
+    @Option(
+        name: .customLong("refill-wait-ms"),
+        help:
+            "After a step that finished requests, wait up to this long (and half a step at most) for their clients' next requests so they join the next forward pass (0: off)."
+    )
     var refillWaitMs: Double = 25
     @Option(name: .customLong("page-size"), help: "Tokens per KV page.")
     var pageSize: Int = 1
-    @Option(name: .customLong("kv-cache-dtype"), help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+    @Option(
+        name: .customLong("kv-cache-dtype"),
+        help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
     var kvCacheDtype: String = "auto"
     @Option(name: .customLong("schedule-policy"), help: "lpm, dfs-weight, fcfs, lof or random.")
     var schedulePolicy: String = "lpm"
@@ -73,42 +90,64 @@ struct LaunchServer: AsyncParsableCommand {
     var randomSeed: UInt64?
     @Option(name: .customLong("load-format"), help: "auto, gguf, safetensors or dummy (random weights).")
     var loadFormat: String = "auto"
-    @Flag(name: .customLong("mmap-weights"),
-          help: "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode).")
+    @Flag(
+        name: .customLong("mmap-weights"),
+        help:
+            "Map the GGUF file instead of copying it into huge pages (faster start, page cache shared between processes, slower decode)."
+    )
     var mmapWeights = false
-    @Flag(name: .customLong("skip-tokenizer-init"),
-          help: "Load no tokenizer: requests send token ids (input_ids) and get ids back, with empty text.")
+    @Flag(
+        name: .customLong("skip-tokenizer-init"),
+        help: "Load no tokenizer: requests send token ids (input_ids) and get ids back, with empty text.")
     var skipTokenizerInit = false
 
-    @Flag(name: .customLong("enable-cache-report"),
-          help: "Report cached prompt tokens in usage.prompt_tokens_details (Serval always does; accepted for SGLang's command lines).")
+    @Flag(
+        name: .customLong("enable-cache-report"),
+        help:
+            "Report cached prompt tokens in usage.prompt_tokens_details (Serval always does; accepted for SGLang's command lines)."
+    )
     var enableCacheReport = false
-    @Flag(name: .customLong("enable-return-hidden-states"),
-          help: "Let requests ask for return_hidden_states (the final hidden state of every position run).")
+    @Flag(
+        name: .customLong("enable-return-hidden-states"),
+        help: "Let requests ask for return_hidden_states (the final hidden state of every position run).")
     var enableReturnHiddenStates = false
 
     @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
     var device: String = "cpu"
-    @Option(name: .customLong("watchdog-timeout"), help: "Seconds a forward pass may take before the engine is reported stuck.")
+    @Option(
+        name: .customLong("watchdog-timeout"),
+        help: "Seconds a forward pass may take before the engine is reported stuck.")
     var watchdogTimeout: Double = 300
     @Option(name: .customLong("threads"), help: "CPU threads for the forward pass (default: one per core).")
     var threads: Int?
     @Option(name: .customLong("max-request-body-bytes"), help: "Largest accepted request body; larger ones get 413.")
     var maxRequestBodyBytes: Int = 32 * 1024 * 1024
-    @Option(name: .customLong("grammar-backend"),
-            help: "Structured outputs: xgrammar, outlines or llguidance (SGLang's names, all served by Serval's own grammar engine), or none (constrained requests get 400s).")
+    @Option(
+        name: .customLong("grammar-backend"),
+        help:
+            "Structured outputs: xgrammar, outlines or llguidance (SGLang's names, all served by Serval's own grammar engine), or none (constrained requests get 400s)."
+    )
     var grammarBackend: String = "xgrammar"
-    @Option(name: .customLong("constrained-json-whitespace-pattern"),
-            help: "Regex for the whitespace JSON-schema outputs may use around , : { } [ ] (default: compact JSON with ', ' and ': ').")
+    @Option(
+        name: .customLong("constrained-json-whitespace-pattern"),
+        help:
+            "Regex for the whitespace JSON-schema outputs may use around , : { } [ ] (default: compact JSON with ', ' and ': ')."
+    )
     var constrainedJSONWhitespacePattern: String?
 
     // Data parallelism: N worker processes behind the gateway (see DataParallelLaunch.swift).
-    @Option(name: .customLong("dp-size"), help: "Worker processes; > 1 starts them on free local ports with the router on --port.")
+    @Option(
+        name: .customLong("dp-size"),
+        help: "Worker processes; > 1 starts them on free local ports with the router on --port.")
     var dpSize: Int = 1
-    @Flag(name: .customLong("enable-dp-attention"), help: "Not available yet (the parallelism work covers it); refused.")
+    @Flag(
+        name: .customLong("enable-dp-attention"), help: "Not available yet (the parallelism work covers it); refused.")
     var enableDPAttention = false
-    @Argument(parsing: .allUnrecognized,
-              help: "With --dp-size > 1: router flags prefixed with --router- (--router-policy, --router-cache-threshold, ...; see launch-router --help).")
+    @Argument(
+        parsing: .allUnrecognized,
+        help:
+            "With --dp-size > 1: router flags prefixed with --router- (--router-policy, --router-cache-threshold, ...; see launch-router --help)."
+    )
     var routerFlags: [String] = []
 
     static var defaultModelPath: String { DefaultModel.path }
@@ -116,7 +155,8 @@ struct LaunchServer: AsyncParsableCommand {
     /// Checks flags that can be judged without loading anything; the message says what to fix.
     func validateFlags() throws -> (EngineConfig, Logger.Level) {
         guard ["xgrammar", "outlines", "llguidance", "none"].contains(grammarBackend) else {
-            throw ValidationError("--grammar-backend must be xgrammar, outlines, llguidance or none, got '\(grammarBackend)'.")
+            throw ValidationError(
+                "--grammar-backend must be xgrammar, outlines, llguidance or none, got '\(grammarBackend)'.")
         }
         if let p = constrainedJSONWhitespacePattern {
             do { _ = try RegexParser.parse(p) } catch {
@@ -131,11 +171,14 @@ struct LaunchServer: AsyncParsableCommand {
             throw ValidationError("--load-format must be one of auto, gguf, safetensors, dummy; got '\(loadFormat)'.")
         }
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
-            throw ValidationError("--log-level must be one of trace, debug, info, warning, error, critical; got '\(logLevel)'.")
+            throw ValidationError(
+                "--log-level must be one of trace, debug, info, warning, error, critical; got '\(logLevel)'.")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535, got \(port).") }
         guard let policy = EngineConfig.SchedulePolicy(rawValue: schedulePolicy) else {
-            throw ValidationError("--schedule-policy must be one of \(EngineConfig.SchedulePolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(schedulePolicy)'.")
+            throw ValidationError(
+                "--schedule-policy must be one of \(EngineConfig.SchedulePolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(schedulePolicy)'."
+            )
         }
         guard let kvDType = KVCacheDType(flag: kvCacheDtype) else {
             throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'.")
@@ -145,9 +188,15 @@ struct LaunchServer: AsyncParsableCommand {
             throw ValidationError("--mem-fraction-static must be in (0, 1), got \(memFractionStatic).")
         }
         if let t = maxTotalTokens, t < 1 { throw ValidationError("--max-total-tokens must be positive, got \(t).") }
-        if let r = maxRunningRequests, r < 1 { throw ValidationError("--max-running-requests must be positive, got \(r).") }
-        if let q = maxQueuedRequests, q < 1 { throw ValidationError("--max-queued-requests must be positive, got \(q).") }
-        if let n = prefillMaxRequests, n < 1 { throw ValidationError("--prefill-max-requests must be positive, got \(n).") }
+        if let r = maxRunningRequests, r < 1 {
+            throw ValidationError("--max-running-requests must be positive, got \(r).")
+        }
+        if let q = maxQueuedRequests, q < 1 {
+            throw ValidationError("--max-queued-requests must be positive, got \(q).")
+        }
+        if let n = prefillMaxRequests, n < 1 {
+            throw ValidationError("--prefill-max-requests must be positive, got \(n).")
+        }
         guard var mixed = EngineConfig.MixedChunk(rawValue: mixedChunk.lowercased()) else {
             throw ValidationError("--mixed-chunk must be auto, always or never, got '\(mixedChunk)'.")
         }
@@ -155,13 +204,17 @@ struct LaunchServer: AsyncParsableCommand {
         guard refillWaitMs >= 0, refillWaitMs <= 1000 else {
             throw ValidationError("--refill-wait-ms must be in [0, 1000], got \(refillWaitMs).")
         }
-        guard maxPrefillTokens >= 1 else { throw ValidationError("--max-prefill-tokens must be positive, got \(maxPrefillTokens).") }
+        guard maxPrefillTokens >= 1 else {
+            throw ValidationError("--max-prefill-tokens must be positive, got \(maxPrefillTokens).")
+        }
         guard chunkedPrefillSize == -1 || chunkedPrefillSize >= 1 else {
             throw ValidationError("--chunked-prefill-size must be -1 (off) or positive, got \(chunkedPrefillSize).")
         }
         guard pageSize >= 1 else { throw ValidationError("--page-size must be positive, got \(pageSize).") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be positive, got \(t).") }
-        guard watchdogTimeout > 0 else { throw ValidationError("--watchdog-timeout must be positive, got \(watchdogTimeout).") }
+        guard watchdogTimeout > 0 else {
+            throw ValidationError("--watchdog-timeout must be positive, got \(watchdogTimeout).")
+        }
         guard maxRequestBodyBytes >= 1024 else {
             throw ValidationError("--max-request-body-bytes must be at least 1024, got \(maxRequestBodyBytes).")
         }
@@ -226,7 +279,9 @@ struct LaunchServer: AsyncParsableCommand {
 
     func run() async throws {
         if enableDPAttention {
-            throw ValidationError("--enable-dp-attention is not available yet (DP attention belongs to the parallelism work); use --dp-size alone for data-parallel replicas behind the router.")
+            throw ValidationError(
+                "--enable-dp-attention is not available yet (DP attention belongs to the parallelism work); use --dp-size alone for data-parallel replicas behind the router."
+            )
         }
         let router = try DataParallelLaunch.routerOptions(routerFlags)
         if dpSize != 1 {
@@ -258,21 +313,25 @@ struct LaunchServer: AsyncParsableCommand {
 
         let loadStart = Date()
         let lm = try loadModel(path: model, threads: threadCount)
-        let (bridge, textDecoder) = try TokenizerSetup.make(skip: skipTokenizerInit, location: tokenizerLocation,
-                                                            modelVocab: lm.info.vocabSize)
+        let (bridge, textDecoder) = try TokenizerSetup.make(
+            skip: skipTokenizerInit, location: tokenizerLocation,
+            modelVocab: lm.info.vocabSize)
         let engine: Engine
         do {
-            engine = try Engine(model: lm, decoder: textDecoder, config: engineConfig,
-                                logger: Logger(label: "serval.engine"))
+            engine = try Engine(
+                model: lm, decoder: textDecoder, config: engineConfig,
+                logger: Logger(label: "serval.engine"))
         } catch {
             throw ValidationError("Cannot start the engine with these settings: \(error)")
         }
         let info = lm.info
-        print("Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
-              + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
-              + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
-        print("KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
-              + "\(threadCount) threads; tokenizer: \(bridge.summary)")
+        print(
+            "Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
+                + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
+                + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
+        print(
+            "KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
+                + "\(threadCount) threads; tokenizer: \(bridge.summary)")
 
         var config = ServerConfig(servedModelName: servedName, modelPath: model, tokenizerPath: tokenizerLocation)
         config.host = host
@@ -284,8 +343,9 @@ struct LaunchServer: AsyncParsableCommand {
         config.maxRequestBodyBytes = maxRequestBodyBytes
         config.grammarEnabled = grammarBackend != "none"
         config.jsonWhitespacePattern = constrainedJSONWhitespacePattern
-        config.serverArgs = serverArgs(modelPath: model, tokenizerPath: tokenizerLocation, servedName: servedName,
-                                       engine: engineConfig)
+        config.serverArgs = serverArgs(
+            modelPath: model, tokenizerPath: tokenizerLocation, servedName: servedName,
+            engine: engineConfig)
         let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)
         let host = self.host
         try await HTTPServer.run(api: api, logger: logger) { boundPort in
@@ -309,7 +369,8 @@ struct LaunchServer: AsyncParsableCommand {
         var options = ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)
         options.seed = randomSeed ?? 1
         do {
-            return try ModelLoader.load(path: path, format: format, backend: CPUBackend(threads: threads), options: options)
+            return try ModelLoader.load(
+                path: path, format: format, backend: CPUBackend(threads: threads), options: options)
         } catch {
             throw ValidationError("Cannot load the model from '\(path)': \(error)")
         }

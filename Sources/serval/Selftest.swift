@@ -8,7 +8,8 @@ import ServalCUDA
 struct Selftest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest",
-        abstract: "Checks every GPU op against a CPU reference (--device cuda), or the references themselves (--device cpu).",
+        abstract:
+            "Checks every GPU op against a CPU reference (--device cuda), or the references themselves (--device cpu).",
         discussion: """
             --device cuda compiles the kernels with NVRTC (cached under ~/.cache/serval/cuda, or $SERVAL_CUDA_CACHE),
             runs each op on fresh random inputs whose sizes do not divide the kernels' tiles, with outputs poisoned
@@ -51,9 +52,10 @@ struct Selftest: ParsableCommand {
                 throw error
             }
             let c = kernels.compile
-            print("device: \(context.info.name) (\(context.info.arch)); kernels "
-                  + (c.cached ? "loaded from cache" : "compiled") + String(format: " in %.2f s", c.seconds)
-                  + (c.cacheFile.map { " (\($0.path))" } ?? ""))
+            print(
+                "device: \(context.info.name) (\(context.info.arch)); kernels "
+                    + (c.cached ? "loaded from cache" : "compiled") + String(format: " in %.2f s", c.seconds)
+                    + (c.cacheFile.map { " (\($0.path))" } ?? ""))
             let test = try CUDASelftest(context: context, kernels: kernels, blas: blas, seed: seed) { print($0) }
             let (_, failed) = test.runAll()
             if failed > 0 { throw ExitCode.failure }

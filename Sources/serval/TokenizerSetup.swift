@@ -20,8 +20,10 @@ enum TokenizerSetup {
 
     static func make(skip: Bool, location: String, modelVocab: Int) throws -> (Serving, any TokenTextDecoder) {
         if skip {
-            return (Serving(tokenizer: IDOnlyTokenizer(vocabSize: modelVocab), summary: "none (--skip-tokenizer-init)"),
-                    NoText())
+            return (
+                Serving(tokenizer: IDOnlyTokenizer(vocabSize: modelVocab), summary: "none (--skip-tokenizer-init)"),
+                NoText()
+            )
         }
         let tokenizer: Tokenizer
         do {
@@ -30,7 +32,9 @@ enum TokenizerSetup {
             throw ValidationError("Cannot load the tokenizer from '\(location)': \(error)")
         }
         guard tokenizer.vocabSize <= modelVocab else {
-            throw ValidationError("The tokenizer has \(tokenizer.vocabSize) tokens but the model only \(modelVocab); pass a matching --tokenizer-path.")
+            throw ValidationError(
+                "The tokenizer has \(tokenizer.vocabSize) tokens but the model only \(modelVocab); pass a matching --tokenizer-path."
+            )
         }
         let bridge: TokenizerBridge
         do {
@@ -38,7 +42,8 @@ enum TokenizerSetup {
         } catch {
             throw ValidationError("The model's chat template does not parse: \(error)")
         }
-        let summary = "\(tokenizer.vocabSize) tokens, chat template " + (bridge.template == nil ? "none" : "from the model")
+        let summary =
+            "\(tokenizer.vocabSize) tokens, chat template " + (bridge.template == nil ? "none" : "from the model")
         return (Serving(tokenizer: bridge, summary: summary), tokenizer)
     }
 }

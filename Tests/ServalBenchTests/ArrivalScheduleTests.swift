@@ -18,8 +18,12 @@ import Testing
     }
 
     @Test func seededAndReproducible() {
-        #expect(ArrivalSchedule.offsets(count: 50, rate: 2, seed: 7) == ArrivalSchedule.offsets(count: 50, rate: 2, seed: 7))
-        #expect(ArrivalSchedule.offsets(count: 50, rate: 2, seed: 7) != ArrivalSchedule.offsets(count: 50, rate: 2, seed: 8))
+        #expect(
+            ArrivalSchedule.offsets(count: 50, rate: 2, seed: 7) == ArrivalSchedule.offsets(count: 50, rate: 2, seed: 7)
+        )
+        #expect(
+            ArrivalSchedule.offsets(count: 50, rate: 2, seed: 7) != ArrivalSchedule.offsets(count: 50, rate: 2, seed: 8)
+        )
     }
 
     @Test func infiniteRateSendsAllAtOnce() {

@@ -26,7 +26,8 @@ import Testing
         #expect((o["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true)
         #expect(o["n_predict"] == nil)
 
-        let l = Backend.llamaCpp.payload(row: row, outputLen: 9, model: nil, stream: true, ignoreEOS: false, extra: ["top_k": 1, "max_tokens": 3])
+        let l = Backend.llamaCpp.payload(
+            row: row, outputLen: 9, model: nil, stream: true, ignoreEOS: false, extra: ["top_k": 1, "max_tokens": 3])
         #expect(l["n_predict"] as? Int == 9)
         #expect(l["ignore_eos"] == nil)
         #expect(l["model"] == nil)

@@ -18,17 +18,20 @@ import Testing
     }
 
     @Test func randomDatasetRespectsLengthsAndRangeRatio() throws {
-        let fixed = try DatasetBuilder.build(.random(inputLen: 40, outputLen: 9, rangeRatio: 1), numPrompts: 12, tokenizer: tok, seed: 1)
+        let fixed = try DatasetBuilder.build(
+            .random(inputLen: 40, outputLen: 9, rangeRatio: 1), numPrompts: 12, tokenizer: tok, seed: 1)
         #expect(fixed.count == 12)
         for r in fixed {
             #expect(r.promptLen == 40 && r.outputLen == 9)
             #expect(try tok.encode(r.text) == r.ids)
         }
-        let ranged = try DatasetBuilder.build(.random(inputLen: 40, outputLen: 10, rangeRatio: 0.5), numPrompts: 50, tokenizer: tok, seed: 1)
+        let ranged = try DatasetBuilder.build(
+            .random(inputLen: 40, outputLen: 10, rangeRatio: 0.5), numPrompts: 50, tokenizer: tok, seed: 1)
         #expect(ranged.allSatisfy { (20...40).contains($0.promptLen) && (5...10).contains($0.outputLen) })
         #expect(Set(ranged.map(\.promptLen)).count > 1)
         // Same seed, same prompts.
-        let again = try DatasetBuilder.build(.random(inputLen: 40, outputLen: 9, rangeRatio: 1), numPrompts: 12, tokenizer: tok, seed: 1)
+        let again = try DatasetBuilder.build(
+            .random(inputLen: 40, outputLen: 9, rangeRatio: 1), numPrompts: 12, tokenizer: tok, seed: 1)
         #expect(again == fixed)
     }
 
@@ -45,9 +48,11 @@ import Testing
     }
 
     @Test func shareGPTFileGivesPromptsAndReplyLengths() throws {
-        let url = try #require(Bundle.module.url(forResource: "sharegpt-small", withExtension: "json", subdirectory: "Fixtures"))
-        let rows = try DatasetBuilder.build(.shareGPT(path: url.path, fixedOutputLen: nil, contextLen: nil),
-                                            numPrompts: 10, tokenizer: tok, seed: 1)
+        let url = try #require(
+            Bundle.module.url(forResource: "sharegpt-small", withExtension: "json", subdirectory: "Fixtures"))
+        let rows = try DatasetBuilder.build(
+            .shareGPT(path: url.path, fixedOutputLen: nil, contextLen: nil),
+            numPrompts: 10, tokenizer: tok, seed: 1)
         // The fixture has 4 entries: one too short, one without a reply; two usable.
         #expect(rows.count == 2)
         let byPrompt = Dictionary(uniqueKeysWithValues: rows.map { ($0.text, $0.outputLen) })
@@ -55,24 +60,34 @@ import Testing
         let jokeLen = try tok.encode("whydidthechickencrosstheroad").count
         #expect(byPrompt["whatisthecapitaloffrance"] == parisLen)
         #expect(byPrompt["tellmeajoke"] == jokeLen)
-        let fixedLen = try DatasetBuilder.build(.shareGPT(path: url.path, fixedOutputLen: 7, contextLen: nil),
-                                                numPrompts: 1, tokenizer: tok, seed: 1)
+        let fixedLen = try DatasetBuilder.build(
+            .shareGPT(path: url.path, fixedOutputLen: 7, contextLen: nil),
+            numPrompts: 1, tokenizer: tok, seed: 1)
         #expect(fixedLen.count == 1 && fixedLen[0].outputLen == 7)
     }
 
     @Test func malformedDatasetFilesGiveClearErrors() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serval-bench-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "serval-bench-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let bad = dir.appendingPathComponent("bad.json")
         try Data("{not json".utf8).write(to: bad)
-        #expect { try DatasetBuilder.build(.shareGPT(path: bad.path, fixedOutputLen: nil, contextLen: nil), numPrompts: 1, tokenizer: tok, seed: 1) }
-            throws: { "\($0)".contains("not valid JSON") }
+        #expect {
+            try DatasetBuilder.build(
+                .shareGPT(path: bad.path, fixedOutputLen: nil, contextLen: nil), numPrompts: 1, tokenizer: tok, seed: 1)
+        } throws: { "\($0)".contains("not valid JSON") }
         let wrongShape = dir.appendingPathComponent("obj.json")
         try Data(#"{"conversations": []}"#.utf8).write(to: wrongShape)
-        #expect { try DatasetBuilder.build(.shareGPT(path: wrongShape.path, fixedOutputLen: nil, contextLen: nil), numPrompts: 1, tokenizer: tok, seed: 1) }
-            throws: { "\($0)".contains("JSON array") }
-        #expect { try DatasetBuilder.build(.shareGPT(path: dir.appendingPathComponent("missing.json").path, fixedOutputLen: nil, contextLen: nil), numPrompts: 1, tokenizer: tok, seed: 1) }
-            throws: { "\($0)".contains("cannot read") }
+        #expect {
+            try DatasetBuilder.build(
+                .shareGPT(path: wrongShape.path, fixedOutputLen: nil, contextLen: nil), numPrompts: 1, tokenizer: tok,
+                seed: 1)
+        } throws: { "\($0)".contains("JSON array") }
+        #expect {
+            try DatasetBuilder.build(
+                .shareGPT(path: dir.appendingPathComponent("missing.json").path, fixedOutputLen: nil, contextLen: nil),
+                numPrompts: 1, tokenizer: tok, seed: 1)
+        } throws: { "\($0)".contains("cannot read") }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 @testable import ServalBench
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A server child process for end-to-end tests: started here, always stopped
@@ -22,7 +22,8 @@ final class ServerProcess: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("serval-bench-server-\(UInt32.random(in: 0...UInt32.max)).log")
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "serval-bench-server-\(UInt32.random(in: 0...UInt32.max)).log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
             throw BenchError("cannot create the server log \(log.path)")
         }
@@ -88,7 +89,9 @@ final class ServerProcess: @unchecked Sendable {
         addr.sin_port = 0
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 

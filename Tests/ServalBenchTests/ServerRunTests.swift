@@ -8,7 +8,8 @@ import ServalTestSupport
 @Suite(.serialized) struct ServerRunTests {
     static let modelPath = TestModel.path
     static let llamaServer = NSHomeDirectory() + "/.cache/serval/llama.cpp/build/bin/llama-server"
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     static var servalBinary: String? {
         if let p = ProcessInfo.processInfo.environment["SERVAL_BIN"] { return p }
         for c in ["debug", "release"] {
@@ -17,11 +18,15 @@ import ServalTestSupport
         }
         return nil
     }
-    static let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
 
     static var haveModel: Bool {
         let ok = FileManager.default.fileExists(atPath: modelPath)
-        if !ok { print("skipping: model not found at \(modelPath) (set SERVAL_MODEL or run scripts/fetch-default-model)") }
+        if !ok {
+            print("skipping: model not found at \(modelPath) (set SERVAL_MODEL or run scripts/fetch-default-model)")
+        }
         return ok
     }
     static var canRunLlama: Bool {
@@ -51,9 +56,10 @@ import ServalTestSupport
 
     @Test func unreachableServerFailsWithAClearMessage() async throws {
         // Port 1 on loopback: nothing listens there without root.
-        let config = BenchConfig(backend: .openai, baseURL: "http://127.0.0.1:1", model: "m",
-                                 dataset: .random(inputLen: 4, outputLen: 2, rangeRatio: 1), numPrompts: 2,
-                                 warmupRequests: 1, showProgress: false, connectTimeout: 1)
+        let config = BenchConfig(
+            backend: .openai, baseURL: "http://127.0.0.1:1", model: "m",
+            dataset: .random(inputLen: 4, outputLen: 2, rangeRatio: 1), numPrompts: 2,
+            warmupRequests: 1, showProgress: false, connectTimeout: 1)
         let rows = try DatasetBuilder.build(config.dataset, numPrompts: 2, tokenizer: TestTokenizer(), seed: 1)
         let runner = BenchmarkRunner(config: config, tokenizer: TestTokenizer())
         await #expect { _ = try await runner.run(rows: rows) } throws: { error in
@@ -70,13 +76,15 @@ import ServalTestSupport
     }
 
     @Test(.enabled(if: canRunPython)) func serverErrorsMidRunKeepPartialResults() async throws {
-        let script = try #require(Bundle.module.url(forResource: "misbehaving_server", withExtension: "py", subdirectory: "Fixtures"))
+        let script = try #require(
+            Bundle.module.url(forResource: "misbehaving_server", withExtension: "py", subdirectory: "Fixtures"))
         let server = try ServerProcess.start(try #require(Self.python), ["-u", script.path], portFromFirstLine: true)
         defer { server.stop() }
         let port = try #require(server.port)
-        let config = BenchConfig(backend: .openai, baseURL: "http://127.0.0.1:\(port)", model: "m",
-                                 dataset: .random(inputLen: 5, outputLen: 6, rangeRatio: 1), numPrompts: 9,
-                                 maxConcurrency: 1, warmupRequests: 0, showProgress: false)
+        let config = BenchConfig(
+            backend: .openai, baseURL: "http://127.0.0.1:\(port)", model: "m",
+            dataset: .random(inputLen: 5, outputLen: 6, rangeRatio: 1), numPrompts: 9,
+            maxConcurrency: 1, warmupRequests: 0, showProgress: false)
         let rows = try DatasetBuilder.build(config.dataset, numPrompts: 9, tokenizer: TestTokenizer(), seed: 1)
         let results = try await BenchmarkRunner(config: config, tokenizer: TestTokenizer()).run(rows: rows)
         let m = results[0].metrics
@@ -90,9 +98,10 @@ import ServalTestSupport
     /// A handful of requests through the whole client: exact token counts both ways.
     func checkRealServer(backend: Backend, port: Int) async throws {
         let tok = try ModelTokenizer.load(path: Self.modelPath)
-        let config = BenchConfig(backend: backend, baseURL: "http://127.0.0.1:\(port)",
-                                 dataset: .random(inputLen: 24, outputLen: 8, rangeRatio: 1), numPrompts: 4,
-                                 requestRates: [.infinity], maxConcurrency: 2, warmupRequests: 1, showProgress: false)
+        let config = BenchConfig(
+            backend: backend, baseURL: "http://127.0.0.1:\(port)",
+            dataset: .random(inputLen: 24, outputLen: 8, rangeRatio: 1), numPrompts: 4,
+            requestRates: [.infinity], maxConcurrency: 2, warmupRequests: 1, showProgress: false)
         let rows = try DatasetBuilder.build(config.dataset, numPrompts: 4, tokenizer: tok, seed: 5)
         #expect(rows.allSatisfy { $0.promptLen == 24 })
         for r in rows { #expect(try tok.encode(r.text) == r.ids) }
@@ -115,8 +124,12 @@ import ServalTestSupport
 
     @Test(.enabled(if: canRunLlama)) func llamaServerEndToEnd() async throws {
         let port = ServerProcess.freePort()
-        let server = try ServerProcess.start(Self.llamaServer, ["-m", Self.modelPath, "-np", "2", "-t", "2", "-c", "1024",
-                                                                "--host", "127.0.0.1", "--port", String(port)])
+        let server = try ServerProcess.start(
+            Self.llamaServer,
+            [
+                "-m", Self.modelPath, "-np", "2", "-t", "2", "-c", "1024",
+                "--host", "127.0.0.1", "--port", String(port),
+            ])
         defer { server.stop() }
         try await ServerProcess.waitHealthy(port: port, process: server)
         try await checkRealServer(backend: .llamaCpp, port: port)
@@ -124,9 +137,12 @@ import ServalTestSupport
 
     @Test(.enabled(if: canRunServal)) func servalServerEndToEnd() async throws {
         let port = ServerProcess.freePort()
-        let server = try ServerProcess.start(try #require(Self.servalBinary),
-                                             ["launch-server", "--model-path", Self.modelPath, "--host", "127.0.0.1",
-                                              "--port", String(port), "--threads", "2"])
+        let server = try ServerProcess.start(
+            try #require(Self.servalBinary),
+            [
+                "launch-server", "--model-path", Self.modelPath, "--host", "127.0.0.1",
+                "--port", String(port), "--threads", "2",
+            ])
         defer { server.stop() }
         try await ServerProcess.waitHealthy(port: port, process: server)
         try await checkRealServer(backend: .serval, port: port)

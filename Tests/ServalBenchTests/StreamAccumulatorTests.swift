@@ -6,7 +6,8 @@ import Testing
         var acc = StreamAccumulator(native: true)
         acc.consume(#"{"text":"He","meta_info":{"completion_tokens":1,"finish_reason":null}}"#, at: 0.100)
         acc.consume(#"{"text":"Hello wo","meta_info":{"completion_tokens":3,"finish_reason":null}}"#, at: 0.140)
-        acc.consume(#"{"text":"Hello world","meta_info":{"completion_tokens":4,"finish_reason":{"type":"length"}}}"#, at: 0.150)
+        acc.consume(
+            #"{"text":"Hello world","meta_info":{"completion_tokens":4,"finish_reason":{"type":"length"}}}"#, at: 0.150)
         acc.consume("[DONE]", at: 0.151)
         let o = acc.finish(at: 0.152, streamed: true)
         #expect(o.success)
@@ -57,7 +58,8 @@ import Testing
 
     @Test func nonStreamedBodyGivesTTFTEqualToLatency() {
         var acc = StreamAccumulator(native: false)
-        acc.consume(#"{"choices":[{"text":"hello","finish_reason":"length"}],"usage":{"completion_tokens":3}}"#, at: 0.5)
+        acc.consume(
+            #"{"choices":[{"text":"hello","finish_reason":"length"}],"usage":{"completion_tokens":3}}"#, at: 0.5)
         let o = acc.finish(at: 0.5, streamed: false)
         #expect(o.success)
         #expect(o.ttft == 0.5 && o.latency == 0.5)

@@ -28,20 +28,26 @@ final class ServalCUDATests: XCTestCase {
         }
         let kernels = try CUDAKernels(context: context, compiler: try NVRTCCompiler(arch: context.info.arch))
         var lines: [String] = []
-        let test = try CUDASelftest(context: context, kernels: kernels, blas: try CuBLASLt(), seed: 1) { lines.append($0) }
+        let test = try CUDASelftest(context: context, kernels: kernels, blas: try CuBLASLt(), seed: 1) {
+            lines.append($0)
+        }
         let (_, failed) = test.runAll()
         XCTAssertEqual(failed, 0, lines.joined(separator: "\n"))
     }
 
     func testEveryLaunchedKernelIsInTheSource() {
         let source = KernelSource.all
-        for name in ["sv_embedding_bf16", "sv_rmsnorm_residual", "sv_rope_bf16", "sv_silu_mul_bf16", "sv_kv_write_bf16",
-                     "sv_decode_attn_reduce", "sv_logit_edits", "sv_sample", "sv_logprobs"] {
+        for name in [
+            "sv_embedding_bf16", "sv_rmsnorm_residual", "sv_rope_bf16", "sv_silu_mul_bf16", "sv_kv_write_bf16",
+            "sv_decode_attn_reduce", "sv_logit_edits", "sv_sample", "sv_logprobs",
+        ] {
             XCTAssertTrue(source.contains("void \(name)(") || source.contains(" \(name)("), name)
         }
         for d in CUDAKernels.headDims {
             XCTAssertTrue(source.contains("EXTEND_INSTANCE(\(d))"), "extend d\(d)")
-            for g in [1, 2, 4, 8] { XCTAssertTrue(source.contains("DECODE_INSTANCE(\(d), \(g))"), "decode d\(d) g\(g)") }
+            for g in [1, 2, 4, 8] {
+                XCTAssertTrue(source.contains("DECODE_INSTANCE(\(d), \(g))"), "decode d\(d) g\(g)")
+            }
         }
     }
 

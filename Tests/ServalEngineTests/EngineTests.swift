@@ -5,8 +5,10 @@ import ServalModels
 @testable import ServalEngine
 
 @Suite struct EngineTests {
-    func engine(capacity: Int? = 4096, _ edit: (inout EngineConfig) -> Void = { _ in },
-                model: PositionHashModel = PositionHashModel()) throws -> Engine {
+    func engine(
+        capacity: Int? = 4096, _ edit: (inout EngineConfig) -> Void = { _ in },
+        model: PositionHashModel = PositionHashModel()
+    ) throws -> Engine {
         var c = EngineConfig()
         c.maxTotalTokens = capacity
         edit(&c)
@@ -27,9 +29,10 @@ import ServalModels
         // Four at a time: the rest queue, and later ones reuse earlier prompts' KV.
         let e = try engine { $0.maxRunningRequests = 4 }
         let results = await withTaskGroup(of: (Int, Collected).self) { group in
-            for i in 0 ..< 24 {
+            for i in 0..<24 {
                 group.addTask {
-                    let req = GenerateRequest(rid: "r\(i)", inputIDs: prompt(Int32(i % 7), 5 + i), sampling: self.greedy(3 + i % 9))
+                    let req = GenerateRequest(
+                        rid: "r\(i)", inputIDs: prompt(Int32(i % 7), 5 + i), sampling: self.greedy(3 + i % 9))
                     return (i, await collect(e.submit(req)))
                 }
             }
@@ -37,7 +40,7 @@ import ServalModels
             for await (i, c) in group { out[i] = c }
             return out
         }
-        for i in 0 ..< 24 {
+        for i in 0..<24 {
             let c = try #require(results[i])
             let expected = referenceGreedy(prompt: prompt(Int32(i % 7), 5 + i), count: 3 + i % 9)
             #expect(c.tokens == expected)
@@ -48,7 +51,7 @@ import ServalModels
         }
         let stats = e.stats()
         #expect(stats.requestsTotal == 24)
-        #expect(stats.generationTokensTotal == (0 ..< 24).reduce(0) { $0 + 3 + $1 % 9 })
+        #expect(stats.generationTokensTotal == (0..<24).reduce(0) { $0 + 3 + $1 % 9 })
         #expect(stats.cachedTokensTotal > 0)  // prompts of the same seed share prefixes
         await e.shutdown(drain: true)
     }
@@ -56,9 +59,10 @@ import ServalModels
     @Test func tinyPoolRetractsInsteadOfFailing() async throws {
         let e = try engine(capacity: 96) { $0.chunkedPrefillSize = 16 }
         let results = await withTaskGroup(of: (Int, Collected).self) { group in
-            for i in 0 ..< 10 {
+            for i in 0..<10 {
                 group.addTask {
-                    let req = GenerateRequest(rid: "t\(i)", inputIDs: prompt(Int32(10 + i), 12), sampling: self.greedy(30))
+                    let req = GenerateRequest(
+                        rid: "t\(i)", inputIDs: prompt(Int32(10 + i), 12), sampling: self.greedy(30))
                     return (i, await collect(e.submit(req)))
                 }
             }
@@ -66,7 +70,7 @@ import ServalModels
             for await (i, c) in group { out[i] = c }
             return out
         }
-        for i in 0 ..< 10 {
+        for i in 0..<10 {
             let c = try #require(results[i])
             #expect(c.tokens == referenceGreedy(prompt: prompt(Int32(10 + i), 12), count: 30))
             #expect(c.finish?.reason == .length)
@@ -82,7 +86,8 @@ import ServalModels
         let fullText = text(full)
         // Stop on the 5th..6th letters of the greedy output.
         let stop = String(fullText.dropFirst(4).prefix(2))
-        let c = await collect(e.submit(GenerateRequest(rid: "s", inputIDs: p, sampling: greedy(12) { $0.stop = [stop] })))
+        let c = await collect(
+            e.submit(GenerateRequest(rid: "s", inputIDs: p, sampling: greedy(12) { $0.stop = [stop] })))
         let cut = try #require(fullText.range(of: stop))
         #expect(c.text == String(fullText[..<cut.lowerBound]))
         #expect(c.finish?.reason == .stop(matched: .string(stop)))
@@ -94,7 +99,8 @@ import ServalModels
         let p = prompt(4, 8)
         let full = referenceGreedy(prompt: p, count: 10)
         let stopToken = full[3]
-        let c = await collect(e.submit(GenerateRequest(rid: "t", inputIDs: p, sampling: greedy(10) { $0.stopTokenIDs = [stopToken] })))
+        let c = await collect(
+            e.submit(GenerateRequest(rid: "t", inputIDs: p, sampling: greedy(10) { $0.stopTokenIDs = [stopToken] })))
         let upTo = try #require(full.firstIndex(of: stopToken))
         #expect(c.tokens == Array(full[...upTo]))
         #expect(c.text == text(Array(full[..<upTo])))
@@ -110,7 +116,7 @@ import ServalModels
         p.seed = 77
         let alone = await collect(e.submit(GenerateRequest(rid: "a", inputIDs: prompt(5, 6), sampling: p)))
         let crowd = await withTaskGroup(of: Collected?.self) { group in
-            for i in 0 ..< 6 {
+            for i in 0..<6 {
                 group.addTask {
                     var q = p
                     q.seed = i == 3 ? 77 : UInt64(i)
@@ -135,7 +141,9 @@ import ServalModels
             return
         }
         #expect(message.contains("KV pool"))
-        #expect(throws: EngineError.self) { try e.validate(GenerateRequest(rid: "y", inputIDs: [], sampling: greedy(1))) }
+        #expect(throws: EngineError.self) {
+            try e.validate(GenerateRequest(rid: "y", inputIDs: [], sampling: greedy(1)))
+        }
         #expect(throws: EngineError.self) {
             try e.validate(GenerateRequest(rid: "z", inputIDs: [1], sampling: greedy(1) { $0.topP = 0 }))
         }
@@ -158,7 +166,7 @@ import ServalModels
         task.cancel()
         _ = await task.value
         // The abort is processed between steps; wait for the engine to go idle.
-        for _ in 0 ..< 200 where e.load().runningRequests > 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        for _ in 0..<200 where e.load().runningRequests > 0 { try await Task.sleep(nanoseconds: 10_000_000) }
         #expect(e.load().runningRequests == 0)
         #expect(e.load().queuedRequests == 0)
         #expect(await e.flushCache())
@@ -170,7 +178,7 @@ import ServalModels
     /// each long request many seconds of runway, so a test task that the loaded parallel
     /// suite wakes late still acts while the request runs.
     func waitUntilRunning(_ e: Engine) async throws {
-        for _ in 0 ..< 2000 where e.load().runningRequests == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
+        for _ in 0..<2000 where e.load().runningRequests == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
     }
 
     @Test func abortByRID() async throws {
@@ -201,10 +209,14 @@ import ServalModels
 
     @Test func logprobsComeWithEachToken() async throws {
         let e = try engine()
-        let c = await collect(e.submit(GenerateRequest(rid: "l", inputIDs: prompt(2, 5), sampling: greedy(4) {
-            $0.logprobs = true
-            $0.topLogprobs = 3
-        })))
+        let c = await collect(
+            e.submit(
+                GenerateRequest(
+                    rid: "l", inputIDs: prompt(2, 5),
+                    sampling: greedy(4) {
+                        $0.logprobs = true
+                        $0.topLogprobs = 3
+                    })))
         #expect(c.logprobs.count == 4)
         #expect(c.logprobs.map(\.tokenID) == c.tokens)
         #expect(c.logprobs.allSatisfy { $0.top.count == 3 && $0.top[0].tokenID == $0.tokenID && $0.logprob <= 0 })
@@ -216,9 +228,11 @@ import ServalModels
         model.delay = 0.3
         let e = try engine({ $0.watchdogTimeout = 0.05 }, model: model)
         #expect(e.isHealthy)
-        let task = Task { await collect(e.submit(GenerateRequest(rid: "w", inputIDs: [1, 2], sampling: self.greedy(1)))) }
+        let task = Task {
+            await collect(e.submit(GenerateRequest(rid: "w", inputIDs: [1, 2], sampling: self.greedy(1))))
+        }
         var sawUnhealthy = false
-        for _ in 0 ..< 50 {
+        for _ in 0..<50 {
             if !e.isHealthy { sawUnhealthy = true; break }
             try await Task.sleep(nanoseconds: 10_000_000)
         }
@@ -231,12 +245,14 @@ import ServalModels
     @Test func poolSizingFromMemory() throws {
         var c = EngineConfig()
         c.memFractionStatic = 0.5
-        let n = try KVPoolSizing.capacity(config: c, kvBytesPerToken: 1024, weightBytes: 1 << 20, contextLength: 1000,
-                                          physicalMemory: 1 << 30)
+        let n = try KVPoolSizing.capacity(
+            config: c, kvBytesPerToken: 1024, weightBytes: 1 << 20, contextLength: 1000,
+            physicalMemory: 1 << 30)
         #expect(n == min((1 << 29 - 1 << 20) / 1024, 16 * 1000))
         #expect(throws: EngineError.self) {
-            try KVPoolSizing.capacity(config: c, kvBytesPerToken: 1 << 20, weightBytes: 0, contextLength: 1000,
-                                      physicalMemory: 1 << 30)
+            try KVPoolSizing.capacity(
+                config: c, kvBytesPerToken: 1 << 20, weightBytes: 0, contextLength: 1000,
+                physicalMemory: 1 << 30)
         }
         c.maxTotalTokens = 77
         #expect(try KVPoolSizing.capacity(config: c, kvBytesPerToken: 1, weightBytes: 0, contextLength: 10) == 77)

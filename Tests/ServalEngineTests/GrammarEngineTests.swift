@@ -7,7 +7,8 @@ import Testing
 /// matcher advances with each token, and the request ends when the grammar is done.
 @Suite struct GrammarEngineTests {
     /// The test decoder's vocabulary for grammars: token 0 (EOS) is never text.
-    static let vocabulary = TokenVocabulary(tokenBytes: TableDecoder.letters().table.enumerated().map { $0.offset == 0 ? nil : $0.element })
+    static let vocabulary = TokenVocabulary(
+        tokenBytes: TableDecoder.letters().table.enumerated().map { $0.offset == 0 ? nil : $0.element })
 
     func run(_ spec: GrammarSpec, maxNew: Int, temperature: Float = 0, seed: UInt64 = 1) async throws -> Collected {
         var c = EngineConfig()

@@ -11,7 +11,7 @@ import ServalModels
         let end = context.count
         let best = PositionHashModel.next(context)
         var row = [Float](repeating: 0, count: PositionHashModel.vocab)
-        for v in 0 ..< PositionHashModel.vocab { row[v] = Float((v * 7 + end) % 13) * 0.1 }
+        for v in 0..<PositionHashModel.vocab { row[v] = Float((v * 7 + end) % 13) * 0.1 }
         row[Int(best)] = 8
         let m = row.max() ?? 0
         let lse = m + log(row.reduce(Float(0)) { $0 + exp($1 - m) })
@@ -77,7 +77,8 @@ import ServalModels
     @Test func zeroNewTokensStillScoresThePrompt() async throws {
         let e = try engine { $0.chunkedPrefillSize = 6 }
         let p = prompt(9, 14)
-        let c = await collect(e.submit(GenerateRequest(rid: "z", inputIDs: p, sampling: params(start: 0, top: 1, maxNew: 0))))
+        let c = await collect(
+            e.submit(GenerateRequest(rid: "z", inputIDs: p, sampling: params(start: 0, top: 1, maxNew: 0))))
         try check(c, prompt: p, start: 0, top: 1)
         #expect(c.tokens.isEmpty)
         #expect(c.finish?.reason == .length)

@@ -46,7 +46,7 @@ import Testing
         for page in stride(from: 0, to: 8, by: 4) {
             let base = seq[page]
             #expect(base % 4 == 0)
-            #expect(Array(seq[page ..< page + 4]) == [base, base + 1, base + 2, base + 3])
+            #expect(Array(seq[page..<page + 4]) == [base, base + 1, base + 2, base + 3])
         }
         try a.checkIntegrity()
         a.free(seq)
@@ -59,7 +59,7 @@ import Testing
         var a = try KVSlotAllocator(capacity: 512, pageSize: pageSize)
         var rng = SeededGenerator(seed: 42)
         var live: [[Int32]] = []
-        for _ in 0 ..< 4000 {
+        for _ in 0..<4000 {
             let op = rng.next() % 3
             if op < 2 || live.isEmpty {
                 let n = Int(rng.next() % 40) + 1

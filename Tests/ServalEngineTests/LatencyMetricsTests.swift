@@ -16,7 +16,8 @@ import ServalModels
         params.maxNewTokens = 5
         let p = params
         // Arrived a second before submit: TTFT counts from the arrival.
-        let early = GenerateRequest(rid: "a", inputIDs: prompt(1, 8), sampling: p, arrival: Date().addingTimeInterval(-1))
+        let early = GenerateRequest(
+            rid: "a", inputIDs: prompt(1, 8), sampling: p, arrival: Date().addingTimeInterval(-1))
         async let first = collect(e.submit(early))
         async let second = collect(e.submit(GenerateRequest(rid: "b", inputIDs: prompt(2, 8), sampling: p)))
         let (a, b) = await (first, second)

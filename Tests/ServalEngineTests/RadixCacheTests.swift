@@ -8,11 +8,11 @@ import Testing
 
     @Test func matchesInsertedPrefixAndSplitsEdges() throws {
         var c = RadixCache()
-        #expect(c.insert([1, 2, 3, 4, 5][...], slots: slots(0 ..< 5)[...]) == 0)
+        #expect(c.insert([1, 2, 3, 4, 5][...], slots: slots(0..<5)[...]) == 0)
         try c.checkIntegrity()
-        #expect(c.match([1, 2, 3, 4, 5, 6]).slots == slots(0 ..< 5))
+        #expect(c.match([1, 2, 3, 4, 5, 6]).slots == slots(0..<5))
         let m = c.match([1, 2, 3, 9])
-        #expect(m.slots == slots(0 ..< 3))
+        #expect(m.slots == slots(0..<3))
         #expect(m.node.key == [1, 2, 3])  // the edge was split at the mismatch
         try c.checkIntegrity()
         #expect(c.nodeCount == 3)  // root, [1 2 3], [4 5]
@@ -36,7 +36,7 @@ import Testing
         #expect(c.evictableSlots == 5)
         try c.checkIntegrity()
         #expect(c.evict(1) == [10, 11, 12])  // least recently used leaf, whole
-        #expect(c.evict(10) == [20, 21])     // the locked one stays
+        #expect(c.evict(10) == [20, 21])  // the locked one stays
         #expect(c.cachedSlots == 2)
         try c.checkIntegrity()
         c.unlock(locked.node)
@@ -48,18 +48,18 @@ import Testing
 
     @Test func evictingALeafExposesItsParent() throws {
         var c = RadixCache()
-        c.insert([1, 2, 3, 4][...], slots: slots(0 ..< 4)[...])
+        c.insert([1, 2, 3, 4][...], slots: slots(0..<4)[...])
         c.insert([1, 2, 9][...], slots: [50, 51, 52][...])  // splits into [1 2] + {[3 4], [9]}
         #expect(c.nodeCount == 4)
         let freed = c.evict(4)
-        #expect(Set(freed) == Set(slots(0 ..< 2) + slots(2 ..< 4) + [52]))
+        #expect(Set(freed) == Set(slots(0..<2) + slots(2..<4) + [52]))
         #expect(c.nodeCount == 1)
         try c.checkIntegrity()
     }
 
     @Test func splitKeepsLockCounts() throws {
         var c = RadixCache()
-        c.insert([1, 2, 3, 4][...], slots: slots(0 ..< 4)[...])
+        c.insert([1, 2, 3, 4][...], slots: slots(0..<4)[...])
         let m = c.match([1, 2, 3, 4])
         c.lock(m.node)
         _ = c.match([1, 2, 8])  // split inside a locked edge
@@ -74,11 +74,11 @@ import Testing
     @Test func pagesAlignMatchesAndInserts() throws {
         var c = RadixCache(pageSize: 4)
         // 10 tokens: only 8 (two pages) are stored.
-        #expect(c.insert(Array(1 ... 10)[...], slots: slots(0 ..< 10)[...]) == 0)
+        #expect(c.insert(Array(1...10)[...], slots: slots(0..<10)[...]) == 0)
         #expect(c.cachedSlots == 8)
-        #expect(c.match(Array(1 ... 10)).slots == slots(0 ..< 8))
+        #expect(c.match(Array(1...10)).slots == slots(0..<8))
         // A mismatch inside the second page matches only the first page.
-        #expect(c.match([1, 2, 3, 4, 5, 6, 0, 0]).slots == slots(0 ..< 4))
+        #expect(c.match([1, 2, 3, 4, 5, 6, 0, 0]).slots == slots(0..<4))
         #expect(c.match([1, 2, 3]).slots.isEmpty)
         try c.checkIntegrity()
     }
@@ -106,7 +106,7 @@ import Testing
             // A small alphabet and shared stems so prefixes collide often.
             let stem = Int(rng.next() % 4)
             var t: [Int32] = Array(repeating: Int32(stem), count: Int(rng.next() % 3))
-            for _ in 0 ..< Int(rng.next() % 8) + 1 { t.append(Int32(rng.next() % 3)) }
+            for _ in 0..<Int(rng.next() % 8) + 1 { t.append(Int32(rng.next() % 3)) }
             return t
         }
         func referenceMatch(_ tokens: [Int32]) -> [Int32] {
@@ -118,17 +118,20 @@ import Testing
             }
             return out
         }
-        for _ in 0 ..< 3000 {
+        for _ in 0..<3000 {
             switch rng.next() % 5 {
             case 0, 1:
                 let tokens = randomTokens()
-                let newSlots = (0 ..< tokens.count).map { _ -> Int32 in nextSlot += 1; return nextSlot }
+                let newSlots = (0..<tokens.count).map { _ -> Int32 in
+                    nextSlot += 1; return nextSlot
+                }
                 let expectedExisting = referenceMatch(tokens).count
                 let aligned = tokens.count - tokens.count % pageSize
                 let existing = c.insert(tokens[...], slots: newSlots[...])
                 #expect(existing == min(expectedExisting, aligned))
-                for end in stride(from: pageSize, through: aligned, by: pageSize) where reference[Array(tokens[..<end])] == nil {
-                    reference[Array(tokens[..<end])] = Array(newSlots[(end - pageSize) ..< end])
+                for end in stride(from: pageSize, through: aligned, by: pageSize)
+                where reference[Array(tokens[..<end])] == nil {
+                    reference[Array(tokens[..<end])] = Array(newSlots[(end - pageSize)..<end])
                 }
             case 2:
                 let tokens = randomTokens()

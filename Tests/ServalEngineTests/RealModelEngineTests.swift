@@ -12,11 +12,13 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
     var tokens = prompt
     var fed = 0
     var out: [Int32] = []
-    for _ in 0 ..< count {
-        let seq = SequenceInput(tokens: Array(tokens[fed...]), startPosition: fed,
-                                kvSlots: (0 ..< Int32(tokens.count)).map { $0 }, logits: .last)
+    for _ in 0..<count {
+        let seq = SequenceInput(
+            tokens: Array(tokens[fed...]), startPosition: fed,
+            kvSlots: (0..<Int32(tokens.count)).map { $0 }, logits: .last)
         let o = try model.forward(ForwardBatch(sequences: [seq]), cache: cache).copy()
-        let row = o.logits[o.rows(ofSequence: 0).lowerBound * o.vocabSize ..< (o.rows(ofSequence: 0).lowerBound + 1) * o.vocabSize]
+        let row = o.logits[
+            o.rows(ofSequence: 0).lowerBound * o.vocabSize..<(o.rows(ofSequence: 0).lowerBound + 1) * o.vocabSize]
         var best = row.startIndex
         for i in row.indices where row[i] > row[best] { best = i }
         fed = tokens.count
@@ -46,14 +48,17 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
         let engine = try Engine(model: model, decoder: tokenizer, config: config)
         let results = await withTaskGroup(of: (String, Collected).self) { group in
             for (i, c) in cases.enumerated() {
-                for copy in 0 ..< (i < 3 ? 2 : 1) {
+                for copy in 0..<(i < 3 ? 2 : 1) {
                     group.addTask {
                         var p = SamplingParams()
                         p.temperature = 0
                         p.maxNewTokens = c.greedy_ids.count
                         p.ignoreEOS = true
                         let rid = "case\(i)-\(copy)"
-                        return (rid, await collect(engine.submit(GenerateRequest(rid: rid, inputIDs: c.prompt_ids, sampling: p))))
+                        return (
+                            rid,
+                            await collect(engine.submit(GenerateRequest(rid: rid, inputIDs: c.prompt_ids, sampling: p)))
+                        )
                     }
                 }
             }
@@ -73,13 +78,14 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
             total += c.greedy_ids.count
             agree += zip(got.tokens, c.greedy_ids).prefix { $0 == $1 }.count
         }
-        for i in 0 ..< 2 {
+        for i in 0..<2 {
             let direct = try directGreedy(model, prompt: cases[i].prompt_ids, count: cases[i].greedy_ids.count)
             #expect(results["case\(i)-0"]?.tokens == direct)
         }
         let rate = Double(agree) / Double(total)
-        print("real model: \(stats.retractionsTotal) retractions, \(stats.cachedTokensTotal) cached prompt tokens, "
-              + "llama.cpp greedy reproduced up to the first difference: \(String(format: "%.3f", rate))")
+        print(
+            "real model: \(stats.retractionsTotal) retractions, \(stats.cachedTokensTotal) cached prompt tokens, "
+                + "llama.cpp greedy reproduced up to the first difference: \(String(format: "%.3f", rate))")
         #expect(stats.retractionsTotal > 0)
         #expect(stats.cachedTokensTotal > 0)
         // Free-running greedy agreement up to the first differing token is chaotic: one
@@ -114,7 +120,8 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
         var q = p
         q.maxNewTokens = 1
         q.inputLogprobStart = prompt.count - 1
-        let forced = await collect(engine.submit(GenerateRequest(rid: "forced", inputIDs: prompt + generated.tokens, sampling: q)))
+        let forced = await collect(
+            engine.submit(GenerateRequest(rid: "forced", inputIDs: prompt + generated.tokens, sampling: q)))
         await engine.shutdown(drain: true)
         let input = try #require(forced.inputLogprobs)
         #expect(input.start == prompt.count - 1)
@@ -151,16 +158,18 @@ func directGreedy(_ model: LlamaModel, prompt: [Int32], count: Int) throws -> [I
         config.maxTotalTokens = 4096
         config.chunkedPrefillSize = 16
         config.checkIntegrity = true
-        let target = GenerateRequest(rid: "target", inputIDs: ref.cases[1].prompt_ids,
-                                     sampling: sampling(seed: 77, temperature: 0.9, maxNew: 16))
+        let target = GenerateRequest(
+            rid: "target", inputIDs: ref.cases[1].prompt_ids,
+            sampling: sampling(seed: 77, temperature: 0.9, maxNew: 16))
         let aloneEngine = try Engine(model: model, decoder: tokenizer, config: config)
         let alone = await collect(aloneEngine.submit(target))
         await aloneEngine.shutdown(drain: true)
 
         let engine = try Engine(model: model, decoder: tokenizer, config: config)
         let results = await withTaskGroup(of: (String, Collected).self) { group in
-            for i in 0 ..< 15 {
-                var p = sampling(seed: i % 3 == 0 ? nil : UInt64(i), temperature: i % 4 == 0 ? 0 : 1.1, maxNew: 4 + i % 9)
+            for i in 0..<15 {
+                var p = sampling(
+                    seed: i % 3 == 0 ? nil : UInt64(i), temperature: i % 4 == 0 ? 0 : 1.1, maxNew: 4 + i % 9)
                 if i % 5 == 1 { p.frequencyPenalty = 0.4 }
                 if i % 5 == 2 { p.topK = 20 }
                 let promptIDs = ref.cases[i % ref.cases.count].prompt_ids

@@ -11,7 +11,7 @@ import Testing
         #expect(first)
         g.record(arrived: 0)
         // Two empty waits in a row: only every 4th chance waits now.
-        let chances = (0 ..< 8).map { _ in g.shouldWait() }
+        let chances = (0..<8).map { _ in g.shouldWait() }
         #expect(chances == [false, false, false, true, false, false, false, true])
         g.record(arrived: 1)  // a probe that brought a request turns waiting back on
         #expect(g.misses == 0)

@@ -46,7 +46,7 @@ struct Driver {
     }
 }
 
-func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (seed * 31 + Int32($0) * 7) % 60 } }
+func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0..<count).map { 1 + (seed * 31 + Int32($0) * 7) % 60 } }
 
 @Suite struct SchedulerTests {
     func config(capacity: Int = 4096, _ edit: (inout SchedulerConfig) -> Void = { _ in }) -> SchedulerConfig {
@@ -56,31 +56,41 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func fcfsFinishesInArrivalOrderWithOneSlot() throws {
-        var d = try Driver(config { $0.policy = .fcfs; $0.maxRunningRequests = 1 })
-        for i in 0 ..< 5 { try d.submit("r\(i)", prompt(Int32(i), 10)) }
+        var d = try Driver(
+            config {
+                $0.policy = .fcfs; $0.maxRunningRequests = 1
+            })
+        for i in 0..<5 { try d.submit("r\(i)", prompt(Int32(i), 10)) }
         try d.runToCompletion()
         #expect(d.finished == ["r0", "r1", "r2", "r3", "r4"])
-        for i in 0 ..< 5 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 10), count: 4)) }
+        for i in 0..<5 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 10), count: 4)) }
     }
 
     /// --prefill-max-requests: a burst of short prompts is admitted a few per step,
     /// chunked prompts count against the cap too, and every request still completes.
     @Test func prefillMaxRequestsCapsPrefillingSequencesPerStep() throws {
         // `.always`: with `.auto` a prompt that fits a step runs alone, one per step.
-        var d = try Driver(config {
-            $0.prefillMaxRequests = 3; $0.chunkedPrefillSize = 64; $0.policy = .fcfs; $0.mixedChunk = .always
-        })
-        for i in 0 ..< 10 { try d.submit("r\(i)", prompt(Int32(i), 6)) }
+        var d = try Driver(
+            config {
+                $0.prefillMaxRequests = 3; $0.chunkedPrefillSize = 64; $0.policy = .fcfs; $0.mixedChunk = .always
+            })
+        for i in 0..<10 { try d.submit("r\(i)", prompt(Int32(i), 6)) }
         try d.runToCompletion()
         #expect(d.finished.count == 10)
         for b in d.batches { #expect(b.sequences.filter(\.isPrefill).count <= 3) }
         // The token budget (64) would take all ten 6-token prompts at once; the cap takes three.
         #expect(d.batches.first.map { $0.sequences.filter(\.isPrefill).map(\.request.rid) } == ["r0", "r1", "r2"])
-        #expect(d.batches.dropFirst().first.map { $0.sequences.filter(\.isPrefill).map(\.request.rid) } == ["r3", "r4", "r5"])
-        for i in 0 ..< 10 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 6), count: 4)) }
+        #expect(
+            d.batches.dropFirst().first.map { $0.sequences.filter(\.isPrefill).map(\.request.rid) } == [
+                "r3", "r4", "r5",
+            ])
+        for i in 0..<10 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 6), count: 4)) }
 
         // A prompt in the middle of chunked prefill holds one of the places.
-        var c = try Driver(config { $0.prefillMaxRequests = 1; $0.chunkedPrefillSize = 64; $0.policy = .fcfs })
+        var c = try Driver(
+            config {
+                $0.prefillMaxRequests = 1; $0.chunkedPrefillSize = 64; $0.policy = .fcfs
+            })
         try c.submit("long", prompt(1, 100))
         try c.submit("short", prompt(2, 6))
         try c.step()
@@ -91,7 +101,10 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func lpmPrefersTheLongestCachedPrefix() throws {
-        var d = try Driver(config { $0.policy = .lpm; $0.maxRunningRequests = 1 })
+        var d = try Driver(
+            config {
+                $0.policy = .lpm; $0.maxRunningRequests = 1
+            })
         let shared = prompt(1, 40)
         try d.submit("warm", shared)
         try d.runToCompletion()
@@ -102,7 +115,10 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func lofPrefersLongestOutput() throws {
-        var d = try Driver(config { $0.policy = .lof; $0.maxRunningRequests = 1 })
+        var d = try Driver(
+            config {
+                $0.policy = .lof; $0.maxRunningRequests = 1
+            })
         try d.submit("short", prompt(1, 5), maxNew: 2)
         try d.submit("long", prompt(2, 5), maxNew: 9)
         try d.submit("mid", prompt(3, 5), maxNew: 5)
@@ -112,20 +128,26 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
 
     @Test func randomIsReproducibleForASeed() throws {
         func order(_ seed: UInt64) throws -> [String] {
-            var d = try Driver(config { $0.policy = .random; $0.maxRunningRequests = 1; $0.randomSeed = seed })
-            for i in 0 ..< 8 { try d.submit("r\(i)", prompt(Int32(i), 6), maxNew: 1) }
+            var d = try Driver(
+                config {
+                    $0.policy = .random; $0.maxRunningRequests = 1; $0.randomSeed = seed
+                })
+            for i in 0..<8 { try d.submit("r\(i)", prompt(Int32(i), 6), maxNew: 1) }
             try d.runToCompletion()
             return d.finished
         }
         let a = try order(11)
         #expect(a == (try order(11)))
         #expect(Set(a).count == 8)
-        let others = try (12 ..< 16).map { try order($0) }
+        let others = try (12..<16).map { try order($0) }
         #expect(others.contains { $0 != a })
     }
 
     @Test func dfsWeightGroupsRequestsSharingAPrefix() throws {
-        var d = try Driver(config { $0.policy = .dfsWeight; $0.maxRunningRequests = 1 })
+        var d = try Driver(
+            config {
+                $0.policy = .dfsWeight; $0.maxRunningRequests = 1
+            })
         let p = prompt(1, 30), q = prompt(2, 30)
         try d.submit("p0", p)
         try d.submit("q0", q)
@@ -143,23 +165,32 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func chunkedPrefillLetsDecodesKeepFlowing() throws {
-        var d = try Driver(config { $0.chunkedPrefillSize = 32; $0.policy = .fcfs })
+        var d = try Driver(
+            config {
+                $0.chunkedPrefillSize = 32; $0.policy = .fcfs
+            })
         try d.submit("short", prompt(1, 8), maxNew: 20)
         try d.step()  // short's prefill
         try d.submit("long", prompt(2, 100), maxNew: 2)
-        for _ in 0 ..< 4 { try d.step() }
+        for _ in 0..<4 { try d.step() }
         let recent = d.batches.suffix(4)
         // Every step decodes `short` and feeds one chunk of `long`: 32, 32, 32, 4.
         #expect(recent.map { $0.decodeCount } == [1, 1, 1, 1])
         #expect(recent.map { $0.sequences.first { $0.request.rid == "long" }?.count ?? 0 } == [32, 32, 32, 4])
-        #expect(recent.map { $0.sequences.first { $0.request.rid == "long" }?.needsLogits ?? false } == [false, false, false, true])
+        #expect(
+            recent.map { $0.sequences.first { $0.request.rid == "long" }?.needsLogits ?? false } == [
+                false, false, false, true,
+            ])
         try d.runToCompletion()
         #expect(d.outputs["long"] == referenceGreedy(prompt: prompt(2, 100), count: 2))
         #expect(d.outputs["short"] == referenceGreedy(prompt: prompt(1, 8), count: 20))
     }
 
     @Test func shortPromptRunsAloneThenDecodesResume() throws {
-        var d = try Driver(config { $0.chunkedPrefillSize = 32; $0.policy = .fcfs })
+        var d = try Driver(
+            config {
+                $0.chunkedPrefillSize = 32; $0.policy = .fcfs
+            })
         try d.submit("a", prompt(1, 8), maxNew: 20)
         try d.submit("b", prompt(2, 8), maxNew: 20)
         try d.step()  // both prefills, nothing decoding yet
@@ -185,13 +216,14 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
 
     @Test func prefillOnlyStepsAreCappedAndAlwaysMixes() throws {
         for mode in [EngineConfig.MixedChunk.auto, .always] {
-            var d = try Driver(config {
-                $0.chunkedPrefillSize = 16; $0.policy = .fcfs; $0.prefillMaxRequests = 1; $0.mixedChunk = mode
-            })
+            var d = try Driver(
+                config {
+                    $0.chunkedPrefillSize = 16; $0.policy = .fcfs; $0.prefillMaxRequests = 1; $0.mixedChunk = mode
+                })
             try d.submit("a", prompt(1, 8), maxNew: 30)
             try d.step()
-            for i in 0 ..< 6 { try d.submit("s\(i)", prompt(Int32(10 + i), 10), maxNew: 2) }
-            for _ in 0 ..< 6 { try d.step() }
+            for i in 0..<6 { try d.submit("s\(i)", prompt(Int32(10 + i), 10), maxNew: 2) }
+            for _ in 0..<6 { try d.step() }
             let decodes = d.batches.dropFirst().prefix(6).map { $0.decodeCount > 0 }
             if mode == .always {
                 #expect(decodes.allSatisfy { $0 })
@@ -205,8 +237,11 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func prefillBudgetCapsABatch() throws {
-        var d = try Driver(config { $0.chunkedPrefillSize = -1; $0.maxPrefillTokens = 50; $0.policy = .fcfs })
-        for i in 0 ..< 4 { try d.submit("r\(i)", prompt(Int32(i), 20)) }
+        var d = try Driver(
+            config {
+                $0.chunkedPrefillSize = -1; $0.maxPrefillTokens = 50; $0.policy = .fcfs
+            })
+        for i in 0..<4 { try d.submit("r\(i)", prompt(Int32(i), 20)) }
         try d.step()
         #expect(d.batches[0].prefillTokenCount == 40)  // the third would exceed 50
         try d.runToCompletion()
@@ -215,18 +250,19 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
 
     @Test(arguments: [1, 4])
     func tinyPoolRetractsAndEveryoneStillFinishesCorrectly(pageSize: Int) throws {
-        var d = try Driver(config(capacity: 64) {
-            $0.pageSize = pageSize
-            $0.policy = .fcfs
-            // Reserve nothing at admission, so decoding must overrun the pool.
-            $0.initialNewTokenRatio = 0
-            $0.minNewTokenRatio = 0
-        })
-        for i in 0 ..< 6 { try d.submit("r\(i)", prompt(Int32(i), 9), maxNew: 14) }
+        var d = try Driver(
+            config(capacity: 64) {
+                $0.pageSize = pageSize
+                $0.policy = .fcfs
+                // Reserve nothing at admission, so decoding must overrun the pool.
+                $0.initialNewTokenRatio = 0
+                $0.minNewTokenRatio = 0
+            })
+        for i in 0..<6 { try d.submit("r\(i)", prompt(Int32(i), 9), maxNew: 14) }
         try d.runToCompletion()
         #expect(d.scheduler.retractionsTotal > 0)
-        #expect(Set(d.finished) == Set((0 ..< 6).map { "r\($0)" }))
-        for i in 0 ..< 6 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 9), count: 14)) }
+        #expect(Set(d.finished) == Set((0..<6).map { "r\($0)" }))
+        for i in 0..<6 { #expect(d.outputs["r\(i)"] == referenceGreedy(prompt: prompt(Int32(i), 9), count: 14)) }
         #expect(d.scheduler.running.isEmpty)
     }
 
@@ -242,7 +278,10 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func noStarvationUnderLof() throws {
-        var d = try Driver(config { $0.policy = .lof; $0.maxRunningRequests = 1; $0.maxWaitSteps = 10 })
+        var d = try Driver(
+            config {
+                $0.policy = .lof; $0.maxRunningRequests = 1; $0.maxWaitSteps = 10
+            })
         try d.submit("victim", prompt(0, 4), maxNew: 1)
         var n = 0
         // Keep a long-output request always waiting ahead of the victim.
@@ -256,15 +295,18 @@ func prompt(_ seed: Int32, _ count: Int) -> [Int32] { (0 ..< count).map { 1 + (s
     }
 
     @Test func siblingsShareThePromptKV() throws {
-        var d = try Driver(config { $0.policy = .fcfs; $0.mixedChunk = .always })
+        var d = try Driver(
+            config {
+                $0.policy = .fcfs; $0.mixedChunk = .always
+            })
         let shared = prompt(3, 40)
-        let rs = try (0 ..< 3).map { try d.submit("s\($0)", shared, maxNew: 3) }
+        let rs = try (0..<3).map { try d.submit("s\($0)", shared, maxNew: 3) }
         try d.step()
         #expect(d.batches[0].prefillTokenCount == 40)  // only the first computes the prompt
         try d.step()
         #expect(rs[1].promptCachedTokens == 39 && rs[2].promptCachedTokens == 39)
         try d.runToCompletion()
-        for i in 0 ..< 3 { #expect(d.outputs["s\(i)"] == referenceGreedy(prompt: shared, count: 3)) }
+        for i in 0..<3 { #expect(d.outputs["s\(i)"] == referenceGreedy(prompt: shared, count: 3)) }
         #expect(d.scheduler.cachedTokensAdmitted == 78)
     }
 

@@ -70,9 +70,12 @@ import Testing
 
     @Test func differentSeedsGiveDifferentTokens() async throws {
         let e = try engine()
-        let a = await collect(e.submit(GenerateRequest(rid: "a", inputIDs: prompt(1, 9), sampling: sampled(seed: 1, maxNew: 16))))
-        let b = await collect(e.submit(GenerateRequest(rid: "b", inputIDs: prompt(1, 9), sampling: sampled(seed: 2, maxNew: 16))))
-        let a2 = await collect(e.submit(GenerateRequest(rid: "c", inputIDs: prompt(1, 9), sampling: sampled(seed: 1, maxNew: 16))))
+        let a = await collect(
+            e.submit(GenerateRequest(rid: "a", inputIDs: prompt(1, 9), sampling: sampled(seed: 1, maxNew: 16))))
+        let b = await collect(
+            e.submit(GenerateRequest(rid: "b", inputIDs: prompt(1, 9), sampling: sampled(seed: 2, maxNew: 16))))
+        let a2 = await collect(
+            e.submit(GenerateRequest(rid: "c", inputIDs: prompt(1, 9), sampling: sampled(seed: 1, maxNew: 16))))
         #expect(a.tokens != b.tokens)
         #expect(a.tokens == a2.tokens)
         await e.shutdown(drain: true)

@@ -33,11 +33,11 @@ import Testing
     @Test func heldTextIsReleasedWhenItIsNotAStop() {
         var c = checker(["STOP"])
         #expect(c.feed("ab ST").emit == "ab ")  // "ST" may start STOP
-        #expect(c.feed("A").emit == "STA")      // it did not
+        #expect(c.feed("A").emit == "STA")  // it did not
         #expect(c.flush().isEmpty)
         var d = checker(["STOP"])
         _ = d.feed("x S")
-        #expect(d.flush() == "S")               // ended for another reason: held text goes out
+        #expect(d.flush() == "S")  // ended for another reason: held text goes out
     }
 
     @Test func earliestOfSeveralStopsWins() {
@@ -49,8 +49,8 @@ import Testing
 
     @Test func everyPieceSplitOfATextFindsTheStop() {
         let text = "one two <|end|> three"
-        for cut1 in 0 ... text.count {
-            for cut2 in cut1 ... text.count {
+        for cut1 in 0...text.count {
+            for cut2 in cut1...text.count {
                 let a = String(text.prefix(cut1))
                 let b = String(text.dropFirst(cut1).prefix(cut2 - cut1))
                 let c = String(text.dropFirst(cut2))
@@ -106,7 +106,7 @@ import Testing
         var tokens: [Int32] = []
         var d = IncrementalDetokenizer(decoder: decoder, skipSpecialTokens: true)
         var text = ""
-        for _ in 0 ..< 200 {
+        for _ in 0..<200 {
             // Keep é's two bytes together so the full decode has no replacement characters.
             let pick = Int32(rng.next() % 3)
             let ids: [Int32] = pick == 0 ? [1] : pick == 1 ? [2, 3] : [4]

@@ -40,14 +40,17 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
     var memory: DeviceMemoryInfo?
 
     func memoryInfo() -> DeviceMemoryInfo {
-        memory ?? DeviceMemoryInfo(totalBytes: Int(ProcessInfo.processInfo.physicalMemory),
-                                   freeBytes: Int(ProcessInfo.processInfo.physicalMemory))
+        memory
+            ?? DeviceMemoryInfo(
+                totalBytes: Int(ProcessInfo.processInfo.physicalMemory),
+                freeBytes: Int(ProcessInfo.processInfo.physicalMemory))
     }
 
     init(contextLength: Int = 4096) {
-        info = ModelInfo(architecture: "test", name: "position-hash", vocabSize: Self.vocab, contextLength: contextLength,
-                         hiddenSize: 8, layerCount: 1, headCount: 1, kvHeadCount: 1, headDim: 8,
-                         parameterCount: 0, weightBytes: 0, weightTypes: "none")
+        info = ModelInfo(
+            architecture: "test", name: "position-hash", vocabSize: Self.vocab, contextLength: contextLength,
+            hiddenSize: 8, layerCount: 1, headCount: 1, kvHeadCount: 1, headDim: 8,
+            parameterCount: 0, weightBytes: 0, weightTypes: "none")
     }
 
     /// The double keeps (token, position) per slot whatever the dtype.
@@ -83,21 +86,27 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
         for seq in batch.sequences {
             let kvSlots = kv.slotTable.slots(row: seq.row)
             guard kvSlots.count == seq.startPosition + seq.tokens.count else {
-                throw TestModelError(description: "\(kvSlots.count) slots for \(seq.startPosition + seq.tokens.count) positions")
+                throw TestModelError(
+                    description: "\(kvSlots.count) slots for \(seq.startPosition + seq.tokens.count) positions")
             }
             for (i, t) in try kv.slotTable.resolveTokens(seq).enumerated() {
                 let pos = seq.startPosition + i
                 let slot = Int(kvSlots[pos])
-                guard slot >= 0, slot < kv.slotCount else { throw TestModelError(description: "slot \(slot) out of range") }
-                guard written.insert(Int32(slot)).inserted else { throw TestModelError(description: "slot \(slot) written twice") }
+                guard slot >= 0, slot < kv.slotCount else {
+                    throw TestModelError(description: "slot \(slot) out of range")
+                }
+                guard written.insert(Int32(slot)).inserted else {
+                    throw TestModelError(description: "slot \(slot) written twice")
+                }
                 kv.token[slot] = t
                 kv.position[slot] = Int32(pos)
             }
             var context: [Int32] = []
-            for pos in 0 ..< kvSlots.count {
+            for pos in 0..<kvSlots.count {
                 let slot = Int(kvSlots[pos])
                 guard kv.position[slot] == Int32(pos) else {
-                    throw TestModelError(description: "slot \(slot) holds position \(kv.position[slot]), read as \(pos)")
+                    throw TestModelError(
+                        description: "slot \(slot) holds position \(kv.position[slot]), read as \(pos)")
                 }
                 context.append(kv.token[slot])
             }
@@ -105,12 +114,12 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
             switch seq.logits {
             case .none: rows = []
             case .last: rows = [context.count]
-            case .all: rows = Array(seq.startPosition + 1 ... context.count)
+            case .all: rows = Array(seq.startPosition + 1...context.count)
             }
             for end in rows {
                 let best = Self.next(context[..<end])
                 var row = [Float](repeating: 0, count: Self.vocab)
-                for v in 0 ..< Self.vocab { row[v] = Float((v * 7 + end) % 13) * 0.1 }
+                for v in 0..<Self.vocab { row[v] = Float((v * 7 + end) % 13) * 0.1 }
                 row[Int(best)] = 8
                 logits += row
             }
@@ -131,7 +140,7 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
 /// Greedy reference generation straight from `PositionHashModel.next`.
 func referenceGreedy(prompt: [Int32], count: Int) -> [Int32] {
     var tokens = prompt
-    for _ in 0 ..< count { tokens.append(PositionHashModel.next(tokens)) }
+    for _ in 0..<count { tokens.append(PositionHashModel.next(tokens)) }
     return Array(tokens[prompt.count...])
 }
 
@@ -144,7 +153,7 @@ struct TableDecoder: TokenTextDecoder {
     /// Token 0 is EOS; tokens 1... are single letters cycling a-z, then the bytes of "é" split in two.
     static func letters(vocab: Int = PositionHashModel.vocab) -> TableDecoder {
         var table: [[UInt8]] = [Array("<eos>".utf8)]
-        for i in 1 ..< vocab { table.append([UInt8(97 + (i - 1) % 26)]) }
+        for i in 1..<vocab { table.append([UInt8(97 + (i - 1) % 26)]) }
         return TableDecoder(table: table)
     }
 

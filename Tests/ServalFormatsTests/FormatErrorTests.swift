@@ -5,7 +5,8 @@ import Testing
 /// put into the tensor or key name it reports.
 struct FormatErrorTests {
     @Test func plainDescription() {
-        #expect(FormatError(file: "/m.gguf", item: "blk.0.attn_q.weight", "tensor is missing").description
+        #expect(
+            FormatError(file: "/m.gguf", item: "blk.0.attn_q.weight", "tensor is missing").description
                 == "/m.gguf: blk.0.attn_q.weight: tensor is missing")
         #expect(FormatError(file: "/m.gguf", "file is empty").description == "/m.gguf: file is empty")
     }

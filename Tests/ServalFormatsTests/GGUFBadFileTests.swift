@@ -8,8 +8,10 @@ struct GGUFBadFileTests {
     /// A valid two-tensor file to break.
     static func base() -> GGUFBuilder {
         var b = GGUFBuilder()
-        b.metadata = [("general.architecture", .string("llama")), ("flag", .bool(true)),
-                      ("list", .array([.uint32(1), .uint32(2)]))]
+        b.metadata = [
+            ("general.architecture", .string("llama")), ("flag", .bool(true)),
+            ("list", .array([.uint32(1), .uint32(2)])),
+        ]
         b.tensors = [
             .init(name: "a.weight", shape: [4, 2], type: .f32, data: [UInt8](repeating: 1, count: 32)),
             .init(name: "b.weight", shape: [32, 2], type: .q8_0, data: [UInt8](repeating: 2, count: 68)),
@@ -18,8 +20,10 @@ struct GGUFBadFileTests {
     }
 
     /// Writes `bytes`, opens them, and returns the error, checking it is clean.
-    func expectError(_ bytes: [UInt8], item: String? = nil, containing text: String? = nil,
-                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectError(
+        _ bytes: [UInt8], item: String? = nil, containing text: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let dir = try TempDir()
         let path = try dir.write("bad.gguf", bytes)
         let (e, other) = formatError { try GGUFFile(path: path) }
@@ -151,10 +155,12 @@ struct GGUFBadFileTests {
         let built = Self.base().build()
         let layout = GGUFLayout(built.bytes)
         let list = try #require(layout.kvs.first { $0.key == "list" })
-        let fields: [(Int, String)] = [(8, "tensor count"), (16, "metadata count"),
-                                       (try #require(list.arrayCount), "list"),
-                                       (list.keyLength, "metadata key #2"),
-                                       (built.tensorFields[0].nameLength, "tensor #0 name")]
+        let fields: [(Int, String)] = [
+            (8, "tensor count"), (16, "metadata count"),
+            (try #require(list.arrayCount), "list"),
+            (list.keyLength, "metadata key #2"),
+            (built.tensorFields[0].nameLength, "tensor #0 name"),
+        ]
         for (offset, item) in fields {
             for v: UInt64 in [1 << 40, UInt64(Int64.max), .max] {
                 var bytes = built.bytes

@@ -31,8 +31,10 @@ struct GGUFDamagedModelTests {
 
     /// Opens `path`, expecting a clean FormatError; returns it (nil after recording an issue).
     @discardableResult
-    func expectCleanError(_ path: String, _ what: String, item: String? = nil,
-                          sourceLocation: SourceLocation = #_sourceLocation) -> FormatError? {
+    func expectCleanError(
+        _ path: String, _ what: String, item: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> FormatError? {
         let (e, other) = formatError { try GGUFFile(path: path) }
         #expect(other == nil, "\(what): non-FormatError \(String(describing: other))", sourceLocation: sourceLocation)
         guard let e else {
@@ -62,7 +64,8 @@ struct GGUFDamagedModelTests {
         }
         // Deep inside the tokenizer arrays.
         if let tokens = o.layout.kvs.first(where: { $0.key == "tokenizer.ggml.tokens" }),
-           let merges = o.layout.kvs.first(where: { $0.key == "tokenizer.ggml.merges" }) {
+            let merges = o.layout.kvs.first(where: { $0.key == "tokenizer.ggml.merges" })
+        {
             for f in stride(from: 0.1, to: 1.0, by: 0.2) {
                 offsets.insert(tokens.value + Int(Double(merges.keyLength - tokens.value) * f))
             }
@@ -120,19 +123,30 @@ struct GGUFDamagedModelTests {
             d.append(Damage(what: "metadata count \(v)", offset: 16, bytes: le(v), item: "metadata count"))
         }
         for (i, kv) in o.layout.kvs.enumerated() {
-            d.append(Damage(what: "key length of \(kv.key)", offset: kv.keyLength, bytes: le(UInt64.max), item: "metadata key #\(i)"))
+            d.append(
+                Damage(
+                    what: "key length of \(kv.key)", offset: kv.keyLength, bytes: le(UInt64.max),
+                    item: "metadata key #\(i)"))
             d.append(Damage(what: "value type of \(kv.key)", offset: kv.type, bytes: le(UInt32(13)), item: kv.key))
-            d.append(Damage(what: "value type of \(kv.key) (max)", offset: kv.type, bytes: le(UInt32.max), item: kv.key))
+            d.append(
+                Damage(what: "value type of \(kv.key) (max)", offset: kv.type, bytes: le(UInt32.max), item: kv.key))
             switch kv.typeID {
-            case 8: d.append(Damage(what: "string length of \(kv.key)", offset: kv.value, bytes: le(UInt64(1) << 50), item: kv.key))
+            case 8:
+                d.append(
+                    Damage(
+                        what: "string length of \(kv.key)", offset: kv.value, bytes: le(UInt64(1) << 50), item: kv.key))
             case 7: d.append(Damage(what: "bool value of \(kv.key)", offset: kv.value, bytes: [2], item: kv.key))
             case 9:
                 if let et = kv.arrayElementType, let c = kv.arrayCount {
                     d.append(Damage(what: "element type of \(kv.key)", offset: et, bytes: le(UInt32(99)), item: kv.key))
-                    d.append(Damage(what: "array count of \(kv.key)", offset: c, bytes: le(UInt64(1) << 50), item: kv.key))
+                    d.append(
+                        Damage(what: "array count of \(kv.key)", offset: c, bytes: le(UInt64(1) << 50), item: kv.key))
                     if kv.arrayElementTypeID == 8 {
                         // The first element's string length.
-                        d.append(Damage(what: "first string length in \(kv.key)", offset: c + 8, bytes: le(UInt64.max), item: kv.key))
+                        d.append(
+                            Damage(
+                                what: "first string length in \(kv.key)", offset: c + 8, bytes: le(UInt64.max),
+                                item: kv.key))
                     }
                 }
             default: break
@@ -142,20 +156,33 @@ struct GGUFDamagedModelTests {
         for i in Self.sampledTensors(o) {
             let t = o.layout.tensors[i]
             let name = t.name
-            d.append(Damage(what: "name length of \(name)", offset: t.nameLength, bytes: le(UInt64.max), item: "tensor #\(i) name"))
+            d.append(
+                Damage(
+                    what: "name length of \(name)", offset: t.nameLength, bytes: le(UInt64.max),
+                    item: "tensor #\(i) name"))
             for nd: UInt32 in [0, 5, .max] {
                 d.append(Damage(what: "n_dims \(nd) of \(name)", offset: t.nDims, bytes: le(nd), item: name))
             }
             d.append(Damage(what: "dim 0 = 0 of \(name)", offset: t.dims[0], bytes: le(UInt64(0)), item: name))
             d.append(Damage(what: "dim 0 = 2^41 of \(name)", offset: t.dims[0], bytes: le(UInt64(1) << 41), item: name))
-            d.append(Damage(what: "last dim huge of \(name)", offset: t.dims[t.dims.count - 1], bytes: le(UInt64(1) << 39), item: name))
+            d.append(
+                Damage(
+                    what: "last dim huge of \(name)", offset: t.dims[t.dims.count - 1], bytes: le(UInt64(1) << 39),
+                    item: name))
             for ty: UInt32 in [4, 5, 99, .max] {
                 d.append(Damage(what: "tensor type \(ty) of \(name)", offset: t.type, bytes: le(ty), item: name))
             }
             let rel = o.tensors[i].offset - o.dataOffset
-            d.append(Damage(what: "misaligned offset of \(name)", offset: t.offset, bytes: le(UInt64(rel + 1)), item: name))
-            d.append(Damage(what: "offset past the end of \(name)", offset: t.offset, bytes: le(UInt64(o.fileSize)), item: name))
-            d.append(Damage(what: "offset near the end of \(name)", offset: t.offset, bytes: le(UInt64(relEnd / 32 * 32)), item: name))
+            d.append(
+                Damage(what: "misaligned offset of \(name)", offset: t.offset, bytes: le(UInt64(rel + 1)), item: name))
+            d.append(
+                Damage(
+                    what: "offset past the end of \(name)", offset: t.offset, bytes: le(UInt64(o.fileSize)), item: name)
+            )
+            d.append(
+                Damage(
+                    what: "offset near the end of \(name)", offset: t.offset, bytes: le(UInt64(relEnd / 32 * 32)),
+                    item: name))
         }
         return d
     }
@@ -189,4 +216,3 @@ struct GGUFDamagedModelTests {
         #expect(e?.description.contains("77") == true)
     }
 }
-

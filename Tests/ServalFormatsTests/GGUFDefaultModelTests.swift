@@ -44,7 +44,8 @@ struct GGUFDefaultModelTests {
             #expect(copied.residency == .hugePages)
             #expect(Int(bitPattern: copied.base) % MappedFile.hugePageBytes == 0)
         } else {
-            print("hugePageResidencyMatchesTheMapping: transparent huge pages are off here; checked the mapped fallback")
+            print(
+                "hugePageResidencyMatchesTheMapping: transparent huge pages are off here; checked the mapped fallback")
             #expect(copied.residency == .mapped)
         }
         let g = try GGUFFile(path: DefaultModel.path, residency: .hugePages)
@@ -67,7 +68,8 @@ struct GGUFDefaultModelTests {
                 ("attn_norm.weight", [hidden]), ("ffn_norm.weight", [hidden]),
                 ("attn_q.weight", [hidden, heads * headDim]), ("attn_k.weight", [hidden, kvHeads * headDim]),
                 ("attn_v.weight", [hidden, kvHeads * headDim]), ("attn_output.weight", [heads * headDim, hidden]),
-                ("ffn_gate.weight", [hidden, ffn]), ("ffn_up.weight", [hidden, ffn]), ("ffn_down.weight", [ffn, hidden]),
+                ("ffn_gate.weight", [hidden, ffn]), ("ffn_up.weight", [hidden, ffn]),
+                ("ffn_down.weight", [ffn, hidden]),
             ]
             for (name, shape) in expected {
                 let t = try g.require(p + name)
@@ -121,8 +123,8 @@ struct GGUFDefaultModelTests {
         b.version = g.version
         b.metadata = g.metadataKeys.compactMap { k in g.metadata[k].map { (k, $0) } }
         let built = b.build().bytes
-        #expect(Array(original[0..<8]) == Array(built[0..<8]))        // magic, version
-        #expect(Array(original[16..<24]) == Array(built[16..<24]))     // metadata count
+        #expect(Array(original[0..<8]) == Array(built[0..<8]))  // magic, version
+        #expect(Array(original[16..<24]) == Array(built[16..<24]))  // metadata count
         #expect(Array(original[24..<layout.metadataEnd]) == Array(built[24..<layout.metadataEnd]))
 
         // Tensor directory: each entry's name, dims, type and offset are what the reader reports.

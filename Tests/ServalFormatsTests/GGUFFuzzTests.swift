@@ -19,7 +19,9 @@ struct SplitMix64: RandomNumberGenerator {
 /// directory that stays inside the file, or throws a clean FormatError naming the file.
 struct GGUFFuzzTests {
     /// Bytes that tend to hit edge cases when written over a count, length, type or offset.
-    static let interesting: [UInt8] = [0x00, 0x01, 0x02, 0x07, 0x08, 0x09, 0x0C, 0x0D, 0x1F, 0x20, 0x7F, 0x80, 0xFE, 0xFF]
+    static let interesting: [UInt8] = [
+        0x00, 0x01, 0x02, 0x07, 0x08, 0x09, 0x0C, 0x0D, 0x1F, 0x20, 0x7F, 0x80, 0xFE, 0xFF,
+    ]
 
     /// Opens `path` and checks the outcome; returns whether it opened.
     @discardableResult
@@ -60,20 +62,29 @@ struct GGUFFuzzTests {
             case 0..<6:  // overwrite 1-4 bytes
                 for _ in 0..<Int.random(in: 1...4, using: &rng) {
                     let at = Int.random(in: 0..<region, using: &rng)
-                    bytes[at] = Bool.random(using: &rng) ? Self.interesting.randomElement(using: &rng) ?? 0 : UInt8.random(in: 0...255, using: &rng)
+                    bytes[at] =
+                        Bool.random(using: &rng)
+                        ? Self.interesting.randomElement(using: &rng) ?? 0 : UInt8.random(in: 0...255, using: &rng)
                 }
             case 6, 7:  // truncate
                 bytes.removeLast(Int.random(in: 1..<bytes.count, using: &rng))
             case 8:  // insert bytes
                 let at = Int.random(in: 0..<region, using: &rng)
-                bytes.insert(contentsOf: (0..<Int.random(in: 1...9, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }, at: at)
+                bytes.insert(
+                    contentsOf: (0..<Int.random(in: 1...9, using: &rng)).map { _ in
+                        UInt8.random(in: 0...255, using: &rng)
+                    }, at: at)
             default:  // delete bytes
                 let at = Int.random(in: 0..<region, using: &rng)
                 bytes.removeSubrange(at..<min(bytes.count, at + Int.random(in: 1...9, using: &rng)))
             }
             guard !bytes.isEmpty else { continue }
             let path = try dir.write("fuzz.gguf", bytes)
-            if Self.check(path, size: bytes.count, "seed \(seed) iteration \(iteration)") { opened += 1 } else { refused += 1 }
+            if Self.check(path, size: bytes.count, "seed \(seed) iteration \(iteration)") {
+                opened += 1
+            } else {
+                refused += 1
+            }
         }
         // The damage is real: most variants are refused, and some (e.g. edits inside string
         // values or tensor data) still open.
@@ -98,10 +109,16 @@ struct GGUFFuzzTests {
         for t in layout.tensors { targets += Array(t.nameLength..<t.nameLength + 8) + Array(t.nDims..<t.type + 12) }
         var refused = 0
         for iteration in 0..<60 {
-            let at = Bool.random(using: &rng) ? (targets.randomElement(using: &rng) ?? 0) : Int.random(in: 0..<header.count, using: &rng)
-            let value = Bool.random(using: &rng) ? Self.interesting.randomElement(using: &rng) ?? 0 : UInt8.random(in: 0...255, using: &rng)
+            let at =
+                Bool.random(using: &rng)
+                ? (targets.randomElement(using: &rng) ?? 0) : Int.random(in: 0..<header.count, using: &rng)
+            let value =
+                Bool.random(using: &rng)
+                ? Self.interesting.randomElement(using: &rng) ?? 0 : UInt8.random(in: 0...255, using: &rng)
             try file.patch(at: at, [value])
-            if !Self.check(file.path, size: size, "seed \(seed) iteration \(iteration): byte \(at) = \(value)") { refused += 1 }
+            if !Self.check(file.path, size: size, "seed \(seed) iteration \(iteration): byte \(at) = \(value)") {
+                refused += 1
+            }
             try file.patch(at: at, header[at..<at + 1])
         }
         #expect(refused > 0)

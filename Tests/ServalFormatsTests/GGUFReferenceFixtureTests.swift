@@ -36,7 +36,9 @@ struct GGUFReferenceFixtureTests {
 
         let f16 = try g.require("f16.weight")
         #expect(f16.shape == [6] && f16.type == .f16 && f16.byteCount == 12)
-        let halves: [Float] = (0..<6).map { Float(Float16(bitPattern: g.data(of: f16).loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+        let halves: [Float] = (0..<6).map {
+            Float(Float16(bitPattern: g.data(of: f16).loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))
+        }
         let quarterRamp: [Float] = (0..<6).map { 0.25 * Float($0) }
         #expect(halves == quarterRamp)
 

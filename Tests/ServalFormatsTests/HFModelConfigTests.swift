@@ -79,7 +79,9 @@ struct HFModelConfigTests {
     }
 
     @Test func encodeDecodeRoundTrip() throws {
-        for name in ["smollm2-135m-instruct", "llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "mistral-7b-v0.1", "deepseek-v3"] {
+        for name in [
+            "smollm2-135m-instruct", "llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "mistral-7b-v0.1", "deepseek-v3",
+        ] {
             let c = try Self.load(name)
             let data = try JSONEncoder().encode(c)
             #expect(try HFModelConfig(jsonData: data) == c, "\(name)")
@@ -88,16 +90,21 @@ struct HFModelConfigTests {
 
     @Test func otherRopeScalingKinds() throws {
         let json = """
-        {"rope_scaling": {"type": "linear", "factor": 2}, "eos_token_id": [7]}
-        """
+            {"rope_scaling": {"type": "linear", "factor": 2}, "eos_token_id": [7]}
+            """
         let c = try HFModelConfig(jsonData: Data(json.utf8))
         #expect(c.ropeScaling == HFRopeScaling(ropeType: "linear", factor: 2))
         #expect(c.eosTokenIds == [7])
         let dyn = try HFModelConfig(jsonData: Data(#"{"rope_scaling": {"rope_type": "dynamic", "factor": 4.0}}"#.utf8))
         #expect(dyn.ropeScaling?.ropeType == "dynamic" && dyn.ropeScaling?.factor == 4)
-        let yarn = try HFModelConfig(jsonData: Data(#"{"rope_scaling": {"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 32768, "attention_factor": 0.8}}"#.utf8))
+        let yarn = try HFModelConfig(
+            jsonData: Data(
+                #"{"rope_scaling": {"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 32768, "attention_factor": 0.8}}"#
+                    .utf8))
         #expect(yarn.ropeScaling?.attentionFactor == 0.8 && yarn.ropeScaling?.originalMaxPositionEmbeddings == 32768)
-        let longrope = try HFModelConfig(jsonData: Data(#"{"rope_scaling": {"type": "longrope", "short_factor": [1, 1.5], "long_factor": [2]}}"#.utf8))
+        let longrope = try HFModelConfig(
+            jsonData: Data(
+                #"{"rope_scaling": {"type": "longrope", "short_factor": [1, 1.5], "long_factor": [2]}}"#.utf8))
         #expect(longrope.ropeScaling?.shortFactor == [1, 1.5] && longrope.ropeScaling?.longFactor == [2])
         // Newer transformers spell torch_dtype as dtype.
         #expect(try HFModelConfig(jsonData: Data(#"{"dtype": "float16"}"#.utf8)).weightDType == "float16")

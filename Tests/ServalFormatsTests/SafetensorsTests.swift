@@ -14,7 +14,8 @@ struct SafetensorsTests {
         b.tensors = [
             .init(name: "embed.weight", dtype: "F32", shape: [3, 2], data: B.f32([1, -2, 3.5, 0, -0.25, 1e-3])),
             .init(name: "norm.weight", dtype: "F16", shape: [3], data: B.u16([0x3C00, 0xC000, 0x3800])),  // 1, -2, 0.5
-            .init(name: "proj.weight", dtype: "BF16", shape: [2, 1, 2], data: B.u16([0x3F80, 0xBF80, 0x4000, 0x0000])),
+            .init(
+                name: "proj.weight", dtype: "BF16", shape: [2, 1, 2], data: B.u16([0x3F80, 0xBF80, 0x4000, 0x0000])),
             .init(name: "scale", dtype: "F32", shape: [], data: B.f32([42])),
             .init(name: "empty", dtype: "F32", shape: [0, 4], data: []),
             .init(name: "position_ids", dtype: "I64", shape: [2], data: [UInt8](repeating: 0, count: 16)),
@@ -43,7 +44,10 @@ struct SafetensorsTests {
 
         let norm = try f.require("norm.weight")
         #expect(norm.type == .f16 && norm.shape == [3])
-        #expect((0..<3).map { norm.data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self) } == [0x3C00, 0xC000, 0x3800])
+        #expect(
+            (0..<3).map { norm.data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self) } == [
+                0x3C00, 0xC000, 0x3800,
+            ])
 
         let proj = try f.require("proj.weight")
         #expect(proj.type == .bf16 && proj.shape == [2, 1, 2])
@@ -85,14 +89,20 @@ struct SafetensorsTests {
         let embed = try f.require("model.embed_tokens.weight")
         #expect(embed.shape == [4, 3] && embed.type == .f32)
         // Element i is -3 + 0.5 i.
-        #expect((0..<12).map { embed.data.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } == (0..<12).map { -3 + 0.5 * Float($0) })
+        #expect(
+            (0..<12).map { embed.data.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+                == (0..<12).map { -3 + 0.5 * Float($0) })
         let q = try f.require("model.layers.0.self_attn.q_proj.weight")
         #expect(q.shape == [2, 3, 4])
-        #expect((0..<24).map { q.data.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } == (0..<24).map { -0.125 * Float($0) })
+        #expect(
+            (0..<24).map { q.data.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+                == (0..<24).map { -0.125 * Float($0) })
         let norm = try f.require("model.norm.weight")
         #expect(norm.type == .f16 && norm.shape == [6])
         // Element i is 1 + 0.25 i, exact in IEEE half.
-        let halves: [Float] = (0..<6).map { Float(Float16(bitPattern: norm.data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+        let halves: [Float] = (0..<6).map {
+            Float(Float16(bitPattern: norm.data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))
+        }
         let ramp: [Float] = (0..<6).map { 1 + 0.25 * Float($0) }
         #expect(halves == ramp)
         #expect(f.tensorInfo("model.position_ids")?.storedType == .i64)
@@ -103,20 +113,25 @@ struct SafetensorsTests {
 
     static func shardedCheckpoint(in dir: TempDir, indexJSON: String? = nil) throws {
         var a = B()
-        a.tensors = [.init(name: "model.embed_tokens.weight", dtype: "BF16", shape: [2, 2], data: B.u16([1, 2, 3, 4])),
-                     .init(name: "model.layers.0.mlp.up_proj.weight", dtype: "F32", shape: [2], data: B.f32([5, 6]))]
+        a.tensors = [
+            .init(name: "model.embed_tokens.weight", dtype: "BF16", shape: [2, 2], data: B.u16([1, 2, 3, 4])),
+            .init(name: "model.layers.0.mlp.up_proj.weight", dtype: "F32", shape: [2], data: B.f32([5, 6])),
+        ]
         var b = B()
-        b.tensors = [.init(name: "model.norm.weight", dtype: "F16", shape: [2], data: B.u16([7, 8])),
-                     .init(name: "lm_head.weight", dtype: "F32", shape: [1, 2], data: B.f32([9, 10]))]
+        b.tensors = [
+            .init(name: "model.norm.weight", dtype: "F16", shape: [2], data: B.u16([7, 8])),
+            .init(name: "lm_head.weight", dtype: "F32", shape: [1, 2], data: B.f32([9, 10])),
+        ]
         try dir.write("model-00001-of-00002.safetensors", a.build())
         try dir.write("model-00002-of-00002.safetensors", b.build())
-        let index = indexJSON ?? """
-        {"metadata": {"total_size": 36},
-         "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",
-                        "model.layers.0.mlp.up_proj.weight": "model-00001-of-00002.safetensors",
-                        "model.norm.weight": "model-00002-of-00002.safetensors",
-                        "lm_head.weight": "model-00002-of-00002.safetensors"}}
-        """
+        let index =
+            indexJSON ?? """
+                {"metadata": {"total_size": 36},
+                 "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+                                "model.layers.0.mlp.up_proj.weight": "model-00001-of-00002.safetensors",
+                                "model.norm.weight": "model-00002-of-00002.safetensors",
+                                "lm_head.weight": "model-00002-of-00002.safetensors"}}
+                """
         try dir.write("model.safetensors.index.json", Array(index.utf8))
     }
 
@@ -126,7 +141,10 @@ struct SafetensorsTests {
         let ckpt = try SafetensorsCheckpoint(path: dir.path)
         #expect(ckpt.files.count == 2)
         #expect(ckpt.indexMetadata["total_size"] == "36")
-        #expect(ckpt.tensorNames == ["lm_head.weight", "model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight", "model.norm.weight"])
+        #expect(
+            ckpt.tensorNames == [
+                "lm_head.weight", "model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight", "model.norm.weight",
+            ])
         let embed = try ckpt.require("model.embed_tokens.weight")
         #expect(embed.type == .bf16 && embed.shape == [2, 2])
         #expect(embed.file.path.hasSuffix("model-00001-of-00002.safetensors"))
@@ -163,9 +181,11 @@ struct SafetensorsTests {
 
         // Index lists a tensor its shard lacks.
         dir = try TempDir()
-        try Self.shardedCheckpoint(in: dir, indexJSON: """
-            {"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}
-            """)
+        try Self.shardedCheckpoint(
+            in: dir,
+            indexJSON: """
+                {"weight_map": {"model.norm.weight": "model-00001-of-00002.safetensors"}}
+                """)
         (e, _) = formatError { try SafetensorsCheckpoint(path: dir.path) }
         #expect(e?.item == "model.norm.weight" && e?.message.contains("not present") == true)
 
@@ -199,8 +219,10 @@ struct SafetensorsTests {
 
     /// Opens bytes as a safetensors file and checks the error is clean; returns it.
     @discardableResult
-    func expectError(_ bytes: [UInt8], item: String? = nil, containing text: String? = nil,
-                     sourceLocation: SourceLocation = #_sourceLocation) throws -> FormatError? {
+    func expectError(
+        _ bytes: [UInt8], item: String? = nil, containing text: String? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> FormatError? {
         let dir = try TempDir()
         let path = try dir.write("bad.safetensors", bytes)
         let (e, other) = formatError { try SafetensorsFile(path: path) }
@@ -230,8 +252,11 @@ struct SafetensorsTests {
     }
 
     @Test func badJSON() throws {
-        for header in ["{not json}", "{\"a\": {\"dtype\": \"F32\"", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}}",
-                       "{\u{FF}}", "{\"a\": 1}"] {
+        for header in [
+            "{not json}", "{\"a\": {\"dtype\": \"F32\"",
+            "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}}",
+            "{\u{FF}}", "{\"a\": 1}",
+        ] {
             try expectError(B.file(header: header, data: [0, 0, 0, 0]))
         }
         try expectError(B.file(header: "[1, 2]", data: []), containing: "'{'")
@@ -246,8 +271,14 @@ struct SafetensorsTests {
             ("{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4, 8]}}", "w", "[begin, end]"),
             ("{\"w\": {\"dtype\": \"F128\", \"shape\": [1], \"data_offsets\": [0, 4]}}", "w", "F128"),
             ("{\"w\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", "w", "negative"),
-            ("{\"w\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4], \"data_offsets\": [0, 4]}}", "w", "overflows"),
-            ("{\"__metadata__\": {\"n\": 1}, \"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", "__metadata__.n", nil),
+            (
+                "{\"w\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4], \"data_offsets\": [0, 4]}}", "w",
+                "overflows"
+            ),
+            (
+                "{\"__metadata__\": {\"n\": 1}, \"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+                "__metadata__.n", nil
+            ),
         ]
         for (header, item, text) in cases {
             try expectError(B.file(header: header, data: [0, 0, 0, 0]), item: item, containing: text)
@@ -256,8 +287,9 @@ struct SafetensorsTests {
 
     @Test func offsetsAndSizes() throws {
         func one(_ dtype: String, _ shape: String, _ offsets: String, data: Int) -> [UInt8] {
-            B.file(header: "{\"w\": {\"dtype\": \"\(dtype)\", \"shape\": \(shape), \"data_offsets\": \(offsets)}}",
-                   data: [UInt8](repeating: 0, count: data))
+            B.file(
+                header: "{\"w\": {\"dtype\": \"\(dtype)\", \"shape\": \(shape), \"data_offsets\": \(offsets)}}",
+                data: [UInt8](repeating: 0, count: data))
         }
         // Out of range, reversed, negative.
         try expectError(one("F32", "[2]", "[0, 8]", data: 4), item: "w", containing: "past the end")
@@ -270,14 +302,18 @@ struct SafetensorsTests {
         // Bytes after the last tensor, overlapping tensors, a gap between tensors.
         try expectError(one("F32", "[1]", "[0, 4]", data: 8), containing: "cover 4 bytes")
         let two = { (a: String, b: String, data: Int) in
-            B.file(header: "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": \(a)}, \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": \(b)}}",
-                   data: [UInt8](repeating: 0, count: data))
+            B.file(
+                header:
+                    "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": \(a)}, \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": \(b)}}",
+                data: [UInt8](repeating: 0, count: data))
         }
         try expectError(two("[0, 8]", "[4, 8]", 8), item: "b", containing: "overlaps")
         try expectError(two("[0, 8]", "[12, 16]", 16), item: "b", containing: "gap")
         // The same two tensors laid out correctly open fine.
         let dir = try TempDir()
-        #expect(throws: Never.self) { try SafetensorsFile(path: try dir.write("ok.safetensors", two("[0, 8]", "[8, 12]", 12))) }
+        #expect(throws: Never.self) {
+            try SafetensorsFile(path: try dir.write("ok.safetensors", two("[0, 8]", "[8, 12]", 12)))
+        }
     }
 
     /// Every truncation of a valid file is refused cleanly.

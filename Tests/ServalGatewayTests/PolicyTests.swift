@@ -4,15 +4,18 @@ import Testing
 /// Workers for policy tests: healthy, with a settable in-flight count.
 func makeWorkers(_ n: Int) -> [Worker] {
     (0..<n).map { i in
-        Worker(id: "worker-\(i + 1)", url: "http://127.0.0.1:\(9000 + i)", health: .healthy,
-               breaker: CircuitBreaker(config: CircuitBreakerConfig()))
+        Worker(
+            id: "worker-\(i + 1)", url: "http://127.0.0.1:\(9000 + i)", health: .healthy,
+            breaker: CircuitBreaker(config: CircuitBreakerConfig()))
     }
 }
 
 func setLoad(_ w: Worker, _ n: Int) { w.inFlight.store(n, ordering: .relaxed) }
 
-func counts(_ policy: any RoutingPolicy, _ workers: [Worker], _ n: Int,
-            request: (Int) -> RoutingRequest = { _ in RoutingRequest() }) -> [String: Int] {
+func counts(
+    _ policy: any RoutingPolicy, _ workers: [Worker], _ n: Int,
+    request: (Int) -> RoutingRequest = { _ in RoutingRequest() }
+) -> [String: Int] {
     var c: [String: Int] = [:]
     for i in 0..<n { c[policy.select(from: workers, request: request(i)).worker.url, default: 0] += 1 }
     return c

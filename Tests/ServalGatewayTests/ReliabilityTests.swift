@@ -94,7 +94,10 @@ final class Locked<T>: @unchecked Sendable {
     @Test func workerURLsAreNormalisedOrRefused() throws {
         #expect(try WorkerURL.normalise("http://127.0.0.1:8000/") == "http://127.0.0.1:8000")
         #expect(try WorkerURL.normalise("HTTP://localhost") == "http://localhost:80")
-        for bad in ["localhost:8000", "ftp://x:1", "http://", "http://h:1/path", "http://h:1?x=1", "not a url", "http://h:70000"] {
+        for bad in [
+            "localhost:8000", "ftp://x:1", "http://", "http://h:1/path", "http://h:1?x=1", "not a url",
+            "http://h:70000",
+        ] {
             #expect(throws: GatewayError.self, "\(bad)") { try WorkerURL.normalise(bad) }
         }
     }
@@ -105,7 +108,9 @@ final class Locked<T>: @unchecked Sendable {
         #expect { try c.validate() } throws: { ($0 as? GatewayError)?.message.contains("--cache-threshold") == true }
         c = GatewayConfig()
         c.maxConcurrentRequests = 0
-        #expect { try c.validate() } throws: { ($0 as? GatewayError)?.message.contains("--max-concurrent-requests") == true }
+        #expect { try c.validate() } throws: {
+            ($0 as? GatewayError)?.message.contains("--max-concurrent-requests") == true
+        }
     }
 
     @Test func healthThresholds() {

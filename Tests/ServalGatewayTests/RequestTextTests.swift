@@ -10,8 +10,11 @@ import ServalHTTP
         #expect(extract("/generate", #"{"text": ["a", "b"]}"#) == "a")
         #expect(extract("/generate", #"{"input_ids": [1, 2, 3]}"#) == "1 2 3")
         #expect(extract("/v1/completions", #"{"prompt": "p"}"#) == "p")
-        #expect(extract("/v1/chat/completions",
-                        #"{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "U"}]}]}"#)
+        #expect(
+            extract(
+                "/v1/chat/completions",
+                #"{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "U"}]}]}"#
+            )
                 == "system: S\nuser: U\n")
         #expect(extract("/generate", "not json") == "")
     }
@@ -22,7 +25,9 @@ import ServalHTTP
         m.observe("smg_router_request_duration_seconds", ["route", "/generate"], 0.003)
         let ws = makeWorkers(1)
         let text = m.render(workers: ws, policy: "round_robin")
-        #expect(text.contains("# TYPE smg_router_requests_total counter\nsmg_router_requests_total{route=\"/generate\"} 1.0\n"))
+        #expect(
+            text.contains(
+                "# TYPE smg_router_requests_total counter\nsmg_router_requests_total{route=\"/generate\"} 1.0\n"))
         #expect(text.contains("smg_router_request_duration_seconds_bucket{route=\"/generate\",le=\"0.005\"} 1.0"))
         #expect(text.contains("smg_worker_cb_state{worker=\"http://127.0.0.1:9000\"} 0.0"))
         #expect(text.contains("smg_worker_pool_size 1.0"))

@@ -40,7 +40,9 @@ final class EBNFTests: XCTestCase {
             ("root ::= a\na ::= \"x\" a", "never finish"),
         ]
         for (text, word) in cases {
-            XCTAssertThrowsError(try compile(.ebnf(text)), text) { e in XCTAssertTrue("\(e)".contains(word), "\(text): \(e)") }
+            XCTAssertThrowsError(try compile(.ebnf(text)), text) { e in
+                XCTAssertTrue("\(e)".contains(word), "\(text): \(e)")
+            }
         }
     }
 }

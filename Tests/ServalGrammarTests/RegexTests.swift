@@ -3,10 +3,14 @@ import XCTest
 @testable import ServalGrammar
 
 final class RegexTests: XCTestCase {
-    func check(_ pattern: String, accept: [String], reject: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    func check(
+        _ pattern: String, accept: [String], reject: [String], file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let g = try compile(.regex(pattern))
         for s in accept { XCTAssertTrue(fullMatch(g, s), "'\(pattern)' should match '\(s)'", file: file, line: line) }
-        for s in reject { XCTAssertFalse(fullMatch(g, s), "'\(pattern)' should not match '\(s)'", file: file, line: line) }
+        for s in reject {
+            XCTAssertFalse(fullMatch(g, s), "'\(pattern)' should not match '\(s)'", file: file, line: line)
+        }
     }
 
     func testLiteralsClassesAndQuantifiers() throws {
@@ -44,7 +48,8 @@ final class RegexTests: XCTestCase {
             for v in stride(from: r.lowerBound, through: r.upperBound, by: 997) {
                 guard let u = Unicode.Scalar(v) else { continue }
                 let b = Array(String(u).utf8)
-                XCTAssertTrue(seqs.contains { s in s.count == b.count && zip(s, b).allSatisfy { $0.contains($1) } }, "\(v)")
+                XCTAssertTrue(
+                    seqs.contains { s in s.count == b.count && zip(s, b).allSatisfy { $0.contains($1) } }, "\(v)")
             }
             // And nothing outside: a byte string one past the end is not covered.
             if let u = Unicode.Scalar(r.upperBound + 1), r.upperBound < 0x10FFFF {
@@ -55,8 +60,10 @@ final class RegexTests: XCTestCase {
     }
 
     func testErrorsNameTheProblem() {
-        for (p, word) in [("(?=a)", "look-ahead"), ("a\\1", "back-references"), ("(a", "')'"), ("a)", "')'"),
-                          ("[a", "unterminated"), ("*a", "nothing to repeat"), ("a\\b", "anchor"), ("[z-a]", "order")] {
+        for (p, word) in [
+            ("(?=a)", "look-ahead"), ("a\\1", "back-references"), ("(a", "')'"), ("a)", "')'"),
+            ("[a", "unterminated"), ("*a", "nothing to repeat"), ("a\\b", "anchor"), ("[z-a]", "order"),
+        ] {
             XCTAssertThrowsError(try RegexParser.parse(p), p) { e in
                 XCTAssertTrue("\(e)".contains(word), "\(p): \(e)")
             }

@@ -6,12 +6,18 @@ final class TokenMaskTests: XCTestCase {
     /// The mask from the cache (accepted + uncertain checked at run time) equals trying
     /// every token one by one, at every step of a walk through several grammars.
     func testMaskEqualsBruteForce() throws {
-        let extra = ["\"", "\":", "\": ", "{\"", "name", "\"name\": \"", "\", \"", "true", "tr", "ue}", "}", "]}",
-                     "12", "3,", ", ", "é", "\u{e9}x\"", "[{", "\"}", "\"}]", "a\"b", "null", "\n", "  "]
+        let extra = [
+            "\"", "\":", "\": ", "{\"", "name", "\"name\": \"", "\", \"", "true", "tr", "ue}", "}", "]}",
+            "12", "3,", ", ", "é", "\u{e9}x\"", "[{", "\"}", "\"}]", "a\"b", "null", "\n", "  ",
+        ]
         let vocab = byteVocabulary(extra: extra)
         let cases: [(GrammarSpec, String)] = [
-            (.jsonSchema(#"{"type": "object", "properties": {"name": {"type": "string", "maxLength": 6}, "ok": {"type": "boolean"}}, "required": ["name"]}"#),
-             #"{"name": "éxa", "ok": true}"#),
+            (
+                .jsonSchema(
+                    #"{"type": "object", "properties": {"name": {"type": "string", "maxLength": 6}, "ok": {"type": "boolean"}}, "required": ["name"]}"#
+                ),
+                #"{"name": "éxa", "ok": true}"#
+            ),
             (.jsonObject, #"{"a": [{"b": null}, 12], "c": "x"}"#),
             (.ebnf("root ::= item (\", \" item)*\nitem ::= \"[\" root? \"]\" | [a-z]+"), "[a, [b, []]], c"),
             (.regex(#"(true|null)+\d{0,3}"#), "truenull12"),
@@ -26,9 +32,13 @@ final class TokenMaskTests: XCTestCase {
                     let probe = GrammarMatcher(g)
                     XCTAssertTrue(probe.accept(bytes: prefix))
                     let ok = probe.accept(token: t)
-                    XCTAssertEqual(allowed.contains(t), ok, "\(spec) after '\(String(decoding: prefix, as: UTF8.self))' token \(t)")
+                    XCTAssertEqual(
+                        allowed.contains(t), ok, "\(spec) after '\(String(decoding: prefix, as: UTF8.self))' token \(t)"
+                    )
                 }
-                XCTAssertTrue(m.accept(bytes: [b]), "\(spec) rejects its own sample at '\(String(decoding: prefix, as: UTF8.self))'")
+                XCTAssertTrue(
+                    m.accept(bytes: [b]),
+                    "\(spec) rejects its own sample at '\(String(decoding: prefix, as: UTF8.self))'")
                 prefix.append(b)
             }
             XCTAssertTrue(m.canFinish, "\(spec)")
@@ -51,8 +61,9 @@ final class TokenMaskTests: XCTestCase {
 
     func testRootGrammarsNeedNoRuntimeChecks() throws {
         let vocab = byteVocabulary(extra: ["\"}", "\", ", "abc\""])
-        let g = try CompiledGrammar(.jsonSchema(#"{"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}"#),
-                                    vocabulary: vocab)
+        let g = try CompiledGrammar(
+            .jsonSchema(#"{"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}"#),
+            vocabulary: vocab)
         XCTAssertEqual(g.automaton.ruleNames, ["root"], "no recursion: one rule, inlined")
         XCTAssertGreaterThan(g.precomputeRootMasks(), 5)
         let m = GrammarMatcher(g)

@@ -9,8 +9,9 @@ import Testing
 /// The compute-backend seam: idle forwards, memory info, the registry and the one
 /// loader, dummy weights in every stored type.
 @Suite struct BackendSeamTests {
-    static let config = LlamaConfig(vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 2,
-                                    headCount: 4, kvHeadCount: 2, contextLength: 256, tiedEmbeddings: true)
+    static let config = LlamaConfig(
+        vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 2,
+        headCount: 4, kvHeadCount: 2, contextLength: 256, tiedEmbeddings: true)
 
     @Test func idleForwardRunsNothingAndReturnsNoRows() throws {
         let model = try LlamaModel.dummy(config: Self.config, weightType: .q8_0, seed: 3, threads: 2)
@@ -19,12 +20,16 @@ import Testing
         #expect(idle.rowCount == 0 && idle.rowStart == [0])
         // The model is still usable, and an idle pass between steps changes nothing.
         let slots: [Int32] = [0, 1, 2]
-        let a = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3], startPosition: 0, kvSlots: slots)]),
-                                  cache: cache).copy()
+        let a = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3], startPosition: 0, kvSlots: slots)]),
+            cache: cache
+        ).copy()
         _ = try model.forward(.idle, cache: cache)
         let fresh = try model.makeKVCache(slots: 16)
-        let b = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3], startPosition: 0, kvSlots: slots)]),
-                                  cache: fresh).copy()
+        let b = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3], startPosition: 0, kvSlots: slots)]),
+            cache: fresh
+        ).copy()
         #expect(a.logits == b.logits && a.logits.count == 96)
     }
 
@@ -56,9 +61,14 @@ import Testing
         for type in DummyWeightSource.types where backend.canCompute(type) {
             let model = try ModelLoader.dummy(config: config, weightType: type, seed: 5, backend: backend)
             let cache = try model.makeKVCache(slots: 8)
-            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3, 4], startPosition: 0,
-                                                                               kvSlots: [0, 1, 2, 3])]),
-                                        cache: cache).copy()
+            let out = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(
+                        tokens: [1, 2, 3, 4], startPosition: 0,
+                        kvSlots: [0, 1, 2, 3])
+                ]),
+                cache: cache
+            ).copy()
             #expect(out.logits.count == 96, "\(type)")
             let finite = out.logits.allSatisfy { $0.isFinite }
             #expect(finite, "\(type): logits are not finite")
@@ -73,22 +83,26 @@ import Testing
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let json = """
-        {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 50,
-         "max_position_embeddings": 512, "_name_or_path": "tiny-qwen"}
-        """
+            {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 50,
+             "max_position_embeddings": 512, "_name_or_path": "tiny-qwen"}
+            """
         try Data(json.utf8).write(to: dir.appendingPathComponent("config.json"))
         let backend = CPUBackend(threads: 1)
         let model = try ModelLoader.load(path: dir.path, format: .dummy, backend: backend)
         #expect(model.info.architecture == "qwen2" && model.info.vocabSize == 50 && model.info.name == "tiny-qwen")
         let cache = try model.makeKVCache(slots: 4)
-        let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2], startPosition: 0, kvSlots: [0, 1])]),
-                                    cache: cache).copy()
+        let out = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: [1, 2], startPosition: 0, kvSlots: [0, 1])]),
+            cache: cache
+        ).copy()
         let finite = out.logits.allSatisfy { $0.isFinite }
         #expect(out.logits.count == 50 && finite)
         #expect(throws: ModelError.self) { try ModelLoader.load(path: dir.path, format: .gguf, backend: backend) }
         // No safetensors in the directory: a real load says what is missing.
-        #expect(throws: (any Error).self) { try ModelLoader.load(path: dir.path, format: .safetensors, backend: backend) }
+        #expect(throws: (any Error).self) {
+            try ModelLoader.load(path: dir.path, format: .safetensors, backend: backend)
+        }
         var options = ModelLoadOptions()
         options.dummyWeightType = .q8_K
         #expect(throws: ModelError.self) {

@@ -66,13 +66,13 @@ import ServalTestSupport
 
     @Test func hfLlama3WithRopeScaling() throws {
         let json = """
-        {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
-         "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
-         "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
-         "max_position_embeddings": 131072, "vocab_size": 128256, "tie_word_embeddings": true,
-         "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                          "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
-        """
+            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
+             "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+             "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+             "max_position_embeddings": 131072, "vocab_size": 128256, "tie_word_embeddings": true,
+             "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                              "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
+            """
         let c = try LlamaConfig(hfConfigJSON: Data(json.utf8), source: "config.json")
         #expect(c.architecture == "llama")
         #expect(c.headDim == 64 && c.kvHeadCount == 8 && c.layerCount == 16)
@@ -90,11 +90,11 @@ import ServalTestSupport
 
     @Test func hfQwen2HasBiasesAndSeparateHead() throws {
         let json = """
-        {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 896, "intermediate_size": 4864,
-         "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
-         "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "vocab_size": 151936,
-         "max_position_embeddings": 32768, "tie_word_embeddings": false}
-        """
+            {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 896, "intermediate_size": 4864,
+             "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+             "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "vocab_size": 151936,
+             "max_position_embeddings": 32768, "tie_word_embeddings": false}
+            """
         let c = try LlamaConfig(hfConfigJSON: Data(json.utf8), source: "config.json")
         #expect(c.architecture == "qwen2")
         #expect(c.attentionBias)
@@ -104,15 +104,16 @@ import ServalTestSupport
 
     @Test func hfBadConfigsAreRejected() {
         #expect(throws: ModelError.self) {
-            try LlamaConfig(hfConfigJSON: Data("{\"architectures\": [\"GPT2LMHeadModel\"]}".utf8), source: "config.json")
+            try LlamaConfig(
+                hfConfigJSON: Data("{\"architectures\": [\"GPT2LMHeadModel\"]}".utf8), source: "config.json")
         }
         #expect(throws: ModelError.self) {
             try LlamaConfig(hfConfigJSON: Data("not json".utf8), source: "config.json")
         }
         let json = """
-        {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 3, "vocab_size": 10}
-        """
+            {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 3, "vocab_size": 10}
+            """
         do {
             _ = try LlamaConfig(hfConfigJSON: Data(json.utf8), source: "config.json")
             Issue.record("expected an error")
@@ -136,15 +137,18 @@ import ServalTestSupport
             t("blk.0.attn_norm.weight", [8]), t("blk.0.ffn_norm.weight", [8]),
             t("blk.0.attn_q.weight", [8, 8]), t("blk.0.attn_k.weight", [8, 4]), t("blk.0.attn_v.weight", [8, 4]),
             t("blk.0.attn_output.weight", [8, 8]),
-            t("blk.0.ffn_gate.weight", [8, 16]), t("blk.0.ffn_up.weight", [8, 16]), t("blk.0.ffn_down.weight", [16, 8]),
+            t("blk.0.ffn_gate.weight", [8, 16]), t("blk.0.ffn_up.weight", [8, 16]),
+            t("blk.0.ffn_down.weight", [16, 8]),
         ]
         let path = try w.write(name: "tiny")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let model = try LlamaModel.load(gguf: path, threads: 1)
         #expect(model.info.layerCount == 1 && model.info.vocabSize == 10)
         #expect(model.info.weightTypes == "F32")
-        let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3], startPosition: 0, kvSlots: [0, 1, 2])]),
-                                    cache: model.makeKVCache(slots: 4)).copy()
+        let out = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: [1, 2, 3], startPosition: 0, kvSlots: [0, 1, 2])]),
+            cache: model.makeKVCache(slots: 4)
+        ).copy()
         let finite = out.logits.allSatisfy { $0.isFinite }
         #expect(out.logits.count == 10 && finite)
 

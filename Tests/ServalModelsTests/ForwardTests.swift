@@ -6,9 +6,10 @@ import ServalTensor
 
 /// A small random-weight model: every code path of the real one, tiny shapes.
 func tinyModel(_ type: DType = .q4_1, threads: Int = 2, style: RopeStyle = .normal) throws -> LlamaModel {
-    let config = LlamaConfig(vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 2,
-                             headCount: 4, kvHeadCount: 2, ropeTheta: 10000, ropeStyle: style,
-                             contextLength: 256, tiedEmbeddings: true)
+    let config = LlamaConfig(
+        vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 2,
+        headCount: 4, kvHeadCount: 2, ropeTheta: 10000, ropeStyle: style,
+        contextLength: 256, tiedEmbeddings: true)
     return try LlamaModel.dummy(config: config, weightType: type, seed: 7, threads: threads)
 }
 
@@ -36,10 +37,15 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         for p in prompts {
             let cache = try model.makeKVCache(slots: 32)
             let slots = (0..<Int32(p.count)).map { $0 }
-            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: slots)]), cache: cache).copy()
+            let out = try model.forward(
+                ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: slots)]), cache: cache
+            ).copy()
             alonePrefill.append(logitsRow(out, sequence: 0))
-            let next = try model.forward(ForwardBatch(sequences: [
-                SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slots + [Int32(p.count)])]), cache: cache).copy()
+            let next = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slots + [Int32(p.count)])
+                ]), cache: cache
+            ).copy()
             aloneDecode.append(logitsRow(next, sequence: 0))
         }
         // Together: one prefill batch over a shared pool (disjoint slot ranges), one decode batch.
@@ -56,7 +62,8 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         var decode: [SequenceInput] = []
         for (i, p) in prompts.enumerated() {
             #expect(maxRelativeDifference(logitsRow(out, sequence: i), alonePrefill[i]) < 1e-4)
-            decode.append(SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slotLists[i] + [Int32(i * 32 + p.count)]))
+            decode.append(
+                SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slotLists[i] + [Int32(i * 32 + p.count)]))
         }
         let next = try model.forward(ForwardBatch(sequences: decode), cache: cache).copy()
         for i in prompts.indices {
@@ -79,17 +86,27 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         for sfx in suffixes {
             let cache = try model.makeKVCache(slots: 256, dtype: dtype)
             let slots = (0..<Int32(prefixLength + sfx.count)).map { $0 }
-            _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prefix, startPosition: 0,
-                                                                          kvSlots: Array(slots[0..<prefixLength]), logits: .none)]), cache: cache)
-            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: sfx, startPosition: prefixLength,
-                                                                                kvSlots: slots, logits: .all)]), cache: cache).copy()
+            _ = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(
+                        tokens: prefix, startPosition: 0,
+                        kvSlots: Array(slots[0..<prefixLength]), logits: .none)
+                ]), cache: cache)
+            let out = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(
+                        tokens: sfx, startPosition: prefixLength,
+                        kvSlots: slots, logits: .all)
+                ]), cache: cache
+            ).copy()
             alone.append((0..<sfx.count).map { logitsRow(out, sequence: 0, row: $0) })
         }
         // Shared: the prefix computed once into slots 0..<P, every suffix in its own slots after it.
         let cache = try model.makeKVCache(slots: 512, dtype: dtype)
         let shared = (0..<Int32(prefixLength)).map { $0 }
-        _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prefix, startPosition: 0, kvSlots: shared, logits: .none)]),
-                              cache: cache)
+        _ = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: prefix, startPosition: 0, kvSlots: shared, logits: .none)]),
+            cache: cache)
         var seqs: [SequenceInput] = []
         for (i, sfx) in suffixes.enumerated() {
             let own = (0..<Int32(sfx.count)).map { Int32(prefixLength + 64 * i) + $0 }
@@ -100,15 +117,18 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         var starts: [Int] = []
         for u in batch.slotUpdates { starts.append(flat.count); flat += u.slots }
         let plan = flat.withUnsafeBufferPointer {
-            PagedAttention.plan(tokenCounts: seqs.map { $0.tokens.count }, startPositions: seqs.map(\.startPosition),
-                                slots: $0.baseAddress!, slotStart: starts, kvHeads: 2)
+            PagedAttention.plan(
+                tokenCounts: seqs.map { $0.tokens.count }, startPositions: seqs.map(\.startPosition),
+                slots: $0.baseAddress!, slotStart: starts, kvHeads: 2)
         }
         #expect(plan.hasSharing)
         #expect(plan.prefixLength == Array(repeating: prefixLength, count: suffixes.count))
         let out = try model.forward(batch, cache: cache).copy()
         for (i, sfx) in suffixes.enumerated() {
             for r in 0..<sfx.count {
-                #expect(maxRelativeDifference(logitsRow(out, sequence: i, row: r), alone[i][r]) < 1e-4, "sequence \(i) row \(r)")
+                #expect(
+                    maxRelativeDifference(logitsRow(out, sequence: i, row: r), alone[i][r]) < 1e-4,
+                    "sequence \(i) row \(r)")
             }
         }
     }
@@ -133,7 +153,8 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         #expect(groups.first?.length == minimum + 2)
         // A sequence whose start is below the minimum never shares.
         let none = flat.withUnsafeBufferPointer {
-            PagedAttention.sharedPrefixes(startPositions: [minimum - 1, minimum - 1], slots: $0.baseAddress!, slotStart: [0, 0])
+            PagedAttention.sharedPrefixes(
+                startPositions: [minimum - 1, minimum - 1], slots: $0.baseAddress!, slotStart: [0, 0])
         }
         #expect(none.isEmpty)
     }
@@ -142,17 +163,29 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         let model = try tinyModel()
         let p: [Int32] = [4, 8, 15, 16, 23, 42, 7, 1, 9]
         let slots = (0..<Int32(p.count)).map { $0 }
-        let whole = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: slots, logits: .all)]),
-                                      cache: try model.makeKVCache(slots: 16)).copy()
+        let whole = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: slots, logits: .all)]),
+            cache: try model.makeKVCache(slots: 16)
+        ).copy()
         let cache = try model.makeKVCache(slots: 16)
-        let first = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[0..<4]), startPosition: 0, kvSlots: Array(slots[0..<4]), logits: .none)]), cache: cache).copy()
+        let first = try model.forward(
+            ForwardBatch(sequences: [
+                SequenceInput(tokens: Array(p[0..<4]), startPosition: 0, kvSlots: Array(slots[0..<4]), logits: .none)
+            ]), cache: cache
+        ).copy()
         #expect(first.logits.isEmpty)
         #expect(first.rowStart == [0, 0])
-        let second = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots, logits: .all)]), cache: cache).copy()
+        let second = try model.forward(
+            ForwardBatch(sequences: [
+                SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots, logits: .all)
+            ]), cache: cache
+        ).copy()
         #expect(whole.rows(ofSequence: 0).count == p.count)
         #expect(second.rows(ofSequence: 0).count == p.count - 4)
         for r in 0..<(p.count - 4) {
-            #expect(maxRelativeDifference(logitsRow(second, sequence: 0, row: r), logitsRow(whole, sequence: 0, row: r + 4)) < 1e-4)
+            #expect(
+                maxRelativeDifference(logitsRow(second, sequence: 0, row: r), logitsRow(whole, sequence: 0, row: r + 4))
+                    < 1e-4)
         }
     }
 
@@ -165,8 +198,15 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         var results: [ArraySlice<Float>] = []
         for slots in [contiguous, scattered] {
             let cache = try model.makeKVCache(slots: 64)
-            _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[0..<4]), startPosition: 0, kvSlots: Array(slots[0..<4]), logits: .none)]), cache: cache)
-            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots)]), cache: cache).copy()
+            _ = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(
+                        tokens: Array(p[0..<4]), startPosition: 0, kvSlots: Array(slots[0..<4]), logits: .none)
+                ]), cache: cache)
+            let out = try model.forward(
+                ForwardBatch(sequences: [SequenceInput(tokens: Array(p[4...]), startPosition: 4, kvSlots: slots)]),
+                cache: cache
+            ).copy()
             results.append(logitsRow(out, sequence: 0))
         }
         #expect(maxRelativeDifference(results[0], results[1]) < 1e-6)
@@ -179,8 +219,12 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         var results: [ArraySlice<Float>] = []
         for t in [1, 2] {
             let model = try tinyModel(threads: t)
-            let out = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: p, startPosition: 0, kvSlots: (0..<Int32(p.count)).map { $0 })]),
-                                        cache: try model.makeKVCache(slots: 16)).copy()
+            let out = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(tokens: p, startPosition: 0, kvSlots: (0..<Int32(p.count)).map { $0 })
+                ]),
+                cache: try model.makeKVCache(slots: 16)
+            ).copy()
             results.append(logitsRow(out, sequence: 0))
         }
         #expect(maxRelativeDifference(results[0], results[1]) < 1e-6)
@@ -190,18 +234,25 @@ func logitsRow(_ out: ForwardOutput, sequence: Int, row: Int = 0) -> ArraySlice<
         let model = try tinyModel()
         let cache = try model.makeKVCache(slots: 8)
         #expect(throws: ModelError.self) {
-            try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2], startPosition: 0, kvSlots: [0])]), cache: cache)
+            try model.forward(
+                ForwardBatch(sequences: [SequenceInput(tokens: [1, 2], startPosition: 0, kvSlots: [0])]), cache: cache)
         }
         #expect(throws: ModelError.self) {
-            try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [96], startPosition: 0, kvSlots: [0])]), cache: cache)
+            try model.forward(
+                ForwardBatch(sequences: [SequenceInput(tokens: [96], startPosition: 0, kvSlots: [0])]), cache: cache)
         }
         #expect(throws: ModelError.self) {
-            try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1], startPosition: 0, kvSlots: [8])]), cache: cache)
+            try model.forward(
+                ForwardBatch(sequences: [SequenceInput(tokens: [1], startPosition: 0, kvSlots: [8])]), cache: cache)
         }
-        let wrong = try LlamaModel.dummy(config: LlamaConfig(vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 3,
-                                                             headCount: 4, kvHeadCount: 2), threads: 1).makeKVCache(slots: 8)
+        let wrong = try LlamaModel.dummy(
+            config: LlamaConfig(
+                vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 3,
+                headCount: 4, kvHeadCount: 2), threads: 1
+        ).makeKVCache(slots: 8)
         #expect(throws: ModelError.self) {
-            try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1], startPosition: 0, kvSlots: [0])]), cache: wrong)
+            try model.forward(
+                ForwardBatch(sequences: [SequenceInput(tokens: [1], startPosition: 0, kvSlots: [0])]), cache: wrong)
         }
     }
 }

@@ -85,7 +85,8 @@ import ServalTensor
 
     @Test(arguments: [KVCacheDType.f32, .f16, .bf16])
     func writesRoundToNearestEven(dtype: KVCacheDType) throws {
-        let cache = try CPUKVPool(layout: .mha(kvHeads: 1, headDim: 8, vHeadDim: 8), layers: 2, slots: 3, dtype: dtype.storage)
+        let cache = try CPUKVPool(
+            layout: .mha(kvHeads: 1, headDim: 8, vHeadDim: 8), layers: 2, slots: 3, dtype: dtype.storage)
         // 1 + 2^-11 and 1 + 2^-8 sit halfway between f16 and bf16 neighbours
         // respectively (ties go to the even 1.0); 1 + 3·2^-11 / 1 + 3·2^-8 round up.
         let key: [Float] = [1 + 0x1p-11, 1 + 3 * 0x1p-11, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -2.5, 0, 65504, 1e-3]
@@ -98,8 +99,10 @@ import ServalTensor
         switch dtype {
         case .f32, .auto: expected = key
         // 1 + 3·2^-8 is exact in f16 (10 mantissa bits).
-        case .f16: expected = [1, 1 + 0x1p-9, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -2.5, 0, 65504, Float(Float16(1e-3 as Float))]
-        case .bf16: expected = [1, 1, 1, 1 + 0x1p-6, -2.5, 0, 65536, Float(bitPattern: UInt32(CPUKVPool.bfloat16(1e-3)) << 16)]
+        case .f16:
+            expected = [1, 1 + 0x1p-9, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -2.5, 0, 65504, Float(Float16(1e-3 as Float))]
+        case .bf16:
+            expected = [1, 1, 1, 1 + 0x1p-6, -2.5, 0, 65536, Float(bitPattern: UInt32(CPUKVPool.bfloat16(1e-3)) << 16)]
         }
         #expect(k == expected)
         #expect(v == expected.map { -$0 })
@@ -115,9 +118,14 @@ import ServalTensor
         for d in [KVCacheDType.f32, dtype] {
             let cache = try model.makeKVCache(slots: 32, dtype: d)
             let slots = (0..<Int32(prompt.count)).map { 31 - $0 }
-            _ = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: prompt, startPosition: 0, kvSlots: slots)]), cache: cache)
-            let next = try model.forward(ForwardBatch(sequences: [
-                SequenceInput(tokens: [11], startPosition: prompt.count, kvSlots: slots + [0])]), cache: cache).copy()
+            _ = try model.forward(
+                ForwardBatch(sequences: [SequenceInput(tokens: prompt, startPosition: 0, kvSlots: slots)]), cache: cache
+            )
+            let next = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(tokens: [11], startPosition: prompt.count, kvSlots: slots + [0])
+                ]), cache: cache
+            ).copy()
             rows.append(Array(logitsRow(next, sequence: 0)))
         }
         #expect(maxRelativeDifference(rows[0][...], rows[1][...]) < tolerance)

@@ -38,13 +38,17 @@ import ServalTestSupport
                 if Int32(top) == expected { agree += 1 } else if firstMismatch == nil { firstMismatch = j }
             }
             if let m = firstMismatch {
-                print("prompt \(i) (\(c.prompt.prefix(30).debugDescription)): first top-1 difference at generated token \(m)")
+                print(
+                    "prompt \(i) (\(c.prompt.prefix(30).debugDescription)): first top-1 difference at generated token \(m)"
+                )
             } else {
                 exactPrompts += 1
             }
         }
         let rate = Double(agree) / Double(total)
-        print("llama.cpp agreement: \(exactPrompts)/\(ref.cases.count) prompts identical for 32 tokens, teacher-forced top-1 \(agree)/\(total) = \(rate)")
+        print(
+            "llama.cpp agreement: \(exactPrompts)/\(ref.cases.count) prompts identical for 32 tokens, teacher-forced top-1 \(agree)/\(total) = \(rate)"
+        )
         #expect(exactPrompts == ref.cases.count || rate >= 0.98)
     }
 }

@@ -22,11 +22,14 @@ enum LogitsDumpCases {
         return String(h, radix: 16)
     }
 
-    static func tiny(_ type: DType, threads: Int, scaling: RopeScaling = .none,
-                     style: RopeStyle = .normal) throws -> any LanguageModel {
-        let config = LlamaConfig(vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 2,
-                                 headCount: 4, kvHeadCount: 2, ropeTheta: 10000, ropeStyle: style,
-                                 ropeScaling: scaling, contextLength: 256, tiedEmbeddings: true)
+    static func tiny(
+        _ type: DType, threads: Int, scaling: RopeScaling = .none,
+        style: RopeStyle = .normal
+    ) throws -> any LanguageModel {
+        let config = LlamaConfig(
+            vocabSize: 96, hiddenSize: 64, intermediateSize: 128, layerCount: 2,
+            headCount: 4, kvHeadCount: 2, ropeTheta: 10000, ropeStyle: style,
+            ropeScaling: scaling, contextLength: 256, tiedEmbeddings: true)
         return try LlamaModel.dummy(config: config, weightType: type, seed: 7, threads: threads)
     }
 
@@ -35,8 +38,10 @@ enum LogitsDumpCases {
     }
 
     /// Runs the fixed batches on `model`, naming each result `prefix/what`.
-    static func record(_ model: any LanguageModel, _ prefix: String, vocab: Int32,
-                       dtype: KVCacheDType = .auto, into table: inout [String: String]) throws {
+    static func record(
+        _ model: any LanguageModel, _ prefix: String, vocab: Int32,
+        dtype: KVCacheDType = .auto, into table: inout [String: String]
+    ) throws {
         let v = vocab - 1
         let prompts: [[Int32]] = [
             [1, 5, 9, 13, 2, 40, 77].map { min($0, v) },
@@ -47,12 +52,18 @@ enum LogitsDumpCases {
         for (i, p) in prompts.enumerated() {
             let cache = try model.makeKVCache(slots: 128, dtype: dtype)
             let slots = (0..<Int32(p.count)).map { $0 }
-            let out = try model.forward(ForwardBatch(sequences: [
-                SequenceInput(tokens: p, startPosition: 0, kvSlots: slots, logits: .all)]), cache: cache).copy()
+            let out = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(tokens: p, startPosition: 0, kvSlots: slots, logits: .all)
+                ]), cache: cache
+            ).copy()
             table["\(prefix)/alone\(i)"] = hash(out)
-            let next = try model.forward(ForwardBatch(sequences: [
-                SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slots + [Int32(p.count)])]),
-                cache: cache).copy()
+            let next = try model.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(tokens: [11], startPosition: p.count, kvSlots: slots + [Int32(p.count)])
+                ]),
+                cache: cache
+            ).copy()
             table["\(prefix)/alone\(i)-decode"] = hash(next)
         }
         // Batched prefill (last rows), then a batched decode.
@@ -66,32 +77,43 @@ enum LogitsDumpCases {
         }
         table["\(prefix)/batched"] = hash(try model.forward(ForwardBatch(sequences: seqs), cache: cache).copy())
         let decode = prompts.enumerated().map { i, p in
-            SequenceInput(tokens: [Int32(20 + i)], startPosition: p.count, kvSlots: lists[i] + [Int32(i * 64 + p.count)])
+            SequenceInput(
+                tokens: [Int32(20 + i)], startPosition: p.count, kvSlots: lists[i] + [Int32(i * 64 + p.count)])
         }
-        table["\(prefix)/batched-decode"] = hash(try model.forward(ForwardBatch(sequences: decode), cache: cache).copy())
+        table["\(prefix)/batched-decode"] = hash(
+            try model.forward(ForwardBatch(sequences: decode), cache: cache).copy())
         // Chunked prefill of the long prompt.
         let long = prompts[2]
         let chunked = try model.makeKVCache(slots: 64, dtype: dtype)
         let all = (0..<Int32(long.count)).map { $0 }
-        let first = try model.forward(ForwardBatch(sequences: [
-            SequenceInput(tokens: Array(long[..<20]), startPosition: 0, kvSlots: Array(all[..<20]), logits: .all)]),
-            cache: chunked).copy()
+        let first = try model.forward(
+            ForwardBatch(sequences: [
+                SequenceInput(tokens: Array(long[..<20]), startPosition: 0, kvSlots: Array(all[..<20]), logits: .all)
+            ]),
+            cache: chunked
+        ).copy()
         table["\(prefix)/chunk0"] = hash(first)
-        let second = try model.forward(ForwardBatch(sequences: [
-            SequenceInput(tokens: Array(long[20...]), startPosition: 20, kvSlots: all, logits: .all)]),
-            cache: chunked).copy()
+        let second = try model.forward(
+            ForwardBatch(sequences: [
+                SequenceInput(tokens: Array(long[20...]), startPosition: 20, kvSlots: all, logits: .all)
+            ]),
+            cache: chunked
+        ).copy()
         table["\(prefix)/chunk1"] = hash(second)
         // Cascade: three sequences over one cached prefix of 70 positions.
         let prefixLength = 70
         let prefixTokens = (0..<prefixLength).map { Int32(($0 * 7 + 3) % Int(v)) + 1 }
         let shared = try model.makeKVCache(slots: 512, dtype: dtype)
         let pslots = (0..<Int32(prefixLength)).map { $0 }
-        _ = try model.forward(ForwardBatch(sequences: [
-            SequenceInput(tokens: prefixTokens, startPosition: 0, kvSlots: pslots, logits: .none)]), cache: shared)
+        _ = try model.forward(
+            ForwardBatch(sequences: [
+                SequenceInput(tokens: prefixTokens, startPosition: 0, kvSlots: pslots, logits: .none)
+            ]), cache: shared)
         let suffixes: [[Int32]] = [[5], [9, 14, 2], [7, 6]]
         let cascade = suffixes.enumerated().map { i, s in
-            SequenceInput(tokens: s, startPosition: prefixLength,
-                          kvSlots: pslots + (0..<Int32(s.count)).map { Int32(prefixLength + 32 * i) + $0 }, logits: .all)
+            SequenceInput(
+                tokens: s, startPosition: prefixLength,
+                kvSlots: pslots + (0..<Int32(s.count)).map { Int32(prefixLength + 32 * i) + $0 }, logits: .all)
         }
         table["\(prefix)/cascade"] = hash(try model.forward(ForwardBatch(sequences: cascade), cache: shared).copy())
     }
@@ -103,8 +125,9 @@ enum LogitsDumpCases {
                 try record(try tiny(type, threads: threads), "tiny-\(type)-t\(threads)", vocab: 96, into: &table)
             }
             let llama3 = RopeScaling.llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64)
-            try record(try tiny(.q8_0, threads: threads, scaling: llama3, style: .neox), "tiny-llama3-neox-t\(threads)",
-                       vocab: 96, into: &table)
+            try record(
+                try tiny(.q8_0, threads: threads, scaling: llama3, style: .neox), "tiny-llama3-neox-t\(threads)",
+                vocab: 96, into: &table)
         }
         for dtype in [KVCacheDType.bf16, .f32] {
             try record(try tiny(.q4_1, threads: 2), "tiny-kv\(dtype)", vocab: 96, dtype: dtype, into: &table)

@@ -64,7 +64,9 @@ import ServalTestSupport
             ("llama.attention.head_count_kv", .u32(UInt32(kvHeads))), ("llama.vocab_size", .u32(UInt32(vocab))),
             ("llama.rope.freq_base", .f32(10000)), ("llama.attention.layer_norm_rms_epsilon", .f32(1e-5)),
         ])
-        func both(_ hfName: String, _ ggufName: String, rows: Int, cols: Int?, _ data: [Float], permuteHeads: Int? = nil) {
+        func both(
+            _ hfName: String, _ ggufName: String, rows: Int, cols: Int?, _ data: [Float], permuteHeads: Int? = nil
+        ) {
             hf.append((hfName, cols.map { [rows, $0] } ?? [rows], data))
             let g = permuteHeads.map { permute(data, rows: rows, cols: cols!, heads: $0) } ?? data
             gguf.tensors.append((ggufName, cols.map { [$0, rows] } ?? [rows], g))
@@ -76,8 +78,12 @@ import ServalTestSupport
             let p = "model.layers.\(l)", g = "blk.\(l)"
             both("\(p).input_layernorm.weight", "\(g).attn_norm.weight", rows: hidden, cols: nil, vec(hidden))
             both("\(p).post_attention_layernorm.weight", "\(g).ffn_norm.weight", rows: hidden, cols: nil, vec(hidden))
-            both("\(p).self_attn.q_proj.weight", "\(g).attn_q.weight", rows: qDim, cols: hidden, mat(qDim, hidden), permuteHeads: heads)
-            both("\(p).self_attn.k_proj.weight", "\(g).attn_k.weight", rows: kvDim, cols: hidden, mat(kvDim, hidden), permuteHeads: kvHeads)
+            both(
+                "\(p).self_attn.q_proj.weight", "\(g).attn_q.weight", rows: qDim, cols: hidden, mat(qDim, hidden),
+                permuteHeads: heads)
+            both(
+                "\(p).self_attn.k_proj.weight", "\(g).attn_k.weight", rows: kvDim, cols: hidden, mat(kvDim, hidden),
+                permuteHeads: kvHeads)
             both("\(p).self_attn.v_proj.weight", "\(g).attn_v.weight", rows: kvDim, cols: hidden, mat(kvDim, hidden))
             both("\(p).self_attn.o_proj.weight", "\(g).attn_output.weight", rows: hidden, cols: qDim, mat(hidden, qDim))
             both("\(p).mlp.gate_proj.weight", "\(g).ffn_gate.weight", rows: ffn, cols: hidden, mat(ffn, hidden))
@@ -90,10 +96,10 @@ import ServalTestSupport
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try writeSafetensors(hf, to: dir + "/model.safetensors")
         let config = """
-        {"architectures": ["LlamaForCausalLM"], "hidden_size": \(hidden), "intermediate_size": \(ffn),
-         "num_hidden_layers": \(layers), "num_attention_heads": \(heads), "num_key_value_heads": \(kvHeads),
-         "vocab_size": \(vocab), "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": false}
-        """
+            {"architectures": ["LlamaForCausalLM"], "hidden_size": \(hidden), "intermediate_size": \(ffn),
+             "num_hidden_layers": \(layers), "num_attention_heads": \(heads), "num_key_value_heads": \(kvHeads),
+             "vocab_size": \(vocab), "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": false}
+            """
         try Data(config.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
         let ggufPath = try gguf.write(name: "perm")
         defer { try? FileManager.default.removeItem(atPath: ggufPath) }
@@ -105,9 +111,14 @@ import ServalTestSupport
         let tokens: [Int32] = [3, 17, 5, 9, 11, 2]
         var rows: [[Float]] = []
         for m in [hfModel, ggufModel] {
-            let out = try m.forward(ForwardBatch(sequences: [SequenceInput(tokens: tokens, startPosition: 0,
-                                                                           kvSlots: (0..<Int32(tokens.count)).map { $0 }, logits: .all)]),
-                                    cache: m.makeKVCache(slots: 8)).copy()
+            let out = try m.forward(
+                ForwardBatch(sequences: [
+                    SequenceInput(
+                        tokens: tokens, startPosition: 0,
+                        kvSlots: (0..<Int32(tokens.count)).map { $0 }, logits: .all)
+                ]),
+                cache: m.makeKVCache(slots: 8)
+            ).copy()
             rows.append(out.logits)
         }
         let worst = zip(rows[0], rows[1]).map { abs($0 - $1) }.max() ?? 1

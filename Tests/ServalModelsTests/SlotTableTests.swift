@@ -57,27 +57,39 @@ import Testing
         func slots(_ i: Int, _ n: Int) -> [Int32] { (0..<Int32(n)).map { Int32(i * 32) + $0 } }
 
         let whole = try model.makeKVCache(slots: 128)
-        _ = try model.forward(ForwardBatch(sequences: prompts.enumerated().map {
-            SequenceInput(tokens: $0.element, startPosition: 0, kvSlots: slots($0.offset, $0.element.count))
-        }), cache: whole)
-        let expected = try model.forward(ForwardBatch(sequences: prompts.enumerated().map {
-            SequenceInput(tokens: [11], startPosition: $0.element.count, kvSlots: slots($0.offset, $0.element.count + 1))
-        }), cache: whole).copy()
+        _ = try model.forward(
+            ForwardBatch(
+                sequences: prompts.enumerated().map {
+                    SequenceInput(tokens: $0.element, startPosition: 0, kvSlots: slots($0.offset, $0.element.count))
+                }), cache: whole)
+        let expected = try model.forward(
+            ForwardBatch(
+                sequences: prompts.enumerated().map {
+                    SequenceInput(
+                        tokens: [11], startPosition: $0.element.count, kvSlots: slots($0.offset, $0.element.count + 1))
+                }), cache: whole
+        ).copy()
 
         let delta = try model.makeKVCache(slots: 128)
         let rows = [5, 0, 2]  // rows need not follow batch order
-        _ = try model.forward(ForwardBatch(
-            sequences: prompts.indices.map { SequenceInput(row: rows[$0], tokens: prompts[$0], startPosition: 0) },
-            slotUpdates: prompts.indices.map { SlotUpdate(row: rows[$0], position: 0, slots: slots($0, prompts[$0].count)) }),
+        _ = try model.forward(
+            ForwardBatch(
+                sequences: prompts.indices.map { SequenceInput(row: rows[$0], tokens: prompts[$0], startPosition: 0) },
+                slotUpdates: prompts.indices.map {
+                    SlotUpdate(row: rows[$0], position: 0, slots: slots($0, prompts[$0].count))
+                }),
             cache: delta)
         for row in rows { delta.slotTable.recordSampled(row: row, token: 11) }
-        let got = try model.forward(ForwardBatch(
-            sequences: prompts.indices.map {
-                SequenceInput(row: rows[$0], tokens: [ForwardBatch.lastSampledToken], startPosition: prompts[$0].count)
-            },
-            slotUpdates: prompts.indices.map {
-                SlotUpdate(row: rows[$0], position: prompts[$0].count, slots: [Int32($0 * 32 + prompts[$0].count)])
-            }), cache: delta).copy()
+        let got = try model.forward(
+            ForwardBatch(
+                sequences: prompts.indices.map {
+                    SequenceInput(
+                        row: rows[$0], tokens: [ForwardBatch.lastSampledToken], startPosition: prompts[$0].count)
+                },
+                slotUpdates: prompts.indices.map {
+                    SlotUpdate(row: rows[$0], position: prompts[$0].count, slots: [Int32($0 * 32 + prompts[$0].count)])
+                }), cache: delta
+        ).copy()
         #expect(got.logits == expected.logits)
         #expect(got.rowStart == expected.rowStart)
     }
@@ -89,8 +101,9 @@ import Testing
         #expect(out.rowCount == 0)
         #expect(ForwardBatch.idle.isIdle)
         // The model still works after an idle pass.
-        let real = try model.forward(ForwardBatch(sequences: [SequenceInput(tokens: [1, 2], startPosition: 0, kvSlots: [0, 1])]),
-                                     cache: cache)
+        let real = try model.forward(
+            ForwardBatch(sequences: [SequenceInput(tokens: [1, 2], startPosition: 0, kvSlots: [0, 1])]),
+            cache: cache)
         #expect(real.rowCount == 1)
     }
 
@@ -98,9 +111,14 @@ import Testing
         let model = try tinyModel(.q8_0, threads: 1)
         let cache = try model.makeKVCache(slots: 16)
         #expect(throws: ModelError.self) {
-            try model.forward(ForwardBatch(sequences: [SequenceInput(row: 3, tokens: [ForwardBatch.lastSampledToken],
-                                                                     startPosition: 0)],
-                                           slotUpdates: [SlotUpdate(row: 3, position: 0, slots: [0])]), cache: cache)
+            try model.forward(
+                ForwardBatch(
+                    sequences: [
+                        SequenceInput(
+                            row: 3, tokens: [ForwardBatch.lastSampledToken],
+                            startPosition: 0)
+                    ],
+                    slotUpdates: [SlotUpdate(row: 3, position: 0, slots: [0])]), cache: cache)
         }
     }
 }

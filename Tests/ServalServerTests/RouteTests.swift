@@ -11,7 +11,9 @@ import ServalEngine
     @Test func chatCompletionNonStreaming() async throws {
         let engine = ScriptedEngine()
         let api = makeAPI(engine: engine)
-        let r = await api.post("/v1/chat/completions", #"{"model": "smol", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}"#)
+        let r = await api.post(
+            "/v1/chat/completions",
+            #"{"model": "smol", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}"#)
         #expect(status(r) == 200)
         let j = try #require(r.json)
         #expect(j["object"] == "chat.completion")
@@ -30,18 +32,29 @@ import ServalEngine
 
     @Test func chatCompletionStreamingFramesRoleFirstThenDoneWithUsage() async throws {
         let api = makeAPI()
-        let r = await api.post("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": true, "stream_options": {"include_usage": true}}"#)
+        let r = await api.post(
+            "/v1/chat/completions",
+            #"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": true, "stream_options": {"include_usage": true}}"#
+        )
         let frames = await r.frames()
         #expect(frames.count == 6)  // role, "a", "b", finish, usage, [DONE]
         #expect(frames.allSatisfy { $0.hasPrefix("data: ") && $0.hasSuffix("\n\n") })
         let parsed = try frames.dropLast().map { try JSONParser.parse(String($0.dropFirst(6).dropLast(2))) }
-        if case .array(let a)? = parsed[0]["choices"] { #expect(a[0]["delta"]?["role"] == "assistant") } else { Issue.record("no role chunk") }
+        if case .array(let a)? = parsed[0]["choices"] {
+            #expect(a[0]["delta"]?["role"] == "assistant")
+        } else {
+            Issue.record("no role chunk")
+        }
         let contents = parsed[1...2].compactMap { p -> JSONValue? in
             if case .array(let a)? = p["choices"] { return a[0]["delta"]?["content"] }
             return nil
         }
         #expect(contents == ["a", "b"])
-        if case .array(let a)? = parsed[3]["choices"] { #expect(a[0]["finish_reason"] == "length") } else { Issue.record("no choices") }
+        if case .array(let a)? = parsed[3]["choices"] {
+            #expect(a[0]["finish_reason"] == "length")
+        } else {
+            Issue.record("no choices")
+        }
         #expect(parsed[4]["choices"] == .array([]))
         #expect(parsed[4]["usage"]?["completion_tokens"] == 2)
         #expect(frames.last == "data: [DONE]\n\n")
@@ -49,7 +62,10 @@ import ServalEngine
 
     @Test func chatNChoicesAndLogprobs() async throws {
         let api = makeAPI()
-        let r = await api.post("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "n": 3, "logprobs": true, "top_logprobs": 2}"#)
+        let r = await api.post(
+            "/v1/chat/completions",
+            #"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "n": 3, "logprobs": true, "top_logprobs": 2}"#
+        )
         guard case .array(let choices)? = r.json?["choices"] else { Issue.record("no choices"); return }
         #expect(choices.count == 3)
         #expect(choices.map { $0["index"] } == [0, 1, 2])
@@ -59,7 +75,11 @@ import ServalEngine
             #expect(items[0]["token"] == "a")
             #expect(items[0]["logprob"] == .double(-0.5))
             #expect(items[0]["bytes"] == [97])
-            if case .array(let top)? = items[0]["top_logprobs"] { #expect(top.count == 2) } else { Issue.record("no top_logprobs") }
+            if case .array(let top)? = items[0]["top_logprobs"] {
+                #expect(top.count == 2)
+            } else {
+                Issue.record("no top_logprobs")
+            }
         } else {
             Issue.record("no logprobs content")
         }
@@ -92,7 +112,9 @@ import ServalEngine
 
     @Test func generateReturnsSGLangShape() async throws {
         let api = makeAPI()
-        let r = await api.post("/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 4}, "rid": "r1", "return_logprob": true}"#)
+        let r = await api.post(
+            "/generate",
+            #"{"text": "hi", "sampling_params": {"max_new_tokens": 4}, "rid": "r1", "return_logprob": true}"#)
         let j = try #require(r.json)
         #expect(j["text"] == "abcd")
         #expect(j["output_ids"] == [98, 99, 100, 101])
@@ -111,9 +133,13 @@ import ServalEngine
         let engine = ScriptedEngine()
         let api = makeAPI(engine: engine)
         // "hi" is [0, 105, 106] with the byte tokenizer's BOS.
-        let r = await api.post("/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 1}, "return_logprob": true, "logprob_start_len": 0, "top_logprobs_num": 1}"#)
+        let r = await api.post(
+            "/generate",
+            #"{"text": "hi", "sampling_params": {"max_new_tokens": 1}, "return_logprob": true, "logprob_start_len": 0, "top_logprobs_num": 1}"#
+        )
         let meta = try #require(r.json?["meta_info"])
-        #expect(meta["input_token_logprobs"] == [[nil, 0, nil], [.double(-0.25), 105, nil], [.double(-0.25), 106, nil]])
+        #expect(
+            meta["input_token_logprobs"] == [[nil, 0, nil], [.double(-0.25), 105, nil], [.double(-0.25), 106, nil]])
         if case .array(let top)? = meta["input_top_logprobs"] {
             #expect(top.count == 3)
             #expect(top[0] == nil)
@@ -122,7 +148,8 @@ import ServalEngine
             Issue.record("no input_top_logprobs")
         }
         // Default -1: only the last prompt token, with a null.
-        let d = await api.post("/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 1}, "return_logprob": true}"#)
+        let d = await api.post(
+            "/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 1}, "return_logprob": true}"#)
         #expect(d.json?["meta_info"]?["input_token_logprobs"] == [[nil, 106, nil]])
         #expect(engine.submitted.last?.sampling.inputLogprobStart == 2)
         // Without return_logprob nothing is asked of the engine.
@@ -143,7 +170,8 @@ import ServalEngine
         #expect(lp["top_logprobs"] == [nil, [:], [:], [:], [:]])
         #expect(lp["text_offset"] == [0, 0, 1, 2, 3])
         // Streamed: the echo chunk carries the prompt's logprobs.
-        let s = await api.post("/v1/completions", #"{"prompt": "hi", "max_tokens": 2, "echo": true, "logprobs": 0, "stream": true}"#)
+        let s = await api.post(
+            "/v1/completions", #"{"prompt": "hi", "max_tokens": 2, "echo": true, "logprobs": 0, "stream": true}"#)
         let frames = await s.frames()
         #expect(frames.first?.contains(#""text":"hi""#) == true)
         #expect(frames.first?.contains(#""token_logprobs":[null,-0.25,-0.25]"#) == true)
@@ -159,7 +187,9 @@ import ServalEngine
 
     @Test func generateStreamIsCumulative() async throws {
         let api = makeAPI()
-        let frames = await api.post("/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 2}, "stream": true}"#).frames()
+        let frames = await api.post(
+            "/generate", #"{"text": "hi", "sampling_params": {"max_new_tokens": 2}, "stream": true}"#
+        ).frames()
         #expect(frames.count == 4)
         let texts = try frames.dropLast().map { try JSONParser.parse(String($0.dropFirst(6).dropLast(2)))["text"] }
         #expect(texts == ["a", "ab", "ab"])
@@ -174,11 +204,23 @@ import ServalEngine
             ("/v1/chat/completions", #"{"messages": "hi"}"#, 400, "messages"),
             ("/v1/chat/completions", #"{"messages": []}"#, 400, "messages"),
             ("/v1/chat/completions", #"{"messages": [{"role": "wizard", "content": "x"}]}"#, 400, "messages[0].role"),
-            ("/v1/chat/completions", #"{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}"#, 400, "model"),
-            ("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}"#, 400, "max_tokens"),
-            ("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "x"}], "temperature": -1}"#, 400, "temperature"),
+            (
+                "/v1/chat/completions", #"{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}"#, 400,
+                "model"
+            ),
+            (
+                "/v1/chat/completions", #"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}"#, 400,
+                "max_tokens"
+            ),
+            (
+                "/v1/chat/completions", #"{"messages": [{"role": "user", "content": "x"}], "temperature": -1}"#, 400,
+                "temperature"
+            ),
             ("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "x"}], "n": 0}"#, 400, "n"),
-            ("/v1/chat/completions", #"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, 400, "messages[0].content[0].type"),
+            (
+                "/v1/chat/completions", #"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, 400,
+                "messages[0].content[0].type"
+            ),
             ("/v1/completions", #"{"prompt": 5}"#, 400, "prompt"),
             ("/v1/completions", #"{"prompt": [1, 99999]}"#, 400, "prompt"),
             ("/v1/completions", #"{}"#, 400, "prompt"),
@@ -212,7 +254,8 @@ import ServalEngine
     @Test func healthWaitsForReady() async {
         var config = ServerConfig(servedModelName: "m", modelPath: "p", tokenizerPath: "p")
         config.enableMetrics = false
-        let api = ServalAPI(engine: ScriptedEngine(), tokenizer: ByteTokenizer(), config: config, logger: .init(label: "t"))
+        let api = ServalAPI(
+            engine: ScriptedEngine(), tokenizer: ByteTokenizer(), config: config, logger: .init(label: "t"))
         #expect(status(await api.get("/health")) == 503)
         api.markReady()
         #expect(status(await api.get("/health")) == 200)
@@ -223,7 +266,11 @@ import ServalEngine
     @Test func infoRoutes() async {
         let api = makeAPI()
         let models = await api.get("/v1/models").json
-        if case .array(let data)? = models?["data"] { #expect(data.first?["id"] == "smol") } else { Issue.record("no data") }
+        if case .array(let data)? = models?["data"] {
+            #expect(data.first?["id"] == "smol")
+        } else {
+            Issue.record("no data")
+        }
         #expect(await api.get("/get_model_info").json?["model_path"] == "/m.gguf")
         if case .array(let l)? = await api.get("/get_load").json {
             #expect(l.first?["num_reqs"] == 3)

@@ -9,7 +9,10 @@ import Testing
 
     @Test func errorBodyHasOpenAIShape() {
         let e = APIError.invalid("bad", param: "top_p")
-        #expect(JSONWriter.string(e.body) == #"{"error":{"message":"bad","type":"invalid_request_error","param":"top_p","code":"invalid_value"}}"#)
+        #expect(
+            JSONWriter.string(e.body)
+                == #"{"error":{"message":"bad","type":"invalid_request_error","param":"top_p","code":"invalid_value"}}"#
+        )
         #expect(APIError.unauthorized.status == 401)
         #expect(APIError.tooLarge(limit: 10).status == 413)
     }

@@ -21,7 +21,9 @@ import ServalEngine
     }
 
     @Test func mapsOpenAIFields() throws {
-        let (s, m) = try parse(#"{"max_tokens": 7, "temperature": 0, "top_p": 0.9, "top_k": 5, "min_p": 0.1, "stop": "x", "seed": 42, "ignore_eos": true, "stop_token_ids": [3], "logit_bias": {"5": -100}, "frequency_penalty": 0.5, "min_tokens": 2}"#)
+        let (s, m) = try parse(
+            #"{"max_tokens": 7, "temperature": 0, "top_p": 0.9, "top_k": 5, "min_p": 0.1, "stop": "x", "seed": 42, "ignore_eos": true, "stop_token_ids": [3], "logit_bias": {"5": -100}, "frequency_penalty": 0.5, "min_tokens": 2}"#
+        )
         #expect(m == 7)
         #expect(s.maxNewTokens == 7)
         #expect(s.temperature == 0)
@@ -41,7 +43,8 @@ import ServalEngine
     }
 
     @Test func mapsSGLangFields() throws {
-        let (s, m) = try parse(#"{"max_new_tokens": 9, "min_new_tokens": 1, "sampling_seed": 3, "stop": ["a", "b"]}"#, .sglang)
+        let (s, m) = try parse(
+            #"{"max_new_tokens": 9, "min_new_tokens": 1, "sampling_seed": 3, "stop": ["a", "b"]}"#, .sglang)
         #expect(m == 9)
         #expect(s.minNewTokens == 1)
         #expect(s.seed == 3)
@@ -78,22 +81,27 @@ import ServalEngine
 
     @Test func fitsDefaultsToTheContext() throws {
         var s = SamplingParams()
-        try SamplingParsing.fitToContext(&s, maxTokens: nil, defaultMax: nil, promptTokens: 10, contextLength: 100, param: "max_tokens")
+        try SamplingParsing.fitToContext(
+            &s, maxTokens: nil, defaultMax: nil, promptTokens: 10, contextLength: 100, param: "max_tokens")
         #expect(s.maxNewTokens == 90)
-        try SamplingParsing.fitToContext(&s, maxTokens: nil, defaultMax: 16, promptTokens: 95, contextLength: 100, param: "max_tokens")
+        try SamplingParsing.fitToContext(
+            &s, maxTokens: nil, defaultMax: 16, promptTokens: 95, contextLength: 100, param: "max_tokens")
         #expect(s.maxNewTokens == 5)
     }
 
     @Test func rejectsPromptPlusOutputBeyondContext() {
         var s = SamplingParams()
         #expect(throws: APIError.self) {
-            try SamplingParsing.fitToContext(&s, maxTokens: 91, defaultMax: nil, promptTokens: 10, contextLength: 100, param: "max_tokens")
+            try SamplingParsing.fitToContext(
+                &s, maxTokens: 91, defaultMax: nil, promptTokens: 10, contextLength: 100, param: "max_tokens")
         }
         #expect(throws: APIError.self) {
-            try SamplingParsing.fitToContext(&s, maxTokens: nil, defaultMax: nil, promptTokens: 100, contextLength: 100, param: "max_tokens")
+            try SamplingParsing.fitToContext(
+                &s, maxTokens: nil, defaultMax: nil, promptTokens: 100, contextLength: 100, param: "max_tokens")
         }
         #expect(throws: APIError.self) {
-            try SamplingParsing.fitToContext(&s, maxTokens: 1, defaultMax: nil, promptTokens: 0, contextLength: 100, param: "max_tokens")
+            try SamplingParsing.fitToContext(
+                &s, maxTokens: 1, defaultMax: nil, promptTokens: 0, contextLength: 100, param: "max_tokens")
         }
     }
 }

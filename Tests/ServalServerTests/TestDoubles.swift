@@ -27,9 +27,10 @@ final class ScriptedEngine: EngineHandle, @unchecked Sendable {
     var aborted: [String] = []
     let contextLength: Int
     var modelInfo: ModelInfo {
-        ModelInfo(architecture: "llama", name: "test", vocabSize: 257, contextLength: contextLength, hiddenSize: 8,
-                  layerCount: 1, headCount: 1, kvHeadCount: 1, headDim: 8, parameterCount: 10, weightBytes: 40,
-                  weightTypes: "F32")
+        ModelInfo(
+            architecture: "llama", name: "test", vocabSize: 257, contextLength: contextLength, hiddenSize: 8,
+            layerCount: 1, headCount: 1, kvHeadCount: 1, headDim: 8, parameterCount: 10, weightBytes: 40,
+            weightTypes: "F32")
     }
 
     init(contextLength: Int = 256) { self.contextLength = contextLength }
@@ -41,18 +42,28 @@ final class ScriptedEngine: EngineHandle, @unchecked Sendable {
             // Prompt logprobs: -0.25 for every scored prompt token (position p scores inputIDs[p]).
             if let start = request.sampling.inputLogprobStart {
                 let values = request.inputIDs[(start + 1)...].map {
-                    TokenLogprob(tokenID: $0, logprob: -0.25, top: (0..<request.sampling.topLogprobs).map { (Int32(66 + $0), -1.0 - Float($0)) })
+                    TokenLogprob(
+                        tokenID: $0, logprob: -0.25,
+                        top: (0..<request.sampling.topLogprobs).map { (Int32(66 + $0), -1.0 - Float($0)) })
                 }
                 cont.yield(.inputLogprobs(start: start, logprobs: values))
             }
             for i in 0..<n {
                 let id = Int32(UInt8(ascii: "a") + UInt8(i % 26)) + 1
-                let lps = request.sampling.logprobs
-                    ? [TokenLogprob(tokenID: id, logprob: -0.5, top: (0..<request.sampling.topLogprobs).map { (Int32(66 + $0), -1.0 - Float($0)) })]
+                let lps =
+                    request.sampling.logprobs
+                    ? [
+                        TokenLogprob(
+                            tokenID: id, logprob: -0.5,
+                            top: (0..<request.sampling.topLogprobs).map { (Int32(66 + $0), -1.0 - Float($0)) })
+                    ]
                     : []
                 cont.yield(.output(text: String(UnicodeScalar(UInt8(id - 1))), tokenIDs: [id], logprobs: lps))
             }
-            cont.yield(.finished(FinishInfo(reason: .length, promptTokens: request.inputIDs.count, completionTokens: n, cachedTokens: 0)))
+            cont.yield(
+                .finished(
+                    FinishInfo(
+                        reason: .length, promptTokens: request.inputIDs.count, completionTokens: n, cachedTokens: 0)))
             cont.finish()
         }
     }
@@ -61,7 +72,9 @@ final class ScriptedEngine: EngineHandle, @unchecked Sendable {
         lock.withLock { aborted.append(rid) }
         return true
     }
-    func load() -> EngineLoad { EngineLoad(runningRequests: 1, queuedRequests: 2, tokenUsage: 0.25, usedTokens: 64, totalTokens: 256) }
+    func load() -> EngineLoad {
+        EngineLoad(runningRequests: 1, queuedRequests: 2, tokenUsage: 0.25, usedTokens: 64, totalTokens: 256)
+    }
     func stats() -> EngineStats {
         var s = EngineStats()
         s.promptTokensTotal = 100

@@ -11,7 +11,8 @@ private let modelPath = TestModel.path
 struct TokenizerBridgeTests {
     @Test func rendersTheModelsChatTemplate() throws {
         let bridge = try TokenizerBridge(tokenizer: try Tokenizer.load(modelPath: modelPath))
-        let text = try bridge.renderChat([ChatMessage(role: "user", content: "Hi there")], addGenerationPrompt: true, extra: [:])
+        let text = try bridge.renderChat(
+            [ChatMessage(role: "user", content: "Hi there")], addGenerationPrompt: true, extra: [:])
         // SmolLM2's template is ChatML with a default system prompt.
         #expect(text.contains("<|im_start|>user\nHi there<|im_end|>\n"))
         #expect(text.hasSuffix("<|im_start|>assistant\n"))

@@ -22,20 +22,23 @@ struct HuggingFaceParityTests {
     static let fixtures: URL = Bundle.module.resourceURL!.appendingPathComponent("Fixtures")
 
     static func loadCases() -> [Case] {
-        guard let text = try? String(contentsOf: fixtures.appendingPathComponent("chat_template_cases.json"), encoding: .utf8),
-              let root = try? TemplateValue(json: text),
-              case .array(let cases)? = root["cases"]
+        guard
+            let text = try? String(
+                contentsOf: fixtures.appendingPathComponent("chat_template_cases.json"), encoding: .utf8),
+            let root = try? TemplateValue(json: text),
+            case .array(let cases)? = root["cases"]
         else { return [] }
         return cases.compactMap { c -> Case? in
             guard case .string(let name)? = c["name"], case .string(let template)? = c["template"],
-                  case .array(let messages)? = c["messages"], case .bool(let gen)? = c["add_generation_prompt"]
+                case .array(let messages)? = c["messages"], case .bool(let gen)? = c["add_generation_prompt"]
             else { return nil }
             var extra: [String: TemplateValue] = [:]
             if case .object(let pairs)? = c["extra"] { for (k, v) in pairs { extra[k] = v } }
             func str(_ key: String) -> String? { if case .string(let s)? = c[key] { return s }; return nil }
-            return Case(name: name, template: template, messages: messages, addGenerationPrompt: gen,
-                        bosToken: str("bos_token"), eosToken: str("eos_token"), extra: extra,
-                        expected: str("expected"), expectedError: str("expected_error"))
+            return Case(
+                name: name, template: template, messages: messages, addGenerationPrompt: gen,
+                bosToken: str("bos_token"), eosToken: str("eos_token"), extra: extra,
+                expected: str("expected"), expectedError: str("expected_error"))
         }
     }
 
@@ -50,18 +53,21 @@ struct HuggingFaceParityTests {
 
     @Test(arguments: cases)
     func rendersLikeTransformers(_ c: Case) throws {
-        let source = try String(contentsOf: Self.fixtures.appendingPathComponent("templates/\(c.template)"), encoding: .utf8)
+        let source = try String(
+            contentsOf: Self.fixtures.appendingPathComponent("templates/\(c.template)"), encoding: .utf8)
         let template = try ChatTemplate(source: source)
         if let expectedError = c.expectedError {
             let error = #expect(throws: TemplateError.self) {
-                try template.render(messages: c.messages, addGenerationPrompt: c.addGenerationPrompt,
-                                    bosToken: c.bosToken, eosToken: c.eosToken, extra: c.extra)
+                try template.render(
+                    messages: c.messages, addGenerationPrompt: c.addGenerationPrompt,
+                    bosToken: c.bosToken, eosToken: c.eosToken, extra: c.extra)
             }
             #expect(error?.message.contains(expectedError) == true, "got \(String(describing: error))")
             return
         }
-        let rendered = try template.render(messages: c.messages, addGenerationPrompt: c.addGenerationPrompt,
-                                           bosToken: c.bosToken, eosToken: c.eosToken, extra: c.extra)
+        let rendered = try template.render(
+            messages: c.messages, addGenerationPrompt: c.addGenerationPrompt,
+            bosToken: c.bosToken, eosToken: c.eosToken, extra: c.extra)
         #expect(rendered == c.expected)
     }
 
@@ -71,7 +77,8 @@ struct HuggingFaceParityTests {
     @Test(.enabled(if: FileManager.default.fileExists(atPath: modelPath), "default model not found at \(modelPath)"))
     func smolLM2FixtureMatchesModel() throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Self.modelPath))
-        let fixture = try String(contentsOf: Self.fixtures.appendingPathComponent("templates/smollm2.jinja"), encoding: .utf8)
+        let fixture = try String(
+            contentsOf: Self.fixtures.appendingPathComponent("templates/smollm2.jinja"), encoding: .utf8)
         #expect(data.range(of: Data(fixture.utf8)) != nil)
     }
 }

@@ -4,8 +4,10 @@ import Testing
 /// Interpreter behaviour that the parity fixtures do not pin down: errors that name the
 /// construct and line, the public API's variables, and TemplateValue's JSON support.
 struct InterpreterTests {
-    private func render(_ source: String, _ extra: [String: TemplateValue] = [:],
-                        messages: [TemplateValue] = [], gen: Bool = false) throws -> String {
+    private func render(
+        _ source: String, _ extra: [String: TemplateValue] = [:],
+        messages: [TemplateValue] = [], gen: Bool = false
+    ) throws -> String {
         try ChatTemplate(source: source).render(messages: messages, addGenerationPrompt: gen, extra: extra)
     }
 
@@ -59,8 +61,9 @@ struct InterpreterTests {
     }
 
     @Test func raiseExceptionCarriesTheTemplateMessage() {
-        #expect(error { try render("{{ raise_exception('Conversation roles must alternate') }}") }
-            .contains("Conversation roles must alternate"))
+        #expect(
+            error { try render("{{ raise_exception('Conversation roles must alternate') }}") }
+                .contains("Conversation roles must alternate"))
     }
 
     @Test func typeErrorsAreErrorsNotCrashes() {
@@ -72,15 +75,20 @@ struct InterpreterTests {
     }
 
     @Test func apiVariables() throws {
-        let t = try ChatTemplate(source: "{{ bos_token }}|{{ eos_token }}|{{ tools }}|{{ add_generation_prompt }}|{{ messages | length }}")
-        #expect(try t.render(messages: [.message(role: "user", content: "hi")], addGenerationPrompt: true,
-                             bosToken: "<s>", eosToken: "</s>") == "<s>|</s>|None|True|1")
+        let t = try ChatTemplate(
+            source: "{{ bos_token }}|{{ eos_token }}|{{ tools }}|{{ add_generation_prompt }}|{{ messages | length }}")
+        #expect(
+            try t.render(
+                messages: [.message(role: "user", content: "hi")], addGenerationPrompt: true,
+                bosToken: "<s>", eosToken: "</s>") == "<s>|</s>|None|True|1")
         #expect(try t.render(messages: [], addGenerationPrompt: false) == "||None|False|0")
         #expect(try t.render(messages: [], addGenerationPrompt: false, extra: ["tools": ["x"]]) == "||['x']|False|0")
     }
 
     @Test func templateIsReusableAcrossRenders() throws {
-        let t = try ChatTemplate(source: "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}")
+        let t = try ChatTemplate(
+            source:
+                "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}")
         let one = [TemplateValue.message(role: "user", content: "a")]
         #expect(try t.render(messages: one, addGenerationPrompt: false) == "1")
         #expect(try t.render(messages: one + one, addGenerationPrompt: false) == "2")

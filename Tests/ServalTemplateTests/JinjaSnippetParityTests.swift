@@ -18,17 +18,20 @@ struct JinjaSnippetParityTests {
     static let snippets: [Snippet] = {
         let url = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/jinja_snippets.json")
         guard let text = try? String(contentsOf: url, encoding: .utf8),
-              let root = try? TemplateValue(json: text), case .array(let cases)? = root["cases"]
+            let root = try? TemplateValue(json: text), case .array(let cases)? = root["cases"]
         else { return [] }
         return cases.compactMap { c in
-            guard case .string(let source)? = c["template"], case .object(let vars)? = c["variables"] else { return nil }
+            guard case .string(let source)? = c["template"], case .object(let vars)? = c["variables"] else {
+                return nil
+            }
             var variables: [String: TemplateValue] = [:]
             for (k, v) in vars { variables[k] = v }
             var messages: [TemplateValue] = []
             if case .array(let m)? = variables.removeValue(forKey: "messages") { messages = m }
             func str(_ key: String) -> String? { if case .string(let s)? = c[key] { return s }; return nil }
-            return Snippet(source: source, variables: variables, messages: messages,
-                           expected: str("expected"), expectedError: str("expected_error"))
+            return Snippet(
+                source: source, variables: variables, messages: messages,
+                expected: str("expected"), expectedError: str("expected_error"))
         }
     }()
 

@@ -10,9 +10,11 @@ struct LlamaCppTemplateSweepTests {
 
     /// Known differences, each with the jinja2 behaviour we do not reproduce.
     static let knownGaps: [String: String] = [
-        "meetkai-functionary-medium-v3.1.jinja:tools": "`'...'|safe + str` HTML-escapes str (jinja2 Markup); we have no Markup strings",
+        "meetkai-functionary-medium-v3.1.jinja:tools":
+            "`'...'|safe + str` HTML-escapes str (jinja2 Markup); we have no Markup strings",
         "meetkai-functionary-medium-v3.1.jinja:tools:gen": "same Markup escaping",
-        "llama-cpp-deepseek-r1.jinja:tools": "jinja2 fails on `map(...) | tojson` because map is a lazy generator; our map returns a list",
+        "llama-cpp-deepseek-r1.jinja:tools":
+            "jinja2 fails on `map(...) | tojson` because map is a lazy generator; our map returns a list",
         "llama-cpp-deepseek-r1.jinja:tools:gen": "same generator tojson failure",
     ]
 
@@ -26,15 +28,16 @@ struct LlamaCppTemplateSweepTests {
         var matched = 0
         for c in cases {
             guard case .string(let name)? = c["name"], case .string(let source)? = c["source"],
-                  case .array(let messages)? = c["messages"], case .bool(let gen)? = c["add_generation_prompt"]
+                case .array(let messages)? = c["messages"], case .bool(let gen)? = c["add_generation_prompt"]
             else { Issue.record("malformed sweep case"); continue }
             func str(_ key: String) -> String? { if case .string(let s)? = c[key] { return s }; return nil }
             var extra: [String: TemplateValue] = [:]
             if case .object(let pairs)? = c["extra"] { for (k, v) in pairs { extra[k] = v } }
             let got: String?
             do {
-                got = try ChatTemplate(source: source).render(messages: messages, addGenerationPrompt: gen,
-                                                              bosToken: str("bos_token"), eosToken: str("eos_token"), extra: extra)
+                got = try ChatTemplate(source: source).render(
+                    messages: messages, addGenerationPrompt: gen,
+                    bosToken: str("bos_token"), eosToken: str("eos_token"), extra: extra)
             } catch {
                 got = nil
             }

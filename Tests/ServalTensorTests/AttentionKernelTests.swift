@@ -93,15 +93,18 @@ import Testing
         func kernel(kvHead g: Int, path: KernelPath) -> (ok: Bool, out: [Float]) {
             let outStride = groupHeads * headDim
             var out = [Float](repeating: .nan, count: rows * outStride)
-            var scratch = [Float](repeating: .nan, count: AttentionKernel.scratchCount(queryHeads: groupHeads, firstKeys: firstKeys, rows: rows))
+            var scratch = [Float](
+                repeating: .nan,
+                count: AttentionKernel.scratchCount(queryHeads: groupHeads, firstKeys: firstKeys, rows: rows))
             let eb = type.blockBytes
             let ok = kStore.withUnsafeBytes { kb in
                 vStore.withUnsafeBytes { vb in
-                    AttentionKernel.run(kvType: type, q: q, qStride: qStride, out: &out, outStride: outStride,
-                                        queryHeads: groupHeads, rows: rows, headDim: headDim,
-                                        keys: kb.baseAddress! + g * headDim * eb, values: vb.baseAddress! + g * headDim * eb,
-                                        kvStride: kvStride, slots: slots, firstKeys: firstKeys,
-                                        scale: 1 / Float(headDim).squareRoot(), scratch: &scratch, path: path)
+                    AttentionKernel.run(
+                        kvType: type, q: q, qStride: qStride, out: &out, outStride: outStride,
+                        queryHeads: groupHeads, rows: rows, headDim: headDim,
+                        keys: kb.baseAddress! + g * headDim * eb, values: vb.baseAddress! + g * headDim * eb,
+                        kvStride: kvStride, slots: slots, firstKeys: firstKeys,
+                        scale: 1 / Float(headDim).squareRoot(), scratch: &scratch, path: path)
                 }
             }
             return (ok, out)
@@ -121,8 +124,9 @@ import Testing
             (1, 2, 16, 2, 5), (2, 1, 20, 7, 4), (7, 1, 8, 1, 1),
         ]
         for (n, (nq, kvh, hd, first, rows)) in shapes.enumerated() {
-            let p = Problem(type: type, groupHeads: nq, kvHeads: kvh, headDim: hd, firstKeys: first, rows: rows,
-                            seed: UInt64(n) * 31 + UInt64(type.rawValue))
+            let p = Problem(
+                type: type, groupHeads: nq, kvHeads: kvh, headDim: hd, firstKeys: first, rows: rows,
+                seed: UInt64(n) * 31 + UInt64(type.rawValue))
             for g in 0..<kvh {
                 let want = p.reference(kvHead: g)
                 let (ok, got) = p.kernel(kvHead: g, path: path)
@@ -154,9 +158,10 @@ import Testing
         let slots: [Int32] = [0, 1]
         func call(_ type: DType, heads: Int = 1, headDim: Int = 8, kvStride: Int = 8, firstKeys: Int = 1) -> Bool {
             kv.withUnsafeBytes { b in
-                AttentionKernel.run(kvType: type, q: q, qStride: 8, out: &out, outStride: 8, queryHeads: heads, rows: 1,
-                                    headDim: headDim, keys: b.baseAddress!, values: b.baseAddress!, kvStride: kvStride,
-                                    slots: slots, firstKeys: firstKeys, scale: 1, scratch: &scratch)
+                AttentionKernel.run(
+                    kvType: type, q: q, qStride: 8, out: &out, outStride: 8, queryHeads: heads, rows: 1,
+                    headDim: headDim, keys: b.baseAddress!, values: b.baseAddress!, kvStride: kvStride,
+                    slots: slots, firstKeys: firstKeys, scale: 1, scratch: &scratch)
             }
         }
         #expect(call(.f32))

@@ -20,13 +20,17 @@ import Testing
         let firstKeys = keys - rows + 1
         let scale = 1 / Float(keyWidth).squareRoot()
         var out = [Float](repeating: .nan, count: rows * heads * valueWidth)
-        var scratch = [Float](repeating: 0, count: AttentionKernel.scratchCount(queryHeads: heads, firstKeys: firstKeys,
-                                                                                 rows: rows))
+        var scratch = [Float](
+            repeating: 0,
+            count: AttentionKernel.scratchCount(
+                queryHeads: heads, firstKeys: firstKeys,
+                rows: rows))
         let ok = latent.withUnsafeBytes { kv in
-            AttentionKernel.run(kvType: .f32, q: q, qStride: heads * keyWidth, out: &out, outStride: heads * valueWidth,
-                                queryHeads: heads, rows: rows, headDim: keyWidth, keys: kv.baseAddress!,
-                                values: kv.baseAddress!, kvStride: keyWidth, slots: slots, firstKeys: firstKeys,
-                                scale: scale, scratch: &scratch, valueDim: valueWidth, valueStride: keyWidth, path: path)
+            AttentionKernel.run(
+                kvType: .f32, q: q, qStride: heads * keyWidth, out: &out, outStride: heads * valueWidth,
+                queryHeads: heads, rows: rows, headDim: keyWidth, keys: kv.baseAddress!,
+                values: kv.baseAddress!, kvStride: keyWidth, slots: slots, firstKeys: firstKeys,
+                scale: scale, scratch: &scratch, valueDim: valueWidth, valueStride: keyWidth, path: path)
         }
         #expect(ok)
         for r in 0..<rows {

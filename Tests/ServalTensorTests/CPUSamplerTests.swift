@@ -40,14 +40,16 @@ struct SamplingParams {
 
 @Suite struct CPUSamplerTests {
     /// A fixed, uneven distribution over 32 tokens.
-    static let base: [Float] = (0 ..< 32).map { Float(($0 * 37) % 32) / 8 }
+    static let base: [Float] = (0..<32).map { Float(($0 * 37) % 32) / 8 }
 
-    func draw(_ logits: [Float], _ params: SamplingParams, seed: UInt64 = 1, times: Int = 1,
-              stopTokens: [Int32] = []) -> [Int32] {
+    func draw(
+        _ logits: [Float], _ params: SamplingParams, seed: UInt64 = 1, times: Int = 1,
+        stopTokens: [Int32] = []
+    ) -> [Int32] {
         var sampler = CPUSampler()
         var generated: [Int32: Int] = [:]
         var out: [Int32] = []
-        for i in 0 ..< times {
+        for i in 0..<times {
             var row = logits
             let p = params.row(seed: seed, index: i, generated: generated, stopTokens: stopTokens)
             let t = row.withUnsafeMutableBufferPointer { sampler.sample(row: $0, p).tokenID }
@@ -75,7 +77,7 @@ struct SamplingParams {
         var p = SamplingParams()
         p.topK = 3
         p.temperature = 2  // flatten, so outsiders would show up if allowed
-        let topThree = Set((0 ..< 32).sorted { Self.base[$0] > Self.base[$1] }.prefix(3).map { Int32($0) })
+        let topThree = Set((0..<32).sorted { Self.base[$0] > Self.base[$1] }.prefix(3).map { Int32($0) })
         let picks = draw(Self.base, p, times: 2000)
         #expect(Set(picks).isSubset(of: topThree))
         #expect(Set(picks).count == 3)
@@ -85,7 +87,7 @@ struct SamplingParams {
         var p = SamplingParams()
         p.topP = 0.6
         let probs = softmax(Self.base)
-        let order = (0 ..< 32).sorted { probs[$0] > probs[$1] }
+        let order = (0..<32).sorted { probs[$0] > probs[$1] }
         var nucleus = Set<Int32>()
         var mass = 0.0
         for i in order {
@@ -108,7 +110,7 @@ struct SamplingParams {
     @Test func supportIsWhatTheFiltersKept() {
         var sampler = CPUSampler()
         let probs = softmax(Self.base)
-        let order = (0 ..< 32).sorted { probs[$0] > probs[$1] }.map { Int32($0) }
+        let order = (0..<32).sorted { probs[$0] > probs[$1] }.map { Int32($0) }
         for (topK, topP) in [(5, Float(1)), (8, Float(0.5)), (32, Float(0.9))] {
             var p = SamplingParams()
             p.topK = topK
@@ -124,7 +126,7 @@ struct SamplingParams {
                 }
                 expected = Array(expected.prefix(n))
             }
-            for i in 0 ..< 20 {
+            for i in 0..<20 {
                 var row = Self.base
                 var r = p.row(seed: 9, index: i, generated: [:], stopTokens: [])
                 r.returnSupport = true
@@ -150,7 +152,7 @@ struct SamplingParams {
         p.minP = 0.3
         let probs = softmax(Self.base)
         let pmax = probs.max() ?? 1
-        let allowed = Set((0 ..< 32).filter { probs[$0] >= 0.3 * pmax }.map { Int32($0) })
+        let allowed = Set((0..<32).filter { probs[$0] >= 0.3 * pmax }.map { Int32($0) })
         #expect(Set(draw(Self.base, p, times: 2000)).isSubset(of: allowed))
     }
 
@@ -158,7 +160,7 @@ struct SamplingParams {
         let logits: [Float] = [0, 1, 2, 0.5]
         let probs = softmax(logits)
         let picks = draw(logits, SamplingParams(), seed: 9, times: 8000)
-        for t in 0 ..< 4 {
+        for t in 0..<4 {
             let seen = Double(picks.filter { $0 == Int32(t) }.count) / 8000
             #expect(abs(seen - probs[t]) < 0.03, "token \(t): \(seen) vs \(probs[t])")
         }
@@ -236,8 +238,8 @@ struct SamplingParams {
 
     @Test func topIndicesMatchesAFullSort() {
         var rng = SeededGenerator(seed: 5)
-        let values = (0 ..< 1000).map { _ in Float(rng.next() % 100) }
-        let expected = (0 ..< 1000).sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
+        let values = (0..<1000).map { _ in Float(rng.next() % 100) }
+        let expected = (0..<1000).sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
         for k in [1, 7, 50, 999, 1000, 2000] {
             let got = values.withUnsafeBufferPointer { CPUSampler.topIndices($0, count: k) }
             #expect(got.map(Int.init) == Array(expected.prefix(k)))
@@ -260,8 +262,10 @@ struct SamplingParams {
             biased.logitBias = [5: 100]
             rows.append(biased)
             var sampler = CPUSampler()
-            let out = try sampler.sample(logits, SamplingBatch(
-                rows: rows, promptScoring: [PromptScoring(firstRow: 0, nextTokens: [4, 9], topLogprobs: 1)]))
+            let out = try sampler.sample(
+                logits,
+                SamplingBatch(
+                    rows: rows, promptScoring: [PromptScoring(firstRow: 0, nextTokens: [4, 9], topLogprobs: 1)]))
             #expect(out.tokens.count == 2)
             #expect(out.tokens[1].tokenID == 5)
             // Row 2 alone gives the same token as row 2 in the batch.

@@ -22,7 +22,10 @@ import Testing
         #expect(data.count == 12 + nbytes + 4 * count)
         let raw = [UInt8](data[12..<(12 + nbytes)])
         let expected = (0..<count).map { i in
-            Float(bitPattern: data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12 + nbytes + 4 * i, as: UInt32.self) })
+            Float(
+                bitPattern: data.withUnsafeBytes {
+                    $0.loadUnaligned(fromByteOffset: 12 + nbytes + 4 * i, as: UInt32.self)
+                })
         }
         return Fixture(type: type, count: count, raw: raw, expected: expected)
     }
@@ -47,8 +50,12 @@ import Testing
         var out = [Float](repeating: 0, count: 64)
         let raw = [UInt8](repeating: 0, count: 64)
         raw.withUnsafeBytes { raw in
-            #expect(throws: TensorError.self) { try CPUOps.dequantizeRow(.q4_0, raw.baseAddress!, count: 33, into: &out) }
-            #expect(throws: TensorError.self) { try CPUOps.dequantizeRow(.q2_K, raw.baseAddress!, count: 256, into: &out) }
+            #expect(throws: TensorError.self) {
+                try CPUOps.dequantizeRow(.q4_0, raw.baseAddress!, count: 33, into: &out)
+            }
+            #expect(throws: TensorError.self) {
+                try CPUOps.dequantizeRow(.q2_K, raw.baseAddress!, count: 256, into: &out)
+            }
         }
     }
 
@@ -69,8 +76,12 @@ import Testing
     @Test func weightMatrixValidatesSize() {
         let raw = [UInt8](repeating: 0, count: 20 * 4)
         raw.withUnsafeBytes { raw in
-            #expect(throws: TensorError.self) { try WeightMatrix(type: .q4_1, rows: 4, cols: 32, base: raw.baseAddress!, byteCount: 79) }
-            #expect(throws: TensorError.self) { try WeightMatrix(type: .q4_1, rows: 4, cols: 30, base: raw.baseAddress!, byteCount: 80) }
+            #expect(throws: TensorError.self) {
+                try WeightMatrix(type: .q4_1, rows: 4, cols: 32, base: raw.baseAddress!, byteCount: 79)
+            }
+            #expect(throws: TensorError.self) {
+                try WeightMatrix(type: .q4_1, rows: 4, cols: 30, base: raw.baseAddress!, byteCount: 80)
+            }
             // Whether a type can be computed is the backend's call: the CPU has no Q2_K kernels.
             #expect(throws: TensorError.self) {
                 try CPUBackend(threads: 1).weight(raw.baseAddress!, type: .q2_K, rows: 1, cols: 256, byteCount: 84)

@@ -53,7 +53,9 @@ import Testing
     @Test(.enabled(if: KernelPath.avx2.isSupported, "CPU lacks AVX2+FMA+F16C"))
     func avx2MatchesScalar() throws { try Self.matchesScalar(.avx2) }
 
-    @Test(.enabled(if: KernelPath.avx512.isSupported, "CPU lacks AVX-512 F/BW/VL/DQ (or the OS does not enable ZMM state)"))
+    @Test(
+        .enabled(
+            if: KernelPath.avx512.isSupported, "CPU lacks AVX-512 F/BW/VL/DQ (or the OS does not enable ZMM state)"))
     func avx512MatchesScalar() throws { try Self.matchesScalar(.avx512) }
 
     @Test(.enabled(if: KernelPath.avx512vnni.isSupported, "CPU lacks AVX-512 VNNI"))
@@ -71,7 +73,8 @@ import Testing
                 let rows = 13
                 let bytes = randomWeights(type, rows: rows, cols: cols, rng: &rng)
                 try bytes.withUnsafeBytes { raw in
-                    let w = try WeightMatrix(type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
+                    let w = try WeightMatrix(
+                        type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
                     for n in [1, 3, 4, 5, 17] {
                         let x = (0..<(n * cols)).map { i in rng.float() * (i % 7 == 0 ? 3 : 1) }
                         var ref = [Float](repeating: .nan, count: n * rows), got = ref
@@ -79,7 +82,9 @@ import Testing
                         CPUOps.matmul(weight: w, x: x, rows: n, y: &got, pool: pool, path: path)
                         let scale = ref.map { abs($0) }.max() ?? 1
                         let err = zip(got, ref).map { abs($0 - $1) }.max() ?? 0
-                        #expect(err <= 1e-5 * max(scale, 1e-3), "\(path) \(type) \(rows)x\(cols) n=\(n): max error \(err) of \(scale)")
+                        #expect(
+                            err <= 1e-5 * max(scale, 1e-3),
+                            "\(path) \(type) \(rows)x\(cols) n=\(n): max error \(err) of \(scale)")
                     }
                 }
             }

@@ -13,7 +13,8 @@ import ServalFormats
     /// Reference y[r, o] in double from dequantized weights and f32 activations,
     /// plus a per-output bound on the error that quantizing activations to 8 bits may add.
     static func reference(type: DType, weights: UnsafeRawPointer, rows: Int, cols: Int, x: [Float], n: Int)
-        throws -> (y: [Double], bound: [Double]) {
+        throws -> (y: [Double], bound: [Double])
+    {
         let rowBytes = type.byteCount(elements: cols)!
         var w = [Float](repeating: 0, count: cols)
         var y = [Double](repeating: 0, count: n * rows), bound = y
@@ -51,15 +52,19 @@ import ServalFormats
                 for n in 1...9 {
                     let x = (0..<(n * cols)).map { _ in rng.float() }
                     try wbytes.withUnsafeBytes { raw in
-                        let w = try WeightMatrix(type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
-                        let ref = try Self.reference(type: type, weights: raw.baseAddress!, rows: rows, cols: cols, x: x, n: n)
+                        let w = try WeightMatrix(
+                            type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
+                        let ref = try Self.reference(
+                            type: type, weights: raw.baseAddress!, rows: rows, cols: cols, x: x, n: n)
                         var scalarY = [Float](repeating: .nan, count: n * rows)
                         CPUOps.matmul(weight: w, x: x, rows: n, y: &scalarY, pool: pool, path: .scalar)
                         var failures = 0
                         for i in 0..<(n * rows) where abs(Double(scalarY[i]) - ref.y[i]) > ref.bound[i] {
                             failures += 1
                             if failures == 1 {
-                                Issue.record("\(type) \(rows)x\(cols) n=\(n) scalar [\(i)]: \(scalarY[i]) vs \(ref.y[i]) (bound \(ref.bound[i]))")
+                                Issue.record(
+                                    "\(type) \(rows)x\(cols) n=\(n) scalar [\(i)]: \(scalarY[i]) vs \(ref.y[i]) (bound \(ref.bound[i]))"
+                                )
                             }
                         }
                         for path in KernelPath.supported where path != .scalar {
@@ -68,7 +73,9 @@ import ServalFormats
                             for i in 0..<(n * rows) {
                                 let tol = 1e-5 * (ref.bound[i] + abs(ref.y[i])) + 1e-5
                                 if !(abs(Double(y[i]) - Double(scalarY[i])) <= tol) {
-                                    Issue.record("\(type) \(rows)x\(cols) n=\(n) \(path) [\(i)]: \(y[i]) vs scalar \(scalarY[i])")
+                                    Issue.record(
+                                        "\(type) \(rows)x\(cols) n=\(n) \(path) [\(i)]: \(y[i]) vs scalar \(scalarY[i])"
+                                    )
                                     break
                                 }
                             }
@@ -100,14 +107,16 @@ import ServalFormats
 
     /// A real tensor of the default model (Q4_1 FFN and the Q8_0 token embedding
     /// used as the output head) against the dequantize-then-f32 reference.
-    @Test(.enabled(if: defaultModelPath != nil, "default model not found"),
-          arguments: ["blk.0.ffn_down.weight", "blk.3.attn_q.weight", "token_embd.weight"])
+    @Test(
+        .enabled(if: defaultModelPath != nil, "default model not found"),
+        arguments: ["blk.0.ffn_down.weight", "blk.3.attn_q.weight", "token_embd.weight"])
     func defaultModelTensor(_ name: String) throws {
         let pool = ThreadPool(threads: 2)
         let file = try GGUFFile(path: defaultModelPath!)
         let info = try file.require(name)
         let cols = info.shape[0], rows = info.shape[1]
-        let w = try WeightMatrix(type: info.type, rows: rows, cols: cols, base: file.data(of: info), byteCount: info.byteCount)
+        let w = try WeightMatrix(
+            type: info.type, rows: rows, cols: cols, base: file.data(of: info), byteCount: info.byteCount)
         var rng = TestRNG(seed: 5)
         let n = 3
         let x = (0..<(n * cols)).map { _ in rng.float() }

@@ -37,21 +37,25 @@ import Testing
                 CPUOps.rmsNorm(a, weight: b, eps: 1e-5, into: &r, count: n, path: path)
                 let ms = a.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(n)
                 let inv = 1 / (ms + 1e-5).squareRoot()
-                #expect((0..<n).allSatisfy { close(r[$0], Double(a[$0]) * inv * Double(b[$0]), rel: 1e-5, abs: 1e-5) }, "rmsnorm \(path) n=\(n)")
+                #expect(
+                    (0..<n).allSatisfy { close(r[$0], Double(a[$0]) * inv * Double(b[$0]), rel: 1e-5, abs: 1e-5) },
+                    "rmsnorm \(path) n=\(n)")
                 // silu * up
                 var g = [Float](repeating: 0, count: n)
                 CPUOps.siluMul(gate: a, up: b, into: &g, count: n, path: path)
-                #expect((0..<n).allSatisfy {
-                    let x = Double(a[$0])
-                    return close(g[$0], x / (1 + Foundation.exp(-x)) * Double(b[$0]), rel: 1e-5, abs: 1e-6)
-                }, "siluMul \(path) n=\(n)")
+                #expect(
+                    (0..<n).allSatisfy {
+                        let x = Double(a[$0])
+                        return close(g[$0], x / (1 + Foundation.exp(-x)) * Double(b[$0]), rel: 1e-5, abs: 1e-6)
+                    }, "siluMul \(path) n=\(n)")
                 // softmax
                 var sm = a.map { $0 * 10 }
                 CPUOps.softmax(&sm, count: n, path: path)
                 let mx = sm.isEmpty ? 0 : a.map { Double($0) * 10 }.max()!
                 let ex = a.map { Foundation.exp(Double($0) * 10 - mx) }
                 let tot = ex.reduce(0, +)
-                #expect((0..<n).allSatisfy { close(sm[$0], ex[$0] / tot, rel: 1e-5, abs: 1e-7) }, "softmax \(path) n=\(n)")
+                #expect(
+                    (0..<n).allSatisfy { close(sm[$0], ex[$0] / tot, rel: 1e-5, abs: 1e-7) }, "softmax \(path) n=\(n)")
             }
         }
     }
@@ -69,7 +73,9 @@ import Testing
                 #expect(h == hs, "f32->f16 \(path) rounds like the scalar path")
                 var back = [Float](repeating: 0, count: n)
                 CPUOps.f16ToF32(h, &back, count: n, path: path)
-                #expect((0..<n).allSatisfy { Swift.abs(back[$0] - a[$0]) <= Swift.abs(a[$0]) / 2048 }, "f16 round trip \(path)")
+                #expect(
+                    (0..<n).allSatisfy { Swift.abs(back[$0] - a[$0]) <= Swift.abs(a[$0]) / 2048 },
+                    "f16 round trip \(path)")
                 let d = CPUOps.dot(h, b, count: n, path: path)
                 let dRef = zip(back, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
                 #expect(close(d, dRef, rel: 1e-5, abs: 1e-3), "f16 dot \(path)")

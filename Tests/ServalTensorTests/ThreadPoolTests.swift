@@ -48,7 +48,9 @@ import Testing
         }
         let elapsed = Date().timeIntervalSince(start)
         #expect((0..<4).allSatisfy { slots[$0] == calls })
-        print("ThreadPool: \(calls) parallelFor calls in \(String(format: "%.3f", elapsed)) s (\(String(format: "%.2f", elapsed / Double(calls) * 1e6)) us each)")
+        print(
+            "ThreadPool: \(calls) parallelFor calls in \(String(format: "%.3f", elapsed)) s (\(String(format: "%.2f", elapsed / Double(calls) * 1e6)) us each)"
+        )
     }
 
     @Test func survivesIdleSleepAndWake() throws {

@@ -34,7 +34,8 @@ public struct LlamaReference: Decodable {
     }
 
     public static func load() throws -> LlamaReference {
-        guard let url = Bundle.module.url(forResource: "llama-reference", withExtension: "json", subdirectory: "Fixtures")
+        guard
+            let url = Bundle.module.url(forResource: "llama-reference", withExtension: "json", subdirectory: "Fixtures")
         else { throw Missing() }
         return try JSONDecoder().decode(LlamaReference.self, from: Data(contentsOf: url))
     }

@@ -25,7 +25,9 @@ import Testing
     static let llama3PreTokenizer: [String: Any] = [
         "type": "Sequence",
         "pretokenizers": [
-            split("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"),
+            split(
+                "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+            ),
             byteLevelNoRegex,
         ],
     ]
@@ -36,13 +38,17 @@ import Testing
         "pretokenizers": [
             split("\\p{N}{1,3}"),
             split("[一-龥぀-ゟ゠-ヿ]+"),
-            split("[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"),
+            split(
+                "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+            ),
             byteLevelNoRegex,
         ],
     ]
 
-    static func writeHFDirectory(from ggufPath: String, mergesAsPairs: Bool,
-                                 preTokenizer: [String: Any] = smollmPreTokenizer, ignoreMerges: Bool = false) throws -> String {
+    static func writeHFDirectory(
+        from ggufPath: String, mergesAsPairs: Bool,
+        preTokenizer: [String: Any] = smollmPreTokenizer, ignoreMerges: Bool = false
+    ) throws -> String {
         let gguf = try GGUFFile(path: ggufPath)
         let tokens = try #require(gguf["tokenizer.ggml.tokens"]?.stringArray)
         let types = try #require(gguf["tokenizer.ggml.token_type"]?.intArray)
@@ -52,24 +58,33 @@ import Testing
         for (i, t) in tokens.enumerated() {
             vocab[t] = i
             if types[i] == 3 {
-                added.append(["id": i, "content": t, "special": true, "lstrip": false, "rstrip": false,
-                              "normalized": false, "single_word": false])
+                added.append([
+                    "id": i, "content": t, "special": true, "lstrip": false, "rstrip": false,
+                    "normalized": false, "single_word": false,
+                ])
             }
         }
-        let mergeList: [Any] = mergesAsPairs
-            ? merges.map { m -> [String] in let p = m.split(separator: " ", maxSplits: 1); return [String(p[0]), String(p[1])] }
+        let mergeList: [Any] =
+            mergesAsPairs
+            ? merges.map { m -> [String] in
+                let p = m.split(separator: " ", maxSplits: 1); return [String(p[0]), String(p[1])]
+            }
             : merges
         let tj: [String: Any] = [
             "version": "1.0",
             "added_tokens": added,
             "normalizer": NSNull(),
             "pre_tokenizer": preTokenizer,
-            "post_processor": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true],
+            "post_processor": [
+                "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true,
+            ],
             "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
-            "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
-                      "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "vocab": vocab,
-                      "ignore_merges": ignoreMerges,
-                      "merges": mergeList],
+            "model": [
+                "type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
+                "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "vocab": vocab,
+                "ignore_merges": ignoreMerges,
+                "merges": mergeList,
+            ],
         ]
         let config: [String: Any] = [
             "bos_token": "<|im_start|>",
@@ -80,7 +95,8 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serval-hf-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try JSONSerialization.data(withJSONObject: tj).write(to: dir.appendingPathComponent("tokenizer.json"))
-        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        try JSONSerialization.data(withJSONObject: config).write(
+            to: dir.appendingPathComponent("tokenizer_config.json"))
         return dir.path
     }
 
@@ -173,19 +189,25 @@ import Testing
                 ["id": 1, "content": "<s>", "special": true],
                 ["id": 2, "content": "</s>", "special": true],
             ],
-            "normalizer": ["type": "Sequence", "normalizers": [
-                ["type": "Prepend", "prepend": "\u{2581}"],
-                ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"],
-            ]],
+            "normalizer": [
+                "type": "Sequence",
+                "normalizers": [
+                    ["type": "Prepend", "prepend": "\u{2581}"],
+                    ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"],
+                ],
+            ],
             "pre_tokenizer": NSNull(),
-            "model": ["type": "BPE", "byte_fallback": true, "unk_token": "<unk>", "vocab": vocab,
-                      "merges": ["\u{2581} h", "l l", "\u{2581}h e", "ll o", "\u{2581}he llo"]],
+            "model": [
+                "type": "BPE", "byte_fallback": true, "unk_token": "<unk>", "vocab": vocab,
+                "merges": ["\u{2581} h", "l l", "\u{2581}h e", "ll o", "\u{2581}he llo"],
+            ],
         ]
         let config: [String: Any] = ["bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true]
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serval-hf-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try JSONSerialization.data(withJSONObject: tj).write(to: dir.appendingPathComponent("tokenizer.json"))
-        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        try JSONSerialization.data(withJSONObject: config).write(
+            to: dir.appendingPathComponent("tokenizer_config.json"))
         let tok = try Tokenizer.load(modelPath: dir.path)
         let hello = Int32(259 + 9), sp = Int32(259)
         #expect(tok.addBOS && tok.bosTokenID == 1 && tok.eosTokenID == 2)

@@ -11,8 +11,12 @@ import Testing
         let cases = try TestSupport.corpus()
         #expect(cases.count >= 40)
         for c in cases {
-            #expect(tok.encode(c.text, addSpecialTokens: false, parseSpecial: true) == c.ids, "parse_special: \(c.text.debugDescription)")
-            #expect(tok.encode(c.text, addSpecialTokens: false, parseSpecial: false) == c.ids_no_special, "no parse_special: \(c.text.debugDescription)")
+            #expect(
+                tok.encode(c.text, addSpecialTokens: false, parseSpecial: true) == c.ids,
+                "parse_special: \(c.text.debugDescription)")
+            #expect(
+                tok.encode(c.text, addSpecialTokens: false, parseSpecial: false) == c.ids_no_special,
+                "no parse_special: \(c.text.debugDescription)")
         }
     }
 
@@ -25,8 +29,10 @@ import Testing
         }
     }
 
-    static let vocabs = ["gpt-2", "llama-bpe", "qwen2", "qwen35", "deepseek-llm", "deepseek-coder", "starcoder",
-                         "refact", "mpt", "command-r", "llama-spm", "phi-3"]
+    static let vocabs = [
+        "gpt-2", "llama-bpe", "qwen2", "qwen35", "deepseek-llm", "deepseek-coder", "starcoder",
+        "refact", "mpt", "command-r", "llama-spm", "phi-3",
+    ]
 
     @Test(arguments: vocabs)
     func llamaCppVocabTests(name: String) throws {

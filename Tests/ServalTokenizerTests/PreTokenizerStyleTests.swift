@@ -22,8 +22,9 @@ import Testing
         return try? GGUFTokenizerLoader.spec(from: f)
     }()
 
-    @Test(.enabled(if: TestSupport.modelAvailable),
-          arguments: ["gpt-2", "llama-bpe", "qwen2", "qwen35", "deepseek-v3", "deepseek-llm", "deepseek-coder"])
+    @Test(
+        .enabled(if: TestSupport.modelAvailable),
+        arguments: ["gpt-2", "llama-bpe", "qwen2", "qwen35", "deepseek-v3", "deepseek-llm", "deepseek-coder"])
     func styleMatchesLlamaCpp(pre: String) throws {
         let fx = try Self.fixture()
         let expected = try #require(fx.ids[pre], "fixture lacks \(pre)")
@@ -42,7 +43,9 @@ import Testing
     func words(_ steps: [PreTokenizer.Step], _ text: String) -> [String] {
         let cpts = text.unicodeScalars.map(\.value)
         let cls = cpts.map(CharClass.of)
-        let ends = cpts.withUnsafeBufferPointer { c in cls.withUnsafeBufferPointer { k in PreTokenizer(steps: steps).split(c, k) } }
+        let ends = cpts.withUnsafeBufferPointer { c in
+            cls.withUnsafeBufferPointer { k in PreTokenizer(steps: steps).split(c, k) }
+        }
         var out: [String] = []
         var start = 0
         for e in ends {

@@ -11,7 +11,9 @@ enum TestSupport {
 
     /// llama.cpp's source tree, which holds the larger vocab-only GGUFs.
     static let llamaCppModels: String = {
-        let base = ProcessInfo.processInfo.environment["LLAMA_CPP"] ?? NSString(string: "~/.cache/serval/llama.cpp").expandingTildeInPath
+        let base =
+            ProcessInfo.processInfo.environment["LLAMA_CPP"]
+            ?? NSString(string: "~/.cache/serval/llama.cpp").expandingTildeInPath
         return base + "/src/vendor/llama.cpp/models"
     }()
 

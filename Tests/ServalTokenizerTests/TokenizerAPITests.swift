@@ -64,7 +64,9 @@ import Testing
         let ids = tok.encode(text, addSpecialTokens: false)
         let secs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let mbps = Double(text.utf8.count) / 1e6 / secs
-        print("encode: \(text.utf8.count) bytes → \(ids.count) tokens in \(String(format: "%.3f", secs)) s = \(String(format: "%.2f", mbps)) MB/s")
+        print(
+            "encode: \(text.utf8.count) bytes → \(ids.count) tokens in \(String(format: "%.3f", secs)) s = \(String(format: "%.2f", mbps)) MB/s"
+        )
         #expect(tok.decode(ids) == text)
     }
 }

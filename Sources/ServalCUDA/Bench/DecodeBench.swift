@@ -34,8 +34,10 @@ public final class DecodeBench {
     let maxBatch: Int, maxContext: Int
     let sampler: CUDASampler
 
-    public init(context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt, shape: Shape = Shape(), maxBatch: Int,
-                maxContext: Int) throws {
+    public init(
+        context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt, shape: Shape = Shape(), maxBatch: Int,
+        maxContext: Int
+    ) throws {
         self.shape = shape
         self.kernels = kernels
         self.blas = blas
@@ -43,8 +45,9 @@ public final class DecodeBench {
         self.maxContext = maxContext
         stream = try CUDAStream()
         let s = shape
-        layerBytes = (s.hidden * s.qkvDim + s.hidden * s.hidden + s.hidden * 2 * s.inter + s.inter * s.hidden
-                      + 2 * s.hidden) * 2
+        layerBytes =
+            (s.hidden * s.qkvDim + s.hidden * s.hidden + s.hidden * 2 * s.inter + s.inter * s.hidden
+                + 2 * s.hidden) * 2
         let total = s.layers * layerBytes + 2 * s.vocab * s.hidden * 2 + s.hidden * 2
         weights = try DeviceBuffer(bytes: total)
         // 0x3C00 = 0.0078 in bf16: keeps activations finite over 32 layers.
@@ -54,9 +57,11 @@ public final class DecodeBench {
         lmHead = try weights.pointer.slice(offset: base + s.vocab * s.hidden * 2, bytes: s.vocab * s.hidden * 2)
         finalNorm = try weights.pointer.slice(offset: base + 2 * s.vocab * s.hidden * 2, bytes: s.hidden * 2)
         let b = maxBatch, slots = maxBatch * maxContext
-        var a = try DeviceArena(bytes: b * (s.hidden * 4 + s.hidden * 2 * 3 + s.qkvDim * 2 + 2 * s.inter * 2
-                                             + s.inter * 2 + s.vocab * 4) + 64 << 20 + slots * 8
-                                            + s.layers * 2 * slots * s.kvDim * 2)
+        var a = try DeviceArena(
+            bytes: b
+                * (s.hidden * 4 + s.hidden * 2 * 3 + s.qkvDim * 2 + 2 * s.inter * 2
+                    + s.inter * 2 + s.vocab * 4) + 64 << 20 + slots * 8
+                + s.layers * 2 * slots * s.kvDim * 2)
         rope = try a.allocate(Float.self, count: s.headDim / 2)
         var k: [DevicePointer] = [], v: [DevicePointer] = []
         for _ in 0..<s.layers {
@@ -71,16 +76,20 @@ public final class DecodeBench {
         sampler = try CUDASampler(kernels: kernels, vocab: s.vocab, maxRows: maxBatch, maxLogitRows: 0, maxEdits: 16)
     }
 
-    private func layer(_ i: Int) throws -> (attnNorm: DevicePointer, qkv: DevicePointer, o: DevicePointer,
-                                            mlpNorm: DevicePointer, gateUp: DevicePointer, down: DevicePointer) {
+    private func layer(_ i: Int) throws -> (
+        attnNorm: DevicePointer, qkv: DevicePointer, o: DevicePointer,
+        mlpNorm: DevicePointer, gateUp: DevicePointer, down: DevicePointer
+    ) {
         let s = shape
         var off = i * layerBytes
         func take(_ n: Int) throws -> DevicePointer {
             defer { off += n * 2 }
             return try weights.pointer.slice(offset: off, bytes: n * 2)
         }
-        return (try take(s.hidden), try take(s.qkvDim * s.hidden), try take(s.hidden * s.hidden), try take(s.hidden),
-                try take(2 * s.inter * s.hidden), try take(s.hidden * s.inter))
+        return (
+            try take(s.hidden), try take(s.qkvDim * s.hidden), try take(s.hidden * s.hidden), try take(s.hidden),
+            try take(2 * s.inter * s.hidden), try take(s.hidden * s.inter)
+        )
     }
 
     /// Times `steps` decode steps of `batch` sequences that start with `context` cached
@@ -112,8 +121,10 @@ public final class DecodeBench {
         let indices = try scratch.allocate(Int32.self, count: batch * maxContext)
         let ashape = CUDAKernels.AttentionShape(heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim)
         let maxSplits = kernels.decodeSplits(batch: batch, shape: ashape, maxLen: maxContext)
-        let ws = try scratch.allocate(bytes: CUDAKernels.decodeWorkspaceBytes(batch: batch, shape: ashape,
-                                                                              splits: maxSplits))
+        let ws = try scratch.allocate(
+            bytes: CUDAKernels.decodeWorkspaceBytes(
+                batch: batch, shape: ashape,
+                splits: maxSplits))
         try stream.upload([Int32](repeating: 1, count: batch), to: ids)
         let rows = (0..<batch).map { r -> SamplingRow in
             var row = SamplingRow(logitsRow: r)
@@ -135,10 +146,11 @@ public final class DecodeBench {
             try stream.upload((0...batch).map { Int32($0 * len) }, to: indptr)
             try stream.upload((0..<batch * len).map { Int32($0 / len * maxContext + $0 % len) }, to: indices)
             let forward = { (splits: Int) in
-                try self.stepOnce(batch: batch, splits: splits, ashape: ashape, ids: ids, positions: positions,
-                                  newSlots: newSlots, indptr: indptr, indices: indices, residual: residual,
-                                  normed: normed, qkv: qkv, attn: attn, attnOut: attnOut, mlpOut: mlpOut, gu: gu,
-                                  act: act, logits: logits, ws: ws)
+                try self.stepOnce(
+                    batch: batch, splits: splits, ashape: ashape, ids: ids, positions: positions,
+                    newSlots: newSlots, indptr: indptr, indices: indices, residual: residual,
+                    normed: normed, qkv: qkv, attn: attn, attnOut: attnOut, mlpOut: mlpOut, gu: gu,
+                    act: act, logits: logits, ws: ws)
             }
             if useGraph {
                 if graph == nil { graph = try CUDAGraph(capturing: stream) { try forward(fixedSplits) } }
@@ -155,8 +167,10 @@ public final class DecodeBench {
     }
 
     /// One linear layer: the GEMV kernel for a single token, cuBLASLt otherwise.
-    private func linear(m: Int, n: Int, k: Int, x: DevicePointer, w: DevicePointer, y: DevicePointer,
-                        f32: Bool = false) throws {
+    private func linear(
+        m: Int, n: Int, k: Int, x: DevicePointer, w: DevicePointer, y: DevicePointer,
+        f32: Bool = false
+    ) throws {
         if m == 1 && useGEMV {
             try kernels.gemv(w: w, x: x, y: y, n: n, k: k, f32Output: f32, stream: stream)
         } else {
@@ -167,36 +181,45 @@ public final class DecodeBench {
     /// Batch-1 steps use Serval's GEMV instead of cuBLASLt.
     public var useGEMV = true
 
-    private func stepOnce(batch: Int, splits: Int, ashape: CUDAKernels.AttentionShape, ids: DevicePointer,
-                          positions: DevicePointer, newSlots: DevicePointer, indptr: DevicePointer,
-                          indices: DevicePointer, residual: DevicePointer, normed: DevicePointer, qkv: DevicePointer,
-                          attn: DevicePointer, attnOut: DevicePointer, mlpOut: DevicePointer, gu: DevicePointer,
-                          act: DevicePointer, logits: DevicePointer, ws: DevicePointer) throws {
+    private func stepOnce(
+        batch: Int, splits: Int, ashape: CUDAKernels.AttentionShape, ids: DevicePointer,
+        positions: DevicePointer, newSlots: DevicePointer, indptr: DevicePointer,
+        indices: DevicePointer, residual: DevicePointer, normed: DevicePointer, qkv: DevicePointer,
+        attn: DevicePointer, attnOut: DevicePointer, mlpOut: DevicePointer, gu: DevicePointer,
+        act: DevicePointer, logits: DevicePointer, ws: DevicePointer
+    ) throws {
         let s = shape
-        try kernels.embedding(table: embed, ids: ids, out: residual, tokens: batch, dim: s.hidden, vocab: s.vocab,
-                              stream: stream)
+        try kernels.embedding(
+            table: embed, ids: ids, out: residual, tokens: batch, dim: s.hidden, vocab: s.vocab,
+            stream: stream)
         for l in 0..<s.layers {
             let w = try layer(l)
-            try kernels.rmsNormResidual(residual: residual, delta: l == 0 ? nil : mlpOut, weight: w.attnNorm,
-                                        out: normed, tokens: batch, dim: s.hidden, eps: 1e-5, stream: stream)
+            try kernels.rmsNormResidual(
+                residual: residual, delta: l == 0 ? nil : mlpOut, weight: w.attnNorm,
+                out: normed, tokens: batch, dim: s.hidden, eps: 1e-5, stream: stream)
             try linear(m: batch, n: s.qkvDim, k: s.hidden, x: normed, w: w.qkv, y: qkv)
-            try kernels.rope(x: qkv, positions: positions, table: rope, tokens: batch, heads: s.heads + s.kvHeads,
-                             rowStride: s.qkvDim, headDim: s.headDim, rotaryDim: s.headDim, neox: true, stream: stream)
-            try kernels.kvWrite(qkv: qkv, slots: newSlots, kCache: kCache[l], vCache: vCache[l], tokens: batch,
-                                rowStride: s.qkvDim, kOffset: s.heads * s.headDim,
-                                vOffset: (s.heads + s.kvHeads) * s.headDim, kvDim: s.kvDim, stream: stream)
-            try kernels.decodeAttention(q: qkv, qStride: s.qkvDim, kCache: kCache[l], vCache: vCache[l],
-                                        kvIndptr: indptr, kvIndices: indices, out: attn, workspace: ws, batch: batch,
-                                        shape: ashape, splits: splits, stream: stream)
+            try kernels.rope(
+                x: qkv, positions: positions, table: rope, tokens: batch, heads: s.heads + s.kvHeads,
+                rowStride: s.qkvDim, headDim: s.headDim, rotaryDim: s.headDim, neox: true, stream: stream)
+            try kernels.kvWrite(
+                qkv: qkv, slots: newSlots, kCache: kCache[l], vCache: vCache[l], tokens: batch,
+                rowStride: s.qkvDim, kOffset: s.heads * s.headDim,
+                vOffset: (s.heads + s.kvHeads) * s.headDim, kvDim: s.kvDim, stream: stream)
+            try kernels.decodeAttention(
+                q: qkv, qStride: s.qkvDim, kCache: kCache[l], vCache: vCache[l],
+                kvIndptr: indptr, kvIndices: indices, out: attn, workspace: ws, batch: batch,
+                shape: ashape, splits: splits, stream: stream)
             try linear(m: batch, n: s.hidden, k: s.hidden, x: attn, w: w.o, y: attnOut)
-            try kernels.rmsNormResidual(residual: residual, delta: attnOut, weight: w.mlpNorm, out: normed,
-                                        tokens: batch, dim: s.hidden, eps: 1e-5, stream: stream)
+            try kernels.rmsNormResidual(
+                residual: residual, delta: attnOut, weight: w.mlpNorm, out: normed,
+                tokens: batch, dim: s.hidden, eps: 1e-5, stream: stream)
             try linear(m: batch, n: 2 * s.inter, k: s.hidden, x: normed, w: w.gateUp, y: gu)
             try kernels.siluMul(gateUp: gu, out: act, tokens: batch, inter: s.inter, stream: stream)
             try linear(m: batch, n: s.hidden, k: s.inter, x: act, w: w.down, y: mlpOut)
         }
-        try kernels.rmsNormResidual(residual: residual, delta: mlpOut, weight: finalNorm, out: normed, tokens: batch,
-                                    dim: s.hidden, eps: 1e-5, stream: stream)
+        try kernels.rmsNormResidual(
+            residual: residual, delta: mlpOut, weight: finalNorm, out: normed, tokens: batch,
+            dim: s.hidden, eps: 1e-5, stream: stream)
         try linear(m: batch, n: s.vocab, k: s.hidden, x: normed, w: lmHead, y: logits, f32: true)
     }
 }

@@ -50,8 +50,10 @@ public struct MicroBench {
     }
 
     /// Decode attention over `batch` sequences of `context` tokens: (GB/s of K+V read, ms).
-    public func decodeAttention(batch: Int, context len: Int, heads: Int = 32, kvHeads: Int = 8,
-                                headDim: Int = 128) throws -> (gbs: Double, ms: Double) {
+    public func decodeAttention(
+        batch: Int, context len: Int, heads: Int = 32, kvHeads: Int = 8,
+        headDim: Int = 128
+    ) throws -> (gbs: Double, ms: Double) {
         let shape = CUDAKernels.AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim)
         let tokens = batch * len, kvDim = kvHeads * headDim
         let kc = try DeviceBuffer(bytes: tokens * kvDim * 2), vc = try DeviceBuffer(bytes: tokens * kvDim * 2)
@@ -65,13 +67,18 @@ public struct MicroBench {
         try stream.upload((0...batch).map { Int32($0 * len) }, to: indptr.pointer)
         try stream.upload((0..<tokens).map { Int32($0) }, to: indices.pointer)
         let splits = kernels.decodeSplits(batch: batch, shape: shape, maxLen: len)
-        let ws = try DeviceBuffer(bytes: max(4, CUDAKernels.decodeWorkspaceBytes(batch: batch, shape: shape,
-                                                                                  splits: splits)))
+        let ws = try DeviceBuffer(
+            bytes: max(
+                4,
+                CUDAKernels.decodeWorkspaceBytes(
+                    batch: batch, shape: shape,
+                    splits: splits)))
         let ms = try time {
-            try kernels.decodeAttention(q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
-                                        kvIndptr: indptr.pointer, kvIndices: indices.pointer, out: out.pointer,
-                                        workspace: ws.pointer, batch: batch, shape: shape, splits: splits,
-                                        stream: stream)
+            try kernels.decodeAttention(
+                q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
+                kvIndptr: indptr.pointer, kvIndices: indices.pointer, out: out.pointer,
+                workspace: ws.pointer, batch: batch, shape: shape, splits: splits,
+                stream: stream)
         }
         return (2 * Double(tokens * kvDim * 2) / (ms / 1e3) / 1e9, ms)
     }
@@ -90,10 +97,11 @@ public struct MicroBench {
         try stream.upload([0, Int32(len)], to: kvp.pointer)
         try stream.upload((0..<Int32(len)).map { $0 }, to: idx.pointer)
         let ms = try time(iterations: 5, warmup: 1) {
-            try kernels.extendAttention(q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
-                                        qoIndptr: qo.pointer, kvIndptr: kvp.pointer, kvIndices: idx.pointer,
-                                        out: out.pointer, batch: 1, maxQLen: len, totalQ: len, shape: shape,
-                                        stream: stream)
+            try kernels.extendAttention(
+                q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
+                qoIndptr: qo.pointer, kvIndptr: kvp.pointer, kvIndices: idx.pointer,
+                out: out.pointer, batch: 1, maxQLen: len, totalQ: len, shape: shape,
+                stream: stream)
         }
         let flops = 4 * Double(len) * Double(len) / 2 * Double(heads * headDim)
         return (flops / (ms / 1e3) / 1e12, ms)

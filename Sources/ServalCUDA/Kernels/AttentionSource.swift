@@ -1,258 +1,258 @@
 extension KernelSource {
     static let attentionDecode = #"""
-// ---- decode attention over a paged KV cache (split-K, GQA-aware) ----
-// One block = one sequence x GS query heads sharing one kv head x one split of the
-// sequence's tokens. Each of the 4 warps walks every 4th token of the split; a lane holds
-// D/32 dims of q, of the running output and of each K/V row it reads, so each K/V row is
-// read once for the whole group. Online softmax per head; the warps merge through shared
-// memory. With one split the block writes bf16 output; else fp32 partials (unnormalised
-// acc, max, sum) for sv_decode_attn_reduce.
-#define DEC_WARPS 4
+        // ---- decode attention over a paged KV cache (split-K, GQA-aware) ----
+        // One block = one sequence x GS query heads sharing one kv head x one split of the
+        // sequence's tokens. Each of the 4 warps walks every 4th token of the split; a lane holds
+        // D/32 dims of q, of the running output and of each K/V row it reads, so each K/V row is
+        // read once for the whole group. Online softmax per head; the warps merge through shared
+        // memory. With one split the block writes bf16 output; else fp32 partials (unnormalised
+        // acc, max, sum) for sv_decode_attn_reduce.
+        #define DEC_WARPS 4
 
-template <int D, int GS>
-__device__ void decode_attn(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,
-                            const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads,
-                            int n_kv_heads, float scale) {
-    constexpr int EPT = D / 32;
-    __shared__ float sm_m[DEC_WARPS][GS], sm_l[DEC_WARPS][GS];
-    __shared__ float sm_acc[DEC_WARPS][GS][D];
-    const int b = blockIdx.x, head0 = blockIdx.y * GS, split = blockIdx.z, n_split = gridDim.z;
-    const int kvh = head0 / (n_heads / n_kv_heads);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int start = kv_indptr[b], len = kv_indptr[b + 1] - start;
-    const int chunk = (len + n_split - 1) / n_split;
-    const int t0 = split * chunk, t1 = min(len, t0 + chunk);
-    const size_t kv_dim = (size_t)n_kv_heads * D;
+        template <int D, int GS>
+        __device__ void decode_attn(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,
+                                    const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads,
+                                    int n_kv_heads, float scale) {
+            constexpr int EPT = D / 32;
+            __shared__ float sm_m[DEC_WARPS][GS], sm_l[DEC_WARPS][GS];
+            __shared__ float sm_acc[DEC_WARPS][GS][D];
+            const int b = blockIdx.x, head0 = blockIdx.y * GS, split = blockIdx.z, n_split = gridDim.z;
+            const int kvh = head0 / (n_heads / n_kv_heads);
+            const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+            const int start = kv_indptr[b], len = kv_indptr[b + 1] - start;
+            const int chunk = (len + n_split - 1) / n_split;
+            const int t0 = split * chunk, t1 = min(len, t0 + chunk);
+            const size_t kv_dim = (size_t)n_kv_heads * D;
 
-    float qr[GS][EPT], acc[GS][EPT], m[GS], l[GS];
-#pragma unroll
-    for (int g = 0; g < GS; g++) {
-        const bf16_t *qp = q + (size_t)b * q_stride + (size_t)(head0 + g) * D + lane * EPT;
-#pragma unroll
-        for (int e = 0; e < EPT; e++) {
-            qr[g][e] = bf2f(qp[e]) * scale;
-            acc[g][e] = 0.f;
-        }
-        m[g] = -INFINITY;
-        l[g] = 0.f;
-    }
-    // U rows per warp per iteration: all their loads are in flight before the math.
-    constexpr int U = D >= 256 ? 2 : 4;
-    for (int j = t0 + warp; j < t1; j += U * DEC_WARPS) {
-        float k[U][EPT], v[U][EPT];
-        bool valid[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int jj = j + u * DEC_WARPS;
-            valid[u] = jj < t1;
-            const size_t base = (size_t)kv_indices[start + (valid[u] ? jj : j)] * kv_dim + (size_t)kvh * D + lane * EPT;
-#pragma unroll
-            for (int e = 0; e < EPT; e += 2) {
-                unsigned kw = *(const unsigned *)(kc + base + e), vw = *(const unsigned *)(vc + base + e);
-                k[u][e] = __uint_as_float(kw << 16);
-                k[u][e + 1] = __uint_as_float(kw & 0xffff0000u);
-                v[u][e] = __uint_as_float(vw << 16);
-                v[u][e + 1] = __uint_as_float(vw & 0xffff0000u);
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            if (!valid[u]) break;
-#pragma unroll
+            float qr[GS][EPT], acc[GS][EPT], m[GS], l[GS];
+        #pragma unroll
             for (int g = 0; g < GS; g++) {
-                float s = 0.f;
-#pragma unroll
-                for (int e = 0; e < EPT; e++) s += qr[g][e] * k[u][e];
-                s = warp_sum(s);
-                float mn = fmaxf(m[g], s);
-                float corr = expf(m[g] - mn), p = expf(s - mn);
-                l[g] = l[g] * corr + p;
-#pragma unroll
-                for (int e = 0; e < EPT; e++) acc[g][e] = acc[g][e] * corr + p * v[u][e];
-                m[g] = mn;
+                const bf16_t *qp = q + (size_t)b * q_stride + (size_t)(head0 + g) * D + lane * EPT;
+        #pragma unroll
+                for (int e = 0; e < EPT; e++) {
+                    qr[g][e] = bf2f(qp[e]) * scale;
+                    acc[g][e] = 0.f;
+                }
+                m[g] = -INFINITY;
+                l[g] = 0.f;
+            }
+            // U rows per warp per iteration: all their loads are in flight before the math.
+            constexpr int U = D >= 256 ? 2 : 4;
+            for (int j = t0 + warp; j < t1; j += U * DEC_WARPS) {
+                float k[U][EPT], v[U][EPT];
+                bool valid[U];
+        #pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int jj = j + u * DEC_WARPS;
+                    valid[u] = jj < t1;
+                    const size_t base = (size_t)kv_indices[start + (valid[u] ? jj : j)] * kv_dim + (size_t)kvh * D + lane * EPT;
+        #pragma unroll
+                    for (int e = 0; e < EPT; e += 2) {
+                        unsigned kw = *(const unsigned *)(kc + base + e), vw = *(const unsigned *)(vc + base + e);
+                        k[u][e] = __uint_as_float(kw << 16);
+                        k[u][e + 1] = __uint_as_float(kw & 0xffff0000u);
+                        v[u][e] = __uint_as_float(vw << 16);
+                        v[u][e + 1] = __uint_as_float(vw & 0xffff0000u);
+                    }
+                }
+        #pragma unroll
+                for (int u = 0; u < U; u++) {
+                    if (!valid[u]) break;
+        #pragma unroll
+                    for (int g = 0; g < GS; g++) {
+                        float s = 0.f;
+        #pragma unroll
+                        for (int e = 0; e < EPT; e++) s += qr[g][e] * k[u][e];
+                        s = warp_sum(s);
+                        float mn = fmaxf(m[g], s);
+                        float corr = expf(m[g] - mn), p = expf(s - mn);
+                        l[g] = l[g] * corr + p;
+        #pragma unroll
+                        for (int e = 0; e < EPT; e++) acc[g][e] = acc[g][e] * corr + p * v[u][e];
+                        m[g] = mn;
+                    }
+                }
+            }
+        #pragma unroll
+            for (int g = 0; g < GS; g++) {
+                if (lane == 0) {
+                    sm_m[warp][g] = m[g];
+                    sm_l[warp][g] = l[g];
+                }
+        #pragma unroll
+                for (int e = 0; e < EPT; e++) sm_acc[warp][g][lane * EPT + e] = acc[g][e];
+            }
+            __syncthreads();
+            for (int idx = threadIdx.x; idx < GS * D; idx += blockDim.x) {
+                int g = idx / D, d = idx % D;
+                float M = -INFINITY;
+        #pragma unroll
+                for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, sm_m[w][g]);
+                float L = 0.f, A = 0.f;
+                if (M != -INFINITY) {
+        #pragma unroll
+                    for (int w = 0; w < DEC_WARPS; w++) {
+                        float f = expf(sm_m[w][g] - M);
+                        L += sm_l[w][g] * f;
+                        A += sm_acc[w][g][d] * f;
+                    }
+                }
+                const int h = head0 + g;
+                if (n_split == 1) {
+                    out[((size_t)b * n_heads + h) * D + d] = f2bf(L > 0.f ? A / L : 0.f);
+                } else {
+                    size_t p = ((size_t)b * n_heads + h) * n_split + split;
+                    part_acc[p * D + d] = A;
+                    if (d == 0) {
+                        part_ml[p * 2] = M;
+                        part_ml[p * 2 + 1] = L;
+                    }
+                }
             }
         }
-    }
-#pragma unroll
-    for (int g = 0; g < GS; g++) {
-        if (lane == 0) {
-            sm_m[warp][g] = m[g];
-            sm_l[warp][g] = l[g];
-        }
-#pragma unroll
-        for (int e = 0; e < EPT; e++) sm_acc[warp][g][lane * EPT + e] = acc[g][e];
-    }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < GS * D; idx += blockDim.x) {
-        int g = idx / D, d = idx % D;
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, sm_m[w][g]);
-        float L = 0.f, A = 0.f;
-        if (M != -INFINITY) {
-#pragma unroll
-            for (int w = 0; w < DEC_WARPS; w++) {
-                float f = expf(sm_m[w][g] - M);
-                L += sm_l[w][g] * f;
-                A += sm_acc[w][g][d] * f;
-            }
-        }
-        const int h = head0 + g;
-        if (n_split == 1) {
-            out[((size_t)b * n_heads + h) * D + d] = f2bf(L > 0.f ? A / L : 0.f);
-        } else {
-            size_t p = ((size_t)b * n_heads + h) * n_split + split;
-            part_acc[p * D + d] = A;
-            if (d == 0) {
-                part_ml[p * 2] = M;
-                part_ml[p * 2 + 1] = L;
-            }
-        }
-    }
-}
 
-#define DECODE_INSTANCE(D, GS)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(128) sv_decode_attn_d##D##_g##GS(                              \
-        const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,                \
-        const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads, int n_kv_heads,       \
-        float scale) {                                                                                           \
-        decode_attn<D, GS>(q, q_stride, kc, vc, kv_indptr, kv_indices, out, part_acc, part_ml, n_heads,          \
-                           n_kv_heads, scale);                                                                   \
-    }
-DECODE_INSTANCE(64, 1) DECODE_INSTANCE(64, 2) DECODE_INSTANCE(64, 4) DECODE_INSTANCE(64, 8)
-DECODE_INSTANCE(128, 1) DECODE_INSTANCE(128, 2) DECODE_INSTANCE(128, 4) DECODE_INSTANCE(128, 8)
-DECODE_INSTANCE(256, 1) DECODE_INSTANCE(256, 2) DECODE_INSTANCE(256, 4) DECODE_INSTANCE(256, 8)
+        #define DECODE_INSTANCE(D, GS)                                                                                   \
+            extern "C" __global__ void __launch_bounds__(128) sv_decode_attn_d##D##_g##GS(                              \
+                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,                \
+                const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads, int n_kv_heads,       \
+                float scale) {                                                                                           \
+                decode_attn<D, GS>(q, q_stride, kc, vc, kv_indptr, kv_indices, out, part_acc, part_ml, n_heads,          \
+                                   n_kv_heads, scale);                                                                   \
+            }
+        DECODE_INSTANCE(64, 1) DECODE_INSTANCE(64, 2) DECODE_INSTANCE(64, 4) DECODE_INSTANCE(64, 8)
+        DECODE_INSTANCE(128, 1) DECODE_INSTANCE(128, 2) DECODE_INSTANCE(128, 4) DECODE_INSTANCE(128, 8)
+        DECODE_INSTANCE(256, 1) DECODE_INSTANCE(256, 2) DECODE_INSTANCE(256, 4) DECODE_INSTANCE(256, 8)
 
-// Merges the splits: grid (batch, n_heads), block head_dim.
-extern "C" __global__ void sv_decode_attn_reduce(const float *part_acc, const float *part_ml, bf16_t *out,
-                                                 int n_heads, int head_dim, int n_split) {
-    const int b = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
-    const size_t p0 = ((size_t)b * n_heads + h) * n_split;
-    float M = -INFINITY;
-    for (int s = 0; s < n_split; s++) M = fmaxf(M, part_ml[(p0 + s) * 2]);
-    float L = 0.f, A = 0.f;
-    if (M != -INFINITY) {
-        for (int s = 0; s < n_split; s++) {
-            float f = expf(part_ml[(p0 + s) * 2] - M);
-            L += part_ml[(p0 + s) * 2 + 1] * f;
-            A += part_acc[(p0 + s) * head_dim + d] * f;
+        // Merges the splits: grid (batch, n_heads), block head_dim.
+        extern "C" __global__ void sv_decode_attn_reduce(const float *part_acc, const float *part_ml, bf16_t *out,
+                                                         int n_heads, int head_dim, int n_split) {
+            const int b = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+            const size_t p0 = ((size_t)b * n_heads + h) * n_split;
+            float M = -INFINITY;
+            for (int s = 0; s < n_split; s++) M = fmaxf(M, part_ml[(p0 + s) * 2]);
+            float L = 0.f, A = 0.f;
+            if (M != -INFINITY) {
+                for (int s = 0; s < n_split; s++) {
+                    float f = expf(part_ml[(p0 + s) * 2] - M);
+                    L += part_ml[(p0 + s) * 2 + 1] * f;
+                    A += part_acc[(p0 + s) * head_dim + d] * f;
+                }
+            }
+            if (d < head_dim) out[((size_t)b * n_heads + h) * head_dim + d] = f2bf(L > 0.f ? A / L : 0.f);
         }
-    }
-    if (d < head_dim) out[((size_t)b * n_heads + h) * head_dim + d] = f2bf(L > 0.f ? A / L : 0.f);
-}
-"""#
+        """#
 
     static let attentionExtend = #"""
-// ---- extend / prefill attention: new tokens over a cached prefix, causal mask ----
-// Sequence b has qlen new tokens (rows qo_indptr[b]..) whose K/V are already written
-// to the cache, and kvlen cached tokens in all (kv_indices[kv_indptr[b]..]); new token i
-// sees cached tokens 0 ..= kvlen - qlen + i. One block = 16 queries of one head of one
-// sequence; K/V tiles of 32 tokens go through shared memory (rows padded one word so
-// lanes hit distinct banks); each warp owns 4 queries with an online softmax.
-// grid (ceil(max_qlen / 16), n_heads, batch), block 128.
-template <int D>
-__device__ void extend_attn(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,
-                            const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads,
-                            float scale) {
-    constexpr int TQ = 16, TK = 32, HW = D / 2, KW = HW + 1, NP = D / 64;
-    __shared__ unsigned sq[TQ * HW];
-    __shared__ unsigned sk[TK * KW], sv[TK * KW];
-    const int b = blockIdx.z, h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int q0 = qo_indptr[b], qlen = qo_indptr[b + 1] - q0;
-    const int tile = blockIdx.x * TQ;
-    if (tile >= qlen) return;
-    const int kv0 = kv_indptr[b], kvlen = kv_indptr[b + 1] - kv0, prefix = kvlen - qlen;
-    const size_t kv_dim = (size_t)n_kv_heads * D;
-    for (int idx = threadIdx.x; idx < TQ * HW; idx += blockDim.x) {
-        int r = idx / HW, c = idx % HW, qi = tile + r;
-        sq[idx] = qi < qlen ? ((const unsigned *)(q + (size_t)(q0 + qi) * q_stride + (size_t)h * D))[c] : 0u;
-    }
-    float m[4], l[4], acc[4][NP][2];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        m[i] = -INFINITY;
-        l[i] = 0.f;
-#pragma unroll
-        for (int p = 0; p < NP; p++) acc[i][p][0] = acc[i][p][1] = 0.f;
-    }
-    const int last = prefix + min(qlen, tile + TQ) - 1;  // the last key any query here sees
-    for (int kt = 0; kt <= last; kt += TK) {
-        __syncthreads();
-        for (int idx = threadIdx.x; idx < TK * HW; idx += blockDim.x) {
-            int j = idx / HW, c = idx % HW, tok = kt + j;
-            unsigned kw = 0u, vw = 0u;
-            if (tok < kvlen) {
-                size_t base = (size_t)kv_indices[kv0 + tok] * kv_dim + (size_t)kvh * D;
-                kw = ((const unsigned *)(kc + base))[c];
-                vw = ((const unsigned *)(vc + base))[c];
+        // ---- extend / prefill attention: new tokens over a cached prefix, causal mask ----
+        // Sequence b has qlen new tokens (rows qo_indptr[b]..) whose K/V are already written
+        // to the cache, and kvlen cached tokens in all (kv_indices[kv_indptr[b]..]); new token i
+        // sees cached tokens 0 ..= kvlen - qlen + i. One block = 16 queries of one head of one
+        // sequence; K/V tiles of 32 tokens go through shared memory (rows padded one word so
+        // lanes hit distinct banks); each warp owns 4 queries with an online softmax.
+        // grid (ceil(max_qlen / 16), n_heads, batch), block 128.
+        template <int D>
+        __device__ void extend_attn(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,
+                                    const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads,
+                                    float scale) {
+            constexpr int TQ = 16, TK = 32, HW = D / 2, KW = HW + 1, NP = D / 64;
+            __shared__ unsigned sq[TQ * HW];
+            __shared__ unsigned sk[TK * KW], sv[TK * KW];
+            const int b = blockIdx.z, h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
+            const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+            const int q0 = qo_indptr[b], qlen = qo_indptr[b + 1] - q0;
+            const int tile = blockIdx.x * TQ;
+            if (tile >= qlen) return;
+            const int kv0 = kv_indptr[b], kvlen = kv_indptr[b + 1] - kv0, prefix = kvlen - qlen;
+            const size_t kv_dim = (size_t)n_kv_heads * D;
+            for (int idx = threadIdx.x; idx < TQ * HW; idx += blockDim.x) {
+                int r = idx / HW, c = idx % HW, qi = tile + r;
+                sq[idx] = qi < qlen ? ((const unsigned *)(q + (size_t)(q0 + qi) * q_stride + (size_t)h * D))[c] : 0u;
             }
-            sk[j * KW + c] = kw;
-            sv[j * KW + c] = vw;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int r = warp * 4 + i, qi = tile + r;
-            if (qi >= qlen) continue;
-            const int tok = kt + lane;
-            float s = -INFINITY;
-            if (tok <= prefix + qi) {
-                float dot = 0.f;
-                const unsigned *qrow = sq + r * HW, *krow = sk + lane * KW;
-#pragma unroll 8
-                for (int c = 0; c < HW; c++) {
-                    unsigned qw = qrow[c], kw = krow[c];
-                    dot += __uint_as_float(qw << 16) * __uint_as_float(kw << 16) +
-                           __uint_as_float(qw & 0xffff0000u) * __uint_as_float(kw & 0xffff0000u);
+            float m[4], l[4], acc[4][NP][2];
+        #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                m[i] = -INFINITY;
+                l[i] = 0.f;
+        #pragma unroll
+                for (int p = 0; p < NP; p++) acc[i][p][0] = acc[i][p][1] = 0.f;
+            }
+            const int last = prefix + min(qlen, tile + TQ) - 1;  // the last key any query here sees
+            for (int kt = 0; kt <= last; kt += TK) {
+                __syncthreads();
+                for (int idx = threadIdx.x; idx < TK * HW; idx += blockDim.x) {
+                    int j = idx / HW, c = idx % HW, tok = kt + j;
+                    unsigned kw = 0u, vw = 0u;
+                    if (tok < kvlen) {
+                        size_t base = (size_t)kv_indices[kv0 + tok] * kv_dim + (size_t)kvh * D;
+                        kw = ((const unsigned *)(kc + base))[c];
+                        vw = ((const unsigned *)(vc + base))[c];
+                    }
+                    sk[j * KW + c] = kw;
+                    sv[j * KW + c] = vw;
                 }
-                s = dot * scale;
+                __syncthreads();
+        #pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int r = warp * 4 + i, qi = tile + r;
+                    if (qi >= qlen) continue;
+                    const int tok = kt + lane;
+                    float s = -INFINITY;
+                    if (tok <= prefix + qi) {
+                        float dot = 0.f;
+                        const unsigned *qrow = sq + r * HW, *krow = sk + lane * KW;
+        #pragma unroll 8
+                        for (int c = 0; c < HW; c++) {
+                            unsigned qw = qrow[c], kw = krow[c];
+                            dot += __uint_as_float(qw << 16) * __uint_as_float(kw << 16) +
+                                   __uint_as_float(qw & 0xffff0000u) * __uint_as_float(kw & 0xffff0000u);
+                        }
+                        s = dot * scale;
+                    }
+                    float mt = warp_max(s);
+                    if (mt == -INFINITY) continue;
+                    float mn = fmaxf(m[i], mt);
+                    float corr = expf(m[i] - mn);
+                    float p = s == -INFINITY ? 0.f : expf(s - mn);
+                    l[i] = l[i] * corr + warp_sum(p);
+        #pragma unroll
+                    for (int pp = 0; pp < NP; pp++) {
+                        acc[i][pp][0] *= corr;
+                        acc[i][pp][1] *= corr;
+                    }
+                    for (int jj = 0; jj < TK; jj++) {
+                        float pj = __shfl_sync(0xffffffffu, p, jj);
+                        if (pj == 0.f) continue;
+        #pragma unroll
+                        for (int pp = 0; pp < NP; pp++) {
+                            unsigned vw = sv[jj * KW + lane + 32 * pp];
+                            acc[i][pp][0] += pj * __uint_as_float(vw << 16);
+                            acc[i][pp][1] += pj * __uint_as_float(vw & 0xffff0000u);
+                        }
+                    }
+                    m[i] = mn;
+                }
             }
-            float mt = warp_max(s);
-            if (mt == -INFINITY) continue;
-            float mn = fmaxf(m[i], mt);
-            float corr = expf(m[i] - mn);
-            float p = s == -INFINITY ? 0.f : expf(s - mn);
-            l[i] = l[i] * corr + warp_sum(p);
-#pragma unroll
-            for (int pp = 0; pp < NP; pp++) {
-                acc[i][pp][0] *= corr;
-                acc[i][pp][1] *= corr;
-            }
-            for (int jj = 0; jj < TK; jj++) {
-                float pj = __shfl_sync(0xffffffffu, p, jj);
-                if (pj == 0.f) continue;
-#pragma unroll
+        #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int qi = tile + warp * 4 + i;
+                if (qi >= qlen) continue;
+                bf16_t *o = out + (size_t)(q0 + qi) * n_heads * D + (size_t)h * D;
+                float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
+        #pragma unroll
                 for (int pp = 0; pp < NP; pp++) {
-                    unsigned vw = sv[jj * KW + lane + 32 * pp];
-                    acc[i][pp][0] += pj * __uint_as_float(vw << 16);
-                    acc[i][pp][1] += pj * __uint_as_float(vw & 0xffff0000u);
+                    int d = 2 * (lane + 32 * pp);
+                    o[d] = f2bf(acc[i][pp][0] * inv);
+                    o[d + 1] = f2bf(acc[i][pp][1] * inv);
                 }
             }
-            m[i] = mn;
         }
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int qi = tile + warp * 4 + i;
-        if (qi >= qlen) continue;
-        bf16_t *o = out + (size_t)(q0 + qi) * n_heads * D + (size_t)h * D;
-        float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
-#pragma unroll
-        for (int pp = 0; pp < NP; pp++) {
-            int d = 2 * (lane + 32 * pp);
-            o[d] = f2bf(acc[i][pp][0] * inv);
-            o[d + 1] = f2bf(acc[i][pp][1] * inv);
-        }
-    }
-}
 
-#define EXTEND_INSTANCE(D)                                                                                       \
-    extern "C" __global__ void __launch_bounds__(128) sv_extend_attn_d##D(                                      \
-        const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
-        const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
-        extend_attn<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads, scale); \
-    }
-EXTEND_INSTANCE(64) EXTEND_INSTANCE(128) EXTEND_INSTANCE(256)
-"""#
+        #define EXTEND_INSTANCE(D)                                                                                       \
+            extern "C" __global__ void __launch_bounds__(128) sv_extend_attn_d##D(                                      \
+                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
+                const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
+                extend_attn<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads, scale); \
+            }
+        EXTEND_INSTANCE(64) EXTEND_INSTANCE(128) EXTEND_INSTANCE(256)
+        """#
 }

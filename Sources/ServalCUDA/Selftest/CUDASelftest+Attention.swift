@@ -42,17 +42,19 @@ extension CUDASelftest {
         let splits = autoSplits ? max(2, kernels.decodeSplits(batch: batch, shape: c.shape, maxLen: 1500)) : 1
         let out = try poisoned(bytes: batch * c.heads * c.headDim * 2)
         let ws = try poisoned(bytes: CUDAKernels.decodeWorkspaceBytes(batch: batch, shape: c.shape, splits: splits))
-        try kernels.decodeAttention(q: try upload(q), qStride: c.rowStride, kCache: try upload(cache.k),
-                                    vCache: try upload(cache.v), kvIndptr: try upload(cache.indptr),
-                                    kvIndices: try upload(cache.indices), out: out, workspace: ws, batch: batch,
-                                    shape: c.shape, splits: splits, stream: stream)
+        try kernels.decodeAttention(
+            q: try upload(q), qStride: c.rowStride, kCache: try upload(cache.k),
+            vCache: try upload(cache.v), kvIndptr: try upload(cache.indptr),
+            kvIndices: try upload(cache.indices), out: out, workspace: ws, batch: batch,
+            shape: c.shape, splits: splits, stream: stream)
         let got = try bf16(out, batch * c.heads * c.headDim)
         var want: [Float] = []
         for b in 0..<batch {
             let qb = (0..<(c.heads * c.headDim)).map { BF16.float(q[b * c.rowStride + $0]) }
-            want += Reference.attention(q: qb, k: cache.rows(b, cache.k, c.kvDim), v: cache.rows(b, cache.v, c.kvDim),
-                                        visible: [lengths[b]], heads: c.heads, kvHeads: c.kvHeads, dim: c.headDim,
-                                        scale: c.shape.scale)
+            want += Reference.attention(
+                q: qb, k: cache.rows(b, cache.k, c.kvDim), v: cache.rows(b, cache.v, c.kvDim),
+                visible: [lengths[b]], heads: c.heads, kvHeads: c.kvHeads, dim: c.headDim,
+                scale: c.shape.scale)
         }
         return judge("output (\(splits) splits)", Reference.relativeError(got, want), Self.bf16Tolerance)
     }
@@ -66,18 +68,20 @@ extension CUDASelftest {
         for n in news { qo.append(qo.last! + Int32(n)) }
         let q = randomBF16(totalQ * c.rowStride)
         let out = try poisoned(bytes: totalQ * c.heads * c.headDim * 2)
-        try kernels.extendAttention(q: try upload(q), qStride: c.rowStride, kCache: try upload(cache.k),
-                                    vCache: try upload(cache.v), qoIndptr: try upload(qo),
-                                    kvIndptr: try upload(cache.indptr), kvIndices: try upload(cache.indices), out: out,
-                                    batch: batch, maxQLen: news.max()!, totalQ: totalQ, shape: c.shape, stream: stream)
+        try kernels.extendAttention(
+            q: try upload(q), qStride: c.rowStride, kCache: try upload(cache.k),
+            vCache: try upload(cache.v), qoIndptr: try upload(qo),
+            kvIndptr: try upload(cache.indptr), kvIndices: try upload(cache.indices), out: out,
+            batch: batch, maxQLen: news.max()!, totalQ: totalQ, shape: c.shape, stream: stream)
         let got = try bf16(out, totalQ * c.heads * c.headDim)
         var want: [Float] = []
         for b in 0..<batch {
             let rows = Int(qo[b])..<Int(qo[b + 1])
             let qb = rows.flatMap { t in (0..<(c.heads * c.headDim)).map { BF16.float(q[t * c.rowStride + $0]) } }
-            want += Reference.attention(q: qb, k: cache.rows(b, cache.k, c.kvDim), v: cache.rows(b, cache.v, c.kvDim),
-                                        visible: (0..<news[b]).map { prefixes[b] + $0 + 1 }, heads: c.heads,
-                                        kvHeads: c.kvHeads, dim: c.headDim, scale: c.shape.scale)
+            want += Reference.attention(
+                q: qb, k: cache.rows(b, cache.k, c.kvDim), v: cache.rows(b, cache.v, c.kvDim),
+                visible: (0..<news[b]).map { prefixes[b] + $0 + 1 }, heads: c.heads,
+                kvHeads: c.kvHeads, dim: c.headDim, scale: c.shape.scale)
         }
         return judge("output", Reference.relativeError(got, want), Self.bf16Tolerance)
     }

@@ -12,13 +12,21 @@ extension CUDASelftest {
     static let seedsPerCase = 8
 
     static let samplingCases: [SamplingCase] = [
-        SamplingCase(label: "greedy") { r in var s = SamplingRow(logitsRow: r); s.temperature = 0; return s },
-        SamplingCase(label: "temperature 0.8") { r in var s = SamplingRow(logitsRow: r); s.temperature = 0.8; return s },
-        SamplingCase(label: "top_k 40") { r in var s = SamplingRow(logitsRow: r); s.topK = 40; return s },
+        SamplingCase(label: "greedy") { r in
+            var s = SamplingRow(logitsRow: r); s.temperature = 0; return s
+        },
+        SamplingCase(label: "temperature 0.8") { r in
+            var s = SamplingRow(logitsRow: r); s.temperature = 0.8; return s
+        },
+        SamplingCase(label: "top_k 40") { r in
+            var s = SamplingRow(logitsRow: r); s.topK = 40; return s
+        },
         SamplingCase(label: "temperature 0.7, top_p 0.9") { r in
             var s = SamplingRow(logitsRow: r); s.temperature = 0.7; s.topP = 0.9; return s
         },
-        SamplingCase(label: "min_p 0.1") { r in var s = SamplingRow(logitsRow: r); s.minP = 0.1; return s },
+        SamplingCase(label: "min_p 0.1") { r in
+            var s = SamplingRow(logitsRow: r); s.minP = 0.1; return s
+        },
         SamplingCase(label: "top_k 100, top_p 0.8, min_p 0.02, T 0.9") { r in
             var s = SamplingRow(logitsRow: r); s.temperature = 0.9; s.topK = 100; s.topP = 0.8; s.minP = 0.02
             return s
@@ -64,8 +72,9 @@ extension CUDASelftest {
         do {
             var sampler = CPUSampler()
             cpu = try cpuLogits.withUnsafeMutableBufferPointer { buf in
-                try sampler.sample(Logits(vocabSize: vocab, rowStart: [0, nRows], storage: .host(buf.baseAddress!)),
-                                   SamplingBatch(rows: rows))
+                try sampler.sample(
+                    Logits(vocabSize: vocab, rowStart: [0, nRows], storage: .host(buf.baseAddress!)),
+                    SamplingBatch(rows: rows))
             }
         } catch {
             run("sampling (CPU reference)") { "CPUSampler failed: \(error)" }
@@ -88,10 +97,13 @@ extension CUDASelftest {
                     let i = c * perCase + j
                     let (g, w) = (gpu[i], cpu.tokens[i])
                     if g.tokenID != w.tokenID {
-                        if Self.exactWalkAgrees(gpu: g.tokenID, row: Array(logits[(i * vocab)..<((i + 1) * vocab)]),
-                                                rows[i]) {
-                            emit("     note: \(sc.label) row \(j): GPU \(g.tokenID), CPU \(w.tokenID); the CPU's float "
-                                 + "sums put the draw across a boundary, the GPU matches exact arithmetic")
+                        if Self.exactWalkAgrees(
+                            gpu: g.tokenID, row: Array(logits[(i * vocab)..<((i + 1) * vocab)]),
+                            rows[i])
+                        {
+                            emit(
+                                "     note: \(sc.label) row \(j): GPU \(g.tokenID), CPU \(w.tokenID); the CPU's float "
+                                    + "sums put the draw across a boundary, the GPU matches exact arithmetic")
                         } else {
                             problems.append("row \(j): token \(g.tokenID), CPU \(w.tokenID)")
                         }
@@ -170,7 +182,9 @@ extension CUDASelftest {
         case let (g?, w?):
             func close(_ a: Float, _ b: Float) -> Bool { abs(a - b) <= 1e-5 * max(1, abs(b)) }
             if !close(g.logprob, w.logprob) { return "logprob \(g.logprob), CPU \(w.logprob)" }
-            if g.top.map(\.tokenID) != w.top.map(\.tokenID) { return "top ids \(g.top.map(\.tokenID)) vs \(w.top.map(\.tokenID))" }
+            if g.top.map(\.tokenID) != w.top.map(\.tokenID) {
+                return "top ids \(g.top.map(\.tokenID)) vs \(w.top.map(\.tokenID))"
+            }
             for (a, b) in zip(g.top, w.top) where !close(a.logprob, b.logprob) {
                 return "top logprob \(a.logprob), CPU \(b.logprob)"
             }

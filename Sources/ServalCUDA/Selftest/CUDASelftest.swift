@@ -20,8 +20,10 @@ public final class CUDASelftest {
     /// Buffers of the running case (freed when it ends).
     var live: [DeviceBuffer] = []
 
-    public init(context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt, seed: UInt64,
-                emit: @escaping (String) -> Void) throws {
+    public init(
+        context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt, seed: UInt64,
+        emit: @escaping (String) -> Void
+    ) throws {
         self.context = context
         self.kernels = kernels
         self.blas = blas
@@ -98,7 +100,9 @@ public final class CUDASelftest {
         try stream.download(p, count: count)
     }
 
-    func bf16(_ p: DevicePointer, _ count: Int) throws -> [Float] { try download(p, count, UInt16.self).map(BF16.float) }
+    func bf16(_ p: DevicePointer, _ count: Int) throws -> [Float] {
+        try download(p, count, UInt16.self).map(BF16.float)
+    }
 
     func uniform(_ scale: Float = 1) -> Float { Float.random(in: -scale...scale, using: &rng) }
     func randomBF16(_ count: Int, _ scale: Float = 1) -> [UInt16] { (0..<count).map { _ in BF16.from(uniform(scale)) } }
@@ -111,11 +115,13 @@ public final class CUDASelftest {
         let table = randomBF16(vocab * dim)
         let ids = (0..<tokens).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
         let out = try poisoned(bytes: tokens * dim * 4)
-        try kernels.embedding(table: try upload(table), ids: try upload(ids), out: out, tokens: tokens, dim: dim,
-                              vocab: vocab, stream: stream)
+        try kernels.embedding(
+            table: try upload(table), ids: try upload(ids), out: out, tokens: tokens, dim: dim,
+            vocab: vocab, stream: stream)
         let got: [Float] = try download(out, tokens * dim)
-        return judge("output", Reference.relativeError(got, Reference.embedding(table: table, ids: ids, dim: dim)),
-                     Self.fp32Tolerance)
+        return judge(
+            "output", Reference.relativeError(got, Reference.embedding(table: table, ids: ids, dim: dim)),
+            Self.fp32Tolerance)
     }
 
     func testRMSNorm(delta useDelta: Bool) throws -> String? {
@@ -125,10 +131,12 @@ public final class CUDASelftest {
         let weight = randomBF16(dim)
         let r = try upload(residual)
         let out = try poisoned(bytes: tokens * dim * 2)
-        try kernels.rmsNormResidual(residual: r, delta: try delta.map { try upload($0) }, weight: try upload(weight),
-                                    out: out, tokens: tokens, dim: dim, eps: 1e-5, stream: stream)
-        let (wantR, wantOut) = Reference.rmsNormResidual(residual: residual, delta: delta, weight: weight, dim: dim,
-                                                         eps: 1e-5)
+        try kernels.rmsNormResidual(
+            residual: r, delta: try delta.map { try upload($0) }, weight: try upload(weight),
+            out: out, tokens: tokens, dim: dim, eps: 1e-5, stream: stream)
+        let (wantR, wantOut) = Reference.rmsNormResidual(
+            residual: residual, delta: delta, weight: weight, dim: dim,
+            eps: 1e-5)
         let gotR: [Float] = try download(r, tokens * dim)
         let gotOut = try bf16(out, tokens * dim)
         return judge("residual", Reference.relativeError(gotR, wantR), Self.fp32Tolerance)
@@ -142,13 +150,16 @@ public final class CUDASelftest {
         let positions = (0..<tokens).map { _ in Int32.random(in: 0..<8000, using: &rng) }
         let table = try RoPETable(rotaryDim: rotaryDim, base: 500_000, llama3: .llama31)
         let buf = try upload(x)
-        try kernels.rope(x: buf, positions: try upload(positions), table: try upload(table.inverseFrequencies),
-                         tokens: tokens, heads: qHeads + kHeads, rowStride: rowStride, headDim: headDim,
-                         rotaryDim: rotaryDim, neox: neox, stream: stream)
-        let want = Reference.rope(x: x, positions: positions, invFreq: table.inverseFrequencies, rowStride: rowStride,
-                                  heads: qHeads + kHeads, headDim: headDim, rotaryDim: rotaryDim, neox: neox)
-        return judge("rotated rows (in place; v untouched)",
-                     Reference.relativeError(try bf16(buf, tokens * rowStride), want), Self.bf16Tolerance)
+        try kernels.rope(
+            x: buf, positions: try upload(positions), table: try upload(table.inverseFrequencies),
+            tokens: tokens, heads: qHeads + kHeads, rowStride: rowStride, headDim: headDim,
+            rotaryDim: rotaryDim, neox: neox, stream: stream)
+        let want = Reference.rope(
+            x: x, positions: positions, invFreq: table.inverseFrequencies, rowStride: rowStride,
+            heads: qHeads + kHeads, headDim: headDim, rotaryDim: rotaryDim, neox: neox)
+        return judge(
+            "rotated rows (in place; v untouched)",
+            Reference.relativeError(try bf16(buf, tokens * rowStride), want), Self.bf16Tolerance)
     }
 
     func testSiluMul() throws -> String? {
@@ -156,9 +167,12 @@ public final class CUDASelftest {
         let gu = randomBF16(tokens * 2 * inter, 4)
         let out = try poisoned(bytes: tokens * inter * 2)
         try kernels.siluMul(gateUp: try upload(gu), out: out, tokens: tokens, inter: inter, stream: stream)
-        return judge("output", Reference.relativeError(try bf16(out, tokens * inter),
-                                                       Reference.siluMul(gateUp: gu, tokens: tokens, inter: inter)),
-                     Self.bf16Tolerance)
+        return judge(
+            "output",
+            Reference.relativeError(
+                try bf16(out, tokens * inter),
+                Reference.siluMul(gateUp: gu, tokens: tokens, inter: inter)),
+            Self.bf16Tolerance)
     }
 
     func testKVWrite() throws -> String? {
@@ -166,8 +180,9 @@ public final class CUDASelftest {
         let qkv = randomBF16(tokens * rowStride)
         let slots = Array((0..<Int32(slotsTotal)).shuffled(using: &rng).prefix(tokens))
         let kc = try poisoned(bytes: slotsTotal * kvDim * 2), vc = try poisoned(bytes: slotsTotal * kvDim * 2)
-        try kernels.kvWrite(qkv: try upload(qkv), slots: try upload(slots), kCache: kc, vCache: vc, tokens: tokens,
-                            rowStride: rowStride, kOffset: kOff, vOffset: vOff, kvDim: kvDim, stream: stream)
+        try kernels.kvWrite(
+            qkv: try upload(qkv), slots: try upload(slots), kCache: kc, vCache: vc, tokens: tokens,
+            rowStride: rowStride, kOffset: kOff, vOffset: vOff, kvDim: kvDim, stream: stream)
         let gotK: [UInt16] = try download(kc, slotsTotal * kvDim), gotV: [UInt16] = try download(vc, slotsTotal * kvDim)
         var wantK = [UInt16](repeating: 0xFFFF, count: slotsTotal * kvDim), wantV = wantK
         for (t, s) in slots.enumerated() {

@@ -19,8 +19,10 @@ public enum Reference {
     }
 
     /// Returns (new residual, bf16 output as floats).
-    public static func rmsNormResidual(residual: [Float], delta: [UInt16]?, weight: [UInt16], dim: Int,
-                                       eps: Float) -> ([Float], [Float]) {
+    public static func rmsNormResidual(
+        residual: [Float], delta: [UInt16]?, weight: [UInt16], dim: Int,
+        eps: Float
+    ) -> ([Float], [Float]) {
         var r = residual
         if let delta { for i in r.indices { r[i] = r[i] + BF16.float(delta[i]) } }
         var out = [Float](repeating: 0, count: r.count)
@@ -33,8 +35,10 @@ public enum Reference {
         return (r, out)
     }
 
-    public static func rope(x: [UInt16], positions: [Int32], invFreq: [Float], rowStride: Int, heads: Int,
-                            headDim: Int, rotaryDim: Int, neox: Bool) -> [Float] {
+    public static func rope(
+        x: [UInt16], positions: [Int32], invFreq: [Float], rowStride: Int, heads: Int,
+        headDim: Int, rotaryDim: Int, neox: Bool
+    ) -> [Float] {
         var out = x.map(BF16.float)
         let half = rotaryDim / 2
         for t in positions.indices {
@@ -57,7 +61,8 @@ public enum Reference {
         var out = [Float](repeating: 0, count: tokens * inter)
         for t in 0..<tokens {
             for i in 0..<inter {
-                let g = Double(BF16.float(gateUp[t * 2 * inter + i])), u = Double(BF16.float(gateUp[t * 2 * inter + inter + i]))
+                let g = Double(BF16.float(gateUp[t * 2 * inter + i])),
+                    u = Double(BF16.float(gateUp[t * 2 * inter + inter + i]))
                 out[t * inter + i] = Float(g / (1 + exp(-g)) * u)
             }
         }
@@ -66,8 +71,10 @@ public enum Reference {
 
     /// Attention of `q` ([nq, heads, dim] floats) against keys/values [n, kvHeads, dim];
     /// query i sees keys 0 ..< visible[i].
-    public static func attention(q: [Float], k: [Float], v: [Float], visible: [Int], heads: Int, kvHeads: Int,
-                                 dim: Int, scale: Float) -> [Float] {
+    public static func attention(
+        q: [Float], k: [Float], v: [Float], visible: [Int], heads: Int, kvHeads: Int,
+        dim: Int, scale: Float
+    ) -> [Float] {
         let group = heads / kvHeads
         var out = [Float](repeating: 0, count: q.count)
         for i in visible.indices {
@@ -76,7 +83,9 @@ public enum Reference {
                 var scores = [Double](repeating: 0, count: visible[i])
                 for j in 0..<visible[i] {
                     var s = 0.0
-                    for d in 0..<dim { s += Double(q[(i * heads + h) * dim + d]) * Double(k[(j * kvHeads + kvh) * dim + d]) }
+                    for d in 0..<dim {
+                        s += Double(q[(i * heads + h) * dim + d]) * Double(k[(j * kvHeads + kvh) * dim + d])
+                    }
                     scores[j] = s * Double(scale)
                 }
                 let m = scores.max() ?? 0

@@ -11,21 +11,28 @@ enum KVPoolSizing {
     /// the weights, over the bytes one slot takes, capped at `cpuSlotCap` and at
     /// 16 full-length contexts, and at least one full context (so any request that
     /// passes validation can run).
-    static func capacity(config: EngineConfig, kvBytesPerToken: Int, weightBytes: Int, contextLength: Int,
-                         physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) throws -> Int {
+    static func capacity(
+        config: EngineConfig, kvBytesPerToken: Int, weightBytes: Int, contextLength: Int,
+        physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory
+    ) throws -> Int {
         if let fixed = config.maxTotalTokens {
-            guard fixed >= 1 else { throw EngineError.invalidConfig("--max-total-tokens must be positive, got \(fixed)") }
+            guard fixed >= 1 else {
+                throw EngineError.invalidConfig("--max-total-tokens must be positive, got \(fixed)")
+            }
             return fixed
         }
         guard config.memFractionStatic > 0, config.memFractionStatic <= 1 else {
             throw EngineError.invalidConfig("--mem-fraction-static must be in (0, 1], got \(config.memFractionStatic)")
         }
-        guard kvBytesPerToken > 0 else { throw EngineError.invalidConfig("model reports \(kvBytesPerToken) KV bytes per token") }
+        guard kvBytesPerToken > 0 else {
+            throw EngineError.invalidConfig("model reports \(kvBytesPerToken) KV bytes per token")
+        }
         let budget = Double(physicalMemory) * config.memFractionStatic - Double(weightBytes)
         guard budget > Double(kvBytesPerToken) * Double(contextLength) else {
             throw EngineError.invalidConfig(
                 "memory budget \(Int(budget / 1_048_576)) MiB (--mem-fraction-static \(config.memFractionStatic)) "
-                    + "cannot hold one \(contextLength)-token context; lower --context-length or set --max-total-tokens")
+                    + "cannot hold one \(contextLength)-token context; lower --context-length or set --max-total-tokens"
+            )
         }
         let fromMemory = Int(budget / Double(kvBytesPerToken))
         return min(fromMemory, max(contextLength, min(cpuSlotCap, 16 * contextLength)))

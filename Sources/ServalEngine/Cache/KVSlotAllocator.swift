@@ -20,11 +20,13 @@ public struct KVSlotAllocator: Sendable {
         guard capacity >= pageSize else {
             throw EngineError.invalidConfig("KV pool of \(capacity) tokens is smaller than one page (\(pageSize))")
         }
-        guard capacity <= Int(Int32.max) else { throw EngineError.invalidConfig("KV pool of \(capacity) tokens exceeds Int32 slot ids") }
+        guard capacity <= Int(Int32.max) else {
+            throw EngineError.invalidConfig("KV pool of \(capacity) tokens exceeds Int32 slot ids")
+        }
         let pages = capacity / pageSize
         self.capacity = pages * pageSize
         self.pageSize = pageSize
-        self.freePages = (0 ..< Int32(pages)).reversed()
+        self.freePages = (0..<Int32(pages)).reversed()
         self.taken = Array(repeating: false, count: pages)
     }
 
@@ -76,12 +78,12 @@ public struct KVSlotAllocator: Sendable {
                 remaining -= 1
             }
         }
-        for _ in 0 ..< newPages {
+        for _ in 0..<newPages {
             let page = freePages.removeLast()
             taken[Int(page)] = true
             let base = Int(page) * pageSize
             let n = min(pageSize, remaining)
-            for s in 0 ..< n { slots.append(Int32(base + s)) }
+            for s in 0..<n { slots.append(Int32(base + s)) }
             remaining -= n
         }
         assert(remaining == 0)
@@ -106,7 +108,7 @@ public struct KVSlotAllocator: Sendable {
 
     /// Frees everything (used by `/flush_cache` when no request holds slots).
     public mutating func reset() {
-        freePages = (0 ..< Int32(taken.count)).reversed()
+        freePages = (0..<Int32(taken.count)).reversed()
         for i in taken.indices { taken[i] = false }
     }
 
@@ -114,7 +116,9 @@ public struct KVSlotAllocator: Sendable {
     public func checkIntegrity() throws {
         var seen = Array(repeating: false, count: taken.count)
         for page in freePages {
-            guard page >= 0, Int(page) < taken.count else { throw EngineError.integrity("free page \(page) out of range") }
+            guard page >= 0, Int(page) < taken.count else {
+                throw EngineError.integrity("free page \(page) out of range")
+            }
             guard !seen[Int(page)] else { throw EngineError.integrity("page \(page) is on the free list twice") }
             guard !taken[Int(page)] else { throw EngineError.integrity("page \(page) is both free and taken") }
             seen[Int(page)] = true

@@ -106,8 +106,9 @@ struct RadixCache {
     /// over `node`'s place under its parent and its lock count).
     private mutating func split(_ node: RadixNode, at n: Int) -> RadixNode {
         guard let parent = node.parent else { preconditionFailure("cannot split the root") }
-        let upper = RadixNode(key: Array(node.key[..<n]), slots: Array(node.slots[..<n]), parent: parent,
-                              lastAccess: node.lastAccess, serial: nextSerial())
+        let upper = RadixNode(
+            key: Array(node.key[..<n]), slots: Array(node.slots[..<n]), parent: parent,
+            lastAccess: node.lastAccess, serial: nextSerial())
         upper.lockRef = node.lockRef
         node.key.removeFirst(n)
         node.slots.removeFirst(n)
@@ -131,8 +132,9 @@ struct RadixCache {
         while pos < length {
             let rest = tokens.dropFirst(pos)
             guard let child = node.children[childKey(rest)] else {
-                let leaf = RadixNode(key: Array(rest), slots: Array(slots.dropFirst(pos).prefix(rest.count)),
-                                     parent: node, lastAccess: now, serial: nextSerial())
+                let leaf = RadixNode(
+                    key: Array(rest), slots: Array(slots.dropFirst(pos).prefix(rest.count)),
+                    parent: node, lastAccess: now, serial: nextSerial())
                 node.children[childKey(rest)] = leaf
                 evictableSlots += leaf.key.count
                 return pos

@@ -34,7 +34,7 @@ struct IncrementalDetokenizer {
 
     private mutating func emit(final: Bool) -> String {
         guard readOffset < tokens.count else { return "" }
-        let before = decoder.decodeText(Array(tokens[prefixOffset ..< readOffset]), skipSpecialTokens: skipSpecialTokens)
+        let before = decoder.decodeText(Array(tokens[prefixOffset..<readOffset]), skipSpecialTokens: skipSpecialTokens)
         let after = decoder.decodeText(Array(tokens[prefixOffset...]), skipSpecialTokens: skipSpecialTokens)
         let beforeScalars = before.unicodeScalars.count
         let afterScalars = after.unicodeScalars

@@ -22,6 +22,8 @@ public struct Histogram: Sendable, Equatable {
 extension Histogram {
     /// SGLang's bucket bounds, so dashboards built for SGLang read the same.
     public static let ttftBounds: [Double] = [0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 120, 160]
-    public static let itlBounds: [Double] = [0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04,
-                                             0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8]
+    public static let itlBounds: [Double] = [
+        0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04,
+        0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8,
+    ]
 }

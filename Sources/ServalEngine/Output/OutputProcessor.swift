@@ -38,16 +38,22 @@ struct OutputProcessor {
     var hasFinishedEvents: Bool { !finishedOutbox.isEmpty }
 
     /// Starts the output side of an admitted request.
-    mutating func register(_ r: Request, prompt: [Int32], params: SamplingParams,
-                           continuation: AsyncStream<GenerationEvent>.Continuation, arrival: Date) {
+    mutating func register(
+        _ r: Request, prompt: [Int32], params: SamplingParams,
+        continuation: AsyncStream<GenerationEvent>.Continuation, arrival: Date
+    ) {
         streams[ObjectIdentifier(r)] = RequestStream(
             continuation: continuation,
-            detokenizer: IncrementalDetokenizer(decoder: decoder, skipSpecialTokens: params.skipSpecialTokens,
-                                                context: prompt.suffix(4)),
-            stopChecker: StopChecker(params: params, endOfGeneration: decoder.endOfGenerationTokenIDs,
-                                     maxTotalTokens: contextLength),
+            detokenizer: IncrementalDetokenizer(
+                decoder: decoder, skipSpecialTokens: params.skipSpecialTokens,
+                context: prompt.suffix(4)),
+            stopChecker: StopChecker(
+                params: params, endOfGeneration: decoder.endOfGenerationTokenIDs,
+                maxTotalTokens: contextLength),
             wantLogprobs: params.logprobs,
-            inputLogprobs: params.inputLogprobStart.map { InputLogprobs(start: $0, topCount: max(0, params.topLogprobs)) },
+            inputLogprobs: params.inputLogprobStart.map {
+                InputLogprobs(start: $0, topCount: max(0, params.topLogprobs))
+            },
             arrival: arrival)
     }
 
@@ -120,10 +126,14 @@ struct OutputProcessor {
     mutating func finish(_ r: Request, reason: FinishReason) {
         guard let s = streams.removeValue(forKey: ObjectIdentifier(r)) else { return }
         finishedOutbox.append(
-            (s.continuation, FinishInfo(reason: reason, promptTokens: r.promptLength, completionTokens: r.outputCount,
-                                        cachedTokens: r.promptCachedTokens ?? 0,
-                                        hiddenStates: r.sampling.params.returnHiddenStates ? r.hiddenStates : nil,
-                                        samplingMasks: r.sampling.params.returnSamplingMask ? r.samplingMasks : nil)))
+            (
+                s.continuation,
+                FinishInfo(
+                    reason: reason, promptTokens: r.promptLength, completionTokens: r.outputCount,
+                    cachedTokens: r.promptCachedTokens ?? 0,
+                    hiddenStates: r.sampling.params.returnHiddenStates ? r.hiddenStates : nil,
+                    samplingMasks: r.sampling.params.returnSamplingMask ? r.samplingMasks : nil)
+            ))
     }
 
     /// Sends the queued final events (after the engine published its stats).

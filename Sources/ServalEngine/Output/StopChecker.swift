@@ -64,7 +64,7 @@ struct StopChecker {
         for (s, stop) in stops.enumerated() where stop.count <= held.count {
             var i = 0
             while i + stop.count <= held.count {
-                if held[i] == stop[0], Array(held[i ..< i + stop.count]) == stop {
+                if held[i] == stop[0], Array(held[i..<i + stop.count]) == stop {
                     if best.map({ i < $0.start }) ?? true { best = (i, s) }
                     break
                 }

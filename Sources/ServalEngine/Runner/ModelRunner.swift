@@ -41,7 +41,8 @@ final class ModelRunner {
             let row = tableRow(for: r)
             let end = s.start + s.count
             if r.slotsSynced < end {
-                updates.append(SlotUpdate(row: row, position: r.slotsSynced, slots: Array(r.slots[r.slotsSynced..<end])))
+                updates.append(
+                    SlotUpdate(row: row, position: r.slotsSynced, slots: Array(r.slots[r.slotsSynced..<end])))
                 r.slotsSynced = end
             }
             // A decode of the token sampled last step names it instead of sending it.
@@ -166,7 +167,8 @@ final class ModelRunner {
         r.inputLogprobNext = upTo >= r.promptLength - 1 ? nil : max(next, upTo)
         guard upTo > next else { return nil }
         let top = max(0, r.sampling.params.topLogprobs)
-        return PromptScoring(firstRow: rows.lowerBound + (next - s.start), nextTokens: Array(r.tokens[(next + 1)...upTo]),
-                             topLogprobs: top, requestedLogprobIDs: r.sampling.params.tokenIDsLogprob)
+        return PromptScoring(
+            firstRow: rows.lowerBound + (next - s.start), nextTokens: Array(r.tokens[(next + 1)...upTo]),
+            topLogprobs: top, requestedLogprobIDs: r.sampling.params.tokenIDsLogprob)
     }
 }

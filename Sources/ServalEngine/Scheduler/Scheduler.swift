@@ -20,7 +20,9 @@ struct Scheduler {
     private var nextSerial = 0
 
     init(config: SchedulerConfig) throws {
-        guard config.maxRunningRequests >= 1 else { throw EngineError.invalidConfig("max running requests must be >= 1") }
+        guard config.maxRunningRequests >= 1 else {
+            throw EngineError.invalidConfig("max running requests must be >= 1")
+        }
         guard config.maxPrefillTokens >= 1 else { throw EngineError.invalidConfig("max prefill tokens must be >= 1") }
         guard config.contextLength >= 2 else { throw EngineError.invalidConfig("context length must be >= 2") }
         self.config = config
@@ -39,8 +41,10 @@ struct Scheduler {
     /// Validates and queues a request. Throws when it can never run: empty prompt,
     /// prompt longer than the context, or prompt + max_new_tokens larger than the pool.
     /// `cacheNamespace`: requests of different namespaces never share cached prefixes (0 is shared).
-    mutating func submit(rid: String, prompt: [Int32], params: SamplingParams, stopTokenIDs: [Int32],
-                         cacheNamespace: UInt64 = 0) throws -> Request {
+    mutating func submit(
+        rid: String, prompt: [Int32], params: SamplingParams, stopTokenIDs: [Int32],
+        cacheNamespace: UInt64 = 0
+    ) throws -> Request {
         guard !prompt.isEmpty else { throw EngineError.invalidRequest("the prompt has no tokens") }
         guard prompt.count < config.contextLength else {
             throw EngineError.invalidRequest(
@@ -50,7 +54,8 @@ struct Scheduler {
         let maxNew = min(params.maxNewTokens, config.contextLength - prompt.count)
         guard prompt.count + maxNew <= allocator.capacity else {
             throw EngineError.invalidRequest(
-                "prompt (\(prompt.count)) + max_new_tokens (\(maxNew)) exceeds the KV pool of \(allocator.capacity) tokens")
+                "prompt (\(prompt.count)) + max_new_tokens (\(maxNew)) exceeds the KV pool of \(allocator.capacity) tokens"
+            )
         }
         let serial = nextSerial
         nextSerial += 1
@@ -135,9 +140,10 @@ struct Scheduler {
         case .never: return !waiting.isEmpty || running.contains(where: \.isPrefilling)
         case .auto:
             guard prefillOnlySteps < config.maxPrefillOnlySteps,
-                  !running.contains(where: \.isPrefilling),
-                  running.count < config.maxRunningRequests,
-                  let first = orderedWaiting().first else { return false }
+                !running.contains(where: \.isPrefilling),
+                running.count < config.maxRunningRequests,
+                let first = orderedWaiting().first
+            else { return false }
             let budget = chunking ? min(config.maxPrefillTokens, config.chunkedPrefillSize) : config.maxPrefillTokens
             return first.tokens.count - matchPrefix(first).length <= budget
         }
@@ -156,8 +162,10 @@ struct Scheduler {
             guard need <= allocator.freeSlots + cache.evictableSlots else { chunkInFlight = true; continue }
             ensureFree(need)
             _ = allocator.grow(&r.slots, by: n)
-            batch.sequences.append(ScheduledSequence(request: r, start: r.kvLength, count: n,
-                                                     needsLogits: r.kvLength + n == r.tokens.count))
+            batch.sequences.append(
+                ScheduledSequence(
+                    request: r, start: r.kvLength, count: n,
+                    needsLogits: r.kvLength + n == r.tokens.count))
             budget -= n
             prefillSlots -= 1
             if n < r.pendingCount { chunkInFlight = true }
@@ -179,8 +187,10 @@ struct Scheduler {
         }
     }
 
-    private mutating func admit(into batch: inout ScheduledBatch, budget initialBudget: Int, requests: Int,
-                                chunkInFlight initialChunk: Bool) {
+    private mutating func admit(
+        into batch: inout ScheduledBatch, budget initialBudget: Int, requests: Int,
+        chunkInFlight initialChunk: Bool
+    ) {
         var budget = initialBudget
         var chunkInFlight = initialChunk
         var reserved = reservedForRunning()
@@ -199,7 +209,8 @@ struct Scheduler {
                 chunk = budget
             }
             cache.lock(match.node)
-            let future = allocator.slotsNeeded(growing: matched, by: extend)
+            let future =
+                allocator.slotsNeeded(growing: matched, by: extend)
                 + Int((Double(min(candidate.remainingNewTokens, config.clipMaxNewTokens)) * newTokenRatio).rounded(.up))
             let available = allocator.freeSlots + cache.evictableSlots - reserved
             let need = allocator.slotsNeeded(growing: matched, by: chunk)
@@ -226,8 +237,10 @@ struct Scheduler {
             waiting.removeAll { $0 === candidate }
             running.append(candidate)
             admitted.append(candidate)
-            batch.sequences.append(ScheduledSequence(request: candidate, start: matched, count: chunk,
-                                                     needsLogits: chunk == extend))
+            batch.sequences.append(
+                ScheduledSequence(
+                    request: candidate, start: matched, count: chunk,
+                    needsLogits: chunk == extend))
             budget -= chunk
             reserved += future
             if chunk < extend { chunkInFlight = true }
@@ -241,8 +254,9 @@ struct Scheduler {
     /// whole pages only. Empty when the radix cache is off.
     mutating func matchPrefix(_ request: Request) -> RadixMatch {
         if config.disableRadixCache { return RadixMatch(slots: [], node: cache.root) }
-        return cache.match(request.tokens[..<min(request.tokens.count - 1, request.prefixMatchLimit)],
-                           namespace: request.cacheNamespace)
+        return cache.match(
+            request.tokens[..<min(request.tokens.count - 1, request.prefixMatchLimit)],
+            namespace: request.cacheNamespace)
     }
 
     /// True when a request admitted this step (or a prompt mid-prefill) is already
@@ -320,15 +334,15 @@ struct Scheduler {
         let length = r.kvLength - r.kvLength % config.pageSize
         guard length > r.cachedLength else { return }
         let existing = cache.insert(r.tokens[..<length], slots: r.slots[..<length], namespace: r.cacheNamespace)
-        if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength ..< existing]) }
+        if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength..<existing]) }
         let match = cache.match(r.tokens[..<length], namespace: r.cacheNamespace)
         precondition(match.length == length, "radix cache lost an inserted prefix")
         // Another request may have cached this prefix first: its slots replace ours.
         let cached = Array(match.slots)
-        if let changed = (0 ..< length).first(where: { r.slots[$0] != cached[$0] }) {
+        if let changed = (0..<length).first(where: { r.slots[$0] != cached[$0] }) {
             r.slotsChanged(from: changed)
         }
-        r.slots.replaceSubrange(0 ..< length, with: cached)
+        r.slots.replaceSubrange(0..<length, with: cached)
         cache.lock(match.node)
         if let old = r.cacheNode { cache.unlock(old) }
         r.cacheNode = match.node
@@ -343,8 +357,9 @@ struct Scheduler {
             let aligned = length - length % config.pageSize
             var ownFrom = r.cachedLength
             if aligned > r.cachedLength {
-                let existing = cache.insert(r.tokens[..<aligned], slots: r.slots[..<aligned], namespace: r.cacheNamespace)
-                if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength ..< existing]) }
+                let existing = cache.insert(
+                    r.tokens[..<aligned], slots: r.slots[..<aligned], namespace: r.cacheNamespace)
+                if existing > r.cachedLength { allocator.free(r.slots[r.cachedLength..<existing]) }
                 ownFrom = aligned
             }
             allocator.free(r.slots[ownFrom...])

@@ -79,7 +79,9 @@ public final class GGUFFile: @unchecked Sendable {
             var shape: [Int] = []
             for _ in 0..<nDims {
                 let d = try r.u64(name)
-                guard d > 0, d < (1 << 40) else { throw FormatError(file: path, item: name, "has invalid dimension \(d)") }
+                guard d > 0, d < (1 << 40) else {
+                    throw FormatError(file: path, item: name, "has invalid dimension \(d)")
+                }
                 shape.append(Int(d))
             }
             let typeRaw = try r.u32(name)
@@ -88,7 +90,10 @@ public final class GGUFFile: @unchecked Sendable {
             }
             let off = try r.u64(name)
             guard off < UInt64(file.size) else {
-                throw FormatError(file: path, item: name, "data offset \(off) is beyond the end of the file (\(file.size) bytes); the file is truncated or corrupt")
+                throw FormatError(
+                    file: path, item: name,
+                    "data offset \(off) is beyond the end of the file (\(file.size) bytes); the file is truncated or corrupt"
+                )
             }
             guard Int(off) % alignment == 0 else {
                 throw FormatError(file: path, item: name, "data offset \(off) is not aligned to \(alignment)")
@@ -109,16 +114,20 @@ public final class GGUFFile: @unchecked Sendable {
                 elements = m
             }
             guard raw.shape[0] % raw.type.blockSize == 0, let bytes = raw.type.byteCount(elements: elements) else {
-                throw FormatError(file: path, item: raw.name,
-                                  "row length \(raw.shape[0]) is not a multiple of the \(raw.type) block size \(raw.type.blockSize)")
+                throw FormatError(
+                    file: path, item: raw.name,
+                    "row length \(raw.shape[0]) is not a multiple of the \(raw.type) block size \(raw.type.blockSize)")
             }
             let start = dataOffset + raw.relOffset
             guard start <= file.size, bytes <= file.size - start else {
-                throw FormatError(file: path, item: raw.name,
-                                  "data (\(bytes) bytes at offset \(start)) runs past the end of the file (\(file.size) bytes); the file is truncated")
+                throw FormatError(
+                    file: path, item: raw.name,
+                    "data (\(bytes) bytes at offset \(start)) runs past the end of the file (\(file.size) bytes); the file is truncated"
+                )
             }
             index[raw.name] = tensors.count
-            tensors.append(GGUFTensorInfo(name: raw.name, shape: raw.shape, type: raw.type, offset: start, byteCount: bytes))
+            tensors.append(
+                GGUFTensorInfo(name: raw.name, shape: raw.shape, type: raw.type, offset: start, byteCount: bytes))
         }
 
         self.path = path
@@ -167,7 +176,8 @@ struct GGUFReader {
     init(file: MappedFile) { self.file = file }
 
     private func truncated(_ item: String) -> FormatError {
-        FormatError(file: file.path, item: item, "file ends at byte \(file.size) while reading it; the file is truncated")
+        FormatError(
+            file: file.path, item: item, "file ends at byte \(file.size) while reading it; the file is truncated")
     }
 
     mutating func take<T: FixedWidthInteger>(_: T.Type, _ item: String) throws(FormatError) -> T {
@@ -186,20 +196,25 @@ struct GGUFReader {
         let n = try u64(item)
         let left = UInt64(file.size - offset)
         guard n <= left / UInt64(max(minBytesEach, 1)) else {
-            throw FormatError(file: file.path, item: item, "count \(n) cannot fit in the \(left) bytes left; the file is corrupt or truncated")
+            throw FormatError(
+                file: file.path, item: item,
+                "count \(n) cannot fit in the \(left) bytes left; the file is corrupt or truncated")
         }
         return Int(n)
     }
 
     /// `n` fixed-size little-endian values read in one bounds check.
-    mutating func scalars<T: FixedWidthInteger>(_ n: Int, _: T.Type, _ item: String,
-                                                _ wrap: (T) -> GGUFValue) throws(FormatError) -> [GGUFValue] {
+    mutating func scalars<T: FixedWidthInteger>(
+        _ n: Int, _: T.Type, _ item: String,
+        _ wrap: (T) -> GGUFValue
+    ) throws(FormatError) -> [GGUFValue] {
         let size = MemoryLayout<T>.size
         guard n <= (file.size - offset) / size else { throw truncated(item) }
         let base = file.base + offset
         let out = [GGUFValue](unsafeUninitializedCapacity: n) { buf, initialized in
             for i in 0..<n {
-                buf.initializeElement(at: i, to: wrap(T(littleEndian: base.loadUnaligned(fromByteOffset: i * size, as: T.self))))
+                buf.initializeElement(
+                    at: i, to: wrap(T(littleEndian: base.loadUnaligned(fromByteOffset: i * size, as: T.self))))
             }
             initialized = n
         }
@@ -218,7 +233,8 @@ struct GGUFReader {
             let len = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt64.self))
             o += 8
             guard len <= UInt64(size - o) else { throw truncated(item) }
-            items.append(.string(String(decoding: UnsafeRawBufferPointer(start: base + o, count: Int(len)), as: UTF8.self)))
+            items.append(
+                .string(String(decoding: UnsafeRawBufferPointer(start: base + o, count: Int(len)), as: UTF8.self)))
             o += Int(len)
         }
         offset = o
@@ -263,8 +279,9 @@ struct GGUFReader {
             // Each element becomes a GGUFValue (tens of bytes), so a corrupt count that still fits
             // in a large file could make us allocate gigabytes; real tokenizers need well under this.
             guard n <= arrayElementsLeft else {
-                throw FormatError(file: file.path, item: item,
-                                  "metadata arrays hold more than \(Self.maxArrayElements) elements in total; the file is corrupt")
+                throw FormatError(
+                    file: file.path, item: item,
+                    "metadata arrays hold more than \(Self.maxArrayElements) elements in total; the file is corrupt")
             }
             arrayElementsLeft -= n
             // Fast paths for the big tokenizer arrays (token strings, scores, token types).

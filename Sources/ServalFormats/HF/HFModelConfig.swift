@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A Hugging Face `config.json` for the decoder-only families Serval serves: Llama 2/3,
@@ -199,8 +199,10 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
     }
 
     /// The value at `keyPath`, or an error naming `key` when config.json lacks it.
-    public func require<T>(_ keyPath: KeyPath<HFModelConfig, T?>, _ key: String,
-                           file: String = "config.json") throws(FormatError) -> T {
+    public func require<T>(
+        _ keyPath: KeyPath<HFModelConfig, T?>, _ key: String,
+        file: String = "config.json"
+    ) throws(FormatError) -> T {
         guard let v = self[keyPath: keyPath] else {
             throw FormatError(file: file, item: key, "required key is missing")
         }

@@ -18,11 +18,13 @@ public struct HFRopeScaling: Codable, Sendable, Equatable {
     public var shortFactor: [Double]?
     public var longFactor: [Double]?
 
-    public init(ropeType: String? = nil, factor: Double? = nil, lowFreqFactor: Double? = nil,
-                highFreqFactor: Double? = nil, originalMaxPositionEmbeddings: Int? = nil,
-                betaFast: Double? = nil, betaSlow: Double? = nil, mscale: Double? = nil,
-                mscaleAllDim: Double? = nil, attentionFactor: Double? = nil,
-                shortFactor: [Double]? = nil, longFactor: [Double]? = nil) {
+    public init(
+        ropeType: String? = nil, factor: Double? = nil, lowFreqFactor: Double? = nil,
+        highFreqFactor: Double? = nil, originalMaxPositionEmbeddings: Int? = nil,
+        betaFast: Double? = nil, betaSlow: Double? = nil, mscale: Double? = nil,
+        mscaleAllDim: Double? = nil, attentionFactor: Double? = nil,
+        shortFactor: [Double]? = nil, longFactor: [Double]? = nil
+    ) {
         self.ropeType = ropeType
         self.factor = factor
         self.lowFreqFactor = lowFreqFactor
@@ -55,7 +57,8 @@ public struct HFRopeScaling: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        ropeType = try c.decodeIfPresent(String.self, forKey: .ropeType) ?? c.decodeIfPresent(String.self, forKey: .type)
+        ropeType =
+            try c.decodeIfPresent(String.self, forKey: .ropeType) ?? c.decodeIfPresent(String.self, forKey: .type)
         factor = try c.decodeIfPresent(Double.self, forKey: .factor)
         lowFreqFactor = try c.decodeIfPresent(Double.self, forKey: .lowFreqFactor)
         highFreqFactor = try c.decodeIfPresent(Double.self, forKey: .highFreqFactor)
@@ -103,8 +106,11 @@ public struct HFTokenIDs: Codable, Sendable, Equatable {
         } else if let many = try? c.decode([Int].self) {
             ids = many
         } else {
-            throw DecodingError.typeMismatch(Int.self, .init(codingPath: decoder.codingPath,
-                debugDescription: "expected an integer or a list of integers"))
+            throw DecodingError.typeMismatch(
+                Int.self,
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "expected an integer or a list of integers"))
         }
     }
 

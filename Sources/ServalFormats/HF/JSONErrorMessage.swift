@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Turns a `DecodingError` into a `FormatError` that names the offending key path
@@ -24,7 +24,8 @@ func formatError(file: String, decoding error: Error) -> FormatError {
     }
     switch error {
     case .typeMismatch(let type, let ctx):
-        return FormatError(file: file, item: path(ctx.codingPath), "expected \(jsonTypeName(type)), found something else")
+        return FormatError(
+            file: file, item: path(ctx.codingPath), "expected \(jsonTypeName(type)), found something else")
     case .valueNotFound(let type, let ctx):
         return FormatError(file: file, item: path(ctx.codingPath), "expected \(jsonTypeName(type)), found null")
     case .keyNotFound(let key, let ctx):

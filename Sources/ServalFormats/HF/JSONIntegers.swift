@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Integer decoding that keeps the key in its error.
@@ -14,7 +14,7 @@ extension KeyedDecodingContainer {
     func decodeIntIfPresent(forKey key: Key) throws -> Int? {
         do {
             return try decodeIfPresent(Int.self, forKey: key)
-        } catch where !(error is DecodingError) {
+        } catch  where !(error is DecodingError) {
             throw notAnInteger(codingPath + [key])
         }
     }
@@ -27,7 +27,7 @@ extension KeyedDecodingContainer {
             let index = items.currentIndex
             do {
                 out.append(try items.decode(Int.self))
-            } catch where !(error is DecodingError) {
+            } catch  where !(error is DecodingError) {
                 throw notAnInteger(codingPath + [key, AnyCodingKey(intValue: index)])
             }
         }

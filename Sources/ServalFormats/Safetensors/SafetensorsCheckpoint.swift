@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The weights of a Hugging Face checkpoint: either one `model.safetensors` or several shards
@@ -56,16 +56,18 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
                 } else {
                     let shardPath = dir + "/" + shard
                     guard PathKind(shardPath) != .missing else {
-                        throw FormatError(file: shardPath, item: tensor,
-                                          "shard listed in \(Self.indexFileName) is missing")
+                        throw FormatError(
+                            file: shardPath, item: tensor,
+                            "shard listed in \(Self.indexFileName) is missing")
                     }
                     number = files.count
                     files.append(try SafetensorsFile(path: shardPath))
                     fileNumber[shard] = number
                 }
                 guard files[number].contains(tensor) else {
-                    throw FormatError(file: files[number].path, item: tensor,
-                                      "tensor is listed in \(Self.indexFileName) but not present in this shard")
+                    throw FormatError(
+                        file: files[number].path, item: tensor,
+                        "tensor is listed in \(Self.indexFileName) but not present in this shard")
                 }
                 location[tensor] = number
             }
@@ -123,8 +125,9 @@ struct ShardIndex {
         }
         for (tensor, shard) in raw.weightMap {
             guard !shard.isEmpty, !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
-                throw FormatError(file: path, item: "weight_map.\(tensor)",
-                                  "shard \"\(shard)\" must be a file name inside the checkpoint directory")
+                throw FormatError(
+                    file: path, item: "weight_map.\(tensor)",
+                    "shard \"\(shard)\" must be a file name inside the checkpoint directory")
             }
         }
         guard !raw.weightMap.isEmpty else {
@@ -149,12 +152,19 @@ struct ShardIndex {
         let text: String
         init(from decoder: Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if c.decodeNil() { text = "null" }
-            else if let i = try? c.decode(Int.self) { text = String(i) }
-            else if let d = try? c.decode(Double.self) { text = String(d) }
-            else if let b = try? c.decode(Bool.self) { text = String(b) }
-            else if let s = try? c.decode(String.self) { text = s }
-            else { text = "" }
+            if c.decodeNil() {
+                text = "null"
+            } else if let i = try? c.decode(Int.self) {
+                text = String(i)
+            } else if let d = try? c.decode(Double.self) {
+                text = String(d)
+            } else if let b = try? c.decode(Bool.self) {
+                text = String(b)
+            } else if let s = try? c.decode(String.self) {
+                text = s
+            } else {
+                text = ""
+            }
         }
     }
 }

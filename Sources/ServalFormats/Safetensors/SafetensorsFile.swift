@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 import ServalTensor
 
@@ -31,17 +31,26 @@ public final class SafetensorsFile: @unchecked Sendable {
     public init(path: String) throws(FormatError) {
         let file = try MappedFile(path: path)
         guard file.size >= 8 else {
-            throw FormatError(file: path, "file is \(file.size) bytes, too short for the 8-byte header length; not a safetensors file or truncated")
+            throw FormatError(
+                file: path,
+                "file is \(file.size) bytes, too short for the 8-byte header length; not a safetensors file or truncated"
+            )
         }
         let headerLen = UInt64(littleEndian: file.base.loadUnaligned(as: UInt64.self))
         guard headerLen >= 2 else {
             throw FormatError(file: path, "header length \(headerLen) is too small for a JSON object")
         }
         guard headerLen <= UInt64(Self.maxHeaderBytes) else {
-            throw FormatError(file: path, "header length \(headerLen) exceeds the \(Self.maxHeaderBytes)-byte limit; not a safetensors file or corrupt")
+            throw FormatError(
+                file: path,
+                "header length \(headerLen) exceeds the \(Self.maxHeaderBytes)-byte limit; not a safetensors file or corrupt"
+            )
         }
         guard headerLen <= UInt64(file.size - 8) else {
-            throw FormatError(file: path, "header length \(headerLen) runs past the end of the file (\(file.size) bytes); the file is truncated or corrupt")
+            throw FormatError(
+                file: path,
+                "header length \(headerLen) runs past the end of the file (\(file.size) bytes); the file is truncated or corrupt"
+            )
         }
         let dataOffset = 8 + Int(headerLen)
         let headerBytes = UnsafeRawBufferPointer(start: file.base + 8, count: Int(headerLen))
@@ -65,7 +74,9 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
             var elements = 1
             for d in entry.shape {
-                guard d >= 0 else { throw FormatError(file: path, item: name, "shape \(entry.shape) has a negative dimension") }
+                guard d >= 0 else {
+                    throw FormatError(file: path, item: name, "shape \(entry.shape) has a negative dimension")
+                }
                 let (m, o) = elements.multipliedReportingOverflow(by: d)
                 guard !o else { throw FormatError(file: path, item: name, "shape \(entry.shape) overflows") }
                 elements = m
@@ -77,18 +88,25 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
             let begin = entry.dataOffsets[0], end = entry.dataOffsets[1]
             guard begin >= 0, begin <= end else {
-                throw FormatError(file: path, item: name, "data_offsets \(entry.dataOffsets) are not an increasing pair")
+                throw FormatError(
+                    file: path, item: name, "data_offsets \(entry.dataOffsets) are not an increasing pair")
             }
             guard end <= dataSize else {
-                throw FormatError(file: path, item: name,
-                                  "data_offsets \(entry.dataOffsets) run past the end of the data (\(dataSize) bytes); the file is truncated or corrupt")
+                throw FormatError(
+                    file: path, item: name,
+                    "data_offsets \(entry.dataOffsets) run past the end of the data (\(dataSize) bytes); the file is truncated or corrupt"
+                )
             }
             guard end - begin == bytes else {
-                throw FormatError(file: path, item: name,
-                                  "data_offsets \(entry.dataOffsets) span \(end - begin) bytes but shape \(entry.shape) of \(stored.rawValue) needs \(bytes)")
+                throw FormatError(
+                    file: path, item: name,
+                    "data_offsets \(entry.dataOffsets) span \(end - begin) bytes but shape \(entry.shape) of \(stored.rawValue) needs \(bytes)"
+                )
             }
-            infos.append(SafetensorsTensorInfo(name: name, shape: entry.shape, storedType: stored,
-                                               offset: dataOffset + begin, byteCount: bytes))
+            infos.append(
+                SafetensorsTensorInfo(
+                    name: name, shape: entry.shape, storedType: stored,
+                    offset: dataOffset + begin, byteCount: bytes))
         }
 
         // Tensors must tile the data region: sorted by offset, each starts where the last ended.
@@ -96,14 +114,20 @@ public final class SafetensorsFile: @unchecked Sendable {
         var cursor = dataOffset
         for info in infos {
             guard info.offset == cursor else {
-                let what = info.offset < cursor ? "overlaps the previous tensor" : "leaves a gap after the previous tensor"
-                throw FormatError(file: path, item: info.name,
-                                  "data_offsets start at \(info.offset - dataOffset) and \(what) (which ends at \(cursor - dataOffset))")
+                let what =
+                    info.offset < cursor ? "overlaps the previous tensor" : "leaves a gap after the previous tensor"
+                throw FormatError(
+                    file: path, item: info.name,
+                    "data_offsets start at \(info.offset - dataOffset) and \(what) (which ends at \(cursor - dataOffset))"
+                )
             }
             cursor += info.byteCount
         }
         guard cursor == file.size else {
-            throw FormatError(file: path, "tensors cover \(cursor - dataOffset) bytes of data but the file holds \(dataSize); the file is corrupt")
+            throw FormatError(
+                file: path,
+                "tensors cover \(cursor - dataOffset) bytes of data but the file holds \(dataSize); the file is corrupt"
+            )
         }
 
         var index: [String: Int] = [:]
@@ -135,8 +159,9 @@ public final class SafetensorsFile: @unchecked Sendable {
     public func require(_ name: String) throws(FormatError) -> SafetensorsTensor {
         guard let info = tensorInfo(name) else { throw FormatError(file: path, item: name, "tensor is missing") }
         guard let type = info.storedType.dtype else {
-            throw FormatError(file: path, item: name,
-                              "has dtype \(info.storedType.rawValue), which is not supported (F32, F16 and BF16 are)")
+            throw FormatError(
+                file: path, item: name,
+                "has dtype \(info.storedType.rawValue), which is not supported (F32, F16 and BF16 are)")
         }
         return SafetensorsTensor(info: info, type: type, file: self)
     }
@@ -159,10 +184,12 @@ public final class SafetensorsFile: @unchecked Sendable {
                 let c = try decoder.container(keyedBy: CodingKeys.self)
                 dtype = try c.decode(String.self, forKey: .dtype)
                 guard let shape = try c.decodeIntsIfPresent(forKey: .shape) else {
-                    throw DecodingError.keyNotFound(CodingKeys.shape, .init(codingPath: c.codingPath, debugDescription: "missing"))
+                    throw DecodingError.keyNotFound(
+                        CodingKeys.shape, .init(codingPath: c.codingPath, debugDescription: "missing"))
                 }
                 guard let offsets = try c.decodeIntsIfPresent(forKey: .dataOffsets) else {
-                    throw DecodingError.keyNotFound(CodingKeys.dataOffsets, .init(codingPath: c.codingPath, debugDescription: "missing"))
+                    throw DecodingError.keyNotFound(
+                        CodingKeys.dataOffsets, .init(codingPath: c.codingPath, debugDescription: "missing"))
                 }
                 self.shape = shape
                 self.dataOffsets = offsets

@@ -102,7 +102,8 @@ public final class ApproximateTree {
                 node.tenants[tenant] = nil
                 remaining -= node.edge.count
                 if let p = node.parent, p !== root, let at = p.tenants[tenant],
-                   !p.children.values.contains(where: { $0.tenants[tenant] != nil }) {
+                    !p.children.values.contains(where: { $0.tenants[tenant] != nil })
+                {
                     heap.push((at, p))
                 }
             }
@@ -138,7 +139,8 @@ public final class ApproximateTree {
             if c.tenants.isEmpty { node.children[k] = nil }
         }
         if node !== root, node.children.count == 1, let only = node.children.values.first,
-           only.tenants == node.tenants {
+            only.tenants == node.tenants
+        {
             node.edge += only.edge
             node.children = only.children
             for g in node.children.values { g.parent = node }

@@ -26,7 +26,8 @@ public final class BucketPolicy: RoutingPolicy, @unchecked Sendable {
             return boundaries
         }
         if workers.count > 1,
-           isImbalanced(workers, abs: config.balanceAbsThreshold, rel: config.balanceRelThreshold) {
+            isImbalanced(workers, abs: config.balanceAbsThreshold, rel: config.balanceRelThreshold)
+        {
             return Selection(worker: leastLoaded(workers), branch: "load_balance")
         }
         guard !bounds.isEmpty else { return Selection(worker: leastLoaded(workers), branch: "unfitted") }

@@ -45,26 +45,31 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         var blocks: [Block] = []
         for i in 0..<c.layerCount {
             let p = "blk.\(i)"
-            blocks.append(Block(
-                attentionNorm: try RMSNorm.load("\(p).attn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
-                attention: try GQAAttention.load(prefix: p, hidden: H, heads: c.headCount, kvHeads: c.kvHeadCount,
-                                                 headDim: c.headDim, bias: c.attentionBias, ctx),
-                ffnNorm: try RMSNorm.load("\(p).ffn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
-                mlp: try GatedMLP.load(prefix: p, hidden: H, intermediate: c.intermediateSize, ctx)))
+            blocks.append(
+                Block(
+                    attentionNorm: try RMSNorm.load("\(p).attn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
+                    attention: try GQAAttention.load(
+                        prefix: p, hidden: H, heads: c.headCount, kvHeads: c.kvHeadCount,
+                        headDim: c.headDim, bias: c.attentionBias, ctx),
+                    ffnNorm: try RMSNorm.load("\(p).ffn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
+                    mlp: try GatedMLP.load(prefix: p, hidden: H, intermediate: c.intermediateSize, ctx)))
         }
         self.blocks = blocks
         let norm = try RMSNorm.load("output_norm.weight", size: H, eps: c.rmsNormEps, ctx)
         let separateOutput = source.has("output.weight")
-        let projection = separateOutput
+        let projection =
+            separateOutput
             ? try Linear.load(["output"], out: [c.vocabSize], in: H, bias: false, style: .replicated, ctx)
             : Linear(style: .replicated, parts: [embedding.table], biases: [nil], communicator: ctx.communicator)
         head = LMHead(norm: norm, projection: projection)
-        rotary = try Rotary(rotaryDim: c.ropeDim, neox: c.ropeStyle == .neox, inverseFrequencies: c.ropeInverseFrequencies(), ctx)
+        rotary = try Rotary(
+            rotaryDim: c.ropeDim, neox: c.ropeStyle == .neox, inverseFrequencies: c.ropeInverseFrequencies(), ctx)
         let tp = ctx.parallel.tpSize
         kvLayout = .mha(kvHeads: c.kvHeadCount / tp, headDim: c.headDim, vHeadDim: c.headDim)
         do {
-            attention = try backend.makeAttention(layout: kvLayout, queryHeads: c.headCount / tp,
-                                                  scale: 1 / Float(c.headDim).squareRoot())
+            attention = try backend.makeAttention(
+                layout: kvLayout, queryHeads: c.headCount / tp,
+                scale: 1 / Float(c.headDim).squareRoot())
         } catch {
             throw ModelError(source: source.sourceName, "\(error)")
         }
@@ -88,10 +93,14 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         info = ModelInfo(
             architecture: c.architecture, name: c.name, vocabSize: c.vocabSize, contextLength: c.contextLength,
             hiddenSize: H, layerCount: c.layerCount, headCount: c.headCount, kvHeadCount: c.kvHeadCount,
-            headDim: c.headDim, parameterCount: params, weightBytes: bytes, weightTypes: types.sorted().joined(separator: ", "))
-        workspace = ForwardWorkspace(backend: backend, widths: .init(
-            hidden: H, q: c.qDim / tp, kv: c.kvDim / tp, attention: c.qDim / tp, intermediate: c.intermediateSize / tp,
-            rotaryPairs: c.ropeDim / 2, vocab: c.vocabSize))
+            headDim: c.headDim, parameterCount: params, weightBytes: bytes,
+            weightTypes: types.sorted().joined(separator: ", "))
+        workspace = ForwardWorkspace(
+            backend: backend,
+            widths: .init(
+                hidden: H, q: c.qDim / tp, kv: c.kvDim / tp, attention: c.qDim / tp,
+                intermediate: c.intermediateSize / tp,
+                rotaryPairs: c.ropeDim / 2, vocab: c.vocabSize))
     }
 
     public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
@@ -105,7 +114,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
 
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
-        guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout else {
+        guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout
+        else {
             throw ModelError(source: "forward", "the KV cache was not made by this model")
         }
         let plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
@@ -116,7 +126,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         try ws.reserve(tokens: n, logits: max(1, nLogits))
         try attention.prepare(plan.step, pool: kv.pool)
         plan.tokens.withUnsafeBufferPointer { be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: ws.tokens) }
-        plan.positions.withUnsafeBufferPointer { be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: ws.positions) }
+        plan.positions.withUnsafeBufferPointer {
+            be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: ws.positions)
+        }
 
         let H = config.hiddenSize
         embedding.forward(tokens: ws.tokens, rows: n, into: ws.x, backend: be)
@@ -124,8 +136,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         let buffers = GQAAttention.Buffers(q: ws.q, k: ws.k, v: ws.v, attn: ws.attn, cos: ws.cos, sin: ws.sin)
         for (i, b) in blocks.enumerated() {
             b.attentionNorm.forward(ws.x, rows: n, into: ws.xn, backend: be)
-            try b.attention.forward(layer: i, ws.xn, rows: n, into: ws.tmp, buffers: buffers, rotary: rotary,
-                                    attention: attention, pool: kv.pool, backend: be)
+            try b.attention.forward(
+                layer: i, ws.xn, rows: n, into: ws.tmp, buffers: buffers, rotary: rotary,
+                attention: attention, pool: kv.pool, backend: be)
             be.add(ws.x, ws.tmp, into: ws.x, count: n * H)
             b.ffnNorm.forward(ws.x, rows: n, into: ws.xn, backend: be)
             try b.mlp.forward(ws.xn, rows: n, into: ws.tmp, gate: ws.gate, up: ws.up, backend: be)
@@ -133,12 +146,14 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         }
         if nLogits > 0 {
             try plan.logitRows.withUnsafeBufferPointer { rows in
-                try head.forward(ws.x, rows: rows.baseAddress.unsafelyUnwrapped, count: nLogits, gathered: ws.tmp,
-                                 normed: ws.xn, into: ws.logits, backend: be)
+                try head.forward(
+                    ws.x, rows: rows.baseAddress.unsafelyUnwrapped, count: nLogits, gathered: ws.tmp,
+                    normed: ws.xn, into: ws.logits, backend: be)
             }
         }
         // `ws.xn` now holds the normed hidden state behind each logits row.
-        return Logits(vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: .host(ws.logits), hidden: ws.xn,
-                      hiddenSize: H)
+        return Logits(
+            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: .host(ws.logits), hidden: ws.xn,
+            hiddenSize: H)
     }
 }

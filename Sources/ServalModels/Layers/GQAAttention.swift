@@ -11,11 +11,14 @@ public struct GQAAttention: @unchecked Sendable {
     public let kvHeads: Int
     public let headDim: Int
 
-    public static func load(prefix p: String, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, bias: Bool,
-                            _ ctx: LoadContext) throws(ModelError) -> GQAAttention {
+    public static func load(
+        prefix p: String, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, bias: Bool,
+        _ ctx: LoadContext
+    ) throws(ModelError) -> GQAAttention {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
-        let qkv = try Linear.load(["\(p).attn_q", "\(p).attn_k", "\(p).attn_v"], out: [qDim, kvDim, kvDim], in: hidden,
-                                  bias: bias, style: .qkv(kvHeads: kvHeads), ctx)
+        let qkv = try Linear.load(
+            ["\(p).attn_q", "\(p).attn_k", "\(p).attn_v"], out: [qDim, kvDim, kvDim], in: hidden,
+            bias: bias, style: .qkv(kvHeads: kvHeads), ctx)
         let o = try Linear.load(["\(p).attn_output"], out: [hidden], in: qDim, bias: false, style: .row, ctx)
         let tp = ctx.parallel.tpSize
         return GQAAttention(qkv: qkv, o: o, heads: heads / tp, kvHeads: kvHeads / tp, headDim: headDim)
@@ -28,14 +31,18 @@ public struct GQAAttention: @unchecked Sendable {
     }
 
     /// Attention of layer `layer` for the `rows` rows of `x` (already normed) into `y`.
-    public func forward(layer: Int, _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
-                        buffers b: Buffers, rotary: Rotary, attention: any AttentionBackend, pool: any KVPool,
-                        backend: any ComputeBackend) throws {
+    public func forward(
+        layer: Int, _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
+        buffers b: Buffers, rotary: Rotary, attention: any AttentionBackend, pool: any KVPool,
+        backend: any ComputeBackend
+    ) throws {
         try qkv.forward(x, rows: rows, into: [b.q, b.k, b.v], backend: backend)
-        rotary.apply(b.q, rows: rows, rowStride: heads * headDim, heads: heads, headDim: headDim,
-                     cos: b.cos, sin: b.sin, backend: backend)
-        rotary.apply(b.k, rows: rows, rowStride: kvHeads * headDim, heads: kvHeads, headDim: headDim,
-                     cos: b.cos, sin: b.sin, backend: backend)
+        rotary.apply(
+            b.q, rows: rows, rowStride: heads * headDim, heads: heads, headDim: headDim,
+            cos: b.cos, sin: b.sin, backend: backend)
+        rotary.apply(
+            b.k, rows: rows, rowStride: kvHeads * headDim, heads: kvHeads, headDim: headDim,
+            cos: b.cos, sin: b.sin, backend: backend)
         attention.forward(layer: layer, q: b.q, k: b.k, v: b.v, out: b.attn, pool: pool)
         try o.forward(b.attn, rows: rows, into: [y], backend: backend)
     }

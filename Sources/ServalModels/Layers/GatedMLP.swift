@@ -6,10 +6,13 @@ public struct GatedMLP: @unchecked Sendable {
     public let gateUp: Linear
     public let down: Linear
 
-    public static func load(prefix p: String, hidden: Int, intermediate: Int, _ ctx: LoadContext) throws(ModelError) -> GatedMLP {
+    public static func load(prefix p: String, hidden: Int, intermediate: Int, _ ctx: LoadContext) throws(ModelError)
+        -> GatedMLP
+    {
         GatedMLP(
-            gateUp: try Linear.load(["\(p).ffn_gate", "\(p).ffn_up"], out: [intermediate, intermediate], in: hidden,
-                                    bias: false, style: .merged, ctx),
+            gateUp: try Linear.load(
+                ["\(p).ffn_gate", "\(p).ffn_up"], out: [intermediate, intermediate], in: hidden,
+                bias: false, style: .merged, ctx),
             down: try Linear.load(["\(p).ffn_down"], out: [hidden], in: intermediate, bias: false, style: .row, ctx))
     }
 
@@ -17,9 +20,11 @@ public struct GatedMLP: @unchecked Sendable {
     public var width: Int { gateUp.parts[0].rows }
 
     /// `gate`/`up` hold `rows × width` floats.
-    public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
-                        gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>,
-                        backend: any ComputeBackend) throws {
+    public func forward(
+        _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
+        gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>,
+        backend: any ComputeBackend
+    ) throws {
         try gateUp.forward(x, rows: rows, into: [gate, up], backend: backend)
         backend.siluMul(gate: gate, up: up, into: gate, count: rows * width)
         try down.forward(gate, rows: rows, into: [y], backend: backend)

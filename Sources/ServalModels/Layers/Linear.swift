@@ -32,8 +32,10 @@ public struct Linear: @unchecked Sendable {
 
     /// Loads `names[i].weight` (`[out[i], in]` each, in full) as this rank's shard and,
     /// when `bias` or the source has one, `names[i].bias`.
-    public static func load(_ names: [String], out: [Int], in inFeatures: Int, bias: Bool, style: ParallelStyle,
-                            _ ctx: LoadContext) throws(ModelError) -> Linear {
+    public static func load(
+        _ names: [String], out: [Int], in inFeatures: Int, bias: Bool, style: ParallelStyle,
+        _ ctx: LoadContext
+    ) throws(ModelError) -> Linear {
         let tp = ctx.parallel
         let src = ctx.source.sourceName
         var parts: [WeightMatrix] = []
@@ -41,14 +43,17 @@ public struct Linear: @unchecked Sendable {
         for (i, name) in names.enumerated() {
             var stored = try ctx.source.matrix("\(name).weight", rows: out[i], cols: inFeatures)
             var biasValues: [Float]? = nil
-            if bias || ctx.source.has("\(name).bias") { biasValues = try ctx.source.vector("\(name).bias", count: out[i]) }
+            if bias || ctx.source.has("\(name).bias") {
+                biasValues = try ctx.source.vector("\(name).bias", count: out[i])
+            }
             if !tp.isSingle {
                 switch style {
                 case .replicated:
                     break
                 case .column, .merged, .qkv:
                     if case .qkv(let kvHeads) = style, kvHeads % tp.tpSize != 0 {
-                        throw ModelError(source: src, "\(name): \(kvHeads) kv heads do not split over \(tp.tpSize) ranks")
+                        throw ModelError(
+                            source: src, "\(name): \(kvHeads) kv heads do not split over \(tp.tpSize) ranks")
                     }
                     guard out[i] % tp.tpSize == 0 else {
                         throw ModelError(source: src, "\(name): \(out[i]) outputs do not split over \(tp.tpSize) ranks")
@@ -58,7 +63,8 @@ public struct Linear: @unchecked Sendable {
                     biasValues = biasValues.map { Array($0[range]) }
                 case .row:
                     guard inFeatures % tp.tpSize == 0 else {
-                        throw ModelError(source: src, "\(name): \(inFeatures) inputs do not split over \(tp.tpSize) ranks")
+                        throw ModelError(
+                            source: src, "\(name): \(inFeatures) inputs do not split over \(tp.tpSize) ranks")
                     }
                     let share = inFeatures / tp.tpSize
                     stored = try stored.columns((tp.tpRank * share)..<((tp.tpRank + 1) * share), keeper: ctx.source)
@@ -66,7 +72,8 @@ public struct Linear: @unchecked Sendable {
                 }
             }
             parts.append(try ctx.weight(stored))
-            biases.append(try biasValues.map { (v: [Float]) throws(ModelError) in try ctx.upload(v, name: "\(name).bias") })
+            biases.append(
+                try biasValues.map { (v: [Float]) throws(ModelError) in try ctx.upload(v, name: "\(name).bias") })
         }
         return Linear(style: style, parts: parts, biases: biases, communicator: ctx.communicator)
     }
@@ -74,8 +81,10 @@ public struct Linear: @unchecked Sendable {
     /// `outputs[i][r] = parts[i] · x[r] + bias[i]` for `rows` rows; a row-parallel
     /// projection then sums its output over the group.
     @inline(__always)
-    public func forward(_ x: UnsafePointer<Float>, rows: Int, into outputs: [UnsafeMutablePointer<Float>],
-                        backend: any ComputeBackend) throws {
+    public func forward(
+        _ x: UnsafePointer<Float>, rows: Int, into outputs: [UnsafeMutablePointer<Float>],
+        backend: any ComputeBackend
+    ) throws {
         guard rows > 0 else { return }
         backend.matmul(x, rows: rows, targets: zip(parts, outputs).map { MatmulTarget(weight: $0, y: $1) })
         for (i, b) in biases.enumerated() {
@@ -87,7 +96,9 @@ public struct Linear: @unchecked Sendable {
     }
 
     /// Parameters on this rank (weights and biases).
-    var parameterCount: Int { parts.reduce(0) { $0 + $1.rows * $1.cols } + zip(parts, biases).reduce(0) { $0 + ($1.1 == nil ? 0 : $1.0.rows) } }
+    var parameterCount: Int {
+        parts.reduce(0) { $0 + $1.rows * $1.cols } + zip(parts, biases).reduce(0) { $0 + ($1.1 == nil ? 0 : $1.0.rows) }
+    }
     var byteCount: Int { parts.reduce(0) { $0 + $1.rows * $1.rowBytes } }
     var types: Set<String> { Set(parts.map(\.type.description)) }
 }

@@ -8,8 +8,10 @@ public final class LoadContext: @unchecked Sendable {
     public let communicator: any Communicator
     private var buffers: [DeviceBuffer] = []
 
-    public init(source: WeightSource, backend: any ComputeBackend,
-                communicator: any Communicator = SingleRankCommunicator()) {
+    public init(
+        source: WeightSource, backend: any ComputeBackend,
+        communicator: any Communicator = SingleRankCommunicator()
+    ) {
         self.source = source
         self.backend = backend
         self.communicator = communicator

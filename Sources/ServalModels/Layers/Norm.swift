@@ -11,8 +11,10 @@ public struct RMSNorm: @unchecked Sendable {
     }
 
     @inline(__always)
-    public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
-                        backend: any ComputeBackend) {
+    public func forward(
+        _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
+        backend: any ComputeBackend
+    ) {
         backend.rmsNorm(x, weight: weight, eps: eps, into: y, rows: rows, cols: size)
     }
 }

@@ -1,9 +1,9 @@
 import ServalTensor
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Rotary position embeddings: per-pair inverse frequencies (with the checkpoint's
@@ -27,18 +27,24 @@ public struct Rotary: @unchecked Sendable {
 
     /// `cos`/`sin` get `pairs` values for each of `rows` positions (backend memory).
     @inline(__always)
-    public func angles(positions: UnsafePointer<Int32>, rows: Int, cos: UnsafeMutablePointer<Float>,
-                       sin: UnsafeMutablePointer<Float>, backend: any ComputeBackend) {
-        backend.rotaryAngles(positions: positions, rows: rows, inverseFrequencies: inverseFrequencies, count: pairs,
-                             cos: cos, sin: sin)
+    public func angles(
+        positions: UnsafePointer<Int32>, rows: Int, cos: UnsafeMutablePointer<Float>,
+        sin: UnsafeMutablePointer<Float>, backend: any ComputeBackend
+    ) {
+        backend.rotaryAngles(
+            positions: positions, rows: rows, inverseFrequencies: inverseFrequencies, count: pairs,
+            cos: cos, sin: sin)
     }
 
     /// Rotates `heads` heads of `headDim` in each of `rows` rows, `rowStride` floats apart.
     @inline(__always)
-    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int,
-                      cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, backend: any ComputeBackend) {
-        backend.rope(x, rows: rows, rowStride: rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim,
-                     cos: cos, sin: sin, neox: neox)
+    public func apply(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, backend: any ComputeBackend
+    ) {
+        backend.rope(
+            x, rows: rows, rowStride: rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim,
+            cos: cos, sin: sin, neox: neox)
     }
 
     /// `rotaryDim / 2` inverse frequencies `theta^(-2i/rotaryDim)` with `scaling` applied.

@@ -8,8 +8,10 @@ import ServalTensor
 final class DummyWeightSource: WeightSource, @unchecked Sendable {
     /// Stored types dummy weights can be made in (whether a backend can compute one is
     /// the backend's business: `ModelLoader` asks it).
-    static let types: [DType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0,
-                                 .q2_K, .q3_K, .q4_K, .q5_K, .q6_K]
+    static let types: [DType] = [
+        .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0,
+        .q2_K, .q3_K, .q4_K, .q5_K, .q6_K,
+    ]
 
     let type: DType
     private var rng: UInt64
@@ -17,8 +19,10 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
 
     init(type: DType, seed: UInt64) throws(ModelError) {
         guard Self.types.contains(type) else {
-            throw ModelError(source: "dummy weights", "weight type \(type) is not available for dummy weights "
-                             + "(\(Self.types.map(\.description).joined(separator: ", ")))")
+            throw ModelError(
+                source: "dummy weights",
+                "weight type \(type) is not available for dummy weights "
+                    + "(\(Self.types.map(\.description).joined(separator: ", ")))")
         }
         self.type = type
         self.rng = seed &* 0x9E37_79B9_7F4A_7C15 | 1
@@ -53,12 +57,15 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
             block.storeBytes(of: Float16(v).bitPattern, toByteOffset: offset, as: UInt16.self)
         }
         func randomBytes(_ block: UnsafeMutableRawPointer) {
-            for j in 0..<blockBytes { block.storeBytes(of: UInt8(truncatingIfNeeded: next()), toByteOffset: j, as: UInt8.self) }
+            for j in 0..<blockBytes {
+                block.storeBytes(of: UInt8(truncatingIfNeeded: next()), toByteOffset: j, as: UInt8.self)
+            }
         }
         switch type {
         case .f32:
             let f = p.bindMemory(to: Float.self, capacity: rows * cols)
-            for i in 0..<(rows * cols) { f[i] = uniform() * scale * 1.7 }  // this order: seeds give the same weights as ever
+            // This order: seeds give the same weights as ever.
+            for i in 0..<(rows * cols) { f[i] = uniform() * scale * 1.7 }
         case .f16:
             let h = p.bindMemory(to: UInt16.self, capacity: rows * cols)
             for i in 0..<(rows * cols) { h[i] = Float16(uniform() * amplitude).bitPattern }
@@ -69,7 +76,10 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
             for b in 0..<blocks {
                 let blk = p + b * 34
                 blk.storeBytes(of: Float16(amplitude / 127).bitPattern, as: UInt16.self)
-                for j in 0..<32 { blk.storeBytes(of: Int8(truncatingIfNeeded: Int(next() % 255) - 127), toByteOffset: 2 + j, as: Int8.self) }
+                for j in 0..<32 {
+                    blk.storeBytes(
+                        of: Int8(truncatingIfNeeded: Int(next() % 255) - 127), toByteOffset: 2 + j, as: Int8.self)
+                }
             }
         case .q4_1:
             for b in 0..<blocks {
@@ -77,7 +87,9 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
                 let d = amplitude * 2 / 15
                 blk.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
                 blk.storeBytes(of: Float16(-d * 7.5).bitPattern, toByteOffset: 2, as: UInt16.self)
-                for j in 0..<16 { blk.storeBytes(of: UInt8(truncatingIfNeeded: next()), toByteOffset: 4 + j, as: UInt8.self) }
+                for j in 0..<16 {
+                    blk.storeBytes(of: UInt8(truncatingIfNeeded: next()), toByteOffset: 4 + j, as: UInt8.self)
+                }
             }
         default:
             // Random quants, then the block's f16 scale fields (GGML block layouts) set so
@@ -86,24 +98,25 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
                 let blk = p + b * blockBytes
                 randomBytes(blk)
                 switch type {
-                case .q4_0: half(amplitude / 8, blk, at: 0)                               // (q - 8) d
-                case .q5_0: half(amplitude / 16, blk, at: 0)                              // (q - 16) d
-                case .q5_1:                                                               // q d + m
+                case .q4_0: half(amplitude / 8, blk, at: 0)  // (q - 8) d
+                case .q5_0: half(amplitude / 16, blk, at: 0)  // (q - 16) d
+                case .q5_1:  // q d + m
                     half(amplitude * 2 / 31, blk, at: 0); half(-amplitude, blk, at: 2)
-                case .q2_K:                                                               // d sc q - dmin m
+                case .q2_K:  // d sc q - dmin m
                     half(amplitude / 45, blk, at: 80); half(amplitude / 15, blk, at: 82)
-                case .q3_K: half(amplitude / 128, blk, at: 108)                           // d (sc - 32) q
-                case .q4_K:                                                               // d sc q - dmin m
+                case .q3_K: half(amplitude / 128, blk, at: 108)  // d (sc - 32) q
+                case .q4_K:  // d sc q - dmin m
                     half(amplitude / 472, blk, at: 0); half(amplitude / 63, blk, at: 2)
                 case .q5_K:
                     half(amplitude / 976, blk, at: 0); half(amplitude / 63, blk, at: 2)
-                case .q6_K: half(amplitude / 4096, blk, at: 208)                          // d sc (q - 32)
+                case .q6_K: half(amplitude / 4096, blk, at: 208)  // d sc (q - 32)
                 default: break
                 }
             }
         }
-        return try StoredMatrix(name: name, type: type, rows: rows, cols: cols, data: UnsafeRawPointer(p),
-                                byteCount: bytes, source: sourceName)
+        return try StoredMatrix(
+            name: name, type: type, rows: rows, cols: cols, data: UnsafeRawPointer(p),
+            byteCount: bytes, source: sourceName)
     }
 
     override func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {

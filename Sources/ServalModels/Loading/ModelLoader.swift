@@ -42,17 +42,23 @@ public struct ModelLoadOptions: Sendable {
 /// `model.safetensors` or a sharded index), reads its config, finds the architecture in
 /// the registry and builds it over `backend`.
 public enum ModelLoader {
-    public static func load(path: String, format: LoadFormat = .auto, backend: any ComputeBackend,
-                            options: ModelLoadOptions = ModelLoadOptions()) throws -> any LanguageModel {
+    public static func load(
+        path: String, format: LoadFormat = .auto, backend: any ComputeBackend,
+        options: ModelLoadOptions = ModelLoadOptions()
+    ) throws -> any LanguageModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ModelError(source: path, "no such file or directory")
         }
         switch (format, isDir.boolValue) {
         case (.gguf, true):
-            throw ModelError(source: path, "is a directory; --load-format gguf needs a .gguf file (use safetensors or auto for an HF checkpoint)")
+            throw ModelError(
+                source: path,
+                "is a directory; --load-format gguf needs a .gguf file (use safetensors or auto for an HF checkpoint)")
         case (.safetensors, false):
-            throw ModelError(source: path, "is a file; --load-format safetensors needs an HF checkpoint directory (config.json + *.safetensors)")
+            throw ModelError(
+                source: path,
+                "is a file; --load-format safetensors needs an HF checkpoint directory (config.json + *.safetensors)")
         default:
             break
         }
@@ -61,14 +67,17 @@ public enum ModelLoader {
         var weights: WeightSource?
         if !isDir.boolValue {
             let file = try GGUFFile(path: path, residency: format == .dummy ? .mapped : options.residency)
-            guard let arch = file.architecture else { throw ModelError(source: path, "general.architecture is missing") }
+            guard let arch = file.architecture else {
+                throw ModelError(source: path, "general.architecture is missing")
+            }
             config = .gguf(file)
             architecture = arch
             if format != .dummy { weights = GGUFWeightSource(file: file) }
         } else {
             let configPath = (path as NSString).appendingPathComponent("config.json")
             guard FileManager.default.fileExists(atPath: configPath) else {
-                throw ModelError(source: path, "is a directory without config.json (expected an HF checkpoint or a .gguf file)")
+                throw ModelError(
+                    source: path, "is a directory without config.json (expected an HF checkpoint or a .gguf file)")
             }
             let hf: HFModelConfig
             do { hf = try HFModelConfig(path: configPath) } catch { throw ModelError(source: configPath, "\(error)") }
@@ -82,7 +91,9 @@ public enum ModelLoader {
         let factory = try options.registry.factory(for: architecture, file: config.fileName)
         if weights == nil {
             guard backend.canCompute(options.dummyWeightType) else {
-                throw ModelError(source: "dummy weights", "the \(backend.name) backend cannot compute \(options.dummyWeightType) weights")
+                throw ModelError(
+                    source: "dummy weights",
+                    "the \(backend.name) backend cannot compute \(options.dummyWeightType) weights")
             }
             weights = try DummyWeightSource(type: options.dummyWeightType, seed: options.seed)
         }
@@ -91,10 +102,13 @@ public enum ModelLoader {
     }
 
     /// A model of `config`'s shapes with random weights stored as `weightType` (tests, tools).
-    public static func dummy(config: LlamaConfig, weightType: DType = .q4_1, seed: UInt64 = 1,
-                             backend: any ComputeBackend) throws -> LlamaModel {
+    public static func dummy(
+        config: LlamaConfig, weightType: DType = .q4_1, seed: UInt64 = 1,
+        backend: any ComputeBackend
+    ) throws -> LlamaModel {
         guard backend.canCompute(weightType) else {
-            throw ModelError(source: "dummy weights", "the \(backend.name) backend cannot compute \(weightType) weights")
+            throw ModelError(
+                source: "dummy weights", "the \(backend.name) backend cannot compute \(weightType) weights")
         }
         let source = try DummyWeightSource(type: weightType, seed: seed)
         return try LlamaModel(config: config, context: LoadContext(source: source, backend: backend))

@@ -39,7 +39,9 @@ public struct ModelRegistry: Sendable {
     /// The factory for `name`, or an error naming the supported ones.
     public func factory(for name: String, file: String) throws(ModelError) -> ModelFactory {
         guard let f = factories[name] else {
-            throw ModelError(source: file, "architecture \"\(name)\" is not supported (supported: \(architectures.joined(separator: ", ")))")
+            throw ModelError(
+                source: file,
+                "architecture \"\(name)\" is not supported (supported: \(architectures.joined(separator: ", ")))")
         }
         return f
     }

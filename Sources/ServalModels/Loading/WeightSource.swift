@@ -13,17 +13,24 @@ public struct StoredMatrix: @unchecked Sendable {
     public let rowBytes: Int
 
     /// Checks that `cols` is whole `type` blocks and that `byteCount` is rows × row bytes.
-    public init(name: String, type: DType, rows: Int, cols: Int, data: UnsafeRawPointer, byteCount: Int,
-                source: String) throws(ModelError) {
+    public init(
+        name: String, type: DType, rows: Int, cols: Int, data: UnsafeRawPointer, byteCount: Int,
+        source: String
+    ) throws(ModelError) {
         guard rows > 0, cols > 0 else {
             throw ModelError(source: source, "\(name): shape \(rows)x\(cols) must have positive dimensions")
         }
         guard let rowBytes = type.byteCount(elements: cols) else {
-            throw ModelError(source: source, "\(name): row length \(cols) is not a multiple of the \(type) block size \(type.blockSize)")
+            throw ModelError(
+                source: source,
+                "\(name): row length \(cols) is not a multiple of the \(type) block size \(type.blockSize)")
         }
         let (total, overflow) = rowBytes.multipliedReportingOverflow(by: rows)
         guard !overflow, total == byteCount else {
-            throw ModelError(source: source, "\(name): \(type) \(rows)x\(cols) needs \(overflow ? "too many" : String(total)) bytes, the file has \(byteCount)")
+            throw ModelError(
+                source: source,
+                "\(name): \(type) \(rows)x\(cols) needs \(overflow ? "too many" : String(total)) bytes, the file has \(byteCount)"
+            )
         }
         self.name = name
         self.type = type
@@ -46,8 +53,9 @@ public struct StoredMatrix: @unchecked Sendable {
 
     /// Rows `range` (a column-parallel shard): a view, nothing copied.
     public func rows(_ range: Range<Int>) -> StoredMatrix {
-        StoredMatrix(name: name, type: type, rows: range.count, cols: cols, data: data + range.lowerBound * rowBytes,
-                     rowBytes: rowBytes)
+        StoredMatrix(
+            name: name, type: type, rows: range.count, cols: cols, data: data + range.lowerBound * rowBytes,
+            rowBytes: rowBytes)
     }
 
     /// Columns `range` of every row (a row-parallel shard): a block-aligned copy into
@@ -55,20 +63,24 @@ public struct StoredMatrix: @unchecked Sendable {
     public func columns(_ range: Range<Int>, keeper: WeightSource) throws(ModelError) -> StoredMatrix {
         let bs = type.blockSize
         guard range.lowerBound % bs == 0, range.count % bs == 0, range.count > 0,
-              let lo = type.byteCount(elements: range.lowerBound), let width = type.byteCount(elements: range.count) else {
-            throw ModelError(source: keeper.sourceName,
-                             "\(name): columns \(range) do not split on \(type) blocks of \(bs); use fewer ranks")
+            let lo = type.byteCount(elements: range.lowerBound), let width = type.byteCount(elements: range.count)
+        else {
+            throw ModelError(
+                source: keeper.sourceName,
+                "\(name): columns \(range) do not split on \(type) blocks of \(bs); use fewer ranks")
         }
         let buffer = keeper.keep(bytes: rows * width)
         for r in 0..<rows { (buffer + r * width).copyMemory(from: data + r * rowBytes + lo, byteCount: width) }
-        return StoredMatrix(name: name, type: type, rows: rows, cols: range.count, data: UnsafeRawPointer(buffer),
-                            rowBytes: width)
+        return StoredMatrix(
+            name: name, type: type, rows: rows, cols: range.count, data: UnsafeRawPointer(buffer),
+            rowBytes: width)
     }
 
     /// The matrix made computable by `backend`.
     public func upload(to backend: any ComputeBackend, source: String) throws(ModelError) -> WeightMatrix {
         guard backend.canCompute(type) else {
-            throw ModelError(source: source, "\(name): tensor type \(type) cannot be computed by the \(backend.name) backend")
+            throw ModelError(
+                source: source, "\(name): tensor type \(type) cannot be computed by the \(backend.name) backend")
         }
         do {
             return try backend.weight(data, type: type, rows: rows, cols: cols, byteCount: byteCount)
@@ -120,11 +132,16 @@ public class WeightSource: @unchecked Sendable {
         case .f32:
             return (0..<count).map { Float(bitPattern: data.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
         case .f16:
-            return (0..<count).map { Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+            return (0..<count).map {
+                Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))
+            }
         case .bf16:
-            return (0..<count).map { Float(bitPattern: UInt32(data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16) }
+            return (0..<count).map {
+                Float(bitPattern: UInt32(data.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16)
+            }
         default:
-            throw ModelError(source: sourceName, "\(name): 1-D tensors of type \(type) are not supported (F32, F16, BF16)")
+            throw ModelError(
+                source: sourceName, "\(name): 1-D tensors of type \(type) are not supported (F32, F16, BF16)")
         }
     }
 }

@@ -19,12 +19,14 @@ final class GGUFWeightSource: WeightSource, @unchecked Sendable {
         let t = try info(name)
         // GGML order: shape[0] is the contiguous (input) dimension.
         guard t.shape.count == 2 || (t.shape.count > 2 && t.shape[2...].allSatisfy { $0 == 1 }),
-              t.shape[0] == cols, t.shape[1] == rows
+            t.shape[0] == cols, t.shape[1] == rows
         else {
-            throw ModelError(source: file.path, "\(name): shape \(t.shape) does not match the expected [\(cols), \(rows)]")
+            throw ModelError(
+                source: file.path, "\(name): shape \(t.shape) does not match the expected [\(cols), \(rows)]")
         }
-        return try StoredMatrix(name: name, type: t.type, rows: rows, cols: cols, data: file.data(of: t),
-                                byteCount: t.byteCount, source: file.path)
+        return try StoredMatrix(
+            name: name, type: t.type, rows: rows, cols: cols, data: file.data(of: t),
+            byteCount: t.byteCount, source: file.path)
     }
 
     override func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {
@@ -79,10 +81,12 @@ final class HFWeightSource: WeightSource, @unchecked Sendable {
     override func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
         let t = try tensor(name)
         guard t.shape == [rows, cols] else {
-            throw ModelError(source: t.file.path, "\(t.name): shape \(t.shape) does not match the expected [\(rows), \(cols)]")
+            throw ModelError(
+                source: t.file.path, "\(t.name): shape \(t.shape) does not match the expected [\(rows), \(cols)]")
         }
-        return try StoredMatrix(name: t.name, type: t.type, rows: rows, cols: cols, data: t.data, byteCount: t.byteCount,
-                                source: t.file.path)
+        return try StoredMatrix(
+            name: t.name, type: t.type, rows: rows, cols: cols, data: t.data, byteCount: t.byteCount,
+            source: t.file.path)
     }
 
     override func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {

@@ -37,6 +37,7 @@ public protocol AttentionBackend: AnyObject, Sendable {
     /// `q`: rows of `queryHeads × keyWidth`; `k`/`v`: rows of `kvHeads × keyWidth` /
     /// `kvHeads × valueWidth` (for `.mla`, `k` holds latent + rope and `v` is ignored);
     /// `out`: rows of `queryHeads × valueWidth`.
-    func forward(layer: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                 out: UnsafeMutablePointer<Float>, pool: any KVPool)
+    func forward(
+        layer: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        out: UnsafeMutablePointer<Float>, pool: any KVPool)
 }

@@ -40,7 +40,9 @@ public final class SingleRankCommunicator: Communicator {
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
 
-    public func allGatherV(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) throws {
+    public func allGatherV(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
+        throws
+    {
         let n = counts.first ?? 0
         if n > 0, UnsafePointer(output) != input { output.update(from: input, count: n) }
     }

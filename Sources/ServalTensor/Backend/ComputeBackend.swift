@@ -97,8 +97,9 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// `targets[i].y[r] = targets[i].weight · x[r]` for `rows` rows of `cols` floats.
     func matmul(_ x: UnsafePointer<Float>, rows: Int, targets: [MatmulTarget])
     /// `y[r] = x[r] / rms(x[r]) * weight` over `rows` rows of `cols`; `y` may be `x`.
-    func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
-                 into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int)
+    func rmsNorm(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
+        into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int)
     /// `y[r] += bias` over `rows` rows of `cols`.
     func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int)
     /// `y = a + b` over `count` floats; `y` may be either input.
@@ -107,16 +108,19 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func siluMul(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int)
     /// Rotary angles: `cos[r * n + i] = cos(positions[r] * inverseFrequencies[i])` (and sin)
     /// for `rows` positions and `n` frequencies, computed in double precision.
-    func rotaryAngles(positions: UnsafePointer<Int32>, rows: Int, inverseFrequencies: UnsafePointer<Float>, count n: Int,
-                      cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>)
+    func rotaryAngles(
+        positions: UnsafePointer<Int32>, rows: Int, inverseFrequencies: UnsafePointer<Float>, count n: Int,
+        cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>)
     /// Rotates `heads` heads of `headDim` floats in each of `rows` rows (`rowStride` floats
     /// apart), the first `rotaryDim` dims of each head, with row r's angles at
     /// `cos/sin + r * rotaryDim / 2`. `neox`: pairs (i, i + rotaryDim/2), else (2i, 2i+1).
-    func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int, rotaryDim: Int,
-              cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool)
+    func rope(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int, rotaryDim: Int,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool)
     /// `y[j] = x[rows[j]]` (`cols` floats each) for the `count` row indices at host `rows`.
-    func gatherRows(_ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
-                    into y: UnsafeMutablePointer<Float>)
+    func gatherRows(
+        _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
+        into y: UnsafeMutablePointer<Float>)
 
     // MARK: Attention and KV memory
 

@@ -34,8 +34,10 @@ public struct CPUSampler: TokenSampler {
                 guard let row = logits.hostRow(scoring.firstRow + j) else {
                     throw SamplingError.missingRow(scoring.firstRow + j)
                 }
-                values.append(Self.logprob(of: next, in: UnsafeBufferPointer(row), top: scoring.topLogprobs,
-                                           requested: scoring.requestedLogprobIDs))
+                values.append(
+                    Self.logprob(
+                        of: next, in: UnsafeBufferPointer(row), top: scoring.topLogprobs,
+                        requested: scoring.requestedLogprobIDs))
             }
             prompt.append(values)
         }
@@ -57,8 +59,9 @@ public struct CPUSampler: TokenSampler {
         }
         let processors: [any LogitProcessor] = [
             LogitBias(bias: p.logitBias),
-            Penalties(frequency: p.frequencyPenalty, presence: p.presencePenalty, repetition: p.repetitionPenalty,
-                      generated: p.generatedCounts),
+            Penalties(
+                frequency: p.frequencyPenalty, presence: p.presencePenalty, repetition: p.repetitionPenalty,
+                generated: p.generatedCounts),
             SuppressTokens(tokens: p.suppressed),
         ]
         for processor in processors where !processor.isIdentity { processor.apply(to: row) }
@@ -82,15 +85,18 @@ public struct CPUSampler: TokenSampler {
 
     /// Log-softmax of `token` in a raw row, with the `top` most likely alternatives and
     /// the `requested` ids' values.
-    static func logprob(of token: Int32, in row: UnsafeBufferPointer<Float>, top: Int,
-                        requested: [Int32] = []) -> TokenLogprob {
+    static func logprob(
+        of token: Int32, in row: UnsafeBufferPointer<Float>, top: Int,
+        requested: [Int32] = []
+    ) -> TokenLogprob {
         let lse = logSumExp(row)
         func value(_ t: Int32) -> Float { t >= 0 && Int(t) < row.count ? row[Int(t)] - lse : -Float.infinity }
         let alternatives = topIndices(row, count: min(max(top, 0), row.count)).map {
             (tokenID: $0, logprob: row[Int($0)] - lse)
         }
-        return TokenLogprob(tokenID: token, logprob: value(token), top: alternatives,
-                            requested: requested.map { (tokenID: $0, logprob: value($0)) })
+        return TokenLogprob(
+            tokenID: token, logprob: value(token), top: alternatives,
+            requested: requested.map { (tokenID: $0, logprob: value($0)) })
     }
 
     /// Temperature sampling with the top-k / top-p / min-p filters; `unit` in [0, 1).

@@ -21,8 +21,10 @@ public struct Logits: @unchecked Sendable {
     public let hidden: UnsafeMutablePointer<Float>?
     public let hiddenSize: Int
 
-    public init(vocabSize: Int, rowStart: [Int], storage: Storage, hidden: UnsafeMutablePointer<Float>? = nil,
-                hiddenSize: Int = 0) {
+    public init(
+        vocabSize: Int, rowStart: [Int], storage: Storage, hidden: UnsafeMutablePointer<Float>? = nil,
+        hiddenSize: Int = 0
+    ) {
         self.vocabSize = vocabSize
         self.rowStart = rowStart
         self.storage = storage

@@ -113,8 +113,10 @@ public struct TokenLogprob: Sendable, Equatable {
     /// The logprobs of the ids the request named (`token_ids_logprob`), in its order.
     public var requested: [(tokenID: Int32, logprob: Float)]
 
-    public init(tokenID: Int32, logprob: Float, top: [(tokenID: Int32, logprob: Float)],
-                requested: [(tokenID: Int32, logprob: Float)] = []) {
+    public init(
+        tokenID: Int32, logprob: Float, top: [(tokenID: Int32, logprob: Float)],
+        requested: [(tokenID: Int32, logprob: Float)] = []
+    ) {
         self.tokenID = tokenID
         self.logprob = logprob
         self.top = top

@@ -32,7 +32,9 @@ struct GGUFLayout {
         var o = 0
         func u32() -> UInt32 { defer { o += 4 }; return b[o..<o + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
         func u64() -> UInt64 { defer { o += 8 }; return b[o..<o + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
-        func string() -> String { let n = Int(u64()); defer { o += n }; return String(decoding: b[o..<o + n], as: UTF8.self) }
+        func string() -> String {
+            let n = Int(u64()); defer { o += n }; return String(decoding: b[o..<o + n], as: UTF8.self)
+        }
         func skip(_ type: UInt32) {
             switch type {
             case 0, 1, 7: o += 1
@@ -77,7 +79,8 @@ struct GGUFLayout {
             for _ in 0..<nd { dims.append(o); o += 8 }
             let typeAt = o; o += 4
             let offAt = o; o += 8
-            tensors.append(TensorEntry(name: name, nameLength: nameAt, nDims: nDimsAt, dims: dims, type: typeAt, offset: offAt))
+            tensors.append(
+                TensorEntry(name: name, nameLength: nameAt, nDims: nDimsAt, dims: dims, type: typeAt, offset: offAt))
         }
         directoryEnd = o
     }

@@ -23,7 +23,9 @@ struct SafetensorsBuilder {
         var offset = 0
         for t in tensors {
             let shape = t.shape.map(String.init).joined(separator: ",")
-            parts.append("\(Self.quote(t.name)):{\"dtype\":\"\(t.dtype)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
+            parts.append(
+                "\(Self.quote(t.name)):{\"dtype\":\"\(t.dtype)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.data.count)]}"
+            )
             offset += t.data.count
         }
         return "{" + parts.joined(separator: ",") + "}"
@@ -45,6 +47,10 @@ struct SafetensorsBuilder {
         return String(array.dropFirst().dropLast())
     }
 
-    static func f32(_ values: [Float]) -> [UInt8] { values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } } }
-    static func u16(_ values: [UInt16]) -> [UInt8] { values.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } } }
+    static func f32(_ values: [Float]) -> [UInt8] {
+        values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
+    }
+    static func u16(_ values: [UInt16]) -> [UInt8] {
+        values.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    }
 }

@@ -43,9 +43,9 @@ final class TempDir {
 /// write(2), named apart from the instance methods called `write` above.
 private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int) -> Int {
     #if canImport(Glibc)
-    return Glibc.write(fd, p, n)
+        return Glibc.write(fd, p, n)
     #else
-    return Darwin.write(fd, p, n)
+        return Darwin.write(fd, p, n)
     #endif
 }
 
@@ -85,7 +85,9 @@ enum DefaultModel {
 
     static var isAvailable: Bool {
         let ok = FileManager.default.fileExists(atPath: path)
-        if !ok { print("skipping: default model not found at \(path) (run scripts/fetch-default-model or set SERVAL_MODEL)") }
+        if !ok {
+            print("skipping: default model not found at \(path) (run scripts/fetch-default-model or set SERVAL_MODEL)")
+        }
         return ok
     }
 
