@@ -44,6 +44,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private var lastStepSeconds = 0.0
     /// Requests the latest step finished (their clients may be about to send more).
     private var finishedLastStep = 0
+    /// Structured outputs' jump-forward, nil when off.
+    private let jumpForward: JumpForward?
+    private var forwardPassesTotal = 0
+    private var jumpForwardTokensTotal = 0
 
     // Published snapshot.
     private let snapshotLock = NSLock()
@@ -81,6 +85,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.modelInfo = info
         self.contextLength = context
         self.decoder = decoder
+        self.jumpForward = config.jumpForward && decoder.encodeText("") != nil ? JumpForward(encoder: decoder) : nil
         self.logger = logger
         self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
         self.refillWait = max(0, config.refillWait)
@@ -340,6 +345,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             return
         }
         scheduler.completeForward(batch)
+        forwardPassesTotal += 1
         stepTime = Date()
         let forwardSeconds = stepTime.timeIntervalSince(stepStart)
         lastStepSeconds = forwardSeconds
@@ -349,22 +355,41 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             output.sendInputLogprobs(r)
             end(r, reason: .length)
         }
+        var forcedTokens = 0
         for (r, token) in result.sampled {
             scheduler.appendOutput(r, token: token.tokenID)
-            if let reason = output.emit(r, token, at: stepTime) {
+            let jumped = applyJumpForward(r, sampled: token.tokenID)
+            forcedTokens += max(0, (jumped?.count ?? 1) - 1)
+            if let reason = output.emit(r, token, replacedBy: jumped, at: stepTime) {
                 end(r, reason: reason)
             } else if r.sampling.grammarTerminated {
                 // The grammar is complete and allows nothing more (structured outputs).
                 end(r, reason: .stop(matched: nil))
             }
         }
-        generationTokensTotal += result.sampled.count
-        throughput.record(tokens: result.sampled.count, at: Date().timeIntervalSince(started))
+        generationTokensTotal += result.sampled.count + forcedTokens
+        jumpForwardTokensTotal += forcedTokens
+        throughput.record(tokens: result.sampled.count + forcedTokens, at: Date().timeIntervalSince(started))
         if checkIntegrity { verifyIntegrity() }
         publishAndDeliver()
         logger.debug(
             "\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))"
         )
+    }
+
+    /// Jump-forward: when the grammar forces text after the token `r` just sampled, the
+    /// token and that text re-tokenized replace it (see `JumpForward`); returns the tokens
+    /// now in its place, nil when nothing changed.
+    private func applyJumpForward(_ r: Request, sampled: Int32) -> [Int32]? {
+        guard let jf = jumpForward, let matcher = r.sampling.grammar, !r.sampling.reportsEveryToken,
+            !r.sampling.stopTokenIDs.contains(sampled), !matcher.isTerminated,
+            let plan = jf.plan(
+                sampled: sampled, matcher: matcher, budget: r.maxNewTokens - r.outputCount,
+                stopTokenIDs: r.sampling.stopTokenIDs),
+            r.sampling.recordJump(replacing: sampled, with: plan.tokens, forced: plan.forced)
+        else { return nil }
+        r.replaceNewestOutput(with: plan.tokens)
+        return plan.tokens
     }
 
     /// The first integrity failure seen (with `EngineConfig.checkIntegrity`), if any.
@@ -427,6 +452,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             ? Double(scheduler.cachedTokensAdmitted) / Double(scheduler.promptTokensAdmitted) : 0
         stats.genThroughput = throughput.rate(at: now)
         stats.retractionsTotal = scheduler.retractionsTotal
+        stats.forwardPassesTotal = forwardPassesTotal
+        stats.jumpForwardTokensTotal = jumpForwardTokensTotal
         stats.timeToFirstToken = output.ttft
         stats.interTokenLatency = output.interToken
         let used = scheduler.usedSlots

@@ -185,6 +185,10 @@ public struct EngineStats: Sendable, Equatable {
     /// Output tokens/s over the last few seconds.
     public var genThroughput: Double = 0
     public var retractionsTotal: Int = 0
+    /// Forward passes run (each serves one batch: decodes and prefill chunks together).
+    public var forwardPassesTotal: Int = 0
+    /// Output tokens appended by jump-forward (structured outputs) rather than sampled.
+    public var jumpForwardTokensTotal: Int = 0
     /// Time to first token and inter-token latency, stamped on the engine thread when each
     /// token is sampled; nil from an engine that does not measure them.
     public var timeToFirstToken: Histogram? = nil

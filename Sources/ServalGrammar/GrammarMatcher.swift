@@ -52,6 +52,35 @@ public final class GrammarMatcher: @unchecked Sendable {
         return true
     }
 
+    /// The bytes the grammar forces from here (jump-forward, SGLang's compressed FSM):
+    /// while the match cannot end and exactly one byte may come next, that byte; at most
+    /// `limit` of them. Reads nothing: `accept(bytes:)` advances over them.
+    public func forcedBytes(limit: Int = 256) -> [UInt8] {
+        let a = grammar.automaton
+        var out: [UInt8] = []
+        var cur = stacks
+        var ended = canFinish
+        var next: [ParseStack] = []
+        while out.count < limit, !ended, !cur.isEmpty {
+            var only: Int16 = -1
+            for p in cur {
+                let b = a.onlyByte[Int(p.top)]
+                if b == -1 { continue }
+                if b == -2 || (only >= 0 && only != b) { return out }
+                only = b
+            }
+            guard only >= 0 else { return out }
+            next.removeAll(keepingCapacity: true)
+            var flags = StepFlags()
+            stepper.step(cur, UInt8(only), into: &next, flags: &flags)
+            if next.isEmpty && !flags.completed { return out }
+            out.append(UInt8(only))
+            ended = flags.completed
+            swap(&cur, &next)
+        }
+        return out
+    }
+
     /// Sets bit `t` of `words` for every token that may come next (never the
     /// end-of-generation tokens: the caller allows those when `canFinish`).
     /// `words` must hold `(vocabulary size + 63) / 64` words; they are overwritten.

@@ -92,6 +92,23 @@ struct StackStepper {
         }
     }
 
+    /// Like `accepts` for a stack with `StackPool.context` at its bottom: also true as soon
+    /// as a rule ends into that unknown context (what follows is the context's business).
+    mutating func mayAccept<C: Collection>(_ bytes: C, from start: ParseStack) -> Bool where C.Element == UInt8 {
+        var cur = [start], nxt: [ParseStack] = []
+        var remaining = bytes.count
+        for b in bytes {
+            remaining -= 1
+            nxt.removeAll(keepingCapacity: true)
+            var flags = StepFlags()
+            step(cur, b, into: &nxt, flags: &flags)
+            if flags.leftContext { return true }
+            if nxt.isEmpty { return remaining == 0 && flags.completed }
+            swap(&cur, &nxt)
+        }
+        return true
+    }
+
     /// True when `bytes` can be read from `start` (ending anywhere, or exactly where the grammar ends).
     mutating func accepts<C: Collection>(_ bytes: C, from start: ParseStack) -> Bool where C.Element == UInt8 {
         var cur = [start], nxt: [ParseStack] = []

@@ -128,6 +128,12 @@ struct LaunchServer: AsyncParsableCommand {
             "Structured outputs: xgrammar, outlines or llguidance (SGLang's names, all served by Serval's own grammar engine), or none (constrained requests get 400s)."
     )
     var grammarBackend: String = "xgrammar"
+    @Flag(
+        name: .customLong("disable-jump-forward"),
+        help:
+            "Structured outputs: sample text the grammar forces (fixed keys, brackets) token by token instead of appending it re-tokenized without a forward pass per token."
+    )
+    var disableJumpForward = false
     @Option(
         name: .customLong("constrained-json-whitespace-pattern"),
         help:
@@ -233,6 +239,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.kvCacheDType = kvDType
         e.schedulePolicy = policy
         e.disableRadixCache = disableRadixCache
+        e.jumpForward = !disableJumpForward
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout
@@ -262,6 +269,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["schedule_policy"] = .string(schedulePolicy)
         o["disable_radix_cache"] = .bool(disableRadixCache)
         o["grammar_backend"] = .string(grammarBackend)
+        o["disable_jump_forward"] = .bool(disableJumpForward)
         o["constrained_json_whitespace_pattern"] = constrainedJSONWhitespacePattern.map { .string($0) } ?? .null
         o["enable_metrics"] = .bool(enableMetrics)
         o["log_level"] = .string(logLevel)
