@@ -58,11 +58,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
         logger: Logger = Logger(label: "serval.engine")
     ) throws {
-        let info = model.info
+        var info = model.info
         let context = min(
             config.contextLength ?? info.contextLength, info.contextLength > 0 ? info.contextLength : Int.max)
         guard context >= 2 else { throw EngineError.invalidConfig("context length \(context) is too small") }
         let kvBytesPerToken = model.kvBytesPerToken(dtype: config.kvCacheDType)
+        info.kvBytesPerToken = kvBytesPerToken
         let capacity = try KVPoolSizing.capacity(
             config: config, kvBytesPerToken: kvBytesPerToken,
             weightBytes: info.weightBytes, contextLength: context,
@@ -96,7 +97,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
         logger.info(
-            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType.storage)), context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
+            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType.storage)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
         )
         watchdog.start()
         let thread = Thread { [self] in runLoop() }

@@ -59,6 +59,10 @@ public struct ModelInfo: Sendable, Equatable {
     public var parameterCount: Int
     public var weightBytes: Int
     public var weightTypes: String
+    /// The KV cache layout (`KVLayout.description`), e.g. `mla(latent: 512, rope: 64)`.
+    public var kvLayout: String = ""
+    /// KV bytes per token in the engine's cache dtype (set by the engine; 0 until then).
+    public var kvBytesPerToken: Int = 0
 
     public init(
         architecture: String, name: String, vocabSize: Int, contextLength: Int, hiddenSize: Int,

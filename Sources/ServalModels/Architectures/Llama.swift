@@ -90,11 +90,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             }
             params += 2 * H
         }
-        info = ModelInfo(
+        var info = ModelInfo(
             architecture: c.architecture, name: c.name, vocabSize: c.vocabSize, contextLength: c.contextLength,
             hiddenSize: H, layerCount: c.layerCount, headCount: c.headCount, kvHeadCount: c.kvHeadCount,
             headDim: c.headDim, parameterCount: params, weightBytes: bytes,
             weightTypes: types.sorted().joined(separator: ", "))
+        info.kvLayout = kvLayout.description
+        self.info = info
         workspace = ForwardWorkspace(
             backend: backend,
             widths: .init(

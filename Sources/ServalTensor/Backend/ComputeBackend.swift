@@ -122,12 +122,25 @@ public protocol ComputeBackend: AnyObject, Sendable {
         _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
         into y: UnsafeMutablePointer<Float>)
 
+    /// `dst[r·dstStride ..< +cols] = src[r·srcStride ..< +cols]` for `rows` rows (slices of wider rows).
+    func copyRows(
+        _ src: UnsafePointer<Float>, srcStride: Int, into dst: UnsafeMutablePointer<Float>, dstStride: Int,
+        rows: Int, cols: Int)
+    /// One product over strided rows: `y[r·yStride ..< +weight.rows] = weight · x[r·xStride ..< +weight.cols]`
+    /// (per-head products inside wider rows, e.g. MLA's weight absorption).
+    func matmul(
+        _ x: UnsafePointer<Float>, xStride: Int, rows: Int, weight: WeightMatrix,
+        into y: UnsafeMutablePointer<Float>, yStride: Int)
+
     // MARK: Attention and KV memory
 
     /// KV memory for `slots` token slots of `layers` layers in `layout`, elements of `dtype`.
     func makeKVPool(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws -> any KVPool
     /// The attention implementation for a model with `queryHeads` heads of `layout`.
     func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend
+    /// The routed experts of one mixture-of-experts layer (`hidden` wide, experts `intermediate` wide).
+    func makeMoE(routing: MoERouting, experts: [ExpertWeights], hidden: Int, intermediate: Int) throws
+        -> any MoEBackend
 }
 
 extension ComputeBackend {
