@@ -46,6 +46,9 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: "cpu, or cuda (GPU 0; bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
+    var device: String = "cpu"
+
     @Flag(
         name: .customLong("mmap-weights"),
         help:
@@ -61,6 +64,9 @@ struct Generate: AsyncParsableCommand {
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 or more") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
+            throw ValidationError("--device must be one of \(ComputeDevice.flagValues); got '\(device)'")
+        }
         guard KVCacheDType(flag: kvCacheDtype) != nil else {
             throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
         }
@@ -72,8 +78,9 @@ struct Generate: AsyncParsableCommand {
         let model: any LanguageModel
         let tokenizer: Tokenizer
         do {
+            let computeDevice = try ComputeDevice.parse(device)
             model = try ModelLoader.load(
-                path: path, backend: CPUBackend(threads: threads),
+                path: path, backend: try computeDevice.makeBackend(threads: threads),
                 options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
