@@ -42,6 +42,14 @@ struct BenchOneBatch: AsyncParsableCommand {
     var device: String = "cpu"
 
     @Option(
+        name: .customLong("cuda-graph-max-bs"),
+        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
+    var cudaGraphMaxBS: Int?
+
+    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
+    var disableCudaGraph = false
+
+    @Option(
         name: .customLong("load-format"), help: "auto (the files) or dummy (random weights of the config's shapes).")
     var loadFormat: String = "auto"
 
@@ -85,18 +93,21 @@ struct BenchOneBatch: AsyncParsableCommand {
         let model: any LanguageModel
         let computeDevice = try ComputeDevice.parse(device)
         let loadStart = DispatchTime.now().uptimeNanoseconds
+        let graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph)
         do {
-            model = try ModelLoader.load(
-                path: path, format: LoadFormat(rawValue: loadFormat) ?? .auto,
-                backend: try computeDevice.makeBackend(threads: threads),
-                options: computeDevice.loadOptions(ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)))
+            let backend = try computeDevice.makeBackend(threads: threads)
+            model = ComputeDevice.wrap(
+                try ModelLoader.load(
+                    path: path, format: LoadFormat(rawValue: loadFormat) ?? .auto, backend: backend,
+                    options: computeDevice.loadOptions(ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))),
+                backend: backend, maxGraphBatch: graphBatch)
         } catch {
             throw CLIError("\(error)")
         }
         logLine(
             String(
-                format: "loaded in %.2f s on %@", Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9,
-                computeDevice.rawValue))
+                format: "loaded in %.2f s on %@%@", Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9,
+                computeDevice.rawValue, graphBatch.map { ", CUDA graphs for decode batches up to \($0)" } ?? ""))
         // Greedy next tokens through the model's own sampler (on the GPU for cuda), which
         // also waits for the step: the timings below cover forward and sampling.
         var sampler = model.makeSampler()

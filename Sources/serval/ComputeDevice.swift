@@ -34,6 +34,25 @@ enum ComputeDevice: String, CaseIterable {
         }
     }
 
+    /// The model as the engine should run it: decode steps as CUDA graphs on a GPU unless
+    /// `maxGraphBatch` is nil (`--disable-cuda-graph`).
+    static func wrap(_ model: any LanguageModel, backend: any ComputeBackend, maxGraphBatch: Int?) -> any LanguageModel
+    {
+        guard let cuda = backend as? CUDABackend, let maxGraphBatch, maxGraphBatch > 0 else { return model }
+        return CUDAGraphModel(model, backend: cuda, maxBatch: maxGraphBatch)
+    }
+
+    /// Checks `--cuda-graph-max-bs` / `--disable-cuda-graph` and says which graph batch
+    /// sizes apply: nil for none (CPU, or graphs off).
+    func graphBatch(maxBS: Int?, disabled: Bool) throws -> Int? {
+        if let m = maxBS, m < 1 { throw CLIError("--cuda-graph-max-bs must be positive, got \(m)") }
+        guard self == .cuda else {
+            if maxBS != nil { throw CLIError("--cuda-graph-max-bs needs --device cuda (the CPU runs no graphs)") }
+            return nil
+        }
+        return disabled ? nil : (maxBS ?? 256)
+    }
+
     /// Dummy weights (`--load-format dummy`) in the type this device computes fastest.
     func loadOptions(_ base: ModelLoadOptions) -> ModelLoadOptions {
         var o = base

@@ -49,6 +49,14 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "cpu, or cuda (GPU 0; bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
     var device: String = "cpu"
 
+    @Option(
+        name: .customLong("cuda-graph-max-bs"),
+        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
+    var cudaGraphMaxBS: Int?
+
+    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
+    var disableCudaGraph = false
+
     @Flag(
         name: .customLong("mmap-weights"),
         help:
@@ -79,9 +87,13 @@ struct Generate: AsyncParsableCommand {
         let tokenizer: Tokenizer
         do {
             let computeDevice = try ComputeDevice.parse(device)
-            model = try ModelLoader.load(
-                path: path, backend: try computeDevice.makeBackend(threads: threads),
-                options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
+            let graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph)
+            let backend = try computeDevice.makeBackend(threads: threads)
+            model = ComputeDevice.wrap(
+                try ModelLoader.load(
+                    path: path, backend: backend,
+                    options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)),
+                backend: backend, maxGraphBatch: graphBatch)
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")

@@ -117,6 +117,14 @@ struct LaunchServer: AsyncParsableCommand {
     var enableReturnHiddenStates = false
 
     @Option(
+        name: .customLong("cuda-graph-max-bs"),
+        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
+    var cudaGraphMaxBS: Int?
+
+    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
+    var disableCudaGraph = false
+
+    @Option(
         name: .customLong("device"),
         help: "cpu, or cuda (GPU 0: bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
     var device: String = "cpu"
@@ -274,6 +282,8 @@ struct LaunchServer: AsyncParsableCommand {
         o["random_seed"] = .int(Int(truncatingIfNeeded: engine.randomSeed))
         o["load_format"] = .string(loadFormat)
         o["device"] = .string(device)
+        o["cuda_graph_max_bs"] = cudaGraphMaxBS.map { .int($0) } ?? .null
+        o["disable_cuda_graph"] = .bool(disableCudaGraph)
         o["skip_tokenizer_init"] = .bool(skipTokenizerInit)
         o["enable_return_hidden_states"] = .bool(enableReturnHiddenStates)
         o["enable_cache_report"] = true
@@ -376,9 +386,14 @@ struct LaunchServer: AsyncParsableCommand {
         let computeDevice = try ComputeDevice.parse(device)
         let backend: any ComputeBackend
         do { backend = try computeDevice.makeBackend(threads: threads) } catch { throw ValidationError("\(error)") }
+        let graphBatch: Int?
+        do { graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph) } catch {
+            throw ValidationError("\(error)")
+        }
         do {
-            return try ModelLoader.load(
+            let model = try ModelLoader.load(
                 path: path, format: format, backend: backend, options: computeDevice.loadOptions(options))
+            return ComputeDevice.wrap(model, backend: backend, maxGraphBatch: graphBatch)
         } catch {
             throw ValidationError("Cannot load the model from '\(path)': \(error)")
         }

@@ -81,13 +81,23 @@ final class CUDAAttention: AttentionBackend, @unchecked Sendable {
         isDecode = decode && seqs > 0
         splits = isDecode ? backend.kernels.decodeSplits(batch: seqs, shape: shape, maxLen: step.maxContext) : 1
         let indptr = step.slotStart.map { Int32($0) }
+        var slotList = step.slots
+        if let graph = backend.graphShape {
+            // A graph copies the slot list at a fixed size and plans its splits for a fixed
+            // longest context, so every replay has the capture's shape.
+            guard isDecode, slotList.count <= graph.slotCapacity, step.maxContext <= graph.maxContext else {
+                throw CUDAError.invalid("attention: this step does not fit the decode graph's shape")
+            }
+            splits = backend.kernels.decodeSplits(batch: seqs, shape: shape, maxLen: graph.maxContext)
+            slotList += [Int32](repeating: 0, count: graph.slotCapacity - slotList.count)
+        }
 
         // Metadata: kv indptr, kv indices, qo indptr, new slots (each 256-byte aligned).
         func rounded(_ b: Int) -> Int { (max(b, 4) + 255) / 256 * 256 }
-        let sizes = [indptr.count * 4, step.slots.count * 4, qo.count * 4, fresh.count * 4].map(rounded)
+        let sizes = [indptr.count * 4, slotList.count * 4, qo.count * 4, fresh.count * 4].map(rounded)
         let metaBytes = sizes.reduce(0, +)
         if (meta?.pointer.bytes ?? 0) < metaBytes {
-            try backend.stream.synchronize()  // the old buffer may still be read by queued work
+            try backend.growForGraph()  // the old buffer may still be read by queued work
             meta = try DeviceBuffer(bytes: metaBytes * 2)
         }
         guard let meta else { return }
@@ -97,7 +107,7 @@ final class CUDAAttention: AttentionBackend, @unchecked Sendable {
             return DevicePointer(address: meta.pointer.address + UInt64(offset), bytes: sizes[i])
         }
         kvIndptr = take(0); kvIndices = take(1); qoIndptr = take(2); newSlots = take(3)
-        for (values, target) in [(indptr, kvIndptr), (step.slots, kvIndices), (qo, qoIndptr), (fresh, newSlots)] {
+        for (values, target) in [(indptr, kvIndptr), (slotList, kvIndices), (qo, qoIndptr), (fresh, newSlots)] {
             values.withUnsafeBytes { raw in
                 if let base = raw.baseAddress { backend.stage(base, bytes: raw.count, to: target.address) }
             }
@@ -109,7 +119,7 @@ final class CUDAAttention: AttentionBackend, @unchecked Sendable {
             isDecode ? CUDAKernels.decodeWorkspaceBytes(batch: seqs, shape: shape, splits: splits) : 0)
         let scratchBytes = 2 * qBytes + wsBytes
         if (scratch?.pointer.bytes ?? 0) < scratchBytes {
-            try backend.stream.synchronize()
+            try backend.growForGraph()
             scratch = try DeviceBuffer(bytes: scratchBytes * 2)
         }
         guard let scratch else { return }
@@ -119,12 +129,30 @@ final class CUDAAttention: AttentionBackend, @unchecked Sendable {
         workspace = DevicePointer(address: base + UInt64(2 * qBytes), bytes: scratch.pointer.bytes - 2 * qBytes)
     }
 
+    /// Grows the buffers (outside any capture) for a decode graph of `seqs` sequences
+    /// whose slot list is copied at `slots` entries and contexts up to `maxContext`.
+    func reserveDecode(seqs: Int, slots: Int, maxContext: Int) throws {
+        func rounded(_ b: Int) -> Int { (max(b, 4) + 255) / 256 * 256 }
+        let metaBytes = [(seqs + 1) * 4, slots * 4, (seqs + 1) * 4, seqs * 4].map(rounded).reduce(0, +)
+        if (meta?.pointer.bytes ?? 0) < metaBytes {
+            try backend.growForGraph()
+            meta = try DeviceBuffer(bytes: metaBytes * 2)
+        }
+        let splits = backend.kernels.decodeSplits(batch: seqs, shape: shape, maxLen: maxContext)
+        let qBytes = rounded(seqs * qWidth * 2)
+        let need = 2 * qBytes + rounded(CUDAKernels.decodeWorkspaceBytes(batch: seqs, shape: shape, splits: splits))
+        if (scratch?.pointer.bytes ?? 0) < need {
+            try backend.growForGraph()
+            scratch = try DeviceBuffer(bytes: need * 2)
+        }
+    }
+
     func forward(
         layer: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         out: UnsafeMutablePointer<Float>, pool kvPool: any KVPool
     ) {
         guard tokens > 0 else { return }
-        backend.record {
+        backend.enqueue {
             guard let pool = kvPool as? CUDAKVPool, layer >= 0, layer < pool.layerCount else {
                 throw CUDAError.invalid("attention: layer \(layer) is not in this CUDA KV pool")
             }

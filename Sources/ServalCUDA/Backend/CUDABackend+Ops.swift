@@ -12,7 +12,7 @@ extension CUDABackend {
         _ table: WeightMatrix, tokens: UnsafePointer<Int32>, rows: Int, into y: UnsafeMutablePointer<Float>
     ) {
         guard rows > 0 else { return }
-        record {
+        enqueue {
             try kernels.embedding(
                 table: Self.range(table.base.assumingMemoryBound(to: UInt16.self), table.rows * table.cols * 2),
                 ids: Self.range(tokens, rows * 4), out: Self.range(y, rows * table.cols * 4), tokens: rows,
@@ -23,7 +23,7 @@ extension CUDABackend {
     public func matmul(_ x: UnsafePointer<Float>, rows: Int, targets: [MatmulTarget]) {
         guard rows > 0, let first = targets.first else { return }
         let k = first.weight.cols
-        record {
+        enqueue {
             if rows == 1 && useGEMV && k % 8 == 0 && Self.address(x) % 16 == 0 {
                 for t in targets {
                     var a = KernelArgs()
@@ -54,7 +54,7 @@ extension CUDABackend {
         rows: Int, cols: Int
     ) {
         guard rows > 0 else { return }
-        record {
+        enqueue {
             var a = KernelArgs()
             a.add(Self.range(x, rows * cols * 4)); a.add(Self.range(weight, cols * 4))
             a.add(Self.range(y, rows * cols * 4)); a.add(cols); a.add(eps)
@@ -65,7 +65,7 @@ extension CUDABackend {
     public func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
         let n = rows * cols
         guard n > 0 else { return }
-        record {
+        enqueue {
             var a = KernelArgs()
             a.add(Self.range(y, n * 4)); a.add(Self.range(bias, cols * 4)); a.add(cols); a.add(n)
             try launch("sv_add_bias_f32", grid: (Self.blocks(n), 1, 1), a)
@@ -76,7 +76,7 @@ extension CUDABackend {
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
     ) {
         guard count > 0 else { return }
-        record {
+        enqueue {
             var k = KernelArgs()
             k.add(Self.range(a, count * 4)); k.add(Self.range(b, count * 4)); k.add(Self.range(y, count * 4))
             k.add(count)
@@ -88,7 +88,7 @@ extension CUDABackend {
         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
     ) {
         guard count > 0 else { return }
-        record {
+        enqueue {
             var k = KernelArgs()
             k.add(Self.range(gate, count * 4)); k.add(Self.range(up, count * 4)); k.add(Self.range(y, count * 4))
             k.add(count)
@@ -102,7 +102,7 @@ extension CUDABackend {
     ) {
         let total = rows * n
         guard total > 0 else { return }
-        record {
+        enqueue {
             var k = KernelArgs()
             k.add(Self.range(positions, rows * 4)); k.add(Self.range(inverseFrequencies, n * 4)); k.add(n)
             k.add(Self.range(cos, total * 4)); k.add(Self.range(sin, total * 4)); k.add(total)
@@ -115,7 +115,7 @@ extension CUDABackend {
         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool
     ) {
         guard rows > 0, heads > 0, rotaryDim >= 2 else { return }
-        record {
+        enqueue {
             var k = KernelArgs()
             k.add(Self.range(x, rows * rowStride * 4)); k.add(rowStride); k.add(headDim); k.add(rotaryDim)
             k.add(Self.range(cos, rows * rotaryDim / 2 * 4)); k.add(Self.range(sin, rows * rotaryDim / 2 * 4))
@@ -135,7 +135,7 @@ extension CUDABackend {
             return
         }
         stage(UnsafeRawPointer(rows), bytes: count * 4, to: idx.address)
-        record {
+        enqueue {
             var k = KernelArgs()
             k.add(DevicePointer(address: Self.address(x), bytes: Int.max / 2)); k.add(idx); k.add(cols)
             k.add(Self.range(y, count * cols * 4))
@@ -151,6 +151,8 @@ extension CUDABackend {
     }
 
     public func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend {
-        try CUDAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
+        let a = try CUDAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
+        attentions.append(WeakAttention(value: a))
+        return a
     }
 }

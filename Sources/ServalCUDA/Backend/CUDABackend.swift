@@ -21,7 +21,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     private var buffers: [UInt64: DeviceBuffer] = [:]
     private let ring: PinnedBuffer
-    private var ringOffset = 0
+    var ringOffset = 0
     private var firstError: Error?
     /// bf16 copy of a matmul's input rows (cuBLASLt reads bf16).
     private var activationScratch: DeviceBuffer?
@@ -29,6 +29,15 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     private var indexScratch: DeviceBuffer?
     private var sampler: CUDASampler?
     private let uploadLog: UploadLog
+    /// Eager, or capturing / replaying a decode graph (`CUDABackend+Graphs.swift`).
+    var graphMode = GraphMode.eager
+    /// Bumped whenever a buffer a captured graph may point into is replaced: graphs of an
+    /// older generation are stale.
+    public internal(set) var generation = 0
+    /// The shape of the graph being captured or replayed (nil when eager).
+    var graphShape: GraphShape?
+    /// The attention objects made here (captures pre-size their buffers).
+    var attentions: [WeakAttention] = []
 
     /// Device `ordinal`'s primary context, the kernels (NVRTC, disk-cached), cuBLASLt.
     /// Throws `CUDAError.unavailable` (one line naming what is missing) without a GPU.
@@ -77,6 +86,20 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         do { try body() } catch { if firstError == nil { firstError = error } }
     }
 
+    /// Queues an op's work, except while a graph replays (its work is the graph's).
+    @inline(__always)
+    func enqueue(_ body: () throws -> Void) {
+        if case .replay = graphMode { return }
+        record(body)
+    }
+
+    /// A point that must wait for the stream: refused while capturing (the capture fails
+    /// and the step runs eagerly instead).
+    func streamSync() throws {
+        if case .capture = graphMode { throw CUDAError.invalid("a graph capture reached a synchronising call") }
+        try stream.synchronize()
+    }
+
     /// Throws (and clears) the first error an op met since the last call.
     public func checkErrors() throws {
         if let e = firstError {
@@ -123,7 +146,8 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     public func release(_ buffer: ServalTensor.DeviceBuffer) {
         makeCurrent()
-        synchronize()  // queued work may still use it
+        record { try streamSync() }  // queued work may still use it
+        generation += 1
         buffers[UInt64(UInt(bitPattern: buffer.base))] = nil
     }
 
@@ -135,25 +159,39 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         stage(UnsafeRawPointer(host), bytes: count * 4, to: Self.address(dst))
     }
 
-    /// Copies host bytes to the device through the pinned ring, in stream order.
+    /// Copies host bytes to the device through the pinned ring, in stream order. While a
+    /// graph is captured each copy's ring region is logged; a replay writes the same
+    /// regions (same sizes, same order) and the graph's copies read them.
     func stage(_ src: UnsafeRawPointer, bytes: Int, to dst: UInt64) {
         guard bytes > 0 else { return }
         record {
+            if case .replay(let log, let cursor) = graphMode {
+                guard cursor < log.count, log[cursor].bytes == bytes, log[cursor].target == dst else {
+                    throw CUDAError.invalid("graph replay: host copy \(cursor) differs from the captured one")
+                }
+                (ring.base + log[cursor].offset).copyMemory(from: src, byteCount: bytes)
+                graphMode = .replay(log, cursor + 1)
+                return
+            }
             let target = DevicePointer(address: dst, bytes: bytes)
             if bytes > ring.bytes {
                 try stream.copy(from: src, to: target, bytes: bytes)
-                try stream.synchronize()
+                try streamSync()
                 return
             }
             var start = (ringOffset + 255) / 256 * 256
             if start + bytes > ring.bytes {
                 // Earlier copies out of the ring must have run before it is reused.
-                try stream.synchronize()
+                try streamSync()
                 start = 0
             }
             (ring.base + start).copyMemory(from: src, byteCount: bytes)
             try stream.copy(from: ring.base + start, to: target, bytes: bytes)
             ringOffset = start + bytes
+            if case .capture(var log) = graphMode {
+                log.append(StagedCopy(offset: start, bytes: bytes, target: dst))
+                graphMode = .capture(log)
+            }
         }
     }
 
@@ -163,7 +201,8 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
             let need = rows * cols * 2
             let small = (indexScratch?.pointer.bytes ?? 0) < rows * 4
             guard (activationScratch?.pointer.bytes ?? 0) < need || small else { return }
-            try stream.synchronize()  // queued work may still use the old buffers
+            try streamSync()  // queued work may still use the old buffers
+            generation += 1
             if (activationScratch?.pointer.bytes ?? 0) < need { activationScratch = try DeviceBuffer(bytes: need) }
             if small { indexScratch = try DeviceBuffer(bytes: max(rows, 64) * 4) }
         }
@@ -172,7 +211,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     public func synchronize() {
         record {
             try context.makeCurrent()
-            try stream.synchronize()
+            try streamSync()
         }
         ringOffset = 0
     }
@@ -220,6 +259,11 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     var scratchBF16: DevicePointer? { activationScratch?.pointer }
     var scratchIndices: DevicePointer? { indexScratch?.pointer }
+}
+
+/// A reference that does not keep an attention object alive.
+struct WeakAttention {
+    weak var value: CUDAAttention?
 }
 
 /// Weight-upload progress on stderr (one line per GiB) and which types were converted.
