@@ -64,7 +64,9 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O2", "-Wall"])],
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]
         ),
-        .target(name: "ServalCUDA", dependencies: ["CServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
+        .target(
+            name: "ServalCUDA", dependencies: ["CServalCUDA", "CServalKernels", "ServalTensor", "ServalBase"],
+            swiftSettings: plain),
         .target(name: "ServalModels", dependencies: ["ServalTensor", "ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTokenizer", dependencies: ["ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTemplate", swiftSettings: plain),

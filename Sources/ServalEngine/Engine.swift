@@ -64,10 +64,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         guard context >= 2 else { throw EngineError.invalidConfig("context length \(context) is too small") }
         let kvBytesPerToken = model.kvBytesPerToken(dtype: config.kvCacheDType)
         info.kvBytesPerToken = kvBytesPerToken
+        let memory = model.memoryInfo()
         let capacity = try KVPoolSizing.capacity(
             config: config, kvBytesPerToken: kvBytesPerToken,
             weightBytes: info.weightBytes, contextLength: context,
-            physicalMemory: UInt64(max(0, model.memoryInfo().totalBytes)))
+            physicalMemory: UInt64(max(0, memory.totalBytes)),
+            deviceFreeBytes: memory.weightsResident ? memory.freeBytes : nil)
         var sc = SchedulerConfig(capacity: capacity, contextLength: context)
         sc.pageSize = config.pageSize
         sc.maxRunningRequests = config.maxRunningRequests ?? min(256, max(4, capacity / 16))
@@ -81,7 +83,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.scheduler = try Scheduler(config: sc)
         self.kvCapacity = scheduler.allocator.capacity
         let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
-        self.runner = ModelRunner(model: model, kvCache: kvCache)
+        self.runner = ModelRunner(model: model, kvCache: kvCache, sampler: model.makeSampler())
         self.output = OutputProcessor(decoder: decoder, contextLength: context)
         self.modelInfo = info
         self.contextLength = context
@@ -97,7 +99,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
         logger.info(
-            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType.storage)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
+            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType == .auto ? "auto" : config.kvCacheDType.storage.description)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
         )
         watchdog.start()
         let thread = Thread { [self] in runLoop() }

@@ -20,6 +20,8 @@ public protocol LanguageModel: AnyObject, Sendable {
     func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits
     /// The memory of the device the model runs on (the KV pool is sized from it).
     func memoryInfo() -> DeviceMemoryInfo
+    /// The sampler that reads this model's `Logits` where they live.
+    func makeSampler() -> any TokenSampler
 }
 
 extension LanguageModel {
@@ -30,6 +32,9 @@ extension LanguageModel {
     public func makeKVCache(slots: Int) throws -> any KVCacheStorage {
         try makeKVCache(slots: slots, dtype: .auto)
     }
+
+    /// The host sampler, for models whose logits are in host memory.
+    public func makeSampler() -> any TokenSampler { CPUSampler() }
 
     /// Host memory, for models that run on the host.
     public func memoryInfo() -> DeviceMemoryInfo {

@@ -46,6 +46,17 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: "cpu, or cuda (GPU 0; bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
+    var device: String = "cpu"
+
+    @Option(
+        name: .customLong("cuda-graph-max-bs"),
+        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
+    var cudaGraphMaxBS: Int?
+
+    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
+    var disableCudaGraph = false
+
     @Flag(
         name: .customLong("mmap-weights"),
         help:
@@ -61,6 +72,9 @@ struct Generate: AsyncParsableCommand {
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 or more") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
+            throw ValidationError("--device must be one of \(ComputeDevice.flagValues); got '\(device)'")
+        }
         guard KVCacheDType(flag: kvCacheDtype) != nil else {
             throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
         }
@@ -72,9 +86,14 @@ struct Generate: AsyncParsableCommand {
         let model: any LanguageModel
         let tokenizer: Tokenizer
         do {
-            model = try ModelLoader.load(
-                path: path, backend: CPUBackend(threads: threads),
-                options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
+            let computeDevice = try ComputeDevice.parse(device)
+            let graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph)
+            let backend = try computeDevice.makeBackend(threads: threads)
+            model = ComputeDevice.wrap(
+                try ModelLoader.load(
+                    path: path, backend: backend,
+                    options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)),
+                backend: backend, maxGraphBatch: graphBatch)
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")

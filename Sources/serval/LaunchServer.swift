@@ -7,6 +7,7 @@ import ServalGrammar
 import ServalFormats
 import ServalModels
 import ServalServer
+import ServalTensor
 import ServalTokenizer
 
 /// `serval launch-server`: SGLang's flag names and defaults, so SGLang launch lines work.
@@ -45,9 +46,12 @@ struct LaunchServer: AsyncParsableCommand {
     @Option(
         name: .customLong("chunked-prefill-size"),
         help:
-            "Prompt tokens per forward batch (-1 disables chunking); 64 suits a CPU, where it is already a ~150 ms step."
+            "Prompt tokens per forward batch (-1 disables chunking); default 64 on a CPU, where it is already a ~150 ms step, 8192 on a GPU."
     )
-    var chunkedPrefillSize: Int = 64
+    var chunkedPrefillSizeFlag: Int?
+    var chunkedPrefillSize: Int {
+        chunkedPrefillSizeFlag ?? (device.lowercased() == ComputeDevice.cuda.rawValue ? 8192 : 64)
+    }
     @Option(
         name: .customLong("prefill-max-requests"),
         help:
@@ -112,7 +116,17 @@ struct LaunchServer: AsyncParsableCommand {
         help: "Let requests ask for return_hidden_states (the final hidden state of every position run).")
     var enableReturnHiddenStates = false
 
-    @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
+    @Option(
+        name: .customLong("cuda-graph-max-bs"),
+        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
+    var cudaGraphMaxBS: Int?
+
+    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
+    var disableCudaGraph = false
+
+    @Option(
+        name: .customLong("device"),
+        help: "cpu, or cuda (GPU 0: bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
     var device: String = "cpu"
     @Option(
         name: .customLong("watchdog-timeout"),
@@ -169,9 +183,8 @@ struct LaunchServer: AsyncParsableCommand {
                 throw ValidationError("--constrained-json-whitespace-pattern: \(error)")
             }
         }
-        guard device == "cpu" else {
-            if device == "cuda" { throw ValidationError("--device cuda is not available yet; use --device cpu.") }
-            throw ValidationError("--device must be cpu (cuda is not available yet), got '\(device)'.")
+        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
+            throw ValidationError("--device must be one of \(ComputeDevice.flagValues), got '\(device)'.")
         }
         guard ["auto", "gguf", "safetensors", "dummy"].contains(loadFormat) else {
             throw ValidationError("--load-format must be one of auto, gguf, safetensors, dummy; got '\(loadFormat)'.")
@@ -277,6 +290,8 @@ struct LaunchServer: AsyncParsableCommand {
         o["random_seed"] = .int(Int(truncatingIfNeeded: engine.randomSeed))
         o["load_format"] = .string(loadFormat)
         o["device"] = .string(device)
+        o["cuda_graph_max_bs"] = cudaGraphMaxBS.map { .int($0) } ?? .null
+        o["disable_cuda_graph"] = .bool(disableCudaGraph)
         o["skip_tokenizer_init"] = .bool(skipTokenizerInit)
         o["enable_return_hidden_states"] = .bool(enableReturnHiddenStates)
         o["enable_cache_report"] = true
@@ -376,9 +391,17 @@ struct LaunchServer: AsyncParsableCommand {
         }
         var options = ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)
         options.seed = randomSeed ?? 1
+        let computeDevice = try ComputeDevice.parse(device)
+        let backend: any ComputeBackend
+        do { backend = try computeDevice.makeBackend(threads: threads) } catch { throw ValidationError("\(error)") }
+        let graphBatch: Int?
+        do { graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph) } catch {
+            throw ValidationError("\(error)")
+        }
         do {
-            return try ModelLoader.load(
-                path: path, format: format, backend: CPUBackend(threads: threads), options: options)
+            let model = try ModelLoader.load(
+                path: path, format: format, backend: backend, options: computeDevice.loadOptions(options))
+            return ComputeDevice.wrap(model, backend: backend, maxGraphBatch: graphBatch)
         } catch {
             throw ValidationError("Cannot load the model from '\(path)': \(error)")
         }

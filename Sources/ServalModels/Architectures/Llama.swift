@@ -115,6 +115,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
 
     public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
 
+    public func makeSampler() -> any TokenSampler { backend.makeSampler(vocabSize: config.vocabSize) }
+
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
         guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout
         else {
@@ -155,7 +157,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         }
         // `ws.xn` now holds the normed hidden state behind each logits row.
         return Logits(
-            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: .host(ws.logits), hidden: ws.xn,
+            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: be.logitsStorage(ws.logits), hidden: ws.xn,
             hiddenSize: H)
     }
 }
