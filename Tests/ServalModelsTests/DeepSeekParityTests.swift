@@ -49,7 +49,20 @@ import ServalTensor
             let own = (0..<Int32(sfx.count)).map { Int32(prefixLength + 64 * i) + $0 }
             seqs.append(SequenceInput(tokens: sfx, startPosition: prefixLength, kvSlots: shared + own, logits: .all))
         }
-        let out = try model.forward(ForwardBatch(sequences: seqs), cache: cache).copy()
+        let batch = ForwardBatch(sequences: seqs)
+        var flat: [Int32] = []
+        var starts: [Int] = []
+        for u in batch.slotUpdates {
+            starts.append(flat.count)
+            flat += u.slots
+        }
+        let plan = flat.withUnsafeBufferPointer {
+            PagedAttention.plan(
+                tokenCounts: seqs.map { $0.tokens.count }, startPositions: seqs.map(\.startPosition),
+                slots: $0.baseAddress!, slotStart: starts, kvHeads: 1)
+        }
+        #expect(plan.hasSharing, "the batch takes the cascade path over the shared latent rows")
+        let out = try model.forward(batch, cache: cache).copy()
         for (i, sfx) in suffixes.enumerated() {
             for r in 0..<sfx.count {
                 let diff = maxRelativeDifference(logitsRow(out, sequence: i, row: r), alone[i][r])
