@@ -58,7 +58,7 @@ public struct ModelRegistry: Sendable {
             return try LlamaModel(config: config, context: ctx)
         }
         r.register(Array(LlamaConfig.ggufArchitectures) + Array(LlamaConfig.hfArchitectures.keys), llama)
-        r.register(Array(DeepSeekConfig.hfArchitectures.keys)) { source, ctx in
+        r.register(Array(DeepSeekConfig.hfArchitectures.keys) + ["deepseek_v2", "deepseek_v3"]) { source, ctx in
             guard case .hf(let hf, let file) = source else {
                 throw ModelError(source: source.fileName, "DeepSeek models load from HF checkpoints (config.json)")
             }
