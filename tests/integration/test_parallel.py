@@ -135,10 +135,12 @@ def test_killing_a_rank_mid_serve_stops_the_server():
     time.sleep(0.5)
     os.kill(rank[0], signal.SIGKILL)
     code = wait_exit(s.proc, 30)
-    with pytest.raises(Exception):
+    # The open stream ends (its connection drops with the server) instead of hanging.
+    try:
         for _ in stream.iter_lines():
             pass
-        raise RuntimeError("stream ended")
+    except requests.RequestException:
+        pass
     s.log.close()
     log = s.log_path.read_text()
     assert code == 1, log[-2000:]
