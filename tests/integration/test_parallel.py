@@ -48,6 +48,9 @@ def test_layout_errors_are_one_line(args, message):
     assert message in out.stderr + out.stdout, out.stderr
 
 
+needs_two_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="TP=2 needs 2 cores (one per rank)")
+
+
 def greedy(server):
     """Greedy continuations of the fixture prompts, with the top-2 logprob margin at each step."""
     outs = []
@@ -107,6 +110,7 @@ def tp1_tokens():
         s.stop()
 
 
+@needs_two_cores
 def test_tp2_greedy_tokens_equal_tp1(tp1_tokens):
     s = Server("--tp-size", "2")
     try:
@@ -126,6 +130,7 @@ def test_tp2_greedy_tokens_equal_tp1(tp1_tokens):
     assert "TP rank" in s.log_path.read_text()
 
 
+@needs_two_cores
 def test_killing_a_rank_mid_serve_stops_the_server():
     s = Server("--tp-size", "2")
     rank = children(s.proc.pid)
@@ -147,6 +152,7 @@ def test_killing_a_rank_mid_serve_stops_the_server():
     assert "TP rank 1" in log and "killed by signal 9" in log, log[-2000:]
 
 
+@needs_two_cores
 def test_killing_a_rank_mid_load_fails_startup():
     binary = binary_or_skip()
     if not model_path().exists():
