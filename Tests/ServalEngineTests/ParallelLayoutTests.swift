@@ -140,12 +140,16 @@ import Testing
         #expect(
             message(layout { $0.tpSize = 4 }, devices: 2)
                 == "--tp-size 4 needs 4 ranks on this node but it has 2 CPU cores; use fewer ranks (or more --nnodes).")
+        // Plain DP replicas are separate servers behind the router: not counted.
         #expect(
             message(
                 layout {
                     $0.tpSize = 2; $0.dpSize = 2
-                }, devices: 2)?.hasPrefix("--tp-size 2 x --dp-size 2 needs 4")
-                == true)
+                }, devices: 2) == nil)
+        let twoNodes = layout {
+            $0.tpSize = 4; $0.nnodes = 2; $0.distInitAddr = "h:1"
+        }
+        #expect(message(twoNodes, devices: 1)?.hasPrefix("--tp-size 4 over 2 nodes needs 2 ranks on this node") == true)
         // Two nodes of one rank each fit on two single-core "nodes".
         #expect(
             message(

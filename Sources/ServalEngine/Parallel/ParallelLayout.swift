@@ -22,8 +22,9 @@ public struct ParallelLayout: Sendable, Equatable {
     public var ranksPerNode: Int { tpSize / max(1, nnodes) }
     /// Global rank of this node's first rank.
     public var firstRank: Int { nodeRank * ranksPerNode }
-    /// Processes on this node: TP ranks, times replicas for plain data parallelism.
-    public var processesPerNode: Int { ranksPerNode * (enableDPAttention ? 1 : max(1, dpSize)) }
+    /// Rank processes of one model replica on this node (plain `--dp-size` replicas behind
+    /// the router are separate servers and are not counted: they may share the cores).
+    public var processesPerNode: Int { ranksPerNode }
     public var isSingleRank: Bool { tpSize == 1 && nnodes == 1 }
 
     /// The rules that need neither the model nor the machine (SGLang's asserts).
@@ -87,10 +88,7 @@ public struct ParallelLayout: Sendable, Equatable {
     public func validate(devices: Int, deviceName: String) throws(ParallelLayoutError) {
         try validate()
         guard processesPerNode <= devices else {
-            let what =
-                enableDPAttention || dpSize == 1
-                ? "--tp-size \(tpSize)\(nnodes > 1 ? " over \(nnodes) nodes" : "")"
-                : "--tp-size \(tpSize) x --dp-size \(dpSize)"
+            let what = "--tp-size \(tpSize)\(nnodes > 1 ? " over \(nnodes) nodes" : "")"
             throw ParallelLayoutError(
                 "\(what) needs \(processesPerNode) ranks on this node but it has \(devices) \(deviceName); use fewer ranks (or more --nnodes)."
             )
