@@ -381,7 +381,8 @@ struct LaunchServer: AsyncParsableCommand {
         let info = lm.info
         print(
             "Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
-                + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
+                + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes))\(leader == nil ? "" : " on rank 0 (its shard)"), "
+                + "\(info.layerCount) layers, "
                 + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
         print(
             "KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
