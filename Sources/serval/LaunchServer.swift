@@ -161,8 +161,15 @@ struct LaunchServer: AsyncParsableCommand {
         help: "Worker processes; > 1 starts them on free local ports with the router on --port.")
     var dpSize: Int = 1
     @Flag(
-        name: .customLong("enable-dp-attention"), help: "Not available yet (the parallelism work covers it); refused.")
+        name: .customLong("enable-dp-attention"),
+        help: "Attention data-parallel over --dp-size groups (layout checked; not available yet, so refused).")
     var enableDPAttention = false
+    @OptionGroup var parallel: ParallelOptions
+    // Set by rank 0 on the processes it starts for the other tensor-parallel ranks.
+    @Option(name: .customLong("internal-tp-rank"), help: .private)
+    var internalTPRank: Int?
+    @Option(name: .customLong("internal-shm"), help: .private)
+    var internalShm: String?
     @Argument(
         parsing: .allUnrecognized,
         help:
@@ -297,10 +304,35 @@ struct LaunchServer: AsyncParsableCommand {
         o["enable_cache_report"] = true
         o["watchdog_timeout"] = .double(watchdogTimeout)
         o["threads"] = threads.map { .int($0) } ?? .null
+        o["tp_size"] = .int(parallel.tpSize)
+        o["dp_size"] = .int(dpSize)
+        o["ep_size"] = .int(parallel.epSize)
+        o["pp_size"] = .int(parallel.ppSize)
+        o["nnodes"] = .int(parallel.nnodes)
+        o["node_rank"] = .int(parallel.nodeRank)
+        o["dist_init_addr"] = parallel.distInitAddr.map { .string($0) } ?? .null
+        o["enable_dp_attention"] = .bool(enableDPAttention)
         return o
     }
 
+    /// The parallel layout, checked against the flags and this machine's cores.
+    func parallelLayout() throws -> ParallelLayout {
+        let layout = parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention)
+        do {
+            try layout.validate(devices: ProcessInfo.processInfo.activeProcessorCount, deviceName: "CPU cores")
+        } catch {
+            throw ValidationError(error.message)
+        }
+        if layout.epSize > 1 {
+            throw ValidationError(
+                "--ep-size \(layout.epSize): expert parallelism is not available yet (no mixture-of-experts model is served); use --ep-size 1."
+            )
+        }
+        return layout
+    }
+
     func run() async throws {
+        let layout = try parallelLayout()
         if enableDPAttention {
             throw ValidationError(
                 "--enable-dp-attention is not available yet (DP attention belongs to the parallelism work); use --dp-size alone for data-parallel replicas behind the router."
@@ -317,6 +349,14 @@ struct LaunchServer: AsyncParsableCommand {
             throw ValidationError("router flags (\(routerFlags.joined(separator: " "))) need --dp-size > 1.")
         }
         let (engineConfig, level) = try validateFlags()
+        if let rank = internalTPRank {
+            try runRank(rank, layout: layout, level: level)
+            return
+        }
+        if layout.nodeRank > 0 {
+            try runNode(layout: layout, level: level)
+            return
+        }
         // Startup lines must reach a log file or pipe as they happen, not at exit.
         setvbuf(stdout, nil, _IOLBF, 0)
         LoggingSystem.bootstrap { label in
@@ -332,10 +372,23 @@ struct LaunchServer: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: model) else {
             throw ValidationError("No model at '\(model)'; pass --model-path or set $SERVAL_MODEL.")
         }
-        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / layout.processesPerNode)
 
         let loadStart = Date()
-        let lm = try loadModel(path: model, threads: threadCount)
+        let ranks = try layout.isSingleRank ? nil : startRanks(layout: layout, logger: logger)
+        var lm = try loadModel(path: model, threads: threadCount, communicator: ranks?.communicator)
+        var leader: TensorParallelLeader?
+        if let ranks {
+            do { try ranks.communicator.barrier() } catch {
+                throw ValidationError("The tensor-parallel ranks did not all load the model: \(error)")
+            }
+            let tp = TensorParallelLeader(model: lm, communicator: ranks.communicator)
+            leader = tp
+            lm = tp
+            print(
+                "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator"
+            )
+        }
         let (bridge, textDecoder) = try TokenizerSetup.make(
             skip: skipTokenizerInit, location: tokenizerLocation,
             modelVocab: lm.info.vocabSize)
@@ -350,7 +403,8 @@ struct LaunchServer: AsyncParsableCommand {
         let info = lm.info
         print(
             "Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
-                + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
+                + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes))\(leader == nil ? "" : " on rank 0 (its shard)"), "
+                + "\(info.layerCount) layers, "
                 + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
         print(
             "KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
@@ -380,16 +434,19 @@ struct LaunchServer: AsyncParsableCommand {
                 logger.critical("Warm-up generation failed; /health stays unhealthy.")
             }
         }
+        ranks?.group.stop(leader: leader)
     }
 
     /// Loads the weights as --load-format says (`ModelLoader`, the one loading path):
     /// a `.gguf` file, an HF checkpoint directory (config.json + *.safetensors), or
     /// random weights with either one's shapes; `auto` tells file and directory apart.
-    func loadModel(path: String, threads: Int) throws -> any LanguageModel {
+    func loadModel(path: String, threads: Int, communicator: (any Communicator)? = nil) throws -> any LanguageModel {
         guard let format = LoadFormat(rawValue: loadFormat) else {
             throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'.")
         }
-        var options = ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)
+        // Tensor-parallel ranks map the file (one copy in the page cache for all of them)
+        // and each keeps views of its rows, or copies of its columns, only.
+        var options = ModelLoadOptions(residency: mmapWeights || communicator != nil ? .mapped : .hugePages)
         options.seed = randomSeed ?? 1
         let computeDevice = try ComputeDevice.parse(device)
         let backend: any ComputeBackend
@@ -397,6 +454,12 @@ struct LaunchServer: AsyncParsableCommand {
         let graphBatch: Int?
         do { graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph) } catch {
             throw ValidationError("\(error)")
+        }
+        if let communicator {
+            guard computeDevice == .cpu else {
+                throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
+            }
+            options.communicator = communicator
         }
         do {
             let model = try ModelLoader.load(
