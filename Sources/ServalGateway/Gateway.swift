@@ -40,6 +40,14 @@ public final class Gateway: @unchecked Sendable {
         var clientConfig = HTTPClient.Configuration()
         clientConfig.connectionPool = .init(idleTimeout: .seconds(90), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
         clientConfig.timeout = .init(connect: .seconds(5))
+        // A refused connection fails its request at once (the proxy retries another worker,
+        // a health check counts a failure). AsyncHTTPClient's default instead queues such
+        // requests and retries the connection with a backoff that grows per host (100 ms ×
+        // 1.25^failures, capped at 60 s) and resets only on a success, and a connection in
+        // backoff counts as "starting", so later requests wait for it rather than dial. A worker
+        // killed under load collects dozens of failures in seconds; once it restarts, every
+        // probe waits behind that backoff and times out, so it stayed unhealthy for up to a minute.
+        clientConfig.connectionPool.retryConnectionEstablishment = false
         clientConfig.decompression = .disabled
         clientConfig.redirectConfiguration = .disallow
         self.client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: clientConfig)
