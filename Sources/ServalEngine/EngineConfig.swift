@@ -70,6 +70,9 @@ public struct EngineConfig: Sendable, Equatable {
     /// Most requests waiting to run (SGLang's `--max-queued-requests`); more are refused
     /// at once (`validate` throws `EngineError.queueFull`) instead of waiting. nil: no limit.
     public var maxQueuedRequests: Int? = nil
+    /// Publish the radix cache's block events with blocks of this many tokens
+    /// (`--kv-events-config`); nil: no events, and no cost.
+    public var kvEventsBlockSize: Int? = nil
 
     public init() {}
 }
