@@ -127,7 +127,8 @@ enum FirstOf {
             }
             Task {
                 try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))
-                if once.resume(otherwise) { task.cancel() }
+                task.cancel()  // a no-op when it already ended; before resuming, so callers see it
+                once.resume(otherwise)
             }
         }
     }
