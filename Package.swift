@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "ServalGateway",
             dependencies: [
-                "ServalHTTP",
+                "ServalHTTP", "ServalBase",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -160,7 +160,11 @@ let package = Package(
             name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"],
             resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalHTTPTests", dependencies: ["ServalHTTP"], swiftSettings: plain),
-        .testTarget(name: "ServalGatewayTests", dependencies: ["ServalGateway", "ServalHTTP"], swiftSettings: plain),
+        .testTarget(
+            name: "ServalGatewayTests",
+            dependencies: [
+                "ServalGateway", "ServalHTTP", "ServalBase", .product(name: "NIOCore", package: "swift-nio"),
+            ], swiftSettings: plain),
         .testTarget(
             name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"],
             resources: [.copy("Fixtures")], swiftSettings: plain),

@@ -16,6 +16,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     public let contextLength: Int
     /// KV pool size in tokens.
     public let kvCapacity: Int
+    /// The radix cache's block events (`EngineConfig.kvEventsBlockSize`), else nil.
+    public let kvEvents: KVEventPublisher?
 
     private let decoder: any TokenTextDecoder
     private let inbox = EngineInbox()
@@ -80,7 +82,16 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         sc.policy = config.schedulePolicy
         sc.disableRadixCache = config.disableRadixCache
         sc.randomSeed = config.randomSeed
-        self.scheduler = try Scheduler(config: sc)
+        var scheduler = try Scheduler(config: sc)
+        if let blockSize = config.kvEventsBlockSize {
+            guard blockSize >= 1 else { throw EngineError.invalidConfig("KV event block size must be >= 1") }
+            let publisher = KVEventPublisher(blockSize: blockSize)
+            scheduler.setKVEventPublisher(publisher)
+            self.kvEvents = publisher
+        } else {
+            self.kvEvents = nil
+        }
+        self.scheduler = scheduler
         self.kvCapacity = scheduler.allocator.capacity
         let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
         self.runner = ModelRunner(model: model, kvCache: kvCache, sampler: model.makeSampler())

@@ -220,10 +220,13 @@ public protocol EngineHandle: AnyObject, Sendable {
     /// so the server can answer 400 before streaming. `submit` checks the same and
     /// ends such a request with `.abort(message:)`.
     func validate(_ request: GenerateRequest) throws
+    /// The radix cache's block events, when the engine publishes them (`--kv-events-config`).
+    var kvEvents: KVEventPublisher? { get }
 }
 
 /// Defaults for test doubles of the HTTP layer: always healthy, accepts everything.
 extension EngineHandle {
     public var isHealthy: Bool { true }
     public func validate(_ request: GenerateRequest) throws {}
+    public var kvEvents: KVEventPublisher? { nil }
 }

@@ -74,6 +74,9 @@ public struct EngineConfig: Sendable, Equatable {
     /// bracket) without a forward pass per token, re-tokenized (SGLang's jump-forward; off
     /// with `--disable-jump-forward`). Needs a decoder that can encode (`encodeText`).
     public var jumpForward: Bool = true
+    /// Publish the radix cache's block events with blocks of this many tokens
+    /// (`--kv-events-config`); nil: no events, and no cost.
+    public var kvEventsBlockSize: Int? = nil
 
     public init() {}
 }

@@ -155,6 +155,13 @@ struct LaunchServer: AsyncParsableCommand {
     )
     var constrainedJSONWhitespacePattern: String?
 
+    @Option(
+        name: .customLong("kv-events-config"),
+        help:
+            "Publish the radix cache's block stored/removed events (SGLang's flag), JSON: {\"publisher\": \"http\", \"block_size\": 16}; served as a stream on GET /kv_events for `launch-router --kv-events`. zmq is not available."
+    )
+    var kvEventsConfig: String?
+
     // Data parallelism: N worker processes behind the gateway (see DataParallelLaunch.swift).
     @Option(
         name: .customLong("dp-size"),
@@ -245,6 +252,7 @@ struct LaunchServer: AsyncParsableCommand {
             throw ValidationError("--max-request-body-bytes must be at least 1024, got \(maxRequestBodyBytes).")
         }
         var e = EngineConfig()
+        if let c = kvEventsConfig { e.kvEventsBlockSize = try KVEventsFlag.parse(c) }
         e.contextLength = contextLength
         e.maxTotalTokens = maxTotalTokens
         e.memFractionStatic = memFractionStatic
@@ -288,6 +296,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)
         o["disable_radix_cache"] = .bool(disableRadixCache)
+        o["kv_events_config"] = kvEventsConfig.map { .string($0) } ?? .null
         o["grammar_backend"] = .string(grammarBackend)
         o["disable_jump_forward"] = .bool(disableJumpForward)
         o["constrained_json_whitespace_pattern"] = constrainedJSONWhitespacePattern.map { .string($0) } ?? .null
