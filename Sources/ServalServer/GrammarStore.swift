@@ -37,7 +37,11 @@ final class GrammarStore: @unchecked Sendable {
         } catch let e as GrammarError {
             throw APIError.invalid("'\(param)' cannot be compiled: \(e.message)", param: param, code: "invalid_grammar")
         }
-        g.precomputeRootMasks()
+        // The request waits for at most ~3 s of masks; the rest (a large schema on a 128k
+        // vocabulary) are filled in the background, so decode steps rarely compute one.
+        if g.precomputeRootMasks() < g.automaton.stateCount {
+            DispatchQueue.global(qos: .utility).async { g.precomputeRootMasks(budget: 120) }
+        }
         lock.withLock {
             compiledCount += 1
             if cache[spec] == nil {
