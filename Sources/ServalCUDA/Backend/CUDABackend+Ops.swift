@@ -147,6 +147,8 @@ extension CUDABackend {
 
     public func makeKVPool(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws -> any KVPool {
         try context.makeCurrent()
+        // Graphs captured over another pool must not be replayed over this one.
+        generation += 1
         return try CUDAKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype)
     }
 
