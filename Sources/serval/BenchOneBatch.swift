@@ -38,16 +38,7 @@ struct BenchOneBatch: AsyncParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "cpu, or cuda (GPU 0; bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
-    var device: String = "cpu"
-
-    @Option(
-        name: .customLong("cuda-graph-max-bs"),
-        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
-    var cudaGraphMaxBS: Int?
-
-    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
-    var disableCudaGraph = false
+    @OptionGroup var deviceOptions: DeviceOptions
 
     @Option(
         name: .customLong("load-format"), help: "auto (the files) or dummy (random weights of the config's shapes).")
@@ -77,9 +68,6 @@ struct BenchOneBatch: AsyncParsableCommand {
         }
         guard outputLen >= 0 else { throw ValidationError("--output-len must not be negative") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
-            throw ValidationError("--device must be one of \(ComputeDevice.flagValues); got '\(device)'")
-        }
         guard KVCacheDType(flag: kvCacheDtype) != nil else {
             throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
         }
@@ -91,23 +79,19 @@ struct BenchOneBatch: AsyncParsableCommand {
     func run() async throws {
         let path = try DefaultModel.resolve(modelPath)
         let model: any LanguageModel
-        let computeDevice = try ComputeDevice.parse(device)
+        let computeDevice = deviceOptions.computeDevice
         let loadStart = DispatchTime.now().uptimeNanoseconds
-        let graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph)
+        let opened = try deviceOptions.open(threads: threads)
         do {
-            let backend = try computeDevice.makeBackend(threads: threads)
-            model = ComputeDevice.wrap(
-                try ModelLoader.load(
-                    path: path, format: LoadFormat(rawValue: loadFormat) ?? .auto, backend: backend,
-                    options: computeDevice.loadOptions(ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))),
-                backend: backend, maxGraphBatch: graphBatch)
+            model = try opened.load(
+                path: path, format: LoadFormat(rawValue: loadFormat) ?? .auto,
+                options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
         } catch {
             throw CLIError("\(error)")
         }
-        logLine(
-            String(
-                format: "loaded in %.2f s on %@%@", Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9,
-                computeDevice.rawValue, graphBatch.map { ", CUDA graphs for decode batches up to \($0)" } ?? ""))
+        let loadSeconds = String(format: "%.2f", Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9)
+        let graphs = opened.graphBatch.map { ", CUDA graphs for decode batches up to \($0)" } ?? ""
+        logLine("loaded in \(loadSeconds) s on \(computeDevice.rawValue)\(graphs)")
         // Greedy next tokens through the model's own sampler (on the GPU for cuda), which
         // also waits for the step: the timings below cover forward and sampling.
         var sampler = model.makeSampler()

@@ -46,16 +46,7 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "cpu, or cuda (GPU 0; bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
-    var device: String = "cpu"
-
-    @Option(
-        name: .customLong("cuda-graph-max-bs"),
-        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
-    var cudaGraphMaxBS: Int?
-
-    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
-    var disableCudaGraph = false
+    @OptionGroup var deviceOptions: DeviceOptions
 
     @Flag(
         name: .customLong("mmap-weights"),
@@ -72,9 +63,6 @@ struct Generate: AsyncParsableCommand {
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 or more") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
-            throw ValidationError("--device must be one of \(ComputeDevice.flagValues); got '\(device)'")
-        }
         guard KVCacheDType(flag: kvCacheDtype) != nil else {
             throw ValidationError("--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
         }
@@ -86,14 +74,8 @@ struct Generate: AsyncParsableCommand {
         let model: any LanguageModel
         let tokenizer: Tokenizer
         do {
-            let computeDevice = try ComputeDevice.parse(device)
-            let graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph)
-            let backend = try computeDevice.makeBackend(threads: threads)
-            model = ComputeDevice.wrap(
-                try ModelLoader.load(
-                    path: path, backend: backend,
-                    options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)),
-                backend: backend, maxGraphBatch: graphBatch)
+            model = try deviceOptions.open(threads: threads).load(
+                path: path, options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")

@@ -50,7 +50,7 @@ struct LaunchServer: AsyncParsableCommand {
     )
     var chunkedPrefillSizeFlag: Int?
     var chunkedPrefillSize: Int {
-        chunkedPrefillSizeFlag ?? (device.lowercased() == ComputeDevice.cuda.rawValue ? 8192 : 64)
+        chunkedPrefillSizeFlag ?? (deviceOptions.computeDevice == .cuda ? 8192 : 64)
     }
     @Option(
         name: .customLong("prefill-max-requests"),
@@ -116,18 +116,7 @@ struct LaunchServer: AsyncParsableCommand {
         help: "Let requests ask for return_hidden_states (the final hidden state of every position run).")
     var enableReturnHiddenStates = false
 
-    @Option(
-        name: .customLong("cuda-graph-max-bs"),
-        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
-    var cudaGraphMaxBS: Int?
-
-    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
-    var disableCudaGraph = false
-
-    @Option(
-        name: .customLong("device"),
-        help: "cpu, or cuda (GPU 0: bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
-    var device: String = "cpu"
+    @OptionGroup var deviceOptions: DeviceOptions
     @Option(
         name: .customLong("watchdog-timeout"),
         help: "Seconds a forward pass may take before the engine is reported stuck.")
@@ -196,9 +185,6 @@ struct LaunchServer: AsyncParsableCommand {
             do { _ = try RegexParser.parse(p) } catch {
                 throw ValidationError("--constrained-json-whitespace-pattern: \(error)")
             }
-        }
-        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
-            throw ValidationError("--device must be one of \(ComputeDevice.flagValues), got '\(device)'.")
         }
         guard ["auto", "gguf", "safetensors", "dummy"].contains(loadFormat) else {
             throw ValidationError("--load-format must be one of auto, gguf, safetensors, dummy; got '\(loadFormat)'.")
@@ -305,9 +291,9 @@ struct LaunchServer: AsyncParsableCommand {
         o["log_requests"] = .bool(logRequests)
         o["random_seed"] = .int(Int(truncatingIfNeeded: engine.randomSeed))
         o["load_format"] = .string(loadFormat)
-        o["device"] = .string(device)
-        o["cuda_graph_max_bs"] = cudaGraphMaxBS.map { .int($0) } ?? .null
-        o["disable_cuda_graph"] = .bool(disableCudaGraph)
+        o["device"] = .string(deviceOptions.device)
+        o["cuda_graph_max_bs"] = deviceOptions.cudaGraphMaxBS.map { .int($0) } ?? .null
+        o["disable_cuda_graph"] = .bool(deviceOptions.disableCudaGraph)
         o["skip_tokenizer_init"] = .bool(skipTokenizerInit)
         o["enable_return_hidden_states"] = .bool(enableReturnHiddenStates)
         o["enable_cache_report"] = true
@@ -457,23 +443,16 @@ struct LaunchServer: AsyncParsableCommand {
         // and each keeps views of its rows, or copies of its columns, only.
         var options = ModelLoadOptions(residency: mmapWeights || communicator != nil ? .mapped : .hugePages)
         options.seed = randomSeed ?? 1
-        let computeDevice = try ComputeDevice.parse(device)
-        let backend: any ComputeBackend
-        do { backend = try computeDevice.makeBackend(threads: threads) } catch { throw ValidationError("\(error)") }
-        let graphBatch: Int?
-        do { graphBatch = try computeDevice.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph) } catch {
-            throw ValidationError("\(error)")
-        }
+        let opened: OpenedDevice
+        do { opened = try deviceOptions.open(threads: threads) } catch { throw ValidationError("\(error)") }
         if let communicator {
-            guard computeDevice == .cpu else {
+            guard opened.device == .cpu else {
                 throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
             }
             options.communicator = communicator
         }
         do {
-            let model = try ModelLoader.load(
-                path: path, format: format, backend: backend, options: computeDevice.loadOptions(options))
-            return ComputeDevice.wrap(model, backend: backend, maxGraphBatch: graphBatch)
+            return try opened.load(path: path, format: format, options: options)
         } catch {
             throw ValidationError("Cannot load the model from '\(path)': \(error)")
         }
