@@ -110,7 +110,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
         logger.info(
-            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType == .auto ? "auto" : config.kvCacheDType.storage.description)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
+            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(kvCache.elementTypeName)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
         )
         watchdog.start()
         let thread = Thread { [self] in runLoop() }

@@ -4,6 +4,7 @@ import ServalTensor
 /// model's `KVLayout`) and the persistent request→slot table beside it.
 public final class ModelKVCache: KVCacheStorage, @unchecked Sendable {
     public let pool: any KVPool
+    public var elementTypeName: String { "\(pool.dtype)" }
     public let slotTable: SlotTable
 
     public var slotCount: Int { pool.slotCount }

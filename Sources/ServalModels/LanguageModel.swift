@@ -48,6 +48,12 @@ public protocol KVCacheStorage: AnyObject, Sendable {
     var slotCount: Int { get }
     /// Which slots each live sequence's positions use (see `ForwardBatch`).
     var slotTable: SlotTable { get }
+    /// The element type the pool stores (`auto` resolved by the backend), for logs.
+    var elementTypeName: String { get }
+}
+
+extension KVCacheStorage {
+    public var elementTypeName: String { "unknown" }
 }
 
 /// What the server reports about a model (`/get_model_info`, startup log).
