@@ -71,3 +71,40 @@ final class TokenMaskTests: XCTestCase {
         XCTAssertTrue(m.allowedTokens().contains(257))  // `", ` continues with "b"
     }
 }
+
+final class MaskClassTests: XCTestCase {
+    /// States put in one class really have equal masks (computed one by one, with an empty
+    /// and an unknown stack below), and a long `maxLength` string collapses to a few classes.
+    func testStatesOfAClassHaveEqualMasks() throws {
+        let vocab = byteVocabulary(extra: ["ab", "abc", "\"", "\",", "x\"}", "hello", "  ", "é", "12"])
+        let specs: [GrammarSpec] = [
+            .jsonSchema(
+                #"{"type": "object", "properties": {"s": {"type": "string", "maxLength": 40}, "n": {"type": "integer"}}, "required": ["s", "n"]}"#
+            ),
+            .jsonObject,
+            .regex(#"[a-c]{0,30}x"#),
+        ]
+        for spec in specs {
+            let g = try CompiledGrammar(spec, vocabulary: vocab)
+            let cache = g.masks
+            var representative: [Int32: Int32] = [:]
+            for s in 0..<Int32(g.automaton.stateCount) where g.automaton.reads[Int(s)] {
+                let c = cache.classes.classOf[Int(s)]
+                guard let r = representative[c] else {
+                    representative[c] = s
+                    continue
+                }
+                for atRoot in [true, false] {
+                    let a = cache.compute(state: r, atRoot: atRoot), b = cache.compute(state: s, atRoot: atRoot)
+                    XCTAssertEqual(a.accepted, b.accepted, "\(spec): states \(r) and \(s)")
+                    XCTAssertEqual(a.acceptedIDs, b.acceptedIDs, "\(spec): states \(r) and \(s)")
+                    XCTAssertEqual(a.uncertain.map(\.0), b.uncertain.map(\.0), "\(spec): states \(r) and \(s)")
+                    XCTAssertEqual(a.uncertain.map(\.1), b.uncertain.map(\.1), "\(spec): states \(r) and \(s)")
+                }
+            }
+        }
+        // The 40-character string: its positions more than a token's length from the end share masks.
+        let g = try CompiledGrammar(specs[0], vocabulary: vocab)
+        XCTAssertLessThan(g.maskClassCount * 2, g.automaton.stateCount, "\(g.maskClassCount) classes")
+    }
+}
