@@ -14,6 +14,7 @@
 /// read-only afterwards.
 typedef struct {
     int max_isa;          // highest SV_ISA_* this CPU supports
+    int avxvnni;          // AVX-VNNI (VEX vpdpbusd) usable: not a path of its own, timed by --roofline
     char features[160];   // space-separated feature names, for reports
 } sv_cpu_info;
 
@@ -42,7 +43,7 @@ static void append(char *buf, size_t cap, const char *word) {
 }
 
 static void detect(void) {
-    sv_cpu_info info = { SV_ISA_SCALAR, "" };
+    sv_cpu_info info = { SV_ISA_SCALAR, 0, "" };
 #if defined(__x86_64__)
     uint32_t r[4];
     cpuid(0, 0, r);
@@ -76,6 +77,7 @@ static void detect(void) {
     if (!os_zmm && f512) append(f, cap, "(os:no-zmm)");
     if (avx && avx2 && fma && f16c && os_ymm) {
         info.max_isa = SV_ISA_AVX2;
+        info.avxvnni = avxvnni;
         if (f512 && bw && vl && dq && os_zmm) {
             info.max_isa = SV_ISA_AVX512;
             if (vnni512) info.max_isa = SV_ISA_AVX512_VNNI;
@@ -101,6 +103,8 @@ const char *sv_isa_name(int isa) {
 }
 
 const char *sv_cpu_features(void) { return cpu()->features; }
+
+int sv_cpu_has_avxvnni(void) { return cpu()->avxvnni; }
 
 /// The path chosen from the CPU and SERVAL_KERNELS; set once under pthread_once.
 static int chosen_isa;

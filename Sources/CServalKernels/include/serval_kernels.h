@@ -164,6 +164,34 @@ void sv_pool_run(sv_pool *pool, int64_t count, void (*fn)(void *ctx, int64_t i),
 void sv_pool_run_ranges(sv_pool *pool, int64_t count, int64_t grain,
                         void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
+// ---- roofline probes (serval bench-kernels --roofline) ----
+/// `bytes` of anonymous memory aligned to 2 MB and advised for transparent huge
+/// pages (MADV_HUGEPAGE), or NULL. Free with sv_huge_free(p, bytes).
+void *sv_huge_alloc(size_t bytes);
+void sv_huge_free(void *p, size_t bytes);
+/// Reads `bytes` at `p` (32-byte aligned; a whole number of 256-byte steps is read)
+/// with the widest plain loads this CPU has, into 8 independent accumulators; the
+/// result depends on every byte read, so the reads cannot be elided.
+uint64_t sv_read_bytes(const void *p, size_t bytes);
+/// Int8 dot-product instruction forms `sv_int8_peak` can time (u8 x s8 multiply-adds).
+enum {
+    SV_PEAK_AVX2_I16 = 0,     // vpmaddubsw ymm + vpaddw: i16 accumulation, the maddubs issue limit
+    SV_PEAK_AVX2_I32 = 1,     // vpmaddubsw + vpmaddwd(ones) + vpaddd: a block dot into int32
+    SV_PEAK_AVX512BW = 2,     // the same on zmm
+    SV_PEAK_AVX512_VNNI = 3,  // vpdpbusd zmm
+    SV_PEAK_AVX_VNNI = 4,     // {vex} vpdpbusd ymm (AVX-VNNI)
+    SV_PEAK_COUNT = 5,
+};
+/// Name of a form for reports, or NULL for an unknown value.
+const char *sv_int8_peak_name(int form);
+/// Whether this CPU (and OS) can run the form.
+int sv_int8_peak_supported(int form);
+/// Runs `iters` iterations of a register-only loop of `form` with independent
+/// accumulators; returns the multiply-adds done (0 when the form is unsupported).
+int64_t sv_int8_peak(int form, int64_t iters);
+/// Whether the CPU has AVX-VNNI (VEX-encoded vpdpbusd) with OS-enabled YMM state.
+int sv_cpu_has_avxvnni(void);
+
 #ifdef __cplusplus
 }
 #endif
