@@ -195,53 +195,6 @@ AVX2_INLINE void tile_q32_1x8(int kind, const uint8_t *w, const uint8_t *x, size
     for (int j = 0; j < 8; j++) y[(int64_t)j * ldy] = hsum8(acc[j]) + m[j];
 }
 
-/// RW weight rows x ONE activation row of Q4_0 / Q4_1: the decode stream, where the
-/// instructions per 20-byte block bound the speed (2 threads need ~0.8 G blocks/s each).
-/// Per row-block: a broadcast 16-byte load unpacked by one variable shift + one and;
-/// the block's (d, m) halves converted together and multiplied by the activation's
-/// (d, s) pair, so lane 0 holds dw*dx (broadcast in-register for the integer sum)
-/// and lane 1 holds mw*sx (summed in `macc`, read back from lane 1 at the end).
-AVX2_INLINE void tile_q4_stream(int kind, int RW, const uint8_t *w, size_t wstride, const uint8_t *x, int64_t nb,
-                                float *y) {
-    const size_t wbs = kind == K_Q4_1 ? sizeof(sv_block_q4_1) : sizeof(sv_block_q4_0);
-    const int qoff = kind == K_Q4_1 ? 4 : 2;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    const __m256i shift = _mm256_setr_epi64x(0, 0, 4, 4);
-    // Q4_0: the offset -8 is folded into the activation pair: (dx, -8 sx) times (d, d).
-    const __m256 q40 = _mm256_setr_ps(1, -8, 1, -8, 1, -8, 1, -8);
-    __m256 acc[4], macc[4];
-    for (int i = 0; i < RW; i++) { acc[i] = _mm256_setzero_ps(); macc[i] = _mm256_setzero_ps(); }
-    for (int64_t b = 0; b < nb; b++) {
-        const sv_block_q8a *xb = (const sv_block_q8a *)x + b;
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
-        __m256 pair = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)xb));  // (dx, sx) x 4
-        if (kind == K_Q4_0) pair = _mm256_mul_ps(pair, q40);
-        for (int i = 0; i < RW; i++) {
-            const uint8_t *wb = w + (size_t)i * wstride + (size_t)b * wbs;
-            _mm_prefetch((const char *)wb + SV_PREFETCH_BYTES, _MM_HINT_T0);
-            const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(wb + qoff)));
-            const __m256i wv = _mm256_and_si256(_mm256_srlv_epi64(raw, shift), m4);
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
-            __m256 dm;
-            if (kind == K_Q4_1) {
-                int32_t h;
-                memcpy(&h, wb, 4);
-                dm = _mm256_cvtph_ps(_mm_set1_epi32(h));  // (dw, mw) x 4
-            } else {
-                dm = _mm256_cvtph_ps(_mm_set1_epi16(*(const int16_t *)wb));  // dw x 8
-            }
-            const __m256 sc = _mm256_mul_ps(dm, pair);  // (dw*dx, mw*sx) x 4
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_shuffle_ps(sc, sc, 0), acc[i]);
-            macc[i] = _mm256_add_ps(macc[i], sc);
-        }
-    }
-    for (int i = 0; i < RW; i++) {
-        // Odd lanes of macc each hold the whole offset sum (4 copies); lane 1 is one of them.
-        const float m = _mm_cvtss_f32(_mm_shuffle_ps(_mm256_castps256_ps128(macc[i]), _mm256_castps256_ps128(macc[i]), 1));
-        y[i] = hsum8(acc[i]) + m;
-    }
-}
-
 #define DEFINE_Q32(kind)                                                                                  \
     AVX2 static void mm_##kind(const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t o1,      \
                                const uint8_t *x, size_t xstride, int64_t nx, float *y, int64_t ldy) {     \
@@ -255,11 +208,6 @@ AVX2_INLINE void tile_q4_stream(int kind, int RW, const uint8_t *w, size_t wstri
                 if (r1 - r0 == 1) {                                                                       \
                     const uint8_t *xr = x + (size_t)r0 * xstride;                                         \
                     float *yr = y + r0 * ldy + o;                                                         \
-                    if (kind != K_Q8_0) {                                                                 \
-                        if (left >= 4) { tile_q4_stream(kind, 4, wr, wstride, xr, nb, yr); o += 4; }      \
-                        else { tile_q4_stream(kind, 1, wr, wstride, xr, nb, yr); o += 1; }                \
-                        continue;                                                                         \
-                    }                                                                                     \
                     if (left >= 2) { tile_q32(kind, 2, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 2; } \
                     else { tile_q32(kind, 1, 1, wr, wstride, xr, xstride, nb, yr, ldy); o += 1; }        \
                     continue;                                                                             \
@@ -480,6 +428,10 @@ DEFINE_KQ(K_Q6_K)
 int sv_matmul_avx2(int wtype, const void *w, size_t wstride, int64_t k,
                    int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                    float *y, int64_t ldy) {
+    if (nx == 1 && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1)) {
+        sv_matmul_stream_avx2(wtype, w, wstride, k, o0, o1, xq, y);
+        return 0;
+    }
     if (nx >= SV_ROWS8_MIN && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1 || wtype == SV_TYPE_Q8_0)) {
         o0 = sv_matmul_rows8_avx2(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy);
         if (o0 == o1) return 0;

@@ -110,6 +110,10 @@ int sv_matmul_avx2(int wtype, const void *w, size_t wstride, int64_t k,
 /// 8-row repacked tiles; returns the first row it did not compute (o0 when none).
 int64_t sv_matmul_rows8_avx2(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
                              const void *xq, size_t xstride, int64_t nx, float *y, int64_t ldy);
+/// y[o] for o in [o0, o1) of a Q4_0 / Q4_1 matmul with ONE activation row (decode):
+/// the single-row stream tiles of kernels_avx2_stream.c.
+void sv_matmul_stream_avx2(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
+                           const void *xq, float *y);
 float sv_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void sv_axpy_f32_avx2(float a, const float *x, float *y, int64_t n);
 void sv_add_f32_avx2(const float *a, const float *b, float *y, int64_t n);
