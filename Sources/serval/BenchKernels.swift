@@ -13,12 +13,16 @@ struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-kernels",
         abstract:
-            "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path), or checks every path against scalar (--check).",
+            "Times CPU matmul kernels on the model's weight shapes (GB/s, GFLOP/s per kernel path), checks every path against scalar (--check), or places them beside the machine's ceilings (--roofline).",
         discussion: """
             With several paths (the default: all this CPU supports) every case is timed on each path and a
             comparison table follows. --check instead runs every supported SIMD path against the scalar
             reference (synthetic blocks of every weight type, plus the model's tensors when the model file
-            exists), prints one line per case and exits non-zero on any failure.
+            exists), prints one line per case and exits non-zero on any failure. --roofline measures, in the
+            same run, the read bandwidth (all threads, 1 GiB in huge pages) and the int8 dot-product peak of
+            every instruction form this CPU has, then prints each model tensor's kernel (n=1 in model order,
+            batched n from --rows, default 1,64,512) beside both ceilings, and the whole decode step against
+            its floor (weight bytes per token / bandwidth).
             """)
 
     @Option(name: .customLong("model-path"), help: "GGUF model whose tensors are timed.")
@@ -27,14 +31,17 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Activation row counts to time, comma-separated.")
-    var rows: String = "1,16,64,512"
+    @Option(help: "Activation row counts to time, comma-separated (default 1,16,64,512; 1,64,512 with --roofline).")
+    var rows: String?
 
     @Option(help: "Kernel paths: all supported, or a comma-separated list (scalar, avx2, avx512, avx512vnni).")
     var paths: String = "all"
 
     @Flag(help: "Check every supported kernel path against scalar instead of timing; exit 1 on any failure.")
     var check: Bool = false
+
+    @Flag(help: "Measure read bandwidth and int8 peak, and print each tensor's kernel beside them.")
+    var roofline: Bool = false
 
     @Option(help: "Minimum seconds spent timing each case.")
     var seconds: Double = 0.3
@@ -54,11 +61,21 @@ struct BenchKernels: ParsableCommand {
             if failures > 0 { throw ExitCode.failure }
             return
         }
-        let file = try GGUFFile(path: modelPath)
+        let rows = self.rows ?? (roofline ? "1,64,512" : "1,16,64,512")
         let ns = rows.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !ns.isEmpty, ns.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--rows needs positive integers, got '\(rows)'")
         }
+        if roofline {
+            guard chosen.count == 1 || paths == "all" else {
+                throw ValidationError("--roofline times one kernel path; name at most one in --paths")
+            }
+            let path = paths == "all" ? KernelPath.active : chosen[0]
+            let pool = ThreadPool(threads: threads)
+            try Roofline(modelPath: modelPath, pool: pool, path: path, rows: ns, seconds: seconds).run()
+            return
+        }
+        let file = try GGUFFile(path: modelPath)
         // (tensor, label, uses per forward pass layer-wise multiplier)
         let cases: [(String, Int)] = [
             ("blk.0.attn_q.weight", 2),  // q and o projections (576x576)
