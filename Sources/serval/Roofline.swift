@@ -49,9 +49,8 @@ struct Roofline {
             let ops = int8Peak(form)
             peak = max(peak, ops)
             print(
-                String(
-                    format: "int8 peak %@: %.1f GOP/s (%d threads; 1 op = 1 multiply or 1 add)", name, ops / 1e9,
-                    pool.threads))
+                "int8 peak \(name): "
+                    + String(format: "%.1f GOP/s (%d threads; 1 op = 1 multiply or 1 add)", ops / 1e9, pool.threads))
         }
         print(String(format: "int8 ceiling used below: %.1f GOP/s (the best form measured)", peak / 1e9))
 
