@@ -48,6 +48,7 @@ struct BenchKernels: ParsableCommand {
 
     func run() throws {
         let chosen = try choosePaths()
+        if check && roofline { throw ValidationError("--check and --roofline are separate runs; pass one of them") }
         if check {
             let pool = ThreadPool(threads: threads)
             var model: GGUFFile?
