@@ -64,7 +64,9 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O2", "-Wall"])],
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]
         ),
-        .target(name: "ServalCUDA", dependencies: ["CServalCUDA", "ServalTensor", "ServalBase"], swiftSettings: plain),
+        .target(
+            name: "ServalCUDA", dependencies: ["CServalCUDA", "CServalKernels", "ServalTensor", "ServalBase"],
+            swiftSettings: plain),
         .target(name: "ServalModels", dependencies: ["ServalTensor", "ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTokenizer", dependencies: ["ServalFormats"], swiftSettings: fast),
         .target(name: "ServalTemplate", swiftSettings: plain),
@@ -83,7 +85,7 @@ let package = Package(
         .target(
             name: "ServalGateway",
             dependencies: [
-                "ServalHTTP",
+                "ServalHTTP", "ServalBase",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -158,7 +160,11 @@ let package = Package(
             name: "ServalServerTests", dependencies: ["ServalTestSupport", "ServalServer", "ServalEngine"],
             resources: [.copy("Fixtures")], swiftSettings: plain),
         .testTarget(name: "ServalHTTPTests", dependencies: ["ServalHTTP"], swiftSettings: plain),
-        .testTarget(name: "ServalGatewayTests", dependencies: ["ServalGateway", "ServalHTTP"], swiftSettings: plain),
+        .testTarget(
+            name: "ServalGatewayTests",
+            dependencies: [
+                "ServalGateway", "ServalHTTP", "ServalBase", .product(name: "NIOCore", package: "swift-nio"),
+            ], swiftSettings: plain),
         .testTarget(
             name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"],
             resources: [.copy("Fixtures")], swiftSettings: plain),

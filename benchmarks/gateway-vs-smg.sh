@@ -5,6 +5,8 @@
 #   - latency p50/p99 at 1 connection (added latency = router minus direct nginx),
 #   - requests/s at 32 connections.
 # Usage: benchmarks/gateway-vs-smg.sh [duration_s]   (SMG=path/to/smg SERVAL=path/to/serval)
+#   SERVAL_BASELINE=path/to/another/serval adds its router as a fourth row (e.g. main's build),
+#   measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -18,7 +20,8 @@ cleanup() { for p in "${PIDS[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-B1=$(free_port); B2=$(free_port); RS=$(free_port); RM=$(free_port); PM=$(free_port)
+B1=$(free_port); B2=$(free_port); RS=$(free_port); RM=$(free_port); PM=$(free_port); RB=$(free_port)
+BASELINE=${SERVAL_BASELINE:-}
 
 BODY='{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" ok","finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}}'
 cat > "$WORK/nginx.conf" <<NGINX
@@ -58,6 +61,11 @@ setsid "$SERVAL" launch-router --port "$RS" --policy round_robin --log-level err
 setsid "$SMG" launch --worker-startup-check-interval 1 --host 127.0.0.1 --port "$RM" --prometheus-port "$PM" --policy round_robin --log-level error \
   --worker-urls "http://127.0.0.1:$B1" "http://127.0.0.1:$B2" >"$WORK/smg.log" 2>&1 & PIDS+=($!)
 wait_up "http://127.0.0.1:$RS/readiness"
+if [ -n "$BASELINE" ]; then
+  setsid "$BASELINE" launch-router --port "$RB" --policy round_robin --log-level error \
+    --worker-urls "http://127.0.0.1:$B1" "http://127.0.0.1:$B2" >"$WORK/baseline.log" 2>&1 & PIDS+=($!)
+  wait_up "http://127.0.0.1:$RB/readiness"
+fi
 for _ in $(seq 1 150); do curl -fs -X POST -H 'Content-Type: application/json' -d '{"model":"m","prompt":"x"}' \
   "http://127.0.0.1:$RM/v1/completions" >/dev/null 2>&1 && break; sleep 0.2; done
 
@@ -76,8 +84,11 @@ errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 print(f"{us('50'):.0f} {us('99'):.0f} {rps:.0f} {errs.group(1) if errs else 0}")
 PY
 }
-for target in nginx serval smg; do
-  case $target in nginx) url="http://127.0.0.1:$B1";; serval) url="http://127.0.0.1:$RS";; smg) url="http://127.0.0.1:$RM";; esac
+TARGETS="nginx serval smg"
+[ -n "$BASELINE" ] && TARGETS="nginx serval baseline smg"
+for target in $TARGETS; do
+  case $target in nginx) url="http://127.0.0.1:$B1";; serval) url="http://127.0.0.1:$RS";;
+    baseline) url="http://127.0.0.1:$RB";; smg) url="http://127.0.0.1:$RM";; esac
   run "$target" "$url" 32 2 >/dev/null  # warm-up (connections, JIT of nothing, page cache)
   read -r p50 p99 _ e1 < <(run "$target" "$url" 1 1)
   read -r _ _ rps e2 < <(run "$target" "$url" 32 2)
@@ -88,7 +99,7 @@ import sys
 rows = {l.split()[0]: list(map(float, l.split()[1:])) for l in open(sys.argv[1])}
 base = rows["nginx"]
 print(f"{'target':8} {'p50 us':>8} {'p99 us':>8} {'added p50':>10} {'added p99':>10} {'req/s @32':>10} {'non-2xx':>8}")
-for name in ("nginx", "serval", "smg"):
+for name in [n for n in ("nginx", "serval", "baseline", "smg") if n in rows]:
     p50, p99, rps, errs = rows[name]
     add50 = "-" if name == "nginx" else f"{p50 - base[0]:.0f}"
     add99 = "-" if name == "nginx" else f"{p99 - base[1]:.0f}"

@@ -10,6 +10,8 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     public let pool: ThreadPool
     /// Which kernel implementation runs (`KernelPath.active` unless a test forces one).
     public let path: KernelPath
+    /// Activation scratch shared by every MoE layer (layers run one after another).
+    let moeScratch = MoEScratch()
 
     /// `threads` participants (default: the active processor count).
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount) {

@@ -16,7 +16,7 @@ public final class CUDAKernels: @unchecked Sendable {
         multiprocessors = context.info.multiprocessors
     }
 
-    private func fn(_ name: String) throws -> CUDAFunction {
+    func fn(_ name: String) throws -> CUDAFunction {
         if let f = functions[name] { return f }
         let f = try module.function(name)
         functions[name] = f

@@ -16,6 +16,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     public let contextLength: Int
     /// KV pool size in tokens.
     public let kvCapacity: Int
+    /// The radix cache's block events (`EngineConfig.kvEventsBlockSize`), else nil.
+    public let kvEvents: KVEventPublisher?
 
     private let decoder: any TokenTextDecoder
     private let inbox = EngineInbox()
@@ -44,6 +46,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private var lastStepSeconds = 0.0
     /// Requests the latest step finished (their clients may be about to send more).
     private var finishedLastStep = 0
+    /// Structured outputs' jump-forward, nil when off.
+    private let jumpForward: JumpForward?
+    private var forwardPassesTotal = 0
+    private var jumpForwardTokensTotal = 0
 
     // Published snapshot.
     private let snapshotLock = NSLock()
@@ -54,15 +60,18 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         model: any LanguageModel, decoder: any TokenTextDecoder, config: EngineConfig,
         logger: Logger = Logger(label: "serval.engine")
     ) throws {
-        let info = model.info
+        var info = model.info
         let context = min(
             config.contextLength ?? info.contextLength, info.contextLength > 0 ? info.contextLength : Int.max)
         guard context >= 2 else { throw EngineError.invalidConfig("context length \(context) is too small") }
         let kvBytesPerToken = model.kvBytesPerToken(dtype: config.kvCacheDType)
+        info.kvBytesPerToken = kvBytesPerToken
+        let memory = model.memoryInfo()
         let capacity = try KVPoolSizing.capacity(
             config: config, kvBytesPerToken: kvBytesPerToken,
             weightBytes: info.weightBytes, contextLength: context,
-            physicalMemory: UInt64(max(0, model.memoryInfo().totalBytes)))
+            physicalMemory: UInt64(max(0, memory.totalBytes)),
+            deviceFreeBytes: memory.weightsResident ? memory.freeBytes : nil)
         var sc = SchedulerConfig(capacity: capacity, contextLength: context)
         sc.pageSize = config.pageSize
         sc.maxRunningRequests = config.maxRunningRequests ?? min(256, max(4, capacity / 16))
@@ -73,14 +82,24 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         sc.policy = config.schedulePolicy
         sc.disableRadixCache = config.disableRadixCache
         sc.randomSeed = config.randomSeed
-        self.scheduler = try Scheduler(config: sc)
+        var scheduler = try Scheduler(config: sc)
+        if let blockSize = config.kvEventsBlockSize {
+            guard blockSize >= 1 else { throw EngineError.invalidConfig("KV event block size must be >= 1") }
+            let publisher = KVEventPublisher(blockSize: blockSize)
+            scheduler.setKVEventPublisher(publisher)
+            self.kvEvents = publisher
+        } else {
+            self.kvEvents = nil
+        }
+        self.scheduler = scheduler
         self.kvCapacity = scheduler.allocator.capacity
         let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
-        self.runner = ModelRunner(model: model, kvCache: kvCache)
+        self.runner = ModelRunner(model: model, kvCache: kvCache, sampler: model.makeSampler())
         self.output = OutputProcessor(decoder: decoder, contextLength: context)
         self.modelInfo = info
         self.contextLength = context
         self.decoder = decoder
+        self.jumpForward = config.jumpForward && decoder.encodeText("") != nil ? JumpForward(encoder: decoder) : nil
         self.logger = logger
         self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
         self.refillWait = max(0, config.refillWait)
@@ -91,7 +110,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
         logger.info(
-            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(config.kvCacheDType.storage)), context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
+            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(kvCache.elementTypeName)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
         )
         watchdog.start()
         let thread = Thread { [self] in runLoop() }
@@ -340,6 +359,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             return
         }
         scheduler.completeForward(batch)
+        forwardPassesTotal += 1
         stepTime = Date()
         let forwardSeconds = stepTime.timeIntervalSince(stepStart)
         lastStepSeconds = forwardSeconds
@@ -349,22 +369,41 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             output.sendInputLogprobs(r)
             end(r, reason: .length)
         }
+        var forcedTokens = 0
         for (r, token) in result.sampled {
             scheduler.appendOutput(r, token: token.tokenID)
-            if let reason = output.emit(r, token, at: stepTime) {
+            let jumped = applyJumpForward(r, sampled: token.tokenID)
+            forcedTokens += max(0, (jumped?.count ?? 1) - 1)
+            if let reason = output.emit(r, token, replacedBy: jumped, at: stepTime) {
                 end(r, reason: reason)
             } else if r.sampling.grammarTerminated {
                 // The grammar is complete and allows nothing more (structured outputs).
                 end(r, reason: .stop(matched: nil))
             }
         }
-        generationTokensTotal += result.sampled.count
-        throughput.record(tokens: result.sampled.count, at: Date().timeIntervalSince(started))
+        generationTokensTotal += result.sampled.count + forcedTokens
+        jumpForwardTokensTotal += forcedTokens
+        throughput.record(tokens: result.sampled.count + forcedTokens, at: Date().timeIntervalSince(started))
         if checkIntegrity { verifyIntegrity() }
         publishAndDeliver()
         logger.debug(
             "\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))"
         )
+    }
+
+    /// Jump-forward: when the grammar forces text after the token `r` just sampled, the
+    /// token and that text re-tokenized replace it (see `JumpForward`); returns the tokens
+    /// now in its place, nil when nothing changed.
+    private func applyJumpForward(_ r: Request, sampled: Int32) -> [Int32]? {
+        guard let jf = jumpForward, let matcher = r.sampling.grammar, !r.sampling.reportsEveryToken,
+            !r.sampling.stopTokenIDs.contains(sampled), !matcher.isTerminated,
+            let plan = jf.plan(
+                sampled: sampled, matcher: matcher, budget: r.maxNewTokens - r.outputCount,
+                stopTokenIDs: r.sampling.stopTokenIDs),
+            r.sampling.recordJump(replacing: sampled, with: plan.tokens, forced: plan.forced)
+        else { return nil }
+        r.replaceNewestOutput(with: plan.tokens)
+        return plan.tokens
     }
 
     /// The first integrity failure seen (with `EngineConfig.checkIntegrity`), if any.
@@ -427,6 +466,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             ? Double(scheduler.cachedTokensAdmitted) / Double(scheduler.promptTokensAdmitted) : 0
         stats.genThroughput = throughput.rate(at: now)
         stats.retractionsTotal = scheduler.retractionsTotal
+        stats.forwardPassesTotal = forwardPassesTotal
+        stats.jumpForwardTokensTotal = jumpForwardTokensTotal
         stats.timeToFirstToken = output.ttft
         stats.interTokenLatency = output.interToken
         let used = scheduler.usedSlots

@@ -185,6 +185,10 @@ public struct EngineStats: Sendable, Equatable {
     /// Output tokens/s over the last few seconds.
     public var genThroughput: Double = 0
     public var retractionsTotal: Int = 0
+    /// Forward passes run (each serves one batch: decodes and prefill chunks together).
+    public var forwardPassesTotal: Int = 0
+    /// Output tokens appended by jump-forward (structured outputs) rather than sampled.
+    public var jumpForwardTokensTotal: Int = 0
     /// Time to first token and inter-token latency, stamped on the engine thread when each
     /// token is sampled; nil from an engine that does not measure them.
     public var timeToFirstToken: Histogram? = nil
@@ -216,10 +220,13 @@ public protocol EngineHandle: AnyObject, Sendable {
     /// so the server can answer 400 before streaming. `submit` checks the same and
     /// ends such a request with `.abort(message:)`.
     func validate(_ request: GenerateRequest) throws
+    /// The radix cache's block events, when the engine publishes them (`--kv-events-config`).
+    var kvEvents: KVEventPublisher? { get }
 }
 
 /// Defaults for test doubles of the HTTP layer: always healthy, accepts everything.
 extension EngineHandle {
     public var isHealthy: Bool { true }
     public func validate(_ request: GenerateRequest) throws {}
+    public var kvEvents: KVEventPublisher? { nil }
 }

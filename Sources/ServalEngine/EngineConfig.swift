@@ -70,6 +70,13 @@ public struct EngineConfig: Sendable, Equatable {
     /// Most requests waiting to run (SGLang's `--max-queued-requests`); more are refused
     /// at once (`validate` throws `EngineError.queueFull`) instead of waiting. nil: no limit.
     public var maxQueuedRequests: Int? = nil
+    /// Structured outputs: append the text a grammar forces (a fixed key, a closing
+    /// bracket) without a forward pass per token, re-tokenized (SGLang's jump-forward; off
+    /// with `--disable-jump-forward`). Needs a decoder that can encode (`encodeText`).
+    public var jumpForward: Bool = true
+    /// Publish the radix cache's block events with blocks of this many tokens
+    /// (`--kv-events-config`); nil: no events, and no cost.
+    public var kvEventsBlockSize: Int? = nil
 
     public init() {}
 }

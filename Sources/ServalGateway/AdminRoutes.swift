@@ -11,13 +11,21 @@ struct AdminRoutes: Sendable {
     let gateway: Gateway
 
     func describe(_ w: Worker) -> JSONValue {
-        [
+        var o: JSONValue = [
             "id": .string(w.id), "url": .string(w.url), "worker_type": "regular",
             "is_healthy": .bool(w.health == .healthy), "health": .string(w.health.rawValue),
             "circuit_state": .string(w.breaker.state.rawValue), "draining": .bool(w.isDraining),
             "load": .int(w.load), "routed": .int(w.routed.load(ordering: .relaxed)),
             "failures": .int(w.failures.load(ordering: .relaxed)), "connection_mode": "Http",
         ]
+        if let kv = gateway.kvIndex, case .object(var obj) = o {
+            // --kv-events: whether its stream is live, and the blocks it reported holding.
+            let blocks = kv.cachedBlocks(w.url)
+            obj["kv_events"] = .bool(blocks != nil)
+            obj["kv_cached_blocks"] = blocks.map { .int($0) } ?? .null
+            o = .object(obj)
+        }
+        return o
     }
 
     func listWorkers() -> Response {

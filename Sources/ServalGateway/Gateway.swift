@@ -17,6 +17,9 @@ public final class Gateway: @unchecked Sendable {
     let client: HTTPClient
     let rng: LockedRandom
     private(set) var healthChecker: HealthChecker!
+    /// Workers' real cache contents (`--kv-events`), and the streams that feed it.
+    public let kvIndex: KVEventIndex?
+    private(set) var kvSubscriber: KVEventSubscriber?
     public let startedAt = Date()
 
     public init(config: GatewayConfig, logger: Logger) throws {
@@ -25,7 +28,10 @@ public final class Gateway: @unchecked Sendable {
         self.logger = logger
         let metrics = GatewayMetrics()
         self.metrics = metrics
-        self.policy = Policies.make(config.policy, config: config.policyConfig, seed: config.randomSeed)
+        let kvIndex = config.kvEvents ? KVEventIndex() : nil
+        self.kvIndex = kvIndex
+        self.policy = Policies.make(
+            config.policy, config: config.policyConfig, seed: config.randomSeed, kvIndex: kvIndex)
         self.rng = LockedRandom(seed: config.randomSeed)
         self.registry = WorkerRegistry(breakerConfig: config.circuitBreaker) { w, from, to in
             metrics.inc(
@@ -40,6 +46,14 @@ public final class Gateway: @unchecked Sendable {
         var clientConfig = HTTPClient.Configuration()
         clientConfig.connectionPool = .init(idleTimeout: .seconds(90), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
         clientConfig.timeout = .init(connect: .seconds(5))
+        // A refused connection fails its request at once (the proxy retries another worker,
+        // a health check counts a failure). AsyncHTTPClient's default instead queues such
+        // requests and retries the connection with a backoff that grows per host (100 ms ×
+        // 1.25^failures, capped at 60 s) and resets only on a success, and a connection in
+        // backoff counts as "starting", so later requests wait for it rather than dial. A worker
+        // killed under load collects dozens of failures in seconds; once it restarts, every
+        // probe waits behind that backoff and times out, so it stayed unhealthy for up to a minute.
+        clientConfig.connectionPool.retryConnectionEstablishment = false
         clientConfig.decompression = .disabled
         clientConfig.redirectConfiguration = .disallow
         self.client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: clientConfig)
@@ -48,6 +62,11 @@ public final class Gateway: @unchecked Sendable {
             metrics: metrics, auth: config.apiKey.map { "Bearer \($0)" }
         ) { w, h in
             logger.info("worker \(w.url) is now \(h.rawValue)")
+        }
+        if let kvIndex {
+            self.kvSubscriber = KVEventSubscriber(
+                index: kvIndex, client: client, registry: registry, logger: logger,
+                auth: config.apiKey.map { "Bearer \($0)" })
         }
         for url in config.workerURLs {
             _ = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy)
@@ -58,6 +77,7 @@ public final class Gateway: @unchecked Sendable {
     func runBackground() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.healthChecker.run() }
+            if let subscriber = self.kvSubscriber { group.addTask { await subscriber.run() } }
             group.addTask {
                 while !Task.isCancelled {
                     self.policy.maintain(now: ProcessInfo.processInfo.systemUptime)

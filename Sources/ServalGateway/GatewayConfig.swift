@@ -7,6 +7,9 @@ public struct GatewayConfig: Sendable {
     public var workerURLs: [String] = []
     public var policy = PolicyName.cacheAware
     public var policyConfig = PolicyConfig()
+    /// `--kv-events`: subscribe to every worker's `GET /kv_events` and route `cache_aware`
+    /// on what each worker's radix cache really holds.
+    public var kvEvents = false
 
     // Reliability.
     public var retry = RetryConfig()
@@ -83,6 +86,9 @@ public struct GatewayConfig: Sendable {
         try check(maxPayloadSize > 0, "--max-payload-size must be > 0")
         try check((0...65535).contains(port), "--port must be in 0...65535")
         for u in workerURLs { _ = try WorkerURL.normalise(u) }
+        try check(
+            !kvEvents || policy == .cacheAware,
+            "--kv-events feeds the cache_aware policy; use it with --policy cache_aware")
     }
 }
 

@@ -71,14 +71,23 @@ final class HealthChecker: @unchecked Sendable {
         }
     }
 
-    /// One probe: a 2xx from the endpoint within the timeout.
+    /// One probe: a 2xx from the endpoint, head and body, within the timeout. The client's
+    /// own deadline covers only the response head, so the whole probe runs under a timer
+    /// that answers "failed" on expiry even if the probe itself never returns: a check in
+    /// progress can never block the next ones.
     func check(_ worker: Worker) async -> Bool {
+        let timeout = config.timeoutSecs
+        let probe = Task { await self.probe(worker, timeout: timeout) }
+        return await FirstOf.race(probe, after: timeout, otherwise: false)
+    }
+
+    private func probe(_ worker: Worker, timeout: Double) async -> Bool {
         var req = HTTPClientRequest(url: worker.url + config.endpoint)
         req.method = .GET
         if let auth { req.headers.add(name: "Authorization", value: auth) }
         do {
-            let resp = try await client.execute(req, timeout: .milliseconds(Int64(config.timeoutSecs * 1000)))
-            _ = try? await resp.body.collect(upTo: 1 << 20)
+            let resp = try await client.execute(req, timeout: .milliseconds(Int64(timeout * 1000)))
+            _ = try await resp.body.collect(upTo: 1 << 20)
             return (200..<300).contains(Int(resp.status.code))
         } catch {
             return false
@@ -102,5 +111,45 @@ public enum WorkerProbe {
         } catch {
             return false
         }
+    }
+}
+
+/// `race(task, after: t, otherwise: v)`: the task's value, or `v` once `t` seconds pass
+/// (the task is then cancelled and left to end on its own; nothing waits for it).
+enum FirstOf {
+    static func race<T: Sendable>(_ task: Task<T, Never>, after seconds: Double, otherwise: T) async -> T {
+        let once = ResumeOnce<T>()
+        return await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+            once.set(c)
+            Task {
+                let v = await task.value
+                once.resume(v)
+            }
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))
+                task.cancel()  // a no-op when it already ended; before resuming, so callers see it
+                once.resume(otherwise)
+            }
+        }
+    }
+}
+
+/// A continuation resumed by whichever caller comes first.
+final class ResumeOnce<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, Never>?
+
+    func set(_ c: CheckedContinuation<T, Never>) { lock.withLock { continuation = c } }
+
+    /// True when this call resumed it.
+    @discardableResult
+    func resume(_ value: T) -> Bool {
+        let c: CheckedContinuation<T, Never>? = lock.withLock {
+            let c = continuation
+            continuation = nil
+            return c
+        }
+        c?.resume(returning: value)
+        return c != nil
     }
 }

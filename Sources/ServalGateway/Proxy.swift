@@ -63,6 +63,7 @@ struct Proxy: Sendable {
             if g.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
             routing.routingKey = Self.routingKey(headers)
             routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+            if let kv = g.kvIndex { routing.tokenIDs = await tokenIDs(path: path, body: body, index: kv) }
         }
         var outgoing = Self.outgoingHeaders(headers, requestIDHeaders: g.config.requestIDHeaders)
         g.addWorkerAuth(&outgoing)
@@ -154,6 +155,23 @@ struct Proxy: Sendable {
             GatewayError(
                 status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
                 code: tried.isEmpty ? "no_workers" : "upstream_error"))
+    }
+
+    /// The prompt's token ids for event-fed routing: from the body when it carries ids,
+    /// else from the least-loaded worker with a live event stream (`/tokenize`); nil when
+    /// no worker publishes or tokenizing fails (the approximate tree routes then).
+    private func tokenIDs(path: String, body: ByteBuffer, index: KVEventIndex) async -> [Int32]? {
+        let live = gateway.registry.available().filter { index.isLive($0.url) }
+        guard !live.isEmpty, let input = RouterTokenizer.input(path: path, body: body.readableBytesView) else {
+            return nil
+        }
+        switch input {
+        case .ids(let ids): return ids
+        case .query(let q):
+            return await RouterTokenizer.tokenize(
+                q, worker: leastLoaded(live), client: gateway.client,
+                auth: gateway.config.apiKey.map { "Bearer \($0)" }, timeout: 5)
+        }
     }
 
     enum Outcome {

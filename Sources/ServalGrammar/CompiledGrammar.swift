@@ -8,6 +8,8 @@ public enum GrammarSpec: Sendable, Hashable {
     case jsonObject
     case regex(String)
     case ebnf(String)
+    /// SGLang's `structural_tag`: the JSON text of `{"structures": [...], "triggers": [...]}`.
+    case structuralTag(String)
 
     /// Builds the grammar.
     public func grammar(options: JSONSchemaOptions = JSONSchemaOptions()) throws -> Grammar {
@@ -16,6 +18,7 @@ public enum GrammarSpec: Sendable, Hashable {
         case .jsonObject: return try JSONSchemaConverter.convert(schemaText: #"{"type": "object"}"#, options: options)
         case .regex(let p): return Grammar(rules: [("root", try RegexParser.parse(p))], root: "root")
         case .ebnf(let text): return try EBNFParser.parse(text)
+        case .structuralTag(let text): return try StructuralTagConverter.convert(text: text, options: options)
         }
     }
 }

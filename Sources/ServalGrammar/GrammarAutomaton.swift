@@ -19,6 +19,13 @@ public final class GrammarAutomaton: Sendable {
     let reads: [Bool]
     /// Reads, and neither calls nor ends a rule: a byte step into it needs no closure.
     let plain: [Bool]
+    /// The one byte leaving each state, -1 when none does, -2 when several do (jump-forward).
+    let onlyByte: [Int16]
+    /// The start state of the rule each state belongs to.
+    let ruleStart: [Int32]
+    /// Per state: the return states of every call into its rule (where a rule that ends
+    /// can go on, whoever called it: masks use them to reject tokens ahead of time).
+    let callerReturns: [[Int32]]
     /// The start state of the root rule.
     public let startState: Int32
     /// Names of the rules kept after inlining (diagnostics).
@@ -28,7 +35,7 @@ public final class GrammarAutomaton: Sendable {
 
     init(
         next: [Int32], callStart: [Int32], callTarget: [Int32], callReturn: [Int32], accepting: [Bool],
-        startState: Int32, ruleNames: [String]
+        ruleStart: [Int32], startState: Int32, ruleNames: [String]
     ) {
         self.next = next
         self.callStart = callStart
@@ -37,14 +44,26 @@ public final class GrammarAutomaton: Sendable {
         self.accepting = accepting
         self.startState = startState
         self.ruleNames = ruleNames
+        self.ruleStart = ruleStart
+        var returnsByRule: [Int32: [Int32]] = [:]
+        for (c, target) in callTarget.enumerated() where !(returnsByRule[target]?.contains(callReturn[c]) ?? false) {
+            returnsByRule[target, default: []].append(callReturn[c])
+        }
+        callerReturns = ruleStart.map { returnsByRule[$0] ?? [] }
         var reads = [Bool](repeating: false, count: accepting.count)
+        var only = [Int16](repeating: -1, count: accepting.count)
         for s in 0..<accepting.count {
             for b in 0..<256 where next[s * 256 + b] >= 0 {
                 reads[s] = true
-                break
+                if only[s] != -1 {
+                    only[s] = -2
+                    break
+                }
+                only[s] = Int16(b)
             }
         }
         self.reads = reads
+        onlyByte = only
         plain = (0..<accepting.count).map { s in reads[s] && !accepting[s] && callStart[s] == callStart[s + 1] }
     }
 

@@ -86,9 +86,11 @@ public enum GrammarCompiler {
         var next = [Int32](repeating: -1, count: Int(n) * 256)
         var callStart: [Int32] = [0], callTarget: [Int32] = [], callReturn: [Int32] = []
         var accepting: [Bool] = []
+        var ruleStart: [Int32] = []
         for (r, d) in dfas.enumerated() {
             let base = offset[r]
             for s in 0..<d.accepting.count {
+                ruleStart.append(base)
                 let g = Int(base) + s
                 for (lo, hi, to) in d.bytes[s] {
                     for b in Int(lo)...Int(hi) { next[g * 256 + b] = base + to }
@@ -103,7 +105,7 @@ public enum GrammarCompiler {
         }
         return GrammarAutomaton(
             next: next, callStart: callStart, callTarget: callTarget, callReturn: callReturn,
-            accepting: accepting, startState: 0, ruleNames: names)
+            accepting: accepting, ruleStart: ruleStart, startState: 0, ruleNames: names)
     }
 }
 
@@ -197,6 +199,102 @@ struct NFA {
             let end = newState()
             calls[Int(from)].append((Int32(ruleIndex(name)), end))
             return end
+        case .triggered(let t):
+            return try buildTriggered(t, from: from, ruleIndex: ruleIndex)
+        }
+    }
+
+    /// Free text as an Aho-Corasick automaton over the triggers' scalars: one state per
+    /// trie node that completes no trigger; the scalar that completes a trigger leads into
+    /// its body, whose end returns to the start of free text. Every free-text state may end.
+    private mutating func buildTriggered(_ t: TriggeredText, from: Int32, ruleIndex: (String) -> Int) throws -> Int32 {
+        let trie = TriggerTrie(t.triggers)
+        let end = newState()
+        var state = [Int32](repeating: -1, count: trie.count)
+        for q in 0..<trie.count where trie.completes[q] < 0 { state[q] = newState() }
+        eps[Int(from)].append(state[0])
+        var bodyStart = [Int32](repeating: -1, count: t.bodies.count)
+        let alphabet = trie.alphabet
+        let others = ScalarRanges.complement(alphabet.map { $0...$0 })
+        for q in 0..<trie.count where trie.completes[q] < 0 {
+            let s = state[q]
+            eps[Int(s)].append(end)
+            for c in alphabet {
+                let target = trie.step(q, c)
+                let after = try build(.scalars([c...c]), from: s, ruleIndex: ruleIndex)
+                let k = trie.completes[target]
+                if k >= 0 {
+                    // Each body is built once; every way into it shares its start.
+                    if bodyStart[k] < 0 {
+                        bodyStart[k] = newState()
+                        let bodyEnd = try build(t.bodies[k], from: bodyStart[k], ruleIndex: ruleIndex)
+                        eps[Int(bodyEnd)].append(state[0])
+                    }
+                    eps[Int(after)].append(bodyStart[k])
+                } else {
+                    eps[Int(after)].append(state[target])
+                }
+            }
+            if !others.isEmpty {
+                let after = try build(.scalars(others), from: s, ruleIndex: ruleIndex)
+                eps[Int(after)].append(state[0])
+            }
+        }
+        return end
+    }
+}
+
+/// The triggers' trie with Aho-Corasick failure links, over Unicode scalars.
+struct TriggerTrie {
+    private var children: [[UInt32: Int]] = [[:]]
+    private var fail: [Int] = [0]
+    /// The trigger a node completes (itself or through its failure chain), -1 if none.
+    private(set) var completes: [Int] = [-1]
+    /// Every scalar that appears in a trigger.
+    let alphabet: [UInt32]
+
+    var count: Int { children.count }
+
+    init(_ triggers: [[UInt32]]) {
+        for (i, t) in triggers.enumerated() {
+            var q = 0
+            for c in t {
+                if let n = children[q][c] {
+                    q = n
+                } else {
+                    children.append([:])
+                    fail.append(0)
+                    completes.append(-1)
+                    children[q][c] = children.count - 1
+                    q = children.count - 1
+                }
+            }
+            if completes[q] < 0 { completes[q] = i }
+        }
+        alphabet = Array(Set(triggers.flatMap { $0 })).sorted()
+        // Breadth-first failure links; a node completes what its failure target completes.
+        var queue = children[0].values.sorted()
+        var head = 0
+        while head < queue.count {
+            let q = queue[head]
+            head += 1
+            for (c, n) in children[q].sorted(by: { $0.key < $1.key }) {
+                var f = fail[q]
+                while f != 0, children[f][c] == nil { f = fail[f] }
+                fail[n] = children[f][c].map { $0 == n ? 0 : $0 } ?? 0
+                if completes[n] < 0 { completes[n] = completes[fail[n]] }
+                queue.append(n)
+            }
+        }
+    }
+
+    /// The node after reading `c` at node `q`.
+    func step(_ q: Int, _ c: UInt32) -> Int {
+        var f = q
+        while true {
+            if let n = children[f][c] { return n }
+            if f == 0 { return 0 }
+            f = fail[f]
         }
     }
 }

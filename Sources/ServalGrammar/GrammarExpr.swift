@@ -33,6 +33,8 @@ public indirect enum GrammarExpr: Sendable, Equatable {
     case repetition(GrammarExpr, min: Int, max: Int?)
     /// Another rule by name.
     case rule(String)
+    /// Free text in which each trigger leads into a tagged region (structural tags).
+    case triggered(TriggeredText)
 
     public static func literal(_ s: String) -> GrammarExpr { .bytes(Array(s.utf8)) }
     public static func optional(_ e: GrammarExpr) -> GrammarExpr { .repetition(e, min: 0, max: 1) }
@@ -47,6 +49,7 @@ public indirect enum GrammarExpr: Sendable, Equatable {
         case .bytes(let b): return max(1, b.count)
         case .sequence(let xs), .choice(let xs): return xs.reduce(1) { $0 + $1.size }
         case .repetition(let e, let lo, let hi): return e.size * max(1, hi ?? (lo + 1))
+        case .triggered(let t): return t.bodies.reduce(1 + t.triggers.reduce(0) { $0 + $1.count }) { $0 + $1.size }
         }
     }
 
@@ -56,6 +59,7 @@ public indirect enum GrammarExpr: Sendable, Equatable {
         case .rule(let n): names.insert(n)
         case .sequence(let xs), .choice(let xs): for x in xs { x.referencedRules(into: &names) }
         case .repetition(let e, _, _): e.referencedRules(into: &names)
+        case .triggered(let t): for b in t.bodies { b.referencedRules(into: &names) }
         case .empty, .bytes, .scalars, .byteSet: break
         }
     }
@@ -67,8 +71,24 @@ public indirect enum GrammarExpr: Sendable, Equatable {
         case .sequence(let xs): return .sequence(xs.map { $0.substitutingRules(f) })
         case .choice(let xs): return .choice(xs.map { $0.substitutingRules(f) })
         case .repetition(let e, let lo, let hi): return .repetition(e.substitutingRules(f), min: lo, max: hi)
+        case .triggered(let t):
+            return .triggered(TriggeredText(triggers: t.triggers, bodies: t.bodies.map { $0.substitutingRules(f) }))
         case .empty, .bytes, .scalars, .byteSet: return self
         }
+    }
+}
+
+/// Any text, except that as soon as it ends with `triggers[i]` (the earliest trigger to
+/// complete wins), `bodies[i]` must follow; after the body, free text again. The match may
+/// end anywhere in free text (XGrammar's tag dispatch, behind SGLang's `structural_tag`).
+public struct TriggeredText: Sendable, Equatable {
+    /// Each trigger's Unicode scalars (none empty).
+    public var triggers: [[UInt32]]
+    public var bodies: [GrammarExpr]
+
+    public init(triggers: [[UInt32]], bodies: [GrammarExpr]) {
+        self.triggers = triggers
+        self.bodies = bodies
     }
 }
 

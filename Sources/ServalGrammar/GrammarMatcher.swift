@@ -52,6 +52,35 @@ public final class GrammarMatcher: @unchecked Sendable {
         return true
     }
 
+    /// The bytes the grammar forces from here (jump-forward, SGLang's compressed FSM):
+    /// while the match cannot end and exactly one byte may come next, that byte; at most
+    /// `limit` of them. Reads nothing: `accept(bytes:)` advances over them.
+    public func forcedBytes(limit: Int = 256) -> [UInt8] {
+        let a = grammar.automaton
+        var out: [UInt8] = []
+        var cur = stacks
+        var ended = canFinish
+        var next: [ParseStack] = []
+        while out.count < limit, !ended, !cur.isEmpty {
+            var only: Int16 = -1
+            for p in cur {
+                let b = a.onlyByte[Int(p.top)]
+                if b == -1 { continue }
+                if b == -2 || (only >= 0 && only != b) { return out }
+                only = b
+            }
+            guard only >= 0 else { return out }
+            next.removeAll(keepingCapacity: true)
+            var flags = StepFlags()
+            stepper.step(cur, UInt8(only), into: &next, flags: &flags)
+            if next.isEmpty && !flags.completed { return out }
+            out.append(UInt8(only))
+            ended = flags.completed
+            swap(&cur, &next)
+        }
+        return out
+    }
+
     /// Sets bit `t` of `words` for every token that may come next (never the
     /// end-of-generation tokens: the caller allows those when `canFinish`).
     /// `words` must hold `(vocabulary size + 63) / 64` words; they are overwritten.
@@ -60,6 +89,7 @@ public final class GrammarMatcher: @unchecked Sendable {
         if words.count != n { words = [UInt64](repeating: 0, count: n) }
         var first = true
         var seenTops: [ParseStack] = []
+        var checks: [(ParseStack, [(Int32, Int32)])] = []
         for p in stacks {
             let atRoot = p.rest == StackPool.root
             let key = ParseStack(top: p.top, rest: atRoot ? StackPool.root : StackPool.context)
@@ -81,19 +111,41 @@ public final class GrammarMatcher: @unchecked Sendable {
                 }
             }
             first = false
-            guard !m.uncertain.isEmpty else { continue }
-            let ordered = grammar.vocabulary.orderedTokens
-            let bytes = grammar.vocabulary.bytes
-            for (lo, hi) in m.uncertain {
+            if !m.uncertain.isEmpty { checks.append((p, m.uncertain)) }
+        }
+        if first { for i in 0..<n { words[i] = 0 } }
+        guard !checks.isEmpty else { return }
+        // Uncertain tokens, checked against the real stacks; the outcome depends on the
+        // stacks only, and a request meets the same ones again and again (every character
+        // of a string at one nesting depth), so it is kept for them.
+        if let ids = verified[stacks] {
+            for t in ids { words[Int(t) >> 6] |= 1 << UInt64(Int(t) & 63) }
+            return
+        }
+        var passed: [Int32] = []
+        let ordered = grammar.vocabulary.orderedTokens
+        let bytes = grammar.vocabulary.bytes
+        for (p, runs) in checks {
+            for (lo, hi) in runs {
                 for k in Int(lo)..<Int(hi) {
                     let t = Int(ordered[k])
                     if words[t >> 6] & (1 << UInt64(t & 63)) != 0 { continue }
-                    if stepper.accepts(bytes[t], from: p) { words[t >> 6] |= 1 << UInt64(t & 63) }
+                    if stepper.accepts(bytes[t], from: p) {
+                        words[t >> 6] |= 1 << UInt64(t & 63)
+                        passed.append(Int32(t))
+                    }
                 }
             }
         }
-        if first { for i in 0..<n { words[i] = 0 } }
+        if verifiedOrder.count >= Self.verifiedLimit { verified[verifiedOrder.removeFirst()] = nil }
+        verified[stacks] = passed
+        verifiedOrder.append(stacks)
     }
+
+    /// Stack sets whose checked uncertain tokens are kept (ids that passed: a few each).
+    static let verifiedLimit = 64
+    private var verified: [[ParseStack]: [Int32]] = [:]
+    private var verifiedOrder: [[ParseStack]] = []
 
     /// The allowed next tokens as a list (tests and tools).
     public func allowedTokens() -> [Int32] {

@@ -318,7 +318,7 @@ private struct Converter {
         case .sequence(let xs): return .sequence(xs.map(jsonEscaped))
         case .choice(let xs): return .choice(xs.map(jsonEscaped))
         case .repetition(let x, let lo, let hi): return .repetition(jsonEscaped(x), min: lo, max: hi)
-        case .empty, .byteSet, .rule: return e
+        case .empty, .byteSet, .rule, .triggered: return e
         }
     }
 

@@ -92,8 +92,22 @@ struct StackStepper {
         }
     }
 
+    /// Like `accepts` for a stack with `StackPool.context` at its bottom: also true as soon
+    /// as a rule ends into that unknown context (what follows is the context's business).
+    mutating func mayAccept<C: Collection>(_ bytes: C, from start: ParseStack) -> Bool where C.Element == UInt8 {
+        reads(bytes, from: start, trueOnLeavingContext: true)
+    }
+
     /// True when `bytes` can be read from `start` (ending anywhere, or exactly where the grammar ends).
     mutating func accepts<C: Collection>(_ bytes: C, from start: ParseStack) -> Bool where C.Element == UInt8 {
+        reads(bytes, from: start, trueOnLeavingContext: false)
+    }
+
+    /// Reads `bytes` from `start`: true when every byte is read, or the stacks end with the
+    /// last byte (the grammar completed or left its context); with `trueOnLeavingContext`,
+    /// also true as soon as a rule ends into the unknown context.
+    private mutating func reads<C: Collection>(_ bytes: C, from start: ParseStack, trueOnLeavingContext: Bool) -> Bool
+    where C.Element == UInt8 {
         var cur = [start], nxt: [ParseStack] = []
         var remaining = bytes.count
         for b in bytes {
@@ -101,6 +115,7 @@ struct StackStepper {
             nxt.removeAll(keepingCapacity: true)
             var flags = StepFlags()
             step(cur, b, into: &nxt, flags: &flags)
+            if trueOnLeavingContext && flags.leftContext { return true }
             if nxt.isEmpty { return remaining == 0 && (flags.completed || flags.leftContext) }
             swap(&cur, &nxt)
         }

@@ -72,7 +72,35 @@ final class TokenMaskCache: @unchecked Sendable {
     func compute(state: Int32, atRoot: Bool) -> StateTokenMask {
         var walker = TrieWalker(automaton: automaton, vocabulary: vocabulary)
         walker.run(from: ParseStack(top: state, rest: atRoot ? StackPool.root : StackPool.context))
-        return StateTokenMask(bits: walker.accepted, uncertain: walker.uncertain)
+        let uncertain = atRoot ? walker.uncertain : pruneByCallers(state: state, walker.uncertain)
+        return StateTokenMask(bits: walker.accepted, uncertain: uncertain)
+    }
+
+    /// Context expansion (XGrammar's, one level deep): an uncertain token ends the state's
+    /// rule and reads on into whatever called it, and every caller goes on from one of the
+    /// rule's call-site return states. A token that none of them can read on from is
+    /// rejected now, so the matcher does not check it at every step (in `json_object`, a
+    /// closing quote followed by a letter is never valid, whoever the caller is).
+    private func pruneByCallers(state: Int32, _ runs: [(Int32, Int32)]) -> [(Int32, Int32)] {
+        guard !runs.isEmpty else { return runs }
+        let pool = StackPool()
+        var stepper = StackStepper(automaton: automaton, pool: pool)
+        let starts = automaton.callerReturns[Int(state)].map {
+            ParseStack(top: state, rest: pool.intern($0, parent: StackPool.context))
+        }
+        var out: [(Int32, Int32)] = []
+        for (lo, hi) in runs {
+            for k in lo..<hi {
+                let bytes = vocabulary.bytes[Int(vocabulary.orderedTokens[Int(k)])]
+                guard starts.contains(where: { stepper.mayAccept(bytes, from: $0) }) else { continue }
+                if let last = out.last, last.1 == k {
+                    out[out.count - 1].1 = k + 1
+                } else {
+                    out.append((k, k + 1))
+                }
+            }
+        }
+        return out
     }
 }
 

@@ -60,6 +60,11 @@ public final class TokenVocabulary: Sendable {
         nodeOwnEnd = no
     }
 
+    /// The bytes of token `id` (empty for tokens that are never text, and ids outside the vocabulary).
+    public func tokenBytes(_ id: Int32) -> [UInt8] {
+        id >= 0 && Int(id) < size ? bytes[Int(id)] : []
+    }
+
     var nodeCount: Int { nodeByte.count - 1 }
     var wordCount: Int { (size + 63) / 64 }
 

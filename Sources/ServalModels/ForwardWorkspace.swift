@@ -13,6 +13,9 @@ final class ForwardWorkspace: @unchecked Sendable {
         var intermediate: Int
         var rotaryPairs: Int
         var vocab: Int
+        /// This rank's vocabulary shard under tensor parallelism (0 on a single rank): room
+        /// for the shard's logits and the all-gathered ones sits after the logits rows.
+        var vocabShard: Int = 0
     }
 
     let backend: any ComputeBackend
@@ -25,6 +28,9 @@ final class ForwardWorkspace: @unchecked Sendable {
     private(set) var tokens, positions: UnsafeMutablePointer<Int32>
     /// The LM head's output rows, handed out as `Logits` (reused, never zero-filled).
     private(set) var logits: UnsafeMutablePointer<Float>
+    /// Tensor parallelism only: this rank's logits shard, and every rank's shards gathered.
+    private(set) var shardLogits: UnsafeMutablePointer<Float>?
+    private(set) var gatheredLogits: UnsafeMutablePointer<Float>?
 
     init(backend: any ComputeBackend, widths: Widths) {
         self.backend = backend
@@ -46,9 +52,14 @@ final class ForwardWorkspace: @unchecked Sendable {
         if logitRows > logitRowCapacity {
             let cap = max(logitRows, logitRowCapacity * 2)
             if let logitsBuffer { backend.release(logitsBuffer) }
-            let b = try backend.allocate(bytes: cap * widths.vocab * MemoryLayout<Float>.stride)
+            let perRow = widths.vocab + (widths.vocabShard > 0 ? widths.vocabShard + widths.vocab : 0)
+            let b = try backend.allocate(bytes: cap * perRow * MemoryLayout<Float>.stride)
             logitsBuffer = b
             logits = b.floats()
+            if widths.vocabShard > 0 {
+                shardLogits = b.floats(cap * widths.vocab)
+                gatheredLogits = b.floats(cap * (widths.vocab + widths.vocabShard))
+            }
             logitRowCapacity = cap
         }
         guard n > tokenCapacity else { return }

@@ -4,6 +4,7 @@ import ServalTensor
 /// model's `KVLayout`) and the persistent request→slot table beside it.
 public final class ModelKVCache: KVCacheStorage, @unchecked Sendable {
     public let pool: any KVPool
+    public var elementTypeName: String { "\(pool.dtype)" }
     public let slotTable: SlotTable
 
     public var slotCount: Int { pool.slotCount }
@@ -13,12 +14,14 @@ public final class ModelKVCache: KVCacheStorage, @unchecked Sendable {
         dtype: KVCacheDType
     ) throws(ModelError) {
         guard slots > 0 else { throw ModelError(source: "kv cache", "slot count must be positive, got \(slots)") }
-        guard backend.canStoreKV(dtype.storage) else {
+        // `auto` is the backend's choice (f16 on the CPU, bf16 on a GPU).
+        let storage = dtype == .auto ? backend.defaultKVType : dtype.storage
+        guard backend.canStoreKV(storage) else {
             throw ModelError(
-                source: "kv cache", "\(dtype.storage) is not a KV cache element type of the \(backend.name) backend")
+                source: "kv cache", "\(storage) is not a KV cache element type of the \(backend.name) backend")
         }
         do {
-            pool = try backend.makeKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype.storage)
+            pool = try backend.makeKVPool(layout: layout, layers: layers, slots: slots, dtype: storage)
         } catch {
             throw ModelError(source: "kv cache", "\(error)")
         }

@@ -20,6 +20,8 @@ public protocol LanguageModel: AnyObject, Sendable {
     func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits
     /// The memory of the device the model runs on (the KV pool is sized from it).
     func memoryInfo() -> DeviceMemoryInfo
+    /// The sampler that reads this model's `Logits` where they live.
+    func makeSampler() -> any TokenSampler
 }
 
 extension LanguageModel {
@@ -30,6 +32,9 @@ extension LanguageModel {
     public func makeKVCache(slots: Int) throws -> any KVCacheStorage {
         try makeKVCache(slots: slots, dtype: .auto)
     }
+
+    /// The host sampler, for models whose logits are in host memory.
+    public func makeSampler() -> any TokenSampler { CPUSampler() }
 
     /// Host memory, for models that run on the host.
     public func memoryInfo() -> DeviceMemoryInfo {
@@ -43,6 +48,12 @@ public protocol KVCacheStorage: AnyObject, Sendable {
     var slotCount: Int { get }
     /// Which slots each live sequence's positions use (see `ForwardBatch`).
     var slotTable: SlotTable { get }
+    /// The element type the pool stores (`auto` resolved by the backend), for logs.
+    var elementTypeName: String { get }
+}
+
+extension KVCacheStorage {
+    public var elementTypeName: String { "unknown" }
 }
 
 /// What the server reports about a model (`/get_model_info`, startup log).
@@ -59,6 +70,10 @@ public struct ModelInfo: Sendable, Equatable {
     public var parameterCount: Int
     public var weightBytes: Int
     public var weightTypes: String
+    /// The KV cache layout (`KVLayout.description`), e.g. `mla(latent: 512, rope: 64)`.
+    public var kvLayout: String = ""
+    /// KV bytes per token in the engine's cache dtype (set by the engine; 0 until then).
+    public var kvBytesPerToken: Int = 0
 
     public init(
         architecture: String, name: String, vocabSize: Int, contextLength: Int, hiddenSize: Int,

@@ -58,7 +58,8 @@ extension ServalAPI {
             "hidden_size": .int(m.hiddenSize), "num_hidden_layers": .int(m.layerCount),
             "num_attention_heads": .int(m.headCount), "num_key_value_heads": .int(m.kvHeadCount),
             "head_dim": .int(m.headDim), "parameter_count": .int(m.parameterCount), "weight_bytes": .int(m.weightBytes),
-            "weight_types": .string(m.weightTypes),
+            "weight_types": .string(m.weightTypes), "kv_layout": .string(m.kvLayout),
+            "kv_bytes_per_token": .int(m.kvBytesPerToken),
         ])
     }
 

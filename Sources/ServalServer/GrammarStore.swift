@@ -37,7 +37,11 @@ final class GrammarStore: @unchecked Sendable {
         } catch let e as GrammarError {
             throw APIError.invalid("'\(param)' cannot be compiled: \(e.message)", param: param, code: "invalid_grammar")
         }
-        g.precomputeRootMasks()
+        // The request waits for at most ~3 s of masks; the rest (a large schema on a 128k
+        // vocabulary) are filled in the background, so decode steps rarely compute one.
+        if g.precomputeRootMasks() < g.automaton.stateCount {
+            DispatchQueue.global(qos: .utility).async { g.precomputeRootMasks(budget: 120) }
+        }
         lock.withLock {
             compiledCount += 1
             if cache[spec] == nil {
@@ -73,7 +77,7 @@ final class GrammarStore: @unchecked Sendable {
 
 /// Where a request asks for structured output.
 extension ServalAPI {
-    /// OpenAI routes: `response_format` (`text`, `json_object`, `json_schema`), plus
+    /// OpenAI routes: `response_format` (`text`, `json_object`, `json_schema`, `structural_tag`), plus
     /// SGLang's top-level `regex` and `ebnf`.
     func grammarSpec(openAI f: RequestFields) throws -> (GrammarSpec, param: String)? {
         var found: [(GrammarSpec, String)] = []
@@ -97,12 +101,12 @@ extension ServalAPI {
                 }
                 found.append((.jsonSchema(JSONWriter.string(schema)), "response_format.json_schema.schema"))
             case "structural_tag":
-                throw APIError.invalid(
-                    "response_format type 'structural_tag' is not supported.", param: "response_format.type",
-                    code: "unsupported_parameter")
+                if let raw = f.raw("response_format") {
+                    found.append((.structuralTag(JSONWriter.string(raw)), "response_format"))
+                }
             default:
                 throw APIError.invalid(
-                    "response_format type must be 'text', 'json_object' or 'json_schema', got '\(type)'.",
+                    "response_format type must be 'text', 'json_object', 'json_schema' or 'structural_tag', got '\(type)'.",
                     param: "response_format.type")
             }
         }
@@ -111,7 +115,8 @@ extension ServalAPI {
         return try single(found)
     }
 
-    /// `/generate`: `sampling_params.json_schema` (a JSON string, or an object), `regex`, `ebnf`.
+    /// `/generate`: `sampling_params.json_schema` (a JSON string, or an object), `regex`, `ebnf`,
+    /// `structural_tag` (a JSON string, or an object).
     func grammarSpec(sglang sp: RequestFields) throws -> (GrammarSpec, param: String)? {
         var found: [(GrammarSpec, String)] = []
         switch sp.raw("json_schema") {
@@ -122,6 +127,15 @@ extension ServalAPI {
         }
         if let r = try sp.string("regex") { found.append((.regex(r), sp.prefix + "regex")) }
         if let e = try sp.string("ebnf") { found.append((.ebnf(e), sp.prefix + "ebnf")) }
+        switch sp.raw("structural_tag") {
+        case nil, .null?: break
+        case .string(let s)?: found.append((.structuralTag(s), sp.prefix + "structural_tag"))
+        case .object(let o)?:
+            found.append((.structuralTag(JSONWriter.string(.object(o))), sp.prefix + "structural_tag"))
+        case let v?:
+            throw APIError.wrongType(
+                sp.prefix + "structural_tag", expected: "a structural tag as a JSON string", got: v)
+        }
         return try single(found)
     }
 

@@ -71,6 +71,11 @@ public enum PrometheusRenderer {
         counter("sglang:cached_tokens_total", "Number of cached prompt tokens.", stats.cachedTokensTotal)
         counter("sglang:num_requests_total", "Number of requests processed.", stats.requestsTotal)
         counter("sglang:num_retractions_total", "Number of retracted requests.", stats.retractionsTotal)
+        counter("serval:forward_passes_total", "Number of forward passes run.", stats.forwardPassesTotal)
+        counter(
+            "serval:jump_forward_tokens_total",
+            "Number of output tokens appended by jump-forward (structured outputs).",
+            stats.jumpForwardTokensTotal)
         histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttft)
         histogram("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itl)
         histogram("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", e2e)

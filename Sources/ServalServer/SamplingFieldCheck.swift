@@ -9,11 +9,12 @@ enum SamplingFieldCheck {
         "max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k", "min_p", "frequency_penalty",
         "presence_penalty", "repetition_penalty", "stop", "stop_token_ids", "stop_regex", "ignore_eos",
         "skip_special_tokens", "logit_bias", "sampling_seed", "n", "json_schema", "regex", "ebnf",
+        "structural_tag",
     ]
 
     /// SGLang's keys that Serval does not honour yet.
     static let unsupported: Set<String> = [
-        "structural_tag", "custom_params", "no_stop_trim",
+        "custom_params", "no_stop_trim",
         "spaces_between_special_tokens", "stream_interval",
     ]
 

@@ -56,6 +56,7 @@ public final class ServalAPI: Sendable {
             "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"],
             "/tokenize": ["POST"], "/v1/tokenize": ["POST"], "/detokenize": ["POST"], "/v1/detokenize": ["POST"],
             "/v1/score": ["POST"], "/open_session": ["POST"], "/close_session": ["POST"], "/v1/responses": ["POST"],
+            "/kv_events": ["GET"],
         ]
         var p = path
         if p.count > 1, p.hasSuffix("/") { p.removeLast() }
@@ -92,6 +93,7 @@ public final class ServalAPI: Sendable {
         case "/open_session": return try openSession(try parseBody(body))
         case "/close_session": return try closeSession(try parseBody(body))
         case "/v1/responses": return try await createResponse(try parseBody(body))
+        case "/kv_events": return try kvEventsStream()
         default: throw APIError.notFound(path)
         }
     }

@@ -84,7 +84,12 @@ struct DataParallelLaunch {
                 let p = try Self.freePort()
                 let proc = Process()
                 proc.executableURL = exe
-                proc.arguments = Self.workerArguments(args, port: p)
+                var workerArgs = Self.workerArguments(args, port: p)
+                // The router's --kv-events needs workers that publish.
+                if router.kvEventsEnabled, !args.contains(where: { $0.hasPrefix("--kv-events-config") }) {
+                    workerArgs += ["--kv-events-config", "{\"publisher\": \"http\"}"]
+                }
+                proc.arguments = workerArgs
                 proc.terminationHandler = { child in
                     logger.error(
                         "worker \(rank) (pid \(child.processIdentifier), port \(p)) exited with status \(child.terminationStatus); it is not restarted"

@@ -46,6 +46,8 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @OptionGroup var deviceOptions: DeviceOptions
+
     @Flag(
         name: .customLong("mmap-weights"),
         help:
@@ -72,9 +74,8 @@ struct Generate: AsyncParsableCommand {
         let model: any LanguageModel
         let tokenizer: Tokenizer
         do {
-            model = try ModelLoader.load(
-                path: path, backend: CPUBackend(threads: threads),
-                options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
+            model = try deviceOptions.open(threads: threads).load(
+                path: path, options: ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages))
             tokenizer = try Tokenizer.load(modelPath: path)
         } catch {
             throw CLIError("\(error)")

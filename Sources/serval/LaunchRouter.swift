@@ -32,6 +32,18 @@ struct RouterOptions: ParsableArguments {
     var evictionInterval: Double?
     @Option(name: .customLong("max-tree-size"), help: "cache_aware: bytes of request text kept per worker.")
     var maxTreeSize: Int = 67_108_864
+    @Flag(
+        name: .customLong("kv-events"),
+        help:
+            "cache_aware: subscribe to each worker's GET /kv_events (workers started with --kv-events-config) and route on the blocks their radix caches really hold; workers that do not publish use the approximate tree."
+    )
+    var kvEvents = false
+    @Option(
+        name: .customLong("kv-index"),
+        help:
+            "SMG's spelling: 'chain' or 'positional' turns on --kv-events (Serval has one index for both: per-worker sets of chained block hashes)."
+    )
+    var kvIndex: String?
     @Option(name: .customLong("prefix-token-count"), help: "prefix_hash: prefix tokens hashed (4 bytes of text each).")
     var prefixTokenCount: Int = 256
     @Option(
@@ -138,6 +150,12 @@ struct RouterOptions: ParsableArguments {
         p.prefixHashLoadFactor = prefixHashLoadFactor
         p.bucketAdjustIntervalSecs = bucketAdjustIntervalSecs
         c.policyConfig = p
+        if let k = kvIndex {
+            guard k == "chain" || k == "positional" else {
+                throw ValidationError("--kv-index must be chain or positional, got '\(k)'.")
+            }
+        }
+        c.kvEvents = kvEventsEnabled
         c.retry.maxRetries = retryMaxRetries
         c.retry.initialBackoffMs = retryInitialBackoffMs
         c.retry.maxBackoffMs = retryMaxBackoffMs
@@ -172,6 +190,9 @@ struct RouterOptions: ParsableArguments {
         do { try c.validate() } catch let e as GatewayError { throw ValidationError(e.message) }
         return c
     }
+
+    /// `--kv-events`, or SMG's `--kv-index`.
+    var kvEventsEnabled: Bool { kvEvents || kvIndex != nil }
 
     func logLevelValue() throws -> Logger.Level {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {

@@ -7,6 +7,7 @@ import ServalGrammar
 import ServalFormats
 import ServalModels
 import ServalServer
+import ServalTensor
 import ServalTokenizer
 
 /// `serval launch-server`: SGLang's flag names and defaults, so SGLang launch lines work.
@@ -45,9 +46,12 @@ struct LaunchServer: AsyncParsableCommand {
     @Option(
         name: .customLong("chunked-prefill-size"),
         help:
-            "Prompt tokens per forward batch (-1 disables chunking); 64 suits a CPU, where it is already a ~150 ms step."
+            "Prompt tokens per forward batch (-1 disables chunking); default 64 on a CPU, where it is already a ~150 ms step, 8192 on a GPU."
     )
-    var chunkedPrefillSize: Int = 64
+    var chunkedPrefillSizeFlag: Int?
+    var chunkedPrefillSize: Int {
+        chunkedPrefillSizeFlag ?? (deviceOptions.computeDevice == .cuda ? 8192 : 64)
+    }
     @Option(
         name: .customLong("prefill-max-requests"),
         help:
@@ -112,8 +116,7 @@ struct LaunchServer: AsyncParsableCommand {
         help: "Let requests ask for return_hidden_states (the final hidden state of every position run).")
     var enableReturnHiddenStates = false
 
-    @Option(name: .customLong("device"), help: "cpu (cuda is not available yet).")
-    var device: String = "cpu"
+    @OptionGroup var deviceOptions: DeviceOptions
     @Option(
         name: .customLong("watchdog-timeout"),
         help: "Seconds a forward pass may take before the engine is reported stuck.")
@@ -128,6 +131,12 @@ struct LaunchServer: AsyncParsableCommand {
             "Structured outputs: xgrammar, outlines or llguidance (SGLang's names, all served by Serval's own grammar engine), or none (constrained requests get 400s)."
     )
     var grammarBackend: String = "xgrammar"
+    @Flag(
+        name: .customLong("disable-jump-forward"),
+        help:
+            "Structured outputs: sample text the grammar forces (fixed keys, brackets) token by token instead of appending it re-tokenized without a forward pass per token."
+    )
+    var disableJumpForward = false
     @Option(
         name: .customLong("constrained-json-whitespace-pattern"),
         help:
@@ -135,14 +144,28 @@ struct LaunchServer: AsyncParsableCommand {
     )
     var constrainedJSONWhitespacePattern: String?
 
+    @Option(
+        name: .customLong("kv-events-config"),
+        help:
+            "Publish the radix cache's block stored/removed events (SGLang's flag), JSON: {\"publisher\": \"http\", \"block_size\": 16}; served as a stream on GET /kv_events for `launch-router --kv-events`. zmq is not available."
+    )
+    var kvEventsConfig: String?
+
     // Data parallelism: N worker processes behind the gateway (see DataParallelLaunch.swift).
     @Option(
         name: .customLong("dp-size"),
         help: "Worker processes; > 1 starts them on free local ports with the router on --port.")
     var dpSize: Int = 1
     @Flag(
-        name: .customLong("enable-dp-attention"), help: "Not available yet (the parallelism work covers it); refused.")
+        name: .customLong("enable-dp-attention"),
+        help: "Attention data-parallel over --dp-size groups (layout checked; not available yet, so refused).")
     var enableDPAttention = false
+    @OptionGroup var parallel: ParallelOptions
+    // Set by rank 0 on the processes it starts for the other tensor-parallel ranks.
+    @Option(name: .customLong("internal-tp-rank"), help: .private)
+    var internalTPRank: Int?
+    @Option(name: .customLong("internal-shm"), help: .private)
+    var internalShm: String?
     @Argument(
         parsing: .allUnrecognized,
         help:
@@ -162,10 +185,6 @@ struct LaunchServer: AsyncParsableCommand {
             do { _ = try RegexParser.parse(p) } catch {
                 throw ValidationError("--constrained-json-whitespace-pattern: \(error)")
             }
-        }
-        guard device == "cpu" else {
-            if device == "cuda" { throw ValidationError("--device cuda is not available yet; use --device cpu.") }
-            throw ValidationError("--device must be cpu (cuda is not available yet), got '\(device)'.")
         }
         guard ["auto", "gguf", "safetensors", "dummy"].contains(loadFormat) else {
             throw ValidationError("--load-format must be one of auto, gguf, safetensors, dummy; got '\(loadFormat)'.")
@@ -219,6 +238,7 @@ struct LaunchServer: AsyncParsableCommand {
             throw ValidationError("--max-request-body-bytes must be at least 1024, got \(maxRequestBodyBytes).")
         }
         var e = EngineConfig()
+        if let c = kvEventsConfig { e.kvEventsBlockSize = try KVEventsFlag.parse(c) }
         e.contextLength = contextLength
         e.maxTotalTokens = maxTotalTokens
         e.memFractionStatic = memFractionStatic
@@ -233,6 +253,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.kvCacheDType = kvDType
         e.schedulePolicy = policy
         e.disableRadixCache = disableRadixCache
+        e.jumpForward = !disableJumpForward
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout
@@ -261,23 +282,52 @@ struct LaunchServer: AsyncParsableCommand {
         o["kv_cache_dtype"] = .string(kvCacheDtype)
         o["schedule_policy"] = .string(schedulePolicy)
         o["disable_radix_cache"] = .bool(disableRadixCache)
+        o["kv_events_config"] = kvEventsConfig.map { .string($0) } ?? .null
         o["grammar_backend"] = .string(grammarBackend)
+        o["disable_jump_forward"] = .bool(disableJumpForward)
         o["constrained_json_whitespace_pattern"] = constrainedJSONWhitespacePattern.map { .string($0) } ?? .null
         o["enable_metrics"] = .bool(enableMetrics)
         o["log_level"] = .string(logLevel)
         o["log_requests"] = .bool(logRequests)
         o["random_seed"] = .int(Int(truncatingIfNeeded: engine.randomSeed))
         o["load_format"] = .string(loadFormat)
-        o["device"] = .string(device)
+        o["device"] = .string(deviceOptions.device)
+        o["cuda_graph_max_bs"] = deviceOptions.cudaGraphMaxBS.map { .int($0) } ?? .null
+        o["disable_cuda_graph"] = .bool(deviceOptions.disableCudaGraph)
         o["skip_tokenizer_init"] = .bool(skipTokenizerInit)
         o["enable_return_hidden_states"] = .bool(enableReturnHiddenStates)
         o["enable_cache_report"] = true
         o["watchdog_timeout"] = .double(watchdogTimeout)
         o["threads"] = threads.map { .int($0) } ?? .null
+        o["tp_size"] = .int(parallel.tpSize)
+        o["dp_size"] = .int(dpSize)
+        o["ep_size"] = .int(parallel.epSize)
+        o["pp_size"] = .int(parallel.ppSize)
+        o["nnodes"] = .int(parallel.nnodes)
+        o["node_rank"] = .int(parallel.nodeRank)
+        o["dist_init_addr"] = parallel.distInitAddr.map { .string($0) } ?? .null
+        o["enable_dp_attention"] = .bool(enableDPAttention)
         return o
     }
 
+    /// The parallel layout, checked against the flags and this machine's cores.
+    func parallelLayout() throws -> ParallelLayout {
+        let layout = parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention)
+        do {
+            try layout.validate(devices: ProcessInfo.processInfo.activeProcessorCount, deviceName: "CPU cores")
+        } catch {
+            throw ValidationError(error.message)
+        }
+        if layout.epSize > 1 {
+            throw ValidationError(
+                "--ep-size \(layout.epSize): expert parallelism is not available yet (no mixture-of-experts model is served); use --ep-size 1."
+            )
+        }
+        return layout
+    }
+
     func run() async throws {
+        let layout = try parallelLayout()
         if enableDPAttention {
             throw ValidationError(
                 "--enable-dp-attention is not available yet (DP attention belongs to the parallelism work); use --dp-size alone for data-parallel replicas behind the router."
@@ -294,6 +344,14 @@ struct LaunchServer: AsyncParsableCommand {
             throw ValidationError("router flags (\(routerFlags.joined(separator: " "))) need --dp-size > 1.")
         }
         let (engineConfig, level) = try validateFlags()
+        if let rank = internalTPRank {
+            try runRank(rank, layout: layout, level: level)
+            return
+        }
+        if layout.nodeRank > 0 {
+            try runNode(layout: layout, level: level)
+            return
+        }
         // Startup lines must reach a log file or pipe as they happen, not at exit.
         setvbuf(stdout, nil, _IOLBF, 0)
         LoggingSystem.bootstrap { label in
@@ -309,10 +367,23 @@ struct LaunchServer: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: model) else {
             throw ValidationError("No model at '\(model)'; pass --model-path or set $SERVAL_MODEL.")
         }
-        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / layout.processesPerNode)
 
         let loadStart = Date()
-        let lm = try loadModel(path: model, threads: threadCount)
+        let ranks = try layout.isSingleRank ? nil : startRanks(layout: layout, logger: logger)
+        var lm = try loadModel(path: model, threads: threadCount, communicator: ranks?.communicator)
+        var leader: TensorParallelLeader?
+        if let ranks {
+            do { try ranks.communicator.barrier() } catch {
+                throw ValidationError("The tensor-parallel ranks did not all load the model: \(error)")
+            }
+            let tp = TensorParallelLeader(model: lm, communicator: ranks.communicator)
+            leader = tp
+            lm = tp
+            print(
+                "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator"
+            )
+        }
         let (bridge, textDecoder) = try TokenizerSetup.make(
             skip: skipTokenizerInit, location: tokenizerLocation,
             modelVocab: lm.info.vocabSize)
@@ -327,7 +398,8 @@ struct LaunchServer: AsyncParsableCommand {
         let info = lm.info
         print(
             "Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
-                + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes)), \(info.layerCount) layers, "
+                + "\(info.weightBytes / 1_048_576) MiB (\(info.weightTypes))\(leader == nil ? "" : " on rank 0 (its shard)"), "
+                + "\(info.layerCount) layers, "
                 + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
         print(
             "KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
@@ -357,20 +429,30 @@ struct LaunchServer: AsyncParsableCommand {
                 logger.critical("Warm-up generation failed; /health stays unhealthy.")
             }
         }
+        ranks?.group.stop(leader: leader)
     }
 
     /// Loads the weights as --load-format says (`ModelLoader`, the one loading path):
     /// a `.gguf` file, an HF checkpoint directory (config.json + *.safetensors), or
     /// random weights with either one's shapes; `auto` tells file and directory apart.
-    func loadModel(path: String, threads: Int) throws -> any LanguageModel {
+    func loadModel(path: String, threads: Int, communicator: (any Communicator)? = nil) throws -> any LanguageModel {
         guard let format = LoadFormat(rawValue: loadFormat) else {
             throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'.")
         }
-        var options = ModelLoadOptions(residency: mmapWeights ? .mapped : .hugePages)
+        // Tensor-parallel ranks map the file (one copy in the page cache for all of them)
+        // and each keeps views of its rows, or copies of its columns, only.
+        var options = ModelLoadOptions(residency: mmapWeights || communicator != nil ? .mapped : .hugePages)
         options.seed = randomSeed ?? 1
+        let opened: OpenedDevice
+        do { opened = try deviceOptions.open(threads: threads) } catch { throw ValidationError("\(error)") }
+        if let communicator {
+            guard opened.device == .cpu else {
+                throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
+            }
+            options.communicator = communicator
+        }
         do {
-            return try ModelLoader.load(
-                path: path, format: format, backend: CPUBackend(threads: threads), options: options)
+            return try opened.load(path: path, format: format, options: options)
         } catch {
             throw ValidationError("Cannot load the model from '\(path)': \(error)")
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ServalCUDA
+import ServalModels
 
 /// `serval selftest --device cpu|cuda`: every GPU op against a CPU reference on random
 /// inputs (one line per op, then `N passed, N failed`; exit 1 on any failure). The CPU
@@ -28,6 +29,19 @@ struct Selftest: ParsableCommand {
 
     @Option(help: "Seed for the random inputs.")
     var seed: UInt64 = 0x5E1F_7E57
+
+    @Option(
+        name: .customLong("model-path"),
+        help:
+            "With --device cuda: also run this model on the CPU and the GPU backend and compare greedy tokens and teacher-forced top-1 (must be >= 0.98)."
+    )
+    var modelPath: String?
+
+    @Option(name: .customLong("load-format"), help: "auto, or dummy (random bf16 weights of the model's shapes).")
+    var loadFormat: String = "auto"
+
+    @Option(name: .customLong("model-steps"), help: "Greedy tokens per prompt in the model check.")
+    var modelSteps: Int = 32
 
     func run() throws {
         switch device {
@@ -57,8 +71,21 @@ struct Selftest: ParsableCommand {
                     + (c.cached ? "loaded from cache" : "compiled") + String(format: " in %.2f s", c.seconds)
                     + (c.cacheFile.map { " (\($0.path))" } ?? ""))
             let test = try CUDASelftest(context: context, kernels: kernels, blas: blas, seed: seed) { print($0) }
-            let (_, failed) = test.runAll()
-            if failed > 0 { throw ExitCode.failure }
+            let (_, opsFailed) = test.runAll()
+            // The backend seam: CUDABackend's ops against CPUBackend's.
+            var check = BackendCheck(gpu: try CUDABackend(ordinal: gpu), seed: seed)
+            let (seamPassed, seamFailed) = try check.run { print($0) }
+            print("backend seam: \(seamPassed) passed, \(seamFailed) failed")
+            let failed = opsFailed + seamFailed
+            var modelFailed = false
+            if let modelPath {
+                guard let format = LoadFormat(rawValue: loadFormat) else {
+                    throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'")
+                }
+                let check = ModelCheck(path: modelPath, format: format, steps: max(1, modelSteps), seed: seed)
+                modelFailed = try !check.run { print($0) }
+            }
+            if failed > 0 || modelFailed { throw ExitCode.failure }
         }
     }
 }

@@ -14,6 +14,7 @@ struct Serval: AsyncParsableCommand {
             BenchKernels.self,
             BenchGrammar.self,
             CudaInfo.self, Selftest.self, BenchCuda.self,
+            BenchAllReduce.self,
         ]
     )
 }

@@ -258,6 +258,25 @@ import ServalModels
         #expect(try KVPoolSizing.capacity(config: c, kvBytesPerToken: 1, weightBytes: 0, contextLength: 10) == 77)
     }
 
+    /// A device with its weights loaded (a GPU): weights + KV take the fraction of the
+    /// total, so the pool gets free − total × (1 − fraction), with no CPU slot cap.
+    @Test func poolSizingFromFreeDeviceMemory() throws {
+        var c = EngineConfig()
+        c.memFractionStatic = 0.75
+        let total = 80 << 30, free = 60 << 30
+        let n = try KVPoolSizing.capacity(
+            config: c, kvBytesPerToken: 1 << 17, weightBytes: 16 << 30, contextLength: 8192,
+            physicalMemory: UInt64(total), deviceFreeBytes: free)
+        #expect(n == (free - total / 4) / (1 << 17))
+        #expect(n > KVPoolSizing.cpuSlotCap)
+        // Too little left for one context: a clear error, not a tiny pool.
+        #expect(throws: EngineError.self) {
+            try KVPoolSizing.capacity(
+                config: c, kvBytesPerToken: 1 << 17, weightBytes: 16 << 30, contextLength: 8192,
+                physicalMemory: UInt64(total), deviceFreeBytes: total / 4 + 1000)
+        }
+    }
+
     /// The engine sizes the pool from the memory the model's backend reports.
     @Test func poolSizingAsksTheModelsDevice() async throws {
         var c = EngineConfig()

@@ -111,6 +111,12 @@ final class Locked<T>: @unchecked Sendable {
         #expect { try c.validate() } throws: {
             ($0 as? GatewayError)?.message.contains("--max-concurrent-requests") == true
         }
+        c = GatewayConfig()
+        c.kvEvents = true
+        c.policy = .roundRobin
+        #expect { try c.validate() } throws: { ($0 as? GatewayError)?.message.contains("--kv-events") == true }
+        c.policy = .cacheAware
+        #expect(throws: Never.self) { try c.validate() }
     }
 
     @Test func healthThresholds() {
@@ -156,5 +162,24 @@ final class Locked<T>: @unchecked Sendable {
         #expect(await a.acquire() == .rejected(retryAfter: 1))
         clock.advance(0.5)
         #expect(await a.acquire() == .admitted)
+    }
+}
+
+@Suite struct TimeoutRaceTests {
+    @Test func aTaskThatNeverEndsLosesToTheTimer() async {
+        let stuck = Task { () -> Bool in
+            while !Task.isCancelled { try? await Task.sleep(nanoseconds: 10_000_000) }
+            return true
+        }
+        // No bound on the elapsed time: under a parallel test run the timer itself may wait
+        // for a thread; what matters is that the answer comes without the task ending.
+        let v = await FirstOf.race(stuck, after: 0.2, otherwise: false)
+        #expect(v == false)
+        #expect(stuck.isCancelled)
+    }
+
+    @Test func aQuickTaskWins() async {
+        let quick = Task { () -> Int in 7 }
+        #expect(await FirstOf.race(quick, after: 5, otherwise: 0) == 7)
     }
 }

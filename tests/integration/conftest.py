@@ -3,6 +3,7 @@
 Binary: $SERVAL_BIN, else .build/release/serval, else .build/debug/serval.
 Model: $SERVAL_MODEL, else the default SmolLM2-135M-Instruct Q4_1 GGUF; tests are
 skipped with a reason when either is missing.
+Extra server flags: $SERVAL_SERVER_ARGS (e.g. "--device cuda" to run the suite on a GPU).
 """
 import os
 import signal
@@ -52,7 +53,8 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
         args = [str(binary), "launch-server", "--model-path", str(model), "--port", str(self.port),
-                "--served-model-name", "smollm2", "--random-seed", "1", *extra_args]
+                "--served-model-name", "smollm2", "--random-seed", "1",
+                *os.environ.get("SERVAL_SERVER_ARGS", "").split(), *extra_args]
         if api_key:
             args += ["--api-key", api_key]
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"serval-server-{self.port}.log"

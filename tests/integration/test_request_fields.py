@@ -170,7 +170,7 @@ def test_skip_tokenizer_init_takes_and_returns_ids():
         s.stop()
 
 
-@pytest.mark.parametrize("key,value", [("seed", 3), ("temprature", 0.5), ("structural_tag", "{}"), ("no_stop_trim", True)])
+@pytest.mark.parametrize("key,value", [("seed", 3), ("temprature", 0.5), ("custom_params", {}), ("no_stop_trim", True)])
 def test_unknown_or_unsupported_sampling_params_are_400s(server, key, value):
     r = server.post("/generate", json={"text": "x", "sampling_params": {key: value}})
     assert r.status_code == 400, r.text

@@ -13,7 +13,7 @@ enum KVPoolSizing {
     /// passes validation can run).
     static func capacity(
         config: EngineConfig, kvBytesPerToken: Int, weightBytes: Int, contextLength: Int,
-        physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory
+        physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory, deviceFreeBytes: Int? = nil
     ) throws -> Int {
         if let fixed = config.maxTotalTokens {
             guard fixed >= 1 else {
@@ -26,6 +26,20 @@ enum KVPoolSizing {
         }
         guard kvBytesPerToken > 0 else {
             throw EngineError.invalidConfig("model reports \(kvBytesPerToken) KV bytes per token")
+        }
+        if let free = deviceFreeBytes {
+            // A device with the weights already in its memory: like SGLang, weights and
+            // KV together take `memFractionStatic` of the total; the rest stays free for
+            // activations, workspaces and the sampler.
+            let budget = Double(free) - Double(physicalMemory) * (1 - config.memFractionStatic)
+            guard budget > Double(kvBytesPerToken) * Double(contextLength) else {
+                throw EngineError.invalidConfig(
+                    "device memory left for the KV pool, \(Int(max(0, budget) / 1_048_576)) MiB (\(free / 1_048_576) MiB free "
+                        + "of \(physicalMemory / 1_048_576), --mem-fraction-static \(config.memFractionStatic)), cannot hold "
+                        + "one \(contextLength)-token context; raise --mem-fraction-static, lower --context-length "
+                        + "or set --max-total-tokens")
+            }
+            return Int(budget / Double(kvBytesPerToken))
         }
         let budget = Double(physicalMemory) * config.memFractionStatic - Double(weightBytes)
         guard budget > Double(kvBytesPerToken) * Double(contextLength) else {

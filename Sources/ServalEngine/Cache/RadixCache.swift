@@ -29,6 +29,9 @@ struct RadixCache {
     private(set) var protectedSlots = 0
     private var clock: UInt64 = 0
     private var serial: UInt64 = 0
+    /// Told of every block stored in and evicted from the shared namespace (the server's
+    /// `--kv-events-config`); nil costs nothing.
+    var observer: KVEventPublisher?
 
     init(pageSize: Int = 1) {
         precondition(pageSize >= 1)
@@ -137,6 +140,7 @@ struct RadixCache {
                     parent: node, lastAccess: now, serial: nextSerial())
                 node.children[childKey(rest)] = leaf
                 evictableSlots += leaf.key.count
+                if let observer, namespace == 0 { observer.inserted(tokens, from: pos) }
                 return pos
             }
             child.lastAccess = now
@@ -195,6 +199,7 @@ struct RadixCache {
             let node = candidate.node
             freed += node.slots
             evictableSlots -= node.key.count
+            if let observer { reportEviction(node, to: observer) }
             guard let parent = node.parent else { continue }
             parent.children[childKey(node.key)] = nil
             if parent.parent != nil, parent.isLeaf, parent.lockRef == 0 {
@@ -204,11 +209,27 @@ struct RadixCache {
         return freed
     }
 
+    /// Tells `observer` which blocks leave with `node` (a leaf of the shared namespace).
+    private func reportEviction(_ node: RadixNode, to observer: KVEventPublisher) {
+        var edges: [[Int32]] = []
+        var current: RadixNode? = node
+        var top = node
+        while let n = current, n.parent != nil {
+            edges.append(n.key)
+            top = n
+            current = n.parent
+        }
+        guard let root = top.parent, root === roots[0] else { return }
+        let path = Array(edges.reversed().joined())
+        observer.evicted(path, from: path.count - node.key.count)
+    }
+
     /// Drops the whole tree and returns every slot it held. Only valid when no
     /// request holds a lock (the engine checks it is idle first).
     mutating func reset() -> [Int32] {
         var slots: [Int32] = []
         forEachNode { slots += $0.slots }
+        observer?.cleared()
         roots = [0: Self.newRoot()]
         evictableSlots = 0
         protectedSlots = 0

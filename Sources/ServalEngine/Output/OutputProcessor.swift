@@ -76,9 +76,11 @@ struct OutputProcessor {
         s.continuation.yield(.inputLogprobs(start: gathered.start, logprobs: gathered.values))
     }
 
-    /// Streams the new token's text (sampled at `time`); returns why the request is
-    /// done, if it is.
-    mutating func emit(_ r: Request, _ sampled: SampledToken, at time: Date) -> FinishReason? {
+    /// Streams the new token's text (sampled at `time`), or that of the tokens that
+    /// replaced it (`replacedBy`: jump-forward); returns why the request is done, if it is.
+    mutating func emit(
+        _ r: Request, _ sampled: SampledToken, replacedBy: [Int32]? = nil, at time: Date
+    ) -> FinishReason? {
         let id = ObjectIdentifier(r)
         sendInputLogprobs(r)
         guard var s = streams[id] else { return nil }
@@ -101,7 +103,9 @@ struct OutputProcessor {
                 reason = .stop(matched: .token(token))
             }
         } else {
-            let piece = s.stopChecker.feed(s.detokenizer.append(token))
+            var fresh = ""
+            for t in replacedBy ?? [token] { fresh += s.detokenizer.append(t) }
+            let piece = s.stopChecker.feed(fresh)
             text = piece.emit
             if let m = piece.matched {
                 reason = .stop(matched: .string(m))
@@ -118,7 +122,7 @@ struct OutputProcessor {
         }
         streams[id] = s
         let logprobs = s.wantLogprobs ? (sampled.logprob.map { [$0] } ?? []) : []
-        s.continuation.yield(.output(text: text, tokenIDs: [token], logprobs: logprobs))
+        s.continuation.yield(.output(text: text, tokenIDs: replacedBy ?? [token], logprobs: logprobs))
         return reason
     }
 

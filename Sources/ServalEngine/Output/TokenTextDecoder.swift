@@ -8,4 +8,12 @@ public protocol TokenTextDecoder: Sendable {
     func decodeText(_ tokens: [Int32], skipSpecialTokens: Bool) -> String
     /// EOS and other end-of-generation ids (ignored when a request sets `ignore_eos`).
     var endOfGenerationTokenIDs: [Int32] { get }
+    /// Token ids of `text` as plain text: no BOS/EOS added, special-token text not parsed
+    /// (jump-forward re-tokenizes the text a grammar forces); nil when it cannot encode.
+    func encodeText(_ text: String) -> [Int32]?
+}
+
+extension TokenTextDecoder {
+    /// A decoder that cannot encode: jump-forward stays off for its engine.
+    public func encodeText(_ text: String) -> [Int32]? { nil }
 }

@@ -7,6 +7,10 @@ extension Tokenizer: TokenTextDecoder {
         decode(tokens, skipSpecialTokens: skipSpecialTokens)
     }
 
+    public func encodeText(_ text: String) -> [Int32]? {
+        encode(text, addSpecialTokens: false, parseSpecial: false)
+    }
+
     /// EOS and the other end-of-turn ids (EOT, EOM, ...).
     public var endOfGenerationTokenIDs: [Int32] {
         var ids = stopTokenIDs

@@ -29,6 +29,22 @@ struct SamplingState: Sendable {
         if let g = grammar, !stopTokenIDs.contains(token) { g.accept(token: token) }
     }
 
+    /// Jump-forward replaced the newest sampled token by `tokens`: the grammar reads the
+    /// forced bytes and the tokens count as generated (penalties, draw indices). False,
+    /// with nothing changed, when the grammar refuses the bytes.
+    mutating func recordJump(replacing sampled: Int32, with tokens: [Int32], forced: [UInt8]) -> Bool {
+        guard let g = grammar, g.accept(bytes: forced) else { return false }
+        if let n = generated[sampled] { generated[sampled] = n > 1 ? n - 1 : nil }
+        generatedCount -= 1
+        for t in tokens { generated[t, default: 0] += 1 }
+        generatedCount += tokens.count
+        return true
+    }
+
+    /// Per-token reports (logprobs, hidden states, sampling masks) need every output token
+    /// to come from a forward pass of its own, so such requests never jump forward.
+    var reportsEveryToken: Bool { params.logprobs || params.returnHiddenStates || params.returnSamplingMask }
+
     /// The grammar is complete and allows nothing more: the request is done.
     var grammarTerminated: Bool { grammar?.isTerminated ?? false }
 

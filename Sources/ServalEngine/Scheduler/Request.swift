@@ -78,6 +78,16 @@ final class Request {
 
     func appendOutput(_ token: Int32) { tokens.append(token) }
 
+    /// Jump-forward: the newest output token, sampled but not yet fed to the model, is
+    /// replaced by `newTokens` (pending too: the next pass feeds them as one chunk).
+    func replaceNewestOutput(with newTokens: [Int32]) {
+        precondition(
+            outputCount > 0 && kvLength < tokens.count, "request \(rid): the newest token is already in the KV cache")
+        tokens.removeLast()
+        tokens += newTokens
+        lastTokenInTable = false
+    }
+
     /// Marks `slots[from...]` as changed since the table last saw them.
     func slotsChanged(from position: Int) { slotsSynced = min(slotsSynced, position) }
 }

@@ -33,6 +33,11 @@ struct Scheduler {
     }
 
     var isIdle: Bool { waiting.isEmpty && running.isEmpty }
+
+    /// Publishes the radix cache's stored/evicted blocks to `publisher` (nil: none).
+    mutating func setKVEventPublisher(_ publisher: KVEventPublisher?) {
+        cache.observer = publisher
+    }
     /// Slots held by running requests or the cache.
     var usedSlots: Int { allocator.usedSlots }
 

@@ -71,6 +71,11 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
     public var scoringFunc: String?
     public var normTopkProb: Bool?
     public var numNextnPredictLayers: Int?
+    /// DeepSeek-V3: rotary pairs are adjacent `(x[2i], x[2i+1])` (transformers' default: true).
+    public var ropeInterleave: Bool?
+
+    // Quantized checkpoints (DeepSeek-V3's fp8 blocks)
+    public var quantizationConfig: HFQuantizationConfig?
 
     public init() {}
 
@@ -120,6 +125,8 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
         case scoringFunc = "scoring_func"
         case normTopkProb = "norm_topk_prob"
         case numNextnPredictLayers = "num_nextn_predict_layers"
+        case ropeInterleave = "rope_interleave"
+        case quantizationConfig = "quantization_config"
     }
 
     public init(from decoder: Decoder) throws {
@@ -169,6 +176,8 @@ public struct HFModelConfig: Codable, Sendable, Equatable {
         scoringFunc = try c.decodeIfPresent(String.self, forKey: .scoringFunc)
         normTopkProb = try c.decodeIfPresent(Bool.self, forKey: .normTopkProb)
         numNextnPredictLayers = try c.decodeIntIfPresent(forKey: .numNextnPredictLayers)
+        ropeInterleave = try c.decodeIfPresent(Bool.self, forKey: .ropeInterleave)
+        quantizationConfig = try c.decodeIfPresent(HFQuantizationConfig.self, forKey: .quantizationConfig)
     }
 
     /// Decodes config.json bytes; `file` names the source in errors.

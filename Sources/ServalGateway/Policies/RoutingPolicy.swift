@@ -9,11 +9,14 @@ public struct RoutingRequest: Sendable {
     public var routingKey: String?
     /// `X-SMG-Target-Worker`: a worker index (0-based) to use directly.
     public var targetWorker: Int?
+    /// The prompt's token ids as the workers tokenize it (`--kv-events`); nil when unknown.
+    public var tokenIDs: [Int32]?
 
-    public init(text: String = "", routingKey: String? = nil, targetWorker: Int? = nil) {
+    public init(text: String = "", routingKey: String? = nil, targetWorker: Int? = nil, tokenIDs: [Int32]? = nil) {
         self.text = text
         self.routingKey = routingKey
         self.targetWorker = targetWorker
+        self.tokenIDs = tokenIDs
     }
 }
 
@@ -77,9 +80,11 @@ public struct PolicyConfig: Sendable, Equatable {
 }
 
 public enum Policies {
-    public static func make(_ name: PolicyName, config: PolicyConfig, seed: UInt64? = nil) -> any RoutingPolicy {
+    public static func make(
+        _ name: PolicyName, config: PolicyConfig, seed: UInt64? = nil, kvIndex: KVEventIndex? = nil
+    ) -> any RoutingPolicy {
         switch name {
-        case .cacheAware: return CacheAwarePolicy(config: config)
+        case .cacheAware: return CacheAwarePolicy(config: config, kvIndex: kvIndex)
         case .roundRobin: return RoundRobinPolicy()
         case .random: return RandomPolicy(seed: seed)
         case .powerOfTwo: return PowerOfTwoPolicy(seed: seed)

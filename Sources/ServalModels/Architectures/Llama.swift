@@ -57,18 +57,28 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         self.blocks = blocks
         let norm = try RMSNorm.load("output_norm.weight", size: H, eps: c.rmsNormEps, ctx)
         let separateOutput = source.has("output.weight")
+        let parallel = ctx.parallel
+        // Vocab-parallel head: this rank's rows of the output (or tied embedding) table.
         let projection =
             separateOutput
-            ? try Linear.load(["output"], out: [c.vocabSize], in: H, bias: false, style: .replicated, ctx)
+            ? try Linear.load(
+                ["output"], out: [c.vocabSize], in: H, bias: false, style: parallel.isSingle ? .replicated : .column,
+                shard: embedding.vocabRange, ctx)
             : Linear(style: .replicated, parts: [embedding.table], biases: [nil], communicator: ctx.communicator)
-        head = LMHead(norm: norm, projection: projection)
+        head = LMHead(
+            norm: norm, projection: projection,
+            vocabShards: (0..<parallel.tpSize).map {
+                HeadSplit.evenShare(c.vocabSize, rank: $0, ranks: parallel.tpSize)
+            },
+            communicator: ctx.communicator)
         rotary = try Rotary(
             rotaryDim: c.ropeDim, neox: c.ropeStyle == .neox, inverseFrequencies: c.ropeInverseFrequencies(), ctx)
-        let tp = ctx.parallel.tpSize
-        kvLayout = .mha(kvHeads: c.kvHeadCount / tp, headDim: c.headDim, vHeadDim: c.headDim)
+        let split = try HeadSplit(
+            heads: c.headCount, kvHeads: c.kvHeadCount, rank: parallel.tpRank, ranks: parallel.tpSize)
+        kvLayout = .mha(kvHeads: split.kvHeads.count, headDim: c.headDim, vHeadDim: c.headDim)
         do {
             attention = try backend.makeAttention(
-                layout: kvLayout, queryHeads: c.headCount / tp,
+                layout: kvLayout, queryHeads: split.queryHeads.count,
                 scale: 1 / Float(c.headDim).squareRoot())
         } catch {
             throw ModelError(source: source.sourceName, "\(error)")
@@ -90,17 +100,21 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             }
             params += 2 * H
         }
-        info = ModelInfo(
+        var info = ModelInfo(
             architecture: c.architecture, name: c.name, vocabSize: c.vocabSize, contextLength: c.contextLength,
             hiddenSize: H, layerCount: c.layerCount, headCount: c.headCount, kvHeadCount: c.kvHeadCount,
             headDim: c.headDim, parameterCount: params, weightBytes: bytes,
             weightTypes: types.sorted().joined(separator: ", "))
+        info.kvLayout = kvLayout.description
+        self.info = info
         workspace = ForwardWorkspace(
             backend: backend,
             widths: .init(
-                hidden: H, q: c.qDim / tp, kv: c.kvDim / tp, attention: c.qDim / tp,
-                intermediate: c.intermediateSize / tp,
-                rotaryPairs: c.ropeDim / 2, vocab: c.vocabSize))
+                hidden: H, q: split.queryHeads.count * c.headDim, kv: split.kvHeads.count * c.headDim,
+                attention: split.queryHeads.count * c.headDim,
+                intermediate: blocks.first?.mlp.width ?? c.intermediateSize,
+                rotaryPairs: c.ropeDim / 2, vocab: c.vocabSize,
+                vocabShard: parallel.isSingle ? 0 : embedding.vocabRange.count))
     }
 
     public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
@@ -112,6 +126,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     }
 
     public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
+
+    public func makeSampler() -> any TokenSampler { backend.makeSampler(vocabSize: config.vocabSize) }
 
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
         guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout
@@ -131,7 +147,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         }
 
         let H = config.hiddenSize
-        embedding.forward(tokens: ws.tokens, rows: n, into: ws.x, backend: be)
+        try embedding.forward(tokens: ws.tokens, hostTokens: plan.tokens, rows: n, into: ws.x, backend: be)
         rotary.angles(positions: ws.positions, rows: n, cos: ws.cos, sin: ws.sin, backend: be)
         let buffers = GQAAttention.Buffers(q: ws.q, k: ws.k, v: ws.v, attn: ws.attn, cos: ws.cos, sin: ws.sin)
         for (i, b) in blocks.enumerated() {
@@ -148,12 +164,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             try plan.logitRows.withUnsafeBufferPointer { rows in
                 try head.forward(
                     ws.x, rows: rows.baseAddress.unsafelyUnwrapped, count: nLogits, gathered: ws.tmp,
-                    normed: ws.xn, into: ws.logits, backend: be)
+                    normed: ws.xn, into: ws.logits, shardScratch: ws.shardLogits,
+                    gatherScratch: ws.gatheredLogits, backend: be)
             }
         }
         // `ws.xn` now holds the normed hidden state behind each logits row.
         return Logits(
-            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: .host(ws.logits), hidden: ws.xn,
+            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: be.logitsStorage(ws.logits), hidden: ws.xn,
             hiddenSize: H)
     }
 }

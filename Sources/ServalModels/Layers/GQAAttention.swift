@@ -19,9 +19,14 @@ public struct GQAAttention: @unchecked Sendable {
         let qkv = try Linear.load(
             ["\(p).attn_q", "\(p).attn_k", "\(p).attn_v"], out: [qDim, kvDim, kvDim], in: hidden,
             bias: bias, style: .qkv(kvHeads: kvHeads), ctx)
-        let o = try Linear.load(["\(p).attn_output"], out: [hidden], in: qDim, bias: false, style: .row, ctx)
-        let tp = ctx.parallel.tpSize
-        return GQAAttention(qkv: qkv, o: o, heads: heads / tp, kvHeads: kvHeads / tp, headDim: headDim)
+        let tp = ctx.parallel
+        let split = try HeadSplit(heads: heads, kvHeads: kvHeads, rank: tp.tpRank, ranks: tp.tpSize)
+        // Row-parallel over this rank's query heads (the columns its attention output fills).
+        let o = try Linear.load(
+            ["\(p).attn_output"], out: [hidden], in: qDim, bias: false, style: .row,
+            shard: (split.queryHeads.lowerBound * headDim)..<(split.queryHeads.upperBound * headDim), ctx)
+        return GQAAttention(
+            qkv: qkv, o: o, heads: split.queryHeads.count, kvHeads: split.kvHeads.count, headDim: headDim)
     }
 
     /// Buffers for one pass: `q`, `k`, `v` and `attn` hold `rows` rows of this rank's widths.

@@ -31,10 +31,12 @@ public struct Linear: @unchecked Sendable {
     public var outFeatures: [Int] { parts.map(\.rows) }
 
     /// Loads `names[i].weight` (`[out[i], in]` each, in full) as this rank's shard and,
-    /// when `bias` or the source has one, `names[i].bias`.
+    /// when `bias` or the source has one, `names[i].bias`. `shard` overrides the even
+    /// split of a `.column` (output rows) or `.row` (input columns) projection: uneven
+    /// head splits and vocabulary shards. `.qkv` splits by `HeadSplit`.
     public static func load(
         _ names: [String], out: [Int], in inFeatures: Int, bias: Bool, style: ParallelStyle,
-        _ ctx: LoadContext
+        shard: Range<Int>? = nil, _ ctx: LoadContext
     ) throws(ModelError) -> Linear {
         let tp = ctx.parallel
         let src = ctx.source.sourceName
@@ -51,23 +53,42 @@ public struct Linear: @unchecked Sendable {
                 case .replicated:
                     break
                 case .column, .merged, .qkv:
-                    if case .qkv(let kvHeads) = style, kvHeads % tp.tpSize != 0 {
-                        throw ModelError(
-                            source: src, "\(name): \(kvHeads) kv heads do not split over \(tp.tpSize) ranks")
+                    let range: Range<Int>
+                    if case .qkv(let kvHeads) = style {
+                        // Parts are [q, k, v]: q by the rank's query heads, k and v by its kv heads.
+                        let headDim = out[1] / kvHeads
+                        let split = try HeadSplit(
+                            heads: out[0] / headDim, kvHeads: kvHeads, rank: tp.tpRank, ranks: tp.tpSize)
+                        let heads = i == 0 ? split.queryHeads : split.kvHeads
+                        range = (heads.lowerBound * headDim)..<(heads.upperBound * headDim)
+                    } else if let shard, style == .column {
+                        range = shard
+                    } else {
+                        guard out[i] % tp.tpSize == 0 else {
+                            throw ModelError(
+                                source: src, "\(name): \(out[i]) outputs do not split over \(tp.tpSize) ranks")
+                        }
+                        let share = out[i] / tp.tpSize
+                        range = (tp.tpRank * share)..<((tp.tpRank + 1) * share)
                     }
-                    guard out[i] % tp.tpSize == 0 else {
-                        throw ModelError(source: src, "\(name): \(out[i]) outputs do not split over \(tp.tpSize) ranks")
+                    guard !range.isEmpty, range.upperBound <= out[i] else {
+                        throw ModelError(source: src, "\(name): rows \(range) of \(out[i]) are not a shard")
                     }
-                    let share = out[i] / tp.tpSize, range = (tp.tpRank * share)..<((tp.tpRank + 1) * share)
                     stored = stored.rows(range)
                     biasValues = biasValues.map { Array($0[range]) }
                 case .row:
-                    guard inFeatures % tp.tpSize == 0 else {
-                        throw ModelError(
-                            source: src, "\(name): \(inFeatures) inputs do not split over \(tp.tpSize) ranks")
+                    let range: Range<Int>
+                    if let shard {
+                        range = shard
+                    } else {
+                        guard inFeatures % tp.tpSize == 0 else {
+                            throw ModelError(
+                                source: src, "\(name): \(inFeatures) inputs do not split over \(tp.tpSize) ranks")
+                        }
+                        let share = inFeatures / tp.tpSize
+                        range = (tp.tpRank * share)..<((tp.tpRank + 1) * share)
                     }
-                    let share = inFeatures / tp.tpSize
-                    stored = try stored.columns((tp.tpRank * share)..<((tp.tpRank + 1) * share), keeper: ctx.source)
+                    stored = try stored.columns(range, keeper: ctx.source)
                     if tp.tpRank != 0 { biasValues = nil }
                 }
             }

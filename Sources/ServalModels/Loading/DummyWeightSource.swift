@@ -119,6 +119,18 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
             byteCount: bytes, source: sourceName)
     }
 
+    /// Matrices the model reads on the host (MLA's `kv_b_proj`, transposed at load) come as
+    /// f32 whatever the dummy type.
+    override func floatMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
+        let p = keep(bytes: rows * cols * 4)
+        let f = p.bindMemory(to: Float.self, capacity: rows * cols)
+        let amplitude = 1.7 / Float(cols).squareRoot()
+        for i in 0..<(rows * cols) { f[i] = uniform() * amplitude }
+        return try StoredMatrix(
+            name: name, type: .f32, rows: rows, cols: cols, data: UnsafeRawPointer(p), byteCount: rows * cols * 4,
+            source: sourceName)
+    }
+
     override func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {
         // Norm weights: near one.
         (0..<count).map { _ in 1 + 0.1 * uniform() }

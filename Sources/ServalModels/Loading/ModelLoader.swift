@@ -86,7 +86,11 @@ public enum ModelLoader {
             }
             config = .hf(hf, file: configPath)
             architecture = arch
-            if format != .dummy { weights = HFWeightSource(checkpoint: try SafetensorsCheckpoint(path: path)) }
+            if format != .dummy {
+                weights = HFWeightSource(
+                    checkpoint: try SafetensorsCheckpoint(path: path),
+                    fp8: try FP8BlockDequant.from(hf, file: configPath))
+            }
         }
         let factory = try options.registry.factory(for: architecture, file: config.fileName)
         if weights == nil {

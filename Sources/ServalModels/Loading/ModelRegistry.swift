@@ -46,7 +46,7 @@ public struct ModelRegistry: Sendable {
         return f
     }
 
-    /// The architectures Serval ships: the Llama family.
+    /// The architectures Serval ships: the Llama family and DeepSeek-V2/V3.
     public static let standard: ModelRegistry = {
         var r = ModelRegistry()
         let llama: ModelFactory = { source, ctx in
@@ -58,6 +58,12 @@ public struct ModelRegistry: Sendable {
             return try LlamaModel(config: config, context: ctx)
         }
         r.register(Array(LlamaConfig.ggufArchitectures) + Array(LlamaConfig.hfArchitectures.keys), llama)
+        r.register(Array(DeepSeekConfig.hfArchitectures.keys) + ["deepseek_v2", "deepseek_v3"]) { source, ctx in
+            guard case .hf(let hf, let file) = source else {
+                throw ModelError(source: source.fileName, "DeepSeek models load from HF checkpoints (config.json)")
+            }
+            return try DeepSeekModel(config: try DeepSeekConfig(hf: hf, source: file), context: ctx)
+        }
         return r
     }()
 }

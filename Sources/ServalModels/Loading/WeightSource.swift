@@ -51,6 +51,17 @@ public struct StoredMatrix: @unchecked Sendable {
 
     public var byteCount: Int { rows * rowBytes }
 
+    /// Element (`row`, `col`) of an f32, f16 or bf16 matrix as f32 (0 for other types).
+    public func float(row: Int, col: Int) -> Float {
+        let p = data + row * rowBytes
+        switch type {
+        case .f32: return Float(bitPattern: p.loadUnaligned(fromByteOffset: 4 * col, as: UInt32.self))
+        case .f16: return Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * col, as: UInt16.self)))
+        case .bf16: return Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * col, as: UInt16.self)) << 16)
+        default: return 0
+        }
+    }
+
     /// Rows `range` (a column-parallel shard): a view, nothing copied.
     public func rows(_ range: Range<Int>) -> StoredMatrix {
         StoredMatrix(
@@ -108,6 +119,16 @@ public class WeightSource: @unchecked Sendable {
     /// A `[rows, cols]` matrix (rows = output features) in its stored format.
     public func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
         throw ModelError(source: sourceName, "\(name): tensor is missing")
+    }
+
+    /// A `[rows, cols]` matrix stored as f32, f16 or bf16 (one the host can read element by
+    /// element, e.g. to transpose it at load), or an error naming its type.
+    public func floatMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
+        let m = try matrix(name, rows: rows, cols: cols)
+        guard [.f32, .f16, .bf16].contains(m.type) else {
+            throw ModelError(source: sourceName, "\(name): stored as \(m.type); this use needs F32, F16 or BF16")
+        }
+        return m
     }
 
     /// A 1-D tensor expanded to f32 on the host.

@@ -43,9 +43,14 @@ final class GGUFWeightSource: WeightSource, @unchecked Sendable {
 /// half-split rotary layout, which `LlamaConfig(hf:)` records as neox.
 final class HFWeightSource: WeightSource, @unchecked Sendable {
     let checkpoint: SafetensorsCheckpoint
+    /// How float8 weights are turned into computable ones (nil: the checkpoint has none).
+    let fp8: FP8BlockDequant?
     override var sourceName: String { checkpoint.path }
 
-    init(checkpoint: SafetensorsCheckpoint) { self.checkpoint = checkpoint }
+    init(checkpoint: SafetensorsCheckpoint, fp8: FP8BlockDequant? = nil) {
+        self.checkpoint = checkpoint
+        self.fp8 = fp8
+    }
 
     /// The HF name of a canonical tensor name.
     static func hfName(_ name: String) -> String {
@@ -64,7 +69,9 @@ final class HFWeightSource: WeightSource, @unchecked Sendable {
             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
         ]
         let rest = parts[2].split(separator: ".", maxSplits: 1).map(String.init)
-        guard rest.count == 2, let mapped = table[rest[0]] else { return name }
+        guard rest.count == 2, let mapped = table[rest[0]] ?? deepSeekNames[rest[0]] else {
+            return deepSeekSpecialName(layer: parts[1], rest[...]) ?? name
+        }
         return "model.layers.\(parts[1]).\(mapped).\(rest[1])"
     }
 
@@ -79,6 +86,9 @@ final class HFWeightSource: WeightSource, @unchecked Sendable {
     }
 
     override func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
+        if let stored = checkpoint.tensorInfo(Self.hfName(name)), stored.info.storedType == .f8e4m3 {
+            return try float8Matrix(name, rows: rows, cols: cols, stored: stored)
+        }
         let t = try tensor(name)
         guard t.shape == [rows, cols] else {
             throw ModelError(
@@ -95,5 +105,69 @@ final class HFWeightSource: WeightSource, @unchecked Sendable {
             throw ModelError(source: t.file.path, "\(t.name): has \(t.elementCount) elements, expected \(count)")
         }
         return try expand(t.name, type: t.type, data: t.data, count: count)
+    }
+}
+
+extension HFWeightSource {
+    /// Canonical (GGUF deepseek2-style) names of DeepSeek's tensors → HF module paths.
+    static let deepSeekNames: [String: String] = [
+        "attn_q_a": "self_attn.q_a_proj", "attn_q_a_norm": "self_attn.q_a_layernorm",
+        "attn_q_b": "self_attn.q_b_proj", "attn_kv_a_mqa": "self_attn.kv_a_proj_with_mqa",
+        "attn_kv_a_norm": "self_attn.kv_a_layernorm", "attn_kv_b": "self_attn.kv_b_proj",
+        "ffn_gate_inp": "mlp.gate",
+        "ffn_gate_shexp": "mlp.shared_experts.gate_proj", "ffn_up_shexp": "mlp.shared_experts.up_proj",
+        "ffn_down_shexp": "mlp.shared_experts.down_proj",
+    ]
+
+    /// `blk.N.exp_probs_b.bias` (the router's correction bias) and per-expert matrices
+    /// `blk.N.ffn_{gate,up,down}_exp.E.weight` (HF stores each expert under its own name).
+    static func deepSeekSpecialName(layer: String, _ rest: ArraySlice<String>) -> String? {
+        guard let first = rest.first else { return nil }
+        if first == "exp_probs_b" { return "model.layers.\(layer).mlp.gate.e_score_correction_bias" }
+        let projections = ["ffn_gate_exp": "gate_proj", "ffn_up_exp": "up_proj", "ffn_down_exp": "down_proj"]
+        guard let proj = projections[first], rest.count == 2 else { return nil }
+        let tail = rest[rest.startIndex + 1].split(separator: ".", maxSplits: 1)
+        guard tail.count == 2, Int(tail[0]) != nil else { return nil }
+        return "model.layers.\(layer).mlp.experts.\(tail[0]).\(proj).\(tail[1])"
+    }
+
+    /// A float8 e4m3 matrix with its `<name>_scale_inv` block scales, dequantized into host
+    /// memory this source keeps (the CPU computes no fp8).
+    func float8Matrix(
+        _ name: String, rows: Int, cols: Int, stored: (file: SafetensorsFile, info: SafetensorsTensorInfo)
+    ) throws(ModelError) -> StoredMatrix {
+        let hf = stored.info.name
+        guard let fp8 else {
+            throw ModelError(
+                source: stored.file.path,
+                "\(hf): float8 weights need a quantization_config (quant_method fp8, weight_block_size) in config.json")
+        }
+        guard stored.info.shape == [rows, cols] else {
+            throw ModelError(
+                source: stored.file.path,
+                "\(hf): shape \(stored.info.shape) does not match the expected [\(rows), \(cols)]")
+        }
+        let scaleName = hf + "_scale_inv"
+        let gridRows = (rows + fp8.blockRows - 1) / fp8.blockRows
+        let gridCols = (cols + fp8.blockCols - 1) / fp8.blockCols
+        let scale: SafetensorsTensor
+        do { scale = try checkpoint.require(scaleName) } catch {
+            throw ModelError(source: checkpoint.path, "\(error)")
+        }
+        guard scale.elementCount == gridRows * gridCols, scale.shape.count == 2 || scale.shape.count == 1 else {
+            throw ModelError(
+                source: scale.file.path,
+                "\(scaleName): shape \(scale.shape) does not match the [\(gridRows), \(gridCols)] blocks of "
+                    + "\(fp8.blockRows)x\(fp8.blockCols) over \(rows)x\(cols)")
+        }
+        let scales = try expand(scaleName, type: scale.type, data: scale.data, count: scale.elementCount)
+        guard let rowBytes = fp8.target.byteCount(elements: cols) else {
+            throw ModelError(source: stored.file.path, "\(hf): cannot dequantize into \(fp8.target)")
+        }
+        let out = keep(bytes: rows * rowBytes)
+        fp8.dequantize(stored.file.data(of: stored.info), rows: rows, cols: cols, scales: scales, into: out)
+        return try StoredMatrix(
+            name: hf, type: fp8.target, rows: rows, cols: cols, data: UnsafeRawPointer(out),
+            byteCount: rows * rowBytes, source: stored.file.path)
     }
 }

@@ -4,10 +4,15 @@ public struct DeviceMemoryInfo: Sendable, Equatable {
     public var totalBytes: Int
     /// What is free now.
     public var freeBytes: Int
+    /// A device whose weights already sit in its memory (a GPU after loading): the KV pool
+    /// is sized from `freeBytes` (SGLang's `--mem-fraction-static` of the total for weights
+    /// and KV together). False on the CPU, whose figure is sized as total minus weights.
+    public var weightsResident: Bool
 
-    public init(totalBytes: Int, freeBytes: Int) {
+    public init(totalBytes: Int, freeBytes: Int, weightsResident: Bool = false) {
         self.totalBytes = totalBytes
         self.freeBytes = freeBytes
+        self.weightsResident = weightsResident
     }
 }
 
@@ -34,6 +39,15 @@ public struct DeviceBuffer: @unchecked Sendable {
     public func int32s(_ offset: Int = 0) -> UnsafeMutablePointer<Int32> {
         base.assumingMemoryBound(to: Int32.self) + offset
     }
+}
+
+/// A backend whose memory the host cannot dereference (a GPU): its logits stay on the
+/// device, it has its own sampler, and its KV pool may prefer another element type.
+/// The CPU backend does not conform, so its behaviour is exactly what it was.
+public protocol DeviceBackend: ComputeBackend {
+    func deviceLogitsStorage(_ rows: UnsafeMutablePointer<Float>) -> Logits.Storage
+    var preferredKVType: DType { get }
+    func makeDeviceSampler(vocabSize: Int) -> any TokenSampler
 }
 
 /// One output of a (possibly fused) matrix product: `y[r] = weight · x[r]`.
@@ -122,15 +136,42 @@ public protocol ComputeBackend: AnyObject, Sendable {
         _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
         into y: UnsafeMutablePointer<Float>)
 
+    /// `dst[r·dstStride ..< +cols] = src[r·srcStride ..< +cols]` for `rows` rows (slices of wider rows).
+    func copyRows(
+        _ src: UnsafePointer<Float>, srcStride: Int, into dst: UnsafeMutablePointer<Float>, dstStride: Int,
+        rows: Int, cols: Int)
+    /// One product over strided rows: `y[r·yStride ..< +weight.rows] = weight · x[r·xStride ..< +weight.cols]`
+    /// (per-head products inside wider rows, e.g. MLA's weight absorption).
+    func matmul(
+        _ x: UnsafePointer<Float>, xStride: Int, rows: Int, weight: WeightMatrix,
+        into y: UnsafeMutablePointer<Float>, yStride: Int)
+
     // MARK: Attention and KV memory
 
     /// KV memory for `slots` token slots of `layers` layers in `layout`, elements of `dtype`.
     func makeKVPool(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws -> any KVPool
     /// The attention implementation for a model with `queryHeads` heads of `layout`.
     func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend
+    /// The routed experts of one mixture-of-experts layer (`hidden` wide, experts `intermediate` wide).
+    func makeMoE(routing: MoERouting, experts: [ExpertWeights], hidden: Int, intermediate: Int) throws
+        -> any MoEBackend
 }
 
 extension ComputeBackend {
+    /// Where the LM head's rows (`rows`, from `allocate`) live, as a `Logits` handle stores them.
+    public func logitsStorage(_ rows: UnsafeMutablePointer<Float>) -> Logits.Storage {
+        (self as? any DeviceBackend)?.deviceLogitsStorage(rows) ?? .host(rows)
+    }
+
+    /// What a KV pool of `--kv-cache-dtype auto` stores (f16 unless the backend says otherwise).
+    public var defaultKVType: DType { (self as? any DeviceBackend)?.preferredKVType ?? .f16 }
+
+    /// The sampler that reads this backend's logits where they are (the host sampler for
+    /// host memory; a device backend's own, which samples in place).
+    public func makeSampler(vocabSize: Int) -> any TokenSampler {
+        (self as? any DeviceBackend)?.makeDeviceSampler(vocabSize: vocabSize) ?? CPUSampler()
+    }
+
     /// Uploads a host array into a new buffer.
     public func upload(_ values: [Float]) throws -> DeviceBuffer {
         let b = try allocate(bytes: max(1, values.count) * MemoryLayout<Float>.stride)

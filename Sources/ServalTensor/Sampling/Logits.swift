@@ -10,6 +10,9 @@ public struct Logits: @unchecked Sendable {
     public enum Storage {
         /// Rows in host memory owned by the model's workspace.
         case host(UnsafeMutablePointer<Float>)
+        /// Rows at a device address (never dereferenced on the host); `reader` copies them
+        /// home when a host consumer asks (`copy()`, hidden states, a host sampler fallback).
+        case device(UnsafeMutablePointer<Float>, reader: any DeviceRowReader)
     }
 
     public let vocabSize: Int
@@ -49,13 +52,19 @@ public struct Logits: @unchecked Sendable {
         guard r >= 0, r < rowCount else { return nil }
         switch storage {
         case .host(let p): return UnsafeMutableBufferPointer(start: p + r * vocabSize, count: vocabSize)
+        case .device: return nil
         }
     }
 
     /// Row `r`'s hidden state, copied (nil when the model exposes none).
     public func hiddenRow(_ r: Int) -> [Float]? {
         guard let h = hidden, r >= 0, r < rowCount else { return nil }
-        return Array(UnsafeBufferPointer(start: h + r * hiddenSize, count: hiddenSize))
+        switch storage {
+        case .host:
+            return Array(UnsafeBufferPointer(start: h + r * hiddenSize, count: hiddenSize))
+        case .device(_, let reader):
+            return reader.read(h + r * hiddenSize, count: hiddenSize)
+        }
     }
 
     /// A host copy that outlives the next forward (tests, tools, teacher forcing).
@@ -64,8 +73,18 @@ public struct Logits: @unchecked Sendable {
         case .host(let p):
             let values = Array(UnsafeBufferPointer(start: p, count: rowCount * vocabSize))
             return ForwardOutput(logits: values, vocabSize: vocabSize, rowStart: rowStart)
+        case .device(let p, let reader):
+            return ForwardOutput(
+                logits: reader.read(p, count: rowCount * vocabSize), vocabSize: vocabSize, rowStart: rowStart)
         }
     }
+}
+
+/// Copies rows that a device backend wrote back to the host, after the work queued
+/// before it has run. A failed copy gives NaNs and leaves the error with the backend,
+/// which reports it at its next synchronising call.
+public protocol DeviceRowReader: AnyObject, Sendable {
+    func read(_ device: UnsafePointer<Float>, count: Int) -> [Float]
 }
 
 /// Logits copied home: row-major `[rows × vocabSize]`, sequences in batch order.

@@ -1,0 +1,160 @@
+import ServalTensor
+
+/// The `ComputeBackend` ops: each queues kernels on the backend's stream and returns.
+extension CUDABackend {
+    private static func blocks(_ n: Int, _ per: Int = 256) -> Int { max(1, min((n + per - 1) / per, 65_535)) }
+
+    private func launch(_ name: String, grid: (Int, Int, Int), block: Int = 256, _ args: KernelArgs) throws {
+        try kernels.fn(name).launch(grid: grid, block: (block, 1, 1), stream: stream, args: args)
+    }
+
+    public func embedding(
+        _ table: WeightMatrix, tokens: UnsafePointer<Int32>, rows: Int, into y: UnsafeMutablePointer<Float>
+    ) {
+        guard rows > 0 else { return }
+        enqueue {
+            try kernels.embedding(
+                table: Self.range(table.base.assumingMemoryBound(to: UInt16.self), table.rows * table.cols * 2),
+                ids: Self.range(tokens, rows * 4), out: Self.range(y, rows * table.cols * 4), tokens: rows,
+                dim: table.cols, vocab: table.rows, stream: stream)
+        }
+    }
+
+    public func matmul(_ x: UnsafePointer<Float>, rows: Int, targets: [MatmulTarget]) {
+        guard rows > 0, let first = targets.first else { return }
+        let k = first.weight.cols
+        enqueue {
+            if rows == 1 && useGEMV && k % 8 == 0 && Self.address(x) % 16 == 0 {
+                for t in targets {
+                    var a = KernelArgs()
+                    a.add(Self.range(t.weight.base.assumingMemoryBound(to: UInt16.self), t.weight.rows * k * 2))
+                    a.add(Self.range(x, k * 4)); a.add(Self.range(t.y, t.weight.rows * 4))
+                    a.add(t.weight.rows); a.add(k)
+                    try launch("sv_gemv_bf16_xf32", grid: ((t.weight.rows + 7) / 8, 1, 1), a)
+                }
+                return
+            }
+            guard let scratch = scratchBF16, scratch.bytes >= rows * k * 2 else {
+                throw CUDAError.invalid("matmul of \(rows) rows x \(k): reserveScratch was not called for it")
+            }
+            var c = KernelArgs()
+            c.add(Self.range(x, rows * k * 4)); c.add(scratch); c.add(rows * k)
+            try launch("sv_f32_to_bf16", grid: (Self.blocks(rows * k), 1, 1), c)
+            for t in targets {
+                try blas.gemmBF16(
+                    m: rows, n: t.weight.rows, k: k, x: scratch,
+                    w: Self.range(t.weight.base.assumingMemoryBound(to: UInt16.self), t.weight.rows * k * 2),
+                    y: Self.range(t.y, rows * t.weight.rows * 4), f32Output: true, stream: stream)
+            }
+        }
+    }
+
+    public func rmsNorm(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>,
+        rows: Int, cols: Int
+    ) {
+        guard rows > 0 else { return }
+        enqueue {
+            var a = KernelArgs()
+            a.add(Self.range(x, rows * cols * 4)); a.add(Self.range(weight, cols * 4))
+            a.add(Self.range(y, rows * cols * 4)); a.add(cols); a.add(eps)
+            try launch("sv_rmsnorm_f32", grid: (rows, 1, 1), a)
+        }
+    }
+
+    public func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        let n = rows * cols
+        guard n > 0 else { return }
+        enqueue {
+            var a = KernelArgs()
+            a.add(Self.range(y, n * 4)); a.add(Self.range(bias, cols * 4)); a.add(cols); a.add(n)
+            try launch("sv_add_bias_f32", grid: (Self.blocks(n), 1, 1), a)
+        }
+    }
+
+    public func add(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
+    ) {
+        guard count > 0 else { return }
+        enqueue {
+            var k = KernelArgs()
+            k.add(Self.range(a, count * 4)); k.add(Self.range(b, count * 4)); k.add(Self.range(y, count * 4))
+            k.add(count)
+            try launch("sv_add_f32", grid: (Self.blocks(count), 1, 1), k)
+        }
+    }
+
+    public func siluMul(
+        gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
+    ) {
+        guard count > 0 else { return }
+        enqueue {
+            var k = KernelArgs()
+            k.add(Self.range(gate, count * 4)); k.add(Self.range(up, count * 4)); k.add(Self.range(y, count * 4))
+            k.add(count)
+            try launch("sv_silu_mul_f32", grid: (Self.blocks(count), 1, 1), k)
+        }
+    }
+
+    public func rotaryAngles(
+        positions: UnsafePointer<Int32>, rows: Int, inverseFrequencies: UnsafePointer<Float>, count n: Int,
+        cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>
+    ) {
+        let total = rows * n
+        guard total > 0 else { return }
+        enqueue {
+            var k = KernelArgs()
+            k.add(Self.range(positions, rows * 4)); k.add(Self.range(inverseFrequencies, n * 4)); k.add(n)
+            k.add(Self.range(cos, total * 4)); k.add(Self.range(sin, total * 4)); k.add(total)
+            try launch("sv_rotary_angles", grid: (Self.blocks(total), 1, 1), k)
+        }
+    }
+
+    public func rope(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int, rotaryDim: Int,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool
+    ) {
+        guard rows > 0, heads > 0, rotaryDim >= 2 else { return }
+        enqueue {
+            var k = KernelArgs()
+            k.add(Self.range(x, rows * rowStride * 4)); k.add(rowStride); k.add(headDim); k.add(rotaryDim)
+            k.add(Self.range(cos, rows * rotaryDim / 2 * 4)); k.add(Self.range(sin, rows * rotaryDim / 2 * 4))
+            k.add(Int32(neox ? 1 : 0))
+            let threads = min(1024, max(32, (rotaryDim / 2 + 31) / 32 * 32))
+            try launch("sv_rope_f32", grid: (rows, heads, 1), block: threads, k)
+        }
+    }
+
+    public func gatherRows(
+        _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int, cols: Int,
+        into y: UnsafeMutablePointer<Float>
+    ) {
+        guard count > 0 else { return }
+        guard let idx = scratchIndices, idx.bytes >= count * 4 else {
+            record { throw CUDAError.invalid("gatherRows of \(count) rows: reserveScratch was not called for it") }
+            return
+        }
+        stage(UnsafeRawPointer(rows), bytes: count * 4, to: idx.address)
+        enqueue {
+            var k = KernelArgs()
+            k.add(DevicePointer(address: Self.address(x), bytes: Int.max / 2)); k.add(idx); k.add(cols)
+            k.add(Self.range(y, count * cols * 4))
+            try launch("sv_gather_rows_f32", grid: ((cols + 255) / 256, count, 1), k)
+        }
+    }
+
+    // MARK: Attention and KV memory
+
+    public func makeKVPool(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws -> any KVPool {
+        try context.makeCurrent()
+        // Graphs captured over another pool must not be replayed over this one.
+        generation += 1
+        return try CUDAKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype)
+    }
+
+    public func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend {
+        let a = try CUDAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
+        attentions.append(WeakAttention(value: a))
+        return a
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+import ServalTensor
+
+/// The CUDA implementation of `ComputeBackend`: the same model code (`LlamaModel` and its
+/// layers) runs on one GPU. Weights are bf16 in device memory (other stored types are
+/// converted once at upload, quantized GGUF blocks dequantized on the host first);
+/// activations are the seam's fp32 rows, in device memory; the KV cache is bf16.
+///
+/// Every op is queued on one stream in call order and returns at once. Ops cannot throw
+/// (the seam's contract), so the first CUDA error is kept and thrown by the next
+/// synchronising call (`checkErrors`, the sampler, a `Logits` copy). Host inputs
+/// (`upload`, `gatherRows`' row list) go through a page-locked staging ring, so copies
+/// are asynchronous too; the ring waits for the stream only when it wraps.
+public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Sendable {
+    public let context: CUDAContext
+    public let stream: CUDAStream
+    public let kernels: CUDAKernels
+    public let blas: CuBLASLt
+    /// Batch-1 decode runs matrix-vector products through `sv_gemv_bf16_xf32` (beats cuBLASLt at m = 1).
+    public var useGEMV = true
+
+    private var buffers: [UInt64: DeviceBuffer] = [:]
+    private let ring: PinnedBuffer
+    var ringOffset = 0
+    private var firstError: Error?
+    /// bf16 copy of a matmul's input rows (cuBLASLt reads bf16).
+    private var activationScratch: DeviceBuffer?
+    /// Row indices for `gatherRows`.
+    private var indexScratch: DeviceBuffer?
+    private var sampler: CUDASampler?
+    private let uploadLog: UploadLog
+    /// Eager, or capturing / replaying a decode graph (`CUDABackend+Graphs.swift`).
+    var graphMode = GraphMode.eager
+    /// Bumped whenever a buffer a captured graph may point into is replaced: graphs of an
+    /// older generation are stale.
+    public internal(set) var generation = 0
+    /// The shape of the graph being captured or replayed (nil when eager).
+    var graphShape: GraphShape?
+    /// The attention objects made here (captures pre-size their buffers).
+    var attentions: [WeakAttention] = []
+
+    /// Device `ordinal`'s primary context, the kernels (NVRTC, disk-cached), cuBLASLt.
+    /// Throws `CUDAError.unavailable` (one line naming what is missing) without a GPU.
+    public init(ordinal: Int = 0, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
+        try CUDALibraries.loadAll()
+        context = try CUDAContext(ordinal: ordinal)
+        stream = try CUDAStream()
+        let compiler = try NVRTCCompiler(arch: context.info.arch)
+        kernels = try CUDAKernels(context: context, compiler: compiler)
+        blas = try CuBLASLt()
+        ring = try PinnedBuffer(bytes: 64 << 20)
+        uploadLog = UploadLog(log: log)
+        let c = kernels.compile
+        log(
+            "cuda: \(context.info.name) (\(context.info.arch), \(context.info.multiprocessors) SMs, "
+                + "\(context.info.totalMemory >> 20) MiB); kernels "
+                + (c.cached ? "loaded from the cache" : "compiled") + String(format: " in %.2f s", c.seconds))
+    }
+
+    public var name: String { "cuda (\(context.info.name), \(context.info.arch))" }
+    public var workers: Int { context.info.multiprocessors }
+
+    public func memoryInfo() -> DeviceMemoryInfo {
+        guard let m = try? context.memoryInfo() else {
+            return DeviceMemoryInfo(totalBytes: context.info.totalMemory, freeBytes: 0, weightsResident: true)
+        }
+        return DeviceMemoryInfo(totalBytes: m.total, freeBytes: m.free, weightsResident: true)
+    }
+
+    public func canCompute(_ type: DType) -> Bool { WeightConversion.canConvert(type) }
+    public func canStoreKV(_ type: DType) -> Bool { type == .bf16 }
+
+    // MARK: DeviceBackend
+
+    public func deviceLogitsStorage(_ rows: UnsafeMutablePointer<Float>) -> Logits.Storage {
+        .device(rows, reader: self)
+    }
+    public var preferredKVType: DType { .bf16 }
+    public func makeDeviceSampler(vocabSize: Int) -> any TokenSampler { CUDATokenSampler(backend: self) }
+
+    // MARK: Errors
+
+    /// Runs `body`, keeping its error (the first one) for `checkErrors`.
+    @inline(__always)
+    func record(_ body: () throws -> Void) {
+        do { try body() } catch { if firstError == nil { firstError = error } }
+    }
+
+    /// Queues an op's work, except while a graph replays (its work is the graph's).
+    @inline(__always)
+    func enqueue(_ body: () throws -> Void) {
+        if case .replay = graphMode { return }
+        record(body)
+    }
+
+    /// A point that must wait for the stream: refused while capturing (the capture fails
+    /// and the step runs eagerly instead).
+    func streamSync() throws {
+        if case .capture = graphMode { throw CUDAError.invalid("a graph capture reached a synchronising call") }
+        try stream.synchronize()
+    }
+
+    /// Throws (and clears) the first error an op met since the last call.
+    public func checkErrors() throws {
+        if let e = firstError {
+            firstError = nil
+            throw e
+        }
+    }
+
+    /// Makes this backend's context current on the calling thread (the engine's forward
+    /// thread is not the one that loaded the model).
+    func makeCurrent() { record { try context.makeCurrent() } }
+
+    // MARK: Memory
+
+    public func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws
+        -> WeightMatrix
+    {
+        try context.makeCurrent()
+        // Checks the stored sizes before anything is converted.
+        _ = try WeightMatrix(type: type, rows: rows, cols: cols, base: data, byteCount: byteCount)
+        let bytes = rows * cols * 2
+        let buffer = try DeviceBuffer(bytes: max(bytes, 256))
+        try WeightConversion.upload(
+            data, type: type, rows: rows, cols: cols, to: buffer.pointer, stream: stream, staging: ring)
+        ringOffset = 0
+        buffers[buffer.pointer.address] = buffer
+        uploadLog.add(type: type, bytes: bytes)
+        guard let base = UnsafeRawPointer(bitPattern: UInt(buffer.pointer.address)) else {
+            throw CUDAError.invalid("device address 0 for a weight")
+        }
+        return try WeightMatrix(type: .bf16, rows: rows, cols: cols, base: base, byteCount: bytes)
+    }
+
+    public func allocate(bytes byteCount: Int) throws -> ServalTensor.DeviceBuffer {
+        try context.makeCurrent()
+        guard byteCount >= 0 else { throw CUDAError.invalid("cannot allocate \(byteCount) bytes") }
+        let b = try DeviceBuffer(bytes: max(byteCount, 256))
+        buffers[b.pointer.address] = b
+        guard let base = UnsafeMutableRawPointer(bitPattern: UInt(b.pointer.address)) else {
+            throw CUDAError.invalid("device address 0")
+        }
+        return ServalTensor.DeviceBuffer(base: base, byteCount: byteCount)
+    }
+
+    public func release(_ buffer: ServalTensor.DeviceBuffer) {
+        makeCurrent()
+        record { try streamSync() }  // queued work may still use it
+        generation += 1
+        buffers[UInt64(UInt(bitPattern: buffer.base))] = nil
+    }
+
+    public func upload(_ host: UnsafePointer<Float>, count: Int, to dst: UnsafeMutablePointer<Float>) {
+        stage(UnsafeRawPointer(host), bytes: count * 4, to: Self.address(dst))
+    }
+
+    public func upload(_ host: UnsafePointer<Int32>, count: Int, to dst: UnsafeMutablePointer<Int32>) {
+        stage(UnsafeRawPointer(host), bytes: count * 4, to: Self.address(dst))
+    }
+
+    /// Copies host bytes to the device through the pinned ring, in stream order. While a
+    /// graph is captured each copy's ring region is logged; a replay writes the same
+    /// regions (same sizes, same order) and the graph's copies read them.
+    func stage(_ src: UnsafeRawPointer, bytes: Int, to dst: UInt64) {
+        guard bytes > 0 else { return }
+        record {
+            if case .replay(let log, let cursor) = graphMode {
+                guard cursor < log.count, log[cursor].bytes == bytes, log[cursor].target == dst else {
+                    throw CUDAError.invalid("graph replay: host copy \(cursor) differs from the captured one")
+                }
+                (ring.base + log[cursor].offset).copyMemory(from: src, byteCount: bytes)
+                graphMode = .replay(log, cursor + 1)
+                return
+            }
+            let target = DevicePointer(address: dst, bytes: bytes)
+            if bytes > ring.bytes {
+                try stream.copy(from: src, to: target, bytes: bytes)
+                try streamSync()
+                return
+            }
+            var start = (ringOffset + 255) / 256 * 256
+            if start + bytes > ring.bytes {
+                // Earlier copies out of the ring must have run before it is reused.
+                try streamSync()
+                start = 0
+            }
+            (ring.base + start).copyMemory(from: src, byteCount: bytes)
+            try stream.copy(from: ring.base + start, to: target, bytes: bytes)
+            ringOffset = start + bytes
+            if case .capture(var log) = graphMode {
+                log.append(StagedCopy(offset: start, bytes: bytes, target: dst))
+                graphMode = .capture(log)
+            }
+        }
+    }
+
+    public func reserveScratch(rows: Int, cols: Int) {
+        record {
+            try context.makeCurrent()
+            let need = rows * cols * 2
+            let small = (indexScratch?.pointer.bytes ?? 0) < rows * 4
+            guard (activationScratch?.pointer.bytes ?? 0) < need || small else { return }
+            try streamSync()  // queued work may still use the old buffers
+            generation += 1
+            if (activationScratch?.pointer.bytes ?? 0) < need { activationScratch = try DeviceBuffer(bytes: need) }
+            if small { indexScratch = try DeviceBuffer(bytes: max(rows, 64) * 4) }
+        }
+    }
+
+    public func synchronize() {
+        record {
+            try context.makeCurrent()
+            try streamSync()
+        }
+        ringOffset = 0
+    }
+
+    /// The sampler's device state, made at the first step that samples on the GPU.
+    func deviceSampler(vocab: Int) throws -> CUDASampler {
+        if let s = sampler, s.vocab == vocab { return s }
+        let s = try CUDASampler(kernels: kernels, vocab: vocab, maxRows: 512, maxLogitRows: 512)
+        sampler = s
+        return s
+    }
+
+    // MARK: DeviceRowReader
+
+    public func read(_ device: UnsafePointer<Float>, count: Int) -> [Float] {
+        guard count > 0 else { return [] }
+        do {
+            try context.makeCurrent()
+            return try stream.download(
+                DevicePointer(address: Self.address(device), bytes: count * 4), count: count, as: Float.self)
+        } catch {
+            if firstError == nil { firstError = error }
+            return [Float](repeating: .nan, count: count)
+        }
+    }
+
+    // MARK: Addresses
+
+    @inline(__always)
+    static func address(_ p: UnsafeRawPointer) -> UInt64 { UInt64(UInt(bitPattern: p)) }
+    @inline(__always)
+    static func address<T>(_ p: UnsafePointer<T>) -> UInt64 { UInt64(UInt(bitPattern: p)) }
+    @inline(__always)
+    static func address<T>(_ p: UnsafeMutablePointer<T>) -> UInt64 { UInt64(UInt(bitPattern: p)) }
+
+    /// A device range of `bytes` at `p` (the seam passes bare addresses; sizes come from the op's shape).
+    @inline(__always)
+    static func range<T>(_ p: UnsafePointer<T>, _ bytes: Int) -> DevicePointer {
+        DevicePointer(address: address(p), bytes: bytes)
+    }
+    @inline(__always)
+    static func range<T>(_ p: UnsafeMutablePointer<T>, _ bytes: Int) -> DevicePointer {
+        DevicePointer(address: address(p), bytes: bytes)
+    }
+
+    var scratchBF16: DevicePointer? { activationScratch?.pointer }
+    var scratchIndices: DevicePointer? { indexScratch?.pointer }
+}
+
+/// A reference that does not keep an attention object alive.
+struct WeakAttention {
+    weak var value: CUDAAttention?
+}
+
+/// Weight-upload progress on stderr (one line per GiB) and which types were converted.
+final class UploadLog: @unchecked Sendable {
+    private let log: @Sendable (String) -> Void
+    private var bytes = 0
+    private var nextReport = 1 << 30
+    private var converted: Set<String> = []
+
+    init(log: @escaping @Sendable (String) -> Void) { self.log = log }
+
+    func add(type: DType, bytes b: Int) {
+        if type != .bf16, !converted.contains(type.description) {
+            converted.insert(type.description)
+            log(
+                type.blockSize > 1
+                    ? "cuda: \(type) weights are dequantized to bf16 at upload (no quantized GPU kernels yet)"
+                    : "cuda: \(type) weights are converted to bf16 at upload")
+        }
+        bytes += b
+        if bytes >= nextReport {
+            log(String(format: "cuda: %.1f GiB of weights on the device", Double(bytes) / Double(1 << 30)))
+            nextReport += 1 << 30
+        }
+    }
+}

@@ -1,0 +1,123 @@
+extension KernelSource {
+    /// Kernels behind `CUDABackend`'s `ComputeBackend` ops: the model code's activations
+    /// are fp32 rows (the seam's contract), weights and the KV cache bf16. Each mirrors a
+    /// CPU op (`CPUBackend`): same formula, same order of rounding where it matters.
+    static let backendOps = #"""
+        // ---- ComputeBackend ops over fp32 activations ----
+
+        // y[i] = bf16(x[i]): GEMM inputs and attention queries. Grid-stride, block 256.
+        extern "C" __global__ void sv_f32_to_bf16(const float *x, bf16_t *y, int n) {
+            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = f2bf(x[i]);
+        }
+
+        // y[i] = float(x[i]). Grid-stride, block 256.
+        extern "C" __global__ void sv_bf16_to_f32(const bf16_t *x, float *y, int n) {
+            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = bf2f(x[i]);
+        }
+
+        // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (y may be x). grid rows, block 256.
+        extern "C" __global__ void sv_rmsnorm_f32(const float *x, const float *w, float *y, int cols, float eps) {
+            __shared__ float scratch[33];
+            const float *xr = x + (size_t)blockIdx.x * cols;
+            float *yr = y + (size_t)blockIdx.x * cols;
+            float ss = 0.f;
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) {
+                float v = xr[d];
+                ss += v * v;
+            }
+            ss = block_sum(ss, scratch);
+            const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) yr[d] = xr[d] * inv * w[d];
+        }
+
+        // y = a + b (y may be either). Grid-stride, block 256.
+        extern "C" __global__ void sv_add_f32(const float *a, const float *b, float *y, int n) {
+            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = a[i] + b[i];
+        }
+
+        // y = silu(g) * u (y may be either). Grid-stride, block 256.
+        extern "C" __global__ void sv_silu_mul_f32(const float *g, const float *u, float *y, int n) {
+            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+                float v = g[i];
+                y[i] = v / (1.f + expf(-v)) * u[i];
+            }
+        }
+
+        // y[r, c] += bias[c] over rows x cols. Grid-stride, block 256.
+        extern "C" __global__ void sv_add_bias_f32(float *y, const float *bias, int cols, int n) {
+            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] += bias[i % cols];
+        }
+
+        // cos/sin[r * n + i] of positions[r] * inv_freq[i], in double precision like the CPU.
+        // Grid-stride over rows * n, block 256.
+        extern "C" __global__ void sv_rotary_angles(const int *positions, const float *inv_freq, int n, float *cos_out,
+                                                    float *sin_out, int total) {
+            for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
+                int r = idx / n, i = idx % n;
+                double a = (double)positions[r] * (double)inv_freq[i];
+                double s, c;
+                sincos(a, &s, &c);
+                cos_out[idx] = (float)c;
+                sin_out[idx] = (float)s;
+            }
+        }
+
+        // Rotates the first rot_dim values of each of the heads of row r (heads head_dim apart,
+        // rows row_stride apart) with row r's angles at cos/sin + r * rot_dim / 2.
+        // neox: pairs (i, i + rot_dim/2), else (2i, 2i+1). grid (rows, heads), block >= rot_dim/2.
+        extern "C" __global__ void sv_rope_f32(float *x, int row_stride, int head_dim, int rot_dim, const float *cos_in,
+                                               const float *sin_in, int neox) {
+            const int r = blockIdx.x, h = blockIdx.y, half = rot_dim / 2;
+            float *v = x + (size_t)r * row_stride + (size_t)h * head_dim;
+            for (int i = threadIdx.x; i < half; i += blockDim.x) {
+                const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+                const float c = cos_in[(size_t)r * half + i], s = sin_in[(size_t)r * half + i];
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * s;
+                v[b] = x0 * s + x1 * c;
+            }
+        }
+
+        // y[j] = x[rows[j]] (cols floats each). grid (ceil(cols/256), count), block 256.
+        extern "C" __global__ void sv_gather_rows_f32(const float *x, const int *rows, int cols, float *y) {
+            const int j = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
+            if (c < cols) y[(size_t)j * cols + c] = x[(size_t)rows[j] * cols + c];
+        }
+
+        // Token t's k and v rows (kv_dim fp32 each) into slot slots[t] of one layer's bf16
+        // caches ([slot, kv_dim]). grid tokens, block 128.
+        extern "C" __global__ void sv_kv_write_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
+                                                   bf16_t *v_cache, int kv_dim) {
+            const int t = blockIdx.x;
+            const size_t slot = (size_t)slots[t];
+            for (int d = threadIdx.x; d < kv_dim; d += blockDim.x) {
+                k_cache[slot * kv_dim + d] = f2bf(k[(size_t)t * kv_dim + d]);
+                v_cache[slot * kv_dim + d] = f2bf(v[(size_t)t * kv_dim + d]);
+            }
+        }
+
+        // One-token y[n] = w[n, :] . x with fp32 x and y (the decode GEMV of the seam):
+        // a warp per row, 16-byte weight loads. k % 8 == 0, x 16-byte aligned.
+        // grid ceil(n / 8), block 256.
+        extern "C" __global__ void __launch_bounds__(256) sv_gemv_bf16_xf32(const bf16_t *w, const float *x, float *y,
+                                                                            int n, int k) {
+            const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+            if (row >= n) return;
+            const uint4 *wr = (const uint4 *)(w + (size_t)row * k);
+            const float4 *xv = (const float4 *)x;
+            const int chunks = k / 8;
+            float acc = 0.f;
+        #pragma unroll 4
+            for (int c = lane; c < chunks; c += 32) {
+                const uint4 a = __ldg(wr + c);
+                const float4 b0 = __ldg(xv + 2 * c), b1 = __ldg(xv + 2 * c + 1);
+                acc += __uint_as_float(a.x << 16) * b0.x + __uint_as_float(a.x & 0xffff0000u) * b0.y +
+                       __uint_as_float(a.y << 16) * b0.z + __uint_as_float(a.y & 0xffff0000u) * b0.w +
+                       __uint_as_float(a.z << 16) * b1.x + __uint_as_float(a.z & 0xffff0000u) * b1.y +
+                       __uint_as_float(a.w << 16) * b1.z + __uint_as_float(a.w & 0xffff0000u) * b1.w;
+            }
+            acc = warp_sum(acc);
+            if (lane == 0) y[row] = acc;
+        }
+        """#
+}

@@ -1,0 +1,113 @@
+import ServalModels
+
+/// What rank 0's scheduler tells the other tensor-parallel ranks, once per step: the
+/// control channel's messages (sent with `Communicator.broadcastMessage`). A forward
+/// carries the step's `ForwardBatch` delta (slot-table updates and the new tokens, with
+/// "last sampled" ids already resolved, since only rank 0 samples), so every rank's slot
+/// table and KV pool stay identical and each runs the same forward pass.
+public enum RankMessage: Sendable {
+    case makeKVCache(slots: Int, dtype: KVCacheDType)
+    case forward(ForwardBatch)
+    case shutdown
+
+    public func encoded() -> [UInt8] {
+        var w = Writer()
+        switch self {
+        case .makeKVCache(let slots, let dtype):
+            w.int(1)
+            w.int(slots)
+            w.int(KVCacheDType.allCases.firstIndex(of: dtype) ?? 0)
+        case .forward(let b):
+            w.int(2)
+            w.int(b.slotUpdates.count)
+            for u in b.slotUpdates {
+                w.int(u.row)
+                w.int(u.position)
+                w.ids(u.slots)
+            }
+            w.int(b.sequences.count)
+            for s in b.sequences {
+                w.int(s.row)
+                w.int(s.startPosition)
+                w.int(s.logits == .none ? 0 : s.logits == .last ? 1 : 2)
+                w.ids(s.tokens)
+            }
+        case .shutdown:
+            w.int(3)
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(EngineError) -> RankMessage {
+        var r = Reader(bytes: bytes)
+        switch try r.int() {
+        case 1:
+            let slots = try r.int(), d = try r.int()
+            guard d >= 0, d < KVCacheDType.allCases.count else {
+                throw EngineError.model("rank message: bad dtype \(d)")
+            }
+            return .makeKVCache(slots: slots, dtype: KVCacheDType.allCases[d])
+        case 2:
+            var updates: [SlotUpdate] = []
+            for _ in 0..<(try r.count()) {
+                let row = try r.int(), position = try r.int()
+                updates.append(SlotUpdate(row: row, position: position, slots: try r.ids()))
+            }
+            var sequences: [SequenceInput] = []
+            for _ in 0..<(try r.count()) {
+                let row = try r.int(), start = try r.int(), logits = try r.int()
+                let kind: LogitsRequest = logits == 0 ? .none : logits == 1 ? .last : .all
+                sequences.append(SequenceInput(row: row, tokens: try r.ids(), startPosition: start, logits: kind))
+            }
+            return .forward(ForwardBatch(sequences: sequences, slotUpdates: updates))
+        case 3:
+            return .shutdown
+        case let k:
+            throw EngineError.model("rank message: unknown kind \(k)")
+        }
+    }
+
+    private struct Writer {
+        var bytes: [UInt8] = []
+        mutating func int(_ v: Int) { withUnsafeBytes(of: Int64(v).littleEndian) { bytes.append(contentsOf: $0) } }
+        mutating func ids(_ v: [Int32]) {
+            int(v.count)
+            for x in v { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
+        }
+    }
+
+    private struct Reader {
+        let bytes: [UInt8]
+        var at = 0
+        mutating func take(_ n: Int) throws(EngineError) -> ArraySlice<UInt8> {
+            guard n >= 0, at + n <= bytes.count else { throw EngineError.model("rank message: truncated") }
+            defer { at += n }
+            return bytes[at..<(at + n)]
+        }
+        mutating func int() throws(EngineError) -> Int {
+            var v: Int64 = 0
+            for (i, b) in try take(8).enumerated() { v |= Int64(b) << (8 * i) }
+            return Int(v)
+        }
+        mutating func count() throws(EngineError) -> Int {
+            let n = try int()
+            guard n >= 0, n <= bytes.count else { throw EngineError.model("rank message: bad count \(n)") }
+            return n
+        }
+        mutating func ids() throws(EngineError) -> [Int32] {
+            let n = try count()
+            var out: [Int32] = []
+            out.reserveCapacity(n)
+            let raw = try take(4 * n)
+            var i = raw.startIndex
+            for _ in 0..<n {
+                out.append(
+                    Int32(
+                        bitPattern: UInt32(raw[i]) | UInt32(raw[i + 1]) << 8 | UInt32(raw[i + 2]) << 16 | UInt32(
+                            raw[i + 3]) << 24))
+                i += 4
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import ServalTensor
+
+/// A DeepSeek-V2/V3 decoder: RMSNorm → multi-head latent attention (absorbed, over the
+/// latent `.mla` pool) → RMSNorm → a dense SwiGLU MLP (the first `first_k_dense_replace`
+/// layers) or the mixture of experts with shared experts, residuals around both, final
+/// norm and the output projection. Written once over `ComputeBackend`, `AttentionBackend`
+/// and `MoEBackend`.
+public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
+    public let config: DeepSeekConfig
+    public let info: ModelInfo
+    public let backend: any ComputeBackend
+    public let kvLayout: KVLayout
+    let embedding: Embedding
+    let blocks: [Block]
+    let head: LMHead
+    let rotary: Rotary
+    let attention: any AttentionBackend
+    let context: LoadContext
+    private let workspace: DeepSeekWorkspace
+
+    enum FeedForward {
+        case dense(GatedMLP)
+        case moe(DeepSeekMoE)
+    }
+
+    struct Block {
+        let attentionNorm: RMSNorm
+        let attention: MLAAttention
+        let ffnNorm: RMSNorm
+        let ffn: FeedForward
+    }
+
+    public init(config c: DeepSeekConfig, context ctx: LoadContext) throws(ModelError) {
+        let source = ctx.source
+        try c.validate(source: source.sourceName)
+        config = c
+        context = ctx
+        backend = ctx.backend
+        let H = c.hiddenSize
+        embedding = try Embedding.load("token_embd.weight", vocab: c.vocabSize, hidden: H, ctx)
+        var blocks: [Block] = []
+        for i in 0..<c.layerCount {
+            let p = "blk.\(i)"
+            let ffn: FeedForward =
+                c.isMoELayer(i)
+                ? .moe(try DeepSeekMoE.load(prefix: p, config: c, ctx))
+                : .dense(try GatedMLP.load(prefix: p, hidden: H, intermediate: c.intermediateSize, ctx))
+            blocks.append(
+                Block(
+                    attentionNorm: try RMSNorm.load("\(p).attn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
+                    attention: try MLAAttention.load(prefix: p, config: c, ctx),
+                    ffnNorm: try RMSNorm.load("\(p).ffn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
+                    ffn: ffn))
+        }
+        self.blocks = blocks
+        let norm = try RMSNorm.load("output_norm.weight", size: H, eps: c.rmsNormEps, ctx)
+        let separateOutput = !c.tiedEmbeddings && source.has("output.weight")
+        let projection =
+            separateOutput
+            ? try Linear.load(["output"], out: [c.vocabSize], in: H, bias: false, style: .replicated, ctx)
+            : Linear(style: .replicated, parts: [embedding.table], biases: [nil], communicator: ctx.communicator)
+        head = LMHead(norm: norm, projection: projection)
+        rotary = try Rotary(
+            rotaryDim: c.qkRopeHeadDim, neox: !c.ropeInterleave, inverseFrequencies: c.ropeInverseFrequencies(), ctx)
+        kvLayout = c.kvLayout
+        do {
+            attention = try backend.makeAttention(layout: kvLayout, queryHeads: c.headCount, scale: c.softmaxScale)
+        } catch {
+            throw ModelError(source: source.sourceName, "\(error)")
+        }
+
+        var params = embedding.table.rows * embedding.table.cols + H
+        var bytes = embedding.table.rows * embedding.table.rowBytes
+        var types: Set<String> = [embedding.table.type.description]
+        func count(_ lin: Linear) {
+            params += lin.parameterCount
+            bytes += lin.byteCount
+            types.formUnion(lin.types)
+        }
+        if separateOutput { count(projection) }
+        for b in blocks {
+            b.attention.linears.forEach(count)
+            params += b.attention.absorbedParameters + 2 * H + c.kvLoraRank + (c.qLoraRank ?? 0)
+            bytes += b.attention.absorbedBytes
+            switch b.ffn {
+            case .dense(let mlp): [mlp.gateUp, mlp.down].forEach(count)
+            case .moe(let moe):
+                moe.linears.forEach(count)
+                params += moe.expertParameters
+                bytes += moe.expertBytes
+                types.formUnion(moe.expertWeights.flatMap { [$0.gate.type, $0.down.type] }.map(\.description))
+            }
+        }
+        var info = ModelInfo(
+            architecture: c.architecture, name: c.name, vocabSize: c.vocabSize, contextLength: c.contextLength,
+            hiddenSize: H, layerCount: c.layerCount, headCount: c.headCount, kvHeadCount: 1,
+            headDim: c.qkHeadDim, parameterCount: params, weightBytes: bytes,
+            weightTypes: types.sorted().joined(separator: ", "))
+        info.kvLayout = kvLayout.description
+        self.info = info
+        workspace = DeepSeekWorkspace(backend: backend, config: c)
+    }
+
+    public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
+        kvLayout.bytesPerToken(layers: config.layerCount, dtype: dtype.storage)
+    }
+
+    public func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
+        try ModelKVCache(backend: backend, layout: kvLayout, layers: config.layerCount, slots: slots, dtype: dtype)
+    }
+
+    public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
+
+    public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
+        guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout
+        else {
+            throw ModelError(source: "forward", "the KV cache was not made by this model")
+        }
+        let plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
+        let n = plan.tokenCount, nLogits = plan.logitRows.count
+        guard n > 0 else { return Logits.empty(vocabSize: config.vocabSize, sequences: batch.sequences.count) }
+        let ws = workspace, be = backend
+        try ws.reserve(tokens: n, logits: max(1, nLogits))
+        for b in blocks { if case .moe(let m) = b.ffn { try m.moe.reserve(tokens: n) } }
+        try attention.prepare(plan.step, pool: kv.pool)
+        let tokens = ws.int32s(.tokens), positions = ws.int32s(.positions)
+        plan.tokens.withUnsafeBufferPointer { be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: tokens) }
+        plan.positions.withUnsafeBufferPointer { be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: positions) }
+
+        let H = config.hiddenSize
+        let x = ws[.x], xn = ws[.xn], tmp = ws[.tmp]
+        embedding.forward(tokens: tokens, rows: n, into: x, backend: be)
+        rotary.angles(positions: positions, rows: n, cos: ws[.cos], sin: ws[.sin], backend: be)
+        let mla = MLAAttention.Buffers(
+            cq: ws[.cq], qFull: ws[.qFull], latent: ws[.latent], kpe: ws[.kpe], kRow: ws[.kRow], q: ws[.q],
+            attn: ws[.attn], vOut: ws[.vOut], cos: ws[.cos], sin: ws[.sin])
+        let moeBuffers = DeepSeekMoE.Buffers(
+            logits: ws[.routerLogits], ids: ws.int32s(.expertIds), weights: ws[.expertWeights],
+            sharedOut: ws[.sharedOut], gate: ws[.gate], up: ws[.up])
+        for (i, b) in blocks.enumerated() {
+            b.attentionNorm.forward(x, rows: n, into: xn, backend: be)
+            try b.attention.forward(
+                layer: i, xn, rows: n, into: tmp, buffers: mla, rotary: rotary, attention: attention, pool: kv.pool,
+                backend: be)
+            be.add(x, tmp, into: x, count: n * H)
+            b.ffnNorm.forward(x, rows: n, into: xn, backend: be)
+            switch b.ffn {
+            case .dense(let mlp): try mlp.forward(xn, rows: n, into: tmp, gate: ws[.gate], up: ws[.up], backend: be)
+            case .moe(let moe): try moe.forward(xn, rows: n, into: tmp, buffers: moeBuffers, backend: be)
+            }
+            be.add(x, tmp, into: x, count: n * H)
+        }
+        if nLogits > 0 {
+            try plan.logitRows.withUnsafeBufferPointer { rows in
+                try head.forward(
+                    x, rows: rows.baseAddress.unsafelyUnwrapped, count: nLogits, gathered: tmp, normed: xn,
+                    into: ws.logits, backend: be)
+            }
+        }
+        return Logits(
+            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: .host(ws.logits), hidden: xn,
+            hiddenSize: H)
+    }
+}

@@ -1,0 +1,29 @@
+/// Default implementations of the ops added after the first backends, written with the
+/// older ops so that every backend has them (correct, though one call per row); a backend
+/// overrides them with a real kernel.
+extension ComputeBackend {
+    public func copyRows(
+        _ src: UnsafePointer<Float>, srcStride: Int, into dst: UnsafeMutablePointer<Float>, dstStride: Int,
+        rows: Int, cols: Int
+    ) {
+        var zero: Int32 = 0
+        for r in 0..<rows {
+            gatherRows(src + r * srcStride, rows: &zero, count: 1, cols: cols, into: dst + r * dstStride)
+        }
+    }
+
+    public func matmul(
+        _ x: UnsafePointer<Float>, xStride: Int, rows: Int, weight: WeightMatrix,
+        into y: UnsafeMutablePointer<Float>, yStride: Int
+    ) {
+        for r in 0..<rows {
+            matmul(x + r * xStride, rows: 1, targets: [MatmulTarget(weight: weight, y: y + r * yStride)])
+        }
+    }
+
+    public func makeMoE(routing: MoERouting, experts: [ExpertWeights], hidden: Int, intermediate: Int) throws
+        -> any MoEBackend
+    {
+        throw TensorError("the \(name) backend has no mixture-of-experts implementation yet")
+    }
+}

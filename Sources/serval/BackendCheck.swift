@@ -1,0 +1,193 @@
+import Foundation
+import ServalBase
+import ServalCPU
+import ServalCUDA
+import ServalTensor
+
+/// `selftest --device cuda` part two: every `ComputeBackend` / `AttentionBackend` op of
+/// `CUDABackend` against `CPUBackend` through the seam itself, on random inputs with sizes
+/// that divide no tile, outputs poisoned (NaN) first. fp32 ops within 1e-5 of max |cpu|,
+/// ops through bf16 (matmul, attention with a bf16 KV cache) within 1e-2.
+struct BackendCheck {
+    let gpu: CUDABackend
+    let cpu = CPUBackend(threads: 2)
+    var rng: SeededGenerator
+    var passed = 0, failed = 0
+
+    init(gpu: CUDABackend, seed: UInt64) {
+        self.gpu = gpu
+        rng = SeededGenerator(seed: seed)
+    }
+
+    mutating func random(_ n: Int, scale: Float = 1) -> [Float] {
+        (0..<n).map { _ in (Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1) * scale }
+    }
+
+    /// A device copy of `values` (and a poisoned output buffer helper).
+    func dev(_ values: [Float]) throws -> UnsafeMutablePointer<Float> {
+        try gpu.upload(values).floats()
+    }
+    func devInts(_ values: [Int32]) throws -> UnsafeMutablePointer<Int32> {
+        let b = try gpu.allocate(bytes: max(1, values.count) * 4)
+        values.withUnsafeBufferPointer { gpu.upload($0.baseAddress.unsafelyUnwrapped, count: $0.count, to: b.int32s()) }
+        return b.int32s()
+    }
+    func poisoned(_ n: Int) throws -> UnsafeMutablePointer<Float> { try dev([Float](repeating: .nan, count: n)) }
+
+    mutating func compare(_ name: String, _ got: [Float], _ want: [Float], tol: Float, _ say: (String) -> Void) {
+        let scale = max(want.map { abs($0) }.max() ?? 0, 1e-30)
+        var worst: Float = 0
+        for (g, w) in zip(got, want) { worst = max(worst, g.isFinite ? abs(g - w) / scale : .infinity) }
+        let ok = got.count == want.count && worst <= tol
+        if ok { passed += 1 } else { failed += 1 }
+        say(String(format: "%@ backend %@: max rel err %.2e (bound %.0e)", ok ? "PASS" : "FAIL", name, worst, tol))
+    }
+
+    mutating func run(_ say: (String) -> Void) throws -> (Int, Int) {
+        let rows = 5, cols = 1000
+        let x = random(rows * cols), w = random(cols, scale: 2)
+        // rmsNorm (out of place and in place)
+        var c = x
+        cpu.rmsNorm(c, weight: w, eps: 1e-5, into: &c, rows: rows, cols: cols)
+        let gx = try dev(x), gy = try poisoned(rows * cols), gw = try dev(w)
+        gpu.rmsNorm(gx, weight: gw, eps: 1e-5, into: gy, rows: rows, cols: cols)
+        compare("rmsNorm", gpu.read(gy, count: rows * cols), c, tol: 1e-5, say)
+        gpu.rmsNorm(gx, weight: gw, eps: 1e-5, into: gx, rows: rows, cols: cols)
+        compare("rmsNorm in place", gpu.read(gx, count: rows * cols), c, tol: 1e-5, say)
+        // add, siluMul, addBias
+        let a = random(4099), b = random(4099)
+        var ca = [Float](repeating: 0, count: 4099)
+        cpu.add(a, b, into: &ca, count: 4099)
+        let ga = try dev(a), gb = try dev(b), gz = try poisoned(4099)
+        gpu.add(ga, gb, into: gz, count: 4099)
+        compare("add", gpu.read(gz, count: 4099), ca, tol: 1e-6, say)
+        cpu.siluMul(gate: a, up: b, into: &ca, count: 4099)
+        gpu.siluMul(gate: ga, up: gb, into: gz, count: 4099)
+        compare("siluMul", gpu.read(gz, count: 4099), ca, tol: 1e-5, say)
+        var cb = x
+        cpu.addBias(&cb, w, rows: rows, cols: cols)
+        let gbias = try dev(x)
+        gpu.addBias(gbias, gw, rows: rows, cols: cols)
+        compare("addBias", gpu.read(gbias, count: rows * cols), cb, tol: 1e-6, say)
+        // rotary angles + rope (neox and interleaved, partial rotary)
+        let positions: [Int32] = [0, 1, 77, 1500, 131_000]
+        let inv = (0..<24).map { Float(pow(500_000.0, -Double(2 * $0) / 48.0)) }
+        var cc = [Float](repeating: 0, count: 5 * 24), cs = cc
+        cpu.rotaryAngles(positions: positions, rows: 5, inverseFrequencies: inv, count: 24, cos: &cc, sin: &cs)
+        let gpos = try devInts(positions), ginv = try dev(inv), gcos = try poisoned(5 * 24), gsin = try poisoned(5 * 24)
+        gpu.rotaryAngles(positions: gpos, rows: 5, inverseFrequencies: ginv, count: 24, cos: gcos, sin: gsin)
+        compare("rotaryAngles cos", gpu.read(gcos, count: 120), cc, tol: 1e-6, say)
+        compare("rotaryAngles sin", gpu.read(gsin, count: 120), cs, tol: 1e-6, say)
+        for neox in [true, false] {
+            let stride = 3 * 64 + 8
+            var q = random(5 * stride)
+            let gq = try dev(q)
+            cpu.rope(&q, rows: 5, rowStride: stride, heads: 3, headDim: 64, rotaryDim: 48, cos: cc, sin: cs, neox: neox)
+            gpu.rope(
+                gq, rows: 5, rowStride: stride, heads: 3, headDim: 64, rotaryDim: 48, cos: gcos, sin: gsin, neox: neox)
+            compare("rope \(neox ? "neox" : "interleaved")", gpu.read(gq, count: 5 * stride), q, tol: 1e-5, say)
+        }
+        // gatherRows
+        gpu.reserveScratch(rows: 64, cols: 4096)
+        let pick: [Int32] = [4, 0, 2]
+        var cg = [Float](repeating: 0, count: 3 * cols)
+        cpu.gatherRows(x, rows: pick, count: 3, cols: cols, into: &cg)
+        let gx2 = try dev(x), gg = try poisoned(3 * cols)
+        gpu.gatherRows(gx2, rows: pick, count: 3, cols: cols, into: gg)
+        compare("gatherRows", gpu.read(gg, count: 3 * cols), cg, tol: 0, say)
+        try checkMatmulAndEmbedding(say)
+        try checkAttention(say)
+        try gpu.checkErrors()
+        return (passed, failed)
+    }
+
+    static func bf16Round(_ v: [Float]) -> [Float] {
+        v.map { Float(bitPattern: UInt32(($0.bitPattern &+ 0x7fff &+ (($0.bitPattern >> 16) & 1)) >> 16) << 16) }
+    }
+
+    mutating func checkMatmulAndEmbedding(_ say: (String) -> Void) throws {
+        let n = 515, k = 264, n2 = 77
+        let wv = Self.bf16Round(random(n * k)), w2 = Self.bf16Round(random(n2 * k))
+        func bits(_ v: [Float]) -> [UInt16] { v.map { UInt16($0.bitPattern >> 16) } }
+        let wb = bits(wv), w2b = bits(w2)
+        let W = try wb.withUnsafeBytes {
+            try gpu.weight($0.baseAddress!, type: .bf16, rows: n, cols: k, byteCount: $0.count)
+        }
+        let W2 = try w2b.withUnsafeBytes {
+            try gpu.weight($0.baseAddress!, type: .bf16, rows: n2, cols: k, byteCount: $0.count)
+        }
+        for m in [1, 5, 64] {
+            let x = random(m * k), xr = Self.bf16Round(x)
+            var want = [Float](repeating: 0, count: m * n), want2 = [Float](repeating: 0, count: m * n2)
+            for r in 0..<m {
+                for j in 0..<n {
+                    var s = 0.0
+                    for i in 0..<k { s += Double(wv[j * k + i]) * Double(m == 1 ? x[r * k + i] : xr[r * k + i]) }
+                    want[r * n + j] = Float(s)
+                }
+                for j in 0..<n2 {
+                    var s = 0.0
+                    for i in 0..<k { s += Double(w2[j * k + i]) * Double(m == 1 ? x[r * k + i] : xr[r * k + i]) }
+                    want2[r * n2 + j] = Float(s)
+                }
+            }
+            let gx = try dev(x), gy = try poisoned(m * n), gy2 = try poisoned(m * n2)
+            gpu.matmul(gx, rows: m, targets: [MatmulTarget(weight: W, y: gy), MatmulTarget(weight: W2, y: gy2)])
+            compare("matmul m=\(m) (1st target)", gpu.read(gy, count: m * n), want, tol: 1e-2, say)
+            compare("matmul m=\(m) (2nd target)", gpu.read(gy2, count: m * n2), want2, tol: 1e-2, say)
+        }
+        let ids: [Int32] = [0, 514, 77, 3]
+        var want = [Float]()
+        for t in ids { want += wv[Int(t) * k..<(Int(t) + 1) * k] }
+        let gids = try devInts(ids), ge = try poisoned(4 * k)
+        gpu.embedding(W, tokens: gids, rows: 4, into: ge)
+        compare("embedding", gpu.read(ge, count: 4 * k), want, tol: 0, say)
+    }
+
+    mutating func checkAttention(_ say: (String) -> Void) throws {
+        let heads = 8, kvHeads = 2, hd = 64, layers = 2
+        let layout = KVLayout.mha(kvHeads: kvHeads, headDim: hd, vHeadDim: hd)
+        let scale = 1 / Float(hd).squareRoot()
+        let cpuPool = try cpu.makeKVPool(layout: layout, layers: layers, slots: 4000, dtype: .f32)
+        let gpuPool = try gpu.makeKVPool(layout: layout, layers: layers, slots: 4000, dtype: .bf16)
+        let ca = try cpu.makeAttention(layout: layout, queryHeads: heads, scale: scale)
+        let ga = try gpu.makeAttention(layout: layout, queryHeads: heads, scale: scale)
+        // Extend (prefix 0 + 37, 50 + 17, 130 + 1), then decode over 1, 77 and 1500 tokens.
+        let cases: [(String, [Int], [Int])] = [
+            ("extend", [37, 17, 1], [0, 50, 130]), ("decode", [1, 1, 1], [0, 76, 1499]),
+        ]
+        var next: Int32 = 0
+        for (name, counts, starts) in cases {
+            var slots: [Int32] = [], slotStart = [0]
+            for (n, s) in zip(counts, starts) {
+                for _ in 0..<(n + s) {
+                    slots.append(next)
+                    next = (next + 37) % 4000
+                }
+                slotStart.append(slots.count)
+            }
+            // Every position written first (same K/V on both), then the step itself.
+            let fill = AttentionStep(
+                tokenCounts: zip(counts, starts).map { $0 + $1 }, startPositions: counts.map { _ in 0 }, slots: slots,
+                slotStart: slotStart)
+            let step = AttentionStep(tokenCounts: counts, startPositions: starts, slots: slots, slotStart: slotStart)
+            for (pass, st) in [(false, fill), (true, step)] {
+                let t = st.tokenCount
+                try ca.prepare(st, pool: cpuPool)
+                try ga.prepare(st, pool: gpuPool)
+                for layer in 0..<layers {
+                    let q = random(t * heads * hd), kv = random(t * kvHeads * hd), vv = random(t * kvHeads * hd)
+                    var out = [Float](repeating: 0, count: t * heads * hd)
+                    ca.forward(layer: layer, q: q, k: kv, v: vv, out: &out, pool: cpuPool)
+                    let gq = try dev(q), gk = try dev(kv), gv = try dev(vv), go = try poisoned(t * heads * hd)
+                    ga.forward(layer: layer, q: gq, k: gk, v: gv, out: go, pool: gpuPool)
+                    if pass {
+                        compare(
+                            "attention \(name) layer \(layer)", gpu.read(go, count: t * heads * hd), out, tol: 2e-2, say
+                        )
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import ServalModels
+import ServalTensor
+
+/// `--device`, `--cuda-graph-max-bs` and `--disable-cuda-graph` (SGLang's names): the flags
+/// every command that loads a model shares, and the one place they become a backend.
+struct DeviceOptions: ParsableArguments {
+    @Option(help: "cpu, or cuda (GPU 0: bf16 weights, quantized GGUF weights dequantized to bf16 at load).")
+    var device: String = "cpu"
+
+    @Option(
+        name: .customLong("cuda-graph-max-bs"),
+        help: "With --device cuda: decode steps of up to this many sequences run as CUDA graphs (default 256).")
+    var cudaGraphMaxBS: Int?
+
+    @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
+    var disableCudaGraph = false
+
+    func validate() throws {
+        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
+            throw ValidationError("--device must be one of \(ComputeDevice.flagValues), got '\(device)'.")
+        }
+    }
+
+    /// The parsed device (`validate` has refused anything else).
+    var computeDevice: ComputeDevice { ComputeDevice(rawValue: device.lowercased()) ?? .cpu }
+
+    /// The device's backend with `threads` CPU workers, and the graph batch sizes that apply.
+    /// On a host without CUDA, `--device cuda` fails here with one line naming what is missing.
+    func open(threads: Int) throws -> OpenedDevice {
+        let d = try ComputeDevice.parse(device)
+        let graphBatch = try d.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph)
+        return OpenedDevice(device: d, backend: try d.makeBackend(threads: threads), graphBatch: graphBatch)
+    }
+}
+
+/// A backend made from `DeviceOptions`, ready to load a model over.
+struct OpenedDevice {
+    let device: ComputeDevice
+    let backend: any ComputeBackend
+    /// Largest decode batch run as a CUDA graph; nil for none.
+    let graphBatch: Int?
+
+    /// `ModelLoader.load` (the one loading path) over this backend, with dummy weights in the
+    /// device's type, wrapped for CUDA graphs where they apply.
+    func load(path: String, format: LoadFormat = .auto, options: ModelLoadOptions) throws -> any LanguageModel {
+        let model = try ModelLoader.load(
+            path: path, format: format, backend: backend, options: device.loadOptions(options))
+        return ComputeDevice.wrap(model, backend: backend, maxGraphBatch: graphBatch)
+    }
+}

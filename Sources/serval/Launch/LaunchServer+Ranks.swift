@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServalCPU
+import ServalEngine
+import ServalTensor
+
+/// How `launch-server` runs tensor-parallel ranks (docs/parallelism.md): rank 0 of node 0
+/// serves HTTP and runs the one scheduler; every other rank is a process of this binary
+/// that loads its shard and repeats rank 0's steps. One node: shared memory; several
+/// nodes: TCP through node 0's `--dist-init-addr`.
+extension LaunchServer {
+    /// Rank 0 on node 0: starts this node's other ranks and waits for every rank to join.
+    func startRanks(layout: ParallelLayout, logger: Logger) throws -> (group: RankGroup, communicator: HostCommunicator)
+    {
+        let group = RankGroup(logger: logger)
+        let args = Array(CommandLine.arguments.dropFirst())
+        do {
+            if layout.nnodes == 1 {
+                let path = "/dev/shm/serval-tp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+                try SharedMemoryTransport.create(path: path, size: layout.tpSize)
+                defer { SharedMemoryTransport.unlinkSegment(path) }
+                try group.spawn(ranks: 1..<layout.tpSize, arguments: args, extra: ["--internal-shm", path])
+                let t = try SharedMemoryTransport(path: path, rank: 0)
+                let comm = group.joined(t)
+                try t.waitForPeers(timeout: parallel.distTimeout)
+                return (group, comm)
+            }
+            try group.spawn(ranks: 1..<layout.ranksPerNode, arguments: args, extra: [])
+            let (host, port) = ParallelLayout.parseAddress(layout.distInitAddr ?? "") ?? ("127.0.0.1", 0)
+            print("Waiting for \(layout.tpSize - 1) ranks of \(layout.nnodes) nodes on \(host):\(port)")
+            let t = try SocketTransport.listen(
+                host: host, port: port, size: layout.tpSize, timeout: parallel.distTimeout)
+            return (group, group.joined(t))
+        } catch let e as ValidationError {
+            group.killAll()
+            throw e
+        } catch {
+            group.killAll()
+            throw ValidationError("Cannot form the tensor-parallel group: \(error)")
+        }
+    }
+
+    /// Node `--node-rank` k > 0: this process is rank k × tp/nnodes; it starts the node's
+    /// other ranks, then serves as a rank itself until rank 0 stops the group.
+    func runNode(layout: ParallelLayout, level: Logger.Level) throws {
+        let logger = bootstrapRankLogging(level: level, rank: layout.firstRank)
+        let group = RankGroup(logger: logger)
+        try group.spawn(
+            ranks: (layout.firstRank + 1)..<(layout.firstRank + layout.ranksPerNode),
+            arguments: Array(CommandLine.arguments.dropFirst()), extra: [])
+        defer { group.stop(leader: nil) }
+        try serveRank(layout.firstRank, layout: layout, group: group, logger: logger)
+    }
+
+    /// A rank started by `RankGroup` (`--internal-tp-rank`).
+    func runRank(_ rank: Int, layout: ParallelLayout, level: Logger.Level) throws {
+        // Signals are rank 0's (or the node process's) to handle: this rank follows it.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let logger = bootstrapRankLogging(level: level, rank: rank)
+        try serveRank(rank, layout: layout, group: nil, logger: logger)
+    }
+
+    private func bootstrapRankLogging(level: Logger.Level, rank: Int) -> Logger {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        return Logger(label: "serval.rank\(rank)")
+    }
+
+    /// Joins the group as `rank`, loads this rank's shard, and repeats rank 0's steps.
+    private func serveRank(_ rank: Int, layout: ParallelLayout, group: RankGroup?, logger: Logger) throws {
+        let transport: any ExchangeTransport
+        do {
+            if let shm = internalShm {
+                let t = try SharedMemoryTransport(path: shm, rank: rank)
+                try t.waitForPeers(timeout: parallel.distTimeout)
+                transport = t
+            } else {
+                guard let addr = ParallelLayout.parseAddress(layout.distInitAddr ?? "") else {
+                    throw ValidationError("--dist-init-addr is needed to join node 0.")
+                }
+                transport = try SocketTransport.connect(
+                    host: addr.host, port: addr.port, rank: rank, size: layout.tpSize, timeout: parallel.distTimeout)
+            }
+        } catch {
+            throw ValidationError("TP rank \(rank): cannot join the group: \(error)")
+        }
+        let comm = group?.joined(transport) ?? HostCommunicator(transport: transport)
+        do {
+            let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / layout.processesPerNode)
+            let lm = try loadModel(path: modelPath ?? Self.defaultModelPath, threads: threadCount, communicator: comm)
+            try comm.barrier()
+            logger.info("TP rank \(rank) loaded its shard (\(threadCount) threads); following rank 0")
+            try TensorParallelWorker.run(model: lm, communicator: comm, logger: logger)
+            logger.info("TP rank \(rank) stopped by rank 0")
+        } catch {
+            comm.abort("\(error)")
+            throw ValidationError("TP rank \(rank): \(error)")
+        }
+    }
+}

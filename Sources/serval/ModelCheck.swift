@@ -1,0 +1,109 @@
+import Foundation
+import ServalBase
+import ServalCPU
+import ServalCUDA
+import ServalModels
+import ServalTensor
+
+/// `selftest --device cuda --model-path M`: the same model on the CPU and the GPU backend.
+/// For each prompt: greedy tokens generated step by step on both (exact match counted),
+/// then teacher forcing: prompt + the CPU's tokens in one pass on both, and the share of
+/// positions whose GPU argmax equals the CPU's (the issue asks >= 0.98 when tokens
+/// diverge: quantized CPU dot products against bf16 GPU GEMMs round differently).
+struct ModelCheck {
+    let path: String
+    let format: LoadFormat
+    let steps: Int
+    let seed: UInt64
+
+    /// Returns whether the check passed (top-1 agreement >= 0.98).
+    func run(_ say: (String) -> Void) throws -> Bool {
+        var options = ModelLoadOptions(residency: .mapped)
+        options.dummyWeightType = .bf16
+        options.seed = 7
+        let cpu = try ModelLoader.load(path: path, format: format, backend: CPUBackend(), options: options)
+        let gpu = try ModelLoader.load(
+            path: path, format: format, backend: try CUDABackend(ordinal: 0) { logLine($0) }, options: options)
+        let info = cpu.info
+        say(
+            "model check: \(info.architecture) '\(info.name)', \(info.layerCount) layers, \(info.weightTypes) "
+                + "(GPU: bf16), \(steps) greedy steps per prompt")
+        var rng = SeededGenerator(seed: seed)
+        let lengths = [1, 7, 33, 100, 260]
+        let prompts = lengths.map { n in (0..<n).map { _ in Int32(rng.next() % UInt64(info.vocabSize)) } }
+        var exact = 0, agree = 0, total = 0
+        var cpuSampler = cpu.makeSampler(), gpuSampler = gpu.makeSampler()
+        for (i, p) in prompts.enumerated() {
+            let ref = try generate(cpu, &cpuSampler, prompt: p)
+            let got = try generate(gpu, &gpuSampler, prompt: p)
+            let same = zip(ref, got).prefix { $0 == $1 }.count
+            if same == ref.count { exact += 1 }
+            // Teacher forcing: the CPU's continuation fed to both, argmax at every new position.
+            let fed = p + ref.dropLast()
+            let a = try argmaxAll(cpu, fed), b = try argmaxAll(gpu, fed)
+            let tail = p.count - 1
+            var hits = 0
+            for j in tail..<fed.count where a[j] == b[j] { hits += 1 }
+            agree += hits
+            total += fed.count - tail
+            say(
+                "  prompt \(i) (\(p.count) tokens): greedy tokens identical for \(same)/\(ref.count); "
+                    + "teacher-forced top-1 \(hits)/\(fed.count - tail)")
+        }
+        let rate = Double(agree) / Double(max(total, 1))
+        say(
+            String(
+                format: "model check: %d/%d prompts identical for %d tokens, teacher-forced top-1 %d/%d = %.4f %@",
+                exact, prompts.count, steps, agree, total, rate, rate >= 0.98 ? "(pass)" : "(FAIL: below 0.98)"))
+        return rate >= 0.98
+    }
+
+    private func greedyRow(_ logits: Logits, _ row: Int) -> SamplingRow {
+        var r = SamplingRow(logitsRow: row)
+        r.temperature = 0
+        return r
+    }
+
+    private func generate(_ model: any LanguageModel, _ sampler: inout any TokenSampler, prompt: [Int32]) throws
+        -> [Int32]
+    {
+        let cache = try model.makeKVCache(slots: prompt.count + steps + 1)
+        var out = try model.forward(
+            ForwardBatch(sequences: [
+                SequenceInput(tokens: prompt, startPosition: 0, kvSlots: (0..<prompt.count).map { Int32($0) })
+            ]), cache: cache)
+        var tokens: [Int32] = []
+        for s in 0..<steps {
+            let t = try sampler.sample(out, SamplingBatch(rows: [greedyRow(out, out.rowCount - 1)])).tokens[0].tokenID
+            tokens.append(t)
+            if s == steps - 1 { break }
+            let pos = prompt.count + s
+            out = try model.forward(
+                ForwardBatch(
+                    sequences: [SequenceInput(row: 0, tokens: [t], startPosition: pos)],
+                    slotUpdates: [SlotUpdate(row: 0, position: pos, slots: [Int32(pos)])]), cache: cache)
+        }
+        return tokens
+    }
+
+    /// The argmax of every position's logits in one pass over `tokens`.
+    private func argmaxAll(_ model: any LanguageModel, _ tokens: [Int32]) throws -> [Int32] {
+        let cache = try model.makeKVCache(slots: tokens.count + 1)
+        let out = try model.forward(
+            ForwardBatch(sequences: [
+                SequenceInput(
+                    tokens: tokens, startPosition: 0, kvSlots: (0..<tokens.count).map { Int32($0) }, logits: .all)
+            ]), cache: cache
+        ).copy()
+        let v = out.vocabSize
+        return (0..<tokens.count).map { r in
+            var best = 0
+            var bestValue = -Float.infinity
+            for j in 0..<v where out.logits[r * v + j] > bestValue {
+                bestValue = out.logits[r * v + j]
+                best = j
+            }
+            return Int32(best)
+        }
+    }
+}
