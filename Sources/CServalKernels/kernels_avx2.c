@@ -428,21 +428,6 @@ DEFINE_KQ(K_Q6_K)
 int sv_matmul_avx2(int wtype, const void *w, size_t wstride, int64_t k,
                    int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                    float *y, int64_t ldy) {
-    if (nx == 1 && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1)) {
-        sv_matmul_stream_avx2(wtype, w, wstride, k, o0, o1, xq, y);
-        return 0;
-    }
-    if (nx >= SV_ROWS8_MIN && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1 || wtype == SV_TYPE_Q8_0)) {
-        // Groups start at multiples of 8 counted from row 0, so which tile computes a row
-        // (and so its rounding) does not depend on how the rows were split among threads.
-        const int64_t a = (o0 + 7) / 8 * 8, b = o1 / 8 * 8;
-        if (a < b) {
-            sv_matmul_rows8_avx2(wtype, w, wstride, k, a, b, xq, xstride, nx, y, ldy);
-            if (o0 < a) sv_matmul_avx2(wtype, w, wstride, k, o0, a, xq, xstride, nx, y, ldy);
-            if (b < o1) sv_matmul_avx2(wtype, w, wstride, k, b, o1, xq, xstride, nx, y, ldy);
-            return 0;
-        }
-    }
     switch (wtype) {
     case SV_TYPE_Q4_0: mm_K_Q4_0(w, wstride, k / 32, o0, o1, xq, xstride, nx, y, ldy); return 0;
     case SV_TYPE_Q4_1: mm_K_Q4_1(w, wstride, k / 32, o0, o1, xq, xstride, nx, y, ldy); return 0;

@@ -1,4 +1,4 @@
-// AVX2 tiles for 32-element block weights (Q4_0, Q4_1, Q8_0) times 8 or more
+// AVX2 tiles for 4-bit block weights (Q4_0, Q4_1) times 8 or more
 // activation rows, with one output row per vector lane.
 //
 // The plain tiles (kernels_avx2.c) keep a block's 32 products in the lanes of one
@@ -11,20 +11,17 @@
 // of the 8 rows; the 8 vectors of a block add up in int16 (4-bit weights: at most
 // 8 x 2 x 15 x 127 = 30480, no saturation), one vpmaddwd widens them, and a block
 // costs one convert and two FMAs per activation row for all 8 rows at once.
-// Q8_0's signed weights use |w| and move w's sign onto the activation bytes, and
-// widen after every vpmaddubsw (two products can reach 2 x 128 x 127).
+// The float accumulation order is the one every Q4 path keeps (kernels_avx2_direct8.c).
 #if defined(__x86_64__)
 #include "sv_internal.h"
 #include "avx2_common.h"
 
-/// Blocks per repacked chunk: 64 x 320 bytes (Q4) or 64 x 576 bytes (Q8_0) stay in L1/L2.
+/// Blocks per repacked chunk: 64 x 320 bytes stay in L1.
 #define R8_CHUNK 64
-/// Bytes of one repacked block of 8 rows: d[8], m[8] as floats, then 8 vectors of quants
-/// (Q8_0: 8 vectors of |w| and 8 of w, for the signs).
+/// Bytes of one repacked block of 8 rows: d[8], m[8] as floats, then 8 vectors of quants.
 #define R8_Q4_BYTES 320
-#define R8_Q8_BYTES 576
 
-enum { R8_Q4_0, R8_Q4_1, R8_Q8_0 };
+enum { R8_Q4_0, R8_Q4_1 };
 
 /// 8 x 8 transpose of 32-bit lanes: out[t] lane j = in[j] lane t.
 AVX2_INLINE void transpose8x32(__m256i r[8]) {
@@ -48,8 +45,8 @@ AVX2_INLINE void transpose8x32(__m256i r[8]) {
 
 /// Repacks blocks [b0, b0 + nb) of weight rows w .. w + 7 * wstride into `pk`.
 AVX2_INLINE void pack8(int kind, const uint8_t *w, size_t wstride, int64_t b0, int64_t nb, uint8_t *pk) {
-    const size_t wbs = kind == R8_Q4_0 ? sizeof(sv_block_q4_0) : kind == R8_Q4_1 ? sizeof(sv_block_q4_1) : sizeof(sv_block_q8_0);
-    const size_t pbs = kind == R8_Q8_0 ? R8_Q8_BYTES : R8_Q4_BYTES;
+    const size_t wbs = kind == R8_Q4_0 ? sizeof(sv_block_q4_0) : sizeof(sv_block_q4_1);
+    const size_t pbs = R8_Q4_BYTES;
     const __m128i m4 = _mm_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *o = pk + (size_t)b * pbs;
@@ -58,25 +55,14 @@ AVX2_INLINE void pack8(int kind, const uint8_t *w, size_t wstride, int64_t b0, i
         for (int j = 0; j < 8; j++) {
             const uint8_t *wb = w + (size_t)j * wstride + (size_t)(b0 + b) * wbs;
             d[j] = _cvtsh_ss(*(const uint16_t *)wb);
-            if (kind == R8_Q8_0) {
-                v[j] = _mm256_loadu_si256((const __m256i *)(wb + 2));
-            } else {
-                m[j] = kind == R8_Q4_1 ? _cvtsh_ss(*(const uint16_t *)(wb + 2)) : -8.0f * d[j];
-                const __m128i q = _mm_loadu_si128((const __m128i *)(wb + (kind == R8_Q4_1 ? 4 : 2)));
-                // Elements 0..15 are the low nibbles, 16..31 the high ones.
-                v[j] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-            }
+            m[j] = kind == R8_Q4_1 ? _cvtsh_ss(*(const uint16_t *)(wb + 2)) : -8.0f * d[j];
+            const __m128i q = _mm_loadu_si128((const __m128i *)(wb + (kind == R8_Q4_1 ? 4 : 2)));
+            // Elements 0..15 are the low nibbles, 16..31 the high ones.
+            v[j] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
         }
         transpose8x32(v);
         __m256i *q = (__m256i *)(o + 64);
-        for (int t = 0; t < 8; t++) {
-            if (kind == R8_Q8_0) {
-                _mm256_store_si256(q + t, _mm256_sign_epi8(v[t], v[t]));
-                _mm256_store_si256(q + 8 + t, v[t]);
-            } else {
-                _mm256_store_si256(q + t, v[t]);
-            }
-        }
+        for (int t = 0; t < 8; t++) _mm256_store_si256(q + t, v[t]);
     }
 }
 
@@ -90,7 +76,7 @@ AVX2_INLINE __m256i bcast4(const int8_t *p) {
 /// `add`: accumulate into y (later K chunks) instead of storing.
 AVX2_INLINE void tile8(int kind, int NA, const uint8_t *pk, int64_t nb, const uint8_t *x, size_t xstride, float *y,
                        int64_t ldy, int add) {
-    const size_t pbs = kind == R8_Q8_0 ? R8_Q8_BYTES : R8_Q4_BYTES;
+    const size_t pbs = R8_Q4_BYTES;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4];
     for (int j = 0; j < NA; j++) acc[j] = add ? _mm256_loadu_ps(y + (int64_t)j * ldy) : _mm256_setzero_ps();
@@ -100,34 +86,21 @@ AVX2_INLINE void tile8(int kind, int NA, const uint8_t *pk, int64_t nb, const ui
         const sv_block_q8a *xb[4];
         for (int j = 0; j < NA; j++) xb[j] = (const sv_block_q8a *)(x + (size_t)j * xstride) + b;
         __m256i s[4];
-        if (kind == R8_Q8_0) {
-            for (int t = 0; t < 8; t++) {
-                const __m256i aw = _mm256_load_si256(q + t), sw = _mm256_load_si256(q + 8 + t);
-                for (int j = 0; j < NA; j++) {
-                    const __m256i p = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xb[j]->qs + 4 * t), sw)), ones);
-                    s[j] = t == 0 ? p : _mm256_add_epi32(s[j], p);
-                }
+        for (int t = 0; t < 8; t++) {
+            const __m256i wv = _mm256_load_si256(q + t);
+            // Vector t holds elements 4t..4t+3 of each row (the low nibbles were 0..15).
+            for (int j = 0; j < NA; j++) {
+                const __m256i p = _mm256_maddubs_epi16(wv, bcast4(xb[j]->qs + 4 * t));
+                s[j] = t == 0 ? p : _mm256_add_epi16(s[j], p);
             }
-        } else {
-            for (int t = 0; t < 8; t++) {
-                const __m256i wv = _mm256_load_si256(q + t);
-                // Vector t holds elements 4t..4t+3 of each row (the low nibbles were 0..15).
-                for (int j = 0; j < NA; j++) {
-                    const __m256i p = _mm256_maddubs_epi16(wv, bcast4(xb[j]->qs + 4 * t));
-                    s[j] = t == 0 ? p : _mm256_add_epi16(s[j], p);
-                }
-            }
-            for (int j = 0; j < NA; j++) s[j] = _mm256_madd_epi16(s[j], ones);
         }
+        for (int j = 0; j < NA; j++) s[j] = _mm256_madd_epi16(s[j], ones);
         const __m256 d8 = _mm256_load_ps((const float *)blk);
         for (int j = 0; j < NA; j++) {
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), _mm256_mul_ps(d8, _mm256_set1_ps(xb[j]->d)), acc[j]);
         }
-        if (kind != R8_Q8_0) {
-            const __m256 m8 = _mm256_load_ps((const float *)(blk + 32));
-            for (int j = 0; j < NA; j++) acc[j] = _mm256_fmadd_ps(m8, _mm256_set1_ps(xb[j]->s), acc[j]);
-        }
+        const __m256 m8 = _mm256_load_ps((const float *)(blk + 32));
+        for (int j = 0; j < NA; j++) acc[j] = _mm256_fmadd_ps(m8, _mm256_set1_ps(xb[j]->s), acc[j]);
     }
     for (int j = 0; j < NA; j++) _mm256_storeu_ps(y + (int64_t)j * ldy, acc[j]);
 }
@@ -136,7 +109,7 @@ AVX2_INLINE void tile8(int kind, int NA, const uint8_t *pk, int64_t nb, const ui
 /// rows and K chunk, repack once, then run every activation row through it.
 AVX2_INLINE void mm_rows8(int kind, const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t groups,
                           const uint8_t *x, size_t xstride, int64_t nx, float *y, int64_t ldy) {
-    _Alignas(32) uint8_t pk[R8_CHUNK * R8_Q8_BYTES];
+    _Alignas(32) uint8_t pk[R8_CHUNK * R8_Q4_BYTES];
     // Activation rows per pass: their quantized rows stay in L2 while 8-row groups stream by.
     int64_t rc = (int64_t)((192 * 1024) / xstride) & ~3;
     if (rc < 4) rc = 4;
@@ -170,7 +143,6 @@ AVX2 int64_t sv_matmul_rows8_avx2(int wtype, const void *w, size_t wstride, int6
     switch (wtype) {
     case SV_TYPE_Q4_0: mm_rows8(R8_Q4_0, w, wstride, k / 32, o0, groups, xq, xstride, nx, y, ldy); break;
     case SV_TYPE_Q4_1: mm_rows8(R8_Q4_1, w, wstride, k / 32, o0, groups, xq, xstride, nx, y, ldy); break;
-    case SV_TYPE_Q8_0: mm_rows8(R8_Q8_0, w, wstride, k / 32, o0, groups, xq, xstride, nx, y, ldy); break;
     default: return o0;
     }
     return o0 + 8 * groups;
