@@ -220,6 +220,9 @@ int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
     if (be == 0 || k <= 0 || k % be != 0 || o0 < 0 || o1 < o0 || nx < 0) return -1;
 #if defined(__x86_64__)
     isa = clamp_isa(isa);
+    // The AVX2 path's own Q4_0 / Q4_1 kernels: the same order for every row count (Q8_0 and
+    // the rest: the tiles below, whose order does not depend on the row count either).
+    if (isa == SV_ISA_AVX2 && sv_matmul_q32_avx2(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
     // Single-row matmuls of the 32-element block types are a stream of the weights: the
     // AVX2 tiles (which prefetch ahead) beat the 512-bit ones there (Sapphire Rapids,
     // 16 threads, SmolLM2 shapes: 564 vs 533 tokens/s matmul-only at n = 1).

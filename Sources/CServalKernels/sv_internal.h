@@ -103,6 +103,18 @@ int sv_quantize_act_row_avx2(int wtype, const float *x, void *dst, int64_t k);
 int sv_matmul_avx2(int wtype, const void *w, size_t wstride, int64_t k,
                    int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                    float *y, int64_t ldy);
+/// Q4_0 / Q4_1 on the AVX2 path (kernels_avx2_direct8.c): one accumulation order per
+/// output row whatever the activation row count, so batched rows equal the same rows alone.
+/// Returns -1 for other types.
+int sv_matmul_q32_avx2(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
+                       const void *xq, size_t xstride, int64_t nx, float *y, int64_t ldy);
+/// Activation rows from which sv_matmul_q32_avx2 runs full 8-row groups through the
+/// repacked tiles (kernels_avx2_rows8.c) instead of the direct ones.
+#define SV_ROWS8_MIN 8
+/// Output rows [o0, o0 + 8 * ((o1 - o0) / 8)) of a Q4_0 / Q4_1 matmul through the
+/// 8-row repacked tiles; returns the first row it did not compute (o0 when none).
+int64_t sv_matmul_rows8_avx2(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
+                             const void *xq, size_t xstride, int64_t nx, float *y, int64_t ldy);
 float sv_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void sv_axpy_f32_avx2(float a, const float *x, float *y, int64_t n);
 void sv_add_f32_avx2(const float *a, const float *b, float *y, int64_t n);

@@ -98,8 +98,10 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
         _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float,
         into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int
     ) {
-        for r in 0..<rows {
-            CPUOps.rmsNorm(x + r * cols, weight: weight, eps: eps, into: y + r * cols, count: cols, path: path)
+        rowChunks(rows, cols: cols) { lo, hi in
+            for r in lo..<hi {
+                CPUOps.rmsNorm(x + r * cols, weight: weight, eps: eps, into: y + r * cols, count: cols, path: path)
+            }
         }
     }
 
@@ -110,14 +112,38 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     public func add(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
     ) {
-        CPUOps.add(a, b, into: y, count: count, path: path)
+        rowChunks(count / Self.elementChunk + 1, cols: Self.elementChunk) { lo, hi in
+            let a0 = lo * Self.elementChunk, a1 = min(count, hi * Self.elementChunk)
+            if a0 < a1 { CPUOps.add(a + a0, b + a0, into: y + a0, count: a1 - a0, path: path) }
+        }
     }
 
     public func siluMul(
         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
         count: Int
     ) {
-        CPUOps.siluMul(gate: gate, up: up, into: y, count: count, path: path)
+        rowChunks(count / Self.elementChunk + 1, cols: Self.elementChunk) { lo, hi in
+            let a0 = lo * Self.elementChunk, a1 = min(count, hi * Self.elementChunk)
+            if a0 < a1 { CPUOps.siluMul(gate: gate + a0, up: up + a0, into: y + a0, count: a1 - a0, path: path) }
+        }
+    }
+
+    /// Element-wise ops split into pieces of this many floats (a multiple of every vector width).
+    static let elementChunk = 4096
+    /// Below this many floats an element-wise op runs on the calling thread: waking the
+    /// pool costs more than the work (decode rows are 576-1536 floats).
+    static let parallelElements = 32768
+
+    /// Runs `body(lo, hi)` over rows 0..<rows: inline when rows x cols is small, else
+    /// over the pool in contiguous pieces (prefill and large batches, where these
+    /// memory-light ops would otherwise leave the other cores idle between matmuls).
+    private func rowChunks(_ rows: Int, cols: Int, _ body: (Int, Int) -> Void) {
+        if rows <= 1 || rows * cols < Self.parallelElements || pool.threads == 1 {
+            body(0, rows)
+            return
+        }
+        let pieces = min(rows, pool.threads * 4)
+        pool.parallelFor(pieces) { p in body(rows * p / pieces, rows * (p + 1) / pieces) }
     }
 
     public func rotaryAngles(
@@ -139,10 +165,12 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
         rotaryDim: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool
     ) {
         let half = rotaryDim / 2
-        for r in 0..<rows {
-            CPUOps.rope(
-                x + r * rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim,
-                cos: cos + r * half, sin: sin + r * half, neox: neox)
+        rowChunks(rows, cols: heads * headDim) { lo, hi in
+            for r in lo..<hi {
+                CPUOps.rope(
+                    x + r * rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim,
+                    cos: cos + r * half, sin: sin + r * half, neox: neox)
+            }
         }
     }
 
