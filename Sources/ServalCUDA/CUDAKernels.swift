@@ -14,6 +14,8 @@ public final class CUDAKernels: @unchecked Sendable {
         compile = try compiler.compile(source: KernelSource.all, name: "serval_kernels.cu")
         module = try CUDAModule(cubin: compile.cubin)
         multiprocessors = context.info.multiprocessors
+        // Diagnostic switch: SERVAL_CUDA_TENSOR_CORE_EXTEND=0 runs the CUDA-core extend kernel.
+        useTensorCoreExtend = ProcessInfo.processInfo.environment["SERVAL_CUDA_TENSOR_CORE_EXTEND"] != "0"
     }
 
     func fn(_ name: String) throws -> CUDAFunction {
@@ -132,6 +134,11 @@ public final class CUDAKernels: @unchecked Sendable {
     }
 
     static let headDims = [64, 128, 256]
+    /// Head sizes whose extend attention runs on tensor cores (256 keeps the CUDA-core kernel).
+    static let mmaExtendDims = [64, 128]
+    /// Extend / prefill attention on tensor cores where the head size has a kernel (false: the
+    /// CUDA-core kernel everywhere; the selftest checks both).
+    public var useTensorCoreExtend = true
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.
     public func decodeSplits(batch: Int, shape: AttentionShape, maxLen: Int) -> Int {
@@ -200,8 +207,13 @@ public final class CUDAKernels: @unchecked Sendable {
         var a = KernelArgs()
         a.add(q); a.add(qStride); a.add(kCache); a.add(vCache); a.add(qoIndptr); a.add(kvIndptr); a.add(kvIndices)
         a.add(out); a.add(shape.heads); a.add(shape.kvHeads); a.add(shape.scale)
-        try fn("sv_extend_attn_d\(shape.headDim)").launch(
-            grid: (Self.blocks(maxQLen, 16), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
+        if Self.mmaExtendDims.contains(shape.headDim) && useTensorCoreExtend {
+            try fn("sv_extend_mma_d\(shape.headDim)").launch(
+                grid: (Self.blocks(maxQLen, 64), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
+        } else {
+            try fn("sv_extend_attn_d\(shape.headDim)").launch(
+                grid: (Self.blocks(maxQLen, 16), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
+        }
     }
 
     private func checkShape(_ s: AttentionShape) throws {

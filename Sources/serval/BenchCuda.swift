@@ -72,6 +72,26 @@ struct BenchCuda: ParsableCommand {
                 gemms.append(["name": name, "m": m, "n": n, "k": k, "ms": r.ms, "tflops": r.tflops, "gbs": gbs])
             }
             json["gemm"] = gemms
+            var gemvs: [[String: Any]] = []
+            for (name, n, k, parts) in [
+                ("qkv", 6144, 4096, 3), ("o", 4096, 4096, 1), ("gate_up", 28672, 4096, 2), ("down", 4096, 14336, 1),
+                ("lm_head", 128_256, 4096, 1),
+            ] {
+                let r = try bench.gemv(n: n, k: k, parts: parts)
+                print(
+                    String(
+                        format: "gemv %-8@ n=%-6d k=%-5d (%d target%@) %8.4f ms %6.0f GB/s (%.0f%% of copy)",
+                        name as NSString, n, k, parts, (parts > 1 ? "s" : "") as NSString, r.ms, r.gbs,
+                        100 * r.gbs / bw))
+                gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs])
+            }
+            json["gemv"] = gemvs
+            let gap = try bench.launchGap()
+            print(
+                String(
+                    format: "dependent tiny kernels, 200 in a row: %.2f us each eager, %.2f us each in a graph",
+                    gap.eagerUs, gap.graphUs))
+            json["launch_gap_us"] = ["eager": gap.eagerUs, "graph": gap.graphUs]
             var attn: [[String: Any]] = []
             for (b, len) in [(1, 4096), (1, 32768), (64, 1024), (256, 1024), (64, 4096)] {
                 let r = try bench.decodeAttention(batch: b, context: len)

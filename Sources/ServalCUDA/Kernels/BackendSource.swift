@@ -96,6 +96,91 @@ extension KernelSource {
             }
         }
 
+        // a += b, then y = RMSNorm(a) * w: the seam's residual add followed by the next norm, in
+        // one pass (the backend fuses `add` into the `rmsNorm` that reads its output). The sum is
+        // rounded to fp32 before the norm reads it, as the two separate ops do. grid rows, block 256.
+        extern "C" __global__ void sv_add_rmsnorm_f32(float *a, const float *b, const float *w, float *y, int cols,
+                                                      float eps) {
+            __shared__ float scratch[33];
+            float *ar = a + (size_t)blockIdx.x * cols;
+            const float *br = b + (size_t)blockIdx.x * cols;
+            float *yr = y + (size_t)blockIdx.x * cols;
+            float ss = 0.f;
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) {
+                float v = ar[d] + br[d];
+                ar[d] = v;
+                ss += v * v;
+            }
+            ss = block_sum(ss, scratch);
+            const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) yr[d] = ar[d] * inv * w[d];
+        }
+
+        // Token t's k and v rows into its cache slot (as sv_kv_write_f32) and its q row
+        // (q_width fp32) to bf16, in one launch. grid tokens, block 128.
+        extern "C" __global__ void sv_kv_write_q_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
+                                                     bf16_t *v_cache, int kv_dim, const float *q, bf16_t *q_out,
+                                                     int q_width) {
+            const int t = blockIdx.x;
+            const size_t slot = (size_t)slots[t];
+            for (int d = threadIdx.x; d < kv_dim; d += blockDim.x) {
+                k_cache[slot * kv_dim + d] = f2bf(k[(size_t)t * kv_dim + d]);
+                v_cache[slot * kv_dim + d] = f2bf(v[(size_t)t * kv_dim + d]);
+            }
+            for (int d = threadIdx.x; d < q_width; d += blockDim.x)
+                q_out[(size_t)t * q_width + d] = f2bf(q[(size_t)t * q_width + d]);
+        }
+
+        // One-token products of up to three weights that read the same x (q/k/v, gate/up) in one
+        // launch: rows [0, n0) of the output space are w0's, then w1's, then w2's. x is fp32 and
+        // rounded to bf16 as it is read, exactly as the prefill path rounds its GEMM input, so
+        // decode and prefill see the same activations. A warp per row, 16-byte weight loads that
+        // bypass L1 (x stays there), 4 in flight per lane. k % 8 == 0, x 16-byte aligned.
+        // grid ceil((n0 + n1 + n2) / 8), block 256.
+        __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+            uint4 r;
+            asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                : "l"(p));
+            return r;
+        }
+        __device__ __forceinline__ float rbf(float f) { return bf2f(f2bf(f)); }
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_gemv3_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1, float *y1,
+                               int n1, const bf16_t *__restrict__ w2, float *y2, int n2, const float *__restrict__ x,
+                               int k) {
+            int row = blockIdx.x * 8 + (threadIdx.x >> 5);
+            const int lane = threadIdx.x & 31;
+            const bf16_t *w = w0;
+            float *y = y0;
+            if (row >= n0) {
+                row -= n0;
+                w = w1;
+                y = y1;
+                if (row >= n1) {
+                    row -= n1;
+                    w = w2;
+                    y = y2;
+                    if (row >= n2) return;
+                }
+            }
+            const uint4 *wr = (const uint4 *)(w + (size_t)row * k);
+            const float4 *xv = (const float4 *)x;
+            const int chunks = k / 8;
+            float acc = 0.f;
+        #pragma unroll 4
+            for (int c = lane; c < chunks; c += 32) {
+                const uint4 a = ld_stream(wr + c);
+                const float4 b0 = __ldg(xv + 2 * c), b1 = __ldg(xv + 2 * c + 1);
+                acc += __uint_as_float(a.x << 16) * rbf(b0.x) + __uint_as_float(a.x & 0xffff0000u) * rbf(b0.y) +
+                       __uint_as_float(a.y << 16) * rbf(b0.z) + __uint_as_float(a.y & 0xffff0000u) * rbf(b0.w) +
+                       __uint_as_float(a.z << 16) * rbf(b1.x) + __uint_as_float(a.z & 0xffff0000u) * rbf(b1.y) +
+                       __uint_as_float(a.w << 16) * rbf(b1.z) + __uint_as_float(a.w & 0xffff0000u) * rbf(b1.w);
+            }
+            acc = warp_sum(acc);
+            if (lane == 0) y[row] = acc;
+        }
+
         // One-token y[n] = w[n, :] . x with fp32 x and y (the decode GEMV of the seam):
         // a warp per row, 16-byte weight loads. k % 8 == 0, x 16-byte aligned.
         // grid ceil(n / 8), block 256.
