@@ -7,8 +7,8 @@ extension KernelSource {
         // One block = 64 queries (4 warps x 16 rows) of one head of one sequence. K and V tiles of
         // 64 cached tokens go through shared memory (rows padded 16 bytes: conflict-free fragment
         // loads); Q fragments stay in registers. S = Q K^T and O += P V run as mma.sync m16n8k16;
-        // the softmax is online in fp32 (exp2 with the scale folded in), P is rounded to bf16 for
-        // the second product. Token j of sequence b is visible to new token i when
+        // the softmax is online in fp32 (exp2 with the scale folded in), P enters the second product
+        // as two bf16 parts (hi + lo). Token j of sequence b is visible to new token i when
         // j <= kvlen - qlen + i. grid (ceil(max_qlen / 64), n_heads, batch), block 128.
         __device__ __forceinline__ void mma_bf16(float *c, const unsigned *a, unsigned b0, unsigned b1) {
             asm volatile(
@@ -24,6 +24,12 @@ extension KernelSource {
         }
         __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
             return (unsigned)f2bf(lo) | ((unsigned)f2bf(hi) << 16);
+        }
+
+        __device__ __forceinline__ void split_bf16(float a, float b, unsigned &hi, unsigned &lo) {
+            const bf16_t ha = f2bf(a), hb = f2bf(b);
+            hi = (unsigned)ha | ((unsigned)hb << 16);
+            lo = pack_bf16(a - bf2f(ha), b - bf2f(hb));
         }
 
         template <int D>
@@ -134,11 +140,13 @@ extension KernelSource {
                 // O += P V: P's accumulator layout is the A layout of the next product.
         #pragma unroll
                 for (int kk = 0; kk < BK / 16; kk++) {
-                    unsigned pa[4];
-                    pa[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-                    pa[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-                    pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                    pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                    // P = hi + lo, both bf16: P V to ~16 bits, as close to the fp32 decode kernel's
+                    // weights as prompt logprobs need (one extra mma per step).
+                    unsigned pa[4], pl[4];
+                    split_bf16(s[2 * kk][0], s[2 * kk][1], pa[0], pl[0]);
+                    split_bf16(s[2 * kk][2], s[2 * kk][3], pa[1], pl[1]);
+                    split_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1], pa[2], pl[2]);
+                    split_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3], pa[3], pl[3]);
         #pragma unroll
                     for (int dt = 0; dt < D / 16; dt++) {
                         unsigned b0, b1, b2, b3;
@@ -148,6 +156,8 @@ extension KernelSource {
                                      : "r"(addr));
                         mma_bf16(o[2 * dt], pa, b0, b1);
                         mma_bf16(o[2 * dt + 1], pa, b2, b3);
+                        mma_bf16(o[2 * dt], pl, b0, b1);
+                        mma_bf16(o[2 * dt + 1], pl, b2, b3);
                     }
                 }
             }
