@@ -100,6 +100,19 @@ struct BackendCheck {
                 gq, rows: 5, rowStride: stride, heads: 3, headDim: 64, rotaryDim: 48, cos: gcos, sin: gsin, neox: neox)
             compare("rope \(neox ? "neox" : "interleaved")", gpu.read(gq, count: 5 * stride), q, tol: 1e-5, say)
         }
+        // q then k with the same angles: the backend rotates both in one launch.
+        do {
+            var q = random(5 * 4 * 64), k = random(5 * 2 * 64)
+            let gq = try dev(q), gk = try dev(k)
+            cpu.rope(&q, rows: 5, rowStride: 256, heads: 4, headDim: 64, rotaryDim: 48, cos: cc, sin: cs, neox: true)
+            cpu.rope(&k, rows: 5, rowStride: 128, heads: 2, headDim: 64, rotaryDim: 48, cos: cc, sin: cs, neox: true)
+            gpu.rope(
+                gq, rows: 5, rowStride: 256, heads: 4, headDim: 64, rotaryDim: 48, cos: gcos, sin: gsin, neox: true)
+            gpu.rope(
+                gk, rows: 5, rowStride: 128, heads: 2, headDim: 64, rotaryDim: 48, cos: gcos, sin: gsin, neox: true)
+            compare("rope q + k (fused) q", gpu.read(gq, count: 5 * 256), q, tol: 1e-5, say)
+            compare("rope q + k (fused) k", gpu.read(gk, count: 5 * 128), k, tol: 1e-5, say)
+        }
         // gatherRows
         gpu.reserveScratch(rows: 64, cols: 4096)
         let pick: [Int32] = [4, 0, 2]

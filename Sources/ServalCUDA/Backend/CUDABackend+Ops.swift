@@ -157,14 +157,38 @@ extension CUDABackend {
         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool
     ) {
         guard rows > 0, heads > 0, rotaryDim >= 2 else { return }
-        enqueue {
-            var k = KernelArgs()
-            k.add(Self.range(x, rows * rowStride * 4)); k.add(rowStride); k.add(headDim); k.add(rotaryDim)
-            k.add(Self.range(cos, rows * rotaryDim / 2 * 4)); k.add(Self.range(sin, rows * rotaryDim / 2 * 4))
-            k.add(Int32(neox ? 1 : 0))
-            let threads = min(1024, max(32, (rotaryDim / 2 + 31) / 32 * 32))
-            try launch("sv_rope_f32", grid: (rows, heads, 1), block: threads, k)
+        if case .replay = graphMode { return }
+        let op = PendingRope(
+            x: x, rows: rows, rowStride: rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim, cos: cos,
+            sin: sin, neox: neox)
+        // q's rotation waits one op: k's, with the same angles, runs in the same launch.
+        if let p = pendingRope, p.fuses(with: op) {
+            pendingRope = nil
+            enqueue { try launchRope(p, op) }
+            return
         }
+        flushPending()
+        if fuseAddNorm {
+            pendingRope = op
+            return
+        }
+        enqueue { try launchRope(op, nil) }
+    }
+
+    /// Rotates `a`'s heads, and `b`'s in the same launch when given (same rows and angles).
+    func launchRope(_ a: PendingRope, _ b: PendingRope?) throws {
+        var k = KernelArgs()
+        k.add(Self.range(a.x, a.rows * a.rowStride * 4)); k.add(a.rowStride); k.add(a.heads)
+        if let b {
+            k.add(Self.range(b.x, b.rows * b.rowStride * 4)); k.add(b.rowStride)
+        } else {
+            k.add(DevicePointer(address: 0, bytes: 0)); k.add(0)
+        }
+        k.add(a.headDim); k.add(a.rotaryDim)
+        k.add(Self.range(a.cos, a.rows * a.rotaryDim / 2 * 4)); k.add(Self.range(a.sin, a.rows * a.rotaryDim / 2 * 4))
+        k.add(Int32(a.neox ? 1 : 0))
+        let threads = min(1024, max(32, (a.rotaryDim / 2 + 31) / 32 * 32))
+        try launch("sv_rope2_f32", grid: (a.rows, a.heads + (b?.heads ?? 0), 1), block: threads, k)
     }
 
     public func gatherRows(

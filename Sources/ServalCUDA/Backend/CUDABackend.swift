@@ -18,10 +18,13 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     public let blas: CuBLASLt
     /// Batch-1 decode runs matrix-vector products through `sv_gemv_bf16_xf32` (beats cuBLASLt at m = 1).
     public var useGEMV = true
-    /// A residual `add` waits one op and runs fused with the `rmsNorm` that reads its sum.
+    /// A residual `add` waits one op and runs fused with the `rmsNorm` that reads its sum; a
+    /// RoPE waits one op and runs in one launch with the next (q's and k's).
     public var fuseAddNorm = true
     /// The add held back for that fusion (never while a graph replays).
     var pendingAdd: PendingAdd?
+    /// A rotation held back for fusion with the next one (q's, then k's).
+    var pendingRope: PendingRope?
     /// GPU idle time between steps (logged every 500 steps).
     var idleMeter = GPUIdleMeter()
     let log: @Sendable (String) -> Void
@@ -94,7 +97,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     @inline(__always)
     func record(_ body: () throws -> Void) {
         if case .replay = graphMode {} else { idleMeter.work() }
-        if pendingAdd != nil { flushPending() }
+        if pendingAdd != nil || pendingRope != nil { flushPending() }
         do { try body() } catch { if firstError == nil { firstError = error } }
     }
 
@@ -105,9 +108,18 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     /// Queues a held-back add (every path that queues GPU work or waits comes here first).
     func flushPending() {
-        guard let p = pendingAdd else { return }
-        pendingAdd = nil
-        do { try launchAdd(p.a, p.b, into: p.y, count: p.count) } catch { if firstError == nil { firstError = error } }
+        do {
+            if let p = pendingAdd {
+                pendingAdd = nil
+                try launchAdd(p.a, p.b, into: p.y, count: p.count)
+            }
+            if let r = pendingRope {
+                pendingRope = nil
+                try launchRope(r, nil)
+            }
+        } catch {
+            if firstError == nil { firstError = error }
+        }
     }
 
     /// Queues an op's work, except while a graph replays (its work is the graph's).
@@ -295,6 +307,23 @@ struct PendingAdd {
     let b: UnsafePointer<Float>
     let y: UnsafeMutablePointer<Float>
     let count: Int
+}
+
+/// A RoPE call held back for fusion with the next one over the same rows and angles.
+struct PendingRope {
+    let x: UnsafeMutablePointer<Float>
+    let rows: Int, rowStride: Int, heads: Int, headDim: Int, rotaryDim: Int
+    let cos: UnsafePointer<Float>
+    let sin: UnsafePointer<Float>
+    let neox: Bool
+
+    func fuses(with o: PendingRope) -> Bool {
+        rows == o.rows && headDim == o.headDim && rotaryDim == o.rotaryDim && cos == o.cos && sin == o.sin
+            && neox == o.neox && (end <= o.start || o.end <= start)
+    }
+
+    private var start: UInt { UInt(bitPattern: x) }
+    private var end: UInt { start + UInt(((rows - 1) * rowStride + heads * headDim) * 4) }
 }
 
 /// A reference that does not keep an attention object alive.

@@ -78,6 +78,29 @@ extension KernelSource {
             }
         }
 
+        // sv_rope_f32 over two tensors in one launch (q and k: same rows and angles): heads
+        // [0, heads1) are x1's, the rest x2's (x2 may be null). grid (rows, heads1 + heads2).
+        extern "C" __global__ void sv_rope2_f32(float *x1, int stride1, int heads1, float *x2, int stride2,
+                                                int head_dim, int rot_dim, const float *cos_in, const float *sin_in,
+                                                int neox) {
+            const int r = blockIdx.x, half = rot_dim / 2;
+            int h = blockIdx.y;
+            float *v;
+            if (h < heads1) {
+                v = x1 + (size_t)r * stride1 + (size_t)h * head_dim;
+            } else {
+                h -= heads1;
+                v = x2 + (size_t)r * stride2 + (size_t)h * head_dim;
+            }
+            for (int i = threadIdx.x; i < half; i += blockDim.x) {
+                const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+                const float c = cos_in[(size_t)r * half + i], s = sin_in[(size_t)r * half + i];
+                const float x0 = v[a], x1v = v[b];
+                v[a] = x0 * c - x1v * s;
+                v[b] = x0 * s + x1v * c;
+            }
+        }
+
         // y[j] = x[rows[j]] (cols floats each). grid (ceil(cols/256), count), block 256.
         extern "C" __global__ void sv_gather_rows_f32(const float *x, const int *rows, int cols, float *y) {
             const int j = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
