@@ -142,7 +142,10 @@ struct BackendCheck {
         let W2 = try w2b.withUnsafeBytes {
             try gpu.weight($0.baseAddress!, type: .bf16, rows: n2, cols: k, byteCount: $0.count)
         }
-        for m in [1, 5, 64] {
+        for (m, sharedX) in [(1, true), (1, false), (5, true), (64, true)] {
+            gpu.gemvSharedX = sharedX
+            defer { gpu.gemvSharedX = true }
+            let label = m == 1 && !sharedX ? "1, warp GEMV" : "\(m)"
             let x = random(m * k), xr = Self.bf16Round(x)
             var want = [Float](repeating: 0, count: m * n), want2 = [Float](repeating: 0, count: m * n2)
             for r in 0..<m {
@@ -167,10 +170,10 @@ struct BackendCheck {
                     MatmulTarget(weight: W, y: gy), MatmulTarget(weight: W2, y: gy2), MatmulTarget(weight: W, y: gy3),
                     MatmulTarget(weight: W2, y: gy4),
                 ])
-            compare("matmul m=\(m) (1st target)", gpu.read(gy, count: m * n), want, tol: 1e-2, say)
-            compare("matmul m=\(m) (2nd target)", gpu.read(gy2, count: m * n2), want2, tol: 1e-2, say)
-            compare("matmul m=\(m) (3rd target)", gpu.read(gy3, count: m * n), want, tol: 1e-2, say)
-            compare("matmul m=\(m) (4th target)", gpu.read(gy4, count: m * n2), want2, tol: 1e-2, say)
+            compare("matmul m=\(label) (1st target)", gpu.read(gy, count: m * n), want, tol: 1e-2, say)
+            compare("matmul m=\(label) (2nd target)", gpu.read(gy2, count: m * n2), want2, tol: 1e-2, say)
+            compare("matmul m=\(label) (3rd target)", gpu.read(gy3, count: m * n), want, tol: 1e-2, say)
+            compare("matmul m=\(label) (4th target)", gpu.read(gy4, count: m * n2), want2, tol: 1e-2, say)
         }
         let ids: [Int32] = [0, 514, 77, 3]
         var want = [Float]()

@@ -77,13 +77,15 @@ struct BenchCuda: ParsableCommand {
                 ("qkv", 6144, 4096, 3), ("o", 4096, 4096, 1), ("gate_up", 28672, 4096, 2), ("down", 4096, 14336, 1),
                 ("lm_head", 128_256, 4096, 1),
             ] {
-                let r = try bench.gemv(n: n, k: k, parts: parts)
-                print(
-                    String(
-                        format: "gemv %-8@ n=%-6d k=%-5d (%d target%@) %8.4f ms %6.0f GB/s (%.0f%% of copy)",
-                        name as NSString, n, k, parts, (parts > 1 ? "s" : "") as NSString, r.ms, r.gbs,
-                        100 * r.gbs / bw))
-                gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs])
+                for shared in [true, false] {
+                    let r = try bench.gemv(n: n, k: k, parts: parts, sharedX: shared)
+                    print(
+                        String(
+                            format: "gemv %@ %-8@ n=%-6d k=%-5d (%d target%@) %8.4f ms %6.0f GB/s (%.0f%% of copy)",
+                            (shared ? "smem-x" : "warp  ") as NSString, name as NSString, n, k, parts,
+                            (parts > 1 ? "s" : "") as NSString, r.ms, r.gbs, 100 * r.gbs / bw))
+                    gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs, "shared_x": shared])
+                }
             }
             json["gemv"] = gemvs
             let gap = try bench.launchGap()

@@ -204,6 +204,76 @@ extension KernelSource {
             if (lane == 0) y[row] = acc;
         }
 
+        // sv_gemv3_bf16_xf32 with x rounded to bf16 once per block into shared memory (k * 2 bytes
+        // of dynamic shared memory), two rows per warp, 16 rows per block: the inner loop is one
+        // 16-byte weight load per row, one 16-byte shared load of x and 16 FMAs, so the SMs keep
+        // up with HBM. grid ceil((n0 + n1 + n2) / 16), block 256.
+        __device__ __forceinline__ float dot8_bf16(uint4 a, uint4 b) {
+            return __uint_as_float(a.x << 16) * __uint_as_float(b.x << 16) +
+                   __uint_as_float(a.x & 0xffff0000u) * __uint_as_float(b.x & 0xffff0000u) +
+                   __uint_as_float(a.y << 16) * __uint_as_float(b.y << 16) +
+                   __uint_as_float(a.y & 0xffff0000u) * __uint_as_float(b.y & 0xffff0000u) +
+                   __uint_as_float(a.z << 16) * __uint_as_float(b.z << 16) +
+                   __uint_as_float(a.z & 0xffff0000u) * __uint_as_float(b.z & 0xffff0000u) +
+                   __uint_as_float(a.w << 16) * __uint_as_float(b.w << 16) +
+                   __uint_as_float(a.w & 0xffff0000u) * __uint_as_float(b.w & 0xffff0000u);
+        }
+        __device__ __forceinline__ void gemv3_row(int row, const bf16_t *w0, float *y0, int n0, const bf16_t *w1,
+                                                  float *y1, int n1, const bf16_t *w2, float *y2, int n2, int k,
+                                                  const uint4 *&wr, float *&y, int &r) {
+            r = row;
+            if (r < n0) {
+                wr = (const uint4 *)(w0 + (size_t)r * k);
+                y = y0;
+            } else if ((r -= n0) < n1) {
+                wr = (const uint4 *)(w1 + (size_t)r * k);
+                y = y1;
+            } else if ((r -= n1) < n2) {
+                wr = (const uint4 *)(w2 + (size_t)r * k);
+                y = y2;
+            } else {
+                wr = 0;
+                y = 0;
+            }
+        }
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_gemv3s_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
+                                float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
+                                const float *__restrict__ x, int k) {
+            extern __shared__ uint4 xs[];
+            const int chunks = k / 8;
+            for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+                const float4 b0 = ((const float4 *)x)[2 * c], b1 = ((const float4 *)x)[2 * c + 1];
+                xs[c] = make_uint4((unsigned)f2bf(b0.x) | ((unsigned)f2bf(b0.y) << 16),
+                                   (unsigned)f2bf(b0.z) | ((unsigned)f2bf(b0.w) << 16),
+                                   (unsigned)f2bf(b1.x) | ((unsigned)f2bf(b1.y) << 16),
+                                   (unsigned)f2bf(b1.z) | ((unsigned)f2bf(b1.w) << 16));
+            }
+            __syncthreads();
+            const int lane = threadIdx.x & 31, first = blockIdx.x * 16 + (threadIdx.x >> 5) * 2;
+            const uint4 *wa, *wb;
+            float *ya, *yb;
+            int ra, rb;
+            gemv3_row(first, w0, y0, n0, w1, y1, n1, w2, y2, n2, k, wa, ya, ra);
+            gemv3_row(first + 1, w0, y0, n0, w1, y1, n1, w2, y2, n2, k, wb, yb, rb);
+            if (!wa) return;
+            const bool two = wb != 0;
+            if (!two) wb = wa;
+            float acc0 = 0.f, acc1 = 0.f;
+        #pragma unroll 4
+            for (int c = lane; c < chunks; c += 32) {
+                const uint4 a = ld_stream(wa + c), b = ld_stream(wb + c), xv = xs[c];
+                acc0 += dot8_bf16(a, xv);
+                acc1 += dot8_bf16(b, xv);
+            }
+            acc0 = warp_sum(acc0);
+            acc1 = warp_sum(acc1);
+            if (lane == 0) {
+                ya[ra] = acc0;
+                if (two) yb[rb] = acc1;
+            }
+        }
+
         // One-token y[n] = w[n, :] . x with fp32 x and y (the decode GEMV of the seam):
         // a warp per row, 16-byte weight loads. k % 8 == 0, x 16-byte aligned.
         // grid ceil(n / 8), block 256.
