@@ -105,9 +105,19 @@ struct BenchCuda: ParsableCommand {
                 attn.append(["batch": b, "context": len, "ms": r.ms, "gbs": r.gbs])
             }
             json["decode_attention"] = attn
-            let e = try bench.extendAttention(len: 4096)
-            print(String(format: "extend attention 4096-token prompt (causal): %.2f ms, %.1f TFLOP/s", e.ms, e.tflops))
-            json["extend_attention_4096"] = ["ms": e.ms, "tflops": e.tflops]
+            var ext: [String: Any] = [:]
+            let chosen = kernels.extendKernel
+            for kernel in CUDAKernels.ExtendKernel.allCases {
+                kernels.extendKernel = kernel
+                let e = try bench.extendAttention(len: 4096)
+                print(
+                    String(
+                        format: "extend attention (%@) 4096-token prompt (causal): %.2f ms, %.1f TFLOP/s",
+                        kernel.rawValue as NSString, e.ms, e.tflops))
+                ext[kernel.rawValue] = ["ms": e.ms, "tflops": e.tflops]
+            }
+            kernels.extendKernel = chosen
+            json["extend_attention_4096"] = ext
         }
         if !batches.isEmpty {
             let decode = try DecodeBench(

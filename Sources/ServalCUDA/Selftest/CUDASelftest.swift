@@ -46,11 +46,13 @@ public final class CUDASelftest {
             run("decode_attention \(c.label), lens 1/77/1500, split-K") { try self.testDecode(c, autoSplits: true) }
             let cases = "prefix+new 0+37/50+17/130+1/40+150"
             if CUDAKernels.mmaExtendDims.contains(c.headDim) {
-                run("extend_attention tensor cores \(c.label), \(cases)") { try self.testExtend(c) }
-                run("extend_attention CUDA cores \(c.label), \(cases)") {
-                    self.kernels.useTensorCoreExtend = false
-                    defer { self.kernels.useTensorCoreExtend = true }
-                    return try self.testExtend(c)
+                for kernel in CUDAKernels.ExtendKernel.allCases {
+                    run("extend_attention \(kernel.rawValue) \(c.label), \(cases)") {
+                        let saved = self.kernels.extendKernel
+                        self.kernels.extendKernel = kernel
+                        defer { self.kernels.extendKernel = saved }
+                        return try self.testExtend(c)
+                    }
                 }
             } else {
                 run("extend_attention \(c.label), \(cases)") { try self.testExtend(c) }
