@@ -250,6 +250,11 @@ public final class CUDAKernels: @unchecked Sendable {
         try fn("sv_logit_edits").launch(grid: (rows, 1, 1), block: (256, 1, 1), stream: stream, args: a)
     }
 
+    /// Launches the grammar mask kernel (arguments as in the CUDA source).
+    func tokenMask(_ a: KernelArgs, rows: Int, stream: CUDAStream) throws {
+        try fn("sv_token_mask").launch(grid: (rows, 1, 1), block: (256, 1, 1), stream: stream, args: a)
+    }
+
     func sample(_ a: KernelArgs, rows: Int, stream: CUDAStream) throws {
         try fn("sv_sample").launch(grid: (rows, 1, 1), block: (1024, 1, 1), stream: stream, args: a)
     }

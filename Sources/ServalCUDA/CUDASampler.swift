@@ -1,7 +1,7 @@
 import ServalTensor
 
-/// Samples on the GPU where the logits are: logit bias, penalties and suppressed tokens
-/// edit the rows in place, then greedy / temperature / top-k / top-p / min-p with the
+/// Samples on the GPU where the logits are: logit bias, penalties, suppressed tokens and
+/// grammar masks (structured outputs) edit the rows in place, then greedy / temperature / top-k / top-p / min-p with the
 /// same Philox draws as `CPUSampler`; only token ids (and the logprobs asked for) come
 /// home. Buffers are placed once at init for up to `maxRows` rows.
 public final class CUDASampler: @unchecked Sendable {
@@ -22,6 +22,10 @@ public final class CUDASampler: @unchecked Sendable {
     private let outLogprob: DevicePointer
     private let outTopIDs: DevicePointer
     private let outTopLP: DevicePointer
+    /// 64-bit words of one row's grammar mask (`SamplingRow.allowedTokens`).
+    public let maskWords: Int
+    private let maskStaging: PinnedBuffer
+    private let masks: DevicePointer
 
     public init(kernels: CUDAKernels, vocab: Int, maxRows: Int, maxLogitRows: Int, maxEdits: Int = 1 << 16) throws {
         self.kernels = kernels
@@ -32,9 +36,12 @@ public final class CUDASampler: @unchecked Sendable {
         let paramBytes = Self.paramBytes(rows: maxRows, edits: maxEdits)
         staging = try PinnedBuffer(bytes: paramBytes)
         let n = maxRows
+        maskWords = (vocab + 63) / 64
+        let maskBytes = Self.maskBytes(rows: n, words: maskWords)
+        maskStaging = try PinnedBuffer(bytes: maskBytes)
         arena = try DeviceArena(
             bytes: paramBytes + n * vocab * 4 + max(maxLogitRows, 1) * vocab * 4
-                + n * (8 + Self.maxTopLogprobs * 8) + 8 * 256)
+                + n * (8 + Self.maxTopLogprobs * 8) + maskBytes + 8 * 256)
         params = try arena.allocate(bytes: paramBytes)
         weights = try arena.allocate(bytes: n * vocab * 4)
         raw = try arena.allocate(bytes: max(maxLogitRows, 1) * vocab * 4)
@@ -42,9 +49,44 @@ public final class CUDASampler: @unchecked Sendable {
         outLogprob = try arena.allocate(bytes: n * 4)
         outTopIDs = try arena.allocate(bytes: n * Self.maxTopLogprobs * 4)
         outTopLP = try arena.allocate(bytes: n * Self.maxTopLogprobs * 4)
+        masks = try arena.allocate(bytes: maskBytes)
     }
 
     static func paramBytes(rows: Int, edits: Int) -> Int { rows * 96 + edits * 3 * 12 + 4096 }
+
+    /// A mask index per row (Int32, padded to 8 bytes), then one mask of `words` words per row.
+    static func maskBytes(rows: Int, words: Int) -> Int { (rows * 4 + 7) / 8 * 8 + rows * words * 8 }
+
+    /// Packs the rows' grammar masks into the pinned staging buffer and sends them: row i's
+    /// index is -1 (no mask) or its slot; a slot holds `maskWords` words, shorter masks padded
+    /// with zeros (tokens past a mask's words are not allowed, as on the CPU). Returns the
+    /// device pointers of the indices and the words, or nil when no row has a mask.
+    private func uploadMasks(_ rows: [SamplingRow], stream: CUDAStream) throws -> (DevicePointer, DevicePointer)? {
+        guard rows.contains(where: { $0.allowedTokens != nil }) else { return nil }
+        let n = rows.count, words = maskWords
+        let wordsOffset = (n * 4 + 7) / 8 * 8
+        let index = maskStaging.base.bindMemory(to: Int32.self, capacity: n)
+        let slots = (maskStaging.base + wordsOffset).bindMemory(to: UInt64.self, capacity: n * words)
+        var used = 0
+        for (i, r) in rows.enumerated() {
+            guard let allowed = r.allowedTokens else {
+                index[i] = -1
+                continue
+            }
+            index[i] = Int32(used)
+            let slot = slots + used * words
+            let copied = min(allowed.count, words)
+            allowed.withUnsafeBufferPointer { src in
+                if let base = src.baseAddress { slot.update(from: base, count: copied) }
+            }
+            if copied < words { (slot + copied).initialize(repeating: 0, count: words - copied) }
+            used += 1
+        }
+        try stream.copy(from: maskStaging.base, to: masks, bytes: wordsOffset + used * words * 8)
+        let wordsPointer = DevicePointer(
+            address: masks.address + UInt64(wordsOffset), bytes: masks.bytes - wordsOffset)
+        return (masks, wordsPointer)
+    }
 
     /// One token per row of `rows`; `logits` is fp32 [logitRows, vocab] on the device and
     /// is edited in place. Blocks until the ids are home.
@@ -93,6 +135,12 @@ public final class CUDASampler: @unchecked Sendable {
         e.add(at(layout.offFreq)); e.add(at(layout.offPres)); e.add(at(layout.offRep))
         e.add(at(layout.offSupPtr)); e.add(at(layout.offSupTok))
         if layout.editCount > 0 { try kernels.logitEdits(e, rows: n, stream: stream) }
+        // Masks after the edits, as the CPU sampler applies them; logprobs still read `raw`.
+        if let (index, words) = try uploadMasks(rows, stream: stream) {
+            var m = KernelArgs()
+            m.add(logits); m.add(vocab); m.add(at(layout.offRows)); m.add(index); m.add(words); m.add(maskWords)
+            try kernels.tokenMask(m, rows: n, stream: stream)
+        }
 
         var s = KernelArgs()
         s.add(logits); s.add(vocab); s.add(at(layout.offRows)); s.add(at(layout.offTemp)); s.add(at(layout.offTopK))

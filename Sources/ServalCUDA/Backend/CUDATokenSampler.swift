@@ -1,10 +1,9 @@
 import ServalTensor
 
 /// The engine's `TokenSampler` for a `CUDABackend`: rows the GPU sampler handles
-/// (greedy, temperature, top-k/p, min-p, penalties, logit bias, suppressed ids, up to 64
-/// top logprobs) are sampled where the logits are and only ids and logprobs come home.
-/// A step that needs what the GPU sampler does not do yet (grammar masks, sampling
-/// supports, `token_ids_logprob`, prompt logprobs, more rows than it holds) copies its
+/// (greedy, temperature, top-k/p, min-p, penalties, logit bias, suppressed ids, grammar
+/// masks, up to 64 top logprobs) are sampled where the logits are and only ids and logprobs
+/// come home. A step that needs what the GPU sampler does not do yet (sampling supports, `token_ids_logprob`, prompt logprobs, more rows than it holds) copies its
 /// logits home and runs the CPU sampler on them: same algorithm, same Philox draws.
 public struct CUDATokenSampler: TokenSampler {
     let backend: CUDABackend
@@ -16,7 +15,7 @@ public struct CUDATokenSampler: TokenSampler {
 
     /// Whether the GPU sampler can draw this row.
     static func onDevice(_ r: SamplingRow) -> Bool {
-        r.allowedTokens == nil && !r.returnSupport && r.requestedLogprobIDs.isEmpty
+        !r.returnSupport && r.requestedLogprobIDs.isEmpty
             && (r.topLogprobs ?? 0) <= CUDASampler.maxTopLogprobs
     }
 

@@ -235,6 +235,25 @@ extension KernelSource {
             }
         }
 
+        // Structured outputs: token t of row r stays only when bit t%64 of its mask word t/64 is
+        // set (mask_index[r] < 0: no mask); the rest become -inf. One 64-bit word per thread
+        // step. grid n, block 256.
+        extern "C" __global__ void sv_token_mask(float *logits, int vocab, const int *rows, const int *mask_index,
+                                                 const u64 *words, int nwords) {
+            const int r = blockIdx.x;
+            const int m = mask_index[r];
+            if (m < 0) return;
+            float *row = logits + (size_t)rows[r] * vocab;
+            const u64 *mask = words + (size_t)m * nwords;
+            for (int w = threadIdx.x; w < nwords; w += blockDim.x) {
+                const u64 bits = mask[w];
+                if (bits == ~0ull) continue;
+                const int base = w * 64, end = min(base + 64, vocab);
+                for (int t = base; t < end; t++)
+                    if (!((bits >> (t - base)) & 1ull)) row[t] = -INFINITY;
+            }
+        }
+
         // One token per row: greedy (temperature <= 0 or top_k == 1) is the argmax; otherwise
         // weights w = exp((l - max) / T) (into `weights`, one row each), top-k, top-p, min-p
         // and one Philox draw keyed by seeds[r] at draws[r]. grid n, block SB.

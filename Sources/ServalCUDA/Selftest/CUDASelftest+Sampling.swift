@@ -45,7 +45,37 @@ extension CUDASelftest {
         SamplingCase(label: "top_k 3 + logprobs (top 20)") { r in
             var s = SamplingRow(logitsRow: r); s.topK = 3; s.topLogprobs = 20; return s
         },
+        SamplingCase(label: "grammar mask, greedy") { r in
+            var s = SamplingRow(logitsRow: r); s.temperature = 0; s.allowedTokens = grammarMask(r); return s
+        },
+        SamplingCase(label: "grammar mask + top_p 0.9 + logprobs (top 5)") { r in
+            var s = SamplingRow(logitsRow: r); s.topP = 0.9; s.topLogprobs = 5
+            s.allowedTokens = grammarMask(r)
+            return s
+        },
+        SamplingCase(label: "grammar mask + penalties + suppressed, T 0.8") { r in
+            var s = SamplingRow(logitsRow: r); s.temperature = 0.8
+            s.repetitionPenalty = 1.3; s.generatedCounts = [7: 2, 64: 1]; s.suppressed = [0, 128]
+            s.allowedTokens = grammarMask(r)
+            return s
+        },
     ]
+
+    /// A grammar-like mask for row `r`: a sparse, row-dependent set of allowed ids, whole
+    /// words all-allowed and all-denied among them, and three words short of the vocabulary
+    /// (the ids past it are denied, as `SamplingRow.allowedTokens` says).
+    static func grammarMask(_ r: Int) -> [UInt64] {
+        let words = (samplingVocab + 63) / 64 - 3
+        return (0..<words).map { w -> UInt64 in
+            if w % 97 == 5 { return ~0 }
+            if w % 13 == 1 { return 0 }
+            var x = UInt64(truncatingIfNeeded: w &* 0x9E37_79B9 &+ r &* 0x85EB_CA6B) | 1
+            x ^= x << 13
+            x ^= x >> 7
+            x ^= x << 17
+            return x & (x >> 3) & (x >> 5)  // about one bit in eight
+        }
+    }
 
     /// Every case with several seeds and draw indices on its own random logits row; the
     /// GPU's tokens must equal `CPUSampler`'s, logprobs within fp32 tolerance.
@@ -133,6 +163,11 @@ extension CUDASelftest {
             }
         }
         for t in p.suppressed where Int(t) < row.count && t >= 0 { row[Int(t)] = -.infinity }
+        if let words = p.allowedTokens {
+            for t in row.indices where t / 64 >= words.count || words[t / 64] & (1 << UInt64(t % 64)) == 0 {
+                row[t] = -.infinity
+            }
+        }
         guard let maxLogit = row.max(), maxLogit.isFinite else { return false }
         let invT = 1 / p.temperature, minW = p.minP > 0 ? p.minP : 0
         let w = row.map { expf(($0 - maxLogit) * invT) }
