@@ -10,7 +10,8 @@ public struct KernelCompileCheck: Sendable {
         var names = [
             "sv_add_bias_f32", "sv_add_f32", "sv_bf16_to_f32", "sv_decode_attn_reduce", "sv_embedding_bf16",
             "sv_f32_to_bf16", "sv_gather_rows_f32", "sv_gemv_bf16", "sv_gemv_bf16_xf32", "sv_kv_write_bf16",
-            "sv_kv_write_f32", "sv_logit_edits", "sv_logprobs", "sv_token_mask", "sv_rmsnorm_f32", "sv_rmsnorm_residual",
+            "sv_kv_write_f32", "sv_logit_edits", "sv_logprobs", "sv_token_mask", "sv_rmsnorm_f32",
+            "sv_rmsnorm_residual",
             "sv_rope_bf16", "sv_rope_f32", "sv_rotary_angles", "sv_sample", "sv_silu_mul_bf16", "sv_silu_mul_f32",
             "sv_add_rmsnorm_f32", "sv_kv_write_q_f32", "sv_gemv3_bf16_xf32", "sv_rope2_f32", "sv_gemv3s_bf16_xf32",
         ]
