@@ -37,7 +37,7 @@ grep -q "FAIL.*matmul m=1 (" $S && export SERVAL_CUDA_GEMV=warp && echo "FALLBAC
 el selftest >> $S
 P=$OUT/pytest.txt
 pip install -q --no-index --find-links $C/pyw --target /tmp/pyd openai jsonschema > $P 2>&1
-( SERVAL_BIN=$B SERVAL_MODEL=/tmp/smol4.gguf SERVAL_SERVER_ARGS="--device cuda --max-total-tokens 131072" PYTHONPATH=/tmp/pyd timeout 150 python3 -m pytest -q -p no:cacheprovider tests/integration/test_openai_api.py tests/integration/test_structured_outputs.py tests/integration/test_prompt_logprobs.py 2>&1 | tail -25 ) >> $P
+( SERVAL_BIN=$B SERVAL_MODEL=/tmp/smol4.gguf SERVAL_SERVER_ARGS="--device cuda --max-total-tokens 131072" PYTHONPATH=/tmp/pyd timeout 150 python3 -m pytest -q -p no:cacheprovider tests/integration/test_openai_api.py tests/integration/test_structured_outputs.py tests/integration/test_prompt_logprobs.py 2>&1 ) >> $P
 el pytest >> $P
 R=$OUT/bench.txt
 timeout 90 $B bench-cuda --decode-batches "" --json-out $OUT/benchcuda.json >> $R 2>&1
