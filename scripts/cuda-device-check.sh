@@ -50,6 +50,8 @@ SERVAL_CUDA_GEMV=warp timeout 60 $B bench-one-batch --device cuda $M --batch-siz
 echo "== A/B: SERVAL_CUDA_EXTEND=mma (synchronous tiles), prefill 4096" >> $R
 SERVAL_CUDA_EXTEND=mma timeout 60 $B bench-one-batch --device cuda --disable-cuda-graph $M --batch-size 1 --input-len 4096 --output-len 4 2>&1 | grep "Prefill" >> $R
 el bench-one-batch >> $R
+wait $BP  # serve with the peer's build done: it would take CPU from the server's host loop
+el "peer build done" >> $R
 V=$OUT/serve.txt
 for cache in cold warm; do
   S0=$(date +%s%N)
@@ -65,7 +67,6 @@ for cache in cold warm; do
   grep -v "POST\|GET" /tmp/srv8b-$cache.log | grep -i "idle\|loaded\|kernels\|error" | tail -8 >> $V
 done
 Q=$OUT/peer.txt
-wait $BP
 if [ -x $LL/llama-bench ]; then
   mkdir -p $HOME/m; PYTHONPATH=$HOME/ll/gguf-py timeout 60 python3 $C/gen8b.py $HOME/m/f16.gguf /tmp/llsrc/tok.json.xz >> $Q 2>&1
   el gen8b >> $Q
