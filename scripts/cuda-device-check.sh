@@ -16,8 +16,9 @@ el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
 left() { echo $(( $1 - ($(date +%s) - T0) )); }
 xz -dc $C/serval.xz > $B; chmod +x $B
 xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
-mkdir -p /tmp/llsrc && cp $C/llsrc.tar.xz $C/tok.json.xz /tmp/llsrc/
-( BUILD_S=400 nice -n 10 bash $C/build-cuda.sh /tmp/llsrc > $OUT/peer.txt 2>&1; echo "build rc $? at $(( $(date +%s) - T0 ))s" >> $OUT/peer.txt ) &
+# QUICK=1: selftest + bench-cuda + bench-one-batch only (no peer, integration tests or serving).
+[ -n "$QUICK" ] || mkdir -p /tmp/llsrc && cp $C/llsrc.tar.xz $C/tok.json.xz /tmp/llsrc/
+[ -n "$QUICK" ] || ( BUILD_S=400 nice -n 10 bash $C/build-cuda.sh /tmp/llsrc > $OUT/peer.txt 2>&1; echo "build rc $? at $(( $(date +%s) - T0 ))s" >> $OUT/peer.txt ) &
 BP=$!
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.mem --format=csv > $OUT/smi.txt 2>&1
 L=""; for n in libnvrtc.so.13 libcublasLt.so.13; do p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}'); [ -z "$p" ] && p=$(find / -name "$n" -not -path '*/proc/*' 2>/dev/null | head -1); [ -n "$p" ] && L="$L:$(dirname $p)"; done
@@ -36,8 +37,8 @@ grep -q "FAIL.*add + rmsNorm\|FAIL.*held back\|FAIL.*rope q + k" $S && export SE
 grep -q "FAIL.*matmul m=1 (" $S && export SERVAL_CUDA_GEMV=warp && echo "FALLBACK: SERVAL_CUDA_GEMV=warp" >> $S
 el selftest >> $S
 P=$OUT/pytest.txt
-pip install -q --no-index --find-links $C/pyw --target /tmp/pyd openai jsonschema > $P 2>&1
-( SERVAL_BIN=$B SERVAL_MODEL=/tmp/smol4.gguf SERVAL_SERVER_ARGS="--device cuda --max-total-tokens 131072" PYTHONPATH=/tmp/pyd timeout 150 python3 -m pytest -q -p no:cacheprovider tests/integration/test_openai_api.py tests/integration/test_structured_outputs.py tests/integration/test_prompt_logprobs.py 2>&1 ) >> $P
+[ -n "$QUICK" ] || pip install -q --no-index --find-links $C/pyw --target /tmp/pyd openai jsonschema > $P 2>&1
+[ -n "$QUICK" ] || ( SERVAL_BIN=$B SERVAL_MODEL=/tmp/smol4.gguf SERVAL_SERVER_ARGS="--device cuda --max-total-tokens 131072" PYTHONPATH=/tmp/pyd timeout 150 python3 -m pytest -q -p no:cacheprovider tests/integration/test_openai_api.py tests/integration/test_structured_outputs.py tests/integration/test_prompt_logprobs.py 2>&1 ) >> $P
 el pytest >> $P
 R=$OUT/bench.txt
 timeout 90 $B bench-cuda --decode-batches "" --json-out $OUT/benchcuda.json >> $R 2>&1
@@ -50,6 +51,7 @@ SERVAL_CUDA_GEMV=warp timeout 60 $B bench-one-batch --device cuda $M --batch-siz
 echo "== A/B: SERVAL_CUDA_EXTEND=mma (synchronous tiles), prefill 4096" >> $R
 SERVAL_CUDA_EXTEND=mma timeout 60 $B bench-one-batch --device cuda --disable-cuda-graph $M --batch-size 1 --input-len 4096 --output-len 4 2>&1 | grep "Prefill" >> $R
 el bench-one-batch >> $R
+[ -n "$QUICK" ] && exit 0
 wait $BP  # serve with the peer's build done: it would take CPU from the server's host loop
 el "peer build done" >> $R
 V=$OUT/serve.txt
