@@ -218,6 +218,16 @@ static void load_nvrtc(void) {
     SYM(rtc, h, nvrtcDestroyProgram, "nvrtcDestroyProgram");
     SYM(rtc, h, nvrtcGetErrorString, "nvrtcGetErrorString");
     rtc.status = 0;
+    /* NVRTC dlopens libnvrtc-builtins.so.MAJOR.MINOR by name: load it from NVRTC's own folder
+       first, so a folder named only in SERVAL_CUDA_LIB_DIR works without LD_LIBRARY_PATH. */
+    int major = 0, minor = 0;
+    const char *slash = strrchr(rtc.path, '/');
+    if (slash && rtc.nvrtcVersion(&major, &minor) == 0) {
+        char builtins[sizeof rtc.path + 64];
+        snprintf(builtins, sizeof builtins, "%.*s/libnvrtc-builtins.so.%d.%d", (int)(slash - rtc.path), rtc.path,
+                 major, minor);
+        (void)dlopen(builtins, RTLD_NOW | RTLD_GLOBAL);
+    }
 }
 
 static void load_cublaslt(void) {

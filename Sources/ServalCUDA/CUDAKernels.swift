@@ -14,6 +14,10 @@ public final class CUDAKernels: @unchecked Sendable {
         compile = try compiler.compile(source: KernelSource.all, name: "serval_kernels.cu")
         module = try CUDAModule(cubin: compile.cubin)
         multiprocessors = context.info.multiprocessors
+        // Diagnostic switch: SERVAL_CUDA_EXTEND=mma2|mma|cores picks the extend kernel.
+        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_EXTEND"], let k = ExtendKernel(rawValue: v) {
+            extendKernel = k
+        }
     }
 
     func fn(_ name: String) throws -> CUDAFunction {
@@ -132,6 +136,19 @@ public final class CUDAKernels: @unchecked Sendable {
     }
 
     static let headDims = [64, 128, 256]
+    /// Head sizes whose extend attention runs on tensor cores (256 keeps the CUDA-core kernel).
+    static let mmaExtendDims = [64, 128]
+    /// Which extend / prefill attention kernel runs where the head size has tensor-core ones.
+    public enum ExtendKernel: String, Sendable, CaseIterable {
+        /// `sv_extend_mma2_d*`: tensor cores, K/V double-buffered with cp.async, P in bf16.
+        case mma2
+        /// `sv_extend_mma_d*`: tensor cores, synchronous K/V tiles, P as bf16 hi + lo.
+        case mma
+        /// `sv_extend_attn_d*`: CUDA cores (also every head size without a tensor-core kernel).
+        case cores
+    }
+    public var extendKernel = ExtendKernel.mma2
+    private var sharedConfigured: Set<String> = []
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.
     public func decodeSplits(batch: Int, shape: AttentionShape, maxLen: Int) -> Int {
@@ -200,8 +217,25 @@ public final class CUDAKernels: @unchecked Sendable {
         var a = KernelArgs()
         a.add(q); a.add(qStride); a.add(kCache); a.add(vCache); a.add(qoIndptr); a.add(kvIndptr); a.add(kvIndices)
         a.add(out); a.add(shape.heads); a.add(shape.kvHeads); a.add(shape.scale)
-        try fn("sv_extend_attn_d\(shape.headDim)").launch(
-            grid: (Self.blocks(maxQLen, 16), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
+        let kernel = Self.mmaExtendDims.contains(shape.headDim) ? extendKernel : .cores
+        switch kernel {
+        case .mma2:
+            let name = "sv_extend_mma2_d\(shape.headDim)", bytes = 4 * 64 * (shape.headDim + 8) * 2
+            let f = try fn(name)
+            if !sharedConfigured.contains(name) {
+                try f.allowSharedMemory(bytes)
+                sharedConfigured.insert(name)
+            }
+            try f.launch(
+                grid: (Self.blocks(maxQLen, 64), shape.heads, batch), block: (128, 1, 1), sharedBytes: bytes,
+                stream: stream, args: a)
+        case .mma:
+            try fn("sv_extend_mma_d\(shape.headDim)").launch(
+                grid: (Self.blocks(maxQLen, 64), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
+        case .cores:
+            try fn("sv_extend_attn_d\(shape.headDim)").launch(
+                grid: (Self.blocks(maxQLen, 16), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
+        }
     }
 
     private func checkShape(_ s: AttentionShape) throws {

@@ -78,11 +78,25 @@ public struct NVRTCCompiler: Sendable {
         return Result(cubin: cubin, cached: false, cacheFile: file, seconds: Date().timeIntervalSince(start))
     }
 
+    /// Compiles now (never from the cache) with ptxas's verbose report, and returns the
+    /// cubin with the compiler's log: one `Compiling entry function` / `Used N registers`
+    /// block per kernel, spills included. Needs NVRTC only, no driver or GPU.
+    public func compileWithReport(source: String, name: String) throws -> (cubin: [UInt8], log: String) {
+        var log = ""
+        let cubin = try compileNow(source: source, name: name, extra: ["--ptxas-options=-v"], log: &log)
+        return (cubin, log)
+    }
+
     private func compileNow(source: String, name: String) throws -> [UInt8] {
+        var ignored = ""
+        return try compileNow(source: source, name: name, extra: [], log: &ignored)
+    }
+
+    private func compileNow(source: String, name: String, extra: [String], log logOut: inout String) throws -> [UInt8] {
         var prog: UnsafeMutableRawPointer?
         try nvrtc(sv_nvrtcCreateProgram(&prog, source, name), "nvrtcCreateProgram(\(name))")
         defer { _ = sv_nvrtcDestroyProgram(&prog) }
-        let opts = options()
+        let opts = options() + extra
         var cStrings = opts.map { strdup($0) }
         defer { for p in cStrings { free(p) } }
         let result = cStrings.withUnsafeMutableBufferPointer { buf -> Int32 in
@@ -95,6 +109,7 @@ public struct NVRTCCompiler: Sendable {
                 call: "nvrtcCompileProgram(\(name), \(arch))",
                 name: String(cString: sv_nvrtc_error_string(result)), log: log(prog))
         }
+        logOut = log(prog)
         var size = 0
         try nvrtc(sv_nvrtcGetCUBINSize(prog, &size), "nvrtcGetCUBINSize")
         var cubin = [UInt8](repeating: 0, count: size)

@@ -61,6 +61,19 @@ struct BackendCheck {
         let ga = try dev(a), gb = try dev(b), gz = try poisoned(4099)
         gpu.add(ga, gb, into: gz, count: 4099)
         compare("add", gpu.read(gz, count: 4099), ca, tol: 1e-6, say)
+        // A residual add into one of its inputs, then the norm of the sum: the backend runs them fused.
+        let r1 = random(rows * cols), r2 = random(rows * cols)
+        var csum = [Float](repeating: 0, count: rows * cols), cnorm = csum
+        cpu.add(r1, r2, into: &csum, count: rows * cols)
+        cpu.rmsNorm(csum, weight: w, eps: 1e-5, into: &cnorm, rows: rows, cols: cols)
+        let gr1 = try dev(r1), gr2 = try dev(r2), gn = try poisoned(rows * cols)
+        gpu.add(gr1, gr2, into: gr1, count: rows * cols)
+        gpu.rmsNorm(gr1, weight: gw, eps: 1e-5, into: gn, rows: rows, cols: cols)
+        compare("add + rmsNorm (fused) norm", gpu.read(gn, count: rows * cols), cnorm, tol: 1e-5, say)
+        compare("add + rmsNorm (fused) sum", gpu.read(gr1, count: rows * cols), csum, tol: 1e-6, say)
+        // A held-back add read directly (no norm after it) must still have run.
+        gpu.add(gr2, gr2, into: gr2, count: rows * cols)
+        compare("add (held back, then read)", gpu.read(gr2, count: rows * cols), r2.map { $0 + $0 }, tol: 1e-6, say)
         cpu.siluMul(gate: a, up: b, into: &ca, count: 4099)
         gpu.siluMul(gate: ga, up: gb, into: gz, count: 4099)
         compare("siluMul", gpu.read(gz, count: 4099), ca, tol: 1e-5, say)
@@ -86,6 +99,19 @@ struct BackendCheck {
             gpu.rope(
                 gq, rows: 5, rowStride: stride, heads: 3, headDim: 64, rotaryDim: 48, cos: gcos, sin: gsin, neox: neox)
             compare("rope \(neox ? "neox" : "interleaved")", gpu.read(gq, count: 5 * stride), q, tol: 1e-5, say)
+        }
+        // q then k with the same angles: the backend rotates both in one launch.
+        do {
+            var q = random(5 * 4 * 64), k = random(5 * 2 * 64)
+            let gq = try dev(q), gk = try dev(k)
+            cpu.rope(&q, rows: 5, rowStride: 256, heads: 4, headDim: 64, rotaryDim: 48, cos: cc, sin: cs, neox: true)
+            cpu.rope(&k, rows: 5, rowStride: 128, heads: 2, headDim: 64, rotaryDim: 48, cos: cc, sin: cs, neox: true)
+            gpu.rope(
+                gq, rows: 5, rowStride: 256, heads: 4, headDim: 64, rotaryDim: 48, cos: gcos, sin: gsin, neox: true)
+            gpu.rope(
+                gk, rows: 5, rowStride: 128, heads: 2, headDim: 64, rotaryDim: 48, cos: gcos, sin: gsin, neox: true)
+            compare("rope q + k (fused) q", gpu.read(gq, count: 5 * 256), q, tol: 1e-5, say)
+            compare("rope q + k (fused) k", gpu.read(gk, count: 5 * 128), k, tol: 1e-5, say)
         }
         // gatherRows
         gpu.reserveScratch(rows: 64, cols: 4096)
@@ -116,25 +142,39 @@ struct BackendCheck {
         let W2 = try w2b.withUnsafeBytes {
             try gpu.weight($0.baseAddress!, type: .bf16, rows: n2, cols: k, byteCount: $0.count)
         }
-        for m in [1, 5, 64] {
+        for (m, sharedX) in [(1, true), (1, false), (5, true), (64, true)] {
+            let savedGEMV = gpu.gemvSharedX
+            gpu.gemvSharedX = sharedX
+            defer { gpu.gemvSharedX = savedGEMV }
+            let label = m == 1 && !sharedX ? "1, warp GEMV" : "\(m)"
             let x = random(m * k), xr = Self.bf16Round(x)
             var want = [Float](repeating: 0, count: m * n), want2 = [Float](repeating: 0, count: m * n2)
             for r in 0..<m {
                 for j in 0..<n {
                     var s = 0.0
-                    for i in 0..<k { s += Double(wv[j * k + i]) * Double(m == 1 ? x[r * k + i] : xr[r * k + i]) }
+                    for i in 0..<k { s += Double(wv[j * k + i]) * Double(xr[r * k + i]) }
                     want[r * n + j] = Float(s)
                 }
                 for j in 0..<n2 {
                     var s = 0.0
-                    for i in 0..<k { s += Double(w2[j * k + i]) * Double(m == 1 ? x[r * k + i] : xr[r * k + i]) }
+                    for i in 0..<k { s += Double(w2[j * k + i]) * Double(xr[r * k + i]) }
                     want2[r * n2 + j] = Float(s)
                 }
             }
+            // Inputs rounded to bf16 on both paths (GEMV and GEMM); four targets: one launch
+            // of three and one of one on the GEMV path.
             let gx = try dev(x), gy = try poisoned(m * n), gy2 = try poisoned(m * n2)
-            gpu.matmul(gx, rows: m, targets: [MatmulTarget(weight: W, y: gy), MatmulTarget(weight: W2, y: gy2)])
-            compare("matmul m=\(m) (1st target)", gpu.read(gy, count: m * n), want, tol: 1e-2, say)
-            compare("matmul m=\(m) (2nd target)", gpu.read(gy2, count: m * n2), want2, tol: 1e-2, say)
+            let gy3 = try poisoned(m * n), gy4 = try poisoned(m * n2)
+            gpu.matmul(
+                gx, rows: m,
+                targets: [
+                    MatmulTarget(weight: W, y: gy), MatmulTarget(weight: W2, y: gy2), MatmulTarget(weight: W, y: gy3),
+                    MatmulTarget(weight: W2, y: gy4),
+                ])
+            compare("matmul m=\(label) (1st target)", gpu.read(gy, count: m * n), want, tol: 1e-2, say)
+            compare("matmul m=\(label) (2nd target)", gpu.read(gy2, count: m * n2), want2, tol: 1e-2, say)
+            compare("matmul m=\(label) (3rd target)", gpu.read(gy3, count: m * n), want, tol: 1e-2, say)
+            compare("matmul m=\(label) (4th target)", gpu.read(gy4, count: m * n2), want2, tol: 1e-2, say)
         }
         let ids: [Int32] = [0, 514, 77, 3]
         var want = [Float]()

@@ -72,6 +72,28 @@ struct BenchCuda: ParsableCommand {
                 gemms.append(["name": name, "m": m, "n": n, "k": k, "ms": r.ms, "tflops": r.tflops, "gbs": gbs])
             }
             json["gemm"] = gemms
+            var gemvs: [[String: Any]] = []
+            for (name, n, k, parts) in [
+                ("qkv", 6144, 4096, 3), ("o", 4096, 4096, 1), ("gate_up", 28672, 4096, 2), ("down", 4096, 14336, 1),
+                ("lm_head", 128_256, 4096, 1),
+            ] {
+                for shared in [true, false] {
+                    let r = try bench.gemv(n: n, k: k, parts: parts, sharedX: shared)
+                    print(
+                        String(
+                            format: "gemv %@ %-8@ n=%-6d k=%-5d (%d target%@) %8.4f ms %6.0f GB/s (%.0f%% of copy)",
+                            (shared ? "smem-x" : "warp  ") as NSString, name as NSString, n, k, parts,
+                            (parts > 1 ? "s" : "") as NSString, r.ms, r.gbs, 100 * r.gbs / bw))
+                    gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs, "shared_x": shared])
+                }
+            }
+            json["gemv"] = gemvs
+            let gap = try bench.launchGap()
+            print(
+                String(
+                    format: "dependent tiny kernels, 200 in a row: %.2f us each eager, %.2f us each in a graph",
+                    gap.eagerUs, gap.graphUs))
+            json["launch_gap_us"] = ["eager": gap.eagerUs, "graph": gap.graphUs]
             var attn: [[String: Any]] = []
             for (b, len) in [(1, 4096), (1, 32768), (64, 1024), (256, 1024), (64, 4096)] {
                 let r = try bench.decodeAttention(batch: b, context: len)
@@ -83,9 +105,19 @@ struct BenchCuda: ParsableCommand {
                 attn.append(["batch": b, "context": len, "ms": r.ms, "gbs": r.gbs])
             }
             json["decode_attention"] = attn
-            let e = try bench.extendAttention(len: 4096)
-            print(String(format: "extend attention 4096-token prompt (causal): %.2f ms, %.1f TFLOP/s", e.ms, e.tflops))
-            json["extend_attention_4096"] = ["ms": e.ms, "tflops": e.tflops]
+            var ext: [String: Any] = [:]
+            let chosen = kernels.extendKernel
+            for kernel in CUDAKernels.ExtendKernel.allCases {
+                kernels.extendKernel = kernel
+                let e = try bench.extendAttention(len: 4096)
+                print(
+                    String(
+                        format: "extend attention (%@) 4096-token prompt (causal): %.2f ms, %.1f TFLOP/s",
+                        kernel.rawValue as NSString, e.ms, e.tflops))
+                ext[kernel.rawValue] = ["ms": e.ms, "tflops": e.tflops]
+            }
+            kernels.extendKernel = chosen
+            json["extend_attention_4096"] = ext
         }
         if !batches.isEmpty {
             let decode = try DecodeBench(

@@ -43,7 +43,18 @@ struct Selftest: ParsableCommand {
     @Option(name: .customLong("model-steps"), help: "Greedy tokens per prompt in the model check.")
     var modelSteps: Int = 32
 
+    @Flag(
+        name: .customLong("compile-only"),
+        help:
+            "Only compile every kernel with NVRTC for --arch (no GPU or driver needed) and check each launched kernel is in the cubin; prints registers and spills."
+    )
+    var compileOnly = false
+
+    @Option(help: "With --compile-only: the architecture to compile for.")
+    var arch: String = "sm_90a"
+
     func run() throws {
+        if compileOnly { return try runCompileOnly() }
         switch device {
         case .cpu:
             let (_, failed) = CPUSelftest.run { print($0) }
@@ -87,5 +98,27 @@ struct Selftest: ParsableCommand {
             }
             if failed > 0 || modelFailed { throw ExitCode.failure }
         }
+    }
+
+    private func runCompileOnly() throws {
+        let result: KernelCompileCheck.Result
+        do {
+            result = try KernelCompileCheck(arch: arch).run()
+        } catch let error as CUDAError {
+            FileHandle.standardError.write(Data("selftest --compile-only: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        for k in result.kernels where k.spillStores > 0 || k.spillLoads > 0 {
+            print("spills: \(k.name): \(k.registers) registers, \(k.spillStores) B stores, \(k.spillLoads) B loads")
+        }
+        for name in result.missing { print("FAIL missing kernel: \(name)") }
+        let maxRegs = result.kernels.map(\.registers).max() ?? 0
+        print(
+            "compiled \(result.kernels.count) kernels for \(result.arch) in "
+                + String(format: "%.2f s", result.seconds)
+                + ", cubin \(result.cubinBytes) bytes, max \(maxRegs) registers; "
+                + "\(KernelCompileCheck.launchedKernels.count - result.missing.count) of "
+                + "\(KernelCompileCheck.launchedKernels.count) launched kernels present")
+        if !result.missing.isEmpty { throw ExitCode.failure }
     }
 }

@@ -35,6 +35,37 @@ final class ServalCUDATests: XCTestCase {
         XCTAssertEqual(failed, 0, lines.joined(separator: "\n"))
     }
 
+    /// NVRTC needs no GPU: where it is found (SERVAL_CUDA_LIB_DIR or the loader's path), every
+    /// kernel source must compile for sm_90a and hold every kernel a launcher names.
+    func testKernelsCompileForHopperWhereNVRTCIsFound() throws {
+        do {
+            try CUDALibraries.loadNVRTC()
+        } catch {
+            print("NVRTC compile check skipped: \(error)")
+            return
+        }
+        let result = try KernelCompileCheck(arch: "sm_90a").run()
+        XCTAssertEqual(result.missing, [], "kernels missing from the cubin")
+        XCTAssertGreaterThanOrEqual(result.kernels.count, KernelCompileCheck.launchedKernels.count)
+        XCTAssertTrue(result.kernels.allSatisfy { $0.registers > 0 }, "ptxas report not read")
+    }
+
+    func testPtxasReportIsParsed() {
+        let log = """
+            ptxas info    : Compiling entry function 'sv_a' for 'sm_90a'
+            ptxas info    : Function properties for sv_a
+                8 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads
+            ptxas info    : Used 32 registers, used 1 barriers, 360 bytes cmem[0]
+            ptxas info    : Compiling entry function 'sv_b' for 'sm_90a'
+            ptxas info    : Used 198 registers
+            """
+        let k = KernelCompileCheck.parse(log)
+        XCTAssertEqual(k.map(\.name), ["sv_a", "sv_b"])
+        XCTAssertEqual(k.map(\.registers), [32, 198])
+        XCTAssertEqual(k[0].spillStores, 8)
+        XCTAssertEqual(k[0].spillLoads, 4)
+    }
+
     func testEveryLaunchedKernelIsInTheSource() {
         let source = KernelSource.all
         for name in [

@@ -158,17 +158,13 @@ final class CUDAAttention: AttentionBackend, @unchecked Sendable {
             }
             let kc = pool.keys(layer), vc = pool.values(layer)
             let stream = backend.stream
+            let n = tokens * qWidth
             var w = KernelArgs()
             w.add(CUDABackend.range(k, tokens * kvWidth * 4)); w.add(CUDABackend.range(v, tokens * kvWidth * 4))
             w.add(newSlots); w.add(kc); w.add(vc); w.add(kvWidth)
-            try backend.kernels.fn("sv_kv_write_f32").launch(
+            w.add(CUDABackend.range(q, n * 4)); w.add(qBF16); w.add(qWidth)
+            try backend.kernels.fn("sv_kv_write_q_f32").launch(
                 grid: (tokens, 1, 1), block: (128, 1, 1), stream: stream, args: w)
-
-            let n = tokens * qWidth
-            var c = KernelArgs()
-            c.add(CUDABackend.range(q, n * 4)); c.add(qBF16); c.add(n)
-            try backend.kernels.fn("sv_f32_to_bf16").launch(
-                grid: (min((n + 255) / 256, 65_535), 1, 1), block: (256, 1, 1), stream: stream, args: c)
 
             if isDecode {
                 try backend.kernels.decodeAttention(

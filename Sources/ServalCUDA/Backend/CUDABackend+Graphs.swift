@@ -67,6 +67,7 @@ extension CUDABackend {
         CapturedStep, Logits
     ) {
         try context.makeCurrent()
+        flushPending()
         for a in attentions.compactMap({ $0.value }) {
             try a.reserveDecode(seqs: seqs, slots: shape.slotCapacity, maxContext: shape.maxContext)
         }
@@ -116,6 +117,7 @@ extension CUDABackend {
         else {
             throw CUDAError.invalid("graph replay: the step differs from the captured one")
         }
+        idleMeter.work()
         try captured.graph.launch(on: stream)
         ringOffset = captured.log.map { $0.offset + $0.bytes }.max() ?? 0
         return logits

@@ -25,12 +25,32 @@ extension CUDABackend {
         let k = first.weight.cols
         enqueue {
             if rows == 1 && useGEMV && k % 8 == 0 && Self.address(x) % 16 == 0 {
-                for t in targets {
+                // Up to three targets (q/k/v, gate/up) per launch.
+                var i = 0
+                while i < targets.count {
+                    let part = Array(targets[i..<min(i + 3, targets.count)])
                     var a = KernelArgs()
-                    a.add(Self.range(t.weight.base.assumingMemoryBound(to: UInt16.self), t.weight.rows * k * 2))
-                    a.add(Self.range(x, k * 4)); a.add(Self.range(t.y, t.weight.rows * 4))
-                    a.add(t.weight.rows); a.add(k)
-                    try launch("sv_gemv_bf16_xf32", grid: ((t.weight.rows + 7) / 8, 1, 1), a)
+                    var total = 0
+                    for j in 0..<3 {
+                        if j < part.count {
+                            let t = part[j]
+                            a.add(Self.range(t.weight.base.assumingMemoryBound(to: UInt16.self), t.weight.rows * k * 2))
+                            a.add(Self.range(t.y, t.weight.rows * 4)); a.add(t.weight.rows)
+                            total += t.weight.rows
+                        } else {
+                            a.add(DevicePointer(address: 0, bytes: 0)); a.add(DevicePointer(address: 0, bytes: 0))
+                            a.add(0)
+                        }
+                    }
+                    a.add(Self.range(x, k * 4)); a.add(k)
+                    if gemvSharedX && k * 2 <= 48 << 10 {
+                        try kernels.fn("sv_gemv3s_bf16_xf32").launch(
+                            grid: ((total + 15) / 16, 1, 1), block: (256, 1, 1), sharedBytes: k * 2, stream: stream,
+                            args: a)
+                    } else {
+                        try launch("sv_gemv3_bf16_xf32", grid: ((total + 7) / 8, 1, 1), a)
+                    }
+                    i += 3
                 }
                 return
             }
@@ -54,6 +74,20 @@ extension CUDABackend {
         rows: Int, cols: Int
     ) {
         guard rows > 0 else { return }
+        // A residual add queued just before, whose sum this norm reads, runs fused with it.
+        if let p = pendingAdd, Self.address(p.y) == Self.address(x), p.count == rows * cols,
+            Self.address(p.a) == Self.address(x) || Self.address(p.b) == Self.address(x)
+        {
+            pendingAdd = nil
+            let other = Self.address(p.a) == Self.address(x) ? p.b : p.a
+            enqueue {
+                var a = KernelArgs()
+                a.add(Self.range(p.y, rows * cols * 4)); a.add(Self.range(other, rows * cols * 4))
+                a.add(Self.range(weight, cols * 4)); a.add(Self.range(y, rows * cols * 4)); a.add(cols); a.add(eps)
+                try launch("sv_add_rmsnorm_f32", grid: (rows, 1, 1), a)
+            }
+            return
+        }
         enqueue {
             var a = KernelArgs()
             a.add(Self.range(x, rows * cols * 4)); a.add(Self.range(weight, cols * 4))
@@ -76,12 +110,26 @@ extension CUDABackend {
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
     ) {
         guard count > 0 else { return }
-        enqueue {
-            var k = KernelArgs()
-            k.add(Self.range(a, count * 4)); k.add(Self.range(b, count * 4)); k.add(Self.range(y, count * 4))
-            k.add(count)
-            try launch("sv_add_f32", grid: (Self.blocks(count), 1, 1), k)
+        if case .replay = graphMode { return }
+        // Held back one op: a following `rmsNorm` of `y` runs fused with it; anything else
+        // queues it first (`flushPending`).
+        flushPending()
+        if fuseAddNorm, Self.address(y) == Self.address(a) || Self.address(y) == Self.address(b) {
+            pendingAdd = PendingAdd(a: a, b: b, y: y, count: count)
+            return
         }
+        enqueue { try launchAdd(a, b, into: y, count: count) }
+    }
+
+    func launchAdd(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
+    )
+        throws
+    {
+        var k = KernelArgs()
+        k.add(Self.range(a, count * 4)); k.add(Self.range(b, count * 4)); k.add(Self.range(y, count * 4))
+        k.add(count)
+        try launch("sv_add_f32", grid: (Self.blocks(count), 1, 1), k)
     }
 
     public func siluMul(
@@ -115,14 +163,38 @@ extension CUDABackend {
         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, neox: Bool
     ) {
         guard rows > 0, heads > 0, rotaryDim >= 2 else { return }
-        enqueue {
-            var k = KernelArgs()
-            k.add(Self.range(x, rows * rowStride * 4)); k.add(rowStride); k.add(headDim); k.add(rotaryDim)
-            k.add(Self.range(cos, rows * rotaryDim / 2 * 4)); k.add(Self.range(sin, rows * rotaryDim / 2 * 4))
-            k.add(Int32(neox ? 1 : 0))
-            let threads = min(1024, max(32, (rotaryDim / 2 + 31) / 32 * 32))
-            try launch("sv_rope_f32", grid: (rows, heads, 1), block: threads, k)
+        if case .replay = graphMode { return }
+        let op = PendingRope(
+            x: x, rows: rows, rowStride: rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim, cos: cos,
+            sin: sin, neox: neox)
+        // q's rotation waits one op: k's, with the same angles, runs in the same launch.
+        if let p = pendingRope, p.fuses(with: op) {
+            pendingRope = nil
+            enqueue { try launchRope(p, op) }
+            return
         }
+        flushPending()
+        if fuseAddNorm {
+            pendingRope = op
+            return
+        }
+        enqueue { try launchRope(op, nil) }
+    }
+
+    /// Rotates `a`'s heads, and `b`'s in the same launch when given (same rows and angles).
+    func launchRope(_ a: PendingRope, _ b: PendingRope?) throws {
+        var k = KernelArgs()
+        k.add(Self.range(a.x, a.rows * a.rowStride * 4)); k.add(a.rowStride); k.add(a.heads)
+        if let b {
+            k.add(Self.range(b.x, b.rows * b.rowStride * 4)); k.add(b.rowStride)
+        } else {
+            k.add(DevicePointer(address: 0, bytes: 0)); k.add(0)
+        }
+        k.add(a.headDim); k.add(a.rotaryDim)
+        k.add(Self.range(a.cos, a.rows * a.rotaryDim / 2 * 4)); k.add(Self.range(a.sin, a.rows * a.rotaryDim / 2 * 4))
+        k.add(Int32(a.neox ? 1 : 0))
+        let threads = min(1024, max(32, (a.rotaryDim / 2 + 31) / 32 * 32))
+        try launch("sv_rope2_f32", grid: (a.rows, a.heads + (b?.heads ?? 0), 1), block: threads, k)
     }
 
     public func gatherRows(

@@ -18,6 +18,19 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     public let blas: CuBLASLt
     /// Batch-1 decode runs matrix-vector products through `sv_gemv_bf16_xf32` (beats cuBLASLt at m = 1).
     public var useGEMV = true
+    /// The GEMV stages x (rounded to bf16) in shared memory once per block, two rows a warp
+    /// (`sv_gemv3s_bf16_xf32`); false: a warp per row reading x from L1 (`sv_gemv3_bf16_xf32`).
+    public var gemvSharedX = true
+    /// A residual `add` waits one op and runs fused with the `rmsNorm` that reads its sum; a
+    /// RoPE waits one op and runs in one launch with the next (q's and k's).
+    public var fuseAddNorm = true
+    /// The add held back for that fusion (never while a graph replays).
+    var pendingAdd: PendingAdd?
+    /// A rotation held back for fusion with the next one (q's, then k's).
+    var pendingRope: PendingRope?
+    /// GPU idle time between steps (logged every 500 steps).
+    var idleMeter = GPUIdleMeter()
+    let log: @Sendable (String) -> Void
 
     private var buffers: [UInt64: DeviceBuffer] = [:]
     private let ring: PinnedBuffer
@@ -50,6 +63,11 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         blas = try CuBLASLt()
         ring = try PinnedBuffer(bytes: 64 << 20)
         uploadLog = UploadLog(log: log)
+        self.log = log
+        // Diagnostic switch: SERVAL_CUDA_FUSE_ADD_NORM=0 queues every add on its own.
+        fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
+        // Diagnostic switch: SERVAL_CUDA_GEMV=warp runs the warp-per-row GEMV.
+        gemvSharedX = ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"] != "warp"
         let c = kernels.compile
         log(
             "cuda: \(context.info.name) (\(context.info.arch), \(context.info.multiprocessors) SMs, "
@@ -83,7 +101,30 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     /// Runs `body`, keeping its error (the first one) for `checkErrors`.
     @inline(__always)
     func record(_ body: () throws -> Void) {
+        if case .replay = graphMode {} else { idleMeter.work() }
+        if pendingAdd != nil || pendingRope != nil { flushPending() }
         do { try body() } catch { if firstError == nil { firstError = error } }
+    }
+
+    /// A step's sampled tokens are home (the sampler calls this).
+    func stepDone() {
+        if let line = idleMeter.stepDone() { log(line) }
+    }
+
+    /// Queues a held-back add (every path that queues GPU work or waits comes here first).
+    func flushPending() {
+        do {
+            if let p = pendingAdd {
+                pendingAdd = nil
+                try launchAdd(p.a, p.b, into: p.y, count: p.count)
+            }
+            if let r = pendingRope {
+                pendingRope = nil
+                try launchRope(r, nil)
+            }
+        } catch {
+            if firstError == nil { firstError = error }
+        }
     }
 
     /// Queues an op's work, except while a graph replays (its work is the graph's).
@@ -102,6 +143,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     /// Throws (and clears) the first error an op met since the last call.
     public func checkErrors() throws {
+        flushPending()
         if let e = firstError {
             firstError = nil
             throw e
@@ -110,7 +152,9 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     /// Makes this backend's context current on the calling thread (the engine's forward
     /// thread is not the one that loaded the model).
-    func makeCurrent() { record { try context.makeCurrent() } }
+    func makeCurrent() {
+        do { try context.makeCurrent() } catch { if firstError == nil { firstError = error } }
+    }
 
     // MARK: Memory
 
@@ -228,6 +272,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     public func read(_ device: UnsafePointer<Float>, count: Int) -> [Float] {
         guard count > 0 else { return [] }
+        flushPending()
         do {
             try context.makeCurrent()
             return try stream.download(
@@ -259,6 +304,31 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     var scratchBF16: DevicePointer? { activationScratch?.pointer }
     var scratchIndices: DevicePointer? { indexScratch?.pointer }
+}
+
+/// A residual add held back for fusion with the norm that follows it.
+struct PendingAdd {
+    let a: UnsafePointer<Float>
+    let b: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+    let count: Int
+}
+
+/// A RoPE call held back for fusion with the next one over the same rows and angles.
+struct PendingRope {
+    let x: UnsafeMutablePointer<Float>
+    let rows: Int, rowStride: Int, heads: Int, headDim: Int, rotaryDim: Int
+    let cos: UnsafePointer<Float>
+    let sin: UnsafePointer<Float>
+    let neox: Bool
+
+    func fuses(with o: PendingRope) -> Bool {
+        rows == o.rows && headDim == o.headDim && rotaryDim == o.rotaryDim && cos == o.cos && sin == o.sin
+            && neox == o.neox && (end <= o.start || o.end <= start)
+    }
+
+    private var start: UInt { UInt(bitPattern: x) }
+    private var end: UInt { start + UInt(((rows - 1) * rowStride + heads * headDim) * 4) }
 }
 
 /// A reference that does not keep an attention object alive.

@@ -33,6 +33,7 @@ public struct CUDATokenSampler: TokenSampler {
                 logits: CUDABackend.range(rows, count * vocab * 4), logitRows: count, rows: batch.rows,
                 stream: backend.stream)
             try backend.checkErrors()
+            backend.stepDone()
             return SamplerOutput(tokens: tokens, promptLogprobs: [])
         }
         hostFallbacks += 1

@@ -106,4 +106,57 @@ public struct MicroBench {
         let flops = 4 * Double(len) * Double(len) / 2 * Double(heads * headDim)
         return (flops / (ms / 1e3) / 1e12, ms)
     }
+
+    /// The decode GEMV (`sv_gemv3s_bf16_xf32`, or `sv_gemv3_bf16_xf32` without `sharedX`; fp32 x) over an n x k bf16 weight split into
+    /// `parts` equal targets of one launch: (GB/s of weights read, ms). Cycles through copies
+    /// of the weight totalling at least 512 MB, so no launch finds its weight in L2.
+    public func gemv(n: Int, k: Int, parts: Int = 1, sharedX: Bool = true) throws -> (gbs: Double, ms: Double) {
+        let bytes = n * k * 2, copies = max(2, (512 << 20) / bytes + 1)
+        let w = try DeviceBuffer(bytes: bytes * copies)
+        try stream.fill32(w.pointer, value: 0x3C00_3C00, count: bytes * copies / 4)
+        let x = try DeviceBuffer(bytes: k * 4), y = try DeviceBuffer(bytes: n * 4)
+        try stream.fill32(x.pointer, value: 0x3F80_0000, count: k)
+        let f = try kernels.fn(sharedX ? "sv_gemv3s_bf16_xf32" : "sv_gemv3_bf16_xf32")
+        let rows = n / parts
+        var i = 0
+        let ms = try time(iterations: 3 * copies, warmup: copies) {
+            let base = try w.pointer.slice(offset: (i % copies) * bytes, bytes: bytes)
+            i += 1
+            var a = KernelArgs()
+            for j in 0..<3 {
+                if j < parts {
+                    a.add(try base.slice(offset: j * rows * k * 2, bytes: rows * k * 2))
+                    a.add(try y.pointer.slice(offset: j * rows * 4, bytes: rows * 4)); a.add(rows)
+                } else {
+                    a.add(DevicePointer(address: 0, bytes: 0)); a.add(DevicePointer(address: 0, bytes: 0)); a.add(0)
+                }
+            }
+            a.add(x.pointer); a.add(k)
+            let per = sharedX ? 16 : 8
+            try f.launch(
+                grid: ((rows * parts + per - 1) / per, 1, 1), block: (256, 1, 1), sharedBytes: sharedX ? k * 2 : 0,
+                stream: stream, args: a)
+        }
+        return (Double(bytes) / (ms / 1e3) / 1e9, ms)
+    }
+
+    /// What one dependent kernel boundary costs: microseconds per launch of a tiny kernel
+    /// (`sv_add_f32` over 4096 floats) in a chain of 200, queued eagerly and replayed as a graph.
+    public func launchGap() throws -> (eagerUs: Double, graphUs: Double) {
+        let a = try DeviceBuffer(bytes: 4096 * 4)
+        try stream.fill32(a.pointer, value: 0, count: 4096)
+        let f = try kernels.fn("sv_add_f32")
+        func chain() throws {
+            for _ in 0..<200 {
+                var k = KernelArgs()
+                k.add(a.pointer); k.add(a.pointer); k.add(a.pointer); k.add(4096)
+                try f.launch(grid: (16, 1, 1), block: (256, 1, 1), stream: stream, args: k)
+            }
+        }
+        let eager = try time(iterations: 5, warmup: 1) { try chain() }
+        try stream.synchronize()
+        let graph = try CUDAGraph(capturing: stream) { try chain() }
+        let replay = try time(iterations: 5, warmup: 1) { try graph.launch(on: stream) }
+        return (eager * 1e3 / 200, replay * 1e3 / 200)
+    }
 }

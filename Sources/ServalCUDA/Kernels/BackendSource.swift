@@ -78,6 +78,29 @@ extension KernelSource {
             }
         }
 
+        // sv_rope_f32 over two tensors in one launch (q and k: same rows and angles): heads
+        // [0, heads1) are x1's, the rest x2's (x2 may be null). grid (rows, heads1 + heads2).
+        extern "C" __global__ void sv_rope2_f32(float *x1, int stride1, int heads1, float *x2, int stride2,
+                                                int head_dim, int rot_dim, const float *cos_in, const float *sin_in,
+                                                int neox) {
+            const int r = blockIdx.x, half = rot_dim / 2;
+            int h = blockIdx.y;
+            float *v;
+            if (h < heads1) {
+                v = x1 + (size_t)r * stride1 + (size_t)h * head_dim;
+            } else {
+                h -= heads1;
+                v = x2 + (size_t)r * stride2 + (size_t)h * head_dim;
+            }
+            for (int i = threadIdx.x; i < half; i += blockDim.x) {
+                const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+                const float c = cos_in[(size_t)r * half + i], s = sin_in[(size_t)r * half + i];
+                const float x0 = v[a], x1v = v[b];
+                v[a] = x0 * c - x1v * s;
+                v[b] = x0 * s + x1v * c;
+            }
+        }
+
         // y[j] = x[rows[j]] (cols floats each). grid (ceil(cols/256), count), block 256.
         extern "C" __global__ void sv_gather_rows_f32(const float *x, const int *rows, int cols, float *y) {
             const int j = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -93,6 +116,161 @@ extension KernelSource {
             for (int d = threadIdx.x; d < kv_dim; d += blockDim.x) {
                 k_cache[slot * kv_dim + d] = f2bf(k[(size_t)t * kv_dim + d]);
                 v_cache[slot * kv_dim + d] = f2bf(v[(size_t)t * kv_dim + d]);
+            }
+        }
+
+        // a += b, then y = RMSNorm(a) * w: the seam's residual add followed by the next norm, in
+        // one pass (the backend fuses `add` into the `rmsNorm` that reads its output). The sum is
+        // rounded to fp32 before the norm reads it, as the two separate ops do. grid rows, block 256.
+        extern "C" __global__ void sv_add_rmsnorm_f32(float *a, const float *b, const float *w, float *y, int cols,
+                                                      float eps) {
+            __shared__ float scratch[33];
+            float *ar = a + (size_t)blockIdx.x * cols;
+            const float *br = b + (size_t)blockIdx.x * cols;
+            float *yr = y + (size_t)blockIdx.x * cols;
+            float ss = 0.f;
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) {
+                float v = ar[d] + br[d];
+                ar[d] = v;
+                ss += v * v;
+            }
+            ss = block_sum(ss, scratch);
+            const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) yr[d] = ar[d] * inv * w[d];
+        }
+
+        // Token t's k and v rows into its cache slot (as sv_kv_write_f32) and its q row
+        // (q_width fp32) to bf16, in one launch. grid tokens, block 128.
+        extern "C" __global__ void sv_kv_write_q_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
+                                                     bf16_t *v_cache, int kv_dim, const float *q, bf16_t *q_out,
+                                                     int q_width) {
+            const int t = blockIdx.x;
+            const size_t slot = (size_t)slots[t];
+            for (int d = threadIdx.x; d < kv_dim; d += blockDim.x) {
+                k_cache[slot * kv_dim + d] = f2bf(k[(size_t)t * kv_dim + d]);
+                v_cache[slot * kv_dim + d] = f2bf(v[(size_t)t * kv_dim + d]);
+            }
+            for (int d = threadIdx.x; d < q_width; d += blockDim.x)
+                q_out[(size_t)t * q_width + d] = f2bf(q[(size_t)t * q_width + d]);
+        }
+
+        // One-token products of up to three weights that read the same x (q/k/v, gate/up) in one
+        // launch: rows [0, n0) of the output space are w0's, then w1's, then w2's. x is fp32 and
+        // rounded to bf16 as it is read, exactly as the prefill path rounds its GEMM input, so
+        // decode and prefill see the same activations. A warp per row, 16-byte weight loads that
+        // bypass L1 (x stays there), 4 in flight per lane. k % 8 == 0, x 16-byte aligned.
+        // grid ceil((n0 + n1 + n2) / 8), block 256.
+        __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+            uint4 r;
+            asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                : "l"(p));
+            return r;
+        }
+        __device__ __forceinline__ float rbf(float f) { return bf2f(f2bf(f)); }
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_gemv3_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1, float *y1,
+                               int n1, const bf16_t *__restrict__ w2, float *y2, int n2, const float *__restrict__ x,
+                               int k) {
+            int row = blockIdx.x * 8 + (threadIdx.x >> 5);
+            const int lane = threadIdx.x & 31;
+            const bf16_t *w = w0;
+            float *y = y0;
+            if (row >= n0) {
+                row -= n0;
+                w = w1;
+                y = y1;
+                if (row >= n1) {
+                    row -= n1;
+                    w = w2;
+                    y = y2;
+                    if (row >= n2) return;
+                }
+            }
+            const uint4 *wr = (const uint4 *)(w + (size_t)row * k);
+            const float4 *xv = (const float4 *)x;
+            const int chunks = k / 8;
+            float acc = 0.f;
+        #pragma unroll 4
+            for (int c = lane; c < chunks; c += 32) {
+                const uint4 a = ld_stream(wr + c);
+                const float4 b0 = __ldg(xv + 2 * c), b1 = __ldg(xv + 2 * c + 1);
+                acc += __uint_as_float(a.x << 16) * rbf(b0.x) + __uint_as_float(a.x & 0xffff0000u) * rbf(b0.y) +
+                       __uint_as_float(a.y << 16) * rbf(b0.z) + __uint_as_float(a.y & 0xffff0000u) * rbf(b0.w) +
+                       __uint_as_float(a.z << 16) * rbf(b1.x) + __uint_as_float(a.z & 0xffff0000u) * rbf(b1.y) +
+                       __uint_as_float(a.w << 16) * rbf(b1.z) + __uint_as_float(a.w & 0xffff0000u) * rbf(b1.w);
+            }
+            acc = warp_sum(acc);
+            if (lane == 0) y[row] = acc;
+        }
+
+        // sv_gemv3_bf16_xf32 with x rounded to bf16 once per block into shared memory (k * 2 bytes
+        // of dynamic shared memory), two rows per warp, 16 rows per block: the inner loop is one
+        // 16-byte weight load per row, one 16-byte shared load of x and 16 FMAs, so the SMs keep
+        // up with HBM. grid ceil((n0 + n1 + n2) / 16), block 256.
+        __device__ __forceinline__ float dot8_bf16(uint4 a, uint4 b) {
+            return __uint_as_float(a.x << 16) * __uint_as_float(b.x << 16) +
+                   __uint_as_float(a.x & 0xffff0000u) * __uint_as_float(b.x & 0xffff0000u) +
+                   __uint_as_float(a.y << 16) * __uint_as_float(b.y << 16) +
+                   __uint_as_float(a.y & 0xffff0000u) * __uint_as_float(b.y & 0xffff0000u) +
+                   __uint_as_float(a.z << 16) * __uint_as_float(b.z << 16) +
+                   __uint_as_float(a.z & 0xffff0000u) * __uint_as_float(b.z & 0xffff0000u) +
+                   __uint_as_float(a.w << 16) * __uint_as_float(b.w << 16) +
+                   __uint_as_float(a.w & 0xffff0000u) * __uint_as_float(b.w & 0xffff0000u);
+        }
+        __device__ __forceinline__ void gemv3_row(int row, const bf16_t *w0, float *y0, int n0, const bf16_t *w1,
+                                                  float *y1, int n1, const bf16_t *w2, float *y2, int n2, int k,
+                                                  const uint4 *&wr, float *&y, int &r) {
+            r = row;
+            if (r < n0) {
+                wr = (const uint4 *)(w0 + (size_t)r * k);
+                y = y0;
+            } else if ((r -= n0) < n1) {
+                wr = (const uint4 *)(w1 + (size_t)r * k);
+                y = y1;
+            } else if ((r -= n1) < n2) {
+                wr = (const uint4 *)(w2 + (size_t)r * k);
+                y = y2;
+            } else {
+                wr = 0;
+                y = 0;
+            }
+        }
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_gemv3s_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
+                                float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
+                                const float *__restrict__ x, int k) {
+            extern __shared__ uint4 xs[];
+            const int chunks = k / 8;
+            for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+                const float4 b0 = ((const float4 *)x)[2 * c], b1 = ((const float4 *)x)[2 * c + 1];
+                xs[c] = make_uint4((unsigned)f2bf(b0.x) | ((unsigned)f2bf(b0.y) << 16),
+                                   (unsigned)f2bf(b0.z) | ((unsigned)f2bf(b0.w) << 16),
+                                   (unsigned)f2bf(b1.x) | ((unsigned)f2bf(b1.y) << 16),
+                                   (unsigned)f2bf(b1.z) | ((unsigned)f2bf(b1.w) << 16));
+            }
+            __syncthreads();
+            const int lane = threadIdx.x & 31, first = blockIdx.x * 16 + (threadIdx.x >> 5) * 2;
+            const uint4 *wa, *wb;
+            float *ya, *yb;
+            int ra, rb;
+            gemv3_row(first, w0, y0, n0, w1, y1, n1, w2, y2, n2, k, wa, ya, ra);
+            gemv3_row(first + 1, w0, y0, n0, w1, y1, n1, w2, y2, n2, k, wb, yb, rb);
+            if (!wa) return;
+            const bool two = wb != 0;
+            if (!two) wb = wa;
+            float acc0 = 0.f, acc1 = 0.f;
+        #pragma unroll 4
+            for (int c = lane; c < chunks; c += 32) {
+                const uint4 a = ld_stream(wa + c), b = ld_stream(wb + c), xv = xs[c];
+                acc0 += dot8_bf16(a, xv);
+                acc1 += dot8_bf16(b, xv);
+            }
+            acc0 = warp_sum(acc0);
+            acc1 = warp_sum(acc1);
+            if (lane == 0) {
+                ya[ra] = acc0;
+                if (two) yb[rb] = acc1;
             }
         }
 

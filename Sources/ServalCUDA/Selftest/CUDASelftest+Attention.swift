@@ -60,7 +60,7 @@ extension CUDASelftest {
     }
 
     func testExtend(_ c: AttentionConfig) throws -> String? {
-        let prefixes = [0, 50, 130], news = [37, 17, 1], batch = prefixes.count
+        let prefixes = [0, 50, 130, 40], news = [37, 17, 1, 150], batch = prefixes.count
         let lengths = zip(prefixes, news).map { $0 + $1 }
         let cache = makeCache(c, lengths: lengths)
         let totalQ = news.reduce(0, +)

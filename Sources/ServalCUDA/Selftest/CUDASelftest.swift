@@ -44,7 +44,19 @@ public final class CUDASelftest {
         for c in Self.attentionConfigs {
             run("decode_attention \(c.label), lens 1/77/1500, 1 split") { try self.testDecode(c, autoSplits: false) }
             run("decode_attention \(c.label), lens 1/77/1500, split-K") { try self.testDecode(c, autoSplits: true) }
-            run("extend_attention \(c.label), prefix+new 0+37/50+17/130+1") { try self.testExtend(c) }
+            let cases = "prefix+new 0+37/50+17/130+1/40+150"
+            if CUDAKernels.mmaExtendDims.contains(c.headDim) {
+                for kernel in CUDAKernels.ExtendKernel.allCases {
+                    run("extend_attention \(kernel.rawValue) \(c.label), \(cases)") {
+                        let saved = self.kernels.extendKernel
+                        self.kernels.extendKernel = kernel
+                        defer { self.kernels.extendKernel = saved }
+                        return try self.testExtend(c)
+                    }
+                }
+            } else {
+                run("extend_attention \(c.label), \(cases)") { try self.testExtend(c) }
+            }
         }
         for (m, n, k) in [(5, 515, 264), (33, 1000, 1032), (1, 4096, 4096)] {
             run("gemm_bf16 cuBLASLt m=\(m) n=\(n) k=\(k)") { try self.testGEMM(m: m, n: n, k: k) }
