@@ -2,6 +2,7 @@
 first byte, truncated answers, streaming chunk by chunk, keep-alive, pipelining, headers."""
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -181,6 +182,32 @@ def test_keep_alive_pipelined_and_connection_close_requests():
         order = [data.find(b'"pipelined"'), data.find(b'"path": "/v1/models?x=1"'), data.find(b'"status"'),
                  data.rfind(b'"pipelined"')]
         assert all(i >= 0 for i in order) and order == sorted(order), data
+    finally:
+        router.stop()
+        w.close()
+
+
+def test_sigterm_lets_a_stream_in_flight_finish():
+    w = Stub()
+    router = Router([w])
+    try:
+        lines = []
+        with requests.post(router.base + "/v1/completions", json={"prompt": "x", "stream": True},
+                           stream=True, timeout=30) as r:
+            it = r.iter_lines()
+            for line in it:
+                if line:
+                    lines.append(line)
+                    break
+            router.proc.send_signal(signal.SIGTERM)  # after the first chunk, before the last
+            lines += [l for l in it if l]
+        assert lines == [b'data: {"i": 0}', b'data: {"i": 1}', b'data: {"i": 2}']
+        assert router.proc.wait(timeout=30) == 0
+        try:
+            requests.get(router.base + "/health", timeout=2)
+            raise AssertionError("the router still accepts connections after SIGTERM")
+        except requests.ConnectionError:
+            pass
     finally:
         router.stop()
         w.close()
