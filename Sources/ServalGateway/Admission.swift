@@ -46,6 +46,23 @@ public final class Admission: @unchecked Sendable {
     public var activeCount: Int { lock.withLock { active } }
     public var queuedCount: Int { lock.withLock { waiters.count } }
 
+    /// Admits at once when a slot (and a token) is free; false, changing nothing, when the
+    /// request would have to wait or be refused (`acquire` decides those).
+    public func tryAcquireNow() -> Bool {
+        lock.withLock {
+            if let rate {
+                let now = clock()
+                tokens = min(capacity, tokens + (now - lastRefill) * rate)
+                lastRefill = now
+                if tokens < 1 { return false }
+            }
+            guard limit <= 0 || active < limit else { return false }
+            if rate != nil { tokens -= 1 }
+            active += 1
+            return true
+        }
+    }
+
     public func acquire() async -> Outcome {
         enum Step { case go, reject(Int), wait(UInt64) }
         let step: Step = lock.withLock {

@@ -15,6 +15,10 @@ public final class Gateway: @unchecked Sendable {
     public let logger: Logger
     let admission: Admission
     let client: HTTPClient
+    /// Keep-alive connections to workers for the NIO fast path, one pool per event loop.
+    let upstreamPools: UpstreamPools
+    /// The proxy's metric handles (per route, per worker).
+    let proxyMetrics: ProxyMetrics
     let rng: LockedRandom
     private(set) var healthChecker: HealthChecker!
     /// Workers' real cache contents (`--kv-events`), and the streams that feed it.
@@ -33,6 +37,12 @@ public final class Gateway: @unchecked Sendable {
         self.policy = Policies.make(
             config.policy, config: config.policyConfig, seed: config.randomSeed, kvIndex: kvIndex)
         self.rng = LockedRandom(seed: config.randomSeed)
+        self.upstreamPools = UpstreamPools(group: MultiThreadedEventLoopGroup.singleton, connectTimeout: .seconds(5))
+        self.proxyMetrics = ProxyMetrics(
+            metrics: metrics, policy: policy.name,
+            routes: GatewayServer.inferenceRoutes.map { ("POST", $0) }
+                + GatewayServer.passThroughPOST.map { ("POST", $0) }
+                + GatewayServer.passThroughGET.map { ("GET", $0) })
         self.registry = WorkerRegistry(breakerConfig: config.circuitBreaker) { w, from, to in
             metrics.inc(
                 "smg_worker_cb_transitions_total",
@@ -114,6 +124,7 @@ public final class Gateway: @unchecked Sendable {
         Task {
             while worker.load > 0 { try? await Task.sleep(nanoseconds: 50_000_000) }
             registry.remove(worker)
+            upstreamPools.drop(key: worker.url)
             policy.workerRemoved(worker)
             healthChecker.forget(worker)
             logger.info("removed worker \(worker.url)")

@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import ServalHTTP
 
@@ -16,58 +17,78 @@ public final class GatewayMetrics: @unchecked Sendable {
         var labels: [String]  // alternating name, value
     }
 
-    struct Hist {
-        var counts: [Int]
-        var sum = 0.0
-        var count = 0
-    }
-
     private let lock = NSLock()
-    private var counters: [Key: Double] = [:]
-    private var histograms: [Key: Hist] = [:]
-    private var help: [String: String] = [:]
+    private var counters: [Key: MetricCounter] = [:]
+    private var histograms: [Key: MetricHistogram] = [:]
     /// Request completions per second over the last few seconds (dashboard).
-    private var recent: [(at: Double, ok: Bool)] = []
+    private static let rateBuckets = 16
+    private var recent = [(second: Int, ok: Int, errors: Int)](repeating: (-1, 0, 0), count: rateBuckets)
 
     public init() {}
 
-    public func inc(_ name: String, _ labels: [String] = [], by v: Double = 1) {
-        lock.withLock { counters[Key(name: name, labels: labels), default: 0] += v }
+    /// The counter for `name` and `labels` (alternating name, value), created at zero on
+    /// first use. Hot paths resolve it once and keep it: `add` is then one atomic add.
+    public func counter(named name: String, _ labels: [String] = []) -> MetricCounter {
+        let k = Key(name: name, labels: labels)
+        return lock.withLock {
+            if let c = counters[k] { return c }
+            let c = MetricCounter()
+            counters[k] = c
+            return c
+        }
+    }
+
+    /// The histogram for `name` and `labels`, created empty on first use (see `counter(named:)`).
+    public func histogram(named name: String, _ labels: [String] = []) -> MetricHistogram {
+        let k = Key(name: name, labels: labels)
+        return lock.withLock {
+            if let h = histograms[k] { return h }
+            let h = MetricHistogram()
+            histograms[k] = h
+            return h
+        }
+    }
+
+    public func inc(_ name: String, _ labels: [String] = [], by v: Int = 1) {
+        counter(named: name, labels).add(v)
     }
 
     public func observe(_ name: String, _ labels: [String] = [], _ seconds: Double) {
-        lock.withLock {
-            let k = Key(name: name, labels: labels)
-            var h = histograms[k] ?? Hist(counts: Array(repeating: 0, count: Self.durationBounds.count))
-            if let i = Self.durationBounds.firstIndex(where: { seconds <= $0 }) { h.counts[i] += 1 }
-            h.sum += seconds
-            h.count += 1
-            histograms[k] = h
-        }
+        histogram(named: name, labels).observe(seconds)
     }
 
-    /// One finished client request (for the dashboard's request rate).
+    /// One finished client request (for the dashboard's request rate): counted in its
+    /// second's bucket, O(1) however many requests a second come.
     public func recordCompletion(ok: Bool, now: Double = ProcessInfo.processInfo.systemUptime) {
+        let second = Int(now.rounded(.down))
+        let i = second & (Self.rateBuckets - 1)
         lock.withLock {
-            recent.append((now, ok))
-            if recent.count > 4096 || (recent.first.map { now - $0.at > 10 } ?? false) {
-                recent.removeAll { now - $0.at > 5 }
-            }
+            if recent[i].second != second { recent[i] = (second, 0, 0) }
+            if ok { recent[i].ok += 1 } else { recent[i].errors += 1 }
         }
     }
 
-    /// Requests per second over the last `window` seconds, and the error share among them.
+    /// Requests per second over the last `window` whole seconds (up to 15; the current,
+    /// partial second is not counted), and the error rate among them.
     public func rate(window: Double = 5, now: Double = ProcessInfo.processInfo.systemUptime) -> (
         rps: Double, errors: Double
     ) {
-        lock.withLock {
-            let r = recent.filter { now - $0.at <= window }
-            return (Double(r.count) / window, Double(r.filter { !$0.ok }.count) / window)
+        let seconds = max(1, min(Self.rateBuckets - 1, Int(window)))
+        let current = Int(now.rounded(.down))
+        return lock.withLock {
+            var ok = 0
+            var errors = 0
+            for b in recent where b.second < current && b.second >= current - seconds {
+                ok += b.ok
+                errors += b.errors
+            }
+            return (Double(ok + errors) / Double(seconds), Double(errors) / Double(seconds))
         }
     }
 
     public func counter(_ name: String, _ labels: [String] = []) -> Double {
-        lock.withLock { counters[Key(name: name, labels: labels)] ?? 0 }
+        let c = lock.withLock { counters[Key(name: name, labels: labels)] }
+        return Double(c?.value ?? 0)
     }
 
     /// Sum of a counter over all label sets whose labels contain `matching` (name, value pairs).
@@ -80,7 +101,7 @@ public final class GatewayMetrics: @unchecked Sendable {
                             k.labels[$0] == matching[i] && k.labels[$0 + 1] == matching[i + 1]
                         }
                     }
-            }.values.reduce(0, +)
+            }.values.reduce(0) { $0 + Double($1.value) }
         }
     }
 
@@ -112,13 +133,19 @@ public final class GatewayMetrics: @unchecked Sendable {
         func pairs(_ l: [String]) -> [(String, String)] {
             stride(from: 0, to: l.count - 1, by: 2).map { (l[$0], l[$0 + 1]) }
         }
-        for (k, v) in cs.sorted(by: { ($0.key.name, $0.key.labels.joined()) < ($1.key.name, $1.key.labels.joined()) }) {
-            out.counter(k.name, help: Self.helpText[k.name] ?? k.name, pairs(k.labels), v)
+        // Handles are resolved ahead of use (the proxy's, per route and worker): one never
+        // bumped is left out, as if it did not exist yet.
+        for (k, c) in cs.filter({ $0.value.value != 0 }).sorted(by: {
+            ($0.key.name, $0.key.labels.joined()) < ($1.key.name, $1.key.labels.joined())
+        }) {
+            out.counter(k.name, help: Self.helpText[k.name] ?? k.name, pairs(k.labels), Double(c.value))
         }
         for (k, h) in hs.sorted(by: { ($0.key.name, $0.key.labels.joined()) < ($1.key.name, $1.key.labels.joined()) }) {
+            let snap = h.snapshot()
+            if snap.count == 0 { continue }
             out.histogram(
                 k.name, help: Self.helpText[k.name] ?? k.name, pairs(k.labels), bounds: Self.durationBounds,
-                counts: h.counts, sum: h.sum, count: h.count)
+                counts: snap.counts, sum: snap.sum, count: snap.count)
         }
         out.gauge(
             "smg_worker_pool_size", help: "Workers able to take traffic.", [],
@@ -142,4 +169,33 @@ public final class GatewayMetrics: @unchecked Sendable {
         for (name, help, v) in extraGauges { out.gauge(name, help: help, [("policy", policy)], v) }
         return out.text
     }
+}
+
+/// One counter of `GatewayMetrics`: an atomic integer, bumped without a lock.
+public final class MetricCounter: Sendable {
+    private let atomic = ManagedAtomic<Int>(0)
+
+    public func add(_ n: Int = 1) { atomic.wrappingIncrement(by: n, ordering: .relaxed) }
+    public var value: Int { atomic.load(ordering: .relaxed) }
+}
+
+/// One histogram of `GatewayMetrics` over `GatewayMetrics.durationBounds`, behind its own lock.
+public final class MetricHistogram: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counts = [Int](repeating: 0, count: GatewayMetrics.durationBounds.count)
+    private var sum = 0.0
+    private var count = 0
+
+    public func observe(_ seconds: Double) {
+        let bounds = GatewayMetrics.durationBounds
+        var i = 0
+        while i < bounds.count && seconds > bounds[i] { i += 1 }
+        lock.withLock {
+            if i < counts.count { counts[i] += 1 }
+            sum += seconds
+            count += 1
+        }
+    }
+
+    func snapshot() -> (counts: [Int], sum: Double, count: Int) { lock.withLock { (counts, sum, count) } }
 }

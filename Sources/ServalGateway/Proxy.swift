@@ -60,9 +60,7 @@ struct Proxy: Sendable {
 
         var routing = RoutingRequest()
         if usePolicy {
-            if g.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
-            routing.routingKey = Self.routingKey(headers)
-            routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+            routing = routingRequest(path: path, headers: headers, body: body)
             if let kv = g.kvIndex { routing.tokenIDs = await tokenIDs(path: path, body: body, index: kv) }
         }
         var outgoing = Self.outgoingHeaders(headers, requestIDHeaders: g.config.requestIDHeaders)
@@ -78,23 +76,7 @@ struct Proxy: Sendable {
             if candidates.isEmpty { break }
             let untried = candidates.filter { c in !tried.contains { $0 === c } }
             if !untried.isEmpty { candidates = untried }
-            let worker: Worker
-            if usePolicy {
-                let sel = g.policy.select(from: candidates, request: routing)
-                worker = sel.worker
-                g.metrics.inc("smg_worker_selection_total", ["worker", worker.url, "policy", g.policy.name])
-                g.metrics.inc(
-                    "smg_worker_selection_policy_branch_total", ["policy", g.policy.name, "branch", sel.branch])
-                if let hit = sel.cacheHit {
-                    worker.cacheLookups.wrappingIncrement(ordering: .relaxed)
-                    if hit { worker.cacheHits.wrappingIncrement(ordering: .relaxed) }
-                    g.metrics.inc(
-                        hit ? "smg_router_cache_hits_total" : "smg_router_cache_misses_total",
-                        ["policy", g.policy.name])
-                }
-            } else {
-                worker = leastLoaded(candidates)
-            }
+            let worker = choose(from: candidates, routing: routing, usePolicy: usePolicy)
             tried.append(worker)
             worker.inFlight.wrappingIncrement(ordering: .relaxed)
             worker.routed.wrappingIncrement(ordering: .relaxed)
@@ -108,7 +90,7 @@ struct Proxy: Sendable {
                 let resp = try await g.client.execute(
                     req, timeout: .milliseconds(Int64(g.config.requestTimeoutSecs * 1000)))
                 let status = Int(resp.status.code)
-                g.metrics.inc("smg_router_upstream_responses_total", ["worker", worker.url, "status", String(status)])
+                g.proxyMetrics.upstream(worker, status: status)
                 if RetryConfig.retryableStatuses.contains(status), attempt < maxAttempts {
                     // Read a little of the reason for the log; the connection goes back to the pool.
                     let reason = (try? await resp.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
@@ -155,6 +137,33 @@ struct Proxy: Sendable {
             GatewayError(
                 status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
                 code: tried.isEmpty ? "no_workers" : "upstream_error"))
+    }
+
+    /// Picks the worker for one attempt and counts the decision (`usePolicy` false: the
+    /// least-loaded worker, policy state untouched). `candidates` is never empty.
+    func choose(from candidates: [Worker], routing: RoutingRequest, usePolicy: Bool) -> Worker {
+        guard usePolicy else { return leastLoaded(candidates) }
+        let g = gateway
+        let sel = g.policy.select(from: candidates, request: routing)
+        let worker = sel.worker
+        g.proxyMetrics.worker(worker).selected.add()
+        g.metrics.inc("smg_worker_selection_policy_branch_total", ["policy", g.policy.name, "branch", sel.branch])
+        if let hit = sel.cacheHit {
+            worker.cacheLookups.wrappingIncrement(ordering: .relaxed)
+            if hit { worker.cacheHits.wrappingIncrement(ordering: .relaxed) }
+            g.metrics.inc(
+                hit ? "smg_router_cache_hits_total" : "smg_router_cache_misses_total", ["policy", g.policy.name])
+        }
+        return worker
+    }
+
+    /// What the policy looks at for this request.
+    func routingRequest(path: String, headers: HTTPFields, body: ByteBuffer) -> RoutingRequest {
+        var routing = RoutingRequest()
+        if gateway.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
+        routing.routingKey = Self.routingKey(headers)
+        routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+        return routing
     }
 
     /// The prompt's token ids for event-fed routing: from the body when it carries ids,

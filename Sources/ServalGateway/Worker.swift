@@ -26,6 +26,8 @@ public final class Worker: @unchecked Sendable {
     /// Cache-aware decisions for this worker, and how many of them matched a cached prefix.
     public let cacheLookups = ManagedAtomic<Int>(0)
     public let cacheHits = ManagedAtomic<Int>(0)
+    /// The proxy's metric handles for this worker, resolved on its first request.
+    let metricHandles = ManagedAtomicLazyReference<ProxyMetrics.WorkerHandles>()
 
     private let lock = NSLock()
     private var _health: Health

@@ -6,6 +6,8 @@ public final class WorkerRegistry: @unchecked Sendable {
     private let lock = NSLock()
     private var workers: [Worker] = []
     private var nextID = 1
+    /// Workers reached over TLS (the NIO fast path speaks plain HTTP only).
+    private var tlsWorkers = 0
     private let breakerConfig: CircuitBreakerConfig
     /// Called on every breaker transition of any worker (metrics).
     let onBreakerTransition: @Sendable (Worker, CircuitBreaker.State, CircuitBreaker.State) -> Void
@@ -31,6 +33,7 @@ public final class WorkerRegistry: @unchecked Sendable {
             let notify = onBreakerTransition
             breaker.onTransition = { [weak w] from, to in if let w { notify(w, from, to) } }
             workers.append(w)
+            if !url.hasPrefix("http://") { tlsWorkers += 1 }
             return w
         }
     }
@@ -40,9 +43,13 @@ public final class WorkerRegistry: @unchecked Sendable {
         lock.withLock {
             guard let i = workers.firstIndex(where: { $0 === worker }) else { return false }
             workers.remove(at: i)
+            if !worker.url.hasPrefix("http://") { tlsWorkers -= 1 }
             return true
         }
     }
+
+    /// Every worker speaks plain HTTP.
+    public var allPlainHTTP: Bool { lock.withLock { tlsWorkers == 0 } }
 
     public var all: [Worker] { lock.withLock { workers } }
 

@@ -1,0 +1,383 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import ServalHTTP
+
+/// One proxied request on the NIO fast path, from its complete body to the last byte sent
+/// back: the same behaviour as `Proxy.forward` (policy choice, retries on another worker with
+/// backoff while nothing was sent, breakers, metrics, SSE pass-through and a mid-stream error
+/// event), driven by callbacks on the inbound connection's event loop instead of tasks.
+/// Every method runs on that loop.
+final class ProxyExchange {
+    let gateway: Gateway
+    let proxy: Proxy
+    let pool: UpstreamPool
+    let client: FastProxyHandler
+    let request: HTTPRequest
+    let body: ByteBuffer
+    let path: String
+    let route: ProxyMetrics.Route
+    let usePolicy: Bool
+    private let release: () -> Void
+    private var released = false
+    let start: NIODeadline
+
+    private var routing = RoutingRequest()
+    private var outgoing = HTTPHeaders()
+    private var attempt = 0
+    private let maxAttempts: Int
+    private var tried: [Worker] = []
+    private var lastError = "no workers are available"
+    private var lastStatus = 503
+
+    private var worker: Worker?
+    private var connection: UpstreamConnection?
+    /// A reused keep-alive connection that closed before answering is replaced once, without
+    /// counting against the worker.
+    private var staleRetried = false
+    private var timeout: Scheduled<Void>?
+
+    private enum Phase {
+        case connecting
+        case waitingHead
+        /// A retryable status: the body is read (a little kept for the log), then another worker.
+        case discarding(status: Int, reason: ByteBuffer, keepAlive: Bool)
+        /// A complete response is collected before the client sees it, so that a worker dying
+        /// mid-body is retried like one that never answered.
+        case buffering(head: HTTPResponseHead, body: ByteBuffer)
+        /// An event stream passed through as it arrives.
+        case streaming(keepAlive: Bool)
+        case done
+    }
+    private var phase = Phase.connecting
+    /// The status the client was sent (metrics), once the head went out.
+    private var sentStatus = 0
+
+    init(
+        gateway: Gateway, pool: UpstreamPool, client: FastProxyHandler, request: HTTPRequest, body: ByteBuffer,
+        path: String, route: ProxyMetrics.Route, usePolicy: Bool, release: @escaping () -> Void
+    ) {
+        self.gateway = gateway
+        self.proxy = Proxy(gateway: gateway)
+        self.pool = pool
+        self.client = client
+        self.request = request
+        self.body = body
+        self.path = path
+        self.route = route
+        self.usePolicy = usePolicy
+        self.release = release
+        self.start = .now()
+        self.maxAttempts = gateway.config.retry.enabled ? gateway.config.retry.maxRetries + 1 : 1
+    }
+
+    func run() {
+        route.routerRequests.add()
+        if usePolicy { routing = proxy.routingRequest(path: path, headers: request.headerFields, body: body) }
+        outgoing = Self.outgoingHeaders(request.headerFields)
+        if let key = gateway.config.apiKey { outgoing.replaceOrAdd(name: "Authorization", value: "Bearer \(key)") }
+        if body.readableBytes > 0 || request.method == .post || request.method == .put {
+            outgoing.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        }
+        nextAttempt()
+    }
+
+    // MARK: attempts
+
+    /// Gives the admission slot back, once.
+    private func releaseOnce() {
+        if released { return }
+        released = true
+        release()
+    }
+
+    private func nextAttempt() {
+        if client.isClientGone { return releaseOnce() }
+        attempt += 1
+        var candidates = gateway.registry.available()
+        guard !candidates.isEmpty else { return giveUp() }
+        let untried = candidates.filter { c in !tried.contains { $0 === c } }
+        if !untried.isEmpty { candidates = untried }
+        let w = proxy.choose(from: candidates, routing: routing, usePolicy: usePolicy)
+        tried.append(w)
+        w.inFlight.wrappingIncrement(ordering: .relaxed)
+        w.routed.wrappingIncrement(ordering: .relaxed)
+        worker = w
+        staleRetried = false
+        send(to: w)
+    }
+
+    private func send(to w: Worker) {
+        guard let address = UpstreamAddress(workerURL: w.url) else {
+            // Only plain-HTTP workers reach the fast path (FastProxyHandler checks); be safe anyway.
+            return attemptFailed("worker \(w.url) is not reachable over plain HTTP", status: 502)
+        }
+        phase = .connecting
+        let secs = gateway.config.requestTimeoutSecs
+        timeout = pool.eventLoop.scheduleTask(in: .nanoseconds(Int64(secs * 1e9))) { [weak self] in
+            self?.timedOut()
+        }
+        pool.connection(key: w.url, address: address).whenComplete { [self] result in
+            guard case .connecting = phase, worker === w else {
+                if case .success(let c) = result { c.channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .failure(let error):
+                connectionFailed("worker \(w.url) failed: \(error)")
+            case .success(let c):
+                connection = c
+                phase = .waitingHead
+                c.handler.sink = { [weak self] event in self?.upstream(event) }
+                var head = HTTPRequestHead(
+                    version: .http1_1, method: HTTPMethod(rawValue: request.method.rawValue),
+                    uri: request.path ?? path)
+                head.headers = outgoing
+                head.headers.replaceOrAdd(name: "Host", value: address.authority)
+                c.channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                if body.readableBytes > 0 {
+                    c.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+                }
+                c.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            }
+        }
+    }
+
+    private func upstream(_ event: UpstreamEvent) {
+        switch event {
+        case .part(.head(let head)): upstreamHead(head)
+        case .part(.body(let chunk)): upstreamBody(chunk)
+        case .part(.end): upstreamEnd()
+        case .closed(let error): upstreamClosed(error)
+        }
+    }
+
+    private func upstreamHead(_ head: HTTPResponseHead) {
+        guard case .waitingHead = phase, let w = worker else { return }
+        let status = Int(head.status.code)
+        gateway.proxyMetrics.upstream(w, status: status)
+        if RetryConfig.retryableStatuses.contains(status), attempt < maxAttempts {
+            phase = .discarding(status: status, reason: ByteBuffer(), keepAlive: head.isKeepAlive)
+        } else if (200..<300).contains(status), Self.isEventStream(head.headers) {
+            phase = .streaming(keepAlive: head.isKeepAlive)
+            var fields = Self.responseFields(head.headers)
+            fields[.cacheControl] = "no-cache"
+            sentStatus = status
+            client.respond(.head(HTTPResponse(status: .init(code: status), headerFields: fields)), flush: true)
+        } else {
+            phase = .buffering(head: head, body: ByteBuffer())
+        }
+    }
+
+    private func upstreamBody(_ chunk: ByteBuffer) {
+        switch phase {
+        case .discarding(let status, var reason, let keepAlive):
+            if reason.readableBytes < 200 {
+                var c = chunk
+                reason.writeBuffer(&c)
+            }
+            phase = .discarding(status: status, reason: reason, keepAlive: keepAlive)
+        case .buffering(let head, var buffered):
+            phase = .done  // lets `buffered` be uniquely referenced while it grows
+            var c = chunk
+            buffered.writeBuffer(&c)
+            phase = .buffering(head: head, body: buffered)
+        case .streaming:
+            client.respond(.body(chunk), flush: true)
+        default:
+            break
+        }
+    }
+
+    private func upstreamEnd() {
+        let before = phase
+        phase = .done
+        timeout?.cancel()
+        guard let w = worker, let c = connection else { return }
+        connection = nil
+        switch before {
+        case .discarding(let status, let reason, let keepAlive):
+            keepAlive ? pool.release(c) : closeUpstream(c)
+            attemptFailed("worker \(w.url) answered \(status): \(String(buffer: reason).prefix(200))", status: status)
+        case .buffering(let head, let buffered):
+            head.isKeepAlive ? pool.release(c) : closeUpstream(c)
+            let status = Int(head.status.code)
+            var fields = Self.responseFields(head.headers)
+            fields[.contentLength] = String(buffered.readableBytes)
+            sentStatus = status
+            client.respond(.head(HTTPResponse(status: .init(code: status), headerFields: fields)), flush: false)
+            if buffered.readableBytes > 0 { client.respond(.body(buffered), flush: false) }
+            complete(w, ok: status < 500, status: status)
+        case .streaming(let keepAlive):
+            keepAlive ? pool.release(c) : closeUpstream(c)
+            complete(w, ok: true, status: 200)
+        default:
+            closeUpstream(c)
+        }
+    }
+
+    private func upstreamClosed(_ error: Error?) {
+        let before = phase
+        guard let w = worker else { return }
+        switch before {
+        case .done, .connecting:
+            return
+        case .streaming:
+            phase = .done
+            timeout?.cancel()
+            connection = nil
+            let why = error.map { String(describing: $0) } ?? "connection closed before the end of the stream"
+            let event =
+                SSE.frame([
+                    "error": [
+                        "message": .string("worker \(w.url) failed mid-stream: \(why)"),
+                        "type": "upstream_error", "code": 502,
+                    ]
+                ]) + SSE.done
+            client.respond(.body(ByteBuffer(string: event)), flush: false)
+            gateway.metrics.inc("smg_worker_errors_total", ["worker", w.url, "error_type", "stream"])
+            gateway.healthChecker.checkSoon(w)
+            complete(w, ok: false, status: 502)
+        case .waitingHead where connection?.reused == true && !staleRetried && error == nil:
+            // A keep-alive connection the worker had already closed: try a fresh one.
+            timeout?.cancel()
+            connection = nil
+            staleRetried = true
+            send(to: w)
+        default:
+            connection = nil
+            connectionFailed("worker \(w.url) failed: \(error.map { String(describing: $0) } ?? "connection closed")")
+        }
+    }
+
+    private func timedOut() {
+        guard let w = worker else { return }
+        switch phase {
+        case .done: return
+        case .streaming:
+            let c = connection
+            upstreamClosed(GatewayError(status: 504, message: "no end within --request-timeout-secs", code: "timeout"))
+            if let c { closeUpstream(c) }
+        default:
+            if let c = connection { c.handler.sink = nil; closeUpstream(c) }
+            connection = nil
+            connectionFailed(
+                "worker \(w.url) failed: no complete answer within --request-timeout-secs "
+                    + "(\(gateway.config.requestTimeoutSecs)s)")
+        }
+    }
+
+    private func connectionFailed(_ message: String) {
+        guard let w = worker else { return }
+        gateway.metrics.inc("smg_worker_errors_total", ["worker", w.url, "error_type", "connection"])
+        gateway.healthChecker.checkSoon(w)
+        attemptFailed(message, status: 502)
+    }
+
+    /// This attempt failed before anything reached the client: count it, then retry or give up.
+    private func attemptFailed(_ message: String, status: Int) {
+        phase = .done
+        timeout?.cancel()
+        if let c = connection {
+            c.handler.sink = nil
+            closeUpstream(c)
+            connection = nil
+        }
+        guard let w = worker else { return giveUp() }
+        worker = nil
+        w.inFlight.wrappingDecrement(ordering: .relaxed)
+        w.failures.wrappingIncrement(ordering: .relaxed)
+        w.breaker.recordFailure()
+        lastError = message
+        lastStatus = status
+        gateway.logger.warning("attempt \(attempt)/\(maxAttempts) for \(route.route): \(message)")
+        guard attempt < maxAttempts, !client.isClientGone else { return giveUp() }
+        gateway.metrics.inc("smg_worker_retries_total", ["worker", w.url])
+        let g = gateway
+        let delay = g.config.retry.backoff(attempt: attempt, unit: Double(g.rng.next(1 << 20)) / Double(1 << 20))
+        g.metrics.observe("smg_worker_retry_backoff_seconds", [], delay)
+        pool.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) { [self] in nextAttempt() }
+    }
+
+    /// No attempt succeeded: the client gets the router's error.
+    private func giveUp() {
+        phase = .done
+        releaseOnce()
+        let g = gateway
+        if !tried.isEmpty && maxAttempts > 1 { g.metrics.inc("smg_worker_retries_exhausted_total") }
+        g.metrics.inc(
+            "smg_router_request_errors_total",
+            ["route", route.route, "error_type", tried.isEmpty ? "no_workers" : "upstream"])
+        g.metrics.recordCompletion(ok: false)
+        let status = tried.isEmpty ? 503 : (lastStatus == 503 || lastStatus == 502 ? lastStatus : 502)
+        let error = GatewayError(
+            status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
+            code: tried.isEmpty ? "no_workers" : "upstream_error")
+        let (head, bytes) = GatewayResponses.errorParts(error)
+        client.respond(.head(head), flush: false)
+        client.respond(.body(bytes), flush: false)
+        client.finish(status: status, route: route, start: start)
+    }
+
+    /// The response (head and all of the body) went out: account and hand the connection back.
+    private func complete(_ w: Worker, ok: Bool, status: Int) {
+        worker = nil
+        w.inFlight.wrappingDecrement(ordering: .relaxed)
+        if ok { w.breaker.recordSuccess() } else { w.breaker.recordFailure() }
+        if !ok {
+            gateway.metrics.inc(
+                "smg_router_request_errors_total", ["route", route.route, "error_type", "status_\(status)"])
+        }
+        route.routerDuration.observe(Double((NIODeadline.now() - start).nanoseconds) / 1e9)
+        gateway.metrics.recordCompletion(ok: ok)
+        releaseOnce()
+        client.finish(status: sentStatus, route: route, start: start)
+    }
+
+    /// The client went away: stop the upstream request (a worker generating for nobody stops
+    /// when its connection closes) and account for it without blaming the worker.
+    func clientGone() {
+        let before = phase
+        phase = .done
+        timeout?.cancel()
+        if let c = connection {
+            c.handler.sink = nil
+            closeUpstream(c)
+            connection = nil
+        }
+        guard let w = worker else { return }  // between attempts: the next one sees the client gone
+        worker = nil
+        if case .done = before { return }
+        w.inFlight.wrappingDecrement(ordering: .relaxed)
+        gateway.metrics.recordCompletion(ok: true)
+        releaseOnce()
+    }
+
+    private func closeUpstream(_ c: UpstreamConnection) {
+        c.handler.sink = nil
+        c.channel.close(promise: nil)
+    }
+
+    // MARK: headers
+
+    static func outgoingHeaders(_ h: HTTPFields) -> HTTPHeaders {
+        var out = HTTPHeaders()
+        for f in h where !Proxy.skippedRequestHeaders.contains(f.name.canonicalName) {
+            out.add(name: f.name.rawName, value: f.value)
+        }
+        return out
+    }
+
+    static func responseFields(_ h: HTTPHeaders) -> HTTPFields {
+        var out = HTTPFields()
+        for (name, value) in h where !Proxy.skippedResponseHeaders.contains(name.lowercased()) {
+            if let n = HTTPField.Name(name) { out.append(HTTPField(name: n, value: value)) }
+        }
+        return out
+    }
+
+    static func isEventStream(_ h: HTTPHeaders) -> Bool {
+        h.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") ?? false
+    }
+}

@@ -1,0 +1,77 @@
+import Atomics
+
+/// The proxy's per-request metrics, resolved once (per route at start-up, per worker on its
+/// first request) so that a proxied request bumps atomics instead of building label arrays
+/// and looking them up under the registry's lock. Names and labels are SMG's, the same as
+/// `GatewayMetrics.inc` would write.
+final class ProxyMetrics: Sendable {
+    /// The handles of one proxied route.
+    final class Route: Sendable {
+        let method: String
+        let route: String
+        let httpRequests: MetricCounter
+        let httpDuration: MetricHistogram
+        let routerRequests: MetricCounter
+        let routerDuration: MetricHistogram
+
+        init(_ m: GatewayMetrics, method: String, route: String) {
+            self.method = method
+            self.route = route
+            httpRequests = m.counter(named: "smg_http_requests_total", ["method", method, "path", route])
+            httpDuration = m.histogram(named: "smg_http_request_duration_seconds", ["method", method, "path", route])
+            routerRequests = m.counter(named: "smg_router_requests_total", ["route", route])
+            routerDuration = m.histogram(named: "smg_router_request_duration_seconds", ["route", route])
+        }
+    }
+
+    /// The handles of one worker.
+    final class WorkerHandles: Sendable {
+        let selected: MetricCounter
+        let upstreamOK: MetricCounter
+
+        init(_ m: GatewayMetrics, url: String, policy: String) {
+            selected = m.counter(named: "smg_worker_selection_total", ["worker", url, "policy", policy])
+            upstreamOK = m.counter(named: "smg_router_upstream_responses_total", ["worker", url, "status", "200"])
+        }
+    }
+
+    let metrics: GatewayMetrics
+    let policy: String
+    /// Keyed by "METHOD path" for the proxied routes.
+    private let routes: [String: Route]
+    private let responsesOK: MetricCounter
+
+    init(metrics: GatewayMetrics, policy: String, routes: [(method: String, path: String)]) {
+        self.metrics = metrics
+        self.policy = policy
+        var r: [String: Route] = [:]
+        for (method, path) in routes { r[method + " " + path] = Route(metrics, method: method, route: path) }
+        self.routes = r
+        responsesOK = metrics.counter(named: "smg_http_responses_total", ["status", "200"])
+    }
+
+    func route(method: String, path: String) -> Route? { routes[method + " " + path] }
+
+    func worker(_ w: Worker) -> WorkerHandles {
+        if let h = w.metricHandles.load() { return h }
+        return w.metricHandles.storeIfNilThenLoad(WorkerHandles(metrics, url: w.url, policy: policy))
+    }
+
+    /// `smg_http_responses_total{status}`.
+    func response(status: Int) {
+        if status == 200 {
+            responsesOK.add()
+        } else {
+            metrics.inc("smg_http_responses_total", ["status", String(status)])
+        }
+    }
+
+    /// `smg_router_upstream_responses_total{worker, status}`.
+    func upstream(_ w: Worker, status: Int) {
+        if status == 200 {
+            worker(w).upstreamOK.add()
+        } else {
+            metrics.inc("smg_router_upstream_responses_total", ["worker", w.url, "status", String(status)])
+        }
+    }
+}
