@@ -4,7 +4,8 @@
 public enum KernelSource {
     /// All parts, in order, as one translation unit.
     public static var all: String {
-        [common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, sampling].joined(separator: "\n")
+        [common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, sampling, deepseek].joined(
+            separator: "\n")
     }
 
     static let common = #"""
