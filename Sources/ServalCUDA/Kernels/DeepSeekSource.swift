@@ -139,6 +139,30 @@ extension KernelSource {
             for (int j = 0; j < k; j++) ow[j] *= scaling;
         }
 
+        // Products inside wider rows (MLA's per-head absorption): y[r * y_stride + n] =
+        // w[n, :] . x[r * x_stride ..] with w bf16 [N, K], x and y fp32; a warp per (r, n).
+        extern "C" __global__ void sv_strided_matmul(
+            const float *x, int x_stride, const bf16_t *w, float *y, int y_stride, int rows, int N, int K) {
+            long long gw = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+            int lane = threadIdx.x & 31;
+            if (gw >= (long long)rows * N) return;
+            int r = (int)(gw / N), n = (int)(gw % N);
+            const float *xr = x + (size_t)r * x_stride;
+            const bf16_t *wn = w + (size_t)n * K;
+            float s = 0.f;
+            for (int k = lane; k < K; k += 32) s += bf2f(wn[k]) * xr[k];
+            s = warp_sum(s);
+            if (lane == 0) y[(size_t)r * y_stride + n] = s;
+        }
+
+        // dst[r * dst_stride + c] = src[r * src_stride + c] for c < cols (slices of wider rows).
+        extern "C" __global__ void sv_copy_rows_f32(
+            const float *src, int src_stride, float *dst, int dst_stride, int rows, int cols) {
+            for (int r = blockIdx.y; r < rows; r += gridDim.y)
+                for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+                    dst[(size_t)r * dst_stride + c] = src[(size_t)r * src_stride + c];
+        }
+
         // Routed experts, first half: for every (token, choice) pair p = t*k + j and expert row i,
         // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t) with e = ids[p]; a warp per row.
         // gate_w / up_w: each expert's bf16 [I, H] matrix address.

@@ -19,6 +19,8 @@ extension CUDASelftest {
                     method: method, sigmoid: sigmoid, groups: groups, topkGroups: topkGroups, normalize: normalize)
             }
         }
+        run("strided_matmul 7 rows (x stride 200, y stride 130) x 96 outputs, k 72") { try self.testStridedMatmul() }
+        run("copy_rows_f32 5 rows of 70 (strides 100 / 80)") { try self.testCopyRows() }
         run("moe_gate_up + moe_down: 5 tokens, 6 experts, top-2, hidden 72, inter 40") {
             try self.testMoEExperts(tokens: 5, experts: 6, k: 2, hidden: 72, inter: 40)
         }
@@ -73,6 +75,41 @@ extension CUDASelftest {
             }
         }
         return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+    }
+
+    func testStridedMatmul() throws -> String? {
+        let rows = 7, xs = 200, ys = 130, n = 96, k = 72
+        let x = randomFloats(rows * xs), w = randomBF16(n * k, 0.1)
+        let y = try poisoned(bytes: rows * ys * 4)
+        var a = KernelArgs()
+        a.add(try upload(x)); a.add(xs); a.add(try upload(w)); a.add(y); a.add(ys); a.add(rows); a.add(n); a.add(k)
+        try kernels.fn("sv_strided_matmul").launch(
+            grid: ((rows * n * 32 + 255) / 256, 1, 1), block: (256, 1, 1), stream: stream, args: a)
+        let all: [Float] = try download(y, rows * ys)
+        var got: [Float] = [], want: [Float] = []
+        for r in 0..<rows {
+            for j in 0..<n {
+                got.append(all[r * ys + j])
+                var s = 0.0
+                for c in 0..<k { s += Double(BF16.float(w[j * k + c])) * Double(x[r * xs + c]) }
+                want.append(Float(s))
+            }
+        }
+        return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+    }
+
+    func testCopyRows() throws -> String? {
+        let rows = 5, cols = 70, ss = 100, ds = 80
+        let src = randomFloats(rows * ss)
+        let dst = try poisoned(bytes: rows * ds * 4)
+        var a = KernelArgs()
+        a.add(try upload(src)); a.add(ss); a.add(dst); a.add(ds); a.add(rows); a.add(cols)
+        try kernels.fn("sv_copy_rows_f32").launch(grid: (1, rows, 1), block: (256, 1, 1), stream: stream, args: a)
+        let all: [Float] = try download(dst, rows * ds)
+        for r in 0..<rows {
+            for c in 0..<cols where all[r * ds + c] != src[r * ss + c] { return "row \(r) column \(c) differs" }
+        }
+        return nil
     }
 
     /// The router's rule in Swift (CPUMoE.route's, step for step).
