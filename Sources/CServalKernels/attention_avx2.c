@@ -3,7 +3,7 @@
 // GQA group: (1) scores for up to 3 heads against four key rows at a time,
 // (2) softmax per head (max, exp, sum), (3) the weighted V sum with the
 // output tile of up to 3 heads x 32 dims held in registers across all keys.
-// K/V rows are f32, f16 (F16C conversion) or bf16 (a shift), chosen by
+// K/V rows are f32, f16 (F16C conversion), bf16 (a shift) or fp8 (shifts and a multiply), chosen by
 // `kv_type` and specialised at compile time.
 #if defined(__x86_64__)
 #include "sv_internal.h"
@@ -16,6 +16,16 @@ AVX2_INLINE __m256 kv_load8(int kv_type, const void *base, int64_t i) {
     if (kv_type == SV_TYPE_BF16)
         return _mm256_castsi256_ps(_mm256_slli_epi32(
             _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i))), 16));
+    if (kv_type == SV_TYPE_F8_E4M3 || kv_type == SV_TYPE_F8_E5M2) {
+        // As sv_fp8_to_f32_1: magnitude bits into the f32 exponent/mantissa, times 2^(127 - bias).
+        const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((const uint8_t *)base + i)));
+        const int e4m3 = kv_type == SV_TYPE_F8_E4M3;
+        const __m256i mag = _mm256_and_si256(b, _mm256_set1_epi32(0x7f));
+        const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+        const __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(e4m3 ? _mm256_slli_epi32(mag, 20) : _mm256_slli_epi32(mag, 21)),
+                                       _mm256_set1_ps(e4m3 ? 0x1p120f : 0x1p112f));
+        return _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+    }
     return _mm256_loadu_ps((const float *)base + i);
 }
 
@@ -34,7 +44,7 @@ AVX2_INLINE __m128 att_hsum8x4(__m256 a, __m256 b, __m256 c, __m256 d) {
 /// for the values pass that follows) of the key in slot `slot`.
 AVX2_INLINE void kv_prefetch(int kv_type, const void *k, const void *v, int64_t slot, int64_t k_stride,
                              int64_t v_stride, int64_t hd, int64_t vd) {
-    const int64_t es = kv_type == SV_TYPE_F32 ? 4 : 2;
+    const int64_t es = kv_type == SV_TYPE_F32 ? 4 : (kv_type == SV_TYPE_F8_E4M3 || kv_type == SV_TYPE_F8_E5M2) ? 1 : 2;
     const char *kp = (const char *)k + slot * k_stride * es, *vp = (const char *)v + slot * v_stride * es;
     const int64_t kbytes = hd * es, vbytes = vd * es;
     for (int64_t b = 0; b < kbytes; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
@@ -185,6 +195,14 @@ AVX2 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float 
     case SV_TYPE_BF16:
         attention_typed(SV_TYPE_BF16, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
                         slots, first_keys, causal, scale, lse, lse_stride, scratch);
+        return 0;
+    case SV_TYPE_F8_E4M3:
+        attention_typed(SV_TYPE_F8_E4M3, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride,
+                        v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
+        return 0;
+    case SV_TYPE_F8_E5M2:
+        attention_typed(SV_TYPE_F8_E5M2, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride,
+                        v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
         return 0;
     case SV_TYPE_F32:
         attention_typed(SV_TYPE_F32, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,

@@ -8,6 +8,8 @@ static inline float kv_elem(int kv_type, const void *base, int64_t i) {
     switch (kv_type) {
     case SV_TYPE_F16: return sv_f16_to_f32_1(((const uint16_t *)base)[i]);
     case SV_TYPE_BF16: return sv_bf16_to_f32_1(((const uint16_t *)base)[i]);
+    case SV_TYPE_F8_E4M3: return sv_fp8_to_f32_1(1, ((const uint8_t *)base)[i]);
+    case SV_TYPE_F8_E5M2: return sv_fp8_to_f32_1(0, ((const uint8_t *)base)[i]);
     default: return ((const float *)base)[i];
     }
 }

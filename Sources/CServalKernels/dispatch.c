@@ -1,6 +1,7 @@
 // Public entry points: CPU feature detection, type tables, and dispatch of
 // each call to the scalar or SIMD implementation named by its `isa` argument.
 #include "sv_internal.h"
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,7 +380,9 @@ int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, flo
                      const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                      const int32_t *slots, int64_t first_keys, int causal, float scale,
                      float *lse, int64_t lse_stride, float *scratch) {
-    if (kv_type != SV_TYPE_F32 && kv_type != SV_TYPE_F16 && kv_type != SV_TYPE_BF16) return -1;
+    if (kv_type != SV_TYPE_F32 && kv_type != SV_TYPE_F16 && kv_type != SV_TYPE_BF16 && kv_type != SV_TYPE_F8_E4M3 &&
+        kv_type != SV_TYPE_F8_E5M2)
+        return -1;
     if (nq < 1 || nrows < 0 || head_dim < 1 || v_dim < 1 || first_keys < 1 || k_stride < head_dim) return -1;
     if (v_stride < v_dim) return -1;
 #if defined(__x86_64__)
@@ -414,4 +417,47 @@ void sv_attention_merge(float *out, int64_t stride, float *lse, const float *oth
         for (int64_t d = 0; d < head_dim; d++) o[d] = ca * o[d] + cb * p[d];
         lse[i] = m + logf(wa + wb);
     }
+}
+
+/// One f32 -> float8 conversion: `mant` mantissa bits, exponent `bias`, `max_code` the
+/// largest finite magnitude code (0x7e for e4m3fn, 0x7b for e5m2), `nan` the NaN code.
+static uint8_t fp8_from_f32(float x, int mant, int bias, uint32_t max_code, uint8_t nan) {
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    const uint8_t sign = (uint8_t)((bits >> 24) & 0x80);
+    const uint32_t abs_bits = bits & 0x7fffffffu;
+    if (abs_bits > 0x7f800000u) return sign | nan;
+    float a;
+    memcpy(&a, &abs_bits, 4);
+    const float min_normal = ldexpf(1.0f, 1 - bias);
+    if (a < min_normal) {
+        // Subnormal codes are multiples of 2^(1 - bias - mant); rounding up to 2^mant of them is
+        // the smallest normal, whose code is the same integer.
+        return sign | (uint8_t)nearbyintf(ldexpf(a, bias - 1 + mant));
+    }
+    const int shift = 23 - mant;
+    const uint32_t r = abs_bits + ((1u << (shift - 1)) - 1) + ((abs_bits >> shift) & 1);  // to nearest even
+    const int64_t e = (int64_t)(r >> 23) - 127 + bias;
+    uint64_t code = ((uint64_t)e << mant) | ((r >> shift) & ((1u << mant) - 1));
+    if (code > max_code) code = max_code;
+    return sign | (uint8_t)code;
+}
+
+int sv_f32_to_fp8(int type, const float *x, uint8_t *y, int64_t n) {
+    if (type == SV_TYPE_F8_E4M3) {
+        for (int64_t i = 0; i < n; i++) y[i] = fp8_from_f32(x[i], 3, 7, 0x7e, 0x7f);
+        return 0;
+    }
+    if (type == SV_TYPE_F8_E5M2) {
+        for (int64_t i = 0; i < n; i++) y[i] = fp8_from_f32(x[i], 2, 15, 0x7b, 0x7f);
+        return 0;
+    }
+    return -1;
+}
+
+int sv_fp8_to_f32(int type, const uint8_t *x, float *y, int64_t n) {
+    if (type != SV_TYPE_F8_E4M3 && type != SV_TYPE_F8_E5M2) return -1;
+    const int e4m3 = type == SV_TYPE_F8_E4M3;
+    for (int64_t i = 0; i < n; i++) y[i] = sv_fp8_to_f32_1(e4m3, x[i]);
+    return 0;
 }

@@ -74,6 +74,17 @@ static inline float sv_bf16_to_f32_1(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16; float f; memcpy(&f, &bits, 4); return f;
 }
 
+/// float8 -> f32, exact: the 7 magnitude bits placed at the top of an f32's exponent and
+/// mantissa fields, rescaled by 2^(127 - bias) (subnormals come out right as f32
+/// subnormals times the power of two). e4m3 (bias 7, 3 mantissa bits) or e5m2 (bias 15, 2).
+static inline float sv_fp8_to_f32_1(int e4m3, uint8_t b) {
+    uint32_t bits = (uint32_t)(b & 0x7f) << (e4m3 ? 20 : 21);
+    float f;
+    memcpy(&f, &bits, 4);
+    f *= e4m3 ? 0x1p120f : 0x1p112f;
+    return (b & 0x80) ? -f : f;
+}
+
 static inline void sv_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
     if (j < 4) { *d = q[j] & 63; *m = q[j + 4] & 63; }
     else {

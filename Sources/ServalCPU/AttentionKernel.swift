@@ -4,12 +4,12 @@ import CServalKernels
 /// Causal grouped-query attention over a slot-addressed KV cache, one
 /// (sequence, kv head, run of query rows) at a time: the C kernel
 /// `sv_attention` (serval_kernels.h documents the layout). Every K and V row is
-/// read once per GQA group and converted from f16/bf16 on load, so an f16
-/// cache moves half the bytes of an f32 one.
+/// read once per GQA group and converted from f16/bf16/fp8 on load, so an f16
+/// cache moves half the bytes of an f32 one and an fp8 cache a quarter.
 public enum AttentionKernel {
     /// Whether the kernel reads K/V stored as `type`.
     public static func supports(_ type: DType) -> Bool {
-        type == .f32 || type == .f16 || type == .bf16
+        type == .f32 || type == .f16 || type == .bf16 || type == .f8e4m3 || type == .f8e5m2
     }
 
     /// Floats of scratch one call needs.

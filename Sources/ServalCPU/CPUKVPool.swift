@@ -4,7 +4,9 @@ import ServalTensor
 /// and one value row of `vHeadDim` per token slot (`[layer][kvHead][slot][dim]`).
 /// `.mla`: for every layer one row of `latent + rope` per slot, whose first `latent`
 /// values also serve as V (values alias keys). Stored as f16 (the default, like
-/// llama.cpp), bf16 or f32. Head-major, so one kv head's keys of consecutive slots (a
+/// llama.cpp), bf16, f32 or float8 (e4m3fn / e5m2, with a per-tensor scale of 1 as SGLang
+/// uses when a checkpoint gives none: values round to nearest even and saturate at ±448 /
+/// ±57344). Head-major, so one kv head's keys of consecutive slots (a
 /// cached prefix, a prompt) are one contiguous run that the attention kernel streams.
 ///
 /// Rows are converted from the forward pass's f32 once, when written (round to
@@ -30,7 +32,7 @@ public final class CPUKVPool: KVPool, @unchecked Sendable {
             throw TensorError("kv cache: invalid layout \(layout) × \(layers) layers")
         }
         guard AttentionKernel.supports(dtype) else {
-            throw TensorError("kv cache: \(dtype) is not a KV cache element type (f16, bf16 or f32)")
+            throw TensorError("kv cache: \(dtype) is not a KV cache element type (f16, bf16, f32, fp8_e4m3, fp8_e5m2)")
         }
         kvHeads = layout.kvHeads
         keyWidth = layout.keyWidth
@@ -114,6 +116,8 @@ public final class CPUKVPool: KVPool, @unchecked Sendable {
             case .bf16:
                 let b = src.assumingMemoryBound(to: UInt16.self)
                 for i in 0..<width { out[i] = Float(bitPattern: UInt32(b[i]) << 16) }
+            case .f8e4m3, .f8e5m2:
+                FP8.decode(src.assumingMemoryBound(to: UInt8.self), type: dtype, into: out, count: width)
             default:
                 out.update(from: src.assumingMemoryBound(to: Float.self), count: width)
             }
@@ -129,6 +133,8 @@ public final class CPUKVPool: KVPool, @unchecked Sendable {
         case .bf16:
             let h = dst.assumingMemoryBound(to: UInt16.self)
             for i in 0..<count { h[i] = Self.bfloat16(src[i]) }
+        case .f8e4m3, .f8e5m2:
+            FP8.encode(src, type: dtype, into: dst.assumingMemoryBound(to: UInt8.self), count: count)
         default:
             dst.assumingMemoryBound(to: Float.self).update(from: src, count: count)
         }

@@ -17,11 +17,18 @@ public enum DType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case q6_K = 14
     case q8_K = 15
     case bf16 = 30
+    /// float8 e4m3fn and e5m2: KV cache element types only (`--kv-cache-dtype fp8_*`), not
+    /// GGML tensor types (GGUF files never carry them; `isGGMLType` is false).
+    case f8e4m3 = 1100
+    case f8e5m2 = 1101
+
+    /// Whether GGUF files may store this type (GGML's ids).
+    public var isGGMLType: Bool { self != .f8e4m3 && self != .f8e5m2 }
 
     /// Elements per quantization block (1 for plain floats).
     public var blockSize: Int {
         switch self {
-        case .f32, .f16, .bf16: return 1
+        case .f32, .f16, .bf16, .f8e4m3, .f8e5m2: return 1
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1: return 32
         case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K: return 256
         }
@@ -32,6 +39,7 @@ public enum DType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         switch self {
         case .f32: return 4
         case .f16, .bf16: return 2
+        case .f8e4m3, .f8e5m2: return 1
         case .q4_0: return 2 + 16
         case .q4_1: return 2 + 2 + 16
         case .q5_0: return 2 + 4 + 16
@@ -59,6 +67,8 @@ public enum DType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .f32: return "F32"
         case .f16: return "F16"
         case .bf16: return "BF16"
+        case .f8e4m3: return "F8_E4M3"
+        case .f8e5m2: return "F8_E5M2"
         case .q4_0: return "Q4_0"
         case .q4_1: return "Q4_1"
         case .q5_0: return "Q5_0"

@@ -40,7 +40,9 @@ struct Generate: AsyncParsableCommand {
 
     @Option(
         name: .customLong("kv-cache-dtype"),
-        help: "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16 or f32/float32.")
+        help:
+            "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16, f32/float32, fp8_e4m3 or fp8_e5m2 (CPU; per-tensor scale 1)."
+    )
     var kvCacheDtype: String = "auto"
 
     @Option(help: "Worker threads (default: all cores).")

@@ -82,6 +82,23 @@ final class ServalCUDATests: XCTestCase {
         }
     }
 
+    /// NVRTC needs no GPU: where it is present (`SERVAL_CUDA_LIB_DIR`), every kernel,
+    /// DeepSeek's included, compiles for sm_90.
+    func testKernelsCompileForSM90WhereNVRTCIsPresent() throws {
+        let compiler: NVRTCCompiler
+        do {
+            compiler = try NVRTCCompiler(arch: "sm_90", cacheDirectory: nil)
+        } catch {
+            print("NVRTC compile check skipped: \(error)")
+            return
+        }
+        let result = try compiler.compile(source: KernelSource.all, name: "serval_kernels.cu")
+        XCTAssertGreaterThan(result.cubin.count, 1000)
+        for name in ["sv_mla_write", "sv_mla_attention", "sv_moe_route", "sv_moe_gate_up", "sv_moe_down"] {
+            XCTAssertTrue(KernelSource.all.contains("void \(name)("), name)
+        }
+    }
+
     func testGroupSubdivisionDividesTheGroup() {
         for group in 1...32 {
             let gs = CUDAKernels.groupSub(group)

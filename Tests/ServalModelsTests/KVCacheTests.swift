@@ -11,7 +11,9 @@ import ServalTensor
         for name in ["f16", "float16", "FP16", "half"] { #expect(KVCacheDType(flag: name) == .f16) }
         for name in ["bf16", "bfloat16"] { #expect(KVCacheDType(flag: name) == .bf16) }
         for name in ["f32", "float32", "float"] { #expect(KVCacheDType(flag: name) == .f32) }
-        #expect(KVCacheDType(flag: "fp8_e5m2") == nil)
+        #expect(KVCacheDType(flag: "fp8_e5m2") == .fp8_e5m2)
+        #expect(KVCacheDType(flag: "fp8_e4m3") == .fp8_e4m3)
+        #expect(KVCacheDType(flag: "fp4_e2m1") == nil)
         #expect(KVCacheDType(flag: "") == nil)
         #expect(KVCacheDType.auto.storage == .f16)
     }
@@ -103,6 +105,8 @@ import ServalTensor
             expected = [1, 1 + 0x1p-9, 1 + 0x1p-8, 1 + 3 * 0x1p-8, -2.5, 0, 65504, Float(Float16(1e-3 as Float))]
         case .bf16:
             expected = [1, 1, 1, 1 + 0x1p-6, -2.5, 0, 65536, Float(bitPattern: UInt32(CPUKVPool.bfloat16(1e-3)) << 16)]
+        case .fp8_e4m3, .fp8_e5m2:
+            expected = FP8.decode(FP8.encode(key, type: dtype.storage), type: dtype.storage)
         }
         #expect(k == expected)
         #expect(v == expected.map { -$0 })

@@ -56,6 +56,9 @@ import Testing
                 // Truncation is a valid bf16 value; the kernel only has to read it back.
                 let h = x.map { UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
                 return (h.withUnsafeBytes { Array($0) }, h.map { Float(bitPattern: UInt32($0) << 16) })
+            case .f8e4m3, .f8e5m2:
+                let b = FP8.encode(x, type: type)
+                return (b, FP8.decode(b, type: type))
             default:
                 return (x.withUnsafeBytes { Array($0) }, x)
             }
@@ -111,7 +114,7 @@ import Testing
         }
     }
 
-    static let types: [DType] = [.f32, .f16, .bf16]
+    static let types: [DType] = [.f32, .f16, .bf16, .f8e4m3, .f8e5m2]
 
     @Test(arguments: types, KernelPath.supported)
     func matchesReference(type: DType, path: KernelPath) {

@@ -57,3 +57,29 @@ def test_chat_completions(v3):
                                            max_tokens=8, temperature=0, extra_body={"ignore_eos": True})
     assert again.choices[0].message.content == chat.choices[0].message.content
     assert again.usage.prompt_tokens_details.cached_tokens > 0
+
+
+def test_gguf_file_with_an_fp8_latent_cache():
+    """v3 converted by llama.cpp's converter (GGUF deepseek2), served with --kv-cache-dtype fp8_e4m3: one byte
+    per latent element, the radix cache still reuses the prefix. (The fixture's tiny tokenizer has no BPE merges,
+    which a GGUF tokenizer needs, so the tokenizer comes from the checkpoint directory.)"""
+    s = Server("--max-total-tokens", "4096", "--kv-cache-dtype", "fp8_e4m3", "--tokenizer-path",
+               str(FIXTURES / "v3"), model=FIXTURES / "v3/model-f32.gguf")
+    try:
+        info = s.get("/get_model_info").json()
+        config = json.loads((FIXTURES / "v3/config.json").read_text())
+        assert info["model_type"] == "deepseek_v3"
+        assert info["kv_bytes_per_token"] == config["num_hidden_layers"] * (
+            config["kv_lora_rank"] + config["qk_rope_head_dim"])
+        assert "F8_E4M3" in s.log_path.read_text()
+        ref = json.loads((FIXTURES / "v3/reference.json").read_text())
+        case = next(c for c in ref["cases"] if len(c["prompt_ids"]) == 64)
+        body = {"input_ids": case["prompt_ids"],
+                "sampling_params": {"temperature": 0, "max_new_tokens": 6, "ignore_eos": True}}
+        first = s.post("/generate", json=body)
+        assert first.status_code == 200, first.text
+        again = s.post("/generate", json=body).json()
+        assert again["meta_info"]["cached_tokens"] >= 60
+        assert again["output_ids"] == first.json()["output_ids"]
+    finally:
+        s.stop()

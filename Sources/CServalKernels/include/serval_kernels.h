@@ -35,6 +35,9 @@ enum {
     /// Serval's activation format for 32-element weight types:
     /// per block { float d; float s = d * sum(q); int8 q[32] } (40 bytes).
     SV_TYPE_Q8_ACT = 1000,
+    /// float8 e4m3fn / e5m2 KV cache elements (not GGML types): attention loads them
+    /// with a per-tensor scale of 1 (values are stored already divided by it).
+    SV_TYPE_F8_E4M3 = 1100, SV_TYPE_F8_E5M2 = 1101,
 };
 
 /// Name of the path sv_isa_best() picked: "scalar", "avx2", "avx512" or "avx512vnni".
@@ -120,7 +123,8 @@ void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n);
 /// its result (v_dim floats) goes to out + r*out_stride + j*v_dim. The key of the
 /// sequence's i-th position lives at k + slots[i]*k_stride elements and its value at
 /// v + slots[i]*v_stride (both already offset to the kv head), `head_dim` and `v_dim`
-/// elements in `kv_type` SV_TYPE_F32, SV_TYPE_F16 or SV_TYPE_BF16. V may alias K (MLA:
+/// elements in `kv_type` SV_TYPE_F32, SV_TYPE_F16, SV_TYPE_BF16, SV_TYPE_F8_E4M3 or
+/// SV_TYPE_F8_E5M2. V may alias K (MLA:
 /// v == k, v_stride == k_stride, v_dim = the latent width < head_dim).
 /// Row r sees positions [0, first_keys + r) (so first_keys >= 1), with scores
 /// scaled by `scale`. `scratch` holds at least nq * (first_keys + nrows) floats.
@@ -145,6 +149,12 @@ int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, flo
 /// Vector i is at out + i * stride and other + i * other_stride.
 void sv_attention_merge(float *out, int64_t stride, float *lse, const float *other, int64_t other_stride,
                         const float *lse_other, int64_t n, int64_t head_dim);
+/// f32 -> float8 (`type` SV_TYPE_F8_E4M3: e4m3fn, max 448; SV_TYPE_F8_E5M2: max 57344), rounding
+/// to nearest even and saturating out-of-range values (and infinities) to the largest finite
+/// value; NaN becomes the type's NaN. -1 for another type.
+int sv_f32_to_fp8(int type, const float *x, uint8_t *y, int64_t n);
+/// float8 -> f32 (the inverse; exact). -1 for another type.
+int sv_fp8_to_f32(int type, const uint8_t *x, float *y, int64_t n);
 
 // ---- persistent thread pool ----
 typedef struct sv_pool sv_pool;

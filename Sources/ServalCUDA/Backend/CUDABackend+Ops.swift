@@ -225,6 +225,9 @@ extension CUDABackend {
     }
 
     public func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend {
+        if case .mla = layout {
+            return try CUDAMLAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
+        }
         let a = try CUDAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
         attentions.append(WeakAttention(value: a))
         return a

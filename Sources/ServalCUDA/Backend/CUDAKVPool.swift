@@ -1,7 +1,7 @@
 import ServalTensor
 
 /// KV memory on the GPU: for every layer a key cache and a value cache of
-/// `[slot, kvHeads × headDim]` bf16 rows (token-granular slots, SGLang's page size 1),
+/// `[slot, kvHeads × headDim]` bf16 rows (`.mla`: one cache of `[slot, latent + rope]` rows) (token-granular slots, SGLang's page size 1),
 /// what the decode and extend attention kernels read. One allocation; one extra slot at
 /// the end is scratch (padding rows of a replayed graph write there).
 public final class CUDAKVPool: KVPool, @unchecked Sendable {
@@ -13,17 +13,30 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
     public let rowElements: Int
     let buffer: DeviceBuffer
     private let layerBytes: Int
+    /// 2 (keys and values) for `.mha`, 1 for `.mla` (values alias the latent rows).
+    private let caches: Int
 
     public init(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws {
         guard slots > 0, layers > 0 else {
             throw CUDAError.invalid("kv cache: \(slots) slots x \(layers) layers must be positive")
         }
-        guard case let .mha(kvHeads, headDim, vHeadDim) = layout, kvHeads > 0 else {
-            throw CUDAError.invalid("kv cache: the CUDA backend has no kernels for \(layout) yet (MLA comes later)")
-        }
-        guard vHeadDim == headDim, CUDAKernels.headDims.contains(headDim) else {
-            throw CUDAError.invalid(
-                "kv cache: head_dim \(headDim) / v_head_dim \(vHeadDim) not supported on CUDA (64, 128 or 256, equal)")
+        let caches: Int
+        switch layout {
+        case .mla(let latent, let rope):
+            // One latent + rope row per slot and layer; V is its first `latent` values.
+            guard latent > 0, latent <= CUDAMLAAttention.maxLatent, rope >= 0 else {
+                throw CUDAError.invalid("kv cache: MLA latent \(latent) not supported on CUDA (1...512)")
+            }
+            rowElements = latent + rope
+            caches = 1
+        case .mha(let kvHeads, let headDim, let vHeadDim):
+            guard kvHeads > 0, vHeadDim == headDim, CUDAKernels.headDims.contains(headDim) else {
+                throw CUDAError.invalid(
+                    "kv cache: head_dim \(headDim) / v_head_dim \(vHeadDim) not supported on CUDA (64, 128 or 256, equal)"
+                )
+            }
+            rowElements = kvHeads * headDim
+            caches = 2
         }
         guard dtype == .bf16 else {
             throw CUDAError.invalid(
@@ -33,21 +46,22 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
         layerCount = layers
         slotCount = slots
         self.dtype = dtype
-        rowElements = kvHeads * headDim
+        self.caches = caches
         layerBytes = (slots + 1) * rowElements * 2
-        buffer = try DeviceBuffer(bytes: 2 * layers * layerBytes)
+        buffer = try DeviceBuffer(bytes: caches * layers * layerBytes)
     }
 
     /// The slot padding rows write to.
     public var scratchSlot: Int32 { Int32(slotCount) }
 
-    /// Layer `layer`'s key cache.
+    /// Layer `layer`'s key cache (`.mla`: its latent rows).
     func keys(_ layer: Int) -> DevicePointer {
-        DevicePointer(address: buffer.pointer.address + UInt64(2 * layer * layerBytes), bytes: layerBytes)
+        DevicePointer(address: buffer.pointer.address + UInt64(caches * layer * layerBytes), bytes: layerBytes)
     }
 
-    /// Layer `layer`'s value cache.
+    /// Layer `layer`'s value cache (`.mla`: the latent rows again).
     func values(_ layer: Int) -> DevicePointer {
-        DevicePointer(address: buffer.pointer.address + UInt64((2 * layer + 1) * layerBytes), bytes: layerBytes)
+        DevicePointer(
+            address: buffer.pointer.address + UInt64((caches * layer + caches - 1) * layerBytes), bytes: layerBytes)
     }
 }

@@ -4,7 +4,10 @@
 public enum KernelSource {
     /// All parts, in order, as one translation unit.
     public static var all: String {
-        [common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA, sampling].joined(
+        [
+            common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA, sampling,
+            deepseek,
+        ].joined(
             separator: "\n")
     }
 

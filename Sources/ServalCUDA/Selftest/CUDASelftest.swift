@@ -65,6 +65,7 @@ public final class CUDASelftest {
         run("gemv_bf16 fp32 output n=517 k=14336") { try self.testGEMV(n: 517, k: 14336, f32: true) }
         run("gemm_bf16 cuBLASLt fp32 output m=7 n=1003 k=520") { try self.testGEMM(m: 7, n: 1003, k: 520, f32: true) }
         runSamplingCases()
+        runDeepSeekCases()
         emit("\(passed) passed, \(failed) failed")
         return (passed, failed)
     }

@@ -85,7 +85,7 @@ public final class GGUFFile: @unchecked Sendable {
                 shape.append(Int(d))
             }
             let typeRaw = try r.u32(name)
-            guard let type = DType(rawValue: typeRaw) else {
+            guard let type = DType(rawValue: typeRaw), type.isGGMLType else {
                 throw FormatError(file: path, item: name, "unknown or unsupported tensor type \(typeRaw)")
             }
             let off = try r.u64(name)

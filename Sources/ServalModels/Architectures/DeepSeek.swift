@@ -158,7 +158,7 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
             }
         }
         return Logits(
-            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: .host(ws.logits), hidden: xn,
+            vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: be.logitsStorage(ws.logits), hidden: xn,
             hiddenSize: H)
     }
 }

@@ -30,8 +30,10 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     }
 
     override func has(_ name: String) -> Bool {
-        // Dummy models have no biases, no separate output and no rope factors.
-        !(name.hasSuffix(".bias") || name == "output.weight" || name == "rope_freqs.weight")
+        // Dummy models have no biases, no separate output and no rope factors; MLA's
+        // kv_b is one matrix (as in HF checkpoints), not GGUF's per-head k_b / v_b split.
+        !(name.hasSuffix(".bias") || name == "output.weight" || name == "rope_freqs.weight"
+            || name.hasSuffix(".attn_k_b.weight") || name.hasSuffix(".attn_v_b.weight"))
     }
 
     private func next() -> UInt64 {

@@ -58,11 +58,17 @@ public struct ModelRegistry: Sendable {
             return try LlamaModel(config: config, context: ctx)
         }
         r.register(Array(LlamaConfig.ggufArchitectures) + Array(LlamaConfig.hfArchitectures.keys), llama)
-        r.register(Array(DeepSeekConfig.hfArchitectures.keys) + ["deepseek_v2", "deepseek_v3"]) { source, ctx in
-            guard case .hf(let hf, let file) = source else {
-                throw ModelError(source: source.fileName, "DeepSeek models load from HF checkpoints (config.json)")
+        r.register(
+            Array(DeepSeekConfig.hfArchitectures.keys) + [
+                "deepseek_v2", "deepseek_v3", DeepSeekConfig.ggufArchitecture,
+            ]
+        ) { source, ctx in
+            let config: DeepSeekConfig
+            switch source {
+            case .gguf(let file): config = try DeepSeekConfig(gguf: file)
+            case .hf(let hf, let file): config = try DeepSeekConfig(hf: hf, source: file)
             }
-            return try DeepSeekModel(config: try DeepSeekConfig(hf: hf, source: file), context: ctx)
+            return try DeepSeekModel(config: config, context: ctx)
         }
         return r
     }()

@@ -8,19 +8,43 @@ final class GGUFWeightSource: WeightSource, @unchecked Sendable {
 
     init(file: GGUFFile) { self.file = file }
 
-    override func has(_ name: String) -> Bool { file.tensorInfo(name) != nil }
+    override func has(_ name: String) -> Bool { file.tensorInfo(name) != nil || expertSlice(name) != nil }
 
     private func info(_ name: String) throws(ModelError) -> GGUFTensorInfo {
         guard let t = file.tensorInfo(name) else { throw ModelError(source: file.path, "\(name): tensor is missing") }
         return t
     }
 
+    /// `blk.N.ffn_{gate,up,down}_exp.E.weight` (one expert, the canonical name) as expert E of
+    /// the stacked `blk.N.ffn_{gate,up,down}_exps.weight` llama.cpp's converter writes.
+    private func expertSlice(_ name: String) -> (stacked: GGUFTensorInfo, expert: Int)? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 5, parts[0] == "blk", parts[4] == "weight", let e = Int(parts[3]), e >= 0,
+            ["ffn_gate_exp", "ffn_up_exp", "ffn_down_exp"].contains(parts[2]),
+            let t = file.tensorInfo("blk.\(parts[1]).\(parts[2])s.weight"), t.shape.count == 3, e < t.shape[2]
+        else { return nil }
+        return (t, e)
+    }
+
+    /// A `[rows, cols]` matrix; a 3-D tensor `[cols, r, n]` (GGML order) is read as `r × n` rows
+    /// (llama.cpp's per-head `attn_k_b` / `attn_v_b`), and one expert of a stacked
+    /// `ffn_*_exps` tensor is a view of its slab.
     override func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
+        if file.tensorInfo(name) == nil, let (t, e) = expertSlice(name) {
+            guard t.shape[0] == cols, t.shape[1] == rows else {
+                throw ModelError(
+                    source: file.path,
+                    "\(t.name): shape \(t.shape) does not match the expected [\(cols), \(rows), experts]")
+            }
+            let all = try StoredMatrix(
+                name: t.name, type: t.type, rows: rows * t.shape[2], cols: cols, data: file.data(of: t),
+                byteCount: t.byteCount, source: file.path)
+            return all.rows((e * rows)..<((e + 1) * rows))
+        }
         let t = try info(name)
         // GGML order: shape[0] is the contiguous (input) dimension.
-        guard t.shape.count == 2 || (t.shape.count > 2 && t.shape[2...].allSatisfy { $0 == 1 }),
-            t.shape[0] == cols, t.shape[1] == rows
-        else {
+        let outer = t.shape.dropFirst().reduce(1, *)
+        guard t.shape.count >= 2, t.shape[0] == cols, outer == rows else {
             throw ModelError(
                 source: file.path, "\(name): shape \(t.shape) does not match the expected [\(cols), \(rows)]")
         }

@@ -1,0 +1,243 @@
+import Foundation
+
+/// DeepSeek's kernels (`KernelSource.deepseek`) against plain Swift references: MLA
+/// attention over a bf16 latent pool, the MoE router for every `topk_method`, and the
+/// routed experts over (token, choice) pairs.
+extension CUDASelftest {
+    func runDeepSeekCases() {
+        run("mla_attention heads 10, latent 64 + rope 16, 2 sequences (5 new of 5, 1 new of 41)") {
+            try self.testMLA(heads: 10, latent: 64, rope: 16, starts: [0, 40], news: [5, 1])
+        }
+        run("mla_attention DeepSeek-V3 shape: heads 16, latent 512 + rope 64, lens 1/300") {
+            try self.testMLA(heads: 16, latent: 512, rope: 64, starts: [0, 299], news: [1, 1])
+        }
+        for (method, sigmoid, groups, topkGroups, normalize) in [
+            (0, false, 1, 1, false), (1, false, 4, 2, false), (2, true, 8, 4, true),
+        ] {
+            run("moe_route method \(method) \(sigmoid ? "sigmoid" : "softmax") groups \(groups)/\(topkGroups)") {
+                try self.testMoERoute(
+                    method: method, sigmoid: sigmoid, groups: groups, topkGroups: topkGroups, normalize: normalize)
+            }
+        }
+        run("strided_matmul 7 rows (x stride 200, y stride 130) x 96 outputs, k 72") { try self.testStridedMatmul() }
+        run("copy_rows_f32 5 rows of 70 (strides 100 / 80)") { try self.testCopyRows() }
+        run("moe_gate_up + moe_down: 5 tokens, 6 experts, top-2, hidden 72, inter 40") {
+            try self.testMoEExperts(tokens: 5, experts: 6, k: 2, hidden: 72, inter: 40)
+        }
+    }
+
+    func testMLA(heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int]) throws -> String? {
+        let kw = latent + rope, seqs = starts.count
+        let lens = zip(starts, news).map { $0 + $1 }
+        let poolSlots = lens.reduce(0, +) + 7
+        let cache = randomBF16(poolSlots * kw)
+        var order = (0..<Int32(poolSlots)).shuffled(using: &rng)
+        var indptr: [Int32] = [0], indices: [Int32] = [], tokenSeq: [Int32] = [], tokenLen: [Int32] = []
+        for s in 0..<seqs {
+            indices += order.prefix(lens[s])
+            order.removeFirst(lens[s])
+            indptr.append(Int32(indices.count))
+            for t in 0..<news[s] {
+                tokenSeq.append(Int32(s))
+                tokenLen.append(Int32(starts[s] + t + 1))
+            }
+        }
+        let tokens = tokenSeq.count
+        let q = randomFloats(tokens * heads * kw)
+        let scale = 1 / Float(kw).squareRoot()
+        let out = try poisoned(bytes: tokens * heads * latent * 4)
+        var a = KernelArgs()
+        a.add(try upload(q)); a.add(try upload(cache)); a.add(try upload(indptr)); a.add(try upload(indices))
+        a.add(try upload(tokenSeq)); a.add(try upload(tokenLen)); a.add(out); a.add(heads); a.add(latent); a.add(kw)
+        a.add(scale)
+        try kernels.fn("sv_mla_attention").launch(
+            grid: (tokens, (heads + 7) / 8, 1), block: (256, 1, 1), sharedBytes: 8 * kw * 4, stream: stream, args: a)
+        let got: [Float] = try download(out, tokens * heads * latent)
+        var want = [Float](repeating: 0, count: tokens * heads * latent)
+        for t in 0..<tokens {
+            let seq = Int(tokenSeq[t]), n = Int(tokenLen[t])
+            let slots = indices[Int(indptr[seq])..<Int(indptr[seq]) + n].map(Int.init)
+            for h in 0..<heads {
+                let qh = (t * heads + h) * kw
+                var scores = slots.map { s -> Double in
+                    var dot = 0.0
+                    for d in 0..<kw { dot += Double(q[qh + d]) * Double(BF16.float(cache[s * kw + d])) }
+                    return dot * Double(scale)
+                }
+                let m = scores.max() ?? 0
+                scores = scores.map { exp($0 - m) }
+                let sum = scores.reduce(0, +)
+                for d in 0..<latent {
+                    var v = 0.0
+                    for (j, s) in slots.enumerated() { v += scores[j] * Double(BF16.float(cache[s * kw + d])) }
+                    want[(t * heads + h) * latent + d] = Float(v / sum)
+                }
+            }
+        }
+        return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+    }
+
+    func testStridedMatmul() throws -> String? {
+        let rows = 7, xs = 200, ys = 130, n = 96, k = 72
+        let x = randomFloats(rows * xs), w = randomBF16(n * k, 0.1)
+        let y = try poisoned(bytes: rows * ys * 4)
+        var a = KernelArgs()
+        a.add(try upload(x)); a.add(xs); a.add(try upload(w)); a.add(y); a.add(ys); a.add(rows); a.add(n); a.add(k)
+        try kernels.fn("sv_strided_matmul").launch(
+            grid: ((rows * n * 32 + 255) / 256, 1, 1), block: (256, 1, 1), stream: stream, args: a)
+        let all: [Float] = try download(y, rows * ys)
+        var got: [Float] = [], want: [Float] = []
+        for r in 0..<rows {
+            for j in 0..<n {
+                got.append(all[r * ys + j])
+                var s = 0.0
+                for c in 0..<k { s += Double(BF16.float(w[j * k + c])) * Double(x[r * xs + c]) }
+                want.append(Float(s))
+            }
+        }
+        return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+    }
+
+    func testCopyRows() throws -> String? {
+        let rows = 5, cols = 70, ss = 100, ds = 80
+        let src = randomFloats(rows * ss)
+        let dst = try poisoned(bytes: rows * ds * 4)
+        var a = KernelArgs()
+        a.add(try upload(src)); a.add(ss); a.add(dst); a.add(ds); a.add(rows); a.add(cols)
+        try kernels.fn("sv_copy_rows_f32").launch(grid: (1, rows, 1), block: (256, 1, 1), stream: stream, args: a)
+        let all: [Float] = try download(dst, rows * ds)
+        for r in 0..<rows {
+            for c in 0..<cols where all[r * ds + c] != src[r * ss + c] { return "row \(r) column \(c) differs" }
+        }
+        return nil
+    }
+
+    /// The router's rule in Swift (CPUMoE.route's, step for step).
+    static func routeReference(
+        _ row: [Float], bias: [Float]?, k: Int, method: Int, sigmoid: Bool, groups: Int, topkGroups: Int,
+        normalize: Bool, scaling: Float
+    ) -> ([Int32], [Float]) {
+        let E = row.count
+        var scores: [Float]
+        if sigmoid {
+            scores = row.map { 1 / (1 + expf(-$0)) }
+        } else {
+            let m = row.max() ?? 0
+            scores = row.map { expf($0 - m) }
+            var sum: Float = 0
+            for s in scores { sum += s }
+            scores = scores.map { $0 / sum }
+        }
+        var choice = scores
+        if method == 2, let bias { for e in 0..<E { choice[e] += bias[e] } }
+        if method != 0 {
+            let per = E / groups
+            var gscore = [Float](repeating: 0, count: groups), keep = [Bool](repeating: false, count: groups)
+            for g in 0..<groups {
+                var first = -Float.infinity, second = -Float.infinity
+                for e in (g * per)..<((g + 1) * per) {
+                    if choice[e] > first {
+                        second = first; first = choice[e]
+                    } else if choice[e] > second {
+                        second = choice[e]
+                    }
+                }
+                gscore[g] = method == 2 ? first + second : first
+            }
+            for _ in 0..<topkGroups {
+                var best = -1
+                for g in 0..<groups where !keep[g] && (best < 0 || gscore[g] > gscore[best]) { best = g }
+                if best >= 0 { keep[best] = true }
+            }
+            for g in 0..<groups where !keep[g] { for e in (g * per)..<((g + 1) * per) { choice[e] = -.infinity } }
+        }
+        var ids: [Int32] = [], w: [Float] = []
+        for _ in 0..<k {
+            var best = -1
+            var bv = -Float.infinity
+            for e in 0..<E where choice[e] > bv || (best < 0 && choice[e] == bv) {
+                best = e
+                bv = choice[e]
+            }
+            if best < 0 { best = 0 }
+            ids.append(Int32(best))
+            w.append(scores[best])
+            choice[best] = -.infinity
+        }
+        if normalize {
+            var sum: Float = 0
+            for x in w { sum += x }
+            sum += 1e-20
+            w = w.map { $0 / sum }
+        }
+        return (ids, w.map { $0 * scaling })
+    }
+
+    func testMoERoute(method: Int, sigmoid: Bool, groups: Int, topkGroups: Int, normalize: Bool) throws -> String? {
+        let tokens = 37, E = 64, k = 6, scaling: Float = 2.5
+        let logits = randomFloats(tokens * E, 3)
+        let bias = method == 2 ? randomFloats(E, 0.5) : nil
+        let ids = try poisoned(bytes: tokens * k * 4), weights = try poisoned(bytes: tokens * k * 4)
+        var a = KernelArgs()
+        a.add(try upload(logits)); a.add(try bias.map { try upload($0) } ?? DevicePointer(address: 0, bytes: 0))
+        a.add(ids); a.add(weights); a.add(tokens); a.add(E); a.add(k); a.add(method); a.add(Int32(sigmoid ? 1 : 0))
+        a.add(groups); a.add(topkGroups); a.add(Int32(normalize ? 1 : 0)); a.add(scaling)
+        try kernels.fn("sv_moe_route").launch(grid: (1, 1, 1), block: (64, 1, 1), stream: stream, args: a)
+        let gotIds: [Int32] = try download(ids, tokens * k), gotW: [Float] = try download(weights, tokens * k)
+        var wantIds: [Int32] = [], wantW: [Float] = []
+        for t in 0..<tokens {
+            let (i, w) = Self.routeReference(
+                Array(logits[(t * E)..<((t + 1) * E)]), bias: bias, k: k, method: method, sigmoid: sigmoid,
+                groups: groups, topkGroups: topkGroups, normalize: normalize, scaling: scaling)
+            wantIds += i
+            wantW += w
+        }
+        if gotIds != wantIds { return "expert ids differ from the reference" }
+        return judge("weights", Reference.relativeError(gotW, wantW), Self.fp32Tolerance * 10)
+    }
+
+    func testMoEExperts(tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int) throws -> String? {
+        let x = randomFloats(tokens * H)
+        let gate = (0..<E).map { _ in randomBF16(I * H, 0.2) }, up = (0..<E).map { _ in randomBF16(I * H, 0.2) }
+        let down = (0..<E).map { _ in randomBF16(H * I, 0.2) }
+        let gatePtrs = try gate.map { try upload($0).address }, upPtrs = try up.map { try upload($0).address }
+        let downPtrs = try down.map { try upload($0).address }
+        var ids: [Int32] = []
+        for _ in 0..<tokens { ids += Array((0..<Int32(E)).shuffled(using: &rng).prefix(k)) }
+        let w = randomFloats(tokens * k)
+        let h = try poisoned(bytes: tokens * k * I * 4), y = try poisoned(bytes: tokens * H * 4)
+        let idsDev = try upload(ids)
+        var g = KernelArgs()
+        g.add(try upload(x)); g.add(idsDev); g.add(try upload(gatePtrs)); g.add(try upload(upPtrs)); g.add(h)
+        g.add(tokens * k); g.add(H); g.add(I); g.add(k)
+        try kernels.fn("sv_moe_gate_up").launch(
+            grid: ((I + 7) / 8, tokens * k, 1), block: (256, 1, 1), stream: stream, args: g)
+        var d = KernelArgs()
+        d.add(h); d.add(idsDev); d.add(try upload(w)); d.add(try upload(downPtrs)); d.add(y); d.add(tokens); d.add(H)
+        d.add(I); d.add(k)
+        try kernels.fn("sv_moe_down").launch(
+            grid: ((H + 7) / 8, tokens, 1), block: (256, 1, 1), stream: stream, args: d)
+        let got: [Float] = try download(y, tokens * H)
+        var want = [Float](repeating: 0, count: tokens * H)
+        for t in 0..<tokens {
+            for j in 0..<k {
+                let e = Int(ids[t * k + j])
+                var act = [Double](repeating: 0, count: I)
+                for i in 0..<I {
+                    var sg = 0.0, su = 0.0
+                    for c in 0..<H {
+                        sg += Double(BF16.float(gate[e][i * H + c])) * Double(x[t * H + c])
+                        su += Double(BF16.float(up[e][i * H + c])) * Double(x[t * H + c])
+                    }
+                    act[i] = sg / (1 + exp(-sg)) * su
+                }
+                for o in 0..<H {
+                    var s = 0.0
+                    for i in 0..<I { s += Double(BF16.float(down[e][o * I + i])) * act[i] }
+                    want[t * H + o] += Float(Double(w[t * k + j]) * s)
+                }
+            }
+        }
+        return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+    }
+}
