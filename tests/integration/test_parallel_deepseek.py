@@ -59,3 +59,44 @@ def test_tp2_gives_one_ranks_greedy_tokens(one_rank, name):
         assert one_rank[name] == [c["greedy_ids"] for c in cases(name)]
     finally:
         assert s.stop() == 0
+
+
+@needs_two_cores
+@pytest.mark.parametrize("name,flags", [
+    ("v3", ["--dp-size", "2", "--enable-dp-attention"]),
+    ("v2-lite", ["--dp-size", "2", "--enable-dp-attention"]),
+    ("v3", ["--ep-size", "2"]),
+    ("v3", ["--dp-size", "2", "--enable-dp-attention", "--ep-size", "2"]),
+    ("v2-group", ["--dp-size", "2", "--enable-dp-attention", "--ep-size", "2"]),
+])
+def test_dp_attention_and_expert_parallel_give_one_ranks_greedy_tokens(one_rank, name, flags):
+    s = Server(*COMMON, "--tp-size", "2", *flags, model=FIXTURES / name)
+    try:
+        # One request at a time goes to each DP group in turn; a concurrent batch spreads over both,
+        # and a group left without requests runs idle passes in step with the other.
+        assert greedy(s, name) == one_rank[name]
+        assert greedy(s, name, concurrent=True) == one_rank[name]
+        load = s.get("/get_load").json()[0]
+        dp = "--enable-dp-attention" in flags
+        assert load["max_total_num_tokens"] == (8192 if dp else 4096), load
+    finally:
+        assert s.stop() == 0
+    log = s.log_path.read_text()
+    if dp:
+        assert "rank 1: DP attention group 1's KV pool of 4096 tokens" in log
+        # The capacity effect: the same per-rank pool holds twice the tokens server-wide.
+        assert "480 latent bytes per token per rank" in log or name != "v3"
+        assert "the server holds 4096 tokens; DP attention 2" in log and "the server holds 8192 tokens" in log
+
+
+def test_dp_attention_refuses_kv_events():
+    import subprocess
+    from conftest import find_binary, free_port
+    binary = find_binary()
+    if binary is None or not binary.exists():
+        pytest.skip("serval binary missing")
+    out = subprocess.run([str(binary), "launch-server", "--model-path", str(FIXTURES / "v3"), "--port",
+                          str(free_port()), "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention",
+                          "--kv-events-config", '{"publisher": "http"}'], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "--kv-events-config is not available with --enable-dp-attention" in out.stderr + out.stdout, out.stderr

@@ -45,7 +45,9 @@ public struct DeepSeekMoE: @unchecked Sendable {
         var localExperts = 0..<E
         if expertParallel {
             guard E % tp.tpSize == 0 else {
-                throw ModelError(source: src, "\(E) routed experts do not split over \(tp.tpSize) ranks")
+                throw ModelError(
+                    source: src,
+                    "--ep-size \(tp.tpSize) must divide the model's \(E) routed experts; use an --ep-size that does.")
             }
             localExperts = HeadSplit.evenShare(E, rank: tp.tpRank, ranks: tp.tpSize)
         }
