@@ -43,6 +43,13 @@ struct Selftest: ParsableCommand {
     @Option(name: .customLong("model-steps"), help: "Greedy tokens per prompt in the model check.")
     var modelSteps: Int = 32
 
+    @Flag(
+        name: .customLong("require-nccl"),
+        help:
+            "With --device cuda: fail when libnccl.so.2 is missing (else the NCCL communicator check is skipped); set SERVAL_NCCL_LIB_DIR to its folder."
+    )
+    var requireNCCL = false
+
     func run() throws {
         switch device {
         case .cpu:
@@ -76,7 +83,9 @@ struct Selftest: ParsableCommand {
             var check = BackendCheck(gpu: try CUDABackend(ordinal: gpu), seed: seed)
             let (seamPassed, seamFailed) = try check.run { print($0) }
             print("backend seam: \(seamPassed) passed, \(seamFailed) failed")
-            let failed = opsFailed + seamFailed
+            // The NCCL communicator on one rank (every collective, also inside a captured graph).
+            let (_, ncclFailed) = NCCLSelftest.run(context: context, seed: seed, required: requireNCCL) { print($0) }
+            let failed = opsFailed + seamFailed + ncclFailed
             var modelFailed = false
             if let modelPath {
                 guard let format = LoadFormat(rawValue: loadFormat) else {
