@@ -316,13 +316,15 @@ struct LaunchServer: AsyncParsableCommand {
     func parallelLayout() throws -> ParallelLayout {
         let layout = parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention)
         do {
+            try layout.validate()
+            try layout.validateAvailable()
             try layout.validate(devices: ProcessInfo.processInfo.activeProcessorCount, deviceName: "CPU cores")
         } catch {
             throw ValidationError(error.message)
         }
-        if layout.epSize > 1 {
+        if enableDPAttention, kvEventsConfig != nil {
             throw ValidationError(
-                "--ep-size \(layout.epSize): expert parallelism is not available yet (no mixture-of-experts model is served); use --ep-size 1."
+                "--kv-events-config is not available with --enable-dp-attention (each DP group has its own radix cache); drop one of them."
             )
         }
         return layout
@@ -330,13 +332,8 @@ struct LaunchServer: AsyncParsableCommand {
 
     func run() async throws {
         let layout = try parallelLayout()
-        if enableDPAttention {
-            throw ValidationError(
-                "--enable-dp-attention is not available yet (DP attention belongs to the parallelism work); use --dp-size alone for data-parallel replicas behind the router."
-            )
-        }
         let router = try DataParallelLaunch.routerOptions(routerFlags)
-        if dpSize != 1 {
+        if dpSize != 1, !enableDPAttention {
             guard dpSize > 1 else { throw ValidationError("--dp-size must be at least 1, got \(dpSize).") }
             _ = try validateFlags()
             try await DataParallelLaunch(dpSize: dpSize, host: host, port: port, router: router).run()
@@ -374,29 +371,53 @@ struct LaunchServer: AsyncParsableCommand {
         let loadStart = Date()
         let ranks = try layout.isSingleRank ? nil : startRanks(layout: layout, logger: logger)
         var lm = try loadModel(path: model, threads: threadCount, communicator: ranks?.communicator)
-        var leader: TensorParallelLeader?
+        try checkModelParallelism(lm, layout: layout)
+        var leader: (any RankLeader)?
+        var dpCoordinator: DPAttentionCoordinator?
         if let ranks {
             do { try ranks.communicator.barrier() } catch {
                 throw ValidationError("The tensor-parallel ranks did not all load the model: \(error)")
             }
-            let tp = TensorParallelLeader(model: lm, communicator: ranks.communicator)
-            leader = tp
-            lm = tp
+            if layout.enableDPAttention {
+                let dp = DPAttentionCoordinator(model: lm, communicator: ranks.communicator, groups: layout.dpSize)
+                dpCoordinator = dp
+                leader = dp
+            } else {
+                let tp = TensorParallelLeader(model: lm, communicator: ranks.communicator)
+                leader = tp
+                lm = tp
+            }
             print(
-                "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator"
+                "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator\(parallelSummary(layout))"
             )
         }
         let (bridge, textDecoder) = try TokenizerSetup.make(
             skip: skipTokenizerInit, location: tokenizerLocation,
             modelVocab: lm.info.vocabSize)
-        let engine: Engine
+        let engine: any EngineHandle
+        let kvCapacity: Int
         do {
-            engine = try Engine(
-                model: lm, decoder: textDecoder, config: engineConfig,
-                logger: Logger(label: "serval.engine"))
+            if let dpCoordinator {
+                let engines = try (0..<layout.dpSize).map {
+                    try Engine(
+                        model: dpCoordinator.group($0), decoder: textDecoder, config: engineConfig,
+                        logger: Logger(label: "serval.engine.dp\($0)"))
+                }
+                let front = DPAttentionEngines(engines: engines)
+                engine = front
+                kvCapacity = front.kvCapacity
+            } else {
+                let single = try Engine(
+                    model: lm, decoder: textDecoder, config: engineConfig,
+                    logger: Logger(label: "serval.engine"))
+                engine = single
+                kvCapacity = single.kvCapacity
+            }
         } catch {
             throw ValidationError("Cannot start the engine with these settings: \(error)")
         }
+        printKVCapacityEffect(
+            engine.modelInfo, layout: layout, perRankTokens: kvCapacity / max(1, dpCoordinator?.groups ?? 1))
         let info = lm.info
         print(
             "Loaded \(info.architecture) '\(info.name)' from \(model): \(info.parameterCount) parameters, "
@@ -404,7 +425,7 @@ struct LaunchServer: AsyncParsableCommand {
                 + "\(info.layerCount) layers, "
                 + "vocab \(info.vocabSize), in \(String(format: "%.2f", Date().timeIntervalSince(loadStart)))s")
         print(
-            "KV cache capacity: \(engine.kvCapacity) tokens; context length \(engine.contextLength); "
+            "KV cache capacity: \(kvCapacity) tokens\(dpCoordinator == nil ? "" : " (\(layout.dpSize) DP attention groups)"); context length \(engine.contextLength); "
                 + "\(threadCount) threads; tokenizer: \(bridge.summary)")
 
         var config = ServerConfig(servedModelName: servedName, modelPath: model, tokenizerPath: tokenizerLocation)
@@ -452,6 +473,8 @@ struct LaunchServer: AsyncParsableCommand {
                 throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
             }
             options.communicator = communicator
+            options.layout = ModelParallelism(
+                dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
         }
         do {
             return try opened.load(path: path, format: format, options: options)
@@ -462,7 +485,12 @@ struct LaunchServer: AsyncParsableCommand {
 
     /// One short greedy generation through the whole stack, so the first real
     /// request does not pay for cold caches and /health means "can serve".
-    static func warmUp(engine: Engine) async -> Bool {
+    static func warmUp(engine: any EngineHandle) async -> Bool {
+        // DP attention: warm every group (each runs on its own rank).
+        if let dp = engine as? DPAttentionEngines {
+            for e in dp.engines where await !warmUp(engine: e) { return false }
+            return true
+        }
         var s = SamplingParams()
         s.maxNewTokens = 2
         s.temperature = 0

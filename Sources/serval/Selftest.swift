@@ -44,6 +44,7 @@ struct Selftest: ParsableCommand {
     var modelSteps: Int = 32
 
     @Flag(
+<<<<<<< HEAD
         name: .customLong("compile-only"),
         help:
             "Only compile every kernel with NVRTC for --arch (no GPU or driver needed) and check each launched kernel is in the cubin; prints registers and spills."
@@ -52,6 +53,13 @@ struct Selftest: ParsableCommand {
 
     @Option(help: "With --compile-only: the architecture to compile for.")
     var arch: String = "sm_90a"
+=======
+        name: .customLong("require-nccl"),
+        help:
+            "With --device cuda: fail when libnccl.so.2 is missing (else the NCCL communicator check is skipped); set SERVAL_NCCL_LIB_DIR to its folder."
+    )
+    var requireNCCL = false
+>>>>>>> h/parallel
 
     func run() throws {
         if compileOnly { return try runCompileOnly() }
@@ -87,7 +95,9 @@ struct Selftest: ParsableCommand {
             var check = BackendCheck(gpu: try CUDABackend(ordinal: gpu), seed: seed)
             let (seamPassed, seamFailed) = try check.run { print($0) }
             print("backend seam: \(seamPassed) passed, \(seamFailed) failed")
-            let failed = opsFailed + seamFailed
+            // The NCCL communicator on one rank (every collective, also inside a captured graph).
+            let (_, ncclFailed) = NCCLSelftest.run(context: context, seed: seed, required: requireNCCL) { print($0) }
+            let failed = opsFailed + seamFailed + ncclFailed
             var modelFailed = false
             if let modelPath {
                 guard let format = LoadFormat(rawValue: loadFormat) else {

@@ -31,14 +31,16 @@ def binary_or_skip():
     (["--pp-size", "2"], "pipeline parallelism is not supported"),
     (["--tp-size", "2", "--enable-dp-attention"], "--enable-dp-attention needs --dp-size > 1"),
     (["--tp-size", "2", "--dp-size", "4", "--enable-dp-attention"], "must be at most --tp-size 2"),
-    (["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"], "DP attention"),
+    (["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"], "--enable-dp-attention needs an MLA model"),
+    (["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention"], "is not available; use --dp-size 4"),
+    (["--tp-size", "4", "--ep-size", "2"], "is not available; use --ep-size 4"),
     (["--tp-size", "3", "--nnodes", "2", "--dist-init-addr", "127.0.0.1:5000"], "multiple of --nnodes 2"),
     (["--tp-size", "2", "--nnodes", "2"], "needs --dist-init-addr"),
     (["--tp-size", "2", "--nnodes", "2", "--dist-init-addr", "nowhere"], "HOST:PORT"),
     (["--tp-size", "2", "--nnodes", "2", "--node-rank", "2", "--dist-init-addr", "127.0.0.1:5000"],
      "--node-rank must be in 0..<2"),
     (["--tp-size", "2", "--ep-size", "3"], "--ep-size 3 must divide --tp-size 2"),
-    (["--tp-size", "2", "--ep-size", "2"], "expert parallelism is not available yet"),
+    (["--tp-size", "2", "--ep-size", "2"], "needs a mixture-of-experts model"),
 ])
 def test_layout_errors_are_one_line(args, message):
     binary = binary_or_skip()

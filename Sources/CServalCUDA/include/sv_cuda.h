@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sv_nccl.h"  // NCCL, loaded the same way (sv_nccl.c)
+
 #ifdef __cplusplus
 extern "C" {
 #endif

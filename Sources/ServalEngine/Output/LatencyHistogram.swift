@@ -17,6 +17,14 @@ public struct Histogram: Sendable, Equatable {
         sum += v
         count += 1
     }
+
+    /// Adds another histogram's observations (same bounds; DP attention's per-group engines).
+    public mutating func merge(_ other: Histogram) {
+        guard other.bounds == bounds else { return }
+        for i in counts.indices { counts[i] += other.counts[i] }
+        sum += other.sum
+        count += other.count
+    }
 }
 
 extension Histogram {

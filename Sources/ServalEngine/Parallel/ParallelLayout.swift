@@ -95,6 +95,22 @@ public struct ParallelLayout: Sendable, Equatable {
         }
     }
 
+    /// What Serval runs of the valid layouts: DP attention with one rank per group
+    /// (`--dp-size` = `--tp-size`) and expert parallelism over every rank (`--ep-size` =
+    /// `--tp-size`); attention TP inside a DP group and EP over a subset of the ranks are not.
+    public func validateAvailable() throws(ParallelLayoutError) {
+        if enableDPAttention, dpSize != tpSize {
+            throw ParallelLayoutError(
+                "--enable-dp-attention with --dp-size \(dpSize) < --tp-size \(tpSize) (attention tensor parallel inside a DP group) is not available; use --dp-size \(tpSize)."
+            )
+        }
+        if epSize > 1, epSize != tpSize {
+            throw ParallelLayoutError(
+                "--ep-size \(epSize) < --tp-size \(tpSize) (experts split over a subset of the ranks) is not available; use --ep-size \(tpSize)."
+            )
+        }
+    }
+
     /// The rules against the model: `experts` routed experts (nil for a dense model).
     public func validate(experts: Int?) throws(ParallelLayoutError) {
         guard epSize > 1 else { return }

@@ -9,6 +9,11 @@ public enum RankMessage: Sendable {
     case makeKVCache(slots: Int, dtype: KVCacheDType)
     case forward(ForwardBatch)
     case shutdown
+    /// DP attention: group `group` (its ranks) makes its own KV pool.
+    case makeGroupKVCache(group: Int, slots: Int, dtype: KVCacheDType)
+    /// DP attention: one step of every attention DP group, batch `g` for group `g`
+    /// (empty: that group runs an idle pass).
+    case dpForward([ForwardBatch])
 
     public func encoded() -> [UInt8] {
         var w = Writer()
@@ -19,21 +24,18 @@ public enum RankMessage: Sendable {
             w.int(KVCacheDType.allCases.firstIndex(of: dtype) ?? 0)
         case .forward(let b):
             w.int(2)
-            w.int(b.slotUpdates.count)
-            for u in b.slotUpdates {
-                w.int(u.row)
-                w.int(u.position)
-                w.ids(u.slots)
-            }
-            w.int(b.sequences.count)
-            for s in b.sequences {
-                w.int(s.row)
-                w.int(s.startPosition)
-                w.int(s.logits == .none ? 0 : s.logits == .last ? 1 : 2)
-                w.ids(s.tokens)
-            }
+            w.batch(b)
         case .shutdown:
             w.int(3)
+        case .makeGroupKVCache(let group, let slots, let dtype):
+            w.int(4)
+            w.int(group)
+            w.int(slots)
+            w.int(KVCacheDType.allCases.firstIndex(of: dtype) ?? 0)
+        case .dpForward(let batches):
+            w.int(5)
+            w.int(batches.count)
+            for b in batches { w.batch(b) }
         }
         return w.bytes
     }
@@ -48,20 +50,19 @@ public enum RankMessage: Sendable {
             }
             return .makeKVCache(slots: slots, dtype: KVCacheDType.allCases[d])
         case 2:
-            var updates: [SlotUpdate] = []
-            for _ in 0..<(try r.count()) {
-                let row = try r.int(), position = try r.int()
-                updates.append(SlotUpdate(row: row, position: position, slots: try r.ids()))
-            }
-            var sequences: [SequenceInput] = []
-            for _ in 0..<(try r.count()) {
-                let row = try r.int(), start = try r.int(), logits = try r.int()
-                let kind: LogitsRequest = logits == 0 ? .none : logits == 1 ? .last : .all
-                sequences.append(SequenceInput(row: row, tokens: try r.ids(), startPosition: start, logits: kind))
-            }
-            return .forward(ForwardBatch(sequences: sequences, slotUpdates: updates))
+            return .forward(try r.batch())
         case 3:
             return .shutdown
+        case 4:
+            let group = try r.int(), slots = try r.int(), d = try r.int()
+            guard d >= 0, d < KVCacheDType.allCases.count else {
+                throw EngineError.model("rank message: bad dtype \(d)")
+            }
+            return .makeGroupKVCache(group: group, slots: slots, dtype: KVCacheDType.allCases[d])
+        case 5:
+            var batches: [ForwardBatch] = []
+            for _ in 0..<(try r.count()) { batches.append(try r.batch()) }
+            return .dpForward(batches)
         case let k:
             throw EngineError.model("rank message: unknown kind \(k)")
         }
@@ -73,6 +74,21 @@ public enum RankMessage: Sendable {
         mutating func ids(_ v: [Int32]) {
             int(v.count)
             for x in v { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
+        }
+        mutating func batch(_ b: ForwardBatch) {
+            int(b.slotUpdates.count)
+            for u in b.slotUpdates {
+                int(u.row)
+                int(u.position)
+                ids(u.slots)
+            }
+            int(b.sequences.count)
+            for s in b.sequences {
+                int(s.row)
+                int(s.startPosition)
+                int(s.logits == .none ? 0 : s.logits == .last ? 1 : 2)
+                ids(s.tokens)
+            }
         }
     }
 
@@ -88,6 +104,20 @@ public enum RankMessage: Sendable {
             var v: Int64 = 0
             for (i, b) in try take(8).enumerated() { v |= Int64(b) << (8 * i) }
             return Int(v)
+        }
+        mutating func batch() throws(EngineError) -> ForwardBatch {
+            var updates: [SlotUpdate] = []
+            for _ in 0..<(try count()) {
+                let row = try int(), position = try int()
+                updates.append(SlotUpdate(row: row, position: position, slots: try ids()))
+            }
+            var sequences: [SequenceInput] = []
+            for _ in 0..<(try count()) {
+                let row = try int(), start = try int(), logits = try int()
+                let kind: LogitsRequest = logits == 0 ? .none : logits == 1 ? .last : .all
+                sequences.append(SequenceInput(row: row, tokens: try ids(), startPosition: start, logits: kind))
+            }
+            return ForwardBatch(sequences: sequences, slotUpdates: updates)
         }
         mutating func count() throws(EngineError) -> Int {
             let n = try int()

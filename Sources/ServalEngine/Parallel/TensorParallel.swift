@@ -63,6 +63,7 @@ public final class TensorParallelLeader: LanguageModel, @unchecked Sendable {
 public enum TensorParallelWorker {
     public static func run(model: any LanguageModel, communicator: any Communicator, logger: Logger) throws {
         var cache: (any KVCacheStorage)?
+        var exchange = DPLogitsExchange()
         while true {
             let message = try RankMessage.decode(communicator.broadcastMessage([], root: 0))
             switch message {
@@ -82,6 +83,28 @@ public enum TensorParallelWorker {
                 }
             case .shutdown:
                 return
+            case .makeGroupKVCache(let group, let slots, let dtype):
+                // DP attention with one rank per group: this rank is group `rank`.
+                guard group == communicator.rank else { continue }
+                cache = try model.makeKVCache(slots: slots, dtype: dtype)
+                logger.info("rank \(communicator.rank): DP attention group \(group)'s KV pool of \(slots) tokens")
+            case .dpForward(let batches):
+                let rank = communicator.rank
+                guard let cache, batches.count == communicator.size else {
+                    throw EngineError.model("rank \(rank): DP attention step before its KV pool or for another layout")
+                }
+                var logits: Logits? = nil
+                do {
+                    logits = try model.forward(batches[rank], cache: cache)
+                } catch let e as CommunicatorError {
+                    throw e
+                } catch {
+                    logger.warning("rank \(rank): forward failed: \(error)")
+                }
+                let info = model.info
+                try exchange.run(
+                    local: logits, rows: batches.map(DPLogitsExchange.logitRows), vocab: info.vocabSize,
+                    hidden: info.hiddenSize, communicator: communicator)
             }
         }
     }

@@ -17,6 +17,9 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
     let attention: any AttentionBackend
     let context: LoadContext
     private let workspace: DeepSeekWorkspace
+    let communicator: any Communicator
+    /// DP attention: this rank's own requests; the feed-forward layers see every rank's tokens.
+    let dataParallelAttention: Bool
 
     enum FeedForward {
         case dense(GatedMLP)
@@ -37,7 +40,14 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
         context = ctx
         backend = ctx.backend
         let H = c.hiddenSize
-        embedding = try Embedding.load("token_embd.weight", vocab: c.vocabSize, hidden: H, ctx)
+        let parallel = ctx.parallel
+        communicator = ctx.communicator
+        dataParallelAttention = !parallel.isSingle && ctx.layout.dataParallelAttention
+        // Vocab-parallel under tensor parallelism; whole on every rank under DP attention
+        // (each rank looks up and scores its own requests' tokens).
+        let vocabParallel = !parallel.isSingle && !dataParallelAttention
+        embedding = try Embedding.load(
+            "token_embd.weight", vocab: c.vocabSize, hidden: H, replicated: !vocabParallel, ctx)
         var blocks: [Block] = []
         for i in 0..<c.layerCount {
             let p = "blk.\(i)"
@@ -57,14 +67,25 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
         let separateOutput = !c.tiedEmbeddings && source.has("output.weight")
         let projection =
             separateOutput
-            ? try Linear.load(["output"], out: [c.vocabSize], in: H, bias: false, style: .replicated, ctx)
+            ? try Linear.load(
+                ["output"], out: [c.vocabSize], in: H, bias: false, style: vocabParallel ? .column : .replicated,
+                shard: embedding.vocabRange, ctx)
             : Linear(style: .replicated, parts: [embedding.table], biases: [nil], communicator: ctx.communicator)
-        head = LMHead(norm: norm, projection: projection)
+        head =
+            vocabParallel
+            ? LMHead(
+                norm: norm, projection: projection,
+                vocabShards: (0..<parallel.tpSize).map {
+                    HeadSplit.evenShare(c.vocabSize, rank: $0, ranks: parallel.tpSize)
+                },
+                communicator: ctx.communicator)
+            : LMHead(norm: norm, projection: projection)
         rotary = try Rotary(
             rotaryDim: c.qkRopeHeadDim, neox: !c.ropeInterleave, inverseFrequencies: c.ropeInverseFrequencies(), ctx)
         kvLayout = c.kvLayout
         do {
-            attention = try backend.makeAttention(layout: kvLayout, queryHeads: c.headCount, scale: c.softmaxScale)
+            attention = try backend.makeAttention(
+                layout: kvLayout, queryHeads: blocks.first?.attention.heads ?? c.headCount, scale: c.softmaxScale)
         } catch {
             throw ModelError(source: source.sourceName, "\(error)")
         }
@@ -98,7 +119,9 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
             weightTypes: types.sorted().joined(separator: ", "))
         info.kvLayout = kvLayout.description
         self.info = info
-        workspace = DeepSeekWorkspace(backend: backend, config: c)
+        workspace = DeepSeekWorkspace(
+            backend: backend, config: c, gathers: dataParallelAttention, expertPairs: ctx.layout.expertParallel,
+            vocabShard: vocabParallel ? embedding.vocabRange.count : 0)
     }
 
     public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
@@ -118,47 +141,85 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
         }
         let plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
         let n = plan.tokenCount, nLogits = plan.logitRows.count
-        guard n > 0 else { return Logits.empty(vocabSize: config.vocabSize, sequences: batch.sequences.count) }
-        let ws = workspace, be = backend
-        try ws.reserve(tokens: n, logits: max(1, nLogits))
-        for b in blocks { if case .moe(let m) = b.ffn { try m.moe.reserve(tokens: n) } }
-        try attention.prepare(plan.step, pool: kv.pool)
-        let tokens = ws.int32s(.tokens), positions = ws.int32s(.positions)
-        plan.tokens.withUnsafeBufferPointer { be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: tokens) }
-        plan.positions.withUnsafeBufferPointer { be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: positions) }
-
-        let H = config.hiddenSize
+        // DP attention: every rank's token count (the ranks step together; one without
+        // requests runs an idle pass so the feed-forward collectives still meet).
+        let counts = dataParallelAttention ? try tokenCounts(n) : [n]
+        let total = counts.reduce(0, +)
+        guard total > 0 else { return Logits.empty(vocabSize: config.vocabSize, sequences: batch.sequences.count) }
+        let ws = workspace, be = backend, H = config.hiddenSize
+        try ws.reserve(tokens: total, logits: max(1, nLogits))
+        for b in blocks { if case .moe(let m) = b.ffn { try m.reserve(tokens: total) } }
         let x = ws[.x], xn = ws[.xn], tmp = ws[.tmp]
-        embedding.forward(tokens: tokens, rows: n, into: x, backend: be)
-        rotary.angles(positions: positions, rows: n, cos: ws[.cos], sin: ws[.sin], backend: be)
+        if n > 0 {
+            try attention.prepare(plan.step, pool: kv.pool)
+            let tokens = ws.int32s(.tokens), positions = ws.int32s(.positions)
+            plan.tokens.withUnsafeBufferPointer { be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: tokens) }
+            plan.positions.withUnsafeBufferPointer {
+                be.upload($0.baseAddress.unsafelyUnwrapped, count: n, to: positions)
+            }
+            try embedding.forward(tokens: tokens, hostTokens: plan.tokens, rows: n, into: x, backend: be)
+            rotary.angles(positions: positions, rows: n, cos: ws[.cos], sin: ws[.sin], backend: be)
+        }
         let mla = MLAAttention.Buffers(
             cq: ws[.cq], qFull: ws[.qFull], latent: ws[.latent], kpe: ws[.kpe], kRow: ws[.kRow], q: ws[.q],
             attn: ws[.attn], vOut: ws[.vOut], cos: ws[.cos], sin: ws[.sin])
         let moeBuffers = DeepSeekMoE.Buffers(
             logits: ws[.routerLogits], ids: ws.int32s(.expertIds), weights: ws[.expertWeights],
-            sharedOut: ws[.sharedOut], gate: ws[.gate], up: ws[.up])
+            sharedOut: ws[.sharedOut], gate: ws[.gate], up: ws[.up], pairX: ws[.pairX], pairY: ws[.pairY],
+            pairWeights: ws[.pairWeights], pairIds: ws.int32s(.pairIds))
+        // The feed-forward input and output: this rank's rows, or under DP attention every
+        // rank's rows gathered (then the partial sums are reduce-scattered back).
+        let ffnIn = dataParallelAttention ? ws[.gathered] : xn
+        let ffnOut = dataParallelAttention ? ws[.partial] : tmp
+        let ffnRows = dataParallelAttention ? total : n
+        let hiddenCounts = counts.map { $0 * H }
         for (i, b) in blocks.enumerated() {
-            b.attentionNorm.forward(x, rows: n, into: xn, backend: be)
-            try b.attention.forward(
-                layer: i, xn, rows: n, into: tmp, buffers: mla, rotary: rotary, attention: attention, pool: kv.pool,
-                backend: be)
-            be.add(x, tmp, into: x, count: n * H)
-            b.ffnNorm.forward(x, rows: n, into: xn, backend: be)
-            switch b.ffn {
-            case .dense(let mlp): try mlp.forward(xn, rows: n, into: tmp, gate: ws[.gate], up: ws[.up], backend: be)
-            case .moe(let moe): try moe.forward(xn, rows: n, into: tmp, buffers: moeBuffers, backend: be)
+            if n > 0 {
+                b.attentionNorm.forward(x, rows: n, into: xn, backend: be)
+                try b.attention.forward(
+                    layer: i, xn, rows: n, into: tmp, buffers: mla, rotary: rotary, attention: attention,
+                    pool: kv.pool, backend: be)
+                be.add(x, tmp, into: x, count: n * H)
+                b.ffnNorm.forward(x, rows: n, into: xn, backend: be)
             }
-            be.add(x, tmp, into: x, count: n * H)
+            if dataParallelAttention { try communicator.allGatherV(xn, counts: hiddenCounts, into: ffnIn) }
+            // Each rank's partial sums (its share of the width, or its experts), summed once.
+            switch b.ffn {
+            case .dense(let mlp):
+                try mlp.forward(
+                    ffnIn, rows: ffnRows, into: ffnOut, gate: ws[.gate], up: ws[.up], backend: be, reduce: false)
+            case .moe(let moe): try moe.forward(ffnIn, rows: ffnRows, into: ffnOut, buffers: moeBuffers, backend: be)
+            }
+            if dataParallelAttention {
+                try communicator.reduceScatter(ffnOut, counts: hiddenCounts, into: tmp)
+            } else if communicator.size > 1 {
+                try communicator.allReduceSum(tmp, count: n * H)
+            }
+            if case .moe(let moe) = b.ffn {
+                try moe.addSharedAfterReduce(xn, rows: n, into: tmp, buffers: moeBuffers, backend: be)
+            }
+            if n > 0 { be.add(x, tmp, into: x, count: n * H) }
         }
         if nLogits > 0 {
             try plan.logitRows.withUnsafeBufferPointer { rows in
                 try head.forward(
                     x, rows: rows.baseAddress.unsafelyUnwrapped, count: nLogits, gathered: tmp, normed: xn,
-                    into: ws.logits, backend: be)
+                    into: ws.logits, shardScratch: ws.shardLogits, gatherScratch: ws.gatheredLogits, backend: be)
             }
         }
         return Logits(
             vocabSize: config.vocabSize, rowStart: plan.logitStart, storage: be.logitsStorage(ws.logits), hidden: xn,
             hiddenSize: H)
+    }
+
+    /// Every rank's token count this step, in rank order (one small all-gather).
+    private func tokenCounts(_ n: Int) throws -> [Int] {
+        var mine = Float(n)
+        var all = [Float](repeating: 0, count: communicator.size)
+        try all.withUnsafeMutableBufferPointer {
+            try communicator.allGatherV(
+                &mine, counts: [Int](repeating: 1, count: communicator.size), into: $0.baseAddress.unsafelyUnwrapped)
+        }
+        return all.map { Int($0) }
     }
 }

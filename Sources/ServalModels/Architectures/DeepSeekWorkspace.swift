@@ -8,6 +8,10 @@ final class DeepSeekWorkspace: @unchecked Sendable {
     enum Slot: Int, CaseIterable {
         case x, xn, tmp, cq, qFull, latent, kpe, kRow, q, attn, vOut, gate, up, sharedOut, routerLogits
         case expertWeights, expertIds, cos, sin, tokens, positions
+        /// DP attention: every rank's rows gathered, and the feed-forward's partial sums over them.
+        case gathered, partial
+        /// Expert parallel: the (token, expert) pairs routed to this rank's experts.
+        case pairX, pairY, pairWeights, pairIds
     }
 
     let backend: any ComputeBackend
@@ -19,10 +23,20 @@ final class DeepSeekWorkspace: @unchecked Sendable {
     private var logitsBuffer: DeviceBuffer?
     private var pointers: [UnsafeMutablePointer<Float>]
     private(set) var logits: UnsafeMutablePointer<Float>
+    /// Vocab-parallel head: this rank's shard of each logits row, and every rank's shards
+    /// gathered (host memory; nil on one rank or under DP attention).
+    private(set) var shardLogits: UnsafeMutablePointer<Float>?
+    private(set) var gatheredLogits: UnsafeMutablePointer<Float>?
+    let vocabShard: Int
     /// The widest matmul input (activation quantization scratch).
     let matmulColumns: Int
 
-    init(backend: any ComputeBackend, config c: DeepSeekConfig) {
+    /// `gathers`: DP attention's gathered rows; `expertPairs`: expert parallel's pair rows;
+    /// `vocabShard`: the rows of this rank's vocabulary shard (0: the head is whole).
+    init(
+        backend: any ComputeBackend, config c: DeepSeekConfig, gathers: Bool = false, expertPairs: Bool = false,
+        vocabShard: Int = 0
+    ) {
         self.backend = backend
         let ffn = max(c.intermediateSize, c.moeIntermediateSize * max(1, c.sharedExperts))
         var w = [Int](repeating: 1, count: Slot.allCases.count)
@@ -45,6 +59,17 @@ final class DeepSeekWorkspace: @unchecked Sendable {
         w[Slot.expertIds.rawValue] = c.expertsPerToken
         w[Slot.cos.rawValue] = c.qkRopeHeadDim / 2
         w[Slot.sin.rawValue] = c.qkRopeHeadDim / 2
+        if gathers {
+            w[Slot.gathered.rawValue] = c.hiddenSize
+            w[Slot.partial.rawValue] = c.hiddenSize
+        }
+        if expertPairs {
+            w[Slot.pairX.rawValue] = c.expertsPerToken * c.hiddenSize
+            w[Slot.pairY.rawValue] = c.expertsPerToken * c.hiddenSize
+            w[Slot.pairWeights.rawValue] = c.expertsPerToken
+            w[Slot.pairIds.rawValue] = c.expertsPerToken
+        }
+        self.vocabShard = vocabShard
         widths = w
         vocab = c.vocabSize
         matmulColumns = max(
@@ -71,9 +96,15 @@ final class DeepSeekWorkspace: @unchecked Sendable {
         if logitRows > logitRowCapacity {
             let cap = max(logitRows, logitRowCapacity * 2)
             if let logitsBuffer { backend.release(logitsBuffer) }
-            let b = try backend.allocate(bytes: cap * vocab * MemoryLayout<Float>.stride)
+            // With a vocab-parallel head: [logits | shard rows | gathered rows] in one buffer.
+            let perRow = vocab + (vocabShard > 0 ? vocabShard + vocab : 0)
+            let b = try backend.allocate(bytes: cap * perRow * MemoryLayout<Float>.stride)
             logitsBuffer = b
             logits = b.floats()
+            if vocabShard > 0 {
+                shardLogits = b.floats(cap * vocab)
+                gatheredLogits = b.floats(cap * (vocab + vocabShard))
+            }
             logitRowCapacity = cap
         }
         guard n > tokenCapacity else { return }

@@ -13,14 +13,17 @@ public struct Embedding: @unchecked Sendable {
     /// `hidden` zeros in host memory: the rows of tokens another rank owns.
     private let zeros: [Float]
 
-    public static func load(_ name: String, vocab: Int, hidden: Int, _ ctx: LoadContext) throws(ModelError) -> Embedding
-    {
-        let tp = ctx.parallel
+    /// `replicated`: every rank holds the whole table (DP attention: ranks look up different tokens).
+    public static func load(
+        _ name: String, vocab: Int, hidden: Int, replicated: Bool = false, _ ctx: LoadContext
+    ) throws(ModelError) -> Embedding {
+        let tp = replicated ? ParallelInfo.single : ctx.parallel
         var stored = try ctx.source.matrix(name, rows: vocab, cols: hidden)
         let range = HeadSplit.evenShare(vocab, rank: tp.tpRank, ranks: tp.tpSize)
         if !tp.isSingle { stored = stored.rows(range) }
         return Embedding(
-            table: try ctx.weight(stored), vocabRange: range, communicator: ctx.communicator,
+            table: try ctx.weight(stored), vocabRange: range,
+            communicator: replicated ? SingleRankCommunicator() : ctx.communicator,
             zeros: tp.isSingle ? [] : [Float](repeating: 0, count: hidden))
     }
 

@@ -19,14 +19,15 @@ public struct GatedMLP: @unchecked Sendable {
     /// Intermediate width on this rank.
     public var width: Int { gateUp.parts[0].rows }
 
-    /// `gate`/`up` hold `rows × width` floats.
+    /// `gate`/`up` hold `rows × width` floats. With `reduce` false a sharded `down`
+    /// leaves this rank's partial sums in `y` (the caller reduces them).
     public func forward(
         _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
         gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>,
-        backend: any ComputeBackend
+        backend: any ComputeBackend, reduce: Bool = true
     ) throws {
         try gateUp.forward(x, rows: rows, into: [gate, up], backend: backend)
         backend.siluMul(gate: gate, up: up, into: gate, count: rows * width)
-        try down.forward(gate, rows: rows, into: [y], backend: backend)
+        try down.forward(gate, rows: rows, into: [y], backend: backend, reduce: reduce)
     }
 }

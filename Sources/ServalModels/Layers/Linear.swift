@@ -100,18 +100,19 @@ public struct Linear: @unchecked Sendable {
     }
 
     /// `outputs[i][r] = parts[i] · x[r] + bias[i]` for `rows` rows; a row-parallel
-    /// projection then sums its output over the group.
+    /// projection then sums its output over the group, unless `reduce` is false (the
+    /// caller combines partial sums itself: one collective for several products).
     @inline(__always)
     public func forward(
         _ x: UnsafePointer<Float>, rows: Int, into outputs: [UnsafeMutablePointer<Float>],
-        backend: any ComputeBackend
+        backend: any ComputeBackend, reduce: Bool = true
     ) throws {
         guard rows > 0 else { return }
         backend.matmul(x, rows: rows, targets: zip(parts, outputs).map { MatmulTarget(weight: $0, y: $1) })
         for (i, b) in biases.enumerated() {
             if let b { backend.addBias(outputs[i], b, rows: rows, cols: parts[i].rows) }
         }
-        if style == .row, communicator.size > 1 {
+        if reduce, style == .row, communicator.size > 1 {
             try communicator.allReduceSum(outputs[0], count: rows * parts[0].rows)
         }
     }

@@ -6,15 +6,18 @@ public final class LoadContext: @unchecked Sendable {
     public let source: WeightSource
     public let backend: any ComputeBackend
     public let communicator: any Communicator
+    /// How a mixture-of-experts model uses the ranks beyond plain tensor parallelism.
+    public let layout: ModelParallelism
     private var buffers: [DeviceBuffer] = []
 
     public init(
         source: WeightSource, backend: any ComputeBackend,
-        communicator: any Communicator = SingleRankCommunicator()
+        communicator: any Communicator = SingleRankCommunicator(), layout: ModelParallelism = ModelParallelism()
     ) {
         self.source = source
         self.backend = backend
         self.communicator = communicator
+        self.layout = layout
     }
 
     deinit { for b in buffers { backend.release(b) } }
@@ -40,5 +43,23 @@ public final class LoadContext: @unchecked Sendable {
     /// A stored matrix made computable by the backend.
     func weight(_ stored: StoredMatrix) throws(ModelError) -> WeightMatrix {
         try stored.upload(to: backend, source: source.sourceName)
+    }
+}
+
+/// What the ranks of a group do besides plain tensor parallelism (SGLang's
+/// `--enable-dp-attention` and `--ep-size`, for DeepSeek models; docs/parallelism.md).
+public struct ModelParallelism: Sendable, Equatable {
+    /// Attention runs data-parallel: each rank is one attention DP group (its own
+    /// requests, its own whole latent KV pool, replicated attention weights); the dense
+    /// and MoE layers run over every rank with the tokens all-gathered before them and
+    /// reduce-scattered back after.
+    public var dataParallelAttention = false
+    /// Routed experts are partitioned over the ranks (each rank holds whole experts)
+    /// instead of each expert's intermediate width being split.
+    public var expertParallel = false
+
+    public init(dataParallelAttention: Bool = false, expertParallel: Bool = false) {
+        self.dataParallelAttention = dataParallelAttention
+        self.expertParallel = expertParallel
     }
 }

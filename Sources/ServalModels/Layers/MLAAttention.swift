@@ -44,23 +44,33 @@ public struct MLAAttention: @unchecked Sendable {
     public static func load(prefix p: String, config c: DeepSeekConfig, _ ctx: LoadContext) throws(ModelError)
         -> MLAAttention
     {
-        let H = c.hiddenSize, heads = c.headCount, L = c.kvLoraRank, R = c.qkRopeHeadDim
+        let H = c.hiddenSize, L = c.kvLoraRank, R = c.qkRopeHeadDim, qk = c.qkHeadDim
         let nope = c.qkNopeHeadDim, v = c.vHeadDim, src = ctx.source.sourceName
-        guard ctx.parallel.isSingle else {
+        // Tensor parallel: this rank's heads (query rows column-parallel, o_proj row-parallel);
+        // the latent projection and the cache row stay whole on every rank. Under DP attention
+        // (or on one rank) every head is here.
+        let tp = ctx.parallel
+        let sharded = !tp.isSingle && !ctx.layout.dataParallelAttention
+        let headRange = sharded ? HeadSplit.evenShare(c.headCount, rank: tp.tpRank, ranks: tp.tpSize) : 0..<c.headCount
+        guard !headRange.isEmpty else {
             throw ModelError(
-                source: src, "MLA attention runs on one rank only for now (tensor parallelism is not wired)")
+                source: src,
+                "\(c.headCount) attention heads cannot be split over \(tp.tpSize) ranks; use a smaller --tp-size")
         }
+        let heads = headRange.count
+        let qStyle: ParallelStyle = sharded ? .column : .replicated
+        let qRows = (headRange.lowerBound * qk)..<(headRange.upperBound * qk)
         let query: Query
         if let q = c.qLoraRank {
             query = .lora(
                 a: try Linear.load(["\(p).attn_q_a"], out: [q], in: H, bias: false, style: .replicated, ctx),
                 norm: try RMSNorm.load("\(p).attn_q_a_norm.weight", size: q, eps: c.rmsNormEps, ctx),
                 b: try Linear.load(
-                    ["\(p).attn_q_b"], out: [heads * c.qkHeadDim], in: q, bias: false, style: .replicated, ctx))
+                    ["\(p).attn_q_b"], out: [c.headCount * qk], in: q, bias: false, style: qStyle, shard: qRows, ctx))
         } else {
             query = .direct(
                 try Linear.load(
-                    ["\(p).attn_q"], out: [heads * c.qkHeadDim], in: H, bias: false, style: .replicated, ctx))
+                    ["\(p).attn_q"], out: [c.headCount * qk], in: H, bias: false, style: qStyle, shard: qRows, ctx))
         }
         let kvAStored = try ctx.source.matrix("\(p).attn_kv_a_mqa.weight", rows: L + R, cols: H)
         let kvA = Linear(
@@ -69,6 +79,7 @@ public struct MLAAttention: @unchecked Sendable {
             biases: [nil, nil], communicator: ctx.communicator)
         let kvANorm = try RMSNorm.load("\(p).attn_kv_a_norm.weight", size: L, eps: c.rmsNormEps, ctx)
 
+<<<<<<< HEAD
         var absorbK: [WeightMatrix] = []
         var absorbV: [WeightMatrix] = []
         if ctx.source.has("\(p).attn_k_b.weight") {
@@ -86,6 +97,12 @@ public struct MLAAttention: @unchecked Sendable {
             ? try ctx.source.floatMatrix("\(p).attn_kv_b.weight", rows: heads * (nope + v), cols: L) : nil
         for h in 0..<heads {
             guard let kvB else { break }
+=======
+        let kvB = try ctx.source.floatMatrix("\(p).attn_kv_b.weight", rows: c.headCount * (nope + v), cols: L)
+        var absorbK: [WeightMatrix] = []
+        var absorbV: [WeightMatrix] = []
+        for h in headRange {
+>>>>>>> h/parallel
             let first = h * (nope + v)
             // W_UKᵀ: element (i, j) = kv_b[first + j, i].
             let t = ctx.source.keep(bytes: L * nope * 4).bindMemory(to: Float.self, capacity: L * nope)
@@ -111,7 +128,9 @@ public struct MLAAttention: @unchecked Sendable {
                     name: "yarn attention factor", type: .f32, rows: R, cols: R, data: UnsafeRawPointer(m),
                     byteCount: R * R * 4, source: src))
         }
-        let o = try Linear.load(["\(p).attn_output"], out: [H], in: heads * v, bias: false, style: .replicated, ctx)
+        let o = try Linear.load(
+            ["\(p).attn_output"], out: [H], in: c.headCount * v, bias: false, style: sharded ? .row : .replicated,
+            shard: (headRange.lowerBound * v)..<(headRange.upperBound * v), ctx)
         return MLAAttention(
             query: query, kvA: kvA, kvANorm: kvANorm, absorbK: absorbK, absorbV: absorbV, ropeCarry: ropeCarry, o: o,
             heads: heads, nope: nope, rope: R, latent: L, vDim: v)

@@ -27,6 +27,8 @@ public struct ModelLoadOptions: Sendable {
     public var seed: UInt64 = 1
     /// This rank's tensor-parallel group.
     public var communicator: any Communicator = SingleRankCommunicator()
+    /// DP attention / expert parallelism over `communicator`'s ranks (DeepSeek models).
+    public var layout = ModelParallelism()
     /// Which architectures can be built.
     public var registry: ModelRegistry = .standard
 
@@ -102,7 +104,9 @@ public enum ModelLoader {
             weights = try DummyWeightSource(type: options.dummyWeightType, seed: options.seed)
         }
         guard let weights else { throw ModelError(source: path, "no weights") }
-        return try factory(config, LoadContext(source: weights, backend: backend, communicator: options.communicator))
+        return try factory(
+            config,
+            LoadContext(source: weights, backend: backend, communicator: options.communicator, layout: options.layout))
     }
 
     /// A model of `config`'s shapes with random weights stored as `weightType` (tests, tools).

@@ -72,7 +72,7 @@ final class RankGroup: @unchecked Sendable {
 
     /// Tells every rank to exit (when `leader` is given), waits up to `timeout` seconds
     /// for the processes started here, then kills what is left.
-    func stop(leader: TensorParallelLeader?, timeout: Double = 10) {
+    func stop(leader: (any RankLeader)?, timeout: Double = 10) {
         lock.withLock { stopping = true }
         do { try leader?.shutdownWorkers() } catch { logger.warning("telling the TP ranks to stop failed: \(error)") }
         let deadline = Date().addingTimeInterval(timeout)

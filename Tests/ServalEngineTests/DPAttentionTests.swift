@@ -1,0 +1,56 @@
+import ServalModels
+import Testing
+@testable import ServalEngine
+
+/// DP attention's control messages, what it counts, and which layouts run.
+@Suite struct DPAttentionTests {
+    @Test func groupMessagesRoundTrip() throws {
+        let a = ForwardBatch(
+            sequences: [SequenceInput(row: 2, tokens: [4, 5], startPosition: 0, logits: .all)],
+            slotUpdates: [SlotUpdate(row: 2, position: 0, slots: [7, 8])])
+        guard case .dpForward(let back) = try RankMessage.decode(RankMessage.dpForward([a, .idle]).encoded()) else {
+            Issue.record("not a dpForward")
+            return
+        }
+        #expect(back.count == 2 && back[1].isIdle)
+        #expect(back[0].sequences.map(\.tokens) == [[4, 5]] && back[0].slotUpdates == a.slotUpdates)
+        guard
+            case .makeGroupKVCache(let group, let slots, let dtype) = try RankMessage.decode(
+                RankMessage.makeGroupKVCache(group: 1, slots: 512, dtype: .f32).encoded())
+        else {
+            Issue.record("not makeGroupKVCache")
+            return
+        }
+        #expect(group == 1 && slots == 512 && dtype == .f32)
+    }
+
+    @Test func logitRowsFollowTheRequests() {
+        let b = ForwardBatch(
+            sequences: [
+                SequenceInput(row: 0, tokens: [1, 2, 3], startPosition: 0, logits: .all),
+                SequenceInput(row: 1, tokens: [1, 2], startPosition: 0, logits: .last),
+                SequenceInput(row: 2, tokens: [1], startPosition: 0, logits: .none),
+            ], slotUpdates: [])
+        #expect(DPLogitsExchange.logitRows(b) == 4)
+        #expect(DPLogitsExchange.logitRows(.idle) == 0)
+    }
+
+    @Test func availableLayouts() throws {
+        var l = ParallelLayout()
+        l.tpSize = 4
+        l.dpSize = 2
+        l.enableDPAttention = true
+        #expect(throws: ParallelLayoutError.self) { try l.validateAvailable() }
+        l.dpSize = 4
+        try l.validateAvailable()
+        l.epSize = 2
+        do {
+            try l.validateAvailable()
+            Issue.record("ep 2 of tp 4 accepted")
+        } catch {
+            #expect(error.message.hasPrefix("--ep-size 2 < --tp-size 4"))
+        }
+        l.epSize = 4
+        try l.validateAvailable()
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import ServalTestSupport
+import Testing
+@testable import ServalCPU
+@testable import ServalModels
+import ServalTensor
+
+/// DeepSeek (MLA + MoE, the tiny v3 checkpoint) over 2 rank threads joined by the
+/// shared-memory communicator: tensor parallel (heads and expert widths split), DP
+/// attention (each rank its own prompts, feed-forward over both ranks' tokens, a rank
+/// without prompts running idle passes) and expert parallel, alone and together. Each
+/// rank's logits must match one rank's for the same prompts up to summation order.
+@Suite struct DeepSeekParallelForwardTests {
+    static let prompts: [[Int32]] = [[1, 5, 9, 13, 2, 40, 77], [3, 3, 8, 200], [90, 12, 44, 61, 17]]
+
+    static func load(_ comm: any Communicator, _ layout: ModelParallelism) throws -> any LanguageModel {
+        var options = ModelLoadOptions(residency: .mapped)
+        options.communicator = comm
+        options.layout = layout
+        return try ModelLoader.load(
+            path: try DeepSeekFixture.path("v3"), backend: CPUBackend(threads: 1), options: options)
+    }
+
+    /// A prefill of `which` prompts (every row's logits), then one decode step of each:
+    /// both passes' logits. No prompts: two idle passes (the collectives still run).
+    static func run(_ model: any LanguageModel, _ which: [Int]) throws -> [ForwardOutput] {
+        let cache = try model.makeKVCache(slots: 128)
+        guard !which.isEmpty else {
+            _ = try model.forward(.idle, cache: cache)
+            _ = try model.forward(.idle, cache: cache)
+            return []
+        }
+        var slots: [[Int32]] = []
+        var seqs: [SequenceInput] = []
+        for (i, p) in which.enumerated() {
+            slots.append((0..<Int32(prompts[p].count)).map { Int32(i * 32) + $0 })
+            seqs.append(SequenceInput(tokens: prompts[p], startPosition: 0, kvSlots: slots[i], logits: .all))
+        }
+        let prefill = try model.forward(ForwardBatch(sequences: seqs), cache: cache).copy()
+        let decode = try model.forward(
+            ForwardBatch(
+                sequences: which.enumerated().map { i, p in
+                    SequenceInput(
+                        tokens: [Int32(20 + p)], startPosition: prompts[p].count,
+                        kvSlots: slots[i] + [Int32(i * 32 + prompts[p].count)])
+                }), cache: cache
+        ).copy()
+        return [prefill, decode]
+    }
+
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func ranksMatchOneRank(dataParallelAttention dp: Bool, expertParallel ep: Bool) throws {
+        let layout = ModelParallelism(dataParallelAttention: dp, expertParallel: ep)
+        // Under DP attention rank 0 runs prompts 0 and 2, rank 1 prompt 1; else both run all three.
+        let share: [[Int]] = dp ? [[0, 2], [1]] : [[0, 1, 2], [0, 1, 2]]
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try share.map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(2, load: { try Self.load($0, layout) }) { model, rank in
+            try Self.run(model, share[rank])
+        }
+        for rank in 0..<2 {
+            for (k, out) in got[rank].enumerated() {
+                #expect(out.logits.count == expected[rank][k].logits.count)
+                let diff = maxRelativeDifference(out.logits[...], expected[rank][k].logits[...])
+                #expect(diff < 1e-4, "dp \(dp) ep \(ep) rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+    }
+
+    /// DP attention with a rank that has nothing to do: it runs idle passes in step.
+    @Test func idleRankKeepsStep() throws {
+        let layout = ModelParallelism(dataParallelAttention: true, expertParallel: true)
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try Self.run(single, [0, 1, 2])
+        let got = try TensorParallelForwardTests.onRanks(2, load: { try Self.load($0, layout) }) { model, rank in
+            try Self.run(model, rank == 0 ? [] : [0, 1, 2])
+        }
+        #expect(got[0].isEmpty)
+        for (k, out) in got[1].enumerated() {
+            let diff = maxRelativeDifference(out.logits[...], expected[k].logits[...])
+            #expect(diff < 1e-4, "pass \(k): relative difference \(diff)")
+        }
+    }
+}
