@@ -44,7 +44,6 @@ struct Selftest: ParsableCommand {
     var modelSteps: Int = 32
 
     @Flag(
-<<<<<<< HEAD
         name: .customLong("compile-only"),
         help:
             "Only compile every kernel with NVRTC for --arch (no GPU or driver needed) and check each launched kernel is in the cubin; prints registers and spills."
@@ -53,13 +52,13 @@ struct Selftest: ParsableCommand {
 
     @Option(help: "With --compile-only: the architecture to compile for.")
     var arch: String = "sm_90a"
-=======
+
+    @Flag(
         name: .customLong("require-nccl"),
         help:
             "With --device cuda: fail when libnccl.so.2 is missing (else the NCCL communicator check is skipped); set SERVAL_NCCL_LIB_DIR to its folder."
     )
     var requireNCCL = false
->>>>>>> h/parallel
 
     func run() throws {
         if compileOnly { return try runCompileOnly() }

@@ -79,30 +79,23 @@ public struct MLAAttention: @unchecked Sendable {
             biases: [nil, nil], communicator: ctx.communicator)
         let kvANorm = try RMSNorm.load("\(p).attn_kv_a_norm.weight", size: L, eps: c.rmsNormEps, ctx)
 
-<<<<<<< HEAD
         var absorbK: [WeightMatrix] = []
         var absorbV: [WeightMatrix] = []
         if ctx.source.has("\(p).attn_k_b.weight") {
             // GGUF files since llama.cpp's MLA split store W_UKᵀ per head (`attn_k_b`, latent × nope,
             // already transposed) and W_UV per head (`attn_v_b`, v × latent): views, any stored type.
-            let kB = try ctx.source.matrix("\(p).attn_k_b.weight", rows: heads * L, cols: nope)
-            let vB = try ctx.source.matrix("\(p).attn_v_b.weight", rows: heads * v, cols: L)
-            for h in 0..<heads {
+            let kB = try ctx.source.matrix("\(p).attn_k_b.weight", rows: c.headCount * L, cols: nope)
+            let vB = try ctx.source.matrix("\(p).attn_v_b.weight", rows: c.headCount * v, cols: L)
+            for h in headRange {
                 absorbK.append(try ctx.weight(kB.rows((h * L)..<((h + 1) * L))))
                 absorbV.append(try ctx.weight(vB.rows((h * v)..<((h + 1) * v))))
             }
         }
         let kvB =
             absorbK.isEmpty
-            ? try ctx.source.floatMatrix("\(p).attn_kv_b.weight", rows: heads * (nope + v), cols: L) : nil
-        for h in 0..<heads {
-            guard let kvB else { break }
-=======
-        let kvB = try ctx.source.floatMatrix("\(p).attn_kv_b.weight", rows: c.headCount * (nope + v), cols: L)
-        var absorbK: [WeightMatrix] = []
-        var absorbV: [WeightMatrix] = []
+            ? try ctx.source.floatMatrix("\(p).attn_kv_b.weight", rows: c.headCount * (nope + v), cols: L) : nil
         for h in headRange {
->>>>>>> h/parallel
+            guard let kvB else { break }
             let first = h * (nope + v)
             // W_UKᵀ: element (i, j) = kv_b[first + j, i].
             let t = ctx.source.keep(bytes: L * nope * 4).bindMemory(to: Float.self, capacity: L * nope)
