@@ -44,9 +44,6 @@ public final class CompiledGrammar: Sendable {
         try self.init(try spec.grammar(options: options), vocabulary: vocabulary)
     }
 
-    /// Groups of states whose token masks are equal (`MaskClasses`): at most this many
-    /// masks are ever computed.
-    public var maskClassCount: Int { masks.classes.count }
     /// How many state masks have been computed so far.
     public var cachedMaskCount: Int { masks.count }
     /// Bytes those masks hold.

@@ -43,17 +43,11 @@ final class TokenMaskCache: @unchecked Sendable {
     let automaton: GrammarAutomaton
     let vocabulary: TokenVocabulary
     private let lock = NSLock()
-    /// States that must have equal masks share one entry (keyed by class).
-    let classes: MaskClasses
     private var masks: [Int64: StateTokenMask] = [:]
 
     init(automaton: GrammarAutomaton, vocabulary: TokenVocabulary) {
         self.automaton = automaton
         self.vocabulary = vocabulary
-        // One byte past the longest token: whether a token's last state may go on reading
-        // (`plain`) is part of its outcome.
-        let longest = vocabulary.bytes.reduce(0) { max($0, $1.count) }
-        classes = MaskClasses(automaton: automaton, depth: longest + 1)
     }
 
     var count: Int { lock.withLock { masks.count } }
@@ -67,7 +61,7 @@ final class TokenMaskCache: @unchecked Sendable {
 
     /// The mask of reading state `state` with an empty stack below (`atRoot`) or an unknown one.
     func mask(state: Int32, atRoot: Bool) -> StateTokenMask {
-        let key = Int64(classes.classOf[Int(state)]) << 1 | (atRoot ? 1 : 0)
+        let key = Int64(state) << 1 | (atRoot ? 1 : 0)
         if let m = lock.withLock({ masks[key] }) { return m }
         let m = compute(state: state, atRoot: atRoot)
         lock.withLock { masks[key] = m }

@@ -104,9 +104,7 @@ struct BenchGrammar: ParsableCommand {
             t = Date()
             let pre = g.precomputeRootMasks(budget: precomputeBudget)
             let precompute = Date().timeIntervalSince(t)
-            print(
-                "\n\(name): \(g.automaton.stateCount) states in \(g.maskClassCount) mask classes, rules \(g.automaton.ruleNames.joined(separator: ", "))"
-            )
+            print("\n\(name): \(g.automaton.stateCount) states, rules \(g.automaton.ruleNames.joined(separator: ", "))")
             print("  compile \(ms(compile)); ahead-of-time masks for \(pre) root states in \(ms(precompute))")
             let tokens = tokenizer.encode(text, addSpecialTokens: false)
             var cold: [Double] = [], warm: [Double] = [], advance: [Double] = []
