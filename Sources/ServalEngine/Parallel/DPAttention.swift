@@ -28,6 +28,10 @@ public final class DPAttentionCoordinator: RankLeader, @unchecked Sendable {
     private var results: [Int: Result<Logits, any Error>] = [:]
     private var stepping = false
     private var stopped = false
+    /// Groups that had a batch in the last step.
+    private var lastActive: Set<Int> = []
+    /// How long a step waits for the groups of the last step to post (seconds).
+    static let joinWindow = 0.002
     private var localCache: (any KVCacheStorage)?
     private var buffers: [DPLogitsBuffer]
     private var exchange = DPLogitsExchange()
@@ -61,6 +65,7 @@ public final class DPAttentionCoordinator: RankLeader, @unchecked Sendable {
         if g != 0 { try cache.slotTable.apply(batch.slotUpdates) }
         cond.lock()
         pending[g] = g == 0 ? batch : sent
+        cond.broadcast()  // a step waiting for this group's batch takes it
         while true {
             if let r = results.removeValue(forKey: g) {
                 cond.unlock()
@@ -73,8 +78,14 @@ public final class DPAttentionCoordinator: RankLeader, @unchecked Sendable {
             }
             if !stepping {
                 stepping = true
+                // The groups that ran last step usually post again within a sampling's
+                // time: wait briefly for them so they share this step instead of each
+                // taking its own (with the other group idle).
+                let deadline = Date().addingTimeInterval(Self.joinWindow)
+                while !lastActive.isSubset(of: pending.keys), !stopped, cond.wait(until: deadline) {}
                 let batches = pending
                 pending = [:]
+                lastActive = Set(batches.keys)
                 cond.unlock()
                 let out = step(batches)
                 cond.lock()
