@@ -163,6 +163,12 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// Backpressure for streams: while the client cannot take more, the worker is not read.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state { exchange.clientWritable(context.channel.isWritable) }
+        context.fireChannelWritabilityChanged()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             switch state {
@@ -208,12 +214,15 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             g.logger.info("\(route.method) \(route.route) -> \(status) in \(String(format: "%.4f", seconds))s")
         }
         guard let context, !isClientGone else { return }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         state = .idle
         if closeAfterResponse || quiescing {
-            context.close(promise: nil)
+            // Close once the answer is out: closing at once would drop writes still queued.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
             return
         }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         becomeIdle()
     }
 

@@ -147,12 +147,11 @@ struct Proxy: Sendable {
         let sel = g.policy.select(from: candidates, request: routing)
         let worker = sel.worker
         g.proxyMetrics.worker(worker).selected.add()
-        g.metrics.inc("smg_worker_selection_policy_branch_total", ["policy", g.policy.name, "branch", sel.branch])
+        g.proxyMetrics.branch(sel.branch).add()
         if let hit = sel.cacheHit {
             worker.cacheLookups.wrappingIncrement(ordering: .relaxed)
             if hit { worker.cacheHits.wrappingIncrement(ordering: .relaxed) }
-            g.metrics.inc(
-                hit ? "smg_router_cache_hits_total" : "smg_router_cache_misses_total", ["policy", g.policy.name])
+            (hit ? g.proxyMetrics.cacheHits : g.proxyMetrics.cacheMisses).add()
         }
         return worker
     }

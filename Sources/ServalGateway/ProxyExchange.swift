@@ -37,6 +37,8 @@ final class ProxyExchange {
     /// counting against the worker.
     private var staleRetried = false
     private var timeout: Scheduled<Void>?
+    /// The worker's connection is not read while the client's outbound buffer is full.
+    private var upstreamPaused = false
 
     private enum Phase {
         case connecting
@@ -196,6 +198,10 @@ final class ProxyExchange {
         timeout?.cancel()
         guard let w = worker, let c = connection else { return }
         connection = nil
+        if upstreamPaused {
+            upstreamPaused = false
+            c.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in c.channel.close(promise: nil) }
+        }
         switch before {
         case .discarding(let status, let reason, let keepAlive):
             keepAlive ? pool.release(c) : closeUpstream(c)
@@ -333,6 +339,14 @@ final class ProxyExchange {
         gateway.metrics.recordCompletion(ok: ok)
         releaseOnce()
         client.finish(status: sentStatus, route: route, start: start)
+    }
+
+    /// The client's connection became (un)writable: stop or resume reading a streaming worker,
+    /// so a slow reader holds the stream back instead of the router buffering all of it.
+    func clientWritable(_ writable: Bool) {
+        guard let c = connection, case .streaming = phase, upstreamPaused == writable else { return }
+        upstreamPaused = !writable
+        c.channel.setOption(ChannelOptions.autoRead, value: writable).whenFailure { _ in c.channel.close(promise: nil) }
     }
 
     /// The client went away: stop the upstream request (a worker generating for nobody stops

@@ -1,10 +1,11 @@
 import Atomics
+import Foundation
 
 /// The proxy's per-request metrics, resolved once (per route at start-up, per worker on its
 /// first request) so that a proxied request bumps atomics instead of building label arrays
 /// and looking them up under the registry's lock. Names and labels are SMG's, the same as
 /// `GatewayMetrics.inc` would write.
-final class ProxyMetrics: Sendable {
+final class ProxyMetrics: @unchecked Sendable {
     /// The handles of one proxied route.
     final class Route: Sendable {
         let method: String
@@ -40,6 +41,11 @@ final class ProxyMetrics: Sendable {
     /// Keyed by "METHOD path" for the proxied routes.
     private let routes: [String: Route]
     private let responsesOK: MetricCounter
+    /// `smg_router_cache_hits_total` / `_misses_total` for the policy.
+    let cacheHits: MetricCounter
+    let cacheMisses: MetricCounter
+    private let branchLock = NSLock()
+    private var branches: [String: MetricCounter] = [:]
 
     init(metrics: GatewayMetrics, policy: String, routes: [(method: String, path: String)]) {
         self.metrics = metrics
@@ -48,6 +54,19 @@ final class ProxyMetrics: Sendable {
         for (method, path) in routes { r[method + " " + path] = Route(metrics, method: method, route: path) }
         self.routes = r
         responsesOK = metrics.counter(named: "smg_http_responses_total", ["status", "200"])
+        cacheHits = metrics.counter(named: "smg_router_cache_hits_total", ["policy", policy])
+        cacheMisses = metrics.counter(named: "smg_router_cache_misses_total", ["policy", policy])
+    }
+
+    /// `smg_worker_selection_policy_branch_total{policy, branch}` (a policy has a few branches).
+    func branch(_ name: String) -> MetricCounter {
+        branchLock.withLock {
+            if let c = branches[name] { return c }
+            let c = metrics.counter(
+                named: "smg_worker_selection_policy_branch_total", ["policy", policy, "branch", name])
+            branches[name] = c
+            return c
+        }
     }
 
     func route(method: String, path: String) -> Route? { routes[method + " " + path] }

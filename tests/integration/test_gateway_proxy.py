@@ -62,6 +62,16 @@ class Stub:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
+                if body.get("big_stream"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    event = b"data: " + b"x" * 65528 + b"\n\n"
+                    for _ in range(body["big_stream"]):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 if body.get("stream"):
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
@@ -208,6 +218,34 @@ def test_sigterm_lets_a_stream_in_flight_finish():
             raise AssertionError("the router still accepts connections after SIGTERM")
         except requests.ConnectionError:
             pass
+    finally:
+        router.stop()
+        w.close()
+
+
+def test_a_client_that_does_not_read_holds_the_stream_back_and_then_gets_all_of_it():
+    w = Stub()
+    router = Router([w])
+
+    def rss_mb():
+        with open(f"/proc/{router.proc.pid}/status") as f:
+            return int(next(l for l in f if l.startswith("VmRSS")).split()[1]) // 1024
+
+    try:
+        before = rss_mb()
+        n = 1000  # 64 MiB of events
+        body = json.dumps({"prompt": "x", "big_stream": n}).encode()
+        with socket.create_connection(("127.0.0.1", router.port), timeout=30) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(2)  # the worker could send it all by now; the router must not buffer it
+            grown = rss_mb() - before
+            total = 0
+            while chunk := s.recv(1 << 20):
+                total += len(chunk)
+        assert grown < 32, f"router RSS grew {grown} MB while the client did not read"
+        assert total > n * 65536, total  # every event (plus chunk framing), nothing lost at the close
     finally:
         router.stop()
         w.close()
