@@ -134,6 +134,9 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
 
     public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
 
+    /// The backend's sampler: on a device it reads the logits where the forward pass left them.
+    public func makeSampler() -> any TokenSampler { backend.makeSampler(vocabSize: config.vocabSize) }
+
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
         guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout
         else {
