@@ -24,6 +24,30 @@ public protocol LanguageModel: AnyObject, Sendable {
     func makeSampler() -> any TokenSampler
 }
 
+/// A model written over the backend seams: its KV storage, device memory and sampler all
+/// come from its `ComputeBackend`, so a device backend's logits are sampled where they are.
+/// Conforming is all an architecture does for these (the host defaults below would
+/// hand device logits to the host sampler).
+public protocol BackendLanguageModel: LanguageModel {
+    var backend: any ComputeBackend { get }
+    /// What one layer's KV slot holds (`info.layerCount` layers).
+    var kvLayout: KVLayout { get }
+}
+
+extension BackendLanguageModel {
+    public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
+        kvLayout.bytesPerToken(layers: info.layerCount, dtype: dtype.storage)
+    }
+
+    public func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
+        try ModelKVCache(backend: backend, layout: kvLayout, layers: info.layerCount, slots: slots, dtype: dtype)
+    }
+
+    public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
+
+    public func makeSampler() -> any TokenSampler { backend.makeSampler(vocabSize: info.vocabSize) }
+}
+
 extension LanguageModel {
     /// Bytes per token slot in the default KV dtype (`auto`).
     public var kvBytesPerToken: Int { kvBytesPerToken(dtype: .auto) }

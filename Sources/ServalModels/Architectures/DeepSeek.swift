@@ -5,7 +5,7 @@ import ServalTensor
 /// layers) or the mixture of experts with shared experts, residuals around both, final
 /// norm and the output projection. Written once over `ComputeBackend`, `AttentionBackend`
 /// and `MoEBackend`.
-public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
+public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
     public let config: DeepSeekConfig
     public let info: ModelInfo
     public let backend: any ComputeBackend
@@ -123,19 +123,6 @@ public final class DeepSeekModel: LanguageModel, @unchecked Sendable {
             backend: backend, config: c, gathers: dataParallelAttention, expertPairs: ctx.layout.expertParallel,
             vocabShard: vocabParallel ? embedding.vocabRange.count : 0)
     }
-
-    public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
-        kvLayout.bytesPerToken(layers: config.layerCount, dtype: dtype.storage)
-    }
-
-    public func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
-        try ModelKVCache(backend: backend, layout: kvLayout, layers: config.layerCount, slots: slots, dtype: dtype)
-    }
-
-    public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
-
-    /// The backend's sampler: on a device it reads the logits where the forward pass left them.
-    public func makeSampler() -> any TokenSampler { backend.makeSampler(vocabSize: config.vocabSize) }
 
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
         guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout

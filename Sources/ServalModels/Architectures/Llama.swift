@@ -8,7 +8,7 @@ import ServalTensor
 /// A batch runs as one pass: every token of every sequence goes through each
 /// projection as one matrix product; attention runs per sequence over its own KV
 /// slots. `forward` is called from one thread at a time (the engine loop).
-public final class LlamaModel: LanguageModel, @unchecked Sendable {
+public final class LlamaModel: BackendLanguageModel, @unchecked Sendable {
     public let config: LlamaConfig
     public let info: ModelInfo
     public let backend: any ComputeBackend
@@ -116,18 +116,6 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 rotaryPairs: c.ropeDim / 2, vocab: c.vocabSize,
                 vocabShard: parallel.isSingle ? 0 : embedding.vocabRange.count))
     }
-
-    public func kvBytesPerToken(dtype: KVCacheDType) -> Int {
-        kvLayout.bytesPerToken(layers: config.layerCount, dtype: dtype.storage)
-    }
-
-    public func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
-        try ModelKVCache(backend: backend, layout: kvLayout, layers: config.layerCount, slots: slots, dtype: dtype)
-    }
-
-    public func memoryInfo() -> DeviceMemoryInfo { backend.memoryInfo() }
-
-    public func makeSampler() -> any TokenSampler { backend.makeSampler(vocabSize: config.vocabSize) }
 
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
         guard let kv = cache as? ModelKVCache, kv.pool.layerCount == config.layerCount, kv.pool.layout == kvLayout
