@@ -48,6 +48,9 @@ public final class CompiledGrammar: Sendable {
     public var cachedMaskCount: Int { masks.count }
     /// Bytes those masks hold.
     public var cachedMaskBytes: Int { masks.byteCount }
+    /// For a grammar without recursion: the depth of its state classes, how many classes, and
+    /// how many masks so far were derived within a class instead of walked (`BoundedStateClasses`).
+    public var stateClasses: (depth: Int, classes: Int, derived: Int)? { masks.classSummary }
 
     /// Computes the masks of the states reachable from the start with an empty stack
     /// below (all of a grammar without recursion), nearest the start first, then (for a

@@ -44,10 +44,31 @@ final class TokenMaskCache: @unchecked Sendable {
     let vocabulary: TokenVocabulary
     private let lock = NSLock()
     private var masks: [Int64: StateTokenMask] = [:]
+    /// For a call-free automaton: its states' classes over the next `depth` bytes and the tokens
+    /// longer than that (see `BoundedStateClasses`); nil for a recursive grammar.
+    private let classes: BoundedStateClasses?
+    private let longTokens: [Int32]
+    /// Per class, the state whose mask was walked (the others derive theirs from it).
+    private var walkedState: [Int32: Int32] = [:]
 
     init(automaton: GrammarAutomaton, vocabulary: TokenVocabulary) {
         self.automaton = automaton
         self.vocabulary = vocabulary
+        if automaton.callTarget.isEmpty {
+            let depth = BoundedStateClasses.depth(for: vocabulary)
+            classes = BoundedStateClasses(automaton: automaton, depth: depth)
+            longTokens = (0..<Int32(vocabulary.size)).filter { vocabulary.bytes[Int($0)].count > depth }
+        } else {
+            classes = nil
+            longTokens = []
+        }
+    }
+
+    /// Walks of the vocabulary trie saved by deriving masks within a class (diagnostics).
+    var derivedCount: Int { lock.withLock { masks.count - walkedState.count } }
+
+    var classSummary: (depth: Int, classes: Int, derived: Int)? {
+        classes.map { ($0.depth, $0.count, derivedCount) }
     }
 
     var count: Int { lock.withLock { masks.count } }
@@ -63,9 +84,46 @@ final class TokenMaskCache: @unchecked Sendable {
     func mask(state: Int32, atRoot: Bool) -> StateTokenMask {
         let key = Int64(state) << 1 | (atRoot ? 1 : 0)
         if let m = lock.withLock({ masks[key] }) { return m }
-        let m = compute(state: state, atRoot: atRoot)
-        lock.withLock { masks[key] = m }
+        guard atRoot, let classes else {
+            let m = compute(state: state, atRoot: atRoot)
+            lock.withLock { masks[key] = m }
+            return m
+        }
+        let c = classes.classOf[Int(state)]
+        let walked: StateTokenMask? = lock.withLock { walkedState[c].flatMap { masks[Int64($0) << 1 | 1] } }
+        let m = walked.map { derive(from: $0, state: state) } ?? compute(state: state, atRoot: true)
+        lock.withLock {
+            if walked == nil, walkedState[c] == nil { walkedState[c] = state }
+            masks[key] = m
+        }
         return m
+    }
+
+    /// `state`'s root mask from one walked for another state of its class: the same for every
+    /// token of at most `classes.depth` bytes; each longer token is run through the automaton.
+    private func derive(from walked: StateTokenMask, state: Int32) -> StateTokenMask {
+        var bits: [UInt64]
+        if walked.accepted.isEmpty {
+            bits = [UInt64](repeating: 0, count: vocabulary.wordCount)
+            for t in walked.acceptedIDs { bits[Int(t) >> 6] |= 1 << UInt64(t & 63) }
+        } else {
+            bits = walked.accepted
+        }
+        let a = automaton
+        for t in longTokens {
+            var s = state
+            for b in vocabulary.bytes[Int(t)] {
+                s = a.step(s, b)
+                if s < 0 { break }
+            }
+            let bit: UInt64 = 1 << UInt64(t & 63)
+            if s >= 0 && (a.reads[Int(s)] || a.accepting[Int(s)]) {
+                bits[Int(t) >> 6] |= bit
+            } else {
+                bits[Int(t) >> 6] &= ~bit
+            }
+        }
+        return StateTokenMask(bits: bits, uncertain: [])
     }
 
     /// Walks the vocabulary trie from `state`, pruning every subtree whose prefix dies.

@@ -142,11 +142,12 @@ struct BackendCheck {
         let W2 = try w2b.withUnsafeBytes {
             try gpu.weight($0.baseAddress!, type: .bf16, rows: n2, cols: k, byteCount: $0.count)
         }
-        for (m, sharedX) in [(1, true), (1, false), (5, true), (64, true)] {
-            let savedGEMV = gpu.gemvSharedX
-            gpu.gemvSharedX = sharedX
-            defer { gpu.gemvSharedX = savedGEMV }
-            let label = m == 1 && !sharedX ? "1, warp GEMV" : "\(m)"
+        let cases = GEMVVariant.allCases.map { (1, $0) } + [(5, GEMVVariant.smem), (64, .smem)]
+        for (m, variant) in cases {
+            let savedGEMV = gpu.gemv
+            gpu.gemv = variant
+            defer { gpu.gemv = savedGEMV }
+            let label = m == 1 ? "1, \(variant.rawValue) GEMV" : "\(m)"
             let x = random(m * k), xr = Self.bf16Round(x)
             var want = [Float](repeating: 0, count: m * n), want2 = [Float](repeating: 0, count: m * n2)
             for r in 0..<m {

@@ -77,14 +77,15 @@ struct BenchCuda: ParsableCommand {
                 ("qkv", 6144, 4096, 3), ("o", 4096, 4096, 1), ("gate_up", 28672, 4096, 2), ("down", 4096, 14336, 1),
                 ("lm_head", 128_256, 4096, 1),
             ] {
-                for shared in [true, false] {
-                    let r = try bench.gemv(n: n, k: k, parts: parts, sharedX: shared)
+                for variant in GEMVVariant.allCases {
+                    let r = try bench.gemv(n: n, k: k, parts: parts, variant: variant)
                     print(
                         String(
                             format: "gemv %@ %-8@ n=%-6d k=%-5d (%d target%@) %8.4f ms %6.0f GB/s (%.0f%% of copy)",
-                            (shared ? "smem-x" : "warp  ") as NSString, name as NSString, n, k, parts,
+                            variant.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString,
+                            name as NSString, n, k, parts,
                             (parts > 1 ? "s" : "") as NSString, r.ms, r.gbs, 100 * r.gbs / bw))
-                    gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs, "shared_x": shared])
+                    gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs, "variant": variant.rawValue])
                 }
             }
             json["gemv"] = gemvs

@@ -106,6 +106,9 @@ struct BenchGrammar: ParsableCommand {
             let precompute = Date().timeIntervalSince(t)
             print("\n\(name): \(g.automaton.stateCount) states, rules \(g.automaton.ruleNames.joined(separator: ", "))")
             print("  compile \(ms(compile)); ahead-of-time masks for \(pre) root states in \(ms(precompute))")
+            if let c = g.stateClasses {
+                print("  state classes over \(c.depth) bytes: \(c.classes); masks derived within a class: \(c.derived)")
+            }
             let tokens = tokenizer.encode(text, addSpecialTokens: false)
             var cold: [Double] = [], warm: [Double] = [], advance: [Double] = []
             var words: [UInt64] = []

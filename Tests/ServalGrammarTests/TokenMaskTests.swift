@@ -45,6 +45,35 @@ final class TokenMaskTests: XCTestCase {
         }
     }
 
+    /// A schema without recursion derives most masks from another state of the same class (see
+    /// `BoundedStateClasses`); each derived mask equals the one a full trie walk gives.
+    func testDerivedMasksEqualWalkedMasks() throws {
+        var extra = ["\"", "\",", "\"}", "abcdefgh", "abcdefghijklmnop", "aaaaaaaaaaaaaaaaaaaaaaaaaa\"", "é"]
+        for i in 0..<40 { extra.append(String(repeating: "x", count: i % 13 + 2) + (i % 3 == 0 ? "\"," : "")) }
+        let vocab = byteVocabulary(extra: extra)
+        let g = try CompiledGrammar(
+            .jsonSchema(
+                #"{"type": "object", "properties": {"s": {"type": "string", "maxLength": 40}, "t": {"type": "string", "minLength": 3, "maxLength": 9}, "n": {"type": "integer"}}, "required": ["s", "t"]}"#
+            ),
+            vocabulary: vocab)
+        XCTAssertGreaterThan(g.precomputeRootMasks(budget: 60), 40)
+        XCTAssertGreaterThan(g.masks.derivedCount, 20, "the 40-character string's states share classes")
+        for s in 0..<Int32(g.automaton.stateCount) where g.automaton.reads[Int(s)] {
+            let derived = g.masks.mask(state: s, atRoot: true), walked = g.masks.compute(state: s, atRoot: true)
+            XCTAssertEqual(Self.ids(derived), Self.ids(walked), "state \(s)")
+            XCTAssertTrue(walked.uncertain.isEmpty && derived.uncertain.isEmpty)
+        }
+    }
+
+    static func ids(_ m: StateTokenMask) -> [Int32] {
+        if m.accepted.isEmpty { return m.acceptedIDs }
+        var out: [Int32] = []
+        for (i, w) in m.accepted.enumerated() {
+            for b in 0..<64 where w & (1 << UInt64(b)) != 0 { out.append(Int32(i * 64 + b)) }
+        }
+        return out
+    }
+
     func testTerminationAndSpecialTokens() throws {
         let vocab = byteVocabulary(extra: ["yes", "no"])
         let g = try CompiledGrammar(.regex("yes|no"), vocabulary: vocab)

@@ -43,13 +43,10 @@ extension CUDABackend {
                         }
                     }
                     a.add(Self.range(x, k * 4)); a.add(k)
-                    if gemvSharedX && k * 2 <= 48 << 10 {
-                        try kernels.fn("sv_gemv3s_bf16_xf32").launch(
-                            grid: ((total + 15) / 16, 1, 1), block: (256, 1, 1), sharedBytes: k * 2, stream: stream,
-                            args: a)
-                    } else {
-                        try launch("sv_gemv3_bf16_xf32", grid: ((total + 7) / 8, 1, 1), a)
-                    }
+                    let v = gemv.supports(k: k) ? gemv : .warp
+                    try kernels.fn(v.kernel).launch(
+                        grid: ((total + v.rowsPerBlock - 1) / v.rowsPerBlock, 1, 1), block: (256, 1, 1),
+                        sharedBytes: v.sharedBytes(k: k), stream: stream, args: a)
                     i += 3
                 }
                 return

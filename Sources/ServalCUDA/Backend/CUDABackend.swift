@@ -18,9 +18,8 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     public let blas: CuBLASLt
     /// Batch-1 decode runs matrix-vector products through `sv_gemv_bf16_xf32` (beats cuBLASLt at m = 1).
     public var useGEMV = true
-    /// The GEMV stages x (rounded to bf16) in shared memory once per block, two rows a warp
-    /// (`sv_gemv3s_bf16_xf32`); false: a warp per row reading x from L1 (`sv_gemv3_bf16_xf32`).
-    public var gemvSharedX = true
+    /// Which one-token GEMV kernel runs (`GEMVVariant`; `SERVAL_CUDA_GEMV` overrides the default).
+    public var gemv = GEMVVariant.smem
     /// A residual `add` waits one op and runs fused with the `rmsNorm` that reads its sum; a
     /// RoPE waits one op and runs in one launch with the next (q's and k's).
     public var fuseAddNorm = true
@@ -66,8 +65,8 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         self.log = log
         // Diagnostic switch: SERVAL_CUDA_FUSE_ADD_NORM=0 queues every add on its own.
         fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
-        // Diagnostic switch: SERVAL_CUDA_GEMV=warp runs the warp-per-row GEMV.
-        gemvSharedX = ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"] != "warp"
+        // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=smem|warp|splitk.
+        gemv = GEMVVariant.fromEnvironment(ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"])
         let c = kernels.compile
         log(
             "cuda: \(context.info.name) (\(context.info.arch), \(context.info.multiprocessors) SMs, "

@@ -107,16 +107,16 @@ public struct MicroBench {
         return (flops / (ms / 1e3) / 1e12, ms)
     }
 
-    /// The decode GEMV (`sv_gemv3s_bf16_xf32`, or `sv_gemv3_bf16_xf32` without `sharedX`; fp32 x) over an n x k bf16 weight split into
+    /// The decode GEMV (`variant`'s kernel; fp32 x) over an n x k bf16 weight split into
     /// `parts` equal targets of one launch: (GB/s of weights read, ms). Cycles through copies
     /// of the weight totalling at least 512 MB, so no launch finds its weight in L2.
-    public func gemv(n: Int, k: Int, parts: Int = 1, sharedX: Bool = true) throws -> (gbs: Double, ms: Double) {
+    public func gemv(n: Int, k: Int, parts: Int = 1, variant: GEMVVariant) throws -> (gbs: Double, ms: Double) {
         let bytes = n * k * 2, copies = max(2, (512 << 20) / bytes + 1)
         let w = try DeviceBuffer(bytes: bytes * copies)
         try stream.fill32(w.pointer, value: 0x3C00_3C00, count: bytes * copies / 4)
         let x = try DeviceBuffer(bytes: k * 4), y = try DeviceBuffer(bytes: n * 4)
         try stream.fill32(x.pointer, value: 0x3F80_0000, count: k)
-        let f = try kernels.fn(sharedX ? "sv_gemv3s_bf16_xf32" : "sv_gemv3_bf16_xf32")
+        let f = try kernels.fn(variant.kernel)
         let rows = n / parts
         var i = 0
         let ms = try time(iterations: 3 * copies, warmup: copies) {
@@ -132,10 +132,10 @@ public struct MicroBench {
                 }
             }
             a.add(x.pointer); a.add(k)
-            let per = sharedX ? 16 : 8
+            let per = variant.rowsPerBlock
             try f.launch(
-                grid: ((rows * parts + per - 1) / per, 1, 1), block: (256, 1, 1), sharedBytes: sharedX ? k * 2 : 0,
-                stream: stream, args: a)
+                grid: ((rows * parts + per - 1) / per, 1, 1), block: (256, 1, 1),
+                sharedBytes: variant.sharedBytes(k: k), stream: stream, args: a)
         }
         return (Double(bytes) / (ms / 1e3) / 1e9, ms)
     }

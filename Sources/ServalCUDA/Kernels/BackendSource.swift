@@ -274,6 +274,57 @@ extension KernelSource {
             }
         }
 
+        // sv_gemv3_bf16_xf32's split-k form: a block's 8 warps share 4 rows, thread t reading 16-byte
+        // chunks t, t + 256, ... of each (x through L1, rounded to bf16 once per chunk for all 4 rows),
+        // then the 8 warps' partial sums meet in shared memory. grid ceil((n0 + n1 + n2) / 4), block 256.
+        #define SV_GEMVK_ROWS 4
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_gemv3k_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
+                                float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
+                                const float *__restrict__ x, int k) {
+            __shared__ float partial[8][SV_GEMVK_ROWS];
+            const int first = blockIdx.x * SV_GEMVK_ROWS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+            const uint4 *wr[SV_GEMVK_ROWS];
+            float *yr[SV_GEMVK_ROWS];
+            int rr[SV_GEMVK_ROWS];
+        #pragma unroll
+            for (int i = 0; i < SV_GEMVK_ROWS; i++) {
+                gemv3_row(first + i, w0, y0, n0, w1, y1, n1, w2, y2, n2, k, wr[i], yr[i], rr[i]);
+                if (!wr[i]) wr[i] = wr[0];  // past the end: re-read row 0, write nothing
+            }
+            if (!wr[0]) return;
+            const float4 *xv = (const float4 *)x;
+            const int chunks = k / 8;
+            float acc[SV_GEMVK_ROWS];
+        #pragma unroll
+            for (int i = 0; i < SV_GEMVK_ROWS; i++) acc[i] = 0.f;
+        #pragma unroll 2
+            for (int c = threadIdx.x; c < chunks; c += 256) {
+                const float4 b0 = __ldg(xv + 2 * c), b1 = __ldg(xv + 2 * c + 1);
+                const uint4 xb = make_uint4((unsigned)f2bf(b0.x) | ((unsigned)f2bf(b0.y) << 16),
+                                            (unsigned)f2bf(b0.z) | ((unsigned)f2bf(b0.w) << 16),
+                                            (unsigned)f2bf(b1.x) | ((unsigned)f2bf(b1.y) << 16),
+                                            (unsigned)f2bf(b1.z) | ((unsigned)f2bf(b1.w) << 16));
+                uint4 a[SV_GEMVK_ROWS];
+        #pragma unroll
+                for (int i = 0; i < SV_GEMVK_ROWS; i++) a[i] = ld_stream(wr[i] + c);
+        #pragma unroll
+                for (int i = 0; i < SV_GEMVK_ROWS; i++) acc[i] += dot8_bf16(a[i], xb);
+            }
+        #pragma unroll
+            for (int i = 0; i < SV_GEMVK_ROWS; i++) {
+                const float s = warp_sum(acc[i]);
+                if (lane == 0) partial[warp][i] = s;
+            }
+            __syncthreads();
+            if (threadIdx.x < SV_GEMVK_ROWS && yr[threadIdx.x] && first + (int)threadIdx.x < n0 + n1 + n2) {
+                float s = 0.f;
+        #pragma unroll
+                for (int w = 0; w < 8; w++) s += partial[w][threadIdx.x];
+                yr[threadIdx.x][rr[threadIdx.x]] = s;
+            }
+        }
+
         // One-token y[n] = w[n, :] . x with fp32 x and y (the decode GEMV of the seam):
         // a warp per row, 16-byte weight loads. k % 8 == 0, x 16-byte aligned.
         // grid ceil(n / 8), block 256.

@@ -64,41 +64,127 @@ public enum NCCLSelftest {
                 try stream.synchronize()
                 let names = ["allReduceSum", "allGatherV", "reduceScatter", "allToAllV", "broadcast"]
                 for (o, name) in zip(outputs, names) {
-                    let got: [Float] = try stream.download(o.pointer, count: n)
+                    let got: [Float]
+                    do { got = try stream.download(o.pointer, count: n) } catch {
+                        return "\(name) \(when): reading the output back failed: \(error)"
+                    }
                     if got != expected { return "\(name) \(when): output differs from the input" }
                 }
                 return nil
             }
             var x = randomInput()
             try stream.upload(x, to: input.pointer)
-            try poison()
-            try calls()
-            if let p = try verify(x, "eager") { return p }
-            try poison()
-            try stream.synchronize()
-            comm.mode = .capturing
-            let graph: CUDAGraph
-            do {
-                defer { comm.mode = .eager }
-                graph = try CUDAGraph(capturing: stream) { try calls() }
+            // One collective at a time, each synchronised and read back, so a failure names its call
+            // (an error from an asynchronous NCCL launch surfaces at the next synchronising call).
+            let steps: [(String, Int, () throws -> Void)] = [
+                ("allReduceSum", 0, { try comm.allReduceSum(typed(outputs[0]), count: n) }),
+                ("allGatherV", 1, { try comm.allGatherV(typed(input), counts: [n], into: typed(outputs[1])) }),
+                ("reduceScatter", 2, { try comm.reduceScatter(typed(input), counts: [n], into: typed(outputs[2])) }),
+                (
+                    "allToAllV", 3,
+                    { try comm.allToAllV(typed(input), sendCounts: [n], into: typed(outputs[3]), recvCounts: [n]) }
+                ),
+                (
+                    "broadcast", 4,
+                    { try comm.broadcast(UnsafeMutableRawPointer(typed(outputs[4])), bytes: n * 4, root: 0) }
+                ),
+                ("barrier", -1, { try comm.barrier() }),
+            ]
+            for (name, output, step) in steps {
+                do {
+                    // In-place calls (all-reduce, broadcast) start from the input; the others from NaN.
+                    if output == 0 || output == 4 {
+                        try stream.copy(from: input.pointer, to: outputs[output].pointer, bytes: n * 4)
+                    } else if output > 0 {
+                        try stream.fill32(outputs[output].pointer, value: 0x7FC0_0000, count: n)
+                    }
+                    try step()
+                    try stream.synchronize()
+                    if output >= 0 {
+                        let got: [Float] = try stream.download(outputs[output].pointer, count: n)
+                        if got != x { return "\(name) alone: output differs from the input" }
+                    }
+                } catch {
+                    return "\(name) alone (queued, synchronised, read back): \(error)"
+                }
+            }
+            // Each phase names itself in an error, so a failure says where it happened.
+            func phase(_ name: String, _ body: () throws -> String?) -> String? {
+                do { return try body() } catch { return "\(name): \(error)" }
+            }
+            if let p = phase(
+                "eager, all calls in a row",
+                {
+                    try poison()
+                    try calls()
+                    return try verify(x, "eager")
+                })
+            {
+                return p
+            }
+            // Each collective alone in its own graph, then all of them in one.
+            for (name, output, step) in steps where output >= 0 {
+                if let p = phase(
+                    "\(name) captured alone",
+                    {
+                        if output == 0 || output == 4 {
+                            try stream.copy(from: input.pointer, to: outputs[output].pointer, bytes: n * 4)
+                        } else {
+                            try stream.fill32(outputs[output].pointer, value: 0x7FC0_0000, count: n)
+                        }
+                        try stream.synchronize()
+                        comm.mode = .capturing
+                        defer { comm.mode = .eager }
+                        let g = try CUDAGraph(capturing: stream) { try step() }
+                        try g.launch(on: stream)
+                        try stream.synchronize()
+                        let got: [Float] = try stream.download(outputs[output].pointer, count: n)
+                        return got == x ? nil : "output differs from the input"
+                    })
+                {
+                    return p
+                }
+            }
+            var graph: CUDAGraph?
+            if let p = phase(
+                "capture of all calls",
+                {
+                    try poison()
+                    try stream.synchronize()
+                    comm.mode = .capturing
+                    defer { comm.mode = .eager }
+                    graph = try CUDAGraph(capturing: stream) { try calls() }
+                    return nil
+                })
+            {
+                return p
             }
             for replay in 1...2 {
-                if replay == 2 {
-                    x = randomInput()
-                    try stream.upload(x, to: input.pointer)
-                    try poison()
+                if let p = phase(
+                    "graph replay \(replay)",
+                    {
+                        if replay == 2 {
+                            x = randomInput()
+                            try stream.upload(x, to: input.pointer)
+                            try poison()
+                        }
+                        try graph?.launch(on: stream)
+                        return try verify(x, "graph replay \(replay)")
+                    })
+                {
+                    return p
                 }
-                try graph.launch(on: stream)
-                if let p = try verify(x, "graph replay \(replay)") { return p }
             }
             // Replaying mode: calls queue nothing (the graph holds them).
-            comm.mode = .replaying
-            try poison()
-            try comm.allReduceSum(typed(outputs[0]), count: n)
-            comm.mode = .eager
-            try stream.synchronize()
-            let untouched: [Float] = try stream.download(outputs[0].pointer, count: n)
-            return untouched.allSatisfy(\.isNaN) ? nil : "a call in replaying mode queued work"
+            return phase("replaying mode") {
+                comm.mode = .replaying
+                try poison()
+                try comm.allReduceSum(typed(outputs[0]), count: n)
+                comm.mode = .eager
+                try stream.synchronize()
+                let untouched: [Float] = try stream.download(outputs[0].pointer, count: n)
+                return untouched.allSatisfy(\.isNaN) ? nil : "a call in replaying mode queued work"
+            }
         }
         return (passed, failed)
     }
