@@ -23,18 +23,43 @@ struct BoundedStateClasses: Sendable {
         let live = (0..<n).map { a.reads[$0] || a.accepting[$0] }
         var current = live.map { $0 ? Int32(0) : 1 }
         var classes = Set(current).count
+        // Each state's transitions as runs of bytes with one target: (first byte, target) pairs,
+        // a new pair where the target changes (a string state has a handful, not 256).
+        var runStart = [Int32](repeating: 0, count: n + 1)
+        var runByte: [UInt8] = [], runTarget: [Int32] = []
+        for s in 0..<n {
+            var last: Int32 = -2
+            for b in 0..<256 {
+                let t = a.next[s * 256 + b]
+                if t != last {
+                    runByte.append(UInt8(b))
+                    runTarget.append(t)
+                    last = t
+                }
+            }
+            runStart[s + 1] = Int32(runByte.count)
+        }
         var rounds = 0
-        var signature = [Int32](repeating: 0, count: 257)
+        var signature: [Int32] = []
         while rounds < depth {
             var ids: [[Int32]: Int32] = [:]
             ids.reserveCapacity(classes * 2)
             var refined = [Int32](repeating: 0, count: n)
             for s in 0..<n {
-                for b in 0..<256 {
-                    let t = a.next[s * 256 + b]
-                    signature[b] = t < 0 ? -1 : current[Int(t)]
+                // Liveness, then the runs with each target replaced by its class (neighbouring runs
+                // whose targets share a class merged, so equal behaviour gives equal signatures).
+                signature.removeAll(keepingCapacity: true)
+                signature.append(live[s] ? 0 : 1)
+                var last: Int32 = -2
+                for r in Int(runStart[s])..<Int(runStart[s + 1]) {
+                    let t = runTarget[r]
+                    let c = t < 0 ? -1 : current[Int(t)]
+                    if c != last {
+                        signature.append(Int32(runByte[r]))
+                        signature.append(c)
+                        last = c
+                    }
                 }
-                signature[256] = live[s] ? 0 : 1
                 if let id = ids[signature] {
                     refined[s] = id
                 } else {
