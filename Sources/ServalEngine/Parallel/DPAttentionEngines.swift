@@ -97,4 +97,8 @@ public final class DPAttentionEngines: EngineHandle, @unchecked Sendable {
     public func validate(_ request: GenerateRequest) throws { try engines[0].validate(request) }
 
     public var kvEvents: KVEventPublisher? { engines[0].kvEvents }
+    public func expertControl(_ control: ExpertControl) async throws -> ExpertDistribution? {
+        throw EngineError.invalidRequest(
+            "expert distribution recording and EPLB are not available with --enable-dp-attention")
+    }
 }
