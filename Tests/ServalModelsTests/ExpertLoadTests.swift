@@ -21,6 +21,9 @@ import ServalTensor
         let singleModel = try #require(single as? DeepSeekModel)
         _ = try singleModel.expertControl(.record(true))
         _ = try DeepSeekParallelForwardTests.run(single, [0, 1, 2])
+        _ = try singleModel.expertControl(.record(false))
+        // Stopped: more passes are not counted, and the window is kept for the dump.
+        _ = try DeepSeekParallelForwardTests.run(single, [0])
         let one = try #require(try singleModel.expertControl(.gather(.record, reset: false)))
         let tokens = DeepSeekParallelForwardTests.prompts.reduce(0) { $0 + $1.count } + 3
         let k = singleModel.config.expertsPerToken

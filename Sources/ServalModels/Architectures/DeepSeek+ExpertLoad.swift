@@ -17,8 +17,9 @@ extension DeepSeekModel: ExpertLoadControl {
     public func expertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
         switch control {
         case .record(let on):
+            // Starting clears the window; stopping keeps it for the dump.
             for m in moeLayers {
-                m.counter.reset(.record)
+                if on { m.counter.reset(.record) }
                 m.counter.recording = on
             }
             if on { expertWindowPasses[ExpertWindow.record.rawValue] = 0 }
