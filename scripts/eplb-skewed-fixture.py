@@ -6,11 +6,12 @@ Copies a tiny DeepSeek-V3 fixture (Tests/ServalTestSupport/Fixtures/deepseek/v3 
     by sigmoid score + bias, so those experts win nearly every token's top-k while the routing
     weights, computed from the unbiased scores, stay well-formed);
   - optionally widens every routed and shared expert to --moe-intermediate (seeded random weights,
-    scale 1/sqrt(fan_in)), so the experts dominate a step's time and rank imbalance shows in it.
+    scale 1/sqrt(fan_in)), so the experts dominate a step's time and rank imbalance shows in it,
+    and drops the shared experts (--no-shared-experts: they run on every rank and dilute it).
 Needs numpy only (safetensors is read and written by hand). Deterministic for a given seed.
 
   python3 scripts/eplb-skewed-fixture.py OUT_DIR [--src DIR] [--hot 0,1,4,5] [--bias 2.0]
-      [--moe-intermediate N] [--seed 7]
+      [--moe-intermediate N] [--no-shared-experts] [--seed 7]
 """
 import argparse
 import json
@@ -64,6 +65,7 @@ def main():
     ap.add_argument("--bias", type=float, default=2.0, help="added to the hot experts' correction bias")
     ap.add_argument("--moe-intermediate", type=int, default=0, help="new expert width (0: keep)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-shared-experts", action="store_true", help="drop the shared experts (routed work only)")
     a = ap.parse_args()
     cfg = json.load(open(os.path.join(a.src, "config.json")))
     if cfg.get("topk_method") != "noaux_tc":
@@ -84,6 +86,9 @@ def main():
             shape = (hidden, w) if name.endswith("down_proj.weight") else (w, hidden)
             t[name] = (rng.standard_normal(shape) / np.sqrt(shape[1])).astype("<f4")
     cfg["moe_intermediate_size"] = width
+    if a.no_shared_experts:
+        t = {k: v for k, v in t.items() if ".mlp.shared_experts." not in k}
+        cfg["n_shared_experts"] = 0
     os.makedirs(a.out, exist_ok=True)
     write_safetensors(os.path.join(a.out, "model.safetensors"), t)
     json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=2)

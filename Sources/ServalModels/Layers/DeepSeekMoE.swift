@@ -157,15 +157,13 @@ public struct DeepSeekMoE: @unchecked Sendable {
     /// the routed experts plus the shared experts, for `rows` rows of `x`. The rows split
     /// in two micro-batches at a token boundary; the first one's combine (the all-reduce of
     /// its partial sums) runs on `collective`'s thread while this thread runs the second
-    /// one's experts, and the second one's combine overlaps the shared experts. The sums
+    /// one's experts, and the second one's combine overlaps the shared experts (if any). The sums
     /// are the same element-wise all-reduces as without overlap, so `y` is bit-identical.
     func forwardOverlapped(
         _ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, buffers b: Buffers,
         backend be: any ComputeBackend, communicator comm: any Communicator, collective: BackgroundCollective
     ) throws {
-        guard let slots, let shared, sharedReplicated else {
-            throw ModelError(source: "two-batch overlap", "needs expert parallelism with shared experts")
-        }
+        guard let slots else { throw ModelError(source: "two-batch overlap", "needs expert parallelism") }
         let H = router.inFeatures, m = n / 2
         try router.forward(x, rows: n, into: [b.logits], backend: be)
         moe.route(logits: b.logits, tokens: n, bias: bias.map { UnsafePointer($0) }, ids: b.ids, weights: b.weights)
@@ -175,6 +173,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
         runLocalExperts(slots, x + m * H, rows: n - m, firstToken: m, into: y + m * H, buffers: b, backend: be)
         try collective.wait()
         collective.begin { try comm.allReduceSum(y + m * H, count: (n - m) * H) }
+        guard let shared else { return try collective.wait() }
         do {
             try shared.forward(x, rows: n, into: b.sharedOut, gate: b.gate, up: b.up, backend: be)
         } catch {
@@ -186,7 +185,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
     }
 
     /// Whether `forwardOverlapped` can run this layer.
-    var canOverlap: Bool { slots != nil && shared != nil && sharedReplicated }
+    var canOverlap: Bool { slots != nil && sharedReplicated }
 
     /// Expert parallel: adds the (whole, replicated) shared experts of `rows` rows of `x` to `y`.
     public func addSharedAfterReduce(
