@@ -4,9 +4,10 @@
 
 For each configuration: starts `serval launch-server --tp-size 2 --ep-size 2 --log-level debug`
 on MODEL, records the expert distribution over a fixed workload (CONCURRENCY requests at once,
-PROMPT-token prompts, NEW tokens each, run ROUNDS times), and reports the mean forward time of the
-prefill steps and of the decode steps (from the engine's `step:` debug lines) and each MoE layer's
-balancedness. The first configuration's dump is what `--init-expert-location` places from.
+PROMPT-token prompts, NEW tokens each, run ROUNDS times), and reports the prefill forward time per
+1000 prompt tokens and the decode steps' forward times (from the engine's `step:` debug lines),
+the CPU seconds each rank process used over the workload, and each MoE layer's balancedness. The
+first configuration's dump is what `--init-expert-location` places from.
 
   SERVAL_BIN=.build/debug/serval python3 scripts/eplb-step-time.py MODEL [--port 31900]
 """
@@ -87,6 +88,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--redundant", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1, help="run the configurations this many times, interleaved")
+    ap.add_argument("--chunk", type=int, default=64, help="--chunked-prefill-size of the server")
     a = ap.parse_args()
     binary = os.environ.get("SERVAL_BIN", ".build/debug/serval")
     tmp = tempfile.mkdtemp(prefix="eplb-step-")
@@ -103,7 +105,7 @@ def main():
     reference = None
     for name, flags in configs * a.repeat:
         log = open(os.path.join(tmp, f"log-{len(flags)}-{abs(hash(name))}.txt"), "w")
-        proc, base = serve(binary, a.model, a.port, flags, log)
+        proc, base = serve(binary, a.model, a.port, ["--chunked-prefill-size", str(a.chunk), *flags], log)
         try:
             workload(base, a, seed=1)  # warm
             with open(log.name) as f:
@@ -123,14 +125,16 @@ def main():
         reference = reference or tokens
         with open(log.name) as f:
             steps = [m.groups() for m in STEP.finditer(f.read()[start:])]
-        prefill = [float(ms) for d, p, t, ms in steps if int(p) > 0 and int(t) >= 32]
+        prefill = [(float(ms), int(t)) for d, p, t, ms in steps if int(p) > 0 and int(t) >= 32]
         decode = [float(ms) for d, p, t, ms in steps if int(p) == 0]
+        per_token = sum(ms for ms, _ in prefill) / sum(t for _, t in prefill)
         bal = ", ".join(f"{b:.2f}" for b in dump["balancedness"])
         def fig(v):
             return f"median {statistics.median(v):6.1f} min {min(v):6.1f} ms ({len(v)} steps)"
         load = " ".join(open("/proc/loadavg").read().split()[:3])
         ranks = "/".join(f"{c:.2f}" for c in cpu)
-        print(f"{name:42s} prefill {fig(prefill)}  decode {fig(decode)}  balancedness [{bal}]  "
+        print(f"{name:42s} prefill {per_token * 1000:6.1f} ms per 1000 tokens ({len(prefill)} steps)  "
+              f"decode {fig(decode)}  balancedness [{bal}]  "
               f"CPU s per rank {ranks}  same tokens: {tokens == reference}  load {load}", flush=True)
     print("load average:", open("/proc/loadavg").read().split()[:3])
 
