@@ -40,20 +40,21 @@ struct ExpertOptions: ParsableArguments {
     /// Checks the flags against the layout; a flag that cannot be honoured is refused.
     func validate(layout: ParallelLayout) throws {
         let ep = layout.epSize > 1
-        if enableEPLB || redundantExperts != 0 || initExpertLocation != "trivial" || twoBatchOverlap {
-            let what =
-                enableEPLB
-                ? "--enable-eplb"
-                : redundantExperts != 0
-                    ? "--ep-num-redundant-experts"
-                    : initExpertLocation != "trivial" ? "--init-expert-location" : "--enable-two-batch-overlap"
-            guard ep else {
-                throw ValidationError("\(what) needs expert parallelism: add --ep-size \(max(2, layout.tpSize)).")
-            }
-            guard !layout.enableDPAttention else {
-                throw ValidationError(
-                    "\(what) is not available with --enable-dp-attention (EPLB runs with plain --ep-size).")
-            }
+        let named: [(Bool, String)] = [
+            (enableEPLB, "--enable-eplb"), (redundantExperts != 0, "--ep-num-redundant-experts"),
+            (initExpertLocation != "trivial", "--init-expert-location"),
+            (twoBatchOverlap, "--enable-two-batch-overlap"),
+        ]
+        if let (_, what) = named.first(where: { $0.0 }), !ep {
+            throw ValidationError("\(what) needs expert parallelism: add --ep-size \(max(2, layout.tpSize)).")
+        }
+        // Under DP attention each group's engine steps on its own: the online rebalance (one
+        // engine's pass count) and the micro-batch split are not wired there.
+        for (on, what) in [(enableEPLB, "--enable-eplb"), (twoBatchOverlap, "--enable-two-batch-overlap")]
+        where on && layout.enableDPAttention {
+            throw ValidationError(
+                "\(what) is not available with --enable-dp-attention (use plain --ep-size; redundant experts and --init-expert-location work with both)."
+            )
         }
         guard redundantExperts >= 0 else {
             throw ValidationError("--ep-num-redundant-experts must be >= 0, got \(redundantExperts).")

@@ -411,7 +411,8 @@ struct LaunchServer: AsyncParsableCommand {
                         model: dpCoordinator.group($0), decoder: textDecoder, config: engineConfig,
                         logger: Logger(label: "serval.engine.dp\($0)"))
                 }
-                let front = DPAttentionEngines(engines: engines)
+                let front = DPAttentionEngines(
+                    engines: engines, experts: dpCoordinator.model is ExpertLoadControl ? dpCoordinator : nil)
                 engine = front
                 kvCapacity = front.kvCapacity
             } else {

@@ -102,4 +102,23 @@ import ServalTensor
             }
         }
     }
+
+    /// DP attention + EP with redundant experts: each rank's own prompts still match one rank.
+    @Test func dataParallelAttentionWithRedundantExpertsMatchesOneRank() throws {
+        var l = Self.layout(redundant: 2)
+        l.dataParallelAttention = true
+        let layout = l
+        let share: [[Int]] = [[0, 2], [1]]
+        let single = try DeepSeekParallelForwardTests.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try share.map { try DeepSeekParallelForwardTests.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            2, load: { try DeepSeekParallelForwardTests.load($0, layout) }
+        ) { model, rank in try DeepSeekParallelForwardTests.run(model, share[rank]) }
+        for rank in 0..<2 {
+            for (k, out) in got[rank].enumerated() {
+                let diff = maxRelativeDifference(out.logits[...], expected[rank][k].logits[...])
+                #expect(diff < 1e-4, "rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+    }
 }

@@ -128,6 +128,28 @@ def test_skewed_routing_balancedness_rises_after_rebalancing(skewed, tmp_path):
         assert window["balancedness"][layer] > 0.85, window
 
 
+def test_dp_attention_with_redundant_experts_from_a_placement_file(tmp_path):
+    """DP attention + EP 2: a placement table taken as is (18 slots, experts 15 and 14 twice),
+    recorded through the DP coordinator; greedy tokens unchanged."""
+    v3 = FIXTURES / "v3"
+    row = list(reversed(range(16))) + [15, 14]
+    path = tmp_path / "placement.json"
+    path.write_text(json.dumps({"physical_to_logical_map": [row, row]}))
+
+    def body(s):
+        assert s.post("/start_expert_distribution_record").status_code == 200
+        out = greedy(s, v3, concurrent=True)
+        assert s.post("/stop_expert_distribution_record").status_code == 200
+        return out, s.post("/dump_expert_distribution_record").json()
+    tokens, dump = run(v3, "--dp-size", "2", "--enable-dp-attention", "--ep-num-redundant-experts", "2",
+                       "--init-expert-location", str(path), body=body)
+    assert tokens == [c["greedy_ids"] for c in cases(v3)]
+    assert dump["current_physical_to_logical_map"] == [row, row]
+    for layer in range(2):
+        routed = sum(dump["logical_count"][layer])
+        assert routed > 0 and routed % 3 == 0 and sum(dump["rank_load"][layer]) == routed
+
+
 def test_flags_are_refused_without_expert_parallelism():
     from conftest import find_binary, free_port
     binary = find_binary()
@@ -139,6 +161,8 @@ def test_flags_are_refused_without_expert_parallelism():
         (["--tp-size", "2", "--ep-size", "2", "--ep-num-redundant-experts", "1"], "must split evenly over 2 ranks"),
         (["--tp-size", "2", "--ep-size", "2", "--dp-size", "2", "--enable-dp-attention", "--enable-eplb"],
          "--enable-eplb is not available with --enable-dp-attention"),
+        (["--tp-size", "2", "--ep-size", "2", "--dp-size", "2", "--enable-dp-attention", "--enable-two-batch-overlap"],
+         "--enable-two-batch-overlap is not available with --enable-dp-attention"),
         (["--tp-size", "2", "--ep-size", "2", "--init-expert-location", "/nonexistent.json"], "cannot read"),
     ]:
         out = subprocess.run([str(binary), "launch-server", "--model-path", str(FIXTURES / "v3"), "--port",
