@@ -329,7 +329,7 @@ struct LaunchServer: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.message)
         }
-        try expertOptions.validate(layout: layout)
+        try expertOptions.validate(layout: layout, dummyWeights: loadFormat == "dummy")
         if enableDPAttention, kvEventsConfig != nil {
             throw ValidationError(
                 "--kv-events-config is not available with --enable-dp-attention (each DP group has its own radix cache); drop one of them."

@@ -164,6 +164,8 @@ def test_flags_are_refused_without_expert_parallelism():
         (["--tp-size", "2", "--ep-size", "2", "--dp-size", "2", "--enable-dp-attention", "--enable-two-batch-overlap"],
          "--enable-two-batch-overlap is not available with --enable-dp-attention"),
         (["--tp-size", "2", "--ep-size", "2", "--init-expert-location", "/nonexistent.json"], "cannot read"),
+        (["--tp-size", "2", "--ep-size", "2", "--load-format", "dummy", "--enable-eplb"],
+         "--enable-eplb is not available with --load-format dummy"),
     ]:
         out = subprocess.run([str(binary), "launch-server", "--model-path", str(FIXTURES / "v3"), "--port",
                               str(free_port()), *flags], capture_output=True, text=True, timeout=120)

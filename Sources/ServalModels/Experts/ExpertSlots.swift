@@ -5,7 +5,7 @@ import ServalTensor
 /// rank's slots (top-1 over the (token, expert) pairs routed to them). `place` moves the
 /// slots to a new placement between forward passes: the rank loads the experts it now
 /// holds (on CPU ranks a view into the mapped file, or the converted copy made the first
-/// time that expert was loaded here) and drops the ones it no longer holds.
+/// time that expert was loaded here).
 final class ExpertSlots: @unchecked Sendable {
     let rank: Int
     private let cache: ExpertWeightCache
@@ -32,7 +32,10 @@ final class ExpertSlots: @unchecked Sendable {
 }
 
 /// The expert weights one rank has loaded in one layer, by logical id: a replica, or an
-/// expert moving back, reuses them; the ones a placement no longer puts here are dropped.
+/// expert moving back, reuses them. They are kept after the expert moves away: a view into
+/// the mapped file costs nothing, and a converted copy (FP8 dequantized at load) is made
+/// once per rank and expert, so repeated rebalances never grow memory beyond every expert
+/// on every rank (the source frees such copies only with the model).
 private final class ExpertWeightCache: @unchecked Sendable {
     let prefix: String
     let config: DeepSeekConfig
@@ -53,8 +56,6 @@ private final class ExpertWeightCache: @unchecked Sendable {
         let row = placement.physicalToLogical[layer], mine = placement.slots(rank: rank)
         var weights: [ExpertWeights] = []
         for slot in mine { weights.append(try expert(row[slot])) }
-        let held = Set(mine.map { row[$0] })
-        loaded = loaded.filter { held.contains($0.key) }
         let c = config, ctx = context
         let one = MoERouting(
             experts: weights.count, topK: 1, method: .greedy, scoring: c.scoring, groups: 1, topkGroups: 1,
