@@ -150,6 +150,30 @@ def test_dp_attention_with_redundant_experts_from_a_placement_file(tmp_path):
         assert routed > 0 and routed % 3 == 0 and sum(dump["rank_load"][layer]) == routed
 
 
+def test_eplb_across_two_nodes_on_loopback(tmp_path):
+    """--nnodes 2 (TCP between the ranks): the placement is hierarchical (each expert's replicas
+    on one node); greedy tokens unchanged while the experts move."""
+    from conftest import find_binary, free_port
+    v3 = FIXTURES / "v3"
+    common = [*COMMON, "--nnodes", "2", "--dist-init-addr", f"127.0.0.1:{free_port()}", "--threads", "1",
+              "--enable-eplb", "--ep-num-redundant-experts", "2", "--eplb-rebalance-num-iterations", "5"]
+    log = open(tmp_path / "node1.log", "w")
+    node1 = subprocess.Popen([str(find_binary()), "launch-server", "--model-path", str(v3), *common,
+                              "--node-rank", "1"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        s = Server(*common, "--node-rank", "0", model=v3)
+        try:
+            assert greedy(s, v3) == [c["greedy_ids"] for c in cases(v3)]
+            assert "experts moved" in s.log_path.read_text()
+        finally:
+            assert s.stop() == 0
+        assert node1.wait(30) == 0
+    finally:
+        if node1.poll() is None:
+            node1.kill()
+        log.close()
+
+
 def test_flags_are_refused_without_expert_parallelism():
     from conftest import find_binary, free_port
     binary = find_binary()
