@@ -129,12 +129,14 @@ def test_skewed_routing_balancedness_rises_after_rebalancing(skewed, tmp_path):
 
 
 def test_dp_attention_with_redundant_experts_from_a_placement_file(tmp_path):
-    """DP attention + EP 2: a placement table taken as is (18 slots, experts 15 and 14 twice),
-    recorded through the DP coordinator; greedy tokens unchanged."""
+    """DP attention + EP 2: a placement table taken as is (18 slots, experts 15 and 14 twice; a
+    row per model layer, as SGLang writes it), recorded through the DP coordinator; greedy tokens
+    unchanged."""
     v3 = FIXTURES / "v3"
     row = list(reversed(range(16))) + [15, 14]
     path = tmp_path / "placement.json"
-    path.write_text(json.dumps({"physical_to_logical_map": [row, row]}))
+    # One row per model layer, as SGLang writes it (layer 0 is dense: its row is ignored).
+    path.write_text(json.dumps({"physical_to_logical_map": [list(range(16)) + [0, 1], row, row]}))
 
     def body(s):
         assert s.post("/start_expert_distribution_record").status_code == 200

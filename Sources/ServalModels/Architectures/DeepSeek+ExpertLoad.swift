@@ -109,8 +109,18 @@ extension DeepSeekModel: ExpertLoadControl {
     static func initialPlacement(config c: DeepSeekConfig, context ctx: LoadContext) throws(ModelError)
         -> ExpertPlacement
     {
-        let layers = (0..<c.layerCount).filter { c.isMoELayer($0) }.count
+        let moeLayers = (0..<c.layerCount).filter { c.isMoELayer($0) }
+        let layers = moeLayers.count
         let E = max(1, c.routedExperts), src = ctx.source.sourceName
+        /// A file's rows: one per MoE layer (Serval's dump) or one per model layer (SGLang's,
+        /// whose dense layers' rows are ignored).
+        func moeRows<T>(_ rows: [T]) throws(ExpertPlacementError) -> [T] {
+            if rows.count == layers { return rows }
+            if rows.count == c.layerCount { return moeLayers.map { rows[$0] } }
+            throw ExpertPlacementError(
+                "--init-expert-location has \(rows.count) layers; the model has \(layers) MoE layers of \(c.layerCount)"
+            )
+        }
         let layout = ctx.layout
         do {
             guard !ctx.parallel.isSingle, layout.expertParallel else {
@@ -121,18 +131,10 @@ extension DeepSeekModel: ExpertLoadControl {
             let ranks = ctx.parallel.tpSize
             switch layout.initialExpertLocation {
             case .physicalToLogical(let rows):
-                guard rows.count == layers else {
-                    throw ExpertPlacementError(
-                        "--init-expert-location has \(rows.count) layers; the model has \(layers) MoE layers")
-                }
-                return try ExpertPlacement(logicalExperts: E, ranks: ranks, physicalToLogical: rows)
+                return try ExpertPlacement(logicalExperts: E, ranks: ranks, physicalToLogical: try moeRows(rows))
             case .logicalCount(let load):
-                guard load.count == layers else {
-                    throw ExpertPlacementError(
-                        "--init-expert-location has \(load.count) layers; the model has \(layers) MoE layers")
-                }
                 return try ExpertPlacement.balanced(
-                    load: load, logicalExperts: E, redundant: layout.redundantExperts, ranks: ranks,
+                    load: try moeRows(load), logicalExperts: E, redundant: layout.redundantExperts, ranks: ranks,
                     nodes: layout.nodes)
             case nil:
                 return try ExpertPlacement.trivial(
