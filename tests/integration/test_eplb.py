@@ -176,11 +176,15 @@ def test_eplb_across_two_nodes_on_loopback(tmp_path):
         log.close()
 
 
-def test_flags_are_refused_without_expert_parallelism():
+def test_flags_are_refused_without_expert_parallelism(tmp_path):
     from conftest import find_binary, free_port
     binary = find_binary()
     if binary is None or not binary.exists():
         pytest.skip("serval binary missing")
+    five_rows = tmp_path / "five.json"
+    five_rows.write_text(json.dumps({"logical_count": [[1] * 16] * 5}))
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"physical_to_logical_map": [list(range(15)) + [0]] * 2}))
     for flags, message in [
         (["--enable-eplb"], "--enable-eplb needs expert parallelism"),
         (["--tp-size", "2", "--enable-two-batch-overlap"], "--enable-two-batch-overlap needs expert parallelism"),
@@ -190,6 +194,10 @@ def test_flags_are_refused_without_expert_parallelism():
         (["--tp-size", "2", "--ep-size", "2", "--dp-size", "2", "--enable-dp-attention", "--enable-two-batch-overlap"],
          "--enable-two-batch-overlap is not available with --enable-dp-attention"),
         (["--tp-size", "2", "--ep-size", "2", "--init-expert-location", "/nonexistent.json"], "cannot read"),
+        (["--tp-size", "2", "--ep-size", "2", "--init-expert-location", str(five_rows)],
+         "--init-expert-location has 5 layers; the model has 2 MoE layers of 3"),
+        (["--tp-size", "2", "--ep-size", "2", "--init-expert-location", str(missing)],
+         "logical expert 15 has no physical slot"),
         (["--tp-size", "2", "--ep-size", "2", "--load-format", "dummy", "--enable-eplb"],
          "--enable-eplb is not available with --load-format dummy"),
     ]:
