@@ -9,13 +9,14 @@ PROMPT-token prompts, NEW tokens each, run ROUNDS times), and reports the prefil
 the CPU seconds each rank process used over the workload, and each MoE layer's balancedness. The
 first configuration's dump is what `--init-expert-location` places from.
 
-  SERVAL_BIN=.build/debug/serval python3 scripts/eplb-step-time.py MODEL [--port 31900]
+  SERVAL_BIN=.build/debug/serval python3 scripts/eplb-step-time.py MODEL [--port N] [--repeat 3] ...
 """
 import argparse
 import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def workload(base, a, seed):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
-    ap.add_argument("--port", type=int, default=31900)
+    ap.add_argument("--port", type=int, default=0, help="loopback port of the servers (0: a free one)")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new", type=int, default=16)
@@ -91,6 +92,10 @@ def main():
     ap.add_argument("--chunk", type=int, default=64, help="--chunked-prefill-size of the server")
     a = ap.parse_args()
     binary = os.environ.get("SERVAL_BIN", ".build/debug/serval")
+    if a.port == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            a.port = s.getsockname()[1]
     tmp = tempfile.mkdtemp(prefix="eplb-step-")
     dump_path = os.path.join(tmp, "dump.json")
     configs = [
