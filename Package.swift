@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalHTTP", "ServalEngine", "ServalTemplate", "ServalTokenizer", "ServalGrammar",
+                "ServalHTTP", "ServalEngine", "ServalModels", "ServalTemplate", "ServalTokenizer", "ServalGrammar",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],

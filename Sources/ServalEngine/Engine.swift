@@ -50,6 +50,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private let jumpForward: JumpForward?
     private var forwardPassesTotal = 0
     private var jumpForwardTokensTotal = 0
+    /// The model's expert load controls (MoE models), and EPLB's rebalancer when on.
+    private let experts: (any ExpertLoadControl)?
+    private var balancer: ExpertBalancer?
 
     // Published snapshot.
     private let snapshotLock = NSLock()
@@ -95,6 +98,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.kvCapacity = scheduler.allocator.capacity
         let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
         self.runner = ModelRunner(model: model, kvCache: kvCache, sampler: model.makeSampler())
+        let experts = model as? ExpertLoadControl
+        if config.eplbRebalanceIterations != nil, experts == nil {
+            throw EngineError.invalidConfig("--enable-eplb needs a mixture-of-experts model")
+        }
+        self.experts = experts
+        self.balancer = config.eplbRebalanceIterations.map { ExpertBalancer(every: $0, nodes: config.eplbNodes) }
         self.output = OutputProcessor(decoder: decoder, contextLength: context)
         self.modelInfo = info
         self.contextLength = context
@@ -173,6 +182,27 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
     }
 
+    public var recordsExpertLoad: Bool { experts != nil }
+
+    /// Runs an expert load control on the engine thread, between two steps (a gather meets
+    /// every rank in one collective).
+    public func expertControl(_ control: ExpertControl) async throws -> ExpertDistribution? {
+        guard experts != nil else {
+            throw EngineError.invalidRequest("expert distribution: the model has no routed experts")
+        }
+        let result = await withCheckedContinuation { reply in
+            snapshotLock.lock()
+            defer { snapshotLock.unlock() }
+            if closed {
+                reply.resume(
+                    returning: Result<ExpertDistribution?, any Error>.failure(EngineError.model("shutting down")))
+            } else {
+                inbox.post(.expert(control, reply))
+            }
+        }
+        return try result.get()
+    }
+
     /// Idempotent: a second call returns once the engine thread has stopped.
     public func shutdown(drain: Bool) async {
         await withCheckedContinuation { reply in
@@ -240,6 +270,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     let ok = scheduler.flushCache()
                     if ok { logger.info("radix cache flushed") }
                     reply.resume(returning: ok)
+                case .expert(let control, let reply):
+                    reply.resume(returning: Result { try runExpertControl(control) })
                 case .shutdown(let drainRequested, let reply):
                     accepting = false
                     drain = drain && drainRequested
@@ -263,6 +295,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                         switch command {
                         case .submit(let request, let continuation): accept(request, continuation)
                         case .flushCache(let reply): reply.resume(returning: false)
+                        case .expert(_, let reply):
+                            reply.resume(returning: .failure(EngineError.model("shutting down")))
                         case .shutdown(_, let reply): shutdownWaiters.append(reply)
                         case .abort: break
                         }
@@ -360,6 +394,13 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         scheduler.completeForward(batch)
         forwardPassesTotal += 1
+        if let experts, balancer != nil {
+            do {
+                try balancer?.afterForward(experts, logger: logger)
+            } catch {
+                logger.error("eplb: rebalance failed: \(error)")
+            }
+        }
         stepTime = Date()
         let forwardSeconds = stepTime.timeIntervalSince(stepStart)
         lastStepSeconds = forwardSeconds
@@ -389,6 +430,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         logger.debug(
             "\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))"
         )
+    }
+
+    private func runExpertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
+        guard let experts else { throw EngineError.invalidRequest("the model has no routed experts") }
+        return try experts.expertControl(control)
     }
 
     /// Jump-forward: when the grammar forces text after the token `r` just sampled, the

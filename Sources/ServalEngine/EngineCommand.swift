@@ -1,10 +1,12 @@
 import Foundation
+import ServalModels
 
 /// A message from the outside world (server tasks) to the engine thread.
 enum EngineCommand {
     case submit(GenerateRequest, AsyncStream<GenerationEvent>.Continuation)
     case abort(rid: String)
     case flushCache(CheckedContinuation<Bool, Never>)
+    case expert(ExpertControl, CheckedContinuation<Result<ExpertDistribution?, any Error>, Never>)
     case shutdown(drain: Bool, CheckedContinuation<Void, Never>)
 }
 

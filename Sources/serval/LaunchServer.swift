@@ -163,6 +163,7 @@ struct LaunchServer: AsyncParsableCommand {
         help: "Attention data-parallel over --dp-size groups (layout checked; not available yet, so refused).")
     var enableDPAttention = false
     @OptionGroup var parallel: ParallelOptions
+    @OptionGroup var expertOptions: ExpertOptions
     // Set by rank 0 on the processes it starts for the other tensor-parallel ranks.
     @Option(name: .customLong("internal-tp-rank"), help: .private)
     var internalTPRank: Int?
@@ -241,6 +242,7 @@ struct LaunchServer: AsyncParsableCommand {
         }
         var e = EngineConfig()
         if let c = kvEventsConfig { e.kvEventsBlockSize = try KVEventsFlag.parse(c) }
+        expertOptions.apply(to: &e, layout: parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention))
         e.contextLength = contextLength
         e.maxTotalTokens = maxTotalTokens
         e.memFractionStatic = memFractionStatic
@@ -309,6 +311,11 @@ struct LaunchServer: AsyncParsableCommand {
         o["node_rank"] = .int(parallel.nodeRank)
         o["dist_init_addr"] = parallel.distInitAddr.map { .string($0) } ?? .null
         o["enable_dp_attention"] = .bool(enableDPAttention)
+        o["enable_eplb"] = .bool(expertOptions.enableEPLB)
+        o["ep_num_redundant_experts"] = .int(expertOptions.redundantExperts)
+        o["eplb_rebalance_num_iterations"] = .int(expertOptions.rebalanceIterations)
+        o["init_expert_location"] = .string(expertOptions.initExpertLocation)
+        o["enable_two_batch_overlap"] = .bool(expertOptions.twoBatchOverlap)
         return o
     }
 
@@ -322,6 +329,7 @@ struct LaunchServer: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.message)
         }
+        try expertOptions.validate(layout: layout, dummyWeights: loadFormat == "dummy")
         if enableDPAttention, kvEventsConfig != nil {
             throw ValidationError(
                 "--kv-events-config is not available with --enable-dp-attention (each DP group has its own radix cache); drop one of them."
@@ -403,7 +411,8 @@ struct LaunchServer: AsyncParsableCommand {
                         model: dpCoordinator.group($0), decoder: textDecoder, config: engineConfig,
                         logger: Logger(label: "serval.engine.dp\($0)"))
                 }
-                let front = DPAttentionEngines(engines: engines)
+                let front = DPAttentionEngines(
+                    engines: engines, experts: dpCoordinator.model is ExpertLoadControl ? dpCoordinator : nil)
                 engine = front
                 kvCapacity = front.kvCapacity
             } else {
@@ -473,8 +482,10 @@ struct LaunchServer: AsyncParsableCommand {
                 throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
             }
             options.communicator = communicator
-            options.layout = ModelParallelism(
-                dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
+            var m = ModelParallelism(dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
+            try expertOptions.apply(
+                to: &m, layout: parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention))
+            options.layout = m
         }
         do {
             return try opened.load(path: path, format: format, options: options)

@@ -7,6 +7,7 @@ Extra server flags: $SERVAL_SERVER_ARGS (e.g. "--device cuda" to run the suite o
 """
 import os
 import signal
+import random
 import socket
 import subprocess
 import time
@@ -34,6 +35,18 @@ def model_path():
 
 
 def free_port():
+    """A free loopback port; `$SERVAL_TEST_PORTS=LO-HI` keeps it in that range (shared machines)."""
+    span = os.environ.get("SERVAL_TEST_PORTS")
+    if span:
+        lo, hi = (int(x) for x in span.split("-"))
+        for port in random.sample(range(lo, hi + 1), hi - lo + 1):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in {span}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
