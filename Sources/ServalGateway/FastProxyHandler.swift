@@ -4,13 +4,14 @@ import NIOCore
 import NIOHTTPTypes
 
 /// The proxy's fast path, one per inbound connection, in the pipeline in front of
-/// Hummingbird's request handling. A request for a proxied route is read here, routed, and
+/// Hummingbird's request handling. A request for a proxied route is read here, admitted
+/// (at once, or after waiting in the admission queue, or refused with 429/408), routed, and
 /// sent to the worker over a keep-alive connection of the same event loop (`UpstreamPool`);
-/// the worker's answer is relayed back from that loop: no task, no thread hop. Every other
-/// request, and the proxied ones that need something asynchronous (`--kv-events`
-/// tokenizing, waiting in the admission queue, an `https` worker) or that the router
-/// answers itself (bad API key, body over `--max-payload-size`), passes on unchanged to
-/// Hummingbird and `GatewayServer.respond`, which behave as before.
+/// the worker's answer is relayed back from that loop: no task, no thread hop. `--kv-events`
+/// tokenizing is a call to a worker on the same loop (`UpstreamCall`). Every other request,
+/// and the proxied ones the fast path does not serve (any `https` worker) or that the
+/// router refuses from their head or size (bad API key, body over `--max-payload-size`),
+/// passes on unchanged to Hummingbird and `GatewayServer.respond`.
 ///
 /// Responses go out in request order: parts of a pipelined request read while another is
 /// in flight wait here until it is answered.
@@ -23,6 +24,8 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private enum State {
         case idle
         case collecting(head: HTTPRequest, path: String, route: ProxyMetrics.Route, usePolicy: Bool, body: ByteBuffer)
+        /// Read whole, waiting in the admission queue.
+        case queued(QueuedRequest)
         case proxying(ProxyExchange)
         /// Hummingbird has the request: until it has read all of it and written all of its answer.
         case passing(inboundDone: Bool, outboundDone: Bool)
@@ -60,7 +63,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether a part read now can be handled now (else it waits in `pending`).
     private var accepting: Bool {
         switch state {
-        case .proxying, .passing(inboundDone: true, _): return false
+        case .queued, .proxying, .passing(inboundDone: true, _): return false
         default: return true
         }
     }
@@ -90,14 +93,10 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 state = .collecting(head: head, path: path, route: route, usePolicy: usePolicy, body: body)
             case .end:
-                guard let pool, let release = admit() else {
-                    return passOn(head: head, body: body, then: part, context: context)
-                }
-                let exchange = ProxyExchange(
-                    gateway: gateway, pool: pool, client: self, request: head, body: body, path: path, route: route,
-                    usePolicy: usePolicy, release: release)
-                state = .proxying(exchange)
-                exchange.run()
+                guard let pool else { return passOn(head: head, body: body, then: part, context: context) }
+                admit(
+                    QueuedRequest(head: head, path: path, route: route, usePolicy: usePolicy, body: body),
+                    pool: pool, context: context)
             }
         case .passing(_, let outboundDone):
             if case .end = part {
@@ -107,7 +106,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else {
                 context.fireChannelRead(wrapInboundOut(part))
             }
-        case .proxying:
+        case .queued, .proxying:
             pending.append(part)
         }
     }
@@ -126,7 +125,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// path can serve this request from its head; nil to let Hummingbird have it.
     private func fastRoute(_ head: HTTPRequest) -> (String, ProxyMetrics.Route, Bool)? {
         let g = gateway
-        guard g.kvIndex == nil, g.registry.allPlainHTTP, var path = head.path else { return nil }
+        guard g.registry.allPlainHTTP, var path = head.path else { return nil }
         if let q = path.firstIndex(of: "?") { path = String(path[..<q]) }
         let usePolicy: Bool
         switch head.method {
@@ -143,21 +142,88 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return (path, route, usePolicy)
     }
 
-    /// Admission without waiting: the slot's release when admitted at once, nil when the
-    /// request must queue or be refused (Hummingbird's path does both, as before).
-    private func admit() -> (() -> Void)? {
+    /// Admission: proxies the request at once when a slot is free, answers 429 when the
+    /// token bucket is empty or the queue full, else waits in the queue (`.queued`) until a
+    /// slot frees (`dequeued(true)`) or `--queue-timeout-secs` passes (408).
+    private func admit(_ request: QueuedRequest, pool: UpstreamPool, context: ChannelHandlerContext) {
         let admission = gateway.admission
-        if admission.isUnlimited { return {} }
-        guard admission.tryAcquireNow() else { return nil }
-        gateway.metrics.inc("smg_http_rate_limit_total", ["decision", "allowed"])
-        return { admission.release() }
+        if admission.isUnlimited { return proxy(request, pool: pool, release: {}) }
+        let loop = context.eventLoop
+        let waiter = NIOLoopBound(QueueWaiter(handler: self, request: request), eventLoop: loop)
+        let entry = admission.enter { admitted in
+            loop.execute { waiter.value.handler?.dequeued(waiter.value.request, admitted: admitted) }
+        }
+        let m = gateway.proxyMetrics
+        switch entry {
+        case .admitted:
+            m.admissionAllowed.add()
+            proxy(request, pool: pool, release: { admission.release() })
+        case .rejected(let after):
+            m.admissionRejected.add()
+            refuse(
+                request,
+                GatewayError(
+                    status: 429, message: "Too many requests: the router's queue is full; retry after \(after)s.",
+                    code: "rate_limited"), retryAfter: after)
+        case .queued(let id):
+            request.queueTimer = loop.scheduleTask(in: .nanoseconds(Int64(admission.queueTimeout * 1e9))) {
+                admission.withdraw(id)
+            }
+            request.queueID = id
+            state = .queued(request)
+        }
+    }
+
+    /// The admission queue's answer for `request`: proxy it, or 408. When the request is no
+    /// longer waiting here (its client left), a slot it was given goes straight back.
+    private func dequeued(_ request: QueuedRequest, admitted: Bool) {
+        let admission = gateway.admission
+        guard case .queued(let waiting) = state, waiting === request, let pool else {
+            if admitted { admission.release() }
+            return
+        }
+        request.queueTimer?.cancel()
+        if admitted {
+            gateway.proxyMetrics.admissionAllowed.add()
+            proxy(request, pool: pool, release: { admission.release() })
+        } else {
+            gateway.proxyMetrics.admissionTimedOut.add()
+            refuse(
+                request,
+                GatewayError(status: 408, message: "Timed out waiting in the router's queue.", code: "queue_timeout"))
+        }
+    }
+
+    private func proxy(_ r: QueuedRequest, pool: UpstreamPool, release: @escaping () -> Void) {
+        let exchange = ProxyExchange(
+            gateway: gateway, pool: pool, client: self, request: r.head, body: r.body, path: r.path, route: r.route,
+            usePolicy: r.usePolicy, start: r.start, release: release)
+        state = .proxying(exchange)
+        exchange.run()
+    }
+
+    /// Answers the router's own refusal (429, 408) in OpenAI's error shape.
+    private func refuse(_ r: QueuedRequest, _ error: GatewayError, retryAfter: Int? = nil) {
+        var (head, bytes) = GatewayResponses.errorParts(error)
+        if let retryAfter { head.headerFields[.retryAfter] = String(retryAfter) }
+        respond(.head(head), flush: false)
+        respond(.body(bytes), flush: false)
+        finish(status: error.status, route: r.route, start: r.start)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         isClientGone = true
-        if case .proxying(let exchange) = state {
+        switch state {
+        case .proxying(let exchange):
             state = .idle
             exchange.clientGone()
+        case .queued(let request):
+            // Out of the queue; a slot granted meanwhile is given back in `dequeued`.
+            state = .idle
+            request.queueTimer?.cancel()
+            gateway.admission.withdraw(request.queueID)
+        default:
+            break
         }
         pending.removeAll()
         context.fireChannelInactive()
@@ -172,7 +238,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             switch state {
-            case .proxying, .collecting:
+            case .proxying, .collecting, .queued:
                 // Graceful shutdown: finish this request, then close (Hummingbird's handler
                 // would close the connection now, as it sees no request of its own).
                 quiescing = true
@@ -238,4 +304,31 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if quiescing, case .idle = state { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
     }
+}
+
+/// A proxied request read whole, on its way through admission.
+final class QueuedRequest {
+    let head: HTTPRequest
+    let path: String
+    let route: ProxyMetrics.Route
+    let usePolicy: Bool
+    let body: ByteBuffer
+    /// When it was read (its duration counts the time it waited).
+    let start = NIODeadline.now()
+    var queueID: UInt64 = 0
+    var queueTimer: Scheduled<Void>?
+
+    init(head: HTTPRequest, path: String, route: ProxyMetrics.Route, usePolicy: Bool, body: ByteBuffer) {
+        self.head = head
+        self.path = path
+        self.route = route
+        self.usePolicy = usePolicy
+        self.body = body
+    }
+}
+
+/// Who waits for an admission slot: the connection (gone when it closed) and its request.
+private struct QueueWaiter {
+    weak var handler: FastProxyHandler?
+    let request: QueuedRequest
 }

@@ -58,7 +58,7 @@ final class ProxyExchange {
 
     init(
         gateway: Gateway, pool: UpstreamPool, client: FastProxyHandler, request: HTTPRequest, body: ByteBuffer,
-        path: String, route: ProxyMetrics.Route, usePolicy: Bool, release: @escaping () -> Void
+        path: String, route: ProxyMetrics.Route, usePolicy: Bool, start: NIODeadline, release: @escaping () -> Void
     ) {
         self.gateway = gateway
         self.proxy = Proxy(gateway: gateway)
@@ -70,7 +70,7 @@ final class ProxyExchange {
         self.route = route
         self.usePolicy = usePolicy
         self.release = release
-        self.start = .now()
+        self.start = start
         self.maxAttempts = gateway.config.retry.enabled ? gateway.config.retry.maxRetries + 1 : 1
     }
 
@@ -82,7 +82,38 @@ final class ProxyExchange {
         if body.readableBytes > 0 || request.method == .post || request.method == .put {
             outgoing.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
+        if usePolicy, let index = gateway.kvIndex { return tokenize(index) }
         nextAttempt()
+    }
+
+    /// `--kv-events`: the prompt's token ids, from the body when it carries them, else from
+    /// the least-loaded worker with a live event stream (`POST /tokenize`, on this loop);
+    /// the request is routed once they are known, or with the approximate tree when no
+    /// worker publishes or tokenizing fails (see `RouterTokenizer`).
+    private func tokenize(_ index: KVEventIndex) {
+        let live = gateway.registry.available().filter { index.isLive($0.url) }
+        guard !live.isEmpty, let input = RouterTokenizer.input(path: path, body: body.readableBytesView) else {
+            return nextAttempt()
+        }
+        switch input {
+        case .ids(let ids):
+            routing.tokenIDs = ids
+            nextAttempt()
+        case .query(let query):
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            if let key = gateway.config.apiKey { headers.add(name: "Authorization", value: "Bearer \(key)") }
+            UpstreamCall.send(
+                pool: pool, workerURL: leastLoaded(live).url, method: .POST, path: "/tokenize", headers: headers,
+                body: ByteBuffer(bytes: JSONWriter.bytes(query)), limit: RouterTokenizer.answerLimit,
+                timeout: .seconds(5)
+            ) { [self] answer in
+                if let answer, answer.status == 200 {
+                    routing.tokenIDs = RouterTokenizer.ids(fromAnswer: answer.body.readableBytesView)
+                }
+                nextAttempt()
+            }
+        }
     }
 
     // MARK: attempts

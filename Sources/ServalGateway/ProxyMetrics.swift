@@ -41,6 +41,10 @@ final class ProxyMetrics: @unchecked Sendable {
     /// Keyed by "METHOD path" for the proxied routes.
     private let routes: [String: Route]
     private let responsesOK: MetricCounter
+    /// `smg_http_rate_limit_total{decision}`: admitted, refused (429), timed out in the queue (408).
+    let admissionAllowed: MetricCounter
+    let admissionRejected: MetricCounter
+    let admissionTimedOut: MetricCounter
     /// `smg_router_cache_hits_total` / `_misses_total` for the policy.
     let cacheHits: MetricCounter
     let cacheMisses: MetricCounter
@@ -54,6 +58,9 @@ final class ProxyMetrics: @unchecked Sendable {
         for (method, path) in routes { r[method + " " + path] = Route(metrics, method: method, route: path) }
         self.routes = r
         responsesOK = metrics.counter(named: "smg_http_responses_total", ["status", "200"])
+        admissionAllowed = metrics.counter(named: "smg_http_rate_limit_total", ["decision", "allowed"])
+        admissionRejected = metrics.counter(named: "smg_http_rate_limit_total", ["decision", "rejected"])
+        admissionTimedOut = metrics.counter(named: "smg_http_rate_limit_total", ["decision", "timeout"])
         cacheHits = metrics.counter(named: "smg_router_cache_hits_total", ["policy", policy])
         cacheMisses = metrics.counter(named: "smg_router_cache_misses_total", ["policy", policy])
     }
