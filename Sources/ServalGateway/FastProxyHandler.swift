@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// The proxy's fast path, one per inbound connection, in the pipeline in front of
@@ -36,6 +37,11 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pending = CircularBuffer<HTTPRequestPart>()
     private var context: ChannelHandlerContext?
     private var pool: UpstreamPool?
+    /// Where the fast path's answers are written, already framed (`RawHTTP`), under the
+    /// HTTP codecs; nil when it could not be added (then everything goes to Hummingbird).
+    private var raw: ClientRawWriter?
+    /// The answer being written is an event stream (chunked; `finish` writes its last chunk).
+    private var streaming = false
     private var closeAfterResponse = false
     private var quiescing = false
     private(set) var isClientGone = false
@@ -47,6 +53,8 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.pool = gateway.upstreamPools.pool(for: context.eventLoop)
+        let writer = ClientRawWriter()
+        if (try? context.pipeline.syncOperations.addHandler(writer, position: .first)) != nil { raw = writer }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -125,16 +133,22 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// path can serve this request from its head; nil to let Hummingbird have it.
     private func fastRoute(_ head: HTTPRequest) -> (String, ProxyMetrics.Route, Bool)? {
         let g = gateway
-        guard g.registry.allPlainHTTP, var path = head.path else { return nil }
-        if let q = path.firstIndex(of: "?") { path = String(path[..<q]) }
-        let usePolicy: Bool
+        guard raw != nil, g.registry.allPlainHTTP, var path = head.path else { return nil }
+        if let q = path.utf8.firstIndex(of: UInt8(ascii: "?")) { path = String(path[..<q]) }
+        guard let routes = g.proxyMetrics.byPath[path] else { return nil }
+        let route: ProxyMetrics.Route
         switch head.method {
-        case .post where GatewayServer.inferenceRoutes.contains(path): usePolicy = true
-        case .post where GatewayServer.passThroughPOST.contains(path): usePolicy = false
-        case .get where GatewayServer.passThroughGET.contains(path): usePolicy = false
-        default: return nil
+        case .post:
+            guard let r = routes.post else { return nil }
+            route = r
+        case .get:
+            guard let r = routes.get else { return nil }
+            route = r
+        default:
+            return nil
         }
-        guard let route = g.proxyMetrics.route(method: head.method.rawValue, path: path) else { return nil }
+        // Inference routes go through the policy; the pass-through ones to the least loaded.
+        let usePolicy = head.method == .post && routes.inference
         if let key = g.config.apiKey, head.headerFields[.authorization] != "Bearer \(key)" { return nil }
         if let len = head.headerFields[.contentLength].flatMap({ Int($0) }), len > g.config.maxPayloadSize {
             return nil
@@ -206,8 +220,11 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func refuse(_ r: QueuedRequest, _ error: GatewayError, retryAfter: Int? = nil) {
         var (head, bytes) = GatewayResponses.errorParts(error)
         if let retryAfter { head.headerFields[.retryAfter] = String(retryAfter) }
-        respond(.head(head), flush: false)
-        respond(.body(bytes), flush: false)
+        send(
+            RawHTTP.response(
+                status: HTTPResponseStatus(statusCode: error.status), headers: nil, fields: head.headerFields,
+                body: bytes),
+            flush: false)
         finish(status: error.status, route: r.route, start: r.start)
     }
 
@@ -262,11 +279,16 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: the exchange's side
 
-    /// Writes one part of the answer to the client (nothing once it has gone).
-    func respond(_ part: HTTPResponsePart, flush: Bool) {
-        guard let context, !isClientGone else { return }
-        context.write(wrapOutboundOut(part), promise: nil)
-        if flush { context.flush() }
+    /// Writes bytes of the answer, framed by `RawHTTP`, to the client (nothing once it has gone).
+    func send(_ bytes: ByteBuffer, flush: Bool) {
+        guard !isClientGone, let raw else { return }
+        raw.send(bytes, flush: flush, promise: nil)
+    }
+
+    /// Writes the head of an event stream (`RawHTTP.streamHead`); its chunks follow through `send`.
+    func startStream(_ head: ByteBuffer) {
+        streaming = true
+        send(head, flush: true)
     }
 
     /// The exchange's answer is complete: end it, count it, then serve what came in meanwhile.
@@ -279,16 +301,18 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if g.config.logRequests {
             g.logger.info("\(route.method) \(route.route) -> \(status) in \(String(format: "%.4f", seconds))s")
         }
-        guard let context, !isClientGone else { return }
+        let last = streaming ? RawHTTP.lastChunk : ByteBuffer()
+        streaming = false
+        guard let context, let raw, !isClientGone else { return }
         state = .idle
         if closeAfterResponse || quiescing {
             // Close once the answer is out: closing at once would drop writes still queued.
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.whenComplete { _ in context.close(promise: nil) }
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+            raw.send(last, flush: true, promise: written)
             return
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        raw.send(last, flush: true, promise: nil)
         becomeIdle()
     }
 
@@ -331,4 +355,25 @@ final class QueuedRequest {
 private struct QueueWaiter {
     weak var handler: FastProxyHandler?
     let request: QueuedRequest
+}
+
+/// The first handler of an inbound connection's pipeline (next to the socket): the fast
+/// path's answers, framed by `RawHTTP`, are written from here, under Hummingbird's HTTP
+/// codecs, which never see them. Everything else passes through untouched.
+final class ClientRawWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func send(_ bytes: ByteBuffer, flush: Bool, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
+        if flush { context.flush() }
+    }
 }

@@ -160,8 +160,10 @@ struct Proxy: Sendable {
     func routingRequest(path: String, headers: HTTPFields, body: ByteBuffer) -> RoutingRequest {
         var routing = RoutingRequest()
         if gateway.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
-        routing.routingKey = Self.routingKey(headers)
-        routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+        if gateway.policy.needsRoutingKey {
+            routing.routingKey = Self.routingKey(headers)
+            routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+        }
         return routing
     }
 

@@ -9,8 +9,8 @@ final class UpstreamCall {
     private let pool: UpstreamPool
     private let key: String
     private let address: UpstreamAddress
-    private let head: HTTPRequestHead
-    private let body: ByteBuffer
+    private let method: HTTPMethod
+    private let request: ByteBuffer
     private let limit: Int
     private var done: ((status: Int, body: ByteBuffer)?) -> Void
     private var finished = false
@@ -22,14 +22,14 @@ final class UpstreamCall {
     private var collected = ByteBuffer()
 
     private init(
-        pool: UpstreamPool, workerURL: String, address: UpstreamAddress, head: HTTPRequestHead, body: ByteBuffer,
+        pool: UpstreamPool, workerURL: String, address: UpstreamAddress, method: HTTPMethod, request: ByteBuffer,
         limit: Int, done: @escaping ((status: Int, body: ByteBuffer)?) -> Void
     ) {
         self.pool = pool
         self.key = workerURL
         self.address = address
-        self.head = head
-        self.body = body
+        self.method = method
+        self.request = request
         self.limit = limit
         self.done = done
     }
@@ -42,12 +42,17 @@ final class UpstreamCall {
         done: @escaping ((status: Int, body: ByteBuffer)?) -> Void
     ) {
         guard let address = UpstreamAddress(workerURL: workerURL) else { return done(nil) }
-        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-        head.headers = headers
-        head.headers.replaceOrAdd(name: "Host", value: address.authority)
-        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        var request = ByteBuffer()
+        request.writeString("\(method.rawValue) \(path) HTTP/1.1\r\nHost: \(address.authority)\r\n")
+        for (name, value) in headers where !RawHTTP.equalsIgnoringCase(name, "content-length") {
+            request.writeString("\(name): \(value)\r\n")
+        }
+        request.writeString("Content-Length: \(body.readableBytes)\r\n\r\n")
+        var b = body
+        request.writeBuffer(&b)
         let call = UpstreamCall(
-            pool: pool, workerURL: workerURL, address: address, head: head, body: body, limit: limit, done: done)
+            pool: pool, workerURL: workerURL, address: address, method: method, request: request, limit: limit,
+            done: done)
         call.timer = pool.eventLoop.scheduleTask(in: timeout) { call.fail() }
         call.attempt()
     }
@@ -63,11 +68,7 @@ final class UpstreamCall {
             case .success(let c):
                 connection = c
                 c.handler.sink = { [self] event in upstream(event) }
-                c.channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                if body.readableBytes > 0 {
-                    c.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-                }
-                c.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                c.send(method: method, request: request)
             }
         }
     }
