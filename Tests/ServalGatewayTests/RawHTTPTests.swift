@@ -1,0 +1,95 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import ServalGateway
+
+@Suite struct RawHTTPTests {
+    @Test func requestsKeepEndToEndHeadersAndReplaceTheKey() {
+        var fields = HTTPFields()
+        fields[.contentType] = "application/json"
+        fields[.connection] = "keep-alive"
+        fields[.contentLength] = "7"
+        fields[.authorization] = "Bearer client"
+        fields[.userAgent] = "t/1"
+        let prefix = RawHTTP.requestPrefix(
+            method: .post, target: "/v1/completions?x=1", fields: fields, workerKey: "wk", bodyLength: 7)
+        let whole = RawHTTP.finishRequest(prefix, host: "127.0.0.1:9000", body: ByteBuffer(string: "{\"a\":1}"))
+        #expect(
+            String(buffer: whole)
+                == "POST /v1/completions?x=1 HTTP/1.1\r\nContent-Type: application/json\r\nUser-Agent: t/1\r\n"
+                + "Authorization: Bearer wk\r\nContent-Length: 7\r\nHost: 127.0.0.1:9000\r\n\r\n{\"a\":1}")
+        let noKey = RawHTTP.requestPrefix(
+            method: .get, target: "/v1/models", fields: fields, workerKey: nil, bodyLength: nil)
+        #expect(String(buffer: noKey).contains("Authorization: Bearer client\r\n"))
+        #expect(!String(buffer: noKey).contains("Content-Length"))
+    }
+
+    @Test func answersDropHopByHopHeadersWhateverTheirCase() {
+        let headers = HTTPHeaders([
+            ("Content-Type", "application/json"), ("CONNECTION", "keep-alive"), ("Server", "nginx"),
+            ("date", "x"), ("Content-Length", "99"), ("Transfer-Encoding", "chunked"), ("X-Trace", "t"),
+        ])
+        let r = RawHTTP.response(status: .ok, headers: headers, fields: nil, body: ByteBuffer(string: "hi"))
+        #expect(
+            String(buffer: r)
+                == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: t\r\nContent-Length: 2\r\n\r\nhi")
+        var own = HTTPFields()
+        own[.contentType] = "application/json"
+        own[.contentLength] = "5"
+        own[.retryAfter] = "1"
+        let e = RawHTTP.response(status: .tooManyRequests, headers: nil, fields: own, body: ByteBuffer(string: "{}"))
+        #expect(
+            String(buffer: e)
+                == "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                + "Content-Length: 2\r\n\r\n{}")
+    }
+
+    @Test func eventStreamsAreChunked() {
+        let headers = HTTPHeaders([
+            ("content-type", "Text/Event-Stream; charset=utf-8"), ("Cache-Control", "max-age=9"),
+        ])
+        #expect(RawHTTP.isEventStream(headers))
+        #expect(!RawHTTP.isEventStream(HTTPHeaders([("Content-Type", "application/json")])))
+        #expect(
+            String(buffer: RawHTTP.streamHead(status: .ok, headers: headers))
+                == "HTTP/1.1 200 OK\r\ncontent-type: Text/Event-Stream; charset=utf-8\r\n"
+                + "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let data = String(repeating: "x", count: 26)
+        #expect(String(buffer: RawHTTP.chunk(ByteBuffer(string: data))) == "1a\r\n" + data + "\r\n")
+        #expect(String(buffer: RawHTTP.lastChunk) == "0\r\n\r\n")
+    }
+}
+
+@Suite struct AdmissionEntryTests {
+    /// Collects the answers `Admission.enter` hands to queued requests.
+    final class Answers: @unchecked Sendable {
+        private let lock = NSLock()
+        private var values: [Bool] = []
+        func add(_ v: Bool) { lock.withLock { values.append(v) } }
+        var all: [Bool] { lock.withLock { values } }
+    }
+
+    @Test func queuedRequestsAreResumedByReleaseOrWithdraw() {
+        let a = Admission(maxConcurrent: 1, queueSize: 2, queueTimeout: 60, ratePerSecond: nil)
+        let answers = Answers()
+        #expect(a.enter { answers.add($0) } == .admitted)
+        guard case .queued(let first) = a.enter(resume: { answers.add($0) }),
+            case .queued(let second) = a.enter(resume: { answers.add($0) })
+        else {
+            Issue.record("expected two queued requests")
+            return
+        }
+        #expect(a.enter { answers.add($0) } == .rejected(retryAfter: 1))  // the queue is full
+        a.withdraw(second)  // timed out or its client left
+        #expect(answers.all == [false] && a.queuedCount == 1)
+        a.release()  // the slot passes to `first`
+        #expect(answers.all == [false, true] && a.activeCount == 1 && a.queuedCount == 0)
+        a.withdraw(first)  // too late: admitted already, nothing changes
+        #expect(answers.all == [false, true] && a.activeCount == 1)
+        a.release()
+        #expect(a.activeCount == 0)
+    }
+}
