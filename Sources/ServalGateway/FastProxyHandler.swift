@@ -2,10 +2,10 @@ import Foundation
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
 
-/// The proxy's fast path, one per inbound connection, in the pipeline in front of
-/// Hummingbird's request handling. A request for a proxied route is read here, admitted
+/// The proxy's fast path, one per inbound connection, in the pipeline right after NIO's
+/// request decoder, in front of the swift-http-types conversion and Hummingbird's request
+/// handling (`FastPathInstaller` puts it there). A request for a proxied route is read here, admitted
 /// (at once, or after waiting in the admission queue, or refused with 429/408), routed, and
 /// sent to the worker over a keep-alive connection of the same event loop (`UpstreamPool`);
 /// the worker's answer is relayed back from that loop: no task, no thread hop. `--kv-events`
@@ -17,14 +17,15 @@ import NIOHTTPTypes
 /// Responses go out in request order: parts of a pipelined request read while another is
 /// in flight wait here until it is answered.
 final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     private enum State {
         case idle
-        case collecting(head: HTTPRequest, path: String, route: ProxyMetrics.Route, usePolicy: Bool, body: ByteBuffer)
+        case collecting(
+            head: HTTPRequestHead, path: String, route: ProxyMetrics.Route, usePolicy: Bool, body: ByteBuffer)
         /// Read whole, waiting in the admission queue.
         case queued(QueuedRequest)
         case proxying(ProxyExchange)
@@ -34,7 +35,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let gateway: Gateway
     private var state = State.idle
-    private var pending = CircularBuffer<HTTPRequestPart>()
+    private var pending = CircularBuffer<HTTPServerRequestPart>()
     private var context: ChannelHandlerContext?
     private var pool: UpstreamPool?
     /// Where the fast path's answers are written, already framed (`RawHTTP`), under the
@@ -57,6 +58,14 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if (try? context.pipeline.syncOperations.addHandler(writer, position: .first)) != nil { raw = writer }
     }
 
+    /// Puts a `FastProxyHandler` right after the request decoder of the connection whose
+    /// pipeline `context` is in; false when that decoder is not there.
+    static func install(gateway: Gateway, context: ChannelHandlerContext) -> Bool {
+        let ops = context.pipeline.syncOperations
+        guard let decoder = try? ops.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) else { return false }
+        return (try? ops.addHandler(FastProxyHandler(gateway: gateway), position: .after(decoder))) != nil
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
@@ -76,7 +85,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch state {
         case .idle:
             guard case .head(let head) = part else { return context.fireChannelRead(wrapInboundOut(part)) }
@@ -85,7 +94,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return context.fireChannelRead(wrapInboundOut(part))
             }
             let (path, route, usePolicy) = fast
-            closeAfterResponse = head.headerFields[.connection]?.lowercased() == "close"
+            closeAfterResponse = !head.isKeepAlive
             state = .collecting(head: head, path: path, route: route, usePolicy: usePolicy, body: ByteBuffer())
         case .collecting(let head, let path, let route, let usePolicy, var body):
             switch part {
@@ -121,7 +130,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Hands a request read so far to Hummingbird: its head, the body collected, then `part`.
     private func passOn(
-        head: HTTPRequest, body: ByteBuffer, then part: HTTPRequestPart?, context: ChannelHandlerContext
+        head: HTTPRequestHead, body: ByteBuffer, then part: HTTPServerRequestPart?, context: ChannelHandlerContext
     ) {
         state = .passing(inboundDone: false, outboundDone: false)
         context.fireChannelRead(wrapInboundOut(.head(head)))
@@ -131,26 +140,27 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The route, its metric handles and whether the policy picks the worker, when the fast
     /// path can serve this request from its head; nil to let Hummingbird have it.
-    private func fastRoute(_ head: HTTPRequest) -> (String, ProxyMetrics.Route, Bool)? {
+    private func fastRoute(_ head: HTTPRequestHead) -> (String, ProxyMetrics.Route, Bool)? {
         let g = gateway
-        guard raw != nil, g.registry.allPlainHTTP, var path = head.path else { return nil }
+        guard raw != nil, g.registry.allPlainHTTP else { return nil }
+        var path = head.uri
         if let q = path.utf8.firstIndex(of: UInt8(ascii: "?")) { path = String(path[..<q]) }
         guard let routes = g.proxyMetrics.byPath[path] else { return nil }
         let route: ProxyMetrics.Route
         switch head.method {
-        case .post:
+        case .POST:
             guard let r = routes.post else { return nil }
             route = r
-        case .get:
+        case .GET:
             guard let r = routes.get else { return nil }
             route = r
         default:
             return nil
         }
         // Inference routes go through the policy; the pass-through ones to the least loaded.
-        let usePolicy = head.method == .post && routes.inference
-        if let key = g.config.apiKey, head.headerFields[.authorization] != "Bearer \(key)" { return nil }
-        if let len = head.headerFields[.contentLength].flatMap({ Int($0) }), len > g.config.maxPayloadSize {
+        let usePolicy = head.method == .POST && routes.inference
+        if let key = g.config.apiKey, head.headers.first(name: "authorization") != "Bearer \(key)" { return nil }
+        if let len = head.headers.first(name: "content-length").flatMap({ Int($0) }), len > g.config.maxPayloadSize {
             return nil
         }
         return (path, route, usePolicy)
@@ -332,7 +342,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 /// A proxied request read whole, on its way through admission.
 final class QueuedRequest {
-    let head: HTTPRequest
+    let head: HTTPRequestHead
     let path: String
     let route: ProxyMetrics.Route
     let usePolicy: Bool
@@ -342,7 +352,7 @@ final class QueuedRequest {
     var queueID: UInt64 = 0
     var queueTimer: Scheduled<Void>?
 
-    init(head: HTTPRequest, path: String, route: ProxyMetrics.Route, usePolicy: Bool, body: ByteBuffer) {
+    init(head: HTTPRequestHead, path: String, route: ProxyMetrics.Route, usePolicy: Bool, body: ByteBuffer) {
         self.head = head
         self.path = path
         self.route = route
@@ -375,5 +385,20 @@ final class ClientRawWriter: ChannelOutboundHandler, RemovableChannelHandler {
         }
         context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
         if flush { context.flush() }
+    }
+}
+
+/// Hummingbird adds its extra handlers after its swift-http-types conversion; this one, added
+/// there, puts the `FastProxyHandler` ahead of that conversion (the fast path reads NIO's
+/// request parts as decoded) and leaves.
+final class FastPathInstaller: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = Never
+    private let gateway: Gateway
+
+    init(gateway: Gateway) { self.gateway = gateway }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        _ = FastProxyHandler.install(gateway: gateway, context: context)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

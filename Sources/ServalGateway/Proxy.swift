@@ -167,6 +167,19 @@ struct Proxy: Sendable {
         return routing
     }
 
+    /// `routingRequest` for the fast path, which reads NIO's header type.
+    func routingRequest(path: String, headers: HTTPHeaders, body: ByteBuffer) -> RoutingRequest {
+        var routing = RoutingRequest()
+        if gateway.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
+        if gateway.policy.needsRoutingKey {
+            routing.routingKey =
+                headers.first(name: "X-SMG-Routing-Key") ?? headers.first(name: "authorization")
+                ?? headers.first(name: "X-Forwarded-For") ?? headers.first(name: "cookie")
+            routing.targetWorker = headers.first(name: "X-SMG-Target-Worker").flatMap { Int($0) }
+        }
+        return routing
+    }
+
     /// The prompt's token ids for event-fed routing: from the body when it carries ids,
     /// else from the least-loaded worker with a live event stream (`/tokenize`); nil when
     /// no worker publishes or tokenizing fails (the approximate tree routes then).

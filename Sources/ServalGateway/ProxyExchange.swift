@@ -14,7 +14,7 @@ final class ProxyExchange {
     let proxy: Proxy
     let pool: UpstreamPool
     let client: FastProxyHandler
-    let request: HTTPRequest
+    let request: HTTPRequestHead
     let body: ByteBuffer
     let path: String
     let route: ProxyMetrics.Route
@@ -57,7 +57,7 @@ final class ProxyExchange {
     private var sentStatus = 0
 
     init(
-        gateway: Gateway, pool: UpstreamPool, client: FastProxyHandler, request: HTTPRequest, body: ByteBuffer,
+        gateway: Gateway, pool: UpstreamPool, client: FastProxyHandler, request: HTTPRequestHead, body: ByteBuffer,
         path: String, route: ProxyMetrics.Route, usePolicy: Bool, start: NIODeadline, release: @escaping () -> Void
     ) {
         self.gateway = gateway
@@ -76,10 +76,10 @@ final class ProxyExchange {
 
     func run() {
         route.routerRequests.add()
-        if usePolicy { routing = proxy.routingRequest(path: path, headers: request.headerFields, body: body) }
-        let hasBody = body.readableBytes > 0 || request.method == .post || request.method == .put
+        if usePolicy { routing = proxy.routingRequest(path: path, headers: request.headers, body: body) }
+        let hasBody = body.readableBytes > 0 || request.method == .POST || request.method == .PUT
         requestPrefix = RawHTTP.requestPrefix(
-            method: request.method, target: request.path ?? path, fields: request.headerFields,
+            method: request.method, target: request.uri, headers: request.headers,
             workerKey: gateway.config.apiKey, bodyLength: hasBody ? body.readableBytes : nil)
         if usePolicy, let index = gateway.kvIndex { return tokenize(index) }
         nextAttempt()
@@ -167,13 +167,8 @@ final class ProxyExchange {
         connection = c
         phase = .waitingHead
         c.handler.sink = { [weak self] event in self?.upstream(event) }
-        let method: HTTPMethod
-        switch request.method {
-        case .post: method = .POST
-        case .get: method = .GET
-        default: method = HTTPMethod(rawValue: request.method.rawValue)
-        }
-        c.send(method: method, request: RawHTTP.finishRequest(requestPrefix, host: address.authority, body: body))
+        c.send(
+            method: request.method, request: RawHTTP.finishRequest(requestPrefix, host: address.authority, body: body))
     }
 
     private func upstream(_ event: UpstreamEvent) {

@@ -12,7 +12,7 @@ enum RawHTTP {
     /// line, the client's end-to-end headers, `Authorization` replaced by the worker key when
     /// there is one, and `Content-Length`. `finishRequest` completes it for one worker.
     static func requestPrefix(
-        method: HTTPRequest.Method, target: String, fields: HTTPFields, workerKey: String?, bodyLength: Int?
+        method: HTTPMethod, target: String, headers: HTTPHeaders, workerKey: String?, bodyLength: Int?
     ) -> ByteBuffer {
         var b = ByteBuffer()
         b.reserveCapacity(256)
@@ -20,14 +20,11 @@ enum RawHTTP {
         b.writeInteger(UInt8(ascii: " "))
         b.writeString(target)
         b.writeStaticString(" HTTP/1.1\r\n")
-        for f in fields {
-            let name = f.name.canonicalName
-            if Proxy.skippedRequestHeaders.contains(name) || (workerKey != nil && name == "authorization") {
-                continue
-            }
-            b.writeString(f.name.rawName)
+        for (name, value) in headers where !isSkippedRequestHeader(name) {
+            if workerKey != nil && equalsIgnoringCase(name, "authorization") { continue }
+            b.writeString(name)
             b.writeStaticString(": ")
-            b.writeString(f.value)
+            b.writeString(value)
             b.writeStaticString("\r\n")
         }
         if let workerKey {
@@ -123,6 +120,23 @@ enum RawHTTP {
                 b.writeString(f.value)
                 b.writeStaticString("\r\n")
             }
+        }
+    }
+
+    /// Hop-by-hop request headers and the ones the router writes itself
+    /// (`Proxy.skippedRequestHeaders`), matched without allocating.
+    static func isSkippedRequestHeader(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2: return equalsIgnoringCase(name, "te")
+        case 4: return equalsIgnoringCase(name, "host")
+        case 7: return equalsIgnoringCase(name, "upgrade") || equalsIgnoringCase(name, "trailer")
+        case 10: return equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
+        case 14: return equalsIgnoringCase(name, "content-length")
+        case 16: return equalsIgnoringCase(name, "proxy-connection")
+        case 17: return equalsIgnoringCase(name, "transfer-encoding")
+        case 18: return equalsIgnoringCase(name, "proxy-authenticate")
+        case 19: return equalsIgnoringCase(name, "proxy-authorization")
+        default: return false
         }
     }
 
