@@ -161,7 +161,21 @@ enum RawHTTP {
 
     /// ASCII case-insensitive prefix test; `lower` is lowercase.
     static func hasPrefixIgnoringCase(_ s: String, _ lower: String) -> Bool {
-        guard s.utf8.count >= lower.utf8.count else { return false }
+        let n = lower.utf8.count
+        guard s.utf8.count >= n else { return false }
+        // Byte loops over contiguous UTF-8 (header names and values are native strings).
+        let fast = s.utf8.withContiguousStorageIfAvailable { a in
+            lower.utf8.withContiguousStorageIfAvailable { b in
+                var i = 0
+                while i < n {
+                    let c = a[i]
+                    if (c >= 65 && c <= 90 ? c | 0x20 : c) != b[i] { return false }
+                    i += 1
+                }
+                return true
+            }
+        }
+        if let fast, let result = fast { return result }
         for (a, b) in zip(s.utf8, lower.utf8) where (a >= 65 && a <= 90 ? a | 0x20 : a) != b { return false }
         return true
     }
