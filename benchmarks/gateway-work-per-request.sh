@@ -15,7 +15,10 @@
 #   SERVAL=path/to/serval (default .build/debug/serval)   SMG=path/to/smg (empty: skip smg)
 #   SERVAL_BASELINE=path/to/another/serval (a second row, e.g. main's build)
 #   POLICY=round_robin   ARGS="extra router flags"   PORT_BASE=N (ports N..N+9; default: free ports)
-# Requires perf, strace, nginx, wrk.
+#   CONNS=1 (wrk connections; e.g. ARGS="--max-concurrent-requests 1" CONNS=4 keeps 3 requests queued)
+#   BACKEND=stub: benchmarks/gateway-stub-worker.py instead of nginx (it serves /tokenize and a live
+#   /kv_events, so POLICY=cache_aware ARGS=--kv-events tokenizes every request)
+# Requires perf, strace, nginx (or python3 for the stub), wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
@@ -25,6 +28,8 @@ SMG=${SMG-smg}
 BASELINE=${SERVAL_BASELINE:-}
 POLICY=${POLICY:-round_robin}
 ARGS=${ARGS:-}
+CONNS=${CONNS:-1}
+BACKEND=${BACKEND:-nginx}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
@@ -61,7 +66,11 @@ http {
   }
 }
 NGINX
-setsid nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+if [ "$BACKEND" = stub ]; then
+  setsid python3 benchmarks/gateway-stub-worker.py "$B1" "$B2" & PIDS+=($!)
+else
+  setsid nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
+fi
 cat > "$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"model":"m","prompt":"Say ok","max_tokens":1}'
@@ -94,7 +103,7 @@ if [ -n "$SMG" ]; then NAMES+=(smg); start smg "$SMG"; fi
 
 pids_of() { pgrep -g "${LEADER[$1]}" | paste -sd, -; }
 requests_of() { grep -o '[0-9]* requests in' <<<"$1" | awk '{print $1}'; }
-wrk1() { wrk -t1 -c1 -d"$2s" -s "$WORK/post.lua" "${URL[$1]}/v1/completions"; }
+wrk1() { wrk -t1 -c"$CONNS" -d"$2s" -s "$WORK/post.lua" "${URL[$1]}/v1/completions"; }
 
 HAS_PMU=0
 perf stat -e instructions true >/dev/null 2>&1 && ! perf stat -e instructions true 2>&1 | grep -q 'not supported' \
@@ -124,7 +133,7 @@ for name in "${NAMES[@]}"; do
   kill -INT "$st"; wait "$st" 2>/dev/null || true
   echo "$name $(requests_of "$out") $(awk '$NF == "total" {print $4}' "$WORK/strace.$name")" >> "$WORK/sys"
 done
-python3 - "$WORK/rows" "$WORK/sys" "$HAS_PMU" "$DUR" <<'PY'
+python3 - "$WORK/rows" "$WORK/sys" "$HAS_PMU" "$DUR" "$CONNS" <<'PY'
 import statistics, sys
 rows, sysc = {}, {}
 for line in open(sys.argv[1]):
@@ -134,7 +143,7 @@ for line in open(sys.argv[2]):
     name, n, calls = line.split()
     sysc[name] = float(calls) / int(n)
 pmu = sys.argv[3] == "1"
-print(f"one connection, {sys.argv[4]} s per run, median of {len(next(iter(rows.values())))} runs")
+print(f"{sys.argv[5]} connection(s), {sys.argv[4]} s per run, median of {len(next(iter(rows.values())))} runs")
 print(f"{'router':9} {'req/run':>8} {'CPU us/req':>11} {'runs':>22} {'ctx sw/req':>11} {'syscalls/req':>13}"
       + (f" {'instr/req':>11}" if pmu else "") + "  load")
 for name, rs in rows.items():
