@@ -47,6 +47,18 @@ import Testing
                 + "Content-Length: 2\r\n\r\n{}")
     }
 
+    @Test func theByteMatchersSkipExactlyTheSlowPathsHopByHopLists() {
+        for name in Proxy.skippedRequestHeaders {
+            #expect(RawHTTP.isSkippedRequestHeader(name) && RawHTTP.isSkippedRequestHeader(name.uppercased()))
+        }
+        for name in Proxy.skippedResponseHeaders {
+            #expect(RawHTTP.isSkippedResponseHeader(name) && RawHTTP.isSkippedResponseHeader(name.uppercased()))
+        }
+        for name in ["content-type", "x-request-id", "authorization", "cache-control", "hosts", "t"] {
+            #expect(!RawHTTP.isSkippedRequestHeader(name) && !RawHTTP.isSkippedResponseHeader(name))
+        }
+    }
+
     @Test func eventStreamsAreChunked() {
         let headers = HTTPHeaders([
             ("content-type", "Text/Event-Stream; charset=utf-8"), ("Cache-Control", "max-age=9"),
