@@ -103,7 +103,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 passOn(head: head, body: body, then: part, context: context)
             case .body(var chunk):
                 state = .idle  // lets `body` be uniquely referenced while it grows
-                body.writeBuffer(&chunk)
+                if body.readableBytes == 0 { body = chunk } else { body.writeBuffer(&chunk) }
                 if body.readableBytes > gateway.config.maxPayloadSize {
                     // Hummingbird's path answers 413 the way it always did.
                     return passOn(head: head, body: body, then: nil, context: context)

@@ -168,7 +168,7 @@ final class ProxyExchange {
         phase = .waitingHead
         c.handler.sink = { [weak self] event in self?.upstream(event) }
         c.send(
-            method: request.method, request: RawHTTP.finishRequest(requestPrefix, host: address.authority, body: body))
+            method: request.method, head: RawHTTP.requestHead(requestPrefix, host: address.authority), body: body)
     }
 
     private func upstream(_ event: UpstreamEvent) {
@@ -205,8 +205,12 @@ final class ProxyExchange {
             phase = .discarding(status: status, reason: reason, keepAlive: keepAlive)
         case .buffering(let head, var buffered):
             phase = .done  // lets `buffered` be uniquely referenced while it grows
-            var c = chunk
-            buffered.writeBuffer(&c)
+            if buffered.readableBytes == 0 {
+                buffered = chunk  // the usual single part: kept as read, not copied
+            } else {
+                var c = chunk
+                buffered.writeBuffer(&c)
+            }
             phase = .buffering(head: head, body: buffered)
         case .streaming:
             if chunk.readableBytes > 0 { client.send(RawHTTP.chunk(chunk), flush: true) }
@@ -234,7 +238,10 @@ final class ProxyExchange {
             let status = Int(head.status.code)
             sentStatus = status
             client.send(
-                RawHTTP.response(status: head.status, headers: head.headers, fields: nil, body: buffered), flush: false)
+                RawHTTP.responseHead(
+                    status: head.status, headers: head.headers, fields: nil, length: buffered.readableBytes),
+                flush: false)
+            if buffered.readableBytes > 0 { client.send(buffered, flush: false) }
             complete(w, ok: status < 500, status: status)
         case .streaming(let keepAlive):
             keepAlive ? pool.release(c) : closeUpstream(c)

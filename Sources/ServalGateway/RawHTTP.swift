@@ -40,32 +40,39 @@ enum RawHTTP {
         return b
     }
 
-    /// `prefix` + `Host` + the blank line + `body`: the whole request, one buffer.
-    static func finishRequest(_ prefix: ByteBuffer, host: String, body: ByteBuffer) -> ByteBuffer {
+    /// `prefix` + `Host` + the blank line: the request's head for one worker. The body goes
+    /// out after it as it is (a second buffer of the same `writev`, not copied).
+    static func requestHead(_ prefix: ByteBuffer, host: String) -> ByteBuffer {
         var b = ByteBuffer()
-        b.reserveCapacity(prefix.readableBytes + host.utf8.count + 10 + body.readableBytes)
+        b.reserveCapacity(prefix.readableBytes + host.utf8.count + 10)
         var p = prefix
         b.writeBuffer(&p)
         b.writeStaticString("Host: ")
         b.writeString(host)
         b.writeStaticString("\r\n\r\n")
-        var bd = body
-        b.writeBuffer(&bd)
         return b
     }
 
-    /// A whole answer with a known length: status line, the worker's end-to-end headers
-    /// (`headers`; none for the router's own answers, which pass `fields`), `Content-Length`, the
-    /// body.
-    static func response(status: HTTPResponseStatus, headers: HTTPHeaders?, fields: HTTPFields?, body: ByteBuffer)
+    /// The head of an answer with a known length: status line, the worker's end-to-end
+    /// headers (`headers`; none for the router's own answers, which pass `fields`),
+    /// `Content-Length`. The body follows as it is.
+    static func responseHead(status: HTTPResponseStatus, headers: HTTPHeaders?, fields: HTTPFields?, length: Int)
         -> ByteBuffer
     {
         var b = ByteBuffer()
-        b.reserveCapacity(160 + body.readableBytes)
+        b.reserveCapacity(192)
         writeHead(&b, status: status, headers: headers, fields: fields)
         b.writeStaticString("Content-Length: ")
-        b.writeString(String(body.readableBytes))
+        b.writeString(String(length))
         b.writeStaticString("\r\n\r\n")
+        return b
+    }
+
+    /// `responseHead` and the body in one buffer (the router's own short answers).
+    static func response(status: HTTPResponseStatus, headers: HTTPHeaders?, fields: HTTPFields?, body: ByteBuffer)
+        -> ByteBuffer
+    {
+        var b = responseHead(status: status, headers: headers, fields: fields, length: body.readableBytes)
         var bd = body
         b.writeBuffer(&bd)
         return b

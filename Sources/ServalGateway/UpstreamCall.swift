@@ -68,7 +68,7 @@ final class UpstreamCall {
             case .success(let c):
                 connection = c
                 c.handler.sink = { [self] event in upstream(event) }
-                c.send(method: method, request: request)
+                c.send(method: method, head: request, body: ByteBuffer())
             }
         }
     }

@@ -42,9 +42,9 @@ final class UpstreamConnection {
         self.key = key
     }
 
-    /// Sends one whole request, framed by `RawHTTP` (`method` tells the response decoder
-    /// what it answers: a HEAD's answer has no body).
-    func send(method: HTTPMethod, request: ByteBuffer) {
+    /// Sends one whole request: its head framed by `RawHTTP`, then its body as it is, in one
+    /// flush (`method` tells the response decoder what it answers: a HEAD's answer has no body).
+    func send(method: HTTPMethod, head request: ByteBuffer, body: ByteBuffer) {
         let head: HTTPRequestHead
         switch method {
         case .POST: head = Self.post
@@ -52,7 +52,9 @@ final class UpstreamConnection {
         default: head = HTTPRequestHead(version: .http1_1, method: method, uri: "")
         }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(request)), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(request)), promise: nil)
+        if body.readableBytes > 0 { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+        channel.flush()
     }
 
     private static let post = HTTPRequestHead(version: .http1_1, method: .POST, uri: "")

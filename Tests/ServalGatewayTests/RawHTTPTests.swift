@@ -15,7 +15,8 @@ import Testing
         ])
         let prefix = RawHTTP.requestPrefix(
             method: .POST, target: "/v1/completions?x=1", headers: headers, workerKey: "wk", bodyLength: 7)
-        let whole = RawHTTP.finishRequest(prefix, host: "127.0.0.1:9000", body: ByteBuffer(string: "{\"a\":1}"))
+        var whole = RawHTTP.requestHead(prefix, host: "127.0.0.1:9000")
+        whole.writeString("{\"a\":1}")
         #expect(
             String(buffer: whole)
                 == "POST /v1/completions?x=1 HTTP/1.1\r\nContent-Type: application/json\r\nX-Request-Id: r1\r\n"
