@@ -15,6 +15,7 @@
 #   SERVAL=path/to/serval (default .build/debug/serval)   SMG=path/to/smg (empty: skip smg)
 #   SERVAL_BASELINE=path/to/another/serval (a second row, e.g. main's build)
 #   POLICY=round_robin   ARGS="extra router flags"   PORT_BASE=N (ports N..N+9; default: free ports)
+#   PROMPT_BYTES=N: a prompt of N bytes instead of "Say ok" (what body size costs)
 #   CONNS=1 (wrk connections; e.g. ARGS="--max-concurrent-requests 1" CONNS=4 keeps 3 requests queued)
 #   BACKEND=stub: benchmarks/gateway-stub-worker.py instead of nginx (it serves /tokenize and a live
 #   /kv_events, so POLICY=cache_aware ARGS=--kv-events tokenizes every request)
@@ -71,9 +72,11 @@ if [ "$BACKEND" = stub ]; then
 else
   setsid nginx -c "$WORK/nginx.conf" -p "$WORK" & PIDS+=($!)
 fi
-cat > "$WORK/post.lua" <<'LUA'
+PROMPT_BYTES=${PROMPT_BYTES:-0}
+cat > "$WORK/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = '{"model":"m","prompt":"Say ok","max_tokens":1}'
+local prompt = $PROMPT_BYTES > 0 and string.rep("x", $PROMPT_BYTES) or "Say ok"
+wrk.body = '{"model":"m","prompt":"' .. prompt .. '","max_tokens":1}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 wait_up() { for _ in $(seq 1 300); do curl -fs -X POST -H 'Content-Type: application/json' -d '{"model":"m","prompt":"x"}' "$1/v1/completions" >/dev/null 2>&1 \
