@@ -108,9 +108,8 @@ pids_of() { pgrep -g "${LEADER[$1]}" | paste -sd, -; }
 requests_of() { grep -o '[0-9]* requests in' <<<"$1" | awk '{print $1}'; }
 wrk1() { wrk -t1 -c"$CONNS" -d"$2s" -s "$WORK/post.lua" "${URL[$1]}/v1/completions"; }
 
-HAS_PMU=0
-perf stat -e instructions true >/dev/null 2>&1 && ! perf stat -e instructions true 2>&1 | grep -q 'not supported' \
-  && HAS_PMU=1
+HAS_PMU=0  # a count, not "<not supported>" / "<not counted>", in perf's CSV output
+perf stat -x, -e instructions true 2>&1 | grep -Eq '^[0-9]+,' && HAS_PMU=1
 EVENTS=task-clock,context-switches
 [ $HAS_PMU = 1 ] && EVENTS=$EVENTS,instructions
 
