@@ -28,7 +28,7 @@ public enum GatewayServer {
         }
         let app = Application(
             responder: responder,
-            server: .http1(configuration: .init(additionalChannelHandlers: [FastProxyHandler(gateway: gateway)])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [FastPathInstaller(gateway: gateway)])),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "serval-router"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? config.port) },
             logger: gateway.logger

@@ -160,8 +160,23 @@ struct Proxy: Sendable {
     func routingRequest(path: String, headers: HTTPFields, body: ByteBuffer) -> RoutingRequest {
         var routing = RoutingRequest()
         if gateway.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
-        routing.routingKey = Self.routingKey(headers)
-        routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+        if gateway.policy.needsRoutingKey {
+            routing.routingKey = Self.routingKey(headers)
+            routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+        }
+        return routing
+    }
+
+    /// `routingRequest` for the fast path, which reads NIO's header type.
+    func routingRequest(path: String, headers: HTTPHeaders, body: ByteBuffer) -> RoutingRequest {
+        var routing = RoutingRequest()
+        if gateway.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
+        if gateway.policy.needsRoutingKey {
+            routing.routingKey =
+                headers.first(name: "X-SMG-Routing-Key") ?? headers.first(name: "authorization")
+                ?? headers.first(name: "X-Forwarded-For") ?? headers.first(name: "cookie")
+            routing.targetWorker = headers.first(name: "X-SMG-Target-Worker").flatMap { Int($0) }
+        }
         return routing
     }
 
