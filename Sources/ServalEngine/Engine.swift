@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServalModels
+import ServalTensor
 
 /// The serving engine: a thread of its own (forward passes block, so not on Swift's
 /// cooperative pool), an inbox of commands, and shutdown. Each step reads as a
@@ -50,6 +51,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private let jumpForward: JumpForward?
     private var forwardPassesTotal = 0
     private var jumpForwardTokensTotal = 0
+    /// Prefill-decode disaggregation, nil on a plain server.
+    private let disaggregation: DisaggregationState?
 
     // Published snapshot.
     private let snapshotLock = NSLock()
@@ -95,6 +98,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.kvCapacity = scheduler.allocator.capacity
         let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
         self.runner = ModelRunner(model: model, kvCache: kvCache, sampler: model.makeSampler())
+        self.disaggregation = try DisaggregationState.make(
+            config: config.disaggregation, kvCache: kvCache, logger: logger)
         self.output = OutputProcessor(decoder: decoder, contextLength: context)
         self.modelInfo = info
         self.contextLength = context
@@ -193,6 +198,13 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             if queued >= limit { throw EngineError.queueFull(queued) }
         }
         try Engine.validate(request, contextLength: contextLength, capacity: kvCapacity)
+        if let disaggregation {
+            try disaggregation.validate(request)
+        } else if request.bootstrap != nil {
+            throw EngineError.invalidRequest(
+                "bootstrap_host / bootstrap_port / bootstrap_room are for servers started with --disaggregation-mode prefill or decode"
+            )
+        }
         for t in request.sampling.tokenIDsLogprob where t < 0 || Int(t) >= modelInfo.vocabSize {
             throw EngineError.invalidRequest(
                 "token_ids_logprob: \(t) is outside the vocabulary (0..<\(modelInfo.vocabSize))")
@@ -212,7 +224,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
         var drain = true
         while true {
-            let idle = scheduler.isIdle
+            let idle = !scheduler.hasForwardWork
             // Requests that just ended are often replaced at once by their clients: a
             // short wait lets the replacements join the next forward pass.
             let refill = idle || !shutdownWaiters.isEmpty || !scheduler.waiting.isEmpty ? 0 : finishedLastStep
@@ -228,7 +240,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     "\(String(format: "refill: %d of %d in %.1f ms", commands.count, refill, Date().timeIntervalSince(waitStart) * 1000))"
                 )
             } else {
-                commands = inbox.take(wait: idle && shutdownWaiters.isEmpty)
+                // While shutting down, transfers may still be arriving: look again soon.
+                commands = inbox.take(wait: idle, timeout: shutdownWaiters.isEmpty ? nil : 0.05)
             }
             for command in commands {
                 switch command {
@@ -244,11 +257,14 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     accepting = false
                     drain = drain && drainRequested
                     shutdownWaiters.append(reply)
+                case .transfer(let serial, let event):
+                    received(serial: serial, event)
                 }
             }
             if !shutdownWaiters.isEmpty {
                 if !drain {
-                    for r in scheduler.running + scheduler.waiting {
+                    let all = scheduler.running + scheduler.waiting + scheduler.transferring + scheduler.transferQueue
+                    for r in all {
                         end(r, reason: .abort(message: "server shutting down"))
                     }
                 }
@@ -264,15 +280,21 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                         case .submit(let request, let continuation): accept(request, continuation)
                         case .flushCache(let reply): reply.resume(returning: false)
                         case .shutdown(_, let reply): shutdownWaiters.append(reply)
-                        case .abort: break
+                        case .abort, .transfer: break
                         }
                     }
                     for waiter in shutdownWaiters { waiter.resume() }
                     return
                 }
             }
-            if scheduler.isIdle || output.hasFinishedEvents { publishAndDeliver() }
-            if scheduler.isIdle { continue }
+            if let disaggregation, !scheduler.transferQueue.isEmpty {
+                let inbox = self.inbox
+                disaggregation.startFetches(scheduler.admitTransfers()) { serial, event in
+                    inbox.post(.transfer(serial: serial, event))
+                }
+            }
+            if !scheduler.hasForwardWork || output.hasFinishedEvents { publishAndDeliver() }
+            if !scheduler.hasForwardWork { continue }
             step()
         }
     }
@@ -311,14 +333,24 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         let stopIDs =
             request.sampling.ignoreEOS ? request.sampling.stopTokenIDs : request.sampling.stopTokenIDs + endTokens
         let r: Request
+        var sampling = request.sampling
+        let room: (any KVSendChannel)?
         do {
+            room = try disaggregation?.openRoom(for: request)
+            // A prefill server samples the first token only; the decode server goes on.
+            if room != nil { sampling.maxNewTokens = min(sampling.maxNewTokens, 1) }
             r = try scheduler.submit(
-                rid: request.rid, prompt: request.inputIDs, params: request.sampling,
-                stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace)
+                rid: request.rid, prompt: request.inputIDs, params: sampling,
+                stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace,
+                remotePrefill: disaggregation?.mode == .decode)
         } catch {
             return reject("\(error)")
         }
-        var params = request.sampling
+        if let room { disaggregation?.register(r, channel: room) }
+        if disaggregation?.mode == .decode, let source = request.bootstrap {
+            disaggregation?.register(r, source: source)
+        }
+        var params = sampling
         params.maxNewTokens = r.maxNewTokens
         output.register(
             r, prompt: request.inputIDs, params: params, continuation: continuation,
@@ -358,6 +390,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             publishAndDeliver()
             return
         }
+        disaggregation?.exportPages(after: batch)
         scheduler.completeForward(batch)
         forwardPassesTotal += 1
         stepTime = Date()
@@ -391,11 +424,35 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         )
     }
 
+    /// Decode side of disaggregation: pages go into their slots; the last message brings
+    /// the first token, and the request joins the decodes (or ends on a failure).
+    private func received(serial: Int, _ event: KVTransferEvent) {
+        switch disaggregation?.receive(serial: serial, event) {
+        case nil, .stored?:
+            return
+        case .failed(let r, let message)?:
+            logger.warning("request \(r.rid): \(message)")
+            end(r, reason: .abort(message: message))
+        case .complete(let r, let token)?:
+            scheduler.completeTransfer(r, firstToken: token)
+            r.sampling.record(token)
+            generationTokensTotal += 1
+            if let reason = output.emit(r, SampledToken(tokenID: token), at: Date()) {
+                end(r, reason: reason)
+            } else if r.sampling.grammarTerminated {
+                end(r, reason: .stop(matched: nil))
+            }
+        }
+        if checkIntegrity { verifyIntegrity() }
+    }
+
     /// Jump-forward: when the grammar forces text after the token `r` just sampled, the
     /// token and that text re-tokenized replace it (see `JumpForward`); returns the tokens
     /// now in its place, nil when nothing changed.
     private func applyJumpForward(_ r: Request, sampled: Int32) -> [Int32]? {
-        guard let jf = jumpForward, let matcher = r.sampling.grammar, !r.sampling.reportsEveryToken,
+        // A prefill server's one token goes to the decode server as sampled.
+        guard disaggregation?.mode != .prefill, let jf = jumpForward, let matcher = r.sampling.grammar,
+            !r.sampling.reportsEveryToken,
             !r.sampling.stopTokenIDs.contains(sampled), !matcher.isTerminated,
             let plan = jf.plan(
                 sampled: sampled, matcher: matcher, budget: r.maxNewTokens - r.outputCount,
@@ -435,6 +492,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
 
     /// Finishes a request for any reason: final event, KV back to the cache/pool.
     private func end(_ r: Request, reason: FinishReason) {
+        disaggregation?.ended(r, reason: reason)
         output.finish(r, reason: reason)
         runner.release(r)
         if r.status != .finished {
@@ -472,7 +530,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         stats.interTokenLatency = output.interToken
         let used = scheduler.usedSlots
         let load = EngineLoad(
-            runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
+            runningRequests: scheduler.running.count + scheduler.transferring.count,
+            queuedRequests: scheduler.waiting.count + scheduler.transferQueue.count,
             tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)
         snapshotLock.lock()
         statsSnapshot = stats

@@ -77,6 +77,8 @@ public struct EngineConfig: Sendable, Equatable {
     /// Publish the radix cache's block events with blocks of this many tokens
     /// (`--kv-events-config`); nil: no events, and no cost.
     public var kvEventsBlockSize: Int? = nil
+    /// Prefill-decode disaggregation (`--disaggregation-mode` and its flags); nil: a plain server.
+    public var disaggregation: DisaggregationConfig? = nil
 
     public init() {}
 }

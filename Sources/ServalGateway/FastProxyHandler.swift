@@ -130,7 +130,8 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let q = path.firstIndex(of: "?") { path = String(path[..<q]) }
         let usePolicy: Bool
         switch head.method {
-        case .post where GatewayServer.inferenceRoutes.contains(path): usePolicy = true
+        // PD mode sends each inference request to two workers: Hummingbird's path does that.
+        case .post where GatewayServer.inferenceRoutes.contains(path) && g.pd == nil: usePolicy = true
         case .post where GatewayServer.passThroughPOST.contains(path): usePolicy = false
         case .get where GatewayServer.passThroughGET.contains(path): usePolicy = false
         default: return nil

@@ -163,6 +163,7 @@ struct LaunchServer: AsyncParsableCommand {
         help: "Attention data-parallel over --dp-size groups (layout checked; not available yet, so refused).")
     var enableDPAttention = false
     @OptionGroup var parallel: ParallelOptions
+    @OptionGroup var disaggregation: DisaggregationOptions
     // Set by rank 0 on the processes it starts for the other tensor-parallel ranks.
     @Option(name: .customLong("internal-tp-rank"), help: .private)
     var internalTPRank: Int?
@@ -259,6 +260,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout
+        e.disaggregation = try disaggregation.config(host: host, tpSize: parallel.tpSize, dpSize: dpSize)
         return (e, level)
     }
 
@@ -309,6 +311,10 @@ struct LaunchServer: AsyncParsableCommand {
         o["node_rank"] = .int(parallel.nodeRank)
         o["dist_init_addr"] = parallel.distInitAddr.map { .string($0) } ?? .null
         o["enable_dp_attention"] = .bool(enableDPAttention)
+        o["disaggregation_mode"] = .string(disaggregation.mode)
+        o["disaggregation_transfer_backend"] = .string(disaggregation.transferBackend)
+        o["disaggregation_bootstrap_port"] = .int(disaggregation.bootstrapPort)
+        o["disaggregation_decode_timeout"] = .double(disaggregation.timeout)
         return o
     }
 

@@ -1,0 +1,296 @@
+"""Prefill-decode disaggregation on loopback: a prefill server, a decode server and
+`launch-router --pd-disaggregation` give one plain server's greedy tokens (the default model
+and the tiny DeepSeek-V3 checkpoint, whose KV is MLA latent rows), and the faults end with a
+clear error and every reserved KV slot given back.
+
+Ports: $SERVAL_TEST_PORTS ("31000-31499") picks them from that range, else the OS does."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ROOT, Server, find_binary, free_port
+
+DEEPSEEK = ROOT / "Tests/ServalTestSupport/Fixtures/deepseek/v3"
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time, in a small village by the sea, there lived",
+]
+
+
+def _ports():
+    spec = os.environ.get("SERVAL_TEST_PORTS")
+    if not spec:
+        while True:
+            yield free_port()
+    lo, hi = (int(x) for x in spec.split("-"))
+    for p in range(lo, hi + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        yield p
+
+
+PORTS = _ports()
+
+
+def port():
+    return next(PORTS)
+
+
+class PDRouter:
+    """`serval launch-router --pd-disaggregation` over given prefill (url, bootstrap port) and decode urls."""
+
+    def __init__(self, prefills, decodes, startup_timeout=60):
+        self.port = port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        args = [str(find_binary()), "launch-router", "--port", str(self.port), "--pd-disaggregation",
+                "--health-check-interval-secs", "1", "--random-seed", "1", "--disable-retries"]
+        for url, bport in prefills:
+            args += ["--prefill", url, str(bport)]
+        for url in decodes:
+            args += ["--decode", url]
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"serval-pd-router-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + startup_timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"router exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                ws = requests.get(self.base + "/workers", timeout=2).json()["workers"]
+                if len(ws) == len(prefills) + len(decodes) and all(w["is_healthy"] for w in ws):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"router not ready: {self.log_path.read_text()[-3000:]}")
+
+    def post(self, path, **kw):
+        return requests.post(self.base + path, timeout=kw.pop("timeout", 300), **kw)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def prefill_server(*extra, model=None):
+    bport = port()
+    s = Server("--disaggregation-mode", "prefill", "--disaggregation-bootstrap-port", str(bport), *extra,
+               model=model, port=port())
+    s.bootstrap_port = bport
+    return s
+
+
+def decode_server(*extra, model=None):
+    return Server("--disaggregation-mode", "decode", *extra, model=model, port=port())
+
+
+def greedy(text, n=12):
+    return {"text": text, "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}}
+
+
+def with_room(body, prefill, room):
+    return dict(body, bootstrap_host="127.0.0.1", bootstrap_port=prefill.bootstrap_port, bootstrap_room=room)
+
+
+def pool_is_empty(server):
+    """No request holds KV: after flushing the radix cache every slot is free."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        load = server.load()
+        if load["num_reqs"] == 0 and server.post("/flush_cache").status_code == 200:
+            if server.load()["num_tokens"] == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope="module")
+def llama():
+    plain = Server(port=port())
+    prefill = prefill_server("--chunked-prefill-size", "16")
+    decode = decode_server("--disaggregation-decode-timeout", "60")
+    router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base])
+    yield plain, prefill, decode, router
+    router.stop()
+    for s in (decode, prefill, plain):
+        s.stop()
+
+
+def test_pd_gives_the_plain_servers_greedy_tokens(llama):
+    plain, _, decode, router = llama
+    for text in PROMPTS:
+        want = plain.post("/generate", json=greedy(text)).json()
+        got = router.post("/generate", json=greedy(text))
+        assert got.status_code == 200, got.text
+        assert got.json()["output_ids"] == want["output_ids"], text
+        assert got.json()["meta_info"]["finish_reason"]["type"] == "length"
+    # The decode side cached the prompts it received: the same prompt again matches them.
+    again = router.post("/generate", json=greedy(PROMPTS[2])).json()
+    assert again["meta_info"]["cached_tokens"] > 0
+    assert again["output_ids"] == plain.post("/generate", json=greedy(PROMPTS[2])).json()["output_ids"]
+    assert pool_is_empty(decode)
+
+
+def test_pd_streams_chat_from_the_decode_side(llama):
+    plain, _, _, router = llama
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Name three colours."}],
+            "max_tokens": 10, "temperature": 0}
+    want = plain.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    r = router.post("/v1/chat/completions", json=dict(body, stream=True), stream=True)
+    assert r.status_code == 200
+    text = ""
+    for line in r.iter_lines():
+        if line.startswith(b"data: ") and line != b"data: [DONE]":
+            chunk = json.loads(line[6:])
+            assert "error" not in chunk, chunk
+            text += chunk["choices"][0]["delta"].get("content") or ""
+    assert text == want
+    comp = router.post("/v1/completions", json={"model": "smollm2", "prompt": PROMPTS[0], "max_tokens": 6,
+                                                "temperature": 0}).json()
+    assert comp["choices"][0]["text"] == plain.post(
+        "/v1/completions", json={"model": "smollm2", "prompt": PROMPTS[0], "max_tokens": 6,
+                                 "temperature": 0}).json()["choices"][0]["text"]
+
+
+def test_requests_without_or_with_misplaced_bootstrap_fields_are_refused(llama):
+    plain, prefill, decode, router = llama
+    r = decode.post("/generate", json=greedy("hi"))
+    assert r.status_code == 400 and "bootstrap_room" in r.text and "--pd-disaggregation" in r.text
+    r = prefill.post("/generate", json=greedy("hi"))
+    assert r.status_code == 400 and "disaggregation-mode prefill" in r.text
+    r = plain.post("/generate", json=with_room(greedy("hi"), prefill, 5))
+    assert r.status_code == 400 and "--disaggregation-mode" in r.text
+    r = decode.post("/generate", json=dict(greedy("hi"), bootstrap_room=3))
+    assert r.status_code == 400 and "bootstrap_host" in r.text
+    body = with_room(greedy("hi"), prefill, 9)
+    body["return_logprob"] = True
+    r = decode.post("/generate", json=body)
+    assert r.status_code == 400 and "logprobs" in r.text
+    r = router.post("/generate", json=dict(greedy("hi"), bootstrap_room=1))
+    assert r.status_code == 400 and "set by the router" in r.text
+
+
+def test_a_prefill_error_reaches_the_client_and_frees_the_decode_slots(llama):
+    _, _, decode, router = llama
+    # Valid for the decode side's parser but refused by the prefill (and decode) engine: too long.
+    r = router.post("/generate", json=greedy("word " * 9000, n=4))
+    assert r.status_code == 400, r.text
+    assert pool_is_empty(decode)
+
+
+def test_prefill_killed_mid_transfer_ends_with_a_clear_error_and_frees_slots(llama):
+    _, _, decode, _ = llama
+    doomed = prefill_server("--chunked-prefill-size", "8")
+    body = with_room(greedy("The history of the printing press " * 40, n=8), doomed, 4242)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=decode.post("/generate", json=body)))
+    t.start()
+    threading.Thread(target=lambda: doomed.post("/generate", json=body), daemon=True).start()
+    # Wait for the first pages to leave, then kill the prefill server mid-prompt.
+    deadline = time.time() + 60
+    while time.time() < deadline and "KV transfer" not in doomed.log_path.read_text() \
+            and decode.load()["num_running_reqs"] == 0:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    doomed.proc.send_signal(signal.SIGKILL)
+    doomed.proc.wait()
+    doomed.stop()
+    t.join(120)
+    r = result["r"]
+    assert r.status_code == 200, r.text
+    finish = r.json()["meta_info"]["finish_reason"]
+    assert finish["type"] == "abort"
+    assert "KV transfer" in finish["message"] and "127.0.0.1" in finish["message"], finish
+    assert pool_is_empty(decode)
+
+
+def test_full_decode_pool_queues_then_serves_and_timeout_frees_slots(llama):
+    plain, prefill, _, _ = llama
+    # Pool of 160 tokens: each request needs ~70 prompt + 40 output, so two cannot run at once.
+    small = decode_server("--max-total-tokens", "160", "--disaggregation-decode-timeout", "4")
+    try:
+        texts = ["Tell me about the ocean. " * 12, "Tell me about mountains. " * 12]
+        want = [plain.post("/generate", json=greedy(t, n=40)).json()["output_ids"] for t in texts]
+        results = [None, None]
+
+        def run(i):
+            body = with_room(greedy(texts[i], n=40), prefill, 100 + i)
+            threading.Thread(target=lambda: prefill.post("/generate", json=body), daemon=True).start()
+            results[i] = small.post("/generate", json=body)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for th in threads:
+            th.start()
+        saw_queued = False
+        while any(th.is_alive() for th in threads):
+            saw_queued = saw_queued or small.load()["num_waiting_reqs"] > 0
+            time.sleep(0.05)
+        for i in range(2):
+            assert results[i].status_code == 200, results[i].text
+            assert results[i].json()["output_ids"] == want[i]
+        assert saw_queued, "the second request should have waited for slots"
+        # A room that no prefill request ever fills: the decode side gives up after 4 s.
+        start = time.time()
+        r = small.post("/generate", json=with_room(greedy("Nobody prefills this."), prefill, 777))
+        finish = r.json()["meta_info"]["finish_reason"]
+        assert finish["type"] == "abort" and "timed out" in finish["message"], finish
+        assert 3.5 < time.time() - start < 30
+        assert pool_is_empty(small)
+    finally:
+        small.stop()
+
+
+@pytest.fixture(scope="module")
+def deepseek():
+    if not (DEEPSEEK / "config.json").exists():
+        pytest.skip("DeepSeek fixture missing")
+    args = ("--max-total-tokens", "4096", "--kv-cache-dtype", "f32")
+    prefill = prefill_server(*args, "--chunked-prefill-size", "16", model=DEEPSEEK)
+    decode = decode_server(*args, model=DEEPSEEK)
+    router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base])
+    yield prefill, decode, router
+    router.stop()
+    decode.stop()
+    prefill.stop()
+
+
+def test_pd_moves_mla_latent_pages_and_gives_transformers_tokens(deepseek):
+    _, decode, router = deepseek
+    ref = json.loads((DEEPSEEK / "reference.json").read_text())
+    for case in ref["cases"]:
+        body = {"input_ids": case["prompt_ids"],
+                "sampling_params": {"temperature": 0, "max_new_tokens": len(case["greedy_ids"]), "ignore_eos": True}}
+        r = router.post("/generate", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["output_ids"] == case["greedy_ids"]
+    assert pool_is_empty(decode)
+
+
+def test_mismatched_kv_pools_are_refused_with_both_layouts_named(llama, deepseek):
+    _, prefill, _, _ = llama
+    _, ds_decode, _ = deepseek
+    body = {"input_ids": [1, 2, 3, 4], "sampling_params": {"temperature": 0, "max_new_tokens": 2},
+            "bootstrap_host": "127.0.0.1", "bootstrap_port": prefill.bootstrap_port, "bootstrap_room": 31337}
+    r = ds_decode.post("/generate", json=body)
+    finish = r.json()["meta_info"]["finish_reason"]
+    assert finish["type"] == "abort" and "differs from the prefill server's" in finish["message"], finish
+    assert pool_is_empty(ds_decode)
