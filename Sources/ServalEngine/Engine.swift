@@ -224,6 +224,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
         var drain = true
         while true {
+            // Slots freed by the last step may let a queued transfer start.
+            startTransfers()
             let idle = !scheduler.hasForwardWork
             // Requests that just ended are often replaced at once by their clients: a
             // short wait lets the replacements join the next forward pass.
@@ -287,15 +289,19 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     return
                 }
             }
-            if let disaggregation, !scheduler.transferQueue.isEmpty {
-                let inbox = self.inbox
-                disaggregation.startFetches(scheduler.admitTransfers()) { serial, event in
-                    inbox.post(.transfer(serial: serial, event))
-                }
-            }
+            startTransfers()
             if !scheduler.hasForwardWork || output.hasFinishedEvents { publishAndDeliver() }
             if !scheduler.hasForwardWork { continue }
             step()
+        }
+    }
+
+    /// Decode side of disaggregation: queued requests that now get their slots start fetching.
+    private func startTransfers() {
+        guard let disaggregation, !scheduler.transferQueue.isEmpty else { return }
+        let inbox = self.inbox
+        disaggregation.startFetches(scheduler.admitTransfers()) { serial, event in
+            inbox.post(.transfer(serial: serial, event))
         }
     }
 

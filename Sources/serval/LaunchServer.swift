@@ -450,6 +450,13 @@ struct LaunchServer: AsyncParsableCommand {
         let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)
         let host = self.host
         try await HTTPServer.run(api: api, logger: logger) { boundPort in
+            if engineConfig.disaggregation != nil {
+                // A prefill or decode server generates only together with its peer.
+                print("Listening on http://\(host):\(boundPort) (no warm-up: disaggregated)")
+                api.markReady()
+                print("The server is fired up and ready to roll!")
+                return
+            }
             print("Listening on http://\(host):\(boundPort) (warming up)")
             if await Self.warmUp(engine: engine) {
                 api.markReady()

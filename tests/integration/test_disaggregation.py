@@ -111,6 +111,16 @@ def with_room(body, prefill, room):
     return dict(body, bootstrap_host="127.0.0.1", bootstrap_port=prefill.bootstrap_port, bootstrap_room=room)
 
 
+def quietly(f, *args, **kw):
+    """`f(*args, **kw)` for a background thread whose answer (or broken connection) does not matter."""
+    def run():
+        try:
+            f(*args, **kw)
+        except requests.RequestException:
+            pass
+    return run
+
+
 def pool_is_empty(server):
     """No request holds KV: after flushing the radix cache every slot is free."""
     deadline = time.time() + 10
@@ -204,13 +214,13 @@ def test_prefill_killed_mid_transfer_ends_with_a_clear_error_and_frees_slots(lla
     result = {}
     t = threading.Thread(target=lambda: result.update(r=decode.post("/generate", json=body)))
     t.start()
-    threading.Thread(target=lambda: doomed.post("/generate", json=body), daemon=True).start()
-    # Wait for the first pages to leave, then kill the prefill server mid-prompt.
+    threading.Thread(target=quietly(doomed.post, "/generate", json=body), daemon=True).start()
+    # The decode side holds the slots and reads pages (it counts the request as running);
+    # the prompt's 35 chunks of 8 take a while, so kill the prefill server part way.
     deadline = time.time() + 60
-    while time.time() < deadline and "KV transfer" not in doomed.log_path.read_text() \
-            and decode.load()["num_running_reqs"] == 0:
+    while time.time() < deadline and decode.load()["num_running_reqs"] == 0:
         time.sleep(0.05)
-    time.sleep(0.5)
+    time.sleep(0.3)
     doomed.proc.send_signal(signal.SIGKILL)
     doomed.proc.wait()
     doomed.stop()
@@ -219,7 +229,7 @@ def test_prefill_killed_mid_transfer_ends_with_a_clear_error_and_frees_slots(lla
     assert r.status_code == 200, r.text
     finish = r.json()["meta_info"]["finish_reason"]
     assert finish["type"] == "abort"
-    assert "KV transfer" in finish["message"] and "127.0.0.1" in finish["message"], finish
+    assert "KV transfer" in finish["message"] and "closed the connection" in finish["message"], finish
     assert pool_is_empty(decode)
 
 
@@ -234,7 +244,7 @@ def test_full_decode_pool_queues_then_serves_and_timeout_frees_slots(llama):
 
         def run(i):
             body = with_room(greedy(texts[i], n=40), prefill, 100 + i)
-            threading.Thread(target=lambda: prefill.post("/generate", json=body), daemon=True).start()
+            threading.Thread(target=quietly(prefill.post, "/generate", json=body), daemon=True).start()
             results[i] = small.post("/generate", json=body)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
