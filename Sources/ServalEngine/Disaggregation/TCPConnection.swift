@@ -63,8 +63,18 @@ final class TCPConnection: @unchecked Sendable {
         return fd
     }
 
+    /// The port a bound socket listens on.
+    static func localPort(_ fd: Int32) -> Int? {
+        var addr = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return rc == 0 ? Int(UInt16(bigEndian: addr.sin_port)) : nil
+    }
+
     static func address(_ host: String, _ port: Int) throws -> sockaddr_in {
-        guard (1...65535).contains(port) else { throw KVTransferError("port \(port) is outside 1...65535") }
+        guard (0...65535).contains(port) else { throw KVTransferError("port \(port) is outside 0...65535") }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)

@@ -17,6 +17,8 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
     private let slotByteCount: Int
     private let signature: String
     private let timeout: Double
+    /// `timeout` for messages ("300", "0.5").
+    private var seconds: String { String(format: "%g", timeout) }
     private let logger: Logger
     private let lock = NSLock()
     private var rooms: [UInt64: KVRoom] = [:]
@@ -32,14 +34,17 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Prefill side: starts the bootstrap listener.
-    public func listen(host: String, port: Int) throws {
+    /// Prefill side: starts the bootstrap listener; returns its port (`port` 0 picks a free one).
+    @discardableResult
+    public func listen(host: String, port: Int) throws -> Int {
         let fd = try TCPConnection.listen(host: host, port: port)
         lock.withLock { listenFD = fd }
+        let bound = TCPConnection.localPort(fd) ?? port
         let thread = Thread { [self] in acceptLoop(fd) }
         thread.name = "serval-kv-bootstrap"
         thread.start()
-        logger.info("KV transfer: bootstrap server on \(host):\(port) (tcp)")
+        logger.info("KV transfer: bootstrap server on \(host):\(bound) (tcp)")
+        return bound
     }
 
     public func shutdown() {
@@ -59,7 +64,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
             // Rooms whose decode server never came are dropped after the timeout.
             for (id, old) in rooms where old.expired(keep: timeout, now: now) {
                 rooms[id] = nil
-                logger.warning("KV transfer: room \(id) was not fetched within \(Int(timeout)) s; dropped")
+                logger.warning("KV transfer: room \(id) was not fetched within \(seconds) s; dropped")
             }
             guard rooms[room] == nil else { throw KVTransferError("bootstrap_room \(room) is already in use") }
             rooms[room] = r
@@ -112,7 +117,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
             let deadline = Date().addingTimeInterval(timeout)
             guard let room = waitForRoom(hello.room, deadline: deadline) else {
                 throw KVTransferError(
-                    "bootstrap_room \(hello.room) did not reach the prefill server within \(Int(timeout)) s")
+                    "bootstrap_room \(hello.room) did not reach the prefill server within \(seconds) s")
             }
             guard room.claim() else { throw KVTransferError("bootstrap_room \(hello.room) is already being fetched") }
             defer { lock.withLock { if rooms[hello.room] === room { rooms[hello.room] = nil } } }
@@ -143,7 +148,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
     private func stream(_ room: KVRoom, skip: Int, to c: TCPConnection, deadline: Date) throws {
         while true {
             guard let next = room.next(deadline: deadline) else {
-                throw KVTransferError("the prompt of bootstrap_room \(room.id) did not finish within \(Int(timeout)) s")
+                throw KVTransferError("the prompt of bootstrap_room \(room.id) did not finish within \(seconds) s")
             }
             switch next {
             case .pages(let start, let count, let bytes):
@@ -173,7 +178,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
             room: source.room, skip: skip, promptLength: promptLength, slotByteCount: slotByteCount,
             signature: signature)
         let slotBytes = slotByteCount
-        let timeout = self.timeout
+        let seconds = self.seconds
         let thread = Thread {
             let peer = "\(source.host):\(source.port) room \(source.room)"
             do {
@@ -221,7 +226,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
                 onEvent(
                     .failed(
                         late
-                            ? "KV transfer from \(peer) timed out after \(Int(timeout)) s (--disaggregation-decode-timeout): \(error)"
+                            ? "KV transfer from \(peer) timed out after \(seconds) s (--disaggregation-decode-timeout): \(error)"
                             : "KV transfer from \(peer) failed: \(error)"))
             }
         }
