@@ -207,6 +207,29 @@ def test_a_prefill_error_reaches_the_client_and_frees_the_decode_slots(llama):
     assert pool_is_empty(decode)
 
 
+def test_a_refusal_by_the_prefill_side_alone_cancels_the_decode_request(llama):
+    _, _, decode, _ = llama
+    # The prefill server's context is too short for the prompt; the decode server's is not, so
+    # it reserves slots and waits for KV that will never come until the router cancels it.
+    short = prefill_server("--context-length", "24")
+    router = PDRouter([(short.base, short.bootstrap_port)], [decode.base])
+    try:
+        text = "A rather long prompt that the prefill server cannot take " * 3
+        r = router.post("/generate", json=greedy(text), timeout=30)
+        assert r.status_code == 400 and "context length" in r.text, r.text
+        assert pool_is_empty(decode)
+        # Streaming: the decode side's stream has begun, so the prefill's error is its last event.
+        r = router.post("/generate", json=dict(greedy(text), stream=True), timeout=30)
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        assert events and "answered 400" in events[-1]["error"]["message"], r.text
+        assert "context length" in events[-1]["error"]["message"]
+        assert r.text.rstrip().endswith("data: [DONE]")
+        assert pool_is_empty(decode)
+    finally:
+        router.stop()
+        short.stop()
+
+
 def test_prefill_killed_mid_transfer_ends_with_a_clear_error_and_frees_slots(llama):
     _, _, decode, _ = llama
     doomed = prefill_server("--chunked-prefill-size", "8")
