@@ -7,36 +7,44 @@ extension CPUKVPool: KVPageCopying {
     public var slotByteCount: Int { layerCount * kvHeads * (keyWidth + valueWidth) * elementBytes }
 
     public func copyOut(slots: ArraySlice<Int32>, into destination: UnsafeMutableRawPointer) {
-        var out = destination
-        for slot in slots {
-            forEachRow(slot: Int(slot)) { row, bytes in
-                out.copyMemory(from: row, byteCount: bytes)
-                out += bytes
-            }
-        }
+        copy(slots: slots, buffer: destination, intoPool: false)
     }
 
     public func copyIn(slots: ArraySlice<Int32>, from source: UnsafeRawPointer) {
-        var input = source
-        for slot in slots {
-            forEachRow(slot: Int(slot)) { row, bytes in
-                UnsafeMutableRawPointer(mutating: row).copyMemory(from: input, byteCount: bytes)
-                input += bytes
-            }
-        }
+        copy(slots: slots, buffer: UnsafeMutableRawPointer(mutating: source), intoPool: true)
     }
 
-    /// Calls `body` with the address and byte count of each row `slot` holds, in wire order.
-    private func forEachRow(slot: Int, _ body: (UnsafeRawPointer, Int) -> Void) {
-        precondition(slot >= 0 && slot < slotCount, "KV slot \(slot) is outside the pool of \(slotCount)")
+    /// Walks the rows of `slots` in wire order, copying between the pool and `buffer`.
+    private func copy(slots: ArraySlice<Int32>, buffer: UnsafeMutableRawPointer, intoPool: Bool) {
         let keyBytes = keyWidth * elementBytes
         let valueBytes = valueWidth * elementBytes
-        for layer in 0..<layerCount {
-            let k = keys(layer: layer) + slot * keyBytes
-            for h in 0..<kvHeads { body(k + h * keyHeadStrideBytes, keyBytes) }
-            guard valueWidth > 0 else { continue }
-            let v = values(layer: layer) + slot * valueBytes
-            for h in 0..<kvHeads { body(v + h * valueHeadStrideBytes, valueBytes) }
+        var cursor = buffer
+        for s in slots {
+            let slot = Int(s)
+            precondition(slot >= 0 && slot < slotCount, "KV slot \(slot) is outside the pool of \(slotCount)")
+            for layer in 0..<layerCount {
+                var row = UnsafeMutableRawPointer(mutating: keys(layer: layer)) + slot * keyBytes
+                for _ in 0..<kvHeads {
+                    if intoPool {
+                        row.copyMemory(from: cursor, byteCount: keyBytes)
+                    } else {
+                        cursor.copyMemory(from: row, byteCount: keyBytes)
+                    }
+                    cursor += keyBytes
+                    row += keyHeadStrideBytes
+                }
+                guard valueBytes > 0 else { continue }
+                row = UnsafeMutableRawPointer(mutating: values(layer: layer)) + slot * valueBytes
+                for _ in 0..<kvHeads {
+                    if intoPool {
+                        row.copyMemory(from: cursor, byteCount: valueBytes)
+                    } else {
+                        cursor.copyMemory(from: row, byteCount: valueBytes)
+                    }
+                    cursor += valueBytes
+                    row += valueHeadStrideBytes
+                }
+            }
         }
     }
 }

@@ -194,11 +194,13 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
                     guard let kind = KVWireFormat.Kind(rawValue: w[0]), w[3] < 1 << 40 else {
                         throw KVTransferError("malformed KV transfer frame")
                     }
-                    var payload = [UInt8](repeating: 0, count: Int(w[3]))
-                    if !payload.isEmpty {
-                        try payload.withUnsafeMutableBytes {
-                            try c.read(into: $0.baseAddress!, count: $0.count, deadline: deadline, what: "KV pages")
+                    let size = Int(w[3])
+                    // Filled by the read, so never zeroed first.
+                    let payload = try [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                        if size > 0 {
+                            try c.read(into: buffer.baseAddress!, count: size, deadline: deadline, what: "KV pages")
                         }
+                        count = size
                     }
                     switch kind {
                     case .pages:
