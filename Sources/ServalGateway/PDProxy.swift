@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import ServalHTTP
 
 /// One inference request in PD mode (SGLang's PD router): a prefill worker and a decode
@@ -19,6 +20,8 @@ struct PDProxy: Sendable {
     /// How the prefill request ended.
     struct PrefillOutcome: Sendable {
         var ok: Bool
+        /// No connection to the worker (nothing was computed: another pair may be tried).
+        var unreachable = false
         var status: Int
         var body: ByteBuffer
         var message: String
@@ -29,44 +32,78 @@ struct PDProxy: Sendable {
         case prefill(PrefillOutcome)
     }
 
+    /// One pair's try: the answer for the client, or a worker that could not be reached
+    /// (nothing was sent to the client yet, so another pair may take the request).
+    private enum Attempt {
+        case answer(Response)
+        case unreachable(Worker, String)
+    }
+
     func forward(path: String, headers: HTTPFields, body: ByteBuffer) async -> Response {
         let g = gateway
         let start = ProcessInfo.processInfo.systemUptime
         g.metrics.inc("smg_router_requests_total", ["route", path])
-        guard case .object(var object)? = try? JSONParser.parse(body.readableBytesView) else {
+        guard case .object(let object)? = try? JSONParser.parse(body.readableBytesView) else {
             return GatewayResponses.error(.badRequest("The request body must be a JSON object."))
         }
         for key in ["bootstrap_host", "bootstrap_port", "bootstrap_room"] where object[key] != nil {
             return GatewayResponses.error(.badRequest("'\(key)' is set by the router in PD mode; leave it out."))
-        }
-        let available = g.registry.available()
-        let prefills = available.filter { pd.isPrefill($0) }
-        let decodes = available.filter { pd.isDecode($0) }
-        guard !prefills.isEmpty, !decodes.isEmpty else {
-            return GatewayResponses.error(
-                GatewayError(
-                    status: 503,
-                    message: prefills.isEmpty
-                        ? "No healthy prefill worker is available." : "No healthy decode worker is available.",
-                    code: "no_workers"))
         }
         var routing = RoutingRequest()
         if pd.prefillPolicy.needsText || pd.decodePolicy.needsText {
             routing.text = RequestText.extract(path: path, body: body.readableBytesView)
         }
         routing.routingKey = Proxy.routingKey(headers)
-        let prefill = pd.prefillPolicy.select(from: prefills, request: routing).worker
-        let decode = pd.decodePolicy.select(from: decodes, request: routing).worker
+        var outgoing = Proxy.outgoingHeaders(headers, requestIDHeaders: g.config.requestIDHeaders)
+        g.addWorkerAuth(&outgoing)
+        outgoing.replaceOrAdd(name: "Content-Type", value: "application/json")
+
+        // A worker that cannot be reached is left out and the request goes to another pair.
+        var unreachable: [Worker] = []
+        var lastError = ""
+        let maxAttempts = g.config.retry.enabled ? g.config.retry.maxRetries + 1 : 1
+        for attempt in 1...maxAttempts {
+            let available = g.registry.available().filter { w in !unreachable.contains { $0 === w } }
+            let prefills = available.filter { pd.isPrefill($0) }
+            let decodes = available.filter { pd.isDecode($0) }
+            guard !prefills.isEmpty, !decodes.isEmpty else {
+                let side = prefills.isEmpty ? "prefill" : "decode"
+                return GatewayResponses.error(
+                    GatewayError(
+                        status: lastError.isEmpty ? 503 : 502,
+                        message: "No healthy \(side) worker is available." + (lastError.isEmpty ? "" : " \(lastError)"),
+                        code: lastError.isEmpty ? "no_workers" : "upstream_error"))
+            }
+            let prefill = pd.prefillPolicy.select(from: prefills, request: routing).worker
+            let decode = pd.decodePolicy.select(from: decodes, request: routing).worker
+            switch await run(
+                prefill: prefill, decode: decode, object: object, path: path, headers: outgoing, start: start)
+            {
+            case .answer(let response):
+                return response
+            case .unreachable(let worker, let message):
+                unreachable.append(worker)
+                lastError = message
+                g.logger.warning("PD attempt \(attempt)/\(maxAttempts): \(message)")
+                if attempt < maxAttempts { g.metrics.inc("smg_worker_retries_total", ["worker", worker.url]) }
+            }
+        }
+        return GatewayResponses.error(GatewayError(status: 502, message: lastError, code: "upstream_error"))
+    }
+
+    /// Sends the request, with its bootstrap fields, to `prefill` and `decode`.
+    private func run(
+        prefill: Worker, decode: Worker, object: JSONObject, path: String, headers outgoing: HTTPHeaders,
+        start: Double
+    ) async -> Attempt {
+        let g = gateway
+        var object = object
         let room = g.rng.next(Int.max)
         let (host, port) = pd.bootstrap(of: prefill)
         object["bootstrap_host"] = .string(host)
         object["bootstrap_port"] = .int(port)
         object["bootstrap_room"] = .int(room)
         let payload = ByteBuffer(bytes: JSONWriter.bytes(.object(object)))
-        var outgoing = Proxy.outgoingHeaders(headers, requestIDHeaders: g.config.requestIDHeaders)
-        g.addWorkerAuth(&outgoing)
-        outgoing.replaceOrAdd(name: "Content-Type", value: "application/json")
-
         for w in [prefill, decode] {
             w.inFlight.wrappingIncrement(ordering: .relaxed)
             w.routed.wrappingIncrement(ordering: .relaxed)
@@ -95,18 +132,21 @@ struct PDProxy: Sendable {
                 if outcome.ok { continue }
                 decodeTask.cancel()
                 finish(decode, ok: true, start: start, path: path)
+                if outcome.unreachable { return .unreachable(prefill, outcome.message) }
                 g.logger.warning("PD request: \(outcome.message)")
-                return errorResponse(outcome)
+                return .answer(errorResponse(outcome))
             case .decode(.failure(let error)):
+                prefillTask.cancel()
                 finish(decode, ok: false, start: start, path: path)
                 g.healthChecker.checkSoon(decode)
                 let message = "decode worker \(decode.url) failed: \(Proxy.describe(error))"
-                g.logger.warning("PD request: \(message)")
-                return GatewayResponses.error(GatewayError(status: 502, message: message, code: "upstream_error"))
+                if Self.isConnectFailure(error) { return .unreachable(decode, message) }
+                return .answer(
+                    GatewayResponses.error(GatewayError(status: 502, message: message, code: "upstream_error")))
             case .decode(.success(let resp)):
                 let status = Int(resp.status.code)
                 if Proxy.isEventStream(resp.headers) && (200..<300).contains(status) {
-                    return stream(resp, from: decode, prefill: prefillTask, start: start, path: path)
+                    return .answer(stream(resp, from: decode, prefill: prefillTask, start: start, path: path))
                 }
                 let bytes = (try? await resp.body.collect(upTo: Int.max)) ?? ByteBuffer()
                 // A decode failure caused by the prefill side reads better as the prefill's error.
@@ -114,18 +154,20 @@ struct PDProxy: Sendable {
                     let outcome = await prefillTask.value
                     if !outcome.ok {
                         finish(decode, ok: true, start: start, path: path)
-                        return errorResponse(outcome)
+                        return .answer(errorResponse(outcome))
                     }
                 }
                 finish(decode, ok: status < 500, start: start, path: path)
-                return Response(
-                    status: .init(code: status), headers: Proxy.responseHeaders(resp.headers),
-                    body: ResponseBody(byteBuffer: bytes))
+                return .answer(
+                    Response(
+                        status: .init(code: status), headers: Proxy.responseHeaders(resp.headers),
+                        body: ResponseBody(byteBuffer: bytes)))
             }
         }
         finish(decode, ok: false, start: start, path: path)
-        return GatewayResponses.error(
-            GatewayError(status: 502, message: "PD request ended early", code: "upstream_error"))
+        return .answer(
+            GatewayResponses.error(GatewayError(status: 502, message: "PD request ended early", code: "upstream_error"))
+        )
     }
 
     /// Sends the request to the prefill worker and reads its (ignored) answer.
@@ -153,7 +195,7 @@ struct PDProxy: Sendable {
             g.healthChecker.checkSoon(w)
             g.metrics.inc("smg_worker_errors_total", ["worker", w.url, "error_type", "connection"])
             return PrefillOutcome(
-                ok: false, status: 502, body: ByteBuffer(),
+                ok: false, unreachable: Self.isConnectFailure(error), status: 502, body: ByteBuffer(),
                 message: "prefill worker \(w.url) failed: \(Proxy.describe(error))")
         }
     }
@@ -226,6 +268,14 @@ struct PDProxy: Sendable {
             try? await writer.finish(nil)
         }
         return Response(status: .init(code: Int(resp.status.code)), headers: headers, body: body)
+    }
+
+    /// The request never reached the worker (connection refused or not made in time).
+    static func isConnectFailure(_ error: any Error) -> Bool {
+        if let e = error as? HTTPClientError, e == .connectTimeout { return true }
+        if error is NIOConnectionError { return true }
+        let text = String(describing: error).lowercased()
+        return text.contains("connection refused") || text.contains("connectionrefused")
     }
 
     private func finish(_ w: Worker, ok: Bool, start: Double, path: String) {

@@ -51,15 +51,16 @@ def port():
 class PDRouter:
     """`serval launch-router --pd-disaggregation` over given prefill (url, bootstrap port) and decode urls."""
 
-    def __init__(self, prefills, decodes, startup_timeout=60):
+    def __init__(self, prefills, decodes, *extra, startup_timeout=60):
         self.port = port()
         self.base = f"http://127.0.0.1:{self.port}"
         args = [str(find_binary()), "launch-router", "--port", str(self.port), "--pd-disaggregation",
-                "--health-check-interval-secs", "1", "--random-seed", "1", "--disable-retries"]
+                "--health-check-interval-secs", "1", "--random-seed", "1"]
         for url, bport in prefills:
             args += ["--prefill", url, str(bport)]
         for url in decodes:
             args += ["--decode", url]
+        args += extra
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"serval-pd-router-{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -232,6 +233,25 @@ def test_a_refusal_by_the_prefill_side_alone_cancels_the_decode_request(llama):
     finally:
         router.stop()
         short.stop()
+
+
+def test_an_unreachable_prefill_worker_is_left_out_and_another_pair_serves(llama):
+    plain, prefill, decode, _ = llama
+    gone = prefill_server()
+    router = PDRouter([(gone.base, gone.bootstrap_port), (prefill.base, prefill.bootstrap_port)], [decode.base],
+                      "--prefill-policy", "round_robin")
+    try:
+        gone.stop(sig=signal.SIGKILL)
+        # Before the health checks notice, round robin sends every other prompt to the dead one.
+        for i in range(4):
+            body = greedy(f"Question {i}: what is {i} plus {i}?", n=4)
+            r = router.post("/generate", json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            assert r.json()["output_ids"] == plain.post("/generate", json=body).json()["output_ids"]
+        assert "PD attempt 1/" in router.log_path.read_text()
+        assert pool_is_empty(decode)
+    finally:
+        router.stop()
 
 
 def test_prefill_killed_mid_transfer_ends_with_a_clear_error_and_frees_slots(llama):
