@@ -36,18 +36,38 @@ struct PDProxy: Sendable {
     /// (nothing was sent to the client yet, so another pair may take the request).
     private enum Attempt {
         case answer(Response)
+        /// An event stream that gives back the admission slot when it ends.
+        case streaming(Response)
         case unreachable(Worker, String)
     }
 
+    /// Admission control as for any proxied request, then `send`; the slot is given back when
+    /// the answer (a stream included) is done.
     func forward(path: String, headers: HTTPFields, body: ByteBuffer) async -> Response {
+        switch await Proxy(gateway: gateway).admit() {
+        case .refused(let response):
+            return response
+        case .admitted(let release):
+            let (response, streaming) = await send(path: path, headers: headers, body: body, release: release)
+            if !streaming { release() }
+            return response
+        }
+    }
+
+    /// The answer, and whether it is a stream (which calls `release` itself when it ends).
+    private func send(
+        path: String, headers: HTTPFields, body: ByteBuffer, release: @escaping @Sendable () -> Void
+    ) async -> (Response, Bool) {
         let g = gateway
         let start = ProcessInfo.processInfo.systemUptime
         g.metrics.inc("smg_router_requests_total", ["route", path])
         guard case .object(let object)? = try? JSONParser.parse(body.readableBytesView) else {
-            return GatewayResponses.error(.badRequest("The request body must be a JSON object."))
+            return (GatewayResponses.error(.badRequest("The request body must be a JSON object.")), false)
         }
         for key in ["bootstrap_host", "bootstrap_port", "bootstrap_room"] where object[key] != nil {
-            return GatewayResponses.error(.badRequest("'\(key)' is set by the router in PD mode; leave it out."))
+            return (
+                GatewayResponses.error(.badRequest("'\(key)' is set by the router in PD mode; leave it out.")), false
+            )
         }
         var routing = RoutingRequest()
         if pd.prefillPolicy.needsText || pd.decodePolicy.needsText {
@@ -68,19 +88,23 @@ struct PDProxy: Sendable {
             let decodes = available.filter { pd.isDecode($0) }
             guard !prefills.isEmpty, !decodes.isEmpty else {
                 let side = prefills.isEmpty ? "prefill" : "decode"
-                return GatewayResponses.error(
+                let response = GatewayResponses.error(
                     GatewayError(
                         status: lastError.isEmpty ? 503 : 502,
                         message: "No healthy \(side) worker is available." + (lastError.isEmpty ? "" : " \(lastError)"),
                         code: lastError.isEmpty ? "no_workers" : "upstream_error"))
+                return (response, false)
             }
             let prefill = pd.prefillPolicy.select(from: prefills, request: routing).worker
             let decode = pd.decodePolicy.select(from: decodes, request: routing).worker
             switch await run(
-                prefill: prefill, decode: decode, object: object, path: path, headers: outgoing, start: start)
+                prefill: prefill, decode: decode, object: object, path: path, headers: outgoing, start: start,
+                release: release)
             {
             case .answer(let response):
-                return response
+                return (response, false)
+            case .streaming(let response):
+                return (response, true)
             case .unreachable(let worker, let message):
                 unreachable.append(worker)
                 lastError = message
@@ -88,13 +112,13 @@ struct PDProxy: Sendable {
                 if attempt < maxAttempts { g.metrics.inc("smg_worker_retries_total", ["worker", worker.url]) }
             }
         }
-        return GatewayResponses.error(GatewayError(status: 502, message: lastError, code: "upstream_error"))
+        return (GatewayResponses.error(GatewayError(status: 502, message: lastError, code: "upstream_error")), false)
     }
 
     /// Sends the request, with its bootstrap fields, to `prefill` and `decode`.
     private func run(
         prefill: Worker, decode: Worker, object: JSONObject, path: String, headers outgoing: HTTPHeaders,
-        start: Double
+        start: Double, release: @escaping @Sendable () -> Void
     ) async -> Attempt {
         let g = gateway
         var object = object
@@ -146,7 +170,8 @@ struct PDProxy: Sendable {
             case .decode(.success(let resp)):
                 let status = Int(resp.status.code)
                 if Proxy.isEventStream(resp.headers) && (200..<300).contains(status) {
-                    return .answer(stream(resp, from: decode, prefill: prefillTask, start: start, path: path))
+                    return .streaming(
+                        stream(resp, from: decode, prefill: prefillTask, start: start, path: path, release: release))
                 }
                 let bytes = (try? await resp.body.collect(upTo: Int.max)) ?? ByteBuffer()
                 // A decode failure caused by the prefill side reads better as the prefill's error.
@@ -218,7 +243,7 @@ struct PDProxy: Sendable {
     /// the request's slots when the connection closes).
     private func stream(
         _ resp: HTTPClientResponse, from decode: Worker, prefill: Task<PrefillOutcome, Never>, start: Double,
-        path: String
+        path: String, release: @escaping @Sendable () -> Void
     ) -> Response {
         var headers = Proxy.responseHeaders(resp.headers)
         headers[.cacheControl] = "no-cache"
@@ -265,6 +290,7 @@ struct PDProxy: Sendable {
                 try? await writer.write(ByteBuffer(string: event))
             }
             finish(decode, ok: failed == nil, start: start, path: path)
+            release()
             try? await writer.finish(nil)
         }
         return Response(status: .init(code: Int(resp.status.code)), headers: headers, body: body)

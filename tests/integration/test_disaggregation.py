@@ -254,6 +254,20 @@ def test_an_unreachable_prefill_worker_is_left_out_and_another_pair_serves(llama
         router.stop()
 
 
+def test_pd_requests_go_through_the_routers_admission_limit(llama):
+    _, prefill, decode, _ = llama
+    router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base],
+                      "--max-concurrent-requests", "1", "--queue-size", "0")
+    try:
+        r = router.post("/generate", json=dict(greedy("Count to fifty:", n=60), stream=True), stream=True)
+        assert r.status_code == 200
+        second = router.post("/generate", json=greedy("hi", n=2))
+        assert second.status_code == 429, second.text
+        r.close()
+    finally:
+        router.stop()
+
+
 def test_prefill_killed_mid_transfer_ends_with_a_clear_error_and_frees_slots(llama):
     _, _, decode, _ = llama
     doomed = prefill_server("--chunked-prefill-size", "8")
