@@ -163,3 +163,18 @@ import Testing
         #expect(describe(events.wait(seconds: 0.5)).isEmpty)
     }
 }
+
+@Suite struct KVRoomExpiryTests {
+    @Test func aRoomNobodyFetchesIsDroppedAfterTheTimeout() throws {
+        let prefill = TCPKVTransfer(slotByteCount: 1, signature: "s", timeout: 0.2, logger: Logger(label: "test"))
+        _ = try prefill.listen(host: "127.0.0.1", port: 0)
+        defer { prefill.shutdown() }
+        let room = try prefill.openRoom(5, promptLength: 1)
+        room.send(start: 0, count: 1, bytes: [1])
+        room.finish(firstToken: 2)
+        #expect(throws: KVTransferError.self) { try prefill.openRoom(5, promptLength: 1) }
+        // Once 0.2 s have passed the room is dropped (the listener checks every 0.5 s when idle).
+        Thread.sleep(forTimeInterval: 1.2)
+        _ = try prefill.openRoom(5, promptLength: 1)
+    }
+}

@@ -58,19 +58,25 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
     // MARK: Prefill side
 
     public func openRoom(_ room: UInt64, promptLength: Int) throws -> any KVSendChannel {
-        let now = Date()
         let r = KVRoom(id: room, promptLength: promptLength)
+        dropExpiredRooms()
         try lock.withLock {
-            // Rooms whose decode server never came are dropped after the timeout.
-            for (id, old) in rooms where old.expired(keep: timeout, now: now) {
-                rooms[id] = nil
-                logger.warning("KV transfer: room \(id) was not fetched within \(seconds) s; dropped")
-            }
             guard rooms[room] == nil else { throw KVTransferError("bootstrap_room \(room) is already in use") }
             rooms[room] = r
         }
         roomsChanged.broadcast()
         return RoomChannel(room: r, slotByteCount: slotByteCount)
+    }
+
+    /// Rooms whose decode server never came are dropped `timeout` seconds after their prompt ended.
+    private func dropExpiredRooms() {
+        let now = Date()
+        lock.withLock {
+            for (id, old) in rooms where old.expired(keep: timeout, now: now) {
+                rooms[id] = nil
+                logger.warning("KV transfer: room \(id) was not fetched within \(seconds) s; dropped")
+            }
+        }
     }
 
     private final class RoomChannel: KVSendChannel {
@@ -92,7 +98,10 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         defer { Glibc.close(fd) }
         while !lock.withLock({ stopped }) {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 500) > 0 else { continue }
+            guard poll(&pfd, 1, 500) > 0 else {
+                dropExpiredRooms()
+                continue
+            }
             let c = accept(fd, nil, nil)
             guard c >= 0 else { continue }
             let connection = TCPConnection(fd: c)
