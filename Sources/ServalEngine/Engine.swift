@@ -340,7 +340,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             request.sampling.ignoreEOS ? request.sampling.stopTokenIDs : request.sampling.stopTokenIDs + endTokens
         let r: Request
         var sampling = request.sampling
-        let room: (any KVSendChannel)?
+        var room: (any KVSendChannel)? = nil
         do {
             room = try disaggregation?.openRoom(for: request)
             // A prefill server samples the first token only; the decode server goes on.
@@ -350,6 +350,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                 stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace,
                 remotePrefill: disaggregation?.mode == .decode)
         } catch {
+            // The decode server waiting on this room hears why.
+            room?.fail("\(error)")
             return reject("\(error)")
         }
         if let room { disaggregation?.register(r, channel: room) }
