@@ -471,6 +471,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         return plan.tokens
     }
 
+    /// A prefill server's KV bootstrap port (`DisaggregationConfig.bootstrapPort`, or the one
+    /// picked for 0); nil otherwise.
+    public var bootstrapPort: Int? { disaggregation?.boundPort }
+
     /// The first integrity failure seen (with `EngineConfig.checkIntegrity`), if any.
     public var integrityFailure: String? {
         snapshotLock.lock()

@@ -19,6 +19,8 @@ final class DisaggregationState {
     private var fetches: [Int: (request: Request, fetch: any KVFetch)] = [:]
 
     var mode: DisaggregationMode { config.mode }
+    /// Prefill side: the port the bootstrap listener is bound to (`bootstrapPort` 0 picks one).
+    private(set) var boundPort: Int?
 
     /// nil for a plain server. Throws when the KV pool cannot be copied by the host or the
     /// bootstrap port cannot be bound.
@@ -37,8 +39,11 @@ final class DisaggregationState {
         let transfer = TCPKVTransfer(
             slotByteCount: pool.slotByteCount, signature: pool.pageFormatSignature, timeout: config.timeout,
             logger: logger)
-        if config.mode == .prefill { try transfer.listen(host: config.bootstrapHost, port: config.bootstrapPort) }
-        return DisaggregationState(config: config, transfer: transfer, pool: pool)
+        let state = DisaggregationState(config: config, transfer: transfer, pool: pool)
+        if config.mode == .prefill {
+            state.boundPort = try transfer.listen(host: config.bootstrapHost, port: config.bootstrapPort)
+        }
+        return state
     }
 
     private init(config: DisaggregationConfig, transfer: any KVTransfer, pool: any KVPageCopying) {
