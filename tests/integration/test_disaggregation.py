@@ -365,3 +365,26 @@ def test_mismatched_kv_pools_are_refused_with_both_layouts_named(llama, deepseek
     finish = r.json()["meta_info"]["finish_reason"]
     assert finish["type"] == "abort" and "differs from the prefill server's" in finish["message"], finish
     assert pool_is_empty(ds_decode)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["launch-server", "--disaggregation-mode", "prefill", "--disaggregation-transfer-backend", "nccl"],
+     "nccl needs GPU servers"),
+    (["launch-server", "--disaggregation-mode", "decode", "--disaggregation-transfer-backend", "mooncake"],
+     "not available in Serval; use tcp"),
+    (["launch-server", "--disaggregation-mode", "both"], "must be null, prefill or decode"),
+    (["launch-server", "--disaggregation-mode", "prefill", "--tp-size", "2"], "runs on one rank for now"),
+    (["launch-server", "--disaggregation-mode", "prefill", "--disaggregation-decode-timeout", "0"],
+     "--disaggregation-decode-timeout must be positive"),
+    (["launch-router", "--pd-disaggregation", "--prefill", "http://127.0.0.1:1"], "one --decode URL"),
+    (["launch-router", "--decode", "http://127.0.0.1:1"], "need --pd-disaggregation"),
+    (["launch-router", "--pd-disaggregation", "--prefill", "http://127.0.0.1:1", "99999", "--decode",
+      "http://127.0.0.1:2"], "bootstrap port '99999'"),
+])
+def test_flags_that_cannot_be_honoured_are_refused_at_startup(args, message):
+    binary = find_binary()
+    if binary is None or not binary.exists():
+        pytest.skip("serval binary not found")
+    r = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert message in r.stderr + r.stdout, r.stderr
