@@ -412,6 +412,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         var forcedTokens = 0
         for (r, token) in result.sampled {
+            disaggregation?.sampled(r, token)
             scheduler.appendOutput(r, token: token.tokenID)
             let jumped = applyJumpForward(r, sampled: token.tokenID)
             forcedTokens += max(0, (jumped?.count ?? 1) - 1)
@@ -441,11 +442,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         case .failed(let r, let message)?:
             logger.warning("request \(r.rid): \(message)")
             end(r, reason: .abort(message: message))
-        case .complete(let r, let token)?:
-            scheduler.completeTransfer(r, firstToken: token)
-            r.sampling.record(token)
+        case .complete(let r, let first)?:
+            scheduler.completeTransfer(r, firstToken: first.tokenID)
+            r.sampling.record(first.tokenID)
             generationTokensTotal += 1
-            if let reason = output.emit(r, SampledToken(tokenID: token), at: Date()) {
+            if let reason = output.emit(r, first, at: Date()) {
                 end(r, reason: reason)
             } else if r.sampling.grammarTerminated {
                 end(r, reason: .stop(matched: nil))

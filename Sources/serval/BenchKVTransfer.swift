@@ -123,7 +123,7 @@ struct BenchKVTransfer: ParsableCommand {
             }
             channel.send(start: s, count: n, bytes: bytes)
         }
-        channel.finish(firstToken: 0)
+        channel.finish(first: SampledToken(tokenID: 0))
         done.wait()
         _ = fetch
         if let m = failure.value { throw ValidationError("transfer failed: \(m)") }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServalTensor
 import Testing
 
 @testable import ServalEngine
@@ -90,7 +91,10 @@ import Testing
         events.map {
             switch $0 {
             case .pages(let start, let count, let bytes): return "pages \(start) \(count) \(bytes)"
-            case .done(let t): return "done \(t)"
+            case .done(let t):
+                let lp =
+                    t.logprob.map { " \($0.logprob) \($0.top.map(\.tokenID)) \($0.requested.map(\.logprob))" } ?? ""
+                return "done \(t.tokenID)\(lp)"
             case .failed(let m): return "failed \(m)"
             }
         }
@@ -111,10 +115,13 @@ import Testing
         #expect(throws: KVTransferError.self) { try prefill.openRoom(42, promptLength: 6) }
         room.send(start: 0, count: 4, bytes: Array(0..<12))
         room.send(start: 4, count: 2, bytes: Array(12..<18))
-        room.finish(firstToken: 77)
+        room.finish(
+            first: SampledToken(
+                tokenID: 77,
+                logprob: TokenLogprob(tokenID: 77, logprob: -0.5, top: [(77, -0.5), (3, -1.25)], requested: [(9, -7)])))
         #expect(
             describe(events.wait()) == [
-                "pages 2 2 [6, 7, 8, 9, 10, 11]", "pages 4 2 [12, 13, 14, 15, 16, 17]", "done 77",
+                "pages 2 2 [6, 7, 8, 9, 10, 11]", "pages 4 2 [12, 13, 14, 15, 16, 17]", "done 77 -0.5 [77, 3] [-7.0]",
             ])
     }
 
@@ -159,7 +166,7 @@ import Testing
         fetch.cancel()
         let room = try prefill.openRoom(9, promptLength: 2)
         room.send(start: 0, count: 2, bytes: Array(0..<6))
-        room.finish(firstToken: 1)
+        room.finish(first: SampledToken(tokenID: 1))
         #expect(describe(events.wait(seconds: 0.5)).isEmpty)
     }
 }
@@ -171,7 +178,7 @@ import Testing
         defer { prefill.shutdown() }
         let room = try prefill.openRoom(5, promptLength: 1)
         room.send(start: 0, count: 1, bytes: [1])
-        room.finish(firstToken: 2)
+        room.finish(first: SampledToken(tokenID: 2))
         #expect(throws: KVTransferError.self) { try prefill.openRoom(5, promptLength: 1) }
         // Once 0.2 s have passed the room is dropped (the listener checks every 0.5 s when idle).
         Thread.sleep(forTimeInterval: 1.2)

@@ -182,6 +182,26 @@ def test_pd_streams_chat_from_the_decode_side(llama):
                                  "temperature": 0}).json()["choices"][0]["text"]
 
 
+def test_first_token_logprobs_cross_from_the_prefill_side(llama):
+    plain, _, _, router = llama
+    body = dict(greedy(PROMPTS[0], n=5), return_logprob=True, top_logprobs_num=3)
+    want = plain.post("/generate", json=body).json()["meta_info"]
+    got = router.post("/generate", json=body)
+    assert got.status_code == 200, got.text
+    got = got.json()["meta_info"]
+    assert len(got["output_token_logprobs"]) == 5
+    for w, g in zip(want["output_token_logprobs"], got["output_token_logprobs"]):
+        assert g[1] == w[1] and abs(g[0] - w[0]) < 2e-3, (w, g)
+    for w, g in zip(want["output_top_logprobs"], got["output_top_logprobs"]):
+        assert [t[1] for t in g] == [t[1] for t in w]
+    chat = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi!"}], "max_tokens": 3,
+            "temperature": 0, "logprobs": True, "top_logprobs": 2}
+    w = plain.post("/v1/chat/completions", json=chat).json()["choices"][0]["logprobs"]["content"]
+    g = router.post("/v1/chat/completions", json=chat).json()["choices"][0]["logprobs"]["content"]
+    assert [t["token"] for t in g] == [t["token"] for t in w]
+    assert all(abs(a["logprob"] - b["logprob"]) < 2e-3 for a, b in zip(g, w))
+
+
 def test_requests_without_or_with_misplaced_bootstrap_fields_are_refused(llama):
     plain, prefill, decode, router = llama
     r = decode.post("/generate", json=greedy("hi"))
@@ -192,10 +212,11 @@ def test_requests_without_or_with_misplaced_bootstrap_fields_are_refused(llama):
     assert r.status_code == 400 and "--disaggregation-mode" in r.text
     r = decode.post("/generate", json=dict(greedy("hi"), bootstrap_room=3))
     assert r.status_code == 400 and "bootstrap_host" in r.text
-    body = with_room(greedy("hi"), prefill, 9)
+    body = with_room(greedy("hi there"), prefill, 9)
     body["return_logprob"] = True
+    body["logprob_start_len"] = 0
     r = decode.post("/generate", json=body)
-    assert r.status_code == 400 and "logprobs" in r.text
+    assert r.status_code == 400 and "prompt logprobs" in r.text
     r = router.post("/generate", json=dict(greedy("hi"), bootstrap_room=1))
     assert r.status_code == 400 and "set by the router" in r.text
 

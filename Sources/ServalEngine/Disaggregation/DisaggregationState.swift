@@ -13,6 +13,8 @@ final class DisaggregationState {
     private let pool: any KVPageCopying
     /// Prefill side: each request's room and how many prompt positions went into it.
     private var rooms: [ObjectIdentifier: (channel: any KVSendChannel, sent: Int)] = [:]
+    /// Prefill side: each request's sampled first token, with its logprobs.
+    private var firstTokens: [ObjectIdentifier: SampledToken] = [:]
     /// Decode side: where each queued request's KV comes from.
     private var sources: [ObjectIdentifier: BootstrapInfo] = [:]
     /// Decode side: fetches in flight by request serial.
@@ -63,7 +65,8 @@ final class DisaggregationState {
         }
         let p = request.sampling
         let unsupported: [(Bool, String)] = [
-            (p.logprobs, "logprobs"), (p.inputLogprobStart != nil, "prompt logprobs"),
+            // Only the last prompt position (which has no value: SGLang's default) needs no prompt rows.
+            ((p.inputLogprobStart ?? Int.max) < request.inputIDs.count - 1, "prompt logprobs (logprob_start_len)"),
             (p.returnHiddenStates, "return_hidden_states"), (p.returnSamplingMask, "return_sampling_mask"),
         ]
         for (asked, name) in unsupported where asked {
@@ -108,6 +111,12 @@ final class DisaggregationState {
         }
     }
 
+    /// Prefill side: remembers what was sampled (the token and its logprobs) for the room.
+    func sampled(_ r: Request, _ token: SampledToken) {
+        let id = ObjectIdentifier(r)
+        if rooms[id] != nil, firstTokens[id] == nil { firstTokens[id] = token }
+    }
+
     // MARK: Decode side
 
     func register(_ r: Request, source: BootstrapInfo) {
@@ -131,7 +140,7 @@ final class DisaggregationState {
     enum Arrival {
         /// Pages stored; nothing to do.
         case stored
-        case complete(Request, firstToken: Int32)
+        case complete(Request, first: SampledToken)
         case failed(Request, String)
     }
 
@@ -150,9 +159,9 @@ final class DisaggregationState {
             }
             bytes.withUnsafeBytes { pool.copyIn(slots: r.slots[start..<(start + count)], from: $0.baseAddress!) }
             return .stored
-        case .done(let token):
+        case .done(let first):
             fetches[serial] = nil
-            return .complete(r, firstToken: token)
+            return .complete(r, first: first)
         case .failed(let message):
             fetches[serial] = nil
             return .failed(r, message)
@@ -167,11 +176,16 @@ final class DisaggregationState {
         let id = ObjectIdentifier(r)
         sources[id] = nil
         if let f = fetches.removeValue(forKey: r.serial) { f.fetch.cancel() }
+        let sampled = firstTokens.removeValue(forKey: id)
         guard let entry = rooms.removeValue(forKey: id) else { return }
         if case .abort(let message) = reason {
             entry.channel.fail(message)
         } else if entry.sent == r.promptLength, let first = r.outputTokens.first {
-            entry.channel.finish(firstToken: first)
+            var token = sampled ?? SampledToken(tokenID: first)
+            token.tokenID = first
+            token.logprob?.tokenID = first
+            token.support = nil
+            entry.channel.finish(first: token)
         } else {
             entry.channel.fail("the prompt ended before its KV was computed")
         }

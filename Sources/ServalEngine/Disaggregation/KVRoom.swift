@@ -1,4 +1,5 @@
 import Foundation
+import ServalTensor
 
 /// One prompt's outgoing KV on the prefill side: pages appended by the engine as chunks are
 /// computed, taken in order by the connection that fetches the room. Pages are dropped once
@@ -6,7 +7,7 @@ import Foundation
 final class KVRoom: @unchecked Sendable {
     enum Next {
         case pages(start: Int, count: Int, bytes: [UInt8])
-        case done(Int32)
+        case done(SampledToken)
         case failed(String)
     }
 

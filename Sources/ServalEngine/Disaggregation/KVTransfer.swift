@@ -1,4 +1,5 @@
 import Foundation
+import ServalTensor
 
 /// The seam between the engine and whatever moves KV pages between a prefill and a decode
 /// server (TCP today; NCCL point-to-point would be another conformance). The engine copies
@@ -24,8 +25,8 @@ public protocol KVTransfer: AnyObject, Sendable {
 public protocol KVSendChannel: AnyObject {
     /// Slot bytes of prompt positions `start..<start + count` (`count × slotByteCount`).
     func send(start: Int, count: Int, bytes: [UInt8])
-    /// The prompt is done: its first sampled token goes last.
-    func finish(firstToken: Int32)
+    /// The prompt is done: its first sampled token (with its logprobs when asked for) goes last.
+    func finish(first: SampledToken)
     /// The prompt failed (aborted, forward error): the decode side gets `message`.
     func fail(_ message: String)
 }
@@ -39,7 +40,7 @@ public protocol KVFetch: AnyObject, Sendable {
 /// What a decode-side fetch reports.
 public enum KVTransferEvent: Sendable {
     case pages(start: Int, count: Int, bytes: [UInt8])
-    case done(firstToken: Int32)
+    case done(first: SampledToken)
     case failed(String)
 }
 

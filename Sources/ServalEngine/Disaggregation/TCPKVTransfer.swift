@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServalTensor
 
 #if canImport(Glibc)
     import Glibc
@@ -90,7 +91,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
             precondition(bytes.count == count * slotByteCount, "KV pages of the wrong size")
             room.append(start: start, count: count, bytes: bytes)
         }
-        func finish(firstToken: Int32) { room.close(.done(firstToken)) }
+        func finish(first: SampledToken) { room.close(.done(first)) }
         func fail(_ message: String) { room.close(.failed(message)) }
     }
 
@@ -166,8 +167,10 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
                 guard from < start + count else { continue }
                 let payload = from == start ? bytes : Array(bytes[((from - start) * slotByteCount)...])
                 try KVWireFormat.writeFrame(c, .pages, UInt64(from), UInt64(start + count - from), payload)
-            case .done(let token):
-                try KVWireFormat.writeFrame(c, .done, UInt64(UInt32(bitPattern: token)), 0, [])
+            case .done(let first):
+                try KVWireFormat.writeFrame(
+                    c, .done, UInt64(UInt32(bitPattern: first.tokenID)), first.logprob == nil ? 0 : 1,
+                    first.logprob.map(KVWireFormat.encode) ?? [])
                 return
             case .failed(let message):
                 try KVWireFormat.writeFrame(c, .error, 0, 0, Array("the prefill server failed: \(message)".utf8))
@@ -225,7 +228,10 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
                             throw KVTransferError("the prefill server sent \(expected) of \(promptLength) positions")
                         }
                         if fetch.isCancelled { return }
-                        onEvent(.done(firstToken: Int32(bitPattern: UInt32(truncatingIfNeeded: w[1]))))
+                        let token = Int32(bitPattern: UInt32(truncatingIfNeeded: w[1]))
+                        var logprob = w[2] == 1 ? try KVWireFormat.decodeLogprob(payload) : nil
+                        logprob?.tokenID = token
+                        onEvent(.done(first: SampledToken(tokenID: token, logprob: logprob)))
                         return
                     case .error:
                         throw KVTransferError(String(decoding: payload, as: UTF8.self))
