@@ -105,6 +105,11 @@ public final class Gateway: @unchecked Sendable {
 
     /// Registers a worker that gets traffic only once a health check passes.
     public func addWorker(url: String) throws -> Worker {
+        guard pd == nil else {
+            throw GatewayError.badRequest(
+                "in PD mode the workers are the --prefill and --decode ones; adding workers at run time is not supported yet"
+            )
+        }
         let w = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy)
         logger.info("added worker \(w.url) as \(w.id); waiting for a health check")
         healthChecker.checkSoon(w)

@@ -202,6 +202,16 @@ def test_first_token_logprobs_cross_from_the_prefill_side(llama):
     assert all(abs(a["logprob"] - b["logprob"]) < 2e-3 for a, b in zip(g, w))
 
 
+def test_router_lists_worker_roles_and_refuses_untyped_workers(llama):
+    _, prefill, decode, router = llama
+    listing = requests.get(router.base + "/workers", timeout=10).json()
+    roles = {w["url"]: (w["worker_type"], w.get("bootstrap_port")) for w in listing["workers"]}
+    assert roles == {prefill.base: ("prefill", prefill.bootstrap_port), decode.base: ("decode", None)}
+    assert listing["stats"] == {"prefill_count": 1, "decode_count": 1, "regular_count": 0}
+    r = router.post("/workers", json={"url": "http://127.0.0.1:1"})
+    assert r.status_code == 400 and "PD mode" in r.text
+
+
 def test_requests_without_or_with_misplaced_bootstrap_fields_are_refused(llama):
     plain, prefill, decode, router = llama
     r = decode.post("/generate", json=greedy("hi"))
