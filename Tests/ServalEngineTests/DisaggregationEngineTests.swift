@@ -61,6 +61,8 @@ import Testing
         #expect(prefill.integrityFailure == nil)
         #expect(decode.integrityFailure == nil)
         #expect(await decode.flushCache())
+        // The load figures are published after the flush's reply: give them a moment.
+        for _ in 0..<100 where decode.load().usedTokens != 0 { try await Task.sleep(nanoseconds: 10_000_000) }
         #expect(decode.load().usedTokens == 0)
         await decode.shutdown(drain: true)
         await prefill.shutdown(drain: true)
