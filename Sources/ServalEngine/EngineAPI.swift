@@ -67,6 +67,10 @@ public struct GenerateRequest: Sendable {
     /// Requests with different salts never share prefix-cache entries (`cache_salt`, a
     /// tenant-isolation guarantee); nil shares with every other unsalted request.
     public var cacheSalt: String?
+    /// Prefill-decode disaggregation (SGLang's `bootstrap_host` / `bootstrap_port` /
+    /// `bootstrap_room`): on a prefill server the room its KV is kept in, on a decode
+    /// server where to fetch it. nil on a plain server.
+    public var bootstrap: BootstrapInfo?
 
     public init(
         rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil,

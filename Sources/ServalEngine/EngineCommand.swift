@@ -8,6 +8,8 @@ enum EngineCommand {
     case flushCache(CheckedContinuation<Bool, Never>)
     case expert(ExpertControl, CheckedContinuation<Result<ExpertDistribution?, any Error>, Never>)
     case shutdown(drain: Bool, CheckedContinuation<Void, Never>)
+    /// Disaggregation, decode side: news of the KV fetch of the request with this serial.
+    case transfer(serial: Int, KVTransferEvent)
 }
 
 /// The engine thread's mailbox: any thread posts, the engine thread takes

@@ -83,6 +83,8 @@ public struct EngineConfig: Sendable, Equatable {
     public var eplbRebalanceIterations: Int? = nil
     /// Nodes the expert-parallel ranks span (EPLB places hierarchically over them).
     public var eplbNodes: Int = 1
+    /// Prefill-decode disaggregation (`--disaggregation-mode` and its flags); nil: a plain server.
+    public var disaggregation: DisaggregationConfig? = nil
 
     public init() {}
 }

@@ -159,6 +159,8 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // Inference routes go through the policy; the pass-through ones to the least loaded.
         let usePolicy = head.method == .POST && routes.inference
+        // PD mode sends each inference request to two workers: Hummingbird's path does that.
+        if usePolicy && g.pd != nil { return nil }
         if let key = g.config.apiKey, head.headers.first(name: "authorization") != "Bearer \(key)" { return nil }
         if let len = head.headers.first(name: "content-length").flatMap({ Int($0) }), len > g.config.maxPayloadSize {
             return nil

@@ -99,6 +99,9 @@ public enum GatewayServer {
                         message: "Request body is larger than --max-payload-size (\(g.config.maxPayloadSize) bytes).",
                         code: "request_too_large"))
             }
+            if let pd = g.pd {
+                return await PDProxy(gateway: g, pd: pd).forward(path: path, headers: request.headers, body: body)
+            }
             return await proxy.forward(
                 method: method, path: path, query: request.uri.query, headers: request.headers,
                 body: body, route: path, usePolicy: true)

@@ -30,32 +30,11 @@ struct Proxy: Sendable {
     ) async -> Response {
         let g = gateway
         let start = ProcessInfo.processInfo.systemUptime
-        let admitted: Bool
-        if g.admission.isUnlimited {
-            admitted = false
-        } else {
-            switch await g.admission.acquire() {
-            case .admitted:
-                admitted = true
-                g.metrics.inc("smg_http_rate_limit_total", ["decision", "allowed"])
-            case .rejected(let after):
-                g.metrics.inc("smg_http_rate_limit_total", ["decision", "rejected"])
-                var h = HTTPFields()
-                h[.retryAfter] = String(after)
-                return GatewayResponses.error(
-                    GatewayError(
-                        status: 429, message: "Too many requests: the router's queue is full; retry after \(after)s.",
-                        code: "rate_limited"), headers: h)
-            case .timedOut:
-                g.metrics.inc("smg_http_rate_limit_total", ["decision", "timeout"])
-                return GatewayResponses.error(
-                    GatewayError(
-                        status: 408, message: "Timed out waiting in the router's queue.", code: "queue_timeout"))
-            }
-        }
-        let admission = g.admission
         let release: @Sendable () -> Void
-        if admitted { release = { admission.release() } } else { release = {} }
+        switch await admit() {
+        case .admitted(let r): release = r
+        case .refused(let response): return response
+        }
         g.metrics.inc("smg_router_requests_total", ["route", route])
 
         var routing = RoutingRequest()
@@ -137,6 +116,39 @@ struct Proxy: Sendable {
             GatewayError(
                 status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
                 code: tried.isEmpty ? "no_workers" : "upstream_error"))
+    }
+
+    /// What admission control decided: go on (and call `release` when the answer is done), or this answer.
+    enum AdmissionOutcome {
+        case admitted(release: @Sendable () -> Void)
+        case refused(Response)
+    }
+
+    /// `--max-concurrent-requests`, `--queue-size`, `--queue-timeout-secs`, `--rate-limit-tokens-per-second`.
+    func admit() async -> AdmissionOutcome {
+        let g = gateway
+        if g.admission.isUnlimited { return .admitted(release: {}) }
+        switch await g.admission.acquire() {
+        case .admitted:
+            g.metrics.inc("smg_http_rate_limit_total", ["decision", "allowed"])
+            let admission = g.admission
+            return .admitted(release: { admission.release() })
+        case .rejected(let after):
+            g.metrics.inc("smg_http_rate_limit_total", ["decision", "rejected"])
+            var h = HTTPFields()
+            h[.retryAfter] = String(after)
+            return .refused(
+                GatewayResponses.error(
+                    GatewayError(
+                        status: 429, message: "Too many requests: the router's queue is full; retry after \(after)s.",
+                        code: "rate_limited"), headers: h))
+        case .timedOut:
+            g.metrics.inc("smg_http_rate_limit_total", ["decision", "timeout"])
+            return .refused(
+                GatewayResponses.error(
+                    GatewayError(
+                        status: 408, message: "Timed out waiting in the router's queue.", code: "queue_timeout")))
+        }
     }
 
     /// Picks the worker for one attempt and counts the decision (`usePolicy` false: the

@@ -164,6 +164,7 @@ struct LaunchServer: AsyncParsableCommand {
     var enableDPAttention = false
     @OptionGroup var parallel: ParallelOptions
     @OptionGroup var expertOptions: ExpertOptions
+    @OptionGroup var disaggregation: DisaggregationOptions
     // Set by rank 0 on the processes it starts for the other tensor-parallel ranks.
     @Option(name: .customLong("internal-tp-rank"), help: .private)
     var internalTPRank: Int?
@@ -261,6 +262,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout
+        e.disaggregation = try disaggregation.config(host: host, tpSize: parallel.tpSize, dpSize: dpSize)
         return (e, level)
     }
 
@@ -316,6 +318,10 @@ struct LaunchServer: AsyncParsableCommand {
         o["eplb_rebalance_num_iterations"] = .int(expertOptions.rebalanceIterations)
         o["init_expert_location"] = .string(expertOptions.initExpertLocation)
         o["enable_two_batch_overlap"] = .bool(expertOptions.twoBatchOverlap)
+        o["disaggregation_mode"] = .string(disaggregation.mode)
+        o["disaggregation_transfer_backend"] = .string(disaggregation.transferBackend)
+        o["disaggregation_bootstrap_port"] = .int(disaggregation.bootstrapPort)
+        o["disaggregation_decode_timeout"] = .double(disaggregation.timeout)
         return o
     }
 
@@ -453,6 +459,13 @@ struct LaunchServer: AsyncParsableCommand {
         let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)
         let host = self.host
         try await HTTPServer.run(api: api, logger: logger) { boundPort in
+            if engineConfig.disaggregation != nil {
+                // A prefill or decode server generates only together with its peer.
+                print("Listening on http://\(host):\(boundPort) (no warm-up: disaggregated)")
+                api.markReady()
+                print("The server is fired up and ready to roll!")
+                return
+            }
             print("Listening on http://\(host):\(boundPort) (warming up)")
             if await Self.warmUp(engine: engine) {
                 api.markReady()

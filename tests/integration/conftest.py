@@ -55,14 +55,14 @@ def free_port():
 class Server:
     """One `serval launch-server` process on a free loopback port."""
 
-    def __init__(self, *extra_args, api_key=None, startup_timeout=180, model=None):
+    def __init__(self, *extra_args, api_key=None, startup_timeout=180, model=None, port=None):
         binary = find_binary()
         if binary is None or not binary.exists():
             pytest.skip("serval binary not found (set $SERVAL_BIN or run `swift build -c release`)")
         model = Path(model) if model else model_path()
         if not model.exists():
             pytest.skip(f"model not found at {model} (set $SERVAL_MODEL or run `make test`)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
         args = [str(binary), "launch-server", "--model-path", str(model), "--port", str(self.port),
