@@ -477,6 +477,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private func runExpertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
         guard let experts else { throw EngineError.invalidRequest("the model has no routed experts") }
         return try experts.expertControl(control)
+    }
+
     /// Decode side of disaggregation: pages go into their slots; the last message brings
     /// the first token, and the request joins the decodes (or ends on a failure).
     private func received(serial: Int, _ event: KVTransferEvent) {
