@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalHTTP", "ServalEngine", "ServalTemplate", "ServalTokenizer", "ServalGrammar",
+                "ServalHTTP", "ServalEngine", "ServalModels", "ServalTemplate", "ServalTokenizer", "ServalGrammar",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -164,6 +164,9 @@ let package = Package(
             name: "ServalGatewayTests",
             dependencies: [
                 "ServalGateway", "ServalHTTP", "ServalBase", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                // HTTPFields / HTTPRequest (re-exported from swift-http-types) for the fast path's framing tests
+                .product(name: "Hummingbird", package: "hummingbird"),
             ], swiftSettings: plain),
         .testTarget(
             name: "ServalBenchTests", dependencies: ["ServalTestSupport", "ServalBench", "ServalBase"],

@@ -6,7 +6,7 @@
 #   - requests/s at 32 connections.
 # Usage: benchmarks/gateway-vs-smg.sh [duration_s]   (SMG=path/to/smg SERVAL=path/to/serval)
 #   SERVAL_BASELINE=path/to/another/serval adds its router as a fourth row (e.g. main's build),
-#   measured in the same run.
+#   measured in the same run. PORT_BASE=N uses ports N..N+5 instead of free ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -20,7 +20,12 @@ cleanup() { for p in "${PIDS[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-B1=$(free_port); B2=$(free_port); RS=$(free_port); RM=$(free_port); PM=$(free_port); RB=$(free_port)
+if [ -n "${PORT_BASE:-}" ]; then  # PORT_BASE=N: ports N..N+5 (a range agreed with others on a shared machine)
+  B1=$PORT_BASE; B2=$((PORT_BASE + 1)); RS=$((PORT_BASE + 2)); RM=$((PORT_BASE + 3)); PM=$((PORT_BASE + 4))
+  RB=$((PORT_BASE + 5))
+else
+  B1=$(free_port); B2=$(free_port); RS=$(free_port); RM=$(free_port); PM=$(free_port); RB=$(free_port)
+fi
 BASELINE=${SERVAL_BASELINE:-}
 
 BODY='{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" ok","finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}}'

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServalModels
+import ServalTensor
 
 /// The serving engine: a thread of its own (forward passes block, so not on Swift's
 /// cooperative pool), an inbox of commands, and shutdown. Each step reads as a
@@ -50,6 +51,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private let jumpForward: JumpForward?
     private var forwardPassesTotal = 0
     private var jumpForwardTokensTotal = 0
+    /// The model's expert load controls (MoE models), and EPLB's rebalancer when on.
+    private let experts: (any ExpertLoadControl)?
+    private var balancer: ExpertBalancer?
+    /// Prefill-decode disaggregation, nil on a plain server.
+    private let disaggregation: DisaggregationState?
 
     // Published snapshot.
     private let snapshotLock = NSLock()
@@ -95,6 +101,14 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.kvCapacity = scheduler.allocator.capacity
         let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
         self.runner = ModelRunner(model: model, kvCache: kvCache, sampler: model.makeSampler())
+        let experts = model as? ExpertLoadControl
+        if config.eplbRebalanceIterations != nil, experts == nil {
+            throw EngineError.invalidConfig("--enable-eplb needs a mixture-of-experts model")
+        }
+        self.experts = experts
+        self.balancer = config.eplbRebalanceIterations.map { ExpertBalancer(every: $0, nodes: config.eplbNodes) }
+        self.disaggregation = try DisaggregationState.make(
+            config: config.disaggregation, kvCache: kvCache, logger: logger)
         self.output = OutputProcessor(decoder: decoder, contextLength: context)
         self.modelInfo = info
         self.contextLength = context
@@ -173,6 +187,27 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
     }
 
+    public var recordsExpertLoad: Bool { experts != nil }
+
+    /// Runs an expert load control on the engine thread, between two steps (a gather meets
+    /// every rank in one collective).
+    public func expertControl(_ control: ExpertControl) async throws -> ExpertDistribution? {
+        guard experts != nil else {
+            throw EngineError.invalidRequest("expert distribution: the model has no routed experts")
+        }
+        let result = await withCheckedContinuation { reply in
+            snapshotLock.lock()
+            defer { snapshotLock.unlock() }
+            if closed {
+                reply.resume(
+                    returning: Result<ExpertDistribution?, any Error>.failure(EngineError.model("shutting down")))
+            } else {
+                inbox.post(.expert(control, reply))
+            }
+        }
+        return try result.get()
+    }
+
     /// Idempotent: a second call returns once the engine thread has stopped.
     public func shutdown(drain: Bool) async {
         await withCheckedContinuation { reply in
@@ -193,6 +228,13 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             if queued >= limit { throw EngineError.queueFull(queued) }
         }
         try Engine.validate(request, contextLength: contextLength, capacity: kvCapacity)
+        if let disaggregation {
+            try disaggregation.validate(request)
+        } else if request.bootstrap != nil {
+            throw EngineError.invalidRequest(
+                "bootstrap_host / bootstrap_port / bootstrap_room are for servers started with --disaggregation-mode prefill or decode"
+            )
+        }
         for t in request.sampling.tokenIDsLogprob where t < 0 || Int(t) >= modelInfo.vocabSize {
             throw EngineError.invalidRequest(
                 "token_ids_logprob: \(t) is outside the vocabulary (0..<\(modelInfo.vocabSize))")
@@ -212,7 +254,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
         var drain = true
         while true {
-            let idle = scheduler.isIdle
+            // Slots freed by the last step may let a queued transfer start.
+            startTransfers()
+            let idle = !scheduler.hasForwardWork
             // Requests that just ended are often replaced at once by their clients: a
             // short wait lets the replacements join the next forward pass.
             let refill = idle || !shutdownWaiters.isEmpty || !scheduler.waiting.isEmpty ? 0 : finishedLastStep
@@ -228,7 +272,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     "\(String(format: "refill: %d of %d in %.1f ms", commands.count, refill, Date().timeIntervalSince(waitStart) * 1000))"
                 )
             } else {
-                commands = inbox.take(wait: idle && shutdownWaiters.isEmpty)
+                // While shutting down, transfers may still be arriving: look again soon.
+                commands = inbox.take(wait: idle, timeout: shutdownWaiters.isEmpty ? nil : 0.05)
             }
             for command in commands {
                 switch command {
@@ -240,15 +285,20 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     let ok = scheduler.flushCache()
                     if ok { logger.info("radix cache flushed") }
                     reply.resume(returning: ok)
+                case .expert(let control, let reply):
+                    reply.resume(returning: Result { try runExpertControl(control) })
                 case .shutdown(let drainRequested, let reply):
                     accepting = false
                     drain = drain && drainRequested
                     shutdownWaiters.append(reply)
+                case .transfer(let serial, let event):
+                    received(serial: serial, event)
                 }
             }
             if !shutdownWaiters.isEmpty {
                 if !drain {
-                    for r in scheduler.running + scheduler.waiting {
+                    let all = scheduler.running + scheduler.waiting + scheduler.transferring + scheduler.transferQueue
+                    for r in all {
                         end(r, reason: .abort(message: "server shutting down"))
                     }
                 }
@@ -263,17 +313,29 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                         switch command {
                         case .submit(let request, let continuation): accept(request, continuation)
                         case .flushCache(let reply): reply.resume(returning: false)
+                        case .expert(_, let reply):
+                            reply.resume(returning: .failure(EngineError.model("shutting down")))
                         case .shutdown(_, let reply): shutdownWaiters.append(reply)
-                        case .abort: break
+                        case .abort, .transfer: break
                         }
                     }
                     for waiter in shutdownWaiters { waiter.resume() }
                     return
                 }
             }
-            if scheduler.isIdle || output.hasFinishedEvents { publishAndDeliver() }
-            if scheduler.isIdle { continue }
+            startTransfers()
+            if !scheduler.hasForwardWork || output.hasFinishedEvents { publishAndDeliver() }
+            if !scheduler.hasForwardWork { continue }
             step()
+        }
+    }
+
+    /// Decode side of disaggregation: queued requests that now get their slots start fetching.
+    private func startTransfers() {
+        guard let disaggregation, !scheduler.transferQueue.isEmpty else { return }
+        let inbox = self.inbox
+        disaggregation.startFetches(scheduler.admitTransfers()) { serial, event in
+            inbox.post(.transfer(serial: serial, event))
         }
     }
 
@@ -311,14 +373,26 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         let stopIDs =
             request.sampling.ignoreEOS ? request.sampling.stopTokenIDs : request.sampling.stopTokenIDs + endTokens
         let r: Request
+        var sampling = request.sampling
+        var room: (any KVSendChannel)? = nil
         do {
+            room = try disaggregation?.openRoom(for: request)
+            // A prefill server samples the first token only; the decode server goes on.
+            if room != nil { sampling.maxNewTokens = min(sampling.maxNewTokens, 1) }
             r = try scheduler.submit(
-                rid: request.rid, prompt: request.inputIDs, params: request.sampling,
-                stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace)
+                rid: request.rid, prompt: request.inputIDs, params: sampling,
+                stopTokenIDs: stopIDs, cacheNamespace: request.cacheNamespace,
+                remotePrefill: disaggregation?.mode == .decode)
         } catch {
+            // The decode server waiting on this room hears why.
+            room?.fail("\(error)")
             return reject("\(error)")
         }
-        var params = request.sampling
+        if let room { disaggregation?.register(r, channel: room) }
+        if disaggregation?.mode == .decode, let source = request.bootstrap {
+            disaggregation?.register(r, source: source)
+        }
+        var params = sampling
         params.maxNewTokens = r.maxNewTokens
         output.register(
             r, prompt: request.inputIDs, params: params, continuation: continuation,
@@ -358,8 +432,16 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             publishAndDeliver()
             return
         }
+        disaggregation?.exportPages(after: batch)
         scheduler.completeForward(batch)
         forwardPassesTotal += 1
+        if let experts, balancer != nil {
+            do {
+                try balancer?.afterForward(experts, logger: logger)
+            } catch {
+                logger.error("eplb: rebalance failed: \(error)")
+            }
+        }
         stepTime = Date()
         let forwardSeconds = stepTime.timeIntervalSince(stepStart)
         lastStepSeconds = forwardSeconds
@@ -371,6 +453,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         }
         var forcedTokens = 0
         for (r, token) in result.sampled {
+            disaggregation?.sampled(r, token)
             scheduler.appendOutput(r, token: token.tokenID)
             let jumped = applyJumpForward(r, sampled: token.tokenID)
             forcedTokens += max(0, (jumped?.count ?? 1) - 1)
@@ -391,11 +474,40 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         )
     }
 
+    private func runExpertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
+        guard let experts else { throw EngineError.invalidRequest("the model has no routed experts") }
+        return try experts.expertControl(control)
+    }
+
+    /// Decode side of disaggregation: pages go into their slots; the last message brings
+    /// the first token, and the request joins the decodes (or ends on a failure).
+    private func received(serial: Int, _ event: KVTransferEvent) {
+        switch disaggregation?.receive(serial: serial, event) {
+        case nil, .stored?:
+            return
+        case .failed(let r, let message)?:
+            logger.warning("request \(r.rid): \(message)")
+            end(r, reason: .abort(message: message))
+        case .complete(let r, let first)?:
+            scheduler.completeTransfer(r, firstToken: first.tokenID)
+            r.sampling.record(first.tokenID)
+            generationTokensTotal += 1
+            if let reason = output.emit(r, first, at: Date()) {
+                end(r, reason: reason)
+            } else if r.sampling.grammarTerminated {
+                end(r, reason: .stop(matched: nil))
+            }
+        }
+        if checkIntegrity { verifyIntegrity() }
+    }
+
     /// Jump-forward: when the grammar forces text after the token `r` just sampled, the
     /// token and that text re-tokenized replace it (see `JumpForward`); returns the tokens
     /// now in its place, nil when nothing changed.
     private func applyJumpForward(_ r: Request, sampled: Int32) -> [Int32]? {
-        guard let jf = jumpForward, let matcher = r.sampling.grammar, !r.sampling.reportsEveryToken,
+        // A prefill server's one token goes to the decode server as sampled.
+        guard disaggregation?.mode != .prefill, let jf = jumpForward, let matcher = r.sampling.grammar,
+            !r.sampling.reportsEveryToken,
             !r.sampling.stopTokenIDs.contains(sampled), !matcher.isTerminated,
             let plan = jf.plan(
                 sampled: sampled, matcher: matcher, budget: r.maxNewTokens - r.outputCount,
@@ -405,6 +517,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         r.replaceNewestOutput(with: plan.tokens)
         return plan.tokens
     }
+
+    /// A prefill server's KV bootstrap port (`DisaggregationConfig.bootstrapPort`, or the one
+    /// picked for 0); nil otherwise.
+    public var bootstrapPort: Int? { disaggregation?.boundPort }
 
     /// The first integrity failure seen (with `EngineConfig.checkIntegrity`), if any.
     public var integrityFailure: String? {
@@ -435,6 +551,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
 
     /// Finishes a request for any reason: final event, KV back to the cache/pool.
     private func end(_ r: Request, reason: FinishReason) {
+        disaggregation?.ended(r, reason: reason)
         output.finish(r, reason: reason)
         runner.release(r)
         if r.status != .finished {
@@ -472,7 +589,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         stats.interTokenLatency = output.interToken
         let used = scheduler.usedSlots
         let load = EngineLoad(
-            runningRequests: scheduler.running.count, queuedRequests: scheduler.waiting.count,
+            runningRequests: scheduler.running.count + scheduler.transferring.count,
+            queuedRequests: scheduler.waiting.count + scheduler.transferQueue.count,
             tokenUsage: Double(used) / Double(kvCapacity), usedTokens: used, totalTokens: kvCapacity)
         snapshotLock.lock()
         statsSnapshot = stats

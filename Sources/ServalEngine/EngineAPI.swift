@@ -67,6 +67,10 @@ public struct GenerateRequest: Sendable {
     /// Requests with different salts never share prefix-cache entries (`cache_salt`, a
     /// tenant-isolation guarantee); nil shares with every other unsalted request.
     public var cacheSalt: String?
+    /// Prefill-decode disaggregation (SGLang's `bootstrap_host` / `bootstrap_port` /
+    /// `bootstrap_room`): on a prefill server the room its KV is kept in, on a decode
+    /// server where to fetch it. nil on a plain server.
+    public var bootstrap: BootstrapInfo?
 
     public init(
         rid: String, inputIDs: [Int32], sampling: SamplingParams, arrival: Date? = nil,
@@ -222,6 +226,11 @@ public protocol EngineHandle: AnyObject, Sendable {
     func validate(_ request: GenerateRequest) throws
     /// The radix cache's block events, when the engine publishes them (`--kv-events-config`).
     var kvEvents: KVEventPublisher? { get }
+    /// Whether the model counts routed tokens per expert (`expertControl` works).
+    var recordsExpertLoad: Bool { get }
+    /// Expert load recording and EPLB controls (`/start_expert_distribution_record`, ...),
+    /// run between two steps; throws when the engine cannot.
+    func expertControl(_ control: ExpertControl) async throws -> ExpertDistribution?
 }
 
 /// Defaults for test doubles of the HTTP layer: always healthy, accepts everything.
@@ -229,4 +238,8 @@ extension EngineHandle {
     public var isHealthy: Bool { true }
     public func validate(_ request: GenerateRequest) throws {}
     public var kvEvents: KVEventPublisher? { nil }
+    public var recordsExpertLoad: Bool { false }
+    public func expertControl(_ control: ExpertControl) async throws -> ExpertDistribution? {
+        throw EngineError.invalidRequest("expert distribution recording is not available on this engine")
+    }
 }

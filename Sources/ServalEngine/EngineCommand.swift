@@ -1,11 +1,15 @@
 import Foundation
+import ServalModels
 
 /// A message from the outside world (server tasks) to the engine thread.
 enum EngineCommand {
     case submit(GenerateRequest, AsyncStream<GenerationEvent>.Continuation)
     case abort(rid: String)
     case flushCache(CheckedContinuation<Bool, Never>)
+    case expert(ExpertControl, CheckedContinuation<Result<ExpertDistribution?, any Error>, Never>)
     case shutdown(drain: Bool, CheckedContinuation<Void, Never>)
+    /// Disaggregation, decode side: news of the KV fetch of the request with this serial.
+    case transfer(serial: Int, KVTransferEvent)
 }
 
 /// The engine thread's mailbox: any thread posts, the engine thread takes

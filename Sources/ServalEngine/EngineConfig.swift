@@ -77,6 +77,14 @@ public struct EngineConfig: Sendable, Equatable {
     /// Publish the radix cache's block events with blocks of this many tokens
     /// (`--kv-events-config`); nil: no events, and no cost.
     public var kvEventsBlockSize: Int? = nil
+    /// EPLB (`--enable-eplb`): after this many forward passes, gather the experts' load
+    /// from every rank and move them to a balanced placement (`--eplb-rebalance-num-iterations`);
+    /// nil: the placement stays as loaded.
+    public var eplbRebalanceIterations: Int? = nil
+    /// Nodes the expert-parallel ranks span (EPLB places hierarchically over them).
+    public var eplbNodes: Int = 1
+    /// Prefill-decode disaggregation (`--disaggregation-mode` and its flags); nil: a plain server.
+    public var disaggregation: DisaggregationConfig? = nil
 
     public init() {}
 }

@@ -12,12 +12,16 @@ struct AdminRoutes: Sendable {
 
     func describe(_ w: Worker) -> JSONValue {
         var o: JSONValue = [
-            "id": .string(w.id), "url": .string(w.url), "worker_type": "regular",
+            "id": .string(w.id), "url": .string(w.url), "worker_type": .string(workerType(w)),
             "is_healthy": .bool(w.health == .healthy), "health": .string(w.health.rawValue),
             "circuit_state": .string(w.breaker.state.rawValue), "draining": .bool(w.isDraining),
             "load": .int(w.load), "routed": .int(w.routed.load(ordering: .relaxed)),
             "failures": .int(w.failures.load(ordering: .relaxed)), "connection_mode": "Http",
         ]
+        if let pd = gateway.pd, pd.isPrefill(w), case .object(var obj) = o {
+            obj["bootstrap_port"] = .int(pd.bootstrap(of: w).port)
+            o = .object(obj)
+        }
         if let kv = gateway.kvIndex, case .object(var obj) = o {
             // --kv-events: whether its stream is live, and the blocks it reported holding.
             let blocks = kv.cachedBlocks(w.url)
@@ -28,11 +32,21 @@ struct AdminRoutes: Sendable {
         return o
     }
 
+    /// SMG's worker types: `prefill` / `decode` in PD mode, else `regular`.
+    func workerType(_ w: Worker) -> String {
+        guard let pd = gateway.pd else { return "regular" }
+        return pd.isPrefill(w) ? "prefill" : pd.isDecode(w) ? "decode" : "regular"
+    }
+
     func listWorkers() -> Response {
         let all = gateway.registry.all
+        let types = all.map(workerType)
+        func count(_ t: String) -> JSONValue { .int(types.filter { $0 == t }.count) }
         return GatewayResponses.json([
             "workers": .array(all.map(describe)), "total": .int(all.count),
-            "stats": ["prefill_count": 0, "decode_count": 0, "regular_count": .int(all.count)],
+            "stats": [
+                "prefill_count": count("prefill"), "decode_count": count("decode"), "regular_count": count("regular"),
+            ],
         ])
     }
 

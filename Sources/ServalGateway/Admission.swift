@@ -6,6 +6,9 @@ import Foundation
 /// bucket (`--rate-limit-tokens-per-second`, capacity = the concurrency limit or one
 /// second of tokens). A full queue or an empty bucket answers 429 with `Retry-After`; a
 /// request that waited out the queue timeout answers 408.
+///
+/// `enter` never blocks, so the NIO fast path uses it from an event loop (the queued
+/// request is resumed through a callback); `acquire` is the same for async callers.
 public final class Admission: @unchecked Sendable {
     public enum Outcome: Equatable, Sendable {
         case admitted
@@ -15,14 +18,25 @@ public final class Admission: @unchecked Sendable {
         case timedOut
     }
 
+    /// What `enter` decided at once.
+    public enum Entry: Equatable, Sendable {
+        case admitted
+        /// 429; seconds the client should wait.
+        case rejected(retryAfter: Int)
+        /// Waiting under this id: `resume` is called later, exactly once, with true (admitted:
+        /// the caller owns a slot) or false (withdrawn: no slot).
+        case queued(id: UInt64)
+    }
+
     private let limit: Int
     private let queueSize: Int
-    private let queueTimeout: Double
+    /// Seconds a request may wait in the queue (the caller arms the timer, see `enter`).
+    public let queueTimeout: Double
     private let rate: Double?
     private let capacity: Double
     private let lock = NSLock()
     private var active = 0
-    private var waiters = Deque<(id: UInt64, cont: CheckedContinuation<Bool, Never>)>()
+    private var waiters = Deque<(id: UInt64, resume: @Sendable (Bool) -> Void)>()
     private var nextWaiter: UInt64 = 0
     private var tokens: Double
     private var lastRefill: Double
@@ -46,83 +60,93 @@ public final class Admission: @unchecked Sendable {
     public var activeCount: Int { lock.withLock { active } }
     public var queuedCount: Int { lock.withLock { waiters.count } }
 
-    /// Admits at once when a slot (and a token) is free; false, changing nothing, when the
-    /// request would have to wait or be refused (`acquire` decides those).
-    public func tryAcquireNow() -> Bool {
+    /// Decides without blocking: admitted, refused (an empty token bucket or a full queue), or
+    /// queued. A queued request learns its fate through `resume`, called on whichever thread
+    /// frees a slot (`release`) or gives up on it (`withdraw`): callers on an event loop hop
+    /// back to it inside `resume`. The caller arms its own timer of `queueTimeout` seconds
+    /// that calls `withdraw(id)`.
+    public func enter(resume: @escaping @Sendable (Bool) -> Void) -> Entry {
         lock.withLock {
             if let rate {
                 let now = clock()
                 tokens = min(capacity, tokens + (now - lastRefill) * rate)
                 lastRefill = now
-                if tokens < 1 { return false }
-            }
-            guard limit <= 0 || active < limit else { return false }
-            if rate != nil { tokens -= 1 }
-            active += 1
-            return true
-        }
-    }
-
-    public func acquire() async -> Outcome {
-        enum Step { case go, reject(Int), wait(UInt64) }
-        let step: Step = lock.withLock {
-            if let rate {
-                let now = clock()
-                tokens = min(capacity, tokens + (now - lastRefill) * rate)
-                lastRefill = now
-                if tokens < 1 { return .reject(max(1, Int(((1 - tokens) / rate).rounded(.up)))) }
+                if tokens < 1 { return .rejected(retryAfter: max(1, Int(((1 - tokens) / rate).rounded(.up)))) }
                 tokens -= 1
             }
             if limit <= 0 || active < limit {
                 active += 1
-                return .go
+                return .admitted
             }
-            if waiters.count >= queueSize { return .reject(1) }
+            if waiters.count >= queueSize { return .rejected(retryAfter: 1) }
             nextWaiter += 1
-            return .wait(nextWaiter)
+            waiters.append((nextWaiter, resume))
+            return .queued(id: nextWaiter)
         }
-        switch step {
-        case .go: return .admitted
-        case .reject(let s): return .rejected(retryAfter: s)
-        case .wait(let id):
-            let timeout = queueTimeout
-            var timer: Task<Void, Never>?
-            let admitted = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                let freed: Bool = lock.withLock {
-                    // A slot may have been released between the check above and now.
-                    if active < limit { active += 1; return true }
-                    waiters.append((id, c))
-                    return false
-                }
-                if freed {
-                    c.resume(returning: true)
-                } else {
-                    timer = Task { [weak self] in
+    }
+
+    /// Takes a waiter out of the queue (its timeout passed, or its client left): its `resume`
+    /// gets false. Nothing happens when it was admitted meanwhile (its `resume` got true).
+    public func withdraw(_ id: UInt64) {
+        let resume: (@Sendable (Bool) -> Void)? = lock.withLock {
+            guard let i = waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return waiters.remove(at: i).resume
+        }
+        resume?(false)
+    }
+
+    /// Waits for a slot: admitted, refused (429) or timed out in the queue (408).
+    public func acquire() async -> Outcome {
+        let timer = QueueTimer()
+        let outcome: Outcome = await withCheckedContinuation { (c: CheckedContinuation<Outcome, Never>) in
+            switch enter(resume: { c.resume(returning: $0 ? .admitted : .timedOut) }) {
+            case .admitted: c.resume(returning: .admitted)
+            case .rejected(let after): c.resume(returning: .rejected(retryAfter: after))
+            case .queued(let id):
+                let timeout = queueTimeout
+                timer.set(
+                    Task { [weak self] in
                         try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
-                        self?.expire(id)
-                    }
-                }
+                        if !Task.isCancelled { self?.withdraw(id) }
+                    })
             }
-            timer?.cancel()
-            return admitted ? .admitted : .timedOut
         }
+        timer.cancel()
+        return outcome
     }
 
     /// Ends an admitted request: its slot goes to the oldest waiter, if any.
     public func release() {
-        let next: CheckedContinuation<Bool, Never>? = lock.withLock {
-            if let w = waiters.popFirst() { return w.cont }
+        let next: (@Sendable (Bool) -> Void)? = lock.withLock {
+            if let w = waiters.popFirst() { return w.resume }
             active -= 1
             return nil
         }
-        next?.resume(returning: true)
+        next?(true)
+    }
+}
+
+/// The queue timer of one `Admission.acquire`, cancelled once the wait is over (it may be
+/// over before the timer is set).
+private final class QueueTimer: @unchecked Sendable {
+    private let lock = NSLock()
+    private var task: Task<Void, Never>?
+    private var cancelled = false
+
+    func set(_ t: Task<Void, Never>) {
+        let late: Bool = lock.withLock {
+            if cancelled { return true }
+            task = t
+            return false
+        }
+        if late { t.cancel() }
     }
 
-    private func expire(_ id: UInt64) {
-        let c: CheckedContinuation<Bool, Never>? = lock.withLock {
-            guard let i = waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return waiters.remove(at: i).cont
+    func cancel() {
+        let t: Task<Void, Never>? = lock.withLock {
+            cancelled = true
+            return task
         }
-        c?.resume(returning: false)
+        t?.cancel()
     }
 }

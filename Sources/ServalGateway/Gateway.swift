@@ -25,6 +25,8 @@ public final class Gateway: @unchecked Sendable {
     public let kvIndex: KVEventIndex?
     private(set) var kvSubscriber: KVEventSubscriber?
     public let startedAt = Date()
+    /// PD mode's roles and policies (`--pd-disaggregation`), else nil.
+    let pd: PDRouting?
 
     public init(config: GatewayConfig, logger: Logger) throws {
         try config.validate()
@@ -37,6 +39,9 @@ public final class Gateway: @unchecked Sendable {
         self.policy = Policies.make(
             config.policy, config: config.policyConfig, seed: config.randomSeed, kvIndex: kvIndex)
         self.rng = LockedRandom(seed: config.randomSeed)
+        self.pd = try config.pd.map {
+            try PDRouting(config: $0, policy: config.policy, policyConfig: config.policyConfig, seed: config.randomSeed)
+        }
         self.upstreamPools = UpstreamPools(group: MultiThreadedEventLoopGroup.singleton, connectTimeout: .seconds(5))
         self.proxyMetrics = ProxyMetrics(
             metrics: metrics, policy: policy.name,
@@ -78,7 +83,7 @@ public final class Gateway: @unchecked Sendable {
                 index: kvIndex, client: client, registry: registry, logger: logger,
                 auth: config.apiKey.map { "Bearer \($0)" })
         }
-        for url in config.workerURLs {
+        for url in config.workerURLs + (pd?.allURLs ?? []) {
             _ = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy)
         }
     }
@@ -91,6 +96,7 @@ public final class Gateway: @unchecked Sendable {
             group.addTask {
                 while !Task.isCancelled {
                     self.policy.maintain(now: ProcessInfo.processInfo.systemUptime)
+                    self.pd?.maintain(now: ProcessInfo.processInfo.systemUptime)
                     try? await Task.sleep(nanoseconds: 1_000_000_000)
                 }
             }
@@ -99,6 +105,11 @@ public final class Gateway: @unchecked Sendable {
 
     /// Registers a worker that gets traffic only once a health check passes.
     public func addWorker(url: String) throws -> Worker {
+        guard pd == nil else {
+            throw GatewayError.badRequest(
+                "in PD mode the workers are the --prefill and --decode ones; adding workers at run time is not supported yet"
+            )
+        }
         let w = try registry.add(url: url, health: config.health.enabled ? .pending : .healthy)
         logger.info("added worker \(w.url) as \(w.id); waiting for a health check")
         healthChecker.checkSoon(w)

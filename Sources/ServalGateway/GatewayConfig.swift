@@ -41,6 +41,8 @@ public struct GatewayConfig: Sendable {
     public var randomSeed: UInt64?
     /// Seconds a SIGTERM waits for in-flight requests before closing.
     public var shutdownGraceSecs = 180.0
+    /// `--pd-disaggregation`: prefill and decode workers instead of `workerURLs`.
+    public var pd: PDConfig?
 
     public init() {}
 
@@ -86,6 +88,11 @@ public struct GatewayConfig: Sendable {
         try check(maxPayloadSize > 0, "--max-payload-size must be > 0")
         try check((0...65535).contains(port), "--port must be in 0...65535")
         for u in workerURLs { _ = try WorkerURL.normalise(u) }
+        if let pd {
+            try check(workerURLs.isEmpty, "--pd-disaggregation takes --prefill and --decode, not --worker-urls")
+            try check(!kvEvents, "--kv-events is not available with --pd-disaggregation yet")
+            try pd.validate()
+        }
         try check(
             !kvEvents || policy == .cacheAware,
             "--kv-events feeds the cache_aware policy; use it with --policy cache_aware")

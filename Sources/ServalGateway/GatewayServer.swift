@@ -28,7 +28,7 @@ public enum GatewayServer {
         }
         let app = Application(
             responder: responder,
-            server: .http1(configuration: .init(additionalChannelHandlers: [FastProxyHandler(gateway: gateway)])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [FastPathInstaller(gateway: gateway)])),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "serval-router"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? config.port) },
             logger: gateway.logger
@@ -98,6 +98,9 @@ public enum GatewayServer {
                         status: 413,
                         message: "Request body is larger than --max-payload-size (\(g.config.maxPayloadSize) bytes).",
                         code: "request_too_large"))
+            }
+            if let pd = g.pd {
+                return await PDProxy(gateway: g, pd: pd).forward(path: path, headers: request.headers, body: body)
             }
             return await proxy.forward(
                 method: method, path: path, query: request.uri.query, headers: request.headers,

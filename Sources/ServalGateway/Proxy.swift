@@ -30,32 +30,11 @@ struct Proxy: Sendable {
     ) async -> Response {
         let g = gateway
         let start = ProcessInfo.processInfo.systemUptime
-        let admitted: Bool
-        if g.admission.isUnlimited {
-            admitted = false
-        } else {
-            switch await g.admission.acquire() {
-            case .admitted:
-                admitted = true
-                g.metrics.inc("smg_http_rate_limit_total", ["decision", "allowed"])
-            case .rejected(let after):
-                g.metrics.inc("smg_http_rate_limit_total", ["decision", "rejected"])
-                var h = HTTPFields()
-                h[.retryAfter] = String(after)
-                return GatewayResponses.error(
-                    GatewayError(
-                        status: 429, message: "Too many requests: the router's queue is full; retry after \(after)s.",
-                        code: "rate_limited"), headers: h)
-            case .timedOut:
-                g.metrics.inc("smg_http_rate_limit_total", ["decision", "timeout"])
-                return GatewayResponses.error(
-                    GatewayError(
-                        status: 408, message: "Timed out waiting in the router's queue.", code: "queue_timeout"))
-            }
-        }
-        let admission = g.admission
         let release: @Sendable () -> Void
-        if admitted { release = { admission.release() } } else { release = {} }
+        switch await admit() {
+        case .admitted(let r): release = r
+        case .refused(let response): return response
+        }
         g.metrics.inc("smg_router_requests_total", ["route", route])
 
         var routing = RoutingRequest()
@@ -139,6 +118,39 @@ struct Proxy: Sendable {
                 code: tried.isEmpty ? "no_workers" : "upstream_error"))
     }
 
+    /// What admission control decided: go on (and call `release` when the answer is done), or this answer.
+    enum AdmissionOutcome {
+        case admitted(release: @Sendable () -> Void)
+        case refused(Response)
+    }
+
+    /// `--max-concurrent-requests`, `--queue-size`, `--queue-timeout-secs`, `--rate-limit-tokens-per-second`.
+    func admit() async -> AdmissionOutcome {
+        let g = gateway
+        if g.admission.isUnlimited { return .admitted(release: {}) }
+        switch await g.admission.acquire() {
+        case .admitted:
+            g.metrics.inc("smg_http_rate_limit_total", ["decision", "allowed"])
+            let admission = g.admission
+            return .admitted(release: { admission.release() })
+        case .rejected(let after):
+            g.metrics.inc("smg_http_rate_limit_total", ["decision", "rejected"])
+            var h = HTTPFields()
+            h[.retryAfter] = String(after)
+            return .refused(
+                GatewayResponses.error(
+                    GatewayError(
+                        status: 429, message: "Too many requests: the router's queue is full; retry after \(after)s.",
+                        code: "rate_limited"), headers: h))
+        case .timedOut:
+            g.metrics.inc("smg_http_rate_limit_total", ["decision", "timeout"])
+            return .refused(
+                GatewayResponses.error(
+                    GatewayError(
+                        status: 408, message: "Timed out waiting in the router's queue.", code: "queue_timeout")))
+        }
+    }
+
     /// Picks the worker for one attempt and counts the decision (`usePolicy` false: the
     /// least-loaded worker, policy state untouched). `candidates` is never empty.
     func choose(from candidates: [Worker], routing: RoutingRequest, usePolicy: Bool) -> Worker {
@@ -160,8 +172,23 @@ struct Proxy: Sendable {
     func routingRequest(path: String, headers: HTTPFields, body: ByteBuffer) -> RoutingRequest {
         var routing = RoutingRequest()
         if gateway.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
-        routing.routingKey = Self.routingKey(headers)
-        routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+        if gateway.policy.needsRoutingKey {
+            routing.routingKey = Self.routingKey(headers)
+            routing.targetWorker = headers[Self.targetWorkerHeader].flatMap { Int($0) }
+        }
+        return routing
+    }
+
+    /// `routingRequest` for the fast path, which reads NIO's header type.
+    func routingRequest(path: String, headers: HTTPHeaders, body: ByteBuffer) -> RoutingRequest {
+        var routing = RoutingRequest()
+        if gateway.policy.needsText { routing.text = RequestText.extract(path: path, body: body.readableBytesView) }
+        if gateway.policy.needsRoutingKey {
+            routing.routingKey =
+                headers.first(name: "X-SMG-Routing-Key") ?? headers.first(name: "authorization")
+                ?? headers.first(name: "X-Forwarded-For") ?? headers.first(name: "cookie")
+            routing.targetWorker = headers.first(name: "X-SMG-Target-Worker").flatMap { Int($0) }
+        }
         return routing
     }
 

@@ -14,7 +14,7 @@ final class ProxyExchange {
     let proxy: Proxy
     let pool: UpstreamPool
     let client: FastProxyHandler
-    let request: HTTPRequest
+    let request: HTTPRequestHead
     let body: ByteBuffer
     let path: String
     let route: ProxyMetrics.Route
@@ -24,7 +24,8 @@ final class ProxyExchange {
     let start: NIODeadline
 
     private var routing = RoutingRequest()
-    private var outgoing = HTTPHeaders()
+    /// The request to workers up to its `Host` line (`RawHTTP.requestPrefix`), built once.
+    private var requestPrefix = ByteBuffer()
     private var attempt = 0
     private let maxAttempts: Int
     private var tried: [Worker] = []
@@ -36,7 +37,6 @@ final class ProxyExchange {
     /// A reused keep-alive connection that closed before answering is replaced once, without
     /// counting against the worker.
     private var staleRetried = false
-    private var timeout: Scheduled<Void>?
     /// The worker's connection is not read while the client's outbound buffer is full.
     private var upstreamPaused = false
 
@@ -57,8 +57,8 @@ final class ProxyExchange {
     private var sentStatus = 0
 
     init(
-        gateway: Gateway, pool: UpstreamPool, client: FastProxyHandler, request: HTTPRequest, body: ByteBuffer,
-        path: String, route: ProxyMetrics.Route, usePolicy: Bool, release: @escaping () -> Void
+        gateway: Gateway, pool: UpstreamPool, client: FastProxyHandler, request: HTTPRequestHead, body: ByteBuffer,
+        path: String, route: ProxyMetrics.Route, usePolicy: Bool, start: NIODeadline, release: @escaping () -> Void
     ) {
         self.gateway = gateway
         self.proxy = Proxy(gateway: gateway)
@@ -70,19 +70,49 @@ final class ProxyExchange {
         self.route = route
         self.usePolicy = usePolicy
         self.release = release
-        self.start = .now()
+        self.start = start
         self.maxAttempts = gateway.config.retry.enabled ? gateway.config.retry.maxRetries + 1 : 1
     }
 
     func run() {
         route.routerRequests.add()
-        if usePolicy { routing = proxy.routingRequest(path: path, headers: request.headerFields, body: body) }
-        outgoing = Self.outgoingHeaders(request.headerFields)
-        if let key = gateway.config.apiKey { outgoing.replaceOrAdd(name: "Authorization", value: "Bearer \(key)") }
-        if body.readableBytes > 0 || request.method == .post || request.method == .put {
-            outgoing.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-        }
+        if usePolicy { routing = proxy.routingRequest(path: path, headers: request.headers, body: body) }
+        let hasBody = body.readableBytes > 0 || request.method == .POST || request.method == .PUT
+        requestPrefix = RawHTTP.requestPrefix(
+            method: request.method, target: request.uri, headers: request.headers,
+            workerKey: gateway.config.apiKey, bodyLength: hasBody ? body.readableBytes : nil)
+        if usePolicy, let index = gateway.kvIndex { return tokenize(index) }
         nextAttempt()
+    }
+
+    /// `--kv-events`: the prompt's token ids, from the body when it carries them, else from
+    /// the least-loaded worker with a live event stream (`POST /tokenize`, on this loop);
+    /// the request is routed once they are known, or with the approximate tree when no
+    /// worker publishes or tokenizing fails (see `RouterTokenizer`).
+    private func tokenize(_ index: KVEventIndex) {
+        let live = gateway.registry.available().filter { index.isLive($0.url) }
+        guard !live.isEmpty, let input = RouterTokenizer.input(path: path, body: body.readableBytesView) else {
+            return nextAttempt()
+        }
+        switch input {
+        case .ids(let ids):
+            routing.tokenIDs = ids
+            nextAttempt()
+        case .query(let query):
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            if let key = gateway.config.apiKey { headers.add(name: "Authorization", value: "Bearer \(key)") }
+            UpstreamCall.send(
+                pool: pool, workerURL: leastLoaded(live).url, method: .POST, path: "/tokenize", headers: headers,
+                body: ByteBuffer(bytes: JSONWriter.bytes(query)), limit: RouterTokenizer.answerLimit,
+                timeout: .seconds(5)
+            ) { [self] answer in
+                if let answer, answer.status == 200 {
+                    routing.tokenIDs = RouterTokenizer.ids(fromAnswer: answer.body.readableBytesView)
+                }
+                nextAttempt()
+            }
+        }
     }
 
     // MARK: attempts
@@ -99,8 +129,10 @@ final class ProxyExchange {
         attempt += 1
         var candidates = gateway.registry.available()
         guard !candidates.isEmpty else { return giveUp() }
-        let untried = candidates.filter { c in !tried.contains { $0 === c } }
-        if !untried.isEmpty { candidates = untried }
+        if !tried.isEmpty {
+            let untried = candidates.filter { c in !tried.contains { $0 === c } }
+            if !untried.isEmpty { candidates = untried }
+        }
         let w = proxy.choose(from: candidates, routing: routing, usePolicy: usePolicy)
         tried.append(w)
         w.inFlight.wrappingIncrement(ordering: .relaxed)
@@ -111,39 +143,32 @@ final class ProxyExchange {
     }
 
     private func send(to w: Worker) {
-        guard let address = UpstreamAddress(workerURL: w.url) else {
+        guard let address = w.upstreamAddress else {
             // Only plain-HTTP workers reach the fast path (FastProxyHandler checks); be safe anyway.
             return attemptFailed("worker \(w.url) is not reachable over plain HTTP", status: 502)
         }
         phase = .connecting
-        let secs = gateway.config.requestTimeoutSecs
-        timeout = pool.eventLoop.scheduleTask(in: .nanoseconds(Int64(secs * 1e9))) { [weak self] in
-            self?.timedOut()
-        }
-        pool.connection(key: w.url, address: address).whenComplete { [self] result in
+        pool.watch(self, until: .now() + .nanoseconds(Int64(gateway.config.requestTimeoutSecs * 1e9)))
+        if let c = pool.idleConnection(key: w.url) { return connected(c, address: address) }
+        pool.connect(key: w.url, address: address).whenComplete { [self] result in
             guard case .connecting = phase, worker === w else {
                 if case .success(let c) = result { c.channel.close(promise: nil) }
                 return
             }
             switch result {
-            case .failure(let error):
-                connectionFailed("worker \(w.url) failed: \(error)")
-            case .success(let c):
-                connection = c
-                phase = .waitingHead
-                c.handler.sink = { [weak self] event in self?.upstream(event) }
-                var head = HTTPRequestHead(
-                    version: .http1_1, method: HTTPMethod(rawValue: request.method.rawValue),
-                    uri: request.path ?? path)
-                head.headers = outgoing
-                head.headers.replaceOrAdd(name: "Host", value: address.authority)
-                c.channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                if body.readableBytes > 0 {
-                    c.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-                }
-                c.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            case .failure(let error): connectionFailed("worker \(w.url) failed: \(error)")
+            case .success(let c): connected(c, address: address)
             }
         }
+    }
+
+    /// Sends the request on `c`, the attempt's connection to its worker.
+    private func connected(_ c: UpstreamConnection, address: UpstreamAddress) {
+        connection = c
+        phase = .waitingHead
+        c.handler.sink = { [weak self] event in self?.upstream(event) }
+        c.send(
+            method: request.method, head: RawHTTP.requestHead(requestPrefix, host: address.authority), body: body)
     }
 
     private func upstream(_ event: UpstreamEvent) {
@@ -161,12 +186,10 @@ final class ProxyExchange {
         gateway.proxyMetrics.upstream(w, status: status)
         if RetryConfig.retryableStatuses.contains(status), attempt < maxAttempts {
             phase = .discarding(status: status, reason: ByteBuffer(), keepAlive: head.isKeepAlive)
-        } else if (200..<300).contains(status), Self.isEventStream(head.headers) {
+        } else if (200..<300).contains(status), RawHTTP.isEventStream(head.headers) {
             phase = .streaming(keepAlive: head.isKeepAlive)
-            var fields = Self.responseFields(head.headers)
-            fields[.cacheControl] = "no-cache"
             sentStatus = status
-            client.respond(.head(HTTPResponse(status: .init(code: status), headerFields: fields)), flush: true)
+            client.startStream(RawHTTP.streamHead(status: head.status, headers: head.headers))
         } else {
             phase = .buffering(head: head, body: ByteBuffer())
         }
@@ -182,11 +205,15 @@ final class ProxyExchange {
             phase = .discarding(status: status, reason: reason, keepAlive: keepAlive)
         case .buffering(let head, var buffered):
             phase = .done  // lets `buffered` be uniquely referenced while it grows
-            var c = chunk
-            buffered.writeBuffer(&c)
+            if buffered.readableBytes == 0 {
+                buffered = chunk  // the usual single part: kept as read, not copied
+            } else {
+                var c = chunk
+                buffered.writeBuffer(&c)
+            }
             phase = .buffering(head: head, body: buffered)
         case .streaming:
-            client.respond(.body(chunk), flush: true)
+            if chunk.readableBytes > 0 { client.send(RawHTTP.chunk(chunk), flush: true) }
         default:
             break
         }
@@ -195,7 +222,7 @@ final class ProxyExchange {
     private func upstreamEnd() {
         let before = phase
         phase = .done
-        timeout?.cancel()
+        pool.unwatch(self)
         guard let w = worker, let c = connection else { return }
         connection = nil
         if upstreamPaused {
@@ -209,11 +236,12 @@ final class ProxyExchange {
         case .buffering(let head, let buffered):
             head.isKeepAlive ? pool.release(c) : closeUpstream(c)
             let status = Int(head.status.code)
-            var fields = Self.responseFields(head.headers)
-            fields[.contentLength] = String(buffered.readableBytes)
             sentStatus = status
-            client.respond(.head(HTTPResponse(status: .init(code: status), headerFields: fields)), flush: false)
-            if buffered.readableBytes > 0 { client.respond(.body(buffered), flush: false) }
+            client.send(
+                RawHTTP.responseHead(
+                    status: head.status, headers: head.headers, fields: nil, length: buffered.readableBytes),
+                flush: false)
+            if buffered.readableBytes > 0 { client.send(buffered, flush: false) }
             complete(w, ok: status < 500, status: status)
         case .streaming(let keepAlive):
             keepAlive ? pool.release(c) : closeUpstream(c)
@@ -231,7 +259,7 @@ final class ProxyExchange {
             return
         case .streaming:
             phase = .done
-            timeout?.cancel()
+            pool.unwatch(self)
             connection = nil
             let why = error.map { String(describing: $0) } ?? "connection closed before the end of the stream"
             let event =
@@ -241,13 +269,13 @@ final class ProxyExchange {
                         "type": "upstream_error", "code": 502,
                     ]
                 ]) + SSE.done
-            client.respond(.body(ByteBuffer(string: event)), flush: false)
+            client.send(RawHTTP.chunk(ByteBuffer(string: event)), flush: false)
             gateway.metrics.inc("smg_worker_errors_total", ["worker", w.url, "error_type", "stream"])
             gateway.healthChecker.checkSoon(w)
             complete(w, ok: false, status: 502)
         case .waitingHead where connection?.reused == true && !staleRetried && error == nil:
             // A keep-alive connection the worker had already closed: try a fresh one.
-            timeout?.cancel()
+            pool.unwatch(self)
             connection = nil
             staleRetried = true
             send(to: w)
@@ -257,7 +285,8 @@ final class ProxyExchange {
         }
     }
 
-    private func timedOut() {
+    /// `--request-timeout-secs` passed during the attempt (`UpstreamPool.watch`).
+    func timedOut() {
         guard let w = worker else { return }
         switch phase {
         case .done: return
@@ -284,7 +313,7 @@ final class ProxyExchange {
     /// This attempt failed before anything reached the client: count it, then retry or give up.
     private func attemptFailed(_ message: String, status: Int) {
         phase = .done
-        timeout?.cancel()
+        pool.unwatch(self)
         if let c = connection {
             c.handler.sink = nil
             closeUpstream(c)
@@ -321,8 +350,10 @@ final class ProxyExchange {
             status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
             code: tried.isEmpty ? "no_workers" : "upstream_error")
         let (head, bytes) = GatewayResponses.errorParts(error)
-        client.respond(.head(head), flush: false)
-        client.respond(.body(bytes), flush: false)
+        client.send(
+            RawHTTP.response(
+                status: HTTPResponseStatus(statusCode: head.status.code), headers: nil, fields: head.headerFields,
+                body: bytes), flush: false)
         client.finish(status: status, route: route, start: start)
     }
 
@@ -354,7 +385,7 @@ final class ProxyExchange {
     func clientGone() {
         let before = phase
         phase = .done
-        timeout?.cancel()
+        pool.unwatch(self)
         if let c = connection {
             c.handler.sink = nil
             closeUpstream(c)
@@ -371,27 +402,5 @@ final class ProxyExchange {
     private func closeUpstream(_ c: UpstreamConnection) {
         c.handler.sink = nil
         c.channel.close(promise: nil)
-    }
-
-    // MARK: headers
-
-    static func outgoingHeaders(_ h: HTTPFields) -> HTTPHeaders {
-        var out = HTTPHeaders()
-        for f in h where !Proxy.skippedRequestHeaders.contains(f.name.canonicalName) {
-            out.add(name: f.name.rawName, value: f.value)
-        }
-        return out
-    }
-
-    static func responseFields(_ h: HTTPHeaders) -> HTTPFields {
-        var out = HTTPFields()
-        for (name, value) in h where !Proxy.skippedResponseHeaders.contains(name.lowercased()) {
-            if let n = HTTPField.Name(name) { out.append(HTTPField(name: n, value: value)) }
-        }
-        return out
-    }
-
-    static func isEventStream(_ h: HTTPHeaders) -> Bool {
-        h.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") ?? false
     }
 }

@@ -40,7 +40,20 @@ final class ProxyMetrics: @unchecked Sendable {
     let policy: String
     /// Keyed by "METHOD path" for the proxied routes.
     private let routes: [String: Route]
+    /// The proxied routes by path (one lookup per request on the fast path): the route of
+    /// each method served there.
+    struct PathRoutes {
+        var post: Route?
+        var get: Route?
+        /// An inference route: the policy picks the worker (else the least loaded does).
+        var inference = false
+    }
+    let byPath: [String: PathRoutes]
     private let responsesOK: MetricCounter
+    /// `smg_http_rate_limit_total{decision}`: admitted, refused (429), timed out in the queue (408).
+    let admissionAllowed: MetricCounter
+    let admissionRejected: MetricCounter
+    let admissionTimedOut: MetricCounter
     /// `smg_router_cache_hits_total` / `_misses_total` for the policy.
     let cacheHits: MetricCounter
     let cacheMisses: MetricCounter
@@ -53,7 +66,18 @@ final class ProxyMetrics: @unchecked Sendable {
         var r: [String: Route] = [:]
         for (method, path) in routes { r[method + " " + path] = Route(metrics, method: method, route: path) }
         self.routes = r
+        var p: [String: PathRoutes] = [:]
+        for (method, path) in routes {
+            let route = r[method + " " + path]
+            if method == "POST" { p[path, default: PathRoutes()].post = route }
+            if method == "GET" { p[path, default: PathRoutes()].get = route }
+            p[path]?.inference = GatewayServer.inferenceRoutes.contains(path)
+        }
+        self.byPath = p
         responsesOK = metrics.counter(named: "smg_http_responses_total", ["status", "200"])
+        admissionAllowed = metrics.counter(named: "smg_http_rate_limit_total", ["decision", "allowed"])
+        admissionRejected = metrics.counter(named: "smg_http_rate_limit_total", ["decision", "rejected"])
+        admissionTimedOut = metrics.counter(named: "smg_http_rate_limit_total", ["decision", "timeout"])
         cacheHits = metrics.counter(named: "smg_router_cache_hits_total", ["policy", policy])
         cacheMisses = metrics.counter(named: "smg_router_cache_misses_total", ["policy", policy])
     }

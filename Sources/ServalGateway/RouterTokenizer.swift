@@ -66,6 +66,17 @@ enum RouterTokenizer {
         return .ids(out)
     }
 
+    /// The largest `/tokenize` answer read.
+    static let answerLimit = 64 << 20
+
+    /// The ids of a `/tokenize` answer (`{"tokens": [...]}`), nil when it has none.
+    static func ids(fromAnswer body: some Collection<UInt8>) -> [Int32]? {
+        guard let json = try? JSONParser.parse(body), case .array(let tokens)? = json["tokens"],
+            case .ids(let ids)? = ids(tokens)
+        else { return nil }
+        return ids
+    }
+
     /// Asks `worker` to tokenize `query`; nil on any failure or after `timeout` seconds
     /// (head and body: the client's own deadline covers only the head).
     static func tokenize(
@@ -79,11 +90,9 @@ enum RouterTokenizer {
         let call = Task { () -> [Int32]? in
             do {
                 let resp = try await client.execute(req, timeout: .milliseconds(Int64(timeout * 1000)))
-                let body = try await resp.body.collect(upTo: 64 << 20)
-                guard resp.status.code == 200, let json = try? JSONParser.parse(body.readableBytesView),
-                    case .array(let tokens)? = json["tokens"], case .ids(let ids)? = ids(tokens)
-                else { return nil }
-                return ids
+                let body = try await resp.body.collect(upTo: answerLimit)
+                guard resp.status.code == 200 else { return nil }
+                return ids(fromAnswer: body.readableBytesView)
             } catch {
                 return nil
             }

@@ -41,6 +41,39 @@ final class UpstreamConnection {
         self.handler = handler
         self.key = key
     }
+
+    /// Sends one whole request: its head framed by `RawHTTP`, then its body as it is, in one
+    /// flush (`method` tells the response decoder what it answers: a HEAD's answer has no body).
+    func send(method: HTTPMethod, head request: ByteBuffer, body: ByteBuffer) {
+        let head: HTTPRequestHead
+        switch method {
+        case .POST: head = Self.post
+        case .GET: head = Self.get
+        default: head = HTTPRequestHead(version: .http1_1, method: method, uri: "")
+        }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(request)), promise: nil)
+        if body.readableBytes > 0 { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+        channel.flush()
+    }
+
+    private static let post = HTTPRequestHead(version: .http1_1, method: .POST, uri: "")
+    private static let get = HTTPRequestHead(version: .http1_1, method: .GET, uri: "")
+}
+
+/// The first handler of a worker connection's pipeline: writes the bytes of the request
+/// (`.body`) to the socket as they are. The `.head` before them only went past the response
+/// decoder, which keeps each request's method to read its answer, and stops here.
+final class UpstreamRawWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = IOData
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .body(let bytes): context.write(wrapOutboundOut(bytes), promise: promise)
+        case .head, .end: promise?.succeed()
+        }
+    }
 }
 
 /// Receives one worker connection's response parts and hands them to the exchange that
@@ -83,6 +116,10 @@ final class UpstreamPool {
     let eventLoop: EventLoop
     private var idle: [String: [UpstreamConnection]] = [:]
     private let connectTimeout: TimeAmount
+    /// Exchanges waiting on a worker, with their `--request-timeout-secs` deadline: one repeated
+    /// task checks them every second, instead of a timer scheduled and cancelled per request.
+    private var deadlines: [ObjectIdentifier: (deadline: NIODeadline, exchange: ProxyExchange)] = [:]
+    private var sweeper: RepeatedTask?
     /// Idle connections kept per worker on this loop; more are closed when released.
     static let maxIdlePerWorker = 256
 
@@ -93,16 +130,29 @@ final class UpstreamPool {
 
     /// An idle connection to the worker at `key`, or a new one.
     func connection(key: String, address: UpstreamAddress) -> EventLoopFuture<UpstreamConnection> {
+        if let c = idleConnection(key: key) { return eventLoop.makeSucceededFuture(c) }
+        return connect(key: key, address: address)
+    }
+
+    /// An idle connection to the worker at `key` that is still open, if there is one.
+    func idleConnection(key: String) -> UpstreamConnection? {
         while let c = idle[key]?.popLast() {
-            if c.channel.isActive { return eventLoop.makeSucceededFuture(c) }
+            if c.channel.isActive { return c }
         }
+        return nil
+    }
+
+    /// A new connection to the worker at `key`.
+    func connect(key: String, address: UpstreamAddress) -> EventLoopFuture<UpstreamConnection> {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
+                    let ops = channel.pipeline.syncOperations
+                    try ops.addHandler(UpstreamRawWriter())
+                    try ops.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try ops.addHandler(UpstreamHandler())
                 }
             }
         let connected =
@@ -111,6 +161,31 @@ final class UpstreamPool {
         return connected.flatMapThrowing { channel in
             let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
             return UpstreamConnection(channel: channel, handler: handler, key: key)
+        }
+    }
+
+    /// Times `exchange` out (`ProxyExchange.timedOut`) at `deadline`, within a second,
+    /// unless `unwatch` comes first.
+    func watch(_ exchange: ProxyExchange, until deadline: NIODeadline) {
+        deadlines[ObjectIdentifier(exchange)] = (deadline, exchange)
+        if sweeper == nil {
+            sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
+                self?.sweep()
+            }
+        }
+    }
+
+    func unwatch(_ exchange: ProxyExchange) {
+        deadlines.removeValue(forKey: ObjectIdentifier(exchange))
+    }
+
+    private func sweep() {
+        guard !deadlines.isEmpty else { return }
+        let now = NIODeadline.now()
+        let expired = deadlines.values.filter { $0.deadline <= now }.map(\.exchange)
+        for e in expired {
+            unwatch(e)
+            e.timedOut()
         }
     }
 

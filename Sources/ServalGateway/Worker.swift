@@ -17,6 +17,8 @@ public final class Worker: @unchecked Sendable {
     public let id: String
     /// Normalised `scheme://host:port` with no trailing slash.
     public let url: String
+    /// Where the fast path connects (nil for `https` workers, which it does not serve).
+    let upstreamAddress: UpstreamAddress?
     /// Requests this router has sent to the worker and not yet finished.
     public let inFlight = ManagedAtomic<Int>(0)
     public let breaker: CircuitBreaker
@@ -38,6 +40,7 @@ public final class Worker: @unchecked Sendable {
     public init(id: String, url: String, health: Health = .pending, breaker: CircuitBreaker) {
         self.id = id
         self.url = url
+        self.upstreamAddress = UpstreamAddress(workerURL: url)
         self._health = health
         self.breaker = breaker
     }

@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 
 /// The workers the router knows, in registration order. Lookups by id or URL; the
@@ -6,8 +7,9 @@ public final class WorkerRegistry: @unchecked Sendable {
     private let lock = NSLock()
     private var workers: [Worker] = []
     private var nextID = 1
-    /// Workers reached over TLS (the NIO fast path speaks plain HTTP only).
-    private var tlsWorkers = 0
+    /// Workers reached over TLS (the NIO fast path speaks plain HTTP only); read on every
+    /// proxied request, so an atomic rather than under the lock.
+    private let tlsWorkers = ManagedAtomic<Int>(0)
     private let breakerConfig: CircuitBreakerConfig
     /// Called on every breaker transition of any worker (metrics).
     let onBreakerTransition: @Sendable (Worker, CircuitBreaker.State, CircuitBreaker.State) -> Void
@@ -33,7 +35,7 @@ public final class WorkerRegistry: @unchecked Sendable {
             let notify = onBreakerTransition
             breaker.onTransition = { [weak w] from, to in if let w { notify(w, from, to) } }
             workers.append(w)
-            if !url.hasPrefix("http://") { tlsWorkers += 1 }
+            if !url.hasPrefix("http://") { tlsWorkers.wrappingIncrement(ordering: .relaxed) }
             return w
         }
     }
@@ -43,13 +45,13 @@ public final class WorkerRegistry: @unchecked Sendable {
         lock.withLock {
             guard let i = workers.firstIndex(where: { $0 === worker }) else { return false }
             workers.remove(at: i)
-            if !worker.url.hasPrefix("http://") { tlsWorkers -= 1 }
+            if !worker.url.hasPrefix("http://") { tlsWorkers.wrappingDecrement(ordering: .relaxed) }
             return true
         }
     }
 
     /// Every worker speaks plain HTTP.
-    public var allPlainHTTP: Bool { lock.withLock { tlsWorkers == 0 } }
+    public var allPlainHTTP: Bool { tlsWorkers.load(ordering: .relaxed) == 0 }
 
     public var all: [Worker] { lock.withLock { workers } }
 

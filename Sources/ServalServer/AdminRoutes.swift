@@ -91,15 +91,16 @@ extension ServalAPI {
         ])
     }
 
-    func prometheus() throws -> HTTPReply {
+    func prometheus() async throws -> HTTPReply {
         guard config.enableMetrics else { throw APIError.notFound("/metrics (start the server with --enable-metrics)") }
         let h = metrics.snapshot()
         let stats = engine.stats()
         // The engine's own TTFT / inter-token figures when it measures them.
-        let text = PrometheusRenderer.render(
-            modelName: config.servedModelName, load: engine.load(), stats: stats,
-            ttft: stats.timeToFirstToken ?? h.ttft, itl: stats.interTokenLatency ?? h.itl,
-            e2e: h.e2e)
+        let text =
+            PrometheusRenderer.render(
+                modelName: config.servedModelName, load: engine.load(), stats: stats,
+                ttft: stats.timeToFirstToken ?? h.ttft, itl: stats.interTokenLatency ?? h.itl,
+                e2e: h.e2e) + (await expertMetrics())
         return .text(status: 200, text, contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
 

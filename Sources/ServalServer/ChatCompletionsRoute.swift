@@ -109,11 +109,12 @@ extension ServalAPI {
             contextLength: engine.contextLength, param: "max_tokens")
 
         let id = "chatcmpl-" + Self.newID()
-        let reqs = (0..<n).map { i -> GenerateRequest in
+        var reqs = (0..<n).map { i -> GenerateRequest in
             var s = sampling
             if let seed = s.seed { s.seed = seed &+ UInt64(i) }
             return GenerateRequest(rid: n == 1 ? id : "\(id)-\(i)", inputIDs: ids, sampling: s, cacheSalt: cacheSalt)
         }
+        try applyBootstrap(f, to: &reqs)
         try checkServable(reqs)
         let created = createdTimestamp
         let model = config.servedModelName

@@ -108,6 +108,7 @@ extension ServalAPI {
                         cacheSalt: cacheSalt))
             }
         }
+        try applyBootstrap(f, to: &reqs)
         try checkServable(reqs)
         let created = createdTimestamp
         let model = config.servedModelName

@@ -136,6 +136,7 @@ extension ServalAPI {
             throw APIError.invalid("'rid' entries must be unique.", param: "rid")
         }
         for i in reqs.indices { reqs[i].rid = rids[i] }
+        try applyBootstrap(f, to: &reqs)
         try checkServable(reqs)
         let batch = isBatch || reqs.count > 1
         let finalRids = rids

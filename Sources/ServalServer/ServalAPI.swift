@@ -56,7 +56,8 @@ public final class ServalAPI: Sendable {
             "/v1/completions": ["POST"], "/v1/chat/completions": ["POST"],
             "/tokenize": ["POST"], "/v1/tokenize": ["POST"], "/detokenize": ["POST"], "/v1/detokenize": ["POST"],
             "/v1/score": ["POST"], "/open_session": ["POST"], "/close_session": ["POST"], "/v1/responses": ["POST"],
-            "/kv_events": ["GET"],
+            "/kv_events": ["GET"], "/start_expert_distribution_record": ["GET", "POST"],
+            "/stop_expert_distribution_record": ["GET", "POST"], "/dump_expert_distribution_record": ["GET", "POST"],
         ]
         var p = path
         if p.count > 1, p.hasSuffix("/") { p.removeLast() }
@@ -81,7 +82,7 @@ public final class ServalAPI: Sendable {
         case "/get_model_info": return modelInfo()
         case "/get_server_info": return serverInfo()
         case "/get_load": return getLoad()
-        case "/metrics": return try prometheus()
+        case "/metrics": return try await prometheus()
         case "/flush_cache": return await flushCache()
         case "/abort_request": return try abortRequest(try parseBody(body))
         case "/generate": return try await generate(try parseBody(body))
@@ -94,6 +95,9 @@ public final class ServalAPI: Sendable {
         case "/close_session": return try closeSession(try parseBody(body))
         case "/v1/responses": return try await createResponse(try parseBody(body))
         case "/kv_events": return try kvEventsStream()
+        case "/start_expert_distribution_record": return try await startExpertRecord()
+        case "/stop_expert_distribution_record": return try await stopExpertRecord()
+        case "/dump_expert_distribution_record": return try await dumpExpertRecord()
         default: throw APIError.notFound(path)
         }
     }

@@ -129,6 +129,22 @@ struct RouterOptions: ParsableArguments {
     @Option(name: .customLong("random-seed"), help: "Seed for the random policies (repeatable tests).")
     var randomSeed: UInt64?
 
+    @Flag(
+        name: .customLong("pd-disaggregation"),
+        help: "Prefill-decode disaggregation: send each request to a --prefill and a --decode worker.")
+    var pdDisaggregation = false
+    @Option(
+        name: .customLong("prefill"), parsing: .upToNextOption,
+        help: "PD mode: a prefill worker URL and optionally its bootstrap port (default 8998); repeat per worker.")
+    var prefill: [String] = []
+    @Option(
+        name: .customLong("decode"), parsing: .upToNextOption, help: "PD mode: a decode worker URL; repeat per worker.")
+    var decode: [String] = []
+    @Option(name: .customLong("prefill-policy"), help: "PD mode: the prefill side's policy (default: --policy).")
+    var prefillPolicy: String?
+    @Option(name: .customLong("decode-policy"), help: "PD mode: the decode side's policy (default: --policy).")
+    var decodePolicy: String?
+
     func gatewayConfig(host: String, port: Int) throws -> GatewayConfig {
         guard let name = PolicyName(rawValue: policy) else {
             throw ValidationError(
@@ -187,8 +203,37 @@ struct RouterOptions: ParsableArguments {
         c.prometheusPort = prometheusPort
         c.logRequests = logRequests
         c.randomSeed = randomSeed
+        c.pd = try pdConfig()
         do { try c.validate() } catch let e as GatewayError { throw ValidationError(e.message) }
         return c
+    }
+
+    /// `--pd-disaggregation` with its workers, nil without the flag.
+    func pdConfig() throws -> PDConfig? {
+        guard pdDisaggregation else {
+            if !prefill.isEmpty || !decode.isEmpty || prefillPolicy != nil || decodePolicy != nil {
+                throw ValidationError(
+                    "--prefill, --decode and --prefill-policy/--decode-policy need --pd-disaggregation.")
+            }
+            return nil
+        }
+        func policy(_ raw: String?, _ flag: String) throws -> PolicyName? {
+            guard let raw else { return nil }
+            guard let p = PolicyName(rawValue: raw) else {
+                throw ValidationError(
+                    "--\(flag) must be one of \(PolicyName.allCases.map(\.rawValue).joined(separator: ", ")); got '\(raw)'."
+                )
+            }
+            return p
+        }
+        do {
+            var pd = PDConfig(prefill: try PDConfig.parsePrefill(prefill), decode: decode)
+            pd.prefillPolicy = try policy(prefillPolicy, "prefill-policy")
+            pd.decodePolicy = try policy(decodePolicy, "decode-policy")
+            return pd
+        } catch let e as GatewayError {
+            throw ValidationError(e.message)
+        }
     }
 
     /// `--kv-events`, or SMG's `--kv-index`.

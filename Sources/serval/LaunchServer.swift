@@ -163,6 +163,8 @@ struct LaunchServer: AsyncParsableCommand {
         help: "Attention data-parallel over --dp-size groups (layout checked; not available yet, so refused).")
     var enableDPAttention = false
     @OptionGroup var parallel: ParallelOptions
+    @OptionGroup var expertOptions: ExpertOptions
+    @OptionGroup var disaggregation: DisaggregationOptions
     // Set by rank 0 on the processes it starts for the other tensor-parallel ranks.
     @Option(name: .customLong("internal-tp-rank"), help: .private)
     var internalTPRank: Int?
@@ -241,6 +243,7 @@ struct LaunchServer: AsyncParsableCommand {
         }
         var e = EngineConfig()
         if let c = kvEventsConfig { e.kvEventsBlockSize = try KVEventsFlag.parse(c) }
+        expertOptions.apply(to: &e, layout: parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention))
         e.contextLength = contextLength
         e.maxTotalTokens = maxTotalTokens
         e.memFractionStatic = memFractionStatic
@@ -259,6 +262,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout
+        e.disaggregation = try disaggregation.config(host: host, tpSize: parallel.tpSize, dpSize: dpSize)
         return (e, level)
     }
 
@@ -309,6 +313,15 @@ struct LaunchServer: AsyncParsableCommand {
         o["node_rank"] = .int(parallel.nodeRank)
         o["dist_init_addr"] = parallel.distInitAddr.map { .string($0) } ?? .null
         o["enable_dp_attention"] = .bool(enableDPAttention)
+        o["enable_eplb"] = .bool(expertOptions.enableEPLB)
+        o["ep_num_redundant_experts"] = .int(expertOptions.redundantExperts)
+        o["eplb_rebalance_num_iterations"] = .int(expertOptions.rebalanceIterations)
+        o["init_expert_location"] = .string(expertOptions.initExpertLocation)
+        o["enable_two_batch_overlap"] = .bool(expertOptions.twoBatchOverlap)
+        o["disaggregation_mode"] = .string(disaggregation.mode)
+        o["disaggregation_transfer_backend"] = .string(disaggregation.transferBackend)
+        o["disaggregation_bootstrap_port"] = .int(disaggregation.bootstrapPort)
+        o["disaggregation_decode_timeout"] = .double(disaggregation.timeout)
         return o
     }
 
@@ -322,6 +335,7 @@ struct LaunchServer: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.message)
         }
+        try expertOptions.validate(layout: layout, dummyWeights: loadFormat == "dummy")
         if enableDPAttention, kvEventsConfig != nil {
             throw ValidationError(
                 "--kv-events-config is not available with --enable-dp-attention (each DP group has its own radix cache); drop one of them."
@@ -403,7 +417,8 @@ struct LaunchServer: AsyncParsableCommand {
                         model: dpCoordinator.group($0), decoder: textDecoder, config: engineConfig,
                         logger: Logger(label: "serval.engine.dp\($0)"))
                 }
-                let front = DPAttentionEngines(engines: engines)
+                let front = DPAttentionEngines(
+                    engines: engines, experts: dpCoordinator.model is ExpertLoadControl ? dpCoordinator : nil)
                 engine = front
                 kvCapacity = front.kvCapacity
             } else {
@@ -444,6 +459,13 @@ struct LaunchServer: AsyncParsableCommand {
         let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)
         let host = self.host
         try await HTTPServer.run(api: api, logger: logger) { boundPort in
+            if engineConfig.disaggregation != nil {
+                // A prefill or decode server generates only together with its peer.
+                print("Listening on http://\(host):\(boundPort) (no warm-up: disaggregated)")
+                api.markReady()
+                print("The server is fired up and ready to roll!")
+                return
+            }
             print("Listening on http://\(host):\(boundPort) (warming up)")
             if await Self.warmUp(engine: engine) {
                 api.markReady()
@@ -473,8 +495,10 @@ struct LaunchServer: AsyncParsableCommand {
                 throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
             }
             options.communicator = communicator
-            options.layout = ModelParallelism(
-                dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
+            var m = ModelParallelism(dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
+            try expertOptions.apply(
+                to: &m, layout: parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention))
+            options.layout = m
         }
         do {
             return try opened.load(path: path, format: format, options: options)

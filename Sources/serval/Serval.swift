@@ -15,6 +15,7 @@ struct Serval: AsyncParsableCommand {
             BenchGrammar.self,
             CudaInfo.self, Selftest.self, BenchCuda.self,
             BenchAllReduce.self,
+            BenchKVTransfer.self,
         ]
     )
 }

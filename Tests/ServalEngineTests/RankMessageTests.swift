@@ -30,6 +30,27 @@ import Testing
         #expect(idle.isIdle)
     }
 
+    @Test func expertControlsRoundTrip() throws {
+        let placement = try ExpertPlacement(
+            logicalExperts: 4, ranks: 2, physicalToLogical: [[0, 1, 0, 2, 3, 1], [3, 2, 1, 0, 0, 3]])
+        for control in [
+            ExpertControl.record(true), .record(false), .gather(.record, reset: false),
+            .gather(.rebalance, reset: true),
+            .place(placement),
+        ] {
+            guard case .expert(let back) = try RankMessage.decode(RankMessage.expert(control).encoded()) else {
+                Issue.record("not an expert control")
+                return
+            }
+            #expect(back == control)
+        }
+        // A placement that names an expert twice but misses one is refused on arrival.
+        var bytes = RankMessage.expert(.place(placement)).encoded()
+        bytes[bytes.count - 4] = 0
+        bytes[bytes.count - 20] = 0
+        #expect(throws: EngineError.self) { try RankMessage.decode(bytes) }
+    }
+
     @Test func otherMessagesRoundTrip() throws {
         guard
             case .makeKVCache(let slots, let dtype) = try RankMessage.decode(

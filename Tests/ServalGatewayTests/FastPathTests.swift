@@ -13,23 +13,20 @@ import Testing
         #expect(UpstreamAddress(workerURL: "http://nohost") == nil)
     }
 
-    @Test func tryAcquireNowAdmitsOnlyWithoutWaiting() {
+    @Test func enterAdmitsQueuesOrRefusesWithoutWaiting() {
         let a = Admission(maxConcurrent: 1, queueSize: 4, queueTimeout: 1, ratePerSecond: nil)
-        #expect(a.tryAcquireNow())
-        #expect(!a.tryAcquireNow())  // would queue: left to `acquire`
-        #expect(a.activeCount == 1 && a.queuedCount == 0)
-        a.release()
-        #expect(a.tryAcquireNow())
+        #expect(a.enter { _ in } == .admitted)
+        #expect(a.enter { _ in } == .queued(id: 1))  // the caller waits for its callback
+        #expect(a.activeCount == 1 && a.queuedCount == 1)
     }
 
-    @Test func tryAcquireNowSpendsTokensOnlyWhenAdmitting() async {
+    @Test func enterSpendsTokensOnlyWhenAdmitting() {
         let clock = FakeClock()
         let a = Admission(maxConcurrent: -1, queueSize: 0, queueTimeout: 1, ratePerSecond: 1, clock: { clock.now })
-        #expect(a.tryAcquireNow())
-        #expect(!a.tryAcquireNow())
-        #expect(await a.acquire() == .rejected(retryAfter: 1))
+        #expect(a.enter { _ in } == .admitted)
+        #expect(a.enter { _ in } == .rejected(retryAfter: 1))
         clock.advance(1)
-        #expect(a.tryAcquireNow())
+        #expect(a.enter { _ in } == .admitted)
     }
 
     @Test func metricHandlesShareTheLabelledSeriesAndUnusedOnesStayHidden() {

@@ -85,6 +85,16 @@ final class ScriptedEngine: EngineHandle, @unchecked Sendable {
     }
     func flushCache() async -> Bool { true }
     func shutdown(drain: Bool) async {}
+    /// A MoE model's recorded distribution (nil: a dense model), and the controls received.
+    var experts: ExpertDistribution? = nil
+    var expertControls: [ExpertControl] = []
+    var recordsExpertLoad: Bool { experts != nil }
+    func expertControl(_ control: ExpertControl) async throws -> ExpertDistribution? {
+        guard let experts else { throw EngineError.invalidRequest("the model has no routed experts") }
+        lock.withLock { expertControls.append(control) }
+        if case .gather = control { return experts }
+        return nil
+    }
 }
 
 func makeAPI(engine: ScriptedEngine = ScriptedEngine(), apiKey: String? = nil, metrics: Bool = true) -> ServalAPI {

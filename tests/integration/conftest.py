@@ -7,6 +7,7 @@ Extra server flags: $SERVAL_SERVER_ARGS (e.g. "--device cuda" to run the suite o
 """
 import os
 import signal
+import random
 import socket
 import subprocess
 import time
@@ -34,6 +35,18 @@ def model_path():
 
 
 def free_port():
+    """A free loopback port; `$SERVAL_TEST_PORTS=LO-HI` keeps it in that range (shared machines)."""
+    span = os.environ.get("SERVAL_TEST_PORTS")
+    if span:
+        lo, hi = (int(x) for x in span.split("-"))
+        for port in random.sample(range(lo, hi + 1), hi - lo + 1):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in {span}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -42,14 +55,14 @@ def free_port():
 class Server:
     """One `serval launch-server` process on a free loopback port."""
 
-    def __init__(self, *extra_args, api_key=None, startup_timeout=180, model=None):
+    def __init__(self, *extra_args, api_key=None, startup_timeout=180, model=None, port=None):
         binary = find_binary()
         if binary is None or not binary.exists():
             pytest.skip("serval binary not found (set $SERVAL_BIN or run `swift build -c release`)")
         model = Path(model) if model else model_path()
         if not model.exists():
             pytest.skip(f"model not found at {model} (set $SERVAL_MODEL or run `make test`)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
         args = [str(binary), "launch-server", "--model-path", str(model), "--port", str(self.port),

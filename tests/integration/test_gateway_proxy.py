@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -50,6 +51,8 @@ class Stub:
                 body = json.loads(self.rfile.read(n) or b"{}")
                 stub.hits += 1
                 stub.seen_headers.append(dict(self.headers))
+                if body.get("sleep"):
+                    time.sleep(body["sleep"])
                 if stub.mode == "503":
                     return self.reply(503, '{"error": "busy"}')
                 if stub.mode == "truncate":
@@ -246,6 +249,48 @@ def test_a_client_that_does_not_read_holds_the_stream_back_and_then_gets_all_of_
                 total += len(chunk)
         assert grown < 32, f"router RSS grew {grown} MB while the client did not read"
         assert total > n * 65536, total  # every event (plus chunk framing), nothing lost at the close
+    finally:
+        router.stop()
+        w.close()
+
+
+def test_the_admission_queue_admits_in_turn_answers_408_and_forgets_clients_that_leave():
+    w = Stub()
+    router = Router([w], "--max-concurrent-requests", "1", "--queue-size", "4", "--queue-timeout-secs", "0.6",
+                    policy="round_robin")
+
+    def post(sleep):
+        return requests.post(router.base + "/v1/completions", json={"prompt": "q", "sleep": sleep}, timeout=30)
+
+    try:
+        with ThreadPoolExecutor(3) as ex:
+            # One request in flight for 0.3 s: the next waits its turn in the queue and passes.
+            first = ex.submit(post, 0.3)
+            time.sleep(0.1)
+            second = ex.submit(post, 0)
+            assert first.result().status_code == 200 and second.result().status_code == 200
+            # One in flight for 1.5 s: the next waits out --queue-timeout-secs and gets 408.
+            slow = ex.submit(post, 1.5)
+            time.sleep(0.1)
+            late = ex.submit(post, 0).result()
+            assert late.status_code == 408 and late.json()["error"]["code"] == "queue_timeout", late.text
+            assert slow.result().status_code == 200
+        # A queued client that hangs up gives its place back (no slot leaks): a slow request holds
+        # the slot, a second client queues and leaves, then a third request still gets through.
+        body = b'{"prompt": "q", "sleep": 0.5}'
+        raw = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        with socket.create_connection(("127.0.0.1", router.port)) as holder:
+            holder.sendall(raw)
+            time.sleep(0.1)
+            with socket.create_connection(("127.0.0.1", router.port)) as leaver:
+                leaver.sendall(raw)
+                time.sleep(0.1)
+            assert holder.recv(65536).startswith(b"HTTP/1.1 200")
+        assert post(0).status_code == 200
+        metrics = requests.get(router.base + "/metrics", timeout=10).text
+        assert re.search(r'smg_router_requests_active\{[^}]*\} 0', metrics), metrics
+        assert re.search(r'smg_http_rate_limit_total\{decision="timeout"\} 1', metrics), metrics
     finally:
         router.stop()
         w.close()

@@ -19,7 +19,7 @@ extension TensorParallelLeader: RankLeader {}
 /// a group without a batch runs an idle pass so the feed-forward collectives still meet.
 /// Each group's logits rows (and the hidden rows behind them) come back to rank 0 with one
 /// all-gather and are copied into that group's buffer (valid until its engine's next forward).
-public final class DPAttentionCoordinator: RankLeader, @unchecked Sendable {
+public final class DPAttentionCoordinator: RankLeader, ExpertLoadControl, @unchecked Sendable {
     public let model: any LanguageModel
     public let communicator: any Communicator
     public let groups: Int
@@ -95,6 +95,18 @@ public final class DPAttentionCoordinator: RankLeader, @unchecked Sendable {
                 continue
             }
             cond.wait()
+        }
+    }
+
+    /// Expert load recording and placement under DP attention: every rank runs the control
+    /// between two lockstep steps (a gather is one collective of all ranks).
+    public func expertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
+        guard let target = model as? ExpertLoadControl else {
+            throw EngineError.invalidRequest("the model has no routed experts")
+        }
+        return try exclusive {
+            try send(.expert(control))
+            return try target.expertControl(control)
         }
     }
 

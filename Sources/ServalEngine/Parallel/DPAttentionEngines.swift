@@ -7,12 +7,15 @@ import ServalModels
 /// load, metrics, flush and shutdown fan out to every group.
 public final class DPAttentionEngines: EngineHandle, @unchecked Sendable {
     public let engines: [Engine]
+    /// The expert load controls of every rank (the coordinator), for a MoE model.
+    private let experts: (any ExpertLoadControl & Sendable)?
     private let lock = NSLock()
     private var next = 0
 
-    public init(engines: [Engine]) {
+    public init(engines: [Engine], experts: (any ExpertLoadControl & Sendable)? = nil) {
         precondition(!engines.isEmpty, "DP attention needs at least one engine")
         self.engines = engines
+        self.experts = experts
     }
 
     public var modelInfo: ModelInfo { engines[0].modelInfo }
@@ -97,4 +100,13 @@ public final class DPAttentionEngines: EngineHandle, @unchecked Sendable {
     public func validate(_ request: GenerateRequest) throws { try engines[0].validate(request) }
 
     public var kvEvents: KVEventPublisher? { engines[0].kvEvents }
+    public var recordsExpertLoad: Bool { experts != nil }
+
+    /// Runs between two lockstep steps of the groups (the coordinator waits for the one in flight).
+    public func expertControl(_ control: ExpertControl) async throws -> ExpertDistribution? {
+        guard let experts else {
+            throw EngineError.invalidRequest("expert distribution: the model has no routed experts")
+        }
+        return try await Task.detached { try experts.expertControl(control) }.value
+    }
 }

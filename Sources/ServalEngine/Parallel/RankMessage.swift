@@ -14,6 +14,8 @@ public enum RankMessage: Sendable {
     /// DP attention: one step of every attention DP group, batch `g` for group `g`
     /// (empty: that group runs an idle pass).
     case dpForward([ForwardBatch])
+    /// Expert load recording / EPLB (between steps): every rank runs the same control.
+    case expert(ExpertControl)
 
     public func encoded() -> [UInt8] {
         var w = Writer()
@@ -36,6 +38,9 @@ public enum RankMessage: Sendable {
             w.int(5)
             w.int(batches.count)
             for b in batches { w.batch(b) }
+        case .expert(let c):
+            w.int(6)
+            w.expert(c)
         }
         return w.bytes
     }
@@ -63,6 +68,8 @@ public enum RankMessage: Sendable {
             var batches: [ForwardBatch] = []
             for _ in 0..<(try r.count()) { batches.append(try r.batch()) }
             return .dpForward(batches)
+        case 6:
+            return .expert(try r.expert())
         case let k:
             throw EngineError.model("rank message: unknown kind \(k)")
         }
@@ -74,6 +81,23 @@ public enum RankMessage: Sendable {
         mutating func ids(_ v: [Int32]) {
             int(v.count)
             for x in v { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
+        }
+        mutating func expert(_ c: ExpertControl) {
+            switch c {
+            case .record(let on):
+                int(1)
+                int(on ? 1 : 0)
+            case .gather(let window, let reset):
+                int(2)
+                int(window.rawValue)
+                int(reset ? 1 : 0)
+            case .place(let p):
+                int(3)
+                int(p.logicalExperts)
+                int(p.ranks)
+                int(p.layers)
+                for row in p.physicalToLogical { ids(row.map { Int32($0) }) }
+            }
         }
         mutating func batch(_ b: ForwardBatch) {
             int(b.slotUpdates.count)
@@ -104,6 +128,27 @@ public enum RankMessage: Sendable {
             var v: Int64 = 0
             for (i, b) in try take(8).enumerated() { v |= Int64(b) << (8 * i) }
             return Int(v)
+        }
+        mutating func expert() throws(EngineError) -> ExpertControl {
+            switch try int() {
+            case 1: return .record(try int() != 0)
+            case 2:
+                guard let window = ExpertWindow(rawValue: try int()) else {
+                    throw EngineError.model("rank message: bad expert window")
+                }
+                return .gather(window, reset: try int() != 0)
+            case 3:
+                let experts = try int(), ranks = try int(), layers = try count()
+                var rows: [[Int]] = []
+                for _ in 0..<layers { rows.append(try ids().map { Int($0) }) }
+                do {
+                    return .place(try ExpertPlacement(logicalExperts: experts, ranks: ranks, physicalToLogical: rows))
+                } catch {
+                    throw EngineError.model("rank message: \(error)")
+                }
+            case let k:
+                throw EngineError.model("rank message: unknown expert control \(k)")
+            }
         }
         mutating func batch() throws(EngineError) -> ForwardBatch {
             var updates: [SlotUpdate] = []

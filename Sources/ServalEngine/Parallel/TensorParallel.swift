@@ -9,7 +9,7 @@ import ServalTensor
 /// which repeats the same calls, so every rank's KV pool has the same slots and every
 /// forward pass meets its peers in the same collectives (the layers' all-reduces, the
 /// LM head's all-gather). Only rank 0 gets whole logits rows to sample.
-public final class TensorParallelLeader: LanguageModel, @unchecked Sendable {
+public final class TensorParallelLeader: LanguageModel, ExpertLoadControl, @unchecked Sendable {
     public let model: any LanguageModel
     public let communicator: any Communicator
     private let lock = NSLock()
@@ -37,6 +37,16 @@ public final class TensorParallelLeader: LanguageModel, @unchecked Sendable {
         }
         try send(.forward(sent))
         return try model.forward(batch, cache: cache)
+    }
+
+    /// Expert load recording / EPLB: every rank runs the control (a gather meets in one
+    /// collective), rank 0 returns the result.
+    public func expertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
+        guard let inner = model as? ExpertLoadControl else {
+            throw EngineError.invalidRequest("the model has no routed experts")
+        }
+        try send(.expert(control))
+        return try inner.expertControl(control)
     }
 
     /// Tells the other ranks to exit (once; later calls do nothing).
@@ -83,6 +93,11 @@ public enum TensorParallelWorker {
                 }
             case .shutdown:
                 return
+            case .expert(let control):
+                guard let target = model as? ExpertLoadControl else {
+                    throw EngineError.model("rank \(communicator.rank): expert control for a model without experts")
+                }
+                _ = try target.expertControl(control)
             case .makeGroupKVCache(let group, let slots, let dtype):
                 // DP attention with one rank per group: this rank is group `rank`.
                 guard group == communicator.rank else { continue }

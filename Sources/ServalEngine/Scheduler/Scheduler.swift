@@ -11,6 +11,10 @@ struct Scheduler {
     private(set) var cache: RadixCache
     private(set) var waiting: [Request] = []
     private(set) var running: [Request] = []
+    /// Decode side of a disaggregated pair: requests whose prompt KV comes from a prefill
+    /// server, waiting for slots (back-pressure) and then receiving it (`Scheduler+Transfers`).
+    var transferQueue: [Request] = []
+    var transferring: [Request] = []
     private(set) var step = 0
     private(set) var newTokenRatio: Double
     private(set) var retractionsTotal = 0
@@ -32,7 +36,10 @@ struct Scheduler {
         self.rng = SeededGenerator(seed: config.randomSeed ^ 0x5EED_5C4E_D0_1E)
     }
 
-    var isIdle: Bool { waiting.isEmpty && running.isEmpty }
+    /// Nothing queued, running or being transferred.
+    var isIdle: Bool { !hasForwardWork && transferQueue.isEmpty && transferring.isEmpty }
+    /// Something a forward pass could run (transfers only wait for their pages).
+    var hasForwardWork: Bool { !waiting.isEmpty || !running.isEmpty }
 
     /// Publishes the radix cache's stored/evicted blocks to `publisher` (nil: none).
     mutating func setKVEventPublisher(_ publisher: KVEventPublisher?) {
@@ -48,7 +55,7 @@ struct Scheduler {
     /// `cacheNamespace`: requests of different namespaces never share cached prefixes (0 is shared).
     mutating func submit(
         rid: String, prompt: [Int32], params: SamplingParams, stopTokenIDs: [Int32],
-        cacheNamespace: UInt64 = 0
+        cacheNamespace: UInt64 = 0, remotePrefill: Bool = false
     ) throws -> Request {
         guard !prompt.isEmpty else { throw EngineError.invalidRequest("the prompt has no tokens") }
         guard prompt.count < config.contextLength else {
@@ -70,7 +77,7 @@ struct Scheduler {
         let request = Request(rid: rid, serial: serial, prompt: prompt, maxNewTokens: maxNew, sampling: state)
         request.cacheNamespace = cacheNamespace
         request.waitingSinceStep = step
-        waiting.append(request)
+        if remotePrefill { transferQueue.append(request) } else { waiting.append(request) }
         return request
     }
 
@@ -185,8 +192,8 @@ struct Scheduler {
     }
 
     /// KV the running requests are expected to need beyond what they hold.
-    private func reservedForRunning() -> Int {
-        running.reduce(0) { total, r in
+    func reservedForRunning() -> Int {
+        (running + transferring).reduce(0) { total, r in
             total + max(0, r.tokens.count - r.slots.count)
                 + Int((Double(min(r.remainingNewTokens, config.clipMaxNewTokens)) * newTokenRatio).rounded(.up))
         }
@@ -254,6 +261,12 @@ struct Scheduler {
 
     private var chunking: Bool { config.chunkedPrefillSize > 0 }
 
+    /// Counts an admitted prompt and its cached part (the cache hit rate's figures).
+    mutating func recordAdmission(prompt: Int, cached: Int) {
+        promptTokensAdmitted += prompt
+        cachedTokensAdmitted += cached
+    }
+
     /// Longest cached prefix usable by `request`: never its newest token (whose logits
     /// must be computed), nor prompt rows it still needs logits of (prompt logprobs),
     /// whole pages only. Empty when the radix cache is off.
@@ -306,8 +319,10 @@ struct Scheduler {
         case .running:
             releaseKV(request)
             running.removeAll { $0 === request }
+            transferring.removeAll { $0 === request }
         case .waiting:
             waiting.removeAll { $0 === request }
+            transferQueue.removeAll { $0 === request }
         case .finished:
             return
         }
@@ -321,7 +336,7 @@ struct Scheduler {
 
     /// Empties the radix cache; refused (false) while any request runs.
     mutating func flushCache() -> Bool {
-        guard running.isEmpty else { return false }
+        guard running.isEmpty, transferring.isEmpty else { return false }
         allocator.free(cache.reset())
         return true
     }
@@ -329,12 +344,12 @@ struct Scheduler {
     // MARK: KV bookkeeping
 
     /// Frees pool slots, evicting cached prefixes if needed, until `count` are free.
-    private mutating func ensureFree(_ count: Int) {
+    mutating func ensureFree(_ count: Int) {
         let short = count - allocator.freeSlots
         if short > 0 { allocator.free(cache.evict(short)) }
     }
 
-    private mutating func cacheUnfinished(_ r: Request) {
+    mutating func cacheUnfinished(_ r: Request) {
         guard !config.disableRadixCache else { return }
         let length = r.kvLength - r.kvLength % config.pageSize
         guard length > r.cachedLength else { return }
@@ -402,7 +417,7 @@ struct Scheduler {
             throw EngineError.integrity("cache holds \(cache.cachedSlots) slots over \(pages.count) pages")
         }
         var own = 0
-        for r in running {
+        for r in running + transferring {
             guard r.cachedLength <= r.slots.count, r.cachedLength % p == 0 else {
                 throw EngineError.integrity("request \(r.rid): cached length \(r.cachedLength) of \(r.slots.count)")
             }
@@ -416,12 +431,74 @@ struct Scheduler {
             }
             own += ownPages.count * p
         }
-        for r in waiting where !r.slots.isEmpty || r.cacheNode != nil {
+        for r in waiting + transferQueue where !r.slots.isEmpty || r.cacheNode != nil {
             throw EngineError.integrity("queued request \(r.rid) holds KV")
         }
         guard allocator.freeSlots + own + cache.cachedSlots == allocator.capacity else {
             throw EngineError.integrity(
                 "free \(allocator.freeSlots) + running \(own) + cached \(cache.cachedSlots) != \(allocator.capacity)")
         }
+    }
+}
+
+/// The decode side of prefill-decode disaggregation: a request whose prompt KV comes from
+/// a prefill server first gets slots for its whole prompt (its radix-cache prefix matched
+/// as usual, so only the rest is fetched), then waits, holding them, while the pages
+/// arrive; with the last page and the first token it joins the running batch as a decode.
+/// When the pool cannot hold a prompt plus its expected output, it stays queued
+/// (back-pressure): nothing is fetched until its slots exist.
+extension Scheduler {
+    /// Gives slots to queued transfers, in arrival order, while the pool and
+    /// `maxRunningRequests` allow; returns the requests whose fetch may start now. Their
+    /// `kvLength` is the cached prefix: positions from there on must be received.
+    mutating func admitTransfers() -> [Request] {
+        var admitted: [Request] = []
+        var reserved = reservedForRunning()
+        while let candidate = transferQueue.first {
+            guard running.count + transferring.count < config.maxRunningRequests else { break }
+            let match = matchPrefix(candidate)
+            let matched = match.length
+            let need = allocator.slotsNeeded(growing: matched, by: candidate.promptLength - matched)
+            let future =
+                need
+                + Int((Double(min(candidate.remainingNewTokens, config.clipMaxNewTokens)) * newTokenRatio).rounded(.up))
+            let reachable = allocator.freeSlots + cache.evictableSlots
+            let alone = running.isEmpty && transferring.isEmpty
+            cache.lock(match.node)
+            // A lone request may always start: it was checked to fit the pool at submit.
+            guard future <= reachable - reserved || (alone && need <= reachable) else {
+                cache.unlock(match.node)
+                break
+            }
+            ensureFree(need)
+            candidate.slots = match.slots
+            candidate.slotsChanged(from: 0)
+            candidate.cachedLength = matched
+            candidate.kvLength = matched
+            candidate.cacheNode = config.disableRadixCache ? nil : match.node
+            if config.disableRadixCache { cache.unlock(match.node) }
+            let ok = allocator.grow(&candidate.slots, by: candidate.promptLength - matched)
+            assert(ok, "transfer slot allocation failed after eviction")
+            candidate.promptCachedTokens = min(matched, candidate.promptLength)
+            recordAdmission(prompt: candidate.promptLength, cached: min(matched, candidate.promptLength))
+            candidate.status = .running
+            transferQueue.removeFirst()
+            transferring.append(candidate)
+            admitted.append(candidate)
+            reserved += future
+        }
+        return admitted
+    }
+
+    /// The prompt's KV has arrived in `request`'s slots and `firstToken` was sampled by the
+    /// prefill server: the prompt goes into the radix cache and the request decodes from
+    /// the next step on.
+    mutating func completeTransfer(_ request: Request, firstToken: Int32) {
+        precondition(transferring.contains { $0 === request }, "request \(request.rid) is not being transferred")
+        transferring.removeAll { $0 === request }
+        request.kvLength = request.promptLength
+        cacheUnfinished(request)
+        request.appendOutput(firstToken)
+        running.append(request)
     }
 }

@@ -63,6 +63,7 @@ final class HashRing: @unchecked Sendable {
 public final class ConsistentHashingPolicy: RoutingPolicy {
     public let name = "consistent_hashing"
     public let needsText = false
+    public let needsRoutingKey = true
     private let ring = HashRing()
     private let rng: LockedRandom
 

@@ -41,6 +41,8 @@ public protocol RoutingPolicy: AnyObject, Sendable {
     var name: String { get }
     /// Whether `select` reads `RoutingRequest.text` (the proxy parses the body only then).
     var needsText: Bool { get }
+    /// Whether `select` reads `routingKey` / `targetWorker` (the proxy reads those headers only then).
+    var needsRoutingKey: Bool { get }
     func select(from workers: [Worker], request: RoutingRequest) -> Selection
     /// A worker left the registry: forget what is kept about it.
     func workerRemoved(_ worker: Worker)
@@ -49,6 +51,7 @@ public protocol RoutingPolicy: AnyObject, Sendable {
 }
 
 extension RoutingPolicy {
+    public var needsRoutingKey: Bool { false }
     public func workerRemoved(_ worker: Worker) {}
     public func maintain(now: Double) {}
 }

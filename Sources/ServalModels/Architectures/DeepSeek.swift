@@ -20,6 +20,14 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
     let communicator: any Communicator
     /// DP attention: this rank's own requests; the feed-forward layers see every rank's tokens.
     let dataParallelAttention: Bool
+    /// Where the routed experts live (expert parallel), or one logical expert per slot on
+    /// one "rank" (otherwise); changed by `ExpertLoadControl.expertControl(.place)`.
+    public internal(set) var expertPlacement: ExpertPlacement
+    /// Forward passes counted in each `ExpertWindow`.
+    var expertWindowPasses = [0, 0]
+    /// Two-batch overlap: the thread that runs a micro-batch's combine, and the fewest
+    /// tokens a step needs to be split (nil: off).
+    let overlap: (collective: BackgroundCollective, minTokens: Int)?
 
     enum FeedForward {
         case dense(GatedMLP)
@@ -43,18 +51,27 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
         let parallel = ctx.parallel
         communicator = ctx.communicator
         dataParallelAttention = !parallel.isSingle && ctx.layout.dataParallelAttention
+        let overlaps = !parallel.isSingle && ctx.layout.twoBatchOverlap && ctx.layout.expertParallel
+        overlap =
+            overlaps && !dataParallelAttention ? (BackgroundCollective(), ctx.layout.twoBatchOverlapMinTokens) : nil
         // Vocab-parallel under tensor parallelism; whole on every rank under DP attention
         // (each rank looks up and scores its own requests' tokens).
         let vocabParallel = !parallel.isSingle && !dataParallelAttention
         embedding = try Embedding.load(
             "token_embd.weight", vocab: c.vocabSize, hidden: H, replicated: !vocabParallel, ctx)
+        let placement = try Self.initialPlacement(config: c, context: ctx)
+        expertPlacement = placement
         var blocks: [Block] = []
+        var moeLayer = 0
         for i in 0..<c.layerCount {
             let p = "blk.\(i)"
-            let ffn: FeedForward =
-                c.isMoELayer(i)
-                ? .moe(try DeepSeekMoE.load(prefix: p, config: c, ctx))
-                : .dense(try GatedMLP.load(prefix: p, hidden: H, intermediate: c.intermediateSize, ctx))
+            let ffn: FeedForward
+            if c.isMoELayer(i) {
+                ffn = .moe(try DeepSeekMoE.load(prefix: p, config: c, ctx, placement: placement, moeLayer: moeLayer))
+                moeLayer += 1
+            } else {
+                ffn = .dense(try GatedMLP.load(prefix: p, hidden: H, intermediate: c.intermediateSize, ctx))
+            }
             blocks.append(
                 Block(
                     attentionNorm: try RMSNorm.load("\(p).attn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
@@ -137,6 +154,7 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
         let total = counts.reduce(0, +)
         guard total > 0 else { return Logits.empty(vocabSize: config.vocabSize, sequences: batch.sequences.count) }
         let ws = workspace, be = backend, H = config.hiddenSize
+        countExpertWindowPass()
         try ws.reserve(tokens: total, logits: max(1, nLogits))
         for b in blocks { if case .moe(let m) = b.ffn { try m.reserve(tokens: total) } }
         let x = ws[.x], xn = ws[.xn], tmp = ws[.tmp]
@@ -171,6 +189,13 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
                     pool: kv.pool, backend: be)
                 be.add(x, tmp, into: x, count: n * H)
                 b.ffnNorm.forward(x, rows: n, into: xn, backend: be)
+            }
+            if let overlap, n >= overlap.minTokens, case .moe(let moe) = b.ffn, moe.canOverlap {
+                try moe.forwardOverlapped(
+                    xn, rows: n, into: tmp, buffers: moeBuffers, backend: be, communicator: communicator,
+                    collective: overlap.collective)
+                be.add(x, tmp, into: x, count: n * H)
+                continue
             }
             if dataParallelAttention { try communicator.allGatherV(xn, counts: hiddenCounts, into: ffnIn) }
             // Each rank's partial sums (its share of the width, or its experts), summed once.

@@ -10,23 +10,28 @@ public struct DeepSeekMoE: @unchecked Sendable {
     public let bias: UnsafeMutablePointer<Float>?
     /// Routing over every expert, and the experts this rank runs: all of them, or each
     /// one's share of the intermediate width under tensor parallelism. Under expert
-    /// parallelism its table names every expert (the ones on other ranks alias a local
-    /// expert's weights so the shapes check) but only `local` runs experts.
+    /// parallelism its table names every expert (all alias one local expert's weights so
+    /// the shapes check) but only `slots` runs experts.
     public let moe: any MoEBackend
-    /// Expert parallel: this rank's whole experts (`localExperts`), run with top-1 over
-    /// the (token, expert) pairs routed to them.
-    let local: (any MoEBackend)?
-    let localExperts: Range<Int>
+    /// Expert parallel: this rank's physical expert slots (whole experts, replicas of hot
+    /// ones included: `ExpertPlacement`), run top-1 over the (token, expert) pairs routed
+    /// to them.
+    let slots: ExpertSlots?
     public let shared: GatedMLP?
     /// The shared experts are whole on every rank (expert parallel): the caller adds
     /// them after the ranks' sum, on its own rows (`addSharedAfterReduce`).
     public let sharedReplicated: Bool
     let expertWeights: [ExpertWeights]
+    /// Tokens routed to each slot this rank holds (expert parallel), or to each logical
+    /// expert (otherwise), in the record and rebalance windows.
+    let counter: ExpertCounter
     private let dispatch = ExpertDispatch()
 
-    public static func load(prefix p: String, config c: DeepSeekConfig, _ ctx: LoadContext) throws(ModelError)
-        -> DeepSeekMoE
-    {
+    /// `placement` (expert parallel) says which experts this rank holds in MoE layer `moeLayer`.
+    public static func load(
+        prefix p: String, config c: DeepSeekConfig, _ ctx: LoadContext, placement: ExpertPlacement? = nil,
+        moeLayer: Int = 0
+    ) throws(ModelError) -> DeepSeekMoE {
         let H = c.hiddenSize, E = c.routedExperts, I = c.moeIntermediateSize, src = ctx.source.sourceName
         let tp = ctx.parallel
         let expertParallel = !tp.isSingle && ctx.layout.expertParallel
@@ -42,17 +47,21 @@ public struct DeepSeekMoE: @unchecked Sendable {
             }
             width = HeadSplit.evenShare(I, rank: tp.tpRank, ranks: tp.tpSize)
         }
-        var localExperts = 0..<E
+        var slots: ExpertSlots? = nil
         if expertParallel {
-            guard E % tp.tpSize == 0 else {
+            guard let placement else {
+                throw ModelError(source: src, "\(p): expert parallel over \(tp.tpSize) ranks needs an expert placement")
+            }
+            guard placement.logicalExperts == E, placement.ranks == tp.tpSize, moeLayer < placement.layers else {
                 throw ModelError(
                     source: src,
-                    "--ep-size \(tp.tpSize) must divide the model's \(E) routed experts; use an --ep-size that does.")
+                    "expert placement for \(placement.logicalExperts) experts over \(placement.ranks) ranks (\(placement.layers) MoE layers) does not fit this model (\(E) experts, MoE layer \(moeLayer)) over \(tp.tpSize) ranks"
+                )
             }
-            localExperts = HeadSplit.evenShare(E, rank: tp.tpRank, ranks: tp.tpSize)
+            slots = try ExpertSlots(prefix: p, config: c, context: ctx, placement: placement, layer: moeLayer)
         }
-        var experts: [ExpertWeights] = []
-        for e in localExperts {
+        var experts: [ExpertWeights] = slots?.weights ?? []
+        for e in (expertParallel ? 0..<0 : 0..<E) {
             var gate = try ctx.source.matrix("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H)
             var up = try ctx.source.matrix("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H)
             var down = try ctx.source.matrix("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)
@@ -80,15 +89,10 @@ public struct DeepSeekMoE: @unchecked Sendable {
             experts: E, topK: c.expertsPerToken, method: c.topkMethod, scoring: c.scoring, groups: c.groups,
             topkGroups: c.topkGroups, normalize: c.normTopkProb, scalingFactor: c.routedScalingFactor)
         let moe: any MoEBackend
-        var local: (any MoEBackend)? = nil
         do {
             if expertParallel {
-                let table = (0..<E).map { experts[localExperts.contains($0) ? $0 - localExperts.lowerBound : 0] }
+                let table = [ExpertWeights](repeating: experts[0], count: E)
                 moe = try ctx.backend.makeMoE(routing: routing, experts: table, hidden: H, intermediate: I)
-                let one = MoERouting(
-                    experts: experts.count, topK: 1, method: .greedy, scoring: c.scoring, groups: 1, topkGroups: 1,
-                    normalize: false, scalingFactor: 1)
-                local = try ctx.backend.makeMoE(routing: one, experts: experts, hidden: H, intermediate: I)
             } else {
                 moe = try ctx.backend.makeMoE(routing: routing, experts: experts, hidden: H, intermediate: width.count)
             }
@@ -96,8 +100,17 @@ public struct DeepSeekMoE: @unchecked Sendable {
             throw ModelError(source: src, "\(p): \(error)")
         }
         return DeepSeekMoE(
-            router: router, bias: bias, moe: moe, local: local, localExperts: localExperts, shared: shared,
-            sharedReplicated: expertParallel, expertWeights: experts)
+            router: router, bias: bias, moe: moe, slots: slots, shared: shared, sharedReplicated: expertParallel,
+            expertWeights: experts, counter: ExpertCounter(slots: slots?.mine.count ?? E))
+    }
+
+    /// Expert parallel: moves this rank's slots to `placement` (between forward passes);
+    /// the rebalance window's counts start again.
+    func place(_ placement: ExpertPlacement, layer: Int) throws(ModelError) {
+        guard let slots else { return }
+        try slots.place(placement, layer: layer)
+        counter.reset(.rebalance, slots: slots.mine.count)
+        counter.reset(.record, slots: slots.mine.count)
     }
 
     /// Buffers of one pass: `logits` rows × experts, `ids`/`weights` rows × top-k, `sharedOut`
@@ -115,7 +128,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
     /// Room for `tokens` rows in the next pass.
     public func reserve(tokens n: Int) throws {
         try moe.reserve(tokens: n)
-        try local?.reserve(tokens: n * moe.routing.topK)
+        try slots?.local.reserve(tokens: n * moe.routing.topK)
     }
 
     /// `y = experts(x) + shared(x)` for `rows` rows of `x` (already normed). With several
@@ -127,9 +140,11 @@ public struct DeepSeekMoE: @unchecked Sendable {
     ) throws {
         try router.forward(x, rows: n, into: [b.logits], backend: be)
         moe.route(logits: b.logits, tokens: n, bias: bias.map { UnsafePointer($0) }, ids: b.ids, weights: b.weights)
-        if let local {
-            runLocalExperts(local, x, rows: n, into: y, buffers: b, backend: be)
+        dispatch.passes = (dispatch.passes + 1) & 0x3FFF_FFFF
+        if let slots {
+            runLocalExperts(slots, x, rows: n, firstToken: 0, into: y, buffers: b, backend: be)
         } else {
+            for p in 0..<(n * moe.routing.topK) { counter.add(slot: Int(b.ids[p])) }
             moe.experts(x, tokens: n, ids: b.ids, weights: b.weights, into: y)
         }
         if let shared, !sharedReplicated {
@@ -137,6 +152,40 @@ public struct DeepSeekMoE: @unchecked Sendable {
             be.add(y, b.sharedOut, into: y, count: n * router.inFeatures)
         }
     }
+
+    /// Two-batch overlap (expert parallel without DP attention): `y` = the ranks' sum of
+    /// the routed experts plus the shared experts, for `rows` rows of `x`. The rows split
+    /// in two micro-batches at a token boundary; the first one's combine (the all-reduce of
+    /// its partial sums) runs on `collective`'s thread while this thread runs the second
+    /// one's experts, and the second one's combine overlaps the shared experts (if any). The sums
+    /// are the same element-wise all-reduces as without overlap, so `y` is bit-identical.
+    func forwardOverlapped(
+        _ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, buffers b: Buffers,
+        backend be: any ComputeBackend, communicator comm: any Communicator, collective: BackgroundCollective
+    ) throws {
+        guard let slots else { throw ModelError(source: "two-batch overlap", "needs expert parallelism") }
+        let H = router.inFeatures, m = n / 2
+        try router.forward(x, rows: n, into: [b.logits], backend: be)
+        moe.route(logits: b.logits, tokens: n, bias: bias.map { UnsafePointer($0) }, ids: b.ids, weights: b.weights)
+        dispatch.passes = (dispatch.passes + 1) & 0x3FFF_FFFF
+        runLocalExperts(slots, x, rows: m, firstToken: 0, into: y, buffers: b, backend: be)
+        collective.begin { try comm.allReduceSum(y, count: m * H) }
+        runLocalExperts(slots, x + m * H, rows: n - m, firstToken: m, into: y + m * H, buffers: b, backend: be)
+        try collective.wait()
+        collective.begin { try comm.allReduceSum(y + m * H, count: (n - m) * H) }
+        guard let shared else { return try collective.wait() }
+        do {
+            try shared.forward(x, rows: n, into: b.sharedOut, gate: b.gate, up: b.up, backend: be)
+        } catch {
+            try? collective.wait()
+            throw error
+        }
+        try collective.wait()
+        be.add(y, b.sharedOut, into: y, count: n * H)
+    }
+
+    /// Whether `forwardOverlapped` can run this layer.
+    var canOverlap: Bool { slots != nil && sharedReplicated }
 
     /// Expert parallel: adds the (whole, replicated) shared experts of `rows` rows of `x` to `y`.
     public func addSharedAfterReduce(
@@ -148,26 +197,32 @@ public struct DeepSeekMoE: @unchecked Sendable {
         be.add(y, b.sharedOut, into: y, count: n * router.inFeatures)
     }
 
-    /// The (token, expert) pairs routed to this rank's experts, gathered into rows, run
+    /// The (token, expert) pairs routed to this rank's slots, gathered into rows, run
     /// top-1 (each pair's routing weight applied by the expert backend) and added back
-    /// into their tokens; rows routed elsewhere get zeros (another rank adds theirs). The
-    /// router's ids and weights are read on the host: expert parallelism runs on CPU ranks.
+    /// into their tokens; rows routed elsewhere get zeros (another rank adds theirs). A
+    /// logical expert with several replicas serves token t of the layer's p-th pass from
+    /// replica `(t + p) mod replicas` (every rank counts the same passes, so all make the same
+    /// choice; replicas hold the same weights, so any choice gives the same sums). The router's ids
+    /// and weights are read on the host: expert parallelism runs on CPU ranks.
+    /// `firstToken`: the batch row of `x`'s first row (its routing and its replica choice).
     private func runLocalExperts(
-        _ local: any MoEBackend, _ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-        buffers b: Buffers, backend be: any ComputeBackend
+        _ slots: ExpertSlots, _ x: UnsafePointer<Float>, rows n: Int, firstToken t0: Int,
+        into y: UnsafeMutablePointer<Float>, buffers b: Buffers, backend be: any ComputeBackend
     ) {
-        let k = moe.routing.topK, H = router.inFeatures, lo = localExperts.lowerBound
-        let d = dispatch
+        let k = moe.routing.topK, H = router.inFeatures, mine = slots.mine, replicas = slots.replicas
+        let d = dispatch, local = slots.local, passes = d.passes
         d.tokens.removeAll(keepingCapacity: true)
         d.ids.removeAll(keepingCapacity: true)
         d.weights.removeAll(keepingCapacity: true)
         for t in 0..<n {
+            let row = (t0 + t) * k
             for j in 0..<k {
-                let e = Int(b.ids[t * k + j])
-                guard localExperts.contains(e) else { continue }
+                let slot = ExpertPlacement.replica(replicas[Int(b.ids[row + j])], token: t0 + t + passes)
+                guard mine.contains(slot) else { continue }
+                counter.add(slot: slot - mine.lowerBound)
                 d.tokens.append(Int32(t))
-                d.ids.append(Int32(e - lo))
-                d.weights.append(b.weights[t * k + j])
+                d.ids.append(Int32(slot - mine.lowerBound))
+                d.weights.append(b.weights[row + j])
             }
         }
         y.update(repeating: 0, count: n * H)
@@ -196,6 +251,8 @@ public struct DeepSeekMoE: @unchecked Sendable {
 
 /// Host scratch of the expert-parallel dispatch (one forward at a time).
 final class ExpertDispatch: @unchecked Sendable {
+    /// Passes through this layer (the same count on every rank).
+    var passes = 0
     var tokens: [Int32] = []
     var ids: [Int32] = []
     var weights: [Float] = []

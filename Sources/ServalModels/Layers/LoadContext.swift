@@ -57,9 +57,29 @@ public struct ModelParallelism: Sendable, Equatable {
     /// Routed experts are partitioned over the ranks (each rank holds whole experts)
     /// instead of each expert's intermediate width being split.
     public var expertParallel = false
+    /// Expert parallel: physical expert slots beyond one per logical expert (EPLB's
+    /// `--ep-num-redundant-experts`), given to the hottest experts.
+    public var redundantExperts = 0
+    /// Expert parallel: where the experts start (`--init-expert-location`); nil: every
+    /// expert equally hot.
+    public var initialExpertLocation: InitialExpertLocation? = nil
+    /// Nodes the ranks span (the placement is hierarchical over them).
+    public var nodes = 1
+    /// Two-batch overlap (`--enable-two-batch-overlap`, expert parallel without DP
+    /// attention): a MoE layer's batch of at least `twoBatchOverlapMinTokens` tokens runs as
+    /// two micro-batches, one's combine overlapping the other's experts.
+    public var twoBatchOverlap = false
+    public var twoBatchOverlapMinTokens = 32
 
     public init(dataParallelAttention: Bool = false, expertParallel: Bool = false) {
         self.dataParallelAttention = dataParallelAttention
         self.expertParallel = expertParallel
     }
+}
+
+/// `--init-expert-location`: a dumped distribution's per-layer logical counts (placed by
+/// the EPLB algorithm) or a placement table itself.
+public enum InitialExpertLocation: Sendable, Equatable {
+    case logicalCount([[Double]])
+    case physicalToLogical([[Int]])
 }

@@ -1,0 +1,63 @@
+import ArgumentParser
+import ServalEngine
+
+/// Prefill-decode disaggregation flags of `launch-server` (SGLang's names and defaults).
+struct DisaggregationOptions: ParsableArguments {
+    @Option(
+        name: .customLong("disaggregation-mode"),
+        help:
+            "null (a plain server), prefill (runs prompts and serves their KV on --disaggregation-bootstrap-port) or decode (fetches each prompt's KV from the prefill server the request names, then decodes)."
+    )
+    var mode: String = "null"
+    @Option(
+        name: .customLong("disaggregation-transfer-backend"),
+        help: "How KV moves between prefill and decode servers: tcp (the only one built).")
+    var transferBackend: String = "tcp"
+    @Option(
+        name: .customLong("disaggregation-bootstrap-port"),
+        help: "Prefill server: port of the bootstrap listener decode servers fetch KV from (on --host).")
+    var bootstrapPort: Int = 8998
+    @Option(
+        name: .customLong("disaggregation-decode-timeout"),
+        help:
+            "Seconds a KV transfer may take: decode side from reserving the slots to the last page, prefill side how long a finished prompt's KV waits to be fetched."
+    )
+    var timeout: Double = 300
+
+    /// The engine's settings, nil for a plain server; the message names the flag to fix.
+    func config(host: String, tpSize: Int, dpSize: Int) throws -> DisaggregationConfig? {
+        guard let m = DisaggregationMode(rawValue: mode) else {
+            throw ValidationError("--disaggregation-mode must be null, prefill or decode; got '\(mode)'.")
+        }
+        switch transferBackend {
+        case "tcp": break
+        case "nccl":
+            throw ValidationError(
+                "--disaggregation-transfer-backend nccl needs GPU servers on several GPUs and is not built yet; use tcp."
+            )
+        case "mooncake", "nixl", "ascend", "fake":
+            throw ValidationError(
+                "--disaggregation-transfer-backend \(transferBackend) is SGLang's (RDMA / test backends) and not available in Serval; use tcp."
+            )
+        default:
+            throw ValidationError("--disaggregation-transfer-backend must be tcp; got '\(transferBackend)'.")
+        }
+        guard m != .null else { return nil }
+        guard (1...65535).contains(bootstrapPort) else {
+            throw ValidationError("--disaggregation-bootstrap-port must be in 1...65535, got \(bootstrapPort).")
+        }
+        guard timeout > 0 else {
+            throw ValidationError("--disaggregation-decode-timeout must be positive, got \(timeout).")
+        }
+        guard tpSize == 1, dpSize == 1 else {
+            throw ValidationError(
+                "--disaggregation-mode \(mode) runs on one rank for now; drop --tp-size / --dp-size or the mode.")
+        }
+        var c = DisaggregationConfig(mode: m)
+        c.backend = .tcp
+        c.bootstrapHost = host == "0.0.0.0" || host.isEmpty ? "0.0.0.0" : host
+        c.bootstrapPort = bootstrapPort
+        c.timeout = timeout
+        return c
+    }
+}
