@@ -1,0 +1,66 @@
+#!/bin/bash
+# One device call for issues 15, 16 and 17 (about 5 minutes on an H100): the selftest with NCCL (each
+# phase named) and again under NCCL_GRAPH_REGISTER=0 / NCCL_CUMEM_ENABLE=0, the DeepSeek fixtures CPU
+# against GPU (near-tie verdict), a --device cuda DeepSeek server (/generate twice, chat), 8B-shaped
+# serving at 64 streams (512 in / 256 out, --random-range-ratio 1), V2-Lite-shaped decode at batch
+# 1/32/128. Logs under $OUT: nccl.txt, models.txt, dsserver.txt, serve.txt, v2lite.txt.
+# Carry .device-carry with: serval.xz (`swift build -c release --static-swift-stdlib --product serval
+# --scratch-path .build-static`, strip, `xz -T2 -6`), smol4.gguf.xz (scripts/truncate-gguf.py: the first
+# 3 blocks of the default GGUF, what fits the 64 MiB carry beside the binary and the tree),
+# llama8b/config.json (Llama-3.1-8B shapes) and v2lite.json (DeepSeek-V2-Lite shapes, as in
+# scripts/deepseek-device-check.sh). At most 8 files come back from $OUT, so logs are grouped.
+# Run: bash scripts/device-check-all.sh   (from the repository root, carry .device-carry)
+set -o pipefail
+export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtures/deepseek
+el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
+xz -dc $C/serval.xz > $B; chmod +x $B
+xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
+L=""; for n in libnvrtc.so.13 libcublasLt.so.13 libnccl.so.2; do
+  p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}')
+  [ -z "$p" ] && p=$(python3 -c "import nvidia, os; print(next((os.path.join(r, '$n') for d in nvidia.__path__ for r, _, fs in os.walk(d) if '$n' in fs), ''))" 2>/dev/null)
+  [ -z "$p" ] && p=$(find / -name "$n" -not -path '/proc/*' 2>/dev/null | head -1)
+  [ -n "$p" ] && L="$L:$(dirname $p)"
+done
+export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_NCCL_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
+N=$OUT/nccl.txt
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $N 2>&1
+( time NCCL_DEBUG=WARN timeout 200 $B selftest --device cuda --require-nccl ) 2>&1 | grep -v "^PASS\|^ok " >> $N
+el selftest >> $N
+for v in NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0 "NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0"; do
+  echo "== $v" >> $N
+  env $v NCCL_DEBUG=WARN timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl" >> $N
+done
+el nccl-variants >> $N
+M=$OUT/models.txt
+for m in v2-lite v2-group v3 v3-fp8 v2-lite/model-f32.gguf v3/model-q8_0.gguf; do
+  echo "== $m" >> $M
+  timeout 60 $B selftest --device cuda --model-path $F/$m --model-steps 8 2>&1 | grep "model check\|prompt \|rror" >> $M
+done
+el models >> $M
+V=$OUT/dsserver.txt
+$B launch-server --device cuda --model-path $F/v3 --port 31100 > /tmp/ds-srv.log 2>&1 &
+SP=$!
+for i in $(seq 1 120); do grep -q "fired up" /tmp/ds-srv.log && break; sleep 0.25; done
+for i in 1 2; do
+  curl -s localhost:31100/generate -H 'content-type: application/json' \
+    -d '{"text": "The quick brown fox jumps over the lazy dog", "sampling_params": {"max_new_tokens": 8, "temperature": 0}}' >> $V; echo >> $V
+done
+curl -s localhost:31100/v1/chat/completions -H 'content-type: application/json' \
+  -d '{"model": "x", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8, "temperature": 0}' >> $V; echo >> $V
+kill $SP; wait $SP 2>/dev/null; grep -v "POST\|GET" /tmp/ds-srv.log | tail -8 >> $V
+el ds-server >> $V
+S=$OUT/serve.txt
+$B launch-server --device cuda --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf --port 31000 --served-model-name m > /tmp/srv8b.log 2>&1 &
+SP=$!
+for i in $(seq 1 240); do grep -q "fired up" /tmp/srv8b.log && break; sleep 0.25; done
+el "8B server ready" >> $S
+timeout 150 $B bench-serving --backend serval --port 31000 --tokenizer /tmp/smol4.gguf --model m --dataset-name random --random-input-len 512 --random-output-len 256 --random-range-ratio 1 --num-prompts 256 --max-concurrency 64 2>&1 | grep -v "^.\[" >> $S
+el bench-serving >> $S
+kill $SP; wait $SP 2>/dev/null
+grep -v "POST\|GET" /tmp/srv8b.log | grep -i "idle\|error\|kernels\|loaded" | tail -6 >> $S
+R=$OUT/v2lite.txt
+W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
+( time timeout 180 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
+    --batch-size 1 32 128 --input-len 128 512 --output-len 16 ) 2>&1 | grep -v "GiB of weights" >> $R
+el v2lite >> $R
