@@ -218,6 +218,13 @@ extension KernelSource {
                    __uint_as_float(a.w << 16) * __uint_as_float(b.w << 16) +
                    __uint_as_float(a.w & 0xffff0000u) * __uint_as_float(b.w & 0xffff0000u);
         }
+        // Eight fp32 values rounded to bf16 and packed as one 16-byte chunk (x's layout in the GEMVs).
+        __device__ __forceinline__ uint4 pack8_bf16(float4 b0, float4 b1) {
+            return make_uint4((unsigned)f2bf(b0.x) | ((unsigned)f2bf(b0.y) << 16),
+                              (unsigned)f2bf(b0.z) | ((unsigned)f2bf(b0.w) << 16),
+                              (unsigned)f2bf(b1.x) | ((unsigned)f2bf(b1.y) << 16),
+                              (unsigned)f2bf(b1.z) | ((unsigned)f2bf(b1.w) << 16));
+        }
         __device__ __forceinline__ void gemv3_row(int row, const bf16_t *w0, float *y0, int n0, const bf16_t *w1,
                                                   float *y1, int n1, const bf16_t *w2, float *y2, int n2, int k,
                                                   const uint4 *&wr, float *&y, int &r) {
@@ -243,11 +250,7 @@ extension KernelSource {
             extern __shared__ uint4 xs[];
             const int chunks = k / 8;
             for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
-                const float4 b0 = ((const float4 *)x)[2 * c], b1 = ((const float4 *)x)[2 * c + 1];
-                xs[c] = make_uint4((unsigned)f2bf(b0.x) | ((unsigned)f2bf(b0.y) << 16),
-                                   (unsigned)f2bf(b0.z) | ((unsigned)f2bf(b0.w) << 16),
-                                   (unsigned)f2bf(b1.x) | ((unsigned)f2bf(b1.y) << 16),
-                                   (unsigned)f2bf(b1.z) | ((unsigned)f2bf(b1.w) << 16));
+                xs[c] = pack8_bf16(((const float4 *)x)[2 * c], ((const float4 *)x)[2 * c + 1]);
             }
             __syncthreads();
             const int lane = threadIdx.x & 31, first = blockIdx.x * 16 + (threadIdx.x >> 5) * 2;
@@ -300,11 +303,7 @@ extension KernelSource {
             for (int i = 0; i < SV_GEMVK_ROWS; i++) acc[i] = 0.f;
         #pragma unroll 2
             for (int c = threadIdx.x; c < chunks; c += 256) {
-                const float4 b0 = __ldg(xv + 2 * c), b1 = __ldg(xv + 2 * c + 1);
-                const uint4 xb = make_uint4((unsigned)f2bf(b0.x) | ((unsigned)f2bf(b0.y) << 16),
-                                            (unsigned)f2bf(b0.z) | ((unsigned)f2bf(b0.w) << 16),
-                                            (unsigned)f2bf(b1.x) | ((unsigned)f2bf(b1.y) << 16),
-                                            (unsigned)f2bf(b1.z) | ((unsigned)f2bf(b1.w) << 16));
+                const uint4 xb = pack8_bf16(__ldg(xv + 2 * c), __ldg(xv + 2 * c + 1));
                 uint4 a[SV_GEMVK_ROWS];
         #pragma unroll
                 for (int i = 0; i < SV_GEMVK_ROWS; i++) a[i] = ld_stream(wr[i] + c);

@@ -15,8 +15,7 @@ public final class CUDASelftest {
     let stream: CUDAStream
     var rng: SeededGenerator
     let emit: (String) -> Void
-    public private(set) var passed = 0
-    public private(set) var failed = 0
+    private var tally = SelftestTally()
     /// Buffers of the running case (freed when it ends).
     var live: [DeviceBuffer] = []
 
@@ -66,25 +65,14 @@ public final class CUDASelftest {
         run("gemm_bf16 cuBLASLt fp32 output m=7 n=1003 k=520") { try self.testGEMM(m: 7, n: 1003, k: 520, f32: true) }
         runSamplingCases()
         runDeepSeekCases()
-        emit("\(passed) passed, \(failed) failed")
-        return (passed, failed)
+        emit("\(tally.passed) passed, \(tally.failed) failed")
+        return (tally.passed, tally.failed)
     }
 
-    /// Runs one case: `body` returns nil on success or what went wrong; a thrown error fails.
+    /// Runs one case (see `SelftestTally`) and frees its buffers.
     func run(_ name: String, _ body: () throws -> String?) {
         defer { live.removeAll() }
-        do {
-            if let problem = try body() {
-                failed += 1
-                emit("FAIL \(name): \(problem)")
-            } else {
-                passed += 1
-                emit("ok   \(name)")
-            }
-        } catch {
-            failed += 1
-            emit("FAIL \(name): \(error)")
-        }
+        tally.record(name, emit: emit, body)
     }
 
     /// nil when `err` is within `tol`, else the complaint.

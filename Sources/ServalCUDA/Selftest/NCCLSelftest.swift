@@ -21,22 +21,8 @@ public enum NCCLSelftest {
             emit("\(required ? "FAIL" : "skip") nccl: \(error)")
             return (0, required ? 1 : 0)
         }
-        var passed = 0, failed = 0
-        func record(_ name: String, _ body: () throws -> String?) {
-            do {
-                if let problem = try body() {
-                    failed += 1
-                    emit("FAIL \(name): \(problem)")
-                } else {
-                    passed += 1
-                    emit("ok   \(name)")
-                }
-            } catch {
-                failed += 1
-                emit("FAIL \(name): \(error)")
-            }
-        }
-        record("nccl one rank: every collective, eager and in a captured graph") {
+        var tally = SelftestTally()
+        tally.record("nccl one rank: every collective, eager and in a captured graph", emit: emit) {
             try context.makeCurrent()
             let stream = try CUDAStream()
             let comm = try NCCLCommunicator(rank: 0, size: 1, bootstrap: SingleRankCommunicator(), stream: stream)
@@ -186,6 +172,6 @@ public enum NCCLSelftest {
                 return untouched.allSatisfy(\.isNaN) ? nil : "a call in replaying mode queued work"
             }
         }
-        return (passed, failed)
+        return (tally.passed, tally.failed)
     }
 }
