@@ -108,7 +108,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.experts = experts
         self.balancer = config.eplbRebalanceIterations.map { ExpertBalancer(every: $0, nodes: config.eplbNodes) }
         self.disaggregation = try DisaggregationState.make(
-            config: config.disaggregation, kvCache: kvCache, logger: logger)
+            config: config.disaggregation, model: model, kvCache: kvCache, logger: logger)
         self.output = OutputProcessor(decoder: decoder, contextLength: context)
         self.modelInfo = info
         self.contextLength = context

@@ -25,7 +25,7 @@ struct DisaggregationOptions: ParsableArguments {
     var timeout: Double = 300
 
     /// The engine's settings, nil for a plain server; the message names the flag to fix.
-    func config(host: String, tpSize: Int, dpSize: Int) throws -> DisaggregationConfig? {
+    func config(host: String, dpSize: Int) throws -> DisaggregationConfig? {
         guard let m = DisaggregationMode(rawValue: mode) else {
             throw ValidationError("--disaggregation-mode must be null, prefill or decode; got '\(mode)'.")
         }
@@ -49,9 +49,12 @@ struct DisaggregationOptions: ParsableArguments {
         guard timeout > 0 else {
             throw ValidationError("--disaggregation-decode-timeout must be positive, got \(timeout).")
         }
-        guard tpSize == 1, dpSize == 1 else {
+        // Tensor-parallel ranks are fine (rank 0 gathers and scatters every rank's KV shard);
+        // DP attention's groups (one pool per group) and plain DP replicas are not wired up.
+        guard dpSize == 1 else {
             throw ValidationError(
-                "--disaggregation-mode \(mode) runs on one rank for now; drop --tp-size / --dp-size or the mode.")
+                "--disaggregation-mode \(mode) with --dp-size > 1 (DP attention or data-parallel replicas) is not available yet; --tp-size ranks are. Drop --dp-size or the mode."
+            )
         }
         var c = DisaggregationConfig(mode: m)
         c.backend = .tcp

@@ -73,6 +73,30 @@ import Testing
         for cut in [0, 4, 8, 20, bytes.count - 1] {
             #expect(throws: EngineError.self) { try RankMessage.decode(Array(bytes.prefix(cut))) }
         }
-        #expect(throws: EngineError.self) { try RankMessage.decode([9, 0, 0, 0, 0, 0, 0, 0]) }
+        #expect(throws: EngineError.self) { try RankMessage.decode([99, 0, 0, 0, 0, 0, 0, 0]) }
+    }
+
+    @Test func kvPageMessagesRoundTrip() throws {
+        guard case .kvPageFormat = try RankMessage.decode(RankMessage.kvPageFormat.encoded()) else {
+            Issue.record("not kvPageFormat")
+            return
+        }
+        guard
+            case .kvPagesOut(let slots, let rankBytes) = try RankMessage.decode(
+                RankMessage.kvPagesOut(slots: [7, 0, 4095], rankBytes: [3840, 7680]).encoded())
+        else {
+            Issue.record("not kvPagesOut")
+            return
+        }
+        #expect(slots == [7, 0, 4095] && rankBytes == [3840, 7680])
+        let payload = (0..<18).map { UInt8($0 * 13 % 256) }
+        let message = RankMessage.kvPagesIn(slots: [2, 9], rankBytes: [3, 6], payload: payload)
+        guard case .kvPagesIn(let s, let r, let p) = try RankMessage.decode(message.encoded()) else {
+            Issue.record("not kvPagesIn")
+            return
+        }
+        #expect(s == [2, 9] && r == [3, 6] && p == payload)
+        // A payload cut short is refused.
+        #expect(throws: EngineError.self) { try RankMessage.decode(Array(message.encoded().dropLast(1))) }
     }
 }

@@ -398,13 +398,59 @@ def test_mismatched_kv_pools_are_refused_with_both_layouts_named(llama, deepseek
     assert pool_is_empty(ds_decode)
 
 
+@pytest.fixture(scope="module")
+def llama_tp():
+    """Tensor parallel on both sides: every rank holds its own KV heads' shard (SmolLM2's 3 KV
+    heads over 2 ranks: 1 + 2), rank 0 gathers them on the prefill side and scatters them on
+    the decode side."""
+    tp = ("--tp-size", "2", "--threads", "1")
+    plain = Server(*tp, port=port())
+    prefill = prefill_server(*tp, "--chunked-prefill-size", "16")
+    decode = decode_server(*tp, "--disaggregation-decode-timeout", "60")
+    router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base])
+    yield plain, prefill, decode, router
+    router.stop()
+    for s in (decode, prefill, plain):
+        s.stop()
+
+
+def test_pd_with_tp_ranks_gives_the_plain_tp_servers_greedy_tokens(llama_tp):
+    plain, _, decode, router = llama_tp
+    for text in PROMPTS:
+        want = plain.post("/generate", json=greedy(text)).json()
+        got = router.post("/generate", json=greedy(text))
+        assert got.status_code == 200, got.text
+        assert got.json()["output_ids"] == want["output_ids"], text
+    # The decode side's radix cache holds what the ranks received: a repeat matches it.
+    again = router.post("/generate", json=greedy(PROMPTS[2])).json()
+    assert again["meta_info"]["cached_tokens"] > 0
+    assert again["output_ids"] == plain.post("/generate", json=greedy(PROMPTS[2])).json()["output_ids"]
+    assert pool_is_empty(decode)
+
+
+def test_pd_pair_of_different_tp_sizes_is_refused_at_bootstrap(llama_tp):
+    _, prefill, _, _ = llama_tp
+    single = decode_server("--threads", "1")
+    try:
+        r = single.post("/generate", json=with_room(greedy("hello there"), prefill, 4242))
+        finish = r.json()["meta_info"]["finish_reason"]
+        assert finish["type"] == "abort", finish
+        assert "--tp-size 1 and the prefill server --tp-size 2" in finish["message"], finish
+        assert "same --tp-size" in finish["message"], finish
+        assert pool_is_empty(single)
+    finally:
+        single.stop()
+
+
 @pytest.mark.parametrize("args, message", [
     (["launch-server", "--disaggregation-mode", "prefill", "--disaggregation-transfer-backend", "nccl"],
      "nccl needs GPU servers"),
     (["launch-server", "--disaggregation-mode", "decode", "--disaggregation-transfer-backend", "mooncake"],
      "not available in Serval; use tcp"),
     (["launch-server", "--disaggregation-mode", "both"], "must be null, prefill or decode"),
-    (["launch-server", "--disaggregation-mode", "prefill", "--tp-size", "2"], "runs on one rank for now"),
+    (["launch-server", "--disaggregation-mode", "prefill", "--dp-size", "2"], "with --dp-size > 1"),
+    (["launch-server", "--disaggregation-mode", "decode", "--tp-size", "2", "--dp-size", "2",
+      "--enable-dp-attention"], "with --dp-size > 1"),
     (["launch-server", "--disaggregation-mode", "prefill", "--disaggregation-decode-timeout", "0"],
      "--disaggregation-decode-timeout must be positive"),
     (["launch-router", "--pd-disaggregation", "--prefill", "http://127.0.0.1:1"], "one --decode URL"),

@@ -218,7 +218,13 @@ extension CUDABackend {
         try context.makeCurrent()
         // Graphs captured over another pool must not be replayed over this one.
         generation += 1
-        return try CUDAKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype)
+        let copier = CUDAKVPageCopier(context: context, kernels: kernels, stream: stream) { [self] in
+            // Rows written by ops held back for fusion must be queued first; a graph capture
+            // must not contain the copy (it waits for the stream).
+            flushPending()
+            if case .capture = graphMode { throw CUDAError.invalid("a KV page copy reached a graph capture") }
+        }
+        return try CUDAKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype, pageCopier: copier)
     }
 
     public func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend {

@@ -3,7 +3,8 @@ import ServalTensor
 /// KV memory on the GPU: for every layer a key cache and a value cache of
 /// `[slot, kvHeads × headDim]` bf16 rows (`.mla`: one cache of `[slot, latent + rope]` rows) (token-granular slots, SGLang's page size 1),
 /// what the decode and extend attention kernels read. One allocation; one extra slot at
-/// the end is scratch (padding rows of a replayed graph write there).
+/// the end is scratch (padding rows of a replayed graph write there). Its slots' bytes move to
+/// and from the host through `pageCopier` (`CUDAKVPool+Pages.swift`).
 public final class CUDAKVPool: KVPool, @unchecked Sendable {
     public let layout: KVLayout
     public let layerCount: Int
@@ -12,11 +13,14 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
     /// Elements of one slot's row (kv heads × head dim).
     public let rowElements: Int
     let buffer: DeviceBuffer
-    private let layerBytes: Int
+    /// Bytes of one layer's cache (its slots plus the scratch slot).
+    let layerBytes: Int
     /// 2 (keys and values) for `.mha`, 1 for `.mla` (values alias the latent rows).
-    private let caches: Int
+    let caches: Int
+    /// Gathers and scatters slot rows for the host (on the backend's stream).
+    let pageCopier: CUDAKVPageCopier
 
-    public init(layout: KVLayout, layers: Int, slots: Int, dtype: DType) throws {
+    public init(layout: KVLayout, layers: Int, slots: Int, dtype: DType, pageCopier: CUDAKVPageCopier) throws {
         guard slots > 0, layers > 0 else {
             throw CUDAError.invalid("kv cache: \(slots) slots x \(layers) layers must be positive")
         }
@@ -47,6 +51,7 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
         slotCount = slots
         self.dtype = dtype
         self.caches = caches
+        self.pageCopier = pageCopier
         layerBytes = (slots + 1) * rowElements * 2
         buffer = try DeviceBuffer(bytes: caches * layers * layerBytes)
     }

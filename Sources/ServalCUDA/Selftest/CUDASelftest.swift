@@ -65,6 +65,7 @@ public final class CUDASelftest {
         run("gemm_bf16 cuBLASLt fp32 output m=7 n=1003 k=520") { try self.testGEMM(m: 7, n: 1003, k: 520, f32: true) }
         runSamplingCases()
         runDeepSeekCases()
+        runKVPageCases()
         emit("\(tally.passed) passed, \(tally.failed) failed")
         return (tally.passed, tally.failed)
     }

@@ -25,22 +25,29 @@ final class DisaggregationState {
     private(set) var boundPort: Int?
 
     /// nil for a plain server. Throws when the KV pool cannot be copied by the host or the
-    /// bootstrap port cannot be bound.
-    static func make(config: DisaggregationConfig?, kvCache: any KVCacheStorage, logger: Logger) throws
-        -> DisaggregationState?
-    {
+    /// bootstrap port cannot be bound. Under tensor parallelism (`model` a
+    /// `TensorParallelLeader`) every rank's shard moves: rank 0 gathers and scatters them.
+    static func make(
+        config: DisaggregationConfig?, model: any LanguageModel, kvCache: any KVCacheStorage, logger: Logger
+    ) throws -> DisaggregationState? {
         guard let config, config.mode != .null else { return nil }
-        guard let cache = kvCache as? ModelKVCache, let pool = cache.pool as? any KVPageCopying else {
+        guard let cache = kvCache as? ModelKVCache, let local = cache.pool as? any KVPageCopying else {
             throw EngineError.invalidConfig(
-                "--disaggregation-mode \(config.mode.rawValue) needs a KV pool the host can copy (the CPU backend on one rank); this server's pool cannot be transferred yet"
+                "--disaggregation-mode \(config.mode.rawValue) needs a KV pool the host can copy (the CPU or CUDA backend); this server's pool cannot be transferred"
             )
         }
         guard config.timeout > 0 else {
             throw EngineError.invalidConfig("--disaggregation-decode-timeout must be positive, got \(config.timeout)")
         }
+        var pool: any KVPageCopying = local
+        var tpSize = 1
+        if let leader = model as? TensorParallelLeader {
+            pool = try TensorParallelKVPages(leader: leader, local: local)
+            tpSize = leader.communicator.size
+        }
         let transfer = TCPKVTransfer(
-            slotByteCount: pool.slotByteCount, signature: pool.pageFormatSignature, timeout: config.timeout,
-            logger: logger)
+            slotByteCount: pool.slotByteCount, signature: pool.pageFormatSignature, tpSize: tpSize,
+            timeout: config.timeout, logger: logger)
         let state = DisaggregationState(config: config, transfer: transfer, pool: pool)
         if config.mode == .prefill {
             state.boundPort = try transfer.listen(host: config.bootstrapHost, port: config.bootstrapPort)
@@ -102,12 +109,20 @@ final class DisaggregationState {
             guard end > entry.sent else { continue }
             let slots = s.request.slots[entry.sent..<end]
             let size = slots.count * pool.slotByteCount
-            let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-                pool.copyOut(slots: slots, into: UnsafeMutableRawPointer(buffer.baseAddress!))
-                count = size
+            do {
+                let bytes = try [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                    count = 0
+                    try pool.copyOut(slots: slots, into: UnsafeMutableRawPointer(buffer.baseAddress!))
+                    count = size
+                }
+                entry.channel.send(start: entry.sent, count: slots.count, bytes: bytes)
+                rooms[id] = (entry.channel, end)
+            } catch {
+                // The decode side gets the failure; the prompt itself ends as usual here.
+                entry.channel.fail("copying the prompt's KV out of the pool failed: \(error)")
+                rooms[id] = nil
+                firstTokens[id] = nil
             }
-            entry.channel.send(start: entry.sent, count: slots.count, bytes: bytes)
-            rooms[id] = (entry.channel, end)
         }
     }
 
@@ -157,7 +172,15 @@ final class DisaggregationState {
                 fetches[serial] = nil
                 return .failed(r, "KV pages for positions \(start)..<\(start + count) do not fit the reserved slots")
             }
-            bytes.withUnsafeBytes { pool.copyIn(slots: r.slots[start..<(start + count)], from: $0.baseAddress!) }
+            do {
+                try bytes.withUnsafeBytes {
+                    try pool.copyIn(slots: r.slots[start..<(start + count)], from: $0.baseAddress!)
+                }
+            } catch {
+                fetch.cancel()
+                fetches[serial] = nil
+                return .failed(r, "copying the prompt's KV into the pool failed: \(error)")
+            }
             return .stored
         case .done(let first):
             fetches[serial] = nil

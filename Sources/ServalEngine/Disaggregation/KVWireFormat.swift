@@ -2,7 +2,8 @@ import Foundation
 import ServalTensor
 
 /// The TCP transfer's messages. The decode server opens the connection and says which room
-/// it wants and what its pool stores (`Hello`); the prefill server answers with frames of
+/// it wants and what its pool stores (`Hello`: room, positions it skips, prompt length, bytes
+/// per token, its pool's signature and its tensor-parallel size); the prefill server answers with frames of
 /// four little-endian 64-bit words (kind, a, b, payload bytes) and the payload: pages
 /// (a = first position, b = count, payload = slot bytes), done (a = first token, b = 1 when
 /// its logprobs follow as the payload), or an error (payload = UTF-8 message).
@@ -22,20 +23,23 @@ enum KVWireFormat {
         var promptLength: Int
         var slotByteCount: Int
         var signature: String
+        /// The decode server's `--tp-size` (its pool's shards): the prefill server's must match.
+        var tpSize: Int = 1
 
         func encoded() -> (words: [UInt64], tail: [UInt8]) {
             let sig = Array(signature.utf8)
             return (
                 [
                     magic, room, UInt64(skip), UInt64(promptLength), UInt64(slotByteCount), UInt64(sig.count),
+                    UInt64(tpSize),
                 ], sig
             )
         }
 
         static func read(from c: TCPConnection, deadline: Date) throws -> Hello {
-            let w = try c.readWords(6, deadline: deadline, what: "the KV transfer hello")
+            let w = try c.readWords(7, deadline: deadline, what: "the KV transfer hello")
             guard w[0] == magic else { throw KVTransferError("not a Serval KV transfer client (bad magic)") }
-            guard w[5] <= 4096, w[2] <= w[3], w[3] < 1 << 32, w[4] < 1 << 32 else {
+            guard w[5] <= 4096, w[2] <= w[3], w[3] < 1 << 32, w[4] < 1 << 32, (1...4096).contains(w[6]) else {
                 throw KVTransferError("malformed KV transfer hello")
             }
             var sig = [UInt8](repeating: 0, count: Int(w[5]))
@@ -47,7 +51,7 @@ enum KVWireFormat {
             }
             return Hello(
                 room: w[1], skip: Int(w[2]), promptLength: Int(w[3]), slotByteCount: Int(w[4]),
-                signature: String(decoding: sig, as: UTF8.self))
+                signature: String(decoding: sig, as: UTF8.self), tpSize: Int(w[6]))
         }
     }
 

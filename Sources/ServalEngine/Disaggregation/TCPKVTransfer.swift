@@ -17,6 +17,8 @@ import ServalTensor
 public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
     private let slotByteCount: Int
     private let signature: String
+    /// This server's `--tp-size` (how many shards its slot bytes gather).
+    private let tpSize: Int
     private let timeout: Double
     /// `timeout` for messages ("300", "0.5").
     private var seconds: String { String(format: "%g", timeout) }
@@ -27,10 +29,11 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
     private var listenFD: Int32 = -1
     private var stopped = false
 
-    /// `slotByteCount` and `signature` describe this server's pool: a peer's must match.
-    public init(slotByteCount: Int, signature: String, timeout: Double, logger: Logger) {
+    /// `slotByteCount`, `signature` and `tpSize` describe this server's pool: a peer's must match.
+    public init(slotByteCount: Int, signature: String, tpSize: Int = 1, timeout: Double, logger: Logger) {
         self.slotByteCount = slotByteCount
         self.signature = signature
+        self.tpSize = tpSize
         self.timeout = timeout
         self.logger = logger
     }
@@ -119,11 +122,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         do {
             let hello = try KVWireFormat.Hello.read(from: c, deadline: Date().addingTimeInterval(30))
             roomID = hello.room
-            guard hello.slotByteCount == slotByteCount, hello.signature == signature else {
-                throw KVTransferError(
-                    "the decode server's KV pool (\(hello.signature), \(hello.slotByteCount) bytes per token) differs from the prefill server's (\(signature), \(slotByteCount) bytes per token); start both with the same model and --kv-cache-dtype"
-                )
-            }
+            try Self.checkPeer(hello, signature: signature, slotByteCount: slotByteCount, tpSize: tpSize)
             let deadline = Date().addingTimeInterval(timeout)
             guard let room = waitForRoom(hello.room, deadline: deadline) else {
                 throw KVTransferError(
@@ -140,6 +139,20 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         } catch {
             if let roomID { logger.warning("KV transfer of room \(roomID) failed: \(error)") }
             try? KVWireFormat.writeFrame(c, .error, 0, 0, Array("\(error)".utf8))
+        }
+    }
+
+    /// Refuses a decode server whose pool cannot take this one's bytes, naming what differs.
+    static func checkPeer(_ hello: KVWireFormat.Hello, signature: String, slotByteCount: Int, tpSize: Int) throws {
+        guard hello.tpSize == tpSize else {
+            throw KVTransferError(
+                "the decode server runs --tp-size \(hello.tpSize) and the prefill server --tp-size \(tpSize): each rank holds its own KV heads' shard, so both sides of a disaggregated pair need the same --tp-size"
+            )
+        }
+        guard hello.slotByteCount == slotByteCount, hello.signature == signature else {
+            throw KVTransferError(
+                "the decode server's KV pool (\(hello.signature), \(hello.slotByteCount) bytes per token) differs from the prefill server's (\(signature), \(slotByteCount) bytes per token); slot bytes move unconverted, so start both with the same model, --tp-size and KV element type (--kv-cache-dtype; a CUDA server stores bf16, so a CPU peer of a CUDA server needs --kv-cache-dtype bf16)"
+            )
         }
     }
 
@@ -188,7 +201,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         let fetch = TCPFetch()
         let hello = KVWireFormat.Hello(
             room: source.room, skip: skip, promptLength: promptLength, slotByteCount: slotByteCount,
-            signature: signature)
+            signature: signature, tpSize: tpSize)
         let slotBytes = slotByteCount
         let seconds = self.seconds
         let thread = Thread {

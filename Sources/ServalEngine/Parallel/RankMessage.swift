@@ -16,6 +16,15 @@ public enum RankMessage: Sendable {
     case dpForward([ForwardBatch])
     /// Expert load recording / EPLB (between steps): every rank runs the same control.
     case expert(ExpertControl)
+    /// Prefill-decode disaggregation: every rank says how many bytes a slot of its KV shard
+    /// holds (one all-gather; `TensorParallelKVPages`).
+    case kvPageFormat
+    /// Every rank copies `slots` out of its shard and rank 0 gathers them (`rankBytes`: each
+    /// rank's bytes per slot).
+    case kvPagesOut(slots: [Int32], rankBytes: [Int])
+    /// Every rank copies its segment of `payload` (rank after rank, `slots.count ×
+    /// rankBytes[r]` bytes each) into `slots` of its shard.
+    case kvPagesIn(slots: [Int32], rankBytes: [Int], payload: [UInt8])
 
     public func encoded() -> [UInt8] {
         var w = Writer()
@@ -41,6 +50,18 @@ public enum RankMessage: Sendable {
         case .expert(let c):
             w.int(6)
             w.expert(c)
+        case .kvPageFormat:
+            w.int(7)
+        case .kvPagesOut(let slots, let rankBytes):
+            w.int(8)
+            w.ids(slots)
+            w.ints(rankBytes)
+        case .kvPagesIn(let slots, let rankBytes, let payload):
+            w.int(9)
+            w.ids(slots)
+            w.ints(rankBytes)
+            w.int(payload.count)
+            w.bytes += payload
         }
         return w.bytes
     }
@@ -70,6 +91,14 @@ public enum RankMessage: Sendable {
             return .dpForward(batches)
         case 6:
             return .expert(try r.expert())
+        case 7:
+            return .kvPageFormat
+        case 8:
+            let slots = try r.ids()
+            return .kvPagesOut(slots: slots, rankBytes: try r.ints())
+        case 9:
+            let slots = try r.ids(), rankBytes = try r.ints()
+            return .kvPagesIn(slots: slots, rankBytes: rankBytes, payload: Array(try r.take(try r.count())))
         case let k:
             throw EngineError.model("rank message: unknown kind \(k)")
         }
@@ -78,6 +107,10 @@ public enum RankMessage: Sendable {
     private struct Writer {
         var bytes: [UInt8] = []
         mutating func int(_ v: Int) { withUnsafeBytes(of: Int64(v).littleEndian) { bytes.append(contentsOf: $0) } }
+        mutating func ints(_ v: [Int]) {
+            int(v.count)
+            for x in v { int(x) }
+        }
         mutating func ids(_ v: [Int32]) {
             int(v.count)
             for x in v { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
@@ -163,6 +196,11 @@ public enum RankMessage: Sendable {
                 sequences.append(SequenceInput(row: row, tokens: try ids(), startPosition: start, logits: kind))
             }
             return ForwardBatch(sequences: sequences, slotUpdates: updates)
+        }
+        mutating func ints() throws(EngineError) -> [Int] {
+            var out: [Int] = []
+            for _ in 0..<(try count()) { out.append(try int()) }
+            return out
         }
         mutating func count() throws(EngineError) -> Int {
             let n = try int()

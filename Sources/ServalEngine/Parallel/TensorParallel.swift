@@ -58,7 +58,7 @@ public final class TensorParallelLeader: LanguageModel, ExpertLoadControl, @unch
         if first { try send(.shutdown, evenWhenStopped: true) }
     }
 
-    private func send(_ m: RankMessage, evenWhenStopped: Bool = false) throws {
+    func send(_ m: RankMessage, evenWhenStopped: Bool = false) throws {
         if !evenWhenStopped, lock.withLock({ stopped }) {
             throw EngineError.model("the tensor-parallel ranks were shut down")
         }
@@ -93,6 +93,8 @@ public enum TensorParallelWorker {
                 }
             case .shutdown:
                 return
+            case .kvPageFormat, .kvPagesOut, .kvPagesIn:
+                try TensorParallelKVPages.follow(message, cache: cache, communicator: communicator)
             case .expert(let control):
                 guard let target = model as? ExpertLoadControl else {
                     throw EngineError.model("rank \(communicator.rank): expert control for a model without experts")

@@ -1,0 +1,17 @@
+import ServalTensor
+
+/// Slot bytes in and out of the GPU pool (prefill-decode disaggregation): per slot, for each
+/// layer the key row (every kv head's key, head after head) then the value row (`.mla`: the
+/// one latent + rope row), as stored (bf16). That is the CPU pool's order, so a CUDA pool and
+/// a CPU pool of the same layout and element type (`--kv-cache-dtype bf16`) exchange them too.
+extension CUDAKVPool: KVPageCopying {
+    public var slotByteCount: Int { layerCount * caches * rowElements * 2 }
+
+    public func copyOut(slots: ArraySlice<Int32>, into destination: UnsafeMutableRawPointer) throws {
+        try pageCopier.copy(pool: self, slots: slots, host: destination, toPool: false)
+    }
+
+    public func copyIn(slots: ArraySlice<Int32>, from source: UnsafeRawPointer) throws {
+        try pageCopier.copy(pool: self, slots: slots, host: UnsafeMutableRawPointer(mutating: source), toPool: true)
+    }
+}
