@@ -405,7 +405,7 @@ def llama_tp():
     the decode side."""
     tp = ("--tp-size", "2", "--threads", "1")
     plain = Server(*tp, port=port())
-    prefill = prefill_server(*tp, "--chunked-prefill-size", "16")
+    prefill = prefill_server(*tp, "--chunked-prefill-size", "4")
     decode = decode_server(*tp, "--disaggregation-decode-timeout", "60")
     router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base])
     yield plain, prefill, decode, router
