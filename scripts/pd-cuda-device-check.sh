@@ -1,22 +1,34 @@
 #!/bin/bash
 # Prefill-decode disaggregation on one GPU (issue 20): a --device cuda prefill server and a --device cuda
 # decode server (each --mem-fraction-static 0.3) behind `serval launch-router --pd-disaggregation` must
-# give one plain --device cuda server's greedy tokens. The KV crosses as bf16 slot bytes (the CUDA
-# pool's gather kernel -> pinned memory -> TCP -> pinned memory -> scatter kernel), over loopback TCP:
-# the NCCL transfer backend stays refused (two processes on one GPU cannot form an NCCL group). Also
-# runs `selftest --device cuda` (its "kv pages" cases) and a CPU decode server (bf16 pool) fetching
-# from the CUDA prefill server. Prints PASS/FAIL lines (also to $OUT/pd.txt), logs under $OUT.
+# give one plain --device cuda server's greedy tokens (same --chunked-prefill-size on both, 8, so a
+# prompt crosses in several chunks). The KV crosses as bf16 slot bytes (the CUDA pool's gather kernel
+# -> pinned memory -> TCP -> pinned memory -> scatter kernel) over loopback TCP: the NCCL transfer
+# backend stays refused (two processes on one GPU cannot form an NCCL group). Models: the 3-block
+# SmolLM2 GGUF (GQA, 3 kv heads x 64), a dummy-weight Llama of 2 kv heads x 128 (GQA, 16-byte rows
+# kernel), the tiny DeepSeek-V3 fixture (MLA latent 32 + rope 8: the 2-byte kernel). Also runs
+# `selftest --device cuda` (its "kv pages" cases) and, per model, a CPU decode server (--kv-cache-dtype
+# bf16: the same bytes) fetching from the CUDA prefill server. Prompts are token ids (no tokenizer
+# needed). Prints PASS/FAIL lines (also to $OUT/pd.txt); server logs under $OUT/logs.
 # Carry .device-carry: serval.xz (static release binary, xz) and smol4.gguf.xz (scripts/truncate-gguf.py:
-# the default GGUF's first 3 blocks), as scripts/device-check-all.sh does.
+# the default GGUF's first 3 blocks), as scripts/device-check-all.sh does. SERVAL=path runs that binary
+# instead of unpacking serval.xz; DEVICE=cpu runs the same servers on the CPU (a dry run of this script,
+# no selftest); PORT0 moves the five ports (default 31000..31040).
 # Run: bash scripts/pd-cuda-device-check.sh   (from the repository root, carry .device-carry)
 set -o pipefail
 export PYTHONUNBUFFERED=1
-C=.device-carry; B=/tmp/serval; M=/tmp/smol4.gguf; T0=$(date +%s); OUT=${OUT:-/tmp/pd-out}; mkdir -p $OUT
+C=.device-carry; D=${DEVICE:-cuda}; P=${PORT0:-31000}; T0=$(date +%s); OUT=${OUT:-/tmp/pd-out}; mkdir -p $OUT $OUT/logs
 R=$OUT/pd.txt; : > $R
 say() { echo "$*" | tee -a $R; }
 el() { say "[t=$(( $(date +%s) - T0 ))s] $*"; }
-xz -dc $C/serval.xz > $B; chmod +x $B
-xz -dc $C/smol4.gguf.xz > $M
+if [ -n "$SERVAL" ]; then B=$SERVAL; else B=/tmp/serval; xz -dc $C/serval.xz > $B; chmod +x $B; fi
+[ -f $C/smol4.gguf.xz ] && xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
+mkdir -p /tmp/gqa128 && cat > /tmp/gqa128/config.json <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 1024, "intermediate_size": 2816,
+ "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4, "vocab_size": 32000,
+ "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 4096, "tie_word_embeddings": false,
+ "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
+JSON
 L=""; for n in libnvrtc.so.13 libcublasLt.so.13; do
   p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}')
   [ -z "$p" ] && p=$(python3 -c "import nvidia, os; print(next((os.path.join(r, '$n') for d in nvidia.__path__ for r, _, fs in os.walk(d) if '$n' in fs), ''))" 2>/dev/null)
@@ -27,72 +39,82 @@ export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> $R 2>&1
 
 # 1. The pool's page copies against their reference (and every other kernel: warms the cache).
-timeout 150 $B selftest --device cuda > $OUT/selftest.txt 2>&1
+[ "$D" == cuda ] && timeout 200 $B selftest --device cuda > $OUT/selftest.txt 2>&1
 grep "kv pages" $OUT/selftest.txt | sed 's/^/selftest: /' | tee -a $R
-grep -q "FAIL.*kv pages" $OUT/selftest.txt && say "FAIL selftest kv pages" || \
-  { grep -q "PASS.*kv pages\|ok .*kv pages" $OUT/selftest.txt && say "PASS selftest kv pages" || say "FAIL selftest kv pages (no such lines)"; }
-tail -1 $OUT/selftest.txt | sed 's/^/selftest: /' | tee -a $R
+if [ "$D" != cuda ]; then say "(DEVICE=$D: no selftest)"
+elif grep -q "FAIL.*kv pages" $OUT/selftest.txt; then say "FAIL selftest kv pages"
+elif grep -q "^ok .*kv pages" $OUT/selftest.txt; then say "PASS selftest kv pages"
+else say "FAIL selftest kv pages (no such lines)"; fi
+grep "passed, .* failed" $OUT/selftest.txt | sed 's/^/selftest: /' | tee -a $R
 el selftest
 
 PIDS=()
 start() {  # name port args...: starts a server, waits until it is healthy
   local name=$1 port=$2; shift 2
-  "$@" > $OUT/$name.log 2>&1 &
+  "$@" > $OUT/logs/$name.log 2>&1 &
   PIDS+=($!)
-  for i in $(seq 1 480); do
-    curl -sf localhost:$port/health > /dev/null 2>&1 && { el "$name up"; return 0; }
+  for i in $(seq 1 600); do
+    curl -sf localhost:$port/health > /dev/null 2>&1 && return 0
     kill -0 ${PIDS[-1]} 2>/dev/null || break
     sleep 0.25
   done
-  say "FAIL $name did not start"; tail -5 $OUT/$name.log | tee -a $R; return 1
+  say "FAIL $name did not start"; tail -5 $OUT/logs/$name.log | tee -a $R; return 1
 }
 stop_all() { for p in "${PIDS[@]}"; do kill $p 2>/dev/null; done; for p in "${PIDS[@]}"; do wait $p 2>/dev/null; done; PIDS=(); }
 trap stop_all EXIT
-PROMPTS=("The capital of France is" "def fibonacci(n):" "Once upon a time, in a small village by the sea, there lived")
-ids() {  # port prompt: the greedy output ids (or the error)
-  curl -s -m 120 localhost:$1/generate -H 'content-type: application/json' -d "$(python3 -c '
-import json, sys
-print(json.dumps({"text": sys.argv[1], "sampling_params": {"temperature": 0, "max_new_tokens": 16, "ignore_eos": True}}))' "$2")" |
-    python3 -c 'import json, sys; d = json.loads(sys.stdin.read() or "{}"); print(d.get("output_ids", d))'
+PROMPTS=("1,72,101,108,108,111" "5,17,99,200,3,45,67,89,23,11,150,42,7,8,9,10,11,12,13"
+  "$(seq -s, 20 2 110),$(seq -s, 30 3 120)")
+body() {  # ids [extra json]
+  echo "{\"input_ids\": [$1], \"sampling_params\": {\"temperature\": 0, \"max_new_tokens\": 16, \"ignore_eos\": true}$2}"
+}
+ids() {  # port ids: the greedy output ids (or the answer when there are none)
+  curl -s -m 120 localhost:$1/generate -H 'content-type: application/json' -d "$(body $2)" |
+    python3 -c 'import json, sys; t = sys.stdin.read(); d = json.loads(t or "{}")
+print(d["output_ids"] if "output_ids" in d else t[:400])'
 }
 
-# 2. The plain server's tokens.
-declare -A WANT
-if start plain 31000 $B launch-server --device cuda --model-path $M --port 31000 --mem-fraction-static 0.3; then
-  for p in "${PROMPTS[@]}"; do WANT[$p]=$(ids 31000 "$p"); say "plain: $p -> ${WANT[$p]}"; done
-fi
-stop_all
-
-# 3. Prefill + decode on the same GPU, the router in front.
-start prefill 31010 $B launch-server --device cuda --model-path $M --port 31010 --mem-fraction-static 0.3 \
-  --disaggregation-mode prefill --disaggregation-bootstrap-port 31011 --chunked-prefill-size 8 &&
-start decode 31020 $B launch-server --device cuda --model-path $M --port 31020 --mem-fraction-static 0.3 \
-  --disaggregation-mode decode --disaggregation-decode-timeout 60 &&
-start router 31030 $B launch-router --port 31030 --pd-disaggregation \
-  --prefill http://127.0.0.1:31010 31011 --decode http://127.0.0.1:31020
-for round in 1 2; do  # the second round hits the decode side's radix cache
-  for p in "${PROMPTS[@]}"; do
-    got=$(ids 31030 "$p")
-    [ -n "${WANT[$p]}" ] && [ "$got" == "${WANT[$p]}" ] && say "PASS pd round $round: $p -> $got" || \
-      say "FAIL pd round $round: $p -> $got (plain: ${WANT[$p]})"
+check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode server from the GPU prefill server
+  local name=$1; shift
+  local cp=(--chunked-prefill-size 8 --random-seed 1)
+  declare -A WANT
+  if start $name-plain $P $B launch-server --device $D "$@" --port $P --mem-fraction-static 0.3 "${cp[@]}"; then
+    for p in "${PROMPTS[@]}"; do WANT[$p]=$(ids $P "$p"); done
+  fi
+  stop_all
+  start $name-prefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
+      --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) &&
+    start $name-decode $((P + 20)) $B launch-server --device $D "$@" --port $((P + 20)) --mem-fraction-static 0.3 "${cp[@]}" \
+      --disaggregation-mode decode --disaggregation-decode-timeout 60 &&
+    start $name-router $((P + 30)) $B launch-router --port $((P + 30)) --pd-disaggregation \
+      --prefill http://127.0.0.1:$((P + 10)) $((P + 11)) --decode http://127.0.0.1:$((P + 20))
+  for round in 1 2; do  # the second round hits the decode side's radix cache
+    local i=0
+    for p in "${PROMPTS[@]}"; do
+      i=$((i + 1))
+      got=$(ids $((P + 30)) "$p")
+      if [ -n "${WANT[$p]}" ] && [ "$got" == "${WANT[$p]}" ]; then say "PASS $name pd round $round prompt $i: $got"
+      else say "FAIL $name pd round $round prompt $i: $got (plain: ${WANT[$p]})"; fi
+    done
   done
-done
-el pd
+  if start $name-cpudecode $((P + 40)) $B launch-server --device cpu "$@" --port $((P + 40)) --kv-cache-dtype bf16 "${cp[@]}" \
+      --disaggregation-mode decode --disaggregation-decode-timeout 60; then
+    local b=$(body "${PROMPTS[1]}" ", \"bootstrap_host\": \"127.0.0.1\", \"bootstrap_port\": $((P + 11)), \"bootstrap_room\": 777")
+    curl -s -m 100 localhost:$((P + 40))/generate -H 'content-type: application/json' -d "$b" > $OUT/logs/$name-cpu.json &
+    local cpid=$!
+    curl -s -m 100 localhost:$((P + 10))/generate -H 'content-type: application/json' -d "$b" > /dev/null
+    wait $cpid
+    if grep -q '"output_ids"' $OUT/logs/$name-cpu.json && ! grep -q '"abort"' $OUT/logs/$name-cpu.json; then
+      say "PASS $name cpu decode (bf16 pool) from the cuda prefill: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["output_ids"])' $OUT/logs/$name-cpu.json) (gpu: ${WANT[${PROMPTS[1]}]})"
+    else say "FAIL $name cpu decode from the cuda prefill: $(head -c 600 $OUT/logs/$name-cpu.json)"; fi
+  fi
+  stop_all
+  for f in prefill decode; do
+    grep -a -i "error\|warning\|abort" $OUT/logs/$name-$f.log | grep -v "POST\|GET" | tail -3 | sed "s/^/$name-$f: /" | tee -a $R
+  done
+  el $name
+}
 
-# 4. A CPU decode server (bf16 pool: the same bytes) fetching from the CUDA prefill server.
-if start cpudecode 31040 $B launch-server --device cpu --model-path $M --port 31040 --kv-cache-dtype bf16 \
-  --disaggregation-mode decode --disaggregation-decode-timeout 60; then
-  body='{"text": "The capital of France is", "sampling_params": {"temperature": 0, "max_new_tokens": 4},
-         "bootstrap_host": "127.0.0.1", "bootstrap_port": 31011, "bootstrap_room": 777}'
-  curl -s -m 60 localhost:31040/generate -H 'content-type: application/json' -d "$body" > $OUT/cpudecode.json &
-  CP=$!
-  curl -s -m 60 localhost:31010/generate -H 'content-type: application/json' -d "$body" > /dev/null
-  wait $CP
-  grep -q '"output_ids"' $OUT/cpudecode.json && ! grep -q '"abort"' $OUT/cpudecode.json && \
-    say "PASS cpu decode from cuda prefill: $(head -c 300 $OUT/cpudecode.json)" || \
-    say "FAIL cpu decode from cuda prefill: $(head -c 600 $OUT/cpudecode.json)"
-fi
-stop_all
-for f in prefill decode; do grep -i "error\|warning\|abort" $OUT/$f.log | grep -v "POST\|GET" | tail -3 | sed "s/^/$f: /" | tee -a $R; done
-el done
+[ -f /tmp/smol4.gguf ] && check smol4 --model-path /tmp/smol4.gguf
+check gqa128 --model-path /tmp/gqa128 --load-format dummy --skip-tokenizer-init
+check deepseek-v3 --model-path Tests/ServalTestSupport/Fixtures/deepseek/v3
 say "$(grep -c '^PASS' $R) PASS, $(grep -c '^FAIL' $R) FAIL"
