@@ -428,6 +428,32 @@ def test_pd_with_tp_ranks_gives_the_plain_tp_servers_greedy_tokens(llama_tp):
     assert pool_is_empty(decode)
 
 
+def test_pd_with_tp_ranks_moves_replicated_mla_latent_rows(llama_tp):
+    """DeepSeek under TP=2: every rank holds the whole latent row; each rank's copy crosses and
+    lands in its own pool. Greedy tokens equal a plain TP=2 server's."""
+    if not (DEEPSEEK / "config.json").exists():
+        pytest.skip("DeepSeek fixture missing")
+    args = ("--tp-size", "2", "--threads", "1", "--max-total-tokens", "4096", "--kv-cache-dtype", "f32")
+    plain = Server(*args, model=DEEPSEEK, port=port())
+    prefill = prefill_server(*args, "--chunked-prefill-size", "4", model=DEEPSEEK)
+    decode = decode_server(*args, model=DEEPSEEK)
+    router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base])
+    try:
+        ref = json.loads((DEEPSEEK / "reference.json").read_text())
+        for case in ref["cases"]:
+            body = {"input_ids": case["prompt_ids"], "sampling_params": {
+                "temperature": 0, "max_new_tokens": len(case["greedy_ids"]), "ignore_eos": True}}
+            want = plain.post("/generate", json=body).json()["output_ids"]
+            r = router.post("/generate", json=body)
+            assert r.status_code == 200, r.text
+            assert r.json()["output_ids"] == want
+        assert pool_is_empty(decode)
+    finally:
+        router.stop()
+        for s in (decode, prefill, plain):
+            s.stop()
+
+
 def test_pd_pair_of_different_tp_sizes_is_refused_at_bootstrap(llama_tp):
     _, prefill, _, _ = llama_tp
     single = decode_server("--threads", "1")
