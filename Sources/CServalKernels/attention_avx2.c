@@ -102,11 +102,7 @@ AVX2_INLINE void scores_heads(int kv_type, const int NH, const float *qh, int64_
             const __m256 k0 = kv_load8(kv_type, k, b0 + d);
             for (int j = 0; j < NH; j++) a0[j] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qh + j * hd + d), a0[j]);
         }
-        // The steps' reduction order (att_hsum8x4's lane 0), so a key's score does not depend
-        // on whether it falls in a step or here, which depends on NH: how many query heads
-        // share the pass (tensor parallelism with replicated KV heads gives a rank fewer).
-        const __m256 z = _mm256_setzero_ps();
-        for (int j = 0; j < NH; j++) sc[j * ld + i] = _mm_cvtss_f32(_mm_mul_ss(att_hsum8x4(a0[j], z, z, z), vscale));
+        for (int j = 0; j < NH; j++) sc[j * ld + i] = hsum8(a0[j]) * scale;
     }
 }
 

@@ -53,6 +53,13 @@ import ServalTensor
         return zip(a, b).reduce(0) { $0 + ($1.0.bitPattern == $1.1.bitPattern ? 0 : 1) }
     }
 
+    /// Whether a rank's attention gives one rank's bits: it does when each rank holds whole
+    /// KV heads with all of their query heads. With replicated KV heads (fewer KV heads than
+    /// ranks) a rank runs a share of a KV head's query heads, and the AVX2 attention kernel
+    /// sums a score's tail keys in another order depending on how many heads share a pass
+    /// (3 heads take keys 3 at a time, fewer 4), so scores differ in the last bit there.
+    static func exactAttention(kvHeads: Int, ranks: Int) -> Bool { kvHeads >= ranks }
+
     static func tinyConfig(heads: Int, kvHeads: Int) -> LlamaConfig {
         LlamaConfig(
             vocabSize: 96, hiddenSize: 16 * heads, intermediateSize: 384, layerCount: 2,
@@ -95,8 +102,8 @@ import ServalTensor
     }
 
     /// f32 weights: the exact layout gives one rank's logits bit for bit (even and uneven
-    /// head splits, replicated KV heads, hidden sizes that do not split into whole tiles);
-    /// the all-reduce layout differs by summation order only.
+    /// head splits, hidden sizes that do not split into whole tiles) except with replicated
+    /// KV heads (`exactAttention`); the all-reduce layout differs by summation order only.
     @Test(arguments: [(4, 2, 2), (9, 3, 2), (4, 1, 2), (6, 3, 3), (8, 2, 4)])
     func shardedLogitsMatchOneRank(heads: Int, kvHeads: Int, ranks: Int) throws {
         let config = Self.tinyConfig(heads: heads, kvHeads: kvHeads)
@@ -109,7 +116,7 @@ import ServalTensor
                 for (k, out) in outs.enumerated() {
                     #expect(out.logits.count == single[k].logits.count)
                     let diff = maxRelativeDifference(out.logits[...], single[k].logits[...])
-                    if layout == .exact {
+                    if layout == .exact, Self.exactAttention(kvHeads: kvHeads, ranks: ranks) {
                         #expect(
                             Self.differing(out.logits, single[k].logits) == 0,
                             "\(layout) rank \(r) pass \(k): difference \(diff)")
@@ -125,7 +132,7 @@ import ServalTensor
 
     /// Quantized weights, where each matmul rounds its input to int8 blocks. The exact
     /// layout feeds every matmul one rank's input vectors, so the logits are one rank's bit
-    /// for bit. In the all-reduce layout only the order of the partial sums differs, but a
+    /// for bit (not with replicated KV heads: `exactAttention`). In the all-reduce layout only the order of the partial sums differs, but a
     /// sum that moves by an ulp can round an activation to the next int8 step: logits stay
     /// within 2 % (a wrong shard is off by 100 %).
     @Test(arguments: [(4, 2, 2), (4, 1, 2), (6, 3, 3), (8, 2, 4)])
@@ -139,7 +146,7 @@ import ServalTensor
                 }
                 for (k, out) in sharded[0].enumerated() {
                     let diff = maxRelativeDifference(out.logits[...], single[k].logits[...])
-                    if layout == .exact {
+                    if layout == .exact, Self.exactAttention(kvHeads: kvHeads, ranks: ranks) {
                         #expect(
                             Self.differing(out.logits, single[k].logits) == 0,
                             "\(type) \(layout) pass \(k): difference \(diff)")
