@@ -290,8 +290,9 @@ import ServalTensor
     /// The all-reduce layout (`SERVAL_TP_LAYOUT=all-reduce`) over two ranks: the partial
     /// sums add up in another order, and with Q4_1 weights a one-ulp change can round an
     /// activation to the next int8 step. Measured 97.0 % (459/473) teacher-forced top-1
-    /// agreement, every disagreement a near-tie of the single-rank logits (gap < 0.15); the
-    /// test holds that floor (a broken shard agrees at ~0 %).
+    /// agreement (97.7 %, 462/473, on an AVX-512 VNNI machine), every disagreement a near-tie
+    /// of the single-rank logits (gap < 0.25); the test holds a 96 % floor (a broken shard
+    /// agrees at ~0 %).
     @Test(.enabled(if: TestModel.isPresent))
     func defaultModelAllReduceLayoutTopOneAgreement() throws {
         let one = try Self.teacherForcedRows(try ModelLoader.load(path: TestModel.path, threads: 2))
