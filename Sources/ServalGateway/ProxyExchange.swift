@@ -236,11 +236,13 @@ final class ProxyExchange: UpstreamReceiver {
             keepAlive ? pool.release(c) : closeUpstream(c)
             attemptFailed("worker \(w.url) answered \(status): \(String(buffer: reason).prefix(200))", status: status)
         case .buffering(let head, let buffered):
-            head.keepAlive ? pool.release(c) : closeUpstream(c)
             let status = head.status
             sentStatus = status
-            client.send(RawHTTP.responseHead(head, length: buffered.readableBytes), flush: false)
-            if buffered.readableBytes > 0 { client.send(buffered, flush: false) }
+            // The answer goes out first (one writev); the bookkeeping after it is off the client's wait.
+            let hasBody = buffered.readableBytes > 0
+            client.send(RawHTTP.responseHead(head, length: buffered.readableBytes), flush: !hasBody)
+            if hasBody { client.send(buffered, flush: true) }
+            head.keepAlive ? pool.release(c) : closeUpstream(c)
             complete(w, ok: status < 500, status: status)
         case .streaming(let keepAlive):
             keepAlive ? pool.release(c) : closeUpstream(c)
