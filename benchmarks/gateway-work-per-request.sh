@@ -6,7 +6,12 @@
 # `perf stat` counts, over exactly that run, the router process's (smg: its whole process group's)
 #   - CPU time (task-clock: user + kernel) per request,
 #   - context switches per request,
-#   - system calls per request (strace -c, in a separate run: it slows the router down).
+#   - system calls per request (strace -c, in a separate run: it slows the router down),
+#   - heap allocations per request (malloc calls, counted by a perf uprobe on libc's malloc in a
+#     separate run: each hit traps into the kernel, so it would inflate the CPU time), where uprobes
+#     work. Allocations and system calls hardly depend on load, so debug builds can be compared by
+#     them on a busy machine (a debug build allocates more than a release build of the same code:
+#     unspecialised generics and accessor coroutines).
 # Where the machine has a PMU, instructions per request are added (perf's `instructions`; VMs
 # often have none, and valgrind 3.19 cannot run Swift binaries here: both were tried).
 # Rounds alternate the routers so that load drifts hit them alike; the median is printed.
@@ -112,6 +117,11 @@ HAS_PMU=0  # a count, not "<not supported>" / "<not counted>", in perf's CSV out
 perf stat -x, -e instructions true 2>&1 | grep -Eq '^[0-9]+,' && HAS_PMU=1
 EVENTS=task-clock,context-switches
 [ $HAS_PMU = 1 ] && EVENTS=$EVENTS,instructions
+LIBC=$(ldd "$SERVAL" | awk '/libc\.so/ {print $3}')
+HAS_UPROBE=0
+if [ -n "$LIBC" ] && { perf probe -x "$LIBC" --add malloc >/dev/null 2>&1 || perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc'; }; then
+  perf stat -e probe_libc:malloc true 2>&1 | grep -Eq '^ *[0-9,]+ +probe_libc:malloc' && HAS_UPROBE=1
+fi
 
 for name in "${NAMES[@]}"; do wrk1 "$name" 2 >/dev/null; done  # warm-up: connections, caches
 for r in $(seq 1 "$ROUNDS"); do
@@ -135,19 +145,35 @@ for name in "${NAMES[@]}"; do
   kill -INT "$st"; wait "$st" 2>/dev/null || true
   echo "$name $(requests_of "$out") $(awk '$NF == "total" {print $4}' "$WORK/strace.$name")" >> "$WORK/sys"
 done
-python3 - "$WORK/rows" "$WORK/sys" "$HAS_PMU" "$DUR" "$CONNS" <<'PY'
+# Heap allocations per request: one run each under the malloc uprobe.
+touch "$WORK/mallocs"
+if [ $HAS_UPROBE = 1 ]; then
+  for name in "${NAMES[@]}"; do
+    perf stat -x, -e probe_libc:malloc -p "$(pids_of "$name")" -o "$WORK/malloc.$name" &
+    st=$!
+    sleep 0.2
+    out=$(wrk1 "$name" 3)
+    kill -INT "$st"; wait "$st" 2>/dev/null || true
+    echo "$name $(requests_of "$out") $(awk -F, '$3 ~ /malloc/ {print $1}' "$WORK/malloc.$name")" >> "$WORK/mallocs"
+  done
+fi
+python3 - "$WORK/rows" "$WORK/sys" "$HAS_PMU" "$DUR" "$CONNS" "$WORK/mallocs" <<'PY'
 import statistics, sys
-rows, sysc = {}, {}
+rows, sysc, allocs = {}, {}, {}
 for line in open(sys.argv[1]):
     name, n, ms, cs, ins, load = line.split()
     rows.setdefault(name, []).append((int(n), float(ms), float(cs), float(ins), float(load)))
 for line in open(sys.argv[2]):
     name, n, calls = line.split()
     sysc[name] = float(calls) / int(n)
+for line in open(sys.argv[6]):
+    parts = line.split()
+    if len(parts) == 3 and parts[2].isdigit():
+        allocs[parts[0]] = float(parts[2]) / int(parts[1])
 pmu = sys.argv[3] == "1"
 print(f"{sys.argv[5]} connection(s), {sys.argv[4]} s per run, median of {len(next(iter(rows.values())))} runs")
 print(f"{'router':9} {'req/run':>8} {'CPU us/req':>11} {'runs':>22} {'ctx sw/req':>11} {'syscalls/req':>13}"
-      + (f" {'instr/req':>11}" if pmu else "") + "  load")
+      + (f" {'instr/req':>11}" if pmu else "") + (f" {'mallocs/req':>12}" if allocs else "") + "  load")
 for name, rs in rows.items():
     us = [ms * 1000 / n for n, ms, *_ in rs]
     med = statistics.median(us)
@@ -155,5 +181,6 @@ for name, rs in rows.items():
             f"{' '.join(f'{u:.0f}' for u in us):>22} {statistics.median(cs / n for n, _, cs, *_ in rs):11.2f} "
             f"{sysc.get(name, 0):13.2f}")
     if pmu: line += f" {statistics.median(i / n for n, _, _, i, _ in rs):11,.0f}"
+    if allocs: line += f" {allocs.get(name, 0):12.1f}"
     print(line + f"  {min(r[4] for r in rs):.1f}-{max(r[4] for r in rs):.1f}")
 PY

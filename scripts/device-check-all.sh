@@ -3,7 +3,8 @@
 # phase named) and again under NCCL_GRAPH_REGISTER=0 / NCCL_CUMEM_ENABLE=0, the DeepSeek fixtures CPU
 # against GPU (near-tie verdict), a --device cuda DeepSeek server (/generate twice, chat), 8B-shaped
 # serving at 64 streams (512 in / 256 out, --random-range-ratio 1), V2-Lite-shaped decode at batch
-# 1/32/128. Logs under $OUT: nccl.txt, models.txt, dsserver.txt, serve.txt, v2lite.txt.
+# 1/32/128, `bench-cuda` (GEMM, GEMV, attention, MLA decode), an ncu per-kernel profile of batch-1 decode.
+# Logs under $OUT: nccl.txt, models.txt, dsserver.txt, serve.txt, v2lite.txt, benchcuda.txt, profile.txt.
 # Carry .device-carry with: serval.xz (`swift build -c release --static-swift-stdlib --product serval
 # --scratch-path .build-static`, strip, `xz -T2 -6`), smol4.gguf.xz (scripts/truncate-gguf.py: the first
 # 3 blocks of the default GGUF, what fits the 64 MiB carry beside the binary and the tree),
@@ -27,10 +28,12 @@ N=$OUT/nccl.txt
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $N 2>&1
 ( time NCCL_DEBUG=WARN timeout 200 $B selftest --device cuda --require-nccl ) 2>&1 | grep -v "^PASS\|^ok " >> $N
 el selftest >> $N
-for v in NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0 "NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0"; do
+grep -q "FAIL nccl" $N && for v in NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0 "NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0"; do
   echo "== $v" >> $N
   env $v NCCL_DEBUG=WARN timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl" >> $N
 done
+echo "== NCCL_DEBUG=INFO" >> $N
+grep -q "FAIL nccl" $N && NCCL_DEBUG=INFO timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl\|fail" | tail -60 >> $N
 el nccl-variants >> $N
 M=$OUT/models.txt
 for m in v2-lite v2-group v3 v3-fp8 v2-lite/model-f32.gguf v3/model-q8_0.gguf; do
@@ -64,3 +67,22 @@ W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
 ( time timeout 180 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
     --batch-size 1 32 128 --input-len 128 512 --output-len 16 ) 2>&1 | grep -v "GiB of weights" >> $R
 el v2lite >> $R
+G=$OUT/benchcuda.txt
+timeout 150 $B bench-cuda --decode-batches "" > $G 2>&1
+el bench-cuda >> $G
+# Where a decode step's time goes: Nsight Compute's per-kernel durations (clocks left alone) over a
+# short batch-1 run of each model; the summary groups by kernel name (count, mean duration).
+P=$OUT/profile.txt
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ -n "$NCU" ]; then
+  for m in "$W" "$C/llama8b"; do
+    echo "== $m" >> $P
+    timeout 110 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+      --launch-count 2500 $B bench-one-batch --device cuda --model-path $m --load-format dummy \
+      --batch-size 1 --input-len 64 --output-len 24 2>&1 \
+      | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|decode|prefill|rror" | head -300 >> $P
+  done
+else
+  echo "no ncu" >> $P
+fi
+el profile >> $P

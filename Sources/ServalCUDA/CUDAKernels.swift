@@ -148,7 +148,7 @@ public final class CUDAKernels: @unchecked Sendable {
         case cores
     }
     public var extendKernel = ExtendKernel.mma2
-    private var sharedConfigured: Set<String> = []
+    var sharedConfigured: Set<String> = []
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.
     public func decodeSplits(batch: Int, shape: AttentionShape, maxLen: Int) -> Int {
@@ -263,7 +263,7 @@ public final class CUDAKernels: @unchecked Sendable {
         try fn("sv_logprobs").launch(grid: (rows, 1, 1), block: (1024, 1, 1), stream: stream, args: a)
     }
 
-    private func require(_ ok: Bool, _ message: @autoclosure () -> String) throws {
+    func require(_ ok: Bool, _ message: @autoclosure () -> String) throws {
         if !ok { throw CUDAError.invalid(message()) }
     }
 }

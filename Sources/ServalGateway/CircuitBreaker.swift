@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 
 /// SMG's circuit breaker flags, with SMG 1.13's defaults.
@@ -40,6 +41,10 @@ public final class CircuitBreaker: @unchecked Sendable {
     private var firstFailureAt: Double = 0
     private var openedAt: Double = 0
     private let clock: @Sendable () -> Double
+    /// Closed with no failure counted: nothing a success or an admission check could change,
+    /// so those return at once without the lock or the clock (every proxied request does
+    /// both). Written under the lock after every change.
+    private let quiet = ManagedAtomic<Bool>(true)
     /// Called (outside the lock) with (from, to) on every transition.
     public var onTransition: (@Sendable (State, State) -> Void)?
 
@@ -58,10 +63,11 @@ public final class CircuitBreaker: @unchecked Sendable {
     }
 
     public func allowsRequest() -> Bool {
-        guard config.enabled else { return true }
+        guard config.enabled, !quiet.load(ordering: .acquiring) else { return true }
         let (allowed, change) = lock.withLock { () -> (Bool, (State, State)?) in
             let before = _state
             advance(now: clock())
+            publish()
             return (_state != .open, before != _state ? (before, _state) : nil)
         }
         if let change { onTransition?(change.0, change.1) }
@@ -69,7 +75,7 @@ public final class CircuitBreaker: @unchecked Sendable {
     }
 
     public func recordSuccess() {
-        guard config.enabled else { return }
+        guard config.enabled, !quiet.load(ordering: .acquiring) else { return }
         let change = lock.withLock { () -> (State, State)? in
             let before = _state
             advance(now: clock())
@@ -78,6 +84,7 @@ public final class CircuitBreaker: @unchecked Sendable {
                 successes += 1
                 if successes >= config.successThreshold { _state = .closed; successes = 0 }
             }
+            publish()
             return before != _state ? (before, _state) : nil
         }
         if let change { onTransition?(change.0, change.1) }
@@ -99,6 +106,7 @@ public final class CircuitBreaker: @unchecked Sendable {
             case .open:
                 break
             }
+            publish()
             return before != _state ? (before, _state) : nil
         }
         if let change { onTransition?(change.0, change.1) }
@@ -109,6 +117,11 @@ public final class CircuitBreaker: @unchecked Sendable {
         openedAt = now
         failures = 0
         successes = 0
+    }
+
+    /// Under the lock: `quiet` from the state.
+    private func publish() {
+        quiet.store(_state == .closed && failures == 0, ordering: .releasing)
     }
 
     private func advance(now: Double) {

@@ -46,6 +46,9 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterResponse = false
     private var quiescing = false
     private(set) var isClientGone = false
+    /// A part went on to Hummingbird's handlers in this read cycle: they get its read-complete.
+    /// A cycle that only fed the fast path stops here (nothing behind has anything to do).
+    private var forwarded = false
 
     init(gateway: Gateway) {
         self.gateway = gateway
@@ -56,6 +59,9 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.pool = gateway.upstreamPools.pool(for: context.eventLoop)
         let writer = ClientRawWriter()
         if (try? context.pipeline.syncOperations.addHandler(writer, position: .first)) != nil { raw = writer }
+        // Accepted sockets inherit TCP_NODELAY from NIO's listener on Linux; say so anyway: a
+        // stream's small chunks must not wait for the client's delayed ACKs.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
     }
 
     /// Puts a `FastProxyHandler` right after the request decoder of the connection whose
@@ -85,13 +91,25 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        guard forwarded else { return }
+        forwarded = false
+        context.fireChannelReadComplete()
+    }
+
+    /// Hands `part` on to Hummingbird's handlers.
+    private func forward(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        forwarded = true
+        context.fireChannelRead(wrapInboundOut(part))
+    }
+
     private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch state {
         case .idle:
-            guard case .head(let head) = part else { return context.fireChannelRead(wrapInboundOut(part)) }
+            guard case .head(let head) = part else { return forward(part, context: context) }
             guard let fast = fastRoute(head) else {
                 state = .passing(inboundDone: false, outboundDone: false)
-                return context.fireChannelRead(wrapInboundOut(part))
+                return forward(part, context: context)
             }
             let (path, route, usePolicy) = fast
             closeAfterResponse = !head.isKeepAlive
@@ -111,6 +129,11 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .collecting(head: head, path: path, route: route, usePolicy: usePolicy, body: body)
             case .end:
                 guard let pool else { return passOn(head: head, body: body, then: part, context: context) }
+                if gateway.admission.isUnlimited {
+                    return startExchange(
+                        head: head, body: body, path: path, route: route, usePolicy: usePolicy, start: .now(),
+                        pool: pool, release: {})
+                }
                 admit(
                     QueuedRequest(head: head, path: path, route: route, usePolicy: usePolicy, body: body),
                     pool: pool, context: context)
@@ -118,10 +141,10 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .passing(_, let outboundDone):
             if case .end = part {
                 state = .passing(inboundDone: true, outboundDone: outboundDone)
-                context.fireChannelRead(wrapInboundOut(part))
+                forward(part, context: context)
                 if outboundDone { becomeIdle() }
             } else {
-                context.fireChannelRead(wrapInboundOut(part))
+                forward(part, context: context)
             }
         case .queued, .proxying:
             pending.append(part)
@@ -133,8 +156,8 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         head: HTTPRequestHead, body: ByteBuffer, then part: HTTPServerRequestPart?, context: ChannelHandlerContext
     ) {
         state = .passing(inboundDone: false, outboundDone: false)
-        context.fireChannelRead(wrapInboundOut(.head(head)))
-        if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
+        forward(.head(head), context: context)
+        if body.readableBytes > 0 { forward(.body(body), context: context) }
         if let part { handle(part, context: context) }
     }
 
@@ -168,12 +191,12 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return (path, route, usePolicy)
     }
 
-    /// Admission: proxies the request at once when a slot is free, answers 429 when the
+    /// Admission (with a concurrency or rate limit; without, `handle` starts the exchange at
+    /// once): proxies the request at once when a slot is free, answers 429 when the
     /// token bucket is empty or the queue full, else waits in the queue (`.queued`) until a
     /// slot frees (`dequeued(true)`) or `--queue-timeout-secs` passes (408).
     private func admit(_ request: QueuedRequest, pool: UpstreamPool, context: ChannelHandlerContext) {
         let admission = gateway.admission
-        if admission.isUnlimited { return proxy(request, pool: pool, release: {}) }
         let loop = context.eventLoop
         let waiter = NIOLoopBound(QueueWaiter(handler: self, request: request), eventLoop: loop)
         let entry = admission.enter { admitted in
@@ -221,9 +244,18 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func proxy(_ r: QueuedRequest, pool: UpstreamPool, release: @escaping () -> Void) {
+        startExchange(
+            head: r.head, body: r.body, path: r.path, route: r.route, usePolicy: r.usePolicy, start: r.start,
+            pool: pool, release: release)
+    }
+
+    private func startExchange(
+        head: HTTPRequestHead, body: ByteBuffer, path: String, route: ProxyMetrics.Route, usePolicy: Bool,
+        start: NIODeadline, pool: UpstreamPool, release: @escaping () -> Void
+    ) {
         let exchange = ProxyExchange(
-            gateway: gateway, pool: pool, client: self, request: r.head, body: r.body, path: r.path, route: r.route,
-            usePolicy: r.usePolicy, start: r.start, release: release)
+            gateway: gateway, pool: pool, client: self, request: head, body: body, path: path, route: route,
+            usePolicy: usePolicy, start: start, release: release)
         state = .proxying(exchange)
         exchange.run()
     }
@@ -234,7 +266,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let retryAfter { head.headerFields[.retryAfter] = String(retryAfter) }
         send(
             RawHTTP.response(
-                status: HTTPResponseStatus(statusCode: error.status), headers: nil, fields: head.headerFields,
+                status: HTTPResponseStatus(statusCode: error.status), fields: head.headerFields,
                 body: bytes),
             flush: false)
         finish(status: error.status, route: r.route, start: r.start)
@@ -313,7 +345,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if g.config.logRequests {
             g.logger.info("\(route.method) \(route.route) -> \(status) in \(String(format: "%.4f", seconds))s")
         }
-        let last = streaming ? RawHTTP.lastChunk : ByteBuffer()
+        let wasStreaming = streaming
         streaming = false
         guard let context, let raw, !isClientGone else { return }
         state = .idle
@@ -321,10 +353,11 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Close once the answer is out: closing at once would drop writes still queued.
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.whenComplete { _ in context.close(promise: nil) }
-            raw.send(last, flush: true, promise: written)
+            raw.send(wasStreaming ? RawHTTP.lastChunk : ByteBuffer(), flush: true, promise: written)
             return
         }
-        raw.send(last, flush: true, promise: nil)
+        // A buffered answer is written already: only the flush is left (no empty write).
+        if wasStreaming { raw.send(RawHTTP.lastChunk, flush: true, promise: nil) } else { raw.flush() }
         becomeIdle()
     }
 
@@ -336,6 +369,7 @@ final class FastProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 handle(part, context: context)
             }
             // Parts handed on outside a read cycle reach Hummingbird's handler only with a read-complete.
+            forwarded = false
             context.fireChannelReadComplete()
         }
         if quiescing, case .idle = state { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
@@ -388,6 +422,8 @@ final class ClientRawWriter: ChannelOutboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
         if flush { context.flush() }
     }
+
+    func flush() { context?.flush() }
 }
 
 /// Hummingbird adds its extra handlers after its swift-http-types conversion; this one, added

@@ -22,7 +22,7 @@ public final class GatewayMetrics: @unchecked Sendable {
     private var histograms: [Key: MetricHistogram] = [:]
     /// Request completions per second over the last few seconds (dashboard).
     private static let rateBuckets = 16
-    private var recent = [(second: Int, ok: Int, errors: Int)](repeating: (-1, 0, 0), count: rateBuckets)
+    private let recent = (0..<rateBuckets).map { _ in RateSlot() }
 
     public init() {}
 
@@ -61,11 +61,18 @@ public final class GatewayMetrics: @unchecked Sendable {
     /// second's bucket, O(1) however many requests a second come.
     public func recordCompletion(ok: Bool, now: Double = ProcessInfo.processInfo.systemUptime) {
         let second = Int(now.rounded(.down))
-        let i = second & (Self.rateBuckets - 1)
-        lock.withLock {
-            if recent[i].second != second { recent[i] = (second, 0, 0) }
-            if ok { recent[i].ok += 1 } else { recent[i].errors += 1 }
+        let slot = recent[second & (Self.rateBuckets - 1)]
+        if slot.second.load(ordering: .acquiring) != second {
+            // The first completion of a new second resets its slot (once, under the lock); the
+            // rest of that second's completions only add.
+            lock.withLock {
+                guard slot.second.load(ordering: .relaxed) != second else { return }
+                slot.ok.store(0, ordering: .relaxed)
+                slot.errors.store(0, ordering: .relaxed)
+                slot.second.store(second, ordering: .releasing)
+            }
         }
+        (ok ? slot.ok : slot.errors).wrappingIncrement(ordering: .relaxed)
     }
 
     /// Requests per second over the last `window` whole seconds (up to 15; the current,
@@ -75,15 +82,15 @@ public final class GatewayMetrics: @unchecked Sendable {
     ) {
         let seconds = max(1, min(Self.rateBuckets - 1, Int(window)))
         let current = Int(now.rounded(.down))
-        return lock.withLock {
-            var ok = 0
-            var errors = 0
-            for b in recent where b.second < current && b.second >= current - seconds {
-                ok += b.ok
-                errors += b.errors
-            }
-            return (Double(ok + errors) / Double(seconds), Double(errors) / Double(seconds))
+        var ok = 0
+        var errors = 0
+        for b in recent {
+            let s = b.second.load(ordering: .acquiring)
+            guard s < current && s >= current - seconds else { continue }
+            ok += b.ok.load(ordering: .relaxed)
+            errors += b.errors.load(ordering: .relaxed)
         }
+        return (Double(ok + errors) / Double(seconds), Double(errors) / Double(seconds))
     }
 
     public func counter(_ name: String, _ labels: [String] = []) -> Double {
@@ -179,23 +186,33 @@ public final class MetricCounter: Sendable {
     public var value: Int { atomic.load(ordering: .relaxed) }
 }
 
-/// One histogram of `GatewayMetrics` over `GatewayMetrics.durationBounds`, behind its own lock.
-public final class MetricHistogram: @unchecked Sendable {
-    private let lock = NSLock()
-    private var counts = [Int](repeating: 0, count: GatewayMetrics.durationBounds.count)
-    private var sum = 0.0
-    private var count = 0
+/// One histogram of `GatewayMetrics` over `GatewayMetrics.durationBounds`: atomic bucket
+/// counts (the last one past every bound) and an atomic sum in nanoseconds, so an
+/// observation takes no lock. Its count is the sum of the buckets, so a snapshot taken while
+/// others observe is consistent (the sum may lead or lag by those few observations).
+public final class MetricHistogram: Sendable {
+    private let counts = (0...GatewayMetrics.durationBounds.count).map { _ in ManagedAtomic<Int>(0) }
+    private let nanoseconds = ManagedAtomic<Int>(0)
 
     public func observe(_ seconds: Double) {
         let bounds = GatewayMetrics.durationBounds
         var i = 0
         while i < bounds.count && seconds > bounds[i] { i += 1 }
-        lock.withLock {
-            if i < counts.count { counts[i] += 1 }
-            sum += seconds
-            count += 1
-        }
+        counts[i].wrappingIncrement(ordering: .relaxed)
+        let ns = seconds * 1e9
+        nanoseconds.wrappingIncrement(by: ns.isFinite && ns > 0 ? Int(min(ns, 1e15)) : 0, ordering: .relaxed)
     }
 
-    func snapshot() -> (counts: [Int], sum: Double, count: Int) { lock.withLock { (counts, sum, count) } }
+    /// Counts per bound (without the overflow bucket), the sum and the count of all observations.
+    func snapshot() -> (counts: [Int], sum: Double, count: Int) {
+        let all = counts.map { $0.load(ordering: .relaxed) }
+        return (Array(all.dropLast()), Double(nanoseconds.load(ordering: .relaxed)) / 1e9, all.reduce(0, +))
+    }
+}
+
+/// One second's completions (`GatewayMetrics.recordCompletion`).
+private final class RateSlot: Sendable {
+    let second = ManagedAtomic<Int>(-1)
+    let ok = ManagedAtomic<Int>(0)
+    let errors = ManagedAtomic<Int>(0)
 }

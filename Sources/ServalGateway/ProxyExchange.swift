@@ -9,7 +9,7 @@ import ServalHTTP
 /// backoff while nothing was sent, breakers, metrics, SSE pass-through and a mid-stream error
 /// event), driven by callbacks on the inbound connection's event loop instead of tasks.
 /// Every method runs on that loop.
-final class ProxyExchange {
+final class ProxyExchange: UpstreamReceiver {
     let gateway: Gateway
     let proxy: Proxy
     let pool: UpstreamPool
@@ -24,11 +24,12 @@ final class ProxyExchange {
     let start: NIODeadline
 
     private var routing = RoutingRequest()
-    /// The request to workers up to its `Host` line (`RawHTTP.requestPrefix`), built once.
-    private var requestPrefix = ByteBuffer()
     private var attempt = 0
     private let maxAttempts: Int
-    private var tried: [Worker] = []
+    /// The workers tried so far: the first apart (most requests make one attempt, and then no
+    /// array is allocated), the others after it.
+    private var firstTried: Worker?
+    private var moreTried: [Worker] = []
     private var lastError = "no workers are available"
     private var lastStatus = 503
 
@@ -47,7 +48,7 @@ final class ProxyExchange {
         case discarding(status: Int, reason: ByteBuffer, keepAlive: Bool)
         /// A complete response is collected before the client sees it, so that a worker dying
         /// mid-body is retried like one that never answered.
-        case buffering(head: HTTPResponseHead, body: ByteBuffer)
+        case buffering(head: UpstreamHead, body: ByteBuffer)
         /// An event stream passed through as it arrives.
         case streaming(keepAlive: Bool)
         case done
@@ -77,10 +78,6 @@ final class ProxyExchange {
     func run() {
         route.routerRequests.add()
         if usePolicy { routing = proxy.routingRequest(path: path, headers: request.headers, body: body) }
-        let hasBody = body.readableBytes > 0 || request.method == .POST || request.method == .PUT
-        requestPrefix = RawHTTP.requestPrefix(
-            method: request.method, target: request.uri, headers: request.headers,
-            workerKey: gateway.config.apiKey, bodyLength: hasBody ? body.readableBytes : nil)
         if usePolicy, let index = gateway.kvIndex { return tokenize(index) }
         nextAttempt()
     }
@@ -129,18 +126,20 @@ final class ProxyExchange {
         attempt += 1
         var candidates = gateway.registry.available()
         guard !candidates.isEmpty else { return giveUp() }
-        if !tried.isEmpty {
-            let untried = candidates.filter { c in !tried.contains { $0 === c } }
+        if firstTried != nil {
+            let untried = candidates.filter { c in !wasTried(c) }
             if !untried.isEmpty { candidates = untried }
         }
         let w = proxy.choose(from: candidates, routing: routing, usePolicy: usePolicy)
-        tried.append(w)
+        if firstTried == nil { firstTried = w } else { moreTried.append(w) }
         w.inFlight.wrappingIncrement(ordering: .relaxed)
         w.routed.wrappingIncrement(ordering: .relaxed)
         worker = w
         staleRetried = false
         send(to: w)
     }
+
+    private func wasTried(_ w: Worker) -> Bool { firstTried === w || moreTried.contains { $0 === w } }
 
     private func send(to w: Worker) {
         guard let address = w.upstreamAddress else {
@@ -166,12 +165,15 @@ final class ProxyExchange {
     private func connected(_ c: UpstreamConnection, address: UpstreamAddress) {
         connection = c
         phase = .waitingHead
-        c.handler.sink = { [weak self] event in self?.upstream(event) }
-        c.send(
-            method: request.method, head: RawHTTP.requestHead(requestPrefix, host: address.authority), body: body)
+        c.handler.sink = self
+        let hasBody = body.readableBytes > 0 || request.method == .POST || request.method == .PUT
+        let head = RawHTTP.requestHead(
+            method: request.method, target: request.uri, headers: request.headers, workerKey: gateway.config.apiKey,
+            bodyLength: hasBody ? body.readableBytes : nil, host: address.authority)
+        c.send(method: request.method, head: head, body: body)
     }
 
-    private func upstream(_ event: UpstreamEvent) {
+    func upstream(_ event: UpstreamEvent) {
         switch event {
         case .part(.head(let head)): upstreamHead(head)
         case .part(.body(let chunk)): upstreamBody(chunk)
@@ -180,16 +182,16 @@ final class ProxyExchange {
         }
     }
 
-    private func upstreamHead(_ head: HTTPResponseHead) {
+    private func upstreamHead(_ head: UpstreamHead) {
         guard case .waitingHead = phase, let w = worker else { return }
-        let status = Int(head.status.code)
+        let status = head.status
         gateway.proxyMetrics.upstream(w, status: status)
         if RetryConfig.retryableStatuses.contains(status), attempt < maxAttempts {
-            phase = .discarding(status: status, reason: ByteBuffer(), keepAlive: head.isKeepAlive)
-        } else if (200..<300).contains(status), RawHTTP.isEventStream(head.headers) {
-            phase = .streaming(keepAlive: head.isKeepAlive)
+            phase = .discarding(status: status, reason: ByteBuffer(), keepAlive: head.keepAlive)
+        } else if (200..<300).contains(status), head.isEventStream {
+            phase = .streaming(keepAlive: head.keepAlive)
             sentStatus = status
-            client.startStream(RawHTTP.streamHead(status: head.status, headers: head.headers))
+            client.startStream(RawHTTP.streamHead(head))
         } else {
             phase = .buffering(head: head, body: ByteBuffer())
         }
@@ -234,14 +236,13 @@ final class ProxyExchange {
             keepAlive ? pool.release(c) : closeUpstream(c)
             attemptFailed("worker \(w.url) answered \(status): \(String(buffer: reason).prefix(200))", status: status)
         case .buffering(let head, let buffered):
-            head.isKeepAlive ? pool.release(c) : closeUpstream(c)
-            let status = Int(head.status.code)
+            let status = head.status
             sentStatus = status
-            client.send(
-                RawHTTP.responseHead(
-                    status: head.status, headers: head.headers, fields: nil, length: buffered.readableBytes),
-                flush: false)
-            if buffered.readableBytes > 0 { client.send(buffered, flush: false) }
+            // The answer goes out first (one writev); the bookkeeping after it is off the client's wait.
+            let hasBody = buffered.readableBytes > 0
+            client.send(RawHTTP.responseHead(head, length: buffered.readableBytes), flush: !hasBody)
+            if hasBody { client.send(buffered, flush: true) }
+            head.keepAlive ? pool.release(c) : closeUpstream(c)
             complete(w, ok: status < 500, status: status)
         case .streaming(let keepAlive):
             keepAlive ? pool.release(c) : closeUpstream(c)
@@ -340,19 +341,20 @@ final class ProxyExchange {
         phase = .done
         releaseOnce()
         let g = gateway
-        if !tried.isEmpty && maxAttempts > 1 { g.metrics.inc("smg_worker_retries_exhausted_total") }
+        let triedNone = firstTried == nil
+        if !triedNone && maxAttempts > 1 { g.metrics.inc("smg_worker_retries_exhausted_total") }
         g.metrics.inc(
             "smg_router_request_errors_total",
-            ["route", route.route, "error_type", tried.isEmpty ? "no_workers" : "upstream"])
+            ["route", route.route, "error_type", triedNone ? "no_workers" : "upstream"])
         g.metrics.recordCompletion(ok: false)
-        let status = tried.isEmpty ? 503 : (lastStatus == 503 || lastStatus == 502 ? lastStatus : 502)
+        let status = triedNone ? 503 : (lastStatus == 503 || lastStatus == 502 ? lastStatus : 502)
         let error = GatewayError(
-            status: status, message: tried.isEmpty ? "No healthy workers are available." : lastError,
-            code: tried.isEmpty ? "no_workers" : "upstream_error")
+            status: status, message: triedNone ? "No healthy workers are available." : lastError,
+            code: triedNone ? "no_workers" : "upstream_error")
         let (head, bytes) = GatewayResponses.errorParts(error)
         client.send(
             RawHTTP.response(
-                status: HTTPResponseStatus(statusCode: head.status.code), headers: nil, fields: head.headerFields,
+                status: HTTPResponseStatus(statusCode: head.status.code), fields: head.headerFields,
                 body: bytes), flush: false)
         client.finish(status: status, route: route, start: start)
     }

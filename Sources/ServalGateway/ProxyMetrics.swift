@@ -58,7 +58,9 @@ final class ProxyMetrics: @unchecked Sendable {
     let cacheHits: MetricCounter
     let cacheMisses: MetricCounter
     private let branchLock = NSLock()
-    private var branches: [String: MetricCounter] = [:]
+    /// The branch counters resolved so far, replaced as a whole when one is added, so that
+    /// a request reads it without the lock.
+    private let branches = ManagedAtomic(BranchCounters([:]))
 
     init(metrics: GatewayMetrics, policy: String, routes: [(method: String, path: String)]) {
         self.metrics = metrics
@@ -84,11 +86,14 @@ final class ProxyMetrics: @unchecked Sendable {
 
     /// `smg_worker_selection_policy_branch_total{policy, branch}` (a policy has a few branches).
     func branch(_ name: String) -> MetricCounter {
-        branchLock.withLock {
-            if let c = branches[name] { return c }
+        if let c = branches.load(ordering: .acquiring).byName[name] { return c }
+        return branchLock.withLock {
+            var known = branches.load(ordering: .relaxed).byName
+            if let c = known[name] { return c }
             let c = metrics.counter(
                 named: "smg_worker_selection_policy_branch_total", ["policy", policy, "branch", name])
-            branches[name] = c
+            known[name] = c
+            branches.store(BranchCounters(known), ordering: .releasing)
             return c
         }
     }
@@ -117,4 +122,10 @@ final class ProxyMetrics: @unchecked Sendable {
             metrics.inc("smg_router_upstream_responses_total", ["worker", w.url, "status", String(status)])
         }
     }
+}
+
+/// `ProxyMetrics.branches`: an immutable map, swapped whole.
+private final class BranchCounters: AtomicReference, Sendable {
+    let byName: [String: MetricCounter]
+    init(_ byName: [String: MetricCounter]) { self.byName = byName }
 }

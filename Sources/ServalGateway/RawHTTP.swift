@@ -3,19 +3,21 @@ import NIOCore
 import NIOHTTP1
 
 /// HTTP/1.1 framing written by the fast path itself, straight into one buffer per message:
-/// the request to a worker (from the client's `HTTPRequest`) and the answer to the client
-/// (from the worker's `HTTPResponseHead`). This skips NIO's encoders and the conversions
+/// the request to a worker (from the client's request head as NIO decoded it) and the answer
+/// to the client (from the worker's head as `UpstreamResponseReader` read it: its lines are
+/// copied as they came). This skips NIO's encoders and the conversions
 /// between NIO's and swift-http-types' header types, which cost more than the proxying
 /// itself; the headers were parsed by NIO's decoders, so they are already valid.
 enum RawHTTP {
-    /// The start of a request to a worker, up to (not including) the `Host` line: request
-    /// line, the client's end-to-end headers, `Authorization` replaced by the worker key when
-    /// there is one, and `Content-Length`. `finishRequest` completes it for one worker.
-    static func requestPrefix(
-        method: HTTPMethod, target: String, headers: HTTPHeaders, workerKey: String?, bodyLength: Int?
+    /// The head of a request to one worker, in one buffer: request line, the client's
+    /// end-to-end headers, `Authorization` replaced by the worker key when there is one,
+    /// `Content-Length`, `Host`, the blank line. The body goes out after it as it is (a second
+    /// buffer of the same `writev`, not copied).
+    static func requestHead(
+        method: HTTPMethod, target: String, headers: HTTPHeaders, workerKey: String?, bodyLength: Int?, host: String
     ) -> ByteBuffer {
         var b = ByteBuffer()
-        b.reserveCapacity(256)
+        b.reserveCapacity(320)
         b.writeString(method.rawValue)
         b.writeInteger(UInt8(ascii: " "))
         b.writeString(target)
@@ -37,53 +39,98 @@ enum RawHTTP {
             b.writeString(String(bodyLength))
             b.writeStaticString("\r\n")
         }
-        return b
-    }
-
-    /// `prefix` + `Host` + the blank line: the request's head for one worker. The body goes
-    /// out after it as it is (a second buffer of the same `writev`, not copied).
-    static func requestHead(_ prefix: ByteBuffer, host: String) -> ByteBuffer {
-        var b = ByteBuffer()
-        b.reserveCapacity(prefix.readableBytes + host.utf8.count + 10)
-        var p = prefix
-        b.writeBuffer(&p)
         b.writeStaticString("Host: ")
         b.writeString(host)
         b.writeStaticString("\r\n\r\n")
         return b
     }
 
-    /// The head of an answer with a known length: status line, the worker's end-to-end
-    /// headers (`headers`; none for the router's own answers, which pass `fields`),
-    /// `Content-Length`. The body follows as it is.
-    static func responseHead(status: HTTPResponseStatus, headers: HTTPHeaders?, fields: HTTPFields?, length: Int)
-        -> ByteBuffer
-    {
+    /// The head of one of the router's own answers with a known length: status line,
+    /// `fields` (not their `Content-Length`), `Content-Length`. The body follows as it is.
+    static func responseHead(status: HTTPResponseStatus, fields: HTTPFields, length: Int) -> ByteBuffer {
         var b = ByteBuffer()
         b.reserveCapacity(192)
-        writeHead(&b, status: status, headers: headers, fields: fields)
+        b.writeStaticString("HTTP/1.1 ")
+        b.writeString(String(status.code))
+        b.writeInteger(UInt8(ascii: " "))
+        b.writeString(status.reasonPhrase)
+        b.writeStaticString("\r\n")
+        for f in fields where f.name != .contentLength {
+            b.writeString(f.name.rawName)
+            b.writeStaticString(": ")
+            b.writeString(f.value)
+            b.writeStaticString("\r\n")
+        }
         b.writeStaticString("Content-Length: ")
         b.writeString(String(length))
         b.writeStaticString("\r\n\r\n")
         return b
     }
 
-    /// `responseHead` and the body in one buffer (the router's own short answers).
-    static func response(status: HTTPResponseStatus, headers: HTTPHeaders?, fields: HTTPFields?, body: ByteBuffer)
-        -> ByteBuffer
-    {
-        var b = responseHead(status: status, headers: headers, fields: fields, length: body.readableBytes)
-        var bd = body
-        b.writeBuffer(&bd)
+    /// The head of a worker's answer with a known length, for the client: its status line
+    /// and end-to-end header lines as the worker sent them, then `Content-Length`. The body
+    /// follows as it is.
+    static func responseHead(_ head: UpstreamHead, length: Int) -> ByteBuffer {
+        var b = ByteBuffer()
+        b.reserveCapacity(head.lines.readableBytes + 64)
+        writeStatusLine(&b, head)
+        writeEndToEnd(&b, head.lines, skipping: nil)
+        b.writeStaticString("Content-Length: ")
+        b.writeString(String(length))
+        b.writeStaticString("\r\n\r\n")
         return b
     }
 
-    /// The head of an event stream passed through: chunked, `Cache-Control: no-cache`.
-    static func streamHead(status: HTTPResponseStatus, headers: HTTPHeaders) -> ByteBuffer {
+    /// The head of a worker's event stream passed through: chunked, `Cache-Control: no-cache`.
+    static func streamHead(_ head: UpstreamHead) -> ByteBuffer {
         var b = ByteBuffer()
-        b.reserveCapacity(200)
-        writeHead(&b, status: status, headers: headers, fields: nil, skipping: "cache-control")
+        b.reserveCapacity(head.lines.readableBytes + 96)
+        writeStatusLine(&b, head)
+        writeEndToEnd(&b, head.lines, skipping: "cache-control")
         b.writeStaticString("Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+        return b
+    }
+
+    private static func writeStatusLine(_ b: inout ByteBuffer, _ head: UpstreamHead) {
+        b.writeStaticString("HTTP/1.1 ")
+        var text = head.statusText
+        if text.readableBytes > 3 {
+            b.writeBuffer(&text)
+        } else {  // no reason phrase: NIO's
+            let status = HTTPResponseStatus(statusCode: head.status)
+            b.writeString(String(status.code))
+            b.writeInteger(UInt8(ascii: " "))
+            b.writeString(status.reasonPhrase)
+        }
+        b.writeStaticString("\r\n")
+    }
+
+    /// Copies the header lines of `lines` (`Name: value\r\n` each, as read) but the hop-by-hop
+    /// ones, the ones the router writes itself, and `extra`.
+    private static func writeEndToEnd(_ b: inout ByteBuffer, _ lines: ByteBuffer, skipping extra: StaticString?) {
+        lines.withUnsafeReadableBytes { p in
+            var line = 0
+            while line < p.count {
+                var colon = line
+                while colon < p.count && p[colon] != UInt8(ascii: ":") { colon += 1 }
+                var eol = colon
+                while eol + 1 < p.count && !(p[eol] == 13 && p[eol + 1] == 10) { eol += 1 }
+                let next = min(eol + 2, p.count)
+                let name = UnsafeRawBufferPointer(rebasing: p[line..<min(colon, p.count)])
+                let skip =
+                    isSkippedResponseHeader(bytes: name)
+                    || extra.map { UpstreamResponseReader.equalsLower(name, $0) } ?? false
+                if !skip { b.writeBytes(UnsafeRawBufferPointer(rebasing: p[line..<next])) }
+                line = next
+            }
+        }
+    }
+
+    /// `responseHead` and the body in one buffer (the router's own short answers).
+    static func response(status: HTTPResponseStatus, fields: HTTPFields, body: ByteBuffer) -> ByteBuffer {
+        var b = responseHead(status: status, fields: fields, length: body.readableBytes)
+        var bd = body
+        b.writeBuffer(&bd)
         return b
     }
 
@@ -101,34 +148,6 @@ enum RawHTTP {
 
     /// The end of a chunked body.
     static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
-
-    private static func writeHead(
-        _ b: inout ByteBuffer, status: HTTPResponseStatus, headers: HTTPHeaders?, fields: HTTPFields?,
-        skipping extra: String? = nil
-    ) {
-        b.writeStaticString("HTTP/1.1 ")
-        b.writeString(String(status.code))
-        b.writeInteger(UInt8(ascii: " "))
-        b.writeString(status.reasonPhrase)
-        b.writeStaticString("\r\n")
-        if let headers {
-            for (name, value) in headers where !isSkippedResponseHeader(name) {
-                if let extra, equalsIgnoringCase(name, extra) { continue }
-                b.writeString(name)
-                b.writeStaticString(": ")
-                b.writeString(value)
-                b.writeStaticString("\r\n")
-            }
-        }
-        if let fields {
-            for f in fields where f.name != .contentLength {
-                b.writeString(f.name.rawName)
-                b.writeStaticString(": ")
-                b.writeString(f.value)
-                b.writeStaticString("\r\n")
-            }
-        }
-    }
 
     /// Hop-by-hop request headers and the ones the router writes itself
     /// (`Proxy.skippedRequestHeaders`), matched without allocating.
@@ -150,13 +169,20 @@ enum RawHTTP {
     /// Hop-by-hop headers and the ones the router writes itself (`Proxy.skippedResponseHeaders`),
     /// matched without allocating.
     static func isSkippedResponseHeader(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 4: return equalsIgnoringCase(name, "date")
-        case 6: return equalsIgnoringCase(name, "server")
-        case 7: return equalsIgnoringCase(name, "upgrade") || equalsIgnoringCase(name, "trailer")
-        case 10: return equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
-        case 14: return equalsIgnoringCase(name, "content-length")
-        case 17: return equalsIgnoringCase(name, "transfer-encoding")
+        var name = name
+        return name.withUTF8 { isSkippedResponseHeader(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `isSkippedResponseHeader` over the name's bytes.
+    static func isSkippedResponseHeader(bytes name: UnsafeRawBufferPointer) -> Bool {
+        typealias R = UpstreamResponseReader
+        switch name.count {
+        case 4: return R.equalsLower(name, "date")
+        case 6: return R.equalsLower(name, "server")
+        case 7: return R.equalsLower(name, "upgrade") || R.equalsLower(name, "trailer")
+        case 10: return R.equalsLower(name, "connection") || R.equalsLower(name, "keep-alive")
+        case 14: return R.equalsLower(name, "content-length")
+        case 17: return R.equalsLower(name, "transfer-encoding")
         default: return false
         }
     }
@@ -185,13 +211,5 @@ enum RawHTTP {
         if let fast, let result = fast { return result }
         for (a, b) in zip(s.utf8, lower.utf8) where (a >= 65 && a <= 90 ? a | 0x20 : a) != b { return false }
         return true
-    }
-
-    /// `Content-Type: text/event-stream...`, matched without allocating.
-    static func isEventStream(_ h: HTTPHeaders) -> Bool {
-        for (name, value) in h where equalsIgnoringCase(name, "content-type") {
-            return hasPrefixIgnoringCase(value, "text/event-stream")
-        }
-        return false
     }
 }

@@ -5,7 +5,7 @@ import NIOHTTP1
 /// `POST /tokenize`), over a keep-alive connection of the event loop's `UpstreamPool`: the
 /// whole answer is collected and handed to `done` on that loop, or nil on any failure, an
 /// answer over `limit` bytes, or no complete answer within `timeout`. `done` runs once.
-final class UpstreamCall {
+final class UpstreamCall: UpstreamReceiver {
     private let pool: UpstreamPool
     private let key: String
     private let address: UpstreamAddress
@@ -67,18 +67,18 @@ final class UpstreamCall {
             case .failure: fail()
             case .success(let c):
                 connection = c
-                c.handler.sink = { [self] event in upstream(event) }
+                c.handler.sink = self
                 c.send(method: method, head: request, body: ByteBuffer())
             }
         }
     }
 
-    private func upstream(_ event: UpstreamEvent) {
+    func upstream(_ event: UpstreamEvent) {
         guard !finished, let c = connection else { return }
         switch event {
         case .part(.head(let h)):
-            status = Int(h.status.code)
-            keepAlive = h.isKeepAlive
+            status = h.status
+            keepAlive = h.keepAlive
         case .part(.body(var chunk)):
             guard collected.readableBytes + chunk.readableBytes <= limit else { return fail() }
             collected.writeBuffer(&chunk)

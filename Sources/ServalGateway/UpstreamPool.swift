@@ -43,68 +43,73 @@ final class UpstreamConnection {
     }
 
     /// Sends one whole request: its head framed by `RawHTTP`, then its body as it is, in one
-    /// flush (`method` tells the response decoder what it answers: a HEAD's answer has no body).
+    /// flush, straight to the socket (`method` tells the reader what it answers: a HEAD's
+    /// answer has no body).
     func send(method: HTTPMethod, head request: ByteBuffer, body: ByteBuffer) {
-        let head: HTTPRequestHead
-        switch method {
-        case .POST: head = Self.post
-        case .GET: head = Self.get
-        default: head = HTTPRequestHead(version: .http1_1, method: method, uri: "")
-        }
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(request)), promise: nil)
-        if body.readableBytes > 0 { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+        handler.expectAnswer(toHEAD: method == .HEAD)
+        channel.write(request, promise: nil)
+        if body.readableBytes > 0 { channel.write(body, promise: nil) }
         channel.flush()
     }
-
-    private static let post = HTTPRequestHead(version: .http1_1, method: .POST, uri: "")
-    private static let get = HTTPRequestHead(version: .http1_1, method: .GET, uri: "")
 }
 
-/// The first handler of a worker connection's pipeline: writes the bytes of the request
-/// (`.body`) to the socket as they are. The `.head` before them only went past the response
-/// decoder, which keeps each request's method to read its answer, and stops here.
-final class UpstreamRawWriter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = IOData
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .body(let bytes): context.write(wrapOutboundOut(bytes), promise: promise)
-        case .head, .end: promise?.succeed()
-        }
-    }
+/// Who uses a worker connection for one request (`ProxyExchange`, `UpstreamCall`).
+protocol UpstreamReceiver: AnyObject {
+    func upstream(_ event: UpstreamEvent)
 }
 
-/// Receives one worker connection's response parts and hands them to the exchange that
-/// owns the connection at the moment (none while it sits idle in the pool).
+/// A worker connection's only handler: reads its answers from the bytes
+/// (`UpstreamResponseReader`) and hands their parts to the exchange that owns the
+/// connection at the moment (none while it sits idle in the pool). Requests are written as
+/// bytes, straight to the socket.
 final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
 
-    /// Receives the parts; set while a request uses the connection.
-    var sink: ((UpstreamEvent) -> Void)?
+    /// Receives the parts; set while a request uses the connection, and always cleared when
+    /// it stops using it (a plain reference: no closure or weak reference to allocate per
+    /// request; the exchange and the connection let go of each other then).
+    var sink: UpstreamReceiver?
+    private var reader = UpstreamResponseReader()
+    private var failed = false
+
+    func expectAnswer(toHEAD: Bool) { reader.answersHEAD = toHEAD }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        sink?(.part(unwrapInboundIn(data)))
+        guard !failed else { return }
+        reader.append(unwrapInboundIn(data))
+        // One part at a time: a receiver may release, reuse or close the connection in between.
+        do {
+            while let part = try reader.next() { sink?.upstream(.part(part)) }
+        } catch {
+            failed = true
+            let s = sink
+            sink = nil
+            s?.upstream(.closed(error))
+            context.close(promise: nil)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        let cut = reader.isMidAnswer && !reader.readsUntilClose
+        if let last = reader.closed() { sink?.upstream(.part(last)) }
         let s = sink
         sink = nil
-        s?(.closed(nil))
+        // nil: closed between answers (a stale keep-alive connection, retried once on a fresh one).
+        s?.upstream(
+            .closed(cut ? UpstreamProtocolError(description: "the worker closed the connection mid-answer") : nil))
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         let s = sink
         sink = nil
-        s?(.closed(error))
+        s?.upstream(.closed(error))
         context.close(promise: nil)
     }
 }
 
 enum UpstreamEvent {
-    case part(HTTPClientResponsePart)
+    case part(UpstreamResponseReader.Part)
     /// The connection closed or failed (`nil`: closed by the peer).
     case closed(Error?)
 }
@@ -114,7 +119,9 @@ enum UpstreamEvent {
 /// loop, and the worker's response is relayed without a thread hop.
 final class UpstreamPool {
     let eventLoop: EventLoop
-    private var idle: [String: [UpstreamConnection]] = [:]
+    /// Per worker; a class, so that taking and giving back a connection reads the map and
+    /// changes the list in place (no copy-on-write, no accessor coroutine).
+    private var idle: [String: IdleConnections] = [:]
     private let connectTimeout: TimeAmount
     /// Exchanges waiting on a worker, with their `--request-timeout-secs` deadline: one repeated
     /// task checks them every second, instead of a timer scheduled and cancelled per request.
@@ -136,7 +143,8 @@ final class UpstreamPool {
 
     /// An idle connection to the worker at `key` that is still open, if there is one.
     func idleConnection(key: String) -> UpstreamConnection? {
-        while let c = idle[key]?.popLast() {
+        guard let list = idle[key] else { return nil }
+        while let c = list.connections.popLast() {
             if c.channel.isActive { return c }
         }
         return nil
@@ -149,10 +157,7 @@ final class UpstreamPool {
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    try ops.addHandler(UpstreamRawWriter())
-                    try ops.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try ops.addHandler(UpstreamHandler())
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }
         let connected =
@@ -194,17 +199,29 @@ final class UpstreamPool {
         c.handler.sink = nil
         guard c.channel.isActive else { return }
         c.reused = true
-        if idle[c.key, default: []].count >= Self.maxIdlePerWorker {
+        let list: IdleConnections
+        if let l = idle[c.key] {
+            list = l
+        } else {
+            list = IdleConnections()
+            idle[c.key] = list
+        }
+        if list.connections.count >= Self.maxIdlePerWorker {
             c.channel.close(promise: nil)
             return
         }
-        idle[c.key, default: []].append(c)
+        list.connections.append(c)
     }
 
     /// Closes every idle connection to `key` (the worker left the registry).
     func drop(key: String) {
-        for c in idle.removeValue(forKey: key) ?? [] { c.channel.close(promise: nil) }
+        for c in idle.removeValue(forKey: key)?.connections ?? [] { c.channel.close(promise: nil) }
     }
+}
+
+/// One worker's idle connections on one event loop.
+private final class IdleConnections {
+    var connections: [UpstreamConnection] = []
 }
 
 /// One `UpstreamPool` per event loop of the group the listener runs on.

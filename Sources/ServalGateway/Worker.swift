@@ -36,6 +36,9 @@ public final class Worker: @unchecked Sendable {
     private var _draining = false
     private var consecutiveFailures = 0
     private var consecutiveSuccesses = 0
+    /// Healthy and not draining: read on every proxied request without the lock (written
+    /// under it, whenever health or draining change).
+    private let takesTraffic = ManagedAtomic<Bool>(false)
 
     public init(id: String, url: String, health: Health = .pending, breaker: CircuitBreaker) {
         self.id = id
@@ -43,6 +46,7 @@ public final class Worker: @unchecked Sendable {
         self.upstreamAddress = UpstreamAddress(workerURL: url)
         self._health = health
         self.breaker = breaker
+        self.takesTraffic.store(health == .healthy, ordering: .relaxed)
     }
 
     public var health: Health { lock.withLock { _health } }
@@ -51,18 +55,28 @@ public final class Worker: @unchecked Sendable {
 
     /// Healthy, not draining and its breaker lets a request through.
     public var isAvailable: Bool {
-        let ok = lock.withLock { _health == .healthy && !_draining }
-        return ok && breaker.allowsRequest()
+        takesTraffic.load(ordering: .acquiring) && breaker.allowsRequest()
     }
 
-    public func markDraining() { lock.withLock { _draining = true } }
+    public func markDraining() {
+        lock.withLock {
+            _draining = true
+            publish()
+        }
+    }
 
     public func setHealth(_ h: Health) {
         lock.withLock {
             _health = h
             consecutiveFailures = 0
             consecutiveSuccesses = 0
+            publish()
         }
+    }
+
+    /// Under the lock: `takesTraffic` from health and draining.
+    private func publish() {
+        takesTraffic.store(_health == .healthy && !_draining, ordering: .releasing)
     }
 
     /// Folds one active health-check result into the state with SMG's thresholds;
@@ -82,6 +96,7 @@ public final class Worker: @unchecked Sendable {
                 consecutiveFailures += 1
                 if _health != .unhealthy && consecutiveFailures >= failureThreshold { _health = .unhealthy }
             }
+            publish()
             return _health == before ? nil : _health
         }
     }

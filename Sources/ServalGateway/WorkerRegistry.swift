@@ -5,7 +5,11 @@ import Foundation
 /// available subset (healthy, not draining, breaker not open) is what policies see.
 public final class WorkerRegistry: @unchecked Sendable {
     private let lock = NSLock()
-    private var workers: [Worker] = []
+    private var workers: [Worker] = [] {
+        didSet { snapshot.store(WorkerList(workers), ordering: .releasing) }
+    }
+    /// `workers` as of its last change, read by every proxied request without the lock.
+    private let snapshot = ManagedAtomic(WorkerList([]))
     private var nextID = 1
     /// Workers reached over TLS (the NIO fast path speaks plain HTTP only); read on every
     /// proxied request, so an atomic rather than under the lock.
@@ -55,9 +59,13 @@ public final class WorkerRegistry: @unchecked Sendable {
 
     public var all: [Worker] { lock.withLock { workers } }
 
+    /// The workers that may take a request now; no lock, and no copy when all of them may.
     public func available() -> [Worker] {
-        let snapshot = lock.withLock { workers }
-        return snapshot.filter(\.isAvailable)
+        let all = snapshot.load(ordering: .acquiring).workers
+        guard let firstOut = all.firstIndex(where: { !$0.isAvailable }) else { return all }
+        var some = Array(all[..<firstOut])
+        for w in all[(firstOut + 1)...] where w.isAvailable { some.append(w) }
+        return some
     }
 
     public func find(id: String) -> Worker? { lock.withLock { workers.first { $0.id == id } } }
@@ -66,4 +74,10 @@ public final class WorkerRegistry: @unchecked Sendable {
         guard let url = try? WorkerURL.normalise(raw) else { return nil }
         return lock.withLock { workers.first { $0.url == url } }
     }
+}
+
+/// An immutable list of workers, swapped atomically as a whole (`WorkerRegistry.snapshot`).
+private final class WorkerList: AtomicReference, Sendable {
+    let workers: [Worker]
+    init(_ workers: [Worker]) { self.workers = workers }
 }

@@ -16,6 +16,10 @@ final class ForwardWorkspace: @unchecked Sendable {
         /// This rank's vocabulary shard under tensor parallelism (0 on a single rank): room
         /// for the shard's logits and the all-gathered ones sits after the logits rows.
         var vocabShard: Int = 0
+        /// The exact tensor-parallel layout only (0 otherwise): the widest row gathered
+        /// whole from every rank, and the widest share of output rows a rank computes.
+        var gatherWhole: Int = 0
+        var gatherShard: Int = 0
     }
 
     let backend: any ComputeBackend
@@ -31,6 +35,8 @@ final class ForwardWorkspace: @unchecked Sendable {
     /// Tensor parallelism only: this rank's logits shard, and every rank's shards gathered.
     private(set) var shardLogits: UnsafeMutablePointer<Float>?
     private(set) var gatheredLogits: UnsafeMutablePointer<Float>?
+    /// The exact tensor-parallel layout only (`Widths.gatherWhole` > 0).
+    private(set) var gather: GatherBuffers?
 
     init(backend: any ComputeBackend, widths: Widths) {
         self.backend = backend
@@ -69,7 +75,8 @@ final class ForwardWorkspace: @unchecked Sendable {
         func rounded(_ floats: Int) -> Int { (floats + 15) / 16 * 16 }
         let sizes = [
             w.hidden, w.hidden, w.q, w.kv, w.kv, w.attention, w.hidden, w.intermediate, w.intermediate,
-            w.rotaryPairs, w.rotaryPairs, 1, 1,
+            w.rotaryPairs, w.rotaryPairs, 1, 1, w.gatherWhole, w.gatherShard,
+            w.gatherWhole > 0 ? max(w.gatherWhole, w.hidden) : 0,
         ].map { rounded(cap * $0) }
         let total = sizes.reduce(0, +)
         if let arena { backend.release(arena) }
@@ -84,7 +91,8 @@ final class ForwardWorkspace: @unchecked Sendable {
         gate = take(7); up = take(8); cos = take(9); sin = take(10)
         tokens = UnsafeMutableRawPointer(take(11)).assumingMemoryBound(to: Int32.self)
         positions = UnsafeMutableRawPointer(take(12)).assumingMemoryBound(to: Int32.self)
+        if w.gatherWhole > 0 { gather = GatherBuffers(whole: take(13), shard: take(14), scratch: take(15)) }
         tokenCapacity = cap
-        backend.reserveScratch(rows: cap, cols: max(w.hidden, w.intermediate, w.attention))
+        backend.reserveScratch(rows: cap, cols: max(w.hidden, w.intermediate, w.attention, w.gatherWhole))
     }
 }

@@ -4,7 +4,7 @@ import ServalCUDA
 
 /// `serval bench-cuda`: the GPU figures the CUDA backend is judged by, measured in one
 /// process: device-to-device copy bandwidth (the memory floor), cuBLASLt bf16 GEMM
-/// TFLOP/s (8192³ and Llama-3.1-8B's shapes), decode and prefill attention, and a
+/// TFLOP/s (8192³ and Llama-3.1-8B's shapes), decode and prefill attention, MLA decode, and a
 /// Llama-3.1-8B-shaped dummy decode step (batch 1/64/256) against its memory floor.
 struct BenchCuda: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -106,6 +106,20 @@ struct BenchCuda: ParsableCommand {
                 attn.append(["batch": b, "context": len, "ms": r.ms, "gbs": r.gbs])
             }
             json["decode_attention"] = attn
+            var mla: [[String: Any]] = []
+            for (heads, b, len) in [
+                (16, 1, 1024), (16, 1, 4096), (16, 1, 16384), (16, 64, 1024), (16, 64, 4096), (16, 16, 16384),
+                (128, 1, 4096), (128, 64, 4096),
+            ] {
+                let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
+                print(
+                    String(
+                        format:
+                            "mla decode %3d heads x (512+64), batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
+                        heads, b, len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
+                mla.append(["heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs, "splits": r.splits])
+            }
+            json["mla_decode"] = mla
             var ext: [String: Any] = [:]
             let chosen = kernels.extendKernel
             for kernel in CUDAKernels.ExtendKernel.allCases {

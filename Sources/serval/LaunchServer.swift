@@ -357,6 +357,7 @@ struct LaunchServer: AsyncParsableCommand {
             throw ValidationError("router flags (\(routerFlags.joined(separator: " "))) need --dp-size > 1.")
         }
         let (engineConfig, level) = try validateFlags()
+        if !layout.isSingleRank { _ = try Self.denseTPLayout(ProcessInfo.processInfo.environment) }
         if let rank = internalTPRank {
             try runRank(rank, layout: layout, level: level)
             return
@@ -386,6 +387,7 @@ struct LaunchServer: AsyncParsableCommand {
         let ranks = try layout.isSingleRank ? nil : startRanks(layout: layout, logger: logger)
         var lm = try loadModel(path: model, threads: threadCount, communicator: ranks?.communicator)
         try checkModelParallelism(lm, layout: layout)
+        let denseLayout = lm is LlamaModel ? try Self.denseTPLayout(ProcessInfo.processInfo.environment) : nil
         var leader: (any RankLeader)?
         var dpCoordinator: DPAttentionCoordinator?
         if let ranks {
@@ -402,7 +404,7 @@ struct LaunchServer: AsyncParsableCommand {
                 lm = tp
             }
             print(
-                "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator\(parallelSummary(layout))"
+                "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator\(parallelSummary(layout, denseLayout: denseLayout))"
             )
         }
         let (bridge, textDecoder) = try TokenizerSetup.make(
@@ -498,6 +500,7 @@ struct LaunchServer: AsyncParsableCommand {
             var m = ModelParallelism(dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
             try expertOptions.apply(
                 to: &m, layout: parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention))
+            m.denseLayout = try Self.denseTPLayout(ProcessInfo.processInfo.environment)
             options.layout = m
         }
         do {

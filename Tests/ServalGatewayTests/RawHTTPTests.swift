@@ -13,35 +13,45 @@ import Testing
             ("Authorization", "Bearer client"), ("X-Request-Id", "r1"), ("HOST", "router"), ("TE", "trailers"),
             ("Proxy-Authorization", "p"),
         ])
-        let prefix = RawHTTP.requestPrefix(
-            method: .POST, target: "/v1/completions?x=1", headers: headers, workerKey: "wk", bodyLength: 7)
-        var whole = RawHTTP.requestHead(prefix, host: "127.0.0.1:9000")
+        var whole = RawHTTP.requestHead(
+            method: .POST, target: "/v1/completions?x=1", headers: headers, workerKey: "wk", bodyLength: 7,
+            host: "127.0.0.1:9000")
         whole.writeString("{\"a\":1}")
         #expect(
             String(buffer: whole)
                 == "POST /v1/completions?x=1 HTTP/1.1\r\nContent-Type: application/json\r\nX-Request-Id: r1\r\n"
                 + "Authorization: Bearer wk\r\nContent-Length: 7\r\nHost: 127.0.0.1:9000\r\n\r\n{\"a\":1}")
         let noKey = String(
-            buffer: RawHTTP.requestPrefix(
-                method: .GET, target: "/v1/models", headers: headers, workerKey: nil, bodyLength: nil))
+            buffer: RawHTTP.requestHead(
+                method: .GET, target: "/v1/models", headers: headers, workerKey: nil, bodyLength: nil, host: "w"))
         #expect(noKey.contains("Authorization: Bearer client\r\n"))
-        #expect(!noKey.contains("ontent-length") && !noKey.contains("HOST"))
+        #expect(!noKey.contains("ontent-length") && !noKey.contains("HOST") && noKey.hasSuffix("Host: w\r\n\r\n"))
     }
 
-    @Test func answersDropHopByHopHeadersWhateverTheirCase() {
-        let headers = HTTPHeaders([
-            ("Content-Type", "application/json"), ("CONNECTION", "keep-alive"), ("Server", "nginx"),
-            ("date", "x"), ("Content-Length", "99"), ("Transfer-Encoding", "chunked"), ("X-Trace", "t"),
-        ])
-        let r = RawHTTP.response(status: .ok, headers: headers, fields: nil, body: ByteBuffer(string: "hi"))
+    /// The head `UpstreamResponseReader` reads from `text`.
+    static func head(_ text: String) throws -> UpstreamHead {
+        var r = UpstreamResponseReader()
+        r.append(ByteBuffer(string: text))
+        guard case .head(let h) = try r.next() else { throw UpstreamProtocolError(description: "no head") }
+        return h
+    }
+
+    @Test func answersDropHopByHopHeadersWhateverTheirCase() throws {
+        let h = try Self.head(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCONNECTION: keep-alive\r\nServer: nginx\r\n"
+                + "date: x\r\nContent-Length: 2\r\nX-Trace: t\r\n\r\nhi")
         #expect(
-            String(buffer: r)
-                == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: t\r\nContent-Length: 2\r\n\r\nhi")
+            String(buffer: RawHTTP.responseHead(h, length: 2))
+                == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: t\r\nContent-Length: 2\r\n\r\n")
+        let bare = try Self.head("HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n")
+        #expect(
+            String(buffer: RawHTTP.responseHead(bare, length: 0))
+                == "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         var own = HTTPFields()
         own[.contentType] = "application/json"
         own[.contentLength] = "5"
         own[.retryAfter] = "1"
-        let e = RawHTTP.response(status: .tooManyRequests, headers: nil, fields: own, body: ByteBuffer(string: "{}"))
+        let e = RawHTTP.response(status: .tooManyRequests, fields: own, body: ByteBuffer(string: "{}"))
         #expect(
             String(buffer: e)
                 == "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
@@ -60,19 +70,85 @@ import Testing
         }
     }
 
-    @Test func eventStreamsAreChunked() {
-        let headers = HTTPHeaders([
-            ("content-type", "Text/Event-Stream; charset=utf-8"), ("Cache-Control", "max-age=9"),
-        ])
-        #expect(RawHTTP.isEventStream(headers))
-        #expect(!RawHTTP.isEventStream(HTTPHeaders([("Content-Type", "application/json")])))
+    @Test func eventStreamsAreChunked() throws {
+        let h = try Self.head(
+            "HTTP/1.1 200 OK\r\ncontent-type: Text/Event-Stream; charset=utf-8\r\nCache-Control: max-age=9\r\n"
+                + "Transfer-Encoding: chunked\r\n\r\n")
+        #expect(h.isEventStream)
+        #expect(try !Self.head("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n").isEventStream)
         #expect(
-            String(buffer: RawHTTP.streamHead(status: .ok, headers: headers))
+            String(buffer: RawHTTP.streamHead(h))
                 == "HTTP/1.1 200 OK\r\ncontent-type: Text/Event-Stream; charset=utf-8\r\n"
                 + "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
         let data = String(repeating: "x", count: 26)
         #expect(String(buffer: RawHTTP.chunk(ByteBuffer(string: data))) == "1a\r\n" + data + "\r\n")
         #expect(String(buffer: RawHTTP.lastChunk) == "0\r\n\r\n")
+    }
+}
+
+@Suite struct UpstreamResponseReaderTests {
+    /// What the reader makes of `text` fed `step` bytes at a time: "H<status>" for a head
+    /// (with "k" when the connection may be kept), the body bytes, "|" for an end.
+    static func read(_ text: String, step: Int, head: Bool = false, close: Bool = false) throws -> String {
+        var r = UpstreamResponseReader()
+        r.answersHEAD = head
+        var out = ""
+        let bytes = Array(text.utf8)
+        func drain() throws {
+            while let part = try r.next() {
+                switch part {
+                case .head(let h): out += "H\(h.status)\(h.keepAlive ? "k" : "")"
+                case .body(let b): out += String(buffer: b)
+                case .end: out += "|"
+                }
+            }
+        }
+        var i = 0
+        while i < bytes.count {
+            r.append(ByteBuffer(bytes: bytes[i..<min(i + step, bytes.count)]))
+            try drain()
+            i += step
+        }
+        if close, let last = r.closed(), case .end = last { out += "|" }
+        return out
+    }
+
+    @Test func framesByLengthChunksOrClose() throws {
+        let answers: [(String, String)] = [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "H200khello|"),
+            ("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", "H200k|"),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1A\r\n"
+                    + String(repeating: "z", count: 26) + "\r\n0\r\nTrailer: t\r\n\r\n",
+                "H200khello" + String(repeating: "z", count: 26) + "|"
+            ),
+            ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", "H204k|"),
+            ("HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno", "H503no|"),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "H200ok|"),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb",
+                "H200ka|H200kb|"
+            ),
+        ]
+        for (text, want) in answers {
+            for step in [1, 2, 3, 7, 1000] { #expect(try Self.read(text, step: step) == want, "\(text) by \(step)") }
+        }
+        // No length, not chunked: the body runs until the worker closes.
+        #expect(try Self.read("HTTP/1.1 200 OK\r\n\r\nall of it", step: 4, close: true) == "H200all of it|")
+        // A HEAD's answer has no body whatever its length says.
+        #expect(try Self.read("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", step: 5, head: true) == "H200k|")
+    }
+
+    @Test func refusesWhatItCannotFrame() {
+        for bad in [
+            "HTTP/1.1 2x0 OK\r\n\r\n", "SPDY/3 200 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc",
+        ] {
+            #expect(throws: UpstreamProtocolError.self, "\(bad)") { try Self.read(bad, step: 1000) }
+        }
     }
 }
 

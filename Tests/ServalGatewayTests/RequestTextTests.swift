@@ -19,6 +19,22 @@ import ServalHTTP
         #expect(extract("/generate", "not json") == "")
     }
 
+    @Test func readsOnlyTheMembersItNeedsButStillRefusesWhatIsNotJSON() {
+        let others = #""stream": false, "n": -1.5e3, "stop": ["\n", "}"], "x": {"a": [1, {"b": null}]}, "t": true"#
+        #expect(extract("/v1/completions", #"{"# + others + #", "prompt": "p\u00e9\"q"}"#) == "p\u{e9}\"q")
+        #expect(extract("/v1/completions", #"{"prompt": "first", "prompt": "last"}"#) == "last")  // as JSONObject
+        #expect(extract("/generate", #"{"prompt": "p", "text": "t"}"#) == "t")
+        #expect(extract("/v1/completions", #"{"pr\u006fmpt": "escaped key"}"#) == "escaped key")  // whole parse
+        #expect(extract("/v1/completions", #"{}"#) == "")
+        for bad in [
+            #"{"prompt": "p", "x": [1, 2}"#, #"{"prompt": "p"} trailing"#, #"{"prompt": "p", "x": tru}"#,
+            #"{"prompt": "p",}"#, #"{"prompt" "p"}"#, #"{"prompt": "unclosed}"#, #"{"prompt": [1, 2,]}"#,
+            #"["prompt"]"#,
+        ] {
+            #expect(extract("/v1/completions", bad) == "", "\(bad)")
+        }
+    }
+
     @Test func prometheusTextIsWellFormed() {
         let m = GatewayMetrics()
         m.inc("smg_router_requests_total", ["route", "/generate"])

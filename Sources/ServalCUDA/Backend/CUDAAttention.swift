@@ -6,7 +6,7 @@ import ServalTensor
 /// to bf16, split-K decode attention when every sequence brings one token (else the
 /// extend kernel: new tokens over their cached prefix, causal), and the output back to
 /// the seam's fp32 rows.
-final class CUDAAttention: AttentionBackend, @unchecked Sendable {
+final class CUDAAttention: AttentionBackend, DecodeGraphReserving, @unchecked Sendable {
     let layout: KVLayout
     let backend: CUDABackend
     let shape: CUDAKernels.AttentionShape

@@ -228,10 +228,12 @@ extension CUDABackend {
     }
 
     public func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend {
+        let a: any AttentionBackend & DecodeGraphReserving
         if case .mla = layout {
-            return try CUDAMLAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
+            a = try CUDAMLAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
+        } else {
+            a = try CUDAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
         }
-        let a = try CUDAAttention(backend: self, layout: layout, queryHeads: queryHeads, scale: scale)
         attentions.append(WeakAttention(value: a))
         return a
     }

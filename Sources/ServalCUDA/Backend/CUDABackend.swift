@@ -50,6 +50,8 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     var graphShape: GraphShape?
     /// The attention objects made here (captures pre-size their buffers).
     var attentions: [WeakAttention] = []
+    /// Device address tables of per-head weight groups (`matmulPerHead`), by the first address.
+    var headTables: [UInt64: DeviceBuffer] = [:]
 
     /// Device `ordinal`'s primary context, the kernels (NVRTC, disk-cached), cuBLASLt.
     /// Throws `CUDAError.unavailable` (one line naming what is missing) without a GPU.
@@ -331,8 +333,14 @@ struct PendingRope {
 }
 
 /// A reference that does not keep an attention object alive.
+/// An attention backend whose buffers must be grown before a decode graph is captured
+/// (a capture cannot allocate).
+protocol DecodeGraphReserving: AnyObject {
+    func reserveDecode(seqs: Int, slots: Int, maxContext: Int) throws
+}
+
 struct WeakAttention {
-    weak var value: CUDAAttention?
+    weak var value: (any DecodeGraphReserving)?
 }
 
 /// Weight-upload progress on stderr (one line per GiB) and which types were converted.

@@ -28,7 +28,7 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
         switch layout {
         case .mla(let latent, let rope):
             // One latent + rope row per slot and layer; V is its first `latent` values.
-            guard latent > 0, latent <= CUDAMLAAttention.maxLatent, rope >= 0 else {
+            guard latent > 0, latent <= CUDAKernels.mlaMaxLatent, rope >= 0 else {
                 throw CUDAError.invalid("kv cache: MLA latent \(latent) not supported on CUDA (1...512)")
             }
             rowElements = latent + rope

@@ -4,52 +4,68 @@ import ServalTensor
 /// (one bf16 `latent + rope` row per slot and layer). `prepare` uploads the step's
 /// metadata once (each sequence's slots as CSR, each new token's sequence, visible-key
 /// count and slot); `forward` writes the new latent rows (`k`; `v` aliases them) into the
-/// cache and runs `sv_mla_attention`: the queries arrive absorbed (`heads × (latent + rope)`
-/// fp32 per token, `W_UKᵀ` already folded in by `MLAAttention`) and each head's output is
-/// its softmax-weighted sum of the rows' first `latent` values (fp32).
-///
-/// Decode graphs are not captured for it yet: `prepare` refuses a graph step, so
-/// `CUDAGraphModel` runs those batch sizes eagerly.
-final class CUDAMLAAttention: AttentionBackend, @unchecked Sendable {
-    /// The kernel keeps 16 output values per lane: latent ≤ 512 (DeepSeek-V2/V3: 512).
-    static let maxLatent = 512
-
+/// cache and runs `CUDAKernels.mlaAttention` (tensor cores, split over the keys): the
+/// queries arrive absorbed (`heads × (latent + rope)` fp32 per token, `W_UKᵀ` already
+/// folded in by `MLAAttention`) and each head's output is its softmax-weighted sum of the
+/// rows' first `latent` values (fp32). Decode steps can be captured into CUDA graphs: under
+/// a graph shape the slot list is copied at the graph's fixed size and the splits are
+/// planned for its longest context, so every replay has the capture's shape.
+final class CUDAMLAAttention: AttentionBackend, DecodeGraphReserving, @unchecked Sendable {
     let layout: KVLayout
     let backend: CUDABackend
-    let heads: Int
-    let latent: Int
-    let rowWidth: Int
-    let scale: Float
+    let shape: CUDAKernels.MLAShape
 
     private var meta: DeviceBuffer?
+    private var scratch: DeviceBuffer?
     private var kvIndptr = DevicePointer(address: 0, bytes: 0)
     private var kvIndices = DevicePointer(address: 0, bytes: 0)
     private var tokenSeq = DevicePointer(address: 0, bytes: 0)
     private var tokenLen = DevicePointer(address: 0, bytes: 0)
     private var newSlots = DevicePointer(address: 0, bytes: 0)
+    private var workspace = DevicePointer(address: 0, bytes: 0)
     private var tokens = 0
+    private var splits = 1
 
     init(backend: CUDABackend, layout: KVLayout, queryHeads: Int, scale: Float) throws {
         guard case let .mla(latent, rope) = layout else {
             throw CUDAError.invalid("MLA attention needs an .mla layout, got \(layout)")
         }
-        guard latent > 0, latent <= Self.maxLatent, rope >= 0, queryHeads > 0 else {
-            throw CUDAError.invalid("MLA attention: latent \(latent) (1...512) x \(queryHeads) heads not supported")
+        guard latent > 0, latent <= CUDAKernels.mlaMaxLatent, latent % 2 == 0, rope >= 0, (latent + rope) % 8 == 0,
+            queryHeads > 0
+        else {
+            throw CUDAError.invalid(
+                "MLA attention: latent \(latent) + rope \(rope) x \(queryHeads) heads not supported on CUDA "
+                    + "(latent even and ≤ \(CUDAKernels.mlaMaxLatent), latent + rope a multiple of 8)")
         }
         self.layout = layout
         self.backend = backend
-        heads = queryHeads
-        self.latent = latent
-        rowWidth = latent + rope
-        self.scale = scale
+        shape = CUDAKernels.MLAShape(heads: queryHeads, latent: latent, rowWidth: latent + rope, scale: scale)
+    }
+
+    private static func rounded(_ b: Int) -> Int { (max(b, 4) + 255) / 256 * 256 }
+
+    /// Metadata bytes: kv indptr, slot list, token → sequence, visible keys, new slots.
+    private static func metaSizes(seqs: Int, slots: Int, tokens: Int) -> [Int] {
+        [(seqs + 1) * 4, slots * 4, tokens * 4, tokens * 4, tokens * 4].map(rounded)
+    }
+
+    private func growMeta(_ bytes: Int) throws {
+        if (meta?.pointer.bytes ?? 0) < bytes {
+            try backend.growForGraph()  // queued work may still read the old buffer
+            meta = try DeviceBuffer(bytes: bytes * 2)
+        }
+    }
+
+    private func growScratch(_ bytes: Int) throws {
+        if (scratch?.pointer.bytes ?? 0) < bytes {
+            try backend.growForGraph()
+            scratch = try DeviceBuffer(bytes: bytes * 2)
+        }
     }
 
     func prepare(_ step: AttentionStep, pool kvPool: any KVPool) throws {
         guard let pool = kvPool as? CUDAKVPool, pool.layout == layout else {
             throw CUDAError.invalid("MLA attention: not a CUDA KV pool of \(layout)")
-        }
-        guard backend.graphShape == nil else {
-            throw CUDAError.invalid("MLA attention: decode graphs are not captured for MLA yet")
         }
         let seqs = step.tokenCounts.count
         guard step.startPositions.count == seqs, step.slotStart.count == seqs + 1,
@@ -80,16 +96,23 @@ final class CUDAMLAAttention: AttentionBackend, @unchecked Sendable {
             throw CUDAError.invalid("MLA attention: slot \(s) outside the pool (0..<\(limit))")
         }
         tokens = fresh.count
-        let indptr = step.slotStart.map { Int32($0) }
-        func rounded(_ b: Int) -> Int { (max(b, 4) + 255) / 256 * 256 }
-        let parts = [indptr, step.slots, seqOf, visible, fresh]
-        let sizes = parts.map { rounded($0.count * 4) }
-        let metaBytes = sizes.reduce(0, +)
-        if (meta?.pointer.bytes ?? 0) < metaBytes {
-            try backend.growForGraph()  // queued work may still read the old buffer
-            meta = try DeviceBuffer(bytes: metaBytes * 2)
+        var slotList = step.slots
+        if let graph = backend.graphShape {
+            guard tokens == seqs, slotList.count <= graph.slotCapacity, step.maxContext <= graph.maxContext else {
+                throw CUDAError.invalid("MLA attention: this step does not fit the decode graph's shape")
+            }
+            splits = backend.kernels.mlaSplits(tokens: tokens, shape: shape, maxLen: graph.maxContext)
+            slotList += [Int32](repeating: 0, count: graph.slotCapacity - slotList.count)
+        } else {
+            splits = backend.kernels.mlaSplits(tokens: tokens, shape: shape, maxLen: step.maxContext)
         }
-        guard let meta else { return }
+        let indptr = step.slotStart.map { Int32($0) }
+        let parts = [indptr, slotList, seqOf, visible, fresh]
+        let sizes = Self.metaSizes(seqs: seqs, slots: slotList.count, tokens: tokens)
+        try growMeta(sizes.reduce(0, +))
+        try growScratch(
+            Self.rounded(CUDAKernels.mlaWorkspaceBytes(tokens: max(tokens, 1), shape: shape, splits: splits)))
+        guard let meta, let scratch else { return }
         var offset = 0
         var pointers: [DevicePointer] = []
         for (values, size) in zip(parts, sizes) {
@@ -102,6 +125,15 @@ final class CUDAMLAAttention: AttentionBackend, @unchecked Sendable {
         }
         kvIndptr = pointers[0]; kvIndices = pointers[1]; tokenSeq = pointers[2]; tokenLen = pointers[3]
         newSlots = pointers[4]
+        workspace = scratch.pointer
+    }
+
+    /// Grows the buffers (outside any capture) for a decode graph of `seqs` one-token
+    /// sequences whose slot list is copied at `slots` entries and contexts up to `maxContext`.
+    func reserveDecode(seqs: Int, slots: Int, maxContext: Int) throws {
+        try growMeta(Self.metaSizes(seqs: seqs, slots: slots, tokens: seqs).reduce(0, +))
+        let splits = backend.kernels.mlaSplits(tokens: seqs, shape: shape, maxLen: maxContext)
+        try growScratch(Self.rounded(CUDAKernels.mlaWorkspaceBytes(tokens: seqs, shape: shape, splits: splits)))
     }
 
     func forward(
@@ -113,19 +145,16 @@ final class CUDAMLAAttention: AttentionBackend, @unchecked Sendable {
             guard let pool = kvPool as? CUDAKVPool, layer >= 0, layer < pool.layerCount else {
                 throw CUDAError.invalid("MLA attention: layer \(layer) is not in this CUDA KV pool")
             }
-            let cache = pool.keys(layer), stream = backend.stream
+            let cache = pool.keys(layer), stream = backend.stream, s = shape
             var w = KernelArgs()
-            w.add(CUDABackend.range(k, tokens * rowWidth * 4)); w.add(newSlots); w.add(cache); w.add(rowWidth)
+            w.add(CUDABackend.range(k, tokens * s.rowWidth * 4)); w.add(newSlots); w.add(cache); w.add(s.rowWidth)
             try backend.kernels.fn("sv_mla_write").launch(
                 grid: (tokens, 1, 1), block: (128, 1, 1), stream: stream, args: w)
-            var a = KernelArgs()
-            a.add(CUDABackend.range(q, tokens * heads * rowWidth * 4)); a.add(cache); a.add(kvIndptr)
-            a.add(kvIndices); a.add(tokenSeq); a.add(tokenLen)
-            a.add(CUDABackend.range(out, tokens * heads * latent * 4)); a.add(heads); a.add(latent); a.add(rowWidth)
-            a.add(scale)
-            let chunks = (heads + 7) / 8
-            try backend.kernels.fn("sv_mla_attention").launch(
-                grid: (tokens, chunks, 1), block: (256, 1, 1), sharedBytes: 8 * rowWidth * 4, stream: stream, args: a)
+            try backend.kernels.mlaAttention(
+                q: CUDABackend.range(q, tokens * s.heads * s.rowWidth * 4), cache: cache, kvIndptr: kvIndptr,
+                kvIndices: kvIndices, tokenSeq: tokenSeq, tokenLen: tokenLen,
+                out: CUDABackend.range(out, tokens * s.heads * s.latent * 4), workspace: workspace, tokens: tokens,
+                shape: s, splits: splits, stream: stream)
         }
     }
 }

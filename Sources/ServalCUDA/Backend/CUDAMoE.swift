@@ -9,7 +9,7 @@ extension CUDABackend {
     }
 }
 
-/// `MoEBackend` on the GPU. `route`: `sv_moe_route`, one thread per token, the CPU's rule
+/// `MoEBackend` on the GPU. `route`: `sv_moe_route`, a warp per token, the CPU's rule
 /// step for step (scores, correction bias for selection only, group masking, top-k with
 /// ties to the lower id, normalisation, scaling). `experts`: two kernels over every
 /// (token, choice) pair at once — no per-expert host loop — reading each expert's bf16
@@ -90,7 +90,7 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
             a.add(method); a.add(Int32(r.scoring == .sigmoid ? 1 : 0)); a.add(r.groups); a.add(r.topkGroups)
             a.add(Int32(r.normalize ? 1 : 0)); a.add(r.scalingFactor)
             try backend.kernels.fn("sv_moe_route").launch(
-                grid: ((tokens + 63) / 64, 1, 1), block: (64, 1, 1), stream: backend.stream, args: a)
+                grid: ((tokens + 3) / 4, 1, 1), block: (128, 1, 1), stream: backend.stream, args: a)
         }
     }
 

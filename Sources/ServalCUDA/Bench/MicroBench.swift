@@ -83,6 +83,36 @@ public struct MicroBench {
         return (2 * Double(tokens * kvDim * 2) / (ms / 1e3) / 1e9, ms)
     }
 
+    /// Absorbed MLA decode over `batch` sequences of `context` latent rows (`latent + rope`
+    /// bf16 each, shared by all `heads`): (GB/s of latent rows read, ms, splits).
+    public func mlaDecode(batch: Int, context len: Int, heads: Int, latent: Int = 512, rope: Int = 64) throws -> (
+        gbs: Double, ms: Double, splits: Int
+    ) {
+        let kw = latent + rope, tokens = batch * len
+        let shape = CUDAKernels.MLAShape(heads: heads, latent: latent, rowWidth: kw, scale: 1 / Float(kw).squareRoot())
+        let cache = try DeviceBuffer(bytes: tokens * kw * 2)
+        try stream.fill32(cache.pointer, value: 0x3C00_3C00, count: tokens * kw / 2)
+        let q = try DeviceBuffer(bytes: batch * heads * kw * 4)
+        try stream.fill32(q.pointer, value: 0x3C00_0000, count: batch * heads * kw)
+        let out = try DeviceBuffer(bytes: batch * heads * latent * 4)
+        let indptr = try DeviceBuffer(bytes: (batch + 1) * 4), indices = try DeviceBuffer(bytes: tokens * 4)
+        let seq = try DeviceBuffer(bytes: batch * 4), visible = try DeviceBuffer(bytes: batch * 4)
+        try stream.upload((0...batch).map { Int32($0 * len) }, to: indptr.pointer)
+        try stream.upload((0..<tokens).map { Int32($0) }, to: indices.pointer)
+        try stream.upload((0..<batch).map { Int32($0) }, to: seq.pointer)
+        try stream.upload([Int32](repeating: Int32(len), count: batch), to: visible.pointer)
+        let splits = kernels.mlaSplits(tokens: batch, shape: shape, maxLen: len)
+        let ws = try DeviceBuffer(
+            bytes: max(4, CUDAKernels.mlaWorkspaceBytes(tokens: batch, shape: shape, splits: splits)))
+        let ms = try time {
+            try kernels.mlaAttention(
+                q: q.pointer, cache: cache.pointer, kvIndptr: indptr.pointer, kvIndices: indices.pointer,
+                tokenSeq: seq.pointer, tokenLen: visible.pointer, out: out.pointer, workspace: ws.pointer,
+                tokens: batch, shape: shape, splits: splits, stream: stream)
+        }
+        return (Double(tokens * kw * 2) / (ms / 1e3) / 1e9, ms, splits)
+    }
+
     /// Prefill attention of one `len`-token prompt: TFLOP/s (causal: half the square) and ms.
     public func extendAttention(len: Int, heads: Int = 32, kvHeads: Int = 8, headDim: Int = 128) throws
         -> (tflops: Double, ms: Double)

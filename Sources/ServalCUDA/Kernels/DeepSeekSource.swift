@@ -1,14 +1,10 @@
 extension KernelSource {
-    /// DeepSeek-V2/V3: absorbed MLA attention over the latent `.mla` pool, and the MoE's
-    /// routing and routed experts (no per-expert host loop). First versions, written for
-    /// correctness (compiled for sm_90 with NVRTC, checked against the CPU backend by
-    /// `serval selftest --device cuda`): the attention is not split over the keys and the
-    /// experts are warp-per-row products, so long-context decode and large prefills are
-    /// slower than they will be with split-K MLA and a grouped GEMM.
+    /// DeepSeek-V2/V3: absorbed MLA attention over the latent `.mla` pool (tensor cores, split
+    /// over the keys), and the MoE's routing and routed experts (no per-expert host loop; the
+    /// experts are still warp-per-row products, slower for large prefills than a grouped GEMM).
+    /// Checked against the CPU backend by `serval selftest --device cuda`.
     static let deepseek = #"""
         // ---- DeepSeek: MLA over the latent pool, MoE routing and experts ----
-        #define SV_MLA_HEADS 8
-        #define SV_MLA_MAX_VPL 16   // latent <= 512: 16 values per lane
         #define SV_MOE_MAX_EXPERTS 512
         #define SV_MOE_MAX_GROUPS 64
 
@@ -21,122 +17,292 @@ extension KernelSource {
             for (int d = threadIdx.x; d < width; d += blockDim.x) dst[d] = f2bf(r[d]);
         }
 
-        // Absorbed MLA: MQA of `heads` query heads (fp32 [tokens, heads, kw], kw = latent + rope)
-        // over the bf16 latent rows of their sequence; V is each row's first `latent` values.
-        // Block (token t, chunk of SV_MLA_HEADS heads), one warp per head: every warp of the
-        // block reads the same latent row at the same step, so the row comes from memory once
-        // and is shared through L1 by all heads of the chunk (FlashMLA's idea, without its
-        // tiling). Online softmax in fp32. Token t of sequence seq sees the first
-        // token_len[t] slots of kv_indices[kv_indptr[seq] ..] (causal). out: fp32
-        // [tokens, heads, latent].
-        extern "C" __global__ void sv_mla_attention(
-            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices,
-            const int *token_seq, const int *token_len, float *out, int heads, int latent, int kw, float scale) {
-            extern __shared__ float sq[];
-            int t = blockIdx.x, h0 = blockIdx.y * SV_MLA_HEADS;
-            int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-            int nh = min(SV_MLA_HEADS, heads - h0);
-            const float *qt = q + ((size_t)t * heads + h0) * kw;
-            for (int i = threadIdx.x; i < nh * kw; i += blockDim.x) sq[i] = qt[i];
-            __syncthreads();
-            if (warp >= nh) return;
-            const float *qh = sq + warp * kw;
-            int seq = token_seq[t], len = token_len[t];
+        // Absorbed MLA decode on tensor cores, split over the keys (flash-decoding): MQA of `heads`
+        // query heads (fp32 [tokens, heads, kw], kw = latent + rope) over the bf16 latent rows of
+        // their sequence; V is each row's first `latent` values. Block (token t, 16 heads from
+        // blockIdx.y * 16, split blockIdx.z): the 16 heads are the M rows of mma.sync m16n8k16, so
+        // each latent row is read from memory once for all of them (FlashMLA's idea). Rows come
+        // in tiles of SV_MLA_BK through shared memory with cp.async, the next tile loading while
+        // this one is multiplied. S = Q K^T: warp w takes rows 8w..8w+7 of the tile; softmax in
+        // fp32 (8 threads per head, log2 domain); O += P V: warp w takes every 4th 16-column
+        // group of the latent. Token t sees the first token_len[t] slots of
+        // kv_indices[kv_indptr[seq] ..] (causal for extends), split into `splits` ranges of
+        // whole tiles. With one split the block writes out (fp32 [tokens, heads, latent]);
+        // otherwise its unnormalised O and (max, sum) go to part_acc / part_ml for
+        // sv_mla_decode_combine. Needs kw % 8 == 0, latent <= kw, latent <= 512.
+        #define SV_MLA_BK 32
+        extern "C" __global__ void __launch_bounds__(128) sv_mla_decode_mma(
+            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
+            const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
+            float scale, int splits) {
+            extern __shared__ __align__(16) unsigned char mla_smem[];
+            const int KWP = (kw + 15) & ~15, RS = KWP + 8, PS = SV_MLA_BK + 8, SS = SV_MLA_BK + 1;
+            bf16_t *sk = (bf16_t *)mla_smem;                   // [2][BK][RS] key tiles
+            bf16_t *sq = sk + 2 * SV_MLA_BK * RS;              // [16][RS] queries
+            float *ss = (float *)(sq + 16 * RS);               // [16][SS] scores
+            bf16_t *sp = (bf16_t *)(ss + 16 * SS);             // [16][PS] probabilities
+            float *sm = (float *)(sp + 16 * PS);               // max[16], sum[16], correction[16]
+            const int t = blockIdx.x, h0 = blockIdx.y * 16, split = blockIdx.z;
+            const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tig = lane & 3;
+            const int seq = token_seq[t], len = token_len[t];
             const int *slots = kv_indices + kv_indptr[seq];
-            float m = -INFINITY, l = 0.f;
-            float acc[SV_MLA_MAX_VPL];
-        #pragma unroll
-            for (int i = 0; i < SV_MLA_MAX_VPL; i++) acc[i] = 0.f;
-            for (int j = 0; j < len; j++) {
-                const bf16_t *row = cache + (size_t)slots[j] * kw;
-                float s = 0.f;
-                for (int d = lane; d < kw; d += 32) s += qh[d] * bf2f(row[d]);
-                s = warp_sum(s) * scale;
-                float mn = fmaxf(m, s);
-                float corr = expf(m - mn);
-                float p = expf(s - mn);
-                l = l * corr + p;
-        #pragma unroll
-                for (int i = 0; i < SV_MLA_MAX_VPL; i++) {
-                    int d = lane + 32 * i;
-                    if (d < latent) acc[i] = acc[i] * corr + p * bf2f(row[d]);
+            const int tiles = (len + SV_MLA_BK - 1) / SV_MLA_BK, per = (tiles + splits - 1) / splits;
+            const int begin = split * per * SV_MLA_BK, end = min(len, begin + per * SV_MLA_BK);
+            const float sl2 = scale * 1.4426950408889634f;
+            const int chunks = kw / 8;  // 16-byte pieces of a row
+
+            auto load = [&](int kt, int st) {
+                bf16_t *dst = sk + st * SV_MLA_BK * RS;
+                for (int i = threadIdx.x; i < SV_MLA_BK * chunks; i += blockDim.x) {
+                    const int j = i / chunks, c = i % chunks, tok = kt + j;
+                    const bool ok = tok < end;
+                    const bf16_t *src = cache + (ok ? (size_t)slots[tok] * kw : 0) + c * 8;
+                    cp_async16(dst + j * RS + c * 8, src, ok ? 16 : 0);
                 }
-                m = mn;
+                asm volatile("cp.async.commit_group;");
+            };
+            if (begin < end) load(begin, 0);
+            for (int i = threadIdx.x; i < 16 * RS; i += blockDim.x) {
+                const int r = i / RS, c = i % RS;
+                sq[i] = f2bf(h0 + r < heads && c < kw ? q[((size_t)t * heads + h0 + r) * kw + c] : 0.f);
             }
-            float inv = l > 0.f ? 1.f / l : 0.f;
-            float *o = out + ((size_t)t * heads + h0 + warp) * latent;
+            for (int i = threadIdx.x; i < 2 * SV_MLA_BK * (RS - kw); i += blockDim.x)
+                sk[(i / (RS - kw)) * RS + kw + i % (RS - kw)] = 0;  // padding columns the tiles never write
+            if (threadIdx.x < 16) {
+                sm[threadIdx.x] = -INFINITY;
+                sm[16 + threadIdx.x] = 0.f;
+            }
+            __syncthreads();
+
+            const int DT = (latent + 15) / 16;
+            float o[8][2][4];
         #pragma unroll
-            for (int i = 0; i < SV_MLA_MAX_VPL; i++) {
-                int d = lane + 32 * i;
-                if (d < latent) o[d] = acc[i] * inv;
+            for (int i = 0; i < 8; i++)
+        #pragma unroll
+                for (int e = 0; e < 4; e++) o[i][0][e] = o[i][1][e] = 0.f;
+            const unsigned *q0 = (const unsigned *)(sq + g * RS), *q1 = (const unsigned *)(sq + (g + 8) * RS);
+            const unsigned *p0 = (const unsigned *)(sp + g * PS), *p1 = (const unsigned *)(sp + (g + 8) * PS);
+            int st = 0;
+            for (int kt = begin; kt < end; kt += SV_MLA_BK, st ^= 1) {
+                if (kt + SV_MLA_BK < end) {
+                    load(kt + SV_MLA_BK, st ^ 1);
+                    asm volatile("cp.async.wait_group 1;");
+                } else {
+                    asm volatile("cp.async.wait_group 0;");
+                }
+                __syncthreads();
+                const bf16_t *tile = sk + st * SV_MLA_BK * RS;
+                {  // S = Q K^T, rows 8w .. 8w+7 of the tile
+                    float s[4] = {0.f, 0.f, 0.f, 0.f};
+                    const unsigned *krow = (const unsigned *)(tile + (warp * 8 + g) * RS);
+                    for (int ks = 0; ks < KWP / 16; ks++) {
+                        const unsigned a[4] = {q0[ks * 8 + tig], q1[ks * 8 + tig], q0[ks * 8 + 4 + tig],
+                                               q1[ks * 8 + 4 + tig]};
+                        mma_bf16(s, a, krow[ks * 8 + tig], krow[ks * 8 + 4 + tig]);
+                    }
+                    const int j = warp * 8 + 2 * tig;
+                    ss[g * SS + j] = s[0];
+                    ss[g * SS + j + 1] = s[1];
+                    ss[(g + 8) * SS + j] = s[2];
+                    ss[(g + 8) * SS + j + 1] = s[3];
+                }
+                __syncthreads();
+                {  // online softmax: 8 threads per head row, 4 columns each
+                    const int r = threadIdx.x >> 3, c0 = (threadIdx.x & 7) * 4;
+                    float v[4], mx = -INFINITY;
+        #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        v[e] = kt + c0 + e < end ? ss[r * SS + c0 + e] * sl2 : -INFINITY;
+                        mx = fmaxf(mx, v[e]);
+                    }
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+                    const float mold = sm[r], mnew = fmaxf(mold, mx);
+                    const float corr = mnew == -INFINITY ? 1.f : exp2f(mold - mnew);
+                    float sum = 0.f;
+        #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const float p = v[e] == -INFINITY ? 0.f : exp2f(v[e] - mnew);
+                        sum += p;
+                        sp[r * PS + c0 + e] = f2bf(p);
+                    }
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+                    if ((threadIdx.x & 7) == 0) {
+                        sm[r] = mnew;
+                        sm[16 + r] = sm[16 + r] * corr + sum;
+                        sm[32 + r] = corr;
+                    }
+                }
+                __syncthreads();
+                {  // O = O * correction + P V over this warp's column groups
+                    const float c_lo = sm[32 + g], c_hi = sm[32 + g + 8];
+        #pragma unroll
+                    for (int i = 0; i < 8; i++) {
+                        o[i][0][0] *= c_lo; o[i][0][1] *= c_lo; o[i][0][2] *= c_hi; o[i][0][3] *= c_hi;
+                        o[i][1][0] *= c_lo; o[i][1][1] *= c_lo; o[i][1][2] *= c_hi; o[i][1][3] *= c_hi;
+                    }
+        #pragma unroll
+                    for (int kk = 0; kk < SV_MLA_BK / 16; kk++) {
+                        const unsigned a[4] = {p0[kk * 8 + tig], p1[kk * 8 + tig], p0[kk * 8 + 4 + tig],
+                                               p1[kk * 8 + 4 + tig]};
+        #pragma unroll
+                        for (int i = 0; i < 8; i++) {
+                            const int dt = warp + 4 * i;
+                            if (dt < DT) {
+                                unsigned b0, b1, b2, b3;
+                                const unsigned addr =
+                                    smem_addr(tile + (kk * 16 + (lane & 15)) * RS + dt * 16 + (lane >> 4) * 8);
+                                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                                             : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
+                                             : "r"(addr));
+                                mma_bf16(o[i][0], a, b0, b1);
+                                mma_bf16(o[i][1], a, b2, b3);
+                            }
+                        }
+                    }
+                }
+                __syncthreads();  // the stage is reloaded and the scores rewritten next tile
+            }
+
+            const bool ok0 = h0 + g < heads, ok1 = h0 + g + 8 < heads;
+            const size_t r0 = (size_t)t * heads + h0 + g, r1 = r0 + 8;
+            const float i0 = sm[16 + g] > 0.f ? 1.f / sm[16 + g] : 0.f;
+            const float i1 = sm[16 + g + 8] > 0.f ? 1.f / sm[16 + g + 8] : 0.f;
+        #pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const int dt = warp + 4 * i;
+                if (dt >= DT) continue;
+        #pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    const int col = dt * 16 + half * 8 + 2 * tig;
+                    if (col >= latent) continue;
+                    const float *c = o[i][half];
+                    if (splits == 1) {
+                        if (ok0) { out[r0 * latent + col] = c[0] * i0; out[r0 * latent + col + 1] = c[1] * i0; }
+                        if (ok1) { out[r1 * latent + col] = c[2] * i1; out[r1 * latent + col + 1] = c[3] * i1; }
+                    } else {
+                        float *a0 = part_acc + (r0 * splits + split) * latent;
+                        float *a1 = part_acc + (r1 * splits + split) * latent;
+                        if (ok0) { a0[col] = c[0]; a0[col + 1] = c[1]; }
+                        if (ok1) { a1[col] = c[2]; a1[col + 1] = c[3]; }
+                    }
+                }
+            }
+            if (splits > 1 && threadIdx.x < 16 && h0 + threadIdx.x < heads) {
+                float *ml = part_ml + (((size_t)t * heads + h0 + threadIdx.x) * splits + split) * 2;
+                ml[0] = sm[threadIdx.x];
+                ml[1] = sm[16 + threadIdx.x];
             }
         }
 
-        // MoE routing, one thread per token, exactly as the CPU's CPUMoE.route: softmax or
-        // sigmoid scores; the correction bias added for selection only (method 2, noaux_tc);
-        // groups scored by their best (method 1) or best two (method 2) experts, the best
-        // `topk_groups` kept; top-k with ties to the lower id; weights from the unbiased
-        // scores, optionally normalised (+1e-20), then scaled.
-        extern "C" __global__ void sv_moe_route(
+        // The splits of sv_mla_decode_mma merged: block (token, head), each split's O weighted by
+        // 2^(its max - the overall max), divided by the weighted sum of the splits' sums.
+        extern "C" __global__ void sv_mla_decode_combine(const float *part_acc, const float *part_ml, float *out,
+                                                         int heads, int latent, int splits) {
+            const size_t row = (size_t)blockIdx.x * heads + blockIdx.y;
+            const float *ml = part_ml + row * splits * 2;
+            float M = -INFINITY, L = 0.f;
+            for (int s = 0; s < splits; s++) M = fmaxf(M, ml[2 * s]);
+            for (int s = 0; s < splits; s++) L += ml[2 * s] == -INFINITY ? 0.f : exp2f(ml[2 * s] - M) * ml[2 * s + 1];
+            const float inv = L > 0.f ? 1.f / L : 0.f;
+            for (int c = threadIdx.x; c < latent; c += blockDim.x) {
+                float acc = 0.f;
+                for (int s = 0; s < splits; s++)
+                    if (ml[2 * s] != -INFINITY) acc += exp2f(ml[2 * s] - M) * part_acc[(row * splits + s) * latent + c];
+                out[row * latent + c] = acc * inv;
+            }
+        }
+
+        // MoE routing, a warp per token (4 tokens per block), exactly the CPU's CPUMoE.route rule:
+        // softmax or sigmoid scores; the correction bias added for selection only (method 2,
+        // noaux_tc); groups scored by their best (method 1) or best two (method 2) experts, the
+        // best `topk_groups` kept; top-k with ties to the lower id; weights from the unbiased
+        // scores, optionally normalised (+1e-20, summed in order), then scaled. The lanes stride
+        // over the experts (or groups) and meet in warp arg-max reductions.
+        __device__ __forceinline__ void warp_argmax(float &v, int &i) {
+        #pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+                const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+                if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
+            }
+        }
+        extern "C" __global__ void __launch_bounds__(128) sv_moe_route(
             const float *logits, const float *bias, int *ids, float *weights, int tokens, int E, int k,
             int method, int sigmoid, int groups, int topk_groups, int normalize, float scaling) {
-            int t = blockIdx.x * blockDim.x + threadIdx.x;
+            __shared__ float s_scores[4][SV_MOE_MAX_EXPERTS], s_choice[4][SV_MOE_MAX_EXPERTS];
+            __shared__ float s_gscore[4][SV_MOE_MAX_GROUPS];
+            __shared__ int s_keep[4][SV_MOE_MAX_GROUPS];
+            const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, t = blockIdx.x * 4 + w;
             if (t >= tokens) return;
-            float scores[SV_MOE_MAX_EXPERTS], choice[SV_MOE_MAX_EXPERTS];
+            float *scores = s_scores[w], *choice = s_choice[w], *gscore = s_gscore[w];
+            int *keep = s_keep[w];
             const float *row = logits + (size_t)t * E;
             if (sigmoid) {
-                for (int e = 0; e < E; e++) scores[e] = 1.f / (1.f + expf(-row[e]));
+                for (int e = lane; e < E; e += 32) scores[e] = 1.f / (1.f + expf(-row[e]));
             } else {
                 float m = -INFINITY, sum = 0.f;
-                for (int e = 0; e < E; e++) m = fmaxf(m, row[e]);
-                for (int e = 0; e < E; e++) { scores[e] = expf(row[e] - m); sum += scores[e]; }
-                for (int e = 0; e < E; e++) scores[e] /= sum;
+                for (int e = lane; e < E; e += 32) m = fmaxf(m, row[e]);
+                m = warp_max(m);
+                for (int e = lane; e < E; e += 32) { scores[e] = expf(row[e] - m); sum += scores[e]; }
+                sum = warp_sum(sum);
+                for (int e = lane; e < E; e += 32) scores[e] /= sum;
             }
-            for (int e = 0; e < E; e++) choice[e] = scores[e] + (method == 2 && bias ? bias[e] : 0.f);
+            for (int e = lane; e < E; e += 32) choice[e] = scores[e] + (method == 2 && bias ? bias[e] : 0.f);
+            __syncwarp();
             if (method != 0) {
-                float gscore[SV_MOE_MAX_GROUPS];
-                int keep[SV_MOE_MAX_GROUPS];
-                int per = E / groups;
-                for (int g = 0; g < groups; g++) {
+                const int per = E / groups;
+                for (int g = lane; g < groups; g += 32) {
                     float first = -INFINITY, second = -INFINITY;
                     for (int e = g * per; e < (g + 1) * per; e++) {
-                        float v = choice[e];
+                        const float v = choice[e];
                         if (v > first) { second = first; first = v; } else if (v > second) { second = v; }
                     }
                     gscore[g] = method == 2 ? first + second : first;
                     keep[g] = 0;
                 }
+                __syncwarp();
                 for (int n = 0; n < topk_groups; n++) {
-                    int best = -1;
-                    for (int g = 0; g < groups; g++)
-                        if (!keep[g] && (best < 0 || gscore[g] > gscore[best])) best = g;
-                    if (best >= 0) keep[best] = 1;
+                    float bv = -INFINITY;
+                    int best = 0x7fffffff;
+                    for (int g = lane; g < groups; g += 32)
+                        if (!keep[g] && (best == 0x7fffffff || gscore[g] > bv)) { bv = gscore[g]; best = g; }
+                    warp_argmax(bv, best);
+                    if (lane == 0 && best != 0x7fffffff) keep[best] = 1;
+                    __syncwarp();
                 }
-                for (int g = 0; g < groups; g++)
-                    if (!keep[g]) for (int e = g * per; e < (g + 1) * per; e++) choice[e] = -INFINITY;
+                for (int e = lane; e < E; e += 32)
+                    if (!keep[e / per]) choice[e] = -INFINITY;
+                __syncwarp();
             }
             int *oi = ids + (size_t)t * k;
             float *ow = weights + (size_t)t * k;
             for (int j = 0; j < k; j++) {
-                int best = -1;
                 float bv = -INFINITY;
-                for (int e = 0; e < E; e++)
-                    if (choice[e] > bv || (best < 0 && choice[e] == bv)) { best = e; bv = choice[e]; }
-                if (best < 0) {
-                    best = 0;
-                    for (int e = 0; e < E; e++) if (choice[e] != -INFINITY) { best = e; break; }
+                int best = 0x7fffffff;
+                for (int e = lane; e < E; e += 32)
+                    if (choice[e] > bv || (best == 0x7fffffff && choice[e] == bv)) { bv = choice[e]; best = e; }
+                warp_argmax(bv, best);
+                if (best == 0x7fffffff) best = 0;
+                if (lane == 0) {
+                    oi[j] = best;
+                    ow[j] = scores[best];
+                    choice[best] = -INFINITY;
                 }
-                oi[j] = best;
-                ow[j] = scores[best];
-                choice[best] = -INFINITY;
+                __syncwarp();
             }
-            if (normalize) {
-                float sum = 0.f;
-                for (int j = 0; j < k; j++) sum += ow[j];
-                sum += 1e-20f;
-                for (int j = 0; j < k; j++) ow[j] /= sum;
+            if (lane == 0) {
+                if (normalize) {
+                    float sum = 0.f;
+                    for (int j = 0; j < k; j++) sum += ow[j];
+                    sum += 1e-20f;
+                    for (int j = 0; j < k; j++) ow[j] /= sum;
+                }
+                for (int j = 0; j < k; j++) ow[j] *= scaling;
             }
-            for (int j = 0; j < k; j++) ow[j] *= scaling;
         }
 
         // Products inside wider rows (MLA's per-head absorption): y[r * y_stride + n] =
@@ -153,6 +319,30 @@ extension KernelSource {
             for (int k = lane; k < K; k += 32) s += bf2f(wn[k]) * xr[k];
             s = warp_sum(s);
             if (lane == 0) y[(size_t)r * y_stride + n] = s;
+        }
+
+        // Per-head products in one launch (MLA's absorption): for head h (w_h bf16 [N, K] at
+        // table[h]) and row r, y[r * y_stride + h * y_hstride + n] = w_h[n, :] . x[r * x_stride +
+        // h * x_hstride ..]. Block (8 outputs, head, 16 rows), a warp per output holding its weight
+        // row in registers (K <= 512), so a decode step reads each matrix once.
+        extern "C" __global__ void sv_head_matmul(const float *x, int x_stride, int x_hstride, const u64 *table,
+                                                  float *y, int y_stride, int y_hstride, int rows, int N, int K) {
+            const int n = blockIdx.x * 8 + (threadIdx.x >> 5), h = blockIdx.y, lane = threadIdx.x & 31;
+            if (n >= N) return;
+            const bf16_t *w = (const bf16_t *)table[h] + (size_t)n * K;
+            float wr[16];
+        #pragma unroll
+            for (int i = 0; i < 16; i++) wr[i] = lane + 32 * i < K ? bf2f(w[lane + 32 * i]) : 0.f;
+            const int r1 = min(rows, (int)(blockIdx.z + 1) * 16);
+            for (int r = blockIdx.z * 16; r < r1; r++) {
+                const float *xr = x + (size_t)r * x_stride + (size_t)h * x_hstride;
+                float s = 0.f;
+        #pragma unroll
+                for (int i = 0; i < 16; i++)
+                    if (lane + 32 * i < K) s += wr[i] * xr[lane + 32 * i];
+                s = warp_sum(s);
+                if (lane == 0) y[(size_t)r * y_stride + (size_t)h * y_hstride + n] = s;
+            }
         }
 
         // dst[r * dst_stride + c] = src[r * src_stride + c] for c < cols (slices of wider rows).

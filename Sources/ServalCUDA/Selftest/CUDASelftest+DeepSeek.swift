@@ -6,10 +6,14 @@ import Foundation
 extension CUDASelftest {
     func runDeepSeekCases() {
         run("mla_attention heads 10, latent 64 + rope 16, 2 sequences (5 new of 5, 1 new of 41)") {
-            try self.testMLA(heads: 10, latent: 64, rope: 16, starts: [0, 40], news: [5, 1])
+            try self.testMLA(heads: 10, latent: 64, rope: 16, starts: [0, 40], news: [5, 1], splits: [1])
         }
-        run("mla_attention DeepSeek-V3 shape: heads 16, latent 512 + rope 64, lens 1/300") {
-            try self.testMLA(heads: 16, latent: 512, rope: 64, starts: [0, 299], news: [1, 1])
+        run("mla_attention DeepSeek-V3 shape: heads 16, latent 512 + rope 64, lens 1/300, 1 and 3 splits") {
+            try self.testMLA(heads: 16, latent: 512, rope: 64, starts: [0, 299], news: [1, 1], splits: [1, 3])
+        }
+        run("mla_attention heads 20 (two blocks), latent 32 + rope 8, lens 1000/37/70, 1, 4 and 32 splits") {
+            try self.testMLA(
+                heads: 20, latent: 32, rope: 8, starts: [999, 36, 69], news: [1, 1, 1], splits: [1, 4, 32])
         }
         for (method, sigmoid, groups, topkGroups, normalize) in [
             (0, false, 1, 1, false), (1, false, 4, 2, false), (2, true, 8, 4, true),
@@ -21,12 +25,18 @@ extension CUDASelftest {
         }
         run("strided_matmul 7 rows (x stride 200, y stride 130) x 96 outputs, k 72") { try self.testStridedMatmul() }
         run("copy_rows_f32 5 rows of 70 (strides 100 / 80)") { try self.testCopyRows() }
+        run("head_matmul 3 heads of 40 x 72, 19 rows (strided)") { try self.testHeadMatmul(n: 40, k: 72, rows: 19) }
+        run("head_matmul 16 heads of 128 x 512 (W_UV shape), 2 rows") {
+            try self.testHeadMatmul(n: 128, k: 512, rows: 2)
+        }
         run("moe_gate_up + moe_down: 5 tokens, 6 experts, top-2, hidden 72, inter 40") {
             try self.testMoEExperts(tokens: 5, experts: 6, k: 2, hidden: 72, inter: 40)
         }
     }
 
-    func testMLA(heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int]) throws -> String? {
+    /// `CUDAKernels.mlaAttention` with each of `splits` against a Double reference (queries and
+    /// probabilities are rounded to bf16 for the tensor cores: bf16 bounds).
+    func testMLA(heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int], splits: [Int]) throws -> String? {
         let kw = latent + rope, seqs = starts.count
         let lens = zip(starts, news).map { $0 + $1 }
         let poolSlots = lens.reduce(0, +) + 7
@@ -45,14 +55,18 @@ extension CUDASelftest {
         let tokens = tokenSeq.count
         let q = randomFloats(tokens * heads * kw)
         let scale = 1 / Float(kw).squareRoot()
-        let out = try poisoned(bytes: tokens * heads * latent * 4)
-        var a = KernelArgs()
-        a.add(try upload(q)); a.add(try upload(cache)); a.add(try upload(indptr)); a.add(try upload(indices))
-        a.add(try upload(tokenSeq)); a.add(try upload(tokenLen)); a.add(out); a.add(heads); a.add(latent); a.add(kw)
-        a.add(scale)
-        try kernels.fn("sv_mla_attention").launch(
-            grid: (tokens, (heads + 7) / 8, 1), block: (256, 1, 1), sharedBytes: 8 * kw * 4, stream: stream, args: a)
-        let got: [Float] = try download(out, tokens * heads * latent)
+        let shape = CUDAKernels.MLAShape(heads: heads, latent: latent, rowWidth: kw, scale: scale)
+        let (qd, cd) = (try upload(q), try upload(cache))
+        let (ip, ix, ts, tl) = (try upload(indptr), try upload(indices), try upload(tokenSeq), try upload(tokenLen))
+        var outputs: [(Int, [Float])] = []
+        for n in splits {
+            let out = try poisoned(bytes: tokens * heads * latent * 4)
+            let ws = try poisoned(bytes: max(4, CUDAKernels.mlaWorkspaceBytes(tokens: tokens, shape: shape, splits: n)))
+            try kernels.mlaAttention(
+                q: qd, cache: cd, kvIndptr: ip, kvIndices: ix, tokenSeq: ts, tokenLen: tl, out: out, workspace: ws,
+                tokens: tokens, shape: shape, splits: n, stream: stream)
+            outputs.append((n, try download(out, tokens * heads * latent)))
+        }
         var want = [Float](repeating: 0, count: tokens * heads * latent)
         for t in 0..<tokens {
             let seq = Int(tokenSeq[t]), n = Int(tokenLen[t])
@@ -74,7 +88,12 @@ extension CUDASelftest {
                 }
             }
         }
-        return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+        for (n, got) in outputs {
+            if let failure = judge("output, \(n) splits", Reference.relativeError(got, want), Self.bf16Tolerance) {
+                return failure
+            }
+        }
+        return nil
     }
 
     func testStridedMatmul() throws -> String? {
@@ -93,6 +112,34 @@ extension CUDASelftest {
                 var s = 0.0
                 for c in 0..<k { s += Double(BF16.float(w[j * k + c])) * Double(x[r * xs + c]) }
                 want.append(Float(s))
+            }
+        }
+        return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+    }
+
+    /// `sv_head_matmul` over a table of per-head matrices, rows and heads strided, against Double.
+    func testHeadMatmul(n: Int, k: Int, rows: Int) throws -> String? {
+        let heads = n == 40 ? 3 : 16
+        let xHead = k + 5, xs = heads * xHead + 3, yHead = n + 2, ys = heads * yHead + 1
+        let x = randomFloats(rows * xs)
+        let ws = (0..<heads).map { _ in randomBF16(n * k, 0.1) }
+        let table = try upload(try ws.map { try upload($0).address })
+        let y = try poisoned(bytes: rows * ys * 4)
+        var a = KernelArgs()
+        a.add(try upload(x)); a.add(xs); a.add(xHead); a.add(table); a.add(y); a.add(ys); a.add(yHead); a.add(rows)
+        a.add(n); a.add(k)
+        try kernels.fn("sv_head_matmul").launch(
+            grid: ((n + 7) / 8, heads, (rows + 15) / 16), block: (256, 1, 1), stream: stream, args: a)
+        let all: [Float] = try download(y, rows * ys)
+        var got: [Float] = [], want: [Float] = []
+        for r in 0..<rows {
+            for h in 0..<heads {
+                for j in 0..<n {
+                    got.append(all[r * ys + h * yHead + j])
+                    var s = 0.0
+                    for c in 0..<k { s += Double(BF16.float(ws[h][j * k + c])) * Double(x[r * xs + h * xHead + c]) }
+                    want.append(Float(s))
+                }
             }
         }
         return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
@@ -182,7 +229,8 @@ extension CUDASelftest {
         a.add(try upload(logits)); a.add(try bias.map { try upload($0) } ?? DevicePointer(address: 0, bytes: 0))
         a.add(ids); a.add(weights); a.add(tokens); a.add(E); a.add(k); a.add(method); a.add(Int32(sigmoid ? 1 : 0))
         a.add(groups); a.add(topkGroups); a.add(Int32(normalize ? 1 : 0)); a.add(scaling)
-        try kernels.fn("sv_moe_route").launch(grid: (1, 1, 1), block: (64, 1, 1), stream: stream, args: a)
+        try kernels.fn("sv_moe_route").launch(
+            grid: ((tokens + 3) / 4, 1, 1), block: (128, 1, 1), stream: stream, args: a)
         let gotIds: [Int32] = try download(ids, tokens * k), gotW: [Float] = try download(weights, tokens * k)
         var wantIds: [Int32] = [], wantW: [Float] = []
         for t in 0..<tokens {

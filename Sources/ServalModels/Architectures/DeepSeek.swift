@@ -70,7 +70,10 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
                 ffn = .moe(try DeepSeekMoE.load(prefix: p, config: c, ctx, placement: placement, moeLayer: moeLayer))
                 moeLayer += 1
             } else {
-                ffn = .dense(try GatedMLP.load(prefix: p, hidden: H, intermediate: c.intermediateSize, ctx))
+                // DeepSeek keeps the all-reduce layout: its MLA and MoE layers sum partials anyway.
+                ffn = .dense(
+                    try GatedMLP.load(
+                        prefix: p, hidden: H, intermediate: c.intermediateSize, layout: .allReduce, ctx))
             }
             blocks.append(
                 Block(

@@ -50,9 +50,10 @@ public final class LlamaModel: BackendLanguageModel, @unchecked Sendable {
                     attentionNorm: try RMSNorm.load("\(p).attn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
                     attention: try GQAAttention.load(
                         prefix: p, hidden: H, heads: c.headCount, kvHeads: c.kvHeadCount,
-                        headDim: c.headDim, bias: c.attentionBias, ctx),
+                        headDim: c.headDim, bias: c.attentionBias, layout: ctx.layout.denseLayout, ctx),
                     ffnNorm: try RMSNorm.load("\(p).ffn_norm.weight", size: H, eps: c.rmsNormEps, ctx),
-                    mlp: try GatedMLP.load(prefix: p, hidden: H, intermediate: c.intermediateSize, ctx)))
+                    mlp: try GatedMLP.load(
+                        prefix: p, hidden: H, intermediate: c.intermediateSize, layout: ctx.layout.denseLayout, ctx)))
         }
         self.blocks = blocks
         let norm = try RMSNorm.load("output_norm.weight", size: H, eps: c.rmsNormEps, ctx)
@@ -107,6 +108,9 @@ public final class LlamaModel: BackendLanguageModel, @unchecked Sendable {
             weightTypes: types.sorted().joined(separator: ", "))
         info.kvLayout = kvLayout.description
         self.info = info
+        // The exact layout gathers whole attention and intermediate rows and computes a
+        // share of the hidden rows (`GQAAttention`, `GatedMLP`).
+        let exact = blocks.first.flatMap { b in b.attention.exact.map { ($0, b.mlp.exact) } }
         workspace = ForwardWorkspace(
             backend: backend,
             widths: .init(
@@ -114,7 +118,9 @@ public final class LlamaModel: BackendLanguageModel, @unchecked Sendable {
                 attention: split.queryHeads.count * c.headDim,
                 intermediate: blocks.first?.mlp.width ?? c.intermediateSize,
                 rotaryPairs: c.ropeDim / 2, vocab: c.vocabSize,
-                vocabShard: parallel.isSingle ? 0 : embedding.vocabRange.count))
+                vocabShard: parallel.isSingle ? 0 : embedding.vocabRange.count,
+                gatherWhole: exact.map { max($0.0.heads.width, $0.1?.intermediate.width ?? 0) } ?? 0,
+                gatherShard: exact.map { $0.0.outputs.local.count } ?? 0))
     }
 
     public func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
@@ -137,7 +143,8 @@ public final class LlamaModel: BackendLanguageModel, @unchecked Sendable {
         let H = config.hiddenSize
         try embedding.forward(tokens: ws.tokens, hostTokens: plan.tokens, rows: n, into: ws.x, backend: be)
         rotary.angles(positions: ws.positions, rows: n, cos: ws.cos, sin: ws.sin, backend: be)
-        let buffers = GQAAttention.Buffers(q: ws.q, k: ws.k, v: ws.v, attn: ws.attn, cos: ws.cos, sin: ws.sin)
+        let buffers = GQAAttention.Buffers(
+            q: ws.q, k: ws.k, v: ws.v, attn: ws.attn, cos: ws.cos, sin: ws.sin, gather: ws.gather)
         for (i, b) in blocks.enumerated() {
             b.attentionNorm.forward(ws.x, rows: n, into: ws.xn, backend: be)
             try b.attention.forward(
@@ -145,7 +152,7 @@ public final class LlamaModel: BackendLanguageModel, @unchecked Sendable {
                 attention: attention, pool: kv.pool, backend: be)
             be.add(ws.x, ws.tmp, into: ws.x, count: n * H)
             b.ffnNorm.forward(ws.x, rows: n, into: ws.xn, backend: be)
-            try b.mlp.forward(ws.xn, rows: n, into: ws.tmp, gate: ws.gate, up: ws.up, backend: be)
+            try b.mlp.forward(ws.xn, rows: n, into: ws.tmp, gate: ws.gate, up: ws.up, gather: ws.gather, backend: be)
             be.add(ws.x, ws.tmp, into: ws.x, count: n * H)
         }
         if nLogits > 0 {

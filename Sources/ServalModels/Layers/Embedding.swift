@@ -110,17 +110,7 @@ public struct LMHead: @unchecked Sendable {
             return
         }
         try projection.forward(normed, rows: count, into: [local], backend: backend)
-        let counts = vocabShards.map { $0.count * count }
-        try communicator.allGatherV(local, counts: counts, into: all)
-        // Rank s's block holds `count` rows of its shard: rows of `logits` take one run from each.
-        let vocab = vocabShards.last?.upperBound ?? 0
-        var blockStart = 0
-        for shard in vocabShards {
-            let w = shard.count
-            for j in 0..<count {
-                (logits + j * vocab + shard.lowerBound).update(from: all + blockStart + j * w, count: w)
-            }
-            blockStart += w * count
-        }
+        try ColumnGather(shards: vocabShards, communicator: communicator).gather(
+            local, rows: count, into: logits, scratch: all)
     }
 }

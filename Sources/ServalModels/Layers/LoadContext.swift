@@ -70,6 +70,9 @@ public struct ModelParallelism: Sendable, Equatable {
     /// two micro-batches, one's combine overlapping the other's experts.
     public var twoBatchOverlap = false
     public var twoBatchOverlapMinTokens = 32
+    /// How a dense (Llama-family) model splits its attention output and MLP down
+    /// projections; DeepSeek models keep the all-reduce layout.
+    public var denseLayout = DenseTPLayout.exact
 
     public init(dataParallelAttention: Bool = false, expertParallel: Bool = false) {
         self.dataParallelAttention = dataParallelAttention
@@ -82,4 +85,20 @@ public struct ModelParallelism: Sendable, Equatable {
 public enum InitialExpertLocation: Sendable, Equatable {
     case logicalCount([[Double]])
     case physicalToLogical([[Int]])
+}
+
+/// How a dense model's attention output (`o_proj`) and MLP down projections are split over
+/// the ranks of a tensor-parallel group (docs/parallelism.md, "How close TP=2 is to one rank").
+/// Chosen with `SERVAL_TP_LAYOUT` (`exact` or `all-reduce`) when the server starts.
+public enum DenseTPLayout: String, Sendable, Equatable, CaseIterable {
+    /// Every projection split by output rows only: the input rows are all-gathered first
+    /// (the attention output of every head; the whole intermediate activation), each rank
+    /// computes its rows with the whole dot product, and the output rows are all-gathered.
+    /// Every rank then holds one rank's activations bit for bit (4 all-gathers per layer).
+    case exact
+    /// Megatron's (and SGLang's) layout: `o_proj` and `down` split by input columns, partial
+    /// sums all-reduced (2 all-reduces per layer). The partial sums add up in another float
+    /// order than one rank's running sum, so the logits differ from one rank's by ~1 % with
+    /// quantized weights (each matmul rounds its input to int8 blocks).
+    case allReduce = "all-reduce"
 }

@@ -158,26 +158,26 @@ public struct MLAAttention: @unchecked Sendable {
         be.copyRows(b.kpe, srcStride: rope, into: b.kRow + latent, dstStride: kw, rows: n, cols: rope)
         rotary.apply(
             b.kRow + latent, rows: n, rowStride: kw, heads: 1, headDim: kw, cos: b.cos, sin: b.sin, backend: be)
-        // The absorbed query: W_UKᵀ q_nope | q_pe per head, then the rotation of its rope part.
-        let qf = qFullWidth, qw = qWidth
-        for h in 0..<heads {
-            let src = b.qFull + h * (nope + rope), dst = b.q + h * kw
-            be.matmul(src, xStride: qf, rows: n, weight: absorbK[h], into: dst, yStride: qw)
-            if let ropeCarry {
-                be.matmul(src + nope, xStride: qf, rows: n, weight: ropeCarry, into: dst + latent, yStride: qw)
-            } else {
-                be.copyRows(src + nope, srcStride: qf, into: dst + latent, dstStride: qw, rows: n, cols: rope)
-            }
+        // The absorbed query: W_UKᵀ q_nope | q_pe per head (heads as rows for the shared rope
+        // part), then the rotation of its rope part.
+        let qf = qFullWidth, qw = qWidth, headIn = nope + rope
+        be.matmulPerHead(
+            b.qFull, xStride: qf, xHeadStride: headIn, rows: n, weights: absorbK, into: b.q, yStride: qw,
+            yHeadStride: kw)
+        if let ropeCarry {
+            be.matmul(
+                b.qFull + nope, xStride: headIn, rows: n * heads, weight: ropeCarry, into: b.q + latent, yStride: kw)
+        } else {
+            be.copyRows(
+                b.qFull + nope, srcStride: headIn, into: b.q + latent, dstStride: kw, rows: n * heads, cols: rope)
         }
         rotary.apply(
             b.q + latent, rows: n, rowStride: qw, heads: heads, headDim: kw, cos: b.cos, sin: b.sin, backend: be)
         // MQA over the latent rows (V = their first `latent` values), then W_UV per head.
         attention.forward(layer: layer, q: b.q, k: b.kRow, v: b.kRow, out: b.attn, pool: pool)
-        for h in 0..<heads {
-            be.matmul(
-                b.attn + h * latent, xStride: heads * latent, rows: n, weight: absorbV[h], into: b.vOut + h * vDim,
-                yStride: heads * vDim)
-        }
+        be.matmulPerHead(
+            b.attn, xStride: heads * latent, xHeadStride: latent, rows: n, weights: absorbV, into: b.vOut,
+            yStride: heads * vDim, yHeadStride: vDim)
         try o.forward(b.vOut, rows: n, into: [y], backend: be)
     }
 

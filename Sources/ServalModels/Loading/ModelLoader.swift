@@ -27,7 +27,8 @@ public struct ModelLoadOptions: Sendable {
     public var seed: UInt64 = 1
     /// This rank's tensor-parallel group.
     public var communicator: any Communicator = SingleRankCommunicator()
-    /// DP attention / expert parallelism over `communicator`'s ranks (DeepSeek models).
+    /// How the model uses `communicator`'s ranks: DP attention and expert parallelism (DeepSeek
+    /// models), the exact or all-reduce layout (dense models).
     public var layout = ModelParallelism()
     /// Which architectures can be built.
     public var registry: ModelRegistry = .standard

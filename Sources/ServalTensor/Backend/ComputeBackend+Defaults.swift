@@ -21,6 +21,17 @@ extension ComputeBackend {
         }
     }
 
+    public func matmulPerHead(
+        _ x: UnsafePointer<Float>, xStride: Int, xHeadStride: Int, rows: Int, weights: [WeightMatrix],
+        into y: UnsafeMutablePointer<Float>, yStride: Int, yHeadStride: Int
+    ) {
+        for (h, w) in weights.enumerated() {
+            matmul(
+                x + h * xHeadStride, xStride: xStride, rows: rows, weight: w, into: y + h * yHeadStride,
+                yStride: yStride)
+        }
+    }
+
     public func makeMoE(routing: MoERouting, experts: [ExpertWeights], hidden: Int, intermediate: Int) throws
         -> any MoEBackend
     {

@@ -145,6 +145,12 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func matmul(
         _ x: UnsafePointer<Float>, xStride: Int, rows: Int, weight: WeightMatrix,
         into y: UnsafeMutablePointer<Float>, yStride: Int)
+    /// Per-head products in one call (MLA's weight absorption; every head's matrix has one shape):
+    /// `y[r·yStride + h·yHeadStride ..< +rows of weights[h]] = weights[h] · x[r·xStride + h·xHeadStride ..]`
+    /// for every head h and row r.
+    func matmulPerHead(
+        _ x: UnsafePointer<Float>, xStride: Int, xHeadStride: Int, rows: Int, weights: [WeightMatrix],
+        into y: UnsafeMutablePointer<Float>, yStride: Int, yHeadStride: Int)
 
     // MARK: Attention and KV memory
 

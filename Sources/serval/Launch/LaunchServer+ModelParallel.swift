@@ -20,9 +20,27 @@ extension LaunchServer {
         }
     }
 
+    /// `SERVAL_TP_LAYOUT` (`exact`, the default, or `all-reduce`): how a dense model's
+    /// `o_proj` and `down` are split over the tensor-parallel ranks (docs/parallelism.md).
+    /// Every process reads its own environment: the rank processes inherit rank 0's, and
+    /// the other nodes of a multi-node group must set the same value.
+    static func denseTPLayout(_ environment: [String: String]) throws -> DenseTPLayout {
+        guard let value = environment["SERVAL_TP_LAYOUT"], !value.isEmpty else { return .exact }
+        guard let layout = DenseTPLayout(rawValue: value) else {
+            let names = DenseTPLayout.allCases.map(\.rawValue).joined(separator: " or ")
+            throw ValidationError("SERVAL_TP_LAYOUT must be \(names); got '\(value)'.")
+        }
+        return layout
+    }
+
     /// What the ranks do besides tensor parallelism, for the startup line.
-    func parallelSummary(_ layout: ParallelLayout) -> String {
+    func parallelSummary(_ layout: ParallelLayout, denseLayout: DenseTPLayout?) -> String {
         var parts: [String] = []
+        switch denseLayout {
+        case .exact: parts.append("exact layout (o_proj/down by output rows, all-gathers; SERVAL_TP_LAYOUT)")
+        case .allReduce: parts.append("all-reduce layout (o_proj/down by input columns; SERVAL_TP_LAYOUT)")
+        case nil: break
+        }
         if layout.enableDPAttention {
             parts.append("DP attention \(layout.dpSize) (\(layout.tpSize / layout.dpSize) rank per group)")
         }
