@@ -14,7 +14,9 @@ public struct KernelCompileCheck: Sendable {
             "sv_rmsnorm_residual",
             "sv_rope_bf16", "sv_rope_f32", "sv_rotary_angles", "sv_sample", "sv_silu_mul_bf16", "sv_silu_mul_f32",
             "sv_add_rmsnorm_f32", "sv_kv_write_q_f32", "sv_gemv3_bf16_xf32", "sv_rope2_f32", "sv_gemv3s_bf16_xf32",
-            "sv_gemv3k_bf16_xf32", "sv_kv_pages_u128", "sv_kv_pages_u16",
+            "sv_gemv3k_bf16_xf32", "sv_kv_pages_u128", "sv_kv_pages_u16", "sv_mla_write", "sv_mla_decode_mma",
+            "sv_mla_decode_combine", "sv_moe_route", "sv_moe_gate_up", "sv_moe_down", "sv_strided_matmul",
+            "sv_copy_rows_f32", "sv_head_matmul",
         ]
         for d in CUDAKernels.mmaExtendDims { names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)"] }
         for d in CUDAKernels.headDims {
