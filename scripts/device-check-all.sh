@@ -35,6 +35,30 @@ done
 echo "== NCCL_DEBUG=INFO" >> $N
 grep -q "FAIL nccl" $N && NCCL_DEBUG=INFO timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl\|fail" | tail -60 >> $N
 el nccl-variants >> $N
+R=$OUT/v2lite.txt
+W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
+( time timeout 180 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
+    --batch-size 1 32 128 --input-len 128 512 --output-len 16 ) 2>&1 | grep -v "GiB of weights" >> $R
+el v2lite >> $R
+G=$OUT/benchcuda.txt
+timeout 150 $B bench-cuda --decode-batches "" > $G 2>&1
+el bench-cuda >> $G
+# Where a decode step's time goes: Nsight Compute's per-kernel durations (clocks left alone) over a
+# short batch-1 run of each model; the summary groups by kernel name (count, mean duration).
+P=$OUT/profile.txt
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ -n "$NCU" ]; then
+  for m in "$W"; do
+    echo "== $m" >> $P
+    timeout 110 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+      --launch-count 2500 $B bench-one-batch --device cuda --model-path $m --load-format dummy \
+      --batch-size 1 --input-len 64 --output-len 24 2>&1 \
+      | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|decode|prefill|rror" | head -300 >> $P
+  done
+else
+  echo "no ncu" >> $P
+fi
+el profile >> $P
 M=$OUT/models.txt
 for m in v2-lite v2-group v3 v3-fp8 v2-lite/model-f32.gguf v3/model-q8_0.gguf; do
   echo "== $m" >> $M
@@ -62,27 +86,3 @@ timeout 150 $B bench-serving --backend serval --port 31000 --tokenizer /tmp/smol
 el bench-serving >> $S
 kill $SP; wait $SP 2>/dev/null
 grep -v "POST\|GET" /tmp/srv8b.log | grep -i "idle\|error\|kernels\|loaded" | tail -6 >> $S
-R=$OUT/v2lite.txt
-W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
-( time timeout 180 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
-    --batch-size 1 32 128 --input-len 128 512 --output-len 16 ) 2>&1 | grep -v "GiB of weights" >> $R
-el v2lite >> $R
-G=$OUT/benchcuda.txt
-timeout 150 $B bench-cuda --decode-batches "" > $G 2>&1
-el bench-cuda >> $G
-# Where a decode step's time goes: Nsight Compute's per-kernel durations (clocks left alone) over a
-# short batch-1 run of each model; the summary groups by kernel name (count, mean duration).
-P=$OUT/profile.txt
-NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-if [ -n "$NCU" ]; then
-  for m in "$W" "$C/llama8b"; do
-    echo "== $m" >> $P
-    timeout 110 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
-      --launch-count 2500 $B bench-one-batch --device cuda --model-path $m --load-format dummy \
-      --batch-size 1 --input-len 64 --output-len 24 2>&1 \
-      | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|decode|prefill|rror" | head -300 >> $P
-  done
-else
-  echo "no ncu" >> $P
-fi
-el profile >> $P
