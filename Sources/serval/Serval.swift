@@ -1,6 +1,6 @@
 import ArgumentParser
+import Foundation
 
-@main
 struct Serval: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serval",
