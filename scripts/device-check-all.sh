@@ -50,7 +50,7 @@ NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -
 if [ -n "$NCU" ]; then
   for m in "$W"; do
     echo "== $m" >> $P
-    timeout 110 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+    timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
       --launch-count 2500 $B bench-one-batch --device cuda --model-path $m --load-format dummy \
       --batch-size 1 --input-len 64 --output-len 24 2>&1 \
       | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|decode|prefill|rror" | head -300 >> $P
