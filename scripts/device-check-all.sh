@@ -28,13 +28,6 @@ N=$OUT/nccl.txt
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $N 2>&1
 ( time NCCL_DEBUG=WARN timeout 200 $B selftest --device cuda --require-nccl ) 2>&1 | grep -v "^PASS\|^ok " >> $N
 el selftest >> $N
-grep -q "FAIL nccl" $N && for v in NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0 "NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0"; do
-  echo "== $v" >> $N
-  env $v NCCL_DEBUG=WARN timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl" >> $N
-done
-echo "== NCCL_DEBUG=INFO" >> $N
-grep -q "FAIL nccl" $N && NCCL_DEBUG=INFO timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl\|fail" | tail -60 >> $N
-el nccl-variants >> $N
 R=$OUT/v2lite.txt
 W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
 ( time timeout 180 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
@@ -43,6 +36,12 @@ el v2lite >> $R
 G=$OUT/benchcuda.txt
 timeout 150 $B bench-cuda --decode-batches "" > $G 2>&1
 el bench-cuda >> $G
+M=$OUT/models.txt
+for m in v2-lite v3 v3-fp8 v3/model-q8_0.gguf; do
+  echo "== $m" >> $M
+  timeout 60 $B selftest --device cuda --model-path $F/$m --model-steps 8 2>&1 | grep "model check\|prompt \|rror" >> $M
+done
+el models >> $M
 # Where a decode step's time goes: Nsight Compute's per-kernel durations (clocks left alone) over a
 # short batch-1 run of each model; the summary groups by kernel name (count, mean duration).
 P=$OUT/profile.txt
@@ -59,12 +58,6 @@ else
   echo "no ncu" >> $P
 fi
 el profile >> $P
-M=$OUT/models.txt
-for m in v2-lite v2-group v3 v3-fp8 v2-lite/model-f32.gguf v3/model-q8_0.gguf; do
-  echo "== $m" >> $M
-  timeout 60 $B selftest --device cuda --model-path $F/$m --model-steps 8 2>&1 | grep "model check\|prompt \|rror" >> $M
-done
-el models >> $M
 V=$OUT/dsserver.txt
 $B launch-server --device cuda --model-path $F/v3 --port 31100 > /tmp/ds-srv.log 2>&1 &
 SP=$!
@@ -86,3 +79,11 @@ timeout 150 $B bench-serving --backend serval --port 31000 --tokenizer /tmp/smol
 el bench-serving >> $S
 kill $SP; wait $SP 2>/dev/null
 grep -v "POST\|GET" /tmp/srv8b.log | grep -i "idle\|error\|kernels\|loaded" | tail -6 >> $S
+# NCCL diagnosis last (only after a failure): the variants, then NCCL_DEBUG=INFO.
+grep -q "FAIL nccl" $N && for v in NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0 "NCCL_GRAPH_REGISTER=0 NCCL_CUMEM_ENABLE=0"; do
+  echo "== $v" >> $N
+  env $v NCCL_DEBUG=WARN timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl" >> $N
+done
+echo "== NCCL_DEBUG=INFO" >> $N
+grep -q "FAIL nccl" $N && NCCL_DEBUG=INFO timeout 100 $B selftest --device cuda --require-nccl 2>&1 | grep -i "nccl\|fail" | tail -60 >> $N
+el nccl-variants >> $N
