@@ -50,6 +50,13 @@ struct Selftest: ParsableCommand {
     )
     var compileOnly = false
 
+    @Option(
+        name: .customLong("only"),
+        help:
+            "With --device cuda: run only the cases whose names contain this text (repeatable; 'backend seam' and 'nccl' select those parts)."
+    )
+    var only: [String] = []
+
     @Option(help: "With --compile-only: the architecture to compile for.")
     var arch: String = "sm_90a"
 
@@ -89,13 +96,22 @@ struct Selftest: ParsableCommand {
                     + (c.cached ? "loaded from cache" : "compiled") + String(format: " in %.2f s", c.seconds)
                     + (c.cacheFile.map { " (\($0.path))" } ?? ""))
             let test = try CUDASelftest(context: context, kernels: kernels, blas: blas, seed: seed) { print($0) }
+            test.only = only
             let (_, opsFailed) = test.runAll()
+            func selected(_ part: String) -> Bool { only.isEmpty || only.contains { part.contains($0) } }
             // The backend seam: CUDABackend's ops against CPUBackend's.
-            var check = BackendCheck(gpu: try CUDABackend(ordinal: gpu), seed: seed)
-            let (seamPassed, seamFailed) = try check.run { print($0) }
-            print("backend seam: \(seamPassed) passed, \(seamFailed) failed")
+            var seamFailed = 0
+            if selected("backend seam") {
+                var check = BackendCheck(gpu: try CUDABackend(ordinal: gpu), seed: seed)
+                let (seamPassed, failed) = try check.run { print($0) }
+                seamFailed = failed
+                print("backend seam: \(seamPassed) passed, \(seamFailed) failed")
+            }
             // The NCCL communicator on one rank (every collective, also inside a captured graph).
-            let (_, ncclFailed) = NCCLSelftest.run(context: context, seed: seed, required: requireNCCL) { print($0) }
+            var ncclFailed = 0
+            if selected("nccl") {
+                ncclFailed = NCCLSelftest.run(context: context, seed: seed, required: requireNCCL) { print($0) }.failed
+            }
             let failed = opsFailed + seamFailed + ncclFailed
             var modelFailed = false
             if let modelPath {

@@ -18,6 +18,8 @@ public final class CUDASelftest {
     private var tally = SelftestTally()
     /// Buffers of the running case (freed when it ends).
     var live: [DeviceBuffer] = []
+    /// Runs only the cases whose names contain one of these (all when empty).
+    public var only: [String] = []
 
     public init(
         context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt, seed: UInt64,
@@ -72,6 +74,7 @@ public final class CUDASelftest {
 
     /// Runs one case (see `SelftestTally`) and frees its buffers.
     func run(_ name: String, _ body: () throws -> String?) {
+        guard only.isEmpty || only.contains(where: { name.contains($0) }) else { return }
         defer { live.removeAll() }
         tally.record(name, emit: emit, body)
     }

@@ -1,0 +1,30 @@
+#!/bin/bash
+# The shortest device call for issues 16/17 (about 3 minutes on an H100), for a session with little
+# device time left: the DeepSeek kernels (MLA on tensor cores, per-head products, warp routing), the KV
+# page copies and the NCCL phases of `selftest --device cuda --only`, V2-Lite-shaped decode at batch 1
+# and 32, the MLA decode micro-benchmark (bench-cuda), and one DeepSeek fixture CPU against GPU.
+# Carry .device-carry as for scripts/device-check-all.sh (serval.xz, smol4.gguf.xz, v2lite.json).
+# Log: $OUT/quick.txt.   Run: bash scripts/device-check-quick.sh
+set -o pipefail
+export NCCL_NVLS_ENABLE=0
+C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtures/deepseek; Q=$OUT/quick.txt
+el() { echo "[t=$(( $(date +%s) - T0 ))s] $*" >> $Q; }
+xz -dc $C/serval.xz > $B; chmod +x $B
+L=""; for n in libnvrtc.so.13 libcublasLt.so.13 libnccl.so.2; do
+  p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}')
+  [ -z "$p" ] && p=$(python3 -c "import nvidia, os; print(next((os.path.join(r, '$n') for d in nvidia.__path__ for r, _, fs in os.walk(d) if '$n' in fs), ''))" 2>/dev/null)
+  [ -n "$p" ] && L="$L:$(dirname $p)"
+done
+export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_NCCL_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> $Q
+timeout 90 $B selftest --device cuda --require-nccl --only mla --only head_matmul --only moe_ --only "kv pages" \
+  --only nccl >> $Q 2>&1
+el selftest
+W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
+timeout 150 $B bench-one-batch --device cuda --model-path $W --load-format dummy --batch-size 1 32 \
+  --input-len 128 --output-len 16 2>&1 | grep -v "GiB of weights" >> $Q
+el v2lite
+timeout 90 $B bench-cuda --decode-batches "" 2>&1 | grep "copy\|mla" >> $Q
+el bench-cuda
+timeout 60 $B selftest --device cuda --only none --model-path $F/v3 --model-steps 8 2>&1 | grep "model check\|prompt \|rror" >> $Q
+el model
