@@ -24,7 +24,7 @@ W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
 timeout 150 $B bench-one-batch --device cuda --model-path $W --load-format dummy --batch-size 1 32 \
   --input-len 128 --output-len 16 2>&1 | grep -v "GiB of weights" >> $Q
 el v2lite
-timeout 90 $B bench-cuda --decode-batches "" 2>&1 | grep "copy\|mla" >> $Q
+timeout 60 $B bench-cuda --mla-only 2>&1 | grep "copy\|mla" >> $Q
 el bench-cuda
 timeout 60 $B selftest --device cuda --only none --model-path $F/v3 --model-steps 8 2>&1 | grep "model check\|prompt \|rror" >> $Q
 el model

@@ -26,6 +26,9 @@ struct BenchCuda: ParsableCommand {
     @Flag(help: "Skip the GEMM and attention micro-benchmarks.")
     var skipMicro: Bool = false
 
+    @Flag(help: "Only the copy bandwidth and the MLA decode micro-benchmark (no GEMM, GEMV, attention or decode step).")
+    var mlaOnly: Bool = false
+
     @Option(help: "Also write the figures as JSON to this file.")
     var jsonOut: String?
 
@@ -53,6 +56,26 @@ struct BenchCuda: ParsableCommand {
         let bw = try bench.copyBandwidth()
         json["copy_gbs"] = bw
         print(String(format: "d2d copy (1 GiB, read+write): %.0f GB/s", bw))
+        if !skipMicro || mlaOnly {
+            var mla: [[String: Any]] = []
+            for (heads, b, len) in [
+                (16, 1, 1024), (16, 1, 4096), (16, 1, 16384), (16, 64, 1024), (16, 64, 4096), (16, 16, 16384),
+                (128, 1, 4096), (128, 64, 4096),
+            ] {
+                let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
+                print(
+                    String(
+                        format:
+                            "mla decode %3d heads x (512+64), batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
+                        heads, b, len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
+                mla.append(["heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs, "splits": r.splits])
+            }
+            json["mla_decode"] = mla
+        }
+        if mlaOnly {
+            try write(json)
+            return
+        }
         if !skipMicro {
             var gemms: [[String: Any]] = []
             let shapes: [(String, Int, Int, Int)] = [
@@ -106,20 +129,6 @@ struct BenchCuda: ParsableCommand {
                 attn.append(["batch": b, "context": len, "ms": r.ms, "gbs": r.gbs])
             }
             json["decode_attention"] = attn
-            var mla: [[String: Any]] = []
-            for (heads, b, len) in [
-                (16, 1, 1024), (16, 1, 4096), (16, 1, 16384), (16, 64, 1024), (16, 64, 4096), (16, 16, 16384),
-                (128, 1, 4096), (128, 64, 4096),
-            ] {
-                let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
-                print(
-                    String(
-                        format:
-                            "mla decode %3d heads x (512+64), batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
-                        heads, b, len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
-                mla.append(["heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs, "splits": r.splits])
-            }
-            json["mla_decode"] = mla
             var ext: [String: Any] = [:]
             let chosen = kernels.extendKernel
             for kernel in CUDAKernels.ExtendKernel.allCases {
@@ -164,9 +173,13 @@ struct BenchCuda: ParsableCommand {
             }
             json["decode_step"] = rows
         }
-        if let jsonOut {
-            let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-            try data.write(to: URL(fileURLWithPath: jsonOut))
-        }
+        try write(json)
+    }
+
+    /// `--json-out`'s file, when asked for.
+    private func write(_ json: [String: Any]) throws {
+        guard let jsonOut else { return }
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: jsonOut))
     }
 }
