@@ -144,7 +144,12 @@ public struct DeepSeekMoE: @unchecked Sendable {
         if let slots {
             runLocalExperts(slots, x, rows: n, firstToken: 0, into: y, buffers: b, backend: be)
         } else {
-            for p in 0..<(n * moe.routing.topK) { counter.add(slot: Int(b.ids[p])) }
+            // The router's ids are host memory only on the CPU: a GPU's stay on the device
+            // (reading them here was a host dereference of a device address), so the expert
+            // distribution is counted on CPU backends only.
+            if !(be is any DeviceBackend) {
+                for p in 0..<(n * moe.routing.topK) { counter.add(slot: Int(b.ids[p])) }
+            }
             moe.experts(x, tokens: n, ids: b.ids, weights: b.weights, into: y)
         }
         if let shared, !sharedReplicated {
