@@ -21,8 +21,7 @@ xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
 [ -n "$QUICK" ] || ( BUILD_S=400 nice -n 10 bash $C/build-cuda.sh /tmp/llsrc > $OUT/peer.txt 2>&1; echo "build rc $? at $(( $(date +%s) - T0 ))s" >> $OUT/peer.txt ) &
 BP=$!
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.mem --format=csv > $OUT/smi.txt 2>&1
-L=""; for n in libnvrtc.so.13 libcublasLt.so.13; do p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}'); [ -z "$p" ] && p=$(find / -name "$n" -not -path '*/proc/*' 2>/dev/null | head -1); [ -n "$p" ] && L="$L:$(dirname $p)"; done
-export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
+source "$(dirname "$0")/device-env.sh"
 echo "lib dirs: $SERVAL_CUDA_LIB_DIR; nproc $(nproc); $(uptime)" >> $OUT/smi.txt
 S=$OUT/selftest.txt
 ( time timeout 60 $B selftest --compile-only ) >> $S 2>&1

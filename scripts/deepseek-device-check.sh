@@ -11,8 +11,7 @@ set -o pipefail
 C=.device-carry; B=/tmp/serval; F=Tests/ServalTestSupport/Fixtures/deepseek; T0=$(date +%s)
 stamp() { echo "[t=$(( $(date +%s) - T0 ))s]" >> "$1"; }
 xz -dc $C/serval.xz > $B; chmod +x $B
-L=""; for n in libnvrtc.so.13 libcublasLt.so.13 libnvrtc.so.12 libcublasLt.so.12; do p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}'); [ -z "$p" ] && p=$(find / -name "$n" -not -path '*/proc/*' 2>/dev/null | head -1); [ -n "$p" ] && L="$L:$(dirname $p)"; done
-export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
+source "$(dirname "$0")/device-env.sh"
 
 S=$OUT/selftest.txt
 ( time timeout 150 $B selftest --device cuda ) > $S 2>&1

@@ -17,13 +17,7 @@ C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtur
 el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
 xz -dc $C/serval.xz > $B; chmod +x $B
 xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
-L=""; for n in libnvrtc.so.13 libcublasLt.so.13 libnccl.so.2; do
-  p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}')
-  [ -z "$p" ] && p=$(python3 -c "import nvidia, os; print(next((os.path.join(r, '$n') for d in nvidia.__path__ for r, _, fs in os.walk(d) if '$n' in fs), ''))" 2>/dev/null)
-  [ -z "$p" ] && p=$(find / -name "$n" -not -path '/proc/*' 2>/dev/null | head -1)
-  [ -n "$p" ] && L="$L:$(dirname $p)"
-done
-export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_NCCL_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
+source "$(dirname "$0")/device-env.sh"
 N=$OUT/nccl.txt
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $N 2>&1
 ( time NCCL_DEBUG=WARN timeout 200 $B selftest --device cuda --require-nccl ) 2>&1 | grep -v "^PASS\|^ok " >> $N

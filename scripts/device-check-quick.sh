@@ -10,12 +10,7 @@ export NCCL_NVLS_ENABLE=0
 C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtures/deepseek; Q=$OUT/quick.txt
 el() { echo "[t=$(( $(date +%s) - T0 ))s] $*" >> $Q; }
 xz -dc $C/serval.xz > $B; chmod +x $B
-L=""; for n in libnvrtc.so.13 libcublasLt.so.13 libnccl.so.2; do
-  p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}')
-  [ -z "$p" ] && p=$(python3 -c "import nvidia, os; print(next((os.path.join(r, '$n') for d in nvidia.__path__ for r, _, fs in os.walk(d) if '$n' in fs), ''))" 2>/dev/null)
-  [ -n "$p" ] && L="$L:$(dirname $p)"
-done
-export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_NCCL_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
+source "$(dirname "$0")/device-env.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> $Q
 timeout 90 $B selftest --device cuda --require-nccl --only mla --only head_matmul --only moe_ --only "kv pages" \
   --only nccl >> $Q 2>&1

@@ -29,13 +29,7 @@ mkdir -p /tmp/gqa128 && cat > /tmp/gqa128/config.json <<'JSON'
  "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "max_position_embeddings": 4096, "tie_word_embeddings": false,
  "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
 JSON
-L=""; for n in libnvrtc.so.13 libcublasLt.so.13; do
-  p=$(ldconfig -p | grep -m1 "$n" | awk '{print $NF}')
-  [ -z "$p" ] && p=$(python3 -c "import nvidia, os; print(next((os.path.join(r, '$n') for d in nvidia.__path__ for r, _, fs in os.walk(d) if '$n' in fs), ''))" 2>/dev/null)
-  [ -z "$p" ] && p=$(find / -name "$n" -not -path '/proc/*' 2>/dev/null | head -1)
-  [ -n "$p" ] && L="$L:$(dirname $p)"
-done
-export SERVAL_CUDA_LIB_DIR=${L#:} SERVAL_CUDA_CACHE=/tmp/svcache
+source "$(dirname "$0")/device-env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> $R 2>&1
 
 # 1. The pool's page copies against their reference (and every other kernel: warms the cache).
