@@ -476,7 +476,11 @@ public final class Engine: EngineHandle, @unchecked Sendable {
 
     private func runExpertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
         guard let experts else { throw EngineError.invalidRequest("the model has no routed experts") }
-        return try experts.expertControl(control)
+        do {
+            return try experts.expertControl(control)
+        } catch let e as ModelError {
+            throw EngineError.invalidRequest("\(e)")  // e.g. a GPU model: the routes answer 400, not 500
+        }
     }
 
     /// Decode side of disaggregation: pages go into their slots; the last message brings

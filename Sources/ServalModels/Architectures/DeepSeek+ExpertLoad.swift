@@ -15,6 +15,13 @@ extension DeepSeekModel: ExpertLoadControl {
     }
 
     public func expertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
+        // The router's choices stay in a GPU's memory and are not counted there (DeepSeekMoE).
+        if backend is any DeviceBackend {
+            throw ModelError(
+                source: "expert distribution",
+                "recording and EPLB count the router's choices on CPU backends only; this model runs on \(backend.name)"
+            )
+        }
         switch control {
         case .record(let on):
             // Starting clears the window; stopping keeps it for the dump.
