@@ -231,15 +231,7 @@ struct Scheduler {
                 cache.unlock(match.node)
                 break
             }
-            ensureFree(need)
-            candidate.slots = match.slots
-            candidate.slotsChanged(from: 0)
-            candidate.cachedLength = matched
-            candidate.kvLength = matched
-            candidate.cacheNode = config.disableRadixCache ? nil : match.node
-            if config.disableRadixCache { cache.unlock(match.node) }
-            let ok = allocator.grow(&candidate.slots, by: chunk)
-            assert(ok, "prefill slot allocation failed after eviction")
+            adoptPrefix(match, plus: chunk, need: need, for: candidate, what: "prefill")
             if candidate.promptCachedTokens == nil {
                 candidate.promptCachedTokens = min(matched, candidate.promptLength)
                 promptTokensAdmitted += candidate.promptLength
@@ -448,6 +440,21 @@ struct Scheduler {
 /// When the pool cannot hold a prompt plus its expected output, it stays queued
 /// (back-pressure): nothing is fetched until its slots exist.
 extension Scheduler {
+    /// Hands `candidate` its matched prefix's slots and `count` fresh ones after them (`need`
+    /// slots made free first, evicting if it must); the prefix node stays locked for it unless
+    /// the radix cache is off. Shared by prefill admission and disaggregated transfers.
+    mutating func adoptPrefix(_ match: RadixMatch, plus count: Int, need: Int, for candidate: Request, what: String) {
+        ensureFree(need)
+        candidate.slots = match.slots
+        candidate.slotsChanged(from: 0)
+        candidate.cachedLength = match.length
+        candidate.kvLength = match.length
+        candidate.cacheNode = config.disableRadixCache ? nil : match.node
+        if config.disableRadixCache { cache.unlock(match.node) }
+        let ok = allocator.grow(&candidate.slots, by: count)
+        assert(ok, "\(what) slot allocation failed after eviction")
+    }
+
     /// Gives slots to queued transfers, in arrival order, while the pool and
     /// `maxRunningRequests` allow; returns the requests whose fetch may start now. Their
     /// `kvLength` is the cached prefix: positions from there on must be received.
@@ -470,15 +477,7 @@ extension Scheduler {
                 cache.unlock(match.node)
                 break
             }
-            ensureFree(need)
-            candidate.slots = match.slots
-            candidate.slotsChanged(from: 0)
-            candidate.cachedLength = matched
-            candidate.kvLength = matched
-            candidate.cacheNode = config.disableRadixCache ? nil : match.node
-            if config.disableRadixCache { cache.unlock(match.node) }
-            let ok = allocator.grow(&candidate.slots, by: candidate.promptLength - matched)
-            assert(ok, "transfer slot allocation failed after eviction")
+            adoptPrefix(match, plus: candidate.promptLength - matched, need: need, for: candidate, what: "transfer")
             candidate.promptCachedTokens = min(matched, candidate.promptLength)
             recordAdmission(prompt: candidate.promptLength, cached: min(matched, candidate.promptLength))
             candidate.status = .running
