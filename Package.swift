@@ -57,7 +57,8 @@ let package = Package(
         .target(name: "ServalBase", swiftSettings: fast),
         .target(name: "ServalGrammar", swiftSettings: fast),
         .target(name: "ServalTensor", dependencies: ["ServalBase"], swiftSettings: fast),
-        .target(name: "ServalCPU", dependencies: ["ServalTensor", "CServalKernels"], swiftSettings: fast),
+        .target(
+            name: "ServalCPU", dependencies: ["ServalBase", "ServalTensor", "CServalKernels"], swiftSettings: fast),
         .target(name: "ServalFormats", dependencies: ["ServalTensor"], swiftSettings: fast),
         .target(
             name: "CServalCUDA",

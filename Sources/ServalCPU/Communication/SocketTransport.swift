@@ -1,4 +1,5 @@
 import Foundation
+import ServalBase
 import ServalTensor
 
 #if canImport(Glibc)
@@ -114,19 +115,8 @@ public final class SocketTransport: ExchangeTransport, @unchecked Sendable {
     }
 
     static func address(_ host: String, _ port: Int) throws -> sockaddr_in {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        let name = host == "localhost" ? "127.0.0.1" : host
-        if inet_pton(AF_INET, name, &addr.sin_addr) != 1 {
-            var hints = addrinfo()
-            hints.ai_family = AF_INET
-            var res: UnsafeMutablePointer<addrinfo>?
-            guard getaddrinfo(name, nil, &hints, &res) == 0, let r = res, let sa = r.pointee.ai_addr else {
-                throw CommunicatorError("cannot resolve host '\(host)' of --dist-init-addr")
-            }
-            defer { freeaddrinfo(res) }
-            addr.sin_addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+        guard let addr = IPv4Address.make(host: host, port: port) else {
+            throw CommunicatorError("cannot resolve host '\(host)' of --dist-init-addr")
         }
         return addr
     }

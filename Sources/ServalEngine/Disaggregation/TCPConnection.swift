@@ -1,4 +1,5 @@
 import Foundation
+import ServalBase
 
 #if canImport(Glibc)
     import Glibc
@@ -75,19 +76,8 @@ final class TCPConnection: @unchecked Sendable {
 
     static func address(_ host: String, _ port: Int) throws -> sockaddr_in {
         guard (0...65535).contains(port) else { throw KVTransferError("port \(port) is outside 0...65535") }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        let name = host == "localhost" ? "127.0.0.1" : host
-        if inet_pton(AF_INET, name, &addr.sin_addr) != 1 {
-            var hints = addrinfo()
-            hints.ai_family = AF_INET
-            var res: UnsafeMutablePointer<addrinfo>?
-            guard getaddrinfo(name, nil, &hints, &res) == 0, let r = res, let sa = r.pointee.ai_addr else {
-                throw KVTransferError("cannot resolve host '\(host)'")
-            }
-            defer { freeaddrinfo(res) }
-            addr.sin_addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+        guard let addr = IPv4Address.make(host: host, port: port) else {
+            throw KVTransferError("cannot resolve host '\(host)'")
         }
         return addr
     }
