@@ -152,14 +152,10 @@ extension KernelSource {
                         for (int i = 0; i < 8; i++) {
                             const int dt = warp + 4 * i;
                             if (dt < DT) {
-                                unsigned b0, b1, b2, b3;
-                                const unsigned addr =
-                                    smem_addr(tile + (kk * 16 + (lane & 15)) * RS + dt * 16 + (lane >> 4) * 8);
-                                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-                                             : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
-                                             : "r"(addr));
-                                mma_bf16(o[i][0], a, b0, b1);
-                                mma_bf16(o[i][1], a, b2, b3);
+                                unsigned b[4];
+                                ldsm_v_x4(tile + kk * 16 * RS + dt * 16, RS, lane, b);
+                                mma_bf16(o[i][0], a, b[0], b[1]);
+                                mma_bf16(o[i][1], a, b[2], b[3]);
                             }
                         }
                     }

@@ -22,6 +22,15 @@ extension KernelSource {
             asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
             return r;
         }
+        // B fragments of P·V for two n-tiles: the 16 rows x 16 columns of bf16 values at `v`
+        // (row stride `rs` elements) from shared memory, transposed; b[0], b[1] for columns 0-7,
+        // b[2], b[3] for columns 8-15.
+        __device__ __forceinline__ void ldsm_v_x4(const bf16_t *v, int rs, int lane, unsigned *b) {
+            const unsigned addr = smem_addr(v + (lane & 15) * rs + (lane >> 4) * 8);
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                         : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                         : "r"(addr));
+        }
         __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
             return (unsigned)f2bf(lo) | ((unsigned)f2bf(hi) << 16);
         }
@@ -149,15 +158,12 @@ extension KernelSource {
                     split_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3], pa[3], pl[3]);
         #pragma unroll
                     for (int dt = 0; dt < D / 16; dt++) {
-                        unsigned b0, b1, b2, b3;
-                        const unsigned addr = smem_addr(sv + (kk * 16 + (lane & 15)) * RS + dt * 16 + (lane >> 4) * 8);
-                        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-                                     : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
-                                     : "r"(addr));
-                        mma_bf16(o[2 * dt], pa, b0, b1);
-                        mma_bf16(o[2 * dt + 1], pa, b2, b3);
-                        mma_bf16(o[2 * dt], pl, b0, b1);
-                        mma_bf16(o[2 * dt + 1], pl, b2, b3);
+                        unsigned b[4];
+                        ldsm_v_x4(sv + kk * 16 * RS + dt * 16, RS, lane, b);
+                        mma_bf16(o[2 * dt], pa, b[0], b[1]);
+                        mma_bf16(o[2 * dt + 1], pa, b[2], b[3]);
+                        mma_bf16(o[2 * dt], pl, b[0], b[1]);
+                        mma_bf16(o[2 * dt + 1], pl, b[2], b[3]);
                     }
                 }
             }
@@ -305,14 +311,10 @@ extension KernelSource {
                         pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
         #pragma unroll
                         for (int dt = 0; dt < D / 16; dt++) {
-                            unsigned b0, b1, b2, b3;
-                            const unsigned addr =
-                                smem_addr(sv + (kk * 16 + (lane & 15)) * RS + dt * 16 + (lane >> 4) * 8);
-                            asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-                                         : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
-                                         : "r"(addr));
-                            mma_bf16(o[2 * dt], pa, b0, b1);
-                            mma_bf16(o[2 * dt + 1], pa, b2, b3);
+                            unsigned b[4];
+                            ldsm_v_x4(sv + kk * 16 * RS + dt * 16, RS, lane, b);
+                            mma_bf16(o[2 * dt], pa, b[0], b[1]);
+                            mma_bf16(o[2 * dt + 1], pa, b[2], b[3]);
                         }
                     }
                 }
