@@ -134,11 +134,12 @@ def pool_is_empty(server):
     return False
 
 
-@pytest.fixture(scope="module")
-def llama():
-    plain = Server(port=port())
-    prefill = prefill_server("--chunked-prefill-size", "16")
-    decode = decode_server("--disaggregation-decode-timeout", "60")
+def pd_set(extra, chunk):
+    """A plain server, a prefill and a decode server and the PD router over them, all started
+    with `extra`; the prefill side in chunks of `chunk` tokens."""
+    plain = Server(*extra, port=port())
+    prefill = prefill_server(*extra, "--chunked-prefill-size", chunk)
+    decode = decode_server(*extra, "--disaggregation-decode-timeout", "60")
     router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base])
     yield plain, prefill, decode, router
     router.stop()
@@ -146,14 +147,25 @@ def llama():
         s.stop()
 
 
+def assert_pd_matches_plain(plain, router, text):
+    """The router's greedy answer to `text` has the plain server's tokens; returns its JSON."""
+    want = plain.post("/generate", json=greedy(text)).json()
+    got = router.post("/generate", json=greedy(text))
+    assert got.status_code == 200, got.text
+    assert got.json()["output_ids"] == want["output_ids"], text
+    return got.json()
+
+
+@pytest.fixture(scope="module")
+def llama():
+    yield from pd_set((), "16")
+
+
 def test_pd_gives_the_plain_servers_greedy_tokens(llama):
     plain, _, decode, router = llama
     for text in PROMPTS:
-        want = plain.post("/generate", json=greedy(text)).json()
-        got = router.post("/generate", json=greedy(text))
-        assert got.status_code == 200, got.text
-        assert got.json()["output_ids"] == want["output_ids"], text
-        assert got.json()["meta_info"]["finish_reason"]["type"] == "length"
+        got = assert_pd_matches_plain(plain, router, text)
+        assert got["meta_info"]["finish_reason"]["type"] == "length"
     # The decode side cached the prompts it received: the same prompt again matches them.
     again = router.post("/generate", json=greedy(PROMPTS[2])).json()
     assert again["meta_info"]["cached_tokens"] > 0
@@ -403,24 +415,13 @@ def llama_tp():
     """Tensor parallel on both sides: every rank holds its own KV heads' shard (SmolLM2's 3 KV
     heads over 2 ranks: 1 + 2), rank 0 gathers them on the prefill side and scatters them on
     the decode side."""
-    tp = ("--tp-size", "2", "--threads", "1")
-    plain = Server(*tp, port=port())
-    prefill = prefill_server(*tp, "--chunked-prefill-size", "4")
-    decode = decode_server(*tp, "--disaggregation-decode-timeout", "60")
-    router = PDRouter([(prefill.base, prefill.bootstrap_port)], [decode.base])
-    yield plain, prefill, decode, router
-    router.stop()
-    for s in (decode, prefill, plain):
-        s.stop()
+    yield from pd_set(("--tp-size", "2", "--threads", "1"), "4")
 
 
 def test_pd_with_tp_ranks_gives_the_plain_tp_servers_greedy_tokens(llama_tp):
     plain, _, decode, router = llama_tp
     for text in PROMPTS:
-        want = plain.post("/generate", json=greedy(text)).json()
-        got = router.post("/generate", json=greedy(text))
-        assert got.status_code == 200, got.text
-        assert got.json()["output_ids"] == want["output_ids"], text
+        assert_pd_matches_plain(plain, router, text)
     # The decode side's radix cache holds what the ranks received: a repeat matches it.
     again = router.post("/generate", json=greedy(PROMPTS[2])).json()
     assert again["meta_info"]["cached_tokens"] > 0
