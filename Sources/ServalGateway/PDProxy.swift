@@ -174,6 +174,16 @@ struct PDProxy: Sendable {
                         stream(resp, from: decode, prefill: prefillTask, start: start, path: path, release: release))
                 }
                 let bytes = (try? await resp.body.collect(upTo: Int.max)) ?? ByteBuffer()
+                // A prefill worker that was never reached sent no KV, so the decode side's answer
+                // cannot be the request's (it ends aborted, with no tokens): try another pair.
+                // (Usually the prefill's failure arrives first; this is the race where it does not.)
+                if (200..<300).contains(status) {
+                    let outcome = await prefillTask.value
+                    if outcome.unreachable {
+                        finish(decode, ok: true, start: start, path: path)
+                        return .unreachable(prefill, outcome.message)
+                    }
+                }
                 // A decode failure caused by the prefill side reads better as the prefill's error.
                 if !(200..<300).contains(status) {
                     let outcome = await prefillTask.value
