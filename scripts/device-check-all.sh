@@ -3,8 +3,10 @@
 # phase named) and again under NCCL_GRAPH_REGISTER=0 / NCCL_CUMEM_ENABLE=0, the DeepSeek fixtures CPU
 # against GPU (near-tie verdict), a --device cuda DeepSeek server (/generate twice, chat), 8B-shaped
 # serving at 64 streams (512 in / 256 out, --random-range-ratio 1), V2-Lite-shaped decode at batch
-# 1/32/128, `bench-cuda` (GEMM, GEMV, attention, MLA decode), an ncu per-kernel profile of batch-1 decode.
-# Logs under $OUT: nccl.txt, models.txt, dsserver.txt, serve.txt, v2lite.txt, benchcuda.txt, profile.txt.
+# 1/32/128, `bench-cuda` (GEMM, GEMV, attention, MLA decode), an ncu per-kernel profile of batch-1 decode
+# and an ncu stall analysis of the MLA decode kernel.
+# Logs under $OUT: nccl.txt, models.txt, dsserver.txt, serve.txt, v2lite.txt, benchcuda.txt, profile.txt,
+# mla-ncu.txt.
 # Carry .device-carry with: serval.xz (`swift build -c release --static-swift-stdlib --product serval
 # --scratch-path .build-static`, strip, `xz -T2 -6`), smol4.gguf.xz (scripts/truncate-gguf.py: the first
 # 3 blocks of the default GGUF, what fits the 64 MiB carry beside the binary and the tree),
@@ -41,7 +43,7 @@ el models >> $M
 P=$OUT/profile.txt
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ]; then
-  for m in "$W"; do
+  for m in "$W" "$C/llama8b"; do
     echo "== $m" >> $P
     timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
       --launch-count 2500 $B bench-one-batch --device cuda --model-path $m --load-format dummy \
@@ -52,6 +54,14 @@ else
   echo "no ncu" >> $P
 fi
 el profile >> $P
+# The MLA decode kernel's limiters (issue 16): one launch of the 16-head 64 x 4k case under Nsight
+# Compute's throughput, warp-state, scheduler, occupancy and source-level stall sections.
+A=$OUT/mla-ncu.txt
+[ -n "$NCU" ] && timeout 120 $NCU --clock-control none --section SpeedOfLight --section WarpStateStats \
+  --section SchedulerStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+  --section SourceCounters -k regex:sv_mla_decode_mma --launch-skip 3 --launch-count 1 \
+  $B bench-cuda --mla-only --mla-cases 16:64:4096 > $A 2>&1
+el mla-ncu >> $A
 V=$OUT/dsserver.txt
 $B launch-server --device cuda --model-path $F/v3 --port 31100 > /tmp/ds-srv.log 2>&1 &
 SP=$!

@@ -29,8 +29,29 @@ struct BenchCuda: ParsableCommand {
     @Flag(help: "Only the copy bandwidth and the MLA decode micro-benchmark (no GEMM, GEMV, attention or decode step).")
     var mlaOnly: Bool = false
 
+    @Option(help: "MLA decode cases as heads:batch:context, comma-separated (default: the eight standard cases).")
+    var mlaCases: String?
+
     @Option(help: "Also write the figures as JSON to this file.")
     var jsonOut: String?
+
+    /// `--mla-cases`, or the standard eight: 16 heads (a TP-8 share of V3's 128) and 128.
+    func parsedMLACases() throws -> [(Int, Int, Int)] {
+        guard let mlaCases else {
+            return [
+                (16, 1, 1024), (16, 1, 4096), (16, 1, 16384), (16, 64, 1024), (16, 64, 4096), (16, 16, 16384),
+                (128, 1, 4096), (128, 64, 4096),
+            ]
+        }
+        return try mlaCases.split(separator: ",").map { part in
+            let v = part.split(separator: ":").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard v.count == 3, v.allSatisfy({ $0 > 0 }) else {
+                throw ValidationError(
+                    "--mla-cases needs heads:batch:context triples of positive integers, got '\(part)'")
+            }
+            return (v[0], v[1], v[2])
+        }
+    }
 
     func run() throws {
         let batches = try decodeBatches.split(separator: ",").map { part -> Int in
@@ -58,10 +79,7 @@ struct BenchCuda: ParsableCommand {
         print(String(format: "d2d copy (1 GiB, read+write): %.0f GB/s", bw))
         if !skipMicro || mlaOnly {
             var mla: [[String: Any]] = []
-            for (heads, b, len) in [
-                (16, 1, 1024), (16, 1, 4096), (16, 1, 16384), (16, 64, 1024), (16, 64, 4096), (16, 16, 16384),
-                (128, 1, 4096), (128, 64, 4096),
-            ] {
+            for (heads, b, len) in try parsedMLACases() {
                 let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
                 print(
                     String(
