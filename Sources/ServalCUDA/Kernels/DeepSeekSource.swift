@@ -51,13 +51,18 @@ extension KernelSource {
             const float sl2 = scale * 1.4426950408889634f;
             const int chunks = kw / 8;  // 16-byte pieces of a row
 
+            // A tile's 32 slot ids are read once, one per lane, and passed around by shuffles; warp w
+            // copies rows 8w .. 8w+7, its lanes striding over each row's 16-byte pieces.
             auto load = [&](int kt, int st) {
                 bf16_t *dst = sk + st * SV_MLA_BK * RS;
-                for (int i = threadIdx.x; i < SV_MLA_BK * chunks; i += blockDim.x) {
-                    const int j = i / chunks, c = i % chunks, tok = kt + j;
-                    const bool ok = tok < end;
-                    const bf16_t *src = cache + (ok ? (size_t)slots[tok] * kw : 0) + c * 8;
-                    cp_async16(dst + j * RS + c * 8, src, ok ? 16 : 0);
+                const int mine = kt + lane < end ? slots[kt + lane] : 0;
+        #pragma unroll
+                for (int r = 0; r < SV_MLA_BK / 4; r++) {
+                    const int j = warp * (SV_MLA_BK / 4) + r;
+                    const int slot = __shfl_sync(0xffffffffu, mine, j);
+                    const bf16_t *src = cache + (size_t)slot * kw;
+                    const int n = kt + j < end ? 16 : 0;
+                    for (int c = lane; c < chunks; c += 32) cp_async16(dst + j * RS + c * 8, src + c * 8, n);
                 }
                 asm volatile("cp.async.commit_group;");
             };
@@ -92,14 +97,25 @@ extension KernelSource {
                 }
                 __syncthreads();
                 const bf16_t *tile = sk + st * SV_MLA_BK * RS;
-                {  // S = Q K^T, rows 8w .. 8w+7 of the tile
-                    float s[4] = {0.f, 0.f, 0.f, 0.f};
+                {  // S = Q K^T, rows 8w .. 8w+7 of the tile; four accumulators keep four products in flight
+                    float s[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};
+                    float s2[4] = {0.f, 0.f, 0.f, 0.f}, s3[4] = {0.f, 0.f, 0.f, 0.f};
                     const unsigned *krow = (const unsigned *)(tile + (warp * 8 + g) * RS);
-                    for (int ks = 0; ks < KWP / 16; ks++) {
+                    auto qk = [&](float *acc, int ks) {
                         const unsigned a[4] = {q0[ks * 8 + tig], q1[ks * 8 + tig], q0[ks * 8 + 4 + tig],
                                                q1[ks * 8 + 4 + tig]};
-                        mma_bf16(s, a, krow[ks * 8 + tig], krow[ks * 8 + 4 + tig]);
+                        mma_bf16(acc, a, krow[ks * 8 + tig], krow[ks * 8 + 4 + tig]);
+                    };
+                    int ks = 0;
+                    for (; ks + 4 <= KWP / 16; ks += 4) {
+                        qk(s, ks);
+                        qk(s1, ks + 1);
+                        qk(s2, ks + 2);
+                        qk(s3, ks + 3);
                     }
+                    for (; ks < KWP / 16; ks++) qk(s, ks);
+        #pragma unroll
+                    for (int e = 0; e < 4; e++) s[e] += s1[e] + s2[e] + s3[e];
                     const int j = warp * 8 + 2 * tig;
                     ss[g * SS + j] = s[0];
                     ss[g * SS + j + 1] = s[1];
