@@ -12,7 +12,7 @@ el() { echo "[t=$(( $(date +%s) - T0 ))s] $*" >> $Q; }
 xz -dc $C/serval.xz > $B; chmod +x $B
 source "$(dirname "$0")/device-env.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> $Q
-timeout 90 $B selftest --device cuda --require-nccl --only mla --only head_matmul --only moe_ --only "kv pages" \
+timeout 90 $B selftest --device cuda --require-nccl --only mla --only head_matmul --only moe --only "kv pages" \
   --only nccl >> $Q 2>&1
 el selftest
 W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json

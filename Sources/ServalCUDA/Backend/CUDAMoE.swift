@@ -1,3 +1,4 @@
+import Foundation
 import ServalTensor
 
 extension CUDABackend {
@@ -11,12 +12,12 @@ extension CUDABackend {
 
 /// `MoEBackend` on the GPU. `route`: `sv_moe_route`, a warp per token, the CPU's rule
 /// step for step (scores, correction bias for selection only, group masking, top-k with
-/// ties to the lower id, normalisation, scaling). `experts`: two kernels over every
-/// (token, choice) pair at once — no per-expert host loop — reading each expert's bf16
-/// matrices through a device table of their addresses: `sv_moe_gate_up` (a warp per
-/// intermediate row: SiLU(gate·x)·(up·x) into an fp32 scratch of pairs × intermediate)
-/// and `sv_moe_down` (a warp per output element, the k choices weighted and summed in
-/// order, so no atomics and the same sum order on every run).
+/// ties to the lower id, normalisation, scaling). `experts` reads each expert's bf16
+/// matrices through a device table of their addresses, with no per-expert host loop and no
+/// host read of the routing, so it runs inside CUDA graphs (`CUDAKernels.moeExperts`):
+/// grouped by expert where rows and addresses are 16-byte multiples (each active expert's
+/// rows streamed once for all its tokens), per (token, choice) pair otherwise or with
+/// `SERVAL_CUDA_MOE=pairs`.
 final class CUDAMoE: MoEBackend, @unchecked Sendable {
     /// Limits of the routing kernel's per-thread arrays.
     static let maxExperts = 512
@@ -28,6 +29,9 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
     let intermediate: Int
     /// gate | up | down matrix addresses, `experts` each (u64).
     private let table: DeviceBuffer
+    /// Whether `experts` takes the grouped kernels (16-byte rows and addresses, not turned off).
+    let grouped: Bool
+    /// pairs × intermediate fp32 (then, grouped, pairs × hidden fp32, the sort's meta and perm).
     private var pairScratch: DeviceBuffer?
 
     init(backend: CUDABackend, routing: MoERouting, experts: [ExpertWeights], hidden: Int, intermediate: Int) throws {
@@ -51,18 +55,27 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
         let addresses: [UInt64] =
             experts.map { CUDABackend.address($0.gate.base) } + experts.map { CUDABackend.address($0.up.base) }
             + experts.map { CUDABackend.address($0.down.base) }
+        let aligned = hidden % 8 == 0 && intermediate % 8 == 0 && addresses.allSatisfy { $0 % 16 == 0 }
+        grouped = aligned && ProcessInfo.processInfo.environment["SERVAL_CUDA_MOE"] != "pairs"
         table = try DeviceBuffer(bytes: addresses.count * 8)
         addresses.withUnsafeBytes { raw in
             if let base = raw.baseAddress { backend.stage(base, bytes: raw.count, to: table.pointer.address) }
         }
     }
 
-    private func tableEntry(_ part: Int) -> DevicePointer {
-        DevicePointer(address: table.pointer.address + UInt64(part * routing.experts * 8), bytes: routing.experts * 8)
+    /// The layer's expert tables and sizes for `CUDAKernels.moeExperts`.
+    private var shape: CUDAKernels.MoEShape {
+        let E = routing.experts
+        func entry(_ part: Int) -> DevicePointer {
+            DevicePointer(address: table.pointer.address + UInt64(part * E * 8), bytes: E * 8)
+        }
+        return CUDAKernels.MoEShape(
+            experts: E, topK: routing.topK, hidden: hidden, intermediate: intermediate, gate: entry(0), up: entry(1),
+            down: entry(2))
     }
 
     func reserve(tokens: Int) throws {
-        let bytes = max(1, tokens * routing.topK * intermediate) * 4
+        let bytes = shape.scratchBytes(tokens: tokens, grouped: grouped)
         if (pairScratch?.pointer.bytes ?? 0) < bytes {
             try backend.growForGraph()  // queued work may still read the old scratch
             pairScratch = try DeviceBuffer(bytes: bytes)
@@ -99,22 +112,15 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
         into y: UnsafeMutablePointer<Float>
     ) {
         guard tokens > 0 else { return }
-        let k = routing.topK, H = hidden, I = intermediate, pairs = tokens * k
+        let H = hidden, pairs = tokens * routing.topK
         backend.enqueue {
-            guard let h = pairScratch, h.pointer.bytes >= pairs * I * 4 else {
-                throw CUDAError.invalid("MoE of \(tokens) tokens: reserve was not called for it")
-            }
-            var g = KernelArgs()
-            g.add(CUDABackend.range(x, tokens * H * 4)); g.add(CUDABackend.range(ids, pairs * 4))
-            g.add(tableEntry(0)); g.add(tableEntry(1)); g.add(h.pointer); g.add(pairs); g.add(H); g.add(I); g.add(k)
-            try backend.kernels.fn("sv_moe_gate_up").launch(
-                grid: ((I + 7) / 8, min(pairs, 65_535), 1), block: (256, 1, 1), stream: backend.stream, args: g)
-            var d = KernelArgs()
-            d.add(h.pointer); d.add(CUDABackend.range(ids, pairs * 4)); d.add(CUDABackend.range(weights, pairs * 4))
-            d.add(tableEntry(2)); d.add(CUDABackend.range(y, tokens * H * 4)); d.add(tokens); d.add(H); d.add(I)
-            d.add(k)
-            try backend.kernels.fn("sv_moe_down").launch(
-                grid: ((H + 7) / 8, min(tokens, 65_535), 1), block: (256, 1, 1), stream: backend.stream, args: d)
+            guard let scratch = pairScratch,
+                scratch.pointer.bytes >= shape.scratchBytes(tokens: tokens, grouped: grouped)
+            else { throw CUDAError.invalid("MoE of \(tokens) tokens: reserve was not called for it") }
+            try backend.kernels.moeExperts(
+                x: CUDABackend.range(x, tokens * H * 4), ids: CUDABackend.range(ids, pairs * 4),
+                weights: CUDABackend.range(weights, pairs * 4), y: CUDABackend.range(y, tokens * H * 4),
+                scratch: scratch.pointer, tokens: tokens, shape: shape, grouped: grouped, stream: backend.stream)
         }
     }
 }

@@ -365,6 +365,136 @@ extension KernelSource {
                     dst[(size_t)r * dst_stride + c] = src[(size_t)r * src_stride + c];
         }
 
+        // Routed experts grouped by expert, so each expert's rows are read once for all the tokens
+        // routed to it. sv_moe_sort (one block): meta = [active count, active experts in id order
+        // (E), their first index into perm (E), their pair counts (E)], perm = the pair indices
+        // grouped by expert (in any order within an expert: every pair's products are its own, so
+        // the order changes no value). Grid sizes need no host read: blocks past the active count
+        // return.
+        extern "C" __global__ void __launch_bounds__(1024) sv_moe_sort(const int *ids, int pairs, int E, int *meta,
+                                                                       int *perm) {
+            __shared__ int cnt[SV_MOE_MAX_EXPERTS], off[SV_MOE_MAX_EXPERTS];
+            for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
+            __syncthreads();
+            for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+                const int e = ids[p];
+                if (e >= 0 && e < E) atomicAdd(&cnt[e], 1);
+            }
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                int n = 0, at = 0;
+                for (int e = 0; e < E; e++) {
+                    off[e] = at;
+                    if (cnt[e] > 0) {
+                        meta[1 + n] = e;
+                        meta[1 + E + n] = at;
+                        meta[1 + 2 * E + n] = cnt[e];
+                        n++;
+                    }
+                    at += cnt[e];
+                }
+                meta[0] = n;
+            }
+            __syncthreads();
+            for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+                const int e = ids[p];
+                if (e >= 0 && e < E) perm[atomicAdd(&off[e], 1)] = p;
+            }
+        }
+
+        // Dot products of one bf16 weight row (16-byte streaming loads, 4 in flight per lane) with
+        // up to SV_MOE_TB fp32 rows x[rows[c]] (L1-cached), c < n; returns lane 0's sums.
+        #define SV_MOE_TB 4
+        __device__ __forceinline__ void moe_row_dots(const bf16_t *w, const float *x, const int *rows, int n, int K,
+                                                     float acc[SV_MOE_TB]) {
+            const uint4 *wr = (const uint4 *)w;
+            const int lane = threadIdx.x & 31, chunks = K / 8;
+        #pragma unroll
+            for (int c = 0; c < SV_MOE_TB; c++) acc[c] = 0.f;
+        #pragma unroll 4
+            for (int i = lane; i < chunks; i += 32) {
+                const uint4 a = ld_stream(wr + i);
+                const float w0 = __uint_as_float(a.x << 16), w1 = __uint_as_float(a.x & 0xffff0000u);
+                const float w2 = __uint_as_float(a.y << 16), w3 = __uint_as_float(a.y & 0xffff0000u);
+                const float w4 = __uint_as_float(a.z << 16), w5 = __uint_as_float(a.z & 0xffff0000u);
+                const float w6 = __uint_as_float(a.w << 16), w7 = __uint_as_float(a.w & 0xffff0000u);
+        #pragma unroll
+                for (int c = 0; c < SV_MOE_TB; c++) {
+                    if (c < n) {
+                        const float4 *xv = (const float4 *)(x + (size_t)rows[c] * K) + 2 * i;
+                        const float4 b0 = __ldg(xv), b1 = __ldg(xv + 1);
+                        acc[c] += w0 * b0.x + w1 * b0.y + w2 * b0.z + w3 * b0.w + w4 * b1.x + w5 * b1.y +
+                                  w6 * b1.z + w7 * b1.w;
+                    }
+                }
+            }
+        #pragma unroll
+            for (int c = 0; c < SV_MOE_TB; c++) acc[c] = warp_sum(acc[c]);
+        }
+
+        // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t) for the pairs p of active expert
+        // blockIdx.y (t = p / k); a warp per intermediate row i, 8 rows per block, the expert's
+        // pairs in groups of SV_MOE_TB. H % 8 == 0, 16-byte aligned rows.
+        extern "C" __global__ void __launch_bounds__(256) sv_moe_gate_up_grouped(
+            const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
+            int H, int I, int k) {
+            const int u = blockIdx.y, i = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+            if (u >= meta[0] || i >= I) return;
+            const int e = meta[1 + u], first = meta[1 + E + u], count = meta[1 + 2 * E + u];
+            const bf16_t *g = (const bf16_t *)gate_w[e] + (size_t)i * H;
+            const bf16_t *up = (const bf16_t *)up_w[e] + (size_t)i * H;
+            for (int c0 = 0; c0 < count; c0 += SV_MOE_TB) {
+                const int n = min(SV_MOE_TB, count - c0);
+                int pr[SV_MOE_TB], tok[SV_MOE_TB];
+        #pragma unroll
+                for (int c = 0; c < SV_MOE_TB; c++) {
+                    pr[c] = c < n ? perm[first + c0 + c] : 0;
+                    tok[c] = pr[c] / k;
+                }
+                float sg[SV_MOE_TB], su[SV_MOE_TB];
+                moe_row_dots(g, x, tok, n, H, sg);
+                moe_row_dots(up, x, tok, n, H, su);
+                if (lane == 0)
+        #pragma unroll
+                    for (int c = 0; c < SV_MOE_TB; c++)
+                        if (c < n) h[(size_t)pr[c] * I + i] = sg[c] / (1.f + expf(-sg[c])) * su[c];
+            }
+        }
+
+        // yp[p, o] = down_e[o] . h[p] for the pairs p of active expert blockIdx.y; a warp per
+        // output row o, 8 rows per block. I % 8 == 0.
+        extern "C" __global__ void __launch_bounds__(256) sv_moe_down_grouped(
+            const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
+            const int u = blockIdx.y, o = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+            if (u >= meta[0] || o >= H) return;
+            const int e = meta[1 + u], first = meta[1 + E + u], count = meta[1 + 2 * E + u];
+            const bf16_t *dn = (const bf16_t *)down_w[e] + (size_t)o * I;
+            for (int c0 = 0; c0 < count; c0 += SV_MOE_TB) {
+                const int n = min(SV_MOE_TB, count - c0);
+                int pr[SV_MOE_TB];
+        #pragma unroll
+                for (int c = 0; c < SV_MOE_TB; c++) pr[c] = c < n ? perm[first + c0 + c] : 0;
+                float s[SV_MOE_TB];
+                moe_row_dots(dn, h, pr, n, I, s);
+                if (lane == 0)
+        #pragma unroll
+                    for (int c = 0; c < SV_MOE_TB; c++)
+                        if (c < n) yp[(size_t)pr[c] * H + o] = s[c];
+            }
+        }
+
+        // y[t, o] = sum_j w[t*k + j] * yp[t*k + j, o], the k choices summed in order.
+        extern "C" __global__ void sv_moe_combine(const float *yp, const float *w, float *y, int tokens, int H, int k) {
+            const size_t n = (size_t)tokens * H;
+            for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+                 idx += (size_t)gridDim.x * blockDim.x) {
+                const size_t t = idx / H, o = idx % H;
+                float total = 0.f;
+                for (int j = 0; j < k; j++) total += w[t * k + j] * yp[(t * k + j) * H + o];
+                y[idx] = total;
+            }
+        }
+
         // Routed experts, first half: for every (token, choice) pair p = t*k + j and expert row i,
         // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t) with e = ids[p]; a warp per row.
         // gate_w / up_w: each expert's bf16 [I, H] matrix address.

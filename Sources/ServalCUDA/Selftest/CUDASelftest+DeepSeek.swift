@@ -30,7 +30,16 @@ extension CUDASelftest {
             try self.testHeadMatmul(n: 128, k: 512, rows: 2)
         }
         run("moe_gate_up + moe_down: 5 tokens, 6 experts, top-2, hidden 72, inter 40") {
-            try self.testMoEExperts(tokens: 5, experts: 6, k: 2, hidden: 72, inter: 40)
+            try self.testMoEExperts(tokens: 5, experts: 6, k: 2, hidden: 72, inter: 40, grouped: false)
+        }
+        run("moe grouped (sort, gate_up, down, combine): 5 tokens, 6 experts, top-2, hidden 72, inter 40") {
+            try self.testMoEExperts(tokens: 5, experts: 6, k: 2, hidden: 72, inter: 40, grouped: true)
+        }
+        run("moe grouped: 37 tokens, 9 experts, top-3 (9 pairs a chunk of 4 does not divide), hidden 264") {
+            try self.testMoEExperts(tokens: 37, experts: 9, k: 3, hidden: 264, inter: 56, grouped: true)
+        }
+        run("moe grouped: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
+            try self.testMoEExperts(tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true)
         }
     }
 
@@ -244,7 +253,9 @@ extension CUDASelftest {
         return judge("weights", Reference.relativeError(gotW, wantW), Self.fp32Tolerance * 10)
     }
 
-    func testMoEExperts(tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int) throws -> String? {
+    func testMoEExperts(tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool) throws
+        -> String?
+    {
         let x = randomFloats(tokens * H)
         let gate = (0..<E).map { _ in randomBF16(I * H, 0.2) }, up = (0..<E).map { _ in randomBF16(I * H, 0.2) }
         let down = (0..<E).map { _ in randomBF16(H * I, 0.2) }
@@ -253,18 +264,14 @@ extension CUDASelftest {
         var ids: [Int32] = []
         for _ in 0..<tokens { ids += Array((0..<Int32(E)).shuffled(using: &rng).prefix(k)) }
         let w = randomFloats(tokens * k)
-        let h = try poisoned(bytes: tokens * k * I * 4), y = try poisoned(bytes: tokens * H * 4)
-        let idsDev = try upload(ids)
-        var g = KernelArgs()
-        g.add(try upload(x)); g.add(idsDev); g.add(try upload(gatePtrs)); g.add(try upload(upPtrs)); g.add(h)
-        g.add(tokens * k); g.add(H); g.add(I); g.add(k)
-        try kernels.fn("sv_moe_gate_up").launch(
-            grid: ((I + 7) / 8, tokens * k, 1), block: (256, 1, 1), stream: stream, args: g)
-        var d = KernelArgs()
-        d.add(h); d.add(idsDev); d.add(try upload(w)); d.add(try upload(downPtrs)); d.add(y); d.add(tokens); d.add(H)
-        d.add(I); d.add(k)
-        try kernels.fn("sv_moe_down").launch(
-            grid: ((H + 7) / 8, tokens, 1), block: (256, 1, 1), stream: stream, args: d)
+        let shape = CUDAKernels.MoEShape(
+            experts: E, topK: k, hidden: H, intermediate: I, gate: try upload(gatePtrs), up: try upload(upPtrs),
+            down: try upload(downPtrs))
+        let scratch = try poisoned(bytes: shape.scratchBytes(tokens: tokens, grouped: grouped))
+        let y = try poisoned(bytes: tokens * H * 4)
+        try kernels.moeExperts(
+            x: try upload(x), ids: try upload(ids), weights: try upload(w), y: y, scratch: scratch, tokens: tokens,
+            shape: shape, grouped: grouped, stream: stream)
         let got: [Float] = try download(y, tokens * H)
         var want = [Float](repeating: 0, count: tokens * H)
         for t in 0..<tokens {

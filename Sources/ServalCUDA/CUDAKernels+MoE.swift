@@ -1,0 +1,95 @@
+/// DeepSeek's routed experts over (token, choice) pairs, reading each expert's bf16 matrices
+/// through device tables of their addresses (no per-expert host loop, no host read of the
+/// routing, so the launches can be captured in CUDA graphs).
+extension CUDAKernels {
+    /// The expert matrices and sizes of one MoE layer: tables of `experts` u64 addresses of
+    /// gate [intermediate, hidden], up [intermediate, hidden] and down [hidden, intermediate].
+    public struct MoEShape: Sendable {
+        public var experts: Int
+        public var topK: Int
+        public var hidden: Int
+        public var intermediate: Int
+        public var gate: DevicePointer
+        public var up: DevicePointer
+        public var down: DevicePointer
+
+        public init(
+            experts: Int, topK: Int, hidden: Int, intermediate: Int, gate: DevicePointer, up: DevicePointer,
+            down: DevicePointer
+        ) {
+            self.experts = experts
+            self.topK = topK
+            self.hidden = hidden
+            self.intermediate = intermediate
+            self.gate = gate
+            self.up = up
+            self.down = down
+        }
+
+        /// Whether the grouped kernels take these shapes (16-byte rows); the expert addresses
+        /// must be 16-byte aligned too (the caller knows them).
+        public var groupable: Bool { hidden % 8 == 0 && intermediate % 8 == 0 }
+
+        /// Byte offsets in the scratch for `pairs` pairs: h (pairs × intermediate fp32), then
+        /// for the grouped path yp (pairs × hidden fp32), the sort's meta (1 + 3 × experts
+        /// ints) and perm (pairs ints).
+        func layout(pairs: Int) -> (yp: Int, meta: Int, perm: Int, end: Int) {
+            let yp = pairs * intermediate * 4, meta = yp + pairs * hidden * 4
+            let perm = meta + (1 + 3 * experts) * 4
+            return (yp, meta, perm, perm + pairs * 4)
+        }
+
+        /// Scratch bytes `moeExperts` needs for `tokens` tokens.
+        public func scratchBytes(tokens: Int, grouped: Bool) -> Int {
+            let pairs = tokens * topK
+            return max(4, grouped ? layout(pairs: pairs).end : pairs * intermediate * 4)
+        }
+    }
+
+    /// y[t] = Σ_j weights[t·k+j] · down_e(SiLU(gate_e·x_t) ⊙ up_e·x_t), e = ids[t·k+j], the k
+    /// choices summed in order. Grouped: `sv_moe_sort` groups the pairs by expert on the
+    /// device, `sv_moe_gate_up_grouped` / `sv_moe_down_grouped` give each active expert's rows
+    /// a warp that streams them once for all its pairs, `sv_moe_combine` sums the choices.
+    /// Per pair: `sv_moe_gate_up` / `sv_moe_down` read an expert's rows again for each pair.
+    public func moeExperts(
+        x: DevicePointer, ids: DevicePointer, weights: DevicePointer, y: DevicePointer, scratch: DevicePointer,
+        tokens: Int, shape m: MoEShape, grouped: Bool, stream: CUDAStream
+    ) throws {
+        let k = m.topK, E = m.experts, H = m.hidden, I = m.intermediate, pairs = tokens * k
+        try require(tokens > 0 && (!grouped || m.groupable), "MoE experts: \(tokens) tokens, shapes \(H) / \(I)")
+        try require(scratch.bytes >= m.scratchBytes(tokens: tokens, grouped: grouped), "MoE scratch too small")
+        guard grouped else {
+            var g = KernelArgs()
+            g.add(x); g.add(ids); g.add(m.gate); g.add(m.up); g.add(scratch); g.add(pairs); g.add(H); g.add(I); g.add(k)
+            try fn("sv_moe_gate_up").launch(
+                grid: ((I + 7) / 8, min(pairs, 65_535), 1), block: (256, 1, 1), stream: stream, args: g)
+            var d = KernelArgs()
+            d.add(scratch); d.add(ids); d.add(weights); d.add(m.down); d.add(y); d.add(tokens); d.add(H); d.add(I)
+            d.add(k)
+            try fn("sv_moe_down").launch(
+                grid: ((H + 7) / 8, min(tokens, 65_535), 1), block: (256, 1, 1), stream: stream, args: d)
+            return
+        }
+        let at = m.layout(pairs: pairs)
+        let h = try scratch.slice(offset: 0, bytes: at.yp),
+            yp = try scratch.slice(offset: at.yp, bytes: at.meta - at.yp)
+        let meta = try scratch.slice(offset: at.meta, bytes: at.perm - at.meta)
+        let perm = try scratch.slice(offset: at.perm, bytes: at.end - at.perm)
+        let active = min(E, pairs)
+        var s = KernelArgs()
+        s.add(ids); s.add(pairs); s.add(E); s.add(meta); s.add(perm)
+        try fn("sv_moe_sort").launch(grid: (1, 1, 1), block: (1024, 1, 1), stream: stream, args: s)
+        var g = KernelArgs()
+        g.add(x); g.add(meta); g.add(perm); g.add(m.gate); g.add(m.up); g.add(h); g.add(E); g.add(H); g.add(I); g.add(k)
+        try fn("sv_moe_gate_up_grouped").launch(
+            grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)
+        var d = KernelArgs()
+        d.add(h); d.add(meta); d.add(perm); d.add(m.down); d.add(yp); d.add(E); d.add(H); d.add(I)
+        try fn("sv_moe_down_grouped").launch(
+            grid: ((H + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: d)
+        var c = KernelArgs()
+        c.add(yp); c.add(weights); c.add(y); c.add(tokens); c.add(H); c.add(k)
+        try fn("sv_moe_combine").launch(
+            grid: (min((tokens * H + 255) / 256, 8192), 1, 1), block: (256, 1, 1), stream: stream, args: c)
+    }
+}
