@@ -109,7 +109,8 @@ final class MemoryLink: @unchecked Sendable {
             guard item.bytes.count == slotCount * slotByteCount else {
                 link.aborted = true
                 c.broadcast()
-                throw KVTransferError("receive of \(slotCount * slotByteCount) bytes matched a send of \(item.bytes.count)")
+                throw KVTransferError(
+                    "receive of \(slotCount * slotByteCount) bytes matched a send of \(item.bytes.count)")
             }
             link.received.insert(item.id)
             c.broadcast()

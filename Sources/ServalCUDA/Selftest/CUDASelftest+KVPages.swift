@@ -79,7 +79,10 @@ extension CUDASelftest {
     func runNCCLKVPageCases() {
         let label = "37 of 100 slots gathered, sent to self from slot 5, received, scattered"
         let cases: [(String, KVLayout, Int)] = [
-            ("nccl kv pages mha 2 kv x 128, 3 layers (GQA K/V rows): \(label)", .mha(kvHeads: 2, headDim: 128, vHeadDim: 128), 3),
+            (
+                "nccl kv pages mha 2 kv x 128, 3 layers (GQA K/V rows): \(label)",
+                .mha(kvHeads: 2, headDim: 128, vHeadDim: 128), 3
+            ),
             ("nccl kv pages mla 512+64, 2 layers (latent rows): \(label)", .mla(latent: 512, rope: 64), 2),
             ("nccl kv pages mla 30+7, 2 layers (2-byte units): \(label)", .mla(latent: 30, rope: 7), 2),
         ]

@@ -242,7 +242,6 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
 
     // MARK: Decode side
 
-
     public func fetch(
         from source: BootstrapInfo, skip: Int, promptLength: Int, deadline: Date,
         onEvent: @escaping @Sendable (KVTransferEvent) -> Void
