@@ -107,9 +107,9 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
   done
   stop_all
   # The same pair over NCCL: both servers on this one GPU (NCCL usually refuses: shown, not failed).
-  if [ "$D" == cuda ] && start $name-ncclprefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
+  if [ "$D" == cuda ] && start $name-ncclprefill $((P + 10)) env NCCL_DEBUG=WARN $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
       --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) --disaggregation-transfer-backend nccl &&
-    start $name-nccldecode $((P + 20)) $B launch-server --device $D "$@" --port $((P + 20)) --mem-fraction-static 0.3 "${cp[@]}" \
+    start $name-nccldecode $((P + 20)) env NCCL_DEBUG=WARN $B launch-server --device $D "$@" --port $((P + 20)) --mem-fraction-static 0.3 "${cp[@]}" \
       --disaggregation-mode decode --disaggregation-decode-timeout 60 --disaggregation-transfer-backend nccl &&
     start $name-ncclrouter $((P + 30)) $B launch-router --port $((P + 30)) --pd-disaggregation \
       --prefill http://127.0.0.1:$((P + 10)) $((P + 11)) --decode http://127.0.0.1:$((P + 20)); then
@@ -126,8 +126,8 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
     done
   fi
   stop_all
-  start $name-prefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
-      --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11))
+  start $name-cpuprefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
+      --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) &&
   if start $name-cpudecode $((P + 40)) $B launch-server --device cpu "$@" --port $((P + 40)) --kv-cache-dtype bf16 "${cp[@]}" \
       --disaggregation-mode decode --disaggregation-decode-timeout 60; then
     local b=$(body "${PROMPTS[1]}" ", \"bootstrap_host\": \"127.0.0.1\", \"bootstrap_port\": $((P + 11)), \"bootstrap_room\": 777")
@@ -140,7 +140,8 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
     else say "FAIL $name cpu decode from the cuda prefill: $(head -c 600 $OUT/logs/$name-cpu.json)"; fi
   fi
   stop_all
-  for f in prefill decode; do
+  for f in prefill decode ncclprefill nccldecode cpuprefill cpudecode; do
+    [ -f $OUT/logs/$name-$f.log ] || continue
     grep -a -i "error\|warning\|abort" $OUT/logs/$name-$f.log | grep -v "POST\|GET" | tail -3 | sed "s/^/$name-$f: /" | tee -a $R
   done
   el $name
