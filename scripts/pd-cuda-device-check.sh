@@ -38,7 +38,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> $R 2>&1
 
 # 1. The pool's page copies against their reference (and every other kernel: warms the cache).
 [ "$D" == cuda ] && timeout 200 $B selftest --device cuda > $OUT/selftest.txt 2>&1
-grep "kv pages" $OUT/selftest.txt | sed 's/^/selftest: /' | tee -a $R
+grep "kv pages" $OUT/selftest.txt 2>/dev/null | sed 's/^/selftest: /' | tee -a $R
 if [ "$D" != cuda ]; then say "(DEVICE=$D: no selftest)"
 elif grep -q "FAIL.*kv pages" $OUT/selftest.txt; then say "FAIL selftest kv pages"
 elif grep -q "^ok .*kv pages" $OUT/selftest.txt; then say "PASS selftest kv pages"
@@ -48,7 +48,7 @@ if [ "$D" == cuda ]; then
   elif [ "$(grep -c '^ok .*nccl kv pages' $OUT/selftest.txt)" == 3 ]; then say "PASS selftest nccl kv pages (gqa, mla, mla 2-byte)"
   else say "FAIL selftest nccl kv pages (missing: $(grep 'nccl kv' $OUT/selftest.txt | head -1))"; fi
 fi
-grep "passed, .* failed" $OUT/selftest.txt | sed 's/^/selftest: /' | tee -a $R
+grep "passed, .* failed" $OUT/selftest.txt 2>/dev/null | sed 's/^/selftest: /' | tee -a $R
 el selftest
 
 PIDS=()
@@ -126,7 +126,8 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
     done
   fi
   stop_all
-  start $name-cpuprefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
+  local pk=(); [ "$D" == cpu ] && pk=(--kv-cache-dtype bf16)  # DEVICE=cpu: the bf16 pool a CUDA server has
+  start $name-cpuprefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" "${pk[@]}" \
       --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) &&
   if start $name-cpudecode $((P + 40)) $B launch-server --device cpu "$@" --port $((P + 40)) --kv-cache-dtype bf16 "${cp[@]}" \
       --disaggregation-mode decode --disaggregation-decode-timeout 60; then
