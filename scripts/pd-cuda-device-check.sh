@@ -3,8 +3,13 @@
 # decode server (each --mem-fraction-static 0.3) behind `serval launch-router --pd-disaggregation` must
 # give one plain --device cuda server's greedy tokens (same --chunked-prefill-size on both, 8, so a
 # prompt crosses in several chunks). The KV crosses as bf16 slot bytes (the CUDA pool's gather kernel
-# -> pinned memory -> TCP -> pinned memory -> scatter kernel) over loopback TCP: the NCCL transfer
-# backend stays refused (two processes on one GPU cannot form an NCCL group). Models: the 3-block
+# -> pinned memory -> TCP -> pinned memory -> scatter kernel) over loopback TCP. Then the same pair with
+# --disaggregation-transfer-backend nccl (pages GPU to GPU over an NCCL send/recv link per server pair):
+# on one GPU NCCL normally refuses two ranks of one link ("Duplicate GPU detected"); the script then prints
+# that error as an INFO line (the request ends with it; the TCP rounds above are the one-GPU PD check) and
+# PASS when NCCL did accept it and the tokens match. On a machine with two or more GPUs (nvidia-h100-x2)
+# the nccl prefill server runs on GPU 0 and the decode server on GPU 1 and their tokens must match. The NCCL page path itself runs in one process in the
+# selftest's "nccl kv pages" cases (a one-rank link sends to itself). Models: the 3-block
 # SmolLM2 GGUF (GQA, 3 kv heads x 64), a dummy-weight Llama of 2 kv heads x 128 (GQA, 16-byte rows
 # kernel), the tiny DeepSeek-V3 fixture (MLA latent 32 + rope 8: the 2-byte kernel). Also runs
 # `selftest --device cuda` (its "kv pages" cases) and, per model, a CPU decode server (--kv-cache-dtype
@@ -34,12 +39,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> $R 2>&1
 
 # 1. The pool's page copies against their reference (and every other kernel: warms the cache).
 [ "$D" == cuda ] && timeout 200 $B selftest --device cuda > $OUT/selftest.txt 2>&1
-grep "kv pages" $OUT/selftest.txt | sed 's/^/selftest: /' | tee -a $R
+grep "kv pages" $OUT/selftest.txt 2>/dev/null | sed 's/^/selftest: /' | tee -a $R
 if [ "$D" != cuda ]; then say "(DEVICE=$D: no selftest)"
 elif grep -q "FAIL.*kv pages" $OUT/selftest.txt; then say "FAIL selftest kv pages"
 elif grep -q "^ok .*kv pages" $OUT/selftest.txt; then say "PASS selftest kv pages"
 else say "FAIL selftest kv pages (no such lines)"; fi
-grep "passed, .* failed" $OUT/selftest.txt | sed 's/^/selftest: /' | tee -a $R
+if [ "$D" == cuda ]; then
+  if grep -q "FAIL.*nccl kv pages" $OUT/selftest.txt; then say "FAIL selftest nccl kv pages"
+  elif [ "$(grep -c '^ok .*nccl kv pages' $OUT/selftest.txt)" == 3 ]; then say "PASS selftest nccl kv pages (gqa, mla, mla 2-byte)"
+  else say "FAIL selftest nccl kv pages (missing: $(grep 'nccl kv' $OUT/selftest.txt | head -1))"; fi
+fi
+grep "passed, .* failed" $OUT/selftest.txt 2>/dev/null | sed 's/^/selftest: /' | tee -a $R
 el selftest
 
 PIDS=()
@@ -66,6 +76,12 @@ ids() {  # port ids: the greedy output ids (or the answer when there are none)
     python3 -c 'import json, sys; t = sys.stdin.read(); d = json.loads(t or "{}")
 print(d["output_ids"] if "output_ids" in d else t[:400])'
 }
+ids_or_abort() {  # port ids: the greedy output ids, or the abort message / the answer when there are none
+  curl -s -m 120 localhost:$1/generate -H 'content-type: application/json' -d "$(body $2)" |
+    python3 -c 'import json, sys; t = sys.stdin.read(); d = json.loads(t or "{}")
+f = (d.get("meta_info") or {}).get("finish_reason") or {}
+print(("abort: " + str(f.get("message"))) if f.get("type") == "abort" else d["output_ids"] if "output_ids" in d else t[:400])'
+}
 
 check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode server from the GPU prefill server
   local name=$1; shift
@@ -90,6 +106,39 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
       else say "FAIL $name pd round $round prompt $i: $got (plain: ${WANT[$p]})"; fi
     done
   done
+  stop_all
+  # The same pair over NCCL. On one GPU both servers share it (NCCL usually refuses: shown, not failed); with
+  # two or more GPUs (nvidia-smi -L) the prefill server runs on GPU 0 and the decode server on GPU 1
+  # (CUDA_VISIBLE_DEVICES) and must give the plain server's tokens, twice (the second round skips the prefix
+  # the decode side cached: pages sent from a later slot).
+  local G=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') pv=() dv=() where="one GPU"
+  if [ "$G" -ge 2 ]; then pv=(CUDA_VISIBLE_DEVICES=0); dv=(CUDA_VISIBLE_DEVICES=1); where="GPU 0 -> GPU 1"; fi
+  if [ "$D" == cuda ] && start $name-ncclprefill $((P + 10)) env NCCL_DEBUG=WARN "${pv[@]}" $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
+      --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) --disaggregation-transfer-backend nccl &&
+    start $name-nccldecode $((P + 20)) env NCCL_DEBUG=WARN "${dv[@]}" $B launch-server --device $D "$@" --port $((P + 20)) --mem-fraction-static 0.3 "${cp[@]}" \
+      --disaggregation-mode decode --disaggregation-decode-timeout 60 --disaggregation-transfer-backend nccl &&
+    start $name-ncclrouter $((P + 30)) $B launch-router --port $((P + 30)) --pd-disaggregation \
+      --prefill http://127.0.0.1:$((P + 10)) $((P + 11)) --decode http://127.0.0.1:$((P + 20)); then
+    local refused=
+    for round in 1 2; do
+      local i=0
+      for p in "${PROMPTS[@]}"; do
+        i=$((i + 1))
+        got=$(ids_or_abort $((P + 30)) "$p")
+        if [ -n "${WANT[$p]}" ] && [ "$got" == "${WANT[$p]}" ]; then say "PASS $name nccl pd ($where) round $round prompt $i: $got"
+        elif [ "$G" -lt 2 ] && echo "$got" | grep -qi "nccl\|duplicate"; then
+          say "INFO $name nccl pd on one GPU refused by NCCL (expected; TCP above is the one-GPU check): $(echo "$got" | head -c 300)"
+          grep -a -i "nccl\|duplicate" $OUT/logs/$name-ncclprefill.log $OUT/logs/$name-nccldecode.log | tail -4 | sed "s/^/  /" | tee -a $R
+          refused=1; break
+        else say "FAIL $name nccl pd ($where) round $round prompt $i: $got (plain: ${WANT[$p]})"; fi
+      done
+      [ -n "$refused" ] && break
+    done
+  fi
+  stop_all
+  local pk=(); [ "$D" == cpu ] && pk=(--kv-cache-dtype bf16)  # DEVICE=cpu: the bf16 pool a CUDA server has
+  start $name-cpuprefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" "${pk[@]}" \
+      --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) &&
   if start $name-cpudecode $((P + 40)) $B launch-server --device cpu "$@" --port $((P + 40)) --kv-cache-dtype bf16 "${cp[@]}" \
       --disaggregation-mode decode --disaggregation-decode-timeout 60; then
     local b=$(body "${PROMPTS[1]}" ", \"bootstrap_host\": \"127.0.0.1\", \"bootstrap_port\": $((P + 11)), \"bootstrap_room\": 777")
@@ -102,7 +151,8 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
     else say "FAIL $name cpu decode from the cuda prefill: $(head -c 600 $OUT/logs/$name-cpu.json)"; fi
   fi
   stop_all
-  for f in prefill decode; do
+  for f in prefill decode ncclprefill nccldecode cpuprefill cpudecode; do
+    [ -f $OUT/logs/$name-$f.log ] || continue
     grep -a -i "error\|warning\|abort" $OUT/logs/$name-$f.log | grep -v "POST\|GET" | tail -3 | sed "s/^/$name-$f: /" | tee -a $R
   done
   el $name

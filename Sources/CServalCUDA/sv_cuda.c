@@ -41,6 +41,7 @@ static struct {
     int (*cuStreamCreate)(void **, unsigned);
     int (*cuStreamDestroy)(void *);
     int (*cuStreamSynchronize)(void *);
+    int (*cuStreamQuery)(void *);
     int (*cuEventCreate)(void **, unsigned);
     int (*cuEventDestroy)(void *);
     int (*cuEventRecord)(void *, void *);
@@ -178,6 +179,7 @@ static void load_driver(void) {
     SYM(drv, h, cuStreamCreate, "cuStreamCreate");
     SYM(drv, h, cuStreamDestroy, "cuStreamDestroy_v2");
     SYM(drv, h, cuStreamSynchronize, "cuStreamSynchronize");
+    SYM(drv, h, cuStreamQuery, "cuStreamQuery");
     SYM(drv, h, cuEventCreate, "cuEventCreate");
     SYM(drv, h, cuEventDestroy, "cuEventDestroy_v2");
     SYM(drv, h, cuEventRecord, "cuEventRecord");
@@ -310,6 +312,7 @@ FWD(drv, cuMemsetD32Async, (uint64_t d, unsigned v, size_t n, void *st), (d, v, 
 FWD(drv, cuStreamCreate, (void **s, unsigned f), (s, f))
 FWD(drv, cuStreamDestroy, (void *s), (s))
 FWD(drv, cuStreamSynchronize, (void *s), (s))
+FWD(drv, cuStreamQuery, (void *s), (s))
 FWD(drv, cuEventCreate, (void **e, unsigned f), (e, f))
 FWD(drv, cuEventDestroy, (void *e), (e))
 FWD(drv, cuEventRecord, (void *e, void *s), (e, s))

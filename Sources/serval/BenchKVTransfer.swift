@@ -107,6 +107,7 @@ struct BenchKVTransfer: ParsableCommand {
             case .pages(let s, let n, let bytes):
                 let slots = (Int32(s)..<Int32(s + n))[...]
                 bytes.withUnsafeBytes { target.copyIn(slots: ArraySlice(slots), from: $0.baseAddress!) }
+            case .devicePages: failure.set("device pages on a host transfer")
             case .done: done.signal()
             case .failed(let m):
                 failure.set(m)

@@ -11,7 +11,9 @@ struct DisaggregationOptions: ParsableArguments {
     var mode: String = "null"
     @Option(
         name: .customLong("disaggregation-transfer-backend"),
-        help: "How KV moves between prefill and decode servers: tcp (the only one built).")
+        help:
+            "How KV moves between prefill and decode servers: tcp (host bytes over the bootstrap connection; CPU and CUDA servers) or nccl (--device cuda on both: control over TCP, pages GPU to GPU with NCCL send/recv)."
+    )
     var transferBackend: String = "tcp"
     @Option(
         name: .customLong("disaggregation-bootstrap-port"),
@@ -25,24 +27,28 @@ struct DisaggregationOptions: ParsableArguments {
     var timeout: Double = 300
 
     /// The engine's settings, nil for a plain server; the message names the flag to fix.
-    func config(host: String, dpSize: Int) throws -> DisaggregationConfig? {
+    /// `cpuDevice`: the server runs on the CPU, where `nccl` (GPU to GPU) cannot move its KV.
+    func config(host: String, dpSize: Int, cpuDevice: Bool = false) throws -> DisaggregationConfig? {
         guard let m = DisaggregationMode(rawValue: mode) else {
             throw ValidationError("--disaggregation-mode must be null, prefill or decode; got '\(mode)'.")
         }
+        let backend: KVTransferBackendKind
         switch transferBackend {
-        case "tcp": break
-        case "nccl":
-            throw ValidationError(
-                "--disaggregation-transfer-backend nccl needs GPU servers on several GPUs and is not built yet; use tcp."
-            )
+        case "tcp": backend = .tcp
+        case "nccl": backend = .nccl
         case "mooncake", "nixl", "ascend", "fake":
             throw ValidationError(
-                "--disaggregation-transfer-backend \(transferBackend) is SGLang's (RDMA / test backends) and not available in Serval; use tcp."
+                "--disaggregation-transfer-backend \(transferBackend) is SGLang's (RDMA / test backends) and not available in Serval; use tcp or nccl."
             )
         default:
-            throw ValidationError("--disaggregation-transfer-backend must be tcp; got '\(transferBackend)'.")
+            throw ValidationError("--disaggregation-transfer-backend must be tcp or nccl; got '\(transferBackend)'.")
         }
         guard m != .null else { return nil }
+        if backend == .nccl && cpuDevice {
+            throw ValidationError(
+                "--disaggregation-transfer-backend nccl moves KV pages GPU to GPU and needs --device cuda on both servers; a --device cpu server moves them with tcp."
+            )
+        }
         guard (1...65535).contains(bootstrapPort) else {
             throw ValidationError("--disaggregation-bootstrap-port must be in 1...65535, got \(bootstrapPort).")
         }
@@ -57,7 +63,7 @@ struct DisaggregationOptions: ParsableArguments {
             )
         }
         var c = DisaggregationConfig(mode: m)
-        c.backend = .tcp
+        c.backend = backend
         c.bootstrapHost = host == "0.0.0.0" || host.isEmpty ? "0.0.0.0" : host
         c.bootstrapPort = bootstrapPort
         c.timeout = timeout

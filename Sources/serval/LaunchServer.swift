@@ -262,7 +262,8 @@ struct LaunchServer: AsyncParsableCommand {
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout
-        e.disaggregation = try disaggregation.config(host: host, dpSize: dpSize)
+        e.disaggregation = try disaggregation.config(
+            host: host, dpSize: dpSize, cpuDevice: deviceOptions.computeDevice == .cpu)
         return (e, level)
     }
 

@@ -97,6 +97,7 @@ struct Selftest: ParsableCommand {
                     + (c.cacheFile.map { " (\($0.path))" } ?? ""))
             let test = try CUDASelftest(context: context, kernels: kernels, blas: blas, seed: seed) { print($0) }
             test.only = only
+            test.requireNCCL = requireNCCL
             let (_, opsFailed) = test.runAll()
             func selected(_ part: String) -> Bool { only.isEmpty || only.contains { part.contains($0) } }
             // The backend seam: CUDABackend's ops against CPUBackend's.

@@ -67,4 +67,26 @@ import Testing
         await decode.shutdown(drain: true)
         await prefill.shutdown(drain: true)
     }
+
+    /// The nccl backend moves pages GPU to GPU: an engine whose pool is on the host refuses it
+    /// at start-up, naming the fix, on either side of a pair.
+    @Test(.enabled(if: TestModel.isPresent))
+    func theNCCLBackendIsRefusedForAHostPool() throws {
+        let model = try LlamaModel.load(gguf: TestModel.path, threads: 1)
+        let tokenizer = try Tokenizer.load(modelPath: TestModel.path)
+        for mode in [DisaggregationMode.prefill, .decode] {
+            var c = EngineConfig()
+            c.maxTotalTokens = 256
+            c.disaggregation = DisaggregationConfig(mode: mode)
+            c.disaggregation?.bootstrapPort = 0
+            c.disaggregation?.backend = .nccl
+            do {
+                _ = try Engine(model: model, decoder: tokenizer, config: c)
+                Issue.record("a \(mode) engine with a host pool started with the nccl backend")
+            } catch EngineError.invalidConfig(let message) {
+                #expect(message.contains("needs a CUDA KV pool"), "\(message)")
+                #expect(message.contains("--disaggregation-transfer-backend tcp"), "\(message)")
+            }
+        }
+    }
 }

@@ -77,7 +77,7 @@ import Testing
         func add(_ e: KVTransferEvent) {
             lock.withLock { events.append(e) }
             switch e {
-            case .pages: break
+            case .pages, .devicePages: break
             case .done, .failed: done.signal()
             }
         }
@@ -91,6 +91,8 @@ import Testing
         events.map {
             switch $0 {
             case .pages(let start, let count, let bytes): return "pages \(start) \(count) \(bytes)"
+            case .devicePages(let start, let count, let pages):
+                return "device pages \(start) \(count) \((pages as? HostPages)?.bytes ?? [])"
             case .done(let t):
                 let lp =
                     t.logprob.map { " \($0.logprob) \($0.top.map(\.tokenID)) \($0.requested.map(\.logprob))" } ?? ""

@@ -471,7 +471,9 @@ def test_pd_pair_of_different_tp_sizes_is_refused_at_bootstrap(llama_tp):
 
 @pytest.mark.parametrize("args, message", [
     (["launch-server", "--disaggregation-mode", "prefill", "--disaggregation-transfer-backend", "nccl"],
-     "nccl needs GPU servers"),
+     "needs --device cuda on both servers"),
+    (["launch-server", "--disaggregation-mode", "decode", "--disaggregation-transfer-backend", "gloo"],
+     "must be tcp or nccl"),
     (["launch-server", "--disaggregation-mode", "decode", "--disaggregation-transfer-backend", "mooncake"],
      "not available in Serval; use tcp"),
     (["launch-server", "--disaggregation-mode", "both"], "must be null, prefill or decode"),

@@ -56,6 +56,8 @@ int sv_cuMemsetD32Async(uint64_t dst, unsigned value, size_t count, void *stream
 int sv_cuStreamCreate(void **stream, unsigned flags);
 int sv_cuStreamDestroy(void *stream);
 int sv_cuStreamSynchronize(void *stream);
+/// 0 when every operation queued on `stream` is complete, 600 (CUDA_ERROR_NOT_READY) while some are not.
+int sv_cuStreamQuery(void *stream);
 int sv_cuEventCreate(void **event, unsigned flags);
 int sv_cuEventDestroy(void *event);
 int sv_cuEventRecord(void *event, void *stream);

@@ -16,10 +16,10 @@ public final class CUDAKVPageCopier: @unchecked Sendable {
     let prepare: () throws -> Void
     /// Most bytes one round stages (at least one slot's).
     public let maxStagingBytes: Int
-    private let lock = NSLock()
+    fileprivate let lock = NSLock()
     private var staging: DeviceBuffer?
-    private var pinned: PinnedBuffer?
-    private var indices: DeviceBuffer?
+    fileprivate var pinned: PinnedBuffer?
+    fileprivate var indices: DeviceBuffer?
 
     public init(
         context: CUDAContext, kernels: CUDAKernels, stream: CUDAStream, maxStagingBytes: Int = 32 << 20,
@@ -116,5 +116,67 @@ extension CUDAKernels {
         let threads = min(256, max(32, (units + 31) / 32 * 32))
         try fn(wide ? "sv_kv_pages_u128" : "sv_kv_pages_u16").launch(
             grid: (count, pool.layerCount * pool.caches, 1), block: (threads, 1, 1), stream: stream, args: a)
+    }
+}
+
+extension CUDAKVPageCopier {
+    /// Gathers `slots`' rows of `pool` into a new device buffer (slot after slot,
+    /// `pool.slotByteCount` each), on the backend's stream after the work queued there;
+    /// returns once the bytes are there.
+    func gather(pool: CUDAKVPool, slots: ArraySlice<Int32>) throws -> DeviceBuffer {
+        try checkSlots(pool: pool, slots)
+        return try lock.withLock {
+            try context.makeCurrent()
+            try prepare()
+            let staging = try DeviceBuffer(bytes: slots.count * pool.slotByteCount)
+            let ids = try upload(slots)
+            try kernels.kvPages(
+                pool: pool, slots: ids, count: slots.count, staging: staging.pointer, toPool: false, stream: stream)
+            try stream.synchronize()
+            return staging
+        }
+    }
+
+    /// Scatters device bytes `staging` (what `gather` of a pool of the same format made) into
+    /// `slots` of `pool`, on the backend's stream; returns once they are stored.
+    func scatter(pool: CUDAKVPool, staging: DevicePointer, slots: ArraySlice<Int32>) throws {
+        try checkSlots(pool: pool, slots)
+        guard staging.bytes >= slots.count * pool.slotByteCount else {
+            throw CUDAError.invalid(
+                "kv pages: \(staging.bytes) device bytes for \(slots.count) slots of \(pool.slotByteCount) bytes")
+        }
+        try lock.withLock {
+            try context.makeCurrent()
+            try prepare()
+            let ids = try upload(slots)
+            try kernels.kvPages(
+                pool: pool, slots: ids, count: slots.count, staging: staging, toPool: true, stream: stream)
+            try stream.synchronize()
+        }
+    }
+
+    private func checkSlots(pool: CUDAKVPool, _ slots: ArraySlice<Int32>) throws {
+        guard !slots.isEmpty, pool.slotByteCount > 0 else { throw CUDAError.invalid("kv pages: no slots") }
+        if let bad = slots.first(where: { $0 < 0 || Int($0) >= pool.slotCount }) {
+            throw CUDAError.invalid("KV slot \(bad) is outside the pool of \(pool.slotCount)")
+        }
+    }
+
+    /// Queues `slots` into the device index buffer through pinned memory (lock held).
+    private func upload(_ slots: ArraySlice<Int32>) throws -> DevicePointer {
+        let bytes = slots.count * 4
+        if (pinned?.bytes ?? 0) < bytes {
+            pinned = nil
+            pinned = try PinnedBuffer(bytes: bytes)
+        }
+        if (indices?.pointer.bytes ?? 0) < bytes {
+            indices = nil
+            indices = try DeviceBuffer(bytes: max(slots.count, 64) * 4)
+        }
+        guard let pinned, let indices else { throw CUDAError.invalid("kv pages: no staging") }
+        // The previous use of the pinned ids finished: every copy here synchronises before returning.
+        slots.withUnsafeBytes { pinned.base.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+        try stream.copy(from: UnsafeRawPointer(pinned.base), to: indices.pointer, bytes: bytes)
+        return indices.pointer
     }
 }

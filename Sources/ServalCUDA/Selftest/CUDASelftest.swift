@@ -20,6 +20,8 @@ public final class CUDASelftest {
     var live: [DeviceBuffer] = []
     /// Runs only the cases whose names contain one of these (all when empty).
     public var only: [String] = []
+    /// The "nccl kv" cases fail (instead of being skipped) when libnccl.so.2 is missing.
+    public var requireNCCL = false
 
     public init(
         context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt, seed: UInt64,
@@ -68,6 +70,7 @@ public final class CUDASelftest {
         runSamplingCases()
         runDeepSeekCases()
         runKVPageCases()
+        runNCCLKVPageCases()
         emit("\(tally.passed) passed, \(tally.failed) failed")
         return (tally.passed, tally.failed)
     }

@@ -15,6 +15,9 @@ public enum DisaggregationMode: String, Sendable, CaseIterable {
 public enum KVTransferBackendKind: String, Sendable, CaseIterable {
     /// TCP sockets: the CPU backend's path and the portable fallback.
     case tcp
+    /// Control over the TCP bootstrap, page bytes GPU to GPU over an NCCL send/recv link
+    /// per server pair (a CUDA pool's `KVDevicePageMoving`).
+    case nccl
 }
 
 /// A disaggregated server's settings.

@@ -11,6 +11,8 @@ final class DisaggregationState {
     let config: DisaggregationConfig
     private let transfer: any KVTransfer
     private let pool: any KVPageCopying
+    /// The pool's device page path (`nccl`): pages go out as device staging, not host bytes.
+    private let devicePool: (any KVDevicePageMoving)?
     /// Prefill side: each request's room and how many prompt positions went into it.
     private var rooms: [ObjectIdentifier: (channel: any KVSendChannel, sent: Int)] = [:]
     /// Prefill side: each request's sampled first token, with its logprobs.
@@ -45,21 +47,46 @@ final class DisaggregationState {
             pool = try TensorParallelKVPages(leader: leader, local: local)
             tpSize = leader.communicator.size
         }
+        var devicePool: (any KVDevicePageMoving)?
+        var links: (any KVPeerLinkMaking)?
+        if config.backend == .nccl {
+            guard tpSize == 1 else {
+                throw EngineError.invalidConfig(
+                    "--disaggregation-transfer-backend nccl with --tp-size > 1 is not available yet (each rank's shard would need its own link); use tcp"
+                )
+            }
+            guard let device = local as? any KVDevicePageMoving else {
+                throw EngineError.invalidConfig(
+                    "--disaggregation-transfer-backend nccl moves KV pages GPU to GPU and needs a CUDA KV pool (--device cuda); this server's pool is on the host: use --disaggregation-transfer-backend tcp"
+                )
+            }
+            do { links = try device.peerLinks() } catch {
+                throw EngineError.invalidConfig("--disaggregation-transfer-backend nccl: \(error)")
+            }
+            devicePool = device
+        }
         let transfer = TCPKVTransfer(
             slotByteCount: pool.slotByteCount, signature: pool.pageFormatSignature, tpSize: tpSize,
-            timeout: config.timeout, logger: logger)
-        let state = DisaggregationState(config: config, transfer: transfer, pool: pool)
+            timeout: config.timeout, logger: logger, peerLinks: links)
+        let state = DisaggregationState(config: config, transfer: transfer, pool: pool, devicePool: devicePool)
         if config.mode == .prefill {
             state.boundPort = try transfer.listen(host: config.bootstrapHost, port: config.bootstrapPort)
         }
         return state
     }
 
-    private init(config: DisaggregationConfig, transfer: any KVTransfer, pool: any KVPageCopying) {
+    private init(
+        config: DisaggregationConfig, transfer: any KVTransfer, pool: any KVPageCopying,
+        devicePool: (any KVDevicePageMoving)?
+    ) {
         self.config = config
         self.transfer = transfer
         self.pool = pool
+        self.devicePool = devicePool
     }
+
+    /// Most bytes one device page message stages (a long chunk goes as several).
+    static let maxDevicePageBytes = 32 << 20
 
     deinit { transfer.shutdown() }
 
@@ -110,12 +137,21 @@ final class DisaggregationState {
             let slots = s.request.slots[entry.sent..<end]
             let size = slots.count * pool.slotByteCount
             do {
-                let bytes = try [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-                    count = 0
-                    try pool.copyOut(slots: slots, into: UnsafeMutableRawPointer(buffer.baseAddress!))
-                    count = size
+                if let devicePool {
+                    let step = max(1, Self.maxDevicePageBytes / max(1, pool.slotByteCount))
+                    for from in stride(from: slots.startIndex, to: slots.endIndex, by: step) {
+                        let part = slots[from..<min(from + step, slots.endIndex)]
+                        let pages = try devicePool.gatherPages(slots: part)
+                        entry.channel.send(start: from, count: part.count, pages: pages)
+                    }
+                } else {
+                    let bytes = try [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                        count = 0
+                        try pool.copyOut(slots: slots, into: UnsafeMutableRawPointer(buffer.baseAddress!))
+                        count = size
+                    }
+                    entry.channel.send(start: entry.sent, count: slots.count, bytes: bytes)
                 }
-                entry.channel.send(start: entry.sent, count: slots.count, bytes: bytes)
                 rooms[id] = (entry.channel, end)
             } catch {
                 // The decode side gets the failure; the prompt itself ends as usual here.
@@ -176,6 +212,22 @@ final class DisaggregationState {
                 try bytes.withUnsafeBytes {
                     try pool.copyIn(slots: r.slots[start..<(start + count)], from: $0.baseAddress!)
                 }
+            } catch {
+                fetch.cancel()
+                fetches[serial] = nil
+                return .failed(r, "copying the prompt's KV into the pool failed: \(error)")
+            }
+            return .stored
+        case .devicePages(let start, let count, let pages):
+            guard let devicePool, start >= r.cachedLength, start + count <= r.promptLength,
+                r.slots.count >= start + count, pages.slotCount == count
+            else {
+                fetch.cancel()
+                fetches[serial] = nil
+                return .failed(r, "KV pages for positions \(start)..<\(start + count) do not fit the reserved slots")
+            }
+            do {
+                try devicePool.scatterPages(pages, into: r.slots[start..<(start + count)])
             } catch {
                 fetch.cancel()
                 fetches[serial] = nil

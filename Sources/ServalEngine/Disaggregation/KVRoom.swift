@@ -5,8 +5,14 @@ import ServalTensor
 /// computed, taken in order by the connection that fetches the room. Pages are dropped once
 /// sent, so a room holds only what its decode server has not read yet.
 final class KVRoom: @unchecked Sendable {
+    /// A page's bytes: on the host (the socket path) or in device staging (a peer link).
+    enum Payload {
+        case bytes([UInt8])
+        case device(any KVDevicePages)
+    }
+
     enum Next {
-        case pages(start: Int, count: Int, bytes: [UInt8])
+        case pages(start: Int, count: Int, payload: Payload)
         case done(SampledToken)
         case failed(String)
     }
@@ -14,7 +20,7 @@ final class KVRoom: @unchecked Sendable {
     let id: UInt64
     let promptLength: Int
     private let condition = NSCondition()
-    private var pending: [(start: Int, count: Int, bytes: [UInt8])] = []
+    private var pending: [(start: Int, count: Int, payload: Payload)] = []
     private var end: Next?
     /// A decode server is reading it.
     private(set) var claimed = false
@@ -27,9 +33,9 @@ final class KVRoom: @unchecked Sendable {
     }
 
     /// Engine thread: more pages.
-    func append(start: Int, count: Int, bytes: [UInt8]) {
+    func append(start: Int, count: Int, payload: Payload) {
         condition.lock()
-        if end == nil { pending.append((start, count, bytes)) }
+        if end == nil { pending.append((start, count, payload)) }
         condition.signal()
         condition.unlock()
     }
@@ -63,7 +69,7 @@ final class KVRoom: @unchecked Sendable {
         }
         if !pending.isEmpty {
             let p = pending.removeFirst()
-            return .pages(start: p.start, count: p.count, bytes: p.bytes)
+            return .pages(start: p.start, count: p.count, payload: p.payload)
         }
         return end
     }

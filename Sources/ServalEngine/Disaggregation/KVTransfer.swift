@@ -2,10 +2,11 @@ import Foundation
 import ServalTensor
 
 /// The seam between the engine and whatever moves KV pages between a prefill and a decode
-/// server (TCP today; NCCL point-to-point would be another conformance). The engine copies
-/// a prompt's slot bytes out of its pool as each prefill chunk is computed and hands them
-/// to a send channel; on the decode side it receives them as events on its own thread and
-/// copies them into the slots it reserved. Transfers never touch the pool themselves.
+/// server (`TCPKVTransfer`: control over TCP, pages over the same socket or, for `nccl`, over
+/// a device peer link). The engine copies a prompt's slot bytes out of its pool (to host
+/// bytes, or to device staging) as each prefill chunk is computed and hands them to a send
+/// channel; on the decode side it receives them as events on its own thread and copies them
+/// into the slots it reserved. Transfers never touch the pool themselves.
 public protocol KVTransfer: AnyObject, Sendable {
     /// Prefill side: opens the room a decode server will fetch this prompt's KV from.
     /// Throws when the room is already in use.
@@ -25,6 +26,8 @@ public protocol KVTransfer: AnyObject, Sendable {
 public protocol KVSendChannel: AnyObject {
     /// Slot bytes of prompt positions `start..<start + count` (`count × slotByteCount`).
     func send(start: Int, count: Int, bytes: [UInt8])
+    /// The same positions' bytes in device staging (`count` slots), for a device peer link.
+    func send(start: Int, count: Int, pages: any KVDevicePages)
     /// The prompt is done: its first sampled token (with its logprobs when asked for) goes last.
     func finish(first: SampledToken)
     /// The prompt failed (aborted, forward error): the decode side gets `message`.
@@ -40,6 +43,8 @@ public protocol KVFetch: AnyObject, Sendable {
 /// What a decode-side fetch reports.
 public enum KVTransferEvent: Sendable {
     case pages(start: Int, count: Int, bytes: [UInt8])
+    /// Pages that came over a device peer link, in device staging.
+    case devicePages(start: Int, count: Int, pages: any KVDevicePages)
     case done(first: SampledToken)
     case failed(String)
 }

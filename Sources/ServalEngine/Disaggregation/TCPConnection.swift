@@ -132,6 +132,24 @@ final class TCPConnection: @unchecked Sendable {
         try words.map(\.littleEndian).withUnsafeBytes { try write($0.baseAddress!, count: $0.count) }
     }
 
+    /// What the peer did after its hello (the decode side writes nothing else but a cancel).
+    enum PeerState: Equatable {
+        case open
+        /// It wrote something (`KVWireFormat.cancelWord`): it still reads.
+        case cancelled
+        /// It closed the connection or it failed.
+        case gone
+    }
+
+    /// Looks without waiting and without consuming anything.
+    func peerState() -> PeerState {
+        var byte: UInt8 = 0
+        let r = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        if r > 0 { return .cancelled }
+        if r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return .open }
+        return .gone
+    }
+
     /// Wakes a blocked read or write on another thread (it then fails); the socket stays
     /// open until its owner closes it, so its number cannot be reused meanwhile.
     func interrupt() {

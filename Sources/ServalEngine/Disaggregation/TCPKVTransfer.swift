@@ -6,14 +6,18 @@ import ServalTensor
     import Glibc
 #endif
 
-/// KV transfer over TCP (`--disaggregation-transfer-backend tcp`).
+/// KV transfer over TCP (`--disaggregation-transfer-backend tcp`), or its control over TCP and
+/// its page bytes over a device peer link (`nccl`: `peerLinks`, see `KVPeerLinks`).
 ///
 /// Prefill side: a bootstrap listener on `--disaggregation-bootstrap-port`. The engine opens
 /// a room per request (SGLang's `bootstrap_room`) and appends the prompt's slot bytes as its
 /// chunks are computed; a decode server connects, names the room (it may arrive before the
 /// prefill request does: the connection waits for the room), and the pages stream to it as
 /// they come, then the first token. Decode side: one connection per fetched request, read
-/// on a thread of its own, events posted to the engine.
+/// on a thread of its own, events posted to the engine. Over a peer link the hello also
+/// settles the pair's link (made once, reused by later rooms), pages travel as device staging
+/// announced in the frames, and a decode server that cancels a room still receives what was
+/// announced (the link's sends and receives must pair up) but no more.
 public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
     private let slotByteCount: Int
     private let signature: String
@@ -28,14 +32,24 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
     private let roomsChanged = NSCondition()
     private var listenFD: Int32 = -1
     private var stopped = false
+    /// The page path's links (nil: pages travel in the frames).
+    private let links: KVPeerLinks?
+    private var pagePath: KVWireFormat.PagePath { links == nil ? .socket : .peerLink }
+    private var pathName: String { links.map { $0.maker.name } ?? "tcp" }
 
     /// `slotByteCount`, `signature` and `tpSize` describe this server's pool: a peer's must match.
-    public init(slotByteCount: Int, signature: String, tpSize: Int = 1, timeout: Double, logger: Logger) {
+    /// With `peerLinks` the page bytes move over device links it makes (the engine then sends
+    /// device pages); without, over the connection.
+    public init(
+        slotByteCount: Int, signature: String, tpSize: Int = 1, timeout: Double, logger: Logger,
+        peerLinks: (any KVPeerLinkMaking)? = nil
+    ) {
         self.slotByteCount = slotByteCount
         self.signature = signature
         self.tpSize = tpSize
         self.timeout = timeout
         self.logger = logger
+        links = peerLinks.map(KVPeerLinks.init(maker:))
     }
 
     /// Prefill side: starts the bootstrap listener; returns its port (`port` 0 picks a free one).
@@ -47,7 +61,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         let thread = Thread { [self] in acceptLoop(fd) }
         thread.name = "serval-kv-bootstrap"
         thread.start()
-        logger.info("KV transfer: bootstrap server on \(host):\(bound) (tcp)")
+        logger.info("KV transfer: bootstrap server on \(host):\(bound) (\(pathName))")
         return bound
     }
 
@@ -57,6 +71,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
             if listenFD >= 0 { Glibc.shutdown(listenFD, Int32(SHUT_RDWR)) }
         }
         roomsChanged.broadcast()
+        links?.abortAll()
     }
 
     // MARK: Prefill side
@@ -92,7 +107,11 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         }
         func send(start: Int, count: Int, bytes: [UInt8]) {
             precondition(bytes.count == count * slotByteCount, "KV pages of the wrong size")
-            room.append(start: start, count: count, bytes: bytes)
+            room.append(start: start, count: count, payload: .bytes(bytes))
+        }
+        func send(start: Int, count: Int, pages: any KVDevicePages) {
+            precondition(pages.slotCount == count && pages.slotByteCount == slotByteCount, "KV pages of the wrong size")
+            room.append(start: start, count: count, payload: .device(pages))
         }
         func finish(first: SampledToken) { room.close(.done(first)) }
         func fail(_ message: String) { room.close(.failed(message)) }
@@ -123,8 +142,11 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
             let hello = try KVWireFormat.Hello.read(from: c, deadline: Date().addingTimeInterval(30))
             roomID = hello.room
             try Self.checkPeer(hello, signature: signature, slotByteCount: slotByteCount, tpSize: tpSize)
+            try Self.checkPath(hello.pagePath, ours: pagePath, name: pathName)
+            let link = try links?.answer(hello, on: c)
             let deadline = Date().addingTimeInterval(timeout)
-            guard let room = waitForRoom(hello.room, deadline: deadline) else {
+            guard let room = waitForRoom(hello.room, deadline: deadline, peer: c) else {
+                if c.peerState() != .open { return }
                 throw KVTransferError(
                     "bootstrap_room \(hello.room) did not reach the prefill server within \(seconds) s")
             }
@@ -135,7 +157,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
                     "bootstrap_room \(hello.room) holds a prompt of \(room.promptLength) tokens, the decode server expects \(hello.promptLength)"
                 )
             }
-            try stream(room, skip: hello.skip, to: c, deadline: deadline)
+            try stream(room, skip: hello.skip, to: c, link: link, deadline: deadline)
         } catch {
             if let roomID { logger.warning("KV transfer of room \(roomID) failed: \(error)") }
             try? KVWireFormat.writeFrame(c, .error, 0, 0, Array("\(error)".utf8))
@@ -156,30 +178,56 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         }
     }
 
-    private func waitForRoom(_ id: UInt64, deadline: Date) -> KVRoom? {
+    /// Refuses a decode server whose pages move another way (one side nccl, the other tcp).
+    static func checkPath(_ theirs: KVWireFormat.PagePath, ours: KVWireFormat.PagePath, name: String) throws {
+        guard theirs != ours else { return }
+        throw KVTransferError(
+            "the decode server moves KV pages \(theirs == .socket ? "over tcp" : "over a device link (nccl)") and this prefill server over \(name): start both with the same --disaggregation-transfer-backend"
+        )
+    }
+
+    /// The room once the engine opened it; nil at the deadline, at shutdown, or when the decode
+    /// server cancelled or went away meanwhile.
+    private func waitForRoom(_ id: UInt64, deadline: Date, peer c: TCPConnection) -> KVRoom? {
         roomsChanged.lock()
         defer { roomsChanged.unlock() }
         while true {
             if let r = lock.withLock({ rooms[id] }) { return r }
-            if lock.withLock({ stopped }) { return nil }
+            if lock.withLock({ stopped }) || c.peerState() != .open { return nil }
             if !roomsChanged.wait(until: min(deadline, Date().addingTimeInterval(0.5))), Date() >= deadline {
                 return nil
             }
         }
     }
 
-    private func stream(_ room: KVRoom, skip: Int, to c: TCPConnection, deadline: Date) throws {
+    private func stream(
+        _ room: KVRoom, skip: Int, to c: TCPConnection, link: KVPeerLinks.Outgoing?, deadline: Date
+    ) throws {
         while true {
-            guard let next = room.next(deadline: deadline) else {
+            // Waits in short slices so a decode server that cancelled or went away ends it early.
+            guard let next = room.next(deadline: min(deadline, Date().addingTimeInterval(0.5))) else {
+                if c.peerState() != .open { throw KVTransferError("the decode server cancelled the transfer") }
+                if Date() < deadline { continue }
                 throw KVTransferError("the prompt of bootstrap_room \(room.id) did not finish within \(seconds) s")
             }
             switch next {
-            case .pages(let start, let count, let bytes):
+            case .pages(let start, let count, let payload):
                 // Positions the decode side holds in its radix cache are not sent.
                 let from = max(start, skip)
                 guard from < start + count else { continue }
-                let payload = from == start ? bytes : Array(bytes[((from - start) * slotByteCount)...])
-                try KVWireFormat.writeFrame(c, .pages, UInt64(from), UInt64(start + count - from), payload)
+                if c.peerState() != .open { throw KVTransferError("the decode server cancelled the transfer") }
+                switch payload {
+                case .bytes(let bytes):
+                    let tail = from == start ? bytes : Array(bytes[((from - start) * slotByteCount)...])
+                    try KVWireFormat.writeFrame(c, .pages, UInt64(from), UInt64(start + count - from), tail)
+                case .device(let pages):
+                    guard let links, let link else {
+                        throw KVTransferError("device KV pages reached a transfer without a device link")
+                    }
+                    try links.send(
+                        link, pages: pages, fromSlot: from - start, start: from, count: start + count - from, on: c,
+                        deadline: deadline)
+                }
             case .done(let first):
                 try KVWireFormat.writeFrame(
                     c, .done, UInt64(UInt32(bitPattern: first.tokenID)), first.logprob == nil ? 0 : 1,
@@ -198,21 +246,28 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         from source: BootstrapInfo, skip: Int, promptLength: Int, deadline: Date,
         onEvent: @escaping @Sendable (KVTransferEvent) -> Void
     ) -> any KVFetch {
-        let fetch = TCPFetch()
+        let fetch = TCPFetch(drains: links != nil)
         let hello = KVWireFormat.Hello(
             room: source.room, skip: skip, promptLength: promptLength, slotByteCount: slotByteCount,
             signature: signature, tpSize: tpSize)
         let slotBytes = slotByteCount
         let seconds = self.seconds
+        let links = self.links
         let thread = Thread {
             let peer = "\(source.host):\(source.port) room \(source.room)"
+            var link: KVPeerLinks.Incoming?
             do {
                 let c = try TCPConnection.connect(host: source.host, port: source.port, deadline: deadline)
                 defer { c.close() }
                 guard fetch.attach(c) else { return }
-                let (words, tail) = hello.encoded()
-                try c.writeWords(words)
-                try c.write(tail)
+                if let links {
+                    link = try links.hello(hello, peer: "\(source.host):\(source.port)", on: c, deadline: deadline)
+                    fetch.helloSent()
+                } else {
+                    let (words, tail) = hello.encoded()
+                    try c.writeWords(words)
+                    try c.write(tail)
+                }
                 var expected = skip
                 while true {
                     let w = try c.readWords(4, deadline: deadline, what: "KV pages")
@@ -228,14 +283,26 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
                         count = size
                     }
                     switch kind {
-                    case .pages:
+                    case .pages, .devicePages:
                         let start = Int(w[1]), count = Int(w[2])
+                        guard (kind == .devicePages) == (link != nil) else {
+                            throw KVTransferError("KV pages came another way than the pair agreed")
+                        }
                         guard start == expected, count > 0, start + count <= promptLength,
-                            payload.count == count * slotBytes
+                            kind == .devicePages || payload.count == count * slotBytes
                         else { throw KVTransferError("KV pages out of order or of the wrong size") }
                         expected += count
-                        if fetch.isCancelled { return }
-                        onEvent(.pages(start: start, count: count, bytes: payload))
+                        if let links, let link {
+                            // Announced pages are always received: the link's sends and receives pair up.
+                            let pages = try links.receive(
+                                link, sequence: try KVWireFormat.decodeSequence(payload), slotCount: count,
+                                slotByteCount: slotBytes, deadline: deadline, peerGone: { c.peerState() == .gone })
+                            if fetch.isCancelled { continue }
+                            onEvent(.devicePages(start: start, count: count, pages: pages))
+                        } else {
+                            if fetch.isCancelled { return }
+                            onEvent(.pages(start: start, count: count, bytes: payload))
+                        }
                     case .done:
                         guard expected == promptLength else {
                             throw KVTransferError("the prefill server sent \(expected) of \(promptLength) positions")
@@ -248,6 +315,8 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
                         return
                     case .error:
                         throw KVTransferError(String(decoding: payload, as: UTF8.self))
+                    case .link:
+                        throw KVTransferError("a second link answer in one KV transfer")
                     }
                 }
             } catch {
@@ -269,6 +338,12 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         private let lock = NSLock()
         private var connection: TCPConnection?
         private var cancelled = false
+        private var sentHello = false
+        /// Over a peer link a cancel only tells the prefill server to stop: pages it already
+        /// announced are still received (and dropped), so the link's order holds.
+        private let drains: Bool
+
+        init(drains: Bool) { self.drains = drains }
 
         var isCancelled: Bool { lock.withLock { cancelled } }
 
@@ -280,10 +355,23 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
             }
         }
 
+        /// Peer link: the hello is out, so a cancel may now be written (one writer at a time).
+        func helloSent() {
+            lock.withLock {
+                sentHello = true
+                if cancelled { try? connection?.writeWords([KVWireFormat.cancelWord]) }
+            }
+        }
+
         func cancel() {
             lock.withLock {
+                guard !cancelled else { return }
                 cancelled = true
-                connection?.interrupt()
+                if drains {
+                    if sentHello { try? connection?.writeWords([KVWireFormat.cancelWord]) }
+                } else {
+                    connection?.interrupt()
+                }
             }
         }
     }
