@@ -27,7 +27,7 @@ el selftest >> $N
 R=$OUT/v2lite.txt
 W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
 ( time timeout 180 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
-    --batch-size 1 32 128 --input-len 128 512 --output-len 16 ) 2>&1 | grep -v "GiB of weights" >> $R
+    --batch-size 1 32 128 --input-len 128 --output-len 16 ) 2>&1 | grep -v "GiB of weights" >> $R
 el v2lite >> $R
 G=$OUT/benchcuda.txt
 timeout 150 $B bench-cuda --decode-batches "" > $G 2>&1
@@ -35,7 +35,7 @@ el bench-cuda >> $G
 M=$OUT/models.txt
 for m in v2-lite v3 v3-fp8 v3/model-q8_0.gguf; do
   echo "== $m" >> $M
-  timeout 60 $B selftest --device cuda --model-path $F/$m --model-steps 8 2>&1 | grep "model check\|prompt \|rror" >> $M
+  timeout 60 $B selftest --device cuda --model-path $F/$m --model-steps 8 2>&1 | grep "model check\|reference\|prompt \|rror" >> $M
 done
 el models >> $M
 # Where a decode step's time goes: Nsight Compute's per-kernel durations (clocks left alone) over a
@@ -43,10 +43,12 @@ el models >> $M
 P=$OUT/profile.txt
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ]; then
-  for m in "$W" "$C/llama8b"; do
-    echo "== $m" >> $P
+  # Decode steps only: the launches of the warm-up and the two prefills are skipped.
+  for ms in "$W 2500" "$C/llama8b 1500"; do
+    set -- $ms; m=$1
+    echo "== $m (launches $2 on)" >> $P
     timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
-      --launch-count 2500 $B bench-one-batch --device cuda --model-path $m --load-format dummy \
+      --launch-skip $2 --launch-count 1500 $B bench-one-batch --device cuda --model-path $m --load-format dummy \
       --batch-size 1 --input-len 64 --output-len 24 2>&1 \
       | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|decode|prefill|rror" | head -300 >> $P
   done
@@ -75,6 +77,10 @@ curl -s localhost:31100/v1/chat/completions -H 'content-type: application/json' 
 kill $SP; wait $SP 2>/dev/null; grep -v "POST\|GET" /tmp/ds-srv.log | tail -8 >> $V
 el ds-server >> $V
 S=$OUT/serve.txt
+# The 8B shapes' decode at batch 1 / 64 / 256 (issue 15's figures; CUDA graphs).
+timeout 120 $B bench-one-batch --device cuda --model-path $C/llama8b --load-format dummy --batch-size 1 64 256 \
+  --input-len 128 --output-len 24 2>&1 | grep -v "GiB of weights" >> $S
+el "8B bench-one-batch" >> $S
 $B launch-server --device cuda --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf --port 31000 --served-model-name m > /tmp/srv8b.log 2>&1 &
 SP=$!
 for i in $(seq 1 240); do grep -q "fired up" /tmp/srv8b.log && break; sleep 0.25; done

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Prefill-decode disaggregation on one GPU (issue 20): a --device cuda prefill server and a --device cuda
-# decode server (each --mem-fraction-static 0.3) behind `serval launch-router --pd-disaggregation` must
-# give one plain --device cuda server's greedy tokens (same --chunked-prefill-size on both, 8, so a
+# decode server (each --max-total-tokens 32768: a fraction of the memory would leave nothing to the
+# servers started after the first) behind `serval launch-router --pd-disaggregation` must give one plain --device cuda server's greedy tokens (same --chunked-prefill-size on both, 8, so a
 # prompt crosses in several chunks). The KV crosses as bf16 slot bytes (the CUDA pool's gather kernel
 # -> pinned memory -> TCP -> pinned memory -> scatter kernel) over loopback TCP. Then the same pair with
 # --disaggregation-transfer-backend nccl (pages GPU to GPU over an NCCL send/recv link per server pair):
@@ -87,13 +87,13 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
   local name=$1; shift
   local cp=(--chunked-prefill-size 8 --random-seed 1)
   declare -A WANT
-  if start $name-plain $P $B launch-server --device $D "$@" --port $P --mem-fraction-static 0.3 "${cp[@]}"; then
+  if start $name-plain $P $B launch-server --device $D "$@" --port $P --max-total-tokens 32768 "${cp[@]}"; then
     for p in "${PROMPTS[@]}"; do WANT[$p]=$(ids $P "$p"); done
   fi
   stop_all
-  start $name-prefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
+  start $name-prefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --max-total-tokens 32768 "${cp[@]}" \
       --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) &&
-    start $name-decode $((P + 20)) $B launch-server --device $D "$@" --port $((P + 20)) --mem-fraction-static 0.3 "${cp[@]}" \
+    start $name-decode $((P + 20)) $B launch-server --device $D "$@" --port $((P + 20)) --max-total-tokens 32768 "${cp[@]}" \
       --disaggregation-mode decode --disaggregation-decode-timeout 60 &&
     start $name-router $((P + 30)) $B launch-router --port $((P + 30)) --pd-disaggregation \
       --prefill http://127.0.0.1:$((P + 10)) $((P + 11)) --decode http://127.0.0.1:$((P + 20))
@@ -113,9 +113,9 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
   # the decode side cached: pages sent from a later slot).
   local G=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') pv=() dv=() where="one GPU"
   if [ "$G" -ge 2 ]; then pv=(CUDA_VISIBLE_DEVICES=0); dv=(CUDA_VISIBLE_DEVICES=1); where="GPU 0 -> GPU 1"; fi
-  if [ "$D" == cuda ] && start $name-ncclprefill $((P + 10)) env NCCL_DEBUG=WARN "${pv[@]}" $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" \
+  if [ "$D" == cuda ] && start $name-ncclprefill $((P + 10)) env NCCL_DEBUG=WARN "${pv[@]}" $B launch-server --device $D "$@" --port $((P + 10)) --max-total-tokens 32768 "${cp[@]}" \
       --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) --disaggregation-transfer-backend nccl &&
-    start $name-nccldecode $((P + 20)) env NCCL_DEBUG=WARN "${dv[@]}" $B launch-server --device $D "$@" --port $((P + 20)) --mem-fraction-static 0.3 "${cp[@]}" \
+    start $name-nccldecode $((P + 20)) env NCCL_DEBUG=WARN "${dv[@]}" $B launch-server --device $D "$@" --port $((P + 20)) --max-total-tokens 32768 "${cp[@]}" \
       --disaggregation-mode decode --disaggregation-decode-timeout 60 --disaggregation-transfer-backend nccl &&
     start $name-ncclrouter $((P + 30)) $B launch-router --port $((P + 30)) --pd-disaggregation \
       --prefill http://127.0.0.1:$((P + 10)) $((P + 11)) --decode http://127.0.0.1:$((P + 20)); then
@@ -137,7 +137,7 @@ check() {  # name model-args...: plain vs PD on the GPU, then a CPU decode serve
   fi
   stop_all
   local pk=(); [ "$D" == cpu ] && pk=(--kv-cache-dtype bf16)  # DEVICE=cpu: the bf16 pool a CUDA server has
-  start $name-cpuprefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --mem-fraction-static 0.3 "${cp[@]}" "${pk[@]}" \
+  start $name-cpuprefill $((P + 10)) $B launch-server --device $D "$@" --port $((P + 10)) --max-total-tokens 32768 "${cp[@]}" "${pk[@]}" \
       --disaggregation-mode prefill --disaggregation-bootstrap-port $((P + 11)) &&
   if start $name-cpudecode $((P + 40)) $B launch-server --device cpu "$@" --port $((P + 40)) --kv-cache-dtype bf16 "${cp[@]}" \
       --disaggregation-mode decode --disaggregation-decode-timeout 60; then

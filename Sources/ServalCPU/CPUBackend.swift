@@ -13,11 +13,22 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     /// Activation scratch shared by every MoE layer (layers run one after another).
     let moeScratch = MoEScratch()
 
+    /// Whether weight matrices are held as bf16 (rounded to nearest even from their stored
+    /// values): what the CUDA backend uploads, so a CPU run of this backend is the GPU's
+    /// reference with the same weights (`selftest --model-path`).
+    public let weightsAsBF16: Bool
+    /// The bf16 copies `weight` made when `weightsAsBF16`, freed with the backend.
+    private var converted: [UnsafeMutableRawPointer] = []
+    private let convertedLock = NSLock()
+
     /// `threads` participants (default: the active processor count).
-    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, weightsAsBF16: Bool = false) {
         pool = ThreadPool(threads: max(1, threads))
         path = .active
+        self.weightsAsBF16 = weightsAsBF16
     }
+
+    deinit { for p in converted { p.deallocate() } }
 
     public var name: String { "cpu (\(path), \(pool.threads) threads)" }
     public var workers: Int { pool.threads }
@@ -38,7 +49,23 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
         -> WeightMatrix
     {
         guard canCompute(type) else { throw TensorError("weight type \(type) has no CPU kernels") }
-        return try WeightMatrix(type: type, rows: rows, cols: cols, base: data, byteCount: byteCount)
+        guard weightsAsBF16, type != .bf16 else {
+            return try WeightMatrix(type: type, rows: rows, cols: cols, base: data, byteCount: byteCount)
+        }
+        let source = try WeightMatrix(type: type, rows: rows, cols: cols, base: data, byteCount: byteCount)
+        let bytes = rows * cols * 2
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 2), alignment: 64)
+        convertedLock.withLock { converted.append(copy) }
+        let halves = copy.bindMemory(to: UInt16.self, capacity: rows * cols)
+        var row = [Float](repeating: 0, count: cols)
+        for r in 0..<rows {
+            try row.withUnsafeMutableBufferPointer { b throws(TensorError) in
+                guard let base = b.baseAddress else { return }
+                try CPUOps.dequantizeRow(type, source.row(r), count: cols, into: base, path: path)
+            }
+            for c in 0..<cols { halves[r * cols + c] = bf16Bits(row[c]) }
+        }
+        return try WeightMatrix(type: .bf16, rows: rows, cols: cols, base: UnsafeRawPointer(copy), byteCount: bytes)
     }
 
     public func allocate(bytes byteCount: Int) throws -> DeviceBuffer {

@@ -14,11 +14,7 @@ enum WeightConversion {
 
     /// Round to nearest even; NaN stays NaN.
     @inline(__always)
-    static func bf16(_ f: Float) -> UInt16 {
-        let u = f.bitPattern
-        if u & 0x7fff_ffff > 0x7f80_0000 { return UInt16(truncatingIfNeeded: u >> 16) | 0x40 }
-        return UInt16(truncatingIfNeeded: (u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16)
-    }
+    static func bf16(_ f: Float) -> UInt16 { bf16Bits(f) }
 
     /// Copies `rows × cols` weights stored as `type` at host `data` into `dst` as bf16 and
     /// waits for the copies (the staging buffer is reused chunk by chunk).

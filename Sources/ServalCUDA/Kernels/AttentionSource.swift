@@ -36,8 +36,15 @@ extension KernelSource {
                 m[g] = -INFINITY;
                 l[g] = 0.f;
             }
-            // U rows per warp per iteration: all their loads are in flight before the math.
+            // U rows per warp per iteration: all their loads are in flight before the math, and the
+            // next iteration's slot ids are read meanwhile (the index load is never on the critical path).
             constexpr int U = D >= 256 ? 2 : 4;
+            int ids[U];
+        #pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int jn = t0 + warp + u * DEC_WARPS;
+                ids[u] = jn < t1 ? kv_indices[start + jn] : 0;
+            }
             for (int j = t0 + warp; j < t1; j += U * DEC_WARPS) {
                 float k[U][EPT], v[U][EPT];
                 bool valid[U];
@@ -45,7 +52,7 @@ extension KernelSource {
                 for (int u = 0; u < U; u++) {
                     const int jj = j + u * DEC_WARPS;
                     valid[u] = jj < t1;
-                    const size_t base = (size_t)kv_indices[start + (valid[u] ? jj : j)] * kv_dim + (size_t)kvh * D + lane * EPT;
+                    const size_t base = (size_t)ids[u] * kv_dim + (size_t)kvh * D + lane * EPT;
         #pragma unroll
                     for (int e = 0; e < EPT; e += 2) {
                         unsigned kw = *(const unsigned *)(kc + base + e), vw = *(const unsigned *)(vc + base + e);
@@ -54,6 +61,11 @@ extension KernelSource {
                         v[u][e] = __uint_as_float(vw << 16);
                         v[u][e + 1] = __uint_as_float(vw & 0xffff0000u);
                     }
+                }
+        #pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int jn = j + (U + u) * DEC_WARPS;
+                    ids[u] = jn < t1 ? kv_indices[start + jn] : 0;
                 }
         #pragma unroll
                 for (int u = 0; u < U; u++) {
@@ -123,22 +135,44 @@ extension KernelSource {
         DECODE_INSTANCE(128, 1) DECODE_INSTANCE(128, 2) DECODE_INSTANCE(128, 4) DECODE_INSTANCE(128, 8)
         DECODE_INSTANCE(256, 1) DECODE_INSTANCE(256, 2) DECODE_INSTANCE(256, 4) DECODE_INSTANCE(256, 8)
 
-        // Merges the splits: grid (batch, n_heads), block head_dim.
+        // The (max, sum) pairs of n_split <= 64 splits (ml[2s], ml[2s + 1]; max in log base e, or 2
+        // when LOG2) to weights w[s] = base^(max_s - M) / L in shared memory, M the largest max and
+        // L = sum_s base^(max_s - M) * sum_s (0 for every split when all are empty). Thread s reads
+        // split s, so the pairs cost one round trip; needs blockDim.x >= n_split.
+        template <bool LOG2>
+        __device__ void split_weights(const float *ml, int n_split, float *w) {
+            __shared__ float sm[64];
+            const int s = threadIdx.x;
+            const float m = s < n_split ? ml[2 * s] : -INFINITY, l = s < n_split ? ml[2 * s + 1] : 0.f;
+            if (s < 64) sm[s] = m;
+            __syncthreads();
+            float M = -INFINITY;
+            for (int i = 0; i < n_split; i++) M = fmaxf(M, sm[i]);
+            const float f = s < n_split && m != -INFINITY ? (LOG2 ? exp2f(m - M) : expf(m - M)) : 0.f;
+            __syncthreads();
+            if (s < 64) sm[s] = f * l;
+            __syncthreads();
+            float L = 0.f;
+            for (int i = 0; i < n_split; i++) L += sm[i];
+            if (s < n_split) w[s] = L > 0.f ? f / L : 0.f;
+            __syncthreads();
+        }
+
+        // Merges the splits: grid (batch, n_heads), block head_dim; the splits' partial outputs
+        // read 8 at a time (independent loads in flight).
         extern "C" __global__ void sv_decode_attn_reduce(const float *part_acc, const float *part_ml, bf16_t *out,
                                                          int n_heads, int head_dim, int n_split) {
+            __shared__ float w[64];
             const int b = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
             const size_t p0 = ((size_t)b * n_heads + h) * n_split;
-            float M = -INFINITY;
-            for (int s = 0; s < n_split; s++) M = fmaxf(M, part_ml[(p0 + s) * 2]);
-            float L = 0.f, A = 0.f;
-            if (M != -INFINITY) {
-                for (int s = 0; s < n_split; s++) {
-                    float f = expf(part_ml[(p0 + s) * 2] - M);
-                    L += part_ml[(p0 + s) * 2 + 1] * f;
-                    A += part_acc[(p0 + s) * head_dim + d] * f;
-                }
+            split_weights<false>(part_ml + p0 * 2, n_split, w);
+            float A = 0.f;
+        #pragma unroll 8
+            for (int s = 0; s < n_split; s++) {
+                const float a = part_acc[(p0 + s) * head_dim + d];
+                A += w[s] != 0.f ? w[s] * a : 0.f;
             }
-            if (d < head_dim) out[((size_t)b * n_heads + h) * head_dim + d] = f2bf(L > 0.f ? A / L : 0.f);
+            if (d < head_dim) out[((size_t)b * n_heads + h) * head_dim + d] = f2bf(A);
         }
         """#
 

@@ -15,11 +15,59 @@ extension KernelSource {
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = bf2f(x[i]);
         }
 
+        // The norms below hold their row in registers (up to SV_NORM_V float4 per thread): every
+        // load of the row is issued before the first store, so a row costs one memory round trip
+        // instead of one per loop iteration (a store into a row the compiler cannot prove apart
+        // from the next load orders them). Rows of other widths take the plain loops.
+        #define SV_NORM_V 8
+        __device__ __forceinline__ bool norm_in_registers(int cols, const void *p0, const void *p1, const void *p2) {
+            return (cols & 3) == 0 && cols / 4 <= SV_NORM_V * (int)blockDim.x &&
+                   (((size_t)p0 | (size_t)p1 | (size_t)p2) & 15) == 0;
+        }
+        // ss of the row a (+ b when ADD, the sum kept in v); then a = v when ADD, y = v * inv * w.
+        template <bool ADD>
+        __device__ __forceinline__ void norm_row4(float *a, const float *b, const float *w, float *y, int cols, float eps,
+                                                  float *scratch) {
+            const int n4 = cols >> 2;
+            float4 v[SV_NORM_V];
+            float ss = 0.f;
+        #pragma unroll
+            for (int u = 0; u < SV_NORM_V; u++) {
+                const int i = threadIdx.x + u * blockDim.x;
+                v[u] = i < n4 ? ((const float4 *)a)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+                if (ADD && i < n4) {
+                    const float4 c = ((const float4 *)b)[i];
+                    v[u].x += c.x; v[u].y += c.y; v[u].z += c.z; v[u].w += c.w;
+                }
+                ss += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
+            }
+            ss = block_sum(ss, scratch);
+            const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+            float4 g[SV_NORM_V];
+        #pragma unroll
+            for (int u = 0; u < SV_NORM_V; u++) {
+                const int i = threadIdx.x + u * blockDim.x;
+                g[u] = i < n4 ? ((const float4 *)w)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+        #pragma unroll
+            for (int u = 0; u < SV_NORM_V; u++) {
+                const int i = threadIdx.x + u * blockDim.x;
+                if (i >= n4) continue;
+                if (ADD) ((float4 *)a)[i] = v[u];
+                ((float4 *)y)[i] = make_float4(v[u].x * inv * g[u].x, v[u].y * inv * g[u].y, v[u].z * inv * g[u].z,
+                                               v[u].w * inv * g[u].w);
+            }
+        }
+
         // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (y may be x). grid rows, block 256.
         extern "C" __global__ void sv_rmsnorm_f32(const float *x, const float *w, float *y, int cols, float eps) {
             __shared__ float scratch[33];
             const float *xr = x + (size_t)blockIdx.x * cols;
             float *yr = y + (size_t)blockIdx.x * cols;
+            if (norm_in_registers(cols, xr, yr, w)) {
+                norm_row4<false>((float *)xr, nullptr, w, yr, cols, eps, scratch);
+                return;
+            }
             float ss = 0.f;
             for (int d = threadIdx.x; d < cols; d += blockDim.x) {
                 float v = xr[d];
@@ -128,6 +176,10 @@ extension KernelSource {
             float *ar = a + (size_t)blockIdx.x * cols;
             const float *br = b + (size_t)blockIdx.x * cols;
             float *yr = y + (size_t)blockIdx.x * cols;
+            if (norm_in_registers(cols, ar, br, yr) && ((size_t)w & 15) == 0) {
+                norm_row4<true>(ar, br, w, yr, cols, eps, scratch);
+                return;
+            }
             float ss = 0.f;
             for (int d = threadIdx.x; d < cols; d += blockDim.x) {
                 float v = ar[d] + br[d];
@@ -146,12 +198,38 @@ extension KernelSource {
                                                      int q_width) {
             const int t = blockIdx.x;
             const size_t slot = (size_t)slots[t];
-            for (int d = threadIdx.x; d < kv_dim; d += blockDim.x) {
-                k_cache[slot * kv_dim + d] = f2bf(k[(size_t)t * kv_dim + d]);
-                v_cache[slot * kv_dim + d] = f2bf(v[(size_t)t * kv_dim + d]);
+            // 8 values per thread loaded before any is stored (one round trip per 8, not per value).
+            constexpr int U = 8;
+            for (int d0 = threadIdx.x; d0 < kv_dim; d0 += U * blockDim.x) {
+                float kk[U], vv[U];
+        #pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int d = d0 + u * blockDim.x;
+                    kk[u] = d < kv_dim ? k[(size_t)t * kv_dim + d] : 0.f;
+                    vv[u] = d < kv_dim ? v[(size_t)t * kv_dim + d] : 0.f;
+                }
+        #pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int d = d0 + u * blockDim.x;
+                    if (d < kv_dim) {
+                        k_cache[slot * kv_dim + d] = f2bf(kk[u]);
+                        v_cache[slot * kv_dim + d] = f2bf(vv[u]);
+                    }
+                }
             }
-            for (int d = threadIdx.x; d < q_width; d += blockDim.x)
-                q_out[(size_t)t * q_width + d] = f2bf(q[(size_t)t * q_width + d]);
+            for (int d0 = threadIdx.x; d0 < q_width; d0 += U * blockDim.x) {
+                float qq[U];
+        #pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int d = d0 + u * blockDim.x;
+                    qq[u] = d < q_width ? q[(size_t)t * q_width + d] : 0.f;
+                }
+        #pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int d = d0 + u * blockDim.x;
+                    if (d < q_width) q_out[(size_t)t * q_width + d] = f2bf(qq[u]);
+                }
+            }
         }
 
         // One-token products of up to three weights that read the same x (q/k/v, gate/up) in one

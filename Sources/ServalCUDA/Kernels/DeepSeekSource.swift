@@ -51,11 +51,12 @@ extension KernelSource {
             const float sl2 = scale * 1.4426950408889634f;
             const int chunks = kw / 8;  // 16-byte pieces of a row
 
-            // A tile's 32 slot ids are read once, one per lane, and passed around by shuffles; warp w
-            // copies rows 8w .. 8w+7, its lanes striding over each row's 16-byte pieces.
-            auto load = [&](int kt, int st) {
+            // A tile's 32 slot ids are read once, one per lane, a tile ahead of its rows (so the index
+            // load is never on the critical path), and passed around by shuffles; warp w copies rows
+            // 8w .. 8w+7, its lanes striding over each row's 16-byte pieces.
+            auto slot_of = [&](int kt) { return kt + lane < end ? slots[kt + lane] : 0; };
+            auto load = [&](int kt, int st, int mine) {
                 bf16_t *dst = sk + st * SV_MLA_BK * RS;
-                const int mine = kt + lane < end ? slots[kt + lane] : 0;
         #pragma unroll
                 for (int r = 0; r < SV_MLA_BK / 4; r++) {
                     const int j = warp * (SV_MLA_BK / 4) + r;
@@ -66,10 +67,30 @@ extension KernelSource {
                 }
                 asm volatile("cp.async.commit_group;");
             };
-            if (begin < end) load(begin, 0);
-            for (int i = threadIdx.x; i < 16 * RS; i += blockDim.x) {
-                const int r = i / RS, c = i % RS;
-                sq[i] = f2bf(h0 + r < heads && c < kw ? q[((size_t)t * heads + h0 + r) * kw + c] : 0.f);
+            if (begin < end) load(begin, 0, slot_of(begin));
+            int ahead = slot_of(begin + SV_MLA_BK);  // the next tile's ids, in flight meanwhile
+            {  // the 16 heads' queries (16 * kw contiguous floats), 8 float2 per thread in flight
+                const int n2 = 16 * kw / 2;
+                const float2 *q2 = (const float2 *)(q + ((size_t)t * heads + h0) * kw);
+                for (int i0 = threadIdx.x; i0 < n2; i0 += 8 * blockDim.x) {
+                    float2 v[8];
+        #pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        const int i = i0 + u * blockDim.x;
+                        v[u] = i < n2 && h0 + 2 * i / kw < heads ? q2[i] : make_float2(0.f, 0.f);
+                    }
+        #pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        const int i = i0 + u * blockDim.x;
+                        if (i < n2) {
+                            const int r = 2 * i / kw, c = 2 * i % kw;
+                            sq[r * RS + c] = f2bf(v[u].x);
+                            sq[r * RS + c + 1] = f2bf(v[u].y);
+                        }
+                    }
+                }
+                for (int i = threadIdx.x; i < 16 * (RS - kw); i += blockDim.x)
+                    sq[(i / (RS - kw)) * RS + kw + i % (RS - kw)] = 0;
             }
             for (int i = threadIdx.x; i < 2 * SV_MLA_BK * (RS - kw); i += blockDim.x)
                 sk[(i / (RS - kw)) * RS + kw + i % (RS - kw)] = 0;  // padding columns the tiles never write
@@ -90,7 +111,8 @@ extension KernelSource {
             int st = 0;
             for (int kt = begin; kt < end; kt += SV_MLA_BK, st ^= 1) {
                 if (kt + SV_MLA_BK < end) {
-                    load(kt + SV_MLA_BK, st ^ 1);
+                    load(kt + SV_MLA_BK, st ^ 1, ahead);
+                    ahead = slot_of(kt + 2 * SV_MLA_BK);
                     asm volatile("cp.async.wait_group 1;");
                 } else {
                     asm volatile("cp.async.wait_group 0;");
@@ -211,20 +233,21 @@ extension KernelSource {
         }
 
         // The splits of sv_mla_decode_mma merged: block (token, head), each split's O weighted by
-        // 2^(its max - the overall max), divided by the weighted sum of the splits' sums.
+        // 2^(its max - the overall max) over the weighted sum of the splits' sums (split_weights),
+        // the partial rows read 8 splits at a time. splits <= 32.
         extern "C" __global__ void sv_mla_decode_combine(const float *part_acc, const float *part_ml, float *out,
                                                          int heads, int latent, int splits) {
+            __shared__ float w[64];
             const size_t row = (size_t)blockIdx.x * heads + blockIdx.y;
-            const float *ml = part_ml + row * splits * 2;
-            float M = -INFINITY, L = 0.f;
-            for (int s = 0; s < splits; s++) M = fmaxf(M, ml[2 * s]);
-            for (int s = 0; s < splits; s++) L += ml[2 * s] == -INFINITY ? 0.f : exp2f(ml[2 * s] - M) * ml[2 * s + 1];
-            const float inv = L > 0.f ? 1.f / L : 0.f;
+            split_weights<true>(part_ml + row * splits * 2, splits, w);
             for (int c = threadIdx.x; c < latent; c += blockDim.x) {
                 float acc = 0.f;
-                for (int s = 0; s < splits; s++)
-                    if (ml[2 * s] != -INFINITY) acc += exp2f(ml[2 * s] - M) * part_acc[(row * splits + s) * latent + c];
-                out[row * latent + c] = acc * inv;
+        #pragma unroll 8
+                for (int s = 0; s < splits; s++) {
+                    const float a = part_acc[(row * splits + s) * latent + c];
+                    acc += w[s] != 0.f ? w[s] * a : 0.f;
+                }
+                out[row * latent + c] = acc;
             }
         }
 
@@ -402,34 +425,45 @@ extension KernelSource {
             }
         }
 
-        // Dot products of one bf16 weight row (16-byte streaming loads, 4 in flight per lane) with
-        // up to SV_MOE_TB fp32 rows x[rows[c]] (L1-cached), c < n; returns lane 0's sums.
+        // Dot products of NW bf16 weight rows w[0..NW) (16-byte streaming loads, 8 per row in flight
+        // per lane, the rows' loads interleaved) with up to SV_MOE_TB fp32 rows x[rows[c]] (L1-cached),
+        // c < n; acc[r][c] = w[r] . x[rows[c]], lane 0's sums.
         #define SV_MOE_TB 4
-        __device__ __forceinline__ void moe_row_dots(const bf16_t *w, const float *x, const int *rows, int n, int K,
-                                                     float acc[SV_MOE_TB]) {
-            const uint4 *wr = (const uint4 *)w;
+        template <int NW>
+        __device__ __forceinline__ void moe_row_dots(const bf16_t *const w[NW], const float *x, const int *rows, int n,
+                                                     int K, float acc[NW][SV_MOE_TB]) {
             const int lane = threadIdx.x & 31, chunks = K / 8;
         #pragma unroll
-            for (int c = 0; c < SV_MOE_TB; c++) acc[c] = 0.f;
-        #pragma unroll 4
+            for (int r = 0; r < NW; r++)
+        #pragma unroll
+                for (int c = 0; c < SV_MOE_TB; c++) acc[r][c] = 0.f;
+        #pragma unroll 8
             for (int i = lane; i < chunks; i += 32) {
-                const uint4 a = ld_stream(wr + i);
-                const float w0 = __uint_as_float(a.x << 16), w1 = __uint_as_float(a.x & 0xffff0000u);
-                const float w2 = __uint_as_float(a.y << 16), w3 = __uint_as_float(a.y & 0xffff0000u);
-                const float w4 = __uint_as_float(a.z << 16), w5 = __uint_as_float(a.z & 0xffff0000u);
-                const float w6 = __uint_as_float(a.w << 16), w7 = __uint_as_float(a.w & 0xffff0000u);
+                uint4 a[NW];
+        #pragma unroll
+                for (int r = 0; r < NW; r++) a[r] = ld_stream((const uint4 *)w[r] + i);
         #pragma unroll
                 for (int c = 0; c < SV_MOE_TB; c++) {
                     if (c < n) {
                         const float4 *xv = (const float4 *)(x + (size_t)rows[c] * K) + 2 * i;
                         const float4 b0 = __ldg(xv), b1 = __ldg(xv + 1);
-                        acc[c] += w0 * b0.x + w1 * b0.y + w2 * b0.z + w3 * b0.w + w4 * b1.x + w5 * b1.y +
-                                  w6 * b1.z + w7 * b1.w;
+        #pragma unroll
+                        for (int r = 0; r < NW; r++)
+                            acc[r][c] += __uint_as_float(a[r].x << 16) * b0.x +
+                                         __uint_as_float(a[r].x & 0xffff0000u) * b0.y +
+                                         __uint_as_float(a[r].y << 16) * b0.z +
+                                         __uint_as_float(a[r].y & 0xffff0000u) * b0.w +
+                                         __uint_as_float(a[r].z << 16) * b1.x +
+                                         __uint_as_float(a[r].z & 0xffff0000u) * b1.y +
+                                         __uint_as_float(a[r].w << 16) * b1.z +
+                                         __uint_as_float(a[r].w & 0xffff0000u) * b1.w;
                     }
                 }
             }
         #pragma unroll
-            for (int c = 0; c < SV_MOE_TB; c++) acc[c] = warp_sum(acc[c]);
+            for (int r = 0; r < NW; r++)
+        #pragma unroll
+                for (int c = 0; c < SV_MOE_TB; c++) acc[r][c] = warp_sum(acc[r][c]);
         }
 
         // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t) for the pairs p of active expert
@@ -451,13 +485,13 @@ extension KernelSource {
                     pr[c] = c < n ? perm[first + c0 + c] : 0;
                     tok[c] = pr[c] / k;
                 }
-                float sg[SV_MOE_TB], su[SV_MOE_TB];
-                moe_row_dots(g, x, tok, n, H, sg);
-                moe_row_dots(up, x, tok, n, H, su);
+                const bf16_t *const w[2] = {g, up};
+                float s[2][SV_MOE_TB];  // gate and up rows streamed together
+                moe_row_dots<2>(w, x, tok, n, H, s);
                 if (lane == 0)
         #pragma unroll
                     for (int c = 0; c < SV_MOE_TB; c++)
-                        if (c < n) h[(size_t)pr[c] * I + i] = sg[c] / (1.f + expf(-sg[c])) * su[c];
+                        if (c < n) h[(size_t)pr[c] * I + i] = s[0][c] / (1.f + expf(-s[0][c])) * s[1][c];
             }
         }
 
@@ -474,12 +508,13 @@ extension KernelSource {
                 int pr[SV_MOE_TB];
         #pragma unroll
                 for (int c = 0; c < SV_MOE_TB; c++) pr[c] = c < n ? perm[first + c0 + c] : 0;
-                float s[SV_MOE_TB];
-                moe_row_dots(dn, h, pr, n, I, s);
+                const bf16_t *const w[1] = {dn};
+                float s[1][SV_MOE_TB];
+                moe_row_dots<1>(w, h, pr, n, I, s);
                 if (lane == 0)
         #pragma unroll
                     for (int c = 0; c < SV_MOE_TB; c++)
-                        if (c < n) yp[(size_t)pr[c] * H + o] = s[c];
+                        if (c < n) yp[(size_t)pr[c] * H + o] = s[0][c];
             }
         }
 
