@@ -13,9 +13,12 @@ import ServalTensor
 @Suite struct DeepSeekParallelForwardTests {
     static let prompts: [[Int32]] = [[1, 5, 9, 13, 2, 40, 77], [3, 3, 8, 200], [90, 12, 44, 61, 17]]
 
-    static func load(_ comm: any Communicator, _ layout: ModelParallelism) throws -> any LanguageModel {
+    static func load(
+        _ comm: any Communicator, _ layout: ModelParallelism, attention: (any Communicator)? = nil
+    ) throws -> any LanguageModel {
         var options = ModelLoadOptions(residency: .mapped)
         options.communicator = comm
+        options.attentionCommunicator = attention
         options.layout = layout
         return try ModelLoader.load(
             path: try DeepSeekFixture.path("v3"), backend: CPUBackend(threads: 1), options: options)
@@ -79,6 +82,38 @@ import ServalTensor
         for (k, out) in got[1].enumerated() {
             let diff = maxRelativeDifference(out.logits[...], expected[k].logits[...])
             #expect(diff < 1e-4, "pass \(k): relative difference \(diff)")
+        }
+    }
+
+    /// DP attention 2 over 4 ranks: each group's 2 ranks split its heads (the o_proj sum runs
+    /// over the group only) and hold the same latent rows; the feed-forward layers run over
+    /// all 4 ranks with every group's rows (taken from each group's first rank). Every rank's
+    /// logits match one rank's for its group's prompts; with a group idle, too.
+    @Test(arguments: [(false, false), (true, false), (false, true)])
+    func headsSplitInsideDPGroups(expertParallel ep: Bool, idleGroup: Bool) throws {
+        let layout = ModelParallelism(dataParallelAttention: true, expertParallel: ep)
+        let share: [[Int]] = idleGroup ? [[], [0, 1, 2]] : [[0, 2], [1]]
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try share.map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            4, groupSize: 2, load: { try Self.load($0, layout, attention: $1) }
+        ) { model, rank in
+            try Self.run(model, share[rank / 2])
+        }
+        for rank in 0..<4 {
+            let want = expected[rank / 2]
+            #expect(got[rank].count == want.count)
+            for (k, out) in got[rank].enumerated() where k < want.count {
+                #expect(out.logits.count == want[k].logits.count)
+                let diff = maxRelativeDifference(out.logits[...], want[k].logits[...])
+                #expect(diff < 1e-4, "ep \(ep) idle \(idleGroup) rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+        // The two ranks of a group compute the same rows bit for bit.
+        for g in 0..<2 {
+            for k in got[2 * g].indices {
+                #expect(got[2 * g][k].logits == got[2 * g + 1][k].logits, "group \(g) pass \(k)")
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ final class RankGroup: @unchecked Sendable {
     private var children: [(rank: Int, process: Process)] = []
     private let lock = NSLock()
     private var stopping = false
-    private var transport: (any ExchangeTransport)?
+    private var transports: [any ExchangeTransport] = []
     private let logger: Logger
 
     init(logger: Logger) {
@@ -42,21 +42,21 @@ final class RankGroup: @unchecked Sendable {
         }
     }
 
-    /// The transport this process joined the group with (aborted when a rank dies).
+    /// A transport this process joined (the group's, or a DP attention group's): aborted when a rank dies.
     func joined(_ t: any ExchangeTransport) -> HostCommunicator {
-        lock.withLock { transport = t }
+        lock.withLock { transports.append(t) }
         return HostCommunicator(transport: t)
     }
 
     /// A rank process ended. Unless this process asked it to, the group cannot go on.
     private func rankExited(_ rank: Int, _ child: Process) {
-        let (expected, t) = lock.withLock { (stopping, transport) }
+        let (expected, ts) = lock.withLock { (stopping, transports) }
         guard !expected else { return }
         let how =
             child.terminationReason == .uncaughtSignal
             ? "was killed by signal \(child.terminationStatus)" : "exited with status \(child.terminationStatus)"
         logger.critical("TP rank \(rank) (pid \(child.processIdentifier)) \(how); stopping")
-        t?.abort("rank \(rank) exited")
+        for t in ts { t.abort("rank \(rank) exited") }
         killAll()
         fflush(stdout)
         exit(1)
