@@ -116,4 +116,22 @@ import ServalTensor
             }
         }
     }
+
+    /// A DP attention group with more ranks than the model has heads is refused at load, naming the way out.
+    @Test func dpGroupWiderThanTheHeadsIsRefused() throws {
+        let path = "/dev/shm/serval-tp-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try SharedMemoryTransport.create(path: path, size: 5, capacity: 1 << 16)
+        defer { SharedMemoryTransport.unlinkSegment(path) }
+        // Rank 0 of a group of 5: an even share of 4 heads leaves it none (loading runs no collective).
+        let group = HostCommunicator(transport: try SharedMemoryTransport(path: path, rank: 0))
+        do {
+            _ = try Self.load(SingleRankCommunicator(), ModelParallelism(dataParallelAttention: true), attention: group)
+            Issue.record("4 heads split over a DP attention group of 5 ranks were accepted")
+        } catch {
+            #expect(
+                "\(error)".hasSuffix(
+                    "4 attention heads cannot be split over 5 ranks of a DP attention group; use a smaller --tp-size or a larger --dp-size"
+                ), "\(error)")
+        }
+    }
 }

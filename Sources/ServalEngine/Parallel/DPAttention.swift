@@ -62,14 +62,15 @@ public final class DPAttentionCoordinator: RankLeader, ExpertLoadControl, @unche
     }
 
     func forward(group g: Int, batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
-        // Only rank 0 holds the sampled ids: resolve them; a remote group's table is kept here too.
+        // Only rank 0 holds the sampled ids: resolve them (every rank of a group, group 0's
+        // included, runs its batch); a remote group's table is kept here too.
         var sent = batch
         for i in sent.sequences.indices {
             sent.sequences[i].tokens = try cache.slotTable.resolveTokens(sent.sequences[i])
         }
         if g != 0 { try cache.slotTable.apply(batch.slotUpdates) }
         cond.lock()
-        pending[g] = g == 0 ? batch : sent
+        pending[g] = g == 0 && layout.groupSize == 1 ? batch : sent
         cond.broadcast()  // a step waiting for this group's batch takes it
         while true {
             if let r = results.removeValue(forKey: g) {
