@@ -509,6 +509,7 @@ struct LaunchServer: AsyncParsableCommand {
             options.communicator = communicator
             options.attentionCommunicator = attentionCommunicator
             var m = ModelParallelism(dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
+            m.expertParallelSize = parallel.epSize
             try expertOptions.apply(
                 to: &m, layout: parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention))
             m.denseLayout = try Self.denseTPLayout(ProcessInfo.processInfo.environment)

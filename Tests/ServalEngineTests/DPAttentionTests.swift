@@ -43,13 +43,14 @@ import Testing
         try l.validateAvailable()
         l.dpSize = 4
         try l.validateAvailable()
+        // EP over a subset: 2 EP ranks of 2 ranks each (the experts' width split inside one).
         l.epSize = 2
-        do {
-            try l.validateAvailable()
-            Issue.record("ep 2 of tp 4 accepted")
-        } catch {
-            #expect(error.message.hasPrefix("--ep-size 2 < --tp-size 4"))
-        }
+        try l.validateAvailable()
+        l.enableDPAttention = false
+        l.dpSize = 1
+        try l.validateAvailable()
+        l.enableDPAttention = true
+        l.dpSize = 4
         l.epSize = 4
         try l.validateAvailable()
         // Attention TP inside a DP group shares memory segments: one node only.

@@ -134,4 +134,52 @@ import ServalTensor
                 ), "\(error)")
         }
     }
+
+    /// EP 2 over 4 ranks: EP rank e (ranks 2e, 2e + 1) holds experts 8e ..< 8e + 8, each
+    /// split by width over its two ranks (the partial sums still add up over all 4 ranks);
+    /// with the heads split over all 4 ranks (plain TP) or DP attention 2 (heads split inside
+    /// each group of 2). Every rank's logits match one rank's for its prompts.
+    @Test(arguments: [false, true])
+    func expertParallelOverASubsetOfTheRanks(dataParallelAttention dp: Bool) throws {
+        var l = ModelParallelism(dataParallelAttention: dp, expertParallel: true)
+        l.expertParallelSize = 2
+        let layout = l
+        let share: [[Int]] = dp ? [[0, 2], [1]] : [[0, 1, 2]]
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try share.map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            4, groupSize: dp ? 2 : 1, load: { try Self.load($0, layout, attention: $1) }
+        ) { model, rank in
+            try Self.run(model, share[dp ? rank / 2 : 0])
+        }
+        for rank in 0..<4 {
+            let want = expected[dp ? rank / 2 : 0]
+            #expect(got[rank].count == want.count)
+            for (k, out) in got[rank].enumerated() where k < want.count {
+                let diff = maxRelativeDifference(out.logits[...], want[k].logits[...])
+                #expect(diff < 1e-4, "dp \(dp) rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+    }
+
+    /// EP over a subset of the ranks whose width does not split over an EP rank's ranks: refused at load.
+    @Test func expertWidthThatDoesNotSplitOverAnEPRankIsRefused() throws {
+        let path = "/dev/shm/serval-tp-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try SharedMemoryTransport.create(path: path, size: 6, capacity: 1 << 16)
+        defer { SharedMemoryTransport.unlinkSegment(path) }
+        // Rank 0 of 6 with EP 2: 3 ranks per EP rank, the fixture's moe_intermediate_size 32 does
+        // not split 3 ways (DP attention keeps the heads whole; loading runs no collective).
+        let world = HostCommunicator(transport: try SharedMemoryTransport(path: path, rank: 0))
+        var layout = ModelParallelism(dataParallelAttention: true, expertParallel: true)
+        layout.expertParallelSize = 2
+        do {
+            _ = try Self.load(world, layout)
+            Issue.record("moe_intermediate_size 32 split 3 ways was accepted")
+        } catch {
+            #expect(
+                "\(error)".hasSuffix(
+                    "moe_intermediate_size 32 does not split over the 3 ranks of an EP rank (--tp-size 6 / --ep-size 2); use --ep-size 6"
+                ), "\(error)")
+        }
+    }
 }

@@ -121,4 +121,44 @@ import ServalTensor
             }
         }
     }
+
+    /// EP 2 over 4 ranks with 2 redundant experts: the gathered counts (each EP rank's first
+    /// rank's) equal one rank's logical counts, and the logits match one rank's before and
+    /// after the experts move (each moved expert's width split over its EP rank's 2 ranks).
+    @Test func expertParallelOverASubsetOfTheRanksCountsAndMoves() throws {
+        var l = Self.layout(redundant: 2)
+        l.expertParallelSize = 2
+        let layout = l
+        let single = try DeepSeekParallelForwardTests.load(SingleRankCommunicator(), ModelParallelism())
+        let singleModel = try #require(single as? DeepSeekModel)
+        _ = try singleModel.expertControl(.record(true))
+        let expected = try DeepSeekParallelForwardTests.run(single, [0, 1, 2])
+        let one = try #require(try singleModel.expertControl(.gather(.record, reset: false)))
+        let got = try TensorParallelForwardTests.onRanks(
+            4, load: { try DeepSeekParallelForwardTests.load($0, layout) }
+        ) {
+            model, _ -> (ExpertDistribution, [[ForwardOutput]]) in
+            let m = try #require(model as? DeepSeekModel)
+            _ = try m.expertControl(.record(true))
+            let before = try DeepSeekParallelForwardTests.run(model, [0, 1, 2])
+            let seen = try #require(try m.expertControl(.gather(.record, reset: false)))
+            let placement = try ExpertPlacement.balanced(
+                load: seen.logicalCount.map { $0.map(Double.init) }, logicalExperts: 16, redundant: 2, ranks: 2)
+            _ = try m.expertControl(.place(placement))
+            let after = try DeepSeekParallelForwardTests.run(model, [0, 1, 2])
+            return (seen, [before, after])
+        }
+        let seen = got[0].0
+        #expect(seen.placement.ranks == 2 && seen.placement.physicalSlots == 18)
+        #expect(seen.logicalCount == one.logicalCount)
+        for rank in 0..<4 {
+            #expect(got[rank].0 == seen)
+            for (phase, outs) in got[rank].1.enumerated() {
+                for (k, out) in outs.enumerated() {
+                    let diff = maxRelativeDifference(out.logits[...], expected[k].logits[...])
+                    #expect(diff < 1e-4, "rank \(rank) phase \(phase) pass \(k): relative difference \(diff)")
+                }
+            }
+        }
+    }
 }

@@ -34,7 +34,6 @@ def binary_or_skip():
     (["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"], "--enable-dp-attention needs an MLA model"),
     (["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention", "--nnodes", "2", "--dist-init-addr",
       "127.0.0.1:5000"], "(attention tensor parallel inside a DP group) runs on one node only"),
-    (["--tp-size", "4", "--ep-size", "2"], "is not available; use --ep-size 4"),
     (["--tp-size", "3", "--nnodes", "2", "--dist-init-addr", "127.0.0.1:5000"], "multiple of --nnodes 2"),
     (["--tp-size", "2", "--nnodes", "2"], "needs --dist-init-addr"),
     (["--tp-size", "2", "--nnodes", "2", "--dist-init-addr", "nowhere"], "HOST:PORT"),

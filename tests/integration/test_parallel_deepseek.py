@@ -2,7 +2,8 @@
 checkpoints made with transformers (Tests/ServalTestSupport/Fixtures/deepseek) give one
 rank's greedy tokens with TP=2 (MLA heads split, the latent cache whole on every rank, each
 expert's width split), with DP attention 2 and EP 2 over 2 ranks, and with DP attention 2
-over 4 ranks (attention TP inside each group). Greedy tokens are compared as ids on the fixtures' reference
+over 4 ranks (attention TP inside each group), and with EP 2 over 4 ranks (each EP rank's
+experts split by width over its 2 ranks). Greedy tokens are compared as ids on the fixtures' reference
 prompts (1, 7, 64 and 300 tokens), one request at a time and as one concurrent batch
 (docs/parallelism.md)."""
 import json
@@ -94,6 +95,7 @@ def test_dp_attention_and_expert_parallel_give_one_ranks_greedy_tokens(one_rank,
 @pytest.mark.parametrize("name,flags", [
     ("v3", []),
     ("v3", ["--ep-size", "4"]),
+    ("v3", ["--ep-size", "2"]),
     ("v2-lite", []),
 ])
 def test_dp_attention_2_of_tp_4_gives_one_ranks_greedy_tokens(one_rank, name, flags, monkeypatch):
@@ -120,6 +122,22 @@ def test_dp_attention_2_of_tp_4_gives_one_ranks_greedy_tokens(one_rank, name, fl
     assert ("the server holds 4096 tokens; DP attention 2 (latent rows replicated on the 2 ranks of a group, "
             "each group only its own requests' rows): the server holds 8192 tokens; DP attention 4 (each rank "
             "only its own requests' rows): the server holds 16384 tokens") in log
+
+
+@needs_two_cores
+@pytest.mark.parametrize("name", ["v3", "v2-group"])
+def test_expert_parallel_over_a_subset_of_the_ranks_gives_one_ranks_greedy_tokens(one_rank, name, monkeypatch):
+    """--tp-size 4 --ep-size 2: EP rank e is ranks 2e and 2e+1, which hold the same experts and split
+    each one's width; the heads are split over all 4 ranks. 4 ranks on 2 cores, as above."""
+    monkeypatch.setenv("SERVAL_CPU_OVERSUBSCRIBE", "1")
+    s = Server(*COMMON, "--tp-size", "4", "--ep-size", "2", "--threads", "1", model=FIXTURES / name)
+    try:
+        assert greedy(s, name) == one_rank[name]
+        assert greedy(s, name, concurrent=True) == one_rank[name]
+        assert s.get("/get_server_info").json()["ep_size"] == 2
+    finally:
+        assert s.stop() == 0
+    assert "expert parallel 2" in s.log_path.read_text()
 
 
 def test_dp_attention_refuses_kv_events():

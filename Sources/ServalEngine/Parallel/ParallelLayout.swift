@@ -104,16 +104,12 @@ public struct ParallelLayout: Sendable, Equatable {
     /// What Serval runs of the valid layouts: DP attention with one rank per group or with
     /// attention tensor parallel inside each group (`--dp-size` < `--tp-size`, one node
     /// only: a group's ranks share a memory segment), and expert parallelism over every rank
-    /// (`--ep-size` = `--tp-size`); EP over a subset of the ranks is not.
+    /// (`--ep-size` = `--tp-size`) or over EP ranks of `tp / ep` ranks each that split the
+    /// width of their experts (`--ep-size` < `--tp-size`).
     public func validateAvailable() throws(ParallelLayoutError) {
         if enableDPAttention, dpSize < tpSize, nnodes > 1 {
             throw ParallelLayoutError(
                 "--enable-dp-attention with --dp-size \(dpSize) < --tp-size \(tpSize) (attention tensor parallel inside a DP group) runs on one node only; use --nnodes 1 or --dp-size \(tpSize)."
-            )
-        }
-        if epSize > 1, epSize != tpSize {
-            throw ParallelLayoutError(
-                "--ep-size \(epSize) < --tp-size \(tpSize) (experts split over a subset of the ranks) is not available; use --ep-size \(tpSize)."
             )
         }
     }

@@ -31,6 +31,16 @@ public final class LoadContext: @unchecked Sendable {
     deinit { for b in buffers { backend.release(b) } }
 
     public var parallel: ParallelInfo { ParallelInfo(tpRank: communicator.rank, tpSize: communicator.size) }
+    /// Expert parallel: this rank's EP rank among the EP ranks (`rank / (tp/ep)`) and its
+    /// place among the ranks that split the width of that EP rank's experts (`rank % (tp/ep)`;
+    /// one rank when `--ep-size` = `--tp-size`).
+    public var expertRanks: (ep: ParallelInfo, width: ParallelInfo) {
+        let t = parallel
+        let ep = layout.expertParallelSize > 0 ? min(layout.expertParallelSize, t.tpSize) : t.tpSize
+        let w = max(1, t.tpSize / ep)
+        return (ParallelInfo(tpRank: t.tpRank / w, tpSize: ep), ParallelInfo(tpRank: t.tpRank % w, tpSize: w))
+    }
+
     /// This rank's place in `attentionCommunicator`.
     public var attentionParallel: ParallelInfo {
         ParallelInfo(tpRank: attentionCommunicator.rank, tpSize: attentionCommunicator.size)
@@ -70,6 +80,11 @@ public struct ModelParallelism: Sendable, Equatable {
     /// Routed experts are partitioned over the ranks (each rank holds whole experts)
     /// instead of each expert's intermediate width being split.
     public var expertParallel = false
+    /// Expert parallel: how many EP ranks the experts are partitioned over (`--ep-size`; 0:
+    /// every rank). With fewer than the ranks, EP rank e is the contiguous ranks
+    /// `e·(tp/ep) ..< (e+1)·(tp/ep)`, which split the width of each of its experts (SGLang's
+    /// `moe_ep` × `moe_tp`; `LoadContext.expertRanks`).
+    public var expertParallelSize = 0
     /// Expert parallel: physical expert slots beyond one per logical expert (EPLB's
     /// `--ep-num-redundant-experts`), given to the hottest experts.
     public var redundantExperts = 0
