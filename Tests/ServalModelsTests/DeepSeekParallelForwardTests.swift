@@ -182,4 +182,45 @@ import ServalTensor
                 ), "\(error)")
         }
     }
+
+    /// DP attention: a batch refused on the ranks of one group (a token outside the vocabulary)
+    /// fails there only; those ranks run idle passes in step, so the other group's logits still
+    /// match one rank's and both groups go on. One rank per group, and groups of 2 over 4 ranks.
+    @Test(arguments: [1, 2])
+    func badBatchFailsOnlyItsGroup(groupSize: Int) throws {
+        let layout = ModelParallelism(dataParallelAttention: true, expertParallel: false)
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try [[0, 2], [1]].map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            2 * groupSize, groupSize: groupSize, load: { try Self.load($0, layout, attention: $1) }
+        ) { model, rank -> (String?, [ForwardOutput], [ForwardOutput]) in
+            let group = rank / groupSize
+            guard group == 1 else {
+                return (nil, try Self.run(model, [0, 2]), try Self.run(model, [0, 2]))
+            }
+            let cache = try model.makeKVCache(slots: 8)
+            let bad = ForwardBatch(sequences: [SequenceInput(tokens: [9999], startPosition: 0, kvSlots: [0])])
+            var failure: String? = nil
+            for _ in 0..<2 {
+                do { _ = try model.forward(bad, cache: cache) } catch { failure = "\(error)" }
+            }
+            return (failure, [], try Self.run(model, [1]))
+        }
+        for rank in 0..<(2 * groupSize) {
+            let (failure, first, second) = got[rank]
+            if rank / groupSize == 0 {
+                #expect(failure == nil)
+                for (k, out) in (first + second).enumerated() {
+                    let diff = maxRelativeDifference(out.logits[...], expected[0][k % 2].logits[...])
+                    #expect(diff < 1e-4, "rank \(rank) pass \(k): relative difference \(diff)")
+                }
+            } else {
+                #expect(failure?.contains("9999") == true, "rank \(rank): \(failure ?? "no error")")
+                for (k, out) in second.enumerated() {
+                    let diff = maxRelativeDifference(out.logits[...], expected[1][k].logits[...])
+                    #expect(diff < 1e-4, "rank \(rank) pass \(k): relative difference \(diff)")
+                }
+            }
+        }
+    }
 }

@@ -153,7 +153,16 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
         else {
             throw ModelError(source: "forward", "the KV cache was not made by this model")
         }
-        let plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
+        let plan: BatchPlan
+        do {
+            plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
+        } catch {
+            // DP attention: the other groups' feed-forward collectives still need this rank (a
+            // bad batch leaves the slot table as it was): it runs an idle pass in step, then
+            // fails its own batch only. A group's ranks get the same batch and fail alike.
+            if dataParallelAttention, !batch.isIdle { _ = try forward(.idle, cache: cache) }
+            throw error
+        }
         let n = plan.tokenCount, nLogits = plan.logitRows.count
         // DP attention: the rows each rank adds to the feed-forward layers (the ranks step
         // together; one without requests runs an idle pass so the feed-forward collectives
