@@ -81,21 +81,24 @@ import ServalTensor
 
     /// TBO splits each MoE layer's rows in two micro-batches (here from 2 tokens on, so the
     /// fixture's short prompts split); the combine is the same element-wise all-reduce, so
-    /// the logits match the unsplit run.
-    @Test func twoBatchOverlapKeepsTheLogits() throws {
-        func onTwoRanks(overlap: Bool) throws -> [[ForwardOutput]] {
+    /// the logits match the unsplit run. On 2 ranks with EP 2, and on 4 with EP 2 (each EP
+    /// rank's experts split by width over its 2 ranks).
+    @Test(arguments: [(2, 2), (4, 2)])
+    func twoBatchOverlapKeepsTheLogits(ranks: Int, epSize: Int) throws {
+        func onRanks(overlap: Bool) throws -> [[ForwardOutput]] {
             var l = Self.layout(redundant: 2)
+            l.expertParallelSize = epSize
             l.twoBatchOverlap = overlap
             l.twoBatchOverlapMinTokens = 2
             let layout = l
             return try TensorParallelForwardTests.onRanks(
-                2, load: { try DeepSeekParallelForwardTests.load($0, layout) }
+                ranks, load: { try DeepSeekParallelForwardTests.load($0, layout) }
             ) {
                 model, _ in try DeepSeekParallelForwardTests.run(model, [0, 1, 2])
             }
         }
-        let off = try onTwoRanks(overlap: false), on = try onTwoRanks(overlap: true)
-        for rank in 0..<2 {
+        let off = try onRanks(overlap: false), on = try onRanks(overlap: true)
+        for rank in 0..<ranks {
             for k in 0..<2 {
                 let diff = maxRelativeDifference(on[rank][k].logits[...], off[rank][k].logits[...])
                 #expect(diff < 1e-6, "rank \(rank) pass \(k): relative difference \(diff)")
