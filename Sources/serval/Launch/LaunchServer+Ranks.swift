@@ -22,15 +22,17 @@ extension LaunchServer {
             if layout.nnodes == 1 {
                 let path = "/dev/shm/serval-tp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
                 try SharedMemoryTransport.create(path: path, size: layout.tpSize)
-                defer { SharedMemoryTransport.unlinkSegment(path) }
+                group.owns(segment: path)
+                defer { group.unlinked(path) }
                 var extra = ["--internal-shm", path]
                 var groupPaths: [String] = []
-                defer { groupPaths.forEach(SharedMemoryTransport.unlinkSegment) }
+                defer { groupPaths.forEach(group.unlinked) }
                 let dp = layout.dpAttentionGroups.flatMap { $0.groupSize > 1 ? $0 : nil }
                 if let dp {
                     for g in 0..<dp.groups {
                         try SharedMemoryTransport.create(path: Self.dpGroupSegment(path, group: g), size: dp.groupSize)
                         groupPaths.append(Self.dpGroupSegment(path, group: g))
+                        group.owns(segment: groupPaths[g])
                     }
                     extra += ["--internal-dp-shm", path]
                 }

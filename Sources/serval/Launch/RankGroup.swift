@@ -17,6 +17,9 @@ final class RankGroup: @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
     private var transports: [any ExchangeTransport] = []
+    /// Shared-memory segments this process made and has not unlinked yet (a rank that dies
+    /// before every rank joined ends this process with `exit`, which runs no `defer`).
+    private var segments: [String] = []
     private let logger: Logger
 
     init(logger: Logger) {
@@ -48,15 +51,25 @@ final class RankGroup: @unchecked Sendable {
         return HostCommunicator(transport: t)
     }
 
+    /// Segment `path` (made by this process) is unlinked if a rank dies before `unlinked(path)`.
+    func owns(segment path: String) { lock.withLock { segments.append(path) } }
+
+    /// Unlinks `path` (every rank has mapped it, or the start failed).
+    func unlinked(_ path: String) {
+        SharedMemoryTransport.unlinkSegment(path)
+        lock.withLock { segments.removeAll { $0 == path } }
+    }
+
     /// A rank process ended. Unless this process asked it to, the group cannot go on.
     private func rankExited(_ rank: Int, _ child: Process) {
-        let (expected, ts) = lock.withLock { (stopping, transports) }
+        let (expected, ts, paths) = lock.withLock { (stopping, transports, segments) }
         guard !expected else { return }
         let how =
             child.terminationReason == .uncaughtSignal
             ? "was killed by signal \(child.terminationStatus)" : "exited with status \(child.terminationStatus)"
         logger.critical("TP rank \(rank) (pid \(child.processIdentifier)) \(how); stopping")
         for t in ts { t.abort("rank \(rank) exited") }
+        paths.forEach(SharedMemoryTransport.unlinkSegment)
         killAll()
         fflush(stdout)
         exit(1)
