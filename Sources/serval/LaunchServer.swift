@@ -160,7 +160,9 @@ struct LaunchServer: AsyncParsableCommand {
     var dpSize: Int = 1
     @Flag(
         name: .customLong("enable-dp-attention"),
-        help: "Attention data-parallel over --dp-size groups (layout checked; not available yet, so refused).")
+        help:
+            "Attention data-parallel over --dp-size groups of --tp-size/--dp-size ranks (MLA models), each with its own scheduler and KV pool."
+    )
     var enableDPAttention = false
     @OptionGroup var parallel: ParallelOptions
     @OptionGroup var expertOptions: ExpertOptions
@@ -170,6 +172,9 @@ struct LaunchServer: AsyncParsableCommand {
     var internalTPRank: Int?
     @Option(name: .customLong("internal-shm"), help: .private)
     var internalShm: String?
+    /// DP attention with several ranks per group: group g's segment is this path + "-dp<g>".
+    @Option(name: .customLong("internal-dp-shm"), help: .private)
+    var internalDPShm: String?
     @Argument(
         parsing: .allUnrecognized,
         help:
@@ -332,7 +337,7 @@ struct LaunchServer: AsyncParsableCommand {
         do {
             try layout.validate()
             try layout.validateAvailable()
-            try layout.validate(devices: ProcessInfo.processInfo.activeProcessorCount, deviceName: "CPU cores")
+            try layout.validate(devices: Self.rankSlots(ProcessInfo.processInfo.environment), deviceName: "CPU cores")
         } catch {
             throw ValidationError(error.message)
         }
@@ -386,7 +391,9 @@ struct LaunchServer: AsyncParsableCommand {
 
         let loadStart = Date()
         let ranks = try layout.isSingleRank ? nil : startRanks(layout: layout, logger: logger)
-        var lm = try loadModel(path: model, threads: threadCount, communicator: ranks?.communicator)
+        var lm = try loadModel(
+            path: model, threads: threadCount, communicator: ranks?.communicator,
+            attentionCommunicator: ranks?.attention)
         try checkModelParallelism(lm, layout: layout)
         let denseLayout = lm is LlamaModel ? try Self.denseTPLayout(ProcessInfo.processInfo.environment) : nil
         var leader: (any RankLeader)?
@@ -483,7 +490,10 @@ struct LaunchServer: AsyncParsableCommand {
     /// Loads the weights as --load-format says (`ModelLoader`, the one loading path):
     /// a `.gguf` file, an HF checkpoint directory (config.json + *.safetensors), or
     /// random weights with either one's shapes; `auto` tells file and directory apart.
-    func loadModel(path: String, threads: Int, communicator: (any Communicator)? = nil) throws -> any LanguageModel {
+    func loadModel(
+        path: String, threads: Int, communicator: (any Communicator)? = nil,
+        attentionCommunicator: (any Communicator)? = nil
+    ) throws -> any LanguageModel {
         guard let format = LoadFormat(rawValue: loadFormat) else {
             throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'.")
         }
@@ -498,7 +508,9 @@ struct LaunchServer: AsyncParsableCommand {
                 throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
             }
             options.communicator = communicator
+            options.attentionCommunicator = attentionCommunicator
             var m = ModelParallelism(dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
+            m.expertParallelSize = parallel.epSize
             try expertOptions.apply(
                 to: &m, layout: parallel.layout(dpSize: dpSize, enableDPAttention: enableDPAttention))
             m.denseLayout = try Self.denseTPLayout(ProcessInfo.processInfo.environment)

@@ -40,17 +40,51 @@ import Testing
         l.tpSize = 4
         l.dpSize = 2
         l.enableDPAttention = true
-        #expect(throws: ParallelLayoutError.self) { try l.validateAvailable() }
+        try l.validateAvailable()
         l.dpSize = 4
         try l.validateAvailable()
+        // EP over a subset: 2 EP ranks of 2 ranks each (the experts' width split inside one).
         l.epSize = 2
-        do {
-            try l.validateAvailable()
-            Issue.record("ep 2 of tp 4 accepted")
-        } catch {
-            #expect(error.message.hasPrefix("--ep-size 2 < --tp-size 4"))
-        }
+        try l.validateAvailable()
+        l.enableDPAttention = false
+        l.dpSize = 1
+        try l.validateAvailable()
+        l.enableDPAttention = true
+        l.dpSize = 4
         l.epSize = 4
         try l.validateAvailable()
+        // Attention TP inside a DP group shares memory segments: one node only.
+        l.dpSize = 2
+        l.nnodes = 2
+        l.distInitAddr = "127.0.0.1:5000"
+        do {
+            try l.validateAvailable()
+            Issue.record("dp 2 < tp 4 over 2 nodes accepted")
+        } catch {
+            #expect(
+                error.message
+                    == "--enable-dp-attention with --dp-size 2 < --tp-size 4 (attention tensor parallel inside a DP group) runs on one node only; use --nnodes 1 or --dp-size 4."
+            )
+        }
+        l.dpSize = 4
+        try l.validateAvailable()
+    }
+
+    @Test func groupsAreContiguousRanks() throws {
+        let g = DPAttentionGroups(ranks: 8, groups: 2)
+        #expect(g.groupSize == 4)
+        #expect((0..<8).map(g.group(ofRank:)) == [0, 0, 0, 0, 1, 1, 1, 1])
+        #expect(g.leader(ofGroup: 1) == 4 && g.members(ofGroup: 1) == 4..<8)
+        #expect((0..<8).filter(g.isLeader) == [0, 4])
+        // Only a group's first rank sends its rows (logits, feed-forward input).
+        #expect(DPLogitsExchange.rankRows([3, 5], groups: g) == [3, 0, 0, 0, 5, 0, 0, 0])
+        let one = DPAttentionGroups(ranks: 2, groups: 2)
+        #expect(DPLogitsExchange.rankRows([3, 5], groups: one) == [3, 5])
+        var l = ParallelLayout()
+        l.tpSize = 4
+        l.dpSize = 2
+        #expect(l.dpAttentionGroups == nil)
+        l.enableDPAttention = true
+        #expect(l.dpAttentionGroups == DPAttentionGroups(ranks: 4, groups: 2))
     }
 }

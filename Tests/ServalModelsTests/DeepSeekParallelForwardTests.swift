@@ -13,9 +13,12 @@ import ServalTensor
 @Suite struct DeepSeekParallelForwardTests {
     static let prompts: [[Int32]] = [[1, 5, 9, 13, 2, 40, 77], [3, 3, 8, 200], [90, 12, 44, 61, 17]]
 
-    static func load(_ comm: any Communicator, _ layout: ModelParallelism) throws -> any LanguageModel {
+    static func load(
+        _ comm: any Communicator, _ layout: ModelParallelism, attention: (any Communicator)? = nil
+    ) throws -> any LanguageModel {
         var options = ModelLoadOptions(residency: .mapped)
         options.communicator = comm
+        options.attentionCommunicator = attention
         options.layout = layout
         return try ModelLoader.load(
             path: try DeepSeekFixture.path("v3"), backend: CPUBackend(threads: 1), options: options)
@@ -79,6 +82,145 @@ import ServalTensor
         for (k, out) in got[1].enumerated() {
             let diff = maxRelativeDifference(out.logits[...], expected[k].logits[...])
             #expect(diff < 1e-4, "pass \(k): relative difference \(diff)")
+        }
+    }
+
+    /// DP attention 2 over 4 ranks: each group's 2 ranks split its heads (the o_proj sum runs
+    /// over the group only) and hold the same latent rows; the feed-forward layers run over
+    /// all 4 ranks with every group's rows (taken from each group's first rank). Every rank's
+    /// logits match one rank's for its group's prompts; with a group idle, too.
+    @Test(arguments: [(false, false), (true, false), (false, true)])
+    func headsSplitInsideDPGroups(expertParallel ep: Bool, idleGroup: Bool) throws {
+        let layout = ModelParallelism(dataParallelAttention: true, expertParallel: ep)
+        let share: [[Int]] = idleGroup ? [[], [0, 1, 2]] : [[0, 2], [1]]
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try share.map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            4, groupSize: 2, load: { try Self.load($0, layout, attention: $1) }
+        ) { model, rank in
+            try Self.run(model, share[rank / 2])
+        }
+        for rank in 0..<4 {
+            let want = expected[rank / 2]
+            #expect(got[rank].count == want.count)
+            for (k, out) in got[rank].enumerated() where k < want.count {
+                #expect(out.logits.count == want[k].logits.count)
+                let diff = maxRelativeDifference(out.logits[...], want[k].logits[...])
+                #expect(diff < 1e-4, "ep \(ep) idle \(idleGroup) rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+        // The two ranks of a group compute the same rows bit for bit.
+        for g in 0..<2 {
+            for k in got[2 * g].indices {
+                #expect(got[2 * g][k].logits == got[2 * g + 1][k].logits, "group \(g) pass \(k)")
+            }
+        }
+    }
+
+    /// A DP attention group with more ranks than the model has heads is refused at load, naming the way out.
+    @Test func dpGroupWiderThanTheHeadsIsRefused() throws {
+        let path = "/dev/shm/serval-tp-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try SharedMemoryTransport.create(path: path, size: 5, capacity: 1 << 16)
+        defer { SharedMemoryTransport.unlinkSegment(path) }
+        // Rank 0 of a group of 5: an even share of 4 heads leaves it none (loading runs no collective).
+        let group = HostCommunicator(transport: try SharedMemoryTransport(path: path, rank: 0))
+        do {
+            _ = try Self.load(SingleRankCommunicator(), ModelParallelism(dataParallelAttention: true), attention: group)
+            Issue.record("4 heads split over a DP attention group of 5 ranks were accepted")
+        } catch {
+            #expect(
+                "\(error)".hasSuffix(
+                    "4 attention heads cannot be split over 5 ranks of a DP attention group; use a smaller --tp-size or a larger --dp-size"
+                ), "\(error)")
+        }
+    }
+
+    /// EP 2 over 4 ranks: EP rank e (ranks 2e, 2e + 1) holds experts 8e ..< 8e + 8, each
+    /// split by width over its two ranks (the partial sums still add up over all 4 ranks);
+    /// with the heads split over all 4 ranks (plain TP) or DP attention 2 (heads split inside
+    /// each group of 2). Every rank's logits match one rank's for its prompts.
+    @Test(arguments: [false, true])
+    func expertParallelOverASubsetOfTheRanks(dataParallelAttention dp: Bool) throws {
+        var l = ModelParallelism(dataParallelAttention: dp, expertParallel: true)
+        l.expertParallelSize = 2
+        let layout = l
+        let share: [[Int]] = dp ? [[0, 2], [1]] : [[0, 1, 2]]
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try share.map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            4, groupSize: dp ? 2 : 1, load: { try Self.load($0, layout, attention: $1) }
+        ) { model, rank in
+            try Self.run(model, share[dp ? rank / 2 : 0])
+        }
+        for rank in 0..<4 {
+            let want = expected[dp ? rank / 2 : 0]
+            #expect(got[rank].count == want.count)
+            for (k, out) in got[rank].enumerated() where k < want.count {
+                let diff = maxRelativeDifference(out.logits[...], want[k].logits[...])
+                #expect(diff < 1e-4, "dp \(dp) rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+    }
+
+    /// EP over a subset of the ranks whose width does not split over an EP rank's ranks: refused at load.
+    @Test func expertWidthThatDoesNotSplitOverAnEPRankIsRefused() throws {
+        let path = "/dev/shm/serval-tp-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try SharedMemoryTransport.create(path: path, size: 6, capacity: 1 << 16)
+        defer { SharedMemoryTransport.unlinkSegment(path) }
+        // Rank 0 of 6 with EP 2: 3 ranks per EP rank, the fixture's moe_intermediate_size 32 does
+        // not split 3 ways (DP attention keeps the heads whole; loading runs no collective).
+        let world = HostCommunicator(transport: try SharedMemoryTransport(path: path, rank: 0))
+        var layout = ModelParallelism(dataParallelAttention: true, expertParallel: true)
+        layout.expertParallelSize = 2
+        do {
+            _ = try Self.load(world, layout)
+            Issue.record("moe_intermediate_size 32 split 3 ways was accepted")
+        } catch {
+            #expect(
+                "\(error)".hasSuffix(
+                    "moe_intermediate_size 32 does not split over the 3 ranks of an EP rank (--tp-size 6 / --ep-size 2); use --ep-size 6"
+                ), "\(error)")
+        }
+    }
+
+    /// DP attention: a batch refused on the ranks of one group (a token outside the vocabulary)
+    /// fails there only; those ranks run idle passes in step, so the other group's logits still
+    /// match one rank's and both groups go on. One rank per group, and groups of 2 over 4 ranks.
+    @Test(arguments: [1, 2])
+    func badBatchFailsOnlyItsGroup(groupSize: Int) throws {
+        let layout = ModelParallelism(dataParallelAttention: true, expertParallel: false)
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try [[0, 2], [1]].map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            2 * groupSize, groupSize: groupSize, load: { try Self.load($0, layout, attention: $1) }
+        ) { model, rank -> (String?, [ForwardOutput], [ForwardOutput]) in
+            let group = rank / groupSize
+            guard group == 1 else {
+                return (nil, try Self.run(model, [0, 2]), try Self.run(model, [0, 2]))
+            }
+            let cache = try model.makeKVCache(slots: 8)
+            let bad = ForwardBatch(sequences: [SequenceInput(tokens: [9999], startPosition: 0, kvSlots: [0])])
+            var failure: String? = nil
+            for _ in 0..<2 {
+                do { _ = try model.forward(bad, cache: cache) } catch { failure = "\(error)" }
+            }
+            return (failure, [], try Self.run(model, [1]))
+        }
+        for rank in 0..<(2 * groupSize) {
+            let (failure, first, second) = got[rank]
+            if rank / groupSize == 0 {
+                #expect(failure == nil)
+                for (k, out) in (first + second).enumerated() {
+                    let diff = maxRelativeDifference(out.logits[...], expected[0][k % 2].logits[...])
+                    #expect(diff < 1e-4, "rank \(rank) pass \(k): relative difference \(diff)")
+                }
+            } else {
+                #expect(failure?.contains("9999") == true, "rank \(rank): \(failure ?? "no error")")
+                for (k, out) in second.enumerated() {
+                    let diff = maxRelativeDifference(out.logits[...], expected[1][k].logits[...])
+                    #expect(diff < 1e-4, "rank \(rank) pass \(k): relative difference \(diff)")
+                }
+            }
         }
     }
 }

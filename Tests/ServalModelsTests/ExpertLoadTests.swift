@@ -81,21 +81,24 @@ import ServalTensor
 
     /// TBO splits each MoE layer's rows in two micro-batches (here from 2 tokens on, so the
     /// fixture's short prompts split); the combine is the same element-wise all-reduce, so
-    /// the logits match the unsplit run.
-    @Test func twoBatchOverlapKeepsTheLogits() throws {
-        func onTwoRanks(overlap: Bool) throws -> [[ForwardOutput]] {
+    /// the logits match the unsplit run. On 2 ranks with EP 2, and on 4 with EP 2 (each EP
+    /// rank's experts split by width over its 2 ranks).
+    @Test(arguments: [(2, 2), (4, 2)])
+    func twoBatchOverlapKeepsTheLogits(ranks: Int, epSize: Int) throws {
+        func onRanks(overlap: Bool) throws -> [[ForwardOutput]] {
             var l = Self.layout(redundant: 2)
+            l.expertParallelSize = epSize
             l.twoBatchOverlap = overlap
             l.twoBatchOverlapMinTokens = 2
             let layout = l
             return try TensorParallelForwardTests.onRanks(
-                2, load: { try DeepSeekParallelForwardTests.load($0, layout) }
+                ranks, load: { try DeepSeekParallelForwardTests.load($0, layout) }
             ) {
                 model, _ in try DeepSeekParallelForwardTests.run(model, [0, 1, 2])
             }
         }
-        let off = try onTwoRanks(overlap: false), on = try onTwoRanks(overlap: true)
-        for rank in 0..<2 {
+        let off = try onRanks(overlap: false), on = try onRanks(overlap: true)
+        for rank in 0..<ranks {
             for k in 0..<2 {
                 let diff = maxRelativeDifference(on[rank][k].logits[...], off[rank][k].logits[...])
                 #expect(diff < 1e-6, "rank \(rank) pass \(k): relative difference \(diff)")
@@ -118,6 +121,46 @@ import ServalTensor
             for (k, out) in got[rank].enumerated() {
                 let diff = maxRelativeDifference(out.logits[...], expected[rank][k].logits[...])
                 #expect(diff < 1e-4, "rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+    }
+
+    /// EP 2 over 4 ranks with 2 redundant experts: the gathered counts (each EP rank's first
+    /// rank's) equal one rank's logical counts, and the logits match one rank's before and
+    /// after the experts move (each moved expert's width split over its EP rank's 2 ranks).
+    @Test func expertParallelOverASubsetOfTheRanksCountsAndMoves() throws {
+        var l = Self.layout(redundant: 2)
+        l.expertParallelSize = 2
+        let layout = l
+        let single = try DeepSeekParallelForwardTests.load(SingleRankCommunicator(), ModelParallelism())
+        let singleModel = try #require(single as? DeepSeekModel)
+        _ = try singleModel.expertControl(.record(true))
+        let expected = try DeepSeekParallelForwardTests.run(single, [0, 1, 2])
+        let one = try #require(try singleModel.expertControl(.gather(.record, reset: false)))
+        let got = try TensorParallelForwardTests.onRanks(
+            4, load: { try DeepSeekParallelForwardTests.load($0, layout) }
+        ) {
+            model, _ -> (ExpertDistribution, [[ForwardOutput]]) in
+            let m = try #require(model as? DeepSeekModel)
+            _ = try m.expertControl(.record(true))
+            let before = try DeepSeekParallelForwardTests.run(model, [0, 1, 2])
+            let seen = try #require(try m.expertControl(.gather(.record, reset: false)))
+            let placement = try ExpertPlacement.balanced(
+                load: seen.logicalCount.map { $0.map(Double.init) }, logicalExperts: 16, redundant: 2, ranks: 2)
+            _ = try m.expertControl(.place(placement))
+            let after = try DeepSeekParallelForwardTests.run(model, [0, 1, 2])
+            return (seen, [before, after])
+        }
+        let seen = got[0].0
+        #expect(seen.placement.ranks == 2 && seen.placement.physicalSlots == 18)
+        #expect(seen.logicalCount == one.logicalCount)
+        for rank in 0..<4 {
+            #expect(got[rank].0 == seen)
+            for (phase, outs) in got[rank].1.enumerated() {
+                for (k, out) in outs.enumerated() {
+                    let diff = maxRelativeDifference(out.logits[...], expected[k].logits[...])
+                    #expect(diff < 1e-4, "rank \(rank) phase \(phase) pass \(k): relative difference \(diff)")
+                }
             }
         }
     }

@@ -21,19 +21,39 @@ import ServalTensor
         _ ranks: Int, load: @escaping @Sendable (any Communicator) throws -> any LanguageModel,
         _ body: @escaping @Sendable (any LanguageModel, Int) throws -> T
     ) throws -> [T] {
+        try onRanks(ranks, groupSize: 1, load: { world, _ in try load(world) }, body)
+    }
+
+    /// `onRanks` with the ranks also in groups of `groupSize` contiguous ranks (DP attention's
+    /// groups), each group joined by its own segment; `load` gets the world's and the group's
+    /// communicators (the group's is nil with groups of one rank).
+    static func onRanks<T>(
+        _ ranks: Int, groupSize: Int,
+        load: @escaping @Sendable (any Communicator, (any Communicator)?) throws -> any LanguageModel,
+        _ body: @escaping @Sendable (any LanguageModel, Int) throws -> T
+    ) throws -> [T] {
         let path = "/dev/shm/serval-tp-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try SharedMemoryTransport.create(path: path, size: ranks, capacity: 1 << 16)
         defer { SharedMemoryTransport.unlinkSegment(path) }
+        let groupPaths = groupSize > 1 ? (0..<(ranks / groupSize)).map { "\(path)-dp\($0)" } : []
+        for p in groupPaths { try SharedMemoryTransport.create(path: p, size: groupSize, capacity: 1 << 16) }
+        defer { groupPaths.forEach(SharedMemoryTransport.unlinkSegment) }
         let box = Box<T>(ranks)
         let done = DispatchSemaphore(value: 0)
         for r in 0..<ranks {
             let t = Thread {
                 let result = Result { () throws -> T in
                     let comm = HostCommunicator(transport: try SharedMemoryTransport(path: path, rank: r))
+                    let group =
+                        try groupPaths.isEmpty
+                        ? nil
+                        : HostCommunicator(
+                            transport: try SharedMemoryTransport(path: groupPaths[r / groupSize], rank: r % groupSize))
                     do {
-                        return try body(try load(comm), r)
+                        return try body(try load(comm, group), r)
                     } catch {
                         comm.abort("\(error)")
+                        group?.abort("\(error)")
                         throw error
                     }
                 }

@@ -1,7 +1,9 @@
 """DeepSeek (MLA + MoE) over CPU rank processes through the real server: the tiny
 checkpoints made with transformers (Tests/ServalTestSupport/Fixtures/deepseek) give one
 rank's greedy tokens with TP=2 (MLA heads split, the latent cache whole on every rank, each
-expert's width split). Greedy tokens are compared as ids on the fixtures' reference
+expert's width split), with DP attention 2 and EP 2 over 2 ranks, and with DP attention 2
+over 4 ranks (attention TP inside each group), and with EP 2 over 4 ranks (each EP rank's
+experts split by width over its 2 ranks). Greedy tokens are compared as ids on the fixtures' reference
 prompts (1, 7, 64 and 300 tokens), one request at a time and as one concurrent batch
 (docs/parallelism.md)."""
 import json
@@ -87,6 +89,55 @@ def test_dp_attention_and_expert_parallel_give_one_ranks_greedy_tokens(one_rank,
         # The capacity effect: the same per-rank pool holds twice the tokens server-wide.
         assert "480 latent bytes per token per rank" in log or name != "v3"
         assert "the server holds 4096 tokens; DP attention 2" in log and "the server holds 8192 tokens" in log
+
+
+@needs_two_cores
+@pytest.mark.parametrize("name,flags", [
+    ("v3", []),
+    ("v3", ["--ep-size", "4"]),
+    ("v3", ["--ep-size", "2"]),
+    ("v2-lite", []),
+])
+def test_dp_attention_2_of_tp_4_gives_one_ranks_greedy_tokens(one_rank, name, flags, monkeypatch):
+    """DP attention with attention TP inside each group: 4 rank processes in 2 groups of 2 (heads
+    split inside a group, the latent cache replicated inside it and split across the groups; the
+    MoE and dense layers over all 4 ranks). 4 ranks on 2 cores: --threads 1 and the cores rule lifted."""
+    monkeypatch.setenv("SERVAL_CPU_OVERSUBSCRIBE", "1")
+    s = Server(*COMMON, "--tp-size", "4", "--dp-size", "2", "--enable-dp-attention", "--threads", "1", *flags,
+               model=FIXTURES / name)
+    try:
+        assert greedy(s, name) == one_rank[name]
+        assert greedy(s, name, concurrent=True) == one_rank[name]
+        # Two groups of 4096 tokens each (--max-total-tokens is per DP group, as in SGLang).
+        assert s.get("/get_load").json()[0]["max_total_num_tokens"] == 8192
+    finally:
+        assert s.stop() == 0
+    log = s.log_path.read_text()
+    assert "DP attention 2 (2 ranks, heads split, per group)" in log
+    for rank, group in [(1, 0), (2, 1), (3, 1)]:
+        assert f"rank {rank}: DP attention group {group}'s KV pool of 4096 tokens" in log
+    # The capacity line: each rank holds its group's whole latent rows (4096 tokens), the server
+    # twice that; TP=4 would hold 4096 in all, DP attention 4 four times as many.
+    assert "DP attention 2 running): 480 latent bytes per token per rank" in log or name != "v3"
+    assert ("the server holds 4096 tokens; DP attention 2 (latent rows replicated on the 2 ranks of a group, "
+            "each group only its own requests' rows): the server holds 8192 tokens; DP attention 4 (each rank "
+            "only its own requests' rows): the server holds 16384 tokens") in log
+
+
+@needs_two_cores
+@pytest.mark.parametrize("name", ["v3", "v2-group"])
+def test_expert_parallel_over_a_subset_of_the_ranks_gives_one_ranks_greedy_tokens(one_rank, name, monkeypatch):
+    """--tp-size 4 --ep-size 2: EP rank e is ranks 2e and 2e+1, which hold the same experts and split
+    each one's width; the heads are split over all 4 ranks. 4 ranks on 2 cores, as above."""
+    monkeypatch.setenv("SERVAL_CPU_OVERSUBSCRIBE", "1")
+    s = Server(*COMMON, "--tp-size", "4", "--ep-size", "2", "--threads", "1", model=FIXTURES / name)
+    try:
+        assert greedy(s, name) == one_rank[name]
+        assert greedy(s, name, concurrent=True) == one_rank[name]
+        assert s.get("/get_server_info").json()["ep_size"] == 2
+    finally:
+        assert s.stop() == 0
+    assert "expert parallel 2" in s.log_path.read_text()
 
 
 def test_dp_attention_refuses_kv_events():

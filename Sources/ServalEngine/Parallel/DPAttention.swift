@@ -10,9 +10,10 @@ public protocol RankLeader: AnyObject, Sendable {
 
 extension TensorParallelLeader: RankLeader {}
 
-/// DP attention on rank 0 (`--enable-dp-attention --dp-size D`, with `--tp-size D`: one
-/// rank per attention DP group). Each group has its own `Engine` (scheduler, radix cache,
-/// KV slot allocator) on rank 0 and its own latent KV pool on its rank; the groups' engines
+/// DP attention on rank 0 (`--enable-dp-attention --dp-size D --tp-size T`: D attention DP
+/// groups of T/D ranks, `DPAttentionGroups`). Each group has its own `Engine` (scheduler,
+/// radix cache, KV slot allocator) on rank 0 and its own latent KV pool on each of its
+/// ranks (rank 0 is group 0's leader); the groups' engines
 /// drive `DPAttentionGroupModel`s, and this coordinator turns their forward calls into
 /// lockstep steps of every rank: the first engine to call runs a step holding every batch
 /// posted so far, sent to all ranks over the control channel (`RankMessage.dpForward`);
@@ -23,6 +24,8 @@ public final class DPAttentionCoordinator: RankLeader, ExpertLoadControl, @unche
     public let model: any LanguageModel
     public let communicator: any Communicator
     public let groups: Int
+    /// The ranks of each group.
+    public let layout: DPAttentionGroups
     private let cond = NSCondition()
     private var pending: [Int: ForwardBatch] = [:]
     private var results: [Int: Result<Logits, any Error>] = [:]
@@ -36,10 +39,12 @@ public final class DPAttentionCoordinator: RankLeader, ExpertLoadControl, @unche
     private var buffers: [DPLogitsBuffer]
     private var exchange = DPLogitsExchange()
 
+    /// `groups` must divide the communicator's ranks.
     public init(model: any LanguageModel, communicator: any Communicator, groups: Int) {
         self.model = model
         self.communicator = communicator
         self.groups = groups
+        layout = DPAttentionGroups(ranks: communicator.size, groups: groups)
         buffers = (0..<groups).map { _ in DPLogitsBuffer() }
     }
 
@@ -57,14 +62,15 @@ public final class DPAttentionCoordinator: RankLeader, ExpertLoadControl, @unche
     }
 
     func forward(group g: Int, batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
-        // Only rank 0 holds the sampled ids: resolve them; a remote group's table is kept here too.
+        // Only rank 0 holds the sampled ids: resolve them (every rank of a group, group 0's
+        // included, runs its batch); a remote group's table is kept here too.
         var sent = batch
         for i in sent.sequences.indices {
             sent.sequences[i].tokens = try cache.slotTable.resolveTokens(sent.sequences[i])
         }
         if g != 0 { try cache.slotTable.apply(batch.slotUpdates) }
         cond.lock()
-        pending[g] = g == 0 ? batch : sent
+        pending[g] = g == 0 && layout.groupSize == 1 ? batch : sent
         cond.broadcast()  // a step waiting for this group's batch takes it
         while true {
             if let r = results.removeValue(forKey: g) {
@@ -163,7 +169,7 @@ public final class DPAttentionCoordinator: RankLeader, ExpertLoadControl, @unche
         let vocab = model.info.vocabSize, hidden = model.info.hiddenSize
         do {
             try exchange.run(
-                local: local, rows: rows, vocab: vocab, hidden: hidden, communicator: communicator)
+                local: local, rows: rows, groups: layout, vocab: vocab, hidden: hidden, communicator: communicator)
         } catch {
             return failAll(error)
         }
@@ -175,7 +181,8 @@ public final class DPAttentionCoordinator: RankLeader, ExpertLoadControl, @unche
             }
             out[g] = Result {
                 try exchange.logits(
-                    of: g, batch: batch, rows: rows, vocab: vocab, hidden: hidden, into: buffers[g])
+                    of: g, batch: batch, rows: rows, groups: layout, vocab: vocab, hidden: hidden,
+                    into: buffers[g])
             }
         }
         return out

@@ -1,11 +1,12 @@
 import ServalModels
 import ServalTensor
 
-/// The end of a DP-attention step: every rank's logits rows and the normed hidden rows
+/// The end of a DP-attention step: every group's logits rows and the normed hidden rows
 /// behind them, packed `[status | rows × vocab | rows × hidden]` per rank and all-gathered
-/// (rank 0 samples for every group). Every rank knows every group's batch, so every rank
-/// computes the same segment sizes. Status 0: rows valid; 1: the rank's forward failed
-/// (rank 0 fails that group's step; the rank's log says why).
+/// (rank 0 samples for every group). A group's leader sends its rows; the other ranks of a
+/// group (which hold the same rows) send only their status. Every rank knows every group's
+/// batch, so every rank computes the same segment sizes. Status 0: rows valid; 1: the
+/// rank's forward failed (rank 0 fails that group's step; the rank's log says why).
 struct DPLogitsExchange {
     private var mine: [Float] = []
     private(set) var gathered: [Float] = []
@@ -22,16 +23,26 @@ struct DPLogitsExchange {
         }
     }
 
-    /// Contributes this rank's rows (`local`, nil when its forward failed) and gathers everyone's.
+    /// The rows each rank sends: its group's (`rows[g]`, group g's logits rows) on a leader, none on the others.
+    static func rankRows(_ rows: [Int], groups: DPAttentionGroups) -> [Int] {
+        (0..<groups.ranks).map { groups.isLeader($0) ? rows[groups.group(ofRank: $0)] : 0 }
+    }
+
+    /// Contributes this rank's rows (`local`, nil when its forward failed) and gathers
+    /// everyone's; `rows[g]`: group g's logits rows.
     mutating func run(
-        local: Logits?, rows: [Int], vocab: Int, hidden: Int, communicator: any Communicator
+        local: Logits?, rows: [Int], groups: DPAttentionGroups, vocab: Int, hidden: Int,
+        communicator: any Communicator
     ) throws {
         let rank = communicator.rank
         let per = vocab + hidden
-        let counts = rows.map { 1 + $0 * per }
-        let n = rows[rank]
+        let perRank = Self.rankRows(rows, groups: groups)
+        let counts = perRank.map { 1 + $0 * per }
+        let n = perRank[rank]
         mine.removeAll(keepingCapacity: true)
-        if let local, local.rowCount == n {
+        if !groups.isLeader(rank) {
+            mine.append(local == nil ? 1 : 0)
+        } else if let local, local.rowCount == n {
             mine.append(0)
             mine.append(contentsOf: local.copy().logits)
             if let h = local.hidden, local.hiddenSize == hidden {
@@ -57,12 +68,13 @@ struct DPLogitsExchange {
 
     /// Group `g`'s rows of the last `run`, copied into `buffer`, as the logits of `batch`.
     func logits(
-        of g: Int, batch: ForwardBatch, rows: [Int], vocab: Int, hidden: Int, into buffer: DPLogitsBuffer
+        of g: Int, batch: ForwardBatch, rows: [Int], groups: DPAttentionGroups, vocab: Int, hidden: Int,
+        into buffer: DPLogitsBuffer
     ) throws -> Logits {
-        let at = offsets[g], n = rows[g]
-        guard gathered[at] == 0 else {
-            throw EngineError.model("DP attention rank \(g): its forward pass failed (see that rank's log)")
+        for r in groups.members(ofGroup: g) where gathered[offsets[r]] != 0 {
+            throw EngineError.model("DP attention rank \(r): its forward pass failed (see that rank's log)")
         }
+        let at = offsets[groups.leader(ofGroup: g)], n = rows[g]
         buffer.reserve(rows: n, vocab: vocab, hiddenSize: hidden)
         gathered.withUnsafeBufferPointer { src in
             let base = src.baseAddress.unsafelyUnwrapped + at + 1

@@ -95,18 +95,21 @@ public struct ParallelLayout: Sendable, Equatable {
         }
     }
 
-    /// What Serval runs of the valid layouts: DP attention with one rank per group
-    /// (`--dp-size` = `--tp-size`) and expert parallelism over every rank (`--ep-size` =
-    /// `--tp-size`); attention TP inside a DP group and EP over a subset of the ranks are not.
+    /// DP attention's groups (`tp / dp` contiguous ranks each), or nil without DP attention.
+    public var dpAttentionGroups: DPAttentionGroups? {
+        guard enableDPAttention, dpSize >= 1, tpSize >= dpSize, tpSize % dpSize == 0 else { return nil }
+        return DPAttentionGroups(ranks: tpSize, groups: dpSize)
+    }
+
+    /// What Serval runs of the valid layouts: DP attention with one rank per group or with
+    /// attention tensor parallel inside each group (`--dp-size` < `--tp-size`, one node
+    /// only: a group's ranks share a memory segment), and expert parallelism over every rank
+    /// (`--ep-size` = `--tp-size`) or over EP ranks of `tp / ep` ranks each that split the
+    /// width of their experts (`--ep-size` < `--tp-size`).
     public func validateAvailable() throws(ParallelLayoutError) {
-        if enableDPAttention, dpSize != tpSize {
+        if enableDPAttention, dpSize < tpSize, nnodes > 1 {
             throw ParallelLayoutError(
-                "--enable-dp-attention with --dp-size \(dpSize) < --tp-size \(tpSize) (attention tensor parallel inside a DP group) is not available; use --dp-size \(tpSize)."
-            )
-        }
-        if epSize > 1, epSize != tpSize {
-            throw ParallelLayoutError(
-                "--ep-size \(epSize) < --tp-size \(tpSize) (experts split over a subset of the ranks) is not available; use --ep-size \(tpSize)."
+                "--enable-dp-attention with --dp-size \(dpSize) < --tp-size \(tpSize) (attention tensor parallel inside a DP group) runs on one node only; use --nnodes 1 or --dp-size \(tpSize)."
             )
         }
     }

@@ -66,12 +66,18 @@ public final class TensorParallelLeader: LanguageModel, ExpertLoadControl, @unch
     }
 }
 
-/// A rank other than 0: repeats what rank 0's `TensorParallelLeader` sends until told to
-/// stop. A failed collective (a peer died, the group was aborted) ends the loop with an
-/// error; a forward that fails for another reason fails the same way on rank 0, which
-/// then ends the requests, so the worker logs it and goes on.
+/// A rank other than 0: repeats what rank 0's `TensorParallelLeader` (or, under DP
+/// attention, `DPAttentionCoordinator`) sends until told to stop. A failed collective (a
+/// peer died, the group was aborted) ends the loop with an error; a forward that fails for
+/// another reason fails the same way on rank 0, which then ends the requests, so the
+/// worker logs it and goes on. `dpGroups`: DP attention's groups (nil: one rank per group).
 public enum TensorParallelWorker {
-    public static func run(model: any LanguageModel, communicator: any Communicator, logger: Logger) throws {
+    public static func run(
+        model: any LanguageModel, communicator: any Communicator, dpGroups: DPAttentionGroups? = nil,
+        logger: Logger
+    ) throws {
+        let groups = dpGroups ?? DPAttentionGroups(ranks: communicator.size, groups: communicator.size)
+        let myGroup = groups.group(ofRank: communicator.rank)
         var cache: (any KVCacheStorage)?
         var exchange = DPLogitsExchange()
         while true {
@@ -101,18 +107,18 @@ public enum TensorParallelWorker {
                 }
                 _ = try target.expertControl(control)
             case .makeGroupKVCache(let group, let slots, let dtype):
-                // DP attention with one rank per group: this rank is group `rank`.
-                guard group == communicator.rank else { continue }
+                // DP attention: every rank of the group holds the group's (replicated) pool.
+                guard group == myGroup else { continue }
                 cache = try model.makeKVCache(slots: slots, dtype: dtype)
                 logger.info("rank \(communicator.rank): DP attention group \(group)'s KV pool of \(slots) tokens")
             case .dpForward(let batches):
                 let rank = communicator.rank
-                guard let cache, batches.count == communicator.size else {
+                guard let cache, batches.count == groups.groups else {
                     throw EngineError.model("rank \(rank): DP attention step before its KV pool or for another layout")
                 }
                 var logits: Logits? = nil
                 do {
-                    logits = try model.forward(batches[rank], cache: cache)
+                    logits = try model.forward(batches[myGroup], cache: cache)
                 } catch let e as CommunicatorError {
                     throw e
                 } catch {
@@ -120,8 +126,8 @@ public enum TensorParallelWorker {
                 }
                 let info = model.info
                 try exchange.run(
-                    local: logits, rows: batches.map(DPLogitsExchange.logitRows), vocab: info.vocabSize,
-                    hidden: info.hiddenSize, communicator: communicator)
+                    local: logits, rows: batches.map(DPLogitsExchange.logitRows), groups: groups,
+                    vocab: info.vocabSize, hidden: info.hiddenSize, communicator: communicator)
             }
         }
     }

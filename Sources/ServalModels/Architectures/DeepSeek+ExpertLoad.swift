@@ -44,8 +44,8 @@ extension DeepSeekModel: ExpertLoadControl {
         }
     }
 
-    /// Every rank's counts of `window`, in slot order (expert parallel: rank r's block
-    /// holds slots r·S ..< (r+1)·S; otherwise every rank ran every pair and rank 0's
+    /// Every rank's counts of `window`, in slot order (expert parallel: EP rank e's block
+    /// holds slots e·S ..< (e+1)·S; otherwise every rank ran every pair and rank 0's
     /// counts are the model's). Each count travels as two exact floats (low 24 bits, the
     /// rest), so windows beyond 2²⁴ tokens per slot stay exact.
     private func gatherExpertCounts(_ window: ExpertWindow) throws -> ExpertDistribution {
@@ -73,10 +73,12 @@ extension DeepSeekModel: ExpertLoadControl {
         }
         let placement = expertPlacement
         let expertParallel = layers.first?.slots != nil
+        // EP rank e is ranks e·w ..< (e+1)·w (w = tp/ep), which all count the same pairs: the first's counts.
+        let w = expertParallel ? max(1, ranks / placement.ranks) : 1
         var physical = [[Int]](repeating: [Int](repeating: 0, count: placement.physicalSlots), count: layers.count)
         for l in 0..<layers.count {
             for slot in 0..<placement.physicalSlots {
-                let rank = expertParallel ? slot / placement.slotsPerRank : 0
+                let rank = expertParallel ? slot / placement.slotsPerRank * w : 0
                 let local = expertParallel ? slot % placement.slotsPerRank : slot
                 let at = rank * max(1, block) + (l * perLayer + local) * 2
                 physical[l][slot] = Int(all[at]) | Int(all[at + 1]) << 24
@@ -135,7 +137,7 @@ extension DeepSeekModel: ExpertLoadControl {
                     logicalExperts: E, ranks: 1,
                     physicalToLogical: [[Int]](repeating: Array(0..<E), count: layers))
             }
-            let ranks = ctx.parallel.tpSize
+            let ranks = ctx.expertRanks.ep.tpSize
             switch layout.initialExpertLocation {
             case .physicalToLogical(let rows):
                 return try ExpertPlacement(logicalExperts: E, ranks: ranks, physicalToLogical: try moeRows(rows))

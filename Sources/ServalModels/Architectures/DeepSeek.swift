@@ -20,6 +20,9 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
     let communicator: any Communicator
     /// DP attention: this rank's own requests; the feed-forward layers see every rank's tokens.
     let dataParallelAttention: Bool
+    /// DP attention: the ranks of this rank's attention DP group (one, or `tp / dp` that split
+    /// the group's heads and hold the same rows). Groups are contiguous ranks.
+    let attentionCommunicator: any Communicator
     /// Where the routed experts live (expert parallel), or one logical expert per slot on
     /// one "rank" (otherwise); changed by `ExpertLoadControl.expertControl(.place)`.
     public internal(set) var expertPlacement: ExpertPlacement
@@ -51,6 +54,7 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
         let parallel = ctx.parallel
         communicator = ctx.communicator
         dataParallelAttention = !parallel.isSingle && ctx.layout.dataParallelAttention
+        attentionCommunicator = ctx.attentionCommunicator
         let overlaps = !parallel.isSingle && ctx.layout.twoBatchOverlap && ctx.layout.expertParallel
         overlap =
             overlaps && !dataParallelAttention ? (BackgroundCollective(), ctx.layout.twoBatchOverlapMinTokens) : nil
@@ -149,12 +153,25 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
         else {
             throw ModelError(source: "forward", "the KV cache was not made by this model")
         }
-        let plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
+        let plan: BatchPlan
+        do {
+            plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
+        } catch {
+            // DP attention: the other groups' feed-forward collectives still need this rank (a
+            // bad batch leaves the slot table as it was): it runs an idle pass in step, then
+            // fails its own batch only. A group's ranks get the same batch and fail alike.
+            if dataParallelAttention, !batch.isIdle { _ = try forward(.idle, cache: cache) }
+            throw error
+        }
         let n = plan.tokenCount, nLogits = plan.logitRows.count
-        // DP attention: every rank's token count (the ranks step together; one without
-        // requests runs an idle pass so the feed-forward collectives still meet).
-        let counts = dataParallelAttention ? try tokenCounts(n) : [n]
+        // DP attention: the rows each rank adds to the feed-forward layers (the ranks step
+        // together; one without requests runs an idle pass so the feed-forward collectives
+        // still meet). A group of several ranks holds the same rows on each: only its first
+        // rank contributes them, and this rank's rows start at `ownRow` of the gathered ones.
+        let grouped = dataParallelAttention && attentionCommunicator.size > 1
+        let counts = dataParallelAttention ? try tokenCounts(attentionCommunicator.rank == 0 ? n : 0) : [n]
         let total = counts.reduce(0, +)
+        let ownRow = grouped ? counts[..<(communicator.rank - attentionCommunicator.rank)].reduce(0, +) : 0
         guard total > 0 else { return Logits.empty(vocabSize: config.vocabSize, sequences: batch.sequences.count) }
         let ws = workspace, be = backend, H = config.hiddenSize
         countExpertWindowPass()
@@ -208,15 +225,21 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
                     ffnIn, rows: ffnRows, into: ffnOut, gate: ws[.gate], up: ws[.up], backend: be, reduce: false)
             case .moe(let moe): try moe.forward(ffnIn, rows: ffnRows, into: ffnOut, buffers: moeBuffers, backend: be)
             }
-            if dataParallelAttention {
+            // This rank's rows of the sum: its own segment, or (a group of several ranks)
+            // its group's rows of the whole sum, which every rank of the group needs.
+            var own = tmp
+            if grouped {
+                try communicator.allReduceSum(ffnOut, count: total * H)
+                own = ffnOut + ownRow * H
+            } else if dataParallelAttention {
                 try communicator.reduceScatter(ffnOut, counts: hiddenCounts, into: tmp)
             } else if communicator.size > 1 {
                 try communicator.allReduceSum(tmp, count: n * H)
             }
             if case .moe(let moe) = b.ffn {
-                try moe.addSharedAfterReduce(xn, rows: n, into: tmp, buffers: moeBuffers, backend: be)
+                try moe.addSharedAfterReduce(xn, rows: n, into: own, buffers: moeBuffers, backend: be)
             }
-            if n > 0 { be.add(x, tmp, into: x, count: n * H) }
+            if n > 0 { be.add(x, own, into: x, count: n * H) }
         }
         if nLogits > 0 {
             try plan.logitRows.withUnsafeBufferPointer { rows in
@@ -230,7 +253,7 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
             hiddenSize: H)
     }
 
-    /// Every rank's token count this step, in rank order (one small all-gather).
+    /// Every rank's count `n` this step, in rank order (one small all-gather).
     private func tokenCounts(_ n: Int) throws -> [Int] {
         var mine = Float(n)
         var all = [Float](repeating: 0, count: communicator.size)

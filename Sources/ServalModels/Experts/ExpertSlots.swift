@@ -15,11 +15,14 @@ final class ExpertSlots: @unchecked Sendable {
     private(set) var local: any MoEBackend
     private(set) var weights: [ExpertWeights]
 
-    init(prefix: String, config: DeepSeekConfig, context: LoadContext, placement: ExpertPlacement, layer: Int)
-        throws(ModelError)
-    {
-        rank = context.parallel.tpRank
-        cache = ExpertWeightCache(prefix: prefix, config: config, context: context)
+    /// `rank`: this rank's EP rank (whose slots it runs); `width`: its share of each expert's
+    /// intermediate width (all of it when every EP rank is one rank).
+    init(
+        prefix: String, config: DeepSeekConfig, context: LoadContext, placement: ExpertPlacement, layer: Int,
+        rank: Int, width: Range<Int>
+    ) throws(ModelError) {
+        self.rank = rank
+        cache = ExpertWeightCache(prefix: prefix, config: config, context: context, width: width)
         (row, mine, weights, local) = try cache.load(placement, layer: layer, rank: rank)
         replicas = placement.replicas(layer: layer)
     }
@@ -40,12 +43,15 @@ private final class ExpertWeightCache: @unchecked Sendable {
     let prefix: String
     let config: DeepSeekConfig
     let context: LoadContext
+    /// This rank's rows of each expert's gate/up and columns of its down projection.
+    let width: Range<Int>
     private var loaded: [Int: ExpertWeights] = [:]
 
-    init(prefix: String, config: DeepSeekConfig, context: LoadContext) {
+    init(prefix: String, config: DeepSeekConfig, context: LoadContext, width: Range<Int>) {
         self.prefix = prefix
         self.config = config
         self.context = context
+        self.width = width
     }
 
     /// This rank's slots under `placement` in `layer`: the row, the slot range, the
@@ -62,7 +68,7 @@ private final class ExpertWeightCache: @unchecked Sendable {
             normalize: false, scalingFactor: 1)
         do {
             let local = try ctx.backend.makeMoE(
-                routing: one, experts: weights, hidden: c.hiddenSize, intermediate: c.moeIntermediateSize)
+                routing: one, experts: weights, hidden: c.hiddenSize, intermediate: width.count)
             return (row, mine, weights, local)
         } catch {
             throw ModelError(source: ctx.source.sourceName, "\(prefix): experts: \(error)")
@@ -72,10 +78,15 @@ private final class ExpertWeightCache: @unchecked Sendable {
     private func expert(_ e: Int) throws(ModelError) -> ExpertWeights {
         if let w = loaded[e] { return w }
         let H = config.hiddenSize, I = config.moeIntermediateSize, p = prefix, ctx = context
-        let w = ExpertWeights(
-            gate: try ctx.weight(try ctx.source.matrix("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H)),
-            up: try ctx.weight(try ctx.source.matrix("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H)),
-            down: try ctx.weight(try ctx.source.matrix("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)))
+        var gate = try ctx.source.matrix("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H)
+        var up = try ctx.source.matrix("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H)
+        var down = try ctx.source.matrix("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)
+        if width.count != I {
+            gate = gate.rows(width)
+            up = up.rows(width)
+            down = try down.columns(width, keeper: ctx.source)
+        }
+        let w = ExpertWeights(gate: try ctx.weight(gate), up: try ctx.weight(up), down: try ctx.weight(down))
         loaded[e] = w
         return w
     }

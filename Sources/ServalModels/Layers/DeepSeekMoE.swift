@@ -37,28 +37,41 @@ public struct DeepSeekMoE: @unchecked Sendable {
         let expertParallel = !tp.isSingle && ctx.layout.expertParallel
         let router = try Linear.load(["\(p).ffn_gate_inp"], out: [E], in: H, bias: false, style: .replicated, ctx)
         let bias = c.topkMethod == .noauxTC ? try ctx.vector("\(p).exp_probs_b.bias", count: E) : nil
-        // Tensor parallel: each expert's gate/up rows (views) and down columns (copies) of this rank.
+        // Tensor parallel: each expert's gate/up rows (views) and down columns (copies) of this
+        // rank. Expert parallel over fewer EP ranks than ranks: the width of each expert of this
+        // rank's EP rank is split over that EP rank's ranks the same way.
+        let (epRank, widthRank) = ctx.expertRanks
+        if expertParallel, epRank.tpSize * widthRank.tpSize != tp.tpSize {
+            throw ModelError(source: src, "--ep-size \(epRank.tpSize) must divide --tp-size \(tp.tpSize)")
+        }
+        let split = expertParallel ? widthRank : tp
         var width = 0..<I
-        if !tp.isSingle && !expertParallel {
-            guard I % tp.tpSize == 0 else {
+        if !split.isSingle {
+            guard I % split.tpSize == 0 else {
+                let over =
+                    expertParallel
+                    ? "the \(split.tpSize) ranks of an EP rank (--tp-size \(tp.tpSize) / --ep-size \(epRank.tpSize))"
+                    : "\(tp.tpSize) ranks"
                 throw ModelError(
-                    source: src,
-                    "moe_intermediate_size \(I) does not split over \(tp.tpSize) ranks; use --ep-size \(tp.tpSize)")
+                    source: src, "moe_intermediate_size \(I) does not split over \(over); use --ep-size \(tp.tpSize)")
             }
-            width = HeadSplit.evenShare(I, rank: tp.tpRank, ranks: tp.tpSize)
+            width = HeadSplit.evenShare(I, rank: split.tpRank, ranks: split.tpSize)
         }
         var slots: ExpertSlots? = nil
         if expertParallel {
+            let ranks = epRank.tpSize
             guard let placement else {
-                throw ModelError(source: src, "\(p): expert parallel over \(tp.tpSize) ranks needs an expert placement")
+                throw ModelError(source: src, "\(p): expert parallel over \(ranks) ranks needs an expert placement")
             }
-            guard placement.logicalExperts == E, placement.ranks == tp.tpSize, moeLayer < placement.layers else {
+            guard placement.logicalExperts == E, placement.ranks == ranks, moeLayer < placement.layers else {
                 throw ModelError(
                     source: src,
-                    "expert placement for \(placement.logicalExperts) experts over \(placement.ranks) ranks (\(placement.layers) MoE layers) does not fit this model (\(E) experts, MoE layer \(moeLayer)) over \(tp.tpSize) ranks"
+                    "expert placement for \(placement.logicalExperts) experts over \(placement.ranks) ranks (\(placement.layers) MoE layers) does not fit this model (\(E) experts, MoE layer \(moeLayer)) over \(ranks) EP ranks"
                 )
             }
-            slots = try ExpertSlots(prefix: p, config: c, context: ctx, placement: placement, layer: moeLayer)
+            slots = try ExpertSlots(
+                prefix: p, config: c, context: ctx, placement: placement, layer: moeLayer, rank: epRank.tpRank,
+                width: width)
         }
         var experts: [ExpertWeights] = slots?.weights ?? []
         for e in (expertParallel ? 0..<0 : 0..<E) {
@@ -92,7 +105,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
         do {
             if expertParallel {
                 let table = [ExpertWeights](repeating: experts[0], count: E)
-                moe = try ctx.backend.makeMoE(routing: routing, experts: table, hidden: H, intermediate: I)
+                moe = try ctx.backend.makeMoE(routing: routing, experts: table, hidden: H, intermediate: width.count)
             } else {
                 moe = try ctx.backend.makeMoE(routing: routing, experts: experts, hidden: H, intermediate: width.count)
             }

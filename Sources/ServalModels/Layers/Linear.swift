@@ -33,12 +33,15 @@ public struct Linear: @unchecked Sendable {
     /// Loads `names[i].weight` (`[out[i], in]` each, in full) as this rank's shard and,
     /// when `bias` or the source has one, `names[i].bias`. `shard` overrides the even
     /// split of a `.column` (output rows) or `.row` (input columns) projection: uneven
-    /// head splits and vocabulary shards. `.qkv` splits by `HeadSplit`.
+    /// head splits and vocabulary shards. `.qkv` splits by `HeadSplit`. `group` is the
+    /// ranks the projection is split over (default: the context's whole group; DP
+    /// attention's projections: the attention DP group).
     public static func load(
         _ names: [String], out: [Int], in inFeatures: Int, bias: Bool, style: ParallelStyle,
-        shard: Range<Int>? = nil, _ ctx: LoadContext
+        shard: Range<Int>? = nil, group: (any Communicator)? = nil, _ ctx: LoadContext
     ) throws(ModelError) -> Linear {
-        let tp = ctx.parallel
+        let communicator = group ?? ctx.communicator
+        let tp = ParallelInfo(tpRank: communicator.rank, tpSize: communicator.size)
         let src = ctx.source.sourceName
         var parts: [WeightMatrix] = []
         var biases: [UnsafeMutablePointer<Float>?] = []
@@ -96,7 +99,7 @@ public struct Linear: @unchecked Sendable {
             biases.append(
                 try biasValues.map { (v: [Float]) throws(ModelError) in try ctx.upload(v, name: "\(name).bias") })
         }
-        return Linear(style: style, parts: parts, biases: biases, communicator: ctx.communicator)
+        return Linear(style: style, parts: parts, biases: biases, communicator: communicator)
     }
 
     /// `outputs[i][r] = parts[i] · x[r] + bias[i]` for `rows` rows; a row-parallel

@@ -8,21 +8,43 @@ public final class LoadContext: @unchecked Sendable {
     public let communicator: any Communicator
     /// How a mixture-of-experts model uses the ranks beyond plain tensor parallelism.
     public let layout: ModelParallelism
+    /// The ranks attention is tensor-parallel over: every rank (`communicator`) under plain
+    /// tensor parallelism; under DP attention this rank's attention DP group (one rank, or
+    /// `tp / dp` ranks that split the heads of the group's requests).
+    public let attentionCommunicator: any Communicator
     private var buffers: [DeviceBuffer] = []
 
+    /// `attentionCommunicator` nil: `communicator`, or one rank under DP attention.
     public init(
         source: WeightSource, backend: any ComputeBackend,
-        communicator: any Communicator = SingleRankCommunicator(), layout: ModelParallelism = ModelParallelism()
+        communicator: any Communicator = SingleRankCommunicator(), layout: ModelParallelism = ModelParallelism(),
+        attentionCommunicator: (any Communicator)? = nil
     ) {
         self.source = source
         self.backend = backend
         self.communicator = communicator
         self.layout = layout
+        self.attentionCommunicator =
+            attentionCommunicator ?? (layout.dataParallelAttention ? SingleRankCommunicator() : communicator)
     }
 
     deinit { for b in buffers { backend.release(b) } }
 
     public var parallel: ParallelInfo { ParallelInfo(tpRank: communicator.rank, tpSize: communicator.size) }
+    /// Expert parallel: this rank's EP rank among the EP ranks (`rank / (tp/ep)`) and its
+    /// place among the ranks that split the width of that EP rank's experts (`rank % (tp/ep)`;
+    /// one rank when `--ep-size` = `--tp-size`).
+    public var expertRanks: (ep: ParallelInfo, width: ParallelInfo) {
+        let t = parallel
+        let ep = layout.expertParallelSize > 0 ? min(layout.expertParallelSize, t.tpSize) : t.tpSize
+        let w = max(1, t.tpSize / ep)
+        return (ParallelInfo(tpRank: t.tpRank / w, tpSize: ep), ParallelInfo(tpRank: t.tpRank % w, tpSize: w))
+    }
+
+    /// This rank's place in `attentionCommunicator`.
+    public var attentionParallel: ParallelInfo {
+        ParallelInfo(tpRank: attentionCommunicator.rank, tpSize: attentionCommunicator.size)
+    }
 
     /// A host vector copied into backend memory that lives as long as this context.
     func upload(_ values: [Float], name: String) throws(ModelError) -> UnsafeMutablePointer<Float> {
@@ -49,14 +71,20 @@ public final class LoadContext: @unchecked Sendable {
 /// What the ranks of a group do besides plain tensor parallelism (SGLang's
 /// `--enable-dp-attention` and `--ep-size`, for DeepSeek models; docs/parallelism.md).
 public struct ModelParallelism: Sendable, Equatable {
-    /// Attention runs data-parallel: each rank is one attention DP group (its own
-    /// requests, its own whole latent KV pool, replicated attention weights); the dense
-    /// and MoE layers run over every rank with the tokens all-gathered before them and
-    /// reduce-scattered back after.
+    /// Attention runs data-parallel: the ranks form attention DP groups (the load context's
+    /// `attentionCommunicator`: one rank each, or `tp / dp` ranks splitting the heads), each
+    /// with its own requests and its own whole latent KV pool (replicated inside a group);
+    /// the dense and MoE layers run over every rank with every group's tokens gathered
+    /// before them and their sums scattered back after.
     public var dataParallelAttention = false
     /// Routed experts are partitioned over the ranks (each rank holds whole experts)
     /// instead of each expert's intermediate width being split.
     public var expertParallel = false
+    /// Expert parallel: how many EP ranks the experts are partitioned over (`--ep-size`; 0:
+    /// every rank). With fewer than the ranks, EP rank e is the contiguous ranks
+    /// `e·(tp/ep) ..< (e+1)·(tp/ep)`, which split the width of each of its experts (SGLang's
+    /// `moe_ep` × `moe_tp`; `LoadContext.expertRanks`).
+    public var expertParallelSize = 0
     /// Expert parallel: physical expert slots beyond one per logical expert (EPLB's
     /// `--ep-num-redundant-experts`), given to the hottest experts.
     public var redundantExperts = 0

@@ -46,16 +46,20 @@ public struct MLAAttention: @unchecked Sendable {
     {
         let H = c.hiddenSize, L = c.kvLoraRank, R = c.qkRopeHeadDim, qk = c.qkHeadDim
         let nope = c.qkNopeHeadDim, v = c.vHeadDim, src = ctx.source.sourceName
-        // Tensor parallel: this rank's heads (query rows column-parallel, o_proj row-parallel);
-        // the latent projection and the cache row stay whole on every rank. Under DP attention
-        // (or on one rank) every head is here.
-        let tp = ctx.parallel
-        let sharded = !tp.isSingle && !ctx.layout.dataParallelAttention
+        // Tensor parallel over the attention ranks (every rank; under DP attention the rank's
+        // attention DP group): this rank's heads (query rows column-parallel, o_proj
+        // row-parallel, all-reduced over those ranks only); the latent projection and the
+        // cache row stay whole on each of them. With one attention rank every head is here.
+        let group = ctx.attentionCommunicator
+        let tp = ctx.attentionParallel
+        let sharded = !tp.isSingle
         let headRange = sharded ? HeadSplit.evenShare(c.headCount, rank: tp.tpRank, ranks: tp.tpSize) : 0..<c.headCount
         guard !headRange.isEmpty else {
+            let what = ctx.layout.dataParallelAttention ? "ranks of a DP attention group" : "ranks"
             throw ModelError(
                 source: src,
-                "\(c.headCount) attention heads cannot be split over \(tp.tpSize) ranks; use a smaller --tp-size")
+                "\(c.headCount) attention heads cannot be split over \(tp.tpSize) \(what); use a smaller --tp-size\(ctx.layout.dataParallelAttention ? " or a larger --dp-size" : "")"
+            )
         }
         let heads = headRange.count
         let qStyle: ParallelStyle = sharded ? .column : .replicated
@@ -66,17 +70,19 @@ public struct MLAAttention: @unchecked Sendable {
                 a: try Linear.load(["\(p).attn_q_a"], out: [q], in: H, bias: false, style: .replicated, ctx),
                 norm: try RMSNorm.load("\(p).attn_q_a_norm.weight", size: q, eps: c.rmsNormEps, ctx),
                 b: try Linear.load(
-                    ["\(p).attn_q_b"], out: [c.headCount * qk], in: q, bias: false, style: qStyle, shard: qRows, ctx))
+                    ["\(p).attn_q_b"], out: [c.headCount * qk], in: q, bias: false, style: qStyle, shard: qRows,
+                    group: group, ctx))
         } else {
             query = .direct(
                 try Linear.load(
-                    ["\(p).attn_q"], out: [c.headCount * qk], in: H, bias: false, style: qStyle, shard: qRows, ctx))
+                    ["\(p).attn_q"], out: [c.headCount * qk], in: H, bias: false, style: qStyle, shard: qRows,
+                    group: group, ctx))
         }
         let kvAStored = try ctx.source.matrix("\(p).attn_kv_a_mqa.weight", rows: L + R, cols: H)
         let kvA = Linear(
             style: .replicated,
             parts: [try ctx.weight(kvAStored.rows(0..<L)), try ctx.weight(kvAStored.rows(L..<(L + R)))],
-            biases: [nil, nil], communicator: ctx.communicator)
+            biases: [nil, nil], communicator: group)
         let kvANorm = try RMSNorm.load("\(p).attn_kv_a_norm.weight", size: L, eps: c.rmsNormEps, ctx)
 
         var absorbK: [WeightMatrix] = []
@@ -123,7 +129,7 @@ public struct MLAAttention: @unchecked Sendable {
         }
         let o = try Linear.load(
             ["\(p).attn_output"], out: [H], in: c.headCount * v, bias: false, style: sharded ? .row : .replicated,
-            shard: (headRange.lowerBound * v)..<(headRange.upperBound * v), ctx)
+            shard: (headRange.lowerBound * v)..<(headRange.upperBound * v), group: group, ctx)
         return MLAAttention(
             query: query, kvA: kvA, kvANorm: kvANorm, absorbK: absorbK, absorbV: absorbV, ropeCarry: ropeCarry, o: o,
             heads: heads, nope: nope, rope: R, latent: L, vDim: v)

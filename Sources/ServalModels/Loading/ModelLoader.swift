@@ -27,6 +27,8 @@ public struct ModelLoadOptions: Sendable {
     public var seed: UInt64 = 1
     /// This rank's tensor-parallel group.
     public var communicator: any Communicator = SingleRankCommunicator()
+    /// DP attention: this rank's attention DP group (nil: one rank per group).
+    public var attentionCommunicator: (any Communicator)? = nil
     /// How the model uses `communicator`'s ranks: DP attention and expert parallelism (DeepSeek
     /// models), the exact or all-reduce layout (dense models).
     public var layout = ModelParallelism()
@@ -107,7 +109,9 @@ public enum ModelLoader {
         guard let weights else { throw ModelError(source: path, "no weights") }
         return try factory(
             config,
-            LoadContext(source: weights, backend: backend, communicator: options.communicator, layout: options.layout))
+            LoadContext(
+                source: weights, backend: backend, communicator: options.communicator, layout: options.layout,
+                attentionCommunicator: options.attentionCommunicator))
     }
 
     /// A model of `config`'s shapes with random weights stored as `weightType` (tests, tools).

@@ -42,7 +42,9 @@ extension LaunchServer {
         case nil: break
         }
         if layout.enableDPAttention {
-            parts.append("DP attention \(layout.dpSize) (\(layout.tpSize / layout.dpSize) rank per group)")
+            let per = layout.tpSize / layout.dpSize
+            parts.append(
+                "DP attention \(layout.dpSize) (\(per) rank\(per == 1 ? "" : "s, heads split,") per group)")
         }
         if layout.epSize > 1 { parts.append("expert parallel \(layout.epSize)") }
         return parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
@@ -50,17 +52,26 @@ extension LaunchServer {
 
     /// For an MLA model over several ranks: latent KV bytes per token on each rank, and how
     /// many tokens the whole server holds with the same per-rank pool under TP (every rank
-    /// holds every token's latent row: it cannot be split by heads) and under DP attention
-    /// (each rank holds only its own requests' rows).
+    /// holds every token's latent row: it cannot be split by heads), under DP attention with
+    /// several ranks per group when that runs (the rows replicated inside a group, split
+    /// across groups) and under DP attention with one rank per group (each rank holds only
+    /// its own requests' rows). `perRankTokens`: one rank's pool (one DP group's).
     func printKVCapacityEffect(_ info: ModelInfo, layout: ParallelLayout, perRankTokens: Int) {
         guard layout.tpSize > 1, info.kvLayout.hasPrefix("mla") else { return }
-        let t = layout.tpSize, bytes = info.kvBytesPerToken
+        let t = layout.tpSize, d = layout.dpSize, bytes = info.kvBytesPerToken
         let mib = Double(perRankTokens) * Double(bytes) / 1_048_576
-        let active = layout.enableDPAttention ? "DP attention \(layout.dpSize)" : "TP=\(t)"
+        let active = layout.enableDPAttention ? "DP attention \(d)" : "TP=\(t)"
+        var grouped = ""
+        if layout.enableDPAttention, d < t {
+            grouped =
+                "DP attention \(d) (latent rows replicated on the \(t / d) ranks of a group, each group only its "
+                + "own requests' rows): the server holds \(d * perRankTokens) tokens; "
+        }
         print(
             "KV capacity (\(info.kvLayout), \(active) running): \(bytes) latent bytes per token per rank, "
                 + "\(perRankTokens) tokens per rank (\(String(format: "%.1f", mib)) MiB); "
                 + "TP=\(t) (latent rows replicated on every rank): the server holds \(perRankTokens) tokens; "
+                + grouped
                 + "DP attention \(t) (each rank only its own requests' rows): the server holds \(t * perRankTokens) tokens"
         )
     }

@@ -11,27 +11,49 @@ import ServalTensor
 /// nodes: TCP through node 0's `--dist-init-addr`.
 extension LaunchServer {
     /// Rank 0 on node 0: starts this node's other ranks and waits for every rank to join.
-    func startRanks(layout: ParallelLayout, logger: Logger) throws -> (group: RankGroup, communicator: HostCommunicator)
-    {
+    /// `attention`: rank 0's attention DP group under DP attention with several ranks per
+    /// group (one shared-memory segment per group beside the world's), else nil.
+    func startRanks(
+        layout: ParallelLayout, logger: Logger
+    ) throws -> (group: RankGroup, communicator: HostCommunicator, attention: HostCommunicator?) {
         let group = RankGroup(logger: logger)
         let args = Array(CommandLine.arguments.dropFirst())
         do {
             if layout.nnodes == 1 {
                 let path = "/dev/shm/serval-tp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
                 try SharedMemoryTransport.create(path: path, size: layout.tpSize)
-                defer { SharedMemoryTransport.unlinkSegment(path) }
-                try group.spawn(ranks: 1..<layout.tpSize, arguments: args, extra: ["--internal-shm", path])
+                group.owns(segment: path)
+                defer { group.unlinked(path) }
+                var extra = ["--internal-shm", path]
+                var groupPaths: [String] = []
+                defer { groupPaths.forEach(group.unlinked) }
+                let dp = layout.dpAttentionGroups.flatMap { $0.groupSize > 1 ? $0 : nil }
+                if let dp {
+                    for g in 0..<dp.groups {
+                        try SharedMemoryTransport.create(path: Self.dpGroupSegment(path, group: g), size: dp.groupSize)
+                        groupPaths.append(Self.dpGroupSegment(path, group: g))
+                        group.owns(segment: groupPaths[g])
+                    }
+                    extra += ["--internal-dp-shm", path]
+                }
+                try group.spawn(ranks: 1..<layout.tpSize, arguments: args, extra: extra)
                 let t = try SharedMemoryTransport(path: path, rank: 0)
                 let comm = group.joined(t)
                 try t.waitForPeers(timeout: parallel.distTimeout)
-                return (group, comm)
+                guard dp != nil else { return (group, comm, nil) }
+                let gt = try SharedMemoryTransport(path: Self.dpGroupSegment(path, group: 0), rank: 0)
+                let attention = group.joined(gt)
+                try gt.waitForPeers(timeout: parallel.distTimeout)
+                // Every rank has mapped its group's segment once this returns: the names can go.
+                try comm.barrier()
+                return (group, comm, attention)
             }
             try group.spawn(ranks: 1..<layout.ranksPerNode, arguments: args, extra: [])
             let (host, port) = ParallelLayout.parseAddress(layout.distInitAddr ?? "") ?? ("127.0.0.1", 0)
             print("Waiting for \(layout.tpSize - 1) ranks of \(layout.nnodes) nodes on \(host):\(port)")
             let t = try SocketTransport.listen(
                 host: host, port: port, size: layout.tpSize, timeout: parallel.distTimeout)
-            return (group, group.joined(t))
+            return (group, group.joined(t), nil)
         } catch let e as ValidationError {
             group.killAll()
             throw e
@@ -60,6 +82,31 @@ extension LaunchServer {
         signal(SIGTERM, SIG_IGN)
         let logger = bootstrapRankLogging(level: level, rank: rank)
         try serveRank(rank, layout: layout, group: nil, logger: logger)
+    }
+
+    /// How many rank processes this node may run: its CPU cores, unless
+    /// `SERVAL_CPU_OVERSUBSCRIBE=1` lifts the limit (tests of tiny models with more ranks
+    /// than cores, each with `--threads 1`; slow, never for serving).
+    static func rankSlots(_ environment: [String: String]) -> Int {
+        environment["SERVAL_CPU_OVERSUBSCRIBE"] == "1" ? Int.max : ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Group g's shared-memory segment of DP attention beside the world's segment `path`.
+    static func dpGroupSegment(_ path: String, group g: Int) -> String { "\(path)-dp\(g)" }
+
+    /// DP attention with several ranks per group: joins this rank's group segment (made by
+    /// rank 0, `--internal-dp-shm`), then meets every rank once so rank 0 can unlink them.
+    private func joinDPGroup(_ rank: Int, layout: ParallelLayout, world: HostCommunicator) throws -> HostCommunicator? {
+        guard let prefix = internalDPShm else { return nil }
+        guard let dp = layout.dpAttentionGroups, dp.groupSize > 1 else {
+            throw ValidationError("--internal-dp-shm needs --enable-dp-attention with --dp-size < --tp-size")
+        }
+        let g = dp.group(ofRank: rank)
+        let t = try SharedMemoryTransport(
+            path: Self.dpGroupSegment(prefix, group: g), rank: rank - dp.leader(ofGroup: g))
+        try t.waitForPeers(timeout: parallel.distTimeout)
+        try world.barrier()
+        return HostCommunicator(transport: t)
     }
 
     private func bootstrapRankLogging(level: Logger.Level, rank: Int) -> Logger {
@@ -92,11 +139,15 @@ extension LaunchServer {
         }
         let comm = group?.joined(transport) ?? HostCommunicator(transport: transport)
         do {
+            let attention = try joinDPGroup(rank, layout: layout, world: comm)
             let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / layout.processesPerNode)
-            let lm = try loadModel(path: modelPath ?? Self.defaultModelPath, threads: threadCount, communicator: comm)
+            let lm = try loadModel(
+                path: modelPath ?? Self.defaultModelPath, threads: threadCount, communicator: comm,
+                attentionCommunicator: attention)
             try comm.barrier()
             logger.info("TP rank \(rank) loaded its shard (\(threadCount) threads); following rank 0")
-            try TensorParallelWorker.run(model: lm, communicator: comm, logger: logger)
+            try TensorParallelWorker.run(
+                model: lm, communicator: comm, dpGroups: layout.dpAttentionGroups, logger: logger)
             logger.info("TP rank \(rank) stopped by rank 0")
         } catch {
             comm.abort("\(error)")

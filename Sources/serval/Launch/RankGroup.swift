@@ -16,7 +16,10 @@ final class RankGroup: @unchecked Sendable {
     private var children: [(rank: Int, process: Process)] = []
     private let lock = NSLock()
     private var stopping = false
-    private var transport: (any ExchangeTransport)?
+    private var transports: [any ExchangeTransport] = []
+    /// Shared-memory segments this process made and has not unlinked yet (a rank that dies
+    /// before every rank joined ends this process with `exit`, which runs no `defer`).
+    private var segments: [String] = []
     private let logger: Logger
 
     init(logger: Logger) {
@@ -42,21 +45,31 @@ final class RankGroup: @unchecked Sendable {
         }
     }
 
-    /// The transport this process joined the group with (aborted when a rank dies).
+    /// A transport this process joined (the group's, or a DP attention group's): aborted when a rank dies.
     func joined(_ t: any ExchangeTransport) -> HostCommunicator {
-        lock.withLock { transport = t }
+        lock.withLock { transports.append(t) }
         return HostCommunicator(transport: t)
+    }
+
+    /// Segment `path` (made by this process) is unlinked if a rank dies before `unlinked(path)`.
+    func owns(segment path: String) { lock.withLock { segments.append(path) } }
+
+    /// Unlinks `path` (every rank has mapped it, or the start failed).
+    func unlinked(_ path: String) {
+        SharedMemoryTransport.unlinkSegment(path)
+        lock.withLock { segments.removeAll { $0 == path } }
     }
 
     /// A rank process ended. Unless this process asked it to, the group cannot go on.
     private func rankExited(_ rank: Int, _ child: Process) {
-        let (expected, t) = lock.withLock { (stopping, transport) }
+        let (expected, ts, paths) = lock.withLock { (stopping, transports, segments) }
         guard !expected else { return }
         let how =
             child.terminationReason == .uncaughtSignal
             ? "was killed by signal \(child.terminationStatus)" : "exited with status \(child.terminationStatus)"
         logger.critical("TP rank \(rank) (pid \(child.processIdentifier)) \(how); stopping")
-        t?.abort("rank \(rank) exited")
+        for t in ts { t.abort("rank \(rank) exited") }
+        paths.forEach(SharedMemoryTransport.unlinkSegment)
         killAll()
         fflush(stdout)
         exit(1)
