@@ -12,7 +12,8 @@
 # 3 blocks of the default GGUF, what fits the 64 MiB carry beside the binary and the tree),
 # llama8b/config.json (Llama-3.1-8B shapes) and v2lite.json (DeepSeek-V2-Lite shapes, as in
 # scripts/deepseek-device-check.sh). At most 8 files come back from $OUT, so logs are grouped.
-# Run: bash scripts/device-check-all.sh   (from the repository root, carry .device-carry)
+# Run: bash scripts/device-check-all.sh   (from the repository root, carry .device-carry; SKIP_NCU=1 skips
+# the two Nsight Compute parts)
 set -o pipefail
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtures/deepseek
@@ -42,6 +43,7 @@ el models >> $M
 # short batch-1 run of each model; the summary groups by kernel name (count, mean duration).
 P=$OUT/profile.txt
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+[ -n "$SKIP_NCU" ] && NCU=  # SKIP_NCU=1: no profiles (about 90 s less, for a call short of device time)
 if [ -n "$NCU" ]; then
   # Decode steps only: the launches of the warm-up and the two prefills are skipped.
   for ms in "$W 2500" "$C/llama8b 1500"; do
