@@ -157,6 +157,11 @@ int sv_matmul_avx512(int wtype, const void *w, size_t wstride, int64_t k,
 int sv_matmul_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k,
                          int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                          float *y, int64_t ldy);
+/// One activation row of Q4_0 / Q4_1 (kernels_avx512vnni_n1.c): 16 output rows per zmm in the
+/// batch-parity order, so results equal the AVX2 path's bit for bit. y gets rows [o0, o1).
+/// Returns -1 for other types.
+int sv_matmul_n1_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
+                            const void *xq, float *y);
 float sv_dot_f32_avx512(const float *a, const float *b, int64_t n);
 void sv_axpy_f32_avx512(float a, const float *x, float *y, int64_t n);
 void sv_add_f32_avx512(const float *a, const float *b, float *y, int64_t n);
