@@ -157,9 +157,9 @@ int sv_matmul_avx512(int wtype, const void *w, size_t wstride, int64_t k,
 int sv_matmul_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k,
                          int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                          float *y, int64_t ldy);
-/// One activation row of Q4_0 / Q4_1 (kernels_avx512vnni_n1.c): 16 output rows per zmm in the
-/// batch-parity order, so results equal the AVX2 path's bit for bit. y gets rows [o0, o1).
-/// Returns -1 for other types.
+/// One activation row of Q4_0 / Q4_1 / Q8_0 (kernels_avx512vnni_n1.c): 16 output rows per zmm;
+/// Q4_0 / Q4_1 in the batch-parity order, so results equal the AVX2 path's bit for bit. y gets
+/// rows [o0, o1). Returns -1 for other types (and Q8_0 rows of more than 1024 blocks).
 int sv_matmul_n1_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
                             const void *xq, float *y);
 float sv_dot_f32_avx512(const float *a, const float *b, int64_t n);
