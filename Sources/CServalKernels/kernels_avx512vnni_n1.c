@@ -174,14 +174,96 @@ VNNI_N1 static void n1_q8_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0,
     n1_rows(N1_Q8_0, w, ws, nb, o0, o1, x, y);
 }
 
+/// Q8_0 rows r[0..15] x NA activation rows (x, xstride bytes apart), in the n = 1 kernel's
+/// float order per (row, activation row), so any number of activation rows gives each row
+/// the results it gets alone. Here the unsigned operand is x + 128 and the bias 128 * sum(w)
+/// of each row's block comes from one vpdpbusd against ones, shared by the NA rows; the
+/// int32 sum is the same exact integer as the n = 1 kernel's.
+VNNI_N1_INLINE void q8_tile16_rows(int NA, const uint8_t *const r[16], int64_t nb, const uint8_t *x, size_t xstride,
+                                   float *y, int64_t ldy, int valid) {
+    const size_t wbs = sizeof(sv_block_q8_0);
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512 acc[8];
+    for (int a = 0; a < NA; a++) acc[a] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t off = (size_t)b * wbs;
+#define DM(i) n1_ld32((const int8_t *)r[i] + off)
+        const __m512i dm = _mm512_setr_epi32(DM(0), DM(1), DM(2), DM(3), DM(4), DM(5), DM(6), DM(7), DM(8), DM(9),
+                                             DM(10), DM(11), DM(12), DM(13), DM(14), DM(15));
+#undef DM
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+        __m512i v[8];
+        for (size_t h = 0; h < 2; h++) {
+            const size_t q = off + 2 + 16 * h;
+            const __m512i z0 = n1_rows4(r[0], r[4], r[8], r[12], q), z1 = n1_rows4(r[1], r[5], r[9], r[13], q);
+            const __m512i z2 = n1_rows4(r[2], r[6], r[10], r[14], q), z3 = n1_rows4(r[3], r[7], r[11], r[15], q);
+            const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
+            const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
+            v[4 * h] = _mm512_unpacklo_epi64(t0, t2);
+            v[4 * h + 1] = _mm512_unpackhi_epi64(t0, t2);
+            v[4 * h + 2] = _mm512_unpacklo_epi64(t1, t3);
+            v[4 * h + 3] = _mm512_unpackhi_epi64(t1, t3);
+        }
+        __m512i sw = _mm512_setzero_si512();
+        for (int t = 0; t < 8; t++) sw = _mm512_dpbusd_epi32(sw, ones, v[t]);
+        const __m512i bias = _mm512_slli_epi32(sw, 7);
+        for (int a = 0; a < NA; a++) {
+            const sv_block_q8a *xb = (const sv_block_q8a *)(x + (size_t)a * xstride) + b;
+            __m512i s = _mm512_setzero_si512();
+            for (int t = 0; t < 8; t++) {
+                const int32_t xw = n1_ld32(xb->qs + 16 * (t / 4) + 4 * (t % 4)) ^ (int32_t)0x80808080u;
+                s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(xw), v[t]);
+            }
+            s = _mm512_sub_epi32(s, bias);
+            acc[a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(xb->d)), acc[a]);
+        }
+    }
+    const __mmask16 keep = (__mmask16)(valid == 16 ? 0xFFFFu : (1u << valid) - 1);
+    for (int a = 0; a < NA; a++) _mm512_mask_storeu_ps(y + (int64_t)a * ldy, keep, acc[a]);
+}
+
+/// Q8_0 over several activation rows: per group of 16 weight rows, the activation rows in
+/// chunks of 8 (the group's bytes stay in L1 between chunks).
+VNNI_N1 static void q8_rows(const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t o1, const uint8_t *x,
+                            size_t xstride, int64_t nx, float *y, int64_t ldy) {
+    for (int64_t o = o0; o < o1; o += 16) {
+        const int valid = o1 - o < 16 ? (int)(o1 - o) : 16;
+        const uint8_t *r[16];
+        for (int i = 0; i < 16; i++) r[i] = w + (size_t)(o + (i < valid ? i : valid - 1)) * wstride;
+        for (int64_t a = 0; a < nx; a += 8) {
+            const uint8_t *xa = x + (size_t)a * xstride;
+            float *ya = y + a * ldy + o;
+            switch (nx - a < 8 ? nx - a : 8) {
+            case 8: q8_tile16_rows(8, r, nb, xa, xstride, ya, ldy, valid); break;
+            case 7: q8_tile16_rows(7, r, nb, xa, xstride, ya, ldy, valid); break;
+            case 6: q8_tile16_rows(6, r, nb, xa, xstride, ya, ldy, valid); break;
+            case 5: q8_tile16_rows(5, r, nb, xa, xstride, ya, ldy, valid); break;
+            case 4: q8_tile16_rows(4, r, nb, xa, xstride, ya, ldy, valid); break;
+            case 3: q8_tile16_rows(3, r, nb, xa, xstride, ya, ldy, valid); break;
+            case 2: q8_tile16_rows(2, r, nb, xa, xstride, ya, ldy, valid); break;
+            default: q8_tile16_rows(1, r, nb, xa, xstride, ya, ldy, valid); break;
+            }
+        }
+    }
+}
+
 int sv_matmul_n1_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
                             const void *xq, float *y) {
     if (wtype != SV_TYPE_Q4_0 && wtype != SV_TYPE_Q4_1 && wtype != SV_TYPE_Q8_0) return -1;
-    if (k % 32 != 0 || (wtype == SV_TYPE_Q8_0 && k / 32 > N1_MAX_BLOCKS)) return -1;
+    if (k % 32 != 0) return -1;
     if (o1 <= o0) return 0;
     if (wtype == SV_TYPE_Q4_0) n1_q4_0(w, wstride, k / 32, o0, o1, xq, y);
     else if (wtype == SV_TYPE_Q4_1) n1_q4_1(w, wstride, k / 32, o0, o1, xq, y);
-    else n1_q8_0(w, wstride, k / 32, o0, o1, xq, y);
+    else if (k / 32 <= N1_MAX_BLOCKS) n1_q8_0(w, wstride, k / 32, o0, o1, xq, y);
+    else q8_rows(w, wstride, k / 32, o0, o1, xq, sv_act_row_bytes(SV_TYPE_Q8_0, k), 1, y, o1);  // same sums
+    return 0;
+}
+
+int sv_matmul_q8_0_avx512vnni_rows(const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1, const void *xq,
+                                   size_t xstride, int64_t nx, float *y, int64_t ldy) {
+    if (k % 32 != 0) return -1;
+    if (o1 <= o0 || nx <= 0) return 0;
+    q8_rows(w, wstride, k / 32, o0, o1, xq, xstride, nx, y, ldy);
     return 0;
 }
 #endif
