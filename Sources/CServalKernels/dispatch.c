@@ -228,8 +228,14 @@ int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
     if (nx == 1 && isa >= SV_ISA_AVX512_VNNI && sv_matmul_n1_avx512vnni(wtype, w, wstride, k, o0, o1, xq, y) == 0)
         return 0;
     // Several rows on the VNNI path keep the n = 1 kernels' order (batch parity): Q4_0 / Q4_1 run
-    // the AVX2 path's kernels (the order of the n = 1 kernel), Q8_0 the n = 1 kernel's multi-row form.
+    // 16-row VNNI tiles (8+ rows) or the AVX2 path's kernels, both in the order of the n = 1 kernel;
+    // Q8_0 the n = 1 kernel's multi-row form.
     if (isa >= SV_ISA_AVX512_VNNI && nx > 1) {
+        if (nx >= SV_ROWS8_MIN && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1)) {
+            // Whole groups of 16 rows in VNNI tiles, the rest (< 16 rows) in the AVX2 kernels: one order.
+            o0 = sv_matmul_rows16_avx512vnni(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy);
+            if (o0 >= o1) return 0;
+        }
         if (sv_matmul_q32_avx2(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
         if (wtype == SV_TYPE_Q8_0 &&
             sv_matmul_q8_0_avx512vnni_rows(w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0)
