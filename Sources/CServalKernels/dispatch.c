@@ -227,11 +227,11 @@ int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
     // One activation row of Q4_0 / Q4_1 / Q8_0 with VNNI: 16 rows per zmm; Q4 in the AVX2 path's order.
     if (nx == 1 && isa >= SV_ISA_AVX512_VNNI && sv_matmul_n1_avx512vnni(wtype, w, wstride, k, o0, o1, xq, y) == 0)
         return 0;
-    // Several rows on the VNNI path keep the n = 1 kernels' order (batch parity): Q4_0 / Q4_1 run
-    // 16-row VNNI tiles (8+ rows) or the AVX2 path's kernels, both in the order of the n = 1 kernel;
-    // Q8_0 the n = 1 kernel's multi-row form.
+    // Several rows on the VNNI path keep the n = 1 kernels' order (batch parity): 8+ rows run
+    // repacked 16-row VNNI tiles; the rest, Q4_0 / Q4_1 the AVX2 path's kernels, Q8_0 the n = 1
+    // kernel's multi-row form, all in the order of the n = 1 kernels.
     if (isa >= SV_ISA_AVX512_VNNI && nx > 1) {
-        if (nx >= SV_ROWS8_MIN && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1)) {
+        if (nx >= SV_ROWS8_MIN && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1 || wtype == SV_TYPE_Q8_0)) {
             // Whole groups of 16 rows in VNNI tiles, the rest (< 16 rows) in the AVX2 kernels: one order.
             o0 = sv_matmul_rows16_avx512vnni(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy);
             if (o0 >= o1) return 0;

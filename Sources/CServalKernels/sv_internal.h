@@ -162,9 +162,10 @@ int sv_matmul_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k,
 /// rows [o0, o1). Returns -1 for other types (and Q8_0 rows of more than 1024 blocks).
 int sv_matmul_n1_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
                             const void *xq, float *y);
-/// Q4_0 / Q4_1 x nx >= SV_ROWS8_MIN activation rows (kernels_avx512vnni_rows16.c): whole
-/// groups of 16 output rows from o0, in the AVX2 path's order (bit for bit); returns the first
-/// row not computed (o0 + 16 * groups), or o0 for other types.
+/// Q4_0 / Q4_1 / Q8_0 x nx >= SV_ROWS8_MIN activation rows (kernels_avx512vnni_rows16.c):
+/// whole groups of 16 output rows from o0, in the n = 1 VNNI kernels' order (bit for bit; Q4:
+/// the AVX2 path's); returns the first row not computed (o0 + 16 * groups), or o0 for other
+/// types and Q8_0 rows of more than 640 blocks.
 int64_t sv_matmul_rows16_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
                                     const void *xq, size_t xstride, int64_t nx, float *y, int64_t ldy);
 /// Q8_0 x nx activation rows in the float order of sv_matmul_n1_avx512vnni's Q8_0 kernel, so
