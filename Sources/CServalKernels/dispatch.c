@@ -224,6 +224,23 @@ int sv_matmul(int isa, int wtype, const void *w, size_t wstride, int64_t k,
     // The AVX2 path's own Q4_0 / Q4_1 kernels: the same order for every row count (Q8_0 and
     // the rest: the tiles below, whose order does not depend on the row count either).
     if (isa == SV_ISA_AVX2 && sv_matmul_q32_avx2(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
+    // One activation row of Q4_0 / Q4_1 / Q8_0 with VNNI: 16 rows per zmm; Q4 in the AVX2 path's order.
+    if (nx == 1 && isa >= SV_ISA_AVX512_VNNI && sv_matmul_n1_avx512vnni(wtype, w, wstride, k, o0, o1, xq, y) == 0)
+        return 0;
+    // Several rows on the VNNI path keep the n = 1 kernels' order (batch parity): 8+ rows run
+    // repacked 16-row VNNI tiles; the rest, Q4_0 / Q4_1 the AVX2 path's kernels, Q8_0 the n = 1
+    // kernel's multi-row form, all in the order of the n = 1 kernels.
+    if (isa >= SV_ISA_AVX512_VNNI && nx > 1) {
+        if (nx >= SV_ROWS8_MIN && (wtype == SV_TYPE_Q4_0 || wtype == SV_TYPE_Q4_1 || wtype == SV_TYPE_Q8_0)) {
+            // Whole groups of 16 rows in VNNI tiles, the rest (< 16 rows) in the AVX2 kernels: one order.
+            o0 = sv_matmul_rows16_avx512vnni(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy);
+            if (o0 >= o1) return 0;
+        }
+        if (sv_matmul_q32_avx2(wtype, w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0) return 0;
+        if (wtype == SV_TYPE_Q8_0 &&
+            sv_matmul_q8_0_avx512vnni_rows(w, wstride, k, o0, o1, xq, xstride, nx, y, ldy) == 0)
+            return 0;
+    }
     // Single-row matmuls of the 32-element block types are a stream of the weights: the
     // AVX2 tiles (which prefetch ahead) beat the 512-bit ones there (Sapphire Rapids,
     // 16 threads, SmolLM2 shapes: 564 vs 533 tokens/s matmul-only at n = 1).

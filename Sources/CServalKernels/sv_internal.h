@@ -157,6 +157,21 @@ int sv_matmul_avx512(int wtype, const void *w, size_t wstride, int64_t k,
 int sv_matmul_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k,
                          int64_t o0, int64_t o1, const void *xq, size_t xstride, int64_t nx,
                          float *y, int64_t ldy);
+/// One activation row of Q4_0 / Q4_1 / Q8_0 (kernels_avx512vnni_n1.c): 16 output rows per zmm;
+/// Q4_0 / Q4_1 in the batch-parity order, so results equal the AVX2 path's bit for bit. y gets
+/// rows [o0, o1). Returns -1 for other types (and Q8_0 rows of more than 1024 blocks).
+int sv_matmul_n1_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
+                            const void *xq, float *y);
+/// Q4_0 / Q4_1 / Q8_0 x nx >= SV_ROWS8_MIN activation rows (kernels_avx512vnni_rows16.c):
+/// whole groups of 16 output rows from o0, in the n = 1 VNNI kernels' order (bit for bit; Q4:
+/// the AVX2 path's); returns the first row not computed (o0 + 16 * groups), or o0 for other
+/// types and Q8_0 rows of more than 640 blocks.
+int64_t sv_matmul_rows16_avx512vnni(int wtype, const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1,
+                                    const void *xq, size_t xstride, int64_t nx, float *y, int64_t ldy);
+/// Q8_0 x nx activation rows in the float order of sv_matmul_n1_avx512vnni's Q8_0 kernel, so
+/// each activation row's results equal that row alone (batch parity). Same contract as sv_matmul.
+int sv_matmul_q8_0_avx512vnni_rows(const void *w, size_t wstride, int64_t k, int64_t o0, int64_t o1, const void *xq,
+                                   size_t xstride, int64_t nx, float *y, int64_t ldy);
 float sv_dot_f32_avx512(const float *a, const float *b, int64_t n);
 void sv_axpy_f32_avx512(float a, const float *x, float *y, int64_t n);
 void sv_add_f32_avx512(const float *a, const float *b, float *y, int64_t n);

@@ -48,11 +48,10 @@ public enum CPUOps {
         let w = weight.base, wstride = weight.rowBytes
         let xq = UnsafeRawPointer(act)
         if n <= decodeRows {
-            // Decode: memory bound, so each thread streams one contiguous share of the rows.
-            pool.parallelRanges(out, grain: decodeGrain) { o0, o1 in
-                _ = sv_matmul(
-                    isa, type, w, wstride, Int64(k), Int64(o0), Int64(o1), xq, actBytes, Int64(n), y, Int64(ldy))
-            }
+            // Decode: memory bound, so each thread streams one contiguous share of the rows
+            // (`ThreadPool.parallelRanges`' split, run in C: no closure call per range).
+            var target = sv_matmul_target(w: w, wstride: wstride, rows: Int64(out), y: y, ldy: Int64(ldy))
+            _ = sv_pool_matmul(pool.raw, Int64(decodeGrain), isa, type, Int64(k), &target, 1, xq, actBytes, Int64(n))
             return
         }
         // Split output rows into chunks: several per thread for balance, each a

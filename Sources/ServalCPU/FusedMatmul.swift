@@ -41,11 +41,23 @@ enum FusedMatmul {
                 if base >= hi { break }
             }
         }
-        let totalRows = targets.reduce(0) { $0 + $1.weight.rows }
         if n <= CPUOps.decodeRows {
-            pool.parallelRanges(totalRows, grain: CPUOps.decodeGrain) { lo, hi in apply(lo, hi) }
+            // The same ranges as `CPUOps.matmul`'s decode split, over all matrices together, run in C.
+            withUnsafeTemporaryAllocation(of: sv_matmul_target.self, capacity: targets.count) { list in
+                for (i, t) in targets.enumerated() {
+                    list.initializeElement(
+                        at: i,
+                        to: sv_matmul_target(
+                            w: t.weight.base, wstride: t.weight.rowBytes, rows: Int64(t.weight.rows), y: t.y,
+                            ldy: Int64(t.weight.rows)))
+                }
+                _ = sv_pool_matmul(
+                    pool.raw, Int64(CPUOps.decodeGrain), isa, wtype, Int64(k), list.baseAddress,
+                    Int32(targets.count), xq, actBytes, Int64(n))
+            }
             return
         }
+        let totalRows = targets.reduce(0) { $0 + $1.weight.rows }
         // Chunks of 16-row multiples, a few per thread over all matrices together.
         let wantChunks = pool.threads == 1 ? 1 : pool.threads * 4
         var chunk = (totalRows + wantChunks - 1) / wantChunks

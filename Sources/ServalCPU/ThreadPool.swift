@@ -10,7 +10,8 @@ import Foundation
 /// A pool runs one loop at a time: use one pool per forward-pass thread.
 /// It also owns the scratch memory that ops reuse between calls.
 public final class ThreadPool: @unchecked Sendable {
-    private let raw: OpaquePointer
+    /// The C pool, for kernels that run their own ranges over it (`sv_pool_matmul`).
+    let raw: OpaquePointer
     public let threads: Int
     private var scratchBase: UnsafeMutableRawPointer?
     private var scratchCapacity = 0

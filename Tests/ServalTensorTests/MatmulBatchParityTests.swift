@@ -8,10 +8,15 @@ import Testing
 /// seeded sampling in a batch, logits hashes) rest on this.
 ///
 /// Checked on the scalar and AVX2 paths, whose kernels keep one accumulation order per
-/// output row for every row count; the AVX-512 paths run single rows through the AVX2
-/// tiles and larger batches through their own, so they do not promise it.
+/// output row for every row count, and on the AVX-512 VNNI path for the 32-element block
+/// types (Q4_0, Q4_1, Q8_0: its one-row kernels and their multi-row forms share one order);
+/// the other AVX-512 kernels run single rows through the AVX2 tiles and larger batches
+/// through their own, so they do not promise it.
 @Suite struct MatmulBatchParityTests {
-    static let paths = [KernelPath.scalar, .avx2].filter(\.isSupported)
+    static func paths(_ type: DType) -> [KernelPath] {
+        let vnni: [KernelPath] = [.q4_0, .q4_1, .q8_0].contains(type) ? [.avx512vnni] : []
+        return ([KernelPath.scalar, .avx2] + vnni).filter(\.isSupported)
+    }
 
     @Test(arguments: kernelTypes)
     func everyBatchSizeGivesTheRowsAlone(_ type: DType) throws {
@@ -27,7 +32,7 @@ import Testing
                 try wbytes.withUnsafeBytes { raw in
                     let w = try WeightMatrix(
                         type: type, rows: rows, cols: cols, base: raw.baseAddress!, byteCount: raw.count)
-                    for path in Self.paths {
+                    for path in Self.paths(type) {
                         var alone = [Float](repeating: .nan, count: batch * rows)
                         for r in 0..<batch {
                             x.withUnsafeBufferPointer { xs in

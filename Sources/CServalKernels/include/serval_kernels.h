@@ -174,6 +174,24 @@ void sv_pool_run(sv_pool *pool, int64_t count, void (*fn)(void *ctx, int64_t i),
 void sv_pool_run_ranges(sv_pool *pool, int64_t count, int64_t grain,
                         void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
+/// One weight matrix of a pooled matmul: `rows` rows of `wstride` bytes at `w`; its outputs
+/// go to y (row r of activation j at y[j * ldy + r]).
+typedef struct {
+    const void *w;
+    size_t wstride;
+    int64_t rows;
+    float *y;
+    int64_t ldy;
+} sv_matmul_target;
+/// sv_matmul of `count` matrices of one type and width `k` against the same `nx` quantized
+/// activation rows, their output rows laid end to end and split over the pool as
+/// sv_pool_run_ranges does (ranges of `grain` rows): the decode matmuls of a layer (q/k/v,
+/// gate/up, one projection) with no per-range call back into the caller's language.
+/// Every output row is computed by sv_matmul over a row range, so the results are those of
+/// sv_matmul over the whole matrix. Returns -1 (nothing run) for an unknown type or bad shape.
+int sv_pool_matmul(sv_pool *pool, int64_t grain, int isa, int wtype, int64_t k, const sv_matmul_target *targets,
+                   int count, const void *xq, size_t xstride, int64_t nx);
+
 // ---- roofline probes (serval bench-kernels --roofline) ----
 /// `bytes` of anonymous memory aligned to 2 MB and advised for transparent huge
 /// pages (MADV_HUGEPAGE), or NULL. Free with sv_huge_free(p, bytes).
