@@ -77,16 +77,7 @@ private final class ExpertWeightCache: @unchecked Sendable {
 
     private func expert(_ e: Int) throws(ModelError) -> ExpertWeights {
         if let w = loaded[e] { return w }
-        let H = config.hiddenSize, I = config.moeIntermediateSize, p = prefix, ctx = context
-        var gate = try ctx.source.matrix("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H)
-        var up = try ctx.source.matrix("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H)
-        var down = try ctx.source.matrix("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)
-        if width.count != I {
-            gate = gate.rows(width)
-            up = up.rows(width)
-            down = try down.columns(width, keeper: ctx.source)
-        }
-        let w = ExpertWeights(gate: try ctx.weight(gate), up: try ctx.weight(up), down: try ctx.weight(down))
+        let w = try ExpertWeights.load(e, prefix: prefix, config: config, width: width, context: context)
         loaded[e] = w
         return w
     }
@@ -107,5 +98,24 @@ final class ExpertCounter: @unchecked Sendable {
 
     func reset(_ w: ExpertWindow, slots: Int? = nil) {
         counts[w.rawValue] = [Int](repeating: 0, count: slots ?? counts[w.rawValue].count)
+    }
+}
+
+extension ExpertWeights {
+    /// Routed expert `e` of the MoE layer at `prefix` on the backend: its gate/up rows (views)
+    /// and down columns (copies) of the intermediate `width` (all of it, or this rank's share).
+    static func load(
+        _ e: Int, prefix p: String, config: DeepSeekConfig, width: Range<Int>, context ctx: LoadContext
+    ) throws(ModelError) -> ExpertWeights {
+        let H = config.hiddenSize, I = config.moeIntermediateSize
+        var gate = try ctx.source.matrix("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H)
+        var up = try ctx.source.matrix("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H)
+        var down = try ctx.source.matrix("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)
+        if width.count != I {
+            gate = gate.rows(width)
+            up = up.rows(width)
+            down = try down.columns(width, keeper: ctx.source)
+        }
+        return ExpertWeights(gate: try ctx.weight(gate), up: try ctx.weight(up), down: try ctx.weight(down))
     }
 }

@@ -75,16 +75,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
         }
         var experts: [ExpertWeights] = slots?.weights ?? []
         for e in (expertParallel ? 0..<0 : 0..<E) {
-            var gate = try ctx.source.matrix("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H)
-            var up = try ctx.source.matrix("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H)
-            var down = try ctx.source.matrix("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)
-            if width.count != I {
-                gate = gate.rows(width)
-                up = up.rows(width)
-                down = try down.columns(width, keeper: ctx.source)
-            }
-            experts.append(
-                ExpertWeights(gate: try ctx.weight(gate), up: try ctx.weight(up), down: try ctx.weight(down)))
+            experts.append(try ExpertWeights.load(e, prefix: p, config: c, width: width, context: ctx))
         }
         var shared: GatedMLP? = nil
         if c.sharedExperts > 0 {
