@@ -28,11 +28,7 @@
 // first two groups at once.
 #if defined(__x86_64__)
 #include "sv_internal.h"
-#include <immintrin.h>
-
-#define VNNI_N1 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
-#define VNNI_N1_INLINE __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c"), \
-                                      always_inline)) static inline
+#include "avx512vnni_rows16.h"
 
 enum { N1_Q4_0, N1_Q4_1, N1_Q8_0 };
 
@@ -46,27 +42,11 @@ enum { N1_Q4_0, N1_Q4_1, N1_Q8_0 };
 /// Largest block count per row of the Q8_0 kernel (its per-block activation sums live on the stack).
 #define N1_MAX_BLOCKS 1024
 
-VNNI_N1_INLINE __m128i n1_ld128(const uint8_t *p) { return _mm_loadu_si128((const __m128i *)p); }
-
-VNNI_N1_INLINE int32_t n1_ld32(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/// Four rows' 16 bytes at `off`, one per 128-bit lane.
-VNNI_N1_INLINE __m512i n1_rows4(const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d, size_t off) {
-    __m512i z = _mm512_castsi128_si512(n1_ld128(a + off));
-    z = _mm512_inserti32x4(z, n1_ld128(b + off), 1);
-    z = _mm512_inserti32x4(z, n1_ld128(c + off), 2);
-    return _mm512_inserti32x4(z, n1_ld128(d + off), 3);
-}
-
 /// Rows r[0..15] (spare lanes repeat a row) times one
 /// activation row over nb blocks; `valid` outputs go to y. `next`: the stretch to
 /// prefetch, `pf_block` bytes of it per block.
-VNNI_N1_INLINE void n1_tile16(int kind, const uint8_t *const r[16], int64_t nb, const sv_block_q8a *xb,
-                              const int32_t *xsum128, float *y, int valid, const uint8_t *next, size_t pf_block) {
+VNNI16_INLINE void n1_tile16(int kind, const uint8_t *const r[16], int64_t nb, const sv_block_q8a *xb,
+                             const int32_t *xsum128, float *y, int valid, const uint8_t *next, size_t pf_block) {
     const size_t wbs = kind == N1_Q4_0   ? sizeof(sv_block_q4_0)
                        : kind == N1_Q4_1 ? sizeof(sv_block_q4_1)
                                          : sizeof(sv_block_q8_0);
@@ -79,10 +59,7 @@ VNNI_N1_INLINE void n1_tile16(int kind, const uint8_t *const r[16], int64_t nb, 
             _mm_prefetch((const char *)next + p, _MM_HINT_T1);
         // (d, m) of the 16 rows: the dword at each block's start (Q4_0: d and two quant bytes).
         // (A gather of the 16 dwords measured 20% slower here: AMD EPYC, one thread, from cache.)
-#define DM(i) n1_ld32((const int8_t *)r[i] + off)
-        const __m512i dm = _mm512_setr_epi32(DM(0), DM(1), DM(2), DM(3), DM(4), DM(5), DM(6), DM(7), DM(8), DM(9),
-                                             DM(10), DM(11), DM(12), DM(13), DM(14), DM(15));
-#undef DM
+        const __m512i dm = vnni16_dwords(r, off);
         const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
         if (kind == N1_Q8_0) {
             const int8_t *xq = xb[b].qs;
@@ -90,15 +67,11 @@ VNNI_N1_INLINE void n1_tile16(int kind, const uint8_t *const r[16], int64_t nb, 
             __m512i s = _mm512_setzero_si512();
             for (size_t h = 0; h < 2; h++) {
                 const size_t q = off + 2 + 16 * h;
-                const __m512i z0 = n1_rows4(r[0], r[4], r[8], r[12], q), z1 = n1_rows4(r[1], r[5], r[9], r[13], q);
-                const __m512i z2 = n1_rows4(r[2], r[6], r[10], r[14], q), z3 = n1_rows4(r[3], r[7], r[11], r[15], q);
-                const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-                const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-                const __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                                      _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+                __m512i v[4];
+                vnni16_transpose(r, q, v);
                 for (int t = 0; t < 4; t++)
                     s = _mm512_dpbusd_epi32(s, _mm512_xor_si512(v[t], bias),
-                                            _mm512_set1_epi32(n1_ld32(xq + 16 * h + 4 * t)));
+                                            _mm512_set1_epi32(vnni16_ld32(xq + 16 * h + 4 * t)));
             }
             s = _mm512_sub_epi32(s, _mm512_set1_epi32(xsum128[b]));
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(xb[b].d)), acc);
@@ -107,18 +80,14 @@ VNNI_N1_INLINE void n1_tile16(int kind, const uint8_t *const r[16], int64_t nb, 
         const __m512 m = kind == N1_Q4_1 ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)))
                                          : _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
         const size_t q = off + qoff;
-        const __m512i z0 = n1_rows4(r[0], r[4], r[8], r[12], q), z1 = n1_rows4(r[1], r[5], r[9], r[13], q);
-        const __m512i z2 = n1_rows4(r[2], r[6], r[10], r[14], q), z3 = n1_rows4(r[3], r[7], r[11], r[15], q);
-        const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-        const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-        const __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                              _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+        __m512i v[4];
+        vnni16_transpose(r, q, v);
         const int8_t *xq = xb[b].qs;
         __m512i s = _mm512_setzero_si512();
         for (int t = 0; t < 4; t++) {
-            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v[t], m4), _mm512_set1_epi32(n1_ld32(xq + 4 * t)));
+            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v[t], m4), _mm512_set1_epi32(vnni16_ld32(xq + 4 * t)));
             s = _mm512_dpbusd_epi32(s, _mm512_and_si512(_mm512_srli_epi16(v[t], 4), m4),
-                                    _mm512_set1_epi32(n1_ld32(xq + 16 + 4 * t)));
+                                    _mm512_set1_epi32(vnni16_ld32(xq + 16 + 4 * t)));
         }
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(xb[b].d)), acc);
         acc = _mm512_fmadd_ps(m, _mm512_set1_ps(xb[b].s), acc);
@@ -127,8 +96,8 @@ VNNI_N1_INLINE void n1_tile16(int kind, const uint8_t *const r[16], int64_t nb, 
     else _mm512_mask_storeu_ps(y, (__mmask16)((1u << valid) - 1), acc);
 }
 
-VNNI_N1_INLINE void n1_rows(int kind, const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t o1,
-                            const sv_block_q8a *x, float *y) {
+VNNI16_INLINE void n1_rows(int kind, const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t o1,
+                           const sv_block_q8a *x, float *y) {
     const size_t wbs = kind == N1_Q4_0   ? sizeof(sv_block_q4_0)
                        : kind == N1_Q4_1 ? sizeof(sv_block_q4_1)
                                          : sizeof(sv_block_q8_0);
@@ -159,18 +128,18 @@ VNNI_N1_INLINE void n1_rows(int kind, const uint8_t *w, size_t wstride, int64_t 
     }
 }
 
-VNNI_N1 static void n1_q4_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t o1, const sv_block_q8a *x,
-                            float *y) {
+VNNI16 static void n1_q4_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t o1, const sv_block_q8a *x,
+                           float *y) {
     n1_rows(N1_Q4_0, w, ws, nb, o0, o1, x, y);
 }
 
-VNNI_N1 static void n1_q4_1(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t o1, const sv_block_q8a *x,
-                            float *y) {
+VNNI16 static void n1_q4_1(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t o1, const sv_block_q8a *x,
+                           float *y) {
     n1_rows(N1_Q4_1, w, ws, nb, o0, o1, x, y);
 }
 
-VNNI_N1 static void n1_q8_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t o1, const sv_block_q8a *x,
-                            float *y) {
+VNNI16 static void n1_q8_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t o1, const sv_block_q8a *x,
+                           float *y) {
     n1_rows(N1_Q8_0, w, ws, nb, o0, o1, x, y);
 }
 
@@ -179,30 +148,20 @@ VNNI_N1 static void n1_q8_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0,
 /// the results it gets alone. Here the unsigned operand is x + 128 and the bias 128 * sum(w)
 /// of each row's block comes from one vpdpbusd against ones, shared by the NA rows; the
 /// int32 sum is the same exact integer as the n = 1 kernel's.
-VNNI_N1_INLINE void q8_tile16_rows(int NA, const uint8_t *const r[16], int64_t nb, const uint8_t *x, size_t xstride,
-                                   float *y, int64_t ldy, int valid) {
+VNNI16_INLINE void q8_tile16_rows(int NA, const uint8_t *const r[16], int64_t nb, const uint8_t *x, size_t xstride,
+                                  float *y, int64_t ldy, int valid) {
     const size_t wbs = sizeof(sv_block_q8_0);
     const __m512i ones = _mm512_set1_epi8(1);
     __m512 acc[8];
     for (int a = 0; a < NA; a++) acc[a] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)b * wbs;
-#define DM(i) n1_ld32((const int8_t *)r[i] + off)
-        const __m512i dm = _mm512_setr_epi32(DM(0), DM(1), DM(2), DM(3), DM(4), DM(5), DM(6), DM(7), DM(8), DM(9),
-                                             DM(10), DM(11), DM(12), DM(13), DM(14), DM(15));
-#undef DM
+        const __m512i dm = vnni16_dwords(r, off);
         const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
         __m512i v[8];
         for (size_t h = 0; h < 2; h++) {
             const size_t q = off + 2 + 16 * h;
-            const __m512i z0 = n1_rows4(r[0], r[4], r[8], r[12], q), z1 = n1_rows4(r[1], r[5], r[9], r[13], q);
-            const __m512i z2 = n1_rows4(r[2], r[6], r[10], r[14], q), z3 = n1_rows4(r[3], r[7], r[11], r[15], q);
-            const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-            const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-            v[4 * h] = _mm512_unpacklo_epi64(t0, t2);
-            v[4 * h + 1] = _mm512_unpackhi_epi64(t0, t2);
-            v[4 * h + 2] = _mm512_unpacklo_epi64(t1, t3);
-            v[4 * h + 3] = _mm512_unpackhi_epi64(t1, t3);
+            vnni16_transpose(r, q, v + 4 * h);
         }
         __m512i sw = _mm512_setzero_si512();
         for (int t = 0; t < 8; t++) sw = _mm512_dpbusd_epi32(sw, ones, v[t]);
@@ -211,7 +170,7 @@ VNNI_N1_INLINE void q8_tile16_rows(int NA, const uint8_t *const r[16], int64_t n
             const sv_block_q8a *xb = (const sv_block_q8a *)(x + (size_t)a * xstride) + b;
             __m512i s = _mm512_setzero_si512();
             for (int t = 0; t < 8; t++) {
-                const int32_t xw = n1_ld32(xb->qs + 16 * (t / 4) + 4 * (t % 4)) ^ (int32_t)0x80808080u;
+                const int32_t xw = vnni16_ld32(xb->qs + 16 * (t / 4) + 4 * (t % 4)) ^ (int32_t)0x80808080u;
                 s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(xw), v[t]);
             }
             s = _mm512_sub_epi32(s, bias);
@@ -224,8 +183,8 @@ VNNI_N1_INLINE void q8_tile16_rows(int NA, const uint8_t *const r[16], int64_t n
 
 /// Q8_0 over several activation rows: per group of 16 weight rows, the activation rows in
 /// chunks of 8 (the group's bytes stay in L1 between chunks).
-VNNI_N1 static void q8_rows(const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t o1, const uint8_t *x,
-                            size_t xstride, int64_t nx, float *y, int64_t ldy) {
+VNNI16 static void q8_rows(const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t o1, const uint8_t *x,
+                           size_t xstride, int64_t nx, float *y, int64_t ldy) {
     for (int64_t o = o0; o < o1; o += 16) {
         const int valid = o1 - o < 16 ? (int)(o1 - o) : 16;
         const uint8_t *r[16];

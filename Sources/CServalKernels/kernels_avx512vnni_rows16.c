@@ -14,11 +14,7 @@
 // results equal it bit for bit (kernels_avx512vnni_n1.c).
 #if defined(__x86_64__)
 #include "sv_internal.h"
-#include <immintrin.h>
-
-#define VNNI_R16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
-#define VNNI_R16_INLINE                                                                                               \
-    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c"), always_inline)) static inline
+#include "avx512vnni_rows16.h"
 
 /// Blocks per repacked chunk: 32 x 640 bytes stay in L1.
 #define R16_CHUNK 32
@@ -30,21 +26,8 @@ enum { R16_Q4_0, R16_Q4_1, R16_Q8_0 };
 /// Q8_0: the most activation-row x block sums one pass keeps (on the stack).
 #define R16_XSUMS 5120
 
-VNNI_R16_INLINE __m512i r16_rows4(const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d, size_t off) {
-    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(a + off)));
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(b + off)), 1);
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(c + off)), 2);
-    return _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(d + off)), 3);
-}
-
-VNNI_R16_INLINE int32_t r16_ld32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /// Repacks blocks [b0, b0 + nb) of the 16 weight rows at w (wstride apart) into pk.
-VNNI_R16_INLINE void pack16(int kind, const uint8_t *w, size_t wstride, int64_t b0, int64_t nb, uint8_t *pk) {
+VNNI16_INLINE void pack16(int kind, const uint8_t *w, size_t wstride, int64_t b0, int64_t nb, uint8_t *pk) {
     const size_t wbs = kind == R16_Q4_0   ? sizeof(sv_block_q4_0)
                        : kind == R16_Q4_1 ? sizeof(sv_block_q4_1)
                                           : sizeof(sv_block_q8_0);
@@ -55,10 +38,7 @@ VNNI_R16_INLINE void pack16(int kind, const uint8_t *w, size_t wstride, int64_t 
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)(b0 + b) * wbs;
         uint8_t *o = pk + (size_t)b * R16_BYTES;
-#define DM(i) r16_ld32(r[i] + off)
-        const __m512i dm = _mm512_setr_epi32(DM(0), DM(1), DM(2), DM(3), DM(4), DM(5), DM(6), DM(7), DM(8), DM(9),
-                                             DM(10), DM(11), DM(12), DM(13), DM(14), DM(15));
-#undef DM
+        const __m512i dm = vnni16_dwords(r, off);
         const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
         const __m512 m = kind == R16_Q4_1 ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)))
                                           : _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
@@ -67,12 +47,8 @@ VNNI_R16_INLINE void pack16(int kind, const uint8_t *w, size_t wstride, int64_t 
             __m512i *qv = (__m512i *)(o + 128);
             for (size_t h = 0; h < 2; h++) {
                 const size_t q = off + 2 + 16 * h;
-                const __m512i z0 = r16_rows4(r[0], r[4], r[8], r[12], q), z1 = r16_rows4(r[1], r[5], r[9], r[13], q);
-                const __m512i z2 = r16_rows4(r[2], r[6], r[10], r[14], q), z3 = r16_rows4(r[3], r[7], r[11], r[15], q);
-                const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-                const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-                const __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                                      _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+                __m512i v[4];
+                vnni16_transpose(r, q, v);
                 for (int t = 0; t < 4; t++)
                     _mm512_store_si512(qv + 4 * h + t, _mm512_xor_si512(v[t], _mm512_set1_epi8((char)0x80)));
             }
@@ -80,12 +56,8 @@ VNNI_R16_INLINE void pack16(int kind, const uint8_t *w, size_t wstride, int64_t 
         }
         _mm512_store_ps((float *)(o + 64), m);
         const size_t q = off + qoff;
-        const __m512i z0 = r16_rows4(r[0], r[4], r[8], r[12], q), z1 = r16_rows4(r[1], r[5], r[9], r[13], q);
-        const __m512i z2 = r16_rows4(r[2], r[6], r[10], r[14], q), z3 = r16_rows4(r[3], r[7], r[11], r[15], q);
-        const __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-        const __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-        const __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                              _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+        __m512i v[4];
+        vnni16_transpose(r, q, v);
         __m512i *qv = (__m512i *)(o + 128);
         for (int t = 0; t < 4; t++) {
             _mm512_store_si512(qv + t, _mm512_and_si512(v[t], m4));
@@ -96,8 +68,8 @@ VNNI_R16_INLINE void pack16(int kind, const uint8_t *w, size_t wstride, int64_t 
 
 /// NA activation rows x the 16 repacked rows over nb blocks; y rows are 16 floats at
 /// y + j * ldy. `add`: continue the accumulation in y (later K chunks) instead of starting at 0.
-VNNI_R16_INLINE void tile16(int kind, int NA, const uint8_t *pk, int64_t nb, const uint8_t *x, size_t xstride,
-                            const int32_t *xsum, int64_t xsum_stride, float *y, int64_t ldy, int add) {
+VNNI16_INLINE void tile16(int kind, int NA, const uint8_t *pk, int64_t nb, const uint8_t *x, size_t xstride,
+                          const int32_t *xsum, int64_t xsum_stride, float *y, int64_t ldy, int add) {
     __m512 acc[8];
     for (int j = 0; j < NA; j++) acc[j] = add ? _mm512_loadu_ps(y + (int64_t)j * ldy) : _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -111,7 +83,8 @@ VNNI_R16_INLINE void tile16(int kind, int NA, const uint8_t *pk, int64_t nb, con
         for (int t = 0; t < 8; t++) {
             const __m512i wv = _mm512_load_si512(qv + t);
             const int e = t < 4 ? 4 * t : 16 + 4 * (t - 4);
-            for (int j = 0; j < NA; j++) s[j] = _mm512_dpbusd_epi32(s[j], wv, _mm512_set1_epi32(r16_ld32(xb[j]->qs + e)));
+            for (int j = 0; j < NA; j++)
+                s[j] = _mm512_dpbusd_epi32(s[j], wv, _mm512_set1_epi32(vnni16_ld32(xb[j]->qs + e)));
         }
         const __m512 d = _mm512_load_ps((const float *)blk);
         for (int j = 0; j < NA; j++)
@@ -123,8 +96,8 @@ VNNI_R16_INLINE void tile16(int kind, int NA, const uint8_t *pk, int64_t nb, con
     for (int j = 0; j < NA; j++) _mm512_storeu_ps(y + (int64_t)j * ldy, acc[j]);
 }
 
-VNNI_R16_INLINE void mm_rows16(int kind, const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t groups,
-                               const uint8_t *x, size_t xstride, int64_t nx, float *y, int64_t ldy) {
+VNNI16_INLINE void mm_rows16(int kind, const uint8_t *w, size_t wstride, int64_t nb, int64_t o0, int64_t groups,
+                             const uint8_t *x, size_t xstride, int64_t nx, float *y, int64_t ldy) {
     _Alignas(64) uint8_t pk[R16_CHUNK * R16_BYTES];
     // Activation rows per pass: their quantized rows stay in L2 while 16-row groups stream by.
     int64_t rc = (int64_t)((192 * 1024) / xstride) & ~7;
@@ -172,18 +145,18 @@ VNNI_R16_INLINE void mm_rows16(int kind, const uint8_t *w, size_t wstride, int64
     }
 }
 
-VNNI_R16 static void rows16_q4_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t groups,
-                                 const uint8_t *x, size_t xs, int64_t nx, float *y, int64_t ldy) {
+VNNI16 static void rows16_q4_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t groups,
+                               const uint8_t *x, size_t xs, int64_t nx, float *y, int64_t ldy) {
     mm_rows16(R16_Q4_0, w, ws, nb, o0, groups, x, xs, nx, y, ldy);
 }
 
-VNNI_R16 static void rows16_q4_1(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t groups,
-                                 const uint8_t *x, size_t xs, int64_t nx, float *y, int64_t ldy) {
+VNNI16 static void rows16_q4_1(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t groups,
+                               const uint8_t *x, size_t xs, int64_t nx, float *y, int64_t ldy) {
     mm_rows16(R16_Q4_1, w, ws, nb, o0, groups, x, xs, nx, y, ldy);
 }
 
-VNNI_R16 static void rows16_q8_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t groups,
-                                 const uint8_t *x, size_t xs, int64_t nx, float *y, int64_t ldy) {
+VNNI16 static void rows16_q8_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, int64_t groups,
+                               const uint8_t *x, size_t xs, int64_t nx, float *y, int64_t ldy) {
     mm_rows16(R16_Q8_0, w, ws, nb, o0, groups, x, xs, nx, y, ldy);
 }
 
