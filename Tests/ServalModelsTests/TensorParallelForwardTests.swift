@@ -45,7 +45,7 @@ import ServalTensor
                 let result = Result { () throws -> T in
                     let comm = HostCommunicator(transport: try SharedMemoryTransport(path: path, rank: r))
                     let group =
-                        try groupPaths.isEmpty
+                        groupPaths.isEmpty
                         ? nil
                         : HostCommunicator(
                             transport: try SharedMemoryTransport(path: groupPaths[r / groupSize], rank: r % groupSize))
