@@ -6,7 +6,8 @@
 #   shared-prefix : 64 requests = 4 groups x 16, ~500-token system prompt, 20-token
 #                   question, 64 output tokens, concurrency 16
 #   random        : 64 unique random prompts of 520 tokens, 64 output tokens, concurrency 16
-# Prints one table with each figure for both servers and the ratio serval/llama.cpp.
+# Prints one table with each figure for both servers and the ratio serval/llama.cpp, with the
+# first wave's TTFT (the first 16 requests, sent before any system prompt is cached: cold start).
 #
 # Usage: benchmarks/compare-serving.sh [--only llama.cpp|serval] [--skip-build]
 # Env:   SERVAL_MODEL (GGUF), THREADS (2), LLAMA_PORT (18080), SERVAL_PORT (18081),
@@ -121,15 +122,26 @@ def load(name, workload):
 figures = [("output tok/s", "output_throughput", True), ("TTFT p50 ms", "median_ttft_ms", False),
            ("TTFT p99 ms", "p99_ttft_ms", False), ("ITL p50 ms", "median_itl_ms", False),
            ("E2E p50 ms", "median_e2e_latency_ms", False), ("completed", "completed", True)]
-print(f"{'workload':<14} {'figure':<13} {'llama.cpp':>11} {'serval':>11} {'serval/llama':>13}")
+def first_wave(record, stat):
+    # The first wave is the first `max_concurrency` requests, all sent at t = 0 (rate inf) before
+    # any prefix is cached (apart from the warm-up prompt's): the cold-start TTFT.
+    if not record or not record.get("ttfts"):
+        return None
+    wave = sorted(record["ttfts"][: record.get("max_concurrency") or 16])
+    return 1000 * (wave[len(wave) // 2] if stat == "p50" else wave[-1])
+figures += [("1st wave TTFT p50 ms", "first_wave:p50", False), ("1st wave TTFT max ms", "first_wave:max", False)]
+print(f"{'workload':<14} {'figure':<21} {'llama.cpp':>11} {'serval':>11} {'serval/llama':>13}")
 for workload in ("shared-prefix", "random"):
     a, b = load("llama.cpp", workload), load("serval", workload)
     for label, key, higher_better in figures:
-        va = a.get(key) if a else None
-        vb = b.get(key) if b else None
+        if key.startswith("first_wave:"):
+            va, vb = first_wave(a, key[11:]), first_wave(b, key[11:])
+        else:
+            va = a.get(key) if a else None
+            vb = b.get(key) if b else None
         fa = f"{va:.2f}" if isinstance(va, float) else ("-" if va is None else str(va))
         fb = f"{vb:.2f}" if isinstance(vb, float) else ("-" if vb is None else str(vb))
         ratio = f"{vb / va:.2f}x" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va else "-"
-        print(f"{workload:<14} {label:<13} {fa:>11} {fb:>11} {ratio:>13}")
+        print(f"{workload:<14} {label:<21} {fa:>11} {fb:>11} {ratio:>13}")
 print("(ratio = serval / llama.cpp: above 1 is better for tok/s and completed, below 1 is better for latencies)")
 PY

@@ -16,6 +16,8 @@
 
 /// Spin iterations (each a pause, ~10-40 ns) before a worker sleeps.
 #define SV_SPIN_LIMIT 20000
+/// Bytes of the next decode matmul each idle participant prefetches (into L2) at most.
+#define SV_PREFETCH_BUDGET (256 * 1024)
 /// Spin iterations before the caller, waiting for the last workers, starts to
 /// yield its core (sched_yield returns at once when no other thread wants it).
 #define SV_WAIT_SPIN_LIMIT 1000
@@ -47,9 +49,80 @@ struct sv_pool {
     _Alignas(64) _Atomic int pending;
     _Alignas(64) _Atomic int sleeping;
     _Atomic int stop;
+    // The next decode matmul's weights, for idle participants to pull toward their caches
+    // (sv_pool_prefetch_hint): written by the caller, then `hint_gen` is bumped.
+    _Alignas(64) _Atomic uint64_t hint_gen;
+    sv_prefetch_hint hint;
+    sv_prefetch_cursor caller_cursor;  // participant 0's progress through the hint
+    // sv_pool_note_matmul's record of which decode matmul followed which (keyed by the first
+    // matrix's address; open addressing), and the last one seen.
+    struct sv_matmul_successor *successors;
+    int64_t last_successor;  // index into `successors`, or -1
+    size_t prefetch_budget;
+};
+
+#define SV_SUCCESSORS 1024
+struct sv_matmul_successor {
+    const void *key;  // NULL: free
+    int known;        // `next` has been seen
+    sv_prefetch_hint next;
 };
 
 struct sv_worker_arg { sv_pool *pool; int index; };
+
+/// Where one participant stands in prefetching its share of the hinted matmul: up to
+/// SV_HINT_TARGETS byte stretches (its rows of each matrix), walked in order.
+static void cursor_load(const sv_pool *p, int me, uint64_t gen, sv_prefetch_cursor *c) {
+    const sv_prefetch_hint *h = &p->hint;
+    c->gen = gen;
+    c->segments = 0;
+    c->segment = 0;
+    c->offset = 0;
+    c->left = h->budget;
+    int64_t total = 0;
+    for (int i = 0; i < h->count; i++) total += h->rows[i];
+    if (total <= 0 || h->grain <= 0) return;
+    // The share sv_pool_run_ranges gives participant `me`: units [U*me/n, U*(me+1)/n).
+    const int64_t units = (total + h->grain - 1) / h->grain, n = p->threads;
+    const int64_t lo = units * me / n * h->grain, hi0 = units * (me + 1) / n * h->grain;
+    const int64_t hi = hi0 < total ? hi0 : total;
+    int64_t base = 0;
+    for (int i = 0; i < h->count && base < hi; i++) {
+        const int64_t a = lo > base ? lo : base, b = hi < base + h->rows[i] ? hi : base + h->rows[i];
+        if (a < b) {
+            c->start[c->segments] = (const char *)h->w[i] + (size_t)(a - base) * h->wstride[i];
+            c->bytes[c->segments] = (size_t)(b - a) * h->wstride[i];
+            c->segments++;
+        }
+        base += h->rows[i];
+    }
+}
+
+/// One step (1 KB) of participant `me`'s prefetch of the hinted matmul's share, into L2.
+/// Returns 0 when there is nothing (left) to prefetch. Reads of a hint being rewritten are
+/// caught by the generation check; a prefetch of a stale address cannot fault.
+static int prefetch_step(sv_pool *p, int me, sv_prefetch_cursor *c) {
+    const uint64_t gen = atomic_load_explicit(&p->hint_gen, memory_order_acquire);
+    if (gen == 0) return 0;
+    if (gen != c->gen) {
+        cursor_load(p, me, gen, c);
+        if (atomic_load_explicit(&p->hint_gen, memory_order_acquire) != gen) { c->gen = 0; return 1; }
+    }
+    while (c->segment < c->segments && c->offset >= c->bytes[c->segment]) { c->segment++; c->offset = 0; }
+    if (c->segment >= c->segments || c->left == 0) return 0;
+    const char *at = c->start[c->segment] + c->offset;
+    size_t step = c->bytes[c->segment] - c->offset;
+    if (step > 1024) step = 1024;
+    if (step > c->left) step = c->left;
+#if defined(__x86_64__)
+    for (size_t b = 0; b < step; b += 64) _mm_prefetch(at + b, _MM_HINT_T1);
+#else
+    (void)at;
+#endif
+    c->offset += step;
+    c->left -= step;
+    return 1;
+}
 
 static inline uint64_t span_pack(uint32_t front, uint32_t back) { return ((uint64_t)front << 32) | back; }
 
@@ -100,11 +173,13 @@ static void *worker_main(void *arg) {
     sv_pool *p = wa->pool;
     const int me = wa->index;
     uint64_t seen = 0;
+    sv_prefetch_cursor cursor = {0};
     for (;;) {
         uint64_t g;
         int spins = 0;
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&p->stop, memory_order_relaxed)) return NULL;
+            if (prefetch_step(p, me, &cursor)) continue;  // idle: pull the next matmul's share in
             if (++spins < SV_SPIN_LIMIT) { SV_PAUSE(); continue; }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleeping, 1);
@@ -126,6 +201,8 @@ sv_pool *sv_pool_create(int threads) {
     sv_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->threads = threads;
+    p->last_successor = -1;
+    p->prefetch_budget = SV_PREFETCH_BUDGET;
     p->shares = aligned_alloc(64, sizeof(sv_share) * (size_t)threads);
     if (!p->shares) { free(p); return NULL; }
     pthread_mutex_init(&p->mu, NULL);
@@ -155,6 +232,7 @@ void sv_pool_destroy(sv_pool *p) {
     free(p->workers);
     free(p->args);
     free(p->shares);
+    free(p->successors);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -176,6 +254,7 @@ static void launch(sv_pool *p) {
     // Workers normally finish within microseconds; if one was descheduled (a
     // loaded machine), stop burning the core it may need and yield instead.
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (prefetch_step(p, 0, &p->caller_cursor)) { spins = 0; continue; }
         if (spins < SV_WAIT_SPIN_LIMIT) SV_PAUSE();
         else sched_yield();
     }
@@ -217,4 +296,48 @@ void sv_pool_run_ranges(sv_pool *p, int64_t count, int64_t grain, void (*fn)(voi
     p->count = count;
     p->grain = grain;
     launch(p);
+}
+
+void sv_pool_prefetch_hint(sv_pool *p, const sv_prefetch_hint *hint) {
+    if (p->threads == 1) return;  // a lone caller has no idle time to fill
+    if (hint) p->hint = *hint;
+    else p->hint.count = 0;
+    atomic_fetch_add_explicit(&p->hint_gen, 1, memory_order_release);
+}
+
+/// The slot of `key` in the successor table (claiming a free one), or -1 when it is full.
+static int64_t successor_slot(sv_pool *p, const void *key) {
+    if (!p->successors) {
+        p->successors = calloc(SV_SUCCESSORS, sizeof *p->successors);
+        if (!p->successors) return -1;
+    }
+    const uint64_t h = ((uint64_t)(uintptr_t)key >> 6) * 0x9E3779B97F4A7C15ull;
+    for (int64_t probe = 0; probe < SV_SUCCESSORS; probe++) {
+        const int64_t i = (int64_t)((h >> 40) + (uint64_t)probe) & (SV_SUCCESSORS - 1);
+        if (p->successors[i].key == key) return i;
+        if (!p->successors[i].key) {
+            p->successors[i].key = key;
+            return i;
+        }
+    }
+    return -1;
+}
+
+void sv_pool_note_matmul(sv_pool *p, const sv_prefetch_hint *matmul) {
+    if (p->threads == 1 || p->prefetch_budget == 0 || matmul->count < 1) return;
+    const int64_t me = successor_slot(p, matmul->w[0]);
+    if (p->last_successor >= 0) {  // learn: this one follows the last one
+        struct sv_matmul_successor *prev = &p->successors[p->last_successor];
+        prev->next = *matmul;
+        prev->next.budget = p->prefetch_budget;
+        prev->known = 1;
+    }
+    p->last_successor = me;
+    sv_pool_prefetch_hint(p, me >= 0 && p->successors[me].known ? &p->successors[me].next : NULL);
+}
+
+void sv_pool_set_prefetch_budget(sv_pool *p, size_t bytes) {
+    p->prefetch_budget = bytes;
+    p->last_successor = -1;
+    sv_pool_prefetch_hint(p, NULL);
 }

@@ -37,6 +37,15 @@ int sv_pool_matmul(sv_pool *pool, int64_t grain, int isa, int wtype, int64_t k, 
         total += targets[i].rows;
     }
     if (total == 0 || nx == 0) return 0;
+    if (count <= SV_HINT_TARGETS) {
+        sv_prefetch_hint self = {.count = count, .grain = grain};
+        for (int i = 0; i < count; i++) {
+            self.w[i] = targets[i].w;
+            self.wstride[i] = targets[i].wstride;
+            self.rows[i] = targets[i].rows;
+        }
+        sv_pool_note_matmul(pool, &self);
+    }
     pool_matmul_job job = {isa, wtype, k, nx, targets, count, xq, xstride};
     sv_pool_run_ranges(pool, total, grain, pool_matmul_range, &job);
     return 0;

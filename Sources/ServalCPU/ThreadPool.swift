@@ -27,6 +27,13 @@ public final class ThreadPool: @unchecked Sendable {
         self.threads = Int(sv_pool_threads(p))
     }
 
+    /// Bytes of the next decode matmul's weights each participant prefetches while it waits
+    /// (`sv_pool_note_matmul`: the pool learns which matmul follows which in a decode step).
+    /// 0 turns it off, for benchmarks that time one kernel call in isolation.
+    public func setDecodePrefetch(bytes: Int) {
+        sv_pool_set_prefetch_budget(raw, max(0, bytes))
+    }
+
     deinit {
         sv_pool_destroy(raw)
         scratchBase?.deallocate()

@@ -73,6 +73,7 @@ struct BenchKernels: ParsableCommand {
             }
             let path = paths == "all" ? KernelPath.active : chosen[0]
             let pool = ThreadPool(threads: threads)
+            pool.setDecodePrefetch(bytes: 0)  // each call timed alone, as the kernel runs cold
             try Roofline(modelPath: modelPath, pool: pool, path: path, rows: ns, seconds: seconds).run()
             return
         }
@@ -87,6 +88,7 @@ struct BenchKernels: ParsableCommand {
         ]
         let layers = file["llama.block_count"]?.int ?? 30
         let pool = ThreadPool(threads: threads)
+        pool.setDecodePrefetch(bytes: 0)  // each call timed alone, as the kernel runs cold
         print(KernelPath.report + ", threads: \(pool.threads)")
         print("cpu features: \(KernelPath.cpuFeatures)")
         var table: [String: Double] = [:]  // "tensor n=N path" -> GB/s, for the comparison below

@@ -105,6 +105,55 @@ import ServalFormats
         }
     }
 
+    /// The pool's decode prefetch (it learns which matmul follows which and pulls the next one's
+    /// rows toward the cache while idle) changes no result, and a guess that points at memory
+    /// unmapped since it was learned is harmless: prefetches never fault.
+    @Test func decodePrefetchChangesNothingAndSurvivesFreedWeights() throws {
+        var rng = TestRNG(seed: 7)
+        let rows = 96, cols = 64, n = 1
+        let a = randomWeights(.q4_1, rows: rows, cols: cols, rng: &rng)
+        let b = randomWeights(.q4_1, rows: rows, cols: cols, rng: &rng)
+        let x = (0..<(n * cols)).map { _ in rng.float() }
+        // B lives in its own mapping so that it can be unmapped while the pool still predicts it.
+        let page = 1 << 16
+        let mapped = try #require(
+            mmap(nil, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), "mmap failed")
+        #expect(mapped != MAP_FAILED)
+        b.withUnsafeBytes { mapped.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        func products(_ pool: ThreadPool, rounds: Int, freeB: Bool) throws -> [[Float]] {
+            try a.withUnsafeBytes { ra in
+                let wa = try WeightMatrix(
+                    type: .q4_1, rows: rows, cols: cols, base: ra.baseAddress!, byteCount: ra.count)
+                let wb = try WeightMatrix(type: .q4_1, rows: rows, cols: cols, base: mapped, byteCount: b.count)
+                var out: [[Float]] = []
+                for _ in 0..<rounds {
+                    for w in [wa, wb] {
+                        var y = [Float](repeating: 0, count: rows)
+                        CPUOps.matmul(weight: w, x: x, rows: n, y: &y, pool: pool)
+                        out.append(y)
+                    }
+                }
+                if freeB {
+                    munmap(mapped, page)
+                    // A is now followed (as learned) by the unmapped B: idle participants prefetch it.
+                    var y = [Float](repeating: 0, count: rows)
+                    for _ in 0..<50 {
+                        CPUOps.matmul(weight: wa, x: x, rows: n, y: &y, pool: pool)
+                        Thread.sleep(forTimeInterval: 0.0005)
+                    }
+                    out.append(y)
+                }
+                return out
+            }
+        }
+        let off = ThreadPool(threads: 2)
+        off.setDecodePrefetch(bytes: 0)
+        let reference = try products(off, rounds: 3, freeB: false)
+        let on = try products(ThreadPool(threads: 2), rounds: 3, freeB: true)
+        #expect(Array(on.prefix(reference.count)) == reference)
+        #expect(on.last == reference.first)
+    }
+
     /// A real tensor of the default model (Q4_1 FFN and the Q8_0 token embedding
     /// used as the output head) against the dequantize-then-f32 reference.
     @Test(
