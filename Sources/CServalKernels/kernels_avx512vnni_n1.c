@@ -45,7 +45,7 @@ enum { N1_Q4_0, N1_Q4_1, N1_Q8_0 };
 /// Rows r[0..15] (spare lanes repeat a row) times one
 /// activation row over nb blocks; `valid` outputs go to y. `next`: the stretch to
 /// prefetch, `pf_block` bytes of it per block.
-VNNI16_INLINE void n1_tile16(int kind, const uint8_t *const r[16], int64_t nb, const sv_block_q8a *xb,
+VNNI16_INLINE void n1_tile16(int kind, vnni16_rows r, int64_t nb, const sv_block_q8a *xb,
                              const int32_t *xsum128, float *y, int valid, const uint8_t *next, size_t pf_block) {
     const size_t wbs = kind == N1_Q4_0   ? sizeof(sv_block_q4_0)
                        : kind == N1_Q4_1 ? sizeof(sv_block_q4_1)
@@ -122,9 +122,14 @@ VNNI16_INLINE void n1_rows(int kind, const uint8_t *w, size_t wstride, int64_t n
     }
     for (int64_t o = o0; o < o1; o += 16) {
         const int valid = o1 - o < 16 ? (int)(o1 - o) : 16;
-        const uint8_t *r[16];
-        for (int i = 0; i < 16; i++) r[i] = w + (size_t)(o + (i < valid ? i : valid - 1)) * wstride;
-        n1_tile16(kind, r, nb, x, xsum128, y + o, valid, w + (size_t)(o + 16 * N1_PF_GROUPS) * wstride, pf_block);
+        const uint8_t *next = w + (size_t)(o + 16 * N1_PF_GROUPS) * wstride;
+        // Whole tiles with `last` a constant, so the clamp folds away; a trailing tile separately.
+        if (valid == 16)
+            n1_tile16(kind, (vnni16_rows){w + (size_t)o * wstride, wstride, 15}, nb, x, xsum128, y + o, 16, next,
+                      pf_block);
+        else
+            n1_tile16(kind, (vnni16_rows){w + (size_t)o * wstride, wstride, valid - 1}, nb, x, xsum128, y + o, valid,
+                      next, pf_block);
     }
 }
 
@@ -148,7 +153,7 @@ VNNI16 static void n1_q8_0(const uint8_t *w, size_t ws, int64_t nb, int64_t o0, 
 /// the results it gets alone. Here the unsigned operand is x + 128 and the bias 128 * sum(w)
 /// of each row's block comes from one vpdpbusd against ones, shared by the NA rows; the
 /// int32 sum is the same exact integer as the n = 1 kernel's.
-VNNI16_INLINE void q8_tile16_rows(int NA, const uint8_t *const r[16], int64_t nb, const uint8_t *x, size_t xstride,
+VNNI16_INLINE void q8_tile16_rows(int NA, vnni16_rows r, int64_t nb, const uint8_t *x, size_t xstride,
                                   float *y, int64_t ldy, int valid) {
     const size_t wbs = sizeof(sv_block_q8_0);
     const __m512i ones = _mm512_set1_epi8(1);
@@ -187,8 +192,7 @@ VNNI16 static void q8_rows(const uint8_t *w, size_t wstride, int64_t nb, int64_t
                            size_t xstride, int64_t nx, float *y, int64_t ldy) {
     for (int64_t o = o0; o < o1; o += 16) {
         const int valid = o1 - o < 16 ? (int)(o1 - o) : 16;
-        const uint8_t *r[16];
-        for (int i = 0; i < 16; i++) r[i] = w + (size_t)(o + (i < valid ? i : valid - 1)) * wstride;
+        const vnni16_rows r = {w + (size_t)o * wstride, wstride, valid - 1};
         for (int64_t a = 0; a < nx; a += 8) {
             const uint8_t *xa = x + (size_t)a * xstride;
             float *ya = y + a * ldy + o;

@@ -33,8 +33,7 @@ VNNI16_INLINE void pack16(int kind, const uint8_t *w, size_t wstride, int64_t b0
                                           : sizeof(sv_block_q8_0);
     const size_t qoff = kind == R16_Q4_1 ? 4 : 2;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const uint8_t *r[16];
-    for (int i = 0; i < 16; i++) r[i] = w + (size_t)i * wstride;
+    const vnni16_rows r = {w, wstride, 15};
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)(b0 + b) * wbs;
         uint8_t *o = pk + (size_t)b * R16_BYTES;
