@@ -6,7 +6,10 @@ extension KernelSource {
         // D/32 dims of q, of the running output and of each K/V row it reads, so each K/V row is
         // read once for the whole group. Online softmax per head; the warps merge through shared
         // memory. With one split the block writes bf16 output; else fp32 partials (unnormalised
-        // acc, max, sum) for sv_decode_attn_reduce.
+        // acc, max, sum) for sv_decode_attn_reduce. Scores are kept in the log2 domain (q is
+        // pre-scaled by scale * log2 e, exponentials are exp2f), and each warp takes its U rows
+        // as one chunk: one max, one correction of the running output and U + 1 exponentials per
+        // head per chunk, rather than two exponentials and a rescale per row.
         #define DEC_WARPS 4
 
         template <int D, int GS>
@@ -30,7 +33,7 @@ extension KernelSource {
                 const bf16_t *qp = q + (size_t)b * q_stride + (size_t)(head0 + g) * D + lane * EPT;
         #pragma unroll
                 for (int e = 0; e < EPT; e++) {
-                    qr[g][e] = bf2f(qp[e]) * scale;
+                    qr[g][e] = bf2f(qp[e]) * (scale * 1.4426950408889634f);
                     acc[g][e] = 0.f;
                 }
                 m[g] = -INFINITY;
@@ -68,21 +71,30 @@ extension KernelSource {
                     ids[u] = jn < t1 ? kv_indices[start + jn] : 0;
                 }
         #pragma unroll
-                for (int u = 0; u < U; u++) {
-                    if (!valid[u]) break;
+                for (int g = 0; g < GS; g++) {
+                    float s[U], mx = -INFINITY;
         #pragma unroll
-                    for (int g = 0; g < GS; g++) {
-                        float s = 0.f;
+                    for (int u = 0; u < U; u++) {
+                        float d = 0.f;
         #pragma unroll
-                        for (int e = 0; e < EPT; e++) s += qr[g][e] * k[u][e];
-                        s = warp_sum(s);
-                        float mn = fmaxf(m[g], s);
-                        float corr = expf(m[g] - mn), p = expf(s - mn);
-                        l[g] = l[g] * corr + p;
-        #pragma unroll
-                        for (int e = 0; e < EPT; e++) acc[g][e] = acc[g][e] * corr + p * v[u][e];
-                        m[g] = mn;
+                        for (int e = 0; e < EPT; e++) d += qr[g][e] * k[u][e];
+                        s[u] = valid[u] ? warp_sum(d) : -INFINITY;
+                        mx = fmaxf(mx, s[u]);
                     }
+                    // valid[0] holds on every pass, so mx and mn are finite.
+                    const float mn = fmaxf(m[g], mx), corr = exp2f(m[g] - mn);
+                    float lsum = 0.f;
+        #pragma unroll
+                    for (int e = 0; e < EPT; e++) acc[g][e] *= corr;
+        #pragma unroll
+                    for (int u = 0; u < U; u++) {
+                        const float p = valid[u] ? exp2f(s[u] - mn) : 0.f;
+                        lsum += p;
+        #pragma unroll
+                        for (int e = 0; e < EPT; e++) acc[g][e] += p * v[u][e];
+                    }
+                    l[g] = l[g] * corr + lsum;
+                    m[g] = mn;
                 }
             }
         #pragma unroll
@@ -104,7 +116,7 @@ extension KernelSource {
                 if (M != -INFINITY) {
         #pragma unroll
                     for (int w = 0; w < DEC_WARPS; w++) {
-                        float f = expf(sm_m[w][g] - M);
+                        float f = exp2f(sm_m[w][g] - M);
                         L += sm_l[w][g] * f;
                         A += sm_acc[w][g][d] * f;
                     }
@@ -165,7 +177,7 @@ extension KernelSource {
             __shared__ float w[64];
             const int b = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
             const size_t p0 = ((size_t)b * n_heads + h) * n_split;
-            split_weights<false>(part_ml + p0 * 2, n_split, w);
+            split_weights<true>(part_ml + p0 * 2, n_split, w);  // maxima in the log2 domain
             float A = 0.f;
         #pragma unroll 8
             for (int s = 0; s < n_split; s++) {
