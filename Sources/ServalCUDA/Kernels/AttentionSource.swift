@@ -2,26 +2,64 @@ extension KernelSource {
     static let attentionDecode = #"""
         // ---- decode attention over a paged KV cache (split-K, GQA-aware) ----
         // One block = one sequence x GS query heads sharing one kv head x one split of the
-        // sequence's tokens. Each of the 4 warps walks every 4th token of the split; a lane holds
-        // D/32 dims of q, of the running output and of each K/V row it reads, so each K/V row is
-        // read once for the whole group. Online softmax per head; the warps merge through shared
-        // memory. With one split the block writes bf16 output; else fp32 partials (unnormalised
+        // sequence's tokens. A key row is read by LPK lanes (D / LPK dims each, in 8- or 16-byte
+        // loads), so a warp takes 32 / LPK rows at once: 16 lanes per row when GS * D <= 512 (the
+        // 8B shapes: half the shuffles of a whole-warp dot product, 16-byte loads), 32 otherwise
+        // (the registers of q and the output stay within bounds). Each lane group keeps its own
+        // online softmax over every 4th group of rows of the split; the groups of a warp merge by
+        // shuffles, the warps through shared memory. Each K/V row is read once for the whole GQA
+        // group. With one split the block writes bf16 output; else fp32 partials (unnormalised
         // acc, max, sum) for sv_decode_attn_reduce. Scores are kept in the log2 domain (q is
-        // pre-scaled by scale * log2 e, exponentials are exp2f), and each warp takes its U rows
+        // pre-scaled by scale * log2 e, exponentials are exp2f), and a lane group takes its U rows
         // as one chunk: one max, one correction of the running output and U + 1 exponentials per
         // head per chunk, rather than two exponentials and a rescale per row.
         #define DEC_WARPS 4
+
+        // N bf16 at p (8-byte aligned for N = 4, 16-byte for N % 8 == 0) as floats.
+        template <int N>
+        __device__ __forceinline__ void load_bf16_row(const bf16_t *p, float *f) {
+            if constexpr (N % 8 == 0) {
+        #pragma unroll
+                for (int i = 0; i < N / 8; i++) {
+                    const uint4 w = ((const uint4 *)p)[i];
+                    const unsigned u[4] = {w.x, w.y, w.z, w.w};
+        #pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        f[8 * i + 2 * j] = __uint_as_float(u[j] << 16);
+                        f[8 * i + 2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+                    }
+                }
+            } else {
+        #pragma unroll
+                for (int i = 0; i < N / 2; i++) {
+                    const unsigned u = ((const unsigned *)p)[i];
+                    f[2 * i] = __uint_as_float(u << 16);
+                    f[2 * i + 1] = __uint_as_float(u & 0xffff0000u);
+                }
+            }
+        }
+
+        // Sum over the LPK lanes of one lane group (aligned groups of LPK lanes).
+        template <int LPK>
+        __device__ __forceinline__ float group_sum(float v) {
+        #pragma unroll
+            for (int o = LPK / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            return v;
+        }
 
         template <int D, int GS>
         __device__ void decode_attn(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,
                                     const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads,
                                     int n_kv_heads, float scale) {
-            constexpr int EPT = D / 32;
+            constexpr int LPK = GS * D <= 512 ? 16 : 32, GROUPS = 32 / LPK, EPT = D / LPK;
+            // Rows per lane group per pass: all their loads are in flight before the math.
+            constexpr int U = LPK == 16 ? 2 : (D >= 256 ? 2 : 4);
+            constexpr int STEP = U * GROUPS * DEC_WARPS;  // rows a block takes per pass
             __shared__ float sm_m[DEC_WARPS][GS], sm_l[DEC_WARPS][GS];
             __shared__ float sm_acc[DEC_WARPS][GS][D];
             const int b = blockIdx.x, head0 = blockIdx.y * GS, split = blockIdx.z, n_split = gridDim.z;
             const int kvh = head0 / (n_heads / n_kv_heads);
-            const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+            const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane / LPK, sub = lane % LPK;
             const int start = kv_indptr[b], len = kv_indptr[b + 1] - start;
             const int chunk = (len + n_split - 1) / n_split;
             const int t0 = split * chunk, t1 = min(len, t0 + chunk);
@@ -30,7 +68,7 @@ extension KernelSource {
             float qr[GS][EPT], acc[GS][EPT], m[GS], l[GS];
         #pragma unroll
             for (int g = 0; g < GS; g++) {
-                const bf16_t *qp = q + (size_t)b * q_stride + (size_t)(head0 + g) * D + lane * EPT;
+                const bf16_t *qp = q + (size_t)b * q_stride + (size_t)(head0 + g) * D + sub * EPT;
         #pragma unroll
                 for (int e = 0; e < EPT; e++) {
                     qr[g][e] = bf2f(qp[e]) * (scale * 1.4426950408889634f);
@@ -39,35 +77,28 @@ extension KernelSource {
                 m[g] = -INFINITY;
                 l[g] = 0.f;
             }
-            // U rows per warp per iteration: all their loads are in flight before the math, and the
-            // next iteration's slot ids are read meanwhile (the index load is never on the critical path).
-            constexpr int U = D >= 256 ? 2 : 4;
+            // Row u of this lane group in the pass that starts at j: j + (u * GROUPS + grp) * DEC_WARPS.
+            // The next pass's slot ids are read while this pass's rows are multiplied.
+            auto row_of = [&](int j, int u) { return j + (u * GROUPS + grp) * DEC_WARPS; };
             int ids[U];
         #pragma unroll
             for (int u = 0; u < U; u++) {
-                const int jn = t0 + warp + u * DEC_WARPS;
+                const int jn = row_of(t0 + warp, u);
                 ids[u] = jn < t1 ? kv_indices[start + jn] : 0;
             }
-            for (int j = t0 + warp; j < t1; j += U * DEC_WARPS) {
+            for (int j = t0 + warp; j < t1; j += STEP) {
                 float k[U][EPT], v[U][EPT];
                 bool valid[U];
         #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    const int jj = j + u * DEC_WARPS;
-                    valid[u] = jj < t1;
-                    const size_t base = (size_t)ids[u] * kv_dim + (size_t)kvh * D + lane * EPT;
-        #pragma unroll
-                    for (int e = 0; e < EPT; e += 2) {
-                        unsigned kw = *(const unsigned *)(kc + base + e), vw = *(const unsigned *)(vc + base + e);
-                        k[u][e] = __uint_as_float(kw << 16);
-                        k[u][e + 1] = __uint_as_float(kw & 0xffff0000u);
-                        v[u][e] = __uint_as_float(vw << 16);
-                        v[u][e + 1] = __uint_as_float(vw & 0xffff0000u);
-                    }
+                    valid[u] = row_of(j, u) < t1;
+                    const size_t base = (size_t)ids[u] * kv_dim + (size_t)kvh * D + sub * EPT;
+                    load_bf16_row<EPT>(kc + base, k[u]);
+                    load_bf16_row<EPT>(vc + base, v[u]);
                 }
         #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    const int jn = j + (U + u) * DEC_WARPS;
+                    const int jn = row_of(j + STEP, u);
                     ids[u] = jn < t1 ? kv_indices[start + jn] : 0;
                 }
         #pragma unroll
@@ -78,10 +109,11 @@ extension KernelSource {
                         float d = 0.f;
         #pragma unroll
                         for (int e = 0; e < EPT; e++) d += qr[g][e] * k[u][e];
-                        s[u] = valid[u] ? warp_sum(d) : -INFINITY;
+                        d = group_sum<LPK>(d);  // every lane takes part (the shuffles need all 32)
+                        s[u] = valid[u] ? d : -INFINITY;
                         mx = fmaxf(mx, s[u]);
                     }
-                    // valid[0] holds on every pass, so mx and mn are finite.
+                    if (mx == -INFINITY) continue;  // none of this group's rows in this pass
                     const float mn = fmaxf(m[g], mx), corr = exp2f(m[g] - mn);
                     float lsum = 0.f;
         #pragma unroll
@@ -97,14 +129,32 @@ extension KernelSource {
                     m[g] = mn;
                 }
             }
+            if constexpr (GROUPS == 2) {  // the two lane groups of the warp hold the same dims: merge them
+        #pragma unroll
+                for (int g = 0; g < GS; g++) {
+                    const float mo = __shfl_xor_sync(0xffffffffu, m[g], 16), lo = __shfl_xor_sync(0xffffffffu, l[g], 16);
+                    const float M = fmaxf(m[g], mo);
+                    const float fa = m[g] == -INFINITY ? 0.f : exp2f(m[g] - M);
+                    const float fb = mo == -INFINITY ? 0.f : exp2f(mo - M);
+        #pragma unroll
+                    for (int e = 0; e < EPT; e++) {
+                        const float ao = __shfl_xor_sync(0xffffffffu, acc[g][e], 16);
+                        acc[g][e] = acc[g][e] * fa + ao * fb;
+                    }
+                    l[g] = l[g] * fa + lo * fb;
+                    m[g] = M;
+                }
+            }
         #pragma unroll
             for (int g = 0; g < GS; g++) {
                 if (lane == 0) {
                     sm_m[warp][g] = m[g];
                     sm_l[warp][g] = l[g];
                 }
+                if (grp == 0) {
         #pragma unroll
-                for (int e = 0; e < EPT; e++) sm_acc[warp][g][lane * EPT + e] = acc[g][e];
+                    for (int e = 0; e < EPT; e++) sm_acc[warp][g][sub * EPT + e] = acc[g][e];
+                }
             }
             __syncthreads();
             for (int idx = threadIdx.x; idx < GS * D; idx += blockDim.x) {
