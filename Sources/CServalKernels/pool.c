@@ -82,20 +82,26 @@ static void cursor_load(const sv_pool *p, int me, uint64_t gen, sv_prefetch_curs
     int64_t total = 0;
     for (int i = 0; i < h->count; i++) total += h->rows[i];
     if (total <= 0 || h->grain <= 0) return;
-    // The share sv_pool_run_ranges gives participant `me`: units [U*me/n, U*(me+1)/n).
+    // The share sv_pool_run_ranges gives participant `me`: units [U*me/n, U*(me+1)/n); a worker
+    // then takes the caller's share too (the caller is the one busy between matmuls: norms,
+    // quantization, RoPE), for the caller to read from the shared cache rather than DRAM.
     const int64_t units = (total + h->grain - 1) / h->grain, n = p->threads;
-    const int64_t lo = units * me / n * h->grain, hi0 = units * (me + 1) / n * h->grain;
-    const int64_t hi = hi0 < total ? hi0 : total;
-    int64_t base = 0;
-    for (int i = 0; i < h->count && base < hi; i++) {
-        const int64_t a = lo > base ? lo : base, b = hi < base + h->rows[i] ? hi : base + h->rows[i];
-        if (a < b) {
-            c->start[c->segments] = (const char *)h->w[i] + (size_t)(a - base) * h->wstride[i];
-            c->bytes[c->segments] = (size_t)(b - a) * h->wstride[i];
-            c->segments++;
+    for (int pass = 0; pass < (me == 0 ? 1 : 2); pass++) {
+        const int64_t who = pass == 0 ? me : 0;
+        const int64_t lo = units * who / n * h->grain, hi0 = units * (who + 1) / n * h->grain;
+        const int64_t hi = hi0 < total ? hi0 : total;
+        int64_t base = 0;
+        for (int i = 0; i < h->count && base < hi; i++) {
+            const int64_t a = lo > base ? lo : base, b = hi < base + h->rows[i] ? hi : base + h->rows[i];
+            if (a < b) {
+                c->start[c->segments] = (const char *)h->w[i] + (size_t)(a - base) * h->wstride[i];
+                c->bytes[c->segments] = (size_t)(b - a) * h->wstride[i];
+                c->segments++;
+            }
+            base += h->rows[i];
         }
-        base += h->rows[i];
     }
+    if (me != 0) c->left = 2 * h->budget;
 }
 
 /// One step (1 KB) of participant `me`'s prefetch of the hinted matmul's share, into L2.

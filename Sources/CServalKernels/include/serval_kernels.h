@@ -206,8 +206,8 @@ typedef struct {
 /// A participant's progress through a hint (the pool's own bookkeeping).
 typedef struct {
     uint64_t gen;
-    const char *start[SV_HINT_TARGETS];
-    size_t bytes[SV_HINT_TARGETS];
+    const char *start[2 * SV_HINT_TARGETS];
+    size_t bytes[2 * SV_HINT_TARGETS];
     int segments, segment;
     size_t offset, left;
 } sv_prefetch_cursor;
