@@ -392,6 +392,23 @@ void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * sv_f16_to_f32_1(x[i]);
 }
 
+/// The ISA kernels over `nrows` rows, each seeing all its keys in one pass.
+static void attention_rows(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                           int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim, const void *k, const void *v,
+                           int64_t k_stride, int64_t v_stride, const int32_t *slots, int64_t first_keys, int causal,
+                           float scale, float *lse, int64_t lse_stride, float *scratch) {
+#if defined(__x86_64__)
+    if (USE_AVX2(isa) && sv_attention_avx2(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v,
+                                           k_stride, v_stride, slots, first_keys, causal, scale, lse, lse_stride,
+                                           scratch) == 0)
+        return;
+#else
+    (void)isa;
+#endif
+    sv_attention_scalar(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
+}
+
 int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                      int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
                      const void *k, const void *v, int64_t k_stride, int64_t v_stride,
@@ -404,12 +421,30 @@ int sv_attention_lse(int isa, int kv_type, const float *q, int64_t q_stride, flo
     if (v_stride < v_dim) return -1;
 #if defined(__x86_64__)
     isa = clamp_isa(isa);
-    if (USE_AVX2(isa) && sv_attention_avx2(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim,
-                                           k, v, k_stride, v_stride, slots, first_keys, causal, scale, lse, lse_stride,
-                                           scratch) == 0) return 0;
 #endif
-    sv_attention_scalar(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim,
-                        k, v, k_stride, v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
+    const int64_t longest = causal ? first_keys + nrows - 1 : first_keys;
+    if (longest <= SV_ATTENTION_KEY_CHUNK) {
+        attention_rows(isa, kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
+                       slots, first_keys, causal, scale, lse, lse_stride, scratch);
+        return 0;
+    }
+    // Rows that see more than one chunk of keys: each chunk in order, merged into the row.
+    float *part = scratch + nq * (SV_ATTENTION_KEY_CHUNK + 1), *part_lse = part + nq * v_dim;
+    float *own_lse = part_lse + nq;  // the row's log-sum-exps when the caller wants none
+    for (int64_t r = 0; r < nrows; r++) {
+        const int64_t L = causal ? first_keys + r : first_keys;
+        const float *qr = q + r * q_stride;
+        float *orow = out + r * out_stride, *lrow = lse ? lse + r * lse_stride : own_lse;
+        const int64_t first = L < SV_ATTENTION_KEY_CHUNK ? L : SV_ATTENTION_KEY_CHUNK;
+        attention_rows(isa, kv_type, qr, q_stride, orow, out_stride, nq, 1, head_dim, v_dim, k, v, k_stride, v_stride,
+                       slots, first, 0, scale, L > first || lse ? lrow : NULL, 0, scratch);
+        for (int64_t c = first; c < L; c += SV_ATTENTION_KEY_CHUNK) {
+            const int64_t n = L - c < SV_ATTENTION_KEY_CHUNK ? L - c : SV_ATTENTION_KEY_CHUNK;
+            attention_rows(isa, kv_type, qr, q_stride, part, v_dim, nq, 1, head_dim, v_dim, k, v, k_stride, v_stride,
+                           slots + c, n, 0, scale, part_lse, 0, scratch);
+            sv_attention_merge(orow, v_dim, lrow, part, v_dim, part_lse, nq, v_dim);
+        }
+    }
     return 0;
 }
 

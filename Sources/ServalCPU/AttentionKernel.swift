@@ -12,9 +12,13 @@ public enum AttentionKernel {
         type == .f32 || type == .f16 || type == .bf16 || type == .f8e4m3 || type == .f8e5m2
     }
 
+    /// Keys per chunk of a long row (`sv_attention` folds chunks into the row in order; a
+    /// caller that splits a row into chunk calls and merges them in order gets the same bits).
+    public static let keyChunk = Int(SV_ATTENTION_KEY_CHUNK)
+
     /// Floats of scratch one call needs.
-    public static func scratchCount(queryHeads: Int, firstKeys: Int, rows: Int) -> Int {
-        queryHeads * (firstKeys + rows)
+    public static func scratchCount(queryHeads: Int, firstKeys: Int, rows: Int, valueDim: Int) -> Int {
+        queryHeads * (firstKeys + rows + valueDim + 2)
     }
 
     /// Query row r, head j is read at `q + r * qStride + j * headDim`; the result

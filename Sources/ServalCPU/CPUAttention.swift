@@ -32,6 +32,16 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
     private var prefixOutCapacity = 0
     private var lse: UnsafeMutablePointer<Float>
     private var lseCapacity = 0
+    /// Long decode rows split into key chunks (few items, long contexts: one item per kv head
+    /// would leave threads idle), their chunks' partial outputs and log-sum-exps.
+    private struct SplitRow {
+        let row: Int, kvHead: Int, firstPartial: Int, chunks: Int
+    }
+    private var splitRows: [SplitRow] = []
+    private var partialOut: UnsafeMutablePointer<Float>
+    private var partialOutCapacity = 0
+    private var partialLSE: UnsafeMutablePointer<Float>
+    private var partialLSECapacity = 0
 
     public init(layout: KVLayout, queryHeads: Int, scale: Float, pool: ThreadPool) throws {
         guard layout.isValid, queryHeads > 0, queryHeads % layout.kvHeads == 0 else {
@@ -48,6 +58,8 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
         scratch = .allocate(capacity: 1)
         prefixOut = .allocate(capacity: 1)
         lse = .allocate(capacity: 1)
+        partialOut = .allocate(capacity: 1)
+        partialLSE = .allocate(capacity: 1)
     }
 
     deinit {
@@ -55,6 +67,8 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
         scratch.deallocate()
         prefixOut.deallocate()
         lse.deallocate()
+        partialOut.deallocate()
+        partialLSE.deallocate()
     }
 
     var group: Int { queryHeads / kvHeads }
@@ -94,7 +108,9 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
         plan = PagedAttention.plan(
             tokenCounts: step.tokenCounts, startPositions: step.startPositions,
             slots: slots, slotStart: slotStart, kvHeads: kvHeads)
-        let perWorker = AttentionKernel.scratchCount(queryHeads: group, firstKeys: max(1, step.maxContext), rows: 1)
+        splitLongDecodeRows()
+        let perWorker = AttentionKernel.scratchCount(
+            queryHeads: group, firstKeys: max(1, step.maxContext), rows: 1, valueDim: valueWidth)
         if perWorker > scratchStride {
             scratchStride = max(perWorker, scratchStride * 2)
             scratch.deallocate()
@@ -112,6 +128,50 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
                 lse = .allocate(capacity: lseCount)
                 lseCapacity = lseCount
             }
+        }
+    }
+
+    /// When the step has few items (a handful of sequences: one item per kv head would leave
+    /// threads idle through a long context), each decode row longer than one key chunk becomes
+    /// one item per chunk, merged in chunk order after the parallel part: the order
+    /// `sv_attention` folds a long row's chunks in, so the bits are the same as unsplit.
+    private func splitLongDecodeRows() {
+        splitRows.removeAll(keepingCapacity: true)
+        let chunk = AttentionKernel.keyChunk
+        guard !plan.hasSharing, pool.threads > 1, plan.items.count < 4 * pool.threads else { return }
+        var items: [PagedAttention.Item] = []
+        var partials = 0
+        for item in plan.items {
+            let keys = startPositions[item.sequence] + item.firstToken + 1
+            guard item.endToken - item.firstToken == 1, keys > chunk else {
+                items.append(item)
+                continue
+            }
+            let chunks = (keys + chunk - 1) / chunk
+            splitRows.append(
+                SplitRow(
+                    row: rowStart[item.sequence] + item.firstToken, kvHead: item.kvHead, firstPartial: partials,
+                    chunks: chunks))
+            for c in 0..<chunks {
+                var part = item
+                part.keyChunk = c
+                part.partial = partials + c
+                items.append(part)
+            }
+            partials += chunks
+        }
+        guard partials > 0 else { return }
+        plan.items = items
+        let outCount = partials * group * valueWidth, lseCount = partials * group
+        if outCount > partialOutCapacity {
+            partialOut.deallocate()
+            partialOut = .allocate(capacity: outCount)
+            partialOutCapacity = outCount
+        }
+        if lseCount > partialLSECapacity {
+            partialLSE.deallocate()
+            partialLSE = .allocate(capacity: lseCount)
+            partialLSECapacity = lseCount
         }
     }
 
@@ -145,6 +205,7 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
         let scratch = self.scratch, scratchStride = self.scratchStride
         let prefixOut: UnsafeMutablePointer<Float>? = plan.hasSharing ? self.prefixOut : nil
         let lse: UnsafeMutablePointer<Float>? = plan.hasSharing ? self.lse : nil
+        let partialOut = self.partialOut, partialLSE = self.partialLSE, chunk = AttentionKernel.keyChunk
         let total = plan.prefixItems.count + plan.items.count
         let next = WorkCounter()
         let workers = min(pool.threads, total)
@@ -164,7 +225,19 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
                 let n = item.endToken - item.firstToken
                 // Shapes and the element type were checked when the pool and the step
                 // were made, so the kernel cannot reject these calls.
-                if prefixPart, let prefixOut, let lse {
+                if item.keyChunk >= 0 {
+                    // One key chunk of a long decode row (splitLongDecodeRows).
+                    let first = item.keyChunk * chunk
+                    let keys = startPosition[item.sequence] + item.firstToken + 1
+                    AttentionKernel.run(
+                        kvType: kvType, q: q + qOffset, qStride: qDim,
+                        out: partialOut + item.partial * group * vd, outStride: group * vd,
+                        queryHeads: group, rows: 1, headDim: hd,
+                        keys: kh, values: vh, kvStride: keyStride, slots: seqSlots + first,
+                        firstKeys: min(chunk, keys - first), causal: false, scale: scale,
+                        lse: partialLSE + item.partial * group, lseRowStride: group,
+                        scratch: sc, valueDim: vd, valueStride: valueStride)
+                } else if prefixPart, let prefixOut, let lse {
                     // Every row sees the whole shared prefix.
                     AttentionKernel.run(
                         kvType: kvType, q: q + qOffset, qStride: qDim,
@@ -194,6 +267,18 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
                         firstKeys: startPosition[item.sequence] + item.firstToken + 1,
                         scale: scale, scratch: sc, valueDim: vd, valueStride: valueStride)
                 }
+            }
+        }
+        for split in splitRows {
+            // Chunk 0 as the row's result, then the others folded in, in order.
+            let dst = out + split.row * outDim + split.kvHead * group * vd
+            let runningLSE = partialLSE + split.firstPartial * group
+            dst.update(from: partialOut + split.firstPartial * group * vd, count: group * vd)
+            for c in 1..<split.chunks {
+                let p = split.firstPartial + c
+                AttentionKernel.merge(
+                    dst, lse: runningLSE, other: partialOut + p * group * vd, otherLSE: partialLSE + p * group,
+                    heads: group, headDim: vd)
             }
         }
         guard let prefixOut, let lse else { return }

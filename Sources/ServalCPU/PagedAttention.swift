@@ -14,6 +14,10 @@ struct PagedAttention {
         let kvHead: Int
         let firstToken: Int
         let endToken: Int
+        /// ≥ 0: one key chunk (`AttentionKernel.keyChunk` keys) of a single decode row, written to
+        /// partial result `partial` and merged with the row's other chunks afterwards.
+        var keyChunk = -1
+        var partial = 0
     }
 
     /// Sequences of the batch whose first `length` K/V slots are the same slots: a

@@ -98,7 +98,8 @@ import Testing
             var out = [Float](repeating: .nan, count: rows * outStride)
             var scratch = [Float](
                 repeating: .nan,
-                count: AttentionKernel.scratchCount(queryHeads: groupHeads, firstKeys: firstKeys, rows: rows))
+                count: AttentionKernel.scratchCount(
+                    queryHeads: groupHeads, firstKeys: firstKeys, rows: rows, valueDim: headDim))
             let eb = type.blockBytes
             let ok = kStore.withUnsafeBytes { kb in
                 vStore.withUnsafeBytes { vb in
@@ -125,6 +126,8 @@ import Testing
         let shapes: [(Int, Int, Int, Int, Int)] = [
             (3, 3, 64, 1, 9), (3, 3, 64, 300, 1), (4, 2, 128, 17, 6), (5, 1, 40, 33, 3),
             (1, 2, 16, 2, 5), (2, 1, 20, 7, 4), (7, 1, 8, 1, 1),
+            // Rows past one key chunk (512): a decode row over three chunks, rows crossing the boundary.
+            (3, 3, 64, 1100, 1), (4, 1, 128, 500, 20),
         ]
         for (n, (nq, kvh, hd, first, rows)) in shapes.enumerated() {
             let p = Problem(
@@ -151,6 +154,42 @@ import Testing
         var worst: Float = 0
         for (x, y) in zip(a, b) { worst = max(worst, abs(x - y)) }
         #expect(worst < 1e-5)
+    }
+
+    /// A row longer than a key chunk, computed as the chunk calls and ordered merges that
+    /// CPUAttention spreads over threads, gives the kernel's bits exactly.
+    @Test(arguments: KernelPath.supported)
+    func splitRowEqualsKernelBits(path: KernelPath) {
+        let chunk = AttentionKernel.keyChunk
+        let p = Problem(type: .f16, groupHeads: 3, kvHeads: 1, headDim: 64, firstKeys: 2 * chunk + 77, rows: 1, seed: 5)
+        let whole = p.kernel(kvHead: 0, path: path).out
+        let heads = p.groupHeads, hd = p.headDim
+        var scratch = [Float](
+            repeating: .nan,
+            count: AttentionKernel.scratchCount(queryHeads: heads, firstKeys: chunk, rows: 1, valueDim: hd))
+        /// Keys [c, c + n) of the row into `o` / `l`.
+        func chunkCall(_ o: inout [Float], _ l: inout [Float], from c: Int, count n: Int) {
+            p.kStore.withUnsafeBytes { kb in
+                p.vStore.withUnsafeBytes { vb in
+                    p.slots.withUnsafeBufferPointer { slots in
+                        _ = AttentionKernel.run(
+                            kvType: p.type, q: p.q, qStride: p.qStride, out: &o, outStride: heads * hd,
+                            queryHeads: heads, rows: 1, headDim: hd, keys: kb.baseAddress!, values: vb.baseAddress!,
+                            kvStride: p.kvStride, slots: slots.baseAddress! + c, firstKeys: n, causal: false,
+                            scale: 1 / Float(hd).squareRoot(), lse: &l, lseRowStride: heads, scratch: &scratch,
+                            path: path)
+                    }
+                }
+            }
+        }
+        var out = [Float](repeating: .nan, count: heads * hd), lse = [Float](repeating: .nan, count: heads)
+        var part = out, partLSE = lse
+        chunkCall(&out, &lse, from: 0, count: chunk)
+        for c in stride(from: chunk, to: p.firstKeys, by: chunk) {
+            chunkCall(&part, &partLSE, from: c, count: min(chunk, p.firstKeys - c))
+            AttentionKernel.merge(&out, lse: &lse, other: part, otherLSE: partLSE, heads: heads, headDim: hd)
+        }
+        #expect(out == whole)
     }
 
     @Test func badArgumentsAreRefused() {

@@ -24,7 +24,7 @@ import Testing
             repeating: 0,
             count: AttentionKernel.scratchCount(
                 queryHeads: heads, firstKeys: firstKeys,
-                rows: rows))
+                rows: rows, valueDim: valueWidth))
         let ok = latent.withUnsafeBytes { kv in
             AttentionKernel.run(
                 kvType: .f32, q: q, qStride: heads * keyWidth, out: &out, outStride: heads * valueWidth,

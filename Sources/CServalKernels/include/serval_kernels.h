@@ -127,8 +127,13 @@ void sv_axpy_f16_f32(int isa, float a, const uint16_t *x, float *y, int64_t n);
 /// SV_TYPE_F8_E5M2. V may alias K (MLA:
 /// v == k, v_stride == k_stride, v_dim = the latent width < head_dim).
 /// Row r sees positions [0, first_keys + r) (so first_keys >= 1), with scores
-/// scaled by `scale`. `scratch` holds at least nq * (first_keys + nrows) floats.
+/// scaled by `scale`. A row that sees more than SV_ATTENTION_KEY_CHUNK keys is computed
+/// chunk by chunk (keys [0, C), [C, 2C), ...), each chunk's result folded into the row in
+/// order by sv_attention_merge: so the same row split into chunk calls elsewhere (long
+/// decode rows spread over threads) and merged in that order gives the same bits.
+/// `scratch` holds at least nq * (first_keys + nrows + v_dim + 2) floats.
 /// Returns 0, or -1 for an unsupported kv_type or sizes out of range.
+#define SV_ATTENTION_KEY_CHUNK 512
 int sv_attention(int isa, int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                  int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
                  const void *k, const void *v, int64_t k_stride, int64_t v_stride,
