@@ -137,11 +137,89 @@ AVX2_INLINE void values_tile(int kv_type, const int NH, const int NC, const floa
     }
 }
 
+// ---- the weighted V sum in 512-bit vectors (AVX-512 hosts) ----
+// Each output element is the same chain of fma(p_i, v_i[d], acc) over the keys in order as in
+// values_tile, so the results are the AVX2 path's bit for bit; a zmm carries 16 dims, so 3 heads
+// take 64 dims per pass over the keys (4 passes of 16 in AVX2) and the V rows are loaded a
+// quarter as often. Not inlined into the AVX2 code (other target): one call per tile.
+#define AVX512_ATT __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define AVX512_ATT_INLINE __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"), always_inline)) static inline
+
+/// Sixteen KV elements at element index `i` of `base`, as f32 (as kv_load8, twice as wide).
+AVX512_ATT_INLINE __m512 kv_load16(int kv_type, const void *base, int64_t i) {
+    if (kv_type == SV_TYPE_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)));
+    if (kv_type == SV_TYPE_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i))), 16));
+    if (kv_type == SV_TYPE_F8_E4M3 || kv_type == SV_TYPE_F8_E5M2) {
+        const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)base + i)));
+        const int e4m3 = kv_type == SV_TYPE_F8_E4M3;
+        const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7f));
+        const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24);
+        const __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(e4m3 ? _mm512_slli_epi32(mag, 20) : _mm512_slli_epi32(mag, 21)),
+                                       _mm512_set1_ps(e4m3 ? 0x1p120f : 0x1p112f));
+        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), sign));
+    }
+    return _mm512_loadu_ps((const float *)base + i);
+}
+
+/// values_tile over dims [d0, d0 + 16*NC) of NH heads.
+AVX512_ATT_INLINE void values_tile16(int kv_type, const int NH, const int NC, const float *p, int64_t ld,
+                                     const void *v, int64_t v_stride, const int32_t *slots, int64_t L, int64_t d0,
+                                     const float *inv, float *oh, int64_t vd) {
+    __m512 acc[3][8];
+    for (int j = 0; j < NH; j++)
+        for (int c = 0; c < NC; c++) acc[j][c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < L; i++) {
+        const int64_t b = (int64_t)slots[i] * v_stride + d0;
+        __m512 vv[8];
+        for (int c = 0; c < NC; c++) vv[c] = kv_load16(kv_type, v, b + 16 * c);
+        for (int j = 0; j < NH; j++) {
+            const __m512 w = _mm512_set1_ps(p[j * ld + i]);
+            for (int c = 0; c < NC; c++) acc[j][c] = _mm512_fmadd_ps(w, vv[c], acc[j][c]);
+        }
+    }
+    for (int j = 0; j < NH; j++) {
+        const __m512 s = _mm512_set1_ps(inv[j]);
+        for (int c = 0; c < NC; c++) _mm512_storeu_ps(oh + j * vd + d0 + 16 * c, _mm512_mul_ps(acc[j][c], s));
+    }
+}
+
+/// The weighted V sums of `nh` <= 3 heads over all `vd` dims (vd % 16 == 0): 3 heads 64 dims a
+/// pass (12 accumulators), fewer heads 128.
+AVX512_ATT static void __attribute__((noinline))
+values_heads16(int kv_type, int nh, const float *p, int64_t ld, const void *v, int64_t v_stride, const int32_t *slots,
+               int64_t L, const float *inv, float *oh, int64_t vd) {
+    const int64_t width = nh == 3 ? 64 : 128;
+    for (int64_t d0 = 0; d0 < vd; d0 += width) {
+        const int nc = vd - d0 >= width ? (int)(width / 16) : (int)((vd - d0) / 16);
+#define SV_VT16(T, NH, NC) case (NH) * 16 + (NC): values_tile16(T, NH, NC, p, ld, v, v_stride, slots, L, d0, inv, oh, vd); break;
+#define SV_VT16_ALL(T)                                                                                               \
+    switch (nh * 16 + nc) {                                                                                          \
+    SV_VT16(T, 1, 1) SV_VT16(T, 1, 2) SV_VT16(T, 1, 3) SV_VT16(T, 1, 4)                                             \
+    SV_VT16(T, 1, 5) SV_VT16(T, 1, 6) SV_VT16(T, 1, 7) SV_VT16(T, 1, 8)                                             \
+    SV_VT16(T, 2, 1) SV_VT16(T, 2, 2) SV_VT16(T, 2, 3) SV_VT16(T, 2, 4)                                             \
+    SV_VT16(T, 2, 5) SV_VT16(T, 2, 6) SV_VT16(T, 2, 7) SV_VT16(T, 2, 8)                                             \
+    SV_VT16(T, 3, 1) SV_VT16(T, 3, 2) SV_VT16(T, 3, 3) SV_VT16(T, 3, 4)                                             \
+    default: break;                                                                                                  \
+    }
+        switch (kv_type) {
+        case SV_TYPE_F16: SV_VT16_ALL(SV_TYPE_F16) break;
+        case SV_TYPE_BF16: SV_VT16_ALL(SV_TYPE_BF16) break;
+        case SV_TYPE_F8_E4M3: SV_VT16_ALL(SV_TYPE_F8_E4M3) break;
+        case SV_TYPE_F8_E5M2: SV_VT16_ALL(SV_TYPE_F8_E5M2) break;
+        default: SV_VT16_ALL(SV_TYPE_F32) break;
+        }
+#undef SV_VT16_ALL
+#undef SV_VT16
+    }
+}
+
 AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                                  int64_t nq, int64_t nrows, int64_t hd, int64_t vd,
                                  const void *k, const void *v, int64_t kv_stride, int64_t v_stride,
                                  const int32_t *slots, int64_t first_keys, int causal, float scale,
-                                 float *lse, int64_t lse_stride, float *scratch) {
+                                 float *lse, int64_t lse_stride, float *scratch, int wide) {
     for (int64_t r = 0; r < nrows; r++) {
         const int64_t L = causal ? first_keys + r : first_keys;
         const float *qr = q + r * q_stride;
@@ -161,6 +239,10 @@ AVX2_INLINE void attention_typed(int kv_type, const float *q, int64_t q_stride, 
             const int nh = nq - j0 >= 3 ? 3 : (int)(nq - j0);
             const float *p = scratch + j0 * L;
             float *oh = orow + j0 * vd;
+            if (wide && vd % 16 == 0) {
+                values_heads16(kv_type, nh, p, L, v, v_stride, slots, L, inv + j0, oh, vd);
+                continue;
+            }
             // 3 heads x 4 chunks would need 12 accumulators + 4 V chunks + the
             // broadcast weights: more than 16 registers, and a spilled accumulator
             // turns every key into a store-reload chain. 3 heads take 2 chunks a pass.
@@ -185,28 +267,28 @@ AVX2 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float 
                       int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
                       const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                       const int32_t *slots, int64_t first_keys, int causal, float scale,
-                      float *lse, int64_t lse_stride, float *scratch) {
+                      float *lse, int64_t lse_stride, float *scratch, int wide) {
     if (head_dim % 8 != 0 || v_dim % 8 != 0) return -1;
     switch (kv_type) {
     case SV_TYPE_F16:
         attention_typed(SV_TYPE_F16, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
-                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch, wide);
         return 0;
     case SV_TYPE_BF16:
         attention_typed(SV_TYPE_BF16, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
-                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch, wide);
         return 0;
     case SV_TYPE_F8_E4M3:
         attention_typed(SV_TYPE_F8_E4M3, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride,
-                        v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
+                        v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch, wide);
         return 0;
     case SV_TYPE_F8_E5M2:
         attention_typed(SV_TYPE_F8_E5M2, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride,
-                        v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch);
+                        v_stride, slots, first_keys, causal, scale, lse, lse_stride, scratch, wide);
         return 0;
     case SV_TYPE_F32:
         attention_typed(SV_TYPE_F32, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v, k_stride, v_stride,
-                        slots, first_keys, causal, scale, lse, lse_stride, scratch);
+                        slots, first_keys, causal, scale, lse, lse_stride, scratch, wide);
         return 0;
     default: return -1;
     }

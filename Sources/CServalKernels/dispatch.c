@@ -398,9 +398,10 @@ static void attention_rows(int isa, int kv_type, const float *q, int64_t q_strid
                            int64_t k_stride, int64_t v_stride, const int32_t *slots, int64_t first_keys, int causal,
                            float scale, float *lse, int64_t lse_stride, float *scratch) {
 #if defined(__x86_64__)
+    // wide: the weighted V sums in 512-bit vectors (the same bits as the AVX2 ones).
     if (USE_AVX2(isa) && sv_attention_avx2(kv_type, q, q_stride, out, out_stride, nq, nrows, head_dim, v_dim, k, v,
                                            k_stride, v_stride, slots, first_keys, causal, scale, lse, lse_stride,
-                                           scratch) == 0)
+                                           scratch, USE_AVX512(isa)) == 0)
         return;
 #else
     (void)isa;

@@ -138,11 +138,12 @@ void sv_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
 float sv_dot_f16_f32_avx2(const uint16_t *a, const float *b, int64_t n);
 void sv_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, int64_t n);
 /// Returns -1 when head_dim is not a multiple of 8 or kv_type is unsupported (caller falls back to scalar).
+/// `wide` (an AVX-512 host): the weighted V sums in 512-bit vectors, the same bits.
 int sv_attention_avx2(int kv_type, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                       int64_t nq, int64_t nrows, int64_t head_dim, int64_t v_dim,
                       const void *k, const void *v, int64_t k_stride, int64_t v_stride,
                       const int32_t *slots, int64_t first_keys, int causal, float scale,
-                      float *lse, int64_t lse_stride, float *scratch);
+                      float *lse, int64_t lse_stride, float *scratch, int wide);
 
 // ---- AVX-512 implementations (kernels_avx512.c, kernels_avx512vnni.c, ops_avx512.c) ----
 // Path SV_ISA_AVX512 needs AVX-512 F/BW/VL/DQ (plus AVX2/FMA/F16C, implied on

@@ -156,6 +156,21 @@ import Testing
         #expect(worst < 1e-5)
     }
 
+    /// The AVX-512 paths sum V in 512-bit vectors: the same chain of FMAs per output element as
+    /// the AVX2 path, so the same bits (3 heads at 64 dims a pass, fewer heads at 128).
+    @Test(.enabled(if: KernelPath.avx512.isSupported, "this CPU has no AVX-512"), arguments: types)
+    func wideValuesEqualAVX2Bits(type: DType) {
+        for (n, (nq, hd, first, rows)) in [(3, 64, 40, 5), (5, 128, 600, 2), (2, 64, 9, 3), (1, 128, 70, 1)]
+            .enumerated()
+        {
+            let p = Problem(
+                type: type, groupHeads: nq, kvHeads: 1, headDim: hd, firstKeys: first, rows: rows, seed: UInt64(n) + 7)
+            let a = p.kernel(kvHead: 0, path: .avx2), b = p.kernel(kvHead: 0, path: .avx512)
+            #expect(a.ok && b.ok)
+            #expect(a.out == b.out, "\(type) shape \(n)")
+        }
+    }
+
     /// A row longer than a key chunk, computed as the chunk calls and ordered merges that
     /// CPUAttention spreads over threads, gives the kernel's bits exactly.
     @Test(arguments: KernelPath.supported)
