@@ -40,9 +40,9 @@ public final class CUDAKernels: @unchecked Sendable {
             table.bytes >= vocab * dim * 2 && ids.bytes >= tokens * 4 && out.bytes >= tokens * dim * 4,
             "embedding buffers too small for \(tokens) tokens x \(dim)")
         var a = KernelArgs()
-        a.add(table); a.add(ids); a.add(out); a.add(dim); a.add(vocab)
+        a.add(table); a.add(ids); a.add(out); a.add(dim); a.add(vocab); a.add(tokens)
         try fn("sv_embedding_bf16").launch(
-            grid: (Self.blocks(dim, 256), tokens, 1), block: (256, 1, 1),
+            grid: (Self.blocks(dim, 256), min(tokens, 65_535), 1), block: (256, 1, 1),
             stream: stream, args: a)
     }
 
@@ -83,9 +83,9 @@ public final class CUDAKernels: @unchecked Sendable {
     ) throws {
         try require(gateUp.bytes >= tokens * 2 * inter * 2 && out.bytes >= tokens * inter * 2, "silu buffers too small")
         var a = KernelArgs()
-        a.add(gateUp); a.add(out); a.add(inter)
+        a.add(gateUp); a.add(out); a.add(inter); a.add(tokens)
         try fn("sv_silu_mul_bf16").launch(
-            grid: (Self.blocks(inter, 256), tokens, 1), block: (256, 1, 1),
+            grid: (Self.blocks(inter, 256), min(tokens, 65_535), 1), block: (256, 1, 1),
             stream: stream, args: a)
     }
 

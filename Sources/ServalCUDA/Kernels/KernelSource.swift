@@ -104,13 +104,17 @@ public enum KernelSource {
         // ---- embedding, RMSNorm + residual, RoPE, SiLU*mul, KV write ----
 
         // out[t, :] = table[ids[t], :] as fp32 (an id outside [0, vocab) gives zeros; the host
-        // refuses such ids before launching). grid (ceil(dim/256), n_tokens), block 256.
-        extern "C" __global__ void sv_embedding_bf16(const bf16_t *table, const int *ids, float *out, int dim, int vocab) {
-            int t = blockIdx.y;
-            int id = ids[t];
-            bool ok = id >= 0 && id < vocab;
-            int d = blockIdx.x * blockDim.x + threadIdx.x;
-            if (d < dim) out[(size_t)t * dim + d] = ok ? bf2f(table[(size_t)id * dim + d]) : 0.f;
+        // refuses such ids before launching). grid (ceil(dim/256), min(n_tokens, 65535)), block 256:
+        // grid.y strides over the tokens (a prefill batch may hold more than grid.y's 65535).
+        extern "C" __global__ void sv_embedding_bf16(const bf16_t *table, const int *ids, float *out, int dim, int vocab,
+                                                     int n_tokens) {
+            const int d = blockIdx.x * blockDim.x + threadIdx.x;
+            if (d >= dim) return;
+            for (int t = blockIdx.y; t < n_tokens; t += gridDim.y) {
+                const int id = ids[t];
+                const bool ok = id >= 0 && id < vocab;
+                out[(size_t)t * dim + d] = ok ? bf2f(table[(size_t)id * dim + d]) : 0.f;
+            }
         }
 
         // residual[t] += delta[t] (when delta is non-null), then
@@ -151,11 +155,13 @@ public enum KernelSource {
 
         // out[t, i] = silu(gu[t, i]) * gu[t, inter + i] (gate then up, as a merged gate_up GEMM
         // writes them). grid (ceil(inter/256), n_tokens), block 256.
-        extern "C" __global__ void sv_silu_mul_bf16(const bf16_t *gu, bf16_t *out, int inter) {
-            int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
+        extern "C" __global__ void sv_silu_mul_bf16(const bf16_t *gu, bf16_t *out, int inter, int n_tokens) {
+            const int i = blockIdx.x * blockDim.x + threadIdx.x;
             if (i >= inter) return;
-            float g = bf2f(gu[(size_t)t * 2 * inter + i]), u = bf2f(gu[(size_t)t * 2 * inter + inter + i]);
-            out[(size_t)t * inter + i] = f2bf(g / (1.f + expf(-g)) * u);
+            for (int t = blockIdx.y; t < n_tokens; t += gridDim.y) {  // grid.y <= 65535 strides over the tokens
+                float g = bf2f(gu[(size_t)t * 2 * inter + i]), u = bf2f(gu[(size_t)t * 2 * inter + inter + i]);
+                out[(size_t)t * inter + i] = f2bf(g / (1.f + expf(-g)) * u);
+            }
         }
 
         // Copies token t's k and v (kv_dim values each, at k_off / v_off in its qkv row) into
