@@ -1,5 +1,5 @@
 #!/bin/bash
-# The shortest whole check (about 3 minutes on an H100) for a session left with under 5 minutes of
+# The shortest whole check (about 4 minutes on an H100) for a session left with under 5 minutes of
 # device time: the full selftest (every op, seam, NCCL), V2-Lite-shaped decode at batch 1 and 32, the
 # 8B shapes' decode at batch 1 and 64, bench-cuda (copy bandwidth, GEMV, attention, MLA), the V3 fixture
 # against the CPU, the CUDA PD pair (scripts/pd-cuda-device-check.sh, cut at 60 s) and, last, the 8B
