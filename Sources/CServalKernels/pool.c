@@ -2,7 +2,7 @@
 // hundreds of short parallel loops per token, so workers spin briefly on a
 // generation counter before sleeping on a condition variable: back-to-back
 // loops never pay a wake-up, idle pools burn no CPU.
-#include "serval_kernels.h"
+#include "sv_internal.h"
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -31,6 +31,15 @@ typedef struct {
 
 #define SV_MAX_SHARES 256
 
+/// A participant's progress through a hint (the pool's own bookkeeping).
+typedef struct {
+    uint64_t gen;
+    const char *start[2 * SV_HINT_TARGETS];
+    size_t bytes[2 * SV_HINT_TARGETS];
+    int segments, segment;
+    size_t offset, left;
+} sv_prefetch_cursor;
+
 struct sv_pool {
     int threads;
     pthread_t *workers;
@@ -50,7 +59,7 @@ struct sv_pool {
     _Alignas(64) _Atomic int sleeping;
     _Atomic int stop;
     // The next decode matmul's weights, for idle participants to pull toward their caches
-    // (sv_pool_prefetch_hint): written by the caller, then `hint_gen` is bumped.
+    // (prefetch_hint): written by the caller, then `hint_gen` is bumped.
     _Alignas(64) _Atomic uint64_t hint_gen;
     sv_prefetch_hint hint;
     sv_prefetch_cursor caller_cursor;  // participant 0's progress through the hint
@@ -304,7 +313,11 @@ void sv_pool_run_ranges(sv_pool *p, int64_t count, int64_t grain, void (*fn)(voi
     launch(p);
 }
 
-void sv_pool_prefetch_hint(sv_pool *p, const sv_prefetch_hint *hint) {
+/// From now on, a participant with nothing to do (a worker waiting for the next job, the
+/// caller waiting for the workers) prefetches into L2 the start of its share of `hint`'s
+/// rows, so the DRAM stream that decode is bound by does not stop between matmuls. NULL
+/// clears it. Only a hint: wrong addresses cost bandwidth, never a fault.
+static void prefetch_hint(sv_pool *p, const sv_prefetch_hint *hint) {
     if (p->threads == 1) return;  // a lone caller has no idle time to fill
     if (hint) p->hint = *hint;
     else p->hint.count = 0;
@@ -339,11 +352,11 @@ void sv_pool_note_matmul(sv_pool *p, const sv_prefetch_hint *matmul) {
         prev->known = 1;
     }
     p->last_successor = me;
-    sv_pool_prefetch_hint(p, me >= 0 && p->successors[me].known ? &p->successors[me].next : NULL);
+    prefetch_hint(p, me >= 0 && p->successors[me].known ? &p->successors[me].next : NULL);
 }
 
 void sv_pool_set_prefetch_budget(sv_pool *p, size_t bytes) {
     p->prefetch_budget = bytes;
     p->last_successor = -1;
-    sv_pool_prefetch_hint(p, NULL);
+    prefetch_hint(p, NULL);
 }

@@ -93,6 +93,25 @@ static inline void sv_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t 
     }
 }
 
+// ---- the pool's decode prefetch (pool.c, fed by pool_matmul.c) ----
+/// The weights of a decode matmul about to come (as sv_pool_matmul will split them: `count`
+/// matrices' rows end to end in ranges of `grain`), for the pool to prefetch while it idles.
+#define SV_HINT_TARGETS 4
+typedef struct {
+    const void *w[SV_HINT_TARGETS];
+    size_t wstride[SV_HINT_TARGETS];
+    int64_t rows[SV_HINT_TARGETS];
+    int count;
+    int64_t grain;
+    size_t budget;  // bytes each participant prefetches at most
+} sv_prefetch_hint;
+/// Called by a decode matmul just before it runs: records it as the successor of the last
+/// one noted, and hints whichever matmul followed it last time (a decode step repeats the
+/// same sequence of weights every token), so the idle time around this one - a worker done
+/// with its share, the caller's norms and the attention between projections - streams the
+/// next one's weights. Each participant prefetches at most the pool's budget per matmul.
+void sv_pool_note_matmul(sv_pool *pool, const sv_prefetch_hint *matmul);
+
 // ---- scalar implementations (kernels_scalar.c) ----
 int sv_dequantize_row_scalar(int type, const void *src, float *dst, int64_t k);
 int sv_quantize_act_row_scalar(int wtype, const float *x, void *dst, int64_t k);

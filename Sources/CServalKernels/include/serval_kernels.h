@@ -197,36 +197,6 @@ typedef struct {
 int sv_pool_matmul(sv_pool *pool, int64_t grain, int isa, int wtype, int64_t k, const sv_matmul_target *targets,
                    int count, const void *xq, size_t xstride, int64_t nx);
 
-/// The weights of a decode matmul about to come (as sv_pool_matmul will split them: `count`
-/// matrices' rows end to end in ranges of `grain`), for the pool to prefetch while it idles.
-#define SV_HINT_TARGETS 4
-typedef struct {
-    const void *w[SV_HINT_TARGETS];
-    size_t wstride[SV_HINT_TARGETS];
-    int64_t rows[SV_HINT_TARGETS];
-    int count;
-    int64_t grain;
-    size_t budget;  // bytes each participant prefetches at most
-} sv_prefetch_hint;
-/// A participant's progress through a hint (the pool's own bookkeeping).
-typedef struct {
-    uint64_t gen;
-    const char *start[2 * SV_HINT_TARGETS];
-    size_t bytes[2 * SV_HINT_TARGETS];
-    int segments, segment;
-    size_t offset, left;
-} sv_prefetch_cursor;
-/// From now on, a participant with nothing to do (a worker waiting for the next job, the
-/// caller waiting for the workers) prefetches into L2 the start of its share of `hint`'s
-/// rows, so the DRAM stream that decode is bound by does not stop between matmuls. NULL
-/// clears it. Only a hint: wrong addresses cost bandwidth, never a fault.
-void sv_pool_prefetch_hint(sv_pool *pool, const sv_prefetch_hint *hint);
-/// Called by a decode matmul just before it runs: records it as the successor of the last
-/// one noted, and hints whichever matmul followed it last time (a decode step repeats the
-/// same sequence of weights every token), so the idle time around this one - a worker done
-/// with its share, the caller's norms and the attention between projections - streams the
-/// next one's weights. Each participant prefetches at most the pool's budget per matmul.
-void sv_pool_note_matmul(sv_pool *pool, const sv_prefetch_hint *matmul);
 /// Bytes each participant prefetches of the next decode matmul (default 256 KB, well inside
 /// a core's L2); 0 turns the prediction off (kernel benchmarks that time one call in isolation).
 void sv_pool_set_prefetch_budget(sv_pool *pool, size_t bytes);
