@@ -85,12 +85,7 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
         rows = rowStart[seqs]
         startPositions = step.startPositions
         slotStart = step.slotStart
-        if step.slots.count > slotCapacity {
-            let cap = max(step.slots.count, slotCapacity * 2)
-            slots.deallocate()
-            slots = .allocate(capacity: cap)
-            slotCapacity = cap
-        }
+        Self.reserve(&slots, &slotCapacity, step.slots.count, growing: max(step.slots.count, slotCapacity * 2))
         step.slots.withUnsafeBufferPointer { p in
             if let base = p.baseAddress { slots.update(from: base, count: p.count) }
         }
@@ -117,17 +112,8 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
             scratch = .allocate(capacity: pool.threads * scratchStride)
         }
         if plan.hasSharing {
-            let outCount = rows * queryHeads * valueWidth, lseCount = 2 * rows * queryHeads
-            if outCount > prefixOutCapacity {
-                prefixOut.deallocate()
-                prefixOut = .allocate(capacity: outCount)
-                prefixOutCapacity = outCount
-            }
-            if lseCount > lseCapacity {
-                lse.deallocate()
-                lse = .allocate(capacity: lseCount)
-                lseCapacity = lseCount
-            }
+            Self.reserve(&prefixOut, &prefixOutCapacity, rows * queryHeads * valueWidth)
+            Self.reserve(&lse, &lseCapacity, 2 * rows * queryHeads)
         }
     }
 
@@ -162,17 +148,20 @@ public final class CPUAttention: AttentionBackend, @unchecked Sendable {
         }
         guard partials > 0 else { return }
         plan.items = items
-        let outCount = partials * group * valueWidth, lseCount = partials * group
-        if outCount > partialOutCapacity {
-            partialOut.deallocate()
-            partialOut = .allocate(capacity: outCount)
-            partialOutCapacity = outCount
-        }
-        if lseCount > partialLSECapacity {
-            partialLSE.deallocate()
-            partialLSE = .allocate(capacity: lseCount)
-            partialLSECapacity = lseCount
-        }
+        Self.reserve(&partialOut, &partialOutCapacity, partials * group * valueWidth)
+        Self.reserve(&partialLSE, &partialLSECapacity, partials * group)
+    }
+
+    /// Makes `buffer` hold at least `count` elements: when `capacity` is short, a new
+    /// allocation of `growing` (default `count`) elements replaces it, contents not kept.
+    private static func reserve<T>(
+        _ buffer: inout UnsafeMutablePointer<T>, _ capacity: inout Int, _ count: Int, growing: Int? = nil
+    ) {
+        guard count > capacity else { return }
+        let newCapacity = growing ?? count
+        buffer.deallocate()
+        buffer = .allocate(capacity: newCapacity)
+        capacity = newCapacity
     }
 
     public func forward(
