@@ -6,6 +6,7 @@
 #include "sv_cuda.h"
 
 #include <dlfcn.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,7 @@ static struct {
     int (*cuFuncSetAttribute)(void *, int, int);
     int (*cuLaunchKernel)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
                           void **, void **);
+    int (*cuLaunchKernelEx)(const void *, void *, void **, void **);  // optional (CUDA 11.8+)
     int (*cuStreamBeginCapture)(void *, int);
     int (*cuStreamEndCapture)(void *, void **);
     int (*cuGraphInstantiate)(void **, void *, unsigned long long);
@@ -190,6 +192,7 @@ static void load_driver(void) {
     SYM(drv, h, cuModuleGetFunction, "cuModuleGetFunction");
     SYM(drv, h, cuFuncSetAttribute, "cuFuncSetAttribute");
     SYM(drv, h, cuLaunchKernel, "cuLaunchKernel");
+    *(void **)(&drv.cuLaunchKernelEx) = dlsym(h, "cuLaunchKernelEx");  // may be absent: plain launches then
     SYM(drv, h, cuStreamBeginCapture, "cuStreamBeginCapture_v2");
     SYM(drv, h, cuStreamEndCapture, "cuStreamEndCapture");
     SYM(drv, h, cuGraphInstantiate, "cuGraphInstantiateWithFlags");
@@ -326,6 +329,40 @@ FWD(drv, cuLaunchKernel,
     (void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sh, void *st,
      void **p, void **e),
     (f, gx, gy, gz, bx, by, bz, sh, st, p, e))
+
+// cuLaunchKernelEx's config and attribute, laid out as cuda.h declares them (CUlaunchConfig,
+// CUlaunchAttribute with its 64-byte value union).
+typedef struct {
+    unsigned id;
+    char pad[4];
+    union {
+        char bytes[64];
+        int i;
+    } value;
+} sv_launch_attribute;
+typedef struct {
+    unsigned gx, gy, gz, bx, by, bz, shared_bytes;
+    void *stream;
+    sv_launch_attribute *attrs;
+    unsigned num_attrs;
+} sv_launch_config;
+enum { SV_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6 };
+_Static_assert(sizeof(sv_launch_attribute) == 72, "CUlaunchAttribute is 72 bytes");
+_Static_assert(offsetof(sv_launch_config, stream) == 32 && sizeof(sv_launch_config) == 56, "CUlaunchConfig layout");
+
+int sv_has_programmatic_launch(void) { return drv.status == 0 && drv.cuLaunchKernelEx != NULL; }
+
+int sv_cuLaunchKernelProgrammatic(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                                  unsigned shared_bytes, void *stream, void **params) {
+    if (drv.status != 0) return SV_NOT_LOADED;
+    if (!drv.cuLaunchKernelEx) return drv.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shared_bytes, stream, params, NULL);
+    sv_launch_attribute attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = SV_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.i = 1;
+    sv_launch_config config = {gx, gy, gz, bx, by, bz, shared_bytes, stream, &attr, 1};
+    return drv.cuLaunchKernelEx(&config, f, params, NULL);
+}
 
 FWD(drv, cuStreamBeginCapture, (void *s, int m), (s, m))
 FWD(drv, cuStreamEndCapture, (void *s, void **g), (s, g))

@@ -64,6 +64,9 @@ public struct CUDADeviceInfo: Sendable {
         return computeCapability.major == 9 && computeCapability.minor == 0 ? base + "a" : base
     }
 
+    /// Programmatic dependent launch: compute capability 9.0 and up, and a driver with cuLaunchKernelEx.
+    public var supportsProgrammaticLaunch: Bool { computeCapability.major >= 9 && sv_has_programmatic_launch() != 0 }
+
     /// "13.0" from 13000.
     public var driverVersionString: String { "\(driverVersion / 1000).\(driverVersion % 1000 / 10)" }
 

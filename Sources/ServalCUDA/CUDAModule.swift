@@ -47,12 +47,16 @@ public struct CUDAFunction: @unchecked Sendable {
                 UnsafeMutableRawPointer(slots.baseAddress! + $0)
             }
             try pointers.withUnsafeMutableBufferPointer { params in
-                try check(
-                    sv_cuLaunchKernel(
-                        handle, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2),
-                        UInt32(block.0), UInt32(block.1), UInt32(block.2),
-                        UInt32(sharedBytes), stream.handle, params.baseAddress, nil),
-                    "cuLaunchKernel(\(name), grid \(grid), block \(block), \(sharedBytes) B shared)")
+                let g = (UInt32(grid.0), UInt32(grid.1), UInt32(grid.2))
+                let b = (UInt32(block.0), UInt32(block.1), UInt32(block.2))
+                let result =
+                    stream.programmaticLaunch
+                    ? sv_cuLaunchKernelProgrammatic(
+                        handle, g.0, g.1, g.2, b.0, b.1, b.2, UInt32(sharedBytes), stream.handle, params.baseAddress)
+                    : sv_cuLaunchKernel(
+                        handle, g.0, g.1, g.2, b.0, b.1, b.2, UInt32(sharedBytes), stream.handle, params.baseAddress,
+                        nil)
+                try check(result, "cuLaunchKernel(\(name), grid \(grid), block \(block), \(sharedBytes) B shared)")
             }
         }
     }

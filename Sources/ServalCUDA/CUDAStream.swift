@@ -3,6 +3,10 @@ import CServalCUDA
 /// A CUDA stream: work on it runs in issue order. Copies, kernels and GEMMs take one.
 public final class CUDAStream: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer?
+    /// Kernels go out as programmatic dependent launches (`sv_cuLaunchKernelProgrammatic`): each
+    /// may be scheduled while the one before it finishes, and waits for it with SV_PDL_ENTRY()
+    /// (every kernel of `KernelSource` starts with it). Only for compute capability 9.0 and up.
+    public var programmaticLaunch = false
 
     /// A new non-blocking stream (does not synchronise with the legacy default stream).
     public init() throws {

@@ -69,6 +69,13 @@ int sv_cuModuleGetFunction(void **function, void *module, const char *name);
 int sv_cuFuncSetAttribute(void *function, int attribute, int value);
 int sv_cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                       unsigned shared_bytes, void *stream, void **params, void **extra);
+/// Whether the driver has cuLaunchKernelEx (programmatic dependent launch, Hopper and later).
+int sv_has_programmatic_launch(void);
+/// cuLaunchKernel with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION set: the kernel may be
+/// scheduled before the previous kernel in the stream ends and must wait for it itself
+/// (griddepcontrol.wait). A plain launch where the driver lacks cuLaunchKernelEx.
+int sv_cuLaunchKernelProgrammatic(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                                  unsigned shared_bytes, void *stream, void **params);
 // CUDA graphs: capture a stream's work once, replay it with one launch.
 int sv_cuStreamBeginCapture(void *stream, int mode);
 int sv_cuStreamEndCapture(void *stream, void **graph);

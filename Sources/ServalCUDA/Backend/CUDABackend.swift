@@ -69,11 +69,15 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
         // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=smem|warp|splitk.
         gemv = GEMVVariant.fromEnvironment(ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"])
+        // Programmatic dependent launch on Hopper and later; SERVAL_CUDA_PDL=0 turns it off (A/B).
+        stream.programmaticLaunch =
+            context.info.supportsProgrammaticLaunch && ProcessInfo.processInfo.environment["SERVAL_CUDA_PDL"] != "0"
         let c = kernels.compile
         log(
             "cuda: \(context.info.name) (\(context.info.arch), \(context.info.multiprocessors) SMs, "
                 + "\(context.info.totalMemory >> 20) MiB); kernels "
-                + (c.cached ? "loaded from the cache" : "compiled") + String(format: " in %.2f s", c.seconds))
+                + (c.cached ? "loaded from the cache" : "compiled") + String(format: " in %.2f s", c.seconds)
+                + (stream.programmaticLaunch ? "; programmatic dependent launch on" : ""))
     }
 
     public var name: String { "cuda (\(context.info.name), \(context.info.arch))" }

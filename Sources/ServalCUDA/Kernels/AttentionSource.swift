@@ -190,6 +190,7 @@ extension KernelSource {
                 const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,                \
                 const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads, int n_kv_heads,       \
                 float scale) {                                                                                           \
+                SV_PDL_ENTRY();                                                                                          \
                 decode_attn<D, GS>(q, q_stride, kc, vc, kv_indptr, kv_indices, out, part_acc, part_ml, n_heads,          \
                                    n_kv_heads, scale);                                                                   \
             }
@@ -224,6 +225,7 @@ extension KernelSource {
         // read 8 at a time (independent loads in flight).
         extern "C" __global__ void sv_decode_attn_reduce(const float *part_acc, const float *part_ml, bf16_t *out,
                                                          int n_heads, int head_dim, int n_split) {
+            SV_PDL_ENTRY();
             __shared__ float w[64];
             const int b = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
             const size_t p0 = ((size_t)b * n_heads + h) * n_split;
@@ -347,6 +349,7 @@ extension KernelSource {
             extern "C" __global__ void __launch_bounds__(128) sv_extend_attn_d##D(                                      \
                 const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
                 const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
+                SV_PDL_ENTRY();                                                                                         \
                 extend_attn<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads, scale); \
             }
         EXTEND_INSTANCE(64) EXTEND_INSTANCE(128) EXTEND_INSTANCE(256)

@@ -7,11 +7,13 @@ extension KernelSource {
 
         // y[i] = bf16(x[i]): GEMM inputs and attention queries. Grid-stride, block 256.
         extern "C" __global__ void sv_f32_to_bf16(const float *x, bf16_t *y, int n) {
+            SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = f2bf(x[i]);
         }
 
         // y[i] = float(x[i]). Grid-stride, block 256.
         extern "C" __global__ void sv_bf16_to_f32(const bf16_t *x, float *y, int n) {
+            SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = bf2f(x[i]);
         }
 
@@ -61,6 +63,7 @@ extension KernelSource {
 
         // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (y may be x). grid rows, block 256.
         extern "C" __global__ void sv_rmsnorm_f32(const float *x, const float *w, float *y, int cols, float eps) {
+            SV_PDL_ENTRY();
             __shared__ float scratch[33];
             const float *xr = x + (size_t)blockIdx.x * cols;
             float *yr = y + (size_t)blockIdx.x * cols;
@@ -80,11 +83,13 @@ extension KernelSource {
 
         // y = a + b (y may be either). Grid-stride, block 256.
         extern "C" __global__ void sv_add_f32(const float *a, const float *b, float *y, int n) {
+            SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = a[i] + b[i];
         }
 
         // y = silu(g) * u (y may be either). Grid-stride, block 256.
         extern "C" __global__ void sv_silu_mul_f32(const float *g, const float *u, float *y, int n) {
+            SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
                 float v = g[i];
                 y[i] = v / (1.f + expf(-v)) * u[i];
@@ -93,6 +98,7 @@ extension KernelSource {
 
         // y[r, c] += bias[c] over rows x cols. Grid-stride, block 256.
         extern "C" __global__ void sv_add_bias_f32(float *y, const float *bias, int cols, int n) {
+            SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] += bias[i % cols];
         }
 
@@ -100,6 +106,7 @@ extension KernelSource {
         // Grid-stride over rows * n, block 256.
         extern "C" __global__ void sv_rotary_angles(const int *positions, const float *inv_freq, int n, float *cos_out,
                                                     float *sin_out, int total) {
+            SV_PDL_ENTRY();
             for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
                 int r = idx / n, i = idx % n;
                 double a = (double)positions[r] * (double)inv_freq[i];
@@ -115,6 +122,7 @@ extension KernelSource {
         // neox: pairs (i, i + rot_dim/2), else (2i, 2i+1). grid (rows, heads), block >= rot_dim/2.
         extern "C" __global__ void sv_rope_f32(float *x, int row_stride, int head_dim, int rot_dim, const float *cos_in,
                                                const float *sin_in, int neox) {
+            SV_PDL_ENTRY();
             const int r = blockIdx.x, h = blockIdx.y, half = rot_dim / 2;
             float *v = x + (size_t)r * row_stride + (size_t)h * head_dim;
             for (int i = threadIdx.x; i < half; i += blockDim.x) {
@@ -131,6 +139,7 @@ extension KernelSource {
         extern "C" __global__ void sv_rope2_f32(float *x1, int stride1, int heads1, float *x2, int stride2,
                                                 int head_dim, int rot_dim, const float *cos_in, const float *sin_in,
                                                 int neox) {
+            SV_PDL_ENTRY();
             const int r = blockIdx.x, half = rot_dim / 2;
             int h = blockIdx.y;
             float *v;
@@ -151,6 +160,7 @@ extension KernelSource {
 
         // y[j] = x[rows[j]] (cols floats each). grid (ceil(cols/256), count), block 256.
         extern "C" __global__ void sv_gather_rows_f32(const float *x, const int *rows, int cols, float *y) {
+            SV_PDL_ENTRY();
             const int j = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
             if (c < cols) y[(size_t)j * cols + c] = x[(size_t)rows[j] * cols + c];
         }
@@ -159,6 +169,7 @@ extension KernelSource {
         // caches ([slot, kv_dim]). grid tokens, block 128.
         extern "C" __global__ void sv_kv_write_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
                                                    bf16_t *v_cache, int kv_dim) {
+            SV_PDL_ENTRY();
             const int t = blockIdx.x;
             const size_t slot = (size_t)slots[t];
             for (int d = threadIdx.x; d < kv_dim; d += blockDim.x) {
@@ -172,6 +183,7 @@ extension KernelSource {
         // rounded to fp32 before the norm reads it, as the two separate ops do. grid rows, block 256.
         extern "C" __global__ void sv_add_rmsnorm_f32(float *a, const float *b, const float *w, float *y, int cols,
                                                       float eps) {
+            SV_PDL_ENTRY();
             __shared__ float scratch[33];
             float *ar = a + (size_t)blockIdx.x * cols;
             const float *br = b + (size_t)blockIdx.x * cols;
@@ -196,6 +208,7 @@ extension KernelSource {
         extern "C" __global__ void sv_kv_write_q_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
                                                      bf16_t *v_cache, int kv_dim, const float *q, bf16_t *q_out,
                                                      int q_width) {
+            SV_PDL_ENTRY();
             const int t = blockIdx.x;
             const size_t slot = (size_t)slots[t];
             // 8 values per thread loaded before any is stored (one round trip per 8, not per value).
@@ -250,6 +263,7 @@ extension KernelSource {
             sv_gemv3_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1, float *y1,
                                int n1, const bf16_t *__restrict__ w2, float *y2, int n2, const float *__restrict__ x,
                                int k) {
+            SV_PDL_ENTRY();
             int row = blockIdx.x * 8 + (threadIdx.x >> 5);
             const int lane = threadIdx.x & 31;
             const bf16_t *w = w0;
@@ -325,6 +339,7 @@ extension KernelSource {
             sv_gemv3s_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
                                 float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
                                 const float *__restrict__ x, int k) {
+            SV_PDL_ENTRY();
             extern __shared__ uint4 xs[];
             const int chunks = k / 8;
             for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
@@ -363,6 +378,7 @@ extension KernelSource {
             sv_gemv3k_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
                                 float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
                                 const float *__restrict__ x, int k) {
+            SV_PDL_ENTRY();
             __shared__ float partial[8][SV_GEMVK_ROWS];
             const int first = blockIdx.x * SV_GEMVK_ROWS, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
             const uint4 *wr[SV_GEMVK_ROWS];
@@ -407,6 +423,7 @@ extension KernelSource {
         // grid ceil(n / 8), block 256.
         extern "C" __global__ void __launch_bounds__(256) sv_gemv_bf16_xf32(const bf16_t *w, const float *x, float *y,
                                                                             int n, int k) {
+            SV_PDL_ENTRY();
             const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
             if (row >= n) return;
             const uint4 *wr = (const uint4 *)(w + (size_t)row * k);

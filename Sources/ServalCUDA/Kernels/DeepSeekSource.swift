@@ -11,6 +11,7 @@ extension KernelSource {
         // New latent rows (fp32 [tokens, width]: normed latent | rotated k_pe) into the bf16
         // cache at their slots.
         extern "C" __global__ void sv_mla_write(const float *rows, const int *slots, bf16_t *cache, int width) {
+            SV_PDL_ENTRY();
             int t = blockIdx.x;
             const float *r = rows + (size_t)t * width;
             bf16_t *dst = cache + (size_t)slots[t] * width;
@@ -35,6 +36,7 @@ extension KernelSource {
             const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
             float scale, int splits) {
+            SV_PDL_ENTRY();
             extern __shared__ __align__(16) unsigned char mla_smem[];
             const int KWP = (kw + 15) & ~15, RS = KWP + 8, PS = SV_MLA_BK + 8, SS = SV_MLA_BK + 1;
             bf16_t *sk = (bf16_t *)mla_smem;                   // [2][BK][RS] key tiles
@@ -237,6 +239,7 @@ extension KernelSource {
         // the partial rows read 8 splits at a time. splits <= 32.
         extern "C" __global__ void sv_mla_decode_combine(const float *part_acc, const float *part_ml, float *out,
                                                          int heads, int latent, int splits) {
+            SV_PDL_ENTRY();
             __shared__ float w[64];
             const size_t row = (size_t)blockIdx.x * heads + blockIdx.y;
             split_weights<true>(part_ml + row * splits * 2, splits, w);
@@ -268,6 +271,7 @@ extension KernelSource {
         extern "C" __global__ void __launch_bounds__(128) sv_moe_route(
             const float *logits, const float *bias, int *ids, float *weights, int tokens, int E, int k,
             int method, int sigmoid, int groups, int topk_groups, int normalize, float scaling) {
+            SV_PDL_ENTRY();
             __shared__ float s_scores[4][SV_MOE_MAX_EXPERTS], s_choice[4][SV_MOE_MAX_EXPERTS];
             __shared__ float s_gscore[4][SV_MOE_MAX_GROUPS];
             __shared__ int s_keep[4][SV_MOE_MAX_GROUPS];
@@ -344,6 +348,7 @@ extension KernelSource {
         // w[n, :] . x[r * x_stride ..] with w bf16 [N, K], x and y fp32; a warp per (r, n).
         extern "C" __global__ void sv_strided_matmul(
             const float *x, int x_stride, const bf16_t *w, float *y, int y_stride, int rows, int N, int K) {
+            SV_PDL_ENTRY();
             long long gw = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
             int lane = threadIdx.x & 31;
             if (gw >= (long long)rows * N) return;
@@ -362,6 +367,7 @@ extension KernelSource {
         // row in registers (K <= 512), so a decode step reads each matrix once.
         extern "C" __global__ void sv_head_matmul(const float *x, int x_stride, int x_hstride, const u64 *table,
                                                   float *y, int y_stride, int y_hstride, int rows, int N, int K) {
+            SV_PDL_ENTRY();
             const int n = blockIdx.x * 8 + (threadIdx.x >> 5), h = blockIdx.y, lane = threadIdx.x & 31;
             if (n >= N) return;
             const bf16_t *w = (const bf16_t *)table[h] + (size_t)n * K;
@@ -383,6 +389,7 @@ extension KernelSource {
         // dst[r * dst_stride + c] = src[r * src_stride + c] for c < cols (slices of wider rows).
         extern "C" __global__ void sv_copy_rows_f32(
             const float *src, int src_stride, float *dst, int dst_stride, int rows, int cols) {
+            SV_PDL_ENTRY();
             for (int r = blockIdx.y; r < rows; r += gridDim.y)
                 for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
                     dst[(size_t)r * dst_stride + c] = src[(size_t)r * src_stride + c];
@@ -396,6 +403,7 @@ extension KernelSource {
         // return.
         extern "C" __global__ void __launch_bounds__(1024) sv_moe_sort(const int *ids, int pairs, int E, int *meta,
                                                                        int *perm) {
+            SV_PDL_ENTRY();
             __shared__ int cnt[SV_MOE_MAX_EXPERTS], off[SV_MOE_MAX_EXPERTS];
             for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
             __syncthreads();
@@ -472,6 +480,7 @@ extension KernelSource {
         extern "C" __global__ void __launch_bounds__(256) sv_moe_gate_up_grouped(
             const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
             int H, int I, int k) {
+            SV_PDL_ENTRY();
             const int u = blockIdx.y, i = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
             if (u >= meta[0] || i >= I) return;
             const int e = meta[1 + u], first = meta[1 + E + u], count = meta[1 + 2 * E + u];
@@ -499,6 +508,7 @@ extension KernelSource {
         // output row o, 8 rows per block. I % 8 == 0.
         extern "C" __global__ void __launch_bounds__(256) sv_moe_down_grouped(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
+            SV_PDL_ENTRY();
             const int u = blockIdx.y, o = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
             if (u >= meta[0] || o >= H) return;
             const int e = meta[1 + u], first = meta[1 + E + u], count = meta[1 + 2 * E + u];
@@ -520,6 +530,7 @@ extension KernelSource {
 
         // y[t, o] = sum_j w[t*k + j] * yp[t*k + j, o], the k choices summed in order.
         extern "C" __global__ void sv_moe_combine(const float *yp, const float *w, float *y, int tokens, int H, int k) {
+            SV_PDL_ENTRY();
             const size_t n = (size_t)tokens * H;
             for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
                  idx += (size_t)gridDim.x * blockDim.x) {
@@ -536,6 +547,7 @@ extension KernelSource {
         extern "C" __global__ void sv_moe_gate_up(
             const float *x, const int *ids, const u64 *gate_w, const u64 *up_w, float *h, int pairs, int H, int I,
             int k) {
+            SV_PDL_ENTRY();
             int i = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
             if (i >= I) return;
             for (int p = blockIdx.y; p < pairs; p += gridDim.y) {
@@ -560,6 +572,7 @@ extension KernelSource {
         extern "C" __global__ void sv_moe_down(
             const float *h, const int *ids, const float *w, const u64 *down_w, float *y, int tokens, int H, int I,
             int k) {
+            SV_PDL_ENTRY();
             int o = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
             if (o >= H) return;
             for (int t = blockIdx.y; t < tokens; t += gridDim.y) {

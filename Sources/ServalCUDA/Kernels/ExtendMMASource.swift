@@ -341,6 +341,7 @@ extension KernelSource {
             extern "C" __global__ void __launch_bounds__(128) sv_extend_mma2_d##D(                                      \
                 const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
                 const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
+                SV_PDL_ENTRY();                                                                                         \
                 extend_attn_mma2<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,    \
                                     scale);                                                                             \
             }
@@ -350,6 +351,7 @@ extension KernelSource {
             extern "C" __global__ void __launch_bounds__(128) sv_extend_mma_d##D(                                       \
                 const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
                 const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
+                SV_PDL_ENTRY();                                                                                         \
                 extend_attn_mma<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,     \
                                    scale);                                                                              \
             }

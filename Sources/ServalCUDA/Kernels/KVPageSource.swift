@@ -27,6 +27,7 @@ extension KernelSource {
         extern "C" __global__ void sv_kv_pages_u128(
             char *pool, const int *slots, char *staging, u64 layer_bytes, int caches, int layers,
             int row_units, int to_pool) {
+            SV_PDL_ENTRY();
             kv_pages_copy<uint4>(pool, slots, staging, layer_bytes, caches, layers, row_units, to_pool);
         }
 
@@ -34,6 +35,7 @@ extension KernelSource {
         extern "C" __global__ void sv_kv_pages_u16(
             char *pool, const int *slots, char *staging, u64 layer_bytes, int caches, int layers,
             int row_units, int to_pool) {
+            SV_PDL_ENTRY();
             kv_pages_copy<unsigned short>(pool, slots, staging, layer_bytes, caches, layers, row_units, to_pool);
         }
         """#

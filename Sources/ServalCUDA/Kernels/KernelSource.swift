@@ -19,6 +19,21 @@ public enum KernelSource {
         #define INFINITY __int_as_float(0x7f800000)
         #endif
 
+        // Programmatic dependent launch (Hopper): every kernel starts with SV_PDL_ENTRY(), which
+        // waits until the kernel before it in the stream has finished and its writes are visible
+        // (a no-op when this launch was not programmatic), then lets the next kernel's blocks be
+        // scheduled. So a kernel launched with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        // is resident and waiting when its predecessor ends: no launch gap between the two. Code
+        // before SV_PDL_WAIT() may read only what no earlier kernel writes (the weights).
+        #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        #define SV_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+        #define SV_PDL_TRIGGER() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+        #else
+        #define SV_PDL_WAIT() do { } while (0)
+        #define SV_PDL_TRIGGER() do { } while (0)
+        #endif
+        #define SV_PDL_ENTRY() do { SV_PDL_WAIT(); SV_PDL_TRIGGER(); } while (0)
+
         __device__ __forceinline__ float bf2f(bf16_t v) { return __uint_as_float(((unsigned)v) << 16); }
         __device__ __forceinline__ bf16_t f2bf(float f) {
             unsigned u = __float_as_uint(f);
@@ -76,6 +91,7 @@ public enum KernelSource {
         // grid ceil(n / 8), block 256.
         extern "C" __global__ void __launch_bounds__(256) sv_gemv_bf16(const bf16_t *w, const bf16_t *x, void *y, int n,
                                                                        int k, int y_f32) {
+            SV_PDL_ENTRY();
             const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
             if (row >= n) return;
             const uint4 *wr = (const uint4 *)(w + (size_t)row * k);
@@ -108,6 +124,7 @@ public enum KernelSource {
         // grid.y strides over the tokens (a prefill batch may hold more than grid.y's 65535).
         extern "C" __global__ void sv_embedding_bf16(const bf16_t *table, const int *ids, float *out, int dim, int vocab,
                                                      int n_tokens) {
+            SV_PDL_ENTRY();
             const int d = blockIdx.x * blockDim.x + threadIdx.x;
             if (d >= dim) return;
             for (int t = blockIdx.y; t < n_tokens; t += gridDim.y) {
@@ -121,6 +138,7 @@ public enum KernelSource {
         // out[t] = bf16(residual[t] / sqrt(mean(residual[t]^2) + eps) * weight). grid n_tokens, block 256.
         extern "C" __global__ void sv_rmsnorm_residual(float *residual, const bf16_t *delta, const bf16_t *weight,
                                                        bf16_t *out, int dim, float eps) {
+            SV_PDL_ENTRY();
             __shared__ float scratch[33];
             float *r = residual + (size_t)blockIdx.x * dim;
             const bf16_t *dl = delta ? delta + (size_t)blockIdx.x * dim : 0;
@@ -142,6 +160,7 @@ public enum KernelSource {
         // (llama3 scaling already applied). grid (n_tokens, n_heads), block rot_dim/2.
         extern "C" __global__ void sv_rope_bf16(bf16_t *x, const int *positions, const float *inv_freq, int row_stride,
                                                 int head_dim, int rot_dim, int neox) {
+            SV_PDL_ENTRY();
             int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = rot_dim / 2;
             if (i >= half) return;
             bf16_t *p = x + (size_t)t * row_stride + (size_t)h * head_dim;
@@ -156,6 +175,7 @@ public enum KernelSource {
         // out[t, i] = silu(gu[t, i]) * gu[t, inter + i] (gate then up, as a merged gate_up GEMM
         // writes them). grid (ceil(inter/256), n_tokens), block 256.
         extern "C" __global__ void sv_silu_mul_bf16(const bf16_t *gu, bf16_t *out, int inter, int n_tokens) {
+            SV_PDL_ENTRY();
             const int i = blockIdx.x * blockDim.x + threadIdx.x;
             if (i >= inter) return;
             for (int t = blockIdx.y; t < n_tokens; t += gridDim.y) {  // grid.y <= 65535 strides over the tokens
@@ -168,6 +188,7 @@ public enum KernelSource {
         // slot slots[t] of the layer's caches ([slot, kv_dim] each). grid n_tokens, block 128.
         extern "C" __global__ void sv_kv_write_bf16(const bf16_t *qkv, const int *slots, bf16_t *k_cache, bf16_t *v_cache,
                                                     int row_stride, int k_off, int v_off, int kv_dim) {
+            SV_PDL_ENTRY();
             int t = blockIdx.x;
             size_t slot = (size_t)slots[t];
             const bf16_t *row = qkv + (size_t)t * row_stride;

@@ -212,6 +212,7 @@ extension KernelSource {
                                                   const int *pen_tok, const int *pen_cnt, const float *freq,
                                                   const float *pres, const float *rep, const int *sup_ptr,
                                                   const int *sup_tok) {
+            SV_PDL_ENTRY();
             const int r = blockIdx.x;
             float *row = logits + (size_t)rows[r] * vocab;
             for (int i = bias_ptr[r] + threadIdx.x; i < bias_ptr[r + 1]; i += blockDim.x) {
@@ -240,6 +241,7 @@ extension KernelSource {
         // step. grid n, block 256.
         extern "C" __global__ void sv_token_mask(float *logits, int vocab, const int *rows, const int *mask_index,
                                                  const u64 *words, int nwords) {
+            SV_PDL_ENTRY();
             const int r = blockIdx.x;
             const int m = mask_index[r];
             if (m < 0) return;
@@ -261,6 +263,7 @@ extension KernelSource {
                                                                    const float *temperature, const int *top_k,
                                                                    const float *top_p, const float *min_p, const u64 *seeds,
                                                                    const u64 *draws, float *weights, int *out_tokens) {
+            SV_PDL_ENTRY();
             __shared__ SelectShared sh;
             const int r = blockIdx.x;
             const float *row = logits + (size_t)rows[r] * vocab;
@@ -359,6 +362,7 @@ extension KernelSource {
         extern "C" __global__ void __launch_bounds__(SB) sv_logprobs(const float *raw, int vocab, const int *rows,
                                                                      const int *tokens, int n_top, float *out_lp,
                                                                      int *top_ids, float *top_lp) {
+            SV_PDL_ENTRY();
             __shared__ SelectShared sh;
             __shared__ int cand[64];
             __shared__ int ncand;
