@@ -29,11 +29,13 @@ extension CUDAKernels {
     }
 
     /// Splits over the keys for `tokens` query tokens of contexts up to `maxLen`: enough blocks
-    /// for two per multiprocessor, each split at least 8 tiles long, at most 32.
+    /// for two per multiprocessor, each split at least 2 tiles long, at most 32. Few query blocks
+    /// (batch 1: one block per 16 heads) get short splits, so a launch's latency is a few tiles,
+    /// not the whole context walked by one block; large batches reach two blocks per SM first.
     public func mlaSplits(tokens: Int, shape: MLAShape, maxLen: Int) -> Int {
         let blocks = max(1, tokens * ((shape.heads + 15) / 16))
         let wanted = (2 * multiprocessors + blocks - 1) / blocks
-        return max(1, min(wanted, (maxLen + 8 * Self.mlaTile - 1) / (8 * Self.mlaTile), 32))
+        return max(1, min(wanted, (maxLen + 2 * Self.mlaTile - 1) / (2 * Self.mlaTile), 32))
     }
 
     /// Bytes of fp32 workspace MLA attention needs with `splits` splits (none for one).
