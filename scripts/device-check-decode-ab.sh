@@ -8,12 +8,8 @@
 # Carry .device-carry as for scripts/device-check-all.sh. Log: $OUT/ab.txt.
 # Run: bash scripts/device-check-decode-ab.sh
 set -o pipefail
-export NCCL_NVLS_ENABLE=0
-C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtures/deepseek; Q=$OUT/ab.txt
-el() { echo "[t=$(( $(date +%s) - T0 ))s] $*" >> $Q; }
-xz -dc $C/serval.xz > $B; chmod +x $B
-source "$(dirname "$0")/device-env.sh"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> $Q
+Q=$OUT/ab.txt
+source "$(dirname "$0")/device-lib.sh"
 timeout 90 $B selftest --device cuda 2>&1 | grep -v "^PASS\|^ok " >> $Q
 el selftest
 timeout 90 $B bench-cuda --decode-batches "" 2>&1 | grep "copy\|mla\|gemv\|decode attention\|extend\|launch" >> $Q
@@ -45,17 +41,11 @@ for e in ${EXTEND_KERNELS:-mma2}; do
     --output-len 4
 done
 el 8b-batch
-timeout 30 $B selftest --device cuda --only none --model-path $F/v3 --model-steps 8 2>&1 \
-  | grep "model check\|reference\|rror" >> $Q
+for m in v3 v3-fp8; do
+  echo "== $m" >> $Q
+  timeout 30 $B selftest --device cuda --only none --model-path $F/$m --model-steps 8 2>&1 \
+    | grep "model check\|reference\|rror" >> $Q
+done
 el model
-xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
-$B launch-server --device cuda --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf \
-  --port 31000 --served-model-name m > /tmp/srv8b.log 2>&1 &
-SP=$!
-for i in $(seq 1 240); do grep -q "fired up" /tmp/srv8b.log && break; sleep 0.25; done
-timeout 90 $B bench-serving --backend serval --port 31000 --tokenizer /tmp/smol4.gguf --model m --dataset-name random \
-  --random-input-len 512 --random-output-len 256 --random-range-ratio 1 --num-prompts 256 --max-concurrency 64 2>&1 \
-  | grep "Output token throughput\|Median TPOT\|Median TTFT\|Failed" >> $Q
-kill $SP; wait $SP 2>/dev/null
-grep "idle between steps\|programmatic" /tmp/srv8b.log | tail -3 >> $Q
+serve_8b 90
 el serve
