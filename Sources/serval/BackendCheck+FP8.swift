@@ -39,7 +39,9 @@ extension BackendCheck {
             let bytes = fp8Bytes(rows * k), s = scales(rows)
             var f32 = [Float](repeating: 0, count: rows * k)
             bytes.withUnsafeBytes { b in
-                f32.withUnsafeMutableBytes { dequant.dequantize(b.baseAddress!, rows: rows, cols: k, scales: s, into: $0.baseAddress!) }
+                f32.withUnsafeMutableBytes {
+                    dequant.dequantize(b.baseAddress!, rows: rows, cols: k, scales: s, into: $0.baseAddress!)
+                }
             }
             let g = try bytes.withUnsafeBytes { b in
                 try s.withUnsafeBufferPointer {
@@ -77,7 +79,8 @@ extension BackendCheck {
             let label = m == 1 ? "1, fp8 GEMV" : "\(m), fp8 dequant + GEMM"
             for (i, (_, _, rows)) in shapes.enumerated() {
                 compare(
-                    "matmul m=\(label) k=\(k) (target \(i + 1) of fp8, fp8, bf16, fp8)", gpu.read(outs[i], count: m * rows),
+                    "matmul m=\(label) k=\(k) (target \(i + 1) of fp8, fp8, bf16, fp8)",
+                    gpu.read(outs[i], count: m * rows),
                     wants[i], tol: 1e-2, say)
             }
         }

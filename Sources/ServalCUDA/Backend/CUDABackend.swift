@@ -392,7 +392,8 @@ final class UploadLog: @unchecked Sendable {
         fp8Summarized = true
         log(
             String(
-                format: "cuda: %d weight matrices (%.1f MiB, scale grids included) stay block-scaled fp8 on the device; "
+                format:
+                    "cuda: %d weight matrices (%.1f MiB, scale grids included) stay block-scaled fp8 on the device; "
                     + "bf16 scratch for multi-row products %.1f MiB",
                 fp8Matrices, Double(fp8Bytes) / Double(1 << 20), Double(scratchBytes) / Double(1 << 20)))
     }
