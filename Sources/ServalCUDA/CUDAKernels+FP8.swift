@@ -15,6 +15,9 @@ extension CUDAKernels {
         }
     }
 
+    /// The most dynamic shared memory the fp8 GEMV takes for x (fp32, rounded to bf16 values).
+    public static let fp8StagedXBytes = 98_304
+
     /// `targets[i].y = W_i x` for fp32 `x` (`k` values, rounded to bf16 as read) and up to three
     /// fp8 weights with the same `blockRows x blockCols` blocks, in one launch.
     public func gemvFP8(
@@ -40,9 +43,12 @@ extension CUDAKernels {
                 a.add(null); a.add(null); a.add(null); a.add(0)
             }
         }
-        a.add(x); a.add(k); a.add(blockRows); a.add(blockCols)
-        try fn("sv_gemv3_fp8_xf32").launch(
-            grid: ((total + 7) / 8, 1, 1), block: (256, 1, 1), stream: stream, args: a)
+        // x rounded into shared memory once per block while it fits (k <= 24,576: 96 KiB, which every
+        // sm_80+ part allows), else per lane.
+        let shared = k * 4 <= Self.fp8StagedXBytes ? k * 4 : 0
+        a.add(x); a.add(k); a.add(blockRows); a.add(blockCols); a.add(Int32(shared > 0 ? 1 : 0))
+        try fn("sv_gemv3_fp8_xf32", sharedBytes: shared).launch(
+            grid: ((total + 7) / 8, 1, 1), block: (256, 1, 1), sharedBytes: shared, stream: stream, args: a)
     }
 
     /// `out` (bf16, `rows x cols`) = the fp8 matrix `weight` times its block scales, each value

@@ -32,18 +32,60 @@ extension KernelSource {
         }
         __device__ __forceinline__ float sv_rbf(float f) { return bf2f(f2bf(f)); }
 
-        // y = W x for one row of fp32 x (rounded to bf16 as it is read, as the bf16 GEMVs do), up to
-        // three fp8 weights sharing x: rows [0, n0) are w0's, then w1's, then w2's, each with its own
-        // scale grid (s0..s2; every grid is gc = ceil(k / bc) wide). A warp per row, 8 rows per block
-        // (grid ceil((n0 + n1 + n2) / 8), block 256). When k % 16 == 0, bc % 16 == 0 and w, x are
-        // 16-byte aligned a lane reads 16 weights (one block's) per 16-byte load and scales the
-        // partial sum once; otherwise a lane reads single bytes.
+        // A row's dot product: a lane takes 16-byte chunks lane, lane + 32, ... (16 weights of one
+        // column block each; the partial sum is scaled once per chunk) when k % 16 == 0, bc % 16 == 0
+        // and w, x are 16-byte aligned (vec), else single bytes. STAGED: x is already rounded to bf16
+        // (in shared memory); otherwise it is read from global memory and rounded here.
+        template <bool STAGED> __device__ __forceinline__ float sv_fp8_row(const unsigned char *__restrict__ wr,
+                                                                          const float *__restrict__ srow,
+                                                                          const float *__restrict__ x, int k,
+                                                                          int bc, bool vec, int lane) {
+            float acc = 0.f;
+            if (vec) {
+                const uint4 *wv = (const uint4 *)wr;
+                const float4 *xv = (const float4 *)x;
+                const int chunks = k / 16, per = bc / 16;
+        #pragma unroll 2
+                for (int c = lane; c < chunks; c += 32) {
+                    const uint4 a = ld_stream(wv + c);
+                    float4 b[4];
+        #pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        b[j] = STAGED ? xv[4 * c + j] : __ldg(xv + 4 * c + j);
+                        if (!STAGED) b[j] = make_float4(sv_rbf(b[j].x), sv_rbf(b[j].y), sv_rbf(b[j].z), sv_rbf(b[j].w));
+                    }
+                    float p = sv_dot4_e4m3(a.x, b[0].x, b[0].y, b[0].z, b[0].w);
+                    p += sv_dot4_e4m3(a.y, b[1].x, b[1].y, b[1].z, b[1].w);
+                    p += sv_dot4_e4m3(a.z, b[2].x, b[2].y, b[2].z, b[2].w);
+                    p += sv_dot4_e4m3(a.w, b[3].x, b[3].y, b[3].z, b[3].w);
+                    acc += p * (__ldg(srow + c / per) * 256.f);
+                }
+            } else {
+                for (int c = lane; c < k; c += 32) {
+                    const float xc = STAGED ? x[c] : sv_rbf(__ldg(x + c));
+                    acc += sv_e4m3_to_f32(wr[c]) * __ldg(srow + c / bc) * xc;
+                }
+            }
+            return acc;
+        }
+
+        // y = W x for one row of fp32 x (rounded to bf16, as the bf16 GEMVs round it), up to three fp8
+        // weights sharing x: rows [0, n0) are w0's, then w1's, then w2's, each with its own scale grid
+        // (s0..s2; every grid is gc = ceil(k / bc) wide). A warp per row, 8 rows per block (grid
+        // ceil((n0 + n1 + n2) / 8), block 256). staged != 0: the block first rounds x into k floats of
+        // dynamic shared memory (the launcher passes k * 4 bytes), else each lane rounds what it reads.
         extern "C" __global__ void __launch_bounds__(256)
             sv_gemv3_fp8_xf32(const unsigned char *__restrict__ w0, const float *__restrict__ s0, float *y0, int n0,
                               const unsigned char *__restrict__ w1, const float *__restrict__ s1, float *y1, int n1,
                               const unsigned char *__restrict__ w2, const float *__restrict__ s2, float *y2, int n2,
-                              const float *__restrict__ x, int k, int br, int bc) {
+                              const float *__restrict__ x, int k, int br, int bc, int staged) {
             SV_PDL_ENTRY();
+            extern __shared__ float4 sv_fp8_xs[];
+            float *xs = (float *)sv_fp8_xs;
+            if (staged) {
+                for (int i = threadIdx.x; i < k; i += blockDim.x) xs[i] = sv_rbf(x[i]);
+                __syncthreads();
+            }
             int row = blockIdx.x * 8 + (threadIdx.x >> 5);
             const int lane = threadIdx.x & 31;
             const unsigned char *w = w0;
@@ -65,27 +107,9 @@ extension KernelSource {
             const int gc = (k + bc - 1) / bc;
             const float *srow = s + (size_t)(row / br) * gc;
             const unsigned char *wr = w + (size_t)row * k;
-            float acc = 0.f;
-            if ((k & 15) == 0 && (bc & 15) == 0 && (((size_t)w | (size_t)x) & 15) == 0) {
-                const uint4 *wv = (const uint4 *)wr;
-                const float4 *xv = (const float4 *)x;
-                const int chunks = k / 16, per = bc / 16;
-        #pragma unroll 2
-                for (int c = lane; c < chunks; c += 32) {
-                    const uint4 a = ld_stream(wv + c);
-                    const float4 b0 = __ldg(xv + 4 * c), b1 = __ldg(xv + 4 * c + 1);
-                    const float4 b2 = __ldg(xv + 4 * c + 2), b3 = __ldg(xv + 4 * c + 3);
-                    float p = sv_dot4_e4m3(a.x, sv_rbf(b0.x), sv_rbf(b0.y), sv_rbf(b0.z), sv_rbf(b0.w));
-                    p += sv_dot4_e4m3(a.y, sv_rbf(b1.x), sv_rbf(b1.y), sv_rbf(b1.z), sv_rbf(b1.w));
-                    p += sv_dot4_e4m3(a.z, sv_rbf(b2.x), sv_rbf(b2.y), sv_rbf(b2.z), sv_rbf(b2.w));
-                    p += sv_dot4_e4m3(a.w, sv_rbf(b3.x), sv_rbf(b3.y), sv_rbf(b3.z), sv_rbf(b3.w));
-                    acc += p * (__ldg(srow + c / per) * 256.f);
-                }
-            } else {
-                for (int c = lane; c < k; c += 32) {
-                    acc += sv_e4m3_to_f32(wr[c]) * __ldg(srow + c / bc) * sv_rbf(__ldg(x + c));
-                }
-            }
+            const bool vec = (k & 15) == 0 && (bc & 15) == 0 && (((size_t)w | (size_t)x) & 15) == 0;
+            float acc = staged ? sv_fp8_row<true>(wr, srow, xs, k, bc, vec, lane)
+                               : sv_fp8_row<false>(wr, srow, x, k, bc, vec, lane);
             acc = warp_sum(acc);
             if (lane == 0) y[row] = acc;
         }

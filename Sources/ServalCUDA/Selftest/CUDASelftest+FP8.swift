@@ -1,5 +1,5 @@
-/// Block-scaled fp8 weights (`SERVAL_CUDA_FP8=1`): the one-token fp8 GEMV (both its 16-byte and
-/// its byte path, three weights per launch) and the multi-row product (dequantization into bf16,
+/// Block-scaled fp8 weights (`SERVAL_CUDA_FP8=1`): the one-token fp8 GEMV (its 16-byte and byte
+/// paths, x staged in shared memory or not, three weights per launch) and the multi-row product (dequantization into bf16,
 /// then cuBLASLt) against the host's dequantization, on random non-NaN e4m3 bytes, random scales
 /// and shapes whose last row and column blocks are partial; outputs poisoned.
 extension CUDASelftest {
@@ -13,6 +13,15 @@ extension CUDASelftest {
         }
         run("gemv_fp8 1 weight 1000 x 4112, 128x128 blocks") {
             try self.testFP8GEMV(rows: [1000], k: 4112, block: (128, 128))
+        }
+        run("gemv_fp8 2 weights 33/40 x 18448, 128x128 blocks (x staged in 72 KiB of shared memory)") {
+            try self.testFP8GEMV(rows: [33, 40], k: 18448, block: (128, 128))
+        }
+        run("gemv_fp8 2 weights 5/3 x 24592, 128x128 blocks (x not staged in shared memory)") {
+            try self.testFP8GEMV(rows: [5, 3], k: 24592, block: (128, 128))
+        }
+        run("gemv_fp8 1 weight 4 x 30008, 128x128 blocks (x not staged, byte path)") {
+            try self.testFP8GEMV(rows: [4], k: 30008, block: (128, 128))
         }
         run("gemv_fp8 2 weights 70/33 x 96, 32x48 blocks") {
             try self.testFP8GEMV(rows: [70, 33], k: 96, block: (32, 48))
