@@ -122,6 +122,7 @@ struct BackendCheck {
         gpu.gatherRows(gx2, rows: pick, count: 3, cols: cols, into: gg)
         compare("gatherRows", gpu.read(gg, count: 3 * cols), cg, tol: 0, say)
         try checkMatmulAndEmbedding(say)
+        try checkMatmulFP8(say)
         try checkAttention(say)
         try gpu.checkErrors()
         return (passed, failed)

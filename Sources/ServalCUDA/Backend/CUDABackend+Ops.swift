@@ -22,6 +22,10 @@ extension CUDABackend {
 
     public func matmul(_ x: UnsafePointer<Float>, rows: Int, targets: [MatmulTarget]) {
         guard rows > 0, let first = targets.first else { return }
+        if targets.contains(where: { $0.weight.blockScale != nil }) {
+            matmulBlockScaled(x, rows: rows, targets: targets)  // CUDABackend+FP8.swift
+            return
+        }
         let k = first.weight.cols
         enqueue {
             if rows == 1 && useGEMV && k % 8 == 0 && Self.address(x) % 16 == 0 {

@@ -6,7 +6,7 @@ public enum KernelSource {
     public static var all: String {
         [
             common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA, gemvBulk,
-            sampling, deepseek, kvPages,
+            sampling, deepseek, kvPages, fp8,
         ].joined(
             separator: "\n")
     }

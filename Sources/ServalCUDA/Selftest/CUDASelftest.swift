@@ -67,6 +67,7 @@ public final class CUDASelftest {
         run("gemv_bf16 n=1003 k=4104") { try self.testGEMV(n: 1003, k: 4104, f32: false) }
         run("gemv_bf16 fp32 output n=517 k=14336") { try self.testGEMV(n: 517, k: 14336, f32: true) }
         run("gemm_bf16 cuBLASLt fp32 output m=7 n=1003 k=520") { try self.testGEMM(m: 7, n: 1003, k: 520, f32: true) }
+        runFP8Cases()
         runSamplingCases()
         runDeepSeekCases()
         runKVPageCases()
