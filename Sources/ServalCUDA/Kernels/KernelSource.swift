@@ -5,8 +5,8 @@ public enum KernelSource {
     /// All parts, in order, as one translation unit.
     public static var all: String {
         [
-            common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA, sampling,
-            deepseek, kvPages,
+            common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA,
+            attentionExtendMMA3, sampling, deepseek, kvPages,
         ].joined(
             separator: "\n")
     }
