@@ -14,12 +14,23 @@ extension KernelSource {
         // skips tiles past its last visible key. grid (n_heads, ceil(max_qlen / 128), batch), block
         // 256; blockIdx.y counts query tiles from the last (heaviest) one, and the heads of a tile
         // are neighbours in launch order (a GQA group reads the same K/V tiles from L2 together).
-        __device__ __forceinline__ void ldsm_x4(const bf16_t *p, unsigned *r) {
+        // ldmatrix .x4 from a shared-space address (lane l names row l % 8 of matrix l / 8).
+        __device__ __forceinline__ void ldsm_x4_at(unsigned addr, unsigned *r) {
             asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                          : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                         : "r"(smem_addr(p)));
+                         : "r"(addr));
         }
-
+        __device__ __forceinline__ void ldsm_x4_trans_at(unsigned addr, unsigned *r) {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                         : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                         : "r"(addr));
+        }
+        // Two floats to bf16 (round to nearest even) in one instruction; lo in the low half.
+        __device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
+            unsigned r;
+            asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+            return r;
+        }
         __device__ __forceinline__ float ex2_approx(float x) {  // 2^x; 2^-inf = 0
             float y;
             asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -29,24 +40,23 @@ extension KernelSource {
         // One 64-key tile for one warp's 16 rows (g and g + 8 of the warp; lim0 / lim1 their last
         // visible key, used only when MASK). m holds each row's raw-score maximum; l the thread's
         // part of the row sums.
+        // ka / va: this lane's ldmatrix row address in the stage's K / V tile (shared space).
         template <int D, bool MASK>
-        __device__ __forceinline__ void extend3_tile(const unsigned (&qa)[D / 16][4], const bf16_t *sk,
-                                                     const bf16_t *sv, float (&o)[D / 8][4], float &m0, float &m1,
-                                                     float &l0, float &l1, int kt, int lim0, int lim1, float sl2,
-                                                     int lane) {
+        __device__ __forceinline__ void extend3_tile(const unsigned (&qa)[D / 16][4], unsigned ka, unsigned va,
+                                                     float (&o)[D / 8][4], float &m0, float &m1, float &l0, float &l1,
+                                                     int kt, int lim0, int lim1, float sl2, int lane) {
             constexpr int BK = 64, RS = D + 8, KS = D / 16, NT = BK / 8, DT = D / 8;
             const int tig = lane & 3;
             float s[NT][4];
         #pragma unroll
             for (int nt = 0; nt < NT; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
             // S = Q K^T. One ldmatrix.x4 gives keys nt*8..+7 over 32 dims: B fragments of two k-steps.
-            const bf16_t *kb = sk + (lane & 7) * RS + (lane >> 3) * 8;
         #pragma unroll
             for (int kp = 0; kp < KS / 2; kp++) {
         #pragma unroll
                 for (int nt = 0; nt < NT; nt++) {
                     unsigned kf[4];
-                    ldsm_x4(kb + nt * 8 * RS + kp * 32, kf);
+                    ldsm_x4_at(ka + (nt * 8 * RS + kp * 32) * 2, kf);
                     mma_bf16(s[nt], qa[2 * kp], kf[0], kf[1]);
                     mma_bf16(s[nt], qa[2 * kp + 1], kf[2], kf[3]);
                 }
@@ -99,14 +109,14 @@ extension KernelSource {
         #pragma unroll
             for (int kk = 0; kk < BK / 16; kk++) {
                 unsigned pa[4];
-                pa[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-                pa[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-                pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                pa[0] = pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
+                pa[1] = pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
+                pa[2] = pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                pa[3] = pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
         #pragma unroll
                 for (int dt = 0; dt < D / 16; dt++) {
                     unsigned vf[4];
-                    ldsm_v_x4(sv + kk * 16 * RS + dt * 16, RS, lane, vf);
+                    ldsm_x4_trans_at(va + (kk * 16 * RS + dt * 16) * 2, vf);
                     mma_bf16(o[2 * dt], pa, vf[0], vf[1]);
                     mma_bf16(o[2 * dt + 1], pa, vf[2], vf[3]);
                 }
@@ -171,8 +181,9 @@ extension KernelSource {
             const int lim0 = min(prefix + r0, kvlen - 1), lim1 = min(prefix + r1, kvlen - 1);
             unsigned qa[KS][4];
             {
-                const unsigned *p0 = (const unsigned *)(q + (size_t)(q0 + min(r0, qlen - 1)) * q_stride + (size_t)h * D);
-                const unsigned *p1 = (const unsigned *)(q + (size_t)(q0 + min(r1, qlen - 1)) * q_stride + (size_t)h * D);
+                const bf16_t *qh = q + (size_t)q0 * q_stride + (size_t)h * D;
+                const unsigned *p0 = (const unsigned *)(qh + (size_t)min(r0, qlen - 1) * q_stride);
+                const unsigned *p1 = (const unsigned *)(qh + (size_t)min(r1, qlen - 1) * q_stride);
                 const bool ok0 = r0 < qlen, ok1 = r1 < qlen;
         #pragma unroll
                 for (int ks = 0; ks < KS; ks++) {
@@ -186,6 +197,10 @@ extension KernelSource {
         #pragma unroll
             for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
             float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+            // Stage 0's ldmatrix row addresses for this lane: K rows lane % 8 at column (lane / 8) * 8
+            // (non-transposed B fragments), V rows lane % 16 at column (lane / 16) * 8 (transposed).
+            const unsigned kbase = smem_addr(smem + (lane & 7) * RS + (lane >> 3) * 8);
+            const unsigned vbase = smem_addr(smem + TILE + (lane & 15) * RS + (lane >> 4) * 8);
 
             for (int t = 0; t < ntiles; t++) {
                 asm volatile("cp.async.wait_group 1;" ::: "memory");  // tile t has landed (t + 1 may not)
@@ -194,11 +209,12 @@ extension KernelSource {
                 fetch(t + 3);
                 const int kt = t * BK;
                 if (active && kt <= wlast) {
-                    const bf16_t *sk = smem + (t % STAGES) * 2 * TILE, *sv = sk + TILE;
+                    const unsigned off = (t % STAGES) * (2 * TILE * 2);  // bytes per stage
+                    const unsigned ka = kbase + off, va = vbase + off;
                     if (kt + BK - 1 <= prefix + w0)  // every key of the tile visible to all 16 rows
-                        extend3_tile<D, false>(qa, sk, sv, o, m0, m1, l0, l1, kt, lim0, lim1, sl2, lane);
+                        extend3_tile<D, false>(qa, ka, va, o, m0, m1, l0, l1, kt, lim0, lim1, sl2, lane);
                     else
-                        extend3_tile<D, true>(qa, sk, sv, o, m0, m1, l0, l1, kt, lim0, lim1, sl2, lane);
+                        extend3_tile<D, true>(qa, ka, va, o, m0, m1, l0, l1, kt, lim0, lim1, sl2, lane);
                 }
             }
             asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -210,22 +226,22 @@ extension KernelSource {
             if (r0 < qlen) {
                 unsigned *p = (unsigned *)(out + (size_t)(q0 + r0) * n_heads * D + (size_t)h * D);
         #pragma unroll
-                for (int i = 0; i < DT; i++) p[i * 4 + tig] = pack_bf16(o[i][0] * i0, o[i][1] * i0);
+                for (int i = 0; i < DT; i++) p[i * 4 + tig] = pack_bf16x2(o[i][0] * i0, o[i][1] * i0);
             }
             if (r1 < qlen) {
                 unsigned *p = (unsigned *)(out + (size_t)(q0 + r1) * n_heads * D + (size_t)h * D);
         #pragma unroll
-                for (int i = 0; i < DT; i++) p[i * 4 + tig] = pack_bf16(o[i][2] * i1, o[i][3] * i1);
+                for (int i = 0; i < DT; i++) p[i * 4 + tig] = pack_bf16x2(o[i][2] * i1, o[i][3] * i1);
             }
         }
 
-        #define EXTEND_MMA3_INSTANCE(D)                                                                                  \
-            extern "C" __global__ void __launch_bounds__(256, 1) sv_extend_mma3_d##D(                                   \
-                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
-                const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
-                SV_PDL_ENTRY();                                                                                         \
-                extend_attn_mma3<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,    \
-                                    scale);                                                                             \
+        #define EXTEND_MMA3_INSTANCE(D)                                                                                \
+            extern "C" __global__ void __launch_bounds__(256, 1) sv_extend_mma3_d##D(                                  \
+                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,               \
+                const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {  \
+                SV_PDL_ENTRY();                                                                                        \
+                extend_attn_mma3<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,   \
+                                    scale);                                                                            \
             }
         EXTEND_MMA3_INSTANCE(64) EXTEND_MMA3_INSTANCE(128)
         """#
