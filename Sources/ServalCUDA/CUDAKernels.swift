@@ -27,6 +27,17 @@ public final class CUDAKernels: @unchecked Sendable {
         return f
     }
 
+    /// `name`, allowed `sharedBytes` of dynamic shared memory (set once per size above 48 KiB).
+    func fn(_ name: String, sharedBytes: Int) throws -> CUDAFunction {
+        let f = try fn(name)
+        if sharedBytes > 48 << 10 && (sharedAllowed[name] ?? 0) < sharedBytes {
+            try f.allowSharedMemory(sharedBytes)
+            sharedAllowed[name] = sharedBytes
+        }
+        return f
+    }
+    private var sharedAllowed: [String: Int] = [:]
+
     private static func blocks(_ n: Int, _ per: Int) -> Int { (n + per - 1) / per }
 
     // MARK: elementwise

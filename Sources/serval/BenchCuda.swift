@@ -118,7 +118,7 @@ struct BenchCuda: ParsableCommand {
                 ("qkv", 6144, 4096, 3), ("o", 4096, 4096, 1), ("gate_up", 28672, 4096, 2), ("down", 4096, 14336, 1),
                 ("lm_head", 128_256, 4096, 1),
             ] {
-                for variant in GEMVVariant.allCases {
+                for variant in GEMVVariant.available(computeMajor: context.info.computeCapability.major) {
                     let r = try bench.gemv(n: n, k: k, parts: parts, variant: variant)
                     print(
                         String(

@@ -19,7 +19,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     /// Batch-1 decode runs matrix-vector products through `sv_gemv_bf16_xf32` (beats cuBLASLt at m = 1).
     public var useGEMV = true
     /// Which one-token GEMV kernel runs (`GEMVVariant`; `SERVAL_CUDA_GEMV` overrides the default).
-    public var gemv = GEMVVariant.smem
+    public var gemv = GEMVVariant.bulk
     /// A residual `add` waits one op and runs fused with the `rmsNorm` that reads its sum; a
     /// RoPE waits one op and runs in one launch with the next (q's and k's).
     public var fuseAddNorm = true
@@ -67,8 +67,9 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         self.log = log
         // Diagnostic switch: SERVAL_CUDA_FUSE_ADD_NORM=0 queues every add on its own.
         fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
-        // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=smem|warp|splitk.
-        gemv = GEMVVariant.fromEnvironment(ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"])
+        // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=bulk|smem|warp|splitk.
+        gemv = GEMVVariant.fromEnvironment(
+            ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"], computeMajor: context.info.computeCapability.major)
         // Programmatic dependent launch on Hopper and later; SERVAL_CUDA_PDL=0 turns it off (A/B).
         stream.programmaticLaunch =
             context.info.supportsProgrammaticLaunch && ProcessInfo.processInfo.environment["SERVAL_CUDA_PDL"] != "0"

@@ -6,7 +6,7 @@ public enum KernelSource {
     public static var all: String {
         [
             common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA,
-            attentionExtendMMA3, sampling, deepseek, kvPages,
+            attentionExtendMMA3, gemvBulk, sampling, deepseek, kvPages,
         ].joined(
             separator: "\n")
     }
