@@ -20,7 +20,9 @@ public struct KernelCompileCheck: Sendable {
             "sv_copy_rows_f32", "sv_head_matmul", "sv_moe_sort", "sv_moe_gate_up_grouped", "sv_moe_down_grouped",
             "sv_moe_combine", "sv_gemv3_fp8_xf32", "sv_fp8_dequant_bf16",
         ]
-        for d in CUDAKernels.mmaExtendDims { names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)"] }
+        for d in CUDAKernels.mmaExtendDims {
+            names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)", "sv_extend_mma3_d\(d)"]
+        }
         for d in CUDAKernels.headDims {
             names.append("sv_extend_attn_d\(d)")
             for g in [1, 2, 4, 8] { names.append("sv_decode_attn_d\(d)_g\(g)") }
