@@ -6,7 +6,7 @@ public enum KernelSource {
     public static var all: String {
         [
             common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA, sampling,
-            deepseek, kvPages,
+            deepseek, mla2, kvPages,
         ].joined(
             separator: "\n")
     }
