@@ -10,7 +10,8 @@ extension KernelSource {
         // Block (token t, HB = 16 * MT heads from blockIdx.y * HB, split blockIdx.z), 256 threads.
         // Latent rows come in tiles of 32 keys through NST shared-memory stages with cp.async (the
         // 256 threads copy the tile's 16-byte pieces flat, a row's slot id passed by a shuffle from
-        // the lane that read it a tile ahead). Per tile:
+        // the lane that read it a tile ahead); the first NST tiles are requested before the queries
+        // are read, so a short split (batch 1) waits for memory about once. Per tile:
         //   barrier 1: the tile has landed, and every warp is done with the previous one (its stage
         //     is refilled NST - 1 tiles ahead, and the score array rewritten);
         //   S = Q K^T: warp w takes keys 8 (w & 3) .. + 7 over half the row's 16-column steps
@@ -83,7 +84,7 @@ extension KernelSource {
             };
             int ahead = slot_of(begin);
         #pragma unroll
-            for (int s = 0; s < NST - 1; s++) {  // the first NST - 1 tiles in flight (empty groups past the end)
+            for (int s = 0; s < NST; s++) {  // the first NST tiles in flight (empty groups past the end)
                 const int kt = begin + s * BK;
                 if (kt < end) load(kt, s, ahead);
                 else asm volatile("cp.async.commit_group;");
@@ -130,9 +131,10 @@ extension KernelSource {
             }
             int st = 0;
             for (int kt = begin; kt < end; kt += BK) {
-                asm volatile("cp.async.wait_group %0;" ::"n"(NST - 2));
+                if (kt == begin) asm volatile("cp.async.wait_group %0;" ::"n"(NST - 1));  // NST groups so far
+                else asm volatile("cp.async.wait_group %0;" ::"n"(NST - 2));           // NST + (tiles done - 1)
                 __syncthreads();
-                {  // refill the stage the previous tile used, NST - 1 tiles ahead
+                if (kt != begin) {  // refill the stage the previous tile used, NST - 1 tiles ahead
                     const int kn = kt + (NST - 1) * BK;
                     const int sn = st + NST - 1 >= NST ? st - 1 : st + NST - 1;
                     if (kn < end) load(kn, sn, ahead);
