@@ -10,8 +10,11 @@ extension CUDAKernels {
         /// `sv_mla_decode_mma2`: 8 warps, 16 heads per block, 2 barriers per 32-key tile, S in
         /// registers, two stages, two blocks per multiprocessor.
         case v2h16
+        /// `sv_mla_decode_mma2_deep`: as `v2h16` with five stages and one block per multiprocessor
+        /// (four tiles in flight per SM instead of two).
+        case v2deep
         /// `sv_mla_decode_mma2_h32`: as `v2h16` with 32 heads per block (each row read once for
-        /// twice the heads), three stages, one block per multiprocessor.
+        /// twice the heads), four stages, one block per multiprocessor.
         case v2h32
     }
 
@@ -41,14 +44,15 @@ extension CUDAKernels {
             return MLALaunch(
                 name: "sv_mla_decode_mma", headsPerBlock: 16, threads: 128, sharedBytes: mlaSharedBytes(s),
                 blocksPerSM: 2)
-        case .v2h16, .v2h32:
-            let wide = resolved == .v2h32
-            let hb = wide ? 32 : 16, stages = wide ? 3 : 2
+        case .v2h16, .v2deep, .v2h32:
+            let (name, hb, stages, regLimit) =
+                resolved == .v2h16
+                ? ("sv_mla_decode_mma2", 16, 2, 2)
+                : resolved == .v2deep ? ("sv_mla_decode_mma2_deep", 16, 5, 1) : ("sv_mla_decode_mma2_h32", 32, 4, 1)
             let bytes = stages * mla2Tile * rs * 2 + hb * rs * 2 + 2 * hb * mla2ScoreStride * 4
             let fit = max(1, smShared / (bytes + 1024))
             return MLALaunch(
-                name: wide ? "sv_mla_decode_mma2_h32" : "sv_mla_decode_mma2", headsPerBlock: hb, threads: 256,
-                sharedBytes: bytes, blocksPerSM: min(wide ? 1 : 2, fit))
+                name: name, headsPerBlock: hb, threads: 256, sharedBytes: bytes, blocksPerSM: min(regLimit, fit))
         }
     }
 

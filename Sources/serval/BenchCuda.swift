@@ -81,15 +81,17 @@ struct BenchCuda: ParsableCommand {
             var mla: [[String: Any]] = []
             let chosenMLA = kernels.mlaKernel
             for (heads, b, len) in try parsedMLACases() {
-                // v1 (the old kernel), then version 2 with 16 heads per block, then (from 32 heads) 32.
-                for kernel in [CUDAKernels.MLAKernel.v1, .v2h16, .v2h32] where kernel != .v2h32 || heads >= 32 {
+                // v1 (the old kernel), then version 2: 16 heads per block (two stages, then five), then
+                // (from 32 heads) 32.
+                for kernel in [CUDAKernels.MLAKernel.v1, .v2h16, .v2deep, .v2h32] where kernel != .v2h32 || heads >= 32
+                {
                     kernels.mlaKernel = kernel
                     let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
                     print(
                         String(
                             format:
                                 "mla decode %@ %3d heads x (512+64), batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
-                            kernel.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) as NSString, heads, b,
+                            kernel.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString, heads, b,
                             len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
                     mla.append([
                         "kernel": kernel.rawValue, "heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs,

@@ -3,8 +3,9 @@ extension KernelSource {
     /// `sv_mla_decode_mma` (same arguments, outputs and split/combine workspace, causal per
     /// token), with 8 warps per block, the scores kept in registers and two block barriers per
     /// key tile instead of three. `sv_mla_decode_mma2` takes 16 heads per block (two blocks per
-    /// SM), `sv_mla_decode_mma2_h32` 32 heads (one block per SM, three stages), so a latent row
-    /// is read once for twice as many heads when there are many (DeepSeek-V3's 128).
+    /// SM, two stages), `sv_mla_decode_mma2_deep` 16 heads with five stages (one block per SM,
+    /// more bytes in flight), `sv_mla_decode_mma2_h32` 32 heads (one block per SM, four stages),
+    /// so a latent row is read once for twice as many heads when there are many (DeepSeek-V3's 128).
     static let mla2 = #"""
         // ---- DeepSeek: MLA decode, version 2 ----
         // Block (token t, HB = 16 * MT heads from blockIdx.y * HB, split blockIdx.z), 256 threads.
@@ -308,7 +309,17 @@ extension KernelSource {
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
             float scale, int splits) {
             SV_PDL_ENTRY();
-            mla_decode_mma2<2, 3>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
+            mla_decode_mma2<2, 4>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
+                                  latent, kw, scale, splits);
+        }
+        // 16 heads, one block per SM with five stages: four tiles (150 KB at 512 + 64) in flight per
+        // SM instead of two blocks' one each, for when memory latency, not the tile's work, limits.
+        extern "C" __global__ void __launch_bounds__(256, 1) sv_mla_decode_mma2_deep(
+            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
+            const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
+            float scale, int splits) {
+            SV_PDL_ENTRY();
+            mla_decode_mma2<1, 5>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
                                   latent, kw, scale, splits);
         }
         """#

@@ -5,7 +5,7 @@ import Foundation
 /// routed experts over (token, choice) pairs.
 extension CUDASelftest {
     func runDeepSeekCases() {
-        for kernel in [CUDAKernels.MLAKernel.v1, .v2h16, .v2h32] {
+        for kernel in [CUDAKernels.MLAKernel.v1, .v2h16, .v2deep, .v2h32] {
             runMLACases(kernel)
         }
         for (method, sigmoid, groups, topkGroups, normalize) in [
@@ -36,7 +36,8 @@ extension CUDASelftest {
         }
     }
 
-    /// MLA attention with `kernel` (`v1`, or version 2 with 16 or 32 heads per block): contexts of
+    /// MLA attention with `kernel` (`v1`, or version 2 with 16 or 32 heads per block, or 16 and five
+    /// stages): contexts of
     /// 1 to 1057 keys (lengths no tile divides), head counts that fill no head block (10, 20, 40),
     /// 16 and 128 heads at DeepSeek's 512 + 64, causal extends (several new tokens of a sequence
     /// over its prefix), one split, several, and the planner's count (0 in `splits`).
