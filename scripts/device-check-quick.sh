@@ -6,12 +6,8 @@
 # Carry .device-carry as for scripts/device-check-all.sh (serval.xz, smol4.gguf.xz, v2lite.json).
 # Log: $OUT/quick.txt.   Run: bash scripts/device-check-quick.sh
 set -o pipefail
-export NCCL_NVLS_ENABLE=0
-C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtures/deepseek; Q=$OUT/quick.txt
-el() { echo "[t=$(( $(date +%s) - T0 ))s] $*" >> $Q; }
-xz -dc $C/serval.xz > $B; chmod +x $B
-source "$(dirname "$0")/device-env.sh"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> $Q
+Q=$OUT/quick.txt
+source "$(dirname "$0")/device-lib.sh"
 timeout 90 $B selftest --device cuda --require-nccl --only mla --only head_matmul --only moe --only "kv pages" \
   --only nccl >> $Q 2>&1
 el selftest

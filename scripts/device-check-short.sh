@@ -7,12 +7,8 @@
 # Carry .device-carry as for scripts/device-check-all.sh. Log: $OUT/short.txt (PD: $OUT/pd.txt).
 # Run: bash scripts/device-check-short.sh
 set -o pipefail
-export NCCL_NVLS_ENABLE=0
-C=.device-carry; B=/tmp/serval; T0=$(date +%s); F=Tests/ServalTestSupport/Fixtures/deepseek; Q=$OUT/short.txt
-el() { echo "[t=$(( $(date +%s) - T0 ))s] $*" >> $Q; }
-xz -dc $C/serval.xz > $B; chmod +x $B
-source "$(dirname "$0")/device-env.sh"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> $Q
+Q=$OUT/short.txt
+source "$(dirname "$0")/device-lib.sh"
 timeout 60 $B selftest --device cuda --require-nccl 2>&1 | grep -v "^PASS\|^ok " >> $Q
 el selftest
 W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
@@ -31,16 +27,7 @@ OUT=/tmp/pd-out timeout 60 bash "$(dirname "$0")/pd-cuda-device-check.sh" > /dev
 cp /tmp/pd-out/pd.txt $OUT/pd.txt
 el pd
 # Issue 15's serving figure: the 8B shapes behind the server, 64 streams of 512 in / 256 out.
-xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
-$B launch-server --device cuda --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf \
-  --port 31000 --served-model-name m > /tmp/srv8b.log 2>&1 &
-SP=$!
-for i in $(seq 1 240); do grep -q "fired up" /tmp/srv8b.log && break; sleep 0.25; done
-timeout 90 $B bench-serving --backend serval --port 31000 --tokenizer /tmp/smol4.gguf --model m --dataset-name random \
-  --random-input-len 512 --random-output-len 256 --random-range-ratio 1 --num-prompts 256 --max-concurrency 64 2>&1 \
-  | grep "Output token throughput\|Median TPOT\|Median TTFT\|Failed" >> $Q
-kill $SP; wait $SP 2>/dev/null
-grep "idle between steps" /tmp/srv8b.log | tail -2 >> $Q
+serve_8b 90
 el serve
 # A 131,072-token prefill (more tokens than grid.y's 65,535: eb152b8's fix) and 256-sequence decode.
 timeout 90 $B bench-one-batch --device cuda --model-path $C/llama8b --load-format dummy --batch-size 256 \

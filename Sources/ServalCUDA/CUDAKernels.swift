@@ -14,7 +14,7 @@ public final class CUDAKernels: @unchecked Sendable {
         compile = try compiler.compile(source: KernelSource.all, name: "serval_kernels.cu")
         module = try CUDAModule(cubin: compile.cubin)
         multiprocessors = context.info.multiprocessors
-        // Diagnostic switch: SERVAL_CUDA_EXTEND=mma2|mma|cores picks the extend kernel.
+        // Diagnostic switch: SERVAL_CUDA_EXTEND=mma3|mma2|mma|cores picks the extend kernel.
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_EXTEND"], let k = ExtendKernel(rawValue: v) {
             extendKernel = k
         }
@@ -30,6 +30,17 @@ public final class CUDAKernels: @unchecked Sendable {
         functions[name] = f
         return f
     }
+
+    /// `name`, allowed `sharedBytes` of dynamic shared memory (set once per size above 48 KiB).
+    func fn(_ name: String, sharedBytes: Int) throws -> CUDAFunction {
+        let f = try fn(name)
+        if sharedBytes > 48 << 10 && (sharedAllowed[name] ?? 0) < sharedBytes {
+            try f.allowSharedMemory(sharedBytes)
+            sharedAllowed[name] = sharedBytes
+        }
+        return f
+    }
+    private var sharedAllowed: [String: Int] = [:]
 
     private static func blocks(_ n: Int, _ per: Int) -> Int { (n + per - 1) / per }
 
@@ -146,6 +157,9 @@ public final class CUDAKernels: @unchecked Sendable {
     public enum ExtendKernel: String, Sendable, CaseIterable {
         /// `sv_extend_mma2_d*`: tensor cores, K/V double-buffered with cp.async, P in bf16.
         case mma2
+        /// `sv_extend_mma3_d*`: tensor cores, 128-query blocks, three-stage K/V ring, K by ldmatrix,
+        /// masks only on the diagonal tiles, heaviest query tiles first.
+        case mma3
         /// `sv_extend_mma_d*`: tensor cores, synchronous K/V tiles, P as bf16 hi + lo.
         case mma
         /// `sv_extend_attn_d*`: CUDA cores (also every head size without a tensor-core kernel).
@@ -234,6 +248,18 @@ public final class CUDAKernels: @unchecked Sendable {
             }
             try f.launch(
                 grid: (Self.blocks(maxQLen, 64), shape.heads, batch), block: (128, 1, 1), sharedBytes: bytes,
+                stream: stream, args: a)
+        case .mma3:
+            // 3 stages x (K, V) x 64 rows x (headDim + 8) bf16; 128 queries (8 warps) per block,
+            // query tiles counted from the last in grid y, heads in grid x.
+            let name = "sv_extend_mma3_d\(shape.headDim)", bytes = 3 * 2 * 64 * (shape.headDim + 8) * 2
+            let f = try fn(name)
+            if !sharedConfigured.contains(name) {
+                try f.allowSharedMemory(bytes)
+                sharedConfigured.insert(name)
+            }
+            try f.launch(
+                grid: (shape.heads, Self.blocks(maxQLen, 128), batch), block: (256, 1, 1), sharedBytes: bytes,
                 stream: stream, args: a)
         case .mma:
             try fn("sv_extend_mma_d\(shape.headDim)").launch(

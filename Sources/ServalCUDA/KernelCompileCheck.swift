@@ -14,13 +14,17 @@ public struct KernelCompileCheck: Sendable {
             "sv_rmsnorm_residual",
             "sv_rope_bf16", "sv_rope_f32", "sv_rotary_angles", "sv_sample", "sv_silu_mul_bf16", "sv_silu_mul_f32",
             "sv_add_rmsnorm_f32", "sv_kv_write_q_f32", "sv_gemv3_bf16_xf32", "sv_rope2_f32", "sv_gemv3s_bf16_xf32",
-            "sv_gemv3k_bf16_xf32", "sv_kv_pages_u128", "sv_kv_pages_u16", "sv_mla_write", "sv_mla_decode_mma",
+            "sv_gemv3k_bf16_xf32", "sv_gemv3b_bf16_xf32", "sv_kv_pages_u128", "sv_kv_pages_u16", "sv_mla_write",
+            "sv_mla_decode_mma",
             "sv_mla_decode_combine", "sv_moe_route", "sv_moe_gate_up", "sv_moe_down", "sv_strided_matmul",
             "sv_copy_rows_f32", "sv_head_matmul", "sv_moe_sort", "sv_moe_gate_up_grouped", "sv_moe_down_grouped",
-            "sv_moe_combine", "sv_mla_decode_mma2", "sv_mla_decode_mma2_h32",
+            "sv_moe_combine", "sv_gemv3_fp8_xf32", "sv_fp8_dequant_bf16", "sv_mla_decode_mma2",
+            "sv_mla_decode_mma2_h32",
             "sv_mla_decode_mma2_deep",
         ]
-        for d in CUDAKernels.mmaExtendDims { names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)"] }
+        for d in CUDAKernels.mmaExtendDims {
+            names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)", "sv_extend_mma3_d\(d)"]
+        }
         for d in CUDAKernels.headDims {
             names.append("sv_extend_attn_d\(d)")
             for g in [1, 2, 4, 8] { names.append("sv_decode_attn_d\(d)_g\(g)") }

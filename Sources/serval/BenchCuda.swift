@@ -123,6 +123,18 @@ struct BenchCuda: ParsableCommand {
                         format: "gemm %-8@ m=%-5d n=%-6d k=%-5d %8.3f ms %7.1f TFLOP/s %6.0f GB/s",
                         name as NSString, m, n, k, r.ms, r.tflops, gbs))
                 gemms.append(["name": name, "m": m, "n": n, "k": k, "ms": r.ms, "tflops": r.tflops, "gbs": gbs])
+                if m > 1 && m <= 256 {
+                    // SERVAL_CUDA_FP8=1: the same product of an fp8 weight (dequantize into bf16, then the GEMM).
+                    let f = try bench.matmulFP8(m: m, n: n, k: k)
+                    print(
+                        String(
+                            format: "gemm fp8 %-8@ m=%-5d n=%-6d k=%-5d %8.3f ms %7.1f TFLOP/s (dequantize %.3f ms)",
+                            name as NSString, m, n, k, f.ms, f.tflops, f.dequantMs))
+                    gemms.append([
+                        "name": name, "m": m, "n": n, "k": k, "ms": f.ms, "tflops": f.tflops, "variant": "fp8",
+                        "dequant_ms": f.dequantMs,
+                    ])
+                }
             }
             json["gemm"] = gemms
             var gemvs: [[String: Any]] = []
@@ -130,7 +142,7 @@ struct BenchCuda: ParsableCommand {
                 ("qkv", 6144, 4096, 3), ("o", 4096, 4096, 1), ("gate_up", 28672, 4096, 2), ("down", 4096, 14336, 1),
                 ("lm_head", 128_256, 4096, 1),
             ] {
-                for variant in GEMVVariant.allCases {
+                for variant in GEMVVariant.available(computeMajor: context.info.computeCapability.major) {
                     let r = try bench.gemv(n: n, k: k, parts: parts, variant: variant)
                     print(
                         String(
@@ -140,6 +152,14 @@ struct BenchCuda: ParsableCommand {
                             (parts > 1 ? "s" : "") as NSString, r.ms, r.gbs, 100 * r.gbs / bw))
                     gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs, "variant": variant.rawValue])
                 }
+                // SERVAL_CUDA_FP8=1: the same product of an fp8 weight (128x128 blocks), half the bytes.
+                let f = try bench.gemvFP8(n: n, k: k, parts: parts)
+                print(
+                    String(
+                        format: "gemv fp8    %-8@ n=%-6d k=%-5d (%d target%@) %8.4f ms %6.0f GB/s (%.0f%% of copy)",
+                        name as NSString, n, k, parts, (parts > 1 ? "s" : "") as NSString, f.ms, f.gbs,
+                        100 * f.gbs / bw))
+                gemvs.append(["name": name, "n": n, "k": k, "ms": f.ms, "gbs": f.gbs, "variant": "fp8"])
             }
             json["gemv"] = gemvs
             let gap = try bench.launchGap()

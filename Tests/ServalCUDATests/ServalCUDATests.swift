@@ -94,9 +94,36 @@ final class ServalCUDATests: XCTestCase {
         }
         let result = try compiler.compile(source: KernelSource.all, name: "serval_kernels.cu")
         XCTAssertGreaterThan(result.cubin.count, 1000)
-        for name in ["sv_mla_write", "sv_mla_attention", "sv_moe_route", "sv_moe_gate_up", "sv_moe_down"] {
+        for name in ["sv_mla_write", "sv_mla_decode_mma", "sv_mla_decode_combine", "sv_moe_gate_up", "sv_moe_down"] {
             XCTAssertTrue(KernelSource.all.contains("void \(name)("), name)
         }
+    }
+
+    func testBulkGEMVTilesDivideTheReduction() {
+        // k-tile: the longest k / m that is a multiple of 8 and at most 4096 values.
+        let cases: [(Int, Int?)] = [
+            (4096, 4096), (14336, 3584), (4200, 1400), (264, 264), (10944, 3648), (2048, 2048), (576, 576),
+            (12, nil), (0, nil),
+        ]
+        for (k, want) in cases {
+            let t = GEMVVariant.bulkTile(k: k)
+            XCTAssertEqual(t, want, "k=\(k)")
+            if let t {
+                XCTAssertEqual(k % t, 0)
+                XCTAssertLessThanOrEqual(4 * 4 * t * 2, 128 << 10)  // four stages of 4 rows
+            }
+        }
+        XCTAssertTrue(GEMVVariant.bulk.supports(k: 14336))
+        XCTAssertFalse(GEMVVariant.bulk.supports(k: 12))
+        XCTAssertEqual(GEMVVariant.bulk.blocks(rows: 4096, multiprocessors: 132), 132)
+        XCTAssertEqual(GEMVVariant.bulk.blocks(rows: 9, multiprocessors: 132), 3)
+        XCTAssertEqual(GEMVVariant.smem.blocks(rows: 4096, multiprocessors: 132), 256)
+        XCTAssertEqual(GEMVVariant.bulk.extraArguments(k: 14336), [3584])
+        XCTAssertEqual(GEMVVariant.fromEnvironment(nil, computeMajor: 9), .bulk)
+        XCTAssertEqual(GEMVVariant.fromEnvironment(nil, computeMajor: 8), .smem)
+        XCTAssertEqual(GEMVVariant.fromEnvironment("bulk", computeMajor: 8), .smem)
+        XCTAssertEqual(GEMVVariant.fromEnvironment("warp", computeMajor: 9), .warp)
+        XCTAssertEqual(GEMVVariant.available(computeMajor: 8), [.smem, .warp, .splitK])
     }
 
     func testGroupSubdivisionDividesTheGroup() {

@@ -22,6 +22,10 @@ extension CUDABackend {
 
     public func matmul(_ x: UnsafePointer<Float>, rows: Int, targets: [MatmulTarget]) {
         guard rows > 0, let first = targets.first else { return }
+        if targets.contains(where: { $0.weight.blockScale != nil }) {
+            matmulBlockScaled(x, rows: rows, targets: targets)  // CUDABackend+FP8.swift
+            return
+        }
         let k = first.weight.cols
         enqueue {
             if rows == 1 && useGEMV && k % 8 == 0 && Self.address(x) % 16 == 0 {
@@ -43,10 +47,13 @@ extension CUDABackend {
                         }
                     }
                     a.add(Self.range(x, k * 4)); a.add(k)
-                    let v = gemv.supports(k: k) ? gemv : .warp
-                    try kernels.fn(v.kernel).launch(
-                        grid: ((total + v.rowsPerBlock - 1) / v.rowsPerBlock, 1, 1), block: (256, 1, 1),
-                        sharedBytes: v.sharedBytes(k: k), stream: stream, args: a)
+                    let aligned = part.allSatisfy { Self.address($0.weight.base) % 16 == 0 }
+                    let v = gemv.supports(k: k) && (gemv != .bulk || aligned) ? gemv : .warp
+                    for e in v.extraArguments(k: k) { a.add(e) }
+                    let shared = v.sharedBytes(k: k)
+                    try kernels.fn(v.kernel, sharedBytes: shared).launch(
+                        grid: (v.blocks(rows: total, multiprocessors: kernels.multiprocessors), 1, 1),
+                        block: (256, 1, 1), sharedBytes: shared, stream: stream, args: a)
                     i += 3
                 }
                 return

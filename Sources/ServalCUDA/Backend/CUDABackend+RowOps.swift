@@ -24,6 +24,8 @@ extension CUDABackend {
         guard rows > 0 else { return }
         let n = weight.rows, k = weight.cols
         enqueue {
+            // The loader gives fp8 only to whole `Linear` weights, which take the other matmul.
+            if weight.blockScale != nil { throw CUDAError.invalid("strided matmul of an fp8 weight") }
             var a = KernelArgs()
             a.add(Self.range(x, ((rows - 1) * xStride + k) * 4)); a.add(xStride)
             a.add(Self.range(weight.base.assumingMemoryBound(to: UInt16.self), n * k * 2))

@@ -19,7 +19,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     /// Batch-1 decode runs matrix-vector products through `sv_gemv_bf16_xf32` (beats cuBLASLt at m = 1).
     public var useGEMV = true
     /// Which one-token GEMV kernel runs (`GEMVVariant`; `SERVAL_CUDA_GEMV` overrides the default).
-    public var gemv = GEMVVariant.smem
+    public var gemv = GEMVVariant.bulk
     /// A residual `add` waits one op and runs fused with the `rmsNorm` that reads its sum; a
     /// RoPE waits one op and runs in one launch with the next (q's and k's).
     public var fuseAddNorm = true
@@ -31,8 +31,8 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     var idleMeter = GPUIdleMeter()
     let log: @Sendable (String) -> Void
 
-    private var buffers: [UInt64: DeviceBuffer] = [:]
-    private let ring: PinnedBuffer
+    var buffers: [UInt64: DeviceBuffer] = [:]
+    let ring: PinnedBuffer
     var ringOffset = 0
     private var firstError: Error?
     /// bf16 copy of a matmul's input rows (cuBLASLt reads bf16).
@@ -40,7 +40,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     /// Row indices for `gatherRows`.
     private var indexScratch: DeviceBuffer?
     private var sampler: CUDASampler?
-    private let uploadLog: UploadLog
+    let uploadLog: UploadLog
     /// Eager, or capturing / replaying a decode graph (`CUDABackend+Graphs.swift`).
     var graphMode = GraphMode.eager
     /// Bumped whenever a buffer a captured graph may point into is replaced: graphs of an
@@ -52,6 +52,11 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     var attentions: [WeakAttention] = []
     /// Device address tables of per-head weight groups (`matmulPerHead`), by the first address.
     var headTables: [UInt64: DeviceBuffer] = [:]
+    /// Block-scaled fp8 weights stay fp8 on the device (`CUDABackend+FP8.swift`); off by
+    /// default (dequantized to bf16 on the host at load), `SERVAL_CUDA_FP8=1` turns it on.
+    public var keepsFP8 = false
+    /// bf16 copy of one fp8 matrix for a product of several rows, sized for the largest.
+    var fp8Scratch: DeviceBuffer?
 
     /// Device `ordinal`'s primary context, the kernels (NVRTC, disk-cached), cuBLASLt.
     /// Throws `CUDAError.unavailable` (one line naming what is missing) without a GPU.
@@ -67,8 +72,10 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         self.log = log
         // Diagnostic switch: SERVAL_CUDA_FUSE_ADD_NORM=0 queues every add on its own.
         fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
-        // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=smem|warp|splitk.
-        gemv = GEMVVariant.fromEnvironment(ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"])
+        // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=bulk|smem|warp|splitk.
+        gemv = GEMVVariant.fromEnvironment(
+            ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"], computeMajor: context.info.computeCapability.major)
+        keepsFP8 = ProcessInfo.processInfo.environment["SERVAL_CUDA_FP8"] == "1"
         // Programmatic dependent launch on Hopper and later; SERVAL_CUDA_PDL=0 turns it off (A/B).
         stream.programmaticLaunch =
             context.info.supportsProgrammaticLaunch && ProcessInfo.processInfo.environment["SERVAL_CUDA_PDL"] != "0"
@@ -255,6 +262,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
             if (activationScratch?.pointer.bytes ?? 0) < need { activationScratch = try DeviceBuffer(bytes: need) }
             if small { indexScratch = try DeviceBuffer(bytes: max(rows, 64) * 4) }
         }
+        uploadLog.summarizeFP8(scratchBytes: fp8Scratch?.pointer.bytes ?? 0)
     }
 
     public func synchronize() {
@@ -353,21 +361,40 @@ final class UploadLog: @unchecked Sendable {
     private var bytes = 0
     private var nextReport = 1 << 30
     private var converted: Set<String> = []
+    private var fp8Bytes = 0
+    private var fp8Matrices = 0
+    private var fp8Summarized = false
 
     init(log: @escaping @Sendable (String) -> Void) { self.log = log }
 
     func add(type: DType, bytes b: Int) {
-        if type != .bf16, !converted.contains(type.description) {
+        if type != .bf16, type != .f8e4m3, !converted.contains(type.description) {
             converted.insert(type.description)
             log(
                 type.blockSize > 1
                     ? "cuda: \(type) weights are dequantized to bf16 at upload (no quantized GPU kernels yet)"
                     : "cuda: \(type) weights are converted to bf16 at upload")
         }
+        if type == .f8e4m3 {
+            fp8Bytes += b
+            fp8Matrices += 1
+        }
         bytes += b
         if bytes >= nextReport {
             log(String(format: "cuda: %.1f GiB of weights on the device", Double(bytes) / Double(1 << 30)))
             nextReport += 1 << 30
         }
+    }
+
+    /// Once, after the weights are up (the first scratch reservation): how much stayed fp8.
+    func summarizeFP8(scratchBytes: Int) {
+        guard !fp8Summarized, fp8Matrices > 0 else { return }
+        fp8Summarized = true
+        log(
+            String(
+                format:
+                    "cuda: %d weight matrices (%.1f MiB, scale grids included) stay block-scaled fp8 on the device; "
+                    + "bf16 scratch for multi-row products %.1f MiB",
+                fp8Matrices, Double(fp8Bytes) / Double(1 << 20), Double(scratchBytes) / Double(1 << 20)))
     }
 }

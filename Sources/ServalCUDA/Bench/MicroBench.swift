@@ -146,7 +146,7 @@ public struct MicroBench {
         try stream.fill32(w.pointer, value: 0x3C00_3C00, count: bytes * copies / 4)
         let x = try DeviceBuffer(bytes: k * 4), y = try DeviceBuffer(bytes: n * 4)
         try stream.fill32(x.pointer, value: 0x3F80_0000, count: k)
-        let f = try kernels.fn(variant.kernel)
+        let f = try kernels.fn(variant.kernel, sharedBytes: variant.sharedBytes(k: k))
         let rows = n / parts
         var i = 0
         let ms = try time(iterations: 3 * copies, warmup: copies) {
@@ -162,10 +162,10 @@ public struct MicroBench {
                 }
             }
             a.add(x.pointer); a.add(k)
-            let per = variant.rowsPerBlock
+            for e in variant.extraArguments(k: k) { a.add(e) }
             try f.launch(
-                grid: ((rows * parts + per - 1) / per, 1, 1), block: (256, 1, 1),
-                sharedBytes: variant.sharedBytes(k: k), stream: stream, args: a)
+                grid: (variant.blocks(rows: rows * parts, multiprocessors: kernels.multiprocessors), 1, 1),
+                block: (256, 1, 1), sharedBytes: variant.sharedBytes(k: k), stream: stream, args: a)
         }
         return (Double(bytes) / (ms / 1e3) / 1e9, ms)
     }

@@ -5,8 +5,8 @@ public enum KernelSource {
     /// All parts, in order, as one translation unit.
     public static var all: String {
         [
-            common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA, sampling,
-            deepseek, mla2, kvPages,
+            common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA,
+            attentionExtendMMA3, gemvBulk, sampling, deepseek, mla2, kvPages, fp8,
         ].joined(
             separator: "\n")
     }

@@ -59,23 +59,42 @@ extension CUDASelftest {
         return judge("output (\(splits) splits)", Reference.relativeError(got, want), Self.bf16Tolerance)
     }
 
+    /// The short extend case: four sequences, prefix + new 0+37 / 50+17 / 130+1 / 40+150.
     func testExtend(_ c: AttentionConfig) throws -> String? {
-        let prefixes = [0, 50, 130, 40], news = [37, 17, 1, 150], batch = prefixes.count
+        try checkExtend(c, makeExtendCase(c, prefixes: [0, 50, 130, 40], news: [37, 17, 1, 150]))
+    }
+
+    /// Longer prompts for the tiled tensor-core kernels: several 128-query tiles, new-token
+    /// counts on and off the 64 / 128 tile sizes, with and without a cached prefix.
+    static let extendLongPrefixes = [0, 200, 77, 0], extendLongNews = [300, 129, 255, 128]
+    /// Head sizes and GQA ratios for the long extend cases (4:1 and 1:1 at 64 and 128).
+    static let extendLongConfigs = [
+        AttentionConfig(heads: 8, kvHeads: 2, headDim: 128),
+        AttentionConfig(heads: 4, kvHeads: 4, headDim: 128),
+        AttentionConfig(heads: 8, kvHeads: 2, headDim: 64),
+        AttentionConfig(heads: 6, kvHeads: 6, headDim: 64),
+    ]
+
+    /// One extend batch: the cache, the queries and the reference output.
+    struct ExtendCase {
+        let news: [Int]
+        let cache: Cache
+        let q: [UInt16]
+        let qo: [Int32]
+        let want: [Float]
+        var totalQ: Int { Int(qo.last ?? 0) }
+    }
+
+    /// Random queries and cache for sequences of `prefixes[b]` cached + `news[b]` new tokens,
+    /// with the plain Swift reference (causal over the new tokens).
+    func makeExtendCase(_ c: AttentionConfig, prefixes: [Int], news: [Int]) -> ExtendCase {
         let lengths = zip(prefixes, news).map { $0 + $1 }
         let cache = makeCache(c, lengths: lengths)
-        let totalQ = news.reduce(0, +)
         var qo: [Int32] = [0]
-        for n in news { qo.append(qo.last! + Int32(n)) }
-        let q = randomBF16(totalQ * c.rowStride)
-        let out = try poisoned(bytes: totalQ * c.heads * c.headDim * 2)
-        try kernels.extendAttention(
-            q: try upload(q), qStride: c.rowStride, kCache: try upload(cache.k),
-            vCache: try upload(cache.v), qoIndptr: try upload(qo),
-            kvIndptr: try upload(cache.indptr), kvIndices: try upload(cache.indices), out: out,
-            batch: batch, maxQLen: news.max()!, totalQ: totalQ, shape: c.shape, stream: stream)
-        let got = try bf16(out, totalQ * c.heads * c.headDim)
+        for n in news { qo.append((qo.last ?? 0) + Int32(n)) }
+        let q = randomBF16(Int(qo.last ?? 0) * c.rowStride)
         var want: [Float] = []
-        for b in 0..<batch {
+        for b in 0..<news.count {
             let rows = Int(qo[b])..<Int(qo[b + 1])
             let qb = rows.flatMap { t in (0..<(c.heads * c.headDim)).map { BF16.float(q[t * c.rowStride + $0]) } }
             want += Reference.attention(
@@ -83,6 +102,18 @@ extension CUDASelftest {
                 visible: (0..<news[b]).map { prefixes[b] + $0 + 1 }, heads: c.heads,
                 kvHeads: c.kvHeads, dim: c.headDim, scale: c.shape.scale)
         }
-        return judge("output", Reference.relativeError(got, want), Self.bf16Tolerance)
+        return ExtendCase(news: news, cache: cache, q: q, qo: qo, want: want)
+    }
+
+    /// Runs the selected extend kernel on `e` into a poisoned output and compares with its reference.
+    func checkExtend(_ c: AttentionConfig, _ e: ExtendCase) throws -> String? {
+        let out = try poisoned(bytes: e.totalQ * c.heads * c.headDim * 2)
+        try kernels.extendAttention(
+            q: try upload(e.q), qStride: c.rowStride, kCache: try upload(e.cache.k),
+            vCache: try upload(e.cache.v), qoIndptr: try upload(e.qo),
+            kvIndptr: try upload(e.cache.indptr), kvIndices: try upload(e.cache.indices), out: out,
+            batch: e.news.count, maxQLen: e.news.max() ?? 0, totalQ: e.totalQ, shape: c.shape, stream: stream)
+        let got = try bf16(out, e.totalQ * c.heads * c.headDim)
+        return judge("output", Reference.relativeError(got, e.want), Self.bf16Tolerance)
     }
 }

@@ -61,18 +61,40 @@ public final class CUDASelftest {
                 run("extend_attention \(c.label), \(cases)") { try self.testExtend(c) }
             }
         }
+        runLongExtendCases()
         for (m, n, k) in [(5, 515, 264), (33, 1000, 1032), (1, 4096, 4096)] {
             run("gemm_bf16 cuBLASLt m=\(m) n=\(n) k=\(k)") { try self.testGEMM(m: m, n: n, k: k) }
         }
         run("gemv_bf16 n=1003 k=4104") { try self.testGEMV(n: 1003, k: 4104, f32: false) }
         run("gemv_bf16 fp32 output n=517 k=14336") { try self.testGEMV(n: 517, k: 14336, f32: true) }
         run("gemm_bf16 cuBLASLt fp32 output m=7 n=1003 k=520") { try self.testGEMM(m: 7, n: 1003, k: 520, f32: true) }
+        runFP8Cases()
         runSamplingCases()
         runDeepSeekCases()
         runKVPageCases()
         runNCCLKVPageCases()
         emit("\(tally.passed) passed, \(tally.failed) failed")
         return (tally.passed, tally.failed)
+    }
+
+    /// Every extend kernel on longer prompts (`extendLongConfigs`); one reference per config.
+    func runLongExtendCases() {
+        let lens = zip(Self.extendLongPrefixes, Self.extendLongNews).map { "\($0)+\($1)" }.joined(separator: "/")
+        for c in Self.extendLongConfigs {
+            var data: ExtendCase?
+            for kernel in CUDAKernels.ExtendKernel.allCases {
+                run("extend_attention \(kernel.rawValue) \(c.label), prefix+new \(lens)") {
+                    let saved = self.kernels.extendKernel
+                    self.kernels.extendKernel = kernel
+                    defer { self.kernels.extendKernel = saved }
+                    let e =
+                        data
+                        ?? self.makeExtendCase(c, prefixes: Self.extendLongPrefixes, news: Self.extendLongNews)
+                    data = e
+                    return try self.checkExtend(c, e)
+                }
+            }
+        }
     }
 
     /// Runs one case (see `SelftestTally`) and frees its buffers.

@@ -46,11 +46,20 @@ public struct Linear: @unchecked Sendable {
         var parts: [WeightMatrix] = []
         var biases: [UnsafeMutablePointer<Float>?] = []
         for (i, name) in names.enumerated() {
-            var stored = try ctx.source.matrix("\(name).weight", rows: out[i], cols: inFeatures)
             var biasValues: [Float]? = nil
             if bias || ctx.source.has("\(name).bias") {
                 biasValues = try ctx.source.vector("\(name).bias", count: out[i])
             }
+            // Whole (unsharded) fp8 matrices stay fp8 on a backend that computes them.
+            if tp.isSingle || style == .replicated,
+                let w = try ctx.blockScaledWeight("\(name).weight", rows: out[i], cols: inFeatures)
+            {
+                parts.append(w)
+                biases.append(
+                    try biasValues.map { (v: [Float]) throws(ModelError) in try ctx.upload(v, name: "\(name).bias") })
+                continue
+            }
+            var stored = try ctx.source.matrix("\(name).weight", rows: out[i], cols: inFeatures)
             if !tp.isSingle {
                 switch style {
                 case .replicated:

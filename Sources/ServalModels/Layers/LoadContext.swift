@@ -66,6 +66,16 @@ public final class LoadContext: @unchecked Sendable {
     func weight(_ stored: StoredMatrix) throws(ModelError) -> WeightMatrix {
         try stored.upload(to: backend, source: source.sourceName)
     }
+
+    /// Matrix `name` kept as block-scaled fp8 in backend memory, when it is stored so and the
+    /// backend computes fp8 (`ComputeBackend.computesBlockScaledFP8`); nil otherwise (the caller
+    /// loads it with `source.matrix`, dequantized at load, as every CPU load does).
+    func blockScaledWeight(_ name: String, rows: Int, cols: Int) throws(ModelError) -> WeightMatrix? {
+        guard backend.computesBlockScaledFP8, let m = try source.blockScaledMatrix(name, rows: rows, cols: cols) else {
+            return nil
+        }
+        return try m.upload(to: backend, source: source.sourceName)
+    }
 }
 
 /// What the ranks of a group do besides plain tensor parallelism (SGLang's

@@ -57,7 +57,7 @@ public struct FP8BlockDequant: Sendable, Equatable {
 
     /// Dequantizes a `[rows, cols]` e4m3 matrix at `data` with its `[ceil(rows/br), ceil(cols/bc)]`
     /// scales into `out` (row-major, `target` elements).
-    func dequantize(
+    public func dequantize(
         _ data: UnsafeRawPointer, rows: Int, cols: Int, scales: [Float], into out: UnsafeMutableRawPointer
     ) {
         let lut = Self.e4m3

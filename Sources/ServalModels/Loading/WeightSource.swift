@@ -101,6 +101,42 @@ public struct StoredMatrix: @unchecked Sendable {
     }
 }
 
+/// A `[rows, cols]` float8 e4m3 matrix as a checkpoint stores it (one byte per weight,
+/// row-major, in host memory its `WeightSource` keeps alive) with its f32 scale grid: one
+/// scale per `blockRows x blockCols` block, `FP8BlockScale`'s layout, edge blocks partial.
+/// Given to a backend that computes block-scaled fp8 (`ComputeBackend.computesBlockScaledFP8`);
+/// every other backend gets the matrix dequantized at load (`WeightSource.matrix`).
+public struct BlockScaledMatrix: @unchecked Sendable {
+    public let name: String
+    public let rows: Int
+    public let cols: Int
+    public let data: UnsafeRawPointer
+    public let blockRows: Int
+    public let blockCols: Int
+    /// `ceil(rows / blockRows) x ceil(cols / blockCols)` values, row-major.
+    public let scales: [Float]
+
+    public var gridRows: Int { FP8BlockScale.blocks(rows, blockRows) }
+    public var gridCols: Int { FP8BlockScale.blocks(cols, blockCols) }
+
+    /// The matrix kept as fp8 in `backend`'s memory.
+    public func upload(to backend: any ComputeBackend, source: String) throws(ModelError) -> WeightMatrix {
+        guard scales.count == gridRows * gridCols else {
+            throw ModelError(
+                source: source, "\(name): \(scales.count) scales do not cover \(gridRows)x\(gridCols) blocks")
+        }
+        do {
+            return try scales.withUnsafeBufferPointer { s in
+                guard let base = s.baseAddress else { throw TensorError("\(name): no scales") }
+                return try backend.blockScaledWeight(
+                    data, rows: rows, cols: cols, blockRows: blockRows, blockCols: blockCols, scales: base)
+            }
+        } catch {
+            throw ModelError(source: source, "\(name): \(error)")
+        }
+    }
+}
+
 /// Where a model's tensors come from. Names are canonical GGUF names
 /// (`token_embd.weight`, `blk.3.attn_q.weight`, ...); each source maps them
 /// onto its own naming and keeps the backing memory alive.
@@ -119,6 +155,12 @@ public class WeightSource: @unchecked Sendable {
     /// A `[rows, cols]` matrix (rows = output features) in its stored format.
     public func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
         throw ModelError(source: sourceName, "\(name): tensor is missing")
+    }
+
+    /// A `[rows, cols]` matrix stored as block-scaled float8 (raw bytes and scale grid), or nil
+    /// when it is stored otherwise. `matrix` gives the same weights dequantized.
+    public func blockScaledMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> BlockScaledMatrix? {
+        nil
     }
 
     /// A `[rows, cols]` matrix stored as f32, f16 or bf16 (one the host can read element by

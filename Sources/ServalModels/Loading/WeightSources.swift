@@ -123,6 +123,19 @@ final class HFWeightSource: WeightSource, @unchecked Sendable {
             source: t.file.path)
     }
 
+    /// The float8 e4m3 matrix `name` as stored, with its block scales (nil when it is not fp8).
+    override func blockScaledMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError)
+        -> BlockScaledMatrix?
+    {
+        guard let stored = checkpoint.tensorInfo(Self.hfName(name)), stored.info.storedType == .f8e4m3 else {
+            return nil
+        }
+        let (fp8, scales) = try float8Scales(rows: rows, cols: cols, stored: stored)
+        return BlockScaledMatrix(
+            name: stored.info.name, rows: rows, cols: cols, data: stored.file.data(of: stored.info),
+            blockRows: fp8.blockRows, blockCols: fp8.blockCols, scales: scales)
+    }
+
     override func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {
         let t = try tensor(name)
         guard t.elementCount == count else {
@@ -161,6 +174,22 @@ extension HFWeightSource {
         _ name: String, rows: Int, cols: Int, stored: (file: SafetensorsFile, info: SafetensorsTensorInfo)
     ) throws(ModelError) -> StoredMatrix {
         let hf = stored.info.name
+        let (fp8, scales) = try float8Scales(rows: rows, cols: cols, stored: stored)
+        guard let rowBytes = fp8.target.byteCount(elements: cols) else {
+            throw ModelError(source: stored.file.path, "\(hf): cannot dequantize into \(fp8.target)")
+        }
+        let out = keep(bytes: rows * rowBytes)
+        fp8.dequantize(stored.file.data(of: stored.info), rows: rows, cols: cols, scales: scales, into: out)
+        return try StoredMatrix(
+            name: hf, type: fp8.target, rows: rows, cols: cols, data: UnsafeRawPointer(out),
+            byteCount: rows * rowBytes, source: stored.file.path)
+    }
+
+    /// The checked shape of a float8 matrix and its `<name>_scale_inv` grid as f32 values.
+    func float8Scales(
+        rows: Int, cols: Int, stored: (file: SafetensorsFile, info: SafetensorsTensorInfo)
+    ) throws(ModelError) -> (FP8BlockDequant, [Float]) {
+        let hf = stored.info.name
         guard let fp8 else {
             throw ModelError(
                 source: stored.file.path,
@@ -184,14 +213,6 @@ extension HFWeightSource {
                 "\(scaleName): shape \(scale.shape) does not match the [\(gridRows), \(gridCols)] blocks of "
                     + "\(fp8.blockRows)x\(fp8.blockCols) over \(rows)x\(cols)")
         }
-        let scales = try expand(scaleName, type: scale.type, data: scale.data, count: scale.elementCount)
-        guard let rowBytes = fp8.target.byteCount(elements: cols) else {
-            throw ModelError(source: stored.file.path, "\(hf): cannot dequantize into \(fp8.target)")
-        }
-        let out = keep(bytes: rows * rowBytes)
-        fp8.dequantize(stored.file.data(of: stored.info), rows: rows, cols: cols, scales: scales, into: out)
-        return try StoredMatrix(
-            name: hf, type: fp8.target, rows: rows, cols: cols, data: UnsafeRawPointer(out),
-            byteCount: rows * rowBytes, source: stored.file.path)
+        return (fp8, try expand(scaleName, type: scale.type, data: scale.data, count: scale.elementCount))
     }
 }

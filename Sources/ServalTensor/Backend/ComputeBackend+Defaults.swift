@@ -2,6 +2,15 @@
 /// older ops so that every backend has them (correct, though one call per row); a backend
 /// overrides them with a real kernel.
 extension ComputeBackend {
+    public var computesBlockScaledFP8: Bool { false }
+
+    public func blockScaledWeight(
+        _ data: UnsafeRawPointer, rows: Int, cols: Int, blockRows: Int, blockCols: Int,
+        scales: UnsafePointer<Float>
+    ) throws -> WeightMatrix {
+        throw TensorError("the \(name) backend does not compute block-scaled fp8 weights")
+    }
+
     public func copyRows(
         _ src: UnsafePointer<Float>, srcStride: Int, into dst: UnsafeMutablePointer<Float>, dstStride: Int,
         rows: Int, cols: Int

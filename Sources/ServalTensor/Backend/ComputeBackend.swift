@@ -89,6 +89,18 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// (the memory must outlive the model), an upload on a device. Throws `TensorError`
     /// naming what is wrong when the type cannot be computed or the sizes do not fit.
     func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws -> WeightMatrix
+    /// Whether the backend computes block-scaled float8 weights as float8 (`blockScaledWeight`):
+    /// the loader then hands it the checkpoint's fp8 bytes and scales instead of dequantizing
+    /// them on the host. False by default (the CPU backend).
+    var computesBlockScaledFP8: Bool { get }
+    /// A stored `[rows, cols]` float8 e4m3 matrix (one byte per weight, row-major, at host
+    /// `data`) with its host f32 scale grid (`FP8BlockScale`'s layout, `blockRows x blockCols`
+    /// blocks) made usable by this backend as fp8: the result's `type` is `.f8e4m3` and its
+    /// `blockScale` is set. Only called when `computesBlockScaledFP8` is true.
+    func blockScaledWeight(
+        _ data: UnsafeRawPointer, rows: Int, cols: Int, blockRows: Int, blockCols: Int,
+        scales: UnsafePointer<Float>
+    ) throws -> WeightMatrix
     /// `byteCount` bytes of backend memory (64-byte aligned), uninitialised.
     func allocate(bytes byteCount: Int) throws -> DeviceBuffer
     /// Gives back a buffer from `allocate`.

@@ -1,0 +1,136 @@
+extension KernelSource {
+    /// Block-scaled float8 e4m3 weights (DeepSeek-V3 checkpoints) kept as one byte per weight:
+    /// the one-token GEMV and the dequantization into bf16 that multi-row products run before
+    /// the bf16 GEMM. A matrix's scales are a row-major grid of f32, one per `br x bc` block
+    /// (edge blocks partial); weight (r, c) is `e4m3(w[r * k + c]) * s[(r / br) * gc + c / bc]`.
+    static let fp8 = #"""
+        // ---- fp8: block-scaled e4m3 weights ----
+        // e4m3 bits as an f16 with the same sign, exponent and mantissa bits: the f16's value is the
+        // e4m3 value times 2^-8 (exponent bias 15 against 7), exact for normals and subnormals alike;
+        // two e4m3 bytes (bits 8-15 and 24-31 of p, the rest zero) become two such f16 in one word.
+        __device__ __forceinline__ unsigned sv_e4m3x2_as_f16x2(unsigned p) {
+            return ((p >> 1) & 0x3f803f80u) | (p & 0x80008000u);
+        }
+        __device__ __forceinline__ void sv_f16x2_to_f32(unsigned h, float &lo, float &hi) {
+            asm("{ .reg .b16 l, u; mov.b32 {l, u}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, u; }"
+                : "=f"(lo), "=f"(hi)
+                : "r"(h));
+        }
+        // One e4m3 byte as f32, exactly.
+        __device__ __forceinline__ float sv_e4m3_to_f32(unsigned b) {
+            float lo, hi;
+            sv_f16x2_to_f32(sv_e4m3x2_as_f16x2(b << 8), lo, hi);
+            return lo * 256.f;
+        }
+        // Four weights (one 32-bit word, bytes in column order) dotted with four bf16-rounded x
+        // values, in units of 2^-8 (the caller folds 256 into the block's scale).
+        __device__ __forceinline__ float sv_dot4_e4m3(unsigned w, float x0, float x1, float x2, float x3) {
+            float a0, a2, a1, a3;
+            sv_f16x2_to_f32(sv_e4m3x2_as_f16x2(__byte_perm(w, 0u, 0x2404u)), a0, a2);
+            sv_f16x2_to_f32(sv_e4m3x2_as_f16x2(__byte_perm(w, 0u, 0x3414u)), a1, a3);
+            return a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3;
+        }
+        __device__ __forceinline__ float sv_rbf(float f) { return bf2f(f2bf(f)); }
+
+        // A row's dot product: a lane takes 16-byte chunks lane, lane + 32, ... (16 weights of one
+        // column block each; the partial sum is scaled once per chunk) when k % 16 == 0, bc % 16 == 0
+        // and w, x are 16-byte aligned (vec), else single bytes. STAGED: x is already rounded to bf16
+        // (in shared memory); otherwise it is read from global memory and rounded here.
+        template <bool STAGED> __device__ __forceinline__ float sv_fp8_row(const unsigned char *__restrict__ wr,
+                                                                          const float *__restrict__ srow,
+                                                                          const float *__restrict__ x, int k,
+                                                                          int bc, bool vec, int lane) {
+            float acc = 0.f;
+            if (vec) {
+                const uint4 *wv = (const uint4 *)wr;
+                const float4 *xv = (const float4 *)x;
+                const int chunks = k / 16, per = bc / 16;
+        #pragma unroll 2
+                for (int c = lane; c < chunks; c += 32) {
+                    const uint4 a = ld_stream(wv + c);
+                    float4 b[4];
+        #pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        b[j] = STAGED ? xv[4 * c + j] : __ldg(xv + 4 * c + j);
+                        if (!STAGED) b[j] = make_float4(sv_rbf(b[j].x), sv_rbf(b[j].y), sv_rbf(b[j].z), sv_rbf(b[j].w));
+                    }
+                    float p = sv_dot4_e4m3(a.x, b[0].x, b[0].y, b[0].z, b[0].w);
+                    p += sv_dot4_e4m3(a.y, b[1].x, b[1].y, b[1].z, b[1].w);
+                    p += sv_dot4_e4m3(a.z, b[2].x, b[2].y, b[2].z, b[2].w);
+                    p += sv_dot4_e4m3(a.w, b[3].x, b[3].y, b[3].z, b[3].w);
+                    acc += p * (__ldg(srow + c / per) * 256.f);
+                }
+            } else {
+                for (int c = lane; c < k; c += 32) {
+                    const float xc = STAGED ? x[c] : sv_rbf(__ldg(x + c));
+                    acc += sv_e4m3_to_f32(wr[c]) * __ldg(srow + c / bc) * xc;
+                }
+            }
+            return acc;
+        }
+
+        // y = W x for one row of fp32 x (rounded to bf16, as the bf16 GEMVs round it), up to three fp8
+        // weights sharing x: rows [0, n0) are w0's, then w1's, then w2's, each with its own scale grid
+        // (s0..s2; every grid is gc = ceil(k / bc) wide). A warp per row, 8 rows per block (grid
+        // ceil((n0 + n1 + n2) / 8), block 256). staged != 0: the block first rounds x into k floats of
+        // dynamic shared memory (the launcher passes k * 4 bytes), else each lane rounds what it reads.
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_gemv3_fp8_xf32(const unsigned char *__restrict__ w0, const float *__restrict__ s0, float *y0, int n0,
+                              const unsigned char *__restrict__ w1, const float *__restrict__ s1, float *y1, int n1,
+                              const unsigned char *__restrict__ w2, const float *__restrict__ s2, float *y2, int n2,
+                              const float *__restrict__ x, int k, int br, int bc, int staged) {
+            SV_PDL_ENTRY();
+            extern __shared__ float4 sv_fp8_xs[];
+            float *xs = (float *)sv_fp8_xs;
+            if (staged) {
+                for (int i = threadIdx.x; i < k; i += blockDim.x) xs[i] = sv_rbf(x[i]);
+                __syncthreads();
+            }
+            int row = blockIdx.x * 8 + (threadIdx.x >> 5);
+            const int lane = threadIdx.x & 31;
+            const unsigned char *w = w0;
+            const float *s = s0;
+            float *y = y0;
+            if (row >= n0) {
+                row -= n0;
+                w = w1;
+                s = s1;
+                y = y1;
+                if (row >= n1) {
+                    row -= n1;
+                    w = w2;
+                    s = s2;
+                    y = y2;
+                    if (row >= n2) return;
+                }
+            }
+            const int gc = (k + bc - 1) / bc;
+            const float *srow = s + (size_t)(row / br) * gc;
+            const unsigned char *wr = w + (size_t)row * k;
+            const bool vec = (k & 15) == 0 && (bc & 15) == 0 && (((size_t)w | (size_t)x) & 15) == 0;
+            float acc = staged ? sv_fp8_row<true>(wr, srow, xs, k, bc, vec, lane)
+                               : sv_fp8_row<false>(wr, srow, x, k, bc, vec, lane);
+            acc = warp_sum(acc);
+            if (lane == 0) y[row] = acc;
+        }
+
+        // out = W as bf16 (rows x k, row-major): each weight's e4m3 value times its block's scale,
+        // rounded to nearest even, exactly as the host's dequantization at load rounds it. Threads
+        // stride over a row's columns (x) and over rows (y); grid (ceil(k / 256) capped, rows capped),
+        // block 256.
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_fp8_dequant_bf16(const unsigned char *__restrict__ w, const float *__restrict__ s,
+                                bf16_t *__restrict__ out, int rows, int k, int br, int bc) {
+            SV_PDL_ENTRY();
+            const int gc = (k + bc - 1) / bc;
+            for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+                const float *srow = s + (size_t)(r / br) * gc;
+                const unsigned char *wr = w + (size_t)r * k;
+                bf16_t *o = out + (size_t)r * k;
+                for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < k; c += gridDim.x * blockDim.x) {
+                    o[c] = f2bf(sv_e4m3_to_f32(wr[c]) * srow[c / bc]);
+                }
+            }
+        }
+        """#
+}
