@@ -18,7 +18,7 @@ public final class CUDAKernels: @unchecked Sendable {
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_EXTEND"], let k = ExtendKernel(rawValue: v) {
             extendKernel = k
         }
-        // A/B switch: SERVAL_CUDA_MLA=v1|v2|v2h16|v2h32 picks the MLA decode kernel (v1 by default).
+        // A/B switch: SERVAL_CUDA_MLA=v1|v2|v2h16|v2deep|v2h32 picks the MLA decode kernel (v1 by default).
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MLA"], let k = MLAKernel(rawValue: v) {
             mlaKernel = k
         }
