@@ -1,6 +1,61 @@
-/// Absorbed MLA attention over the latent `.mla` cache (`sv_mla_decode_mma`, split over the
-/// keys, and `sv_mla_decode_combine` when split).
+/// Absorbed MLA attention over the latent `.mla` cache (`sv_mla_decode_mma`, or version 2's
+/// `sv_mla_decode_mma2` / `_h32`, split over the keys, and `sv_mla_decode_combine` when split).
 extension CUDAKernels {
+    /// Which MLA decode kernel runs (`SERVAL_CUDA_MLA` overrides the default, v1).
+    public enum MLAKernel: String, Sendable, CaseIterable {
+        /// `sv_mla_decode_mma`: 4 warps, 16 heads per block, 3 barriers per 32-key tile.
+        case v1
+        /// Version 2, heads per block by head count: 32 from 64 heads (`v2h32`), else 16 (`v2h16`).
+        case v2
+        /// `sv_mla_decode_mma2`: 8 warps, 16 heads per block, 2 barriers per 32-key tile, S in
+        /// registers, two stages, two blocks per multiprocessor.
+        case v2h16
+        /// `sv_mla_decode_mma2_deep`: as `v2h16` with five stages and one block per multiprocessor
+        /// (four tiles in flight per SM instead of two).
+        case v2deep
+        /// `sv_mla_decode_mma2_h32`: as `v2h16` with 32 heads per block (each row read once for
+        /// twice the heads), four stages, one block per multiprocessor.
+        case v2h32
+    }
+
+    /// How one MLA kernel is launched.
+    struct MLALaunch {
+        var name: String
+        var headsPerBlock: Int
+        var threads: Int
+        var sharedBytes: Int
+        /// Blocks a multiprocessor holds (registers and shared memory); v2's split planning uses it.
+        var blocksPerSM: Int
+    }
+
+    /// Version 2's keys per tile (its `SV_MLA2_BK`) and score row stride (`SV_MLA2_SSW`).
+    static let mla2Tile = 32
+    static let mla2ScoreStride = 40
+    /// Shared memory one block may use (227 KB) and one multiprocessor has (228 KB, 1 KB per block reserved).
+    static let maxBlockShared = 232_448
+    static let smShared = 233_472
+
+    /// The launch of `kernel` (`.v2` resolved by head count) for `shape`.
+    static func mlaLaunch(_ kernel: MLAKernel, _ s: MLAShape) -> MLALaunch {
+        let resolved = kernel == .v2 ? (s.heads >= 64 ? MLAKernel.v2h32 : .v2h16) : kernel
+        let rs = (s.rowWidth + 15) / 16 * 16 + 8
+        switch resolved {
+        case .v1, .v2:
+            return MLALaunch(
+                name: "sv_mla_decode_mma", headsPerBlock: 16, threads: 128, sharedBytes: mlaSharedBytes(s),
+                blocksPerSM: 2)
+        case .v2h16, .v2deep, .v2h32:
+            let (name, hb, stages, regLimit) =
+                resolved == .v2h16
+                ? ("sv_mla_decode_mma2", 16, 2, 2)
+                : resolved == .v2deep ? ("sv_mla_decode_mma2_deep", 16, 5, 1) : ("sv_mla_decode_mma2_h32", 32, 4, 1)
+            let bytes = stages * mla2Tile * rs * 2 + hb * rs * 2 + 2 * hb * mla2ScoreStride * 4
+            let fit = max(1, smShared / (bytes + 1024))
+            return MLALaunch(
+                name: name, headsPerBlock: hb, threads: 256, sharedBytes: bytes, blocksPerSM: min(regLimit, fit))
+        }
+    }
+
     /// Keys per tile of `sv_mla_decode_mma` (its `SV_MLA_BK`).
     static let mlaTile = 32
     /// Largest latent width the kernel's accumulators hold.
@@ -32,10 +87,34 @@ extension CUDAKernels {
     /// for two per multiprocessor, each split at least 2 tiles long, at most 32. Few query blocks
     /// (batch 1: one block per 16 heads) get short splits, so a launch's latency is a few tiles,
     /// not the whole context walked by one block; large batches reach two blocks per SM first.
+    /// With a version 2 kernel (`mlaKernel`), `mla2Splits`.
     public func mlaSplits(tokens: Int, shape: MLAShape, maxLen: Int) -> Int {
+        if mlaKernel != .v1 { return mla2Splits(tokens: tokens, shape: shape, maxLen: maxLen) }
         let blocks = max(1, tokens * ((shape.heads + 15) / 16))
         let wanted = (2 * multiprocessors + blocks - 1) / blocks
         return max(1, min(wanted, (maxLen + 2 * Self.mlaTile - 1) / (2 * Self.mlaTile), 32))
+    }
+
+    /// Version 2's splits: the count (at most 64, each split at least 2 tiles) that minimises
+    /// waves x (tiles per split + 1), the waves counted over `blocksPerSM` blocks on every
+    /// multiprocessor and the 1 standing for a split's fixed cost (queries, first tile, combine);
+    /// ties go to fewer splits. Batch 64 x 4096 keys (16 heads) gets 4 splits, one full wave,
+    /// where 5 would make 1.2; batch 1 gets short splits, so its latency is a few tiles.
+    public func mla2Splits(tokens: Int, shape: MLAShape, maxLen: Int) -> Int {
+        let launch = Self.mlaLaunch(mlaKernel, shape)
+        let qBlocks = max(1, tokens * ((shape.heads + launch.headsPerBlock - 1) / launch.headsPerBlock))
+        let slots = max(1, multiprocessors * launch.blocksPerSM)
+        let tiles = max(1, (maxLen + Self.mla2Tile - 1) / Self.mla2Tile)
+        var best = 1, bestCost = Int.max
+        for s in 1...max(1, min(64, (tiles + 1) / 2)) {
+            let waves = (qBlocks * s + slots - 1) / slots, per = (tiles + s - 1) / s
+            let cost = waves * (per + 1)
+            if cost < bestCost {
+                best = s
+                bestCost = cost
+            }
+        }
+        return best
     }
 
     /// Bytes of fp32 workspace MLA attention needs with `splits` splits (none for one).
@@ -64,7 +143,11 @@ extension CUDAKernels {
         let accBytes = tokens * shape.heads * splits * shape.latent * 4
         let partAcc = splits > 1 ? try workspace.slice(offset: 0, bytes: accBytes) : workspace
         let partML = splits > 1 ? try workspace.slice(offset: accBytes, bytes: wsBytes - accBytes) : workspace
-        let name = "sv_mla_decode_mma", bytes = Self.mlaSharedBytes(shape)
+        let launch = Self.mlaLaunch(mlaKernel, shape)
+        let name = launch.name, bytes = launch.sharedBytes
+        try require(
+            splits <= 64 && bytes <= Self.maxBlockShared,
+            "MLA attention: \(splits) splits or rows of \(shape.rowWidth) too many for \(name)")
         let f = try fn(name)
         if !sharedConfigured.contains("\(name)/\(bytes)") {
             try f.allowSharedMemory(bytes)
@@ -75,8 +158,8 @@ extension CUDAKernels {
         a.add(partAcc); a.add(partML); a.add(shape.heads); a.add(shape.latent); a.add(shape.rowWidth)
         a.add(shape.scale); a.add(splits)
         try f.launch(
-            grid: (tokens, (shape.heads + 15) / 16, splits), block: (128, 1, 1), sharedBytes: bytes, stream: stream,
-            args: a)
+            grid: (tokens, (shape.heads + launch.headsPerBlock - 1) / launch.headsPerBlock, splits),
+            block: (launch.threads, 1, 1), sharedBytes: bytes, stream: stream, args: a)
         guard splits > 1 else { return }
         var c = KernelArgs()
         c.add(partAcc); c.add(partML); c.add(out); c.add(shape.heads); c.add(shape.latent); c.add(splits)

@@ -18,6 +18,10 @@ public final class CUDAKernels: @unchecked Sendable {
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_EXTEND"], let k = ExtendKernel(rawValue: v) {
             extendKernel = k
         }
+        // A/B switch: SERVAL_CUDA_MLA=v1|v2|v2h16|v2deep|v2h32 picks the MLA decode kernel (v1 by default).
+        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MLA"], let k = MLAKernel(rawValue: v) {
+            mlaKernel = k
+        }
     }
 
     func fn(_ name: String) throws -> CUDAFunction {
@@ -162,6 +166,8 @@ public final class CUDAKernels: @unchecked Sendable {
         case cores
     }
     public var extendKernel = ExtendKernel.mma2
+    /// Which MLA decode kernel `mlaAttention` runs (`MLAKernel`).
+    public var mlaKernel = MLAKernel.v1
     var sharedConfigured: Set<String> = []
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.

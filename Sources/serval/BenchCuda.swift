@@ -79,15 +79,27 @@ struct BenchCuda: ParsableCommand {
         print(String(format: "d2d copy (1 GiB, read+write): %.0f GB/s", bw))
         if !skipMicro || mlaOnly {
             var mla: [[String: Any]] = []
+            let chosenMLA = kernels.mlaKernel
             for (heads, b, len) in try parsedMLACases() {
-                let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
-                print(
-                    String(
-                        format:
-                            "mla decode %3d heads x (512+64), batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
-                        heads, b, len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
-                mla.append(["heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs, "splits": r.splits])
+                // v1 (the old kernel), then version 2: 16 heads per block (two stages, then five), then
+                // (from 32 heads) 32.
+                for kernel in [CUDAKernels.MLAKernel.v1, .v2h16, .v2deep, .v2h32] where kernel != .v2h32 || heads >= 32
+                {
+                    kernels.mlaKernel = kernel
+                    let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
+                    print(
+                        String(
+                            format:
+                                "mla decode %@ %3d heads x (512+64), batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
+                            kernel.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString, heads, b,
+                            len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
+                    mla.append([
+                        "kernel": kernel.rawValue, "heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs,
+                        "splits": r.splits,
+                    ])
+                }
             }
+            kernels.mlaKernel = chosenMLA
             json["mla_decode"] = mla
         }
         if mlaOnly {

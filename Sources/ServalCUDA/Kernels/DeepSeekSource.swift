@@ -236,7 +236,8 @@ extension KernelSource {
 
         // The splits of sv_mla_decode_mma merged: block (token, head), each split's O weighted by
         // 2^(its max - the overall max) over the weighted sum of the splits' sums (split_weights),
-        // the partial rows read 8 splits at a time. splits <= 32.
+        // the partial rows read 8 splits at a time. splits <= 64 (split_weights). Also merges
+        // sv_mla_decode_mma2's splits (the same workspace layout).
         extern "C" __global__ void sv_mla_decode_combine(const float *part_acc, const float *part_ml, float *out,
                                                          int heads, int latent, int splits) {
             SV_PDL_ENTRY();

@@ -5,15 +5,8 @@ import Foundation
 /// routed experts over (token, choice) pairs.
 extension CUDASelftest {
     func runDeepSeekCases() {
-        run("mla_attention heads 10, latent 64 + rope 16, 2 sequences (5 new of 5, 1 new of 41)") {
-            try self.testMLA(heads: 10, latent: 64, rope: 16, starts: [0, 40], news: [5, 1], splits: [1])
-        }
-        run("mla_attention DeepSeek-V3 shape: heads 16, latent 512 + rope 64, lens 1/300, 1 and 3 splits") {
-            try self.testMLA(heads: 16, latent: 512, rope: 64, starts: [0, 299], news: [1, 1], splits: [1, 3])
-        }
-        run("mla_attention heads 20 (two blocks), latent 32 + rope 8, lens 1000/37/70, 1, 4 and 32 splits") {
-            try self.testMLA(
-                heads: 20, latent: 32, rope: 8, starts: [999, 36, 69], news: [1, 1, 1], splits: [1, 4, 32])
+        for kernel in [CUDAKernels.MLAKernel.v1, .v2h16, .v2deep, .v2h32] {
+            runMLACases(kernel)
         }
         for (method, sigmoid, groups, topkGroups, normalize) in [
             (0, false, 1, 1, false), (1, false, 4, 2, false), (2, true, 8, 4, true),
@@ -43,8 +36,51 @@ extension CUDASelftest {
         }
     }
 
-    /// `CUDAKernels.mlaAttention` with each of `splits` against a Double reference (queries and
-    /// probabilities are rounded to bf16 for the tensor cores: bf16 bounds).
+    /// MLA attention with `kernel` (`v1`, or version 2 with 16 or 32 heads per block, or 16 and five
+    /// stages): contexts of
+    /// 1 to 1057 keys (lengths no tile divides), head counts that fill no head block (10, 20, 40),
+    /// 16 and 128 heads at DeepSeek's 512 + 64, causal extends (several new tokens of a sequence
+    /// over its prefix), one split, several, and the planner's count (0 in `splits`).
+    func runMLACases(_ kernel: CUDAKernels.MLAKernel) {
+        let k = kernel.rawValue
+        func mla(_ name: String, _ body: @escaping () throws -> String?) {
+            run("mla_attention \(k) \(name)") {
+                let saved = self.kernels.mlaKernel
+                self.kernels.mlaKernel = kernel
+                defer { self.kernels.mlaKernel = saved }
+                return try body()
+            }
+        }
+        mla("heads 10, latent 64 + rope 16, 2 sequences (5 new of 5, 1 new of 41)") {
+            try self.testMLA(heads: 10, latent: 64, rope: 16, starts: [0, 40], news: [5, 1], splits: [1, 0])
+        }
+        mla("DeepSeek-V3 shape: heads 16, latent 512 + rope 64, lens 1/300, 1 and 3 splits") {
+            try self.testMLA(heads: 16, latent: 512, rope: 64, starts: [0, 299], news: [1, 1], splits: [1, 3])
+        }
+        mla("heads 20 (two blocks), latent 32 + rope 8, lens 1000/37/70, 1, 4 and 32 splits") {
+            try self.testMLA(
+                heads: 20, latent: 32, rope: 8, starts: [999, 36, 69], news: [1, 1, 1], splits: [1, 4, 32])
+        }
+        mla("heads 16, 512 + 64, lens 1/33/100/1057, 1, 5 and planned splits") {
+            try self.testMLA(
+                heads: 16, latent: 512, rope: 64, starts: [0, 32, 99, 1056], news: [1, 1, 1, 1], splits: [1, 5, 0])
+        }
+        mla("heads 16, 512 + 64, causal extends 70 + 37 new and 0 + 9 new, 1, 3 and planned splits") {
+            try self.testMLA(heads: 16, latent: 512, rope: 64, starts: [70, 0], news: [37, 9], splits: [1, 3, 0])
+        }
+        mla("heads 40 (no block size divides), 512 + 64, lens 77/300 and extend 30 + 4, 1 and 4 splits") {
+            try self.testMLA(
+                heads: 40, latent: 512, rope: 64, starts: [76, 299, 30], news: [1, 1, 4], splits: [1, 4])
+        }
+        mla("heads 128 (DeepSeek-V3), 512 + 64, lens 1/100/1000 and extend 995 + 3, 1, 3 and planned splits") {
+            try self.testMLA(
+                heads: 128, latent: 512, rope: 64, starts: [0, 99, 999, 995], news: [1, 1, 1, 3], splits: [1, 3, 0])
+        }
+    }
+
+    /// `CUDAKernels.mlaAttention` (the kernel `kernels.mlaKernel` picks) with each of `splits`
+    /// (0: the planner's `mlaSplits`) against a Double reference (queries and probabilities are
+    /// rounded to bf16 for the tensor cores: bf16 bounds).
     func testMLA(heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int], splits: [Int]) throws -> String? {
         let kw = latent + rope, seqs = starts.count
         let lens = zip(starts, news).map { $0 + $1 }
@@ -68,7 +104,8 @@ extension CUDASelftest {
         let (qd, cd) = (try upload(q), try upload(cache))
         let (ip, ix, ts, tl) = (try upload(indptr), try upload(indices), try upload(tokenSeq), try upload(tokenLen))
         var outputs: [(Int, [Float])] = []
-        for n in splits {
+        let planned = kernels.mlaSplits(tokens: tokens, shape: shape, maxLen: lens.max() ?? 1)
+        for n in splits.map({ $0 == 0 ? planned : $0 }) {
             let out = try poisoned(bytes: tokens * heads * latent * 4)
             let ws = try poisoned(bytes: max(4, CUDAKernels.mlaWorkspaceBytes(tokens: tokens, shape: shape, splits: n)))
             try kernels.mlaAttention(
