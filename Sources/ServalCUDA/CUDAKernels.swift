@@ -165,7 +165,7 @@ public final class CUDAKernels: @unchecked Sendable {
         /// `sv_extend_attn_d*`: CUDA cores (also every head size without a tensor-core kernel).
         case cores
     }
-    public var extendKernel = ExtendKernel.mma2
+    public var extendKernel = ExtendKernel.mma3
     /// Which MLA decode kernel `mlaAttention` runs (`MLAKernel`).
     public var mlaKernel = MLAKernel.v1
     var sharedConfigured: Set<String> = []

@@ -2,8 +2,8 @@ import ServalCUDA
 import ServalModels
 import ServalTensor
 
-/// `selftest --device cuda`'s seam check of block-scaled fp8 weights (`SERVAL_CUDA_FP8=1`'s
-/// path): `CUDABackend.blockScaledWeight` + `matmul` against `CPUBackend.matmul` of the same
+/// `selftest --device cuda`'s seam check of block-scaled fp8 weights kept as fp8 (the default):
+/// `CUDABackend.blockScaledWeight` + `matmul` against `CPUBackend.matmul` of the same
 /// matrices dequantized by the host loader's `FP8BlockDequant` into f32.
 extension BackendCheck {
     mutating func checkMatmulFP8(_ say: (String) -> Void) throws {

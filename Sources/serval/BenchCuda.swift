@@ -124,7 +124,7 @@ struct BenchCuda: ParsableCommand {
                         name as NSString, m, n, k, r.ms, r.tflops, gbs))
                 gemms.append(["name": name, "m": m, "n": n, "k": k, "ms": r.ms, "tflops": r.tflops, "gbs": gbs])
                 if m > 1 && m <= 256 {
-                    // SERVAL_CUDA_FP8=1: the same product of an fp8 weight (dequantize into bf16, then the GEMM).
+                    // The same product of an fp8 weight (dequantized into bf16, then the GEMM).
                     let f = try bench.matmulFP8(m: m, n: n, k: k)
                     print(
                         String(
@@ -152,7 +152,7 @@ struct BenchCuda: ParsableCommand {
                             (parts > 1 ? "s" : "") as NSString, r.ms, r.gbs, 100 * r.gbs / bw))
                     gemvs.append(["name": name, "n": n, "k": k, "ms": r.ms, "gbs": r.gbs, "variant": variant.rawValue])
                 }
-                // SERVAL_CUDA_FP8=1: the same product of an fp8 weight (128x128 blocks), half the bytes.
+                // The same product of an fp8 weight (128x128 blocks), half the bytes.
                 let f = try bench.gemvFP8(n: n, k: k, parts: parts)
                 print(
                     String(

@@ -118,12 +118,21 @@ final class ServalCUDATests: XCTestCase {
         XCTAssertEqual(GEMVVariant.bulk.blocks(rows: 4096, multiprocessors: 132), 132)
         XCTAssertEqual(GEMVVariant.bulk.blocks(rows: 9, multiprocessors: 132), 3)
         XCTAssertEqual(GEMVVariant.smem.blocks(rows: 4096, multiprocessors: 132), 256)
-        XCTAssertEqual(GEMVVariant.bulk.extraArguments(k: 14336), [3584])
-        XCTAssertEqual(GEMVVariant.fromEnvironment(nil, computeMajor: 9), .bulk)
-        XCTAssertEqual(GEMVVariant.fromEnvironment(nil, computeMajor: 8), .smem)
+        XCTAssertEqual(GEMVVariant.bulk.extraArguments(k: 14336, multiprocessors: 132, prefetch: true), [3584])
+        XCTAssertEqual(GEMVVariant.smem.extraArguments(k: 4096, multiprocessors: 132, prefetch: true), [264])
+        XCTAssertEqual(GEMVVariant.smem.extraArguments(k: 4096, multiprocessors: 132, prefetch: false), [0])
+        XCTAssertEqual(GEMVVariant.warp.extraArguments(k: 4096, multiprocessors: 132, prefetch: true), [])
+        // auto: bulk from 192 MB of weights per launch on sm_90 (gate_up, an 8B LM head), smem below.
+        XCTAssertEqual(GEMVVariant.auto.resolved(weightBytes: 28672 * 4096 * 2, computeMajor: 9), .bulk)
+        XCTAssertEqual(GEMVVariant.auto.resolved(weightBytes: 4096 * 14336 * 2, computeMajor: 9), .smem)
+        XCTAssertEqual(GEMVVariant.auto.resolved(weightBytes: 1 << 30, computeMajor: 8), .smem)
+        XCTAssertEqual(GEMVVariant.warp.resolved(weightBytes: 1 << 30, computeMajor: 9), .warp)
+        XCTAssertEqual(GEMVVariant.fromEnvironment(nil, computeMajor: 9), .auto)
+        XCTAssertEqual(GEMVVariant.fromEnvironment(nil, computeMajor: 8), .auto)
         XCTAssertEqual(GEMVVariant.fromEnvironment("bulk", computeMajor: 8), .smem)
         XCTAssertEqual(GEMVVariant.fromEnvironment("warp", computeMajor: 9), .warp)
         XCTAssertEqual(GEMVVariant.available(computeMajor: 8), [.smem, .warp, .splitK])
+        XCTAssertEqual(GEMVVariant.available(computeMajor: 9), [.bulk, .smem, .warp, .splitK])
     }
 
     func testGroupSubdivisionDividesTheGroup() {

@@ -1,6 +1,6 @@
 import ServalTensor
 
-/// Block-scaled float8 weights kept as fp8 on the device (`SERVAL_CUDA_FP8=1`): one byte per
+/// Block-scaled float8 weights kept as fp8 on the device (`SERVAL_CUDA_FP8=0` turns it off): one byte per
 /// weight plus the f32 scale grid, in one allocation. One-token products run the fp8 GEMV
 /// (`sv_gemv3_fp8_xf32`, up to three weights per launch); products of several rows dequantize
 /// each matrix into one reusable bf16 scratch (`sv_fp8_dequant_bf16`, sized for the largest

@@ -1,4 +1,4 @@
-/// `serval bench-cuda`'s block-scaled fp8 figures (`SERVAL_CUDA_FP8=1`'s kernels).
+/// `serval bench-cuda`'s block-scaled fp8 figures (fp8 weights kept on the GPU, the default).
 extension MicroBench {
     /// The fp8 decode GEMV over an n x k fp8 weight (128 x 128 blocks) split into `parts` equal
     /// targets of one launch: (GB/s of weight bytes and scales read, ms). Cycles through copies

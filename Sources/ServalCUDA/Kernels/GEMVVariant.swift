@@ -2,17 +2,24 @@
 /// x per launch, fp32 x rounded to bf16 as the prefill GEMM's input is. They differ in how a
 /// block splits the work, which decides how many weight bytes are in flight per SM:
 ///
-/// * `bulk` (sm_90+, the default there): persistent blocks, one per SM, whose weights the copy
-///   engine streams into shared memory (`cp.async.bulk` on mbarriers), four 32 KB stages in
-///   flight, issued before the programmatic-launch wait so they overlap the kernel before.
-/// * `smem`: x staged in shared memory as bf16 once per block, two rows per warp, 16 rows a block.
+/// * `auto` (the default): `bulk` for launches of at least 192 MB of weights (gate_up, the LM head
+///   of an 8B model) on sm_90+, `smem` below (measured on an H100: bulk streams the 1 GB LM head at
+///   102% of copy bandwidth against smem's 87%, but loses 2–5 points on 30–120 MB matrices, where
+///   its one block per SM spends longer filling and draining its pipeline).
+/// * `bulk` (sm_90+): persistent blocks, one per SM, whose weights the copy engine streams into
+///   shared memory (`cp.async.bulk` on mbarriers), four 32 KB stages in flight, issued before the
+///   programmatic-launch wait so they overlap the kernel before.
+/// * `smem`: x staged in shared memory as bf16 once per block, two rows per warp, 16 rows a block;
+///   on sm_90 the blocks resident at launch prefetch their rows into L2 before the PDL wait.
 /// * `warp`: a warp per row, x read through L1, 8 rows a block.
 /// * `splitK`: a block of 8 warps shares 4 rows, each thread a strided slice of k (x through
 ///   L1), partial sums reduced in shared memory; many small blocks keep every SM streaming even
 ///   for the 4096-row matrices (o, down) that give the row-per-warp kernels too few blocks.
 ///
-/// `SERVAL_CUDA_GEMV=bulk|smem|warp|splitk` picks one (a diagnostic and A/B switch).
+/// `SERVAL_CUDA_GEMV=auto|bulk|smem|warp|splitk` picks one (a diagnostic and A/B switch);
+/// `SERVAL_CUDA_GEMV_PREFETCH=0` turns smem's L2 prefetch off.
 public enum GEMVVariant: String, CaseIterable, Sendable {
+    case auto
     case bulk
     case smem
     case warp
@@ -21,7 +28,7 @@ public enum GEMVVariant: String, CaseIterable, Sendable {
     public var kernel: String {
         switch self {
         case .bulk: return "sv_gemv3b_bf16_xf32"
-        case .smem: return "sv_gemv3s_bf16_xf32"
+        case .auto, .smem: return "sv_gemv3s_bf16_xf32"
         case .warp: return "sv_gemv3_bf16_xf32"
         case .splitK: return "sv_gemv3k_bf16_xf32"
         }
@@ -31,7 +38,7 @@ public enum GEMVVariant: String, CaseIterable, Sendable {
     public var rowsPerBlock: Int {
         switch self {
         case .bulk: return 4
-        case .smem: return 16
+        case .auto, .smem: return 16
         case .warp: return 8
         case .splitK: return 4
         }
@@ -58,34 +65,48 @@ public enum GEMVVariant: String, CaseIterable, Sendable {
     /// `bulk`'s four stages).
     public func sharedBytes(k: Int) -> Int {
         switch self {
-        case .smem: return k * 2
+        case .auto, .smem: return k * 2
         case .bulk: return (k * 2 + 127) / 128 * 128 + 4 * 4 * (Self.bulkTile(k: k) ?? 0) * 2
         case .warp, .splitK: return 0
         }
     }
 
-    /// Extra launch arguments after `k` (`bulk`'s k-tile).
-    public func extraArguments(k: Int) -> [Int] { self == .bulk ? [Self.bulkTile(k: k) ?? k] : [] }
+    /// Extra launch arguments after `k`: `bulk`'s k-tile; `smem`'s count of blocks that prefetch
+    /// their rows into L2 (two per multiprocessor, those resident at launch; 0 = none).
+    public func extraArguments(k: Int, multiprocessors: Int, prefetch: Bool) -> [Int] {
+        switch self {
+        case .bulk: return [Self.bulkTile(k: k) ?? k]
+        case .auto, .smem: return [prefetch ? 2 * multiprocessors : 0]
+        case .warp, .splitK: return []
+        }
+    }
+
+    /// The kernel a launch of `weightBytes` of weights runs: `auto` resolved (bulk from 192 MB up
+    /// where the device has bulk copies), the others as they are.
+    public func resolved(weightBytes: Int, computeMajor: Int) -> GEMVVariant {
+        guard self == .auto else { return self }
+        return computeMajor >= 9 && weightBytes >= 192_000_000 ? .bulk : .smem
+    }
 
     /// Whether this variant runs at reduction length `k` (`smem` holds x in 48 KiB; `bulk` needs a
     /// k-tile and x plus its stages within 200 KiB).
     public func supports(k: Int) -> Bool {
         switch self {
-        case .smem: return k * 2 <= 48 << 10
+        case .auto, .smem: return k * 2 <= 48 << 10
         case .bulk: return Self.bulkTile(k: k) != nil && sharedBytes(k: k) <= 200 << 10
         case .warp, .splitK: return true
         }
     }
 
-    /// The variants a device of compute capability `major` runs (bulk copies need sm_90).
+    /// The kernels a device of compute capability `major` runs (bulk copies need sm_90; `auto` is a
+    /// rule over the others, not a kernel).
     public static func available(computeMajor: Int) -> [GEMVVariant] {
-        allCases.filter { $0 != .bulk || computeMajor >= 9 }
+        allCases.filter { $0 != .auto && ($0 != .bulk || computeMajor >= 9) }
     }
 
-    /// The default for a device of compute capability `major` (bulk copies need sm_90), or the
-    /// one `SERVAL_CUDA_GEMV` names.
+    /// `auto`, or the one `SERVAL_CUDA_GEMV` names (`bulk` falls back to `smem` below sm_90).
     public static func fromEnvironment(_ value: String?, computeMajor: Int = 9) -> GEMVVariant {
-        if let v = value.flatMap({ GEMVVariant(rawValue: $0) }), v != .bulk || computeMajor >= 9 { return v }
-        return computeMajor >= 9 ? .bulk : .smem
+        guard let v = value.flatMap({ GEMVVariant(rawValue: $0) }) else { return .auto }
+        return v == .bulk && computeMajor < 9 ? .smem : v
     }
 }

@@ -1,4 +1,4 @@
-/// Block-scaled fp8 weights (`SERVAL_CUDA_FP8=1`): the one-token fp8 GEMV (its 16-byte and byte
+/// Block-scaled fp8 weights (kept as fp8 by default): the one-token fp8 GEMV (its 16-byte and byte
 /// paths, x staged in shared memory or not, three weights per launch) and the multi-row product (dequantization into bf16,
 /// then cuBLASLt) against the host's dequantization, on random non-NaN e4m3 bytes, random scales
 /// and shapes whose last row and column blocks are partial; outputs poisoned.
