@@ -5,7 +5,8 @@
 # `auto` GEMV rule and smem's L2 prefetch; SERVAL_CUDA_GEMV=smem; SERVAL_CUDA_GEMV_PREFETCH=0; all three
 # off), DeepSeek-V2-Lite shapes under each MLA decode kernel (SERVAL_CUDA_MLA), the 8B at batch 64 / 256
 # and one 4096-token prefill per extend kernel (EXTEND_KERNELS, default "mma3"), the V3 fixtures against
-# the CPU (FP8 weights kept as fp8, and with SERVAL_CUDA_FP8=0), and the 8B server under 64 streams.
+# the CPU (FP8 weights kept as fp8, and with SERVAL_CUDA_FP8=0), the 8B server under 64 streams, and an
+# ncu per-kernel time summary of a 4096-token 8B prefill (SKIP_NCU=1 skips it).
 # Carry .device-carry as for scripts/device-check-all.sh. Log: $OUT/ab.txt.
 # Run: bash scripts/device-check-decode-ab.sh
 set -o pipefail
@@ -54,3 +55,12 @@ unset SERVAL_CUDA_FP8
 el model
 serve_8b 90
 el serve
+# Where a 4096-token 8B prefill's time goes: every kernel of the first prefill (the warm-up), by name.
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ -n "$NCU" ] && [ -z "$SKIP_NCU" ]; then
+  echo "== ncu: 8b prefill 4096, per kernel" >> $Q
+  timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+    --launch-count 700 $B bench-one-batch --device cuda $L8 --load-format dummy --disable-cuda-graph --batch-size 1 \
+    --input-len 4096 --output-len 1 2>&1 | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
+  el ncu-prefill
+fi
