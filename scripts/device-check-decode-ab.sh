@@ -2,8 +2,8 @@
 # Decode-path A/B on one GPU (about 5 minutes on an H100): the full selftest, bench-cuda (copy
 # bandwidth, GEMM, every GEMV variant, decode attention, extend kernels, MLA variants), then the 8B-shaped
 # dummy model's batch-1 decode twice under each setting (the default: programmatic dependent launch, the
-# `auto` GEMV rule and smem's L2 prefetch; SERVAL_CUDA_GEMV=smem; SERVAL_CUDA_GEMV_PREFETCH=0; all three
-# off), DeepSeek-V2-Lite shapes under each MLA decode kernel (SERVAL_CUDA_MLA), the 8B at batch 64 / 256
+# `auto` GEMV rule and smem's L2 prefetch; SERVAL_CUDA_GEMV=smem; SERVAL_CUDA_GEMV_PREFETCH=0),
+# DeepSeek-V2-Lite shapes under each MLA decode kernel (MLA_KERNELS, default "v1 v2"), the 8B at batch 64 / 256
 # and one 4096-token prefill per extend kernel (EXTEND_KERNELS, default "mma3"), the V3 fixtures against
 # the CPU (FP8 weights kept as fp8, and with SERVAL_CUDA_FP8=0), the 8B server under 64 streams, and an
 # ncu per-kernel time summary of a 4096-token 8B prefill (SKIP_NCU=1 skips it).
@@ -29,11 +29,9 @@ for round in 1 2; do
   ab "8b b1 default (auto GEMV + L2 prefetch + pdl)" X=1 -- $L8 --batch-size 1 --input-len 128 --output-len 32
   ab "8b b1 smem everywhere" SERVAL_CUDA_GEMV=smem -- $L8 --batch-size 1 --input-len 128 --output-len 32
   ab "8b b1 auto, no L2 prefetch" SERVAL_CUDA_GEMV_PREFETCH=0 -- $L8 --batch-size 1 --input-len 128 --output-len 32
-  ab "8b b1 smem, no prefetch, no pdl" SERVAL_CUDA_GEMV=smem SERVAL_CUDA_GEMV_PREFETCH=0 SERVAL_CUDA_PDL=0 -- $L8 \
-    --batch-size 1 --input-len 128 --output-len 32
 done
 el 8b-b1
-for mla in v1 v2 v2deep; do
+for mla in ${MLA_KERNELS:-v1 v2}; do
   ab "v2lite b1 32 mla=$mla" SERVAL_CUDA_MLA=$mla -- --model-path $W --batch-size 1 32 --input-len 128 --output-len 16
 done
 ab "v2lite b128" X=1 -- --model-path $W --batch-size 128 --input-len 128 --output-len 16
@@ -59,7 +57,7 @@ el serve
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ] && [ -z "$SKIP_NCU" ]; then
   echo "== ncu: 8b prefill 4096, per kernel" >> $Q
-  timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+  timeout 60 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
     --launch-count 700 $B bench-one-batch --device cuda $L8 --load-format dummy --disable-cuda-graph --batch-size 1 \
     --input-len 4096 --output-len 1 2>&1 | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
   el ncu-prefill
