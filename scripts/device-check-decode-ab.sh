@@ -1,8 +1,8 @@
 #!/bin/bash
 # Decode-path A/B on one GPU (about 5 minutes on an H100): the full selftest, bench-cuda (copy
 # bandwidth, GEMM, every GEMV variant, decode attention, extend kernels, MLA variants), then the 8B-shaped
-# dummy model's batch-1 decode twice under each setting (the default: programmatic dependent launch, the
-# `auto` GEMV rule and smem's L2 prefetch; SERVAL_CUDA_GEMV=smem; SERVAL_CUDA_GEMV_PREFETCH=0),
+# dummy model's batch-1 decode twice under each setting (the default: programmatic dependent launch and
+# the smem GEMV; SERVAL_CUDA_GEMV=bulk; SERVAL_CUDA_PDL=0),
 # DeepSeek-V2-Lite shapes under each MLA decode kernel (MLA_KERNELS, default "v1 v2"), the 8B at batch 64 / 256
 # and one 4096-token prefill per extend kernel (EXTEND_KERNELS, default "mma3"), the V3 fixtures against
 # the CPU (FP8 weights kept as fp8, and with SERVAL_CUDA_FP8=0), the 8B server under 64 streams, and an
@@ -26,9 +26,9 @@ ab() {  # label, env..., then bench-one-batch arguments after --
 L8="--model-path $C/llama8b"
 W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
 for round in 1 2; do
-  ab "8b b1 default (auto GEMV + L2 prefetch + pdl)" X=1 -- $L8 --batch-size 1 --input-len 128 --output-len 32
-  ab "8b b1 smem everywhere" SERVAL_CUDA_GEMV=smem -- $L8 --batch-size 1 --input-len 128 --output-len 32
-  ab "8b b1 auto, no L2 prefetch" SERVAL_CUDA_GEMV_PREFETCH=0 -- $L8 --batch-size 1 --input-len 128 --output-len 32
+  ab "8b b1 default (smem GEMV, pdl)" X=1 -- $L8 --batch-size 1 --input-len 128 --output-len 32
+  ab "8b b1 bulk GEMV" SERVAL_CUDA_GEMV=bulk -- $L8 --batch-size 1 --input-len 128 --output-len 32
+  ab "8b b1 no pdl" SERVAL_CUDA_PDL=0 -- $L8 --batch-size 1 --input-len 128 --output-len 32
 done
 el 8b-b1
 for mla in ${MLA_KERNELS:-v1 v2}; do
@@ -53,12 +53,12 @@ unset SERVAL_CUDA_FP8
 el model
 serve_8b 90
 el serve
-# Where a 4096-token 8B prefill's time goes: every kernel of the first prefill (the warm-up), by name.
+# Where a 4096-token 8B prefill's time goes: 700 kernels after the warm-up's (a short prefill), by name.
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ] && [ -z "$SKIP_NCU" ]; then
   echo "== ncu: 8b prefill 4096, per kernel" >> $Q
   timeout 60 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
-    --launch-count 700 $B bench-one-batch --device cuda $L8 --load-format dummy --disable-cuda-graph --batch-size 1 \
+    --launch-skip 700 --launch-count 700 $B bench-one-batch --device cuda $L8 --load-format dummy --disable-cuda-graph --batch-size 1 \
     --input-len 4096 --output-len 1 2>&1 | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
   el ncu-prefill
 fi

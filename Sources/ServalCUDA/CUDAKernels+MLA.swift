@@ -148,11 +148,7 @@ extension CUDAKernels {
         try require(
             splits <= 64 && bytes <= Self.maxBlockShared,
             "MLA attention: \(splits) splits or rows of \(shape.rowWidth) too many for \(name)")
-        let f = try fn(name)
-        if !sharedConfigured.contains("\(name)/\(bytes)") {
-            try f.allowSharedMemory(bytes)
-            sharedConfigured.insert("\(name)/\(bytes)")
-        }
+        let f = try fn(name, sharedBytes: bytes)
         var a = KernelArgs()
         a.add(q); a.add(cache); a.add(kvIndptr); a.add(kvIndices); a.add(tokenSeq); a.add(tokenLen); a.add(out)
         a.add(partAcc); a.add(partML); a.add(shape.heads); a.add(shape.latent); a.add(shape.rowWidth)

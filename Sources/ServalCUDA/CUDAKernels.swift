@@ -31,7 +31,8 @@ public final class CUDAKernels: @unchecked Sendable {
         return f
     }
 
-    /// `name`, allowed `sharedBytes` of dynamic shared memory (set once per size above 48 KiB).
+    /// `name`, allowed `sharedBytes` of dynamic shared memory: the limit is raised, never lowered, so
+    /// a kernel launched with several sizes (one per shape) keeps room for the largest seen.
     func fn(_ name: String, sharedBytes: Int) throws -> CUDAFunction {
         let f = try fn(name)
         if sharedBytes > 48 << 10 && (sharedAllowed[name] ?? 0) < sharedBytes {
@@ -168,7 +169,6 @@ public final class CUDAKernels: @unchecked Sendable {
     public var extendKernel = ExtendKernel.mma3
     /// Which MLA decode kernel `mlaAttention` runs (`MLAKernel`).
     public var mlaKernel = MLAKernel.v1
-    var sharedConfigured: Set<String> = []
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.
     public func decodeSplits(batch: Int, shape: AttentionShape, maxLen: Int) -> Int {
@@ -241,11 +241,7 @@ public final class CUDAKernels: @unchecked Sendable {
         switch kernel {
         case .mma2:
             let name = "sv_extend_mma2_d\(shape.headDim)", bytes = 4 * 64 * (shape.headDim + 8) * 2
-            let f = try fn(name)
-            if !sharedConfigured.contains(name) {
-                try f.allowSharedMemory(bytes)
-                sharedConfigured.insert(name)
-            }
+            let f = try fn(name, sharedBytes: bytes)
             try f.launch(
                 grid: (Self.blocks(maxQLen, 64), shape.heads, batch), block: (128, 1, 1), sharedBytes: bytes,
                 stream: stream, args: a)
@@ -253,11 +249,7 @@ public final class CUDAKernels: @unchecked Sendable {
             // 3 stages x (K, V) x 64 rows x (headDim + 8) bf16; 128 queries (8 warps) per block,
             // query tiles counted from the last in grid y, heads in grid x.
             let name = "sv_extend_mma3_d\(shape.headDim)", bytes = 3 * 2 * 64 * (shape.headDim + 8) * 2
-            let f = try fn(name)
-            if !sharedConfigured.contains(name) {
-                try f.allowSharedMemory(bytes)
-                sharedConfigured.insert(name)
-            }
+            let f = try fn(name, sharedBytes: bytes)
             try f.launch(
                 grid: (shape.heads, Self.blocks(maxQLen, 128), batch), block: (256, 1, 1), sharedBytes: bytes,
                 stream: stream, args: a)

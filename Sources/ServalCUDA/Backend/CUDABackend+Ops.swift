@@ -48,12 +48,8 @@ extension CUDABackend {
                     }
                     a.add(Self.range(x, k * 4)); a.add(k)
                     let aligned = part.allSatisfy { Self.address($0.weight.base) % 16 == 0 }
-                    let wanted = gemv.resolved(weightBytes: total * k * 2, computeMajor: computeMajor)
-                    let v = wanted.supports(k: k) && (wanted != .bulk || aligned) ? wanted : .warp
-                    let sms = kernels.multiprocessors
-                    for e in v.extraArguments(k: k, multiprocessors: sms, prefetch: gemvPrefetch && aligned) {
-                        a.add(e)
-                    }
+                    let v = gemv.supports(k: k) && (gemv != .bulk || aligned) ? gemv : .warp
+                    for e in v.extraArguments(k: k) { a.add(e) }
                     let shared = v.sharedBytes(k: k)
                     try kernels.fn(v.kernel, sharedBytes: shared).launch(
                         grid: (v.blocks(rows: total, multiprocessors: kernels.multiprocessors), 1, 1),

@@ -19,12 +19,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     /// Batch-1 decode runs matrix-vector products through `sv_gemv_bf16_xf32` (beats cuBLASLt at m = 1).
     public var useGEMV = true
     /// Which one-token GEMV kernel runs (`GEMVVariant`; `SERVAL_CUDA_GEMV` overrides the default).
-    public var gemv = GEMVVariant.auto
-    /// `smem` GEMV blocks resident at launch prefetch their rows into L2 before the PDL wait
-    /// (sm_90; `SERVAL_CUDA_GEMV_PREFETCH=0` turns it off).
-    public var gemvPrefetch = true
-    /// The device's compute capability major (9 on Hopper).
-    var computeMajor: Int { context.info.computeCapability.major }
+    public var gemv = GEMVVariant.smem
     /// A residual `add` waits one op and runs fused with the `rmsNorm` that reads its sum; a
     /// RoPE waits one op and runs in one launch with the next (q's and k's).
     public var fuseAddNorm = true
@@ -77,13 +72,10 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         self.log = log
         // Diagnostic switch: SERVAL_CUDA_FUSE_ADD_NORM=0 queues every add on its own.
         fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
-        // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=auto|bulk|smem|warp|splitk.
+        // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=smem|bulk|warp|splitk.
         gemv = GEMVVariant.fromEnvironment(
             ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"], computeMajor: context.info.computeCapability.major)
         keepsFP8 = ProcessInfo.processInfo.environment["SERVAL_CUDA_FP8"] != "0"
-        gemvPrefetch =
-            context.info.computeCapability.major >= 9
-            && ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV_PREFETCH"] != "0"
         // Programmatic dependent launch on Hopper and later; SERVAL_CUDA_PDL=0 turns it off (A/B).
         stream.programmaticLaunch =
             context.info.supportsProgrammaticLaunch && ProcessInfo.processInfo.environment["SERVAL_CUDA_PDL"] != "0"

@@ -162,9 +162,7 @@ public struct MicroBench {
                 }
             }
             a.add(x.pointer); a.add(k)
-            for e in variant.extraArguments(k: k, multiprocessors: kernels.multiprocessors, prefetch: true) {
-                a.add(e)
-            }
+            for e in variant.extraArguments(k: k) { a.add(e) }
             try f.launch(
                 grid: (variant.blocks(rows: rows * parts, multiprocessors: kernels.multiprocessors), 1, 1),
                 block: (256, 1, 1), sharedBytes: variant.sharedBytes(k: k), stream: stream, args: a)

@@ -299,8 +299,7 @@ extension KernelSource {
         // sv_gemv3_bf16_xf32 with x rounded to bf16 once per block into shared memory (k * 2 bytes
         // of dynamic shared memory), two rows per warp, 16 rows per block: the inner loop is one
         // 16-byte weight load per row, one 16-byte shared load of x and 16 FMAs, so the SMs keep
-        // up with HBM. Rows must be 16-byte aligned when prefetch_blocks > 0 (sm_90: blocks below
-        // it prefetch their rows into L2 before the PDL wait). grid ceil((n0 + n1 + n2) / 16), block 256.
+        // up with HBM. grid ceil((n0 + n1 + n2) / 16), block 256.
         __device__ __forceinline__ float dot8_bf16(uint4 a, uint4 b) {
             return __uint_as_float(a.x << 16) * __uint_as_float(b.x << 16) +
                    __uint_as_float(a.x & 0xffff0000u) * __uint_as_float(b.x & 0xffff0000u) +
@@ -339,19 +338,7 @@ extension KernelSource {
         extern "C" __global__ void __launch_bounds__(256)
             sv_gemv3s_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
                                 float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
-                                const float *__restrict__ x, int k, int prefetch_blocks) {
-        #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-            // Before the PDL wait (weights only): the first prefetch_blocks blocks, the ones resident
-            // while the previous kernel still runs, ask L2 for their 16 rows, so the stream is under way
-            // when x arrives.
-            if ((int)blockIdx.x < prefetch_blocks && threadIdx.x < 16) {
-                const uint4 *pw;
-                float *py;
-                int pr;
-                gemv3_row(blockIdx.x * 16 + threadIdx.x, w0, y0, n0, w1, y1, n1, w2, y2, n2, k, pw, py, pr);
-                if (pw) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(pw), "r"(k * 2) : "memory");
-            }
-        #endif
+                                const float *__restrict__ x, int k) {
             SV_PDL_ENTRY();
             extern __shared__ uint4 xs[];
             const int chunks = k / 8;

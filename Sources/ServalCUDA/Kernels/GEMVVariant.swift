@@ -2,24 +2,21 @@
 /// x per launch, fp32 x rounded to bf16 as the prefill GEMM's input is. They differ in how a
 /// block splits the work, which decides how many weight bytes are in flight per SM:
 ///
-/// * `auto` (the default): `bulk` for launches of at least 192 MB of weights (gate_up, the LM head
-///   of an 8B model) on sm_90+, `smem` below (measured on an H100: bulk streams the 1 GB LM head at
-///   102% of copy bandwidth against smem's 87%, but loses 2–5 points on 30–120 MB matrices, where
-///   its one block per SM spends longer filling and draining its pipeline).
-/// * `bulk` (sm_90+): persistent blocks, one per SM, whose weights the copy engine streams into
-///   shared memory (`cp.async.bulk` on mbarriers), four 32 KB stages in flight, issued before the
-///   programmatic-launch wait so they overlap the kernel before.
-/// * `smem`: x staged in shared memory as bf16 once per block, two rows per warp, 16 rows a block;
-///   on sm_90 the blocks resident at launch prefetch their rows into L2 before the PDL wait.
+/// * `smem` (the default): x staged in shared memory as bf16 once per block, two rows per warp, 16
+///   rows a block.
+/// * `bulk` (sm_90+, `SERVAL_CUDA_GEMV=bulk`): persistent blocks, one per SM, whose weights the copy
+///   engine streams into shared memory (`cp.async.bulk` on mbarriers), four 32 KB stages in
+///   flight, issued before the programmatic-launch wait. Alone it streams a 1 GB LM head at 101% of
+///   copy bandwidth (smem 89%) and is even or behind on 30–240 MB matrices; inside a decode step it
+///   loses (8B batch 1 on an H100: 162 tok/s with bulk for gate/up and the LM head, 165 all smem),
+///   its 140 KB blocks waiting for the previous kernel's SMs instead of overlapping it.
 /// * `warp`: a warp per row, x read through L1, 8 rows a block.
 /// * `splitK`: a block of 8 warps shares 4 rows, each thread a strided slice of k (x through
 ///   L1), partial sums reduced in shared memory; many small blocks keep every SM streaming even
 ///   for the 4096-row matrices (o, down) that give the row-per-warp kernels too few blocks.
 ///
-/// `SERVAL_CUDA_GEMV=auto|bulk|smem|warp|splitk` picks one (a diagnostic and A/B switch);
-/// `SERVAL_CUDA_GEMV_PREFETCH=0` turns smem's L2 prefetch off.
+/// `SERVAL_CUDA_GEMV=smem|bulk|warp|splitk` picks one (a diagnostic and A/B switch).
 public enum GEMVVariant: String, CaseIterable, Sendable {
-    case auto
     case bulk
     case smem
     case warp
@@ -28,7 +25,7 @@ public enum GEMVVariant: String, CaseIterable, Sendable {
     public var kernel: String {
         switch self {
         case .bulk: return "sv_gemv3b_bf16_xf32"
-        case .auto, .smem: return "sv_gemv3s_bf16_xf32"
+        case .smem: return "sv_gemv3s_bf16_xf32"
         case .warp: return "sv_gemv3_bf16_xf32"
         case .splitK: return "sv_gemv3k_bf16_xf32"
         }
@@ -38,7 +35,7 @@ public enum GEMVVariant: String, CaseIterable, Sendable {
     public var rowsPerBlock: Int {
         switch self {
         case .bulk: return 4
-        case .auto, .smem: return 16
+        case .smem: return 16
         case .warp: return 8
         case .splitK: return 4
         }
@@ -65,48 +62,33 @@ public enum GEMVVariant: String, CaseIterable, Sendable {
     /// `bulk`'s four stages).
     public func sharedBytes(k: Int) -> Int {
         switch self {
-        case .auto, .smem: return k * 2
+        case .smem: return k * 2
         case .bulk: return (k * 2 + 127) / 128 * 128 + 4 * 4 * (Self.bulkTile(k: k) ?? 0) * 2
         case .warp, .splitK: return 0
         }
     }
 
-    /// Extra launch arguments after `k`: `bulk`'s k-tile; `smem`'s count of blocks that prefetch
-    /// their rows into L2 (two per multiprocessor, those resident at launch; 0 = none).
-    public func extraArguments(k: Int, multiprocessors: Int, prefetch: Bool) -> [Int] {
-        switch self {
-        case .bulk: return [Self.bulkTile(k: k) ?? k]
-        case .auto, .smem: return [prefetch ? 2 * multiprocessors : 0]
-        case .warp, .splitK: return []
-        }
-    }
-
-    /// The kernel a launch of `weightBytes` of weights runs: `auto` resolved (bulk from 192 MB up
-    /// where the device has bulk copies), the others as they are.
-    public func resolved(weightBytes: Int, computeMajor: Int) -> GEMVVariant {
-        guard self == .auto else { return self }
-        return computeMajor >= 9 && weightBytes >= 192_000_000 ? .bulk : .smem
-    }
+    /// Extra launch arguments after `k` (`bulk`'s k-tile).
+    public func extraArguments(k: Int) -> [Int] { self == .bulk ? [Self.bulkTile(k: k) ?? k] : [] }
 
     /// Whether this variant runs at reduction length `k` (`smem` holds x in 48 KiB; `bulk` needs a
     /// k-tile and x plus its stages within 200 KiB).
     public func supports(k: Int) -> Bool {
         switch self {
-        case .auto, .smem: return k * 2 <= 48 << 10
+        case .smem: return k * 2 <= 48 << 10
         case .bulk: return Self.bulkTile(k: k) != nil && sharedBytes(k: k) <= 200 << 10
         case .warp, .splitK: return true
         }
     }
 
-    /// The kernels a device of compute capability `major` runs (bulk copies need sm_90; `auto` is a
-    /// rule over the others, not a kernel).
+    /// The variants a device of compute capability `major` runs (bulk copies need sm_90).
     public static func available(computeMajor: Int) -> [GEMVVariant] {
-        allCases.filter { $0 != .auto && ($0 != .bulk || computeMajor >= 9) }
+        allCases.filter { $0 != .bulk || computeMajor >= 9 }
     }
 
-    /// `auto`, or the one `SERVAL_CUDA_GEMV` names (`bulk` falls back to `smem` below sm_90).
+    /// `smem`, or the one `SERVAL_CUDA_GEMV` names (`bulk` falls back to `smem` below sm_90).
     public static func fromEnvironment(_ value: String?, computeMajor: Int = 9) -> GEMVVariant {
-        guard let v = value.flatMap({ GEMVVariant(rawValue: $0) }) else { return .auto }
+        guard let v = value.flatMap({ GEMVVariant(rawValue: $0) }) else { return .smem }
         return v == .bulk && computeMajor < 9 ? .smem : v
     }
 }
