@@ -139,6 +139,12 @@ struct LaunchServer: AsyncParsableCommand {
             "Structured outputs: sample text the grammar forces (fixed keys, brackets) token by token instead of appending it re-tokenized without a forward pass per token."
     )
     var disableJumpForward = false
+    @Flag(
+        name: .customLong("disable-overlap-schedule"),
+        help:
+            "Do not plan the next step while the current one runs. Serval's scheduler does not overlap yet (it plans each step after the previous step's tokens are home), so this is how it always runs; accepted for SGLang command lines."
+    )
+    var disableOverlapSchedule = false
     @Option(
         name: .customLong("constrained-json-whitespace-pattern"),
         help:
@@ -297,6 +303,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["kv_events_config"] = kvEventsConfig.map { .string($0) } ?? .null
         o["grammar_backend"] = .string(grammarBackend)
         o["disable_jump_forward"] = .bool(disableJumpForward)
+        o["disable_overlap_schedule"] = .bool(true)  // no overlap scheduler yet: always off
         o["constrained_json_whitespace_pattern"] = constrainedJSONWhitespacePattern.map { .string($0) } ?? .null
         o["enable_metrics"] = .bool(enableMetrics)
         o["log_level"] = .string(logLevel)

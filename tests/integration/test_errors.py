@@ -63,9 +63,12 @@ def test_openai_client_raises_bad_request(server):
 
 
 def test_api_key():
-    s = Server(api_key="sk-test")
+    # SGLang's --disable-overlap-schedule is accepted (Serval never overlaps scheduling yet).
+    s = Server("--disable-overlap-schedule", api_key="sk-test")
     try:
         assert requests.get(s.base + "/health", timeout=10).status_code == 200
+        info = requests.get(s.base + "/get_server_info", headers={"Authorization": "Bearer sk-test"}, timeout=10)
+        assert info.json()["disable_overlap_schedule"] is True
         for path in ("/v1/models", "/get_load", "/get_model_info"):
             assert requests.get(s.base + path, timeout=10).status_code == 401
             assert requests.get(s.base + path, headers={"Authorization": "Bearer nope"}, timeout=10).status_code == 401
