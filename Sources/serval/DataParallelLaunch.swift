@@ -39,11 +39,11 @@ struct DataParallelLaunch {
         }
     }
 
-    /// The worker command line: ours without --dp-size, --host, --port and router flags.
+    /// The worker command line: ours without --dp-size (or its aliases), --host, --port and router flags.
     static func workerArguments(_ args: [String], port: Int) -> [String] {
         var out: [String] = []
         var i = 0
-        let withValue: Set<String> = ["--dp-size", "--host", "--port"]
+        let withValue: Set<String> = ["--dp-size", "--data-parallel-size", "--dp", "--host", "--port"]
         while i < args.count {
             let a = args[i]
             let name = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a

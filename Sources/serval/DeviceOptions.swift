@@ -16,9 +16,30 @@ struct DeviceOptions: ParsableArguments {
     @Flag(name: .customLong("disable-cuda-graph"), help: "With --device cuda: run every step eagerly (no CUDA graphs).")
     var disableCudaGraph = false
 
+    @Option(
+        help:
+            "Compute type (SGLang's --dtype): auto, the device's own: float32 activations on the CPU (weights stay in their stored type), bfloat16 on CUDA. Another type is refused."
+    )
+    var dtype: String = "auto"
+
     func validate() throws {
-        guard ComputeDevice(rawValue: device.lowercased()) != nil else {
+        guard let d = ComputeDevice(rawValue: device.lowercased()) else {
             throw ValidationError("--device must be one of \(ComputeDevice.flagValues), got '\(device)'.")
+        }
+        try Self.checkDType(dtype, device: d)
+    }
+
+    /// `--dtype` values the device computes in: auto, or its own type under SGLang's names.
+    static func checkDType(_ value: String, device: ComputeDevice) throws {
+        let v = value.lowercased()
+        let own: Set<String> = device == .cuda ? ["bfloat16", "bf16"] : ["float32", "float", "fp32"]
+        guard v == "auto" || own.contains(v) else {
+            let known: Set<String> = ["half", "float16", "fp16", "bfloat16", "bf16", "float", "float32", "fp32"]
+            let what = known.contains(v) ? "is not a type it computes in" : "is not a dtype"
+            throw ValidationError(
+                "--dtype \(value) \(what) with --device \(device.rawValue): use auto or "
+                    + (device == .cuda ? "bfloat16 (weights are bf16 on the GPU)." : "float32 (the CPU's activations).")
+            )
         }
     }
 

@@ -17,9 +17,15 @@ struct LaunchServer: AsyncParsableCommand {
         abstract: "Starts the OpenAI/SGLang-compatible HTTP server.")
 
     @Option(
-        name: .customLong("model-path"),
+        name: [.customLong("model-path"), .customLong("model")],
         help: "GGUF file or HF checkpoint directory (default: $SERVAL_MODEL or the SmolLM2-135M-Instruct Q4_1 GGUF).")
     var modelPath: String?
+    @Flag(
+        name: .customLong("trust-remote-code"),
+        help:
+            "Accepted for SGLang command lines: Serval runs no code from a checkpoint (its architectures are built in), so there is nothing to allow."
+    )
+    var trustRemoteCode = false
     @Option(name: .customLong("tokenizer-path"), help: "Tokenizer location (default: the model path).")
     var tokenizerPath: String?
     @Option(name: .customLong("served-model-name"), help: "Model name in the API (default: the model path).")
@@ -161,7 +167,7 @@ struct LaunchServer: AsyncParsableCommand {
 
     // Data parallelism: N worker processes behind the gateway (see DataParallelLaunch.swift).
     @Option(
-        name: .customLong("dp-size"),
+        name: [.customLong("dp-size"), .customLong("data-parallel-size"), .customLong("dp")],
         help: "Worker processes; > 1 starts them on free local ports with the router on --port.")
     var dpSize: Int = 1
     @Flag(
@@ -304,6 +310,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["grammar_backend"] = .string(grammarBackend)
         o["disable_jump_forward"] = .bool(disableJumpForward)
         o["disable_overlap_schedule"] = .bool(true)  // no overlap scheduler yet: always off
+        o["dtype"] = .string(deviceOptions.dtype)
         o["constrained_json_whitespace_pattern"] = constrainedJSONWhitespacePattern.map { .string($0) } ?? .null
         o["enable_metrics"] = .bool(enableMetrics)
         o["log_level"] = .string(logLevel)

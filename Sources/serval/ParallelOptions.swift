@@ -6,7 +6,7 @@ import ServalEngine
 /// and `--enable-dp-attention` stay on `LaunchServer` (they also drive the router launch).
 struct ParallelOptions: ParsableArguments {
     @Option(
-        name: [.customLong("tp-size"), .customLong("tensor-parallel-size")],
+        name: [.customLong("tp-size"), .customLong("tensor-parallel-size"), .customLong("tp")],
         help: "Tensor-parallel ranks: one process per rank, weights split over them (CPU: --threads split too).")
     var tpSize: Int = 1
     @Option(
@@ -14,7 +14,7 @@ struct ParallelOptions: ParsableArguments {
         help: "Pipeline-parallel size: only 1 (pipeline parallelism is not supported, as in SGLang).")
     var ppSize: Int = 1
     @Option(
-        name: [.customLong("ep-size"), .customLong("expert-parallel-size")],
+        name: [.customLong("ep-size"), .customLong("expert-parallel-size"), .customLong("ep")],
         help: "Expert-parallel ranks for mixture-of-experts models (must divide --tp-size and the expert count).")
     var epSize: Int = 1
     @Option(name: .customLong("nnodes"), help: "Nodes the --tp-size ranks are spread over (tp must be a multiple).")

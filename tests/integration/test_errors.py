@@ -63,12 +63,9 @@ def test_openai_client_raises_bad_request(server):
 
 
 def test_api_key():
-    # SGLang's --disable-overlap-schedule is accepted (Serval never overlaps scheduling yet).
-    s = Server("--disable-overlap-schedule", api_key="sk-test")
+    s = Server(api_key="sk-test")
     try:
         assert requests.get(s.base + "/health", timeout=10).status_code == 200
-        info = requests.get(s.base + "/get_server_info", headers={"Authorization": "Bearer sk-test"}, timeout=10)
-        assert info.json()["disable_overlap_schedule"] is True
         for path in ("/v1/models", "/get_load", "/get_model_info"):
             assert requests.get(s.base + path, timeout=10).status_code == 401
             assert requests.get(s.base + path, headers={"Authorization": "Bearer nope"}, timeout=10).status_code == 401
@@ -80,8 +77,25 @@ def test_api_key():
         s.stop()
 
 
+def test_sglang_command_line_flags():
+    # SGLang's short aliases (--tp, --dp, --ep), --trust-remote-code, --dtype and
+    # --disable-overlap-schedule, as its launch commands write them.
+    s = Server("--tp", "1", "--dp", "1", "--ep", "1", "--trust-remote-code", "--dtype", "float32",
+               "--disable-overlap-schedule")
+    try:
+        info = s.get("/get_server_info").json()
+        assert info["tp_size"] == 1 and info["dp_size"] == 1
+        assert info["dtype"] == "float32" and info["disable_overlap_schedule"] is True
+        r = s.post("/generate", json={"text": "Hi", "sampling_params": {"max_new_tokens": 2}})
+        assert r.status_code == 200, r.text
+    finally:
+        s.stop()
+
+
 def test_impossible_settings_fail_at_startup():
     with pytest.raises(RuntimeError, match="cuda"):
         Server("--device", "cuda")
     with pytest.raises(RuntimeError, match="schedule-policy"):
         Server("--schedule-policy", "nope")
+    with pytest.raises(RuntimeError, match="dtype float16"):
+        Server("--dtype", "float16")
