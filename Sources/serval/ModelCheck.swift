@@ -17,6 +17,8 @@ import ServalTensor
 /// Below 0.98 a comparison still passes when every disagreement is a near-tie the GPU's own
 /// error explains: the reference's margin between its top token and the GPU's pick is below
 /// twice the median (over positions) of the largest |logit difference| between the two.
+/// Last, the GPU's decode steps replayed as CUDA graphs are compared with the same steps run
+/// eagerly (`compareGraphs`).
 struct ModelCheck {
     let path: String
     let format: LoadFormat
@@ -31,8 +33,8 @@ struct ModelCheck {
         let cpu = try ModelLoader.load(path: path, format: format, backend: CPUBackend(), options: options)
         let cpu16 = try ModelLoader.load(
             path: path, format: format, backend: CPUBackend(weightsAsBF16: true), options: options)
-        let gpu = try ModelLoader.load(
-            path: path, format: format, backend: try CUDABackend(ordinal: 0) { logLine($0) }, options: options)
+        let backend = try CUDABackend(ordinal: 0) { logLine($0) }
+        let gpu = try ModelLoader.load(path: path, format: format, backend: backend, options: options)
         let info = cpu.info
         say(
             "model check: \(info.architecture) '\(info.name)', \(info.layerCount) layers, \(info.weightTypes) "
@@ -44,7 +46,70 @@ struct ModelCheck {
         let passed = try compare(cpu16, gpu, prompts: prompts, say)
         say("  reference: CPU with the stored weights (reported, not decisive)")
         _ = try compare(cpu, gpu, prompts: prompts, say)
-        return passed
+        let graphs = try compareGraphs(gpu, backend: backend, prompts: prompts, say)
+        return passed && graphs
+    }
+
+    /// The decode steps replayed as CUDA graphs (programmatic launch edges included) against the
+    /// same steps run eagerly: the eager run's greedy tokens fed to both one at a time, each
+    /// step's logits compared. Attention may split the keys differently in a graph (planned for
+    /// its longest context), so the bound is 1e-2 of the step's largest |logit|, far below what a
+    /// wrong replay gives.
+    private func compareGraphs(
+        _ gpu: any LanguageModel, backend: CUDABackend, prompts: [[Int32]], _ say: (String) -> Void
+    ) throws -> Bool {
+        var sampler = gpu.makeSampler()
+        var worst: Float = 0, argmaxSame = 0, steps = 0, replays = 0, captures = 0
+        for p in prompts {
+            // A wrapper per prompt: its graphs point into this prompt's KV cache only.
+            let graphed = CUDAGraphModel(gpu, backend: backend, maxBatch: 1)
+            let fed = try generate(gpu, &sampler, prompt: p)
+            let eager = try stepLogits(gpu, prompt: p, fed: fed),
+                replayed = try stepLogits(graphed, prompt: p, fed: fed)
+            replays += graphed.replays
+            captures += graphed.captures
+            for (a, b) in zip(eager, replayed) {
+                let scale = max(a.reduce(0) { max($0, abs($1)) }, 1e-6)
+                worst = max(worst, zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale)
+                if Self.argmax(a[...]) == Self.argmax(b[...]) { argmaxSame += 1 }
+                steps += 1
+            }
+        }
+        let ok = worst <= 1e-2 && replays > 0
+        say(
+            String(
+                format: "graph check: %d decode steps (%d replayed, %d captured) against eager: argmax equal %d/%d, "
+                    + "max |dlogit| %.2e of the step's largest %@",
+                steps, replays, captures, argmaxSame, steps, worst,
+                ok ? "(pass)" : replays == 0 ? "(FAIL: no step replayed)" : "(FAIL: above 1e-2)"))
+        return ok
+    }
+
+    /// The last row's logits after the prompt, then after each token of `fed` (one decode step each).
+    private func stepLogits(_ model: any LanguageModel, prompt: [Int32], fed: [Int32]) throws -> [[Float]] {
+        let cache = try model.makeKVCache(slots: prompt.count + fed.count + 1)
+        func last(_ out: Logits) -> [Float] {
+            let c = out.copy()
+            let v = c.vocabSize, n = c.rowStart.last ?? 0
+            return Array(c.logits[(n - 1) * v..<n * v])
+        }
+        var rows = [
+            last(
+                try model.forward(
+                    ForwardBatch(sequences: [
+                        SequenceInput(tokens: prompt, startPosition: 0, kvSlots: (0..<prompt.count).map { Int32($0) })
+                    ]), cache: cache))
+        ]
+        for (s, t) in fed.enumerated() {
+            let pos = prompt.count + s
+            rows.append(
+                last(
+                    try model.forward(
+                        ForwardBatch(
+                            sequences: [SequenceInput(row: 0, tokens: [t], startPosition: pos)],
+                            slotUpdates: [SlotUpdate(row: 0, position: pos, slots: [Int32(pos)])]), cache: cache)))
+        }
+        return rows
     }
 
     /// Greedy and teacher-forced agreement of `gpu` with `reference` over `prompts`.
