@@ -59,13 +59,12 @@ extension KernelSource {
                 const int rows = min(SV_GEMVB_ROWS, n - tile * SV_GEMVB_ROWS);
                 mbar_expect_tx(bar, (unsigned)(rows * kt * 2));
                 for (int r = 0; r < rows; r++) {
-                    int row = tile * SV_GEMVB_ROWS + r;
-                    const bf16_t *w;
-                    if (row < n0) w = w0 + (size_t)row * k;
-                    else if ((row -= n0) < n1) w = w1 + (size_t)row * k;
-                    else w = w2 + (size_t)(row - n1) * k;
-                    bulk_copy_g2s(smem_addr(stages + s * stage_bytes + r * kt * 2), w + (size_t)kk * kt,
-                                  (unsigned)(kt * 2), bar);
+                    const uint4 *wr;
+                    float *y;
+                    int local;
+                    gemv3_row(tile * SV_GEMVB_ROWS + r, w0, y0, n0, w1, y1, n1, w2, y2, n2, k, wr, y, local);
+                    bulk_copy_g2s(smem_addr(stages + s * stage_bytes + r * kt * 2),
+                                  (const bf16_t *)wr + (size_t)kk * kt, (unsigned)(kt * 2), bar);
                 }
             };
             if (tid == 0) {
@@ -97,13 +96,12 @@ extension KernelSource {
                 }
                 __syncthreads();  // buffer s is read by every thread; red[j & 1] is complete
                 if (last && tid < SV_GEMVB_ROWS) {
-                    int row = (blockIdx.x + j * gridDim.x) * SV_GEMVB_ROWS + tid;
-                    if (row < n) {
-                        const float v = red[j & 1][2 * tid] + red[j & 1][2 * tid + 1];
-                        if (row < n0) y0[row] = v;
-                        else if ((row -= n0) < n1) y1[row] = v;
-                        else y2[row - n1] = v;
-                    }
+                    const uint4 *wr;
+                    float *y;
+                    int local;
+                    gemv3_row((blockIdx.x + j * gridDim.x) * SV_GEMVB_ROWS + tid, w0, y0, n0, w1, y1, n1, w2, y2, n2, k,
+                              wr, y, local);
+                    if (y) y[local] = red[j & 1][2 * tid] + red[j & 1][2 * tid + 1];  // null past the last row
                 }
                 if (tid == 0 && i + SV_GEMVB_STAGES < total) issue(i + SV_GEMVB_STAGES);
             }
