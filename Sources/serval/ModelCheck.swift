@@ -93,21 +93,9 @@ struct ModelCheck {
             let v = c.vocabSize, n = c.rowStart.last ?? 0
             return Array(c.logits[(n - 1) * v..<n * v])
         }
-        var rows = [
-            last(
-                try model.forward(
-                    ForwardBatch(sequences: [
-                        SequenceInput(tokens: prompt, startPosition: 0, kvSlots: (0..<prompt.count).map { Int32($0) })
-                    ]), cache: cache))
-        ]
+        var rows = [last(try model.forward(Self.prefill(prompt), cache: cache))]
         for (s, t) in fed.enumerated() {
-            let pos = prompt.count + s
-            rows.append(
-                last(
-                    try model.forward(
-                        ForwardBatch(
-                            sequences: [SequenceInput(row: 0, tokens: [t], startPosition: pos)],
-                            slotUpdates: [SlotUpdate(row: 0, position: pos, slots: [Int32(pos)])]), cache: cache)))
+            rows.append(last(try model.forward(Self.decode(t, at: prompt.count + s), cache: cache)))
         }
         return rows
     }
@@ -176,33 +164,36 @@ struct ModelCheck {
         -> [Int32]
     {
         let cache = try model.makeKVCache(slots: prompt.count + steps + 1)
-        var out = try model.forward(
-            ForwardBatch(sequences: [
-                SequenceInput(tokens: prompt, startPosition: 0, kvSlots: (0..<prompt.count).map { Int32($0) })
-            ]), cache: cache)
+        var out = try model.forward(Self.prefill(prompt), cache: cache)
         var tokens: [Int32] = []
         for s in 0..<steps {
             let t = try sampler.sample(out, SamplingBatch(rows: [greedyRow(out, out.rowCount - 1)])).tokens[0].tokenID
             tokens.append(t)
             if s == steps - 1 { break }
-            let pos = prompt.count + s
-            out = try model.forward(
-                ForwardBatch(
-                    sequences: [SequenceInput(row: 0, tokens: [t], startPosition: pos)],
-                    slotUpdates: [SlotUpdate(row: 0, position: pos, slots: [Int32(pos)])]), cache: cache)
+            out = try model.forward(Self.decode(t, at: prompt.count + s), cache: cache)
         }
         return tokens
+    }
+
+    /// `tokens` from position 0 in slots 0, 1, ... (table row 0).
+    private static func prefill(_ tokens: [Int32], logits: LogitsRequest = .last) -> ForwardBatch {
+        ForwardBatch(sequences: [
+            SequenceInput(
+                tokens: tokens, startPosition: 0, kvSlots: (0..<tokens.count).map { Int32($0) }, logits: logits)
+        ])
+    }
+
+    /// One decode step of row 0: `token` at position `pos`, in slot `pos`.
+    private static func decode(_ token: Int32, at pos: Int) -> ForwardBatch {
+        ForwardBatch(
+            sequences: [SequenceInput(row: 0, tokens: [token], startPosition: pos)],
+            slotUpdates: [SlotUpdate(row: 0, position: pos, slots: [Int32(pos)])])
     }
 
     /// Every position's logits in one pass over `tokens`.
     private func allLogits(_ model: any LanguageModel, _ tokens: [Int32]) throws -> LogitRows {
         let cache = try model.makeKVCache(slots: tokens.count + 1)
-        let out = try model.forward(
-            ForwardBatch(sequences: [
-                SequenceInput(
-                    tokens: tokens, startPosition: 0, kvSlots: (0..<tokens.count).map { Int32($0) }, logits: .all)
-            ]), cache: cache
-        ).copy()
+        let out = try model.forward(Self.prefill(tokens, logits: .all), cache: cache).copy()
         return LogitRows(values: Array(out.logits.prefix(tokens.count * out.vocabSize)), vocab: out.vocabSize)
     }
 }
