@@ -1,12 +1,13 @@
 #!/bin/bash
-# Decode-path A/B on one GPU (about 5 minutes on an H100): the full selftest, bench-cuda (copy
+# Decode-path A/B on one GPU (about 6 minutes on an H100): the full selftest, bench-cuda (copy
 # bandwidth, GEMM, every GEMV variant, decode attention, extend kernels, MLA variants), then the 8B-shaped
 # dummy model's batch-1 decode twice under each setting (the default: programmatic dependent launch and
-# the smem GEMV; SERVAL_CUDA_GEMV=bulk; SERVAL_CUDA_PDL=0),
-# DeepSeek-V2-Lite shapes under each MLA decode kernel (MLA_KERNELS, default "v1 v2"), the 8B at batch 64 / 256
-# and one 4096-token prefill per extend kernel (EXTEND_KERNELS, default "mma3"), the V3 fixtures against
-# the CPU (FP8 weights kept as fp8, and with SERVAL_CUDA_FP8=0), the 8B server under 64 streams, and an
-# ncu per-kernel time summary of a 4096-token 8B prefill (SKIP_NCU=1 skips it).
+# the smem GEMV; SERVAL_CUDA_GEMV=bulk; SERVAL_CUDA_PDL=0), DeepSeek-V2-Lite shapes under each MLA decode
+# kernel (MLA_KERNELS, default "v1 v2"), the 8B at batch 64 / 256, one 4096-token prefill per extend
+# kernel (EXTEND_KERNELS, default "mma3") and one without the bf16 carry, the V3 fixtures against the CPU
+# (FP8 weights kept as fp8, and with SERVAL_CUDA_FP8=0), the default GGUF's first 4 blocks through the
+# model check with its graph check, the 8B server under 64 streams, and ncu per-kernel time summaries of
+# a 4096-token 8B prefill and of V2-Lite's batch-1 decode (SKIP_NCU=1 skips them).
 # Carry .device-carry as for scripts/device-check-all.sh. Log: $OUT/ab.txt.
 # Run: bash scripts/device-check-decode-ab.sh
 set -o pipefail
@@ -42,6 +43,8 @@ for e in ${EXTEND_KERNELS:-mma3}; do
   ab "8b prefill 4096 extend=$e" SERVAL_CUDA_EXTEND=$e -- $L8 --disable-cuda-graph --batch-size 1 --input-len 4096 \
     --output-len 4
 done
+ab "8b prefill 4096 without the bf16 carry" SERVAL_CUDA_BF16_CARRY=0 -- $L8 --disable-cuda-graph --batch-size 1 \
+  --input-len 4096 --output-len 4
 el 8b-batch
 for m in v3 v3-fp8 bf16:v3-fp8; do
   echo "== $m" >> $Q
@@ -50,6 +53,12 @@ for m in v3 v3-fp8 bf16:v3-fp8; do
     | grep "model check\|reference\|rror\|fp8" >> $Q
 done
 unset SERVAL_CUDA_FP8
+# The default GGUF's first 4 blocks: GPU vs CPU greedy / teacher-forced, then the graph check (decode
+# steps replayed as CUDA graphs against the same steps eager).
+[ -f /tmp/smol4.gguf ] || xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
+echo "== smol4 (graph check)" >> $Q
+timeout 60 $B selftest --device cuda --only none --model-path /tmp/smol4.gguf --model-steps 8 2>&1 \
+  | grep "model check\|graph\|reference\|rror" >> $Q
 el model
 serve_8b 90
 el serve
@@ -61,4 +70,11 @@ if [ -n "$NCU" ] && [ -z "$SKIP_NCU" ]; then
     --launch-skip 700 --launch-count 700 $B bench-one-batch --device cuda $L8 --load-format dummy --disable-cuda-graph --batch-size 1 \
     --input-len 4096 --output-len 1 2>&1 | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
   el ncu-prefill
+  # Where V2-Lite's batch-1 decode step goes (eager, after the prefill and the first decode steps).
+  echo "== ncu: v2lite decode b1, per kernel" >> $Q
+  timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+    --launch-skip 3000 --launch-count 1500 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
+    --disable-cuda-graph --batch-size 1 --input-len 128 --output-len 64 2>&1 \
+    | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
+  el ncu-v2lite
 fi

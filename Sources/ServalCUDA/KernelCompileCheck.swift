@@ -13,6 +13,7 @@ public struct KernelCompileCheck: Sendable {
             "sv_kv_write_f32", "sv_logit_edits", "sv_logprobs", "sv_token_mask", "sv_rmsnorm_f32",
             "sv_rmsnorm_residual",
             "sv_rope_bf16", "sv_rope_f32", "sv_rotary_angles", "sv_sample", "sv_silu_mul_bf16", "sv_silu_mul_f32",
+            "sv_silu_mul_bf16_f32",
             "sv_add_rmsnorm_f32", "sv_kv_write_q_f32", "sv_gemv3_bf16_xf32", "sv_rope2_f32", "sv_gemv3s_bf16_xf32",
             "sv_gemv3k_bf16_xf32", "sv_gemv3b_bf16_xf32", "sv_kv_pages_u128", "sv_kv_pages_u16", "sv_mla_write",
             "sv_mla_decode_mma",

@@ -122,6 +122,7 @@ struct BackendCheck {
         gpu.gatherRows(gx2, rows: pick, count: 3, cols: cols, into: gg)
         compare("gatherRows", gpu.read(gg, count: 3 * cols), cg, tol: 0, say)
         try checkMatmulAndEmbedding(say)
+        try checkCarriedMLP(say)
         try checkMatmulFP8(say)
         try checkAttention(say)
         try gpu.checkErrors()
@@ -189,6 +190,71 @@ struct BackendCheck {
         let gids = try devInts(ids), ge = try poisoned(4 * k)
         gpu.embedding(W, tokens: gids, rows: 4, into: ge)
         compare("embedding" + (k == 264 ? "" : " k=\(k)"), gpu.read(ge, count: 4 * k), want, tol: 0, say)
+    }
+
+    /// The prefill fusions behind the seam: a norm's output read by the next matmul as the bf16
+    /// rows the norm also wrote, the gate/up matmul's products handed to the SiLU·mul as bf16,
+    /// and the SiLU·mul's output carried into the down matmul, each against the CPU doing the
+    /// ops one by one (bf16 bound); plus the cases that must not fuse (an op in between, one row).
+    mutating func checkCarriedMLP(_ say: (String) -> Void) throws {
+        let hidden = 264, inter = 520
+        func weight(_ rows: Int, _ cols: Int) throws -> (WeightMatrix, [Float]) {
+            let v = Self.bf16Round(random(rows * cols, scale: 0.2))
+            let bits = v.map { UInt16($0.bitPattern >> 16) }
+            let w = try bits.withUnsafeBytes {
+                try gpu.weight($0.baseAddress!, type: .bf16, rows: rows, cols: cols, byteCount: $0.count)
+            }
+            return (w, v)
+        }
+        /// `w` (n × k) times each of `rows` rows of `x`, in double precision.
+        func product(_ w: [Float], n: Int, k: Int, _ x: [Float], rows: Int) -> [Float] {
+            var y = [Float](repeating: 0, count: rows * n)
+            for r in 0..<rows {
+                for j in 0..<n {
+                    var s = 0.0
+                    for i in 0..<k { s += Double(w[j * k + i]) * Double(x[r * k + i]) }
+                    y[r * n + j] = Float(s)
+                }
+            }
+            return y
+        }
+        let (gG, cG) = try weight(inter, hidden), (gU, cU) = try weight(inter, hidden)
+        let (gD, cD) = try weight(hidden, inter)
+        let norm = random(hidden, scale: 2)
+        let gNorm = try dev(norm)
+        gpu.reserveScratch(rows: 64, cols: 4096)
+        // (rows, an op between each pair, siluMul into up instead of gate, a residual add before the norm)
+        let cases = [
+            (7, false, false, false), (7, false, true, false), (64, false, false, true), (7, true, false, false),
+            (1, false, false, false),
+        ]
+        for (rows, between, intoUp, residual) in cases {
+            let label =
+                "rows=\(rows)\(between ? ", op between" : "")\(intoUp ? ", into up" : "")\(residual ? ", add + norm" : "")"
+            let x = random(rows * hidden), r = random(rows * hidden)
+            // The CPU, op by op.
+            var xn = [Float](repeating: 0, count: rows * hidden), sum = x
+            if residual { cpu.add(x, r, into: &sum, count: rows * hidden) }
+            cpu.rmsNorm(sum, weight: norm, eps: 1e-5, into: &xn, rows: rows, cols: hidden)
+            var g = product(cG, n: inter, k: hidden, xn, rows: rows)
+            let u = product(cU, n: inter, k: hidden, xn, rows: rows)
+            cpu.siluMul(gate: g, up: u, into: &g, count: rows * inter)
+            let y = product(cD, n: hidden, k: inter, g, rows: rows)
+            // The GPU, through the same seam calls.
+            let gx = try dev(x), gr = try dev(r), gxn = try poisoned(rows * hidden)
+            let gg = try poisoned(rows * inter), gu = try poisoned(rows * inter), gy = try poisoned(rows * hidden)
+            let act = intoUp ? gu : gg
+            if residual { gpu.add(gx, gr, into: gx, count: rows * hidden) }
+            gpu.rmsNorm(gx, weight: gNorm, eps: 1e-5, into: gxn, rows: rows, cols: hidden)
+            if between { gpu.add(gx, gx, into: gx, count: rows * hidden) }
+            gpu.matmul(gxn, rows: rows, targets: [MatmulTarget(weight: gG, y: gg), MatmulTarget(weight: gU, y: gu)])
+            if between { gpu.addBias(gx, gNorm, rows: rows, cols: hidden) }
+            gpu.siluMul(gate: gg, up: gu, into: act, count: rows * inter)
+            gpu.matmul(act, rows: rows, targets: [MatmulTarget(weight: gD, y: gy)])
+            compare("norm → gate/up → siluMul, \(label): norm", gpu.read(gxn, count: rows * hidden), xn, tol: 1e-5, say)
+            compare("norm → gate/up → siluMul, \(label): act", gpu.read(act, count: rows * inter), g, tol: 1e-2, say)
+            compare("norm → gate/up → siluMul → down, \(label)", gpu.read(gy, count: rows * hidden), y, tol: 1e-2, say)
+        }
     }
 
     mutating func checkAttention(_ say: (String) -> Void) throws {

@@ -58,19 +58,60 @@ extension CUDABackend {
                 }
                 return
             }
+            let carried = carryIn.map { $0.address == Self.address(x) && $0.count == rows * k } ?? false
             guard let scratch = scratchBF16, scratch.bytes >= rows * k * 2 else {
                 throw CUDAError.invalid("matmul of \(rows) rows x \(k): reserveScratch was not called for it")
             }
-            var c = KernelArgs()
-            c.add(Self.range(x, rows * k * 4)); c.add(scratch); c.add(rows * k)
-            try launch("sv_f32_to_bf16", grid: (Self.blocks(rows * k), 1, 1), c)
-            for t in targets {
-                try blas.gemmBF16(
-                    m: rows, n: t.weight.rows, k: k, x: scratch,
-                    w: Self.range(t.weight.base.assumingMemoryBound(to: UInt16.self), t.weight.rows * k * 2),
-                    y: Self.range(t.y, rows * t.weight.rows * 4), f32Output: true, stream: stream)
+            if !carried {
+                var c = KernelArgs()
+                c.add(Self.range(x, rows * k * 4)); c.add(scratch); c.add(rows * k)
+                try launch("sv_f32_to_bf16", grid: (Self.blocks(rows * k), 1, 1), c)
             }
+            // gate/up: the products wait for the next op, a SiLU·mul of them reads them as bf16.
+            if carryBF16, targets.count == 2, targets[0].weight.rows == targets[1].weight.rows {
+                pendingMatmul = PendingMatmul(rows: rows, k: k, targets: targets)
+                return
+            }
+            for t in targets { try launchGEMM(rows: rows, k: k, t, f32Output: true) }
         }
+    }
+
+    /// One GEMM of the activation scratch's bf16 rows (`rows` × `k`) into `t.y`, fp32 or bf16.
+    func launchGEMM(rows: Int, k: Int, _ t: MatmulTarget, f32Output: Bool, into y: DevicePointer? = nil) throws {
+        guard let scratch = scratchBF16 else { throw CUDAError.invalid("matmul: no activation scratch") }
+        try blas.gemmBF16(
+            m: rows, n: t.weight.rows, k: k, x: scratch,
+            w: Self.range(t.weight.base.assumingMemoryBound(to: UInt16.self), t.weight.rows * k * 2),
+            y: y ?? Self.range(t.y, rows * t.weight.rows * 4), f32Output: f32Output, stream: stream)
+    }
+
+    /// The held gate/up GEMM with bf16 products, then `y = silu(gate) * up` from them, and
+    /// `y`'s bf16 rounding into the activation scratch for the down projection (`bf16Carry`).
+    /// The products go into whichever of the gate and up buffers `y` is not (each fp32 buffer
+    /// holds two bf16 arrays), so `siluMul`'s contract leaves the other buffer's contents undefined.
+    func launchGateUpSiLU(_ m: PendingMatmul, into y: UnsafeMutablePointer<Float>) throws {
+        let count = m.rows * m.targets[0].weight.rows
+        let staging = Self.address(y) == Self.address(m.targets[0].y) ? m.targets[1].y : m.targets[0].y
+        let base = Self.address(staging)
+        let g = DevicePointer(address: base, bytes: count * 2)
+        let u = DevicePointer(address: base + UInt64(count * 2), bytes: count * 2)
+        try launchGEMM(rows: m.rows, k: m.k, m.targets[0], f32Output: false, into: g)
+        try launchGEMM(rows: m.rows, k: m.k, m.targets[1], f32Output: false, into: u)
+        // The GEMMs have read the scratch (stream order): it can take the SiLU·mul's bf16 rows.
+        let carry = scratchBF16.flatMap { $0.bytes >= count * 2 ? $0 : nil }
+        var a = KernelArgs()
+        a.add(g); a.add(u); a.add(Self.range(y, count * 4))
+        a.add(carry ?? DevicePointer(address: 0, bytes: 0)); a.add(count)
+        try launch("sv_silu_mul_bf16_f32", grid: (Self.blocks(count / 4 + 1), 1, 1), a)
+        if carry != nil { bf16Carry = BF16Carry(address: Self.address(y), count: count) }
+    }
+
+    /// Where a norm of `rows` × `cols` also writes its bf16 rounding (the next matmul's input),
+    /// and records it in `bf16Carry`; nil for one row (the GEMV reads fp32) or when off.
+    private func carryTarget(for y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) -> DevicePointer? {
+        guard carryBF16, rows > 1, let s = scratchBF16, s.bytes >= rows * cols * 2 else { return nil }
+        bf16Carry = BF16Carry(address: Self.address(y), count: rows * cols)
+        return s
     }
 
     public func rmsNorm(
@@ -87,7 +128,9 @@ extension CUDABackend {
             enqueue {
                 var a = KernelArgs()
                 a.add(Self.range(p.y, rows * cols * 4)); a.add(Self.range(other, rows * cols * 4))
-                a.add(Self.range(weight, cols * 4)); a.add(Self.range(y, rows * cols * 4)); a.add(cols); a.add(eps)
+                a.add(Self.range(weight, cols * 4)); a.add(Self.range(y, rows * cols * 4))
+                a.add(carryTarget(for: y, rows: rows, cols: cols) ?? DevicePointer(address: 0, bytes: 0))
+                a.add(cols); a.add(eps)
                 try launch("sv_add_rmsnorm_f32", grid: (rows, 1, 1), a)
             }
             return
@@ -95,7 +138,9 @@ extension CUDABackend {
         enqueue {
             var a = KernelArgs()
             a.add(Self.range(x, rows * cols * 4)); a.add(Self.range(weight, cols * 4))
-            a.add(Self.range(y, rows * cols * 4)); a.add(cols); a.add(eps)
+            a.add(Self.range(y, rows * cols * 4))
+            a.add(carryTarget(for: y, rows: rows, cols: cols) ?? DevicePointer(address: 0, bytes: 0))
+            a.add(cols); a.add(eps)
             try launch("sv_rmsnorm_f32", grid: (rows, 1, 1), a)
         }
     }
@@ -140,6 +185,11 @@ extension CUDABackend {
         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int
     ) {
         guard count > 0 else { return }
+        if let m = pendingMatmul, m.fuses(gate: gate, up: up, count: count) {
+            pendingMatmul = nil
+            enqueue { try launchGateUpSiLU(m, into: y) }
+            return
+        }
         enqueue {
             var k = KernelArgs()
             k.add(Self.range(gate, count * 4)); k.add(Self.range(up, count * 4)); k.add(Self.range(y, count * 4))

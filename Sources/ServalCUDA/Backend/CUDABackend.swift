@@ -27,6 +27,19 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     var pendingAdd: PendingAdd?
     /// A rotation held back for fusion with the next one (q's, then k's).
     var pendingRope: PendingRope?
+    /// A two-target GEMM (gate/up) held back one op: when a `siluMul` of its two products
+    /// follows, the products are written as bf16 and read by the SiLU·mul straight away
+    /// (`launchGateUpSiLU`); anything else queues it as it was (`flushPending`).
+    var pendingMatmul: PendingMatmul?
+    /// The activation scratch holds the bf16 rounding of an fp32 buffer's current contents:
+    /// the op that wrote the buffer (a norm, the fused SiLU·mul) wrote both. Only the next op
+    /// may use it (every op clears it, `record`), so a matmul of that buffer skips its
+    /// fp32 → bf16 pass. Multi-row products only (one row takes the GEMV, which reads fp32).
+    var bf16Carry: BF16Carry?
+    /// `bf16Carry` as the op now running found it (set by `record` around the op's body).
+    var carryIn: BF16Carry?
+    /// The prefill fusions above (`SERVAL_CUDA_BF16_CARRY=0` turns them off).
+    public var carryBF16 = true
     /// GPU idle time between steps (logged every 500 steps).
     var idleMeter = GPUIdleMeter()
     let log: @Sendable (String) -> Void
@@ -72,6 +85,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         self.log = log
         // Diagnostic switch: SERVAL_CUDA_FUSE_ADD_NORM=0 queues every add on its own.
         fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
+        carryBF16 = ProcessInfo.processInfo.environment["SERVAL_CUDA_BF16_CARRY"] != "0"
         // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=smem|bulk|warp|splitk.
         gemv = GEMVVariant.fromEnvironment(
             ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"], computeMajor: context.info.computeCapability.major)
@@ -114,8 +128,11 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     @inline(__always)
     func record(_ body: () throws -> Void) {
         if case .replay = graphMode {} else { idleMeter.work() }
-        if pendingAdd != nil || pendingRope != nil { flushPending() }
+        if pendingAdd != nil || pendingRope != nil || pendingMatmul != nil { flushPending() }
+        carryIn = bf16Carry
+        bf16Carry = nil
         do { try body() } catch { if firstError == nil { firstError = error } }
+        carryIn = nil
     }
 
     /// A step's sampled tokens are home (the sampler calls this).
@@ -126,6 +143,11 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     /// Queues a held-back add (every path that queues GPU work or waits comes here first).
     func flushPending() {
         do {
+            if let m = pendingMatmul {
+                pendingMatmul = nil
+                bf16Carry = nil
+                for t in m.targets { try launchGEMM(rows: m.rows, k: m.k, t, f32Output: true) }
+            }
             if let p = pendingAdd {
                 pendingAdd = nil
                 try launchAdd(p.a, p.b, into: p.y, count: p.count)
@@ -317,6 +339,28 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
 
     var scratchBF16: DevicePointer? { activationScratch?.pointer }
     var scratchIndices: DevicePointer? { indexScratch?.pointer }
+}
+
+/// A gate/up GEMM held back for fusion with the SiLU·mul that follows it; its input's bf16
+/// rows are already in the activation scratch.
+struct PendingMatmul {
+    let rows: Int
+    let k: Int
+    let targets: [MatmulTarget]
+
+    /// Whether `siluMul(gate:up:count:)` reads exactly this GEMM's two products, in buffers
+    /// that can hold them as bf16 on 16-byte boundaries (`launchGateUpSiLU`).
+    func fuses(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) -> Bool {
+        let g = CUDABackend.address(gate), u = CUDABackend.address(up)
+        return targets.count == 2 && CUDABackend.address(targets[0].y) == g && CUDABackend.address(targets[1].y) == u
+            && count == rows * targets[0].weight.rows && count % 8 == 0 && g % 16 == 0 && u % 16 == 0
+    }
+}
+
+/// The activation scratch's bf16 rows are `count` floats at `address` rounded (see `bf16Carry`).
+struct BF16Carry {
+    let address: UInt64
+    let count: Int
 }
 
 /// A residual add held back for fusion with the norm that follows it.

@@ -26,10 +26,18 @@ extension KernelSource {
             return (cols & 3) == 0 && cols / 4 <= SV_NORM_V * (int)blockDim.x &&
                    (((size_t)p0 | (size_t)p1 | (size_t)p2) & 15) == 0;
         }
-        // ss of the row a (+ b when ADD, the sum kept in v); then a = v when ADD, y = v * inv * w.
+        // Four floats as four bf16 in one 8-byte store (the bf16 copy a GEMM reads next).
+        __device__ __forceinline__ void store_bf16x4(bf16_t *p, float4 v) {
+            uint2 u;
+            u.x = (unsigned)f2bf(v.x) | ((unsigned)f2bf(v.y) << 16);
+            u.y = (unsigned)f2bf(v.z) | ((unsigned)f2bf(v.w) << 16);
+            *(uint2 *)p = u;
+        }
+        // ss of the row a (+ b when ADD, the sum kept in v); then a = v when ADD, y = v * inv * w,
+        // and yb = bf16(y) when yb is given (8-byte aligned).
         template <bool ADD>
-        __device__ __forceinline__ void norm_row4(float *a, const float *b, const float *w, float *y, int cols, float eps,
-                                                  float *scratch) {
+        __device__ __forceinline__ void norm_row4(float *a, const float *b, const float *w, float *y, bf16_t *yb, int cols,
+                                                  float eps, float *scratch) {
             const int n4 = cols >> 2;
             float4 v[SV_NORM_V];
             float ss = 0.f;
@@ -56,19 +64,24 @@ extension KernelSource {
                 const int i = threadIdx.x + u * blockDim.x;
                 if (i >= n4) continue;
                 if (ADD) ((float4 *)a)[i] = v[u];
-                ((float4 *)y)[i] = make_float4(v[u].x * inv * g[u].x, v[u].y * inv * g[u].y, v[u].z * inv * g[u].z,
-                                               v[u].w * inv * g[u].w);
+                const float4 o = make_float4(v[u].x * inv * g[u].x, v[u].y * inv * g[u].y, v[u].z * inv * g[u].z,
+                                             v[u].w * inv * g[u].w);
+                ((float4 *)y)[i] = o;
+                if (yb) store_bf16x4(yb + 4 * i, o);
             }
         }
 
-        // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (y may be x). grid rows, block 256.
-        extern "C" __global__ void sv_rmsnorm_f32(const float *x, const float *w, float *y, int cols, float eps) {
+        // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (y may be x), and yb[r] = bf16(y[r]) when yb is
+        // given (the next GEMM's input, so it needs no conversion pass). grid rows, block 256.
+        extern "C" __global__ void sv_rmsnorm_f32(const float *x, const float *w, float *y, bf16_t *yb, int cols,
+                                                  float eps) {
             SV_PDL_ENTRY();
             __shared__ float scratch[33];
             const float *xr = x + (size_t)blockIdx.x * cols;
             float *yr = y + (size_t)blockIdx.x * cols;
-            if (norm_in_registers(cols, xr, yr, w)) {
-                norm_row4<false>((float *)xr, nullptr, w, yr, cols, eps, scratch);
+            bf16_t *ybr = yb ? yb + (size_t)blockIdx.x * cols : nullptr;
+            if (norm_in_registers(cols, xr, yr, w) && ((size_t)ybr & 7) == 0) {
+                norm_row4<false>((float *)xr, nullptr, w, yr, ybr, cols, eps, scratch);
                 return;
             }
             float ss = 0.f;
@@ -78,7 +91,11 @@ extension KernelSource {
             }
             ss = block_sum(ss, scratch);
             const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-            for (int d = threadIdx.x; d < cols; d += blockDim.x) yr[d] = xr[d] * inv * w[d];
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) {
+                const float o = xr[d] * inv * w[d];
+                yr[d] = o;
+                if (ybr) ybr[d] = f2bf(o);
+            }
         }
 
         // y = a + b (y may be either). Grid-stride, block 256.
@@ -93,6 +110,35 @@ extension KernelSource {
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
                 float v = g[i];
                 y[i] = v / (1.f + expf(-v)) * u[i];
+            }
+        }
+
+        // y = silu(g) * u from the bf16 products of the gate/up GEMM (which wrote them instead of
+        // fp32 rows), and yb = bf16(y) when given (the down GEMM's input). g, u, y, yb must not
+        // overlap. Four values per thread when every pointer is 16-byte aligned and n % 4 == 0.
+        // Grid-stride, block 256.
+        extern "C" __global__ void sv_silu_mul_bf16_f32(const bf16_t *g, const bf16_t *u, float *y, bf16_t *yb, int n) {
+            SV_PDL_ENTRY();
+            const int stride = gridDim.x * blockDim.x;
+            if ((n & 3) == 0 && (((size_t)g | (size_t)u | (size_t)y | (size_t)yb) & 15) == 0) {
+                for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n / 4; i += stride) {
+                    const uint2 gv = ((const uint2 *)g)[i], uv = ((const uint2 *)u)[i];
+                    const float g0 = bf2f((bf16_t)(gv.x & 0xffffu)), g1 = bf2f((bf16_t)(gv.x >> 16));
+                    const float g2 = bf2f((bf16_t)(gv.y & 0xffffu)), g3 = bf2f((bf16_t)(gv.y >> 16));
+                    const float4 o = make_float4(g0 / (1.f + expf(-g0)) * bf2f((bf16_t)(uv.x & 0xffffu)),
+                                                 g1 / (1.f + expf(-g1)) * bf2f((bf16_t)(uv.x >> 16)),
+                                                 g2 / (1.f + expf(-g2)) * bf2f((bf16_t)(uv.y & 0xffffu)),
+                                                 g3 / (1.f + expf(-g3)) * bf2f((bf16_t)(uv.y >> 16)));
+                    ((float4 *)y)[i] = o;
+                    if (yb) store_bf16x4(yb + 4 * i, o);
+                }
+                return;
+            }
+            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+                const float v = bf2f(g[i]);
+                const float o = v / (1.f + expf(-v)) * bf2f(u[i]);
+                y[i] = o;
+                if (yb) yb[i] = f2bf(o);
             }
         }
 
@@ -181,15 +227,16 @@ extension KernelSource {
         // a += b, then y = RMSNorm(a) * w: the seam's residual add followed by the next norm, in
         // one pass (the backend fuses `add` into the `rmsNorm` that reads its output). The sum is
         // rounded to fp32 before the norm reads it, as the two separate ops do. grid rows, block 256.
-        extern "C" __global__ void sv_add_rmsnorm_f32(float *a, const float *b, const float *w, float *y, int cols,
-                                                      float eps) {
+        extern "C" __global__ void sv_add_rmsnorm_f32(float *a, const float *b, const float *w, float *y, bf16_t *yb,
+                                                      int cols, float eps) {
             SV_PDL_ENTRY();
             __shared__ float scratch[33];
             float *ar = a + (size_t)blockIdx.x * cols;
             const float *br = b + (size_t)blockIdx.x * cols;
             float *yr = y + (size_t)blockIdx.x * cols;
-            if (norm_in_registers(cols, ar, br, yr) && ((size_t)w & 15) == 0) {
-                norm_row4<true>(ar, br, w, yr, cols, eps, scratch);
+            bf16_t *ybr = yb ? yb + (size_t)blockIdx.x * cols : nullptr;
+            if (norm_in_registers(cols, ar, br, yr) && ((size_t)w & 15) == 0 && ((size_t)ybr & 7) == 0) {
+                norm_row4<true>(ar, br, w, yr, ybr, cols, eps, scratch);
                 return;
             }
             float ss = 0.f;
@@ -200,7 +247,11 @@ extension KernelSource {
             }
             ss = block_sum(ss, scratch);
             const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-            for (int d = threadIdx.x; d < cols; d += blockDim.x) yr[d] = ar[d] * inv * w[d];
+            for (int d = threadIdx.x; d < cols; d += blockDim.x) {
+                const float o = ar[d] * inv * w[d];
+                yr[d] = o;
+                if (ybr) ybr[d] = f2bf(o);
+            }
         }
 
         // Token t's k and v rows into its cache slot (as sv_kv_write_f32) and its q row

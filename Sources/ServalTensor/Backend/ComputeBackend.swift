@@ -130,7 +130,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
     func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int)
     /// `y = a + b` over `count` floats; `y` may be either input.
     func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int)
-    /// `y = silu(gate) * up` over `count` floats; `y` may be either input.
+    /// `y = silu(gate) * up` over `count` floats; `y` may be either input. Whichever of `gate`
+    /// and `up` is not `y` is undefined afterwards: a backend may fuse this op with the matmul
+    /// that just wrote them and keep the products elsewhere (the CUDA backend writes them as
+    /// bf16 into that buffer).
     func siluMul(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int)
     /// Rotary angles: `cos[r * n + i] = cos(positions[r] * inverseFrequencies[i])` (and sin)
     /// for `rows` positions and `n` frequencies, computed in double precision.
