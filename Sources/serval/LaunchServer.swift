@@ -504,8 +504,9 @@ struct LaunchServer: AsyncParsableCommand {
             engine: engineConfig)
         let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)
         let host = self.host
+        let disaggregated = engineConfig.disaggregation != nil
         try await HTTPServer.run(api: api, logger: logger) { boundPort in
-            if engineConfig.disaggregation != nil {
+            if disaggregated {
                 // A prefill or decode server generates only together with its peer.
                 print("Listening on http://\(host):\(boundPort) (no warm-up: disaggregated)")
                 api.markReady()

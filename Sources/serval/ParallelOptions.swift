@@ -39,7 +39,8 @@ struct ParallelOptions: ParsableArguments {
     @Option(
         name: .customLong("gpu-id-step"),
         help:
-            "With --device cuda: a node's k-th rank runs on GPU (base-gpu-id + k * step) mod the GPU count; ranks that land on one GPU share it (host-staged collectives, no CUDA graphs).")
+            "With --device cuda: a node's k-th rank runs on GPU (base-gpu-id + k * step) mod the GPU count; ranks that land on one GPU share it (host-staged collectives, no CUDA graphs)."
+    )
     var gpuIDStep: Int = 1
 
     /// `--base-gpu-id` and `--gpu-id-step`.

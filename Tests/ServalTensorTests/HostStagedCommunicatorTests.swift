@@ -38,7 +38,8 @@ import Testing
         private func run() {
             for w in queue {
                 switch w {
-                case .write(let v, let dst): v.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: v.count) }
+                case .write(let v, let dst):
+                    v.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: v.count) }
                 case .copy(let src, let dst, let n): dst.update(from: src, count: n)
                 case .upload(let src, let n, let dst, let snapshot):
                     if Array(UnsafeRawBufferPointer(start: src, count: n)) != snapshot {
@@ -94,7 +95,8 @@ import Testing
     static func run(
         size: Int, input: @escaping @Sendable (Int) -> [Float], outputCount: @escaping @Sendable (Int) -> Int,
         inPlace: Bool = false,
-        _ collective: @escaping @Sendable (HostStagedCommunicator, UnsafePointer<Float>, UnsafeMutablePointer<Float>)
+        _ collective:
+            @escaping @Sendable (HostStagedCommunicator, UnsafePointer<Float>, UnsafeMutablePointer<Float>)
             throws -> Void
     ) throws -> [Result<Outcome, any Error>] {
         try HostCommunicatorTests.withGroup(size: size) { host in

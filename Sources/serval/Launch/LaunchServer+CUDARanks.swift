@@ -122,7 +122,9 @@ extension LaunchServer {
         let sharedText = flags[0] > 0 ? (localShare ?? "ranks on another node share a GPU") : nil
         let ncclText = flags[1] > 0 ? (localNCCL ?? "\(Int(flags[1])) rank(s) cannot load NCCL (see their logs)") : nil
         let kind: DeviceCollectives
-        do { kind = try DeviceCollectives.choose(requested: requested, sharedGPU: sharedText, ncclProblem: ncclText) } catch {
+        do {
+            kind = try DeviceCollectives.choose(requested: requested, sharedGPU: sharedText, ncclProblem: ncclText)
+        } catch {
             throw ValidationError(error.message)
         }
         let communicator: any Communicator
