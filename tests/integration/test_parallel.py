@@ -45,7 +45,7 @@ def binary_or_skip():
     (["--base-gpu-id", "1"], "--base-gpu-id and --gpu-id-step need --device cuda"),
     (["--tp-size", "2", "--gpu-id-step", "2"], "--base-gpu-id and --gpu-id-step need --device cuda"),
     (["--device", "cuda", "--gpu-id-step", "0"], "--gpu-id-step must be at least 1, got 0"),
-    (["--device", "cuda", "--base-gpu-id", "-1"], "--base-gpu-id must be at least 0, got -1"),
+    (["--device", "cuda", "--base-gpu-id=-1"], "--base-gpu-id must be at least 0, got -1"),
     (["--device", "cuda", "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"],
      "--enable-dp-attention runs on CPU ranks only for now"),
     (["--device", "cuda", "--tp-size", "2", "--ep-size", "2"], "--ep-size 2 runs on CPU ranks only for now"),
@@ -190,9 +190,9 @@ def test_tp_communicator_variable_is_checked_at_startup(device, value, message):
 def test_gpu_placement_flags_are_in_the_help():
     binary = binary_or_skip()
     out = subprocess.run([str(binary), "launch-server", "--help"], capture_output=True, text=True, timeout=30)
-    text = out.stdout + out.stderr
+    text = " ".join((out.stdout + out.stderr).split())
     assert "--base-gpu-id" in text and "--gpu-id-step" in text
-    assert "mod the GPU count" in text
+    assert "(base-gpu-id + k * step) mod the GPU count" in text
 
 
 @needs_two_cores
