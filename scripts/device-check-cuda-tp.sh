@@ -70,8 +70,10 @@ bench() {  # port label
     echo "-- $2 concurrency $conc" >> $Q
     timeout 100 $B bench-serving --backend serval --port $1 --tokenizer /tmp/smol4.gguf --model m \
       --dataset-name random --random-input-len 256 --random-output-len 128 --random-range-ratio 1 \
-      --num-prompts $n --max-concurrency $conc 2>&1 \
-      | grep "Output token throughput\|Median TPOT\|Median TTFT\|Failed\|rror" >> $Q
+      --num-prompts $n --max-concurrency $conc > /tmp/bench.txt 2>&1
+    local rc=$?
+    grep "Output token throughput\|Median TPOT\|Median TTFT\|Failed\|rror" /tmp/bench.txt >> $Q
+    [ $rc -eq 0 ] || echo "   bench-serving exit $rc$( [ $rc -eq 124 ] && echo ' (timed out after 100 s)')" >> $Q
   done
 }
 
