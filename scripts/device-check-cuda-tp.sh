@@ -5,7 +5,7 @@
 #   smol-bf16 SmolLM2-135M shapes (30 layers, 9 heads / 3 KV heads: an uneven 1 + 2 KV-head split), dummy bf16,
 #   8b        the Llama-3.1-8B-shaped dummy (.device-carry/llama8b/config.json);
 # for each: the greedy tokens of fixed prompts through /generate (temperature 0, ignore_eos) must be
-# TP=1's exactly (PASS/FAIL per model, the first differing position otherwise), then bench-serving at
+# TP=1's exactly (PASS/FAIL per model, the first differing position otherwise), then bench-serving (128 in / 128 out) at
 # concurrency 1 and 32 for both (output throughput, median TPOT/TTFT), and the startup lines (GPU placement,
 # communicator, CUDA graphs off, KV pool). Then the NCCL parts one GPU allows: `selftest --only nccl` and
 # `--only "tp communicators"` (the NCCL and host-staged communicators tied to a backend: held-back ops queued
@@ -66,10 +66,10 @@ EOF
 
 bench() {  # port label
   for conc in 1 32; do
-    local n=$(( conc == 1 ? 8 : 96 ))
+    local n=$(( conc == 1 ? 8 : 64 ))
     echo "-- $2 concurrency $conc" >> $Q
     timeout 100 $B bench-serving --backend serval --port $1 --tokenizer /tmp/smol4.gguf --model m \
-      --dataset-name random --random-input-len 256 --random-output-len 128 --random-range-ratio 1 \
+      --dataset-name random --random-input-len 128 --random-output-len 128 --random-range-ratio 1 \
       --num-prompts $n --max-concurrency $conc > /tmp/bench.txt 2>&1
     local rc=$?
     grep "Output token throughput\|Median TPOT\|Median TTFT\|Failed\|rror" /tmp/bench.txt >> $Q

@@ -17,11 +17,14 @@ import ServalTensor
 /// The control channel (rank 0's `RankMessage`s, `broadcastMessage`) keeps running on the
 /// host communicator: `broadcastMessage` passes host memory and is not for this one.
 /// The NCCL unique id travels over that host communicator (`--dist-init-addr` or shared
-/// memory) in `init(rank:size:bootstrap:stream:)`. NVLink SHARP (NVLS) is switched off
-/// (`NCCL_NVLS_ENABLE=0`) before the communicator is made.
+/// memory) in `init`. NVLink SHARP (NVLS) is switched off (`NCCL_NVLS_ENABLE=0`) before the
+/// communicator is made. A model's communicator is tied to its rank's `CUDABackend`
+/// (`init(rank:size:bootstrap:backend:)`): the backend's stream, its held-back ops queued
+/// before each call, its graph mode followed (CUDA tensor parallelism, docs/parallelism.md).
 public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     /// What a call does with its work: queue it (eager or being captured), or nothing
-    /// (a graph that already holds it is replaying). Set by whoever captures the graph.
+    /// (a graph that already holds it is replaying). The backend's graph mode when tied to
+    /// one; else set by whoever captures the graph.
     public enum Mode: Sendable { case eager, capturing, replaying }
 
     public let rank: Int

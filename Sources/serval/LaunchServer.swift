@@ -326,6 +326,8 @@ struct LaunchServer: AsyncParsableCommand {
         o["watchdog_timeout"] = .double(watchdogTimeout)
         o["threads"] = threads.map { .int($0) } ?? .null
         o["tp_size"] = .int(parallel.tpSize)
+        o["base_gpu_id"] = .int(parallel.baseGPUID)
+        o["gpu_id_step"] = .int(parallel.gpuIDStep)
         o["dp_size"] = .int(dpSize)
         o["ep_size"] = .int(parallel.epSize)
         o["pp_size"] = .int(parallel.ppSize)
