@@ -105,8 +105,12 @@ public final class CPUBackend: ComputeBackend, @unchecked Sendable {
     ) {
         let cols = table.cols, type = table.type
         for r in 0..<rows {
-            // Token ids were checked against the vocabulary by the caller; the type has
-            // kernels and whole blocks (checked when the weight was made).
+            // Another rank's token (a vocab-parallel shard): zeros.
+            guard tokens[r] >= 0, Int(tokens[r]) < table.rows else {
+                (y + r * cols).update(repeating: 0, count: cols)
+                continue
+            }
+            // The type has kernels and whole blocks (checked when the weight was made).
             try? CPUOps.dequantizeRow(
                 type, table.base + Int(tokens[r]) * table.rowBytes, count: cols,
                 into: y + r * cols, path: path)

@@ -32,6 +32,16 @@ public final class CUDAContext: @unchecked Sendable {
 
     deinit { _ = sv_cuDevicePrimaryCtxRelease(device) }
 
+    /// How many GPUs the driver shows this process (after `CUDA_VISIBLE_DEVICES`). Throws
+    /// `.unavailable` (one line) when there is no driver or no GPU.
+    public static func deviceCount() throws -> Int {
+        try CUDALibraries.loadDriver()
+        var count: Int32 = 0
+        try check(sv_cuDeviceGetCount(&count), "cuDeviceGetCount")
+        guard count > 0 else { throw CUDAError.unavailable("CUDA driver loaded but no GPU is visible") }
+        return Int(count)
+    }
+
     public func makeCurrent() throws { try check(sv_cuCtxSetCurrent(handle), "cuCtxSetCurrent") }
 
     /// Free and total device memory in bytes, as the driver reports them now.

@@ -17,17 +17,25 @@ import ServalTensor
 /// The control channel (rank 0's `RankMessage`s, `broadcastMessage`) keeps running on the
 /// host communicator: `broadcastMessage` passes host memory and is not for this one.
 /// The NCCL unique id travels over that host communicator (`--dist-init-addr` or shared
-/// memory) in `init(rank:size:bootstrap:stream:)`. NVLink SHARP (NVLS) is switched off
-/// (`NCCL_NVLS_ENABLE=0`) before the communicator is made.
+/// memory) in `init`. NVLink SHARP (NVLS) is switched off (`NCCL_NVLS_ENABLE=0`) before the
+/// communicator is made. A model's communicator is tied to its rank's `CUDABackend`
+/// (`init(rank:size:bootstrap:backend:)`): the backend's stream, its held-back ops queued
+/// before each call, its graph mode followed (CUDA tensor parallelism, docs/parallelism.md).
 public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     /// What a call does with its work: queue it (eager or being captured), or nothing
-    /// (a graph that already holds it is replaying). Set by whoever captures the graph.
+    /// (a graph that already holds it is replaying). The backend's graph mode when tied to
+    /// one; else set by whoever captures the graph.
     public enum Mode: Sendable { case eager, capturing, replaying }
 
     public let rank: Int
     public let size: Int
     public let stream: CUDAStream
+    /// The mode of a communicator not tied to a backend (the selftest sets it).
     public var mode: Mode = .eager
+    /// The backend whose stream the collectives share (`init(rank:size:bootstrap:backend:)`):
+    /// each call first queues the ops it holds back for fusion, and follows its graph mode
+    /// (queue while eager or capturing, nothing while a graph replays).
+    private let backend: CUDABackend?
     private var comm: UnsafeMutableRawPointer?
     /// One float on the device for `barrier`.
     private let scratch: DeviceBuffer
@@ -52,7 +60,20 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     /// A group of `size` ranks: rank 0 makes the unique id and `bootstrap` (the host
     /// communicator of the same ranks) carries it to the others; then every rank joins.
     /// The CUDA context must be current on the calling thread.
-    public init(rank: Int, size: Int, bootstrap: any Communicator, stream: CUDAStream) throws {
+    public convenience init(rank: Int, size: Int, bootstrap: any Communicator, stream: CUDAStream) throws {
+        try self.init(rank: rank, size: size, bootstrap: bootstrap, stream: stream, backend: nil)
+    }
+
+    /// A model's communicator: the collectives run on `backend`'s stream, in order with its
+    /// ops, and are captured into (and replayed with) its decode graphs. The backend's
+    /// context must be current on the calling thread.
+    public convenience init(rank: Int, size: Int, bootstrap: any Communicator, backend: CUDABackend) throws {
+        try self.init(rank: rank, size: size, bootstrap: bootstrap, stream: backend.stream, backend: backend)
+    }
+
+    private init(
+        rank: Int, size: Int, bootstrap: any Communicator, stream: CUDAStream, backend: CUDABackend?
+    ) throws {
         guard size >= 1, rank >= 0, rank < size, bootstrap.size == size, bootstrap.rank == rank else {
             throw CUDAError.invalid(
                 "NCCL: rank \(rank) of \(size) does not match its bootstrap group (rank \(bootstrap.rank) of \(bootstrap.size))"
@@ -70,6 +91,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         self.rank = rank
         self.size = size
         self.stream = stream
+        self.backend = backend
         comm = c
         scratch = try DeviceBuffer(bytes: 256)
     }
@@ -89,6 +111,19 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
             throw CommunicatorError("NCCL: \(String(cString: sv_nccl_error_string(async)))")
         }
         return comm
+    }
+
+    /// What this call does with its work: the backend's graph mode when tied to one (its
+    /// held-back ops queued first, so the collective reads what they write), else `mode`.
+    private func phase() -> Mode {
+        guard let backend else { return mode }
+        backend.makeCurrent()
+        backend.flushPending()
+        switch backend.graphMode {
+        case .eager: return .eager
+        case .capture: return .capturing
+        case .replay: return .replaying
+        }
     }
 
     @inline(__always)
@@ -112,7 +147,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
-        guard mode != .replaying, count > 0 else { return }
+        guard phase() != .replaying, count > 0 else { return }
         let c = try live(), a = address(buffer)
         try checkNCCL(
             sv_ncclAllReduce(a, a, count, Int32(SV_NCCL_FLOAT32), Int32(SV_NCCL_SUM), c, stream.handle),
@@ -122,7 +157,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     public func allGatherV(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
         throws
     {
-        guard mode != .replaying else { return }
+        guard phase() != .replaying else { return }
         try checkCounts(counts, "allGatherV")
         let c = try live()
         let offsets = Self.offsets(counts)
@@ -155,7 +190,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     public func reduceScatter(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
         throws
     {
-        guard mode != .replaying else { return }
+        guard phase() != .replaying else { return }
         try checkCounts(counts, "reduceScatter")
         let c = try live()
         if Set(counts).count == 1 {
@@ -181,7 +216,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         _ input: UnsafePointer<Float>, sendCounts: [Int], into output: UnsafeMutablePointer<Float>,
         recvCounts: [Int]
     ) throws {
-        guard mode != .replaying else { return }
+        guard phase() != .replaying else { return }
         try checkCounts(sendCounts, "allToAllV send")
         try checkCounts(recvCounts, "allToAllV receive")
         let c = try live()
@@ -210,7 +245,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes count: Int, root: Int) throws {
-        guard mode != .replaying, count > 0 else { return }
+        guard phase() != .replaying, count > 0 else { return }
         guard root >= 0, root < size else { throw CommunicatorError("broadcast: root \(root) of \(size) ranks") }
         let c = try live(), a = UInt64(UInt(bitPattern: buffer))
         try checkNCCL(
@@ -219,12 +254,13 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func barrier() throws {
-        guard mode != .replaying else { return }
+        let m = phase()
+        guard m != .replaying else { return }
         let c = try live(), a = scratch.pointer.address
         try checkNCCL(
             sv_ncclAllReduce(a, a, 1, Int32(SV_NCCL_FLOAT32), Int32(SV_NCCL_SUM), c, stream.handle),
             "ncclAllReduce(barrier)")
-        if mode == .eager { try stream.synchronize() }
+        if m == .eager { try stream.synchronize() }
     }
 
     private func checkCounts(_ counts: [Int], _ what: String) throws {

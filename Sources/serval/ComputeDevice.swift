@@ -19,15 +19,16 @@ enum ComputeDevice: String, CaseIterable {
         return d
     }
 
-    /// The backend: the CPU's with `threads` workers, or GPU 0. On a host without CUDA,
-    /// one line naming what is missing (the CPU path needs none of it).
-    func makeBackend(threads: Int) throws -> any ComputeBackend {
+    /// The backend: the CPU's with `threads` workers, or GPU `gpu` (0 unless
+    /// `--base-gpu-id` or a tensor-parallel rank's placement says otherwise). On a host
+    /// without CUDA, one line naming what is missing (the CPU path needs none of it).
+    func makeBackend(threads: Int, gpu: Int = 0) throws -> any ComputeBackend {
         switch self {
         case .cpu:
             return CPUBackend(threads: threads)
         case .cuda:
             do {
-                return try CUDABackend(ordinal: 0) { logLine($0) }
+                return try CUDABackend(ordinal: gpu) { logLine($0) }
             } catch {
                 throw CLIError("--device cuda: \(error)")
             }

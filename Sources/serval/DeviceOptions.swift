@@ -46,12 +46,13 @@ struct DeviceOptions: ParsableArguments {
     /// The parsed device (`validate` has refused anything else).
     var computeDevice: ComputeDevice { ComputeDevice(rawValue: device.lowercased()) ?? .cpu }
 
-    /// The device's backend with `threads` CPU workers, and the graph batch sizes that apply.
-    /// On a host without CUDA, `--device cuda` fails here with one line naming what is missing.
-    func open(threads: Int) throws -> OpenedDevice {
+    /// The device's backend with `threads` CPU workers (on CUDA: GPU `gpu`), and the graph
+    /// batch sizes that apply. On a host without CUDA, `--device cuda` fails here with one
+    /// line naming what is missing.
+    func open(threads: Int, gpu: Int = 0) throws -> OpenedDevice {
         let d = try ComputeDevice.parse(device)
         let graphBatch = try d.graphBatch(maxBS: cudaGraphMaxBS, disabled: disableCudaGraph)
-        return OpenedDevice(device: d, backend: try d.makeBackend(threads: threads), graphBatch: graphBatch)
+        return OpenedDevice(device: d, backend: try d.makeBackend(threads: threads, gpu: gpu), graphBatch: graphBatch)
     }
 }
 
@@ -61,6 +62,10 @@ struct OpenedDevice {
     let backend: any ComputeBackend
     /// Largest decode batch run as a CUDA graph; nil for none.
     let graphBatch: Int?
+
+    /// The same device with every step eager (a communicator that waits for the GPU in its
+    /// collectives cannot be captured).
+    func withoutGraphs() -> OpenedDevice { OpenedDevice(device: device, backend: backend, graphBatch: nil) }
 
     /// `ModelLoader.load` (the one loading path) over this backend, with dummy weights in the
     /// device's type, wrapped for CUDA graphs where they apply.

@@ -326,6 +326,8 @@ struct LaunchServer: AsyncParsableCommand {
         o["watchdog_timeout"] = .double(watchdogTimeout)
         o["threads"] = threads.map { .int($0) } ?? .null
         o["tp_size"] = .int(parallel.tpSize)
+        o["base_gpu_id"] = .int(parallel.baseGPUID)
+        o["gpu_id_step"] = .int(parallel.gpuIDStep)
         o["dp_size"] = .int(dpSize)
         o["ep_size"] = .int(parallel.epSize)
         o["pp_size"] = .int(parallel.ppSize)
@@ -351,10 +353,16 @@ struct LaunchServer: AsyncParsableCommand {
         do {
             try layout.validate()
             try layout.validateAvailable()
-            try layout.validate(devices: Self.rankSlots(ProcessInfo.processInfo.environment), deviceName: "CPU cores")
+            // CPU ranks need a core each; CUDA ranks may share GPUs (`GPUPlacement`).
+            if deviceOptions.computeDevice == .cpu {
+                try layout.validate(
+                    devices: Self.rankSlots(ProcessInfo.processInfo.environment), deviceName: "CPU cores")
+            }
         } catch {
             throw ValidationError(error.message)
         }
+        try checkGPUFlags(layout: layout)
+        if !layout.isSingleRank { try checkCommunicatorVariable(ProcessInfo.processInfo.environment) }
         try expertOptions.validate(layout: layout, dummyWeights: loadFormat == "dummy")
         if enableDPAttention, kvEventsConfig != nil {
             throw ValidationError(
@@ -376,14 +384,15 @@ struct LaunchServer: AsyncParsableCommand {
         if !routerFlags.isEmpty {
             throw ValidationError("router flags (\(routerFlags.joined(separator: " "))) need --dp-size > 1.")
         }
-        let (engineConfig, level) = try validateFlags()
+        var (engineConfig, level) = try validateFlags()
         if !layout.isSingleRank { _ = try Self.denseTPLayout(ProcessInfo.processInfo.environment) }
         if let rank = internalTPRank {
-            try runRank(rank, layout: layout, level: level)
+            try runRank(rank, layout: layout, level: level, engine: engineConfig)
             return
         }
+        try preflightCUDARanks(layout: layout)
         if layout.nodeRank > 0 {
-            try runNode(layout: layout, level: level)
+            try runNode(layout: layout, level: level, engine: engineConfig)
             return
         }
         // Startup lines must reach a log file or pipe as they happen, not at exit.
@@ -405,9 +414,10 @@ struct LaunchServer: AsyncParsableCommand {
 
         let loadStart = Date()
         let ranks = try layout.isSingleRank ? nil : startRanks(layout: layout, logger: logger)
-        var lm = try loadModel(
+        let loaded = try loadModel(
             path: model, threads: threadCount, communicator: ranks?.communicator,
-            attentionCommunicator: ranks?.attention)
+            attentionCommunicator: ranks?.attention, layout: layout)
+        var lm = loaded.model
         try checkModelParallelism(lm, layout: layout)
         let denseLayout = lm is LlamaModel ? try Self.denseTPLayout(ProcessInfo.processInfo.environment) : nil
         var leader: (any RankLeader)?
@@ -415,6 +425,9 @@ struct LaunchServer: AsyncParsableCommand {
         if let ranks {
             do { try ranks.communicator.barrier() } catch {
                 throw ValidationError("The tensor-parallel ranks did not all load the model: \(error)")
+            }
+            if loaded.collectives != nil {
+                try sizeKVPoolOverGPUs(&engineConfig, loaded: loaded, layout: layout, host: ranks.communicator)
             }
             if layout.enableDPAttention {
                 let dp = DPAttentionCoordinator(model: lm, communicator: ranks.communicator, groups: layout.dpSize)
@@ -425,9 +438,20 @@ struct LaunchServer: AsyncParsableCommand {
                 leader = tp
                 lm = tp
             }
-            print(
-                "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator\(parallelSummary(layout, denseLayout: denseLayout))"
-            )
+            if let collectives = loaded.collectives {
+                print(
+                    "Tensor parallel on CUDA: \(layout.tpSize) ranks (\(layout.nnodes) node(s)), \(cudaPlacementSummary(layout)); \(collectives.summary); control channel: \(layout.nnodes > 1 ? "TCP" : "shared memory")\(parallelSummary(layout, denseLayout: denseLayout))"
+                )
+                if collectives == .hostStaged, !deviceOptions.disableCudaGraph {
+                    print(
+                        "CUDA graphs are off: the host-staged communicator waits for the GPU in every collective, which a graph capture cannot hold, so decode runs eagerly (give every rank a GPU of its own for NCCL and graphs)."
+                    )
+                }
+            } else {
+                print(
+                    "Tensor parallel: \(layout.tpSize) ranks (\(layout.nnodes) node(s)) x \(threadCount) threads, \(layout.nnodes > 1 ? "TCP" : "shared-memory") communicator\(parallelSummary(layout, denseLayout: denseLayout))"
+                )
+            }
         }
         let (bridge, textDecoder) = try TokenizerSetup.make(
             skip: skipTokenizerInit, location: tokenizerLocation,
@@ -482,8 +506,9 @@ struct LaunchServer: AsyncParsableCommand {
             engine: engineConfig)
         let api = ServalAPI(engine: engine, tokenizer: bridge.tokenizer, config: config, logger: logger)
         let host = self.host
+        let disaggregated = engineConfig.disaggregation != nil
         try await HTTPServer.run(api: api, logger: logger) { boundPort in
-            if engineConfig.disaggregation != nil {
+            if disaggregated {
                 // A prefill or decode server generates only together with its peer.
                 print("Listening on http://\(host):\(boundPort) (no warm-up: disaggregated)")
                 api.markReady()
@@ -504,10 +529,13 @@ struct LaunchServer: AsyncParsableCommand {
     /// Loads the weights as --load-format says (`ModelLoader`, the one loading path):
     /// a `.gguf` file, an HF checkpoint directory (config.json + *.safetensors), or
     /// random weights with either one's shapes; `auto` tells file and directory apart.
+    /// `communicator`: the host communicator of the tensor-parallel group (this process is
+    /// its rank `communicator.rank`); on CUDA the layers get a device communicator made
+    /// over it (`openCUDARank`).
     func loadModel(
         path: String, threads: Int, communicator: (any Communicator)? = nil,
-        attentionCommunicator: (any Communicator)? = nil
-    ) throws -> any LanguageModel {
+        attentionCommunicator: (any Communicator)? = nil, layout: ParallelLayout = ParallelLayout()
+    ) throws -> LoadedModel {
         guard let format = LoadFormat(rawValue: loadFormat) else {
             throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'.")
         }
@@ -515,13 +543,24 @@ struct LaunchServer: AsyncParsableCommand {
         // and each keeps views of its rows, or copies of its columns, only.
         var options = ModelLoadOptions(residency: mmapWeights || communicator != nil ? .mapped : .hugePages)
         options.seed = randomSeed ?? 1
-        let opened: OpenedDevice
-        do { opened = try deviceOptions.open(threads: threads) } catch { throw ValidationError("\(error)") }
-        if let communicator {
-            guard opened.device == .cpu else {
-                throw ValidationError("--tp-size > 1 runs on the CPU only for now; use --device cpu or --tp-size 1.")
+        var opened: OpenedDevice
+        var gpu: Int? = nil
+        var collectives: DeviceCollectives? = nil
+        var layerCommunicator = communicator
+        if let communicator, deviceOptions.computeDevice == .cuda {
+            let rank = try openCUDARank(communicator.rank, layout: layout, host: communicator, threads: threads)
+            opened = rank.opened
+            layerCommunicator = rank.communicator
+            collectives = rank.collectives
+            gpu = rank.gpu
+        } else {
+            if deviceOptions.computeDevice == .cuda { gpu = try self.gpu(ofRank: 0, layout: layout).gpu }
+            do { opened = try deviceOptions.open(threads: threads, gpu: gpu ?? 0) } catch {
+                throw ValidationError("\(error)")
             }
-            options.communicator = communicator
+        }
+        if let layerCommunicator {
+            options.communicator = layerCommunicator
             options.attentionCommunicator = attentionCommunicator
             var m = ModelParallelism(dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
             m.expertParallelSize = parallel.epSize
@@ -531,7 +570,8 @@ struct LaunchServer: AsyncParsableCommand {
             options.layout = m
         }
         do {
-            return try opened.load(path: path, format: format, options: options)
+            let model = try opened.load(path: path, format: format, options: options)
+            return LoadedModel(model: model, backend: opened.backend, gpu: gpu, collectives: collectives)
         } catch {
             throw ValidationError("Cannot load the model from '\(path)': \(error)")
         }

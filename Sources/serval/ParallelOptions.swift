@@ -31,6 +31,21 @@ struct ParallelOptions: ParsableArguments {
         help: "Seconds node 0 waits for every other node (and rank) to join before giving up.")
     var distTimeout: Double = 120
 
+    @Option(
+        name: .customLong("base-gpu-id"),
+        help:
+            "With --device cuda: the GPU of each node's first rank (and of a single-rank server).")
+    var baseGPUID: Int = 0
+    @Option(
+        name: .customLong("gpu-id-step"),
+        help:
+            "With --device cuda: a node's k-th rank runs on GPU (base-gpu-id + k * step) mod the GPU count; ranks that land on one GPU share it (host-staged collectives, no CUDA graphs)."
+    )
+    var gpuIDStep: Int = 1
+
+    /// `--base-gpu-id` and `--gpu-id-step`.
+    var gpuPlacement: GPUPlacement { GPUPlacement(baseGPUID: baseGPUID, gpuIDStep: gpuIDStep) }
+
     func layout(dpSize: Int, enableDPAttention: Bool) -> ParallelLayout {
         var l = ParallelLayout()
         l.tpSize = tpSize

@@ -53,7 +53,7 @@ struct Selftest: ParsableCommand {
     @Option(
         name: .customLong("only"),
         help:
-            "With --device cuda: run only the cases whose names contain this text (repeatable; 'backend seam' and 'nccl' select those parts)."
+            "With --device cuda: run only the cases whose names contain this text (repeatable; 'backend seam', 'nccl' and 'tp communicators' select those parts)."
     )
     var only: [String] = []
 
@@ -113,7 +113,15 @@ struct Selftest: ParsableCommand {
             if selected("nccl") {
                 ncclFailed = NCCLSelftest.run(context: context, seed: seed, required: requireNCCL) { print($0) }.failed
             }
-            let failed = opsFailed + seamFailed + ncclFailed
+            // The communicators of CUDA tensor parallelism tied to a backend, on one rank.
+            var tpFailed = 0
+            if selected("tp communicators") {
+                tpFailed =
+                    TPCommunicatorSelftest.run(
+                        backend: try CUDABackend(ordinal: gpu), seed: seed, required: requireNCCL
+                    ) { print($0) }.failed
+            }
+            let failed = opsFailed + seamFailed + ncclFailed + tpFailed
             var modelFailed = false
             if let modelPath {
                 guard let format = LoadFormat(rawValue: loadFormat) else {

@@ -85,6 +85,7 @@ def test_sglang_command_line_flags():
     try:
         info = s.get("/get_server_info").json()
         assert info["tp_size"] == 1 and info["dp_size"] == 1
+        assert info["base_gpu_id"] == 0 and info["gpu_id_step"] == 1
         assert info["dtype"] == "float32" and info["disable_overlap_schedule"] is True
         r = s.post("/generate", json={"text": "Hi", "sampling_params": {"max_new_tokens": 2}})
         assert r.status_code == 200, r.text

@@ -41,6 +41,14 @@ def binary_or_skip():
      "--node-rank must be in 0..<2"),
     (["--tp-size", "2", "--ep-size", "3"], "--ep-size 3 must divide --tp-size 2"),
     (["--tp-size", "2", "--ep-size", "2"], "needs a mixture-of-experts model"),
+    # CUDA placement and what CUDA ranks do not run yet: refused before any GPU is touched.
+    (["--base-gpu-id", "1"], "--base-gpu-id and --gpu-id-step need --device cuda"),
+    (["--tp-size", "2", "--gpu-id-step", "2"], "--base-gpu-id and --gpu-id-step need --device cuda"),
+    (["--device", "cuda", "--gpu-id-step", "0"], "--gpu-id-step must be at least 1, got 0"),
+    (["--device", "cuda", "--base-gpu-id=-1"], "--base-gpu-id must be at least 0, got -1"),
+    (["--device", "cuda", "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"],
+     "--enable-dp-attention runs on CPU ranks only for now"),
+    (["--device", "cuda", "--tp-size", "2", "--ep-size", "2"], "--ep-size 2 runs on CPU ranks only for now"),
 ])
 def test_layout_errors_are_one_line(args, message):
     binary = binary_or_skip()
@@ -163,6 +171,28 @@ def test_unknown_tp_layout_is_one_line():
                          text=True, timeout=30, env=env)
     assert out.returncode != 0
     assert "SERVAL_TP_LAYOUT must be exact or all-reduce; got 'ring'" in out.stderr + out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("device,value,message", [
+    ("cuda", "mpi", "SERVAL_TP_COMMUNICATOR must be auto, nccl or host; got 'mpi'"),
+    ("cpu", "mpi", "SERVAL_TP_COMMUNICATOR must be auto, nccl or host; got 'mpi'"),
+    ("cpu", "nccl", "SERVAL_TP_COMMUNICATOR=nccl applies to --device cuda"),
+])
+def test_tp_communicator_variable_is_checked_at_startup(device, value, message):
+    binary = binary_or_skip()
+    env = dict(os.environ, SERVAL_TP_COMMUNICATOR=value)
+    out = subprocess.run([str(binary), "launch-server", "--port", "0", "--tp-size", "2", "--device", device],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode != 0
+    assert message in out.stderr + out.stdout, out.stderr
+
+
+def test_gpu_placement_flags_are_in_the_help():
+    binary = binary_or_skip()
+    out = subprocess.run([str(binary), "launch-server", "--help"], capture_output=True, text=True, timeout=30)
+    text = " ".join((out.stdout + out.stderr).split())
+    assert "--base-gpu-id" in text and "--gpu-id-step" in text
+    assert "(base-gpu-id + k * step) mod the GPU count" in text
 
 
 @needs_two_cores

@@ -71,10 +71,13 @@ public final class TensorParallelLeader: LanguageModel, ExpertLoadControl, @unch
 /// peer died, the group was aborted) ends the loop with an error; a forward that fails for
 /// another reason fails the same way on rank 0, which then ends the requests, so the
 /// worker logs it and goes on. `dpGroups`: DP attention's groups (nil: one rank per group).
+/// `checkDevice` runs after each forward pass: a GPU rank's backend reports an error its
+/// queued ops met (nobody samples a worker's logits, so nothing else would); an error there
+/// ends the loop (the device is unusable).
 public enum TensorParallelWorker {
     public static func run(
         model: any LanguageModel, communicator: any Communicator, dpGroups: DPAttentionGroups? = nil,
-        logger: Logger
+        logger: Logger, checkDevice: (() throws -> Void)? = nil
     ) throws {
         let groups = dpGroups ?? DPAttentionGroups(ranks: communicator.size, groups: communicator.size)
         let myGroup = groups.group(ofRank: communicator.rank)
@@ -97,6 +100,7 @@ public enum TensorParallelWorker {
                 } catch {
                     logger.warning("rank \(communicator.rank): forward failed: \(error)")
                 }
+                try checkDevice?()
             case .shutdown:
                 return
             case .kvPageFormat, .kvPagesOut, .kvPagesIn:

@@ -24,10 +24,11 @@ public struct ColumnGather: @unchecked Sendable {
     /// `input` holds `rows` rows of this rank's columns (`local.count` floats each); `output`
     /// gets `rows` whole rows (`width` floats each). The collective leaves rank s's rows as
     /// one block; with several rows the blocks land in `scratch` (`rows * width` floats) and
-    /// are interleaved into `output`, one run per rank and row. Host memory (the CPU's).
+    /// the backend interleaves them into `output`, one strided copy per rank. Backend memory
+    /// (host memory on the CPU, device memory on a GPU: the communicator is the device's).
     public func gather(
         _ input: UnsafePointer<Float>, rows: Int, into output: UnsafeMutablePointer<Float>,
-        scratch: UnsafeMutablePointer<Float>
+        scratch: UnsafeMutablePointer<Float>, backend: any ComputeBackend
     ) throws {
         guard rows > 0 else { return }
         let counts = shards.map { $0.count * rows }
@@ -36,12 +37,13 @@ public struct ColumnGather: @unchecked Sendable {
             return
         }
         try communicator.allGatherV(input, counts: counts, into: scratch)
-        let w = width
         var blockStart = 0
         for shard in shards {
             let n = shard.count
-            for j in 0..<rows {
-                (output + j * w + shard.lowerBound).update(from: scratch + blockStart + j * n, count: n)
+            if n > 0 {
+                backend.copyRows(
+                    scratch + blockStart, srcStride: n, into: output + shard.lowerBound, dstStride: width, rows: rows,
+                    cols: n)
             }
             blockStart += n * rows
         }
@@ -58,7 +60,7 @@ public struct ColumnGather: @unchecked Sendable {
     }
 }
 
-/// Activation buffers of the exact tensor-parallel layout (`DenseTPLayout.exact`), in host
+/// Activation buffers of the exact tensor-parallel layout (`DenseTPLayout.exact`), in backend
 /// memory, for the rows of one pass: `whole` holds whole input rows gathered from every
 /// rank (the widest: all heads' attention output or the whole intermediate activation),
 /// `shard` this rank's output rows before they are gathered, `scratch` the collective's

@@ -10,8 +10,6 @@ public struct Embedding: @unchecked Sendable {
     /// Which token ids those rows are.
     public let vocabRange: Range<Int>
     let communicator: any Communicator
-    /// `hidden` zeros in host memory: the rows of tokens another rank owns.
-    private let zeros: [Float]
 
     /// `replicated`: every rank holds the whole table (DP attention: ranks look up different tokens).
     public static func load(
@@ -23,8 +21,7 @@ public struct Embedding: @unchecked Sendable {
         if !tp.isSingle { stored = stored.rows(range) }
         return Embedding(
             table: try ctx.weight(stored), vocabRange: range,
-            communicator: replicated ? SingleRankCommunicator() : ctx.communicator,
-            zeros: tp.isSingle ? [] : [Float](repeating: 0, count: hidden))
+            communicator: replicated ? SingleRankCommunicator() : ctx.communicator)
     }
 
     /// One rank's lookup: `tokens` (backend memory) were checked against the vocabulary.
@@ -37,7 +34,9 @@ public struct Embedding: @unchecked Sendable {
 
     /// `tokens` (backend memory) were checked against the vocabulary by the caller;
     /// `hostTokens` are the same ids on the host. With several ranks `tokens` is
-    /// overwritten with this rank's local ids.
+    /// overwritten with this rank's local ids, -1 for a token another rank holds (the
+    /// backend's lookup gives it zeros), so the device work has one shape whichever rank
+    /// holds which token (a captured decode graph replays it for any tokens).
     public func forward(
         tokens: UnsafeMutablePointer<Int32>, hostTokens: [Int32], rows: Int, into x: UnsafeMutablePointer<Float>,
         backend: any ComputeBackend
@@ -46,24 +45,11 @@ public struct Embedding: @unchecked Sendable {
             backend.embedding(table, tokens: tokens, rows: rows, into: x)
             return
         }
-        let H = table.cols, lo = Int32(vocabRange.lowerBound)
+        let lo = Int32(vocabRange.lowerBound)
         let local = hostTokens.map { vocabRange.contains(Int($0)) ? $0 - lo : -1 }
         local.withUnsafeBufferPointer { backend.upload($0.baseAddress.unsafelyUnwrapped, count: rows, to: tokens) }
-        var r = 0
-        while r < rows {
-            var end = r
-            if local[r] >= 0 {
-                while end < rows, local[end] >= 0 { end += 1 }
-                backend.embedding(table, tokens: tokens + r, rows: end - r, into: x + r * H)
-            } else {
-                while end < rows, local[end] < 0 { end += 1 }
-                zeros.withUnsafeBufferPointer { z in
-                    for k in r..<end { backend.upload(z.baseAddress.unsafelyUnwrapped, count: H, to: x + k * H) }
-                }
-            }
-            r = end
-        }
-        try communicator.allReduceSum(x, count: rows * H)
+        backend.embedding(table, tokens: tokens, rows: rows, into: x)
+        try communicator.allReduceSum(x, count: rows * table.cols)
     }
 }
 
@@ -95,7 +81,7 @@ public struct LMHead: @unchecked Sendable {
     /// `rows` (host memory, `count` of them) index `x`; their logits go to `logits`,
     /// `vocab` floats each. `gathered` and `normed` hold `count` rows of the hidden size.
     /// With several ranks, `shardScratch` holds `count` rows of this rank's shard and
-    /// `gatherScratch` `count` rows of the vocabulary (host memory, the CPU's).
+    /// `gatherScratch` `count` rows of the vocabulary (backend memory).
     public func forward(
         _ x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int,
         gathered: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>,
@@ -111,6 +97,6 @@ public struct LMHead: @unchecked Sendable {
         }
         try projection.forward(normed, rows: count, into: [local], backend: backend)
         try ColumnGather(shards: vocabShards, communicator: communicator).gather(
-            local, rows: count, into: logits, scratch: all)
+            local, rows: count, into: logits, scratch: all, backend: backend)
     }
 }

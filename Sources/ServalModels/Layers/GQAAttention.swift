@@ -80,8 +80,8 @@ public struct GQAAttention: @unchecked Sendable {
             return
         }
         guard let g = b.gather else { throw ModelError(source: "attention", "the exact layout needs gather buffers") }
-        try exact.heads.gather(b.attn, rows: rows, into: g.whole, scratch: g.scratch)
+        try exact.heads.gather(b.attn, rows: rows, into: g.whole, scratch: g.scratch, backend: backend)
         try o.forward(g.whole, rows: rows, into: [g.shard], backend: backend)
-        try exact.outputs.gather(g.shard, rows: rows, into: y, scratch: g.scratch)
+        try exact.outputs.gather(g.shard, rows: rows, into: y, scratch: g.scratch, backend: backend)
     }
 }

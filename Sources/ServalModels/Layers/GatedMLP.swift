@@ -63,8 +63,8 @@ public struct GatedMLP: @unchecked Sendable {
             return
         }
         guard let g = gather else { throw ModelError(source: "mlp", "the exact layout needs gather buffers") }
-        try exact.intermediate.gather(gate, rows: rows, into: g.whole, scratch: g.scratch)
+        try exact.intermediate.gather(gate, rows: rows, into: g.whole, scratch: g.scratch, backend: backend)
         try down.forward(g.whole, rows: rows, into: [g.shard], backend: backend)
-        try exact.outputs.gather(g.shard, rows: rows, into: y, scratch: g.scratch)
+        try exact.outputs.gather(g.shard, rows: rows, into: y, scratch: g.scratch, backend: backend)
     }
 }

@@ -118,6 +118,8 @@ public protocol ComputeBackend: AnyObject, Sendable {
     // MARK: Ops (write into caller buffers; no allocation, no synchronisation)
 
     /// `y[r] = table[tokens[r]]` as f32 (`table.cols` floats per row); `tokens` in backend memory.
+    /// An id outside `0..<table.rows` gives a row of zeros (a vocab-parallel shard's foreign
+    /// tokens: the rank holding their rows adds them in the all-reduce).
     func embedding(_ table: WeightMatrix, tokens: UnsafePointer<Int32>, rows: Int, into y: UnsafeMutablePointer<Float>)
     /// Several products that read the same activations (Q/K/V, gate/up) as one pass:
     /// `targets[i].y[r] = targets[i].weight · x[r]` for `rows` rows of `cols` floats.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServalCPU
+import ServalCUDA
 import ServalEngine
 import ServalTensor
 
@@ -65,23 +66,23 @@ extension LaunchServer {
 
     /// Node `--node-rank` k > 0: this process is rank k × tp/nnodes; it starts the node's
     /// other ranks, then serves as a rank itself until rank 0 stops the group.
-    func runNode(layout: ParallelLayout, level: Logger.Level) throws {
+    func runNode(layout: ParallelLayout, level: Logger.Level, engine: EngineConfig) throws {
         let logger = bootstrapRankLogging(level: level, rank: layout.firstRank)
         let group = RankGroup(logger: logger)
         try group.spawn(
             ranks: (layout.firstRank + 1)..<(layout.firstRank + layout.ranksPerNode),
             arguments: Array(CommandLine.arguments.dropFirst()), extra: [])
         defer { group.stop(leader: nil) }
-        try serveRank(layout.firstRank, layout: layout, group: group, logger: logger)
+        try serveRank(layout.firstRank, layout: layout, group: group, logger: logger, engine: engine)
     }
 
     /// A rank started by `RankGroup` (`--internal-tp-rank`).
-    func runRank(_ rank: Int, layout: ParallelLayout, level: Logger.Level) throws {
+    func runRank(_ rank: Int, layout: ParallelLayout, level: Logger.Level, engine: EngineConfig) throws {
         // Signals are rank 0's (or the node process's) to handle: this rank follows it.
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let logger = bootstrapRankLogging(level: level, rank: rank)
-        try serveRank(rank, layout: layout, group: nil, logger: logger)
+        try serveRank(rank, layout: layout, group: nil, logger: logger, engine: engine)
     }
 
     /// How many rank processes this node may run: its CPU cores, unless
@@ -120,7 +121,9 @@ extension LaunchServer {
     }
 
     /// Joins the group as `rank`, loads this rank's shard, and repeats rank 0's steps.
-    private func serveRank(_ rank: Int, layout: ParallelLayout, group: RankGroup?, logger: Logger) throws {
+    private func serveRank(
+        _ rank: Int, layout: ParallelLayout, group: RankGroup?, logger: Logger, engine: EngineConfig
+    ) throws {
         let transport: any ExchangeTransport
         do {
             if let shm = internalShm {
@@ -141,13 +144,21 @@ extension LaunchServer {
         do {
             let attention = try joinDPGroup(rank, layout: layout, world: comm)
             let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / layout.processesPerNode)
-            let lm = try loadModel(
+            let loaded = try loadModel(
                 path: modelPath ?? Self.defaultModelPath, threads: threadCount, communicator: comm,
-                attentionCommunicator: attention)
+                attentionCommunicator: attention, layout: layout)
             try comm.barrier()
-            logger.info("TP rank \(rank) loaded its shard (\(threadCount) threads); following rank 0")
+            // CUDA: the memory figures rank 0 sizes the pools from (`sizeKVPoolOverGPUs`).
+            if loaded.collectives != nil {
+                _ = try Self.exchangeDeviceMemory(
+                    deviceMemoryReport(rank: rank, layout: layout, loaded: loaded, engine: engine), over: comm)
+            }
+            let device = loaded.gpu.map { " on GPU \($0), \(loaded.collectives?.rawValue ?? "") collectives" } ?? ""
+            logger.info("TP rank \(rank) loaded its shard (\(threadCount) threads\(device)); following rank 0")
+            let cuda = loaded.backend as? CUDABackend
             try TensorParallelWorker.run(
-                model: lm, communicator: comm, dpGroups: layout.dpAttentionGroups, logger: logger)
+                model: loaded.model, communicator: comm, dpGroups: layout.dpAttentionGroups, logger: logger,
+                checkDevice: cuda.map { b in { try b.checkErrors() } })
             logger.info("TP rank \(rank) stopped by rank 0")
         } catch {
             comm.abort("\(error)")
