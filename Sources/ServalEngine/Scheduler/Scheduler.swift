@@ -132,7 +132,9 @@ struct Scheduler {
         // Prompts mid-prefill can deadlock a full pool with no decoder to trigger the
         // retraction above; free the youngest one's room so the others progress.
         // (Not while a pass in flight will change the picture: its tokens end or advance someone.)
-        if batch.isEmpty, running.count > 1, !running.contains(where: { $0.inFlight > 0 }), let victim = running.max(by: { $0.serial < $1.serial }) {
+        if batch.isEmpty, running.count > 1, !running.contains(where: { $0.inFlight > 0 }),
+            let victim = running.max(by: { $0.serial < $1.serial })
+        {
             retract(victim)
             batch.retracted.append(victim)
             newTokenRatio = min(1, newTokenRatio + 0.2)
