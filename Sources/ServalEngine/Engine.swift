@@ -3,11 +3,15 @@ import Logging
 import ServalModels
 import ServalTensor
 
-/// The serving engine: a thread of its own (forward passes block, so not on Swift's
-/// cooperative pool), an inbox of commands, and shutdown. Each step reads as a
-/// sentence: the `Scheduler` picks a batch → the `ModelRunner` runs it (forward +
-/// sample) → the `OutputProcessor` turns tokens into events and says who is done →
-/// finished requests give their KV back to the radix cache.
+/// The serving engine: a thread of its own (not Swift's cooperative pool), an inbox of
+/// commands, and shutdown. Each step reads as a sentence: the `Scheduler` picks a batch →
+/// the `ModelRunner` runs it (forward + sample) → the `OutputProcessor` turns tokens into
+/// events and says who is done → finished requests give their KV back to the radix cache.
+///
+/// With the overlap schedule (`EngineConfig.overlapSchedule`) the forward passes run on a
+/// worker thread of the runner's, one step behind: step N+1 is planned and handed over
+/// while step N runs, then step N's tokens are processed, so the device goes from one
+/// pass to the next without waiting for the host (docs/engine.md, "The overlapped loop").
 ///
 /// Every method may be called from any thread; they post to the engine thread's
 /// inbox or read a snapshot it publishes after each step. Call `shutdown` to stop
@@ -56,6 +60,12 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private var balancer: ExpertBalancer?
     /// Prefill-decode disaggregation, nil on a plain server.
     private let disaggregation: DisaggregationState?
+    /// When the latest step was completed (an overlapped step's time is from one to the next).
+    private var lastCompleted = Date()
+    /// The pass handed to the runner and not yet completed (overlap schedule only).
+    private var inFlight: ModelRunner.LaunchedStep?
+    /// Whether steps overlap (asked for, and nothing in this engine's setup rules it out).
+    public let overlapSchedule: Bool
 
     // Published snapshot.
     private let snapshotLock = NSLock()
@@ -100,11 +110,20 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.scheduler = scheduler
         self.kvCapacity = scheduler.allocator.capacity
         let kvCache = try model.makeKVCache(slots: kvCapacity, dtype: config.kvCacheDType)
-        self.runner = ModelRunner(model: model, kvCache: kvCache, sampler: model.makeSampler())
         let experts = model as? ExpertLoadControl
         if config.eplbRebalanceIterations != nil, experts == nil {
             throw EngineError.invalidConfig("--enable-eplb needs a mixture-of-experts model")
         }
+        self.overlapSchedule = config.overlapsSchedule
+        if config.overlapSchedule, !config.overlapBlockers.isEmpty {
+            logger.info(
+                "overlap schedule off: \(config.overlapBlockers.joined(separator: " and ")) needs every pass finished before the next is planned"
+            )
+        }
+        let watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
+        self.watchdog = watchdog
+        self.runner = ModelRunner(
+            model: model, kvCache: kvCache, sampler: model.makeSampler(), overlap: overlapSchedule, watchdog: watchdog)
         self.experts = experts
         self.balancer = config.eplbRebalanceIterations.map { ExpertBalancer(every: $0, nodes: config.eplbNodes) }
         self.disaggregation = try DisaggregationState.make(
@@ -115,7 +134,6 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         self.decoder = decoder
         self.jumpForward = config.jumpForward && decoder.encodeText("") != nil ? JumpForward(encoder: decoder) : nil
         self.logger = logger
-        self.watchdog = Watchdog(timeout: config.watchdogTimeout, logger: logger)
         self.refillWait = max(0, config.refillWait)
         self.checkIntegrity = config.checkIntegrity
         self.maxQueuedRequests = config.maxQueuedRequests
@@ -124,7 +142,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             totalTokens: kvCapacity)
         let kvMiB = Double(kvCapacity) * Double(kvBytesPerToken) / 1_048_576
         logger.info(
-            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(kvCache.elementTypeName)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests)"
+            "KV pool: \(kvCapacity) tokens (\(String(format: "%.1f", kvMiB)) MiB, \(kvCache.elementTypeName)), \(info.architecture) layout \(info.kvLayout), \(kvBytesPerToken) bytes per token, context length \(context), page size \(sc.pageSize), max running requests \(sc.maxRunningRequests), overlap schedule \(overlapSchedule ? "on" : "off")"
         )
         watchdog.start()
         let thread = Thread { [self] in runLoop() }
@@ -256,7 +274,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         while true {
             // Slots freed by the last step may let a queued transfer start.
             startTransfers()
-            let idle = !scheduler.hasForwardWork
+            let idle = !scheduler.hasForwardWork && inFlight == nil
             // Requests that just ended are often replaced at once by their clients: a
             // short wait lets the replacements join the next forward pass.
             let refill = idle || !shutdownWaiters.isEmpty || !scheduler.waiting.isEmpty ? 0 : finishedLastStep
@@ -286,6 +304,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     if ok { logger.info("radix cache flushed") }
                     reply.resume(returning: ok)
                 case .expert(let control, let reply):
+                    // Between two passes: none may be running.
+                    completeInFlight()
                     reply.resume(returning: Result { try runExpertControl(control) })
                 case .shutdown(let drainRequested, let reply):
                     accepting = false
@@ -303,6 +323,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                     }
                 }
                 if scheduler.isIdle {
+                    // Every request has ended; a pass still running only writes what nobody reads.
+                    completeInFlight()
+                    runner.stop()
                     watchdog.stop()
                     publishAndDeliver()
                     snapshotLock.lock()
@@ -325,7 +348,10 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             }
             startTransfers()
             if !scheduler.hasForwardWork || output.hasFinishedEvents { publishAndDeliver() }
-            if !scheduler.hasForwardWork { continue }
+            if !scheduler.hasForwardWork {
+                completeInFlight()
+                continue
+            }
             step()
         }
     }
@@ -408,32 +434,56 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private var generationTokensTotal = 0
     private var requestsTotal = 0
 
+    /// One turn: plan the next batch and hand it to the runner; then complete the pass
+    /// before it (overlapped: it ran while this one was planned) or this one (synchronous).
     private func step() {
         let batch = scheduler.schedule()
         if batch.isEmpty {
-            // Nothing could run (everything waits on memory that a retraction just freed,
-            // or on a sibling's prefill); don't spin hot.
-            if batch.retracted.isEmpty { Thread.sleep(forTimeInterval: 0.001) }
+            if inFlight != nil {
+                // Nothing to plan until the pass in flight brings its tokens (requests
+                // awaiting their last token, a retracted one awaiting its newest).
+                completeInFlight()
+            } else if batch.retracted.isEmpty {
+                // Nothing could run (everything waits on memory that a retraction just freed,
+                // or on a sibling's prefill); don't spin hot.
+                Thread.sleep(forTimeInterval: 0.001)
+            }
             return
         }
-        let stepStart = Date()
+        let planStart = Date()
+        let launched = runner.launch(batch)
+        scheduler.completeForward(batch)
+        completeInFlight()
+        if runner.overlaps, !launched.synchronous {
+            inFlight = launched
+        } else {
+            complete(launched, planStart: planStart)
+        }
+    }
+
+    /// Waits for the pass in flight, if any, and processes its tokens.
+    private func completeInFlight() {
+        guard let launched = inFlight else { return }
+        inFlight = nil
+        complete(launched, planStart: nil)
+    }
+
+    /// Processes a pass's tokens: stop checks, detokenizing, events; ends the requests that
+    /// are done. A request that ended after the pass was launched gets nothing from it.
+    private func complete(_ launched: ModelRunner.LaunchedStep, planStart: Date?) {
+        let batch = launched.batch
         let result: ModelRunner.StepResult
-        watchdog.beginPass()
         do {
-            result = try runner.run(batch)
-            watchdog.endPass()
+            result = try runner.complete(launched)
         } catch {
-            watchdog.endPass()
             logger.error("forward pass failed: \(error)")
-            scheduler.completeForward(batch)
-            for s in batch.sequences where s.request.status == .running {
+            for s in batch.sequences where s.request.status != .finished {
                 end(s.request, reason: .abort(message: "forward pass failed: \(error)"))
             }
             publishAndDeliver()
             return
         }
         disaggregation?.exportPages(after: batch)
-        scheduler.completeForward(batch)
         forwardPassesTotal += 1
         if let experts, balancer != nil {
             do {
@@ -443,8 +493,7 @@ public final class Engine: EngineHandle, @unchecked Sendable {
             }
         }
         stepTime = Date()
-        let forwardSeconds = stepTime.timeIntervalSince(stepStart)
-        lastStepSeconds = forwardSeconds
+        lastStepSeconds = result.forwardSeconds
         for (r, values) in result.promptLogprobs { output.addPromptLogprobs(r, values) }
         for r in result.scoredOnly {
             // Prompt scoring only: the prompt logprobs are the whole answer.
@@ -470,8 +519,9 @@ public final class Engine: EngineHandle, @unchecked Sendable {
         if checkIntegrity { verifyIntegrity() }
         publishAndDeliver()
         logger.debug(
-            "\(Self.stepSummary(batch, forward: forwardSeconds, total: Date().timeIntervalSince(stepStart), waiting: scheduler.waiting.count))"
+            "\(Self.stepSummary(batch, forward: result.forwardSeconds, total: Date().timeIntervalSince(planStart ?? lastCompleted), waiting: scheduler.waiting.count))"
         )
+        lastCompleted = Date()
     }
 
     private func runExpertControl(_ control: ExpertControl) throws -> ExpertDistribution? {
@@ -536,13 +586,20 @@ public final class Engine: EngineHandle, @unchecked Sendable {
     private func verifyIntegrity() {
         do {
             try scheduler.checkIntegrity()
-            try runner.checkIntegrity(scheduler.running + scheduler.waiting)
+            // The table part runs after the passes already handed over (on their thread).
+            try runner.checkIntegrity(scheduler.running + scheduler.waiting) { [self] failure in
+                recordIntegrityFailure(failure)
+            }
         } catch {
-            logger.critical("integrity check failed: \(error)")
-            snapshotLock.lock()
-            if firstIntegrityFailure == nil { firstIntegrityFailure = "\(error)" }
-            snapshotLock.unlock()
+            recordIntegrityFailure("\(error)")
         }
+    }
+
+    private func recordIntegrityFailure(_ failure: String) {
+        logger.critical("integrity check failed: \(failure)")
+        snapshotLock.lock()
+        if firstIntegrityFailure == nil { firstIntegrityFailure = failure }
+        snapshotLock.unlock()
     }
 
     /// One line per step for `--log-level debug`: the batch's shape and where its time went.

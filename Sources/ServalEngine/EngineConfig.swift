@@ -83,6 +83,22 @@ public struct EngineConfig: Sendable, Equatable {
     public var eplbRebalanceIterations: Int? = nil
     /// Nodes the expert-parallel ranks span (EPLB places hierarchically over them).
     public var eplbNodes: Int = 1
+    /// Plan step N+1 (and process step N-1's tokens) while step N runs on the model's
+    /// worker thread, so the device never waits for the host between steps (SGLang's
+    /// overlap scheduler; off with `--disable-overlap-schedule`). Steps whose requests need
+    /// their newest token on the host first (grammars, penalties, prompt logprobs, hidden
+    /// states) run synchronously; disaggregation and EPLB turn it off.
+    public var overlapSchedule: Bool = true
+
+    /// What rules the overlap schedule out in this setup: disaggregation moves KV pages
+    /// from the engine thread, and EPLB rewrites the experts after a pass; both want every
+    /// pass finished when they run.
+    public var overlapBlockers: [String] {
+        [disaggregation != nil ? "disaggregation" : nil, eplbRebalanceIterations != nil ? "EPLB" : nil]
+            .compactMap { $0 }
+    }
+    /// Whether an engine with this config overlaps its steps.
+    public var overlapsSchedule: Bool { overlapSchedule && overlapBlockers.isEmpty }
     /// Prefill-decode disaggregation (`--disaggregation-mode` and its flags); nil: a plain server.
     public var disaggregation: DisaggregationConfig? = nil
 

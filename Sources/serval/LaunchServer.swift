@@ -148,7 +148,7 @@ struct LaunchServer: AsyncParsableCommand {
     @Flag(
         name: .customLong("disable-overlap-schedule"),
         help:
-            "Do not plan the next step while the current one runs. Serval's scheduler does not overlap yet (it plans each step after the previous step's tokens are home), so this is how it always runs; accepted for SGLang command lines."
+            "Do not plan the next step while the current one runs. By default the engine plans step N+1 and processes step N-1's tokens while step N runs on the device, so the device does not wait for the host between steps; steps of requests that need their newest token first (grammars, penalties, prompt logprobs, hidden states) run unoverlapped, and disaggregation and EPLB turn the overlap off. /get_server_info reports whether it is on."
     )
     var disableOverlapSchedule = false
     @Option(
@@ -276,6 +276,7 @@ struct LaunchServer: AsyncParsableCommand {
         e.schedulePolicy = policy
         e.disableRadixCache = disableRadixCache
         e.jumpForward = !disableJumpForward
+        e.overlapSchedule = !disableOverlapSchedule
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout
@@ -309,7 +310,7 @@ struct LaunchServer: AsyncParsableCommand {
         o["kv_events_config"] = kvEventsConfig.map { .string($0) } ?? .null
         o["grammar_backend"] = .string(grammarBackend)
         o["disable_jump_forward"] = .bool(disableJumpForward)
-        o["disable_overlap_schedule"] = .bool(true)  // no overlap scheduler yet: always off
+        o["disable_overlap_schedule"] = .bool(!engine.overlapsSchedule)
         o["dtype"] = .string(deviceOptions.dtype)
         o["constrained_json_whitespace_pattern"] = constrainedJSONWhitespacePattern.map { .string($0) } ?? .null
         o["enable_metrics"] = .bool(enableMetrics)

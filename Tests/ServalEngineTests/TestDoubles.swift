@@ -36,6 +36,8 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
     private(set) var sequencesSeen = 0
     /// Seconds each forward pass sleeps (watchdog tests).
     var delay: Double = 0
+    /// The forward call (1-based) that throws, to test a failing pass; nil: none does.
+    var failOnCall: Int?
     /// What `memoryInfo()` reports (nil: the host's memory).
     var memory: DeviceMemoryInfo?
 
@@ -76,7 +78,9 @@ final class PositionHashModel: LanguageModel, @unchecked Sendable {
         forwardCalls += 1
         maxBatchTokens = max(maxBatchTokens, batch.tokenCount)
         sequencesSeen += batch.sequences.count
+        let fail = forwardCalls == failOnCall
         lock.unlock()
+        if fail { throw TestModelError(description: "injected failure") }
         if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         // Slots written by two sequences of one batch would be a scheduler bug.
         var written = Set<Int32>()

@@ -67,9 +67,22 @@ struct SamplingState: Sendable {
         return words
     }
 
-    /// The sampler's view of the next draw, reading logits row `logitsRow`.
-    func row(logitsRow: Int) -> SamplingRow {
+    /// Whether the next draw depends on which tokens came before, not only on how many:
+    /// penalties count them, a grammar's mask follows them. Such a request's next step is
+    /// planned only once its newest token is home (no overlap).
+    var dependsOnPreviousTokens: Bool {
+        grammar != nil || params.frequencyPenalty != 0 || params.presencePenalty != 0
+            || params.repetitionPenalty != 1
+    }
+
+    /// The sampler's view of the next draw, reading logits row `logitsRow`; `pending`
+    /// tokens are being sampled by a pass still in flight (the overlapped loop), so this
+    /// draw comes that many after the recorded ones. Only counts may lag that way:
+    /// a request whose draw depends on the tokens themselves never has any pending.
+    func row(logitsRow: Int, pending: Int = 0) -> SamplingRow {
+        precondition(pending == 0 || !dependsOnPreviousTokens, "a draw that reads earlier tokens ran ahead of them")
         let p = params
+        let generatedCount = self.generatedCount + pending
         var row = SamplingRow(logitsRow: logitsRow)
         row.temperature = p.temperature
         row.topK = p.topK

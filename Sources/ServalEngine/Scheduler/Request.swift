@@ -35,6 +35,11 @@ final class Request {
     /// The table row holds this request's newest sampled token, so a decode may name it
     /// with `ForwardBatch.lastSampledToken` instead of sending it.
     var lastTokenInTable = false
+    /// Tokens being sampled by passes launched but not yet completed (the overlapped
+    /// loop; 0 or 1, always 0 in the synchronous one). They come after `tokens`: the
+    /// scheduler counts them (`tokenCount`) but cannot read them, so a request with one
+    /// in flight may decode (`ForwardBatch.lastSampledToken`) and may not be admitted.
+    var inFlight = 0
     var kvLength = 0
     var cachedLength = 0
     var cacheNode: RadixNode?
@@ -69,12 +74,27 @@ final class Request {
         self.sampling = sampling
     }
 
+    /// Tokens known on the host (`outputCount` and the detokenizer see only these).
     var outputCount: Int { tokens.count - promptLength }
     var outputTokens: ArraySlice<Int32> { tokens[promptLength...] }
-    var pendingCount: Int { tokens.count - kvLength }
+    /// Tokens including those still in flight: what the scheduler plans with.
+    var tokenCount: Int { tokens.count + inFlight }
+    var pendingCount: Int { tokenCount - kvLength }
     var isPrefilling: Bool { pendingCount > 1 }
-    /// Output tokens it may still produce (for KV reservation).
-    var remainingNewTokens: Int { max(0, maxNewTokens - outputCount) }
+    /// Output tokens it may still produce (for KV reservation), in-flight ones counted.
+    var remainingNewTokens: Int { max(0, maxNewTokens - outputCount - inFlight) }
+    /// Its in-flight token is its last one (max_new_tokens, hence the context too): it
+    /// ends when that token comes home, so no decode may be planned past it.
+    var awaitsLastToken: Bool { inFlight > 0 && remainingNewTokens == 0 }
+
+    /// The step after the next one cannot be planned until this request's newest token
+    /// (or logits) is on the host: its draws read earlier tokens (grammar, penalties), it
+    /// wants per-position logits rows (prompt logprobs, hidden states) or only scores its
+    /// prompt. The engine runs such steps without overlap.
+    var needsTokenBeforeNextStep: Bool {
+        sampling.dependsOnPreviousTokens || sampling.params.returnHiddenStates || inputLogprobNext != nil
+            || maxNewTokens == 0
+    }
 
     func appendOutput(_ token: Int32) { tokens.append(token) }
 

@@ -118,7 +118,9 @@ struct Scheduler {
         let decodeNeed = decodeSlotsNeeded()
         if decodeNeed <= allocator.freeSlots + cache.evictableSlots {
             ensureFree(decodeNeed)
-            for r in running where !r.isPrefilling {
+            // A request whose in-flight token is its last gets no decode past it.
+            for r in running where !r.isPrefilling && !r.awaitsLastToken {
+                precondition(r.inFlight <= 1, "request \(r.rid): two passes ahead of its tokens")
                 let ok = allocator.grow(&r.slots, by: 1)
                 assert(ok, "decode slot allocation failed after eviction")
                 batch.sequences.append(ScheduledSequence(request: r, start: r.kvLength, count: 1, needsLogits: true))
@@ -129,7 +131,10 @@ struct Scheduler {
         schedulePrefill(into: &batch)
         // Prompts mid-prefill can deadlock a full pool with no decoder to trigger the
         // retraction above; free the youngest one's room so the others progress.
-        if batch.isEmpty, running.count > 1, let victim = running.max(by: { $0.serial < $1.serial }) {
+        // (Not while a pass in flight will change the picture: its tokens end or advance someone.)
+        if batch.isEmpty, running.count > 1, !running.contains(where: { $0.inFlight > 0 }),
+            let victim = running.max(by: { $0.serial < $1.serial })
+        {
             retract(victim)
             batch.retracted.append(victim)
             newTokenRatio = min(1, newTokenRatio + 0.2)
@@ -154,7 +159,7 @@ struct Scheduler {
             guard prefillOnlySteps < config.maxPrefillOnlySteps,
                 !running.contains(where: \.isPrefilling),
                 running.count < config.maxRunningRequests,
-                let first = orderedWaiting().first
+                let first = orderedWaiting().first(where: { $0.inFlight == 0 })
             else { return false }
             let budget = chunking ? min(config.maxPrefillTokens, config.chunkedPrefillSize) : config.maxPrefillTokens
             return first.tokens.count - matchPrefix(first).length <= budget
@@ -177,7 +182,7 @@ struct Scheduler {
             batch.sequences.append(
                 ScheduledSequence(
                     request: r, start: r.kvLength, count: n,
-                    needsLogits: r.kvLength + n == r.tokens.count))
+                    needsLogits: r.kvLength + n == r.tokenCount))
             budget -= n
             prefillSlots -= 1
             if n < r.pendingCount { chunkInFlight = true }
@@ -188,13 +193,15 @@ struct Scheduler {
     }
 
     private func decodeSlotsNeeded() -> Int {
-        running.reduce(0) { $0 + ($1.isPrefilling ? 0 : allocator.slotsNeeded(growing: $1.slots.count, by: 1)) }
+        running.reduce(0) {
+            $0 + ($1.isPrefilling || $1.awaitsLastToken ? 0 : allocator.slotsNeeded(growing: $1.slots.count, by: 1))
+        }
     }
 
     /// KV the running requests are expected to need beyond what they hold.
     func reservedForRunning() -> Int {
         (running + transferring).reduce(0) { total, r in
-            total + max(0, r.tokens.count - r.slots.count)
+            total + max(0, r.tokenCount - r.slots.count)
                 + Int((Double(min(r.remainingNewTokens, config.clipMaxNewTokens)) * newTokenRatio).rounded(.up))
         }
     }
@@ -207,7 +214,8 @@ struct Scheduler {
         var chunkInFlight = initialChunk
         var reserved = reservedForRunning()
         var admitted: [Request] = []
-        for candidate in orderedWaiting() {
+        // A request retracted while its token was in flight waits until the token is home.
+        for candidate in orderedWaiting() where candidate.inFlight == 0 {
             guard running.count < config.maxRunningRequests, budget > 0, admitted.count < requests else { break }
             let match = matchPrefix(candidate)
             let matched = match.length
@@ -288,8 +296,10 @@ struct Scheduler {
 
     // MARK: After the forward pass
 
-    /// Records that the batch ran: its tokens' K/V are now in their slots. Prefill
-    /// chunks go into the radix cache right away so siblings and retries can use them.
+    /// Records that the batch was handed to the model: its tokens' K/V are in their slots
+    /// for every pass handed over after it (passes run in order, so a pass still in flight
+    /// counts as done for everything planned later). Prefill chunks go into the radix
+    /// cache right away so siblings and retries can use them.
     mutating func completeForward(_ batch: ScheduledBatch) {
         for s in batch.sequences {
             let r = s.request
@@ -365,7 +375,10 @@ struct Scheduler {
         if config.disableRadixCache {
             allocator.free(r.slots)
         } else {
-            let length = min(r.kvLength, r.slots.count)
+            // A position fed by a pass still in flight whose token the request will never
+            // see (it ends or is retracted first) is not kept: as without overlap, the
+            // newest token's K/V is not cached.
+            let length = min(r.kvLength, r.slots.count, r.inFlight > 0 ? r.tokens.count - 1 : Int.max)
             let aligned = length - length % config.pageSize
             var ownFrom = r.cachedLength
             if aligned > r.cachedLength {
