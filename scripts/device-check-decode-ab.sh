@@ -1,22 +1,27 @@
 #!/bin/bash
-# Decode-path A/B on one GPU (about 6 minutes on an H100): the full selftest, bench-cuda (copy
-# bandwidth, GEMM, every GEMV variant, decode attention, extend kernels, MLA variants), then the 8B-shaped
-# dummy model's batch-1 decode twice under each setting (the default: programmatic dependent launch and
-# the smem GEMV; SERVAL_CUDA_GEMV=bulk; SERVAL_CUDA_PDL=0), DeepSeek-V2-Lite shapes under each MLA decode
-# kernel (MLA_KERNELS, default "v1 v2"), the 8B at batch 64 / 256, one 4096-token prefill per extend
-# kernel (EXTEND_KERNELS, default "mma3") and one without the bf16 carry, the V3 fixtures against the CPU
-# (FP8 weights kept as fp8, and with SERVAL_CUDA_FP8=0), the default GGUF's first 4 blocks through the
-# model check with its graph check, the 8B server under 64 streams, and ncu per-kernel time summaries of
-# a 4096-token 8B prefill and of V2-Lite's batch-1 decode (SKIP_NCU=1 skips them).
+# Decode and prefill A/B on one GPU, in parts (PARTS, default all, in this order; about 8 minutes on an
+# H100 for all of them, so pick parts to stay inside one 10-minute call):
+#   selftest  the full `selftest --device cuda` (ops, seam, sampler, MLA, fp8, NCCL, TP communicators)
+#   model     the V3 fixtures against the CPU (fp8 weights kept as fp8, and with SERVAL_CUDA_FP8=0) and the
+#             default GGUF's first 4 blocks through the model check with its graph check
+#   benchcuda bench-cuda: copy bandwidth, GEMM, every GEMV variant, decode attention, extend and MLA kernels
+#   b1        the 8B-shaped dummy's batch-1 decode twice under each setting (default: PDL and the smem
+#             GEMV; SERVAL_CUDA_GEMV=bulk; SERVAL_CUDA_PDL=0)
+#   v2lite    DeepSeek-V2-Lite shapes at batch 1 / 32 under each MLA decode kernel (MLA_KERNELS, default
+#             "v1 v2") and at batch 128
+#   batch     the 8B at batch 64 / 256 (input 128) and 256 x 512-token prompts
+#   prefill   one 4096-token 8B prefill per extend kernel (EXTEND_KERNELS, default "mma3") and one
+#             without the bf16 carry (SERVAL_CUDA_BF16_CARRY=0)
+#   serve     the 8B server under 64 streams (512 in / 256 out), the overlap schedule on (the CUDA
+#             default) and off (--disable-overlap-schedule), ROUNDS times each (default 1), alternating
+#   ncu       ncu per-kernel time summaries of a 4096-token 8B prefill and of V2-Lite's batch-1 decode
 # Carry .device-carry as for scripts/device-check-all.sh. Log: $OUT/ab.txt.
-# Run: bash scripts/device-check-decode-ab.sh
+# Run: PARTS="selftest prefill serve" bash scripts/device-check-decode-ab.sh
 set -o pipefail
 Q=$OUT/ab.txt
 source "$(dirname "$0")/device-lib.sh"
-timeout 90 $B selftest --device cuda 2>&1 | grep -v "^PASS\|^ok " >> $Q
-el selftest
-timeout 90 $B bench-cuda --decode-batches "" 2>&1 | grep "copy\|mla\|gemm\|gemv\|decode attention\|extend\|launch" >> $Q
-el bench-cuda
+PARTS=${PARTS:-selftest model benchcuda b1 v2lite batch prefill serve ncu}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 ab() {  # label, env..., then bench-one-batch arguments after --
   local label=$1; shift; local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
@@ -26,49 +31,75 @@ ab() {  # label, env..., then bench-one-batch arguments after --
 }
 L8="--model-path $C/llama8b"
 W=/tmp/v2lite; mkdir -p $W; cp $C/v2lite.json $W/config.json
-for round in 1 2; do
-  ab "8b b1 default (smem GEMV, pdl)" X=1 -- $L8 --batch-size 1 --input-len 128 --output-len 32
-  ab "8b b1 bulk GEMV" SERVAL_CUDA_GEMV=bulk -- $L8 --batch-size 1 --input-len 128 --output-len 32
-  ab "8b b1 no pdl" SERVAL_CUDA_PDL=0 -- $L8 --batch-size 1 --input-len 128 --output-len 32
-done
-el 8b-b1
-for mla in ${MLA_KERNELS:-v1 v2}; do
-  ab "v2lite b1 32 mla=$mla" SERVAL_CUDA_MLA=$mla -- --model-path $W --batch-size 1 32 --input-len 128 --output-len 16
-done
-ab "v2lite b128" X=1 -- --model-path $W --batch-size 128 --input-len 128 --output-len 16
-el v2lite
-ab "8b b64 b256" X=1 -- $L8 --batch-size 64 256 --input-len 128 --output-len 24
-ab "8b b256 x 512" X=1 -- $L8 --batch-size 256 --input-len 512 --output-len 8
-for e in ${EXTEND_KERNELS:-mma3}; do
-  ab "8b prefill 4096 extend=$e" SERVAL_CUDA_EXTEND=$e -- $L8 --disable-cuda-graph --batch-size 1 --input-len 4096 \
-    --output-len 4
-done
-ab "8b prefill 4096 without the bf16 carry" SERVAL_CUDA_BF16_CARRY=0 -- $L8 --disable-cuda-graph --batch-size 1 \
-  --input-len 4096 --output-len 4
-el 8b-batch
-for m in v3 v3-fp8 bf16:v3-fp8; do
-  echo "== $m" >> $Q
-  [ "${m%%:*}" = bf16 ] && export SERVAL_CUDA_FP8=0  # fp8 weights dequantized to bf16 at load instead
-  timeout 30 $B selftest --device cuda --only none --model-path $F/${m#bf16:} --model-steps 8 2>&1 \
-    | grep "model check\|reference\|rror\|fp8" >> $Q
-done
-unset SERVAL_CUDA_FP8
-# The default GGUF's first 4 blocks: GPU vs CPU greedy / teacher-forced, then the graph check (decode
-# steps replayed as CUDA graphs against the same steps eager).
 [ -f /tmp/smol4.gguf ] || xz -dc $C/smol4.gguf.xz > /tmp/smol4.gguf
-echo "== smol4 (graph check)" >> $Q
-timeout 60 $B selftest --device cuda --only none --model-path /tmp/smol4.gguf --model-steps 8 2>&1 \
-  | grep "model check\|graph\|reference\|rror" >> $Q
-el model
-serve_8b 90
-el serve
-# Where a 4096-token 8B prefill's time goes: 700 kernels after the warm-up's (a short prefill), by name.
+if want selftest; then
+  timeout 120 $B selftest --device cuda 2>&1 | grep -v "^PASS\|^ok " >> $Q
+  el selftest
+fi
+if want model; then
+  for m in v3 v3-fp8 bf16:v3-fp8; do
+    echo "== $m" >> $Q
+    [ "${m%%:*}" = bf16 ] && export SERVAL_CUDA_FP8=0  # fp8 weights dequantized to bf16 at load instead
+    timeout 30 $B selftest --device cuda --only none --model-path $F/${m#bf16:} --model-steps 8 2>&1 \
+      | grep "model check\|reference\|rror\|fp8" >> $Q
+  done
+  unset SERVAL_CUDA_FP8
+  # GPU vs CPU greedy / teacher-forced, then the graph check (decode steps replayed as CUDA graphs
+  # against the same steps eager).
+  echo "== smol4 (graph check)" >> $Q
+  timeout 60 $B selftest --device cuda --only none --model-path /tmp/smol4.gguf --model-steps 8 2>&1 \
+    | grep "model check\|graph\|reference\|rror" >> $Q
+  el model
+fi
+if want benchcuda; then
+  timeout 90 $B bench-cuda --decode-batches "" 2>&1 | grep "copy\|mla\|gemm\|gemv\|decode attention\|extend\|launch" >> $Q
+  el bench-cuda
+fi
+if want b1; then
+  for round in 1 2; do
+    ab "8b b1 default (smem GEMV, pdl)" X=1 -- $L8 --batch-size 1 --input-len 128 --output-len 32
+    ab "8b b1 bulk GEMV" SERVAL_CUDA_GEMV=bulk -- $L8 --batch-size 1 --input-len 128 --output-len 32
+    ab "8b b1 no pdl" SERVAL_CUDA_PDL=0 -- $L8 --batch-size 1 --input-len 128 --output-len 32
+  done
+  el 8b-b1
+fi
+if want v2lite; then
+  for mla in ${MLA_KERNELS:-v1 v2}; do
+    ab "v2lite b1 32 mla=$mla" SERVAL_CUDA_MLA=$mla -- --model-path $W --batch-size 1 32 --input-len 128 --output-len 16
+  done
+  ab "v2lite b128" X=1 -- --model-path $W --batch-size 128 --input-len 128 --output-len 16
+  el v2lite
+fi
+if want batch; then
+  ab "8b b64 b256" X=1 -- $L8 --batch-size 64 256 --input-len 128 --output-len 24
+  ab "8b b256 x 512" X=1 -- $L8 --batch-size 256 --input-len 512 --output-len 8
+  el 8b-batch
+fi
+if want prefill; then
+  for e in ${EXTEND_KERNELS:-mma3}; do
+    ab "8b prefill 4096 extend=$e" SERVAL_CUDA_EXTEND=$e -- $L8 --disable-cuda-graph --batch-size 1 \
+      --input-len 4096 --output-len 4
+  done
+  ab "8b prefill 4096 without the bf16 carry" SERVAL_CUDA_BF16_CARRY=0 -- $L8 --disable-cuda-graph --batch-size 1 \
+    --input-len 4096 --output-len 4
+  el prefill
+fi
+if want serve; then
+  for round in $(seq 1 ${ROUNDS:-1}); do
+    serve_8b 90
+    el "serve $round: overlap on"
+    serve_8b 90 --disable-overlap-schedule
+    el "serve $round: overlap off"
+  done
+fi
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-if [ -n "$NCU" ] && [ -z "$SKIP_NCU" ]; then
+if want ncu && [ -n "$NCU" ]; then
+  # Where a 4096-token 8B prefill's time goes: 700 kernels after the warm-up's (a short prefill), by name.
   echo "== ncu: 8b prefill 4096, per kernel" >> $Q
   timeout 60 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
-    --launch-skip 700 --launch-count 700 $B bench-one-batch --device cuda $L8 --load-format dummy --disable-cuda-graph --batch-size 1 \
-    --input-len 4096 --output-len 1 2>&1 | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
+    --launch-skip 700 --launch-count 700 $B bench-one-batch --device cuda $L8 --load-format dummy \
+    --disable-cuda-graph --batch-size 1 --input-len 4096 --output-len 1 2>&1 \
+    | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
   el ncu-prefill
   # Where V2-Lite's batch-1 decode step goes (eager, after the prefill and the first decode steps).
   echo "== ncu: v2lite decode b1, per kernel" >> $Q

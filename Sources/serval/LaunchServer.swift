@@ -148,9 +148,15 @@ struct LaunchServer: AsyncParsableCommand {
     @Flag(
         name: .customLong("disable-overlap-schedule"),
         help:
-            "Do not plan the next step while the current one runs. By default the engine plans step N+1 and processes step N-1's tokens while step N runs on the device, so the device does not wait for the host between steps; steps of requests that need their newest token first (grammars, penalties, prompt logprobs, hidden states) run unoverlapped, and disaggregation and EPLB turn the overlap off. /get_server_info reports whether it is on."
+            "Do not plan the next step while the current one runs. With --device cuda the engine by default plans step N+1 and processes step N-1's tokens while step N runs on the device, so the device does not wait for the host between steps; steps of requests that need their newest token first (grammars, penalties, prompt logprobs, hidden states) run unoverlapped, and disaggregation and EPLB turn the overlap off. /get_server_info reports whether it is on."
     )
     var disableOverlapSchedule = false
+    @Flag(
+        name: .customLong("enable-overlap-schedule"),
+        help:
+            "Overlap scheduling on --device cpu too (Serval; off there by default: a CPU step is ~100 ms, so the step a new request waits behind costs time to first token for no throughput gain)."
+    )
+    var enableOverlapSchedule = false
     @Option(
         name: .customLong("constrained-json-whitespace-pattern"),
         help:
@@ -276,7 +282,11 @@ struct LaunchServer: AsyncParsableCommand {
         e.schedulePolicy = policy
         e.disableRadixCache = disableRadixCache
         e.jumpForward = !disableJumpForward
-        e.overlapSchedule = !disableOverlapSchedule
+        guard !(disableOverlapSchedule && enableOverlapSchedule) else {
+            throw ValidationError("--disable-overlap-schedule and --enable-overlap-schedule contradict each other; pass one.")
+        }
+        e.overlapSchedule =
+            !disableOverlapSchedule && (enableOverlapSchedule || deviceOptions.computeDevice != .cpu)
         e.randomSeed = randomSeed ?? UInt64.random(in: 0...UInt64(Int64.max))
         e.threads = threads
         e.watchdogTimeout = watchdogTimeout

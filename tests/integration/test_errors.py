@@ -93,25 +93,28 @@ def test_sglang_command_line_flags():
         s.stop()
 
 
-def test_disable_overlap_schedule_is_reported_and_gives_the_same_tokens(server):
-    # The default server overlaps its steps; this one runs them one after another. Greedy
-    # output, a stop string and max_new_tokens come out the same either way.
-    s = Server("--disable-overlap-schedule")
+def test_overlap_schedule_is_reported_and_gives_the_same_tokens(server):
+    # On the CPU the default server runs its steps one after another; --enable-overlap-schedule
+    # plans each step while the previous one runs (the CUDA default). Greedy output, a stop
+    # string and max_new_tokens come out the same either way.
+    s = Server("--enable-overlap-schedule")
     try:
-        assert s.get("/get_server_info").json()["disable_overlap_schedule"] is True
-        assert server.get("/get_server_info").json()["disable_overlap_schedule"] is False
+        assert s.get("/get_server_info").json()["disable_overlap_schedule"] is False
+        assert server.get("/get_server_info").json()["disable_overlap_schedule"] is True
         for params in ({"max_new_tokens": 12, "temperature": 0},
                        {"max_new_tokens": 16, "temperature": 0, "stop": [" the"]},
                        {"max_new_tokens": 8, "temperature": 0.8, "sampling_seed": 7}):
             body = {"text": ["Once upon a time", "The capital of France is"], "sampling_params": params}
-            off = s.post("/generate", json=body)
-            on = server.post("/generate", json=body)
+            on = s.post("/generate", json=body)
+            off = server.post("/generate", json=body)
             assert off.status_code == 200 and on.status_code == 200, (off.text, on.text)
             for a, b in zip(off.json(), on.json()):
                 assert a["output_ids"] == b["output_ids"] and a["text"] == b["text"], params
                 assert a["meta_info"]["finish_reason"] == b["meta_info"]["finish_reason"]
     finally:
         s.stop()
+    with pytest.raises(RuntimeError, match="contradict"):
+        Server("--enable-overlap-schedule", "--disable-overlap-schedule")
 
 
 def test_impossible_settings_fail_at_startup():

@@ -130,7 +130,7 @@ def test_info_routes(server):
     assert server.get("/get_model_info").json()["is_generation"] is True
     info = server.get("/get_server_info").json()
     assert info["max_total_num_tokens"] > 0
-    assert info["disable_overlap_schedule"] is False  # the overlap schedule is on by default
+    assert info["disable_overlap_schedule"] is True  # off by default on the CPU (--enable-overlap-schedule)
     assert server.get("/health_generate").status_code == 200
     metrics = server.get("/metrics").text
     for name in ("sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage", "sglang:cache_hit_rate",
