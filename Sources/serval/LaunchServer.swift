@@ -283,7 +283,8 @@ struct LaunchServer: AsyncParsableCommand {
         e.disableRadixCache = disableRadixCache
         e.jumpForward = !disableJumpForward
         guard !(disableOverlapSchedule && enableOverlapSchedule) else {
-            throw ValidationError("--disable-overlap-schedule and --enable-overlap-schedule contradict each other; pass one.")
+            throw ValidationError(
+                "--disable-overlap-schedule and --enable-overlap-schedule contradict each other; pass one.")
         }
         e.overlapSchedule =
             !disableOverlapSchedule && (enableOverlapSchedule || deviceOptions.computeDevice != .cpu)
