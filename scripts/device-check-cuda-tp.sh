@@ -11,7 +11,7 @@
 # `--only "tp communicators"` (the NCCL and host-staged communicators tied to a backend: held-back ops queued
 # before a collective, NCCL captured in a graph and replayed, a host-staged capture refused), and the
 # refusals (SERVAL_TP_COMMUNICATOR=nccl on a shared GPU, --base-gpu-id beyond the GPUs, EP/DP attention).
-# ALLREDUCE=1 also runs TP=2 under SERVAL_TP_LAYOUT=all-reduce (tokens reported, not judged).
+# MODELS picks the models (default "smol4 smol-bf16 8b"). ALLREDUCE=1 also runs TP=2 under SERVAL_TP_LAYOUT=all-reduce (tokens reported, not judged).
 # Carry .device-carry as for scripts/device-check-all.sh (serval.xz, smol4.gguf.xz, llama8b/config.json).
 # Log: $OUT/cudatp.txt (PASS/FAIL lines; grep "^PASS\|^FAIL").
 # Run: bash scripts/device-check-cuda-tp.sh
@@ -118,9 +118,11 @@ run_model() {  # NAME, then launch-server model args
   fi
 }
 
-run_model smol4 --model-path /tmp/smol4.gguf
-run_model smol-bf16 --model-path $S --load-format dummy --tokenizer-path /tmp/smol4.gguf
-run_model 8b --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf --context-length 8192
+MODELS=${MODELS:-smol4 smol-bf16 8b}
+[[ " $MODELS " == *" smol4 "* ]] && run_model smol4 --model-path /tmp/smol4.gguf
+[[ " $MODELS " == *" smol-bf16 "* ]] && run_model smol-bf16 --model-path $S --load-format dummy --tokenizer-path /tmp/smol4.gguf
+[[ " $MODELS " == *" 8b "* ]] && run_model 8b --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf \
+  --context-length 8192
 
 echo "== NCCL on one GPU" >> $Q
 timeout 120 $B selftest --device cuda --require-nccl --only nccl --only "tp communicators" 2>&1 \
