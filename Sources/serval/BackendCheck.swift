@@ -198,25 +198,16 @@ struct BackendCheck {
     /// ops one by one (bf16 bound); plus the cases that must not fuse (an op in between, one row).
     mutating func checkCarriedMLP(_ say: (String) -> Void) throws {
         let hidden = 264, inter = 520
-        func weight(_ rows: Int, _ cols: Int) throws -> (WeightMatrix, [Float]) {
-            let v = Self.bf16Round(random(rows * cols, scale: 0.2))
-            let bits = v.map { UInt16($0.bitPattern >> 16) }
+        func weight(_ rows: Int, _ cols: Int) throws -> (WeightMatrix, [UInt16]) {
+            let bits = random(rows * cols, scale: 0.2).map(BF16.from)
             let w = try bits.withUnsafeBytes {
                 try gpu.weight($0.baseAddress!, type: .bf16, rows: rows, cols: cols, byteCount: $0.count)
             }
-            return (w, v)
+            return (w, bits)
         }
-        /// `w` (n × k) times each of `rows` rows of `x`, in double precision.
-        func product(_ w: [Float], n: Int, k: Int, _ x: [Float], rows: Int) -> [Float] {
-            var y = [Float](repeating: 0, count: rows * n)
-            for r in 0..<rows {
-                for j in 0..<n {
-                    var s = 0.0
-                    for i in 0..<k { s += Double(w[j * k + i]) * Double(x[r * k + i]) }
-                    y[r * n + j] = Float(s)
-                }
-            }
-            return y
+        /// `w` (n × k) times each of `rows` rows of `x` rounded to bf16, as the GPU's GEMMs read them.
+        func product(_ w: [UInt16], n: Int, k: Int, _ x: [Float], rows: Int) -> [Float] {
+            Reference.gemm(x: x.map(BF16.from), w: w, m: rows, n: n, k: k)
         }
         let (gG, cG) = try weight(inter, hidden), (gU, cU) = try weight(inter, hidden)
         let (gD, cD) = try weight(hidden, inter)
