@@ -23,6 +23,9 @@ public final class TensorParallelLeader: LanguageModel, ExpertLoadControl, @unch
     public var info: ModelInfo { model.info }
     public func kvBytesPerToken(dtype: KVCacheDType) -> Int { model.kvBytesPerToken(dtype: dtype) }
     public func memoryInfo() -> DeviceMemoryInfo { model.memoryInfo() }
+    /// Rank 0's own model's sampler: a GPU shard's logits stay on the GPU and are sampled there
+    /// (the protocol's host default would find no host rows).
+    public func makeSampler() -> any TokenSampler { model.makeSampler() }
 
     public func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
         try send(.makeKVCache(slots: slots, dtype: dtype))
