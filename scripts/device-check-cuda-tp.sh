@@ -5,7 +5,8 @@
 #   smol-bf16 SmolLM2-135M shapes (30 layers, 9 heads / 3 KV heads: an uneven 1 + 2 KV-head split), dummy bf16,
 #   8b        the Llama-3.1-8B-shaped dummy (.device-carry/llama8b/config.json);
 # for each: the greedy tokens of fixed prompts through /generate (temperature 0, ignore_eos) must be
-# TP=1's exactly (PASS/FAIL per model, the first differing position otherwise), then bench-serving (128 in / 128 out) at
+# TP=1's exactly (PASS/FAIL per model, the first differing position otherwise), TP=1's continuations
+# teacher-forced through both (top-1 agreement >= 0.99 PASS/FAIL, TP=1's top-2 gap at each flip), then bench-serving (128 in / 128 out) at
 # concurrency 1 and 32 for both (output throughput, median TPOT/TTFT), and the startup lines (GPU placement,
 # communicator, CUDA graphs off, KV pool). Then the NCCL parts one GPU allows: `selftest --only nccl` and
 # `--only "tp communicators"` (the NCCL and host-staged communicators tied to a backend: held-back ops queued
@@ -64,6 +65,41 @@ for ids in prompts:
 EOF
 }
 
+# Teacher forcing: each prompt plus TP=1's greedy continuation (all but its last token) scored in one
+# prefill (max_new_tokens 0, prompt logprobs from the prompt's last position on); one JSON list per
+# prompt of [top-1 id, top-1 logprob, top-2 logprob] per position, into $3.
+teacher() {  # port, TP=1's token file, output file
+  python3 - "$1" "$2" > "$3" <<'EOF'
+import json, sys, urllib.request
+port, tp1 = sys.argv[1], [json.loads(l) for l in open(sys.argv[2])]
+prompts = [[1, 4093, 2751, 28, 253, 1117, 30], [504, 3458, 282, 4649, 314], [19, 9, 3, 47, 511, 2001, 33, 7, 8, 900],
+           list(range(100, 400, 3))]
+for ids, out in zip(prompts, tp1):
+    body = json.dumps({"input_ids": ids + out[:-1], "sampling_params": {"max_new_tokens": 0},
+                       "return_logprob": True, "logprob_start_len": len(ids) - 1, "top_logprobs_num": 2}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/generate", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        tops = json.load(r)["meta_info"]["input_top_logprobs"]
+    print(json.dumps([[t[0][1], t[0][0], t[1][0]] for t in tops if t]))
+EOF
+}
+
+# judge NAME: top-1 agreement of TP=2 with TP=1 over every teacher-forced position (issue 22: >= 0.99),
+# and for each flip TP=1's own gap between its two best logprobs (a near-tie flips on rounding).
+judge() {
+  python3 - /tmp/tf-$1-tp1 /tmp/tf-$1-tp2 "$1" <<'EOF'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+pairs = [(x, y) for pa, pb in zip(a, b) for x, y in zip(pa, pb)]
+same = sum(x[0] == y[0] for x, y in pairs)
+gaps = sorted(x[1] - x[2] for x, y in pairs if x[0] != y[0])
+print(f"   teacher-forced top-1: {same}/{len(pairs)} = {same / max(1, len(pairs)):.4f}"
+      + (f"; TP=1's top-2 gap at the flips: {', '.join(f'{g:.4f}' for g in gaps[:8])}" if gaps else ""))
+print("PASS" if pairs and same / len(pairs) >= 0.99 else "FAIL", f"{sys.argv[3]}: teacher-forced top-1 >= 0.99")
+EOF
+}
+
 bench() {  # port label
   for conc in 1 32; do
     local n=$(( conc == 1 ? 8 : 64 ))
@@ -103,6 +139,7 @@ run_model() {  # NAME, then launch-server model args
       grep "Tensor parallel\|CUDA graphs are off\|KV pool\|KV cache capacity\|Loaded" /tmp/srv-$name-tp$tp.log \
         | sed "s/^/   tp$tp: /" >> $Q
       greedy 31000 /tmp/tok-$name-tp$tp || echo "   tp$tp: /generate failed" >> $Q
+      teacher 31000 /tmp/tok-$name-tp1 /tmp/tf-$name-tp$tp || echo "   tp$tp: teacher forcing failed" >> $Q
       bench 31000 "$name tp$tp"
       stop
       grep -i "error\|fatal" /tmp/srv-$name-tp$tp.log | head -5 | sed "s/^/   tp$tp log: /" >> $Q
@@ -110,6 +147,7 @@ run_model() {  # NAME, then launch-server model args
     el "$name tp$tp"
   done
   compare $name
+  [ -s /tmp/tf-$name-tp1 ] && [ -s /tmp/tf-$name-tp2 ] && judge $name >> $Q
   if [ -n "$ALLREDUCE" ] && serve $name-ar 31000 2 SERVAL_TP_LAYOUT=all-reduce -- "$@"; then
     greedy 31000 /tmp/tok-$name-ar
     stop
