@@ -1,7 +1,7 @@
 #!/bin/bash
 # Tensor parallelism on CUDA with ONE GPU (about 6 minutes on an H100): TP=1 against TP=2 (two rank
 # processes on the same GPU, host-staged collectives, decode eager) on
-#   smol4     the first 3 blocks of the default SmolLM2 GGUF (real weights, dequantized to bf16),
+#   smol4     the first blocks of the default SmolLM2 GGUF (smol4.gguf.xz: real weights, dequantized to bf16),
 #   smol-bf16 SmolLM2-135M shapes (30 layers, 9 heads / 3 KV heads: an uneven 1 + 2 KV-head split), dummy bf16,
 #   8b        the Llama-3.1-8B-shaped dummy (.device-carry/llama8b/config.json);
 # for each: the greedy tokens of fixed prompts through /generate (temperature 0, ignore_eos) must be
