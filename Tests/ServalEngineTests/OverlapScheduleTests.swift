@@ -24,20 +24,8 @@ func runConcurrently(
             let stream = engine.submit(request)
             let abortAt = abortAfter[request.rid]
             group.addTask {
-                var c = Collected()
-                for await event in stream {
-                    c.events += 1
-                    switch event {
-                    case .output(let text, let ids, let lps):
-                        c.text += text
-                        c.tokens += ids
-                        c.logprobs += lps
-                        if let n = abortAt, c.events == n { engine.abort(rid: request.rid) }
-                    case .inputLogprobs(let start, let lps):
-                        c.inputLogprobs = (start, lps)
-                    case .finished(let info):
-                        c.finish = info
-                    }
+                let c = await collect(stream) { events in
+                    if let n = abortAt, events == n { engine.abort(rid: request.rid) }
                 }
                 return (request.rid, c)
             }

@@ -182,7 +182,8 @@ struct Collected {
     var events = 0
 }
 
-func collect(_ stream: AsyncStream<GenerationEvent>) async -> Collected {
+/// Every event of `stream`; `afterOutput` runs after each output event with the events so far.
+func collect(_ stream: AsyncStream<GenerationEvent>, afterOutput: (Int) -> Void = { _ in }) async -> Collected {
     var c = Collected()
     for await event in stream {
         c.events += 1
@@ -191,6 +192,7 @@ func collect(_ stream: AsyncStream<GenerationEvent>) async -> Collected {
             c.text += text
             c.tokens += ids
             c.logprobs += lps
+            afterOutput(c.events)
         case .inputLogprobs(let start, let lps):
             c.inputLogprobs = (start, lps)
         case .finished(let info):
