@@ -118,7 +118,7 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     private func phase() -> Mode {
         guard let backend else { return mode }
         backend.makeCurrent()
-        backend.flushPending()
+        backend.beforeExternalWork()
         switch backend.graphMode {
         case .eager: return .eager
         case .capture: return .capturing

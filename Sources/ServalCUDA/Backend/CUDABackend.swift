@@ -140,6 +140,13 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         if let line = idleMeter.stepDone() { log(line) }
     }
 
+    /// Work queued on the stream outside the ops (a collective, a staging copy) may write any
+    /// buffer: the held-back ops go first and the bf16 carry is dropped.
+    func beforeExternalWork() {
+        flushPending()
+        bf16Carry = nil
+    }
+
     /// Queues a held-back add (every path that queues GPU work or waits comes here first).
     func flushPending() {
         do {

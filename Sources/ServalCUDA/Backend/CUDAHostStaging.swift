@@ -22,7 +22,7 @@ public final class CUDAHostStaging: HostStaging, @unchecked Sendable {
         } else {
             throw CUDAError.invalid("a host-staged collective cannot run inside a CUDA graph")
         }
-        backend.flushPending()
+        backend.beforeExternalWork()
     }
 
     public func hostBuffer(bytes: Int) throws -> UnsafeMutableRawPointer {
