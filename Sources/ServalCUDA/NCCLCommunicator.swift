@@ -263,12 +263,6 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
         if m == .eager { try stream.synchronize() }
     }
 
-    private func checkCounts(_ counts: [Int], _ what: String) throws {
-        guard counts.count == size, counts.allSatisfy({ $0 >= 0 }) else {
-            throw CommunicatorError("\(what): \(counts.count) counts for \(size) ranks (or a negative one)")
-        }
-    }
-
     static func offsets(_ counts: [Int]) -> [Int] {
         var out = [0]
         for c in counts { out.append(out[out.count - 1] + c) }

@@ -32,12 +32,6 @@ public final class HostCommunicator: Communicator, @unchecked Sendable {
         return h
     }
 
-    private func check(_ counts: [Int], _ what: String) throws {
-        guard counts.count == size, counts.allSatisfy({ $0 >= 0 }) else {
-            throw CommunicatorError("\(what): \(counts.count) counts for \(size) ranks (or a negative count)")
-        }
-    }
-
     /// `dst[i] = Σ_r src_r[i]` over the ranks' contributions, each read at float `offset`.
     @inline(__always)
     private static func sum(
@@ -71,7 +65,7 @@ public final class HostCommunicator: Communicator, @unchecked Sendable {
     public func allGatherV(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
         throws
     {
-        try check(counts, "allGatherV")
+        try checkCounts(counts, "allGatherV")
         var starts = [0]
         for c in counts { starts.append(starts[starts.count - 1] + c) }
         let longest = counts.max() ?? 0
@@ -105,7 +99,7 @@ public final class HostCommunicator: Communicator, @unchecked Sendable {
     public func reduceScatter(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
         throws
     {
-        try check(counts, "reduceScatter")
+        try checkCounts(counts, "reduceScatter")
         let total = counts.reduce(0, +)
         let lo = counts[..<rank].reduce(0, +), hi = lo + counts[rank]
         var k = 0
@@ -131,8 +125,8 @@ public final class HostCommunicator: Communicator, @unchecked Sendable {
         _ input: UnsafePointer<Float>, sendCounts: [Int], into output: UnsafeMutablePointer<Float>,
         recvCounts: [Int]
     ) throws {
-        try check(sendCounts, "allToAllV send counts")
-        try check(recvCounts, "allToAllV receive counts")
+        try checkCounts(sendCounts, "allToAllV send counts")
+        try checkCounts(recvCounts, "allToAllV receive counts")
         // Everyone's send counts: matrix[s][d] floats go from s to d.
         var matrix: [[Int]] = []
         try transport.exchange(

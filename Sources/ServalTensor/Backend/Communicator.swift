@@ -43,6 +43,15 @@ public protocol Communicator: AnyObject, Sendable {
     func barrier() throws
 }
 
+extension Communicator {
+    /// Throws unless `counts` holds one non-negative count per rank (`what` names the call).
+    public func checkCounts(_ counts: [Int], _ what: String) throws {
+        guard counts.count == size, counts.allSatisfy({ $0 >= 0 }) else {
+            throw CommunicatorError("\(what): \(counts.count) counts for \(size) ranks (or a negative count)")
+        }
+    }
+}
+
 /// The communicator of a group of one: every collective is the identity.
 public final class SingleRankCommunicator: Communicator {
     public init() {}

@@ -52,12 +52,6 @@ public final class HostStagedCommunicator: Communicator, @unchecked Sendable {
         return (base, base + a)
     }
 
-    private func checkCounts(_ counts: [Int], _ what: String) throws {
-        guard counts.count == size, counts.allSatisfy({ $0 >= 0 }) else {
-            throw CommunicatorError("\(what): \(counts.count) counts for \(size) ranks (or a negative one)")
-        }
-    }
-
     private func download(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutablePointer<Float>) throws {
         guard count > 0 else { return }
         try staging.download(UnsafeRawPointer(src), bytes: count * Self.floatSize, into: UnsafeMutableRawPointer(dst))
@@ -76,16 +70,27 @@ public final class HostStagedCommunicator: Communicator, @unchecked Sendable {
         try upload(h, count: count, to: buffer)
     }
 
+    /// One collective through the staging buffer: `sent` floats of `input` down to the host,
+    /// `collective` from there into room for `received` floats, those back up to `output`.
+    private func staged(
+        _ input: UnsafePointer<Float>, sent: Int, into output: UnsafeMutablePointer<Float>, received: Int,
+        _ collective: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) throws -> Void
+    ) throws {
+        let (a, b) = try regions(sent, received)
+        try download(input, count: sent, into: a)
+        try collective(a, b)
+        try upload(b, count: received, to: output)
+    }
+
     public func allGatherV(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
         throws
     {
         try checkCounts(counts, "allGatherV")
         let mine = counts[rank], total = counts.reduce(0, +)
         guard total > 0 else { return }
-        let (a, b) = try regions(mine, total)
-        try download(input, count: mine, into: a)
-        try host.allGatherV(a, counts: counts, into: b)
-        try upload(b, count: total, to: output)
+        try staged(input, sent: mine, into: output, received: total) {
+            try host.allGatherV($0, counts: counts, into: $1)
+        }
     }
 
     public func reduceScatter(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>)
@@ -94,10 +99,9 @@ public final class HostStagedCommunicator: Communicator, @unchecked Sendable {
         try checkCounts(counts, "reduceScatter")
         let mine = counts[rank], total = counts.reduce(0, +)
         guard total > 0 else { return }
-        let (a, b) = try regions(total, mine)
-        try download(input, count: total, into: a)
-        try host.reduceScatter(a, counts: counts, into: b)
-        try upload(b, count: mine, to: output)
+        try staged(input, sent: total, into: output, received: mine) {
+            try host.reduceScatter($0, counts: counts, into: $1)
+        }
     }
 
     public func allToAllV(
@@ -106,11 +110,9 @@ public final class HostStagedCommunicator: Communicator, @unchecked Sendable {
     ) throws {
         try checkCounts(sendCounts, "allToAllV send")
         try checkCounts(recvCounts, "allToAllV receive")
-        let sent = sendCounts.reduce(0, +), received = recvCounts.reduce(0, +)
-        let (a, b) = try regions(sent, received)
-        try download(input, count: sent, into: a)
-        try host.allToAllV(a, sendCounts: sendCounts, into: b, recvCounts: recvCounts)
-        try upload(b, count: received, to: output)
+        try staged(input, sent: sendCounts.reduce(0, +), into: output, received: recvCounts.reduce(0, +)) {
+            try host.allToAllV($0, sendCounts: sendCounts, into: $1, recvCounts: recvCounts)
+        }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes count: Int, root: Int) throws {
