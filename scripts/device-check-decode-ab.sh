@@ -10,11 +10,14 @@
 #   v2lite    DeepSeek-V2-Lite shapes at batch 1 / 32 under each MLA decode kernel (MLA_KERNELS, default
 #             "v1 v2") and at batch 128
 #   batch     the 8B at batch 64 / 256 (input 128) and 256 x 512-token prompts
-#   prefill   one 4096-token 8B prefill per extend kernel (EXTEND_KERNELS, default "mma3") and one
-#             without the bf16 carry (SERVAL_CUDA_BF16_CARRY=0)
+#   prefill   one 4096-token 8B prefill per extend kernel (EXTEND_KERNELS, default "mma3"), one
+#             without the bf16 carry (SERVAL_CUDA_BF16_CARRY=0), one without the fused q/k/v
+#             (SERVAL_CUDA_FUSE_QKV=0), then the default again
 #   serve     the 8B server under 64 streams (512 in / 256 out), the overlap schedule on (the CUDA
-#             default) and off (--disable-overlap-schedule), ROUNDS times each (default 1), alternating
+#             default) and off (--disable-overlap-schedule; SERVE_OFF=0 skips it), ROUNDS times each
+#             (default 1), alternating
 #   ncu       ncu per-kernel time summaries of a 4096-token 8B prefill and of V2-Lite's batch-1 decode
+#   ncu64     the same for the 8B's decode steps at batch 64 over 1024-token contexts (not in the default)
 # Carry .device-carry as for scripts/device-check-all.sh. Log: $OUT/ab.txt.
 # Run: PARTS="selftest prefill serve" bash scripts/device-check-decode-ab.sh
 set -o pipefail
@@ -82,12 +85,16 @@ if want prefill; then
   done
   ab "8b prefill 4096 without the bf16 carry" SERVAL_CUDA_BF16_CARRY=0 -- $L8 --disable-cuda-graph --batch-size 1 \
     --input-len 4096 --output-len 4
+  ab "8b prefill 4096 without the fused q/k/v" SERVAL_CUDA_FUSE_QKV=0 -- $L8 --disable-cuda-graph --batch-size 1 \
+    --input-len 4096 --output-len 4
+  ab "8b prefill 4096 default again" X=1 -- $L8 --disable-cuda-graph --batch-size 1 --input-len 4096 --output-len 4
   el prefill
 fi
 if want serve; then
   for round in $(seq 1 ${ROUNDS:-1}); do
     serve_8b 90
     el "serve $round: overlap on"
+    [ "${SERVE_OFF:-1}" = 0 ] && continue
     serve_8b 90 --disable-overlap-schedule
     el "serve $round: overlap off"
   done
@@ -108,4 +115,14 @@ if want ncu && [ -n "$NCU" ]; then
     --disable-cuda-graph --batch-size 1 --input-len 128 --output-len 64 2>&1 \
     | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
   el ncu-v2lite
+fi
+if want ncu64 && [ -n "$NCU" ]; then
+  # Where an 8B decode step at batch 64 over 1024-token contexts goes (eager; the launches skipped
+  # cover the 64 prefills, so the 900 profiled are decode steps).
+  echo "== ncu: 8b decode b64 ctx 1024, per kernel" >> $Q
+  timeout 150 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+    --launch-skip ${NCU64_SKIP:-9000} --launch-count 900 $B bench-one-batch --device cuda $L8 --load-format dummy \
+    --disable-cuda-graph --batch-size 64 --input-len 1024 --output-len 40 2>&1 \
+    | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
+  el ncu-b64
 fi

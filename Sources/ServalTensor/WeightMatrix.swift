@@ -52,6 +52,13 @@ public struct WeightMatrix: @unchecked Sendable {
         self = WeightMatrix(copying: self, blockScale: scale)
     }
 
+    /// Whether this matrix starts where `other` ends, same type and columns, no scale grid: the
+    /// two read as one matrix of `other.rows + rows` rows (`ComputeBackend.weights` may place them so).
+    public func follows(_ other: WeightMatrix) -> Bool {
+        type == other.type && cols == other.cols && blockScale == nil && other.blockScale == nil
+            && base == other.base + other.rows * other.rowBytes
+    }
+
     private init(copying m: WeightMatrix, blockScale: FP8BlockScale) {
         type = m.type
         rows = m.rows
@@ -98,4 +105,22 @@ public struct FP8BlockScale: @unchecked Sendable {
 
     /// Scale values in the grid.
     public var count: Int { gridRows * gridCols }
+}
+
+/// A stored `[rows, cols]` matrix in host memory (`type` blocks, row-major, `byteCount`
+/// bytes at `data`), as `ComputeBackend.weight` takes it.
+public struct HostMatrix: @unchecked Sendable {
+    public let data: UnsafeRawPointer
+    public let type: DType
+    public let rows: Int
+    public let cols: Int
+    public let byteCount: Int
+
+    public init(data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) {
+        self.data = data
+        self.type = type
+        self.rows = rows
+        self.cols = cols
+        self.byteCount = byteCount
+    }
 }

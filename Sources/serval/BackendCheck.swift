@@ -123,6 +123,7 @@ struct BackendCheck {
         compare("gatherRows", gpu.read(gg, count: 3 * cols), cg, tol: 0, say)
         try checkMatmulAndEmbedding(say)
         try checkCarriedMLP(say)
+        try checkFusedQKV(cos: gcos, sin: gsin, cpuCos: cc, cpuSin: cs, say)
         try checkMatmulFP8(say)
         try checkAttention(say)
         try gpu.checkErrors()
@@ -248,6 +249,73 @@ struct BackendCheck {
         }
     }
 
+    /// The q/k/v projection with back-to-back weights (`weights`) run as one GEMM, then split
+    /// with q's and k's rotations in one kernel, against the CPU doing the three products and
+    /// the two rotations one by one (bf16 bound): 5 rows with the angles of `run` (partial
+    /// rotary 48 of 64, neox and interleaved); an op between the rotations and a product read
+    /// before any rotation (both must run unfused), and one row (the GEMV path).
+    mutating func checkFusedQKV(
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, cpuCos: [Float], cpuSin: [Float],
+        _ say: (String) -> Void
+    ) throws {
+        let hidden = 200, hd = 64, heads = 4, kvHeads = 2, rot = 48, rows = 5
+        let widths = [heads * hd, kvHeads * hd, kvHeads * hd]
+        let bits = widths.map { random($0 * hidden, scale: 0.2).map(BF16.from) }
+        let host = bits.map { b in b.withUnsafeBytes { Data($0) } }
+        let group = try host[0].withUnsafeBytes { q in
+            try host[1].withUnsafeBytes { k in
+                try host[2].withUnsafeBytes { v in
+                    try gpu.weights(
+                        [q, k, v].enumerated().map {
+                            HostMatrix(
+                                data: $0.1.baseAddress!, type: .bf16, rows: widths[$0.0], cols: hidden,
+                                byteCount: $0.1.count)
+                        })
+                }
+            }
+        }
+        guard group[1].follows(group[0]), group[2].follows(group[1]) else {
+            failed += 1
+            say("FAIL backend q/k/v weights: not back to back")
+            return
+        }
+        gpu.reserveScratch(rows: 64, cols: 4096)
+        for (neox, mode) in [
+            (true, "fused"), (false, "fused"), (true, "op between"), (true, "read first"), (true, "one row"),
+        ] {
+            let n = mode == "one row" ? 1 : rows
+            let x = random(n * hidden)
+            var want = zip(bits, widths).map { Reference.gemm(x: x.map(BF16.from), w: $0.0, m: n, n: $0.1, k: hidden) }
+            // The fused split rounds the products to bf16 before rotating; the unfused path does not.
+            cpu.rope(
+                &want[0], rows: n, rowStride: widths[0], heads: heads, headDim: hd, rotaryDim: rot, cos: cpuCos,
+                sin: cpuSin, neox: neox)
+            cpu.rope(
+                &want[1], rows: n, rowStride: widths[1], heads: kvHeads, headDim: hd, rotaryDim: rot, cos: cpuCos,
+                sin: cpuSin, neox: neox)
+            let gx = try dev(x)
+            let outs = try widths.map { try poisoned(n * $0) }
+            let spare = try dev(x)
+            gpu.matmul(gx, rows: n, targets: zip(group, outs).map { MatmulTarget(weight: $0.0, y: $0.1) })
+            var early: [Float] = []
+            if mode == "read first" {
+                early = gpu.read(outs[2], count: n * widths[2])
+            }
+            gpu.rope(
+                outs[0], rows: n, rowStride: widths[0], heads: heads, headDim: hd, rotaryDim: rot, cos: cos, sin: sin,
+                neox: neox)
+            if mode == "op between" { gpu.add(spare, spare, into: spare, count: n * hidden) }
+            gpu.rope(
+                outs[1], rows: n, rowStride: widths[1], heads: kvHeads, headDim: hd, rotaryDim: rot, cos: cos,
+                sin: sin, neox: neox)
+            let label = "q/k/v + rope (\(neox ? "neox" : "interleaved"), \(mode))"
+            for (i, name) in ["q", "k", "v"].enumerated() {
+                compare("\(label) \(name)", gpu.read(outs[i], count: n * widths[i]), want[i], tol: 1e-2, say)
+            }
+            if mode == "read first" { compare("\(label) v read first", early, want[2], tol: 1e-2, say) }
+        }
+    }
+
     mutating func checkAttention(_ say: (String) -> Void) throws {
         let heads = 8, kvHeads = 2, hd = 64, layers = 2
         let layout = KVLayout.mha(kvHeads: kvHeads, headDim: hd, vHeadDim: hd)
@@ -260,6 +328,11 @@ struct BackendCheck {
         let cases: [(String, [Int], [Int])] = [
             ("extend", [37, 17, 1], [0, 50, 130]), ("decode", [1, 1, 1], [0, 76, 1499]),
         ]
+        // The output projection after the attention reads its bf16 rows carried from the kernel.
+        let wBits = random(48 * heads * hd, scale: 0.2).map(BF16.from)
+        let wO = try wBits.withUnsafeBytes {
+            try gpu.weight($0.baseAddress!, type: .bf16, rows: 48, cols: heads * hd, byteCount: $0.count)
+        }
         var next: Int32 = 0
         for (name, counts, starts) in cases {
             var slots: [Int32] = [], slotStart = [0]
@@ -285,10 +358,15 @@ struct BackendCheck {
                     ca.forward(layer: layer, q: q, k: kv, v: vv, out: &out, pool: cpuPool)
                     let gq = try dev(q), gk = try dev(kv), gv = try dev(vv), go = try poisoned(t * heads * hd)
                     ga.forward(layer: layer, q: gq, k: gk, v: gv, out: go, pool: gpuPool)
+                    let gy = try poisoned(t * 48)
+                    gpu.matmul(go, rows: t, targets: [MatmulTarget(weight: wO, y: gy)])
                     if pass {
+                        let got = gpu.read(go, count: t * heads * hd)
+                        compare("attention \(name) layer \(layer)", got, out, tol: 2e-2, say)
+                        let want = Reference.gemm(x: got.map(BF16.from), w: wBits, m: t, n: 48, k: heads * hd)
                         compare(
-                            "attention \(name) layer \(layer)", gpu.read(go, count: t * heads * hd), out, tol: 2e-2, say
-                        )
+                            "attention \(name) layer \(layer) → output projection", gpu.read(gy, count: t * 48), want,
+                            tol: 1e-2, say)
                     }
                 }
             }

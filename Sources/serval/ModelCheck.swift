@@ -47,7 +47,8 @@ struct ModelCheck {
         say("  reference: CPU with the stored weights (reported, not decisive)")
         _ = try compare(cpu, gpu, prompts: prompts, say)
         let graphs = try compareGraphs(gpu, backend: backend, prompts: prompts, say)
-        return passed && graphs
+        let padded = try comparePaddedGraphs(gpu, backend: backend, prompts: Array(prompts[1...3]), say)
+        return passed && graphs && padded
     }
 
     /// The decode steps replayed as CUDA graphs (programmatic launch edges included) against the
@@ -83,6 +84,64 @@ struct ModelCheck {
                 steps, replays, captures, argmaxSame, steps, worst,
                 ok ? "(pass)" : replays == 0 ? "(FAIL: no step replayed)" : "(FAIL: above 1e-2)"))
         return ok
+    }
+
+    /// Three sequences decoded together, as graphs of four (one padding copy of the last) and
+    /// eagerly: every real row's logits of every step compared, as `compareGraphs` does.
+    private func comparePaddedGraphs(
+        _ gpu: any LanguageModel, backend: CUDABackend, prompts: [[Int32]], _ say: (String) -> Void
+    ) throws -> Bool {
+        var sampler = gpu.makeSampler()
+        let fed = try prompts.map { try generate(gpu, &sampler, prompt: $0) }
+        let graphed = CUDAGraphModel(gpu, backend: backend, maxBatch: 4)
+        let eager = try batchLogits(gpu, prompts: prompts, fed: fed)
+        let replayed = try batchLogits(graphed, prompts: prompts, fed: fed)
+        var worst: Float = 0, argmaxSame = 0, rows = 0
+        for (a, b) in zip(eager.joined(), replayed.joined()) {
+            let scale = max(a.reduce(0) { max($0, abs($1)) }, 1e-6)
+            worst = max(worst, zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale)
+            if Self.argmax(a[...]) == Self.argmax(b[...]) { argmaxSame += 1 }
+            rows += 1
+        }
+        let ok = worst <= 1e-2 && graphed.replays > 0 && rows == eager.joined().count
+        say(
+            String(
+                format: "padded graph check: %d steps of %d sequences as graphs of %d (%d replayed, %d captured): "
+                    + "argmax equal %d/%d rows, max |dlogit| %.2e %@",
+                eager.count, prompts.count, graphed.paddedSize(prompts.count) ?? 0, graphed.replays, graphed.captures,
+                argmaxSame, rows, worst, ok ? "(pass)" : "(FAIL)"))
+        return ok
+    }
+
+    /// Each step's logits rows (one per sequence) for `prompts` prefilled together, then decoded
+    /// together with `fed[i]`'s tokens (as many steps as the shortest has).
+    private func batchLogits(_ model: any LanguageModel, prompts: [[Int32]], fed: [[Int32]]) throws -> [[[Float]]] {
+        let room = prompts.map { $0.count + (fed.map(\.count).min() ?? 0) + 1 }
+        let base = room.indices.map { i in room[..<i].reduce(0, +) }
+        let cache = try model.makeKVCache(slots: room.reduce(0, +))
+        func rows(_ out: Logits) -> [[Float]] {
+            let c = out.copy()
+            let v = c.vocabSize
+            return (0..<prompts.count).map { i in Array(c.logits[(c.rowStart[i + 1] - 1) * v..<c.rowStart[i + 1] * v]) }
+        }
+        let prefill = ForwardBatch(
+            sequences: prompts.indices.map { i in
+                SequenceInput(
+                    tokens: prompts[i], startPosition: 0,
+                    kvSlots: (0..<prompts[i].count).map { Int32(base[i] + $0) })
+            })
+        var steps = [rows(try model.forward(prefill, cache: cache))]
+        for s in 0..<((fed.map(\.count).min() ?? 1) - 1) {
+            let batch = ForwardBatch(
+                sequences: prompts.indices.map { i in
+                    SequenceInput(row: i, tokens: [fed[i][s]], startPosition: prompts[i].count + s)
+                },
+                slotUpdates: prompts.indices.map { i in
+                    SlotUpdate(row: i, position: prompts[i].count + s, slots: [Int32(base[i] + prompts[i].count + s)])
+                })
+            steps.append(rows(try model.forward(batch, cache: cache)))
+        }
+        return steps
     }
 
     /// The last row's logits after the prompt, then after each token of `fed` (one decode step each).

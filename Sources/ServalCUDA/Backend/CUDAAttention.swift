@@ -159,6 +159,14 @@ final class CUDAAttention: AttentionBackend, DecodeGraphReserving, @unchecked Se
             let kc = pool.keys(layer), vc = pool.values(layer)
             let stream = backend.stream
             let n = tokens * qWidth
+            // Several rows: the bf16 output goes straight into the activation scratch (the q/k/v
+            // GEMM has read it) and is carried, so the output projection skips its fp32 → bf16 pass.
+            let carried =
+                backend.carryBF16 && tokens > 1
+                ? backend.scratchBF16.flatMap {
+                    $0.bytes >= n * 2 ? DevicePointer(address: $0.address, bytes: n * 2) : nil
+                } : nil
+            let outRows = carried ?? outBF16
             var w = KernelArgs()
             w.add(CUDABackend.range(k, tokens * kvWidth * 4)); w.add(CUDABackend.range(v, tokens * kvWidth * 4))
             w.add(newSlots); w.add(kc); w.add(vc); w.add(kvWidth)
@@ -169,18 +177,19 @@ final class CUDAAttention: AttentionBackend, DecodeGraphReserving, @unchecked Se
             if isDecode {
                 try backend.kernels.decodeAttention(
                     q: qBF16, qStride: qWidth, kCache: kc, vCache: vc, kvIndptr: kvIndptr, kvIndices: kvIndices,
-                    out: outBF16, workspace: workspace, batch: batch, shape: shape, splits: splits, stream: stream)
+                    out: outRows, workspace: workspace, batch: batch, shape: shape, splits: splits, stream: stream)
             } else {
                 try backend.kernels.extendAttention(
                     q: qBF16, qStride: qWidth, kCache: kc, vCache: vc, qoIndptr: qoIndptr, kvIndptr: kvIndptr,
-                    kvIndices: kvIndices, out: outBF16, batch: batch, maxQLen: maxQLen, totalQ: tokens, shape: shape,
+                    kvIndices: kvIndices, out: outRows, batch: batch, maxQLen: maxQLen, totalQ: tokens, shape: shape,
                     stream: stream)
             }
 
             var b = KernelArgs()
-            b.add(outBF16); b.add(CUDABackend.range(out, n * 4)); b.add(n)
+            b.add(outRows); b.add(CUDABackend.range(out, n * 4)); b.add(n)
             try backend.kernels.fn("sv_bf16_to_f32").launch(
                 grid: (min((n + 255) / 256, 65_535), 1, 1), block: (256, 1, 1), stream: stream, args: b)
+            if carried != nil { backend.bf16Carry = BF16Carry(address: CUDABackend.address(out), count: n) }
         }
     }
 }

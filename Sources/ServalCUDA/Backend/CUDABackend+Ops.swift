@@ -67,6 +67,14 @@ extension CUDABackend {
                 c.add(Self.range(x, rows * k * 4)); c.add(scratch); c.add(rows * k)
                 try launch("sv_f32_to_bf16", grid: (Self.blocks(rows * k), 1, 1), c)
             }
+            // q/k/v back to back in memory: one GEMM, held for the rotations of q and k that follow.
+            if fuseQKV, targets.count == 3, targets[1].weight.follows(targets[0].weight),
+                targets[2].weight.follows(targets[1].weight),
+                productStaging(rows: rows, width: targets.reduce(0) { $0 + $1.weight.rows }) != nil
+            {
+                pendingMatmul = PendingMatmul(rows: rows, k: k, targets: targets)
+                return
+            }
             // gate/up: the products wait for the next op, a SiLU·mul of them reads them as bf16.
             if carryBF16, targets.count == 2, targets[0].weight.rows == targets[1].weight.rows {
                 pendingMatmul = PendingMatmul(rows: rows, k: k, targets: targets)
@@ -104,6 +112,30 @@ extension CUDABackend {
         a.add(carry ?? DevicePointer(address: 0, bytes: 0)); a.add(count)
         try launch("sv_silu_mul_bf16_f32", grid: (Self.blocks(count / 4 + 1), 1, 1), a)
         if carry != nil { bf16Carry = BF16Carry(address: Self.address(y), count: count) }
+    }
+
+    /// The held q/k/v GEMM as one product of its three back-to-back weights into the product
+    /// staging (bf16), then one kernel splitting each row into the fp32 `q`, `k` and `v`
+    /// buffers with q's and k's heads rotated (`q` and `k` are the two held rotations).
+    func launchQKVRope(_ m: PendingMatmul, _ q: PendingRope, _ k: PendingRope) throws {
+        let widths = m.targets.map(\.weight.rows)
+        let n = widths.reduce(0, +)
+        guard let staging = productStaging(rows: m.rows, width: n) else {
+            throw CUDAError.invalid("q/k/v product of \(m.rows) x \(n): no product staging")
+        }
+        let first = m.targets[0]
+        try blas.gemmBF16(
+            m: m.rows, n: n, k: m.k, x: try scratchOrThrow(),
+            w: Self.range(first.weight.base.assumingMemoryBound(to: UInt16.self), n * m.k * 2), y: staging,
+            f32Output: false, stream: stream)
+        var a = KernelArgs()
+        a.add(staging)
+        for (t, w) in zip(m.targets, widths) { a.add(Self.range(t.y, m.rows * w * 4)) }
+        for w in widths { a.add(w) }
+        a.add(q.headDim); a.add(q.rotaryDim)
+        a.add(Self.range(q.cos, m.rows * q.rotaryDim / 2 * 4)); a.add(Self.range(q.sin, m.rows * q.rotaryDim / 2 * 4))
+        a.add(Int32(q.neox ? 1 : 0))
+        try launch("sv_qkv_rope_split_bf16", grid: (m.rows, 1, 1), a)
     }
 
     /// Where a norm of `rows` × `cols` also writes its bf16 rounding (the next matmul's input),
@@ -221,6 +253,19 @@ extension CUDABackend {
         let op = PendingRope(
             x: x, rows: rows, rowStride: rowStride, heads: heads, headDim: headDim, rotaryDim: rotaryDim, cos: cos,
             sin: sin, neox: neox)
+        // A held q/k/v GEMM: q's rotation joins it, and k's then runs everything as one split.
+        if var m = pendingMatmul, m.targets.count == 3 {
+            if m.rope == nil, m.rotates(op, part: 0) {
+                m.rope = op
+                pendingMatmul = m
+                return
+            }
+            if let q = m.rope, m.rotates(op, part: 1), q.fuses(with: op) {
+                pendingMatmul = nil
+                enqueue { try launchQKVRope(m, q, op) }
+                return
+            }
+        }
         // q's rotation waits one op: k's, with the same angles, runs in the same launch.
         if let p = pendingRope, p.fuses(with: op) {
             pendingRope = nil

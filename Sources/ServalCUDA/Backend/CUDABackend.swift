@@ -40,6 +40,10 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     var carryIn: BF16Carry?
     /// The prefill fusions above (`SERVAL_CUDA_BF16_CARRY=0` turns them off).
     public var carryBF16 = true
+    /// A multi-row q/k/v matmul whose weights lie back to back (`weights`) runs as one GEMM,
+    /// held until q's and k's rotations arrive, then split into q, k and v with the rotations
+    /// applied in one kernel (`launchQKVRope`; `SERVAL_CUDA_FUSE_QKV=0` turns it off).
+    public var fuseQKV = true
     /// GPU idle time between steps (logged every 500 steps).
     var idleMeter = GPUIdleMeter()
     let log: @Sendable (String) -> Void
@@ -50,6 +54,10 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     private var firstError: Error?
     /// bf16 copy of a matmul's input rows (cuBLASLt reads bf16).
     private var activationScratch: DeviceBuffer?
+    /// Rows `reserveScratch` made room for.
+    private var scratchRows = 0
+    /// A fused product's bf16 output before it is split (`launchQKVRope`), made at its first use.
+    private var productScratch: DeviceBuffer?
     /// Row indices for `gatherRows`.
     private var indexScratch: DeviceBuffer?
     private var sampler: CUDASampler?
@@ -86,6 +94,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         // Diagnostic switch: SERVAL_CUDA_FUSE_ADD_NORM=0 queues every add on its own.
         fuseAddNorm = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_ADD_NORM"] != "0"
         carryBF16 = ProcessInfo.processInfo.environment["SERVAL_CUDA_BF16_CARRY"] != "0"
+        fuseQKV = ProcessInfo.processInfo.environment["SERVAL_CUDA_FUSE_QKV"] != "0"
         // Diagnostic / A-B switch: SERVAL_CUDA_GEMV=smem|bulk|warp|splitk.
         gemv = GEMVVariant.fromEnvironment(
             ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"], computeMajor: context.info.computeCapability.major)
@@ -154,6 +163,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
                 pendingMatmul = nil
                 bf16Carry = nil
                 for t in m.targets { try launchGEMM(rows: m.rows, k: m.k, t, f32Output: true) }
+                if let r = m.rope { try launchRope(r, nil) }
             }
             if let p = pendingAdd {
                 pendingAdd = nil
@@ -202,20 +212,38 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     public func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws
         -> WeightMatrix
     {
+        try weights([HostMatrix(data: data, type: type, rows: rows, cols: cols, byteCount: byteCount)])[0]
+    }
+
+    /// The parts back to back in one allocation, as bf16: when their columns agree, a
+    /// product of all of them (q/k/v) can run as one GEMM (`WeightMatrix.follows`).
+    public func weights(_ parts: [HostMatrix]) throws -> [WeightMatrix] {
+        guard let cols = parts.first?.cols, parts.allSatisfy({ $0.cols == cols }) else {
+            return try parts.flatMap { try weights([$0]) }
+        }
         try context.makeCurrent()
         // Checks the stored sizes before anything is converted.
-        _ = try WeightMatrix(type: type, rows: rows, cols: cols, base: data, byteCount: byteCount)
-        let bytes = rows * cols * 2
-        let buffer = try DeviceBuffer(bytes: max(bytes, 256))
-        try WeightConversion.upload(
-            data, type: type, rows: rows, cols: cols, to: buffer.pointer, stream: stream, staging: ring)
-        ringOffset = 0
-        buffers[buffer.pointer.address] = buffer
-        uploadLog.add(type: type, bytes: bytes)
-        guard let base = UnsafeRawPointer(bitPattern: UInt(buffer.pointer.address)) else {
-            throw CUDAError.invalid("device address 0 for a weight")
+        for p in parts {
+            _ = try WeightMatrix(type: p.type, rows: p.rows, cols: p.cols, base: p.data, byteCount: p.byteCount)
         }
-        return try WeightMatrix(type: .bf16, rows: rows, cols: cols, base: base, byteCount: bytes)
+        let total = parts.reduce(0) { $0 + $1.rows * cols * 2 }
+        let buffer = try DeviceBuffer(bytes: max(total, 256))
+        buffers[buffer.pointer.address] = buffer
+        var offset = 0, out: [WeightMatrix] = []
+        for p in parts {
+            let bytes = p.rows * cols * 2
+            let dst = try buffer.pointer.slice(offset: offset, bytes: bytes)
+            try WeightConversion.upload(
+                p.data, type: p.type, rows: p.rows, cols: cols, to: dst, stream: stream, staging: ring)
+            ringOffset = 0
+            uploadLog.add(type: p.type, bytes: bytes)
+            guard let base = UnsafeRawPointer(bitPattern: UInt(dst.address)) else {
+                throw CUDAError.invalid("device address 0 for a weight")
+            }
+            out.append(try WeightMatrix(type: .bf16, rows: p.rows, cols: cols, base: base, byteCount: bytes))
+            offset += bytes
+        }
+        return out
     }
 
     public func allocate(bytes byteCount: Int) throws -> ServalTensor.DeviceBuffer {
@@ -288,7 +316,11 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
             guard (activationScratch?.pointer.bytes ?? 0) < need || small else { return }
             try streamSync()  // queued work may still use the old buffers
             generation += 1
-            if (activationScratch?.pointer.bytes ?? 0) < need { activationScratch = try DeviceBuffer(bytes: need) }
+            if (activationScratch?.pointer.bytes ?? 0) < need {
+                activationScratch = try DeviceBuffer(bytes: need)
+                scratchRows = rows
+                productScratch = nil
+            }
             if small { indexScratch = try DeviceBuffer(bytes: max(rows, 64) * 4) }
         }
         uploadLog.summarizeFP8(scratchBytes: fp8Scratch?.pointer.bytes ?? 0)
@@ -345,6 +377,32 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     }
 
     var scratchBF16: DevicePointer? { activationScratch?.pointer }
+
+    func scratchOrThrow() throws -> DevicePointer {
+        guard let s = scratchBF16 else { throw CUDAError.invalid("matmul: no activation scratch") }
+        return s
+    }
+
+    /// Room for `rows` bf16 rows of `width` in the product staging, nil where it cannot be had:
+    /// it is made (for `reserveScratch`'s rows) or grown only outside graph capture and replay,
+    /// since a capture cannot allocate and a new buffer would strand captured graphs on the old.
+    func productStaging(rows: Int, width: Int) -> DevicePointer? {
+        let bytes = rows * width * 2
+        if let s = productScratch, s.pointer.bytes >= bytes { return s.pointer }
+        guard case .eager = graphMode, scratchRows > 0 else { return nil }
+        do {
+            if productScratch != nil {
+                try streamSync()  // queued work may still use the old buffer
+                generation += 1
+                productScratch = nil
+            }
+            let made = try DeviceBuffer(bytes: max(rows, scratchRows) * width * 2)
+            productScratch = made
+            return made.pointer
+        } catch {
+            return nil
+        }
+    }
     var scratchIndices: DevicePointer? { indexScratch?.pointer }
 }
 
@@ -354,6 +412,21 @@ struct PendingMatmul {
     let rows: Int
     let k: Int
     let targets: [MatmulTarget]
+    /// q/k/v (three targets): q's rotation, held with it until k's arrives.
+    var rope: PendingRope?
+
+    init(rows: Int, k: Int, targets: [MatmulTarget]) {
+        self.rows = rows
+        self.k = k
+        self.targets = targets
+    }
+
+    /// Whether `op` rotates every head of target `part`'s product, rows laid out as it wrote them.
+    func rotates(_ op: PendingRope, part: Int) -> Bool {
+        let w = targets[part].weight.rows
+        return op.x == targets[part].y && op.rows == rows && op.rowStride == w && op.heads * op.headDim == w
+            && op.rotaryDim <= op.headDim
+    }
 
     /// Whether `siluMul(gate:up:count:)` reads exactly this GEMM's two products, in buffers
     /// that can hold them as bf16 on 16-byte boundaries (`launchGateUpSiLU`).

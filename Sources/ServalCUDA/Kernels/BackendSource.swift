@@ -204,6 +204,38 @@ extension KernelSource {
             }
         }
 
+        // One row of a fused q/k/v product (bf16, q_w + k_w + v_w wide) split into the fp32 q, k
+        // and v rows, q's and k's heads rotated as sv_rope2_f32 rotates them (rot_dim of each
+        // head_dim; neox halves or interleaved pairs) with the row's angles. grid rows, block 256.
+        extern "C" __global__ void sv_qkv_rope_split_bf16(const bf16_t *qkv, float *q, float *k, float *v, int q_w,
+                                                          int k_w, int v_w, int head_dim, int rot_dim,
+                                                          const float *cos_in, const float *sin_in, int neox) {
+            SV_PDL_ENTRY();
+            const int r = blockIdx.x, half = rot_dim / 2, width = q_w + k_w + v_w;
+            const bf16_t *row = qkv + (size_t)r * width;
+            const float *cr = cos_in + (size_t)r * half, *sr = sin_in + (size_t)r * half;
+            for (int e = threadIdx.x; e < width; e += blockDim.x) {
+                const float x = bf2f(row[e]);
+                if (e >= q_w + k_w) {
+                    v[(size_t)r * v_w + (e - q_w - k_w)] = x;
+                    continue;
+                }
+                const bool is_q = e < q_w;
+                const int local = is_q ? e : e - q_w;
+                float *dst = is_q ? q + (size_t)r * q_w + local : k + (size_t)r * k_w + local;
+                const int d = local % head_dim;
+                if (d >= rot_dim) {
+                    *dst = x;
+                    continue;
+                }
+                const bool first = neox ? d < half : (d & 1) == 0;
+                const int i = neox ? (first ? d : d - half) : d >> 1;
+                const int step = neox ? half : 1;
+                const float c = cr[i], s = sr[i], y = bf2f(row[first ? e + step : e - step]);
+                *dst = first ? x * c - y * s : y * s + x * c;
+            }
+        }
+
         // y[j] = x[rows[j]] (cols floats each). grid (ceil(cols/256), count), block 256.
         extern "C" __global__ void sv_gather_rows_f32(const float *x, const int *rows, int cols, float *y) {
             SV_PDL_ENTRY();

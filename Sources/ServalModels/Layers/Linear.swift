@@ -44,6 +44,8 @@ public struct Linear: @unchecked Sendable {
         let tp = ParallelInfo(tpRank: communicator.rank, tpSize: communicator.size)
         let src = ctx.source.sourceName
         var parts: [WeightMatrix] = []
+        // Matrices not yet uploaded; when every part is one, they go to the backend as a group.
+        var stored: [(Int, StoredMatrix)] = []
         var biases: [UnsafeMutablePointer<Float>?] = []
         for (i, name) in names.enumerated() {
             var biasValues: [Float]? = nil
@@ -59,7 +61,7 @@ public struct Linear: @unchecked Sendable {
                     try biasValues.map { (v: [Float]) throws(ModelError) in try ctx.upload(v, name: "\(name).bias") })
                 continue
             }
-            var stored = try ctx.source.matrix("\(name).weight", rows: out[i], cols: inFeatures)
+            var matrix = try ctx.source.matrix("\(name).weight", rows: out[i], cols: inFeatures)
             if !tp.isSingle {
                 switch style {
                 case .replicated:
@@ -86,7 +88,7 @@ public struct Linear: @unchecked Sendable {
                     guard !range.isEmpty, range.upperBound <= out[i] else {
                         throw ModelError(source: src, "\(name): rows \(range) of \(out[i]) are not a shard")
                     }
-                    stored = stored.rows(range)
+                    matrix = matrix.rows(range)
                     biasValues = biasValues.map { Array($0[range]) }
                 case .row:
                     let range: Range<Int>
@@ -100,13 +102,19 @@ public struct Linear: @unchecked Sendable {
                         let share = inFeatures / tp.tpSize
                         range = (tp.tpRank * share)..<((tp.tpRank + 1) * share)
                     }
-                    stored = try stored.columns(range, keeper: ctx.source)
+                    matrix = try matrix.columns(range, keeper: ctx.source)
                     if tp.tpRank != 0 { biasValues = nil }
                 }
             }
-            parts.append(try ctx.weight(stored))
+            stored.append((i, matrix))
             biases.append(
                 try biasValues.map { (v: [Float]) throws(ModelError) in try ctx.upload(v, name: "\(name).bias") })
+        }
+        // Mixed parts (some kept fp8 above) keep their name order; whole groups go up together.
+        let uploaded = stored.count == names.count ? try ctx.weights(stored.map(\.1)) : []
+        for (n, (i, m)) in stored.enumerated() {
+            let w = try uploaded.isEmpty ? ctx.weight(m) : uploaded[n]
+            parts.insert(w, at: i)
         }
         return Linear(style: style, parts: parts, biases: biases, communicator: communicator)
     }

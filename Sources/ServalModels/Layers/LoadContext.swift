@@ -67,6 +67,11 @@ public final class LoadContext: @unchecked Sendable {
         try stored.upload(to: backend, source: source.sourceName)
     }
 
+    /// Matrices one projection reads together, made computable by the backend as a group.
+    func weights(_ stored: [StoredMatrix]) throws(ModelError) -> [WeightMatrix] {
+        try StoredMatrix.upload(stored, to: backend, source: source.sourceName)
+    }
+
     /// Matrix `name` kept as block-scaled fp8 in backend memory, when it is stored so and the
     /// backend computes fp8 (`ComputeBackend.computesBlockScaledFP8`); nil otherwise (the caller
     /// loads it with `source.matrix`, dequantized at load, as every CPU load does).

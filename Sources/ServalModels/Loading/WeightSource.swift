@@ -88,6 +88,25 @@ public struct StoredMatrix: @unchecked Sendable {
     }
 
     /// The matrix made computable by `backend`.
+    /// `parts` (one projection's matrices, read together: q/k/v, gate/up) made computable by
+    /// `backend` as one group (`ComputeBackend.weights`).
+    public static func upload(
+        _ parts: [StoredMatrix], to backend: any ComputeBackend, source: String
+    ) throws(ModelError) -> [WeightMatrix] {
+        for p in parts where !backend.canCompute(p.type) {
+            throw ModelError(
+                source: source, "\(p.name): tensor type \(p.type) cannot be computed by the \(backend.name) backend")
+        }
+        do {
+            return try backend.weights(
+                parts.map {
+                    HostMatrix(data: $0.data, type: $0.type, rows: $0.rows, cols: $0.cols, byteCount: $0.byteCount)
+                })
+        } catch {
+            throw ModelError(source: source, "\(parts.map(\.name).joined(separator: ", ")): \(error)")
+        }
+    }
+
     public func upload(to backend: any ComputeBackend, source: String) throws(ModelError) -> WeightMatrix {
         guard backend.canCompute(type) else {
             throw ModelError(

@@ -4,6 +4,10 @@
 extension ComputeBackend {
     public var computesBlockScaledFP8: Bool { false }
 
+    public func weights(_ parts: [HostMatrix]) throws -> [WeightMatrix] {
+        try parts.map { try weight($0.data, type: $0.type, rows: $0.rows, cols: $0.cols, byteCount: $0.byteCount) }
+    }
+
     public func blockScaledWeight(
         _ data: UnsafeRawPointer, rows: Int, cols: Int, blockRows: Int, blockCols: Int,
         scales: UnsafePointer<Float>

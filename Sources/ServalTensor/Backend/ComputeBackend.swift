@@ -89,6 +89,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// (the memory must outlive the model), an upload on a device. Throws `TensorError`
     /// naming what is wrong when the type cannot be computed or the sizes do not fit.
     func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws -> WeightMatrix
+    /// Several stored matrices with the same column count that one projection reads together
+    /// (a layer's q/k/v, its gate/up), each made usable as `weight` does. A device may place
+    /// them back to back, so that a product of them all can run as one (`WeightMatrix.follows`).
+    func weights(_ parts: [HostMatrix]) throws -> [WeightMatrix]
     /// Whether the backend computes block-scaled float8 weights as float8 (`blockScaledWeight`):
     /// the loader then hands it the checkpoint's fp8 bytes and scales instead of dequantizing
     /// them on the host. False by default (the CPU backend).
