@@ -17,6 +17,7 @@
 #             default) and off (--disable-overlap-schedule; SERVE_OFF=0 skips it), ROUNDS times each
 #             (default 1), alternating
 #   ncu       ncu per-kernel time summaries of a 4096-token 8B prefill and of V2-Lite's batch-1 decode
+#             (NCU_V2LITE=0 skips the latter)
 #   ncu64     the same for the 8B's decode steps at batch 64 over 1024-token contexts (not in the default)
 # Carry .device-carry as for scripts/device-check-all.sh. Log: $OUT/ab.txt.
 # Run: PARTS="selftest prefill serve" bash scripts/device-check-decode-ab.sh
@@ -109,12 +110,14 @@ if want ncu && [ -n "$NCU" ]; then
     | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
   el ncu-prefill
   # Where V2-Lite's batch-1 decode step goes (eager, after the prefill and the first decode steps).
-  echo "== ncu: v2lite decode b1, per kernel" >> $Q
-  timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
-    --launch-skip 3000 --launch-count 1500 $B bench-one-batch --device cuda --model-path $W --load-format dummy \
-    --disable-cuda-graph --batch-size 1 --input-len 128 --output-len 64 2>&1 \
-    | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
-  el ncu-v2lite
+  if [ "${NCU_V2LITE:-1}" != 0 ]; then
+    echo "== ncu: v2lite decode b1, per kernel" >> $Q
+    timeout 90 $NCU --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+      --launch-skip 3000 --launch-count 1500 $B bench-one-batch --device cuda --model-path $W \
+      --load-format dummy --disable-cuda-graph --batch-size 1 --input-len 128 --output-len 64 2>&1 \
+      | grep -E "^  [A-Za-z_]|gpu__time_duration|Invocations|rror" | head -200 >> $Q
+    el ncu-v2lite
+  fi
 fi
 if want ncu64 && [ -n "$NCU" ]; then
   # Where an 8B decode step at batch 64 over 1024-token contexts goes (eager; the launches skipped

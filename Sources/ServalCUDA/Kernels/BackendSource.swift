@@ -206,7 +206,8 @@ extension KernelSource {
 
         // One row of a fused q/k/v product (bf16, q_w + k_w + v_w wide) split into the fp32 q, k
         // and v rows, q's and k's heads rotated as sv_rope2_f32 rotates them (rot_dim of each
-        // head_dim; neox halves or interleaved pairs) with the row's angles. grid rows, block 256.
+        // head_dim; neox halves or interleaved pairs) with the row's angles. grid (rows, ceil(width /
+        // 1024)), block 256: a block per 1024 elements of a row, so a few rows still fill the GPU.
         extern "C" __global__ void sv_qkv_rope_split_bf16(const bf16_t *qkv, float *q, float *k, float *v, int q_w,
                                                           int k_w, int v_w, int head_dim, int rot_dim,
                                                           const float *cos_in, const float *sin_in, int neox) {
@@ -214,7 +215,8 @@ extension KernelSource {
             const int r = blockIdx.x, half = rot_dim / 2, width = q_w + k_w + v_w;
             const bf16_t *row = qkv + (size_t)r * width;
             const float *cr = cos_in + (size_t)r * half, *sr = sin_in + (size_t)r * half;
-            for (int e = threadIdx.x; e < width; e += blockDim.x) {
+            const int end = min(width, (int)(blockIdx.y + 1) * 1024);
+            for (int e = blockIdx.y * 1024 + threadIdx.x; e < end; e += blockDim.x) {
                 const float x = bf2f(row[e]);
                 if (e >= q_w + k_w) {
                     v[(size_t)r * v_w + (e - q_w - k_w)] = x;
