@@ -24,6 +24,11 @@ final class CUDAGraphModel: LanguageModel, @unchecked Sendable {
     private var seen: Set<Int> = []
     /// Batch sizes whose capture failed: they stay eager.
     private var failed: Set<Int> = []
+    /// The cache the graphs point into; a forward over another cache drops them.
+    private var graphCache: ObjectIdentifier?
+    /// Capture every ladder size when the KV cache is made (`launch-server`, one rank), as
+    /// SGLang captures at start-up, instead of on each size's second sighting.
+    var captureAtStart = false
     private(set) var captures = 0
     private(set) var replays = 0
     private(set) var eagerDecodes = 0
@@ -38,7 +43,34 @@ final class CUDAGraphModel: LanguageModel, @unchecked Sendable {
     var info: ModelInfo { inner.info }
     func kvBytesPerToken(dtype: KVCacheDType) -> Int { inner.kvBytesPerToken(dtype: dtype) }
     func makeKVCache(slots: Int, dtype: KVCacheDType) throws -> any KVCacheStorage {
-        try inner.makeKVCache(slots: slots, dtype: dtype)
+        let cache = try inner.makeKVCache(slots: slots, dtype: dtype)
+        if captureAtStart { captureLadder(cache, slots: slots) }
+        return cache
+    }
+
+    /// Captures each ladder size (up to the cache's slots) against `cache` before any request:
+    /// a decode step of that many one-token sequences in rows 0..<n and slots 0..<n (nothing is
+    /// cached yet, so their K/V are scratch the first requests overwrite), run once eagerly to
+    /// size every buffer and then captured; the rows are released after. A size that fails stays
+    /// for its second sighting in a real step.
+    private func captureLadder(_ cache: any KVCacheStorage, slots: Int) {
+        let table = cache.slotTable
+        let start = DispatchTime.now().uptimeNanoseconds
+        for n in sizes where n <= slots {
+            let batch = ForwardBatch(
+                sequences: (0..<n).map { SequenceInput(row: $0, tokens: [0], startPosition: 0) },
+                slotUpdates: (0..<n).map { SlotUpdate(row: $0, position: 0, slots: [Int32($0)]) })
+            for _ in 0..<2 { _ = try? forward(batch, cache: cache) }
+            _ = try? backend.checkErrors()
+        }
+        for row in 0..<(sizes.last ?? 0) { table.release(row: row) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        FileHandle.standardError.write(
+            Data(
+                String(
+                    format: "cuda graphs: %d of %d batch sizes (1 ... %d) captured at start-up in %.2f s\n",
+                    graphs.count, sizes.count, sizes.last ?? 0, seconds
+                ).utf8))
     }
     func memoryInfo() -> DeviceMemoryInfo { inner.memoryInfo() }
     func makeSampler() -> any TokenSampler { inner.makeSampler() }
@@ -53,6 +85,13 @@ final class CUDAGraphModel: LanguageModel, @unchecked Sendable {
     func paddedSize(_ n: Int) -> Int? { sizes.first { $0 >= n } }
 
     func forward(_ batch: ForwardBatch, cache: any KVCacheStorage) throws -> Logits {
+        if graphCache != ObjectIdentifier(cache) {
+            // Graphs point into one cache's buffers: another cache starts over.
+            graphs = [:]
+            seen = []
+            failed = []
+            graphCache = ObjectIdentifier(cache)
+        }
         let n = batch.sequences.count
         guard n > 0, let size = paddedSize(n),
             batch.sequences.allSatisfy({ $0.tokens.count == 1 && $0.logits == .last })

@@ -430,6 +430,8 @@ struct LaunchServer: AsyncParsableCommand {
             path: model, threads: threadCount, communicator: ranks?.communicator,
             attentionCommunicator: ranks?.attention, layout: layout)
         var lm = loaded.model
+        // One rank: every decode graph size is captured when the engine makes its KV cache.
+        if ranks == nil, let graphed = lm as? CUDAGraphModel { graphed.captureAtStart = true }
         try checkModelParallelism(lm, layout: layout)
         let denseLayout = lm is LlamaModel ? try Self.denseTPLayout(ProcessInfo.processInfo.environment) : nil
         var leader: (any RankLeader)?
