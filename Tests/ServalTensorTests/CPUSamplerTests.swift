@@ -73,6 +73,35 @@ struct SamplingParams {
         #expect(draw(Self.base, p, times: 20).allSatisfy { $0 == argmax })
     }
 
+    /// The vector argmax against a one-element-at-a-time scan (first index of the largest
+    /// value, NaNs never chosen, 0 when nothing beats -infinity), over lengths around the
+    /// vector width and rows full of ties, NaNs, infinities and signed zeros.
+    @Test func argmaxMatchesScan() {
+        func scan(_ row: [Float]) -> Int32 {
+            var best = 0
+            var bestValue = -Float.infinity
+            for (i, l) in row.enumerated() where l > bestValue {
+                best = i
+                bestValue = l
+            }
+            return Int32(best)
+        }
+        var rng = SeededGenerator(seed: 24)
+        let specials: [Float] = [.nan, .infinity, -.infinity, 0, -0.0]
+        for count in [0, 1, 2, 15, 16, 17, 31, 32, 33, 100, 49152] {
+            for trial in 0..<40 {
+                var row = (0..<count).map { _ in Float(Int(rng.next() % 7) - 3) }
+                for _ in 0..<(trial % 4) where count > 0 {
+                    row[Int(rng.next() % UInt64(count))] = specials[Int(rng.next() % UInt64(specials.count))]
+                }
+                if trial % 10 == 9 { row = row.map { $0.isNaN ? $0 : -.infinity } }
+                let expected = scan(row)
+                let got = row.withUnsafeMutableBufferPointer { CPUSampler.argmax($0) }
+                #expect(got == expected, "\(count) logits, trial \(trial)")
+            }
+        }
+    }
+
     @Test func topKNeverPicksOutsideK() {
         var p = SamplingParams()
         p.topK = 3

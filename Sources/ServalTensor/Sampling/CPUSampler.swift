@@ -187,15 +187,32 @@ public struct CPUSampler: TokenSampler {
         return candidates[keep - 1]
     }
 
-    /// The highest logit's index (the lowest index among ties): the one argmax in Serval.
+    /// The highest logit's index (the lowest index among ties; NaNs never win; 0 when no
+    /// value exceeds -infinity): the one argmax in Serval. Two vector passes, the maximum and
+    /// then its first index: greedy decode runs this over the whole vocabulary every step, and
+    /// the one-element-at-a-time scan took ~40 µs of a ~3 ms step (49,152 logits).
     public static func argmax(_ row: UnsafeMutableBufferPointer<Float>) -> Int32 {
-        var best = 0
-        var bestValue = -Float.infinity
-        for (i, l) in row.enumerated() where l > bestValue {
-            best = i
-            bestValue = l
+        guard let base = row.baseAddress else { return 0 }
+        typealias Lanes = SIMD16<Float>
+        let n = row.count, width = Lanes.scalarCount
+        var best = -Float.infinity
+        var i = 0
+        if n >= width {
+            var lanes = Lanes(repeating: -.infinity)
+            while i + width <= n {
+                let v = UnsafeRawPointer(base + i).loadUnaligned(as: Lanes.self)
+                lanes.replace(with: v, where: v .> lanes)  // a NaN compares false: never taken
+                i += width
+            }
+            for j in 0..<width where lanes[j] > best { best = lanes[j] }
         }
-        return Int32(best)
+        for j in i..<n where base[j] > best { best = base[j] }
+        guard best > -.infinity else { return 0 }
+        let target = Lanes(repeating: best)
+        var j = 0
+        while j + width <= n, !any(UnsafeRawPointer(base + j).loadUnaligned(as: Lanes.self) .== target) { j += width }
+        while j < n, base[j] != best { j += 1 }
+        return Int32(j)
     }
 
     static func logSumExp(_ row: UnsafeBufferPointer<Float>) -> Float {
