@@ -135,7 +135,7 @@ extension CUDABackend {
         a.add(q.headDim); a.add(q.rotaryDim)
         a.add(Self.range(q.cos, m.rows * q.rotaryDim / 2 * 4)); a.add(Self.range(q.sin, m.rows * q.rotaryDim / 2 * 4))
         a.add(Int32(q.neox ? 1 : 0))
-        try launch("sv_qkv_rope_split_bf16", grid: (m.rows, (n + 1023) / 1024, 1), a)
+        try launch("sv_qkv_rope_split_bf16", grid: (m.rows, (n + 2047) / 2048, 1), a)
     }
 
     /// Where a norm of `rows` × `cols` also writes its bf16 rounding (the next matmul's input),

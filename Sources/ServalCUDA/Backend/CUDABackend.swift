@@ -421,11 +421,13 @@ struct PendingMatmul {
         self.targets = targets
     }
 
-    /// Whether `op` rotates every head of target `part`'s product, rows laid out as it wrote them.
+    /// Whether `op` rotates every head of target `part`'s product, rows laid out as it wrote them,
+    /// in dimension pairs `sv_qkv_rope_split_bf16` can take (even head size, rotary size a multiple of 4).
     func rotates(_ op: PendingRope, part: Int) -> Bool {
         let w = targets[part].weight.rows
         return op.x == targets[part].y && op.rows == rows && op.rowStride == w && op.heads * op.headDim == w
-            && op.rotaryDim <= op.headDim
+            && op.rotaryDim <= op.headDim && op.headDim % 2 == 0 && op.rotaryDim % 4 == 0
+            && targets.allSatisfy { $0.weight.rows % 2 == 0 }
     }
 
     /// Whether `siluMul(gate:up:count:)` reads exactly this GEMM's two products, in buffers

@@ -6,15 +6,33 @@ extension KernelSource {
         // ---- ComputeBackend ops over fp32 activations ----
 
         // y[i] = bf16(x[i]): GEMM inputs and attention queries. Grid-stride, block 256.
+        // Four elements per thread (16-byte fp32 and 8-byte bf16 accesses) where both are 16-byte
+        // aligned, the rest one by one.
         extern "C" __global__ void sv_f32_to_bf16(const float *x, bf16_t *y, int n) {
             SV_PDL_ENTRY();
-            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = f2bf(x[i]);
+            const int t = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
+            const int n4 = ((((size_t)x) | ((size_t)y)) & 15) == 0 ? n / 4 : 0;
+            for (int i = t; i < n4; i += stride) {
+                const float4 f = ((const float4 *)x)[i];
+                uint2 o;
+                o.x = (unsigned)f2bf(f.x) | ((unsigned)f2bf(f.y) << 16);
+                o.y = (unsigned)f2bf(f.z) | ((unsigned)f2bf(f.w) << 16);
+                ((uint2 *)y)[i] = o;
+            }
+            for (int i = 4 * n4 + t; i < n; i += stride) y[i] = f2bf(x[i]);
         }
 
-        // y[i] = float(x[i]). Grid-stride, block 256.
+        // y[i] = float(x[i]). Grid-stride, block 256; four at a time as sv_f32_to_bf16.
         extern "C" __global__ void sv_bf16_to_f32(const bf16_t *x, float *y, int n) {
             SV_PDL_ENTRY();
-            for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = bf2f(x[i]);
+            const int t = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
+            const int n4 = ((((size_t)x) | ((size_t)y)) & 15) == 0 ? n / 4 : 0;
+            for (int i = t; i < n4; i += stride) {
+                const uint2 v = ((const uint2 *)x)[i];
+                ((float4 *)y)[i] = make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+                                               __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
+            }
+            for (int i = 4 * n4 + t; i < n; i += stride) y[i] = bf2f(x[i]);
         }
 
         // The norms below hold their row in registers (up to SV_NORM_V float4 per thread): every
@@ -206,35 +224,45 @@ extension KernelSource {
 
         // One row of a fused q/k/v product (bf16, q_w + k_w + v_w wide) split into the fp32 q, k
         // and v rows, q's and k's heads rotated as sv_rope2_f32 rotates them (rot_dim of each
-        // head_dim; neox halves or interleaved pairs) with the row's angles. grid (rows, ceil(width /
-        // 1024)), block 256: a block per 1024 elements of a row, so a few rows still fill the GPU.
+        // head_dim; neox halves or interleaved pairs) with the row's angles. Two elements a thread
+        // (a bf16 pair in, a float2 out; every width, head_dim and rot_dim / 2 even, which the
+        // launch checks). grid (rows, ceil(width / 2048)), block 256: a block per 2,048 elements.
         extern "C" __global__ void sv_qkv_rope_split_bf16(const bf16_t *qkv, float *q, float *k, float *v, int q_w,
                                                           int k_w, int v_w, int head_dim, int rot_dim,
                                                           const float *cos_in, const float *sin_in, int neox) {
             SV_PDL_ENTRY();
             const int r = blockIdx.x, half = rot_dim / 2, width = q_w + k_w + v_w;
-            const bf16_t *row = qkv + (size_t)r * width;
+            const unsigned *row = (const unsigned *)(qkv + (size_t)r * width);
             const float *cr = cos_in + (size_t)r * half, *sr = sin_in + (size_t)r * half;
-            const int end = min(width, (int)(blockIdx.y + 1) * 1024);
-            for (int e = blockIdx.y * 1024 + threadIdx.x; e < end; e += blockDim.x) {
-                const float x = bf2f(row[e]);
+            const int end = min(width, (int)(blockIdx.y + 1) * 2048);
+            for (int e = blockIdx.y * 2048 + 2 * threadIdx.x; e < end; e += 2 * blockDim.x) {
+                const unsigned pair = row[e / 2];
+                const float x0 = __uint_as_float(pair << 16), x1 = __uint_as_float(pair & 0xffff0000u);
+                float2 out;
+                float *dst;
+                const int local = e < q_w ? e : e < q_w + k_w ? e - q_w : e - q_w - k_w;
                 if (e >= q_w + k_w) {
-                    v[(size_t)r * v_w + (e - q_w - k_w)] = x;
-                    continue;
+                    dst = v + (size_t)r * v_w + local;
+                    out = make_float2(x0, x1);
+                } else {
+                    dst = e < q_w ? q + (size_t)r * q_w + local : k + (size_t)r * k_w + local;
+                    const int d = local % head_dim;
+                    if (d >= rot_dim) {
+                        out = make_float2(x0, x1);
+                    } else if (!neox) {  // (d, d + 1) is one rotated pair
+                        const float c = cr[d >> 1], s = sr[d >> 1];
+                        out = make_float2(x0 * c - x1 * s, x0 * s + x1 * c);
+                    } else {  // dims d and d + 1 pair with d ± half
+                        const bool first = d < half;
+                        const int i = first ? d : d - half;
+                        const unsigned other = row[(first ? e + half : e - half) / 2];
+                        const float y0 = __uint_as_float(other << 16), y1 = __uint_as_float(other & 0xffff0000u);
+                        const float c0 = cr[i], s0 = sr[i], c1 = cr[i + 1], s1 = sr[i + 1];
+                        out = first ? make_float2(x0 * c0 - y0 * s0, x1 * c1 - y1 * s1)
+                                    : make_float2(y0 * s0 + x0 * c0, y1 * s1 + x1 * c1);
+                    }
                 }
-                const bool is_q = e < q_w;
-                const int local = is_q ? e : e - q_w;
-                float *dst = is_q ? q + (size_t)r * q_w + local : k + (size_t)r * k_w + local;
-                const int d = local % head_dim;
-                if (d >= rot_dim) {
-                    *dst = x;
-                    continue;
-                }
-                const bool first = neox ? d < half : (d & 1) == 0;
-                const int i = neox ? (first ? d : d - half) : d >> 1;
-                const int step = neox ? half : 1;
-                const float c = cr[i], s = sr[i], y = bf2f(row[first ? e + step : e - step]);
-                *dst = first ? x * c - y * s : y * s + x * c;
+                *(float2 *)dst = out;
             }
         }
 
