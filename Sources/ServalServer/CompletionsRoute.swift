@@ -3,6 +3,11 @@ import ServalEngine
 
 /// `POST /v1/completions` (the legacy text completion API).
 extension ServalAPI {
+    /// The ids a prompt may hold: the model's embedding rows, which may outnumber the tokenizer's
+    /// tokens (vocabularies padded to a round size; a dummy model over a smaller tokenizer), as
+    /// SGLang checks `input_ids` against the model's `vocab_size`.
+    var inputVocabularySize: Int { max(tokenizer.vocabSize, engine.modelInfo.vocabSize) }
+
     /// `prompt` as OpenAI allows it: a string, strings, token ids, or lists of token ids.
     func parsePrompts(_ f: RequestFields, key: String = "prompt") throws -> [(ids: [Int32], text: String)] {
         guard let raw = f.raw(key) else {
@@ -13,9 +18,9 @@ extension ServalAPI {
                 guard case .int(let n) = e else {
                     throw APIError.wrongType(key, expected: "token ids (integers)", got: e)
                 }
-                guard n >= 0, n < tokenizer.vocabSize else {
+                guard n >= 0, n < inputVocabularySize else {
                     throw APIError.invalid(
-                        "Token id \(n) in '\(key)' is outside the vocabulary (0..<\(tokenizer.vocabSize)).", param: key)
+                        "Token id \(n) in '\(key)' is outside the vocabulary (0..<\(inputVocabularySize)).", param: key)
                 }
                 return Int32(n)
             }

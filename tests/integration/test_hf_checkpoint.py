@@ -39,13 +39,16 @@ def _write_safetensors(path, tensors):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
-def write_checkpoint(d):
+def write_checkpoint(d, pad=0):
+    """The checkpoint in `d`; `pad` extra embedding rows past the tokenizer's tokens (a vocabulary
+    padded to a round size, as many released models have)."""
     alphabet = _byte_level_alphabet()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     vocab = {c: i for i, c in enumerate(alphabet)}
     added = [{"id": 256 + i, "content": t, "special": True, "lstrip": False, "rstrip": False, "normalized": False,
               "single_word": False} for i, t in enumerate(specials)]
-    n_vocab = 256 + len(specials)
+    n_tokens = 256 + len(specials)
+    n_vocab = n_tokens + pad
     tokenizer = {
         "version": "1.0", "added_tokens": added, "normalizer": None,
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
@@ -137,5 +140,23 @@ def test_dummy_format_from_an_hf_config(checkpoint):
         r = s.post("/generate", json={"text": "hi", "sampling_params": {"max_new_tokens": 4, "ignore_eos": True}})
         assert r.status_code == 200
         assert r.json()["meta_info"]["completion_tokens"] == 4
+    finally:
+        s.stop()
+
+
+def test_input_ids_may_name_the_padded_rows_of_the_vocabulary(tmp_path):
+    """SGLang checks `input_ids` against the model's vocab_size: ids past the tokenizer's tokens but
+    inside the embedding (a padded vocabulary) are served; ids past the embedding are a 400."""
+    d = write_checkpoint(tmp_path, pad=61)
+    s = Server("--load-format", "safetensors", "--max-total-tokens", "1024", model=d)
+    try:
+        assert s.get("/get_model_info").json()["vocab_size"] == 259 + 61
+        r = s.post("/generate", json={"input_ids": [10, 300, 319], "sampling_params": {"max_new_tokens": 2,
+                                                                                      "ignore_eos": True}})
+        assert r.status_code == 200, r.text
+        assert r.json()["meta_info"]["prompt_tokens"] == 3
+        r = s.post("/generate", json={"input_ids": [10, 320], "sampling_params": {"max_new_tokens": 2}})
+        assert r.status_code == 400
+        assert "outside the vocabulary (0..<320)" in r.text
     finally:
         s.stop()
