@@ -116,7 +116,7 @@ bench() {  # port label
 # compare NAME: the TP=2 tokens against TP=1's.
 compare() {
   if cmp -s /tmp/tok-$1-tp1 /tmp/tok-$1-tp2 && [ -s /tmp/tok-$1-tp1 ]; then
-    pass "$1: TP=2 (host-staged, one GPU) greedy tokens = TP=1's ($(wc -l < /tmp/tok-$1-tp1) prompts x 48)"
+    pass "$1: TP=2 ($(nvidia-smi -L | wc -l) GPU(s)) greedy tokens = TP=1's ($(wc -l < /tmp/tok-$1-tp1) prompts x 48)"
   else
     fail "$1: TP=2 greedy tokens differ from TP=1's"
     python3 - /tmp/tok-$1-tp1 /tmp/tok-$1-tp2 >> $Q <<'EOF'
@@ -175,9 +175,11 @@ refused() {  # label, expected text, then the command
   if [ $rc -ne 0 ] && grep -q -- "$want" <<< "$out"; then pass "refused: $label"
   else fail "refused: $label (exit $rc): $(tail -2 <<< "$out")"; fi
 }
-refused "SERVAL_TP_COMMUNICATOR=nccl with two ranks on one GPU" "share GPU 0" \
-  env SERVAL_TP_COMMUNICATOR=nccl $B launch-server --device cuda --port 0 --tp-size 2 --model-path /tmp/smol4.gguf
 N=$(nvidia-smi -L | wc -l)
+# --gpu-id-step N puts both ranks on GPU 0 whatever the GPU count (ordinals are taken modulo it).
+refused "SERVAL_TP_COMMUNICATOR=nccl with two ranks on one GPU" "share GPU 0" \
+  env SERVAL_TP_COMMUNICATOR=nccl $B launch-server --device cuda --port 0 --tp-size 2 --gpu-id-step $N \
+  --model-path /tmp/smol4.gguf
 refused "--base-gpu-id $N on a machine with $N GPU(s)" "names no GPU" \
   $B launch-server --device cuda --port 0 --base-gpu-id $N --model-path /tmp/smol4.gguf
 refused "--ep-size on CUDA" "runs on CPU ranks only" \
