@@ -86,9 +86,8 @@ extension CUDABackend {
 
     /// One GEMM of the activation scratch's bf16 rows (`rows` × `k`) into `t.y`, fp32 or bf16.
     func launchGEMM(rows: Int, k: Int, _ t: MatmulTarget, f32Output: Bool, into y: DevicePointer? = nil) throws {
-        guard let scratch = scratchBF16 else { throw CUDAError.invalid("matmul: no activation scratch") }
         try blas.gemmBF16(
-            m: rows, n: t.weight.rows, k: k, x: scratch,
+            m: rows, n: t.weight.rows, k: k, x: try scratchOrThrow(),
             w: Self.range(t.weight.base.assumingMemoryBound(to: UInt16.self), t.weight.rows * k * 2),
             y: y ?? Self.range(t.y, rows * t.weight.rows * 4), f32Output: f32Output, stream: stream)
     }

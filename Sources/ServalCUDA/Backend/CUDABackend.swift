@@ -392,8 +392,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         guard case .eager = graphMode, scratchRows > 0 else { return nil }
         do {
             if productScratch != nil {
-                try streamSync()  // queued work may still use the old buffer
-                generation += 1
+                try growForGraph()  // queued work or a captured graph may still use the old buffer
                 productScratch = nil
             }
             let made = try DeviceBuffer(bytes: max(rows, scratchRows) * width * 2)

@@ -44,7 +44,7 @@ public struct Linear: @unchecked Sendable {
         let tp = ParallelInfo(tpRank: communicator.rank, tpSize: communicator.size)
         let src = ctx.source.sourceName
         var parts: [WeightMatrix] = []
-        // Matrices not yet uploaded; when every part is one, they go to the backend as a group.
+        // Matrices not yet uploaded (with their place among the names), uploaded as one group below.
         var stored: [(Int, StoredMatrix)] = []
         var biases: [UnsafeMutablePointer<Float>?] = []
         for (i, name) in names.enumerated() {
@@ -110,12 +110,14 @@ public struct Linear: @unchecked Sendable {
             biases.append(
                 try biasValues.map { (v: [Float]) throws(ModelError) in try ctx.upload(v, name: "\(name).bias") })
         }
-        // Mixed parts (some kept fp8 above) keep their name order; whole groups go up together.
-        let uploaded = stored.count == names.count ? try ctx.weights(stored.map(\.1)) : []
-        for (n, (i, m)) in stored.enumerated() {
-            let w = try uploaded.isEmpty ? ctx.weight(m) : uploaded[n]
-            parts.insert(w, at: i)
+        // The parts not kept fp8 above go up as one group, each into its place in name order.
+        let uploaded = stored.isEmpty ? [] : try ctx.weights(stored.map(\.1))
+        guard uploaded.count == stored.count else {
+            throw ModelError(
+                source: src,
+                "\(names.joined(separator: ", ")): the backend returned \(uploaded.count) of \(stored.count) weights")
         }
+        for ((i, _), w) in zip(stored, uploaded) { parts.insert(w, at: i) }
         return Linear(style: style, parts: parts, biases: biases, communicator: communicator)
     }
 

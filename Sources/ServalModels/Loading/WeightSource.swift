@@ -87,7 +87,6 @@ public struct StoredMatrix: @unchecked Sendable {
             rowBytes: width)
     }
 
-    /// The matrix made computable by `backend`.
     /// `parts` (one projection's matrices, read together: q/k/v, gate/up) made computable by
     /// `backend` as one group (`ComputeBackend.weights`).
     public static func upload(
@@ -107,16 +106,12 @@ public struct StoredMatrix: @unchecked Sendable {
         }
     }
 
+    /// The matrix made computable by `backend` (a group of one).
     public func upload(to backend: any ComputeBackend, source: String) throws(ModelError) -> WeightMatrix {
-        guard backend.canCompute(type) else {
-            throw ModelError(
-                source: source, "\(name): tensor type \(type) cannot be computed by the \(backend.name) backend")
+        guard let w = try Self.upload([self], to: backend, source: source).first else {
+            throw ModelError(source: source, "\(name): the \(backend.name) backend returned no weight")
         }
-        do {
-            return try backend.weight(data, type: type, rows: rows, cols: cols, byteCount: byteCount)
-        } catch {
-            throw ModelError(source: source, "\(name): \(error)")
-        }
+        return w
     }
 }
 
