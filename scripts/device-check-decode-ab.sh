@@ -9,6 +9,13 @@
 #             GEMV; SERVAL_CUDA_GEMV=bulk; SERVAL_CUDA_PDL=0)
 #   v2lite    DeepSeek-V2-Lite shapes at batch 1 / 32 under each MLA decode kernel (MLA_KERNELS, default
 #             "v1 v2") and at batch 128
+#   v2attr    V2-Lite's batch-1 decode (graphs) under each SERVAL_CUDA_MLA_MIN_TILES (MIN_TILES, default
+#             "1 2 4 8"), then with groups of kernels left out (SERVAL_CUDA_SKIP_KERNELS: outputs are wrong,
+#             the step time without them is the figure), so each group's share of the step is the
+#             difference; not in the default
+#   v2ab      V2-Lite's batch-1 decode: the defaults against each of token-wise experts, MLA v2 and
+#             one-tile splits undone, every kernel's carveout at 100% (also the 8B's batch 1), and
+#             the MLA, MoE and GEMV kernels' shares (SERVAL_CUDA_SKIP_KERNELS); not in the default
 #   batch     the 8B at batch 64 / 256 (input 128) and 256 x 512-token prompts
 #   prefill   one 4096-token 8B prefill per extend kernel (EXTEND_KERNELS, default "mma3"), one
 #             without the bf16 carry (SERVAL_CUDA_BF16_CARRY=0), one without the fused q/k/v
@@ -41,7 +48,7 @@ if want selftest; then
   el selftest
 fi
 if want model; then
-  for m in v3 v3-fp8 bf16:v3-fp8; do
+  for m in v2-lite v2-group v3 v3-fp8 bf16:v3-fp8; do
     echo "== $m" >> $Q
     [ "${m%%:*}" = bf16 ] && export SERVAL_CUDA_FP8=0  # fp8 weights dequantized to bf16 at load instead
     timeout 30 $B selftest --device cuda --only none --model-path $F/${m#bf16:} --model-steps 8 2>&1 \
@@ -73,6 +80,35 @@ if want v2lite; then
   done
   ab "v2lite b128" X=1 -- --model-path $W --batch-size 128 --input-len 128 --output-len 16
   el v2lite
+fi
+if want v2attr; then
+  V1="--model-path $W --batch-size 1 --input-len 128 --output-len 32"
+  for mt in ${MIN_TILES:-1 2 4 8}; do ab "v2lite b1 mla min tiles $mt" SERVAL_CUDA_MLA_MIN_TILES=$mt -- $V1; done
+  small=sv_copy_rows,sv_rope,sv_rmsnorm,sv_add_rmsnorm,sv_silu,sv_add_f32,sv_mla_write
+  for skip in sv_mla_decode sv_moe_gate_up_grouped,sv_moe_down_grouped sv_moe_ sv_gemv sv_head_matmul $small \
+    "$small,sv_mla_decode,sv_moe_,sv_head_matmul"; do
+    ab "v2lite b1 without $skip" SERVAL_CUDA_SKIP_KERNELS=$skip -- $V1
+  done
+  ab "v2lite b1 default again" X=1 -- $V1
+  el v2attr
+fi
+if want v2ab; then
+  # V2-Lite batch 1: this build's defaults (MLA v2, one-tile splits, token-wise experts) against each
+  # one undone, and every kernel's shared-memory carveout at 100% (one L1 / shared split for all).
+  V1="--model-path $W --batch-size 1 --input-len 128 --output-len 32"
+  for round in 1 2; do
+    ab "v2lite b1 default" X=1 -- $V1
+    ab "v2lite b1 sorted experts (SERVAL_CUDA_MOE_TOKENWISE=0)" SERVAL_CUDA_MOE_TOKENWISE=0 -- $V1
+    ab "v2lite b1 carveout 100" SERVAL_CUDA_CARVEOUT=100 -- $V1
+  done
+  ab "v2lite b1 mla v1" SERVAL_CUDA_MLA=v1 -- $V1
+  ab "v2lite b1 mla min tiles 2" SERVAL_CUDA_MLA_MIN_TILES=2 -- $V1
+  for skip in sv_mla_decode sv_moe_ sv_gemv; do
+    ab "v2lite b1 without $skip" SERVAL_CUDA_SKIP_KERNELS=$skip -- $V1
+  done
+  ab "8b b1 default" X=1 -- $L8 --batch-size 1 --input-len 128 --output-len 32
+  ab "8b b1 carveout 100" SERVAL_CUDA_CARVEOUT=100 -- $L8 --batch-size 1 --input-len 128 --output-len 32
+  el v2ab
 fi
 if want batch; then
   ab "8b b64 b256" X=1 -- $L8 --batch-size 64 256 --input-len 128 --output-len 24

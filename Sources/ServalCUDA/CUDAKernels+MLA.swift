@@ -1,7 +1,7 @@
 /// Absorbed MLA attention over the latent `.mla` cache (`sv_mla_decode_mma`, or version 2's
 /// `sv_mla_decode_mma2` / `_h32`, split over the keys, and `sv_mla_decode_combine` when split).
 extension CUDAKernels {
-    /// Which MLA decode kernel runs (`SERVAL_CUDA_MLA` overrides the default, v1).
+    /// Which MLA decode kernel runs (`SERVAL_CUDA_MLA` overrides the default, v2).
     public enum MLAKernel: String, Sendable, CaseIterable {
         /// `sv_mla_decode_mma`: 4 warps, 16 heads per block, 3 barriers per 32-key tile.
         case v1
@@ -84,18 +84,21 @@ extension CUDAKernels {
     }
 
     /// Splits over the keys for `tokens` query tokens of contexts up to `maxLen`: enough blocks
-    /// for two per multiprocessor, each split at least 2 tiles long, at most 32. Few query blocks
-    /// (batch 1: one block per 16 heads) get short splits, so a launch's latency is a few tiles,
-    /// not the whole context walked by one block; large batches reach two blocks per SM first.
+    /// for two per multiprocessor, each split at least `mlaMinTiles` tiles long, at most 32. Few
+    /// query blocks (batch 1: one block per 16 heads) get short splits, so a launch's latency is a
+    /// few tiles, not the whole context walked by one block; large batches reach two blocks per
+    /// SM first. The kernels apply the same minimum per token (`mla_split`), so a graph planned
+    /// for its longest context runs a short one as few splits, or one pass with no combine work.
     /// With a version 2 kernel (`mlaKernel`), `mla2Splits`.
     public func mlaSplits(tokens: Int, shape: MLAShape, maxLen: Int) -> Int {
         if mlaKernel != .v1 { return mla2Splits(tokens: tokens, shape: shape, maxLen: maxLen) }
         let blocks = max(1, tokens * ((shape.heads + 15) / 16))
         let wanted = (2 * multiprocessors + blocks - 1) / blocks
-        return max(1, min(wanted, (maxLen + 2 * Self.mlaTile - 1) / (2 * Self.mlaTile), 32))
+        let span = mlaMinTiles * Self.mlaTile
+        return max(1, min(wanted, (maxLen + span - 1) / span, 32))
     }
 
-    /// Version 2's splits: the count (at most 64, each split at least 2 tiles) that minimises
+    /// Version 2's splits: the count (at most 64, each split at least `mlaMinTiles` tiles) that minimises
     /// waves x (tiles per split + 1), the waves counted over `blocksPerSM` blocks on every
     /// multiprocessor and the 1 standing for a split's fixed cost (queries, first tile, combine);
     /// ties go to fewer splits. Batch 64 x 4096 keys (16 heads) gets 4 splits, one full wave,
@@ -106,7 +109,7 @@ extension CUDAKernels {
         let slots = max(1, multiprocessors * launch.blocksPerSM)
         let tiles = max(1, (maxLen + Self.mla2Tile - 1) / Self.mla2Tile)
         var best = 1, bestCost = Int.max
-        for s in 1...max(1, min(64, (tiles + 1) / 2)) {
+        for s in 1...max(1, min(64, (tiles + mlaMinTiles - 1) / mlaMinTiles)) {
             let waves = (qBlocks * s + slots - 1) / slots, per = (tiles + s - 1) / s
             let cost = waves * (per + 1)
             if cost < bestCost {
@@ -152,13 +155,14 @@ extension CUDAKernels {
         var a = KernelArgs()
         a.add(q); a.add(cache); a.add(kvIndptr); a.add(kvIndices); a.add(tokenSeq); a.add(tokenLen); a.add(out)
         a.add(partAcc); a.add(partML); a.add(shape.heads); a.add(shape.latent); a.add(shape.rowWidth)
-        a.add(shape.scale); a.add(splits)
+        a.add(shape.scale); a.add(splits); a.add(mlaMinTiles)
         try f.launch(
             grid: (tokens, (shape.heads + launch.headsPerBlock - 1) / launch.headsPerBlock, splits),
             block: (launch.threads, 1, 1), sharedBytes: bytes, stream: stream, args: a)
         guard splits > 1 else { return }
         var c = KernelArgs()
-        c.add(partAcc); c.add(partML); c.add(out); c.add(shape.heads); c.add(shape.latent); c.add(splits)
+        c.add(partAcc); c.add(partML); c.add(out); c.add(tokenLen); c.add(shape.heads); c.add(shape.latent)
+        c.add(splits); c.add(mlaMinTiles)
         try fn("sv_mla_decode_combine").launch(
             grid: (tokens, shape.heads, 1), block: (128, 1, 1), stream: stream, args: c)
     }

@@ -18,18 +18,49 @@ public final class CUDAKernels: @unchecked Sendable {
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_EXTEND"], let k = ExtendKernel(rawValue: v) {
             extendKernel = k
         }
-        // A/B switch: SERVAL_CUDA_MLA=v1|v2|v2h16|v2deep|v2h32 picks the MLA decode kernel (v1 by default).
+        // A/B switch: SERVAL_CUDA_MLA=v1|v2|v2h16|v2deep|v2h32 picks the MLA decode kernel (v2 by default).
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MLA"], let k = MLAKernel(rawValue: v) {
             mlaKernel = k
+        }
+        // Diagnostic: SERVAL_CUDA_SKIP_KERNELS=prefix,... launches none of the kernels whose names start
+        // with one of them, so a benchmark's step time without them attributes their share of it
+        // (decode graphs included). Outputs are wrong while it is set; it says so on stderr.
+        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_SKIP_KERNELS"], !v.isEmpty {
+            skipped = v.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
+            FileHandle.standardError.write(
+                Data(
+                    "warning: SERVAL_CUDA_SKIP_KERNELS=\(v): kernels starting with these names are not launched; every output is wrong (timing diagnostic only)\n"
+                        .utf8))
+        }
+        // A/B switch: SERVAL_CUDA_CARVEOUT=percent (0 ... 100), every kernel's preferred shared carveout.
+        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_CARVEOUT"], let n = Int(v), (0...100).contains(n) {
+            carveout = n
+        }
+        // A/B switch: SERVAL_CUDA_MOE_TOKENWISE=n, the most tokens the routed experts run token-wise.
+        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MOE_TOKENWISE"], let n = Int(v), n >= 0 {
+            moeTokenwiseTokens = n
+        }
+        // A/B switch: SERVAL_CUDA_MLA_MIN_TILES=n, the fewest 32-key tiles an MLA split takes.
+        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MLA_MIN_TILES"], let n = Int(v), n >= 1 {
+            mlaMinTiles = n
         }
     }
 
     func fn(_ name: String) throws -> CUDAFunction {
         if let f = functions[name] { return f }
-        let f = try module.function(name)
+        var f = try module.function(name)
+        f.skipped = skipped.contains { name.hasPrefix($0) }
+        if let carveout { try f.preferSharedCarveout(carveout) }
         functions[name] = f
         return f
     }
+    /// Name prefixes of kernels a timing diagnostic leaves out (`SERVAL_CUDA_SKIP_KERNELS`).
+    private var skipped: [String] = []
+    /// Every kernel's preferred shared-memory carveout in percent (`SERVAL_CUDA_CARVEOUT`), or
+    /// the driver's choice. One carveout for all kernels keeps a multiprocessor from
+    /// reconfiguring its L1 / shared split between a kernel with large shared memory (MLA) and
+    /// the small ones around it.
+    private var carveout: Int?
 
     /// `name`, allowed `sharedBytes` of dynamic shared memory: the limit is raised, never lowered, so
     /// a kernel launched with several sizes (one per shape) keeps room for the largest seen.
@@ -168,7 +199,13 @@ public final class CUDAKernels: @unchecked Sendable {
     }
     public var extendKernel = ExtendKernel.mma3
     /// Which MLA decode kernel `mlaAttention` runs (`MLAKernel`).
-    public var mlaKernel = MLAKernel.v1
+    public var mlaKernel = MLAKernel.v2
+    /// The fewest 32-key tiles one MLA decode split takes (`mlaSplits`, the kernels' `mla_split`).
+    /// At batch 1 latency per tile, not the combine, decides: one tile a split was fastest for
+    /// V2-Lite on an H100 (258 tok/s against 244 with four).
+    public var mlaMinTiles = 1
+    /// The most tokens whose routed experts run token-wise (`moeExperts`).
+    public var moeTokenwiseTokens = 2
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.
     public func decodeSplits(batch: Int, shape: AttentionShape, maxLen: Int) -> Int {

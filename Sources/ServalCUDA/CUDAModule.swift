@@ -29,10 +29,18 @@ public struct CUDAFunction: @unchecked Sendable {
     public let name: String
     /// Keeps the module loaded while the function is in use.
     let module: CUDAModule
+    /// A diagnostic's kernel that is not launched (`CUDAKernels.skipped`).
+    var skipped = false
 
     /// Allows up to `bytes` of dynamic shared memory (above the 48 KiB default).
     public func allowSharedMemory(_ bytes: Int) throws {
         try check(sv_cuFuncSetAttribute(handle, 8, Int32(bytes)), "cuFuncSetAttribute(\(name), \(bytes) bytes)")
+    }
+
+    /// Prefers `percent` of the unified L1 / shared memory as shared memory for this kernel
+    /// (`CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT`, a hint).
+    public func preferSharedCarveout(_ percent: Int) throws {
+        try check(sv_cuFuncSetAttribute(handle, 9, Int32(percent)), "cuFuncSetAttribute(\(name), carveout \(percent)%)")
     }
 
     /// Queues the kernel on `stream`.
@@ -40,7 +48,7 @@ public struct CUDAFunction: @unchecked Sendable {
         grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
         stream: CUDAStream, args: KernelArgs
     ) throws {
-        guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }  // nothing to do
+        guard grid.0 > 0, grid.1 > 0, grid.2 > 0, !skipped else { return }  // nothing to do
         var storage = args.slots
         try storage.withUnsafeMutableBufferPointer { slots in
             var pointers: [UnsafeMutableRawPointer?] = (0..<slots.count).map {

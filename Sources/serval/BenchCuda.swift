@@ -26,7 +26,10 @@ struct BenchCuda: ParsableCommand {
     @Flag(help: "Skip the GEMM and attention micro-benchmarks.")
     var skipMicro: Bool = false
 
-    @Flag(help: "Only the copy bandwidth and the MLA decode micro-benchmark (no GEMM, GEMV, attention or decode step).")
+    @Flag(
+        help:
+            "Only the copy bandwidth and the DeepSeek micro-benchmarks: MLA decode and routed experts (no GEMM, GEMV, attention or decode step)."
+    )
     var mlaOnly: Bool = false
 
     @Option(help: "MLA decode cases as heads:batch:context, comma-separated (default: the eight standard cases).")
@@ -101,6 +104,18 @@ struct BenchCuda: ParsableCommand {
             }
             kernels.mlaKernel = chosenMLA
             json["mla_decode"] = mla
+            // DeepSeek-V2-Lite's routed experts (64 of 2048 x 1408, top-6): decode batch 1 and 32.
+            var moe: [[String: Any]] = []
+            for tokens in [1, 32] {
+                let r = try bench.moeExperts(tokens: tokens, experts: 64, topK: 6, hidden: 2048, intermediate: 1408)
+                print(
+                    String(
+                        format:
+                            "moe experts (V2-Lite: 64 x 2048 x 1408, top-6), %2d tokens: %8.4f ms %6.0f GB/s (%.0f%% of copy), %.1f experts",
+                        tokens, r.ms, r.gbs, 100 * r.gbs / bw, r.active))
+                moe.append(["tokens": tokens, "ms": r.ms, "gbs": r.gbs, "experts": r.active])
+            }
+            json["moe_experts"] = moe
         }
         if mlaOnly {
             try write(json)

@@ -27,15 +27,28 @@ extension KernelSource {
         // this one is multiplied. S = Q K^T: warp w takes rows 8w..8w+7 of the tile; softmax in
         // fp32 (8 threads per head, log2 domain); O += P V: warp w takes every 4th 16-column
         // group of the latent. Token t sees the first token_len[t] slots of
-        // kv_indices[kv_indptr[seq] ..] (causal for extends), split into `splits` ranges of
-        // whole tiles. With one split the block writes out (fp32 [tokens, heads, latent]);
-        // otherwise its unnormalised O and (max, sum) go to part_acc / part_ml for
+        // kv_indices[kv_indptr[seq] ..] (causal for extends), split into ranges of whole tiles by
+        // mla_split (at most `splits`, each at least `min_per` tiles). With one active split the
+        // block writes out (fp32 [tokens, heads, latent]); otherwise its unnormalised O and
+        // (max, sum) go to part_acc / part_ml for
         // sv_mla_decode_combine. Needs kw % 8 == 0, latent <= kw, latent <= 512.
         #define SV_MLA_BK 32
+
+        // Split `split` of `splits` over a context of `len` keys in 32-key tiles: each split takes
+        // at least `min_per` tiles, so a short context (a decode graph planned for its longest one)
+        // runs as few splits, one pass when it fits min_per tiles; the splits past `active` have no
+        // keys. Shared by the MLA decode kernels and sv_mla_decode_combine, which agree on it per token.
+        __device__ __forceinline__ void mla_split(int len, int splits, int min_per, int split, int &begin, int &end,
+                                                  int &active) {
+            const int tiles = (len + 31) / 32, per = max(max(min_per, 1), (tiles + splits - 1) / splits);
+            active = max(1, (tiles + per - 1) / per);
+            begin = split * per * 32;
+            end = min(len, begin + per * 32);
+        }
         extern "C" __global__ void __launch_bounds__(128) sv_mla_decode_mma(
             const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits) {
+            float scale, int splits, int min_per) {
             SV_PDL_ENTRY();
             extern __shared__ __align__(16) unsigned char mla_smem[];
             const int KWP = (kw + 15) & ~15, RS = KWP + 8, PS = SV_MLA_BK + 8, SS = SV_MLA_BK + 1;
@@ -48,8 +61,10 @@ extension KernelSource {
             const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tig = lane & 3;
             const int seq = token_seq[t], len = token_len[t];
             const int *slots = kv_indices + kv_indptr[seq];
-            const int tiles = (len + SV_MLA_BK - 1) / SV_MLA_BK, per = (tiles + splits - 1) / splits;
-            const int begin = split * per * SV_MLA_BK, end = min(len, begin + per * SV_MLA_BK);
+            int begin, end, active;
+            mla_split(len, splits, min_per, split, begin, end, active);
+            if (split >= active) return;  // no keys here: sv_mla_decode_combine reads the active splits only
+            const bool direct = active == 1;  // one pass: this block writes out
             const float sl2 = scale * 1.4426950408889634f;
             const int chunks = kw / 8;  // 16-byte pieces of a row
 
@@ -216,7 +231,7 @@ extension KernelSource {
                     const int col = dt * 16 + half * 8 + 2 * tig;
                     if (col >= latent) continue;
                     const float *c = o[i][half];
-                    if (splits == 1) {
+                    if (direct) {
                         if (ok0) { out[r0 * latent + col] = c[0] * i0; out[r0 * latent + col + 1] = c[1] * i0; }
                         if (ok1) { out[r1 * latent + col] = c[2] * i1; out[r1 * latent + col + 1] = c[3] * i1; }
                     } else {
@@ -227,27 +242,32 @@ extension KernelSource {
                     }
                 }
             }
-            if (splits > 1 && threadIdx.x < 16 && h0 + threadIdx.x < heads) {
+            if (!direct && threadIdx.x < 16 && h0 + threadIdx.x < heads) {
                 float *ml = part_ml + (((size_t)t * heads + h0 + threadIdx.x) * splits + split) * 2;
                 ml[0] = sm[threadIdx.x];
                 ml[1] = sm[16 + threadIdx.x];
             }
         }
 
-        // The splits of sv_mla_decode_mma merged: block (token, head), each split's O weighted by
-        // 2^(its max - the overall max) over the weighted sum of the splits' sums (split_weights),
-        // the partial rows read 8 splits at a time. splits <= 64 (split_weights). Also merges
-        // sv_mla_decode_mma2's splits (the same workspace layout).
+        // The splits of sv_mla_decode_mma merged: block (token, head), each active split's O (mla_split
+        // over the token's length) weighted by 2^(its max - the overall max) over the weighted sum of
+        // the splits' sums (split_weights), the partial rows read 8 splits at a time; a token whose
+        // context took one pass was written by the decode kernel and is left alone. splits <= 64
+        // (split_weights). Also merges sv_mla_decode_mma2's splits (the same workspace layout).
         extern "C" __global__ void sv_mla_decode_combine(const float *part_acc, const float *part_ml, float *out,
-                                                         int heads, int latent, int splits) {
+                                                         const int *token_len, int heads, int latent, int splits,
+                                                         int min_per) {
             SV_PDL_ENTRY();
             __shared__ float w[64];
+            int begin, end, active;
+            mla_split(token_len[blockIdx.x], splits, min_per, 0, begin, end, active);
+            if (active == 1) return;
             const size_t row = (size_t)blockIdx.x * heads + blockIdx.y;
-            split_weights<true>(part_ml + row * splits * 2, splits, w);
+            split_weights<true>(part_ml + row * splits * 2, active, w);
             for (int c = threadIdx.x; c < latent; c += blockDim.x) {
                 float acc = 0.f;
         #pragma unroll 8
-                for (int s = 0; s < splits; s++) {
+                for (int s = 0; s < active; s++) {
                     const float a = part_acc[(row * splits + s) * latent + c];
                     acc += w[s] != 0.f ? w[s] * a : 0.f;
                 }
@@ -505,29 +525,142 @@ extension KernelSource {
             }
         }
 
-        // yp[p, o] = down_e[o] . h[p] for the pairs p of active expert blockIdx.y; a warp per
-        // output row o, 8 rows per block. I % 8 == 0.
+        // yp[p, o] = down_e[o] . h[p] for the pairs p of active expert blockIdx.y; a warp per two
+        // output rows o, o + 1 (streamed together: the short rows of I values keep twice the loads in
+        // flight), 16 rows per block. I % 8 == 0.
         extern "C" __global__ void __launch_bounds__(256) sv_moe_down_grouped(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
             SV_PDL_ENTRY();
-            const int u = blockIdx.y, o = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+            const int u = blockIdx.y, o = blockIdx.x * 16 + (threadIdx.x >> 5) * 2, lane = threadIdx.x & 31;
             if (u >= meta[0] || o >= H) return;
             const int e = meta[1 + u], first = meta[1 + E + u], count = meta[1 + 2 * E + u];
+            const bool two = o + 1 < H;
             const bf16_t *dn = (const bf16_t *)down_w[e] + (size_t)o * I;
             for (int c0 = 0; c0 < count; c0 += SV_MOE_TB) {
                 const int n = min(SV_MOE_TB, count - c0);
                 int pr[SV_MOE_TB];
         #pragma unroll
                 for (int c = 0; c < SV_MOE_TB; c++) pr[c] = c < n ? perm[first + c0 + c] : 0;
-                const bf16_t *const w[1] = {dn};
-                float s[1][SV_MOE_TB];
-                moe_row_dots<1>(w, h, pr, n, I, s);
+                const bf16_t *const w[2] = {dn, two ? dn + I : dn};
+                float s[2][SV_MOE_TB];
+                moe_row_dots<2>(w, h, pr, n, I, s);
                 if (lane == 0)
         #pragma unroll
                     for (int c = 0; c < SV_MOE_TB; c++)
-                        if (c < n) yp[(size_t)pr[c] * H + o] = s[0][c];
+                        if (c < n) {
+                            yp[(size_t)pr[c] * H + o] = s[0][c];
+                            if (two) yp[(size_t)pr[c] * H + o + 1] = s[1][c];
+                        }
             }
         }
+
+        // One bf16 weight chunk (8 values) against fp32 x0 | x1.
+        __device__ __forceinline__ float moe_dot8(uint4 a, float4 x0, float4 x1) {
+            return __uint_as_float(a.x << 16) * x0.x + __uint_as_float(a.x & 0xffff0000u) * x0.y +
+                   __uint_as_float(a.y << 16) * x0.z + __uint_as_float(a.y & 0xffff0000u) * x0.w +
+                   __uint_as_float(a.z << 16) * x1.x + __uint_as_float(a.z & 0xffff0000u) * x1.y +
+                   __uint_as_float(a.w << 16) * x1.z + __uint_as_float(a.w & 0xffff0000u) * x1.w;
+        }
+
+        // Token-wise routed experts, for a decode step of a token or two (each token's K experts
+        // are distinct, so nothing is read twice without a sort): no sort and no combine launch.
+        // gate/up: block (4 intermediate rows from blockIdx.x * 4, token blockIdx.y), a warp per row
+        // i streaming gate_e[i] and up_e[i] of all K experts e = ids[t*K + j] together (2K rows'
+        // loads in flight per lane, x_t read once per chunk); h[t*K + j, i] = silu(g) * u.
+        template <int K>
+        __device__ __forceinline__ void moe_gate_up_tokens(const float *x, const int *ids, const u64 *gate_w,
+                                                           const u64 *up_w, float *h, int H, int I) {
+            const int t = blockIdx.y, i = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+            if (i >= I) return;
+            const uint4 *g[K], *u[K];
+        #pragma unroll
+            for (int j = 0; j < K; j++) {
+                const int e = ids[t * K + j];
+                g[j] = (const uint4 *)((const bf16_t *)gate_w[e] + (size_t)i * H);
+                u[j] = (const uint4 *)((const bf16_t *)up_w[e] + (size_t)i * H);
+            }
+            float sg[K], su[K];
+        #pragma unroll
+            for (int j = 0; j < K; j++) sg[j] = su[j] = 0.f;
+            const float4 *xv = (const float4 *)(x + (size_t)t * H);
+            for (int c = lane; c < H / 8; c += 32) {
+                uint4 a[K], b[K];
+        #pragma unroll
+                for (int j = 0; j < K; j++) {
+                    a[j] = ld_stream(g[j] + c);
+                    b[j] = ld_stream(u[j] + c);
+                }
+                const float4 x0 = __ldg(xv + 2 * c), x1 = __ldg(xv + 2 * c + 1);
+        #pragma unroll
+                for (int j = 0; j < K; j++) {
+                    sg[j] += moe_dot8(a[j], x0, x1);
+                    su[j] += moe_dot8(b[j], x0, x1);
+                }
+            }
+        #pragma unroll
+            for (int j = 0; j < K; j++) {
+                const float gs = warp_sum(sg[j]), us = warp_sum(su[j]);
+                if (lane == 0) h[(size_t)(t * K + j) * I + i] = gs / (1.f + expf(-gs)) * us;
+            }
+        }
+
+        // down + combine: block (8 output rows from blockIdx.x * 8, token blockIdx.y), a warp per two
+        // rows o, o + 1 of all K experts (2K weight rows and the K rows h[t*K + j] per chunk);
+        // y[t, o] = sum_j w[t*K + j] * (down_e[o] . h[t*K + j]), the choices summed in order.
+        template <int K>
+        __device__ __forceinline__ void moe_down_tokens(const float *h, const int *ids, const float *w,
+                                                        const u64 *down_w, float *y, int H, int I) {
+            const int t = blockIdx.y, o = blockIdx.x * 8 + (threadIdx.x >> 5) * 2, lane = threadIdx.x & 31;
+            if (o >= H) return;
+            const bool two = o + 1 < H;
+            const uint4 *d[K];
+        #pragma unroll
+            for (int j = 0; j < K; j++) d[j] = (const uint4 *)((const bf16_t *)down_w[ids[t * K + j]] + (size_t)o * I);
+            const int rs = two ? I / 8 : 0;  // the second row, in chunks (the first again past the end)
+            float s0[K], s1[K];
+        #pragma unroll
+            for (int j = 0; j < K; j++) s0[j] = s1[j] = 0.f;
+            const float4 *hv = (const float4 *)(h + (size_t)t * K * I);
+            for (int c = lane; c < I / 8; c += 32) {
+                uint4 a[K], b[K];
+        #pragma unroll
+                for (int j = 0; j < K; j++) {
+                    a[j] = ld_stream(d[j] + c);
+                    b[j] = ld_stream(d[j] + rs + c);
+                }
+        #pragma unroll
+                for (int j = 0; j < K; j++) {
+                    const float4 x0 = __ldg(hv + (size_t)j * (I / 4) + 2 * c), x1 = __ldg(hv + (size_t)j * (I / 4) + 2 * c + 1);
+                    s0[j] += moe_dot8(a[j], x0, x1);
+                    s1[j] += moe_dot8(b[j], x0, x1);
+                }
+            }
+            float y0 = 0.f, y1 = 0.f;
+        #pragma unroll
+            for (int j = 0; j < K; j++) {
+                const float wj = w[t * K + j];
+                y0 += wj * warp_sum(s0[j]);
+                y1 += wj * warp_sum(s1[j]);
+            }
+            if (lane == 0) {
+                y[(size_t)t * H + o] = y0;
+                if (two) y[(size_t)t * H + o + 1] = y1;
+            }
+        }
+
+        #define SV_MOE_TOKENS(K)                                                                                       \
+            extern "C" __global__ void __launch_bounds__(128) sv_moe_gate_up_tokens_k##K(                              \
+                const float *x, const int *ids, const u64 *gate_w, const u64 *up_w, float *h, int H, int I) {          \
+                SV_PDL_ENTRY();                                                                                        \
+                moe_gate_up_tokens<K>(x, ids, gate_w, up_w, h, H, I);                                                  \
+            }                                                                                                          \
+            extern "C" __global__ void __launch_bounds__(128) sv_moe_down_tokens_k##K(                                 \
+                const float *h, const int *ids, const float *w, const u64 *down_w, float *y, int H, int I) {           \
+                SV_PDL_ENTRY();                                                                                        \
+                moe_down_tokens<K>(h, ids, w, down_w, y, H, I);                                                        \
+            }
+        SV_MOE_TOKENS(1) SV_MOE_TOKENS(2) SV_MOE_TOKENS(3) SV_MOE_TOKENS(4)
+        SV_MOE_TOKENS(5) SV_MOE_TOKENS(6) SV_MOE_TOKENS(7) SV_MOE_TOKENS(8)
 
         // y[t, o] = sum_j w[t*k + j] * yp[t*k + j, o], the k choices summed in order.
         extern "C" __global__ void sv_moe_combine(const float *yp, const float *w, float *y, int tokens, int H, int k) {

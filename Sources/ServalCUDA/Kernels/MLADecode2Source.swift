@@ -25,8 +25,9 @@ extension KernelSource {
         //   O = O * correction + P V: warp w takes the 16-column groups w, w + 8, w + 16, w + 24
         //     of the latent (V fragments by transposed ldmatrix).
         // Token t sees the first token_len[t] slots of kv_indices[kv_indptr[seq] ..], split into
-        // `splits` ranges of whole tiles. One split: out (fp32 [tokens, heads, latent]); more: the
-        // unnormalised O and (max in log2 units, sum) to part_acc / part_ml for sv_mla_decode_combine.
+        // ranges of whole tiles by mla_split (at most `splits`, each at least `min_per` tiles). One
+        // active split: out (fp32 [tokens, heads, latent]); more: the unnormalised O and (max in log2
+        // units, sum) to part_acc / part_ml for sv_mla_decode_combine.
         // Needs kw % 8 == 0, latent even, latent <= kw, latent <= 512.
         #define SV_MLA2_BK 32
         #define SV_MLA2_SSW 40  // score row stride (floats): conflict-free float2 stores and loads
@@ -47,7 +48,7 @@ extension KernelSource {
         __device__ __forceinline__ void mla_decode_mma2(
             const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits) {
+            float scale, int splits, int min_per) {
             constexpr int BK = SV_MLA2_BK, HB = 16 * MT, SSW = SV_MLA2_SSW, NT = 256;
             extern __shared__ __align__(16) unsigned char mla2_smem[];
             const int KWP = (kw + 15) & ~15, RS = KWP + 8;
@@ -58,8 +59,10 @@ extension KernelSource {
             const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tig = lane & 3;
             const int seq = token_seq[t], len = token_len[t];
             const int *slots = kv_indices + kv_indptr[seq];
-            const int tiles = (len + BK - 1) / BK, per = (tiles + splits - 1) / splits;
-            const int begin = split * per * BK, end = min(len, begin + per * BK);
+            int begin, end, active;
+            mla_split(len, splits, min_per, split, begin, end, active);  // BK is mla_split's 32
+            if (split >= active) return;
+            const bool direct = active == 1;
             const float sl2 = scale * 1.4426950408889634f;
             const int chunks = kw >> 3, total = BK * chunks;  // 16-byte pieces of a row, of a tile
 
@@ -280,7 +283,7 @@ extension KernelSource {
                         const int col = dt * 16 + h * 8 + 2 * tig;
                         if (col >= latent) continue;
                         const float *c = o[m][i][h];
-                        if (splits == 1) {
+                        if (direct) {
                             if (okl) *(float2 *)(out + rl * latent + col) = make_float2(c[0] * il, c[1] * il);
                             if (okh) *(float2 *)(out + rh * latent + col) = make_float2(c[2] * ih, c[3] * ih);
                         } else {
@@ -289,7 +292,7 @@ extension KernelSource {
                         }
                     }
                 }
-                if (splits > 1 && warp == 0 && tig == 0) {  // every warp holds the same maxima and sums
+                if (!direct && warp == 0 && tig == 0) {  // every warp holds the same maxima and sums
                     if (okl) *(float2 *)(part_ml + (rl * splits + split) * 2) = make_float2(m_lo[m], l_lo[m]);
                     if (okh) *(float2 *)(part_ml + (rh * splits + split) * 2) = make_float2(m_hi[m], l_hi[m]);
                 }
@@ -299,28 +302,28 @@ extension KernelSource {
         extern "C" __global__ void __launch_bounds__(256, 2) sv_mla_decode_mma2(
             const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits) {
+            float scale, int splits, int min_per) {
             SV_PDL_ENTRY();
             mla_decode_mma2<1, 2>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
-                                  latent, kw, scale, splits);
+                                  latent, kw, scale, splits, min_per);
         }
         extern "C" __global__ void __launch_bounds__(256, 1) sv_mla_decode_mma2_h32(
             const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits) {
+            float scale, int splits, int min_per) {
             SV_PDL_ENTRY();
             mla_decode_mma2<2, 4>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
-                                  latent, kw, scale, splits);
+                                  latent, kw, scale, splits, min_per);
         }
         // 16 heads, one block per SM with five stages: four tiles (150 KB at 512 + 64) in flight per
         // SM instead of two blocks' one each, for when memory latency, not the tile's work, limits.
         extern "C" __global__ void __launch_bounds__(256, 1) sv_mla_decode_mma2_deep(
             const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits) {
+            float scale, int splits, int min_per) {
             SV_PDL_ENTRY();
             mla_decode_mma2<1, 5>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
-                                  latent, kw, scale, splits);
+                                  latent, kw, scale, splits, min_per);
         }
         """#
 }

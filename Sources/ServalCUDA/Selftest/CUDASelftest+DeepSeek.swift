@@ -31,8 +31,19 @@ extension CUDASelftest {
         run("moe grouped: 37 tokens, 9 experts, top-3 (9 pairs a chunk of 4 does not divide), hidden 264") {
             try self.testMoEExperts(tokens: 37, experts: 9, k: 3, hidden: 264, inter: 56, grouped: true)
         }
-        run("moe grouped: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
-            try self.testMoEExperts(tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true)
+        run("moe grouped, sorted: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
+            try self.testMoEExperts(
+                tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true, tokenwise: 0)
+        }
+        run("moe token-wise: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
+            try self.testMoEExperts(
+                tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true, tokenwise: 1)
+        }
+        run("moe token-wise: 2 tokens, 9 experts, top-3, hidden 264, inter 56 (rows no block divides)") {
+            try self.testMoEExperts(tokens: 2, experts: 9, k: 3, hidden: 264, inter: 56, grouped: true, tokenwise: 2)
+        }
+        run("moe token-wise: 2 tokens, 12 experts, top-8, hidden 72, inter 40 (DeepSeek-V3's k)") {
+            try self.testMoEExperts(tokens: 2, experts: 12, k: 8, hidden: 72, inter: 40, grouped: true, tokenwise: 2)
         }
     }
 
@@ -61,6 +72,11 @@ extension CUDASelftest {
             try self.testMLA(
                 heads: 20, latent: 32, rope: 8, starts: [999, 36, 69], news: [1, 1, 1], splits: [1, 4, 32])
         }
+        mla("heads 16, 512 + 64, lens 1/100/129/2000, 32 splits of at least 1, 4 and 8 tiles (one pass and split)") {
+            try self.testMLA(
+                heads: 16, latent: 512, rope: 64, starts: [0, 99, 128, 1999], news: [1, 1, 1, 1], splits: [32],
+                minTiles: [1, 4, 8])
+        }
         mla("heads 16, 512 + 64, lens 1/33/100/1057, 1, 5 and planned splits") {
             try self.testMLA(
                 heads: 16, latent: 512, rope: 64, starts: [0, 32, 99, 1056], news: [1, 1, 1, 1], splits: [1, 5, 0])
@@ -79,9 +95,12 @@ extension CUDASelftest {
     }
 
     /// `CUDAKernels.mlaAttention` (the kernel `kernels.mlaKernel` picks) with each of `splits`
-    /// (0: the planner's `mlaSplits`) against a Double reference (queries and probabilities are
-    /// rounded to bf16 for the tensor cores: bf16 bounds).
-    func testMLA(heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int], splits: [Int]) throws -> String? {
+    /// (0: the planner's `mlaSplits`) and each of `minTiles` (the fewest tiles a split takes; nil:
+    /// the kernels' setting) against a Double reference (queries and probabilities are rounded to
+    /// bf16 for the tensor cores: bf16 bounds).
+    func testMLA(
+        heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int], splits: [Int], minTiles: [Int?] = [nil]
+    ) throws -> String? {
         let kw = latent + rope, seqs = starts.count
         let lens = zip(starts, news).map { $0 + $1 }
         let poolSlots = lens.reduce(0, +) + 7
@@ -103,15 +122,23 @@ extension CUDASelftest {
         let shape = CUDAKernels.MLAShape(heads: heads, latent: latent, rowWidth: kw, scale: scale)
         let (qd, cd) = (try upload(q), try upload(cache))
         let (ip, ix, ts, tl) = (try upload(indptr), try upload(indices), try upload(tokenSeq), try upload(tokenLen))
-        var outputs: [(Int, [Float])] = []
-        let planned = kernels.mlaSplits(tokens: tokens, shape: shape, maxLen: lens.max() ?? 1)
-        for n in splits.map({ $0 == 0 ? planned : $0 }) {
-            let out = try poisoned(bytes: tokens * heads * latent * 4)
-            let ws = try poisoned(bytes: max(4, CUDAKernels.mlaWorkspaceBytes(tokens: tokens, shape: shape, splits: n)))
-            try kernels.mlaAttention(
-                q: qd, cache: cd, kvIndptr: ip, kvIndices: ix, tokenSeq: ts, tokenLen: tl, out: out, workspace: ws,
-                tokens: tokens, shape: shape, splits: n, stream: stream)
-            outputs.append((n, try download(out, tokens * heads * latent)))
+        var outputs: [(String, [Float])] = []
+        let setting = kernels.mlaMinTiles
+        defer { kernels.mlaMinTiles = setting }
+        for least in minTiles {
+            kernels.mlaMinTiles = least ?? setting
+            let planned = kernels.mlaSplits(tokens: tokens, shape: shape, maxLen: lens.max() ?? 1)
+            for n in splits.map({ $0 == 0 ? planned : $0 }) {
+                let out = try poisoned(bytes: tokens * heads * latent * 4)
+                let ws = try poisoned(
+                    bytes: max(4, CUDAKernels.mlaWorkspaceBytes(tokens: tokens, shape: shape, splits: n)))
+                try kernels.mlaAttention(
+                    q: qd, cache: cd, kvIndptr: ip, kvIndices: ix, tokenSeq: ts, tokenLen: tl, out: out,
+                    workspace: ws, tokens: tokens, shape: shape, splits: n, stream: stream)
+                outputs.append(
+                    ("\(n) splits of at least \(kernels.mlaMinTiles) tiles", try download(out, tokens * heads * latent))
+                )
+            }
         }
         var want = [Float](repeating: 0, count: tokens * heads * latent)
         for t in 0..<tokens {
@@ -135,7 +162,7 @@ extension CUDASelftest {
             }
         }
         for (n, got) in outputs {
-            if let failure = judge("output, \(n) splits", Reference.relativeError(got, want), Self.bf16Tolerance) {
+            if let failure = judge("output, \(n)", Reference.relativeError(got, want), Self.bf16Tolerance) {
                 return failure
             }
         }
@@ -290,9 +317,14 @@ extension CUDASelftest {
         return judge("weights", Reference.relativeError(gotW, wantW), Self.fp32Tolerance * 10)
     }
 
-    func testMoEExperts(tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool) throws
-        -> String?
-    {
+    /// `CUDAKernels.moeExperts` against Double; `tokenwise` (nil: the kernels' setting) is the
+    /// most tokens that take the token-wise kernels for this call.
+    func testMoEExperts(
+        tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool, tokenwise: Int? = nil
+    ) throws -> String? {
+        let setting = kernels.moeTokenwiseTokens
+        kernels.moeTokenwiseTokens = tokenwise ?? setting
+        defer { kernels.moeTokenwiseTokens = setting }
         let x = randomFloats(tokens * H)
         let gate = (0..<E).map { _ in randomBF16(I * H, 0.2) }, up = (0..<E).map { _ in randomBF16(I * H, 0.2) }
         let down = (0..<E).map { _ in randomBF16(H * I, 0.2) }
