@@ -25,7 +25,7 @@ serve_8b() {
   echo "start-up to ready: $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s" >> $Q
   curl -s localhost:31000/get_server_info | python3 -c \
     "import json,sys; print('disable_overlap_schedule:', json.load(sys.stdin).get('disable_overlap_schedule'))" >> $Q
-  timeout "$limit" $B bench-serving --backend serval --port 31000 --tokenizer /tmp/smol4.gguf --model m \
+  timeout -k 10 "$limit" $B bench-serving --backend serval --port 31000 --tokenizer /tmp/smol4.gguf --model m \
     --dataset-name random --random-input-len 512 --random-output-len 256 --random-range-ratio 1 \
     --num-prompts 256 --max-concurrency 64 2>&1 | grep "Output token throughput\|Median TPOT\|Median TTFT\|Failed" >> $Q
   kill $sp; wait $sp 2>/dev/null

@@ -47,12 +47,10 @@ extension CUDAKernels {
     }
 
     /// y[t] = Σ_j weights[t·k+j] · down_e(SiLU(gate_e·x_t) ⊙ up_e·x_t), e = ids[t·k+j], the k
-    /// choices summed in order. Grouped: up to `moeTokenwiseTokens` tokens (k ≤ 8) run token-wise
-    /// (`sv_moe_gate_up_tokens_k*` streams each token's k experts' rows together, and
-    /// `sv_moe_down_tokens_k*` sums the choices as it goes: two launches); more go through
-    /// `sv_moe_sort`, which groups the pairs by expert on the device,
-    /// `sv_moe_gate_up_grouped` / `sv_moe_down_grouped`, which give each active expert's rows a
-    /// warp that streams them once for all its pairs, and `sv_moe_combine`, which sums the choices.
+    /// choices summed in order. Grouped: `sv_moe_sort` groups the pairs by expert on the
+    /// device, `sv_moe_gate_up_grouped` / `sv_moe_down_grouped` give each active expert's rows
+    /// a warp (gate/up) or two rows a warp (down) that streams them once for all its pairs,
+    /// `sv_moe_combine` sums the choices.
     /// Per pair: `sv_moe_gate_up` / `sv_moe_down` read an expert's rows again for each pair.
     public func moeExperts(
         x: DevicePointer, ids: DevicePointer, weights: DevicePointer, y: DevicePointer, scratch: DevicePointer,
@@ -71,19 +69,6 @@ extension CUDAKernels {
             d.add(k)
             try fn("sv_moe_down").launch(
                 grid: ((H + 7) / 8, min(tokens, 65_535), 1), block: (256, 1, 1), stream: stream, args: d)
-            return
-        }
-        if tokens <= moeTokenwiseTokens && k <= 8 {
-            // A token or two: each token's experts stream together, no sort and no combine.
-            let h = try scratch.slice(offset: 0, bytes: pairs * I * 4)
-            var g = KernelArgs()
-            g.add(x); g.add(ids); g.add(m.gate); g.add(m.up); g.add(h); g.add(H); g.add(I)
-            try fn("sv_moe_gate_up_tokens_k\(k)").launch(
-                grid: ((I + 3) / 4, tokens, 1), block: (128, 1, 1), stream: stream, args: g)
-            var d = KernelArgs()
-            d.add(h); d.add(ids); d.add(weights); d.add(m.down); d.add(y); d.add(H); d.add(I)
-            try fn("sv_moe_down_tokens_k\(k)").launch(
-                grid: ((H + 7) / 8, tokens, 1), block: (128, 1, 1), stream: stream, args: d)
             return
         }
         let at = m.layout(pairs: pairs)

@@ -36,10 +36,6 @@ public final class CUDAKernels: @unchecked Sendable {
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_CARVEOUT"], let n = Int(v), (0...100).contains(n) {
             carveout = n
         }
-        // A/B switch: SERVAL_CUDA_MOE_TOKENWISE=n, the most tokens the routed experts run token-wise.
-        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MOE_TOKENWISE"], let n = Int(v), n >= 0 {
-            moeTokenwiseTokens = n
-        }
         // A/B switch: SERVAL_CUDA_MLA_MIN_TILES=n, the fewest 32-key tiles an MLA split takes.
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MLA_MIN_TILES"], let n = Int(v), n >= 1 {
             mlaMinTiles = n
@@ -201,11 +197,9 @@ public final class CUDAKernels: @unchecked Sendable {
     /// Which MLA decode kernel `mlaAttention` runs (`MLAKernel`).
     public var mlaKernel = MLAKernel.v2
     /// The fewest 32-key tiles one MLA decode split takes (`mlaSplits`, the kernels' `mla_split`).
-    /// At batch 1 latency per tile, not the combine, decides: one tile a split was fastest for
-    /// V2-Lite on an H100 (258 tok/s against 244 with four).
-    public var mlaMinTiles = 1
-    /// The most tokens whose routed experts run token-wise (`moeExperts`).
-    public var moeTokenwiseTokens = 2
+    /// At batch 1 the latency of each tile, not the combine, decides: V2-Lite on an H100 gave 244
+    /// tok/s with four, 251–258 with one or two (v1 was fastest with one, v2 with two).
+    public var mlaMinTiles = 2
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.
     public func decodeSplits(batch: Int, shape: AttentionShape, maxLen: Int) -> Int {

@@ -24,7 +24,6 @@ public struct KernelCompileCheck: Sendable {
             "sv_mla_decode_mma2_h32",
             "sv_mla_decode_mma2_deep",
         ]
-        for k in 1...8 { names += ["sv_moe_gate_up_tokens_k\(k)", "sv_moe_down_tokens_k\(k)"] }
         for d in CUDAKernels.mmaExtendDims {
             names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)", "sv_extend_mma3_d\(d)"]
         }

@@ -31,19 +31,8 @@ extension CUDASelftest {
         run("moe grouped: 37 tokens, 9 experts, top-3 (9 pairs a chunk of 4 does not divide), hidden 264") {
             try self.testMoEExperts(tokens: 37, experts: 9, k: 3, hidden: 264, inter: 56, grouped: true)
         }
-        run("moe grouped, sorted: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
-            try self.testMoEExperts(
-                tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true, tokenwise: 0)
-        }
-        run("moe token-wise: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
-            try self.testMoEExperts(
-                tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true, tokenwise: 1)
-        }
-        run("moe token-wise: 2 tokens, 9 experts, top-3, hidden 264, inter 56 (rows no block divides)") {
-            try self.testMoEExperts(tokens: 2, experts: 9, k: 3, hidden: 264, inter: 56, grouped: true, tokenwise: 2)
-        }
-        run("moe token-wise: 2 tokens, 12 experts, top-8, hidden 72, inter 40 (DeepSeek-V3's k)") {
-            try self.testMoEExperts(tokens: 2, experts: 12, k: 8, hidden: 72, inter: 40, grouped: true, tokenwise: 2)
+        run("moe grouped: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
+            try self.testMoEExperts(tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true)
         }
     }
 
@@ -317,14 +306,9 @@ extension CUDASelftest {
         return judge("weights", Reference.relativeError(gotW, wantW), Self.fp32Tolerance * 10)
     }
 
-    /// `CUDAKernels.moeExperts` against Double; `tokenwise` (nil: the kernels' setting) is the
-    /// most tokens that take the token-wise kernels for this call.
-    func testMoEExperts(
-        tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool, tokenwise: Int? = nil
-    ) throws -> String? {
-        let setting = kernels.moeTokenwiseTokens
-        kernels.moeTokenwiseTokens = tokenwise ?? setting
-        defer { kernels.moeTokenwiseTokens = setting }
+    func testMoEExperts(tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool) throws
+        -> String?
+    {
         let x = randomFloats(tokens * H)
         let gate = (0..<E).map { _ in randomBF16(I * H, 0.2) }, up = (0..<E).map { _ in randomBF16(I * H, 0.2) }
         let down = (0..<E).map { _ in randomBF16(H * I, 0.2) }

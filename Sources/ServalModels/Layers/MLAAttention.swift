@@ -157,11 +157,17 @@ public struct MLAAttention: @unchecked Sendable {
             try q.forward(x, rows: n, into: [b.qFull], backend: be)
         }
         // The cached row: normed latent | rotated k_pe.
-        try kvA.forward(x, rows: n, into: [b.latent, b.kpe], backend: be)
-        kvANorm.forward(b.latent, rows: n, into: b.latent, backend: be)
         let kw = keyWidth
-        be.copyRows(b.latent, srcStride: latent, into: b.kRow, dstStride: kw, rows: n, cols: latent)
-        be.copyRows(b.kpe, srcStride: rope, into: b.kRow + latent, dstStride: kw, rows: n, cols: rope)
+        if n == 1 {
+            // One row is the two products side by side: written in place, no copies (decode at batch 1).
+            try kvA.forward(x, rows: 1, into: [b.kRow, b.kRow + latent], backend: be)
+            kvANorm.forward(b.kRow, rows: 1, into: b.kRow, backend: be)
+        } else {
+            try kvA.forward(x, rows: n, into: [b.latent, b.kpe], backend: be)
+            kvANorm.forward(b.latent, rows: n, into: b.latent, backend: be)
+            be.copyRows(b.latent, srcStride: latent, into: b.kRow, dstStride: kw, rows: n, cols: latent)
+            be.copyRows(b.kpe, srcStride: rope, into: b.kRow + latent, dstStride: kw, rows: n, cols: rope)
+        }
         rotary.apply(
             b.kRow + latent, rows: n, rowStride: kw, heads: 1, headDim: kw, cos: b.cos, sin: b.sin, backend: be)
         // The absorbed query: W_UKᵀ q_nope | q_pe per head (heads as rows for the shared rope
