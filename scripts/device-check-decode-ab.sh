@@ -16,6 +16,9 @@
 #   v2ab      V2-Lite's batch-1 decode: the defaults against MLA v1 and against one-tile splits,
 #             every kernel's carveout at 100% (also the 8B's batch 1), the splitk GEMV, and the MLA,
 #             MoE and GEMV kernels' shares (SERVAL_CUDA_SKIP_KERNELS); not in the default
+#   mlab1     the MLA kernel at batch 1: bench-cuda under 1 / 2 / 8 tiles a split, V2-Lite batch 1 with
+#             v2deep in one pass and v2h16 in one-tile splits against the default, ncu's full set on
+#             one launch; not in the default
 #   batch     the 8B at batch 64 / 256 (input 128) and 256 x 512-token prompts
 #   prefill   one 4096-token 8B prefill per extend kernel (EXTEND_KERNELS, default "mma3"), one
 #             without the bf16 carry (SERVAL_CUDA_BF16_CARRY=0), one without the fused q/k/v
@@ -113,6 +116,30 @@ if want v2ab; then
     ab "8b b1 without $skip" SERVAL_CUDA_SKIP_KERNELS=$skip -- $L8 --batch-size 1 --input-len 128 --output-len 32
   done
   el v2ab
+fi
+if want mlab1; then
+  # The MLA kernel at batch 1, where its fixed cost (18.5 us a layer at a 150-token context inside V2-Lite's
+  # graph, 25 us alone) is not explained yet: bench-cuda at 150 and 1,024 tokens under 1, 2 and 8 tiles a
+  # split (v1, v2h16, v2deep each), V2-Lite batch 1 with five stages in one pass (v2deep, 8 tiles a split)
+  # against the default, and ncu's full set on one v2h16 launch (stall reasons, occupancy).
+  for mt in 1 2 8; do
+    echo "== bench-cuda mla, splits of at least $mt tiles" >> $Q
+    SERVAL_CUDA_MLA_MIN_TILES=$mt timeout -k 10 60 $B bench-cuda --mla-only --mla-cases 16:1:150,16:1:1024 2>&1 \
+      | grep "mla" >> $Q
+  done
+  V1="--model-path $W --batch-size 1 --input-len 128 --output-len 32"
+  ab "v2lite b1 default" X=1 -- $V1
+  ab "v2lite b1 v2deep, one pass" SERVAL_CUDA_MLA=v2deep SERVAL_CUDA_MLA_MIN_TILES=8 -- $V1
+  ab "v2lite b1 v2h16, one-tile splits" SERVAL_CUDA_MLA=v2h16 SERVAL_CUDA_MLA_MIN_TILES=1 -- $V1
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  if [ -n "$NCU" ]; then
+    echo "== ncu full: sv_mla_decode_mma2, batch 1 x 150" >> $Q
+    SERVAL_CUDA_MLA=v2h16 timeout -k 10 90 $NCU --clock-control none --set full -k regex:sv_mla_decode_mma2 \
+      --launch-skip 5 --launch-count 1 $B bench-cuda --mla-only --mla-cases 16:1:150 2>&1 \
+      | grep -E "Duration|Elapsed Cycles|SM Frequency|DRAM Throughput|Registers|Occupancy|Stall|stall|Warp Cycles|Issued|Shared Memory" \
+      | head -60 >> $Q
+  fi
+  el mlab1
 fi
 if want batch; then
   ab "8b b64 b256" X=1 -- $L8 --batch-size 64 256 --input-len 128 --output-len 24
