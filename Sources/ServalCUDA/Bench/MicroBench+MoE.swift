@@ -9,6 +9,10 @@ extension MicroBench {
     public func moeExperts(
         tokens: Int, experts: Int, topK: Int, hidden: Int, intermediate: Int, grouped: Bool = true
     ) throws -> (gbs: Double, ms: Double, active: Double) {
+        guard tokens > 0, topK > 0, topK <= experts, hidden % 8 == 0, intermediate % 8 == 0 else {
+            throw CUDAError.invalid(
+                "moe bench: \(tokens) tokens, top-\(topK) of \(experts), \(hidden) / \(intermediate)")
+        }
         let H = hidden, I = intermediate, E = experts, pairs = tokens * topK
         let matrix = I * H * 2
         let weights = try DeviceBuffer(bytes: 3 * E * matrix)
