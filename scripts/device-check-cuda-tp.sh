@@ -11,7 +11,9 @@
 # communicator, CUDA graphs off, KV pool). Then the NCCL parts one GPU allows: `selftest --only nccl` and
 # `--only "tp communicators"` (the NCCL and host-staged communicators tied to a backend: held-back ops queued
 # before a collective, NCCL captured in a graph and replayed, a host-staged capture refused), and the
-# refusals (SERVAL_TP_COMMUNICATOR=nccl on a shared GPU, --base-gpu-id beyond the GPUs, EP/DP attention).
+# refusals (SERVAL_TP_COMMUNICATOR=nccl on a shared GPU, --base-gpu-id beyond the GPUs, EP on CUDA). Between
+# them, DP attention on the tiny DeepSeek fixtures (DP_FIXTURES, default "v2-lite v3"): one GPU against
+# --tp-size 2 / 4 --dp-size 2 --enable-dp-attention, greedy tokens equal (PASS/FAIL).
 # MODELS picks the models (default "smol4 smol-bf16 8b"). ALLREDUCE=1 also runs TP=2 under SERVAL_TP_LAYOUT=all-reduce (tokens reported, not judged).
 # Carry .device-carry as for scripts/device-check-all.sh (serval.xz, smol4.gguf.xz, llama8b/config.json).
 # Log: $OUT/cudatp.txt (PASS/FAIL lines; grep "^PASS\|^FAIL").
@@ -52,10 +54,12 @@ stop() { kill $SP 2>/dev/null; wait $SP 2>/dev/null; }
 # Greedy output ids of fixed prompts (ids below every model's vocabulary), one JSON list per line.
 greedy() {
   python3 - "$1" > "$2" <<'EOF'
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 port = sys.argv[1]
 prompts = [[1, 4093, 2751, 28, 253, 1117, 30], [504, 3458, 282, 4649, 314], [19, 9, 3, 47, 511, 2001, 33, 7, 8, 900],
            list(range(100, 400, 3))]
+if os.environ.get("SMALL_VOCAB"):  # the DeepSeek fixtures' 259 ids
+    prompts = [[p % 250 + 3 for p in ids] for ids in prompts]
 for ids in prompts:
     body = json.dumps({"input_ids": ids, "sampling_params": {"temperature": 0, "max_new_tokens": 48,
                                                              "ignore_eos": True}}).encode()
@@ -161,6 +165,33 @@ MODELS=${MODELS:-smol4 smol-bf16 8b}
 [[ " $MODELS " == *" smol-bf16 "* ]] && run_model smol-bf16 --model-path $S --load-format dummy --tokenizer-path /tmp/smol4.gguf
 [[ " $MODELS " == *" 8b "* ]] && run_model 8b --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf \
   --context-length 8192
+
+# DP attention on CUDA ranks (issue 22's layouts, all ranks on this one GPU, host-staged collectives,
+# decode eager): the tiny DeepSeek fixtures' greedy tokens on one GPU against DP attention 2 over 2 ranks
+# (one rank a group) and over 4 ranks (two a group: the heads split inside each group).
+run_dp() {  # NAME (a fixture)
+  local name=$1 dir=$F/$1
+  echo "== $name: DP attention" >> $Q
+  export SMALL_VOCAB=1
+  if serve $name-dp1 31000 1 X=1 -- --model-path $dir; then greedy 31000 /tmp/tok-$name-dp1; stop; fi
+  for layout in "2 2" "4 2"; do
+    set -- $layout
+    if serve $name-dp$1x$2 31000 $1 X=1 -- --model-path $dir --dp-size $2 --enable-dp-attention; then
+      grep "DP attention\|CUDA graphs are off\|KV pool" /tmp/srv-$name-dp$1x$2.log | sed "s/^/   tp $1 dp $2: /" >> $Q
+      greedy 31000 /tmp/tok-$name-dp$1x$2 || echo "   tp $1 dp $2: /generate failed" >> $Q
+      stop
+      grep -i "error\|fatal" /tmp/srv-$name-dp$1x$2.log | head -5 | sed "s/^/   log: /" >> $Q
+      if cmp -s /tmp/tok-$name-dp1 /tmp/tok-$name-dp$1x$2 && [ -s /tmp/tok-$name-dp1 ]; then
+        pass "$name: --tp-size $1 --dp-size $2 --enable-dp-attention greedy tokens = one GPU's"
+      else
+        fail "$name: --tp-size $1 --dp-size $2 --enable-dp-attention greedy tokens differ from one GPU's"
+      fi
+    fi
+    el "$name dp $1x$2"
+  done
+  unset SMALL_VOCAB
+}
+for f in ${DP_FIXTURES:-v2-lite v3}; do run_dp $f; done
 
 echo "== NCCL on one GPU" >> $Q
 timeout 120 $B selftest --device cuda --require-nccl --only nccl --only "tp communicators" 2>&1 \

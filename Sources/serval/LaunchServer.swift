@@ -561,12 +561,24 @@ struct LaunchServer: AsyncParsableCommand {
         var gpu: Int? = nil
         var collectives: DeviceCollectives? = nil
         var layerCommunicator = communicator
+        var attentionLayer = attentionCommunicator
         if let communicator, deviceOptions.computeDevice == .cuda {
             let rank = try openCUDARank(communicator.rank, layout: layout, host: communicator, threads: threads)
             opened = rank.opened
             layerCommunicator = rank.communicator
             collectives = rank.collectives
             gpu = rank.gpu
+            if enableDPAttention {
+                // The ranks' token counts change every step (and a rank without requests runs an
+                // idle pass): steps stay eager.
+                opened = opened.withoutGraphs()
+                if let group = attentionCommunicator {
+                    attentionLayer = try attentionGroupCollectives(
+                        group, kind: rank.collectives, opened: opened, rank: communicator.rank)
+                }
+            }
+            // The host channel beside the device collectives (DP attention's token counts).
+            options.controlCommunicator = communicator
         } else {
             if deviceOptions.computeDevice == .cuda { gpu = try self.gpu(ofRank: 0, layout: layout).gpu }
             do { opened = try deviceOptions.open(threads: threads, gpu: gpu ?? 0) } catch {
@@ -575,7 +587,7 @@ struct LaunchServer: AsyncParsableCommand {
         }
         if let layerCommunicator {
             options.communicator = layerCommunicator
-            options.attentionCommunicator = attentionCommunicator
+            options.attentionCommunicator = attentionLayer
             var m = ModelParallelism(dataParallelAttention: enableDPAttention, expertParallel: parallel.epSize > 1)
             m.expertParallelSize = parallel.epSize
             try expertOptions.apply(

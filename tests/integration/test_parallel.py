@@ -46,8 +46,8 @@ def binary_or_skip():
     (["--tp-size", "2", "--gpu-id-step", "2"], "--base-gpu-id and --gpu-id-step need --device cuda"),
     (["--device", "cuda", "--gpu-id-step", "0"], "--gpu-id-step must be at least 1, got 0"),
     (["--device", "cuda", "--base-gpu-id=-1"], "--base-gpu-id must be at least 0, got -1"),
-    (["--device", "cuda", "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"],
-     "--enable-dp-attention runs on CPU ranks only for now"),
+    # DP attention runs on CUDA ranks too: its layout is still checked before any GPU is touched.
+    (["--device", "cuda", "--tp-size", "2", "--dp-size", "4", "--enable-dp-attention"], "must be at most --tp-size 2"),
     (["--device", "cuda", "--tp-size", "2", "--ep-size", "2"], "--ep-size 2 runs on CPU ranks only for now"),
 ])
 def test_layout_errors_are_one_line(args, message):

@@ -207,6 +207,8 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         do { try context.makeCurrent() } catch { if firstError == nil { firstError = error } }
     }
 
+    public func bindToCallingThread() { makeCurrent() }
+
     // MARK: Memory
 
     public func weight(_ data: UnsafeRawPointer, type: DType, rows: Int, cols: Int, byteCount: Int) throws

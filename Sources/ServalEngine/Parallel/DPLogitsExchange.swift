@@ -45,8 +45,8 @@ struct DPLogitsExchange {
         } else if let local, local.rowCount == n {
             mine.append(0)
             mine.append(contentsOf: local.copy().logits)
-            if let h = local.hidden, local.hiddenSize == hidden {
-                mine.append(contentsOf: UnsafeBufferPointer(start: h, count: n * hidden))
+            if local.hiddenSize == hidden, let h = local.hiddenRows(), h.count == n * hidden {
+                mine.append(contentsOf: h)  // a GPU's rows come home through its reader
             } else {
                 mine.append(contentsOf: repeatElement(0, count: n * hidden))
             }

@@ -23,6 +23,8 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
     /// DP attention: the ranks of this rank's attention DP group (one, or `tp / dp` that split
     /// the group's heads and hold the same rows). Groups are contiguous ranks.
     let attentionCommunicator: any Communicator
+    /// `communicator`'s ranks over host memory (the token counts under DP attention).
+    let control: any Communicator
     /// Where the routed experts live (expert parallel), or one logical expert per slot on
     /// one "rank" (otherwise); changed by `ExpertLoadControl.expertControl(.place)`.
     public internal(set) var expertPlacement: ExpertPlacement
@@ -55,6 +57,7 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
         communicator = ctx.communicator
         dataParallelAttention = !parallel.isSingle && ctx.layout.dataParallelAttention
         attentionCommunicator = ctx.attentionCommunicator
+        control = ctx.controlCommunicator
         let overlaps = !parallel.isSingle && ctx.layout.twoBatchOverlap && ctx.layout.expertParallel
         overlap =
             overlaps && !dataParallelAttention ? (BackgroundCollective(), ctx.layout.twoBatchOverlapMinTokens) : nil
@@ -153,6 +156,7 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
         else {
             throw ModelError(source: "forward", "the KV cache was not made by this model")
         }
+        backend.enterForward()
         let plan: BatchPlan
         do {
             plan = try BatchPlan(batch, slotTable: kv.slotTable, vocabSize: config.vocabSize)
@@ -253,13 +257,14 @@ public final class DeepSeekModel: BackendLanguageModel, @unchecked Sendable {
             hiddenSize: H)
     }
 
-    /// Every rank's count `n` this step, in rank order (one small all-gather).
+    /// Every rank's count `n` this step, in rank order (one small all-gather of host memory,
+    /// over `control`: a GPU's device collectives cannot take these host floats).
     private func tokenCounts(_ n: Int) throws -> [Int] {
         var mine = Float(n)
-        var all = [Float](repeating: 0, count: communicator.size)
+        var all = [Float](repeating: 0, count: control.size)
         try all.withUnsafeMutableBufferPointer {
-            try communicator.allGatherV(
-                &mine, counts: [Int](repeating: 1, count: communicator.size), into: $0.baseAddress.unsafelyUnwrapped)
+            try control.allGatherV(
+                &mine, counts: [Int](repeating: 1, count: control.size), into: $0.baseAddress.unsafelyUnwrapped)
         }
         return all.map { Int($0) }
     }

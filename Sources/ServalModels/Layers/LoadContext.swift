@@ -12,13 +12,18 @@ public final class LoadContext: @unchecked Sendable {
     /// tensor parallelism; under DP attention this rank's attention DP group (one rank, or
     /// `tp / dp` ranks that split the heads of the group's requests).
     public let attentionCommunicator: any Communicator
+    /// `communicator`'s ranks over host memory, for per-step control figures (DP attention's
+    /// token counts): `communicator` itself on CPU ranks, the host channel beside a GPU's
+    /// device collectives.
+    public let controlCommunicator: any Communicator
     private var buffers: [DeviceBuffer] = []
 
-    /// `attentionCommunicator` nil: `communicator`, or one rank under DP attention.
+    /// `attentionCommunicator` nil: `communicator`, or one rank under DP attention;
+    /// `controlCommunicator` nil: `communicator`.
     public init(
         source: WeightSource, backend: any ComputeBackend,
         communicator: any Communicator = SingleRankCommunicator(), layout: ModelParallelism = ModelParallelism(),
-        attentionCommunicator: (any Communicator)? = nil
+        attentionCommunicator: (any Communicator)? = nil, controlCommunicator: (any Communicator)? = nil
     ) {
         self.source = source
         self.backend = backend
@@ -26,6 +31,7 @@ public final class LoadContext: @unchecked Sendable {
         self.layout = layout
         self.attentionCommunicator =
             attentionCommunicator ?? (layout.dataParallelAttention ? SingleRankCommunicator() : communicator)
+        self.controlCommunicator = controlCommunicator ?? communicator
     }
 
     deinit { for b in buffers { backend.release(b) } }

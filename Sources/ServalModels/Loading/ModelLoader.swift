@@ -29,6 +29,10 @@ public struct ModelLoadOptions: Sendable {
     public var communicator: any Communicator = SingleRankCommunicator()
     /// DP attention: this rank's attention DP group (nil: one rank per group).
     public var attentionCommunicator: (any Communicator)? = nil
+    /// The same ranks as `communicator` over host memory, for the small figures a step agrees
+    /// on before its collectives (DP attention's token counts); nil: `communicator` itself,
+    /// which then must take host memory (CPU ranks). A GPU's collectives take device memory only.
+    public var controlCommunicator: (any Communicator)? = nil
     /// How the model uses `communicator`'s ranks: DP attention and expert parallelism (DeepSeek
     /// models), the exact or all-reduce layout (dense models).
     public var layout = ModelParallelism()
@@ -111,7 +115,7 @@ public enum ModelLoader {
             config,
             LoadContext(
                 source: weights, backend: backend, communicator: options.communicator, layout: options.layout,
-                attentionCommunicator: options.attentionCommunicator))
+                attentionCommunicator: options.attentionCommunicator, controlCommunicator: options.controlCommunicator))
     }
 
     /// A model of `config`'s shapes with random weights stored as `weightType` (tests, tools).

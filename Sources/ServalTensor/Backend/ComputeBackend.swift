@@ -48,6 +48,8 @@ public protocol DeviceBackend: ComputeBackend {
     func deviceLogitsStorage(_ rows: UnsafeMutablePointer<Float>) -> Logits.Storage
     var preferredKVType: DType { get }
     func makeDeviceSampler(vocabSize: Int) -> any TokenSampler
+    /// Makes the device usable from the calling thread (its context current there).
+    func bindToCallingThread()
 }
 
 /// One output of a (possibly fused) matrix product: `y[r] = weight · x[r]`.
@@ -189,6 +191,11 @@ extension ComputeBackend {
     public func logitsStorage(_ rows: UnsafeMutablePointer<Float>) -> Logits.Storage {
         (self as? any DeviceBackend)?.deviceLogitsStorage(rows) ?? .host(rows)
     }
+
+    /// Called where a forward pass starts: a step may run on any thread (under DP attention
+    /// the engine thread that starts a step varies, and a rank's idle pass queues work before
+    /// anything else would bind the device), so a device backend binds itself to it here.
+    public func enterForward() { (self as? any DeviceBackend)?.bindToCallingThread() }
 
     /// What a KV pool of `--kv-cache-dtype auto` stores (f16 unless the backend says otherwise).
     public var defaultKVType: DType { (self as? any DeviceBackend)?.preferredKVType ?? .f16 }

@@ -67,6 +67,17 @@ public struct Logits: @unchecked Sendable {
         }
     }
 
+    /// Every row's hidden state, `[rows × hiddenSize]` copied to the host (nil when the model
+    /// exposes none): read through the device reader when the rows live on a device.
+    public func hiddenRows() -> [Float]? {
+        guard let h = hidden, hiddenSize > 0 else { return nil }
+        let count = rowCount * hiddenSize
+        switch storage {
+        case .host: return Array(UnsafeBufferPointer(start: h, count: count))
+        case .device(_, let reader): return count == 0 ? [] : reader.read(h, count: count)
+        }
+    }
+
     /// A host copy that outlives the next forward (tests, tools, teacher forcing).
     public func copy() -> ForwardOutput {
         switch storage {

@@ -37,7 +37,7 @@ extension LaunchServer {
     }
 
     /// The GPU flags against the device and the layout: `--base-gpu-id`/`--gpu-id-step` need
-    /// `--device cuda`; CUDA ranks run plain tensor parallelism (no DP attention, no EP yet).
+    /// `--device cuda`; CUDA ranks run tensor parallelism and DP attention (no EP yet).
     func checkGPUFlags(layout: ParallelLayout) throws {
         let placement = parallel.gpuPlacement
         do { try placement.validate() } catch { throw ValidationError(error.message) }
@@ -47,11 +47,6 @@ extension LaunchServer {
                     "--base-gpu-id and --gpu-id-step need --device cuda (CPU ranks run on the host's cores).")
             }
             return
-        }
-        if layout.enableDPAttention {
-            throw ValidationError(
-                "--enable-dp-attention runs on CPU ranks only for now; use --device cpu, or drop it (plain --tp-size runs on CUDA)."
-            )
         }
         if layout.epSize > 1 {
             throw ValidationError(
@@ -141,6 +136,29 @@ extension LaunchServer {
             opened = opened.withoutGraphs()
         }
         return (opened, communicator, kind, gpu)
+    }
+
+    /// DP attention with several ranks per attention group on CUDA: the group's device
+    /// collectives (the o projection's all-reduce over the ranks that split the group's heads),
+    /// of the kind the world's are (`kind`), formed over the group's host communicator.
+    func attentionGroupCollectives(
+        _ group: any Communicator, kind: DeviceCollectives, opened: OpenedDevice, rank: Int
+    ) throws -> any Communicator {
+        guard let cuda = opened.backend as? CUDABackend else {
+            throw ValidationError("DP attention rank \(rank): --device cuda opened no CUDA backend")
+        }
+        switch kind {
+        case .nccl:
+            do {
+                try cuda.context.makeCurrent()
+                return try NCCLCommunicator(rank: group.rank, size: group.size, bootstrap: group, backend: cuda)
+            } catch {
+                throw ValidationError(
+                    "DP attention rank \(rank): cannot form its attention group's NCCL group: \(error)")
+            }
+        case .hostStaged:
+            return HostStagedCommunicator(host: group, staging: CUDAHostStaging(backend: cuda))
+        }
     }
 
     /// After every rank loaded its weights (a barrier before this): each rank's GPU memory
