@@ -35,6 +35,27 @@ import Testing
         #expect(device.reads == 2)
     }
 
+    @Test func allHiddenRowsComeHomeInOneRead() {
+        let vocab = 2, rows = 3, hidden = 2
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: vocab * rows)
+        let states = UnsafeMutablePointer<Float>.allocate(capacity: hidden * rows)
+        defer {
+            logits.deallocate()
+            states.deallocate()
+        }
+        for i in 0..<(hidden * rows) { states[i] = Float(10 + i) }
+        let device = FakeDevice()
+        let onDevice = Logits(
+            vocabSize: vocab, rowStart: [0, 2, 3], storage: .device(logits, reader: device), hidden: states,
+            hiddenSize: hidden)
+        #expect(onDevice.hiddenRows() == [10, 11, 12, 13, 14, 15])
+        #expect(device.reads == 1)
+        let onHost = Logits(
+            vocabSize: vocab, rowStart: [0, 2, 3], storage: .host(logits), hidden: states, hiddenSize: hidden)
+        #expect(onHost.hiddenRows() == [10, 11, 12, 13, 14, 15])
+        #expect(Logits(vocabSize: vocab, rowStart: [0, 3], storage: .host(logits)).hiddenRows() == nil)
+    }
+
     @Test func theCPUBackendKeepsHostLogitsF16KVAndTheHostSampler() {
         let cpu = CPUBackend(threads: 1)
         let p = UnsafeMutablePointer<Float>.allocate(capacity: 1)
