@@ -11,9 +11,9 @@
 # communicator, CUDA graphs off, KV pool). Then the NCCL parts one GPU allows: `selftest --only nccl` and
 # `--only "tp communicators"` (the NCCL and host-staged communicators tied to a backend: held-back ops queued
 # before a collective, NCCL captured in a graph and replayed, a host-staged capture refused), and the
-# refusals (SERVAL_TP_COMMUNICATOR=nccl on a shared GPU, --base-gpu-id beyond the GPUs, EP on CUDA). Between
-# them, DP attention on the tiny DeepSeek fixtures (DP_FIXTURES, default "v2-lite v3"): one GPU against
-# --tp-size 2 / 4 --dp-size 2 --enable-dp-attention, greedy tokens equal (PASS/FAIL).
+# refusals (SERVAL_TP_COMMUNICATOR=nccl on a shared GPU, --base-gpu-id beyond the GPUs, EPLB on CUDA). Between
+# them, DP attention and EP on the tiny DeepSeek fixtures (DP_FIXTURES, default "v2-lite v3 v2-group"): one GPU
+# against DP attention 2 (tp 2 and 4), EP 2, DP attention 2 + EP 2, greedy tokens equal (PASS/FAIL).
 # MODELS picks the models (default "smol4 smol-bf16 8b"). ALLREDUCE=1 also runs TP=2 under SERVAL_TP_LAYOUT=all-reduce (tokens reported, not judged).
 # Carry .device-carry as for scripts/device-check-all.sh (serval.xz, smol4.gguf.xz, llama8b/config.json).
 # Log: $OUT/cudatp.txt (PASS/FAIL lines; grep "^PASS\|^FAIL").
@@ -166,32 +166,38 @@ MODELS=${MODELS:-smol4 smol-bf16 8b}
 [[ " $MODELS " == *" 8b "* ]] && run_model 8b --model-path $C/llama8b --load-format dummy --tokenizer-path /tmp/smol4.gguf \
   --context-length 8192
 
-# DP attention on CUDA ranks (issue 22's layouts, all ranks on this one GPU, host-staged collectives,
-# decode eager): the tiny DeepSeek fixtures' greedy tokens on one GPU against DP attention 2 over 2 ranks
-# (one rank a group) and over 4 ranks (two a group: the heads split inside each group).
+# DP attention and expert parallelism on CUDA ranks (issue 22's layouts, all ranks on this one GPU,
+# host-staged collectives, decode eager): the tiny DeepSeek fixtures' greedy tokens on one GPU against
+# DP attention 2 over 2 ranks (one rank a group) and over 4 (two a group: the heads split inside each),
+# EP 2, and DP attention 2 + EP 2.
 run_dp() {  # NAME (a fixture)
   local name=$1 dir=$F/$1
-  echo "== $name: DP attention" >> $Q
+  echo "== $name: DP attention, EP" >> $Q
   export SMALL_VOCAB=1
-  if serve $name-dp1 31000 1 X=1 -- --model-path $dir; then greedy 31000 /tmp/tok-$name-dp1; stop; fi
-  for layout in "2 2" "4 2"; do
+  if serve $name-one 31000 1 X=1 -- --model-path $dir; then greedy 31000 /tmp/tok-$name-one; stop; fi
+  local i=0
+  for layout in "2 --dp-size 2 --enable-dp-attention" "4 --dp-size 2 --enable-dp-attention" "2 --ep-size 2" \
+    "2 --dp-size 2 --enable-dp-attention --ep-size 2"; do
+    i=$((i + 1))
     set -- $layout
-    if serve $name-dp$1x$2 31000 $1 X=1 -- --model-path $dir --dp-size $2 --enable-dp-attention; then
-      grep "DP attention\|CUDA graphs are off\|KV pool" /tmp/srv-$name-dp$1x$2.log | sed "s/^/   tp $1 dp $2: /" >> $Q
-      greedy 31000 /tmp/tok-$name-dp$1x$2 || echo "   tp $1 dp $2: /generate failed" >> $Q
+    local tp=$1; shift
+    if serve $name-l$i 31000 $tp X=1 -- --model-path $dir "$@"; then
+      grep "DP attention\|expert\|CUDA graphs are off\|KV pool" /tmp/srv-$name-l$i.log | head -4 \
+        | sed "s/^/   --tp-size $layout: /" >> $Q
+      greedy 31000 /tmp/tok-$name-l$i || echo "   --tp-size $layout: /generate failed" >> $Q
       stop
-      grep -i "error\|fatal" /tmp/srv-$name-dp$1x$2.log | head -5 | sed "s/^/   log: /" >> $Q
-      if cmp -s /tmp/tok-$name-dp1 /tmp/tok-$name-dp$1x$2 && [ -s /tmp/tok-$name-dp1 ]; then
-        pass "$name: --tp-size $1 --dp-size $2 --enable-dp-attention greedy tokens = one GPU's"
+      grep -i "error\|fatal" /tmp/srv-$name-l$i.log | head -5 | sed "s/^/   log: /" >> $Q
+      if cmp -s /tmp/tok-$name-one /tmp/tok-$name-l$i && [ -s /tmp/tok-$name-one ]; then
+        pass "$name: --tp-size $layout greedy tokens = one GPU's"
       else
-        fail "$name: --tp-size $1 --dp-size $2 --enable-dp-attention greedy tokens differ from one GPU's"
+        fail "$name: --tp-size $layout greedy tokens differ from one GPU's"
       fi
     fi
-    el "$name dp $1x$2"
+    el "$name --tp-size $layout"
   done
   unset SMALL_VOCAB
 }
-for f in ${DP_FIXTURES:-v2-lite v3}; do run_dp $f; done
+for f in ${DP_FIXTURES:-v2-lite v3 v2-group}; do run_dp $f; done
 
 echo "== NCCL on one GPU" >> $Q
 timeout 120 $B selftest --device cuda --require-nccl --only nccl --only "tp communicators" 2>&1 \
@@ -213,6 +219,6 @@ refused "SERVAL_TP_COMMUNICATOR=nccl with two ranks on one GPU" "share GPU 0" \
   --model-path /tmp/smol4.gguf
 refused "--base-gpu-id $N on a machine with $N GPU(s)" "names no GPU" \
   $B launch-server --device cuda --port 0 --base-gpu-id $N --model-path /tmp/smol4.gguf
-refused "--ep-size on CUDA" "runs on CPU ranks only" \
-  $B launch-server --device cuda --port 0 --tp-size 2 --ep-size 2 --model-path /tmp/smol4.gguf
+refused "--enable-eplb on CUDA" "runs on CPU ranks only" \
+  $B launch-server --device cuda --port 0 --tp-size 2 --ep-size 2 --enable-eplb --model-path /tmp/smol4.gguf
 el refusals

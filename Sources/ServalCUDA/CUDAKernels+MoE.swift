@@ -47,7 +47,8 @@ extension CUDAKernels {
     }
 
     /// y[t] = Σ_j weights[t·k+j] · down_e(SiLU(gate_e·x_t) ⊙ up_e·x_t), e = ids[t·k+j], the k
-    /// choices summed in order. Grouped: `sv_moe_sort` groups the pairs by expert on the
+    /// choices summed in order; an expert whose table entries are 0 (expert parallel: another
+    /// rank holds it) adds nothing. Grouped: `sv_moe_sort` groups the pairs by expert on the
     /// device, `sv_moe_gate_up_grouped` / `sv_moe_down_grouped` give each active expert's rows
     /// a warp (gate/up) or two rows a warp (down) that streams them once for all its pairs,
     /// `sv_moe_combine` sums the choices.
@@ -78,7 +79,7 @@ extension CUDAKernels {
         let perm = try scratch.slice(offset: at.perm, bytes: at.end - at.perm)
         let active = min(E, pairs)
         var s = KernelArgs()
-        s.add(ids); s.add(pairs); s.add(E); s.add(meta); s.add(perm)
+        s.add(ids); s.add(pairs); s.add(E); s.add(m.gate); s.add(meta); s.add(perm)
         try fn("sv_moe_sort").launch(grid: (1, 1, 1), block: (1024, 1, 1), stream: stream, args: s)
         var g = KernelArgs()
         g.add(x); g.add(meta); g.add(perm); g.add(m.gate); g.add(m.up); g.add(h); g.add(E); g.add(H); g.add(I); g.add(k)
@@ -89,7 +90,7 @@ extension CUDAKernels {
         try fn("sv_moe_down_grouped").launch(
             grid: ((H + 15) / 16, active, 1), block: (256, 1, 1), stream: stream, args: d)
         var c = KernelArgs()
-        c.add(yp); c.add(weights); c.add(y); c.add(tokens); c.add(H); c.add(k)
+        c.add(yp); c.add(weights); c.add(ids); c.add(m.gate); c.add(y); c.add(tokens); c.add(H); c.add(k)
         try fn("sv_moe_combine").launch(
             grid: (min((tokens * H + 255) / 256, 8192), 1, 1), block: (256, 1, 1), stream: stream, args: c)
     }

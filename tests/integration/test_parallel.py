@@ -48,7 +48,10 @@ def binary_or_skip():
     (["--device", "cuda", "--base-gpu-id=-1"], "--base-gpu-id must be at least 0, got -1"),
     # DP attention runs on CUDA ranks too: its layout is still checked before any GPU is touched.
     (["--device", "cuda", "--tp-size", "2", "--dp-size", "4", "--enable-dp-attention"], "must be at most --tp-size 2"),
-    (["--device", "cuda", "--tp-size", "2", "--ep-size", "2"], "--ep-size 2 runs on CPU ranks only for now"),
+    (["--device", "cuda", "--tp-size", "2", "--ep-size", "2", "--enable-eplb"],
+     "--enable-eplb runs on CPU ranks only for now"),
+    (["--device", "cuda", "--tp-size", "2", "--ep-size", "2", "--ep-num-redundant-experts", "2"],
+     "--ep-num-redundant-experts runs on CPU ranks only for now"),
 ])
 def test_layout_errors_are_one_line(args, message):
     binary = binary_or_skip()

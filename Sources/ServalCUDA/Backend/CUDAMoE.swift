@@ -8,6 +8,14 @@ extension CUDABackend {
     {
         try CUDAMoE(backend: self, routing: routing, experts: experts, hidden: hidden, intermediate: intermediate)
     }
+
+    /// Expert parallel: the experts another rank holds (nil) get null table entries, which the
+    /// kernels skip.
+    public func makePartialMoE(routing: MoERouting, experts: [ExpertWeights?], hidden: Int, intermediate: Int)
+        throws -> any MoEBackend
+    {
+        try CUDAMoE(backend: self, routing: routing, experts: experts, hidden: hidden, intermediate: intermediate)
+    }
 }
 
 /// `MoEBackend` on the GPU. `route`: `sv_moe_route`, a warp per token, the CPU's rule
@@ -34,7 +42,9 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
     /// pairs × intermediate fp32 (then, grouped, pairs × hidden fp32, the sort's meta and perm).
     private var pairScratch: DeviceBuffer?
 
-    init(backend: CUDABackend, routing: MoERouting, experts: [ExpertWeights], hidden: Int, intermediate: Int) throws {
+    /// `experts`: every logical expert's weights, or nil for one another rank holds (expert
+    /// parallel: its pairs add nothing here).
+    init(backend: CUDABackend, routing: MoERouting, experts: [ExpertWeights?], hidden: Int, intermediate: Int) throws {
         let E = routing.experts
         guard E > 0, E <= Self.maxExperts, experts.count == E else {
             throw CUDAError.invalid("MoE: \(E) experts (\(experts.count) given) not supported on CUDA (1...512)")
@@ -43,6 +53,7 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
             throw CUDAError.invalid("MoE: \(routing.groups) groups / top-\(routing.topK) not supported on CUDA")
         }
         for (e, w) in experts.enumerated() {
+            guard let w else { continue }
             guard w.gate.rows == intermediate, w.up.rows == intermediate, w.gate.cols == hidden, w.up.cols == hidden,
                 w.down.rows == hidden, w.down.cols == intermediate
             else { throw CUDAError.invalid("MoE: expert \(e)'s matrices do not have the layer's shapes") }
@@ -53,8 +64,9 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
         self.intermediate = intermediate
         try backend.context.makeCurrent()
         let addresses: [UInt64] =
-            experts.map { CUDABackend.address($0.gate.base) } + experts.map { CUDABackend.address($0.up.base) }
-            + experts.map { CUDABackend.address($0.down.base) }
+            experts.map { $0.map { CUDABackend.address($0.gate.base) } ?? 0 }
+            + experts.map { $0.map { CUDABackend.address($0.up.base) } ?? 0 }
+            + experts.map { $0.map { CUDABackend.address($0.down.base) } ?? 0 }
         let aligned = hidden % 8 == 0 && intermediate % 8 == 0 && addresses.allSatisfy { $0 % 16 == 0 }
         grouped = aligned && ProcessInfo.processInfo.environment["SERVAL_CUDA_MOE"] != "pairs"
         table = try DeviceBuffer(bytes: addresses.count * 8)

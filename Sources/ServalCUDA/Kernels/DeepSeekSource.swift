@@ -422,15 +422,15 @@ extension KernelSource {
         // grouped by expert (in any order within an expert: every pair's products are its own, so
         // the order changes no value). Grid sizes need no host read: blocks past the active count
         // return.
-        extern "C" __global__ void __launch_bounds__(1024) sv_moe_sort(const int *ids, int pairs, int E, int *meta,
-                                                                       int *perm) {
+        extern "C" __global__ void __launch_bounds__(1024) sv_moe_sort(const int *ids, int pairs, int E,
+                                                                       const u64 *gate_w, int *meta, int *perm) {
             SV_PDL_ENTRY();
             __shared__ int cnt[SV_MOE_MAX_EXPERTS], off[SV_MOE_MAX_EXPERTS];
             for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
             __syncthreads();
             for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
                 const int e = ids[p];
-                if (e >= 0 && e < E) atomicAdd(&cnt[e], 1);
+                if (e >= 0 && e < E && gate_w[e]) atomicAdd(&cnt[e], 1);
             }
             __syncthreads();
             if (threadIdx.x == 0) {
@@ -450,7 +450,7 @@ extension KernelSource {
             __syncthreads();
             for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
                 const int e = ids[p];
-                if (e >= 0 && e < E) perm[atomicAdd(&off[e], 1)] = p;
+                if (e >= 0 && e < E && gate_w[e]) perm[atomicAdd(&off[e], 1)] = p;
             }
         }
 
@@ -554,15 +554,18 @@ extension KernelSource {
             }
         }
 
-        // y[t, o] = sum_j w[t*k + j] * yp[t*k + j, o], the k choices summed in order.
-        extern "C" __global__ void sv_moe_combine(const float *yp, const float *w, float *y, int tokens, int H, int k) {
+        // y[t, o] = sum_j w[t*k + j] * yp[t*k + j, o], the k choices summed in order; a choice whose
+        // expert this rank does not hold (expert parallel: a null address) adds nothing here.
+        extern "C" __global__ void sv_moe_combine(const float *yp, const float *w, const int *ids, const u64 *gate_w,
+                                                  float *y, int tokens, int H, int k) {
             SV_PDL_ENTRY();
             const size_t n = (size_t)tokens * H;
             for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
                  idx += (size_t)gridDim.x * blockDim.x) {
                 const size_t t = idx / H, o = idx % H;
                 float total = 0.f;
-                for (int j = 0; j < k; j++) total += w[t * k + j] * yp[(t * k + j) * H + o];
+                for (int j = 0; j < k; j++)
+                    if (gate_w[ids[t * k + j]]) total += w[t * k + j] * yp[(t * k + j) * H + o];
                 y[idx] = total;
             }
         }
@@ -578,6 +581,7 @@ extension KernelSource {
             if (i >= I) return;
             for (int p = blockIdx.y; p < pairs; p += gridDim.y) {
                 int e = ids[p];
+                if (!gate_w[e]) continue;  // another rank's expert (expert parallel): its row is never read
                 const bf16_t *g = (const bf16_t *)gate_w[e] + (size_t)i * H;
                 const bf16_t *u = (const bf16_t *)up_w[e] + (size_t)i * H;
                 const float *xt = x + (size_t)(p / k) * H;
@@ -605,6 +609,7 @@ extension KernelSource {
                 float total = 0.f;
                 for (int j = 0; j < k; j++) {
                     int p = t * k + j;
+                    if (!down_w[ids[p]]) continue;  // another rank's expert
                     const bf16_t *dn = (const bf16_t *)down_w[ids[p]] + (size_t)o * I;
                     const float *hp = h + (size_t)p * I;
                     float s = 0.f;

@@ -31,6 +31,13 @@ extension CUDASelftest {
         run("moe grouped: 37 tokens, 9 experts, top-3 (9 pairs a chunk of 4 does not divide), hidden 264") {
             try self.testMoEExperts(tokens: 37, experts: 9, k: 3, hidden: 264, inter: 56, grouped: true)
         }
+        run("moe grouped, expert parallel (experts 1, 4, 5 held elsewhere): 7 tokens, 6 experts, top-2") {
+            try self.testMoEExperts(
+                tokens: 7, experts: 6, k: 2, hidden: 72, inter: 40, grouped: true, absent: [1, 4, 5])
+        }
+        run("moe per pair, expert parallel (experts 0, 2 held elsewhere): 5 tokens, 6 experts, top-3") {
+            try self.testMoEExperts(tokens: 5, experts: 6, k: 3, hidden: 72, inter: 40, grouped: false, absent: [0, 2])
+        }
         run("moe grouped: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
             try self.testMoEExperts(tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true)
         }
@@ -306,14 +313,18 @@ extension CUDASelftest {
         return judge("weights", Reference.relativeError(gotW, wantW), Self.fp32Tolerance * 10)
     }
 
-    func testMoEExperts(tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool) throws
-        -> String?
-    {
+    /// `CUDAKernels.moeExperts` against Double; the experts in `absent` have null table entries
+    /// (expert parallel: another rank's) and must add nothing.
+    func testMoEExperts(
+        tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool, absent: Set<Int> = []
+    ) throws -> String? {
         let x = randomFloats(tokens * H)
         let gate = (0..<E).map { _ in randomBF16(I * H, 0.2) }, up = (0..<E).map { _ in randomBF16(I * H, 0.2) }
         let down = (0..<E).map { _ in randomBF16(H * I, 0.2) }
-        let gatePtrs = try gate.map { try upload($0).address }, upPtrs = try up.map { try upload($0).address }
-        let downPtrs = try down.map { try upload($0).address }
+        func table(_ m: [[UInt16]]) throws -> [UInt64] {
+            try m.enumerated().map { e, w in absent.contains(e) ? 0 : try upload(w).address }
+        }
+        let gatePtrs = try table(gate), upPtrs = try table(up), downPtrs = try table(down)
         var ids: [Int32] = []
         for _ in 0..<tokens { ids += Array((0..<Int32(E)).shuffled(using: &rng).prefix(k)) }
         let w = randomFloats(tokens * k)
@@ -328,7 +339,7 @@ extension CUDASelftest {
         let got: [Float] = try download(y, tokens * H)
         var want = [Float](repeating: 0, count: tokens * H)
         for t in 0..<tokens {
-            for j in 0..<k {
+            for j in 0..<k where !absent.contains(Int(ids[t * k + j])) {
                 let e = Int(ids[t * k + j])
                 var act = [Double](repeating: 0, count: I)
                 for i in 0..<I {

@@ -17,6 +17,9 @@ public struct DeepSeekMoE: @unchecked Sendable {
     /// ones included: `ExpertPlacement`), run top-1 over the (token, expert) pairs routed
     /// to them.
     let slots: ExpertSlots?
+    /// Expert parallel on a device: `moe` runs this rank's experts of every pair itself
+    /// (`DeviceBackend.makePartialMoE`) instead of the host dispatch over `slots`.
+    let partial: Bool
     public let shared: GatedMLP?
     /// The shared experts are whole on every rank (expert parallel): the caller adds
     /// them after the ranks' sum, on its own rows (`addSharedAfterReduce`).
@@ -93,25 +96,56 @@ public struct DeepSeekMoE: @unchecked Sendable {
             experts: E, topK: c.expertsPerToken, method: c.topkMethod, scoring: c.scoring, groups: c.groups,
             topkGroups: c.topkGroups, normalize: c.normTopkProb, scalingFactor: c.routedScalingFactor)
         let moe: any MoEBackend
+        var partial = false
         do {
-            if expertParallel {
+            if expertParallel, let device = ctx.backend as? any DeviceBackend, let slots {
+                // On a GPU the router's choices stay on the device: every logical expert in one
+                // table, this rank's present and the others' absent (adding nothing here).
+                moe = try device.makePartialMoE(
+                    routing: routing, experts: try Self.partialTable(slots, experts: E, layer: p, source: src),
+                    hidden: H, intermediate: width.count)
+                partial = true
+            } else if expertParallel {
                 let table = [ExpertWeights](repeating: experts[0], count: E)
                 moe = try ctx.backend.makeMoE(routing: routing, experts: table, hidden: H, intermediate: width.count)
             } else {
                 moe = try ctx.backend.makeMoE(routing: routing, experts: experts, hidden: H, intermediate: width.count)
             }
+        } catch let error as ModelError {
+            throw error
         } catch {
             throw ModelError(source: src, "\(p): \(error)")
         }
         return DeepSeekMoE(
-            router: router, bias: bias, moe: moe, slots: slots, shared: shared, sharedReplicated: expertParallel,
-            expertWeights: experts, counter: ExpertCounter(slots: slots?.mine.count ?? E))
+            router: router, bias: bias, moe: moe, slots: slots, partial: partial, shared: shared,
+            sharedReplicated: expertParallel, expertWeights: experts,
+            counter: ExpertCounter(slots: slots?.mine.count ?? E))
+    }
+
+    /// Expert parallel on a device: each logical expert's weights where this rank holds its one
+    /// slot, nil where another rank does. Redundant experts (several replicas) are refused: the
+    /// replica a token takes is chosen on the host.
+    static func partialTable(_ slots: ExpertSlots, experts E: Int, layer p: String, source: String) throws(ModelError)
+        -> [ExpertWeights?]
+    {
+        guard slots.row.count == E, Set(slots.row).count == E else {
+            throw ModelError(
+                source: source,
+                "\(p): expert parallel on a GPU needs one slot per expert (no redundant experts yet): the placement has \(slots.row.count) slots for \(E) experts"
+            )
+        }
+        var table = [ExpertWeights?](repeating: nil, count: E)
+        for (i, slot) in slots.mine.enumerated() { table[slots.row[slot]] = slots.weights[i] }
+        return table
     }
 
     /// Expert parallel: moves this rank's slots to `placement` (between forward passes);
     /// the rebalance window's counts start again.
     func place(_ placement: ExpertPlacement, layer: Int) throws(ModelError) {
         guard let slots else { return }
+        guard !partial else {
+            throw ModelError(source: "expert placement", "moving experts between GPU ranks is not available yet")
+        }
         try slots.place(placement, layer: layer)
         counter.reset(.rebalance, slots: slots.mine.count)
         counter.reset(.record, slots: slots.mine.count)
@@ -132,7 +166,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
     /// Room for `tokens` rows in the next pass.
     public func reserve(tokens n: Int) throws {
         try moe.reserve(tokens: n)
-        try slots?.local.reserve(tokens: n * moe.routing.topK)
+        if !partial { try slots?.local.reserve(tokens: n * moe.routing.topK) }
     }
 
     /// `y = experts(x) + shared(x)` for `rows` rows of `x` (already normed). With several
@@ -145,7 +179,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
         try router.forward(x, rows: n, into: [b.logits], backend: be)
         moe.route(logits: b.logits, tokens: n, bias: bias.map { UnsafePointer($0) }, ids: b.ids, weights: b.weights)
         dispatch.passes = (dispatch.passes + 1) & 0x3FFF_FFFF
-        if let slots {
+        if let slots, !partial {
             runLocalExperts(slots, x, rows: n, firstToken: 0, into: y, buffers: b, backend: be)
         } else {
             // The router's ids are host memory only on the CPU: a GPU's stay on the device
@@ -194,7 +228,7 @@ public struct DeepSeekMoE: @unchecked Sendable {
     }
 
     /// Whether `forwardOverlapped` can run this layer.
-    var canOverlap: Bool { slots != nil && sharedReplicated }
+    var canOverlap: Bool { slots != nil && sharedReplicated && !partial }
 
     /// Expert parallel: adds the (whole, replicated) shared experts of `rows` rows of `x` to `y`.
     public func addSharedAfterReduce(

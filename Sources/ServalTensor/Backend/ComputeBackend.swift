@@ -50,6 +50,12 @@ public protocol DeviceBackend: ComputeBackend {
     func makeDeviceSampler(vocabSize: Int) -> any TokenSampler
     /// Makes the device usable from the calling thread (its context current there).
     func bindToCallingThread()
+    /// Expert parallel on the device: routed experts over all `experts.count` logical experts
+    /// of which this rank holds the non-nil ones; a (token, expert) pair of another rank's
+    /// expert adds nothing here (the ranks' partial sums are all-reduced by the model), so the
+    /// router's choices never leave the device.
+    func makePartialMoE(routing: MoERouting, experts: [ExpertWeights?], hidden: Int, intermediate: Int) throws
+        -> any MoEBackend
 }
 
 /// One output of a (possibly fused) matrix product: `y[r] = weight · x[r]`.

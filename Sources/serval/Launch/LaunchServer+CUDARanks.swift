@@ -37,7 +37,8 @@ extension LaunchServer {
     }
 
     /// The GPU flags against the device and the layout: `--base-gpu-id`/`--gpu-id-step` need
-    /// `--device cuda`; CUDA ranks run tensor parallelism and DP attention (no EP yet).
+    /// `--device cuda`; CUDA ranks run tensor parallelism, DP attention and expert parallelism
+    /// with one slot per expert (no EPLB, redundant experts or two-batch overlap yet).
     func checkGPUFlags(layout: ParallelLayout) throws {
         let placement = parallel.gpuPlacement
         do { try placement.validate() } catch { throw ValidationError(error.message) }
@@ -48,9 +49,16 @@ extension LaunchServer {
             }
             return
         }
-        if layout.epSize > 1 {
+        // Expert parallel runs on CUDA ranks with one slot per expert: the router's choices stay on
+        // the device, so what moves or replicates experts (chosen on the host) is CPU-only for now.
+        let moves: [(Bool, String)] = [
+            (expertOptions.enableEPLB, "--enable-eplb"),
+            (expertOptions.redundantExperts != 0, "--ep-num-redundant-experts"),
+            (expertOptions.twoBatchOverlap, "--enable-two-batch-overlap"),
+        ]
+        if let (_, what) = moves.first(where: { $0.0 }) {
             throw ValidationError(
-                "--ep-size \(layout.epSize) runs on CPU ranks only for now (its expert dispatch reads the router's choices on the host); use --device cpu, or drop it (under --tp-size the experts' width is split over the ranks)."
+                "\(what) runs on CPU ranks only for now (it moves or replicates experts, or splits the batch, on the host); use --device cpu, or drop it (--ep-size itself runs on CUDA)."
             )
         }
     }
