@@ -12,10 +12,13 @@ extension CUDAKernels {
         public var gate: DevicePointer
         public var up: DevicePointer
         public var down: DevicePointer
+        /// The experts' matrices are block-scaled fp8 (`CUDABackend.blockScaledWeight`'s layout)
+        /// in blocks of these rows x columns; nil: bf16.
+        public var fp8Block: (rows: Int, cols: Int)?
 
         public init(
             experts: Int, topK: Int, hidden: Int, intermediate: Int, gate: DevicePointer, up: DevicePointer,
-            down: DevicePointer
+            down: DevicePointer, fp8Block: (rows: Int, cols: Int)? = nil
         ) {
             self.experts = experts
             self.topK = topK
@@ -24,6 +27,7 @@ extension CUDAKernels {
             self.gate = gate
             self.up = up
             self.down = down
+            self.fp8Block = fp8Block
         }
 
         /// Whether the grouped kernels take these shapes (16-byte rows); the expert addresses
@@ -58,7 +62,10 @@ extension CUDAKernels {
         tokens: Int, shape m: MoEShape, grouped: Bool, stream: CUDAStream
     ) throws {
         let k = m.topK, E = m.experts, H = m.hidden, I = m.intermediate, pairs = tokens * k
-        try require(tokens > 0 && (!grouped || m.groupable), "MoE experts: \(tokens) tokens, shapes \(H) / \(I)")
+        try require(
+            tokens > 0 && (!grouped || m.groupable || m.fp8Block != nil) && (grouped || m.fp8Block == nil),
+            "MoE experts: \(tokens) tokens, shapes \(H) / \(I)\(m.fp8Block != nil ? ", fp8 experts run grouped only" : "")"
+        )
         try require(scratch.bytes >= m.scratchBytes(tokens: tokens, grouped: grouped), "MoE scratch too small")
         guard grouped else {
             var g = KernelArgs()
@@ -83,12 +90,21 @@ extension CUDAKernels {
         try fn("sv_moe_sort").launch(grid: (1, 1, 1), block: (1024, 1, 1), stream: stream, args: s)
         var g = KernelArgs()
         g.add(x); g.add(meta); g.add(perm); g.add(m.gate); g.add(m.up); g.add(h); g.add(E); g.add(H); g.add(I); g.add(k)
-        try fn("sv_moe_gate_up_grouped").launch(
-            grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)
         var d = KernelArgs()
         d.add(h); d.add(meta); d.add(perm); d.add(m.down); d.add(yp); d.add(E); d.add(H); d.add(I)
-        try fn("sv_moe_down_grouped").launch(
-            grid: ((H + 15) / 16, active, 1), block: (256, 1, 1), stream: stream, args: d)
+        if let b = m.fp8Block {
+            g.add(b.rows); g.add(b.cols)
+            d.add(b.rows); d.add(b.cols)
+            try fn("sv_moe_gate_up_grouped_fp8").launch(
+                grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)
+            try fn("sv_moe_down_grouped_fp8").launch(
+                grid: ((H + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: d)
+        } else {
+            try fn("sv_moe_gate_up_grouped").launch(
+                grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)
+            try fn("sv_moe_down_grouped").launch(
+                grid: ((H + 15) / 16, active, 1), block: (256, 1, 1), stream: stream, args: d)
+        }
         var c = KernelArgs()
         c.add(yp); c.add(weights); c.add(ids); c.add(m.gate); c.add(y); c.add(tokens); c.add(H); c.add(k)
         try fn("sv_moe_combine").launch(

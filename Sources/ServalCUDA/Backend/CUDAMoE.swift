@@ -37,8 +37,11 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
     let intermediate: Int
     /// gate | up | down matrix addresses, `experts` each (u64).
     private let table: DeviceBuffer
-    /// Whether `experts` takes the grouped kernels (16-byte rows and addresses, not turned off).
+    /// Whether `experts` takes the grouped kernels (16-byte rows and addresses, not turned off;
+    /// always for fp8 experts).
     let grouped: Bool
+    /// Block-scaled fp8 experts (kept as fp8, `CUDABackend.blockScaledWeight`): their block size.
+    let fp8Block: (rows: Int, cols: Int)?
     /// pairs × intermediate fp32 (then, grouped, pairs × hidden fp32, the sort's meta and perm).
     private var pairScratch: DeviceBuffer?
 
@@ -62,17 +65,38 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
         self.backend = backend
         self.hidden = hidden
         self.intermediate = intermediate
+        fp8Block = try Self.fp8Block(of: experts)
         try backend.context.makeCurrent()
         let addresses: [UInt64] =
             experts.map { $0.map { CUDABackend.address($0.gate.base) } ?? 0 }
             + experts.map { $0.map { CUDABackend.address($0.up.base) } ?? 0 }
             + experts.map { $0.map { CUDABackend.address($0.down.base) } ?? 0 }
         let aligned = hidden % 8 == 0 && intermediate % 8 == 0 && addresses.allSatisfy { $0 % 16 == 0 }
-        grouped = aligned && ProcessInfo.processInfo.environment["SERVAL_CUDA_MOE"] != "pairs"
+        grouped = fp8Block != nil || (aligned && ProcessInfo.processInfo.environment["SERVAL_CUDA_MOE"] != "pairs")
         table = try DeviceBuffer(bytes: addresses.count * 8)
         addresses.withUnsafeBytes { raw in
             if let base = raw.baseAddress { backend.stage(base, bytes: raw.count, to: table.pointer.address) }
         }
+    }
+
+    /// The fp8 block size when every present expert's three matrices are block-scaled fp8 in
+    /// one block size, with the scale grid where the kernels look for it (after the weights,
+    /// 256-byte aligned); nil when none is; a mix is refused.
+    static func fp8Block(of experts: [ExpertWeights?]) throws -> (rows: Int, cols: Int)? {
+        let matrices = experts.compactMap { $0 }.flatMap { [$0.gate, $0.up, $0.down] }
+        let scales = matrices.compactMap(\.blockScale)
+        guard let first = scales.first else { return nil }
+        guard scales.count == matrices.count,
+            scales.allSatisfy({ $0.blockRows == first.blockRows && $0.blockCols == first.blockCols })
+        else { throw CUDAError.invalid("MoE: the experts mix fp8 and other weights, or fp8 block sizes") }
+        for m in matrices {
+            guard let s = m.blockScale else { continue }
+            let at = CUDABackend.address(m.base) + UInt64((m.rows * m.cols + 255) / 256 * 256)
+            guard CUDABackend.address(s.scales) == at else {
+                throw CUDAError.invalid("MoE: an fp8 expert's scale grid is not where the expert kernels read it")
+            }
+        }
+        return (first.blockRows, first.blockCols)
     }
 
     /// The layer's expert tables and sizes for `CUDAKernels.moeExperts`.
@@ -83,7 +107,7 @@ final class CUDAMoE: MoEBackend, @unchecked Sendable {
         }
         return CUDAKernels.MoEShape(
             experts: E, topK: routing.topK, hidden: hidden, intermediate: intermediate, gate: entry(0), up: entry(1),
-            down: entry(2))
+            down: entry(2), fp8Block: fp8Block)
     }
 
     func reserve(tokens: Int) throws {

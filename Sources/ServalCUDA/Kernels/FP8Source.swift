@@ -132,5 +132,53 @@ extension KernelSource {
                 }
             }
         }
+
+        // Routed experts of block-scaled fp8 weights (DeepSeek-V3's, kept as fp8), grouped like
+        // sv_moe_gate_up_grouped / sv_moe_down_grouped over sv_moe_sort's meta and perm, summed by
+        // sv_moe_combine; a table entry is the matrix's address, its f32 scale grid following at
+        // align256(rows * cols) bytes (CUDABackend.blockScaledWeight's layout), a null entry an
+        // expert another rank holds. A warp per row; each of the expert's pairs takes the row through
+        // sv_fp8_row (the first read from memory, the others mostly from L2), x rounded to bf16 as the
+        // fp8 GEMV rounds it (16-byte pieces where rows, blocks and x allow, else single bytes).
+        __device__ __forceinline__ const float *sv_fp8_scales(const unsigned char *w, int rows, int cols, int row,
+                                                              int br, int bc) {
+            const size_t at = ((size_t)rows * cols + 255) / 256 * 256;
+            return (const float *)(w + at) + (size_t)(row / br) * ((cols + bc - 1) / bc);
+        }
+        extern "C" __global__ void __launch_bounds__(256) sv_moe_gate_up_grouped_fp8(
+            const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
+            int H, int I, int k, int br, int bc) {
+            SV_PDL_ENTRY();
+            const int u = blockIdx.y, i = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+            if (u >= meta[0] || i >= I) return;
+            const int e = meta[1 + u], first = meta[1 + E + u], count = meta[1 + 2 * E + u];
+            const unsigned char *g = (const unsigned char *)gate_w[e], *up = (const unsigned char *)up_w[e];
+            const float *gs = sv_fp8_scales(g, I, H, i, br, bc), *us = sv_fp8_scales(up, I, H, i, br, bc);
+            for (int c = 0; c < count; c++) {
+                const int p = perm[first + c];
+                const float *xt = x + (size_t)(p / k) * H;
+                const bool vec = (H & 15) == 0 && (bc & 15) == 0 && ((size_t)xt & 15) == 0;
+                const float sg = warp_sum(sv_fp8_row<false>(g + (size_t)i * H, gs, xt, H, bc, vec, lane));
+                const float su = warp_sum(sv_fp8_row<false>(up + (size_t)i * H, us, xt, H, bc, vec, lane));
+                if (lane == 0) h[(size_t)p * I + i] = sg / (1.f + expf(-sg)) * su;
+            }
+        }
+        extern "C" __global__ void __launch_bounds__(256) sv_moe_down_grouped_fp8(
+            const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I,
+            int br, int bc) {
+            SV_PDL_ENTRY();
+            const int u = blockIdx.y, o = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+            if (u >= meta[0] || o >= H) return;
+            const int e = meta[1 + u], first = meta[1 + E + u], count = meta[1 + 2 * E + u];
+            const unsigned char *d = (const unsigned char *)down_w[e];
+            const float *ds = sv_fp8_scales(d, H, I, o, br, bc);
+            for (int c = 0; c < count; c++) {
+                const int p = perm[first + c];
+                const float *hp = h + (size_t)p * I;
+                const bool vec = (I & 15) == 0 && (bc & 15) == 0 && ((size_t)hp & 15) == 0;
+                const float s = warp_sum(sv_fp8_row<false>(d + (size_t)o * I, ds, hp, I, bc, vec, lane));
+                if (lane == 0) yp[(size_t)p * H + o] = s;
+            }
+        }
         """#
 }

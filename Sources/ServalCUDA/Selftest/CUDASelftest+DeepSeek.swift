@@ -38,6 +38,14 @@ extension CUDASelftest {
         run("moe per pair, expert parallel (experts 0, 2 held elsewhere): 5 tokens, 6 experts, top-3") {
             try self.testMoEExperts(tokens: 5, experts: 6, k: 3, hidden: 72, inter: 40, grouped: false, absent: [0, 2])
         }
+        run("moe grouped fp8 (128 x 128 blocks): 9 tokens, 8 experts, top-2, hidden 256, inter 144 (partial blocks)") {
+            try self.testMoEExperts(
+                tokens: 9, experts: 8, k: 2, hidden: 256, inter: 144, grouped: true, fp8Block: (128, 128))
+        }
+        run("moe grouped fp8, expert parallel (experts 2, 3 elsewhere), odd sizes: 3 tokens, hidden 72, inter 40") {
+            try self.testMoEExperts(
+                tokens: 3, experts: 5, k: 2, hidden: 72, inter: 40, grouped: true, absent: [2, 3], fp8Block: (128, 128))
+        }
         run("moe grouped: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
             try self.testMoEExperts(tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true)
         }
@@ -315,28 +323,45 @@ extension CUDASelftest {
 
     /// `CUDAKernels.moeExperts` against Double; the experts in `absent` have null table entries
     /// (expert parallel: another rank's) and must add nothing.
+    /// With `fp8Block` the experts are block-scaled e4m3 in `CUDABackend.blockScaledWeight`'s
+    /// layout (bytes, then the f32 scale grid at align256(rows x cols)), against their
+    /// dequantized values with x and the activations rounded to bf16, as the fp8 kernels round them.
     func testMoEExperts(
-        tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool, absent: Set<Int> = []
+        tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool, absent: Set<Int> = [],
+        fp8Block: (Int, Int)? = nil
     ) throws -> String? {
-        let x = randomFloats(tokens * H)
-        let gate = (0..<E).map { _ in randomBF16(I * H, 0.2) }, up = (0..<E).map { _ in randomBF16(I * H, 0.2) }
-        let down = (0..<E).map { _ in randomBF16(H * I, 0.2) }
-        func table(_ m: [[UInt16]]) throws -> [UInt64] {
-            try m.enumerated().map { e, w in absent.contains(e) ? 0 : try upload(w).address }
+        var x = randomFloats(tokens * H)
+        /// One expert matrix: the bf16 values the reference uses, and its address (0: absent).
+        func matrix(_ e: Int, rows: Int, cols: Int) throws -> ([UInt16], UInt64) {
+            guard let block = fp8Block else {
+                let w = randomBF16(rows * cols, 0.2)
+                return (w, absent.contains(e) ? 0 : try upload(w).address)
+            }
+            let w = randomFP8(rows * cols), scales = randomScales(rows: rows, cols: cols, block: block)
+            var packed = w + [UInt8](repeating: 0, count: (rows * cols + 255) / 256 * 256 - rows * cols)
+            scales.withUnsafeBytes { packed += $0 }
+            let values = Reference.dequantizeFP8(w, scales: scales, rows: rows, cols: cols, block: block)
+            return (values, absent.contains(e) ? 0 : try upload(packed).address)
         }
-        let gatePtrs = try table(gate), upPtrs = try table(up), downPtrs = try table(down)
+        let gateM = try (0..<E).map { try matrix($0, rows: I, cols: H) }
+        let upM = try (0..<E).map { try matrix($0, rows: I, cols: H) }
+        let downM = try (0..<E).map { try matrix($0, rows: H, cols: I) }
+        let gate = gateM.map(\.0), up = upM.map(\.0), down = downM.map(\.0)
+        let gatePtrs = gateM.map(\.1), upPtrs = upM.map(\.1), downPtrs = downM.map(\.1)
         var ids: [Int32] = []
         for _ in 0..<tokens { ids += Array((0..<Int32(E)).shuffled(using: &rng).prefix(k)) }
         let w = randomFloats(tokens * k)
         let shape = CUDAKernels.MoEShape(
             experts: E, topK: k, hidden: H, intermediate: I, gate: try upload(gatePtrs), up: try upload(upPtrs),
-            down: try upload(downPtrs))
+            down: try upload(downPtrs), fp8Block: fp8Block)
         let scratch = try poisoned(bytes: shape.scratchBytes(tokens: tokens, grouped: grouped))
         let y = try poisoned(bytes: tokens * H * 4)
         try kernels.moeExperts(
             x: try upload(x), ids: try upload(ids), weights: try upload(w), y: y, scratch: scratch, tokens: tokens,
             shape: shape, grouped: grouped, stream: stream)
         let got: [Float] = try download(y, tokens * H)
+        let rounds = fp8Block != nil
+        if rounds { x = x.map { BF16.float(BF16.from($0)) } }
         var want = [Float](repeating: 0, count: tokens * H)
         for t in 0..<tokens {
             for j in 0..<k where !absent.contains(Int(ids[t * k + j])) {
@@ -349,6 +374,7 @@ extension CUDASelftest {
                         su += Double(BF16.float(up[e][i * H + c])) * Double(x[t * H + c])
                     }
                     act[i] = sg / (1 + exp(-sg)) * su
+                    if rounds { act[i] = Double(BF16.float(BF16.from(Float(act[i])))) }
                 }
                 for o in 0..<H {
                     var s = 0.0
@@ -357,6 +383,8 @@ extension CUDASelftest {
                 }
             }
         }
-        return judge("output", Reference.relativeError(got, want), Self.fp32Tolerance * 10)
+        // fp8: the kernels scale e4m3 values in fp32 where the reference rounds them to bf16.
+        return judge(
+            "output", Reference.relativeError(got, want), rounds ? Self.bf16Tolerance : Self.fp32Tolerance * 10)
     }
 }

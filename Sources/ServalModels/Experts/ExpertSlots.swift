@@ -108,6 +108,15 @@ extension ExpertWeights {
         _ e: Int, prefix p: String, config: DeepSeekConfig, width: Range<Int>, context ctx: LoadContext
     ) throws(ModelError) -> ExpertWeights {
         let H = config.hiddenSize, I = config.moeIntermediateSize
+        // Whole experts stored as block-scaled fp8 stay fp8 on a backend that computes them
+        // (DeepSeek-V3's routed experts at half the bytes of bf16); split ones are dequantized.
+        if width.count == I,
+            let g = try ctx.blockScaledWeight("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H),
+            let u = try ctx.blockScaledWeight("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H),
+            let d = try ctx.blockScaledWeight("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)
+        {
+            return ExpertWeights(gate: g, up: u, down: d)
+        }
         var gate = try ctx.source.matrix("\(p).ffn_gate_exp.\(e).weight", rows: I, cols: H)
         var up = try ctx.source.matrix("\(p).ffn_up_exp.\(e).weight", rows: I, cols: H)
         var down = try ctx.source.matrix("\(p).ffn_down_exp.\(e).weight", rows: H, cols: I)
