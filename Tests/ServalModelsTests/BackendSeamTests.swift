@@ -110,6 +110,30 @@ import Testing
         }
     }
 
+    /// An fp8 config's dummy weights: e4m3 bytes that are never NaN, one scale per block
+    /// (edge blocks included) that bounds the values like the other dummy types, the same
+    /// bytes for the same seed; none without an fp8 block size.
+    @Test func dummyFP8MatricesAreFiniteAndScaled() throws {
+        let plain = try DummyWeightSource(type: .bf16, seed: 3)
+        #expect(try plain.blockScaledMatrix("w", rows: 4, cols: 8) == nil)
+        // The bytes live as long as their source: both stay alive to the end.
+        let sources = [try DummyWeightSource(type: .bf16, seed: 3), try DummyWeightSource(type: .bf16, seed: 3)]
+        try withExtendedLifetime(sources) {
+            var drawn: [[UInt8]] = []
+            for s in sources {
+                s.fp8Block = (128, 128)
+                let m = try #require(try s.blockScaledMatrix("w", rows: 130, cols: 300))
+                #expect(m.blockRows == 128 && m.blockCols == 128 && m.scales.count == 2 * 3)
+                let bytes = Array(UnsafeBufferPointer(start: m.data.assumingMemoryBound(to: UInt8.self), count: 39_000))
+                let values = bytes.map { FP8BlockDequant.e4m3[Int($0)] * m.scales[0] }
+                #expect(values.allSatisfy { $0.isFinite && abs($0) <= 1.7 / Float(300).squareRoot() * 1.0001 })
+                #expect(Set(bytes).count > 100)
+                drawn.append(bytes)
+            }
+            #expect(drawn[0] == drawn[1])
+        }
+    }
+
     /// Shards of a stored matrix: rows are views, columns block-aligned copies.
     @Test func storedMatrixShards() throws {
         let source = try DummyWeightSource(type: .f32, seed: 9)

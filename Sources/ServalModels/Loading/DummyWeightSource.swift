@@ -15,6 +15,9 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     ]
 
     let type: DType
+    /// A config with an fp8 `quantization_config`: the block size of the block-scaled fp8
+    /// matrices `blockScaledMatrix` makes (for a backend that computes fp8), nil otherwise.
+    var fp8Block: (rows: Int, cols: Int)?
     private var rng: UInt64
     override var sourceName: String { "dummy weights" }
 
@@ -45,6 +48,31 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
 
     /// Uniform in [-1, 1).
     private func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
+
+    /// With `fp8Block`: random e4m3 bytes (sign, exponent 1...8, mantissa: magnitudes 2^-6 ... 3.75,
+    /// never NaN) with every block's scale set so the values fall within about ±1.7/sqrt(cols),
+    /// as `matrix` scales them; drawn on all cores like bf16 (one seed draw per matrix).
+    override func blockScaledMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> BlockScaledMatrix? {
+        guard let block = fp8Block, rows > 0, cols > 0 else { return nil }
+        let total = rows * cols, chunk = 1 << 20, matrixSeed = next()
+        let p = keep(bytes: total).bindMemory(to: UInt8.self, capacity: total)
+        DispatchQueue.concurrentPerform(iterations: (total + chunk - 1) / chunk) { c in
+            var r = (matrixSeed ^ (UInt64(c + 1) &* 0x9E37_79B9_7F4A_7C15)) | 1
+            for i in (c * chunk)..<min(total, (c + 1) * chunk) {
+                r ^= r << 13
+                r ^= r >> 7
+                r ^= r << 17
+                let sign = UInt8(truncatingIfNeeded: r >> 63) << 7,
+                    exponent = UInt8(truncatingIfNeeded: (r >> 40) % 8) + 1
+                p[i] = sign | exponent << 3 | UInt8(truncatingIfNeeded: r >> 32) & 7
+            }
+        }
+        let grid = FP8BlockScale.blocks(rows, block.rows) * FP8BlockScale.blocks(cols, block.cols)
+        let scale = 1.7 / Float(cols).squareRoot() / 3.75
+        return BlockScaledMatrix(
+            name: name, rows: rows, cols: cols, data: UnsafeRawPointer(p), blockRows: block.rows,
+            blockCols: block.cols, scales: [Float](repeating: scale, count: grid))
+    }
 
     override func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
         guard let rowBytes = type.byteCount(elements: cols) else {

@@ -108,7 +108,12 @@ public enum ModelLoader {
                     source: "dummy weights",
                     "the \(backend.name) backend cannot compute \(options.dummyWeightType) weights")
             }
-            weights = try DummyWeightSource(type: options.dummyWeightType, seed: options.seed)
+            let dummy = try DummyWeightSource(type: options.dummyWeightType, seed: options.seed)
+            // An fp8 config's dummy weights are block-scaled fp8 wherever the backend keeps fp8.
+            if case .hf(let hf, let file) = config, let fp8 = try FP8BlockDequant.from(hf, file: file) {
+                dummy.fp8Block = (fp8.blockRows, fp8.blockCols)
+            }
+            weights = dummy
         }
         guard let weights else { throw ModelError(source: path, "no weights") }
         return try factory(
