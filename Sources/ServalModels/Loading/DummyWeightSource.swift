@@ -18,8 +18,13 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     /// A config with an fp8 `quantization_config`: the block size of the block-scaled fp8
     /// matrices `blockScaledMatrix` makes (for a backend that computes fp8), nil otherwise.
     var fp8Block: (rows: Int, cols: Int)?
+    /// The bytes of the last fp8 matrix, reused by the next (`blockScaledMatrix`'s contract), so
+    /// host memory stays one matrix however large the model (DeepSeek-V3: ~650 GB of fp8).
+    private var fp8Bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private var rng: UInt64
     override var sourceName: String { "dummy weights" }
+
+    deinit { fp8Bytes.deallocate() }
 
     init(type: DType, seed: UInt64) throws(ModelError) {
         guard Self.types.contains(type) else {
@@ -51,11 +56,17 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
 
     /// With `fp8Block`: random e4m3 bytes (sign, exponent 1...8, mantissa: magnitudes 2^-6 ... 3.75,
     /// never NaN) with every block's scale set so the values fall within about ±1.7/sqrt(cols),
-    /// as `matrix` scales them; drawn on all cores like bf16 (one seed draw per matrix).
+    /// as `matrix` scales them; drawn on all cores like bf16 (one seed draw per matrix), into the
+    /// one buffer every fp8 matrix of this source reuses.
     override func blockScaledMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> BlockScaledMatrix? {
         guard let block = fp8Block, rows > 0, cols > 0 else { return nil }
         let total = rows * cols, chunk = 1 << 20, matrixSeed = next()
-        let p = keep(bytes: total).bindMemory(to: UInt8.self, capacity: total)
+        if fp8Bytes.count < total {
+            fp8Bytes.deallocate()
+            fp8Bytes = .allocate(byteCount: total, alignment: 64)
+        }
+        guard let base = fp8Bytes.baseAddress else { return nil }
+        let p = base.bindMemory(to: UInt8.self, capacity: total)
         DispatchQueue.concurrentPerform(iterations: (total + chunk - 1) / chunk) { c in
             var r = (matrixSeed ^ (UInt64(c + 1) &* 0x9E37_79B9_7F4A_7C15)) | 1
             for i in (c * chunk)..<min(total, (c + 1) * chunk) {

@@ -172,7 +172,9 @@ public class WeightSource: @unchecked Sendable {
     }
 
     /// A `[rows, cols]` matrix stored as block-scaled float8 (raw bytes and scale grid), or nil
-    /// when it is stored otherwise. `matrix` gives the same weights dequantized.
+    /// when it is stored otherwise. `matrix` gives the same weights dequantized. The bytes are
+    /// valid until the next call on this source (a generated source reuses one buffer):
+    /// callers upload them at once (`LoadContext.blockScaledWeight`).
     public func blockScaledMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> BlockScaledMatrix? {
         nil
     }
