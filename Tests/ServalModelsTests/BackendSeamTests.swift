@@ -134,6 +134,28 @@ import Testing
         }
     }
 
+    /// A tensor's dummy values depend on the seed and its name only, not on what was drawn
+    /// before it (an expert-parallel rank loads only its own experts).
+    @Test func dummyValuesDoNotDependOnLoadOrder() throws {
+        for type in [DType.f32, .bf16, .q4_1] {
+            let all = try DummyWeightSource(type: type, seed: 4), some = try DummyWeightSource(type: type, seed: 4)
+            try withExtendedLifetime([all, some]) {
+                _ = try all.matrix("blk.0.ffn_gate_exp.0.weight", rows: 8, cols: 64)
+                _ = try all.vector("blk.0.ffn_norm.weight", count: 64)
+                let a = try all.matrix("blk.0.ffn_gate_exp.1.weight", rows: 8, cols: 64)
+                let b = try some.matrix("blk.0.ffn_gate_exp.1.weight", rows: 8, cols: 64)
+                #expect(
+                    Array(UnsafeRawBufferPointer(start: a.data, count: a.byteCount))
+                        == Array(UnsafeRawBufferPointer(start: b.data, count: b.byteCount)))
+                let other = try some.matrix("blk.0.ffn_gate_exp.2.weight", rows: 8, cols: 64)
+                #expect(
+                    Array(UnsafeRawBufferPointer(start: other.data, count: other.byteCount))
+                        != Array(UnsafeRawBufferPointer(start: b.data, count: b.byteCount)))
+            }
+            #expect(try all.vector("n", count: 4) == some.vector("n", count: 4))
+        }
+    }
+
     /// Shards of a stored matrix: rows are views, columns block-aligned copies.
     @Test func storedMatrixShards() throws {
         let source = try DummyWeightSource(type: .f32, seed: 9)

@@ -3,7 +3,10 @@ import ServalTensor
 
 /// Random weights for a config (`--load-format dummy`): the real shapes and a chosen
 /// storage type, so timings of big models can be taken without their files.
-/// Deterministic for a given seed. Values are small enough that activations stay
+/// Deterministic for a given seed and tensor name: each tensor's draws start from the seed
+/// mixed with its name, not from where the previous tensor's ended, so a rank that loads only
+/// some tensors (expert parallel: its own experts) gets the same values for them as a rank
+/// that loads all of them. Values are small enough that activations stay
 /// finite through many layers: each block's scales are set so its values fall within
 /// about ±1.7/sqrt(cols), like a trained model's init.
 final class DummyWeightSource: WeightSource, @unchecked Sendable {
@@ -34,7 +37,18 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
                     + "(\(Self.types.map(\.description).joined(separator: ", ")))")
         }
         self.type = type
+        self.seed = seed
         self.rng = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    }
+
+    private let seed: UInt64
+
+    /// Starts tensor `name`'s draws: the seed mixed with the name's FNV-1a hash (stable across
+    /// processes, unlike `hashValue`).
+    private func reseed(_ name: String) {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        rng = (seed ^ h) &* 0x9E37_79B9_7F4A_7C15 | 1
     }
 
     override func has(_ name: String) -> Bool {
@@ -60,6 +74,7 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     /// one buffer every fp8 matrix of this source reuses.
     override func blockScaledMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> BlockScaledMatrix? {
         guard let block = fp8Block, rows > 0, cols > 0 else { return nil }
+        reseed(name)
         let total = rows * cols, chunk = 1 << 20, matrixSeed = next()
         if fp8Bytes.count < total {
             fp8Bytes.deallocate()
@@ -86,6 +101,7 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     }
 
     override func matrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
+        reseed(name)
         guard let rowBytes = type.byteCount(elements: cols) else {
             throw ModelError(source: sourceName, "\(name): \(cols) columns is not a multiple of the \(type) block size")
         }
@@ -106,7 +122,6 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
         switch type {
         case .f32:
             let f = p.bindMemory(to: Float.self, capacity: rows * cols)
-            // This order: seeds give the same weights as ever.
             for i in 0..<(rows * cols) { f[i] = uniform() * scale * 1.7 }
         case .f16:
             let h = p.bindMemory(to: UInt16.self, capacity: rows * cols)
@@ -176,6 +191,7 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     /// Matrices the model reads on the host (MLA's `kv_b_proj`, transposed at load) come as
     /// f32 whatever the dummy type.
     override func floatMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> StoredMatrix {
+        reseed(name)
         let p = keep(bytes: rows * cols * 4)
         let f = p.bindMemory(to: Float.self, capacity: rows * cols)
         let amplitude = 1.7 / Float(cols).squareRoot()
@@ -186,7 +202,8 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     }
 
     override func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {
+        reseed(name)
         // Norm weights: near one.
-        (0..<count).map { _ in 1 + 0.1 * uniform() }
+        return (0..<count).map { _ in 1 + 0.1 * uniform() }
     }
 }
