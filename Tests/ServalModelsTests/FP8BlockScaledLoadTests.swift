@@ -59,8 +59,8 @@ import Testing
     }
 
     /// The loader's decision: the CPU backend (no fp8 capability) gets every weight dequantized
-    /// as before; a backend that computes fp8 gets the whole dense linear weights as fp8 (the
-    /// rest dequantized), and the model computes the same logits.
+    /// as before; a backend that computes fp8 gets the whole dense linear weights and the whole
+    /// routed experts as fp8 (the rest dequantized), and the model computes the same logits.
     @Test func loaderHandsFP8OnlyToABackendThatComputesIt() throws {
         let path = try DeepSeekFixture.path("v3-fp8")
         let cpu = CPUBackend(threads: 2)
@@ -68,9 +68,10 @@ import Testing
         let plain = try ModelLoader.load(path: path, backend: cpu)
         let recording = FP8RecordingBackend(inner: CPUBackend(threads: 2))
         let kept = try ModelLoader.load(path: path, backend: recording)
-        // q_a, q_b, o, the dense MLP's gate/up/down and the shared experts' of both MoE layers.
+        // q_a, q_b, o, the dense MLP's gate/up/down and the shared experts' of both MoE layers, and
+        // the 16 routed experts' gate/up/down of both MoE layers (whole experts stay fp8).
         let names = recording.uploaded.map(\.name)
-        #expect(recording.uploaded.count == 3 * 3 + 3 + 2 * 3, "\(names)")
+        #expect(recording.uploaded.count == 3 * 3 + 3 + 2 * 3 + 2 * 16 * 3, "\(names)")
         #expect(recording.uploaded.allSatisfy { $0.type == .f8e4m3 && $0.blockScale != nil })
         #expect(recording.uploaded.contains { $0.rows == 192 && $0.cols == 64 && $0.blockScale?.gridRows == 2 })
 
@@ -235,6 +236,8 @@ final class FP8RecordingBackend: ComputeBackend, @unchecked Sendable {
     func makeMoE(routing: MoERouting, experts: [ExpertWeights], hidden: Int, intermediate: Int) throws
         -> any MoEBackend
     {
-        try inner.makeMoE(routing: routing, experts: experts, hidden: hidden, intermediate: intermediate)
+        // fp8 experts (kept as fp8, like the GPU's) run through their f32 dequantizations.
+        let plainExperts = experts.map { ExpertWeights(gate: plain($0.gate), up: plain($0.up), down: plain($0.down)) }
+        return try inner.makeMoE(routing: routing, experts: plainExperts, hidden: hidden, intermediate: intermediate)
     }
 }
