@@ -70,6 +70,37 @@ import ServalTensor
         }
     }
 
+    /// Expert parallel as a GPU runs it (`DeviceBackend.makePartialMoE`: every logical expert in
+    /// one backend, another rank's absent and adding nothing, no host dispatch), alone and with
+    /// DP attention, on CPU ranks posing as a device: every rank's logits match one rank's.
+    @Test(arguments: [false, true])
+    func partialExpertTablesMatchOneRank(dataParallelAttention dp: Bool) throws {
+        let layout = ModelParallelism(dataParallelAttention: dp, expertParallel: true)
+        let share: [[Int]] = dp ? [[0, 2], [1]] : [[0, 1, 2], [0, 1, 2]]
+        let single = try Self.load(SingleRankCommunicator(), ModelParallelism())
+        let expected = try share.map { try Self.run(single, $0) }
+        let got = try TensorParallelForwardTests.onRanks(
+            2,
+            load: { comm in
+                var options = ModelLoadOptions(residency: .mapped)
+                options.communicator = comm
+                options.layout = layout
+                return try ModelLoader.load(
+                    path: try DeepSeekFixture.path("v3"), backend: PartialExpertsBackend(inner: CPUBackend(threads: 1)),
+                    options: options)
+            }
+        ) { model, rank in
+            try Self.run(model, share[rank])
+        }
+        for rank in 0..<2 {
+            for (k, out) in got[rank].enumerated() {
+                #expect(out.logits.count == expected[rank][k].logits.count)
+                let diff = maxRelativeDifference(out.logits[...], expected[rank][k].logits[...])
+                #expect(diff < 1e-4, "dp \(dp) rank \(rank) pass \(k): relative difference \(diff)")
+            }
+        }
+    }
+
     /// DP attention with a rank that has nothing to do: it runs idle passes in step.
     @Test func idleRankKeepsStep() throws {
         let layout = ModelParallelism(dataParallelAttention: true, expertParallel: true)
@@ -222,5 +253,37 @@ import ServalTensor
                 }
             }
         }
+    }
+}
+
+/// A CPU backend posing as a device for the model's device-only paths: logits stay in host
+/// memory (a device row reader is not needed), the host sampler, and expert parallel through
+/// `makePartialMoE`, whose absent experts are zero matrices (SiLU(0) · 0 through a zero down
+/// projection adds exactly nothing), as the GPU's null table entries add nothing.
+final class PartialExpertsBackend: FP8RecordingBackend, DeviceBackend, @unchecked Sendable {
+    private var zeros: [UnsafeMutableRawPointer] = []
+    deinit { for p in zeros { p.deallocate() } }
+
+    func deviceLogitsStorage(_ rows: UnsafeMutablePointer<Float>) -> Logits.Storage { .host(rows) }
+    var preferredKVType: DType { .f16 }
+    func makeDeviceSampler(vocabSize: Int) -> any TokenSampler { CPUSampler() }
+    func bindToCallingThread() {}
+
+    func makePartialMoE(routing: MoERouting, experts: [ExpertWeights?], hidden: Int, intermediate: Int) throws
+        -> any MoEBackend
+    {
+        func zero(_ rows: Int, _ cols: Int) throws -> WeightMatrix {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: rows * cols * 4, alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: rows * cols * 4)
+            zeros.append(p)
+            return try inner.weight(UnsafeRawPointer(p), type: .f32, rows: rows, cols: cols, byteCount: rows * cols * 4)
+        }
+        let table = try experts.map { e -> ExpertWeights in
+            if let e { return e }
+            return ExpertWeights(
+                gate: try zero(intermediate, hidden), up: try zero(intermediate, hidden),
+                down: try zero(hidden, intermediate))
+        }
+        return try makeMoE(routing: routing, experts: table, hidden: hidden, intermediate: intermediate)
     }
 }

@@ -96,7 +96,7 @@ import Testing
 /// A CPU backend that says it computes block-scaled fp8: it records each fp8 matrix it is
 /// given and multiplies it through a host dequantization into f32 (what the CPU's own load
 /// would have made), so a model loaded through it must compute exactly the CPU's logits.
-final class FP8RecordingBackend: ComputeBackend, @unchecked Sendable {
+class FP8RecordingBackend: ComputeBackend, @unchecked Sendable {
     let inner: CPUBackend
     struct Uploaded {
         var name: String
