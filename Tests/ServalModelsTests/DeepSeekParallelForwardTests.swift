@@ -72,7 +72,8 @@ import ServalTensor
 
     /// Expert parallel as a GPU runs it (`DeviceBackend.makePartialMoE`: every logical expert in
     /// one backend, another rank's absent and adding nothing, no host dispatch), alone and with
-    /// DP attention, on CPU ranks posing as a device: every rank's logits match one rank's.
+    /// DP attention, on CPU ranks posing as a device whose collectives refuse host memory (the
+    /// token counts must take the control channel): every rank's logits match one rank's.
     @Test(arguments: [false, true])
     func partialExpertTablesMatchOneRank(dataParallelAttention dp: Bool) throws {
         let layout = ModelParallelism(dataParallelAttention: dp, expertParallel: true)
@@ -82,12 +83,14 @@ import ServalTensor
         let got = try TensorParallelForwardTests.onRanks(
             2,
             load: { comm in
+                // The layers' collectives take "device" memory only, as NCCL does; the token counts
+                // go over the host channel beside them.
+                let backend = PartialExpertsBackend(inner: CPUBackend(threads: 1))
                 var options = ModelLoadOptions(residency: .mapped)
-                options.communicator = comm
+                options.communicator = DeviceMemoryOnlyCommunicator(comm, backend: backend)
+                options.controlCommunicator = comm
                 options.layout = layout
-                return try ModelLoader.load(
-                    path: try DeepSeekFixture.path("v3"), backend: PartialExpertsBackend(inner: CPUBackend(threads: 1)),
-                    options: options)
+                return try ModelLoader.load(path: try DeepSeekFixture.path("v3"), backend: backend, options: options)
             }
         ) { model, rank in
             try Self.run(model, share[rank])
@@ -262,7 +265,21 @@ import ServalTensor
 /// projection adds exactly nothing), as the GPU's null table entries add nothing.
 final class PartialExpertsBackend: FP8RecordingBackend, DeviceBackend, @unchecked Sendable {
     private var zeros: [UnsafeMutableRawPointer] = []
+    /// Every buffer `allocate` made: the "device" memory.
+    private(set) var allocations: [(base: UInt, bytes: Int)] = []
     deinit { for p in zeros { p.deallocate() } }
+
+    override func allocate(bytes byteCount: Int) throws -> DeviceBuffer {
+        let b = try super.allocate(bytes: byteCount)
+        allocations.append((UInt(bitPattern: b.base), byteCount))
+        return b
+    }
+
+    /// Whether `count` bytes at `p` lie inside one allocation.
+    func owns(_ p: UnsafeRawPointer, bytes count: Int) -> Bool {
+        let a = UInt(bitPattern: p)
+        return allocations.contains { a >= $0.base && a + UInt(count) <= $0.base + UInt($0.bytes) }
+    }
 
     func deviceLogitsStorage(_ rows: UnsafeMutablePointer<Float>) -> Logits.Storage { .host(rows) }
     var preferredKVType: DType { .f16 }
@@ -286,4 +303,51 @@ final class PartialExpertsBackend: FP8RecordingBackend, DeviceBackend, @unchecke
         }
         return try makeMoE(routing: routing, experts: table, hidden: hidden, intermediate: intermediate)
     }
+}
+
+/// A communicator that refuses buffers outside a backend's allocations (a GPU's collectives
+/// cannot read host memory), then does what `inner` does.
+final class DeviceMemoryOnlyCommunicator: Communicator, @unchecked Sendable {
+    let inner: any Communicator
+    let backend: PartialExpertsBackend
+
+    init(_ inner: any Communicator, backend: PartialExpertsBackend) {
+        self.inner = inner
+        self.backend = backend
+    }
+
+    var rank: Int { inner.rank }
+    var size: Int { inner.size }
+
+    private func check(_ p: UnsafeRawPointer, floats: Int, _ what: String) throws {
+        guard floats == 0 || backend.owns(p, bytes: floats * 4) else {
+            throw CommunicatorError("\(what): a buffer outside the backend's memory")
+        }
+    }
+
+    func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        try check(buffer, floats: count, "allReduceSum")
+        try inner.allReduceSum(buffer, count: count)
+    }
+    func allGatherV(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) throws {
+        try check(input, floats: counts[rank], "allGatherV input")
+        try check(output, floats: counts.reduce(0, +), "allGatherV output")
+        try inner.allGatherV(input, counts: counts, into: output)
+    }
+    func reduceScatter(_ input: UnsafePointer<Float>, counts: [Int], into output: UnsafeMutablePointer<Float>) throws {
+        try check(input, floats: counts.reduce(0, +), "reduceScatter input")
+        try check(output, floats: counts[rank], "reduceScatter output")
+        try inner.reduceScatter(input, counts: counts, into: output)
+    }
+    func allToAllV(
+        _ input: UnsafePointer<Float>, sendCounts: [Int], into output: UnsafeMutablePointer<Float>, recvCounts: [Int]
+    ) throws {
+        try check(input, floats: sendCounts.reduce(0, +), "allToAllV input")
+        try check(output, floats: recvCounts.reduce(0, +), "allToAllV output")
+        try inner.allToAllV(input, sendCounts: sendCounts, into: output, recvCounts: recvCounts)
+    }
+    func broadcast(_ buffer: UnsafeMutableRawPointer, bytes count: Int, root: Int) throws {
+        try inner.broadcast(buffer, bytes: count, root: root)
+    }
+    func barrier() throws { try inner.barrier() }
 }
