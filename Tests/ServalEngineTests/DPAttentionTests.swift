@@ -1,5 +1,6 @@
 import ServalModels
 import ServalTensor
+import ServalTestSupport
 import Testing
 @testable import ServalEngine
 
@@ -36,31 +37,12 @@ import Testing
         #expect(DPLogitsExchange.logitRows(.idle) == 0)
     }
 
-    /// Reads rows "on a device" (host memory here) and counts the reads, as a GPU backend's reader.
-    final class FakeDeviceReader: DeviceRowReader, @unchecked Sendable {
-        var reads = 0
-        func read(_ device: UnsafePointer<Float>, count: Int) -> [Float] {
-            reads += 1
-            return Array(UnsafeBufferPointer(start: device, count: count))
-        }
-    }
-
     /// A GPU rank's logits and hidden rows reach rank 0 through the backend's reader, never by
     /// dereferencing a device address.
     @Test func theExchangeReadsDeviceRowsThroughTheReader() throws {
         let vocab = 3, hidden = 2, rows = 2
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: vocab * rows)
-        let states = UnsafeMutablePointer<Float>.allocate(capacity: hidden * rows)
-        defer {
-            logits.deallocate()
-            states.deallocate()
-        }
-        for i in 0..<(vocab * rows) { logits[i] = Float(i) }
-        for i in 0..<(hidden * rows) { states[i] = Float(50 + i) }
-        let reader = FakeDeviceReader()
-        let local = Logits(
-            vocabSize: vocab, rowStart: [0, 1, 2], storage: .device(logits, reader: reader), hidden: states,
-            hiddenSize: hidden)
+        let fake = FakeDeviceRows(vocab: vocab, rows: rows, hiddenSize: hidden, hiddenBase: 50)
+        let local = fake.device(rowStart: [0, 1, 2])
         let batch = ForwardBatch(
             sequences: [
                 SequenceInput(row: 0, tokens: [1], startPosition: 3),
@@ -71,7 +53,7 @@ import Testing
         try exchange.run(
             local: local, rows: [rows], groups: groups, vocab: vocab, hidden: hidden,
             communicator: SingleRankCommunicator())
-        #expect(reader.reads == 2)
+        #expect(fake.reader.reads == 2)
         let buffer = DPLogitsBuffer()
         let back = try exchange.logits(
             of: 0, batch: batch, rows: [rows], groups: groups, vocab: vocab, hidden: hidden, into: buffer)

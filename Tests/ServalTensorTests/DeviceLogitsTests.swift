@@ -1,4 +1,5 @@
 import ServalCPU
+import ServalTestSupport
 import Testing
 
 @testable import ServalTensor
@@ -6,54 +7,23 @@ import Testing
 /// `Logits.Storage.device`: rows a host never dereferences, copied home through the
 /// backend's reader; the CPU backend keeps host storage, f16 KV and the host sampler.
 @Suite struct DeviceLogitsTests {
-    /// Pretends host memory is a device: counts what was copied home.
-    final class FakeDevice: DeviceRowReader, @unchecked Sendable {
-        var reads = 0
-        func read(_ device: UnsafePointer<Float>, count: Int) -> [Float] {
-            reads += 1
-            return Array(UnsafeBufferPointer(start: device, count: count))
-        }
-    }
-
     @Test func deviceRowsAreCopiedHomeOnlyThroughTheReader() {
-        let vocab = 4, rows = 2, hidden = 3
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: vocab * rows)
-        let states = UnsafeMutablePointer<Float>.allocate(capacity: hidden * rows)
-        defer {
-            logits.deallocate()
-            states.deallocate()
-        }
-        for i in 0..<(vocab * rows) { logits[i] = Float(i) }
-        for i in 0..<(hidden * rows) { states[i] = Float(100 + i) }
-        let device = FakeDevice()
-        let l = Logits(
-            vocabSize: vocab, rowStart: [0, 1, 2], storage: .device(logits, reader: device), hidden: states,
-            hiddenSize: hidden)
+        let rows = FakeDeviceRows(vocab: 4, rows: 2, hiddenSize: 3, hiddenBase: 100)
+        let l = rows.device(rowStart: [0, 1, 2])
         #expect(l.hostRow(0) == nil)
         #expect(l.copy().logits == (0..<8).map(Float.init))
         #expect(l.hiddenRow(1) == [103, 104, 105])
-        #expect(device.reads == 2)
+        #expect(rows.reader.reads == 2)
     }
 
     @Test func allHiddenRowsComeHomeInOneRead() {
-        let vocab = 2, rows = 3, hidden = 2
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: vocab * rows)
-        let states = UnsafeMutablePointer<Float>.allocate(capacity: hidden * rows)
-        defer {
-            logits.deallocate()
-            states.deallocate()
-        }
-        for i in 0..<(hidden * rows) { states[i] = Float(10 + i) }
-        let device = FakeDevice()
-        let onDevice = Logits(
-            vocabSize: vocab, rowStart: [0, 2, 3], storage: .device(logits, reader: device), hidden: states,
-            hiddenSize: hidden)
-        #expect(onDevice.hiddenRows() == [10, 11, 12, 13, 14, 15])
-        #expect(device.reads == 1)
+        let rows = FakeDeviceRows(vocab: 2, rows: 3, hiddenSize: 2, hiddenBase: 10)
+        #expect(rows.device(rowStart: [0, 2, 3]).hiddenRows() == [10, 11, 12, 13, 14, 15])
+        #expect(rows.reader.reads == 1)
         let onHost = Logits(
-            vocabSize: vocab, rowStart: [0, 2, 3], storage: .host(logits), hidden: states, hiddenSize: hidden)
+            vocabSize: 2, rowStart: [0, 2, 3], storage: .host(rows.logits), hidden: rows.hidden, hiddenSize: 2)
         #expect(onHost.hiddenRows() == [10, 11, 12, 13, 14, 15])
-        #expect(Logits(vocabSize: vocab, rowStart: [0, 3], storage: .host(logits)).hiddenRows() == nil)
+        #expect(Logits(vocabSize: 2, rowStart: [0, 3], storage: .host(rows.logits)).hiddenRows() == nil)
     }
 
     @Test func theCPUBackendKeepsHostLogitsF16KVAndTheHostSampler() {

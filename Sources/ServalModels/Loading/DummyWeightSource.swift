@@ -65,6 +65,22 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
         return rng
     }
 
+    /// `store(i, r)` for i in 0..<total with a fresh xorshift draw r each, in chunks of 1M on all
+    /// cores (an 8B model's 15 GB took ~25 s on one): each chunk's stream is seeded from one
+    /// draw per matrix and the chunk's index, so the values do not depend on the core count.
+    private func drawInChunks(_ total: Int, _ store: (Int, UInt64) -> Void) {
+        let chunk = 1 << 20, matrixSeed = next()
+        DispatchQueue.concurrentPerform(iterations: (total + chunk - 1) / chunk) { c in
+            var r = (matrixSeed ^ (UInt64(c + 1) &* 0x9E37_79B9_7F4A_7C15)) | 1
+            for i in (c * chunk)..<min(total, (c + 1) * chunk) {
+                r ^= r << 13
+                r ^= r >> 7
+                r ^= r << 17
+                store(i, r)
+            }
+        }
+    }
+
     /// Uniform in [-1, 1).
     private func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
 
@@ -75,23 +91,16 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
     override func blockScaledMatrix(_ name: String, rows: Int, cols: Int) throws(ModelError) -> BlockScaledMatrix? {
         guard let block = fp8Block, rows > 0, cols > 0 else { return nil }
         reseed(name)
-        let total = rows * cols, chunk = 1 << 20, matrixSeed = next()
+        let total = rows * cols
         if fp8Bytes.count < total {
             fp8Bytes.deallocate()
             fp8Bytes = .allocate(byteCount: total, alignment: 64)
         }
         guard let base = fp8Bytes.baseAddress else { return nil }
         let p = base.bindMemory(to: UInt8.self, capacity: total)
-        DispatchQueue.concurrentPerform(iterations: (total + chunk - 1) / chunk) { c in
-            var r = (matrixSeed ^ (UInt64(c + 1) &* 0x9E37_79B9_7F4A_7C15)) | 1
-            for i in (c * chunk)..<min(total, (c + 1) * chunk) {
-                r ^= r << 13
-                r ^= r >> 7
-                r ^= r << 17
-                let sign = UInt8(truncatingIfNeeded: r >> 63) << 7,
-                    exponent = UInt8(truncatingIfNeeded: (r >> 40) % 8) + 1
-                p[i] = sign | exponent << 3 | UInt8(truncatingIfNeeded: r >> 32) & 7
-            }
+        drawInChunks(total) { i, r in
+            let sign = UInt8(truncatingIfNeeded: r >> 63) << 7, exponent = UInt8(truncatingIfNeeded: (r >> 40) % 8) + 1
+            p[i] = sign | exponent << 3 | UInt8(truncatingIfNeeded: r >> 32) & 7
         }
         let grid = FP8BlockScale.blocks(rows, block.rows) * FP8BlockScale.blocks(cols, block.cols)
         let scale = 1.7 / Float(cols).squareRoot() / 3.75
@@ -127,19 +136,10 @@ final class DummyWeightSource: WeightSource, @unchecked Sendable {
             let h = p.bindMemory(to: UInt16.self, capacity: rows * cols)
             for i in 0..<(rows * cols) { h[i] = Float16(uniform() * amplitude).bitPattern }
         case .bf16:
-            // Chunks of 1M values on all cores (an 8B model's 15 GB took ~25 s on one): each
-            // chunk's stream is seeded from one draw per matrix and the chunk's index.
             let h = p.bindMemory(to: UInt16.self, capacity: rows * cols)
-            let total = rows * cols, chunk = 1 << 20, matrixSeed = next()
-            DispatchQueue.concurrentPerform(iterations: (total + chunk - 1) / chunk) { c in
-                var r = (matrixSeed ^ (UInt64(c + 1) &* 0x9E37_79B9_7F4A_7C15)) | 1
-                for i in (c * chunk)..<min(total, (c + 1) * chunk) {
-                    r ^= r << 13
-                    r ^= r >> 7
-                    r ^= r << 17
-                    let u = Float(r >> 40) / Float(1 << 23) - 1
-                    h[i] = UInt16(truncatingIfNeeded: (u * amplitude).bitPattern >> 16)
-                }
+            drawInChunks(rows * cols) { i, r in
+                let u = Float(r >> 40) / Float(1 << 23) - 1
+                h[i] = UInt16(truncatingIfNeeded: (u * amplitude).bitPattern >> 16)
             }
         case .q8_0:
             for b in 0..<blocks {
