@@ -38,18 +38,8 @@ struct ExpertOptions: ParsableArguments {
     var twoBatchOverlap = false
 
     /// Checks the flags against the layout; a flag that cannot be honoured is refused.
-    func validate(layout: ParallelLayout, dummyWeights: Bool) throws {
+    func validate(layout: ParallelLayout) throws {
         let ep = layout.epSize > 1
-        // Dummy weights are drawn in load order: a replica or a moved expert would get other values.
-        let moves = [
-            (enableEPLB, "--enable-eplb"), (redundantExperts != 0, "--ep-num-redundant-experts"),
-            (initExpertLocation != "trivial", "--init-expert-location"),
-        ]
-        if dummyWeights, let (_, what) = moves.first(where: { $0.0 }) {
-            throw ValidationError(
-                "\(what) is not available with --load-format dummy (random weights are drawn in load order, so a replica or a moved expert would not equal the original); load the weights from a file."
-            )
-        }
         let named: [(Bool, String)] = [
             (enableEPLB, "--enable-eplb"), (redundantExperts != 0, "--ep-num-redundant-experts"),
             (initExpertLocation != "trivial", "--init-expert-location"),

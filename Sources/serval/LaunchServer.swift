@@ -375,7 +375,7 @@ struct LaunchServer: AsyncParsableCommand {
         }
         try checkGPUFlags(layout: layout)
         if !layout.isSingleRank { try checkCommunicatorVariable(ProcessInfo.processInfo.environment) }
-        try expertOptions.validate(layout: layout, dummyWeights: loadFormat == "dummy")
+        try expertOptions.validate(layout: layout)
         if enableDPAttention, kvEventsConfig != nil {
             throw ValidationError(
                 "--kv-events-config is not available with --enable-dp-attention (each DP group has its own radix cache); drop one of them."
