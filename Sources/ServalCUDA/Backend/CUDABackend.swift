@@ -416,12 +416,6 @@ struct PendingMatmul {
     /// q/k/v (three targets): q's rotation, held with it until k's arrives.
     var rope: PendingRope?
 
-    init(rows: Int, k: Int, targets: [MatmulTarget]) {
-        self.rows = rows
-        self.k = k
-        self.targets = targets
-    }
-
     /// Whether `op` rotates every head of target `part`'s product, rows laid out as it wrote them,
     /// in dimension pairs `sv_qkv_rope_split_bf16` can take (even head size, rotary size a multiple of 4).
     func rotates(_ op: PendingRope, part: Int) -> Bool {

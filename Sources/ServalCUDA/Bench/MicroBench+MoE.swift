@@ -7,7 +7,7 @@ extension MicroBench {
     /// afresh for every launch from a fixed seed, so launches do not find their experts in L2):
     /// (GB/s of the active experts' weights read, ms per launch, active experts per launch).
     public func moeExperts(
-        tokens: Int, experts: Int, topK: Int, hidden: Int, intermediate: Int, grouped: Bool = true
+        tokens: Int, experts: Int, topK: Int, hidden: Int, intermediate: Int
     ) throws -> (gbs: Double, ms: Double, active: Double) {
         guard tokens > 0, topK > 0, topK <= experts, hidden % 8 == 0, intermediate % 8 == 0 else {
             throw CUDAError.invalid(
@@ -43,7 +43,7 @@ extension MicroBench {
         try stream.upload([Float](repeating: 1 / Float(topK), count: pairs), to: routeWeights.pointer)
         let x = try DeviceBuffer(bytes: tokens * H * 4), y = try DeviceBuffer(bytes: tokens * H * 4)
         try stream.fill32(x.pointer, value: 0x3C00_0000, count: tokens * H)
-        let scratch = try DeviceBuffer(bytes: shape.scratchBytes(tokens: tokens, grouped: grouped))
+        let scratch = try DeviceBuffer(bytes: shape.scratchBytes(tokens: tokens, grouped: true))
         var i = 0
         let ms = try time(iterations: 4 * rounds, warmup: rounds) {
             let round = i % rounds
@@ -51,7 +51,7 @@ extension MicroBench {
             try kernels.moeExperts(
                 x: x.pointer, ids: try idBuffer.pointer.slice(offset: round * pairs * 4, bytes: pairs * 4),
                 weights: routeWeights.pointer, y: y.pointer, scratch: scratch.pointer, tokens: tokens, shape: shape,
-                grouped: grouped, stream: stream)
+                grouped: true, stream: stream)
         }
         let perLaunch = Double(active) / Double(rounds)
         return (perLaunch * 3 * Double(matrix) / (ms / 1e3) / 1e9, ms, perLaunch)

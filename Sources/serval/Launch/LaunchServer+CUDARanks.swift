@@ -130,20 +130,29 @@ extension LaunchServer {
         } catch {
             throw ValidationError(error.message)
         }
-        let communicator: any Communicator
+        let communicator = try Self.deviceCommunicator(
+            kind, over: host, backend: cuda, failure: "TP rank \(rank) on GPU \(gpu): cannot form the NCCL group")
+        if kind == .hostStaged { opened = opened.withoutGraphs() }
+        return (opened, communicator, kind, gpu)
+    }
+
+    /// The device collectives of `kind` over the ranks of `host` (their bootstrap for NCCL, or
+    /// the channel host-staged collectives go through); `failure` begins the error when NCCL
+    /// cannot form the group.
+    static func deviceCommunicator(
+        _ kind: DeviceCollectives, over host: any Communicator, backend cuda: CUDABackend, failure: String
+    ) throws -> any Communicator {
         switch kind {
         case .nccl:
             do {
                 try cuda.context.makeCurrent()
-                communicator = try NCCLCommunicator(rank: host.rank, size: host.size, bootstrap: host, backend: cuda)
+                return try NCCLCommunicator(rank: host.rank, size: host.size, bootstrap: host, backend: cuda)
             } catch {
-                throw ValidationError("TP rank \(rank) on GPU \(gpu): cannot form the NCCL group: \(error)")
+                throw ValidationError("\(failure): \(error)")
             }
         case .hostStaged:
-            communicator = HostStagedCommunicator(host: host, staging: CUDAHostStaging(backend: cuda))
-            opened = opened.withoutGraphs()
+            return HostStagedCommunicator(host: host, staging: CUDAHostStaging(backend: cuda))
         }
-        return (opened, communicator, kind, gpu)
     }
 
     /// DP attention with several ranks per attention group on CUDA: the group's device
@@ -155,18 +164,9 @@ extension LaunchServer {
         guard let cuda = opened.backend as? CUDABackend else {
             throw ValidationError("DP attention rank \(rank): --device cuda opened no CUDA backend")
         }
-        switch kind {
-        case .nccl:
-            do {
-                try cuda.context.makeCurrent()
-                return try NCCLCommunicator(rank: group.rank, size: group.size, bootstrap: group, backend: cuda)
-            } catch {
-                throw ValidationError(
-                    "DP attention rank \(rank): cannot form its attention group's NCCL group: \(error)")
-            }
-        case .hostStaged:
-            return HostStagedCommunicator(host: group, staging: CUDAHostStaging(backend: cuda))
-        }
+        return try Self.deviceCommunicator(
+            kind, over: group, backend: cuda,
+            failure: "DP attention rank \(rank): cannot form its attention group's NCCL group")
     }
 
     /// After every rank loaded its weights (a barrier before this): each rank's GPU memory
