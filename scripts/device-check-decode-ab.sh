@@ -19,6 +19,10 @@
 #   mlab1     the MLA kernel at batch 1: bench-cuda under 1 / 2 / 8 tiles a split, V2-Lite batch 1 with
 #             v2deep in one pass and v2h16 in one-tile splits against the default, ncu's full set on
 #             one launch; not in the default
+#   v3fp8     bench-cuda's GEMMs (bf16, fp8 blocks, fp8 dequantized), then DeepSeek-V3 shapes, 3 layers (one
+#             dense, two MoE), fp8 dummy weights: prefill of 2,048 tokens and
+#             decode at batch 32 / 128, with the block-scaled fp8 GEMM (the default) and with
+#             SERVAL_CUDA_FP8_GEMM=dequant (bf16 dequantization before each multi-row product); not in the default
 #   batch     the 8B at batch 64 / 256 (input 128) and 256 x 512-token prompts
 #   prefill   one 4096-token 8B prefill per extend kernel (EXTEND_KERNELS, default "mma3"), one
 #             without the bf16 carry (SERVAL_CUDA_BF16_CARRY=0), one without the fused q/k/v
@@ -40,7 +44,7 @@ ab() {  # label, env..., then bench-one-batch arguments after --
   local label=$1; shift; local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
   echo "== $label" >> $Q
-  env "${envs[@]}" timeout -k 10 90 $B bench-one-batch --device cuda --load-format dummy "$@" 2>&1 \
+  env "${envs[@]}" timeout -k 10 ${ABT:-90} $B bench-one-batch --device cuda --load-format dummy "$@" 2>&1 \
     | grep "Decode.  median\|Prefill\|rror" >> $Q
 }
 L8="--model-path $C/llama8b"
@@ -140,6 +144,32 @@ if want mlab1; then
       | head -60 >> $Q
   fi
   el mlab1
+fi
+if want v3fp8; then
+  V3=/tmp/v3fp8; mkdir -p $V3
+  cat > $V3/config.json <<'EOF2'
+{"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "vocab_size": 129280,
+ "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048, "num_hidden_layers": 3,
+ "num_attention_heads": 128, "num_key_value_heads": 128, "n_shared_experts": 1, "n_routed_experts": 256,
+ "num_experts_per_tok": 8, "first_k_dense_replace": 1, "moe_layer_freq": 1, "kv_lora_rank": 512,
+ "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+ "topk_method": "noaux_tc", "n_group": 8, "topk_group": 4, "norm_topk_prob": true, "scoring_func": "sigmoid",
+ "routed_scaling_factor": 2.5, "hidden_act": "silu", "max_position_embeddings": 163840, "rms_norm_eps": 1e-6,
+ "rope_theta": 10000, "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+ "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}, "tie_word_embeddings": false,
+ "torch_dtype": "bfloat16", "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3",
+ "quant_method": "fp8", "weight_block_size": [128, 128]}}
+EOF2
+  echo "== bench-cuda --gemm-only (bf16; fp8 blocks; fp8 dequantize + bf16)" >> $Q
+  timeout -k 10 120 $B bench-cuda --gemm-only 2>&1 | grep "gemm\|rror" >> $Q
+  export ABT=150
+  for g in w8a8 dequant; do
+    ab "v3 fp8 (3 layers) prefill 2048 gemm=$g" SERVAL_CUDA_FP8_GEMM=$g -- --model-path $V3 --disable-cuda-graph \
+      --batch-size 1 --input-len 2048 --output-len 4
+    ab "v3 fp8 (3 layers) b32 b128 gemm=$g" SERVAL_CUDA_FP8_GEMM=$g -- --model-path $V3 --batch-size 32 128 \
+      --input-len 128 --output-len 16
+  done
+  unset ABT; el v3fp8
 fi
 if want batch; then
   ab "8b b64 b256" X=1 -- $L8 --batch-size 64 256 --input-len 128 --output-len 24

@@ -53,6 +53,24 @@ extension CUDAKernels {
 
     /// `out` (bf16, `rows x cols`) = the fp8 matrix `weight` times its block scales, each value
     /// rounded to nearest even as the host's dequantization at load rounds it.
+    /// Queues `sv_fp8_quant_groups`: `x` ([rows, k] f32) into e4m3 `q` ([rows, k] bytes) and one f32 scale per 128
+    /// values of a row in `scales` (`[k / 128][rows]`), for `CuBLASLt.gemmFP8Blocks`.
+    public func quantizeFP8Groups(
+        x: DevicePointer, q: DevicePointer, scales: DevicePointer, rows: Int, k: Int, stream: CUDAStream
+    )
+        throws
+    {
+        try require(rows > 0 && k > 0 && k % 128 == 0, "quantizeFP8Groups shape \(rows)x\(k) (k a multiple of 128)")
+        try require(
+            x.bytes >= rows * k * 4 && q.bytes >= rows * k && scales.bytes >= rows * (k / 128) * 4,
+            "quantizeFP8Groups buffers too small")
+        try require(x.address % 16 == 0 && q.address % 16 == 0, "quantizeFP8Groups: x and q must be 16-byte aligned")
+        var a = KernelArgs()
+        a.add(x); a.add(q); a.add(scales); a.add(rows); a.add(k)
+        try fn("sv_fp8_quant_groups").launch(
+            grid: ((rows * (k / 128) + 7) / 8, 1, 1), block: (256, 1, 1), stream: stream, args: a)
+    }
+
     public func dequantizeFP8(
         weight: DevicePointer, scales: DevicePointer, out: DevicePointer, rows: Int, cols: Int, blockRows: Int,
         blockCols: Int, stream: CUDAStream

@@ -32,6 +32,9 @@ struct BenchCuda: ParsableCommand {
     )
     var mlaOnly: Bool = false
 
+    @Flag(help: "Only the copy bandwidth and the GEMMs (bf16, and fp8 through both multi-row paths).")
+    var gemmOnly: Bool = false
+
     @Option(help: "MLA decode cases as heads:batch:context, comma-separated (default: the eight standard cases).")
     var mlaCases: String?
 
@@ -64,6 +67,7 @@ struct BenchCuda: ParsableCommand {
             return b
         }
         guard context > 0, steps > 0 else { throw ValidationError("--context and --steps must be positive") }
+        guard !(mlaOnly && gemmOnly) else { throw ValidationError("--mla-only and --gemm-only exclude each other") }
         let context: CUDAContext, kernels: CUDAKernels, blas: CuBLASLt
         do {
             try CUDALibraries.loadAll()
@@ -80,7 +84,7 @@ struct BenchCuda: ParsableCommand {
         let bw = try bench.copyBandwidth()
         json["copy_gbs"] = bw
         print(String(format: "d2d copy (1 GiB, read+write): %.0f GB/s", bw))
-        if !skipMicro || mlaOnly {
+        if (!skipMicro || mlaOnly) && !gemmOnly {
             var mla: [[String: Any]] = []
             let chosenMLA = kernels.mlaKernel
             for (heads, b, len) in try parsedMLACases() {
@@ -138,6 +142,18 @@ struct BenchCuda: ParsableCommand {
                         format: "gemm %-8@ m=%-5d n=%-6d k=%-5d %8.3f ms %7.1f TFLOP/s %6.0f GB/s",
                         name as NSString, m, n, k, r.ms, r.tflops, gbs))
                 gemms.append(["name": name, "m": m, "n": n, "k": k, "ms": r.ms, "tflops": r.tflops, "gbs": gbs])
+                if m > 1, let f = try bench.matmulFP8Blocks(m: m, n: n, k: k) {
+                    // The same product of an fp8 weight through the block-scaled fp8 GEMM.
+                    print(
+                        String(
+                            format:
+                                "gemm fp8 blocks %-8@ m=%-5d n=%-6d k=%-5d %8.3f ms %7.1f TFLOP/s (quantize x %.3f ms)",
+                            name as NSString, m, n, k, f.ms, f.tflops, f.quantMs))
+                    gemms.append([
+                        "name": name, "m": m, "n": n, "k": k, "ms": f.ms, "tflops": f.tflops, "variant": "fp8-blocks",
+                        "quantize_ms": f.quantMs,
+                    ])
+                }
                 if m > 1 && m <= 256 {
                     // The same product of an fp8 weight (dequantized into bf16, then the GEMM).
                     let f = try bench.matmulFP8(m: m, n: n, k: k)
@@ -152,6 +168,10 @@ struct BenchCuda: ParsableCommand {
                 }
             }
             json["gemm"] = gemms
+            if gemmOnly {
+                try write(json)
+                return
+            }
             var gemvs: [[String: Any]] = []
             for (name, n, k, parts) in [
                 ("qkv", 6144, 4096, 3), ("o", 4096, 4096, 1), ("gate_up", 28672, 4096, 2), ("down", 4096, 14336, 1),

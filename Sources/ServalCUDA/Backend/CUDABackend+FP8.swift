@@ -2,9 +2,11 @@ import ServalTensor
 
 /// Block-scaled float8 weights kept as fp8 on the device (`SERVAL_CUDA_FP8=0` turns it off): one byte per
 /// weight plus the f32 scale grid, in one allocation. One-token products run the fp8 GEMV
-/// (`sv_gemv3_fp8_xf32`, up to three weights per launch); products of several rows dequantize
-/// each matrix into one reusable bf16 scratch (`sv_fp8_dequant_bf16`, sized for the largest
-/// fp8 matrix at load) and run the bf16 cuBLASLt GEMM on it.
+/// (`sv_gemv3_fp8_xf32`, up to three weights per launch); products of several rows quantize the
+/// activations per 128 values and run cuBLASLt's block-scaled fp8 GEMM (`launchFP8BlockGEMMs`), or, for
+/// shapes it does not take (and with `SERVAL_CUDA_FP8_GEMM=dequant`), dequantize each matrix into one
+/// reusable bf16 scratch (`sv_fp8_dequant_bf16`, sized for the largest fp8 matrix at load) and run the
+/// bf16 cuBLASLt GEMM on it.
 extension CUDABackend {
     public var computesBlockScaledFP8: Bool { keepsFP8 }
 
@@ -55,17 +57,58 @@ extension CUDABackend {
             guard let xs = scratchBF16, xs.bytes >= rows * k * 2 else {
                 throw CUDAError.invalid("matmul of \(rows) rows x \(k): reserveScratch was not called for it")
             }
+            let dequantized = try launchFP8BlockGEMMs(x, rows: rows, k: k, targets: fp8, scratch: xs)
+            guard !dequantized.isEmpty else { return }
             var c = KernelArgs()
             c.add(Self.range(x, rows * k * 4)); c.add(xs); c.add(rows * k)
             try kernels.fn("sv_f32_to_bf16").launch(
                 grid: (max(1, min((rows * k + 255) / 256, 65_535)), 1, 1), block: (256, 1, 1), stream: stream, args: c)
-            for t in fp8 {
+            for t in dequantized {
                 let w = try dequantizeFP8(t.weight)
                 try blas.gemmBF16(
                     m: rows, n: t.weight.rows, k: k, x: xs, w: w, y: Self.range(t.y, rows * t.weight.rows * 4),
                     f32Output: true, stream: stream)
             }
         }
+    }
+
+    /// The fp8 GEMMs of a multi-row product: x quantized once (into `scratch`, which holds rows x k bf16 values:
+    /// the e4m3 bytes, then the group scales), then one block-scaled cuBLASLt GEMM per target it takes (128 x 128
+    /// blocks, k a multiple of 128 and of 512 for the scale grid's width, n of 16, aligned rows). Returns the
+    /// targets left for the dequantizing path: all of them with `fp8BlockGEMM` off or where cuBLASLt has no
+    /// algorithm.
+    func launchFP8BlockGEMMs(
+        _ x: UnsafePointer<Float>, rows: Int, k: Int, targets: [MatmulTarget], scratch: DevicePointer
+    ) throws -> [MatmulTarget] {
+        let scaleAt = (rows * k + 255) / 256 * 256
+        guard fp8BlockGEMM, k % 512 == 0, Self.address(x) % 16 == 0,
+            scaleAt + rows * (k / 128) * 4 <= scratch.bytes
+        else { return targets }
+        var taken: [MatmulTarget] = [], left: [MatmulTarget] = []
+        for t in targets {
+            if let s = t.weight.blockScale, s.blockRows == 128, s.blockCols == 128, t.weight.rows % 16 == 0,
+                Self.address(t.y) % 16 == 0, blas.supportsFP8Blocks(m: rows, n: t.weight.rows, k: k)
+            {
+                taken.append(t)
+            } else {
+                left.append(t)
+            }
+        }
+        guard !taken.isEmpty else { return targets }
+        let q = try scratch.slice(offset: 0, bytes: rows * k)
+        let xScales = try scratch.slice(offset: scaleAt, bytes: rows * (k / 128) * 4)
+        try kernels.quantizeFP8Groups(
+            x: Self.range(x, rows * k * 4), q: q, scales: xScales, rows: rows, k: k, stream: stream)
+        for t in taken {
+            guard let s = t.weight.blockScale else { continue }
+            let n = t.weight.rows
+            try blas.gemmFP8Blocks(
+                m: rows, n: n, k: k, x: q, xScales: xScales,
+                w: DevicePointer(address: Self.address(t.weight.base), bytes: n * k),
+                wScales: DevicePointer(address: Self.address(s.scales), bytes: s.count * 4),
+                y: Self.range(t.y, rows * n * 4), stream: stream)
+        }
+        return left
     }
 
     /// Queues `weight`'s bf16 copy into the fp8 scratch; returns that range.

@@ -78,6 +78,10 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     public var keepsFP8 = true
     /// bf16 copy of one fp8 matrix for a product of several rows, sized for the largest.
     var fp8Scratch: DeviceBuffer?
+    /// Products of several rows with block-scaled fp8 weights run as fp8 GEMMs (the activations quantized per
+    /// 128 values, DeepSeek's dynamic scheme) where cuBLASLt has them; `SERVAL_CUDA_FP8_GEMM=dequant` sends
+    /// them through the bf16 dequantization instead (the weights' exact values, activations in bf16).
+    public var fp8BlockGEMM = true
 
     /// Device `ordinal`'s primary context, the kernels (NVRTC, disk-cached), cuBLASLt.
     /// Throws `CUDAError.unavailable` (one line naming what is missing) without a GPU.
@@ -99,6 +103,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
         gemv = GEMVVariant.fromEnvironment(
             ProcessInfo.processInfo.environment["SERVAL_CUDA_GEMV"], computeMajor: context.info.computeCapability.major)
         keepsFP8 = ProcessInfo.processInfo.environment["SERVAL_CUDA_FP8"] != "0"
+        fp8BlockGEMM = ProcessInfo.processInfo.environment["SERVAL_CUDA_FP8_GEMM"] != "dequant"
         // Programmatic dependent launch on Hopper and later; SERVAL_CUDA_PDL=0 turns it off (A/B).
         stream.programmaticLaunch =
             context.info.supportsProgrammaticLaunch && ProcessInfo.processInfo.environment["SERVAL_CUDA_PDL"] != "0"

@@ -56,4 +56,29 @@ extension MicroBench {
         }
         return (2 * Double(m) * Double(n) * Double(k) / (ms / 1e3) / 1e12, ms, dq)
     }
+
+    /// A multi-row product of an fp8 weight through the block-scaled fp8 GEMM (x quantized per 128
+    /// values, then cuBLASLt): (TFLOP/s, ms, ms of the quantization alone); nil where cuBLASLt has none.
+    public func matmulFP8Blocks(m: Int, n: Int, k: Int) throws -> (tflops: Double, ms: Double, quantMs: Double)? {
+        guard blas.supportsFP8Blocks(m: m, n: n, k: k) else { return nil }
+        let gridCount = ((n + 127) / 128) * (k / 128)
+        let w = try DeviceBuffer(bytes: n * k), s = try DeviceBuffer(bytes: gridCount * 4)
+        let x = try DeviceBuffer(bytes: m * k * 4), y = try DeviceBuffer(bytes: m * n * 4)
+        let q = try DeviceBuffer(bytes: m * k), xs = try DeviceBuffer(bytes: m * (k / 128) * 4)
+        try stream.fill32(w.pointer, value: 0x3838_3838, count: n * k / 4)
+        try stream.fill32(s.pointer, value: 0x3C00_0000, count: gridCount)
+        try stream.fill32(x.pointer, value: 0x3F80_0000, count: m * k)
+        let iterations = max(3, min(50, Int(2e12 / Double(2 * m * n * k))))
+        func quantize() throws {
+            try kernels.quantizeFP8Groups(x: x.pointer, q: q.pointer, scales: xs.pointer, rows: m, k: k, stream: stream)
+        }
+        let qms = try time(iterations: iterations) { try quantize() }
+        let ms = try time(iterations: iterations) {
+            try quantize()
+            try blas.gemmFP8Blocks(
+                m: m, n: n, k: k, x: q.pointer, xScales: xs.pointer, w: w.pointer, wScales: s.pointer, y: y.pointer,
+                stream: stream)
+        }
+        return (2 * Double(m) * Double(n) * Double(k) / (ms / 1e3) / 1e12, ms, qms)
+    }
 }

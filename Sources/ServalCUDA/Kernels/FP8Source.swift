@@ -133,6 +133,33 @@ extension KernelSource {
             }
         }
 
+        // f32 rows quantized for the block-scaled fp8 GEMM (the checkpoints' dynamic activation scheme,
+        // DeepSeek's W8A8): each group of 128 values of a row gets scale = max|x| / 448 (1 for a group of
+        // zeros) and e4m3 values x * (1 / scale), each step rounded to nearest even, saturating at 448. q is
+        // [rows, k] bytes; scales [k / 128][rows], a group's scales for all rows together (cuBLASLt's VEC128
+        // layout). k % 128 == 0, x and q 16-byte aligned. A warp per group, 4 values a lane; grid
+        // ceil(rows * k / 1024), block 256.
+        extern "C" __global__ void __launch_bounds__(256)
+            sv_fp8_quant_groups(const float *__restrict__ x, unsigned char *__restrict__ q,
+                                float *__restrict__ scales, int rows, int k) {
+            SV_PDL_ENTRY();
+            const int groups = k >> 7, lane = threadIdx.x & 31;
+            const long g = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
+            if (g >= (long)rows * groups) return;
+            const int r = (int)(g / groups), kb = (int)(g % groups);
+            const float4 v = __ldg((const float4 *)(x + (size_t)r * k + kb * 128) + lane);
+            float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+        #pragma unroll
+            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            const float scale = m > 0.f ? __fdiv_rn(m, 448.f) : 1.f;
+            const float inv = __frcp_rn(scale);
+            unsigned short lo, hi;  // cvt puts its first source in the upper byte
+            asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lo) : "f"(__fmul_rn(v.y, inv)), "f"(__fmul_rn(v.x, inv)));
+            asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hi) : "f"(__fmul_rn(v.w, inv)), "f"(__fmul_rn(v.z, inv)));
+            ((unsigned *)(q + (size_t)r * k + kb * 128))[lane] = (unsigned)lo | ((unsigned)hi << 16);
+            if (lane == 0) scales[(size_t)kb * rows + r] = scale;
+        }
+
         // Routed experts of block-scaled fp8 weights (DeepSeek-V3's, kept as fp8), grouped like
         // sv_moe_gate_up_grouped / sv_moe_down_grouped over sv_moe_sort's meta and perm, summed by
         // sv_moe_combine; a table entry is the matrix's address, its f32 scale grid following at

@@ -1,7 +1,8 @@
 /// Block-scaled fp8 weights (kept as fp8 by default): the one-token fp8 GEMV (its 16-byte and byte
-/// paths, x staged in shared memory or not, three weights per launch) and the multi-row product (dequantization into bf16,
-/// then cuBLASLt) against the host's dequantization, on random non-NaN e4m3 bytes, random scales
-/// and shapes whose last row and column blocks are partial; outputs poisoned.
+/// paths, x staged in shared memory or not, three weights per launch) and the multi-row products (dequantization
+/// into bf16, then cuBLASLt; and the block-scaled fp8 GEMM with activations quantized per 128 values) against the
+/// host's, on random non-NaN e4m3 bytes, random scales and shapes whose last row and column blocks are partial;
+/// outputs poisoned.
 extension CUDASelftest {
     func runFP8Cases() {
         // k = 200: the byte path (k % 16 != 0); k = 272: the 16-byte path (2 whole column blocks + 16).
@@ -31,6 +32,54 @@ extension CUDASelftest {
                 try self.testFP8Matmul(m: m, n: n, k: k, block: (128, 128))
             }
         }
+        // The block-scaled fp8 GEMM (activations quantized per 128 values): row blocks partial (n % 128 != 0),
+        // one group of zeros (scale 1), the quantization bit-exact against the host's.
+        for (m, n, k) in [(5, 304, 512), (64, 1024, 2048), (33, 1552, 1536), (300, 144, 7168)] {
+            run("fp8 block GEMM (activations per 128 in e4m3, cuBLASLt) m=\(m) n=\(n) k=\(k)") {
+                try self.testFP8BlockGEMM(m: m, n: n, k: k)
+            }
+        }
+    }
+
+    func testFP8BlockGEMM(m: Int, n: Int, k: Int) throws -> String? {
+        guard blas.supportsFP8Blocks(m: m, n: n, k: k) else {
+            return context.info.computeCapability.major == 9
+                ? "cuBLASLt offers no block-scaled fp8 algorithm on this Hopper GPU" : nil
+        }
+        var x = randomFloats(m * k, 3)
+        for c in 0..<128 { x[(m - 1) * k + 128 + c] = 0 }  // the last row's second group is all zeros
+        let w = randomFP8(n * k), ws = randomScales(rows: n, cols: k, block: (128, 128))
+        let q = try poisoned(bytes: m * k), xs = try poisoned(bytes: m * (k / 128) * 4)
+        try kernels.quantizeFP8Groups(x: try upload(x), q: q, scales: xs, rows: m, k: k, stream: stream)
+        let y = try poisoned(bytes: m * n * 4)
+        try blas.gemmFP8Blocks(
+            m: m, n: n, k: k, x: q, xScales: xs, w: try upload(w), wScales: try upload(ws), y: y, stream: stream)
+        let (wantQ, wantS) = Reference.quantizeFP8Groups(x, rows: m, k: k)
+        let gotQ: [UInt8] = try download(q, m * k), gotS: [Float] = try download(xs, m * (k / 128))
+        if let i = gotS.indices.first(where: { gotS[$0] != wantS[$0] }) {
+            return "scale of group \(i / m) row \(i % m) is \(gotS[i]), the host's \(wantS[i])"
+        }
+        if let i = gotQ.indices.first(where: { gotQ[$0] != wantQ[$0] }) {
+            return "quantized x[\(i / k), \(i % k)] = \(x[i]) is byte \(gotQ[i]), the host's \(wantQ[i])"
+        }
+        // The product of the quantized values, in doubles: per 128-column group, the sum of e4m3 products
+        // times the activation group's scale and the weight block's.
+        let groups = k / 128
+        var want = [Float](repeating: 0, count: m * n)
+        let wv = w.map { Double(Reference.e4m3($0)) }, xv = wantQ.map { Double(Reference.e4m3($0)) }
+        for r in 0..<m {
+            for o in 0..<n {
+                var total = 0.0
+                for g in 0..<groups {
+                    var part = 0.0
+                    for c in (g * 128)..<(g * 128 + 128) { part += xv[r * k + c] * wv[o * k + c] }
+                    total += part * Double(wantS[g * m + r]) * Double(ws[(o / 128) * groups + g])
+                }
+                want[r * n + o] = Float(total)
+            }
+        }
+        let got: [Float] = try download(y, m * n)
+        return judge("output", Reference.relativeError(got, want), 5e-3)
     }
 
     /// Random e4m3 bytes, never NaN (S.1111.111).
@@ -93,6 +142,36 @@ extension CUDASelftest {
 }
 
 extension Reference {
+    /// e4m3fn's nearest value to `v` (ties to the even code), saturating at ±448: the device's
+    /// `cvt.rn.satfinite.e4m3x2.f32`.
+    public static func toE4M3(_ v: Float) -> UInt8 {
+        let sign: UInt8 = v.sign == .minus ? 0x80 : 0
+        let a = min(abs(v), 448)
+        var best: UInt8 = 0, bestDiff = Float.infinity
+        for code in UInt8(0)...0x7E {
+            let d = abs(e4m3(code) - a)
+            if d < bestDiff || (d == bestDiff && code & 1 == 0) { best = code; bestDiff = d }
+        }
+        return sign | best
+    }
+
+    /// `sv_fp8_quant_groups`' result: per 128 values of a row, scale = max|x| / 448 (1 for zeros) and
+    /// e4m3(x * (1 / scale)); scales `[k / 128][rows]`.
+    public static func quantizeFP8Groups(_ x: [Float], rows: Int, k: Int) -> (q: [UInt8], scales: [Float]) {
+        var q = [UInt8](repeating: 0, count: rows * k), scales = [Float](repeating: 0, count: rows * (k / 128))
+        for r in 0..<rows {
+            for g in 0..<(k / 128) {
+                let part = x[(r * k + g * 128)..<(r * k + g * 128 + 128)]
+                let m = part.map { abs($0) }.max() ?? 0
+                let scale: Float = m > 0 ? m / 448 : 1
+                let inv = 1 / scale
+                scales[g * rows + r] = scale
+                for (i, v) in part.enumerated() { q[r * k + g * 128 + i] = toE4M3(v * inv) }
+            }
+        }
+        return (q, scales)
+    }
+
     /// e4m3fn's value (sign, 4 exponent bits with bias 7, 3 mantissa bits; S.1111.111 is NaN).
     public static func e4m3(_ b: UInt8) -> Float {
         let sign: Float = b & 0x80 != 0 ? -1 : 1
