@@ -34,6 +34,9 @@ extension CUDAKernels {
         /// must be 16-byte aligned too (the caller knows them).
         public var groupable: Bool { hidden % 8 == 0 && intermediate % 8 == 0 }
 
+        /// Whether the tensor-core kernels take these shapes (bf16 experts, 32-column steps).
+        var tensorCoreable: Bool { fp8Block == nil && hidden % 32 == 0 && intermediate % 32 == 0 }
+
         /// Byte offsets in the scratch for `pairs` pairs: h (pairs × intermediate fp32), then
         /// for the grouped path yp (pairs × hidden fp32), the sort's meta (1 + 3 × experts
         /// ints) and perm (pairs ints).
@@ -56,6 +59,9 @@ extension CUDAKernels {
     /// device, `sv_moe_gate_up_grouped` / `sv_moe_down_grouped` give each active expert's rows
     /// a warp (gate/up) or two rows a warp (down) that streams them once for all its pairs,
     /// `sv_moe_combine` sums the choices.
+    /// With `moeTensorCoreMinPairs` pairs or more per expert on average (prefill, large batches) and bf16
+    /// experts, `sv_moe_gate_up_mma` / `sv_moe_down_mma` take tiles of 64 of an expert's pairs on
+    /// tensor cores instead.
     /// Per pair: `sv_moe_gate_up` / `sv_moe_down` read an expert's rows again for each pair.
     public func moeExperts(
         x: DevicePointer, ids: DevicePointer, weights: DevicePointer, y: DevicePointer, scratch: DevicePointer,
@@ -99,6 +105,13 @@ extension CUDAKernels {
                 grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)
             try fn("sv_moe_down_grouped_fp8").launch(
                 grid: ((H + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: d)
+        } else if m.tensorCoreable && moeTensorCoreMinPairs > 0 && pairs >= moeTensorCoreMinPairs * E {
+            // Tiles of 64 pairs of one expert: at most ceil(pairs / 64) + one partial tile per active expert.
+            let tiles = (pairs + 63) / 64 + active
+            try fn("sv_moe_gate_up_mma").launch(
+                grid: ((I + 63) / 64, tiles, 1), block: (128, 1, 1), stream: stream, args: g)
+            try fn("sv_moe_down_mma").launch(
+                grid: ((H + 63) / 64, tiles, 1), block: (128, 1, 1), stream: stream, args: d)
         } else {
             try fn("sv_moe_gate_up_grouped").launch(
                 grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)

@@ -36,6 +36,10 @@ public final class CUDAKernels: @unchecked Sendable {
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_CARVEOUT"], let n = Int(v), (0...100).contains(n) {
             carveout = n
         }
+        // A/B switch: SERVAL_CUDA_MOE_MMA=n, the pairs per expert from which routed experts take tensor cores (0: never).
+        if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MOE_MMA"], let n = Int(v), n >= 0 {
+            moeTensorCoreMinPairs = n
+        }
         // A/B switch: SERVAL_CUDA_MLA_MIN_TILES=n, the fewest 32-key tiles an MLA split takes.
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_MLA_MIN_TILES"], let n = Int(v), n >= 1 {
             mlaMinTiles = n
@@ -200,6 +204,10 @@ public final class CUDAKernels: @unchecked Sendable {
     /// At batch 1 the latency of each tile, not the combine, decides: V2-Lite on an H100 gave 244
     /// tok/s with four, 251–258 with one or two (v1 was fastest with one, v2 with two).
     public var mlaMinTiles = 2
+    /// The grouped routed experts run on tensor cores (`sv_moe_gate_up_mma`, `sv_moe_down_mma`) from this many
+    /// (token, choice) pairs per expert on average (`SERVAL_CUDA_MOE_MMA=n`; 0: never). Off by default until the
+    /// kernels' selftest cases have passed on a GPU (written in a session without one).
+    public var moeTensorCoreMinPairs = 0
 
     /// How many splits decode attention uses for `batch` sequences of at most `maxLen` tokens.
     public func decodeSplits(batch: Int, shape: AttentionShape, maxLen: Int) -> Int {

@@ -22,7 +22,8 @@ public struct KernelCompileCheck: Sendable {
             "sv_copy_rows_f32", "sv_head_matmul", "sv_moe_sort", "sv_moe_gate_up_grouped", "sv_moe_down_grouped",
             "sv_moe_combine", "sv_gemv3_fp8_xf32", "sv_fp8_dequant_bf16", "sv_fp8_quant_groups", "sv_mla_decode_mma2",
             "sv_mla_decode_mma2_h32",
-            "sv_mla_decode_mma2_deep", "sv_moe_gate_up_grouped_fp8", "sv_moe_down_grouped_fp8",
+            "sv_mla_decode_mma2_deep", "sv_moe_gate_up_grouped_fp8", "sv_moe_down_grouped_fp8", "sv_moe_gate_up_mma",
+            "sv_moe_down_mma",
         ]
         for d in CUDAKernels.mmaExtendDims {
             names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)", "sv_extend_mma3_d\(d)"]

@@ -2,11 +2,11 @@ import ServalTensor
 
 /// Block-scaled float8 weights kept as fp8 on the device (`SERVAL_CUDA_FP8=0` turns it off): one byte per
 /// weight plus the f32 scale grid, in one allocation. One-token products run the fp8 GEMV
-/// (`sv_gemv3_fp8_xf32`, up to three weights per launch); products of several rows quantize the
-/// activations per 128 values and run cuBLASLt's block-scaled fp8 GEMM (`launchFP8BlockGEMMs`), or, for
-/// shapes it does not take (and with `SERVAL_CUDA_FP8_GEMM=dequant`), dequantize each matrix into one
-/// reusable bf16 scratch (`sv_fp8_dequant_bf16`, sized for the largest fp8 matrix at load) and run the
-/// bf16 cuBLASLt GEMM on it.
+/// (`sv_gemv3_fp8_xf32`, up to three weights per launch); products of several rows dequantize each
+/// matrix into one reusable bf16 scratch (`sv_fp8_dequant_bf16`, sized for the largest fp8 matrix at
+/// load) and run the bf16 cuBLASLt GEMM on it, or with `SERVAL_CUDA_FP8_GEMM=blocks` quantize the
+/// activations per 128 values and run cuBLASLt's block-scaled fp8 GEMM (`launchFP8BlockGEMMs`) for the
+/// shapes it takes.
 extension CUDABackend {
     public var computesBlockScaledFP8: Bool { keepsFP8 }
 

@@ -6,7 +6,7 @@ public enum KernelSource {
     public static var all: String {
         [
             common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA,
-            attentionExtendMMA3, gemvBulk, sampling, deepseek, mla2, kvPages, fp8,
+            attentionExtendMMA3, gemvBulk, sampling, deepseek, mla2, kvPages, fp8, moeMMA,
         ].joined(
             separator: "\n")
     }

@@ -49,6 +49,20 @@ extension CUDASelftest {
         run("moe grouped: 1 token, 16 experts, top-6, hidden 2048, inter 1408 (V2-Lite decode rows)") {
             try self.testMoEExperts(tokens: 1, experts: 16, k: 6, hidden: 2048, inter: 1408, grouped: true)
         }
+        // The tensor-core kernels (x and the activations rounded to bf16): tiles of 64 pairs partly filled,
+        // experts with several tiles, a partial last column tile (inter 160), experts held elsewhere.
+        run("moe tensor cores: 37 tokens, 9 experts, top-3, hidden 96, inter 64") {
+            try self.testMoEExperts(
+                tokens: 37, experts: 9, k: 3, hidden: 96, inter: 64, grouped: true, tensorCores: true)
+        }
+        run("moe tensor cores: 300 tokens, 4 experts, top-2 (3 tiles an expert), hidden 128, inter 160") {
+            try self.testMoEExperts(
+                tokens: 300, experts: 4, k: 2, hidden: 128, inter: 160, grouped: true, tensorCores: true)
+        }
+        run("moe tensor cores, expert parallel (experts 1, 4 elsewhere): 50 tokens, 6 experts, top-2, hidden 64") {
+            try self.testMoEExperts(
+                tokens: 50, experts: 6, k: 2, hidden: 64, inter: 96, grouped: true, absent: [1, 4], tensorCores: true)
+        }
     }
 
     /// MLA attention with `kernel` (`v1`, or version 2 with 16 or 32 heads per block, or 16 and five
@@ -328,7 +342,7 @@ extension CUDASelftest {
     /// dequantized values with x and the activations rounded to bf16, as the fp8 kernels round them.
     func testMoEExperts(
         tokens: Int, experts E: Int, k: Int, hidden H: Int, inter I: Int, grouped: Bool, absent: Set<Int> = [],
-        fp8Block: (Int, Int)? = nil
+        fp8Block: (Int, Int)? = nil, tensorCores: Bool = false
     ) throws -> String? {
         var x = randomFloats(tokens * H)
         /// One expert matrix: the bf16 values the reference uses, and its address (0: absent).
@@ -356,11 +370,15 @@ extension CUDASelftest {
             down: try upload(downPtrs), fp8Block: fp8Block)
         let scratch = try poisoned(bytes: shape.scratchBytes(tokens: tokens, grouped: grouped))
         let y = try poisoned(bytes: tokens * H * 4)
+        // Tensor cores from one pair per expert on average (this case), else never.
+        let chosen = kernels.moeTensorCoreMinPairs
+        kernels.moeTensorCoreMinPairs = tensorCores ? 1 : 0
+        defer { kernels.moeTensorCoreMinPairs = chosen }
         try kernels.moeExperts(
             x: try upload(x), ids: try upload(ids), weights: try upload(w), y: y, scratch: scratch, tokens: tokens,
             shape: shape, grouped: grouped, stream: stream)
         let got: [Float] = try download(y, tokens * H)
-        let rounds = fp8Block != nil
+        let rounds = fp8Block != nil || tensorCores
         if rounds { x = x.map { BF16.float(BF16.from($0)) } }
         var want = [Float](repeating: 0, count: tokens * H)
         for t in 0..<tokens {
@@ -383,7 +401,8 @@ extension CUDASelftest {
                 }
             }
         }
-        // fp8: the kernels scale e4m3 values in fp32 where the reference rounds them to bf16.
+        // fp8: the kernels scale e4m3 values in fp32 where the reference rounds them to bf16; tensor cores
+        // sum in an order of their own.
         return judge(
             "output", Reference.relativeError(got, want), rounds ? Self.bf16Tolerance : Self.fp32Tolerance * 10)
     }

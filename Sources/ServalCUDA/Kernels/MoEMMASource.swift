@@ -1,0 +1,146 @@
+extension KernelSource {
+    /// Routed experts on tensor cores (`sv_moe_gate_up_mma`, `sv_moe_down_mma`): the grouped path's
+    /// contract (`sv_moe_sort`'s meta and perm, `sv_moe_combine` after) for many pairs per expert
+    /// (prefill, large decode batches), where the warp-per-row kernels run out of CUDA-core FLOPs.
+    /// Uses `mma_bf16` and `pack_bf16x2` of the extend kernels.
+    static let moeMMA = #"""
+        // ---- routed experts on tensor cores ----
+        // A block computes a tile of 64 pairs (one active expert's, in perm order) x 64 output rows
+        // of its matrices: the pairs' inputs (f32, rounded to bf16) and the weight rows go through
+        // shared memory 32 columns at a time, four warps each take 16 pairs against all 64 rows with
+        // mma.m16n8k16 (bf16 in, f32 accumulators). grid (ceil(N / 64), tiles), block 128, where
+        // tiles bounds sum over active experts of ceil(count / 64) (ceil(pairs / 64) + active
+        // experts); blocks past the last tile return. K % 32 == 0, 16-byte aligned rows.
+        #define SV_MOE_MMA_BM 64
+        #define SV_MOE_MMA_BN 64
+        #define SV_MOE_MMA_BK 32
+        #define SV_MOE_MMA_RS (SV_MOE_MMA_BK + 8)  // padded shared row: fragment reads hit 32 banks
+
+        // This block's active expert u and first pair m0 of its tile within the expert; false past the last tile.
+        __device__ __forceinline__ bool moe_mma_tile(const int *meta, int E, int &u, int &m0) {
+            int y = blockIdx.y;
+            const int active = meta[0];
+            for (u = 0; u < active; u++) {
+                const int tiles = (meta[1 + 2 * E + u] + SV_MOE_MMA_BM - 1) / SV_MOE_MMA_BM;
+                if (y < tiles) {
+                    m0 = y * SV_MOE_MMA_BM;
+                    return true;
+                }
+                y -= tiles;
+            }
+            return false;
+        }
+
+        // acc[w][nt] += A (the warp's 16 rows of as) x W_w (64 rows of ws[w])^T over K, the rows of A
+        // gathered from src rows arow[] (f32, rounded to bf16 in shared memory), the weights from
+        // w[w] + (n0 + r) * K. Rows of A at or past `rows` and weight rows at or past N are zeros.
+        template <int NW>
+        __device__ __forceinline__ void moe_mma_main(const float *__restrict__ src, const int *arow, int rows,
+                                                     const bf16_t *const (&w)[NW], int n0, int N, int K,
+                                                     bf16_t (*as)[SV_MOE_MMA_RS], bf16_t (*ws)[SV_MOE_MMA_BN][SV_MOE_MMA_RS],
+                                                     float (&acc)[NW][8][4]) {
+            const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+        #pragma unroll
+            for (int m = 0; m < NW; m++)
+        #pragma unroll
+                for (int nt = 0; nt < 8; nt++) acc[m][nt][0] = acc[m][nt][1] = acc[m][nt][2] = acc[m][nt][3] = 0.f;
+            for (int k0 = 0; k0 < K; k0 += SV_MOE_MMA_BK) {
+                // Inputs: 64 rows x 32 f32 = 512 float4, four a thread.
+        #pragma unroll
+                for (int i = tid; i < SV_MOE_MMA_BM * SV_MOE_MMA_BK / 4; i += 128) {
+                    const int r = i >> 3, c = (i & 7) * 4;
+                    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+                    if (r < rows) v = __ldg((const float4 *)(src + (size_t)arow[r] * K + k0 + c));
+                    *(uint2 *)&as[r][c] = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+                }
+                // Weights: 64 rows x 32 bf16 = 256 16-byte pieces a matrix, two a thread.
+        #pragma unroll
+                for (int m = 0; m < NW; m++)
+        #pragma unroll
+                    for (int i = tid; i < SV_MOE_MMA_BN * SV_MOE_MMA_BK / 8; i += 128) {
+                        const int r = i >> 2, c = (i & 3) * 8;
+                        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+                        if (n0 + r < N) v = ld_stream((const uint4 *)(w[m] + (size_t)(n0 + r) * K + k0 + c));
+                        *(uint4 *)&ws[m][r][c] = v;
+                    }
+                __syncthreads();
+        #pragma unroll
+                for (int ks = 0; ks < SV_MOE_MMA_BK / 16; ks++) {
+                    const unsigned *r0 = (const unsigned *)&as[warp * 16 + g][ks * 16];
+                    const unsigned *r1 = (const unsigned *)&as[warp * 16 + g + 8][ks * 16];
+                    const unsigned a[4] = {r0[tig], r1[tig], r0[4 + tig], r1[4 + tig]};
+        #pragma unroll
+                    for (int m = 0; m < NW; m++)
+        #pragma unroll
+                        for (int nt = 0; nt < 8; nt++) {
+                            const unsigned *b = (const unsigned *)&ws[m][nt * 8 + g][ks * 16];
+                            mma_bf16(acc[m][nt], a, b[tig], b[4 + tig]);
+                        }
+                }
+                __syncthreads();
+            }
+        }
+
+        // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t), t = p / k, for a tile of expert e's
+        // pairs p and 64 rows i (sv_moe_gate_up_grouped's contract).
+        extern "C" __global__ void __launch_bounds__(128) sv_moe_gate_up_mma(
+            const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
+            int H, int I, int k) {
+            SV_PDL_ENTRY();
+            __shared__ __align__(16) bf16_t as[SV_MOE_MMA_BM][SV_MOE_MMA_RS];
+            __shared__ __align__(16) bf16_t ws[2][SV_MOE_MMA_BN][SV_MOE_MMA_RS];
+            __shared__ int pr[SV_MOE_MMA_BM], tok[SV_MOE_MMA_BM];
+            int u, m0;
+            if (!moe_mma_tile(meta, E, u, m0)) return;
+            const int e = meta[1 + u], first = meta[1 + E + u], rows = min(SV_MOE_MMA_BM, meta[1 + 2 * E + u] - m0);
+            const int n0 = blockIdx.x * SV_MOE_MMA_BN;
+            if (threadIdx.x < SV_MOE_MMA_BM) {
+                const int p = threadIdx.x < rows ? perm[first + m0 + threadIdx.x] : 0;
+                pr[threadIdx.x] = p;
+                tok[threadIdx.x] = p / k;
+            }
+            __syncthreads();
+            const bf16_t *const w[2] = {(const bf16_t *)gate_w[e], (const bf16_t *)up_w[e]};
+            float acc[2][8][4];
+            moe_mma_main<2>(x, tok, rows, w, n0, I, H, as, ws, acc);
+            const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+        #pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+        #pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const int r = warp * 16 + g + (q >= 2 ? 8 : 0), i = n0 + nt * 8 + 2 * tig + (q & 1);
+                    if (r < rows && i < I) {
+                        const float s = acc[0][nt][q];
+                        h[(size_t)pr[r] * I + i] = s / (1.f + expf(-s)) * acc[1][nt][q];
+                    }
+                }
+        }
+
+        // yp[p, o] = down_e[o] . h[p] for a tile of expert e's pairs p and 64 rows o
+        // (sv_moe_down_grouped's contract).
+        extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma(
+            const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
+            SV_PDL_ENTRY();
+            __shared__ __align__(16) bf16_t as[SV_MOE_MMA_BM][SV_MOE_MMA_RS];
+            __shared__ __align__(16) bf16_t ws[1][SV_MOE_MMA_BN][SV_MOE_MMA_RS];
+            __shared__ int pr[SV_MOE_MMA_BM];
+            int u, m0;
+            if (!moe_mma_tile(meta, E, u, m0)) return;
+            const int e = meta[1 + u], first = meta[1 + E + u], rows = min(SV_MOE_MMA_BM, meta[1 + 2 * E + u] - m0);
+            const int n0 = blockIdx.x * SV_MOE_MMA_BN;
+            if (threadIdx.x < SV_MOE_MMA_BM) pr[threadIdx.x] = threadIdx.x < rows ? perm[first + m0 + threadIdx.x] : 0;
+            __syncthreads();
+            const bf16_t *const w[1] = {(const bf16_t *)down_w[e]};
+            float acc[1][8][4];
+            moe_mma_main<1>(h, pr, rows, w, n0, H, I, as, ws, acc);
+            const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+        #pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+        #pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const int r = warp * 16 + g + (q >= 2 ? 8 : 0), o = n0 + nt * 8 + 2 * tig + (q & 1);
+                    if (r < rows && o < H) yp[(size_t)pr[r] * H + o] = acc[0][nt][q];
+                }
+        }
+        """#
+}
