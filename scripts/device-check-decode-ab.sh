@@ -21,8 +21,9 @@
 #             one launch; not in the default
 #   v3fp8     bench-cuda's GEMMs (bf16, fp8 blocks, fp8 dequantized), then DeepSeek-V3 shapes, 3 layers (one
 #             dense, two MoE), fp8 dummy weights: prefill of 2,048 tokens and
-#             decode at batch 32 / 128, with the block-scaled fp8 GEMM (SERVAL_CUDA_FP8_GEMM=blocks) and with
-#             the default dequantization (bf16 before each multi-row product); not in the default
+#             decode at batch 32 / 128: the defaults (bf16 dequantization before each multi-row product,
+#             warp-per-row experts), the block-scaled fp8 GEMM (SERVAL_CUDA_FP8_GEMM=blocks), and that with the
+#             fp8 experts on tensor cores from 2 pairs an expert (SERVAL_CUDA_MOE_MMA=2); not in the default
 #   moemma    V2-Lite batch 32 / 128 and a 2,048-token prefill with the routed experts on tensor cores
 #             (SERVAL_CUDA_MOE_MMA=8 and =2) against the warp-per-row kernels (the default); not in the default
 #   batch     the 8B at batch 64 / 256 (input 128) and 256 x 512-token prompts
@@ -165,11 +166,12 @@ EOF2
   echo "== bench-cuda --gemm-only (bf16; fp8 blocks; fp8 dequantize + bf16)" >> $Q
   timeout -k 10 120 $B bench-cuda --gemm-only 2>&1 | grep "gemm\|rror" >> $Q
   export ABT=150
-  for g in blocks dequant; do
-    ab "v3 fp8 (3 layers) prefill 2048 gemm=$g" SERVAL_CUDA_FP8_GEMM=$g -- --model-path $V3 --disable-cuda-graph \
-      --batch-size 1 --input-len 2048 --output-len 4
-    ab "v3 fp8 (3 layers) b32 b128 gemm=$g" SERVAL_CUDA_FP8_GEMM=$g -- --model-path $V3 --batch-size 32 128 \
-      --input-len 128 --output-len 16
+  for gm in "dequant 0" "blocks 0" "blocks 2"; do
+    set -- $gm
+    ab "v3 fp8 (3 layers) prefill 2048 gemm=$1 moe mma=$2" SERVAL_CUDA_FP8_GEMM=$1 SERVAL_CUDA_MOE_MMA=$2 -- \
+      --model-path $V3 --disable-cuda-graph --batch-size 1 --input-len 2048 --output-len 4
+    ab "v3 fp8 (3 layers) b32 b128 gemm=$1 moe mma=$2" SERVAL_CUDA_FP8_GEMM=$1 SERVAL_CUDA_MOE_MMA=$2 -- \
+      --model-path $V3 --batch-size 32 128 --input-len 128 --output-len 16
   done
   unset ABT; el v3fp8
 fi

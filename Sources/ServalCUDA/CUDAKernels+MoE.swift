@@ -34,8 +34,8 @@ extension CUDAKernels {
         /// must be 16-byte aligned too (the caller knows them).
         public var groupable: Bool { hidden % 8 == 0 && intermediate % 8 == 0 }
 
-        /// Whether the tensor-core kernels take these shapes (bf16 experts, 32-column steps).
-        var tensorCoreable: Bool { fp8Block == nil && hidden % 32 == 0 && intermediate % 32 == 0 }
+        /// Whether the tensor-core kernels take these shapes (32-column steps; fp8 blocks whole 8-column pieces).
+        var tensorCoreable: Bool { hidden % 32 == 0 && intermediate % 32 == 0 && (fp8Block?.cols ?? 8) % 8 == 0 }
 
         /// Byte offsets in the scratch for `pairs` pairs: h (pairs × intermediate fp32), then
         /// for the grouped path yp (pairs × hidden fp32), the sort's meta (1 + 3 × experts
@@ -59,9 +59,9 @@ extension CUDAKernels {
     /// device, `sv_moe_gate_up_grouped` / `sv_moe_down_grouped` give each active expert's rows
     /// a warp (gate/up) or two rows a warp (down) that streams them once for all its pairs,
     /// `sv_moe_combine` sums the choices.
-    /// With `moeTensorCoreMinPairs` pairs or more per expert on average (prefill, large batches) and bf16
-    /// experts, `sv_moe_gate_up_mma` / `sv_moe_down_mma` take tiles of 64 of an expert's pairs on
-    /// tensor cores instead.
+    /// With `moeTensorCoreMinPairs` pairs or more per expert on average (prefill, large batches),
+    /// `sv_moe_gate_up_mma` / `sv_moe_down_mma` (`_fp8`: block-scaled e4m3 experts, dequantized into the
+    /// tiles) take tiles of 64 of an expert's pairs on tensor cores instead.
     /// Per pair: `sv_moe_gate_up` / `sv_moe_down` read an expert's rows again for each pair.
     public func moeExperts(
         x: DevicePointer, ids: DevicePointer, weights: DevicePointer, y: DevicePointer, scratch: DevicePointer,
@@ -101,17 +101,20 @@ extension CUDAKernels {
         if let b = m.fp8Block {
             g.add(b.rows); g.add(b.cols)
             d.add(b.rows); d.add(b.cols)
+        }
+        let suffix = m.fp8Block == nil ? "" : "_fp8"
+        if m.tensorCoreable && moeTensorCoreMinPairs > 0 && pairs >= moeTensorCoreMinPairs * E {
+            // Tiles of 64 pairs of one expert: at most ceil(pairs / 64) + one partial tile per active expert.
+            let tiles = (pairs + 63) / 64 + active
+            try fn("sv_moe_gate_up_mma" + suffix).launch(
+                grid: ((I + 63) / 64, tiles, 1), block: (128, 1, 1), stream: stream, args: g)
+            try fn("sv_moe_down_mma" + suffix).launch(
+                grid: ((H + 63) / 64, tiles, 1), block: (128, 1, 1), stream: stream, args: d)
+        } else if m.fp8Block != nil {
             try fn("sv_moe_gate_up_grouped_fp8").launch(
                 grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)
             try fn("sv_moe_down_grouped_fp8").launch(
                 grid: ((H + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: d)
-        } else if m.tensorCoreable && moeTensorCoreMinPairs > 0 && pairs >= moeTensorCoreMinPairs * E {
-            // Tiles of 64 pairs of one expert: at most ceil(pairs / 64) + one partial tile per active expert.
-            let tiles = (pairs + 63) / 64 + active
-            try fn("sv_moe_gate_up_mma").launch(
-                grid: ((I + 63) / 64, tiles, 1), block: (128, 1, 1), stream: stream, args: g)
-            try fn("sv_moe_down_mma").launch(
-                grid: ((H + 63) / 64, tiles, 1), block: (128, 1, 1), stream: stream, args: d)
         } else {
             try fn("sv_moe_gate_up_grouped").launch(
                 grid: ((I + 7) / 8, active, 1), block: (256, 1, 1), stream: stream, args: g)

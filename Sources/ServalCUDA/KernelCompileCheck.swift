@@ -23,7 +23,7 @@ public struct KernelCompileCheck: Sendable {
             "sv_moe_combine", "sv_gemv3_fp8_xf32", "sv_fp8_dequant_bf16", "sv_fp8_quant_groups", "sv_mla_decode_mma2",
             "sv_mla_decode_mma2_h32",
             "sv_mla_decode_mma2_deep", "sv_moe_gate_up_grouped_fp8", "sv_moe_down_grouped_fp8", "sv_moe_gate_up_mma",
-            "sv_moe_down_mma",
+            "sv_moe_down_mma", "sv_moe_gate_up_mma_fp8", "sv_moe_down_mma_fp8",
         ]
         for d in CUDAKernels.mmaExtendDims {
             names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)", "sv_extend_mma3_d\(d)"]

@@ -1,8 +1,9 @@
 extension KernelSource {
-    /// Routed experts on tensor cores (`sv_moe_gate_up_mma`, `sv_moe_down_mma`): the grouped path's
+    /// Routed experts on tensor cores (`sv_moe_gate_up_mma`, `sv_moe_down_mma`, and `_fp8` for block-scaled
+    /// e4m3 experts, dequantized into the shared tiles): the grouped path's
     /// contract (`sv_moe_sort`'s meta and perm, `sv_moe_combine` after) for many pairs per expert
     /// (prefill, large decode batches), where the warp-per-row kernels run out of CUDA-core FLOPs.
-    /// Uses `mma_bf16` and `pack_bf16x2` of the extend kernels.
+    /// Uses `mma_bf16` and `pack_bf16x2` of the extend kernels and the fp8 helpers of `fp8`.
     static let moeMMA = #"""
         // ---- routed experts on tensor cores ----
         // A block computes a tile of 64 pairs (one active expert's, in perm order) x 64 output rows
@@ -31,12 +32,40 @@ extension KernelSource {
             return false;
         }
 
+        // Eight weights of row r, columns c..c+7 of an N x K matrix, as bf16 in shared memory: bf16 copied;
+        // block-scaled e4m3 (FP8: br x bc blocks, the f32 grid after the bytes) times its block's scale,
+        // rounded to bf16 as the host's dequantization rounds it. Zeros past row N.
+        template <bool FP8>
+        __device__ __forceinline__ void moe_mma_load8(const void *w, int r, int c, int N, int K, int br, int bc,
+                                                      bf16_t *dst) {
+            uint4 v = make_uint4(0u, 0u, 0u, 0u);
+            if (r < N) {
+                if (!FP8) {
+                    v = ld_stream((const uint4 *)((const bf16_t *)w + (size_t)r * K + c));
+                } else {
+                    const unsigned char *wb = (const unsigned char *)w;
+                    const uint2 b = *(const uint2 *)(wb + (size_t)r * K + c);
+                    // e4m3 as f16 is the value times 2^-8: the scale times 256 undoes it exactly.
+                    const float s = sv_fp8_scales(wb, N, K, r, br, bc)[c / bc] * 256.f;
+                    float f[8];
+                    sv_f16x2_to_f32(sv_e4m3x2_as_f16x2(__byte_perm(b.x, 0u, 0x1404u)), f[0], f[1]);
+                    sv_f16x2_to_f32(sv_e4m3x2_as_f16x2(__byte_perm(b.x, 0u, 0x3424u)), f[2], f[3]);
+                    sv_f16x2_to_f32(sv_e4m3x2_as_f16x2(__byte_perm(b.y, 0u, 0x1404u)), f[4], f[5]);
+                    sv_f16x2_to_f32(sv_e4m3x2_as_f16x2(__byte_perm(b.y, 0u, 0x3424u)), f[6], f[7]);
+                    v = make_uint4(pack_bf16x2(f[0] * s, f[1] * s), pack_bf16x2(f[2] * s, f[3] * s),
+                                   pack_bf16x2(f[4] * s, f[5] * s), pack_bf16x2(f[6] * s, f[7] * s));
+                }
+            }
+            *(uint4 *)dst = v;
+        }
+
         // acc[w][nt] += A (the warp's 16 rows of as) x W_w (64 rows of ws[w])^T over K, the rows of A
         // gathered from src rows arow[] (f32, rounded to bf16 in shared memory), the weights from
-        // w[w] + (n0 + r) * K. Rows of A at or past `rows` and weight rows at or past N are zeros.
-        template <int NW>
+        // w[w] + (n0 + r) * K (FP8: block-scaled e4m3 in br x bc blocks, dequantized into the tile). Rows
+        // of A at or past `rows` and weight rows at or past N are zeros.
+        template <int NW, bool FP8>
         __device__ __forceinline__ void moe_mma_main(const float *__restrict__ src, const int *arow, int rows,
-                                                     const bf16_t *const (&w)[NW], int n0, int N, int K,
+                                                     const void *const (&w)[NW], int n0, int N, int K, int br, int bc,
                                                      bf16_t (*as)[SV_MOE_MMA_RS], bf16_t (*ws)[SV_MOE_MMA_BN][SV_MOE_MMA_RS],
                                                      float (&acc)[NW][8][4]) {
             const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
@@ -53,15 +82,13 @@ extension KernelSource {
                     if (r < rows) v = __ldg((const float4 *)(src + (size_t)arow[r] * K + k0 + c));
                     *(uint2 *)&as[r][c] = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
                 }
-                // Weights: 64 rows x 32 bf16 = 256 16-byte pieces a matrix, two a thread.
+                // Weights: 64 rows x 32 = 256 pieces of 8 a matrix, two a thread.
         #pragma unroll
                 for (int m = 0; m < NW; m++)
         #pragma unroll
                     for (int i = tid; i < SV_MOE_MMA_BN * SV_MOE_MMA_BK / 8; i += 128) {
                         const int r = i >> 2, c = (i & 3) * 8;
-                        uint4 v = make_uint4(0u, 0u, 0u, 0u);
-                        if (n0 + r < N) v = ld_stream((const uint4 *)(w[m] + (size_t)(n0 + r) * K + k0 + c));
-                        *(uint4 *)&ws[m][r][c] = v;
+                        moe_mma_load8<FP8>(w[m], n0 + r, k0 + c, N, K, br, bc, &ws[m][r][c]);
                     }
                 __syncthreads();
         #pragma unroll
@@ -82,11 +109,11 @@ extension KernelSource {
         }
 
         // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t), t = p / k, for a tile of expert e's
-        // pairs p and 64 rows i (sv_moe_gate_up_grouped's contract).
-        extern "C" __global__ void __launch_bounds__(128) sv_moe_gate_up_mma(
-            const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
-            int H, int I, int k) {
-            SV_PDL_ENTRY();
+        // pairs p and 64 rows i (sv_moe_gate_up_grouped's contract; FP8: sv_moe_gate_up_grouped_fp8's).
+        template <bool FP8>
+        __device__ __forceinline__ void moe_gate_up_mma(const float *x, const int *meta, const int *perm,
+                                                        const u64 *gate_w, const u64 *up_w, float *h, int E, int H,
+                                                        int I, int k, int br, int bc) {
             __shared__ __align__(16) bf16_t as[SV_MOE_MMA_BM][SV_MOE_MMA_RS];
             __shared__ __align__(16) bf16_t ws[2][SV_MOE_MMA_BN][SV_MOE_MMA_RS];
             __shared__ int pr[SV_MOE_MMA_BM], tok[SV_MOE_MMA_BM];
@@ -100,9 +127,9 @@ extension KernelSource {
                 tok[threadIdx.x] = p / k;
             }
             __syncthreads();
-            const bf16_t *const w[2] = {(const bf16_t *)gate_w[e], (const bf16_t *)up_w[e]};
+            const void *const w[2] = {(const void *)gate_w[e], (const void *)up_w[e]};
             float acc[2][8][4];
-            moe_mma_main<2>(x, tok, rows, w, n0, I, H, as, ws, acc);
+            moe_mma_main<2, FP8>(x, tok, rows, w, n0, I, H, br, bc, as, ws, acc);
             const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
         #pragma unroll
             for (int nt = 0; nt < 8; nt++)
@@ -117,10 +144,11 @@ extension KernelSource {
         }
 
         // yp[p, o] = down_e[o] . h[p] for a tile of expert e's pairs p and 64 rows o
-        // (sv_moe_down_grouped's contract).
-        extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma(
-            const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
-            SV_PDL_ENTRY();
+        // (sv_moe_down_grouped's contract; FP8: sv_moe_down_grouped_fp8's).
+        template <bool FP8>
+        __device__ __forceinline__ void moe_down_mma(const float *h, const int *meta, const int *perm,
+                                                     const u64 *down_w, float *yp, int E, int H, int I, int br,
+                                                     int bc) {
             __shared__ __align__(16) bf16_t as[SV_MOE_MMA_BM][SV_MOE_MMA_RS];
             __shared__ __align__(16) bf16_t ws[1][SV_MOE_MMA_BN][SV_MOE_MMA_RS];
             __shared__ int pr[SV_MOE_MMA_BM];
@@ -130,9 +158,9 @@ extension KernelSource {
             const int n0 = blockIdx.x * SV_MOE_MMA_BN;
             if (threadIdx.x < SV_MOE_MMA_BM) pr[threadIdx.x] = threadIdx.x < rows ? perm[first + m0 + threadIdx.x] : 0;
             __syncthreads();
-            const bf16_t *const w[1] = {(const bf16_t *)down_w[e]};
+            const void *const w[1] = {(const void *)down_w[e]};
             float acc[1][8][4];
-            moe_mma_main<1>(h, pr, rows, w, n0, H, I, as, ws, acc);
+            moe_mma_main<1, FP8>(h, pr, rows, w, n0, H, I, br, bc, as, ws, acc);
             const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
         #pragma unroll
             for (int nt = 0; nt < 8; nt++)
@@ -141,6 +169,32 @@ extension KernelSource {
                     const int r = warp * 16 + g + (q >= 2 ? 8 : 0), o = n0 + nt * 8 + 2 * tig + (q & 1);
                     if (r < rows && o < H) yp[(size_t)pr[r] * H + o] = acc[0][nt][q];
                 }
+        }
+
+        extern "C" __global__ void __launch_bounds__(128) sv_moe_gate_up_mma(
+            const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
+            int H, int I, int k) {
+            SV_PDL_ENTRY();
+            moe_gate_up_mma<false>(x, meta, perm, gate_w, up_w, h, E, H, I, k, 1, 1);
+        }
+        extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma(
+            const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
+            SV_PDL_ENTRY();
+            moe_down_mma<false>(h, meta, perm, down_w, yp, E, H, I, 1, 1);
+        }
+        // Block-scaled e4m3 experts (CUDABackend.blockScaledWeight's layout), dequantized into the tiles;
+        // a block's rows and columns need K % 32 == 0 and 8-byte aligned rows (K % 8 == 0).
+        extern "C" __global__ void __launch_bounds__(128) sv_moe_gate_up_mma_fp8(
+            const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
+            int H, int I, int k, int br, int bc) {
+            SV_PDL_ENTRY();
+            moe_gate_up_mma<true>(x, meta, perm, gate_w, up_w, h, E, H, I, k, br, bc);
+        }
+        extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma_fp8(
+            const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I, int br,
+            int bc) {
+            SV_PDL_ENTRY();
+            moe_down_mma<true>(h, meta, perm, down_w, yp, E, H, I, br, bc);
         }
         """#
 }

@@ -59,6 +59,18 @@ extension CUDASelftest {
             try self.testMoEExperts(
                 tokens: 300, experts: 4, k: 2, hidden: 128, inter: 160, grouped: true, tensorCores: true)
         }
+        run(
+            "moe tensor cores fp8 (128 x 128 blocks): 70 tokens, 4 experts, top-2, hidden 256, inter 160 (partial blocks)"
+        ) {
+            try self.testMoEExperts(
+                tokens: 70, experts: 4, k: 2, hidden: 256, inter: 160, grouped: true, fp8Block: (128, 128),
+                tensorCores: true)
+        }
+        run("moe tensor cores fp8, expert parallel (expert 2 elsewhere), 32 x 48 blocks: 40 tokens, hidden 96") {
+            try self.testMoEExperts(
+                tokens: 40, experts: 5, k: 2, hidden: 96, inter: 64, grouped: true, absent: [2], fp8Block: (32, 48),
+                tensorCores: true)
+        }
         run("moe tensor cores, expert parallel (experts 1, 4 elsewhere): 50 tokens, 6 experts, top-2, hidden 64") {
             try self.testMoEExperts(
                 tokens: 50, experts: 6, k: 2, hidden: 64, inter: 96, grouped: true, absent: [1, 4], tensorCores: true)
