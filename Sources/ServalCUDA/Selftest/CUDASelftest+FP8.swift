@@ -63,23 +63,32 @@ extension CUDASelftest {
             return "quantized x[\(i / k), \(i % k)] = \(x[i]) is byte \(gotQ[i]), the host's \(wantQ[i])"
         }
         // The product of the quantized values, in doubles: per 128-column group, the sum of e4m3 products
-        // times the activation group's scale and the weight block's.
+        // times the activation group's scale and the weight block's. `rowMajorScales`: the activation scales
+        // read as [rows][k / 128] instead, the other layout cuBLASLt could mean (a failure says which matches).
         let groups = k / 128
-        var want = [Float](repeating: 0, count: m * n)
         let wv = w.map { Double(Reference.e4m3($0)) }, xv = wantQ.map { Double(Reference.e4m3($0)) }
-        for r in 0..<m {
-            for o in 0..<n {
-                var total = 0.0
-                for g in 0..<groups {
-                    var part = 0.0
-                    for c in (g * 128)..<(g * 128 + 128) { part += xv[r * k + c] * wv[o * k + c] }
-                    total += part * Double(wantS[g * m + r]) * Double(ws[(o / 128) * groups + g])
+        func reference(rowMajorScales: Bool) -> [Float] {
+            var want = [Float](repeating: 0, count: m * n)
+            for r in 0..<m {
+                for o in 0..<n {
+                    var total = 0.0
+                    for g in 0..<groups {
+                        var part = 0.0
+                        for c in (g * 128)..<(g * 128 + 128) { part += xv[r * k + c] * wv[o * k + c] }
+                        let xs = rowMajorScales ? wantS[r * groups + g] : wantS[g * m + r]
+                        total += part * Double(xs) * Double(ws[(o / 128) * groups + g])
+                    }
+                    want[r * n + o] = Float(total)
                 }
-                want[r * n + o] = Float(total)
             }
+            return want
         }
         let got: [Float] = try download(y, m * n)
-        return judge("output", Reference.relativeError(got, want), 5e-3)
+        guard let failure = judge("output", Reference.relativeError(got, reference(rowMajorScales: false)), 5e-3)
+        else { return nil }
+        let other = Reference.relativeError(got, reference(rowMajorScales: true))
+        return failure
+            + String(format: "; against activation scales read as [rows][k / 128]: relative error %.2e", other)
     }
 
     /// Random e4m3 bytes, never NaN (S.1111.111).
