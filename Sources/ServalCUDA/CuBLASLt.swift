@@ -54,15 +54,21 @@ public final class CuBLASLt: @unchecked Sendable {
         guard let plan = try plan(Shape(m: m, n: n, k: k, operands: .bf16(f32Out: f32Output))) else {
             throw CUDAError.invalid("cuBLASLt has no bf16 algorithm for m=\(m) n=\(n) k=\(k)")
         }
+        try launch(plan, x: x, w: w, y: y, stream: stream, "cublasLtMatmul(m=\(m), n=\(n), k=\(k))")
+    }
+
+    /// Queues one planned product. Column-major view: Yᵀ (n×m) = op_T(W as k×n) · Xᵀ (k×m).
+    private func launch(
+        _ plan: Plan, x: DevicePointer, w: DevicePointer, y: DevicePointer, stream: CUDAStream, _ call: String
+    ) throws {
         var alpha: Float = 1, beta: Float = 0
-        // Column-major view: Yᵀ (n×m) = op_T(W as k×n) · Xᵀ (k×m).
         try withUnsafeBytes(of: &plan.algo.algo) { algo in
             try checkBLAS(
                 sv_cublasLtMatmul(
                     handle, plan.desc, &alpha, w.address, plan.a, x.address, plan.b, &beta,
                     y.address, plan.c, y.address, plan.c, algo.baseAddress,
                     workspace.pointer.address, workspace.pointer.bytes, stream.handle),
-                "cublasLtMatmul(m=\(m), n=\(n), k=\(k))")
+                call)
         }
     }
 
@@ -100,15 +106,7 @@ public final class CuBLASLt: @unchecked Sendable {
         try checkBLAS(
             sv_cublasLtMatmulDescSetAttribute(plan.desc, Int32(SV_CUBLASLT_MATMUL_DESC_B_SCALE_POINTER), &xsp, 8),
             "cublasLtMatmulDescSetAttribute(B_SCALE_POINTER)")
-        var alpha: Float = 1, beta: Float = 0
-        try withUnsafeBytes(of: &plan.algo.algo) { algo in
-            try checkBLAS(
-                sv_cublasLtMatmul(
-                    handle, plan.desc, &alpha, w.address, plan.a, x.address, plan.b, &beta,
-                    y.address, plan.c, y.address, plan.c, algo.baseAddress,
-                    workspace.pointer.address, workspace.pointer.bytes, stream.handle),
-                "cublasLtMatmul(fp8 blocks, m=\(m), n=\(n), k=\(k))")
-        }
+        try launch(plan, x: x, w: w, y: y, stream: stream, "cublasLtMatmul(fp8 blocks, m=\(m), n=\(n), k=\(k))")
     }
 
     /// The plan for a shape; nil when cuBLASLt offers no algorithm for it (remembered).

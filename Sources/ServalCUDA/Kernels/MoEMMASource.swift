@@ -108,15 +108,17 @@ extension KernelSource {
             }
         }
 
-        // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t), t = p / k, for a tile of expert e's
-        // pairs p and 64 rows i (sv_moe_gate_up_grouped's contract; FP8: sv_moe_gate_up_grouped_fp8's).
-        template <bool FP8>
-        __device__ __forceinline__ void moe_gate_up_mma(const float *x, const int *meta, const int *perm,
-                                                        const u64 *gate_w, const u64 *up_w, float *h, int E, int H,
-                                                        int I, int k, int br, int bc) {
+        // One tile of 64 of expert e's pairs p x 64 output rows o of its N x K matrices: NW = 2 (gate, up):
+        // out[p, o] = silu(gate_e[o] . src[p / kdiv]) * (up_e[o] . src[p / kdiv]) (sv_moe_gate_up_grouped's
+        // contract, src = x, kdiv = k); NW = 1 (down): out[p, o] = down_e[o] . src[p] (sv_moe_down_grouped's,
+        // src = h, kdiv = 1). FP8: the _fp8 kernels' block-scaled e4m3 matrices.
+        template <int NW, bool FP8>
+        __device__ __forceinline__ void moe_mma_block(const float *src, int kdiv, const int *meta, const int *perm,
+                                                      const u64 *w0, const u64 *w1, float *out, int E, int N, int K,
+                                                      int br, int bc) {
             __shared__ __align__(16) bf16_t as[SV_MOE_MMA_BM][SV_MOE_MMA_RS];
-            __shared__ __align__(16) bf16_t ws[2][SV_MOE_MMA_BN][SV_MOE_MMA_RS];
-            __shared__ int pr[SV_MOE_MMA_BM], tok[SV_MOE_MMA_BM];
+            __shared__ __align__(16) bf16_t ws[NW][SV_MOE_MMA_BN][SV_MOE_MMA_RS];
+            __shared__ int pr[SV_MOE_MMA_BM], srow[SV_MOE_MMA_BM];
             int u, m0;
             if (!moe_mma_tile(meta, E, u, m0)) return;
             const int e = meta[1 + u], first = meta[1 + E + u], rows = min(SV_MOE_MMA_BM, meta[1 + 2 * E + u] - m0);
@@ -124,50 +126,24 @@ extension KernelSource {
             if (threadIdx.x < SV_MOE_MMA_BM) {
                 const int p = threadIdx.x < rows ? perm[first + m0 + threadIdx.x] : 0;
                 pr[threadIdx.x] = p;
-                tok[threadIdx.x] = p / k;
+                srow[threadIdx.x] = p / kdiv;
             }
             __syncthreads();
-            const void *const w[2] = {(const void *)gate_w[e], (const void *)up_w[e]};
-            float acc[2][8][4];
-            moe_mma_main<2, FP8>(x, tok, rows, w, n0, I, H, br, bc, as, ws, acc);
-            const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
-        #pragma unroll
-            for (int nt = 0; nt < 8; nt++)
-        #pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const int r = warp * 16 + g + (q >= 2 ? 8 : 0), i = n0 + nt * 8 + 2 * tig + (q & 1);
-                    if (r < rows && i < I) {
-                        const float s = acc[0][nt][q];
-                        h[(size_t)pr[r] * I + i] = s / (1.f + expf(-s)) * acc[1][nt][q];
-                    }
-                }
-        }
-
-        // yp[p, o] = down_e[o] . h[p] for a tile of expert e's pairs p and 64 rows o
-        // (sv_moe_down_grouped's contract; FP8: sv_moe_down_grouped_fp8's).
-        template <bool FP8>
-        __device__ __forceinline__ void moe_down_mma(const float *h, const int *meta, const int *perm,
-                                                     const u64 *down_w, float *yp, int E, int H, int I, int br,
-                                                     int bc) {
-            __shared__ __align__(16) bf16_t as[SV_MOE_MMA_BM][SV_MOE_MMA_RS];
-            __shared__ __align__(16) bf16_t ws[1][SV_MOE_MMA_BN][SV_MOE_MMA_RS];
-            __shared__ int pr[SV_MOE_MMA_BM];
-            int u, m0;
-            if (!moe_mma_tile(meta, E, u, m0)) return;
-            const int e = meta[1 + u], first = meta[1 + E + u], rows = min(SV_MOE_MMA_BM, meta[1 + 2 * E + u] - m0);
-            const int n0 = blockIdx.x * SV_MOE_MMA_BN;
-            if (threadIdx.x < SV_MOE_MMA_BM) pr[threadIdx.x] = threadIdx.x < rows ? perm[first + m0 + threadIdx.x] : 0;
-            __syncthreads();
-            const void *const w[1] = {(const void *)down_w[e]};
-            float acc[1][8][4];
-            moe_mma_main<1, FP8>(h, pr, rows, w, n0, H, I, br, bc, as, ws, acc);
+            const void *w[NW];
+            w[0] = (const void *)w0[e];
+            if (NW == 2) w[NW - 1] = (const void *)w1[e];
+            float acc[NW][8][4];
+            moe_mma_main<NW, FP8>(src, srow, rows, w, n0, N, K, br, bc, as, ws, acc);
             const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
         #pragma unroll
             for (int nt = 0; nt < 8; nt++)
         #pragma unroll
                 for (int q = 0; q < 4; q++) {
                     const int r = warp * 16 + g + (q >= 2 ? 8 : 0), o = n0 + nt * 8 + 2 * tig + (q & 1);
-                    if (r < rows && o < H) yp[(size_t)pr[r] * H + o] = acc[0][nt][q];
+                    if (r < rows && o < N) {
+                        const float a = acc[0][nt][q];
+                        out[(size_t)pr[r] * N + o] = NW == 2 ? a / (1.f + expf(-a)) * acc[NW - 1][nt][q] : a;
+                    }
                 }
         }
 
@@ -175,12 +151,12 @@ extension KernelSource {
             const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
             int H, int I, int k) {
             SV_PDL_ENTRY();
-            moe_gate_up_mma<false>(x, meta, perm, gate_w, up_w, h, E, H, I, k, 1, 1);
+            moe_mma_block<2, false>(x, k, meta, perm, gate_w, up_w, h, E, I, H, 1, 1);
         }
         extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
             SV_PDL_ENTRY();
-            moe_down_mma<false>(h, meta, perm, down_w, yp, E, H, I, 1, 1);
+            moe_mma_block<1, false>(h, 1, meta, perm, down_w, down_w, yp, E, H, I, 1, 1);
         }
         // Block-scaled e4m3 experts (CUDABackend.blockScaledWeight's layout), dequantized into the tiles;
         // a block's rows and columns need K % 32 == 0 and 8-byte aligned rows (K % 8 == 0).
@@ -188,13 +164,13 @@ extension KernelSource {
             const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
             int H, int I, int k, int br, int bc) {
             SV_PDL_ENTRY();
-            moe_gate_up_mma<true>(x, meta, perm, gate_w, up_w, h, E, H, I, k, br, bc);
+            moe_mma_block<2, true>(x, k, meta, perm, gate_w, up_w, h, E, I, H, br, bc);
         }
         extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma_fp8(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I, int br,
             int bc) {
             SV_PDL_ENTRY();
-            moe_down_mma<true>(h, meta, perm, down_w, yp, E, H, I, br, bc);
+            moe_mma_block<1, true>(h, 1, meta, perm, down_w, down_w, yp, E, H, I, br, bc);
         }
         """#
 }
