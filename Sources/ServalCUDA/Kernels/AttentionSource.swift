@@ -12,7 +12,8 @@ extension KernelSource {
         // acc, max, sum) for sv_decode_attn_reduce. Scores are kept in the log2 domain (q is
         // pre-scaled by scale * log2 e, exponentials are exp2f), and a lane group takes its U rows
         // as one chunk: one max, one correction of the running output and U + 1 exponentials per
-        // head per chunk, rather than two exponentials and a rescale per row.
+        // head per chunk, rather than two exponentials and a rescale per row. The _e4m3 / _e5m2
+        // instances read an fp8 cache, its rows widened to bf16 values as they are loaded (load_kv_row).
         #define DEC_WARPS 4
 
         // N bf16 at p (8-byte aligned for N = 4, 16-byte for N % 8 == 0) as floats.
@@ -279,7 +280,8 @@ extension KernelSource {
         // to the cache, and kvlen cached tokens in all (kv_indices[kv_indptr[b]..]); new token i
         // sees cached tokens 0 ..= kvlen - qlen + i. One block = 16 queries of one head of one
         // sequence; K/V tiles of 32 tokens go through shared memory (rows padded one word so
-        // lanes hit distinct banks); each warp owns 4 queries with an online softmax.
+        // lanes hit distinct banks); each warp owns 4 queries with an online softmax. The _e4m3 /
+        // _e5m2 instances read an fp8 cache, each pair widened to bf16 as it is loaded (kv_load2).
         // grid (ceil(max_qlen / 16), n_heads, batch), block 128.
         template <int D, int KV>
         __device__ void extend_attn(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc, const int *qo_indptr,
