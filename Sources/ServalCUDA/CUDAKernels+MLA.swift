@@ -127,11 +127,12 @@ extension CUDAKernels {
 
     /// out[t, h, :] (fp32, `latent` wide) = softmax(q[t, h]·Kᵀ·scale)·V over the first
     /// `tokenLen[t]` slots of token t's sequence (`tokenSeq[t]`, CSR `kvIndptr`/`kvIndices`);
-    /// q is fp32 [tokens, heads, rowWidth], the cache bf16 rows of `rowWidth`.
+    /// q is fp32 [tokens, heads, rowWidth], the cache rows of `rowWidth` `kv` elements (bf16 or fp8;
+    /// an fp8 tile is widened to bf16 in shared memory, so the launch's shared bytes are the same).
     public func mlaAttention(
         q: DevicePointer, cache: DevicePointer, kvIndptr: DevicePointer, kvIndices: DevicePointer,
         tokenSeq: DevicePointer, tokenLen: DevicePointer, out: DevicePointer, workspace: DevicePointer,
-        tokens: Int, shape: MLAShape, splits: Int, stream: CUDAStream
+        tokens: Int, shape: MLAShape, splits: Int, kv: KVElement = .bf16, stream: CUDAStream
     ) throws {
         try require(
             shape.rowWidth % 8 == 0 && shape.latent <= shape.rowWidth && shape.latent <= Self.mlaMaxLatent
@@ -147,7 +148,7 @@ extension CUDAKernels {
         let partAcc = splits > 1 ? try workspace.slice(offset: 0, bytes: accBytes) : workspace
         let partML = splits > 1 ? try workspace.slice(offset: accBytes, bytes: wsBytes - accBytes) : workspace
         let launch = Self.mlaLaunch(mlaKernel, shape)
-        let name = launch.name, bytes = launch.sharedBytes
+        let name = launch.name + kv.suffix, bytes = launch.sharedBytes
         try require(
             splits <= 64 && bytes <= Self.maxBlockShared,
             "MLA attention: \(splits) splits or rows of \(shape.rowWidth) too many for \(name)")

@@ -182,6 +182,26 @@ public final class CUDAKernels: @unchecked Sendable {
         }
     }
 
+    /// The KV cache's element type as the kernels see it: which instance runs of a kernel that
+    /// reads or writes the cache. bf16 keeps the plain name; float8 e4m3fn / e5m2 (per-tensor
+    /// scale 1) adds `_e4m3` / `_e5m2`: those round fp32 to nearest even with saturation on write
+    /// (the CPU pool's bytes) and widen to bf16 on load, exactly.
+    public enum KVElement: Sendable, CaseIterable {
+        case bf16, e4m3, e5m2
+
+        /// What the kernel names of this element type end with.
+        public var suffix: String {
+            switch self {
+            case .bf16: return ""
+            case .e4m3: return "_e4m3"
+            case .e5m2: return "_e5m2"
+            }
+        }
+
+        /// Bytes of one stored element.
+        public var bytes: Int { self == .bf16 ? 2 : 1 }
+    }
+
     static let headDims = [64, 128, 256]
     /// Head sizes whose extend attention runs on tensor cores (256 keeps the CUDA-core kernel).
     static let mmaExtendDims = [64, 128]
@@ -224,11 +244,12 @@ public final class CUDAKernels: @unchecked Sendable {
     static func groupSub(_ group: Int) -> Int { [8, 4, 2, 1].first { group % $0 == 0 } ?? 1 }
 
     /// One new token per sequence: out[b, h, :] = softmax(q·Kᵀ·scale)·V over the sequence's cache slots.
-    /// q rows are qStride elements apart (q heads first in a fused qkv row); out is [batch, heads·headDim].
+    /// q rows are qStride elements apart (q heads first in a fused qkv row); out is [batch, heads·headDim];
+    /// the caches hold `kv` elements.
     public func decodeAttention(
         q: DevicePointer, qStride: Int, kCache: DevicePointer, vCache: DevicePointer,
         kvIndptr: DevicePointer, kvIndices: DevicePointer, out: DevicePointer,
-        workspace: DevicePointer, batch: Int, shape: AttentionShape, splits: Int,
+        workspace: DevicePointer, batch: Int, shape: AttentionShape, splits: Int, kv: KVElement = .bf16,
         stream: CUDAStream
     ) throws {
         try checkShape(shape)
@@ -253,7 +274,7 @@ public final class CUDAKernels: @unchecked Sendable {
         var a = KernelArgs()
         a.add(q); a.add(qStride); a.add(kCache); a.add(vCache); a.add(kvIndptr); a.add(kvIndices); a.add(out)
         a.add(partAcc); a.add(partML); a.add(shape.heads); a.add(shape.kvHeads); a.add(shape.scale)
-        try fn("sv_decode_attn_d\(shape.headDim)_g\(gs)").launch(
+        try fn("sv_decode_attn_d\(shape.headDim)_g\(gs)\(kv.suffix)").launch(
             grid: (batch, shape.heads / gs, splits), block: (128, 1, 1), stream: stream, args: a)
         guard splits > 1 else { return }
         var r = KernelArgs()
@@ -264,11 +285,11 @@ public final class CUDAKernels: @unchecked Sendable {
     }
 
     /// New tokens over cached prefixes (their own K/V already written), causal.
-    /// out is [totalQ, heads·headDim].
+    /// out is [totalQ, heads·headDim]; the caches hold `kv` elements.
     public func extendAttention(
         q: DevicePointer, qStride: Int, kCache: DevicePointer, vCache: DevicePointer,
         qoIndptr: DevicePointer, kvIndptr: DevicePointer, kvIndices: DevicePointer,
-        out: DevicePointer, batch: Int, maxQLen: Int, totalQ: Int, shape: AttentionShape,
+        out: DevicePointer, batch: Int, maxQLen: Int, totalQ: Int, shape: AttentionShape, kv: KVElement = .bf16,
         stream: CUDAStream
     ) throws {
         try checkShape(shape)
@@ -279,7 +300,7 @@ public final class CUDAKernels: @unchecked Sendable {
         let kernel = Self.mmaExtendDims.contains(shape.headDim) ? extendKernel : .cores
         switch kernel {
         case .mma2:
-            let name = "sv_extend_mma2_d\(shape.headDim)", bytes = 4 * 64 * (shape.headDim + 8) * 2
+            let name = "sv_extend_mma2_d\(shape.headDim)\(kv.suffix)", bytes = 4 * 64 * (shape.headDim + 8) * 2
             let f = try fn(name, sharedBytes: bytes)
             try f.launch(
                 grid: (Self.blocks(maxQLen, 64), shape.heads, batch), block: (128, 1, 1), sharedBytes: bytes,
@@ -287,16 +308,16 @@ public final class CUDAKernels: @unchecked Sendable {
         case .mma3:
             // 3 stages x (K, V) x 64 rows x (headDim + 8) bf16; 128 queries (8 warps) per block,
             // query tiles counted from the last in grid y, heads in grid x.
-            let name = "sv_extend_mma3_d\(shape.headDim)", bytes = 3 * 2 * 64 * (shape.headDim + 8) * 2
+            let name = "sv_extend_mma3_d\(shape.headDim)\(kv.suffix)", bytes = 3 * 2 * 64 * (shape.headDim + 8) * 2
             let f = try fn(name, sharedBytes: bytes)
             try f.launch(
                 grid: (shape.heads, Self.blocks(maxQLen, 128), batch), block: (256, 1, 1), sharedBytes: bytes,
                 stream: stream, args: a)
         case .mma:
-            try fn("sv_extend_mma_d\(shape.headDim)").launch(
+            try fn("sv_extend_mma_d\(shape.headDim)\(kv.suffix)").launch(
                 grid: (Self.blocks(maxQLen, 64), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
         case .cores:
-            try fn("sv_extend_attn_d\(shape.headDim)").launch(
+            try fn("sv_extend_attn_d\(shape.headDim)\(kv.suffix)").launch(
                 grid: (Self.blocks(maxQLen, 16), shape.heads, batch), block: (128, 1, 1), stream: stream, args: a)
         }
     }

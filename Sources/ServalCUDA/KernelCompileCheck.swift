@@ -23,14 +23,24 @@ public struct KernelCompileCheck: Sendable {
             "sv_moe_combine", "sv_gemv3_fp8_xf32", "sv_fp8_dequant_bf16", "sv_fp8_quant_groups", "sv_mla_decode_mma2",
             "sv_mla_decode_mma2_h32",
             "sv_mla_decode_mma2_deep", "sv_moe_gate_up_grouped_fp8", "sv_moe_down_grouped_fp8", "sv_moe_gate_up_mma",
-            "sv_moe_down_mma", "sv_moe_gate_up_mma_fp8", "sv_moe_down_mma_fp8",
+            "sv_moe_down_mma", "sv_moe_gate_up_mma_fp8", "sv_moe_down_mma_fp8", "sv_kv_pages_u8",
         ]
-        for d in CUDAKernels.mmaExtendDims {
-            names += ["sv_extend_mma_d\(d)", "sv_extend_mma2_d\(d)", "sv_extend_mma3_d\(d)"]
-        }
-        for d in CUDAKernels.headDims {
-            names.append("sv_extend_attn_d\(d)")
-            for g in [1, 2, 4, 8] { names.append("sv_decode_attn_d\(d)_g\(g)") }
+        // The kernels that read or write the KV cache, one instance per element type.
+        for kv in CUDAKernels.KVElement.allCases {
+            let x = kv.suffix
+            for d in CUDAKernels.mmaExtendDims {
+                names += ["sv_extend_mma_d\(d)\(x)", "sv_extend_mma2_d\(d)\(x)", "sv_extend_mma3_d\(d)\(x)"]
+            }
+            for d in CUDAKernels.headDims {
+                names.append("sv_extend_attn_d\(d)\(x)")
+                for g in [1, 2, 4, 8] { names.append("sv_decode_attn_d\(d)_g\(g)\(x)") }
+            }
+            guard kv != .bf16 else { continue }  // the bf16 ones are listed above
+            names += [
+                "sv_kv_write_q_f32", "sv_mla_write", "sv_mla_decode_mma", "sv_mla_decode_mma2",
+                "sv_mla_decode_mma2_h32",
+                "sv_mla_decode_mma2_deep",
+            ].map { $0 + x }
         }
         return names
     }

@@ -126,6 +126,7 @@ struct BackendCheck {
         try checkFusedQKV(cos: gcos, sin: gsin, cpuCos: cc, cpuSin: cs, say)
         try checkMatmulFP8(say)
         try checkAttention(say)
+        try checkFP8Attention(say)
         try gpu.checkErrors()
         return (passed, failed)
     }

@@ -105,6 +105,19 @@ struct BenchCuda: ParsableCommand {
                         "splits": r.splits,
                     ])
                 }
+                // The default kernel over an fp8_e4m3 cache (--kv-cache-dtype fp8_e4m3): half the bytes.
+                kernels.mlaKernel = chosenMLA
+                let r = try bench.mlaDecode(batch: b, context: len, heads: heads, kv: .e4m3)
+                print(
+                    String(
+                        format:
+                            "mla decode %@ %3d heads x (512+64) fp8_e4m3, batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
+                        chosenMLA.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString, heads, b,
+                        len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
+                mla.append([
+                    "kernel": chosenMLA.rawValue, "kv": "fp8_e4m3", "heads": heads, "batch": b, "context": len,
+                    "ms": r.ms, "gbs": r.gbs, "splits": r.splits,
+                ])
             }
             kernels.mlaKernel = chosenMLA
             json["mla_decode"] = mla
@@ -212,6 +225,13 @@ struct BenchCuda: ParsableCommand {
                             "decode attention 32q/8kv x128, batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy)",
                         b, len, r.ms, r.gbs, 100 * r.gbs / bw))
                 attn.append(["batch": b, "context": len, "ms": r.ms, "gbs": r.gbs])
+                let f = try bench.decodeAttention(batch: b, context: len, kv: .e4m3)
+                print(
+                    String(
+                        format:
+                            "decode attention 32q/8kv x128 fp8_e4m3, batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy)",
+                        b, len, f.ms, f.gbs, 100 * f.gbs / bw))
+                attn.append(["batch": b, "context": len, "kv": "fp8_e4m3", "ms": f.ms, "gbs": f.gbs])
             }
             json["decode_attention"] = attn
             var ext: [String: Any] = [:]
@@ -224,6 +244,12 @@ struct BenchCuda: ParsableCommand {
                         format: "extend attention (%@) 4096-token prompt (causal): %.2f ms, %.1f TFLOP/s",
                         kernel.rawValue as NSString, e.ms, e.tflops))
                 ext[kernel.rawValue] = ["ms": e.ms, "tflops": e.tflops]
+                let f = try bench.extendAttention(len: 4096, kv: .e4m3)
+                print(
+                    String(
+                        format: "extend attention (%@) 4096-token prompt (causal) fp8_e4m3: %.2f ms, %.1f TFLOP/s",
+                        kernel.rawValue as NSString, f.ms, f.tflops))
+                ext[kernel.rawValue + "_fp8_e4m3"] = ["ms": f.ms, "tflops": f.tflops]
             }
             kernels.extendKernel = chosen
             json["extend_attention_4096"] = ext

@@ -83,7 +83,7 @@ struct LaunchServer: AsyncParsableCommand {
     @Option(
         name: .customLong("kv-cache-dtype"),
         help:
-            "KV cache element type: auto (f16 on CPU), f16/float16, bf16/bfloat16, f32/float32, fp8_e4m3 or fp8_e5m2 (CPU; per-tensor scale 1)."
+            "KV cache element type: auto (f16 on CPU, bf16 on CUDA), f16/float16, bf16/bfloat16, f32/float32 (f16 and f32: CPU only), fp8_e4m3 or fp8_e5m2 (CPU and CUDA; per-tensor scale 1)."
     )
     var kvCacheDtype: String = "auto"
     @Option(name: .customLong("schedule-policy"), help: "lpm, dfs-weight, fcfs, lof or random.")

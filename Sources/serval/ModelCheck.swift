@@ -18,12 +18,14 @@ import ServalTensor
 /// error explains: the reference's margin between its top token and the GPU's pick is below
 /// twice the median (over positions) of the largest |logit difference| between the two.
 /// Last, the GPU's decode steps replayed as CUDA graphs are compared with the same steps run
-/// eagerly (`compareGraphs`).
+/// eagerly (`compareGraphs`). Every run's KV cache is `kvDType` (`auto`: f16 on the CPU, bf16 on
+/// the GPU; `fp8_e4m3` / `fp8_e5m2`: the same fp8 pool on both).
 struct ModelCheck {
     let path: String
     let format: LoadFormat
     let steps: Int
     let seed: UInt64
+    var kvDType = KVCacheDType.auto
 
     /// Returns whether the check passed against the bf16-weight CPU reference.
     func run(_ say: (String) -> Void) throws -> Bool {
@@ -38,7 +40,7 @@ struct ModelCheck {
         let info = cpu.info
         say(
             "model check: \(info.architecture) '\(info.name)', \(info.layerCount) layers, \(info.weightTypes) "
-                + "(GPU: bf16), \(steps) greedy steps per prompt")
+                + "(GPU: bf16), \(steps) greedy steps per prompt, KV cache \(kvDType)")
         var rng = SeededGenerator(seed: seed)
         let lengths = [1, 7, 33, 100, 260]
         let prompts = lengths.map { n in (0..<n).map { _ in Int32(rng.next() % UInt64(info.vocabSize)) } }
@@ -118,7 +120,7 @@ struct ModelCheck {
     private func batchLogits(_ model: any LanguageModel, prompts: [[Int32]], fed: [[Int32]]) throws -> [[[Float]]] {
         let room = prompts.map { $0.count + (fed.map(\.count).min() ?? 0) + 1 }
         let base = room.indices.map { i in room[..<i].reduce(0, +) }
-        let cache = try model.makeKVCache(slots: room.reduce(0, +))
+        let cache = try model.makeKVCache(slots: room.reduce(0, +), dtype: kvDType)
         func rows(_ out: Logits) -> [[Float]] {
             let c = out.copy()
             let v = c.vocabSize
@@ -146,7 +148,7 @@ struct ModelCheck {
 
     /// The last row's logits after the prompt, then after each token of `fed` (one decode step each).
     private func stepLogits(_ model: any LanguageModel, prompt: [Int32], fed: [Int32]) throws -> [[Float]] {
-        let cache = try model.makeKVCache(slots: prompt.count + fed.count + 1)
+        let cache = try model.makeKVCache(slots: prompt.count + fed.count + 1, dtype: kvDType)
         func last(_ out: Logits) -> [Float] {
             let c = out.copy()
             let v = c.vocabSize, n = c.rowStart.last ?? 0
@@ -222,7 +224,7 @@ struct ModelCheck {
     private func generate(_ model: any LanguageModel, _ sampler: inout any TokenSampler, prompt: [Int32]) throws
         -> [Int32]
     {
-        let cache = try model.makeKVCache(slots: prompt.count + steps + 1)
+        let cache = try model.makeKVCache(slots: prompt.count + steps + 1, dtype: kvDType)
         var out = try model.forward(Self.prefill(prompt), cache: cache)
         var tokens: [Int32] = []
         for s in 0..<steps {
@@ -251,7 +253,7 @@ struct ModelCheck {
 
     /// Every position's logits in one pass over `tokens`.
     private func allLogits(_ model: any LanguageModel, _ tokens: [Int32]) throws -> LogitRows {
-        let cache = try model.makeKVCache(slots: tokens.count + 1)
+        let cache = try model.makeKVCache(slots: tokens.count + 1, dtype: kvDType)
         let out = try model.forward(Self.prefill(tokens, logits: .all), cache: cache).copy()
         return LogitRows(values: Array(out.logits.prefix(tokens.count * out.vocabSize)), vocab: out.vocabSize)
     }

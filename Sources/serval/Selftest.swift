@@ -43,6 +43,13 @@ struct Selftest: ParsableCommand {
     @Option(name: .customLong("model-steps"), help: "Greedy tokens per prompt in the model check.")
     var modelSteps: Int = 32
 
+    @Option(
+        name: .customLong("kv-cache-dtype"),
+        help:
+            "With --model-path: the KV cache element type of every run, CPU and GPU alike (auto: f16 on the CPU, bf16 on the GPU; bf16, fp8_e4m3 or fp8_e5m2)."
+    )
+    var kvCacheDtype: String = "auto"
+
     @Flag(
         name: .customLong("compile-only"),
         help:
@@ -127,7 +134,12 @@ struct Selftest: ParsableCommand {
                 guard let format = LoadFormat(rawValue: loadFormat) else {
                     throw ValidationError("--load-format must be one of \(LoadFormat.flagValues); got '\(loadFormat)'")
                 }
-                let check = ModelCheck(path: modelPath, format: format, steps: max(1, modelSteps), seed: seed)
+                guard let kvDType = KVCacheDType(flag: kvCacheDtype) else {
+                    throw ValidationError(
+                        "--kv-cache-dtype must be one of \(KVCacheDType.flagValues); got '\(kvCacheDtype)'")
+                }
+                var check = ModelCheck(path: modelPath, format: format, steps: max(1, modelSteps), seed: seed)
+                check.kvDType = kvDType
                 modelFailed = try !check.run { print($0) }
             }
             if failed > 0 || modelFailed { throw ExitCode.failure }

@@ -1,6 +1,8 @@
+import Foundation
 import XCTest
 
 @testable import ServalCUDA
+import ServalTensor
 
 /// CI has no GPU: these run the CPU side of the selftest, check what needs no device,
 /// and print why the GPU side is skipped (or run it in full when a GPU is present).
@@ -94,8 +96,34 @@ final class ServalCUDATests: XCTestCase {
         }
         let result = try compiler.compile(source: KernelSource.all, name: "serval_kernels.cu")
         XCTAssertGreaterThan(result.cubin.count, 1000)
-        for name in ["sv_mla_write", "sv_mla_decode_mma", "sv_mla_decode_combine", "sv_moe_gate_up", "sv_moe_down"] {
-            XCTAssertTrue(KernelSource.all.contains(" \(name)("), name)
+        let cubin = Data(result.cubin)
+        for name in [
+            "sv_mla_write", "sv_mla_decode_mma", "sv_mla_decode_combine", "sv_moe_gate_up", "sv_moe_down",
+            "sv_mla_write_e4m3", "sv_mla_decode_mma_e5m2", "sv_mla_decode_mma2_h32_e4m3",
+        ] {
+            XCTAssertNotNil(cubin.range(of: Data((name + "\0").utf8)), name)
+        }
+    }
+
+    /// Each KV element type the pool stores has its own instance of every kernel that reads or
+    /// writes the cache (bf16 the plain names), all listed for the compile check once.
+    func testKVElementTypesNameTheirKernels() {
+        XCTAssertEqual(CUDAKernels.KVElement(.bf16), .bf16)
+        XCTAssertEqual(CUDAKernels.KVElement(.f8e4m3), .e4m3)
+        XCTAssertEqual(CUDAKernels.KVElement(.f8e5m2), .e5m2)
+        XCTAssertNil(CUDAKernels.KVElement(.f16))
+        XCTAssertNil(CUDAKernels.KVElement(.f32))
+        XCTAssertEqual(CUDAKernels.KVElement.allCases.map(\.bytes), [2, 1, 1])
+        let names = KernelCompileCheck.launchedKernels
+        XCTAssertEqual(Set(names).count, names.count, "a kernel listed twice")
+        for kv in CUDAKernels.KVElement.allCases {
+            for base in [
+                "sv_kv_write_q_f32", "sv_mla_write", "sv_decode_attn_d128_g4", "sv_extend_mma3_d64",
+                "sv_extend_attn_d256",
+                "sv_mla_decode_mma", "sv_mla_decode_mma2_deep",
+            ] {
+                XCTAssertTrue(names.contains(base + kv.suffix), base + kv.suffix)
+            }
         }
     }
 

@@ -2,7 +2,7 @@ import ServalTensor
 
 /// `AttentionBackend` on the GPU over a `CUDAKVPool`. `prepare` uploads the step's
 /// metadata once (per-sequence slot lists as CSR, query offsets, each new token's slot);
-/// `forward` then runs, per layer: the new K/V rows into the bf16 cache, the fp32 queries
+/// `forward` then runs, per layer: the new K/V rows into the cache (bf16 or fp8), the fp32 queries
 /// to bf16, split-K decode attention when every sequence brings one token (else the
 /// extend kernel: new tokens over their cached prefix, causal), and the output back to
 /// the seam's fp32 rows.
@@ -171,18 +171,19 @@ final class CUDAAttention: AttentionBackend, DecodeGraphReserving, @unchecked Se
             w.add(CUDABackend.range(k, tokens * kvWidth * 4)); w.add(CUDABackend.range(v, tokens * kvWidth * 4))
             w.add(newSlots); w.add(kc); w.add(vc); w.add(kvWidth)
             w.add(CUDABackend.range(q, n * 4)); w.add(qBF16); w.add(qWidth)
-            try backend.kernels.fn("sv_kv_write_q_f32").launch(
+            try backend.kernels.fn("sv_kv_write_q_f32\(pool.element.suffix)").launch(
                 grid: (tokens, 1, 1), block: (128, 1, 1), stream: stream, args: w)
 
             if isDecode {
                 try backend.kernels.decodeAttention(
                     q: qBF16, qStride: qWidth, kCache: kc, vCache: vc, kvIndptr: kvIndptr, kvIndices: kvIndices,
-                    out: outRows, workspace: workspace, batch: batch, shape: shape, splits: splits, stream: stream)
+                    out: outRows, workspace: workspace, batch: batch, shape: shape, splits: splits, kv: pool.element,
+                    stream: stream)
             } else {
                 try backend.kernels.extendAttention(
                     q: qBF16, qStride: qWidth, kCache: kc, vCache: vc, qoIndptr: qoIndptr, kvIndptr: kvIndptr,
                     kvIndices: kvIndices, out: outRows, batch: batch, maxQLen: maxQLen, totalQ: tokens, shape: shape,
-                    stream: stream)
+                    kv: pool.element, stream: stream)
             }
 
             var b = KernelArgs()

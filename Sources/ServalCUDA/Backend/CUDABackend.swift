@@ -127,7 +127,7 @@ public final class CUDABackend: DeviceBackend, DeviceRowReader, @unchecked Senda
     }
 
     public func canCompute(_ type: DType) -> Bool { WeightConversion.canConvert(type) }
-    public func canStoreKV(_ type: DType) -> Bool { type == .bf16 }
+    public func canStoreKV(_ type: DType) -> Bool { CUDAKernels.KVElement(type) != nil }
 
     // MARK: DeviceBackend
 

@@ -102,19 +102,20 @@ extension CUDAKernels {
         pool: CUDAKVPool, slots: DevicePointer, count: Int, staging: DevicePointer, toPool: Bool,
         stream: CUDAStream
     ) throws {
-        let rowBytes = pool.rowElements * 2
+        let rowBytes = pool.rowElements * pool.elementBytes
         guard slots.bytes >= count * 4, staging.bytes >= count * pool.slotByteCount else {
             throw CUDAError.invalid("kv pages: buffers too small for \(count) slots")
         }
-        // 16-byte units where every row and cache start is 16-byte aligned, else bf16 elements.
-        let wide = rowBytes % 16 == 0 && pool.layerBytes % 16 == 0
-        let unitBytes = wide ? 16 : 2
+        // 16-byte units where every row and cache start is 16-byte aligned, else 2-byte units
+        // (any bf16 row, fp8 rows of even width), else bytes.
+        let unitBytes = [16, 2, 1].first { rowBytes % $0 == 0 && pool.layerBytes % $0 == 0 } ?? 1
         let units = rowBytes / unitBytes
         var a = KernelArgs()
         a.add(pool.buffer.pointer); a.add(slots); a.add(staging); a.add(UInt64(pool.layerBytes))
         a.add(pool.caches); a.add(pool.layerCount); a.add(units); a.add(Int32(toPool ? 1 : 0))
         let threads = min(256, max(32, (units + 31) / 32 * 32))
-        try fn(wide ? "sv_kv_pages_u128" : "sv_kv_pages_u16").launch(
+        let name = unitBytes == 16 ? "sv_kv_pages_u128" : unitBytes == 2 ? "sv_kv_pages_u16" : "sv_kv_pages_u8"
+        try fn(name).launch(
             grid: (count, pool.layerCount * pool.caches, 1), block: (threads, 1, 1), stream: stream, args: a)
     }
 }

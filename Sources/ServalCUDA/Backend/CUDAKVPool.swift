@@ -1,9 +1,11 @@
 import ServalTensor
 
 /// KV memory on the GPU: for every layer a key cache and a value cache of
-/// `[slot, kvHeads × headDim]` bf16 rows (`.mla`: one cache of `[slot, latent + rope]` rows) (token-granular slots, SGLang's page size 1),
-/// what the decode and extend attention kernels read. One allocation; one extra slot at
-/// the end is scratch (padding rows of a replayed graph write there). Its slots' bytes move to
+/// `[slot, kvHeads × headDim]` rows (`.mla`: one cache of `[slot, latent + rope]` rows) (token-granular slots, SGLang's page size 1),
+/// what the decode and extend attention kernels read. Elements are bf16, or float8 e4m3fn / e5m2
+/// (`--kv-cache-dtype fp8_e4m3|fp8_e5m2`, per-tensor scale 1, one byte each): the kernels'
+/// `_e4m3` / `_e5m2` instances round on write as the CPU pool does and widen to bf16 on load.
+/// One allocation; one extra slot at the end is scratch (padding rows of a replayed graph write there). Its slots' bytes move to
 /// and from the host through `pageCopier` (`CUDAKVPool+Pages.swift`).
 public final class CUDAKVPool: KVPool, @unchecked Sendable {
     public let layout: KVLayout
@@ -12,6 +14,10 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
     public let dtype: DType
     /// Elements of one slot's row (kv heads × head dim).
     public let rowElements: Int
+    /// Bytes of one element (2 for bf16, 1 for fp8).
+    public let elementBytes: Int
+    /// Which instances of the kernels that read or write the cache run over this pool.
+    let element: CUDAKernels.KVElement
     let buffer: DeviceBuffer
     /// Bytes of one layer's cache (its slots plus the scratch slot).
     let layerBytes: Int
@@ -42,9 +48,10 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
             rowElements = kvHeads * headDim
             caches = 2
         }
-        guard dtype == .bf16 else {
+        guard let element = CUDAKernels.KVElement(dtype) else {
             throw CUDAError.invalid(
-                "kv cache: the CUDA backend stores bf16 (--kv-cache-dtype auto or bf16), not \(dtype)")
+                "kv cache: the CUDA backend stores bf16, fp8_e4m3 or fp8_e5m2 (--kv-cache-dtype auto, bf16, fp8_e4m3 or fp8_e5m2), not \(dtype)"
+            )
         }
         self.layout = layout
         layerCount = layers
@@ -52,7 +59,9 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
         self.dtype = dtype
         self.caches = caches
         self.pageCopier = pageCopier
-        layerBytes = (slots + 1) * rowElements * 2
+        self.element = element
+        elementBytes = element.bytes
+        layerBytes = (slots + 1) * rowElements * elementBytes
         buffer = try DeviceBuffer(bytes: caches * layers * layerBytes)
     }
 
@@ -68,5 +77,17 @@ public final class CUDAKVPool: KVPool, @unchecked Sendable {
     func values(_ layer: Int) -> DevicePointer {
         DevicePointer(
             address: buffer.pointer.address + UInt64((caches * layer + caches - 1) * layerBytes), bytes: layerBytes)
+    }
+}
+
+extension CUDAKernels.KVElement {
+    /// The kernels' element type for a pool of `dtype` (nil: none stores it).
+    init?(_ dtype: DType) {
+        switch dtype {
+        case .bf16: self = .bf16
+        case .f8e4m3: self = .e4m3
+        case .f8e5m2: self = .e5m2
+        default: return nil
+        }
     }
 }

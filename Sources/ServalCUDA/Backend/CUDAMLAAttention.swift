@@ -1,7 +1,7 @@
 import ServalTensor
 
 /// `AttentionBackend` for DeepSeek's absorbed MLA on the GPU, over a `.mla` `CUDAKVPool`
-/// (one bf16 `latent + rope` row per slot and layer). `prepare` uploads the step's
+/// (one `latent + rope` row per slot and layer, bf16 or fp8). `prepare` uploads the step's
 /// metadata once (each sequence's slots as CSR, each new token's sequence, visible-key
 /// count and slot); `forward` writes the new latent rows (`k`; `v` aliases them) into the
 /// cache and runs `CUDAKernels.mlaAttention` (tensor cores, split over the keys): the
@@ -148,13 +148,13 @@ final class CUDAMLAAttention: AttentionBackend, DecodeGraphReserving, @unchecked
             let cache = pool.keys(layer), stream = backend.stream, s = shape
             var w = KernelArgs()
             w.add(CUDABackend.range(k, tokens * s.rowWidth * 4)); w.add(newSlots); w.add(cache); w.add(s.rowWidth)
-            try backend.kernels.fn("sv_mla_write").launch(
+            try backend.kernels.fn("sv_mla_write\(pool.element.suffix)").launch(
                 grid: (tokens, 1, 1), block: (128, 1, 1), stream: stream, args: w)
             try backend.kernels.mlaAttention(
                 q: CUDABackend.range(q, tokens * s.heads * s.rowWidth * 4), cache: cache, kvIndptr: kvIndptr,
                 kvIndices: kvIndices, tokenSeq: tokenSeq, tokenLen: tokenLen,
                 out: CUDABackend.range(out, tokens * s.heads * s.latent * 4), workspace: workspace, tokens: tokens,
-                shape: s, splits: splits, stream: stream)
+                shape: s, splits: splits, kv: pool.element, stream: stream)
         }
     }
 }

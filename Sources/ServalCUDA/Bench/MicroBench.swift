@@ -49,16 +49,23 @@ public struct MicroBench {
         return (2 * Double(m) * Double(n) * Double(k) / (ms / 1e3) / 1e12, ms)
     }
 
-    /// Decode attention over `batch` sequences of `context` tokens: (GB/s of K+V read, ms).
+    /// A small finite value in every element of a `kv` cache (bf16 0x3C00 = 0.0078, fp8 0x20 =
+    /// 0.125 or 0.0078): speed does not depend on it.
+    private static func fillPattern(_ kv: CUDAKernels.KVElement) -> UInt32 {
+        kv == .bf16 ? 0x3C00_3C00 : 0x2020_2020
+    }
+
+    /// Decode attention over `batch` sequences of `context` tokens of a `kv` cache: (GB/s of K+V
+    /// read, ms).
     public func decodeAttention(
         batch: Int, context len: Int, heads: Int = 32, kvHeads: Int = 8,
-        headDim: Int = 128
+        headDim: Int = 128, kv: CUDAKernels.KVElement = .bf16
     ) throws -> (gbs: Double, ms: Double) {
         let shape = CUDAKernels.AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim)
-        let tokens = batch * len, kvDim = kvHeads * headDim
-        let kc = try DeviceBuffer(bytes: tokens * kvDim * 2), vc = try DeviceBuffer(bytes: tokens * kvDim * 2)
-        try stream.fill32(kc.pointer, value: 0x3C00_3C00, count: tokens * kvDim / 2)
-        try stream.fill32(vc.pointer, value: 0x3C00_3C00, count: tokens * kvDim / 2)
+        let tokens = batch * len, kvDim = kvHeads * headDim, cacheBytes = tokens * kvDim * kv.bytes
+        let kc = try DeviceBuffer(bytes: cacheBytes), vc = try DeviceBuffer(bytes: cacheBytes)
+        try stream.fill32(kc.pointer, value: Self.fillPattern(kv), count: cacheBytes / 4)
+        try stream.fill32(vc.pointer, value: Self.fillPattern(kv), count: cacheBytes / 4)
         let rowStride = (heads + 2 * kvHeads) * headDim
         let q = try DeviceBuffer(bytes: batch * rowStride * 2)
         try stream.fill32(q.pointer, value: 0x3C00_3C00, count: batch * rowStride / 2)
@@ -77,21 +84,21 @@ public struct MicroBench {
             try kernels.decodeAttention(
                 q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
                 kvIndptr: indptr.pointer, kvIndices: indices.pointer, out: out.pointer,
-                workspace: ws.pointer, batch: batch, shape: shape, splits: splits,
+                workspace: ws.pointer, batch: batch, shape: shape, splits: splits, kv: kv,
                 stream: stream)
         }
-        return (2 * Double(tokens * kvDim * 2) / (ms / 1e3) / 1e9, ms)
+        return (2 * Double(cacheBytes) / (ms / 1e3) / 1e9, ms)
     }
 
     /// Absorbed MLA decode over `batch` sequences of `context` latent rows (`latent + rope`
-    /// bf16 each, shared by all `heads`): (GB/s of latent rows read, ms, splits).
-    public func mlaDecode(batch: Int, context len: Int, heads: Int, latent: Int = 512, rope: Int = 64) throws -> (
-        gbs: Double, ms: Double, splits: Int
-    ) {
-        let kw = latent + rope, tokens = batch * len
+    /// `kv` elements each, shared by all `heads`): (GB/s of latent rows read, ms, splits).
+    public func mlaDecode(
+        batch: Int, context len: Int, heads: Int, latent: Int = 512, rope: Int = 64, kv: CUDAKernels.KVElement = .bf16
+    ) throws -> (gbs: Double, ms: Double, splits: Int) {
+        let kw = latent + rope, tokens = batch * len, cacheBytes = tokens * kw * kv.bytes
         let shape = CUDAKernels.MLAShape(heads: heads, latent: latent, rowWidth: kw, scale: 1 / Float(kw).squareRoot())
-        let cache = try DeviceBuffer(bytes: tokens * kw * 2)
-        try stream.fill32(cache.pointer, value: 0x3C00_3C00, count: tokens * kw / 2)
+        let cache = try DeviceBuffer(bytes: cacheBytes)
+        try stream.fill32(cache.pointer, value: Self.fillPattern(kv), count: cacheBytes / 4)
         let q = try DeviceBuffer(bytes: batch * heads * kw * 4)
         try stream.fill32(q.pointer, value: 0x3C00_0000, count: batch * heads * kw)
         let out = try DeviceBuffer(bytes: batch * heads * latent * 4)
@@ -108,20 +115,22 @@ public struct MicroBench {
             try kernels.mlaAttention(
                 q: q.pointer, cache: cache.pointer, kvIndptr: indptr.pointer, kvIndices: indices.pointer,
                 tokenSeq: seq.pointer, tokenLen: visible.pointer, out: out.pointer, workspace: ws.pointer,
-                tokens: batch, shape: shape, splits: splits, stream: stream)
+                tokens: batch, shape: shape, splits: splits, kv: kv, stream: stream)
         }
-        return (Double(tokens * kw * 2) / (ms / 1e3) / 1e9, ms, splits)
+        return (Double(cacheBytes) / (ms / 1e3) / 1e9, ms, splits)
     }
 
-    /// Prefill attention of one `len`-token prompt: TFLOP/s (causal: half the square) and ms.
-    public func extendAttention(len: Int, heads: Int = 32, kvHeads: Int = 8, headDim: Int = 128) throws
-        -> (tflops: Double, ms: Double)
-    {
+    /// Prefill attention of one `len`-token prompt over a `kv` cache: TFLOP/s (causal: half the
+    /// square) and ms.
+    public func extendAttention(
+        len: Int, heads: Int = 32, kvHeads: Int = 8, headDim: Int = 128, kv: CUDAKernels.KVElement = .bf16
+    ) throws -> (tflops: Double, ms: Double) {
         let shape = CUDAKernels.AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim)
         let kvDim = kvHeads * headDim, rowStride = (heads + 2 * kvHeads) * headDim
-        let kc = try DeviceBuffer(bytes: len * kvDim * 2), vc = try DeviceBuffer(bytes: len * kvDim * 2)
+        let kc = try DeviceBuffer(bytes: len * kvDim * kv.bytes), vc = try DeviceBuffer(bytes: len * kvDim * kv.bytes)
         let q = try DeviceBuffer(bytes: len * rowStride * 2), out = try DeviceBuffer(bytes: len * heads * headDim * 2)
-        for b in [kc, vc, q] { try stream.fill32(b.pointer, value: 0x3C00_3C00, count: b.pointer.bytes / 4) }
+        for b in [kc, vc] { try stream.fill32(b.pointer, value: Self.fillPattern(kv), count: b.pointer.bytes / 4) }
+        try stream.fill32(q.pointer, value: 0x3C00_3C00, count: q.pointer.bytes / 4)
         let qo = try DeviceBuffer(bytes: 8), kvp = try DeviceBuffer(bytes: 8), idx = try DeviceBuffer(bytes: len * 4)
         try stream.upload([0, Int32(len)], to: qo.pointer)
         try stream.upload([0, Int32(len)], to: kvp.pointer)
@@ -130,7 +139,7 @@ public struct MicroBench {
             try kernels.extendAttention(
                 q: q.pointer, qStride: rowStride, kCache: kc.pointer, vCache: vc.pointer,
                 qoIndptr: qo.pointer, kvIndptr: kvp.pointer, kvIndices: idx.pointer,
-                out: out.pointer, batch: 1, maxQLen: len, totalQ: len, shape: shape,
+                out: out.pointer, batch: 1, maxQLen: len, totalQ: len, shape: shape, kv: kv,
                 stream: stream)
         }
         let flops = 4 * Double(len) * Double(len) / 2 * Double(heads * headDim)

@@ -12,7 +12,8 @@ extension KernelSource {
         // acc, max, sum) for sv_decode_attn_reduce. Scores are kept in the log2 domain (q is
         // pre-scaled by scale * log2 e, exponentials are exp2f), and a lane group takes its U rows
         // as one chunk: one max, one correction of the running output and U + 1 exponentials per
-        // head per chunk, rather than two exponentials and a rescale per row.
+        // head per chunk, rather than two exponentials and a rescale per row. The _e4m3 / _e5m2
+        // instances read an fp8 cache, its rows widened to bf16 values as they are loaded (load_kv_row).
         #define DEC_WARPS 4
 
         // N bf16 at p (8-byte aligned for N = 4, 16-byte for N % 8 == 0) as floats.
@@ -39,6 +40,34 @@ extension KernelSource {
             }
         }
 
+        // N stored KV elements at p as floats: bf16 as load_bf16_row; fp8 (N bytes, N-byte aligned)
+        // in 8-byte loads for N % 8 == 0, else one 4- or 2-byte load, each pair through bf16.
+        template <int KV, int N>
+        __device__ __forceinline__ void load_kv_row(const kv_t<KV> *p, float *f) {
+            if constexpr (KV == KV_BF16) {
+                load_bf16_row<N>(p, f);
+            } else if constexpr (N % 8 == 0) {
+        #pragma unroll
+                for (int i = 0; i < N / 8; i++) {
+                    const uint4 u = kv_load8<KV>(p, i);
+                    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+        #pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        f[8 * i + 2 * j] = __uint_as_float(w[j] << 16);
+                        f[8 * i + 2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+                    }
+                }
+            } else {
+                const unsigned b = N == 4 ? *(const unsigned *)p : (unsigned)*(const unsigned short *)p;
+        #pragma unroll
+                for (int i = 0; i < N / 2; i++) {
+                    const unsigned u = kv_fp8x2_to_bf16x2<KV>(b >> (16 * i));
+                    f[2 * i] = __uint_as_float(u << 16);
+                    f[2 * i + 1] = __uint_as_float(u & 0xffff0000u);
+                }
+            }
+        }
+
         // Sum over the LPK lanes of one lane group (aligned groups of LPK lanes).
         template <int LPK>
         __device__ __forceinline__ float group_sum(float v) {
@@ -47,8 +76,8 @@ extension KernelSource {
             return v;
         }
 
-        template <int D, int GS>
-        __device__ void decode_attn(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,
+        template <int D, int GS, int KV>
+        __device__ void decode_attn(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc, const int *kv_indptr,
                                     const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads,
                                     int n_kv_heads, float scale) {
             constexpr int LPK = GS * D <= 512 ? 16 : 32, GROUPS = 32 / LPK, EPT = D / LPK;
@@ -93,8 +122,8 @@ extension KernelSource {
                 for (int u = 0; u < U; u++) {
                     valid[u] = row_of(j, u) < t1;
                     const size_t base = (size_t)ids[u] * kv_dim + (size_t)kvh * D + sub * EPT;
-                    load_bf16_row<EPT>(kc + base, k[u]);
-                    load_bf16_row<EPT>(vc + base, v[u]);
+                    load_kv_row<KV, EPT>(kc + base, k[u]);
+                    load_kv_row<KV, EPT>(vc + base, v[u]);
                 }
         #pragma unroll
                 for (int u = 0; u < U; u++) {
@@ -185,15 +214,20 @@ extension KernelSource {
             }
         }
 
-        #define DECODE_INSTANCE(D, GS)                                                                                   \
-            extern "C" __global__ void __launch_bounds__(128) sv_decode_attn_d##D##_g##GS(                              \
-                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *kv_indptr,                \
+        #define DECODE_KERNEL(D, GS, KV, NAME)                                                                           \
+            extern "C" __global__ void __launch_bounds__(128) NAME(                                                      \
+                const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc, const int *kv_indptr,            \
                 const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads, int n_kv_heads,       \
                 float scale) {                                                                                           \
                 SV_PDL_ENTRY();                                                                                          \
-                decode_attn<D, GS>(q, q_stride, kc, vc, kv_indptr, kv_indices, out, part_acc, part_ml, n_heads,          \
-                                   n_kv_heads, scale);                                                                   \
+                decode_attn<D, GS, KV>(q, q_stride, kc, vc, kv_indptr, kv_indices, out, part_acc, part_ml, n_heads,      \
+                                       n_kv_heads, scale);                                                               \
             }
+        // Per (D, GS): the bf16 cache's kernel and the fp8 caches' (_e4m3, _e5m2).
+        #define DECODE_INSTANCE(D, GS)                                                                                   \
+            DECODE_KERNEL(D, GS, KV_BF16, sv_decode_attn_d##D##_g##GS)                                                   \
+            DECODE_KERNEL(D, GS, KV_E4M3, sv_decode_attn_d##D##_g##GS##_e4m3)                                            \
+            DECODE_KERNEL(D, GS, KV_E5M2, sv_decode_attn_d##D##_g##GS##_e5m2)
         DECODE_INSTANCE(64, 1) DECODE_INSTANCE(64, 2) DECODE_INSTANCE(64, 4) DECODE_INSTANCE(64, 8)
         DECODE_INSTANCE(128, 1) DECODE_INSTANCE(128, 2) DECODE_INSTANCE(128, 4) DECODE_INSTANCE(128, 8)
         DECODE_INSTANCE(256, 1) DECODE_INSTANCE(256, 2) DECODE_INSTANCE(256, 4) DECODE_INSTANCE(256, 8)
@@ -246,10 +280,11 @@ extension KernelSource {
         // to the cache, and kvlen cached tokens in all (kv_indices[kv_indptr[b]..]); new token i
         // sees cached tokens 0 ..= kvlen - qlen + i. One block = 16 queries of one head of one
         // sequence; K/V tiles of 32 tokens go through shared memory (rows padded one word so
-        // lanes hit distinct banks); each warp owns 4 queries with an online softmax.
+        // lanes hit distinct banks); each warp owns 4 queries with an online softmax. The _e4m3 /
+        // _e5m2 instances read an fp8 cache, each pair widened to bf16 as it is loaded (kv_load2).
         // grid (ceil(max_qlen / 16), n_heads, batch), block 128.
-        template <int D>
-        __device__ void extend_attn(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,
+        template <int D, int KV>
+        __device__ void extend_attn(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc, const int *qo_indptr,
                                     const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads,
                                     float scale) {
             constexpr int TQ = 16, TK = 32, HW = D / 2, KW = HW + 1, NP = D / 64;
@@ -282,8 +317,8 @@ extension KernelSource {
                     unsigned kw = 0u, vw = 0u;
                     if (tok < kvlen) {
                         size_t base = (size_t)kv_indices[kv0 + tok] * kv_dim + (size_t)kvh * D;
-                        kw = ((const unsigned *)(kc + base))[c];
-                        vw = ((const unsigned *)(vc + base))[c];
+                        kw = kv_load2<KV>(kc + base, c);
+                        vw = kv_load2<KV>(vc + base, c);
                     }
                     sk[j * KW + c] = kw;
                     sv[j * KW + c] = vw;
@@ -345,13 +380,19 @@ extension KernelSource {
             }
         }
 
-        #define EXTEND_INSTANCE(D)                                                                                       \
-            extern "C" __global__ void __launch_bounds__(128) sv_extend_attn_d##D(                                      \
-                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
-                const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
+        // The extend kernels' signature, for kernel NAME over a cache of element type KV.
+        #define EXTEND_SIGNATURE(NAME, KV)                                                                               \
+            NAME(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc, const int *qo_indptr,           \
+                 const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale)
+        #define EXTEND_KERNEL(D, KV, NAME)                                                                               \
+            extern "C" __global__ void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
                 SV_PDL_ENTRY();                                                                                         \
-                extend_attn<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads, scale); \
+                extend_attn<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,     \
+                                   scale);                                                                              \
             }
+        #define EXTEND_INSTANCE(D)                                                                                       \
+            EXTEND_KERNEL(D, KV_BF16, sv_extend_attn_d##D) EXTEND_KERNEL(D, KV_E4M3, sv_extend_attn_d##D##_e4m3)        \
+            EXTEND_KERNEL(D, KV_E5M2, sv_extend_attn_d##D##_e5m2)
         EXTEND_INSTANCE(64) EXTEND_INSTANCE(128) EXTEND_INSTANCE(256)
         """#
 }

@@ -316,12 +316,13 @@ extension KernelSource {
             }
         }
 
-        // Token t's k and v rows into its cache slot (as sv_kv_write_f32) and its q row
-        // (q_width fp32) to bf16, in one launch. grid tokens, block 128.
-        extern "C" __global__ void sv_kv_write_q_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
-                                                     bf16_t *v_cache, int kv_dim, const float *q, bf16_t *q_out,
-                                                     int q_width) {
-            SV_PDL_ENTRY();
+        // Token t's k and v rows into its cache slot (as sv_kv_write_f32; _e4m3 / _e5m2: an fp8
+        // cache, each value rounded from fp32 as the CPU pool rounds it) and its q row (q_width fp32)
+        // to bf16, in one launch. grid tokens, block 128.
+        template <int KV>
+        __device__ __forceinline__ void kv_write_q(const float *k, const float *v, const int *slots, kv_t<KV> *k_cache,
+                                                   kv_t<KV> *v_cache, int kv_dim, const float *q, bf16_t *q_out,
+                                                   int q_width) {
             const int t = blockIdx.x;
             const size_t slot = (size_t)slots[t];
             // 8 values per thread loaded before any is stored (one round trip per 8, not per value).
@@ -338,8 +339,8 @@ extension KernelSource {
                 for (int u = 0; u < U; u++) {
                     const int d = d0 + u * blockDim.x;
                     if (d < kv_dim) {
-                        k_cache[slot * kv_dim + d] = f2bf(kk[u]);
-                        v_cache[slot * kv_dim + d] = f2bf(vv[u]);
+                        k_cache[slot * kv_dim + d] = kv_from_f32<KV>(kk[u]);
+                        v_cache[slot * kv_dim + d] = kv_from_f32<KV>(vv[u]);
                     }
                 }
             }
@@ -357,6 +358,15 @@ extension KernelSource {
                 }
             }
         }
+        #define KV_WRITE_Q_KERNEL(KV, NAME)                                                                              \
+            extern "C" __global__ void NAME(const float *k, const float *v, const int *slots, kv_t<KV> *k_cache,         \
+                                            kv_t<KV> *v_cache, int kv_dim, const float *q, bf16_t *q_out, int q_width) { \
+                SV_PDL_ENTRY();                                                                                          \
+                kv_write_q<KV>(k, v, slots, k_cache, v_cache, kv_dim, q, q_out, q_width);                                \
+            }
+        KV_WRITE_Q_KERNEL(KV_BF16, sv_kv_write_q_f32)
+        KV_WRITE_Q_KERNEL(KV_E4M3, sv_kv_write_q_f32_e4m3)
+        KV_WRITE_Q_KERNEL(KV_E5M2, sv_kv_write_q_f32_e5m2)
 
         // One-token products of up to three weights that read the same x (q/k/v, gate/up) in one
         // launch: rows [0, n0) of the output space are w0's, then w1's, then w2's. x is fp32 and

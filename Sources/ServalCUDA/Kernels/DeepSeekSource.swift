@@ -8,15 +8,23 @@ extension KernelSource {
         #define SV_MOE_MAX_EXPERTS 512
         #define SV_MOE_MAX_GROUPS 64
 
-        // New latent rows (fp32 [tokens, width]: normed latent | rotated k_pe) into the bf16
-        // cache at their slots.
-        extern "C" __global__ void sv_mla_write(const float *rows, const int *slots, bf16_t *cache, int width) {
-            SV_PDL_ENTRY();
+        // New latent rows (fp32 [tokens, width]: normed latent | rotated k_pe) into the cache (bf16,
+        // or fp8: _e4m3 / _e5m2) at their slots.
+        template <int KV>
+        __device__ __forceinline__ void mla_write(const float *rows, const int *slots, kv_t<KV> *cache, int width) {
             int t = blockIdx.x;
             const float *r = rows + (size_t)t * width;
-            bf16_t *dst = cache + (size_t)slots[t] * width;
-            for (int d = threadIdx.x; d < width; d += blockDim.x) dst[d] = f2bf(r[d]);
+            kv_t<KV> *dst = cache + (size_t)slots[t] * width;
+            for (int d = threadIdx.x; d < width; d += blockDim.x) dst[d] = kv_from_f32<KV>(r[d]);
         }
+        #define MLA_WRITE_KERNEL(KV, NAME)                                                                               \
+            extern "C" __global__ void NAME(const float *rows, const int *slots, kv_t<KV> *cache, int width) {           \
+                SV_PDL_ENTRY();                                                                                          \
+                mla_write<KV>(rows, slots, cache, width);                                                                \
+            }
+        MLA_WRITE_KERNEL(KV_BF16, sv_mla_write)
+        MLA_WRITE_KERNEL(KV_E4M3, sv_mla_write_e4m3)
+        MLA_WRITE_KERNEL(KV_E5M2, sv_mla_write_e5m2)
 
         // Absorbed MLA decode on tensor cores, split over the keys (flash-decoding): MQA of `heads`
         // query heads (fp32 [tokens, heads, kw], kw = latent + rope) over the bf16 latent rows of
@@ -31,7 +39,9 @@ extension KernelSource {
         // mla_split (at most `splits`, each at least `min_per` tiles). With one active split the
         // block writes out (fp32 [tokens, heads, latent]); otherwise its unnormalised O and
         // (max, sum) go to part_acc / part_ml for
-        // sv_mla_decode_combine. Needs kw % 8 == 0, latent <= kw, latent <= 512.
+        // sv_mla_decode_combine. Needs kw % 8 == 0, latent <= kw, latent <= 512. An fp8 cache
+        // (sv_mla_decode_mma_e4m3 / _e5m2) has its rows loaded, converted to bf16 and stored into the
+        // tile (cp.async copies bytes as they are), into the stage no warp reads any more.
         #define SV_MLA_BK 32
 
         // Split `split` of `splits` over a context of `len` keys in 32-key tiles: each split takes
@@ -45,11 +55,11 @@ extension KernelSource {
             begin = split * per * 32;
             end = min(len, begin + per * 32);
         }
-        extern "C" __global__ void __launch_bounds__(128) sv_mla_decode_mma(
-            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
+        template <int KV>
+        __device__ __forceinline__ void mla_decode_mma(
+            const float *q, const kv_t<KV> *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
             float scale, int splits, int min_per) {
-            SV_PDL_ENTRY();
             extern __shared__ __align__(16) unsigned char mla_smem[];
             const int KWP = (kw + 15) & ~15, RS = KWP + 8, PS = SV_MLA_BK + 8, SS = SV_MLA_BK + 1;
             bf16_t *sk = (bf16_t *)mla_smem;                   // [2][BK][RS] key tiles
@@ -78,9 +88,14 @@ extension KernelSource {
                 for (int r = 0; r < SV_MLA_BK / 4; r++) {
                     const int j = warp * (SV_MLA_BK / 4) + r;
                     const int slot = __shfl_sync(0xffffffffu, mine, j);
-                    const bf16_t *src = cache + (size_t)slot * kw;
+                    const kv_t<KV> *src = cache + (size_t)slot * kw;
                     const int n = kt + j < end ? 16 : 0;
-                    for (int c = lane; c < chunks; c += 32) cp_async16(dst + j * RS + c * 8, src + c * 8, n);
+                    if constexpr (KV == KV_BF16) {
+                        for (int c = lane; c < chunks; c += 32) cp_async16(dst + j * RS + c * 8, src + c * 8, n);
+                    } else {
+                        for (int c = lane; c < chunks; c += 32)
+                            *(uint4 *)(dst + j * RS + c * 8) = n ? kv_load8<KV>(src, c) : make_uint4(0u, 0u, 0u, 0u);
+                    }
                 }
                 asm volatile("cp.async.commit_group;");
             };
@@ -248,6 +263,18 @@ extension KernelSource {
                 ml[1] = sm[16 + threadIdx.x];
             }
         }
+        #define MLA_DECODE_KERNEL(KV, NAME)                                                                              \
+            extern "C" __global__ void __launch_bounds__(128) NAME(                                                      \
+                const float *q, const kv_t<KV> *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq, \
+                const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,        \
+                float scale, int splits, int min_per) {                                                                  \
+                SV_PDL_ENTRY();                                                                                          \
+                mla_decode_mma<KV>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,  \
+                                   latent, kw, scale, splits, min_per);                                                  \
+            }
+        MLA_DECODE_KERNEL(KV_BF16, sv_mla_decode_mma)
+        MLA_DECODE_KERNEL(KV_E4M3, sv_mla_decode_mma_e4m3)
+        MLA_DECODE_KERNEL(KV_E5M2, sv_mla_decode_mma_e5m2)
 
         // The splits of sv_mla_decode_mma merged: block (token, head), each active split's O (mla_split
         // over the token's length) weighted by 2^(its max - the overall max) over the weighted sum of

@@ -123,8 +123,8 @@ extension KernelSource {
             }
         }
 
-        template <int D>
-        __device__ void extend_attn_mma3(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc,
+        template <int D, int KV>
+        __device__ void extend_attn_mma3(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc,
                                          const int *qo_indptr, const int *kv_indptr, const int *kv_indices, bf16_t *out,
                                          int n_heads, int n_kv_heads, float scale) {
             constexpr int BQ = 128, BK = 64, RS = D + 8, KS = D / 16, DT = D / 8, TILE = BK * RS, STAGES = 3;
@@ -154,7 +154,9 @@ extension KernelSource {
             };
             // Queues tile t's K and V rows (slots from fetch(t); rows past kvlen zero-filled) into
             // stage t % 3, then commits a group (an empty one past the last tile, so that after
-            // issue(t) exactly t + 1 groups exist).
+            // issue(t) exactly t + 1 groups exist). An fp8 cache's rows are loaded, converted to bf16
+            // and stored here instead (cp.async copies bytes as they are), into the same stage, which
+            // no warp reads any more; the barrier before tile t is read makes them visible.
             auto issue = [&](int t) {
                 if (t < ntiles) {
                     bf16_t *sk = smem + (t % STAGES) * 2 * TILE, *sv = sk + TILE;
@@ -163,8 +165,14 @@ extension KernelSource {
                         const int idx = (int)threadIdx.x + i * THREADS, j = idx / CH, c = idx % CH;
                         const bool ok = slot[i] >= 0;
                         const size_t base = ok ? (size_t)slot[i] * kv_dim + (size_t)kvh * D : 0;
-                        cp_async16(sk + j * RS + c * 8, kc + base + c * 8, ok ? 16 : 0);
-                        cp_async16(sv + j * RS + c * 8, vc + base + c * 8, ok ? 16 : 0);
+                        if constexpr (KV == KV_BF16) {
+                            cp_async16(sk + j * RS + c * 8, kc + base + c * 8, ok ? 16 : 0);
+                            cp_async16(sv + j * RS + c * 8, vc + base + c * 8, ok ? 16 : 0);
+                        } else {
+                            const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+                            *(uint4 *)(sk + j * RS + c * 8) = ok ? kv_load8<KV>(kc + base, c) : zero;
+                            *(uint4 *)(sv + j * RS + c * 8) = ok ? kv_load8<KV>(vc + base, c) : zero;
+                        }
                     }
                 }
                 asm volatile("cp.async.commit_group;" ::: "memory");
@@ -235,14 +243,16 @@ extension KernelSource {
             }
         }
 
-        #define EXTEND_MMA3_INSTANCE(D)                                                                                \
-            extern "C" __global__ void __launch_bounds__(256, 1) sv_extend_mma3_d##D(                                  \
-                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,               \
-                const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {  \
+        #define EXTEND_MMA3_KERNEL(D, KV, NAME)                                                                        \
+            extern "C" __global__ void __launch_bounds__(256, 1) EXTEND_SIGNATURE(NAME, KV) {                         \
                 SV_PDL_ENTRY();                                                                                        \
-                extend_attn_mma3<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,   \
-                                    scale);                                                                            \
+                extend_attn_mma3<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads,           \
+                                        n_kv_heads, scale);                                                            \
             }
+        #define EXTEND_MMA3_INSTANCE(D)                                                                                \
+            EXTEND_MMA3_KERNEL(D, KV_BF16, sv_extend_mma3_d##D)                                                        \
+            EXTEND_MMA3_KERNEL(D, KV_E4M3, sv_extend_mma3_d##D##_e4m3)                                                 \
+            EXTEND_MMA3_KERNEL(D, KV_E5M2, sv_extend_mma3_d##D##_e5m2)
         EXTEND_MMA3_INSTANCE(64) EXTEND_MMA3_INSTANCE(128)
         """#
 }

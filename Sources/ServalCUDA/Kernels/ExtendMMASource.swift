@@ -41,8 +41,8 @@ extension KernelSource {
             lo = pack_bf16(a - bf2f(ha), b - bf2f(hb));
         }
 
-        template <int D>
-        __device__ void extend_attn_mma(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc,
+        template <int D, int KV>
+        __device__ void extend_attn_mma(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc,
                                         const int *qo_indptr, const int *kv_indptr, const int *kv_indices, bf16_t *out,
                                         int n_heads, int n_kv_heads, float scale) {
             constexpr int BQ = 64, BK = 64, RS = D + 8, KS = D / 16, NT = BK / 8, DT = D / 8;
@@ -86,8 +86,8 @@ extension KernelSource {
                     uint4 kw = make_uint4(0u, 0u, 0u, 0u), vw = kw;
                     if (tok < kvlen) {
                         const size_t base = (size_t)kv_indices[kv0 + tok] * kv_dim + (size_t)kvh * D;
-                        kw = ((const uint4 *)(kc + base))[c];
-                        vw = ((const uint4 *)(vc + base))[c];
+                        kw = kv_load8<KV>(kc + base, c);
+                        vw = kv_load8<KV>(vc + base, c);
                     }
                     *(uint4 *)(sk + j * RS + c * 8) = kw;
                     *(uint4 *)(sv + j * RS + c * 8) = vw;
@@ -186,12 +186,14 @@ extension KernelSource {
 
         // Version 2: the same tiles, K/V brought in with cp.async two tiles deep (the next tile
         // loads while this one is multiplied; dynamic shared memory, 4 * 64 * (D + 8) * 2 bytes),
-        // P rounded to bf16 for P V as flash-attention kernels do. Same grid and contract.
+        // P rounded to bf16 for P V as flash-attention kernels do. Same grid and contract. An fp8
+        // cache's rows are loaded into registers, converted and stored (no cp.async: it copies bytes
+        // as they are), into the stage no warp reads any more, as the bf16 copies are.
         __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes) {
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
         }
-        template <int D>
-        __device__ void extend_attn_mma2(const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc,
+        template <int D, int KV>
+        __device__ void extend_attn_mma2(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc,
                                          const int *qo_indptr, const int *kv_indptr, const int *kv_indices, bf16_t *out,
                                          int n_heads, int n_kv_heads, float scale) {
             constexpr int BQ = 64, BK = 64, RS = D + 8, KS = D / 16, NT = BK / 8, DT = D / 8, TILE = BK * RS;
@@ -214,8 +216,14 @@ extension KernelSource {
                     const int j = idx / (D / 8), c = idx % (D / 8), tok = kt + j;
                     const bool ok = tok < kvlen;
                     const size_t base = ok ? (size_t)kv_indices[kv0 + tok] * kv_dim + (size_t)kvh * D : 0;
-                    cp_async16(sk + j * RS + c * 8, kc + base + c * 8, ok ? 16 : 0);
-                    cp_async16(sv + j * RS + c * 8, vc + base + c * 8, ok ? 16 : 0);
+                    if constexpr (KV == KV_BF16) {
+                        cp_async16(sk + j * RS + c * 8, kc + base + c * 8, ok ? 16 : 0);
+                        cp_async16(sv + j * RS + c * 8, vc + base + c * 8, ok ? 16 : 0);
+                    } else {
+                        const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+                        *(uint4 *)(sk + j * RS + c * 8) = ok ? kv_load8<KV>(kc + base, c) : zero;
+                        *(uint4 *)(sv + j * RS + c * 8) = ok ? kv_load8<KV>(vc + base, c) : zero;
+                    }
                 }
                 asm volatile("cp.async.commit_group;");
             };
@@ -337,24 +345,26 @@ extension KernelSource {
             }
         }
 
-        #define EXTEND_MMA2_INSTANCE(D)                                                                                  \
-            extern "C" __global__ void __launch_bounds__(128) sv_extend_mma2_d##D(                                      \
-                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
-                const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
+        #define EXTEND_MMA2_KERNEL(D, KV, NAME)                                                                          \
+            extern "C" __global__ void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
                 SV_PDL_ENTRY();                                                                                         \
-                extend_attn_mma2<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,    \
-                                    scale);                                                                             \
+                extend_attn_mma2<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads,            \
+                                        n_kv_heads, scale);                                                             \
             }
+        #define EXTEND_MMA2_INSTANCE(D)                                                                                  \
+            EXTEND_MMA2_KERNEL(D, KV_BF16, sv_extend_mma2_d##D) EXTEND_MMA2_KERNEL(D, KV_E4M3, sv_extend_mma2_d##D##_e4m3) \
+            EXTEND_MMA2_KERNEL(D, KV_E5M2, sv_extend_mma2_d##D##_e5m2)
         EXTEND_MMA2_INSTANCE(64) EXTEND_MMA2_INSTANCE(128)
 
-        #define EXTEND_MMA_INSTANCE(D)                                                                                   \
-            extern "C" __global__ void __launch_bounds__(128) sv_extend_mma_d##D(                                       \
-                const bf16_t *q, int q_stride, const bf16_t *kc, const bf16_t *vc, const int *qo_indptr,                \
-                const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale) {   \
+        #define EXTEND_MMA_KERNEL(D, KV, NAME)                                                                           \
+            extern "C" __global__ void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
                 SV_PDL_ENTRY();                                                                                         \
-                extend_attn_mma<D>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,     \
-                                   scale);                                                                              \
+                extend_attn_mma<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads, \
+                                       scale);                                                                          \
             }
+        #define EXTEND_MMA_INSTANCE(D)                                                                                   \
+            EXTEND_MMA_KERNEL(D, KV_BF16, sv_extend_mma_d##D) EXTEND_MMA_KERNEL(D, KV_E4M3, sv_extend_mma_d##D##_e4m3)  \
+            EXTEND_MMA_KERNEL(D, KV_E5M2, sv_extend_mma_d##D##_e5m2)
         EXTEND_MMA_INSTANCE(64) EXTEND_MMA_INSTANCE(128)
         """#
 }

@@ -5,17 +5,7 @@ extension KernelSource {
     /// (edge blocks partial); weight (r, c) is `e4m3(w[r * k + c]) * s[(r / br) * gc + c / bc]`.
     static let fp8 = #"""
         // ---- fp8: block-scaled e4m3 weights ----
-        // e4m3 bits as an f16 with the same sign, exponent and mantissa bits: the f16's value is the
-        // e4m3 value times 2^-8 (exponent bias 15 against 7), exact for normals and subnormals alike;
-        // two e4m3 bytes (bits 8-15 and 24-31 of p, the rest zero) become two such f16 in one word.
-        __device__ __forceinline__ unsigned sv_e4m3x2_as_f16x2(unsigned p) {
-            return ((p >> 1) & 0x3f803f80u) | (p & 0x80008000u);
-        }
-        __device__ __forceinline__ void sv_f16x2_to_f32(unsigned h, float &lo, float &hi) {
-            asm("{ .reg .b16 l, u; mov.b32 {l, u}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, u; }"
-                : "=f"(lo), "=f"(hi)
-                : "r"(h));
-        }
+        // (sv_e4m3x2_as_f16x2 and sv_f16x2_to_f32, the exact e4m3 -> f32 steps, are in kvElement.)
         // One e4m3 byte as f32, exactly.
         __device__ __forceinline__ float sv_e4m3_to_f32(unsigned b) {
             float lo, hi;

@@ -31,12 +31,20 @@ extension KernelSource {
             kv_pages_copy<uint4>(pool, slots, staging, layer_bytes, caches, layers, row_units, to_pool);
         }
 
-        // 2-byte units: any bf16 row.
+        // 2-byte units: any bf16 row (and fp8 rows of even width).
         extern "C" __global__ void sv_kv_pages_u16(
             char *pool, const int *slots, char *staging, u64 layer_bytes, int caches, int layers,
             int row_units, int to_pool) {
             SV_PDL_ENTRY();
             kv_pages_copy<unsigned short>(pool, slots, staging, layer_bytes, caches, layers, row_units, to_pool);
+        }
+
+        // Bytes: fp8 rows of odd width.
+        extern "C" __global__ void sv_kv_pages_u8(
+            char *pool, const int *slots, char *staging, u64 layer_bytes, int caches, int layers,
+            int row_units, int to_pool) {
+            SV_PDL_ENTRY();
+            kv_pages_copy<unsigned char>(pool, slots, staging, layer_bytes, caches, layers, row_units, to_pool);
         }
         """#
 }

@@ -5,7 +5,7 @@ public enum KernelSource {
     /// All parts, in order, as one translation unit.
     public static var all: String {
         [
-            common, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA,
+            common, kvElement, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA,
             attentionExtendMMA3, gemvBulk, sampling, deepseek, mla2, kvPages, fp8, moeMMA,
         ].joined(
             separator: "\n")

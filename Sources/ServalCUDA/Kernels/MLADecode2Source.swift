@@ -28,7 +28,9 @@ extension KernelSource {
         // ranges of whole tiles by mla_split (at most `splits`, each at least `min_per` tiles). One
         // active split: out (fp32 [tokens, heads, latent]); more: the unnormalised O and (max in log2
         // units, sum) to part_acc / part_ml for sv_mla_decode_combine.
-        // Needs kw % 8 == 0, latent even, latent <= kw, latent <= 512.
+        // Needs kw % 8 == 0, latent even, latent <= kw, latent <= 512. The _e4m3 / _e5m2 kernels read
+        // an fp8 cache: its rows are loaded, converted to bf16 and stored into the stage (cp.async
+        // copies bytes as they are), which no warp reads any more.
         #define SV_MLA2_BK 32
         #define SV_MLA2_SSW 40  // score row stride (floats): conflict-free float2 stores and loads
 
@@ -44,9 +46,9 @@ extension KernelSource {
             return r;
         }
 
-        template <int MT, int NST>
+        template <int MT, int NST, int KV>
         __device__ __forceinline__ void mla_decode_mma2(
-            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
+            const float *q, const kv_t<KV> *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
             const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
             float scale, int splits, int min_per) {
             constexpr int BK = SV_MLA2_BK, HB = 16 * MT, SSW = SV_MLA2_SSW, NT = 256;
@@ -76,7 +78,12 @@ extension KernelSource {
                 int row = threadIdx.x / chunks, c = threadIdx.x - row * chunks;
                 for (int i = threadIdx.x; i < total; i += NT) {
                     const int slot = __shfl_sync(0xffffffffu, mine, row);
-                    cp_async16(dst + row * RS + c * 8, cache + (size_t)slot * kw + c * 8, kt + row < end ? 16 : 0);
+                    if constexpr (KV == KV_BF16) {
+                        cp_async16(dst + row * RS + c * 8, cache + (size_t)slot * kw + c * 8, kt + row < end ? 16 : 0);
+                    } else {
+                        *(uint4 *)(dst + row * RS + c * 8) =
+                            kt + row < end ? kv_load8<KV>(cache + (size_t)slot * kw, c) : make_uint4(0u, 0u, 0u, 0u);
+                    }
                     row += rstep;
                     c += cstep;
                     if (c >= chunks) {
@@ -299,31 +306,25 @@ extension KernelSource {
             }
         }
 
-        extern "C" __global__ void __launch_bounds__(256, 2) sv_mla_decode_mma2(
-            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
-            const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits, int min_per) {
-            SV_PDL_ENTRY();
-            mla_decode_mma2<1, 2>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
-                                  latent, kw, scale, splits, min_per);
-        }
-        extern "C" __global__ void __launch_bounds__(256, 1) sv_mla_decode_mma2_h32(
-            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
-            const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits, int min_per) {
-            SV_PDL_ENTRY();
-            mla_decode_mma2<2, 4>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
-                                  latent, kw, scale, splits, min_per);
-        }
+        #define MLA2_KERNEL(MT, NST, MIN_BLOCKS, KV, NAME)                                                               \
+            extern "C" __global__ void __launch_bounds__(256, MIN_BLOCKS) NAME(                                          \
+                const float *q, const kv_t<KV> *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq, \
+                const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,        \
+                float scale, int splits, int min_per) {                                                                  \
+                SV_PDL_ENTRY();                                                                                          \
+                mla_decode_mma2<MT, NST, KV>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc,       \
+                                             part_ml, heads, latent, kw, scale, splits, min_per);                        \
+            }
+        // Each for a bf16 cache and the fp8 ones (_e4m3, _e5m2).
+        #define MLA2_INSTANCES(MT, NST, MIN_BLOCKS, NAME)                                                                \
+            MLA2_KERNEL(MT, NST, MIN_BLOCKS, KV_BF16, NAME) MLA2_KERNEL(MT, NST, MIN_BLOCKS, KV_E4M3, NAME##_e4m3)       \
+            MLA2_KERNEL(MT, NST, MIN_BLOCKS, KV_E5M2, NAME##_e5m2)
+        // 16 heads, two stages, two blocks per SM.
+        MLA2_INSTANCES(1, 2, 2, sv_mla_decode_mma2)
+        // 32 heads, four stages, one block per SM.
+        MLA2_INSTANCES(2, 4, 1, sv_mla_decode_mma2_h32)
         // 16 heads, one block per SM with five stages: four tiles (150 KB at 512 + 64) in flight per
         // SM instead of two blocks' one each, for when memory latency, not the tile's work, limits.
-        extern "C" __global__ void __launch_bounds__(256, 1) sv_mla_decode_mma2_deep(
-            const float *q, const bf16_t *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq,
-            const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,
-            float scale, int splits, int min_per) {
-            SV_PDL_ENTRY();
-            mla_decode_mma2<1, 5>(q, cache, kv_indptr, kv_indices, token_seq, token_len, out, part_acc, part_ml, heads,
-                                  latent, kw, scale, splits, min_per);
-        }
+        MLA2_INSTANCES(1, 5, 1, sv_mla_decode_mma2_deep)
         """#
 }

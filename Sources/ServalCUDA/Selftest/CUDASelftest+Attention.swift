@@ -16,37 +16,41 @@ extension CUDASelftest {
         AttentionConfig(heads: 16, kvHeads: 2, headDim: 256),
     ]
 
-    /// A KV cache of `slots` random rows and, per sequence, `lengths[b]` distinct slots.
+    /// A KV cache of `slots` random rows (values of the element type `kv`) and, per sequence,
+    /// `lengths[b]` distinct slots.
     struct Cache {
-        let k: [UInt16], v: [UInt16]
+        let kv: CUDAKernels.KVElement
+        let k: [Float], v: [Float]
         let indptr: [Int32], indices: [Int32]
-        func rows(_ b: Int, _ data: [UInt16], _ kvDim: Int) -> [Float] {
+        func rows(_ b: Int, _ data: [Float], _ kvDim: Int) -> [Float] {
             (Int(indptr[b])..<Int(indptr[b + 1])).flatMap { i in
-                (0..<kvDim).map { BF16.float(data[Int(indices[i]) * kvDim + $0]) }
+                (0..<kvDim).map { data[Int(indices[i]) * kvDim + $0] }
             }
         }
     }
 
-    func makeCache(_ c: AttentionConfig, lengths: [Int]) -> Cache {
+    func makeCache(_ c: AttentionConfig, lengths: [Int], kv: CUDAKernels.KVElement = .bf16) -> Cache {
         let total = lengths.reduce(0, +), slots = total + 333
         let perm = Array((0..<Int32(slots)).shuffled(using: &rng).prefix(total))
         var indptr: [Int32] = [0]
         for l in lengths { indptr.append(indptr.last! + Int32(l)) }
-        return Cache(k: randomBF16(slots * c.kvDim, 2), v: randomBF16(slots * c.kvDim), indptr: indptr, indices: perm)
+        return Cache(
+            kv: kv, k: randomKV(slots * c.kvDim, 2, kv), v: randomKV(slots * c.kvDim, 1, kv), indptr: indptr,
+            indices: perm)
     }
 
-    func testDecode(_ c: AttentionConfig, autoSplits: Bool) throws -> String? {
+    func testDecode(_ c: AttentionConfig, autoSplits: Bool, kv: CUDAKernels.KVElement = .bf16) throws -> String? {
         let lengths = [1, 77, 1500], batch = lengths.count
-        let cache = makeCache(c, lengths: lengths)
+        let cache = makeCache(c, lengths: lengths, kv: kv)
         let q = randomBF16(batch * c.rowStride)
         let splits = autoSplits ? max(2, kernels.decodeSplits(batch: batch, shape: c.shape, maxLen: 1500)) : 1
         let out = try poisoned(bytes: batch * c.heads * c.headDim * 2)
         let ws = try poisoned(bytes: CUDAKernels.decodeWorkspaceBytes(batch: batch, shape: c.shape, splits: splits))
         try kernels.decodeAttention(
-            q: try upload(q), qStride: c.rowStride, kCache: try upload(cache.k),
-            vCache: try upload(cache.v), kvIndptr: try upload(cache.indptr),
+            q: try upload(q), qStride: c.rowStride, kCache: try uploadKV(cache.k, kv),
+            vCache: try uploadKV(cache.v, kv), kvIndptr: try upload(cache.indptr),
             kvIndices: try upload(cache.indices), out: out, workspace: ws, batch: batch,
-            shape: c.shape, splits: splits, stream: stream)
+            shape: c.shape, splits: splits, kv: kv, stream: stream)
         let got = try bf16(out, batch * c.heads * c.headDim)
         var want: [Float] = []
         for b in 0..<batch {
@@ -60,8 +64,8 @@ extension CUDASelftest {
     }
 
     /// The short extend case: four sequences, prefix + new 0+37 / 50+17 / 130+1 / 40+150.
-    func testExtend(_ c: AttentionConfig) throws -> String? {
-        try checkExtend(c, makeExtendCase(c, prefixes: [0, 50, 130, 40], news: [37, 17, 1, 150]))
+    func testExtend(_ c: AttentionConfig, kv: CUDAKernels.KVElement = .bf16) throws -> String? {
+        try checkExtend(c, makeExtendCase(c, prefixes: [0, 50, 130, 40], news: [37, 17, 1, 150], kv: kv))
     }
 
     /// Longer prompts for the tiled tensor-core kernels: several 128-query tiles, new-token
@@ -87,9 +91,11 @@ extension CUDASelftest {
 
     /// Random queries and cache for sequences of `prefixes[b]` cached + `news[b]` new tokens,
     /// with the plain Swift reference (causal over the new tokens).
-    func makeExtendCase(_ c: AttentionConfig, prefixes: [Int], news: [Int]) -> ExtendCase {
+    func makeExtendCase(
+        _ c: AttentionConfig, prefixes: [Int], news: [Int], kv: CUDAKernels.KVElement = .bf16
+    ) -> ExtendCase {
         let lengths = zip(prefixes, news).map { $0 + $1 }
-        let cache = makeCache(c, lengths: lengths)
+        let cache = makeCache(c, lengths: lengths, kv: kv)
         var qo: [Int32] = [0]
         for n in news { qo.append((qo.last ?? 0) + Int32(n)) }
         let q = randomBF16(Int(qo.last ?? 0) * c.rowStride)
@@ -109,10 +115,11 @@ extension CUDASelftest {
     func checkExtend(_ c: AttentionConfig, _ e: ExtendCase) throws -> String? {
         let out = try poisoned(bytes: e.totalQ * c.heads * c.headDim * 2)
         try kernels.extendAttention(
-            q: try upload(e.q), qStride: c.rowStride, kCache: try upload(e.cache.k),
-            vCache: try upload(e.cache.v), qoIndptr: try upload(e.qo),
+            q: try upload(e.q), qStride: c.rowStride, kCache: try uploadKV(e.cache.k, e.cache.kv),
+            vCache: try uploadKV(e.cache.v, e.cache.kv), qoIndptr: try upload(e.qo),
             kvIndptr: try upload(e.cache.indptr), kvIndices: try upload(e.cache.indices), out: out,
-            batch: e.news.count, maxQLen: e.news.max() ?? 0, totalQ: e.totalQ, shape: c.shape, stream: stream)
+            batch: e.news.count, maxQLen: e.news.max() ?? 0, totalQ: e.totalQ, shape: c.shape, kv: e.cache.kv,
+            stream: stream)
         let got = try bf16(out, e.totalQ * c.heads * c.headDim)
         return judge("output", Reference.relativeError(got, e.want), Self.bf16Tolerance)
     }

@@ -129,12 +129,13 @@ extension CUDASelftest {
     /// the kernels' setting) against a Double reference (queries and probabilities are rounded to
     /// bf16 for the tensor cores: bf16 bounds).
     func testMLA(
-        heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int], splits: [Int], minTiles: [Int?] = [nil]
+        heads: Int, latent: Int, rope: Int, starts: [Int], news: [Int], splits: [Int], minTiles: [Int?] = [nil],
+        kv: CUDAKernels.KVElement = .bf16
     ) throws -> String? {
         let kw = latent + rope, seqs = starts.count
         let lens = zip(starts, news).map { $0 + $1 }
         let poolSlots = lens.reduce(0, +) + 7
-        let cache = randomBF16(poolSlots * kw)
+        let cache = randomKV(poolSlots * kw, 1, kv)
         var order = (0..<Int32(poolSlots)).shuffled(using: &rng)
         var indptr: [Int32] = [0], indices: [Int32] = [], tokenSeq: [Int32] = [], tokenLen: [Int32] = []
         for s in 0..<seqs {
@@ -150,7 +151,7 @@ extension CUDASelftest {
         let q = randomFloats(tokens * heads * kw)
         let scale = 1 / Float(kw).squareRoot()
         let shape = CUDAKernels.MLAShape(heads: heads, latent: latent, rowWidth: kw, scale: scale)
-        let (qd, cd) = (try upload(q), try upload(cache))
+        let (qd, cd) = (try upload(q), try uploadKV(cache, kv))
         let (ip, ix, ts, tl) = (try upload(indptr), try upload(indices), try upload(tokenSeq), try upload(tokenLen))
         var outputs: [(String, [Float])] = []
         let setting = kernels.mlaMinTiles
@@ -164,7 +165,7 @@ extension CUDASelftest {
                     bytes: max(4, CUDAKernels.mlaWorkspaceBytes(tokens: tokens, shape: shape, splits: n)))
                 try kernels.mlaAttention(
                     q: qd, cache: cd, kvIndptr: ip, kvIndices: ix, tokenSeq: ts, tokenLen: tl, out: out,
-                    workspace: ws, tokens: tokens, shape: shape, splits: n, stream: stream)
+                    workspace: ws, tokens: tokens, shape: shape, splits: n, kv: kv, stream: stream)
                 outputs.append(
                     ("\(n) splits of at least \(kernels.mlaMinTiles) tiles", try download(out, tokens * heads * latent))
                 )
@@ -178,7 +179,7 @@ extension CUDASelftest {
                 let qh = (t * heads + h) * kw
                 var scores = slots.map { s -> Double in
                     var dot = 0.0
-                    for d in 0..<kw { dot += Double(q[qh + d]) * Double(BF16.float(cache[s * kw + d])) }
+                    for d in 0..<kw { dot += Double(q[qh + d]) * Double(cache[s * kw + d]) }
                     return dot * Double(scale)
                 }
                 let m = scores.max() ?? 0
@@ -186,7 +187,7 @@ extension CUDASelftest {
                 let sum = scores.reduce(0, +)
                 for d in 0..<latent {
                     var v = 0.0
-                    for (j, s) in slots.enumerated() { v += scores[j] * Double(BF16.float(cache[s * kw + d])) }
+                    for (j, s) in slots.enumerated() { v += scores[j] * Double(cache[s * kw + d]) }
                     want[(t * heads + h) * latent + d] = Float(v / sum)
                 }
             }

@@ -17,21 +17,34 @@ extension CUDASelftest {
         run("kv pages mla 30+7, 2 layers (2-byte units): \(label)") {
             try self.testKVPages(.mla(latent: 30, rope: 7), layers: 2)
         }
+        // fp8 pools: one byte per element, so the units follow the row's byte width.
+        run("kv pages fp8_e4m3 mha 2 kv x 64, 3 layers (16-byte units): \(label)") {
+            try self.testKVPages(.mha(kvHeads: 2, headDim: 64, vHeadDim: 64), layers: 3, dtype: .f8e4m3)
+        }
+        run("kv pages fp8_e5m2 mla 512+64, 2 layers (16-byte units): \(label)") {
+            try self.testKVPages(.mla(latent: 512, rope: 64), layers: 2, dtype: .f8e5m2)
+        }
+        run("kv pages fp8_e4m3 mla 30+8, 2 layers (2-byte units): \(label)") {
+            try self.testKVPages(.mla(latent: 30, rope: 8), layers: 2, dtype: .f8e4m3)
+        }
+        run("kv pages fp8_e5m2 mla 30+7, 2 layers (byte units): \(label)") {
+            try self.testKVPages(.mla(latent: 30, rope: 7), layers: 2, dtype: .f8e5m2)
+        }
     }
 
-    func testKVPages(_ layout: KVLayout, layers: Int) throws -> String? {
+    func testKVPages(_ layout: KVLayout, layers: Int, dtype: DType = .bf16) throws -> String? {
         let slotCount = 100, n = 37
         let probe = try CUDAKVPool(
-            layout: layout, layers: layers, slots: 1, dtype: .bf16,
+            layout: layout, layers: layers, slots: 1, dtype: dtype,
             pageCopier: CUDAKVPageCopier(context: context, kernels: kernels, stream: stream))
         let copier = CUDAKVPageCopier(
             context: context, kernels: kernels, stream: stream, maxStagingBytes: 5 * probe.slotByteCount)
-        let a = try CUDAKVPool(layout: layout, layers: layers, slots: slotCount, dtype: .bf16, pageCopier: copier)
-        let b = try CUDAKVPool(layout: layout, layers: layers, slots: slotCount, dtype: .bf16, pageCopier: copier)
+        let a = try CUDAKVPool(layout: layout, layers: layers, slots: slotCount, dtype: dtype, pageCopier: copier)
+        let b = try CUDAKVPool(layout: layout, layers: layers, slots: slotCount, dtype: dtype, pageCopier: copier)
         let total = a.buffer.pointer.bytes, slotBytes = a.slotByteCount
-        guard slotBytes == layout.bytesPerToken(layers: layers, dtype: .bf16) else {
+        guard slotBytes == layout.bytesPerToken(layers: layers, dtype: dtype) else {
             return
-                "slotByteCount \(slotBytes) is not the layout's \(layout.bytesPerToken(layers: layers, dtype: .bf16))"
+                "slotByteCount \(slotBytes) is not the layout's \(layout.bytesPerToken(layers: layers, dtype: dtype))"
         }
         var aHost = (0..<total).map { _ in UInt8.random(in: 0...255, using: &rng) }
         try stream.upload(aHost, to: a.buffer.pointer)
@@ -154,11 +167,13 @@ extension CUDASelftest {
 
 extension CUDAKVPool {
     /// Where slot `slot`'s row of cache `lc` (layer × caches + cache) starts in the pool's buffer.
-    fileprivate func rowStart(_ lc: Int, _ slot: Int32) -> Int { lc * layerBytes + Int(slot) * rowElements * 2 }
+    fileprivate func rowStart(_ lc: Int, _ slot: Int32) -> Int {
+        lc * layerBytes + Int(slot) * rowElements * elementBytes
+    }
 
     /// What `copyOut` / `gatherPages` of `slots` must give for a pool holding `host`.
     fileprivate func pageImage(_ host: [UInt8], _ slots: ArraySlice<Int32>) -> [UInt8] {
-        let rowBytes = rowElements * 2
+        let rowBytes = rowElements * elementBytes
         var out: [UInt8] = []
         for s in slots {
             for lc in 0..<(layerCount * caches) { out += host[rowStart(lc, s)..<(rowStart(lc, s) + rowBytes)] }
@@ -168,7 +183,7 @@ extension CUDAKVPool {
 
     /// Writes `bytes` (copyOut's order) into `host` at `slots`, as copyIn / scatterPages must.
     fileprivate func storeImage(_ host: inout [UInt8], _ slots: ArraySlice<Int32>, _ bytes: [UInt8]) {
-        let rowBytes = rowElements * 2
+        let rowBytes = rowElements * elementBytes
         var at = bytes.startIndex
         for s in slots {
             for lc in 0..<(layerCount * caches) {

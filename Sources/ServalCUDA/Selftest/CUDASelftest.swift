@@ -73,6 +73,7 @@ public final class CUDASelftest {
         runDeepSeekCases()
         runKVPageCases()
         runNCCLKVPageCases()
+        runKVFP8Cases()
         emit("\(tally.passed) passed, \(tally.failed) failed")
         return (tally.passed, tally.failed)
     }

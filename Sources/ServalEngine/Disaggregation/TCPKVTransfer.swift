@@ -173,7 +173,7 @@ public final class TCPKVTransfer: KVTransfer, @unchecked Sendable {
         }
         guard hello.slotByteCount == slotByteCount, hello.signature == signature else {
             throw KVTransferError(
-                "the decode server's KV pool (\(hello.signature), \(hello.slotByteCount) bytes per token) differs from the prefill server's (\(signature), \(slotByteCount) bytes per token); slot bytes move unconverted, so start both with the same model, --tp-size and KV element type (--kv-cache-dtype; a CUDA server stores bf16, so a CPU peer of a CUDA server needs --kv-cache-dtype bf16)"
+                "the decode server's KV pool (\(hello.signature), \(hello.slotByteCount) bytes per token) differs from the prefill server's (\(signature), \(slotByteCount) bytes per token); slot bytes move unconverted, so start both with the same model, --tp-size and KV element type (--kv-cache-dtype; a CUDA server stores bf16 unless given fp8_e4m3 or fp8_e5m2, so a CPU peer of a CUDA server needs --kv-cache-dtype bf16 or the same fp8 type)"
             )
         }
     }
