@@ -268,16 +268,21 @@ struct PDProxy: Sendable {
                 for try await chunk in resp.body { sink.yield(.chunk(chunk)) }
                 sink.yield(.end)
             } catch {
-                sink.yield(.failed("decode worker \(decode.url) failed mid-stream: \(Proxy.describe(error))"))
+                // Cancelled by the watcher (the prefill failed: its error is already queued) or by the
+                // body's end: nothing of the decode worker's to report.
+                if !Task.isCancelled {
+                    sink.yield(.failed("decode worker \(decode.url) failed mid-stream: \(Proxy.describe(error))"))
+                }
             }
             sink.finish()
         }
         let watcher = Task {
             let outcome = await prefill.value
             guard !outcome.ok else { return }
-            reader.cancel()
+            // The prefill's error first, so the reader's cancellation cannot stand in for it.
             sink.yield(.failed(outcome.message))
             sink.finish()
+            reader.cancel()
         }
         let body = ResponseBody { writer in
             var failed: String?
