@@ -9,10 +9,14 @@ public final class CUDAKernels: @unchecked Sendable {
     public let compile: NVRTCCompiler.Result
     private var functions: [String: CUDAFunction] = [:]
     public let multiprocessors: Int
+    /// The fp8 KV cache's kernels (`KernelSource.fp8KV`), compiled on first use (`loadFP8KV`).
+    private var fp8KVModule: CUDAModule?
+    private let compiler: NVRTCCompiler
 
     public init(context: CUDAContext, compiler: NVRTCCompiler) throws {
         compile = try compiler.compile(source: KernelSource.all, name: "serval_kernels.cu")
         module = try CUDAModule(cubin: compile.cubin)
+        self.compiler = compiler
         multiprocessors = context.info.multiprocessors
         // Diagnostic switch: SERVAL_CUDA_EXTEND=mma3|mma2|mma|cores picks the extend kernel.
         if let v = ProcessInfo.processInfo.environment["SERVAL_CUDA_EXTEND"], let k = ExtendKernel(rawValue: v) {
@@ -46,9 +50,21 @@ public final class CUDAKernels: @unchecked Sendable {
         }
     }
 
+    /// Compiles (or loads from the disk cache) and loads the fp8 KV cache's kernels, once; an fp8 pool calls it
+    /// when it is made, so no compile falls inside a step or a graph capture. Returns the compile's result the
+    /// first time, nil after.
+    @discardableResult
+    public func loadFP8KV() throws -> NVRTCCompiler.Result? {
+        guard fp8KVModule == nil else { return nil }
+        let result = try compiler.compile(source: KernelSource.fp8KV, name: "serval_kernels_fp8kv.cu")
+        fp8KVModule = try CUDAModule(cubin: result.cubin)
+        return result
+    }
+
     func fn(_ name: String) throws -> CUDAFunction {
         if let f = functions[name] { return f }
-        var f = try module.function(name)
+        if KernelSource.isFP8KVKernel(name) { try loadFP8KV() }
+        var f = try (KernelSource.isFP8KVKernel(name) ? fp8KVModule ?? module : module).function(name)
         f.skipped = skipped.contains { name.hasPrefix($0) }
         if let carveout { try f.preferSharedCarveout(carveout) }
         functions[name] = f

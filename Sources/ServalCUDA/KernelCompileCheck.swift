@@ -57,6 +57,8 @@ public struct KernelCompileCheck: Sendable {
         public var arch: String
         public var cubinBytes: Int
         public var seconds: Double
+        /// The main module's share of `seconds` (the rest is the fp8 KV cache's module).
+        public var mainSeconds: Double
         public var kernels: [KernelReport]
         /// Launched names that the cubin lacks.
         public var missing: [String]
@@ -69,12 +71,19 @@ public struct KernelCompileCheck: Sendable {
     public func run() throws -> Result {
         let compiler = try NVRTCCompiler(arch: arch, cacheDirectory: nil)
         let start = Date()
+        // The main module, then the fp8 KV cache's (its kernels are looked for there, the others in the main one).
         let (cubin, log) = try compiler.compileWithReport(source: KernelSource.all, name: "serval_kernels.cu")
+        let mainSeconds = Date().timeIntervalSince(start)
+        let (fp8Cubin, fp8Log) = try compiler.compileWithReport(
+            source: KernelSource.fp8KV, name: "serval_kernels_fp8kv.cu")
         let seconds = Date().timeIntervalSince(start)
-        let bytes = Data(cubin)
-        let missing = Self.launchedKernels.filter { bytes.range(of: Data(($0 + "\0").utf8)) == nil }
+        let bytes = Data(cubin), fp8Bytes = Data(fp8Cubin)
+        let missing = Self.launchedKernels.filter {
+            (KernelSource.isFP8KVKernel($0) ? fp8Bytes : bytes).range(of: Data(($0 + "\0").utf8)) == nil
+        }
         return Result(
-            arch: arch, cubinBytes: cubin.count, seconds: seconds, kernels: Self.parse(log), missing: missing)
+            arch: arch, cubinBytes: cubin.count + fp8Cubin.count, seconds: seconds, mainSeconds: mainSeconds,
+            kernels: Self.parse(log) + Self.parse(fp8Log), missing: missing)
     }
 
     /// Reads `Compiling entry function 'X' for 'sm_90a'`, `N bytes spill stores, M bytes spill

@@ -325,7 +325,14 @@ extension CUDABackend {
             flushPending()
             if case .capture = graphMode { throw CUDAError.invalid("a KV page copy reached a graph capture") }
         }
-        return try CUDAKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype, pageCopier: copier)
+        let pool = try CUDAKVPool(layout: layout, layers: layers, slots: slots, dtype: dtype, pageCopier: copier)
+        // An fp8 cache's kernels are a module of their own, compiled now rather than inside a step.
+        if dtype != .bf16, let r = try kernels.loadFP8KV() {
+            log(
+                "cuda: fp8 KV cache kernels " + (r.cached ? "loaded from the cache" : "compiled")
+                    + String(format: " in %.2f s", r.seconds))
+        }
+        return pool
     }
 
     public func makeAttention(layout: KVLayout, queryHeads: Int, scale: Float) throws -> any AttentionBackend {

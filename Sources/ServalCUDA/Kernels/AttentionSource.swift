@@ -215,7 +215,7 @@ extension KernelSource {
         }
 
         #define DECODE_KERNEL(D, GS, KV, NAME)                                                                           \
-            extern "C" __global__ void __launch_bounds__(128) NAME(                                                      \
+            SV_KV_KERNEL(KV) void __launch_bounds__(128) NAME(                                                      \
                 const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc, const int *kv_indptr,            \
                 const int *kv_indices, bf16_t *out, float *part_acc, float *part_ml, int n_heads, int n_kv_heads,       \
                 float scale) {                                                                                           \
@@ -257,7 +257,7 @@ extension KernelSource {
 
         // Merges the splits: grid (batch, n_heads), block head_dim; the splits' partial outputs
         // read 8 at a time (independent loads in flight).
-        extern "C" __global__ void sv_decode_attn_reduce(const float *part_acc, const float *part_ml, bf16_t *out,
+        SV_KERNEL void sv_decode_attn_reduce(const float *part_acc, const float *part_ml, bf16_t *out,
                                                          int n_heads, int head_dim, int n_split) {
             SV_PDL_ENTRY();
             __shared__ float w[64];
@@ -385,7 +385,7 @@ extension KernelSource {
             NAME(const bf16_t *q, int q_stride, const kv_t<KV> *kc, const kv_t<KV> *vc, const int *qo_indptr,           \
                  const int *kv_indptr, const int *kv_indices, bf16_t *out, int n_heads, int n_kv_heads, float scale)
         #define EXTEND_KERNEL(D, KV, NAME)                                                                               \
-            extern "C" __global__ void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
+            SV_KV_KERNEL(KV) void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
                 SV_PDL_ENTRY();                                                                                         \
                 extend_attn<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads,     \
                                    scale);                                                                              \

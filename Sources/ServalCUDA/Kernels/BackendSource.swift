@@ -8,7 +8,7 @@ extension KernelSource {
         // y[i] = bf16(x[i]): GEMM inputs and attention queries. Grid-stride, block 256.
         // Four elements per thread (16-byte fp32 and 8-byte bf16 accesses) where both are 16-byte
         // aligned, the rest one by one.
-        extern "C" __global__ void sv_f32_to_bf16(const float *x, bf16_t *y, int n) {
+        SV_KERNEL void sv_f32_to_bf16(const float *x, bf16_t *y, int n) {
             SV_PDL_ENTRY();
             const int t = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
             const int n4 = ((((size_t)x) | ((size_t)y)) & 15) == 0 ? n / 4 : 0;
@@ -23,7 +23,7 @@ extension KernelSource {
         }
 
         // y[i] = float(x[i]). Grid-stride, block 256; four at a time as sv_f32_to_bf16.
-        extern "C" __global__ void sv_bf16_to_f32(const bf16_t *x, float *y, int n) {
+        SV_KERNEL void sv_bf16_to_f32(const bf16_t *x, float *y, int n) {
             SV_PDL_ENTRY();
             const int t = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
             const int n4 = ((((size_t)x) | ((size_t)y)) & 15) == 0 ? n / 4 : 0;
@@ -91,7 +91,7 @@ extension KernelSource {
 
         // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (y may be x), and yb[r] = bf16(y[r]) when yb is
         // given (the next GEMM's input, so it needs no conversion pass). grid rows, block 256.
-        extern "C" __global__ void sv_rmsnorm_f32(const float *x, const float *w, float *y, bf16_t *yb, int cols,
+        SV_KERNEL void sv_rmsnorm_f32(const float *x, const float *w, float *y, bf16_t *yb, int cols,
                                                   float eps) {
             SV_PDL_ENTRY();
             __shared__ float scratch[33];
@@ -117,13 +117,13 @@ extension KernelSource {
         }
 
         // y = a + b (y may be either). Grid-stride, block 256.
-        extern "C" __global__ void sv_add_f32(const float *a, const float *b, float *y, int n) {
+        SV_KERNEL void sv_add_f32(const float *a, const float *b, float *y, int n) {
             SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = a[i] + b[i];
         }
 
         // y = silu(g) * u (y may be either). Grid-stride, block 256.
-        extern "C" __global__ void sv_silu_mul_f32(const float *g, const float *u, float *y, int n) {
+        SV_KERNEL void sv_silu_mul_f32(const float *g, const float *u, float *y, int n) {
             SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
                 float v = g[i];
@@ -135,7 +135,7 @@ extension KernelSource {
         // fp32 rows), and yb = bf16(y) when given (the down GEMM's input). g, u, y, yb must not
         // overlap. Four values per thread when every pointer is 16-byte aligned and n % 4 == 0.
         // Grid-stride, block 256.
-        extern "C" __global__ void sv_silu_mul_bf16_f32(const bf16_t *g, const bf16_t *u, float *y, bf16_t *yb, int n) {
+        SV_KERNEL void sv_silu_mul_bf16_f32(const bf16_t *g, const bf16_t *u, float *y, bf16_t *yb, int n) {
             SV_PDL_ENTRY();
             const int stride = gridDim.x * blockDim.x;
             if ((n & 3) == 0 && (((size_t)g | (size_t)u | (size_t)y | (size_t)yb) & 15) == 0) {
@@ -161,14 +161,14 @@ extension KernelSource {
         }
 
         // y[r, c] += bias[c] over rows x cols. Grid-stride, block 256.
-        extern "C" __global__ void sv_add_bias_f32(float *y, const float *bias, int cols, int n) {
+        SV_KERNEL void sv_add_bias_f32(float *y, const float *bias, int cols, int n) {
             SV_PDL_ENTRY();
             for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] += bias[i % cols];
         }
 
         // cos/sin[r * n + i] of positions[r] * inv_freq[i], in double precision like the CPU.
         // Grid-stride over rows * n, block 256.
-        extern "C" __global__ void sv_rotary_angles(const int *positions, const float *inv_freq, int n, float *cos_out,
+        SV_KERNEL void sv_rotary_angles(const int *positions, const float *inv_freq, int n, float *cos_out,
                                                     float *sin_out, int total) {
             SV_PDL_ENTRY();
             for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += gridDim.x * blockDim.x) {
@@ -184,7 +184,7 @@ extension KernelSource {
         // Rotates the first rot_dim values of each of the heads of row r (heads head_dim apart,
         // rows row_stride apart) with row r's angles at cos/sin + r * rot_dim / 2.
         // neox: pairs (i, i + rot_dim/2), else (2i, 2i+1). grid (rows, heads), block >= rot_dim/2.
-        extern "C" __global__ void sv_rope_f32(float *x, int row_stride, int head_dim, int rot_dim, const float *cos_in,
+        SV_KERNEL void sv_rope_f32(float *x, int row_stride, int head_dim, int rot_dim, const float *cos_in,
                                                const float *sin_in, int neox) {
             SV_PDL_ENTRY();
             const int r = blockIdx.x, h = blockIdx.y, half = rot_dim / 2;
@@ -200,7 +200,7 @@ extension KernelSource {
 
         // sv_rope_f32 over two tensors in one launch (q and k: same rows and angles): heads
         // [0, heads1) are x1's, the rest x2's (x2 may be null). grid (rows, heads1 + heads2).
-        extern "C" __global__ void sv_rope2_f32(float *x1, int stride1, int heads1, float *x2, int stride2,
+        SV_KERNEL void sv_rope2_f32(float *x1, int stride1, int heads1, float *x2, int stride2,
                                                 int head_dim, int rot_dim, const float *cos_in, const float *sin_in,
                                                 int neox) {
             SV_PDL_ENTRY();
@@ -227,7 +227,7 @@ extension KernelSource {
         // head_dim; neox halves or interleaved pairs) with the row's angles. Two elements a thread
         // (a bf16 pair in, a float2 out; every width, head_dim and rot_dim / 2 even, which the
         // launch checks). grid (rows, ceil(width / 2048)), block 256: a block per 2,048 elements.
-        extern "C" __global__ void sv_qkv_rope_split_bf16(const bf16_t *qkv, float *q, float *k, float *v, int q_w,
+        SV_KERNEL void sv_qkv_rope_split_bf16(const bf16_t *qkv, float *q, float *k, float *v, int q_w,
                                                           int k_w, int v_w, int head_dim, int rot_dim,
                                                           const float *cos_in, const float *sin_in, int neox) {
             SV_PDL_ENTRY();
@@ -267,7 +267,7 @@ extension KernelSource {
         }
 
         // y[j] = x[rows[j]] (cols floats each). grid (ceil(cols/256), count), block 256.
-        extern "C" __global__ void sv_gather_rows_f32(const float *x, const int *rows, int cols, float *y) {
+        SV_KERNEL void sv_gather_rows_f32(const float *x, const int *rows, int cols, float *y) {
             SV_PDL_ENTRY();
             const int j = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
             if (c < cols) y[(size_t)j * cols + c] = x[(size_t)rows[j] * cols + c];
@@ -275,7 +275,7 @@ extension KernelSource {
 
         // Token t's k and v rows (kv_dim fp32 each) into slot slots[t] of one layer's bf16
         // caches ([slot, kv_dim]). grid tokens, block 128.
-        extern "C" __global__ void sv_kv_write_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
+        SV_KERNEL void sv_kv_write_f32(const float *k, const float *v, const int *slots, bf16_t *k_cache,
                                                    bf16_t *v_cache, int kv_dim) {
             SV_PDL_ENTRY();
             const int t = blockIdx.x;
@@ -289,7 +289,7 @@ extension KernelSource {
         // a += b, then y = RMSNorm(a) * w: the seam's residual add followed by the next norm, in
         // one pass (the backend fuses `add` into the `rmsNorm` that reads its output). The sum is
         // rounded to fp32 before the norm reads it, as the two separate ops do. grid rows, block 256.
-        extern "C" __global__ void sv_add_rmsnorm_f32(float *a, const float *b, const float *w, float *y, bf16_t *yb,
+        SV_KERNEL void sv_add_rmsnorm_f32(float *a, const float *b, const float *w, float *y, bf16_t *yb,
                                                       int cols, float eps) {
             SV_PDL_ENTRY();
             __shared__ float scratch[33];
@@ -359,7 +359,7 @@ extension KernelSource {
             }
         }
         #define KV_WRITE_Q_KERNEL(KV, NAME)                                                                              \
-            extern "C" __global__ void NAME(const float *k, const float *v, const int *slots, kv_t<KV> *k_cache,         \
+            SV_KV_KERNEL(KV) void NAME(const float *k, const float *v, const int *slots, kv_t<KV> *k_cache,         \
                                             kv_t<KV> *v_cache, int kv_dim, const float *q, bf16_t *q_out, int q_width) { \
                 SV_PDL_ENTRY();                                                                                          \
                 kv_write_q<KV>(k, v, slots, k_cache, v_cache, kv_dim, q, q_out, q_width);                                \
@@ -382,7 +382,7 @@ extension KernelSource {
             return r;
         }
         __device__ __forceinline__ float rbf(float f) { return bf2f(f2bf(f)); }
-        extern "C" __global__ void __launch_bounds__(256)
+        SV_KERNEL void __launch_bounds__(256)
             sv_gemv3_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1, float *y1,
                                int n1, const bf16_t *__restrict__ w2, float *y2, int n2, const float *__restrict__ x,
                                int k) {
@@ -458,7 +458,7 @@ extension KernelSource {
                 y = 0;
             }
         }
-        extern "C" __global__ void __launch_bounds__(256)
+        SV_KERNEL void __launch_bounds__(256)
             sv_gemv3s_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
                                 float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
                                 const float *__restrict__ x, int k) {
@@ -497,7 +497,7 @@ extension KernelSource {
         // chunks t, t + 256, ... of each (x through L1, rounded to bf16 once per chunk for all 4 rows),
         // then the 8 warps' partial sums meet in shared memory. grid ceil((n0 + n1 + n2) / 4), block 256.
         #define SV_GEMVK_ROWS 4
-        extern "C" __global__ void __launch_bounds__(256)
+        SV_KERNEL void __launch_bounds__(256)
             sv_gemv3k_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
                                 float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
                                 const float *__restrict__ x, int k) {
@@ -544,7 +544,7 @@ extension KernelSource {
         // One-token y[n] = w[n, :] . x with fp32 x and y (the decode GEMV of the seam):
         // a warp per row, 16-byte weight loads. k % 8 == 0, x 16-byte aligned.
         // grid ceil(n / 8), block 256.
-        extern "C" __global__ void __launch_bounds__(256) sv_gemv_bf16_xf32(const bf16_t *w, const float *x, float *y,
+        SV_KERNEL void __launch_bounds__(256) sv_gemv_bf16_xf32(const bf16_t *w, const float *x, float *y,
                                                                             int n, int k) {
             SV_PDL_ENTRY();
             const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;

@@ -18,7 +18,7 @@ extension KernelSource {
             for (int d = threadIdx.x; d < width; d += blockDim.x) dst[d] = kv_from_f32<KV>(r[d]);
         }
         #define MLA_WRITE_KERNEL(KV, NAME)                                                                               \
-            extern "C" __global__ void NAME(const float *rows, const int *slots, kv_t<KV> *cache, int width) {           \
+            SV_KV_KERNEL(KV) void NAME(const float *rows, const int *slots, kv_t<KV> *cache, int width) {           \
                 SV_PDL_ENTRY();                                                                                          \
                 mla_write<KV>(rows, slots, cache, width);                                                                \
             }
@@ -264,7 +264,7 @@ extension KernelSource {
             }
         }
         #define MLA_DECODE_KERNEL(KV, NAME)                                                                              \
-            extern "C" __global__ void __launch_bounds__(128) NAME(                                                      \
+            SV_KV_KERNEL(KV) void __launch_bounds__(128) NAME(                                                      \
                 const float *q, const kv_t<KV> *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq, \
                 const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,        \
                 float scale, int splits, int min_per) {                                                                  \
@@ -281,7 +281,7 @@ extension KernelSource {
         // the splits' sums (split_weights), the partial rows read 8 splits at a time; a token whose
         // context took one pass was written by the decode kernel and is left alone. splits <= 64
         // (split_weights). Also merges sv_mla_decode_mma2's splits (the same workspace layout).
-        extern "C" __global__ void sv_mla_decode_combine(const float *part_acc, const float *part_ml, float *out,
+        SV_KERNEL void sv_mla_decode_combine(const float *part_acc, const float *part_ml, float *out,
                                                          const int *token_len, int heads, int latent, int splits,
                                                          int min_per) {
             SV_PDL_ENTRY();
@@ -316,7 +316,7 @@ extension KernelSource {
                 if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
             }
         }
-        extern "C" __global__ void __launch_bounds__(128) sv_moe_route(
+        SV_KERNEL void __launch_bounds__(128) sv_moe_route(
             const float *logits, const float *bias, int *ids, float *weights, int tokens, int E, int k,
             int method, int sigmoid, int groups, int topk_groups, int normalize, float scaling) {
             SV_PDL_ENTRY();
@@ -394,7 +394,7 @@ extension KernelSource {
 
         // Products inside wider rows (MLA's per-head absorption): y[r * y_stride + n] =
         // w[n, :] . x[r * x_stride ..] with w bf16 [N, K], x and y fp32; a warp per (r, n).
-        extern "C" __global__ void sv_strided_matmul(
+        SV_KERNEL void sv_strided_matmul(
             const float *x, int x_stride, const bf16_t *w, float *y, int y_stride, int rows, int N, int K) {
             SV_PDL_ENTRY();
             long long gw = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -413,7 +413,7 @@ extension KernelSource {
         // table[h]) and row r, y[r * y_stride + h * y_hstride + n] = w_h[n, :] . x[r * x_stride +
         // h * x_hstride ..]. Block (8 outputs, head, 16 rows), a warp per output holding its weight
         // row in registers (K <= 512), so a decode step reads each matrix once.
-        extern "C" __global__ void sv_head_matmul(const float *x, int x_stride, int x_hstride, const u64 *table,
+        SV_KERNEL void sv_head_matmul(const float *x, int x_stride, int x_hstride, const u64 *table,
                                                   float *y, int y_stride, int y_hstride, int rows, int N, int K) {
             SV_PDL_ENTRY();
             const int n = blockIdx.x * 8 + (threadIdx.x >> 5), h = blockIdx.y, lane = threadIdx.x & 31;
@@ -435,7 +435,7 @@ extension KernelSource {
         }
 
         // dst[r * dst_stride + c] = src[r * src_stride + c] for c < cols (slices of wider rows).
-        extern "C" __global__ void sv_copy_rows_f32(
+        SV_KERNEL void sv_copy_rows_f32(
             const float *src, int src_stride, float *dst, int dst_stride, int rows, int cols) {
             SV_PDL_ENTRY();
             for (int r = blockIdx.y; r < rows; r += gridDim.y)
@@ -449,7 +449,7 @@ extension KernelSource {
         // grouped by expert (in any order within an expert: every pair's products are its own, so
         // the order changes no value). Grid sizes need no host read: blocks past the active count
         // return.
-        extern "C" __global__ void __launch_bounds__(1024) sv_moe_sort(const int *ids, int pairs, int E,
+        SV_KERNEL void __launch_bounds__(1024) sv_moe_sort(const int *ids, int pairs, int E,
                                                                        const u64 *gate_w, int *meta, int *perm) {
             SV_PDL_ENTRY();
             __shared__ int cnt[SV_MOE_MAX_EXPERTS], off[SV_MOE_MAX_EXPERTS];
@@ -525,7 +525,7 @@ extension KernelSource {
         // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t) for the pairs p of active expert
         // blockIdx.y (t = p / k); a warp per intermediate row i, 8 rows per block, the expert's
         // pairs in groups of SV_MOE_TB. H % 8 == 0, 16-byte aligned rows.
-        extern "C" __global__ void __launch_bounds__(256) sv_moe_gate_up_grouped(
+        SV_KERNEL void __launch_bounds__(256) sv_moe_gate_up_grouped(
             const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
             int H, int I, int k) {
             SV_PDL_ENTRY();
@@ -555,7 +555,7 @@ extension KernelSource {
         // yp[p, o] = down_e[o] . h[p] for the pairs p of active expert blockIdx.y; a warp per two
         // output rows o, o + 1 (streamed together: the short rows of I values keep twice the loads in
         // flight), 16 rows per block. I % 8 == 0.
-        extern "C" __global__ void __launch_bounds__(256) sv_moe_down_grouped(
+        SV_KERNEL void __launch_bounds__(256) sv_moe_down_grouped(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
             SV_PDL_ENTRY();
             const int u = blockIdx.y, o = blockIdx.x * 16 + (threadIdx.x >> 5) * 2, lane = threadIdx.x & 31;
@@ -583,7 +583,7 @@ extension KernelSource {
 
         // y[t, o] = sum_j w[t*k + j] * yp[t*k + j, o], the k choices summed in order; a choice whose
         // expert this rank does not hold (expert parallel: a null address) adds nothing here.
-        extern "C" __global__ void sv_moe_combine(const float *yp, const float *w, const int *ids, const u64 *gate_w,
+        SV_KERNEL void sv_moe_combine(const float *yp, const float *w, const int *ids, const u64 *gate_w,
                                                   float *y, int tokens, int H, int k) {
             SV_PDL_ENTRY();
             const size_t n = (size_t)tokens * H;
@@ -600,7 +600,7 @@ extension KernelSource {
         // Routed experts, first half: for every (token, choice) pair p = t*k + j and expert row i,
         // h[p, i] = silu(gate_e[i] . x_t) * (up_e[i] . x_t) with e = ids[p]; a warp per row.
         // gate_w / up_w: each expert's bf16 [I, H] matrix address.
-        extern "C" __global__ void sv_moe_gate_up(
+        SV_KERNEL void sv_moe_gate_up(
             const float *x, const int *ids, const u64 *gate_w, const u64 *up_w, float *h, int pairs, int H, int I,
             int k) {
             SV_PDL_ENTRY();
@@ -626,7 +626,7 @@ extension KernelSource {
 
         // Second half: y[t, o] = sum_j w[t, j] * (down_e[o] . h[t*k + j]) with e = ids[t*k + j];
         // a warp per output element, the k choices summed in order (no atomics).
-        extern "C" __global__ void sv_moe_down(
+        SV_KERNEL void sv_moe_down(
             const float *h, const int *ids, const float *w, const u64 *down_w, float *y, int tokens, int H, int I,
             int k) {
             SV_PDL_ENTRY();

@@ -244,7 +244,7 @@ extension KernelSource {
         }
 
         #define EXTEND_MMA3_KERNEL(D, KV, NAME)                                                                        \
-            extern "C" __global__ void __launch_bounds__(256, 1) EXTEND_SIGNATURE(NAME, KV) {                         \
+            SV_KV_KERNEL(KV) void __launch_bounds__(256, 1) EXTEND_SIGNATURE(NAME, KV) {                         \
                 SV_PDL_ENTRY();                                                                                        \
                 extend_attn_mma3<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads,           \
                                         n_kv_heads, scale);                                                            \

@@ -346,7 +346,7 @@ extension KernelSource {
         }
 
         #define EXTEND_MMA2_KERNEL(D, KV, NAME)                                                                          \
-            extern "C" __global__ void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
+            SV_KV_KERNEL(KV) void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
                 SV_PDL_ENTRY();                                                                                         \
                 extend_attn_mma2<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads,            \
                                         n_kv_heads, scale);                                                             \
@@ -357,7 +357,7 @@ extension KernelSource {
         EXTEND_MMA2_INSTANCE(64) EXTEND_MMA2_INSTANCE(128)
 
         #define EXTEND_MMA_KERNEL(D, KV, NAME)                                                                           \
-            extern "C" __global__ void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
+            SV_KV_KERNEL(KV) void __launch_bounds__(128) EXTEND_SIGNATURE(NAME, KV) {                              \
                 SV_PDL_ENTRY();                                                                                         \
                 extend_attn_mma<D, KV>(q, q_stride, kc, vc, qo_indptr, kv_indptr, kv_indices, out, n_heads, n_kv_heads, \
                                        scale);                                                                          \

@@ -64,7 +64,7 @@ extension KernelSource {
         // (s0..s2; every grid is gc = ceil(k / bc) wide). A warp per row, 8 rows per block (grid
         // ceil((n0 + n1 + n2) / 8), block 256). staged != 0: the block first rounds x into k floats of
         // dynamic shared memory (the launcher passes k * 4 bytes), else each lane rounds what it reads.
-        extern "C" __global__ void __launch_bounds__(256)
+        SV_KERNEL void __launch_bounds__(256)
             sv_gemv3_fp8_xf32(const unsigned char *__restrict__ w0, const float *__restrict__ s0, float *y0, int n0,
                               const unsigned char *__restrict__ w1, const float *__restrict__ s1, float *y1, int n1,
                               const unsigned char *__restrict__ w2, const float *__restrict__ s2, float *y2, int n2,
@@ -108,7 +108,7 @@ extension KernelSource {
         // rounded to nearest even, exactly as the host's dequantization at load rounds it. Threads
         // stride over a row's columns (x) and over rows (y); grid (ceil(k / 256) capped, rows capped),
         // block 256.
-        extern "C" __global__ void __launch_bounds__(256)
+        SV_KERNEL void __launch_bounds__(256)
             sv_fp8_dequant_bf16(const unsigned char *__restrict__ w, const float *__restrict__ s,
                                 bf16_t *__restrict__ out, int rows, int k, int br, int bc) {
             SV_PDL_ENTRY();
@@ -129,7 +129,7 @@ extension KernelSource {
         // [rows, k] bytes; scales [k / 128][rows], a group's scales for all rows together (cuBLASLt's VEC128
         // layout). k % 128 == 0, x and q 16-byte aligned. A warp per group, 4 values a lane; grid
         // ceil(rows * k / 1024), block 256.
-        extern "C" __global__ void __launch_bounds__(256)
+        SV_KERNEL void __launch_bounds__(256)
             sv_fp8_quant_groups(const float *__restrict__ x, unsigned char *__restrict__ q,
                                 float *__restrict__ scales, int rows, int k) {
             SV_PDL_ENTRY();
@@ -162,7 +162,7 @@ extension KernelSource {
             const size_t at = ((size_t)rows * cols + 255) / 256 * 256;
             return (const float *)(w + at) + (size_t)(row / br) * ((cols + bc - 1) / bc);
         }
-        extern "C" __global__ void __launch_bounds__(256) sv_moe_gate_up_grouped_fp8(
+        SV_KERNEL void __launch_bounds__(256) sv_moe_gate_up_grouped_fp8(
             const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
             int H, int I, int k, int br, int bc) {
             SV_PDL_ENTRY();
@@ -180,7 +180,7 @@ extension KernelSource {
                 if (lane == 0) h[(size_t)p * I + i] = sg / (1.f + expf(-sg)) * su;
             }
         }
-        extern "C" __global__ void __launch_bounds__(256) sv_moe_down_grouped_fp8(
+        SV_KERNEL void __launch_bounds__(256) sv_moe_down_grouped_fp8(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I,
             int br, int bc) {
             SV_PDL_ENTRY();

@@ -36,7 +36,7 @@ extension KernelSource {
                          : "memory");
         }
         #endif
-        extern "C" __global__ void __launch_bounds__(256)
+        SV_KERNEL void __launch_bounds__(256)
             sv_gemv3b_bf16_xf32(const bf16_t *__restrict__ w0, float *y0, int n0, const bf16_t *__restrict__ w1,
                                 float *y1, int n1, const bf16_t *__restrict__ w2, float *y2, int n2,
                                 const float *__restrict__ x, int k, int kt) {

@@ -24,7 +24,7 @@ extension KernelSource {
         }
 
         // 16-byte units: rows whose byte size and cache offsets are multiples of 16.
-        extern "C" __global__ void sv_kv_pages_u128(
+        SV_KERNEL void sv_kv_pages_u128(
             char *pool, const int *slots, char *staging, u64 layer_bytes, int caches, int layers,
             int row_units, int to_pool) {
             SV_PDL_ENTRY();
@@ -32,7 +32,7 @@ extension KernelSource {
         }
 
         // 2-byte units: any bf16 row (and fp8 rows of even width).
-        extern "C" __global__ void sv_kv_pages_u16(
+        SV_KERNEL void sv_kv_pages_u16(
             char *pool, const int *slots, char *staging, u64 layer_bytes, int caches, int layers,
             int row_units, int to_pool) {
             SV_PDL_ENTRY();
@@ -40,7 +40,7 @@ extension KernelSource {
         }
 
         // Bytes: fp8 rows of odd width.
-        extern "C" __global__ void sv_kv_pages_u8(
+        SV_KERNEL void sv_kv_pages_u8(
             char *pool, const int *slots, char *staging, u64 layer_bytes, int caches, int layers,
             int row_units, int to_pool) {
             SV_PDL_ENTRY();

@@ -3,6 +3,13 @@
 /// Every kernel is `extern "C"` and writes only into buffers its caller owns.
 public enum KernelSource {
     /// All parts, in order, as one translation unit.
+    /// The fp8 KV cache's kernels (`_e4m3` / `_e5m2` instances), compiled as a second module on first use
+    /// (`CUDAKernels.fn`), so a bf16 cache pays nothing for them.
+    public static var fp8KV: String { "#define SV_KV_FP8_MODULE 1\n" + all }
+
+    /// Whether `name` is a kernel of the fp8 KV module.
+    public static func isFP8KVKernel(_ name: String) -> Bool { name.hasSuffix("_e4m3") || name.hasSuffix("_e5m2") }
+
     public static var all: String {
         [
             common, kvElement, elementwise, gemv, backendOps, attentionDecode, attentionExtend, attentionExtendMMA,
@@ -33,6 +40,26 @@ public enum KernelSource {
         #define SV_PDL_TRIGGER() do { } while (0)
         #endif
         #define SV_PDL_ENTRY() do { SV_PDL_WAIT(); SV_PDL_TRIGGER(); } while (0)
+
+        // Two modules from this one source. The main one (the default) holds every kernel but the fp8 KV
+        // cache's; the fp8 KV module (SV_KV_FP8_MODULE defined, compiled when an fp8 pool is made) holds
+        // only those (the _e4m3 / _e5m2 instances). A kernel a module leaves out is declared as a template
+        // nothing instantiates: parsed, never compiled. SV_KERNEL opens every kernel; SV_KV_KERNEL(KV)
+        // those instantiated per KV cache element type (KV_BF16 0, KV_E4M3 1, KV_E5M2 2).
+        #define SV_SKIPPED_KERNEL template <int SV_SKIPPED> __global__
+        #ifdef SV_KV_FP8_MODULE
+        #define SV_KERNEL SV_SKIPPED_KERNEL
+        #define SV_KV_KERNEL_0 SV_SKIPPED_KERNEL
+        #define SV_KV_KERNEL_1 extern "C" __global__
+        #define SV_KV_KERNEL_2 extern "C" __global__
+        #else
+        #define SV_KERNEL extern "C" __global__
+        #define SV_KV_KERNEL_0 extern "C" __global__
+        #define SV_KV_KERNEL_1 SV_SKIPPED_KERNEL
+        #define SV_KV_KERNEL_2 SV_SKIPPED_KERNEL
+        #endif
+        #define SV_KV_KERNEL_I(KV) SV_KV_KERNEL_##KV
+        #define SV_KV_KERNEL(KV) SV_KV_KERNEL_I(KV)
 
         __device__ __forceinline__ float bf2f(bf16_t v) { return __uint_as_float(((unsigned)v) << 16); }
         __device__ __forceinline__ bf16_t f2bf(float f) {
@@ -89,7 +116,7 @@ public enum KernelSource {
         // A warp per output row, 16-byte loads, 4 loads in flight per lane; x (bf16, k values) is
         // small and stays in L1/L2. k must be a multiple of 8. y is bf16, or fp32 when y_f32.
         // grid ceil(n / 8), block 256.
-        extern "C" __global__ void __launch_bounds__(256) sv_gemv_bf16(const bf16_t *w, const bf16_t *x, void *y, int n,
+        SV_KERNEL void __launch_bounds__(256) sv_gemv_bf16(const bf16_t *w, const bf16_t *x, void *y, int n,
                                                                        int k, int y_f32) {
             SV_PDL_ENTRY();
             const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -122,7 +149,7 @@ public enum KernelSource {
         // out[t, :] = table[ids[t], :] as fp32 (an id outside [0, vocab) gives zeros; the host
         // refuses such ids before launching). grid (ceil(dim/256), min(n_tokens, 65535)), block 256:
         // grid.y strides over the tokens (a prefill batch may hold more than grid.y's 65535).
-        extern "C" __global__ void sv_embedding_bf16(const bf16_t *table, const int *ids, float *out, int dim, int vocab,
+        SV_KERNEL void sv_embedding_bf16(const bf16_t *table, const int *ids, float *out, int dim, int vocab,
                                                      int n_tokens) {
             SV_PDL_ENTRY();
             const int d = blockIdx.x * blockDim.x + threadIdx.x;
@@ -136,7 +163,7 @@ public enum KernelSource {
 
         // residual[t] += delta[t] (when delta is non-null), then
         // out[t] = bf16(residual[t] / sqrt(mean(residual[t]^2) + eps) * weight). grid n_tokens, block 256.
-        extern "C" __global__ void sv_rmsnorm_residual(float *residual, const bf16_t *delta, const bf16_t *weight,
+        SV_KERNEL void sv_rmsnorm_residual(float *residual, const bf16_t *delta, const bf16_t *weight,
                                                        bf16_t *out, int dim, float eps) {
             SV_PDL_ENTRY();
             __shared__ float scratch[33];
@@ -158,7 +185,7 @@ public enum KernelSource {
         // head_dim apart, rows row_stride apart: q and k heads of a fused qkv row in one launch).
         // neox: pairs (i, i + rot_dim/2); else (2i, 2i+1). inv_freq holds rot_dim/2 frequencies
         // (llama3 scaling already applied). grid (n_tokens, n_heads), block rot_dim/2.
-        extern "C" __global__ void sv_rope_bf16(bf16_t *x, const int *positions, const float *inv_freq, int row_stride,
+        SV_KERNEL void sv_rope_bf16(bf16_t *x, const int *positions, const float *inv_freq, int row_stride,
                                                 int head_dim, int rot_dim, int neox) {
             SV_PDL_ENTRY();
             int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = rot_dim / 2;
@@ -174,7 +201,7 @@ public enum KernelSource {
 
         // out[t, i] = silu(gu[t, i]) * gu[t, inter + i] (gate then up, as a merged gate_up GEMM
         // writes them). grid (ceil(inter/256), n_tokens), block 256.
-        extern "C" __global__ void sv_silu_mul_bf16(const bf16_t *gu, bf16_t *out, int inter, int n_tokens) {
+        SV_KERNEL void sv_silu_mul_bf16(const bf16_t *gu, bf16_t *out, int inter, int n_tokens) {
             SV_PDL_ENTRY();
             const int i = blockIdx.x * blockDim.x + threadIdx.x;
             if (i >= inter) return;
@@ -186,7 +213,7 @@ public enum KernelSource {
 
         // Copies token t's k and v (kv_dim values each, at k_off / v_off in its qkv row) into
         // slot slots[t] of the layer's caches ([slot, kv_dim] each). grid n_tokens, block 128.
-        extern "C" __global__ void sv_kv_write_bf16(const bf16_t *qkv, const int *slots, bf16_t *k_cache, bf16_t *v_cache,
+        SV_KERNEL void sv_kv_write_bf16(const bf16_t *qkv, const int *slots, bf16_t *k_cache, bf16_t *v_cache,
                                                     int row_stride, int k_off, int v_off, int kv_dim) {
             SV_PDL_ENTRY();
             int t = blockIdx.x;

@@ -307,7 +307,7 @@ extension KernelSource {
         }
 
         #define MLA2_KERNEL(MT, NST, MIN_BLOCKS, KV, NAME)                                                               \
-            extern "C" __global__ void __launch_bounds__(256, MIN_BLOCKS) NAME(                                          \
+            SV_KV_KERNEL(KV) void __launch_bounds__(256, MIN_BLOCKS) NAME(                                          \
                 const float *q, const kv_t<KV> *cache, const int *kv_indptr, const int *kv_indices, const int *token_seq, \
                 const int *token_len, float *out, float *part_acc, float *part_ml, int heads, int latent, int kw,        \
                 float scale, int splits, int min_per) {                                                                  \

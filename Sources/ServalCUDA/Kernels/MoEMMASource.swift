@@ -147,26 +147,26 @@ extension KernelSource {
                 }
         }
 
-        extern "C" __global__ void __launch_bounds__(128) sv_moe_gate_up_mma(
+        SV_KERNEL void __launch_bounds__(128) sv_moe_gate_up_mma(
             const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
             int H, int I, int k) {
             SV_PDL_ENTRY();
             moe_mma_block<2, false>(x, k, meta, perm, gate_w, up_w, h, E, I, H, 1, 1);
         }
-        extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma(
+        SV_KERNEL void __launch_bounds__(128) sv_moe_down_mma(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I) {
             SV_PDL_ENTRY();
             moe_mma_block<1, false>(h, 1, meta, perm, down_w, down_w, yp, E, H, I, 1, 1);
         }
         // Block-scaled e4m3 experts (CUDABackend.blockScaledWeight's layout), dequantized into the tiles;
         // a block's rows and columns need K % 32 == 0 and 8-byte aligned rows (K % 8 == 0).
-        extern "C" __global__ void __launch_bounds__(128) sv_moe_gate_up_mma_fp8(
+        SV_KERNEL void __launch_bounds__(128) sv_moe_gate_up_mma_fp8(
             const float *x, const int *meta, const int *perm, const u64 *gate_w, const u64 *up_w, float *h, int E,
             int H, int I, int k, int br, int bc) {
             SV_PDL_ENTRY();
             moe_mma_block<2, true>(x, k, meta, perm, gate_w, up_w, h, E, I, H, br, bc);
         }
-        extern "C" __global__ void __launch_bounds__(128) sv_moe_down_mma_fp8(
+        SV_KERNEL void __launch_bounds__(128) sv_moe_down_mma_fp8(
             const float *h, const int *meta, const int *perm, const u64 *down_w, float *yp, int E, int H, int I, int br,
             int bc) {
             SV_PDL_ENTRY();

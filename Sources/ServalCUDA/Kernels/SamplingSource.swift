@@ -207,7 +207,7 @@ extension KernelSource {
 
         // Logit bias, then penalties over generated tokens, then suppressed tokens, for the rows
         // `rows` of logits (CSR lists per row; a token appears once per list). grid n, block 256.
-        extern "C" __global__ void sv_logit_edits(float *logits, int vocab, const int *rows, const int *bias_ptr,
+        SV_KERNEL void sv_logit_edits(float *logits, int vocab, const int *rows, const int *bias_ptr,
                                                   const int *bias_tok, const float *bias_val, const int *pen_ptr,
                                                   const int *pen_tok, const int *pen_cnt, const float *freq,
                                                   const float *pres, const float *rep, const int *sup_ptr,
@@ -239,7 +239,7 @@ extension KernelSource {
         // Structured outputs: token t of row r stays only when bit t%64 of its mask word t/64 is
         // set (mask_index[r] < 0: no mask); the rest become -inf. One 64-bit word per thread
         // step. grid n, block 256.
-        extern "C" __global__ void sv_token_mask(float *logits, int vocab, const int *rows, const int *mask_index,
+        SV_KERNEL void sv_token_mask(float *logits, int vocab, const int *rows, const int *mask_index,
                                                  const u64 *words, int nwords) {
             SV_PDL_ENTRY();
             const int r = blockIdx.x;
@@ -259,7 +259,7 @@ extension KernelSource {
         // One token per row: greedy (temperature <= 0 or top_k == 1) is the argmax; otherwise
         // weights w = exp((l - max) / T) (into `weights`, one row each), top-k, top-p, min-p
         // and one Philox draw keyed by seeds[r] at draws[r]. grid n, block SB.
-        extern "C" __global__ void __launch_bounds__(SB) sv_sample(const float *logits, int vocab, const int *rows,
+        SV_KERNEL void __launch_bounds__(SB) sv_sample(const float *logits, int vocab, const int *rows,
                                                                    const float *temperature, const int *top_k,
                                                                    const float *top_p, const float *min_p, const u64 *seeds,
                                                                    const u64 *draws, float *weights, int *out_tokens) {
@@ -359,7 +359,7 @@ extension KernelSource {
 
         // Log-softmax of raw rows: the logprob of tokens[r] and the n_top most likely tokens
         // (value descending, index ascending). grid n, block SB; n_top <= 64.
-        extern "C" __global__ void __launch_bounds__(SB) sv_logprobs(const float *raw, int vocab, const int *rows,
+        SV_KERNEL void __launch_bounds__(SB) sv_logprobs(const float *raw, int vocab, const int *rows,
                                                                      const int *tokens, int n_top, float *out_lp,
                                                                      int *top_ids, float *top_lp) {
             SV_PDL_ENTRY();
