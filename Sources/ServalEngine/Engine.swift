@@ -302,6 +302,8 @@ public final class Engine: EngineHandle, @unchecked Sendable {
                 case .flushCache(let reply):
                     let ok = scheduler.flushCache()
                     if ok { logger.info("radix cache flushed") }
+                    // The load snapshot first, so a caller reading `load()` after the flush sees its result.
+                    publish()
                     reply.resume(returning: ok)
                 case .expert(let control, let reply):
                     // Between two passes: none may be running.
