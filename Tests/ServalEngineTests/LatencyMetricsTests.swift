@@ -29,7 +29,9 @@ import ServalModels
         #expect(ttft.count == 2)
         #expect(itl.count == 8)
         #expect(ttft.sum >= 1.0)
-        // Each later token waited for at least one 5 ms forward pass.
-        #expect(itl.sum >= 8 * 0.005)
+        // Each later token waited for at least one 5 ms forward pass. A request's gaps sum to the time between
+        // its first and last stamps, taken on the engine thread after the passes end; on a loaded host the first
+        // stamp can come a millisecond or so late (seen once under three busy loops: 37.3 ms), hence 4 ms a gap.
+        #expect(itl.sum >= 8 * 0.004)
     }
 }
