@@ -43,18 +43,7 @@ extension BackendCheck {
         ]
         var next: Int32 = 0
         for (name, counts, starts) in cases {
-            var slots: [Int32] = [], slotStart = [0]
-            for (n, s) in zip(counts, starts) {
-                for _ in 0..<(n + s) {
-                    slots.append(next)
-                    next = (next + 37) % Int32(slotCount)
-                }
-                slotStart.append(slots.count)
-            }
-            let fill = AttentionStep(
-                tokenCounts: zip(counts, starts).map { $0 + $1 }, startPositions: counts.map { _ in 0 }, slots: slots,
-                slotStart: slotStart)
-            let step = AttentionStep(tokenCounts: counts, startPositions: starts, slots: slots, slotStart: slotStart)
+            let (fill, step) = Self.fillAndStep(counts: counts, starts: starts, next: &next, slotCount: slotCount)
             let label =
                 "attention \(dtype) \(isMLA ? "mla" : "mha") \(layout.keyWidth)-wide rows, \(heads) heads, \(name)"
             for (pass, st) in [(false, fill), (true, step)] {
@@ -77,7 +66,7 @@ extension BackendCheck {
                 }
             }
             // The rows both pools now hold, byte for byte.
-            let listed = slots[...]
+            let listed = step.slots[...]
             var cpuBytes = [UInt8](repeating: 0, count: listed.count * cpuPages.slotByteCount)
             var gpuBytes = [UInt8](repeating: 0xFF, count: listed.count * gpuPages.slotByteCount)
             try cpuBytes.withUnsafeMutableBytes { try cpuPages.copyOut(slots: listed, into: $0.baseAddress!) }

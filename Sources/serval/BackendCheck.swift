@@ -336,19 +336,8 @@ struct BackendCheck {
         }
         var next: Int32 = 0
         for (name, counts, starts) in cases {
-            var slots: [Int32] = [], slotStart = [0]
-            for (n, s) in zip(counts, starts) {
-                for _ in 0..<(n + s) {
-                    slots.append(next)
-                    next = (next + 37) % 4000
-                }
-                slotStart.append(slots.count)
-            }
             // Every position written first (same K/V on both), then the step itself.
-            let fill = AttentionStep(
-                tokenCounts: zip(counts, starts).map { $0 + $1 }, startPositions: counts.map { _ in 0 }, slots: slots,
-                slotStart: slotStart)
-            let step = AttentionStep(tokenCounts: counts, startPositions: starts, slots: slots, slotStart: slotStart)
+            let (fill, step) = Self.fillAndStep(counts: counts, starts: starts, next: &next, slotCount: 4000)
             for (pass, st) in [(false, fill), (true, step)] {
                 let t = st.tokenCount
                 try ca.prepare(st, pool: cpuPool)
@@ -372,5 +361,27 @@ struct BackendCheck {
                 }
             }
         }
+    }
+}
+
+extension BackendCheck {
+    /// An attention check's two passes over the same slots: every position of each sequence written
+    /// (`fill`: its prefix and new tokens as one extend from position 0), then the step itself (`counts` new
+    /// tokens after `starts` cached ones). Slots are spread over the pool, 37 apart (mod `slotCount`), from `next`.
+    static func fillAndStep(counts: [Int], starts: [Int], next: inout Int32, slotCount: Int) -> (
+        fill: AttentionStep, step: AttentionStep
+    ) {
+        var slots: [Int32] = [], slotStart = [0]
+        for (n, s) in zip(counts, starts) {
+            for _ in 0..<(n + s) {
+                slots.append(next)
+                next = (next + 37) % Int32(slotCount)
+            }
+            slotStart.append(slots.count)
+        }
+        let fill = AttentionStep(
+            tokenCounts: zip(counts, starts).map { $0 + $1 }, startPositions: counts.map { _ in 0 }, slots: slots,
+            slotStart: slotStart)
+        return (fill, AttentionStep(tokenCounts: counts, startPositions: starts, slots: slots, slotStart: slotStart))
     }
 }
