@@ -99,14 +99,17 @@ public final class CuBLASLt: @unchecked Sendable {
             throw CUDAError.invalid("cuBLASLt has no block-scaled fp8 algorithm for m=\(m) n=\(n) k=\(k)")
         }
         // The scale pointers are the call's (A is the weight in the column-major view, B the input).
-        var wsp = wScales.address, xsp = xScales.address
-        try checkBLAS(
-            sv_cublasLtMatmulDescSetAttribute(plan.desc, Int32(SV_CUBLASLT_MATMUL_DESC_A_SCALE_POINTER), &wsp, 8),
-            "cublasLtMatmulDescSetAttribute(A_SCALE_POINTER)")
-        try checkBLAS(
-            sv_cublasLtMatmulDescSetAttribute(plan.desc, Int32(SV_CUBLASLT_MATMUL_DESC_B_SCALE_POINTER), &xsp, 8),
-            "cublasLtMatmulDescSetAttribute(B_SCALE_POINTER)")
+        try Self.set(plan.desc, SV_CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, wScales.address, "A_SCALE_POINTER")
+        try Self.set(plan.desc, SV_CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, xScales.address, "B_SCALE_POINTER")
         try launch(plan, x: x, w: w, y: y, stream: stream, "cublasLtMatmul(fp8 blocks, m=\(m), n=\(n), k=\(k))")
+    }
+
+    /// Sets one matmul-descriptor attribute to `value` (its bytes as cuBLASLt reads them).
+    private static func set<T>(_ desc: UnsafeMutableRawPointer?, _ attribute: Int, _ value: T, _ name: String) throws {
+        var v = value
+        try checkBLAS(
+            sv_cublasLtMatmulDescSetAttribute(desc, Int32(attribute), &v, MemoryLayout<T>.size),
+            "cublasLtMatmulDescSetAttribute(\(name))")
     }
 
     /// The plan for a shape; nil when cuBLASLt offers no algorithm for it (remembered).
@@ -117,13 +120,8 @@ public final class CuBLASLt: @unchecked Sendable {
         try checkBLAS(
             sv_cublasLtMatmulDescCreate(&p.desc, Int32(SV_CUBLAS_COMPUTE_32F), Int32(SV_CUDA_R_32F)),
             "cublasLtMatmulDescCreate")
-        var transA = Int32(SV_CUBLAS_OP_T), transB = Int32(SV_CUBLAS_OP_N)
-        try checkBLAS(
-            sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_TRANSA), &transA, 4),
-            "cublasLtMatmulDescSetAttribute(TRANSA)")
-        try checkBLAS(
-            sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_TRANSB), &transB, 4),
-            "cublasLtMatmulDescSetAttribute(TRANSB)")
+        try Self.set(p.desc, SV_CUBLASLT_MATMUL_DESC_TRANSA, Int32(SV_CUBLAS_OP_T), "TRANSA")
+        try Self.set(p.desc, SV_CUBLASLT_MATMUL_DESC_TRANSB, Int32(SV_CUBLAS_OP_N), "TRANSB")
         let inType: Int32, outType: Int32
         switch s.operands {
         case .bf16(let f32Out):
@@ -132,14 +130,12 @@ public final class CuBLASLt: @unchecked Sendable {
         case .fp8Blocks:
             inType = Int32(SV_CUDA_R_8F_E4M3)
             outType = Int32(SV_CUDA_R_32F)
-            var wMode = Int32(SV_CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F)
-            var xMode = Int32(SV_CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F)
-            try checkBLAS(
-                sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_A_SCALE_MODE), &wMode, 4),
-                "cublasLtMatmulDescSetAttribute(A_SCALE_MODE)")
-            try checkBLAS(
-                sv_cublasLtMatmulDescSetAttribute(p.desc, Int32(SV_CUBLASLT_MATMUL_DESC_B_SCALE_MODE), &xMode, 4),
-                "cublasLtMatmulDescSetAttribute(B_SCALE_MODE)")
+            try Self.set(
+                p.desc, SV_CUBLASLT_MATMUL_DESC_A_SCALE_MODE, Int32(SV_CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F),
+                "A_SCALE_MODE")
+            try Self.set(
+                p.desc, SV_CUBLASLT_MATMUL_DESC_B_SCALE_MODE, Int32(SV_CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F),
+                "B_SCALE_MODE")
         }
         try checkBLAS(sv_cublasLtMatrixLayoutCreate(&p.a, inType, UInt64(s.k), UInt64(s.n), Int64(s.k)), "layout W")
         try checkBLAS(sv_cublasLtMatrixLayoutCreate(&p.b, inType, UInt64(s.k), UInt64(s.m), Int64(s.k)), "layout X")

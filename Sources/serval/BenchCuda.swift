@@ -87,37 +87,35 @@ struct BenchCuda: ParsableCommand {
         if (!skipMicro || mlaOnly) && !gemmOnly {
             var mla: [[String: Any]] = []
             let chosenMLA = kernels.mlaKernel
+            // One MLA case under `kernel` over a cache of `kv` elements: its line, and its JSON row.
+            func reportMLA(
+                _ kernel: CUDAKernels.MLAKernel, kv: CUDAKernels.KVElement, heads: Int, batch b: Int, context len: Int
+            ) throws {
+                kernels.mlaKernel = kernel
+                let r = try bench.mlaDecode(batch: b, context: len, heads: heads, kv: kv)
+                let fp8 = kv == .e5m2 ? "fp8_e5m2" : "fp8_e4m3", cache = kv == .bf16 ? "" : " " + fp8
+                print(
+                    String(
+                        format:
+                            "mla decode %@ %3d heads x (512+64)%@, batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
+                        kernel.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString, heads,
+                        cache as NSString, b, len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
+                var row: [String: Any] = [
+                    "kernel": kernel.rawValue, "heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs,
+                    "splits": r.splits,
+                ]
+                if kv != .bf16 { row["kv"] = fp8 }
+                mla.append(row)
+            }
             for (heads, b, len) in try parsedMLACases() {
                 // v1 (the old kernel), then version 2: 16 heads per block (two stages, then five), then
                 // (from 32 heads) 32.
                 for kernel in [CUDAKernels.MLAKernel.v1, .v2h16, .v2deep, .v2h32] where kernel != .v2h32 || heads >= 32
                 {
-                    kernels.mlaKernel = kernel
-                    let r = try bench.mlaDecode(batch: b, context: len, heads: heads)
-                    print(
-                        String(
-                            format:
-                                "mla decode %@ %3d heads x (512+64), batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
-                            kernel.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString, heads, b,
-                            len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
-                    mla.append([
-                        "kernel": kernel.rawValue, "heads": heads, "batch": b, "context": len, "ms": r.ms, "gbs": r.gbs,
-                        "splits": r.splits,
-                    ])
+                    try reportMLA(kernel, kv: .bf16, heads: heads, batch: b, context: len)
                 }
                 // The default kernel over an fp8_e4m3 cache (--kv-cache-dtype fp8_e4m3): half the bytes.
-                kernels.mlaKernel = chosenMLA
-                let r = try bench.mlaDecode(batch: b, context: len, heads: heads, kv: .e4m3)
-                print(
-                    String(
-                        format:
-                            "mla decode %@ %3d heads x (512+64) fp8_e4m3, batch %3d x %5d tokens: %8.3f ms %6.0f GB/s (%.0f%% of copy), %d splits",
-                        chosenMLA.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString, heads, b,
-                        len, r.ms, r.gbs, 100 * r.gbs / bw, r.splits))
-                mla.append([
-                    "kernel": chosenMLA.rawValue, "kv": "fp8_e4m3", "heads": heads, "batch": b, "context": len,
-                    "ms": r.ms, "gbs": r.gbs, "splits": r.splits,
-                ])
+                try reportMLA(chosenMLA, kv: .e4m3, heads: heads, batch: b, context: len)
             }
             kernels.mlaKernel = chosenMLA
             json["mla_decode"] = mla
